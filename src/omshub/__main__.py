@@ -1,0 +1,4 @@
+from omshub.cli import main
+
+if __name__ == "__main__":
+    main()

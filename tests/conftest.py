@@ -1,0 +1,29 @@
+"""Shared test configuration: hypothesis profiles and the location of ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=300, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=100, deadline=None)
+# `HYPOTHESIS_PROFILE=fuzz pytest tests/codec -k fuzz` is the dedicated long fuzz run.
+settings.register_profile("fuzz", max_examples=100_000, deadline=None,
+                          suppress_health_check=list(HealthCheck))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("OMSHUB_SHARED", REPO.parent / "shared"))
+VECTORS = SHARED / "vectors"
+
+
+@pytest.fixture(scope="session")
+def shared_vectors() -> Path:
+    """Directory of ../shared/vectors; tests needing it skip cleanly when it is absent."""
+    if not VECTORS.is_dir():
+        pytest.skip(f"shared test vectors not found at {VECTORS} (set OMSHUB_SHARED)")
+    return VECTORS
