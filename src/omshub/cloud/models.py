@@ -1,0 +1,262 @@
+"""The head-end's database schema (SQLAlchemy 2 declarative; migrations in cloud/migrations).
+
+Every tenant-owned row carries `tenant_id`; every query filters on it (see cloud/api).
+Raw uplinks and raw telegrams are immutable: rows are inserted, never updated in their raw
+columns. Times are stored as timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
+                        LargeBinary, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON}
+
+
+def _id() -> Mapped[int]:
+    return mapped_column(BigId, primary_key=True, autoincrement=True)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[int] = _id()
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # admin | operator | viewer
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiToken(Base):
+    """Bearer tokens: login sessions (kind 'session', expiring) and long-lived API tokens for
+    billing systems (kind 'api'). Only a SHA-256 of the token is stored; it is shown once."""
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Gateway(Base):
+    __tablename__ = "gateways"
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    credential_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # reported status (last uplink)
+    last_contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[dict] = mapped_column(JSON, default=dict)
+    applied_config_version: Mapped[int] = mapped_column(Integer, default=0)
+    next_contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # desired configuration (latest version in gateway_configs)
+    desired_config_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GatewayConfigVersion(Base):
+    """Every desired configuration ever set, versioned per gateway."""
+    __tablename__ = "gateway_configs"
+    __table_args__ = (UniqueConstraint("gateway_id", "version"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Operation(Base):
+    """A remote configuration change: PENDING -> DELIVERED -> SUCCESSFUL | FAILED, or SUPERSEDED."""
+    __tablename__ = "operations"
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="config")
+    config_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    superseded_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expected_contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Uplink(Base):
+    """One raw uplink body as received, committed before the gateway gets its acknowledgement."""
+    __tablename__ = "uplinks"
+    __table_args__ = (UniqueConstraint("gateway_id", "seq"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    transport: Mapped[str] = mapped_column(String(16), default="https")
+    content_type: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    telegram_count: Mapped[int] = mapped_column(Integer, default=0)
+    response: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Telegram(Base):
+    """One raw telegram (immutable `raw`) and its decode state:
+    new | decoded | no_key | wrong_key | unknown_meter | invalid | duplicate."""
+    __tablename__ = "telegrams"
+    __table_args__ = (
+        UniqueConstraint("gateway_id", "raw_hash", "received_at"),
+        Index("ix_telegrams_state", "state", "id"),
+        Index("ix_telegrams_tenant_meter", "tenant_id", "manufacturer", "meter_id"),
+    )
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
+    uplink_id: Mapped[int] = mapped_column(ForeignKey("uplinks.id"))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    link_mode: Mapped[str] = mapped_column(String(8), default="unknown")
+    rssi: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # link/TPL header as peeked without a key (null when the frame is unreadable)
+    manufacturer: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    meter_id: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    meter_pk: Mapped[int | None] = mapped_column(ForeignKey("meters.id"), nullable=True, index=True)
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decoded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class MeteringPoint(Base):
+    """The billing key: a place where consumption is measured, across meter swaps."""
+    __tablename__ = "metering_points"
+    __table_args__ = (UniqueConstraint("tenant_id", "ref"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    ref: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(500), default="")
+    customer_ref: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Meter(Base):
+    __tablename__ = "meters"
+    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    manufacturer: Mapped[str] = mapped_column(String(3))
+    meter_id: Mapped[str] = mapped_column(String(8))
+    device_type: Mapped[str] = mapped_column(String(32), default="")
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id"), nullable=True)
+    key_status: Mapped[str] = mapped_column(String(16), default="missing")  # missing | present | wrong
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_heard_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_reading_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class MeterKey(Base):
+    """A meter's AES key, encrypted at rest (AES-GCM under the master key). Never read back
+    through the API; only the decode pipeline and the audited key export decrypt it."""
+    __tablename__ = "meter_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    manufacturer: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    meter_id: Mapped[str] = mapped_column(String(8))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Installation(Base):
+    """A meter installed at a metering point from `installed_at` until `removed_at` (a swap
+    closes one and opens the next, with final and initial register values)."""
+    __tablename__ = "installations"
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    metering_point_id: Mapped[int] = mapped_column(ForeignKey("metering_points.id"), index=True)
+    meter_pk: Mapped[int] = mapped_column(ForeignKey("meters.id"), index=True)
+    installed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    initial_values: Mapped[dict] = mapped_column(JSON, default=dict)
+    final_values: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class Reading(Base):
+    """One decoded telegram of a meter: the uniform record dict and its named fields."""
+    __tablename__ = "readings"
+    __table_args__ = (Index("ix_readings_meter_time", "meter_pk", "timestamp"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    meter_pk: Mapped[int] = mapped_column(ForeignKey("meters.id"))
+    telegram_id: Mapped[int] = mapped_column(ForeignKey("telegrams.id"), unique=True)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fields: Mapped[dict] = mapped_column(JSON, default=dict)
+    data: Mapped[dict] = mapped_column(JSON)
+
+
+class CompactFormat(Base):
+    """Per-meter compact-frame formats learned from full frames."""
+    __tablename__ = "compact_formats"
+    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id", "signature"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    manufacturer: Mapped[str] = mapped_column(String(3))
+    meter_id: Mapped[str] = mapped_column(String(8))
+    signature: Mapped[int] = mapped_column(Integer)
+    fmt: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Alarm(Base):
+    """kind: gateway_missed_contact | meter_silent | meter_error | wrong_key |
+    negative_consumption. Active until its cause goes away (cleared_at set)."""
+    __tablename__ = "alarms"
+    __table_args__ = (Index("ix_alarms_tenant_active", "tenant_id", "active"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_type: Mapped[str] = mapped_column(String(16))  # gateway | meter
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEntry(Base):
+    """Who did what security-relevant thing (key import/export, token creation, ...)."""
+    __tablename__ = "audit_log"
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), nullable=True, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

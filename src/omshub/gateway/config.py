@@ -1,0 +1,146 @@
+"""The gateway configuration schema (docs/formats.md §3).
+
+One pydantic model used on both sides of the link: the head-end validates a desired
+configuration before it creates an operation, and the gateway validates what arrives in an
+uplink response before applying it (keeping its old configuration when it fails).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+LINK_MODES = ("T1", "C1", "S1", "T2", "C2", "S2", "N")
+LINK_MODE_CODES = {"unknown": 0, "T1": 1, "C1": 2, "S1": 3, "T2": 4, "C2": 5, "S2": 6, "N": 7}
+LINK_MODE_NAMES = {v: k for k, v in LINK_MODE_CODES.items()}
+MAX_METERS = 250
+
+
+def _check_cron(expr: str) -> str:
+    fields = expr.split()
+    if len(fields) != 6:
+        raise ValueError(f"cron expression {expr!r} must have 6 fields (s m h dom mon dow)")
+    # croniter takes seconds as the 6th field; we write them first, as the issue asks.
+    if not croniter.is_valid(" ".join(fields[1:] + fields[:1])):
+        raise ValueError(f"cron expression {expr!r} is not valid")
+    return expr
+
+
+def cron_for_croniter(expr: str) -> str:
+    """'s m h dom mon dow' (ours) -> 'm h dom mon dow s' (croniter's seconds position)."""
+    f = expr.split()
+    return " ".join(f[1:] + f[:1])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CollectionWindow(_Strict):
+    cron: str = "0 0 2 * * *"
+    duration_s: int = Field(900, ge=1, le=86_400)
+    link_modes: list[Literal["T1", "C1", "S1", "T2", "C2", "S2", "N"]] = Field(
+        default_factory=lambda: ["T1", "C1"], min_length=1)
+    max_telegrams: int = Field(2_000, ge=1, le=100_000)
+
+    _cron = field_validator("cron")(classmethod(lambda cls, v: _check_cron(v)))
+
+
+class UploadSchedule(_Strict):
+    cron: str = "0 30 3 * * *"
+    max_batch: int = Field(5_000, ge=1, le=5_000)
+
+    _cron = field_validator("cron")(classmethod(lambda cls, v: _check_cron(v)))
+
+
+class MeterRef(_Strict):
+    manufacturer: str | None = Field(None, pattern=r"^[A-Z@]{3}$")
+    id: str = Field(pattern=r"^[0-9A-Fa-f]{8}$")
+
+
+class Filters(_Strict):
+    mode: Literal["whitelist", "blacklist"] = "whitelist"
+    meters: list[MeterRef] = Field(default_factory=list, max_length=MAX_METERS)
+    manufacturers: list[str] = Field(default_factory=list, max_length=100)
+    device_types: list[int] = Field(default_factory=list, max_length=256)
+    ci: list[str] = Field(default_factory=list, max_length=256)
+
+    @field_validator("manufacturers")
+    @classmethod
+    def _mfct(cls, v: list[str]) -> list[str]:
+        for m in v:
+            if len(m) != 3 or not m.isalpha() or not m.isupper():
+                raise ValueError(f"manufacturer {m!r} must be a 3-letter upper-case code")
+        return v
+
+    @field_validator("device_types")
+    @classmethod
+    def _types(cls, v: list[int]) -> list[int]:
+        for t in v:
+            if not 0 <= t <= 255:
+                raise ValueError(f"device type {t} must be 0..255")
+        return v
+
+    @field_validator("ci")
+    @classmethod
+    def _ci(cls, v: list[str]) -> list[str]:
+        out = []
+        for c in v:
+            try:
+                n = int(c, 16)
+            except ValueError:
+                raise ValueError(f"CI {c!r} must be a hex byte") from None
+            if not 0 <= n <= 255:
+                raise ValueError(f"CI {c!r} must be a hex byte")
+            out.append(f"{n:02X}")
+        return out
+
+
+class GatewayConfig(_Strict):
+    version: int = Field(0, ge=0)
+    timezone: str = "UTC"
+    collection: list[CollectionWindow] = Field(default_factory=lambda: [CollectionWindow()],
+                                               min_length=1, max_length=24)
+    upload: UploadSchedule = Field(default_factory=UploadSchedule)
+    spread_s: int = Field(1_800, ge=0, le=86_400)
+    filters: Filters = Field(default_factory=Filters)
+    keep: Literal["newest_per_kind", "all"] = "newest_per_kind"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class ConfigError(ValueError):
+    """A configuration failed validation; the message says which field and why."""
+
+
+def validate_config(data: dict) -> GatewayConfig:
+    """Validate a configuration dict; raise ConfigError with a readable message."""
+    if not isinstance(data, dict):
+        raise ConfigError("configuration must be a JSON object")
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:10]:
+            where = ".".join(str(p) for p in err["loc"]) or "(root)"
+            parts.append(f"{where}: {err['msg']}")
+        raise ConfigError("; ".join(parts)) from None
+
+
+def spread_offset(serial: str, spread_s: int) -> int:
+    """Stable per-gateway offset in [0, spread_s): a fleet must not wake in the same second."""
+    if spread_s <= 0:
+        return 0
+    h = int.from_bytes(hashlib.sha256(serial.encode()).digest()[:8], "big")
+    return h % spread_s
