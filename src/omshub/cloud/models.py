@@ -7,18 +7,42 @@ columns. Times are stored as timezone-aware UTC.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
-                        LargeBinary, String, Text, UniqueConstraint)
+                        LargeBinary, String, Text, TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+class UtcDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every database. SQLite keeps no zone, so values are
+    normalised to UTC on the way in and get `tzinfo=UTC` back on the way out; naive datetimes
+    passed in are taken as UTC."""
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        elif value is not None and dialect.name != "sqlite":
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict: JSON, list: JSON}
+    type_annotation_map = {dict: JSON, list: JSON, datetime: UtcDateTime}
 
 
 def _id() -> Mapped[int]:
@@ -30,7 +54,7 @@ class Tenant(Base):
     id: Mapped[int] = _id()
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class User(Base):
@@ -41,7 +65,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))  # admin | operator | viewer
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ApiToken(Base):
@@ -55,9 +79,9 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -68,13 +92,13 @@ class Gateway(Base):
     serial: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     credential_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # reported status (last uplink)
-    last_contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_contact_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[dict] = mapped_column(JSON, default=dict)
     applied_config_version: Mapped[int] = mapped_column(Integer, default=0)
-    next_contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    next_contact_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # desired configuration (latest version in gateway_configs)
     desired_config_version: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -88,7 +112,7 @@ class GatewayConfigVersion(Base):
     gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
     version: Mapped[int] = mapped_column(Integer)
     config: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_by: Mapped[str] = mapped_column(String(200), default="")
 
 
@@ -101,13 +125,13 @@ class Operation(Base):
     kind: Mapped[str] = mapped_column(String(32), default="config")
     config_version: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_by: Mapped[str] = mapped_column(String(200), default="")
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     superseded_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    expected_contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expected_contact_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class Uplink(Base):
@@ -118,7 +142,7 @@ class Uplink(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
     seq: Mapped[int] = mapped_column(BigInteger)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     transport: Mapped[str] = mapped_column(String(16), default="https")
     content_type: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
@@ -139,7 +163,7 @@ class Telegram(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
     uplink_id: Mapped[int] = mapped_column(ForeignKey("uplinks.id"))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     link_mode: Mapped[str] = mapped_column(String(8), default="unknown")
     rssi: Mapped[int | None] = mapped_column(Integer, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
@@ -150,7 +174,7 @@ class Telegram(Base):
     meter_pk: Mapped[int | None] = mapped_column(ForeignKey("meters.id"), nullable=True, index=True)
     state: Mapped[str] = mapped_column(String(16), default="new")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    decoded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decoded_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class MeteringPoint(Base):
@@ -162,7 +186,7 @@ class MeteringPoint(Base):
     ref: Mapped[str] = mapped_column(String(100))
     address: Mapped[str] = mapped_column(String(500), default="")
     customer_ref: Mapped[str] = mapped_column(String(100), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Meter(Base):
@@ -175,8 +199,8 @@ class Meter(Base):
     device_type: Mapped[str] = mapped_column(String(32), default="")
     gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id"), nullable=True)
     key_status: Mapped[str] = mapped_column(String(16), default="missing")  # missing | present | wrong
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_heard_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_heard_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_reading_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
@@ -191,7 +215,7 @@ class MeterKey(Base):
     meter_id: Mapped[str] = mapped_column(String(8))
     nonce: Mapped[bytes] = mapped_column(LargeBinary(12))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Installation(Base):
@@ -202,8 +226,8 @@ class Installation(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     metering_point_id: Mapped[int] = mapped_column(ForeignKey("metering_points.id"), index=True)
     meter_pk: Mapped[int] = mapped_column(ForeignKey("meters.id"), index=True)
-    installed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    installed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     initial_values: Mapped[dict] = mapped_column(JSON, default=dict)
     final_values: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
@@ -211,15 +235,19 @@ class Installation(Base):
 class Reading(Base):
     """One decoded telegram of a meter: the uniform record dict and its named fields."""
     __tablename__ = "readings"
-    __table_args__ = (Index("ix_readings_meter_time", "meter_pk", "timestamp"),)
+    __table_args__ = (Index("ix_readings_meter_time", "meter_pk", "timestamp"),
+                      Index("ix_readings_meter_fingerprint", "meter_pk", "fingerprint"))
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     meter_pk: Mapped[int] = mapped_column(ForeignKey("meters.id"))
     telegram_id: Mapped[int] = mapped_column(ForeignKey("telegrams.id"), unique=True)
-    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    timestamp: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     fields: Mapped[dict] = mapped_column(JSON, default=dict)
     data: Mapped[dict] = mapped_column(JSON)
+    # hash of (access number, plaintext records): a repeat of the same transmission (another
+    # gateway, a repeater) has the same one and is filed as a `duplicate` telegram
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(16), nullable=True)
 
 
 class CompactFormat(Base):
@@ -247,8 +275,8 @@ class Alarm(Base):
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    raised_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class AuditEntry(Base):
@@ -259,4 +287,4 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,327 @@
+"""Manufacturer knowledge as data: driver files (``*.toml`` next to this module) and their engine.
+
+``apply(telegram, apl)`` names the values of a decoded telegram (``telegram["fields"]``): first the
+generic rules per device type (heat: ``total_energy_kwh`` …, water: ``total_m3`` …, HCA:
+``current_hca`` …, from ``generic.toml``), then the matching driver (matched on manufacturer and
+device type by dict lookup, then version), which may also decode manufacturer-specific VIF
+records, relabel records whose meaning the manufacturer defines, and decode proprietary byte
+layouts in the manufacturer data after ``0F``, inside a manufacturer-specific record, or in the
+whole APL. ``decode_proprietary(telegram, payload)`` does the same for manufacturer CI fields
+(A0–B7). ``compact_format(manufacturer, signature)`` returns a compact-frame format a driver
+file knows (for meters whose full frame has not been seen yet; :class:`KnownFormatCache` is a
+FormatCache that falls back to it), and ``owns_apl(meter)`` says whether a driver declares the
+meter's whole APL proprietary (then the generic record parser should not run on it).
+
+The file format is described in :mod:`.schema`.
+
+The engine (:mod:`.engine`, :mod:`.primitives`) only interprets a small set of primitives;
+what a byte means lives in the data files. The files are loaded and validated once.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import tomllib
+from functools import lru_cache
+from importlib import resources
+
+from omshub.codec.keys import FormatCache
+from omshub.codec.units import QUANTITIES
+
+from . import engine as _engine
+from . import primitives as p
+from .schema import Driver, GenericRule, SchemaError, parse_file
+
+__all__ = ["apply", "decode_proprietary", "compact_format", "owns_apl", "KnownFormatCache", "registry",
+           "Registry", "SchemaError", "load_texts"]
+
+_MAX_PAYLOAD = 4096  # bytes a proprietary layout looks at; far above any wM-Bus APL
+
+
+class Registry:
+    """All drivers and generic rules, indexed for lookup by (manufacturer, device type)."""
+
+    def __init__(self, drivers: list[Driver], generic: list[GenericRule]) -> None:
+        self.drivers = tuple(drivers)
+        self.by_key: dict[tuple[str, int | None], list[Driver]] = {}
+        for d in drivers:
+            for m in d.manufacturers:
+                for t in d.device_types or (None,):
+                    self.by_key.setdefault((m, t), []).append(d)
+        self.generic: dict[int, list] = {}
+        self.series: dict[int, list] = {}
+        for g in generic:
+            for t in g.device_types:
+                self.generic.setdefault(t, []).extend(g.fields)
+                self.series.setdefault(t, []).extend(g.series)
+        self.formats: dict[tuple[str, int], bytes] = {}
+        if any(d.compact_formats for d in drivers):
+            from omshub.codec.compact import format_signature
+            for d in drivers:
+                for fmt in d.compact_formats:
+                    for m in d.manufacturers:
+                        self.formats.setdefault((m, format_signature(fmt)), fmt)
+
+    def match(self, meter: dict) -> list[Driver]:
+        manufacturer = meter.get("manufacturer")
+        code = meter.get("device_type_code")
+        found = self.by_key.get((manufacturer, code), []) + self.by_key.get((manufacturer, None), [])
+        version = meter.get("version")
+        return [d for d in found if d.versions is None or version in d.versions]
+
+
+def load_texts(texts: dict[str, str]) -> Registry:
+    """Build a registry from TOML documents (name -> text); SchemaError names file and key."""
+    drivers: list[Driver] = []
+    generic: list[GenericRule] = []
+    for name in sorted(texts):
+        try:
+            data = tomllib.loads(texts[name])
+        except tomllib.TOMLDecodeError as exc:
+            raise SchemaError(f"{name}: not valid TOML: {exc}") from None
+        d, g = parse_file(name, data)
+        drivers.extend(d)
+        generic.extend(g)
+    names = [d.name for d in drivers]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SchemaError(f"driver names used twice: {duplicates}")
+    return Registry(drivers, generic)
+
+
+@lru_cache(maxsize=1)
+def registry() -> Registry:
+    """The packaged data files, loaded and validated once (drivers are static data)."""
+    folder = resources.files(__name__)
+    texts = {entry.name: entry.read_text(encoding="utf-8") for entry in folder.iterdir()
+             if entry.name.endswith(".toml")}
+    return load_texts(texts)
+
+
+# ------------------------------------------------------------------------------ public API
+
+def _header(meter: dict, body: bytes) -> bytes | None:
+    """Frame bytes 2..13 (M, A, CI + 3) for descramblers keyed on the link header."""
+    code = meter.get("manufacturer") or ""
+    ident = meter.get("id") or ""
+    if len(code) != 3 or len(ident) != 8 or len(body) < 4:
+        return None
+    try:
+        mfct = sum((ord(c) - 64) << shift for c, shift in zip(code, (10, 5, 0)))
+        return (mfct.to_bytes(2, "little") + bytes.fromhex(ident)[::-1]
+                + bytes([meter.get("version") or 0, meter.get("device_type_code") or 0]) + body[:4])
+    except (ValueError, OverflowError):
+        return None
+
+
+def decode_proprietary(telegram: dict, payload: bytes, reg: Registry | None = None) -> list[dict] | None:
+    """Records from a manufacturer-specific CI payload (``payload[0]`` is the CI), or None.
+
+    Fields the layout names go into ``telegram["fields"]``.
+    """
+    reg = reg or registry()
+    payload = bytes(payload[:_MAX_PAYLOAD])
+    if not payload:
+        return None
+    ci = payload[0]
+    meter = telegram.get("meter") or {}
+    for driver in reg.match(meter):
+        for layout in driver.layouts:
+            if layout.source != "ci" or ci not in layout.cis:
+                continue
+            if layout.versions is not None and meter.get("version") not in layout.versions:
+                continue
+            result = _engine.run_layout(layout, payload[1:], _header(meter, payload))
+            if result is not None:
+                records, fields = result
+                telegram.setdefault("fields", {}).update(fields)
+                return records
+    return None
+
+
+def owns_apl(meter: dict, reg: Registry | None = None) -> bool:
+    """True when a driver declares this meter's whole APL proprietary (its records are not EN 13757-3).
+
+    The pipeline then skips the generic record parser and lets :func:`apply` build the records
+    from the APL bytes (BFW 240 radio, Apator 162).
+    """
+    version = meter.get("version")
+    return any(layout.source == "apl" and layout.replace_records
+               and (layout.versions is None or version in layout.versions)
+               for driver in (reg or registry()).match(meter) for layout in driver.layouts)
+
+
+def compact_format(manufacturer: str, signature: int, reg: Registry | None = None) -> bytes | None:
+    """A compact-frame format (DIF/VIF bytes) a driver file knows for this signature, or None."""
+    return (reg or registry()).formats.get((manufacturer, signature))
+
+
+class KnownFormatCache(FormatCache):
+    """A FormatCache that falls back to the compact formats the driver files know.
+
+    Kamstrup meters send seven compact frames per full frame; with this cache their compact
+    frames decode even when no full frame of that meter has been seen yet.
+    """
+
+    def get(self, manufacturer: str, meter_id: str, signature: int) -> bytes | None:
+        return super().get(manufacturer, meter_id, signature) or compact_format(manufacturer, signature)
+
+
+def apply(telegram: dict, apl: bytes | None = None, reg: Registry | None = None) -> None:
+    """Fill ``telegram["fields"]`` and decode the manufacturer-specific parts drivers know."""
+    reg = reg or registry()
+    meter = telegram.get("meter") or {}
+    fields = telegram.get("fields")
+    if not isinstance(fields, dict):
+        fields = telegram["fields"] = {}
+    records = telegram.get("records")
+    if not isinstance(records, list):
+        records = telegram["records"] = []
+    drivers = reg.match(meter)
+    received = list(records)  # record-source layouts read the records as decoded, before replacements
+    for driver in drivers:
+        if driver.vifs:
+            _decode_vifs(driver, records)
+        if driver.relabel:
+            _relabel(driver, records)
+        for layout in driver.layouts:
+            if layout.source == "ci":
+                continue
+            if layout.versions is not None and meter.get("version") not in layout.versions:
+                continue
+            for buf in _sources(layout, telegram, received, apl):
+                result = _engine.run_layout(layout, buf[:_MAX_PAYLOAD])
+                if result is None:
+                    continue
+                new_records, new_fields = result
+                if layout.replace_records:
+                    records[:] = new_records
+                else:
+                    records.extend(new_records)
+                fields.update(new_fields)
+    named = {}
+    generic = reg.generic.get(meter.get("device_type_code"), ())
+    wanted = {rule.quantity for rule in generic}
+    for driver in drivers:
+        wanted.update(rule.quantity for rule in driver.fields)
+    index = _engine.index_records(records, wanted) if wanted else {}
+    for rule in generic:
+        if rule.field not in named:
+            value = _engine.select(records, rule, index)
+            if value is not None:
+                named[rule.field] = value
+    for driver in drivers:
+        for rule in driver.fields:
+            value = _engine.select(records, rule, index)
+            if value is not None:
+                named[rule.field] = value
+    for name, value in named.items():
+        fields.setdefault(name, value)
+    for s in reg.series.get(meter.get("device_type_code"), ()):
+        if s.field not in fields:
+            history = _engine.series_values(records, s.quantity, s.name, s.first_storage)
+            if history:
+                fields[s.field] = history
+    for driver in drivers:
+        for v in driver.computed:
+            value = _engine.read_value(v, b"", 0, fields)
+            if value is not None:
+                fields[v.field] = value
+                if v.quantity:
+                    records.append(_engine.make_record(v, value))
+
+
+def _sources(layout, telegram: dict, received: list[dict], apl: bytes | None):
+    """The byte buffers a layout reads: manufacturer data, whole APL, or matching records' data."""
+    if layout.source == "manufacturer_data":
+        text = telegram.get("manufacturer_data")
+        if text:
+            try:
+                yield bytes.fromhex(text)
+            except ValueError:
+                return
+    elif layout.source == "apl":
+        if apl:
+            buf = bytes(apl)
+            if layout.skip_fillers:
+                buf = buf.lstrip(b"\x2f")
+            yield buf
+    elif layout.source == "record":
+        for record in received:
+            if record.get("raw") and _vif_bytes(record.get("dif_vif")) == layout.vif:
+                try:
+                    yield bytes.fromhex(record["raw"])
+                except ValueError:
+                    continue
+
+
+def _vif_bytes(dif_vif: str | None) -> bytes | None:
+    """The VIF and VIFE bytes of a record header (DIF and DIFEs skipped)."""
+    if not dif_vif:
+        return None
+    try:
+        header = bytes.fromhex(dif_vif)
+    except ValueError:
+        return None
+    i = 0
+    while i < len(header) and header[i] & 0x80:
+        i += 1
+    return header[i + 1:]
+
+
+_BCD_FIELDS = {0x9: 1, 0xA: 2, 0xB: 3, 0xC: 4, 0xE: 6}
+_INT_FIELDS = {0x1: 1, 0x2: 2, 0x3: 3, 0x4: 4, 0x6: 6, 0x7: 8}
+
+
+def _decode_vifs(driver: Driver, records: list[dict]) -> None:
+    """Manufacturer-specific VIF records the driver knows -> records with quantity and value."""
+    for i, record in enumerate(records):
+        if record.get("quantity") not in ("manufacturer_specific", "unknown") or not record.get("raw"):
+            continue
+        vif = _vif_bytes(record.get("dif_vif"))
+        rule = driver.vifs.get(vif)
+        if rule is None:
+            continue
+        try:
+            data = bytes.fromhex(record["raw"])
+            dif = bytes.fromhex(record["dif_vif"])[0] & 0x0F
+        except (ValueError, IndexError):
+            continue
+        if dif == 0x5 and len(data) == 4:
+            raw = struct.unpack("<f", data)[0]
+            if not math.isfinite(raw):
+                continue
+        elif dif in _BCD_FIELDS and len(data) == _BCD_FIELDS[dif]:
+            raw = p.bcd(data, 0, len(data))
+        elif dif in _INT_FIELDS and len(data) == _INT_FIELDS[dif]:
+            raw = (p.sint if rule.signed else p.uint)(data, 0, len(data))
+        else:
+            continue
+        if raw is None:
+            continue
+        value = raw * rule.scale * rule.factor
+        value = round(value, 9) if dif != 0x5 else float(f"{value:.7g}")
+        if QUANTITIES[rule.quantity][1] == "float":
+            value = float(value)
+        updated = {k: v for k, v in record.items() if k != "raw"}
+        updated.update(quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value,
+                       driver=driver.name)
+        if rule.qualifiers:
+            updated["qualifiers"] = list(rule.qualifiers)
+        records[i] = updated
+
+
+def _relabel(driver: Driver, records: list[dict]) -> None:
+    """Standard records whose meaning the manufacturer defines differently (e.g. subunit 1 = reactive)."""
+    for i, record in enumerate(records):
+        for rule in driver.relabel:
+            if all(record.get(k) == v for k, v in rule.match):
+                updated = dict(record)
+                value = record.get("value")
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and rule.factor != 1.0:
+                    value = round(value * rule.factor, 9)
+                updated.update(quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value,
+                               driver=driver.name)
+                records[i] = updated
+                break

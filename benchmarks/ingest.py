@@ -1,0 +1,308 @@
+"""Head-end ingest benchmark: `python -m benchmarks.ingest [--gateways N] [--meters M] [--clients C]`.
+
+For SQLite and PostgreSQL (skipped with a message when unreachable): runs `omshub serve` in a
+subprocess, uploads one daily batch per simulated gateway (M mode-5 heat meters each, telegrams
+made by the codec's encoder) over HTTP with C concurrent clients, waits until every telegram is
+decoded, and prints telegrams/s ingested (all uplinks acknowledged = committed) and end to end
+(all decoded into readings). Next to it: the same database's raw insert rate for the same
+telegram rows (SQLAlchemy Core executemany into a fresh `telegrams` table, one transaction per
+gateway batch like the ingest), measured in the same run, and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import cbor2
+import httpx
+
+MASTER_KEY = "6b" * 32
+T0 = 1767225600  # 2026-01-01T00:00:00Z
+
+
+def _heat_records(i: int, day: int) -> list[dict]:
+    base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
+    return [{**base, "quantity": "energy", "unit": "kWh", "value": float(10_000 + i * 7 + day * 11)},
+            {**base, "quantity": "volume", "unit": "m3", "value": round(100.0 + i * 0.25 + day * 0.3, 2)},
+            {**base, "quantity": "power", "unit": "W", "value": float(1000 + i)},
+            {**base, "quantity": "flow_temperature", "unit": "C", "value": 65.0},
+            {**base, "quantity": "return_temperature", "unit": "C", "value": 41.0},
+            {**base, "quantity": "datetime", "unit": "", "value": f"2026-01-0{1 + day % 9}T02:{i % 60:02d}"}]
+
+
+def build_uplinks(gateways: int, meters: int, key: bytes) -> tuple[list[tuple[str, bytes]], list[list[bytes]]]:
+    """[(serial, cbor body)] and the frames of each, one daily batch per gateway."""
+    from omshub.codec import encode_telegram
+    bodies, all_frames = [], []
+    for g in range(gateways):
+        serial = f"BENCH-{g:05d}"
+        frames = []
+        for i in range(meters):
+            meter = {"manufacturer": "KAM", "id": f"{g:04d}{i:04d}", "version": 0x1B, "device_type_code": 4}
+            frames.append(encode_telegram(meter, _heat_records(i, 0), mode=5, key=key, access_number=(g + i) % 256))
+        env = {"v": 1, "gw": serial, "seq": 1, "cfg": 0, "status": {"battery_pct": 90, "spool": 0},
+               "t0": T0 + 7200, "batch": {"data": b"".join(frames), "len": [len(f) for f in frames],
+                                          "dt": list(range(len(frames))),
+                                          "rssi": bytes([256 - 80] * len(frames)), "mode": 1}}
+        bodies.append((serial, cbor2.dumps(env)))
+        all_frames.append(frames)
+    return bodies, all_frames
+
+
+def setup_database(url: str, gateways: int, meters: int, key: bytes) -> dict[str, str]:
+    """Tenant, gateways, meters and keys straight into the database; -> {serial: credential}."""
+    from sqlalchemy import insert
+
+    from omshub.cloud.api.gateways import register_gateway
+    from omshub.cloud.auth import create_tenant
+    from omshub.cloud.db import Database
+    from omshub.cloud.keystore import KeyEntry, KeyStore
+    from omshub.cloud.models import Meter
+    db = Database(url)
+    db.migrate()
+    store = KeyStore(bytes.fromhex(MASTER_KEY))
+    credentials = {}
+    now = datetime.now(timezone.utc)
+    with db.transaction() as s:
+        tenant = create_tenant(s, "bench", "Benchmark")
+        for g in range(gateways):
+            gw, cred = register_gateway(s, tenant.id, f"BENCH-{g:05d}")
+            credentials[gw.serial] = cred
+            s.execute(insert(Meter), [{"tenant_id": tenant.id, "manufacturer": "KAM", "meter_id": f"{g:04d}{i:04d}",
+                                       "device_type": "heat", "gateway_id": gw.id, "key_status": "present",
+                                       "created_at": now} for i in range(meters)])
+        entries = [KeyEntry(f"{g:04d}{i:04d}", "KAM", key) for g in range(gateways) for i in range(meters)]
+        store.import_keys(s, tenant.id, entries, actor="bench", source="bench")
+    db.dispose()
+    return credentials
+
+
+def raw_insert_rate(url: str, all_frames: list[list[bytes]]) -> float:
+    """Telegram rows/s of plain SQLAlchemy Core bulk INSERTs (one transaction per gateway batch)."""
+    from sqlalchemy import insert
+
+    from omshub.cloud.db import Database
+    from omshub.cloud.models import Gateway, Telegram, Tenant, Uplink
+    db = Database(url)
+    db.migrate()
+    now = datetime.now(timezone.utc)
+    with db.transaction() as s:
+        tenant_id = s.execute(insert(Tenant).values(slug="raw", name="raw", created_at=now)
+                              .returning(Tenant.id)).scalar_one()
+        gateway_id = s.execute(insert(Gateway).values(tenant_id=tenant_id, serial="RAW", name="",
+                                                      credential_hash=os.urandom(32), created_at=now, status={})
+                               .returning(Gateway.id)).scalar_one()
+    batches = []
+    for n, frames in enumerate(all_frames):
+        batches.append([{"tenant_id": tenant_id, "gateway_id": gateway_id, "received_at": now + timedelta(seconds=i),
+                         "link_mode": "T1", "rssi": -80, "raw": f, "raw_hash": hashlib.sha256(f).digest(),
+                         "manufacturer": "KAM", "meter_id": f"{n:04d}{i:04d}", "state": "new"}
+                        for i, f in enumerate(frames)])
+    total = sum(len(b) for b in batches)
+    start = time.perf_counter()
+    for n, rows in enumerate(batches):
+        with db.transaction() as s:
+            uplink_id = s.execute(insert(Uplink).values(tenant_id=tenant_id, gateway_id=gateway_id, seq=n,
+                                                        received_at=now, content_type="application/cbor", body=b"",
+                                                        response={}).returning(Uplink.id)).scalar_one()
+            for row in rows:
+                row["uplink_id"] = uplink_id
+            s.execute(insert(Telegram), rows)
+    elapsed = time.perf_counter() - start
+    db.dispose()
+    return total / elapsed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_server(url: str, data_dir: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "OMSHUB_MASTER_KEY": MASTER_KEY}
+    proc = subprocess.Popen([sys.executable, "-m", "omshub", "serve", "--port", str(port), "--database", url,
+                             "--data-dir", data_dir, "--log-level", "warning"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"omshub serve exited with {proc.returncode}")
+        try:
+            if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("omshub serve did not start within 60 s")
+
+
+def upload(base: str, bodies: list[tuple[str, bytes]], credentials: dict[str, str], clients: int) -> int:
+    """Post every body with `clients` concurrent connections; -> telegrams acknowledged as stored."""
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+    stored = [0]
+    errors: list[str] = []
+
+    def work():
+        with httpx.Client(base_url=base, timeout=120) as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    serial, body = queue.pop()
+                r = client.post("/api/v1/uplink", content=body, headers={
+                    "Content-Type": "application/cbor", "Authorization": f"Bearer {credentials[serial]}"})
+                if r.status_code != 200:
+                    errors.append(f"{serial}: HTTP {r.status_code} {r.text[:200]}")
+                    return
+                with lock:
+                    stored[0] += cbor2.loads(r.content)["stored"]
+
+    threads = [threading.Thread(target=work) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError("uplink failed: " + "; ".join(errors[:3]))
+    return stored[0]
+
+
+def wait_decoded(url: str, total: int, timeout: float = 600) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from omshub.cloud.db import Database
+    from omshub.cloud.models import Telegram
+    db = Database(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with db.session() as s:
+                new = s.scalar(select(func.count()).select_from(Telegram).where(Telegram.state == "new"))
+                if new == 0:
+                    return dict(s.execute(select(Telegram.state, func.count()).group_by(Telegram.state)).all())
+            time.sleep(0.05)
+        raise RuntimeError("telegrams not decoded in time")
+    finally:
+        db.dispose()
+
+
+class Target:
+    """A fresh database (and one more for the raw insert rate) of one kind."""
+
+    def __init__(self, kind: str, pg_admin: str) -> None:
+        self.kind, self.pg_admin = kind, pg_admin
+        self.tmp = tempfile.mkdtemp(prefix=f"omshub-bench-{kind}-")
+        self.created: list[str] = []
+
+    def url(self, name: str) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.tmp}/{name}.db"
+        import psycopg
+        db_name = f"omshub_bench_{name}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.pg_admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{db_name}"')
+        self.created.append(db_name)
+        base = self.pg_admin.rsplit("/", 1)[0].split("://", 1)[1]
+        return f"postgresql+psycopg://{base}/{db_name}"
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.created:
+            import psycopg
+            with psycopg.connect(self.pg_admin, autocommit=True) as conn:
+                for name in self.created:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_reachable(url: str) -> str | None:
+    try:
+        import psycopg
+        with psycopg.connect(url, connect_timeout=3):
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip PostgreSQL
+        return str(exc).strip().splitlines()[0]
+
+
+def bench(kind: str, args, bodies, all_frames, key: bytes) -> dict:
+    target = Target(kind, args.postgres)
+    proc = None
+    try:
+        url = target.url("live")
+        credentials = setup_database(url, args.gateways, args.meters, key)
+        proc, base = run_server(url, target.tmp)
+        total = args.gateways * args.meters
+        start = time.perf_counter()
+        stored = upload(base, bodies, credentials, args.clients)
+        ingested = time.perf_counter() - start
+        states = wait_decoded(url, total)
+        end_to_end = time.perf_counter() - start
+        if stored != total or states.get("decoded") != total:
+            raise RuntimeError(f"expected {total} stored and decoded, got {stored} stored, states {states}")
+        raw = raw_insert_rate(target.url("raw"), all_frames)
+        return {"db": kind, "telegrams": total, "ingest_s": ingested, "ingest_rate": total / ingested,
+                "e2e_s": end_to_end, "e2e_rate": total / end_to_end, "raw_rate": raw}
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        target.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gateways", type=int, default=60, help="simulated gateways, one daily batch each")
+    parser.add_argument("--meters", type=int, default=250, help="meters per gateway (telegrams per batch)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument("--postgres", default=os.environ.get("OMSHUB_TEST_POSTGRES",
+                                                             "postgresql://postgres@127.0.0.1:5432/postgres"),
+                        help="PostgreSQL server (a database is created there and dropped)")
+    args = parser.parse_args(argv)
+    if not (1 <= args.gateways <= 100_000 and 1 <= args.meters <= 5000 and 1 <= args.clients <= 64):
+        parser.error("--gateways 1-100000, --meters 1-5000 (telegrams per uplink), --clients 1-64")
+    key = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+    print(f"building {args.gateways} uplinks x {args.meters} mode-5 telegrams ...", flush=True)
+    bodies, all_frames = build_uplinks(args.gateways, args.meters, key)
+    results = []
+    for kind in [k.strip() for k in args.databases.split(",") if k.strip()]:
+        if kind == "postgres":
+            problem = pg_reachable(args.postgres)
+            if problem:
+                print(f"postgres: skipped, server not reachable at {args.postgres}: {problem}")
+                continue
+        elif kind != "sqlite":
+            parser.error(f"unknown database {kind!r}")
+        print(f"{kind}: running ...", flush=True)
+        results.append(bench(kind, args, bodies, all_frames, key))
+    print()
+    print(f"{'database':<10} {'telegrams':>9} {'ingest/s':>10} {'end-to-end/s':>13} {'raw insert/s':>13} "
+          f"{'e2e/raw':>8} {'ingest/raw':>10}")
+    for r in results:
+        print(f"{r['db']:<10} {r['telegrams']:>9} {r['ingest_rate']:>10.0f} {r['e2e_rate']:>13.0f} "
+              f"{r['raw_rate']:>13.0f} {r['e2e_rate'] / r['raw_rate']:>8.2f} {r['ingest_rate'] / r['raw_rate']:>10.2f}")
+    print(f"(uplinks of {args.meters} telegrams over HTTP with {args.clients} clients; end-to-end = all acknowledged "
+          "and decoded into readings; raw insert = Core executemany of the same rows, one transaction per batch)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

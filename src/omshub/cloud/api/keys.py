@@ -1,0 +1,112 @@
+"""Meter keys: CSV import (admin/operator), presence listing, audited export (admin).
+No read endpoint ever returns a key; only the export, which is audited, does."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from ..auth import Principal, require_role
+from ..keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv, parse_meter_list
+from ..models import MeterKey
+from .common import ApiError, DbSession, iso, page, paginate
+
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+
+
+class ExportBody(BaseModel):
+    meters: list[str] = Field(min_length=1, max_length=100_000)
+
+
+async def _read_csv(request: Request) -> str:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_IMPORT_BYTES:
+        raise ApiError(413, "payload_too_large", f"key file exceeds {MAX_IMPORT_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_IMPORT_BYTES:
+            raise ApiError(413, "payload_too_large", f"key file exceeds {MAX_IMPORT_BYTES} bytes")
+    content_type = request.headers.get("content-type", "text/csv")
+    if content_type.lower().startswith("multipart/form-data"):
+        body = _multipart_file(bytes(body), content_type)
+    try:
+        return bytes(body).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, "invalid_csv", f"key file is not UTF-8 (byte {exc.start})") from None
+
+
+def _multipart_file(body: bytes, content_type: str) -> bytes:
+    """The first file part (or the part named `file`) of a multipart/form-data body."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise ApiError(422, "invalid_multipart", "multipart body could not be parsed")
+    parts = list(message.iter_parts())
+    chosen = next((p for p in parts if p.get_param("name", header="content-disposition") == "file"), None)
+    chosen = chosen or next((p for p in parts if p.get_filename()), None)
+    if chosen is None:
+        raise ApiError(422, "invalid_multipart", "multipart body has no file part (name it 'file')")
+    return chosen.get_payload(decode=True) or b""
+
+
+@router.post("/import", openapi_extra={"requestBody": {"content": {"text/csv": {}, "multipart/form-data": {}}}})
+async def import_keys(request: Request, principal: Principal = Depends(require_role("operator"))) -> dict:
+    """Import meter keys from CSV (`id,key[,manufacturer]`, header row), as `text/csv` or a
+    multipart upload. Replaces existing keys of the same meters; telegrams waiting for these
+    meters' keys are decoded again. Errors name the line."""
+    from starlette.concurrency import run_in_threadpool
+    text = await _read_csv(request)
+    try:
+        entries = parse_key_csv(text)
+    except KeyStoreError as exc:
+        raise ApiError(422, "invalid_key_file", str(exc)) from None
+    keystore = request.app.state.keystore
+    db = request.app.state.db
+
+    def work() -> dict:
+        with db.transaction() as session:
+            return keystore.import_keys(session, principal.tenant_id, entries, actor=principal.name, source="api")
+
+    result = await run_in_threadpool(work)
+    wake = getattr(request.app.state, "pipeline_wakeup", None)
+    if wake is not None:
+        wake()
+    return result
+
+
+@router.get("")
+def list_keys(session: DbSession, principal: Principal = Depends(require_role("operator")),
+              meter_id: str | None = None, cursor: str | None = None, limit: int = Query(100)) -> dict:
+    """Which meters have a key (never the key itself)."""
+    stmt = select(MeterKey.id, MeterKey.manufacturer, MeterKey.meter_id, MeterKey.created_at) \
+        .where(MeterKey.tenant_id == principal.tenant_id)
+    if meter_id:
+        stmt = stmt.where(MeterKey.meter_id == meter_id.upper())
+    rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=MeterKey.id)
+    return page([{"id": r.id, "manufacturer": r.manufacturer, "meter_id": r.meter_id, "present": True,
+                  "created_at": iso(r.created_at)} for r in rows], nxt)
+
+
+@router.post("/export", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def export_keys(body: ExportBody, request: Request, session: DbSession,
+                principal: Principal = Depends(require_role("admin"))) -> Response:
+    """The key file (CSV) for the given meters (`ID` or `MAN:ID`), e.g. for a building owner.
+    Admin only; every export is audited."""
+    try:
+        meters = parse_meter_list(body.meters)
+    except KeyStoreError as exc:
+        raise ApiError(422, "invalid_meters", str(exc)) from None
+    try:
+        text = request.app.state.keystore.export_keys(session, principal.tenant_id, meters, actor=principal.name,
+                                                      source="api")
+    except LookupError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    return Response(text, media_type="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="meter-keys.csv"',
+                             "Cache-Control": "no-store"})

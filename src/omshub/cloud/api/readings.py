@@ -1,0 +1,244 @@
+"""Readings, latest readings, consumption and export (`/api/v1/...`).
+
+* `GET /meters/{id}/readings`, `GET /metering-points/{id}/readings` — by time range, records
+  filtered by quantity, named fields filtered by name;
+* `GET /readings/latest` — every meter with its newest reading;
+* `GET /metering-points/{id}/consumption` — consumption.py's result;
+* `GET /export/readings` — CSV or JSON, streamed in batches (one row per meter per reading).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from .. import consumption as consumption_mod
+from ..auth import Principal, require_role
+from ..consumption import register_value
+from ..models import Installation, Meter, Reading
+from .common import ApiError, DbSession, iso, page, paginate, parse_time
+from .meters import get_meter, meters_json
+from .metering_points import get_point
+
+router = APIRouter(prefix="/api/v1", tags=["readings"])
+
+Viewer = Annotated[Principal, Depends(require_role("viewer"))]
+EXPORT_BATCH = 1000
+# The export's "main fields": (column, quantity) of the current registers
+EXPORT_QUANTITIES = (("energy_kwh", "energy"), ("volume_m3", "volume"), ("hca", "hca"),
+                     ("power_kw", "power"), ("volume_flow_m3h", "volume_flow"),
+                     ("flow_temperature_c", "flow_temperature"), ("return_temperature_c", "return_temperature"),
+                     ("error_flags", "error_flags"))
+EXPORT_COLUMNS = ("reading_id", "manufacturer", "meter_id", "device_type", "timestamp", "received_at",
+                  *(c for c, _ in EXPORT_QUANTITIES), "status")
+
+
+def _names(text: str | None, what: str) -> set[str] | None:
+    if text is None or text == "":
+        return None
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    if not names or len(names) > 100:
+        raise ApiError(422, "invalid_request", f"{what}: give 1 to 100 comma-separated names")
+    return names
+
+
+def _range(from_: str | None, to: str | None) -> tuple[datetime | None, datetime | None]:
+    start, end = parse_time(from_, "from"), parse_time(to, "to")
+    if start and end and end < start:
+        raise ApiError(422, "invalid_time", "to must not be before from")
+    return start, end
+
+
+def reading_json(r: Reading, meter: Meter | None = None, *, quantities: set[str] | None = None,
+                 fields: set[str] | None = None) -> dict:
+    data = r.data or {}
+    records = data.get("records") or []
+    if quantities is not None:
+        records = [rec for rec in records if isinstance(rec, dict) and rec.get("quantity") in quantities]
+    named = r.fields or data.get("fields") or {}
+    if fields is not None:
+        named = {k: v for k, v in named.items() if k in fields}
+    out = {"id": r.id, "meter_pk": r.meter_pk, "telegram_id": r.telegram_id, "timestamp": iso(r.timestamp),
+           "received_at": iso(r.received_at), "status": data.get("status"), "records": records, "fields": named}
+    if meter is not None:
+        out["meter"] = {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id}
+    return out
+
+
+def _filter_page(rows, quantities, fields, with_meter: bool) -> list[dict]:
+    items = []
+    for row in rows:
+        r, m = (row[0], row[1]) if with_meter else (row, None)
+        item = reading_json(r, m, quantities=quantities, fields=fields)
+        # A reading without the asked quantity is not a reading of it (a page may come out short).
+        if quantities is not None and not item["records"]:
+            continue
+        items.append(item)
+    return items
+
+
+@router.get("/meters/{meter_pk}/readings", summary="Readings of a meter", tags=["readings"])
+def meter_readings(meter_pk: int, principal: Viewer, session: DbSession,
+                   from_: str | None = Query(None, alias="from"), to: str | None = None,
+                   quantity: str | None = Query(None, description="comma-separated quantities (records kept)"),
+                   fields: str | None = Query(None, description="comma-separated field names (fields kept)"),
+                   cursor: str | None = None, limit: int = 100) -> dict:
+    m = get_meter(session, principal, meter_pk)
+    start, end = _range(from_, to)
+    stmt = select(Reading).where(Reading.tenant_id == principal.tenant_id, Reading.meter_pk == m.id)
+    if start:
+        stmt = stmt.where(Reading.timestamp >= start)
+    if end:
+        stmt = stmt.where(Reading.timestamp <= end)
+    rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Reading.id)
+    return page(_filter_page(rows, _names(quantity, "quantity"), _names(fields, "fields"), False), nxt)
+
+
+@router.get("/metering-points/{point_id}/readings", summary="Readings of the meters installed at a point")
+def point_readings(point_id: int, principal: Viewer, session: DbSession,
+                   from_: str | None = Query(None, alias="from"), to: str | None = None,
+                   quantity: str | None = None, fields: str | None = None,
+                   cursor: str | None = None, limit: int = 100) -> dict:
+    mp = get_point(session, principal, point_id)
+    start, end = _range(from_, to)
+    # only while installed there: a meter's readings elsewhere do not belong to this point
+    stmt = (select(Reading, Meter).join(Meter, Meter.id == Reading.meter_pk)
+            .join(Installation, and_(Installation.meter_pk == Reading.meter_pk,
+                                     Installation.metering_point_id == mp.id,
+                                     Reading.timestamp >= Installation.installed_at,
+                                     or_(Installation.removed_at.is_(None),
+                                         Reading.timestamp < Installation.removed_at)))
+            .where(Reading.tenant_id == principal.tenant_id))
+    if start:
+        stmt = stmt.where(Reading.timestamp >= start)
+    if end:
+        stmt = stmt.where(Reading.timestamp <= end)
+    rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Reading.id)
+    return page(_filter_page(rows, _names(quantity, "quantity"), _names(fields, "fields"), True), nxt)
+
+
+def _latest(session: Session, meter_pk: int) -> Reading | None:
+    return session.scalar(select(Reading).where(Reading.meter_pk == meter_pk)
+                          .order_by(Reading.timestamp.desc(), Reading.id.desc()).limit(1))
+
+
+@router.get("/readings/latest", summary="Every meter with its latest reading")
+def latest_readings(principal: Viewer, session: DbSession, device_type: str | None = None,
+                    gateway_id: int | None = None, quantity: str | None = None, fields: str | None = None,
+                    cursor: str | None = None, limit: int = 100) -> dict:
+    stmt = select(Meter).where(Meter.tenant_id == principal.tenant_id)
+    if device_type:
+        stmt = stmt.where(Meter.device_type == device_type.lower())
+    if gateway_id is not None:
+        stmt = stmt.where(Meter.gateway_id == gateway_id)
+    meters, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Meter.id)
+    qs, fs = _names(quantity, "quantity"), _names(fields, "fields")
+    items = []
+    for m, mj in zip(meters, meters_json(session, meters)):
+        r = _latest(session, m.id)  # one index look-up per meter (meter_pk, timestamp)
+        items.append({"meter": mj, "reading": reading_json(r, quantities=qs, fields=fs) if r else None})
+    return page(items, nxt)
+
+
+def _jsonable(value):
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@router.get("/metering-points/{point_id}/consumption", summary="Consumption of a metering point over a period")
+def point_consumption(point_id: int, principal: Viewer, session: DbSession,
+                      from_: str = Query(alias="from"), to: str = Query(),
+                      quantity: str | None = Query(None, pattern="^(energy|volume|hca)$")) -> dict:
+    mp = get_point(session, principal, point_id)
+    start, end = _range(from_, to)
+    return _jsonable(consumption_mod.consumption(session, mp, start, end, quantity=quantity))
+
+
+def export_row(r: Reading, m: Meter) -> dict:
+    data = r.data or {}
+    row = {"reading_id": r.id, "manufacturer": m.manufacturer, "meter_id": m.meter_id, "device_type": m.device_type,
+           "timestamp": iso(r.timestamp), "received_at": iso(r.received_at)}
+    for column, q in EXPORT_QUANTITIES:
+        row[column] = register_value(data, q)
+    status = data.get("status")
+    row["status"] = status.get("code") if isinstance(status, dict) else None
+    return row
+
+
+def _export_batches(db, tenant_id: int, start: datetime, end: datetime, meter_pk: int | None) -> Iterator[list]:
+    """Keyset batches, each in its own short session: memory stays flat however large the export."""
+    after = 0
+    while True:
+        with db.session() as session:
+            stmt = (select(Reading, Meter).join(Meter, Meter.id == Reading.meter_pk)
+                    .where(Reading.tenant_id == tenant_id, Reading.timestamp >= start, Reading.timestamp <= end,
+                           Reading.id > after)
+                    .order_by(Reading.id).limit(EXPORT_BATCH))
+            if meter_pk is not None:
+                stmt = stmt.where(Reading.meter_pk == meter_pk)
+            rows = session.execute(stmt).all()
+            batch = [(export_row(r, m), r.fields or {}) for r, m in rows]
+        if not batch:
+            return
+        yield batch
+        after = batch[-1][0]["reading_id"]
+        if len(batch) < EXPORT_BATCH:
+            return
+
+
+def _csv_stream(batches: Iterator[list]) -> Iterator[bytes]:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for batch in batches:
+        for row, _ in batch:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        yield buf.getvalue().encode()
+        buf.seek(0)
+        buf.truncate()
+    if buf.tell():
+        yield buf.getvalue().encode()
+
+
+def _json_stream(batches: Iterator[list]) -> Iterator[bytes]:
+    yield b"["
+    first = True
+    for batch in batches:
+        parts = [orjson.dumps({**row, "fields": fields}) for row, fields in batch]
+        chunk = b",".join(parts)
+        yield chunk if first else b"," + chunk
+        first = False
+    yield b"]"
+
+
+@router.get("/export/readings", summary="Export readings of a period as CSV or JSON (streamed)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
+def export_readings(request: Request, principal: Viewer, session: DbSession,
+                    from_: str = Query(alias="from"), to: str = Query(),
+                    format: str = Query("csv", pattern="^(csv|json)$"),
+                    meter_pk: int | None = Query(None, alias="meter")) -> StreamingResponse:
+    start, end = _range(from_, to)
+    if meter_pk is not None:
+        get_meter(session, principal, meter_pk)
+    batches = _export_batches(request.app.state.db, principal.tenant_id, start, end, meter_pk)
+    stamp = f"{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
+    if format == "csv":
+        return StreamingResponse(_csv_stream(batches), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.csv"'})
+    return StreamingResponse(_json_stream(batches), media_type="application/json",
+                             headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.json"'})

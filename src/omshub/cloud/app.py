@@ -1,0 +1,166 @@
+"""The head-end application: FastAPI app, error rendering, background workers.
+
+`create_app()` wires the Database, KeyStore and DecodePipeline onto `app.state`; with
+`workers=True` (as `omshub serve` runs it) its lifespan also starts the decode pipeline worker,
+the periodic alarm evaluation and — when configured — the CoAP and MQTT uplink servers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .api.common import ApiError
+from .db import Database
+from .keystore import KeyStore, load_master_key
+from .pipeline import DecodePipeline, PipelineWorker
+from .settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+# omshub.cloud.api.<name> modules whose `router` is included (missing ones are skipped)
+API_MODULES = ["auth", "gateways", "uplink", "keys", "meters", "metering_points", "readings", "telegrams",
+               "operations", "alarms"]
+
+
+def _routers():
+    for name in API_MODULES:
+        module_name = f"omshub.cloud.api.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            log.warning("API module %s not present; its endpoints are missing", module_name)
+            continue
+        yield module.router
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+class AlarmWorker(threading.Thread):
+    """Calls alarms.evaluate every `interval_s` (gateways that missed their contact, silent meters)."""
+
+    def __init__(self, db: Database, interval_s: float, silent_days: int) -> None:
+        super().__init__(name="omshub-alarms", daemon=True)
+        self.db, self.interval_s, self.silent_days = db, interval_s, silent_days
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            from . import alarms
+        except ImportError:
+            log.warning("omshub.cloud.alarms not present; periodic alarms are off")
+            return
+        while not self.stopping.wait(self.interval_s):
+            try:
+                with self.db.transaction() as session:
+                    alarms.evaluate(session, datetime.now(timezone.utc), silent_days=self.silent_days)
+            except Exception:
+                log.exception("periodic alarm evaluation failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+async def _start_transports(app: FastAPI, settings: Settings, db: Database) -> list:
+    started = []
+    if settings.coap_port is not None:
+        from .coap_server import CoapServer
+        server = CoapServer.for_database(db, host=settings.coap_host, port=settings.coap_port)
+        await server.start()
+        started.append(server)
+    if settings.mqtt_url:
+        from .mqtt_bridge import MqttBridge
+        bridge = MqttBridge.for_database(db, settings.mqtt_url)
+        await bridge.start()
+        started.append(bridge)
+    app.state.transports = started
+    return started
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None, keystore: KeyStore | None = None,
+               workers: bool = False, migrate: bool = True) -> FastAPI:
+    """The FastAPI app. `workers=True` starts the background workers and transports with the app."""
+    settings = settings or load_settings()
+    if db is None:
+        db = Database(settings.database_url)
+    if migrate:
+        db.migrate()
+    if keystore is None:
+        keystore = KeyStore(load_master_key(settings.master_key, settings.data_dir))
+    pipeline = DecodePipeline(db, keystore, meter_timezone=settings.meter_timezone)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threads, transports = [], []
+        if workers:
+            if settings.pipeline:
+                worker = PipelineWorker(pipeline, batch=settings.pipeline_batch)
+                worker.start()
+                app.state.pipeline_wakeup = worker.wakeup.set
+                threads.append(worker)
+            alarm_worker = AlarmWorker(db, settings.alarm_interval_s, settings.silent_days)
+            alarm_worker.start()
+            threads.append(alarm_worker)
+            transports = await _start_transports(app, settings, db)
+        try:
+            yield
+        finally:
+            for transport in transports:
+                await transport.stop()
+            for thread in threads:
+                thread.stop()
+
+    app = FastAPI(title="omshub head-end", version="1", lifespan=lifespan,
+                  description="Multi-tenant head-end for OMS / wireless M-Bus meters: gateway uplinks, "
+                              "key store, decode pipeline, meters, readings, consumption, alarms.")
+    app.state.settings = settings
+    app.state.db = db
+    app.state.keystore = keystore
+    app.state.pipeline = pipeline
+    app.state.pipeline_wakeup = None
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        return JSONResponse({"error": {"code": "invalid_request", "message": _validation_message(exc)}},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
+            exc.status_code, f"http_{exc.status_code}")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.get("/api/v1/health", tags=["service"])
+    def health() -> dict:
+        """Liveness: the service answers and its database is reachable."""
+        from sqlalchemy import text
+        with db.session() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok", "database": db.dialect}
+
+    for router in _routers():
+        app.include_router(router)
+    return app

@@ -1,0 +1,246 @@
+"""Authentication and roles: tenants, users (argon2 passwords), bearer tokens.
+
+Two kinds of bearer token live in `api_tokens`: login sessions (expiring, carry the user's current
+role) and long-lived API tokens (for billing systems; a fixed role). Only SHA-256 hashes of tokens
+and gateway credentials are stored — they are random, so a fast hash is enough and keeps the
+uplink hot path cheap; passwords, chosen by people, get argon2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from fastapi import Depends, Request
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .api.common import ApiError
+from .models import ApiToken, AuditEntry, Tenant, User
+
+ROLES = ("viewer", "operator", "admin")
+_RANK = {role: i for i, role in enumerate(ROLES)}
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
+MAX_PASSWORD = 1024
+MIN_PASSWORD = 8
+# last_used_at is refreshed at most this often, so reads do not turn into writes
+_TOUCH_INTERVAL = timedelta(minutes=5)
+
+_hasher = None
+
+
+def _password_hasher():
+    global _hasher
+    if _hasher is None:
+        from argon2 import PasswordHasher
+        # OWASP's argon2id baseline (19 MiB, 2 passes): strong, yet a login costs tens of ms, not a
+        # second of CPU (the library default) that would make the login endpoint a DoS lever
+        _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+    return _hasher
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: int
+    user_id: int | None
+    role: str
+    name: str
+
+    def at_least(self, role: str) -> bool:
+        return _RANK.get(self.role, -1) >= _RANK[role]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def hash_secret(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)  # 256 bit
+
+
+def hash_password(password: str) -> str:
+    return _password_hasher().hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+    try:
+        return _password_hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def check_role(role: str) -> str:
+    if role not in _RANK:
+        raise ApiError(422, "invalid_role", f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if not isinstance(password, str) or not (MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
+        raise ApiError(422, "invalid_password", f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    return password
+
+
+def audit(session: Session, tenant_id: int | None, actor: str, action: str, details: dict | None = None) -> None:
+    session.add(AuditEntry(tenant_id=tenant_id, actor=actor, action=action, details=details or {}, at=utcnow()))
+
+
+# --- tenants, users, tokens (used by the API and the `omshub admin` CLI) ---
+
+def create_tenant(session: Session, slug: str, name: str) -> Tenant:
+    if not SLUG_RE.match(slug or ""):
+        raise ApiError(422, "invalid_slug", f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)")
+    if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
+        raise ApiError(409, "exists", f"tenant {slug!r} already exists")
+    tenant = Tenant(slug=slug, name=(name or slug)[:200], created_at=utcnow())
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def tenant_by_slug(session: Session, slug: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        raise ApiError(404, "not_found", f"tenant {slug!r} not found")
+    return tenant
+
+
+def create_user(session: Session, tenant_id: int, username: str, password: str, role: str) -> User:
+    if not USERNAME_RE.match(username or ""):
+        raise ApiError(422, "invalid_username", f"username {username!r} must be 1-200 of A-Z a-z 0-9 . _ @ + -")
+    check_role(role)
+    check_password(password)
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise ApiError(409, "exists", f"username {username!r} is taken")
+    user = User(tenant_id=tenant_id, username=username, password_hash=hash_password(password), role=role,
+                disabled=False, created_at=utcnow())
+    session.add(user)
+    session.flush()
+    return user
+
+
+def create_api_token(session: Session, tenant_id: int, name: str, role: str, *,
+                     expires_at: datetime | None = None, actor: str = "") -> tuple[ApiToken, str]:
+    """A long-lived API token; returns (row, token) — the token is shown once, only its hash is kept."""
+    check_role(role)
+    if not name or len(name) > 200:
+        raise ApiError(422, "invalid_name", "token name must have 1 to 200 characters")
+    token = "omh_" + new_secret()
+    row = ApiToken(tenant_id=tenant_id, user_id=None, kind="api", name=name, role=role,
+                   token_hash=hash_secret(token), created_at=utcnow(), expires_at=expires_at, revoked=False)
+    session.add(row)
+    session.flush()
+    audit(session, tenant_id, actor or "system", "token.create", {"token_id": row.id, "name": name, "role": role})
+    return row, token
+
+
+def login(session: Session, username: str, password: str, ttl_s: int) -> tuple[User, ApiToken, str]:
+    """A session token for a correct username + password; ApiError 401 otherwise (same message for
+    an unknown user and a wrong password)."""
+    user = session.scalar(select(User).where(User.username == username))
+    # verify even for unknown users so timing does not tell which usernames exist
+    stored = user.password_hash if user is not None else _dummy_hash()
+    ok = verify_password(stored, password)
+    if user is None or not ok or user.disabled:
+        raise ApiError(401, "unauthorized", "wrong username or password")
+    token = "oms_" + new_secret()
+    now = utcnow()
+    row = ApiToken(tenant_id=user.tenant_id, user_id=user.id, kind="session", name="login", role=user.role,
+                   token_hash=hash_secret(token), created_at=now, expires_at=now + timedelta(seconds=ttl_s),
+                   revoked=False)
+    session.add(row)
+    session.flush()
+    return user, row, token
+
+
+_DUMMY: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY
+    if _DUMMY is None:
+        _DUMMY = hash_password(secrets.token_hex(16))
+    return _DUMMY
+
+
+# --- FastAPI dependencies ---
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate_token(session: Session, token: str, now: datetime | None = None) -> tuple[Principal, object] | None:
+    """(principal, token row) of a bearer token, or None when it is unknown, revoked, expired or its
+    user disabled."""
+    now = now or utcnow()
+    row = session.execute(
+        select(ApiToken.id, ApiToken.tenant_id, ApiToken.user_id, ApiToken.kind, ApiToken.name, ApiToken.role,
+               ApiToken.expires_at, ApiToken.revoked, ApiToken.last_used_at)
+        .where(ApiToken.token_hash == hash_secret(token))).first()
+    if row is None or row.revoked or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    role, name = row.role, f"token:{row.name}"
+    if row.user_id is not None:
+        user = session.execute(select(User.username, User.role, User.disabled).where(User.id == row.user_id)).first()
+        if user is None or user.disabled:
+            return None
+        role, name = user.role, user.username  # a session follows the user's current role
+    return Principal(tenant_id=row.tenant_id, user_id=row.user_id, role=role, name=name), row
+
+
+def current_principal(request: Request) -> Principal:
+    """Bearer session token or API token -> Principal; 401 otherwise."""
+    token = _bearer(request)
+    if token is None:
+        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)")
+    db = request.app.state.db
+    now = utcnow()
+    with db.session() as session:
+        found = authenticate_token(session, token, now)
+    if found is None:
+        raise ApiError(401, "unauthorized", "invalid, expired or revoked token")
+    principal, row = found
+    if row.last_used_at is None or now - row.last_used_at > _TOUCH_INTERVAL:
+        _touch(db, row.id, now)
+    request.state.principal = principal
+    return principal
+
+
+def _touch(db, token_id: int, now: datetime) -> None:
+    from sqlalchemy.exc import OperationalError
+    try:
+        with db.transaction() as session:
+            session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+    except OperationalError:  # bookkeeping only; never fail a request over it
+        pass
+
+
+def require_role(*roles: str) -> Callable[..., Principal]:
+    """Dependency factory: the principal if its role is at least the lowest of `roles`
+    (viewer < operator < admin), else 403."""
+    for role in roles:
+        check_role(role)
+    lowest = min(roles, key=_RANK.__getitem__) if roles else "viewer"
+
+    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.at_least(lowest):
+            raise ApiError(403, "forbidden", f"this needs the {lowest} role or higher (you are {principal.role})")
+        return principal
+
+    return dependency

@@ -1,0 +1,401 @@
+"""Uplink ingest (docs/formats.md §2): validate, authenticate, store, acknowledge.
+
+Shared by every transport (HTTPS, CoAP, MQTT). The uplink body and every telegram in it are
+committed before the response map is returned; nothing is decoded here (the pipeline does that),
+so the hot path is: parse, one hash per credential, a header peek per frame, two bulk inserts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import datetime, timedelta, timezone
+
+import cbor2
+import orjson
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .auth import hash_secret
+from .db import Database
+from .models import Gateway, Telegram, Uplink
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+MAX_TELEGRAMS = 5000
+MIN_FRAME, MAX_FRAME = 10, 512
+MAX_UINT63 = (1 << 63) - 1
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
+SERIAL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+LINK_MODES = ("unknown", "T1", "C1", "S1", "T2", "C2", "S2", "N")
+_MODE_BY_NAME = {name.lower(): name for name in LINK_MODES}
+_STATUS_KEYS = {"battery_pct": int, "battery_mv": int, "rssi": int, "firmware": str, "uptime_s": int,
+                "spool": int, "spool_full": bool, "heard": int, "filtered": int, "time": int, "next_contact": int}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class UplinkRejected(Exception):
+    """The uplink as a whole is refused: HTTP-like `status`, machine `code`, human `message`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def to_dict(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def _bad(message: str) -> UplinkRejected:
+    return UplinkRejected(422, "invalid_uplink", message)
+
+
+def _uint(value, name: str, maximum: int = MAX_UINT63) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise _bad(f"{name} must be an unsigned integer up to {maximum}, got {_show(value)}")
+    return value
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _ts(seconds: int) -> datetime:
+    return _EPOCH + timedelta(seconds=seconds)
+
+
+def parse_body(body: bytes, content_type: str) -> dict:
+    """Body bytes -> envelope map (CBOR or JSON by content type)."""
+    if len(body) > MAX_BODY:
+        raise UplinkRejected(413, "payload_too_large", f"uplink body of {len(body)} bytes exceeds {MAX_BODY}")
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in ("application/cbor", "application/octet-stream", ""):
+        try:
+            envelope = cbor2.loads(body)
+        except (Exception, RecursionError) as exc:  # cbor2 raises several types on bad input
+            raise UplinkRejected(400, "invalid_cbor", f"body is not valid CBOR: {exc}") from None
+    elif kind == "application/json":
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UplinkRejected(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    else:
+        raise UplinkRejected(415, "unsupported_media_type",
+                             f"content type {content_type!r}: use application/cbor or application/json")
+    if not isinstance(envelope, dict):
+        raise _bad(f"the uplink must be a map, got {type(envelope).__name__}")
+    return envelope
+
+
+def _status(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad("status must be a map")
+    out = {}
+    for key, typ in _STATUS_KEYS.items():
+        if key in value and value[key] is not None:
+            item = value[key]
+            ok = isinstance(item, typ) and (typ is bool or not isinstance(item, bool))
+            if typ is int and ok and not -(1 << 63) <= item <= MAX_UINT63:
+                ok = False
+            if typ is str and ok and len(item) > 200:
+                ok = False
+            if not ok:
+                raise _bad(f"status.{key} must be {'text (up to 200)' if typ is str else typ.__name__}, "
+                           f"got {_show(item)}")
+            out[key] = item
+    if "battery_pct" in out and not 0 <= out["battery_pct"] <= 100:
+        raise _bad(f"status.battery_pct must be 0-100, got {out['battery_pct']}")
+    return out
+
+
+def _cfg_error(value) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _bad("cfg_error must be a map {version, message} or null")
+    version = _uint(value.get("version"), "cfg_error.version", (1 << 31) - 1)
+    message = value.get("message", "")
+    if not isinstance(message, str):
+        raise _bad("cfg_error.message must be text")
+    return {"version": version, "message": message[:2000]}
+
+
+def _bytes_field(value, name: str) -> bytes:
+    """A bstr (CBOR) or hex text (JSON)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            raise _bad(f"{name} must be bytes (or hex text in JSON)") from None
+    raise _bad(f"{name} must be bytes (or hex text in JSON), got {type(value).__name__}")
+
+
+def _mode_name(value) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return LINK_MODES[value] if 0 <= value < len(LINK_MODES) else None
+    if isinstance(value, str):
+        return _MODE_BY_NAME.get(value.lower())
+    return None
+
+
+# One parsed telegram: (index, frame, receive unix seconds, link mode name, rssi or None)
+Entry = tuple[int, bytes, int, str, "int | None"]
+
+
+def _parse_batch(batch, t0) -> tuple[list[Entry], list[dict]]:
+    if not isinstance(batch, dict):
+        raise _bad("batch must be a map {data, len, dt, rssi, mode}")
+    t0 = _uint(t0, "t0", MAX_TIME)
+    data = _bytes_field(batch.get("data", b""), "batch.data")
+    lengths = batch.get("len", [])
+    dts = batch.get("dt", [])
+    if not isinstance(lengths, list) or not isinstance(dts, list):
+        raise _bad("batch.len and batch.dt must be arrays")
+    n = len(lengths)
+    if n > MAX_TELEGRAMS:
+        raise _bad(f"batch.len: {n} telegrams exceed the limit of {MAX_TELEGRAMS} per uplink")
+    if len(dts) != n:
+        raise _bad(f"batch.dt has {len(dts)} entries but batch.len has {n}")
+    for i, length in enumerate(lengths):
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise _bad(f"batch.len[{i}] must be an unsigned integer, got {_show(length)}")
+    if sum(lengths) != len(data):
+        raise _bad(f"batch.len sums to {sum(lengths)} but batch.data has {len(data)} bytes")
+    rssi_raw = batch.get("rssi")
+    if rssi_raw is None:
+        rssis = [None] * n
+    elif isinstance(rssi_raw, (bytes, bytearray)):
+        if len(rssi_raw) != n:
+            raise _bad(f"batch.rssi has {len(rssi_raw)} bytes but there are {n} telegrams")
+        rssis = [None if b == 0x80 else (b - 256 if b > 127 else b) for b in rssi_raw]
+    elif isinstance(rssi_raw, list) and len(rssi_raw) == n:
+        rssis = [v if isinstance(v, int) and not isinstance(v, bool) and -128 <= v <= 127 else None
+                 for v in rssi_raw]
+    else:
+        raise _bad(f"batch.rssi must be {n} signed bytes")
+    mode_raw = batch.get("mode", 0)
+    if isinstance(mode_raw, (bytes, bytearray, list)):
+        if len(mode_raw) != n:
+            raise _bad(f"batch.mode has {len(mode_raw)} entries but there are {n} telegrams")
+        modes = [_mode_name(m) for m in mode_raw]
+    else:
+        single = _mode_name(mode_raw)
+        if single is None:
+            raise _bad(f"batch.mode {_show(mode_raw)} is not a link mode code 0-7")
+        modes = [single] * n
+    entries: list[Entry] = []
+    rejected: list[dict] = []
+    pos = 0
+    for i in range(n):
+        length = lengths[i]
+        frame = data[pos:pos + length]
+        pos += length
+        dt = dts[i]
+        if isinstance(dt, bool) or not isinstance(dt, int) or not 0 <= t0 + dt <= MAX_TIME or dt < 0:
+            rejected.append({"index": i, "message": f"batch.dt[{i}] must be an unsigned integer, got {_show(dt)}"})
+        elif not MIN_FRAME <= length <= MAX_FRAME:
+            rejected.append({"index": i, "message": f"frame of {length} bytes (a frame has {MIN_FRAME}-{MAX_FRAME})"})
+        elif modes[i] is None:
+            rejected.append({"index": i, "message": f"batch.mode[{i}] is not a link mode code 0-7"})
+        else:
+            entries.append((i, frame, t0 + dt, modes[i], rssis[i]))
+    return entries, rejected
+
+
+def _rx_seconds(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if 0 <= value <= MAX_TIME else None
+    if isinstance(value, datetime):  # CBOR tag 0/1
+        dt = value
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if dt.tzinfo is None:
+        return None
+    seconds = int((dt - _EPOCH).total_seconds())
+    return seconds if 0 <= seconds <= MAX_TIME else None
+
+
+def _parse_telegrams(items) -> tuple[list[Entry], list[dict]]:
+    if not isinstance(items, list):
+        raise _bad("telegrams must be an array of maps")
+    if len(items) > MAX_TELEGRAMS:
+        raise _bad(f"telegrams: {len(items)} telegrams exceed the limit of {MAX_TELEGRAMS} per uplink")
+    entries: list[Entry] = []
+    rejected: list[dict] = []
+    for i, item in enumerate(items):
+        problem, frame = None, None
+        if not isinstance(item, dict):
+            problem = "must be a map {rx, mode, rssi, hex|raw}"
+        else:
+            if "raw" in item and isinstance(item["raw"], (bytes, bytearray)):
+                frame = bytes(item["raw"])
+            elif isinstance(item.get("hex"), str) and len(item["hex"]) <= 4 * MAX_FRAME:
+                try:
+                    frame = bytes.fromhex(item["hex"].replace(" ", ""))
+                except ValueError:
+                    problem = "hex is not hex"
+            else:
+                problem = "needs the frame as hex (text) or raw (bytes)"
+            rx = _rx_seconds(item.get("rx"))
+            mode = _mode_name(item.get("mode", 0))
+            rssi = item.get("rssi")
+            if problem:
+                pass
+            elif not MIN_FRAME <= len(frame) <= MAX_FRAME:
+                problem = f"frame of {len(frame)} bytes (a frame has {MIN_FRAME}-{MAX_FRAME})"
+            elif rx is None:
+                problem = f"rx {_show(item.get('rx'))} is not an ISO 8601 time with zone or Unix seconds"
+            elif mode is None:
+                problem = f"mode {_show(item.get('mode'))} is not a link mode (T1, C1, ... or 0-7)"
+            elif rssi is not None and (isinstance(rssi, bool) or not isinstance(rssi, int) or not -200 <= rssi <= 100):
+                problem = f"rssi {_show(rssi)} is not a dBm integer"
+        if problem:
+            rejected.append({"index": i, "message": f"telegrams[{i}]: {problem}"})
+        else:
+            entries.append((i, frame, rx, mode, rssi))
+    return entries, rejected
+
+
+def _peek(frame: bytes) -> tuple[str | None, str | None]:
+    """(manufacturer, meter id) from the link header; (None, None) if unreadable (decoded later as invalid)."""
+    from omshub.codec import peek_header
+    try:
+        head = peek_header(frame)
+    except Exception:  # the codec promises DecodeError; never lose a telegram over a peek
+        return None, None
+    man, mid = head.get("manufacturer"), head.get("id")
+    if not (isinstance(man, str) and len(man) == 3 and isinstance(mid, str) and len(mid) <= 8):
+        return None, None
+    return man, mid
+
+
+def _on_uplink(session, gateway, applied: int, cfg_error: dict | None, now: datetime) -> dict | None:
+    try:
+        from . import operations
+    except ImportError:
+        return None
+    return operations.on_uplink(session, gateway, applied_version=applied, cfg_error=cfg_error, now=now)
+
+
+def _next_contact(session, gateway, status: dict, now: datetime) -> datetime | None:
+    if "next_contact" in status and 0 < status["next_contact"] <= MAX_TIME:
+        return _ts(status["next_contact"])
+    try:
+        from . import operations
+        config = operations.running_config(session, gateway) if hasattr(operations, "running_config") else None
+        return operations.expected_next_contact(gateway, config, now)
+    except ImportError:
+        return None
+
+
+def _stored_response(session, gateway_id: int, seq: int) -> dict | None:
+    stored = session.scalar(select(Uplink.response).where(Uplink.gateway_id == gateway_id, Uplink.seq == seq))
+    if stored is None:
+        return None
+    return {**stored, "time": int(datetime.now(timezone.utc).timestamp())}
+
+
+def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: str,
+                  credential: str | None) -> dict:
+    """Validate, authenticate, store (committed) and answer one uplink (docs/formats.md §2.5).
+    Raises UplinkRejected (400/401/413/415/422) when the uplink as a whole is refused."""
+    envelope = parse_body(body, content_type)
+    if envelope.get("v") != 1:
+        raise _bad(f"v must be 1 (format version), got {_show(envelope.get('v'))}")
+    serial = envelope.get("gw")
+    if not isinstance(serial, str) or not SERIAL_RE.match(serial):
+        raise _bad(f"gw must be the gateway serial (1-64 of A-Z a-z 0-9 . _ -), got {_show(serial)}")
+    cred = credential
+    if cred is None:
+        cred = envelope.get("cred")
+        if cred is not None and not isinstance(cred, str):
+            raise _bad("cred must be text")
+    if not cred:
+        raise UplinkRejected(401, "unauthorized", "missing gateway credential (Authorization: Bearer, or cred)")
+    cred_hash = hash_secret(cred)
+    seq = _uint(envelope.get("seq"), "seq")
+    cfg = _uint(envelope.get("cfg"), "cfg", (1 << 31) - 1)
+    cfg_error = _cfg_error(envelope.get("cfg_error"))
+    status = _status(envelope.get("status"))
+    if envelope.get("batch") not in (None, {}, []) and envelope.get("telegrams") not in (None, []):
+        raise _bad("send either batch or telegrams, not both")
+    if envelope.get("batch") not in (None, {}, []):
+        entries, rejected = _parse_batch(envelope["batch"], envelope.get("t0"))
+    elif envelope.get("telegrams") not in (None, []):
+        entries, rejected = _parse_telegrams(envelope["telegrams"])
+    else:
+        entries, rejected = [], []
+
+    now = datetime.now(timezone.utc)
+    with db.session(write=True) as session:
+        gw = session.execute(select(Gateway.id, Gateway.tenant_id, Gateway.serial)
+                             .where(Gateway.credential_hash == cred_hash)).first()
+        if gw is None or gw.serial != serial:
+            raise UplinkRejected(401, "unauthorized", f"credential not valid for gateway {serial!r}")
+        again = _stored_response(session, gw.id, seq)
+        if again is not None:
+            return again
+        try:
+            uplink_id = session.execute(insert(Uplink).values(
+                tenant_id=gw.tenant_id, gateway_id=gw.id, seq=seq, received_at=now, transport=transport[:16],
+                content_type=(content_type or "application/cbor")[:64], body=body,
+                telegram_count=len(entries) + len(rejected), response={}).returning(Uplink.id)).scalar_one()
+        except IntegrityError:  # the same seq raced in through another connection
+            session.rollback()
+            again = _stored_response(session, gw.id, seq)
+            if again is None:
+                raise
+            return again
+        stored = 0
+        if entries:
+            rows = []
+            sha256 = hashlib.sha256
+            for _i, frame, rx, mode, rssi in entries:
+                man, mid = _peek(frame)
+                rows.append({"tenant_id": gw.tenant_id, "gateway_id": gw.id, "uplink_id": uplink_id,
+                             "received_at": _ts(rx), "link_mode": mode, "rssi": rssi, "raw": frame,
+                             "raw_hash": sha256(frame).digest(), "manufacturer": man, "meter_id": mid,
+                             "state": "new"})
+            stored = _insert_telegrams(session, db, rows)
+        gateway = session.get(Gateway, gw.id)
+        gateway.last_contact_at = now
+        gateway.last_seq = seq if gateway.last_seq is None else max(gateway.last_seq, seq)
+        gateway.status = {**(gateway.status or {}), **status, "transport": transport}
+        gateway.applied_config_version = cfg
+        gateway.next_contact_at = _next_contact(session, gateway, status, now)
+        config = _on_uplink(session, gateway, cfg, cfg_error, now)
+        response = {"ack": seq, "stored": stored, "duplicates": len(entries) - stored, "rejected": rejected,
+                    "config": config, "time": int(now.timestamp())}
+        session.execute(update(Uplink).where(Uplink.id == uplink_id).values(response=response))
+        session.commit()
+    if rejected:
+        log.info("uplink %s seq %d from gateway %s: %d telegrams rejected", uplink_id, seq, serial, len(rejected))
+    return response
+
+
+def _insert_telegrams(session, db: Database, rows: list[dict]) -> int:
+    """Bulk insert; rows already stored (same gateway, bytes, receive time) are skipped. -> newly stored."""
+    if db.is_sqlite:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    stmt = dialect_insert(Telegram).on_conflict_do_nothing(
+        index_elements=["gateway_id", "raw_hash", "received_at"]).returning(Telegram.id)
+    return len(session.execute(stmt, rows).all())

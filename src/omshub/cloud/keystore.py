@@ -1,0 +1,244 @@
+"""Meter keys at rest: AES-256-GCM under a master key, bound to tenant and meter.
+
+The master key comes from `OMSHUB_MASTER_KEY` (hex or base64 of 32 bytes) or a key file
+`<data dir>/master.key` created with mode 0600 on first use. Each meter key is stored as
+(nonce, ciphertext) with the additional data `omshub-key|<tenant>|<manufacturer>|<meter id>`, so
+a ciphertext copied to another tenant's or meter's row does not decrypt. Keys are never logged
+and never leave through a read API; import and export are written to the audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .auth import audit, utcnow
+from .models import Meter, MeterKey
+
+MASTER_KEY_FILE = "master.key"
+MAX_IMPORT_BYTES = 32 * 1024 * 1024
+MAX_IMPORT_ROWS = 500_000
+METER_ID_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
+MANUFACTURER_RE = re.compile(r"^[A-Za-z]{3}$")
+KEY_RE = re.compile(r"^[0-9A-Fa-f]{32}$")
+_CHUNK = 500
+
+
+class KeyStoreError(ValueError):
+    """A key file or master key problem; the message names the line / source."""
+
+
+def parse_master_key(text: str) -> bytes:
+    text = text.strip()
+    try:
+        if len(text) == 64:
+            key = bytes.fromhex(text)
+        else:
+            key = base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        raise KeyStoreError("master key must be 32 bytes as hex (64 digits) or base64") from None
+    if len(key) != 32:
+        raise KeyStoreError(f"master key must be 32 bytes, got {len(key)}")
+    return key
+
+
+def load_master_key(env_value: str | None, data_dir: Path) -> bytes:
+    """The master key from the environment value, else from `<data_dir>/master.key` (created, 0600)."""
+    if env_value:
+        return parse_master_key(env_value)
+    path = Path(data_dir) / MASTER_KEY_FILE
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise KeyStoreError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+        return parse_master_key(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = AESGCM.generate_key(bit_length=256)
+    # O_EXCL: two processes starting at once must not both write a (different) key
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return parse_master_key(path.read_text())
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return key
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    meter_id: str
+    manufacturer: str | None
+    key: bytes
+
+    def __repr__(self) -> str:  # keys never appear in logs or tracebacks
+        return f"KeyEntry({self.manufacturer or '*'}:{self.meter_id}, key=<hidden>)"
+
+
+def parse_key_csv(text: str) -> list[KeyEntry]:
+    """CSV with a header naming `id`, `key` and optionally `manufacturer` -> entries.
+    KeyStoreError names the line of the first problem. The key's value is never echoed."""
+    if len(text) > MAX_IMPORT_BYTES:
+        raise KeyStoreError(f"key file exceeds {MAX_IMPORT_BYTES} bytes")
+    reader = csv.reader(io.StringIO(text))
+    header = None
+    entries: list[KeyEntry] = []
+    seen: dict[tuple[str | None, str], int] = {}
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header = [c.strip().lower() for c in row]
+                missing = {"id", "key"} - set(header)
+                if missing:
+                    raise KeyStoreError(f"line {line}: header must name the columns id and key "
+                                        f"(missing {', '.join(sorted(missing))})")
+                id_col, key_col = header.index("id"), header.index("key")
+                man_col = header.index("manufacturer") if "manufacturer" in header else None
+                continue
+            if len(row) < len(header):
+                raise KeyStoreError(f"line {line}: expected {len(header)} columns, got {len(row)}")
+            meter_id = row[id_col].strip().upper()
+            if not METER_ID_RE.match(meter_id):
+                raise KeyStoreError(f"line {line}: meter id {meter_id[:20]!r} must be 8 hex digits")
+            key_text = row[key_col].strip().replace(" ", "")
+            if not KEY_RE.match(key_text):
+                raise KeyStoreError(f"line {line}: key must be 32 hex digits (AES-128), got {len(key_text)} characters")
+            manufacturer = row[man_col].strip().upper() if man_col is not None else ""
+            if manufacturer and not MANUFACTURER_RE.match(manufacturer):
+                raise KeyStoreError(f"line {line}: manufacturer {manufacturer[:10]!r} must be a 3-letter code")
+            ident = (manufacturer or None, meter_id)
+            if ident in seen:
+                raise KeyStoreError(f"line {line}: meter {manufacturer or ''}{':' if manufacturer else ''}{meter_id} "
+                                    f"already given on line {seen[ident]}")
+            seen[ident] = line
+            entries.append(KeyEntry(meter_id, manufacturer or None, bytes.fromhex(key_text)))
+            if len(entries) > MAX_IMPORT_ROWS:
+                raise KeyStoreError(f"line {line}: more than {MAX_IMPORT_ROWS} keys in one file")
+    except csv.Error as exc:
+        raise KeyStoreError(f"line {reader.line_num}: {exc}") from None
+    if header is None:
+        raise KeyStoreError("key file is empty (a header row id,key[,manufacturer] is needed)")
+    return entries
+
+
+class KeyStore:
+    """Encrypts/decrypts meter keys under the master key."""
+
+    def __init__(self, master_key: bytes) -> None:
+        if len(master_key) != 32:
+            raise KeyStoreError("master key must be 32 bytes")
+        self._aead = AESGCM(master_key)
+
+    def __repr__(self) -> str:
+        return "KeyStore(<master key hidden>)"
+
+    @staticmethod
+    def _aad(tenant_id: int, manufacturer: str | None, meter_id: str) -> bytes:
+        return f"omshub-key|{tenant_id}|{manufacturer or ''}|{meter_id}".encode()
+
+    def seal(self, tenant_id: int, manufacturer: str | None, meter_id: str, key: bytes) -> tuple[bytes, bytes]:
+        nonce = os.urandom(12)
+        return nonce, self._aead.encrypt(nonce, key, self._aad(tenant_id, manufacturer, meter_id))
+
+    def open(self, tenant_id: int, manufacturer: str | None, meter_id: str, nonce: bytes, ciphertext: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(nonce, ciphertext, self._aad(tenant_id, manufacturer, meter_id))
+        except InvalidTag:
+            raise KeyStoreError(f"stored key of meter {meter_id} does not open under this master key "
+                                "(wrong master key, or the row was tampered with)") from None
+
+    # --- import / export ---
+
+    def import_keys(self, session: Session, tenant_id: int, entries: list[KeyEntry], *, actor: str,
+                    source: str) -> dict:
+        """Store (insert or replace) keys, mark the meters' key status, requeue their waiting
+        telegrams, audit. Runs in the caller's transaction. -> {"imported", "replaced", "requeued"}."""
+        from .pipeline import requeue_waiting
+        now = utcnow()
+        existing: dict[tuple[str | None, str], int] = {}
+        ids = sorted({e.meter_id for e in entries})
+        for i in range(0, len(ids), _CHUNK):
+            for row in session.execute(select(MeterKey.id, MeterKey.manufacturer, MeterKey.meter_id).where(
+                    MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i:i + _CHUNK]))):
+                existing[(row.manufacturer, row.meter_id)] = row.id
+        inserts, updates = [], []
+        for e in entries:
+            nonce, ct = self.seal(tenant_id, e.manufacturer, e.meter_id, e.key)
+            row_id = existing.get((e.manufacturer, e.meter_id))
+            if row_id is None:
+                inserts.append({"tenant_id": tenant_id, "manufacturer": e.manufacturer, "meter_id": e.meter_id,
+                                "nonce": nonce, "ciphertext": ct, "created_at": now})
+            else:
+                updates.append({"id": row_id, "nonce": nonce, "ciphertext": ct, "created_at": now})
+        if inserts:
+            session.execute(MeterKey.__table__.insert(), inserts)
+        if updates:
+            session.execute(update(MeterKey), updates)
+        for i in range(0, len(ids), _CHUNK):
+            session.execute(update(Meter).where(Meter.tenant_id == tenant_id, Meter.meter_id.in_(ids[i:i + _CHUNK]))
+                            .values(key_status="present"))
+        requeued = requeue_waiting(session, tenant_id, [(e.manufacturer, e.meter_id) for e in entries])
+        audit(session, tenant_id, actor, "keys.import",
+              {"source": source, "count": len(entries), "replaced": len(updates),
+               "meters": [f"{e.manufacturer or ''}:{e.meter_id}" for e in entries[:1000]]})
+        return {"imported": len(inserts), "replaced": len(updates), "requeued": requeued}
+
+    def export_keys(self, session: Session, tenant_id: int, meters: list[tuple[str | None, str]], *,
+                    actor: str, source: str) -> str:
+        """The CSV key file (`id,key,manufacturer`) for the given meters of the tenant, audited.
+        LookupError names the first meter without a key."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["id", "key", "manufacturer"])
+        exported = []
+        for manufacturer, meter_id in meters:
+            stmt = select(MeterKey).where(MeterKey.tenant_id == tenant_id, MeterKey.meter_id == meter_id)
+            rows = list(session.scalars(stmt))
+            if manufacturer:
+                rows = [r for r in rows if r.manufacturer in (manufacturer, None)]
+                rows.sort(key=lambda r: r.manufacturer is None)  # the manufacturer-bound key first
+            if not rows:
+                raise LookupError(f"no key for meter {manufacturer + ':' if manufacturer else ''}{meter_id}")
+            row = rows[0]
+            key = self.open(tenant_id, row.manufacturer, row.meter_id, row.nonce, row.ciphertext)
+            writer.writerow([row.meter_id, key.hex().upper(), row.manufacturer or ""])
+            exported.append(f"{row.manufacturer or ''}:{row.meter_id}")
+        audit(session, tenant_id, actor, "keys.export", {"source": source, "count": len(exported),
+                                                          "meters": exported[:1000]})
+        return out.getvalue()
+
+
+def parse_meter_list(text: str | list[str]) -> list[tuple[str | None, str]]:
+    """`ID[,ID…]` or `MAN:ID` items -> [(manufacturer | None, meter id)]; KeyStoreError on a bad item."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: list[tuple[str | None, str]] = []
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        manufacturer, _, meter_id = item.rpartition(":")
+        meter_id = meter_id.upper()
+        manufacturer = manufacturer.upper() or None
+        if not METER_ID_RE.match(meter_id) or (manufacturer and not MANUFACTURER_RE.match(manufacturer)):
+            raise KeyStoreError(f"meter {item[:30]!r} must be ID (8 hex digits) or MAN:ID")
+        out.append((manufacturer, meter_id))
+    if not out:
+        raise KeyStoreError("no meters given")
+    if len(out) > MAX_IMPORT_ROWS:
+        raise KeyStoreError(f"more than {MAX_IMPORT_ROWS} meters")
+    return out

@@ -1,0 +1,1 @@
+"""Alembic migrations of the head-end schema (applied by ``Database.migrate`` on start)."""

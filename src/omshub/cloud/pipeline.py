@@ -1,0 +1,530 @@
+"""The decode pipeline: telegrams in state `new` -> readings, in crash-safe batches.
+
+A batch is selected, decoded and written in ONE transaction (the telegrams' new states, their
+readings, the meters' bookkeeping), so a crash at any point leaves every undecoded telegram `new`
+and it is simply picked up again; `readings.telegram_id` is unique, so no telegram ever yields two
+readings. On PostgreSQL batches are claimed with `FOR UPDATE SKIP LOCKED` (several workers may
+run); on SQLite the batch transaction holds the write lock (`BEGIN IMMEDIATE`).
+
+States: decoded | no_key | wrong_key | unknown_meter (heard, not registered in the tenant) |
+invalid (not decodable; `error` says why) | duplicate (the same transmission again: same meter,
+access number and plaintext, within DUPLICATE_WINDOW — another gateway or a repeater heard it).
+no_key, wrong_key and unknown_meter wait: `requeue_waiting` sets them back to `new` after a key
+import or a meter registration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from omshub.codec import DecodeError, FormatCache, decode
+
+from .db import Database
+from .keystore import KeyStore, KeyStoreError
+from .models import CompactFormat, Meter, MeterKey, Reading, Telegram
+
+log = logging.getLogger(__name__)
+
+WAITING_STATES = ("no_key", "wrong_key", "unknown_meter")
+DUPLICATE_WINDOW = timedelta(hours=1)
+_CHUNK = 500
+_WRONG_KEY_CODES = ("wrong_key", "mac_error")
+
+
+def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | None, str]] | None = None) -> int:
+    """Telegrams of the tenant waiting in no_key / unknown_meter / wrong_key (only those of `meters`,
+    given as (manufacturer | None, meter id), or all) go back to `new`. -> how many."""
+    base = update(Telegram).where(Telegram.tenant_id == tenant_id, Telegram.state.in_(WAITING_STATES)) \
+        .values(state="new", error=None).execution_options(synchronize_session=False)
+    if meters is None:
+        return session.execute(base).rowcount or 0
+    ids = sorted({meter_id.upper() for _man, meter_id in meters})
+    total = 0
+    for i in range(0, len(ids), _CHUNK):
+        # the id alone selects (a different manufacturer's meter with the same id just waits again)
+        total += session.execute(base.where(Telegram.meter_id.in_(ids[i:i + _CHUNK]))).rowcount or 0
+    return total
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def lookup(self, key):
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def store(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
+class DbFormatCache(FormatCache):
+    """Compact-frame formats of one tenant, kept in `compact_formats`, with an in-memory LRU
+    shared across batches. Newly learned formats are collected and written by `write_pending`
+    in the batch's transaction (one bulk statement, not one per meter)."""
+
+    def __init__(self, session: Session, tenant_id: int, memory: _LRU) -> None:
+        super().__init__()
+        self.session, self.tenant_id, self.memory = session, tenant_id, memory
+        self.pending: dict[tuple[str, str, int], bytes] = {}
+
+    def get(self, manufacturer: str, meter_id: str, signature: int) -> bytes | None:
+        key = (self.tenant_id, manufacturer, meter_id, signature)
+        fmt = self.memory.lookup(key)
+        if fmt is None:
+            fmt = self.session.scalar(select(CompactFormat.fmt).where(
+                CompactFormat.tenant_id == self.tenant_id, CompactFormat.manufacturer == manufacturer,
+                CompactFormat.meter_id == meter_id, CompactFormat.signature == signature))
+            if fmt is not None:
+                fmt = bytes(fmt)
+                self.memory.store(key, fmt)
+        return fmt
+
+    def put(self, manufacturer: str, meter_id: str, signature: int, fmt: bytes) -> None:
+        key = (self.tenant_id, manufacturer, meter_id, signature)
+        fmt = bytes(fmt)
+        if self.memory.lookup(key) == fmt or not (len(manufacturer) == 3 and len(meter_id) <= 8):
+            return
+        self.memory.store(key, fmt)
+        self.pending[(manufacturer, meter_id, signature)] = fmt
+
+    def write_pending(self, dialect: str) -> None:
+        if not self.pending:
+            return
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        stmt = dialect_insert(CompactFormat.__table__)
+        stmt = stmt.on_conflict_do_update(index_elements=["tenant_id", "manufacturer", "meter_id", "signature"],
+                                          set_={"fmt": stmt.excluded.fmt})
+        self.session.execute(stmt, [{"tenant_id": self.tenant_id, "manufacturer": man, "meter_id": mid,
+                                     "signature": sig, "fmt": fmt} for (man, mid, sig), fmt in self.pending.items()])
+        # compact frames that came before any full frame of their meter can be decoded now
+        ids = sorted({mid for _man, mid, _sig in self.pending})
+        for i in range(0, len(ids), _CHUNK):
+            self.session.execute(
+                update(Telegram).where(Telegram.tenant_id == self.tenant_id, Telegram.meter_id.in_(ids[i:i + _CHUNK]),
+                                       Telegram.state == "invalid", Telegram.error.like("unknown_format:%"))
+                .values(state="new", error=None).execution_options(synchronize_session=False))
+        self.pending.clear()
+
+
+def _fingerprint(result: dict) -> bytes:
+    """Same transmission <=> same access number and plaintext content."""
+    body = orjson.dumps([result.get("access_number"), result.get("records"), result.get("manufacturer_data")],
+                        option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+def _alarms():
+    try:
+        from . import alarms
+    except ImportError:
+        return None
+    return alarms
+
+
+class _MeterState:
+    """A meter row as the batch sees and changes it (written back in one bulk UPDATE)."""
+    __slots__ = ("id", "tenant_id", "manufacturer", "meter_id", "last_heard_at", "last_reading_id", "key_status",
+                 "dirty")
+    COLUMNS = (Meter.id, Meter.tenant_id, Meter.manufacturer, Meter.meter_id, Meter.last_heard_at,
+               Meter.last_reading_id, Meter.key_status)
+
+    def __init__(self, row) -> None:
+        (self.id, self.tenant_id, self.manufacturer, self.meter_id, self.last_heard_at, self.last_reading_id,
+         self.key_status) = row
+        self.dirty = False
+
+
+class StoredReading:
+    """A reading row just inserted, as passed to the alarm hooks (attribute names as `Reading`)."""
+    __slots__ = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "fields", "data",
+                 "fingerprint")
+
+    def __init__(self, id: int, **row) -> None:  # noqa: A002 - the column is called id
+        self.id = id
+        for name, value in row.items():
+            setattr(self, name, value)
+
+
+class DecodePipeline:
+    """Decodes telegrams in state `new`. One instance per worker; `run_once` is one batch."""
+
+    def __init__(self, db: Database, keystore: KeyStore, *, meter_timezone: str = "UTC",
+                 key_cache_size: int = 100_000, format_cache_size: int = 100_000) -> None:
+        self.db = db
+        self.keystore = keystore
+        self.meter_zone = ZoneInfo(meter_timezone)
+        self._keys = _LRU(key_cache_size)        # (tenant, manufacturer, id, nonce) -> key
+        self._formats = _LRU(format_cache_size)
+        self._lock = threading.Lock()            # one batch at a time per instance
+
+    # --- public ---
+
+    def run_once(self, limit: int = 1000) -> int:
+        """Decode up to `limit` new telegrams and commit. -> how many were processed."""
+        with self._lock:
+            if self.db.is_sqlite:
+                with self.db.session() as probe:  # a cheap read, so an idle worker never takes the write lock
+                    if probe.scalar(select(Telegram.id).where(Telegram.state == "new").limit(1)) is None:
+                        return 0
+            try:
+                return self._batch(limit)
+            except Exception:
+                log.exception("decode batch failed; decoding its telegrams one by one")
+                return self._one_by_one(limit)
+
+    def run_until_idle(self, limit: int = 1000, max_batches: int = 1_000_000) -> int:
+        total = 0
+        for _ in range(max_batches):
+            n = self.run_once(limit)
+            total += n
+            if n == 0:
+                break
+        return total
+
+    # --- batches ---
+
+    def _select_new(self, session: Session, limit: int, ids: list[int] | None = None):
+        stmt = select(Telegram.id, Telegram.tenant_id, Telegram.gateway_id, Telegram.received_at, Telegram.raw,
+                      Telegram.manufacturer, Telegram.meter_id).where(Telegram.state == "new")
+        if ids is not None:
+            stmt = stmt.where(Telegram.id.in_(ids))
+        stmt = stmt.order_by(Telegram.id).limit(limit)
+        if not self.db.is_sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        return session.execute(stmt).all()
+
+    def _batch(self, limit: int, ids: list[int] | None = None) -> int:
+        with self.db.session(write=True) as session:
+            try:
+                rows = self._select_new(session, limit, ids)
+                if rows:
+                    self._process(session, rows)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                self._formats.clear()  # it may hold formats whose rows were rolled back
+                raise
+        return len(rows)
+
+    def _one_by_one(self, limit: int) -> int:
+        with self.db.session() as session:
+            ids = [r.id for r in session.execute(select(Telegram.id).where(Telegram.state == "new")
+                                                 .order_by(Telegram.id).limit(limit))]
+        for telegram_id in ids:
+            try:
+                self._batch(1, [telegram_id])
+            except Exception as exc:
+                log.exception("telegram %d cannot be processed; marked invalid", telegram_id)
+                with self.db.transaction() as session:
+                    session.execute(update(Telegram).where(Telegram.id == telegram_id, Telegram.state == "new")
+                                    .values(state="invalid", error=f"pipeline error: {type(exc).__name__}: {exc}"[:2000],
+                                            decoded_at=datetime.now(timezone.utc)))
+        return len(ids)
+
+    # --- the work of one batch (inside its transaction) ---
+
+    def _process(self, session: Session, rows) -> None:
+        now = datetime.now(timezone.utc)
+        meters: dict[tuple[int, str, str], _MeterState | None] = {}
+        keys: dict[tuple[int, str], list] = {}
+        self._prefetch(session, rows, meters, keys)
+        format_caches: dict[int, DbFormatCache] = {}
+
+        outcomes = []   # (row, state, error, meter, result, manufacturer, meter_id)
+        for row in rows:
+            tenant = row.tenant_id
+
+            def key_for(manufacturer: str, meter_id: str, _tenant=tenant) -> bytes | None:
+                return self._key(session, _tenant, manufacturer, meter_id, keys)
+
+            cache = format_caches.get(tenant)
+            if cache is None:
+                cache = format_caches[tenant] = DbFormatCache(session, tenant, self._formats)
+            result, error = None, None
+            try:
+                result = decode(row.raw, keys=key_for, formats=cache)
+            except DecodeError as exc:
+                error = exc
+            except Exception as exc:  # a codec bug must not stop the pipeline; the telegram stays stored
+                log.exception("codec failed on telegram %d", row.id)
+                error = DecodeError("invalid_frame", f"decoder error: {type(exc).__name__}: {exc}")
+            address = (result or {}).get("meter") or ((error.partial or {}).get("meter") if error else None) or {}
+            manufacturer = address.get("manufacturer") or row.manufacturer
+            meter_id = address.get("id") or row.meter_id
+            if not (isinstance(manufacturer, str) and len(manufacturer) == 3):
+                manufacturer = row.manufacturer
+            if not (isinstance(meter_id, str) and len(meter_id) <= 8):
+                meter_id = row.meter_id
+            meter = self._meter(session, tenant, manufacturer, meter_id, meters) if manufacturer and meter_id else None
+            if result is not None:
+                state, message = ("decoded", None) if meter is not None else ("unknown_meter", None)
+            elif error.code == "no_key":
+                state, message = ("no_key" if meter is not None else "unknown_meter"), error.message
+            elif error.code in _WRONG_KEY_CODES:
+                state, message = ("wrong_key" if meter is not None else "unknown_meter"), error.message
+            else:
+                state, message = "invalid", f"{error.code}: {error.message}"
+            outcomes.append([row, state, message, meter, result, manufacturer, meter_id])
+
+        self._mark_duplicates(session, outcomes)
+        self._store(session, outcomes, now)
+        for cache in format_caches.values():
+            cache.write_pending(self.db.dialect)
+
+    def _prefetch(self, session: Session, rows, meters: dict, keys: dict) -> None:
+        by_tenant: dict[int, set[str]] = {}
+        for row in rows:
+            if row.meter_id:
+                by_tenant.setdefault(row.tenant_id, set()).add(row.meter_id)
+        for tenant, id_set in by_tenant.items():
+            ids = sorted(id_set)
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i:i + _CHUNK]
+                for m in session.execute(select(*_MeterState.COLUMNS).where(Meter.tenant_id == tenant,
+                                                                            Meter.meter_id.in_(chunk))):
+                    meters[(tenant, m.manufacturer, m.meter_id)] = _MeterState(m)
+                for k in session.execute(select(MeterKey.manufacturer, MeterKey.meter_id, MeterKey.nonce,
+                                                MeterKey.ciphertext)
+                                         .where(MeterKey.tenant_id == tenant, MeterKey.meter_id.in_(chunk))):
+                    keys.setdefault((tenant, k.meter_id), []).append(k)
+                # warm the format memory, so learning a known format again costs no statement
+                for f in session.execute(select(CompactFormat.manufacturer, CompactFormat.meter_id,
+                                                CompactFormat.signature, CompactFormat.fmt)
+                                         .where(CompactFormat.tenant_id == tenant,
+                                                CompactFormat.meter_id.in_(chunk))):
+                    self._formats.store((tenant, f.manufacturer, f.meter_id, f.signature), bytes(f.fmt))
+            for meter_id in ids:
+                keys.setdefault((tenant, meter_id), [])  # looked up: none
+        for row in rows:
+            if row.meter_id and row.manufacturer:
+                meters.setdefault((row.tenant_id, row.manufacturer, row.meter_id), None)
+
+    def _meter(self, session: Session, tenant: int, manufacturer: str, meter_id: str,
+               meters: dict) -> _MeterState | None:
+        ident = (tenant, manufacturer, meter_id)
+        if ident not in meters:  # an address the link header did not show (long TPL)
+            row = session.execute(select(*_MeterState.COLUMNS).where(
+                Meter.tenant_id == tenant, Meter.manufacturer == manufacturer, Meter.meter_id == meter_id)).first()
+            meters[ident] = _MeterState(row) if row is not None else None
+        return meters[ident]
+
+    def _key(self, session: Session, tenant: int, manufacturer: str, meter_id: str, keys: dict) -> bytes | None:
+        candidates = keys.get((tenant, meter_id))
+        if candidates is None:
+            candidates = keys[(tenant, meter_id)] = list(session.execute(
+                select(MeterKey.manufacturer, MeterKey.meter_id, MeterKey.nonce, MeterKey.ciphertext)
+                .where(MeterKey.tenant_id == tenant, MeterKey.meter_id == meter_id)))
+        chosen = None
+        for k in candidates:
+            if k.manufacturer == manufacturer:
+                chosen = k
+                break
+            if k.manufacturer is None:
+                chosen = k
+        if chosen is None:
+            return None
+        cache_key = (tenant, chosen.manufacturer, meter_id, bytes(chosen.nonce))
+        key = self._keys.lookup(cache_key)
+        if key is None:
+            try:
+                key = self.keystore.open(tenant, chosen.manufacturer, meter_id, bytes(chosen.nonce),
+                                         bytes(chosen.ciphertext))
+            except KeyStoreError as exc:
+                log.error("tenant %d: %s", tenant, exc)
+                return None
+            self._keys.store(cache_key, key)
+        return key
+
+    def _mark_duplicates(self, session: Session, outcomes: list) -> None:
+        decoded = [o for o in outcomes if o[1] == "decoded"]
+        if not decoded:
+            return
+        seen: dict[tuple[int, bytes], list[datetime]] = {}
+        for o in decoded:
+            o.append(_fingerprint(o[4]))
+        fps = sorted({o[7] for o in decoded})
+        for i in range(0, len(fps), _CHUNK):
+            for r in session.execute(select(Reading.meter_pk, Reading.fingerprint, Reading.received_at)
+                                     .where(Reading.fingerprint.in_(fps[i:i + _CHUNK]))):
+                seen.setdefault((r.meter_pk, bytes(r.fingerprint)), []).append(r.received_at)
+        for o in decoded:
+            rx = o[0].received_at
+            times = seen.setdefault((o[3].id, o[7]), [])
+            if any(abs(rx - t) <= DUPLICATE_WINDOW for t in times):
+                o[1], o[2] = "duplicate", "same transmission already decoded (another gateway or a repeat)"
+            else:
+                times.append(rx)
+
+    def _timestamp(self, result: dict, received_at: datetime) -> datetime:
+        for rec in result.get("records") or ():
+            if (rec.get("quantity") == "datetime" and rec.get("storage") == 0 and not rec.get("tariff")
+                    and not rec.get("subunit") and isinstance(rec.get("value"), str)):
+                try:
+                    value = datetime.fromisoformat(rec["value"])
+                except ValueError:
+                    continue
+                if value.tzinfo is None:
+                    value = value.replace(tzinfo=self.meter_zone)
+                return value.astimezone(timezone.utc)
+        return received_at
+
+    def _store(self, session: Session, outcomes: list, now: datetime) -> None:
+        decoded = [o for o in outcomes if o[1] == "decoded"]
+        readings: list[tuple[list, StoredReading]] = []
+        if decoded:
+            rows = [{"tenant_id": o[0].tenant_id, "meter_pk": o[3].id, "telegram_id": o[0].id,
+                     "timestamp": self._timestamp(o[4], o[0].received_at), "received_at": o[0].received_at,
+                     "fields": o[4].get("fields") or {}, "data": o[4], "fingerprint": o[7]} for o in decoded]
+            table = Reading.__table__
+            ids = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows) \
+                .scalars().all()
+            readings = [(o, StoredReading(rid, **row)) for o, rid, row in zip(decoded, ids, rows)]
+        table = Telegram.__table__
+        session.execute(
+            table.update().where(table.c.id == bindparam("_id")).values(
+                state=bindparam("_state"), error=bindparam("_error"), decoded_at=bindparam("_at"),
+                meter_pk=bindparam("_meter"), manufacturer=bindparam("_man"), meter_id=bindparam("_mid")),
+            [{"_id": o[0].id, "_state": o[1], "_error": o[2], "_at": now,
+              "_meter": o[3].id if o[3] is not None else None, "_man": o[5], "_mid": o[6]} for o in outcomes])
+        self._update_meters(session, outcomes, readings, now)
+
+    def _update_meters(self, session: Session, outcomes: list, readings: list, now: datetime) -> None:
+        latest: dict[int, object] = {}
+        previous_by_id = {}
+        ids = sorted({o[3].last_reading_id for o, _r in readings if o[3].last_reading_id is not None})
+        columns = [getattr(Reading, name) for name in StoredReading.__slots__]
+        for i in range(0, len(ids), _CHUNK):
+            for r in session.execute(select(*columns).where(Reading.id.in_(ids[i:i + _CHUNK]))):
+                previous_by_id[r.id] = StoredReading(**r._mapping)
+        wrong_keys = []
+        for o in outcomes:
+            row, state, _message, meter, result = o[:5]
+            if meter is None:
+                continue
+            if meter.last_heard_at is None or meter.last_heard_at < row.received_at:
+                meter.last_heard_at, meter.dirty = row.received_at, True
+            status = meter.key_status
+            if state == "no_key":
+                status = "missing"
+            elif state == "wrong_key":
+                status = "wrong"
+                wrong_keys.append(meter)
+            elif state == "decoded" and (result.get("security") or {}).get("encrypted"):
+                status = "present"
+            if status != meter.key_status:
+                meter.key_status, meter.dirty = status, True
+        calls = []
+        for o, reading in readings:
+            meter = o[3]
+            if meter.id not in latest:
+                latest[meter.id] = previous_by_id.get(meter.last_reading_id)
+            previous = latest[meter.id]
+            # a late (spooled) reading is stored and compared, but the meter's latest stays the newer one
+            if previous is None or reading.timestamp >= previous.timestamp:
+                meter.last_reading_id, meter.dirty = reading.id, True
+                latest[meter.id] = reading
+            calls.append((meter, reading, previous))
+        changed = {m.id: m for m in (o[3] for o in outcomes) if m is not None and m.dirty}
+        if changed:
+            table = Meter.__table__
+            session.execute(
+                table.update().where(table.c.id == bindparam("_id")).values(
+                    last_heard_at=bindparam("_heard"), last_reading_id=bindparam("_reading"),
+                    key_status=bindparam("_key")),
+                [{"_id": m.id, "_heard": m.last_heard_at, "_reading": m.last_reading_id, "_key": m.key_status}
+                 for m in changed.values()])
+        alarms = _alarms()
+        if alarms is not None:
+            for meter in wrong_keys:
+                self._hook(alarms.on_decode_failure, session, session.get(Meter, meter.id), "wrong_key", now)
+            if calls:
+                self._reading_alarms(session, alarms, calls, now)
+
+    def _reading_alarms(self, session: Session, alarms, calls: list, now: datetime) -> None:
+        """alarms.on_reading for the stored readings. Its per-reading queries would dominate the
+        batch, so (unless alarms offers a batch `on_readings`) it is called only where it can change
+        something: the meter has an active alarm, the reading reports an error, or a cumulative
+        register went backwards — the same tests alarms.on_reading makes, with its own helpers."""
+        if hasattr(alarms, "on_readings"):
+            orm_meters = {m.id: session.get(Meter, m.id) for m, _r, _p in calls}
+            self._hook(alarms.on_readings, session, [(orm_meters[m.id], r, p) for m, r, p in calls], now)
+            return
+        from .models import Alarm
+        meter_ids = sorted({meter.id for meter, _r, _p in calls})
+        active: set[int] = set()
+        for i in range(0, len(meter_ids), _CHUNK):
+            active.update(session.scalars(select(Alarm.subject_id).where(
+                Alarm.active.is_(True), Alarm.subject_type == "meter",
+                Alarm.subject_id.in_(meter_ids[i:i + _CHUNK]))))
+        for meter, reading, previous in calls:
+            if meter.id in active or _may_alarm(alarms, reading, previous):
+                active.add(meter.id)  # it may have raised one: later readings must be seen too
+                self._hook(alarms.on_reading, session, session.get(Meter, meter.id), reading, previous, now)
+
+    @staticmethod
+    def _hook(fn, *args) -> None:
+        """Alarm evaluation is secondary: its failure must not stop decoding."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("alarm hook %s failed", getattr(fn, "__name__", fn))
+
+
+def _may_alarm(alarms, reading: Reading, previous: Reading | None) -> bool:
+    """Could alarms.on_reading raise something for this reading of a meter without active alarms?"""
+    if alarms.error_causes(reading.data)[0]:
+        return True
+    if previous is None:
+        return False
+    from .consumption import CUMULATIVE_UNITS, register_value
+    earlier, later = (previous, reading) if previous.timestamp <= reading.timestamp else (reading, previous)
+    for quantity in CUMULATIVE_UNITS:
+        a, b = register_value(earlier.data, quantity), register_value(later.data, quantity)
+        if a is not None and b is not None and b < a:
+            return True
+    return False
+
+
+class PipelineWorker(threading.Thread):
+    """Runs a DecodePipeline until stopped (used by `omshub serve`)."""
+
+    def __init__(self, pipeline: DecodePipeline, *, batch: int = 1000, idle_s: float = 0.2) -> None:
+        super().__init__(name="omshub-pipeline", daemon=True)
+        self.pipeline, self.batch, self.idle_s = pipeline, batch, idle_s
+        self.stopping = threading.Event()
+        self.wakeup = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                n = self.pipeline.run_once(self.batch)
+            except Exception:
+                log.exception("decode pipeline error")
+                n = 0
+            if n == 0:
+                self.wakeup.wait(self.idle_s)
+                self.wakeup.clear()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
+        self.wakeup.set()
+        self.join(timeout)

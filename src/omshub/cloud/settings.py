@@ -1,0 +1,98 @@
+"""Head-end settings: command-line flags > environment (`OMSHUB_…`) > TOML file > defaults.
+
+The TOML file holds the same keys as the fields below (top level, or under a `[omshub]` table),
+e.g. ``database = "postgresql://omshub@db/omshub"`` and ``port = 8080``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "OMSHUB_"
+
+
+class SettingsError(ValueError):
+    """Settings could not be read; the message names the source and the key."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    database: str | None = None             # URL; default sqlite:///<data_dir>/omshub.db
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("omshub-data")
+    master_key: str | None = None           # hex or base64 of 32 bytes; else <data_dir>/master.key
+    coap_host: str = "::"
+    coap_port: int | None = Field(None, ge=0, le=65535)    # CoAP uplink server off unless set
+    mqtt_url: str | None = None             # mqtt://host:port; MQTT bridge off unless set
+    session_ttl_s: int = Field(12 * 3600, ge=60)
+    pipeline: bool = True                   # run the decode pipeline worker inside `serve`
+    pipeline_batch: int = Field(1000, ge=1, le=20000)
+    alarm_interval_s: int = Field(60, ge=1)
+    silent_days: int = Field(3, ge=1)
+    meter_timezone: str = "UTC"             # zone of meters' own date-time records
+    log_level: str = "info"
+
+    @field_validator("meter_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL: `postgresql://` is served by psycopg 3."""
+        url = self.database or f"sqlite:///{(self.data_dir / 'omshub.db').as_posix()}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path}: {exc}") from None
+    if isinstance(data.get("omshub"), dict):
+        data = data["omshub"]
+    return data
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = environ.get(ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            out[name] = value
+    return out
+
+
+def load_settings(config_file: str | os.PathLike | None = None, *, environ: dict[str, str] | None = None,
+                  **flags: Any) -> Settings:
+    """Merge the sources; `flags` with value None are "not given". SettingsError names the bad key."""
+    environ = dict(os.environ if environ is None else environ)
+    merged: dict[str, Any] = {}
+    config_file = config_file or environ.get(ENV_PREFIX + "CONFIG") or None
+    if config_file:
+        merged.update(_from_toml(Path(config_file)))
+    merged.update(_from_env(environ))
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+                             for err in exc.errors())
+        raise SettingsError(f"invalid settings: {problems}") from None

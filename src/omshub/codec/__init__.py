@@ -1,0 +1,13 @@
+"""omshub.codec: sans-IO wireless/wired M-Bus and OMS telegram codec.
+
+``decode`` turns one frame into the uniform record dict of docs/formats.md §1; ``encode_telegram``
+builds frames (tests, simulator, benchmarks). The only exception raised is :class:`DecodeError`.
+"""
+
+from .errors import DecodeError
+from .keys import FormatCache, KeyRing
+from .telegram import decode, decode_hex, parse_hex, peek_header
+from .encode import encode_telegram
+
+__all__ = ["DecodeError", "decode", "decode_hex", "parse_hex", "peek_header", "KeyRing", "FormatCache",
+           "encode_telegram"]

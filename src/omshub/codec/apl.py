@@ -1,0 +1,954 @@
+"""EN 13757-3 application layer: data records <-> uniform record dicts (brief §7).
+
+``decode_records`` walks ``DIF [DIFE…] VIF [VIFE…] data`` records; ``encode_records`` is its
+inverse. Each distinct record header (DIF…VIFE bytes, plus the text of a plain-text VIF) is
+interpreted once and memoised in a bounded module-level cache (a pure-function cache: the
+result depends only on the header bytes), so the per-record hot path is a slice, a dict lookup,
+an ``int.from_bytes`` and a dict copy.
+
+Record keys: ``quantity unit value storage tariff subunit function dif_vif`` always
+(``dif_vif`` = every header byte before the data, incl. a plain-text unit), and only when
+relevant: ``qualifiers`` (list, units.QUALIFIERS: forward/backward, limits, phases, per-…),
+``of`` (the VIF's quantity when a VIFE made the record a count/duration/date of it),
+``record_error`` (error VIFE), ``vife`` (unknown / manufacturer VIFEs, hex as sent),
+``unit_text`` (plain-text VIF), ``error_value`` (value null: invalid BCD/date, error VIFE,
+NaN), ``raw`` (data hex when the value is not decoded), ``dst`` (summer-time flag of F/I dates).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import NamedTuple
+
+from omshub.codec import vif as _vif
+from omshub.codec.errors import DecodeError
+from omshub.codec.units import QUANTITIES, to_canonical
+
+MAX_APL = 65535          # bytes; far above any M-Bus/wM-Bus APL, bounds work on hostile input
+MAX_EXTENSIONS = 10      # DIFEs / VIFEs per record (brief §7)
+_CACHE_LIMIT = 4096      # header memo entries; cleared when full
+
+FUNCTIONS = ("instantaneous", "maximum", "minimum", "error")
+_FUNCTION_BITS = {name: n for n, name in enumerate(FUNCTIONS)}
+
+# data field -> fixed data length (LVAR 0xD is -1; 0xF is special and never looked up)
+_DATA_LEN = (0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, 0)
+
+# value decoders
+D_NONE, D_INT, D_UINT, D_BCD, D_REAL, D_LVAR, D_DATE_G, D_DATE_F, D_DATETIME_F, D_DATETIME_I, \
+    D_TIME_J, D_RAW = range(12)
+
+# scale modes: value = raw | raw*num | raw*num/den | round(raw*num/den, nd)
+M_ONE, M_MUL, M_DIV, M_ROUND = range(4)
+
+
+class HeaderInfo(NamedTuple):
+    """What a record header means; ``template`` is the record dict without its value."""
+    dlen: int                 # fixed data length, -1 for LVAR
+    decoder: int              # D_*
+    template: dict
+    mode: int                 # M_*
+    num: int
+    den: int
+    ndigits: int              # decimals kept for non-terminating scales (M_ROUND)
+    is_float: bool            # quantity values are always floats
+    lvar_raw: bool            # LVAR 00-BF bytes are a container/profile, not text
+    has_lists: bool           # template holds lists (copied per record)
+    record_error: bool        # a record-error VIFE: the value is not valid
+    unpack: object            # struct unpack_from for 1/2/4/8-byte integer/BCD fields, else None
+    signed: bool              # binary numbers are type B (else C/D, unsigned)
+
+
+_CACHE: dict[bytes, HeaderInfo] = {}
+
+
+def _err(message: str, offset: int, records: list | None = None) -> DecodeError:
+    return DecodeError("invalid_record", message, layer="apl", offset=offset,
+                       partial={"records": records} if records is not None else None)
+
+
+# ---------------------------------------------------------------------------------- grammar
+
+def header_end(data: bytes, i: int, n: int) -> int:
+    """End offset of the record header starting at ``data[i]`` (a DIF that is not 0x?F).
+
+    Raises ``DecodeError`` when the header runs past ``n`` or has too many extensions.
+    """
+    j = i + 1
+    if data[i] & 0x80:
+        count = 0
+        while True:
+            if j >= n:
+                raise _err(f"record at offset {i}: DIFE expected at offset {j}, APL ends (truncated)", i)
+            b = data[j]
+            j += 1
+            count += 1
+            if not b & 0x80:
+                break
+            if count >= MAX_EXTENSIONS:
+                raise _err(f"record at offset {i}: more than {MAX_EXTENSIONS} DIFEs", i)
+    if j >= n:
+        raise _err(f"record at offset {i}: VIF expected at offset {j}, APL ends (truncated)", i)
+    vif = data[j]
+    j += 1
+    if vif & 0x80:
+        count = 0
+        while True:
+            if j >= n:
+                raise _err(f"record at offset {i}: VIFE expected at offset {j}, APL ends (truncated)", i)
+            b = data[j]
+            j += 1
+            count += 1
+            if not b & 0x80:
+                break
+            if count > MAX_EXTENSIONS:  # FB/FD code byte + up to 10 combinable VIFEs
+                raise _err(f"record at offset {i}: more than {MAX_EXTENSIONS} VIFEs", i)
+    if vif & 0x7F == 0x7C:  # plain-text VIF: length byte + text follow the VIFEs
+        if j >= n:
+            raise _err(f"record at offset {i}: plain-text VIF length expected at offset {j}, "
+                       "APL ends (truncated)", i)
+        j += 1 + data[j]
+        if j > n:
+            raise _err(f"record at offset {i}: plain-text VIF unit text runs past the APL end "
+                       "(truncated)", i)
+    return j
+
+
+def header_info(hdr: bytes) -> HeaderInfo:
+    """Interpret one complete record header (memoised). ``DecodeError`` if it is malformed."""
+    info = _CACHE.get(hdr)
+    if info is None:
+        if not hdr or hdr[0] & 0x0F == 0x0F:
+            raise _err(f"{hdr.hex()!r} is not a data record header", 0)
+        if header_end(hdr, 0, len(hdr)) != len(hdr):
+            raise _err(f"{hdr.hex()!r} has bytes after the record header", 0)
+        info = _interpret(hdr)
+        if len(_CACHE) >= _CACHE_LIMIT:
+            _CACHE.clear()
+        _CACHE[hdr] = info
+    return info
+
+
+def _interpret(hdr: bytes) -> HeaderInfo:
+    dif = hdr[0]
+    dfield = dif & 0x0F
+    storage = (dif >> 6) & 1
+    function = FUNCTIONS[(dif >> 4) & 3]
+    tariff = subunit = 0
+    p = 1
+    k = 0
+    ext = dif & 0x80
+    while ext:
+        b = hdr[p]
+        storage |= (b & 0x0F) << (1 + 4 * k)
+        tariff |= ((b >> 4) & 3) << (2 * k)
+        subunit |= ((b >> 6) & 1) << k
+        ext = b & 0x80
+        p += 1
+        k += 1
+    vif = hdr[p]
+    p += 1
+    code = vif & 0x7F
+    vifes: list[int] = []
+    unit_text = None
+    if vif in (0xFB, 0xFD):
+        table_code = hdr[p]
+        p += 1
+        entry = (_vif.FB if vif == 0xFB else _vif.FD).get(table_code & 0x7F, _vif.UNKNOWN)
+        ext = table_code & 0x80
+    else:
+        entry = _vif.PRIMARY.get(code, _vif.UNKNOWN) if code != 0x7C else _vif.VifEntry(
+            "custom", Fraction(1), "num")
+        ext = vif & 0x80
+    while ext:
+        b = hdr[p]
+        vifes.append(b)
+        ext = b & 0x80
+        p += 1
+    if code == 0x7C and vif not in (0xFB, 0xFD):
+        length = hdr[p]
+        unit_text = hdr[p + 1:p + 1 + length][::-1].decode("latin-1")
+
+    quantity, scale, kind = entry
+    extra: dict = {}
+    qualifiers: list[str] = []
+    raw_vifes: list[str] = []
+    unit_suffix = ""
+    lvar_raw = kind == "raw"
+    if quantity == "manufacturer_specific":
+        raw_vifes = [f"{b:02x}" for b in vifes]
+        vifes = []
+    idx = 0
+    while idx < len(vifes):
+        b = vifes[idx]
+        c = b & 0x7F
+        idx += 1
+        if c == 0x00:
+            continue  # record error "none"
+        if c in _vif.RECORD_ERRORS:
+            extra["record_error"] = _vif.RECORD_ERRORS[c]
+        elif c in _vif.QUALIFIER_VIFE:
+            qualifiers.append(_vif.QUALIFIER_VIFE[c])
+            if c in _vif.PROFILE_VIFES:
+                lvar_raw = True
+        elif 0x70 <= c <= 0x77:
+            scale = scale * Fraction(10) ** (c - 0x76)
+        elif c == 0x7D:
+            scale = scale * 1000
+        elif 0x78 <= c <= 0x7B:
+            qualifiers.append("additive_correction")
+            scale = scale * Fraction(10) ** ((c & 3) - 3)
+        elif c in _vif.PER_TIME:
+            name, suffix, to_hour = _vif.PER_TIME[c]
+            rate = _vif.RATE_OF.get(quantity)
+            if rate is not None and to_hour is not None and not unit_suffix:
+                quantity, scale = rate, scale * to_hour
+            else:
+                qualifiers.append(name)
+                unit_suffix += "/" + suffix
+        elif c in _vif.PER_UNIT:
+            name, suffix = _vif.PER_UNIT[c]
+            qualifiers.append(name)
+            unit_suffix += suffix
+        elif c in (0x41, 0x49):
+            extra["of"] = quantity
+            qualifiers.append("upper_limit" if c & 0x08 else "lower_limit")
+            quantity, scale, kind = "limit_exceed_count", Fraction(1), "uint"
+        elif 0x42 <= c <= 0x4F:  # E100 u f 1 b: date(/time) of begin/end of first/last exceed
+            extra["of"] = quantity
+            qualifiers += ["upper_limit" if c & 0x08 else "lower_limit", "last" if c & 0x04 else "first"]
+            quantity, scale, kind = ("limit_exceed_end" if c & 1 else "limit_exceed_begin"), Fraction(1), "anydate"
+        elif 0x50 <= c <= 0x5F:  # E101 u f nn: duration of first/last lower/upper exceed
+            extra["of"] = quantity
+            qualifiers += ["upper_limit" if c & 0x08 else "lower_limit", "last" if c & 0x04 else "first"]
+            quantity, scale, kind = "limit_exceed_duration", Fraction((1, 60, 3600, 86400)[c & 3]), "num"
+        elif 0x60 <= c <= 0x67:  # E110 0 f nn: duration of first/last (event)
+            extra["of"] = quantity
+            qualifiers.append("last" if c & 0x04 else "first")
+            quantity, scale, kind = "event_duration", Fraction((1, 60, 3600, 86400)[c & 3]), "num"
+        elif c in (0x6A, 0x6B, 0x6E, 0x6F):  # E110 f 1 b: date(/time) of first/last begin/end
+            extra["of"] = quantity
+            qualifiers.append("last" if c & 0x04 else "first")
+            quantity, scale, kind = ("event_end" if c & 1 else "event_begin"), Fraction(1), "anydate"
+        elif c == 0x7C and idx < len(vifes):  # combinable extension table ("FC")
+            nxt = vifes[idx] & 0x7F
+            idx += 1
+            if nxt in _vif.FC_PHASES:
+                qualifiers.append(_vif.FC_PHASES[nxt])
+            else:
+                raw_vifes += [f"{b:02x}", f"{vifes[idx - 1]:02x}"]
+        elif c == 0x7F:  # manufacturer-specific VIFEs follow: all kept verbatim
+            raw_vifes += [f"{x:02x}" for x in vifes[idx - 1:]]
+            break
+        else:
+            raw_vifes.append(f"{b:02x}")
+
+    # which value decoder the data field needs for this kind of quantity
+    decoder = _decoder_for(kind, dfield)
+    if kind == "datetime" and quantity == "datetime":
+        if decoder == D_TIME_J:
+            quantity = "time"
+        elif decoder == D_DATE_G:
+            quantity = "date"
+    if decoder == D_LVAR and kind in ("date", "datetime", "anydate"):
+        lvar_raw = True  # type M compound date (layout not established): kept raw
+    unit = QUANTITIES[quantity][0] + unit_suffix
+    template: dict = {"quantity": quantity, "unit": unit, "value": None, "storage": storage,
+                      "tariff": tariff, "subunit": subunit, "function": function,
+                      "dif_vif": hdr.hex()}
+    if qualifiers:
+        template["qualifiers"] = qualifiers
+    template.update(extra)
+    if raw_vifes:
+        template["vife"] = raw_vifes
+    if unit_text is not None:
+        template["unit_text"] = unit_text
+
+    mode, num, den, nd = _scale_mode(scale)
+    dlen = _DATA_LEN[dfield]
+    fmt = {1: "b", 2: "h", 4: "i", 8: "q"}.get(dlen) if decoder in (D_INT, D_UINT, D_BCD) else None
+    if fmt and decoder != D_INT:
+        fmt = fmt.upper()  # unsigned (BCD digits are read as one unsigned number)
+    unpack = struct.Struct("<" + fmt).unpack_from if fmt else None
+    return HeaderInfo(dlen, decoder, template, mode, num, den, nd,
+                      QUANTITIES[quantity][1] == "float", lvar_raw,
+                      bool(qualifiers or raw_vifes), "record_error" in extra, unpack, kind != "uint")
+
+
+def _decoder_for(kind: str, dfield: int) -> int:
+    if kind == "raw":
+        return D_LVAR if dfield == 0xD else (D_NONE if _DATA_LEN[dfield] == 0 else D_RAW)
+    if kind == "date":
+        return {2: D_DATE_G, 4: D_DATE_F, 0: D_NONE, 8: D_NONE, 0xD: D_LVAR}.get(dfield, D_RAW)
+    if kind in ("datetime", "anydate"):
+        return {2: D_DATE_G, 3: D_TIME_J, 4: D_DATETIME_F, 6: D_DATETIME_I, 0: D_NONE, 8: D_NONE,
+                0xD: D_LVAR}.get(dfield, D_RAW)
+    if dfield in (0, 8):
+        return D_NONE
+    if dfield == 5:
+        return D_REAL
+    if dfield == 0xD:
+        return D_LVAR
+    if dfield >= 9:
+        return D_BCD
+    return D_UINT if kind == "uint" else D_INT
+
+
+def _terminating(den: int) -> bool:
+    while den % 2 == 0:
+        den //= 2
+    while den % 5 == 0:
+        den //= 5
+    return den == 1
+
+
+def _scale_mode(scale: Fraction) -> tuple[int, int, int, int]:
+    num, den = scale.numerator, scale.denominator
+    if scale == 1:
+        return M_ONE, 1, 1, 0
+    if den == 1:
+        return M_MUL, num, 1, 0
+    if _terminating(den):
+        # one correctly rounded division: 12345/1000 prints as 12.345 (12345*0.001 would not)
+        return M_DIV, num, den, 0
+    # non-decimal conversions (J -> kWh): keep 6 decimals below the resolution of one step
+    return M_ROUND, num, den, max(0, math.ceil(-math.log10(float(scale)))) + 6
+
+
+# ---------------------------------------------------------------------------------- values
+
+def _bcd(b: bytes) -> int | None:
+    """Type A: unsigned BCD, LE; top nibble F = negative; any other A-F digit -> None."""
+    if not b:
+        return 0
+    s = b[::-1].hex()
+    if s.isdigit():
+        return int(s)
+    if s[0] == "f" and (len(s) == 1 or s[1:].isdigit()):
+        return -int(s[1:] or "0")
+    return None
+
+
+def _year(y: int) -> int:
+    return 2000 + y if y <= 80 else 1900 + y
+
+
+def _date_g(b: bytes) -> str | None:
+    if b[0] == 0xFF and b[1] == 0xFF:
+        return None
+    day, month = b[0] & 0x1F, b[1] & 0x0F
+    year = (b[0] >> 5) | ((b[1] & 0xF0) >> 1)
+    if year == 127 and 1 <= day <= 31:  # periodic: ISO 8601 "--MM-DD" every year, "---DD" every month
+        if month == 0:
+            return f"---{day:02d}"
+        return f"--{month:02d}-{day:02d}" if month <= 12 else None
+    if not (1 <= day <= 31 and 1 <= month <= 12 and year <= 99):
+        return None
+    return f"{_year(year):04d}-{month:02d}-{day:02d}"
+
+
+def _datetime_f(b: bytes) -> tuple[str, bool] | None:
+    if b[0] & 0x80:
+        return None  # IV: invalid
+    minute, hour, day, month = b[0] & 0x3F, b[1] & 0x1F, b[2] & 0x1F, b[3] & 0x0F
+    year = (b[2] >> 5) | ((b[3] & 0xF0) >> 1)
+    hundred = (b[1] >> 5) & 3
+    if not (minute <= 59 and hour <= 23 and 1 <= day <= 31 and 1 <= month <= 12 and year <= 99):
+        return None
+    full_year = 1900 + 100 * hundred + year if hundred else _year(year)
+    return f"{full_year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}", bool(b[1] & 0x80)
+
+
+def _datetime_i(b: bytes) -> tuple[str, bool] | None:
+    if b[1] & 0x80:
+        return None
+    second, minute, hour = b[0] & 0x3F, b[1] & 0x3F, b[2] & 0x1F
+    day, month = b[3] & 0x1F, b[4] & 0x0F
+    year = (b[3] >> 5) | ((b[4] & 0xF0) >> 1)
+    if not (second <= 59 and minute <= 59 and hour <= 23 and 1 <= day <= 31 and 1 <= month <= 12
+            and year <= 99):
+        return None
+    return (f"{_year(year):04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}",
+            bool(b[0] & 0x40))
+
+
+def _time_j(b: bytes) -> str | None:
+    second, minute, hour = b[0] & 0x3F, b[1] & 0x3F, b[2] & 0x1F
+    if second > 59 or minute > 59 or hour > 23:
+        return None
+    return f"{hour:02d}:{minute:02d}:{second:02d}"
+
+
+_F32 = struct.Struct("<f")
+
+
+def _real32(b: bytes) -> tuple[float, int] | None:
+    """IEEE single -> (shortest decimal float that maps back to the same single, digits)."""
+    x = _F32.unpack(b)[0]
+    if not math.isfinite(x):
+        return None
+    for digits in (6, 7, 8, 9):
+        short = float(f"{x:.{digits}g}")
+        if _F32.unpack(_F32.pack(short))[0] == x:
+            return short, digits
+    return x, 17  # pragma: no cover - 9 digits always round-trip a single
+
+
+def _scaled(raw: int, info: HeaderInfo):
+    mode = info.mode
+    if mode == M_ONE:
+        return float(raw) if info.is_float else raw
+    if mode == M_MUL:
+        v = raw * info.num
+        # beyond 64 bits an int is not portable JSON (orjson, JavaScript): a float then
+        return float(v) if info.is_float or not -(1 << 63) <= v < (1 << 64) else v
+    if mode == M_DIV:
+        return raw * info.num / info.den
+    return round(raw * info.num / info.den, info.ndigits)
+
+
+# ---------------------------------------------------------------------------------- decode
+
+def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple[list[dict], str | None]:
+    """EN 13757-3 records in ``data[start:end]`` -> (records, manufacturer data hex or None).
+
+    2F fillers are skipped; ``0F``/``1F`` end the records and the rest is returned as hex
+    (``""`` when nothing follows; which of the two it was is ``data[n - len(hex)//2 - 1]``). Raises ``DecodeError("invalid_record")``
+    with the offset of the bad record and the records decoded so far in ``partial["records"]``.
+    """
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    n = len(data) if end is None else end
+    if start < 0 or n > len(data) or start > n:
+        raise DecodeError("invalid_record", f"APL bounds {start}..{end} outside the {len(data)} "
+                          "bytes given", layer="apl", offset=start)
+    if n - start > MAX_APL:
+        raise DecodeError("too_long", f"APL of {n - start} bytes exceeds {MAX_APL}", layer="apl",
+                          offset=start)
+    records: list[dict] = []
+    append = records.append
+    cache_get = _CACHE.get
+    from_bytes = int.from_bytes
+    i = start
+    while i < n:
+        dif = data[i]
+        if dif == 0x2F:
+            i += 1
+            continue
+        if dif & 0x0F == 0x0F:
+            if dif == 0x0F or dif == 0x1F:
+                # 1F (more records follow in the next telegram) vs 0F: the byte before the hex
+                return records, data[i + 1:n].hex()
+            what = "global readout request (downlink only)" if dif == 0x7F else "reserved special function"
+            raise _err(f"DIF 0x{dif:02X} at offset {i} is a {what}", i, records)
+        # fast path for the common DIF+VIF header without extensions
+        j = i + 1
+        if not dif & 0x80 and j < n and not data[j] & 0x80 and data[j] != 0x7C:
+            j += 1
+        else:
+            try:
+                j = header_end(data, i, n)
+            except DecodeError as exc:
+                exc.partial = {"records": records}
+                raise
+        key = data[i:j]
+        info = cache_get(key)
+        if info is None:
+            info = header_info(key)
+        dlen, dec, template, mode, num, den, _, is_float, _, has_lists, record_error, unpack, _ = info
+        rec = template.copy()
+        if dlen >= 0:
+            e = j + dlen
+            if e > n:
+                raise _err(f"record at offset {i} (header {key.hex()}) needs {dlen} data bytes, "
+                           f"only {n - j} left (truncated)", i, records)
+            if dec == D_INT or dec == D_UINT:
+                if unpack is not None:
+                    raw = unpack(data, j)[0]
+                else:
+                    raw = from_bytes(data[j:e], "little", signed=dec == D_INT)
+            elif dec == D_BCD:
+                # the digits read as one LE number print as decimal when every nibble is 0-9
+                digits = "%x" % (unpack(data, j)[0] if unpack is not None else from_bytes(data[j:e], "little"))
+                raw = int(digits) if digits.isdigit() else _bcd(data[j:e])
+                if raw is None:
+                    rec["error_value"] = True
+                    rec["raw"] = data[j:e].hex()
+            else:
+                raw = None
+                if dec == D_REAL:
+                    r = _real32(data[j:e])
+                    if r is None:
+                        rec["error_value"] = True
+                        rec["raw"] = data[j:e].hex()
+                    else:
+                        x, digits = r
+                        v = x if mode == M_ONE else x * num / den
+                        rec["value"] = float(f"{v:.{digits}g}")
+                elif dec == D_RAW:
+                    rec["raw"] = data[j:e].hex()
+                elif dec != D_NONE:
+                    _date_value(dec, data[j:e], rec)
+            if raw is not None:
+                if mode == M_ONE:
+                    rec["value"] = float(raw) if is_float else raw
+                elif mode == M_DIV:
+                    rec["value"] = raw * num / den
+                else:
+                    rec["value"] = _scaled(raw, info)
+        else:
+            if j >= n:
+                raise _err(f"record at offset {i}: LVAR byte expected at offset {j}, APL ends "
+                           "(truncated)", i, records)
+            e = _lvar(data, i, j, n, info, rec, records)
+        if has_lists:
+            for name in ("qualifiers", "vife"):
+                if name in rec:
+                    rec[name] = list(rec[name])
+        if record_error:
+            rec["error_value"] = True
+            if rec["value"] is not None:
+                rec["raw"] = data[j:e].hex()
+                rec["value"] = None
+        append(rec)
+        i = e
+    return records, None
+
+
+def _date_value(dec: int, b: bytes, rec: dict) -> None:
+    if dec == D_DATE_G:
+        v = _date_g(b)
+    elif dec == D_TIME_J:
+        v = _time_j(b)
+    else:
+        r = _datetime_i(b) if dec == D_DATETIME_I else _datetime_f(b)
+        v = None
+        if r is not None:
+            v, dst = r
+            if dec == D_DATE_F:
+                v = v[:10]
+            elif dst:
+                rec["dst"] = True
+    if v is None:
+        rec["error_value"] = True
+        rec["raw"] = b.hex()
+    else:
+        rec["value"] = v
+
+
+def _lvar(data: bytes, i: int, j: int, n: int, info: HeaderInfo, rec: dict, records: list) -> int:
+    """Decode an LVAR data field (brief §7.10) into ``rec``; returns the record end offset."""
+    lv = data[j]
+    j += 1
+    if lv < 0xC0:
+        size = lv
+    elif lv <= 0xC9 or 0xD0 <= lv <= 0xD9:
+        size = lv & 0x0F
+    elif 0xE0 <= lv <= 0xEF:
+        size = lv - 0xE0
+    elif lv <= 0xF4 and lv >= 0xF0:
+        size = 4 * (lv - 0xEC)
+    elif lv == 0xF5:
+        size = 48
+    elif lv == 0xF6:
+        size = 64
+    else:
+        raise _err(f"record at offset {i}: reserved LVAR 0x{lv:02X} at offset {j - 1}", i, records)
+    e = j + size
+    if e > n:
+        raise _err(f"record at offset {i}: LVAR announces {size} bytes, only {n - j} left "
+                   "(truncated)", i, records)
+    chunk = data[j:e]
+    if lv < 0xC0:
+        if info.lvar_raw:
+            rec["raw"] = chunk.hex()
+        else:
+            rec["value"] = chunk[::-1].decode("latin-1")
+    elif lv < 0xE0:
+        raw = _bcd(chunk)
+        if raw is None or raw < 0:  # sign comes from the LVAR code, not a nibble
+            rec["error_value"] = True
+            rec["raw"] = chunk.hex()
+        else:
+            rec["value"] = _scaled(raw if lv < 0xD0 else -raw, info)
+    elif size <= 8 and not info.lvar_raw:
+        rec["value"] = _scaled(int.from_bytes(chunk, "little", signed=info.signed), info)
+    else:
+        rec["raw"] = chunk.hex()  # binary numbers beyond 64 bit stay hex (JSON-safe)
+    return e
+
+
+# ---------------------------------------------------------------------------------- encode
+
+def _candidates() -> dict[str, list[tuple[bytes, Fraction, bool]]]:
+    """quantity -> [(VIF bytes, scale, signed)] the encoder may choose, preferred first."""
+    out: dict[str, list[tuple[bytes, Fraction, bool]]] = {}
+    for prefix, table in ((b"", _vif.PRIMARY), (b"\xfb", _vif.FB), (b"\xfd", _vif.FD)):
+        for code in sorted(table, key=lambda c: -table[c].scale):
+            entry = table[code]
+            if entry.kind in ("num", "uint"):
+                out.setdefault(entry.quantity, []).append((prefix + bytes([code]), entry.scale,
+                                                           entry.kind == "num"))
+    for quantity, cands in out.items():
+        # decimal steps (and whole seconds for durations); odd factors only when nothing else
+        plain = [c for c in cands if (c[1].numerator == 1 and _is_pow10(c[1].denominator))
+                 or (c[1].denominator == 1 and (_is_pow10(c[1].numerator)
+                                                or QUANTITIES[quantity][0] == "s"))]
+        if plain:
+            out[quantity] = plain
+    return out
+
+
+def _is_pow10(x: int) -> bool:
+    while x % 10 == 0:
+        x //= 10
+    return x == 1
+
+
+_CANDIDATES = _candidates()
+_QUALIFIER_CODES = {name: code for code, name in _vif.QUALIFIER_VIFE.items()}
+_RAW_VIFS = {entry.quantity: prefix + bytes([code])
+             for prefix, table in ((b"", _vif.PRIMARY), (b"\xfb", _vif.FB), (b"\xfd", _vif.FD))
+             for code, entry in table.items() if entry.kind == "raw"}
+_DATE_VIFS = {"date": b"\x6c", "datetime": b"\x6d", "time": b"\x6d", "tariff_start": b"\xfd\x30",
+              "battery_change_datetime": b"\xfd\x70"}
+_ERROR_CODES = {name: code for code, name in _vif.RECORD_ERRORS.items()}
+_PHASE_CODES = {name: code for code, name in _vif.FC_PHASES.items()}
+_INT_FIELDS = ((1, 1), (2, 2), (3, 3), (4, 4), (6, 6), (8, 7))  # (bytes, data field)
+
+
+def _enc_err(index: int, message: str) -> DecodeError:
+    return DecodeError("invalid_record", f"record {index}: {message}", layer="apl")
+
+
+def encode_records(records: list[dict]) -> bytes:
+    """Records in the uniform format -> EN 13757-3 bytes (inverse of :func:`decode_records`).
+
+    A record's ``dif_vif`` forces its exact header; otherwise DIF/DIFE/VIF/VIFE are chosen for
+    quantity, unit, qualifiers, storage, tariff, subunit and function, with the coarsest VIF
+    scale that represents the value exactly and the smallest integer data field.
+    """
+    out = bytearray()
+    for index, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise _enc_err(index, "not a dict")
+        rec = _with_canonical_value(rec, index)
+        dif_vif = rec.get("dif_vif")
+        if dif_vif:
+            try:
+                hdr = bytes.fromhex(dif_vif)
+            except (ValueError, TypeError):
+                raise _enc_err(index, f"dif_vif {dif_vif!r} is not hex") from None
+            try:
+                info = header_info(hdr)
+            except DecodeError as exc:
+                raise _enc_err(index, f"dif_vif: {exc.message}") from None
+        else:
+            hdr = _choose_header(rec, index)
+            info = header_info(hdr)
+        out += hdr
+        out += _encode_data(info, rec, index)
+        if len(out) > MAX_APL:
+            raise DecodeError("too_long", f"encoded records exceed {MAX_APL} bytes", layer="apl")
+    return bytes(out)
+
+
+def _dif_bytes(rec: dict, dfield: int, index: int) -> bytes:
+    function = rec.get("function", "instantaneous")
+    if function not in _FUNCTION_BITS:
+        raise _enc_err(index, f"unknown function {function!r}")
+    storage, tariff, subunit = (rec.get(k, 0) for k in ("storage", "tariff", "subunit"))
+    for name, v in (("storage", storage), ("tariff", tariff), ("subunit", subunit)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise _enc_err(index, f"{name} {v!r} is not a non-negative integer")
+    dif = dfield | (_FUNCTION_BITS[function] << 4) | ((storage & 1) << 6)
+    rest = storage >> 1
+    difes = []
+    while rest or tariff or subunit:
+        difes.append((rest & 0x0F) | ((tariff & 3) << 4) | ((subunit & 1) << 6))
+        rest >>= 4
+        tariff >>= 2
+        subunit >>= 1
+    if len(difes) > MAX_EXTENSIONS:
+        raise _enc_err(index, "storage/tariff/subunit need more than 10 DIFEs")
+    if difes:
+        dif |= 0x80
+        difes = [b | 0x80 for b in difes[:-1]] + [difes[-1]]
+    return bytes([dif, *difes])
+
+
+def _vif_chain(base: bytes, vifes: list[int]) -> bytes:
+    """Set the extension bits: every byte but the last of VIF..VIFE chain has bit 7."""
+    if not vifes:
+        return base
+    chain = [b | 0x80 for b in vifes[:-1]] + [vifes[-1] & 0x7F]
+    return base[:-1] + bytes([base[-1] | 0x80]) + bytes(chain)
+
+
+def _qualifier_vifes(rec: dict, index: int) -> list[int]:
+    vifes: list[int] = []
+    for name in rec.get("qualifiers") or ():
+        if name in _QUALIFIER_CODES:
+            vifes.append(_QUALIFIER_CODES[name])
+        elif name in _PHASE_CODES:
+            vifes += [0x7C, _PHASE_CODES[name]]
+        else:
+            raise _enc_err(index, f"qualifier {name!r} needs an explicit dif_vif")
+    if rec.get("record_error"):
+        if rec["record_error"] not in _ERROR_CODES:
+            raise _enc_err(index, f"unknown record_error {rec['record_error']!r}")
+        vifes.append(_ERROR_CODES[rec["record_error"]])
+    for text in rec.get("vife") or ():
+        try:
+            vifes.append(int(text, 16) & 0x7F)
+        except (ValueError, TypeError):
+            raise _enc_err(index, f"vife {text!r} is not a hex byte") from None
+    return vifes
+
+
+def _with_canonical_value(rec: dict, index: int) -> dict:
+    """The record with its value in the canonical unit (a caller may give e.g. Wh or GJ)."""
+    quantity = rec.get("quantity")
+    if quantity not in QUANTITIES:
+        raise _enc_err(index, f"unknown quantity {quantity!r}")
+    unit = rec.get("unit")
+    canon = QUANTITIES[quantity][0]
+    if unit is None or unit == canon or unit.startswith(canon + "/") or unit.startswith(canon + "·"):
+        return rec  # canonical (qualified rate units such as m3/d keep their value)
+    try:
+        value = to_canonical(quantity, unit, rec.get("value"))
+    except KeyError:
+        raise _enc_err(index, f"unit {unit!r} is not known for {quantity}") from None
+    return {**rec, "unit": canon, "value": value}
+
+
+def _choose_header(rec: dict, index: int) -> bytes:
+    quantity = rec.get("quantity")
+    value = rec.get("value")
+    if "of" in rec:
+        raise _enc_err(index, f"{quantity} of {rec['of']} needs an explicit dif_vif")
+    vifes = _qualifier_vifes(rec, index)
+    raw = rec.get("raw")
+    if value is None and raw is not None:
+        try:
+            size = len(bytes.fromhex(raw))
+        except (ValueError, TypeError):
+            raise _enc_err(index, f"raw {raw!r} is not hex") from None
+        base = _RAW_VIFS.get(quantity) or _DATE_VIFS.get(quantity)
+        if base is None and rec.get("error_value"):  # invalid BCD digits keep the error marker
+            dfield = {1: 9, 2: 0xA, 3: 0xB, 4: 0xC, 6: 0xE}.get(size, 0xD)
+        else:
+            dfield = {1: 1, 2: 2, 3: 3, 4: 4, 6: 6, 8: 7}.get(size, 0xD)
+        if base is None:
+            cands = _CANDIDATES.get(quantity)
+            if not cands:
+                raise _enc_err(index, f"{quantity} with raw data needs an explicit dif_vif")
+            base = cands[0][0]
+        return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+    if quantity == "custom":
+        text = (rec.get("unit_text") or "").encode("latin-1", "replace")[::-1]
+        if len(text) > 255:
+            raise _enc_err(index, "unit_text longer than 255 characters")
+        dfield = 0 if value is None else _int_field(value, Fraction(1), index)[1]
+        return _dif_bytes(rec, dfield, index) + _vif_chain(b"\x7c", vifes) + bytes([len(text)]) + text
+    if quantity in _DATE_VIFS:
+        base = _DATE_VIFS[quantity]
+        if value is None:
+            return _dif_bytes(rec, 0, index) + _vif_chain(base, vifes)
+        if not isinstance(value, str):
+            raise _enc_err(index, f"{quantity} value {value!r} is not an ISO string")
+        if value.startswith("--"):
+            dfield = 2
+        elif len(value) == 8:
+            dfield = 3
+        elif len(value) == 10:  # type G holds years 1981-2080, type F up to 2299
+            dfield = 2 if value[:4].isdigit() and 1981 <= int(value[:4]) <= 2080 else 4
+        else:
+            dfield = 6 if len(value) > 16 else 4
+        return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+    cands = _CANDIDATES.get(quantity)
+    if not cands:
+        raise _enc_err(index, f"{quantity} needs an explicit dif_vif")
+    if value is None:
+        return _dif_bytes(rec, 0, index) + _vif_chain(cands[0][0], vifes)
+    if isinstance(value, str):
+        return _dif_bytes(rec, 0xD, index) + _vif_chain(cands[0][0], vifes)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _enc_err(index, f"value {value!r} is not a number")
+    for base, scale, signed in cands:
+        try:
+            size_field = _int_field(value, scale, index, signed)
+        except DecodeError:
+            continue
+        return _dif_bytes(rec, size_field[1], index) + _vif_chain(base, vifes)
+    if not math.isfinite(value):
+        raise _enc_err(index, f"value {value!r} is not finite")
+    # not an exact integer at any scale: IEEE single at the scale nearest to the canonical unit
+    base = min(cands, key=lambda c: abs(math.log10(c[1])))[0]
+    return _dif_bytes(rec, 5, index) + _vif_chain(base, vifes)
+
+
+def _exact(value) -> Fraction:
+    if isinstance(value, int):
+        return Fraction(value)
+    try:
+        return Fraction(Decimal(repr(value)))
+    except (InvalidOperation, ValueError, OverflowError):
+        raise DecodeError("invalid_record", f"value {value!r} is not a finite number",
+                          layer="apl") from None
+
+
+def _to_raw(value, scale: Fraction, index: int) -> int:
+    """The transmitted integer for ``value``: exact, or the one that decodes to the same float
+    (large raw values and non-decimal scales are not exact in binary floating point)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _enc_err(index, f"value {value!r} is not a number")
+    q = _exact(value) / scale
+    if q.denominator == 1:
+        return q.numerator
+    if isinstance(value, float):  # several integers may decode to this float: take the nearest
+        r = round(Fraction(value) / scale)
+        for candidate in (r, r - 1, r + 1, r - 2, r + 2, r - 3, r + 3, r - 4, r + 4):
+            if _scaled_float(candidate, scale) == value:
+                return candidate
+    raise _enc_err(index, f"value {value!r} is not a whole multiple of the VIF scale {scale}")
+
+
+def _scaled_float(raw: int, scale: Fraction) -> float:
+    mode, num, den, ndigits = _scale_mode(scale)
+    if mode == M_ROUND:
+        return round(raw * num / den, ndigits)
+    return raw * num / den
+
+
+def _int_field(value, scale: Fraction, index: int, signed: bool = True) -> tuple[int, int]:
+    """(raw integer, smallest integer data field holding it; type B signed or C unsigned)."""
+    raw = _to_raw(value, scale, index)
+    for size, dfield in _INT_FIELDS:
+        if signed and -(1 << (8 * size - 1)) <= raw < (1 << (8 * size - 1)):
+            return raw, dfield
+        if not signed and 0 <= raw < (1 << (8 * size)):
+            return raw, dfield
+    raise _enc_err(index, f"value {value!r} does not fit 64 bits")
+
+
+def _encode_data(info: HeaderInfo, rec: dict, index: int) -> bytes:
+    dec = info.decoder
+    value = rec.get("value")
+    if dec == D_NONE:
+        return b""
+    if value is None or dec == D_RAW or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str)):
+        raw = rec.get("raw")
+        if raw is None:
+            raise _enc_err(index, "no value and no raw bytes to encode")
+        try:
+            b = bytes.fromhex(raw)
+        except (ValueError, TypeError):
+            raise _enc_err(index, f"raw {raw!r} is not hex") from None
+        if dec == D_LVAR:
+            return _lvar_prefix(b, info, bool(rec.get("error_value")), index) + b
+        if len(b) != info.dlen:
+            raise _enc_err(index, f"raw has {len(b)} bytes, the data field needs {info.dlen}")
+        return b
+    scale = Fraction(info.num, info.den)
+    if dec in (D_INT, D_UINT):
+        raw = _to_raw(value, scale, index)
+        try:
+            return raw.to_bytes(info.dlen, "little", signed=dec == D_INT)
+        except OverflowError:
+            raise _enc_err(index, f"value {value!r} does not fit {info.dlen} bytes") from None
+    if dec == D_BCD:
+        raw = _to_raw(value, scale, index)
+        digits = 2 * info.dlen
+        text = str(raw) if raw >= 0 else "f" + str(-raw).rjust(digits - 1, "0")
+        if len(text) > digits:
+            raise _enc_err(index, f"value {value!r} does not fit {digits} BCD digits")
+        return bytes.fromhex(text.rjust(digits, "0"))[::-1]
+    if dec == D_REAL:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _enc_err(index, f"value {value!r} is not a number")
+        try:
+            return _F32.pack(float(_exact(value) / scale))
+        except (OverflowError, struct.error):
+            raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
+    if dec == D_LVAR:
+        if isinstance(value, str):
+            text = value.encode("latin-1", "replace")[::-1]
+            if len(text) >= 0xC0:
+                raise _enc_err(index, "text longer than 191 characters")
+            return bytes([len(text)]) + text
+        raw = _to_raw(value, scale, index)
+        size = max(1, (raw.bit_length() + (8 if info.signed else 7)) // 8)
+        if size > 8 or (raw < 0 and not info.signed):
+            raise _enc_err(index, f"value {value!r} does not fit an LVAR binary number")
+        return bytes([0xE0 + size]) + raw.to_bytes(size, "little", signed=info.signed)
+    if not isinstance(value, str):
+        raise _enc_err(index, f"date/time value {value!r} is not a string")
+    return _encode_date(dec, value, bool(rec.get("dst")), index)
+
+
+def _lvar_prefix(b: bytes, info: HeaderInfo, error_value: bool, index: int) -> bytes:
+    """The LVAR byte for raw data: invalid BCD stays BCD, big binary numbers stay binary."""
+    size = len(b)
+    if error_value and size <= 9:
+        return bytes([0xC0 + size])
+    if not error_value and not info.lvar_raw:
+        if size <= 15:
+            return bytes([0xE0 + size])
+        code = {16: 0xF0, 20: 0xF1, 24: 0xF2, 28: 0xF3, 32: 0xF4, 48: 0xF5, 64: 0xF6}.get(size)
+        if code is not None:
+            return bytes([code])
+    if size >= 0xC0:
+        raise _enc_err(index, "raw LVAR data longer than 191 bytes")
+    return bytes([size])
+
+
+def _parse_iso(text: str, index: int) -> tuple[int, ...]:
+    try:
+        date, _, clock = text.partition("T")
+        y, mo, d = (int(x) for x in date.split("-"))
+        parts = [int(x) for x in clock.split(":")] if clock else []
+    except ValueError:
+        raise _enc_err(index, f"{text!r} is not an ISO date/time") from None
+    h, mi, s = (parts + [0, 0, 0])[:3]
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 59):
+        raise _enc_err(index, f"{text!r} is out of range")
+    return y, mo, d, h, mi, s
+
+
+def _encode_date(dec: int, text: str, dst: bool, index: int) -> bytes:
+    if dec == D_TIME_J:
+        try:
+            h, mi, s = (int(x) for x in text.split(":"))
+        except ValueError:
+            raise _enc_err(index, f"{text!r} is not HH:MM:SS") from None
+        if not (0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 59):
+            raise _enc_err(index, f"{text!r} is out of range")
+        return bytes([s, mi, h])
+    if dec == D_DATE_G and text.startswith("--"):  # periodic date (year 127)
+        try:
+            month, day = (0, int(text[3:])) if text.startswith("---") else map(int, text[2:].split("-"))
+        except ValueError:
+            raise _enc_err(index, f"{text!r} is not a periodic ISO date") from None
+        if not (0 <= month <= 12 and 1 <= day <= 31):
+            raise _enc_err(index, f"{text!r} is out of range")
+        return bytes([0xE0 | day, 0xF0 | month])
+    y, mo, d, h, mi, s = _parse_iso(text, index)
+    if dec == D_DATETIME_F or dec == D_DATE_F:
+        if 2000 <= y <= 2299:
+            hundred, yy = divmod(y - 1900, 100)
+        elif 1981 <= y <= 1999:
+            hundred, yy = 0, y - 1900
+        else:
+            raise _enc_err(index, f"year {y} cannot be coded in type F")
+        return bytes([mi, (0x80 if dst else 0) | (hundred << 5) | h, ((yy & 7) << 5) | d,
+                      ((yy >> 3) << 4) | mo])
+    if not 1981 <= y <= 2080:
+        raise _enc_err(index, f"year {y} cannot be coded in a two-digit year")
+    yy = y % 100
+    if dec == D_DATE_G:
+        return bytes([((yy & 7) << 5) | d, ((yy >> 3) << 4) | mo])
+    return bytes([(0x40 if dst else 0) | s, mi, h, ((yy & 7) << 5) | d, ((yy >> 3) << 4) | mo, 0])

@@ -1,0 +1,161 @@
+"""Compact frames (CI 0x79/0x7B/0x73, brief §7.11): records sent without their headers.
+
+A compact frame carries ``format signature (2, LE) | full-frame CRC (2, LE) | data bytes``.
+The *format* is the concatenated DIF/DIFE/VIF/VIFE bytes of an earlier full frame; its
+signature is CRC-16/EN-13757 over those bytes, and the full-frame CRC is the same CRC over the
+full APL the compact frame stands for (headers interleaved with data). Pure functions: the
+caller keeps the formats it has learned (``FormatCache``).
+"""
+
+from __future__ import annotations
+
+from omshub.codec import apl
+from omshub.codec.errors import DecodeError
+
+
+def _crc_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x3D65) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_TABLE = _crc_table()
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/EN-13757: poly 0x3D65, init 0, no reflection, final XOR 0xFFFF."""
+    crc = 0
+    table = _TABLE
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ b]
+    return crc ^ 0xFFFF
+
+
+def format_of(data: bytes, start: int = 0, end: int | None = None) -> bytes:
+    """A full frame's record format: the header bytes of its records in ``data[start:end]``.
+
+    2F fillers are left out; a closing 0F/1F (manufacturer data) is kept as the last format
+    byte, its data is not part of the format. ``DecodeError`` if the records are malformed.
+    """
+    apl.decode_records(data, start, end)  # validates the whole record grammar first
+    n = len(data) if end is None else end
+    fmt = bytearray()
+    i = start
+    while i < n:
+        b = data[i]
+        if b == 0x2F:
+            i += 1
+            continue
+        if b in (0x0F, 0x1F):
+            fmt.append(b)
+            break
+        j = apl.header_end(data, i, n)
+        fmt += data[i:j]
+        i = j + _data_length(data, j, n, apl.header_info(data[i:j]), i)
+    return bytes(fmt)
+
+
+def format_signature(fmt: bytes) -> int:
+    """The format signature a CI 79 header carries for ``fmt`` (transmitted LE)."""
+    return crc16(fmt)
+
+
+def full_frame_crc(full_apl: bytes) -> int:
+    """The full-frame CRC a CI 79 header carries for the full APL it stands for (transmitted LE)."""
+    return crc16(full_apl)
+
+
+def _data_length(data: bytes, j: int, n: int, info: apl.HeaderInfo, record: int) -> int:
+    if info.dlen >= 0:
+        return info.dlen
+    if j >= n:
+        raise DecodeError("invalid_record", f"compact data for the LVAR record at format offset "
+                          f"{record} is missing", layer="apl", offset=j)
+    lv = data[j]
+    if lv < 0xC0:
+        size = lv
+    elif lv <= 0xC9 or 0xD0 <= lv <= 0xD9:
+        size = lv & 0x0F
+    elif 0xE0 <= lv <= 0xEF:
+        size = lv - 0xE0
+    elif 0xF0 <= lv <= 0xF4:
+        size = 4 * (lv - 0xEC)
+    elif lv in (0xF5, 0xF6):
+        size = 48 if lv == 0xF5 else 64
+    else:
+        raise DecodeError("invalid_record", f"reserved LVAR 0x{lv:02X} at offset {j}", layer="apl",
+                          offset=j)
+    return 1 + size
+
+
+def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None) -> bytes:
+    """Interleave the format's headers with the compact data: the full APL it stands for.
+
+    Trailing 2F fillers in the data are dropped; any other surplus is an error (the format does
+    not describe the data).
+    """
+    n = len(data) if end is None else end
+    if start < 0 or n > len(data) or start > n:
+        raise DecodeError("invalid_record", f"compact data bounds {start}..{end} outside the "
+                          f"{len(data)} bytes given", layer="apl", offset=start)
+    out = bytearray()
+    p, m = 0, len(fmt)
+    j = start
+    while p < m:
+        if fmt[p] in (0x0F, 0x1F):  # manufacturer data: the rest of the compact data
+            out.append(fmt[p])
+            out += data[j:n]
+            return bytes(out)
+        q = apl.header_end(fmt, p, m)
+        info = apl.header_info(fmt[p:q])
+        size = _data_length(data, j, n, info, p)
+        if j + size > n:
+            raise DecodeError("invalid_record", f"compact data ends at offset {n}; the record of "
+                              f"format offset {p} needs {size} bytes from offset {j}",
+                              layer="apl", offset=j)
+        out += fmt[p:q]
+        out += data[j:j + size]
+        j += size
+        p = q
+    surplus = data[j:n]
+    if surplus.strip(b"\x2f"):
+        raise DecodeError("invalid_record", f"compact data has {len(surplus)} bytes at offset {j} "
+                          "beyond what its format describes", layer="apl", offset=j)
+    return bytes(out)
+
+
+def decode_compact(fmt: bytes, data: bytes, start: int = 0, *,
+                   full_crc: int | None = None) -> tuple[list[dict], str | None]:
+    """Records of a compact frame whose data bytes start at ``data[start]``, given its format.
+
+    With ``full_crc`` (from the CI 79 header) the rebuilt full APL must have that CRC, else
+    ``DecodeError("unknown_format")``: the cached format does not belong to this frame.
+    """
+    full = rebuild_full(fmt, data, start)
+    if full_crc is not None and crc16(full) != full_crc:
+        raise DecodeError("unknown_format", f"rebuilt full frame has CRC {crc16(full):04X}, the "
+                          f"compact frame announces {full_crc:04X} (format does not match)",
+                          layer="apl", offset=start)
+    return apl.decode_records(full)
+
+
+def encode_compact(records: list[dict]) -> tuple[bytes, bytes]:
+    """Records -> (format bytes, value bytes) of the compact frame standing for them."""
+    full = apl.encode_records(records)
+    fmt = format_of(full)
+    values = bytearray()
+    n = len(full)
+    i = 0
+    while i < n:
+        if full[i] in (0x0F, 0x1F):
+            values += full[i + 1:]
+            break
+        j = apl.header_end(full, i, n)
+        size = _data_length(full, j, n, apl.header_info(full[i:j]), i)
+        values += full[j:j + size]
+        i = j + size
+    return fmt, bytes(values)

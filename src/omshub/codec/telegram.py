@@ -1,0 +1,540 @@
+"""The decode pipeline: raw frame bytes -> the uniform record dict (docs/formats.md §1).
+
+frame recovery -> link header -> [ELL (+ AES-CTR)] -> [AFL] -> TPL -> security (modes 0/2/5/7/10)
+-> APL records (``apl``) or compact frame (``compact`` + the caller's FormatCache) -> drivers.
+
+Everything a call needs comes in as arguments (keys, format cache); nothing is kept between calls.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from . import afl as _afl
+from . import ell as _ell
+from . import frame as _frame
+from . import tpl as _tpl
+from .errors import DecodeError
+from .keys import FormatCache
+from .link import DEVICE_TYPE_NAMES, address_long, manufacturer_code
+from .security import (KeyContext, cbc_decrypt, cbc_decrypt_once, ccm_decrypt, check_key, cmac, ctr_xcrypt,
+                       des_cbc_decrypt, kdf, mode5_iv)
+
+try:  # the record layer is another module of the codec; the lower layers work without it
+    from . import apl as _apl
+except ImportError:  # pragma: no cover - only while the codec is being assembled
+    _apl = None
+try:
+    from . import compact as _compact
+except ImportError:  # pragma: no cover
+    _compact = None
+try:
+    from .. import drivers as _drivers
+except ImportError:  # pragma: no cover
+    _drivers = None
+
+KeyLookup = Callable[[str, str], "bytes | None"]
+
+MAX_HEX = 4 * _frame.MAX_INPUT
+_HEX_DELETE = str.maketrans("", "", "_| \t\r\n:")
+_FILLER2 = b"\x2f\x2f"
+_ZERO_IV = bytes(16)
+_ELL_CIS = _ell.ELL_CI
+_CI_TABLE = _tpl.CI_TABLE
+_STATUS_FLAGS = _tpl.STATUS_FLAGS
+_PLAIN_SECURITY = (0, False, False, False, False)
+_HEX = tuple(f"{byte:02X}" for byte in range(256))
+
+
+def parse_hex(text: str) -> bytes:
+    """Hex text -> bytes; spaces, tabs, ``_``, ``|`` and ``:`` are ignored."""
+    if not isinstance(text, str):
+        raise DecodeError("invalid_hex", f"expected hex text, got {type(text).__name__}", layer="frame")
+    if len(text) > MAX_HEX:
+        raise DecodeError("too_long", f"hex input of {len(text)} characters exceeds {MAX_HEX}", layer="frame")
+    cleaned = text.translate(_HEX_DELETE)
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        pass
+    if len(cleaned) % 2:
+        raise DecodeError("invalid_hex", f"odd number of hex digits ({len(cleaned)})", layer="frame",
+                          offset=len(cleaned))
+    for i, ch in enumerate(cleaned):
+        if ch not in "0123456789abcdefABCDEF":
+            raise DecodeError("invalid_hex", f"{ch!r} at position {i} is not a hex digit", layer="frame", offset=i)
+    raise DecodeError("invalid_hex", "not hex", layer="frame")  # pragma: no cover - fromhex accepted it above
+
+
+def decode_hex(text: str, **kw) -> dict:
+    """:func:`parse_hex` then :func:`decode`."""
+    return decode(parse_hex(text), **kw)
+
+
+def peek_header(frame: bytes) -> dict:
+    """Link-layer header without decrypting (for gateway filters); DecodeError when not a frame."""
+    raw = _as_bytes(frame)
+    fr = _frame.recover(raw)
+    data = fr.data
+    if fr.kind == "mbus":
+        ci = data[2]
+        out = {"manufacturer": None, "id": None, "version": None, "device_type_code": None,
+               "c_field": data[0], "ci": ci, "crc": None}
+        entry = _CI_TABLE.get(ci)
+        if entry is not None and entry[0] == "long" and len(data) >= 11:
+            meter = address_long(data, 3)
+            out.update(manufacturer=meter["manufacturer"], id=meter["id"], version=meter["version"],
+                       device_type_code=meter["device_type_code"])
+        return out
+    if fr.end < 11:
+        raise DecodeError("too_short", f"frame has {fr.end} bytes; the link header and CI need 11",
+                          layer="link", offset=fr.end)
+    return {"manufacturer": manufacturer_code(data[2] | data[3] << 8),
+            "id": data[7:3:-1].hex().upper(), "version": data[8], "device_type_code": data[9],
+            "c_field": data[1], "ci": data[10], "crc": fr.crc}
+
+
+def _as_bytes(frame) -> bytes:
+    if isinstance(frame, bytes):
+        return frame
+    if isinstance(frame, (bytearray, memoryview)):
+        return bytes(frame)
+    raise DecodeError("invalid_frame", f"expected bytes, got {type(frame).__name__}", layer="frame")
+
+
+def decode(frame: bytes, *, key: bytes | None = None, keys: KeyLookup | None = None,
+           formats: FormatCache | None = None, crc: str = "auto") -> dict:
+    """One telegram -> the uniform record dict. Raises DecodeError (see errors.ERROR_CODES).
+
+    ``crc`` ("auto", "A", "B", "none") states the receiver's CRC behaviour when it is known."""
+    raw = _as_bytes(frame)
+    if key is not None:
+        key = bytes(key)
+        if len(key) not in (8, 16):
+            check_key(key)
+    fr = _frame.recover(raw, crc)
+    if fr.crc == "B" and crc == "auto":
+        # A CRC-less frame passes the single format-B CRC with chance 2^-16; if the B reading
+        # does not decode, the plain reading gets its turn.
+        try:
+            result = _decode(fr, key, keys, formats)
+        except DecodeError as exc:
+            try:
+                return _decode(_frame.as_crc_less(raw), key, keys, formats)
+            except DecodeError:
+                raise exc from None
+        if "unparsed" in result["frame"]:  # the B reading left bytes over: does the plain one fit better?
+            try:
+                plain = _decode(_frame.as_crc_less(raw), key, keys, formats)
+            except DecodeError:
+                return result
+            if "unparsed" not in plain["frame"]:
+                return plain
+        return result
+    return _decode(fr, key, keys, formats)
+
+
+class _Lookup:
+    """Resolves a meter's key and its reusable AES context, once per telegram."""
+
+    __slots__ = ("key", "keys", "ring")
+
+    def __init__(self, key, keys) -> None:
+        self.key = key
+        self.keys = keys
+        self.ring = getattr(keys, "context", None)
+
+    def __call__(self, manufacturer: str, meter_id: str) -> bytes | None:
+        found = None
+        if self.keys is not None:
+            try:
+                found = self.keys(manufacturer, meter_id)
+            except DecodeError:
+                raise
+            except Exception as exc:  # a caller's lookup failing must not look like a codec bug
+                raise DecodeError("no_key", f"key lookup for {manufacturer} {meter_id} failed: {exc}",
+                                  layer="security") from None
+        if found is None:
+            found = self.key
+        return found
+
+    def context(self, key: bytes) -> KeyContext:
+        if self.ring is not None:
+            return self.ring(key)
+        return KeyContext(key)
+
+
+def _partial(meter, transmitter, acc, security, frame_info) -> dict:
+    return {"meter": meter, "transmitter": transmitter, "access_number": acc, "security": security,
+            "frame": frame_info}
+
+
+def _security_dict(state) -> dict:
+    mode, encrypted, decrypted, authenticated, before = state
+    return {"mode": mode, "encrypted": encrypted, "decrypted": decrypted, "authenticated": authenticated,
+            "decrypted_before_receipt": before}
+
+
+def _plain_records(data: bytes, start: int, end: int):
+    """(records, manufacturer data, unparsed hex) of a payload that claims to be encrypted but is
+    plaintext already, or None. A record error is tolerated only after the first 16 bytes parsed
+    (a truncated copy), never at the start (that is ciphertext)."""
+    if data[start:start + 2] != _FILLER2 or _apl is None:
+        return None
+    try:
+        records, mdata = _apl.decode_records(data, start, end)
+    except DecodeError as exc:
+        got = (exc.partial or {}).get("records")
+        if exc.code != "invalid_record" or not got or exc.offset is None or exc.offset < start + 16:
+            return None
+        return got, None, bytes(data[exc.offset:end]).hex().upper()
+    return records, mdata, None
+
+
+def _decode(fr: _frame.Frame, key, keys, formats) -> dict:
+    data = fr.data
+    end = fr.end
+    transmitter = None
+    acc = None
+    if fr.kind == "mbus":
+        c_field = data[0]
+        pos = 2
+        dll = None
+        frame_info = {"kind": "mbus", "format": None, "c_field": _HEX[c_field], "ci": _HEX[data[2]],
+                      "ell": None, "afl": None}
+        meter = {"manufacturer": None, "id": None, "version": None, "device_type": None,
+                 "device_type_code": None}
+    else:
+        if end < 11:
+            raise DecodeError("too_short", f"frame has {end} bytes; the link header and CI need 11",
+                              layer="link", offset=end)
+        c_field = data[1]
+        pos = 10
+        code = data[9]
+        dll = meter = {"manufacturer": manufacturer_code(data[2] | data[3] << 8),
+                       "id": data[7:3:-1].hex().upper(), "version": data[8],
+                       "device_type": DEVICE_TYPE_NAMES[code], "device_type_code": code}
+        frame_info = {"kind": "wmbus", "format": fr.crc, "c_field": _HEX[c_field], "ci": _HEX[data[10]],
+                      "ell": None, "afl": None}
+    ci = data[pos]
+    security = _PLAIN_SECURITY
+
+    # --- extended link layer
+    if ci in _ELL_CIS and dll is not None:
+        ell = _ell.parse(data, pos, end)
+        acc = ell.acc
+        frame_info["ell"] = ell.to_dict()
+        pos = ell.payload
+        if ell.encrypted:
+            payload = data[pos:end]
+            lookup = _Lookup(key, keys)
+            ell_key = lookup(dll["manufacturer"], dll["id"])
+            plain = None
+            if ell_key is not None and len(ell_key) == 16:
+                candidate = ctr_xcrypt(lookup.context(ell_key), _ell.counter_block(data, ell), payload)
+                if _ell.check_payload_crc(candidate):
+                    plain = candidate
+                    security = (0, True, True, False, False)
+            if plain is None:
+                if _ell.check_payload_crc(payload) and len(payload) > 2 and payload[2] in _CI_TABLE:
+                    plain = payload
+                    security = (0, True, False, False, True)
+                else:
+                    sec = (0, True, False, False, False)
+                    partial = _partial(meter, None, acc, _security_dict(sec), frame_info)
+                    if ell_key is None:
+                        raise DecodeError("no_key", f"ELL-encrypted telegram of {dll['manufacturer']} {dll['id']} "
+                                          "and no key known", layer="ell", partial=partial)
+                    raise DecodeError("wrong_key", "ELL payload CRC failed after AES-CTR decryption (wrong key or "
+                                      "corrupted telegram)", layer="ell", offset=pos, partial=partial)
+            data = data[:pos] + plain
+            end = len(data)
+        if ell.sn is not None:
+            pos += 2  # PayloadCRC
+        if pos >= end:
+            raise DecodeError("too_short", "no CI after the extended link layer", layer="ell", offset=pos)
+        ci = data[pos]
+        frame_info["ci"] = _HEX[ci]
+
+    # --- authentication and fragmentation layer
+    afl = None
+    if ci == 0x90:
+        afl = _afl.parse(data, pos, end)
+        pos = afl.next
+        if pos >= end:
+            raise DecodeError("too_short", "no CI after the AFL", layer="afl", offset=pos)
+        ci = data[pos]
+        frame_info["ci"] = _HEX[ci]
+
+    # --- transport layer
+    tpl_start = pos
+    if ci not in _CI_TABLE:
+        return _manufacturer_specific(data, pos, end, ci, meter, acc, security, frame_info)
+    t = _tpl.parse(data, pos, end)
+    if t.address is not None:
+        meter = address_long(data, t.address)
+        if dll is not None and (meter["manufacturer"] != dll["manufacturer"] or meter["id"] != dll["id"]
+                                or meter["version"] != dll["version"]
+                                or meter["device_type_code"] != dll["device_type_code"]):
+            transmitter = dll
+        a = t.address
+        address8 = data[a + 4:a + 6] + data[a:a + 4] + data[a + 6:a + 8]
+        ident = data[a:a + 4]
+    elif dll is not None:
+        address8 = data[2:10]
+        ident = data[4:8]
+    else:
+        address8 = ident = None
+    if t.acc is not None:
+        acc = t.acc
+    status = None if t.sts is None else {"code": t.sts, "flags": list(_STATUS_FLAGS[t.sts])}
+    mode = t.mode
+    payload = t.payload
+    apl_data = data
+    apl_start = payload
+    apl_end = end
+    enc_end = payload  # end of the decrypted region in apl_data (record errors there may mean a wrong key)
+
+    if mode:
+        if address8 is None:
+            raise DecodeError("invalid_frame", "encrypted TPL without a meter address", layer="tpl", offset=pos)
+        if mode not in _tpl.SUPPORTED_MODES:
+            raise DecodeError("unsupported_security_mode", f"unsupported security mode {mode}", layer="security",
+                              offset=pos, partial=_partial(meter, transmitter, acc, _security_dict(
+                                  (mode, True, False, False, False)), frame_info))
+        lookup = _Lookup(key, keys)
+        meter_key = lookup(meter["manufacturer"], meter["id"])
+        decrypted = None  # (buffer, start, end of decrypted region, authenticated)
+        failure = None
+        if meter_key is not None and len(meter_key) != 16 and mode != 2:
+            failure = f"the key has {len(meter_key)} bytes; security mode {mode} needs a 16-byte AES key"
+        if mode == 5:
+            size = t.blocks * 16 or (end - payload) // 16 * 16
+            enc_end = payload + size
+            if enc_end > len(data):
+                raise DecodeError("too_short", f"{t.blocks} encrypted blocks need {size} bytes after the TPL header, "
+                                  f"{len(data) - payload} present", layer="security", offset=payload,
+                                  partial=_partial(meter, transmitter, acc, _security_dict(
+                                      (mode, True, False, False, False)), frame_info))
+            if meter_key is not None and len(meter_key) == 16 and size:
+                plain = cbc_decrypt(lookup.context(meter_key), mode5_iv(address8, t.acc), data[payload:enc_end])
+                if plain[:2] == _FILLER2:
+                    decrypted = (plain + data[enc_end:end], 0, size, False)
+                else:
+                    failure = "decrypted data does not start with 2F2F"
+        elif mode == 7:
+            if afl is None or afl.mcr is None or not afl.mac:
+                failure = "mode 7 needs an AFL with message counter and MAC"
+                if meter_key is not None:
+                    raise DecodeError("invalid_frame", failure, layer="afl", offset=pos, partial=_partial(
+                        meter, transmitter, acc, _security_dict((mode, True, False, False, False)), frame_info))
+            size = t.blocks * 16
+            enc_end = payload + size
+            if enc_end > len(data):
+                raise DecodeError("too_short", f"{t.blocks} encrypted blocks need {size} bytes after the TPL header",
+                                  layer="security", offset=payload, partial=_partial(
+                                      meter, transmitter, acc, _security_dict((mode, True, False, False, False)),
+                                      frame_info))
+            if meter_key is not None and len(meter_key) == 16 and failure is None:
+                master = lookup.context(meter_key)
+                kmac = kdf(master, 1, afl.mcr_bytes, ident)
+                mac = cmac(kmac, _afl.mac_input(afl, data, tpl_start, end))[:len(afl.mac)]
+                if mac != afl.mac:
+                    failure = "AFL MAC check failed"
+                else:
+                    kenc = kdf(master, 0, afl.mcr_bytes, ident)
+                    plain = cbc_decrypt_once(kenc, _ZERO_IV, data[payload:enc_end])
+                    if plain[:2] != _FILLER2:
+                        raise DecodeError("wrong_key", "AFL MAC verified but the decrypted data does not start "
+                                          "with 2F2F", layer="security", offset=payload, partial=_partial(
+                                              meter, transmitter, acc, _security_dict(
+                                                  (mode, True, False, True, False)), frame_info))
+                    decrypted = (plain + data[enc_end:end], 0, size, True)
+        elif mode == 10:
+            if meter_key is not None and len(meter_key) == 16:
+                if end - payload < 8:
+                    raise DecodeError("too_short", "mode 10 telegram shorter than its 8-byte CCM tag",
+                                      layer="security", offset=payload, partial=_partial(
+                                          meter, transmitter, acc, _security_dict((mode, True, False, False, False)),
+                                          frame_info))
+                kenc = kdf(lookup.context(meter_key), 0, t.counter, ident)
+                nonce = bytes(address8) + b"\x00" + t.counter[::-1]
+                plain = ccm_decrypt(kenc, nonce, data[payload:end], data[tpl_start:payload - 4])
+                if plain is None:
+                    failure = "CCM tag check failed"
+                else:
+                    decrypted = (plain, 0, len(plain), True)
+        else:  # mode 2, deprecated DES-CBC
+            size = t.blocks * 16 or (end - payload) // 8 * 8
+            enc_end = payload + size
+            if meter_key is not None and enc_end <= len(data) and size % 8 == 0 and size:
+                if len(meter_key) in (8, 16):
+                    plain = des_cbc_decrypt(meter_key, data[payload:enc_end])
+                    if plain[:2] == _FILLER2:
+                        decrypted = (plain + data[enc_end:end], 0, size, False)
+                    else:
+                        failure = "decrypted data does not start with 2F2F"
+
+        if decrypted is not None:
+            apl_data, apl_start, enc_end, authenticated = decrypted
+            apl_end = len(apl_data)
+            security = (mode, True, True, authenticated, False)
+        else:
+            # Telegrams copied after decryption keep their "encrypted" header: accept the payload
+            # when it is plaintext already (2F2F and records that parse).
+            parsed = _plain_records(data, payload, end) if t.content == "full" else None
+            compact_plain = t.content == "compact" and data[payload:payload + 2] == _FILLER2
+            if parsed is None and not compact_plain:
+                sec = _security_dict((mode, True, False, False, False))
+                partial = _partial(meter, transmitter, acc, sec, frame_info)
+                if meter_key is None:
+                    raise DecodeError("no_key", f"encrypted telegram (security mode {mode}) of {meter['manufacturer']} "
+                                      f"{meter['id']} and no key known", layer="security", partial=partial)
+                raise DecodeError("wrong_key", f"{failure or 'decryption failed'} (wrong key or corrupted telegram)",
+                                  layer="security", offset=payload, partial=partial)
+            security = (mode, True, False, False, True)
+            apl_start = payload
+            if parsed is not None:
+                if parsed[2] is not None:
+                    frame_info["unparsed"] = parsed[2]
+                return _assemble(meter, transmitter, acc, status, security, frame_info, parsed[0], parsed[1],
+                                 data, payload, end, formats if parsed[2] is None else None, t, afl)
+
+    security_out = _security_dict(security)
+    if afl is not None:
+        frame_info["afl"] = afl.to_dict(security[3])
+    content = t.content
+    if content == "full":
+        if _apl is None:
+            raise DecodeError("invalid_record", "the record decoder (omshub.codec.apl) is not available", layer="apl")
+        try:
+            records, mdata = _apl.decode_records(apl_data, apl_start, apl_end)
+        except DecodeError as exc:
+            partial = _partial(meter, transmitter, acc, security_out, frame_info)
+            # only TPL decryption (2F2F, no CRC over the plaintext) leaves the key in doubt
+            records, mdata = _records_after_error(exc, apl_data, apl_start, apl_end, enc_end,
+                                                  security[2] and mode != 0, partial, frame_info)
+            formats = None  # records cut short (or from a driver) teach no format
+    elif content == "compact":
+        records, mdata = _decode_compact(apl_data, apl_start, apl_end, mode != 0, meter, formats,
+                                         _partial(meter, transmitter, acc, security_out, frame_info))
+        formats = None  # a compact frame teaches nothing
+    else:
+        records, mdata = [], None
+    return _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start,
+                     apl_end, formats, t, afl, security_out)
+
+
+def _records_after_error(exc, apl_data, apl_start, apl_end, enc_end, decrypted, partial, frame_info):
+    """What to make of a record error: keep the records before an error in the unencrypted tail
+    (truncated frames; the undecodable rest goes to ``frame["unparsed"]``), let a driver decode a
+    proprietary payload, else wrong_key (error right at the start of decrypted data) or invalid_record."""
+    offset = exc.offset if exc.offset is not None else apl_start
+    if exc.code != "invalid_record":
+        exc.partial = partial
+        raise exc
+    got = (exc.partial or {}).get("records")
+    if got and offset >= enc_end:
+        frame_info["unparsed"] = bytes(apl_data[offset:apl_end]).hex().upper()
+        return got, None
+    decode_proprietary = getattr(_drivers, "decode_proprietary", None) if _drivers is not None else None
+    if decode_proprietary is not None:
+        telegram = dict(partial)
+        telegram.update(status=None, records=[], fields={}, manufacturer_data=None)
+        records = decode_proprietary(telegram, bytes(apl_data[apl_start:apl_end]))
+        if records is not None:
+            return records, None
+    if decrypted and offset < apl_start + 16:
+        raise DecodeError("wrong_key", f"decrypted data starts with 2F2F but its records do not parse "
+                          f"({exc.message}): wrong key or wrong address", layer="security", offset=offset,
+                          partial=partial) from None
+    raise DecodeError("invalid_record", f"{exc.message} (records in the {'decrypted ' if decrypted else ''}"
+                      "payload do not parse: manufacturer-specific layout or corrupted telegram)",
+                      layer="apl", offset=offset, partial=partial) from None
+
+
+def _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start, apl_end,
+              formats, t, afl, security_out=None) -> dict:
+    if security_out is None:
+        security_out = _security_dict(security)
+        if afl is not None:
+            frame_info["afl"] = afl.to_dict(security[3])
+    if formats is not None and records and t.content == "full" and _compact is not None and meter["id"] is not None:
+        _learn_format(formats, meter, apl_data, apl_start, apl_end, records, mdata)
+    result = {"meter": meter, "transmitter": transmitter, "access_number": acc, "status": status,
+              "security": security_out, "frame": frame_info, "records": records, "fields": {},
+              "manufacturer_data": mdata}
+    if _drivers is not None:
+        apply = getattr(_drivers, "apply", None)
+        if apply is not None:
+            apply(result, bytes(apl_data[apl_start:apl_end]))
+    return result
+
+
+def _learn_format(formats, meter, apl_data, apl_start, apl_end, records, mdata) -> None:
+    """Teach ``formats`` this full frame's record format (for later compact frames).
+
+    The format is the records' DIF/VIF bytes, which the record decoder already reports as
+    ``dif_vif``; a closing 0F/1F is part of it. (Same bytes as ``compact.format_of``, without
+    parsing the records a second time.)"""
+    try:
+        text = "".join([record["dif_vif"] for record in records])
+    except (KeyError, TypeError):
+        text = None
+    if mdata is not None and text is not None:
+        text += f"{apl_data[apl_end - len(mdata) // 2 - 1]:02x}"
+    memo = getattr(formats, "signatures", None)
+    known = memo.get(text) if memo is not None and text is not None else None
+    if known is None:
+        try:
+            fmt = bytes.fromhex(text) if text is not None else _compact.format_of(apl_data, apl_start, apl_end)
+        except (ValueError, DecodeError):
+            return
+        known = (fmt, _compact.format_signature(fmt))
+        if memo is not None and text is not None:
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[text] = known
+    formats.put(meter["manufacturer"], meter["id"], known[1], known[0])
+
+
+def _decode_compact(data, start, end, skip_filler, meter, formats, partial):
+    if _compact is None:
+        raise DecodeError("unknown_format", "compact frames need omshub.codec.compact", layer="apl", partial=partial)
+    if skip_filler and data[start:start + 2] == _FILLER2:
+        start += 2
+    if end - start < 4:
+        raise DecodeError("too_short", "compact frame needs a 2-byte format signature and a 2-byte CRC",
+                          layer="apl", offset=start, partial=partial)
+    signature = data[start] | data[start + 1] << 8
+    full_crc = data[start + 2] | data[start + 3] << 8
+    fmt = formats.get(meter["manufacturer"], meter["id"], signature) if formats is not None else None
+    if fmt is None:
+        raise DecodeError("unknown_format", f"compact frame with format signature {signature:04X} of "
+                          f"{meter['manufacturer']} {meter['id']}: format not learned yet (needs a full frame first)",
+                          layer="apl", offset=start, partial=partial)
+    try:
+        return _compact.decode_compact(fmt, data[:end], start + 4, full_crc=full_crc)
+    except DecodeError as exc:
+        exc.partial = partial
+        raise
+
+
+def _manufacturer_specific(data, pos, end, ci, meter, acc, security, frame_info) -> dict:
+    """CI fields the codec does not know (manufacturer specific A0–B7 etc.): ask the drivers."""
+    partial = _partial(meter, None, acc, _security_dict(security), frame_info)
+    decode_proprietary = getattr(_drivers, "decode_proprietary", None) if _drivers is not None else None
+    records = None
+    if decode_proprietary is not None and meter["id"] is not None:
+        telegram = {"meter": meter, "transmitter": None, "access_number": acc, "status": None,
+                    "security": _security_dict(security), "frame": frame_info, "records": [], "fields": {},
+                    "manufacturer_data": None}
+        records = decode_proprietary(telegram, bytes(data[pos:end]))
+        if records is not None:
+            telegram["records"] = records
+            apply = getattr(_drivers, "apply", None)
+            if apply is not None:
+                apply(telegram, bytes(data[pos + 1:end]))
+            return telegram
+    raise DecodeError("unknown_ci", f"unknown or unsupported CI {ci:02X} at offset {pos}", layer="tpl", offset=pos,
+                      partial=partial)

@@ -1,0 +1,299 @@
+"""`omshub serve`, `omshub admin …` and `omshub keys …`: run and bootstrap the head-end.
+
+Every command takes `--database`, `--config` and `--data-dir` like `serve` (flags > OMSHUB_…
+environment > TOML file > defaults) and applies pending migrations first, so a fresh database
+works. Secrets (passwords generated here, tokens, gateway credentials) are printed once.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+admin_app = typer.Typer(help="Bootstrap the head-end: tenants, users, API tokens, gateways.", no_args_is_help=True)
+keys_app = typer.Typer(help="Meter keys: import a CSV key file, export the key file for given meters.",
+                       no_args_is_help=True)
+
+DatabaseOpt = typer.Option(None, "--database", help="database URL (default sqlite in the data dir; "
+                                                   "postgresql://… for PostgreSQL)")
+ConfigOpt = typer.Option(None, "--config", help="settings TOML file")
+DataDirOpt = typer.Option(None, "--data-dir", help="data directory (SQLite database, master key)")
+JsonOpt = typer.Option(False, "--json", help="print JSON instead of a table")
+
+
+def _fail(message: str, code: int = 1):
+    typer.echo(f"omshub: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(database, config, data_dir, **flags):
+    from omshub.cloud.settings import SettingsError, load_settings
+    try:
+        return load_settings(config, database=database, data_dir=data_dir, **flags)
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+
+
+def _open_db(settings):
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from omshub.cloud.db import Database
+    try:
+        db = Database(settings.database_url)
+        db.migrate()
+    except (SQLAlchemyError, OSError) as exc:
+        _fail(f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
+    return db
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _show(record: dict, as_json: bool, title: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(record, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in record.items():
+        table.add_row(key, "" if value is None else str(value))
+    Console().print(table)
+
+
+def _api_call(fn):
+    """Run fn(); an ApiError becomes a one-line message and exit code 1."""
+    from omshub.cloud.api.common import ApiError
+    try:
+        return fn()
+    except ApiError as exc:
+        _fail(exc.message)
+
+
+def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address (default 127.0.0.1)"),
+          port: Optional[int] = typer.Option(None, "--port", help="HTTP port (default 8080)"),
+          database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+          data_dir: Optional[Path] = DataDirOpt,
+          coap_port: Optional[int] = typer.Option(None, "--coap-port", help="also serve CoAP uplinks on this UDP port"),
+          mqtt_url: Optional[str] = typer.Option(None, "--mqtt-url", help="also take uplinks from this MQTT broker"),
+          log_level: Optional[str] = typer.Option(None, "--log-level")) -> None:
+    """Run the head-end: REST API + uplink ingest (HTTP), the decode pipeline and periodic alarms."""
+    import logging
+
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from omshub.cloud.app import create_app
+    from omshub.cloud.db import Database
+    from omshub.cloud.keystore import KeyStoreError
+    settings = _settings(database, config, data_dir, host=host, port=port, coap_port=coap_port, mqtt_url=mqtt_url,
+                         log_level=log_level)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        db = Database(settings.database_url)
+        app = create_app(settings, db=db, workers=True)
+    except (SQLAlchemyError, OSError) as exc:
+        _fail(f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
+    except KeyStoreError as exc:
+        _fail(str(exc))
+    typer.echo(f"omshub: serving on http://{settings.host}:{settings.port} (database {db.dialect}, "
+               f"API docs at /docs)", err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                access_log=False, timeout_graceful_shutdown=10)
+
+
+@admin_app.command("create-tenant")
+def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwerke-nord"),
+                  name: str = typer.Option("", "--name", help="display name"),
+                  database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                  data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Create a tenant (e.g. one heat supplier)."""
+    from omshub.cloud.api.common import iso
+    from omshub.cloud.auth import audit, create_tenant as _create
+    db = _open_db(_settings(database, config, data_dir))
+    with db.transaction() as session:
+        tenant = _api_call(lambda: _create(session, slug, name))
+        audit(session, tenant.id, _actor(), "tenant.create", {"slug": slug})
+        record = {"id": tenant.id, "slug": tenant.slug, "name": tenant.name, "created_at": iso(tenant.created_at)}
+    _show(record, as_json, "tenant created")
+
+
+@admin_app.command("create-user")
+def create_user(username: str = typer.Argument(...), tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+                role: str = typer.Option("viewer", "--role", help="admin | operator | viewer"),
+                password: Optional[str] = typer.Option(None, "--password",
+                                                       help="password (else prompted; empty = generate one)"),
+                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Create a user of a tenant. Without --password: prompted on a terminal, else generated and printed once."""
+    import secrets
+
+    from omshub.cloud.api.common import iso
+    from omshub.cloud.auth import audit, create_user as _create, tenant_by_slug
+    generated = None
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass("password (empty: generate one): ")
+        if not password:
+            password = generated = secrets.token_urlsafe(15)
+    db = _open_db(_settings(database, config, data_dir))
+    with db.transaction() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        user = _api_call(lambda: _create(session, t.id, username, password, role))
+        audit(session, t.id, _actor(), "user.create", {"user_id": user.id, "role": role})
+        record = {"id": user.id, "tenant": t.slug, "username": user.username, "role": user.role,
+                  "created_at": iso(user.created_at)}
+    if generated:
+        record["password"] = generated
+    _show(record, as_json, "user created" + (" (the password is shown only now)" if generated else ""))
+
+
+@admin_app.command("create-token")
+def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+                 name: str = typer.Option(..., "--name", help="what the token is for, e.g. billing"),
+                 role: str = typer.Option("viewer", "--role", help="admin | operator | viewer"),
+                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Create a long-lived API token (printed once; only its hash is stored)."""
+    from omshub.cloud.api.common import iso
+    from omshub.cloud.auth import create_api_token, tenant_by_slug
+    db = _open_db(_settings(database, config, data_dir))
+    with db.transaction() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        row, token = _api_call(lambda: create_api_token(session, t.id, name, role, actor=_actor()))
+        record = {"id": row.id, "tenant": t.slug, "name": row.name, "role": row.role,
+                  "created_at": iso(row.created_at), "token": token}
+    _show(record, as_json, "API token created (the token is shown only now)")
+
+
+@admin_app.command("add-gateway")
+def add_gateway(serial: str = typer.Argument(...), tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+                name: str = typer.Option("", "--name"),
+                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Register a gateway; prints its credential once (put it into the gateway's configuration)."""
+    from omshub.cloud.api.gateways import register_gateway
+    from omshub.cloud.auth import tenant_by_slug
+    db = _open_db(_settings(database, config, data_dir))
+    with db.transaction() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        gateway, credential = _api_call(lambda: register_gateway(session, t.id, serial, name, actor=_actor()))
+        record = {"id": gateway.id, "tenant": t.slug, "serial": gateway.serial, "name": gateway.name,
+                  "credential": credential}
+    _show(record, as_json, "gateway registered (the credential is shown only now)")
+
+
+@admin_app.command("list-tenants")
+def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """The tenants of this installation."""
+    from sqlalchemy import select
+
+    from omshub.cloud.api.common import iso
+    from omshub.cloud.models import Tenant
+    db = _open_db(_settings(database, config, data_dir))
+    with db.session() as session:
+        rows = [{"id": t.id, "slug": t.slug, "name": t.name, "created_at": iso(t.created_at)}
+                for t in session.scalars(select(Tenant).order_by(Tenant.id))]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="tenants")
+    for col in ("id", "slug", "name", "created_at"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in ("id", "slug", "name", "created_at")))
+    Console().print(table)
+
+
+def _keystore(settings):
+    from omshub.cloud.keystore import KeyStore, KeyStoreError, load_master_key
+    try:
+        return KeyStore(load_master_key(settings.master_key, settings.data_dir))
+    except KeyStoreError as exc:
+        _fail(str(exc))
+
+
+@keys_app.command("import")
+def keys_import(file: Path = typer.Argument(..., help="CSV with header id,key[,manufacturer]; - for stdin"),
+                tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Import meter keys (encrypted at rest; audited). Waiting telegrams of these meters are decoded again."""
+    from omshub.cloud.auth import tenant_by_slug
+    from omshub.cloud.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv
+    try:
+        if str(file) == "-":
+            text = sys.stdin.read(MAX_IMPORT_BYTES + 1)
+        else:
+            if file.stat().st_size > MAX_IMPORT_BYTES:
+                _fail(f"{file}: key file exceeds {MAX_IMPORT_BYTES} bytes")
+            text = file.read_text(encoding="utf-8-sig")
+        entries = parse_key_csv(text)
+    except OSError as exc:
+        _fail(f"{file}: {exc.strerror}")
+    except UnicodeDecodeError:
+        _fail(f"{file}: not UTF-8 text")
+    except KeyStoreError as exc:
+        _fail(f"{file}: {exc}")
+    settings = _settings(database, config, data_dir)
+    store = _keystore(settings)
+    db = _open_db(settings)
+    with db.transaction() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        result = store.import_keys(session, t.id, entries, actor=_actor(), source=f"cli:{file.name}")
+    _show({"tenant": tenant, **result}, as_json, "keys imported")
+
+
+@keys_app.command("export")
+def keys_export(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+                meters: str = typer.Option(..., "--meters", help="ID[,ID…] or MAN:ID items"),
+                out: Optional[Path] = typer.Option(None, "--out", help="write the CSV here (mode 0600) instead of stdout"),
+                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                data_dir: Optional[Path] = DataDirOpt) -> None:
+    """Write the key file (CSV id,key,manufacturer) for the given meters, e.g. for a building owner. Audited."""
+    from omshub.cloud.auth import tenant_by_slug
+    from omshub.cloud.keystore import KeyStoreError, parse_meter_list
+    try:
+        wanted = parse_meter_list(meters)
+    except KeyStoreError as exc:
+        _fail(str(exc), 2)
+    settings = _settings(database, config, data_dir)
+    store = _keystore(settings)
+    db = _open_db(settings)
+    try:
+        with db.transaction() as session:
+            t = _api_call(lambda: tenant_by_slug(session, tenant))
+            text = store.export_keys(session, t.id, wanted, actor=_actor(), source="cli")
+    except LookupError as exc:
+        _fail(str(exc))
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    except OSError as exc:
+        _fail(f"{out}: {exc.strerror}")
+    typer.echo(f"omshub: wrote {len(wanted)} keys to {out}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(admin_app, name="admin")
+    app.add_typer(keys_app, name="keys")

@@ -1,0 +1,300 @@
+"""`omshub decode`: telegrams (hex, arguments or one per stdin line) -> JSON lines / JSON / a table.
+
+The streaming core :func:`decode_stream` is what the benchmark measures; ``--workers N`` splits
+large inputs into chunks decoded by N processes, keeping output order and letting compact frames
+use formats learned from full frames earlier in the input (also across chunks).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, List, Optional
+
+import typer
+
+CHUNK_LINES = 2000
+MAX_LINE = 8192  # characters; a wM-Bus frame in hex is at most ~1 KiB
+
+
+def _clean(line: str) -> str | None:
+    """The telegram text of an input line, or None for blank and comment lines."""
+    text = line.strip()
+    if not text or text[0] == "#":
+        return None
+    return text
+
+
+def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, keys=None,
+                  formats=None, crc: str = "auto") -> tuple[int, int]:
+    """Decode one telegram per line and ``write`` one JSON line per telegram, in order.
+
+    Returns (decoded, failed). Failures are written as ``{"error": {...}, "input": "..."}``.
+    """
+    import orjson
+
+    from omshub.codec import DecodeError, FormatCache, decode, parse_hex
+
+    if formats is None:
+        formats = FormatCache()
+    dumps = orjson.dumps
+    ok = failed = 0
+    for line in lines:
+        text = line.strip()
+        if not text or text[0] == "#":
+            continue
+        try:
+            if len(text) > MAX_LINE:
+                raise DecodeError("too_long", f"input line of {len(text)} characters exceeds {MAX_LINE}")
+            result = decode(parse_hex(text), keys=keys, formats=formats, crc=crc)
+        except DecodeError as exc:
+            failed += 1
+            write(dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}) + b"\n")
+        else:
+            ok += 1
+            write(dumps(result) + b"\n")
+    return ok, failed
+
+
+def iter_results(lines: Iterable[str], *, keys=None, formats=None,
+                 crc: str = "auto") -> Iterator[tuple[str, dict | None, object]]:
+    """(input text, result or None, DecodeError or None) per telegram line, in order."""
+    from omshub.codec import DecodeError, FormatCache, decode, parse_hex
+
+    if formats is None:
+        formats = FormatCache()
+    for line in lines:
+        text = _clean(line)
+        if text is None:
+            continue
+        try:
+            if len(text) > MAX_LINE:
+                raise DecodeError("too_long", f"input line of {len(text)} characters exceeds {MAX_LINE}")
+            yield text, decode(parse_hex(text), keys=keys, formats=formats, crc=crc), None
+        except DecodeError as exc:
+            yield text, None, exc
+
+
+# ---------------------------------------------------------------- parallel decoding
+
+# Set once per worker process by the pool initializer (the key ring is sent to each worker once).
+_WORKER_RING = None
+_WORKER_CRC = "auto"
+
+
+def _worker_init(entries, default, crc) -> None:
+    global _WORKER_RING, _WORKER_CRC
+    from omshub.codec import KeyRing
+
+    ring = KeyRing(default)
+    for meter_id, manufacturer, key in entries:
+        ring.add(meter_id, key, manufacturer)
+    _WORKER_RING = ring
+    _WORKER_CRC = crc
+
+
+def _decode_chunk(lines: list[str]) -> tuple[list, list, list]:
+    """Decode a chunk in a worker: (outputs, deferred, learned).
+
+    ``outputs[i]`` is the JSON line of the i-th telegram or None when it is a compact frame whose
+    format was unknown in this chunk (listed in ``deferred`` as (i, text)); ``learned`` lists
+    (i, manufacturer, id, signature, format) for every format taught by telegram i."""
+    import orjson
+
+    from omshub.codec import DecodeError, FormatCache, decode, parse_hex
+
+    learned: list = []
+    position = [0]
+
+    class Recording(FormatCache):
+        def put(self, manufacturer, meter_id, signature, fmt):
+            super().put(manufacturer, meter_id, signature, fmt)
+            learned.append((position[0], manufacturer, meter_id, signature, bytes(fmt)))
+
+    formats = Recording()
+    outputs: list = []
+    deferred: list = []
+    dumps = orjson.dumps
+    for text in lines:
+        position[0] = index = len(outputs)
+        try:
+            if len(text) > MAX_LINE:
+                raise DecodeError("too_long", f"input line of {len(text)} characters exceeds {MAX_LINE}")
+            outputs.append(dumps(decode(parse_hex(text), keys=_WORKER_RING, formats=formats, crc=_WORKER_CRC))
+                           + b"\n")
+        except DecodeError as exc:
+            if exc.code == "unknown_format":
+                outputs.append(None)
+                deferred.append((index, text))
+            else:
+                outputs.append(dumps({"error": {"code": exc.code, "message": exc.message},
+                                      "input": text[:MAX_LINE]}) + b"\n")
+    return outputs, deferred, learned
+
+
+def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for line in lines:
+        text = _clean(line)
+        if text is None:
+            continue
+        chunk.append(text)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def decode_parallel(lines: Iterable[str], write: Callable[[bytes], object], *, keys, workers: int,
+                    chunk_lines: int = CHUNK_LINES, crc: str = "auto") -> tuple[int, int]:
+    """Like :func:`decode_stream` with ``workers`` processes; same output, same order."""
+    import multiprocessing
+
+    import orjson
+
+    from omshub.codec import DecodeError, FormatCache, decode, parse_hex
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    formats = FormatCache()  # replays, in input order, every format learned by any chunk
+    ok = failed = 0
+    entries = keys.entries() if keys is not None else []
+    default = keys.default if keys is not None else None
+    with context.Pool(workers, initializer=_worker_init, initargs=(entries, default, crc)) as pool:
+        for outputs, deferred, learned in pool.imap(_decode_chunk, _chunks(lines, chunk_lines), chunksize=1):
+            events = sorted([(i, 0, item) for i, *item in learned] + [(i, 1, text) for i, text in deferred],
+                            key=lambda event: (event[0], event[1]))
+            for index, kind, item in events:
+                if kind == 0:
+                    manufacturer, meter_id, signature, fmt = item
+                    formats.put(manufacturer, meter_id, signature, fmt)
+                    continue
+                try:
+                    outputs[index] = orjson.dumps(decode(parse_hex(item), keys=keys, formats=formats,
+                                                         crc=crc)) + b"\n"
+                except DecodeError as exc:
+                    outputs[index] = orjson.dumps({"error": {"code": exc.code, "message": exc.message},
+                                                   "input": item}) + b"\n"
+            for line in outputs:
+                if line.startswith(b'{"error"'):
+                    failed += 1
+                else:
+                    ok += 1
+                write(line)
+    return ok, failed
+
+
+# ---------------------------------------------------------------- output for people
+
+def _render_table(results: list[tuple[str, dict | None, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for text, result, error in results:
+        if error is not None:
+            console.print(f"[red]error[/red] {error.code}: {error.message}")
+            console.print(f"  input: {text}", highlight=False, markup=False)
+            continue
+        meter = result["meter"]
+        security = result["security"]
+        title = (f"{meter['manufacturer']} {meter['id']} v{meter['version']} {meter['device_type']} "
+                 f"(type {meter['device_type_code']}), security mode {security['mode']}")
+        if result["transmitter"]:
+            tx = result["transmitter"]
+            title += f", via {tx['manufacturer']} {tx['id']}"
+        if result["access_number"] is not None:
+            title += f", access {result['access_number']}"
+        table = Table(title=title, title_justify="left")
+        for column in ("quantity", "value", "unit", "storage", "tariff", "subunit", "function", "dif_vif"):
+            table.add_column(column, justify="right" if column == "value" else "left")
+        for record in result["records"]:
+            value = record.get("value")
+            table.add_row(str(record.get("quantity", "")), "" if value is None else str(value),
+                          str(record.get("unit") or ""), str(record.get("storage", "")),
+                          str(record.get("tariff", "")), str(record.get("subunit", "")),
+                          str(record.get("function", "")), str(record.get("dif_vif", "")))
+        console.print(table)
+        if result.get("fields"):
+            console.print("fields: " + ", ".join(f"{k}={v}" for k, v in result["fields"].items()), markup=False)
+
+
+def _load_keys(key: Optional[str], keys_file: Optional[Path]):
+    """KeyRing from --key / --keys; typer.Exit(2) with a message on bad input."""
+    from omshub.codec import KeyRing
+
+    default = None
+    if key is not None:
+        cleaned = key.strip().replace(" ", "")
+        try:
+            default = bytes.fromhex(cleaned)
+        except ValueError:
+            default = None
+        if default is None or len(default) not in (8, 16):
+            typer.echo(f"omshub decode: --key must be 32 hex digits (an AES-128 key), got {key!r}", err=True)
+            raise typer.Exit(2)
+    if keys_file is None:
+        return KeyRing(default)
+    try:
+        text = keys_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"omshub decode: cannot read key file {keys_file}: {exc}", err=True)
+        raise typer.Exit(2)
+    try:
+        return KeyRing.from_csv(text, default)
+    except ValueError as exc:
+        typer.echo(f"omshub decode: bad key file {keys_file}: {exc}", err=True)
+        raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("decode")
+    def decode_command(
+        telegrams: Optional[List[str]] = typer.Argument(
+            None, metavar="[TELEGRAM]...", help="Telegrams in hex; none or '-' reads one per line from stdin."),
+        key: Optional[str] = typer.Option(None, "--key", help="AES-128 key (32 hex digits) for all meters."),
+        keys_file: Optional[Path] = typer.Option(
+            None, "--keys", help="CSV file of keys: header row, columns id, key, optional manufacturer."),
+        output_format: str = typer.Option("jsonl", "--format", help="jsonl | json | table"),
+        workers: int = typer.Option(1, "--workers", min=1, max=256, help="Processes for large inputs (jsonl)."),
+        crc: str = typer.Option("auto", "--crc", help="Link-layer CRCs in the input: auto | A | B | none "
+                                "(none/A/B when the receiver's behaviour is known; skips the detection)."),
+    ) -> None:
+        """Decode wireless / wired M-Bus and OMS telegrams into the uniform record format."""
+        if output_format not in ("jsonl", "json", "table"):
+            typer.echo(f"omshub decode: --format must be jsonl, json or table, not {output_format!r}", err=True)
+            raise typer.Exit(2)
+        if crc not in ("auto", "A", "B", "none"):
+            typer.echo(f"omshub decode: --crc must be auto, A, B or none, not {crc!r}", err=True)
+            raise typer.Exit(2)
+        ring = _load_keys(key, keys_file)
+        if not telegrams or telegrams == ["-"]:
+            lines: Iterable[str] = sys.stdin
+        else:
+            if "-" in telegrams:
+                typer.echo("omshub decode: '-' (stdin) cannot be mixed with telegram arguments", err=True)
+                raise typer.Exit(2)
+            lines = telegrams
+        if output_format == "jsonl":
+            out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+            write = out.write if out is not None else (lambda data: sys.stdout.write(data.decode()))
+            if workers > 1:
+                ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc)
+            else:
+                ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
+            sys.stdout.flush()
+        else:
+            results = list(iter_results(lines, keys=ring, crc=crc))
+            failed = sum(1 for _, _, error in results if error is not None)
+            if output_format == "json":
+                import orjson
+
+                items = [result if error is None else
+                         {"error": {"code": error.code, "message": error.message}, "input": text}
+                         for text, result, error in results]
+                document = items[0] if len(items) == 1 else items
+                typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+            else:
+                _render_table(results)
+        raise typer.Exit(1 if failed else 0)

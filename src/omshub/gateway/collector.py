@@ -1,0 +1,106 @@
+"""One listen window: configure the receiver, take frames until the window ends, filter, spool.
+
+A window ends at its scheduled end, or early when every whitelisted meter was heard, when
+``max_telegrams`` telegrams were kept, or when the spool is full (collection stops; the agent
+reports ``spool_full``).  With ``keep = "newest_per_kind"`` the spool holds the newest telegram per
+meter and kind in a window; kind = CI and length class (length rounded up to 16 bytes), so a meter's
+full and compact frames are both kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from .clock import Clock
+from .filters import Header, TelegramFilter
+from .schedule import Window
+from .sources import RadioSource
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+def telegram_kind(header: Header, raw: bytes) -> str:
+    return f"{header.ci:02X}/{(len(raw) + 15) // 16}"
+
+
+@dataclass(slots=True)
+class WindowResult:
+    start: float
+    end: float                      # when it actually ended
+    reason: str                     # "time" | "all_heard" | "max_telegrams" | "spool_full" | "source_ended"
+    received: int = 0               # frames from the source inside the window
+    kept: int = 0                   # frames that passed the filters and were spooled
+    stale: int = 0                  # frames stamped before the window opened (ignored)
+    heard: set[str] = field(default_factory=set)   # meter keys that passed the filters
+
+
+class Collector:
+    def __init__(self, source: RadioSource, spool: Spool, clock: Clock, filt: TelegramFilter,
+                 keep: str = "newest_per_kind") -> None:
+        self.source = source
+        self.spool = spool
+        self.clock = clock
+        self.filter = filt
+        self.keep = keep
+        self._modes: list[str] | None = None
+
+    async def _configure(self, modes: list[str]) -> None:
+        if modes == self._modes:
+            return
+        try:
+            await self.source.set_link_modes(list(modes))
+            self._modes = list(modes)
+        except Exception as exc:  # a receiver that refuses keeps its previous mode; listen anyway
+            log.warning("radio source refused link modes %s: %s", ",".join(modes), exc)
+
+    async def run_window(self, window: Window, window_id: int) -> WindowResult:
+        spec = window.spec
+        res = WindowResult(start=window.start, end=window.start, reason="time")
+        if self.spool.full:
+            res.reason = "spool_full"
+            return res
+        await self._configure(spec.link_modes)
+        heard_pairs: set[tuple[str, str]] = set()
+        frames = self.source.frames()
+        try:
+            while True:
+                if self.clock.now() >= window.end:
+                    break
+                try:
+                    ok, frame = await self.clock.run_until(frames.__anext__(), window.end)
+                except StopAsyncIteration:
+                    res.reason = "source_ended"
+                    break
+                if not ok or frame is None or frame.rx_time >= window.end:
+                    break
+                if frame.rx_time < window.start:
+                    res.stale += 1
+                    continue
+                res.received += 1
+                header, reason = self.filter.check(frame.raw)
+                if reason is not None or header is None:
+                    continue
+                key = None
+                if self.keep == "newest_per_kind":
+                    key = f"{header.meter_key}/{telegram_kind(header, frame.raw)}"
+                if not self.spool.put(frame.raw, frame.rx_time, frame.rssi, frame.link_mode,
+                                      window=window_id, dedup_key=key):
+                    res.reason = "spool_full"
+                    log.warning("spool full (%d telegrams, %d bytes): collection stopped",
+                                self.spool.rows, self.spool.bytes)
+                    break
+                res.kept += 1
+                res.heard.add(header.meter_key)
+                heard_pairs.add((header.manufacturer, header.id))
+                if res.kept >= spec.max_telegrams:
+                    res.reason = "max_telegrams"
+                    break
+                if self.filter.expected and self.filter.expected_heard(heard_pairs):
+                    res.reason = "all_heard"
+                    break
+        finally:
+            await frames.aclose()
+            res.end = min(max(self.clock.now(), window.start), window.end)
+        return res

@@ -1,0 +1,73 @@
+"""Database, migrations and settings."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+
+from omshub.cloud.db import Database
+from omshub.cloud.models import Base, Tenant
+from omshub.cloud.settings import SettingsError, load_settings
+
+
+def test_migrations_match_the_models(db):
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == [], f"models.py and the migrations differ: {diff}"
+    tables = set(inspect(db.engine).get_table_names())
+    assert set(Base.metadata.tables) <= tables and "alembic_version" in tables
+
+
+def test_migrate_is_idempotent(db):
+    db.migrate()
+    db.migrate()
+    with db.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM alembic_version")) == 1
+
+
+def test_sqlite_is_wal_with_foreign_keys(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/sub/dir/x.db")  # directories created on first use
+    db.migrate()
+    with db.session() as s:
+        assert s.scalar(text("PRAGMA journal_mode")) == "wal"
+        assert s.scalar(text("PRAGMA foreign_keys")) == 1
+        assert s.scalar(text("PRAGMA synchronous")) in (1, 2)  # NORMAL or FULL
+    db.dispose()
+
+
+def test_times_come_back_aware_utc(db):
+    when = datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+    with db.transaction() as s:
+        s.add(Tenant(slug="tz-" + str(id(when)), name="tz", created_at=when))
+    with db.session() as s:
+        got = s.scalar(select(Tenant.created_at).where(Tenant.slug == "tz-" + str(id(when))))
+    assert got == when and got.tzinfo == timezone.utc and got.hour == 5
+
+
+def test_settings_precedence(tmp_path):
+    toml = tmp_path / "omshub.toml"
+    toml.write_text('port = 9000\nhost = "0.0.0.0"\ndatabase = "postgresql://u@h/db"\nsilent_days = 5\n')
+    s = load_settings(toml, environ={})
+    assert (s.port, s.host, s.silent_days) == (9000, "0.0.0.0", 5)
+    assert s.database_url == "postgresql+psycopg://u@h/db"
+    s = load_settings(toml, environ={"OMSHUB_PORT": "9100", "OMSHUB_HOST": "::1"})
+    assert (s.port, s.host) == (9100, "::1")
+    s = load_settings(toml, environ={"OMSHUB_PORT": "9100"}, port=9200)
+    assert s.port == 9200
+    s = load_settings(None, environ={"OMSHUB_DATA_DIR": str(tmp_path / "d")})
+    assert s.database_url == f"sqlite:///{tmp_path}/d/omshub.db"
+    with pytest.raises(SettingsError, match="port"):
+        load_settings(None, environ={"OMSHUB_PORT": "many"})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = \n")
+    with pytest.raises(SettingsError, match="bad.toml"):
+        load_settings(bad, environ={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[omshub]\nprot = 1\n")
+    with pytest.raises(SettingsError, match="prot"):
+        load_settings(unknown, environ={})

@@ -1,0 +1,273 @@
+"""Tenant isolation for EVERY endpoint of the app.
+
+The endpoints are enumerated from the app itself; each must be classified in SPEC (the test fails
+for an unclassified one, so a new endpoint cannot slip through). Tenant B's admin then:
+* gets 404 for every endpoint addressing one of tenant A's objects by id (and A's object is
+  unchanged afterwards);
+* never sees any of A's identifying strings in any list, export or own-object response (while A
+  does see them in the same lists — so the check can fail);
+* cannot reference A's objects when creating things;
+* cannot post uplinks as A's gateway with B's gateway credential.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import cbor2
+import pytest
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+
+from omshub.cloud.models import Alarm, Operation, Reading, Telegram
+
+from .conftest import KEY, encode
+
+API = "/api/v1"
+
+# kind: public (no tenant data) | self (the caller's own identity) | list (tenant's collection)
+#       | object (one object by id: 404 for another tenant's) | create (refs to A's objects refused)
+#       | uplink (gateway credential)
+SPEC: dict[tuple[str, str], dict] = {
+    ("GET", "/api/v1/health"): {"kind": "public"},
+    ("POST", "/api/v1/auth/login"): {"kind": "public"},
+    ("POST", "/api/v1/auth/logout"): {"kind": "self"},
+    ("GET", "/api/v1/auth/me"): {"kind": "self"},
+    ("POST", "/api/v1/tokens"): {"kind": "create", "json": lambda c: {"name": "b-token"}, "expect": {201}},
+    ("GET", "/api/v1/tokens"): {"kind": "list"},
+    ("DELETE", "/api/v1/tokens/{token_id}"): {"kind": "object"},
+    ("GET", "/api/v1/users"): {"kind": "list"},
+    ("POST", "/api/v1/users"): {"kind": "create", "expect": {201},
+                                "json": lambda c: {"username": "b-" + uuid.uuid4().hex[:8], "password": "x" * 12}},
+    ("GET", "/api/v1/users/{user_id}"): {"kind": "object"},
+    ("PATCH", "/api/v1/users/{user_id}"): {"kind": "object", "json": lambda c: {"disabled": True}},
+    ("DELETE", "/api/v1/users/{user_id}"): {"kind": "object"},
+    ("POST", "/api/v1/gateways"): {"kind": "create", "expect": {201},
+                                   "json": lambda c: {"serial": "B-" + uuid.uuid4().hex[:8]}},
+    ("GET", "/api/v1/gateways"): {"kind": "list"},
+    ("GET", "/api/v1/gateways/{gateway_id}"): {"kind": "object"},
+    ("GET", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object"},
+    ("PUT", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object", "json": lambda c: {"spread_s": 5}},
+    ("POST", "/api/v1/gateways/{gateway_id}/credential"): {"kind": "object"},
+    ("POST", "/api/v1/gateways/config"): {"kind": "create", "expect": {404},
+                                          "json": lambda c: {"config": {}, "gateway_ids": [c["b_gw"], c["gateway_id"]]}},
+    ("POST", "/api/v1/uplink"): {"kind": "uplink"},
+    ("POST", "/api/v1/keys/import"): {"kind": "create", "expect": {200},
+                                      "content": lambda c: f"id,key\n{c['a_meter']},{'11' * 16}\n".encode()},
+    ("GET", "/api/v1/keys"): {"kind": "list"},
+    ("POST", "/api/v1/keys/export"): {"kind": "create", "expect": {404},
+                                      "json": lambda c: {"meters": [c["a_meter2"]]}},
+    ("GET", "/api/v1/meters"): {"kind": "list"},
+    ("POST", "/api/v1/meters"): {"kind": "create", "expect": {404},
+                                 "json": lambda c: {"manufacturer": "KAM", "meter_id": "B7B7B7B7",
+                                                    "gateway_id": c["gateway_id"]}},
+    ("POST", "/api/v1/meters/import"): {"kind": "create", "expect": {422},
+                                        "content": lambda c: f"manufacturer,id,gateway\nKAM,B8B8B8B8,{c['a_serial']}\n"
+                                        .encode()},
+    ("GET", "/api/v1/meters/{meter_pk}"): {"kind": "object"},
+    ("PATCH", "/api/v1/meters/{meter_pk}"): {"kind": "object", "json": lambda c: {"device_type": "water"}},
+    ("DELETE", "/api/v1/meters/{meter_pk}"): {"kind": "object"},
+    ("GET", "/api/v1/meters/{meter_pk}/readings"): {"kind": "object"},
+    ("GET", "/api/v1/metering-points"): {"kind": "list"},
+    ("POST", "/api/v1/metering-points"): {"kind": "create", "expect": {201},
+                                          "json": lambda c: {"ref": "B-" + uuid.uuid4().hex[:8]}},
+    ("GET", "/api/v1/metering-points/{point_id}"): {"kind": "object"},
+    ("PATCH", "/api/v1/metering-points/{point_id}"): {"kind": "object", "json": lambda c: {"address": "B street"}},
+    ("DELETE", "/api/v1/metering-points/{point_id}"): {"kind": "object"},
+    ("POST", "/api/v1/metering-points/{point_id}/install"): {"kind": "object", "json": lambda c: {"meter": c["b_meter"]}},
+    ("POST", "/api/v1/metering-points/{point_id}/swap"): {
+        "kind": "object", "json": lambda c: {"at": "2030-01-01T00:00:00Z", "old_final_values": {},
+                                            "new_meter": c["b_meter"]}},
+    ("POST", "/api/v1/metering-points/{point_id}/remove"): {"kind": "object", "json": lambda c: {}},
+    ("GET", "/api/v1/metering-points/{point_id}/readings"): {"kind": "object"},
+    ("GET", "/api/v1/metering-points/{point_id}/consumption"): {
+        "kind": "object", "params": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}},
+    ("GET", "/api/v1/readings/latest"): {"kind": "list"},
+    ("GET", "/api/v1/export/readings"): {"kind": "list", "params": {"from": "2000-01-01T00:00:00Z",
+                                                                   "to": "2100-01-01T00:00:00Z"}},
+    ("GET", "/api/v1/telegrams"): {"kind": "list"},
+    ("GET", "/api/v1/telegrams/unregistered"): {"kind": "list"},
+    ("GET", "/api/v1/telegrams/{telegram_id}"): {"kind": "object"},
+    ("GET", "/api/v1/operations"): {"kind": "list"},
+    ("GET", "/api/v1/operations/{operation_id}"): {"kind": "object"},
+    ("GET", "/api/v1/alarms"): {"kind": "list"},
+    ("GET", "/api/v1/alarms/{alarm_id}"): {"kind": "object"},
+}
+
+
+def _walk(routes):
+    """Every API route, also inside included routers (FastAPI nests them)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _walk(inner.routes)
+
+
+def app_endpoints(app) -> set[tuple[str, str]]:
+    found = {(m, r.path) for r in _walk(app.routes) for m in r.methods if m not in ("HEAD", "OPTIONS")}
+    # and whatever the OpenAPI schema lists (belt and braces for other route containers)
+    for path, item in app.openapi()["paths"].items():
+        found.update((m.upper(), path) for m in item if m.upper() not in ("HEAD", "OPTIONS", "PARAMETERS"))
+    return found
+
+
+def test_every_endpoint_is_classified(app):
+    endpoints = app_endpoints(app)
+    assert len(endpoints) >= 40
+    unclassified = sorted(endpoints - set(SPEC))
+    assert not unclassified, f"classify these endpoints in test_isolation.SPEC: {unclassified}"
+    stale = sorted(set(SPEC) - endpoints)
+    assert not stale, f"SPEC lists endpoints the app does not have: {stale}"
+
+
+@pytest.fixture
+def world(hub, client, db, pipeline):
+    """Tenant A with one of everything; tenant B with a gateway, a meter and a point of its own."""
+    from omshub.cloud.auth import create_api_token
+
+    tag = uuid.uuid4().hex[:6].upper()
+    a = hub.tenant()
+    a_admin = hub.headers(a, "admin")
+    a_user = hub.user(a, "viewer")
+    with db.transaction() as s:
+        a_token_row, _ = create_api_token(s, a.id, f"iso-a-token-{tag}", "viewer")
+        a_token = a_token_row.id
+    gw = hub.gateway(a, serial=f"ISO-A-{tag}")
+    a_meter, a_meter2, a_unknown = "A1" + tag, "A2" + tag, "A3" + tag
+    hub.keys(a, {a_meter: KEY, a_meter2: bytes(16)})
+    meter_pk = hub.meter(a, a_meter)
+    hub.meter(a, a_meter2)
+    ref = f"ISO-A-POINT-{tag}"
+    point_id = client.post(f"{API}/metering-points", json={"ref": ref}, headers=a_admin).json()["id"]
+    assert client.post(f"{API}/metering-points/{point_id}/install",
+                       json={"meter": meter_pk, "at": "2020-01-01T00:00:00Z"}, headers=a_admin).status_code == 201
+    hub.send(gw, 1, [encode(a_meter, energy=5.0), encode(a_meter2, energy=6.0), encode(a_unknown, energy=7.0)])
+    pipeline.run_once()
+    op = client.put(f"{API}/gateways/{gw.id}/config", json={}, headers=a_admin).json()
+    with db.session() as s:
+        telegram_id = s.scalar(select(Telegram.id).where(Telegram.gateway_id == gw.id).limit(1))
+        alarm_id = s.scalar(select(Alarm.id).where(Alarm.tenant_id == a.id, Alarm.kind == "wrong_key"))
+        assert s.scalar(select(Reading.id).where(Reading.meter_pk == meter_pk)) is not None
+    assert alarm_id is not None and telegram_id is not None
+
+    b = hub.tenant()
+    b_gw = hub.gateway(b, serial=f"ISO-B-{tag}")
+    b_meter = hub.meter(b, "B1" + tag)
+    return {
+        "a": a, "b": b, "a_headers": a_admin, "b_headers": hub.headers(b, "admin"), "gw": gw, "b_gw_info": b_gw,
+        "token_id": a_token, "user_id": _user_id(client, a_admin, a_user), "gateway_id": gw.id,
+        "meter_pk": meter_pk, "point_id": point_id, "telegram_id": telegram_id, "operation_id": op["id"],
+        "alarm_id": alarm_id, "b_gw": b_gw.id, "b_meter": b_meter, "a_serial": gw.serial,
+        "a_meter": a_meter, "a_meter2": a_meter2,
+        "markers": [gw.serial, a_meter, a_meter2, a_unknown, ref, a_user, f"iso-a-token-{tag}"],
+    }
+
+
+def _user_id(client, headers, username) -> int:
+    users = client.get(f"{API}/users", headers=headers).json()["items"]
+    return next(u["id"] for u in users if u["username"] == username)
+
+
+def _request(client, method, path, ctx, spec, headers):
+    url = path
+    for name in ("token_id", "user_id", "gateway_id", "meter_pk", "point_id", "telegram_id", "operation_id",
+                 "alarm_id"):
+        url = url.replace("{" + name + "}", str(ctx[name]))
+    assert "{" not in url, f"no test value for a path parameter of {path}"
+    kw = {"params": spec.get("params"), "headers": dict(headers)}
+    if "json" in spec:
+        kw["json"] = spec["json"](ctx)
+    if "content" in spec:
+        kw["content"] = spec["content"](ctx)
+        kw["headers"]["Content-Type"] = "text/csv"
+    return client.request(method, url, **kw)
+
+
+def _leaks(text: str, markers: list[str]) -> list[str]:
+    return [m for m in markers if m in text]
+
+
+def test_tenant_b_never_reaches_tenant_a(app, client, hub, world, db):
+    ctx = world
+    endpoints = sorted(app_endpoints(app))
+    failures = []
+    by_kind = {}
+    for method, path in endpoints:
+        by_kind.setdefault(SPEC[(method, path)]["kind"], []).append((method, path))
+
+    # lists first (nothing changed yet): B sees none of A's strings, A sees some of them
+    for method, path in by_kind.get("list", []):
+        spec = SPEC[(method, path)]
+        rb = _request(client, method, path, ctx, spec, ctx["b_headers"])
+        ra = _request(client, method, path, ctx, spec, ctx["a_headers"])
+        if rb.status_code != 200 or _leaks(rb.text, ctx["markers"]):
+            failures.append(f"{method} {path}: B got {rb.status_code}, leaks {_leaks(rb.text, ctx['markers'])}")
+        if ra.status_code != 200 or not _leaks(ra.text, ctx["markers"]):
+            failures.append(f"{method} {path}: A's own list shows nothing of A ({ra.status_code}) — test is blind")
+
+    for method, path in by_kind.get("self", []):
+        if path.endswith("/logout"):
+            r = client.post(f"{API}/auth/logout", headers=hub.headers(ctx["b"], "viewer"))
+        else:
+            r = _request(client, method, path, ctx, SPEC[(method, path)], ctx["b_headers"])
+        if r.status_code >= 400 or _leaks(r.text, ctx["markers"]):
+            failures.append(f"{method} {path}: {r.status_code} {r.text[:200]}")
+
+    # one object of A by id: 404 (reads before writes, deletes last)
+    order = {"GET": 0, "PATCH": 1, "PUT": 1, "POST": 2, "DELETE": 3}
+    for method, path in sorted(by_kind.get("object", []), key=lambda e: order[e[0]]):
+        r = _request(client, method, path, ctx, SPEC[(method, path)], ctx["b_headers"])
+        if r.status_code != 404 or _leaks(r.text, ctx["markers"]):
+            failures.append(f"{method} {path}: B got {r.status_code} {r.text[:200]} (expected 404)")
+
+    for method, path in by_kind.get("create", []):
+        spec = SPEC[(method, path)]
+        r = _request(client, method, path, ctx, spec, ctx["b_headers"])
+        sent = repr(spec["json"](ctx)) if "json" in spec else spec["content"](ctx).decode()
+        # an error may echo what B itself sent; nothing else of A may appear
+        hidden = [m for m in ctx["markers"] if m not in sent]
+        if r.status_code not in spec["expect"] or _leaks(r.text, hidden):
+            failures.append(f"{method} {path}: B got {r.status_code} {r.text[:200]} (expected {spec['expect']})")
+
+    # uplink: B's gateway credential, A's gateway serial
+    env = {"v": 1, "gw": ctx["gw"].serial, "seq": 99, "cfg": 0, "t0": 1_700_000_000,
+           "batch": {"data": encode("C0C0C0C0"), "len": [len(encode("C0C0C0C0"))], "dt": [0], "rssi": b"\x80",
+                     "mode": 1}}
+    for cred in (ctx["b_gw_info"].credential, None):
+        body = dict(env, cred=cred) if cred else env
+        r = client.post(f"{API}/uplink", content=cbor2.dumps(body),
+                        headers={"Content-Type": "application/cbor",
+                                 "Authorization": f"Bearer {ctx['b_gw_info'].credential}"})
+        if r.status_code not in (401, 403):
+            failures.append(f"POST /api/v1/uplink as A's gateway with B's credential: {r.status_code} {r.content[:200]}")
+    assert not failures, "\n".join(failures)
+
+    # A's objects are all still there and unchanged
+    a = ctx["a_headers"]
+    meter = client.get(f"{API}/meters/{ctx['meter_pk']}", headers=a).json()
+    assert meter["device_type"] == "heat" and meter["key_status"] == "present"
+    point = client.get(f"{API}/metering-points/{ctx['point_id']}", headers=a).json()
+    assert point["address"] == "" and point["installation"]["meter"]["id"] == ctx["meter_pk"]
+    assert client.get(f"{API}/users/{ctx['user_id']}", headers=a).json()["disabled"] is False
+    tokens = client.get(f"{API}/tokens", headers=a).json()["items"]
+    assert not next(t for t in tokens if t["id"] == ctx["token_id"])["revoked"]
+    config = client.get(f"{API}/gateways/{ctx['gateway_id']}/config", headers=a).json()
+    assert config["version"] == 1 and config["config"]["spread_s"] != 5
+    with db.session() as s:
+        assert s.get(Operation, ctx["operation_id"]).state == "PENDING"
+        assert s.scalar(select(Telegram.id).where(Telegram.gateway_id == ctx["gateway_id"],
+                                                  Telegram.meter_id == "C0C0C0C0")) is None
+    # the uplink of A's gateway still works with A's credential
+    assert hub.send(ctx["gw"], 2, [encode(ctx["a_meter"], energy=8.0, access_number=1)])["ack"] == 2
+
+
+def test_bulk_config_by_filter_only_selects_own_gateways(client, world):
+    r = client.post(f"{API}/gateways/config", json={"config": {}, "filter": {"all": True}},
+                    headers=world["b_headers"])
+    assert r.status_code == 201
+    assert [o["gateway_id"] for o in r.json()["operations"]] == [world["b_gw"]]
+    r = client.post(f"{API}/gateways/config", json={"config": {}, "filter": {"serial_prefix": "ISO-A-"}},
+                    headers=world["b_headers"])
+    assert r.status_code == 422  # matches no gateway of B

@@ -1,0 +1,218 @@
+"""Readings, latest, consumption, export, telegrams, alarms and operations through the API
+(telegrams go in as gateway uplinks and through the decode pipeline)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+
+import cbor2
+import orjson
+
+from .conftest import KEY, encode
+
+API = "/api/v1"
+T0 = int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp())
+DAY = 86_400
+
+
+def _setup(hub, meter_ids=("80000001",), device_type="heat"):
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    hub.keys(t, {mid: KEY for mid in meter_ids})
+    pks = [hub.meter(t, mid, device_type=device_type) for mid in meter_ids]
+    return t, gw, pks
+
+
+def test_meter_readings_filter_by_time_and_quantity(hub, client, pipeline):
+    t, gw, [pk] = _setup(hub)
+    h = hub.headers(t, "viewer")
+    recs = lambda e: [  # noqa: E731
+        {"quantity": "energy", "unit": "kWh", "value": e, "storage": 0, "tariff": 0, "subunit": 0,
+         "function": "instantaneous"},
+        {"quantity": "volume", "unit": "m3", "value": e / 10, "storage": 0, "tariff": 0, "subunit": 0,
+         "function": "instantaneous"}]
+    frames = [encode("80000001", recs(100.0 + 10 * d), access_number=d) for d in range(4)]
+    hub.send(gw, 1, frames, t0=T0, dts=[d * DAY for d in range(4)])
+    pipeline.run_once()
+    body = client.get(f"{API}/meters/{pk}/readings", headers=h).json()
+    assert [r["records"][0]["value"] for r in body["items"]] == [100.0, 110.0, 120.0, 130.0]
+    assert body["items"][0]["timestamp"] == "2026-03-01T00:00:00Z"
+    body = client.get(f"{API}/meters/{pk}/readings", params={"from": "2026-03-02T00:00:00Z",
+                                                             "to": "2026-03-03T00:00:00+00:00",
+                                                             "quantity": "volume"}, headers=h).json()
+    assert [[(r["quantity"], r["value"]) for r in x["records"]] for x in body["items"]] == \
+        [[("volume", 11.0)], [("volume", 12.0)]]
+    body = client.get(f"{API}/meters/{pk}/readings", params={"quantity": "power"}, headers=h).json()
+    assert body["items"] == []
+    assert client.get(f"{API}/meters/{pk}/readings", params={"from": "yesterday"}, headers=h).status_code == 422
+    assert client.get(f"{API}/meters/{pk}/readings", params={"from": "2026-03-02T00:00:00"},
+                      headers=h).status_code == 422  # no zone
+    r = client.get(f"{API}/meters/{pk}/readings", params={"from": "2026-03-03T00:00:00Z", "to": "2026-03-01T00:00:00Z"},
+                   headers=h)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_time"
+    # latest of every meter
+    latest = client.get(f"{API}/readings/latest", params={"fields": "nothing"}, headers=h).json()["items"]
+    [item] = latest
+    assert item["meter"]["id"] == pk and item["reading"]["records"][0]["value"] == 130.0
+    assert item["reading"]["fields"] == {}
+
+
+def test_consumption_across_swap_via_api(hub, client, pipeline):
+    t, gw, [old, new] = _setup(hub, ("81000001", "81000002"))
+    h = hub.headers(t, "operator")
+    pid = client.post(f"{API}/metering-points", json={"ref": "P-81"}, headers=h).json()["id"]
+    assert client.post(f"{API}/metering-points/{pid}/install", json={
+        "meter": old, "at": "2026-03-01T00:00:00Z", "initial_values": {"energy": 1000}}, headers=h).status_code == 201
+    hub.send(gw, 1, [encode("81000001", energy=1010.0), encode("81000001", energy=1040.0, access_number=1)],
+             t0=T0 + DAY, dts=[0, 2 * DAY])
+    assert client.post(f"{API}/metering-points/{pid}/swap", json={
+        "at": "2026-03-05T00:00:00Z", "old_final_values": {"energy": 1050}, "new_meter": new,
+        "new_initial_values": {"energy": 0}}, headers=h).status_code == 200
+    hub.send(gw, 2, [encode("81000002", energy=5.0), encode("81000002", energy=20.0, access_number=1)],
+             t0=T0 + 6 * DAY, dts=[0, 2 * DAY])
+    pipeline.run_once()
+    res = client.get(f"{API}/metering-points/{pid}/consumption",
+                     params={"from": "2026-03-02T00:00:00Z", "to": "2026-03-09T00:00:00Z"}, headers=h).json()
+    assert res["quantity"] == "energy" and res["unit"] == "kWh" and res["complete"] is True
+    assert res["value"] == 60.0  # (1050 - 1010) + (20 - 0): no jump at the swap
+    assert [s["meter"]["id"] for s in res["segments"]] == [old, new]
+    assert res["segments"][0]["end"]["source"] == "final" and res["segments"][1]["start"]["source"] == "initial"
+    assert res["segments"][0]["start"]["timestamp"] == "2026-03-02T00:00:00Z"
+    # the point's readings are those of each meter while installed there
+    items = client.get(f"{API}/metering-points/{pid}/readings", headers=h).json()["items"]
+    assert [(i["meter"]["id"], i["records"][0]["value"]) for i in items] == \
+        [(old, 1010.0), (old, 1040.0), (new, 5.0), (new, 20.0)]
+    r = client.get(f"{API}/metering-points/{pid}/consumption", params={"from": "2026-03-02T00:00:00Z"}, headers=h)
+    assert r.status_code == 422
+
+
+def test_export_csv_and_json(hub, client, pipeline, monkeypatch):
+    from omshub.cloud.api import readings as readings_api
+    monkeypatch.setattr(readings_api, "EXPORT_BATCH", 3)  # several batches
+    t, gw, pks = _setup(hub, ("82000001", "82000002"), device_type="heat")
+    h = hub.headers(t, "viewer")
+    frames, dts = [], []
+    for d in range(4):
+        for i, mid in enumerate(("82000001", "82000002")):
+            frames.append(encode(mid, energy=10.0 * d + i, access_number=d))
+            dts.append(d * DAY + i)
+    hub.send(gw, 1, frames, t0=T0, dts=dts)
+    pipeline.run_once()
+    params = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T12:00:00Z"}
+    r = client.get(f"{API}/export/readings", params=params, headers=h)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 6 and {row["meter_id"] for row in rows} == {"82000001", "82000002"}
+    assert rows[0]["energy_kwh"] == "0.0" and rows[0]["timestamp"] == "2026-03-01T00:00:00Z"
+    assert rows[0]["volume_m3"] == "" and rows[0]["manufacturer"] == "KAM"
+    js = client.get(f"{API}/export/readings", params={**params, "format": "json"}, headers=h)
+    data = orjson.loads(js.content)
+    assert len(data) == 6 and data[-1]["energy_kwh"] == 21.0 and "fields" in data[0]
+    one = orjson.loads(client.get(f"{API}/export/readings", params={**params, "format": "json", "meter": pks[0]},
+                                  headers=h).content)
+    assert {x["meter_id"] for x in one} == {"82000001"}
+    empty = client.get(f"{API}/export/readings", params={"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z",
+                                                         "format": "json"}, headers=h)
+    assert orjson.loads(empty.content) == []
+    assert client.get(f"{API}/export/readings", params={**params, "format": "xml"}, headers=h).status_code == 422
+
+
+def test_telegrams_listing_and_states(hub, client, pipeline):
+    t, gw, [pk] = _setup(hub, ("83000001",))
+    h = hub.headers(t, "viewer")
+    good = encode("83000001", energy=1.0)
+    wrong = encode("83000001", energy=2.0, key=bytes(16), access_number=1)
+    unknown = encode("83999999", energy=3.0)
+    hub.send(gw, 1, [good, wrong, unknown, b"\x00" * 12])
+    pipeline.run_once()
+    items = client.get(f"{API}/telegrams", headers=h).json()["items"]
+    states = [i["state"] for i in items]
+    assert states[:3] == ["invalid", "unknown_meter", "wrong_key"] and states[3] == "decoded"  # newest first
+    assert items[3]["hex"] == good.hex().upper() and items[3]["gateway"] == gw.serial
+    assert "key" not in {k.lower() for k in items[0]}
+    only = client.get(f"{API}/telegrams", params={"state": "wrong_key"}, headers=h).json()["items"]
+    assert [i["meter_id"] for i in only] == ["83000001"]
+    assert client.get(f"{API}/telegrams", params={"state": "bogus"}, headers=h).status_code == 422
+    by_meter = client.get(f"{API}/telegrams", params={"meter": pk}, headers=h).json()["items"]
+    assert len(by_meter) == 2
+    one = client.get(f"{API}/telegrams/{items[0]['id']}", headers=h).json()
+    assert one["state"] == "invalid" and one["error"]
+    # wrong key -> alarm; a later good telegram clears it
+    alarms = client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"]
+    assert [(a["kind"], a["subject"]) for a in alarms] == [("wrong_key", {"type": "meter", "id": pk})]
+    hub.send(gw, 2, [encode("83000001", energy=4.0, access_number=2)])
+    pipeline.run_once()
+    assert client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"] == []
+    history = client.get(f"{API}/alarms", params={"active": "false"}, headers=h).json()["items"]
+    assert history[0]["kind"] == "wrong_key" and history[0]["cleared_at"].endswith("Z")
+    assert client.get(f"{API}/alarms/{history[0]['id']}", headers=h).json()["active"] is False
+
+
+def test_alarms_from_meter_error_and_counter_backwards(hub, client, pipeline):
+    t, gw, [pk] = _setup(hub, ("84000001",))
+    h = hub.headers(t, "viewer")
+    hub.send(gw, 1, [encode("84000001", energy=500.0, status=0x08),
+                     encode("84000001", energy=400.0, access_number=1)], t0=T0, dts=[0, DAY])
+    pipeline.run_once()
+    active = client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"]
+    kinds = {a["kind"]: a for a in active}
+    assert set(kinds) == {"negative_consumption"}  # the error cleared with the second (clean) telegram
+    assert kinds["negative_consumption"]["details"]["previous_value"] == 500.0
+    everything = client.get(f"{API}/alarms", headers=h).json()["items"]
+    assert {a["kind"] for a in everything} == {"negative_consumption", "meter_error"}
+    hub.send(gw, 2, [encode("84000001", energy=501.0, access_number=2, status=0x10)], t0=T0 + 2 * DAY)
+    pipeline.run_once()
+    active = client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"]
+    assert [a["kind"] for a in active] == ["meter_error"] and "temporary error" in active[0]["message"]
+    assert client.get(f"{API}/alarms", params={"kind": "nope"}, headers=h).status_code == 422
+
+
+def _uplink(hub, gw, seq, cfg, cfg_error=None):
+    env = {"v": 1, "gw": gw.serial, "seq": seq, "cfg": cfg, "status": {"battery_pct": 80}}
+    if cfg_error:
+        env["cfg_error"] = cfg_error
+    r = hub.post_uplink(gw, env)
+    assert r.status_code == 200, r.content
+    return cbor2.loads(r.content)
+
+
+def test_operations_through_uplinks(hub, client):
+    t = hub.tenant()
+    op_h, viewer = hub.headers(t, "operator"), hub.headers(t, "viewer")
+    gws = [hub.gateway(t, serial=f"OPS-{t.slug}-{i}") for i in range(3)]
+    cfg = {"timezone": "Europe/Berlin", "upload": {"cron": "0 30 3 * * *"}, "spread_s": 600}
+    assert client.put(f"{API}/gateways/{gws[0].id}/config", json=cfg, headers=viewer).status_code == 403
+    r = client.put(f"{API}/gateways/{gws[0].id}/config", json={"upload": {"cron": "never"}}, headers=op_h)
+    assert r.status_code == 422 and "upload.cron" in r.json()["error"]["message"]
+    r = client.put(f"{API}/gateways/{gws[0].id}/config", json=cfg, headers=op_h)
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert first["state"] == "PENDING" and first["config_version"] == 1 and first["expected_contact_at"].endswith("Z")
+    # a selection by filter: all three -> gateway 0's first operation is superseded
+    r = client.post(f"{API}/gateways/config", json={"config": {**cfg, "spread_s": 60},
+                                                    "filter": {"serial_prefix": f"OPS-{t.slug}-"}}, headers=op_h)
+    assert r.status_code == 201 and r.json()["count"] == 3
+    ops = {o["gateway_id"]: o for o in r.json()["operations"]}
+    assert ops[gws[0].id]["config_version"] == 2 and ops[gws[1].id]["config_version"] == 1
+    assert client.get(f"{API}/operations/{first['id']}", headers=viewer).json()["state"] == "SUPERSEDED"
+    assert client.post(f"{API}/gateways/config", json={"config": cfg, "filter": {}}, headers=op_h).status_code == 422
+    assert client.post(f"{API}/gateways/config", json={"config": cfg, "gateway_ids": [10**9]},
+                       headers=op_h).status_code == 404
+    # gateway 0: delivered on the next uplink, successful when it reports version 2
+    answer = _uplink(hub, gws[0], 1, 0)
+    assert answer["config"]["version"] == 2 and answer["config"]["spread_s"] == 60
+    assert client.get(f"{API}/operations/{ops[gws[0].id]['id']}", headers=viewer).json()["state"] == "DELIVERED"
+    assert _uplink(hub, gws[0], 2, 2)["config"] is None
+    done = client.get(f"{API}/operations/{ops[gws[0].id]['id']}", headers=viewer).json()
+    assert done["state"] == "SUCCESSFUL" and done["finished_at"] and done["config"]["version"] == 2
+    # gateway 1 refuses it
+    _uplink(hub, gws[1], 1, 0)
+    assert _uplink(hub, gws[1], 2, 0, {"version": 1, "message": "timezone not installed"})["config"] is None
+    failed = client.get(f"{API}/operations/{ops[gws[1].id]['id']}", headers=viewer).json()
+    assert failed["state"] == "FAILED" and failed["error"] == "timezone not installed"
+    listed = client.get(f"{API}/operations", params={"state": "PENDING"}, headers=viewer).json()["items"]
+    assert [o["gateway_id"] for o in listed] == [gws[2].id]
+    by_gw = client.get(f"{API}/operations", params={"gateway_id": gws[0].id}, headers=viewer).json()["items"]
+    assert [o["state"] for o in by_gw] == ["SUCCESSFUL", "SUPERSEDED"]

@@ -1,0 +1,163 @@
+"""`omshub decode` through typer's CliRunner and as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from omshub.codec import encode_telegram
+from omshub.commands.decode import decode_parallel, decode_stream, register
+
+from ._stack import HEAT_RECORDS, KAM, KEY, OTHER_KEY, SMALL_RECORDS
+
+OTHER = dict(KAM, id="87654321")
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:  # keeps `decode` a sub-command whatever else is registered
+        """omshub"""
+
+    register(app)
+    return app
+
+
+def _run(args, stdin=None):
+    result = CliRunner().invoke(_app(), ["decode", *args], input=stdin)
+    return result.exit_code, result.stdout
+
+
+def _jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_stdin_lines_in_order_with_errors_and_comments():
+    good = encode_telegram(KAM, HEAT_RECORDS, mode=5, key=KEY).hex()
+    spaced = " ".join(good[i:i + 2] for i in range(0, len(good), 2))
+    stdin = f"# a comment\n{good}\n\n{spaced.upper()}\nzz12\n{good[:-2]}_\n"
+    code, out = _run(["--key", KEY.hex()], stdin)
+    lines = _jsonl(out)
+    assert code == 1
+    assert len(lines) == 4
+    assert lines[0]["meter"]["id"] == "12345678" and lines[1] == lines[0]
+    assert lines[2] == {"error": {"code": "invalid_hex", "message": lines[2]["error"]["message"]}, "input": "zz12"}
+    assert "error" in lines[3]
+
+
+def test_all_decoded_exit_zero_and_arguments():
+    frames = [encode_telegram(KAM, SMALL_RECORDS).hex(), encode_telegram(OTHER, SMALL_RECORDS).hex()]
+    code, out = _run(frames)
+    assert code == 0
+    assert [line["meter"]["id"] for line in _jsonl(out)] == ["12345678", "87654321"]
+
+
+def test_wrong_key_line():
+    frame = encode_telegram(KAM, HEAT_RECORDS, mode=5, key=KEY).hex()
+    code, out = _run(["--key", OTHER_KEY.hex(), frame])
+    assert code == 1
+    (line,) = _jsonl(out)
+    assert line["error"]["code"] == "wrong_key" and line["input"] == frame
+
+
+def test_keys_file(tmp_path):
+    keys = tmp_path / "keys.csv"
+    keys.write_text(f"id,key,manufacturer\n12345678,{KEY.hex()},KAM\n87654321,{OTHER_KEY.hex()}\n")
+    frames = [encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY).hex(),
+              encode_telegram(OTHER, SMALL_RECORDS, mode=7, key=OTHER_KEY).hex()]
+    code, out = _run(["--keys", str(keys)], "\n".join(frames) + "\n")
+    assert code == 0
+    assert [line["security"]["mode"] for line in _jsonl(out)] == [5, 7]
+
+
+@pytest.mark.parametrize("args,message", [(["--key", "abc"], "--key"),
+                                          (["--keys", "/nonexistent/keys.csv"], "cannot read"),
+                                          (["--format", "xml"], "--format")])
+def test_usage_errors_exit_2(args, message):
+    result = CliRunner().invoke(_app(), ["decode", *args, "00"])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_keys_file_content(tmp_path):
+    keys = tmp_path / "keys.csv"
+    keys.write_text("id,key\n12345678,12\n")
+    result = CliRunner().invoke(_app(), ["decode", "--keys", str(keys), "00"])
+    assert result.exit_code == 2 and "line 2" in result.output
+
+
+def test_compact_frames_use_formats_learned_earlier_in_the_run():
+    full = encode_telegram(KAM, HEAT_RECORDS, tpl="none").hex()
+    compact = encode_telegram(KAM, HEAT_RECORDS, tpl="none", compact=True).hex()
+    code, out = _run([], f"{compact}\n{full}\n{compact}\n")
+    lines = _jsonl(out)
+    assert code == 1
+    assert lines[0]["error"]["code"] == "unknown_format"
+    assert "records" in lines[1] and lines[2]["records"] == lines[1]["records"]
+
+
+def test_json_and_table_formats():
+    frames = [encode_telegram(KAM, SMALL_RECORDS).hex()]
+    code, out = _run(["--format", "json", *frames])
+    assert code == 0 and json.loads(out)["records"][0]["value"] == 165.0
+    code, out = _run(["--format", "json", *frames, frames[0]])
+    assert isinstance(json.loads(out), list)
+    code, out = _run(["--format", "table", *frames, "zz"])
+    assert code == 1 and "KAM 12345678" in out and "energy" in out and "invalid_hex" in out
+
+
+def test_parallel_matches_sequential():
+    lines = []
+    for i in range(60):
+        meter = dict(KAM, id=f"{10000000 + i % 7:08d}")
+        if i % 3 == 2:
+            lines.append(encode_telegram(meter, HEAT_RECORDS, tpl="none", compact=True).hex())
+        else:
+            lines.append(encode_telegram(meter, HEAT_RECORDS, tpl="none").hex())
+        if i % 11 == 0:
+            lines.append("nothex")
+    sequential, parallel = [], []
+    seq_counts = decode_stream(lines, sequential.append)
+    par_counts = decode_parallel(lines, parallel.append, keys=None, workers=2, chunk_lines=5)
+    assert sequential == parallel
+    assert seq_counts == par_counts
+
+
+def test_subprocess_python_m_omshub():
+    frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY).hex()
+    proc = subprocess.run([sys.executable, "-m", "omshub", "decode", "--key", KEY.hex()],
+                          input=f"{frame}\nzz\n", capture_output=True, text=True, timeout=60)
+    if proc.returncode == 0 and '"meter"' not in proc.stdout:
+        pytest.fail(proc.stdout + proc.stderr)
+    lines = _jsonl(proc.stdout)
+    assert proc.returncode == 1, proc.stderr
+    assert lines[0]["records"][0]["value"] == 165.0 and lines[1]["error"]["code"] == "invalid_hex"
+    proc = subprocess.run([sys.executable, "-m", "omshub", "decode", "--key", "nothex", frame],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_crc_option():
+    frame = encode_telegram(KAM, SMALL_RECORDS, frame_format="A").hex()
+    code, out = _run(["--crc", "A", frame])
+    assert code == 0 and _jsonl(out)[0]["frame"]["format"] == "A"
+    code, out = _run(["--crc", "none", frame])
+    assert code == 1 or _jsonl(out)[0]["frame"]["format"] is None
+    code, _ = _run(["--crc", "C", frame])
+    assert code == 2
+
+
+def test_benchmark_smoke(capsys):
+    from benchmarks.decode import main
+
+    assert main(["--count", "50", "--pool", "4", "--naive", "10"]) == 0
+    out = capsys.readouterr().out
+    for label in ("plain", "mode5", "mode7", "ell", "compact", "mixed", "naive", "peak RSS"):
+        assert label in out

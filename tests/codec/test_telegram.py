@@ -1,0 +1,189 @@
+"""The decode pipeline on encoder-built telegrams: output shape, keys, errors, plaintext copies."""
+
+import pytest
+
+from omshub.codec import DecodeError, FormatCache, KeyRing, decode, decode_hex, encode_telegram, parse_hex, peek_header
+from omshub.codec.frame import crc16
+
+from ._stack import HEAT_RECORDS, KAM, KEY, OTHER_KEY, RADIO, SMALL_RECORDS, same_records
+
+
+def test_output_shape_and_key_order():
+    result = decode(encode_telegram(KAM, HEAT_RECORDS, mode=5, key=KEY, access_number=12, status=0x04), key=KEY)
+    assert list(result) == ["meter", "transmitter", "access_number", "status", "security", "frame", "records",
+                            "fields", "manufacturer_data"]
+    assert result["meter"] == {"manufacturer": "KAM", "id": "12345678", "version": 27, "device_type": "heat",
+                               "device_type_code": 4}
+    assert result["transmitter"] is None and result["access_number"] == 12
+    assert result["status"] == {"code": 4, "flags": ["power_low"]}
+    assert result["security"] == {"mode": 5, "encrypted": True, "decrypted": True, "authenticated": False,
+                                  "decrypted_before_receipt": False}
+    assert result["frame"] == {"kind": "wmbus", "format": None, "c_field": "44", "ci": "7A", "ell": None, "afl": None}
+    assert isinstance(result["fields"], dict)
+    import orjson
+    assert orjson.loads(orjson.dumps(result)) == result
+
+
+def test_keys_callable_gets_meter_address_not_transmitter():
+    calls = []
+
+    def lookup(manufacturer, meter_id):
+        calls.append((manufacturer, meter_id))
+        return KEY if (manufacturer, meter_id) == ("KAM", "12345678") else None
+
+    frame = encode_telegram(KAM, HEAT_RECORDS, mode=5, key=KEY, tpl="long", transmitter=RADIO)
+    result = decode(frame, keys=lookup)
+    assert calls == [("KAM", "12345678")]
+    assert result["meter"]["id"] == "12345678" and result["transmitter"]["id"] == "44002802"
+
+
+def test_ell_key_bound_to_link_address():
+    calls = []
+
+    def lookup(manufacturer, meter_id):
+        calls.append(meter_id)
+        return KEY
+
+    frame = encode_telegram(KAM, HEAT_RECORDS, tpl="none", ell="8D", key=KEY)
+    result = decode(frame, keys=lookup)
+    assert calls == ["12345678"]
+    assert result["frame"]["ell"]["encrypted"] is True and result["security"]["decrypted"]
+    assert result["access_number"] == 0 and result["status"] is None
+
+
+def test_keyring_and_fallback_key():
+    ring = KeyRing.from_csv("id,key,manufacturer\n12345678," + KEY.hex() + ",KAM\n")
+    frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY)
+    assert decode(frame, keys=ring)["security"]["decrypted"]
+    assert decode(frame, keys=KeyRing(), key=KEY)["security"]["decrypted"]
+    with pytest.raises(DecodeError) as err:
+        decode(frame, keys=KeyRing())
+    assert err.value.code == "no_key"
+
+
+@pytest.mark.parametrize("mode,ell,tpl", [(5, None, "short"), (7, None, "short"), (0, "8D", "none"), (7, "8D", "long")])
+def test_wrong_key_reported(mode, ell, tpl):
+    frame = encode_telegram(KAM, HEAT_RECORDS, mode=mode, ell=ell, tpl=tpl, key=KEY)
+    with pytest.raises(DecodeError) as err:
+        decode(frame, key=OTHER_KEY)
+    assert err.value.code == "wrong_key"
+    assert err.value.partial["meter"]["id"] == "12345678"
+    if mode == 7 and ell is None:
+        assert "MAC" in err.value.message
+    if ell == "8D":
+        assert "CRC" in err.value.message
+
+
+def test_mode7_tampered_tail_fails_mac():
+    frame = bytearray(encode_telegram(KAM, HEAT_RECORDS, mode=7, key=KEY))
+    frame[-1] ^= 1
+    with pytest.raises(DecodeError) as err:
+        decode(bytes(frame), key=KEY)
+    assert err.value.code == "wrong_key" and "MAC" in err.value.message
+
+
+def _plaintext_copy(records, mode=5):
+    """A telegram whose CFG says mode 5 but whose payload is the plaintext (as decrypted replays are)."""
+    from omshub.codec import apl
+    body = b"\x2f\x2f" + apl.encode_records(records)
+    body += b"\x2f" * (-len(body) % 16)
+    frame = bytearray(encode_telegram(KAM, records, apl=body))
+    cfg = (mode << 8) | (len(body) // 16) << 4
+    frame[13:15] = cfg.to_bytes(2, "little")
+    return bytes(frame)
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+def test_decrypted_before_receipt(key):
+    result = decode(_plaintext_copy(HEAT_RECORDS), key=key)
+    assert result["security"] == {"mode": 5, "encrypted": True, "decrypted": False, "authenticated": False,
+                                  "decrypted_before_receipt": True}
+    assert same_records(result["records"], HEAT_RECORDS)
+
+
+def test_unknown_ci_has_partial():
+    frame = encode_telegram(KAM, [], apl=b"")
+    frame = frame[:10] + b"\x10\x01\x02\x03"
+    frame = bytes([len(frame) - 1]) + frame[1:]
+    with pytest.raises(DecodeError) as err:
+        decode(frame)
+    assert err.value.code == "unknown_ci" and err.value.partial["meter"]["id"] == "12345678"
+
+
+def test_compact_uses_and_needs_learned_format():
+    formats = FormatCache()
+    compact = encode_telegram(KAM, HEAT_RECORDS, tpl="none", compact=True)
+    with pytest.raises(DecodeError) as err:
+        decode(compact, formats=formats)
+    assert err.value.code == "unknown_format" and err.value.partial["meter"]["id"] == "12345678"
+    decode(encode_telegram(KAM, HEAT_RECORDS, tpl="none"), formats=formats)
+    assert len(formats) == 1
+    assert same_records(decode(compact, formats=formats)["records"], HEAT_RECORDS)
+    # another meter does not share the format
+    other = dict(KAM, id="87654321")
+    with pytest.raises(DecodeError):
+        decode(encode_telegram(other, HEAT_RECORDS, tpl="none", compact=True), formats=formats)
+
+
+def test_learned_format_equals_compact_format_of():
+    from omshub.codec import apl, compact
+    formats = FormatCache()
+    decode(encode_telegram(KAM, HEAT_RECORDS, manufacturer_data=b"\x01\x02"), formats=formats)
+    ((_, fmt),) = formats.items()
+    full = apl.encode_records(HEAT_RECORDS) + b"\x0f\x01\x02"
+    assert fmt == compact.format_of(full)
+
+
+def test_format_b_false_positive_falls_back_to_plain():
+    # a CRC-less frame whose last two bytes happen to be a valid format-B CRC
+    from omshub.codec import apl
+    head = encode_telegram(KAM, [], tpl="none", apl=apl.encode_records(SMALL_RECORDS) + b"\x02\xfd\x17")
+    head = bytes([len(head) + 1]) + head[1:]
+    frame = head + crc16(head).to_bytes(2, "big")
+    result = decode(frame)
+    assert result["frame"]["format"] is None and "unparsed" not in result["frame"]
+    assert result["records"][-1]["quantity"] == "error_flags"
+
+
+def test_truncated_plain_tail_keeps_records():
+    frame = encode_telegram(KAM, HEAT_RECORDS, tpl="none")
+    result = decode(frame[:-1])  # last record cut short (L now larger than the bytes present)
+    assert same_records(result["records"], HEAT_RECORDS[:-1])
+    assert result["frame"]["unparsed"]
+
+
+def test_parse_hex_and_decode_hex():
+    assert parse_hex("2e 44_93|15") == bytes.fromhex("2E449315")
+    for bad in ("2e4", "zz", 5):
+        with pytest.raises(DecodeError) as err:
+            parse_hex(bad)
+        assert err.value.code == "invalid_hex"
+    with pytest.raises(DecodeError) as err:
+        parse_hex("00" * 5000)
+    assert err.value.code == "too_long"
+    frame = encode_telegram(KAM, SMALL_RECORDS)
+    assert decode_hex(frame.hex().upper())["records"][0]["value"] == 165.0
+
+
+def test_peek_header():
+    frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY, frame_format="A")
+    assert peek_header(frame) == {"manufacturer": "KAM", "id": "12345678", "version": 27, "device_type_code": 4,
+                                  "c_field": 0x44, "ci": 0x7A, "crc": "A"}
+    with pytest.raises(DecodeError):
+        peek_header(b"\x01\x02")
+
+
+def test_non_bytes_rejected():
+    with pytest.raises(DecodeError):
+        decode("2E44")  # type: ignore[arg-type]
+
+
+def test_keyring_csv_errors():
+    with pytest.raises(ValueError, match="line 2"):
+        KeyRing.from_csv("id,key\n12345678,nothex\n")
+    with pytest.raises(ValueError, match="header"):
+        KeyRing.from_csv("meter,secret\n1,2\n")
+    with pytest.raises(ValueError, match="line 3"):
+        KeyRing.from_csv("id,key,manufacturer\n1," + KEY.hex() + ",KAM\n2," + KEY.hex() + ",K4M\n")
+    ring = KeyRing.from_csv("# keys\nid,key\n\n12345678," + KEY.hex() + "\n")
+    assert ring("XYZ", "12345678") == KEY and ring("XYZ", "1") is None
