@@ -6,6 +6,9 @@ mode 7, ELL AES-CTR and compact frames; one key per meter), runs it through the 
 and prints telegrams/s per kind and overall, the peak memory, and for comparison a naive decode
 (a fresh cipher per telegram, no key ring, `json.dumps`) of the same telegrams in the same process.
 
+The mixed corpus is also run with `crc="none"` (what `omshub decode --crc none` does when the
+receiver is known to strip CRCs): the difference is the cost of format-B detection.
+
 The corpus cycles through a pool of distinct encoded frames (encoding is much slower than
 decoding); nothing is cached per frame by the decoder, so repetition does not flatter it.
 """

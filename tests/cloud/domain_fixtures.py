@@ -1,5 +1,5 @@
-"""Helpers for the DOMAIN unit tests: a plain SQLAlchemy session on in-memory SQLite and row
-factories (no app, no migrations), so the domain logic is tested on its own."""
+"""Row factories for the DOMAIN unit tests: rows made straight in a session (no API), so the
+domain logic (consumption, alarms, operations) is tested on its own on either database."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
 
-from omshub.cloud.models import (Base, Gateway, Installation, Meter, MeteringPoint, Reading, Telegram,
+from omshub.cloud.models import (Gateway, Installation, Meter, MeteringPoint, Reading, Telegram,
                                  Tenant, Uplink)
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -25,13 +23,6 @@ class FakePrincipal:
     user_id: int | None = None
     role: str = "admin"
     name: str = "tester"
-
-
-def memory_session() -> Session:
-    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-    event.listen(engine, "connect", lambda c, _: c.execute("PRAGMA foreign_keys=ON"))
-    Base.metadata.create_all(engine)
-    return Session(engine, expire_on_commit=False)
 
 
 def tenant(s: Session, slug: str = "a") -> Tenant:

@@ -9,13 +9,15 @@ import pytest
 from omshub.cloud import alarms
 from omshub.cloud.models import Alarm
 
-from .domain_fixtures import T0, days, gateway, memory_session, meter, reading, tenant
+from .domain_fixtures import T0, days, gateway, meter, reading, tenant
 
 
 @pytest.fixture
-def s():
-    session = memory_session()
+def s(db):
+    """A session on this module's database (SQLite or PostgreSQL), rolled back afterwards."""
+    session = db.session()
     yield session
+    session.rollback()
     session.close()
 
 
@@ -124,3 +126,17 @@ def test_evaluate_meter_silent(s):
     alarms.evaluate(s, T0 + days(3.7), silent_days=10)
     assert _active(s, "meter_silent") == []
     assert s.query(Alarm).filter_by(kind="meter_silent").count() == 2  # history kept
+
+
+def test_wrong_key_stays_when_a_later_telegram_of_the_batch_failed(s):
+    # The pipeline stores a batch's outcomes first (key_status = the last one), then its readings:
+    # a good telegram followed by a wrong-key one must leave the alarm active.
+    t = tenant(s)
+    m = meter(s, t)
+    alarms.on_decode_failure(s, m, "wrong_key", T0)
+    m.key_status = "wrong"
+    alarms.on_reading(s, m, reading(s, m, T0, energy=1.0), None, T0)
+    assert [a.kind for a in _active(s)] == ["wrong_key"]
+    m.key_status = "present"
+    alarms.on_reading(s, m, reading(s, m, T0 + days(1), energy=2.0), None, T0 + days(1))
+    assert _active(s) == []

@@ -8,13 +8,15 @@ from omshub.cloud import alarms
 from omshub.cloud.consumption import consumption, cumulative_quantity, register_value
 from omshub.cloud.models import Alarm
 
-from .domain_fixtures import T0, days, install, memory_session, meter, point, reading, tenant
+from .domain_fixtures import T0, days, install, meter, point, reading, tenant
 
 
 @pytest.fixture
-def s():
-    session = memory_session()
+def s(db):
+    """A session on this module's database (SQLite or PostgreSQL), rolled back afterwards."""
+    session = db.session()
     yield session
+    session.rollback()
     session.close()
 
 

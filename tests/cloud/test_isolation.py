@@ -50,7 +50,8 @@ SPEC: dict[tuple[str, str], dict] = {
     ("PUT", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object", "json": lambda c: {"spread_s": 5}},
     ("POST", "/api/v1/gateways/{gateway_id}/credential"): {"kind": "object"},
     ("POST", "/api/v1/gateways/config"): {"kind": "create", "expect": {404},
-                                          "json": lambda c: {"config": {}, "gateway_ids": [c["b_gw"], c["gateway_id"]]}},
+                                          "json": lambda c: {"config": {},
+                                                             "gateway_ids": [c["b_gw"], c["gateway_id"]]}},
     ("POST", "/api/v1/uplink"): {"kind": "uplink"},
     ("POST", "/api/v1/keys/import"): {"kind": "create", "expect": {200},
                                       "content": lambda c: f"id,key\n{c['a_meter']},{'11' * 16}\n".encode()},
@@ -74,7 +75,8 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/metering-points/{point_id}"): {"kind": "object"},
     ("PATCH", "/api/v1/metering-points/{point_id}"): {"kind": "object", "json": lambda c: {"address": "B street"}},
     ("DELETE", "/api/v1/metering-points/{point_id}"): {"kind": "object"},
-    ("POST", "/api/v1/metering-points/{point_id}/install"): {"kind": "object", "json": lambda c: {"meter": c["b_meter"]}},
+    ("POST", "/api/v1/metering-points/{point_id}/install"): {"kind": "object",
+                                                             "json": lambda c: {"meter": c["b_meter"]}},
     ("POST", "/api/v1/metering-points/{point_id}/swap"): {
         "kind": "object", "json": lambda c: {"at": "2030-01-01T00:00:00Z", "old_final_values": {},
                                             "new_meter": c["b_meter"]}},
@@ -241,7 +243,8 @@ def test_tenant_b_never_reaches_tenant_a(app, client, hub, world, db):
                         headers={"Content-Type": "application/cbor",
                                  "Authorization": f"Bearer {ctx['b_gw_info'].credential}"})
         if r.status_code not in (401, 403):
-            failures.append(f"POST /api/v1/uplink as A's gateway with B's credential: {r.status_code} {r.content[:200]}")
+            failures.append(f"POST /api/v1/uplink as A's gateway with B's credential: "
+                            f"{r.status_code} {r.content[:200]}")
     assert not failures, "\n".join(failures)
 
     # A's objects are all still there and unchanged

@@ -11,15 +11,17 @@ from omshub.cloud import operations as ops
 from omshub.cloud.models import GatewayConfigVersion, Operation
 from omshub.gateway.config import spread_offset
 
-from .domain_fixtures import T0, FakePrincipal, gateway, memory_session, tenant
+from .domain_fixtures import T0, FakePrincipal, gateway, tenant
 
 CFG = {"timezone": "UTC", "upload": {"cron": "0 30 3 * * *", "max_batch": 1000}, "spread_s": 0}
 
 
 @pytest.fixture
-def s():
-    session = memory_session()
+def s(db):
+    """A session on this module's database (SQLite or PostgreSQL), rolled back afterwards."""
+    session = db.session()
     yield session
+    session.rollback()
     session.close()
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
-from omshub.cloud.models import CompactFormat, Meter, Reading, Telegram
+from omshub.cloud.models import CompactFormat, Meter, Reading
 from omshub.cloud.pipeline import requeue_waiting
 
 from .conftest import KEY, encode
@@ -268,3 +268,44 @@ def test_a_failing_batch_is_retried_one_by_one(hub, db, pipeline, monkeypatch):
     rows = hub.telegrams(gw)
     assert [r.state for r in rows] == ["decoded", "invalid", "decoded"]
     assert "codec bug" in rows[1].error
+
+
+def test_concurrent_workers_decode_each_telegram_once(hub, db, pipeline):
+    """Several pipelines at once (partitioned ones and an unpartitioned one competing with them)."""
+    import threading
+
+    from omshub.cloud.pipeline import DecodePipeline
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    for i in range(5):
+        hub.meter(t, f"2000013{i}")
+    hub.keys(t, {f"2000013{i}": KEY for i in range(5)})
+    for seq in range(1, 5):
+        hub.send(gw, seq, [encode(f"2000013{i % 5}", energy=float(seq * 100 + i), access_number=(seq * 50 + i) % 256)
+                           for i in range(50)])
+    workers = [DecodePipeline(db, pipeline.keystore, partition=(k, 2)) for k in range(2)]
+    workers.append(DecodePipeline(db, pipeline.keystore))
+    errors = []
+
+    def run(w):
+        try:
+            w.run_until_idle(limit=17)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors
+    assert _states(hub, gw) == ["decoded"] * 200
+    with db.session() as s:
+        telegram_ids = s.scalars(select(Reading.telegram_id).where(Reading.tenant_id == t.id)).all()
+        meters = s.scalars(select(Meter).where(Meter.tenant_id == t.id)).all()
+        for m in meters:  # each meter's latest reading is its newest one
+            newest = s.scalar(select(Reading.id).where(Reading.meter_pk == m.id)
+                              .order_by(Reading.timestamp.desc(), Reading.id.desc()).limit(1))
+            latest = s.get(Reading, m.last_reading_id)
+            assert latest.timestamp == s.get(Reading, newest).timestamp
+    assert len(telegram_ids) == len(set(telegram_ids)) == 200

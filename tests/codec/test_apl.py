@@ -152,7 +152,7 @@ def test_non_decimal_conversion_is_rounded_below_resolution():
     ("04FB2001000000", "volume", "m3", 0.028316846592),  # ft3
     ("04FB2EF4010000", "frequency", "Hz", 50.0),        # 0.1 Hz
     ("04FB2902000000", "power", "kW", 2000.0),           # MW
-    ("04FB3102000000", "power", "kW", 555555.56),        # GJ/h
+    ("04FB3102000000", "power", "kW", 555.555556),       # 2 GJ/h
     ("02FB750500", "temperature_limit", "°C", 0.05),
     ("02FB680010", "rating_factor_k", "", 1.0),
 ])

@@ -184,7 +184,7 @@ def test_apply_names_fields_decodes_vifs_relabels_and_manufacturer_data() -> Non
     quantities = [(r["quantity"], r["value"]) for r in t["records"]]
     assert quantities == [("energy", 12.5), ("energy", 10.0), ("reactive_energy", 3.0), ("energy", 10.0),
                           ("volume", 12.345)]
-    assert t["records"][3]["driver"] == "toy" and "raw" not in t["records"][3]
+    assert t["records"][3]["driver"] == "toy" and t["records"][3]["raw"] == "e8030000"
     assert t["fields"] == {"total_energy_kwh": 12.5, "due_date_energy_kwh": 10.0, "md_m3": 12.345}
 
 
@@ -388,3 +388,22 @@ def test_qundis_walk_by_and_bfw(shared_vectors) -> None:
         assert t["fields"]["previous_18_hca"] == entry["expected"]["prev_18_hca"]
         assert t["fields"]["device_date"] == entry["expected"]["device_date"]
     assert decoded >= 5
+
+
+_record = st.fixed_dictionaries({
+    "quantity": st.sampled_from(["energy", "volume", "hca", "date", "manufacturer_specific", "power", "unknown"]),
+    "value": st.one_of(st.none(), st.integers(-10**6, 10**6), st.floats(allow_nan=False), st.text(max_size=5)),
+    "storage": st.one_of(st.integers(0, 40), st.none()), "tariff": st.integers(0, 3), "subunit": st.integers(0, 1),
+    "function": st.sampled_from(["instantaneous", "maximum", "minimum", "error"]),
+    "dif_vif": st.sampled_from(["0406", "04ff80843b", "05ff0b", "0dff5f", "02ff20", "zz", ""]),
+    "raw": st.one_of(st.none(), st.binary(max_size=60).map(bytes.hex), st.just("not hex")),
+})
+
+
+@given(st.lists(_record, max_size=12), st.sampled_from(["IME", "SEC", "QDS", "KAM", "EBZ", "BMP", "ZZZ"]),
+       st.integers(0, 255), st.one_of(st.none(), st.binary(max_size=40)))
+def test_apply_never_raises_on_odd_records(records, manufacturer, code, apl) -> None:
+    t = {"meter": {"manufacturer": manufacturer, "id": "12345678", "version": 0x85, "device_type_code": code},
+         "records": records, "fields": {}, "manufacturer_data": None}
+    drivers.apply(t, apl)
+    assert isinstance(t["fields"], dict) and isinstance(t["records"], list)

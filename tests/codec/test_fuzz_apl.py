@@ -9,7 +9,7 @@ import math
 import orjson
 from hypothesis import given, strategies as st
 
-from omshub.codec import apl, compact, vif
+from omshub.codec import apl, apl_encode, compact, vif
 from omshub.codec.errors import DecodeError
 
 KEYS = ("quantity", "unit", "value", "storage", "tariff", "subunit", "function", "qualifiers",
@@ -71,8 +71,8 @@ def record_headers(draw):
     function = draw(st.integers(0, 3))
     rec = {"storage": storage, "tariff": tariff, "subunit": subunit,
            "function": apl.FUNCTIONS[function]}
-    dif = apl._dif_bytes(rec, dfield, 0)
-    vif_bytes = apl._vif_chain(prefix + bytes([code]), vifes)
+    dif = apl_encode._dif_bytes(rec, dfield, 0)
+    vif_bytes = apl_encode._vif_chain(prefix + bytes([code]), vifes)
     if prefix:
         vif_bytes = bytes([prefix[0] | 0x80]) + vif_bytes[1:]
     if dfield == 0xD:
@@ -129,3 +129,22 @@ def test_compact_any_bytes_fail_cleanly(fmt, data):
         compact.decode_compact(fmt, data, full_crc=0)
     except DecodeError as exc:
         assert exc.code in ("invalid_record", "unknown_format")
+
+
+@given(st.lists(record_headers(), min_size=1, max_size=6), st.data())
+def test_mutated_records_decode_or_fail_cleanly(chunks, draw):
+    """Valid record sets with flipped/truncated bytes: deeper paths than random bytes reach."""
+    data = bytearray(b"".join(chunks))
+    for _ in range(draw.draw(st.integers(1, 4))):
+        pos = draw.draw(st.integers(0, len(data) - 1))
+        data[pos] = draw.draw(st.integers(0, 255))
+    data = bytes(data[:draw.draw(st.integers(0, len(data)))])
+    try:
+        records, _ = apl.decode_records(data)
+    except DecodeError as exc:
+        assert exc.code == "invalid_record" and 0 <= exc.offset < len(data)
+        assert isinstance(exc.partial["records"], list)
+        return
+    orjson.dumps(records)
+    again, _ = apl.decode_records(apl.encode_records(records))
+    assert all(_same(a, b) for a, b in zip(records, again)) and len(again) == len(records)

@@ -53,6 +53,7 @@ def test_device_type_names():
     assert DEVICE_TYPE_NAMES[0x08] == "heat_cost_allocator"
     assert DEVICE_TYPE_NAMES[0x0A] == "cooling"
     assert DEVICE_TYPE_NAMES[0x0D] == "heat_cooling"
+    assert DEVICE_TYPE_NAMES[0x0C] == "heat" and DEVICE_TYPE_NAMES[0x0B] == "cooling"
     assert DEVICE_TYPE_NAMES[0x37] == "radio_converter_meter"
     assert DEVICE_TYPE_NAMES[0x43] == "manufacturer_specific"
     assert DEVICE_TYPE_NAMES[0x11] == "reserved"

@@ -1,14 +1,16 @@
-"""The receiver-stick byte-stream parsers: known captures, and resynchronisation properties."""
+"""The receiver-stick byte-stream parsers: known captures, and resynchronisation properties.
 
-from hypothesis import given, settings
+Examples per property follow the hypothesis profile (dev 100, ci 300, fuzz 100,000).
+"""
+
+import pytest
+from hypothesis import given
 from hypothesis import strategies as st
 
 from omshub.gateway.dongles import (Amb8465Parser, Im871aParser, amb8465_link_mode, amber_encode,
                                     amber_rssi_dbm, crc_x25, hci_encode, im871a_link_mode,
                                     im871a_rssi_dbm, im871a_set_config, xor_checksum)
 from omshub.gateway.sources import SourceError
-
-import pytest
 
 # docs/oms-protocol.md §10.1: a real OmniPower capture (control 0x8 = FCS, endpoint 2)
 IM871A_CAPTURE = bytes.fromhex(
@@ -131,7 +133,6 @@ def _amber_encoder(frame, rssi):
     return amber_encode(0x03, frame[1:] + bytes([rssi]))
 
 
-@settings(max_examples=150)
 @given(st.lists(items, max_size=25), st.lists(st.integers(0, 5000), max_size=8))
 def test_im871a_resync_with_fcs(seq, cuts):
     good, data = _stream(_im871a_encoder(True), b"\xA5", seq, corrupt_ok=True)
@@ -139,7 +140,6 @@ def test_im871a_resync_with_fcs(seq, cuts):
     assert _is_subsequence(good, out)
 
 
-@settings(max_examples=150)
 @given(st.lists(items, max_size=25), st.lists(st.integers(0, 5000), max_size=8))
 def test_im871a_resync_without_fcs(seq, cuts):
     good, data = _stream(_im871a_encoder(False), b"\xA5", seq, corrupt_ok=False)
@@ -147,7 +147,6 @@ def test_im871a_resync_without_fcs(seq, cuts):
     assert _is_subsequence(good, out)
 
 
-@settings(max_examples=150)
 @given(st.lists(items, max_size=25), st.lists(st.integers(0, 5000), max_size=8))
 def test_amber_resync(seq, cuts):
     good, data = _stream(_amber_encoder, b"\xFF\x03", seq, corrupt_ok=True)

@@ -4,6 +4,8 @@ import asyncio
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from omshub.gateway.clock import SimClock
 from omshub.gateway.sources import (RtlLineRejected, SourceError, open_source, parse_hex_line,
@@ -97,3 +99,13 @@ def test_bad_specs():
                       ("hexfile:/does/not/exist", "cannot open"), ("sim:/no/fleet.toml", "not found")]:
         with pytest.raises(SourceError, match=why):
             open_source(spec, clock, "GW")
+
+
+@given(st.text(max_size=300))
+def test_line_parsers_never_crash(text):
+    for parse in (parse_hex_line, parse_rtlwmbus_line):
+        try:
+            r = parse(text)
+        except ValueError:
+            continue
+        assert r is None or (isinstance(r[0], bytes) and r[2])

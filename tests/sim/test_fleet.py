@@ -100,3 +100,26 @@ def test_key_and_meter_csv_match_the_head_end_formats():
     man, ident, dtype, gateway, point, *_ = lines[1].split(",")
     assert (man, ident, gateway) == (fleet.meters[0].manufacturer, fleet.meters[0].id, "GW000001")
     assert dtype in ("heat", "water", "heat_cost_allocator") and point
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+_VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32),
+                    st.text(max_size=8).map(lambda t: '"' + t.replace("\\", "").replace('"', "") + '"'),
+                    st.sampled_from(["true", "[]", "[1, 2]", '["KAM"]', "{}", '"C1"', '"B"', '"ell"', "2025-01-01"]))
+_KEYS = ["count", "kind", "interval_s", "jitter_s", "security", "manufacturers", "distance_m", "monthly",
+         "frame_format", "link_mode", "compact_every", "annual", "error_rate", "first_id", "version", "tpl"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(_KEYS), _VALUES), max_size=4))
+def test_any_group_setting_loads_or_fails_with_a_fleet_error(settings):
+    group = {"kind": '"water"', "count": "3"}
+    group.update(dict(settings))
+    text = '[[sites]]\nname = "s"\n[[sites.gateways]]\nserial = "G1"\n[[sites.gateways.meters]]\n' + \
+        "".join(f"{k} = {v}\n" for k, v in group.items())
+    try:
+        fleet = parse_fleet(text)
+    except FleetError as exc:
+        assert str(exc).startswith("fleet file")
+        return
+    assert 1 <= len(fleet.meters) <= 250

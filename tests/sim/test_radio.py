@@ -161,3 +161,13 @@ def test_source_from_spec(tmp_path: Path, winter):
     bad.write_text("[[sites]]\nname = 1\n")
     with pytest.raises(SourceError, match="sites"):
         source_from_spec(f"sim:{bad}", SimClock(winter, 0), "GW-B")
+
+
+def test_gateway_open_source_builds_the_sim_radio(tmp_path: Path, winter):
+    from omshub.gateway.sources import open_source
+    path = tmp_path / "fleet.toml"
+    path.write_text(MIXED_FLEET)
+    radio = open_source(f"sim:{path}", SimClock(winter, 0), "GW-A")
+    assert isinstance(radio, SimRadio)
+    frames = _collect(radio, radio.clock, winter + 60)
+    assert frames and all(winter <= f.rx_time < winter + 60 for f in frames)

@@ -89,9 +89,12 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent)."""
+        import logging
+
         from alembic import command
         from alembic.config import Config
 
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # no per-start chatter in the server log
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.connect() as conn:

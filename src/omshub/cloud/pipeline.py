@@ -168,9 +168,13 @@ class DecodePipeline:
     """Decodes telegrams in state `new`. One instance per worker; `run_once` is one batch."""
 
     def __init__(self, db: Database, keystore: KeyStore, *, meter_timezone: str = "UTC",
-                 key_cache_size: int = 100_000, format_cache_size: int = 100_000) -> None:
+                 key_cache_size: int = 100_000, format_cache_size: int = 100_000,
+                 partition: tuple[int, int] = (0, 1)) -> None:
         self.db = db
         self.keystore = keystore
+        # (k, n): this worker takes the telegrams with id % n == k, so n workers never decode the
+        # same telegram (correctness does not depend on it: the write phase re-checks the state)
+        self.partition = partition
         self.meter_zone = ZoneInfo(meter_timezone)
         self._keys = _LRU(key_cache_size)        # (tenant, manufacturer, id, nonce) -> key
         self._formats = _LRU(format_cache_size)
@@ -181,10 +185,6 @@ class DecodePipeline:
     def run_once(self, limit: int = 1000) -> int:
         """Decode up to `limit` new telegrams and commit. -> how many were processed."""
         with self._lock:
-            if self.db.is_sqlite:
-                with self.db.session() as probe:  # a cheap read, so an idle worker never takes the write lock
-                    if probe.scalar(select(Telegram.id).where(Telegram.state == "new").limit(1)) is None:
-                        return 0
             try:
                 return self._batch(limit)
             except Exception:
@@ -207,22 +207,46 @@ class DecodePipeline:
                       Telegram.manufacturer, Telegram.meter_id).where(Telegram.state == "new")
         if ids is not None:
             stmt = stmt.where(Telegram.id.in_(ids))
+        k, n = self.partition
+        if n > 1:
+            stmt = stmt.where(Telegram.id % n == k)
         stmt = stmt.order_by(Telegram.id).limit(limit)
         if not self.db.is_sqlite:
             stmt = stmt.with_for_update(skip_locked=True)
         return session.execute(stmt).all()
 
     def _batch(self, limit: int, ids: list[int] | None = None) -> int:
-        with self.db.session(write=True) as session:
-            try:
-                rows = self._select_new(session, limit, ids)
-                if rows:
-                    self._process(session, rows)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                self._formats.clear()  # it may hold formats whose rows were rolled back
-                raise
+        """PostgreSQL: claim (FOR UPDATE SKIP LOCKED), decode and write in one transaction.
+        SQLite: select and decode from a read snapshot (no lock: ingest goes on meanwhile), then in
+        a short write transaction keep the telegrams still `new` and write the results."""
+        try:
+            if self.db.is_sqlite:
+                with self.db.session() as reader:
+                    rows = self._select_new(reader, limit, ids)
+                    if not rows:
+                        return 0
+                    decoded, caches = self._decode_rows(reader, rows)
+                    reader.rollback()
+                with self.db.session(write=True) as session:
+                    still_new = set()
+                    all_ids = [d[0].id for d in decoded]
+                    for i in range(0, len(all_ids), _CHUNK):
+                        still_new.update(session.scalars(select(Telegram.id).where(
+                            Telegram.id.in_(all_ids[i:i + _CHUNK]), Telegram.state == "new")))
+                    self._finish(session, [d for d in decoded if d[0].id in still_new], caches)
+                    session.commit()
+            else:
+                with self.db.session(write=True) as session:
+                    rows = self._select_new(session, limit, ids)
+                    if not rows:
+                        session.rollback()
+                        return 0
+                    decoded, caches = self._decode_rows(session, rows)
+                    self._finish(session, decoded, caches)
+                    session.commit()
+        except BaseException:
+            self._formats.clear()  # it may hold formats whose rows were rolled back
+            raise
         return len(rows)
 
     def _one_by_one(self, limit: int) -> int:
@@ -242,14 +266,13 @@ class DecodePipeline:
 
     # --- the work of one batch (inside its transaction) ---
 
-    def _process(self, session: Session, rows) -> None:
-        now = datetime.now(timezone.utc)
-        meters: dict[tuple[int, str, str], _MeterState | None] = {}
+    def _decode_rows(self, session: Session, rows) -> tuple[list, dict]:
+        """Decode each row (keys and formats looked up in `session`). -> ([row, result, error,
+        manufacturer, meter_id] per row, {tenant: DbFormatCache with the formats learned})."""
         keys: dict[tuple[int, str], list] = {}
-        self._prefetch(session, rows, meters, keys)
+        self._prefetch(session, rows, keys)
         format_caches: dict[int, DbFormatCache] = {}
-
-        outcomes = []   # (row, state, error, meter, result, manufacturer, meter_id)
+        decoded = []
         for row in rows:
             tenant = row.tenant_id
 
@@ -274,7 +297,17 @@ class DecodePipeline:
                 manufacturer = row.manufacturer
             if not (isinstance(meter_id, str) and len(meter_id) <= 8):
                 meter_id = row.meter_id
-            meter = self._meter(session, tenant, manufacturer, meter_id, meters) if manufacturer and meter_id else None
+            decoded.append((row, result, error, manufacturer, meter_id))
+        return decoded, format_caches
+
+    def _finish(self, session: Session, decoded: list, format_caches: dict) -> None:
+        """In the write transaction: states (with the meters as they are now), duplicates,
+        readings, telegram and meter updates, learned formats, alarm hooks."""
+        now = datetime.now(timezone.utc)
+        meters = self._load_meters(session, decoded)
+        outcomes = []   # [row, state, error, meter, result, manufacturer, meter_id (, fingerprint)]
+        for row, result, error, manufacturer, meter_id in decoded:
+            meter = meters.get((row.tenant_id, manufacturer, meter_id)) if manufacturer and meter_id else None
             if result is not None:
                 state, message = ("decoded", None) if meter is not None else ("unknown_meter", None)
             elif error.code == "no_key":
@@ -284,13 +317,32 @@ class DecodePipeline:
             else:
                 state, message = "invalid", f"{error.code}: {error.message}"
             outcomes.append([row, state, message, meter, result, manufacturer, meter_id])
-
-        self._mark_duplicates(session, outcomes)
-        self._store(session, outcomes, now)
+        if outcomes:
+            self._mark_duplicates(session, outcomes)
+            self._store(session, outcomes, now)
         for cache in format_caches.values():
+            cache.session = session
             cache.write_pending(self.db.dialect)
 
-    def _prefetch(self, session: Session, rows, meters: dict, keys: dict) -> None:
+    def _load_meters(self, session: Session, decoded: list) -> dict:
+        """The batch's meters, read in the write transaction (locked on PostgreSQL, so concurrent
+        workers update a meter's latest reading one after the other)."""
+        by_tenant: dict[int, set[str]] = {}
+        for row, _result, _error, manufacturer, meter_id in decoded:
+            if manufacturer and meter_id:
+                by_tenant.setdefault(row.tenant_id, set()).add(meter_id)
+        meters: dict[tuple[int, str, str], _MeterState] = {}
+        for tenant, id_set in by_tenant.items():
+            ids = sorted(id_set)
+            for i in range(0, len(ids), _CHUNK):
+                stmt = select(*_MeterState.COLUMNS).where(Meter.tenant_id == tenant, Meter.meter_id.in_(ids[i:i + _CHUNK]))
+                if not self.db.is_sqlite:
+                    stmt = stmt.order_by(Meter.id).with_for_update()
+                for m in session.execute(stmt):
+                    meters[(tenant, m.manufacturer, m.meter_id)] = _MeterState(m)
+        return meters
+
+    def _prefetch(self, session: Session, rows, keys: dict) -> None:
         by_tenant: dict[int, set[str]] = {}
         for row in rows:
             if row.meter_id:
@@ -299,9 +351,6 @@ class DecodePipeline:
             ids = sorted(id_set)
             for i in range(0, len(ids), _CHUNK):
                 chunk = ids[i:i + _CHUNK]
-                for m in session.execute(select(*_MeterState.COLUMNS).where(Meter.tenant_id == tenant,
-                                                                            Meter.meter_id.in_(chunk))):
-                    meters[(tenant, m.manufacturer, m.meter_id)] = _MeterState(m)
                 for k in session.execute(select(MeterKey.manufacturer, MeterKey.meter_id, MeterKey.nonce,
                                                 MeterKey.ciphertext)
                                          .where(MeterKey.tenant_id == tenant, MeterKey.meter_id.in_(chunk))):
@@ -314,18 +363,6 @@ class DecodePipeline:
                     self._formats.store((tenant, f.manufacturer, f.meter_id, f.signature), bytes(f.fmt))
             for meter_id in ids:
                 keys.setdefault((tenant, meter_id), [])  # looked up: none
-        for row in rows:
-            if row.meter_id and row.manufacturer:
-                meters.setdefault((row.tenant_id, row.manufacturer, row.meter_id), None)
-
-    def _meter(self, session: Session, tenant: int, manufacturer: str, meter_id: str,
-               meters: dict) -> _MeterState | None:
-        ident = (tenant, manufacturer, meter_id)
-        if ident not in meters:  # an address the link header did not show (long TPL)
-            row = session.execute(select(*_MeterState.COLUMNS).where(
-                Meter.tenant_id == tenant, Meter.manufacturer == manufacturer, Meter.meter_id == meter_id)).first()
-            meters[ident] = _MeterState(row) if row is not None else None
-        return meters[ident]
 
     def _key(self, session: Session, tenant: int, manufacturer: str, meter_id: str, keys: dict) -> bytes | None:
         candidates = keys.get((tenant, meter_id))
@@ -395,9 +432,9 @@ class DecodePipeline:
                      "timestamp": self._timestamp(o[4], o[0].received_at), "received_at": o[0].received_at,
                      "fields": o[4].get("fields") or {}, "data": o[4], "fingerprint": o[7]} for o in decoded]
             table = Reading.__table__
-            ids = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows) \
-                .scalars().all()
-            readings = [(o, StoredReading(rid, **row)) for o, rid, row in zip(decoded, ids, rows)]
+            ids = dict((tid, rid) for rid, tid in session.execute(
+                table.insert().returning(table.c.id, table.c.telegram_id), rows))
+            readings = [(o, StoredReading(ids[row["telegram_id"]], **row)) for o, row in zip(decoded, rows)]
         table = Telegram.__table__
         session.execute(
             table.update().where(table.c.id == bindparam("_id")).values(
@@ -504,12 +541,82 @@ def _may_alarm(alarms, reading: Reading, previous: Reading | None) -> bool:
     return False
 
 
+def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, partition: tuple[int, int],
+                  parent_pid: int, log_level: str) -> None:
+    """A decode worker process (started by PipelineProcesses); ends when its parent is gone."""
+    import os
+    import signal
+    import time
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    db = Database(url)
+    pipeline = DecodePipeline(db, KeyStore(master_key), meter_timezone=meter_timezone, partition=partition)
+    while not stopping.is_set() and os.getppid() == parent_pid:
+        try:
+            n = pipeline.run_once(batch)
+        except Exception:
+            log.exception("decode worker %d/%d error", *partition)
+            n = 0
+        if n == 0:
+            time.sleep(0.2)
+    db.dispose()
+
+
+class PipelineProcesses:
+    """Decode workers in their own processes (partitions 1..n-1 of n; the serving process runs
+    partition 0 in a thread): decoding is CPU work and the GIL would otherwise cap it at one core.
+    A worker exits when the server process dies (even by SIGKILL)."""
+
+    def __init__(self, url: str, master_key: bytes, *, workers: int, meter_timezone: str = "UTC",
+                 batch: int = 1000, log_level: str = "warning") -> None:
+        import multiprocessing
+        import os
+        self._context = multiprocessing.get_context("spawn")
+        self._args = (url, master_key, meter_timezone, batch)
+        self._parent, self._log_level, self.workers = os.getpid(), log_level, workers
+        self.processes = [self._new(k) for k in range(1, workers)]
+        self._stopping = False
+
+    def _new(self, k: int):
+        url, master_key, meter_timezone, batch = self._args
+        return self._context.Process(target=_process_main, name=f"omshub-decode-{k}", daemon=True,
+                                     args=(url, master_key, meter_timezone, batch, (k, self.workers), self._parent,
+                                           self._log_level))
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+
+    def revive(self) -> None:
+        """Restart a worker that died (its partition would otherwise never be decoded)."""
+        if self._stopping:
+            return
+        for i, process in enumerate(self.processes):
+            if process.exitcode is not None:
+                log.error("decode worker %s exited with %s; restarting it", process.name, process.exitcode)
+                self.processes[i] = self._new(i + 1)
+                self.processes[i].start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(timeout)
+            if process.is_alive():
+                process.kill()
+
+
 class PipelineWorker(threading.Thread):
     """Runs a DecodePipeline until stopped (used by `omshub serve`)."""
 
-    def __init__(self, pipeline: DecodePipeline, *, batch: int = 1000, idle_s: float = 0.2) -> None:
+    def __init__(self, pipeline: DecodePipeline, *, batch: int = 1000, idle_s: float = 0.2,
+                 processes: PipelineProcesses | None = None) -> None:
         super().__init__(name="omshub-pipeline", daemon=True)
-        self.pipeline, self.batch, self.idle_s = pipeline, batch, idle_s
+        self.pipeline, self.batch, self.idle_s, self.processes = pipeline, batch, idle_s, processes
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
 
@@ -521,6 +628,8 @@ class PipelineWorker(threading.Thread):
                 log.exception("decode pipeline error")
                 n = 0
             if n == 0:
+                if self.processes is not None:
+                    self.processes.revive()
                 self.wakeup.wait(self.idle_s)
                 self.wakeup.clear()
 

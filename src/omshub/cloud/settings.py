@@ -34,6 +34,7 @@ class Settings(BaseModel):
     session_ttl_s: int = Field(12 * 3600, ge=60)
     pipeline: bool = True                   # run the decode pipeline worker inside `serve`
     pipeline_batch: int = Field(1000, ge=1, le=20000)
+    pipeline_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=32)
     alarm_interval_s: int = Field(60, ge=1)
     silent_days: int = Field(3, ge=1)
     meter_timezone: str = "UTC"             # zone of meters' own date-time records

@@ -76,17 +76,8 @@ def _data_length(data: bytes, j: int, n: int, info: apl.HeaderInfo, record: int)
         raise DecodeError("invalid_record", f"compact data for the LVAR record at format offset "
                           f"{record} is missing", layer="apl", offset=j)
     lv = data[j]
-    if lv < 0xC0:
-        size = lv
-    elif lv <= 0xC9 or 0xD0 <= lv <= 0xD9:
-        size = lv & 0x0F
-    elif 0xE0 <= lv <= 0xEF:
-        size = lv - 0xE0
-    elif 0xF0 <= lv <= 0xF4:
-        size = 4 * (lv - 0xEC)
-    elif lv in (0xF5, 0xF6):
-        size = 48 if lv == 0xF5 else 64
-    else:
+    size = apl.lvar_size(lv)
+    if size is None:
         raise DecodeError("invalid_record", f"reserved LVAR 0x{lv:02X} at offset {j}", layer="apl",
                           offset=j)
     return 1 + size

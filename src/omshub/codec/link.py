@@ -21,8 +21,8 @@ DEVICE_TYPES: dict[int, str] = {
     0x08: "heat_cost_allocator",
     0x09: "compressed_air",
     0x0A: "cooling",                    # volume at return/outlet
-    0x0B: "cooling_inlet",              # volume at flow/inlet
-    0x0C: "heat_inlet",                 # volume measured at flow/inlet
+    0x0B: "cooling",                    # volume at flow/inlet (the code keeps the difference)
+    0x0C: "heat",                       # volume measured at flow/inlet
     0x0D: "heat_cooling",
     0x0E: "bus_system_component",
     0x0F: "unknown",
@@ -63,9 +63,13 @@ def _device_type_name(code: int) -> str:
 DEVICE_TYPE_NAMES: tuple[str, ...] = tuple(_device_type_name(code) for code in range(256))
 
 
+_LETTERS = tuple(chr(64 + n) for n in range(32))  # 0 -> "@", 1 -> "A" … 26 -> "Z", 27.. -> "[\\]^_"
+
+
 def manufacturer_code(value: int) -> str:
     """Three-letter manufacturer code of the 16-bit M-field (bit 15, set by some devices, ignored)."""
-    return (chr(((value >> 10) & 0x1F) + 64) + chr(((value >> 5) & 0x1F) + 64) + chr((value & 0x1F) + 64))
+    letters = _LETTERS
+    return letters[(value >> 10) & 0x1F] + letters[(value >> 5) & 0x1F] + letters[value & 0x1F]
 
 
 def manufacturer_value(code: str) -> int:

@@ -78,7 +78,7 @@ def _fb() -> dict[int, VifEntry]:
         t[0x18 + n] = VifEntry("mass", _p10(n + 2) * 1000, "num")          # 10^(n+2) t
         t[0x1A + n] = VifEntry("relative_humidity", _p10(n - 1), "num")
         t[0x28 + n] = VifEntry("power", _p10(n - 1) * 1000, "num")         # 10^(n-1) MW
-        t[0x30 + n] = VifEntry("power", _p10(n - 1) * 1_000_000_000 / 3600, "num")  # GJ/h -> kW
+        t[0x30 + n] = VifEntry("power", _p10(n - 1) * 1_000_000 / 3600, "num")  # GJ/h -> kW
     for n in range(4):
         t[0x0C + n] = VifEntry("energy", _p10(n - 1) * _MCAL_KWH, "num")
         t[0x14 + n] = VifEntry("reactive_power", _p10(n - 3), "num")

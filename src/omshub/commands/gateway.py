@@ -24,20 +24,27 @@ def _load(config: Path):
         _fail(str(exc))
 
 
-def _setup_logging(level: str, secret: str) -> None:
+def _setup_logging(level: str, secret: str, clock=None) -> None:
     import logging
+    import time
 
     class Redact(logging.Filter):
-        """Belt and braces: the credential never reaches a log line, whatever a message says."""
+        """Belt and braces: the credential never reaches a log line, whatever a message says.
+        With a simulated clock, log lines carry the simulated time."""
 
         def filter(self, record: logging.LogRecord) -> bool:
             msg = record.getMessage()
             if secret and secret in msg:
                 record.msg, record.args = msg.replace(secret, "***"), None
+            if clock is not None:
+                record.created = clock.now()
+                record.msecs = (record.created % 1) * 1000
             return True
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
     handler.addFilter(Redact())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -54,7 +61,8 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="gateway.toml (s
     import logging
     import signal
 
-    from omshub.gateway.agent import Agent
+    from omshub.gateway.agent import Agent, make_clock
+    from omshub.gateway.clock import SimClock
     from omshub.gateway.settings import SettingsError
     from omshub.gateway.sources import SourceError
     from omshub.gateway.spool import SpoolError
@@ -64,11 +72,12 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="gateway.toml (s
         secret = settings.secret()
     except SettingsError as exc:
         _fail(str(exc))
-    _setup_logging(settings.log_level, secret)
+    clock = make_clock(settings)
+    _setup_logging(settings.log_level, secret, clock if isinstance(clock, SimClock) else None)
     log = logging.getLogger("omshub.gateway")
 
     async def main() -> None:
-        agent = Agent(settings)
+        agent = Agent(settings, clock=clock)
         _ = agent.source  # open the receiver now: a wrong device is reported at once
         task = asyncio.current_task()
         assert task is not None

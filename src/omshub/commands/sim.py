@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -151,13 +152,15 @@ def run(fleet: Path = typer.Argument(..., help="fleet file"),
         _fail(f"cannot write {output}: {exc.strerror or exc}")
     span = (t1 - t0).total_seconds()
     count = 0
+    began = time.monotonic()
     try:
         stream = iter_transmissions(f, t0, t1, gateways=serials)
         if progress and sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
             with Progress(TextColumn("[bold]simulating[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                           TextColumn("{task.fields[count]} telegrams"), TimeRemainingColumn(),
-                          console=__import__("rich.console").console.Console(stderr=True)) as bar:
+                          console=Console(stderr=True)) as bar:
                 task = bar.add_task("sim", total=span, count=0)
                 for serial, frame in stream:
                     out.write(_line(fmt, serial, frame, multi))
@@ -169,14 +172,16 @@ def run(fleet: Path = typer.Argument(..., help="fleet file"),
             for serial, frame in stream:
                 out.write(_line(fmt, serial, frame, multi))
                 count += 1
-    except FleetError as exc:
+    except (FleetError, ValueError) as exc:   # ValueError: a time range outside the fleet's 30 simulated years
         _fail(str(exc))
     except BrokenPipeError:
         return
     finally:
         if out is not sys.stdout:
             out.close()
-    typer.echo(f"{count} telegrams from {t0.isoformat()} to {t1.isoformat()}", err=True)
+    took = time.monotonic() - began
+    typer.echo(f"{count} telegrams from {t0.isoformat()} to {t1.isoformat()} in {took:.1f} s "
+               f"({count / max(took, 1e-9):.0f} telegrams/s)", err=True)
 
 
 def register(app: typer.Typer) -> None:

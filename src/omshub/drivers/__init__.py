@@ -304,7 +304,7 @@ def _decode_vifs(driver: Driver, records: list[dict]) -> None:
         value = round(value, 9) if dif != 0x5 else float(f"{value:.7g}")
         if QUANTITIES[rule.quantity][1] == "float":
             value = float(value)
-        updated = {k: v for k, v in record.items() if k != "raw"}
+        updated = dict(record)  # "raw" stays for audit
         updated.update(quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value,
                        driver=driver.name)
         if rule.qualifiers:

@@ -528,6 +528,7 @@ def _driver(t: dict, path: str, file: str) -> Driver:
         quantity = _get(r, "quantity", rpath, str, required=True)
         if quantity not in QUANTITIES:
             raise _fail(f"{rpath}.quantity", f"unknown quantity {quantity!r}")
+        match = {k: v.lower() if k == "dif_vif" and isinstance(v, str) else v for k, v in match.items()}
         relabel.append(Relabel(rpath, tuple(sorted(match.items())), quantity,
                                float(_get(r, "factor", rpath, (int, float), 1.0))))
     vifs = {}

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,7 @@ from .sources import MAX_QUEUE, ReceivedFrame, SourceError
 log = logging.getLogger(__name__)
 
 MAX_BUFFER = 4096
+IDLE_FLUSH_S = 0.25    # serial line silent this long: decide about what is buffered
 _NEED_MORE = object()
 
 # C-fields a receiver may deliver (docs/oms-protocol.md §1.5)
@@ -63,7 +66,7 @@ def xor_checksum(data: bytes | bytearray) -> int:
     return cs
 
 
-class _Scanner:
+class _Scanner(ABC):
     """Resynchronising message scanner; subclasses define ``sync`` and ``_try``."""
 
     sync = 0
@@ -72,10 +75,10 @@ class _Scanner:
         self._buf = bytearray()
         self.stats = {"messages": 0, "garbage_bytes": 0, "checksum_errors": 0}
 
+    @abstractmethod
     def _try(self, buf: bytearray, i: int) -> Any:
         """(end, message) for a complete valid message at ``i``; _NEED_MORE when what is there is
         plausible but incomplete; None when no message starts at ``i``."""
-        raise NotImplementedError  # pragma: no cover  (abstract)
 
     def feed(self, data: bytes) -> list[Any]:
         self._buf += data
@@ -382,14 +385,23 @@ class DongleSource:
             self._thread.start()
 
     def _read_loop(self) -> None:
+        idle = 0.0
         while not self._stop.is_set():
+            t0 = time.monotonic()
             try:
                 data = self.port.read(max(1, self.port.in_waiting))
             except Exception as exc:  # pyserial raises SerialException/OSError/TypeError on unplug
                 if not self._stop.is_set():
                     log.error("%s: reading %s failed: %s", self.kind, getattr(self.port, "port", "?"), exc)
                 return
-            msgs = self.parser.feed(data) if data else (self.parser.flush() if self.parser.buffered else [])
+            if data:
+                idle = 0.0
+                msgs = self.parser.feed(data)
+            else:
+                # Only a line idle for a while ends a frame for sure (USB serial adapters deliver
+                # frames in chunks a few ms apart).
+                idle += time.monotonic() - t0
+                msgs = self.parser.flush() if idle >= IDLE_FLUSH_S and self.parser.buffered else []
             if msgs and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._dispatch, msgs)
 

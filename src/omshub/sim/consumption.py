@@ -140,9 +140,12 @@ class DemandProfile:
             return Snapshot((0.0,) * SERIES, (0.0,) * SERIES, outdoor, flow, flow - delta)
         i = int(x)
         frac = x - i
-        self._extend_to(i)
-        rates = tuple(self._rates[s][i] for s in range(SERIES))
-        cum = tuple(self._cum[s][i] + frac * rates[s] for s in range(SERIES))
+        if i >= len(self._rates[0]):
+            self._extend_to(i)
+        r, c = self._rates, self._cum
+        rates = (r[0][i], r[1][i], r[2][i], r[3][i], r[4][i])   # unrolled: the simulator's hot path
+        cum = (c[0][i] + frac * rates[0], c[1][i] + frac * rates[1], c[2][i] + frac * rates[2],
+               c[3][i] + frac * rates[3], c[4][i] + frac * rates[4])
         flow = self.cond.flow[i]
         return Snapshot(cum, rates, self.cond.outdoor[i], flow, flow - self.cond.delta[i])
 

@@ -260,8 +260,8 @@ class Fleet:
         offset_h = (datetime(2025, 1, 15, tzinfo=self.tz).utcoffset().total_seconds() / 3600.0)
         params = WeatherParams(w.mean_c, w.seasonal_amplitude_c, w.daily_amplitude_c, w.noise_c, w.coldest_day,
                                offset_h)
-        self.weather = Weather(params, self.seed)
-        self.climate = Climate(self.weather, self.tz, self.epoch)
+        self.climate = _climate(params, self.seed, spec.fleet.timezone, self.epoch)
+        self.weather = self.climate.weather
         self.radio = spec.radio
         self.gateways: dict[str, GatewayInfo] = {}
         self.meters: list[VirtualMeter] = []
@@ -381,6 +381,21 @@ class Fleet:
             w.writerow([m.manufacturer, m.id, DEVICE_TYPE_NAMES[m.kind], m.gateway or "",
                         f"{m.site}/{m.kind}/{m.id}", m.address or "", ""])
         return out.getvalue()
+
+
+_climates: dict[tuple, Climate] = {}
+
+
+def _climate(params: WeatherParams, seed: int, tz: str, epoch: float) -> Climate:
+    """Climates are pure functions of their parameters: fleets loaded again (tests, several gateways
+    in one process) reuse the demand tables instead of rebuilding them."""
+    key = (params, seed, tz, epoch)
+    climate = _climates.get(key)
+    if climate is None:
+        if len(_climates) >= 4:
+            _climates.clear()
+        climate = _climates[key] = Climate(Weather(params, seed), ZoneInfo(tz), epoch)
+    return climate
 
 
 def _pick(bounds: tuple[float, float] | None, default: float, u: float) -> float:

@@ -30,13 +30,14 @@ _date_cache: dict[tuple[str, str], bytes] = {}
 
 
 @lru_cache(maxsize=1024)
-def _split(dif_vif: str) -> tuple[bytes, str, int]:
-    """(header bytes, VIF part hex, data length) of a fixed coding."""
+def _coding(dif_vif: str) -> tuple[bytes, int | None, int, bool]:
+    """(header bytes, value multiplier or None, data length, is a date) of a fixed coding."""
     hdr = bytes.fromhex(dif_vif)
     i = 1
     while hdr[i - 1] & 0x80:   # DIFEs
         i += 1
-    return hdr, hdr[i:].hex(), _INT_LENGTHS.get(hdr[0] & 0x0F, 0)
+    vif = hdr[i:].hex()
+    return hdr, _SCALE.get(vif), _INT_LENGTHS.get(hdr[0] & 0x0F, 0), vif in _DATE_VIFS
 
 
 @lru_cache(maxsize=4096)
@@ -65,11 +66,10 @@ def _pack(records: list[dict]) -> tuple[bytes, bytes, bytes] | None:
         dif_vif = rec.get("dif_vif")
         if not dif_vif or rec.get("function", "instantaneous") != "instantaneous":
             return None
-        hdr, vif, length = _split(dif_vif)
-        if vif in _DATE_VIFS:
+        hdr, scale, length, is_date = _coding(dif_vif)
+        if is_date:
             value = _date_bytes(rec)
         else:
-            scale = _SCALE.get(vif)
             v = rec.get("value")
             if scale is None or not length or v is None or isinstance(v, bool):
                 return None

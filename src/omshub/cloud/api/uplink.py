@@ -45,6 +45,9 @@ async def post_uplink(request: Request) -> Response:
         result = await run_in_threadpool(handle_uplink, request.app.state.db, body, content_type=content_type,
                                          transport="https", credential=credential)
         status = 200
+        wake = getattr(request.app.state, "pipeline_wakeup", None)
+        if wake is not None and result.get("stored"):
+            wake()
     except UplinkRejected as exc:
         result, status = exc.to_dict(), exc.status
     payload, media_type = _encode(result, content_type)

@@ -1,0 +1,393 @@
+"""EN 13757-3 record encoder: uniform record dicts -> DIF/DIFE/VIF/VIFE + data bytes.
+
+The inverse of :func:`omshub.codec.apl.decode_records` (``apl.encode_records`` is this module's
+:func:`encode_records`). Every header it writes is read back through ``apl.header_info``, so the
+encoder and the decoder share one interpretation of each header.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+from omshub.codec import vif as _vif
+from omshub.codec.apl import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW,
+                              D_REAL, D_TIME_J, D_UINT, FUNCTIONS, M_ROUND, MAX_APL, MAX_EXTENSIONS,
+                              HeaderInfo, _F32, _scale_mode, header_info)
+from omshub.codec.errors import DecodeError
+from omshub.codec.units import QUANTITIES, to_canonical
+
+_FUNCTION_BITS = {name: n for n, name in enumerate(FUNCTIONS)}
+
+
+def _candidates() -> dict[str, list[tuple[bytes, Fraction, bool]]]:
+    """quantity -> [(VIF bytes, scale, signed)] the encoder may choose, preferred first."""
+    out: dict[str, list[tuple[bytes, Fraction, bool]]] = {}
+    for prefix, table in ((b"", _vif.PRIMARY), (b"\xfb", _vif.FB), (b"\xfd", _vif.FD)):
+        for code in sorted(table, key=lambda c: -table[c].scale):
+            entry = table[code]
+            if entry.kind in ("num", "uint"):
+                out.setdefault(entry.quantity, []).append((prefix + bytes([code]), entry.scale,
+                                                           entry.kind == "num"))
+    for quantity, cands in out.items():
+        # decimal steps (and whole seconds for durations); odd factors only when nothing else
+        plain = [c for c in cands if (c[1].numerator == 1 and _is_pow10(c[1].denominator))
+                 or (c[1].denominator == 1 and (_is_pow10(c[1].numerator)
+                                                or QUANTITIES[quantity][0] == "s"))]
+        if plain:
+            out[quantity] = plain
+    return out
+
+
+def _is_pow10(x: int) -> bool:
+    while x % 10 == 0:
+        x //= 10
+    return x == 1
+
+
+_CANDIDATES = _candidates()
+_QUALIFIER_CODES = {name: code for code, name in _vif.QUALIFIER_VIFE.items()}
+_RAW_VIFS = {entry.quantity: prefix + bytes([code])
+             for prefix, table in ((b"", _vif.PRIMARY), (b"\xfb", _vif.FB), (b"\xfd", _vif.FD))
+             for code, entry in table.items() if entry.kind == "raw"}
+_DATE_VIFS = {"date": b"\x6c", "datetime": b"\x6d", "time": b"\x6d", "tariff_start": b"\xfd\x30",
+              "battery_change_datetime": b"\xfd\x70"}
+_ERROR_CODES = {name: code for code, name in _vif.RECORD_ERRORS.items()}
+_PHASE_CODES = {name: code for code, name in _vif.FC_PHASES.items()}
+_INT_FIELDS = ((1, 1), (2, 2), (3, 3), (4, 4), (6, 6), (8, 7))  # (bytes, data field)
+
+
+def _enc_err(index: int, message: str) -> DecodeError:
+    return DecodeError("invalid_record", f"record {index}: {message}", layer="apl")
+
+
+def encode_records(records: list[dict]) -> bytes:
+    """Records in the uniform format -> EN 13757-3 bytes (inverse of :func:`decode_records`).
+
+    A record's ``dif_vif`` forces its exact header; otherwise DIF/DIFE/VIF/VIFE are chosen for
+    quantity, unit, qualifiers, storage, tariff, subunit and function, with the coarsest VIF
+    scale that represents the value exactly and the smallest integer data field.
+    """
+    out = bytearray()
+    for index, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise _enc_err(index, "not a dict")
+        rec = _with_canonical_value(rec, index)
+        dif_vif = rec.get("dif_vif")
+        if dif_vif:
+            try:
+                hdr = bytes.fromhex(dif_vif)
+            except (ValueError, TypeError):
+                raise _enc_err(index, f"dif_vif {dif_vif!r} is not hex") from None
+            try:
+                info = header_info(hdr)
+            except DecodeError as exc:
+                raise _enc_err(index, f"dif_vif: {exc.message}") from None
+        else:
+            hdr = _choose_header(rec, index)
+            info = header_info(hdr)
+        out += hdr
+        out += _encode_data(info, rec, index)
+        if len(out) > MAX_APL:
+            raise DecodeError("too_long", f"encoded records exceed {MAX_APL} bytes", layer="apl")
+    return bytes(out)
+
+
+def _dif_bytes(rec: dict, dfield: int, index: int) -> bytes:
+    function = rec.get("function", "instantaneous")
+    if function not in _FUNCTION_BITS:
+        raise _enc_err(index, f"unknown function {function!r}")
+    storage, tariff, subunit = (rec.get(k, 0) for k in ("storage", "tariff", "subunit"))
+    for name, v in (("storage", storage), ("tariff", tariff), ("subunit", subunit)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise _enc_err(index, f"{name} {v!r} is not a non-negative integer")
+    dif = dfield | (_FUNCTION_BITS[function] << 4) | ((storage & 1) << 6)
+    rest = storage >> 1
+    difes = []
+    while rest or tariff or subunit:
+        difes.append((rest & 0x0F) | ((tariff & 3) << 4) | ((subunit & 1) << 6))
+        rest >>= 4
+        tariff >>= 2
+        subunit >>= 1
+    if len(difes) > MAX_EXTENSIONS:
+        raise _enc_err(index, "storage/tariff/subunit need more than 10 DIFEs")
+    if difes:
+        dif |= 0x80
+        difes = [b | 0x80 for b in difes[:-1]] + [difes[-1]]
+    return bytes([dif, *difes])
+
+
+def _vif_chain(base: bytes, vifes: list[int]) -> bytes:
+    """Set the extension bits: every byte but the last of VIF..VIFE chain has bit 7."""
+    if not vifes:
+        return base
+    chain = [b | 0x80 for b in vifes[:-1]] + [vifes[-1] & 0x7F]
+    return base[:-1] + bytes([base[-1] | 0x80]) + bytes(chain)
+
+
+def _qualifier_vifes(rec: dict, index: int) -> list[int]:
+    vifes: list[int] = []
+    for name in rec.get("qualifiers") or ():
+        if name in _QUALIFIER_CODES:
+            vifes.append(_QUALIFIER_CODES[name])
+        elif name in _PHASE_CODES:
+            vifes += [0x7C, _PHASE_CODES[name]]
+        else:
+            raise _enc_err(index, f"qualifier {name!r} needs an explicit dif_vif")
+    if rec.get("record_error"):
+        if rec["record_error"] not in _ERROR_CODES:
+            raise _enc_err(index, f"unknown record_error {rec['record_error']!r}")
+        vifes.append(_ERROR_CODES[rec["record_error"]])
+    for text in rec.get("vife") or ():
+        try:
+            vifes.append(int(text, 16) & 0x7F)
+        except (ValueError, TypeError):
+            raise _enc_err(index, f"vife {text!r} is not a hex byte") from None
+    return vifes
+
+
+def _with_canonical_value(rec: dict, index: int) -> dict:
+    """The record with its value in the canonical unit (a caller may give e.g. Wh or GJ)."""
+    quantity = rec.get("quantity")
+    if quantity not in QUANTITIES:
+        raise _enc_err(index, f"unknown quantity {quantity!r}")
+    unit = rec.get("unit")
+    canon = QUANTITIES[quantity][0]
+    if unit is None or unit == canon or unit.startswith(canon + "/") or unit.startswith(canon + "·"):
+        return rec  # canonical (qualified rate units such as m3/d keep their value)
+    try:
+        value = to_canonical(quantity, unit, rec.get("value"))
+    except KeyError:
+        raise _enc_err(index, f"unit {unit!r} is not known for {quantity}") from None
+    return {**rec, "unit": canon, "value": value}
+
+
+def _choose_header(rec: dict, index: int) -> bytes:
+    quantity = rec.get("quantity")
+    value = rec.get("value")
+    if "of" in rec:
+        raise _enc_err(index, f"{quantity} of {rec['of']} needs an explicit dif_vif")
+    vifes = _qualifier_vifes(rec, index)
+    raw = rec.get("raw")
+    if value is None and raw is not None:
+        try:
+            size = len(bytes.fromhex(raw))
+        except (ValueError, TypeError):
+            raise _enc_err(index, f"raw {raw!r} is not hex") from None
+        base = _RAW_VIFS.get(quantity) or _DATE_VIFS.get(quantity)
+        if base is None and rec.get("error_value"):  # invalid BCD digits keep the error marker
+            dfield = {1: 9, 2: 0xA, 3: 0xB, 4: 0xC, 6: 0xE}.get(size, 0xD)
+        else:
+            dfield = {1: 1, 2: 2, 3: 3, 4: 4, 6: 6, 8: 7}.get(size, 0xD)
+        if base is None:
+            cands = _CANDIDATES.get(quantity)
+            if not cands:
+                raise _enc_err(index, f"{quantity} with raw data needs an explicit dif_vif")
+            base = cands[0][0]
+        return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+    if quantity == "custom":
+        text = (rec.get("unit_text") or "").encode("latin-1", "replace")[::-1]
+        if len(text) > 255:
+            raise _enc_err(index, "unit_text longer than 255 characters")
+        dfield = 0 if value is None else _int_field(value, Fraction(1), index)[1]
+        return _dif_bytes(rec, dfield, index) + _vif_chain(b"\x7c", vifes) + bytes([len(text)]) + text
+    if quantity in _DATE_VIFS:
+        base = _DATE_VIFS[quantity]
+        if value is None:
+            return _dif_bytes(rec, 0, index) + _vif_chain(base, vifes)
+        if not isinstance(value, str):
+            raise _enc_err(index, f"{quantity} value {value!r} is not an ISO string")
+        if value.startswith("--"):
+            dfield = 2
+        elif len(value) == 8:
+            dfield = 3
+        elif len(value) == 10:  # type G holds years 1981-2080, type F up to 2299
+            dfield = 2 if value[:4].isdigit() and 1981 <= int(value[:4]) <= 2080 else 4
+        else:
+            dfield = 6 if len(value) > 16 else 4
+        return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+    cands = _CANDIDATES.get(quantity)
+    if not cands:
+        raise _enc_err(index, f"{quantity} needs an explicit dif_vif")
+    if value is None:
+        return _dif_bytes(rec, 0, index) + _vif_chain(cands[0][0], vifes)
+    if isinstance(value, str):
+        return _dif_bytes(rec, 0xD, index) + _vif_chain(cands[0][0], vifes)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _enc_err(index, f"value {value!r} is not a number")
+    for base, scale, signed in cands:
+        try:
+            size_field = _int_field(value, scale, index, signed)
+        except DecodeError:
+            continue
+        return _dif_bytes(rec, size_field[1], index) + _vif_chain(base, vifes)
+    if not math.isfinite(value):
+        raise _enc_err(index, f"value {value!r} is not finite")
+    # not an exact integer at any scale: IEEE single at the scale nearest to the canonical unit
+    base = min(cands, key=lambda c: abs(math.log10(c[1])))[0]
+    return _dif_bytes(rec, 5, index) + _vif_chain(base, vifes)
+
+
+def _exact(value) -> Fraction:
+    if isinstance(value, int):
+        return Fraction(value)
+    try:
+        return Fraction(Decimal(repr(value)))
+    except (InvalidOperation, ValueError, OverflowError):
+        raise DecodeError("invalid_record", f"value {value!r} is not a finite number",
+                          layer="apl") from None
+
+
+def _to_raw(value, scale: Fraction, index: int) -> int:
+    """The transmitted integer for ``value``: exact, or the one that decodes to the same float
+    (large raw values and non-decimal scales are not exact in binary floating point)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _enc_err(index, f"value {value!r} is not a number")
+    q = _exact(value) / scale
+    if q.denominator == 1:
+        return q.numerator
+    if isinstance(value, float):  # several integers may decode to this float: take the nearest
+        r = round(Fraction(value) / scale)
+        for candidate in (r, r - 1, r + 1, r - 2, r + 2, r - 3, r + 3, r - 4, r + 4):
+            if _scaled_float(candidate, scale) == value:
+                return candidate
+    raise _enc_err(index, f"value {value!r} is not a whole multiple of the VIF scale {scale}")
+
+
+def _scaled_float(raw: int, scale: Fraction) -> float:
+    mode, num, den, ndigits = _scale_mode(scale)
+    if mode == M_ROUND:
+        return round(raw * num / den, ndigits)
+    return raw * num / den
+
+
+def _int_field(value, scale: Fraction, index: int, signed: bool = True) -> tuple[int, int]:
+    """(raw integer, smallest integer data field holding it; type B signed or C unsigned)."""
+    raw = _to_raw(value, scale, index)
+    for size, dfield in _INT_FIELDS:
+        if signed and -(1 << (8 * size - 1)) <= raw < (1 << (8 * size - 1)):
+            return raw, dfield
+        if not signed and 0 <= raw < (1 << (8 * size)):
+            return raw, dfield
+    raise _enc_err(index, f"value {value!r} does not fit 64 bits")
+
+
+def _encode_data(info: HeaderInfo, rec: dict, index: int) -> bytes:
+    dec = info.decoder
+    value = rec.get("value")
+    if dec == D_NONE:
+        return b""
+    if value is None or dec == D_RAW or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str)):
+        raw = rec.get("raw")
+        if raw is None:
+            raise _enc_err(index, "no value and no raw bytes to encode")
+        try:
+            b = bytes.fromhex(raw)
+        except (ValueError, TypeError):
+            raise _enc_err(index, f"raw {raw!r} is not hex") from None
+        if dec == D_LVAR:
+            return _lvar_prefix(b, info, bool(rec.get("error_value")), index) + b
+        if len(b) != info.dlen:
+            raise _enc_err(index, f"raw has {len(b)} bytes, the data field needs {info.dlen}")
+        return b
+    scale = Fraction(info.num, info.den)
+    if dec in (D_INT, D_UINT):
+        raw = _to_raw(value, scale, index)
+        try:
+            return raw.to_bytes(info.dlen, "little", signed=dec == D_INT)
+        except OverflowError:
+            raise _enc_err(index, f"value {value!r} does not fit {info.dlen} bytes") from None
+    if dec == D_BCD:
+        raw = _to_raw(value, scale, index)
+        digits = 2 * info.dlen
+        text = str(raw) if raw >= 0 else "f" + str(-raw).rjust(digits - 1, "0")
+        if len(text) > digits:
+            raise _enc_err(index, f"value {value!r} does not fit {digits} BCD digits")
+        return bytes.fromhex(text.rjust(digits, "0"))[::-1]
+    if dec == D_REAL:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _enc_err(index, f"value {value!r} is not a number")
+        try:
+            return _F32.pack(float(_exact(value) / scale))
+        except (OverflowError, struct.error):
+            raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
+    if dec == D_LVAR:
+        if isinstance(value, str):
+            text = value.encode("latin-1", "replace")[::-1]
+            if len(text) >= 0xC0:
+                raise _enc_err(index, "text longer than 191 characters")
+            return bytes([len(text)]) + text
+        raw = _to_raw(value, scale, index)
+        size = max(1, (raw.bit_length() + (8 if info.signed else 7)) // 8)
+        if size > 8 or (raw < 0 and not info.signed):
+            raise _enc_err(index, f"value {value!r} does not fit an LVAR binary number")
+        return bytes([0xE0 + size]) + raw.to_bytes(size, "little", signed=info.signed)
+    if not isinstance(value, str):
+        raise _enc_err(index, f"date/time value {value!r} is not a string")
+    return _encode_date(dec, value, bool(rec.get("dst")), index)
+
+
+def _lvar_prefix(b: bytes, info: HeaderInfo, error_value: bool, index: int) -> bytes:
+    """The LVAR byte for raw data: invalid BCD stays BCD, big binary numbers stay binary."""
+    size = len(b)
+    if error_value and size <= 9:
+        return bytes([0xC0 + size])
+    if not error_value and not info.lvar_raw:
+        if size <= 15:
+            return bytes([0xE0 + size])
+        code = {16: 0xF0, 20: 0xF1, 24: 0xF2, 28: 0xF3, 32: 0xF4, 48: 0xF5, 64: 0xF6}.get(size)
+        if code is not None:
+            return bytes([code])
+    if size >= 0xC0:
+        raise _enc_err(index, "raw LVAR data longer than 191 bytes")
+    return bytes([size])
+
+
+def _parse_iso(text: str, index: int) -> tuple[int, ...]:
+    try:
+        date, _, clock = text.partition("T")
+        y, mo, d = (int(x) for x in date.split("-"))
+        parts = [int(x) for x in clock.split(":")] if clock else []
+    except ValueError:
+        raise _enc_err(index, f"{text!r} is not an ISO date/time") from None
+    h, mi, s = (parts + [0, 0, 0])[:3]
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 59):
+        raise _enc_err(index, f"{text!r} is out of range")
+    return y, mo, d, h, mi, s
+
+
+def _encode_date(dec: int, text: str, dst: bool, index: int) -> bytes:
+    if dec == D_TIME_J:
+        try:
+            h, mi, s = (int(x) for x in text.split(":"))
+        except ValueError:
+            raise _enc_err(index, f"{text!r} is not HH:MM:SS") from None
+        if not (0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 59):
+            raise _enc_err(index, f"{text!r} is out of range")
+        return bytes([s, mi, h])
+    if dec == D_DATE_G and text.startswith("--"):  # periodic date (year 127)
+        try:
+            month, day = (0, int(text[3:])) if text.startswith("---") else map(int, text[2:].split("-"))
+        except ValueError:
+            raise _enc_err(index, f"{text!r} is not a periodic ISO date") from None
+        if not (0 <= month <= 12 and 1 <= day <= 31):
+            raise _enc_err(index, f"{text!r} is out of range")
+        return bytes([0xE0 | day, 0xF0 | month])
+    y, mo, d, h, mi, s = _parse_iso(text, index)
+    if dec == D_DATETIME_F or dec == D_DATE_F:
+        if 2000 <= y <= 2299:
+            hundred, yy = divmod(y - 1900, 100)
+        elif 1981 <= y <= 1999:
+            hundred, yy = 0, y - 1900
+        else:
+            raise _enc_err(index, f"year {y} cannot be coded in type F")
+        return bytes([mi, (0x80 if dst else 0) | (hundred << 5) | h, ((yy & 7) << 5) | d,
+                      ((yy >> 3) << 4) | mo])
+    if not 1981 <= y <= 2080:
+        raise _enc_err(index, f"year {y} cannot be coded in a two-digit year")
+    yy = y % 100
+    if dec == D_DATE_G:
+        return bytes([((yy & 7) << 5) | d, ((yy >> 3) << 4) | mo])
+    return bytes([(0x40 if dst else 0) | s, mi, h, ((yy & 7) << 5) | d, ((yy >> 3) << 4) | mo, 0])

@@ -1,0 +1,295 @@
+"""The pieces of `omshub demo`, shared with the end-to-end tests and `benchmarks.fleet`.
+
+* :class:`HeadEnd` — a small client of the head-end's REST API (gateways, meter and key import).
+* :func:`bootstrap_tenant` — a tenant, an admin user and an API token straight in the database (as
+  `omshub admin …` does: there is no API to create a tenant).
+* :func:`provision` — registers a simulated fleet's gateways and imports its meters and keys through
+  the API; returns each gateway's id and credential.
+* :func:`gateway_config` / :func:`make_agent` — a real gateway agent for one gateway of the fleet,
+  listening to the simulated radio, whitelisting its own meters.
+* :class:`CountingTransport` — wraps a transport and counts acknowledged telegrams (progress).
+* :class:`ServeProcess` — `omshub serve` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import httpx
+
+
+class DemoError(Exception):
+    """Something the demo needs failed; the message says what and why."""
+
+
+# --- head-end ------------------------------------------------------------------------------------
+
+class HeadEnd:
+    """The head-end's REST API with a Bearer token."""
+
+    def __init__(self, base_url: str, token: str, *, timeout_s: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(base_url=self.base_url, timeout=timeout_s,
+                                   headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self.client.close()
+
+    def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200, 201), **kw) -> Any:
+        try:
+            r = self.client.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise DemoError(f"{method} {self.base_url}{path}: {type(exc).__name__}: {exc}") from None
+        if r.status_code not in expect:
+            raise DemoError(f"{method} {path}: {r.status_code} {r.text[:500]}")
+        return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else r
+
+    def register_gateway(self, serial: str, name: str = "") -> tuple[int, str]:
+        body = self.call("POST", "/api/v1/gateways", json={"serial": serial, "name": name})
+        return body["id"], body["credential"]
+
+    def import_meters(self, csv_text: str) -> dict:
+        return self.call("POST", "/api/v1/meters/import", content=csv_text.encode(),
+                         headers={"Content-Type": "text/csv"})
+
+    def import_keys(self, csv_text: str) -> dict:
+        return self.call("POST", "/api/v1/keys/import", content=csv_text.encode(),
+                         headers={"Content-Type": "text/csv"})
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: int
+    slug: str
+    username: str | None
+    password: str | None
+    token: str
+
+
+def bootstrap_tenant(database_url: str, slug: str, *, username: str | None = None,
+                     password: str | None = None) -> Tenant:
+    """Create tenant ``slug`` with an admin API token (and an admin user when ``username`` is given)."""
+    from omshub.cloud.auth import create_api_token, create_tenant, create_user
+    from omshub.cloud.db import Database
+    db = Database(database_url)
+    try:
+        db.migrate()
+        with db.transaction() as s:
+            t = create_tenant(s, slug, f"{slug} (omshub demo)")
+            if username:
+                create_user(s, t.id, username, password or "", "admin")
+            token = create_api_token(s, t.id, "demo", "admin", actor="omshub demo")[1]
+            return Tenant(t.id, t.slug, username, password, token)
+    finally:
+        db.dispose()
+
+
+@dataclass(frozen=True)
+class ProvisionedGateway:
+    serial: str
+    id: int
+    credential: str
+
+
+def provision(headend: HeadEnd, fleet) -> dict[str, ProvisionedGateway]:
+    """Register every gateway of ``fleet``, then import its meters (with metering points) and keys."""
+    out: dict[str, ProvisionedGateway] = {}
+    for serial, info in fleet.gateways.items():
+        gid, cred = headend.register_gateway(serial, info.site)
+        out[serial] = ProvisionedGateway(serial, gid, cred)
+    headend.import_meters(fleet.meters_csv())
+    headend.import_keys(fleet.keys_csv())
+    return out
+
+
+# --- gateways --------------------------------------------------------------------------------------
+
+def gateway_config(fleet, serial: str, *, timezone: str = "Europe/Berlin", spread_s: int = 1800,
+                   window_cron: str = "0 0 2 * * *", window_s: int = 900, upload_cron: str = "0 30 3 * * *",
+                   version: int = 0, max_batch: int = 5000) -> dict:
+    """A daily listen window for the link modes of the gateway's meters, a daily upload, and a
+    whitelist of exactly its own meters (neighbours' meters are dropped)."""
+    own = fleet.meters_of(serial)
+    modes = sorted({m.link_mode for m in own}) or ["T1", "C1"]
+    return {"version": version, "timezone": timezone, "spread_s": spread_s, "keep": "newest_per_kind",
+            "collection": [{"cron": window_cron, "duration_s": window_s, "link_modes": modes,
+                            "max_telegrams": 5000}],
+            "upload": {"cron": upload_cron, "max_batch": max_batch},
+            "filters": {"mode": "whitelist",
+                        "meters": [{"manufacturer": m.manufacturer, "id": m.id} for m in own]}}
+
+
+def gateway_settings(serial: str, credential: str, *, server: str, transport: str, state_dir: Path,
+                     config: dict, source: str = "sim:unused", timeout_s: float = 30.0,
+                     retry_base_s: float = 300.0, retry_max_s: float = 6 * 3600.0, mqtt_options: dict | None = None):
+    from omshub.gateway.settings import settings_from_dict
+    return settings_from_dict({
+        "serial": serial, "credential": credential, "server": server, "transport": transport,
+        "source": source, "state_dir": str(state_dir), "log_level": "warning",
+        "uplink": {"timeout_s": timeout_s, "retry_base_s": retry_base_s, "retry_max_s": retry_max_s,
+                   "options": mqtt_options or {}},
+        "spool": {"synchronous": "normal"}, "config": config})
+
+
+def make_agent(fleet, serial: str, credential: str, *, server: str, state_dir: Path, clock,
+               transport: str = "https", config: dict | None = None, wrap=None, seed: int = 0,
+               timeout_s: float = 30.0):
+    """A gateway agent on the simulated radio of ``serial``; ``wrap(transport) -> transport``
+    may put a recorder or an emulated link around the real transport."""
+    import random
+
+    from omshub.gateway.agent import Agent, make_transport
+    from omshub.sim.radio import SimRadio
+    settings = gateway_settings(serial, credential, server=server, transport=transport, state_dir=state_dir,
+                                config=config if config is not None else gateway_config(fleet, serial),
+                                timeout_s=timeout_s)
+    inner = make_transport(settings)
+    return Agent(settings, clock=clock, source=SimRadio(fleet, serial, clock),
+                 transport=wrap(inner) if wrap else inner, rng=random.Random(seed))
+
+
+def telegrams_in(body: bytes) -> int:
+    """How many telegrams a CBOR uplink body carries."""
+    env = cbor2.loads(body)
+    batch = env.get("batch")
+    return len(batch["len"]) if batch else len(env.get("telegrams") or [])
+
+
+class CountingTransport:
+    """Counts the telegrams the head-end acknowledged (for progress displays)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.acknowledged = 0
+        self.uplinks = 0
+        self.failures = 0
+        self.bytes_up = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def cred_in_envelope(self) -> bool:
+        return self.inner.cred_in_envelope
+
+    async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
+        from omshub.gateway.uplink import parse_response
+        try:
+            answer = await self.inner.send(body, content_type)
+        except Exception:
+            self.failures += 1
+            raise
+        try:
+            if parse_response(answer, content_type)["ack"] == cbor2.loads(body)["seq"]:
+                self.acknowledged += telegrams_in(body)
+                self.uplinks += 1
+                self.bytes_up += len(body)
+        except Exception:  # the agent reports a bad answer itself; it just does not count here
+            pass
+        return answer
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+# --- the head-end process ----------------------------------------------------------------------------
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class ServeProcess:
+    """`omshub serve` in a subprocess, its output in ``log_path``."""
+
+    def __init__(self, *, data_dir: Path, host: str = "127.0.0.1", port: int = 8080,
+                 database: str | None = None, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir, self.host, self.port = Path(data_dir), host, port
+        self.database = database
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.log_path = self.data_dir / "serve.log"
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> ServeProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "omshub", "serve", "--host", self.host, "--port", str(self.port),
+                "--data-dir", str(self.data_dir), "--log-level", "warning", *self.extra_args]
+        if self.database:
+            args += ["--database", self.database]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **self.env}, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DemoError(f"omshub serve exited with status {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.base_url + "/api/v1/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise DemoError(f"omshub serve did not answer within {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def telegram_states(database_url: str, tenant_id: int | None = None, _cache: dict = {}) -> dict[str, int]:  # noqa: B006
+    """Telegrams per decode state, read straight from the head-end's database."""
+    from sqlalchemy import func, select
+
+    from omshub.cloud.db import Database
+    from omshub.cloud.models import Telegram
+    db = _cache.get(database_url)
+    if db is None:
+        db = _cache[database_url] = Database(database_url)
+    stmt = select(Telegram.state, func.count()).group_by(Telegram.state)
+    if tenant_id is not None:
+        stmt = stmt.where(Telegram.tenant_id == tenant_id)
+    with db.session() as s:
+        return {state: n for state, n in s.execute(stmt)}
