@@ -25,6 +25,11 @@ import cbor2
 import httpx
 import pytest
 
+
+def pytest_configure(config):
+    # starlette's TestClient nags about httpx (still what FastAPI documents); not our concern here
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
+
 MASTER_KEY_HEX = "5a" * 32
 KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 _counter = itertools.count(1)

@@ -108,8 +108,12 @@ def test_cli_run_sigterm(headend, tmp_path):
     cfg = _write_settings(tmp_path, headend.url, "hexfile:in.hex")
     proc = subprocess.Popen([sys.executable, "-m", "omshub", "gateway", "run", "-c", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 20
-    while time.time() < deadline and len(headend.logic.stored) < 5:
+    def acked():  # all 5 stored, and a later uplink reports an empty spool (the batch was acked)
+        ups = headend.logic.uplinks
+        return len(headend.logic.stored) == 5 and ups[-1]["status"]["spool"] == 0 and ups[-1]["seq"] > 2
+
+    deadline = time.time() + 30
+    while time.time() < deadline and not acked():
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=15)

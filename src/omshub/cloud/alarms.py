@@ -46,14 +46,20 @@ def active_alarm(session: Session, tenant_id: int, kind: str, subject_type: str,
 
 
 def raise_alarm(session: Session, tenant_id: int, kind: str, subject_type: str, subject_id: int,
-                message: str, details: dict, now: datetime, *, existing: Alarm | None = None) -> Alarm:
-    """Raise (or refresh the message/details of) the one active alarm for (kind, subject)."""
-    alarm = existing or active_alarm(session, tenant_id, kind, subject_type, subject_id)
+                message: str, details: dict, now: datetime, *, existing: Alarm | None = None,
+                lookup: bool = True) -> Alarm:
+    """Raise (or refresh the message/details of) the one active alarm for (kind, subject).
+    `lookup=False`: the caller knows none is active."""
+    alarm = existing
+    if alarm is None and lookup:
+        alarm = active_alarm(session, tenant_id, kind, subject_type, subject_id)
     if alarm is None:
         alarm = Alarm(tenant_id=tenant_id, kind=kind, subject_type=subject_type, subject_id=subject_id,
                       message=message, details=details, active=True, raised_at=_utc(now))
         session.add(alarm)
         session.flush()  # later look-ups in the same transaction must see it (no duplicates)
+        if subject_type == "meter" and kind in _READING_KINDS:
+            _alarmed_meters(session, tenant_id).add(subject_id)
     else:
         alarm.message = message
         alarm.details = details
@@ -88,6 +94,27 @@ def error_causes(data: dict | None) -> tuple[list[str], dict]:
     return causes, details
 
 
+# The kinds on_reading may clear or refresh (meter_silent is evaluate()'s).
+_READING_KINDS = (WRONG_KEY, METER_ERROR, NEGATIVE_CONSUMPTION)
+_CACHE_KEY = "omshub.alarmed_meters"
+
+
+def _alarmed_meters(session: Session, tenant_id: int) -> set[int]:
+    """Meters of the tenant with an active alarm of _READING_KINDS — loaded once per transaction,
+    so a reading of a meter without alarms (nearly all) costs no query."""
+    txn = session.get_transaction()
+    cache = session.info.get(_CACHE_KEY)
+    if cache is None or cache[0] is not txn:
+        cache = (txn, {})
+        session.info[_CACHE_KEY] = cache
+    per_tenant = cache[1]
+    if tenant_id not in per_tenant:
+        per_tenant[tenant_id] = set(session.scalars(select(Alarm.subject_id).where(
+            Alarm.tenant_id == tenant_id, Alarm.active.is_(True), Alarm.subject_type == "meter",
+            Alarm.kind.in_(_READING_KINDS))))
+    return per_tenant[tenant_id]
+
+
 def _meter_alarms(session: Session, meter: Meter) -> dict[str, Alarm]:
     rows = session.scalars(select(Alarm).where(
         Alarm.tenant_id == meter.tenant_id, Alarm.active.is_(True), Alarm.subject_type == "meter",
@@ -103,7 +130,8 @@ def on_reading(session: Session, meter: Meter, reading: Reading, previous_readin
                now: datetime) -> None:
     """Alarms from a newly stored reading; `previous_reading` is the meter's reading before it
     (None for the first). An older reading arriving late is only compared, never used to clear."""
-    active = _meter_alarms(session, meter)
+    alarmed = meter.id in _alarmed_meters(session, meter.tenant_id)
+    active = _meter_alarms(session, meter) if alarmed else {}
     # It decoded: the key is right — unless a later telegram of the same batch failed with it
     # (the pipeline leaves key_status at the last outcome).
     if meter.key_status != "wrong":
@@ -116,7 +144,7 @@ def on_reading(session: Session, meter: Meter, reading: Reading, previous_readin
             details["reading_id"] = reading.id
             raise_alarm(session, meter.tenant_id, METER_ERROR, "meter", meter.id,
                         f"{_label(meter)} reports an error: " + "; ".join(causes), details, now,
-                        existing=active.get(METER_ERROR))
+                        existing=active.get(METER_ERROR), lookup=alarmed)
         else:
             clear_alarm(active.get(METER_ERROR), now)
 
@@ -142,7 +170,7 @@ def on_reading(session: Session, meter: Meter, reading: Reading, previous_readin
                     {"quantity": quantity, "previous_value": a, "value": b, "unit": unit,
                      "previous_reading_id": earlier.id, "reading_id": later.id,
                      "at": _utc(later.timestamp).isoformat()},
-                    now, existing=alarm)
+                    now, existing=alarm, lookup=alarmed)
         break
 
 
@@ -187,11 +215,12 @@ def evaluate(session: Session, now: datetime, *, silent_days: int = 3,
         silent.add(key)
         if key in active:
             continue  # the message does not change while it stays silent
-        raise_alarm(session, tenant_id, METER_SILENT, "meter", m_id,
-                    f"meter {mfct} {mid} not heard for more than {silent_days} days"
-                    + (f" (last heard {_utc(last).isoformat()})" if last else " (never heard)"),
-                    {"last_heard_at": _utc(last).isoformat() if last else None, "days": silent_days},
-                    now, existing=None)
+        # none active (checked above): insert without a look-up per meter
+        session.add(Alarm(tenant_id=tenant_id, kind=METER_SILENT, subject_type="meter", subject_id=m_id,
+                          message=f"meter {mfct} {mid} not heard for more than {silent_days} days"
+                          + (f" (last heard {_utc(last).isoformat()})" if last else " (never heard)"),
+                          details={"last_heard_at": _utc(last).isoformat() if last else None, "days": silent_days},
+                          active=True, raised_at=now))
 
     for key, alarm in active.items():
         if key not in missed and key not in silent:

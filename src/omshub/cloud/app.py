@@ -104,27 +104,24 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
         db.migrate()
     if keystore is None:
         keystore = KeyStore(load_master_key(settings.master_key, settings.data_dir))
-    pipeline = DecodePipeline(db, keystore, meter_timezone=settings.meter_timezone,
-                              partition=(0, settings.pipeline_workers) if workers else (0, 1))
+    pipeline = DecodePipeline(db, keystore, meter_timezone=settings.meter_timezone)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         threads, transports = [], []
         if workers:
             if settings.pipeline:
-                processes = None
-                if settings.pipeline_workers > 1:
+                if settings.pipeline_workers:
                     processes = PipelineProcesses(
                         db.url, load_master_key(settings.master_key, settings.data_dir),
                         workers=settings.pipeline_workers, meter_timezone=settings.meter_timezone,
                         batch=settings.pipeline_batch, log_level=settings.log_level)
-                    processes.start()
-                worker = PipelineWorker(pipeline, batch=settings.pipeline_batch, processes=processes)
+                    worker = PipelineWorker(None, processes=processes)
+                else:
+                    worker = PipelineWorker(pipeline, batch=settings.pipeline_batch)
+                    app.state.pipeline_wakeup = worker.wakeup.set
                 worker.start()
-                app.state.pipeline_wakeup = worker.wakeup.set
                 threads.append(worker)
-                if processes is not None:
-                    threads.append(processes)
             alarm_worker = AlarmWorker(db, settings.alarm_interval_s, settings.silent_days)
             alarm_worker.start()
             threads.append(alarm_worker)

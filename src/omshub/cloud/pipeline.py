@@ -565,9 +565,9 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
 
 
 class PipelineProcesses:
-    """Decode workers in their own processes (partitions 1..n-1 of n; the serving process runs
-    partition 0 in a thread): decoding is CPU work and the GIL would otherwise cap it at one core.
-    A worker exits when the server process dies (even by SIGKILL)."""
+    """Decode workers in their own processes (partition k of n each): decoding is CPU work, and in
+    the serving process it would compete with the HTTP ingest for the GIL. A worker exits when
+    the server process dies (even by SIGKILL)."""
 
     def __init__(self, url: str, master_key: bytes, *, workers: int, meter_timezone: str = "UTC",
                  batch: int = 1000, log_level: str = "warning") -> None:
@@ -576,7 +576,7 @@ class PipelineProcesses:
         self._context = multiprocessing.get_context("spawn")
         self._args = (url, master_key, meter_timezone, batch)
         self._parent, self._log_level, self.workers = os.getpid(), log_level, workers
-        self.processes = [self._new(k) for k in range(1, workers)]
+        self.processes = [self._new(k) for k in range(workers)]
         self._stopping = False
 
     def _new(self, k: int):
@@ -596,7 +596,7 @@ class PipelineProcesses:
         for i, process in enumerate(self.processes):
             if process.exitcode is not None:
                 log.error("decode worker %s exited with %s; restarting it", process.name, process.exitcode)
-                self.processes[i] = self._new(i + 1)
+                self.processes[i] = self._new(i)
                 self.processes[i].start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -611,9 +611,10 @@ class PipelineProcesses:
 
 
 class PipelineWorker(threading.Thread):
-    """Runs a DecodePipeline until stopped (used by `omshub serve`)."""
+    """Runs a DecodePipeline in a thread until stopped (used by `omshub serve`); with
+    `processes` instead, it starts those worker processes, revives any that die, stops them."""
 
-    def __init__(self, pipeline: DecodePipeline, *, batch: int = 1000, idle_s: float = 0.2,
+    def __init__(self, pipeline: DecodePipeline | None, *, batch: int = 1000, idle_s: float = 0.2,
                  processes: PipelineProcesses | None = None) -> None:
         super().__init__(name="omshub-pipeline", daemon=True)
         self.pipeline, self.batch, self.idle_s, self.processes = pipeline, batch, idle_s, processes
@@ -621,19 +622,24 @@ class PipelineWorker(threading.Thread):
         self.wakeup = threading.Event()
 
     def run(self) -> None:
+        if self.processes is not None:
+            self.processes.start()
         while not self.stopping.is_set():
-            try:
-                n = self.pipeline.run_once(self.batch)
-            except Exception:
-                log.exception("decode pipeline error")
-                n = 0
+            n = 0
+            if self.pipeline is not None:
+                try:
+                    n = self.pipeline.run_once(self.batch)
+                except Exception:
+                    log.exception("decode pipeline error")
             if n == 0:
                 if self.processes is not None:
                     self.processes.revive()
-                self.wakeup.wait(self.idle_s)
+                self.wakeup.wait(self.idle_s if self.pipeline is not None else 1.0)
                 self.wakeup.clear()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
         self.wakeup.set()
         self.join(timeout)
+        if self.processes is not None:
+            self.processes.stop(timeout)

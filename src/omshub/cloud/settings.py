@@ -34,7 +34,9 @@ class Settings(BaseModel):
     session_ttl_s: int = Field(12 * 3600, ge=60)
     pipeline: bool = True                   # run the decode pipeline worker inside `serve`
     pipeline_batch: int = Field(1000, ge=1, le=20000)
-    pipeline_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=32)
+    # decode worker processes (0: decode in a thread of the serving process); by default one core
+    # is left to the HTTP ingest
+    pipeline_workers: int = Field(default_factory=lambda: max(0, min(4, (os.cpu_count() or 1) - 1)), ge=0, le=32)
     alarm_interval_s: int = Field(60, ge=1)
     silent_days: int = Field(3, ge=1)
     meter_timezone: str = "UTC"             # zone of meters' own date-time records

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import struct
-from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from typing import NamedTuple
 
 from omshub.codec import vif as _vif
 from omshub.codec.apl import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW,
-                              D_REAL, D_TIME_J, D_UINT, FUNCTIONS, M_ROUND, MAX_APL, MAX_EXTENSIONS,
+                              D_REAL, D_TIME_J, D_UINT, FUNCTIONS, M_ONE, M_ROUND, MAX_APL, MAX_EXTENSIONS,
                               HeaderInfo, _F32, _scale_mode, header_info)
 from omshub.codec.errors import DecodeError
 from omshub.codec.units import QUANTITIES, to_canonical
@@ -22,8 +22,26 @@ from omshub.codec.units import QUANTITIES, to_canonical
 _FUNCTION_BITS = {name: n for n, name in enumerate(FUNCTIONS)}
 
 
-def _candidates() -> dict[str, list[tuple[bytes, Fraction, bool]]]:
-    """quantity -> [(VIF bytes, scale, signed)] the encoder may choose, preferred first."""
+class _Scale(NamedTuple):
+    """A VIF scale as the decoder applies it (apl._scale_mode)."""
+    num: int
+    den: int
+    mode: int
+    ndigits: int
+
+
+def _scale_of(scale: Fraction) -> _Scale:
+    mode, num, den, ndigits = _scale_mode(scale)
+    return _Scale(scale.numerator, scale.denominator, mode, ndigits)
+
+
+_UNIT_SCALE = _Scale(1, 1, M_ONE, 0)
+# float arithmetic noise (0.1 + 0.2) tolerated when the encoder picks the scale itself
+_NOISE = 1e-9
+
+
+def _candidates() -> dict[str, list[tuple[bytes, Fraction, bool, _Scale]]]:
+    """quantity -> [(VIF bytes, scale, signed, scale as applied)] to choose from, preferred first."""
     out: dict[str, list[tuple[bytes, Fraction, bool]]] = {}
     for prefix, table in ((b"", _vif.PRIMARY), (b"\xfb", _vif.FB), (b"\xfd", _vif.FD)):
         for code in sorted(table, key=lambda c: -table[c].scale):
@@ -38,7 +56,8 @@ def _candidates() -> dict[str, list[tuple[bytes, Fraction, bool]]]:
                                                 or QUANTITIES[quantity][0] == "s"))]
         if plain:
             out[quantity] = plain
-    return out
+    return {q: [(base, frac, signed, _scale_of(frac)) for base, frac, signed in cands]
+            for q, cands in out.items()}
 
 
 def _is_pow10(x: int) -> bool:
@@ -89,7 +108,7 @@ def encode_records(records: list[dict]) -> bytes:
             hdr = _choose_header(rec, index)
             info = header_info(hdr)
         out += hdr
-        out += _encode_data(info, rec, index)
+        out += _encode_data(info, rec, index, 0.0 if dif_vif else _NOISE)
         if len(out) > MAX_APL:
             raise DecodeError("too_long", f"encoded records exceed {MAX_APL} bytes", layer="apl")
     return bytes(out)
@@ -191,7 +210,7 @@ def _choose_header(rec: dict, index: int) -> bytes:
         text = (rec.get("unit_text") or "").encode("latin-1", "replace")[::-1]
         if len(text) > 255:
             raise _enc_err(index, "unit_text longer than 255 characters")
-        dfield = 0 if value is None else _int_field(value, Fraction(1), index)[1]
+        dfield = 0 if value is None else _int_field(value, _UNIT_SCALE, index)[1]
         return _dif_bytes(rec, dfield, index) + _vif_chain(b"\x7c", vifes) + bytes([len(text)]) + text
     if quantity in _DATE_VIFS:
         base = _DATE_VIFS[quantity]
@@ -217,7 +236,7 @@ def _choose_header(rec: dict, index: int) -> bytes:
         return _dif_bytes(rec, 0xD, index) + _vif_chain(cands[0][0], vifes)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _enc_err(index, f"value {value!r} is not a number")
-    for base, scale, signed in cands:
+    for base, _, signed, scale in cands:
         try:
             size_field = _int_field(value, scale, index, signed)
         except DecodeError:
@@ -225,45 +244,46 @@ def _choose_header(rec: dict, index: int) -> bytes:
         return _dif_bytes(rec, size_field[1], index) + _vif_chain(base, vifes)
     if not math.isfinite(value):
         raise _enc_err(index, f"value {value!r} is not finite")
-    # not an exact integer at any scale: IEEE single at the scale nearest to the canonical unit
+    # float arithmetic noise (0.1 + 0.2): the finest scale within 1e-9
+    base, _, _, scale = cands[-1]
+    try:
+        raw = _to_raw(value, scale, index, rel_tol=_NOISE)
+    except DecodeError:
+        pass
+    else:
+        for size, dfield in _INT_FIELDS:
+            if -(1 << (8 * size - 1)) <= raw < (1 << (8 * size - 1)):
+                return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+    # not a whole number at any scale: IEEE single at the scale nearest to the canonical unit
     base = min(cands, key=lambda c: abs(math.log10(c[1])))[0]
     return _dif_bytes(rec, 5, index) + _vif_chain(base, vifes)
 
 
-def _exact(value) -> Fraction:
-    if isinstance(value, int):
-        return Fraction(value)
-    try:
-        return Fraction(Decimal(repr(value)))
-    except (InvalidOperation, ValueError, OverflowError):
-        raise DecodeError("invalid_record", f"value {value!r} is not a finite number",
-                          layer="apl") from None
-
-
-def _to_raw(value, scale: Fraction, index: int) -> int:
-    """The transmitted integer for ``value``: exact, or the one that decodes to the same float
-    (large raw values and non-decimal scales are not exact in binary floating point)."""
+def _to_raw(value, scale: _Scale, index: int, *, rel_tol: float = 0.0) -> int:
+    """The transmitted integer for ``value``: the one that decodes to exactly this value
+    (for a float: to the same float; several integers may when raw values are large)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _enc_err(index, f"value {value!r} is not a number")
-    q = _exact(value) / scale
-    if q.denominator == 1:
-        return q.numerator
-    if isinstance(value, float):  # several integers may decode to this float: take the nearest
-        r = round(Fraction(value) / scale)
+    num, den, mode, ndigits = scale
+    if isinstance(value, int):
+        q, rem = divmod(value * den, num)
+        if rem == 0:
+            return q
+    elif math.isfinite(value):
+        p, q = value.as_integer_ratio()  # exact: the float products would lose low digits
+        r = (2 * p * den + q * num) // (2 * q * num)
         for candidate in (r, r - 1, r + 1, r - 2, r + 2, r - 3, r + 3, r - 4, r + 4):
-            if _scaled_float(candidate, scale) == value:
+            decoded = candidate * num / den
+            if mode == M_ROUND:
+                decoded = round(decoded, ndigits)
+            if decoded == value:
                 return candidate
-    raise _enc_err(index, f"value {value!r} is not a whole multiple of the VIF scale {scale}")
+        if rel_tol and abs(r * num / den - value) <= rel_tol * abs(value):
+            return r
+    raise _enc_err(index, f"value {value!r} is not a whole multiple of the VIF scale {num}/{den}")
 
 
-def _scaled_float(raw: int, scale: Fraction) -> float:
-    mode, num, den, ndigits = _scale_mode(scale)
-    if mode == M_ROUND:
-        return round(raw * num / den, ndigits)
-    return raw * num / den
-
-
-def _int_field(value, scale: Fraction, index: int, signed: bool = True) -> tuple[int, int]:
+def _int_field(value, scale: _Scale, index: int, signed: bool = True) -> tuple[int, int]:
     """(raw integer, smallest integer data field holding it; type B signed or C unsigned)."""
     raw = _to_raw(value, scale, index)
     for size, dfield in _INT_FIELDS:
@@ -274,7 +294,7 @@ def _int_field(value, scale: Fraction, index: int, signed: bool = True) -> tuple
     raise _enc_err(index, f"value {value!r} does not fit 64 bits")
 
 
-def _encode_data(info: HeaderInfo, rec: dict, index: int) -> bytes:
+def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) -> bytes:
     dec = info.decoder
     value = rec.get("value")
     if dec == D_NONE:
@@ -292,9 +312,9 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int) -> bytes:
         if len(b) != info.dlen:
             raise _enc_err(index, f"raw has {len(b)} bytes, the data field needs {info.dlen}")
         return b
-    scale = Fraction(info.num, info.den)
+    scale = _Scale(info.num, info.den, info.mode, info.ndigits)
     if dec in (D_INT, D_UINT):
-        raw = _to_raw(value, scale, index)
+        raw = _to_raw(value, scale, index, rel_tol=rel_tol)
         try:
             return raw.to_bytes(info.dlen, "little", signed=dec == D_INT)
         except OverflowError:
@@ -309,8 +329,11 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int) -> bytes:
     if dec == D_REAL:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _enc_err(index, f"value {value!r} is not a number")
+        x = value * scale.den / scale.num
         try:
-            return _F32.pack(float(_exact(value) / scale))
+            if not math.isfinite(x):
+                raise OverflowError
+            return _F32.pack(x)
         except (OverflowError, struct.error):
             raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
     if dec == D_LVAR:

@@ -154,11 +154,12 @@ def recover_wired(raw: bytes) -> Frame:
     return Frame(bytes(body), len(body), None, "mbus")
 
 
-def recover(raw: bytes, crc: str = "auto") -> Frame:
+def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
     """Detect the frame format of ``raw`` and return the CRC-less frame.
 
     Order: a wired long frame (68 L L 68 … 16); format A with CRCs (its length and first-block
-    CRC are conclusive); format B with CRCs; otherwise the bytes are taken as CRC-less, the
+    CRC are conclusive); format B with CRCs (unless ``detect_b`` is False: then the caller weighs
+    the B reading, see :func:`omshub.codec.telegram.decode`); otherwise the bytes are taken as CRC-less, the
     message ending at L + 1 (fewer bytes than L announces are tolerated and left to the layers
     above to judge; more are receiver metadata).
     """
@@ -177,7 +178,7 @@ def recover(raw: bytes, crc: str = "auto") -> Frame:
             stripped = strip_format_a(raw)
             if stripped is not None:
                 return Frame(stripped, len(stripped), "A")
-        if size >= first + 1:
+        if detect_b and size >= first + 1:
             stripped = strip_format_b(raw)
             if stripped is not None:
                 return Frame(stripped, len(stripped), "B")
@@ -213,8 +214,15 @@ def _strip_required(raw: bytes, crc: str) -> bytes:
     return stripped
 
 
-def as_crc_less(raw: bytes) -> Frame:
-    """The bytes taken as a CRC-less frame (used when a B-CRC match turns out to be a false positive)."""
-    first = raw[0]
-    end = first + 1 if first + 1 <= len(raw) else len(raw)
-    return Frame(bytes(raw), end, None)
+def b_possible(raw: bytes) -> bool:
+    """Could these bytes also be a format-B frame (L counting CRCs, enough bytes)?"""
+    return len(raw) >= raw[0] + 1 and raw[0] >= 12
+
+
+def try_format_b(raw: bytes) -> Frame | None:
+    """The format-B reading of ``raw`` if its CRCs verify, else None."""
+    try:
+        stripped = strip_format_b(raw)
+    except DecodeError:
+        return None
+    return None if stripped is None else Frame(stripped, len(stripped), "B")

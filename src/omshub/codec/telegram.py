@@ -112,26 +112,35 @@ def decode(frame: bytes, *, key: bytes | None = None, keys: KeyLookup | None = N
         key = bytes(key)
         if len(key) not in (8, 16):
             check_key(key)
-    fr = _frame.recover(raw, crc)
-    if fr.crc == "B" and crc == "auto":
-        # A CRC-less frame passes the single format-B CRC with chance 2^-16; if the B reading
-        # does not decode, the plain reading gets its turn.
-        try:
-            result = _decode(fr, key, keys, formats)
-        except DecodeError as exc:
-            try:
-                return _decode(_frame.as_crc_less(raw), key, keys, formats)
-            except DecodeError:
-                raise exc from None
-        if "unparsed" in result["frame"]:  # the B reading left bytes over: does the plain one fit better?
-            try:
-                plain = _decode(_frame.as_crc_less(raw), key, keys, formats)
-            except DecodeError:
-                return result
-            if "unparsed" not in plain["frame"]:
-                return plain
+    if crc != "auto":
+        return _decode(_frame.recover(raw, crc), key, keys, formats, None)
+    fr = _frame.recover(raw, crc, detect_b=False)
+    if fr.crc is not None or fr.kind != "wmbus" or not _frame.b_possible(raw):
+        return _decode(fr, key, keys, formats, None)
+    # CRC-less or format B: both have L + 1 bytes, only the B CRC tells them apart (a CRC-less
+    # frame passes it with chance 2^-16). The CRC-less reading goes first; when a MAC, CCM tag,
+    # ELL PayloadCRC or an exactly fitting ciphertext covers it, the B reading cannot also hold
+    # and its CRC need not be computed.
+    proof: list = []
+    try:
+        result = _decode(fr, key, keys, formats, proof)
+    except DecodeError:
+        b_frame = _frame.try_format_b(raw)
+        if b_frame is None:
+            raise
+        return _decode(b_frame, key, keys, formats, None)
+    if proof:
         return result
-    return _decode(fr, key, keys, formats)
+    b_frame = _frame.try_format_b(raw)
+    if b_frame is None:
+        return result
+    try:
+        b_result = _decode(b_frame, key, keys, formats, None)
+    except DecodeError:
+        return result
+    if "unparsed" in b_result["frame"] and "unparsed" not in result["frame"]:
+        return result  # the B reading left bytes over where the plain one did not
+    return b_result
 
 
 class _Lookup:
@@ -191,7 +200,10 @@ def _plain_records(data: bytes, start: int, end: int):
     return records, mdata, None
 
 
-def _decode(fr: _frame.Frame, key, keys, formats) -> dict:
+def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
+    """Decode one recovered frame. ``proof`` (when given) receives True if a check that covers
+    exactly the L-counted bytes (MAC, CCM tag, ELL PayloadCRC, ciphertext ending at the frame end)
+    verified this reading."""
     data = fr.data
     end = fr.end
     transmitter = None
@@ -235,6 +247,8 @@ def _decode(fr: _frame.Frame, key, keys, formats) -> dict:
                 if _ell.check_payload_crc(candidate):
                     plain = candidate
                     security = (0, True, True, False, False)
+                    if proof is not None:
+                        proof.append(True)
             if plain is None:
                 if _ell.check_payload_crc(payload) and len(payload) > 2 and payload[2] in _CI_TABLE:
                     plain = payload
@@ -379,6 +393,8 @@ def _decode(fr: _frame.Frame, key, keys, formats) -> dict:
             apl_data, apl_start, enc_end, authenticated = decrypted
             apl_end = len(apl_data)
             security = (mode, True, True, authenticated, False)
+            if proof is not None and (authenticated or payload + enc_end == end):
+                proof.append(True)
         else:
             # Telegrams copied after decryption keep their "encrypted" header: accept the payload
             # when it is plaintext already (2F2F and records that parse).
