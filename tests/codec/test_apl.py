@@ -487,3 +487,16 @@ def test_huge_integer_results_become_floats():
     rec = one("0723" + "ff" * 7 + "7f")  # 2^63-1 days in seconds: beyond 64 bits
     assert isinstance(rec["value"], float)
     assert isinstance(one("0423" + "01000000")["value"], int)
+
+
+def test_encoder_tolerates_float_noise_but_dif_vif_is_exact():
+    data = apl.encode_records([rec(quantity="volume", unit="m3", value=0.1 + 0.2)])
+    assert one(data.hex())["value"] == 0.3
+    with pytest.raises(DecodeError):
+        apl.encode_records([rec(quantity="volume", unit="m3", value=0.1 + 0.2, dif_vif="0413")])
+
+
+def test_encoder_falls_back_to_real32_only_when_needed():
+    data = apl.encode_records([rec(quantity="volume", unit="m3", value=1.23456789e-12)])
+    assert data[0] & 0x0F == 5
+    assert math.isclose(one(data.hex())["value"], 1.23456789e-12, rel_tol=1e-6)

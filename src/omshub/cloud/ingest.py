@@ -344,11 +344,12 @@ def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: st
         entries, rejected = [], []
 
     now = datetime.now(timezone.utc)
+    with db.session() as reader:  # authenticate before taking any write lock
+        gw = reader.execute(select(Gateway.id, Gateway.tenant_id, Gateway.serial)
+                            .where(Gateway.credential_hash == cred_hash)).first()
+    if gw is None or gw.serial != serial:
+        raise UplinkRejected(401, "unauthorized", f"credential not valid for gateway {serial!r}")
     with db.session(write=True) as session:
-        gw = session.execute(select(Gateway.id, Gateway.tenant_id, Gateway.serial)
-                             .where(Gateway.credential_hash == cred_hash)).first()
-        if gw is None or gw.serial != serial:
-            raise UplinkRejected(401, "unauthorized", f"credential not valid for gateway {serial!r}")
         again = _stored_response(session, gw.id, seq)
         if again is not None:
             return again

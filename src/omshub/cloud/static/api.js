@@ -1,0 +1,100 @@
+// The JSON API client: bearer token from the login, kept in sessionStorage (gone with the tab).
+const STORE = "omshub.session";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function session() {
+  try {
+    return JSON.parse(sessionStorage.getItem(STORE) || "null");
+  } catch {
+    return null;
+  }
+}
+
+export function saveSession(data) {
+  sessionStorage.setItem(STORE, JSON.stringify(data));
+}
+
+export function clearSession() {
+  sessionStorage.removeItem(STORE);
+}
+
+const ROLE_RANK = { viewer: 1, operator: 2, admin: 3 };
+
+export function can(role) {
+  const s = session();
+  return !!s && (ROLE_RANK[s.role] || 0) >= ROLE_RANK[role];
+}
+
+let onUnauthorized = () => {};
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
+  }
+  const text = q.toString();
+  return text ? "?" + text : "";
+}
+
+// api("GET", "/gateways", {query: {...}}) -> parsed JSON (null for 204); throws ApiError.
+// `body` is sent as JSON unless `contentType` is given (then as is, e.g. CSV text).
+export async function api(method, path, { body, query: params, contentType } = {}) {
+  const headers = { Accept: "application/json" };
+  const s = session();
+  if (s && s.token) headers.Authorization = "Bearer " + s.token;
+  let payload;
+  if (body !== undefined) {
+    if (contentType) {
+      headers["Content-Type"] = contentType;
+      payload = body;
+    } else {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+  }
+  let response;
+  try {
+    response = await fetch("/api/v1" + path + query(params), { method, headers, body: payload });
+  } catch (err) {
+    throw new ApiError(0, "network", "The server cannot be reached (" + err.message + ")");
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  const text = await response.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) {
+    const err = (data && data.error) || {};
+    const message = err.message || `${response.status} ${response.statusText}`;
+    if (response.status === 401 && path !== "/auth/login") onUnauthorized(message);
+    throw new ApiError(response.status, err.code || "http_" + response.status, message);
+  }
+  return data;
+}
+
+// All pages of a list endpoint, up to `max` items.
+export async function listAll(path, params = {}, max = 1000) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await api("GET", path, { query: { ...params, cursor, limit: Math.min(500, max) } });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && items.length < max);
+  return items.slice(0, max);
+}

@@ -1,0 +1,134 @@
+"""The operator web console: a static single-page app served at `/` and `/console/<file>`.
+
+The page and its assets carry no data and need no login; the console logs in with
+`POST /api/v1/auth/login` and calls the JSON API with the bearer token (kept in the browser's
+sessionStorage). Two read-only endpoints under `/api/v1/console/` give the console what the
+domain API has no single call for: the dashboard's counts and a meter's newest readings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+
+from .api.common import ApiError, DbSession, iso, not_found
+from .auth import Principal, require_role, utcnow
+from .models import Alarm, Gateway, Meter, MeteringPoint, Operation, Reading, Telegram
+
+router = APIRouter(tags=["console"])
+
+STATIC_DIR = Path(__file__).parent / "static"
+ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|html)$")
+CONTENT_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
+                 "svg": "image/svg+xml", "html": "text/html; charset=utf-8"}
+# Everything the console needs comes from this server; nothing inline, no third party.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+LATE_GRACE = timedelta(minutes=30)  # as alarms.DEFAULT_GRACE: a contact is late after this
+MAX_LATE_LISTED = 50
+
+Viewer = Annotated[Principal, Depends(require_role("viewer"))]
+
+
+@lru_cache(maxsize=64)
+def _asset(name: str) -> tuple[bytes, str] | None:
+    """(content, etag) of a file of the static directory, or None. Assets are fixed per install."""
+    path = STATIC_DIR / name
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def _serve(request: Request, name: str) -> Response:
+    found = _asset(name) if ASSET_NAME.match(name) else None
+    if found is None:
+        raise not_found(f"console file {name!r}")
+    data, etag = found
+    headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=CONTENT_TYPES[name.rsplit(".", 1)[1]], headers=headers)
+
+
+@router.get("/", include_in_schema=False)
+def console_page(request: Request) -> Response:
+    return _serve(request, "index.html")
+
+
+@router.get("/console", include_in_schema=False)
+@router.get("/console/", include_in_schema=False)
+def console_dir() -> RedirectResponse:
+    return RedirectResponse("/", status_code=307)
+
+
+@router.get("/console/{name}", include_in_schema=False)
+def console_asset(name: str, request: Request) -> Response:
+    return _serve(request, name)
+
+
+@router.get("/api/v1/console/summary", summary="Dashboard figures of the tenant")
+def summary(principal: Viewer, session: DbSession) -> dict:
+    """Counts (gateways, meters, metering points, telegrams by state, active alarms by kind, open
+    operations), gateways whose expected contact is more than 30 minutes past, and how many
+    meters were heard but are not registered."""
+    tid = principal.tenant_id
+    now = utcnow()
+
+    def count(model) -> int:
+        return session.scalar(select(func.count()).select_from(model).where(model.tenant_id == tid)) or 0
+
+    telegrams = dict(session.execute(select(Telegram.state, func.count()).where(Telegram.tenant_id == tid)
+                                     .group_by(Telegram.state)).all())
+    alarms = dict(session.execute(select(Alarm.kind, func.count()).where(Alarm.tenant_id == tid,
+                                                                         Alarm.active.is_(True))
+                                  .group_by(Alarm.kind)).all())
+    operations = dict(session.execute(select(Operation.state, func.count()).where(
+        Operation.tenant_id == tid, Operation.state.in_(("PENDING", "DELIVERED"))).group_by(Operation.state)).all())
+    late_rows = session.scalars(select(Gateway).where(
+        Gateway.tenant_id == tid, Gateway.next_contact_at.is_not(None), Gateway.next_contact_at < now - LATE_GRACE)
+        .order_by(Gateway.next_contact_at).limit(MAX_LATE_LISTED + 1)).all()
+    unregistered = session.scalar(select(func.count()).select_from(
+        select(Telegram.manufacturer, Telegram.meter_id).where(
+            Telegram.tenant_id == tid, Telegram.state == "unknown_meter", Telegram.meter_id.is_not(None))
+        .distinct().subquery())) or 0
+    return {
+        "at": iso(now),
+        "gateways": count(Gateway), "meters": count(Meter), "metering_points": count(MeteringPoint),
+        "telegrams": {"total": sum(telegrams.values()), "by_state": telegrams},
+        "alarms": {"active": sum(alarms.values()), "by_kind": alarms},
+        "operations": {"open": sum(operations.values()), "by_state": operations},
+        "meters_unregistered": unregistered,
+        "gateways_late": [{"id": g.id, "serial": g.serial, "name": g.name,
+                           "expected_contact_at": iso(g.next_contact_at),
+                           "last_contact_at": iso(g.last_contact_at)} for g in late_rows[:MAX_LATE_LISTED]],
+        "gateways_late_more": len(late_rows) > MAX_LATE_LISTED,
+    }
+
+
+@router.get("/api/v1/console/meters/{meter_pk}/recent-readings", summary="A meter's newest readings, newest first")
+def recent_readings(meter_pk: int, principal: Viewer, session: DbSession, limit: int = Query(20)) -> dict:
+    """The newest `limit` (1-200) readings of a meter by meter time: the first is its latest reading."""
+    from .api.readings import reading_json  # the domain API's reading shape, so both views agree
+    if not 1 <= limit <= 200:
+        raise ApiError(422, "invalid_limit", f"limit must be 1 to 200, not {limit}")
+    meter = session.scalar(select(Meter).where(Meter.id == meter_pk, Meter.tenant_id == principal.tenant_id))
+    if meter is None:
+        raise not_found(f"meter {meter_pk}")
+    rows = session.scalars(select(Reading).where(Reading.tenant_id == principal.tenant_id,
+                                                 Reading.meter_pk == meter.id)
+                           .order_by(Reading.timestamp.desc(), Reading.id.desc()).limit(limit)).all()
+    return {"items": [reading_json(r) for r in rows], "next_cursor": None}
