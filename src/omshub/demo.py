@@ -115,17 +115,33 @@ def provision(headend: HeadEnd, fleet) -> dict[str, ProvisionedGateway]:
 
 def gateway_config(fleet, serial: str, *, timezone: str = "Europe/Berlin", spread_s: int = 1800,
                    window_cron: str = "0 0 2 * * *", window_s: int = 900, upload_cron: str = "0 30 3 * * *",
-                   version: int = 0, max_batch: int = 5000) -> dict:
-    """A daily listen window for the link modes of the gateway's meters, a daily upload, and a
-    whitelist of exactly its own meters (neighbours' meters are dropped)."""
+                   version: int = 0, max_batch: int = 5000, filter_mode: str = "blacklist") -> dict:
+    """A daily listen window for the link modes of the gateway's meters and a daily upload.
+
+    ``filter_mode="blacklist"`` lists the other meters the gateway can hear (neighbours' meters) and
+    lets the window run its full length, so every meter's full frame (which compact frames need at
+    the head-end) is heard; ``"whitelist"`` lists the gateway's own meters and ends the window as
+    soon as each was heard once.
+    """
+    from omshub.gateway.config import MAX_METERS
+    from omshub.sim.radio import link_table
     own = fleet.meters_of(serial)
+    if filter_mode == "whitelist":
+        listed = own
+    elif filter_mode == "blacklist":
+        mine = {m.uid for m in own}
+        listed = [m for m in link_table(fleet).heard_by[serial] if m.uid not in mine]
+    else:
+        raise ValueError(f"filter_mode {filter_mode!r} must be 'whitelist' or 'blacklist'")
+    if len(listed) > MAX_METERS:
+        raise DemoError(f"gateway {serial} would list {len(listed)} meters in its filter; at most {MAX_METERS}")
     modes = sorted({m.link_mode for m in own}) or ["T1", "C1"]
     return {"version": version, "timezone": timezone, "spread_s": spread_s, "keep": "newest_per_kind",
             "collection": [{"cron": window_cron, "duration_s": window_s, "link_modes": modes,
                             "max_telegrams": 5000}],
             "upload": {"cron": upload_cron, "max_batch": max_batch},
-            "filters": {"mode": "whitelist",
-                        "meters": [{"manufacturer": m.manufacturer, "id": m.id} for m in own]}}
+            "filters": {"mode": filter_mode,
+                        "meters": [{"manufacturer": m.manufacturer, "id": m.id} for m in listed]}}
 
 
 def gateway_settings(serial: str, credential: str, *, server: str, transport: str, state_dir: Path,

@@ -21,7 +21,7 @@ from omshub.cloud.models import Reading, Telegram
 from .conftest import KEY, Hub, batch_envelope, encode
 
 METERS = 50
-UPLINKS = 60
+UPLINKS = 80
 PER_UPLINK = 100
 T0 = 1767225600
 
@@ -43,10 +43,10 @@ class Gateway:
         return cbor2.dumps(batch_envelope(self.serial, seq, self.frames[seq], t0=T0 + seq * 3600,
                                           dts=list(range(PER_UPLINK))))
 
-    def stream(self, base_url: str, seqs: list[int], stop: threading.Event) -> None:
+    def stream(self, base_url: str, seqs: list[int], stop: threading.Event, pause: float = 0.0) -> None:
         with httpx.Client(base_url=base_url, timeout=20) as client:
             for seq in seqs:
-                if stop.is_set():
+                if stop.wait(pause):
                     return
                 try:
                     r = client.post("/api/v1/uplink", content=self.body(seq), headers={
@@ -86,16 +86,22 @@ def test_sigkill_while_ingesting_and_decoding_loses_nothing(live_server, db, key
     pending = list(range(1, UPLINKS + 1))
     kills = 0
     at_kill: list[tuple[int, int]] = []  # (decoded, new) right after each kill
-    for kill_after in (12, 30):  # two kills at different points of the stream
-        server = live_server()
+    # two kills at different points of the stream: decoding in a thread of the server, then in
+    # a decode worker process (the default on more than one core)
+    for workers in ("0", "1"):
+        server = live_server(omshub_pipeline_workers=workers)
+        acked_before = len(gateway.acked)
+        decoded_before = _count(db, Telegram.gateway_id == gw.id, Telegram.state == "decoded")
         stop = threading.Event()
-        sender = threading.Thread(target=gateway.stream, args=(server.base_url, pending, stop))
+        sender = threading.Thread(target=gateway.stream, args=(server.base_url, pending, stop, 0.15))
         sender.start()
         deadline = time.monotonic() + 120
-        while len(gateway.acked) < kill_after and sender.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        # make sure decoding is under way too, then kill without any chance to clean up
-        server.kill()
+        # kill once uplinks are being acknowledged AND decoding has committed something
+        while sender.is_alive() and time.monotonic() < deadline and not (
+                len(gateway.acked) >= acked_before + 3
+                and _count(db, Telegram.gateway_id == gw.id, Telegram.state == "decoded") > decoded_before):
+            time.sleep(0.05)
+        server.kill()  # SIGKILL: no chance to clean up
         kills += 1
         stop.set()
         sender.join(30)
@@ -122,7 +128,7 @@ def test_sigkill_while_ingesting_and_decoding_loses_nothing(live_server, db, key
 
     total = UPLINKS * PER_UPLINK
     assert kills == 2
-    assert any(decoded > 0 for decoded, _new in at_kill), f"no decoding had happened at the kills: {at_kill}"
+    assert all(decoded > 0 and new > 0 for decoded, new in at_kill), f"(decoded, new) at the kills: {at_kill}"
     assert _count(db, Telegram.gateway_id == gw.id) == total
     assert _count(db, Telegram.gateway_id == gw.id, Telegram.state == "decoded") == total
     with db.session() as s:

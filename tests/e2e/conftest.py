@@ -253,3 +253,23 @@ def check_exactly_once(world: E2E, *, min_per_gateway: int = 20) -> dict:
         assert set(decoded) == clean_sent, f"{serial}: {len(clean_sent - set(decoded))} clean transmissions undecoded"
         report[serial] = {"sent": len(sent), "decoded": len(decoded)}
     return report
+
+
+def toml_value(v) -> str:
+    """A value as TOML (dicts as inline tables): enough for gateway settings files."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    raise TypeError(f"no TOML for {type(v).__name__}")
+
+
+def write_gateway_toml(path: Path, values: dict) -> Path:
+    path.write_text("\n".join(f"{k} = {toml_value(v)}" for k, v in values.items()) + "\n")
+    return path

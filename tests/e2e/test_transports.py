@@ -37,7 +37,7 @@ def test_https_with_three_day_outage(database_url, live_server, tmp_path):
 
 def test_coap(database_url, live_server, tmp_path):
     port = free_port()
-    server = live_server(coap_port=port, coap_host="127.0.0.1")
+    server = live_server(omshub_coap_port=port, omshub_coap_host="127.0.0.1")
     world = make_world(tmp_path, database_url, server, tag="COAP")
     start = day_start(4)
     end = start + 3 * DAY
@@ -53,7 +53,7 @@ def test_mqtt(database_url, live_server, tmp_path):
     broker = mqtt_broker()
     if broker is None:
         pytest.skip("no MQTT broker at OMSHUB_TEST_MQTT (default 127.0.0.1:1883)")
-    server = live_server(mqtt_url=f"mqtt://{broker}")
+    server = live_server(omshub_mqtt_url=f"mqtt://{broker}")
     world = make_world(tmp_path, database_url, server, tag="MQTT")
     start = day_start(4)
     end = start + 3 * DAY

@@ -210,7 +210,9 @@ def _choose_header(rec: dict, index: int) -> bytes:
         text = (rec.get("unit_text") or "").encode("latin-1", "replace")[::-1]
         if len(text) > 255:
             raise _enc_err(index, "unit_text longer than 255 characters")
-        dfield = 0 if value is None else _int_field(value, _UNIT_SCALE, index)[1]
+        dfield = 0 if value is None else _int_field_for(_to_raw(value, _UNIT_SCALE, index), True)
+        if dfield is None:
+            raise _enc_err(index, f"value {value!r} does not fit 64 bits")
         return _dif_bytes(rec, dfield, index) + _vif_chain(b"\x7c", vifes) + bytes([len(text)]) + text
     if quantity in _DATE_VIFS:
         base = _DATE_VIFS[quantity]
@@ -237,61 +239,64 @@ def _choose_header(rec: dict, index: int) -> bytes:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _enc_err(index, f"value {value!r} is not a number")
     for base, _, signed, scale in cands:
-        try:
-            size_field = _int_field(value, scale, index, signed)
-        except DecodeError:
-            continue
-        return _dif_bytes(rec, size_field[1], index) + _vif_chain(base, vifes)
+        raw = _raw_of(value, scale)
+        dfield = None if raw is None else _int_field_for(raw, signed)
+        if dfield is not None:
+            return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
     if not math.isfinite(value):
         raise _enc_err(index, f"value {value!r} is not finite")
     # float arithmetic noise (0.1 + 0.2): the finest scale within 1e-9
-    base, _, _, scale = cands[-1]
-    try:
-        raw = _to_raw(value, scale, index, rel_tol=_NOISE)
-    except DecodeError:
-        pass
-    else:
-        for size, dfield in _INT_FIELDS:
-            if -(1 << (8 * size - 1)) <= raw < (1 << (8 * size - 1)):
-                return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+    base, _, signed, scale = cands[-1]
+    raw = _raw_of(value, scale, _NOISE)
+    dfield = None if raw is None else _int_field_for(raw, signed)
+    if dfield is not None:
+        return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
     # not a whole number at any scale: IEEE single at the scale nearest to the canonical unit
     base = min(cands, key=lambda c: abs(math.log10(c[1])))[0]
     return _dif_bytes(rec, 5, index) + _vif_chain(base, vifes)
 
 
-def _to_raw(value, scale: _Scale, index: int, *, rel_tol: float = 0.0) -> int:
-    """The transmitted integer for ``value``: the one that decodes to exactly this value
-    (for a float: to the same float; several integers may when raw values are large)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _enc_err(index, f"value {value!r} is not a number")
+def _raw_of(value, scale: _Scale, rel_tol: float = 0.0) -> int | None:
+    """The transmitted integer that decodes to exactly ``value`` (for a float: to the same
+    float), or within ``rel_tol``; None if there is none."""
     num, den, mode, ndigits = scale
     if isinstance(value, int):
         q, rem = divmod(value * den, num)
-        if rem == 0:
-            return q
-    elif math.isfinite(value):
-        p, q = value.as_integer_ratio()  # exact: the float products would lose low digits
-        r = (2 * p * den + q * num) // (2 * q * num)
-        for candidate in (r, r - 1, r + 1, r - 2, r + 2, r - 3, r + 3, r - 4, r + 4):
-            decoded = candidate * num / den
-            if mode == M_ROUND:
-                decoded = round(decoded, ndigits)
-            if decoded == value:
-                return candidate
-        if rel_tol and abs(r * num / den - value) <= rel_tol * abs(value):
-            return r
-    raise _enc_err(index, f"value {value!r} is not a whole multiple of the VIF scale {num}/{den}")
+        return q if rem == 0 else None
+    if not math.isfinite(value):
+        return None
+    p, q = value.as_integer_ratio()  # exact: float products would lose the low digits
+    r = (2 * p * den + q * num) // (2 * q * num)
+    # beyond 2^50 several integers decode to the same float: try the neighbours too
+    for candidate in (r, r - 1, r + 1, r - 2, r + 2, r - 3, r + 3, r - 4, r + 4)[:1 if -2**50 < r < 2**50 else 9]:
+        decoded = candidate * num / den
+        if mode == M_ROUND:
+            decoded = round(decoded, ndigits)
+        if decoded == value:
+            return candidate
+    if rel_tol and abs(r * num / den - value) <= rel_tol * abs(value):
+        return r
+    return None
 
 
-def _int_field(value, scale: _Scale, index: int, signed: bool = True) -> tuple[int, int]:
-    """(raw integer, smallest integer data field holding it; type B signed or C unsigned)."""
-    raw = _to_raw(value, scale, index)
+def _to_raw(value, scale: _Scale, index: int, *, rel_tol: float = 0.0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _enc_err(index, f"value {value!r} is not a number")
+    raw = _raw_of(value, scale, rel_tol)
+    if raw is None:
+        raise _enc_err(index, f"value {value!r} is not a whole multiple of the VIF scale "
+                       f"{scale.num}/{scale.den}")
+    return raw
+
+
+def _int_field_for(raw: int, signed: bool) -> int | None:
+    """Smallest integer data field holding ``raw`` (type B signed or C unsigned), or None."""
     for size, dfield in _INT_FIELDS:
         if signed and -(1 << (8 * size - 1)) <= raw < (1 << (8 * size - 1)):
-            return raw, dfield
+            return dfield
         if not signed and 0 <= raw < (1 << (8 * size)):
-            return raw, dfield
-    raise _enc_err(index, f"value {value!r} does not fit 64 bits")
+            return dfield
+    return None
 
 
 def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) -> bytes:

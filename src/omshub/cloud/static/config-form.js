@@ -1,0 +1,250 @@
+// The gateway configuration as a form (docs/formats.md §3), with an "advanced JSON" mode.
+// The form only collects values; the API validates them and its message is shown to the user.
+import { listAll } from "./api.js";
+import { field, h, newId } from "./ui.js";
+
+export const LINK_MODES = ["T1", "C1", "S1", "T2", "C2", "S2", "N"];
+export const DEFAULT_CONFIG = {
+  timezone: "UTC",
+  collection: [{ cron: "0 0 2 * * *", duration_s: 900, link_modes: ["T1", "C1"], max_telegrams: 2000 }],
+  upload: { cron: "0 30 3 * * *", max_batch: 5000 },
+  spread_s: 1800,
+  filters: { mode: "whitelist", meters: [], manufacturers: [], device_types: [], ci: [] },
+  keep: "newest_per_kind",
+};
+const CRON_HINT = "6 fields: second minute hour day-of-month month day-of-week, e.g. 0 30 3 * * * = daily at 03:30:00";
+
+function int(input) {
+  const text = input.value.trim();
+  if (text === "") return null;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : text;
+}
+
+function words(text) {
+  return text.split(/[\s,;]+/).map((w) => w.trim()).filter(Boolean);
+}
+
+// "KAM 12345678", "KAM:12345678", "KAM,12345678", "12345678" (one per line) -> [{manufacturer, id}]
+export function parseMeterList(text) {
+  const out = [];
+  for (const line of text.split(/\r?\n/)) {
+    const parts = line.trim().split(/[\s,;:]+/).filter(Boolean);
+    if (!parts.length) continue;
+    if (parts.length === 1) out.push({ manufacturer: null, id: parts[0] });
+    else out.push({ manufacturer: parts[0].toUpperCase(), id: parts[1] });
+  }
+  return out;
+}
+
+function timezones() {
+  try {
+    return Intl.supportedValuesOf("timeZone");
+  } catch {
+    return ["UTC", "Europe/Berlin", "Europe/Vienna", "Europe/Zurich"];
+  }
+}
+
+export function configForm(initial, { readOnly = false, gatewayId = null } = {}) {
+  const cfg = structuredClone(initial || DEFAULT_CONFIG);
+  const zonesId = newId("zones");
+  const tz = h("input", { name: "timezone", list: zonesId, autocomplete: "off" });
+  const zoneList = h("datalist", { id: zonesId }, timezones().map((z) => h("option", { value: z })));
+  const windows = h("div", { class: "windows" });
+  const uploadCron = h("input", { name: "upload_cron", class: "mono", autocomplete: "off", spellcheck: "false" });
+  const maxBatch = h("input", { name: "max_batch", type: "number", min: 1, max: 5000, step: 1 });
+  const spread = h("input", { name: "spread_s", type: "number", min: 0, max: 86400, step: 1 });
+  const mode = h("select", { name: "filter_mode" },
+    h("option", { value: "whitelist" }, "Only the listed meters (whitelist)"),
+    h("option", { value: "blacklist" }, "All meters except the listed (blacklist)"));
+  const meterRows = h("tbody");
+  const manufacturers = h("input", { name: "manufacturers", autocomplete: "off", placeholder: "e.g. KAM, DME" });
+  const deviceTypes = h("input", { name: "device_types", autocomplete: "off", placeholder: "e.g. 4, 7" });
+  const ci = h("input", { name: "ci", autocomplete: "off", placeholder: "e.g. 7A, 72" });
+  const keep = h("select", { name: "keep" },
+    h("option", { value: "newest_per_kind" }, "Newest telegram per meter and kind"),
+    h("option", { value: "all" }, "All telegrams"));
+  const meterCount = h("span", { class: "muted", "aria-live": "polite" });
+
+  function updateCount() {
+    meterCount.textContent = `${meterRows.children.length} meter(s) on the list (at most 250)`;
+  }
+
+  function meterRow(m = { manufacturer: "", id: "" }) {
+    const mf = h("input", { class: "mono short", value: m.manufacturer || "", "aria-label": "Manufacturer",
+                            maxlength: 3, placeholder: "KAM" });
+    const id = h("input", { class: "mono", value: m.id || "", "aria-label": "Meter id", maxlength: 8,
+                            placeholder: "12345678" });
+    const row = h("tr", { class: "meter-row" }, h("td", {}, mf), h("td", {}, id),
+      h("td", {}, readOnly ? null : h("button", { type: "button", class: "link danger", "aria-label": "Remove meter",
+        onclick: () => { row.remove(); updateCount(); } }, "Remove")));
+    row._value = () => ({ manufacturer: mf.value.trim() ? mf.value.trim().toUpperCase() : null, id: id.value.trim() });
+    return row;
+  }
+
+  function windowBox(w) {
+    const legendId = newId("w");
+    const cron = h("input", { name: "collection_cron", class: "mono", value: w.cron ?? "", autocomplete: "off",
+                              spellcheck: "false" });
+    const duration = h("input", { name: "duration_s", type: "number", min: 1, max: 86400, step: 1,
+                                  value: w.duration_s ?? "" });
+    const maxT = h("input", { name: "max_telegrams", type: "number", min: 1, max: 100000, step: 1,
+                              value: w.max_telegrams ?? "" });
+    const modes = LINK_MODES.map((lm) => {
+      const box = h("input", { type: "checkbox", value: lm, checked: (w.link_modes || []).includes(lm) });
+      return h("label", { class: "check" }, box, " ", lm);
+    });
+    const box = h("fieldset", { class: "window", "aria-labelledby": legendId },
+      h("legend", { id: legendId }, "Listen window"),
+      h("div", { class: "row" },
+        field("Start (cron with seconds)", cron, CRON_HINT),
+        field("Length (seconds)", duration, "e.g. 900 = 15 minutes"),
+        field("Max. telegrams", maxT)),
+      h("fieldset", { class: "modes" }, h("legend", {}, "Link modes"), modes),
+      readOnly ? null : h("button", { type: "button", class: "link danger", onclick: () => {
+        box.remove();
+        renumber();
+      } }, "Remove this window"));
+    box._value = () => ({
+      cron: cron.value.trim(), duration_s: int(duration), max_telegrams: int(maxT),
+      link_modes: modes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value),
+    });
+    return box;
+  }
+
+  function renumber() {
+    [...windows.children].forEach((w, i) => { w.querySelector("legend").textContent = `Listen window ${i + 1}`; });
+  }
+
+  function set(c) {
+    const d = { ...DEFAULT_CONFIG, ...c };
+    const up = { ...DEFAULT_CONFIG.upload, ...(d.upload || {}) };
+    const f = { ...DEFAULT_CONFIG.filters, ...(d.filters || {}) };
+    tz.value = d.timezone ?? "";
+    windows.replaceChildren(...(d.collection || []).map(windowBox));
+    renumber();
+    uploadCron.value = up.cron ?? "";
+    maxBatch.value = up.max_batch ?? "";
+    spread.value = d.spread_s ?? "";
+    mode.value = f.mode;
+    meterRows.replaceChildren(...(f.meters || []).map(meterRow));
+    manufacturers.value = (f.manufacturers || []).join(", ");
+    deviceTypes.value = (f.device_types || []).join(", ");
+    ci.value = (f.ci || []).join(", ");
+    keep.value = d.keep || "newest_per_kind";
+    updateCount();
+  }
+
+  function formValue() {
+    return {
+      timezone: tz.value.trim(),
+      collection: [...windows.children].map((w) => w._value()),
+      upload: { cron: uploadCron.value.trim(), max_batch: int(maxBatch) },
+      spread_s: int(spread),
+      filters: {
+        mode: mode.value,
+        meters: [...meterRows.children].map((r) => r._value()).filter((m) => m.id || m.manufacturer),
+        manufacturers: words(manufacturers.value).map((w) => w.toUpperCase()),
+        device_types: words(deviceTypes.value).map((w) => (/^\d+$/.test(w) ? Number(w) : w)),
+        ci: words(ci.value),
+      },
+      keep: keep.value,
+    };
+  }
+
+  // the meter list tools
+  const paste = h("textarea", { rows: 4, class: "mono", placeholder: "KAM 12345678\nDME 87654321" });
+  const meterTools = readOnly ? null : h("div", { class: "meter-tools" },
+    h("button", { type: "button", class: "secondary", onclick: () => { meterRows.append(meterRow()); updateCount(); } },
+      "Add a meter"),
+    gatewayId === null ? null : h("button", { type: "button", class: "secondary", onclick: async (ev) => {
+      ev.target.disabled = true;
+      try {
+        const have = new Set([...meterRows.children].map((r) => `${r._value().manufacturer}:${r._value().id}`));
+        for (const m of await listAll("/meters", { gateway_id: gatewayId }, 250)) {
+          if (!have.has(`${m.manufacturer}:${m.meter_id}`)) {
+            meterRows.append(meterRow({ manufacturer: m.manufacturer, id: m.meter_id }));
+          }
+        }
+        updateCount();
+      } finally {
+        ev.target.disabled = false;
+      }
+    } }, "Add the meters registered on this gateway"),
+    h("details", {}, h("summary", {}, "Paste a list"),
+      field("Meters, one per line (manufacturer and id, or only the id)", paste),
+      h("button", { type: "button", class: "secondary", onclick: () => {
+        for (const m of parseMeterList(paste.value)) meterRows.append(meterRow(m));
+        paste.value = "";
+        updateCount();
+      } }, "Add these meters")));
+
+  const formPart = h("div", { class: "config-fields" },
+    h("fieldset", {}, h("legend", {}, "General"),
+      h("div", { class: "row" },
+        field("Time zone", tz, "Schedules below are in this time zone"), zoneList,
+        field("Spread (seconds)", spread, "Each gateway shifts its schedule by a fixed offset below this, so a fleet does not wake at once"),
+        field("Keep", keep))),
+    h("fieldset", {}, h("legend", {}, "Collection (when the gateway listens to meters)"), windows,
+      readOnly ? null : h("button", { type: "button", class: "secondary", onclick: () => {
+        windows.append(windowBox(DEFAULT_CONFIG.collection[0]));
+        renumber();
+      } }, "Add a listen window")),
+    h("fieldset", {}, h("legend", {}, "Upload (when the gateway sends its telegrams)"),
+      h("div", { class: "row" },
+        field("Upload time (cron with seconds)", uploadCron, CRON_HINT),
+        field("Max. telegrams per upload", maxBatch))),
+    h("fieldset", {}, h("legend", {}, "Meter filter"),
+      field("Mode", mode),
+      h("div", { class: "table-wrap" }, h("table", { class: "meters-table" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Manufacturer"), h("th", { scope: "col" }, "Meter id"),
+          h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
+        meterRows)),
+      meterCount, meterTools,
+      h("div", { class: "row" },
+        field("Manufacturers (optional)", manufacturers, "3-letter codes, comma-separated"),
+        field("Device types (optional)", deviceTypes, "codes 0–255, e.g. 4 heat, 7 water, 8 heat cost allocator"),
+        field("CI fields (optional)", ci, "hex bytes"))));
+
+  const json = h("textarea", { class: "mono json", rows: 20, spellcheck: "false", "aria-label": "Configuration as JSON",
+                               hidden: true });
+  const jsonError = h("p", { class: "message error", role: "alert", hidden: true });
+  const toggle = h("input", { type: "checkbox", name: "advanced" });
+  toggle.addEventListener("change", () => {
+    jsonError.hidden = true;
+    if (toggle.checked) {
+      json.value = JSON.stringify(formValue(), null, 2);
+    } else {
+      try {
+        set(JSON.parse(json.value));
+      } catch (err) {
+        jsonError.textContent = "The JSON cannot be read: " + err.message;
+        jsonError.hidden = false;
+        toggle.checked = true;
+        return;
+      }
+    }
+    json.hidden = !toggle.checked;
+    formPart.hidden = toggle.checked;
+  });
+
+  const el = h("fieldset", { class: "config-form", disabled: readOnly },
+    h("legend", { class: "sr-only" }, "Gateway configuration"),
+    h("label", { class: "check advanced" }, toggle, " Edit as JSON (advanced)"),
+    formPart, json, jsonError);
+  set(cfg);
+
+  return {
+    el,
+    set,
+    // the configuration to send; throws Error when the advanced JSON cannot be parsed
+    value() {
+      if (!toggle.checked) return formValue();
+      try {
+        return JSON.parse(json.value);
+      } catch (err) {
+        throw new Error("The JSON cannot be read: " + err.message);
+      }
+    },
+  };
+}

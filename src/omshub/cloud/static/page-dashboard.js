@@ -1,0 +1,65 @@
+// Dashboard: counts, gateways not heard on time, meters heard but not registered.
+import { api } from "./api.js";
+import { badge, fmtNum, h, messageBox, section, stateBadge, table, timeEl } from "./ui.js";
+
+function stat(label, value, href, kind = "") {
+  const body = [h("span", { class: "stat-value" }, fmtNum(value)), h("span", { class: "stat-label" }, label)];
+  return href ? h("a", { class: `stat ${kind}`.trim(), href }, body) : h("div", { class: `stat ${kind}`.trim() }, body);
+}
+
+export function render(main) {
+  document.title = "Dashboard — omshub console";
+  const msg = messageBox();
+  const stats = h("div", { class: "stats", "aria-live": "polite" });
+  const states = h("div");
+  const late = h("div");
+  const unreg = h("div");
+  main.append(h("h1", {}, "Dashboard"), msg.el, stats,
+    h("div", { class: "grid2" },
+      section("Gateways not heard on time", late),
+      section("Meters heard but not registered", unreg)),
+    section("Telegrams by state", states));
+
+  (async () => {
+    try {
+      const [sum, unregistered] = await Promise.all([
+        api("GET", "/console/summary"),
+        api("GET", "/telegrams/unregistered", { query: { limit: 10 } }),
+      ]);
+      stats.append(
+        stat("Gateways", sum.gateways, "#/gateways"),
+        stat("Meters", sum.meters, "#/meters"),
+        stat("Metering points", sum.metering_points, "#/points"),
+        stat("Telegrams", sum.telegrams.total, "#/telegrams"),
+        stat("Active alarms", sum.alarms.active, "#/alarms", sum.alarms.active ? "bad" : "ok"),
+        stat("Open operations", sum.operations.open, "#/operations", sum.operations.open ? "warn" : ""),
+        stat("Late gateways", sum.gateways_late.length, null, sum.gateways_late.length ? "bad" : "ok"),
+        stat("Unregistered meters", sum.meters_unregistered, "#/telegrams", sum.meters_unregistered ? "warn" : ""));
+      const byState = Object.entries(sum.telegrams.by_state).sort((a, b) => b[1] - a[1]);
+      states.append(table([
+        { label: "State", cell: ([s]) => h("a", { href: `#/telegrams?state=${s}` }, stateBadge(s)) },
+        { label: "Telegrams", class: "num", cell: ([, n]) => fmtNum(n) },
+      ], byState, { empty: "No telegrams received yet." }));
+      late.append(table([
+        { label: "Gateway", cell: (g) => h("a", { href: `#/gateways/${g.id}` }, g.serial) },
+        { label: "Name", cell: (g) => g.name || "" },
+        { label: "Expected contact", cell: (g) => timeEl(g.expected_contact_at) },
+        { label: "Last contact", cell: (g) => timeEl(g.last_contact_at) },
+      ], sum.gateways_late, { empty: "Every gateway reported on time." }));
+      if (sum.gateways_late_more) late.append(h("p", { class: "muted" }, "Only the 50 latest are listed."));
+      unreg.append(table([
+        { label: "Meter", cell: (u) => `${u.manufacturer || "?"} ${u.meter_id}` },
+        { label: "Type", cell: (u) => u.device_type || "—" },
+        { label: "Last heard", cell: (u) => timeEl(u.last_heard_at) },
+        { label: "Telegrams", class: "num", cell: (u) => fmtNum(u.count) },
+      ], unregistered.items, { empty: "Every meter heard is registered." }));
+      if (unregistered.items.length) unreg.append(h("p", {}, h("a", { href: "#/telegrams" }, "Register them on the Telegrams page")));
+      if (sum.alarms.active) {
+        stats.after(h("p", { class: "muted" }, "Active alarms: ",
+          Object.entries(sum.alarms.by_kind).map(([k, n]) => badge(`${k.replaceAll("_", " ")}: ${n}`, "bad"))));
+      }
+    } catch (err) {
+      msg.error(err.message);
+    }
+  })();
+}
