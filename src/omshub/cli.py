@@ -15,6 +15,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """omshub: remote reading of OMS / wireless M-Bus meters."""
+    # A callback keeps every command a subcommand, even if only one module is importable.
+
+
 # (module, attribute) of each sub-command group or command; each module defines a typer app or
 # registers commands via `register(app)`.
 _MODULES = [

@@ -181,10 +181,16 @@ def telegrams_in(body: bytes) -> int:
 
 
 class CountingTransport:
-    """Counts the telegrams the head-end acknowledged (for progress displays)."""
+    """Counts the telegrams the head-end acknowledged (for progress displays).
 
-    def __init__(self, inner) -> None:
+    With a jump-mode SimClock shared by several agents, ``hold=clock`` keeps simulated time still
+    while an uplink is on the (real) wire: otherwise the clock would jump to another gateway's next
+    event meanwhile, and this gateway could miss its next listen window.
+    """
+
+    def __init__(self, inner, hold=None) -> None:
         self.inner = inner
+        self.hold = hold if getattr(hold, "jump", False) else None
         self.acknowledged = 0
         self.uplinks = 0
         self.failures = 0
@@ -199,10 +205,17 @@ class CountingTransport:
         return self.inner.cred_in_envelope
 
     async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
+        import asyncio
+
         from omshub.gateway.uplink import parse_response
+        sending = asyncio.ensure_future(self.inner.send(body, content_type))
         try:
-            answer = await self.inner.send(body, content_type)
-        except Exception:
+            if self.hold is not None:
+                while not sending.done():
+                    await asyncio.sleep(0)   # a runnable task: the jump clock does not advance
+            answer = await sending
+        except BaseException:
+            sending.cancel()
             self.failures += 1
             raise
         try:
@@ -222,6 +235,7 @@ class CountingTransport:
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn: TIME_WAIT is no obstacle
         try:
             s.bind((host, port))
         except OSError:
@@ -309,3 +323,101 @@ def telegram_states(database_url: str, tenant_id: int | None = None, _cache: dic
         stmt = stmt.where(Telegram.tenant_id == tenant_id)
     with db.session() as s:
         return {state: n for state, n in s.execute(stmt)}
+
+
+# --- the demo run ------------------------------------------------------------------------------------
+
+DAY = 86_400
+
+
+@dataclass
+class DemoOptions:
+    data_dir: Path
+    gateways: int = 20
+    meters: int = 1000
+    days: float = 28.0
+    speed: float = 0.0               # simulated seconds per real second; 0 = as fast as possible
+    host: str = "127.0.0.1"
+    port: int = 8080
+    seed: int = 1
+    exit_when_done: bool = False
+    fresh: bool = False
+
+
+@dataclass
+class FleetProgress:
+    """Counters the progress display shows (updated by :func:`run_fleet`)."""
+    agents: list
+    counters: list
+    start: float
+    end: float
+    clock: Any
+    states: dict[str, int]
+
+    def collected(self) -> int:
+        return sum(c.acknowledged for c in self.counters) + sum(a.spool.rows for a in self.agents)
+
+    def uploaded(self) -> int:
+        return sum(c.acknowledged for c in self.counters)
+
+    def contacted(self) -> int:
+        return sum(1 for c in self.counters if c.uplinks)
+
+    def spooled(self) -> int:
+        return sum(a.spool.rows for a in self.agents)
+
+
+async def run_fleet(agents: list, clock, until: float, on_tick=None, tick_s: float = 0.25) -> None:
+    """Run every agent until clock time ``until`` on one event loop; ``on_tick()`` every ``tick_s``."""
+    import asyncio
+    tasks = [asyncio.create_task(a.run(until=until), name=a.serial) for a in agents]
+    try:
+        while True:
+            done = [t for t in tasks if t.done()]
+            for t in done:
+                if t.exception() is not None:
+                    raise DemoError(f"gateway {t.get_name()} stopped: {t.exception()!r}")
+            if len(done) == len(tasks):
+                break
+            if on_tick:
+                on_tick()
+            await asyncio.sleep(tick_s)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for a in agents:
+            await a.close()
+
+
+def prepare_fleet(opts: DemoOptions):
+    """Write the fleet file (and its key and meter files, for reference) into the data directory."""
+    from omshub.sim.fleet import load_fleet
+    from omshub.sim.generate import generate_fleet_toml
+    path = opts.data_dir / "fleet.toml"
+    path.write_text(generate_fleet_toml(opts.gateways, opts.meters, seed=opts.seed, name="demo"), encoding="utf-8")
+    fleet = load_fleet(path)
+    fd = os.open(opts.data_dir / "keys.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(fleet.keys_csv())
+    (opts.data_dir / "meters.csv").write_text(fleet.meters_csv(), encoding="utf-8")
+    return path, fleet
+
+
+def demo_agents(fleet, gateways: dict[str, ProvisionedGateway], *, server: str, state_root: Path, clock):
+    """One real agent per gateway (HTTPS), each counting what the head-end acknowledged."""
+    agents, counters = [], []
+    for i, (serial, gw) in enumerate(gateways.items()):
+        try:
+            cfg = gateway_config(fleet, serial)
+        except DemoError:      # too many neighbours to blacklist: list the gateway's own meters
+            cfg = gateway_config(fleet, serial, filter_mode="whitelist")
+        counter: list[CountingTransport] = []
+
+        def wrap(inner, counter=counter):
+            counter.append(CountingTransport(inner, hold=clock))
+            return counter[0]
+        agents.append(make_agent(fleet, serial, gw.credential, server=server, state_dir=state_root / serial,
+                                 clock=clock, config=cfg, wrap=wrap, seed=i, timeout_s=60))
+        counters.append(counter[0])
+    return agents, counters

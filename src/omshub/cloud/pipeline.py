@@ -40,6 +40,12 @@ _CHUNK = 500
 _WRONG_KEY_CODES = ("wrong_key", "mac_error")
 
 
+def _in(column, values: list):
+    """`column IN (values)` for ints and (validated, id-like) strings, rendered inline: SQLAlchemy
+    spends ~10 µs per bound element of an IN list, more than the query itself."""
+    return column.in_(bindparam(None, list(values), expanding=True, literal_execute=True))
+
+
 def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | None, str]] | None = None) -> int:
     """Telegrams of the tenant waiting in no_key / unknown_meter / wrong_key (only those of `meters`,
     given as (manufacturer | None, meter id), or all) go back to `new`. -> how many."""
@@ -51,7 +57,7 @@ def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | N
     total = 0
     for i in range(0, len(ids), _CHUNK):
         # the id alone selects (a different manufacturer's meter with the same id just waits again)
-        total += session.execute(base.where(Telegram.meter_id.in_(ids[i:i + _CHUNK]))).rowcount or 0
+        total += session.execute(base.where(_in(Telegram.meter_id, ids[i:i + _CHUNK]))).rowcount or 0
     return total
 
 
@@ -119,7 +125,7 @@ class DbFormatCache(FormatCache):
         ids = sorted({mid for _man, mid, _sig in self.pending})
         for i in range(0, len(ids), _CHUNK):
             self.session.execute(
-                update(Telegram).where(Telegram.tenant_id == self.tenant_id, Telegram.meter_id.in_(ids[i:i + _CHUNK]),
+                update(Telegram).where(Telegram.tenant_id == self.tenant_id, _in(Telegram.meter_id, ids[i:i + _CHUNK]),
                                        Telegram.state == "invalid", Telegram.error.like("unknown_format:%"))
                 .values(state="new", error=None).execution_options(synchronize_session=False))
         self.pending.clear()
@@ -206,7 +212,7 @@ class DecodePipeline:
         stmt = select(Telegram.id, Telegram.tenant_id, Telegram.gateway_id, Telegram.received_at, Telegram.raw,
                       Telegram.manufacturer, Telegram.meter_id).where(Telegram.state == "new")
         if ids is not None:
-            stmt = stmt.where(Telegram.id.in_(ids))
+            stmt = stmt.where(_in(Telegram.id, ids))
         k, n = self.partition
         if n > 1:
             stmt = stmt.where(Telegram.id % n == k)
@@ -232,7 +238,7 @@ class DecodePipeline:
                     all_ids = [d[0].id for d in decoded]
                     for i in range(0, len(all_ids), _CHUNK):
                         still_new.update(session.scalars(select(Telegram.id).where(
-                            Telegram.id.in_(all_ids[i:i + _CHUNK]), Telegram.state == "new")))
+                            _in(Telegram.id, all_ids[i:i + _CHUNK]), Telegram.state == "new")))
                     self._finish(session, [d for d in decoded if d[0].id in still_new], caches)
                     session.commit()
             else:
@@ -335,7 +341,7 @@ class DecodePipeline:
         for tenant, id_set in by_tenant.items():
             ids = sorted(id_set)
             for i in range(0, len(ids), _CHUNK):
-                stmt = select(*_MeterState.COLUMNS).where(Meter.tenant_id == tenant, Meter.meter_id.in_(ids[i:i + _CHUNK]))
+                stmt = select(*_MeterState.COLUMNS).where(Meter.tenant_id == tenant, _in(Meter.meter_id, ids[i:i + _CHUNK]))
                 if not self.db.is_sqlite:
                     stmt = stmt.order_by(Meter.id).with_for_update()
                 for m in session.execute(stmt):
@@ -353,13 +359,13 @@ class DecodePipeline:
                 chunk = ids[i:i + _CHUNK]
                 for k in session.execute(select(MeterKey.manufacturer, MeterKey.meter_id, MeterKey.nonce,
                                                 MeterKey.ciphertext)
-                                         .where(MeterKey.tenant_id == tenant, MeterKey.meter_id.in_(chunk))):
+                                         .where(MeterKey.tenant_id == tenant, _in(MeterKey.meter_id, chunk))):
                     keys.setdefault((tenant, k.meter_id), []).append(k)
                 # warm the format memory, so learning a known format again costs no statement
                 for f in session.execute(select(CompactFormat.manufacturer, CompactFormat.meter_id,
                                                 CompactFormat.signature, CompactFormat.fmt)
                                          .where(CompactFormat.tenant_id == tenant,
-                                                CompactFormat.meter_id.in_(chunk))):
+                                                _in(CompactFormat.meter_id, chunk))):
                     self._formats.store((tenant, f.manufacturer, f.meter_id, f.signature), bytes(f.fmt))
             for meter_id in ids:
                 keys.setdefault((tenant, meter_id), [])  # looked up: none
@@ -432,8 +438,13 @@ class DecodePipeline:
                      "timestamp": self._timestamp(o[4], o[0].received_at), "received_at": o[0].received_at,
                      "fields": o[4].get("fields") or {}, "data": o[4], "fingerprint": o[7]} for o in decoded]
             table = Reading.__table__
-            ids = dict((tid, rid) for rid, tid in session.execute(
-                table.insert().returning(table.c.id, table.c.telegram_id), rows))
+            # plain executemany, then the ids: cheaper than INSERT .. RETURNING in multi-row batches
+            session.execute(table.insert(), rows)
+            telegram_ids = [row["telegram_id"] for row in rows]
+            ids = {}
+            for i in range(0, len(telegram_ids), _CHUNK):
+                ids.update((tid, rid) for rid, tid in session.execute(
+                    select(table.c.id, table.c.telegram_id).where(_in(table.c.telegram_id, telegram_ids[i:i + _CHUNK]))))
             readings = [(o, StoredReading(ids[row["telegram_id"]], **row)) for o, row in zip(decoded, rows)]
         table = Telegram.__table__
         session.execute(
@@ -450,7 +461,7 @@ class DecodePipeline:
         ids = sorted({o[3].last_reading_id for o, _r in readings if o[3].last_reading_id is not None})
         columns = [getattr(Reading, name) for name in StoredReading.__slots__]
         for i in range(0, len(ids), _CHUNK):
-            for r in session.execute(select(*columns).where(Reading.id.in_(ids[i:i + _CHUNK]))):
+            for r in session.execute(select(*columns).where(_in(Reading.id, ids[i:i + _CHUNK]))):
                 previous_by_id[r.id] = StoredReading(**r._mapping)
         wrong_keys = []
         for o in outcomes:
@@ -511,7 +522,7 @@ class DecodePipeline:
         for i in range(0, len(meter_ids), _CHUNK):
             active.update(session.scalars(select(Alarm.subject_id).where(
                 Alarm.active.is_(True), Alarm.subject_type == "meter",
-                Alarm.subject_id.in_(meter_ids[i:i + _CHUNK]))))
+                _in(Alarm.subject_id, meter_ids[i:i + _CHUNK]))))
         for meter, reading, previous in calls:
             if meter.id in active or _may_alarm(alarms, reading, previous):
                 active.add(meter.id)  # it may have raised one: later readings must be seen too

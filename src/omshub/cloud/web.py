@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
+from .alarms import DEFAULT_GRACE as LATE_GRACE  # late as the missed-contact alarm counts it
 from .api.common import ApiError, DbSession, iso, not_found
 from .auth import Principal, require_role, utcnow
 from .models import Alarm, Gateway, Meter, MeteringPoint, Operation, Reading, Telegram
@@ -37,7 +37,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-LATE_GRACE = timedelta(minutes=30)  # as alarms.DEFAULT_GRACE: a contact is late after this
 MAX_LATE_LISTED = 50
 
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]

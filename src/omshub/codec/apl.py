@@ -61,6 +61,9 @@ class HeaderInfo(NamedTuple):
 
 
 _CACHE: dict[bytes, HeaderInfo] = {}
+# the same headers' fast-path view, for plain numbers in 1/2/4/8-byte fields:
+# (dlen, template, unpack, num (0 = value is the raw int), den, is BCD)
+_FAST: dict[bytes, tuple] = {}
 
 
 def _err(message: str, offset: int, records: list | None = None) -> DecodeError:
@@ -126,7 +129,13 @@ def header_info(hdr: bytes) -> HeaderInfo:
         info = _interpret(hdr)
         if len(_CACHE) >= _CACHE_LIMIT:
             _CACHE.clear()
+            _FAST.clear()
         _CACHE[hdr] = info
+        if (info.unpack is not None and info.mode in (M_ONE, M_DIV) and not info.has_lists
+                and not info.record_error):
+            plain_int = info.mode == M_ONE and not info.is_float
+            _FAST[hdr] = (info.dlen, info.template, info.unpack, 0 if plain_int else info.num,
+                          info.den, info.decoder == D_BCD)
     return info
 
 
@@ -429,6 +438,7 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
     records: list[dict] = []
     append = records.append
     cache_get = _CACHE.get
+    fast_get = _FAST.get
     from_bytes = int.from_bytes
     i = start
     while i < n:
@@ -453,6 +463,21 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
                 exc.partial = {"records": records}
                 raise
         key = data[i:j]
+        fast = fast_get(key)
+        if fast is not None:  # plain number in a 1/2/4/8-byte field (most records)
+            dlen, template, unpack, num, den, bcd = fast
+            e = j + dlen
+            if e <= n:
+                raw = unpack(data, j)[0]
+                if bcd:
+                    digits = "%x" % raw
+                    raw = int(digits) if digits.isdigit() else None
+                if raw is not None:
+                    rec = template.copy()
+                    rec["value"] = raw if num == 0 else raw * num / den
+                    append(rec)
+                    i = e
+                    continue
         info = cache_get(key)
         if info is None:
             info = header_info(key)

@@ -8,6 +8,7 @@ Everything a call needs comes in as arguments (keys, format cache); nothing is k
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Callable
 
 from . import afl as _afl
@@ -44,6 +45,14 @@ _CI_TABLE = _tpl.CI_TABLE
 _STATUS_FLAGS = _tpl.STATUS_FLAGS
 _PLAIN_SECURITY = (0, False, False, False, False)
 _HEX = tuple(f"{byte:02X}" for byte in range(256))
+_DIF_VIF = itemgetter("dif_vif")
+_NO_PLAN = None  # drivers absent: nothing names fields
+
+# Address bytes (M A V T as in the DLL, ID M V T as in a long TPL header) -> meter dict. A
+# memo of a pure function (like the record layer's header memo), bounded; each telegram gets
+# its own copy of the dict.
+_METERS: dict[bytes, dict] = {}
+_MAX_METERS = 4096
 
 
 def parse_hex(text: str) -> bytes:
@@ -143,34 +152,43 @@ def decode(frame: bytes, *, key: bytes | None = None, keys: KeyLookup | None = N
     return b_result
 
 
-class _Lookup:
-    """Resolves a meter's key and its reusable AES context, once per telegram."""
+def _find_key(key, keys, manufacturer: str, meter_id: str) -> bytes | None:
+    """The meter's key: ``keys(manufacturer, meter_id)``, else the fixed ``key``."""
+    if keys is not None:
+        try:
+            found = keys(manufacturer, meter_id)
+        except DecodeError:
+            raise
+        except Exception as exc:  # a caller's lookup failing must not look like a codec bug
+            raise DecodeError("no_key", f"key lookup for {manufacturer} {meter_id} failed: {exc}",
+                              layer="security") from None
+        if found is not None:
+            return found
+    return key
 
-    __slots__ = ("key", "keys", "ring")
 
-    def __init__(self, key, keys) -> None:
-        self.key = key
-        self.keys = keys
-        self.ring = getattr(keys, "context", None)
+def _context(keys, key: bytes) -> KeyContext:
+    """The key's AES context: the key ring's reusable one when the caller passes a ring."""
+    ring = getattr(keys, "context", None)
+    return ring(key) if ring is not None else KeyContext(key)
 
-    def __call__(self, manufacturer: str, meter_id: str) -> bytes | None:
-        found = None
-        if self.keys is not None:
-            try:
-                found = self.keys(manufacturer, meter_id)
-            except DecodeError:
-                raise
-            except Exception as exc:  # a caller's lookup failing must not look like a codec bug
-                raise DecodeError("no_key", f"key lookup for {manufacturer} {meter_id} failed: {exc}",
-                                  layer="security") from None
-        if found is None:
-            found = self.key
-        return found
 
-    def context(self, key: bytes) -> KeyContext:
-        if self.ring is not None:
-            return self.ring(key)
-        return KeyContext(key)
+def _meter_at(data: bytes, start: int, long_header: bool) -> dict:
+    """The meter dict of the address at ``data[start:start + 8]`` (a copy of the memo's)."""
+    address = data[start:start + 8]
+    meter = _METERS.get(address)
+    if meter is None:
+        if long_header:
+            meter = address_long(address, 0)
+        else:
+            code = address[7]
+            meter = {"manufacturer": manufacturer_code(address[0] | address[1] << 8),
+                     "id": address[5:1:-1].hex().upper(), "version": address[6],
+                     "device_type": DEVICE_TYPE_NAMES[code], "device_type_code": code}
+        if len(_METERS) >= _MAX_METERS:
+            _METERS.clear()
+        _METERS[bytes(address)] = meter
+    return meter.copy()
 
 
 def _partial(meter, transmitter, acc, security, frame_info) -> dict:

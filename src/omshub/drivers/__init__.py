@@ -15,7 +15,9 @@ meter's whole APL proprietary (then the generic record parser should not run on 
 The file format is described in :mod:`.schema`.
 
 The engine (:mod:`.engine`, :mod:`.primitives`) only interprets a small set of primitives;
-what a byte means lives in the data files. The files are loaded and validated once.
+what a byte means lives in the data files. The files are loaded and validated once, and what
+applies to one kind of meter (manufacturer, device type, version) is compiled once into a
+:class:`.plan.Plan` (the decoder's hot path: one dict lookup, then one pass over the records).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from omshub.codec.units import QUANTITIES
 
 from . import engine as _engine
 from . import primitives as p
+from .plan import Plan
 from .schema import Driver, GenericRule, SchemaError, parse_file
 
-__all__ = ["apply", "decode_proprietary", "compact_format", "owns_apl", "KnownFormatCache", "registry",
-           "Registry", "SchemaError", "load_texts"]
+__all__ = ["apply", "apply_plan", "plan_for", "decode_proprietary", "compact_format", "owns_apl",
+           "KnownFormatCache", "registry", "Registry", "SchemaError", "load_texts"]
 
 _MAX_PAYLOAD = 4096  # bytes a proprietary layout looks at; far above any wM-Bus APL
+_MAX_PLANS = 4096    # cached driver plans (one per manufacturer, device type and version seen)
 
 
 class Registry:
@@ -63,12 +67,37 @@ class Registry:
                     for m in d.manufacturers:
                         self.formats.setdefault((m, format_signature(fmt)), fmt)
 
+        self.plans: dict[tuple, Plan] = {}
+
     def match(self, meter: dict) -> list[Driver]:
         manufacturer = meter.get("manufacturer")
         code = meter.get("device_type_code")
         found = self.by_key.get((manufacturer, code), []) + self.by_key.get((manufacturer, None), [])
         version = meter.get("version")
         return [d for d in found if d.versions is None or version in d.versions]
+
+    def plan(self, meter: dict) -> Plan:
+        """The plan for this meter's kind: one dict lookup once made (see :mod:`.plan`)."""
+        try:
+            kind = (meter["manufacturer"], meter["device_type_code"], meter["version"])
+            plan = self.plans.get(kind)
+        except (KeyError, TypeError):  # not a decoder-made meter dict: no caching
+            return self._make_plan(meter)
+        if plan is None:
+            plan = self._make_plan(meter)
+            if len(self.plans) >= _MAX_PLANS:
+                self.plans.clear()  # bounded: hostile input can name any manufacturer/type/version
+            self.plans[kind] = plan
+        return plan
+
+    def _make_plan(self, meter: dict) -> Plan:
+        code = meter.get("device_type_code")
+        try:
+            generic = tuple(self.generic.get(code, ()))
+            series = tuple(self.series.get(code, ()))
+        except TypeError:  # unhashable device type code
+            generic = series = ()
+        return Plan(tuple(self.match(meter)), generic, series, meter.get("version"))
 
 
 def load_texts(texts: dict[str, str]) -> Registry:
@@ -126,7 +155,7 @@ def decode_proprietary(telegram: dict, payload: bytes, reg: Registry | None = No
         return None
     ci = payload[0]
     meter = telegram.get("meter") or {}
-    for driver in reg.match(meter):
+    for driver in reg.plan(meter).drivers:
         for layout in driver.layouts:
             if layout.source != "ci" or ci not in layout.cis:
                 continue
@@ -146,10 +175,7 @@ def owns_apl(meter: dict, reg: Registry | None = None) -> bool:
     The pipeline then skips the generic record parser and lets :func:`apply` build the records
     from the APL bytes (BFW 240 radio, Apator 162).
     """
-    version = meter.get("version")
-    return any(layout.source == "apl" and layout.replace_records
-               and (layout.versions is None or version in layout.versions)
-               for driver in (reg or registry()).match(meter) for layout in driver.layouts)
+    return (reg or registry()).plan(meter).owns_apl
 
 
 def compact_format(manufacturer: str, signature: int, reg: Registry | None = None) -> bytes | None:
@@ -170,26 +196,44 @@ class KnownFormatCache(FormatCache):
 
 def apply(telegram: dict, apl: bytes | None = None, reg: Registry | None = None) -> None:
     """Fill ``telegram["fields"]`` and decode the manufacturer-specific parts drivers know."""
-    reg = reg or registry()
-    meter = telegram.get("meter") or {}
+    apply_plan((reg or registry()).plan(telegram.get("meter") or {}), telegram, apl)
+
+
+def plan_for(meter: dict) -> Plan:
+    """The compiled plan of the packaged drivers for this meter (made once per manufacturer,
+    device type and version). The decoder asks it whether a driver owns the APL
+    (``plan.owns_apl``) and whether the drivers read the APL bytes at all (``plan.needs_apl``)."""
+    return registry().plan(meter)
+
+
+def apply_plan(plan: Plan, telegram: dict, apl: bytes | None = None) -> None:
+    """:func:`apply` with the plan already looked up (the decoder's hot path)."""
     fields = telegram.get("fields")
     if not isinstance(fields, dict):
         fields = telegram["fields"] = {}
     records = telegram.get("records")
     if not isinstance(records, list):
         records = telegram["records"] = []
-    drivers = reg.match(meter)
-    received = list(records)  # record-source layouts read the records as decoded, before replacements
-    for driver in drivers:
+    if plan.work:
+        _driver_work(plan, telegram, records, fields, apl)
+    plan.name_fields(records, fields)
+    for v in plan.computed:
+        value = _engine.read_value(v, b"", 0, fields)
+        if value is not None:
+            fields[v.field] = value
+            if v.quantity:
+                records.append(_engine.make_record(v, value))
+
+
+def _driver_work(plan: Plan, telegram: dict, records: list, fields: dict, apl: bytes | None) -> None:
+    """Manufacturer VIFs, relabels and proprietary layouts of the matching drivers, in order."""
+    received = list(records) if plan.record_layouts else records  # record layouts read the records as decoded
+    for driver, layouts in plan.work:
         if driver.vifs:
             _decode_vifs(driver, records)
         if driver.relabel:
             _relabel(driver, records)
-        for layout in driver.layouts:
-            if layout.source == "ci":
-                continue
-            if layout.versions is not None and meter.get("version") not in layout.versions:
-                continue
+        for layout in layouts:
             for buf in _sources(layout, telegram, received, apl):
                 result = _engine.run_layout(layout, buf[:_MAX_PAYLOAD])
                 if result is None:
@@ -200,36 +244,6 @@ def apply(telegram: dict, apl: bytes | None = None, reg: Registry | None = None)
                 else:
                     records.extend(new_records)
                 fields.update(new_fields)
-    named = {}
-    generic = reg.generic.get(meter.get("device_type_code"), ())
-    wanted = {rule.quantity for rule in generic}
-    for driver in drivers:
-        wanted.update(rule.quantity for rule in driver.fields)
-    index = _engine.index_records(records, wanted) if wanted else {}
-    for rule in generic:
-        if rule.field not in named:
-            value = _engine.select(records, rule, index)
-            if value is not None:
-                named[rule.field] = value
-    for driver in drivers:
-        for rule in driver.fields:
-            value = _engine.select(records, rule, index)
-            if value is not None:
-                named[rule.field] = value
-    for name, value in named.items():
-        fields.setdefault(name, value)
-    for s in reg.series.get(meter.get("device_type_code"), ()):
-        if s.field not in fields:
-            history = _engine.series_values(records, s.quantity, s.name, s.first_storage)
-            if history:
-                fields[s.field] = history
-    for driver in drivers:
-        for v in driver.computed:
-            value = _engine.read_value(v, b"", 0, fields)
-            if value is not None:
-                fields[v.field] = value
-                if v.quantity:
-                    records.append(_engine.make_record(v, value))
 
 
 def _sources(layout, telegram: dict, received: list[dict], apl: bytes | None):

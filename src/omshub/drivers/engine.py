@@ -229,26 +229,8 @@ def run_layout(layout: Layout, buf: bytes, header: bytes | None = None) -> tuple
     return records, fields
 
 
-def index_records(records: list[dict], quantities) -> dict:
-    """First valid value per (quantity, storage, tariff, subunit, function) of the wanted quantities."""
-    index: dict = {}
-    for r in records:
-        if r.get("quantity") not in quantities:
-            continue
-        value = r.get("value")
-        if value is None or r.get("error_value"):
-            continue
-        key = (r.get("quantity"), r.get("storage"), r.get("tariff"), r.get("subunit"), r.get("function"))
-        if key not in index:
-            index[key] = value
-    return index
-
-
-def select(records: list[dict], rule: FieldRule, index: dict | None = None):
+def select(records: list[dict], rule: FieldRule):
     """The value of the first record the field rule selects, or None."""
-    if index is not None and rule.dif_vif is None and None not in (rule.storage, rule.tariff, rule.subunit,
-                                                                   rule.function):
-        return index.get((rule.quantity, rule.storage, rule.tariff, rule.subunit, rule.function))
     for r in records:
         if (r.get("quantity") == rule.quantity
                 and (rule.storage is None or r.get("storage") == rule.storage)

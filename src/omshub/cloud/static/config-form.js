@@ -66,8 +66,15 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
     h("option", { value: "all" }, "All telegrams"));
   const meterCount = h("span", { class: "muted", "aria-live": "polite" });
 
+  const meterTable = h("div", { class: "table-wrap" }, h("table", { class: "meters-table" },
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Manufacturer"), h("th", { scope: "col" }, "Meter id"),
+      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
+    meterRows));
+
   function updateCount() {
-    meterCount.textContent = `${meterRows.children.length} meter(s) on the list (at most 250)`;
+    const n = meterRows.children.length;
+    meterTable.hidden = n === 0;
+    meterCount.textContent = n ? `${n} meter(s) on the list (at most 250)` : "No meters on the list.";
   }
 
   function meterRow(m = { manufacturer: "", id: "" }) {
@@ -116,7 +123,11 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
     [...windows.children].forEach((w, i) => { w.querySelector("legend").textContent = `Listen window ${i + 1}`; });
   }
 
+  // keys the form has no field for are kept and sent as they are (the API judges them)
+  let extras = {};
+
   function set(c) {
+    extras = Object.fromEntries(Object.entries(c || {}).filter(([k]) => !(k in DEFAULT_CONFIG) && k !== "version"));
     const d = { ...DEFAULT_CONFIG, ...c };
     const up = { ...DEFAULT_CONFIG.upload, ...(d.upload || {}) };
     const f = { ...DEFAULT_CONFIG.filters, ...(d.filters || {}) };
@@ -137,6 +148,7 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
 
   function formValue() {
     return {
+      ...extras,
       timezone: tz.value.trim(),
       collection: [...windows.children].map((w) => w._value()),
       upload: { cron: uploadCron.value.trim(), max_batch: int(maxBatch) },
@@ -196,11 +208,7 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
         field("Max. telegrams per upload", maxBatch))),
     h("fieldset", {}, h("legend", {}, "Meter filter"),
       field("Mode", mode),
-      h("div", { class: "table-wrap" }, h("table", { class: "meters-table" },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Manufacturer"), h("th", { scope: "col" }, "Meter id"),
-          h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
-        meterRows)),
-      meterCount, meterTools,
+      meterTable, h("p", {}, meterCount), meterTools,
       h("div", { class: "row" },
         field("Manufacturers (optional)", manufacturers, "3-letter codes, comma-separated"),
         field("Device types (optional)", deviceTypes, "codes 0–255, e.g. 4 heat, 7 water, 8 heat cost allocator"),

@@ -141,6 +141,7 @@ export function renderGateway(main, [id]) {
   const title = h("h1", {}, "Gateway");
   const status = h("div");
   const changeBox = h("div", { id: "config-status", "aria-live": "polite" });
+  const changeNearForm = h("div", { class: "change-inline" });
   const opsBox = h("div");
   const formBox = h("div");
   const formMsg = messageBox();
@@ -155,6 +156,7 @@ export function renderGateway(main, [id]) {
     document.title = `${g.serial} — omshub console`;
     status.replaceChildren(statusList(g));
     changeBox.replaceChildren(changeStatus(ops.items[0], g));
+    changeNearForm.replaceChildren(changeStatus(ops.items[0], g));
     opsBox.replaceChildren(opsTable(ops.items));
     return ops.items.some((o) => OPEN.has(o.state));
   }
@@ -182,19 +184,20 @@ export function renderGateway(main, [id]) {
       if (open) poll();
       const form = configForm(cfg.config, { readOnly: !operator, gatewayId: Number(id) });
       const apply = h("button", { type: "submit", id: "apply-config" }, "Apply configuration");
+      const shown = h("p", { class: "muted" }, cfg.version ? `Showing the desired configuration, version ${cfg.version}.` :
+        "Showing the factory configuration (no version set yet).");
       const f = h("form", { novalidate: true, "aria-describedby": "config-message" },
-        h("p", { class: "muted" }, cfg.version ? `Showing the desired configuration, version ${cfg.version}.` :
-          "Showing the factory configuration (no version set yet)."),
-        form.el, formMsg.el, operator ? h("div", { class: "actions" }, apply,
+        shown, form.el, formMsg.el, operator ? h("div", { class: "actions" }, apply,
           h("span", { class: "muted" }, "The gateway picks the change up at its next contact.")) :
-          h("p", { class: "muted" }, "You have read-only access."));
+          h("p", { class: "muted" }, "You have read-only access."), changeNearForm);
       f.addEventListener("submit", (ev) => {
         ev.preventDefault();
         if (!operator) return;
         busy(apply, formMsg, async () => {
           const op = await api("PUT", `/gateways/${id}/config`, { body: form.value() });
-          formMsg.ok(`Saved as configuration version ${op.config_version}: the operation is ${op.state}. ` +
-            "It is delivered when the gateway next gets in touch.");
+          formMsg.ok(`Saved as configuration version ${op.config_version}. ` +
+            "It is delivered when the gateway next gets in touch; its state is shown here until it is applied.");
+          shown.textContent = `Showing the desired configuration, version ${op.config_version}.`;
           if (await refresh()) poll();
         });
       });

@@ -139,7 +139,7 @@ export function renderMeter(main, [id]) {
       facts.append(h("dl", { class: "facts" },
         h("dt", {}, "Device type"), h("dd", {}, m.device_type || "—"),
         h("dt", {}, "Key"), h("dd", {}, stateBadge(m.key_status),
-          m.key_status === "present" ? " (key present; it is never shown)" : ""),
+          m.key_status === "present" ? " (the key itself is never shown)" : ""),
         h("dt", {}, "Gateway"), h("dd", {}, m.gateway_id ? h("a", { href: `#/gateways/${m.gateway_id}` }, m.gateway) : "—"),
         h("dt", {}, "Metering point"), h("dd", {}, m.metering_point ?
           h("a", { href: `#/points/${m.metering_point.id}` }, m.metering_point.ref) : "—"),

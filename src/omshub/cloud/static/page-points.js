@@ -84,8 +84,8 @@ export function renderPoint(main, [id]) {
       result.replaceChildren(consumptionView(c));
     });
   });
-  main.append(title, msg.el, h("div", { class: "grid2" }, section("Metering point", facts),
-    section("Consumption", form, cMsg.el, result)), section("Installed meters (swap history)", history));
+  main.append(title, msg.el, section("Metering point", facts), section("Consumption", form, cMsg.el, result),
+    section("Installed meters (swap history)", history));
   (async () => {
     try {
       const p = await api("GET", `/metering-points/${id}`);

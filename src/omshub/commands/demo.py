@@ -1,0 +1,193 @@
+"""`omshub demo`: the whole system on one machine — head-end, simulated meters, real gateway agents.
+
+Starts `omshub serve` on SQLite in the data directory, creates a demo tenant with an admin user and
+an API token, generates a fleet with the simulator, registers its gateways and imports its meters
+and keys through the API, then runs every gateway agent (in this process, on one accelerated
+simulated clock) until the simulated period reaches today; shows progress, prints where to look and
+keeps the head-end running until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+
+
+def _fail(message: str, code: int = 2):
+    typer.echo(f"omshub demo: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="simulated gateways (one building each)"),
+         meters: int = typer.Option(1000, "--meters", min=1, max=100_000, help="simulated meters (at most 250 per gateway)"),
+         days: float = typer.Option(28.0, "--days", min=0.1, max=366, help="simulated days, ending today"),
+         speed: float = typer.Option(0.0, "--speed", min=0,
+                                     help="simulated seconds per real second; 0 (default): as fast as the "
+                                          "machine can (discrete-event time)"),
+         data_dir: Path = typer.Option(Path("omshub-demo"), "--data-dir", help="where the database, fleet and logs go"),
+         host: str = typer.Option("127.0.0.1", "--host", help="head-end bind address"),
+         port: int = typer.Option(8080, "--port", min=1, max=65535, help="head-end HTTP port"),
+         seed: int = typer.Option(1, "--seed", min=0, help="fleet seed (same seed, same fleet)"),
+         fresh: bool = typer.Option(False, "--fresh", help="delete an earlier demo in --data-dir first"),
+         exit_when_done: bool = typer.Option(False, "--exit-when-done",
+                                             help="stop the head-end when the simulation is done (for tests)")) -> None:
+    """Run the demo: `pip install .` and `omshub demo` is all it takes."""
+    from omshub.demo import DemoError, DemoOptions, port_free
+    if meters > gateways * 250:
+        _fail(f"{meters} meters need at least {-(-meters // 250)} gateways (a gateway listens to at most 250)")
+    if (data_dir / "omshub.db").exists():
+        if not fresh:
+            _fail(f"{data_dir}/ holds an earlier demo; run with --fresh to start over or pick another --data-dir")
+        shutil.rmtree(data_dir)
+    if not port_free(host, port):
+        _fail(f"port {port} on {host} is in use; pick another with --port")
+    opts = DemoOptions(data_dir=data_dir.resolve(), gateways=gateways, meters=meters, days=days, speed=speed,
+                       host=host, port=port, seed=seed, exit_when_done=exit_when_done, fresh=fresh)
+    try:
+        _run(opts)
+    except DemoError as exc:
+        _fail(str(exc), 1)
+
+
+def _run(opts) -> None:
+    import asyncio
+    import math
+    import secrets
+    import signal
+    import time
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from omshub.demo import (DAY, FleetProgress, HeadEnd, ServeProcess, bootstrap_tenant, demo_agents,
+                             prepare_fleet, provision, run_fleet, telegram_states)
+    from omshub.gateway.clock import SimClock
+
+    console = Console()
+    opts.data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = f"sqlite:///{(opts.data_dir / 'omshub.db').as_posix()}"
+    with console.status("generating the fleet"):
+        fleet_path, fleet = prepare_fleet(opts)
+    console.print(f"fleet: {len(fleet.gateways)} gateways, {len(fleet.meters)} meters "
+                  f"({len(fleet.foreign)} foreign neighbour meters) -> {fleet_path}")
+    password = secrets.token_urlsafe(12)
+    tenant = bootstrap_tenant(database_url, "demo", username="admin", password=password)
+    server = ServeProcess(data_dir=opts.data_dir, host=opts.host, port=opts.port)
+    with console.status(f"starting the head-end on port {opts.port}"):
+        server.start()
+    headend = HeadEnd(server.base_url, tenant.token, timeout_s=120)
+    try:
+        with console.status("registering gateways, importing meters and keys through the API"):
+            gateways = provision(headend, fleet)
+        console.print(f"head-end: {server.base_url} — {len(gateways)} gateways registered, "
+                      f"{len(fleet.meters)} meters and keys imported")
+
+        now = time.time()
+        end = math.floor(now / DAY) * DAY              # the simulated period ends at today's midnight UTC
+        start = end - round(opts.days * DAY)
+        clock = SimClock(start, opts.speed)
+        agents, counters = demo_agents(fleet, gateways, server=server.base_url,
+                                       state_root=opts.data_dir / "gateways", clock=clock)
+        progress = FleetProgress(agents, counters, start, end, clock, {})
+        how = "as fast as the machine can" if opts.speed == 0 else f"{opts.speed:g}x real time"
+        console.print(soft_wrap=True, *[f"simulating {opts.days:g} days ({_date(start)} to {_date(end)}) at {how}; "
+                      f"gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)"])
+        last_poll = [0.0]
+
+        def tick():
+            if time.monotonic() - last_poll[0] > 1.0:
+                progress.states = telegram_states(database_url, tenant.id)
+                last_poll[0] = time.monotonic()
+            live.update(_table(progress))
+
+        t0 = time.monotonic()
+        with Live(_table(progress), console=console, refresh_per_second=4, transient=False) as live:
+            asyncio.run(run_fleet(agents, clock, end, on_tick=tick))
+            sim_s = time.monotonic() - t0
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                progress.states = telegram_states(database_url, tenant.id)
+                live.update(_table(progress, finished=True))
+                if not progress.states.get("new"):
+                    break
+                time.sleep(0.5)
+        states = progress.states
+        console.print(f"\ndone in {time.monotonic() - t0:.0f} s (simulation {sim_s:.0f} s): "
+                      f"{progress.uploaded():,} telegrams uploaded, {states.get('decoded', 0):,} decoded"
+                      + (f", {states['new']:,} still waiting for the decoder" if states.get("new") else ""))
+        _where_to_look(console, headend, server.base_url, tenant, password, start, end, opts.data_dir)
+        if opts.exit_when_done:
+            return
+        console.print("\n[bold]the head-end keeps running; press Ctrl-C to stop it[/bold]")
+        try:
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            while server.proc is not None and server.proc.poll() is None:
+                time.sleep(1)
+            console.print(f"the head-end stopped unexpectedly; see {server.log_path}")
+        except KeyboardInterrupt:
+            console.print("stopping the head-end")
+    finally:
+        headend.close()
+        server.stop()
+
+
+def _date(t: float) -> str:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d")
+
+
+def _table(p, finished: bool = False):
+    from datetime import datetime, timezone
+
+    from rich.table import Table
+    now = min(p.clock.now(), p.end)
+    day = (now - p.start) / 86_400
+    t = Table(title="omshub demo" + (" — simulation finished" if finished else ""), show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value", justify="right")
+    t.add_row("simulated time", datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+              + f"  (day {min(day, (p.end - p.start) / 86_400):.1f} of {(p.end - p.start) / 86_400:g})")
+    t.add_row("gateways that uploaded", f"{p.contacted()} / {len(p.agents)}")
+    t.add_row("telegrams collected", f"{p.collected():,}")
+    t.add_row("  waiting in gateway spools", f"{p.spooled():,}")
+    t.add_row("telegrams uploaded", f"{p.uploaded():,}")
+    s = p.states
+    t.add_row("telegrams decoded", f"{s.get('decoded', 0):,}")
+    others = {k: v for k, v in s.items() if k not in ("decoded",) and v}
+    if others:
+        t.add_row("  other states", ", ".join(f"{k} {v:,}" for k, v in sorted(others.items())))
+    return t
+
+
+def _where_to_look(console, headend, base_url: str, tenant, password: str, start: float, end: float,
+                   data_dir: Path) -> None:
+    from datetime import datetime, timezone
+    points = headend.call("GET", "/api/v1/metering-points", params={"limit": 1}).get("items") or []
+    frm = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    to = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    auth = f'-H "Authorization: Bearer {tenant.token}"'
+    console.print(soft_wrap=True, *[f"""
+[bold]Where to look[/bold]
+  API and its docs:   {base_url}/docs
+  log in:             tenant [bold]demo[/bold], user [bold]admin[/bold], password [bold]{password}[/bold]
+                      curl -X POST {base_url}/api/v1/auth/login -H 'Content-Type: application/json' \\
+                           -d '{{"username": "admin", "password": "{password}"}}'
+  API token (admin):  {tenant.token}
+  files:              {data_dir} (fleet.toml, keys.csv, meters.csv, serve.log, gateways/)
+
+[bold]Try[/bold]
+  latest readings:    curl {auth} '{base_url}/api/v1/readings/latest?limit=5'
+  gateways:           curl {auth} '{base_url}/api/v1/gateways'
+  alarms:             curl {auth} '{base_url}/api/v1/alarms'"""])
+    if points:
+        pid = points[0]["id"]
+        console.print(f"  consumption of metering point {points[0].get('ref', pid)}:\n"
+                      f"                      curl {auth} '{base_url}/api/v1/metering-points/{pid}/consumption"
+                      f"?from={frm}&to={to}'", soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
