@@ -48,10 +48,10 @@ _HEX = tuple(f"{byte:02X}" for byte in range(256))
 _DIF_VIF = itemgetter("dif_vif")
 _NO_PLAN = None  # drivers absent: nothing names fields
 
-# Address bytes (M A V T as in the DLL, ID M V T as in a long TPL header) -> meter dict. A
-# memo of a pure function (like the record layer's header memo), bounded; each telegram gets
-# its own copy of the dict.
-_METERS: dict[bytes, dict] = {}
+# Address bytes -> meter dict, one memo for DLL order (M ID V T) and one for the long TPL
+# header's (ID M V T). Memos of a pure function (like the record layer's header memo), bounded;
+# each telegram gets its own copy of the dict.
+_METERS: tuple[dict[bytes, dict], dict[bytes, dict]] = ({}, {})
 _MAX_METERS = 4096
 
 
@@ -176,7 +176,8 @@ def _context(keys, key: bytes) -> KeyContext:
 def _meter_at(data: bytes, start: int, long_header: bool) -> dict:
     """The meter dict of the address at ``data[start:start + 8]`` (a copy of the memo's)."""
     address = data[start:start + 8]
-    meter = _METERS.get(address)
+    memo = _METERS[long_header]
+    meter = memo.get(address)
     if meter is None:
         if long_header:
             meter = address_long(address, 0)
@@ -185,9 +186,9 @@ def _meter_at(data: bytes, start: int, long_header: bool) -> dict:
             meter = {"manufacturer": manufacturer_code(address[0] | address[1] << 8),
                      "id": address[5:1:-1].hex().upper(), "version": address[6],
                      "device_type": DEVICE_TYPE_NAMES[code], "device_type_code": code}
-        if len(_METERS) >= _MAX_METERS:
-            _METERS.clear()
-        _METERS[bytes(address)] = meter
+        if len(memo) >= _MAX_METERS:
+            memo.clear()
+        memo[bytes(address)] = meter
     return meter.copy()
 
 
