@@ -374,6 +374,10 @@ def test_viewer_sees_the_gateway_read_only(browser, hub):
     expect(page.get_by_label("Upload time (cron with seconds)")).to_be_disabled()
     expect(page.get_by_text("You have read-only access.")).to_be_visible()
     assert page.locator("#apply-config").count() == 0
+    _screenshot(page, "gateway-viewer")
+    page.get_by_label("Show as JSON (advanced)").check()
+    expect(page.get_by_label("Configuration as JSON")).to_be_disabled()
+    assert '"cron": "0 30 3 * * *"' in page.get_by_label("Configuration as JSON").input_value()
     assert page.get_by_role("button", name=re.compile("Apply")).count() == 0
     # logging out forgets the token: the API is not reachable with it any more
     token = page.evaluate("JSON.parse(sessionStorage.getItem('omshub.session')).token")

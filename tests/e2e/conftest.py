@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
 
-import cbor2
 import pytest
 
 pytest.importorskip("omshub.cloud.app", reason="the head-end (omshub.cloud) is not available")
 
-from tests.cloud.conftest import (  # noqa: E402,F401 - fixtures re-exported for the e2e modules
-    MASTER_KEY_HEX, Hub, data_dir, database_url, db, keystore, live_server)
+from tests.cloud.conftest import data_dir, database_url, live_server  # noqa: E402,F401 - fixtures for the e2e modules
 
 DAY = 86_400
 

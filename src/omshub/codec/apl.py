@@ -435,6 +435,35 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
     if n - start > MAX_APL:
         raise DecodeError("too_long", f"APL of {n - start} bytes exceeds {MAX_APL}", layer="apl",
                           offset=start)
+    # whole-APL layout memo: same header bytes at the same places -> decode by one precompiled plan
+    i = start
+    while i < n and data[i] == 0x2F:
+        i += 1
+    layout_key = (n - start, data[start:i + 2])
+    candidates = _LAYOUTS.get(layout_key)
+    if candidates is not None:
+        bits = int.from_bytes(data[start:n], "little")
+        for layout in candidates:
+            if bits & layout[0] == layout[1]:
+                if layout[2] is not None:
+                    out = _apply_layout(layout, data, start, n)
+                    if out is not None:
+                        return out
+                candidates = None  # known layout: nothing to learn from the general path
+                break
+        else:
+            if len(candidates) >= _LAYOUTS_PER_KEY:
+                candidates = None
+    else:
+        candidates = ()
+    records, mdata = _decode_general(data, start, n)
+    if candidates is not None:
+        _learn_layout(layout_key, data, start, n)
+    return records, mdata
+
+
+def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | None]:
+    """The record-by-record decoder (every APL the layout memo does not cover)."""
     records: list[dict] = []
     append = records.append
     cache_get = _CACHE.get
@@ -539,6 +568,192 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
         append(rec)
         i = e
     return records, None
+
+
+# ---------------------------------------------------------------------------------- layouts
+#
+# A meter sends the same records telegram after telegram: only the data bytes change. A layout is
+# a whole APL's plan (where every header, filler and 0F/1F byte is, one struct for all data
+# fields, one value converter per record), learned from the first APL decoded the general way and
+# reused when an APL of the same length has exactly the same bytes at all those places (one
+# big-int mask test). Values the plan cannot take as they are (invalid BCD, negative BCD, invalid
+# or summer-time dates, NaN) send the APL to the general decoder, so both give the same result.
+
+_LAYOUTS: dict[tuple, list[tuple]] = {}
+_LAYOUTS_LIMIT = 1024     # keys (APL length, leading bytes); cleared when full
+_LAYOUTS_PER_KEY = 4      # different layouts behind one key
+
+
+# how a layout step gets its value from the struct field: K_AS_IS / K_FLOAT / K_DIV (v * a / b) /
+# K_CALL (a(v), None = let the general decoder handle this APL) / K_NONE (no data field)
+K_AS_IS, K_FLOAT, K_DIV, K_CALL, K_NONE = range(5)
+_MEMO_LIMIT = 8192
+
+
+def _memoised(convert):
+    """``convert`` (bytes -> str | None) with a bounded memo: dates repeat from telegram to
+    telegram, and formatting them costs more than a lookup."""
+    memo: dict[bytes, object] = {}
+    get = memo.get
+    miss = object()
+
+    def memoised(b):
+        v = get(b, miss)
+        if v is miss:
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            v = memo[b] = convert(b)
+        return v
+    return memoised
+
+
+def _date_f_date(b: bytes) -> str | None:
+    r = _datetime_f(b)
+    return None if r is None else r[0][:10]
+
+
+def _date_f_datetime(b: bytes) -> str | None:
+    r = _datetime_f(b)
+    return None if r is None or r[1] else r[0]  # summer-time flag: the general decoder adds "dst"
+
+
+def _date_i_datetime(b: bytes) -> str | None:
+    r = _datetime_i(b)
+    return None if r is None or r[1] else r[0]
+
+
+_DATE_CONVERTERS = {D_DATE_G: _memoised(_date_g), D_TIME_J: _memoised(_time_j),
+                    D_DATE_F: _memoised(_date_f_date), D_DATETIME_F: _memoised(_date_f_datetime),
+                    D_DATETIME_I: _memoised(_date_i_datetime)}
+
+
+def _scaler(info: HeaderInfo):
+    """raw integer -> value exactly as the general decoder scales it."""
+    if info.mode == M_DIV:
+        num, den = info.num, info.den
+        return lambda raw: raw * num / den
+    if info.mode == M_ONE:
+        return float if info.is_float else (lambda raw: raw)
+    return lambda raw: _scaled(raw, info)
+
+
+def _field_plan(info: HeaderInfo):
+    """(struct code, step kind, a, b) for a record's data field, or None if not plannable."""
+    dec, dlen = info.decoder, info.dlen
+    if info.record_error or dlen < 0 or dec in (D_RAW, D_LVAR):
+        return None
+    if dec == D_NONE:
+        return "", K_NONE, None, None
+    if dec == D_INT or dec == D_UINT:
+        signed = dec == D_INT
+        if info.unpack is not None:
+            code = {1: "b", 2: "h", 4: "i", 8: "q"}[dlen]
+            code = code if signed else code.upper()
+            if info.mode == M_ONE:
+                return code, (K_FLOAT if info.is_float else K_AS_IS), None, None
+            if info.mode == M_DIV:
+                return code, K_DIV, info.num, info.den
+            return code, K_CALL, _scaler(info), None
+        scale = _scaler(info)
+        return f"{dlen}s", K_CALL, lambda b: scale(int.from_bytes(b, "little", signed=signed)), None
+    if dec == D_BCD:
+        scale = _scaler(info)
+
+        def bcd(raw):
+            digits = "%x" % (raw if raw.__class__ is int else int.from_bytes(raw, "little"))
+            if not digits.isdigit():
+                return None  # sign nibble or invalid digit: the general decoder decides
+            return scale(int(digits))
+        return ({1: "B", 2: "H", 4: "I", 8: "Q"}.get(dlen) or f"{dlen}s"), K_CALL, bcd, None
+    if dec == D_REAL:
+        mode, num, den = info.mode, info.num, info.den
+
+        def real(b):
+            r = _real32(b)
+            if r is None:
+                return None
+            x, digits = r
+            return float(f"{(x if mode == M_ONE else x * num / den):.{digits}g}")
+        return "4s", K_CALL, real, None
+    return f"{dlen}s", K_CALL, _DATE_CONVERTERS[dec], None
+
+
+def _learn_layout(key: tuple, data: bytes, start: int, n: int) -> None:
+    """Record the layout of the (valid) APL ``data[start:n]`` under ``key``."""
+    size = n - start
+    mask = bytearray(size)
+    fmt = ["<"]
+    steps = []
+    gap = 0        # bytes since the last data field (struct pad)
+    fields = 0
+    mdata_at = -1
+    plannable = True
+    i = start
+    while i < n:
+        b = data[i]
+        if b == 0x2F or b == 0x0F or b == 0x1F:
+            mask[i - start] = 0xFF
+            gap += 1
+            i += 1
+            if b != 0x2F:
+                mdata_at = i
+                break
+            continue
+        j = header_end(data, i, n)
+        mask[i - start:j - start] = b"\xff" * (j - i)
+        info = header_info(data[i:j])
+        plan = _field_plan(info)
+        if plan is None:
+            plannable = False  # a match then just means: decode the general way, learn nothing
+            break
+        code, kind, a, b = plan
+        gap += j - i
+        if code:
+            if gap:
+                fmt.append(f"{gap}x")
+            fmt.append(code)
+            steps.append((info.template, fields, kind, a, b, info.has_lists))
+            fields += 1
+            gap = 0
+        else:
+            steps.append((info.template, 0, kind, a, b, info.has_lists))
+        i = j + info.dlen
+    mask_int = int.from_bytes(mask, "little")
+    expected = int.from_bytes(data[start:n], "little") & mask_int
+    if plannable:
+        layout = (mask_int, expected, struct.Struct("".join(fmt)).unpack_from, tuple(steps), mdata_at)
+    else:
+        layout = (mask_int, expected, None, None, -1)
+    if len(_LAYOUTS) >= _LAYOUTS_LIMIT:
+        _LAYOUTS.clear()
+    _LAYOUTS.setdefault(key, []).append(layout)
+
+
+def _apply_layout(layout: tuple, data: bytes, start: int, n: int):
+    """Records of an APL matching ``layout``; None when a value needs the general decoder."""
+    _, _, unpack, steps, mdata_at = layout
+    values = unpack(data, start)
+    records = []
+    append = records.append
+    for template, index, kind, a, b, has_lists in steps:
+        rec = template.copy()
+        if kind == K_DIV:
+            rec["value"] = values[index] * a / b
+        elif kind == K_CALL:
+            v = a(values[index])
+            if v is None:
+                return None
+            rec["value"] = v
+        elif kind == K_AS_IS:
+            rec["value"] = values[index]
+        elif kind == K_FLOAT:
+            rec["value"] = float(values[index])
+        if has_lists:
+            for name in ("qualifiers", "vife"):
+                if name in rec:
+                    rec[name] = list(rec[name])
+        append(rec)
+    return records, (data[mdata_at:n].hex() if mdata_at >= 0 else None)
 
 
 def _date_value(dec: int, b: bytes, rec: dict) -> None:

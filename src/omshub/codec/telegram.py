@@ -203,12 +203,14 @@ def _security_dict(state) -> dict:
             "decrypted_before_receipt": before}
 
 
-def _plain_records(data: bytes, start: int, end: int):
+def _plain_records(data: bytes, start: int, end: int, plan):
     """(records, manufacturer data, unparsed hex) of a payload that claims to be encrypted but is
     plaintext already, or None. A record error is tolerated only after the first 16 bytes parsed
     (a truncated copy), never at the start (that is ciphertext)."""
     if data[start:start + 2] != _FILLER2 or _apl is None:
         return None
+    if plan is not None and plan.owns_apl:
+        return [], None, None  # a driver builds the records from the proprietary APL
     try:
         records, mdata = _apl.decode_records(data, start, end)
     except DecodeError as exc:
@@ -241,10 +243,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                               layer="link", offset=end)
         c_field = data[1]
         pos = 10
-        code = data[9]
-        dll = meter = {"manufacturer": manufacturer_code(data[2] | data[3] << 8),
-                       "id": data[7:3:-1].hex().upper(), "version": data[8],
-                       "device_type": DEVICE_TYPE_NAMES[code], "device_type_code": code}
+        dll = meter = _meter_at(data, 2, False)
         frame_info = {"kind": "wmbus", "format": fr.crc, "c_field": _HEX[c_field], "ci": _HEX[data[10]],
                       "ell": None, "afl": None}
     ci = data[pos]
@@ -252,40 +251,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
 
     # --- extended link layer
     if ci in _ELL_CIS and dll is not None:
-        ell = _ell.parse(data, pos, end)
-        acc = ell.acc
-        frame_info["ell"] = ell.to_dict()
-        pos = ell.payload
-        if ell.encrypted:
-            payload = data[pos:end]
-            lookup = _Lookup(key, keys)
-            ell_key = lookup(dll["manufacturer"], dll["id"])
-            plain = None
-            if ell_key is not None and len(ell_key) == 16:
-                candidate = ctr_xcrypt(lookup.context(ell_key), _ell.counter_block(data, ell), payload)
-                if _ell.check_payload_crc(candidate):
-                    plain = candidate
-                    security = (0, True, True, False, False)
-                    if proof is not None:
-                        proof.append(True)
-            if plain is None:
-                if _ell.check_payload_crc(payload) and len(payload) > 2 and payload[2] in _CI_TABLE:
-                    plain = payload
-                    security = (0, True, False, False, True)
-                else:
-                    sec = (0, True, False, False, False)
-                    partial = _partial(meter, None, acc, _security_dict(sec), frame_info)
-                    if ell_key is None:
-                        raise DecodeError("no_key", f"ELL-encrypted telegram of {dll['manufacturer']} {dll['id']} "
-                                          "and no key known", layer="ell", partial=partial)
-                    raise DecodeError("wrong_key", "ELL payload CRC failed after AES-CTR decryption (wrong key or "
-                                      "corrupted telegram)", layer="ell", offset=pos, partial=partial)
-            data = data[:pos] + plain
-            end = len(data)
-        if ell.sn is not None:
-            pos += 2  # PayloadCRC
-        if pos >= end:
-            raise DecodeError("too_short", "no CI after the extended link layer", layer="ell", offset=pos)
+        data, end, pos, acc, security = _open_ell(data, end, pos, dll, key, keys, frame_info, proof)
         ci = data[pos]
         frame_info["ci"] = _HEX[ci]
 
@@ -305,12 +271,12 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         return _manufacturer_specific(data, pos, end, ci, meter, acc, security, frame_info)
     t = _tpl.parse(data, pos, end)
     if t.address is not None:
-        meter = address_long(data, t.address)
+        a = t.address
+        meter = _meter_at(data, a, True)
         if dll is not None and (meter["manufacturer"] != dll["manufacturer"] or meter["id"] != dll["id"]
                                 or meter["version"] != dll["version"]
                                 or meter["device_type_code"] != dll["device_type_code"]):
             transmitter = dll
-        a = t.address
         address8 = data[a + 4:a + 6] + data[a:a + 4] + data[a + 6:a + 8]
         ident = data[a:a + 4]
     elif dll is not None:
@@ -320,7 +286,9 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         address8 = ident = None
     if t.acc is not None:
         acc = t.acc
-    status = None if t.sts is None else {"code": t.sts, "flags": list(_STATUS_FLAGS[t.sts])}
+    sts = t.sts
+    status = None if sts is None else {"code": sts, "flags": list(_STATUS_FLAGS[sts])}
+    plan = _drivers.plan_for(meter) if _drivers is not None else _NO_PLAN
     mode = t.mode
     payload = t.payload
     apl_data = data
@@ -335,8 +303,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
             raise DecodeError("unsupported_security_mode", f"unsupported security mode {mode}", layer="security",
                               offset=pos, partial=_partial(meter, transmitter, acc, _security_dict(
                                   (mode, True, False, False, False)), frame_info))
-        lookup = _Lookup(key, keys)
-        meter_key = lookup(meter["manufacturer"], meter["id"])
+        meter_key = _find_key(key, keys, meter["manufacturer"], meter["id"])
         decrypted = None  # (buffer, start, end of decrypted region, authenticated)
         failure = None
         if meter_key is not None and len(meter_key) != 16 and mode != 2:
@@ -350,9 +317,10 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                                   partial=_partial(meter, transmitter, acc, _security_dict(
                                       (mode, True, False, False, False)), frame_info))
             if meter_key is not None and len(meter_key) == 16 and size:
-                plain = cbc_decrypt(lookup.context(meter_key), mode5_iv(address8, t.acc), data[payload:enc_end])
+                plain = cbc_decrypt(_context(keys, meter_key), mode5_iv(address8, t.acc), data[payload:enc_end])
                 if plain[:2] == _FILLER2:
-                    decrypted = (plain + data[enc_end:end], 0, size, False)
+                    # the unencrypted rest (if any) follows the plaintext
+                    decrypted = (plain if enc_end >= end else plain + data[enc_end:end], 0, size, False)
                 else:
                     failure = "decrypted data does not start with 2F2F"
         elif mode == 7:
@@ -369,7 +337,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                                       meter, transmitter, acc, _security_dict((mode, True, False, False, False)),
                                       frame_info))
             if meter_key is not None and len(meter_key) == 16 and failure is None:
-                master = lookup.context(meter_key)
+                master = _context(keys, meter_key)
                 kmac = kdf(master, 1, afl.mcr_bytes, ident)
                 mac = cmac(kmac, _afl.mac_input(afl, data, tpl_start, end))[:len(afl.mac)]
                 if mac != afl.mac:
@@ -382,7 +350,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                                           "with 2F2F", layer="security", offset=payload, partial=_partial(
                                               meter, transmitter, acc, _security_dict(
                                                   (mode, True, False, True, False)), frame_info))
-                    decrypted = (plain + data[enc_end:end], 0, size, True)
+                    decrypted = (plain if enc_end >= end else plain + data[enc_end:end], 0, size, True)
         elif mode == 10:
             if meter_key is not None and len(meter_key) == 16:
                 if end - payload < 8:
@@ -390,7 +358,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                                       layer="security", offset=payload, partial=_partial(
                                           meter, transmitter, acc, _security_dict((mode, True, False, False, False)),
                                           frame_info))
-                kenc = kdf(lookup.context(meter_key), 0, t.counter, ident)
+                kenc = kdf(_context(keys, meter_key), 0, t.counter, ident)
                 nonce = bytes(address8) + b"\x00" + t.counter[::-1]
                 plain = ccm_decrypt(kenc, nonce, data[payload:end], data[tpl_start:payload - 4])
                 if plain is None:
@@ -417,7 +385,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         else:
             # Telegrams copied after decryption keep their "encrypted" header: accept the payload
             # when it is plaintext already (2F2F and records that parse).
-            parsed = _plain_records(data, payload, end) if t.content == "full" else None
+            parsed = _plain_records(data, payload, end, plan) if t.content == "full" else None
             compact_plain = t.content == "compact" and data[payload:payload + 2] == _FILLER2
             if parsed is None and not compact_plain:
                 sec = _security_dict((mode, True, False, False, False))
@@ -430,34 +398,79 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
             security = (mode, True, False, False, True)
             apl_start = payload
             if parsed is not None:
+                if afl is not None:
+                    frame_info["afl"] = afl.to_dict(False)
                 if parsed[2] is not None:
                     frame_info["unparsed"] = parsed[2]
                 return _assemble(meter, transmitter, acc, status, security, frame_info, parsed[0], parsed[1],
-                                 data, payload, end, formats if parsed[2] is None else None, t, afl)
+                                 data, payload, end, formats if parsed[2] is None else None, t, plan)
 
-    security_out = _security_dict(security)
     if afl is not None:
         frame_info["afl"] = afl.to_dict(security[3])
     content = t.content
     if content == "full":
         if _apl is None:
             raise DecodeError("invalid_record", "the record decoder (omshub.codec.apl) is not available", layer="apl")
-        try:
-            records, mdata = _apl.decode_records(apl_data, apl_start, apl_end)
-        except DecodeError as exc:
-            partial = _partial(meter, transmitter, acc, security_out, frame_info)
-            # only TPL decryption (2F2F, no CRC over the plaintext) leaves the key in doubt
-            records, mdata = _records_after_error(exc, apl_data, apl_start, apl_end, enc_end,
-                                                  security[2] and mode != 0, partial, frame_info)
-            formats = None  # records cut short (or from a driver) teach no format
+        if plan is not None and plan.owns_apl:
+            records, mdata = [], None  # a driver builds the records from the proprietary APL
+            formats = None
+        else:
+            try:
+                records, mdata = _apl.decode_records(apl_data, apl_start, apl_end)
+            except DecodeError as exc:
+                partial = _partial(meter, transmitter, acc, _security_dict(security), frame_info)
+                # only TPL decryption (2F2F, no CRC over the plaintext) leaves the key in doubt
+                records, mdata = _records_after_error(exc, apl_data, apl_start, apl_end, enc_end,
+                                                      security[2] and mode != 0, partial, frame_info)
+                formats = None  # records cut short (or from a driver) teach no format
     elif content == "compact":
-        records, mdata = _decode_compact(apl_data, apl_start, apl_end, mode != 0, meter, formats,
-                                         _partial(meter, transmitter, acc, security_out, frame_info))
+        records, mdata = _decode_compact(apl_data, apl_start, apl_end, mode != 0, meter, formats, frame_info,
+                                         _partial(meter, transmitter, acc, _security_dict(security), frame_info))
         formats = None  # a compact frame teaches nothing
     else:
         records, mdata = [], None
     return _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start,
-                     apl_end, formats, t, afl, security_out)
+                     apl_end, formats, t, plan)
+
+
+def _open_ell(data, end, pos, dll, key, keys, frame_info, proof):
+    """The extended link layer at ``pos``: decrypts an AES-CTR payload (PayloadCRC as key check).
+
+    Returns (data with the plaintext in place, end, offset of the next CI, ELL access number,
+    security state)."""
+    ell = _ell.parse(data, pos, end)
+    frame_info["ell"] = ell.to_dict()
+    security = _PLAIN_SECURITY
+    pos = ell.payload
+    if ell.encrypted:
+        payload = data[pos:end]
+        ell_key = _find_key(key, keys, dll["manufacturer"], dll["id"])
+        plain = None
+        if ell_key is not None and len(ell_key) == 16:
+            candidate = ctr_xcrypt(_context(keys, ell_key), _ell.counter_block(data, ell), payload)
+            if _ell.check_payload_crc(candidate):
+                plain = candidate
+                security = (0, True, True, False, False)
+                if proof is not None:
+                    proof.append(True)
+        if plain is None:
+            if _ell.check_payload_crc(payload) and len(payload) > 2 and payload[2] in _CI_TABLE:
+                plain = payload
+                security = (0, True, False, False, True)
+            else:
+                partial = _partial(dll, None, ell.acc, _security_dict((0, True, False, False, False)), frame_info)
+                if ell_key is None:
+                    raise DecodeError("no_key", f"ELL-encrypted telegram of {dll['manufacturer']} {dll['id']} "
+                                      "and no key known", layer="ell", partial=partial)
+                raise DecodeError("wrong_key", "ELL payload CRC failed after AES-CTR decryption (wrong key or "
+                                  "corrupted telegram)", layer="ell", offset=pos, partial=partial)
+        data = data[:pos] + plain
+        end = len(data)
+    if ell.sn is not None:
+        pos += 2  # PayloadCRC
+    if pos >= end:
+        raise DecodeError("too_short", "no CI after the extended link layer", layer="ell", offset=pos)
+    return data, end, pos, ell.acc, security
 
 
 def _records_after_error(exc, apl_data, apl_start, apl_end, enc_end, decrypted, partial, frame_info):
@@ -489,51 +502,58 @@ def _records_after_error(exc, apl_data, apl_start, apl_end, enc_end, decrypted, 
 
 
 def _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start, apl_end,
-              formats, t, afl, security_out=None) -> dict:
-    if security_out is None:
-        security_out = _security_dict(security)
-        if afl is not None:
-            frame_info["afl"] = afl.to_dict(security[3])
-    if formats is not None and records and t.content == "full" and _compact is not None and meter["id"] is not None:
-        _learn_format(formats, meter, apl_data, apl_start, apl_end, records, mdata)
+              formats, t, plan) -> dict:
+    mode, encrypted, decrypted, authenticated, before = security
+    # the records' layout: their dif_vif texts (plus a closing 0F/1F) as the record decoder made
+    # them; the compact-frame format and the drivers' key to which record names which field
+    layout = None
+    if records:
+        try:
+            layout = "".join(map(_DIF_VIF, records))
+        except (KeyError, TypeError):  # records a driver made (proprietary payload)
+            layout = None
+        else:
+            if mdata is not None:
+                layout += _HEX[apl_data[apl_end - len(mdata) // 2 - 1]]
+        if formats is not None and t.content == "full" and _compact is not None and meter["id"] is not None:
+            _learn_format(formats, meter, apl_data, apl_start, apl_end, layout)
     result = {"meter": meter, "transmitter": transmitter, "access_number": acc, "status": status,
-              "security": security_out, "frame": frame_info, "records": records, "fields": {},
-              "manufacturer_data": mdata}
-    if _drivers is not None:
-        apply = getattr(_drivers, "apply", None)
-        if apply is not None:
-            apply(result, bytes(apl_data[apl_start:apl_end]))
+              "security": {"mode": mode, "encrypted": encrypted, "decrypted": decrypted,
+                           "authenticated": authenticated, "decrypted_before_receipt": before},
+              "frame": frame_info, "records": records, "fields": {}, "manufacturer_data": mdata}
+    if plan is not None:
+        if plan.work:  # driver layouts may read the APL bytes and change the records
+            _drivers.apply_plan(plan, result, bytes(apl_data[apl_start:apl_end]) if plan.needs_apl else None)
+        else:
+            _drivers.apply_plan(plan, result, None, layout)
     return result
 
 
-def _learn_format(formats, meter, apl_data, apl_start, apl_end, records, mdata) -> None:
+def _learn_format(formats, meter, apl_data, apl_start, apl_end, layout) -> None:
     """Teach ``formats`` this full frame's record format (for later compact frames).
 
     The format is the records' DIF/VIF bytes, which the record decoder already reports as
-    ``dif_vif``; a closing 0F/1F is part of it. (Same bytes as ``compact.format_of``, without
-    parsing the records a second time.)"""
-    try:
-        text = "".join([record["dif_vif"] for record in records])
-    except (KeyError, TypeError):
-        text = None
-    if mdata is not None and text is not None:
-        text += f"{apl_data[apl_end - len(mdata) // 2 - 1]:02x}"
+    ``dif_vif`` (joined: ``layout``); a closing 0F/1F is part of it. (Same bytes as
+    ``compact.format_of``, without parsing the records a second time.)"""
     memo = getattr(formats, "signatures", None)
-    known = memo.get(text) if memo is not None and text is not None else None
+    known = memo.get(layout) if memo is not None and layout is not None else None
     if known is None:
         try:
-            fmt = bytes.fromhex(text) if text is not None else _compact.format_of(apl_data, apl_start, apl_end)
+            fmt = bytes.fromhex(layout) if layout is not None else _compact.format_of(apl_data, apl_start, apl_end)
         except (ValueError, DecodeError):
             return
         known = (fmt, _compact.format_signature(fmt))
-        if memo is not None and text is not None:
+        if memo is not None and layout is not None:
             if len(memo) >= 4096:
                 memo.clear()
-            memo[text] = known
+            memo[layout] = known
     formats.put(meter["manufacturer"], meter["id"], known[1], known[0])
 
 
-def _decode_compact(data, start, end, skip_filler, meter, formats, partial):
+def _decode_compact(data, start, end, skip_filler, meter, formats, frame_info, partial):
+    """Records of a compact frame (CI 79/7B/73): the format from the caller's cache, else one a
+    driver file knows. The full-frame CRC is reported (``frame["compact"]["crc_ok"]``), not
+    required: real meters announce the CRC of an earlier full frame (Kamstrup)."""
     if _compact is None:
         raise DecodeError("unknown_format", "compact frames need omshub.codec.compact", layer="apl", partial=partial)
     if skip_filler and data[start:start + 2] == _FILLER2:
@@ -543,13 +563,18 @@ def _decode_compact(data, start, end, skip_filler, meter, formats, partial):
                           layer="apl", offset=start, partial=partial)
     signature = data[start] | data[start + 1] << 8
     full_crc = data[start + 2] | data[start + 3] << 8
-    fmt = formats.get(meter["manufacturer"], meter["id"], signature) if formats is not None else None
+    manufacturer = meter["manufacturer"]
+    fmt = formats.get(manufacturer, meter["id"], signature) if formats is not None else None
+    if fmt is None and _drivers is not None:
+        fmt = _drivers.compact_format(manufacturer, signature)
     if fmt is None:
         raise DecodeError("unknown_format", f"compact frame with format signature {signature:04X} of "
-                          f"{meter['manufacturer']} {meter['id']}: format not learned yet (needs a full frame first)",
+                          f"{manufacturer} {meter['id']}: format not learned yet (needs a full frame first)",
                           layer="apl", offset=start, partial=partial)
     try:
-        return _compact.decode_compact(fmt, data[:end], start + 4, full_crc=full_crc)
+        full = _compact.rebuild_full(fmt, data, start + 4, end)
+        frame_info["compact"] = {"signature": f"{signature:04X}", "crc_ok": _frame.crc16(full) == full_crc}
+        return _apl.decode_records(full)
     except DecodeError as exc:
         exc.partial = partial
         raise

@@ -57,7 +57,6 @@ def _run(opts) -> None:
     import secrets
     import signal
     import time
-    from datetime import datetime, timezone
 
     from rich.console import Console
     from rich.live import Live
@@ -123,7 +122,7 @@ def _run(opts) -> None:
             return
         console.print("\n[bold]the head-end keeps running; press Ctrl-C to stop it[/bold]")
         try:
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            signal.signal(signal.SIGTERM, _interrupt)
             while server.proc is not None and server.proc.poll() is None:
                 time.sleep(1)
             console.print(f"the head-end stopped unexpectedly; see {server.log_path}")
@@ -132,6 +131,10 @@ def _run(opts) -> None:
     finally:
         headend.close()
         server.stop()
+
+
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the demo like Ctrl-C: the head-end is shut down cleanly
 
 
 def _date(t: float) -> str:

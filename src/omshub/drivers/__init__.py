@@ -206,8 +206,9 @@ def plan_for(meter: dict) -> Plan:
     return registry().plan(meter)
 
 
-def apply_plan(plan: Plan, telegram: dict, apl: bytes | None = None) -> None:
-    """:func:`apply` with the plan already looked up (the decoder's hot path)."""
+def apply_plan(plan: Plan, telegram: dict, apl: bytes | None = None, layout: str | None = None) -> None:
+    """:func:`apply` with the plan already looked up (the decoder's hot path). ``layout``: see
+    :meth:`.plan.Plan.name_fields` (only for records exactly as the record decoder made them)."""
     fields = telegram.get("fields")
     if not isinstance(fields, dict):
         fields = telegram["fields"] = {}
@@ -216,7 +217,7 @@ def apply_plan(plan: Plan, telegram: dict, apl: bytes | None = None) -> None:
         records = telegram["records"] = []
     if plan.work:
         _driver_work(plan, telegram, records, fields, apl)
-    plan.name_fields(records, fields)
+    plan.name_fields(records, fields, None if plan.work else layout)
     for v in plan.computed:
         value = _engine.read_value(v, b"", 0, fields)
         if value is not None:

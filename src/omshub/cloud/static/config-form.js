@@ -236,10 +236,12 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
     formPart.hidden = toggle.checked;
   });
 
-  const el = h("fieldset", { class: "config-form", disabled: readOnly },
-    h("legend", { class: "sr-only" }, "Gateway configuration"),
-    h("label", { class: "check advanced" }, toggle, " Edit as JSON (advanced)"),
-    formPart, json, jsonError);
+  // the JSON view stays switchable for viewers too: reading it changes nothing
+  const el = h("div", {},
+    h("label", { class: "check advanced" }, toggle, readOnly ? " Show as JSON (advanced)" : " Edit as JSON (advanced)"),
+    h("fieldset", { class: "config-form", disabled: readOnly },
+      h("legend", { class: "sr-only" }, "Gateway configuration"), formPart, json),
+    jsonError);
   set(cfg);
 
   return {

@@ -111,8 +111,8 @@ function opsTable(ops) {
     { label: "Version", cell: (o) => `v${o.config_version}` },
     { label: "State", cell: (o) => stateBadge(o.state) },
     { label: "Created", cell: (o) => h("span", {}, timeEl(o.created_at), o.created_by ? ` by ${o.created_by}` : "") },
-    { label: "Delivered", cell: (o) => timeEl(o.delivered_at) },
-    { label: "Finished", cell: (o) => timeEl(o.finished_at) },
+    { label: "Delivered", cell: (o) => timeEl(o.delivered_at, true, "—") },
+    { label: "Finished", cell: (o) => timeEl(o.finished_at, true, "—") },
     { label: "Details", cell: (o) => o.error || (OPEN.has(o.state) && o.expected_contact_at ?
       h("span", {}, "next contact expected ", timeEl(o.expected_contact_at)) : "") },
   ], ops, { empty: "No configuration changes yet." });

@@ -43,8 +43,8 @@ export function renderOperations(main, _params, query) {
     { label: "Version", cell: (o) => `v${o.config_version}` },
     { label: "State", cell: (o) => stateBadge(o.state) },
     { label: "By", cell: (o) => o.created_by || "" },
-    { label: "Delivered", cell: (o) => timeEl(o.delivered_at) },
-    { label: "Finished", cell: (o) => timeEl(o.finished_at) },
+    { label: "Delivered", cell: (o) => timeEl(o.delivered_at, true, "—") },
+    { label: "Finished", cell: (o) => timeEl(o.finished_at, true, "—") },
     { label: "Error", cell: (o) => o.error || "" },
   ], (cursor) => api("GET", "/operations", { query: { state, cursor, limit: 100 } }), msg, { empty: "No operations." }));
 }

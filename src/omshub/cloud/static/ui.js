@@ -55,6 +55,7 @@ export function relTime(iso) {
   const d = new Date(iso);
   const s = Math.round((d.getTime() - Date.now()) / 1000);
   const a = Math.abs(s);
+  if (a < 10) return "just now";
   let text;
   if (a < 60) text = `${a} s`;
   else if (a < 3600) text = `${Math.round(a / 60)} min`;
@@ -63,8 +64,9 @@ export function relTime(iso) {
   return s < 0 ? `${text} ago` : `in ${text}`;
 }
 
-export function timeEl(iso, relative = true) {
-  if (!iso) return h("span", { class: "muted" }, relative ? "never" : "—");
+// A time (relative, the exact time in its tooltip); `empty` is shown when there is none.
+export function timeEl(iso, relative = true, empty = relative ? "never" : "—") {
+  if (!iso) return h("span", { class: "muted" }, empty);
   return h("time", { datetime: iso, title: fmtTime(iso) }, relative ? relTime(iso) : fmtTime(iso));
 }
 
