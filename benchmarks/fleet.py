@@ -98,6 +98,21 @@ def generate_all(fleet, start: float, window_s: float, jobs: int):
     return uplinks, stats
 
 
+def _top_errors(database: str, n: int = 3) -> list[tuple[str, int]]:
+    from sqlalchemy import func, select
+
+    from omshub.cloud.db import Database
+    from omshub.cloud.models import Telegram
+    db = Database(database)
+    try:
+        with db.session() as s:
+            return [(str(e)[:160], c) for e, c in s.execute(
+                select(Telegram.error, func.count()).where(Telegram.state != "decoded")
+                .group_by(Telegram.error).order_by(func.count().desc()).limit(n))]
+    finally:
+        db.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__.split("\n\n")[0])
     ap.add_argument("--meters", type=int, default=100_000)
@@ -201,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decode: all {total:,} telegrams processed {t_done - t_up:.1f} s after the last upload; "
               f"{total / t_done:,.0f} telegrams/s from first upload to last decode")
         print("states: " + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())))
+        if states.get("decoded", 0) < 0.9 * total:
+            print("WARNING: fewer than 90 % decoded — the decode figure does not measure real decoding; "
+                  "most frequent errors: " + "; ".join(f"{n} x {e}" for e, n in _top_errors(database)), file=sys.stderr)
         wall = t_gen + t_done
         print(f"wall time (generation + upload + decode): {wall:.1f} s "
               f"[generation {t_gen:.1f} s, upload {t_up:.1f} s, decode tail {t_done - t_up:.1f} s]")

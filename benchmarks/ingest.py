@@ -301,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['raw_rate']:>13.0f} {r['e2e_rate'] / r['raw_rate']:>8.2f} {r['ingest_rate'] / r['raw_rate']:>10.2f}")
     print(f"(uplinks of {args.meters} telegrams over HTTP with {args.clients} clients; end-to-end = all acknowledged "
           "and decoded into readings; raw insert = Core executemany of the same rows, one transaction per batch)")
+    from omshub.cloud.settings import load_settings
+    workers = load_settings(None).pipeline_workers
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"(machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end; decoding in "
+          + (f"{workers} worker process(es))" if workers else "a thread of the server process)"))
     return 0
 
 

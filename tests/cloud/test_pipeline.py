@@ -309,3 +309,23 @@ def test_concurrent_workers_decode_each_telegram_once(hub, db, pipeline):
             latest = s.get(Reading, m.last_reading_id)
             assert latest.timestamp == s.get(Reading, newest).timestamp
     assert len(telegram_ids) == len(set(telegram_ids)) == 200
+
+
+def test_redecode_command_requeues_undecoded_telegrams(hub, db, pipeline, database_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from omshub.cli import app as cli_app
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    hub.meter(t, "20000141")
+    hub.send(gw, 1, [encode("20000141"), bytes(range(30))])
+    pipeline.run_until_idle()
+    assert _states(hub, gw) == ["no_key", "invalid"]
+    runner = CliRunner()
+    args = ["admin", "redecode", "--tenant", t.slug, "--database", database_url, "--data-dir", str(tmp_path), "--json"]
+    result = runner.invoke(cli_app, args)
+    assert result.exit_code == 0, result.output
+    assert '"requeued": 2' in result.output
+    assert _states(hub, gw) == ["new", "new"]
+    result = runner.invoke(cli_app, args[:-1] + ["--states", "decoded"])
+    assert result.exit_code == 2 and "not decoded" in result.output

@@ -500,3 +500,97 @@ def test_encoder_falls_back_to_real32_only_when_needed():
     data = apl.encode_records([rec(quantity="volume", unit="m3", value=1.23456789e-12)])
     assert data[0] & 0x0F == 5
     assert math.isclose(one(data.hex())["value"], 1.23456789e-12, rel_tol=1e-6)
+
+
+# ------------------------------------------------------------------ 1F: more records follow
+
+@pytest.mark.parametrize("tail, more", [("0FAABB", False), ("1FAABB", True), ("1F", True), ("0F", False),
+                                        ("", False)])
+def test_decode_records_ex_tells_whether_more_records_follow(tail, more):
+    data = bytes.fromhex("2F2F041301000000" + tail + "9999")
+    end = len(data) - 2  # the APL ends before the last two bytes
+    records, mdata, follows = apl.decode_records_ex(data, 0, end)
+    assert (records, mdata) == apl.decode_records(data, 0, end)
+    assert follows is more
+    assert apl.more_records_follow(data, end, mdata) is more
+
+
+# ------------------------------------------------------------------ compact profiles
+
+CALTOSE = ("0B6E250200" "426C4131" "4B6E990000" "82046C4132" "8B046ECB0000"
+           "8D04EE132C3BFE990000520000100000000000" + "FF" * 30)
+
+
+def test_inverse_compact_profile_values_become_records():
+    records, _ = apl.decode_records(bytes.fromhex(CALTOSE))
+    profile = records[5]
+    assert profile["qualifiers"] == ["inverse_compact_profile"] and profile["raw"].startswith("3bfe99")
+    derived = records[6:]
+    assert [(r["storage"], r["value"]) for r in derived] == [(9, 99), (10, 52), (11, 10), (12, 0)]
+    assert all(r["quantity"] == "hca" and r["unit"] == "HCA" and r["dif_vif"] == ""
+               and r["derived_from"] == "8d04ee13" for r in derived)
+    # the record format (joined dif_vif) is still the header sequence
+    assert "".join(r["dif_vif"] for r in records) == "0b6e426c4b6e82046c8b046e8d04ee13"
+    # the encoder leaves derived records out: the profile record's raw bytes carry them
+    assert apl.encode_records(records) == bytes.fromhex(CALTOSE)
+
+
+@pytest.mark.parametrize("profile", [
+    "8D04EE13057BFE990000",     # increment mode 1 (increments): not expanded
+    "8D04EE13013B",             # no spacing byte
+    "8D04EE130435FE0000",       # real32 elements
+    "8D04EE13053BFEFFFFFF",     # first element invalid (FF fill)
+])
+def test_compact_profiles_not_expanded(profile):
+    records, _ = apl.decode_records(bytes.fromhex(profile))
+    assert len(records) == 1 and "raw" in records[0]
+
+
+def test_inverse_compact_profile_of_binary_values_is_scaled():
+    records, _ = apl.decode_records(bytes.fromhex("8D049313" "0A" "34FE" "E8030000" "D0070000"))
+    assert [(r["quantity"], r["storage"], r["value"]) for r in records[1:]] == [
+        ("volume", 9, 1.0), ("volume", 10, 2.0)]
+
+
+# ------------------------------------------------------------------ layout memo
+
+HEAT = bytes.fromhex("2F2F" "0C0612345678" "0B2B123456" "0A5A1203" "0A5E5602" "046D2B0BA424"
+                     "02FD170000" "426CBF2C" "4C0612340000" "0DFD110431323334" "053B0000803F"
+                     "01FF2105" "0F0102")
+
+
+def test_layout_memo_gives_the_general_result():
+    apl._LAYOUTS.clear()
+    first = apl.decode_records(HEAT)
+    assert apl._LAYOUTS  # learned
+    assert apl.decode_records(HEAT) == first == apl._decode_general(HEAT, 0, len(HEAT))
+    # same headers, other values: still identical to the general decoder's result
+    other = bytearray(HEAT)
+    other[4:8] = bytes.fromhex("99999999")
+    assert apl.decode_records(bytes(other)) == apl._decode_general(bytes(other), 0, len(other))
+
+
+@pytest.mark.parametrize("offset, value", [
+    (4, "AB"),        # invalid BCD digit
+    (7, "F1"),        # negative BCD (sign nibble)
+    (23, "AB"),       # invalid date/time (IV bit)
+    (24, "8B"),       # summer-time flag
+    (34, "FFFF"),     # invalid date
+    (52, "0000C07F"),  # real32 NaN
+])
+def test_layout_memo_falls_back_for_special_values(offset, value):
+    apl.decode_records(HEAT)  # learn the layout
+    data = bytearray(HEAT)
+    raw = bytes.fromhex(value)
+    data[offset:offset + len(raw)] = raw
+    data = bytes(data)
+    assert apl.decode_records(data) == apl._decode_general(data, 0, len(data))
+
+
+def test_layout_memo_is_bounded():
+    apl._LAYOUTS.clear()
+    for k in range(apl._LAYOUTS_LIMIT + 10):
+        apl.decode_records(bytes([0x04, 0x13]) + bytes(4) + bytes([0x0F]) + bytes(k % 300) + bytes([k & 0xFF]))
+        apl.decode_records(bytes([0x04, 0x13]) + bytes(4) + bytes([0x02, 0xFD, 0x17, k & 0xFF, 0]))
+    assert len(apl._LAYOUTS) <= apl._LAYOUTS_LIMIT
+    assert all(len(v) <= apl._LAYOUTS_PER_KEY for v in apl._LAYOUTS.values())

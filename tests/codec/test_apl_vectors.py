@@ -99,6 +99,7 @@ def test_vectors_reproduce_reference_records(shared_vectors):
         else:
             records, mfr = apl.decode_records(data, start)
             assert mfr is None, vector["id"]
+        records = [r for r in records if "derived_from" not in r]  # values taken out of a profile
         assert len(records) == len(plain_refs), vector["id"]
         for k, (ours, ref) in enumerate(zip(records, plain_refs)):
             _compare(ours, ref, f"{vector['id']} record {k}")

@@ -3,9 +3,8 @@
 Each line of ``../shared/vectors/wmbusmeters-public.jsonl`` is one telegram plus the values
 wmbusmeters printed for it. We decode the line's ``prior_telegrams`` and then its ``telegram``
 with :func:`omshub.codec.decode` (the line's key; one format cache per line, so compact frames
-get the formats the earlier full frames taught; it is a :class:`omshub.drivers.KnownFormatCache`,
-which also knows the compact formats driver files describe, as a deployment's cache does) and
-look for every expected value.
+get the formats the earlier full frames taught; formats the driver files describe are the
+decoder's own fallback, as in a deployment) and look for every expected value.
 
 **Unit-bearing values** are the expected keys whose last ``_``-separated part is a unit in
 :data:`SUFFIXES` (``_kwh``, ``_m3``, ``_c``, ``_hca``, ``_h`` …) and whose value is a number.
@@ -214,8 +213,7 @@ def _cause(exc) -> str:
 
 
 def run_corpus(path: Path) -> Report:
-    from omshub.codec import DecodeError, decode, parse_hex
-    from omshub.drivers import KnownFormatCache
+    from omshub.codec import DecodeError, FormatCache, decode, parse_hex
 
     report = Report()
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -227,7 +225,7 @@ def run_corpus(path: Path) -> Report:
         report.telegrams += 1
         report.total += len(wanted)
         key = bytes.fromhex(entry["key"]) if entry.get("key") else None
-        formats = KnownFormatCache()
+        formats = FormatCache()
         telegram = None
         failure = None
         try:

@@ -407,3 +407,29 @@ def test_apply_never_raises_on_odd_records(records, manufacturer, code, apl) -> 
          "records": records, "fields": {}, "manufacturer_data": None}
     drivers.apply(t, apl)
     assert isinstance(t["fields"], dict) and isinstance(t["records"], list)
+
+
+@given(st.lists(st.sampled_from([
+    ("energy", "kWh", 165.0, 0), ("energy", "kWh", 120.0, 1), ("volume", "m3", 1.5, 0), ("volume", "m3", 1.25, 1),
+    ("date", "", "2026-01-01", 1), ("power", "kW", 2.0, 0), ("hca", "HCA", 12, 0), ("hca", "HCA", 7, 1),
+    ("volume", "m3", 0.75, 2), ("date", "", "2025-12-01", 2), ("energy", "kWh", 99.0, 3)]), min_size=1, max_size=10),
+       st.sampled_from([0x04, 0x07, 0x08, 0x03]), st.booleans())
+def test_fields_by_layout_equal_the_general_rules(items, code, invalid) -> None:
+    # the decoder names fields through the plan's per-layout picks; drivers.apply on the same
+    # records (no layout) takes the general path: both must give the same fields
+    from omshub.codec import encode_telegram
+
+    records = [{"quantity": q, "unit": u, "value": v, "storage": s, "tariff": 0, "subunit": 0,
+                "function": "instantaneous"} for q, u, v, s in items]
+    meter = {"manufacturer": "ZZZ", "id": "12345678", "version": 1, "device_type_code": code}
+    frame = bytearray(encode_telegram(meter, records))
+    if invalid and frame[-1] != 0x2F:
+        frame[-1] = 0xFF  # often an invalid BCD/date: a record without a valid value
+    try:
+        decoded = decode(bytes(frame), crc="none")
+    except DecodeError:
+        return
+    general = {"meter": decoded["meter"], "records": [dict(r) for r in decoded["records"]], "fields": {}}
+    drivers.apply(general)
+    assert general["fields"] == decoded["fields"]
+    assert list(general["fields"]) == list(decoded["fields"])

@@ -187,3 +187,64 @@ def test_keyring_csv_errors():
         KeyRing.from_csv("id,key,manufacturer\n1," + KEY.hex() + ",KAM\n2," + KEY.hex() + ",K4M\n")
     ring = KeyRing.from_csv("# keys\nid,key\n\n12345678," + KEY.hex() + "\n")
     assert ring("XYZ", "12345678") == KEY and ring("XYZ", "1") is None
+
+
+def test_plain_frame_whose_records_end_at_the_frame_end_needs_no_format_b_check(monkeypatch):
+    # the B reading would cut the last record short, so its CRC is not even computed
+    from omshub.codec import frame as frame_module
+    frame = encode_telegram(KAM, HEAT_RECORDS)
+    calls = []
+    real = frame_module.try_format_b
+    monkeypatch.setattr(frame_module, "try_format_b", lambda raw: calls.append(raw) or real(raw))
+    result = decode(frame)
+    assert calls == [] and same_records(result["records"], HEAT_RECORDS)
+    # with manufacturer data at the end (or 2F fillers) the B reading could hold: it is checked
+    decode(encode_telegram(KAM, HEAT_RECORDS, manufacturer_data=b"\x01\x02\x03"))
+    assert len(calls) == 1
+    # a real format-B frame of the same telegram is still read as B
+    from omshub.codec.encode import add_format_b
+    assert decode(add_format_b(frame))["frame"]["format"] == "B"
+
+
+_RECORD_HEADS = ["0406", "02fd17", "426c", "0b2d", "01fd0c", "2f", "0c13", "8440fd48", "0f", "00fd0b", "0d78"]
+
+
+def _apl_strategy():
+    from hypothesis import strategies as st
+
+    def chunk(head):
+        size = {"0406": 4, "02fd17": 2, "426c": 2, "0b2d": 3, "01fd0c": 1, "2f": 0, "0c13": 4, "8440fd48": 4,
+                "0f": 0, "00fd0b": 0, "0d78": None}[head]
+        if size is None:  # LVAR: length byte + text
+            return st.binary(max_size=6).map(lambda b: bytes.fromhex(head) + bytes([len(b)]) + b)
+        return st.binary(min_size=size, max_size=size).map(lambda b: bytes.fromhex(head) + b)
+    return st.lists(st.sampled_from(_RECORD_HEADS).flatmap(chunk), min_size=1, max_size=12).map(b"".join)
+
+
+def test_format_b_shortcut_only_when_the_b_reading_fails():
+    from hypothesis import given, settings
+
+    from omshub.codec import frame as frame_module
+    from omshub.codec import telegram
+
+    @settings(max_examples=300, deadline=None)
+    @given(_apl_strategy())
+    def check(apl_bytes):
+        head = bytes.fromhex("442d2c785634121b04") + bytes.fromhex("7a") + bytes(4)
+        frame = bytes([len(head) + len(apl_bytes)]) + head + apl_bytes
+        proof: list = []
+        try:
+            telegram._decode(frame_module.recover(frame, detect_b=False), None, None, None, proof)
+        except DecodeError:
+            return
+        if not proof or len(frame) < 13:
+            return
+        # the B reading, CRC aside: the same bytes without the last two
+        b_frame = frame_module.Frame(bytes([frame[0] - 2]) + frame[1:-2], len(frame) - 2, "B")
+        try:
+            b_result = telegram._decode(b_frame, None, None, None, None)
+        except DecodeError:
+            return
+        assert "unparsed" in b_result["frame"]
+
+    check()

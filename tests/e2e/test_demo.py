@@ -50,3 +50,25 @@ def test_demo_runs_and_serves_readings(tmp_path):
     finally:
         api.close()
         server.stop()
+
+
+def test_gateway_config_filters(tmp_path):
+    from omshub.demo import gateway_config
+    from omshub.gateway.config import validate_config
+    from omshub.sim.fleet import parse_fleet
+    from omshub.sim.radio import link_table
+
+    from .conftest import fleet_toml, serials_for
+    fleet = parse_fleet(fleet_toml("UNIT"))
+    serial = serials_for("UNIT")[0]
+    own = {(m.manufacturer, m.id) for m in fleet.meters_of(serial)}
+    heard = {(m.manufacturer, m.id) for m in link_table(fleet).heard_by[serial]}
+
+    black = validate_config(gateway_config(fleet, serial))
+    listed = {(m.manufacturer, m.id) for m in black.filters.meters}
+    assert black.filters.mode == "blacklist" and listed == heard - own and listed   # neighbours heard, none of its own
+    white = validate_config(gateway_config(fleet, serial, filter_mode="whitelist"))
+    assert {(m.manufacturer, m.id) for m in white.filters.meters} == own
+    assert set(white.collection[0].link_modes) == {"C1", "T1"}
+    with pytest.raises(ValueError):
+        gateway_config(fleet, serial, filter_mode="greylist")

@@ -61,6 +61,19 @@ def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | N
     return total
 
 
+REDECODABLE_STATES = WAITING_STATES + ("invalid",)
+
+
+def requeue_states(session: Session, tenant_id: int, states: tuple[str, ...] = REDECODABLE_STATES) -> int:
+    """Telegrams of the tenant in `states` (never `decoded`/`duplicate`: they have their reading)
+    back to `new`, e.g. after a decoder upgrade learned a format. -> how many."""
+    bad = set(states) - set(REDECODABLE_STATES)
+    if bad:
+        raise ValueError(f"only {', '.join(REDECODABLE_STATES)} telegrams can be decoded again, not {', '.join(sorted(bad))}")
+    return session.execute(update(Telegram).where(Telegram.tenant_id == tenant_id, Telegram.state.in_(states))
+                           .values(state="new", error=None).execution_options(synchronize_session=False)).rowcount or 0
+
+
 class _LRU(OrderedDict):
     def __init__(self, size: int) -> None:
         super().__init__()

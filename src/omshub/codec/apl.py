@@ -58,6 +58,7 @@ class HeaderInfo(NamedTuple):
     record_error: bool        # a record-error VIFE: the value is not valid
     unpack: object            # struct unpack_from for 1/2/4/8-byte integer/BCD fields, else None
     signed: bool              # binary numbers are type B (else C/D, unsigned)
+    inverse_profile: bool = False  # VIFE 13 on an LVAR: its values also come out as records
 
 
 _CACHE: dict[bytes, HeaderInfo] = {}
@@ -280,9 +281,12 @@ def _interpret(hdr: bytes) -> HeaderInfo:
     if fmt and decoder != D_INT:
         fmt = fmt.upper()  # unsigned (BCD digits are read as one unsigned number)
     unpack = struct.Struct("<" + fmt).unpack_from if fmt else None
+    inverse_profile = (decoder == D_LVAR and kind in ("num", "uint") and "record_error" not in extra
+                       and "inverse_compact_profile" in qualifiers)
     return HeaderInfo(dlen, decoder, template, mode, num, den, nd,
                       QUANTITIES[quantity][1] == "float", lvar_raw,
-                      bool(qualifiers or raw_vifes), "record_error" in extra, unpack, kind != "uint")
+                      bool(qualifiers or raw_vifes), "record_error" in extra, unpack, kind != "uint",
+                      inverse_profile)
 
 
 def _decoder_for(kind: str, dfield: int) -> int:
@@ -462,6 +466,22 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
     return records, mdata
 
 
+def decode_records_ex(data: bytes, start: int = 0,
+                      end: int | None = None) -> tuple[list[dict], str | None, bool]:
+    """:func:`decode_records` plus whether more records follow in the next telegram (the records
+    closed with DIF 1F rather than 0F)."""
+    records, mdata = decode_records(data, start, end)
+    return records, mdata, more_records_follow(data, end, mdata)
+
+
+def more_records_follow(data: bytes, end: int | None, mdata: str | None) -> bool:
+    """True when ``decode_records(data, start, end)`` returned ``mdata`` after a 1F DIF."""
+    if mdata is None:
+        return False
+    n = len(data) if end is None else end
+    return data[n - len(mdata) // 2 - 1] == 0x1F
+
+
 def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | None]:
     """The record-by-record decoder (every APL the layout memo does not cover)."""
     records: list[dict] = []
@@ -510,7 +530,7 @@ def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | 
         info = cache_get(key)
         if info is None:
             info = header_info(key)
-        dlen, dec, template, mode, num, den, _, is_float, _, has_lists, record_error, unpack, _ = info
+        dlen, dec, template, mode, num, den, _, is_float, _, has_lists, record_error, unpack, _, profile = info
         rec = template.copy()
         if dlen >= 0:
             e = j + dlen
@@ -566,8 +586,44 @@ def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | 
                 rec["raw"] = data[j:e].hex()
                 rec["value"] = None
         append(rec)
+        if profile and "raw" in rec:
+            records += _inverse_profile_records(rec, info, bytes.fromhex(rec["raw"]))
         i = e
     return records, None
+
+
+def _inverse_profile_records(rec: dict, info: HeaderInfo, chunk: bytes) -> list[dict]:
+    """The values of an inverse compact profile (VIFE 13, EN 13757-3 annex "compact profile" [S])
+    as records of their own: ``chunk`` = spacing control byte (increment mode b7-6, spacing unit
+    b5-4, data field b3-0), spacing value, then one value per storage interval going back in time
+    from the profile record's storage number. Only absolute values (increment mode 0) in integer
+    or BCD fields are expanded; the first invalid BCD element (FF fill) ends the list. The new
+    records carry ``dif_vif: ""`` (no header of their own: the telegram's record format stays the
+    header sequence) and ``derived_from`` (the profile record's dif_vif); the encoder skips them."""
+    if len(chunk) < 2 or chunk[0] >> 6:
+        return []
+    dfield = chunk[0] & 0x0F
+    size = _DATA_LEN[dfield]
+    if size <= 0 or dfield in (5, 8, 0xD, 0xF):
+        return []
+    out = []
+    storage = rec["storage"]
+    base = {"quantity": rec["quantity"], "unit": rec["unit"], "value": None, "storage": storage,
+            "tariff": rec["tariff"], "subunit": rec["subunit"], "function": rec["function"],
+            "dif_vif": "", "derived_from": rec["dif_vif"]}
+    for k, p in enumerate(range(2, len(chunk) - size + 1, size), 1):
+        b = chunk[p:p + size]
+        if dfield >= 9:
+            raw = _bcd(b)
+            if raw is None:
+                break
+        else:
+            raw = int.from_bytes(b, "little", signed=info.signed)
+        r = base.copy()
+        r["value"] = _scaled(raw, info)
+        r["storage"] = storage + k
+        out.append(r)
+    return out
 
 
 # ---------------------------------------------------------------------------------- layouts
@@ -584,9 +640,15 @@ _LAYOUTS_LIMIT = 1024     # keys (APL length, leading bytes); cleared when full
 _LAYOUTS_PER_KEY = 4      # different layouts behind one key
 
 
-# how a layout step gets its value from the struct field: K_AS_IS / K_FLOAT / K_DIV (v * a / b) /
-# K_CALL (a(v), None = let the general decoder handle this APL) / K_NONE (no data field)
-K_AS_IS, K_FLOAT, K_DIV, K_CALL, K_NONE = range(5)
+# how a layout step gets its value from its struct field v (a, b, c: the step's parameters)
+#   K_DIV      v * a / b                              (1/2/4/8-byte binary; a = b = 1 gives a float)
+#   K_AS_IS    v                                      (plain integers)
+#   K_BCD      BCD digits of v (int or bytes), then * a / b, or as is when b == 0
+#   K_INT      int.from_bytes(v, signed=c), then * a / b, or as is when b == 0  (3/6-byte fields)
+#   K_CALL     a(v)                                   (dates, real32, other scales)
+#   K_RAW      "raw": v.hex()                         K_NONE: no data field
+# a value of None from K_BCD/K_CALL sends the APL to the general decoder.
+K_DIV, K_AS_IS, K_BCD, K_INT, K_CALL, K_RAW, K_NONE = range(7)
 _MEMO_LIMIT = 8192
 
 
@@ -627,55 +689,75 @@ _DATE_CONVERTERS = {D_DATE_G: _memoised(_date_g), D_TIME_J: _memoised(_time_j),
                     D_DATETIME_I: _memoised(_date_i_datetime)}
 
 
-def _scaler(info: HeaderInfo):
-    """raw integer -> value exactly as the general decoder scales it."""
-    if info.mode == M_DIV:
-        num, den = info.num, info.den
-        return lambda raw: raw * num / den
-    if info.mode == M_ONE:
-        return float if info.is_float else (lambda raw: raw)
-    return lambda raw: _scaled(raw, info)
+def _lvar_plan(info: HeaderInfo, lv: int, size: int):
+    """(struct code, kind, a, b, c) for an LVAR data field of ``size`` bytes (LVAR byte ``lv``)."""
+    code = f"{size}s"
+    if info.inverse_profile:
+        return None  # expanded into records of their own by the general decoder
+    if lv < 0xC0:
+        if info.lvar_raw:
+            return code, K_RAW, None, None, None
+        return code, K_CALL, lambda b: b[::-1].decode("latin-1"), None, None
+    if lv < 0xE0:
+        negative = lv >= 0xD0
+
+        def bcd(b):
+            raw = _bcd(b)
+            if raw is None or raw < 0:
+                return None  # error value: the general decoder marks it
+            return _scaled(-raw if negative else raw, info)
+        return code, K_CALL, bcd, None, None
+    if size <= 8 and not info.lvar_raw:
+        signed = info.signed
+        return code, K_CALL, lambda b: _scaled(int.from_bytes(b, "little", signed=signed), info), None, None
+    return code, K_RAW, None, None, None
 
 
 def _field_plan(info: HeaderInfo):
-    """(struct code, step kind, a, b) for a record's data field, or None if not plannable."""
-    dec, dlen = info.decoder, info.dlen
-    if info.record_error or dlen < 0 or dec in (D_RAW, D_LVAR):
+    """(struct code, kind, a, b, c) for a record's fixed-size data field, or None if not plannable."""
+    dec, dlen, mode = info.decoder, info.dlen, info.mode
+    if info.record_error or dlen < 0:
         return None
+    if dec == D_RAW:
+        return f"{dlen}s", K_RAW, None, None, None
     if dec == D_NONE:
-        return "", K_NONE, None, None
+        return "", K_NONE, None, None, None
+    # scale as (a, b): value = raw * a / b, or the raw int itself for b == 0
+    if mode == M_ONE:
+        a, b = (1, 1) if info.is_float else (1, 0)
+    elif mode == M_DIV:
+        a, b = info.num, info.den
+    else:
+        a = b = None
     if dec == D_INT or dec == D_UINT:
         signed = dec == D_INT
-        if info.unpack is not None:
-            code = {1: "b", 2: "h", 4: "i", 8: "q"}[dlen]
-            code = code if signed else code.upper()
-            if info.mode == M_ONE:
-                return code, (K_FLOAT if info.is_float else K_AS_IS), None, None
-            if info.mode == M_DIV:
-                return code, K_DIV, info.num, info.den
-            return code, K_CALL, _scaler(info), None
-        scale = _scaler(info)
-        return f"{dlen}s", K_CALL, lambda b: scale(int.from_bytes(b, "little", signed=signed)), None
+        if a is None:
+            return (f"{dlen}s", K_CALL,
+                    lambda v: _scaled(int.from_bytes(v, "little", signed=signed), info), None, None)
+        if info.unpack is None:
+            return f"{dlen}s", K_INT, a, b, signed
+        code = {1: "b", 2: "h", 4: "i", 8: "q"}[dlen]
+        code = code if signed else code.upper()
+        return (code, K_AS_IS, None, None, None) if b == 0 else (code, K_DIV, a, b, None)
     if dec == D_BCD:
-        scale = _scaler(info)
-
-        def bcd(raw):
-            digits = "%x" % (raw if raw.__class__ is int else int.from_bytes(raw, "little"))
-            if not digits.isdigit():
-                return None  # sign nibble or invalid digit: the general decoder decides
-            return scale(int(digits))
-        return ({1: "B", 2: "H", 4: "I", 8: "Q"}.get(dlen) or f"{dlen}s"), K_CALL, bcd, None
+        code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(dlen) or f"{dlen}s"
+        if a is None:
+            def bcd(v):
+                digits = "%x" % (v if v.__class__ is int else int.from_bytes(v, "little"))
+                return _scaled(int(digits), info) if digits.isdigit() else None
+            return code, K_CALL, bcd, None, None
+        return code, K_BCD, a, b, None
     if dec == D_REAL:
-        mode, num, den = info.mode, info.num, info.den
+        num, den = info.num, info.den
 
-        def real(b):
-            r = _real32(b)
+        def real(v):
+            r = _real32(v)
             if r is None:
                 return None
             x, digits = r
             return float(f"{(x if mode == M_ONE else x * num / den):.{digits}g}")
-        return "4s", K_CALL, real, None
-    return f"{dlen}s", K_CALL, _DATE_CONVERTERS[dec], None
+        return "4s", K_CALL, real, None, None
+    return f"{dlen}s", K_CALL, _DATE_CONVERTERS[dec], None, None
 
 
 def _learn_layout(key: tuple, data: bytes, start: int, n: int) -> None:
@@ -700,24 +782,31 @@ def _learn_layout(key: tuple, data: bytes, start: int, n: int) -> None:
                 break
             continue
         j = header_end(data, i, n)
-        mask[i - start:j - start] = b"\xff" * (j - i)
         info = header_info(data[i:j])
-        plan = _field_plan(info)
+        dlen = info.dlen
+        if dlen < 0 and not info.record_error:  # LVAR: its length byte is part of the layout
+            lv = data[j]
+            dlen = lvar_size(lv)
+            plan = _lvar_plan(info, lv, dlen)
+            j += 1
+        else:
+            plan = _field_plan(info)
+        mask[i - start:j - start] = b"\xff" * (j - i)
         if plan is None:
             plannable = False  # a match then just means: decode the general way, learn nothing
             break
-        code, kind, a, b = plan
+        code, kind, a, b, c = plan
         gap += j - i
         if code:
             if gap:
                 fmt.append(f"{gap}x")
             fmt.append(code)
-            steps.append((info.template, fields, kind, a, b, info.has_lists))
+            steps.append((info.template, fields, kind, a, b, c, info.has_lists))
             fields += 1
             gap = 0
         else:
-            steps.append((info.template, 0, kind, a, b, info.has_lists))
-        i = j + info.dlen
+            steps.append((info.template, 0, kind, a, b, c, info.has_lists))
+        i = j + dlen
     mask_int = int.from_bytes(mask, "little")
     expected = int.from_bytes(data[start:n], "little") & mask_int
     if plannable:
@@ -735,19 +824,28 @@ def _apply_layout(layout: tuple, data: bytes, start: int, n: int):
     values = unpack(data, start)
     records = []
     append = records.append
-    for template, index, kind, a, b, has_lists in steps:
+    for template, index, kind, a, b, c, has_lists in steps:
         rec = template.copy()
         if kind == K_DIV:
             rec["value"] = values[index] * a / b
+        elif kind == K_AS_IS:
+            rec["value"] = values[index]
+        elif kind == K_BCD:
+            v = values[index]
+            digits = "%x" % (v if v.__class__ is int else int.from_bytes(v, "little"))
+            if not digits.isdigit():
+                return None  # sign nibble or invalid digit
+            rec["value"] = int(digits) * a / b if b else int(digits)
         elif kind == K_CALL:
             v = a(values[index])
             if v is None:
                 return None
             rec["value"] = v
-        elif kind == K_AS_IS:
-            rec["value"] = values[index]
-        elif kind == K_FLOAT:
-            rec["value"] = float(values[index])
+        elif kind == K_INT:
+            v = int.from_bytes(values[index], "little", signed=c)
+            rec["value"] = v * a / b if b else v
+        elif kind == K_RAW:
+            rec["raw"] = values[index].hex()
         if has_lists:
             for name in ("qualifiers", "vife"):
                 if name in rec:

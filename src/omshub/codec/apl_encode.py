@@ -93,17 +93,32 @@ def encode_records(records: list[dict]) -> bytes:
     for index, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise _enc_err(index, "not a dict")
+        if rec.get("derived_from"):
+            continue  # a value the decoder took out of another record (compact profile)
         rec = _with_canonical_value(rec, index)
         dif_vif = rec.get("dif_vif")
         if dif_vif:
-            try:
-                hdr = bytes.fromhex(dif_vif)
-            except (ValueError, TypeError):
-                raise _enc_err(index, f"dif_vif {dif_vif!r} is not hex") from None
-            try:
-                info = header_info(hdr)
-            except DecodeError as exc:
-                raise _enc_err(index, f"dif_vif: {exc.message}") from None
+            known = _FORCED.get(dif_vif) if dif_vif.__class__ is str else None
+            if known is None:
+                try:
+                    hdr = bytes.fromhex(dif_vif)
+                except (ValueError, TypeError):
+                    raise _enc_err(index, f"dif_vif {dif_vif!r} is not hex") from None
+                try:
+                    info = header_info(hdr)
+                except DecodeError as exc:
+                    raise _enc_err(index, f"dif_vif: {exc.message}") from None
+                if dif_vif.__class__ is str:
+                    if len(_FORCED) >= _MEMO_LIMIT:
+                        _FORCED.clear()
+                    _FORCED[dif_vif] = hdr, info
+            else:
+                hdr, info = known
+        elif (fast := _encode_number(rec, index)) is not None:
+            out += fast
+            if len(out) > MAX_APL:
+                raise DecodeError("too_long", f"encoded records exceed {MAX_APL} bytes", layer="apl")
+            continue
         else:
             hdr = _choose_header(rec, index)
             info = header_info(hdr)
@@ -112,6 +127,115 @@ def encode_records(records: list[dict]) -> bytes:
         if len(out) > MAX_APL:
             raise DecodeError("too_long", f"encoded records exceed {MAX_APL} bytes", layer="apl")
     return bytes(out)
+
+
+# ---------------------------------------------------------------------------- memoised choices
+#
+# Simulators encode the same record shapes (quantity, storage, tariff, subunit, function,
+# qualifiers) over and over with new values. For quantities whose VIF scales are all powers of
+# ten, the coarsest exact scale follows from the value's shortest decimal form (its power-of-ten
+# exponent), so one exactness check replaces the trial of every scale; the header bytes are
+# memoised per shape, scale and data field. Anything unusual takes the general path, which makes
+# the same choice.
+
+_MEMO_LIMIT = 4096
+_FORCED: dict[str, tuple[bytes, HeaderInfo]] = {}      # dif_vif text -> (header, info)
+_SHAPES: dict[tuple, tuple] = {}                      # record shape -> (vifes, {(cand, dfield): header})
+_DATA_LEN = (0, 1, 2, 3, 4, 4, 6, 8)
+
+
+def _decimal_exponents(cands) -> tuple[int, ...] | None:
+    """Power-of-ten exponent of each candidate scale, or None if one is not a power of ten."""
+    exps = []
+    for _, frac, _, _ in cands:
+        num, den = frac.numerator, frac.denominator
+        if num == 1 and _is_pow10(den):
+            exps.append(-(len(str(den)) - 1))
+        elif den == 1 and _is_pow10(num):
+            exps.append(len(str(num)) - 1)
+        else:
+            return None
+    return tuple(exps)
+
+
+_EXPONENTS = {q: _decimal_exponents(c) for q, c in _CANDIDATES.items()}
+
+
+def _decimal(value) -> tuple[int, int] | None:
+    """(m, e) with value == m * 10**e in the shortest decimal form (m not a multiple of 10, or
+    0), or None for exponent notation / inf / nan (the general path decides those)."""
+    text = repr(value)
+    e = 0
+    if value.__class__ is float:
+        if "e" in text or "n" in text:
+            return None
+        whole, _, frac = text.partition(".")
+        frac = frac.rstrip("0")
+        e = -len(frac)
+        text = whole + frac
+    stripped = text.rstrip("0")
+    if stripped == "" or stripped == "-":
+        return 0, 0
+    return int(stripped), e + len(text) - len(stripped)
+
+
+def _encode_number(rec: dict, index: int) -> bytes | None:
+    """Header + data of a plain number record by the memoised choice, or None (general path)."""
+    value = rec.get("value")
+    if "of" in rec:
+        return None
+    quantity = rec.get("quantity")
+    if value.__class__ is str:
+        base = _DATE_VIFS.get(quantity)
+        if base is None or not value:
+            return None
+        k, dfield = -1, _date_field(value)
+    else:
+        if value.__class__ is not float and value.__class__ is not int:
+            return None
+        exps = _EXPONENTS.get(quantity)
+        if exps is None:
+            return None
+        decimal = _decimal(value)
+        if decimal is None:
+            return None
+        m, e = decimal
+        for k, exp in enumerate(exps):
+            if exp <= e:
+                break
+        else:
+            return None
+        base, _, signed, scale = _CANDIDATES[quantity][k]
+        raw = m * 10 ** (e - exp)
+        # the decoder's float must be the value itself (shortest repr: it is, but stay exact)
+        if value.__class__ is float and raw * scale.num / scale.den != value:
+            return None
+        dfield = _int_field_for(raw, signed)
+        if dfield is None:
+            return None
+    qualifiers = rec.get("qualifiers")
+    vife = rec.get("vife")
+    storage, tariff, subunit = rec.get("storage", 0), rec.get("tariff", 0), rec.get("subunit", 0)
+    if storage.__class__ is not int or tariff.__class__ is not int or subunit.__class__ is not int:
+        return None  # (True == 1 and 1.0 == 1 as keys) the general path checks them
+    try:
+        key = (quantity, storage, tariff, subunit,
+               rec.get("function", "instantaneous"), tuple(qualifiers) if qualifiers else None,
+               rec.get("record_error"), tuple(vife) if vife else None)
+        shape = _SHAPES.get(key)
+    except TypeError:  # unhashable field values: the general path reports them
+        return None
+    if shape is None:
+        if len(_SHAPES) >= _MEMO_LIMIT:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = (_qualifier_vifes(rec, index), {})
+    vifes, headers = shape
+    hdr = headers.get((k, dfield))
+    if hdr is None:
+        hdr = headers[(k, dfield)] = _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+    if k < 0:
+        return hdr + _encode_date(header_info(hdr).decoder, value, bool(rec.get("dst")), index)
+    return hdr + raw.to_bytes(_DATA_LEN[dfield], "little", signed=signed)
 
 
 def _dif_bytes(rec: dict, dfield: int, index: int) -> bytes:
@@ -220,15 +344,7 @@ def _choose_header(rec: dict, index: int) -> bytes:
             return _dif_bytes(rec, 0, index) + _vif_chain(base, vifes)
         if not isinstance(value, str):
             raise _enc_err(index, f"{quantity} value {value!r} is not an ISO string")
-        if value.startswith("--"):
-            dfield = 2
-        elif len(value) == 8:
-            dfield = 3
-        elif len(value) == 10:  # type G holds years 1981-2080, type F up to 2299
-            dfield = 2 if value[:4].isdigit() and 1981 <= int(value[:4]) <= 2080 else 4
-        else:
-            dfield = 6 if len(value) > 16 else 4
-        return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+        return _dif_bytes(rec, _date_field(value), index) + _vif_chain(base, vifes)
     cands = _CANDIDATES.get(quantity)
     if not cands:
         raise _enc_err(index, f"{quantity} needs an explicit dif_vif")
@@ -254,6 +370,17 @@ def _choose_header(rec: dict, index: int) -> bytes:
     # not a whole number at any scale: IEEE single at the scale nearest to the canonical unit
     base = min(cands, key=lambda c: abs(math.log10(c[1])))[0]
     return _dif_bytes(rec, 5, index) + _vif_chain(base, vifes)
+
+
+def _date_field(value: str) -> int:
+    """The data field (date type) for an ISO date/time string."""
+    if value.startswith("--"):
+        return 2
+    if len(value) == 8:
+        return 3
+    if len(value) == 10:  # type G holds years 1981-2080, type F up to 2299
+        return 2 if value[:4].isdigit() and 1981 <= int(value[:4]) <= 2080 else 4
+    return 6 if len(value) > 16 else 4
 
 
 def _raw_of(value, scale: _Scale, rel_tol: float = 0.0) -> int | None:

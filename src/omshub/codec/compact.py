@@ -13,26 +13,9 @@ from omshub.codec import apl
 from omshub.codec.errors import DecodeError
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x3D65) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_TABLE = _crc_table()
-
-
-def crc16(data: bytes) -> int:
-    """CRC-16/EN-13757: poly 0x3D65, init 0, no reflection, final XOR 0xFFFF."""
-    crc = 0
-    table = _TABLE
-    for b in data:
-        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ b]
-    return crc ^ 0xFFFF
+# CRC-16/EN-13757 (poly 0x3D65, init 0, no reflection, final XOR 0xFFFF): the frame layer's
+# two-bytes-per-step table implementation
+from omshub.codec.frame import crc16  # noqa: E402
 
 
 def format_of(data: bytes, start: int = 0, end: int | None = None) -> bytes:
@@ -83,6 +66,31 @@ def _data_length(data: bytes, j: int, n: int, info: apl.HeaderInfo, record: int)
     return 1 + size
 
 
+_PLANS: dict[bytes, tuple] = {}   # format -> (((header, data size or -1 for LVAR), ...), closing 0F/1F or -1)
+_PLANS_LIMIT = 1024
+
+
+def _plan(fmt: bytes) -> tuple:
+    """The format's records as (header bytes, fixed data size or -1 for LVAR) (memoised)."""
+    plan = _PLANS.get(fmt)
+    if plan is None:
+        records = []
+        closing = -1
+        p, m = 0, len(fmt)
+        while p < m:
+            if fmt[p] in (0x0F, 0x1F):  # manufacturer data: the rest of the compact data
+                closing = fmt[p]
+                break
+            q = apl.header_end(fmt, p, m)
+            records.append((fmt[p:q], apl.header_info(fmt[p:q]).dlen, p))
+            p = q
+        plan = (tuple(records), closing)
+        if len(_PLANS) >= _PLANS_LIMIT:
+            _PLANS.clear()
+        _PLANS[fmt] = plan
+    return plan
+
+
 def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None) -> bytes:
     """Interleave the format's headers with the compact data: the full APL it stands for.
 
@@ -93,30 +101,36 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
     if start < 0 or n > len(data) or start > n:
         raise DecodeError("invalid_record", f"compact data bounds {start}..{end} outside the "
                           f"{len(data)} bytes given", layer="apl", offset=start)
-    out = bytearray()
-    p, m = 0, len(fmt)
+    records, closing = _plan(fmt)
+    parts = []
+    append = parts.append
     j = start
-    while p < m:
-        if fmt[p] in (0x0F, 0x1F):  # manufacturer data: the rest of the compact data
-            out.append(fmt[p])
-            out += data[j:n]
-            return bytes(out)
-        q = apl.header_end(fmt, p, m)
-        info = apl.header_info(fmt[p:q])
-        size = _data_length(data, j, n, info, p)
+    for hdr, size, p in records:
+        if size < 0:
+            if j >= n:
+                raise DecodeError("invalid_record", f"compact data for the LVAR record at format "
+                                  f"offset {p} is missing", layer="apl", offset=j)
+            size = apl.lvar_size(data[j])
+            if size is None:
+                raise DecodeError("invalid_record", f"reserved LVAR 0x{data[j]:02X} at offset {j}",
+                                  layer="apl", offset=j)
+            size += 1
         if j + size > n:
             raise DecodeError("invalid_record", f"compact data ends at offset {n}; the record of "
                               f"format offset {p} needs {size} bytes from offset {j}",
                               layer="apl", offset=j)
-        out += fmt[p:q]
-        out += data[j:j + size]
+        append(hdr)
+        append(data[j:j + size])
         j += size
-        p = q
+    if closing >= 0:
+        append(bytes((closing,)))
+        append(data[j:n])
+        return b"".join(parts)
     surplus = data[j:n]
     if surplus.strip(b"\x2f"):
         raise DecodeError("invalid_record", f"compact data has {len(surplus)} bytes at offset {j} "
                           "beyond what its format describes", layer="apl", offset=j)
-    return bytes(out)
+    return b"".join(parts)
 
 
 def decode_compact(fmt: bytes, data: bytes, start: int = 0, *,
@@ -137,16 +151,18 @@ def decode_compact(fmt: bytes, data: bytes, start: int = 0, *,
 def encode_compact(records: list[dict]) -> tuple[bytes, bytes]:
     """Records -> (format bytes, value bytes) of the compact frame standing for them."""
     full = apl.encode_records(records)
-    fmt = format_of(full)
+    fmt = bytearray()
     values = bytearray()
     n = len(full)
     i = 0
     while i < n:
         if full[i] in (0x0F, 0x1F):
+            fmt.append(full[i])
             values += full[i + 1:]
             break
         j = apl.header_end(full, i, n)
         size = _data_length(full, j, n, apl.header_info(full[i:j]), i)
+        fmt += full[i:j]
         values += full[j:j + size]
         i = j + size
-    return fmt, bytes(values)
+    return bytes(fmt), bytes(values)

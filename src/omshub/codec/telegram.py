@@ -46,7 +46,7 @@ _STATUS_FLAGS = _tpl.STATUS_FLAGS
 _PLAIN_SECURITY = (0, False, False, False, False)
 _HEX = tuple(f"{byte:02X}" for byte in range(256))
 _DIF_VIF = itemgetter("dif_vif")
-_NO_PLAN = None  # drivers absent: nothing names fields
+_DATA_SIZE = (0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -1)  # per DIF data field; -1: LVAR / special
 
 # Address bytes -> meter dict, one memo for DLL order (M ID V T) and one for the long TPL
 # header's (ID M V T). Memos of a pure function (like the record layer's header memo), bounded;
@@ -61,6 +61,10 @@ def parse_hex(text: str) -> bytes:
         raise DecodeError("invalid_hex", f"expected hex text, got {type(text).__name__}", layer="frame")
     if len(text) > MAX_HEX:
         raise DecodeError("too_long", f"hex input of {len(text)} characters exceeds {MAX_HEX}", layer="frame")
+    try:
+        return bytes.fromhex(text)  # plain hex (whitespace between bytes allowed): no copy first
+    except ValueError:
+        pass
     cleaned = text.translate(_HEX_DELETE)
     try:
         return bytes.fromhex(cleaned)
@@ -173,12 +177,13 @@ def _context(keys, key: bytes) -> KeyContext:
     return ring(key) if ring is not None else KeyContext(key)
 
 
-def _meter_at(data: bytes, start: int, long_header: bool) -> dict:
-    """The meter dict of the address at ``data[start:start + 8]`` (a copy of the memo's)."""
+def _meter_at(data: bytes, start: int, long_header: bool) -> list:
+    """[meter dict, driver plan or None] of the address at ``data[start:start + 8]``, memoised;
+    callers copy the dict (each telegram gets its own)."""
     address = data[start:start + 8]
     memo = _METERS[long_header]
-    meter = memo.get(address)
-    if meter is None:
+    entry = memo.get(address)
+    if entry is None:
         if long_header:
             meter = address_long(address, 0)
         else:
@@ -186,10 +191,19 @@ def _meter_at(data: bytes, start: int, long_header: bool) -> dict:
             meter = {"manufacturer": manufacturer_code(address[0] | address[1] << 8),
                      "id": address[5:1:-1].hex().upper(), "version": address[6],
                      "device_type": DEVICE_TYPE_NAMES[code], "device_type_code": code}
+        entry = [meter, None]
         if len(memo) >= _MAX_METERS:
             memo.clear()
-        memo[bytes(address)] = meter
-    return meter.copy()
+        memo[bytes(address)] = entry
+    return entry
+
+
+def _plan_of(entry: list):
+    """The drivers' plan of a memoised meter (looked up once per address)."""
+    plan = entry[1]
+    if plan is None and _drivers is not None:
+        plan = entry[1] = _drivers.plan_for(entry[0])
+    return plan
 
 
 def _partial(meter, transmitter, acc, security, frame_info) -> dict:
@@ -232,7 +246,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
     if fr.kind == "mbus":
         c_field = data[0]
         pos = 2
-        dll = None
+        dll = entry = None
         frame_info = {"kind": "mbus", "format": None, "c_field": _HEX[c_field], "ci": _HEX[data[2]],
                       "ell": None, "afl": None}
         meter = {"manufacturer": None, "id": None, "version": None, "device_type": None,
@@ -243,7 +257,8 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                               layer="link", offset=end)
         c_field = data[1]
         pos = 10
-        dll = meter = _meter_at(data, 2, False)
+        entry = _meter_at(data, 2, False)
+        dll = meter = entry[0].copy()
         frame_info = {"kind": "wmbus", "format": fr.crc, "c_field": _HEX[c_field], "ci": _HEX[data[10]],
                       "ell": None, "afl": None}
     ci = data[pos]
@@ -272,7 +287,8 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
     t = _tpl.parse(data, pos, end)
     if t.address is not None:
         a = t.address
-        meter = _meter_at(data, a, True)
+        entry = _meter_at(data, a, True)
+        meter = entry[0].copy()
         if dll is not None and (meter["manufacturer"] != dll["manufacturer"] or meter["id"] != dll["id"]
                                 or meter["version"] != dll["version"]
                                 or meter["device_type_code"] != dll["device_type_code"]):
@@ -288,7 +304,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         acc = t.acc
     sts = t.sts
     status = None if sts is None else {"code": sts, "flags": list(_STATUS_FLAGS[sts])}
-    plan = _drivers.plan_for(meter) if _drivers is not None else _NO_PLAN
+    plan = _plan_of(entry) if entry is not None else _drivers.plan_for(meter) if _drivers is not None else None
     mode = t.mode
     payload = t.payload
     apl_data = data
@@ -423,14 +439,35 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                 records, mdata = _records_after_error(exc, apl_data, apl_start, apl_end, enc_end,
                                                       security[2] and mode != 0, partial, frame_info)
                 formats = None  # records cut short (or from a driver) teach no format
+            else:
+                if proof is not None and security is _PLAIN_SECURITY and _rules_out_format_b(records, mdata, data,
+                                                                                             end):
+                    proof.append(True)
     elif content == "compact":
         records, mdata = _decode_compact(apl_data, apl_start, apl_end, mode != 0, meter, formats, frame_info,
-                                         _partial(meter, transmitter, acc, _security_dict(security), frame_info))
+                                         (transmitter, acc, security))
         formats = None  # a compact frame teaches nothing
     else:
         records, mdata = [], None
     return _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start,
                      apl_end, formats, t, plan)
+
+
+def _rules_out_format_b(records: list, mdata, data: bytes, end: int) -> bool:
+    """True when the format-B reading of this unencrypted CRC-less frame must fail anyway.
+
+    For frames up to 128 bytes the B reading is the same bytes without the last two (its CRC),
+    so its record walk is this one's up to the last record, which it would find cut short: the
+    B result then has ``unparsed`` bytes (at least one record before) and loses to this one. That
+    holds when the records end exactly at the frame end (no manufacturer data, the last byte is no
+    2F filler, so it belongs to the last record) and the last record has at least 3 bytes."""
+    if mdata is not None or end > 128 or len(records) < 2 or data[end - 1] == 0x2F:
+        return False
+    dif_vif = records[-1].get("dif_vif")
+    if not isinstance(dif_vif, str) or len(dif_vif) < 4:
+        return False
+    size = _DATA_SIZE[int(dif_vif[:2], 16) & 0x0F]
+    return size >= 0 and len(dif_vif) // 2 + size >= 3
 
 
 def _open_ell(data, end, pos, dll, key, keys, frame_info, proof):
@@ -550,17 +587,21 @@ def _learn_format(formats, meter, apl_data, apl_start, apl_end, layout) -> None:
     formats.put(meter["manufacturer"], meter["id"], known[1], known[0])
 
 
-def _decode_compact(data, start, end, skip_filler, meter, formats, frame_info, partial):
+def _decode_compact(data, start, end, skip_filler, meter, formats, frame_info, context):
     """Records of a compact frame (CI 79/7B/73): the format from the caller's cache, else one a
     driver file knows. The full-frame CRC is reported (``frame["compact"]["crc_ok"]``), not
-    required: real meters announce the CRC of an earlier full frame (Kamstrup)."""
+    required: real meters announce the CRC of an earlier full frame (Kamstrup). ``context``
+    (transmitter, access number, security state) completes an error's ``partial``."""
+    transmitter, acc, security = context
     if _compact is None:
-        raise DecodeError("unknown_format", "compact frames need omshub.codec.compact", layer="apl", partial=partial)
+        raise DecodeError("unknown_format", "compact frames need omshub.codec.compact", layer="apl",
+                          partial=_partial(meter, transmitter, acc, _security_dict(security), frame_info))
     if skip_filler and data[start:start + 2] == _FILLER2:
         start += 2
     if end - start < 4:
         raise DecodeError("too_short", "compact frame needs a 2-byte format signature and a 2-byte CRC",
-                          layer="apl", offset=start, partial=partial)
+                          layer="apl", offset=start,
+                          partial=_partial(meter, transmitter, acc, _security_dict(security), frame_info))
     signature = data[start] | data[start + 1] << 8
     full_crc = data[start + 2] | data[start + 3] << 8
     manufacturer = meter["manufacturer"]
@@ -570,13 +611,14 @@ def _decode_compact(data, start, end, skip_filler, meter, formats, frame_info, p
     if fmt is None:
         raise DecodeError("unknown_format", f"compact frame with format signature {signature:04X} of "
                           f"{manufacturer} {meter['id']}: format not learned yet (needs a full frame first)",
-                          layer="apl", offset=start, partial=partial)
+                          layer="apl", offset=start,
+                          partial=_partial(meter, transmitter, acc, _security_dict(security), frame_info))
     try:
         full = _compact.rebuild_full(fmt, data, start + 4, end)
         frame_info["compact"] = {"signature": f"{signature:04X}", "crc_ok": _frame.crc16(full) == full_crc}
         return _apl.decode_records(full)
     except DecodeError as exc:
-        exc.partial = partial
+        exc.partial = _partial(meter, transmitter, acc, _security_dict(security), frame_info)
         raise
 
 

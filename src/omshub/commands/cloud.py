@@ -88,6 +88,8 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
           data_dir: Optional[Path] = DataDirOpt,
           coap_port: Optional[int] = typer.Option(None, "--coap-port", help="also serve CoAP uplinks on this UDP port"),
           mqtt_url: Optional[str] = typer.Option(None, "--mqtt-url", help="also take uplinks from this MQTT broker"),
+          pipeline_workers: Optional[int] = typer.Option(
+              None, "--pipeline-workers", help="decode worker processes (0: a thread; default: cores - 1)"),
           log_level: Optional[str] = typer.Option(None, "--log-level")) -> None:
     """Run the head-end: REST API + uplink ingest (HTTP), the decode pipeline and periodic alarms."""
     import logging
@@ -99,7 +101,7 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
     from omshub.cloud.db import Database
     from omshub.cloud.keystore import KeyStoreError
     settings = _settings(database, config, data_dir, host=host, port=port, coap_port=coap_port, mqtt_url=mqtt_url,
-                         log_level=log_level)
+                         pipeline_workers=pipeline_workers, log_level=log_level)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         db = Database(settings.database_url)
@@ -218,6 +220,27 @@ def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] =
     for r in rows:
         table.add_row(*(str(r[c]) for c in ("id", "slug", "name", "created_at")))
     Console().print(table)
+
+
+@admin_app.command("redecode")
+def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+             states: str = typer.Option("invalid,no_key,wrong_key,unknown_meter", "--states",
+                                        help="comma-separated states to decode again"),
+             database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+             data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Queue a tenant's undecoded telegrams for decoding again (e.g. after an omshub upgrade)."""
+    from omshub.cloud.auth import audit, tenant_by_slug
+    from omshub.cloud.pipeline import requeue_states
+    wanted = tuple(x.strip() for x in states.split(",") if x.strip())
+    db = _open_db(_settings(database, config, data_dir))
+    with db.transaction() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        try:
+            count = requeue_states(session, t.id, wanted)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        audit(session, t.id, _actor(), "telegrams.redecode", {"states": list(wanted), "count": count})
+    _show({"tenant": tenant, "states": ",".join(wanted), "requeued": count}, as_json, "telegrams queued for decoding")
 
 
 def _keystore(settings):

@@ -38,6 +38,7 @@ def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, key
     if formats is None:
         formats = FormatCache()
     dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE  # (no copy of the JSON to add the line end)
     ok = failed = 0
     for line in lines:
         text = line.strip()
@@ -49,10 +50,11 @@ def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, key
             result = decode(parse_hex(text), keys=keys, formats=formats, crc=crc)
         except DecodeError as exc:
             failed += 1
-            write(dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}) + b"\n")
+            write(dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]},
+                        option=newline))
         else:
             ok += 1
-            write(dumps(result) + b"\n")
+            write(dumps(result, option=newline))
     return ok, failed
 
 

@@ -25,7 +25,8 @@ def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="s
          days: float = typer.Option(28.0, "--days", min=0.1, max=366, help="simulated days, ending today"),
          speed: float = typer.Option(0.0, "--speed", min=0,
                                      help="simulated seconds per real second; 0 (default): as fast as the "
-                                          "machine can (discrete-event time)"),
+                                          "machine can (discrete-event time). High speeds cut listen windows "
+                                          "short when the simulator cannot keep up"),
          data_dir: Path = typer.Option(Path("omshub-demo"), "--data-dir", help="where the database, fleet and logs go"),
          host: str = typer.Option("127.0.0.1", "--host", help="head-end bind address"),
          port: int = typer.Option(8080, "--port", min=1, max=65535, help="head-end HTTP port"),
@@ -92,7 +93,7 @@ def _run(opts) -> None:
                                        state_root=opts.data_dir / "gateways", clock=clock)
         progress = FleetProgress(agents, counters, start, end, clock, {})
         how = "as fast as the machine can" if opts.speed == 0 else f"{opts.speed:g}x real time"
-        console.print(soft_wrap=True, *[f"simulating {opts.days:g} days ({_date(start)} to {_date(end)}) at {how}; "
+        console.print(soft_wrap=True, *[f"simulating {opts.days:g} day{'' if opts.days == 1 else 's'} ({_date(start)} to {_date(end)}) at {how}; "
                       f"gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)"])
         last_poll = [0.0]
 

@@ -17,7 +17,7 @@ from . import engine as _engine
 _RECORD_KEY = itemgetter("quantity", "storage", "tariff", "subunit", "function")
 _STORAGE = itemgetter(1)
 _VALUE = itemgetter("value")
-_MAX_LAYOUTS = 256  # record layouts remembered per plan
+_MAX_LAYOUTS = 4096  # record layouts remembered per plan (a few per meter model in practice)
 
 
 class Plan:
