@@ -170,4 +170,6 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
 
     for router in _routers():
         app.include_router(router)
+    from . import web  # the operator console: static pages at / that talk to the API above
+    app.include_router(web.router)
     return app

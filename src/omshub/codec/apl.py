@@ -643,7 +643,7 @@ _LAYOUTS_PER_KEY = 4      # different layouts behind one key
 # how a layout step gets its value from its struct field v (a, b, c: the step's parameters)
 #   K_DIV      v * a / b                              (1/2/4/8-byte binary; a = b = 1 gives a float)
 #   K_AS_IS    v                                      (plain integers)
-#   K_BCD      BCD digits of v (int or bytes), then * a / b, or as is when b == 0
+#   K_BCD      BCD digits of v (bytes when c), then * a / b, or as is when b == 0
 #   K_INT      int.from_bytes(v, signed=c), then * a / b, or as is when b == 0  (3/6-byte fields)
 #   K_CALL     a(v)                                   (dates, real32, other scales)
 #   K_RAW      "raw": v.hex()                         K_NONE: no data field
@@ -746,7 +746,7 @@ def _field_plan(info: HeaderInfo):
                 digits = "%x" % (v if v.__class__ is int else int.from_bytes(v, "little"))
                 return _scaled(int(digits), info) if digits.isdigit() else None
             return code, K_CALL, bcd, None, None
-        return code, K_BCD, a, b, None
+        return code, K_BCD, a, b, code.endswith("s")
     if dec == D_REAL:
         num, den = info.num, info.den
 
@@ -810,7 +810,8 @@ def _learn_layout(key: tuple, data: bytes, start: int, n: int) -> None:
     mask_int = int.from_bytes(mask, "little")
     expected = int.from_bytes(data[start:n], "little") & mask_int
     if plannable:
-        layout = (mask_int, expected, struct.Struct("".join(fmt)).unpack_from, tuple(steps), mdata_at)
+        unpack = struct.Struct("".join(fmt)).unpack_from
+        layout = (mask_int, expected, _compile_layout(unpack, tuple(steps)), None, mdata_at)
     else:
         layout = (mask_int, expected, None, None, -1)
     if len(_LAYOUTS) >= _LAYOUTS_LIMIT:
@@ -818,39 +819,56 @@ def _learn_layout(key: tuple, data: bytes, start: int, n: int) -> None:
     _LAYOUTS.setdefault(key, []).append(layout)
 
 
-def _apply_layout(layout: tuple, data: bytes, start: int, n: int):
-    """Records of an APL matching ``layout``; None when a value needs the general decoder."""
-    _, _, unpack, steps, mdata_at = layout
-    values = unpack(data, start)
-    records = []
-    append = records.append
-    for template, index, kind, a, b, c, has_lists in steps:
-        rec = template.copy()
+def _compile_layout(unpack, steps: tuple):
+    """The layout's record builder ``(data, start) -> records | None`` as one generated function:
+    no per-record loop, dispatch or parameter lookups (the steps are known when it is learned).
+    Only integers (as literals) and names bound to the step objects go into the source."""
+    args = {"unpack": unpack, "from_bytes": int.from_bytes}
+    lines = ["    v = unpack(data, start)"]
+    names = []
+    for k, (template, index, kind, a, b, c, has_lists) in enumerate(steps):
+        t, r = f"T{k}", f"r{k}"
+        args[t] = template
+        names.append(r)
+        field = f"v[{int(index)}]"
         if kind == K_DIV:
-            rec["value"] = values[index] * a / b
+            lines.append(f"    {r} = {t}.copy(); {r}['value'] = {field} * {int(a)} / {int(b)}")
         elif kind == K_AS_IS:
-            rec["value"] = values[index]
-        elif kind == K_BCD:
-            v = values[index]
-            digits = "%x" % (v if v.__class__ is int else int.from_bytes(v, "little"))
-            if not digits.isdigit():
-                return None  # sign nibble or invalid digit
-            rec["value"] = int(digits) * a / b if b else int(digits)
+            lines.append(f"    {r} = {t}.copy(); {r}['value'] = {field}")
+        elif kind in (K_BCD, K_INT):
+            number = f"from_bytes({field}, 'little', signed={bool(c)})" if kind == K_INT else "int(d)"
+            if kind == K_BCD:
+                raw = f"from_bytes({field}, 'little')" if c else field
+                lines.append(f"    d = '%x' % {raw}")
+                lines.append("    if not d.isdigit(): return None")
+            scaled = f"{number} * {int(a)} / {int(b)}" if b else number
+            lines.append(f"    {r} = {t}.copy(); {r}['value'] = {scaled}")
         elif kind == K_CALL:
-            v = a(values[index])
-            if v is None:
-                return None
-            rec["value"] = v
-        elif kind == K_INT:
-            v = int.from_bytes(values[index], "little", signed=c)
-            rec["value"] = v * a / b if b else v
+            args[f"C{k}"] = a
+            lines.append(f"    x = C{k}({field})")
+            lines.append("    if x is None: return None")
+            lines.append(f"    {r} = {t}.copy(); {r}['value'] = x")
         elif kind == K_RAW:
-            rec["raw"] = values[index].hex()
+            lines.append(f"    {r} = {t}.copy(); {r}['raw'] = {field}.hex()")
+        else:
+            lines.append(f"    {r} = {t}.copy()")
         if has_lists:
             for name in ("qualifiers", "vife"):
-                if name in rec:
-                    rec[name] = list(rec[name])
-        append(rec)
+                if name in template:
+                    lines.append(f"    {r}[{name!r}] = list({r}[{name!r}])")
+    params = ", ".join(f"{name}={name}" for name in args)
+    source = f"def build(data, start, *, {params}):\n" + "\n".join(lines) + f"\n    return [{', '.join(names)}]\n"
+    namespace: dict = {}
+    exec(compile(source, "<omshub.codec.apl layout>", "exec"), args, namespace)  # noqa: S102 - own source
+    return namespace["build"]
+
+
+def _apply_layout(layout: tuple, data: bytes, start: int, n: int):
+    """Records of an APL matching ``layout``; None when a value needs the general decoder."""
+    records = layout[2](data, start)
+    if records is None:
+        return None
+    mdata_at = layout[4]
     return records, (data[mdata_at:n].hex() if mdata_at >= 0 else None)
 
 

@@ -162,8 +162,8 @@ _EXPONENTS = {q: _decimal_exponents(c) for q, c in _CANDIDATES.items()}
 
 
 def _decimal(value) -> tuple[int, int] | None:
-    """(m, e) with value == m * 10**e in the shortest decimal form (m not a multiple of 10, or
-    0), or None for exponent notation / inf / nan (the general path decides those)."""
+    """(m, e) with value == m * 10**e in the shortest decimal form (m not a multiple of 10; zero
+    has a huge e), or None for exponent notation / inf / nan (the general path decides those)."""
     text = repr(value)
     e = 0
     if value.__class__ is float:
@@ -175,7 +175,7 @@ def _decimal(value) -> tuple[int, int] | None:
         text = whole + frac
     stripped = text.rstrip("0")
     if stripped == "" or stripped == "-":
-        return 0, 0
+        return 0, 1 << 30  # zero: exact at every scale (the coarsest is taken)
     return int(stripped), e + len(text) - len(stripped)
 
 
@@ -206,7 +206,7 @@ def _encode_number(rec: dict, index: int) -> bytes | None:
         else:
             return None
         base, _, signed, scale = _CANDIDATES[quantity][k]
-        raw = m * 10 ** (e - exp)
+        raw = m * 10 ** (e - exp) if m else 0
         # the decoder's float must be the value itself (shortest repr: it is, but stay exact)
         if value.__class__ is float and raw * scale.num / scale.den != value:
             return None
