@@ -137,7 +137,7 @@ class E2E:
         return {"Authorization": f"Bearer {self.token}"}
 
     def agent(self, serial: str, clock, *, server: str, state_dir: Path, transport: str = "https",
-              link=None, config: dict | None = None, timeout_s: float = 20.0, mqtt: bool = False):
+              link=None, config: dict | None = None, timeout_s: float = 20.0):
         from omshub.demo import make_agent
         sent = self.sent.setdefault(serial, set())
 

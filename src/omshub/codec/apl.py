@@ -449,10 +449,12 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
         bits = int.from_bytes(data[start:n], "little")
         for layout in candidates:
             if bits & layout[0] == layout[1]:
-                if layout[2] is not None:
-                    out = _apply_layout(layout, data, start, n)
-                    if out is not None:
-                        return out
+                build = layout[2]
+                if build is not None:
+                    records = build(data, start)
+                    if records is not None:
+                        at = layout[3]
+                        return records, (data[at:n].hex() if at >= 0 else None)
                 candidates = None  # known layout: nothing to learn from the general path
                 break
         else:
@@ -630,10 +632,13 @@ def _inverse_profile_records(rec: dict, info: HeaderInfo, chunk: bytes) -> list[
 #
 # A meter sends the same records telegram after telegram: only the data bytes change. A layout is
 # a whole APL's plan (where every header, filler and 0F/1F byte is, one struct for all data
-# fields, one value converter per record), learned from the first APL decoded the general way and
-# reused when an APL of the same length has exactly the same bytes at all those places (one
-# big-int mask test). Values the plan cannot take as they are (invalid BCD, negative BCD, invalid
-# or summer-time dates, NaN) send the APL to the general decoder, so both give the same result.
+# fields, one value step per record, compiled into one record-building function), learned from
+# the first APL decoded the general way and reused when an APL of the same length has exactly the
+# same bytes at all those places (one big-int mask test: the grammar reads no other byte, so the
+# walk would be the same). Values the plan cannot take as they are (invalid or negative BCD,
+# invalid or summer-time dates, NaN, compact profiles) send the APL to the general decoder, so
+# both give the same result. Entries: (mask, expected bits, builder or None = "decode the general
+# way", offset of the manufacturer data or -1).
 
 _LAYOUTS: dict[tuple, list[tuple]] = {}
 _LAYOUTS_LIMIT = 1024     # keys (APL length, leading bytes); cleared when full
@@ -811,9 +816,9 @@ def _learn_layout(key: tuple, data: bytes, start: int, n: int) -> None:
     expected = int.from_bytes(data[start:n], "little") & mask_int
     if plannable:
         unpack = struct.Struct("".join(fmt)).unpack_from
-        layout = (mask_int, expected, _compile_layout(unpack, tuple(steps)), None, mdata_at)
+        layout = (mask_int, expected, _compile_layout(unpack, tuple(steps)), mdata_at)
     else:
-        layout = (mask_int, expected, None, None, -1)
+        layout = (mask_int, expected, None, -1)
     if len(_LAYOUTS) >= _LAYOUTS_LIMIT:
         _LAYOUTS.clear()
     _LAYOUTS.setdefault(key, []).append(layout)
@@ -861,15 +866,6 @@ def _compile_layout(unpack, steps: tuple):
     namespace: dict = {}
     exec(compile(source, "<omshub.codec.apl layout>", "exec"), args, namespace)  # noqa: S102 - own source
     return namespace["build"]
-
-
-def _apply_layout(layout: tuple, data: bytes, start: int, n: int):
-    """Records of an APL matching ``layout``; None when a value needs the general decoder."""
-    records = layout[2](data, start)
-    if records is None:
-        return None
-    mdata_at = layout[4]
-    return records, (data[mdata_at:n].hex() if mdata_at >= 0 else None)
 
 
 def _date_value(dec: int, b: bytes, rec: dict) -> None:

@@ -127,7 +127,13 @@ def decode(frame: bytes, *, key: bytes | None = None, keys: KeyLookup | None = N
             check_key(key)
     if crc != "auto":
         return _decode(_frame.recover(raw, crc), key, keys, formats, None)
-    fr = _frame.recover(raw, crc, detect_b=False)
+    size = len(raw)
+    if 12 <= size <= _frame.MAX_INPUT and raw[0] + 1 == size and raw[0] != 0x68:
+        # exactly L + 1 bytes (what most receivers deliver): too short for format A, not a wired
+        # frame; the same Frame recover() makes, without its checks
+        fr = _frame.Frame(raw, size, None)
+    else:
+        fr = _frame.recover(raw, crc, detect_b=False)
     if fr.crc is not None or fr.kind != "wmbus" or not _frame.b_possible(raw):
         return _decode(fr, key, keys, formats, None)
     # CRC-less or format B: both have L + 1 bytes, only the B CRC tells them apart (a CRC-less
