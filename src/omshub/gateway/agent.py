@@ -146,14 +146,25 @@ class Agent:
             log.warning("configuration version %s refused: %s (keeping version %d)",
                         version, exc, self.config.version)
             return False
+        # Build everything the new configuration needs before persisting it: a configuration that
+        # cannot be scheduled must be refused, not saved (it would fail again on every start).
+        try:
+            schedule = Schedule(new, self.serial)
+            next_upload = schedule.next_upload(self.clock.now())
+            schedule.next_window(self.clock.now(), {})
+        except Exception as exc:  # croniter's errors for schedules that never fire
+            self.cfg_error = {"version": new.version, "message": f"cannot schedule: {exc}"[:500]}
+            self.spool.set_state(cfg_error=json.dumps(self.cfg_error))
+            log.warning("configuration version %s refused: cannot schedule (%s)", new.version, exc)
+            return False
         write_atomically(self.config_path, new.model_dump_json(indent=1).encode())
         self.config = new
         self.filter = TelegramFilter(new.filters)
-        self.schedule = Schedule(new, self.serial)
+        self.schedule = schedule
         self.cfg_error = None
         self._done_windows = {}
         self.spool.set_state(cfg_error=None, done_windows="{}")
-        self._next_upload = self.schedule.next_upload(self.clock.now())
+        self._next_upload = next_upload
         log.info("configuration version %d applied", new.version)
         return True
 

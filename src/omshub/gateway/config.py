@@ -18,6 +18,7 @@ LINK_MODES = ("T1", "C1", "S1", "T2", "C2", "S2", "N")
 LINK_MODE_CODES = {"unknown": 0, "T1": 1, "C1": 2, "S1": 3, "T2": 4, "C2": 5, "S2": 6, "N": 7}
 LINK_MODE_NAMES = {v: k for k, v in LINK_MODE_CODES.items()}
 MAX_METERS = 250
+_CRON_PROBE_START = 1_767_225_600.0  # 2026-01-01T00:00Z: any fixed start works for "does it ever fire"
 
 
 def _check_cron(expr: str) -> str:
@@ -27,6 +28,12 @@ def _check_cron(expr: str) -> str:
     # croniter takes seconds as the 6th field; we write them first, as the issue asks.
     if not croniter.is_valid(" ".join(fields[1:] + fields[:1])):
         raise ValueError(f"cron expression {expr!r} is not valid")
+    # Syntax is not enough: "0 0 0 30 2 *" (30 February) never fires, and a schedule that never
+    # fires would leave a gateway without windows or uploads.
+    try:
+        croniter(cron_for_croniter(expr), _CRON_PROBE_START, max_years_between_matches=8).get_next(float)
+    except Exception:  # croniter raises its own errors for "no match"
+        raise ValueError(f"cron expression {expr!r} never fires") from None
     return expr
 
 
