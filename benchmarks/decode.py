@@ -10,7 +10,10 @@ The mixed corpus is also run with `crc="none"` (what `omshub decode --crc none` 
 receiver is known to strip CRCs): the difference is the cost of format-B detection.
 
 The corpus cycles through a pool of distinct encoded frames (encoding is much slower than
-decoding); nothing is cached per frame by the decoder, so repetition does not flatter it.
+decoding); nothing is cached per frame by the decoder, so repetition does not flatter it. Each
+meter is of one of two heat-meter models, i.e. sends fixed record headers (as real meters do;
+the decoder's layers memoise per record layout); one more line shows the worst case, a layout
+that varies from telegram to telegram (``--varying`` runs everything that way).
 """
 
 from __future__ import annotations

@@ -329,3 +329,93 @@ def test_redecode_command_requeues_undecoded_telegrams(hub, db, pipeline, databa
     assert _states(hub, gw) == ["new", "new"]
     result = runner.invoke(cli_app, args[:-1] + ["--states", "decoded"])
     assert result.exit_code == 2 and "not decoded" in result.output
+
+
+# --- key status: one corrupted frame is `suspect`, two in a row `wrong` (+ alarm) ---
+
+def _corrupt(frame: bytes) -> bytes:
+    """A mode-5 frame with a bit flipped in its first encrypted block (after the 10-byte link
+    header and the short TPL header): without a CRC it fails the 2F2F check like a wrong key."""
+    damaged = bytearray(frame)
+    damaged[16] ^= 0x40
+    return bytes(damaged)
+
+
+def _key_state(db, pk: int) -> tuple[str, list[bool]]:
+    from omshub.cloud.models import Alarm
+    with db.session() as s:
+        status = s.get(Meter, pk).key_status
+        alarms = list(s.scalars(select(Alarm.active).where(Alarm.subject_type == "meter", Alarm.subject_id == pk,
+                                                           Alarm.kind == "wrong_key").order_by(Alarm.id)))
+    return status, alarms
+
+
+def test_one_corrupted_frame_of_a_working_key_is_suspect_not_wrong(hub, db, pipeline):
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    pk = hub.meter(t, "20000041")
+    hub.keys(t, {"20000041": KEY})
+    hub.send(gw, 1, [encode("20000041", energy=1.0, access_number=1)])
+    pipeline.run_until_idle()
+    assert _key_state(db, pk) == ("present", [])
+    hub.send(gw, 2, [_corrupt(encode("20000041", energy=2.0, access_number=2))])
+    pipeline.run_until_idle()
+    assert _states(hub, gw) == ["decoded", "wrong_key"]
+    assert _key_state(db, pk) == ("suspect", [])          # no alarm for a single bad frame
+    # a good decode after it: present again, still no alarm
+    hub.send(gw, 3, [encode("20000041", energy=3.0, access_number=3)])
+    pipeline.run_until_idle()
+    assert _key_state(db, pk) == ("present", [])
+    # two failures in a row (no good decode between): wrong + alarm
+    hub.send(gw, 4, [_corrupt(encode("20000041", energy=4.0, access_number=4))])
+    pipeline.run_until_idle()
+    assert _key_state(db, pk) == ("suspect", [])
+    hub.send(gw, 5, [encode("20000041", energy=5.0, access_number=5, key=bytes(16))])
+    pipeline.run_until_idle()
+    assert _key_state(db, pk) == ("wrong", [True])
+    # a good decode: present, the alarm cleared
+    hub.send(gw, 6, [encode("20000041", energy=6.0, access_number=6)])
+    pipeline.run_until_idle()
+    assert _key_state(db, pk) == ("present", [False])
+    assert _states(hub, gw) == ["decoded", "wrong_key", "decoded", "wrong_key", "wrong_key", "decoded"]
+
+
+def test_suspect_and_wrong_within_one_batch(hub, db, pipeline):
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    a, b = hub.meter(t, "20000051"), hub.meter(t, "20000052")
+    hub.keys(t, {"20000051": KEY, "20000052": KEY})
+    hub.send(gw, 1, [encode("20000051", energy=1.0, access_number=1),
+                     _corrupt(encode("20000051", energy=2.0, access_number=2)),
+                     encode("20000052", energy=1.0, access_number=1),
+                     _corrupt(encode("20000052", energy=2.0, access_number=2)),
+                     _corrupt(encode("20000052", energy=3.0, access_number=3))])
+    pipeline.run_until_idle()
+    assert _key_state(db, a) == ("suspect", [])
+    assert _key_state(db, b) == ("wrong", [True])
+
+
+def test_wrong_key_of_a_key_that_never_decoded_alarms_at_once(hub, db, pipeline):
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    new, replaced = hub.meter(t, "20000061"), hub.meter(t, "20000062")
+    # imported key (key_status present) that never decrypted anything: wrong at once
+    hub.keys(t, {"20000061": bytes(16), "20000062": KEY})
+    assert _key_state(db, new) == ("present", [])
+    hub.send(gw, 1, [encode("20000061", energy=1.0), encode("20000062", energy=1.0, access_number=1)])
+    pipeline.run_until_idle()
+    assert _key_state(db, new) == ("wrong", [True])
+    assert _key_state(db, replaced) == ("present", [])
+    # a replaced key has not proven itself, whatever the old one decoded: wrong at once
+    hub.keys(t, {"20000062": bytes(16)})
+    hub.send(gw, 2, [encode("20000062", energy=2.0, access_number=2)])
+    pipeline.run_until_idle()
+    assert _key_state(db, replaced) == ("wrong", [True])
+    # a meter whose key is missing, then a wrong one imported: wrong at once as well
+    missing = hub.meter(t, "20000063")
+    hub.send(gw, 3, [encode("20000063", energy=1.0)])
+    pipeline.run_until_idle()
+    assert _key_state(db, missing) == ("missing", [])
+    hub.keys(t, {"20000063": bytes(16)})
+    pipeline.run_until_idle()
+    assert _key_state(db, missing) == ("wrong", [True])

@@ -96,3 +96,19 @@ def test_windows_open_now_done_and_several():
     assert (w2.index, w2.start) == (1, ts(2026, 3, 1, 14))
     w3 = s.next_window(ts(2026, 3, 1, 14, 10), done={0: w.start, 1: w2.start})
     assert (w3.index, w3.start) == (0, ts(2026, 3, 2, 2))
+
+
+# -- what counts as "heard" for ending a listen window early -------------------------------------
+
+def test_compact_frames_alone_do_not_count_as_heard():
+    from omshub.gateway.collector import counts_as_full
+    from omshub.gateway.filters import Header
+
+    plain = Header("KAM", "12345678", 1, 4, 0x7A)
+    compact = Header("KAM", "12345678", 1, 4, 0x79)
+    ell_encrypted = Header("KAM", "12345678", 1, 4, 0x8D)
+    assert counts_as_full(plain, {"7A/3"})
+    assert not counts_as_full(compact, {"79/2"})
+    # encrypted ELL hides the transport CI: only both length classes prove a full frame was heard
+    assert not counts_as_full(ell_encrypted, {"8D/2"})
+    assert counts_as_full(ell_encrypted, {"8D/2", "8D/3"})

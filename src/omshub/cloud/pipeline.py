@@ -11,6 +11,11 @@ invalid (not decodable; `error` says why) | duplicate (the same transmission aga
 access number and plaintext, within DUPLICATE_WINDOW — another gateway or a repeater heard it).
 no_key, wrong_key and unknown_meter wait: `requeue_waiting` sets them back to `new` after a key
 import or a meter registration.
+
+A meter's key_status follows its telegrams: `present` after an encrypted good decode (or a key
+import), `missing` on no_key, and on wrong_key: `suspect` (no alarm) when the key has decrypted its
+telegrams before — a single corrupted CRC-less frame fails the same way — else, or when already
+`suspect`, `wrong` with a wrong_key alarm.
 """
 
 from __future__ import annotations
@@ -162,7 +167,7 @@ def _alarms():
 class _MeterState:
     """A meter row as the batch sees and changes it (written back in one bulk UPDATE)."""
     __slots__ = ("id", "tenant_id", "manufacturer", "meter_id", "last_heard_at", "last_reading_id", "key_status",
-                 "dirty")
+                 "dirty", "key_proven")
     COLUMNS = (Meter.id, Meter.tenant_id, Meter.manufacturer, Meter.meter_id, Meter.last_heard_at,
                Meter.last_reading_id, Meter.key_status)
 
@@ -170,6 +175,7 @@ class _MeterState:
         (self.id, self.tenant_id, self.manufacturer, self.meter_id, self.last_heard_at, self.last_reading_id,
          self.key_status) = row
         self.dirty = False
+        self.key_proven: bool | None = None  # has its current key decrypted a telegram? (None: not looked up)
 
 
 class StoredReading:
@@ -487,10 +493,17 @@ class DecodePipeline:
             if state == "no_key":
                 status = "missing"
             elif state == "wrong_key":
-                status = "wrong"
-                wrong_keys.append(meter)
+                # No CRC survives on stripped frames, so one corrupted frame of a meter whose key has
+                # worked looks like a wrong key: first `suspect` (no alarm), `wrong` on a second
+                # failure with no good decode between. A key that never decrypted anything is wrong now.
+                if status == "present" and self._key_proven(session, meter):
+                    status = "suspect"
+                else:
+                    status = "wrong"
+                    wrong_keys.append(meter)
             elif state == "decoded" and (result.get("security") or {}).get("encrypted"):
                 status = "present"
+                meter.key_proven = True
             if status != meter.key_status:
                 meter.key_status, meter.dirty = status, True
         calls = []
@@ -519,6 +532,21 @@ class DecodePipeline:
                 self._hook(alarms.on_decode_failure, session, session.get(Meter, meter.id), "wrong_key", now)
             if calls:
                 self._reading_alarms(session, alarms, calls, now)
+
+    @staticmethod
+    def _key_proven(session: Session, meter: _MeterState) -> bool:
+        """Has the meter's current key (the one its telegrams are opened with) decrypted one of its
+        telegrams? `present` alone does not say so: a key import sets it too. Asked only on a
+        wrong_key outcome (rare), so the query costs nothing in normal batches."""
+        if meter.key_proven is None:
+            keys = {m: at for m, at in session.execute(
+                select(MeterKey.manufacturer, MeterKey.created_at).where(
+                    MeterKey.tenant_id == meter.tenant_id, MeterKey.meter_id == meter.meter_id))}
+            since = keys.get(meter.manufacturer, keys.get(None))  # the manufacturer-bound key first, as _key
+            meter.key_proven = since is not None and session.scalar(
+                select(Telegram.id).where(Telegram.meter_pk == meter.id, Telegram.state.in_(("decoded", "duplicate")),
+                                          Telegram.decoded_at >= since).limit(1)) is not None
+        return meter.key_proven
 
     def _reading_alarms(self, session: Session, alarms, calls: list, now: datetime) -> None:
         """alarms.on_reading for the stored readings. Its per-reading queries would dominate the

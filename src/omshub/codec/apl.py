@@ -840,13 +840,17 @@ def _compile_layout(unpack, steps: tuple):
             lines.append(f"    {r} = {t}.copy(); {r}['value'] = {field} * {int(a)} / {int(b)}")
         elif kind == K_AS_IS:
             lines.append(f"    {r} = {t}.copy(); {r}['value'] = {field}")
-        elif kind in (K_BCD, K_INT):
-            number = f"from_bytes({field}, 'little', signed={bool(c)})" if kind == K_INT else "int(d)"
-            if kind == K_BCD:
-                raw = f"from_bytes({field}, 'little')" if c else field
-                lines.append(f"    d = '%x' % {raw}")
-                lines.append("    if not d.isdigit(): return None")
+        elif kind == K_INT:
+            number = f"from_bytes({field}, 'little', signed={bool(c)})"
             scaled = f"{number} * {int(a)} / {int(b)}" if b else number
+            lines.append(f"    {r} = {t}.copy(); {r}['value'] = {scaled}")
+        elif kind == K_BCD:
+            # the digits of the LE number, read as decimal; a sign nibble or an invalid digit
+            # (hex a-f) makes int() fail: the general decoder then decides
+            raw = f"from_bytes({field}, 'little')" if c else field
+            lines += ["    try:", f"        x = int('%x' % {raw})", "    except ValueError:",
+                      "        return None"]
+            scaled = f"x * {int(a)} / {int(b)}" if b else "x"
             lines.append(f"    {r} = {t}.copy(); {r}['value'] = {scaled}")
         elif kind == K_CALL:
             args[f"C{k}"] = a

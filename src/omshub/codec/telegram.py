@@ -1,9 +1,12 @@
 """The decode pipeline: raw frame bytes -> the uniform record dict (docs/formats.md §1).
 
 frame recovery -> link header -> [ELL (+ AES-CTR)] -> [AFL] -> TPL -> security (modes 0/2/5/7/10)
--> APL records (``apl``) or compact frame (``compact`` + the caller's FormatCache) -> drivers.
+-> APL records (``apl``; skipped when a driver declares the meter's APL proprietary) or compact
+frame (``compact`` + the caller's FormatCache, else a format a driver file knows) -> drivers.
 
-Everything a call needs comes in as arguments (keys, format cache); nothing is kept between calls.
+Everything a call needs comes in as arguments (keys, format cache); nothing is kept between calls
+except bounded memos of pure functions (address bytes -> meter dict and driver plan), like the
+record layer's header memo.
 """
 
 from __future__ import annotations

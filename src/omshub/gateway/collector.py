@@ -1,6 +1,7 @@
 """One listen window: configure the receiver, take frames until the window ends, filter, spool.
 
-A window ends at its scheduled end, or early when every whitelisted meter was heard, when
+A window ends at its scheduled end, or early when every whitelisted meter was heard (in a frame
+the head-end can decode without a learned format, see `counts_as_full`), when
 ``max_telegrams`` telegrams were kept, or when the spool is full (collection stops; the agent
 reports ``spool_full``).  With ``keep = "newest_per_kind"`` the spool holds the newest telegram per
 meter and kind in a window; kind = CI and length class (length rounded up to 16 bytes), so a meter's
@@ -23,6 +24,22 @@ log = logging.getLogger(__name__)
 
 def telegram_kind(header: Header, raw: bytes) -> str:
     return f"{header.ci:02X}/{(len(raw) + 15) // 16}"
+
+
+# Compact frames (values only) can be decoded only with a format learned from a full frame, so a
+# meter heard only in compact frames does not count as heard for ending a window early.
+_COMPACT_CIS = frozenset({0x79, 0x7B, 0x73})
+# ELL with encryption hides the transport CI: full and compact frames differ only in length.
+_ENCRYPTED_ELL_CIS = frozenset({0x8D, 0x8F})
+
+
+def counts_as_full(header: Header, kinds_heard: set[str]) -> bool:
+    """Has this meter been heard well enough for the head-end to decode it?"""
+    if header.ci in _COMPACT_CIS:
+        return False
+    if header.ci in _ENCRYPTED_ELL_CIS:
+        return len(kinds_heard) >= 2  # both the full and the compact length class seen
+    return True
 
 
 @dataclass(slots=True)
@@ -63,6 +80,7 @@ class Collector:
             return res
         await self._configure(spec.link_modes)
         heard_pairs: set[tuple[str, str]] = set()
+        kinds_by_meter: dict[str, set[str]] = {}
         frames = self.source.frames()
         try:
             while True:
@@ -82,9 +100,8 @@ class Collector:
                 header, reason = self.filter.check(frame.raw)
                 if reason is not None or header is None:
                     continue
-                key = None
-                if self.keep == "newest_per_kind":
-                    key = f"{header.meter_key}/{telegram_kind(header, frame.raw)}"
+                kind = telegram_kind(header, frame.raw)
+                key = f"{header.meter_key}/{kind}" if self.keep == "newest_per_kind" else None
                 if not self.spool.put(frame.raw, frame.rx_time, frame.rssi, frame.link_mode,
                                       window=window_id, dedup_key=key):
                     res.reason = "spool_full"
@@ -93,7 +110,10 @@ class Collector:
                     break
                 res.kept += 1
                 res.heard.add(header.meter_key)
-                heard_pairs.add((header.manufacturer, header.id))
+                kinds = kinds_by_meter.setdefault(header.meter_key, set())
+                kinds.add(kind)
+                if counts_as_full(header, kinds):
+                    heard_pairs.add((header.manufacturer, header.id))
                 if res.kept >= spec.max_telegrams:
                     res.reason = "max_telegrams"
                     break

@@ -173,7 +173,7 @@ class MeterPatch(BaseModel):
 def list_meters(principal: Viewer, session: DbSession,
                 gateway_id: int | None = None, manufacturer: str | None = None,
                 meter_id: str | None = None, device_type: str | None = None,
-                key_status: str | None = Query(None, pattern="^(missing|present|wrong)$"),
+                key_status: str | None = Query(None, pattern="^(missing|present|suspect|wrong)$"),
                 cursor: str | None = None, limit: int = 100) -> dict:
     stmt = select(Meter).where(Meter.tenant_id == principal.tenant_id)
     if gateway_id is not None:

@@ -25,7 +25,7 @@ export function renderList(main, _params, query) {
   const meterId = h("input", { name: "meter_id", maxlength: 8, value: query.get("meter_id") || "" });
   const type = h("input", { name: "device_type", list: "device-types", value: query.get("device_type") || "" });
   const key = h("select", { name: "key_status" }, h("option", { value: "" }, "any"),
-    ["present", "missing", "wrong"].map((k) => h("option", { value: k, selected: query.get("key_status") === k }, k)));
+    ["present", "suspect", "missing", "wrong"].map((k) => h("option", { value: k, selected: query.get("key_status") === k }, k)));
   const search = h("form", { class: "inline-form", role: "search" },
     field("Manufacturer", manufacturer), field("Meter id", meterId), field("Device type", type), field("Key", key),
     h("datalist", { id: "device-types" }, DEVICE_TYPES.map((t) => h("option", { value: t }))),

@@ -77,7 +77,7 @@ export function badge(text, kind = "") {
 const STATE_KINDS = {
   PENDING: "warn", DELIVERED: "info", SUCCESSFUL: "ok", FAILED: "bad", SUPERSEDED: "muted",
   decoded: "ok", new: "info", no_key: "warn", wrong_key: "bad", unknown_meter: "warn", invalid: "bad",
-  duplicate: "muted", present: "ok", missing: "warn", wrong: "bad",
+  duplicate: "muted", present: "ok", missing: "warn", suspect: "warn", wrong: "bad",
 };
 export function stateBadge(state) {
   return h("span", { class: `badge ${STATE_KINDS[state] || ""}`.trim(), "data-state": state }, state);
