@@ -296,13 +296,19 @@ class LiveServer:
             self._log.close()
 
 
+
+def _env_name(key: str) -> str:
+    key = key.upper()
+    return key if key.startswith("OMSHUB_") else "OMSHUB_" + key
+
 @pytest.fixture
 def live_server(database_url, data_dir):
     """Factory: `live_server()` starts `omshub serve` on this module's database; stopped at teardown."""
     servers: list[LiveServer] = []
 
     def start(**extra_env) -> LiveServer:
-        server = LiveServer(database_url, data_dir, {k.upper(): str(v) for k, v in extra_env.items()})
+        """`start(coap_port=5683)` sets OMSHUB_COAP_PORT; names already prefixed pass as they are."""
+        server = LiveServer(database_url, data_dir, {_env_name(k): str(v) for k, v in extra_env.items()})
         servers.append(server)
         return server.start()
 
