@@ -30,6 +30,14 @@ API = "/api/v1"
 #       | uplink (gateway credential)
 SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/health"): {"kind": "public"},
+    # the console's static pages: no tenant data, the page fetches everything through the API
+    ("GET", "/"): {"kind": "public"},
+    ("GET", "/console"): {"kind": "public"},
+    ("GET", "/console/"): {"kind": "public"},
+    ("GET", "/console/{name}"): {"kind": "public"},
+    # the console's dashboard counts are the caller's own tenant's
+    ("GET", "/api/v1/console/summary"): {"kind": "self"},
+    ("GET", "/api/v1/console/meters/{meter_pk}/recent-readings"): {"kind": "object"},
     ("POST", "/api/v1/auth/login"): {"kind": "public"},
     ("POST", "/api/v1/auth/logout"): {"kind": "self"},
     ("GET", "/api/v1/auth/me"): {"kind": "self"},

@@ -559,11 +559,21 @@ HEAT = bytes.fromhex("2F2F" "0C0612345678" "0B2B123456" "0A5A1203" "0A5E5602" "0
                      "01FF2105" "0F0102")
 
 
-def test_layout_memo_gives_the_general_result():
+@pytest.fixture(params=["interpreted", "compiled"])
+def learned(request, monkeypatch):
+    """Learn HEAT's layout; its builder interpreted or compiled."""
+    monkeypatch.setattr(apl, "_COMPILE_AFTER", 1 if request.param == "compiled" else 10**9)
+    apl._COMPILED[0] = 0
     apl._LAYOUTS.clear()
-    first = apl.decode_records(HEAT)
-    assert apl._LAYOUTS  # learned
-    assert apl.decode_records(HEAT) == first == apl._decode_general(HEAT, 0, len(HEAT))
+    results = [apl.decode_records(HEAT) for _ in range(3)]  # noted, learned, used
+    entry = next(e for entries in apl._LAYOUTS.values() for e in entries)
+    assert (entry[5] is None) == (request.param == "compiled")  # compiled: the plan is dropped
+    assert results[0] == results[1] == results[2]
+    return request.param
+
+
+def test_layout_memo_gives_the_general_result(learned):
+    assert apl.decode_records(HEAT) == apl._decode_general(HEAT, 0, len(HEAT))
     # same headers, other values: still identical to the general decoder's result
     other = bytearray(HEAT)
     other[4:8] = bytes.fromhex("99999999")
@@ -578,8 +588,7 @@ def test_layout_memo_gives_the_general_result():
     (34, "FFFF"),     # invalid date
     (52, "0000C07F"),  # real32 NaN
 ])
-def test_layout_memo_falls_back_for_special_values(offset, value):
-    apl.decode_records(HEAT)  # learn the layout
+def test_layout_memo_falls_back_for_special_values(learned, offset, value):
     data = bytearray(HEAT)
     raw = bytes.fromhex(value)
     data[offset:offset + len(raw)] = raw

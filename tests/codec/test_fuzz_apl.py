@@ -154,7 +154,8 @@ def test_mutated_records_decode_or_fail_cleanly(chunks, draw):
 def test_fast_path_equals_general_path(chunks):
     data = b"".join(chunks)
     with_fast = apl.decode_records(data)
-    assert apl.decode_records(data) == with_fast  # through the layout memo now
+    for _ in range(3):
+        assert apl.decode_records(data) == with_fast  # through the layout memo now
     apl._FAST.clear()  # headers stay in the main cache: the general path decodes them now
     apl._LAYOUTS.clear()
     assert apl.decode_records(data) == with_fast
@@ -167,13 +168,20 @@ def _outcome(decoder, data):
         return exc.code, exc.offset, exc.message
 
 
-@given(st.lists(record_headers(), min_size=1, max_size=8), st.data())
-def test_layout_memo_equals_general_decoder_on_changed_bytes(chunks, draw):
-    """An APL's layout is learned; the same bytes with some changed (values or headers) decode
-    through the memo exactly as the record-by-record decoder decodes them."""
+@given(st.lists(record_headers(), min_size=1, max_size=8), st.data(), st.booleans())
+def test_layout_memo_equals_general_decoder_on_changed_bytes(chunks, draw, compiled):
+    """An APL's layout is learned (builder interpreted or compiled); the same bytes with some
+    changed (values or headers) decode through the memo exactly as the record-by-record decoder
+    decodes them."""
     data = b"\x2f\x2f" + b"".join(chunks)
-    apl.decode_records(data)
-    apl.decode_records(data)
+    saved = apl._COMPILE_AFTER
+    apl._COMPILE_AFTER = 1 if compiled else 10**9
+    apl._COMPILED[0] = 0
+    try:
+        for _ in range(3):  # noted, learned, used (compiled)
+            assert apl.decode_records(data) == apl._decode_general(data, 0, len(data))
+    finally:
+        apl._COMPILE_AFTER = saved
     changed = bytearray(data)
     for _ in range(draw.draw(st.integers(1, 3))):
         pos = draw.draw(st.integers(0, len(changed) - 1))
@@ -206,3 +214,23 @@ def test_memoised_encoder_choice_equals_the_general_choice(quantity, value, stor
         assert fast is None
         return
     assert fast is None or fast == slow, (fast.hex(), slow.hex())
+
+
+_SCALES = sorted({(c[3].num, c[3].den, c[3].mode, c[3].ndigits) for cands in apl_encode._CANDIDATES.values()
+                  for c in cands})
+
+
+@given(st.sampled_from(_SCALES),
+       st.one_of(st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
+                 st.decimals(places=6, min_value=-10**12, max_value=10**12, allow_nan=False).map(float)))
+def test_decimal_shortcut_to_the_transmitted_integer(scale, value):
+    scale = apl_encode._Scale(*scale)
+    expected = apl_encode._raw_of(value, scale)
+    try:
+        got = apl_encode._to_raw(value, scale, 0)
+    except DecodeError:
+        assert expected is None
+        return
+    assert expected is not None and got * scale.num / scale.den == expected * scale.num / scale.den
+    if -2**50 < expected < 2**50:
+        assert got == expected

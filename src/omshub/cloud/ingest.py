@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from .auth import hash_secret
 from .db import Database
 from .models import Gateway, Telegram, Uplink
+from .pipeline import note_ingest
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +317,14 @@ def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: st
                   credential: str | None) -> dict:
     """Validate, authenticate, store (committed) and answer one uplink (docs/formats.md §2.5).
     Raises UplinkRejected (400/401/413/415/422) when the uplink as a whole is refused."""
+    note_ingest()
+    try:
+        return _handle_uplink(db, body, content_type=content_type, transport=transport, credential=credential)
+    finally:
+        note_ingest()
+
+
+def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: str, credential: str | None) -> dict:
     envelope = parse_body(body, content_type)
     if envelope.get("v") != 1:
         raise _bad(f"v must be 1 (format version), got {_show(envelope.get('v'))}")

@@ -21,6 +21,7 @@ telegrams before — a single corrupted CRC-less frame fails the same way — el
 from __future__ import annotations
 
 import hashlib
+import os
 import logging
 import threading
 from collections import OrderedDict
@@ -28,10 +29,11 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import false, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from omshub.codec import DecodeError, FormatCache, decode
+from omshub.codec.security import KeyContext
 
 from .db import Database
 from .keystore import KeyStore, KeyStoreError
@@ -46,9 +48,20 @@ _WRONG_KEY_CODES = ("wrong_key", "mac_error")
 
 
 def _in(column, values: list):
-    """`column IN (values)` for ints and (validated, id-like) strings, rendered inline: SQLAlchemy
-    spends ~10 µs per bound element of an IN list, more than the query itself."""
-    return column.in_(bindparam(None, list(values), expanding=True, literal_execute=True))
+    """`column IN (values)` for ints and (id-like, from the database) strings, rendered inline as
+    SQL literals: SQLAlchemy spends ~10 µs per bound or literal-rendered element of an IN list,
+    more than the query itself."""
+    parts = []
+    for v in values:
+        if isinstance(v, int) and not isinstance(v, bool):
+            parts.append(str(int(v)))
+        elif isinstance(v, str):
+            parts.append("'" + v.replace("'", "''") + "'")  # standard SQL quoting (SQLite, PostgreSQL)
+        else:
+            raise TypeError(f"IN list element {v!r} is neither int nor str")
+    if not parts:
+        return false()
+    return column.op("IN")(literal_column("(" + ",".join(parts) + ")"))
 
 
 def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | None, str]] | None = None) -> int:
@@ -189,6 +202,73 @@ class StoredReading:
             setattr(self, name, value)
 
 
+def _sqlite_time(dt: datetime) -> str:
+    """A datetime as SQLAlchemy stores it for UtcDateTime on SQLite (naive UTC, microseconds)."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc)
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d} "
+            f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond:06d}")
+
+
+def _json(value) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()  # as db._json_dumps
+
+
+class _Writer:
+    """The batch's bulk statements as driver-level executemany: SQLAlchemy's per-row parameter
+    processing (type processors, parameter dicts) cost more than the statements themselves.
+    Values are converted here exactly as the column types would (UtcDateTime, JSON)."""
+
+    def __init__(self, session: Session, sqlite: bool) -> None:
+        self.conn = session.connection()
+        self.sqlite = sqlite
+        self.time = _sqlite_time if sqlite else (lambda dt: dt)
+        self.mark, self.json_mark = ("?", "?") if sqlite else ("%s", "%s::json")
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        if rows:
+            self.conn.exec_driver_sql(sql, rows)
+
+    def update(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """UPDATE table SET columns... WHERE id = (the row's last value)."""
+        sets = ", ".join(f'"{c}" = {self.mark}' for c in columns)
+        self.executemany(f'UPDATE {table} SET {sets} WHERE id = {self.mark}', rows)
+
+    def new_ids(self, table: str, n: int) -> list[int]:
+        """`n` ids for explicit inserts. SQLite: the batch holds the write lock, so max(id)+1...
+        is what the database would assign; PostgreSQL: taken from the table's sequence."""
+        if self.sqlite:
+            top = self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar()
+            return list(range(top + 1, top + 1 + n))
+        return sorted(self.conn.exec_driver_sql(
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,)).scalars())
+
+
+_READING_INSERT = ('INSERT INTO readings (id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, fields, '
+                   'data, fingerprint) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {j}, {j}, {m})')
+
+
+class _TenantKeys:
+    """The codec's key lookup for one tenant's telegrams in a batch (`KeyRing`-like): keys from the
+    batch's prefetched rows, opened once and kept in the pipeline's LRU; AES contexts reused
+    across batches (creating one costs more than decrypting a telegram)."""
+    __slots__ = ("pipeline", "session", "tenant", "keys")
+
+    def __init__(self, pipeline: "DecodePipeline", session: Session, tenant: int, keys: dict) -> None:
+        self.pipeline, self.session, self.tenant, self.keys = pipeline, session, tenant, keys
+
+    def __call__(self, manufacturer: str, meter_id: str) -> bytes | None:
+        return self.pipeline._key(self.session, self.tenant, manufacturer, meter_id, self.keys)
+
+    def context(self, key: bytes) -> KeyContext:
+        contexts = self.pipeline._contexts
+        ctx = contexts.lookup(key)
+        if ctx is None:
+            ctx = KeyContext(key)
+            contexts.store(key, ctx)
+        return ctx
+
+
 class DecodePipeline:
     """Decodes telegrams in state `new`. One instance per worker; `run_once` is one batch."""
 
@@ -203,6 +283,7 @@ class DecodePipeline:
         self.meter_zone = ZoneInfo(meter_timezone)
         self._keys = _LRU(key_cache_size)        # (tenant, manufacturer, id, nonce) -> key
         self._formats = _LRU(format_cache_size)
+        self._contexts = _LRU(min(key_cache_size, 20_000))  # key -> AES context (a few KB each)
         self._lock = threading.Lock()            # one batch at a time per instance
 
     # --- public ---
@@ -228,17 +309,23 @@ class DecodePipeline:
     # --- batches ---
 
     def _select_new(self, session: Session, limit: int, ids: list[int] | None = None):
+        """The next batch: this worker's partition, oldest first; when that is empty (its share
+        is done), the newest of the others' — so no core idles while another has a backlog, and
+        the owner (oldest first) and the helper (newest first) meet only at the end. A telegram
+        both decode is written once (the write re-checks `new`; PostgreSQL skips locked rows)."""
         stmt = select(Telegram.id, Telegram.tenant_id, Telegram.gateway_id, Telegram.received_at, Telegram.raw,
                       Telegram.manufacturer, Telegram.meter_id).where(Telegram.state == "new")
         if ids is not None:
             stmt = stmt.where(_in(Telegram.id, ids))
         k, n = self.partition
-        if n > 1:
-            stmt = stmt.where(Telegram.id % n == k)
-        stmt = stmt.order_by(Telegram.id).limit(limit)
-        if not self.db.is_sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)
-        return session.execute(stmt).all()
+        lock = (lambda q: q) if self.db.is_sqlite else (lambda q: q.with_for_update(skip_locked=True))
+        if n > 1 and ids is None:
+            rows = session.execute(lock(stmt.where(Telegram.id % n == k).order_by(Telegram.id).limit(limit))).all()
+            if rows:
+                return rows
+            rows = session.execute(lock(stmt.order_by(Telegram.id.desc()).limit(limit))).all()
+            return sorted(rows, key=lambda r: r.id)
+        return session.execute(lock(stmt.order_by(Telegram.id).limit(limit))).all()
 
     def _batch(self, limit: int, ids: list[int] | None = None) -> int:
         """PostgreSQL: claim (FOR UPDATE SKIP LOCKED), decode and write in one transaction.
@@ -298,12 +385,12 @@ class DecodePipeline:
         self._prefetch(session, rows, keys)
         format_caches: dict[int, DbFormatCache] = {}
         decoded = []
+        lookups: dict[int, _TenantKeys] = {}
         for row in rows:
             tenant = row.tenant_id
-
-            def key_for(manufacturer: str, meter_id: str, _tenant=tenant) -> bytes | None:
-                return self._key(session, _tenant, manufacturer, meter_id, keys)
-
+            key_for = lookups.get(tenant)
+            if key_for is None:
+                key_for = lookups[tenant] = _TenantKeys(self, session, tenant, keys)
             cache = format_caches.get(tenant)
             if cache is None:
                 cache = format_caches[tenant] = DbFormatCache(session, tenant, self._formats)
@@ -450,31 +537,30 @@ class DecodePipeline:
         return received_at
 
     def _store(self, session: Session, outcomes: list, now: datetime) -> None:
+        writer = _Writer(session, self.db.is_sqlite)
         decoded = [o for o in outcomes if o[1] == "decoded"]
         readings: list[tuple[list, StoredReading]] = []
         if decoded:
-            rows = [{"tenant_id": o[0].tenant_id, "meter_pk": o[3].id, "telegram_id": o[0].id,
-                     "timestamp": self._timestamp(o[4], o[0].received_at), "received_at": o[0].received_at,
-                     "fields": o[4].get("fields") or {}, "data": o[4], "fingerprint": o[7]} for o in decoded]
-            table = Reading.__table__
-            # plain executemany, then the ids: cheaper than INSERT .. RETURNING in multi-row batches
-            session.execute(table.insert(), rows)
-            telegram_ids = [row["telegram_id"] for row in rows]
-            ids = {}
-            for i in range(0, len(telegram_ids), _CHUNK):
-                ids.update((tid, rid) for rid, tid in session.execute(
-                    select(table.c.id, table.c.telegram_id).where(_in(table.c.telegram_id, telegram_ids[i:i + _CHUNK]))))
-            readings = [(o, StoredReading(ids[row["telegram_id"]], **row)) for o, row in zip(decoded, rows)]
-        table = Telegram.__table__
-        session.execute(
-            table.update().where(table.c.id == bindparam("_id")).values(
-                state=bindparam("_state"), error=bindparam("_error"), decoded_at=bindparam("_at"),
-                meter_pk=bindparam("_meter"), manufacturer=bindparam("_man"), meter_id=bindparam("_mid")),
-            [{"_id": o[0].id, "_state": o[1], "_error": o[2], "_at": now,
-              "_meter": o[3].id if o[3] is not None else None, "_man": o[5], "_mid": o[6]} for o in outcomes])
-        self._update_meters(session, outcomes, readings, now)
+            rows = []
+            to_db, to_json = writer.time, _json
+            for o, reading_id in zip(decoded, writer.new_ids("readings", len(decoded))):
+                row, result = o[0], o[4]
+                fields = result.get("fields") or {}
+                stored = StoredReading(reading_id, tenant_id=row.tenant_id, meter_pk=o[3].id, telegram_id=row.id,
+                                       timestamp=self._timestamp(result, row.received_at),
+                                       received_at=row.received_at, fields=fields, data=result, fingerprint=o[7])
+                readings.append((o, stored))
+                rows.append((reading_id, row.tenant_id, o[3].id, row.id, to_db(stored.timestamp),
+                             to_db(row.received_at), to_json(fields), to_json(result), o[7]))
+            writer.executemany(_READING_INSERT.format(m=writer.mark, j=writer.json_mark), rows)
+        at = writer.time(now)
+        writer.update("telegrams", ("state", "error", "decoded_at", "meter_pk", "manufacturer", "meter_id"),
+                      [(o[1], o[2], at, o[3].id if o[3] is not None else None, o[5], o[6], o[0].id)
+                       for o in outcomes])
+        self._update_meters(session, writer, outcomes, readings, now)
 
-    def _update_meters(self, session: Session, outcomes: list, readings: list, now: datetime) -> None:
+    def _update_meters(self, session: Session, writer: _Writer, outcomes: list, readings: list,
+                       now: datetime) -> None:
         latest: dict[int, object] = {}
         previous_by_id = {}
         ids = sorted({o[3].last_reading_id for o, _r in readings if o[3].last_reading_id is not None})
@@ -518,14 +604,9 @@ class DecodePipeline:
                 latest[meter.id] = reading
             calls.append((meter, reading, previous))
         changed = {m.id: m for m in (o[3] for o in outcomes) if m is not None and m.dirty}
-        if changed:
-            table = Meter.__table__
-            session.execute(
-                table.update().where(table.c.id == bindparam("_id")).values(
-                    last_heard_at=bindparam("_heard"), last_reading_id=bindparam("_reading"),
-                    key_status=bindparam("_key")),
-                [{"_id": m.id, "_heard": m.last_heard_at, "_reading": m.last_reading_id, "_key": m.key_status}
-                 for m in changed.values()])
+        writer.update("meters", ("last_heard_at", "last_reading_id", "key_status"),
+                      [(writer.time(m.last_heard_at) if m.last_heard_at is not None else None, m.last_reading_id,
+                        m.key_status, m.id) for m in changed.values()])
         alarms = _alarms()
         if alarms is not None:
             for meter in wrong_keys:
@@ -594,18 +675,26 @@ def _may_alarm(alarms, reading: Reading, previous: Reading | None) -> bool:
 
 
 def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, partition: tuple[int, int],
-                  parent_pid: int, log_level: str) -> None:
+                  parent_pid: int, log_level: str, niceness: int = 0, ingest_clock=None) -> None:
     """A decode worker process (started by PipelineProcesses); ends when its parent is gone."""
     import os
     import signal
     import time
 
+    if niceness:
+        try:
+            os.nice(niceness)
+        except OSError:
+            pass  # not permitted here: runs at normal priority
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     db = Database(url)
     pipeline = DecodePipeline(db, KeyStore(master_key), meter_timezone=meter_timezone, partition=partition)
     while not stopping.is_set() and os.getppid() == parent_pid:
+        if ingest_clock is not None and time.monotonic() - ingest_clock.value < INGEST_QUIET_S:
+            time.sleep(0.1)  # uplinks are arriving: leave the core (and the SQLite write lock) to them
+            continue
         try:
             n = pipeline.run_once(batch)
         except Exception:
@@ -616,26 +705,52 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
     db.dispose()
 
 
+IDLE_WORKER_NICENESS = 5
+INGEST_QUIET_S = 0.5      # the idle-core workers decode only when no uplink came for this long
+_ingest_clock = None      # shared double (time.monotonic() of the last uplink) when workers run
+
+
+def note_ingest() -> None:
+    """Called by ingest for every uplink: the idle-core decode workers stay paused meanwhile
+    (on SQLite their write transactions would queue the uplinks' behind them)."""
+    clock = _ingest_clock
+    if clock is not None:
+        import time
+        clock.value = time.monotonic()
+
+
 class PipelineProcesses:
     """Decode workers in their own processes (partition k of n each): decoding is CPU work, and in
     the serving process it would compete with the HTTP ingest for the GIL. A worker exits when
-    the server process dies (even by SIGKILL)."""
+    the server process dies (even by SIGKILL).
+
+    `workers` run at normal priority; with `fill_cores` (default) more are added, at a lower
+    priority (nice +IDLE_WORKER_NICENESS), until every core has one: the serving process needs
+    its core while uplinks arrive, and once ingest is idle the backlog is decoded on all cores."""
 
     def __init__(self, url: str, master_key: bytes, *, workers: int, meter_timezone: str = "UTC",
-                 batch: int = 1000, log_level: str = "warning") -> None:
+                 batch: int = 1000, log_level: str = "warning", fill_cores: bool = not os.environ.get("XNOFILL")) -> None:
         import multiprocessing
         import os
         self._context = multiprocessing.get_context("spawn")
         self._args = (url, master_key, meter_timezone, batch)
-        self._parent, self._log_level, self.workers = os.getpid(), log_level, workers
-        self.processes = [self._new(k) for k in range(workers)]
+        self._parent, self._log_level = os.getpid(), log_level
+        global _ingest_clock
+        if _ingest_clock is None:
+            _ingest_clock = self._context.Value("d", 0.0, lock=False)  # monotonic is system-wide on Linux
+        self._clock = _ingest_clock
+        self.normal = workers
+        self.workers = max(workers, os.cpu_count() or 1) if fill_cores and workers > 0 else workers
+        self.processes = [self._new(k) for k in range(self.workers)]
         self._stopping = False
 
     def _new(self, k: int):
         url, master_key, meter_timezone, batch = self._args
+        idle_core = k >= self.normal
         return self._context.Process(target=_process_main, name=f"omshub-decode-{k}", daemon=True,
                                      args=(url, master_key, meter_timezone, batch, (k, self.workers), self._parent,
-                                           self._log_level))
+                                           self._log_level, IDLE_WORKER_NICENESS if idle_core else 0,
+                                           self._clock if idle_core else None))
 
     def start(self) -> None:
         for process in self.processes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import struct
 from fractions import Fraction
+from functools import partial
 from typing import NamedTuple
 
 from omshub.codec import vif as _vif
@@ -440,16 +441,30 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
         raise DecodeError("too_long", f"APL of {n - start} bytes exceeds {MAX_APL}", layer="apl",
                           offset=start)
     # whole-APL layout memo: same header bytes at the same places -> decode by one precompiled plan
+    # (key: length, the fillers and the first two header bytes, and when the first record is a
+    # plain DIF+VIF with fixed-size data, the first two header bytes of the second record)
     i = start
     while i < n and data[i] == 0x2F:
         i += 1
-    layout_key = (n - start, data[start:i + 2])
+    if i + 1 < n and not (data[i] | data[i + 1]) & 0x80 and data[i + 1] != 0x7C:
+        second = i + 2 + _DATA_LEN[data[i] & 0x0F]
+        layout_key = (n - start, data[start:i + 2], data[second:second + 2])
+    else:
+        layout_key = (n - start, data[start:i + 2])
     candidates = _LAYOUTS.get(layout_key)
     if candidates is not None:
         bits = int.from_bytes(data[start:n], "little")
-        for layout in candidates:
+        for k, layout in enumerate(candidates):
             if bits & layout[0] == layout[1]:
+                if k:  # the layouts in use move to the front
+                    candidates.insert(0, candidates.pop(k))
                 build = layout[2]
+                if layout[5] is not None:  # interpreted plan: compile it once it proves hot
+                    layout[4] += 1
+                    if layout[4] == _COMPILE_AFTER and _COMPILED[0] < _COMPILED_LIMIT:
+                        _COMPILED[0] += 1
+                        build = layout[2] = _compile_layout(*layout[5])
+                        layout[5] = None
                 if build is not None:
                     records = build(data, start)
                     if records is not None:
@@ -460,11 +475,14 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
         else:
             if len(candidates) >= _LAYOUTS_PER_KEY:
                 candidates = None
-    else:
-        candidates = ()
+    else:  # a key seen for the first time is only noted: one-off layouts cost no learning
+        if len(_LAYOUTS) >= _LAYOUTS_LIMIT:
+            _LAYOUTS.clear()
+            _COMPILED[0] = 0
+        _LAYOUTS[layout_key] = []
     records, mdata = _decode_general(data, start, n)
     if candidates is not None:
-        _learn_layout(layout_key, data, start, n)
+        candidates.append(_learn_layout(data, start, n))
     return records, mdata
 
 
@@ -637,12 +655,16 @@ def _inverse_profile_records(rec: dict, info: HeaderInfo, chunk: bytes) -> list[
 # same bytes at all those places (one big-int mask test: the grammar reads no other byte, so the
 # walk would be the same). Values the plan cannot take as they are (invalid or negative BCD,
 # invalid or summer-time dates, NaN, compact profiles) send the APL to the general decoder, so
-# both give the same result. Entries: (mask, expected bits, builder or None = "decode the general
-# way", offset of the manufacturer data or -1).
+# both give the same result. Entries: [mask, expected bits, builder (data, start) -> records | None,
+# or None = "decode the general way", offset of the manufacturer data or -1, uses, (struct
+# unpacker, steps) while the builder is the interpreted one].
 
-_LAYOUTS: dict[tuple, list[tuple]] = {}
-_LAYOUTS_LIMIT = 1024     # keys (APL length, leading bytes); cleared when full
-_LAYOUTS_PER_KEY = 4      # different layouts behind one key
+_LAYOUTS: dict[tuple, list[list]] = {}
+_COMPILE_AFTER = 32       # uses of a layout before its builder is compiled (compiling costs ~40 decodes)
+_COMPILED_LIMIT = 256     # compiled builders until the memo is next cleared (memory bound)
+_COMPILED = [0]
+_LAYOUTS_LIMIT = 512      # keys (APL length, leading header bytes); cleared when full
+_LAYOUTS_PER_KEY = 8      # different layouts behind one key (more are decoded the general way)
 
 
 # how a layout step gets its value from its struct field v (a, b, c: the step's parameters)
@@ -765,8 +787,8 @@ def _field_plan(info: HeaderInfo):
     return f"{dlen}s", K_CALL, _DATE_CONVERTERS[dec], None, None
 
 
-def _learn_layout(key: tuple, data: bytes, start: int, n: int) -> None:
-    """Record the layout of the (valid) APL ``data[start:n]`` under ``key``."""
+def _learn_layout(data: bytes, start: int, n: int) -> list:
+    """The layout entry of the (valid) APL ``data[start:n]``, with an interpreted record builder."""
     size = n - start
     mask = bytearray(size)
     fmt = ["<"]
@@ -814,14 +836,46 @@ def _learn_layout(key: tuple, data: bytes, start: int, n: int) -> None:
         i = j + dlen
     mask_int = int.from_bytes(mask, "little")
     expected = int.from_bytes(data[start:n], "little") & mask_int
-    if plannable:
-        unpack = struct.Struct("".join(fmt)).unpack_from
-        layout = (mask_int, expected, _compile_layout(unpack, tuple(steps)), mdata_at)
-    else:
-        layout = (mask_int, expected, None, -1)
-    if len(_LAYOUTS) >= _LAYOUTS_LIMIT:
-        _LAYOUTS.clear()
-    _LAYOUTS.setdefault(key, []).append(layout)
+    if not plannable:
+        return [mask_int, expected, None, -1, 0, None]
+    plan = (struct.Struct("".join(fmt)).unpack_from, tuple(steps))
+    return [mask_int, expected, partial(_run_steps, *plan), mdata_at, 0, plan]
+
+
+def _run_steps(unpack, steps: tuple, data: bytes, start: int) -> list[dict] | None:
+    """The interpreted record builder of a layout (see :func:`_compile_layout`)."""
+    values = unpack(data, start)
+    records = []
+    append = records.append
+    for template, index, kind, a, b, c, has_lists in steps:
+        rec = template.copy()
+        if kind == K_DIV:
+            rec["value"] = values[index] * a / b
+        elif kind == K_AS_IS:
+            rec["value"] = values[index]
+        elif kind == K_BCD:
+            v = values[index]
+            try:
+                x = int("%x" % (int.from_bytes(v, "little") if c else v))
+            except ValueError:
+                return None  # sign nibble or invalid digit: the general decoder decides
+            rec["value"] = x * a / b if b else x
+        elif kind == K_CALL:
+            v = a(values[index])
+            if v is None:
+                return None
+            rec["value"] = v
+        elif kind == K_INT:
+            v = int.from_bytes(values[index], "little", signed=c)
+            rec["value"] = v * a / b if b else v
+        elif kind == K_RAW:
+            rec["raw"] = values[index].hex()
+        if has_lists:
+            for name in ("qualifiers", "vife"):
+                if name in rec:
+                    rec[name] = list(rec[name])
+        append(rec)
+    return records
 
 
 def _compile_layout(unpack, steps: tuple):

@@ -49,6 +49,7 @@ _STATUS_FLAGS = _tpl.STATUS_FLAGS
 _PLAIN_SECURITY = (0, False, False, False, False)
 _HEX = tuple(f"{byte:02X}" for byte in range(256))
 _DIF_VIF = itemgetter("dif_vif")
+_COMMON_TPL = {0x7A: 4, 0x72: 12}  # CI -> TPL header bytes after it (read inline for modes 0 and 5)
 _DATA_SIZE = (0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -1)  # per DIF data field; -1: LVAR / special
 
 # Address bytes -> meter dict, one memo for DLL order (M ID V T) and one for the long TPL
@@ -293,9 +294,20 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
     tpl_start = pos
     if ci not in _CI_TABLE:
         return _manufacturer_specific(data, pos, end, ci, meter, acc, security, frame_info)
-    t = _tpl.parse(data, pos, end)
-    if t.address is not None:
-        a = t.address
+    header = _COMMON_TPL.get(ci)
+    if header is not None and pos + 1 + header <= end and data[pos + header] & 0x1F in (0, 5):
+        # the usual short (7A) / long (72) header, mode 0 or 5: read here as tpl.parse reads it
+        payload = pos + 1 + header
+        address = pos + 1 if header == 12 else None
+        tpl_acc, sts = data[payload - 4], data[payload - 3]
+        blocks, mode = data[payload - 2] >> 4, data[payload - 1] & 0x1F
+        content, counter = "full", b""
+    else:
+        t = _tpl.parse(data, pos, end)
+        address, tpl_acc, sts, mode, blocks = t.address, t.acc, t.sts, t.mode, t.blocks
+        payload, content, counter = t.payload, t.content, t.counter
+    if address is not None:
+        a = address
         entry = _meter_at(data, a, True)
         meter = entry[0].copy()
         if dll is not None and (meter["manufacturer"] != dll["manufacturer"] or meter["id"] != dll["id"]
@@ -309,13 +321,10 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         ident = data[4:8]
     else:
         address8 = ident = None
-    if t.acc is not None:
-        acc = t.acc
-    sts = t.sts
+    if tpl_acc is not None:
+        acc = tpl_acc
     status = None if sts is None else {"code": sts, "flags": list(_STATUS_FLAGS[sts])}
     plan = _plan_of(entry) if entry is not None else _drivers.plan_for(meter) if _drivers is not None else None
-    mode = t.mode
-    payload = t.payload
     apl_data = data
     apl_start = payload
     apl_end = end
@@ -334,15 +343,15 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         if meter_key is not None and len(meter_key) != 16 and mode != 2:
             failure = f"the key has {len(meter_key)} bytes; security mode {mode} needs a 16-byte AES key"
         if mode == 5:
-            size = t.blocks * 16 or (end - payload) // 16 * 16
+            size = blocks * 16 or (end - payload) // 16 * 16
             enc_end = payload + size
             if enc_end > len(data):
-                raise DecodeError("too_short", f"{t.blocks} encrypted blocks need {size} bytes after the TPL header, "
+                raise DecodeError("too_short", f"{blocks} encrypted blocks need {size} bytes after the TPL header, "
                                   f"{len(data) - payload} present", layer="security", offset=payload,
                                   partial=_partial(meter, transmitter, acc, _security_dict(
                                       (mode, True, False, False, False)), frame_info))
             if meter_key is not None and len(meter_key) == 16 and size:
-                plain = cbc_decrypt(_context(keys, meter_key), mode5_iv(address8, t.acc), data[payload:enc_end])
+                plain = cbc_decrypt(_context(keys, meter_key), mode5_iv(address8, tpl_acc), data[payload:enc_end])
                 if plain[:2] == _FILLER2:
                     # the unencrypted rest (if any) follows the plaintext
                     decrypted = (plain if enc_end >= end else plain + data[enc_end:end], 0, size, False)
@@ -354,10 +363,10 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                 if meter_key is not None:
                     raise DecodeError("invalid_frame", failure, layer="afl", offset=pos, partial=_partial(
                         meter, transmitter, acc, _security_dict((mode, True, False, False, False)), frame_info))
-            size = t.blocks * 16
+            size = blocks * 16
             enc_end = payload + size
             if enc_end > len(data):
-                raise DecodeError("too_short", f"{t.blocks} encrypted blocks need {size} bytes after the TPL header",
+                raise DecodeError("too_short", f"{blocks} encrypted blocks need {size} bytes after the TPL header",
                                   layer="security", offset=payload, partial=_partial(
                                       meter, transmitter, acc, _security_dict((mode, True, False, False, False)),
                                       frame_info))
@@ -383,15 +392,15 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                                       layer="security", offset=payload, partial=_partial(
                                           meter, transmitter, acc, _security_dict((mode, True, False, False, False)),
                                           frame_info))
-                kenc = kdf(_context(keys, meter_key), 0, t.counter, ident)
-                nonce = bytes(address8) + b"\x00" + t.counter[::-1]
+                kenc = kdf(_context(keys, meter_key), 0, counter, ident)
+                nonce = bytes(address8) + b"\x00" + counter[::-1]
                 plain = ccm_decrypt(kenc, nonce, data[payload:end], data[tpl_start:payload - 4])
                 if plain is None:
                     failure = "CCM tag check failed"
                 else:
                     decrypted = (plain, 0, len(plain), True)
         else:  # mode 2, deprecated DES-CBC
-            size = t.blocks * 16 or (end - payload) // 8 * 8
+            size = blocks * 16 or (end - payload) // 8 * 8
             enc_end = payload + size
             if meter_key is not None and enc_end <= len(data) and size % 8 == 0 and size:
                 if len(meter_key) in (8, 16):
@@ -410,8 +419,8 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         else:
             # Telegrams copied after decryption keep their "encrypted" header: accept the payload
             # when it is plaintext already (2F2F and records that parse).
-            parsed = _plain_records(data, payload, end, plan) if t.content == "full" else None
-            compact_plain = t.content == "compact" and data[payload:payload + 2] == _FILLER2
+            parsed = _plain_records(data, payload, end, plan) if content == "full" else None
+            compact_plain = content == "compact" and data[payload:payload + 2] == _FILLER2
             if parsed is None and not compact_plain:
                 sec = _security_dict((mode, True, False, False, False))
                 partial = _partial(meter, transmitter, acc, sec, frame_info)
@@ -428,11 +437,10 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                 if parsed[2] is not None:
                     frame_info["unparsed"] = parsed[2]
                 return _assemble(meter, transmitter, acc, status, security, frame_info, parsed[0], parsed[1],
-                                 data, payload, end, formats if parsed[2] is None else None, t, plan)
+                                 data, payload, end, formats if parsed[2] is None else None, content, plan)
 
     if afl is not None:
         frame_info["afl"] = afl.to_dict(security[3])
-    content = t.content
     if content == "full":
         if _apl is None:
             raise DecodeError("invalid_record", "the record decoder (omshub.codec.apl) is not available", layer="apl")
@@ -459,7 +467,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
     else:
         records, mdata = [], None
     return _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start,
-                     apl_end, formats, t, plan)
+                     apl_end, formats, content, plan)
 
 
 def _rules_out_format_b(records: list, mdata, data: bytes, end: int) -> bool:
@@ -548,7 +556,7 @@ def _records_after_error(exc, apl_data, apl_start, apl_end, enc_end, decrypted, 
 
 
 def _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start, apl_end,
-              formats, t, plan) -> dict:
+              formats, content, plan) -> dict:
     mode, encrypted, decrypted, authenticated, before = security
     # the records' layout: their dif_vif texts (plus a closing 0F/1F) as the record decoder made
     # them; the compact-frame format and the drivers' key to which record names which field
@@ -561,17 +569,20 @@ def _assemble(meter, transmitter, acc, status, security, frame_info, records, md
         else:
             if mdata is not None:
                 layout += _HEX[apl_data[apl_end - len(mdata) // 2 - 1]]
-        if formats is not None and t.content == "full" and _compact is not None and meter["id"] is not None:
+        if formats is not None and content == "full" and _compact is not None and meter["id"] is not None:
             _learn_format(formats, meter, apl_data, apl_start, apl_end, layout)
+    fields: dict = {}
     result = {"meter": meter, "transmitter": transmitter, "access_number": acc, "status": status,
               "security": {"mode": mode, "encrypted": encrypted, "decrypted": decrypted,
                            "authenticated": authenticated, "decrypted_before_receipt": before},
-              "frame": frame_info, "records": records, "fields": {}, "manufacturer_data": mdata}
+              "frame": frame_info, "records": records, "fields": fields, "manufacturer_data": mdata}
     if plan is not None:
         if plan.work:  # driver layouts may read the APL bytes and change the records
             _drivers.apply_plan(plan, result, bytes(apl_data[apl_start:apl_end]) if plan.needs_apl else None)
-        else:
+        elif plan.computed:
             _drivers.apply_plan(plan, result, None, layout)
+        else:  # only field names: what apply_plan would do, without its checks
+            plan.name_fields(records, fields, layout)
     return result
 
 

@@ -58,8 +58,9 @@ class Plan:
         ``layout`` (the decoder passes it) is the records' ``dif_vif`` texts joined, for records
         exactly as the record decoder made them: their keys then follow from it, so which
         record each field takes is worked out once per layout (see :meth:`_by_layout`)."""
-        if layout is not None and self.by_layout is not None and not fields:
-            names, pick, deep = self._by_layout(layout, records)
+        by_layout = self.by_layout
+        if layout is not None and by_layout is not None and not fields:
+            names, pick, deep = by_layout.get(layout) or self._by_layout(layout, records)
             try:
                 values = pick(list(map(_VALUE, records))) if names else ()
             except (KeyError, IndexError):  # not the records the layout describes
