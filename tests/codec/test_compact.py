@@ -109,3 +109,10 @@ def test_multical21_compact_frame(shared_vectors):
     assert int.from_bytes(plain[3:5], "little") == compact.format_signature(fmt)
     records, _ = compact.decode_compact(fmt, plain, 7, full_crc=int.from_bytes(plain[5:7], "little"))
     assert records[1]["quantity"] == "volume" and records[1]["value"] == 163.712
+
+
+def test_decode_compact_end_bound():
+    fmt, values = compact.encode_compact([{"quantity": "volume", "unit": "m3", "value": 1.5, "storage": 0,
+                                           "tariff": 0, "subunit": 0, "function": "instantaneous"}])
+    framed = b"\x00" + values + b"\xAA\xBB"  # bytes around the compact data (e.g. a frame's CRC)
+    assert compact.decode_compact(fmt, framed, 1, end=len(framed) - 2) == compact.decode_compact(fmt, values)

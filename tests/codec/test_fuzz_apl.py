@@ -215,22 +215,3 @@ def test_memoised_encoder_choice_equals_the_general_choice(quantity, value, stor
         return
     assert fast is None or fast == slow, (fast.hex(), slow.hex())
 
-
-_SCALES = sorted({(c[3].num, c[3].den, c[3].mode, c[3].ndigits) for cands in apl_encode._CANDIDATES.values()
-                  for c in cands})
-
-
-@given(st.sampled_from(_SCALES),
-       st.one_of(st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
-                 st.decimals(places=6, min_value=-10**12, max_value=10**12, allow_nan=False).map(float)))
-def test_decimal_shortcut_to_the_transmitted_integer(scale, value):
-    scale = apl_encode._Scale(*scale)
-    expected = apl_encode._raw_of(value, scale)
-    try:
-        got = apl_encode._to_raw(value, scale, 0)
-    except DecodeError:
-        assert expected is None
-        return
-    assert expected is not None and got * scale.num / scale.den == expected * scale.num / scale.den
-    if -2**50 < expected < 2**50:
-        assert got == expected

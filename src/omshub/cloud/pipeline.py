@@ -440,14 +440,19 @@ class DecodePipeline:
         """The batch's meters, read in the write transaction (locked on PostgreSQL, so concurrent
         workers update a meter's latest reading one after the other)."""
         by_tenant: dict[int, set[str]] = {}
+        manufacturers: dict[int, set[str]] = {}
         for row, _result, _error, manufacturer, meter_id in decoded:
             if manufacturer and meter_id:
                 by_tenant.setdefault(row.tenant_id, set()).add(meter_id)
+                manufacturers.setdefault(row.tenant_id, set()).add(manufacturer)
         meters: dict[tuple[int, str, str], _MeterState] = {}
         for tenant, id_set in by_tenant.items():
             ids = sorted(id_set)
             for i in range(0, len(ids), _CHUNK):
-                stmt = select(*_MeterState.COLUMNS).where(Meter.tenant_id == tenant, _in(Meter.meter_id, ids[i:i + _CHUNK]))
+                # (tenant, manufacturer, id) is the unique index: all three narrow the look-up
+                stmt = select(*_MeterState.COLUMNS).where(Meter.tenant_id == tenant,
+                                                          _in(Meter.manufacturer, sorted(manufacturers[tenant])),
+                                                          _in(Meter.meter_id, ids[i:i + _CHUNK]))
                 if not self.db.is_sqlite:
                     stmt = stmt.order_by(Meter.id).with_for_update()
                 for m in session.execute(stmt):
@@ -510,10 +515,14 @@ class DecodePipeline:
         seen: dict[tuple[int, bytes], list[datetime]] = {}
         for o in decoded:
             o.append(_fingerprint(o[4]))
-        fps = sorted({o[7] for o in decoded})
-        for i in range(0, len(fps), _CHUNK):
+        # by meter first: the (meter_pk, fingerprint) index answers it; fingerprint alone would
+        # scan every reading ever stored, once per batch
+        pairs = sorted({(o[3].id, o[7]) for o in decoded})
+        for i in range(0, len(pairs), _CHUNK):
+            chunk = pairs[i:i + _CHUNK]
             for r in session.execute(select(Reading.meter_pk, Reading.fingerprint, Reading.received_at)
-                                     .where(Reading.fingerprint.in_(fps[i:i + _CHUNK]))):
+                                     .where(_in(Reading.meter_pk, sorted({m for m, _f in chunk})),
+                                            Reading.fingerprint.in_(sorted({f for _m, f in chunk})))):
                 seen.setdefault((r.meter_pk, bytes(r.fingerprint)), []).append(r.received_at)
         for o in decoded:
             rx = o[0].received_at

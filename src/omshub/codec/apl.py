@@ -4,7 +4,8 @@
 inverse. Each distinct record header (DIF…VIFE bytes, plus the text of a plain-text VIF) is
 interpreted once and memoised in a bounded module-level cache (a pure-function cache: the
 result depends only on the header bytes), so the per-record hot path is a slice, a dict lookup,
-an ``int.from_bytes`` and a dict copy.
+an ``int.from_bytes`` and a dict copy. Above that, whole APLs whose header bytes sit where an
+earlier APL's did are decoded by that APL's memoised layout (see "layouts" below).
 
 Record keys: ``quantity unit value storage tariff subunit function dif_vif`` always
 (``dif_vif`` = every header byte before the data, incl. a plain-text unit), and only when
@@ -428,7 +429,8 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
     """EN 13757-3 records in ``data[start:end]`` -> (records, manufacturer data hex or None).
 
     2F fillers are skipped; ``0F``/``1F`` end the records and the rest is returned as hex
-    (``""`` when nothing follows; which of the two it was is ``data[n - len(hex)//2 - 1]``). Raises ``DecodeError("invalid_record")``
+    (``""`` when nothing follows; :func:`decode_records_ex` also tells which of the two it was).
+    Raises ``DecodeError("invalid_record")``
     with the offset of the bad record and the records decoded so far in ``partial["records"]``.
     """
     if not isinstance(data, bytes):

@@ -406,38 +406,8 @@ def _raw_of(value, scale: _Scale, rel_tol: float = 0.0) -> int | None:
     return None
 
 
-def _scale_exponent(num: int, den: int) -> int | None:
-    """k when a scale num/den is 10**k, else None (memoised)."""
-    key = (num, den)
-    exp = _SCALE_EXPONENTS.get(key, _MISSING)
-    if exp is _MISSING:
-        if num == 1 and _is_pow10(den):
-            exp = 1 - len(str(den))
-        elif den == 1 and _is_pow10(num):
-            exp = len(str(num)) - 1
-        else:
-            exp = None
-        _SCALE_EXPONENTS[key] = exp
-    return exp
-
-
-_SCALE_EXPONENTS: dict[tuple[int, int], int | None] = {}
-_MISSING = object()
-
-
 def _to_raw(value, scale: _Scale, index: int, *, rel_tol: float = 0.0) -> int:
-    cls = value.__class__
-    if cls is float or cls is int:
-        # decimal scale: the transmitted integer follows from the value's shortest decimal form
-        # (the same integer _raw_of finds, for magnitudes where it tries just one)
-        exp = _scale_exponent(scale.num, scale.den)
-        decimal = None if exp is None else _decimal(value)
-        if decimal is not None and decimal[1] >= exp:
-            m, e = decimal
-            raw = m * 10 ** (e - exp) if m else 0
-            if -2**50 < raw < 2**50 and (cls is int or raw * scale.num / scale.den == value):
-                return raw
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _enc_err(index, f"value {value!r} is not a number")
     raw = _raw_of(value, scale, rel_tol)
     if raw is None:

@@ -133,14 +133,14 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
     return b"".join(parts)
 
 
-def decode_compact(fmt: bytes, data: bytes, start: int = 0, *,
-                   full_crc: int | None = None) -> tuple[list[dict], str | None]:
-    """Records of a compact frame whose data bytes start at ``data[start]``, given its format.
+def decode_compact(fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | None = None,
+                   end: int | None = None) -> tuple[list[dict], str | None]:
+    """Records of a compact frame whose data bytes are ``data[start:end]``, given its format.
 
     With ``full_crc`` (from the CI 79 header) the rebuilt full APL must have that CRC, else
     ``DecodeError("unknown_format")``: the cached format does not belong to this frame.
     """
-    full = rebuild_full(fmt, data, start)
+    full = rebuild_full(fmt, data, start, end)
     if full_crc is not None and crc16(full) != full_crc:
         raise DecodeError("unknown_format", f"rebuilt full frame has CRC {crc16(full):04X}, the "
                           f"compact frame announces {full_crc:04X} (format does not match)",
