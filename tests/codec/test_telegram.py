@@ -248,3 +248,16 @@ def test_format_b_shortcut_only_when_the_b_reading_fails():
         assert "unparsed" in b_result["frame"]
 
     check()
+
+
+def test_more_records_follow_is_reported_for_dif_1f_only():
+    from omshub.codec import apl, decode, encode_telegram
+    meter = {"manufacturer": "KAM", "id": "12345678", "version": 1, "device_type_code": 4}
+    recs = [{"quantity": "energy", "unit": "kWh", "value": 165.0, "storage": 0, "tariff": 0, "subunit": 0,
+             "function": "instantaneous"}]
+    body = apl.encode_records(recs)
+    more = decode(encode_telegram(meter, recs, apl=body + b"\x1f\x01\x02"))
+    last = decode(encode_telegram(meter, recs, apl=body + b"\x0f\x01\x02"))
+    assert more["frame"].get("more_records_follow") is True and more["manufacturer_data"] == "0102"
+    assert "more_records_follow" not in last["frame"] and last["manufacturer_data"] == "0102"
+    assert more["records"][0]["value"] == 165.0

@@ -457,6 +457,8 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                                                       security[2] and mode != 0, partial, frame_info)
                 formats = None  # records cut short (or from a driver) teach no format
             else:
+                if mdata is not None and _apl.more_records_follow(apl_data, apl_end, mdata):
+                    frame_info["more_records_follow"] = True  # DIF 1F: the next telegram continues
                 if proof is not None and security is _PLAIN_SECURITY and _rules_out_format_b(records, mdata, data,
                                                                                              end):
                     proof.append(True)
