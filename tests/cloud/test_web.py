@@ -264,6 +264,9 @@ def _screenshot(page, name: str) -> None:
 def _login(browser_, base_url: str, username: str):
     from playwright.sync_api import expect
     page = browser_.new_page(viewport={"width": 1280, "height": 900}, timezone_id="UTC", locale="en-GB")
+    # CI machines are small and busy (the decode pipeline shares the cores): wait longer than 5 s
+    page.set_default_timeout(30_000)
+    expect.set_options(timeout=20_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(base_url + "/")
