@@ -419,3 +419,30 @@ def test_wrong_key_of_a_key_that_never_decoded_alarms_at_once(hub, db, pipeline)
     hub.keys(t, {"20000063": bytes(16)})
     pipeline.run_until_idle()
     assert _key_state(db, missing) == ("wrong", [True])
+
+
+def test_worker_processes_fill_the_idle_cores(database_url):
+    import os
+
+    from omshub.cloud.pipeline import IDLE_WORKER_NICENESS, PipelineProcesses
+    cores = os.cpu_count() or 1
+    procs = PipelineProcesses(database_url, bytes(32), workers=1)
+    assert procs.workers == max(1, cores) and len(procs.processes) == procs.workers
+    # worker 0 at normal priority; the others (idle cores) lower and paused while uplinks arrive
+    niceness = [p._args[7] for p in procs.processes]
+    assert niceness == [0] + [IDLE_WORKER_NICENESS] * (procs.workers - 1)
+    assert procs.processes[0]._args[8] is None and all(p._args[8] is not None for p in procs.processes[1:])
+    assert [p._args[4] for p in procs.processes] == [(k, procs.workers) for k in range(procs.workers)]
+    assert PipelineProcesses(database_url, bytes(32), workers=3, fill_cores=False).workers == 3
+
+
+def test_a_worker_whose_share_is_done_helps_with_the_others(hub, db, pipeline):
+    from omshub.cloud.pipeline import DecodePipeline
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    hub.meter(t, "20000071")
+    hub.keys(t, {"20000071": KEY})
+    hub.send(gw, 1, [encode("20000071", energy=float(i), access_number=i) for i in range(10)])
+    # partition 0 of 2 takes its own half first, then the rest (newest first): nothing is left waiting
+    assert DecodePipeline(db, pipeline.keystore, partition=(0, 2)).run_until_idle(limit=3) == 10
+    assert _states(hub, gw) == ["decoded"] * 10

@@ -124,19 +124,21 @@ def test_telegrams_listing_and_states(hub, client, pipeline):
     h = hub.headers(t, "viewer")
     good = encode("83000001", energy=1.0)
     wrong = encode("83000001", energy=2.0, key=bytes(16), access_number=1)
+    wrong_again = encode("83000001", energy=2.5, key=bytes(16), access_number=5)
     unknown = encode("83999999", energy=3.0)
-    hub.send(gw, 1, [good, wrong, unknown, b"\x00" * 12])
+    # two failures in a row after a good decode: the key is wrong (one alone is only `suspect`)
+    hub.send(gw, 1, [good, wrong, wrong_again, unknown, b"\x00" * 12])
     pipeline.run_once()
     items = client.get(f"{API}/telegrams", headers=h).json()["items"]
     states = [i["state"] for i in items]
-    assert states[:3] == ["invalid", "unknown_meter", "wrong_key"] and states[3] == "decoded"  # newest first
-    assert items[3]["hex"] == good.hex().upper() and items[3]["gateway"] == gw.serial
+    assert states[:4] == ["invalid", "unknown_meter", "wrong_key", "wrong_key"] and states[4] == "decoded"  # newest first
+    assert items[4]["hex"] == good.hex().upper() and items[4]["gateway"] == gw.serial
     assert "key" not in {k.lower() for k in items[0]}
     only = client.get(f"{API}/telegrams", params={"state": "wrong_key"}, headers=h).json()["items"]
-    assert [i["meter_id"] for i in only] == ["83000001"]
+    assert [i["meter_id"] for i in only] == ["83000001", "83000001"]
     assert client.get(f"{API}/telegrams", params={"state": "bogus"}, headers=h).status_code == 422
     by_meter = client.get(f"{API}/telegrams", params={"meter": pk}, headers=h).json()["items"]
-    assert len(by_meter) == 2
+    assert len(by_meter) == 3
     one = client.get(f"{API}/telegrams/{items[0]['id']}", headers=h).json()
     assert one["state"] == "invalid" and one["error"]
     # wrong key -> alarm; a later good telegram clears it

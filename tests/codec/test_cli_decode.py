@@ -126,8 +126,25 @@ def test_parallel_matches_sequential():
     sequential, parallel = [], []
     seq_counts = decode_stream(lines, sequential.append)
     par_counts = decode_parallel(lines, parallel.append, keys=None, workers=2, chunk_lines=5)
-    assert sequential == parallel
+    # the same bytes (decode_stream writes batches of lines, decode_parallel line by line)
+    assert b"".join(sequential) == b"".join(parallel)
+    assert len(parallel) == len(lines)
+    assert all(chunk.endswith(b"\n") for chunk in sequential)
     assert seq_counts == par_counts
+
+
+def test_stream_writes_whole_lines_in_batches():
+    from omshub.commands.decode import WRITE_BATCH
+
+    frame = encode_telegram(KAM, SMALL_RECORDS).hex()
+    lines = [frame] * (WRITE_BATCH * 2 + 3) + ["# comment", "", "zz"]
+    chunks = []
+    assert decode_stream(lines, chunks.append) == (WRITE_BATCH * 2 + 3, 1)
+    assert [chunk.count(b"\n") for chunk in chunks] == [WRITE_BATCH, WRITE_BATCH, 4]
+    out = _jsonl(b"".join(chunks).decode())
+    assert out[0]["meter"]["id"] == KAM["id"]
+    assert out[-1]["error"]["code"] == "invalid_hex"
+    assert out[-1]["input"] == "zz"
 
 
 def test_subprocess_python_m_omshub():

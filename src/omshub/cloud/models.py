@@ -198,7 +198,7 @@ class Meter(Base):
     meter_id: Mapped[str] = mapped_column(String(8))
     device_type: Mapped[str] = mapped_column(String(32), default="")
     gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id"), nullable=True)
-    key_status: Mapped[str] = mapped_column(String(16), default="missing")  # missing | present | wrong
+    key_status: Mapped[str] = mapped_column(String(16), default="missing")  # missing | present | suspect | wrong
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_heard_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_reading_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -22,7 +22,7 @@ from .errors import DecodeError
 from .keys import FormatCache
 from .link import DEVICE_TYPE_NAMES, address_long, manufacturer_code
 from .security import (KeyContext, cbc_decrypt, cbc_decrypt_once, ccm_decrypt, check_key, cmac, ctr_xcrypt,
-                       des_cbc_decrypt, kdf, mode5_iv)
+                       des_cbc_decrypt, kdf)
 
 try:  # the record layer is another module of the codec; the lower layers work without it
     from . import apl as _apl
@@ -49,6 +49,7 @@ _STATUS_FLAGS = _tpl.STATUS_FLAGS
 _PLAIN_SECURITY = (0, False, False, False, False)
 _HEX = tuple(f"{byte:02X}" for byte in range(256))
 _DIF_VIF = itemgetter("dif_vif")
+_ACC8 = tuple(bytes((acc,)) * 8 for acc in range(256))  # mode 5 IV tail: the access number 8 times
 _COMMON_TPL = {0x7A: 4, 0x72: 12}  # CI -> TPL header bytes after it (read inline for modes 0 and 5)
 _DATA_SIZE = (0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -1)  # per DIF data field; -1: LVAR / special
 
@@ -351,7 +352,8 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                                   partial=_partial(meter, transmitter, acc, _security_dict(
                                       (mode, True, False, False, False)), frame_info))
             if meter_key is not None and len(meter_key) == 16 and size:
-                plain = cbc_decrypt(_context(keys, meter_key), mode5_iv(address8, tpl_acc), data[payload:enc_end])
+                # IV = the meter's address (8 bytes) | access number ×8 (mode5_iv, without a call)
+                plain = cbc_decrypt(_context(keys, meter_key), address8 + _ACC8[tpl_acc], data[payload:enc_end])
                 if plain[:2] == _FILLER2:
                     # the unencrypted rest (if any) follows the plaintext
                     decrypted = (plain if enc_end >= end else plain + data[enc_end:end], 0, size, False)
@@ -483,10 +485,28 @@ def _rules_out_format_b(records: list, mdata, data: bytes, end: int) -> bool:
     if mdata is not None or end > 128 or len(records) < 2 or data[end - 1] == 0x2F:
         return False
     dif_vif = records[-1].get("dif_vif")
-    if not isinstance(dif_vif, str) or len(dif_vif) < 4:
+    known = _LONG_LAST_RECORD.get(dif_vif) if isinstance(dif_vif, str) else False
+    if known is None:
+        known = _long_record(dif_vif)
+        if len(_LONG_LAST_RECORD) >= 4096:
+            _LONG_LAST_RECORD.clear()
+        _LONG_LAST_RECORD[dif_vif] = known
+    return known
+
+
+def _long_record(dif_vif: str) -> bool:
+    """Does a record with this DIF/VIF text have at least 3 bytes (header plus fixed-size data)?"""
+    if len(dif_vif) < 4:
         return False
-    size = _DATA_SIZE[int(dif_vif[:2], 16) & 0x0F]
+    try:
+        size = _DATA_SIZE[int(dif_vif[:2], 16) & 0x0F]
+    except ValueError:
+        return False
     return size >= 0 and len(dif_vif) // 2 + size >= 3
+
+
+# dif_vif text -> _long_record(text); memo of a pure function (a few layouts in practice), bounded
+_LONG_LAST_RECORD: dict[str, bool] = {}
 
 
 def _open_ell(data, end, pos, dll, key, keys, frame_info, proof):

@@ -15,6 +15,9 @@ import typer
 
 CHUNK_LINES = 2000
 MAX_LINE = 8192  # characters; a wM-Bus frame in hex is at most ~1 KiB
+# JSON lines per write: fewer write calls, while output of a slow live input still flows
+# (the stream's own buffer holds a few lines anyway)
+WRITE_BATCH = 32
 
 
 def _clean(line: str) -> str | None:
@@ -27,9 +30,11 @@ def _clean(line: str) -> str | None:
 
 def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, keys=None,
                   formats=None, crc: str = "auto") -> tuple[int, int]:
-    """Decode one telegram per line and ``write`` one JSON line per telegram, in order.
+    """Decode one telegram per line and ``write`` JSON lines, in order.
 
-    Returns (decoded, failed). Failures are written as ``{"error": {...}, "input": "..."}``.
+    Output goes out in batches of up to WRITE_BATCH lines (one ``write`` call each; every call
+    ends with a complete line). Returns (decoded, failed). Failures are written as
+    ``{"error": {...}, "input": "..."}``.
     """
     import orjson
 
@@ -39,6 +44,10 @@ def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, key
         formats = FormatCache()
     dumps = orjson.dumps
     newline = orjson.OPT_APPEND_NEWLINE  # (no copy of the JSON to add the line end)
+    fromhex = bytes.fromhex
+    join = b"".join
+    batch: list[bytes] = []
+    append = batch.append
     ok = failed = 0
     for line in lines:
         text = line.strip()
@@ -47,14 +56,23 @@ def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, key
         try:
             if len(text) > MAX_LINE:
                 raise DecodeError("too_long", f"input line of {len(text)} characters exceeds {MAX_LINE}")
-            result = decode(parse_hex(text), keys=keys, formats=formats, crc=crc)
+            try:
+                raw = fromhex(text)  # plain hex: the common case, without parse_hex's checks
+            except ValueError:
+                raw = parse_hex(text)  # separators, or a clear error
+            result = decode(raw, keys=keys, formats=formats, crc=crc)
         except DecodeError as exc:
             failed += 1
-            write(dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]},
-                        option=newline))
+            append(dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]},
+                         option=newline))
         else:
             ok += 1
-            write(dumps(result, option=newline))
+            append(dumps(result, option=newline))
+        if len(batch) >= WRITE_BATCH:
+            write(join(batch))
+            batch.clear()
+    if batch:
+        write(join(batch))
     return ok, failed
 
 
