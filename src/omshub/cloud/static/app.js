@@ -108,8 +108,11 @@ function route() {
     if (!m) continue;
     const link = document.querySelector(`[data-nav="${nav}"]`);
     if (link) link.setAttribute("aria-current", "page");
-    clear(main);
-    const result = page(main, m.slice(1), query);
+    // Each visit renders into its own element: a slow request of a page already left then
+    // fills a detached element instead of appending to the page now shown.
+    const view = h("div", { class: "view" });
+    clear(main, view);
+    const result = page(view, m.slice(1), query);
     if (typeof result === "function") cleanup = result;
     main.focus({ preventScroll: true });
     return;
