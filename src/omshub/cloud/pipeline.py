@@ -490,6 +490,30 @@ class DecodePipeline:
         for cache in format_caches.values():
             cache.session = session
             cache.write_pending(self.db.dialect)
+        self._retry_formats_learned_meanwhile(session, decoded)
+
+    def _retry_formats_learned_meanwhile(self, session: Session, decoded: list) -> None:
+        """A compact frame decoded from a snapshot taken before another worker committed its
+        meter's format would stay `invalid` (that worker's re-queue ran before this row was
+        written): re-check in this write transaction and send such rows round again."""
+        waiting: dict[tuple[int, str, str, int], list[int]] = {}
+        for row, result, error, manufacturer, meter_id in decoded:
+            if result is None and error.code == "unknown_format" and manufacturer and meter_id:
+                compact = ((error.partial or {}).get("frame") or {}).get("compact") or {}
+                try:
+                    signature = int(compact.get("signature", ""), 16)
+                except ValueError:
+                    continue
+                waiting.setdefault((row.tenant_id, manufacturer, meter_id, signature), []).append(row.id)
+        if not waiting:
+            return
+        for (tenant, manufacturer, meter_id, signature), ids in waiting.items():
+            known = session.scalar(select(CompactFormat.id).where(
+                CompactFormat.tenant_id == tenant, CompactFormat.manufacturer == manufacturer,
+                CompactFormat.meter_id == meter_id, CompactFormat.signature == signature))
+            if known is not None:
+                session.execute(update(Telegram).where(Telegram.id.in_(ids), Telegram.state == "invalid")
+                                .values(state="new", error=None).execution_options(synchronize_session=False))
 
     def _load_meters(self, session: Session, decoded: list) -> dict:
         """The batch's meters, read in the write transaction (locked on PostgreSQL, so concurrent

@@ -651,6 +651,7 @@ def _decode_compact(data, start, end, skip_filler, meter, formats, frame_info, c
     if fmt is None and _drivers is not None:
         fmt = _drivers.compact_format(manufacturer, signature)
     if fmt is None:
+        frame_info["compact"] = {"signature": f"{signature:04X}", "crc_ok": None}  # callers file it under this
         raise DecodeError("unknown_format", f"compact frame with format signature {signature:04X} of "
                           f"{manufacturer} {meter['id']}: format not learned yet (needs a full frame first)",
                           layer="apl", offset=start,
