@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from omshub.codec.keys import iter_key_csv
+
 from .auth import audit, utcnow
 from .models import Meter, MeterKey
 
@@ -92,33 +94,16 @@ def parse_key_csv(text: str) -> list[KeyEntry]:
     KeyStoreError names the line of the first problem. The key's value is never echoed."""
     if len(text) > MAX_IMPORT_BYTES:
         raise KeyStoreError(f"key file exceeds {MAX_IMPORT_BYTES} bytes")
-    reader = csv.reader(io.StringIO(text))
-    header = None
     entries: list[KeyEntry] = []
     seen: dict[tuple[str | None, str], int] = {}
     try:
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
-                continue
-            if header is None:
-                header = [c.strip().lower() for c in row]
-                missing = {"id", "key"} - set(header)
-                if missing:
-                    raise KeyStoreError(f"line {line}: header must name the columns id and key "
-                                        f"(missing {', '.join(sorted(missing))})")
-                id_col, key_col = header.index("id"), header.index("key")
-                man_col = header.index("manufacturer") if "manufacturer" in header else None
-                continue
-            if len(row) < len(header):
-                raise KeyStoreError(f"line {line}: expected {len(header)} columns, got {len(row)}")
-            meter_id = row[id_col].strip().upper()
+        for line, meter_id, key_text, manufacturer in iter_key_csv(text):
+            meter_id = meter_id.upper()
             if not METER_ID_RE.match(meter_id):
                 raise KeyStoreError(f"line {line}: meter id {meter_id[:20]!r} must be 8 hex digits")
-            key_text = row[key_col].strip().replace(" ", "")
             if not KEY_RE.match(key_text):
                 raise KeyStoreError(f"line {line}: key must be 32 hex digits (AES-128), got {len(key_text)} characters")
-            manufacturer = row[man_col].strip().upper() if man_col is not None else ""
+            manufacturer = (manufacturer or "").upper()
             if manufacturer and not MANUFACTURER_RE.match(manufacturer):
                 raise KeyStoreError(f"line {line}: manufacturer {manufacturer[:10]!r} must be a 3-letter code")
             ident = (manufacturer or None, meter_id)
@@ -129,10 +114,10 @@ def parse_key_csv(text: str) -> list[KeyEntry]:
             entries.append(KeyEntry(meter_id, manufacturer or None, bytes.fromhex(key_text)))
             if len(entries) > MAX_IMPORT_ROWS:
                 raise KeyStoreError(f"line {line}: more than {MAX_IMPORT_ROWS} keys in one file")
-    except csv.Error as exc:
-        raise KeyStoreError(f"line {reader.line_num}: {exc}") from None
-    if header is None:
-        raise KeyStoreError("key file is empty (a header row id,key[,manufacturer] is needed)")
+    except ValueError as exc:  # the reader's own errors (header, columns, CSV syntax)
+        if isinstance(exc, KeyStoreError):
+            raise
+        raise KeyStoreError(str(exc)) from None
     return entries
 
 

@@ -23,6 +23,36 @@ def _parse_key(text: str) -> bytes:
     return key
 
 
+def iter_key_csv(text: str):
+    """Rows of a key file: CSV with a header row naming ``id``, ``key`` and optionally
+    ``manufacturer`` (blank and ``#`` lines skipped) -> ``(line, id, key_text, manufacturer|None)``.
+    Values are stripped, not validated (callers differ: the decoder accepts DES keys, the key
+    store only AES). Raises ValueError naming the line; a key's value is never echoed."""
+    reader = csv.reader(io.StringIO(text))
+    header = None
+    try:
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header = [cell.strip().lower() for cell in row]
+                missing = {"id", "key"} - set(header)
+                if missing:
+                    raise ValueError(f"line {reader.line_num}: key file header must name the columns id and key "
+                                     f"(missing {', '.join(sorted(missing))})")
+                id_col, key_col = header.index("id"), header.index("key")
+                man_col = header.index("manufacturer") if "manufacturer" in header else None
+                continue
+            if len(row) <= max(id_col, key_col):
+                raise ValueError(f"line {reader.line_num}: expected {len(header)} columns, got {len(row)}")
+            manufacturer = row[man_col].strip() if man_col is not None and man_col < len(row) else ""
+            yield reader.line_num, row[id_col].strip(), row[key_col].strip().replace(" ", ""), manufacturer or None
+    except csv.Error as exc:
+        raise ValueError(f"line {reader.line_num}: {exc}") from None
+    if header is None:
+        raise ValueError("key file is empty (a header row id,key[,manufacturer] is needed)")
+
+
 class KeyRing:
     """Meter keys: ``ring(manufacturer, meter_id) -> key | None``.
 
@@ -83,31 +113,13 @@ class KeyRing:
         """Keys from CSV text with a header row naming the columns ``id``, ``key`` and optionally
         ``manufacturer``. Raises ValueError naming the line of the first bad row."""
         ring = cls(default)
-        reader = csv.reader(io.StringIO(text))
-        header = None
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
-                continue
-            if header is None:
-                header = [cell.strip().lower() for cell in row]
-                missing = {"id", "key"} - set(header)
-                if missing:
-                    raise ValueError(f"line {reader.line_num}: key file header must name columns id and key "
-                                     f"(missing {', '.join(sorted(missing))})")
-                id_col, key_col = header.index("id"), header.index("key")
-                man_col = header.index("manufacturer") if "manufacturer" in header else None
-                continue
+        for line, meter_id, key_text, manufacturer in iter_key_csv(text):
             try:
-                if len(row) <= max(id_col, key_col):
-                    raise ValueError(f"expected {len(header)} columns, got {len(row)}")
-                manufacturer = row[man_col].strip() if man_col is not None and man_col < len(row) else None
                 if manufacturer and (len(manufacturer) != 3 or not manufacturer.isalpha()):
                     raise ValueError(f"manufacturer {manufacturer!r} is not a 3-letter code")
-                ring.add(row[id_col], row[key_col], manufacturer or None)
+                ring.add(meter_id, key_text, manufacturer)
             except ValueError as exc:
-                raise ValueError(f"line {reader.line_num}: {exc}") from None
-        if header is None:
-            raise ValueError("key file is empty (a header row id,key[,manufacturer] is needed)")
+                raise ValueError(f"line {line}: {exc}") from None
         return ring
 
 
