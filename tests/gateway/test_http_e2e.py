@@ -76,7 +76,8 @@ def test_agent_over_https_with_config_delivery(headend, tmp_path):
     assert "cred" not in ups[0]                         # HTTPS: credential in the header only
 
 
-def _write_settings(tmp_path: Path, url: str, source: str, credential="tok-123") -> Path:
+def _write_settings(tmp_path: Path, url: str, source: str, credential="tok-123",
+                    window_cron: str = "*/2 * * * * *", window_s: int = 1) -> Path:
     cfg = tmp_path / "gateway.toml"
     (tmp_path / "cred").write_text(credential + "\n")
     cfg.write_text(f'''
@@ -93,8 +94,8 @@ retry_max_s = 2
 timezone = "UTC"
 spread_s = 0
 [[config.collection]]
-cron = "*/2 * * * * *"
-duration_s = 1
+cron = "{window_cron}"
+duration_s = {window_s}
 link_modes = ["T1"]
 [config.upload]
 cron = "*/3 * * * * *"
@@ -150,7 +151,8 @@ def test_cli_sigkill_during_upload_then_restart(headend, tmp_path):
     hexfile = tmp_path / "in.hex"
     frames = [frame(f"{i:08d}") for i in range(5)]
     hexfile.write_text("\n".join(f.hex() for f in frames) + "\n")
-    cfg = _write_settings(tmp_path, headend.url, "hexfile:in.hex")
+    # a window long enough to spool all five frames even when fsyncs are slow on a busy machine
+    cfg = _write_settings(tmp_path, headend.url, "hexfile:in.hex", window_cron="*/5 * * * * *", window_s=4)
     headend.answer_delay_s = 30          # stores the batch, then the answer hangs
     cmd = [sys.executable, "-m", "omshub", "gateway", "run", "-c", str(cfg)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
