@@ -37,6 +37,15 @@ def _check_cron(expr: str) -> str:
     return expr
 
 
+def check_timezone(name: str) -> str:
+    """An IANA time zone name, or ValueError (shared by every schema with a `timezone`)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
 def cron_for_croniter(expr: str) -> str:
     """'s m h dom mon dow' (ours) -> 'm h dom mon dow s' (croniter's seconds position)."""
     f = expr.split()
@@ -117,14 +126,7 @@ class GatewayConfig(_Strict):
     filters: Filters = Field(default_factory=Filters)
     keep: Literal["newest_per_kind", "all"] = "newest_per_kind"
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
 
 
 class ConfigError(ValueError):

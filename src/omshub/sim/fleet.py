@@ -53,9 +53,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from omshub.gateway.config import check_timezone
 
 from .consumption import HEAT_CAPACITY_KWH_M3K, Climate
 from .meters import DEVICE_TYPE_NAMES, VirtualMeter
@@ -89,14 +91,7 @@ class FleetSection(_Strict):
     due_date: str = "12-31"
     first_id: int = Field(30_000_001, ge=0, le=99_999_999)
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
 
     @field_validator("due_date")
     @classmethod
