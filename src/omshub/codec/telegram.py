@@ -24,18 +24,9 @@ from .link import DEVICE_TYPE_NAMES, address_long, manufacturer_code
 from .security import (KeyContext, cbc_decrypt, cbc_decrypt_once, ccm_decrypt, check_key, cmac, ctr_xcrypt,
                        des_cbc_decrypt, kdf)
 
-try:  # the record layer is another module of the codec; the lower layers work without it
-    from . import apl as _apl
-except ImportError:  # pragma: no cover - only while the codec is being assembled
-    _apl = None
-try:
-    from . import compact as _compact
-except ImportError:  # pragma: no cover
-    _compact = None
-try:
-    from .. import drivers as _drivers
-except ImportError:  # pragma: no cover
-    _drivers = None
+from .. import drivers as _drivers
+from . import apl as _apl
+from . import compact as _compact
 
 KeyLookup = Callable[[str, str], "bytes | None"]
 
@@ -212,7 +203,7 @@ def _meter_at(data: bytes, start: int, long_header: bool) -> list:
 def _plan_of(entry: list):
     """The drivers' plan of a memoised meter (looked up once per address)."""
     plan = entry[1]
-    if plan is None and _drivers is not None:
+    if plan is None:
         plan = entry[1] = _drivers.plan_for(entry[0])
     return plan
 
@@ -232,7 +223,7 @@ def _plain_records(data: bytes, start: int, end: int, plan):
     """(records, manufacturer data, unparsed hex) of a payload that claims to be encrypted but is
     plaintext already, or None. A record error is tolerated only after the first 16 bytes parsed
     (a truncated copy), never at the start (that is ciphertext)."""
-    if data[start:start + 2] != _FILLER2 or _apl is None:
+    if data[start:start + 2] != _FILLER2:
         return None
     if plan is not None and plan.owns_apl:
         return [], None, None  # a driver builds the records from the proprietary APL
@@ -325,7 +316,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
     if tpl_acc is not None:
         acc = tpl_acc
     status = None if sts is None else {"code": sts, "flags": list(_STATUS_FLAGS[sts])}
-    plan = _plan_of(entry) if entry is not None else _drivers.plan_for(meter) if _drivers is not None else None
+    plan = _plan_of(entry) if entry is not None else _drivers.plan_for(meter)
     apl_data = data
     apl_start = payload
     apl_end = end
@@ -444,8 +435,6 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
     if afl is not None:
         frame_info["afl"] = afl.to_dict(security[3])
     if content == "full":
-        if _apl is None:
-            raise DecodeError("invalid_record", "the record decoder (omshub.codec.apl) is not available", layer="apl")
         if plan is not None and plan.owns_apl:
             records, mdata = [], None  # a driver builds the records from the proprietary APL
             formats = None
@@ -561,13 +550,11 @@ def _records_after_error(exc, apl_data, apl_start, apl_end, enc_end, decrypted, 
     if got and offset >= enc_end:
         frame_info["unparsed"] = bytes(apl_data[offset:apl_end]).hex().upper()
         return got, None
-    decode_proprietary = getattr(_drivers, "decode_proprietary", None) if _drivers is not None else None
-    if decode_proprietary is not None:
-        telegram = dict(partial)
-        telegram.update(status=None, records=[], fields={}, manufacturer_data=None)
-        records = decode_proprietary(telegram, bytes(apl_data[apl_start:apl_end]))
-        if records is not None:
-            return records, None
+    telegram = dict(partial)
+    telegram.update(status=None, records=[], fields={}, manufacturer_data=None)
+    records = _drivers.decode_proprietary(telegram, bytes(apl_data[apl_start:apl_end]))
+    if records is not None:
+        return records, None
     if decrypted and offset < apl_start + 16:
         raise DecodeError("wrong_key", f"decrypted data starts with 2F2F but its records do not parse "
                           f"({exc.message}): wrong key or wrong address", layer="security", offset=offset,
@@ -635,9 +622,6 @@ def _decode_compact(data, start, end, skip_filler, meter, formats, frame_info, c
     required: real meters announce the CRC of an earlier full frame (Kamstrup). ``context``
     (transmitter, access number, security state) completes an error's ``partial``."""
     transmitter, acc, security = context
-    if _compact is None:
-        raise DecodeError("unknown_format", "compact frames need omshub.codec.compact", layer="apl",
-                          partial=_partial(meter, transmitter, acc, _security_dict(security), frame_info))
     if skip_filler and data[start:start + 2] == _FILLER2:
         start += 2
     if end - start < 4:
@@ -648,7 +632,7 @@ def _decode_compact(data, start, end, skip_filler, meter, formats, frame_info, c
     full_crc = data[start + 2] | data[start + 3] << 8
     manufacturer = meter["manufacturer"]
     fmt = formats.get(manufacturer, meter["id"], signature) if formats is not None else None
-    if fmt is None and _drivers is not None:
+    if fmt is None:
         fmt = _drivers.compact_format(manufacturer, signature)
     if fmt is None:
         frame_info["compact"] = {"signature": f"{signature:04X}", "crc_ok": None}  # callers file it under this
@@ -668,13 +652,12 @@ def _decode_compact(data, start, end, skip_filler, meter, formats, frame_info, c
 def _manufacturer_specific(data, pos, end, ci, meter, acc, security, frame_info) -> dict:
     """CI fields the codec does not know (manufacturer specific A0–B7 etc.): ask the drivers."""
     partial = _partial(meter, None, acc, _security_dict(security), frame_info)
-    decode_proprietary = getattr(_drivers, "decode_proprietary", None) if _drivers is not None else None
     records = None
-    if decode_proprietary is not None and meter["id"] is not None:
+    if meter["id"] is not None:
         telegram = {"meter": meter, "transmitter": None, "access_number": acc, "status": None,
                     "security": _security_dict(security), "frame": frame_info, "records": [], "fields": {},
                     "manufacturer_data": None}
-        records = decode_proprietary(telegram, bytes(data[pos:end]))
+        records = _drivers.decode_proprietary(telegram, bytes(data[pos:end]))
         if records is not None:
             telegram["records"] = records
             apply = getattr(_drivers, "apply", None)
