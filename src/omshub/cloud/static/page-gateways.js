@@ -148,10 +148,16 @@ export function renderGateway(main, [id]) {
   formMsg.el.id = "config-message";
   let timer = null;
   let stopped = false;
+  let latest = 0;
 
+  // The poll's refresh and the form's may overlap: only the one started last is shown (an older
+  // answer arriving later would put back an outdated state); a superseded one returns false,
+  // polling is left to the newer one.
   async function refresh() {
+    const mine = ++latest;
     const [g, ops] = await Promise.all([api("GET", `/gateways/${id}`),
       api("GET", "/operations", { query: { gateway_id: id, limit: 10 } })]);
+    if (mine !== latest) return false;
     title.textContent = g.name ? `Gateway ${g.serial} — ${g.name}` : `Gateway ${g.serial}`;
     document.title = `${g.serial} — omshub console`;
     status.replaceChildren(statusList(g));
@@ -221,6 +227,7 @@ export function renderBulk(main, _params, query) {
   const formBox = h("div");
   let timer = null;
   let stopped = false;
+  let watched = null;
   main.append(h("h1", {}, `Configure ${ids.length} gateway(s)`), msg.el, formBox, result);
   if (!ids.length) {
     msg.error("No gateways selected. Select them in the gateway list first.");
@@ -231,8 +238,11 @@ export function renderBulk(main, _params, query) {
     return undefined;
   }
 
+  // Shows (and polls) the operations of the latest submission only: a poll of an earlier one
+  // that is in flight when the form is submitted again stops instead of running alongside.
   async function showOps(opIds) {
     const ops = await Promise.all(opIds.map((o) => api("GET", `/operations/${o}`)));
+    if (opIds !== watched) return;
     result.replaceChildren(section("Operations", table([
       { label: "Gateway", cell: (o) => h("a", { href: `#/gateways/${o.gateway_id}` }, o.gateway || o.gateway_id) },
       { label: "Version", cell: (o) => `v${o.config_version}` },
@@ -258,7 +268,8 @@ export function renderBulk(main, _params, query) {
           const res = await api("POST", "/gateways/config", { body: { config: form.value(), gateway_ids: ids } });
           formMsg.ok(`${res.count} operation(s) created; each gateway picks its change up at its next contact.`);
           clearTimeout(timer);
-          await showOps(res.operations.map((o) => o.id));
+          watched = res.operations.map((o) => o.id);
+          await showOps(watched);
         });
       });
       formBox.replaceChildren(f);
