@@ -431,7 +431,9 @@ def test_worker_processes_fill_the_idle_cores(database_url):
     # worker 0 at normal priority; the others (idle cores) lower and paused while uplinks arrive
     niceness = [p._args[7] for p in procs.processes]
     assert niceness == [0] + [IDLE_WORKER_NICENESS] * (procs.workers - 1)
-    assert procs.processes[0]._args[8] is None and all(p._args[8] is not None for p in procs.processes[1:])
+    # every worker is woken by the ingest clock; only the idle-core ones wait for a quiet moment
+    assert all(p._args[8] is not None for p in procs.processes)
+    assert [p._args[9] for p in procs.processes] == [False] + [True] * (procs.workers - 1)
     assert [p._args[4] for p in procs.processes] == [(k, procs.workers) for k in range(procs.workers)]
     assert PipelineProcesses(database_url, bytes(32), workers=3, fill_cores=False).workers == 3
 

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .api.common import ApiError
 from .db import Database
 from .keystore import KeyStore, load_master_key
-from .pipeline import DecodePipeline, PipelineProcesses, PipelineWorker
+from .pipeline import DecodePipeline, PipelineProcesses, PipelineWorker, tune_gc
 from .settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     async def lifespan(app: FastAPI):
         threads, transports = [], []
         if workers:
+            tune_gc()  # the serving process: uplinks of thousands of rows, decode batches in-thread
             if settings.pipeline:
                 if settings.pipeline_workers:
                     processes = PipelineProcesses(

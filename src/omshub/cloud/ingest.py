@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from .auth import hash_secret
 from .db import Database
 from .models import Gateway, Telegram, Uplink
-from .pipeline import note_ingest, write_gate
+from .pipeline import _sqlite_time, note_ingest, write_gate
 
 log = logging.getLogger(__name__)
 
@@ -377,12 +377,11 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
         if entries:
             rows = []
             sha256 = hashlib.sha256
+            sqlite = db.is_sqlite
             for _i, frame, rx, mode, rssi in entries:
                 man, mid = _peek(frame)
-                rows.append({"tenant_id": gw.tenant_id, "gateway_id": gw.id, "uplink_id": uplink_id,
-                             "received_at": _ts(rx), "link_mode": mode, "rssi": rssi, "raw": frame,
-                             "raw_hash": sha256(frame).digest(), "manufacturer": man, "meter_id": mid,
-                             "state": "new"})
+                rows.append((gw.tenant_id, gw.id, uplink_id, _sqlite_time(_ts(rx)) if sqlite else _ts(rx), mode,
+                             rssi, frame, sha256(frame).digest(), man, mid, "new"))
             stored = _insert_telegrams(session, db, rows)
         gateway = session.get(Gateway, gw.id)
         gateway.last_contact_at = now
@@ -402,19 +401,14 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
 
 _TELEGRAM_COLUMNS = ("tenant_id", "gateway_id", "uplink_id", "received_at", "link_mode", "rssi", "raw", "raw_hash",
                      "manufacturer", "meter_id", "state")
+_TELEGRAM_TYPES = ("bigint", "bigint", "bigint", "timestamptz", "varchar", "integer", "bytea", "bytea", "varchar",
+                   "varchar", "varchar")
 
 
-def _insert_telegrams(session, db: Database, rows: list[dict]) -> int:
-    """Bulk insert; rows already stored (same gateway, bytes, receive time) are skipped. -> newly stored.
-    A driver-level executemany (see pipeline._Writer): the ORM's per-row parameter processing
-    cost more than the insert."""
+def _insert_telegrams(session, db: Database, rows: list[tuple]) -> int:
+    """Bulk insert of (column values...) in _TELEGRAM_COLUMNS order; rows already stored (same
+    gateway, bytes, receive time) are skipped. -> newly stored. At the driver level (see
+    pipeline._Writer): the ORM's per-row parameter processing cost more than the insert."""
     from .pipeline import _Writer
-    writer = _Writer(session, db.is_sqlite)
-    to_db = writer.time
-    marks = ", ".join([writer.mark] * len(_TELEGRAM_COLUMNS))
-    result = session.connection().exec_driver_sql(
-        f"INSERT INTO telegrams ({', '.join(_TELEGRAM_COLUMNS)}) VALUES ({marks}) "
-        "ON CONFLICT (gateway_id, raw_hash, received_at) DO NOTHING",
-        [(r["tenant_id"], r["gateway_id"], r["uplink_id"], to_db(r["received_at"]), r["link_mode"], r["rssi"],
-          r["raw"], r["raw_hash"], r["manufacturer"], r["meter_id"], r["state"]) for r in rows])
-    return result.rowcount  # executemany: the sum over the rows (0 for a skipped one) on both drivers
+    return _Writer(session, db.is_sqlite).insert("telegrams", _TELEGRAM_COLUMNS, _TELEGRAM_TYPES, rows,
+                                                 "ON CONFLICT (gateway_id, raw_hash, received_at) DO NOTHING")

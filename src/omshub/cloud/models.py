@@ -157,7 +157,7 @@ class Telegram(Base):
     __table_args__ = (
         UniqueConstraint("gateway_id", "raw_hash", "received_at"),
         Index("ix_telegrams_state", "state", "id"),
-        Index("ix_telegrams_tenant_meter", "tenant_id", "manufacturer", "meter_id"),
+        Index("ix_telegrams_tenant_meter", "tenant_id", "meter_id", "manufacturer"),
     )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
@@ -208,7 +208,8 @@ class MeterKey(Base):
     """A meter's AES key, encrypted at rest (AES-GCM under the master key). Never read back
     through the API; only the decode pipeline and the audited key export decrypt it."""
     __tablename__ = "meter_keys"
-    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id"),
+                      Index("ix_meter_keys_tenant_meter", "tenant_id", "meter_id"))
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     manufacturer: Mapped[str | None] = mapped_column(String(3), nullable=True)
@@ -253,7 +254,8 @@ class Reading(Base):
 class CompactFormat(Base):
     """Per-meter compact-frame formats learned from full frames."""
     __tablename__ = "compact_formats"
-    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id", "signature"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id", "signature"),
+                      Index("ix_compact_formats_tenant_meter", "tenant_id", "meter_id"))
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     manufacturer: Mapped[str] = mapped_column(String(3))
