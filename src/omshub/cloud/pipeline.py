@@ -199,7 +199,6 @@ class DbFormatCache(FormatCache):
         if not self.pending:
             return
         sql = _Writer(self.session, dialect == "sqlite")
-        m = sql.mark
         sql.insert("compact_formats", ("tenant_id", "manufacturer", "meter_id", "signature", "fmt"),
                    ("bigint", "varchar", "varchar", "integer", "bytea"),
                    [(self.tenant_id, man, mid, sig, fmt) for (man, mid, sig), fmt in self.pending.items()],
@@ -209,10 +208,10 @@ class DbFormatCache(FormatCache):
         ids = sorted({mid for _man, mid, _sig in self.pending})
         like = "unknown_format:%" if dialect == "sqlite" else "unknown_format:%%"
         for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i:i + _CHUNK]
+            isin, params = sql.isin("meter_id", ids[i:i + _CHUNK])
             sql.conn.exec_driver_sql(
-                f"UPDATE telegrams SET state = 'new', error = NULL WHERE state = 'invalid' AND tenant_id = {m} "
-                f"AND meter_id IN ({sql.marks(len(chunk))}) AND error LIKE '{like}'", (self.tenant_id, *chunk))
+                f"UPDATE telegrams SET state = 'new', error = NULL WHERE state = 'invalid' AND tenant_id = {sql.mark} "
+                f"AND {isin} AND error LIKE '{like}'", (self.tenant_id, *params))
         self.pending.clear()
 
 
@@ -330,14 +329,27 @@ class _Writer:
         self.time = _sqlite_time if sqlite else (lambda dt: dt)
         self.mark = "?" if sqlite else "%s"
 
-    def marks(self, n: int) -> str:
-        """`n` comma-separated placeholders (for an IN list of bound values: unlike a literal
-        list, the statement text repeats, and nothing is compiled per batch)."""
-        return ",".join([self.mark] * n)
+    def isin(self, column: str, values) -> tuple[str, tuple]:
+        """(`column IN (values)` as SQL, its parameters): bound values, so the statement text
+        repeats and nothing is compiled per batch. On PostgreSQL one array (`= ANY`): measured
+        2-5x faster than a list of parameters, which the planner tends to check row by row
+        against every candidate the index's leading columns give."""
+        values = list(values)
+        if self.sqlite:
+            return f"{column} IN ({','.join('?' * len(values))})", tuple(values)
+        return f"{column} = ANY(%s)", (values,)
 
     def rows(self, sql: str, params: tuple | list = ()) -> list:
-        """The rows (tuples) of a driver-level SELECT; `{m}` in `sql` is this driver's placeholder."""
-        return self.conn.exec_driver_sql(sql.replace("{m}", self.mark), tuple(params)).fetchall()
+        """The rows (tuples) of a driver-level SELECT; `{m}` in `sql` is this driver's placeholder.
+        psycopg would prepare a statement run five times, and PostgreSQL then settles on a generic
+        plan that cannot see the ids in the `= ANY` array: measured 15-30x slower (40-90 ms
+        instead of 3 ms per 500 ids), so these are planned per execution."""
+        sql = sql.replace("{m}", self.mark)
+        if self.sqlite:
+            return self.conn.exec_driver_sql(sql, tuple(params)).fetchall()
+        with self.conn.connection.driver_connection.cursor() as cursor:
+            cursor.execute(sql, tuple(params), prepare=False)
+            return cursor.fetchall()
 
     def insert(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple],
                suffix: str = "") -> int:
@@ -441,7 +453,8 @@ class DecodePipeline:
                 "WHERE state = 'new'")
         lock = "" if self.db.is_sqlite else " FOR UPDATE SKIP LOCKED"
         if ids is not None:
-            return [_NewTelegram(r) for r in sql.rows(f"{base} AND id IN ({sql.marks(len(ids))}) ORDER BY id{lock}", ids)]
+            isin, params = sql.isin("id", ids)
+            return [_NewTelegram(r) for r in sql.rows(f"{base} AND {isin} ORDER BY id{lock}", params)]
         k, n = self.partition
         if n > 1:
             mod = "%" if self.db.is_sqlite else "%%"
@@ -469,9 +482,9 @@ class DecodePipeline:
                     all_ids = [d[0].id for d in decoded]
                     sql = _Writer(session, True)
                     for i in range(0, len(all_ids), _CHUNK):
-                        chunk = all_ids[i:i + _CHUNK]
+                        isin, params = sql.isin("id", all_ids[i:i + _CHUNK])
                         still_new.update(r[0] for r in sql.rows(
-                            f"SELECT id FROM telegrams WHERE id IN ({sql.marks(len(chunk))}) AND state = 'new'", chunk))
+                            f"SELECT id FROM telegrams WHERE {isin} AND state = 'new'", params))
                     self._finish(session, [d for d in decoded if d[0].id in still_new], caches)
                     session.commit()
             else:
@@ -605,13 +618,13 @@ class DecodePipeline:
         for tenant, id_set in by_tenant.items():
             ids = sorted(id_set)
             mans = sorted(manufacturers[tenant])
+            in_mans, man_params = sql.isin("manufacturer", mans)
             for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i:i + _CHUNK]
+                in_ids, id_params = sql.isin("meter_id", ids[i:i + _CHUNK])
                 # (tenant, manufacturer, id) is the unique index: all three narrow the look-up
                 for m in sql.rows("SELECT id, tenant_id, manufacturer, meter_id, last_heard_at, last_reading_id, "
-                                  f"key_status FROM meters WHERE tenant_id = {{m}} AND manufacturer IN "
-                                  f"({sql.marks(len(mans))}) AND meter_id IN ({sql.marks(len(chunk))}){lock}",
-                                  (tenant, *mans, *chunk)):
+                                  f"key_status FROM meters WHERE tenant_id = {{m}} AND {in_mans} AND {in_ids}{lock}",
+                                  (tenant, *man_params, *id_params)):
                     meters[(tenant, m[2], m[3])] = _MeterState(m)
         return meters
 
@@ -630,13 +643,12 @@ class DecodePipeline:
             for meter_id in ids:
                 keys[(tenant, meter_id)] = []  # looked up: none, unless found below
             for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i:i + _CHUNK]
-                marks = sql.marks(len(chunk))
+                in_ids, params = sql.isin("meter_id", ids[i:i + _CHUNK])
                 for k in sql.rows("SELECT manufacturer, meter_id, nonce, ciphertext FROM meter_keys "
-                                  f"WHERE tenant_id = {{m}} AND meter_id IN ({marks})", (tenant, *chunk)):
+                                  f"WHERE tenant_id = {{m}} AND {in_ids}", (tenant, *params)):
                     keys[(tenant, k[1])].append(k)
                 for f in sql.rows("SELECT manufacturer, meter_id, signature, fmt FROM compact_formats "
-                                  f"WHERE tenant_id = {{m}} AND meter_id IN ({marks})", (tenant, *chunk)):
+                                  f"WHERE tenant_id = {{m}} AND {in_ids}", (tenant, *params)):
                     formats.store((tenant, f[0], f[1], f[2]), bytes(f[3]))
 
     def _key(self, session: Session, tenant: int, manufacturer: str, meter_id: str, keys: dict) -> bytes | None:
@@ -678,11 +690,11 @@ class DecodePipeline:
         sql = _Writer(session, self.db.is_sqlite)
         for i in range(0, len(pairs), _CHUNK):
             chunk = pairs[i:i + _CHUNK]
-            meter_pks, prints = sorted({m for m, _f in chunk}), sorted({f for _m, f in chunk})
+            in_meters, meter_params = sql.isin("meter_pk", sorted({m for m, _f in chunk}))
+            in_prints, print_params = sql.isin("fingerprint", sorted({f for _m, f in chunk}))
             for meter_pk, fingerprint, received_at in sql.rows(
-                    f"SELECT meter_pk, fingerprint, received_at FROM readings WHERE meter_pk IN "
-                    f"({sql.marks(len(meter_pks))}) AND fingerprint IN ({sql.marks(len(prints))})",
-                    (*meter_pks, *prints)):
+                    f"SELECT meter_pk, fingerprint, received_at FROM readings WHERE {in_meters} AND {in_prints}",
+                    (*meter_params, *print_params)):
                 seen.setdefault((meter_pk, bytes(fingerprint)), []).append(_db_time(received_at))
         for o in decoded:
             rx = o[0].received_at
@@ -737,9 +749,9 @@ class DecodePipeline:
         previous_by_id = {}
         ids = sorted({o[3].last_reading_id for o, _r in readings if o[3].last_reading_id is not None})
         for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i:i + _CHUNK]
+            isin, params = writer.isin("id", ids[i:i + _CHUNK])
             for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, fields, '
-                                 f'data, fingerprint FROM readings WHERE id IN ({writer.marks(len(chunk))})', chunk):
+                                 f'data, fingerprint FROM readings WHERE {isin}', params):
                 previous_by_id[r[0]] = StoredReading(r[0], r[1], r[2], r[3], _db_time(r[4]), _db_time(r[5]),
                                                      _db_json(r[6]), _db_json(r[7]), r[8])
         wrong_keys = []
@@ -817,12 +829,13 @@ class DecodePipeline:
         active: set[int] = set()
         sql = _Writer(session, self.db.is_sqlite)
         true = "1" if self.db.is_sqlite else "true"
+        in_tenants, tenant_params = sql.isin("tenant_id", tenants)
         for i in range(0, len(meter_ids), _CHUNK):
-            chunk = meter_ids[i:i + _CHUNK]
+            in_meters, meter_params = sql.isin("subject_id", meter_ids[i:i + _CHUNK])
             # tenant and active first: the (tenant_id, active) index answers it
             active.update(r[0] for r in sql.rows(
-                f"SELECT subject_id FROM alarms WHERE tenant_id IN ({sql.marks(len(tenants))}) AND active = {true} "
-                f"AND subject_type = 'meter' AND subject_id IN ({sql.marks(len(chunk))})", (*tenants, *chunk)))
+                f"SELECT subject_id FROM alarms WHERE {in_tenants} AND active = {true} "
+                f"AND subject_type = 'meter' AND {in_meters}", (*tenant_params, *meter_params)))
         for meter, reading, previous in calls:
             if meter.id in active or _may_alarm(alarms, reading, previous):
                 active.add(meter.id)  # it may have raised one: later readings must be seen too
