@@ -1,14 +1,16 @@
-"""Head-end ingest benchmark: `python -m benchmarks.ingest [--gateways N] [--meters M] [--clients C]`.
+"""Head-end ingest benchmark: `python -m benchmarks.ingest [--gateways N] [--meters M] [--clients C] [--days D]`.
 
 For SQLite and PostgreSQL (skipped with a message when unreachable): runs `omshub serve` in a
-subprocess, warms it up (one uplink decoded: its worker processes are running), uploads one
-daily batch per simulated gateway (M mode-5 heat meters each, telegrams
-made by the codec's encoder) over HTTP with C concurrent clients, waits until every telegram is
-decoded, and prints telegrams/s ingested (all uplinks acknowledged = committed) and end to end
-(all decoded into readings). Next to it: the same database's raw insert rate for the same
-telegram rows (SQLAlchemy Core executemany into a fresh `telegrams` table, one transaction per
-gateway batch like the ingest), measured in the same run, and the ratios.
-"""
+subprocess, warms it up (one uplink decoded: its worker processes are running), then for each of
+D days uploads one daily batch per simulated gateway (M mode-5 heat meters each, telegrams made by
+the codec's encoder) over HTTP with C concurrent clients, waits until every telegram is decoded,
+and prints telegrams/s ingested (all uplinks acknowledged = committed) and end to end (all decoded
+into readings). Day 1 finds every meter new to the head-end (keys opened, formats learned, no
+reading to compare with); from day 2 on it is the steady state (each reading checked for
+duplicates and compared with the meter's last). Next to each day: the same database's raw
+insert rate for the same telegram rows (SQLAlchemy Core executemany into a `telegrams` table,
+one transaction per gateway batch like the ingest, the days one after the other), measured in the
+same run, and the ratios."""
 
 from __future__ import annotations
 
@@ -45,8 +47,9 @@ def _heat_records(i: int, day: int) -> list[dict]:
             {**base, "quantity": "datetime", "unit": "", "value": f"2026-01-0{1 + day % 9}T02:{i % 60:02d}"}]
 
 
-def build_uplinks(gateways: int, meters: int, key: bytes) -> tuple[list[tuple[str, bytes]], list[list[bytes]]]:
-    """[(serial, cbor body)] and the frames of each, one daily batch per gateway."""
+def build_uplinks(gateways: int, meters: int, key: bytes, day: int = 0
+                  ) -> tuple[list[tuple[str, bytes]], list[list[bytes]]]:
+    """[(serial, cbor body)] and the frames of each, one daily batch per gateway (of `day`)."""
     from omshub.codec import encode_telegram
     bodies, all_frames = [], []
     for g in range(gateways):
@@ -54,9 +57,10 @@ def build_uplinks(gateways: int, meters: int, key: bytes) -> tuple[list[tuple[st
         frames = []
         for i in range(meters):
             meter = {"manufacturer": "KAM", "id": f"{g:04d}{i:04d}", "version": 0x1B, "device_type_code": 4}
-            frames.append(encode_telegram(meter, _heat_records(i, 0), mode=5, key=key, access_number=(g + i) % 256))
-        env = {"v": 1, "gw": serial, "seq": 1, "cfg": 0, "status": {"battery_pct": 90, "spool": 0},
-               "t0": T0 + 7200, "batch": {"data": b"".join(frames), "len": [len(f) for f in frames],
+            frames.append(encode_telegram(meter, _heat_records(i, day), mode=5, key=key,
+                                          access_number=(g + i + day) % 256))
+        env = {"v": 1, "gw": serial, "seq": 1 + day, "cfg": 0, "status": {"battery_pct": 90, "spool": 0},
+               "t0": T0 + 86400 * day + 7200, "batch": {"data": b"".join(frames), "len": [len(f) for f in frames],
                                           "dt": list(range(len(frames))),
                                           "rssi": bytes([256 - 80] * len(frames)), "mode": 1}}
         bodies.append((serial, cbor2.dumps(env)))
@@ -98,8 +102,10 @@ def setup_database(url: str, gateways: int, meters: int, key: bytes) -> dict[str
     return credentials
 
 
-def raw_insert_rate(url: str, all_frames: list[list[bytes]]) -> float:
-    """Telegram rows/s of plain SQLAlchemy Core bulk INSERTs (one transaction per gateway batch)."""
+def raw_insert_rates(url: str, days: list[list[list[bytes]]]) -> list[float]:
+    """Telegram rows/s of plain SQLAlchemy Core bulk INSERTs (one transaction per gateway batch),
+    one figure per day, the days inserted one after the other into the same database (as the
+    live run's days are)."""
     from sqlalchemy import insert
 
     from omshub.cloud.db import Database
@@ -113,25 +119,29 @@ def raw_insert_rate(url: str, all_frames: list[list[bytes]]) -> float:
         gateway_id = s.execute(insert(Gateway).values(tenant_id=tenant_id, serial="RAW", name="",
                                                       credential_hash=os.urandom(32), created_at=now, status={})
                                .returning(Gateway.id)).scalar_one()
-    batches = []
-    for n, frames in enumerate(all_frames):
-        batches.append([{"tenant_id": tenant_id, "gateway_id": gateway_id, "received_at": now + timedelta(seconds=i),
-                         "link_mode": "T1", "rssi": -80, "raw": f, "raw_hash": hashlib.sha256(f).digest(),
-                         "manufacturer": "KAM", "meter_id": f"{n:04d}{i:04d}", "state": "new"}
-                        for i, f in enumerate(frames)])
-    total = sum(len(b) for b in batches)
-    start = time.perf_counter()
-    for n, rows in enumerate(batches):
-        with db.transaction() as s:
-            uplink_id = s.execute(insert(Uplink).values(tenant_id=tenant_id, gateway_id=gateway_id, seq=n,
-                                                        received_at=now, content_type="application/cbor", body=b"",
-                                                        response={}).returning(Uplink.id)).scalar_one()
-            for row in rows:
-                row["uplink_id"] = uplink_id
-            s.execute(insert(Telegram), rows)
-    elapsed = time.perf_counter() - start
+    rates, seq = [], 0
+    for day, all_frames in enumerate(days):
+        batches = []
+        at = now + timedelta(days=day)
+        for n, frames in enumerate(all_frames):
+            batches.append([{"tenant_id": tenant_id, "gateway_id": gateway_id, "received_at": at + timedelta(seconds=i),
+                             "link_mode": "T1", "rssi": -80, "raw": f, "raw_hash": hashlib.sha256(f).digest(),
+                             "manufacturer": "KAM", "meter_id": f"{n:04d}{i:04d}", "state": "new"}
+                            for i, f in enumerate(frames)])
+        total = sum(len(b) for b in batches)
+        start = time.perf_counter()
+        for rows in batches:
+            seq += 1
+            with db.transaction() as s:
+                uplink_id = s.execute(insert(Uplink).values(tenant_id=tenant_id, gateway_id=gateway_id, seq=seq,
+                                                            received_at=at, content_type="application/cbor",
+                                                            body=b"", response={}).returning(Uplink.id)).scalar_one()
+                for row in rows:
+                    row["uplink_id"] = uplink_id
+                s.execute(insert(Telegram), rows)
+        rates.append(total / (time.perf_counter() - start))
     db.dispose()
-    return total / elapsed
+    return rates
 
 
 def _free_port() -> int:
@@ -270,7 +280,8 @@ def pg_reachable(url: str) -> str | None:
         return str(exc).strip().splitlines()[0]
 
 
-def bench(kind: str, args, bodies, all_frames, key: bytes) -> dict:
+def bench(kind: str, args, days: list, key: bytes) -> list[dict]:
+    """One server, `len(days)` daily uploads one after the other; -> a result per day."""
     target = Target(kind, args.postgres)
     proc = None
     try:
@@ -278,17 +289,22 @@ def bench(kind: str, args, bodies, all_frames, key: bytes) -> dict:
         credentials = setup_database(url, args.gateways, args.meters, key)
         proc, base = run_server(url, target.tmp)
         warm_up(base, url, credentials[WARMUP_GATEWAY], key)
-        total = args.gateways * args.meters
-        start = time.perf_counter()
-        stored = upload(base, bodies, credentials, args.clients)
-        ingested = time.perf_counter() - start
-        states = wait_decoded(url, total)
-        end_to_end = time.perf_counter() - start
-        if stored != total or states.get("decoded") != total:
-            raise RuntimeError(f"expected {total} stored and decoded, got {stored} stored, states {states}")
-        raw = raw_insert_rate(target.url("raw"), all_frames)
-        return {"db": kind, "telegrams": total, "ingest_s": ingested, "ingest_rate": total / ingested,
-                "e2e_s": end_to_end, "e2e_rate": total / end_to_end, "raw_rate": raw}
+        per_day = args.gateways * args.meters
+        results = []
+        for day, (bodies, _frames) in enumerate(days):
+            start = time.perf_counter()
+            stored = upload(base, bodies, credentials, args.clients)
+            ingested = time.perf_counter() - start
+            states = wait_decoded(url, per_day)
+            end_to_end = time.perf_counter() - start
+            if stored != per_day or states.get("decoded") != per_day * (day + 1):
+                raise RuntimeError(f"day {day + 1}: expected {per_day} stored and {per_day * (day + 1)} decoded "
+                                   f"in all, got {stored} stored, states {states}")
+            results.append({"db": kind, "day": day + 1, "telegrams": per_day, "ingest_rate": per_day / ingested,
+                            "e2e_rate": per_day / end_to_end})
+        for result, raw in zip(results, raw_insert_rates(target.url("raw"), [frames for _b, frames in days])):
+            result["raw_rate"] = raw
+        return results
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -304,16 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateways", type=int, default=60, help="simulated gateways, one daily batch each")
     parser.add_argument("--meters", type=int, default=250, help="meters per gateway (telegrams per batch)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    parser.add_argument("--days", type=int, default=2,
+                        help="daily uploads one after the other (day 1: every meter new to the head-end; "
+                             "from day 2 on: steady state, each reading compared with the meter's last)")
     parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
     parser.add_argument("--postgres", default=os.environ.get("OMSHUB_TEST_POSTGRES",
                                                              "postgresql://postgres@127.0.0.1:5432/postgres"),
                         help="PostgreSQL server (a database is created there and dropped)")
     args = parser.parse_args(argv)
-    if not (1 <= args.gateways <= 100_000 and 1 <= args.meters <= 5000 and 1 <= args.clients <= 64):
-        parser.error("--gateways 1-100000, --meters 1-5000 (telegrams per uplink), --clients 1-64")
+    if not (1 <= args.gateways <= 100_000 and 1 <= args.meters <= 5000 and 1 <= args.clients <= 64
+            and 1 <= args.days <= 30):
+        parser.error("--gateways 1-100000, --meters 1-5000 (telegrams per uplink), --clients 1-64, --days 1-30")
     key = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
-    print(f"building {args.gateways} uplinks x {args.meters} mode-5 telegrams ...", flush=True)
-    bodies, all_frames = build_uplinks(args.gateways, args.meters, key)
+    print(f"building {args.days} day(s) x {args.gateways} uplinks x {args.meters} mode-5 telegrams ...", flush=True)
+    days = [build_uplinks(args.gateways, args.meters, key, day) for day in range(args.days)]
     results = []
     for kind in [k.strip() for k in args.databases.split(",") if k.strip()]:
         if kind == "postgres":
@@ -324,16 +344,16 @@ def main(argv: list[str] | None = None) -> int:
         elif kind != "sqlite":
             parser.error(f"unknown database {kind!r}")
         print(f"{kind}: running ...", flush=True)
-        results.append(bench(kind, args, bodies, all_frames, key))
+        results.extend(bench(kind, args, days, key))
     print()
-    print(f"{'database':<10} {'telegrams':>9} {'ingest/s':>10} {'end-to-end/s':>13} {'raw insert/s':>13} "
+    print(f"{'database':<10} {'day':>3} {'telegrams':>9} {'ingest/s':>10} {'end-to-end/s':>13} {'raw insert/s':>13} "
           f"{'e2e/raw':>8} {'ingest/raw':>10}")
     for r in results:
-        print(f"{r['db']:<10} {r['telegrams']:>9} {r['ingest_rate']:>10.0f} {r['e2e_rate']:>13.0f} "
+        print(f"{r['db']:<10} {r['day']:>3} {r['telegrams']:>9} {r['ingest_rate']:>10.0f} {r['e2e_rate']:>13.0f} "
               f"{r['raw_rate']:>13.0f} {r['e2e_rate'] / r['raw_rate']:>8.2f} {r['ingest_rate'] / r['raw_rate']:>10.2f}")
     print(f"(uplinks of {args.meters} telegrams over HTTP with {args.clients} clients, to a started and warmed-up server; "
           "end-to-end = all acknowledged and decoded into readings; raw insert = Core executemany of the same rows, "
-          "one transaction per batch)")
+          "one transaction per batch; day 1: every meter new to the head-end, later days: steady state)")
     from omshub.cloud.settings import load_settings
     workers = load_settings(None).pipeline_workers
     idle_core = max(0, (os.cpu_count() or 1) - workers) if workers else 0

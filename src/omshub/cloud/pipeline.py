@@ -241,7 +241,7 @@ class _Prepared:
     decoding, so that on SQLite the write transaction (which holds the one write lock) only
     writes. Times as the driver stores them (`to_db`)."""
     __slots__ = ("fingerprint", "timestamp", "timestamp_db", "received_db", "fields", "fields_json", "data_json",
-                 "reports_error")
+                 "reports_error", "registers")
 
     def __init__(self, pipeline: "DecodePipeline", result: dict, received_at: datetime, to_db) -> None:
         self.fingerprint = _fingerprint(result)
@@ -253,6 +253,7 @@ class _Prepared:
         self.data_json = _json({k: v for k, v in result.items() if k != "fields"})
         alarms = _alarms()
         self.reports_error = bool(alarms.error_causes(result)[0]) if alarms is not None else False
+        self.registers = _registers(result)
 
 
 class _MeterState:
@@ -270,14 +271,20 @@ class _MeterState:
 class StoredReading:
     """A reading row just inserted, as passed to the alarm hooks (attribute names as `Reading`)."""
     __slots__ = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "fields", "data",
-                 "fingerprint", "reports_error")
+                 "fingerprint", "reports_error", "registers")
 
     def __init__(self, id: int, tenant_id: int, meter_pk: int, telegram_id: int,  # noqa: A002 - the column
                  timestamp: datetime, received_at: datetime, fields: dict, data: dict, fingerprint: bytes | None,
-                 reports_error: bool | None = None) -> None:
+                 reports_error: bool | None = None, registers: dict | None = None) -> None:
         self.id, self.tenant_id, self.meter_pk, self.telegram_id = id, tenant_id, meter_pk, telegram_id
         self.timestamp, self.received_at, self.fields, self.data = timestamp, received_at, fields, data
-        self.fingerprint, self.reports_error = fingerprint, reports_error
+        self.fingerprint, self.reports_error, self.registers = fingerprint, reports_error, registers
+
+    def register(self, quantity: str) -> float | None:
+        """consumption.register_value of the data, for the cumulative quantities worked out once."""
+        if self.registers is None:
+            self.registers = _registers(self.data)
+        return self.registers.get(quantity)
 
 
 def _sqlite_time(dt: datetime) -> str:
@@ -683,18 +690,19 @@ class DecodePipeline:
         if not decoded:
             return
         seen: dict[tuple[int, bytes], list[datetime]] = {}
-        # by meter first: the (meter_pk, fingerprint) index answers it; fingerprint alone would
-        # scan every reading ever stored, once per batch. A meter without a latest reading has
-        # none stored at all: nothing to ask.
+        # the (meter_pk, fingerprint) pairs joined against the index of that name: one probe per
+        # telegram (two IN lists would make SQLite probe every meter x fingerprint combination).
+        # A meter without a latest reading has none stored at all: nothing to ask.
         pairs = sorted({(o[3].id, o[7].fingerprint) for o in decoded if o[3].last_reading_id is not None})
         sql = _Writer(session, self.db.is_sqlite)
+        one = "(?, ?)" if self.db.is_sqlite else "(%s::bigint, %s::bytea)"
         for i in range(0, len(pairs), _CHUNK):
             chunk = pairs[i:i + _CHUNK]
-            in_meters, meter_params = sql.isin("meter_pk", sorted({m for m, _f in chunk}))
-            in_prints, print_params = sql.isin("fingerprint", sorted({f for _m, f in chunk}))
             for meter_pk, fingerprint, received_at in sql.rows(
-                    f"SELECT meter_pk, fingerprint, received_at FROM readings WHERE {in_meters} AND {in_prints}",
-                    (*meter_params, *print_params)):
+                    f"WITH k(meter_pk, fingerprint) AS (VALUES {', '.join([one] * len(chunk))}) "
+                    "SELECT r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
+                    "ON r.meter_pk = k.meter_pk AND r.fingerprint = k.fingerprint",
+                    tuple(v for pair in chunk for v in pair)):
                 seen.setdefault((meter_pk, bytes(fingerprint)), []).append(_db_time(received_at))
         for o in decoded:
             rx = o[0].received_at
@@ -726,7 +734,7 @@ class DecodePipeline:
             for o, reading_id in zip(decoded, writer.new_ids("readings", len(decoded))):
                 row, result, prep = o[0], o[4], o[7]
                 stored = StoredReading(reading_id, row.tenant_id, o[3].id, row.id, prep.timestamp, row.received_at,
-                                       prep.fields, result, prep.fingerprint, prep.reports_error)
+                                       prep.fields, result, prep.fingerprint, prep.reports_error, prep.registers)
                 readings.append((o, stored))
                 rows.append((reading_id, row.tenant_id, o[3].id, row.id, prep.timestamp_db, prep.received_db,
                              prep.fields_json, prep.data_json, prep.fingerprint))
@@ -750,10 +758,11 @@ class DecodePipeline:
         ids = sorted({o[3].last_reading_id for o, _r in readings if o[3].last_reading_id is not None})
         for i in range(0, len(ids), _CHUNK):
             isin, params = writer.isin("id", ids[i:i + _CHUNK])
-            for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, fields, '
-                                 f'data, fingerprint FROM readings WHERE {isin}', params):
-                previous_by_id[r[0]] = StoredReading(r[0], r[1], r[2], r[3], _db_time(r[4]), _db_time(r[5]),
-                                                     _db_json(r[6]), _db_json(r[7]), r[8])
+            # what the alarm checks read of it (its fields are not among them)
+            for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
+                                 f'fingerprint FROM readings WHERE {isin}', params):
+                previous_by_id[r[0]] = StoredReading(r[0], r[1], r[2], r[3], _db_time(r[4]), _db_time(r[5]), {},
+                                                     _db_json(r[6]), r[7])
         wrong_keys = []
         for o in outcomes:
             row, state, _message, meter, result = o[:5]
@@ -856,13 +865,41 @@ def _may_alarm(alarms, reading: Reading, previous: Reading | None) -> bool:
         return True
     if previous is None:
         return False
-    from .consumption import CUMULATIVE_UNITS, register_value
+    from .consumption import CUMULATIVE_UNITS
     earlier, later = (previous, reading) if previous.timestamp <= reading.timestamp else (reading, previous)
     for quantity in CUMULATIVE_UNITS:
-        a, b = register_value(earlier.data, quantity), register_value(later.data, quantity)
+        a, b = _register(earlier, quantity), _register(later, quantity)
         if a is not None and b is not None and b < a:
             return True
     return False
+
+
+def _register(reading, quantity: str) -> float | None:
+    if isinstance(reading, StoredReading):
+        return reading.register(quantity)
+    from .consumption import register_value
+    return register_value(reading.data, quantity)
+
+
+def _registers(data: dict | None) -> dict[str, float]:
+    """{quantity: consumption.register_value(data, quantity)} for the cumulative quantities
+    present, in one pass over the records (the same selection: storage, tariff and subunit 0,
+    instantaneous, numeric; the first such record of a quantity counts)."""
+    from .consumption import CUMULATIVE_UNITS
+    out: dict[str, float] = {}
+    if not isinstance(data, dict):
+        return out
+    for rec in data.get("records") or ():
+        if not isinstance(rec, dict):
+            continue
+        quantity = rec.get("quantity")
+        if (isinstance(quantity, str) and quantity in CUMULATIVE_UNITS and quantity not in out and not rec.get("storage")
+                and not rec.get("tariff") and not rec.get("subunit")
+                and rec.get("function", "instantaneous") == "instantaneous"):
+            value = rec.get("value")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[quantity] = float(value)
+    return out
 
 
 def tune_gc() -> None:

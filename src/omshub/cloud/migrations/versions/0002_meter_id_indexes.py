@@ -1,8 +1,8 @@
-"""meter-id indexes: look-ups by (tenant, meter id) without the manufacturer
+"""indexes for the decode pipeline's batch look-ups
 
-The decode pipeline, key import and re-queue find keys, compact formats and telegrams by
-(tenant, meter id) for a batch of ids; the unique (tenant, manufacturer, meter id) indexes cannot
-answer that (manufacturer comes first), so every such query scanned the tenant's rows.
+Keys, compact formats and telegrams are found by (tenant, meter id) for a batch of ids; the unique
+(tenant, manufacturer, meter id) indexes cannot answer that (manufacturer comes first), so every
+such query scanned the tenant's rows.
 
 Revision ID: 0002
 Revises: 0001
