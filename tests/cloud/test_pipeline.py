@@ -448,3 +448,23 @@ def test_a_worker_whose_share_is_done_helps_with_the_others(hub, db, pipeline):
     # partition 0 of 2 takes its own half first, then the rest (newest first): nothing is left waiting
     assert DecodePipeline(db, pipeline.keystore, partition=(0, 2)).run_until_idle(limit=3) == 10
     assert _states(hub, gw) == ["decoded"] * 10
+
+
+def test_registers_pick_what_register_value_picks():
+    from omshub.cloud import pipeline
+    from omshub.cloud.consumption import CUMULATIVE_UNITS, register_value
+    assert pipeline._CUMULATIVE == set(CUMULATIVE_UNITS)
+    base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
+    data = {"records": [
+        {**base, "quantity": "energy", "value": "n/a"},          # not a number: the next one counts
+        {**base, "quantity": "energy", "storage": 1, "value": 1.0},
+        {**base, "quantity": "energy", "value": 7},
+        {**base, "quantity": "energy", "value": 8.0},             # only the first counts
+        {**base, "quantity": "volume", "function": "maximum", "value": 3.0},
+        {**base, "quantity": ["not", "hashable"], "value": 1.0},
+        "not a record",
+        {**base, "quantity": "hca", "tariff": 1, "value": 2.0},
+    ]}
+    expected = {q: register_value(data, q) for q in CUMULATIVE_UNITS}
+    assert pipeline._registers(data) == {q: v for q, v in expected.items() if v is not None} == {"energy": 7.0}
+    assert pipeline._registers(None) == {} and pipeline._registers({"records": None}) == {}

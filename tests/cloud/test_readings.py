@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import io
 from datetime import datetime, timezone
@@ -169,6 +171,30 @@ def test_alarms_from_meter_error_and_counter_backwards(hub, client, pipeline):
     active = client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"]
     assert [a["kind"] for a in active] == ["meter_error"] and "temporary error" in active[0]["message"]
     assert client.get(f"{API}/alarms", params={"kind": "nope"}, headers=h).status_code == 422
+
+
+@pytest.mark.parametrize("registers_on_meter", [True, False])
+def test_counter_backwards_across_batches(hub, client, db, pipeline, registers_on_meter):
+    """A reading is compared with the meter's latest from an earlier batch: through the time and
+    registers its meter row keeps, or (a row from before they were kept) by loading that reading."""
+    from sqlalchemy import select, update
+
+    from omshub.cloud.models import Meter
+    t, gw, [pk] = _setup(hub, ("84000002",))
+    h = hub.headers(t, "viewer")
+    hub.send(gw, 1, [encode("84000002", energy=500.0)], t0=T0)
+    pipeline.run_once()
+    with db.transaction() as s:
+        m = s.scalars(select(Meter).where(Meter.id == pk)).one()
+        assert m.last_registers == {"energy": 500.0} and m.last_reading_at is not None
+        if not registers_on_meter:
+            s.execute(update(Meter).where(Meter.id == pk).values(last_registers=None, last_reading_at=None))
+    hub.send(gw, 2, [encode("84000002", energy=400.0, access_number=1)], t0=T0 + DAY)
+    pipeline.run_once()
+    [alarm] = client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"]
+    assert alarm["kind"] == "negative_consumption" and alarm["details"]["previous_value"] == 500.0
+    with db.session() as s:
+        assert s.get(Meter, pk).last_registers == {"energy": 400.0}
 
 
 def _uplink(hub, gw, seq, cfg, cfg_error=None):

@@ -202,6 +202,10 @@ class Meter(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_heard_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_reading_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # of that latest reading: its time and cumulative registers ({quantity: value}), so the decode
+    # pipeline compares a new reading with it without loading the reading
+    last_reading_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_registers: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class MeterKey(Base):

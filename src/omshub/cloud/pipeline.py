@@ -243,10 +243,10 @@ class _Prepared:
     __slots__ = ("fingerprint", "timestamp", "timestamp_db", "received_db", "fields", "fields_json", "data_json",
                  "reports_error", "registers")
 
-    def __init__(self, pipeline: "DecodePipeline", result: dict, received_at: datetime, to_db) -> None:
+    def __init__(self, pipeline: "DecodePipeline", result: dict, row: "_NewTelegram", to_db) -> None:
         self.fingerprint = _fingerprint(result)
-        self.timestamp = pipeline._timestamp(result, received_at)
-        self.timestamp_db, self.received_db = to_db(self.timestamp), to_db(received_at)
+        self.timestamp = pipeline._timestamp(result, row.received_at)
+        self.timestamp_db, self.received_db = to_db(self.timestamp), row.received_db
         self.fields = result.get("fields") or {}
         # `fields` has its own column: not stored twice (readers take the column)
         self.fields_json = _json(self.fields)
@@ -259,11 +259,16 @@ class _Prepared:
 class _MeterState:
     """A meter row as the batch sees and changes it (written back in one bulk UPDATE)."""
     __slots__ = ("id", "tenant_id", "manufacturer", "meter_id", "last_heard_at", "last_reading_id", "key_status",
-                 "dirty", "key_proven")
+                 "last_reading_at", "last_registers", "last_heard_db", "last_reading_db", "dirty", "key_proven")
+    COLUMNS = "id, tenant_id, manufacturer, meter_id, last_heard_at, last_reading_id, key_status, " \
+              "last_reading_at, last_registers"
+
     def __init__(self, row) -> None:
         (self.id, self.tenant_id, self.manufacturer, self.meter_id, last_heard_at, self.last_reading_id,
-         self.key_status) = row
-        self.last_heard_at = _db_time(last_heard_at)
+         self.key_status, last_reading_at, last_registers) = row
+        self.last_heard_at, self.last_heard_db = _db_time(last_heard_at), last_heard_at
+        self.last_reading_at, self.last_reading_db = _db_time(last_reading_at), last_reading_at
+        self.last_registers = _db_json(last_registers)
         self.dirty = False
         self.key_proven: bool | None = None  # has its current key decrypted a telegram? (None: not looked up)
 
@@ -280,17 +285,17 @@ class StoredReading:
         self.timestamp, self.received_at, self.fields, self.data = timestamp, received_at, fields, data
         self.fingerprint, self.reports_error, self.registers = fingerprint, reports_error, registers
 
-    def register(self, quantity: str) -> float | None:
-        """consumption.register_value of the data, for the cumulative quantities worked out once."""
+    def register_map(self) -> dict[str, float]:
+        """{quantity: consumption.register_value(data, quantity)} of the cumulative quantities present."""
         if self.registers is None:
             self.registers = _registers(self.data)
-        return self.registers.get(quantity)
+        return self.registers
 
 
 def _sqlite_time(dt: datetime) -> str:
     """A datetime as SQLAlchemy stores it for UtcDateTime on SQLite (naive UTC, microseconds)."""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        dt = (dt if dt.tzinfo is timezone.utc else dt.astimezone(timezone.utc)).replace(tzinfo=None)
     return dt.isoformat(" ", "microseconds")
 
 
@@ -314,11 +319,12 @@ def _db_json(value):
 
 class _NewTelegram:
     """A telegram row selected for decoding."""
-    __slots__ = ("id", "tenant_id", "gateway_id", "received_at", "raw", "manufacturer", "meter_id")
+    __slots__ = ("id", "tenant_id", "gateway_id", "received_at", "received_db", "raw", "manufacturer", "meter_id")
 
     def __init__(self, row) -> None:
         (self.id, self.tenant_id, self.gateway_id, received_at, raw, self.manufacturer, self.meter_id) = row
         self.received_at = _db_time(received_at)
+        self.received_db = received_at  # as the driver gives it back: written back unchanged
         self.raw = bytes(raw)
 
 
@@ -558,7 +564,7 @@ class DecodePipeline:
                 manufacturer = row.manufacturer
             if not (isinstance(meter_id, str) and len(meter_id) <= 8):
                 meter_id = row.meter_id
-            prepared = _Prepared(self, result, row.received_at, to_db) if result is not None else None
+            prepared = _Prepared(self, result, row, to_db) if result is not None else None
             decoded.append((row, result, error, manufacturer, meter_id, prepared))
         return decoded, format_caches
 
@@ -629,8 +635,8 @@ class DecodePipeline:
             for i in range(0, len(ids), _CHUNK):
                 in_ids, id_params = sql.isin("meter_id", ids[i:i + _CHUNK])
                 # (tenant, manufacturer, id) is the unique index: all three narrow the look-up
-                for m in sql.rows("SELECT id, tenant_id, manufacturer, meter_id, last_heard_at, last_reading_id, "
-                                  f"key_status FROM meters WHERE tenant_id = {{m}} AND {in_mans} AND {in_ids}{lock}",
+                for m in sql.rows(f"SELECT {_MeterState.COLUMNS} FROM meters "
+                                  f"WHERE tenant_id = {{m}} AND {in_mans} AND {in_ids}{lock}",
                                   (tenant, *man_params, *id_params)):
                     meters[(tenant, m[2], m[3])] = _MeterState(m)
         return meters
@@ -754,22 +760,27 @@ class DecodePipeline:
     def _update_meters(self, session: Session, writer: _Writer, outcomes: list, readings: list,
                        now: datetime) -> None:
         latest: dict[int, object] = {}
-        previous_by_id = {}
-        ids = sorted({o[3].last_reading_id for o, _r in readings if o[3].last_reading_id is not None})
-        for i in range(0, len(ids), _CHUNK):
-            isin, params = writer.isin("id", ids[i:i + _CHUNK])
-            # what the alarm checks read of it (its fields are not among them)
-            for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
-                                 f'fingerprint FROM readings WHERE {isin}', params):
-                previous_by_id[r[0]] = StoredReading(r[0], r[1], r[2], r[3], _db_time(r[4]), _db_time(r[5]), {},
-                                                     _db_json(r[6]), r[7])
+        # the meters' latest readings as their rows describe them (time, registers); loaded only
+        # for meters whose row has no registers (latest reading stored before they were kept)
+        previous_by_id: dict[int, StoredReading] = {}
+        to_load = set()
+        for o, _r in readings:
+            m = o[3]
+            if m.last_reading_id is not None and m.last_reading_id not in previous_by_id:
+                if isinstance(m.last_registers, dict) and m.last_reading_at is not None:
+                    previous_by_id[m.last_reading_id] = StoredReading(
+                        m.last_reading_id, m.tenant_id, m.id, None, m.last_reading_at, None, {}, None, None,
+                        registers=m.last_registers)
+                else:
+                    to_load.add(m.last_reading_id)
+        previous_by_id.update(self._load_readings(writer, sorted(to_load)))
         wrong_keys = []
         for o in outcomes:
             row, state, _message, meter, result = o[:5]
             if meter is None:
                 continue
             if meter.last_heard_at is None or meter.last_heard_at < row.received_at:
-                meter.last_heard_at, meter.dirty = row.received_at, True
+                meter.last_heard_at, meter.last_heard_db, meter.dirty = row.received_at, row.received_db, True
             status = meter.key_status
             if state == "no_key":
                 status = "missing"
@@ -789,25 +800,40 @@ class DecodePipeline:
                 meter.key_status, meter.dirty = status, True
         calls = []
         for o, reading in readings:
-            meter = o[3]
+            meter, prep = o[3], o[7]
             if meter.id not in latest:
                 latest[meter.id] = previous_by_id.get(meter.last_reading_id)
             previous = latest[meter.id]
             # a late (spooled) reading is stored and compared, but the meter's latest stays the newer one
             if previous is None or reading.timestamp >= previous.timestamp:
                 meter.last_reading_id, meter.dirty = reading.id, True
+                meter.last_reading_at, meter.last_registers = reading.timestamp, reading.register_map()
+                meter.last_reading_db = prep.timestamp_db
                 latest[meter.id] = reading
             calls.append((meter, reading, previous))
         changed = {m.id: m for m in (o[3] for o in outcomes) if m is not None and m.dirty}
-        writer.update("meters", ("last_heard_at", "last_reading_id", "key_status"), ("timestamptz", "bigint", "varchar"),
-                      [(writer.time(m.last_heard_at) if m.last_heard_at is not None else None, m.last_reading_id,
-                        m.key_status, m.id) for m in changed.values()])
+        writer.update("meters", ("last_heard_at", "last_reading_id", "key_status", "last_reading_at", "last_registers"),
+                      ("timestamptz", "bigint", "varchar", "timestamptz", "json"),
+                      [(m.last_heard_db, m.last_reading_id, m.key_status, m.last_reading_db,
+                        _json(m.last_registers) if m.last_registers is not None else None, m.id)
+                       for m in changed.values()])
         alarms = _alarms()
         if alarms is not None:
             for meter in wrong_keys:
                 self._hook(alarms.on_decode_failure, session, session.get(Meter, meter.id), "wrong_key", now)
             if calls:
                 self._reading_alarms(session, alarms, calls, now)
+
+    def _load_readings(self, writer: _Writer, ids: list[int]) -> dict[int, "StoredReading"]:
+        """Stored readings by id, with what the alarm checks read of them (not their fields)."""
+        out = {}
+        for i in range(0, len(ids), _CHUNK):
+            isin, params = writer.isin("id", ids[i:i + _CHUNK])
+            for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
+                                 f'fingerprint FROM readings WHERE {isin}', params):
+                out[r[0]] = StoredReading(r[0], r[1], r[2], r[3], _db_time(r[4]), _db_time(r[5]), {},
+                                          _db_json(r[6]), r[7])
+        return out
 
     @staticmethod
     def _key_proven(session: Session, meter: _MeterState) -> bool:
@@ -831,6 +857,9 @@ class DecodePipeline:
         register went backwards — the same tests alarms.on_reading makes, with its own helpers."""
         if hasattr(alarms, "on_readings"):
             orm_meters = {m.id: session.get(Meter, m.id) for m, _r, _p in calls}
+            stubs = [p.id for _m, _r, p in calls if p is not None and p.data is None]
+            full = self._load_readings(_Writer(session, self.db.is_sqlite), sorted(set(stubs))) if stubs else {}
+            calls = [(m, r, full.get(p.id) if p is not None and p.data is None else p) for m, r, p in calls]
             self._hook(alarms.on_readings, session, [(orm_meters[m.id], r, p) for m, r, p in calls], now)
             return
         meter_ids = sorted({meter.id for meter, _r, _p in calls})
@@ -847,6 +876,8 @@ class DecodePipeline:
                 f"AND subject_type = 'meter' AND {in_meters}", (*tenant_params, *meter_params)))
         for meter, reading, previous in calls:
             if meter.id in active or _may_alarm(alarms, reading, previous):
+                if previous is not None and previous.data is None:  # the meter row's summary: the hook reads it all
+                    previous = self._load_readings(sql, [previous.id]).get(previous.id)
                 active.add(meter.id)  # it may have raised one: later readings must be seen too
                 self._hook(alarms.on_reading, session, session.get(Meter, meter.id), reading, previous, now)
 
@@ -865,27 +896,26 @@ def _may_alarm(alarms, reading: Reading, previous: Reading | None) -> bool:
         return True
     if previous is None:
         return False
-    from .consumption import CUMULATIVE_UNITS
     earlier, later = (previous, reading) if previous.timestamp <= reading.timestamp else (reading, previous)
-    for quantity in CUMULATIVE_UNITS:
-        a, b = _register(earlier, quantity), _register(later, quantity)
-        if a is not None and b is not None and b < a:
+    after = _register_map(later)
+    for quantity, a in _register_map(earlier).items():
+        b = after.get(quantity)
+        if b is not None and b < a:
             return True
     return False
 
 
-def _register(reading, quantity: str) -> float | None:
-    if isinstance(reading, StoredReading):
-        return reading.register(quantity)
-    from .consumption import register_value
-    return register_value(reading.data, quantity)
+def _register_map(reading) -> dict[str, float]:
+    return reading.register_map() if isinstance(reading, StoredReading) else _registers(reading.data)
+
+
+_CUMULATIVE = frozenset(("energy", "volume", "hca"))  # consumption.CUMULATIVE_UNITS (a test checks)
 
 
 def _registers(data: dict | None) -> dict[str, float]:
     """{quantity: consumption.register_value(data, quantity)} for the cumulative quantities
     present, in one pass over the records (the same selection: storage, tariff and subunit 0,
     instantaneous, numeric; the first such record of a quantity counts)."""
-    from .consumption import CUMULATIVE_UNITS
     out: dict[str, float] = {}
     if not isinstance(data, dict):
         return out
@@ -893,7 +923,7 @@ def _registers(data: dict | None) -> dict[str, float]:
         if not isinstance(rec, dict):
             continue
         quantity = rec.get("quantity")
-        if (isinstance(quantity, str) and quantity in CUMULATIVE_UNITS and quantity not in out and not rec.get("storage")
+        if (type(quantity) is str and quantity in _CUMULATIVE and quantity not in out and not rec.get("storage")
                 and not rec.get("tariff") and not rec.get("subunit")
                 and rec.get("function", "instantaneous") == "instantaneous"):
             value = rec.get("value")
