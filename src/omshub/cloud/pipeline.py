@@ -334,7 +334,7 @@ class _Writer:
     Values are converted here exactly as the column types would (UtcDateTime, JSON); `pg_types`
     name the columns' types (JSON values are cast). One executemany per statement: a C loop on
     SQLite, a pipeline on psycopg (measured: ~8 µs client CPU per row, 30x less than binding
-    whole columns as arrays for `unnest`; COPY saves 4 µs more but cannot skip conflicts)."""
+    whole columns as arrays for `unnest`); plain PostgreSQL INSERTs go as COPY."""
 
     def __init__(self, session: Session, sqlite: bool) -> None:
         self.conn = session.connection()
@@ -386,6 +386,14 @@ class _Writer:
         if not rows:
             return 0
         cols = ", ".join(f'"{c}"' for c in columns)
+        if not self.sqlite and not suffix:
+            # PostgreSQL: COPY (one statement for all rows; a statement per row costs the server
+            # more than the rows themselves: e2e +5-10 % measured)
+            with self.conn.connection.driver_connection.cursor() as cursor:
+                with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            return len(rows)
         marks = ", ".join(self.mark if self.sqlite or t != "json" else "%s::json" for t in pg_types)
         return self.conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks}) {suffix}", rows).rowcount
 
