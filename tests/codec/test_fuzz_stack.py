@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from omshub.codec import DecodeError, FormatCache, KeyRing, decode, encode_telegram, parse_hex, peek_header
+from omshub.codec import DecodeError, FormatCache, KeyRing, decode, encode_telegram, parse_hex, peek_address, peek_header
 from omshub.codec.frame import crc16
 
 from ._stack import HEAT_RECORDS, KAM, KEY, RADIO, WATER_RECORDS, load_vectors
@@ -26,10 +26,15 @@ def _check(raw: bytes, **kw) -> None:
 
 
 def _peek(raw: bytes) -> None:
+    fast = peek_address(raw)
+    assert fast is None or (len(fast[0]) == 3 and len(fast[1]) == 8)
     try:
-        assert isinstance(peek_header(raw), dict)
+        head = peek_header(raw)
     except DecodeError:
-        pass
+        return
+    assert isinstance(head, dict)
+    if fast is not None and head.get("id") is not None:  # the same link address, CRCs or not
+        assert fast == (head["manufacturer"], head["id"])
 
 
 def _seeds() -> list[bytes]:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from omshub.codec import DecodeError, FormatCache, KeyRing, decode, decode_hex, encode_telegram, parse_hex, peek_header
+from omshub.codec import (DecodeError, FormatCache, KeyRing, decode, decode_hex, encode_telegram, parse_hex,
+                          peek_address, peek_header)
 from omshub.codec.frame import crc16
 
 from ._stack import HEAT_RECORDS, KAM, KEY, OTHER_KEY, RADIO, SMALL_RECORDS, same_records
@@ -171,6 +172,21 @@ def test_peek_header():
                                   "c_field": 0x44, "ci": 0x7A, "crc": "A"}
     with pytest.raises(DecodeError):
         peek_header(b"\x01\x02")
+
+
+@pytest.mark.parametrize("frame_format", ["A", "B", None])
+def test_peek_address_is_the_link_address_in_every_wireless_format(frame_format):
+    kw = {"frame_format": frame_format} if frame_format else {}
+    frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY, **kw)
+    head = peek_header(frame)
+    assert peek_address(frame) == (head["manufacturer"], head["id"]) == ("KAM", "12345678")
+
+
+def test_peek_address_leaves_wired_and_odd_frames_to_peek_header():
+    wired = encode_telegram(KAM, SMALL_RECORDS, tpl="long", frame_format="mbus", primary_address=5)
+    assert peek_address(wired) is None and peek_header(wired)["id"] == "12345678"
+    assert peek_address(b"\x09" + bytes(12)) is None  # L-field too small for a wireless header
+    assert peek_address(b"\x2e\x44") is None and peek_address("2E44") is None  # type: ignore[arg-type]
 
 
 def test_non_bytes_rejected():

@@ -17,6 +17,8 @@ import orjson
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from omshub.codec import peek_address, peek_header
+
 from .auth import hash_secret
 from .db import Database
 from .models import Gateway, Telegram, Uplink
@@ -276,7 +278,9 @@ def _parse_telegrams(items) -> tuple[list[Entry], list[dict]]:
 
 def _peek(frame: bytes) -> tuple[str | None, str | None]:
     """(manufacturer, meter id) from the link header; (None, None) if unreadable (decoded later as invalid)."""
-    from omshub.codec import peek_header
+    fast = peek_address(frame)
+    if fast is not None:
+        return fast
     try:
         head = peek_header(frame)
     except Exception:  # the codec promises DecodeError; never lose a telegram over a peek

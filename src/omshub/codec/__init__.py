@@ -6,8 +6,8 @@ builds frames (tests, simulator, benchmarks). The only exception raised is :clas
 
 from .errors import DecodeError
 from .keys import FormatCache, KeyRing
-from .telegram import decode, decode_hex, parse_hex, peek_header
+from .telegram import decode, decode_hex, parse_hex, peek_address, peek_header
 from .encode import encode_telegram
 
-__all__ = ["DecodeError", "decode", "decode_hex", "parse_hex", "peek_header", "KeyRing", "FormatCache",
+__all__ = ["DecodeError", "decode", "decode_hex", "parse_hex", "peek_address", "peek_header", "KeyRing", "FormatCache",
            "encode_telegram"]

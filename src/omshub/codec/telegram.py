@@ -104,6 +104,16 @@ def peek_header(frame: bytes) -> dict:
             "c_field": data[1], "ci": data[10], "crc": fr.crc}
 
 
+def peek_address(frame: bytes) -> tuple[str, str] | None:
+    """(manufacturer, id) of the link layer, or None when that needs :func:`peek_header` (a
+    wired frame, an L-field too small for a wireless header). The link header is the first ten
+    bytes in format A, format B and CRC-less frames alike, so no CRC is looked at: what an ingest
+    files a stored telegram under, at a fraction of the cost."""
+    if not isinstance(frame, (bytes, bytearray)) or len(frame) < 11 or frame[0] == 0x68 or frame[0] < 10:
+        return None
+    return manufacturer_code(frame[2] | frame[3] << 8), frame[7:3:-1].hex().upper()
+
+
 def _as_bytes(frame) -> bytes:
     if isinstance(frame, bytes):
         return frame
