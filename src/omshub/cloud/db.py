@@ -102,6 +102,15 @@ class Database:
             command.upgrade(cfg, "head")
             conn.commit()
 
+    def checkpoint(self) -> None:
+        """SQLite: copy the write-ahead log into the database now (PASSIVE: never waits for
+        readers or writers). The decode pipeline calls it after each batch, outside its write
+        lock; otherwise SQLite's automatic checkpoint runs inside whichever commit fills the log
+        past 1,000 pages, while the head-end's bulk writers queue behind that commit."""
+        if self.is_sqlite:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def dispose(self) -> None:
         self.engine.dispose()
 
