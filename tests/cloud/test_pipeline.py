@@ -468,3 +468,31 @@ def test_registers_pick_what_register_value_picks():
     expected = {q: register_value(data, q) for q in CUMULATIVE_UNITS}
     assert pipeline._registers(data) == {q: v for q, v in expected.items() if v is not None} == {"energy": 7.0}
     assert pipeline._registers(None) == {} and pipeline._registers({"records": None}) == {}
+
+
+def test_record_scan_agrees_with_alarms_and_the_timestamp_rule():
+    from datetime import datetime, timezone
+
+    from omshub.cloud import alarms, pipeline
+    base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
+    samples = [
+        {"status": {"flags": ["power_low"]}, "records": []},
+        {"status": {"flags": ["busy"]}, "records": [{**base, "quantity": "error_flags", "value": 0},
+                                                     {**base, "quantity": "error_flags", "value": 4}]},
+        {"status": {}, "records": [{**base, "quantity": "error_flags", "storage": 1, "value": 4},
+                                   {**base, "quantity": "error_flags", "value": "4"}]},
+        {"status": None, "records": [{**base, "quantity": "datetime", "value": "not a time"},
+                                     {**base, "quantity": "datetime", "storage": 1, "value": "2026-01-01T00:00"},
+                                     {**base, "quantity": "datetime", "value": "2026-02-03T04:05"},
+                                     {**base, "quantity": "datetime", "value": "2026-03-01T00:00"}]},
+        {"records": [{**base, "quantity": "datetime", "tariff": 1, "value": "2026-02-03T04:05"}]},
+    ]
+    p = pipeline.DecodePipeline.__new__(pipeline.DecodePipeline)
+    p.meter_zone = timezone.utc
+    rx = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    stamps = []
+    for data in samples:
+        times, flagged, _registers = pipeline._scan_records(data.get("records"))
+        assert (flagged or pipeline._status_reports_error(data.get("status"))) == bool(alarms.error_causes(data)[0])
+        stamps.append(p._timestamp(data, rx))
+    assert stamps == [rx, rx, rx, datetime(2026, 2, 3, 4, 5, tzinfo=timezone.utc), rx]
