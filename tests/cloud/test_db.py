@@ -71,3 +71,14 @@ def test_settings_precedence(tmp_path):
     unknown.write_text("[omshub]\nprot = 1\n")
     with pytest.raises(SettingsError, match="prot"):
         load_settings(unknown, environ={})
+
+
+def test_mqtt_topic_settings():
+    s = load_settings(None, environ={"OMSHUB_MQTT_PREFIX": "supplier-a/omshub", "OMSHUB_MQTT_SHARED_GROUP": "headends"})
+    assert (s.mqtt_prefix, s.mqtt_shared_group) == ("supplier-a/omshub", "headends")
+    assert load_settings(None, environ={}).mqtt_prefix == "omshub"
+    for bad in ("omshub/+", "a/#", "", "a//b", "/a", "$SYS"):
+        with pytest.raises(SettingsError, match="mqtt_prefix"):
+            load_settings(None, environ={}, mqtt_prefix=bad)
+    with pytest.raises(SettingsError, match="mqtt_shared_group"):
+        load_settings(None, environ={}, mqtt_shared_group="a/b")

@@ -283,3 +283,41 @@ def test_bridge_seq_peek_reads_only_the_head():
     body = build_envelope(serial="GW-1", seq=123456, cfg=0, telegrams=frames(300), cred=CRED)
     assert _peek_seq(body) == 123456
     assert _peek_seq(cbor2.dumps({"batch": {"data": b"x" * 5000}, "seq": 1})) is None
+
+
+@needs_broker
+def test_serve_settings_choose_prefix_and_shared_group(tmp_path):
+    """`omshub serve --mqtt-prefix P --mqtt-shared-group G`: the head-end's bridge takes the
+    gateways' uplinks on P/up/<serial> through the shared subscription $share/G/P/up/+."""
+    from omshub.cloud.app import _start_transports
+    from omshub.cloud.settings import load_settings
+
+    from .test_transport_coap import headend_database, stored_telegrams
+
+    db = headend_database(tmp_path)
+    prefix = f"omshub-test-{uuid.uuid4().hex[:10]}/site-1"
+    settings = load_settings(None, environ={}, mqtt_url=BROKER, mqtt_prefix=prefix, mqtt_shared_group="headends")
+
+    class App:
+        class state:
+            pass
+
+    async def main():
+        [bridge] = await _start_transports(App, settings, db)
+        assert bridge.subscription == f"$share/headends/{prefix}/up/+" and bridge.ready
+        transport = gateway_transport(BROKER, prefix, timeout_s=10)
+        sent = frames(5, seed=23)
+        try:
+            answer = parse_response(await transport.send(
+                build_envelope(serial="GW-1", seq=1, cfg=0, telegrams=sent, cred=CRED)))
+        finally:
+            await transport.close()
+            await bridge.stop()
+        return sent, answer
+
+    try:
+        sent, answer = run(main())
+        assert (answer["ack"], answer["stored"]) == (1, 5)
+        assert stored_telegrams(db) == [f.raw for f in sent]
+    finally:
+        db.dispose()

@@ -87,7 +87,8 @@ async def _start_transports(app: FastAPI, settings: Settings, db: Database) -> l
         started.append(server)
     if settings.mqtt_url:
         from .mqtt_bridge import MqttBridge
-        bridge = MqttBridge.for_database(db, settings.mqtt_url)
+        bridge = MqttBridge.for_database(db, settings.mqtt_url, prefix=settings.mqtt_prefix,
+                                         shared_group=settings.mqtt_shared_group)
         await bridge.start()
         started.append(bridge)
     app.state.transports = started

@@ -30,7 +30,10 @@ class Settings(BaseModel):
     master_key: str | None = None           # hex or base64 of 32 bytes; else <data_dir>/master.key
     coap_host: str = "::"
     coap_port: int | None = Field(None, ge=0, le=65535)    # CoAP uplink server off unless set
-    mqtt_url: str | None = None             # mqtt://host:port; MQTT bridge off unless set
+    mqtt_url: str | None = None             # mqtt[s]://[user:pass@]host:port; MQTT bridge off unless set
+    mqtt_prefix: str = "omshub"             # topics <prefix>/up/<serial> and <prefix>/down/<serial>
+    # several head-end instances share the uplinks (MQTT 5 shared subscription $share/<group>/...)
+    mqtt_shared_group: str | None = None
     session_ttl_s: int = Field(12 * 3600, ge=60)
     pipeline: bool = True                   # run the decode pipeline worker inside `serve`
     pipeline_batch: int = Field(1000, ge=1, le=20000)
@@ -41,6 +44,19 @@ class Settings(BaseModel):
     silent_days: int = Field(3, ge=1)
     meter_timezone: str = "UTC"             # zone of meters' own date-time records
     log_level: str = "info"
+
+    @field_validator("mqtt_prefix", "mqtt_shared_group")
+    @classmethod
+    def _topic_part(cls, value: str | None, info) -> str | None:
+        if value is None:
+            return value
+        levels = value.split("/")
+        if info.field_name == "mqtt_shared_group" and len(levels) > 1:
+            raise ValueError(f"a shared-subscription group is one topic level, got {value!r}")
+        if (not value or len(value) > 100 or any(not level for level in levels)
+                or any(ch in value for ch in "+#$\x00")):
+            raise ValueError(f"{value!r} must be topic levels without wildcards (+ #), $, or empty levels")
+        return value
 
     @field_validator("meter_timezone")
     @classmethod

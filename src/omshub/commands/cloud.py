@@ -87,7 +87,11 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
           database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
           data_dir: Optional[Path] = DataDirOpt,
           coap_port: Optional[int] = typer.Option(None, "--coap-port", help="also serve CoAP uplinks on this UDP port"),
-          mqtt_url: Optional[str] = typer.Option(None, "--mqtt-url", help="also take uplinks from this MQTT broker"),
+          mqtt_url: Optional[str] = typer.Option(None, "--mqtt-url", help="also take uplinks from this MQTT broker "
+                                                 "(mqtt[s]://[user:pass@]host:port)"),
+          mqtt_prefix: Optional[str] = typer.Option(None, "--mqtt-prefix", help="MQTT topic prefix (default omshub)"),
+          mqtt_shared_group: Optional[str] = typer.Option(
+              None, "--mqtt-shared-group", help="share the uplinks among head-end instances ($share/GROUP/...)"),
           pipeline_workers: Optional[int] = typer.Option(
               None, "--pipeline-workers", help="decode worker processes (0: a thread; default: cores - 1)"),
           log_level: Optional[str] = typer.Option(None, "--log-level")) -> None:
@@ -101,6 +105,7 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
     from omshub.cloud.db import Database
     from omshub.cloud.keystore import KeyStoreError
     settings = _settings(database, config, data_dir, host=host, port=port, coap_port=coap_port, mqtt_url=mqtt_url,
+                         mqtt_prefix=mqtt_prefix, mqtt_shared_group=mqtt_shared_group,
                          pipeline_workers=pipeline_workers, log_level=log_level)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
