@@ -1045,7 +1045,7 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
 
 
 IDLE_WORKER_NICENESS = 5
-INGEST_QUIET_S = 0.1      # the idle-core workers decode only when no uplink came for this long
+INGEST_QUIET_S = 0.05     # the idle-core workers decode only when no uplink came for this long
 IDLE_POLL_S = 0.2         # an idle worker looks for new telegrams at least this often
 _ingest_clock = None      # shared double (time.monotonic() of the last uplink) when workers run
 
