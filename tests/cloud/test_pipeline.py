@@ -496,3 +496,26 @@ def test_record_scan_agrees_with_alarms_and_the_timestamp_rule():
         assert (flagged or pipeline._status_reports_error(data.get("status"))) == bool(alarms.error_causes(data)[0])
         stamps.append(p._timestamp(data, rx))
     assert stamps == [rx, rx, rx, datetime(2026, 2, 3, 4, 5, tzinfo=timezone.utc), rx]
+
+
+def test_a_large_batch_writes_every_state_and_meter(hub, db, pipeline):
+    """Batches large enough for the bulk paths (PostgreSQL: COPY and staged UPDATEs): every
+    telegram gets its state and reading, every meter its latest reading, time and registers."""
+    from omshub.cloud.pipeline import _Writer
+    n = _Writer.PG_STAGED_UPDATE + 30
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    ids = [f"3100{i:04d}" for i in range(n)]
+    pks = {mid: hub.meter(t, mid) for mid in ids[:-5]}  # the last five are not registered
+    hub.keys(t, {mid: KEY for mid in ids})
+    hub.send(gw, 1, [encode(mid, energy=1000.0 + i, access_number=i) for i, mid in enumerate(ids)])
+    assert pipeline.run_once(limit=1000) == n
+    assert _states(hub, gw) == ["decoded"] * (n - 5) + ["unknown_meter"] * 5
+    with db.session() as s:
+        meters = {m.meter_id: m for m in s.scalars(select(Meter).where(Meter.tenant_id == t.id))}
+        readings = {r.meter_pk: r for r in s.scalars(select(Reading).where(Reading.tenant_id == t.id))}
+    assert len(readings) == n - 5
+    for i, mid in enumerate(ids[:-5]):
+        m = meters[mid]
+        assert m.last_reading_id == readings[pks[mid]].id and m.last_registers == {"energy": 1000.0 + i}
+        assert m.key_status == "present" and m.last_heard_at is not None and m.last_reading_at is not None
