@@ -121,6 +121,23 @@ def test_same_telegram_and_receive_time_is_a_duplicate(hub, db):
     assert _count(db, Telegram, gateway_id=gw.id) == 3
 
 
+def test_a_large_batch_stores_each_reception_once(hub, db):
+    """Enough telegrams for the bulk path (PostgreSQL: staged through COPY): stored in order,
+    repeats within the batch and of an earlier uplink counted as duplicates."""
+    from omshub.cloud.pipeline import _Writer
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    frames = [encode(f"1100{i:04d}", energy=float(i)) for i in range(_Writer.PG_STAGED_UPDATE + 20)]
+    n = len(frames)
+    answer = hub.send(gw, 1, frames + frames[:3], t0=1767000000, dts=list(range(n)) + [0, 1, 2])
+    assert (answer["stored"], answer["duplicates"]) == (n, 3)
+    with db.session() as s:
+        assert s.scalars(select(Telegram.raw).where(Telegram.gateway_id == gw.id).order_by(Telegram.id)).all() == frames
+    answer = hub.send(gw, 2, frames, t0=1767000000, dts=list(range(n)))
+    assert (answer["stored"], answer["duplicates"]) == (0, n)
+    assert _count(db, Telegram, gateway_id=gw.id) == n
+
+
 def test_bad_telegrams_in_a_batch_are_rejected_others_stored(hub, db):
     t = hub.tenant()
     gw = hub.gateway(t)

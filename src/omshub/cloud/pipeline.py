@@ -336,7 +336,7 @@ class _Writer:
     whole columns as arrays for `unnest`); on PostgreSQL plain INSERTs go as COPY and larger
     UPDATEs through a COPYed staging table (end to end +5-10 % each, measured)."""
 
-    PG_STAGED_UPDATE = 50  # rows from which a PostgreSQL UPDATE goes through a staging table
+    PG_STAGED_UPDATE = 50  # rows from which a PostgreSQL UPDATE (or INSERT ... ON CONFLICT) is staged
 
     def __init__(self, session: Session, sqlite: bool) -> None:
         self.conn = session.connection()
@@ -396,31 +396,45 @@ class _Writer:
                     for row in rows:
                         copy.write_row(row)
             return len(rows)
+        if not self.sqlite and len(rows) >= self.PG_STAGED_UPDATE:
+            # with a conflict clause: COPY into a staging table, one INSERT ... SELECT from it
+            with self._staged(table, columns, pg_types, rows) as (cursor, stage):
+                # in the rows' order (ids are handed out in it): the staging table's physical order
+                cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ORDER BY ctid {suffix}")
+                return cursor.rowcount
         marks = ", ".join(self.mark if self.sqlite or t != "json" else "%s::json" for t in pg_types)
         return self.conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks}) {suffix}", rows).rowcount
 
     def update(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]) -> None:
         """UPDATE table SET columns... WHERE id = (the row's last value)."""
         if rows and not self.sqlite and len(rows) >= self.PG_STAGED_UPDATE:
-            # PostgreSQL: the rows COPYed into a temporary table (analyzed, so the planner knows
-            # its size) and one UPDATE joining it; a statement per row costs the server more
-            stage = f"_omshub_stage_{table}_{hashlib.blake2b(repr(columns).encode(), digest_size=6).hexdigest()}"
-            names = ", ".join(f'"{c}"' for c in columns)
-            defs = ", ".join(f'"{c}" {t}' for c, t in zip(columns, pg_types))
+            # PostgreSQL: one UPDATE joining the rows COPYed into a staging table (a statement
+            # per row costs the server more than the rows themselves)
             sets = ", ".join(f'"{c}" = s."{c}"' for c in columns)
-            with self.conn.connection.driver_connection.cursor() as cursor:
-                cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({defs}, id bigint) ON COMMIT DELETE ROWS")
-                with cursor.copy(f"COPY {stage} ({names}, id) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                cursor.execute(f"ANALYZE {stage}")
+            with self._staged(table, (*columns, "id"), (*pg_types, "bigint"), rows) as (cursor, stage):
                 cursor.execute(f"UPDATE {table} AS t SET {sets} FROM {stage} AS s WHERE t.id = s.id")
-                cursor.execute(f"TRUNCATE {stage}")
             return
         if rows:
             sets = ", ".join(f'"{c}" = ' + (self.mark if self.sqlite or t != "json" else "%s::json")
                              for c, t in zip(columns, pg_types))
             self.conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE id = {self.mark}", rows)
+
+    @contextmanager
+    def _staged(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]):
+        """PostgreSQL: (cursor, name) of a temporary table holding `rows`, COPYed in and analyzed
+        (so the planner knows its size); emptied again afterwards."""
+        key = hashlib.blake2b(repr((columns, pg_types)).encode(), digest_size=6).hexdigest()
+        stage = f"_omshub_stage_{table}_{key}"
+        names = ", ".join(f'"{c}"' for c in columns)
+        defs = ", ".join(f'"{c}" {t}' for c, t in zip(columns, pg_types))
+        with self.conn.connection.driver_connection.cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({defs}) ON COMMIT DELETE ROWS")
+            with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(f"ANALYZE {stage}")
+            yield cursor, stage
+            cursor.execute(f"TRUNCATE {stage}")
 
     def new_ids(self, table: str, n: int) -> list[int]:
         """`n` ids for explicit inserts. SQLite: the batch holds the write lock, so max(id)+1...
