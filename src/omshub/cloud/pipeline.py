@@ -40,7 +40,8 @@ from omshub.codec.security import KeyContext
 
 from .db import Database
 from .keystore import KeyStore, KeyStoreError
-from .models import CompactFormat, Meter, MeterKey, Reading, Telegram
+from .models import (CompactFormat, Meter, MeterKey, Reading, Telegram, compact_reading_data,
+                     expand_reading_data)
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +250,8 @@ class _Prepared:
         self.timestamp = pipeline._timestamp_of(times, row.received_at)
         self.timestamp_db, self.received_db = to_db(self.timestamp), row.received_db
         self.fields = result.get("fields") or {}
-        # `fields` has its own column: not stored twice (readers take the column)
         self.fields_json = _json(self.fields)
-        self.data_json = _json({k: v for k, v in result.items() if k != "fields"})
+        self.data_json = _json(compact_reading_data(result))  # as models.ReadingData stores it
         self.reports_error = error_flags or _status_reports_error(result.get("status"))
 
 
@@ -897,7 +897,7 @@ class DecodePipeline:
             for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
                                  f'fingerprint FROM readings WHERE {isin}', params):
                 out[r[0]] = StoredReading(r[0], r[1], r[2], r[3], _db_time(r[4]), _db_time(r[5]), {},
-                                          _db_json(r[6]), r[7])
+                                          expand_reading_data(_db_json(r[6])), r[7])
         return out
 
     @staticmethod
