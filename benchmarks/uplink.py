@@ -33,6 +33,8 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
+from omshub.gateway.sources import ReceivedFrame
+
 T_DAY0 = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc).timestamp()
 WINDOW_START = T_DAY0 + 2 * 3600      # the default collection window: 02:00, 900 s
 UPLINK_PATH = "/api/v1/uplink"
@@ -71,18 +73,10 @@ def heat_meter_frame(rng: random.Random, index: int) -> bytes:
     return encode_telegram(meter, recs, mode=5, key=rng.randbytes(16), access_number=rng.randrange(256))
 
 
-@dataclass
-class Frame:
-    raw: bytes
-    rx_time: float
-    rssi: int | None
-    link_mode: str
-
-
-def daily_batch(meters: int, seed: int = 1) -> list[Frame]:
+def daily_batch(meters: int, seed: int = 1) -> list[ReceivedFrame]:
     rng = random.Random(seed)
     frames = [heat_meter_frame(rng, i) for i in range(meters)]
-    return [Frame(f, WINDOW_START + rng.randrange(900), -rng.randint(55, 100), "T1") for f in frames]
+    return [ReceivedFrame(f, WINDOW_START + rng.randrange(900), -rng.randint(55, 100), "T1") for f in frames]
 
 
 def gateway_status(spool: int, heard: int) -> dict:
@@ -208,7 +202,7 @@ class WireResult:
         return self.up + self.down
 
 
-async def one_uplink(name: str, transport, proxy, serial: str, credential: str, batch: list[Frame],
+async def one_uplink(name: str, transport, proxy, serial: str, credential: str, batch: list[ReceivedFrame],
                      note: str = "") -> WireResult:
     from omshub.gateway.uplink import build_envelope, parse_response
 
@@ -230,7 +224,7 @@ async def one_uplink(name: str, transport, proxy, serial: str, credential: str, 
                       f"{s.packets_up}/{s.packets_down} {kind}", note)
 
 
-async def measure_wire(batch: list[Frame], ports: dict, creds: dict[str, str], certfile: Path,
+async def measure_wire(batch: list[ReceivedFrame], ports: dict, creds: dict[str, str], certfile: Path,
                        broker: str | None) -> list[WireResult]:
     from omshub.gateway.linkemu import TcpProxy, UdpProxy
     from omshub.gateway.transport_coap import CoapTransport
@@ -281,7 +275,6 @@ class FleetRadio:
         return None
 
     async def frames(self):
-        from omshub.gateway.sources import ReceivedFrame
 
         rng = random.Random(5)
         now = self.clock.now()
@@ -429,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(batch: list[Frame], wire: list[WireResult], agent: dict | None) -> None:
+def report(batch: list[ReceivedFrame], wire: list[WireResult], agent: dict | None) -> None:
     sizes = [len(f.raw) for f in batch]
     print(f"daily batch: {len(batch)} heat-meter telegrams, security mode 5, built with "
           f"omshub.codec.encode_telegram (no CRCs), {min(sizes)}-{max(sizes)} bytes, "

@@ -109,3 +109,34 @@ def test_line_parsers_never_crash(text):
         except ValueError:
             continue
         assert r is None or (isinstance(r[0], bytes) and r[2])
+
+
+def test_a_listen_window_drops_stale_frames_and_ends_with_its_reader():
+    """What a reader thread queued before the window is dropped; when the source's window
+    generator is closed, the reader is told at once that nobody listens."""
+    from contextlib import aclosing
+
+    from omshub.gateway.sources import listen
+
+    class Source:
+        _listening = False
+
+    async def main():
+        source, queue = Source(), asyncio.Queue()
+        queue.put_nowait("stale")
+
+        async def window():
+            async with aclosing(listen(source, queue)) as frames:
+                async for frame in frames:
+                    yield frame
+
+        frames = window()
+        first = asyncio.ensure_future(frames.__anext__())
+        await asyncio.sleep(0)
+        assert source._listening and queue.empty()
+        queue.put_nowait("fresh")
+        assert await first == "fresh"
+        await frames.aclose()
+        assert source._listening is False
+
+    asyncio.run(main())

@@ -6,7 +6,6 @@ import asyncio
 import random
 import socket
 import time
-from dataclasses import dataclass
 
 import cbor2
 import orjson
@@ -14,6 +13,7 @@ import pytest
 
 from omshub.cloud.coap_server import CoapServer
 from omshub.gateway.linkemu import UdpProxy
+from omshub.gateway.sources import ReceivedFrame
 from omshub.gateway.transport_coap import CoapTransport
 from omshub.gateway.uplink import (PayloadTooLarge, TransportError, UplinkRejected, UplinkTransport,
                                    build_envelope, decode_envelope, parse_response)
@@ -21,17 +21,9 @@ from omshub.gateway.uplink import (PayloadTooLarge, TransportError, UplinkReject
 CRED = "gw-secret-credential"
 
 
-@dataclass
-class Frame:
-    raw: bytes
-    rx_time: float
-    rssi: int | None
-    link_mode: str
-
-
-def frames(n: int, seed: int = 1) -> list[Frame]:
+def frames(n: int, seed: int = 1) -> list[ReceivedFrame]:
     rng = random.Random(seed)
-    return [Frame(rng.randbytes(rng.randint(50, 110)), 1_700_000_000 + i * 3, -rng.randint(40, 100), "T1")
+    return [ReceivedFrame(rng.randbytes(rng.randint(50, 110)), 1_700_000_000 + i * 3, -rng.randint(40, 100), "T1")
             for i in range(n)]
 
 

@@ -27,11 +27,12 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from .clock import Clock
-from .sources import MAX_QUEUE, ReceivedFrame, SourceError
+from .sources import MAX_QUEUE, ReceivedFrame, SourceError, listen
 
 log = logging.getLogger(__name__)
 
@@ -489,14 +490,9 @@ class DongleSource:
     async def frames(self) -> AsyncIterator[ReceivedFrame]:
         await self._start()
         assert self._queue is not None
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._listening = True
-        try:
-            while True:
-                yield await self._queue.get()
-        finally:
-            self._listening = False
+        async with aclosing(listen(self, self._queue)) as window:  # closed with this generator
+            async for frame in window:
+                yield frame
 
     async def close(self) -> None:
         self._stop.set()

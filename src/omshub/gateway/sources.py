@@ -30,6 +30,7 @@ import re
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -49,6 +50,20 @@ class ReceivedFrame:
     rx_time: float        # Unix seconds (gateway clock)
     rssi: int | None      # dBm, None when unknown
     link_mode: str        # "T1", "C1", ... or "unknown"
+
+
+async def listen(source, queue: asyncio.Queue) -> AsyncIterator[ReceivedFrame]:
+    """A listen window of a source whose reader thread fills `queue`: what was queued before the
+    window is stale and dropped; `source._listening` tells the reader thread to keep what it
+    reads (outside windows it discards)."""
+    while not queue.empty():
+        queue.get_nowait()
+    source._listening = True
+    try:
+        while True:
+            yield await queue.get()
+    finally:
+        source._listening = False
 
 
 @runtime_checkable
@@ -225,14 +240,9 @@ class LineSource:
             self._thread = threading.Thread(target=self._reader, name=f"{self.name}-reader", daemon=True)
             self._thread.start()
         assert self._queue is not None
-        while not self._queue.empty():  # anything left from before this window is stale
-            self._queue.get_nowait()
-        self._listening = True
-        try:
-            while True:
-                yield await self._queue.get()
-        finally:
-            self._listening = False
+        async with aclosing(listen(self, self._queue)) as window:  # closed with this generator
+            async for frame in window:
+                yield frame
 
     def _reader(self) -> None:
         import sys
