@@ -11,11 +11,7 @@ from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
 from omshub.gateway.transport_http import HttpsTransport
-
-import pytest
-
-pytest.importorskip("omshub.cloud.app", reason="the head-end (omshub.cloud) is not available")
-from tests.cloud.conftest import Hub, data_dir, database_url, db, keystore, live_server  # noqa: E402,F401
+from tests.cloud.conftest import Hub, data_dir, database_url, db, keystore, live_server  # noqa: F401
 
 from .helpers import ScheduledSource, frame
 

@@ -4,15 +4,13 @@ import asyncio
 import random
 from datetime import datetime, timezone
 
-import pytest
-
 from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
+from omshub.sim import fleet as sim
 
 from .helpers import FakeHeadend, FakeTransport
 
-sim = pytest.importorskip("omshub.sim.fleet")
 
 FLEET = """
 [fleet]
