@@ -92,6 +92,15 @@ def db(database_url):
     database.dispose()
 
 
+@pytest.fixture
+def s(db):
+    """A session on this module's database (SQLite or PostgreSQL), rolled back afterwards."""
+    session = db.session()
+    yield session
+    session.rollback()
+    session.close()
+
+
 @pytest.fixture(scope="module")
 def keystore():
     from omshub.cloud.keystore import KeyStore

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from omshub.cloud import alarms
 from omshub.cloud.models import Alarm
 
 from .domain_fixtures import T0, days, gateway, meter, reading, tenant
-
-
-@pytest.fixture
-def s(db):
-    """A session on this module's database (SQLite or PostgreSQL), rolled back afterwards."""
-    session = db.session()
-    yield session
-    session.rollback()
-    session.close()
 
 
 def _active(s, kind=None):

@@ -11,15 +11,6 @@ from omshub.cloud.models import Alarm
 from .domain_fixtures import T0, days, install, meter, point, reading, tenant
 
 
-@pytest.fixture
-def s(db):
-    """A session on this module's database (SQLite or PostgreSQL), rolled back afterwards."""
-    session = db.session()
-    yield session
-    session.rollback()
-    session.close()
-
-
 def test_register_value_picks_current_register_only():
     data = {"records": [
         {"quantity": "energy", "value": 5.0, "storage": 1, "tariff": 0, "subunit": 0, "function": "instantaneous"},

@@ -16,15 +16,6 @@ from .domain_fixtures import T0, FakePrincipal, gateway, tenant
 CFG = {"timezone": "UTC", "upload": {"cron": "0 30 3 * * *", "max_batch": 1000}, "spread_s": 0}
 
 
-@pytest.fixture
-def s(db):
-    """A session on this module's database (SQLite or PostgreSQL), rolled back afterwards."""
-    session = db.session()
-    yield session
-    session.rollback()
-    session.close()
-
-
 def _state(s, op):
     s.flush()
     s.expire(op)  # read back what was written
