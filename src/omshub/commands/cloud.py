@@ -12,9 +12,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
+
+from . import fail
 
 admin_app = typer.Typer(help="Bootstrap the head-end: tenants, users, API tokens, gateways.", no_args_is_help=True)
 keys_app = typer.Typer(help="Meter keys: import a CSV key file, export the key file for given meters.",
@@ -27,9 +29,8 @@ DataDirOpt = typer.Option(None, "--data-dir", help="data directory (SQLite datab
 JsonOpt = typer.Option(False, "--json", help="print JSON instead of a table")
 
 
-def _fail(message: str, code: int = 1):
-    typer.echo(f"omshub: {message}", err=True)
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 1) -> NoReturn:
+    fail("omshub", message, code)
 
 
 def _settings(database, config, data_dir, **flags):

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
+from . import fail
 
-def _fail(message: str, code: int = 2):
-    typer.echo(f"omshub demo: {message}", err=True)
-    raise typer.Exit(code)
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    fail("omshub demo", message, code)
 
 
 def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="simulated gateways (one building each)"),

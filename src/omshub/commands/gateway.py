@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
+
+from . import fail
 
 gateway_app = typer.Typer(help="The gateway agent: collect wM-Bus telegrams, spool them, upload them.",
                           no_args_is_help=True, add_completion=False)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"omshub gateway: {message}", err=True)
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    fail("omshub gateway", message, code)
 
 
 def _load(config: Path):

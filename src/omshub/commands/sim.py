@@ -7,9 +7,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
+
+from . import fail
 
 sim_app = typer.Typer(help="Simulated OMS meter fleets: fleet files, keys, meter lists and telegrams.",
                       no_args_is_help=True)
@@ -21,9 +23,8 @@ class OutputFormat(str, Enum):
     rtlwmbus = "rtlwmbus"
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    fail("omshub simulate", message, code)
 
 
 def _load(path: Path):
