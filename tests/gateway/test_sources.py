@@ -18,7 +18,7 @@ def test_hex_lines():
     assert parse_hex_line("  # comment") is None and parse_hex_line("") is None
     assert parse_hex_line(F1) == (bytes.fromhex(F1), None, "unknown")
     assert parse_hex_line(f"0x{F1};-71;T1") == (bytes.fromhex(F1), -71, "T1")
-    assert parse_hex_line(f"2E 44 93_15|78;;c1")[1:] == (None, "C1")
+    assert parse_hex_line("2E 44 93_15|78;;c1")[1:] == (None, "C1")
     assert parse_hex_line(f"{F1}\t-80")[1] == -80
     for bad, why in [("2E4", "odd"), ("ZZ", "not hex"), (f"{F1};loud", "RSSI"), (f"{F1};-71;X9", "link mode"),
                      (f"{F1};-500", "out of range"), ("1;2;3;4", "columns")]:

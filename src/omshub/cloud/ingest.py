@@ -21,7 +21,7 @@ from omshub.codec import peek_address, peek_header
 
 from .auth import hash_secret
 from .db import Database
-from .models import Gateway, Telegram, Uplink
+from .models import Gateway, Uplink
 from .pipeline import _sqlite_time, note_ingest, write_gate
 
 log = logging.getLogger(__name__)
