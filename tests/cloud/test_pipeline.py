@@ -451,9 +451,7 @@ def test_a_worker_whose_share_is_done_helps_with_the_others(hub, db, pipeline):
 
 
 def test_registers_pick_what_register_value_picks():
-    from omshub.cloud import pipeline
-    from omshub.cloud.consumption import CUMULATIVE_UNITS, register_value
-    assert pipeline._CUMULATIVE == set(CUMULATIVE_UNITS)
+    from omshub.cloud.consumption import CUMULATIVE_UNITS, register_value, registers
     base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
     data = {"records": [
         {**base, "quantity": "energy", "value": "n/a"},          # not a number: the next one counts
@@ -466,36 +464,31 @@ def test_registers_pick_what_register_value_picks():
         {**base, "quantity": "hca", "tariff": 1, "value": 2.0},
     ]}
     expected = {q: register_value(data, q) for q in CUMULATIVE_UNITS}
-    assert pipeline._registers(data) == {q: v for q, v in expected.items() if v is not None} == {"energy": 7.0}
-    assert pipeline._registers(None) == {} and pipeline._registers({"records": None}) == {}
+    assert registers(data) == {q: v for q, v in expected.items() if v is not None} == {"energy": 7.0}
+    assert registers(None) == {} and registers({"records": None}) == {}
+    assert register_value(data, "volume") is None and register_value({"records": [{**base, "quantity": "power",
+                                                                                   "value": 2}]}, "power") == 2.0
 
 
-def test_record_scan_agrees_with_alarms_and_the_timestamp_rule():
+def test_the_timestamp_is_the_first_current_datetime_that_parses():
     from datetime import datetime, timezone
 
-    from omshub.cloud import alarms, pipeline
+    from omshub.cloud import pipeline
     base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
     samples = [
         {"status": {"flags": ["power_low"]}, "records": []},
-        {"status": {"flags": ["busy"]}, "records": [{**base, "quantity": "error_flags", "value": 0},
-                                                     {**base, "quantity": "error_flags", "value": 4}]},
-        {"status": {}, "records": [{**base, "quantity": "error_flags", "storage": 1, "value": 4},
-                                   {**base, "quantity": "error_flags", "value": "4"}]},
-        {"status": None, "records": [{**base, "quantity": "datetime", "value": "not a time"},
-                                     {**base, "quantity": "datetime", "storage": 1, "value": "2026-01-01T00:00"},
-                                     {**base, "quantity": "datetime", "value": "2026-02-03T04:05"},
-                                     {**base, "quantity": "datetime", "value": "2026-03-01T00:00"}]},
+        {"records": [{**base, "quantity": "error_flags", "value": 4}]},
+        {"records": [{**base, "quantity": "datetime", "value": "not a time"},
+                     {**base, "quantity": "datetime", "storage": 1, "value": "2026-01-01T00:00"},
+                     {**base, "quantity": "datetime", "value": "2026-02-03T04:05"},
+                     {**base, "quantity": "datetime", "value": "2026-03-01T00:00"}]},
         {"records": [{**base, "quantity": "datetime", "tariff": 1, "value": "2026-02-03T04:05"}]},
     ]
     p = pipeline.DecodePipeline.__new__(pipeline.DecodePipeline)
     p.meter_zone = timezone.utc
     rx = datetime(2026, 5, 1, tzinfo=timezone.utc)
-    stamps = []
-    for data in samples:
-        times, flagged, _registers = pipeline._scan_records(data.get("records"))
-        assert (flagged or pipeline._status_reports_error(data.get("status"))) == bool(alarms.error_causes(data)[0])
-        stamps.append(p._timestamp(data, rx))
-    assert stamps == [rx, rx, rx, datetime(2026, 2, 3, 4, 5, tzinfo=timezone.utc), rx]
+    stamps = [p._timestamp(data, rx) for data in samples]
+    assert stamps == [rx, rx, datetime(2026, 2, 3, 4, 5, tzinfo=timezone.utc), rx]
 
 
 def test_a_large_batch_writes_every_state_and_meter(hub, db, pipeline):

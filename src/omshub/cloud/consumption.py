@@ -40,16 +40,26 @@ def cumulative_quantity(device_type: str | None) -> str | None:
 def register_value(data: dict | None, quantity: str) -> float | None:
     """The current (storage 0, tariff 0, subunit 0, instantaneous) value of `quantity` in a
     decoded telegram, or None when absent or not a number."""
+    return registers(data, (quantity,)).get(quantity)
+
+
+def registers(data: dict | None, quantities=CUMULATIVE_UNITS) -> dict[str, float]:
+    """{quantity: register_value(data, quantity)} of those `quantities` present, in one pass over
+    the records (the first current, numeric record of a quantity counts)."""
+    out: dict[str, float] = {}
     if not isinstance(data, dict):
-        return None
+        return out
     for rec in data.get("records") or ():
-        if (isinstance(rec, dict) and rec.get("quantity") == quantity and not rec.get("storage")
+        if type(rec) is not dict:
+            continue
+        quantity = rec.get("quantity")
+        if (type(quantity) is str and quantity in quantities and quantity not in out and not rec.get("storage")
                 and not rec.get("tariff") and not rec.get("subunit")
                 and rec.get("function", "instantaneous") == "instantaneous"):
             value = rec.get("value")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-    return None
+                out[quantity] = float(value)
+    return out
 
 
 def _utc(dt: datetime) -> datetime:

@@ -38,6 +38,7 @@ from omshub.codec import DecodeError, FormatCache, decode
 from omshub.codec.security import KeyContext
 
 from .db import Database
+from .consumption import registers
 from .keystore import KeyStore, KeyStoreError
 from .models import (CompactFormat, Meter, MeterKey, Reading, Telegram, compact_reading_data,
                      expand_reading_data)
@@ -230,13 +231,14 @@ class _Prepared:
 
     def __init__(self, pipeline: "DecodePipeline", result: dict, row: "_NewTelegram", to_db) -> None:
         self.fingerprint = _fingerprint(result)
-        times, error_flags, self.registers = _scan_records(result.get("records"))
-        self.timestamp = pipeline._timestamp_of(times, row.received_at)
+        self.timestamp = pipeline._timestamp(result, row.received_at)
         self.timestamp_db, self.received_db = to_db(self.timestamp), row.received_db
         self.fields = result.get("fields") or {}
         self.fields_json = _json(self.fields)
         self.data_json = _json(compact_reading_data(result))  # as models.ReadingData stores it
-        self.reports_error = error_flags or _status_reports_error(result.get("status"))
+        alarms = _alarms()
+        self.reports_error = bool(alarms.error_causes(result)[0]) if alarms is not None else False
+        self.registers = registers(result)
 
 
 class _MeterState:
@@ -269,9 +271,9 @@ class StoredReading:
         self.fingerprint, self.reports_error, self.registers = fingerprint, reports_error, registers
 
     def register_map(self) -> dict[str, float]:
-        """{quantity: consumption.register_value(data, quantity)} of the cumulative quantities present."""
+        """consumption.registers of the data (worked out once)."""
         if self.registers is None:
-            self.registers = _registers(self.data)
+            self.registers = registers(self.data)
         return self.registers
 
 
@@ -767,17 +769,16 @@ class DecodePipeline:
     def _timestamp(self, result: dict, received_at: datetime) -> datetime:
         """The meter's own current date-time record where one parses (a naive one is in the
         meters' time zone), else the receive time."""
-        return self._timestamp_of(_scan_records(result.get("records"))[0], received_at)
-
-    def _timestamp_of(self, times: list[str], received_at: datetime) -> datetime:
-        for text in times:
-            try:
-                value = datetime.fromisoformat(text)
-            except ValueError:
-                continue
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=self.meter_zone)
-            return value.astimezone(timezone.utc)
+        for rec in result.get("records") or ():
+            if (rec.get("quantity") == "datetime" and rec.get("storage") == 0 and not rec.get("tariff")
+                    and not rec.get("subunit") and isinstance(rec.get("value"), str)):
+                try:
+                    value = datetime.fromisoformat(rec["value"])
+                except ValueError:
+                    continue
+                if value.tzinfo is None:
+                    value = value.replace(tzinfo=self.meter_zone)
+                return value.astimezone(timezone.utc)
         return received_at
 
     def _store(self, session: Session, outcomes: list, now: datetime) -> None:
@@ -955,55 +956,7 @@ def _may_alarm(alarms, reading: Reading, previous: Reading | None) -> bool:
 
 
 def _register_map(reading) -> dict[str, float]:
-    return reading.register_map() if isinstance(reading, StoredReading) else _registers(reading.data)
-
-
-_CUMULATIVE = frozenset(("energy", "volume", "hca"))  # consumption.CUMULATIVE_UNITS (a test checks)
-
-
-def _registers(data: dict | None) -> dict[str, float]:
-    """{quantity: consumption.register_value(data, quantity)} for the cumulative quantities present."""
-    return _scan_records(data.get("records") if isinstance(data, dict) else None)[2]
-
-
-def _scan_records(records) -> tuple[list[str], bool, dict[str, float]]:
-    """One pass over a decoded telegram's records for what the pipeline derives from them:
-    - the current date-time records' texts, in order (the reading's timestamp: the first that parses);
-    - whether an error-flags record reports an error (as alarms.error_causes: current, integer, not 0);
-    - the cumulative registers {quantity: value} (as consumption.register_value: storage, tariff and
-      subunit 0, instantaneous, numeric; the first such record of a quantity).
-    A test holds these to the functions they mirror."""
-    times: list[str] = []
-    error_flags = False
-    registers: dict[str, float] = {}
-    for rec in records or ():
-        if type(rec) is not dict:
-            continue
-        quantity = rec.get("quantity")
-        if type(quantity) is not str:
-            continue
-        if quantity in _CUMULATIVE:
-            if (quantity not in registers and not rec.get("storage") and not rec.get("tariff")
-                    and not rec.get("subunit") and rec.get("function", "instantaneous") == "instantaneous"):
-                value = rec.get("value")
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    registers[quantity] = float(value)
-        elif quantity == "datetime":
-            if (rec.get("storage") == 0 and not rec.get("tariff") and not rec.get("subunit")
-                    and isinstance(rec.get("value"), str)):
-                times.append(rec["value"])
-        elif quantity == "error_flags" and not error_flags and not rec.get("storage"):
-            value = rec.get("value")
-            error_flags = isinstance(value, int) and value != 0
-    return times, error_flags, registers
-
-
-def _status_reports_error(status) -> bool:
-    """alarms.error_causes' status part: one of its error flags set."""
-    alarms = _alarms()
-    if alarms is None or not isinstance(status, dict):
-        return False
-    return any(f in alarms._STATUS_ERROR_FLAGS for f in status.get("flags") or ())
+    return reading.register_map() if isinstance(reading, StoredReading) else registers(reading.data)
 
 
 def tune_gc() -> None:
