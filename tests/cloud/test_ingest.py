@@ -127,7 +127,7 @@ def test_a_large_batch_stores_each_reception_once(hub, db):
     from omshub.cloud.pipeline import _Writer
     t = hub.tenant()
     gw = hub.gateway(t)
-    frames = [encode(f"1100{i:04d}", energy=float(i)) for i in range(_Writer.PG_STAGED_UPDATE + 20)]
+    frames = [encode(f"1100{i:04d}", energy=float(i)) for i in range(_Writer.PG_STAGED_ROWS + 20)]
     n = len(frames)
     answer = hub.send(gw, 1, frames + frames[:3], t0=1767000000, dts=list(range(n)) + [0, 1, 2])
     assert (answer["stored"], answer["duplicates"]) == (n, 3)

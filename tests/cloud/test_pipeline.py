@@ -495,7 +495,7 @@ def test_a_large_batch_writes_every_state_and_meter(hub, db, pipeline):
     """Batches large enough for the bulk paths (PostgreSQL: COPY and staged UPDATEs): every
     telegram gets its state and reading, every meter its latest reading, time and registers."""
     from omshub.cloud.pipeline import _Writer
-    n = _Writer.PG_STAGED_UPDATE + 30
+    n = _Writer.PG_STAGED_ROWS + 30
     t = hub.tenant()
     gw = hub.gateway(t)
     ids = [f"3100{i:04d}" for i in range(n)]

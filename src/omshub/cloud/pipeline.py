@@ -322,7 +322,7 @@ class _Writer:
     whole columns as arrays for `unnest`); on PostgreSQL plain INSERTs go as COPY and larger
     UPDATEs through a COPYed staging table (end to end +5-10 % each, measured)."""
 
-    PG_STAGED_UPDATE = 50  # rows from which a PostgreSQL UPDATE (or INSERT ... ON CONFLICT) is staged
+    PG_STAGED_ROWS = 50  # from this many rows a PostgreSQL UPDATE or INSERT ... ON CONFLICT is staged
 
     def __init__(self, session: Session, sqlite: bool) -> None:
         self.conn = session.connection()
@@ -382,7 +382,7 @@ class _Writer:
                     for row in rows:
                         copy.write_row(row)
             return len(rows)
-        if not self.sqlite and len(rows) >= self.PG_STAGED_UPDATE:
+        if not self.sqlite and len(rows) >= self.PG_STAGED_ROWS:
             # with a conflict clause: COPY into a staging table, one INSERT ... SELECT from it
             with self._staged(table, columns, pg_types, rows) as (cursor, stage):
                 # in the rows' order (ids are handed out in it): the staging table's physical order
@@ -393,7 +393,7 @@ class _Writer:
 
     def update(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]) -> None:
         """UPDATE table SET columns... WHERE id = (the row's last value)."""
-        if rows and not self.sqlite and len(rows) >= self.PG_STAGED_UPDATE:
+        if rows and not self.sqlite and len(rows) >= self.PG_STAGED_ROWS:
             # PostgreSQL: one UPDATE joining the rows COPYed into a staging table (a statement
             # per row costs the server more than the rows themselves)
             sets = ", ".join(f'"{c}" = s."{c}"' for c in columns)
