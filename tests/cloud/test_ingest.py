@@ -124,10 +124,10 @@ def test_same_telegram_and_receive_time_is_a_duplicate(hub, db):
 def test_a_large_batch_stores_each_reception_once(hub, db):
     """Enough telegrams for the bulk path (PostgreSQL: staged through COPY): stored in order,
     repeats within the batch and of an earlier uplink counted as duplicates."""
-    from omshub.cloud.pipeline import _Writer
+    from omshub.cloud.db import BulkSql
     t = hub.tenant()
     gw = hub.gateway(t)
-    frames = [encode(f"1100{i:04d}", energy=float(i)) for i in range(_Writer.PG_STAGED_ROWS + 20)]
+    frames = [encode(f"1100{i:04d}", energy=float(i)) for i in range(BulkSql.PG_STAGED_ROWS + 20)]
     n = len(frames)
     answer = hub.send(gw, 1, frames + frames[:3], t0=1767000000, dts=list(range(n)) + [0, 1, 2])
     assert (answer["stored"], answer["duplicates"]) == (n, 3)

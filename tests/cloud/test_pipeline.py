@@ -494,8 +494,8 @@ def test_the_timestamp_is_the_first_current_datetime_that_parses():
 def test_a_large_batch_writes_every_state_and_meter(hub, db, pipeline):
     """Batches large enough for the bulk paths (PostgreSQL: COPY and staged UPDATEs): every
     telegram gets its state and reading, every meter its latest reading, time and registers."""
-    from omshub.cloud.pipeline import _Writer
-    n = _Writer.PG_STAGED_ROWS + 30
+    from omshub.cloud.db import BulkSql
+    n = BulkSql.PG_STAGED_ROWS + 30
     t = hub.tenant()
     gw = hub.gateway(t)
     ids = [f"3100{i:04d}" for i in range(n)]

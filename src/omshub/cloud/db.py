@@ -8,8 +8,10 @@ writers queue on the busy timeout instead of failing on a stale read snapshot.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -21,13 +23,13 @@ from starlette.requests import Request
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def _json_dumps(value) -> str:
+def json_text(value) -> str:
     # orjson: several times faster than json for the readings' record dicts; NaN/inf become null
     # (valid JSON, which PostgreSQL's json type insists on)
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-_JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+_JSON = {"json_serializer": json_text, "json_deserializer": orjson.loads}
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -131,3 +133,145 @@ def get_session(request: Request) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# --- driver-level bulk SQL (the decode pipeline's and the ingest's batches) ---
+
+def sqlite_time(dt: datetime) -> str:
+    """A datetime as SQLAlchemy stores it for UtcDateTime on SQLite (naive UTC, microseconds)."""
+    if dt.tzinfo is not None:
+        dt = (dt if dt.tzinfo is timezone.utc else dt.astimezone(timezone.utc)).replace(tzinfo=None)
+    return dt.isoformat(" ", "microseconds")
+
+
+def db_time(value) -> datetime | None:
+    """A UtcDateTime column as a driver-level SELECT returns it (SQLite: naive UTC text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def db_json(value):
+    """A JSON column as a driver-level SELECT returns it (SQLite: text; psycopg: parsed)."""
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+class BulkSql:
+    """The batch's bulk statements at the driver level: SQLAlchemy's per-row parameter
+    processing (type processors, parameter dicts) cost more than the statements themselves.
+    Values are converted here exactly as the column types would (UtcDateTime, JSON); `pg_types`
+    name the columns' types (JSON values are cast). One executemany per statement: a C loop on
+    SQLite, a pipeline on psycopg (measured: ~8 µs client CPU per row, 30x less than binding
+    whole columns as arrays for `unnest`); on PostgreSQL plain INSERTs go as COPY and larger
+    UPDATEs through a COPYed staging table (end to end +5-10 % each, measured)."""
+
+    PG_STAGED_ROWS = 50  # from this many rows a PostgreSQL UPDATE or INSERT ... ON CONFLICT is staged
+
+    def __init__(self, session: Session, sqlite: bool) -> None:
+        self.conn = session.connection()
+        self.sqlite = sqlite
+        self.time = sqlite_time if sqlite else (lambda dt: dt)
+        self.mark = "?" if sqlite else "%s"
+
+    def isin(self, column: str, values) -> tuple[str, tuple]:
+        """(`column IN (values)` as SQL, its parameters): bound values, so the statement text
+        repeats and nothing is compiled per batch. On PostgreSQL one array (`= ANY`): measured
+        2-5x faster than a list of parameters, which the planner tends to check row by row
+        against every candidate the index's leading columns give."""
+        values = list(values)
+        if self.sqlite:
+            return f"{column} IN ({','.join('?' * len(values))})", tuple(values)
+        return f"{column} = ANY(%s)", (values,)
+
+    def lookup(self, columns: str, table: str, where: str, params: tuple, key: str, values: list,
+               pg_type: str = "text", lock: bool = False) -> list:
+        """SELECT columns FROM table WHERE where AND key IN values (`{m}`: placeholders of
+        `params`). SQLite: an IN list on the index. PostgreSQL: one LATERAL index look-up per
+        value, fenced by OFFSET 0 — with `= ANY` the planner has been seen filtering all of a
+        tenant's rows against the list when its statistics were stale (7 ms instead of 2 ms per
+        500 ids, growing with the table). `lock`: FOR UPDATE, in the order of `values`."""
+        if self.sqlite:
+            isin, in_params = self.isin(key, values)
+            return self.rows(f"SELECT {columns} FROM {table} WHERE {where} AND {isin}", (*params, *in_params))
+        fence = "FOR UPDATE" if lock else "OFFSET 0"  # (a locking sub-SELECT is not flattened either)
+        return self.rows(f"SELECT x.* FROM unnest(%s::{pg_type}[]) WITH ORDINALITY AS k(v, n) CROSS JOIN LATERAL "
+                         f"(SELECT {columns} FROM {table} WHERE {where} AND {key} = k.v {fence}) x ORDER BY k.n",
+                         (list(values), *params))
+
+    def rows(self, sql: str, params: tuple | list = ()) -> list:
+        """The rows (tuples) of a driver-level SELECT; `{m}` in `sql` is this driver's placeholder.
+        psycopg would prepare a statement run five times, and PostgreSQL then settles on a generic
+        plan that cannot see the ids in the `= ANY` array: measured 15-30x slower (40-90 ms
+        instead of 3 ms per 500 ids), so these are planned per execution."""
+        sql = sql.replace("{m}", self.mark)
+        if self.sqlite:
+            return self.conn.exec_driver_sql(sql, tuple(params)).fetchall()
+        with self.conn.connection.driver_connection.cursor() as cursor:
+            cursor.execute(sql, tuple(params), prepare=False)
+            return cursor.fetchall()
+
+    def insert(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple],
+               suffix: str = "") -> int:
+        """INSERT the rows (values in `columns` order), `suffix` e.g. an ON CONFLICT clause.
+        -> rows inserted (or updated by the suffix)."""
+        if not rows:
+            return 0
+        cols = ", ".join(f'"{c}"' for c in columns)
+        if not self.sqlite and not suffix:
+            # PostgreSQL: COPY (one statement for all rows; a statement per row costs the server
+            # more than the rows themselves: e2e +5-10 % measured)
+            with self.conn.connection.driver_connection.cursor() as cursor:
+                with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            return len(rows)
+        if not self.sqlite and len(rows) >= self.PG_STAGED_ROWS:
+            # with a conflict clause: COPY into a staging table, one INSERT ... SELECT from it
+            with self._staged(table, columns, pg_types, rows) as (cursor, stage):
+                # in the rows' order (ids are handed out in it): the staging table's physical order
+                cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ORDER BY ctid {suffix}")
+                return cursor.rowcount
+        marks = ", ".join(self.mark if self.sqlite or t != "json" else "%s::json" for t in pg_types)
+        return self.conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks}) {suffix}", rows).rowcount
+
+    def update(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]) -> None:
+        """UPDATE table SET columns... WHERE id = (the row's last value)."""
+        if rows and not self.sqlite and len(rows) >= self.PG_STAGED_ROWS:
+            # PostgreSQL: one UPDATE joining the rows COPYed into a staging table (a statement
+            # per row costs the server more than the rows themselves)
+            sets = ", ".join(f'"{c}" = s."{c}"' for c in columns)
+            with self._staged(table, (*columns, "id"), (*pg_types, "bigint"), rows) as (cursor, stage):
+                cursor.execute(f"UPDATE {table} AS t SET {sets} FROM {stage} AS s WHERE t.id = s.id")
+            return
+        if rows:
+            sets = ", ".join(f'"{c}" = ' + (self.mark if self.sqlite or t != "json" else "%s::json")
+                             for c, t in zip(columns, pg_types))
+            self.conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE id = {self.mark}", rows)
+
+    @contextmanager
+    def _staged(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]):
+        """PostgreSQL: (cursor, name) of a temporary table holding `rows`, COPYed in and analyzed
+        (so the planner knows its size); emptied again afterwards."""
+        key = hashlib.blake2b(repr((columns, pg_types)).encode(), digest_size=6).hexdigest()
+        stage = f"_omshub_stage_{table}_{key}"
+        names = ", ".join(f'"{c}"' for c in columns)
+        defs = ", ".join(f'"{c}" {t}' for c, t in zip(columns, pg_types))
+        with self.conn.connection.driver_connection.cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({defs}) ON COMMIT DELETE ROWS")
+            with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(f"ANALYZE {stage}")
+            yield cursor, stage
+            cursor.execute(f"TRUNCATE {stage}")
+
+    def new_ids(self, table: str, n: int) -> list[int]:
+        """`n` ids for explicit inserts. SQLite: the batch holds the write lock, so max(id)+1...
+        is what the database would assign; PostgreSQL: taken from the table's sequence."""
+        if self.sqlite:
+            top = self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar()
+            return list(range(top + 1, top + 1 + n))
+        return sorted(self.conn.exec_driver_sql(
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,)).scalars())

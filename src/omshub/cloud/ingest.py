@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from omshub.codec import peek_address, peek_header
 
 from .auth import hash_secret
-from .db import Database
+from .db import BulkSql, Database, sqlite_time
 from .models import Gateway, Uplink
-from .pipeline import _sqlite_time, note_ingest, write_gate
+from .pipeline import note_ingest, write_gate
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
             sqlite = db.is_sqlite
             for _i, frame, rx, mode, rssi in entries:
                 man, mid = _peek(frame)
-                rows.append((gw.tenant_id, gw.id, uplink_id, _sqlite_time(_ts(rx)) if sqlite else _ts(rx), mode,
+                rows.append((gw.tenant_id, gw.id, uplink_id, sqlite_time(_ts(rx)) if sqlite else _ts(rx), mode,
                              rssi, frame, sha256(frame).digest(), man, mid, "new"))
             stored = _insert_telegrams(session, db, rows)
         gateway = session.get(Gateway, gw.id)
@@ -412,7 +412,6 @@ _TELEGRAM_TYPES = ("bigint", "bigint", "bigint", "timestamptz", "varchar", "inte
 def _insert_telegrams(session, db: Database, rows: list[tuple]) -> int:
     """Bulk insert of (column values...) in _TELEGRAM_COLUMNS order; rows already stored (same
     gateway, bytes, receive time) are skipped. -> newly stored. At the driver level (see
-    pipeline._Writer): the ORM's per-row parameter processing cost more than the insert."""
-    from .pipeline import _Writer
-    return _Writer(session, db.is_sqlite).insert("telegrams", _TELEGRAM_COLUMNS, _TELEGRAM_TYPES, rows,
+    db.BulkSql): the ORM's per-row parameter processing cost more than the insert."""
+    return BulkSql(session, db.is_sqlite).insert("telegrams", _TELEGRAM_COLUMNS, _TELEGRAM_TYPES, rows,
                                                  "ON CONFLICT (gateway_id, raw_hash, received_at) DO NOTHING")

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from omshub.codec import DecodeError, FormatCache, decode
 from omshub.codec.security import KeyContext
 
-from .db import Database
+from .db import BulkSql, Database, db_json, db_time, json_text, sqlite_time
 from .consumption import registers
 from .keystore import KeyStore, KeyStoreError
 from .models import (CompactFormat, Meter, MeterKey, Reading, Telegram, compact_reading_data,
@@ -108,7 +108,7 @@ def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | N
     if meters is None:
         return session.execute(base).rowcount or 0
     ids = sorted({meter_id.upper() for _man, meter_id in meters})
-    sql = _Writer(session, session.get_bind().dialect.name == "sqlite")
+    sql = BulkSql(session, session.get_bind().dialect.name == "sqlite")
     waiting = ", ".join(f"'{state}'" for state in WAITING_STATES)
     total = 0
     for i in range(0, len(ids), _CHUNK):
@@ -184,7 +184,7 @@ class DbFormatCache(FormatCache):
     def write_pending(self, dialect: str) -> None:
         if not self.pending:
             return
-        sql = _Writer(self.session, dialect == "sqlite")
+        sql = BulkSql(self.session, dialect == "sqlite")
         sql.insert("compact_formats", ("tenant_id", "manufacturer", "meter_id", "signature", "fmt"),
                    ("bigint", "varchar", "varchar", "integer", "bytea"),
                    [(self.tenant_id, man, mid, sig, fmt) for (man, mid, sig), fmt in self.pending.items()],
@@ -234,8 +234,8 @@ class _Prepared:
         self.timestamp = pipeline._timestamp(result, row.received_at)
         self.timestamp_db, self.received_db = to_db(self.timestamp), row.received_db
         self.fields = result.get("fields") or {}
-        self.fields_json = _json(self.fields)
-        self.data_json = _json(compact_reading_data(result))  # as models.ReadingData stores it
+        self.fields_json = json_text(self.fields)
+        self.data_json = json_text(compact_reading_data(result))  # as models.ReadingData stores it
         alarms = _alarms()
         self.reports_error = bool(alarms.error_causes(result)[0]) if alarms is not None else False
         self.registers = registers(result)
@@ -251,9 +251,9 @@ class _MeterState:
     def __init__(self, row) -> None:
         (self.id, self.tenant_id, self.manufacturer, self.meter_id, last_heard_at, self.last_reading_id,
          self.key_status, last_reading_at, last_registers) = row
-        self.last_heard_at, self.last_heard_db = _db_time(last_heard_at), last_heard_at
-        self.last_reading_at, self.last_reading_db = _db_time(last_reading_at), last_reading_at
-        self.last_registers = _db_json(last_registers)
+        self.last_heard_at, self.last_heard_db = db_time(last_heard_at), last_heard_at
+        self.last_reading_at, self.last_reading_db = db_time(last_reading_at), last_reading_at
+        self.last_registers = db_json(last_registers)
         self.dirty = False
         self.key_proven: bool | None = None  # has its current key decrypted a telegram? (None: not looked up)
 
@@ -277,159 +277,15 @@ class StoredReading:
         return self.registers
 
 
-def _sqlite_time(dt: datetime) -> str:
-    """A datetime as SQLAlchemy stores it for UtcDateTime on SQLite (naive UTC, microseconds)."""
-    if dt.tzinfo is not None:
-        dt = (dt if dt.tzinfo is timezone.utc else dt.astimezone(timezone.utc)).replace(tzinfo=None)
-    return dt.isoformat(" ", "microseconds")
-
-
-def _json(value) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()  # as db._json_dumps
-
-
-def _db_time(value) -> datetime | None:
-    """A UtcDateTime column as a driver-level SELECT returns it (SQLite: naive UTC text)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def _db_json(value):
-    """A JSON column as a driver-level SELECT returns it (SQLite: text; psycopg: parsed)."""
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
-
-
 class _NewTelegram:
     """A telegram row selected for decoding."""
     __slots__ = ("id", "tenant_id", "gateway_id", "received_at", "received_db", "raw", "manufacturer", "meter_id")
 
     def __init__(self, row) -> None:
         (self.id, self.tenant_id, self.gateway_id, received_at, raw, self.manufacturer, self.meter_id) = row
-        self.received_at = _db_time(received_at)
+        self.received_at = db_time(received_at)
         self.received_db = received_at  # as the driver gives it back: written back unchanged
         self.raw = bytes(raw)
-
-
-class _Writer:
-    """The batch's bulk statements at the driver level: SQLAlchemy's per-row parameter
-    processing (type processors, parameter dicts) cost more than the statements themselves.
-    Values are converted here exactly as the column types would (UtcDateTime, JSON); `pg_types`
-    name the columns' types (JSON values are cast). One executemany per statement: a C loop on
-    SQLite, a pipeline on psycopg (measured: ~8 µs client CPU per row, 30x less than binding
-    whole columns as arrays for `unnest`); on PostgreSQL plain INSERTs go as COPY and larger
-    UPDATEs through a COPYed staging table (end to end +5-10 % each, measured)."""
-
-    PG_STAGED_ROWS = 50  # from this many rows a PostgreSQL UPDATE or INSERT ... ON CONFLICT is staged
-
-    def __init__(self, session: Session, sqlite: bool) -> None:
-        self.conn = session.connection()
-        self.sqlite = sqlite
-        self.time = _sqlite_time if sqlite else (lambda dt: dt)
-        self.mark = "?" if sqlite else "%s"
-
-    def isin(self, column: str, values) -> tuple[str, tuple]:
-        """(`column IN (values)` as SQL, its parameters): bound values, so the statement text
-        repeats and nothing is compiled per batch. On PostgreSQL one array (`= ANY`): measured
-        2-5x faster than a list of parameters, which the planner tends to check row by row
-        against every candidate the index's leading columns give."""
-        values = list(values)
-        if self.sqlite:
-            return f"{column} IN ({','.join('?' * len(values))})", tuple(values)
-        return f"{column} = ANY(%s)", (values,)
-
-    def lookup(self, columns: str, table: str, where: str, params: tuple, key: str, values: list,
-               pg_type: str = "text", lock: bool = False) -> list:
-        """SELECT columns FROM table WHERE where AND key IN values (`{m}`: placeholders of
-        `params`). SQLite: an IN list on the index. PostgreSQL: one LATERAL index look-up per
-        value, fenced by OFFSET 0 — with `= ANY` the planner has been seen filtering all of a
-        tenant's rows against the list when its statistics were stale (7 ms instead of 2 ms per
-        500 ids, growing with the table). `lock`: FOR UPDATE, in the order of `values`."""
-        if self.sqlite:
-            isin, in_params = self.isin(key, values)
-            return self.rows(f"SELECT {columns} FROM {table} WHERE {where} AND {isin}", (*params, *in_params))
-        fence = "FOR UPDATE" if lock else "OFFSET 0"  # (a locking sub-SELECT is not flattened either)
-        return self.rows(f"SELECT x.* FROM unnest(%s::{pg_type}[]) WITH ORDINALITY AS k(v, n) CROSS JOIN LATERAL "
-                         f"(SELECT {columns} FROM {table} WHERE {where} AND {key} = k.v {fence}) x ORDER BY k.n",
-                         (list(values), *params))
-
-    def rows(self, sql: str, params: tuple | list = ()) -> list:
-        """The rows (tuples) of a driver-level SELECT; `{m}` in `sql` is this driver's placeholder.
-        psycopg would prepare a statement run five times, and PostgreSQL then settles on a generic
-        plan that cannot see the ids in the `= ANY` array: measured 15-30x slower (40-90 ms
-        instead of 3 ms per 500 ids), so these are planned per execution."""
-        sql = sql.replace("{m}", self.mark)
-        if self.sqlite:
-            return self.conn.exec_driver_sql(sql, tuple(params)).fetchall()
-        with self.conn.connection.driver_connection.cursor() as cursor:
-            cursor.execute(sql, tuple(params), prepare=False)
-            return cursor.fetchall()
-
-    def insert(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple],
-               suffix: str = "") -> int:
-        """INSERT the rows (values in `columns` order), `suffix` e.g. an ON CONFLICT clause.
-        -> rows inserted (or updated by the suffix)."""
-        if not rows:
-            return 0
-        cols = ", ".join(f'"{c}"' for c in columns)
-        if not self.sqlite and not suffix:
-            # PostgreSQL: COPY (one statement for all rows; a statement per row costs the server
-            # more than the rows themselves: e2e +5-10 % measured)
-            with self.conn.connection.driver_connection.cursor() as cursor:
-                with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            return len(rows)
-        if not self.sqlite and len(rows) >= self.PG_STAGED_ROWS:
-            # with a conflict clause: COPY into a staging table, one INSERT ... SELECT from it
-            with self._staged(table, columns, pg_types, rows) as (cursor, stage):
-                # in the rows' order (ids are handed out in it): the staging table's physical order
-                cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ORDER BY ctid {suffix}")
-                return cursor.rowcount
-        marks = ", ".join(self.mark if self.sqlite or t != "json" else "%s::json" for t in pg_types)
-        return self.conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks}) {suffix}", rows).rowcount
-
-    def update(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]) -> None:
-        """UPDATE table SET columns... WHERE id = (the row's last value)."""
-        if rows and not self.sqlite and len(rows) >= self.PG_STAGED_ROWS:
-            # PostgreSQL: one UPDATE joining the rows COPYed into a staging table (a statement
-            # per row costs the server more than the rows themselves)
-            sets = ", ".join(f'"{c}" = s."{c}"' for c in columns)
-            with self._staged(table, (*columns, "id"), (*pg_types, "bigint"), rows) as (cursor, stage):
-                cursor.execute(f"UPDATE {table} AS t SET {sets} FROM {stage} AS s WHERE t.id = s.id")
-            return
-        if rows:
-            sets = ", ".join(f'"{c}" = ' + (self.mark if self.sqlite or t != "json" else "%s::json")
-                             for c, t in zip(columns, pg_types))
-            self.conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE id = {self.mark}", rows)
-
-    @contextmanager
-    def _staged(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]):
-        """PostgreSQL: (cursor, name) of a temporary table holding `rows`, COPYed in and analyzed
-        (so the planner knows its size); emptied again afterwards."""
-        key = hashlib.blake2b(repr((columns, pg_types)).encode(), digest_size=6).hexdigest()
-        stage = f"_omshub_stage_{table}_{key}"
-        names = ", ".join(f'"{c}"' for c in columns)
-        defs = ", ".join(f'"{c}" {t}' for c, t in zip(columns, pg_types))
-        with self.conn.connection.driver_connection.cursor() as cursor:
-            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({defs}) ON COMMIT DELETE ROWS")
-            with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cursor.execute(f"ANALYZE {stage}")
-            yield cursor, stage
-            cursor.execute(f"TRUNCATE {stage}")
-
-    def new_ids(self, table: str, n: int) -> list[int]:
-        """`n` ids for explicit inserts. SQLite: the batch holds the write lock, so max(id)+1...
-        is what the database would assign; PostgreSQL: taken from the table's sequence."""
-        if self.sqlite:
-            top = self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar()
-            return list(range(top + 1, top + 1 + n))
-        return sorted(self.conn.exec_driver_sql(
-            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,)).scalars())
 
 
 _READING_COLUMNS = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "fields", "data",
@@ -502,7 +358,7 @@ class DecodePipeline:
         is done), the newest of the others' — so no core idles while another has a backlog, and
         the owner (oldest first) and the helper (newest first) meet only at the end. A telegram
         both decode is written once (the write re-checks `new`; PostgreSQL skips locked rows)."""
-        sql = _Writer(session, self.db.is_sqlite)
+        sql = BulkSql(session, self.db.is_sqlite)
         base = ("SELECT id, tenant_id, gateway_id, received_at, raw, manufacturer, meter_id FROM telegrams "
                 "WHERE state = 'new'")
         lock = "" if self.db.is_sqlite else " FOR UPDATE SKIP LOCKED"
@@ -534,7 +390,7 @@ class DecodePipeline:
                 with write_gate(self.db), self.db.session(write=True) as session:
                     still_new = set()
                     all_ids = [d[0].id for d in decoded]
-                    sql = _Writer(session, True)
+                    sql = BulkSql(session, True)
                     for i in range(0, len(all_ids), _CHUNK):
                         isin, params = sql.isin("id", all_ids[i:i + _CHUNK])
                         still_new.update(r[0] for r in sql.rows(
@@ -582,7 +438,7 @@ class DecodePipeline:
         format_caches: dict[int, DbFormatCache] = {}
         decoded = []
         lookups: dict[int, _TenantKeys] = {}
-        to_db = _sqlite_time if self.db.is_sqlite else (lambda dt: dt)
+        to_db = sqlite_time if self.db.is_sqlite else (lambda dt: dt)
         for row in rows:
             tenant = row.tenant_id
             key_for = lookups.get(tenant)
@@ -668,7 +524,7 @@ class DecodePipeline:
                 by_tenant.setdefault(row.tenant_id, set()).add(meter_id)
                 manufacturers.setdefault(row.tenant_id, set()).add(manufacturer)
         meters: dict[tuple[int, str, str], _MeterState] = {}
-        sql = _Writer(session, self.db.is_sqlite)
+        sql = BulkSql(session, self.db.is_sqlite)
         for tenant, id_set in sorted(by_tenant.items()):
             ids = sorted(id_set)
             mans = sorted(manufacturers[tenant])
@@ -686,7 +542,7 @@ class DecodePipeline:
         """The batch's meters' key rows (manufacturer, meter id, nonce, ciphertext) into `keys`,
         and their known compact formats into the format memory (so learning a known format again
         costs no statement)."""
-        sql = _Writer(session, self.db.is_sqlite)
+        sql = BulkSql(session, self.db.is_sqlite)
         by_tenant: dict[int, set[str]] = {}
         for row in rows:
             if row.meter_id:
@@ -708,7 +564,7 @@ class DecodePipeline:
     def _key(self, session: Session, tenant: int, manufacturer: str, meter_id: str, keys: dict) -> bytes | None:
         candidates = keys.get((tenant, meter_id))
         if candidates is None:  # an id the header peek did not give (the long TPL's, say)
-            candidates = keys[(tenant, meter_id)] = _Writer(session, self.db.is_sqlite).rows(
+            candidates = keys[(tenant, meter_id)] = BulkSql(session, self.db.is_sqlite).rows(
                 "SELECT manufacturer, meter_id, nonce, ciphertext FROM meter_keys "
                 "WHERE tenant_id = {m} AND meter_id = {m}", (tenant, meter_id))
         chosen = None
@@ -743,7 +599,7 @@ class DecodePipeline:
         # (PostgreSQL: a LATERAL look-up per pair, fenced by OFFSET 0 — as a plain join the
         # planner may hash all readings, measured 3x slower and growing with the history)
         pairs = sorted({(o[3].id, o[7].fingerprint) for o in decoded if o[3].last_reading_id is not None})
-        sql = _Writer(session, self.db.is_sqlite)
+        sql = BulkSql(session, self.db.is_sqlite)
         for i in range(0, len(pairs), _CHUNK):
             chunk = pairs[i:i + _CHUNK]
             if self.db.is_sqlite:
@@ -757,7 +613,7 @@ class DecodePipeline:
                          "WHERE meter_pk = k.m AND fingerprint = k.f OFFSET 0) r")
                 params = ([m for m, _f in chunk], [f for _m, f in chunk])
             for meter_pk, fingerprint, received_at in sql.rows(query, params):
-                seen.setdefault((meter_pk, bytes(fingerprint)), []).append(_db_time(received_at))
+                seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time(received_at))
         for o in decoded:
             rx = o[0].received_at
             times = seen.setdefault((o[3].id, o[7].fingerprint), [])
@@ -782,7 +638,7 @@ class DecodePipeline:
         return received_at
 
     def _store(self, session: Session, outcomes: list, now: datetime) -> None:
-        writer = _Writer(session, self.db.is_sqlite)
+        writer = BulkSql(session, self.db.is_sqlite)
         decoded = [o for o in outcomes if o[1] == "decoded"]
         readings: list[tuple[list, StoredReading]] = []
         if decoded:
@@ -807,7 +663,7 @@ class DecodePipeline:
                        if o[5] != o[0].manufacturer or o[6] != o[0].meter_id])
         self._update_meters(session, writer, outcomes, readings, now)
 
-    def _update_meters(self, session: Session, writer: _Writer, outcomes: list, readings: list,
+    def _update_meters(self, session: Session, writer: BulkSql, outcomes: list, readings: list,
                        now: datetime) -> None:
         latest: dict[int, object] = {}
         # the meters' latest readings as their rows describe them (time, registers); loaded only
@@ -865,7 +721,7 @@ class DecodePipeline:
         writer.update("meters", ("last_heard_at", "last_reading_id", "key_status", "last_reading_at", "last_registers"),
                       ("timestamptz", "bigint", "varchar", "timestamptz", "json"),
                       [(m.last_heard_db, m.last_reading_id, m.key_status, m.last_reading_db,
-                        _json(m.last_registers) if m.last_registers is not None else None, m.id)
+                        json_text(m.last_registers) if m.last_registers is not None else None, m.id)
                        for m in changed.values()])
         alarms = _alarms()
         if alarms is not None:
@@ -874,15 +730,15 @@ class DecodePipeline:
             if calls:
                 self._reading_alarms(session, alarms, calls, now)
 
-    def _load_readings(self, writer: _Writer, ids: list[int]) -> dict[int, "StoredReading"]:
+    def _load_readings(self, writer: BulkSql, ids: list[int]) -> dict[int, "StoredReading"]:
         """Stored readings by id, with what the alarm checks read of them (not their fields)."""
         out = {}
         for i in range(0, len(ids), _CHUNK):
             isin, params = writer.isin("id", ids[i:i + _CHUNK])
             for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
                                  f'fingerprint FROM readings WHERE {isin}', params):
-                out[r[0]] = StoredReading(r[0], r[1], r[2], r[3], _db_time(r[4]), _db_time(r[5]), {},
-                                          expand_reading_data(_db_json(r[6])), r[7])
+                out[r[0]] = StoredReading(r[0], r[1], r[2], r[3], db_time(r[4]), db_time(r[5]), {},
+                                          expand_reading_data(db_json(r[6])), r[7])
         return out
 
     @staticmethod
@@ -908,14 +764,14 @@ class DecodePipeline:
         if hasattr(alarms, "on_readings"):
             orm_meters = {m.id: session.get(Meter, m.id) for m, _r, _p in calls}
             stubs = [p.id for _m, _r, p in calls if p is not None and p.data is None]
-            full = self._load_readings(_Writer(session, self.db.is_sqlite), sorted(set(stubs))) if stubs else {}
+            full = self._load_readings(BulkSql(session, self.db.is_sqlite), sorted(set(stubs))) if stubs else {}
             calls = [(m, r, full.get(p.id) if p is not None and p.data is None else p) for m, r, p in calls]
             self._hook(alarms.on_readings, session, [(orm_meters[m.id], r, p) for m, r, p in calls], now)
             return
         meter_ids = sorted({meter.id for meter, _r, _p in calls})
         tenants = sorted({meter.tenant_id for meter, _r, _p in calls})
         active: set[int] = set()
-        sql = _Writer(session, self.db.is_sqlite)
+        sql = BulkSql(session, self.db.is_sqlite)
         true = "1" if self.db.is_sqlite else "true"
         in_tenants, tenant_params = sql.isin("tenant_id", tenants)
         for i in range(0, len(meter_ids), _CHUNK):
