@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 from sqlalchemy import func, select
 
@@ -484,11 +485,13 @@ def test_the_timestamp_is_the_first_current_datetime_that_parses():
                      {**base, "quantity": "datetime", "value": "2026-03-01T00:00"}]},
         {"records": [{**base, "quantity": "datetime", "tariff": 1, "value": "2026-02-03T04:05"}]},
     ]
-    p = pipeline.DecodePipeline.__new__(pipeline.DecodePipeline)
-    p.meter_zone = timezone.utc
+    p = pipeline.DecodePipeline(SimpleNamespace(is_sqlite=True), None)
     rx = datetime(2026, 5, 1, tzinfo=timezone.utc)
-    stamps = [p._timestamp(data, rx) for data in samples]
-    assert stamps == [rx, rx, datetime(2026, 2, 3, 4, 5, tzinfo=timezone.utc), rx]
+    for _ in range(2):  # the second time from the parsed-text cache
+        stamps = [p._timestamp(data, rx) for data in samples]
+        assert stamps == [rx, rx, datetime(2026, 2, 3, 4, 5, tzinfo=timezone.utc), rx]
+    assert p._meter_time(samples[2]) == (stamps[2], "2026-02-03 04:05:00.000000")
+    assert p._meter_time(samples[0]) == (None, None)
 
 
 def test_a_large_batch_writes_every_state_and_meter(hub, db, pipeline):

@@ -50,11 +50,17 @@ _ROWS_MARK = "records_as"
 
 def compact_reading_data(data: dict) -> dict:
     """The stored form of a decoded telegram (records as rows; `fields` has its own column)."""
-    out = {k: v for k, v in data.items() if k != "fields"}
+    out = dict(data)
+    out.pop("fields", None)
     records = data.get("records")
-    if isinstance(records, list) and all(type(r) is dict for r in records):  # (a list stays unambiguous)
+    if type(records) is list:
         keys = RECORD_KEYS
-        out["records"] = [list(r.values()) if tuple(r) == keys else r for r in records]
+        rows = []
+        for r in records:
+            if type(r) is not dict:  # (only a list of dicts stays unambiguous)
+                return out
+            rows.append(list(r.values()) if tuple(r) == keys else r)
+        out["records"] = rows
         out[_ROWS_MARK] = "rows"
     return out
 

@@ -201,10 +201,10 @@ class DbFormatCache(FormatCache):
         self.pending.clear()
 
 
-def _fingerprint(result: dict) -> bytes:
-    """Same transmission <=> same access number and plaintext content."""
-    body = orjson.dumps([result.get("access_number"), result.get("records"), result.get("manufacturer_data")],
-                        option=orjson.OPT_SORT_KEYS)
+def _fingerprint(access_number, records, manufacturer_data) -> bytes:
+    """Same transmission <=> same access number and plaintext content (the records as stored:
+    rows, see models.compact_reading_data)."""
+    body = orjson.dumps([access_number, records, manufacturer_data], option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
@@ -230,12 +230,16 @@ class _Prepared:
                  "reports_error", "registers")
 
     def __init__(self, pipeline: "DecodePipeline", result: dict, row: "_NewTelegram", to_db) -> None:
-        self.fingerprint = _fingerprint(result)
-        self.timestamp = pipeline._timestamp(result, row.received_at)
-        self.timestamp_db, self.received_db = to_db(self.timestamp), row.received_db
+        stored = compact_reading_data(result)  # as models.ReadingData stores it
+        self.fingerprint = _fingerprint(result.get("access_number"), stored.get("records"),
+                                        result.get("manufacturer_data"))
+        self.timestamp, self.timestamp_db = pipeline._meter_time(result)
+        if self.timestamp is None:
+            self.timestamp, self.timestamp_db = row.received_at, row.received_db
+        self.received_db = row.received_db
         self.fields = result.get("fields") or {}
         self.fields_json = json_text(self.fields)
-        self.data_json = json_text(compact_reading_data(result))  # as models.ReadingData stores it
+        self.data_json = json_text(stored)
         alarms = _alarms()
         self.reports_error = bool(alarms.error_causes(result)[0]) if alarms is not None else False
         self.registers = registers(result)
@@ -329,6 +333,8 @@ class DecodePipeline:
         self._keys = _LRU(key_cache_size)        # (tenant, manufacturer, id, nonce) -> key
         self._formats = _LRU(format_cache_size)
         self._contexts = _LRU(min(key_cache_size, 20_000))  # key -> AES context (a few KB each)
+        self._times: dict[str, tuple[datetime, object]] = {}  # meter date-time text -> (UTC, as stored)
+        self._to_db = sqlite_time if db.is_sqlite else (lambda dt: dt)
         self._lock = threading.Lock()            # one batch at a time per instance
 
     # --- public ---
@@ -625,17 +631,30 @@ class DecodePipeline:
     def _timestamp(self, result: dict, received_at: datetime) -> datetime:
         """The meter's own current date-time record where one parses (a naive one is in the
         meters' time zone), else the receive time."""
+        at, _db = self._meter_time(result)
+        return received_at if at is None else at
+
+    def _meter_time(self, result: dict) -> tuple[datetime | None, object]:
+        """(the meter's own current date-time in UTC, as the driver stores it), or (None, None).
+        Parsed once per distinct text: a fleet's meters report the same few minutes."""
         for rec in result.get("records") or ():
             if (rec.get("quantity") == "datetime" and rec.get("storage") == 0 and not rec.get("tariff")
                     and not rec.get("subunit") and isinstance(rec.get("value"), str)):
-                try:
-                    value = datetime.fromisoformat(rec["value"])
-                except ValueError:
-                    continue
-                if value.tzinfo is None:
-                    value = value.replace(tzinfo=self.meter_zone)
-                return value.astimezone(timezone.utc)
-        return received_at
+                text = rec["value"]
+                known = self._times.get(text)
+                if known is None:
+                    try:
+                        value = datetime.fromisoformat(text)
+                    except ValueError:
+                        continue
+                    if value.tzinfo is None:
+                        value = value.replace(tzinfo=self.meter_zone)
+                    value = value.astimezone(timezone.utc)
+                    if len(self._times) >= 10_000:
+                        self._times.clear()
+                    known = self._times[text] = (value, self._to_db(value))
+                return known
+        return None, None
 
     def _store(self, session: Session, outcomes: list, now: datetime) -> None:
         writer = BulkSql(session, self.db.is_sqlite)
