@@ -234,10 +234,11 @@ def wait_decoded(url: str, total: int, timeout: float = 600) -> dict[str, int]:
     try:
         while time.monotonic() < deadline:
             with db.session() as s:
-                new = s.scalar(select(func.count()).select_from(Telegram).where(Telegram.state == "new"))
-                if new == 0:
+                # one index probe (not a count of the backlog): polled often, so the measured end
+                # is within ~10 ms of the last decode commit without taking CPU from the decoders
+                if s.scalar(select(Telegram.id).where(Telegram.state == "new").limit(1)) is None:
                     return dict(s.execute(select(Telegram.state, func.count()).group_by(Telegram.state)).all())
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise RuntimeError("telegrams not decoded in time")
     finally:
         db.dispose()

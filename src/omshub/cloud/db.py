@@ -9,6 +9,8 @@ writers queue on the busy timeout instead of failing on a stale read snapshot.
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -73,6 +75,10 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.engine.execution_options(omshub_write=True),
                                             expire_on_commit=False)
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_wanted = threading.Event()
+        self._closing = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -106,15 +112,48 @@ class Database:
 
     def checkpoint(self) -> None:
         """SQLite: copy the write-ahead log into the database now (PASSIVE: never waits for
-        readers or writers). The decode pipeline calls it after each batch, outside its write
-        lock; otherwise SQLite's automatic checkpoint runs inside whichever commit fills the log
-        past 1,000 pages, while the head-end's bulk writers queue behind that commit."""
+        readers or writers). Otherwise SQLite's automatic checkpoint runs inside whichever commit
+        fills the log past 1,000 pages, while the head-end's bulk writers queue behind that commit."""
         if self.is_sqlite:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
+    def checkpoint_soon(self) -> None:
+        """:meth:`checkpoint` in a background thread (requests while one runs are merged into
+        the next). A checkpoint is mostly waiting for the disk (it syncs the copied pages: ~10 ms
+        per MB here), which the caller spends on its next batch instead; sqlite3 releases the
+        GIL meanwhile. The decode pipeline asks for one after each batch."""
+        if not self.is_sqlite:
+            return
+        with self._checkpoint_lock:
+            if self._checkpointer is None or not self._checkpointer.is_alive():
+                self._checkpoint_wanted = threading.Event()
+                self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="omshub-checkpoint",
+                                                      args=(self._checkpoint_wanted,), daemon=True)
+                self._checkpointer.start()
+            self._checkpoint_wanted.set()
+
+    def _checkpoint_loop(self, wanted: threading.Event) -> None:
+        while not self._closing:
+            wanted.wait()
+            wanted.clear()
+            if self._closing:
+                return
+            try:
+                self.checkpoint()
+            except Exception:  # a checkpoint is an optimisation: SQLite's own runs in a later commit
+                logging.getLogger(__name__).exception("WAL checkpoint failed")
+
     def dispose(self) -> None:
+        with self._checkpoint_lock:
+            self._closing = True
+            checkpointer, self._checkpointer = self._checkpointer, None
+            if checkpointer is not None:
+                self._checkpoint_wanted.set()
+        if checkpointer is not None:
+            checkpointer.join(30)
         self.engine.dispose()
+        self._closing = False
 
 
 def get_db(request: Request) -> Database:

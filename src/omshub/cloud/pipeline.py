@@ -403,7 +403,7 @@ class DecodePipeline:
                             f"SELECT id FROM telegrams WHERE {isin} AND state = 'new'", params))
                     self._finish(session, [d for d in decoded if d[0].id in still_new], caches)
                     session.commit()
-                self.db.checkpoint()
+                self.db.checkpoint_soon()
             else:
                 with self.db.session(write=True) as session:
                     rows = self._select_new(session, limit, ids)
