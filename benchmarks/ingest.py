@@ -102,8 +102,9 @@ def setup_database(url: str, gateways: int, meters: int, key: bytes) -> dict[str
     return credentials
 
 
-def raw_insert_rates(url: str, days: list[list[list[bytes]]]) -> list[float]:
-    """Telegram rows/s of plain SQLAlchemy Core bulk INSERTs (one transaction per gateway batch),
+def raw_insert_rates(url: str, days: list[tuple[list[tuple[str, bytes]], list[list[bytes]]]]) -> list[float]:
+    """Telegram rows/s of plain SQLAlchemy Core bulk INSERTs of the rows the head-end stores for
+    an uplink (the uplink with its raw body, its telegrams), one transaction per gateway batch,
     one figure per day, the days inserted one after the other into the same database (as the
     live run's days are)."""
     from sqlalchemy import insert
@@ -120,22 +121,23 @@ def raw_insert_rates(url: str, days: list[list[list[bytes]]]) -> list[float]:
                                                       credential_hash=os.urandom(32), created_at=now, status={})
                                .returning(Gateway.id)).scalar_one()
     rates, seq = [], 0
-    for day, all_frames in enumerate(days):
+    for day, (bodies, all_frames) in enumerate(days):
         batches = []
         at = now + timedelta(days=day)
         for n, frames in enumerate(all_frames):
-            batches.append([{"tenant_id": tenant_id, "gateway_id": gateway_id, "received_at": at + timedelta(seconds=i),
-                             "link_mode": "T1", "rssi": -80, "raw": f, "raw_hash": hashlib.sha256(f).digest(),
-                             "manufacturer": "KAM", "meter_id": f"{n:04d}{i:04d}", "state": "new"}
-                            for i, f in enumerate(frames)])
-        total = sum(len(b) for b in batches)
+            rows = [{"tenant_id": tenant_id, "gateway_id": gateway_id, "received_at": at + timedelta(seconds=i),
+                     "link_mode": "T1", "rssi": -80, "raw": f, "raw_hash": hashlib.sha256(f).digest(),
+                     "manufacturer": "KAM", "meter_id": f"{n:04d}{i:04d}", "state": "new"}
+                    for i, f in enumerate(frames)]
+            batches.append((bodies[n][1], rows))
+        total = sum(len(rows) for _body, rows in batches)
         start = time.perf_counter()
-        for rows in batches:
+        for body, rows in batches:
             seq += 1
             with db.transaction() as s:
                 uplink_id = s.execute(insert(Uplink).values(tenant_id=tenant_id, gateway_id=gateway_id, seq=seq,
                                                             received_at=at, content_type="application/cbor",
-                                                            body=b"", response={}).returning(Uplink.id)).scalar_one()
+                                                            body=body, response={}).returning(Uplink.id)).scalar_one()
                 for row in rows:
                     row["uplink_id"] = uplink_id
                 s.execute(insert(Telegram), rows)
@@ -303,7 +305,7 @@ def bench(kind: str, args, days: list, key: bytes) -> list[dict]:
                                    f"in all, got {stored} stored, states {states}")
             results.append({"db": kind, "day": day + 1, "telegrams": per_day, "ingest_rate": per_day / ingested,
                             "e2e_rate": per_day / end_to_end})
-        for result, raw in zip(results, raw_insert_rates(target.url("raw"), [frames for _b, frames in days])):
+        for result, raw in zip(results, raw_insert_rates(target.url("raw"), days)):
             result["raw_rate"] = raw
         return results
     finally:
