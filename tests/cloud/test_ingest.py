@@ -248,3 +248,36 @@ def test_handle_uplink_rejections_are_typed(db):
         handle_uplink(db, orjson.dumps({"v": 1, "gw": "X", "seq": 1, "cfg": 0}), content_type="application/json",
                       transport="coap", credential=None)
     assert info.value.status == 401
+
+
+def test_gateway_contact_recorded_alike_with_and_without_operations(hub, db):
+    """Most uplinks change no operation and are recorded in two statements; one that does goes
+    through operations.on_uplink. Both keep the status merged, the highest seq, the applied
+    version and a next contact in the future (a reported one in the past is not taken)."""
+    from datetime import datetime, timezone
+
+    from omshub.cloud import operations as ops
+    from omshub.cloud.models import Operation
+
+    from .domain_fixtures import FakePrincipal
+    t = hub.tenant()
+    quiet, busy = hub.gateway(t), hub.gateway(t)
+    cfg = {"timezone": "UTC", "upload": {"cron": "0 30 3 * * *"}, "spread_s": 0}
+    with db.transaction() as s:
+        [op] = ops.set_desired_config(s, FakePrincipal(t.id), [busy.id], cfg)
+    for gw in (quiet, busy):
+        first = hub.send(gw, 5, [encode("10000001")], status={"battery_pct": 80, "firmware": "1.0"})
+        again = hub.send(gw, 3, [encode("10000002")], status={"battery_pct": 79, "next_contact": 1_000_000_000},
+                         cfg=1 if gw is busy else 0)
+        assert (first["config"] or {}).get("version") == (1 if gw is busy else None) and again["config"] is None
+    now = datetime.now(timezone.utc)
+    with db.session() as s:
+        for gw, applied in ((quiet, 0), (busy, 1)):
+            g = s.get(Gateway, gw.id)
+            assert g.status == {"battery_pct": 79, "firmware": "1.0", "next_contact": 1_000_000_000,
+                                "transport": "https"}
+            assert g.last_seq == 5 and g.applied_config_version == applied
+            assert g.last_contact_at is not None and g.next_contact_at > now
+        assert s.get(Operation, op.id).state == "SUCCESSFUL"
+        # the quiet gateway's next contact comes from the factory default schedule, the other's from 03:30
+        assert s.get(Gateway, busy.id).next_contact_at.time().replace(second=0) == datetime(2026, 1, 1, 3, 30).time()

@@ -304,8 +304,8 @@ def _next_contact(session, gateway, status: dict, now: datetime) -> datetime | N
     """When the gateway should call next: as it reports, else from the configuration it runs
     (`gateway`: id, serial and the applied version this uplink reports; configuration versions
     are never changed once stored, so this is read before the write transaction)."""
-    if "next_contact" in status and 0 < status["next_contact"] <= MAX_TIME:
-        return _ts(status["next_contact"])
+    if "next_contact" in status and 0 < status["next_contact"] <= MAX_TIME and _ts(status["next_contact"]) > now:
+        return _ts(status["next_contact"])  # (one in the past: from the configuration, as operations.on_uplink does)
     try:
         from . import operations
         config = operations.running_config(session, gateway) if hasattr(operations, "running_config") else None
@@ -330,6 +330,29 @@ def _telegram_rows(entries: list[Entry], sqlite: bool) -> list[tuple]:
             at = _ts(rx)
         rows.append((at, mode, rssi, frame, sha256(frame).digest(), man, mid, "new"))
     return rows
+
+
+def _record_quiet_contact(sql: BulkSql, gateway_id: int, seq: int, cfg: int, cfg_error: dict | None, status: dict,
+                          transport: str, next_contact: datetime | None, now: datetime) -> bool:
+    """The gateway's contact in two statements, when the uplink changes no operation: the
+    gateway runs its desired configuration (or has none), reports no configuration error and
+    has no open operation (nearly every uplink). -> False when operations.on_uplink must run."""
+    from .operations import OPEN_STATES
+    found = sql.rows("SELECT status, last_seq, desired_config_version FROM gateways WHERE id = {m}", (gateway_id,))
+    if not found or cfg_error is not None:
+        return False
+    old_status, last_seq, desired = found[0]
+    if (desired or 0) not in (0, cfg) or sql.rows(
+            "SELECT 1 FROM operations WHERE gateway_id = {m} AND state IN ({m}, {m}) LIMIT 1", (gateway_id, *OPEN_STATES)):
+        return False
+    json_mark = "?" if sql.sqlite else "%s::json"
+    sql.conn.exec_driver_sql(
+        f"UPDATE gateways SET last_contact_at = {sql.mark}, last_seq = {sql.mark}, status = {json_mark}, "
+        f"applied_config_version = {sql.mark}, next_contact_at = {sql.mark} WHERE id = {sql.mark}",
+        (sql.time(now), seq if last_seq is None else max(last_seq, seq),
+         json_text({**(db_json(old_status) or {}), **status, "transport": transport}), cfg,
+         sql.time(next_contact) if next_contact is not None else None, gateway_id))
+    return True
 
 
 def _stored_response(sql: BulkSql, gateway_id: int, seq: int) -> dict | None:
@@ -412,16 +435,19 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
         if rows:
             head = (gw.tenant_id, gw.id, uplink_id)
             stored = _insert_telegrams(session, db, [head + row for row in rows])
-        gateway = session.get(Gateway, gw.id)
-        gateway.last_contact_at = now
-        gateway.last_seq = seq if gateway.last_seq is None else max(gateway.last_seq, seq)
-        gateway.status = {**(gateway.status or {}), **status, "transport": transport}
-        gateway.applied_config_version = cfg
-        gateway.next_contact_at = next_contact
-        config = _on_uplink(session, gateway, cfg, cfg_error, now)
+        if not _record_quiet_contact(sql, gw.id, seq, cfg, cfg_error, status, transport, next_contact, now):
+            gateway = session.get(Gateway, gw.id)
+            gateway.last_contact_at = now
+            gateway.last_seq = seq if gateway.last_seq is None else max(gateway.last_seq, seq)
+            gateway.status = {**(gateway.status or {}), **status, "transport": transport}
+            gateway.applied_config_version = cfg
+            gateway.next_contact_at = next_contact
+            config = _on_uplink(session, gateway, cfg, cfg_error, now)
+            session.flush()  # the gateway and operations, before the statement below
+        else:
+            config = None
         response = {"ack": seq, "stored": stored, "duplicates": len(entries) - stored, "rejected": rejected,
                     "config": config, "time": int(now.timestamp())}
-        session.flush()  # the gateway and operations, before the statement below
         sql.conn.exec_driver_sql(f"UPDATE uplinks SET response = {json_mark} WHERE id = {sql.mark}",
                                  (json_text(response), uplink_id))
         session.commit()
