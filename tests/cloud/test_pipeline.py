@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import func, select
 
 from omshub.cloud.models import CompactFormat, Meter, Reading
@@ -91,6 +92,30 @@ def test_no_key_then_key_import_decodes(hub, db, pipeline, client):
     pipeline.run_until_idle()
     assert _states(hub, gw) == ["decoded"]
     assert len(_readings(db, pk)) == 1
+
+
+@pytest.mark.parametrize("old_key", [None, bytes(16)], ids=["no_key", "wrong_key"])
+def test_a_key_imported_while_its_telegram_is_decoded_is_not_missed(hub, db, pipeline, monkeypatch, old_key):
+    """The import's re-queue runs while the telegram is still `new` (being decoded without the
+    key): the batch must not then file it as waiting for a key it now has."""
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    pk = hub.meter(t, "20000025")
+    if old_key is not None:
+        hub.keys(t, {"20000025": old_key})
+    hub.send(gw, 1, [encode("20000025")])
+    decode_rows = type(pipeline)._decode_rows
+
+    def decode_then_import(self, session, rows):
+        out = decode_rows(self, session, rows)
+        hub.keys(t, {"20000025": KEY})  # commits in its own transaction, between decoding and writing
+        return out
+    monkeypatch.setattr(type(pipeline), "_decode_rows", decode_then_import)
+    pipeline.run_once()
+    assert _states(hub, gw) == ["new"]
+    monkeypatch.undo()
+    pipeline.run_until_idle()
+    assert _states(hub, gw) == ["decoded"] and len(_readings(db, pk)) == 1
 
 
 def test_wrong_key_then_right_key(hub, db, pipeline):

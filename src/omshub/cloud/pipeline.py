@@ -262,6 +262,15 @@ class _MeterState:
         self.key_proven: bool | None = None  # has its current key decrypted a telegram? (None: not looked up)
 
 
+class _Seen:
+    """What a batch's decoding read: {tenant: DbFormatCache with the formats learned} and the key
+    rows {(tenant, meter id): [(manufacturer, meter id, nonce, ciphertext)]}."""
+    __slots__ = ("formats", "keys")
+
+    def __init__(self, formats: dict, keys: dict) -> None:
+        self.formats, self.keys = formats, keys
+
+
 class StoredReading:
     """A reading row just inserted, as passed to the alarm hooks (attribute names as `Reading`)."""
     __slots__ = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "fields", "data",
@@ -391,7 +400,7 @@ class DecodePipeline:
                     rows = self._select_new(reader, limit, ids)
                     if not rows:
                         return 0
-                    decoded, caches = self._decode_rows(reader, rows)
+                    decoded, seen = self._decode_rows(reader, rows)
                     reader.rollback()
                 with write_gate(self.db), self.db.session(write=True) as session:
                     still_new = set()
@@ -401,7 +410,7 @@ class DecodePipeline:
                         isin, params = sql.isin("id", all_ids[i:i + _CHUNK])
                         still_new.update(r[0] for r in sql.rows(
                             f"SELECT id FROM telegrams WHERE {isin} AND state = 'new'", params))
-                    self._finish(session, [d for d in decoded if d[0].id in still_new], caches)
+                    self._finish(session, [d for d in decoded if d[0].id in still_new], seen)
                     session.commit()
                 self.db.checkpoint_soon()
             else:
@@ -410,8 +419,8 @@ class DecodePipeline:
                     if not rows:
                         session.rollback()
                         return 0
-                    decoded, caches = self._decode_rows(session, rows)
-                    self._finish(session, decoded, caches)
+                    decoded, seen = self._decode_rows(session, rows)
+                    self._finish(session, decoded, seen)
                     session.commit()
         except BaseException:
             self._formats.clear()  # it may hold formats whose rows were rolled back
@@ -435,10 +444,9 @@ class DecodePipeline:
 
     # --- the work of one batch (inside its transaction) ---
 
-    def _decode_rows(self, session: Session, rows) -> tuple[list, dict]:
+    def _decode_rows(self, session: Session, rows) -> tuple[list, "_Seen"]:
         """Decode each row (keys and formats looked up in `session`). -> ([row, result, error,
-        manufacturer, meter_id, _Prepared | None] per row, {tenant: DbFormatCache with the formats
-        learned})."""
+        manufacturer, meter_id, _Prepared | None] per row, what the decoding read)."""
         keys: dict[tuple[int, str], list] = {}
         self._prefetch(session, rows, keys)
         format_caches: dict[int, DbFormatCache] = {}
@@ -470,9 +478,9 @@ class DecodePipeline:
                 meter_id = row.meter_id
             prepared = _Prepared(self, result, row, to_db) if result is not None else None
             decoded.append((row, result, error, manufacturer, meter_id, prepared))
-        return decoded, format_caches
+        return decoded, _Seen(format_caches, keys)
 
-    def _finish(self, session: Session, decoded: list, format_caches: dict) -> None:
+    def _finish(self, session: Session, decoded: list, seen: "_Seen") -> None:
         """In the write transaction: states (with the meters as they are now), duplicates,
         readings, telegram and meter updates, learned formats, alarm hooks."""
         now = datetime.now(timezone.utc)
@@ -489,13 +497,39 @@ class DecodePipeline:
             else:
                 state, message = "invalid", f"{error.code}: {error.message}"
             outcomes.append([row, state, message, meter, result, manufacturer, meter_id, prepared])
+        self._retry_keys_changed_meanwhile(session, outcomes, seen.keys)
         if outcomes:
             self._mark_duplicates(session, outcomes)
             self._store(session, outcomes, now)
-        for cache in format_caches.values():
+        for cache in seen.formats.values():
             cache.session = session
             cache.write_pending(self.db.dialect)
         self._retry_formats_learned_meanwhile(session, decoded)
+
+    def _retry_keys_changed_meanwhile(self, session: Session, outcomes: list, seen: dict) -> None:
+        """A telegram decoded without a key (or with the old one) while a key import for its meter
+        committed would wait in no_key / wrong_key for good (the import's re-queue ran while it
+        was still `new`): where the meter's key rows now differ from those the decoding read, it
+        goes round again (`new`). Only those outcomes are checked, so a normal batch asks nothing."""
+        waiting = [o for o in outcomes if o[1] in ("no_key", "wrong_key")]
+        if not waiting:
+            return
+        sql = BulkSql(session, self.db.is_sqlite)
+        by_tenant: dict[int, set[str]] = {}
+        for o in waiting:
+            by_tenant.setdefault(o[0].tenant_id, set()).add(o[6])
+        now_rows: dict[tuple[int, str], set] = {}
+        for tenant, id_set in by_tenant.items():
+            ids = sorted(id_set)
+            for i in range(0, len(ids), _CHUNK):
+                for man, meter_id, nonce in sql.lookup("manufacturer, meter_id, nonce", "meter_keys", "tenant_id = {m}",
+                                                       (tenant,), "meter_id", ids[i:i + _CHUNK]):
+                    now_rows.setdefault((tenant, meter_id), set()).add((man, bytes(nonce)))
+        for o in waiting:
+            key = (o[0].tenant_id, o[6])
+            before = {(k[0], bytes(k[2])) for k in seen.get(key) or ()}
+            if now_rows.get(key, set()) != before:
+                o[1], o[2] = "new", None
 
     def _retry_formats_learned_meanwhile(self, session: Session, decoded: list) -> None:
         """A compact frame decoded from a snapshot taken before another worker committed its
@@ -673,7 +707,8 @@ class DecodePipeline:
         at = writer.time(now)
         writer.update("telegrams", ("state", "error", "decoded_at", "meter_pk"),
                       ("varchar", "text", "timestamptz", "bigint"),
-                      [(o[1], o[2], at, o[3].id if o[3] is not None else None, o[0].id) for o in outcomes])
+                      [(o[1], o[2], at if o[1] != "new" else None, o[3].id if o[3] is not None else None, o[0].id)
+                       for o in outcomes])
         # the address as decoded, where the header peek read another (a long TPL's): a separate
         # statement, since SQLite rewrites the (tenant, manufacturer, id) index entry of every row
         # whose UPDATE names these columns, changed or not
