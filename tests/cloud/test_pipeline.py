@@ -540,3 +540,46 @@ def test_a_large_batch_writes_every_state_and_meter(hub, db, pipeline):
         m = meters[mid]
         assert m.last_reading_id == readings[pks[mid]].id and m.last_registers == {"energy": 1000.0 + i}
         assert m.key_status == "present" and m.last_heard_at is not None and m.last_reading_at is not None
+
+
+@pytest.fixture(scope="module")
+def sqlite_hub(tmp_path_factory, keystore):
+    """A hub on its own SQLite database, whatever OMSHUB_TEST_DATABASE says: decoding ahead is
+    how SQLite's idle-core workers use a core while uplinks hold the one write lock."""
+    from fastapi.testclient import TestClient
+
+    from omshub.cloud.app import create_app
+    from omshub.cloud.db import Database
+    from omshub.cloud.settings import load_settings
+
+    from .conftest import MASTER_KEY_HEX, Hub
+    path = tmp_path_factory.mktemp("ahead")
+    database = Database(f"sqlite:///{path}/omshub.db")
+    database.migrate()
+    settings = load_settings(None, environ={}, database=database.url, data_dir=str(path), master_key=MASTER_KEY_HEX)
+    app = create_app(settings, db=database, keystore=keystore, workers=False)
+    with TestClient(app) as client:
+        yield Hub(database, keystore, client), app.state.pipeline
+    database.dispose()
+
+
+def test_batches_decoded_ahead_are_written_later_exactly_once(sqlite_hub):
+    hub, pipeline = sqlite_hub
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    ids = [f"3100{i:04d}" for i in range(10)]
+    pks = [hub.meter(t, mid) for mid in ids]
+    hub.keys(t, {mid: KEY for mid in ids[:7]})  # three wait for their key
+    hub.send(gw, 1, [encode(mid) for mid in ids])
+    assert pipeline.decode_ahead(limit=11) is None  # only whole batches are decoded ahead
+    first = pipeline.decode_ahead(limit=4)
+    second = pipeline.decode_ahead(limit=4, exclude=[r.id for r in first.rows])
+    assert len(first.rows) == len(second.rows) == 4 and not {r.id for r in first.rows} & {r.id for r in second.rows}
+    assert _states(hub, gw) == ["new"] * 10  # nothing written yet
+    pipeline.run_once(limit=2)  # meanwhile another worker writes two of them
+    hub.keys(t, {ids[7]: KEY})  # ... and the key arrives of one decoded without it
+    assert pipeline.write_ahead(first) == 4 and pipeline.write_ahead(second) == 4
+    assert _states(hub, gw) == ["decoded"] * 7 + ["new"] * 3
+    pipeline.run_until_idle()
+    assert _states(hub, gw) == ["decoded"] * 8 + ["no_key"] * 2
+    assert [len(_readings(hub.db, pk)) for pk in pks] == [1] * 8 + [0] * 2

@@ -49,6 +49,7 @@ WAITING_STATES = ("no_key", "wrong_key", "unknown_meter")
 DUPLICATE_WINDOW = timedelta(hours=1)
 _CHUNK = 500
 _WRONG_KEY_CODES = ("wrong_key", "mac_error")
+_SELECT_COLUMNS = "id, tenant_id, gateway_id, received_at, raw, manufacturer, meter_id"
 
 
 class _WriteGate:
@@ -274,6 +275,15 @@ class _Seen:
         self.formats, self.keys = formats, keys
 
 
+class DecodedBatch:
+    """A batch selected and decoded from a read snapshot, not written yet (SQLite)."""
+    __slots__ = ("rows", "decoded", "seen", "made_at")
+
+    def __init__(self, rows: list, decoded: list, seen: _Seen) -> None:
+        import time
+        self.rows, self.decoded, self.seen, self.made_at = rows, decoded, seen, time.monotonic()
+
+
 class StoredReading:
     """A reading row just inserted, as passed to the alarm hooks (attribute names as `Reading`).
     `fields` and `data` may be given as their stored JSON, parsed when first read."""
@@ -387,27 +397,37 @@ class DecodePipeline:
 
     # --- batches ---
 
-    def _select_new(self, session: Session, limit: int, ids: list[int] | None = None) -> list[_NewTelegram]:
+    def _select_new(self, session: Session, limit: int, ids: list[int] | None = None,
+                    exclude: list[int] | None = None, full: bool = False) -> list[_NewTelegram]:
         """The next batch: this worker's partition, oldest first; when that is empty (its share
         is done), the newest of the others' — so no core idles while another has a backlog, and
         the owner (oldest first) and the helper (newest first) meet only at the end. A telegram
-        both decode is written once (the write re-checks `new`; PostgreSQL skips locked rows)."""
+        both decode is written once (the write re-checks `new`; PostgreSQL skips locked rows).
+        `exclude`: ids of this worker's batches decoded ahead, not written yet; `full`: only a
+        whole batch of this worker's partition (else none)."""
         sql = BulkSql(session, self.db.is_sqlite)
-        base = ("SELECT id, tenant_id, gateway_id, received_at, raw, manufacturer, meter_id FROM telegrams "
-                "WHERE state = 'new'")
+        base = f"SELECT {_SELECT_COLUMNS} FROM telegrams WHERE state = 'new'"
         lock = "" if self.db.is_sqlite else " FOR UPDATE SKIP LOCKED"
         if ids is not None:
             isin, params = sql.isin("id", ids)
             return [_NewTelegram(r) for r in sql.rows(f"{base} AND {isin} ORDER BY id{lock}", params)]
+        params: tuple = ()
+        if exclude:
+            isin, params = sql.isin("id", exclude)
+            base += f" AND NOT {isin}"
         k, n = self.partition
-        if n > 1:
-            mod = "%" if self.db.is_sqlite else "%%"
-            rows = sql.rows(f"{base} AND id {mod} {int(n)} = {int(k)} ORDER BY id LIMIT {int(limit)}{lock}")
-            if rows:
-                return [_NewTelegram(r) for r in rows]
-            rows = sql.rows(f"{base} ORDER BY id DESC LIMIT {int(limit)}{lock}")
-            return sorted((_NewTelegram(r) for r in rows), key=lambda r: r.id)
-        return [_NewTelegram(r) for r in sql.rows(f"{base} ORDER BY id LIMIT {int(limit)}{lock}")]
+        mod = "%" if self.db.is_sqlite else "%%"
+        mine = f"{base} AND id {mod} {int(n)} = {int(k)}" if n > 1 else base
+        if full:  # (an index count first: no rows read for a batch not taken)
+            found = sql.rows(f"SELECT count(*) FROM ({mine.replace(_SELECT_COLUMNS, 'id')} LIMIT {int(limit)}) AS x",
+                             params)
+            if found[0][0] < limit:
+                return []
+        rows = sql.rows(f"{mine} ORDER BY id LIMIT {int(limit)}{lock}", params)
+        if rows or n == 1 or full:
+            return [_NewTelegram(r) for r in rows]
+        rows = sql.rows(f"{base} ORDER BY id DESC LIMIT {int(limit)}{lock}", params)
+        return sorted((_NewTelegram(r) for r in rows), key=lambda r: r.id)
 
     def _batch(self, limit: int, ids: list[int] | None = None) -> int:
         """PostgreSQL: claim (FOR UPDATE SKIP LOCKED), decode and write in one transaction.
@@ -415,23 +435,11 @@ class DecodePipeline:
         a short write transaction keep the telegrams still `new` and write the results."""
         try:
             if self.db.is_sqlite:
-                with self.db.session() as reader:
-                    rows = self._select_new(reader, limit, ids)
-                    if not rows:
-                        return 0
-                    decoded, seen = self._decode_rows(reader, rows)
-                    reader.rollback()
-                with write_gate(self.db), self.db.session(write=True) as session:
-                    still_new = set()
-                    all_ids = [d[0].id for d in decoded]
-                    sql = BulkSql(session, True)
-                    for i in range(0, len(all_ids), _CHUNK):
-                        isin, params = sql.isin("id", all_ids[i:i + _CHUNK])
-                        still_new.update(r[0] for r in sql.rows(
-                            f"SELECT id FROM telegrams WHERE {isin} AND state = 'new'", params))
-                    self._finish(session, [d for d in decoded if d[0].id in still_new], seen)
-                    session.commit()
-                self.db.checkpoint_soon()
+                batch = self._read_sqlite(limit, ids)
+                if batch is None:
+                    return 0
+                self._write_sqlite(batch)
+                return len(batch.rows)
             else:
                 with self.db.session(write=True) as session:
                     rows = self._select_new(session, limit, ids)
@@ -446,10 +454,56 @@ class DecodePipeline:
             raise
         return len(rows)
 
-    def _one_by_one(self, limit: int) -> int:
-        with self.db.session() as session:
-            ids = [r.id for r in session.execute(select(Telegram.id).where(Telegram.state == "new")
-                                                 .order_by(Telegram.id).limit(limit))]
+    def decode_ahead(self, limit: int = 1000, exclude: list[int] | None = None) -> "DecodedBatch | None":
+        """SQLite: only the read phase of the next whole batch of this worker's partition (select
+        and decode; no write lock), to be written by :meth:`write_ahead` once the write lock is
+        free: what an idle-core worker does while uplinks arrive. `exclude`: ids of the batches it
+        holds already. -> None when no whole batch is waiting."""
+        with self._lock:
+            return self._read_sqlite(limit, exclude=exclude, full=True)
+
+    def write_ahead(self, batch: "DecodedBatch") -> int:
+        """Write a batch of :meth:`decode_ahead` (those of its telegrams still `new`). -> its size."""
+        with self._lock:
+            try:
+                self._write_sqlite(batch)
+            except Exception:
+                log.exception("decode batch failed; decoding its telegrams one by one")
+                self._formats.clear()  # it may hold formats whose rows were rolled back
+                self._one_by_one(0, [r.id for r in batch.rows])
+        return len(batch.rows)
+
+    def _read_sqlite(self, limit: int, ids: list[int] | None = None, exclude: list[int] | None = None,
+                     full: bool = False) -> "DecodedBatch | None":
+        """SQLite's read phase: select and decode from a read snapshot (no lock: ingest goes on)."""
+        with self.db.session() as reader:
+            rows = self._select_new(reader, limit, ids, exclude, full)
+            if not rows:
+                return None
+            decoded, seen = self._decode_rows(reader, rows)
+            reader.rollback()
+        return DecodedBatch(rows, decoded, seen)
+
+    def _write_sqlite(self, batch: "DecodedBatch") -> None:
+        """SQLite's write phase: a short write transaction that keeps the telegrams still `new`
+        (another worker may have written some meanwhile) and writes their results."""
+        with write_gate(self.db), self.db.session(write=True) as session:
+            still_new = set()
+            all_ids = [d[0].id for d in batch.decoded]
+            sql = BulkSql(session, True)
+            for i in range(0, len(all_ids), _CHUNK):
+                isin, params = sql.isin("id", all_ids[i:i + _CHUNK])
+                still_new.update(r[0] for r in sql.rows(
+                    f"SELECT id FROM telegrams WHERE {isin} AND state = 'new'", params))
+            self._finish(session, [d for d in batch.decoded if d[0].id in still_new], batch.seen)
+            session.commit()
+        self.db.checkpoint_soon()
+
+    def _one_by_one(self, limit: int, ids: list[int] | None = None) -> int:
+        if ids is None:
+            with self.db.session() as session:
+                ids = [r.id for r in session.execute(select(Telegram.id).where(Telegram.state == "new")
+                                                     .order_by(Telegram.id).limit(limit))]
         for telegram_id in ids:
             try:
                 self._batch(1, [telegram_id])
@@ -908,7 +962,8 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
     """A decode worker process (started by PipelineProcesses); ends when its parent is gone.
     Idle, it polls the database every IDLE_POLL_S, and sooner when the ingest clock moves (an
     uplink was stored: decoding starts within ~10 ms, not after a poll interval). With
-    `wait_for_quiet` (the idle-core workers) it decodes only while no uplink is arriving."""
+    `wait_for_quiet` (the idle-core workers) it writes only while no uplink is arriving; meanwhile
+    (on SQLite) it decodes up to AHEAD_BATCHES whole batches ahead, written once uplinks pause."""
     import os
     import signal
     import time
@@ -925,9 +980,29 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
     pipeline = DecodePipeline(db, KeyStore(master_key), meter_timezone=meter_timezone, partition=partition)
     tune_gc()
     clock = ingest_clock.value if ingest_clock is not None else 0.0
+    ahead: list[DecodedBatch] = []  # decoded while uplinks arrived, written when they pause
     while not stopping.is_set() and os.getppid() == parent_pid:
         if wait_for_quiet and time.monotonic() - ingest_clock.value < INGEST_QUIET_S:
-            time.sleep(0.02)  # uplinks are arriving: leave the core (and the SQLite write lock) to them
+            # uplinks are arriving: the SQLite write lock is theirs, but while the other workers
+            # write, a core is idle: decode whole batches ahead (niced, a few at most)
+            if db.is_sqlite and len(ahead) < AHEAD_BATCHES:
+                try:
+                    decoded = pipeline.decode_ahead(batch, [r.id for b in ahead for r in b.rows])
+                except Exception:
+                    log.exception("decode worker %d/%d error", *partition)
+                    decoded = None
+                if decoded is not None:
+                    ahead.append(decoded)
+                    continue
+            time.sleep(0.02)
+            continue
+        if ahead:
+            decoded = ahead.pop(0)
+            if time.monotonic() - decoded.made_at < AHEAD_MAX_AGE_S:  # (an older one: decoded afresh)
+                try:
+                    pipeline.write_ahead(decoded)
+                except Exception:
+                    log.exception("decode worker %d/%d error", *partition)
             continue
         if ingest_clock is not None:
             clock = ingest_clock.value
@@ -946,6 +1021,8 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
 
 
 IDLE_WORKER_NICENESS = 5
+AHEAD_BATCHES = 2         # whole batches an idle-core worker decodes ahead while uplinks arrive
+AHEAD_MAX_AGE_S = 30.0    # one held longer (a long stream of uplinks) is dropped and decoded afresh
 INGEST_QUIET_S = 0.05     # the idle-core workers decode only when no uplink came for this long
 IDLE_POLL_S = 0.2         # an idle worker looks for new telegrams at least this often
 _ingest_clock = None      # shared double (time.monotonic() of the last uplink) when workers run
@@ -968,7 +1045,8 @@ class PipelineProcesses:
 
     `workers` run at normal priority; with `fill_cores` (default) more are added, at a lower
     priority (nice +IDLE_WORKER_NICENESS), until every core has one: the serving process needs
-    its core while uplinks arrive, and once ingest is idle the backlog is decoded on all cores."""
+    its core (and on SQLite the write lock) while uplinks arrive, so these only decode ahead
+    then, and once ingest pauses the backlog is written and decoded on all cores."""
 
     def __init__(self, url: str, master_key: bytes, *, workers: int, meter_timezone: str = "UTC",
                  batch: int = 1000, log_level: str = "warning", fill_cores: bool = True) -> None:
