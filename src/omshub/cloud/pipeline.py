@@ -277,11 +277,10 @@ class _Seen:
 
 class DecodedBatch:
     """A batch selected and decoded from a read snapshot, not written yet (SQLite)."""
-    __slots__ = ("rows", "decoded", "seen", "made_at")
+    __slots__ = ("rows", "decoded", "seen")
 
     def __init__(self, rows: list, decoded: list, seen: _Seen) -> None:
-        import time
-        self.rows, self.decoded, self.seen, self.made_at = rows, decoded, seen, time.monotonic()
+        self.rows, self.decoded, self.seen = rows, decoded, seen
 
 
 class StoredReading:
@@ -555,8 +554,10 @@ class DecodePipeline:
         return decoded, _Seen(format_caches, keys)
 
     def _finish(self, session: Session, decoded: list, seen: "_Seen") -> None:
-        """In the write transaction: states (with the meters as they are now), duplicates,
-        readings, telegram and meter updates, learned formats, alarm hooks."""
+        """In the write transaction: states (with the meters as they are now; a telegram whose
+        meter's key or compact format arrived since it was decoded goes round again), duplicates,
+        readings, telegram and meter updates, learned formats, alarm hooks. So a batch is written
+        right however long ago it was decoded."""
         now = datetime.now(timezone.utc)
         meters = self._load_meters(session, decoded)
         outcomes = []   # [row, state, error, meter, manufacturer, meter_id, _Prepared | None]
@@ -996,13 +997,11 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
                     continue
             time.sleep(0.02)
             continue
-        if ahead:
-            decoded = ahead.pop(0)
-            if time.monotonic() - decoded.made_at < AHEAD_MAX_AGE_S:  # (an older one: decoded afresh)
-                try:
-                    pipeline.write_ahead(decoded)
-                except Exception:
-                    log.exception("decode worker %d/%d error", *partition)
+        if ahead:  # (however old: the write re-checks what may have changed, see _finish)
+            try:
+                pipeline.write_ahead(ahead.pop(0))
+            except Exception:
+                log.exception("decode worker %d/%d error", *partition)
             continue
         if ingest_clock is not None:
             clock = ingest_clock.value
@@ -1022,7 +1021,6 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
 
 IDLE_WORKER_NICENESS = 5
 AHEAD_BATCHES = 2         # whole batches an idle-core worker decodes ahead while uplinks arrive
-AHEAD_MAX_AGE_S = 30.0    # one held longer (a long stream of uplinks) is dropped and decoded afresh
 INGEST_QUIET_S = 0.05     # the idle-core workers decode only when no uplink came for this long
 IDLE_POLL_S = 0.2         # an idle worker looks for new telegrams at least this often
 _ingest_clock = None      # shared double (time.monotonic() of the last uplink) when workers run
