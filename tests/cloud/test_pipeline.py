@@ -583,3 +583,39 @@ def test_batches_decoded_ahead_are_written_later_exactly_once(sqlite_hub):
     pipeline.run_until_idle()
     assert _states(hub, gw) == ["decoded"] * 8 + ["no_key"] * 2
     assert [len(_readings(hub.db, pk)) for pk in pks] == [1] * 8 + [0] * 2
+
+
+def test_requeueing_a_meter_does_not_visit_its_decoded_history(sqlite_hub):
+    """Re-queue statements (key import, meter registration, a compact format learned) find a
+    meter's telegrams to decode again through the partial index of those, never through the
+    meter's telegrams (a history that grows every day): SQLite's plan of the very statements run."""
+    from sqlalchemy import event
+    hub, pipeline = sqlite_hub
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    hub.meter(t, "32000001")
+    hub.keys(t, {"32000001": KEY})
+    hub.send(gw, 1, [encode("32000001"), encode("32000002"), encode("32000003", mode=0, key=None)[:12]])
+    pipeline.run_until_idle()
+    statements = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE TELEGRAMS SET STATE = 'NEW'") or (
+                statement.lstrip().upper().startswith("UPDATE TELEGRAMS SET STATE") and "new" in str(parameters)):
+            statements.append((statement, parameters))
+    event.listen(hub.db.engine, "before_cursor_execute", capture)
+    try:
+        hub.meter(t, "32000002")  # registering re-queues its unknown_meter telegram
+        hub.keys(t, {"32000001": bytes(16)})  # a key replaced: re-queues what waits for it
+        with hub.db.transaction() as s:
+            from omshub.cloud.pipeline import requeue_states
+            requeue_states(s, t.id)
+    finally:
+        event.remove(hub.db.engine, "before_cursor_execute", capture)
+    assert len(statements) >= 3
+    with hub.db.engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+            assert any("ix_telegrams_redecodable" in str(step) for step in plan), (statement, plan)
+    pipeline.run_until_idle()
+    assert sorted(_states(hub, gw)) == ["decoded", "invalid", "no_key"]

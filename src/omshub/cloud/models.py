@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
-                        LargeBinary, String, Text, TypeDecorator, UniqueConstraint)
+                        LargeBinary, String, Text, TypeDecorator, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
@@ -195,6 +195,12 @@ class Uplink(Base):
     response: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+# Telegrams that may be decoded again (waiting for a key or a meter, or invalid: a format may come).
+# The partial index of these is found only by queries that carry this very predicate, as a constant.
+REDECODABLE_STATES = ("no_key", "wrong_key", "unknown_meter", "invalid")
+REDECODABLE_SQL = "state IN ('no_key', 'wrong_key', 'unknown_meter', 'invalid')"
+
+
 class Telegram(Base):
     """One raw telegram (immutable `raw`) and its decode state:
     new | decoded | no_key | wrong_key | unknown_meter | invalid | duplicate."""
@@ -203,6 +209,10 @@ class Telegram(Base):
         UniqueConstraint("gateway_id", "raw_hash", "received_at"),
         Index("ix_telegrams_state", "state", "id"),
         Index("ix_telegrams_tenant_meter", "tenant_id", "meter_id", "manufacturer"),
+        # a meter's telegrams to decode again, without visiting its decoded history (which
+        # grows every day); decoded telegrams never enter it
+        Index("ix_telegrams_redecodable", "tenant_id", "meter_id", sqlite_where=text(REDECODABLE_SQL),
+              postgresql_where=text(REDECODABLE_SQL)),
     )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -40,8 +40,8 @@ from omshub.codec.security import KeyContext
 from .db import BulkSql, Database, db_json, db_time, json_text, sqlite_time
 from .consumption import registers
 from .keystore import KeyStore, KeyStoreError
-from .models import (CompactFormat, Meter, MeterKey, Reading, Telegram, compact_reading_data,
-                     expand_reading_data)
+from .models import (REDECODABLE_SQL, REDECODABLE_STATES, CompactFormat, Meter, MeterKey, Reading, Telegram,
+                     compact_reading_data, expand_reading_data)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def write_gate(db: Database):
 def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | None, str]] | None = None) -> int:
     """Telegrams of the tenant waiting in no_key / unknown_meter / wrong_key (only those of `meters`,
     given as (manufacturer | None, meter id), or all) go back to `new`. -> how many."""
-    base = update(Telegram).where(Telegram.tenant_id == tenant_id, Telegram.state.in_(WAITING_STATES)) \
+    base = update(Telegram).where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL),
+                                  Telegram.state.in_(WAITING_STATES)) \
         .values(state="new", error=None).execution_options(synchronize_session=False)
     if meters is None:
         return session.execute(base).rowcount or 0
@@ -113,15 +114,13 @@ def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | N
     waiting = ", ".join(f"'{state}'" for state in WAITING_STATES)
     total = 0
     for i in range(0, len(ids), _CHUNK):
-        # the id alone selects (a different manufacturer's meter with the same id just waits again)
+        # the id alone selects (a different manufacturer's meter with the same id just waits again);
+        # REDECODABLE_SQL: through the index of such telegrams, not the meters' whole history
         isin, params = sql.isin("meter_id", ids[i:i + _CHUNK])
         total += sql.conn.exec_driver_sql(
             f"UPDATE telegrams SET state = 'new', error = NULL WHERE tenant_id = {sql.mark} "
-            f"AND state IN ({waiting}) AND {isin}", (tenant_id, *params)).rowcount or 0
+            f"AND {REDECODABLE_SQL} AND state IN ({waiting}) AND {isin}", (tenant_id, *params)).rowcount or 0
     return total
-
-
-REDECODABLE_STATES = WAITING_STATES + ("invalid",)
 
 
 def requeue_states(session: Session, tenant_id: int, states: tuple[str, ...] = REDECODABLE_STATES) -> int:
@@ -130,7 +129,8 @@ def requeue_states(session: Session, tenant_id: int, states: tuple[str, ...] = R
     bad = set(states) - set(REDECODABLE_STATES)
     if bad:
         raise ValueError(f"only {', '.join(REDECODABLE_STATES)} telegrams can be decoded again, not {', '.join(sorted(bad))}")
-    return session.execute(update(Telegram).where(Telegram.tenant_id == tenant_id, Telegram.state.in_(states))
+    return session.execute(update(Telegram).where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL),
+                                                  Telegram.state.in_(states))
                            .values(state="new", error=None).execution_options(synchronize_session=False)).rowcount or 0
 
 
@@ -190,15 +190,15 @@ class DbFormatCache(FormatCache):
                    ("bigint", "varchar", "varchar", "integer", "bytea"),
                    [(self.tenant_id, man, mid, sig, fmt) for (man, mid, sig), fmt in self.pending.items()],
                    "ON CONFLICT (tenant_id, manufacturer, meter_id, signature) DO UPDATE SET fmt = excluded.fmt")
-        # compact frames that came before any full frame of their meter can be decoded now (the
-        # state index finds the few `invalid` ones; only those are matched against the ids)
+        # compact frames that came before any full frame of their meter can be decoded now (found
+        # through the index of telegrams to decode again, REDECODABLE_SQL)
         ids = sorted({mid for _man, mid, _sig in self.pending})
         like = "unknown_format:%" if dialect == "sqlite" else "unknown_format:%%"
         for i in range(0, len(ids), _CHUNK):
             isin, params = sql.isin("meter_id", ids[i:i + _CHUNK])
             sql.conn.exec_driver_sql(
-                f"UPDATE telegrams SET state = 'new', error = NULL WHERE state = 'invalid' AND tenant_id = {sql.mark} "
-                f"AND {isin} AND error LIKE '{like}'", (self.tenant_id, *params))
+                f"UPDATE telegrams SET state = 'new', error = NULL WHERE {REDECODABLE_SQL} AND state = 'invalid' "
+                f"AND tenant_id = {sql.mark} AND {isin} AND error LIKE '{like}'", (self.tenant_id, *params))
         self.pending.clear()
 
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from omshub.codec.link import DEVICE_TYPES
@@ -139,16 +139,22 @@ def meters_json(session: Session, meters: list[Meter]) -> list[dict]:
 
 def requeue(session: Session, tenant_id: int, meters: list[tuple[str, str]]) -> int:
     """Telegrams that waited for these meters go back to the decode pipeline."""
+    from ..models import REDECODABLE_SQL
     from ..pipeline import WAITING_STATES, requeue_waiting
     total = 0
+    postgres = session.get_bind().dialect.name != "sqlite"
     for i in range(0, len(meters), 500):
         part = meters[i:i + 500]
-        # Wait for a decode batch that holds these telegrams (row locks, PostgreSQL) to commit:
-        # it may have looked the meter up before this registration, and its outcome
-        # (unknown_meter) must be requeued too, not slip past the update below.
-        session.execute(select(Telegram.id).where(
-            Telegram.tenant_id == tenant_id, Telegram.meter_id.in_(sorted({mid for _, mid in part})),
-            Telegram.state.in_(("new", *WAITING_STATES))).with_for_update()).all()
+        if postgres:
+            # Wait for a decode batch that holds these telegrams (row locks) to commit: it may have
+            # looked the meter up before this registration, and its outcome (unknown_meter) must
+            # be requeued too, not slip past the update below. (SQLite: that batch holds the one
+            # write lock, so it has committed.) The `new` ones and the waiting ones separately, each
+            # through its own index, never through the meters' whole history.
+            ids = sorted({mid for _, mid in part})
+            for states in (Telegram.state == "new", and_(text(REDECODABLE_SQL), Telegram.state.in_(WAITING_STATES))):
+                session.execute(select(Telegram.id).where(Telegram.tenant_id == tenant_id, Telegram.meter_id.in_(ids),
+                                                          states).with_for_update()).all()
         total += requeue_waiting(session, tenant_id, part)
     return total
 
