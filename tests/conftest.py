@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ci", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)
-# `HYPOTHESIS_PROFILE=fuzz pytest tests/codec -k fuzz` is the dedicated long fuzz run.
+# `HYPOTHESIS_PROFILE=fuzz pytest tests/codec tests/cloud -k fuzz` is the dedicated long fuzz run.
 settings.register_profile("fuzz", max_examples=100_000, deadline=None,
                           suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
