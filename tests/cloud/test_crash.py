@@ -87,9 +87,10 @@ def test_sigkill_while_ingesting_and_decoding_loses_nothing(live_server, db, key
     kills = 0
     at_kill: list[tuple[int, int]] = []  # (decoded, new) right after each kill
     # two kills at different points of the stream: decoding in a thread of the server, then in
-    # a decode worker process (the default on more than one core)
+    # decode worker processes (the default on more than one core; with small batches, so that on
+    # SQLite the idle-core worker decodes batches ahead while uplinks arrive and is killed too)
     for workers in ("0", "1"):
-        server = live_server(omshub_pipeline_workers=workers)
+        server = live_server(omshub_pipeline_workers=workers, omshub_pipeline_batch="200" if workers == "1" else "1000")
         acked_before = len(gateway.acked)
         decoded_before = _count(db, Telegram.gateway_id == gw.id, Telegram.state == "decoded")
         stop = threading.Event()
