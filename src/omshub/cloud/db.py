@@ -183,6 +183,15 @@ def sqlite_time(dt: datetime) -> str:
     return dt.isoformat(" ", "microseconds")
 
 
+def _same_time(dt: datetime) -> datetime:
+    return dt
+
+
+def time_to_db(sqlite: bool):
+    """How the driver takes a UtcDateTime value: SQLite as sqlite_time's text, psycopg as is."""
+    return sqlite_time if sqlite else _same_time
+
+
 def db_time(value) -> datetime | None:
     """A UtcDateTime column as a driver-level SELECT returns it (SQLite: naive UTC text)."""
     if value is None:
@@ -211,8 +220,9 @@ class BulkSql:
     def __init__(self, session: Session, sqlite: bool) -> None:
         self.conn = session.connection()
         self.sqlite = sqlite
-        self.time = sqlite_time if sqlite else (lambda dt: dt)
+        self.time = time_to_db(sqlite)
         self.mark = "?" if sqlite else "%s"
+        self.json_mark = "?" if sqlite else "%s::json"  # (PostgreSQL's json type takes text cast)
 
     def isin(self, column: str, values) -> tuple[str, tuple]:
         """(`column IN (values)` as SQL, its parameters): bound values, so the statement text
@@ -272,7 +282,7 @@ class BulkSql:
                 # in the rows' order (ids are handed out in it): the staging table's physical order
                 cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ORDER BY ctid {suffix}")
                 return cursor.rowcount
-        marks = ", ".join(self.mark if self.sqlite or t != "json" else "%s::json" for t in pg_types)
+        marks = ", ".join(self.json_mark if t == "json" else self.mark for t in pg_types)
         return self.conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks}) {suffix}", rows).rowcount
 
     def update(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]) -> None:
@@ -285,7 +295,7 @@ class BulkSql:
                 cursor.execute(f"UPDATE {table} AS t SET {sets} FROM {stage} AS s WHERE t.id = s.id")
             return
         if rows:
-            sets = ", ".join(f'"{c}" = ' + (self.mark if self.sqlite or t != "json" else "%s::json")
+            sets = ", ".join(f'"{c}" = ' + (self.json_mark if t == "json" else self.mark)
                              for c, t in zip(columns, pg_types))
             self.conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE id = {self.mark}", rows)
 

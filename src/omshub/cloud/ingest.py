@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from omshub.codec import peek_address, peek_header
 
 from .auth import hash_secret
-from .db import BulkSql, Database, db_json, json_text, sqlite_time
+from .db import BulkSql, Database, db_json, json_text, time_to_db
 from .models import Gateway
 from .pipeline import note_ingest, write_gate
 
@@ -319,15 +319,13 @@ def _telegram_rows(entries: list[Entry], sqlite: bool) -> list[tuple]:
     before the write lock is taken (the uplink id exists only in the write transaction)."""
     rows = []
     sha256 = hashlib.sha256
-    seconds_text: dict[int, str] = {}
+    to_db = time_to_db(sqlite)
+    times: dict[int, object] = {}  # a batch's telegrams share few receive seconds: each converted once
     for _i, frame, rx, mode, rssi in entries:
         man, mid = _peek(frame)
-        if sqlite:  # a batch's telegrams share few receive seconds: each formatted once
-            at = seconds_text.get(rx)
-            if at is None:
-                at = seconds_text[rx] = sqlite_time(_ts(rx))
-        else:
-            at = _ts(rx)
+        at = times.get(rx)
+        if at is None:
+            at = times[rx] = to_db(_ts(rx))
         rows.append((at, mode, rssi, frame, sha256(frame).digest(), man, mid, "new"))
     return rows
 
@@ -338,16 +336,17 @@ def _record_quiet_contact(sql: BulkSql, gateway_id: int, seq: int, cfg: int, cfg
     gateway runs its desired configuration (or has none), reports no configuration error and
     has no open operation (nearly every uplink). -> False when operations.on_uplink must run."""
     from .operations import OPEN_STATES
+    if cfg_error is not None:
+        return False
     found = sql.rows("SELECT status, last_seq, desired_config_version FROM gateways WHERE id = {m}", (gateway_id,))
-    if not found or cfg_error is not None:
+    if not found:
         return False
     old_status, last_seq, desired = found[0]
     if (desired or 0) not in (0, cfg) or sql.rows(
             "SELECT 1 FROM operations WHERE gateway_id = {m} AND state IN ({m}, {m}) LIMIT 1", (gateway_id, *OPEN_STATES)):
         return False
-    json_mark = "?" if sql.sqlite else "%s::json"
     sql.conn.exec_driver_sql(
-        f"UPDATE gateways SET last_contact_at = {sql.mark}, last_seq = {sql.mark}, status = {json_mark}, "
+        f"UPDATE gateways SET last_contact_at = {sql.mark}, last_seq = {sql.mark}, status = {sql.json_mark}, "
         f"applied_config_version = {sql.mark}, next_contact_at = {sql.mark} WHERE id = {sql.mark}",
         (sql.time(now), seq if last_seq is None else max(last_seq, seq),
          json_text({**(db_json(old_status) or {}), **status, "transport": transport}), cfg,
@@ -418,11 +417,10 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
         again = _stored_response(sql, gw.id, seq)
         if again is not None:
             return again
-        json_mark = "?" if db.is_sqlite else "%s::json"
         try:
             uplink_id = sql.conn.exec_driver_sql(
                 "INSERT INTO uplinks (tenant_id, gateway_id, seq, received_at, transport, content_type, body, "
-                f"telegram_count, response) VALUES ({', '.join([sql.mark] * 8)}, {json_mark}) RETURNING id",
+                f"telegram_count, response) VALUES ({', '.join([sql.mark] * 8)}, {sql.json_mark}) RETURNING id",
                 (gw.tenant_id, gw.id, seq, sql.time(now), transport[:16], (content_type or "application/cbor")[:64],
                  body, len(entries) + len(rejected), "{}")).scalar_one()
         except IntegrityError:  # the same seq raced in through another connection
@@ -448,7 +446,7 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
             config = None
         response = {"ack": seq, "stored": stored, "duplicates": len(entries) - stored, "rejected": rejected,
                     "config": config, "time": int(now.timestamp())}
-        sql.conn.exec_driver_sql(f"UPDATE uplinks SET response = {json_mark} WHERE id = {sql.mark}",
+        sql.conn.exec_driver_sql(f"UPDATE uplinks SET response = {sql.json_mark} WHERE id = {sql.mark}",
                                  (json_text(response), uplink_id))
         session.commit()
     if rejected:

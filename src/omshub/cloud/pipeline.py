@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from omshub.codec import DecodeError, FormatCache, decode
 from omshub.codec.security import KeyContext
 
-from .db import BulkSql, Database, db_json, db_time, json_text, sqlite_time
+from .db import BulkSql, Database, db_json, db_time, json_text, time_to_db
 from .consumption import registers
 from .keystore import KeyStore, KeyStoreError
 from .models import (REDECODABLE_SQL, REDECODABLE_STATES, CompactFormat, Meter, MeterKey, Reading, Telegram,
@@ -226,14 +226,14 @@ def _alarms():
 class _Prepared:
     """What a decoded telegram's reading needs that does not depend on the database: made while
     decoding, so that on SQLite the write transaction (which holds the one write lock) only
-    writes. Times as the driver stores them (`to_db`). The decoded dict itself is not kept: a
+    writes. Times also as the driver stores them (`_db`). The decoded dict itself is not kept: a
     batch holding a thousand of them (~100 objects each) made every later allocation miss the
     CPU cache — the codec ran at half its speed. The alarm hooks that read it (rare) get it back
     from `data_json`."""
     __slots__ = ("fingerprint", "timestamp", "timestamp_db", "received_db", "fields_json", "data_json",
                  "reports_error", "registers", "encrypted")
 
-    def __init__(self, pipeline: "DecodePipeline", result: dict, row: "_NewTelegram", to_db) -> None:
+    def __init__(self, pipeline: "DecodePipeline", result: dict, row: "_NewTelegram") -> None:
         stored = compact_reading_data(result)  # as models.ReadingData stores it
         self.fingerprint = _fingerprint(result.get("access_number"), stored.get("records"),
                                         result.get("manufacturer_data"))
@@ -371,7 +371,7 @@ class DecodePipeline:
         self._formats = _LRU(format_cache_size)
         self._contexts = _LRU(min(key_cache_size, 20_000))  # key -> AES context (a few KB each)
         self._times: dict[str, tuple[datetime, object]] = {}  # meter date-time text -> (UTC, as stored)
-        self._to_db = sqlite_time if db.is_sqlite else (lambda dt: dt)
+        self._to_db = time_to_db(db.is_sqlite)
         self._lock = threading.Lock()            # one batch at a time per instance
 
     # --- public ---
@@ -405,27 +405,27 @@ class DecodePipeline:
         `exclude`: ids of this worker's batches decoded ahead, not written yet; `full`: only a
         whole batch of this worker's partition (else none)."""
         sql = BulkSql(session, self.db.is_sqlite)
-        base = f"SELECT {_SELECT_COLUMNS} FROM telegrams WHERE state = 'new'"
+        select_new = f"SELECT {_SELECT_COLUMNS} FROM telegrams WHERE state = 'new'"
         lock = "" if self.db.is_sqlite else " FOR UPDATE SKIP LOCKED"
         if ids is not None:
             isin, params = sql.isin("id", ids)
-            return [_NewTelegram(r) for r in sql.rows(f"{base} AND {isin} ORDER BY id{lock}", params)]
-        params: tuple = ()
+            return [_NewTelegram(r) for r in sql.rows(f"{select_new} AND {isin} ORDER BY id{lock}", params)]
+        where, params = "", ()
         if exclude:
             isin, params = sql.isin("id", exclude)
-            base += f" AND NOT {isin}"
+            where = f" AND NOT {isin}"
         k, n = self.partition
         mod = "%" if self.db.is_sqlite else "%%"
-        mine = f"{base} AND id {mod} {int(n)} = {int(k)}" if n > 1 else base
+        mine = f"{where} AND id {mod} {int(n)} = {int(k)}" if n > 1 else where
         if full:  # (an index count first: no rows read for a batch not taken)
-            found = sql.rows(f"SELECT count(*) FROM ({mine.replace(_SELECT_COLUMNS, 'id')} LIMIT {int(limit)}) AS x",
-                             params)
+            found = sql.rows(f"SELECT count(*) FROM (SELECT id FROM telegrams WHERE state = 'new'{mine} "
+                             f"LIMIT {int(limit)}) AS x", params)
             if found[0][0] < limit:
                 return []
-        rows = sql.rows(f"{mine} ORDER BY id LIMIT {int(limit)}{lock}", params)
+        rows = sql.rows(f"{select_new}{mine} ORDER BY id LIMIT {int(limit)}{lock}", params)
         if rows or n == 1 or full:
             return [_NewTelegram(r) for r in rows]
-        rows = sql.rows(f"{base} ORDER BY id DESC LIMIT {int(limit)}{lock}", params)
+        rows = sql.rows(f"{select_new}{where} ORDER BY id DESC LIMIT {int(limit)}{lock}", params)
         return sorted((_NewTelegram(r) for r in rows), key=lambda r: r.id)
 
     def _batch(self, limit: int, ids: list[int] | None = None) -> int:
@@ -524,7 +524,6 @@ class DecodePipeline:
         format_caches: dict[int, DbFormatCache] = {}
         decoded = []
         lookups: dict[int, _TenantKeys] = {}
-        to_db = sqlite_time if self.db.is_sqlite else (lambda dt: dt)
         for row in rows:
             tenant = row.tenant_id
             key_for = lookups.get(tenant)
@@ -548,7 +547,7 @@ class DecodePipeline:
                 manufacturer = row.manufacturer
             if not (isinstance(meter_id, str) and len(meter_id) <= 8):
                 meter_id = row.meter_id
-            prepared = _Prepared(self, result, row, to_db) if result is not None else None
+            prepared = _Prepared(self, result, row) if result is not None else None
             result = None  # (the batch keeps the prepared form only, see _Prepared)
             decoded.append((row, error, manufacturer, meter_id, prepared))
         return decoded, _Seen(format_caches, keys)
