@@ -242,6 +242,12 @@ def hub(db, keystore, client) -> Hub:
     return Hub(db, keystore, client)
 
 
+@pytest.fixture(scope="module")
+def module_hub(db, keystore, client) -> Hub:
+    """A hub for a whole module (property tests make their tenant and gateway once)."""
+    return Hub(db, keystore, client)
+
+
 # --- a real `omshub serve` process ---
 
 def free_port() -> int:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import HealthCheck, event, given, settings
+import pytest
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from omshub.cloud.keystore import KeyStoreError, parse_key_csv, parse_meter_list
@@ -68,24 +69,17 @@ _meter_csv = st.one_of(
     st.binary(max_size=300))
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.fixture(scope="module")
+def operator_headers(module_hub):
+    return {**module_hub.headers(module_hub.tenant(), "operator"), "Content-Type": "text/csv"}
+
+
 @given(body=_meter_csv)
-def test_meter_csv_import_answers_200_or_a_4xx_naming_the_problem(hub, client, body):
-    headers = {**_headers(hub), "Content-Type": "text/csv"}
-    r = client.post("/api/v1/meters/import", content=body, headers=headers)
+def test_meter_csv_import_answers_200_or_a_4xx_naming_the_problem(client, operator_headers, body):
+    r = client.post("/api/v1/meters/import", content=body, headers=operator_headers)
     assert r.status_code == 200 or 400 <= r.status_code < 500, (r.status_code, r.text)
     event(f"HTTP {r.status_code}")
     if r.status_code != 200:
         error = r.json()["error"]
         assert error["code"] and error["message"]
 
-
-_tenant_headers: dict = {}
-
-
-def _headers(hub) -> dict:
-    """One tenant per module database (one per example would dominate the run)."""
-    key = id(hub.db)
-    if key not in _tenant_headers:
-        _tenant_headers[key] = hub.headers(hub.tenant(), "operator")
-    return _tenant_headers[key]

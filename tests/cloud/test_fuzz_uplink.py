@@ -9,7 +9,8 @@ import itertools
 
 import cbor2
 import orjson
-from hypothesis import HealthCheck, event, given, settings
+import pytest
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from omshub.cloud.ingest import UplinkRejected, handle_uplink
@@ -101,10 +102,13 @@ def _check(db, body: bytes, content_type: str, credential: str, sent: dict | Non
     event("accepted, with telegrams" if count else "accepted")
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.fixture(scope="module")
+def gw(module_hub):
+    return module_hub.gateway(module_hub.tenant())
+
+
 @given(data=st.data())
-def test_any_envelope_is_refused_with_a_reason_or_fully_accounted_for(hub, db, data):
-    gw = _gateway(hub)
+def test_any_envelope_is_refused_with_a_reason_or_fully_accounted_for(db, gw, data):
     env = data.draw(_envelope(gw.serial))
     as_json = data.draw(st.booleans())
     if as_json:
@@ -117,20 +121,7 @@ def test_any_envelope_is_refused_with_a_reason_or_fully_accounted_for(hub, db, d
     _check(db, body, "application/json" if as_json else "application/cbor", gw.credential, env)
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=st.binary(max_size=400), content_type=st.sampled_from(
     ["application/cbor", "application/json", "application/octet-stream", "", "text/plain", "application/cbor; x=1"]))
-def test_any_bytes_are_refused_with_a_reason_or_accepted(hub, db, body, content_type):
-    gw = _gateway(hub)
+def test_any_bytes_are_refused_with_a_reason_or_accepted(db, gw, body, content_type):
     _check(db, body, content_type, gw.credential, None)
-
-
-_gateways: dict = {}
-
-
-def _gateway(hub):
-    """One gateway per test module database (registering one per example would dominate the run)."""
-    key = id(hub.db)
-    if key not in _gateways:
-        _gateways[key] = hub.gateway(hub.tenant())
-    return _gateways[key]
