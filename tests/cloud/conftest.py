@@ -25,6 +25,8 @@ import cbor2
 import httpx
 import pytest
 
+from tests.clock import EPOCH, unix
+
 
 def pytest_configure(config):
     # starlette's TestClient nags about httpx (still what FastAPI documents); not our concern here
@@ -142,7 +144,7 @@ def encode(meter_id: str = "12345678", records: list[dict] | None = None, *, man
 
 def batch_envelope(serial: str, seq: int, frames: list[bytes], *, t0: int | None = None, cfg: int = 0,
                    status: dict | None = None, dts: list[int] | None = None, cred: str | None = None) -> dict:
-    t0 = int(time.time()) - 3600 if t0 is None else t0
+    t0 = unix(EPOCH) - 3600 if t0 is None else t0
     env = {"v": 1, "gw": serial, "seq": seq, "cfg": cfg, "status": status or {"battery_pct": 90, "spool": 0},
            "t0": t0, "batch": {"data": b"".join(frames), "len": [len(f) for f in frames],
                                "dt": dts if dts is not None else list(range(len(frames))),

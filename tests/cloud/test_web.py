@@ -24,6 +24,8 @@ import pytest
 
 from omshub.cloud import web
 
+from tests.clock import EPOCH, unix
+
 from .conftest import KEY, MASTER_KEY_HEX, LiveServer, batch_envelope, encode
 
 STATIC = Path(web.__file__).parent / "static"
@@ -164,7 +166,7 @@ def test_recent_readings_newest_first_and_tenant_scoped(console, hub):
     gw = hub.gateway(tenant)
     meter_pk = hub.meter(tenant, "31415926")
     hub.keys(tenant, {"31415926": KEY})
-    t0 = int(time.time()) - 7200
+    t0 = unix(EPOCH) - 7200
     hub.send(gw, 1, [encode("31415926", energy=e) for e in (10.0, 20.0, 30.0)], t0=t0, dts=[0, 600, 1200])
     hub.client.app.state.pipeline.run_once()
     headers = hub.headers(tenant, "viewer")
@@ -398,7 +400,7 @@ def test_operator_imports_meters_and_keys_registers_a_heard_meter_and_sees_consu
     expect(page.get_by_text("1 key(s) imported")).to_be_visible()
 
     # readings of the installed meter, and a meter that is heard but not registered
-    t0 = int(time.time()) - 7200
+    t0 = unix(EPOCH) - 7200
     env = batch_envelope(gw.serial, 1, [encode("41000001", energy=100.0), encode("41000001", energy=150.0),
                                         encode("42000042", device_type_code=7)], t0=t0, dts=[0, 3600, 3600])
     r = httpx.post(base_url + "/api/v1/uplink", content=cbor2.dumps(env), timeout=30,

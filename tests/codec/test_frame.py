@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from omshub.codec import DecodeError
+from omshub.codec import DecodeError, encode_telegram
 from omshub.codec.encode import add_format_a, add_format_b, wired_frame
 from omshub.codec.frame import crc16, format_a_length, recover
 
@@ -68,6 +68,36 @@ def test_trailing_and_short_frames():
     short = vector("wmbusmeters-history-dme-sharky775-heat")
     raw = bytes.fromhex(short["telegram"])
     assert recover(raw).end == len(raw)
+
+
+def _plain_frame() -> bytes:
+    records = [{"quantity": "energy", "unit": "kWh", "value": 1234.0, "storage": 0, "tariff": 0, "subunit": 0,
+                "function": "instantaneous"}] * 4
+    return encode_telegram({"manufacturer": "KAM", "id": "12345678", "version": 1, "device_type_code": 4}, records)
+
+
+def test_a_format_a_frame_damaged_in_block_1_is_a_crc_error():
+    a = bytearray(add_format_a(_plain_frame()))
+    a[5] ^= 0x10  # the meter id: block 1's CRC no longer fits, so the layout alone says format A
+    with pytest.raises(DecodeError) as err:
+        recover(bytes(a))
+    assert err.value.code == "crc_error" and "block 1" in err.value.message
+
+
+def test_a_format_a_frame_cut_short_is_a_length_mismatch():
+    a = add_format_a(_plain_frame())
+    for keep in (12, 30, len(a) - 1):
+        with pytest.raises(DecodeError) as err:
+            recover(a[:keep])
+        assert err.value.code == "length_mismatch" and "cut short" in err.value.message
+
+
+def test_more_trailing_bytes_than_a_receiver_appends():
+    plain = _plain_frame()
+    assert recover(plain + bytes(4)).end == len(plain)   # RSSI, LQI, a dongle CRC: taken as metadata
+    with pytest.raises(DecodeError) as err:
+        recover(plain + bytes(5))
+    assert err.value.code == "length_mismatch" and "a damaged L-field" in err.value.message
 
 
 @pytest.mark.parametrize("raw,code", [(b"", "too_short"), (bytes(10), "too_short"), (bytes(2000), "too_long"),

@@ -3,7 +3,6 @@ through the API, a gateway restart in the middle; every collected telegram store
 
 import asyncio
 import random
-import time
 
 import httpx
 
@@ -11,6 +10,7 @@ from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
 from omshub.gateway.transport_http import HttpsTransport
+from tests.clock import days_before
 from tests.cloud.conftest import Hub, data_dir, database_url, db, keystore, live_server  # noqa: F401
 
 from .helpers import ScheduledSource, frame
@@ -31,7 +31,7 @@ def test_agent_into_running_headend(db, keystore, live_server, tmp_path):
     assert r.status_code == 201, r.text
     op_id = r.json()["id"]
 
-    start = (time.time() // DAY - 4) * DAY + 12 * 3600    # noon UTC, four days ago: 3 windows to come
+    start = days_before(4)    # noon UTC, four days before the fixed epoch: 3 windows to come
     clock = SimClock(start, 0)
     meters = [frame(f"{70000000 + i}", access=i) for i in range(12)]
     source = ScheduledSource(clock, meters, interval=40, step=3)

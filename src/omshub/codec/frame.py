@@ -14,6 +14,9 @@ from struct import unpack_from as _unpack_from
 
 from .errors import DecodeError
 
+# Receiver bytes after a CRC-less frame's L-counted message (RSSI, LQI, a dongle's own CRC; the
+# real-meter corpus has up to 4); more mean a damaged L-field or a damaged frame with CRCs.
+_MAX_TRAILER = 4
 MAX_INPUT = 1024  # bytes; a wM-Bus frame is at most 256 + CRCs, a wired long frame 261
 
 _POLY = 0x3D65
@@ -182,6 +185,14 @@ def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
             stripped = strip_format_a(raw)
             if stripped is not None:
                 return Frame(stripped, len(stripped), "A")
+            if size == format_a_length(first) and size - first - 1 > _MAX_TRAILER:
+                # Exactly a format-A frame's length, but as a CRC-less one it would carry more
+                # receiver bytes than any receiver appends: a format-A frame damaged in block 1.
+                raise DecodeError("crc_error", "format A block 1 CRC failed (bytes 0..9)", layer="frame", offset=10)
+        elif first >= 9 and size >= 12 and crc16(raw, 0, 10) == (raw[10] << 8 | raw[11]):
+            # block 1's CRC verifies (a 1 in 65,536 chance for other bytes): a format-A frame cut short
+            raise DecodeError("length_mismatch", f"format A frame of {size} bytes cut short: its L-field {first} "
+                              f"needs {format_a_length(first)}", layer="frame", offset=size)
         if detect_b and size >= first + 1:
             stripped = strip_format_b(raw)
             if stripped is not None:
@@ -195,6 +206,10 @@ def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
     end = first + 1
     if end > size:
         end = size
+    elif size - end > _MAX_TRAILER:
+        raise DecodeError("length_mismatch", f"L-field {first} announces {end} bytes but {size} follow: more "
+                          f"than the {_MAX_TRAILER} a receiver appends (a damaged L-field, or CRCs that do not "
+                          "fit format A or B)", layer="frame", offset=0)
     return Frame(bytes(raw), end, None)
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from omshub.codec.encode import add_format_a
+
 from .fleet import Fleet, FleetError, load_fleet
 from .meters import VirtualMeter, encode_transmission
 from .noise import gaussian, gaussian_at, hash_ints, text_id, uniform
@@ -133,8 +135,12 @@ def _corrupt(frame: bytes, h: int) -> tuple[bytes, str]:
     if (h & 0xFF) < 154 or len(frame) <= 12:
         out = bytearray(frame)
         flips = 1 + (h >> 8) % 3
+        bits: set[int] = set()
         for k in range(flips):
             bit = (h >> (16 + 13 * k)) % (len(out) * 8)
+            while bit in bits:  # the same bit twice would undo the damage
+                bit = (bit + 1) % (len(out) * 8)
+            bits.add(bit)
             out[bit // 8] ^= 1 << (bit % 8)
         return bytes(out), "bitflip"
     keep = 11 + (h >> 8) % (len(frame) - 12)
@@ -166,7 +172,11 @@ def _deliveries(r, meter: VirtualMeter, index: int, t: float, frame: bytes, link
     p_corrupt = r.corrupt_rate * (1.0 if rssi - r.sensitivity_dbm >= 6 else 4.0)
     raw, damage = frame, None
     if p_corrupt and uniform(seed, _CORRUPT, uid, index, gk) < min(1.0, p_corrupt):
-        raw, damage = _corrupt(frame, hash_ints(seed, _CORRUPT + 1, uid, index, gk))
+        # A CRC-less frame is what a receiver hands on after the frame's CRCs passed: a frame
+        # damaged on the air reaches the gateway only from a receiver that does not check, and
+        # then with its block CRCs (format A), by which the head-end finds the damage.
+        on_air = frame if meter.frame_format else add_format_a(frame)
+        raw, damage = _corrupt(on_air, hash_ints(seed, _CORRUPT + 1, uid, index, gk))
     # the dongle's time stamp: end of the frame on air (100 kcps, 3-of-6 ≈ 0.1 ms/byte) + latency
     rx = t + 0.002 + len(frame) * 0.00012
     out = [Reception(link.gateway, rx, max(-150, min(20, round(rssi))), raw, damage, False)]
