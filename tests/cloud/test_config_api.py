@@ -91,6 +91,8 @@ def test_patch_with_merge_patch_json(hub, client):
     assert "merge-patch" in r.json()["error"]["message"]
     r = client.patch(url, content=b"spread_s=6", headers={**op, "Content-Type": "text/plain"})
     assert r.status_code == 415
+    # who asks is checked before what is sent
+    assert client.patch(url, content=b"spread_s=6", headers={"Content-Type": "text/plain"}).status_code == 401
     assert client.get(url, headers=op).json()["config"]["spread_s"] == 5
 
 
@@ -162,7 +164,8 @@ def test_bulk_conflicts_are_shown_and_decided(hub, client, db):
     old = client.get(f"{API}/operations/{pending['id']}", headers=b_h).json()
     assert old["state"] == "SUPERSEDED" and old["superseded_by"] == res[busy.id]["operation_id"]
     busy_cfg = client.get(f"{API}/gateways/{busy.id}/config", headers=b_h).json()["config"]
-    assert (busy_cfg["timezone"], busy_cfg["upload"]["cron"], busy_cfg["spread_s"]) == ("Europe/Berlin", "0 0 5 * * *", 60)
+    assert (busy_cfg["timezone"], busy_cfg["upload"]["cron"], busy_cfg["spread_s"]) == (
+        "Europe/Berlin", "0 0 5 * * *", 60)
 
     # the same change again changes nothing anywhere: 200, no operation
     r = client.post(f"{API}/gateways/config", json=body, headers=b_h)

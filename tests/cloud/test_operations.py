@@ -288,10 +288,30 @@ def test_bulk_change_with_a_pending_change_needs_a_decision(s):
 
     # the audit log says who chose what
     last = _audits(s, t.id)[-1]
-    assert last.actor == "bob" and last.details["on_conflict"] == "supersede" and last.details["patch"] == {"keep": "all"}
+    assert last.actor == "bob" and last.details["on_conflict"] == "supersede"
+    assert last.details["patch"] == {"keep": "all"}
     row = {g["gateway_id"]: g for g in last.details["gateways"]}[busy.id]
     assert row == {"gateway_id": busy.id, "outcome": "superseded", "from_version": 2, "version": 3,
                    "operation_id": new.operation.id, "superseded_operations": [pending.operation.id]}
     skip_audit = _audits(s, t.id)[-2]
     assert skip_audit.details["on_conflict"] == "skip"
     assert {g["gateway_id"]: g["outcome"] for g in skip_audit.details["gateways"]}[busy.id] == "skipped"
+
+
+def test_bulk_change_over_more_gateways_than_one_query_takes(s):
+    """Selections are read in chunks of 500: conflicts, unchanged and skipped gateways are found
+    across chunk borders."""
+    t = tenant(s)
+    gws = [gateway(s, t) for _ in range(520)]
+    pr = FakePrincipal(t.id)
+    ops.change_config(s, pr, [g.id for g in gws], {"timezone": "Europe/Berlin"}, now=T0)
+    for g in gws[::2]:
+        ops.on_uplink(s, g, applied_version=1, cfg_error=None, now=T0)   # every other one applied it
+    with pytest.raises(ops.PendingChanges) as e:
+        ops.change_config(s, pr, [g.id for g in gws], {"spread_s": 5}, now=T0)
+    assert sorted(c["gateway_id"] for c in e.value.conflicts) == sorted(g.id for g in gws[1::2])
+    assert {c["changes"]["timezone"] for c in e.value.conflicts} == {"Europe/Berlin"}
+    results = ops.change_config(s, pr, [g.id for g in gws], {"spread_s": 5}, on_conflict="skip", now=T0)
+    assert [r.outcome for r in results] == ["created", "skipped"] * 260
+    again = ops.change_config(s, pr, [g.id for g in gws[::2]], {"spread_s": 5}, now=T0)
+    assert {r.outcome for r in again} == {"unchanged"} and all(r.operation.config_version == 2 for r in again)

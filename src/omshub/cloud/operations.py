@@ -217,7 +217,8 @@ def change_config(session: Session, principal, gateway_ids: list[int], patch: di
     PendingChanges — all before anything is changed. Audited."""
     now = _utc(now or datetime.now(timezone.utc))
     if on_conflict is not None and on_conflict not in ON_CONFLICT:
-        raise ConfigChangeError("invalid_request", f"on_conflict must be \"supersede\" or \"skip\", not {on_conflict!r}")
+        raise ConfigChangeError("invalid_request",
+                                f"on_conflict must be \"supersede\" or \"skip\", not {on_conflict!r}")
     patch = _check_patch(patch)
     ids = list(dict.fromkeys(int(i) for i in gateway_ids))
     if not ids:
@@ -268,11 +269,13 @@ def change_config(session: Session, principal, gateway_ids: list[int], patch: di
     if pending and on_conflict is None:
         raise PendingChanges(_conflicts(session, gateways, pending))
 
+    current_ops = _operations_of(session, [(gw.id, gw.desired_config_version) for gw, _, _, changes in plans
+                                           if not changes and gw.desired_config_version])
     results: list[ConfigResult] = []
     for gw, before, after, changes in plans:
         current = gw.desired_config_version or 0
         if not changes or (on_conflict == "skip" and open_ops.get(gw.id)):
-            kept = open_ops[gw.id][-1] if changes else _operation_of(session, gw.id, current)
+            kept = open_ops[gw.id][-1] if changes else current_ops.get((gw.id, current))
             results.append(ConfigResult(gw, UNCHANGED if not changes else SKIPPED, current,
                                         {**before, "version": current}, kept, from_version=current))
             continue
@@ -305,12 +308,16 @@ def change_config(session: Session, principal, gateway_ids: list[int], patch: di
     return results
 
 
-def _operation_of(session: Session, gateway_id: int, version: int) -> Operation | None:
-    if not version:
-        return None
-    return session.scalars(select(Operation).where(
-        Operation.gateway_id == gateway_id, Operation.config_version == version)
-        .order_by(Operation.id.desc()).limit(1)).first()
+def _operations_of(session: Session, pairs) -> dict[tuple[int, int], Operation]:
+    """The operation that set each (gateway id, version)."""
+    pairs = list(dict.fromkeys(pairs))
+    out: dict[tuple[int, int], Operation] = {}
+    for chunk in range(0, len(pairs), 500):  # bounded IN lists
+        for op in session.scalars(select(Operation).where(
+                tuple_(Operation.gateway_id, Operation.config_version).in_(pairs[chunk:chunk + 500]))
+                .order_by(Operation.id)):
+            out[(op.gateway_id, op.config_version)] = op  # the newest, should one version have two
+    return out
 
 
 def set_desired_config(session: Session, principal, gateway_ids: list[int], config: dict, *,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from .. import operations as config_ops
 from ..auth import Principal, audit, current_principal, hash_secret, new_secret, require_role, utcnow
 from ..ingest import SERIAL_RE
-from ..models import Gateway, GatewayConfigVersion
+from ..models import Gateway
 from .common import ApiError, DbSession, iso, not_found, page, paginate
 from .operations import operation_json
 
