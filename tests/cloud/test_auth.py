@@ -165,7 +165,7 @@ def test_gateway_registration_shows_the_credential_once(hub, client, db):
     r = client.post("/api/v1/gateways", json={"serial": "bad serial!"}, headers=op)
     assert r.status_code == 422 and "serial" in r.json()["error"]["message"]
     config = client.get(f"/api/v1/gateways/{body['id']}/config", headers=op).json()
-    assert config["version"] == 0 and config["config"] is None
+    assert config["version"] == 0 and config["factory_default"] and config["config"]["timezone"] == "UTC"
     # rotating the credential: the old one stops working
     new = client.post(f"/api/v1/gateways/{body['id']}/credential", headers=hub.headers(t, "admin")).json()
     assert new["credential"] != cred

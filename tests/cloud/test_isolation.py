@@ -56,6 +56,7 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/gateways/{gateway_id}"): {"kind": "object"},
     ("GET", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object"},
     ("PUT", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object", "json": lambda c: {"spread_s": 5}},
+    ("PATCH", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object", "json": lambda c: {"spread_s": 5}},
     ("POST", "/api/v1/gateways/{gateway_id}/credential"): {"kind": "object"},
     ("POST", "/api/v1/gateways/config"): {"kind": "create", "expect": {404},
                                           "json": lambda c: {"config": {},

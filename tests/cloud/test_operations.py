@@ -124,15 +124,194 @@ def test_many_gateways_at_once(s):
     assert states.count("SUCCESSFUL") == 5 and states.count("DELIVERED") == 5 and states.count("PENDING") == 30
 
 
-def test_invalid_config_and_unknown_gateway_are_api_errors(s):
-    from omshub.cloud.api import common
+def test_invalid_config_and_unknown_gateway_are_refused(s):
     t, other = tenant(s), tenant(s, "b")
     g = gateway(s, t)
     foreign = gateway(s, other)
-    with pytest.raises(common.ApiError) as e:
+    with pytest.raises(ops.ConfigChangeError) as e:
         ops.set_desired_config(s, FakePrincipal(t.id), [g.id], {"upload": {"cron": "* * *"}})
-    assert e.value.status == 422 and "upload.cron" in e.value.message
-    with pytest.raises(common.ApiError) as e:
-        ops.set_desired_config(s, FakePrincipal(t.id), [g.id, foreign.id], CFG)
-    assert e.value.status == 404
+    assert e.value.code == "invalid_config" and "upload.cron" in str(e.value)
+    for ids in ([g.id, foreign.id], [g.id, 2**63], [0]):
+        with pytest.raises(ops.UnknownGateway) as e:
+            ops.set_desired_config(s, FakePrincipal(t.id), ids, CFG)
+        assert e.value.gateway_id == ids[-1]
     assert s.query(Operation).count() == 0
+
+
+# --- partial changes (JSON merge patch onto the desired configuration) and bulk conflicts ---
+
+BERLIN = {"timezone": "Europe/Berlin", "spread_s": 600,
+          "filters": {"mode": "blacklist", "meters": [{"manufacturer": "KAM", "id": "12345678"}]}}
+
+
+def _one(s, principal, g, patch):
+    """One gateway's change, as PUT and PATCH make it (superseding an unfinished one)."""
+    [result] = ops.change_config(s, principal, [g.id], patch, on_conflict="supersede", now=T0)
+    return result
+
+
+def _desired(s, g) -> dict:
+    s.flush()
+    return s.query(GatewayConfigVersion).filter_by(gateway_id=g.id, version=g.desired_config_version).one().config
+
+
+def _audits(s, tenant_id):
+    from omshub.cloud.models import AuditEntry
+    s.flush()
+    return s.query(AuditEntry).filter_by(tenant_id=tenant_id, action="gateway.config").order_by(AuditEntry.id).all()
+
+
+def test_a_change_touches_only_what_it_names(s):
+    t = tenant(s)
+    g = gateway(s, t)
+    pr = FakePrincipal(t.id)
+    first = _one(s, pr, g, BERLIN)
+    assert first.outcome == "created" and first.version == 1
+    # the README's example: only the upload time
+    second = _one(s, pr, g, {"upload": {"cron": "0 0 4 * * *"}})
+    cfg = _desired(s, g)
+    assert second.version == 2 and cfg["version"] == 2
+    assert cfg["timezone"] == "Europe/Berlin" and cfg["spread_s"] == 600
+    assert cfg["filters"] == {**_desired_defaults()["filters"], **BERLIN["filters"]}
+    assert cfg["upload"] == {"cron": "0 0 4 * * *", "max_batch": 5000}
+    assert second.config == cfg
+    # null: back to the default; an array replaces the old one whole
+    _one(s, pr, g, {"timezone": None, "filters": {"meters": []}})
+    cfg = _desired(s, g)
+    assert cfg["timezone"] == "UTC" and cfg["filters"]["meters"] == [] and cfg["filters"]["mode"] == "blacklist"
+    assert cfg["upload"]["cron"] == "0 0 4 * * *"
+
+
+def _desired_defaults() -> dict:
+    from omshub.gateway.config import GatewayConfig
+    return GatewayConfig().model_dump(mode="json")
+
+
+def test_a_change_merges_onto_a_pending_change_and_supersedes_it(s):
+    t = tenant(s)
+    g = gateway(s, t)
+    a = _one(s, FakePrincipal(t.id, name="alice"), g, {"timezone": "Europe/Berlin"})
+    assert a.operation.state == "PENDING"
+    b = _one(s, FakePrincipal(t.id, name="bob"), g, {"spread_s": 60})
+    assert b.outcome == "superseded" and [o.id for o in b.superseded] == [a.operation.id]
+    assert _state(s, a.operation) == "SUPERSEDED" and a.operation.superseded_by == b.operation.id
+    # alice's pending time zone is not lost: it is part of bob's version
+    assert _desired(s, g)["timezone"] == "Europe/Berlin" and _desired(s, g)["spread_s"] == 60
+    delivered = ops.on_uplink(s, g, applied_version=0, cfg_error=None, now=T0 + timedelta(hours=1))
+    assert delivered["version"] == 2 and delivered["timezone"] == "Europe/Berlin"
+
+
+def test_a_change_that_changes_nothing_makes_no_version(s):
+    t = tenant(s)
+    g = gateway(s, t)
+    pr = FakePrincipal(t.id)
+    # the first change always makes version 1: the gateway's own initial configuration is unknown here
+    first = _one(s, pr, g, {})
+    assert first.outcome == "created" and first.version == 1
+    for patch in ({}, {"timezone": "UTC"}, {"upload": {"max_batch": 5000}}, {"version": 7}, {"keep": None}):
+        same = _one(s, pr, g, patch)
+        assert same.outcome == "unchanged" and same.version == 1 and same.superseded == []
+        assert same.operation.id == first.operation.id
+    assert s.query(Operation).filter_by(gateway_id=g.id).count() == 1
+    assert g.desired_config_version == 1 and _state(s, first.operation) == "PENDING"
+    assert [a.details["gateways"][0]["outcome"] for a in _audits(s, t.id)] == ["created"] + ["unchanged"] * 5
+
+
+def test_an_invalid_result_or_patch_changes_nothing(s):
+    t = tenant(s)
+    g = gateway(s, t)
+    pr = FakePrincipal(t.id)
+    _one(s, pr, g, BERLIN)
+    deep: dict = {}
+    node = deep
+    for _ in range(100):
+        node["x"] = {}
+        node = node["x"]
+    for patch, code, text in (({"upload": {"max_batch": 0}}, "invalid_config", "upload.max_batch"),
+                              ({"radio_power_dbm": 14}, "invalid_config", "radio_power_dbm"),
+                              ({"collection": []}, "invalid_config", "collection"),
+                              (deep, "invalid_config", "nested"),
+                              ([1], "invalid_config", "JSON object")):
+        with pytest.raises(ops.ConfigChangeError) as e:
+            _one(s, pr, g, patch)
+        assert e.value.code == code and text in str(e.value), (patch, str(e.value))
+    with pytest.raises(ops.ConfigChangeError) as e:
+        ops.change_config(s, pr, [g.id], {}, on_conflict="overwrite", now=T0)
+    assert e.value.code == "invalid_request" and "on_conflict" in str(e.value)
+    assert g.desired_config_version == 1 and s.query(Operation).filter_by(gateway_id=g.id).count() == 1
+
+
+def test_bulk_change_with_a_pending_change_needs_a_decision(s):
+    t = tenant(s)
+    free, busy, done = gateway(s, t), gateway(s, t), gateway(s, t)
+    alice, bob = FakePrincipal(t.id, name="alice"), FakePrincipal(t.id, name="bob")
+    for g in (free, busy, done):
+        ops.change_config(s, alice, [g.id], {"timezone": "Europe/Berlin"}, now=T0)
+        ops.on_uplink(s, g, applied_version=1, cfg_error=None, now=T0)
+    [pending] = ops.change_config(s, alice, [busy.id], {"upload": {"cron": "0 0 5 * * *"}},
+                                  now=T0 + timedelta(minutes=5))
+    ops.change_config(s, alice, [done.id], {"spread_s": 30}, now=T0)
+    ops.on_uplink(s, done, applied_version=2, cfg_error=None, now=T0)   # applied: no longer pending
+    before = s.query(Operation).count()
+    ids = [free.id, busy.id, done.id]
+
+    with pytest.raises(ops.PendingChanges) as e:
+        ops.change_config(s, bob, ids, {"spread_s": 60}, now=T0 + timedelta(hours=1))
+    [c] = e.value.conflicts
+    assert c["gateway_id"] == busy.id and c["gateway"] == busy.serial
+    assert c["operation_id"] == pending.operation.id and c["config_version"] == 2 and c["state"] == "PENDING"
+    assert c["changes"] == {"upload": {"cron": "0 0 5 * * *"}}
+    assert c["created_by"] == "alice" and c["created_at"] == T0 + timedelta(minutes=5)
+    assert "1 gateway" in str(e.value) and busy.serial in str(e.value)
+    assert s.query(Operation).count() == before and busy.desired_config_version == 2   # nothing changed
+    # a change that would not change the busy gateway is no conflict
+    [unchanged] = [r for r in ops.change_config(s, bob, ids, {"timezone": "Europe/Berlin"}, now=T0)
+                   if r.gateway.id == busy.id]
+    assert unchanged.outcome == "unchanged" and _state(s, pending.operation) == "PENDING"
+
+    skipped = {r.gateway.id: r for r in ops.change_config(s, bob, ids, {"spread_s": 60}, on_conflict="skip",
+                                                            now=T0 + timedelta(hours=1))}
+    assert [skipped[i].outcome for i in ids] == ["created", "skipped", "created"]
+    assert skipped[busy.id].operation.id == pending.operation.id and _state(s, pending.operation) == "PENDING"
+    assert busy.desired_config_version == 2 and _desired(s, busy)["spread_s"] == 1800
+    # each gateway keeps its own other settings
+    assert _desired(s, done)["spread_s"] == 60 and _desired(s, free)["timezone"] == "Europe/Berlin"
+
+    superseded = {r.gateway.id: r for r in ops.change_config(s, bob, ids, {"keep": "all"}, on_conflict="supersede",
+                                                               now=T0 + timedelta(hours=2))}
+    new = superseded[busy.id]
+    assert new.outcome == "superseded" and [o.id for o in new.superseded] == [pending.operation.id]
+    assert _state(s, pending.operation) == "SUPERSEDED" and pending.operation.superseded_by == new.operation.id
+    assert _desired(s, busy)["upload"]["cron"] == "0 0 5 * * *" and _desired(s, busy)["keep"] == "all"
+    # the free gateway's change from the skip run was pending too: superseded, its content kept
+    assert superseded[free.id].outcome == "superseded" and _desired(s, free)["spread_s"] == 60
+
+    # the audit log says who chose what
+    last = _audits(s, t.id)[-1]
+    assert last.actor == "bob" and last.details["on_conflict"] == "supersede"
+    assert last.details["patch"] == {"keep": "all"}
+    row = {g["gateway_id"]: g for g in last.details["gateways"]}[busy.id]
+    assert row == {"gateway_id": busy.id, "outcome": "superseded", "from_version": 2, "version": 3,
+                   "operation_id": new.operation.id, "superseded_operations": [pending.operation.id]}
+    skip_audit = _audits(s, t.id)[-2]
+    assert skip_audit.details["on_conflict"] == "skip"
+    assert {g["gateway_id"]: g["outcome"] for g in skip_audit.details["gateways"]}[busy.id] == "skipped"
+
+
+def test_bulk_change_over_more_gateways_than_one_query_takes(s):
+    """Selections are read in chunks of 500: conflicts, unchanged and skipped gateways are found
+    across chunk borders."""
+    t = tenant(s)
+    gws = [gateway(s, t) for _ in range(520)]
+    pr = FakePrincipal(t.id)
+    ops.change_config(s, pr, [g.id for g in gws], {"timezone": "Europe/Berlin"}, now=T0)
+    for g in gws[::2]:
+        ops.on_uplink(s, g, applied_version=1, cfg_error=None, now=T0)   # every other one applied it
+    with pytest.raises(ops.PendingChanges) as e:
+        ops.change_config(s, pr, [g.id for g in gws], {"spread_s": 5}, now=T0)
+    assert sorted(c["gateway_id"] for c in e.value.conflicts) == sorted(g.id for g in gws[1::2])
+    assert {c["changes"]["timezone"] for c in e.value.conflicts} == {"Europe/Berlin"}
+    results = ops.change_config(s, pr, [g.id for g in gws], {"spread_s": 5}, on_conflict="skip", now=T0)
+    assert [r.outcome for r in results] == ["created", "skipped"] * 260
+    again = ops.change_config(s, pr, [g.id for g in gws[::2]], {"spread_s": 5}, now=T0)
+    assert {r.outcome for r in again} == {"unchanged"} and all(r.operation.config_version == 2 for r in again)

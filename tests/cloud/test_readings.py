@@ -218,8 +218,8 @@ def test_operations_through_uplinks(hub, client):
     assert r.status_code == 201, r.text
     first = r.json()
     assert first["state"] == "PENDING" and first["config_version"] == 1 and first["expected_contact_at"].endswith("Z")
-    # a selection by filter: all three -> gateway 0's first operation is superseded
-    r = client.post(f"{API}/gateways/config", json={"config": {**cfg, "spread_s": 60},
+    # a selection by filter: all three -> gateway 0's first operation is superseded (as the operator chose)
+    r = client.post(f"{API}/gateways/config", json={"config": {**cfg, "spread_s": 60}, "on_conflict": "supersede",
                                                     "filter": {"serial_prefix": f"OPS-{t.slug}-"}}, headers=op_h)
     assert r.status_code == 201 and r.json()["count"] == 3
     ops = {o["gateway_id"]: o for o in r.json()["operations"]}

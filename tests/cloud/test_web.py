@@ -509,3 +509,132 @@ def test_gateway_page_keeps_the_newest_state_when_refreshes_overlap(browser, hub
     page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # the page handles that answer
     assert "Configuration version 2" in status.inner_text()  # not retried: the next poll would mend it
     assert errors == []
+
+
+def _api(base_url: str, method: str, path: str, headers: dict, **kw) -> httpx.Response:
+    return httpx.request(method, base_url + "/api/v1" + path, headers=headers, timeout=30, **kw)
+
+
+def _login_headers(base_url: str, username: str) -> dict:
+    r = httpx.post(base_url + "/api/v1/auth/login", json={"username": username, "password": PASSWORD}, timeout=30)
+    assert r.status_code == 200, r.text
+    return {"Authorization": "Bearer " + r.json()["token"]}
+
+
+@pytest.mark.slow
+def test_the_form_shows_the_real_configuration_and_sends_only_what_changed(browser, hub):
+    """The form starts from the gateway's desired configuration; editing one field sends only that
+    field, so the time zone stays — also one a colleague changed after the form was loaded."""
+    from playwright.sync_api import expect
+    base_url, chromium = browser
+    tenant = hub.tenant()
+    operator, colleague = hub.user(tenant, "operator", PASSWORD), hub.user(tenant, "operator", PASSWORD)
+    api_headers = _login_headers(base_url, colleague)
+    gw = hub.gateway(tenant)
+    r = _api(base_url, "PUT", f"/gateways/{gw.id}/config", api_headers,
+             json={"timezone": "Europe/Berlin", "spread_s": 600, "keep": "all",
+                   "filters": {"mode": "blacklist", "meters": [{"manufacturer": "KAM", "id": "12345678"}]}})
+    assert r.status_code == 201, r.text
+    page, errors = _login(chromium, base_url, operator)
+    sent: list = []
+    page.on("request", lambda req: sent.append((req.method, req.headers.get("content-type"), req.post_data_json))
+            if req.method in ("PUT", "PATCH") else None)
+
+    page.get_by_role("link", name="Gateways", exact=True).click()
+    page.get_by_role("link", name=gw.serial).click()
+    expect(page.get_by_label("Time zone")).to_have_value("Europe/Berlin")
+    expect(page.get_by_label("Spread (seconds)")).to_have_value("600")
+    expect(page.get_by_label("Mode")).to_have_value("blacklist")
+    expect(page.get_by_label("Keep")).to_have_value("all")
+    expect(page.locator(".meter-row input").nth(1)).to_have_value("12345678")
+
+    # a colleague moves the gateway to another time zone while the form still shows Berlin
+    r = _api(base_url, "PUT", f"/gateways/{gw.id}/config", api_headers, json={"timezone": "Europe/Vienna"})
+    assert r.status_code == 201, r.text
+    page.get_by_label("Upload time (cron with seconds)").fill("0 0 4 * * *")
+    page.locator("#apply-config").click()
+    expect(page.locator("#config-message")).to_contain_text("Saved as configuration version 3")
+    cfg = _api(base_url, "GET", f"/gateways/{gw.id}/config", api_headers).json()["config"]
+    assert (cfg["version"], cfg["timezone"], cfg["spread_s"], cfg["keep"]) == (3, "Europe/Vienna", 600, "all")
+    assert cfg["upload"]["cron"] == "0 0 4 * * *" and cfg["filters"]["mode"] == "blacklist"
+    assert sent == [("PATCH", "application/merge-patch+json", {"upload": {"cron": "0 0 4 * * *"}})]
+    # the form now shows the result, the colleague's time zone included
+    expect(page.get_by_label("Time zone")).to_have_value("Europe/Vienna")
+    expect(page.locator("#config-shown")).to_have_text("Showing the desired configuration, version 3.")
+
+    page.get_by_label("Spread (seconds)").fill("900")
+    page.locator("#apply-config").click()
+    expect(page.locator("#config-message")).to_contain_text("Saved as configuration version 4")
+    assert sent[-1] == ("PATCH", "application/merge-patch+json", {"spread_s": 900})
+    # nothing edited: the head-end says so and makes no version
+    page.locator("#apply-config").click()
+    expect(page.locator("#config-message")).to_contain_text("Nothing to change")
+    assert sent[-1] == ("PATCH", "application/merge-patch+json", {})
+    cfg = _api(base_url, "GET", f"/gateways/{gw.id}/config", api_headers).json()["config"]
+    assert (cfg["version"], cfg["timezone"], cfg["spread_s"], cfg["upload"]["cron"]) == (
+        4, "Europe/Vienna", 900, "0 0 4 * * *")
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_bulk_change_shows_pending_changes_and_lets_the_operator_choose(browser, hub):
+    from playwright.sync_api import expect
+    base_url, chromium = browser
+    tenant = hub.tenant()
+    operator, colleague = hub.user(tenant, "operator", PASSWORD), hub.user(tenant, "operator", PASSWORD)
+    api_headers = _login_headers(base_url, colleague)
+    free, busy = hub.gateway(tenant), hub.gateway(tenant)
+    assert _api(base_url, "PUT", f"/gateways/{free.id}/config", api_headers,
+                json={"timezone": "Europe/Vienna"}).status_code == 201
+    _uplink(base_url, free, 1, cfg=0)
+    _uplink(base_url, free, 2, cfg=1)    # free runs version 1: nothing pending
+    pending = _api(base_url, "PUT", f"/gateways/{busy.id}/config", api_headers,
+                   json={"timezone": "Europe/Berlin", "upload": {"cron": "0 0 5 * * *"}}).json()
+    assert pending["state"] == "PENDING"
+    page, errors = _login(chromium, base_url, operator)
+
+    def configure(spread: str):
+        page.get_by_role("link", name="Gateways", exact=True).click()
+        page.get_by_label(f"Select {free.serial}").check()
+        page.get_by_label(f"Select {busy.serial}").check()
+        page.locator("#configure-selected").click()
+        expect(page.get_by_role("heading", name="Configure 2 gateway(s)")).to_be_visible()
+        page.get_by_label("Spread (seconds)").fill(spread)
+        page.get_by_role("button", name="Apply to 2 gateway(s)").click()
+
+    configure("600")
+    conflicts = page.locator("#bulk-conflicts")
+    row = conflicts.get_by_role("row", name=re.compile(busy.serial))
+    expect(row).to_contain_text("v1")
+    expect(row.locator("[data-state]")).to_have_text("PENDING")
+    expect(row).to_contain_text("upload.cron: 0 0 5 * * *")
+    expect(row).to_contain_text("timezone: Europe/Berlin")
+    expect(row).to_contain_text(colleague)
+    expect(conflicts).to_contain_text("Nothing was changed")
+    assert conflicts.get_by_role("row", name=re.compile(free.serial)).count() == 0
+    _screenshot(page, "bulk-conflicts")
+    assert _api(base_url, "GET", f"/gateways/{free.id}/config", api_headers).json()["version"] == 1
+
+    page.get_by_role("button", name="Skip these gateways").click()
+    result = page.locator("#bulk-result")
+    expect(result.get_by_role("row", name=re.compile(busy.serial))).to_contain_text("skipped: keeps its pending change")
+    expect(result.get_by_role("row", name=re.compile(free.serial))).to_contain_text("new configuration version 2")
+    expect(conflicts).to_be_empty()
+    free_cfg = _api(base_url, "GET", f"/gateways/{free.id}/config", api_headers).json()["config"]
+    assert (free_cfg["version"], free_cfg["timezone"], free_cfg["spread_s"]) == (2, "Europe/Vienna", 600)
+    got = _api(base_url, "GET", f"/gateways/{busy.id}/config", api_headers).json()
+    assert got["version"] == 1 and got["pending_operation"]["id"] == pending["id"]
+
+    configure("900")   # now both have a pending change (free: the one just made)
+    expect(page.locator("#bulk-conflicts tbody tr")).to_have_count(2)
+    page.get_by_role("button", name="Replace their pending changes").click()
+    expect(result.get_by_role("row", name=re.compile(busy.serial))).to_contain_text(
+        f"replaces the change that was not applied yet (operation {pending['id']})")
+    expect(result.locator("[data-state]")).to_have_count(2)
+    _screenshot(page, "bulk-result")
+    busy_cfg = _api(base_url, "GET", f"/gateways/{busy.id}/config", api_headers).json()["config"]
+    assert (busy_cfg["version"], busy_cfg["timezone"], busy_cfg["upload"]["cron"], busy_cfg["spread_s"]) == (
+        2, "Europe/Berlin", "0 0 5 * * *", 900)
+    old = _api(base_url, "GET", f"/operations/{pending['id']}", api_headers).json()
+    assert old["state"] == "SUPERSEDED"
+    assert errors == []

@@ -1,24 +1,29 @@
-"""Remote configuration as operations (issue 3 item 8).
+"""Remote configuration as operations (issue 3 item 8; partial changes and conflicts: issue 9).
 
-A desired configuration set for a gateway becomes a new `GatewayConfigVersion` and an
+A change to a gateway's configuration is a JSON merge patch (RFC 7386, gateway/config.py) applied
+to its desired configuration — the latest version, including one still waiting for the gateway —
+and validated whole. A change that changes something becomes a new `GatewayConfigVersion` and an
 `Operation` that moves PENDING -> DELIVERED (handed to the gateway in an uplink response)
 -> SUCCESSFUL (the gateway reports the version as applied) | FAILED (the gateway refused it,
 `cfg_error`). A newer configuration for the same gateway marks older unfinished operations
-SUPERSEDED. Input: sessions and ORM rows; output: rows changed in the session (the caller
-commits).
+SUPERSEDED; for a selection of gateways only when the operator decided so (`on_conflict`).
+Input: sessions and ORM rows; output: rows changed in the session (the caller commits).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from omshub.gateway.config import ConfigError, GatewayConfig, cron_for_croniter, spread_offset, validate_config
+from omshub.gateway.config import (MAX_PATCH_DEPTH, ConfigError, GatewayConfig, cron_for_croniter, diff_patch,
+                                   merge_patch, patch_depth, spread_offset, validate_config)
 
+from .auth import audit
 from .models import Gateway, GatewayConfigVersion, Operation
 
 PENDING, DELIVERED, SUCCESSFUL, FAILED, SUPERSEDED = (
@@ -28,6 +33,7 @@ OPEN_STATES = (PENDING, DELIVERED)
 # A selection of gateways in one request; bounded so one call cannot build an unbounded transaction.
 MAX_GATEWAYS_PER_REQUEST = 10_000
 MAX_ERROR_LEN = 2_000
+MAX_ID = 2**63 - 1  # ids are BIGINT: a larger one names no gateway
 
 
 def _utc(dt: datetime) -> datetime:
@@ -35,13 +41,93 @@ def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
+class ConfigChangeError(ValueError):
+    """A configuration change that cannot be made (nothing was changed). `code` is stable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UnknownGateway(LookupError):
+    """A selected gateway does not exist in the principal's tenant."""
+
+    def __init__(self, gateway_id: int) -> None:
+        super().__init__(f"gateway {gateway_id}")
+        self.gateway_id = gateway_id
+
+
+class PendingChanges(Exception):
+    """Selected gateways have an unfinished change this one would supersede, and the operator has
+    not decided (`on_conflict`); nothing was changed. `conflicts`: one dict per open operation."""
+
+    def __init__(self, conflicts: list[dict]) -> None:
+        gateways = list(dict.fromkeys(c["gateway"] for c in conflicts))
+        names = ", ".join(gateways[:5]) + (f" and {len(gateways) - 5} more" if len(gateways) > 5 else "")
+        super().__init__(f"{len(gateways)} gateway(s) have a change that is not applied yet ({names}); "
+                         "nothing was changed. Send the request again with on_conflict \"supersede\" (the new "
+                         "change replaces theirs, which it includes) or \"skip\" (those gateways keep their "
+                         "pending change and get nothing new)")
+        self.conflicts = conflicts
+
+
+ON_CONFLICT = ("supersede", "skip")
+# What happened to each selected gateway: a new version (that replaced an unfinished one, or
+# not), its pending change kept (skip), or nothing to change.
+CREATED, SUPERSEDED_PENDING, SKIPPED, UNCHANGED = "created", "superseded", "skipped", "unchanged"
+
+
+@dataclass
+class ConfigResult:
+    gateway: Gateway
+    outcome: str
+    version: int                    # the gateway's desired version afterwards
+    config: dict                    # its full desired configuration afterwards (with `version`)
+    operation: Operation | None     # new (created/superseded), kept pending (skipped), or the current version's
+    superseded: list[Operation] = field(default_factory=list)
+    from_version: int = 0
+
+
+def default_config() -> dict:
+    """The factory configuration with every setting filled in (without `version`)."""
+    return GatewayConfig().model_dump(mode="json", exclude={"version"})
+
+
 def normalized_config(config: dict) -> dict:
-    """Validate a configuration (without its version, which the head-end assigns) and return the
-    full dict with every default filled in. Raises ConfigError."""
+    """Validate a configuration and return the full dict with every default filled in, without
+    `version` (the head-end assigns it). Raises ConfigError."""
     if not isinstance(config, dict):
         raise ConfigError("configuration must be a JSON object")
     body = {k: v for k, v in config.items() if k != "version"}
-    return validate_config(body).model_dump(mode="json")
+    return validate_config(body).model_dump(mode="json", exclude={"version"})
+
+
+def _filled(config: dict) -> dict:
+    """A stored configuration with defaults filled in; as stored when it no longer validates (a
+    newer schema, or a hand-edited row: a patch can still mend it)."""
+    try:
+        return normalized_config(config)
+    except ConfigError:
+        return {k: v for k, v in config.items() if k != "version"}
+
+
+def desired_config(session: Session, gateway: Gateway) -> tuple[dict, GatewayConfigVersion | None]:
+    """(full desired configuration with its `version`, its stored row or None for the factory one)."""
+    row = None
+    if gateway.desired_config_version:
+        row = session.scalars(select(GatewayConfigVersion).where(
+            GatewayConfigVersion.gateway_id == gateway.id,
+            GatewayConfigVersion.version == gateway.desired_config_version)).first()
+    if row is None:
+        return {**default_config(), "version": 0}, None
+    return {**_filled(row.config), "version": row.version}, row
+
+
+def open_operation(session: Session, gateway: Gateway) -> Operation | None:
+    """The gateway's unfinished (PENDING or DELIVERED) change, newest first."""
+    return session.scalars(select(Operation).where(
+        Operation.gateway_id == gateway.id, Operation.state.in_(OPEN_STATES))
+        .order_by(Operation.config_version.desc(), Operation.id.desc()).limit(1)).first()
 
 
 def running_config(session: Session, gateway: Gateway) -> dict | None:
@@ -71,31 +157,85 @@ def expected_next_contact(gateway: Gateway, config: dict | None, now: datetime) 
     return _utc(fire) + offset
 
 
-def _api_error(status: int, code: str, message: str) -> Exception:
-    from .api.common import ApiError  # the API layer's error type; imported late to keep this module light
-    return ApiError(status, code, message)
+def _check_patch(patch) -> dict:
+    if not isinstance(patch, dict):
+        raise ConfigChangeError("invalid_config", "a configuration change must be a JSON object (a merge patch)")
+    if patch_depth(patch) > MAX_PATCH_DEPTH:
+        raise ConfigChangeError("invalid_config", f"configuration change is nested more than {MAX_PATCH_DEPTH} "
+                                                  "levels deep; no setting is")
+    return {k: v for k, v in patch.items() if k != "version"}  # the head-end assigns versions
 
 
-def set_desired_config(session: Session, principal, gateway_ids: list[int], config: dict, *,
-                       now: datetime | None = None) -> list[Operation]:
-    """Set `config` as the desired configuration of each gateway (all of the principal's
-    tenant); one new version and one PENDING operation per gateway. Unknown ids -> 404."""
+def _config_rows(session: Session, pairs) -> dict[tuple[int, int], dict]:
+    """Stored configurations by (gateway id, version)."""
+    pairs = list(dict.fromkeys(pairs))
+    out: dict[tuple[int, int], dict] = {}
+    for chunk in range(0, len(pairs), 500):  # bounded IN lists
+        part = pairs[chunk:chunk + 500]
+        for gid, version, config in session.execute(select(
+                GatewayConfigVersion.gateway_id, GatewayConfigVersion.version, GatewayConfigVersion.config)
+                .where(tuple_(GatewayConfigVersion.gateway_id, GatewayConfigVersion.version).in_(part))):
+            out[(gid, version)] = config
+    return out
+
+
+def _conflicts(session: Session, gateways: dict[int, Gateway], pending: list[Operation]) -> list[dict]:
+    """What each unfinished operation changes (a merge patch from the version before it), who
+    asked for it and when."""
+    before: dict[int, int] = {}
+    ids = [op.id for op in pending]
+    for chunk in range(0, len(ids), 500):
+        before.update(session.execute(
+            select(Operation.id, func.max(GatewayConfigVersion.version))
+            .join(GatewayConfigVersion, and_(GatewayConfigVersion.gateway_id == Operation.gateway_id,
+                                             GatewayConfigVersion.version < Operation.config_version))
+            .where(Operation.id.in_(ids[chunk:chunk + 500])).group_by(Operation.id)).all())
+    rows = _config_rows(session, [(op.gateway_id, op.config_version) for op in pending]
+                        + [(op.gateway_id, before[op.id]) for op in pending if op.id in before])
+    out = []
+    for op in pending:
+        prev_version = before.get(op.id, 0)
+        prev = _filled(rows[(op.gateway_id, prev_version)]) if prev_version else default_config()
+        mine = rows.get((op.gateway_id, op.config_version))
+        out.append({"gateway_id": op.gateway_id, "gateway": gateways[op.gateway_id].serial,
+                    "operation_id": op.id, "config_version": op.config_version, "state": op.state,
+                    "changes": diff_patch(prev, _filled(mine)) if mine is not None else None,
+                    "changes_from_version": prev_version,
+                    "created_by": op.created_by, "created_at": _utc(op.created_at)})
+    return out
+
+
+def change_config(session: Session, principal, gateway_ids: list[int], patch: dict, *,
+                  on_conflict: str | None = None, now: datetime | None = None) -> list[ConfigResult]:
+    """Apply the merge patch `patch` to the desired configuration of each gateway (all of the
+    principal's tenant) and validate the result; where it changes something, a new version and a
+    PENDING operation. A gateway with an unfinished change is a conflict: PendingChanges unless
+    `on_conflict` says what to do ("supersede": the new operation replaces the old one, whose
+    settings it includes; "skip": the gateway keeps its pending change and gets nothing new).
+    The first configuration of a gateway always makes a version: what the gateway runs before is
+    its own initial configuration, unknown here. Raises ConfigChangeError, UnknownGateway,
+    PendingChanges — all before anything is changed. Audited."""
     now = _utc(now or datetime.now(timezone.utc))
-    try:
-        body = normalized_config(config)
-    except ConfigError as exc:
-        raise _api_error(422, "invalid_config", f"configuration rejected: {exc}") from None
+    if on_conflict is not None and on_conflict not in ON_CONFLICT:
+        raise ConfigChangeError("invalid_request",
+                                f"on_conflict must be \"supersede\" or \"skip\", not {on_conflict!r}")
+    patch = _check_patch(patch)
     ids = list(dict.fromkeys(int(i) for i in gateway_ids))
     if not ids:
-        raise _api_error(422, "invalid_request", "no gateway selected")
+        raise ConfigChangeError("invalid_request", "no gateway selected")
     if len(ids) > MAX_GATEWAYS_PER_REQUEST:
-        raise _api_error(422, "invalid_request",
-                         f"at most {MAX_GATEWAYS_PER_REQUEST} gateways per request, got {len(ids)}")
+        raise ConfigChangeError("invalid_request",
+                                f"at most {MAX_GATEWAYS_PER_REQUEST} gateways per request, got {len(ids)}")
+    for gid in ids:
+        if not 0 < gid <= MAX_ID:
+            raise UnknownGateway(gid)
     gateways: dict[int, Gateway] = {}
     latest: dict[int, int] = {}
     open_ops: dict[int, list[Operation]] = {}
     for chunk in range(0, len(ids), 500):  # bounded IN lists
         part = ids[chunk:chunk + 500]
+        # Locked first, read after: two changes of one gateway are made one after the other, the
+        # second merged onto the first.
         for gw in session.scalars(select(Gateway).where(
                 Gateway.tenant_id == principal.tenant_id, Gateway.id.in_(part)).with_for_update()):
             gateways[gw.id] = gw
@@ -104,38 +244,88 @@ def set_desired_config(session: Session, principal, gateway_ids: list[int], conf
             .where(GatewayConfigVersion.gateway_id.in_(part))
             .group_by(GatewayConfigVersion.gateway_id)).all())
         for op in session.scalars(select(Operation).where(
-                Operation.gateway_id.in_(part), Operation.state.in_(OPEN_STATES))):
+                Operation.gateway_id.in_(part), Operation.state.in_(OPEN_STATES)).order_by(Operation.id)):
             open_ops.setdefault(op.gateway_id, []).append(op)
-    missing = [i for i in ids if i not in gateways]
-    if missing:
-        from .api.common import not_found
-        raise not_found(f"gateway {missing[0]}")
+    for gid in ids:
+        if gid not in gateways:
+            raise UnknownGateway(gid)
+    stored = _config_rows(session, [(gid, gw.desired_config_version) for gid, gw in gateways.items()
+                                    if gw.desired_config_version])
 
-    created: list[Operation] = []
+    # Decide everything before changing anything: an invalid result or an undecided conflict
+    # leaves every gateway as it was.
+    plans: list[tuple[Gateway, dict, dict, bool]] = []   # (gateway, before, after, changes something)
     for gid in ids:
         gw = gateways[gid]
-        prev = latest.get(gid) or 0
+        row = stored.get((gid, gw.desired_config_version))
+        before = _filled(row) if row is not None else default_config()
+        try:
+            after = normalized_config(merge_patch(before, patch))
+        except ConfigError as exc:
+            where = f" for gateway {gw.serial}" if len(ids) > 1 else ""
+            raise ConfigChangeError("invalid_config", f"configuration rejected{where}: {exc}") from None
+        plans.append((gw, before, after, row is None or after != before))
+    pending = [op for gw, _, _, changes in plans if changes for op in open_ops.get(gw.id, [])]
+    if pending and on_conflict is None:
+        raise PendingChanges(_conflicts(session, gateways, pending))
+
+    current_ops = _operations_of(session, [(gw.id, gw.desired_config_version) for gw, _, _, changes in plans
+                                           if not changes and gw.desired_config_version])
+    results: list[ConfigResult] = []
+    for gw, before, after, changes in plans:
+        current = gw.desired_config_version or 0
+        if not changes or (on_conflict == "skip" and open_ops.get(gw.id)):
+            kept = open_ops[gw.id][-1] if changes else current_ops.get((gw.id, current))
+            results.append(ConfigResult(gw, UNCHANGED if not changes else SKIPPED, current,
+                                        {**before, "version": current}, kept, from_version=current))
+            continue
         # Also above what the gateway runs: it ignores a version it already has.
-        version = max(prev, gw.desired_config_version or 0, gw.applied_config_version or 0) + 1
-        session.add(GatewayConfigVersion(tenant_id=gw.tenant_id, gateway_id=gid, version=version,
-                                         config={**body, "version": version}, created_at=now,
+        version = max(latest.get(gw.id) or 0, current, gw.applied_config_version or 0) + 1
+        session.add(GatewayConfigVersion(tenant_id=gw.tenant_id, gateway_id=gw.id, version=version,
+                                         config={**after, "version": version}, created_at=now,
                                          created_by=principal.name))
         gw.desired_config_version = version
         expected = gw.next_contact_at if gw.next_contact_at and _utc(gw.next_contact_at) > now else \
             expected_next_contact(gw, running_config(session, gw), now)
-        op = Operation(tenant_id=gw.tenant_id, gateway_id=gid, kind="config", config_version=version,
-                       state=PENDING, created_at=now, created_by=principal.name,
-                       expected_contact_at=expected)
+        op = Operation(tenant_id=gw.tenant_id, gateway_id=gw.id, kind="config", config_version=version,
+                       state=PENDING, created_at=now, created_by=principal.name, expected_contact_at=expected)
         session.add(op)
-        created.append(op)
+        old = open_ops.get(gw.id, [])
+        results.append(ConfigResult(gw, SUPERSEDED_PENDING if old else CREATED, version,
+                                    {**after, "version": version}, op, list(old), from_version=current))
     session.flush()
-    for op in created:
-        for old in open_ops.get(op.gateway_id, []):
+    for res in results:
+        for old in res.superseded:
             old.state = SUPERSEDED
-            old.superseded_by = op.id
+            old.superseded_by = res.operation.id
             old.finished_at = now
+    audit(session, principal.tenant_id, principal.name, "gateway.config", {
+        "patch": patch, "on_conflict": on_conflict,
+        "gateways": [{"gateway_id": r.gateway.id, "outcome": r.outcome, "from_version": r.from_version,
+                      "version": r.version, "operation_id": r.operation.id if r.operation else None,
+                      "superseded_operations": [o.id for o in r.superseded]} for r in results]})
     session.flush()
-    return created
+    return results
+
+
+def _operations_of(session: Session, pairs) -> dict[tuple[int, int], Operation]:
+    """The operation that set each (gateway id, version)."""
+    pairs = list(dict.fromkeys(pairs))
+    out: dict[tuple[int, int], Operation] = {}
+    for chunk in range(0, len(pairs), 500):  # bounded IN lists
+        for op in session.scalars(select(Operation).where(
+                tuple_(Operation.gateway_id, Operation.config_version).in_(pairs[chunk:chunk + 500]))
+                .order_by(Operation.id)):
+            out[(op.gateway_id, op.config_version)] = op  # the newest, should one version have two
+    return out
+
+
+def set_desired_config(session: Session, principal, gateway_ids: list[int], config: dict, *,
+                       now: datetime | None = None) -> list[Operation]:
+    """`change_config` superseding unfinished changes (whose settings the new version includes);
+    the new operations."""
+    results = change_config(session, principal, gateway_ids, config, on_conflict="supersede", now=now)
+    return [r.operation for r in results if r.outcome in (CREATED, SUPERSEDED_PENDING)]
 
 
 def _error_message(cfg_error: dict) -> str:

@@ -7,6 +7,7 @@ uplink response before applying it (keeping its old configuration when it fails)
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -153,3 +154,62 @@ def spread_offset(serial: str, spread_s: int) -> int:
         return 0
     h = int.from_bytes(hashlib.sha256(serial.encode()).digest()[:8], "big")
     return h % spread_s
+
+
+# --- partial changes: JSON merge patch (RFC 7386) ---
+#
+# A change names only what it changes: objects merge key by key (recursively), `null` removes a
+# key (so the schema's default applies again), anything else (arrays, strings, numbers) replaces
+# the old value whole. Pure functions on JSON values; the head-end applies them to a gateway's
+# desired configuration and validates the result with `validate_config`.
+
+MAX_PATCH_DEPTH = 16  # the schema nests 4 deep; anything far deeper is not a configuration
+
+
+def patch_depth(value) -> int:
+    """How deeply objects and arrays nest in a JSON value (a scalar: 0), without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item)
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
+
+
+def merge_patch(target, patch):
+    """RFC 7386: `target` with the JSON merge patch `patch` applied. Neither input is changed;
+    the result shares no mutable part with them."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def diff_patch(before: dict, after: dict) -> dict:
+    """The smallest merge patch that turns `before` into `after` (both JSON objects; `after` has
+    no `null` values, as a merge result never has): merge_patch(before, diff_patch(before, after))
+    == after."""
+    patch: dict = {}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            inner = diff_patch(old, value)
+            if inner:
+                patch[key] = inner
+        elif key not in before or old != value or type(old) is not type(value):
+            patch[key] = copy.deepcopy(value)
+    for key in before:
+        if key not in after:
+            patch[key] = None
+    return patch

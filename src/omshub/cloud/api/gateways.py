@@ -10,10 +10,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import operations as config_ops
 from ..auth import Principal, audit, current_principal, hash_secret, new_secret, require_role, utcnow
 from ..ingest import SERIAL_RE
-from ..models import Gateway, GatewayConfigVersion
+from ..models import Gateway
 from .common import ApiError, DbSession, iso, not_found, page, paginate
+from .operations import operation_json
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
 
@@ -95,16 +97,17 @@ def get_gateway(gateway_id: int, session: DbSession, principal: Principal = Depe
 @router.get("/{gateway_id}/config")
 def get_gateway_config(gateway_id: int, session: DbSession,
                        principal: Principal = Depends(current_principal)) -> dict:
-    """The desired configuration (latest version); version 0 / config null = factory default."""
+    """The desired configuration (latest version, a change still waiting for the gateway included) in
+    full with every default filled in; version 0 (`factory_default`) = nothing set yet. With the
+    version the gateway runs and the operation still delivering a change (null when none)."""
     gateway = tenant_gateway(session, principal, gateway_id)
-    row = session.scalar(select(GatewayConfigVersion).where(GatewayConfigVersion.gateway_id == gateway.id)
-                         .order_by(GatewayConfigVersion.version.desc()).limit(1))
-    if row is None:
-        return {"gateway_id": gateway.id, "version": 0, "config": None, "created_at": None, "created_by": None,
-                "applied_version": gateway.applied_config_version}
-    return {"gateway_id": gateway.id, "version": row.version, "config": row.config,
-            "created_at": iso(row.created_at), "created_by": row.created_by,
-            "applied_version": gateway.applied_config_version}
+    config, row = config_ops.desired_config(session, gateway)
+    pending = config_ops.open_operation(session, gateway)
+    return {"gateway_id": gateway.id, "version": config["version"], "config": config,
+            "factory_default": row is None,
+            "created_at": iso(row.created_at) if row else None, "created_by": row.created_by if row else None,
+            "applied_version": gateway.applied_config_version,
+            "pending_operation": operation_json(pending, gateway.serial) if pending else None}
 
 
 @router.post("/{gateway_id}/credential")

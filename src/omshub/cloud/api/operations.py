@@ -1,14 +1,15 @@
 """Remote configuration of gateways as operations (`/api/v1/gateways/.../config`, `/api/v1/operations`).
 
-Setting a configuration (one gateway, or a selection by ids or filter) creates one operation
-per gateway (operations.py); its state follows the gateway's uplinks.
+Changing a configuration (one gateway, or a selection by ids or filter) is a JSON merge patch on
+each gateway's desired configuration; where it changes something it creates one operation per
+gateway (operations.py), whose state follows the gateway's uplinks.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -52,23 +53,101 @@ class GatewaySelection(BaseModel):
 
 class BulkConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(description="a JSON merge patch (RFC 7386) applied to each gateway's own "
+                                               "desired configuration: it names only what changes")
     gateway_ids: list[int] | None = Field(None, max_length=ops.MAX_GATEWAYS_PER_REQUEST)
     filter: GatewaySelection | None = None
+    on_conflict: Literal["supersede", "skip"] | None = Field(
+        None, description="what to do with a selected gateway's change that is not applied yet: "
+                          "`supersede` it (the new change includes its settings) or `skip` the gateway; "
+                          "without it such gateways make the request fail with 409 and the list of conflicts")
+
+
+class PendingChangesError(ApiError):
+    """409 with the list of conflicts in `error.conflicts` (docs/formats.md §3)."""
+
+    def __init__(self, exc: ops.PendingChanges) -> None:
+        super().__init__(409, "pending_changes", str(exc))
+        self.conflicts = [{**c, "created_at": iso(c["created_at"])} for c in exc.conflicts]
+
+    def body(self) -> dict:
+        out = super().body()
+        out["error"]["conflicts"] = self.conflicts
+        return out
+
+
+def _change(session, principal: Principal, ids: list[int], patch, on_conflict: str | None) -> list[ops.ConfigResult]:
+    """The domain's change, its refusals as API errors (nothing was changed then)."""
+    try:
+        return ops.change_config(session, principal, ids, patch, on_conflict=on_conflict)
+    except ops.ConfigChangeError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
+    except ops.UnknownGateway as exc:
+        raise not_found(f"gateway {exc.gateway_id}") from None
+    except ops.PendingChanges as exc:
+        raise PendingChangesError(exc) from None
+
+
+def _single(session, principal: Principal, gateway_id: int, patch, response: Response) -> dict:
+    # One gateway: the operator sees its desired configuration (pending change included) and the
+    # change is merged onto it, so superseding the pending operation loses nothing.
+    [res] = _change(session, principal, [gateway_id], patch, "supersede")
+    out = operation_json(res.operation, res.gateway.serial, res.config) if res.operation else \
+        {"gateway_id": res.gateway.id, "gateway": res.gateway.serial, "config_version": res.version,
+         "config": res.config}
+    out["outcome"] = res.outcome
+    out["superseded_operations"] = [o.id for o in res.superseded]
+    if res.outcome == ops.UNCHANGED:
+        response.status_code = 200
+        out["message"] = (f"the change changes nothing: configuration version {res.version} stays desired, "
+                          "no new operation")
+    return out
+
+
+SINGLE_DOC = ("A JSON merge patch (RFC 7386) applied to the gateway's desired configuration (a change still "
+              "waiting for the gateway included): objects merge, `null` returns a setting to its default, "
+              "arrays and values replace. The merged configuration is validated whole (docs/formats.md §3). "
+              "201 with the new operation and the resulting configuration; 200 with `outcome: unchanged` "
+              "when nothing changes. An unfinished older operation is superseded (listed in "
+              "`superseded_operations`).")
+PATCH_TYPES = ("application/merge-patch+json", "application/json")
 
 
 @router.put("/gateways/{gateway_id}/config", status_code=201, tags=["operations"],
-            summary="Set a gateway's desired configuration (creates an operation)")
-def set_gateway_config(gateway_id: int, principal: Operator, session: DbSession,
-                       config: dict[str, Any] = Body(description="configuration (docs/formats.md §3); "
+            summary="Change a gateway's desired configuration (merge patch; creates an operation)",
+            description=SINGLE_DOC)
+def set_gateway_config(gateway_id: int, principal: Operator, session: DbSession, response: Response,
+                       config: dict[str, Any] = Body(description="the settings to change (docs/formats.md §3); "
                                                                  "`version` is assigned by the head-end")) -> dict:
-    [op] = ops.set_desired_config(session, principal, [gateway_id], config)
-    return operation_json(op, _serials(session, [gateway_id]).get(gateway_id))
+    return _single(session, principal, gateway_id, config, response)
+
+
+def _merge_patch_operator(request: Request, principal: Operator) -> Principal:
+    """An operator sending a merge patch (checked after authentication)."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype and ctype not in PATCH_TYPES:
+        raise ApiError(415, "unsupported_media_type",
+                       f"PATCH takes a JSON merge patch (Content-Type application/merge-patch+json), not {ctype[:100]}")
+    return principal
+
+
+@router.patch("/gateways/{gateway_id}/config", status_code=201, tags=["operations"],
+              summary="Change a gateway's desired configuration (application/merge-patch+json)",
+              description=SINGLE_DOC)
+def patch_gateway_config(gateway_id: int, principal: Annotated[Principal, Depends(_merge_patch_operator)],
+                         session: DbSession, response: Response,
+                         config: dict[str, Any] = Body(media_type="application/merge-patch+json",
+                                                       description="the settings to change")) -> dict:
+    return _single(session, principal, gateway_id, config, response)
 
 
 @router.post("/gateways/config", status_code=201, tags=["operations"],
-             summary="Set the configuration of a selection of gateways (one operation each)")
-def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession) -> dict:
+             summary="Change the configuration of a selection of gateways (a merge patch for each)",
+             description="Each gateway gets `config` merged onto its own desired configuration. A selected "
+                         "gateway with a change not applied yet is a conflict: without `on_conflict` nothing "
+                         "changes and the answer is 409 with `error.conflicts`. `results` says per gateway "
+                         "what happened: created, superseded (the old operation), skipped or unchanged.")
+def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession, response: Response) -> dict:
     if (body.gateway_ids is None) == (body.filter is None):
         raise ApiError(422, "invalid_request", "give either gateway_ids or filter")
     if body.gateway_ids is not None:
@@ -88,9 +167,15 @@ def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession
         ids = list(session.scalars(stmt.order_by(Gateway.id).limit(ops.MAX_GATEWAYS_PER_REQUEST + 1)))
         if not ids:
             raise ApiError(422, "invalid_request", "the filter matches no gateway")
-    created = ops.set_desired_config(session, principal, ids, body.config)
-    serials = _serials(session, [op.gateway_id for op in created])
-    return {"count": len(created), "operations": [operation_json(op, serials.get(op.gateway_id)) for op in created]}
+    results = _change(session, principal, ids, body.config, body.on_conflict)
+    made = [r for r in results if r.outcome in (ops.CREATED, ops.SUPERSEDED_PENDING)]
+    if not made:
+        response.status_code = 200
+    return {"count": len(made),
+            "operations": [operation_json(r.operation, r.gateway.serial) for r in made],
+            "results": [{"gateway_id": r.gateway.id, "gateway": r.gateway.serial, "outcome": r.outcome,
+                         "config_version": r.version, "operation_id": r.operation.id if r.operation else None,
+                         "superseded_operations": [o.id for o in r.superseded]} for r in results]}
 
 
 @router.get("/operations", summary="List operations (newest first)")

@@ -2,10 +2,12 @@
 const STORE = "omshub.session";
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  // `details`: the whole `error` object of the answer (some carry more than code and message)
+  constructor(status, code, message, details = {}) {
     super(message);
     this.status = status;
     this.code = code;
+    this.details = details;
   }
 }
 
@@ -82,7 +84,7 @@ export async function api(method, path, { body, query: params, contentType } = {
     const err = (data && data.error) || {};
     const message = err.message || `${response.status} ${response.statusText}`;
     if (response.status === 401 && path !== "/auth/login") onUnauthorized(message);
-    throw new ApiError(response.status, err.code || "http_" + response.status, message);
+    throw new ApiError(response.status, err.code || "http_" + response.status, message, err);
   }
   return data;
 }

@@ -1,5 +1,7 @@
 // The gateway configuration as a form (docs/formats.md §3), with an "advanced JSON" mode.
-// The form only collects values; the API validates them and its message is shown to the user.
+// The form shows a gateway's desired configuration and sends only what the operator changed, as a
+// JSON merge patch (RFC 7386): every setting not touched stays as it is on the gateway, including
+// settings someone else changes meanwhile. The API validates the result; its message is shown.
 import { listAll } from "./api.js";
 import { field, h, newId } from "./ui.js";
 
@@ -13,6 +15,53 @@ export const DEFAULT_CONFIG = {
   keep: "newest_per_kind",
 };
 const CRON_HINT = "6 fields: second minute hour day-of-month month day-of-week, e.g. 0 30 3 * * * = daily at 03:30:00";
+
+function isObject(v) {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+export function deepEqual(a, b) {
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
+  }
+  if (!isObject(a) || !isObject(b)) return false;
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => k in b && deepEqual(a[k], b[k]));
+}
+
+// The smallest merge patch turning `before` into `after`: objects are compared key by key, a key
+// that is gone becomes null (back to its default), arrays and values are sent whole when they differ.
+export function diffPatch(before, after) {
+  const patch = {};
+  for (const [k, v] of Object.entries(after)) {
+    if (isObject(v) && isObject(before[k])) {
+      const inner = diffPatch(before[k], v);
+      if (Object.keys(inner).length) patch[k] = inner;
+    } else if (!(k in before) || !deepEqual(before[k], v)) {
+      patch[k] = v;
+    }
+  }
+  for (const k of Object.keys(before)) if (!(k in after)) patch[k] = null;
+  return patch;
+}
+
+// A merge patch as lines for people: "upload.cron: 0 0 5 * * *", "timezone: back to its default".
+export function describePatch(patch, prefix = "") {
+  const lines = [];
+  for (const [k, v] of Object.entries(patch || {})) {
+    const name = prefix + k;
+    if (isObject(v) && Object.keys(v).length) lines.push(...describePatch(v, name + "."));
+    else if (v === null) lines.push(`${name}: back to its default`);
+    else lines.push(`${name}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
+  }
+  return lines;
+}
+
+function withoutVersion(c) {
+  const { version: _version, ...rest } = c || {};
+  return rest;
+}
 
 function int(input) {
   const text = input.value.trim();
@@ -46,7 +95,8 @@ function timezones() {
 }
 
 export function configForm(initial, { readOnly = false, gatewayId = null } = {}) {
-  const cfg = structuredClone(initial || DEFAULT_CONFIG);
+  // what the form started from: a change is the difference to it
+  let baseline = withoutVersion(structuredClone(initial || DEFAULT_CONFIG));
   const zonesId = newId("zones");
   const tz = h("input", { name: "timezone", list: zonesId, autocomplete: "off" });
   const zoneList = h("datalist", { id: zonesId }, timezones().map((z) => h("option", { value: z })));
@@ -112,9 +162,13 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
         box.remove();
         renumber();
       } }, "Remove this window"));
+    // the stored order first, so an untouched window compares equal and is not sent
+    const checked = () => modes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
     box._value = () => ({
+      ...w, // settings of the window the form has no field for stay as they are
       cron: cron.value.trim(), duration_s: int(duration), max_telegrams: int(maxT),
-      link_modes: modes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value),
+      link_modes: [...(w.link_modes || []).filter((m) => checked().includes(m)),
+                   ...checked().filter((m) => !(w.link_modes || []).includes(m))],
     });
     return box;
   }
@@ -123,14 +177,16 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
     [...windows.children].forEach((w, i) => { w.querySelector("legend").textContent = `Listen window ${i + 1}`; });
   }
 
-  // keys the form has no field for are kept and sent as they are (the API judges them)
+  // settings the form has no field for are kept as they are (the API judges them)
   let extras = {};
+  let up = {};
+  let f = {};
 
   function set(c) {
     extras = Object.fromEntries(Object.entries(c || {}).filter(([k]) => !(k in DEFAULT_CONFIG) && k !== "version"));
     const d = { ...DEFAULT_CONFIG, ...c };
-    const up = { ...DEFAULT_CONFIG.upload, ...(d.upload || {}) };
-    const f = { ...DEFAULT_CONFIG.filters, ...(d.filters || {}) };
+    up = { ...DEFAULT_CONFIG.upload, ...(d.upload || {}) };
+    f = { ...DEFAULT_CONFIG.filters, ...(d.filters || {}) };
     tz.value = d.timezone ?? "";
     windows.replaceChildren(...(d.collection || []).map(windowBox));
     renumber();
@@ -151,9 +207,10 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
       ...extras,
       timezone: tz.value.trim(),
       collection: [...windows.children].map((w) => w._value()),
-      upload: { cron: uploadCron.value.trim(), max_batch: int(maxBatch) },
+      upload: { ...up, cron: uploadCron.value.trim(), max_batch: int(maxBatch) },
       spread_s: int(spread),
       filters: {
+        ...f,
         mode: mode.value,
         meters: [...meterRows.children].map((r) => r._value()).filter((m) => m.id || m.manufacturer),
         manufacturers: words(manufacturers.value).map((w) => w.toUpperCase()),
@@ -242,19 +299,34 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
     h("fieldset", { class: "config-form", disabled: readOnly },
       h("legend", { class: "sr-only" }, "Gateway configuration"), formPart, json),
     jsonError);
-  set(cfg);
+  set(baseline);
+
+  // the whole configuration as shown; throws Error when the advanced JSON cannot be parsed
+  function value() {
+    if (!toggle.checked) return formValue();
+    let parsed;
+    try {
+      parsed = JSON.parse(json.value);
+    } catch (err) {
+      throw new Error("The JSON cannot be read: " + err.message);
+    }
+    if (!isObject(parsed)) throw new Error("The JSON must be an object ({ ... }).");
+    return withoutVersion(parsed);
+  }
 
   return {
     el,
     set,
-    // the configuration to send; throws Error when the advanced JSON cannot be parsed
-    value() {
-      if (!toggle.checked) return formValue();
-      try {
-        return JSON.parse(json.value);
-      } catch (err) {
-        throw new Error("The JSON cannot be read: " + err.message);
-      }
+    value,
+    // what the operator changed, as a merge patch ({} when nothing)
+    patch() {
+      return diffPatch(baseline, value());
+    },
+    // show `config` (e.g. the head-end's answer after a change) and measure changes from it
+    rebase(config) {
+      baseline = withoutVersion(structuredClone(config));
+      set(baseline);
+      if (toggle.checked) json.value = JSON.stringify(formValue(), null, 2);
     },
   };
 }

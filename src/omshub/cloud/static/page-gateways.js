@@ -1,7 +1,7 @@
 // Gateways: list with status, register, a gateway's page with its configuration form and the
 // operations that deliver it, and one configuration applied to a selection of gateways.
 import { api, can } from "./api.js";
-import { configForm } from "./config-form.js";
+import { configForm, describePatch } from "./config-form.js";
 import { badge, busy, field, fmtNum, h, messageBox, pagedTable, section, stateBadge, table, timeEl } from "./ui.js";
 
 const OPEN = new Set(["PENDING", "DELIVERED"]);
@@ -135,6 +135,11 @@ function changeStatus(op, g) {
     op.error ? h("span", { class: "error-text" }, ` — ${op.error}`) : null);
 }
 
+function shownText(cfg) {
+  return cfg.factory_default ? "Showing the factory configuration (no version set yet)." :
+    `Showing the desired configuration, version ${cfg.version}.`;
+}
+
 export function renderGateway(main, [id]) {
   const operator = can("operator");
   const msg = messageBox();
@@ -190,20 +195,29 @@ export function renderGateway(main, [id]) {
       if (open) poll();
       const form = configForm(cfg.config, { readOnly: !operator, gatewayId: Number(id) });
       const apply = h("button", { type: "submit", id: "apply-config" }, "Apply configuration");
-      const shown = h("p", { class: "muted" }, cfg.version ? `Showing the desired configuration, version ${cfg.version}.` :
-        "Showing the factory configuration (no version set yet).");
+      const shown = h("p", { class: "muted", id: "config-shown" }, shownText(cfg));
       const f = h("form", { novalidate: true, "aria-describedby": "config-message" },
         shown, form.el, formMsg.el, operator ? h("div", { class: "actions" }, apply,
-          h("span", { class: "muted" }, "The gateway picks the change up at its next contact.")) :
+          h("span", { class: "muted" }, "Only the settings you change are sent; the gateway picks the change up " +
+            "at its next contact.")) :
           h("p", { class: "muted" }, "You have read-only access."), changeNearForm);
       f.addEventListener("submit", (ev) => {
         ev.preventDefault();
         if (!operator) return;
         busy(apply, formMsg, async () => {
-          const op = await api("PUT", `/gateways/${id}/config`, { body: form.value() });
-          formMsg.ok(`Saved as configuration version ${op.config_version}. ` +
-            "It is delivered when the gateway next gets in touch; its state is shown here until it is applied.");
-          shown.textContent = `Showing the desired configuration, version ${op.config_version}.`;
+          const res = await api("PATCH", `/gateways/${id}/config`,
+            { body: JSON.stringify(form.patch()), contentType: "application/merge-patch+json" });
+          if (res.outcome === "unchanged") {
+            formMsg.ok(`Nothing to change: configuration version ${res.config_version} already has these settings.`);
+          } else {
+            const replaced = res.superseded_operations.length ?
+              " It replaces the change that was not applied yet (its settings are included)." : "";
+            formMsg.ok(`Saved as configuration version ${res.config_version}.${replaced} ` +
+              "It is delivered when the gateway next gets in touch; its state is shown here until it is applied.");
+          }
+          // the head-end's result: the change merged onto the gateway's configuration
+          form.rebase(res.config);
+          shown.textContent = shownText({ version: res.config_version, factory_default: false });
           if (await refresh()) poll();
         });
       });
@@ -218,17 +232,37 @@ export function renderGateway(main, [id]) {
   };
 }
 
+const OUTCOME_TEXT = {
+  created: (r) => `new configuration version ${r.config_version}`,
+  superseded: (r) => `new configuration version ${r.config_version}; it replaces the change that was not applied ` +
+    `yet (operation ${r.superseded_operations.join(", ")}), whose settings it includes`,
+  skipped: (r) => `skipped: keeps its pending change (version ${r.config_version})`,
+  unchanged: (r) => `nothing to change (version ${r.config_version} already has these settings)`,
+};
+
+function conflictsTable(conflicts) {
+  return table([
+    { label: "Gateway", cell: (c) => h("a", { href: `#/gateways/${c.gateway_id}` }, c.gateway) },
+    { label: "Pending change", cell: (c) => h("span", {}, `v${c.config_version} `, stateBadge(c.state)) },
+    { label: "What it changes", cell: (c) => (c.changes === null ? "—" :
+      h("ul", { class: "changes" }, describePatch(c.changes).map((line) => h("li", { class: "mono" }, line)))) },
+    { label: "Asked by", cell: (c) => c.created_by || "—" },
+    { label: "When", cell: (c) => timeEl(c.created_at) },
+  ], conflicts);
+}
+
 export function renderBulk(main, _params, query) {
   document.title = "Configure gateways — omshub console";
   const ids = (query.get("ids") || "").split(",").filter((x) => /^\d+$/.test(x)).map(Number);
   const msg = messageBox();
   const formMsg = messageBox();
+  const conflictBox = h("div", { id: "bulk-conflicts", "aria-live": "polite" });
   const result = h("div", { id: "bulk-result", "aria-live": "polite" });
   const formBox = h("div");
   let timer = null;
   let stopped = false;
   let watched = null;
-  main.append(h("h1", {}, `Configure ${ids.length} gateway(s)`), msg.el, formBox, result);
+  main.append(h("h1", {}, `Configure ${ids.length} gateway(s)`), msg.el, formBox, conflictBox, result);
   if (!ids.length) {
     msg.error("No gateways selected. Select them in the gateway list first.");
     return undefined;
@@ -238,18 +272,21 @@ export function renderBulk(main, _params, query) {
     return undefined;
   }
 
-  // Shows (and polls) the operations of the latest submission only: a poll of an earlier one
-  // that is in flight when the form is submitted again stops instead of running alongside.
-  async function showOps(opIds) {
-    const ops = await Promise.all(opIds.map((o) => api("GET", `/operations/${o}`)));
-    if (opIds !== watched) return;
-    result.replaceChildren(section("Operations", table([
-      { label: "Gateway", cell: (o) => h("a", { href: `#/gateways/${o.gateway_id}` }, o.gateway || o.gateway_id) },
-      { label: "Version", cell: (o) => `v${o.config_version}` },
-      { label: "State", cell: (o) => stateBadge(o.state) },
-      { label: "Details", cell: (o) => o.error || "" },
-    ], ops)));
-    if (ops.some((o) => OPEN.has(o.state)) && !stopped) timer = setTimeout(() => showOps(opIds), POLL_MS * 2);
+  // Shows (and polls) the states of the latest submission only: a poll of an earlier one that is
+  // in flight when the form is submitted again stops instead of running alongside.
+  async function showResults(results) {
+    const opIds = results.map((r) => r.operation_id).filter((o) => o !== null);
+    const ops = new Map((await Promise.all(opIds.map((o) => api("GET", `/operations/${o}`)))).map((o) => [o.id, o]));
+    if (results !== watched) return;
+    result.replaceChildren(section("Result", table([
+      { label: "Gateway", cell: (r) => h("a", { href: `#/gateways/${r.gateway_id}` }, r.gateway || r.gateway_id) },
+      { label: "What happened", cell: (r) => h("span", { "data-outcome": r.outcome }, OUTCOME_TEXT[r.outcome](r)) },
+      { label: "State", cell: (r) => (ops.has(r.operation_id) ? stateBadge(ops.get(r.operation_id).state) : "—") },
+      { label: "Details", cell: (r) => (ops.has(r.operation_id) && ops.get(r.operation_id).error) || "" },
+    ], results)));
+    if ([...ops.values()].some((o) => OPEN.has(o.state)) && !stopped) {
+      timer = setTimeout(() => showResults(results), POLL_MS * 2);
+    }
   }
 
   (async () => {
@@ -260,17 +297,57 @@ export function renderBulk(main, _params, query) {
       const apply = h("button", { type: "submit" }, `Apply to ${ids.length} gateway(s)`);
       const f = h("form", { novalidate: true },
         h("p", {}, "Gateways: ", gws.map((g, i) => [i ? ", " : "", h("a", { href: `#/gateways/${g.id}` }, g.serial)])),
-        h("p", { class: "muted" }, `The form starts from the configuration of ${gws[0].serial}.`),
+        h("p", { class: "muted" }, `The form shows the configuration of ${gws[0].serial}. Only the settings you ` +
+          "change are sent: every gateway keeps its other settings (its own time zone, schedules and meters)."),
         form.el, formMsg.el, h("div", { class: "actions" }, apply));
+
+      // Sends the change; a gateway with a change not applied yet makes the head-end refuse it
+      // (nothing changed) until the operator decides: replace those changes, or skip those gateways.
+      async function send(patch, onConflict) {
+        conflictBox.replaceChildren();
+        const body = { config: patch, gateway_ids: ids };
+        if (onConflict) body.on_conflict = onConflict;
+        let res;
+        try {
+          res = await api("POST", "/gateways/config", { body });
+        } catch (err) {
+          if (err.status === 409 && err.code === "pending_changes") {
+            showConflicts(err.details.conflicts || []);
+            return;
+          }
+          throw err;
+        }
+        const n = (o) => res.results.filter((r) => r.outcome === o).length;
+        formMsg.ok(`${res.count} operation(s) created (${n("superseded")} of them replace a pending change), ` +
+          `${n("skipped")} gateway(s) skipped, ${n("unchanged")} unchanged. ` +
+          "Each gateway picks its change up at its next contact.");
+        clearTimeout(timer);
+        watched = res.results;
+        await showResults(watched);
+      }
+
+      function showConflicts(conflicts) {
+        formMsg.hide();
+        const decide = (choice, label, cls) => {
+          const b = h("button", { type: "button", class: cls }, label);
+          // what the form shows now is what is sent
+          b.addEventListener("click", () => busy(b, formMsg, () => send(form.patch(), choice)));
+          return b;
+        };
+        conflictBox.replaceChildren(section("Changes not applied yet",
+          h("p", { class: "message warn", role: "alert" }, `${conflicts.length} of the selected gateway(s) have a ` +
+            "change that is not applied yet. Nothing was changed. Decide what happens to them:"),
+          conflictsTable(conflicts),
+          h("div", { class: "actions" },
+            decide("supersede", "Replace their pending changes", ""),
+            decide("skip", "Skip these gateways", "secondary"),
+            h("span", { class: "muted" }, "Replacing keeps their pending settings and adds yours; skipping leaves " +
+              "those gateways as they are and changes the others."))));
+      }
+
       f.addEventListener("submit", (ev) => {
         ev.preventDefault();
-        busy(apply, formMsg, async () => {
-          const res = await api("POST", "/gateways/config", { body: { config: form.value(), gateway_ids: ids } });
-          formMsg.ok(`${res.count} operation(s) created; each gateway picks its change up at its next contact.`);
-          clearTimeout(timer);
-          watched = res.operations.map((o) => o.id);
-          await showOps(watched);
-        });
+        busy(apply, formMsg, () => send(form.patch(), null));
       });
       formBox.replaceChildren(f);
     } catch (err) {
