@@ -320,3 +320,66 @@ def test_local_times_given_by_people():
         with pytest.raises(ValueError, match=why) as info:
             parse_local_time(text, z, "installed_at")
         assert str(info.value).startswith("installed_at: ") and info.value.code == "invalid_time"
+
+
+# --- migration 0004 on a database with data ---
+
+@pytest.fixture
+def fresh_url(tmp_path):
+    import os
+    import uuid
+
+    from .conftest import _pg_connect, _postgres_admin_url
+    if os.environ.get("OMSHUB_TEST_DATABASE", "sqlite") != "postgres":
+        yield f"sqlite:///{tmp_path}/old.db"
+        return
+    admin = _postgres_admin_url()
+    name = "omshub_mig_" + uuid.uuid4().hex[:10]
+    with _pg_connect(admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://{admin.rsplit('/', 1)[0].split('://', 1)[1]}/{name}"
+    with _pg_connect(admin) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_keeps_old_tenants_truthful(fresh_url):
+    """Tenants from before 0004 keep the server setting for their meters' clocks (what their readings
+    were decoded with); installations a dateless import made count from the first reading."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from omshub.cloud.db import MIGRATIONS, Database
+    from omshub.cloud.models import Installation
+    db = Database(fresh_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+        conn.commit()
+    at, later = "2026-01-14 12:00:00.000000", "2026-02-01 00:00:00.000000"
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 'old', 'Old', :at)"), {"at": at})
+        for pk, mid in ((1, "43000001"), (2, "43000002"), (3, "43000003")):
+            conn.execute(text("INSERT INTO meters (id, tenant_id, manufacturer, meter_id, device_type, key_status, "
+                              "created_at) VALUES (:pk, 1, 'KAM', :mid, 'heat', 'missing', :at)"),
+                         {"pk": pk, "mid": mid, "at": at})
+        conn.execute(text("INSERT INTO metering_points (id, tenant_id, ref, address, customer_ref, created_at) "
+                          "VALUES (1, 1, 'P1', '', '', :at), (2, 1, 'P2', '', '', :at), (3, 1, 'P3', '', '', :at)"),
+                     {"at": at})
+        rows = [(1, 1, at, "{}"),                    # a dateless import: installed when registered
+                (2, 2, later, "{}"),                 # a date given
+                (3, 3, at, '{"energy": 5.0}')]       # installed with initial values at registration
+        for pk, mp, when, initial in rows:
+            conn.execute(text("INSERT INTO installations (id, tenant_id, metering_point_id, meter_pk, installed_at, "
+                              "initial_values) VALUES (:pk, 1, :mp, :pk, :when, :initial)"),
+                         {"pk": pk, "mp": mp, "when": when, "initial": initial})
+    db.migrate()
+    with db.session() as s:
+        old = s.get(Tenant, 1)
+        assert (old.timezone, old.meter_timezone) == ("Europe/Berlin", None)
+        assert {i.id: i.installed_from for i in s.scalars(select(Installation))} == \
+            {1: "first_reading", 2: "given", 3: "given"}
+        assert s.scalar(select(Meter.meter_timezone).where(Meter.id == 1)) is None
+    db.dispose()
