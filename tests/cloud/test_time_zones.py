@@ -5,19 +5,19 @@ tenant's time settings, model and meter overrides, re-timing stored readings, th
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
 
 from omshub.cloud.models import AuditEntry, Meter, Reading, Telegram, Tenant
-from omshub.cloud.timezones import meter_time_to_utc, parse_local_time, zone_info
 from tests.clock import DST_AUTUMN, DST_SPRING, SUMMER, WINTER
 
 from .conftest import KEY, encode
 
 API = "/api/v1"
 UTC = timezone.utc
-BERLIN = zone_info("Europe/Berlin")
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def _clock_records(clock: str, energy: float) -> list[dict]:
@@ -295,6 +295,7 @@ def test_cli_create_tenant_zones_and_retime(hub, db, pipeline, database_url, dat
 # --- the rules themselves ---
 
 def test_conversion_rules_without_the_pipeline():
+    from omshub.cloud.timezones import meter_time_to_utc
     rx = _utc(2026, 10, 25, 0, 45)
     # without a receive time (or before both): the earlier of the autumn hour's two instants
     assert meter_time_to_utc(datetime(2026, 10, 25, 2, 30), BERLIN) == _utc(2026, 10, 25, 0, 30)
@@ -308,6 +309,7 @@ def test_conversion_rules_without_the_pipeline():
 
 
 def test_local_times_given_by_people():
+    from omshub.cloud.timezones import parse_local_time
     z = "Europe/Berlin"
     assert parse_local_time("2026-01-15", z, "at") == _utc(2026, 1, 14, 23)
     assert parse_local_time("2026-07-01T08:00", z, "at") == _utc(2026, 7, 1, 6)
@@ -383,3 +385,51 @@ def test_migration_keeps_old_tenants_truthful(fresh_url):
             {1: "first_reading", 2: "given", 3: "given"}
         assert s.scalar(select(Meter.meter_timezone).where(Meter.id == 1)) is None
     db.dispose()
+
+
+SIM_FLEET = """
+[fleet]
+name = "tz"
+seed = 3
+epoch = "2026-01-01T00:00:00Z"
+
+[[sites]]
+name = "a"
+
+[[sites.gateways]]
+serial = "GW-TZ"
+
+[[sites.gateways.meters]]
+kind = "heat"
+count = 1
+manufacturers = ["KAM"]
+security = "5"
+interval_s = 240
+"""
+
+
+@pytest.mark.parametrize("when", [WINTER, SUMMER, DST_SPRING + timedelta(minutes=5),
+                                  DST_AUTUMN - timedelta(minutes=20), DST_AUTUMN + timedelta(minutes=40)],
+                         ids=["winter", "summer", "after-spring-switch", "autumn-first-pass", "autumn-second-pass"])
+def test_simulated_meters_keep_local_time_and_the_head_end_gets_it_right(hub, db, pipeline, when):
+    """The simulator's meters keep Europe/Berlin time like real German meters; a new tenant's
+    head-end turns it back into the instant it was sent (to the minute: type F has no seconds)."""
+    from omshub.sim.fleet import parse_fleet
+    from omshub.sim.meters import encode_transmission
+    fleet = parse_fleet(SIM_FLEET, "tz fleet")
+    assert fleet.tz.key == "Europe/Berlin"
+    [m] = fleet.meters
+    t = hub.tenant()
+    hub.meter(t, m.id, manufacturer=m.manufacturer)
+    hub.keys(t, {m.id: m.key})
+    gw = hub.gateway(t)
+    sent = when + timedelta(seconds=17)
+    frame = encode_transmission(m, 0, sent.timestamp())
+    hub.send(gw, 1, [frame], t0=int(sent.timestamp()), dts=[0])
+    pipeline.run_until_idle()
+    with db.session() as s:
+        reading = s.scalar(select(Reading).join(Telegram, Telegram.id == Reading.telegram_id)
+                           .where(Telegram.gateway_id == gw.id))
+    clock = next(r["value"] for r in reading.data["records"] if r["quantity"] == "datetime" and r["storage"] == 0)
+    assert clock == sent.astimezone(BERLIN).strftime("%Y-%m-%dT%H:%M")
+    assert reading.timestamp == when

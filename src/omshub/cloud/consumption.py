@@ -6,7 +6,9 @@ metering point may have had several meters in the period: for every installation
 it, (value at the end of the overlap, or the final value at removal) − (value at its start, or
 the initial value at installation) is summed. A boundary value is the reading at or just before
 the boundary; the initial/final values of a swap count as readings at the swap time. The result
-says which readings were used and flags gaps (no reading, or only an old one, near a boundary).
+says which readings were used, flags gaps (no reading, or only an old one, near a boundary) and
+which part of the period the value covers; it is `complete` only when that is all of it. An
+installation made without a date counts from the meter's first reading (effective_installed_at).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Time zones: the tenants' local time and the meters' own clocks (docs/formats.md §6).
+"""Time zones: the tenants' local time and the meters' own clocks (docs/formats.md §4).
 
 German meters keep LOCAL time (Europe/Berlin, with daylight saving time) in their date-time
 records. A reading's timestamp is the meter's current date-time converted to UTC with the zone of

@@ -1,6 +1,6 @@
 """The tenant's time settings (`/api/v1/tenant/time`, admins only): its local time zone, the zone
 of its meters' clocks, per-model overrides, and re-timing stored readings after a change.
-Rules and precedence: cloud/timezones.py and docs/formats.md §6."""
+Rules and precedence: cloud/timezones.py and docs/formats.md §4."""
 
 from __future__ import annotations
 
