@@ -100,7 +100,8 @@ def audit(session: Session, tenant_id: int | None, actor: str, action: str, deta
 def create_tenant(session: Session, slug: str, name: str, *, timezone: str | None = None,
                   meter_timezone: str | None = None) -> Tenant:
     """A new tenant; its local time zone and its meters' time zone are Europe/Berlin unless given."""
-    from .timezones import DEFAULT_ZONE, TimeInputError, check_zone
+    from .models import DEFAULT_ZONE
+    from .timezones import TimeInputError, check_zone
     if not SLUG_RE.match(slug or ""):
         raise ApiError(422, "invalid_slug", f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)")
     try:

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .models import DEFAULT_ZONE, Meter, MeterModelZone, Reading, Tenant
+from .models import Meter, MeterModelZone, Reading, Tenant
 
 UTC = timezone.utc
 AMBIGUITY_TOLERANCE = timedelta(minutes=15)
