@@ -94,6 +94,14 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/metering-points/{point_id}/consumption"): {
         "kind": "object", "params": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}},
     ("GET", "/api/v1/readings/latest"): {"kind": "list"},
+    # the time settings are the caller's own tenant's (test_time_zones checks A's stay unchanged)
+    ("GET", "/api/v1/tenant/time"): {"kind": "self"},
+    ("PUT", "/api/v1/tenant/time"): {"kind": "self", "json": lambda c: {"meter_timezone": "UTC"}},
+    ("GET", "/api/v1/tenant/time/models"): {"kind": "self"},
+    ("PUT", "/api/v1/tenant/time/models"): {"kind": "self",
+                                            "json": lambda c: {"models": [{"manufacturer": "KAM", "timezone": "UTC"}]}},
+    ("POST", "/api/v1/tenant/time/retime"): {"kind": "create", "expect": {404},
+                                             "json": lambda c: {"meters": [c["meter_pk"]]}},
     ("GET", "/api/v1/export/readings"): {"kind": "list", "params": {"from": "2000-01-01T00:00:00Z",
                                                                    "to": "2100-01-01T00:00:00Z"}},
     ("GET", "/api/v1/telegrams"): {"kind": "list"},

@@ -73,7 +73,7 @@ def test_timestamp_is_the_meters_own_datetime_else_receive_time(hub, db, pipelin
     pipeline.run_until_idle()
     (ra,) = _readings(db, a)
     (rb,) = _readings(db, b)
-    assert ra.timestamp == datetime(2026, 3, 4, 5, 6, tzinfo=timezone.utc)
+    assert ra.timestamp == datetime(2026, 3, 4, 4, 6, tzinfo=timezone.utc)  # a new tenant's meters: Berlin, CET
     assert rb.timestamp == datetime.fromtimestamp(1767225630, timezone.utc) == rb.received_at
 
 

@@ -43,6 +43,13 @@ def test_demo_runs_and_serves_readings(tmp_path):
         gateways = api.call("GET", "/api/v1/gateways")["items"]
         assert {g["serial"] for g in gateways} == {"GW000001", "GW000002"}
         assert all(g["last_contact_at"] for g in gateways)
+        # the consumption call the demo prints has a value (the meters were imported without
+        # installation dates, after their readings' times: they count from their first reading)
+        call = re.search(r"(/api/v1/metering-points/\d+/consumption)\?from=(\S+)&to=([^'\s]+)", out)
+        assert call, out
+        res = api.call("GET", call.group(1), params={"from": call.group(2), "to": call.group(3)})
+        assert res["value"] is not None and res["value"] > 0, res
+        assert res["complete"] is True and res["covered_share"] == 1.0, res
         login = api.client.post("/api/v1/auth/login", json={"username": "admin", "password": password.group(1)})
         assert login.status_code == 200, login.text
     finally:

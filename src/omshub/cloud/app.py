@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # omshub.cloud.api.<name> modules whose `router` is included (missing ones are skipped)
 API_MODULES = ["auth", "gateways", "uplink", "keys", "meters", "metering_points", "readings", "telegrams",
-               "operations", "alarms"]
+               "operations", "alarms", "tenant_time"]
 
 
 def _routers():

@@ -97,12 +97,22 @@ def audit(session: Session, tenant_id: int | None, actor: str, action: str, deta
 
 # --- tenants, users, tokens (used by the API and the `omshub admin` CLI) ---
 
-def create_tenant(session: Session, slug: str, name: str) -> Tenant:
+def create_tenant(session: Session, slug: str, name: str, *, timezone: str | None = None,
+                  meter_timezone: str | None = None) -> Tenant:
+    """A new tenant; its local time zone and its meters' time zone are Europe/Berlin unless given."""
+    from .models import DEFAULT_ZONE
+    from .timezones import TimeInputError, check_zone
     if not SLUG_RE.match(slug or ""):
         raise ApiError(422, "invalid_slug", f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)")
+    try:
+        local = check_zone(timezone or DEFAULT_ZONE, "timezone")
+        meters = check_zone(meter_timezone or DEFAULT_ZONE, "meter_timezone")
+    except TimeInputError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise ApiError(409, "exists", f"tenant {slug!r} already exists")
-    tenant = Tenant(slug=slug, name=(name or slug)[:200], created_at=utcnow())
+    tenant = Tenant(slug=slug, name=(name or slug)[:200], created_at=utcnow(), timezone=local,
+                    meter_timezone=meters)
     session.add(tenant)
     session.flush()
     return tenant

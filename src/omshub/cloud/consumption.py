@@ -6,7 +6,9 @@ metering point may have had several meters in the period: for every installation
 it, (value at the end of the overlap, or the final value at removal) − (value at its start, or
 the initial value at installation) is summed. A boundary value is the reading at or just before
 the boundary; the initial/final values of a swap count as readings at the swap time. The result
-says which readings were used and flags gaps (no reading, or only an old one, near a boundary).
+says which readings were used, flags gaps (no reading, or only an old one, near a boundary) and
+which part of the period the value covers; it is `complete` only when that is all of it. An
+installation made without a date counts from the meter's first reading (effective_installed_at).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .models import Installation, Meter, MeteringPoint, Reading
@@ -123,43 +125,89 @@ def _later(a: Point | None, b: Point | None) -> Point | None:
     return a if a.at >= b.at else b
 
 
+def effective_installed_at(session: Session, inst: Installation) -> datetime:
+    """When the installation starts counting. An installation given without a date
+    (installed_from "first_reading") starts at the meter's first reading after the previous
+    installation change of its metering point and of its meter (its recorded installed_at, the
+    registration, until a reading arrives)."""
+    recorded = _utc(inst.installed_at)
+    if inst.installed_from != "first_reading":
+        return recorded
+    before = session.scalar(select(func.max(Installation.removed_at)).where(
+        Installation.tenant_id == inst.tenant_id, Installation.id != inst.id,
+        (Installation.metering_point_id == inst.metering_point_id) | (Installation.meter_pk == inst.meter_pk),
+        Installation.removed_at.is_not(None), Installation.removed_at <= recorded))
+    query = select(func.min(Reading.timestamp)).where(Reading.meter_pk == inst.meter_pk)
+    if before is not None:
+        query = query.where(Reading.timestamp >= before)
+    if inst.removed_at is not None:
+        query = query.where(Reading.timestamp < inst.removed_at)
+    first = session.scalar(query)
+    return recorded if first is None else _utc(first)
+
+
+def _share(a: datetime, b: datetime, whole: float) -> float:
+    return round(max(0.0, (b - a).total_seconds()) / whole, 6) if whole > 0 else 0.0
+
+
+# segment flags that mean the value does not cover its segment (so the result is not complete)
+INCOMPLETE_FLAGS = ("no_data", "start_after_boundary")
+
+
 def consumption(session: Session, point: MeteringPoint, start: datetime, end: datetime, *,
                 quantity: str | None = None, now: datetime | None = None,
                 max_gap: timedelta = DEFAULT_MAX_GAP) -> dict:
     """Consumption of `point` in [start, end]. `quantity` defaults to the register of the first
-    installed meter's device type. Times in the result are datetimes (the API renders them)."""
+    installed meter's device type. Times in the result are datetimes (the API renders them).
+
+    `complete` is true only when the value covers the whole period: every installation has a
+    reading (or initial value) at or before its start and one near its end, and meters were
+    installed all through the period. `covered_from` / `covered_to` / `covered_share` (of the
+    period's length) say which part the value covers, for the result and for each installation;
+    `uncovered` lists the parts it does not."""
     start, end = _utc(start), _utc(end)
     now = _utc(now or datetime.now(timezone.utc))
-    installs = list(session.execute(
+    rows = session.execute(
         select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk).where(
             Installation.tenant_id == point.tenant_id, Installation.metering_point_id == point.id,
-            Installation.installed_at < end,
+            # (an installation counted from the first reading may start before its recorded time)
+            (Installation.installed_at < end) | (Installation.installed_from == "first_reading"),
             (Installation.removed_at.is_(None)) | (Installation.removed_at > start))
-        .order_by(Installation.installed_at, Installation.id)).all())
+        .order_by(Installation.installed_at, Installation.id)).all()
+    installs = []
+    for inst, meter in rows:
+        installed = effective_installed_at(session, inst)
+        if installed < end:
+            installs.append((inst, meter, installed))
+    installs.sort(key=lambda x: (x[2], x[0].id))
     if quantity is None:
-        quantity = next((q for _, m in installs if (q := cumulative_quantity(m.device_type))), None)
+        quantity = next((q for _, m, _ in installs if (q := cumulative_quantity(m.device_type))), None)
     result = {"metering_point": {"id": point.id, "ref": point.ref}, "from": start, "to": end,
               "quantity": quantity, "unit": CUMULATIVE_UNITS.get(quantity or "", ""), "value": None,
-              "complete": False, "segments": [], "gaps": [], "warnings": []}
+              "complete": False, "covered_from": None, "covered_to": None, "covered_share": 0.0,
+              "uncovered": [], "segments": [], "gaps": [], "warnings": []}
+    whole = (end - start).total_seconds()
     if quantity is None:
         result["warnings"].append("no installed meter with a known cumulative register; pass quantity=")
         return result
     if not installs:
         result["gaps"].append({"message": "no meter installed at this metering point in the period"})
+        result["uncovered"].append({"from": start, "to": end})
         return result
 
     total, complete = 0.0, True
-    for inst, meter in installs:
-        seg_from = max(start, _utc(inst.installed_at))
+    covered: list[tuple[datetime, datetime]] = []
+    for inst, meter, installed in installs:
+        seg_from = max(start, installed)
         removed = _utc(inst.removed_at) if inst.removed_at is not None else None
         seg_to = min(end, removed) if removed is not None else end
         seg = {"installation_id": inst.id,
                "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
+               "installed_at": installed, "installed_from": inst.installed_from,
                "from": seg_from, "to": seg_to, "start": None, "end": None, "consumption": None,
-               "flags": []}
-        installed = _utc(inst.installed_at)
+               "covered_from": None, "covered_to": None, "covered_share": 0.0, "flags": []}
 
-        begin = _later(_initial(inst, quantity),
+        begin = _later(_initial(inst, quantity) if inst.installed_from == "given" else None,
                        _reading_at_or_before(session, meter.id, seg_from, quantity, installed))
         if begin is not None and begin.at > seg_from:
             begin = None  # an initial value is only valid from installation on
@@ -169,7 +217,8 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
                 seg["flags"].append("start_after_boundary")
                 result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
                                        "message": f"no reading of {quantity} at or before {seg_from.isoformat()}; "
-                                                  f"used the first one after it ({begin.at.isoformat()})"})
+                                                  f"used the first one after it ({begin.at.isoformat()}): the "
+                                                  f"consumption before it is not counted"})
         elif seg_from - begin.at > max_gap:
             seg["flags"].append("start_stale")
             result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
@@ -182,11 +231,11 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
             if finish is not None and effective - finish.at > max_gap:
                 seg["flags"].append("end_stale")
                 result["gaps"].append({"installation_id": inst.id, "boundary": "end", "at": seg_to,
-                                       "message": f"last reading before the end is from {finish.at.isoformat()}"})
+                                       "message": f"last reading before the end is from {finish.at.isoformat()}: "
+                                                  f"the consumption after it is not counted"})
         seg["start"] = begin.as_dict() if begin else None
         seg["end"] = finish.as_dict() if finish else None
         if begin is None or finish is None or finish.at < begin.at:
-            complete = False
             seg["flags"].append("no_data")
             result["gaps"].append({"installation_id": inst.id, "boundary": "start" if begin is None else "end",
                                    "message": f"no reading of {quantity} for meter "
@@ -200,12 +249,38 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
                 result["warnings"].append(
                     f"negative consumption {delta:g} {result['unit']} on meter {meter.manufacturer} "
                     f"{meter.meter_id}: the counter went backwards (reset or wrong swap values?)")
+            # a value read at most max_gap before the end stands for the end (as one before the
+            # start stands for the start); an older one (or a period not over yet) covers up to it
+            cov_from = max(seg_from, begin.at)
+            cov_to = seg_to if seg_to - finish.at <= max_gap else max(cov_from, finish.at)
+            seg["covered_from"], seg["covered_to"] = cov_from, cov_to
+            seg["covered_share"] = _share(cov_from, cov_to, whole)
+            covered.append((cov_from, cov_to))
+        if any(flag in seg["flags"] for flag in INCOMPLETE_FLAGS):
+            complete = False
         result["segments"].append(seg)
 
-    first = _utc(installs[0][0].installed_at)
+    first = installs[0][2]
     if first > start:
+        complete = False
         result["gaps"].append({"boundary": "start", "at": start,
-                               "message": f"no meter installed before {first.isoformat()}"})
-    result["value"] = round(total, 9) if complete else None
-    result["complete"] = complete
+                               "message": f"no meter installed (or, for a meter imported without an "
+                                          f"installation date, no reading) before {first.isoformat()}"})
+    # the parts of the period the value does not cover (before, between and after the segments)
+    at = start
+    for cov_from, cov_to in sorted(covered):
+        if cov_from > at:
+            result["uncovered"].append({"from": at, "to": cov_from})
+        at = max(at, cov_to)
+    if at < end:
+        result["uncovered"].append({"from": at, "to": end})
+    if result["uncovered"]:
+        complete = False
+    if covered:
+        result["covered_from"] = min(c[0] for c in covered)
+        result["covered_to"] = max(c[1] for c in covered)
+        result["covered_share"] = min(1.0, round(sum(_share(a, b, whole) for a, b in covered), 6))
+    result["value"] = round(total, 9) if covered and not any("no_data" in g["flags"] for g in result["segments"]) \
+        else None
+    result["complete"] = complete and result["value"] is not None
     return result

@@ -13,6 +13,8 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, 
                         LargeBinary, String, Text, TypeDecorator, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+DEFAULT_ZONE = "Europe/Berlin"
+
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -100,6 +102,23 @@ class Tenant(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # IANA zone of the tenant's local dates (import dates without a zone, billing periods)
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_ZONE, server_default=DEFAULT_ZONE)
+    # zone the tenant's meters' own date-times are in, unless a model or meter says otherwise;
+    # NULL: the server setting `meter_timezone` (tenants created before tenants had one, see 0004)
+    meter_timezone: Mapped[str | None] = mapped_column(String(64), nullable=True, default=DEFAULT_ZONE)
+
+
+class MeterModelZone(Base):
+    """A tenant's meter time zone for a meter model: a manufacturer, optionally narrowed to a
+    version and/or device type (the most specific match wins; a meter's own zone wins over it)."""
+    __tablename__ = "meter_model_zones"
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    manufacturer: Mapped[str] = mapped_column(String(3))
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    device_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    timezone: Mapped[str] = mapped_column(String(64))
 
 
 class User(Base):
@@ -261,6 +280,8 @@ class Meter(Base):
     # pipeline compares a new reading with it without loading the reading
     last_reading_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_registers: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # zone of this meter's own date-times (NULL: its model's, else the tenant's)
+    meter_timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class MeterKey(Base):
@@ -287,6 +308,9 @@ class Installation(Base):
     metering_point_id: Mapped[int] = mapped_column(ForeignKey("metering_points.id"), index=True)
     meter_pk: Mapped[int] = mapped_column(ForeignKey("meters.id"), index=True)
     installed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # "given" (installed_at is the installation time) or "first_reading" (no date was given: the
+    # meter counts as installed from its first reading; installed_at is when it was registered)
+    installed_from: Mapped[str] = mapped_column(String(16), default="given", server_default="given")
     removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     initial_values: Mapped[dict] = mapped_column(JSON, default=dict)
     final_values: Mapped[dict | None] = mapped_column(JSON, nullable=True)

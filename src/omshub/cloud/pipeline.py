@@ -27,7 +27,6 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import select, text, update
@@ -40,6 +39,7 @@ from omshub.codec.security import KeyContext
 from .db import BulkSql, Database, db_json, db_time, json_text, time_to_db
 from .consumption import registers
 from .keystore import KeyStore, KeyStoreError
+from .timezones import ZoneRules, is_unambiguous, load_rules, meter_clock, meter_time_to_utc, telegram_model, zone_info
 from .models import (REDECODABLE_SQL, REDECODABLE_STATES, CompactFormat, Meter, MeterKey, Reading, Telegram,
                      compact_reading_data, expand_reading_data)
 
@@ -231,15 +231,16 @@ class _Prepared:
     CPU cache — the codec ran at half its speed. The alarm hooks that read it (rare) get it back
     from `data_json`."""
     __slots__ = ("fingerprint", "timestamp", "timestamp_db", "received_db", "fields_json", "data_json",
-                 "reports_error", "registers", "encrypted")
+                 "reports_error", "registers", "encrypted", "clock", "model")
 
     def __init__(self, pipeline: "DecodePipeline", result: dict, row: "_NewTelegram") -> None:
         stored = compact_reading_data(result)  # as models.ReadingData stores it
         self.fingerprint = _fingerprint(result.get("access_number"), stored.get("records"),
                                         result.get("manufacturer_data"))
-        self.timestamp, self.timestamp_db = pipeline._meter_time(result)
-        if self.timestamp is None:
-            self.timestamp, self.timestamp_db = row.received_at, row.received_db
+        # the meter's own date-time, converted once its meter's zone is known (DecodePipeline._time_readings)
+        self.clock = meter_clock(result)
+        self.model = telegram_model(result)
+        self.timestamp, self.timestamp_db = row.received_at, row.received_db
         self.received_db = row.received_db
         self.fields_json = json_text(result.get("fields") or {})
         self.data_json = json_text(stored)
@@ -252,13 +253,14 @@ class _Prepared:
 class _MeterState:
     """A meter row as the batch sees and changes it (written back in one bulk UPDATE)."""
     __slots__ = ("id", "tenant_id", "manufacturer", "meter_id", "last_heard_at", "last_reading_id", "key_status",
-                 "last_reading_at", "last_registers", "last_heard_db", "last_reading_db", "dirty", "key_proven")
+                 "last_reading_at", "last_registers", "last_heard_db", "last_reading_db", "dirty", "key_proven",
+                 "meter_timezone")
     COLUMNS = "id, tenant_id, manufacturer, meter_id, last_heard_at, last_reading_id, key_status, " \
-              "last_reading_at, last_registers"
+              "last_reading_at, last_registers, meter_timezone"
 
     def __init__(self, row) -> None:
         (self.id, self.tenant_id, self.manufacturer, self.meter_id, last_heard_at, self.last_reading_id,
-         self.key_status, last_reading_at, last_registers) = row
+         self.key_status, last_reading_at, last_registers, self.meter_timezone) = row
         self.last_heard_at, self.last_heard_db = db_time(last_heard_at), last_heard_at
         self.last_reading_at, self.last_reading_db = db_time(last_reading_at), last_reading_at
         self.last_registers = db_json(last_registers)
@@ -366,11 +368,14 @@ class DecodePipeline:
         # (k, n): this worker takes the telegrams with id % n == k, so n workers never decode the
         # same telegram (correctness does not depend on it: the write phase re-checks the state)
         self.partition = partition
-        self.meter_zone = ZoneInfo(meter_timezone)
+        # the zone of meter clocks of tenants that have none of their own (see timezones.py)
+        self.meter_timezone = meter_timezone
+        zone_info(meter_timezone)  # (an unknown zone fails here, not in the first batch)
         self._keys = _LRU(key_cache_size)        # (tenant, manufacturer, id, nonce) -> key
         self._formats = _LRU(format_cache_size)
         self._contexts = _LRU(min(key_cache_size, 20_000))  # key -> AES context (a few KB each)
-        self._times: dict[str, tuple[datetime, object]] = {}  # meter date-time text -> (UTC, as stored)
+        # (meter date-time, zone) -> (UTC, as stored), for the times that need no receive time
+        self._times: dict[tuple[datetime, str], tuple[datetime, object]] = {}
         self._to_db = time_to_db(db.is_sqlite)
         self._lock = threading.Lock()            # one batch at a time per instance
 
@@ -572,6 +577,7 @@ class DecodePipeline:
                 state, message = "invalid", f"{error.code}: {error.message}"
             outcomes.append([row, state, message, meter, manufacturer, meter_id, prepared])
         self._retry_keys_changed_meanwhile(session, outcomes, seen.keys)
+        self._time_readings(session, outcomes)
         if outcomes:
             self._mark_duplicates(session, outcomes)
             self._store(session, outcomes, now)
@@ -737,32 +743,49 @@ class DecodePipeline:
                 times.append(rx)
 
     def _timestamp(self, result: dict, received_at: datetime) -> datetime:
-        """The meter's own current date-time record where one parses (a naive one is in the
-        meters' time zone), else the receive time."""
-        at, _db = self._meter_time(result)
+        """The meter's own current date-time record where one parses (a naive one in the server's
+        meter time zone), else the receive time."""
+        at, _db = self._meter_time(result, received_at=received_at)
         return received_at if at is None else at
 
-    def _meter_time(self, result: dict) -> tuple[datetime | None, object]:
+    def _meter_time(self, result: dict, zone: str | None = None,
+                    received_at: datetime | None = None) -> tuple[datetime | None, object]:
         """(the meter's own current date-time in UTC, as the driver stores it), or (None, None).
-        Parsed once per distinct text: a fleet's meters report the same few minutes."""
-        for rec in result.get("records") or ():
-            if (rec.get("quantity") == "datetime" and rec.get("storage") == 0 and not rec.get("tariff")
-                    and not rec.get("subunit") and isinstance(rec.get("value"), str)):
-                text = rec["value"]
-                known = self._times.get(text)
-                if known is None:
-                    try:
-                        value = datetime.fromisoformat(text)
-                    except ValueError:
-                        continue
-                    if value.tzinfo is None:
-                        value = value.replace(tzinfo=self.meter_zone)
-                    value = value.astimezone(timezone.utc)
-                    if len(self._times) >= 10_000:
-                        self._times.clear()
-                    known = self._times[text] = (value, self._to_db(value))
-                return known
-        return None, None
+        A naive one is in `zone` (default: the server's meter time zone)."""
+        clock = meter_clock(result)
+        if clock is None:
+            return None, None
+        return self._utc(clock, zone or self.meter_timezone, received_at)
+
+    def _utc(self, clock: datetime, zone: str, received_at: datetime | None) -> tuple[datetime, object]:
+        """A meter clock reading in `zone` -> (UTC, as stored). Cached per (reading, zone): a fleet's
+        meters report the same few minutes; not the autumn hour, whose answer depends on the
+        receive time."""
+        key = (clock, zone)
+        known = self._times.get(key)
+        if known is None:
+            tz = zone_info(zone)
+            value = meter_time_to_utc(clock, tz, received_at)
+            known = (value, self._to_db(value))
+            if is_unambiguous(clock, tz):
+                if len(self._times) >= 10_000:
+                    self._times.clear()
+                self._times[key] = known
+        return known
+
+    def _time_readings(self, session: Session, outcomes: list) -> None:
+        """The timestamps of the batch's readings: each meter clock converted with its meter's zone
+        (meter > model > tenant > server setting, see timezones.py); the tenants' zone settings are
+        read in this transaction, so a change applies from the next batch on."""
+        timed = [o for o in outcomes if o[6] is not None and o[3] is not None and o[6].clock is not None]
+        if not timed:
+            return
+        rules = load_rules(session, {o[0].tenant_id for o in timed}, self.meter_timezone)
+        for o in timed:
+            row, meter, prep = o[0], o[3], o[6]
+            tenant_rules = rules.get(row.tenant_id) or ZoneRules(self.meter_timezone)
+            zone = tenant_rules.zone_for(meter.meter_timezone, *prep.model)
+            prep.timestamp, prep.timestamp_db = self._utc(prep.clock, zone, row.received_at)
 
     def _store(self, session: Session, outcomes: list, now: datetime) -> None:
         writer = BulkSql(session, self.db.is_sqlite)

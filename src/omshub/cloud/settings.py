@@ -42,7 +42,9 @@ class Settings(BaseModel):
     pipeline_workers: int = Field(default_factory=lambda: max(0, min(4, (os.cpu_count() or 1) - 1)), ge=0, le=32)
     alarm_interval_s: int = Field(60, ge=1)
     silent_days: int = Field(3, ge=1)
-    meter_timezone: str = "UTC"             # zone of meters' own date-time records
+    # zone of the meters' own date-times for tenants that have none (those created before tenants
+    # had their own, see migration 0004); new tenants get Europe/Berlin (docs/formats.md §4)
+    meter_timezone: str = "UTC"
     log_level: str = "info"
 
     @field_validator("mqtt_prefix", "mqtt_shared_group")

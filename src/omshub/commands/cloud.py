@@ -125,6 +125,10 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
 @admin_app.command("create-tenant")
 def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwerke-nord"),
                   name: str = typer.Option("", "--name", help="display name"),
+                  timezone: Optional[str] = typer.Option(
+                      None, "--timezone", help="IANA zone of the tenant's local dates (default Europe/Berlin)"),
+                  meter_timezone: Optional[str] = typer.Option(
+                      None, "--meter-timezone", help="IANA zone of its meters' clocks (default Europe/Berlin)"),
                   database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                   data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a tenant (e.g. one heat supplier)."""
@@ -132,9 +136,11 @@ def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwe
     from omshub.cloud.auth import audit, create_tenant as _create
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
-        tenant = _api_call(lambda: _create(session, slug, name))
-        audit(session, tenant.id, _actor(), "tenant.create", {"slug": slug})
-        record = {"id": tenant.id, "slug": tenant.slug, "name": tenant.name, "created_at": iso(tenant.created_at)}
+        tenant = _api_call(lambda: _create(session, slug, name, timezone=timezone, meter_timezone=meter_timezone))
+        audit(session, tenant.id, _actor(), "tenant.create",
+              {"slug": slug, "timezone": tenant.timezone, "meter_timezone": tenant.meter_timezone})
+        record = {"id": tenant.id, "slug": tenant.slug, "name": tenant.name, "timezone": tenant.timezone,
+                  "meter_timezone": tenant.meter_timezone, "created_at": iso(tenant.created_at)}
     _show(record, as_json, "tenant created")
 
 
@@ -247,6 +253,36 @@ def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
             _fail(str(exc), 2)
         audit(session, t.id, _actor(), "telegrams.redecode", {"states": list(wanted), "count": count})
     _show({"tenant": tenant, "states": ",".join(wanted), "requeued": count}, as_json, "telegrams queued for decoding")
+
+
+@admin_app.command("retime")
+def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+           meter: list[str] = typer.Option([], "--meter", help="only this meter (8-digit id; repeatable)"),
+           database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+           data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """Re-time a tenant's stored readings from their meters' own date-times with the time zones set
+    now (after a change of the tenant's, a model's or a meter's zone). Raw telegrams stay as they are."""
+    from sqlalchemy import select
+
+    from omshub.cloud.auth import tenant_by_slug
+    from omshub.cloud.models import Meter
+    from omshub.cloud.timezones import retime_and_audit
+    settings = _settings(database, config, data_dir)
+    db = _open_db(settings)
+    with db.transaction() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        pks = None
+        if meter:
+            ids = sorted({m.strip().upper() for m in meter})
+            rows = session.execute(select(Meter.meter_id, Meter.id).where(Meter.tenant_id == t.id,
+                                                                          Meter.meter_id.in_(ids))).all()
+            found = {pk: mid for mid, pk in rows}
+            missing = [m for m in ids if m not in set(found.values())]
+            if missing:
+                _fail(f"no meter {', '.join(missing)} in tenant {tenant!r}", 2)
+            pks = sorted(found)
+        result = retime_and_audit(session, t.id, settings.meter_timezone, _actor(), pks)
+    _show({"tenant": tenant, **result}, as_json, "readings re-timed")
 
 
 def _keystore(settings):

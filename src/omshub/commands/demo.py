@@ -172,7 +172,10 @@ def _where_to_look(console, headend, base_url: str, tenant, password: str, start
                    data_dir: Path) -> None:
     from datetime import datetime, timezone
     points = headend.call("GET", "/api/v1/metering-points", params={"limit": 1}).get("items") or []
-    frm = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # from the second simulated day: the meters (imported without installation dates) count from
+    # their first reading, so the period is covered from its start and the value is complete
+    frm = datetime.fromtimestamp(start + 86_400 if end - start > 86_400 else start,
+                                 timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     to = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     auth = f'-H "Authorization: Bearer {tenant.token}"'
     console.print(soft_wrap=True, *[f"""

@@ -20,8 +20,9 @@ from omshub.codec.units import QUANTITIES
 
 from ..auth import Principal, require_role
 from ..models import Installation, Meter, MeteringPoint
-from .common import ApiError, DbSession, iso, not_found, page, paginate, parse_time
-from .meters import check_manufacturer, check_meter_id, current_installations, utcnow
+from .common import ApiError, DbSession, iso, not_found, page, paginate
+from ..consumption import effective_installed_at
+from .meters import check_manufacturer, check_meter_id, current_installations, local_time, utcnow
 
 router = APIRouter(prefix="/api/v1/metering-points", tags=["metering points"])
 
@@ -53,14 +54,15 @@ class MeterRef(BaseModel):
 class InstallIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     meter: int | MeterRef = Field(description="meter id, or {manufacturer, meter_id}")
-    at: str | None = Field(None, description="ISO 8601 time with zone; default now")
+    at: str | None = Field(None, description="ISO 8601 date or time (without a zone: the tenant's local time; "
+                                             "a bare date: 00:00 there); omitted: from the meter's first reading")
     initial_values: dict[str, float] = Field(default_factory=dict,
                                              description='register values at installation, e.g. {"energy": 0}')
 
 
 class SwapIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    at: str = Field(description="time of the swap, ISO 8601 with zone")
+    at: str = Field(description="time of the swap, ISO 8601 (without a zone: the tenant's local time)")
     old_final_values: dict[str, float] = Field(description='old meter\'s registers at removal, e.g. {"energy": 1050}')
     new_meter: int | MeterRef
     new_initial_values: dict[str, float] = Field(default_factory=dict)
@@ -68,7 +70,7 @@ class SwapIn(BaseModel):
 
 class RemoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    at: str | None = None
+    at: str | None = Field(None, description="ISO 8601 (without a zone: the tenant's local time); default now")
     final_values: dict[str, float] = Field(default_factory=dict)
 
 
@@ -115,10 +117,13 @@ def _installations(session: Session, mp: MeteringPoint) -> list[tuple[Installati
                                 .order_by(Installation.installed_at, Installation.id)).all())
 
 
-def installation_json(inst: Installation, m: Meter) -> dict:
+def installation_json(session: Session, inst: Installation, m: Meter) -> dict:
+    """`installed_from`: "given" (a date was given), or "first_reading" (none was: `installed_at` is the
+    meter's first reading, until one arrives when it was registered)."""
     return {"id": inst.id, "meter": {"id": m.id, "manufacturer": m.manufacturer, "meter_id": m.meter_id,
                                      "device_type": m.device_type},
-            "installed_at": iso(inst.installed_at), "removed_at": iso(inst.removed_at),
+            "installed_at": iso(effective_installed_at(session, inst)), "installed_from": inst.installed_from,
+            "removed_at": iso(inst.removed_at),
             "initial_values": inst.initial_values or {}, "final_values": inst.final_values}
 
 
@@ -128,11 +133,11 @@ def point_json(session: Session, mp: MeteringPoint, *, history: bool = False,
            "created_at": iso(mp.created_at)}
     if history:
         rows = _installations(session, mp)
-        out["installations"] = [installation_json(i, m) for i, m in rows]
-        now_installed = [installation_json(i, m) for i, m in rows if i.removed_at is None]
+        out["installations"] = [installation_json(session, i, m) for i, m in rows]
+        now_installed = [installation_json(session, i, m) for i, m in rows if i.removed_at is None]
     else:
         pair = (current or {}).get(mp.id)
-        now_installed = [installation_json(*pair)] if pair else []
+        now_installed = [installation_json(session, *pair)] if pair else []
     out["installation"] = now_installed[0] if now_installed else None
     return out
 
@@ -145,8 +150,8 @@ def _current_by_point(session: Session, point_ids: list[int]) -> dict[int, tuple
     return {i.metering_point_id: (i, m) for i, m in rows}
 
 
-def _time(text: str | None, name: str) -> datetime:
-    return parse_time(text, name) or utcnow()
+def _time(session: Session, principal: Principal, text: str | None, name: str) -> datetime:
+    return local_time(session, principal.tenant_id, text, name) or utcnow()
 
 
 @router.get("", summary="List metering points")
@@ -211,13 +216,18 @@ def delete_point(point_id: int, principal: Operator, session: DbSession) -> None
 def install_meter(point_id: int, body: InstallIn, principal: Operator, session: DbSession) -> dict:
     mp = get_point(session, principal, point_id)
     m = _resolve_meter(session, principal, body.meter)
-    at = _time(body.at, "at")
+    given = local_time(session, principal.tenant_id, body.at, "at")
+    at = given or utcnow()
     values = _values(body.initial_values, "initial_values")
+    if given is None and values:
+        raise ApiError(422, "invalid_request", "initial_values need the installation time `at` they were read at")
     if _current_by_point(session, [mp.id]):
         raise ApiError(409, "occupied", f"metering point {mp.ref!r} already has a meter; use a swap")
     _check_free(session, m)
     _check_after_history(session, mp, at)
+    # without a time the meter counts from its first reading (after the point's history)
     session.add(Installation(tenant_id=mp.tenant_id, metering_point_id=mp.id, meter_pk=m.id, installed_at=at,
+                             installed_from="given" if given is not None else "first_reading",
                              removed_at=None, initial_values=values, final_values=None))
     session.flush()
     return point_json(session, mp, history=True)
@@ -245,7 +255,7 @@ def _aware(dt: datetime) -> datetime:
 @router.post("/{point_id}/swap", summary="Swap the installed meter for another")
 def swap_meter(point_id: int, body: SwapIn, principal: Operator, session: DbSession) -> dict:
     mp = get_point(session, principal, point_id)
-    at = _time(body.at, "at")
+    at = _time(session, principal, body.at, "at")
     final = _values(body.old_final_values, "old_final_values")
     initial = _values(body.new_initial_values, "new_initial_values")
     current = _current_by_point(session, [mp.id]).get(mp.id)
@@ -256,9 +266,10 @@ def swap_meter(point_id: int, body: SwapIn, principal: Operator, session: DbSess
     if new.id == old.id:
         raise ApiError(422, "invalid_request", "the new meter is the installed meter")
     _check_free(session, new)
-    if at <= _aware(inst.installed_at):
-        raise ApiError(422, "invalid_time", f"swap time {iso(at)} must be after the installation at "
-                                            f"{iso(inst.installed_at)}")
+    installed = effective_installed_at(session, inst)
+    if at <= installed:
+        raise ApiError(422, "invalid_time", f"at: swap time {iso(at)} must be after the installation at "
+                                            f"{iso(installed)}")
     inst.removed_at = at
     inst.final_values = final
     session.add(Installation(tenant_id=mp.tenant_id, metering_point_id=mp.id, meter_pk=new.id, installed_at=at,
@@ -270,14 +281,15 @@ def swap_meter(point_id: int, body: SwapIn, principal: Operator, session: DbSess
 @router.post("/{point_id}/remove", summary="Remove the installed meter (no successor)")
 def remove_meter(point_id: int, body: RemoveIn, principal: Operator, session: DbSession) -> dict:
     mp = get_point(session, principal, point_id)
-    at = _time(body.at, "at")
+    at = _time(session, principal, body.at, "at")
     current = _current_by_point(session, [mp.id]).get(mp.id)
     if current is None:
         raise ApiError(409, "empty", f"metering point {mp.ref!r} has no meter installed")
     inst, _ = current
-    if at <= _aware(inst.installed_at):
-        raise ApiError(422, "invalid_time", f"removal time {iso(at)} must be after the installation at "
-                                            f"{iso(inst.installed_at)}")
+    installed = effective_installed_at(session, inst)
+    if at <= installed:
+        raise ApiError(422, "invalid_time", f"at: removal time {iso(at)} must be after the installation at "
+                                            f"{iso(installed)}")
     inst.removed_at = at
     inst.final_values = _values(body.final_values, "final_values")
     session.flush()

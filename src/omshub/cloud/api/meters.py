@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from omshub.codec.link import DEVICE_TYPES
 
-from ..auth import Principal, require_role
-from ..models import (Gateway, Installation, Meter, MeteringPoint, MeterKey, Reading, Telegram)
-from .common import ApiError, DbSession, iso, not_found, page, paginate, parse_time
+from ..auth import Principal, audit, require_role
+from ..models import (Gateway, Installation, Meter, MeteringPoint, MeterKey, Reading, Telegram, Tenant)
+from ..timezones import TimeInputError, check_zone, parse_local_time
+from .common import ApiError, DbSession, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1/meters", tags=["meters"])
 
@@ -35,7 +36,7 @@ DEVICE_TYPE_NAMES = frozenset(DEVICE_TYPES.values())
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 50_000
 IMPORT_COLUMNS = ("manufacturer", "id", "device_type", "gateway", "metering_point", "address", "customer_ref",
-                  "installed_at")
+                  "installed_at", "meter_timezone")
 
 
 def utcnow() -> datetime:
@@ -84,7 +85,20 @@ def check_device_type(value: str | int | None, where: str = "device_type") -> st
 
 
 def _unprocessable(exc: ValueError) -> ApiError:
-    return ApiError(422, "invalid_request", str(exc))
+    return ApiError(422, exc.code if isinstance(exc, TimeInputError) else "invalid_request", str(exc))
+
+
+def tenant_zone(session: Session, tenant_id: int) -> str:
+    """The tenant's local time zone: the zone of dates and times given without one."""
+    return session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id)) or "Europe/Berlin"
+
+
+def local_time(session: Session, tenant_id: int, text: str | None, where: str) -> datetime | None:
+    """A date or time given by a user (API body, CSV cell): without a zone in the tenant's zone."""
+    try:
+        return parse_local_time(text, tenant_zone(session, tenant_id), where)
+    except TimeInputError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
 
 
 def key_present(session: Session, tenant_id: int, manufacturer: str, meter_id: str) -> bool:
@@ -121,11 +135,12 @@ def meter_json(m: Meter, installed: tuple[Installation, MeteringPoint] | None = 
     point = None
     if installed is not None:
         inst, mp = installed
-        point = {"id": mp.id, "ref": mp.ref, "installed_at": iso(inst.installed_at)}
+        point = {"id": mp.id, "ref": mp.ref, "installed_at": iso(inst.installed_at),
+                 "installed_from": inst.installed_from}
     return {"id": m.id, "manufacturer": m.manufacturer, "meter_id": m.meter_id, "device_type": m.device_type,
             "key_status": m.key_status, "gateway_id": m.gateway_id, "gateway": gateway_serial,
             "metering_point": point, "created_at": iso(m.created_at), "last_heard_at": iso(m.last_heard_at),
-            "last_reading_id": m.last_reading_id}
+            "last_reading_id": m.last_reading_id, "meter_timezone": m.meter_timezone}
 
 
 def meters_json(session: Session, meters: list[Meter]) -> list[dict]:
@@ -167,12 +182,16 @@ class MeterIn(BaseModel):
     meter_id: str = Field(max_length=8)
     device_type: str | int | None = None
     gateway_id: int | None = None
+    meter_timezone: str | None = Field(None, max_length=64,
+                                       description="IANA zone of this meter's clock (default: its model's or "
+                                                   "the tenant's, see GET /api/v1/tenant/time)")
 
 
 class MeterPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device_type: str | int | None = None
     gateway_id: int | None = None
+    meter_timezone: str | None = Field(None, max_length=64, description="null: its model's or the tenant's zone")
 
 
 @router.get("", summary="List meters")
@@ -202,6 +221,7 @@ def create_meter(body: MeterIn, principal: Operator, session: DbSession) -> dict
         mfct = check_manufacturer(body.manufacturer)
         mid = check_meter_id(body.meter_id, "meter_id")
         dtype = check_device_type(body.device_type)
+        zone = check_zone(body.meter_timezone, "meter_timezone") if body.meter_timezone is not None else None
     except ValueError as exc:
         raise _unprocessable(exc) from None
     if body.gateway_id is not None:
@@ -211,10 +231,13 @@ def create_meter(body: MeterIn, principal: Operator, session: DbSession) -> dict
     if exists is not None:
         raise ApiError(409, "exists", f"meter {mfct} {mid} is already registered (id {exists})")
     m = Meter(tenant_id=principal.tenant_id, manufacturer=mfct, meter_id=mid, device_type=dtype,
-              gateway_id=body.gateway_id, created_at=utcnow(),
+              gateway_id=body.gateway_id, created_at=utcnow(), meter_timezone=zone,
               key_status="present" if key_present(session, principal.tenant_id, mfct, mid) else "missing")
     session.add(m)
     session.flush()
+    if zone is not None:
+        audit(session, principal.tenant_id, principal.name, "meter.timezone",
+              {"meter": m.id, "before": None, "after": zone})
     requeue(session, principal.tenant_id, [(mfct, mid)])
     return meters_json(session, [m])[0]
 
@@ -224,7 +247,7 @@ def read_meter(meter_pk: int, principal: Viewer, session: DbSession) -> dict:
     return meters_json(session, [get_meter(session, principal, meter_pk)])[0]
 
 
-@router.patch("/{meter_pk}", summary="Change a meter's device type or gateway")
+@router.patch("/{meter_pk}", summary="Change a meter's device type, gateway or clock time zone")
 def update_meter(meter_pk: int, body: MeterPatch, principal: Operator, session: DbSession) -> dict:
     m = get_meter(session, principal, meter_pk)
     fields = body.model_fields_set
@@ -237,6 +260,16 @@ def update_meter(meter_pk: int, body: MeterPatch, principal: Operator, session: 
         if body.gateway_id is not None:
             gateway_by_id(session, principal.tenant_id, body.gateway_id)
         m.gateway_id = body.gateway_id
+    if "meter_timezone" in fields:
+        try:
+            zone = check_zone(body.meter_timezone, "meter_timezone") if body.meter_timezone is not None else None
+        except ValueError as exc:
+            raise _unprocessable(exc) from None
+        if zone != m.meter_timezone:
+            # stored readings keep their time until re-timed (POST /api/v1/tenant/time/retime)
+            audit(session, principal.tenant_id, principal.name, "meter.timezone",
+                  {"meter": m.id, "before": m.meter_timezone, "after": zone})
+            m.meter_timezone = zone
     session.flush()
     return meters_json(session, [m])[0]
 
@@ -300,9 +333,12 @@ def _import_rows(text: str) -> list[tuple[int, dict]]:
 @router.post("/import", summary="Import meters from CSV (idempotent upsert)",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
 def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"", media_type="text/csv")) -> dict:
-    """Columns `manufacturer,id,device_type[,gateway][,metering_point][,address][,customer_ref][,installed_at]`
-    (`installed_at`: ISO 8601 with zone, default now; for a meter newly installed at its point).
-    Either every line is imported or none (422 listing the lines in error)."""
+    """Columns `manufacturer,id,device_type[,gateway][,metering_point][,address][,customer_ref][,installed_at]
+    [,meter_timezone]`. `installed_at` (for a meter newly installed at its point): an ISO 8601 date or
+    time; without a zone in the tenant's time zone, a bare date meaning 00:00 there; when empty the
+    meter counts as installed from its first reading. `meter_timezone`: the IANA zone of the meter's
+    clock (empty: its model's or the tenant's). Either every line is imported or none (422 listing
+    the lines in error)."""
     if len(body) > MAX_IMPORT_BYTES:
         raise ApiError(413, "too_large", f"import is {len(body)} bytes; at most {MAX_IMPORT_BYTES}")
     try:
@@ -315,6 +351,7 @@ def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"
         raise ApiError(422, "invalid_csv", str(exc)) from None
 
     tenant_id = principal.tenant_id
+    local_zone = tenant_zone(session, tenant_id)
     serials = dict(session.execute(select(Gateway.serial, Gateway.id).where(Gateway.tenant_id == tenant_id)).all())
     errors: list[str] = []
     parsed = []
@@ -333,15 +370,14 @@ def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"
             installed_at = None
             if row.get("installed_at"):
                 if not ref:
-                    raise ValueError("installed_at needs a metering_point")
-                try:
-                    installed_at = parse_time(row["installed_at"], "installed_at")
-                except ApiError as exc:
-                    raise ValueError(exc.message) from None
+                    raise ValueError("installed_at needs a metering_point on the same line (the date says when the "
+                                     "meter was installed there)")
+                installed_at = parse_local_time(row["installed_at"], local_zone, "installed_at")
+            zone = check_zone(row["meter_timezone"], "meter_timezone") if row.get("meter_timezone") else None
             if (mfct, mid) in seen:
                 raise ValueError(f"meter {mfct} {mid} already on line {seen[(mfct, mid)]}")
             seen[(mfct, mid)] = line
-            parsed.append((line, mfct, mid, dtype, serials.get(gw_serial), ref, row, installed_at))
+            parsed.append((line, mfct, mid, dtype, serials.get(gw_serial), ref, row, installed_at, zone))
         except ValueError as exc:
             errors.append(f"line {line}: {exc}")
     if errors:
@@ -368,16 +404,19 @@ def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"
     counts = {"created": 0, "updated": 0, "unchanged": 0, "points_created": 0, "points_updated": 0,
               "installed": 0}
     new_meters: list[tuple[str, str]] = []
+    zone_changes: list[dict] = []
     plan = []
-    for line, mfct, mid, dtype, gw_id, ref, row, installed_at in parsed:
+    for line, mfct, mid, dtype, gw_id, ref, row, installed_at, zone in parsed:
         m = existing.get((mfct, mid))
         if m is None:
             m = Meter(tenant_id=tenant_id, manufacturer=mfct, meter_id=mid, device_type=dtype, gateway_id=gw_id,
-                      created_at=now,
+                      created_at=now, meter_timezone=zone,
                       key_status="present" if ((mfct, mid) in keys or (None, mid) in keys) else "missing")
             session.add(m)
             counts["created"] += 1
             new_meters.append((mfct, mid))
+            if zone is not None:
+                zone_changes.append({"meter": f"{mfct} {mid}", "before": None, "after": zone})
         else:
             changed = False
             # empty cells leave a value alone: the import only adds information
@@ -385,6 +424,9 @@ def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"
                 m.device_type, changed = dtype, True
             if gw_id is not None and m.gateway_id != gw_id:
                 m.gateway_id, changed = gw_id, True
+            if zone is not None and m.meter_timezone != zone:
+                zone_changes.append({"meter": f"{mfct} {mid}", "before": m.meter_timezone, "after": zone})
+                m.meter_timezone, changed = zone, True
             counts["updated" if changed else "unchanged"] += 1
         if ref:
             mp = points.get(ref)
@@ -398,7 +440,7 @@ def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"
                 mp.address = address or mp.address
                 mp.customer_ref = customer or mp.customer_ref
                 counts["points_updated"] += 1
-            plan.append((line, m, mp, installed_at or now))
+            plan.append((line, m, mp, installed_at))
     session.flush()
 
     installed = current_installations(session, [m.id for _, m, _, _ in plan])
@@ -428,11 +470,14 @@ def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"
             errors.append(f"line {line}: metering point {mp.ref!r} already has another meter installed; "
                           f"use a swap")
             continue
-        if mp.id in history and at < history[mp.id]:
+        if at is not None and mp.id in history and at < history[mp.id]:
             errors.append(f"line {line}: installed_at {iso(at)} is before the last installation change at "
                           f"metering point {mp.ref!r} ({iso(history[mp.id])})")
             continue
-        inst = Installation(tenant_id=tenant_id, metering_point_id=mp.id, meter_pk=m.id, installed_at=at,
+        # without a date the meter counts from its first reading (consumption.effective_installed_at);
+        # installed_at then records the import
+        inst = Installation(tenant_id=tenant_id, metering_point_id=mp.id, meter_pk=m.id, installed_at=at or now,
+                            installed_from="given" if at is not None else "first_reading",
                             initial_values={}, final_values=None)
         session.add(inst)
         at_point[mp.id] = inst
@@ -440,6 +485,10 @@ def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"
     if errors:  # nothing of the import is kept: the request's transaction rolls back
         raise ApiError(422, "invalid_csv", "; ".join(errors[:20]))
     session.flush()
+    if zone_changes:
+        # stored readings keep their time until re-timed (POST /api/v1/tenant/time/retime)
+        audit(session, tenant_id, principal.name, "meter.timezone",
+              {"import": True, "count": len(zone_changes), "changes": zone_changes})
     counts["requeued"] = requeue(session, tenant_id, new_meters) if new_meters else 0
     counts["lines"] = len(parsed)
     return counts

@@ -26,7 +26,7 @@ from ..auth import Principal, require_role
 from ..consumption import register_value
 from ..models import Installation, Meter, Reading
 from .common import ApiError, DbSession, iso, page, paginate, parse_time
-from .meters import get_meter, meters_json
+from .meters import get_meter, local_time, meters_json
 from .metering_points import get_point
 
 router = APIRouter(prefix="/api/v1", tags=["readings"])
@@ -163,8 +163,15 @@ def _jsonable(value):
 def point_consumption(point_id: int, principal: Viewer, session: DbSession,
                       from_: str = Query(alias="from"), to: str = Query(),
                       quantity: str | None = Query(None, pattern="^(energy|volume|hca)$")) -> dict:
+    """`from` and `to`: ISO 8601 dates or times; without a zone in the tenant's time zone, a bare
+    date meaning 00:00 there (`from=2026-01-01&to=2027-01-01`: the calendar year 2026 in local time)."""
     mp = get_point(session, principal, point_id)
-    start, end = _range(from_, to)
+    start, end = local_time(session, principal.tenant_id, from_, "from"), local_time(session, principal.tenant_id,
+                                                                                   to, "to")
+    if start is None or end is None:
+        raise ApiError(422, "invalid_time", f"{'from' if start is None else 'to'}: a date or time is needed")
+    if end < start:
+        raise ApiError(422, "invalid_time", "to must not be before from")
     return _jsonable(consumption_mod.consumption(session, mp, start, end, quantity=quantity))
 
 
