@@ -1,8 +1,11 @@
 """Uplink ingest (docs/formats.md §2): validate, authenticate, store, acknowledge.
 
-Shared by every transport (HTTPS, CoAP, MQTT). The uplink body and every telegram in it are
-committed before the response map is returned; nothing is decoded here (the pipeline does that),
-so the hot path is: parse, one hash per credential, a header peek per frame, two bulk inserts.
+Shared by every transport (HTTPS, CoAP, MQTT). The uplink body (its `cred` overwritten, see
+redaction.py) and every telegram in it are committed before the response map is returned; nothing
+is decoded here (the pipeline does that), so the hot path is: parse, one hash per credential, a
+header peek per frame, two bulk inserts. A seq already stored with the same telegrams is a retry
+(the stored answer is given again); with other telegrams it is a gateway that lost its state and
+numbers from 1 again: stored like a new uplink, with a `gateway_seq_reset` alarm.
 """
 
 from __future__ import annotations
