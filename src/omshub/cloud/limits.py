@@ -11,8 +11,8 @@
 * an answer given before the body was read to its end closes the connection, so the server never
   goes on reading what nobody wants.
 
-Limits (settings, bytes): `max_uplink_body` for the uplink, `max_import_body` for the CSV imports,
-`max_json_body` for everything else. What a route then does with its bounded body (validation,
+Limits (settings, bytes): `max_uplink_body` for the uplink, `max_import_body` for the CSV imports
+and the key export's meter list, `max_json_body` for everything else. What a route then does with its bounded body (validation,
 roles) stays the route's business.
 """
 
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1/"
 UPLINK_PATH = "/api/v1/uplink"
-IMPORT_PATHS = frozenset({"/api/v1/meters/import", "/api/v1/keys/import"})
+# the CSV imports, and the key export's list of up to 100,000 meters (~1.7 MB of JSON)
+BULK_PATHS = frozenset({"/api/v1/meters/import", "/api/v1/keys/import", "/api/v1/keys/export"})
 PUBLIC_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/health"})
 
 
@@ -53,7 +54,7 @@ def _route(path: str, limits: BodyLimits) -> tuple[int, str | None]:
     path = path.rstrip("/") or "/"
     if path == UPLINK_PATH:
         return limits.uplink, "gateway"
-    if path in IMPORT_PATHS:
+    if path in BULK_PATHS:
         return limits.csv_import, "token"
     if path.startswith(API_PREFIX) and path not in PUBLIC_PATHS:
         return limits.json, "token"
