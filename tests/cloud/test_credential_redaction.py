@@ -208,6 +208,10 @@ def test_redaction_of_unusual_encodings():
                + cbor2.dumps("v") + b"\x01\xff")
     redacted, spans = redact_credential(chunked, "application/cbor")
     assert cbor2.loads(redacted) == {"cred": "*" * 17, "v": 1} and b"secret" not in redacted
+    # value sharing (tags 28/29): a value cbor2 cannot decode on its own is walked instead
+    shared = (b"\xa3" + cbor2.dumps("a") + b"\xd8\x1c\x81\x01" + cbor2.dumps("cred") + cbor2.dumps("secret-cred")
+              + cbor2.dumps("b") + b"\xd8\x1d\x00")
+    assert cbor2.loads(redact_credential(shared, "application/cbor")[0]) == {"a": [1], "cred": "*" * 11, "b": [1]}
     # JSON: an escaped key, escapes in the credential, a credential that is not text
     body = b'{"v":1,"\\u0063red":"ab\\"c\\\\d","x":{"cred":"kept"}}'
     redacted, _ = redact_credential(body, "application/json; charset=utf-8")

@@ -456,7 +456,7 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
                                      status, now)
     rows = _telegram_rows(entries, db.is_sqlite) if entries else []
     # the raw body is kept as evidence, but never with the gateway's credential in it
-    stored_body, redactions = redact_credential(body, content_type, (cred,))
+    stored_body, redactions = redact_credential(body, content_type, (cred,), has_cred="cred" in envelope)
     # in the write transaction the statements go at the driver level (the ORM's per-statement
     # overhead was a third of the time this holds SQLite's one write lock)
     with write_gate(db), db.session(write=True) as session:

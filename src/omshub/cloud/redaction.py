@@ -11,6 +11,9 @@ No imports from the application: migration 0005 scrubs stored bodies with these 
 
 from __future__ import annotations
 
+import io
+
+import cbor2
 import orjson
 
 MARKER = 0x2A  # "*"
@@ -107,13 +110,27 @@ def _cbor_cred_spans(buf: bytes) -> list[tuple[int, int]]:
     if major != 5:
         return []
     spans: list[tuple[int, int]] = []
+    stream = io.BytesIO(buf)
+    decoder = cbor2.CBORDecoder(stream)
+
+    def skip(start: int) -> int:
+        # the other values (the batch: hundreds of items) are skipped by cbor2's C decoder
+        stream.seek(start)
+        try:
+            decoder.decode()
+            return stream.tell()
+        except Exception:  # noqa: BLE001 - cbor2 raises several types; the walk then says what is wrong
+            return _cbor_item(buf, start, None)
+
     seen = 0
     while count is None or seen < count:
         if count is None and pos < len(buf) and buf[pos] == 0xFF:
             break
         key_end = _cbor_item(buf, pos, None)
-        is_cred = _cbor_text(buf, pos, key_end) == CRED_KEY
-        pos = _cbor_item(buf, key_end, spans if is_cred else None)
+        if _cbor_text(buf, pos, key_end) == CRED_KEY:
+            pos = _cbor_item(buf, key_end, spans)
+        else:
+            pos = skip(key_end)
         seen += 1
     return spans
 
@@ -200,14 +217,18 @@ def _is_json(content_type: str | None) -> bool:
     return (content_type or "").split(";")[0].strip().lower() == "application/json"
 
 
-def credential_spans(body: bytes, content_type: str | None, secrets: tuple[str, ...] = ()) -> list[tuple[int, int]]:
+def credential_spans(body: bytes, content_type: str | None, secrets: tuple[str, ...] = (),
+                     has_cred: bool = True) -> list[tuple[int, int]]:
     """Byte ranges to overwrite: the string contents of every `cred` value of the envelope, and
     any other place where one of `secrets` (credentials known to be this gateway's, at least 16
-    characters) appears verbatim. Sorted, merged."""
-    try:
-        spans = _json_cred_spans(body) if _is_json(content_type) else _cbor_cred_spans(body)
-    except (_Malformed, orjson.JSONDecodeError, IndexError):
-        spans = []  # not an envelope we can walk (it was refused then, and is not stored)
+    characters) appears verbatim. Sorted, merged. `has_cred=False`: the caller parsed the envelope
+    and it has no `cred` key, so only the secrets are looked for."""
+    spans: list[tuple[int, int]] = []
+    if has_cred:
+        try:
+            spans = _json_cred_spans(body) if _is_json(content_type) else _cbor_cred_spans(body)
+        except (_Malformed, orjson.JSONDecodeError, IndexError):
+            spans = []  # not an envelope we can walk (it was refused then, and is not stored)
     for secret in secrets:
         needle = secret.encode("utf-8") if secret else b""
         if len(needle) < 16:
@@ -225,11 +246,11 @@ def credential_spans(body: bytes, content_type: str | None, secrets: tuple[str, 
     return merged
 
 
-def redact_credential(body: bytes, content_type: str | None,
-                      secrets: tuple[str, ...] = ()) -> tuple[bytes, list[list[int]] | None]:
+def redact_credential(body: bytes, content_type: str | None, secrets: tuple[str, ...] = (),
+                      has_cred: bool = True) -> tuple[bytes, list[list[int]] | None]:
     """(body with the credential's bytes replaced by `*`, [[offset, length], ...] replaced or
     None when nothing was)."""
-    spans = credential_spans(body, content_type, secrets)
+    spans = credential_spans(body, content_type, secrets, has_cred)
     if not spans:
         return body, None
     out = bytearray(body)
