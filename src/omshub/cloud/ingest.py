@@ -400,16 +400,18 @@ def _earlier_use(sql: BulkSql, gateway_id: int, seq: int, digest: bytes) -> tupl
     for uplink_id, response, stored in rows:
         stored = bytes(stored) if stored is not None else _stored_content_hash(sql, uplink_id)
         if stored == digest:
-            return {**db_json(response), "time": int(datetime.now(timezone.utc).timestamp())}, True
+            return {**db_json(response), "time": int(datetime.now(timezone.utc).timestamp())}, False
     return None, bool(rows)
 
 
 def _seq_reused(session, gateway_id: int, tenant_id: int, serial: str, seq: int, stored: int, now: datetime) -> None:
     from . import alarms
     highest = session.execute(select(Gateway.last_seq).where(Gateway.id == gateway_id)).scalar()
-    alarms.on_seq_reuse(session, tenant_id, gateway_id, serial, seq, highest, stored, now)
-    log.warning("gateway %s reused uplink seq %d (it had reached %s) for other telegrams: stored them (%d new); "
-                "its uplink state was lost", serial, seq, highest, stored)
+    alarm = alarms.on_seq_reuse(session, tenant_id, gateway_id, serial, seq, highest, stored, now)
+    # one warning per reset; while the gateway climbs through its old numbers, info
+    log.log(logging.WARNING if alarm.details.get("reused_uplinks") == 1 else logging.INFO,
+            "gateway %s reused uplink seq %d (it had reached %s) for other telegrams: stored them (%d new); "
+            "it lost its uplink state", serial, seq, highest, stored)
 
 
 def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: str,
