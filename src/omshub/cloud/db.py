@@ -141,11 +141,17 @@ class Database:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # no per-start chatter in the server log
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
+        from alembic.runtime.migration import MigrationContext
+
         with self.engine.connect() as conn:
             cfg.attributes["connection"] = conn
+            before = MigrationContext.configure(conn).get_current_revision()
+            conn.commit()
             command.upgrade(cfg, "head")
             conn.commit()
-            if self.is_sqlite:
+            after = MigrationContext.configure(conn).get_current_revision()
+            conn.commit()
+            if self.is_sqlite and after != before:
                 # a migration that rewrote rows (0005 removes gateway credentials from stored
                 # bodies) leaves their old pages in the write-ahead log until it is emptied
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
