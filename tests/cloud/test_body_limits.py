@@ -28,7 +28,8 @@ MiB = 1 << 20
 
 # --- the guard, at the ASGI level: what it answers and whether the body was touched ---
 
-def _asgi(app, method: str, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, dict, int]:
+def _asgi(app, method: str, path: str, headers: dict[str, str], chunks: list[bytes],
+          root_path: str = "") -> tuple[int, dict, int]:
     """Run one request through the app -> (status, JSON/CBOR body, body messages the app took)."""
     taken = 0
     pending = list(chunks)
@@ -46,7 +47,8 @@ def _asgi(app, method: str, path: str, headers: dict[str, str], chunks: list[byt
         sent.append(message)
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+             "scheme": "http", "path": root_path + path, "raw_path": (root_path + path).encode(),
+             "root_path": root_path, "query_string": b"",
              "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
              "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
     asyncio.run(app(scope, receive, send))
@@ -73,6 +75,10 @@ def test_no_body_is_read_without_credentials(app, hub):
             status, body, taken = _asgi(app, "PUT" if "config" in path else "POST", path, {**headers, **framing},
                                         [chunk] * 4)
             assert (status, body["error"]["code"], taken) == (401, "unauthorized", 0), (path, framing, body)
+    # behind a proxy that mounts the head-end under a prefix (uvicorn --root-path) alike
+    status, body, taken = _asgi(app, "POST", f"{API}/meters/import", {"content-type": "text/csv",
+                                "transfer-encoding": "chunked"}, [chunk] * 4, root_path="/omshub")
+    assert (status, taken) == (401, 0)
     # a gateway's uplink over HTTP: the header, not the envelope, carries the credential
     status, body, _ = _asgi(app, "POST", f"{API}/uplink", {"content-type": "application/cbor",
                                                            "content-length": "10"}, [b"x" * 10])

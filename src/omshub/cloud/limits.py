@@ -104,7 +104,8 @@ class RequestGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])  # (a repeated header: the last one, as for Starlette's reads)
-        limit, needs = _route(scope["path"], self.limits)
+        path, root = scope["path"], scope.get("root_path", "")
+        limit, needs = _route(path[len(root):] if root and path.startswith(root) else path, self.limits)
         uplink = needs == "gateway"
         in_cbor = uplink and not headers.get(b"content-type", b"").lower().startswith(b"application/json")
         declared_text = headers.get(b"content-length")
