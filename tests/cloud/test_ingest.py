@@ -12,7 +12,10 @@ from sqlalchemy import func, select
 from omshub.cloud.ingest import MAX_BODY, UplinkRejected, handle_uplink
 from omshub.cloud.models import Gateway, Telegram, Uplink
 
+from ..clock import EPOCH
 from .conftest import batch_envelope, encode
+
+T0 = int(EPOCH.timestamp())
 
 
 def _count(db, model, **where) -> int:
@@ -100,12 +103,13 @@ def test_repeated_seq_changes_nothing(hub, db):
     t = hub.tenant()
     gw = hub.gateway(t)
     frames = [encode("10000041"), encode("10000042")]
-    first = hub.send(gw, 5, frames)
-    # the retry even carries different content: the stored answer is given, nothing is stored
-    again = hub.send(gw, 5, frames + [encode("10000043")])
+    first = hub.send(gw, 5, frames, t0=T0)
+    # the retry carries a fresh status (as the agent's do): still the same uplink
+    again = hub.send(gw, 5, frames, t0=T0, status={"battery_pct": 12, "time": T0 + 60})
     assert again["ack"] == 5 and again["stored"] == first["stored"] == 2
     assert _count(db, Telegram, gateway_id=gw.id) == 2
     assert _count(db, Uplink, gateway_id=gw.id) == 1
+    # other telegrams under the same seq are not a repeat (tests/cloud/test_seq_reuse.py)
 
 
 def test_same_telegram_and_receive_time_is_a_duplicate(hub, db):
@@ -230,10 +234,13 @@ def test_authentication(hub):
     r = hub.client.post("/api/v1/uplink", content=cbor2.dumps(env), headers={"Content-Type": "application/cbor"})
     assert r.status_code == 401
     assert hub.telegrams(gw) == []
-    # cred inside the envelope (CoAP/MQTT style) works too
+    # over HTTP the credential goes in the header, checked before the body is read: cred inside
+    # the envelope is for CoAP and MQTT (handle_uplink takes it there)
     r = hub.client.post("/api/v1/uplink", content=cbor2.dumps({**env, "cred": gw.credential}),
                         headers={"Content-Type": "application/cbor"})
-    assert r.status_code == 200
+    assert r.status_code == 401 and "Authorization: Bearer" in cbor2.loads(r.content)["error"]["message"]
+    assert handle_uplink(hub.db, cbor2.dumps({**env, "cred": gw.credential}), content_type="application/cbor",
+                         transport="coap", credential=None)["stored"] == 1
 
 
 def test_status_only_uplink(hub):

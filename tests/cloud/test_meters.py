@@ -145,7 +145,9 @@ def test_csv_import_errors_name_the_line_and_import_nothing(hub, client):
     assert client.post(f"{API}/meters/import", content=ok, headers=h).status_code == 200
     r = client.post(f"{API}/meters/import", content=b"manufacturer,id,metering_point\nKAM,12345678,B\n", headers=h)
     assert r.status_code == 422 and "line 2" in r.json()["error"]["message"] and "swap" in r.json()["error"]["message"]
-    assert client.post(f"{API}/meters/import", content=b"x" * (5 * 1024 * 1024 + 1), headers=h).status_code == 413
+    too_big = b"x" * (client.app.state.settings.max_import_body + 1)
+    r = client.post(f"{API}/meters/import", content=too_big, headers=h)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
 
 def test_metering_point_install_swap_remove(hub, client, db):

@@ -2,6 +2,10 @@
 
 Kinds and subjects:
 * `gateway_missed_contact` (gateway) — no uplink by its expected next contact + grace;
+* `gateway_seq_reset` (gateway) — an uplink came under a seq the gateway had already used, with
+  other telegrams: it lost its uplink state (spool) and numbers from 1 again. Its uplinks are
+  stored all the same (by content); cleared once its seq passes the highest it had used before
+  (from then on its numbers are new again), checked by the periodic evaluation;
 * `meter_silent` (meter) — not heard for N days (from registration when never heard);
 * `meter_error` (meter) — the latest telegram's status byte or error-flags record reports an error;
 * `wrong_key` (meter) — decryption failed with the stored key (cleared by the next good decode);
@@ -22,11 +26,12 @@ from .consumption import CUMULATIVE_UNITS, register_value
 from .models import Alarm, Gateway, Meter, Reading
 
 GATEWAY_MISSED_CONTACT = "gateway_missed_contact"
+GATEWAY_SEQ_RESET = "gateway_seq_reset"
 METER_SILENT = "meter_silent"
 METER_ERROR = "meter_error"
 WRONG_KEY = "wrong_key"
 NEGATIVE_CONSUMPTION = "negative_consumption"
-KINDS = (GATEWAY_MISSED_CONTACT, METER_SILENT, METER_ERROR, WRONG_KEY, NEGATIVE_CONSUMPTION)
+KINDS = (GATEWAY_MISSED_CONTACT, GATEWAY_SEQ_RESET, METER_SILENT, METER_ERROR, WRONG_KEY, NEGATIVE_CONSUMPTION)
 DEFAULT_GRACE = timedelta(minutes=30)
 # Status bits (docs/oms-protocol.md §5.2): application error / abnormal condition, power low,
 # permanent error, temporary error. "busy" (01) and the manufacturer bits are not errors.
@@ -183,6 +188,35 @@ def on_decode_failure(session: Session, meter: Meter | None, code: str, now: dat
                 {"code": code}, now)
 
 
+def on_seq_reuse(session: Session, tenant_id: int, gateway_id: int, serial: str, seq: int,
+                 highest_seq: int | None, stored: int, now: datetime) -> Alarm:
+    """A gateway's uplink `seq` was stored before with other telegrams (`stored` of this one's
+    were new); `highest_seq` is the highest seq it had sent."""
+    alarm = active_alarm(session, tenant_id, GATEWAY_SEQ_RESET, "gateway", gateway_id)
+    details = dict(alarm.details or {}) if alarm is not None else {
+        "highest_seq_before": highest_seq, "first_reused_seq": seq, "first_reused_at": _utc(now).isoformat(),
+        "reused_uplinks": 0, "telegrams_stored": 0}
+    details["last_reused_seq"] = seq
+    details["reused_uplinks"] = int(details.get("reused_uplinks") or 0) + 1
+    details["telegrams_stored"] = int(details.get("telegrams_stored") or 0) + stored
+    highest = details.get("highest_seq_before")
+    message = (f"gateway {serial} numbers its uplinks from {details['first_reused_seq']} again (it had reached "
+               f"{highest}): it lost its uplink state. Its new uplinks are stored by their content; "
+               f"{details['reused_uplinks']} so far reused a seq")
+    return raise_alarm(session, tenant_id, GATEWAY_SEQ_RESET, "gateway", gateway_id, message, details, now,
+                       existing=alarm, lookup=False)
+
+
+def _clear_passed_seq_resets(session: Session, now: datetime) -> None:
+    """A gateway whose seq passed the highest it had used before the reset uses new numbers again."""
+    for alarm, last_seq in session.execute(
+            select(Alarm, Gateway.last_seq).join(Gateway, Gateway.id == Alarm.subject_id)
+            .where(Alarm.active.is_(True), Alarm.kind == GATEWAY_SEQ_RESET, Alarm.subject_type == "gateway")):
+        highest = (alarm.details or {}).get("highest_seq_before")
+        if last_seq is not None and (not isinstance(highest, int) or last_seq > highest):
+            clear_alarm(alarm, now)
+
+
 def evaluate(session: Session, now: datetime, *, silent_days: int = 3,
              grace: timedelta = DEFAULT_GRACE) -> None:
     """Periodic check over all tenants: gateways past their expected contact, silent meters."""
@@ -225,3 +259,4 @@ def evaluate(session: Session, now: datetime, *, silent_days: int = 3,
     for key, alarm in active.items():
         if key not in missed and key not in silent:
             clear_alarm(alarm, now)
+    _clear_passed_seq_resets(session, now)

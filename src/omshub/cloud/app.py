@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .api.common import ApiError
 from .db import Database
 from .keystore import KeyStore, load_master_key
+from .limits import BodyLimits, RequestGuard
 from .pipeline import DecodePipeline, PipelineProcesses, PipelineWorker, tune_gc
 from .settings import Settings, load_settings
 
@@ -82,13 +83,14 @@ async def _start_transports(app: FastAPI, settings: Settings, db: Database) -> l
     started = []
     if settings.coap_port is not None:
         from .coap_server import CoapServer
-        server = CoapServer.for_database(db, host=settings.coap_host, port=settings.coap_port)
+        server = CoapServer.for_database(db, host=settings.coap_host, port=settings.coap_port,
+                                         max_body=settings.max_uplink_body, max_pending=settings.coap_max_pending)
         await server.start()
         started.append(server)
     if settings.mqtt_url:
         from .mqtt_bridge import MqttBridge
         bridge = MqttBridge.for_database(db, settings.mqtt_url, prefix=settings.mqtt_prefix,
-                                         shared_group=settings.mqtt_shared_group)
+                                         shared_group=settings.mqtt_shared_group, max_body=settings.max_uplink_body)
         await bridge.start()
         started.append(bridge)
     app.state.transports = started
@@ -139,6 +141,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app = FastAPI(title="omshub head-end", version="1", lifespan=lifespan,
                   description="Multi-tenant head-end for OMS / wireless M-Bus meters: gateway uplinks, "
                               "key store, decode pipeline, meters, readings, consumption, alarms.")
+    # bodies authenticated before and bounded while they are read, on every route (cloud/limits.py)
+    app.add_middleware(RequestGuard, limits=BodyLimits.from_settings(settings))
     app.state.settings = settings
     app.state.db = db
     app.state.keystore = keystore

@@ -1,7 +1,9 @@
 """The head-end's CoAP uplink endpoint (docs/formats.md §2.6, docs/transports.md).
 
 A gateway POSTs its envelope (CBOR, credential in ``cred``) confirmably to ``/u``; large batches
-arrive in Block1 blocks (RFC 7959), which aiocoap reassembles before we see the request. The
+arrive in Block1 blocks (RFC 7959), put together by ``Block1Assembly`` within two bounds: one body
+at most ``max_body`` bytes (4.13 with Size1 at the first block past it), all unfinished transfers
+together at most ``max_pending`` bytes (5.03, try later). The
 envelope goes to an uplink handler — normally ``omshub.cloud.ingest.handle_uplink`` bound to the
 database — run in a worker thread because it is synchronous and commits to the database before
 it returns. The answer is ``2.04 Changed`` with the response map in the request's encoding, or
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
@@ -27,7 +30,9 @@ import aiocoap
 import aiocoap.resource
 import cbor2
 import orjson
+from aiocoap.blockwise import Block2Cache, ContinueException, IncompleteException
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.optionnumbers import OptionNumber
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,8 @@ UplinkHandler = Callable[[bytes, str, str, "str | None"], dict]
 DEFAULT_PORT = 5683
 UPLINK_PATH = ("u",)
 MAX_BODY = 1024 * 1024  # docs/formats.md §2.4
+MAX_PENDING = 32 * 1024 * 1024  # all unfinished Block1 transfers together (settings.coap_max_pending)
+MAX_TRANSMIT_WAIT_S = 93  # RFC 7252 §4.8.2: a sender gives up on a block after this long
 CT_CBOR = 60
 CT_JSON = 50
 _CONTENT_TYPES = {CT_CBOR: "application/cbor", CT_JSON: "application/json"}
@@ -81,32 +88,108 @@ def _error(code: Code, diagnostic: str) -> aiocoap.Message:
     return aiocoap.Message(code=code, payload=diagnostic.encode("utf-8", "replace")[:512])
 
 
+class _Refused(aiocoap.error.ConstructionRenderableError):
+    """A Block1 transfer refused: `code` and a diagnostic `"<code>: <message>"` payload."""
+
+    def __init__(self, code: Code, diagnostic: str, size1: int | None = None):
+        super().__init__(diagnostic)
+        self.code, self._size1 = code, size1
+
+    def to_message(self) -> aiocoap.Message:
+        message = _error(self.code, self.message)
+        if self._size1 is not None:
+            message.opt.size1 = self._size1
+        return message
+
+
+class Block1Assembly:
+    """Block1 transfers (RFC 7959) put together in memory, bounded: each at most `max_body` bytes,
+    all unfinished ones together at most `max_pending`, each dropped `ttl_s` after its last block
+    (aiocoap's own assembly has no limit, and keeps finished bodies until they time out)."""
+
+    def __init__(self, max_body: int, max_pending: int, ttl_s: float = 2 * MAX_TRANSMIT_WAIT_S):
+        self.max_body, self.max_pending, self.ttl_s = max_body, max_pending, ttl_s
+        self._parts: dict[tuple, tuple[aiocoap.Message, float]] = {}
+        self.pending = 0  # bytes held
+
+    def _drop(self, key) -> None:
+        part = self._parts.pop(key, None)
+        if part is not None:
+            self.pending -= len(part[0].payload)
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, (_m, until) in self._parts.items() if until < now]:
+            self._drop(key)
+
+    def too_large(self) -> _Refused:
+        return _Refused(Code.REQUEST_ENTITY_TOO_LARGE,
+                        f"body_too_large: an uplink body is at most {self.max_body} bytes", self.max_body)
+
+    def feed(self, request: aiocoap.Message) -> aiocoap.Message:
+        """The whole request when its last block came (or it had none); else raises
+        ContinueException (2.31, send the next block) or _Refused / IncompleteException."""
+        block1 = request.opt.block1
+        announced = request.opt.size1
+        if announced is not None and announced > self.max_body:
+            raise self.too_large()
+        if block1 is None:
+            return request
+        now = time.monotonic()
+        self._expire(now)
+        key = (request.remote.blockwise_key, request.code,
+               request.get_cache_key([OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.OBSERVE]))
+        if block1.block_number == 0:
+            self._drop(key)  # a new transfer from the same place replaces an unfinished one
+            assembled = None
+        else:
+            assembled = self._parts.get(key, (None, 0))[0]
+            if assembled is None or block1.start != len(assembled.payload):
+                self._drop(key)
+                raise IncompleteException()
+        if not block1.is_valid_for_payload_size(len(request.payload)):
+            self._drop(key)
+            raise aiocoap.error.BadRequest("payload size does not match the Block1 option")
+        if block1.start + len(request.payload) > self.max_body:
+            self._drop(key)
+            raise self.too_large()
+        if self.pending + len(request.payload) > self.max_pending:
+            self._drop(key)
+            log.warning("CoAP: %d bytes of unfinished blockwise uplinks held; refusing a block from %s",
+                        self.pending, request.remote.hostinfo)
+            raise _Refused(Code.SERVICE_UNAVAILABLE, "busy: too many uplinks in transfer, try again later")
+        if assembled is None:
+            assembled = request.copy()
+        else:
+            self._drop(key)
+            assembled.payload += request.payload
+            assembled.opt.block1 = block1
+            assembled.token, assembled.mid = request.token, request.mid
+        if block1.more:
+            self._parts[key] = (assembled, now + self.ttl_s)
+            self.pending += len(assembled.payload)
+            raise ContinueException(block1)
+        return assembled
+
+
 class UplinkResource(aiocoap.resource.Resource):
     """``POST /u``: one uplink envelope in, the response map out."""
 
-    def __init__(self, handler: UplinkHandler, *, max_body: int = MAX_BODY,
+    def __init__(self, handler: UplinkHandler, *, max_body: int = MAX_BODY, max_pending: int = MAX_PENDING,
                  executor: Executor | None = None):
         super().__init__()
         self._handler = handler
         self._max_body = max_body
         self._executor = executor
+        self.assembly = Block1Assembly(max_body, max_pending)
+        self._responses = Block2Cache()  # answers larger than a datagram go back in Block2 blocks
 
     async def render_to_pipe(self, pipe) -> None:
-        # Refuse oversized Block1 transfers before aiocoap spools them in memory (it has no
-        # size limit of its own): by the announced Size1 or by the block position.
-        request = pipe.request
-        block1 = request.opt.block1
-        announced = request.opt.size1
-        too_big = announced is not None and announced > self._max_body
-        if block1 is not None:
-            too_big = too_big or block1.start + len(request.payload) > self._max_body
-        if too_big:
-            response = _error(Code.REQUEST_ENTITY_TOO_LARGE,
-                              f"body_too_large: an uplink body is at most {self._max_body} bytes")
-            response.opt.size1 = self._max_body
-            pipe.add_response(response, is_last=True)
-            return
-        await super().render_to_pipe(pipe)
+        # Blocks are put together here, not by aiocoap, whose assembly has no size limit: an
+        # oversized transfer is refused at its first block past the limit (or by its Size1).
+        request = self.assembly.feed(pipe.request)
+        response = await self._responses.extract_or_insert(request, lambda: self.render(request))
+        response.opt.block1 = request.opt.block1
+        pipe.add_response(response, is_last=True)
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         content_format = request.opt.content_format
@@ -116,10 +199,7 @@ class UplinkResource(aiocoap.resource.Resource):
                           f"unsupported_content_format: content format {fmt} is not 60 (cbor) or 50 (json)")
         body = request.payload
         if len(body) > self._max_body:
-            response = _error(Code.REQUEST_ENTITY_TOO_LARGE,
-                              f"body_too_large: an uplink body is at most {self._max_body} bytes")
-            response.opt.size1 = self._max_body
-            return response
+            return self.assembly.too_large().to_message()
         content_type = _CONTENT_TYPES[fmt]
         loop = asyncio.get_running_loop()
         try:
@@ -153,11 +233,16 @@ class CoapServer:
     ``port=0`` lets the OS choose; ``port`` holds the real one after ``start()``."""
 
     def __init__(self, handler: UplinkHandler, *, host: str = "::", port: int = DEFAULT_PORT,
-                 max_body: int = MAX_BODY, executor: Executor | None = None):
+                 max_body: int = MAX_BODY, max_pending: int = MAX_PENDING, executor: Executor | None = None):
         self.host = host
         self.port = port
-        self._resource = UplinkResource(handler, max_body=max_body, executor=executor)
+        self._resource = UplinkResource(handler, max_body=max_body, max_pending=max_pending, executor=executor)
         self._context: aiocoap.Context | None = None
+
+    @property
+    def assembly(self) -> Block1Assembly:
+        """The Block1 transfers in progress (``pending``: bytes held)."""
+        return self._resource.assembly
 
     @classmethod
     def for_database(cls, db, **kwargs) -> CoapServer:

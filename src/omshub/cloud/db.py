@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +36,45 @@ _JSON = {"json_serializer": json_text, "json_deserializer": orjson.loads}
 BUSY_TIMEOUT_MS = 60_000
 
 
+# The database holds gateway credential hashes, meter data and (encrypted) keys: owner only.
+PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) for the head-end's own files; the directory itself 0700.
+    An existing directory is left as it is (it may be shared, e.g. the working directory)."""
+    Path(path).mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """The SQLite database file 0600 before SQLite opens it (SQLite gives its -wal and -shm files
+    the database file's mode); an existing file and its companions readable by others are
+    tightened to 0600."""
+    path = Path(path)
+    private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
+    for suffix in _SQLITE_COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        try:
+            mode = companion.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(companion, PRIVATE_FILE_MODE)
+                logging.getLogger(__name__).warning("%s was readable by others (mode %o); now 600", companion, mode)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # not ours: SQLite's own error (if any) is the clearer one
+            logging.getLogger(__name__).warning("%s is readable by others (mode %o) and cannot be changed", companion,
+                                                mode)
+
+
 def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        private_sqlite_file(Path(parsed.database))
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
                            pool_size=20, max_overflow=20, pool_timeout=60, **_JSON)
 
@@ -105,10 +141,20 @@ class Database:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # no per-start chatter in the server log
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
+        from alembic.runtime.migration import MigrationContext
+
         with self.engine.connect() as conn:
             cfg.attributes["connection"] = conn
+            before = MigrationContext.configure(conn).get_current_revision()
+            conn.commit()
             command.upgrade(cfg, "head")
             conn.commit()
+            after = MigrationContext.configure(conn).get_current_revision()
+            conn.commit()
+            if self.is_sqlite and after != before:
+                # a migration that rewrote rows (0005 removes gateway credentials from stored
+                # bodies) leaves their old pages in the write-ahead log until it is emptied
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def checkpoint(self) -> None:
         """SQLite: copy the write-ahead log into the database now (PASSIVE: never waits for

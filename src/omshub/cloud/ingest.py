@@ -1,8 +1,11 @@
 """Uplink ingest (docs/formats.md §2): validate, authenticate, store, acknowledge.
 
-Shared by every transport (HTTPS, CoAP, MQTT). The uplink body and every telegram in it are
-committed before the response map is returned; nothing is decoded here (the pipeline does that),
-so the hot path is: parse, one hash per credential, a header peek per frame, two bulk inserts.
+Shared by every transport (HTTPS, CoAP, MQTT). The uplink body (its `cred` overwritten, see
+redaction.py) and every telegram in it are committed before the response map is returned; nothing
+is decoded here (the pipeline does that), so the hot path is: parse, one hash per credential, a
+header peek per frame, two bulk inserts. A seq already stored with the same telegrams is a retry
+(the stored answer is given again); with other telegrams it is a gateway that lost its state and
+numbers from 1 again: stored like a new uplink, with a `gateway_seq_reset` alarm.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .auth import hash_secret
 from .db import BulkSql, Database, db_json, json_text, time_to_db
 from .models import Gateway
 from .pipeline import note_ingest, write_gate
+from .redaction import redact_credential
 
 log = logging.getLogger(__name__)
 
@@ -354,11 +358,60 @@ def _record_quiet_contact(sql: BulkSql, gateway_id: int, seq: int, cfg: int, cfg
     return True
 
 
-def _stored_response(sql: BulkSql, gateway_id: int, seq: int) -> dict | None:
-    found = sql.rows("SELECT response FROM uplinks WHERE gateway_id = {m} AND seq = {m}", (gateway_id, seq))
-    if not found:
+def _entries(envelope: dict) -> tuple[list[Entry], list[dict]]:
+    if envelope.get("batch") not in (None, {}, []) and envelope.get("telegrams") not in (None, []):
+        raise _bad("send either batch or telegrams, not both")
+    if envelope.get("batch") not in (None, {}, []):
+        return _parse_batch(envelope["batch"], envelope.get("t0"))
+    if envelope.get("telegrams") not in (None, []):
+        return _parse_telegrams(envelope["telegrams"])
+    return [], []
+
+
+def content_hash(entries: list[Entry], rejected: list[dict]) -> bytes:
+    """What makes two uplinks under one seq the same uplink: their telegrams (frame, receive
+    time, link mode, RSSI, position) and which entries were malformed. Not the status, the
+    credential or the encoding: a gateway's retry carries a fresh status and may come over
+    another transport, yet is the same batch."""
+    digest = hashlib.sha256(b"omshub-uplink-content-1")
+    digest.update(len(entries).to_bytes(4, "big") + len(rejected).to_bytes(4, "big"))
+    for i, frame, rx, mode, rssi in entries:
+        digest.update(b"%d|%d|%s|%s|%d|" % (i, rx, mode.encode(), b"-" if rssi is None else b"%d" % rssi, len(frame)))
+        digest.update(frame)
+    for item in rejected:
+        digest.update(b"r%d|" % item["index"])
+    return digest.digest()
+
+
+def _stored_content_hash(sql: BulkSql, uplink_id: int) -> bytes | None:
+    """The content hash of an uplink stored before it was recorded (before migration 0005)."""
+    found = sql.rows("SELECT body, content_type FROM uplinks WHERE id = {m}", (uplink_id,))
+    try:
+        return content_hash(*_entries(parse_body(bytes(found[0][0]), found[0][1])))
+    except (UplinkRejected, IndexError):
         return None
-    return {**db_json(found[0][0]), "time": int(datetime.now(timezone.utc).timestamp())}
+
+
+def _earlier_use(sql: BulkSql, gateway_id: int, seq: int, digest: bytes) -> tuple[dict | None, bool]:
+    """(the stored answer when this very uplink was stored before — a retry, whether the seq was
+    used before by an uplink with other telegrams — the gateway numbers from 1 again)."""
+    rows = sql.rows("SELECT id, response, content_hash FROM uplinks WHERE gateway_id = {m} AND seq = {m}",
+                    (gateway_id, seq))
+    for uplink_id, response, stored in rows:
+        stored = bytes(stored) if stored is not None else _stored_content_hash(sql, uplink_id)
+        if stored == digest:
+            return {**db_json(response), "time": int(datetime.now(timezone.utc).timestamp())}, False
+    return None, bool(rows)
+
+
+def _seq_reused(session, gateway_id: int, tenant_id: int, serial: str, seq: int, stored: int, now: datetime) -> None:
+    from . import alarms
+    highest = session.execute(select(Gateway.last_seq).where(Gateway.id == gateway_id)).scalar()
+    alarm = alarms.on_seq_reuse(session, tenant_id, gateway_id, serial, seq, highest, stored, now)
+    # one warning per reset; while the gateway climbs through its old numbers, info
+    log.log(logging.WARNING if alarm.details.get("reused_uplinks") == 1 else logging.INFO,
+            "gateway %s reused uplink seq %d (it had reached %s) for other telegrams: stored them (%d new); "
+            "it lost its uplink state", serial, seq, highest, stored)
 
 
 def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: str,
@@ -391,14 +444,8 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
     cfg = _uint(envelope.get("cfg"), "cfg", (1 << 31) - 1)
     cfg_error = _cfg_error(envelope.get("cfg_error"))
     status = _status(envelope.get("status"))
-    if envelope.get("batch") not in (None, {}, []) and envelope.get("telegrams") not in (None, []):
-        raise _bad("send either batch or telegrams, not both")
-    if envelope.get("batch") not in (None, {}, []):
-        entries, rejected = _parse_batch(envelope["batch"], envelope.get("t0"))
-    elif envelope.get("telegrams") not in (None, []):
-        entries, rejected = _parse_telegrams(envelope["telegrams"])
-    else:
-        entries, rejected = [], []
+    entries, rejected = _entries(envelope)
+    digest = content_hash(entries, rejected)
 
     now = datetime.now(timezone.utc)
     # everything that needs no write lock first: authentication, the rows, the next contact
@@ -410,22 +457,26 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
         next_contact = _next_contact(reader, SimpleNamespace(id=gw.id, serial=gw.serial, applied_config_version=cfg),
                                      status, now)
     rows = _telegram_rows(entries, db.is_sqlite) if entries else []
+    # the raw body is kept as evidence, but never with the gateway's credential in it
+    stored_body, redactions = redact_credential(body, content_type, (cred,), has_cred="cred" in envelope)
     # in the write transaction the statements go at the driver level (the ORM's per-statement
     # overhead was a third of the time this holds SQLite's one write lock)
     with write_gate(db), db.session(write=True) as session:
         sql = BulkSql(session, db.is_sqlite)
-        again = _stored_response(sql, gw.id, seq)
+        again, reused = _earlier_use(sql, gw.id, seq, digest)
         if again is not None:
             return again
         try:
             uplink_id = sql.conn.exec_driver_sql(
                 "INSERT INTO uplinks (tenant_id, gateway_id, seq, received_at, transport, content_type, body, "
-                f"telegram_count, response) VALUES ({', '.join([sql.mark] * 8)}, {sql.json_mark}) RETURNING id",
+                f"telegram_count, content_hash, body_redactions, response) VALUES ({', '.join([sql.mark] * 9)}, "
+                f"{sql.json_mark}, {sql.json_mark}) RETURNING id",
                 (gw.tenant_id, gw.id, seq, sql.time(now), transport[:16], (content_type or "application/cbor")[:64],
-                 body, len(entries) + len(rejected), "{}")).scalar_one()
-        except IntegrityError:  # the same seq raced in through another connection
+                 stored_body, len(entries) + len(rejected), digest,
+                 json_text(redactions) if redactions else None, "{}")).scalar_one()
+        except IntegrityError:  # the same uplink raced in through another connection
             session.rollback()
-            again = _stored_response(BulkSql(session, db.is_sqlite), gw.id, seq)
+            again, _ = _earlier_use(BulkSql(session, db.is_sqlite), gw.id, seq, digest)
             if again is None:
                 raise
             return again
@@ -444,6 +495,8 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
             session.flush()  # the gateway and operations, before the statement below
         else:
             config = None
+        if reused:
+            _seq_reused(session, gw.id, gw.tenant_id, serial, seq, stored, now)
         response = {"ack": seq, "stored": stored, "duplicates": len(entries) - stored, "rejected": rejected,
                     "config": config, "time": int(now.timestamp())}
         sql.conn.exec_driver_sql(f"UPDATE uplinks SET response = {sql.json_mark} WHERE id = {sql.mark}",

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from omshub.codec.keys import iter_key_csv
 
 from .auth import audit, utcnow
+from .db import private_dir
 from .models import Meter, MeterKey
 
 MASTER_KEY_FILE = "master.key"
@@ -56,7 +57,8 @@ def parse_master_key(text: str) -> bytes:
 
 
 def load_master_key(env_value: str | None, data_dir: Path) -> bytes:
-    """The master key from the environment value, else from `<data_dir>/master.key` (created, 0600)."""
+    """The master key from the environment value, else from `<data_dir>/master.key` (created 0600, in a
+    data directory created 0700; an existing key file others can read is refused)."""
     if env_value:
         return parse_master_key(env_value)
     path = Path(data_dir) / MASTER_KEY_FILE
@@ -65,7 +67,7 @@ def load_master_key(env_value: str | None, data_dir: Path) -> bytes:
         if mode & 0o077:
             raise KeyStoreError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
         return parse_master_key(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = AESGCM.generate_key(bit_length=256)
     # O_EXCL: two processes starting at once must not both write a (different) key
     try:

@@ -199,9 +199,13 @@ class Operation(Base):
 
 
 class Uplink(Base):
-    """One raw uplink body as received, committed before the gateway gets its acknowledgement."""
+    """One raw uplink body as received, committed before the gateway gets its acknowledgement.
+    The gateway credential a CoAP/MQTT envelope carries is overwritten with `*` before it is
+    stored (`body_redactions`: the [offset, length] spans; every other byte is as received).
+    One row per gateway, seq and content: a gateway that lost its state reuses seqs for new
+    telegrams (`content_hash`: ingest.content_hash; NULL in rows stored before it was kept)."""
     __tablename__ = "uplinks"
-    __table_args__ = (UniqueConstraint("gateway_id", "seq"),)
+    __table_args__ = (UniqueConstraint("gateway_id", "seq", "content_hash", name="uq_uplinks_gateway_seq_content"),)
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     gateway_id: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
@@ -212,6 +216,8 @@ class Uplink(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     telegram_count: Mapped[int] = mapped_column(Integer, default=0)
     response: Mapped[dict] = mapped_column(JSON, default=dict)
+    content_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    body_redactions: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 # Telegrams that may be decoded again (waiting for a key or a meter, or invalid: a format may come).
@@ -348,7 +354,7 @@ class CompactFormat(Base):
 
 
 class Alarm(Base):
-    """kind: gateway_missed_contact | meter_silent | meter_error | wrong_key |
+    """kind: gateway_missed_contact | gateway_seq_reset | meter_silent | meter_error | wrong_key |
     negative_consumption. Active until its cause goes away (cleared_at set)."""
     __tablename__ = "alarms"
     __table_args__ = (Index("ix_alarms_tenant_active", "tenant_id", "active"),)

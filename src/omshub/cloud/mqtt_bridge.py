@@ -1,6 +1,8 @@
 """The head-end's MQTT uplink bridge (docs/formats.md §2.6, docs/transports.md).
 
-Subscribes to ``omshub/up/+`` (QoS 1); each message is one gateway's envelope. It goes to the
+Subscribes to ``omshub/up/+`` (QoS 1, as an MQTT 5 client announcing a Maximum Packet Size of
+``max_body`` + 8 KiB: the broker drops larger publishes instead of delivering them); each
+message is one gateway's envelope. It goes to the
 uplink handler (normally ``ingest.handle_uplink`` bound to the database, run in a worker thread:
 it commits before it returns) and the response map is published to ``omshub/down/<serial>``
 (QoS 1). Refusals are published there too, as ``{"error": {"status", "code", "message"},
@@ -29,14 +31,39 @@ import aiomqtt
 import cbor2
 import orjson
 
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from omshub.cloud.coap_server import database_handler, rejection_of
-from omshub.gateway.transport_mqtt import (DEFAULT_PREFIX, SERIAL_RE, make_client,
-                                           parse_broker_url)
+from omshub.gateway.transport_mqtt import DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, parse_broker_url
 
 log = logging.getLogger(__name__)
 
 UplinkHandler = Callable[[bytes, str, str, "str | None"], dict]
 MAX_BODY = 1024 * 1024  # docs/formats.md §2.4
+# A PUBLISH is its payload plus the fixed header, the topic (<prefix>/up/<serial>, a few hundred
+# bytes at most) and, in MQTT 5, properties: a body up to max_body + this still reaches the bridge
+# (and gets its 413 answer); a larger packet the broker drops instead of delivering it.
+PACKET_OVERHEAD = 8 * 1024
+# uplinks received but not yet handled (the client acknowledges on receipt): beyond, new ones are
+# discarded with a warning and their gateways retry; at most this many bodies are held at once
+MAX_QUEUED = 64
+
+
+def bridge_client(address: BrokerAddress, *, identifier: str, username: str | None, password: str | None,
+                  tls_context: ssl.SSLContext | None, max_packet: int) -> aiomqtt.Client:
+    """The bridge's broker connection: MQTT 5, so it can tell the broker the largest packet it
+    takes (Maximum Packet Size) — the client library would otherwise read any payload, up to
+    256 MB, into memory before the bridge could look at its size."""
+    if address.tls and tls_context is None:
+        tls_context = ssl.create_default_context()
+    properties = Properties(PacketTypes.CONNECT)
+    properties.MaximumPacketSize = max_packet
+    return aiomqtt.Client(
+        address.host, address.port, identifier=identifier,
+        username=username or address.username, password=password or address.password,
+        protocol=aiomqtt.ProtocolVersion.V5, clean_start=True, properties=properties,
+        max_queued_incoming_messages=MAX_QUEUED, tls_context=tls_context, keepalive=60, timeout=10.0)
 
 
 def _peek_envelope(body: bytes, is_json: bool) -> dict | None:
@@ -142,7 +169,8 @@ class MqttBridge:
         backoff = 1.0
         while True:
             try:
-                async with make_client(self.broker, **self._client_kwargs) as client:
+                async with bridge_client(self.broker, **self._client_kwargs,
+                                         max_packet=self._max_body + PACKET_OVERHEAD) as client:
                     await client.subscribe(self.subscription, qos=1)
                     self._ready.set()
                     backoff = 1.0
@@ -191,6 +219,8 @@ class MqttBridge:
             self.handled += 1
 
         if len(body) > self._max_body:
+            log.warning("MQTT bridge: uplink of %d bytes on %r refused: the limit is %d", len(body), topic,
+                        self._max_body)
             return await refuse(413, "body_too_large", f"an uplink body is at most {self._max_body} bytes")
         if envelope is not None and envelope.get("gw") != serial:
             # Answers go to the topic's gateway: never let one gateway speak for another.

@@ -45,6 +45,15 @@ class Settings(BaseModel):
     # zone of the meters' own date-times for tenants that have none (those created before tenants
     # had their own, see migration 0004); new tenants get Europe/Berlin (docs/formats.md §4)
     meter_timezone: str = "UTC"
+    # Request body limits in bytes (cloud/limits.py): a larger body is refused with 413 before it
+    # is read, and no body is read for a route needing a credential until a valid one is shown.
+    max_uplink_body: int = Field(1 << 20, ge=4096, le=1 << 20)  # an uplink on any transport; 1 MiB is
+    #   the format's limit (docs/formats.md §2.4): 5,000 telegrams of ~100 bytes, 250 of 512 in JSON
+    max_json_body: int = Field(1 << 20, ge=4096, le=64 << 20)   # every other request (JSON routes, login)
+    max_import_body: int = Field(10 << 20, ge=4096, le=256 << 20)  # CSV imports (meters, keys), key export
+    # CoAP: bytes of all unfinished blockwise uplinks held at once (a daily batch of 250 meters is
+    # ~25 KB); beyond, new transfers get 5.03 and the gateways retry later
+    coap_max_pending: int = Field(32 << 20, ge=1 << 20, le=1 << 30)
     log_level: str = "info"
 
     @field_validator("mqtt_prefix", "mqtt_shared_group")

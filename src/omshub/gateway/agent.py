@@ -90,7 +90,7 @@ class Agent:
         self.serial = settings.serial
         self.clock = clock or make_clock(settings)
         self.state_dir = Path(settings.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its spool and state: owner only
         self.config_path = self.state_dir / "config.json"
         self.spool = Spool(self.state_dir / "spool.sqlite3", max_rows=settings.spool.max_rows,
                            max_bytes=settings.spool.max_bytes, synchronous=settings.spool.synchronous)

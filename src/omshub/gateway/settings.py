@@ -9,6 +9,7 @@ directory and wins unless ``[config].version`` is higher).
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +83,7 @@ class GatewaySettings(_Strict):
             raise SettingsError(f"credential_file {self.credential_file}: {exc.strerror}") from None
         if not text:
             raise SettingsError(f"credential_file {self.credential_file} is empty")
+        _warn_if_readable_by_others(Path(self.credential_file))
         return text
 
     def initial_config(self) -> GatewayConfig:
@@ -93,6 +95,18 @@ class GatewaySettings(_Strict):
 
 class SettingsError(ValueError):
     """The settings file is missing or invalid (message names the file and field)."""
+
+
+_warned: set[str] = set()
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """Once per file: the credential authenticates the gateway, so only its owner should read it."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077 and str(path) not in _warned:
+        _warned.add(str(path))
+        logging.getLogger("omshub.gateway").warning(
+            "credential_file %s is readable by other users (mode %o): chmod 600 it", path, mode)
 
 
 def _resolve(base: Path, value: str) -> str:

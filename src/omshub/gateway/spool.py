@@ -17,6 +17,7 @@ Rows already taken into an uplink are never replaced.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,20 @@ class SpoolError(Exception):
     """The spool database cannot be opened or written (message says why)."""
 
 
+def _private_file(path: Path) -> None:
+    """The spool file 0600 (SQLite gives its -wal and -shm files the same mode) in a state
+    directory created 0700; an existing spool readable by others is tightened."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for suffix in ("", "-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists() and companion.stat().st_mode & 0o077:
+            os.chmod(companion, 0o600)
+
+
 class Spool:
     def __init__(self, path: str | Path, *, max_rows: int = 100_000, max_bytes: int = 64 << 20,
                  synchronous: str = "full") -> None:
@@ -70,7 +85,7 @@ class Spool:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: each commit is fsynced (power-cut safe). NORMAL (simulations): commits survive a
@@ -81,6 +96,8 @@ class Spool:
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM telegram").fetchone()
         except sqlite3.Error as exc:
             raise SpoolError(f"spool {self.path}: {exc}") from None
+        except OSError as exc:
+            raise SpoolError(f"spool {self.path}: {exc.strerror}") from None
 
     # -- state (seq, config version, battery ...) -------------------------------------------
     def get_state(self, key: str, default: str | None = None) -> str | None:

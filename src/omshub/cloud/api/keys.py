@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from ..auth import Principal, require_role
 from ..keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv, parse_meter_list
+from ..limits import read_body
 from ..models import MeterKey
 from .common import ApiError, DbSession, iso, page, paginate
 
@@ -24,14 +25,8 @@ class ExportBody(BaseModel):
 
 
 async def _read_csv(request: Request) -> str:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_IMPORT_BYTES:
-        raise ApiError(413, "payload_too_large", f"key file exceeds {MAX_IMPORT_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_IMPORT_BYTES:
-            raise ApiError(413, "payload_too_large", f"key file exceeds {MAX_IMPORT_BYTES} bytes")
+    # (read after the principal is known, as the request guard made sure; bounded as it is read)
+    body = await read_body(request, min(request.app.state.settings.max_import_body, MAX_IMPORT_BYTES), "key file")
     content_type = request.headers.get("content-type", "text/csv")
     if content_type.lower().startswith("multipart/form-data"):
         body = _multipart_file(bytes(body), content_type)

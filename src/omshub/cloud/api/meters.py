@@ -13,7 +13,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from omshub.codec.link import DEVICE_TYPES
 
 from ..auth import Principal, audit, require_role
+from ..limits import read_body
 from ..models import (Gateway, Installation, Meter, MeteringPoint, MeterKey, Reading, Telegram, Tenant)
 from ..timezones import TimeInputError, check_zone, parse_local_time
 from .common import ApiError, DbSession, iso, not_found, page, paginate
@@ -33,7 +34,6 @@ Operator = Annotated[Principal, Depends(require_role("operator"))]
 MANUFACTURER_RE = re.compile(r"^[A-Z@]{3}$")
 METER_ID_RE = re.compile(r"^[0-9A-F]{8}$")
 DEVICE_TYPE_NAMES = frozenset(DEVICE_TYPES.values())
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
 MAX_IMPORT_ROWS = 50_000
 IMPORT_COLUMNS = ("manufacturer", "id", "device_type", "gateway", "metering_point", "address", "customer_ref",
                   "installed_at", "meter_timezone")
@@ -330,17 +330,23 @@ def _import_rows(text: str) -> list[tuple[int, dict]]:
     return rows
 
 
+async def _import_body(request: Request) -> bytes:
+    """The CSV, read after the principal (a dependency listed before it) and bounded as it is read."""
+    return await read_body(request, request.app.state.settings.max_import_body, "the meter import")
+
+
+ImportBody = Annotated[bytes, Depends(_import_body)]
+
+
 @router.post("/import", summary="Import meters from CSV (idempotent upsert)",
              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
-def import_meters(principal: Operator, session: DbSession, body: bytes = Body(b"", media_type="text/csv")) -> dict:
+def import_meters(principal: Operator, body: ImportBody, session: DbSession) -> dict:
     """Columns `manufacturer,id,device_type[,gateway][,metering_point][,address][,customer_ref][,installed_at]
     [,meter_timezone]`. `installed_at` (for a meter newly installed at its point): an ISO 8601 date or
     time; without a zone in the tenant's time zone, a bare date meaning 00:00 there; when empty the
     meter counts as installed from its first reading. `meter_timezone`: the IANA zone of the meter's
     clock (empty: its model's or the tenant's). Either every line is imported or none (422 listing
     the lines in error)."""
-    if len(body) > MAX_IMPORT_BYTES:
-        raise ApiError(413, "too_large", f"import is {len(body)} bytes; at most {MAX_IMPORT_BYTES}")
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
