@@ -374,7 +374,7 @@ def test_operator_imports_meters_and_keys_registers_a_heard_meter_and_sees_consu
     tenant = hub.tenant()
     operator = hub.user(tenant, "operator", PASSWORD)
     gw = hub.gateway(tenant)
-    now = datetime.now(timezone.utc)
+    now = EPOCH  # the simulated day the readings arrive, not the wall clock's
     installed = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     page, errors = _login(chromium, base_url, operator)
 

@@ -13,7 +13,7 @@ Database.migrate empties the write-ahead log afterwards, so the old bodies leave
 PostgreSQL the replaced row versions stay in the table files until `VACUUM FULL uplinks`.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from alembic import op
 from omshub.cloud.redaction import redact_credential
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
