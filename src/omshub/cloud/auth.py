@@ -17,6 +17,7 @@ from typing import Callable
 
 from fastapi import Depends, Request
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .api.common import ApiError
@@ -120,12 +121,20 @@ def create_user(session: Session, tenant_id: int, username: str, password: str, 
         raise ApiError(422, "invalid_username", f"username {username!r} must be 1-200 of A-Z a-z 0-9 . _ @ + -")
     check_role(role)
     check_password(password)
+    # Usernames are login names, unique across the head-end (the login names no tenant), so a
+    # clash may be in another tenant: the answer is the same either way and says nothing about where.
+    unavailable = ApiError(409, "username_unavailable",
+                           f"username {username!r} is not available; choose another "
+                           "(login names are unique across the whole head-end)")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise ApiError(409, "exists", f"username {username!r} is taken")
+        raise unavailable
     user = User(tenant_id=tenant_id, username=username, password_hash=hash_password(password), role=role,
                 disabled=False, created_at=utcnow())
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # created concurrently: the same answer (the caller's transaction rolls back)
+        raise unavailable from None
     return user
 
 
