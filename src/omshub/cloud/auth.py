@@ -1,9 +1,12 @@
 """Authentication and roles: tenants, users (argon2 passwords), bearer tokens.
 
 Two kinds of bearer token live in `api_tokens`: login sessions (expiring, carry the user's current
-role) and long-lived API tokens (for billing systems; a fixed role). Only SHA-256 hashes of tokens
-and gateway credentials are stored — they are random, so a fast hash is enough and keeps the
-uplink hot path cheap; passwords, chosen by people, get argon2.
+role) and long-lived API tokens (for billing systems). An API token created through the API
+belongs to the user who created it (`user_id`): it works only while that user is enabled and never
+with more than that user's current role. One created with `omshub admin create-token` has no
+owner: a service token of the tenant, with its fixed role, until revoked. Only SHA-256 hashes of
+tokens and gateway credentials are stored — they are random, so a fast hash is enough and keeps
+the uplink hot path cheap; passwords, chosen by people, get argon2.
 """
 
 from __future__ import annotations
@@ -80,6 +83,10 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+def lower_role(a: str, b: str) -> str:
+    return a if _RANK.get(a, -1) <= _RANK.get(b, -1) else b
+
+
 def check_role(role: str) -> str:
     if role not in _RANK:
         raise ApiError(422, "invalid_role", f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -139,23 +146,41 @@ def create_user(session: Session, tenant_id: int, username: str, password: str, 
 
 
 def create_api_token(session: Session, tenant_id: int, name: str, role: str, *,
-                     expires_at: datetime | None = None, actor: str = "") -> tuple[ApiToken, str]:
-    """A long-lived API token; returns (row, token) — the token is shown once, only its hash is kept."""
+                     expires_at: datetime | None = None, actor: str = "", owner_id: int | None = None,
+                     now: datetime | None = None) -> tuple[ApiToken, str]:
+    """A long-lived API token; returns (row, token) — the token is shown once, only its hash is kept.
+    `owner_id`: the user it belongs to (works while they are enabled, capped at their role);
+    None makes a service token of the tenant (the CLI's)."""
     check_role(role)
     if not name or len(name) > 200:
         raise ApiError(422, "invalid_name", "token name must have 1 to 200 characters")
+    if owner_id is not None:
+        owner = session.scalar(select(User).where(User.id == owner_id, User.tenant_id == tenant_id))
+        if owner is None or owner.disabled:
+            raise ApiError(403, "forbidden", "a token can only belong to an enabled user of its tenant")
+        if lower_role(role, owner.role) != role:
+            raise ApiError(403, "forbidden", f"a token cannot have a higher role ({role}) than its owner "
+                                             f"({owner.role})")
     token = "omh_" + new_secret()
-    row = ApiToken(tenant_id=tenant_id, user_id=None, kind="api", name=name, role=role,
-                   token_hash=hash_secret(token), created_at=utcnow(), expires_at=expires_at, revoked=False)
+    row = ApiToken(tenant_id=tenant_id, user_id=owner_id, kind="api", name=name, role=role,
+                   token_hash=hash_secret(token), created_at=now or utcnow(), expires_at=expires_at, revoked=False)
     session.add(row)
     session.flush()
-    audit(session, tenant_id, actor or "system", "token.create", {"token_id": row.id, "name": name, "role": role})
+    audit(session, tenant_id, actor or "system", "token.create",
+          {"token_id": row.id, "name": name, "role": role, "owner_id": owner_id})
     return row, token
 
 
-def login(session: Session, username: str, password: str, ttl_s: int) -> tuple[User, ApiToken, str]:
+def end_user_tokens(session: Session, user_id: int) -> int:
+    """Revoke every session and API token of a user (they are disabled). -> how many."""
+    return session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False))
+                           .values(revoked=True)).rowcount
+
+
+def login(session: Session, username: str, password: str, ttl_s: int,
+          now: datetime | None = None) -> tuple[User, ApiToken, str]:
     """A session token for a correct username + password; ApiError 401 otherwise (same message for
-    an unknown user and a wrong password)."""
+    an unknown user and a wrong password). Unthrottled: the API calls attempt_login."""
     user = session.scalar(select(User).where(User.username == username))
     # verify even for unknown users so timing does not tell which usernames exist
     stored = user.password_hash if user is not None else _dummy_hash()
@@ -163,13 +188,37 @@ def login(session: Session, username: str, password: str, ttl_s: int) -> tuple[U
     if user is None or not ok or user.disabled:
         raise ApiError(401, "unauthorized", "wrong username or password")
     token = "oms_" + new_secret()
-    now = utcnow()
+    now = now or utcnow()
     row = ApiToken(tenant_id=user.tenant_id, user_id=user.id, kind="session", name="login", role=user.role,
                    token_hash=hash_secret(token), created_at=now, expires_at=now + timedelta(seconds=ttl_s),
                    revoked=False)
     session.add(row)
     session.flush()
     return user, row, token
+
+
+def attempt_login(db, username: str, password: str, *, address: str, ttl_s: int, now: datetime,
+                  policy=None) -> tuple[User, ApiToken, str, str]:
+    """login() behind the login throttle (cloud/login_throttle.py) -> (user, session row, token,
+    tenant slug). LoginThrottled before the password is checked when a counter of the account, the
+    client address or the pair is closed; ApiError 401 for a wrong username or password (the
+    attempt stays counted as a failure)."""
+    from . import login_throttle as throttle
+    policy = policy or throttle.DEFAULT_POLICY
+    for _ in range(5):
+        try:  # committed before the password is checked, so parallel attempts see it
+            with db.transaction() as session:
+                reservation = throttle.reserve(session, username, address, now, policy)
+            break
+        except throttle.Contended:
+            continue
+    else:
+        raise throttle.LoginThrottled(1)
+    with db.transaction() as session:
+        user, row, token = login(session, username, password, ttl_s, now=now)
+        throttle.succeeded(session, reservation, now)
+        slug = session.scalar(select(Tenant.slug).where(Tenant.id == user.tenant_id))
+    return user, row, token, slug
 
 
 _DUMMY: str | None = None
@@ -205,11 +254,15 @@ def authenticate_token(session: Session, token: str, now: datetime | None = None
     if row is None or row.revoked or (row.expires_at is not None and row.expires_at <= now):
         return None
     role, name = row.role, f"token:{row.name}"
-    if row.user_id is not None:
-        user = session.execute(select(User.username, User.role, User.disabled).where(User.id == row.user_id)).first()
+    if row.user_id is not None:  # a session or a user's API token: only while the user is enabled
+        user = session.execute(select(User.username, User.role, User.disabled).where(
+            User.id == row.user_id, User.tenant_id == row.tenant_id)).first()
         if user is None or user.disabled:
             return None
-        role, name = user.role, user.username  # a session follows the user's current role
+        if row.kind == "session":  # a session follows the user's current role
+            role, name = user.role, user.username
+        else:  # an API token keeps its role, but never above its owner's current one
+            role, name = lower_role(row.role, user.role), f"token:{row.name} of {user.username}"
     return Principal(tenant_id=row.tenant_id, user_id=row.user_id, role=role, name=name), row
 
 
