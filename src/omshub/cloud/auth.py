@@ -177,32 +177,33 @@ def end_user_tokens(session: Session, user_id: int) -> int:
                            .values(revoked=True)).rowcount
 
 
-def login(session: Session, username: str, password: str, ttl_s: int,
-          now: datetime | None = None) -> tuple[User, ApiToken, str]:
-    """A session token for a correct username + password; ApiError 401 otherwise (same message for
-    an unknown user and a wrong password). Unthrottled: the API calls attempt_login."""
+def check_login(session: Session, username: str, password: str) -> User | None:
+    """The enabled user with this username and password, else None (as slow for an unknown user)."""
     user = session.scalar(select(User).where(User.username == username))
     # verify even for unknown users so timing does not tell which usernames exist
     stored = user.password_hash if user is not None else _dummy_hash()
     ok = verify_password(stored, password)
-    if user is None or not ok or user.disabled:
-        raise ApiError(401, "unauthorized", "wrong username or password")
+    return user if user is not None and ok and not user.disabled else None
+
+
+def new_session(session: Session, user: User, ttl_s: int, now: datetime) -> tuple[ApiToken, str]:
+    """A login session of the user, expiring after `ttl_s`: (row, token shown once)."""
     token = "oms_" + new_secret()
-    now = now or utcnow()
     row = ApiToken(tenant_id=user.tenant_id, user_id=user.id, kind="session", name="login", role=user.role,
                    token_hash=hash_secret(token), created_at=now, expires_at=now + timedelta(seconds=ttl_s),
                    revoked=False)
     session.add(row)
     session.flush()
-    return user, row, token
+    return row, token
 
 
 def attempt_login(db, username: str, password: str, *, address: str, ttl_s: int, now: datetime,
                   policy=None) -> tuple[User, ApiToken, str, str]:
-    """login() behind the login throttle (cloud/login_throttle.py) -> (user, session row, token,
-    tenant slug). LoginThrottled before the password is checked when a counter of the account, the
-    client address or the pair is closed; ApiError 401 for a wrong username or password (the
-    attempt stays counted as a failure)."""
+    """A session token for a correct username + password, behind the login throttle
+    (cloud/login_throttle.py) -> (user, session row, token, tenant slug). LoginThrottled before the
+    password is checked when a counter of the account, the client address or the pair is closed;
+    ApiError 401 for a wrong username or password, the same for an unknown user (the attempt stays
+    counted as a failure)."""
     from . import login_throttle as throttle
     policy = policy or throttle.DEFAULT_POLICY
     for _ in range(5):
@@ -214,8 +215,12 @@ def attempt_login(db, username: str, password: str, *, address: str, ttl_s: int,
             continue
     else:
         raise throttle.LoginThrottled(1)
+    with db.session() as session:  # a read: no (SQLite) write lock is held while argon2 works
+        user = check_login(session, username, password)
+    if user is None:
+        raise ApiError(401, "unauthorized", "wrong username or password")
     with db.transaction() as session:
-        user, row, token = login(session, username, password, ttl_s, now=now)
+        row, token = new_session(session, user, ttl_s, now)
         throttle.succeeded(session, reservation, now)
         slug = session.scalar(select(Tenant.slug).where(Tenant.id == user.tenant_id))
     return user, row, token, slug
