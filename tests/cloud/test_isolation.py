@@ -35,6 +35,10 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/console"): {"kind": "public"},
     ("GET", "/console/"): {"kind": "public"},
     ("GET", "/console/{name}"): {"kind": "public"},
+    # the API documentation pages and their files (Swagger UI, ReDoc): no tenant data
+    ("GET", "/docs"): {"kind": "public"},
+    ("GET", "/redoc"): {"kind": "public"},
+    ("GET", "/docs/assets/{name}"): {"kind": "public"},
     # the console's dashboard counts are the caller's own tenant's
     ("GET", "/api/v1/console/summary"): {"kind": "self"},
     ("GET", "/api/v1/console/meters/{meter_pk}/recent-readings"): {"kind": "object"},

@@ -78,12 +78,12 @@ def test_import_replaces_and_validation_names_the_line(hub, client):
         "replaced"] == 1
     bad = _csv("30000022," + "00" * 16 + ",", "30000023,XYZ,", "30000024," + "00" * 16 + ",")
     r = client.post("/api/v1/keys/import", content=bad, headers=headers)
-    assert r.status_code == 422 and r.json()["error"]["message"].startswith("line 3: key must be 32 hex digits")
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("line 3: column key must hold 32 hex digits")
     assert "XYZ" not in r.text  # a rejected key's value is not echoed either
     r = client.post("/api/v1/keys/import", content="meter,key\n1,2\n", headers=headers)
     assert r.status_code == 422 and "line 1" in r.json()["error"]["message"]
     r = client.post("/api/v1/keys/import", content=_csv("1234,"+"00"*16+","), headers=headers)
-    assert r.status_code == 422 and "line 2: meter id" in r.json()["error"]["message"]
+    assert r.status_code == 422 and "line 2: column id must hold the meter id" in r.json()["error"]["message"]
     # nothing of a bad file is stored
     ids = [i["meter_id"] for i in client.get("/api/v1/keys", headers=op).json()["items"]]
     assert ids == ["30000021"]

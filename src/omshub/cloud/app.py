@@ -16,12 +16,16 @@ from datetime import datetime, timezone
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SqlPoolTimeout
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api.common import ApiError
 from .db import Database
 from .keystore import KeyStore, load_master_key
 from .limits import BodyLimits, RequestGuard
+from .outage import database_outage
 from .pipeline import DecodePipeline, PipelineProcesses, PipelineWorker, tune_gc
 from .settings import Settings, load_settings
 
@@ -71,12 +75,43 @@ class AlarmWorker(threading.Thread):
             try:
                 with self.db.transaction() as session:
                     alarms.evaluate(session, datetime.now(timezone.utc), silent_days=self.silent_days)
-            except Exception:
-                log.exception("periodic alarm evaluation failed")
+                database_outage.succeeded()
+            except Exception as exc:
+                if not database_outage.failed(exc):
+                    log.exception("periodic alarm evaluation failed")
 
     def stop(self) -> None:
         self.stopping.set()
         self.join(10)
+
+
+class SecurityHeaders:
+    """Headers on every response unless the route set its own: no MIME sniffing, no referrer, a
+    Content-Security-Policy that allows nothing (HTML pages — console, docs — bring theirs), and
+    `Cache-Control: no-store` on the API (answers carry tenant data, tokens, credentials)."""
+
+    DEFAULTS = (("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"),
+                ("content-security-policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none'"))
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"].startswith("/api/")
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.DEFAULTS:
+                    headers.setdefault(name, value)
+                if api:
+                    headers.setdefault("cache-control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _start_transports(app: FastAPI, settings: Settings, db: Database) -> list:
@@ -139,10 +174,12 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
                 thread.stop()
 
     app = FastAPI(title="omshub head-end", version="1", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # web.py serves both pages with local assets
                   description="Multi-tenant head-end for OMS / wireless M-Bus meters: gateway uplinks, "
                               "key store, decode pipeline, meters, readings, consumption, alarms.")
     # bodies authenticated before and bounded while they are read, on every route (cloud/limits.py)
     app.add_middleware(RequestGuard, limits=BodyLimits.from_settings(settings))
+    app.add_middleware(SecurityHeaders)
     app.state.settings = settings
     app.state.db = db
     app.state.keystore = keystore
@@ -159,6 +196,15 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
         return JSONResponse({"error": {"code": "invalid_request", "message": _validation_message(exc)}},
                             status_code=422)
 
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(SqlPoolTimeout)
+    async def _database(_request: Request, exc: Exception):
+        if not database_outage.failed(exc):  # a bad statement is a bug: a 500 with its traceback
+            raise exc
+        return JSONResponse({"error": {"code": "database_unavailable",
+                                       "message": "the database is unreachable; try again later"}},
+                            status_code=503, headers={"Retry-After": "10"})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
@@ -172,6 +218,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
         from sqlalchemy import text
         with db.session() as session:
             session.execute(text("SELECT 1"))
+        database_outage.succeeded()
         return {"status": "ok", "database": db.dialect}
 
     for router in _routers():

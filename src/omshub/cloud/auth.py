@@ -1,9 +1,12 @@
 """Authentication and roles: tenants, users (argon2 passwords), bearer tokens.
 
 Two kinds of bearer token live in `api_tokens`: login sessions (expiring, carry the user's current
-role) and long-lived API tokens (for billing systems; a fixed role). Only SHA-256 hashes of tokens
-and gateway credentials are stored — they are random, so a fast hash is enough and keeps the
-uplink hot path cheap; passwords, chosen by people, get argon2.
+role) and long-lived API tokens (for billing systems). An API token created through the API
+belongs to the user who created it (`user_id`): it works only while that user is enabled and never
+with more than that user's current role. One created with `omshub admin create-token` has no
+owner: a service token of the tenant, with its fixed role, until revoked. Only SHA-256 hashes of
+tokens and gateway credentials are stored — they are random, so a fast hash is enough and keeps
+the uplink hot path cheap; passwords, chosen by people, get argon2.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Callable
 
 from fastapi import Depends, Request
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .api.common import ApiError
@@ -79,6 +83,10 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+def lower_role(a: str, b: str) -> str:
+    return a if _RANK.get(a, -1) <= _RANK.get(b, -1) else b
+
+
 def check_role(role: str) -> str:
     if role not in _RANK:
         raise ApiError(422, "invalid_role", f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -130,47 +138,102 @@ def create_user(session: Session, tenant_id: int, username: str, password: str, 
         raise ApiError(422, "invalid_username", f"username {username!r} must be 1-200 of A-Z a-z 0-9 . _ @ + -")
     check_role(role)
     check_password(password)
+    # Usernames are login names, unique across the head-end (the login names no tenant), so a
+    # clash may be in another tenant: the answer is the same either way and says nothing about where.
+    unavailable = ApiError(409, "username_unavailable",
+                           f"username {username!r} is not available; choose another "
+                           "(login names are unique across the whole head-end)")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise ApiError(409, "exists", f"username {username!r} is taken")
+        raise unavailable
     user = User(tenant_id=tenant_id, username=username, password_hash=hash_password(password), role=role,
                 disabled=False, created_at=utcnow())
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # created concurrently: the same answer (the caller's transaction rolls back)
+        raise unavailable from None
     return user
 
 
 def create_api_token(session: Session, tenant_id: int, name: str, role: str, *,
-                     expires_at: datetime | None = None, actor: str = "") -> tuple[ApiToken, str]:
-    """A long-lived API token; returns (row, token) — the token is shown once, only its hash is kept."""
+                     expires_at: datetime | None = None, actor: str = "", owner_id: int | None = None,
+                     now: datetime | None = None) -> tuple[ApiToken, str]:
+    """A long-lived API token; returns (row, token) — the token is shown once, only its hash is kept.
+    `owner_id`: the user it belongs to (works while they are enabled, capped at their role);
+    None makes a service token of the tenant (the CLI's)."""
     check_role(role)
     if not name or len(name) > 200:
         raise ApiError(422, "invalid_name", "token name must have 1 to 200 characters")
+    if owner_id is not None:
+        owner = session.scalar(select(User).where(User.id == owner_id, User.tenant_id == tenant_id))
+        if owner is None or owner.disabled:
+            raise ApiError(403, "forbidden", "a token can only belong to an enabled user of its tenant")
+        if lower_role(role, owner.role) != role:
+            raise ApiError(403, "forbidden", f"a token cannot have a higher role ({role}) than its owner "
+                                             f"({owner.role})")
     token = "omh_" + new_secret()
-    row = ApiToken(tenant_id=tenant_id, user_id=None, kind="api", name=name, role=role,
-                   token_hash=hash_secret(token), created_at=utcnow(), expires_at=expires_at, revoked=False)
+    row = ApiToken(tenant_id=tenant_id, user_id=owner_id, kind="api", name=name, role=role,
+                   token_hash=hash_secret(token), created_at=now or utcnow(), expires_at=expires_at, revoked=False)
     session.add(row)
     session.flush()
-    audit(session, tenant_id, actor or "system", "token.create", {"token_id": row.id, "name": name, "role": role})
+    audit(session, tenant_id, actor or "system", "token.create",
+          {"token_id": row.id, "name": name, "role": role, "owner_id": owner_id})
     return row, token
 
 
-def login(session: Session, username: str, password: str, ttl_s: int) -> tuple[User, ApiToken, str]:
-    """A session token for a correct username + password; ApiError 401 otherwise (same message for
-    an unknown user and a wrong password)."""
+def end_user_tokens(session: Session, user_id: int) -> int:
+    """Revoke every session and API token of a user (they are disabled). -> how many."""
+    return session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False))
+                           .values(revoked=True)).rowcount
+
+
+def check_login(session: Session, username: str, password: str) -> User | None:
+    """The enabled user with this username and password, else None (as slow for an unknown user)."""
     user = session.scalar(select(User).where(User.username == username))
     # verify even for unknown users so timing does not tell which usernames exist
     stored = user.password_hash if user is not None else _dummy_hash()
     ok = verify_password(stored, password)
-    if user is None or not ok or user.disabled:
-        raise ApiError(401, "unauthorized", "wrong username or password")
+    return user if user is not None and ok and not user.disabled else None
+
+
+def new_session(session: Session, user: User, ttl_s: int, now: datetime) -> tuple[ApiToken, str]:
+    """A login session of the user, expiring after `ttl_s`: (row, token shown once)."""
     token = "oms_" + new_secret()
-    now = utcnow()
     row = ApiToken(tenant_id=user.tenant_id, user_id=user.id, kind="session", name="login", role=user.role,
                    token_hash=hash_secret(token), created_at=now, expires_at=now + timedelta(seconds=ttl_s),
                    revoked=False)
     session.add(row)
     session.flush()
-    return user, row, token
+    return row, token
+
+
+def attempt_login(db, username: str, password: str, *, address: str, ttl_s: int, now: datetime,
+                  policy=None) -> tuple[User, ApiToken, str, str]:
+    """A session token for a correct username + password, behind the login throttle
+    (cloud/login_throttle.py) -> (user, session row, token, tenant slug). LoginThrottled before the
+    password is checked when a counter of the account, the client address or the pair is closed;
+    ApiError 401 for a wrong username or password, the same for an unknown user (the attempt stays
+    counted as a failure)."""
+    from . import login_throttle as throttle
+    policy = policy or throttle.DEFAULT_POLICY
+    for _ in range(5):
+        try:  # committed before the password is checked, so parallel attempts see it
+            with db.transaction() as session:
+                reservation = throttle.reserve(session, username, address, now, policy)
+            break
+        except throttle.Contended:
+            continue
+    else:
+        raise throttle.LoginThrottled(1)
+    with db.session() as session:  # a read: no (SQLite) write lock is held while argon2 works
+        user = check_login(session, username, password)
+    if user is None:
+        raise ApiError(401, "unauthorized", "wrong username or password")
+    with db.transaction() as session:
+        row, token = new_session(session, user, ttl_s, now)
+        throttle.succeeded(session, reservation, now)
+        slug = session.scalar(select(Tenant.slug).where(Tenant.id == user.tenant_id))
+    return user, row, token, slug
 
 
 _DUMMY: str | None = None
@@ -206,11 +269,15 @@ def authenticate_token(session: Session, token: str, now: datetime | None = None
     if row is None or row.revoked or (row.expires_at is not None and row.expires_at <= now):
         return None
     role, name = row.role, f"token:{row.name}"
-    if row.user_id is not None:
-        user = session.execute(select(User.username, User.role, User.disabled).where(User.id == row.user_id)).first()
+    if row.user_id is not None:  # a session or a user's API token: only while the user is enabled
+        user = session.execute(select(User.username, User.role, User.disabled).where(
+            User.id == row.user_id, User.tenant_id == row.tenant_id)).first()
         if user is None or user.disabled:
             return None
-        role, name = user.role, user.username  # a session follows the user's current role
+        if row.kind == "session":  # a session follows the user's current role
+            role, name = user.role, user.username
+        else:  # an API token keeps its role, but never above its owner's current one
+            role, name = lower_role(row.role, user.role), f"token:{row.name} of {user.username}"
     return Principal(tenant_id=row.tenant_id, user_id=row.user_id, role=role, name=name), row
 
 

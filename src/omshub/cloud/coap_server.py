@@ -34,6 +34,8 @@ from aiocoap.blockwise import Block2Cache, ContinueException, IncompleteExceptio
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
 
+from omshub.cloud.outage import database_outage
+
 log = logging.getLogger(__name__)
 
 #: (body, content_type, transport, credential) -> response map; raises UplinkRejected
@@ -208,6 +210,8 @@ class UplinkResource(aiocoap.resource.Resource):
         except Exception as exc:  # noqa: BLE001 - every failure must become a CoAP answer
             rejected = rejection_of(exc)
             if rejected is None:
+                if database_outage.failed(exc):  # one log line per outage; the gateway retries
+                    return _error(Code.SERVICE_UNAVAILABLE, "database_unavailable: try again later")
                 log.exception("CoAP uplink from %s failed", request.remote.hostinfo)
                 return _error(Code.INTERNAL_SERVER_ERROR, "internal_error: the uplink could not be stored")
             status, code, message = rejected

@@ -93,34 +93,48 @@ class KeyEntry:
 
 def parse_key_csv(text: str) -> list[KeyEntry]:
     """CSV with a header naming `id`, `key` and optionally `manufacturer` -> entries.
-    KeyStoreError names the line of the first problem. The key's value is never echoed."""
+    KeyStoreError names the line and column of the first problem but never a cell's value: in a
+    file with swapped or shifted columns any cell may hold a key, so a message says what is wrong
+    by length and kind only."""
     if len(text) > MAX_IMPORT_BYTES:
-        raise KeyStoreError(f"key file exceeds {MAX_IMPORT_BYTES} bytes")
+        raise KeyStoreError(f"key file exceeds {MAX_IMPORT_BYTES // 2**20} MiB")
     entries: list[KeyEntry] = []
     seen: dict[tuple[str | None, str], int] = {}
     try:
         for line, meter_id, key_text, manufacturer in iter_key_csv(text):
             meter_id = meter_id.upper()
             if not METER_ID_RE.match(meter_id):
-                raise KeyStoreError(f"line {line}: meter id {meter_id[:20]!r} must be 8 hex digits")
+                hint = " (are the id and key columns swapped?)" if KEY_RE.match(meter_id) else ""
+                raise KeyStoreError(f"line {line}: column id must hold the meter id, 8 hex digits; "
+                                    f"it has {_describe(meter_id)}{hint}")
             if not KEY_RE.match(key_text):
-                raise KeyStoreError(f"line {line}: key must be 32 hex digits (AES-128), got {len(key_text)} characters")
+                raise KeyStoreError(f"line {line}: column key must hold 32 hex digits (AES-128); "
+                                    f"it has {_describe(key_text)}")
             manufacturer = (manufacturer or "").upper()
             if manufacturer and not MANUFACTURER_RE.match(manufacturer):
-                raise KeyStoreError(f"line {line}: manufacturer {manufacturer[:10]!r} must be a 3-letter code")
+                raise KeyStoreError(f"line {line}: column manufacturer must hold a 3-letter code; "
+                                    f"it has {_describe(manufacturer)}")
             ident = (manufacturer or None, meter_id)
             if ident in seen:
-                raise KeyStoreError(f"line {line}: meter {manufacturer or ''}{':' if manufacturer else ''}{meter_id} "
-                                    f"already given on line {seen[ident]}")
+                raise KeyStoreError(f"line {line}: the same meter (id and manufacturer) is already given on "
+                                    f"line {seen[ident]}")
             seen[ident] = line
             entries.append(KeyEntry(meter_id, manufacturer or None, bytes.fromhex(key_text)))
             if len(entries) > MAX_IMPORT_ROWS:
-                raise KeyStoreError(f"line {line}: more than {MAX_IMPORT_ROWS} keys in one file")
+                raise KeyStoreError(f"line {line}: more than {MAX_IMPORT_ROWS:,} keys in one file")
     except ValueError as exc:  # the reader's own errors (header, columns, CSV syntax)
         if isinstance(exc, KeyStoreError):
             raise
         raise KeyStoreError(str(exc)) from None
     return entries
+
+
+def _describe(cell: str) -> str:
+    """What a cell holds, without its value: `32 characters, all hex digits`."""
+    if not cell:
+        return "nothing"
+    kind = "all hex digits" if all(c in "0123456789abcdefABCDEF" for c in cell) else "not only hex digits"
+    return f"{len(cell)} character{'s' if len(cell) != 1 else ''}, {kind}"
 
 
 class KeyStore:
@@ -214,7 +228,7 @@ def parse_meter_list(text: str | list[str]) -> list[tuple[str | None, str]]:
     """`ID[,ID…]` or `MAN:ID` items -> [(manufacturer | None, meter id)]; KeyStoreError on a bad item."""
     items = text.split(",") if isinstance(text, str) else list(text)
     out: list[tuple[str | None, str]] = []
-    for item in items:
+    for position, item in enumerate(items, 1):
         item = str(item).strip()
         if not item:
             continue
@@ -222,10 +236,12 @@ def parse_meter_list(text: str | list[str]) -> list[tuple[str | None, str]]:
         meter_id = meter_id.upper()
         manufacturer = manufacturer.upper() or None
         if not METER_ID_RE.match(meter_id) or (manufacturer and not MANUFACTURER_RE.match(manufacturer)):
-            raise KeyStoreError(f"meter {item[:30]!r} must be ID (8 hex digits) or MAN:ID")
+            # not echoed: a key pasted into the list would otherwise come back in the error
+            raise KeyStoreError(f"meter {position} of the list must be ID (8 hex digits) or MAN:ID; "
+                                f"it has {_describe(item)}")
         out.append((manufacturer, meter_id))
     if not out:
         raise KeyStoreError("no meters given")
     if len(out) > MAX_IMPORT_ROWS:
-        raise KeyStoreError(f"more than {MAX_IMPORT_ROWS} meters")
+        raise KeyStoreError(f"more than {MAX_IMPORT_ROWS:,} meters")
     return out

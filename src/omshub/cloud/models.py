@@ -134,11 +134,12 @@ class User(Base):
 
 class ApiToken(Base):
     """Bearer tokens: login sessions (kind 'session', expiring) and long-lived API tokens for
-    billing systems (kind 'api'). Only a SHA-256 of the token is stored; it is shown once."""
+    billing systems (kind 'api'). Only a SHA-256 of the token is stored; it is shown once.
+    `user_id`: the session's user, or the API token's owner (None: a service token of the tenant)."""
     __tablename__ = "api_tokens"
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16))
@@ -147,6 +148,20 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class LoginThrottle(Base):
+    """Failed-login counters (cloud/login_throttle.py), shared by every head-end process: one row
+    per (account, address) pair, account or address, found by `key`, a SHA-256 of scope and
+    values (what people type as a username, sometimes a password, is not stored)."""
+    __tablename__ = "login_throttle"
+    id: Mapped[int] = _id()
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))  # pair | account | address
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class Gateway(Base):

@@ -35,6 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from omshub.cloud.coap_server import database_handler, rejection_of
+from omshub.cloud.outage import database_outage
 from omshub.gateway.transport_mqtt import DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, parse_broker_url
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,8 @@ class MqttBridge:
         except Exception as exc:  # noqa: BLE001 - every failure must become an answer
             rejected = rejection_of(exc)
             if rejected is None:
+                if database_outage.failed(exc):  # one log line per outage; the gateway retries
+                    return await refuse(503, "database_unavailable", "the database is unreachable; try again later")
                 log.exception("MQTT uplink from %s failed", serial)
                 return await refuse(500, "internal_error", "the uplink could not be stored")
             return await refuse(*rejected)

@@ -42,6 +42,7 @@ from .keystore import KeyStore, KeyStoreError
 from .timezones import ZoneRules, is_unambiguous, load_rules, meter_clock, meter_time_to_utc, telegram_model, zone_info
 from .models import (REDECODABLE_SQL, REDECODABLE_STATES, CompactFormat, Meter, MeterKey, Reading, Telegram,
                      compact_reading_data, expand_reading_data)
+from .outage import database_outage, is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +387,9 @@ class DecodePipeline:
         with self._lock:
             try:
                 return self._batch(limit)
-            except Exception:
+            except Exception as exc:
+                if is_unreachable(exc):  # one by one would fail alike: the caller reports the outage
+                    raise
                 log.exception("decode batch failed; decoding its telegrams one by one")
                 return self._one_by_one(limit)
 
@@ -1011,8 +1014,9 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
             if db.is_sqlite and len(ahead) < AHEAD_BATCHES:
                 try:
                     decoded = pipeline.decode_ahead(batch, [r.id for b in ahead for r in b.rows])
-                except Exception:
-                    log.exception("decode worker %d/%d error", *partition)
+                except Exception as exc:
+                    if not database_outage.failed(exc):
+                        log.exception("decode worker %d/%d error", *partition)
                     decoded = None
                 if decoded is not None:
                     ahead.append(decoded)
@@ -1022,15 +1026,18 @@ def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, 
         if ahead:  # (however old: the write re-checks what may have changed, see _finish)
             try:
                 pipeline.write_ahead(ahead.pop(0))
-            except Exception:
-                log.exception("decode worker %d/%d error", *partition)
+            except Exception as exc:
+                if not database_outage.failed(exc):
+                    log.exception("decode worker %d/%d error", *partition)
             continue
         if ingest_clock is not None:
             clock = ingest_clock.value
         try:
             n = pipeline.run_once(batch)
-        except Exception:
-            log.exception("decode worker %d/%d error", *partition)
+            database_outage.succeeded()
+        except Exception as exc:
+            if not database_outage.failed(exc):
+                log.exception("decode worker %d/%d error", *partition)
             n = 0
         if n == 0:
             deadline = time.monotonic() + IDLE_POLL_S
@@ -1136,8 +1143,10 @@ class PipelineWorker(threading.Thread):
             if self.pipeline is not None:
                 try:
                     n = self.pipeline.run_once(self.batch)
-                except Exception:
-                    log.exception("decode pipeline error")
+                    database_outage.succeeded()
+                except Exception as exc:
+                    if not database_outage.failed(exc):
+                        log.exception("decode pipeline error")
             if n == 0:
                 if self.processes is not None:
                     self.processes.revive()

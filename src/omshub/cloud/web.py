@@ -1,13 +1,19 @@
-"""The operator web console: a static single-page app served at `/` and `/console/<file>`.
+"""The operator web console: a static single-page app served at `/` and `/console/<file>`; and the
+API documentation pages `/docs` (Swagger UI) and `/redoc` (ReDoc).
 
 The page and its assets carry no data and need no login; the console logs in with
 `POST /api/v1/auth/login` and calls the JSON API with the bearer token (kept in the browser's
 sessionStorage). Two read-only endpoints under `/api/v1/console/` give the console what the
 domain API has no single call for: the dashboard's counts and a meter's newest readings.
+
+The documentation pages load Swagger UI and ReDoc from this server (`/docs/assets/`, the files the
+`fastapi-offline` package ships), never from a CDN: they work offline and under a
+Content-Security-Policy that allows no third party.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from functools import lru_cache
@@ -38,6 +44,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 MAX_LATE_LISTED = 50
+DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
+               "redoc.standalone.js": "text/javascript; charset=utf-8", "favicon.png": "image/png"}
 
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 
@@ -77,6 +85,71 @@ def console_dir() -> RedirectResponse:
 @router.get("/console/{name}", include_in_schema=False)
 def console_asset(name: str, request: Request) -> Response:
     return _serve(request, name)
+
+
+# --- API documentation (Swagger UI, ReDoc) served from here ---
+
+def _docs_dir() -> Path:
+    import fastapi_offline  # ships swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+@lru_cache(maxsize=8)
+def _docs_asset(name: str) -> tuple[bytes, str] | None:
+    path = _docs_dir() / name
+    if name not in DOCS_ASSETS or not path.is_file():
+        return None
+    data = path.read_bytes()
+    return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def _docs_csp(html: bytes) -> str:
+    """The pages' own inline script (Swagger UI's start) allowed by its hash, nothing inline else;
+    styles inline too (both libraries style their elements at run time), everything from here."""
+    scripts = re.findall(rb"<script>(.*?)</script>", html, re.S)
+    hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(code).digest()).decode() + "'" for code in scripts)
+    return ("default-src 'none'; script-src 'self'" + (" " + hashes if hashes else "") + "; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+            "worker-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _docs_page(html: bytes) -> Response:
+    headers = {**SECURITY_HEADERS, "Content-Security-Policy": _docs_csp(html), "Cache-Control": "no-cache"}
+    return Response(html, media_type="text/html; charset=utf-8", headers=headers)
+
+
+@router.get("/docs", include_in_schema=False)
+def swagger_ui(request: Request) -> Response:
+    from fastapi.openapi.docs import get_swagger_ui_html
+    app = request.app
+    page = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} — API (Swagger UI)",
+                               swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                               swagger_css_url="/docs/assets/swagger-ui.css",
+                               swagger_favicon_url="/docs/assets/favicon.png",
+                               swagger_ui_parameters={"validatorUrl": None})  # (else it asks a third party)
+    return _docs_page(page.body)
+
+
+@router.get("/redoc", include_in_schema=False)
+def redoc(request: Request) -> Response:
+    from fastapi.openapi.docs import get_redoc_html
+    app = request.app
+    page = get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} — API (ReDoc)",
+                          redoc_js_url="/docs/assets/redoc.standalone.js", redoc_favicon_url="/docs/assets/favicon.png",
+                          with_google_fonts=False)
+    return _docs_page(page.body)
+
+
+@router.get("/docs/assets/{name}", include_in_schema=False)
+def docs_asset(name: str, request: Request) -> Response:
+    found = _docs_asset(name)
+    if found is None:
+        raise not_found(f"documentation file {name!r}")
+    data, etag = found
+    headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=DOCS_ASSETS[name], headers=headers)
 
 
 @router.get("/api/v1/console/summary", summary="Dashboard figures of the tenant")

@@ -180,7 +180,8 @@ def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug")
                  role: str = typer.Option("viewer", "--role", help="admin | operator | viewer"),
                  database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                  data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
-    """Create a long-lived API token (printed once; only its hash is stored)."""
+    """Create a service token of the tenant: a long-lived API token that belongs to no user (printed
+    once; only its hash is stored). It works until revoked (`revoke-token`, or the API)."""
     from omshub.cloud.api.common import iso
     from omshub.cloud.auth import create_api_token, tenant_by_slug
     db = _open_db(_settings(database, config, data_dir))
@@ -190,6 +191,60 @@ def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug")
         record = {"id": row.id, "tenant": t.slug, "name": row.name, "role": row.role,
                   "created_at": iso(row.created_at), "token": token}
     _show(record, as_json, "API token created (the token is shown only now)")
+
+
+@admin_app.command("list-tokens")
+def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+    """The tenant's API tokens (service tokens and users' tokens; never the tokens themselves)."""
+    from sqlalchemy import select
+
+    from omshub.cloud.api.common import iso
+    from omshub.cloud.auth import tenant_by_slug
+    from omshub.cloud.models import ApiToken, User
+    db = _open_db(_settings(database, config, data_dir))
+    with db.session() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        rows = session.execute(select(ApiToken, User.username).outerjoin(User, User.id == ApiToken.user_id)
+                               .where(ApiToken.tenant_id == t.id, ApiToken.kind == "api").order_by(ApiToken.id))
+        records = [{"id": row.id, "name": row.name, "owner": username or "(service)", "role": row.role,
+                    "created_at": iso(row.created_at), "last_used_at": iso(row.last_used_at),
+                    "revoked": row.revoked} for row, username in rows]
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"API tokens of {tenant}")
+    columns = ("id", "name", "owner", "role", "created_at", "last_used_at", "revoked")
+    for col in columns:
+        table.add_column(col)
+    for r in records:
+        table.add_row(*("" if r[c] is None else str(r[c]) for c in columns))
+    Console().print(table)
+
+
+@admin_app.command("revoke-token")
+def revoke_token(token_id: int = typer.Argument(..., help="id from list-tokens"),
+                 tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
+                 data_dir: Optional[Path] = DataDirOpt) -> None:
+    """Revoke a token of the tenant at once (a service token, a user's token or a session)."""
+    from sqlalchemy import select
+
+    from omshub.cloud.auth import audit, tenant_by_slug
+    from omshub.cloud.models import ApiToken
+    db = _open_db(_settings(database, config, data_dir))
+    with db.transaction() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == t.id))
+        if row is None:
+            _fail(f"token {token_id} not found in tenant {tenant}")
+        row.revoked = True
+        audit(session, t.id, _actor(), "token.revoke", {"token_id": row.id, "name": row.name, "kind": row.kind,
+                                                        "owner_id": row.user_id})
+    typer.echo(f"omshub: token {token_id} revoked", err=True)
 
 
 @admin_app.command("add-gateway")

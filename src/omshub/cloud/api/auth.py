@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
 from ..auth import (Principal, audit, check_password, check_role, create_api_token, create_user, current_principal,
-                    hash_password, login, require_role, utcnow)
+                    attempt_login, end_user_tokens, hash_password, lower_role, require_role, utcnow)
+from ..login_throttle import LoginThrottled
 from ..models import ApiToken, Tenant, User
 from .common import DbSession, iso, not_found, page, paginate
 
@@ -44,19 +46,40 @@ def _user_json(user: User) -> dict:
             "created_at": iso(user.created_at)}
 
 
-def _token_json(row: ApiToken) -> dict:
-    return {"id": row.id, "name": row.name, "role": row.role, "created_at": iso(row.created_at),
+def _token_json(row: ApiToken, owner: User | None, now: datetime) -> dict:
+    """A token as admins see it (never the token itself): whose it is, the role it was given and
+    the role it has now (capped at its owner's), and whether it works now."""
+    owner_json, effective, works = None, row.role, row.user_id is None
+    if owner is not None:  # as authenticate_token: a session has its user's role, a token at most that
+        owner_json = {"id": owner.id, "username": owner.username, "role": owner.role, "disabled": owner.disabled}
+        effective = owner.role if row.kind == "session" else lower_role(row.role, owner.role)
+        works = not owner.disabled
+    active = works and not row.revoked and (row.expires_at is None or row.expires_at > now)
+    return {"id": row.id, "kind": row.kind, "name": row.name, "service": row.user_id is None, "owner": owner_json,
+            "role": row.role, "effective_role": effective, "active": active, "created_at": iso(row.created_at),
             "expires_at": iso(row.expires_at), "last_used_at": iso(row.last_used_at), "revoked": row.revoked}
 
 
-@router.post("/auth/login")
-def post_login(body: LoginBody, request: Request, session: DbSession) -> dict:
-    """Username + password -> a bearer session token (expires after the configured session TTL)."""
-    ttl = request.app.state.settings.session_ttl_s
-    user, row, token = login(session, body.username, body.password, ttl)
-    tenant = session.get(Tenant, user.tenant_id)
-    return {"token": token, "token_type": "bearer", "expires_at": iso(row.expires_at), "role": user.role,
-            "username": user.username, "tenant": tenant.slug}
+@router.post("/auth/login", responses={429: {"description": "too many failed logins (see Retry-After)"}})
+def post_login(body: LoginBody, request: Request):
+    """Username + password -> a bearer session token (expires after the configured session TTL).
+    Failed logins are throttled per account, per client address and per pair of both: 429 with
+    Retry-After (README, "Logins and tokens")."""
+    clock = getattr(request.app.state, "clock", utcnow)  # tests set a fixed one
+    address = request.client.host if request.client else "unknown"
+    try:
+        user, row, token, tenant = attempt_login(request.app.state.db, body.username, body.password,
+                                                 address=address, ttl_s=request.app.state.settings.session_ttl_s,
+                                                 now=clock())
+    except LoginThrottled as exc:
+        wait = exc.retry_after_s
+        return JSONResponse({"error": {"code": "too_many_attempts",
+                                       "message": f"too many failed logins for this account or from this address; "
+                                                  f"try again in {wait} second{'s' if wait != 1 else ''}"}},
+                            status_code=429, headers={"Retry-After": str(wait), "Cache-Control": "no-store"})
+    return JSONResponse({"token": token, "token_type": "bearer", "expires_at": iso(row.expires_at),
+                         "role": user.role, "username": user.username, "tenant": tenant},
+                        headers={"Cache-Control": "no-store"})
 
 
 @router.post("/auth/logout", status_code=204)
@@ -77,29 +100,47 @@ def get_me(session: DbSession, principal: Principal = Depends(current_principal)
 # --- API tokens (admin) ---
 
 @router.post("/tokens", status_code=201)
-def post_token(body: TokenBody, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> dict:
-    """A long-lived API token (e.g. for a billing system). The token is in this response only."""
-    row, token = create_api_token(session, principal.tenant_id, body.name, body.role,
-                                  expires_at=body.expires_at, actor=principal.name)
-    return {**_token_json(row), "token": token}
+def post_token(body: TokenBody, session: DbSession, response: Response,
+               principal: Principal = Depends(require_role("admin"))) -> dict:
+    """A long-lived API token (e.g. for a billing system). The token is in this response only.
+    It belongs to the user behind this request: it works only while they are enabled and never with
+    more than their current role. Created with a service token (no user behind it), it is a service
+    token of the tenant too, like those of `omshub admin create-token`."""
+    now = utcnow()
+    row, token = create_api_token(session, principal.tenant_id, body.name, body.role, expires_at=body.expires_at,
+                                  actor=principal.name, owner_id=principal.user_id, now=now)
+    response.headers["Cache-Control"] = "no-store"
+    owner = session.get(User, principal.user_id) if principal.user_id is not None else None
+    return {**_token_json(row, owner, now), "token": token}
 
 
 @router.get("/tokens")
 def list_tokens(session: DbSession, principal: Principal = Depends(require_role("admin")),
+                kind: str = Query("api", pattern="^(api|session|all)$"),
                 cursor: str | None = None, limit: int = Query(100)) -> dict:
-    stmt = select(ApiToken).where(ApiToken.tenant_id == principal.tenant_id, ApiToken.kind == "api")
+    """The tenant's tokens, never the tokens themselves: API tokens (default; each user's and the
+    service tokens), login sessions (`kind=session`) or both (`kind=all`), with owner, role as
+    given, effective role now, created and last used."""
+    stmt = select(ApiToken).where(ApiToken.tenant_id == principal.tenant_id)
+    if kind != "all":
+        stmt = stmt.where(ApiToken.kind == kind)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=ApiToken.id)
-    return page([_token_json(r) for r in rows], nxt)
+    owner_ids = {r.user_id for r in rows if r.user_id is not None}
+    owners = {u.id: u for u in session.scalars(select(User).where(
+        User.tenant_id == principal.tenant_id, User.id.in_(owner_ids)))} if owner_ids else {}
+    now = utcnow()
+    return page([_token_json(r, owners.get(r.user_id), now) for r in rows], nxt)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def delete_token(token_id: int, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
-    row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == principal.tenant_id,
-                                                ApiToken.kind == "api"))
+    """Revoke a token of the tenant (an API token of any owner, a service token or a session)."""
+    row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == principal.tenant_id))
     if row is None:
         raise not_found(f"token {token_id}")
     row.revoked = True
-    audit(session, principal.tenant_id, principal.name, "token.revoke", {"token_id": token_id, "name": row.name})
+    audit(session, principal.tenant_id, principal.name, "token.revoke",
+          {"token_id": token_id, "name": row.name, "kind": row.kind, "owner_id": row.user_id})
 
 
 # --- users (admin) ---
@@ -145,7 +186,9 @@ def patch_user(user_id: int, body: UserPatch, session: DbSession,
     if body.disabled is not None:
         user.disabled = body.disabled
         changes["disabled"] = body.disabled
-    if body.disabled or body.password is not None:  # end the user's sessions
+    if body.disabled:  # their sessions and API tokens end at once (re-enabling does not revive them)
+        changes["tokens_revoked"] = end_user_tokens(session, user.id)
+    elif body.password is not None:  # a new password ends the sessions; API tokens stay
         session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "session")
                         .values(revoked=True))
     audit(session, principal.tenant_id, principal.name, "user.update", {"user_id": user.id, **changes})
@@ -154,8 +197,9 @@ def patch_user(user_id: int, body: UserPatch, session: DbSession,
 
 @router.delete("/users/{user_id}", status_code=204)
 def delete_user(user_id: int, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
-    """Disables the user (rows referencing users stay valid) and ends their sessions."""
+    """Disables the user (rows referencing users stay valid) and ends their sessions and API tokens."""
     user = _tenant_user(session, principal, user_id)
     user.disabled = True
-    session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
-    audit(session, principal.tenant_id, principal.name, "user.disable", {"user_id": user.id, "at": iso(utcnow())})
+    revoked = end_user_tokens(session, user.id)
+    audit(session, principal.tenant_id, principal.name, "user.disable",
+          {"user_id": user.id, "at": iso(utcnow()), "tokens_revoked": revoked})

@@ -30,8 +30,12 @@ def register_gateway(session: Session, tenant_id: int, serial: str, name: str = 
     """A new gateway; returns (gateway, credential). Only the credential's SHA-256 is stored."""
     if not SERIAL_RE.match(serial or ""):
         raise ApiError(422, "invalid_serial", f"serial {serial!r} must be 1-64 of A-Z a-z 0-9 . _ -")
+    # Serials stay unique across tenants (an uplink names its gateway by serial), so a clash may be
+    # in another tenant: the same answer either way, naming no tenant.
     if session.scalar(select(Gateway.id).where(Gateway.serial == serial)) is not None:
-        raise ApiError(409, "exists", f"a gateway with serial {serial!r} is already registered")
+        raise ApiError(409, "serial_unavailable",
+                       f"serial {serial!r} is not available: gateway serials are unique across the whole "
+                       "head-end (gateways authenticate by serial and credential); check the serial")
     credential = "omg_" + new_secret()
     gateway = Gateway(tenant_id=tenant_id, serial=serial, name=name, credential_hash=hash_secret(credential),
                       created_at=utcnow(), status={}, applied_config_version=0, desired_config_version=0)
