@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,8 +61,9 @@ def private_sqlite_file(path: Path) -> None:
     for suffix in _SQLITE_COMPANIONS:
         companion = path.with_name(path.name + suffix)
         try:
-            mode = companion.stat().st_mode & 0o777
-            if mode & 0o077:
+            st = companion.stat()
+            mode = st.st_mode & 0o777
+            if stat.S_ISREG(st.st_mode) and mode & 0o077:  # (not a directory in its place: SQLite says so)
                 os.chmod(companion, PRIVATE_FILE_MODE)
                 logging.getLogger(__name__).warning("%s was readable by others (mode %o); now 600", companion, mode)
         except FileNotFoundError:

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from .api.common import ApiError
+from .outage import database_outage
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,14 @@ class RequestGuard:
                                  cbor=in_cbor)
         has_body = chunked or bool(declared)
         if has_body and needs is not None:
-            refusal = await self._authenticate(scope, needs, _bearer(headers))
+            try:
+                refusal = await self._authenticate(scope, needs, _bearer(headers))
+            except Exception as exc:
+                if not database_outage.failed(exc):  # not an outage: a bug, with its traceback
+                    raise
+                return await _answer(send, 503, "database_unavailable",
+                                     "the database is unreachable; try again later", cbor=in_cbor,
+                                     extra=((b"retry-after", b"10"),))
             if refusal is not None:
                 return await _answer(send, 401, "unauthorized", refusal, cbor=in_cbor,
                                      extra=((b"www-authenticate", b"Bearer"),))
