@@ -27,3 +27,19 @@ def shared_vectors() -> Path:
     if not VECTORS.is_dir():
         pytest.skip(f"shared test vectors not found at {VECTORS} (set OMSHUB_SHARED)")
     return VECTORS
+
+
+# Fixtures that start other processes (a real `omshub serve`, a browser): their tests are left out of
+# the fast lane (`scripts/test --fast`) along with everything under tests/e2e and tests marked slow.
+_SUBPROCESS_FIXTURES = {"live_server", "console_server"}
+_BROWSER_FIXTURES = {"browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "e2e" in item.path.parts or fixtures & _SUBPROCESS_FIXTURES:
+            item.add_marker(pytest.mark.subprocess)
+        if fixtures & _BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+
