@@ -51,6 +51,9 @@ def test_first_start_without_options_uses_sqlite_in_omshub_data(tmp_path):
         proc.terminate()
         proc.wait(20)
     assert proc.returncode is not None
+    output = proc.stdout.read().decode()
+    # a newcomer sees where to go, not the migration tool's start-up chatter
+    assert "console at /, API docs at /docs" in output and "alembic" not in output, output
 
 
 def _healthy(url: str) -> bool:

@@ -24,8 +24,14 @@ def test_demo_runs_and_serves_readings(tmp_path):
     password = re.search(r"password (\S+)", out)
     assert token and password, out
     assert f"http://127.0.0.1:{port}/docs" in out
+    assert re.search(rf"console:\s+http://127.0.0.1:{port}/\n", out), out
+    # without a terminal (here: a pipe) the steps and the progress come as plain lines, as they happen
+    assert "starting the head-end on port" in out and "simulation finished, waiting for the decoder" in out, out
+    # keys, credentials and the master key: only for the owner, never for git
+    assert (data_dir / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert data_dir.stat().st_mode & 0o077 == 0
     assert "/api/v1/readings/latest" in out and "/consumption?from=" in out
-    decoded = int(re.search(r"([\d,]+) decoded", out).group(1).replace(",", ""))
+    decoded = int(re.search(r"telegrams uploaded, ([\d,]+) decoded", out).group(1).replace(",", ""))
     assert decoded >= 2 * 20, out
 
     # a second run refuses to overwrite the first one

@@ -177,3 +177,15 @@ def test_cli_sigkill_during_upload_then_restart(headend, tmp_path):
     assert len(headend.logic.stored) == 5            # stored once
     assert {t["raw"] for t in headend.logic.stored.values()} == set(frames)
     assert headend.logic.uplinks[-1]["status"]["spool"] == 0
+
+
+def test_readme_gateway_init_redirected_to_a_file(tmp_path):
+    """The README's `omshub gateway init > gateway.toml`: the shell makes the file before the command
+    runs, so the settings go to standard output, not to a file that then 'exists'."""
+    r = subprocess.run(f"{sys.executable} -m omshub gateway init > gateway.toml", shell=True, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    from omshub.gateway.settings import EXAMPLE, load_settings
+    assert (tmp_path / "gateway.toml").read_text() == EXAMPLE
+    (tmp_path / "gateway.credential").write_text("x")
+    assert load_settings(tmp_path / "gateway.toml").serial == "GW-0001"

@@ -137,10 +137,11 @@ class Database:
         """Bring the schema to the newest Alembic revision (idempotent)."""
         import logging
 
+        # no per-start chatter in the server log: set before alembic is imported, which logs its plugins
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         from alembic import command
         from alembic.config import Config
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # no per-start chatter in the server log
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         from alembic.runtime.migration import MigrationContext

@@ -116,8 +116,8 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
         _fail(f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
     except KeyStoreError as exc:
         _fail(str(exc))
-    typer.echo(f"omshub: serving on http://{settings.host}:{settings.port} (database {db.dialect}, "
-               f"API docs at /docs)", err=True)
+    typer.echo(f"omshub: serving on http://{settings.host}:{settings.port} (database {db.dialect}): "
+               f"console at /, API docs at /docs", err=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 access_log=False, timeout_graceful_shutdown=10)
 

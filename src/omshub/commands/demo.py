@@ -56,6 +56,7 @@ def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="s
 
 def _run(opts) -> None:
     import asyncio
+    import contextlib
     import math
     import secrets
     import signal
@@ -69,20 +70,28 @@ def _run(opts) -> None:
     from omshub.gateway.clock import SimClock
 
     console = Console()
-    opts.data_dir.mkdir(parents=True, exist_ok=True)
+    live_display = console.is_terminal  # else (a pipe, a log file) plain progress lines every few seconds
+
+    def step(message: str):
+        if live_display:
+            return console.status(message)
+        console.print(f"{message} ...")
+        return contextlib.nullcontext()
+
+    _private_data_dir(opts.data_dir)
     database_url = f"sqlite:///{(opts.data_dir / 'omshub.db').as_posix()}"
-    with console.status("generating the fleet"):
+    with step("generating the fleet"):
         fleet_path, fleet = prepare_fleet(opts)
     console.print(f"fleet: {len(fleet.gateways)} gateways, {len(fleet.meters)} meters "
                   f"({len(fleet.foreign)} foreign neighbour meters) -> {fleet_path}")
     password = secrets.token_urlsafe(12)
     tenant = bootstrap_tenant(database_url, "demo", username="admin", password=password)
     server = ServeProcess(data_dir=opts.data_dir, host=opts.host, port=opts.port)
-    with console.status(f"starting the head-end on port {opts.port}"):
+    with step(f"starting the head-end on port {opts.port}"):
         server.start()
     headend = HeadEnd(server.base_url, tenant.token, timeout_s=120)
     try:
-        with console.status("registering gateways, importing meters and keys through the API"):
+        with step("registering gateways, importing meters and keys through the API"):
             gateways = provision(headend, fleet)
         console.print(f"head-end: {server.base_url} — {len(gateways)} gateways registered, "
                       f"{len(fleet.meters)} meters and keys imported")
@@ -97,22 +106,30 @@ def _run(opts) -> None:
         how = "as fast as the machine can" if opts.speed == 0 else f"{opts.speed:g}x real time"
         console.print(soft_wrap=True, *[f"simulating {opts.days:g} day{'' if opts.days == 1 else 's'} ({_date(start)} to {_date(end)}) at {how}; "
                       f"gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)"])
-        last_poll = [0.0]
+        last_poll, last_line = [0.0], [time.monotonic()]
 
         def tick():
             if time.monotonic() - last_poll[0] > 1.0:
                 progress.states = telegram_states(database_url, tenant.id)
                 last_poll[0] = time.monotonic()
-            live.update(_table(progress))
+            if live_display:
+                live.update(_table(progress))
+            elif time.monotonic() - last_line[0] >= PROGRESS_LINE_S:
+                console.print(_line(progress), soft_wrap=True)
+                last_line[0] = time.monotonic()
 
         t0 = time.monotonic()
-        with Live(_table(progress), console=console, refresh_per_second=4, transient=False) as live:
+        with (Live(_table(progress), console=console, refresh_per_second=4, transient=False) if live_display
+              else contextlib.nullcontext()) as live:
             asyncio.run(run_fleet(agents, clock, end, on_tick=tick))
             sim_s = time.monotonic() - t0
+            if not live_display:
+                console.print(_line(progress) + " — simulation finished, waiting for the decoder", soft_wrap=True)
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
                 progress.states = telegram_states(database_url, tenant.id)
-                live.update(_table(progress, finished=True))
+                if live_display:
+                    live.update(_table(progress, finished=True))
                 if not progress.states.get("new"):
                     break
                 time.sleep(0.5)
@@ -134,6 +151,30 @@ def _run(opts) -> None:
     finally:
         headend.close()
         server.stop()
+
+
+PROGRESS_LINE_S = 5.0  # without a terminal: one progress line every 5 s of real time
+
+
+def _private_data_dir(path: Path) -> None:
+    """The demo's directory holds the master key, the meter keys and the gateways' credentials:
+    only its owner may read it, and git never takes it in (a `.gitignore` of `*`)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# omshub demo: keys, credentials and the master key live here; never commit them\n*\n")
+
+
+def _line(p) -> str:
+    """The progress table as one line (for logs and pipes)."""
+    from datetime import datetime, timezone
+    now = min(p.clock.now(), p.end)
+    s = p.states
+    return (f"simulated {datetime.fromtimestamp(now, timezone.utc):%Y-%m-%d %H:%M} UTC "
+            f"(day {(now - p.start) / 86_400:.1f} of {(p.end - p.start) / 86_400:g}): "
+            f"{p.contacted()}/{len(p.agents)} gateways uploaded, {p.collected():,} telegrams collected, "
+            f"{p.uploaded():,} uploaded, {s.get('decoded', 0):,} decoded")
 
 
 def _interrupt(*_args) -> None:
@@ -180,6 +221,7 @@ def _where_to_look(console, headend, base_url: str, tenant, password: str, start
     auth = f'-H "Authorization: Bearer {tenant.token}"'
     console.print(soft_wrap=True, *[f"""
 [bold]Where to look[/bold]
+  console:            {base_url}/
   API and its docs:   {base_url}/docs
   log in:             tenant [bold]demo[/bold], user [bold]admin[/bold], password [bold]{password}[/bold]
                       curl -X POST {base_url}/api/v1/auth/login -H 'Content-Type: application/json' \\

@@ -102,10 +102,14 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="gateway.toml (s
 
 
 @gateway_app.command("init")
-def init(path: Path = typer.Argument(Path("gateway.toml"), help="where to write the example settings"),
+def init(path: Path = typer.Argument(None, help="where to write the example settings; without it they go to "
+                                                "standard output (`omshub gateway init > gateway.toml`)"),
          force: bool = typer.Option(False, "--force", help="overwrite an existing file")) -> None:
-    """Write an example gateway.toml to edit."""
+    """Print (or write) an example gateway.toml to edit."""
     from omshub.gateway.settings import EXAMPLE
+    if path is None:
+        sys.stdout.write(EXAMPLE)
+        return
     if path.exists() and not force:
         _fail(f"{path} exists (use --force to overwrite)")
     path.write_text(EXAMPLE, encoding="utf-8")
