@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
@@ -11,31 +9,31 @@ from sqlalchemy import select, update
 from ..auth import (Principal, audit, check_password, check_role, create_api_token, create_user, current_principal,
                     hash_password, login, require_role, utcnow)
 from ..models import ApiToken, Tenant, User
-from .common import DbSession, iso, not_found, page, paginate
+from .common import DbSession, Id, Limit, Text, Time, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
 class LoginBody(BaseModel):
-    username: str = Field(max_length=200)
-    password: str = Field(max_length=1024)
+    username: Text = Field(max_length=200)
+    password: Text = Field(max_length=1024)
 
 
 class TokenBody(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     role: str = "viewer"
-    expires_at: datetime | None = None
+    expires_at: Time | None = None
 
 
 class UserBody(BaseModel):
-    username: str = Field(min_length=1, max_length=200)
-    password: str = Field(max_length=1024)
+    username: Text = Field(min_length=1, max_length=200)
+    password: Text = Field(max_length=1024)
     role: str = "viewer"
 
 
 class UserPatch(BaseModel):
     role: str | None = None
-    password: str | None = Field(None, max_length=1024)
+    password: Text | None = Field(None, max_length=1024)
     disabled: bool | None = None
 
 
@@ -86,14 +84,14 @@ def post_token(body: TokenBody, session: DbSession, principal: Principal = Depen
 
 @router.get("/tokens")
 def list_tokens(session: DbSession, principal: Principal = Depends(require_role("admin")),
-                cursor: str | None = None, limit: int = Query(100)) -> dict:
+                cursor: str | None = None, limit: Limit = Query(100)) -> dict:
     stmt = select(ApiToken).where(ApiToken.tenant_id == principal.tenant_id, ApiToken.kind == "api")
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=ApiToken.id)
     return page([_token_json(r) for r in rows], nxt)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def delete_token(token_id: int, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
+def delete_token(token_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
     row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == principal.tenant_id,
                                                 ApiToken.kind == "api"))
     if row is None:
@@ -113,7 +111,7 @@ def _tenant_user(session, principal: Principal, user_id: int) -> User:
 
 @router.get("/users")
 def list_users(session: DbSession, principal: Principal = Depends(require_role("admin")),
-               cursor: str | None = None, limit: int = Query(100)) -> dict:
+               cursor: str | None = None, limit: Limit = Query(100)) -> dict:
     stmt = select(User).where(User.tenant_id == principal.tenant_id)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=User.id)
     return page([_user_json(u) for u in rows], nxt)
@@ -127,12 +125,12 @@ def post_user(body: UserBody, session: DbSession, principal: Principal = Depends
 
 
 @router.get("/users/{user_id}")
-def get_user(user_id: int, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> dict:
+def get_user(user_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> dict:
     return _user_json(_tenant_user(session, principal, user_id))
 
 
 @router.patch("/users/{user_id}")
-def patch_user(user_id: int, body: UserPatch, session: DbSession,
+def patch_user(user_id: Id, body: UserPatch, session: DbSession,
                principal: Principal = Depends(require_role("admin"))) -> dict:
     user = _tenant_user(session, principal, user_id)
     changes: dict = {}
@@ -153,7 +151,7 @@ def patch_user(user_id: int, body: UserPatch, session: DbSession,
 
 
 @router.delete("/users/{user_id}", status_code=204)
-def delete_user(user_id: int, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
+def delete_user(user_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
     """Disables the user (rows referencing users stay valid) and ends their sessions."""
     user = _tenant_user(session, principal, user_id)
     user.disabled = True

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .. import operations as ops
 from ..auth import Principal, require_role
 from ..models import Gateway, GatewayConfigVersion, Operation
-from .common import ApiError, DbSession, iso, not_found, page, paginate
+from .common import MAX_INT64, ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -45,21 +45,22 @@ def _serials(session, ids) -> dict[int, str]:
 class GatewaySelection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     all: bool = Field(False, description="every gateway of the tenant (possibly narrowed by the other fields)")
-    serial_prefix: str | None = Field(None, max_length=64)
-    name_contains: str | None = Field(None, max_length=200)
-    desired_config_version: int | None = Field(None, ge=0, description="gateways whose desired version is this")
+    serial_prefix: Text | None = Field(None, max_length=64)
+    name_contains: Text | None = Field(None, max_length=200)
+    desired_config_version: int | None = Field(None, ge=0, le=MAX_INT64,
+                                               description="gateways whose desired version is this")
 
 
 class BulkConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     config: dict[str, Any]
-    gateway_ids: list[int] | None = Field(None, max_length=ops.MAX_GATEWAYS_PER_REQUEST)
+    gateway_ids: list[Id] | None = Field(None, max_length=ops.MAX_GATEWAYS_PER_REQUEST)
     filter: GatewaySelection | None = None
 
 
 @router.put("/gateways/{gateway_id}/config", status_code=201, tags=["operations"],
             summary="Set a gateway's desired configuration (creates an operation)")
-def set_gateway_config(gateway_id: int, principal: Operator, session: DbSession,
+def set_gateway_config(gateway_id: Id, principal: Operator, session: DbSession,
                        config: dict[str, Any] = Body(description="configuration (docs/formats.md §3); "
                                                                  "`version` is assigned by the head-end")) -> dict:
     [op] = ops.set_desired_config(session, principal, [gateway_id], config)
@@ -94,9 +95,9 @@ def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession
 
 
 @router.get("/operations", summary="List operations (newest first)")
-def list_operations(principal: Viewer, session: DbSession, gateway_id: int | None = None,
+def list_operations(principal: Viewer, session: DbSession, gateway_id: Id | None = None,
                     state: str | None = Query(None, pattern=STATE_PATTERN),
-                    cursor: str | None = None, limit: int = 100) -> dict:
+                    cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Operation).where(Operation.tenant_id == principal.tenant_id)
     if gateway_id is not None:
         stmt = stmt.where(Operation.gateway_id == gateway_id)
@@ -108,7 +109,7 @@ def list_operations(principal: Viewer, session: DbSession, gateway_id: int | Non
 
 
 @router.get("/operations/{operation_id}", summary="One operation, with the configuration it sets")
-def read_operation(operation_id: int, principal: Viewer, session: DbSession) -> dict:
+def read_operation(operation_id: Id, principal: Viewer, session: DbSession) -> dict:
     op = session.scalar(select(Operation).where(Operation.id == operation_id,
                                                 Operation.tenant_id == principal.tenant_id))
     if op is None:
