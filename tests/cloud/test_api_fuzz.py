@@ -130,6 +130,7 @@ def _fuzz(api_schema, headers_for, skip=()) -> list[str]:
                 continue
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected: every operation gets its run
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
+                print(f"\nAPI fuzz failure: {failures[-1]}")  # at once: a long run shows it before it ends
     return failures
 
 

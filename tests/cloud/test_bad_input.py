@@ -317,3 +317,37 @@ def test_nul_in_text_a_gateway_reports_is_stored_without_it(module_hub, client, 
         assert s.get(Gateway, gw.id).status["firmware"] == "1.2\ufffdrc"
         errors = [op.error for op in s.query(Operation).filter(Operation.gateway_id == gw.id)]
     assert any(e and "cron\ufffd refused" in e for e in errors), errors
+
+
+# --- an error of ours ---
+
+def test_an_internal_error_answers_the_error_shape_without_details(tmp_path):
+    """A real defect (here: a table gone from under the server) is a 500 in the API's error shape,
+    with nothing of the exception in the body (the server logs it)."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import text
+
+    from omshub.cloud.app import create_app
+    from omshub.cloud.auth import create_api_token, create_tenant
+    from omshub.cloud.db import Database
+    from omshub.cloud.keystore import KeyStore
+    from omshub.cloud.settings import load_settings
+
+    from .conftest import MASTER_KEY_HEX
+
+    url = f"sqlite:///{tmp_path / 'broken.db'}"
+    database = Database(url)
+    database.migrate()
+    try:
+        with database.transaction() as s:
+            token = create_api_token(s, create_tenant(s, "broken", "Broken").id, "t", "admin")[1]
+            s.execute(text("DROP TABLE alarms"))
+        settings = load_settings(None, environ={}, database=url, data_dir=str(tmp_path), master_key=MASTER_KEY_HEX)
+        app = create_app(settings, db=database, keystore=KeyStore(bytes.fromhex(MASTER_KEY_HEX)), migrate=False)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            r = client.get(f"{API}/alarms", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 500 and r.json() == {"error": {"code": "internal_error",
+                                                               "message": "internal server error; it is logged"}}
+        assert "alarms" not in r.text and "Error" not in r.text
+    finally:
+        database.dispose()
