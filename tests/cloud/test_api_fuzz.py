@@ -108,16 +108,26 @@ class AdminToken:
             self._headers = None
 
 
-def _fuzz(api_schema, headers_for, skip=()) -> list[str]:
+def _runs(operation, empty_values: bool):
+    """(name, strategy) of the runs of one operation: valid data, invalid data and — since
+    schemathesis never sends an empty query value as valid data — each query parameter empty."""
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        yield mode.value, operation.as_strategy(generation_mode=mode)
+    if empty_values:
+        for parameter in operation.query:
+            yield f"{parameter.name}=''", operation.as_strategy(query={parameter.name: ""})
+
+
+def _fuzz(api_schema, headers_for, skip=(), empty_values: bool = False) -> list[str]:
     """Each operation with valid and with invalid data; -> the failures, by operation."""
     failures = []
     for result in api_schema.get_all_operations():
         operation = result.ok()
         if operation.label in skip:
             continue
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        for name, strategy in _runs(operation, empty_values):
             @FUZZ_SETTINGS
-            @given(case=operation.as_strategy(generation_mode=mode))
+            @given(case=strategy)
             def run(case):
                 response = case.call(headers=headers_for())
                 requests[response.status_code] += 1
@@ -129,14 +139,15 @@ def _fuzz(api_schema, headers_for, skip=()) -> list[str]:
             except Unsatisfiable:  # nothing to make invalid: an operation without parameters or body
                 continue
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected: every operation gets its run
-                failures.append(f"{operation.label} ({mode.value}): {exc}")
+                failures.append(f"{operation.label} ({name}): {exc}")
                 print(f"\nAPI fuzz failure: {failures[-1]}")  # at once: a long run shows it before it ends
     return failures
 
 
 def test_api_authenticated(api_schema, module_hub, fuzz_tenant):
     # logging out (it revokes the request's own token) is left to the unauthenticated run
-    failures = _fuzz(api_schema, AdminToken(module_hub, fuzz_tenant), skip={"POST /api/v1/auth/logout"})
+    failures = _fuzz(api_schema, AdminToken(module_hub, fuzz_tenant), skip={"POST /api/v1/auth/logout"},
+                     empty_values=True)
     assert not failures, "\n\n".join(failures)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
@@ -84,7 +84,7 @@ def post_token(body: TokenBody, session: DbSession, principal: Principal = Depen
 
 @router.get("/tokens")
 def list_tokens(session: DbSession, principal: Principal = Depends(require_role("admin")),
-                cursor: str | None = None, limit: Limit = Query(100)) -> dict:
+                cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(ApiToken).where(ApiToken.tenant_id == principal.tenant_id, ApiToken.kind == "api")
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=ApiToken.id)
     return page([_token_json(r) for r in rows], nxt)
@@ -111,7 +111,7 @@ def _tenant_user(session, principal: Principal, user_id: int) -> User:
 
 @router.get("/users")
 def list_users(session: DbSession, principal: Principal = Depends(require_role("admin")),
-               cursor: str | None = None, limit: Limit = Query(100)) -> dict:
+               cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(User).where(User.tenant_id == principal.tenant_id)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=User.id)
     return page([_user_json(u) for u in rows], nxt)

@@ -113,9 +113,13 @@ Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern
 # The id of a stored object (a database bigint).
 Id = Annotated[int, Interval(ge=1, le=MAX_INT64)]
 # A page size: bounds documented here, checked by paginate() (code `invalid_limit`); the type only
-# keeps it a database integer.
+# keeps it a database integer. (These types keep their bounds as `name: Type = default`; with
+# `= Query(...)` FastAPI drops them: there, write `name: Annotated[Type, Query(...)]`.)
 Limit = Annotated[int, Interval(ge=-MAX_INT64, le=MAX_INT64),
                   WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100})]
+# An ISO 8601 time with zone in a query, for parse_time(): documented as a date-time, so that
+# schema-driven clients (and the API fuzz test) send times.
+TimeQuery = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 # An ISO 8601 time with zone in a JSON body, within MIN_TIME..MAX_TIME; as UTC.
 Time = Annotated[AwareDatetime, AfterValidator(_time_in_range)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -81,7 +81,7 @@ def post_gateway(body: GatewayBody, session: DbSession,
 
 @router.get("")
 def list_gateways(session: DbSession, principal: Principal = Depends(current_principal),
-                  cursor: str | None = None, limit: Limit = Query(100)) -> dict:
+                  cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Gateway).where(Gateway.tenant_id == principal.tenant_id)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Gateway.id)
     return page([gateway_json(session, g) for g in rows], nxt)

@@ -25,7 +25,7 @@ from .. import consumption as consumption_mod
 from ..auth import Principal, require_role
 from ..consumption import register_value
 from ..models import Installation, Meter, Reading
-from .common import ApiError, DbSession, Id, Limit, Text, iso, page, paginate, parse_time
+from .common import ApiError, DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
 from .meters import get_meter, meters_json
 from .metering_points import get_point
 
@@ -88,7 +88,7 @@ def _filter_page(rows, quantities, fields, with_meter: bool) -> list[dict]:
 
 @router.get("/meters/{meter_pk}/readings", summary="Readings of a meter", tags=["readings"])
 def meter_readings(meter_pk: Id, principal: Viewer, session: DbSession,
-                   from_: str | None = Query(None, alias="from"), to: str | None = None,
+                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
                    quantity: str | None = Query(None, description="comma-separated quantities (records kept)"),
                    fields: str | None = Query(None, description="comma-separated field names (fields kept)"),
                    cursor: str | None = None, limit: Limit = 100) -> dict:
@@ -105,7 +105,7 @@ def meter_readings(meter_pk: Id, principal: Viewer, session: DbSession,
 
 @router.get("/metering-points/{point_id}/readings", summary="Readings of the meters installed at a point")
 def point_readings(point_id: Id, principal: Viewer, session: DbSession,
-                   from_: str | None = Query(None, alias="from"), to: str | None = None,
+                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
                    quantity: str | None = None, fields: str | None = None,
                    cursor: str | None = None, limit: Limit = 100) -> dict:
     mp = get_point(session, principal, point_id)
@@ -161,7 +161,8 @@ def _jsonable(value):
 
 @router.get("/metering-points/{point_id}/consumption", summary="Consumption of a metering point over a period")
 def point_consumption(point_id: Id, principal: Viewer, session: DbSession,
-                      from_: str = Query(alias="from"), to: str = Query(),
+                      from_: Annotated[TimeQuery, Query(alias="from", min_length=1)],
+                      to: Annotated[TimeQuery, Query(min_length=1)],
                       quantity: str | None = Query(None, pattern="^(energy|volume|hca)$")) -> dict:
     mp = get_point(session, principal, point_id)
     start, end = _range(from_, to)
@@ -229,7 +230,8 @@ def _json_stream(batches: Iterator[list]) -> Iterator[bytes]:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
 def export_readings(request: Request, principal: Viewer, session: DbSession,
-                    from_: str = Query(alias="from"), to: str = Query(),
+                    from_: Annotated[TimeQuery, Query(alias="from", min_length=1)],
+                    to: Annotated[TimeQuery, Query(min_length=1)],
                     format: str = Query("csv", pattern="^(csv|json)$"),
                     meter_pk: Id | None = Query(None, alias="meter")) -> StreamingResponse:
     start, end = _range(from_, to)

@@ -17,8 +17,8 @@ from omshub.codec.link import DEVICE_TYPE_NAMES
 
 from ..auth import Principal, require_role
 from ..models import Gateway, Telegram
-from .common import (ApiError, DbSession, Id, Limit, Text, decode_cursor, encode_cursor, iso, not_found, page, paginate,
-                     parse_time)
+from .common import (ApiError, DbSession, Id, Limit, Text, TimeQuery, decode_cursor, encode_cursor, iso, not_found,
+                     page, paginate, parse_time)
 
 router = APIRouter(prefix="/api/v1/telegrams", tags=["telegrams"])
 
@@ -47,7 +47,7 @@ def list_telegrams(principal: Viewer, session: DbSession,
                    state: str | None = Query(None, pattern=STATE_PATTERN),
                    gateway_id: Id | None = None, meter_pk: Id | None = Query(None, alias="meter"),
                    manufacturer: Text | None = None, meter_id: Text | None = None,
-                   from_: str | None = Query(None, alias="from"), to: str | None = None,
+                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
                    cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Telegram).where(Telegram.tenant_id == principal.tenant_id)
     if state:
