@@ -21,7 +21,7 @@ from sqlalchemy.exc import TimeoutError as SqlPoolTimeout
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api.common import ApiError
+from .api.common import ERROR_RESPONSES, ApiError
 from .db import Database
 from .keystore import KeyStore, load_master_key
 from .limits import BodyLimits, RequestGuard
@@ -53,8 +53,17 @@ def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:10]:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{loc}: {err.get('msg')}")
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")  # pydantic's wrapping of our own checks
+        parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
+
+
+def _unparsable_body_message(exc: StarletteHTTPException) -> str:
+    # FastAPI answers 400 for a body its JSON parser raised on with something else than a syntax
+    # error: Python refuses integers of more than 4,300 digits.
+    if isinstance(exc.__cause__, ValueError) and "digits" in str(exc.__cause__):
+        return "the request body holds a number of more than 4,300 digits; numbers here are at most 64-bit"
+    return "the request body could not be parsed"
 
 
 class AlarmWorker(threading.Thread):
@@ -209,8 +218,17 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     async def _http(_request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
             exc.status_code, f"http_{exc.status_code}")
-        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code,
+        message = str(exc.detail)
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            code, message = "invalid_body", _unparsable_body_message(exc)
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(_request: Request, exc: Exception):
+        # a defect of ours: logged with its traceback by the server; the client gets the error shape, no details
+        return JSONResponse({"error": {"code": "internal_error", "message": "internal server error; it is logged"}},
+                            status_code=500)
 
     @app.get("/api/v1/health", tags=["service"])
     def health() -> dict:
@@ -222,7 +240,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
         return {"status": "ok", "database": db.dialect}
 
     for router in _routers():
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     from . import web  # the operator console: static pages at / that talk to the API above
-    app.include_router(web.router)
+    app.include_router(web.router, responses=ERROR_RESPONSES)
     return app

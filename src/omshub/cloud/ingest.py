@@ -76,6 +76,19 @@ def _ts(seconds: int) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
 
 
+class _Bignum(Exception):
+    pass
+
+
+def _refuse_bignum(_decoder, _immutable=False):
+    raise _Bignum
+
+
+# Integers beyond 64 bits come only as CBOR bignums (tags 2, 3). The format has none, and Python
+# cannot even print one of more than 4,300 digits (an error message naming it failed as a 500).
+_NO_BIGNUMS = {2: _refuse_bignum, 3: _refuse_bignum}
+
+
 def parse_body(body: bytes, content_type: str) -> dict:
     """Body bytes -> envelope map (CBOR or JSON by content type)."""
     if len(body) > MAX_BODY:
@@ -83,8 +96,11 @@ def parse_body(body: bytes, content_type: str) -> dict:
     kind = (content_type or "").split(";")[0].strip().lower()
     if kind in ("application/cbor", "application/octet-stream", ""):
         try:
-            envelope = cbor2.loads(body)
+            envelope = cbor2.loads(body, semantic_decoders=_NO_BIGNUMS)
         except (Exception, RecursionError) as exc:  # cbor2 raises several types on bad input
+            if isinstance(exc.__cause__, _Bignum):
+                raise _bad("the body holds an integer beyond 64 bits (a CBOR bignum, tag 2 or 3); "
+                           "integers in an uplink are at most 64 bits") from None
             raise UplinkRejected(400, "invalid_cbor", f"body is not valid CBOR: {exc}") from None
     elif kind == "application/json":
         try:
@@ -97,6 +113,11 @@ def parse_body(body: bytes, content_type: str) -> dict:
     if not isinstance(envelope, dict):
         raise _bad(f"the uplink must be a map, got {type(envelope).__name__}")
     return envelope
+
+
+def _text(value: str) -> str:
+    """Reported text as stored: PostgreSQL cannot hold NUL in text (the raw body keeps the original)."""
+    return value.replace("\x00", "\ufffd")
 
 
 def _status(value) -> dict:
@@ -116,7 +137,7 @@ def _status(value) -> dict:
             if not ok:
                 raise _bad(f"status.{key} must be {'text (up to 200)' if typ is str else typ.__name__}, "
                            f"got {_show(item)}")
-            out[key] = item
+            out[key] = _text(item) if typ is str else item
     if "battery_pct" in out and not 0 <= out["battery_pct"] <= 100:
         raise _bad(f"status.battery_pct must be 0-100, got {out['battery_pct']}")
     return out
@@ -131,7 +152,7 @@ def _cfg_error(value) -> dict | None:
     message = value.get("message", "")
     if not isinstance(message, str):
         raise _bad("cfg_error.message must be text")
-    return {"version": version, "message": message[:2000]}
+    return {"version": version, "message": _text(message[:2000])}
 
 
 def _bytes_field(value, name: str) -> bytes:
@@ -269,7 +290,8 @@ def _parse_telegrams(items) -> tuple[list[Entry], list[dict]]:
             elif not MIN_FRAME <= len(frame) <= MAX_FRAME:
                 problem = f"frame of {len(frame)} bytes (a frame has {MIN_FRAME}-{MAX_FRAME})"
             elif rx is None:
-                problem = f"rx {_show(item.get('rx'))} is not an ISO 8601 time with zone or Unix seconds"
+                problem = (f"rx {_show(item.get('rx'))} is not a time from 1970 to 9999: "
+                           f"ISO 8601 with zone, or Unix seconds")
             elif mode is None:
                 problem = f"mode {_show(item.get('mode'))} is not a link mode (T1, C1, ... or 0-7)"
             elif rssi is not None and (isinstance(rssi, bool) or not isinstance(rssi, int) or not -200 <= rssi <= 100):

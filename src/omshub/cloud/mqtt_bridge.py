@@ -66,14 +66,17 @@ def bridge_client(address: BrokerAddress, *, identifier: str, username: str | No
         protocol=aiomqtt.ProtocolVersion.V5, clean_start=True, properties=properties,
         max_queued_incoming_messages=MAX_QUEUED, tls_context=tls_context, keepalive=60, timeout=10.0)
 
+MAX_SEQ = (1 << 63) - 1
+
 
 def _peek_envelope(body: bytes, is_json: bool) -> dict | None:
-    """The envelope as a map when it decodes, else None (the handler then says what is wrong)."""
+    """The envelope as a map when the uplink parser takes it, else None (the handler then says
+    what is wrong). Its parser, so nothing it refuses (e.g. a bignum) reaches the answer."""
+    from omshub.cloud.ingest import UplinkRejected, parse_body
     try:
-        envelope = orjson.loads(body) if is_json else cbor2.loads(body)
-    except Exception:  # noqa: BLE001 - cbor2 raises several types on bad input
+        return parse_body(body, "application/json" if is_json else "application/cbor")
+    except UplinkRejected:
         return None
-    return envelope if isinstance(envelope, dict) else None
 
 
 def _peek_seq(body: bytes) -> int | None:
@@ -89,7 +92,8 @@ def _peek_seq(body: bytes) -> int | None:
         for _ in range(8):
             key, value = decoder.decode(), decoder.decode()
             if key == "seq":
-                return value if isinstance(value, int) and not isinstance(value, bool) else None
+                real = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
+                return value if real else None
     except Exception:  # noqa: BLE001 - truncated or malformed: no seq to name
         return None
     return None
@@ -209,12 +213,13 @@ class MqttBridge:
         if len(body) <= self._max_body:
             envelope = _peek_envelope(body, is_json)
             seq = envelope.get("seq") if envelope is not None else None
-            if not isinstance(seq, int) or isinstance(seq, bool):
+            if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
                 seq = None  # echo only a real seq back
         else:
             envelope, seq = None, (None if is_json else _peek_seq(body))
 
         async def refuse(status: int, code: str, text: str) -> None:
+            log.warning("MQTT uplink on %s refused: %d %s: %s", topic, status, code, text[:300])
             answer = {"error": {"status": status, "code": code, "message": text}, "seq": seq}
             await client.publish(down, orjson.dumps(answer) if is_json else cbor2.dumps(answer), qos=1)
             self.handled += 1

@@ -35,6 +35,17 @@ from sqlalchemy.orm import Session
 from .models import Meter, MeterModelZone, Reading, Tenant
 
 UTC = timezone.utc
+# Times the head-end takes from people and programs: what the uplink format and every database can
+# hold (Unix seconds, 4-digit years)
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+_RANGE = "is outside 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z (UTC)"
+
+
+def _in_range(value: datetime, raw: str, where: str) -> datetime:
+    if not MIN_TIME <= value <= MAX_TIME:
+        raise TimeInputError("invalid_time", f"{where}: {raw!r} {_RANGE}")
+    return value
 AMBIGUITY_TOLERANCE = timedelta(minutes=15)
 MAX_ZONE_NAME = 64
 _ZONE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,3}$")
@@ -194,9 +205,9 @@ def parse_local_time(text: str | None, zone_name: str, where: str) -> datetime |
         raise TimeInputError("invalid_time", f"{where}: {raw!r} is not an ISO 8601 date or time ({example})") from None
     if value.tzinfo is not None:
         try:
-            return value.astimezone(UTC)
-        except OverflowError:
-            raise TimeInputError("invalid_time", f"{where}: {raw!r} is out of range") from None
+            return _in_range(value.astimezone(UTC), raw, where)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no UTC year 0
+            raise TimeInputError("invalid_time", f"{where}: {raw!r} {_RANGE}") from None
     kind = _gap_or_fold(value, zone)
     if kind == "gap":
         raise TimeInputError("invalid_time", f"{where}: {raw!r} does not exist in {zone_name} (the clocks skip "
@@ -209,9 +220,9 @@ def parse_local_time(text: str | None, zone_name: str, where: str) -> datetime |
                                              f"that night); give its offset, {first[:3]}:{first[3:]} for the first "
                                              f"or {second[:3]}:{second[3:]} for the second")
     try:
-        return value.replace(tzinfo=zone).astimezone(UTC)
+        return _in_range(value.replace(tzinfo=zone).astimezone(UTC), raw, where)
     except OverflowError:
-        raise TimeInputError("invalid_time", f"{where}: {raw!r} is out of range") from None
+        raise TimeInputError("invalid_time", f"{where}: {raw!r} {_RANGE}") from None
 
 
 # --- re-timing stored readings after a zone change ---

@@ -25,7 +25,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
 from .alarms import DEFAULT_GRACE as LATE_GRACE  # late as the missed-contact alarm counts it
-from .api.common import ApiError, DbSession, iso, not_found
+from .api.common import ApiError, DbSession, Id, iso, not_found
 from .auth import Principal, require_role, utcnow
 from .models import Alarm, Gateway, Meter, MeteringPoint, Operation, Reading, Telegram
 
@@ -192,7 +192,7 @@ def summary(principal: Viewer, session: DbSession) -> dict:
 
 
 @router.get("/api/v1/console/meters/{meter_pk}/recent-readings", summary="A meter's newest readings, newest first")
-def recent_readings(meter_pk: int, principal: Viewer, session: DbSession, limit: int = Query(20)) -> dict:
+def recent_readings(meter_pk: Id, principal: Viewer, session: DbSession, limit: int = Query(20)) -> dict:
     """The newest `limit` (1-200) readings of a meter by meter time: the first is its latest reading."""
     from .api.readings import reading_json  # the domain API's reading shape, so both views agree
     if not 1 <= limit <= 200:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from .. import alarms as alarm_rules
 from ..auth import Principal, require_role
 from ..models import Alarm
-from .common import DbSession, iso, not_found, page, paginate
+from .common import DbSession, Id, Limit, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 
@@ -27,8 +27,8 @@ def alarm_json(a: Alarm) -> dict:
 @router.get("", summary="List alarms (newest first)")
 def list_alarms(principal: Viewer, session: DbSession, active: bool | None = None,
                 kind: str | None = Query(None, pattern=KIND_PATTERN),
-                subject_type: str | None = Query(None, pattern="^(gateway|meter)$"), subject_id: int | None = None,
-                cursor: str | None = None, limit: int = 100) -> dict:
+                subject_type: str | None = Query(None, pattern="^(gateway|meter)$"), subject_id: Id | None = None,
+                cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Alarm).where(Alarm.tenant_id == principal.tenant_id)
     if active is not None:
         stmt = stmt.where(Alarm.active.is_(active))
@@ -43,7 +43,7 @@ def list_alarms(principal: Viewer, session: DbSession, active: bool | None = Non
 
 
 @router.get("/{alarm_id}", summary="One alarm")
-def read_alarm(alarm_id: int, principal: Viewer, session: DbSession) -> dict:
+def read_alarm(alarm_id: Id, principal: Viewer, session: DbSession) -> dict:
     a = session.scalar(select(Alarm).where(Alarm.id == alarm_id, Alarm.tenant_id == principal.tenant_id))
     if a is None:
         raise not_found(f"alarm {alarm_id}")

@@ -13,31 +13,31 @@ from ..auth import (Principal, audit, check_password, check_role, create_api_tok
                     attempt_login, end_user_tokens, hash_password, lower_role, require_role, utcnow)
 from ..login_throttle import LoginThrottled
 from ..models import ApiToken, Tenant, User
-from .common import DbSession, iso, not_found, page, paginate
+from .common import DbSession, Id, Limit, Text, Time, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 
 class LoginBody(BaseModel):
-    username: str = Field(max_length=200)
-    password: str = Field(max_length=1024)
+    username: Text = Field(max_length=200)
+    password: Text = Field(max_length=1024)
 
 
 class TokenBody(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     role: str = "viewer"
-    expires_at: datetime | None = None
+    expires_at: Time | None = None
 
 
 class UserBody(BaseModel):
-    username: str = Field(min_length=1, max_length=200)
-    password: str = Field(max_length=1024)
+    username: Text = Field(min_length=1, max_length=200)
+    password: Text = Field(max_length=1024)
     role: str = "viewer"
 
 
 class UserPatch(BaseModel):
     role: str | None = None
-    password: str | None = Field(None, max_length=1024)
+    password: Text | None = Field(None, max_length=1024)
     disabled: bool | None = None
 
 
@@ -117,7 +117,7 @@ def post_token(body: TokenBody, session: DbSession, response: Response,
 @router.get("/tokens")
 def list_tokens(session: DbSession, principal: Principal = Depends(require_role("admin")),
                 kind: str = Query("api", pattern="^(api|session|all)$"),
-                cursor: str | None = None, limit: int = Query(100)) -> dict:
+                cursor: str | None = None, limit: Limit = 100) -> dict:
     """The tenant's tokens, never the tokens themselves: API tokens (default; each user's and the
     service tokens), login sessions (`kind=session`) or both (`kind=all`), with owner, role as
     given, effective role now, created and last used."""
@@ -133,7 +133,7 @@ def list_tokens(session: DbSession, principal: Principal = Depends(require_role(
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def delete_token(token_id: int, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
+def delete_token(token_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
     """Revoke a token of the tenant (an API token of any owner, a service token or a session)."""
     row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == principal.tenant_id))
     if row is None:
@@ -154,7 +154,7 @@ def _tenant_user(session, principal: Principal, user_id: int) -> User:
 
 @router.get("/users")
 def list_users(session: DbSession, principal: Principal = Depends(require_role("admin")),
-               cursor: str | None = None, limit: int = Query(100)) -> dict:
+               cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(User).where(User.tenant_id == principal.tenant_id)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=User.id)
     return page([_user_json(u) for u in rows], nxt)
@@ -168,12 +168,12 @@ def post_user(body: UserBody, session: DbSession, principal: Principal = Depends
 
 
 @router.get("/users/{user_id}")
-def get_user(user_id: int, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> dict:
+def get_user(user_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> dict:
     return _user_json(_tenant_user(session, principal, user_id))
 
 
 @router.patch("/users/{user_id}")
-def patch_user(user_id: int, body: UserPatch, session: DbSession,
+def patch_user(user_id: Id, body: UserPatch, session: DbSession,
                principal: Principal = Depends(require_role("admin"))) -> dict:
     user = _tenant_user(session, principal, user_id)
     changes: dict = {}
@@ -196,7 +196,7 @@ def patch_user(user_id: int, body: UserPatch, session: DbSession,
 
 
 @router.delete("/users/{user_id}", status_code=204)
-def delete_user(user_id: int, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
+def delete_user(user_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
     """Disables the user (rows referencing users stay valid) and ends their sessions and API tokens."""
     user = _tenant_user(session, principal, user_id)
     user.disabled = True

@@ -1,4 +1,5 @@
-"""What every API module shares: the error type, cursor pagination, time formatting."""
+"""What every API module shares: the error type, the bounded input types, cursor pagination,
+time parsing and formatting."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import base64
 from datetime import datetime, timezone
 from typing import Annotated
 
+from annotated_types import Interval
 from fastapi import Depends
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, WithJsonSchema
 from sqlalchemy.orm import Session
 
 from ..db import get_session
+from ..timezones import MAX_TIME, MIN_TIME
 
 MAX_LIMIT = 1000
+MAX_INT64 = (1 << 63) - 1  # the database's integers (SQLite and PostgreSQL bigint) hold no more
+MAX_TIME_TEXT = 64
 
 
 class ApiError(Exception):
@@ -25,6 +31,19 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable snake_case name of the error, for programs and translations")
+    message: str = Field(description="what was refused, where and why, for people")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# Documented on every API route (app.py): the one shape of every refusal, validation errors included.
+ERROR_RESPONSES = {"4XX": {"model": ErrorBody, "description": "Refused: `{\"error\": {\"code\", \"message\"}}`"}}
 
 
 def not_found(what: str) -> ApiError:
@@ -41,17 +60,66 @@ def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _time_range_problem(value: datetime) -> str | None:
+    """Why an aware datetime is outside the times the API takes, else None."""
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 or 9999-12-31T23:30-01:00: no UTC year 0 or 10000
+        utc = None
+    if utc is None or not MIN_TIME <= utc <= MAX_TIME:
+        return f"is outside {iso(MIN_TIME)} to {iso(MAX_TIME)} (UTC)"
+    return None
+
+
 def parse_time(text: str | None, name: str) -> datetime | None:
     """An ISO 8601 query parameter (a zone is required; `Z` allowed) -> aware datetime; 422 otherwise."""
     if text is None or text == "":
         return None
+    shown = repr(text) if len(text) <= MAX_TIME_TEXT else repr(text[:MAX_TIME_TEXT]) + "..."
     try:
+        if len(text) > MAX_TIME_TEXT:
+            raise ValueError
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise ApiError(422, "invalid_time", f"{name}: {text!r} is not an ISO 8601 time") from None
+    except ValueError as exc:  # also a day or hour the calendar does not have (2025-02-29, 24:30)
+        why = "" if len(text) > MAX_TIME_TEXT or "isoformat" in str(exc) else f" ({exc})"
+        raise ApiError(422, "invalid_time", f"{name}: {shown} is not an ISO 8601 time{why}") from None
     if value.tzinfo is None:
-        raise ApiError(422, "invalid_time", f"{name}: {text!r} needs a zone (e.g. Z or +01:00)")
+        raise ApiError(422, "invalid_time", f"{name}: {shown} needs a zone (e.g. Z or +01:00)")
+    problem = _time_range_problem(value)
+    if problem:
+        raise ApiError(422, "invalid_time", f"{name}: {shown} {problem}")
     return value.astimezone(timezone.utc)
+
+
+# --- bounded input types for path, query and body parameters ---
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters (\\x00): the database cannot store them")
+    return value
+
+
+def _time_in_range(value: datetime) -> datetime:
+    problem = _time_range_problem(value)
+    if problem:
+        raise ValueError(f"{value.isoformat()} {problem}")
+    return value.astimezone(timezone.utc)
+
+
+# Text the API stores or looks up: PostgreSQL refuses NUL in text, so it is refused here, for every database alike.
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": "^[^\\u0000]*$"})]
+# The id of a stored object (a database bigint).
+Id = Annotated[int, Interval(ge=1, le=MAX_INT64)]
+# A page size: bounds documented here, checked by paginate() (code `invalid_limit`); the type only
+# keeps it a database integer. (These types keep their bounds as `name: Type = default`; with
+# `= Query(...)` FastAPI drops them: there, write `name: Annotated[Type, Query(...)]`.)
+Limit = Annotated[int, Interval(ge=-MAX_INT64, le=MAX_INT64),
+                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100})]
+# An ISO 8601 time with zone in a query, for parse_time(): documented as a date-time, so that
+# schema-driven clients (and the API fuzz test) send times.
+TimeQuery = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+# An ISO 8601 time with zone in a JSON body, within MIN_TIME..MAX_TIME; as UTC.
+Time = Annotated[AwareDatetime, AfterValidator(_time_in_range)]
 
 
 def encode_cursor(value: int) -> str:
@@ -62,9 +130,12 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = text.partition(":")
-        if kind != "id":
+        if kind != "id" or len(value) > 19:
             raise ValueError
-        return int(value)
+        number = int(value)
+        if not 0 <= number <= MAX_INT64:
+            raise ValueError
+        return number
     except (ValueError, UnicodeDecodeError):
         raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from None
 

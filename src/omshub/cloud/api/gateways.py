@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,15 +14,15 @@ from .. import operations as config_ops
 from ..auth import Principal, audit, current_principal, hash_secret, new_secret, require_role, utcnow
 from ..ingest import SERIAL_RE
 from ..models import Gateway
-from .common import ApiError, DbSession, iso, not_found, page, paginate
+from .common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 from .operations import operation_json
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
 
 
 class GatewayBody(BaseModel):
-    serial: str = Field(min_length=1, max_length=64)
-    name: str = Field("", max_length=200)
+    serial: Text = Field(min_length=1, max_length=64)
+    name: Text = Field("", max_length=200)
 
 
 def register_gateway(session: Session, tenant_id: int, serial: str, name: str = "", *,
@@ -87,19 +87,19 @@ def post_gateway(body: GatewayBody, session: DbSession,
 
 @router.get("")
 def list_gateways(session: DbSession, principal: Principal = Depends(current_principal),
-                  cursor: str | None = None, limit: int = Query(100)) -> dict:
+                  cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Gateway).where(Gateway.tenant_id == principal.tenant_id)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Gateway.id)
     return page([gateway_json(session, g) for g in rows], nxt)
 
 
 @router.get("/{gateway_id}")
-def get_gateway(gateway_id: int, session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
+def get_gateway(gateway_id: Id, session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
     return gateway_json(session, tenant_gateway(session, principal, gateway_id))
 
 
 @router.get("/{gateway_id}/config")
-def get_gateway_config(gateway_id: int, session: DbSession,
+def get_gateway_config(gateway_id: Id, session: DbSession,
                        principal: Principal = Depends(current_principal)) -> dict:
     """The desired configuration (latest version, a change still waiting for the gateway included) in
     full with every default filled in; version 0 (`factory_default`) = nothing set yet. With the
@@ -115,7 +115,7 @@ def get_gateway_config(gateway_id: int, session: DbSession,
 
 
 @router.post("/{gateway_id}/credential")
-def rotate_credential(gateway_id: int, session: DbSession,
+def rotate_credential(gateway_id: Id, session: DbSession,
                       principal: Principal = Depends(require_role("admin"))) -> dict:
     """A new credential for the gateway (the old one stops working at once); shown once."""
     gateway = tenant_gateway(session, principal, gateway_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -15,7 +15,7 @@ from ..auth import Principal, require_role
 from ..keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv, parse_meter_list
 from ..limits import read_body
 from ..models import MeterKey
-from .common import ApiError, DbSession, iso, page, paginate
+from .common import ApiError, DbSession, Limit, Text, iso, page, paginate
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
@@ -77,7 +77,7 @@ async def import_keys(request: Request, principal: Principal = Depends(require_r
 
 @router.get("")
 def list_keys(session: DbSession, principal: Principal = Depends(require_role("operator")),
-              meter_id: str | None = None, cursor: str | None = None, limit: int = Query(100)) -> dict:
+              meter_id: Text | None = None, cursor: str | None = None, limit: Limit = 100) -> dict:
     """Which meters have a key (never the key itself)."""
     stmt = select(MeterKey.id, MeterKey.manufacturer, MeterKey.meter_id, MeterKey.created_at) \
         .where(MeterKey.tenant_id == principal.tenant_id)

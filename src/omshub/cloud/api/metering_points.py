@@ -20,7 +20,7 @@ from omshub.codec.units import QUANTITIES
 
 from ..auth import Principal, require_role
 from ..models import Installation, Meter, MeteringPoint
-from .common import ApiError, DbSession, iso, not_found, page, paginate
+from .common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 from ..consumption import effective_installed_at
 from .meters import check_manufacturer, check_meter_id, current_installations, local_time, utcnow
 
@@ -33,27 +33,27 @@ MAX_VALUES = 32
 
 class PointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ref: str = Field(min_length=1, max_length=100)
-    address: str = Field("", max_length=500)
-    customer_ref: str = Field("", max_length=100)
+    ref: Text = Field(min_length=1, max_length=100)
+    address: Text = Field("", max_length=500)
+    customer_ref: Text = Field("", max_length=100)
 
 
 class PointPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ref: str | None = Field(None, min_length=1, max_length=100)
-    address: str | None = Field(None, max_length=500)
-    customer_ref: str | None = Field(None, max_length=100)
+    ref: Text | None = Field(None, min_length=1, max_length=100)
+    address: Text | None = Field(None, max_length=500)
+    customer_ref: Text | None = Field(None, max_length=100)
 
 
 class MeterRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    manufacturer: str
-    meter_id: str
+    manufacturer: Text
+    meter_id: Text
 
 
 class InstallIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    meter: int | MeterRef = Field(description="meter id, or {manufacturer, meter_id}")
+    meter: Id | MeterRef = Field(description="meter id, or {manufacturer, meter_id}")
     at: str | None = Field(None, description="ISO 8601 date or time (without a zone: the tenant's local time; "
                                              "a bare date: 00:00 there); omitted: from the meter's first reading")
     initial_values: dict[str, float] = Field(default_factory=dict,
@@ -64,7 +64,7 @@ class SwapIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     at: str = Field(description="time of the swap, ISO 8601 (without a zone: the tenant's local time)")
     old_final_values: dict[str, float] = Field(description='old meter\'s registers at removal, e.g. {"energy": 1050}')
-    new_meter: int | MeterRef
+    new_meter: Id | MeterRef
     new_initial_values: dict[str, float] = Field(default_factory=dict)
 
 
@@ -155,8 +155,8 @@ def _time(session: Session, principal: Principal, text: str | None, name: str) -
 
 
 @router.get("", summary="List metering points")
-def list_points(principal: Viewer, session: DbSession, ref: str | None = None, customer_ref: str | None = None,
-                cursor: str | None = None, limit: int = 100) -> dict:
+def list_points(principal: Viewer, session: DbSession, ref: Text | None = None, customer_ref: Text | None = None,
+                cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(MeteringPoint).where(MeteringPoint.tenant_id == principal.tenant_id)
     if ref:
         stmt = stmt.where(MeteringPoint.ref == ref)
@@ -183,12 +183,12 @@ def create_point(body: PointIn, principal: Operator, session: DbSession) -> dict
 
 
 @router.get("/{point_id}", summary="One metering point with its installation history")
-def read_point(point_id: int, principal: Viewer, session: DbSession) -> dict:
+def read_point(point_id: Id, principal: Viewer, session: DbSession) -> dict:
     return point_json(session, get_point(session, principal, point_id), history=True)
 
 
 @router.patch("/{point_id}", summary="Change a metering point")
-def update_point(point_id: int, body: PointPatch, principal: Operator, session: DbSession) -> dict:
+def update_point(point_id: Id, body: PointPatch, principal: Operator, session: DbSession) -> dict:
     mp = get_point(session, principal, point_id)
     if body.ref is not None and body.ref.strip() != mp.ref:
         ref = body.ref.strip()
@@ -205,7 +205,7 @@ def update_point(point_id: int, body: PointPatch, principal: Operator, session: 
 
 
 @router.delete("/{point_id}", status_code=204, summary="Delete a metering point that never had a meter")
-def delete_point(point_id: int, principal: Operator, session: DbSession) -> None:
+def delete_point(point_id: Id, principal: Operator, session: DbSession) -> None:
     mp = get_point(session, principal, point_id)
     if _installations(session, mp):
         raise ApiError(409, "in_use", f"metering point {mp.ref!r} has installations; it cannot be deleted")
@@ -213,7 +213,7 @@ def delete_point(point_id: int, principal: Operator, session: DbSession) -> None
 
 
 @router.post("/{point_id}/install", status_code=201, summary="Install a meter at an empty metering point")
-def install_meter(point_id: int, body: InstallIn, principal: Operator, session: DbSession) -> dict:
+def install_meter(point_id: Id, body: InstallIn, principal: Operator, session: DbSession) -> dict:
     mp = get_point(session, principal, point_id)
     m = _resolve_meter(session, principal, body.meter)
     given = local_time(session, principal.tenant_id, body.at, "at")
@@ -253,7 +253,7 @@ def _aware(dt: datetime) -> datetime:
 
 
 @router.post("/{point_id}/swap", summary="Swap the installed meter for another")
-def swap_meter(point_id: int, body: SwapIn, principal: Operator, session: DbSession) -> dict:
+def swap_meter(point_id: Id, body: SwapIn, principal: Operator, session: DbSession) -> dict:
     mp = get_point(session, principal, point_id)
     at = _time(session, principal, body.at, "at")
     final = _values(body.old_final_values, "old_final_values")
@@ -279,7 +279,7 @@ def swap_meter(point_id: int, body: SwapIn, principal: Operator, session: DbSess
 
 
 @router.post("/{point_id}/remove", summary="Remove the installed meter (no successor)")
-def remove_meter(point_id: int, body: RemoveIn, principal: Operator, session: DbSession) -> dict:
+def remove_meter(point_id: Id, body: RemoveIn, principal: Operator, session: DbSession) -> dict:
     mp = get_point(session, principal, point_id)
     at = _time(session, principal, body.at, "at")
     current = _current_by_point(session, [mp.id]).get(mp.id)

@@ -24,7 +24,7 @@ from ..auth import Principal, audit, require_role
 from ..limits import read_body
 from ..models import (Gateway, Installation, Meter, MeteringPoint, MeterKey, Reading, Telegram, Tenant)
 from ..timezones import TimeInputError, check_zone, parse_local_time
-from .common import ApiError, DbSession, iso, not_found, page, paginate
+from .common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1/meters", tags=["meters"])
 
@@ -178,28 +178,28 @@ def requeue(session: Session, tenant_id: int, meters: list[tuple[str, str]]) -> 
 
 class MeterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    manufacturer: str = Field(max_length=3)
-    meter_id: str = Field(max_length=8)
-    device_type: str | int | None = None
-    gateway_id: int | None = None
-    meter_timezone: str | None = Field(None, max_length=64,
+    manufacturer: Text = Field(max_length=3)
+    meter_id: Text = Field(max_length=8)
+    device_type: Text | int | None = None
+    gateway_id: Id | None = None
+    meter_timezone: Text | None = Field(None, max_length=64,
                                        description="IANA zone of this meter's clock (default: its model's or "
                                                    "the tenant's, see GET /api/v1/tenant/time)")
 
 
 class MeterPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    device_type: str | int | None = None
-    gateway_id: int | None = None
-    meter_timezone: str | None = Field(None, max_length=64, description="null: its model's or the tenant's zone")
+    device_type: Text | int | None = None
+    gateway_id: Id | None = None
+    meter_timezone: Text | None = Field(None, max_length=64, description="null: its model's or the tenant's zone")
 
 
 @router.get("", summary="List meters")
 def list_meters(principal: Viewer, session: DbSession,
-                gateway_id: int | None = None, manufacturer: str | None = None,
-                meter_id: str | None = None, device_type: str | None = None,
+                gateway_id: Id | None = None, manufacturer: Text | None = None,
+                meter_id: Text | None = None, device_type: Text | None = None,
                 key_status: str | None = Query(None, pattern="^(missing|present|suspect|wrong)$"),
-                cursor: str | None = None, limit: int = 100) -> dict:
+                cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Meter).where(Meter.tenant_id == principal.tenant_id)
     if gateway_id is not None:
         stmt = stmt.where(Meter.gateway_id == gateway_id)
@@ -243,12 +243,12 @@ def create_meter(body: MeterIn, principal: Operator, session: DbSession) -> dict
 
 
 @router.get("/{meter_pk}", summary="One meter")
-def read_meter(meter_pk: int, principal: Viewer, session: DbSession) -> dict:
+def read_meter(meter_pk: Id, principal: Viewer, session: DbSession) -> dict:
     return meters_json(session, [get_meter(session, principal, meter_pk)])[0]
 
 
 @router.patch("/{meter_pk}", summary="Change a meter's device type, gateway or clock time zone")
-def update_meter(meter_pk: int, body: MeterPatch, principal: Operator, session: DbSession) -> dict:
+def update_meter(meter_pk: Id, body: MeterPatch, principal: Operator, session: DbSession) -> dict:
     m = get_meter(session, principal, meter_pk)
     fields = body.model_fields_set
     if "device_type" in fields:
@@ -275,7 +275,7 @@ def update_meter(meter_pk: int, body: MeterPatch, principal: Operator, session: 
 
 
 @router.delete("/{meter_pk}", status_code=204, summary="Unregister a meter without readings")
-def delete_meter(meter_pk: int, principal: Operator, session: DbSession) -> None:
+def delete_meter(meter_pk: Id, principal: Operator, session: DbSession) -> None:
     m = get_meter(session, principal, meter_pk)
     if session.scalar(select(Reading.id).where(Reading.meter_pk == m.id).limit(1)) is not None:
         raise ApiError(409, "in_use", f"meter {m.manufacturer} {m.meter_id} has readings; it cannot be deleted")
@@ -297,6 +297,10 @@ def delete_meter(meter_pk: int, principal: Operator, session: DbSession) -> None
 
 def _import_rows(text: str) -> list[tuple[int, dict]]:
     """Parse the CSV (header row required) -> [(line number, row)]; ValueError naming the line."""
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise ValueError(f"line {text.count(chr(10), 0, nul) + 1}: a NUL character (\\x00); the database cannot "
+                         f"store it")
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)

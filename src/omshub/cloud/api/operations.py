@@ -16,7 +16,7 @@ from sqlalchemy import select
 from .. import operations as ops
 from ..auth import Principal, require_role
 from ..models import Gateway, GatewayConfigVersion, Operation
-from .common import ApiError, DbSession, iso, not_found, page, paginate
+from .common import MAX_INT64, ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -46,16 +46,17 @@ def _serials(session, ids) -> dict[int, str]:
 class GatewaySelection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     all: bool = Field(False, description="every gateway of the tenant (possibly narrowed by the other fields)")
-    serial_prefix: str | None = Field(None, max_length=64)
-    name_contains: str | None = Field(None, max_length=200)
-    desired_config_version: int | None = Field(None, ge=0, description="gateways whose desired version is this")
+    serial_prefix: Text | None = Field(None, max_length=64)
+    name_contains: Text | None = Field(None, max_length=200)
+    desired_config_version: int | None = Field(None, ge=0, le=MAX_INT64,
+                                               description="gateways whose desired version is this")
 
 
 class BulkConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     config: dict[str, Any] = Field(description="a JSON merge patch (RFC 7386) applied to each gateway's own "
                                                "desired configuration: it names only what changes")
-    gateway_ids: list[int] | None = Field(None, max_length=ops.MAX_GATEWAYS_PER_REQUEST)
+    gateway_ids: list[Id] | None = Field(None, max_length=ops.MAX_GATEWAYS_PER_REQUEST)
     filter: GatewaySelection | None = None
     on_conflict: Literal["supersede", "skip"] | None = Field(
         None, description="what to do with a selected gateway's change that is not applied yet: "
@@ -111,12 +112,14 @@ SINGLE_DOC = ("A JSON merge patch (RFC 7386) applied to the gateway's desired co
               "when nothing changes. An unfinished older operation is superseded (listed in "
               "`superseded_operations`).")
 PATCH_TYPES = ("application/merge-patch+json", "application/json")
+# a change that leaves everything as it is: 200 instead of 201 (documented for clients and the API fuzz)
+UNCHANGED = {200: {"description": "nothing changed: `outcome` is `unchanged`, no operation was created"}}
 
 
-@router.put("/gateways/{gateway_id}/config", status_code=201, tags=["operations"],
+@router.put("/gateways/{gateway_id}/config", status_code=201, tags=["operations"], responses=UNCHANGED,
             summary="Change a gateway's desired configuration (merge patch; creates an operation)",
             description=SINGLE_DOC)
-def set_gateway_config(gateway_id: int, principal: Operator, session: DbSession, response: Response,
+def set_gateway_config(gateway_id: Id, principal: Operator, session: DbSession, response: Response,
                        config: dict[str, Any] = Body(description="the settings to change (docs/formats.md §3); "
                                                                  "`version` is assigned by the head-end")) -> dict:
     return _single(session, principal, gateway_id, config, response)
@@ -131,17 +134,17 @@ def _merge_patch_operator(request: Request, principal: Operator) -> Principal:
     return principal
 
 
-@router.patch("/gateways/{gateway_id}/config", status_code=201, tags=["operations"],
+@router.patch("/gateways/{gateway_id}/config", status_code=201, tags=["operations"], responses=UNCHANGED,
               summary="Change a gateway's desired configuration (application/merge-patch+json)",
               description=SINGLE_DOC)
-def patch_gateway_config(gateway_id: int, principal: Annotated[Principal, Depends(_merge_patch_operator)],
+def patch_gateway_config(gateway_id: Id, principal: Annotated[Principal, Depends(_merge_patch_operator)],
                          session: DbSession, response: Response,
                          config: dict[str, Any] = Body(media_type="application/merge-patch+json",
                                                        description="the settings to change")) -> dict:
     return _single(session, principal, gateway_id, config, response)
 
 
-@router.post("/gateways/config", status_code=201, tags=["operations"],
+@router.post("/gateways/config", status_code=201, tags=["operations"], responses=UNCHANGED,
              summary="Change the configuration of a selection of gateways (a merge patch for each)",
              description="Each gateway gets `config` merged onto its own desired configuration. A selected "
                          "gateway with a change not applied yet is a conflict: without `on_conflict` nothing "
@@ -179,9 +182,9 @@ def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession
 
 
 @router.get("/operations", summary="List operations (newest first)")
-def list_operations(principal: Viewer, session: DbSession, gateway_id: int | None = None,
+def list_operations(principal: Viewer, session: DbSession, gateway_id: Id | None = None,
                     state: str | None = Query(None, pattern=STATE_PATTERN),
-                    cursor: str | None = None, limit: int = 100) -> dict:
+                    cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Operation).where(Operation.tenant_id == principal.tenant_id)
     if gateway_id is not None:
         stmt = stmt.where(Operation.gateway_id == gateway_id)
@@ -193,7 +196,7 @@ def list_operations(principal: Viewer, session: DbSession, gateway_id: int | Non
 
 
 @router.get("/operations/{operation_id}", summary="One operation, with the configuration it sets")
-def read_operation(operation_id: int, principal: Viewer, session: DbSession) -> dict:
+def read_operation(operation_id: Id, principal: Viewer, session: DbSession) -> dict:
     op = session.scalar(select(Operation).where(Operation.id == operation_id,
                                                 Operation.tenant_id == principal.tenant_id))
     if op is None:

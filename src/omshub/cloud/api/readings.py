@@ -25,7 +25,7 @@ from .. import consumption as consumption_mod
 from ..auth import Principal, require_role
 from ..consumption import register_value
 from ..models import Installation, Meter, Reading
-from .common import ApiError, DbSession, iso, page, paginate, parse_time
+from .common import ApiError, DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
 from .meters import get_meter, local_time, meters_json
 from .metering_points import get_point
 
@@ -87,11 +87,11 @@ def _filter_page(rows, quantities, fields, with_meter: bool) -> list[dict]:
 
 
 @router.get("/meters/{meter_pk}/readings", summary="Readings of a meter", tags=["readings"])
-def meter_readings(meter_pk: int, principal: Viewer, session: DbSession,
-                   from_: str | None = Query(None, alias="from"), to: str | None = None,
+def meter_readings(meter_pk: Id, principal: Viewer, session: DbSession,
+                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
                    quantity: str | None = Query(None, description="comma-separated quantities (records kept)"),
                    fields: str | None = Query(None, description="comma-separated field names (fields kept)"),
-                   cursor: str | None = None, limit: int = 100) -> dict:
+                   cursor: str | None = None, limit: Limit = 100) -> dict:
     m = get_meter(session, principal, meter_pk)
     start, end = _range(from_, to)
     stmt = select(Reading).where(Reading.tenant_id == principal.tenant_id, Reading.meter_pk == m.id)
@@ -104,10 +104,10 @@ def meter_readings(meter_pk: int, principal: Viewer, session: DbSession,
 
 
 @router.get("/metering-points/{point_id}/readings", summary="Readings of the meters installed at a point")
-def point_readings(point_id: int, principal: Viewer, session: DbSession,
-                   from_: str | None = Query(None, alias="from"), to: str | None = None,
+def point_readings(point_id: Id, principal: Viewer, session: DbSession,
+                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
                    quantity: str | None = None, fields: str | None = None,
-                   cursor: str | None = None, limit: int = 100) -> dict:
+                   cursor: str | None = None, limit: Limit = 100) -> dict:
     mp = get_point(session, principal, point_id)
     start, end = _range(from_, to)
     # only while installed there: a meter's readings elsewhere do not belong to this point
@@ -132,9 +132,9 @@ def _latest(session: Session, meter_pk: int) -> Reading | None:
 
 
 @router.get("/readings/latest", summary="Every meter with its latest reading")
-def latest_readings(principal: Viewer, session: DbSession, device_type: str | None = None,
-                    gateway_id: int | None = None, quantity: str | None = None, fields: str | None = None,
-                    cursor: str | None = None, limit: int = 100) -> dict:
+def latest_readings(principal: Viewer, session: DbSession, device_type: Text | None = None,
+                    gateway_id: Id | None = None, quantity: str | None = None, fields: str | None = None,
+                    cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Meter).where(Meter.tenant_id == principal.tenant_id)
     if device_type:
         stmt = stmt.where(Meter.device_type == device_type.lower())
@@ -160,8 +160,9 @@ def _jsonable(value):
 
 
 @router.get("/metering-points/{point_id}/consumption", summary="Consumption of a metering point over a period")
-def point_consumption(point_id: int, principal: Viewer, session: DbSession,
-                      from_: str = Query(alias="from"), to: str = Query(),
+def point_consumption(point_id: Id, principal: Viewer, session: DbSession,
+                      from_: Annotated[TimeQuery, Query(alias="from", min_length=1)],
+                      to: Annotated[TimeQuery, Query(min_length=1)],
                       quantity: str | None = Query(None, pattern="^(energy|volume|hca)$")) -> dict:
     """`from` and `to`: ISO 8601 dates or times; without a zone in the tenant's time zone, a bare
     date meaning 00:00 there (`from=2026-01-01&to=2027-01-01`: the calendar year 2026 in local time)."""
@@ -236,9 +237,10 @@ def _json_stream(batches: Iterator[list]) -> Iterator[bytes]:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
 def export_readings(request: Request, principal: Viewer, session: DbSession,
-                    from_: str = Query(alias="from"), to: str = Query(),
+                    from_: Annotated[TimeQuery, Query(alias="from", min_length=1)],
+                    to: Annotated[TimeQuery, Query(min_length=1)],
                     format: str = Query("csv", pattern="^(csv|json)$"),
-                    meter_pk: int | None = Query(None, alias="meter")) -> StreamingResponse:
+                    meter_pk: Id | None = Query(None, alias="meter")) -> StreamingResponse:
     start, end = _range(from_, to)
     if meter_pk is not None:
         get_meter(session, principal, meter_pk)

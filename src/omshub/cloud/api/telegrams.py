@@ -17,7 +17,8 @@ from omshub.codec.link import DEVICE_TYPE_NAMES
 
 from ..auth import Principal, require_role
 from ..models import Gateway, Telegram
-from .common import ApiError, DbSession, decode_cursor, encode_cursor, iso, not_found, page, paginate, parse_time
+from .common import (ApiError, DbSession, Id, Limit, Text, TimeQuery, decode_cursor, encode_cursor, iso, not_found,
+                     page, paginate, parse_time)
 
 router = APIRouter(prefix="/api/v1/telegrams", tags=["telegrams"])
 
@@ -44,10 +45,10 @@ def _serials(session, gateway_ids) -> dict[int, str]:
 @router.get("", summary="List telegrams (newest first)")
 def list_telegrams(principal: Viewer, session: DbSession,
                    state: str | None = Query(None, pattern=STATE_PATTERN),
-                   gateway_id: int | None = None, meter_pk: int | None = Query(None, alias="meter"),
-                   manufacturer: str | None = None, meter_id: str | None = None,
-                   from_: str | None = Query(None, alias="from"), to: str | None = None,
-                   cursor: str | None = None, limit: int = 100) -> dict:
+                   gateway_id: Id | None = None, meter_pk: Id | None = Query(None, alias="meter"),
+                   manufacturer: Text | None = None, meter_id: Text | None = None,
+                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
+                   cursor: str | None = None, limit: Limit = 100) -> dict:
     stmt = select(Telegram).where(Telegram.tenant_id == principal.tenant_id)
     if state:
         stmt = stmt.where(Telegram.state == state)
@@ -70,8 +71,8 @@ def list_telegrams(principal: Viewer, session: DbSession,
 
 
 @router.get("/unregistered", summary="Meters heard but not registered")
-def unregistered(principal: Viewer, session: DbSession, gateway_id: int | None = None,
-                 cursor: str | None = None, limit: int = 100) -> dict:
+def unregistered(principal: Viewer, session: DbSession, gateway_id: Id | None = None,
+                 cursor: str | None = None, limit: Limit = 100) -> dict:
     """One item per (manufacturer, meter id) with telegrams waiting as `unknown_meter`: device
     type (from the newest telegram's header), when last heard, how many, by which gateways."""
     if not 1 <= limit <= 1000:
@@ -110,7 +111,7 @@ def unregistered(principal: Viewer, session: DbSession, gateway_id: int | None =
 
 
 @router.get("/{telegram_id}", summary="One telegram")
-def read_telegram(telegram_id: int, principal: Viewer, session: DbSession) -> dict:
+def read_telegram(telegram_id: Id, principal: Viewer, session: DbSession) -> dict:
     t = session.scalar(select(Telegram).where(Telegram.id == telegram_id, Telegram.tenant_id == principal.tenant_id))
     if t is None:
         raise not_found(f"telegram {telegram_id}")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from ..auth import Principal, audit, require_role
 from ..models import Meter, MeterModelZone, Tenant
 from ..timezones import TimeInputError, check_zone, retime_and_audit
-from .common import ApiError, DbSession
+from .common import ApiError, DbSession, Id
 from .meters import check_device_type, check_manufacturer
 
 router = APIRouter(prefix="/api/v1/tenant/time", tags=["tenant time settings"])
@@ -47,7 +47,7 @@ class ModelZonesIn(BaseModel):
 
 class RetimeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    meters: list[int] | None = Field(None, max_length=MAX_RETIME_METERS,
+    meters: list[Id] | None = Field(None, max_length=MAX_RETIME_METERS,
                                      description="meter ids (default: all the tenant's meters)")
 
 

@@ -31,7 +31,10 @@ async def _read_bounded(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/uplink", responses={200: {"content": {"application/cbor": {}, "application/json": {}}}})
+@router.post("/uplink", responses={200: {"content": {"application/cbor": {}, "application/json": {}}},
+                                   "4XX": {"description": "Refused: `{\"error\": {\"code\", \"message\"}}` in the "
+                                                          "request's encoding",
+                                           "content": {"application/cbor": {}, "application/json": {}}}})
 async def post_uplink(request: Request) -> Response:
     """A gateway's uplink (CBOR or JSON envelope), authenticated by `Authorization: Bearer <gateway
     credential>`. Answers the response map of docs/formats.md §2.5 in the request's encoding, after
