@@ -201,8 +201,11 @@ def parse_local_time(text: str | None, zone_name: str, where: str) -> datetime |
             value = datetime(d.year, d.month, d.day)
         else:
             value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1:] in "Zz" else raw)
-    except ValueError:
-        raise TimeInputError("invalid_time", f"{where}: {raw!r} is not an ISO 8601 date or time ({example})") from None
+    except ValueError as exc:
+        # the calendar's own reason where there is one ("day is out of range for month")
+        why = f"{exc}; " if "range" in str(exc) else ""
+        raise TimeInputError("invalid_time", f"{where}: {raw!r} is not an ISO 8601 date or time ({why}{example})") \
+            from None
     if value.tzinfo is not None:
         try:
             return _in_range(value.astimezone(UTC), raw, where)
