@@ -95,6 +95,14 @@ def encode_records(records: list[dict]) -> bytes:
             raise _enc_err(index, "not a dict")
         if rec.get("derived_from"):
             continue  # a value the decoder took out of another record (compact profile)
+        if rec.get("quantity") == "undecoded":  # bytes the decoder could not place: as they were
+            try:
+                out += bytes.fromhex(rec.get("value"))
+            except (ValueError, TypeError):
+                raise _enc_err(index, f"undecoded value {rec.get('value')!r} is not hex") from None
+            if len(out) > MAX_APL:
+                raise DecodeError("too_long", f"encoded records exceed {MAX_APL} bytes", layer="apl")
+            continue
         rec = _with_canonical_value(rec, index)
         dif_vif = rec.get("dif_vif")
         if dif_vif:
@@ -469,6 +477,13 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
         except (OverflowError, struct.error):
             raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
     if dec == D_LVAR:
+        if isinstance(value, str) and info.lvar_dates is not None:  # a date as an LVAR binary number
+            size = _date_field(value)  # data fields 2/3/4/6 hold 2/3/4/6 bytes
+            spec = info.lvar_dates.get(size) or info.lvar_dates.get(4)
+            if spec is None:
+                raise _enc_err(index, f"{value!r} has no date type under this VIF")
+            data = _encode_date(spec[0], value, bool(rec.get("dst")), index)
+            return bytes([0xE0 + len(data)]) + data
         if isinstance(value, str):
             text = value.encode("latin-1", "replace")[::-1]
             if len(text) >= 0xC0:
