@@ -105,6 +105,15 @@ def test_third_extension_table_code_is_not_read_as_a_record_error():
     assert rec["value"] == 0x04030201 and rec["raw"] == "01020304"
 
 
+@pytest.mark.parametrize("data,raw", [("046C32371F15", "32371f15"), ("046C00001F15", None),
+                                      ("0D6CE432371F15", "32371f15")])
+def test_date_vif_with_a_time_of_day_keeps_it(data, raw):
+    # type F under VIF 6C (date): the date is the value; a time of day other than 00:00 stays as raw
+    for _ in range(3):  # general decoder, then the layout memo
+        ((rec,), _) = apl.decode_records(bytes.fromhex("2F" + data))
+        assert rec["value"] == "2008-05-31" and rec.get("raw") == raw
+
+
 def test_unknown_vif_keeps_its_raw_bytes():
     for data in ("04FB3801020304", "0CFB3812345678"):
         ((rec,), _) = apl.decode_records(bytes.fromhex(data))
@@ -204,7 +213,7 @@ def test_data_records_are_no_application_error():
 
 @pytest.mark.parametrize("data,quantity,value", [
     ("0D6CE2FE04", "date", "2007-04-30"),                         # type G under VIF 6C
-    ("0D6CE432371F15", "date", "2008-05-31"),                     # type F under VIF 6C (date part)
+    ("0D6CE400001F15", "date", "2008-05-31"),                     # type F under VIF 6C (date part)
     ("0D6DE432371F15", "datetime", "2008-05-31T23:50"),           # type F
     ("0D6DE618260AEB2500", "datetime", "2023-05-11T10:38:24"),    # type I
     ("0D6DE21F3C", "date", "2024-12-31"),                         # type G under VIF 6D

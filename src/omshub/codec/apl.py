@@ -769,7 +769,8 @@ def _memoised(convert):
 
 def _date_f_date(b: bytes) -> str | None:
     r = _datetime_f(b)
-    return None if r is None else r[0][:10]
+    # a time of day under a date VIF: the general decoder keeps the bytes as raw too
+    return None if r is None or not r[0].endswith("T00:00") else r[0][:10]
 
 
 def _date_f_datetime(b: bytes) -> str | None:
@@ -1020,6 +1021,8 @@ def _date_value(dec: int, b: bytes, rec: dict) -> None:
         if r is not None:
             v, dst = r
             if dec == D_DATE_F:
+                if not v.endswith("T00:00"):
+                    rec["raw"] = b.hex()  # the time of day has no place in a date: kept, not dropped
                 v = v[:10]
             elif dst:
                 rec["dst"] = True

@@ -439,7 +439,8 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
     value = rec.get("value")
     if dec == D_NONE:
         return b""
-    if value is None or dec == D_RAW or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str)):
+    if (value is None or dec == D_RAW or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str))
+            or (dec == D_DATE_F and rec.get("raw"))):  # a date with a time of day: the bytes as sent
         raw = rec.get("raw")
         if raw is None:
             raise _enc_err(index, "no value and no raw bytes to encode")
@@ -478,6 +479,9 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
             raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
     if dec == D_LVAR:
         if isinstance(value, str) and info.lvar_dates is not None:  # a date as an LVAR binary number
+            raw = rec.get("raw")
+            if raw and len(raw) == 8 and 4 in info.lvar_dates:  # type F with a time of day, as sent
+                return b"\xe4" + bytes.fromhex(raw)
             size = _date_field(value)  # data fields 2/3/4/6 hold 2/3/4/6 bytes
             spec = info.lvar_dates.get(size) or info.lvar_dates.get(4)
             if spec is None:

@@ -249,7 +249,8 @@ def _plain_records(data: bytes, start: int, end: int, plan):
         got = (exc.partial or {}).get("records")
         if exc.code != "invalid_record" or not got or exc.offset is None or exc.offset < start + 16:
             return None
-        return got + [_apl.undecoded_record(data, exc.offset, end, exc)], None, bytes(data[exc.offset:end]).hex().upper()
+        tail = _apl.undecoded_record(data, exc.offset, end, exc)
+        return got + [tail], None, tail["value"].upper()
     return records, mdata, None
 
 
@@ -269,6 +270,8 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                       "ell": None, "afl": None}
         meter = {"manufacturer": None, "id": None, "version": None, "device_type": None,
                  "device_type_code": None}
+        if data[2] == 0x73 and end == 3 + _FIXED_SIZE:
+            return _fixed_structure(data, 2, frame_info)
     else:
         if end < 11:
             raise DecodeError("too_short", f"frame has {end} bytes; the link header and CI need 11",
@@ -300,8 +303,6 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
 
     # --- transport layer
     tpl_start = pos
-    if fr.kind == "mbus" and ci == 0x73 and end - pos == 1 + _FIXED_SIZE:
-        return _fixed_structure(data, pos, frame_info)
     if ci not in _CI_TABLE:
         return _manufacturer_specific(data, pos, end, ci, meter, acc, security, frame_info)
     header = _COMMON_TPL.get(ci)
@@ -316,7 +317,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         t = _tpl.parse(data, pos, end)
         address, tpl_acc, sts, mode, blocks = t.address, t.acc, t.sts, t.mode, t.blocks
         payload, content, counter = t.payload, t.content, t.counter
-    if mode and fr.kind == "mbus" and mode in _tpl.NO_SECURITY_MODES:
+    if mode and mode not in _tpl.SUPPORTED_MODES and fr.kind == "mbus" and mode in _tpl.NO_SECURITY_MODES:
         # a pre-EN 13757-7 wired "signature", not a security configuration (see tpl.NO_SECURITY_MODES)
         frame_info["signature"] = _HEX[data[payload - 2]] + _HEX[data[payload - 1]]
         mode = 0
@@ -458,7 +459,7 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         frame_info["afl"] = afl.to_dict(security[3])
     app_error = None
     if content == "full":
-        if ci in _tpl.APPLICATION_ERROR_CIS and apl_end - apl_start <= 1 and not security[1]:
+        if apl_end - apl_start <= 1 and ci in _tpl.APPLICATION_ERROR_CIS and not security[1]:
             # an application error reply: its one byte is the error code, not a data record
             app_error = _tpl.application_error(bytes(apl_data[apl_start:apl_end]))
             records, mdata = [], None
