@@ -225,7 +225,7 @@ def test_date_vif_with_lvar_binary_number(data, quantity, value):
     assert rec["quantity"] == quantity and rec["value"] == value and "raw" not in rec
 
 
-@pytest.mark.parametrize("data", ["0D6DE5AABBCCDDEE", "0D6DC432371F15", "0D6D0432371F15"])
+@pytest.mark.parametrize("data", ["0D6DE5AABBCCDDEE", "0D6DC412345678", "0D6D0432371F15"])
 def test_date_vif_with_other_lvar_stays_raw(data):
     ((rec,), _) = apl.decode_records(bytes.fromhex(data))
     assert rec["value"] is None and rec["raw"] == data[6:].lower()
