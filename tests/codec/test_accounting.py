@@ -114,6 +114,15 @@ def test_date_vif_with_a_time_of_day_keeps_it(data, raw):
         assert rec["value"] == "2008-05-31" and rec.get("raw") == raw
 
 
+def test_record_error_on_an_lvar_keeps_its_data_as_raw():
+    # VIFE 15 (no data available) on an LVAR text: raw is the data, as for every other LVAR, so
+    # the record re-encodes to the same record (the length byte used to be taken into raw)
+    data = bytes.fromhex("0D9315" "03616263")
+    ((rec,), _) = apl.decode_records(data)
+    assert rec["error_value"] and rec["raw"] == "616263"
+    assert apl.decode_records(apl.encode_records([rec]))[0][0]["raw"] == "616263"
+
+
 def test_unknown_vif_keeps_its_raw_bytes():
     for data in ("04FB3801020304", "0CFB3812345678"):
         ((rec,), _) = apl.decode_records(bytes.fromhex(data))

@@ -674,7 +674,8 @@ def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | 
         if record_error:
             rec["error_value"] = True
             if rec["value"] is not None:
-                rec["raw"] = data[j:e].hex()
+                # the data bytes (an LVAR's without its length byte, as everywhere else)
+                rec["raw"] = data[j if dlen >= 0 else j + 1:e].hex()
                 rec["value"] = None
         append(rec)
         if profile and "raw" in rec:
