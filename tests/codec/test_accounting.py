@@ -363,7 +363,8 @@ KNOWN = st.lists(st.sampled_from([
     record("date", "", "2025-12-31", storage=1), record("error_flags", "", 0)]), min_size=5, max_size=7)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(300, settings.default.max_examples), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])  # the long fuzz profile runs it longer
 @given(KNOWN,
        st.lists(st.one_of(unknown_record(), st.just(b"\x2f")), max_size=5),
        st.one_of(st.binary(max_size=12), st.tuples(st.sampled_from([b"\x0f", b"\x1f"]), st.binary(max_size=8)).map(
