@@ -15,7 +15,7 @@ from typing import NamedTuple
 from omshub.codec import vif as _vif
 from omshub.codec.apl import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW,
                               D_REAL, D_TIME_J, D_UINT, FUNCTIONS, M_ONE, M_ROUND, MAX_APL, MAX_EXTENSIONS,
-                              HeaderInfo, _F32, _scale_mode, header_info)
+                              HeaderInfo, _F32, _real32, _scale_mode, header_info)
 from omshub.codec.errors import DecodeError
 from omshub.codec.units import QUANTITIES, to_canonical
 
@@ -474,9 +474,10 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
         try:
             if not math.isfinite(x):
                 raise OverflowError
-            return _F32.pack(x)
+            packed = _F32.pack(x)
         except (OverflowError, struct.error):
             raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
+        return _nearest_real(packed, value, scale)
     if dec == D_LVAR:
         if isinstance(value, str) and info.lvar_dates is not None:  # a date as an LVAR binary number
             raw = rec.get("raw")
@@ -501,6 +502,29 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
     if not isinstance(value, str):
         raise _enc_err(index, f"date/time value {value!r} is not a string")
     return _encode_date(dec, value, bool(rec.get("dst")), index)
+
+
+def _real_value(packed: bytes, scale: _Scale):
+    """What the decoder makes of these IEEE single bytes (apl._decode_general, D_REAL)."""
+    r = _real32(packed)
+    if r is None:
+        return None
+    x, digits = r
+    return float(f"{(x if scale.mode == M_ONE else x * scale.num / scale.den):.{digits}g}")
+
+
+def _nearest_real(packed: bytes, value, scale: _Scale) -> bytes:
+    """The single that decodes to ``value`` itself: the one nearest to value/scale, or a
+    neighbour a few steps away (the decoder rounds a scaled single to the single's own
+    significant digits, so the nearest single can read back one digit short)."""
+    if _real_value(packed, scale) == value:
+        return packed
+    bits = int.from_bytes(packed, "little")
+    for step in (1, -1, 2, -2, 3, -3):
+        candidate = ((bits + step) & 0xFFFFFFFF).to_bytes(4, "little")
+        if _real_value(candidate, scale) == value:
+            return candidate
+    return packed
 
 
 def _lvar_prefix(b: bytes, info: HeaderInfo, error_value: bool, index: int) -> bytes:
