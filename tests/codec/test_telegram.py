@@ -149,8 +149,12 @@ def test_format_b_false_positive_falls_back_to_plain():
 def test_truncated_plain_tail_keeps_records():
     frame = encode_telegram(KAM, HEAT_RECORDS, tpl="none")
     result = decode(frame[:-1])  # last record cut short (L now larger than the bytes present)
-    assert same_records(result["records"], HEAT_RECORDS[:-1])
-    assert result["frame"]["unparsed"]
+    *kept, tail = result["records"]
+    assert same_records(kept, HEAT_RECORDS[:-1])
+    # the cut record's bytes are not dropped: an undecoded record holds them, with the reason
+    assert tail["quantity"] == "undecoded" and tail["reason"] == "truncated"
+    assert tail["value"].upper() == result["frame"]["unparsed"]
+    assert frame[:-1].hex().endswith(tail["value"])
 
 
 def test_parse_hex_and_decode_hex():

@@ -24,7 +24,7 @@ def test_every_table_quantity_is_documented():
 def test_quantity_names_are_snake_case():
     for name, (unit, kind, text) in units.QUANTITIES.items():
         assert name == name.lower() and " " not in name and "-" not in name
-        assert kind in {"float", "number", "int", "date", "datetime", "time", "raw"}
+        assert kind in {"float", "number", "int", "date", "datetime", "time", "raw", "hex"}
         assert text
 
 

@@ -14,6 +14,10 @@ relevant: ``qualifiers`` (list, units.QUALIFIERS: forward/backward, limits, phas
 ``record_error`` (error VIFE), ``vife`` (unknown / manufacturer VIFEs, hex as sent),
 ``unit_text`` (plain-text VIF), ``error_value`` (value null: invalid BCD/date, error VIFE,
 NaN), ``raw`` (data hex when the value is not decoded), ``dst`` (summer-time flag of F/I dates).
+
+A record the grammar cannot delimit raises ``DecodeError("invalid_record")`` whose ``partial``
+holds the records before it and the ``reason``; the caller turns the rest of the APL into one
+``undecoded`` record (:func:`undecoded_record`, docs/formats.md §1.2): no byte is skipped.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class HeaderInfo(NamedTuple):
     unpack: object            # struct unpack_from for 1/2/4/8-byte integer/BCD fields, else None
     signed: bool              # binary numbers are type B (else C/D, unsigned)
     inverse_profile: bool = False  # VIFE 13 on an LVAR: its values also come out as records
+    keep_raw: bool = False    # the value is not understood (unknown VIF): the data hex is kept too
+    lvar_dates: dict | None = None  # date VIFs: LVAR binary size -> (D_* date decoder, quantity)
 
 
 _CACHE: dict[bytes, HeaderInfo] = {}
@@ -69,9 +75,57 @@ _CACHE: dict[bytes, HeaderInfo] = {}
 _FAST: dict[bytes, tuple] = {}
 
 
-def _err(message: str, offset: int, records: list | None = None) -> DecodeError:
-    return DecodeError("invalid_record", message, layer="apl", offset=offset,
-                       partial={"records": records} if records is not None else None)
+# why the record grammar could not place bytes (``reason`` of an undecoded record, docs/formats.md §1.2)
+R_TRUNCATED = "truncated"                      # a record runs past the end of the APL
+R_TOO_MANY_EXTENSIONS = "too_many_extensions"  # more than 10 DIFEs or VIFEs
+R_RESERVED_LVAR = "reserved_lvar"              # LVAR F7-FF: the data length is not defined
+R_RESERVED_DIF = "reserved_dif"                # special DIF 3F-6F or 7F (no record follows)
+
+
+def _err(message: str, offset: int, records: list | None = None, reason: str = R_TRUNCATED,
+         header_end: int | None = None) -> DecodeError:
+    """A record grammar error; ``partial`` carries the records before it (when given), the
+    reason code and, when the record's header could be delimited, where it ends."""
+    extra: dict = {"reason": reason}
+    if records is not None:
+        extra["records"] = records
+    if header_end is not None:
+        extra["header_end"] = header_end
+    return DecodeError("invalid_record", message, layer="apl", offset=offset, partial=extra)
+
+
+def undecoded_record(data: bytes, offset: int, end: int, exc: DecodeError) -> dict:
+    """The ``undecoded`` record (docs/formats.md §1.2) for ``data[offset:end]``: the bytes from the
+    record that ``exc`` (a record grammar error at ``offset``) could not delimit to the end of
+    the APL, as hex, with the reason. The grammar has no way to find the next record after
+    one it cannot delimit, so everything up to the end goes into this one record. Storage,
+    tariff, subunit and function are those of the record's DIF/DIFEs when it has them whole."""
+    extra = exc.partial or {}
+    rec = {"quantity": "undecoded", "unit": "", "value": bytes(data[offset:end]).hex(), "storage": 0,
+           "tariff": 0, "subunit": 0, "function": "instantaneous", "dif_vif": "",
+           "reason": extra.get("reason", R_TRUNCATED), "message": exc.message}
+    dif = data[offset] if offset < end else 0x0F
+    if dif & 0x0F != 0x0F:
+        rec["storage"] = (dif >> 6) & 1
+        rec["function"] = FUNCTIONS[(dif >> 4) & 3]
+        p, k, tariff, subunit = offset + 1, 0, 0, 0
+        ext = dif & 0x80
+        while ext and p < end and k < MAX_EXTENSIONS:
+            b = data[p]
+            rec["storage"] |= (b & 0x0F) << (1 + 4 * k)
+            tariff |= ((b >> 4) & 3) << (2 * k)
+            subunit |= ((b >> 6) & 1) << k
+            ext = b & 0x80
+            p += 1
+            k += 1
+        if ext:  # the DIFE chain itself is cut short or too long: nothing of it is certain
+            rec["storage"], rec["function"] = 0, "instantaneous"
+        else:
+            rec["tariff"], rec["subunit"] = tariff, subunit
+    header = extra.get("header_end")
+    if header is not None and offset < header <= end:
+        rec["dif_vif"] = bytes(data[offset:header]).hex()
+    return rec
 
 
 # ---------------------------------------------------------------------------------- grammar
@@ -93,7 +147,8 @@ def header_end(data: bytes, i: int, n: int) -> int:
             if not b & 0x80:
                 break
             if count >= MAX_EXTENSIONS:
-                raise _err(f"record at offset {i}: more than {MAX_EXTENSIONS} DIFEs", i)
+                raise _err(f"record at offset {i}: more than {MAX_EXTENSIONS} DIFEs", i,
+                           reason=R_TOO_MANY_EXTENSIONS)
     if j >= n:
         raise _err(f"record at offset {i}: VIF expected at offset {j}, APL ends (truncated)", i)
     vif = data[j]
@@ -109,7 +164,8 @@ def header_end(data: bytes, i: int, n: int) -> int:
             if not b & 0x80:
                 break
             if count > MAX_EXTENSIONS:  # FB/FD code byte + up to 10 combinable VIFEs
-                raise _err(f"record at offset {i}: more than {MAX_EXTENSIONS} VIFEs", i)
+                raise _err(f"record at offset {i}: more than {MAX_EXTENSIONS} VIFEs", i,
+                           reason=R_TOO_MANY_EXTENSIONS)
     if vif & 0x7F == 0x7C:  # plain-text VIF: length byte + text follow the VIFEs
         if j >= n:
             raise _err(f"record at offset {i}: plain-text VIF length expected at offset {j}, "
@@ -135,7 +191,7 @@ def header_info(hdr: bytes) -> HeaderInfo:
             _FAST.clear()
         _CACHE[hdr] = info
         if (info.unpack is not None and info.mode in (M_ONE, M_DIV) and not info.has_lists
-                and not info.record_error):
+                and not info.record_error and not info.keep_raw):
             plain_int = info.mode == M_ONE and not info.is_float
             _FAST[hdr] = (info.dlen, info.template, info.unpack, 0 if plain_int else info.num,
                           info.den, info.decoder == D_BCD)
@@ -164,10 +220,11 @@ def _interpret(hdr: bytes) -> HeaderInfo:
     code = vif & 0x7F
     vifes: list[int] = []
     unit_text = None
-    if vif in (0xFB, 0xFD):
+    if vif in (0xFB, 0xFD, 0xEF):  # the next byte is a code of that table (EF: reserved, none known)
         table_code = hdr[p]
         p += 1
-        entry = (_vif.FB if vif == 0xFB else _vif.FD).get(table_code & 0x7F, _vif.UNKNOWN)
+        entry = _vif.FB.get(table_code & 0x7F, _vif.UNKNOWN) if vif == 0xFB else (
+            _vif.FD.get(table_code & 0x7F, _vif.UNKNOWN) if vif == 0xFD else _vif.UNKNOWN)
         ext = table_code & 0x80
     else:
         entry = _vif.PRIMARY.get(code, _vif.UNKNOWN) if code != 0x7C else _vif.VifEntry(
@@ -263,8 +320,17 @@ def _interpret(hdr: bytes) -> HeaderInfo:
             quantity = "time"
         elif decoder == D_DATE_G:
             quantity = "date"
+    lvar_dates = None
     if decoder == D_LVAR and kind in ("date", "datetime", "anydate"):
-        lvar_raw = True  # type M compound date (layout not established): kept raw
+        lvar_raw = True  # type M compound date (layout not established), BCD: kept raw
+        # a binary LVAR (E0-EF) of a date type's size is that date type
+        if kind == "date":
+            lvar_dates = {2: (D_DATE_G, quantity), 4: (D_DATE_F, quantity)}
+        else:
+            renamed = kind == "datetime" and quantity == "datetime"
+            lvar_dates = {2: (D_DATE_G, "date" if renamed else quantity),
+                          3: (D_TIME_J, "time" if renamed else quantity),
+                          4: (D_DATETIME_F, quantity), 6: (D_DATETIME_I, quantity)}
     unit = QUANTITIES[quantity][0] + unit_suffix
     template: dict = {"quantity": quantity, "unit": unit, "value": None, "storage": storage,
                       "tariff": tariff, "subunit": subunit, "function": function,
@@ -288,7 +354,7 @@ def _interpret(hdr: bytes) -> HeaderInfo:
     return HeaderInfo(dlen, decoder, template, mode, num, den, nd,
                       QUANTITIES[quantity][1] == "float", lvar_raw,
                       bool(qualifiers or raw_vifes), "record_error" in extra, unpack, kind != "uint",
-                      inverse_profile)
+                      inverse_profile, quantity == "unknown" and decoder != D_RAW, lvar_dates)
 
 
 def _decoder_for(kind: str, dfield: int) -> int:
@@ -522,7 +588,7 @@ def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | 
                 # 1F (more records follow in the next telegram) vs 0F: the byte before the hex
                 return records, data[i + 1:n].hex()
             what = "global readout request (downlink only)" if dif == 0x7F else "reserved special function"
-            raise _err(f"DIF 0x{dif:02X} at offset {i} is a {what}", i, records)
+            raise _err(f"DIF 0x{dif:02X} at offset {i} is a {what}", i, records, R_RESERVED_DIF)
         # fast path for the common DIF+VIF header without extensions
         j = i + 1
         if not dif & 0x80 and j < n and not data[j] & 0x80 and data[j] != 0x7C:
@@ -531,7 +597,7 @@ def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | 
             try:
                 j = header_end(data, i, n)
             except DecodeError as exc:
-                exc.partial = {"records": records}
+                exc.partial["records"] = records
                 raise
         key = data[i:j]
         fast = fast_get(key)
@@ -552,13 +618,14 @@ def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | 
         info = cache_get(key)
         if info is None:
             info = header_info(key)
-        dlen, dec, template, mode, num, den, _, is_float, _, has_lists, record_error, unpack, _, profile = info
+        dlen, dec, template, mode, num, den, _, is_float, _, has_lists, record_error, unpack, _, profile, \
+            keep_raw, _ = info
         rec = template.copy()
         if dlen >= 0:
             e = j + dlen
             if e > n:
                 raise _err(f"record at offset {i} (header {key.hex()}) needs {dlen} data bytes, "
-                           f"only {n - j} left (truncated)", i, records)
+                           f"only {n - j} left (truncated)", i, records, header_end=j)
             if dec == D_INT or dec == D_UINT:
                 if unpack is not None:
                     raw = unpack(data, j)[0]
@@ -593,10 +660,12 @@ def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | 
                     rec["value"] = raw * num / den
                 else:
                     rec["value"] = _scaled(raw, info)
+            if keep_raw and dlen:
+                rec["raw"] = data[j:e].hex()
         else:
             if j >= n:
                 raise _err(f"record at offset {i}: LVAR byte expected at offset {j}, APL ends "
-                           "(truncated)", i, records)
+                           "(truncated)", i, records, header_end=j)
             e = _lvar(data, i, j, n, info, rec, records)
         if has_lists:
             for name in ("qualifiers", "vife"):
@@ -605,7 +674,8 @@ def _decode_general(data: bytes, start: int, n: int) -> tuple[list[dict], str | 
         if record_error:
             rec["error_value"] = True
             if rec["value"] is not None:
-                rec["raw"] = data[j:e].hex()
+                # the data bytes (an LVAR's without its length byte, as everywhere else)
+                rec["raw"] = data[j if dlen >= 0 else j + 1:e].hex()
                 rec["value"] = None
         append(rec)
         if profile and "raw" in rec:
@@ -700,7 +770,8 @@ def _memoised(convert):
 
 def _date_f_date(b: bytes) -> str | None:
     r = _datetime_f(b)
-    return None if r is None else r[0][:10]
+    # a time of day under a date VIF: the general decoder keeps the bytes as raw too
+    return None if r is None or not r[0].endswith("T00:00") else r[0][:10]
 
 
 def _date_f_datetime(b: bytes) -> str | None:
@@ -719,10 +790,22 @@ _DATE_CONVERTERS = {D_DATE_G: _memoised(_date_g), D_TIME_J: _memoised(_time_j),
 
 
 def _lvar_plan(info: HeaderInfo, lv: int, size: int):
-    """(struct code, kind, a, b, c) for an LVAR data field of ``size`` bytes (LVAR byte ``lv``)."""
+    """(struct code, kind, a, b, c) for an LVAR data field of ``size`` bytes (LVAR byte ``lv``),
+    and the record template (a date's quantity may follow from the LVAR size)."""
     code = f"{size}s"
     if info.inverse_profile:
-        return None  # expanded into records of their own by the general decoder
+        return None, None  # expanded into records of their own by the general decoder
+    if info.lvar_dates is not None and lv >= 0xC0:
+        spec = info.lvar_dates.get(size) if lv >= 0xE0 else None
+        if spec is None:
+            return (code, K_RAW, None, None, None), info.template
+        dec, quantity = spec
+        template = info.template if quantity == info.template["quantity"] else dict(info.template, quantity=quantity)
+        return (code, K_CALL, _DATE_CONVERTERS[dec], None, None), template
+    return _lvar_value_plan(info, lv, size, code), info.template
+
+
+def _lvar_value_plan(info: HeaderInfo, lv: int, size: int, code: str):
     if lv < 0xC0:
         if info.lvar_raw:
             return code, K_RAW, None, None, None
@@ -745,7 +828,7 @@ def _lvar_plan(info: HeaderInfo, lv: int, size: int):
 def _field_plan(info: HeaderInfo):
     """(struct code, kind, a, b, c) for a record's fixed-size data field, or None if not plannable."""
     dec, dlen, mode = info.decoder, info.dlen, info.mode
-    if info.record_error or dlen < 0:
+    if info.record_error or dlen < 0 or info.keep_raw:
         return None
     if dec == D_RAW:
         return f"{dlen}s", K_RAW, None, None, None
@@ -816,10 +899,10 @@ def _learn_layout(data: bytes, start: int, n: int) -> list:
         if dlen < 0 and not info.record_error:  # LVAR: its length byte is part of the layout
             lv = data[j]
             dlen = lvar_size(lv)
-            plan = _lvar_plan(info, lv, dlen)
+            plan, template = _lvar_plan(info, lv, dlen)
             j += 1
         else:
-            plan = _field_plan(info)
+            plan, template = _field_plan(info), info.template
         mask[i - start:j - start] = b"\xff" * (j - i)
         if plan is None:
             plannable = False  # a match then just means: decode the general way, learn nothing
@@ -830,11 +913,11 @@ def _learn_layout(data: bytes, start: int, n: int) -> list:
             if gap:
                 fmt.append(f"{gap}x")
             fmt.append(code)
-            steps.append((info.template, fields, kind, a, b, c, info.has_lists))
+            steps.append((template, fields, kind, a, b, c, info.has_lists))
             fields += 1
             gap = 0
         else:
-            steps.append((info.template, 0, kind, a, b, c, info.has_lists))
+            steps.append((template, 0, kind, a, b, c, info.has_lists))
         i = j + dlen
     mask_int = int.from_bytes(mask, "little")
     expected = int.from_bytes(data[start:n], "little") & mask_int
@@ -939,6 +1022,8 @@ def _date_value(dec: int, b: bytes, rec: dict) -> None:
         if r is not None:
             v, dst = r
             if dec == D_DATE_F:
+                if not v.endswith("T00:00"):
+                    rec["raw"] = b.hex()  # the time of day has no place in a date: kept, not dropped
                 v = v[:10]
             elif dst:
                 rec["dst"] = True
@@ -968,17 +1053,26 @@ def _lvar(data: bytes, i: int, j: int, n: int, info: HeaderInfo, rec: dict, reco
     j += 1
     size = lvar_size(lv)
     if size is None:
-        raise _err(f"record at offset {i}: reserved LVAR 0x{lv:02X} at offset {j - 1}", i, records)
+        raise _err(f"record at offset {i}: reserved LVAR 0x{lv:02X} at offset {j - 1}", i, records,
+                   R_RESERVED_LVAR, j - 1)
     e = j + size
     if e > n:
         raise _err(f"record at offset {i}: LVAR announces {size} bytes, only {n - j} left "
-                   "(truncated)", i, records)
+                   "(truncated)", i, records, header_end=j - 1)
     chunk = data[j:e]
     if lv < 0xC0:
         if info.lvar_raw:
             rec["raw"] = chunk.hex()
         else:
             rec["value"] = chunk[::-1].decode("latin-1")
+    elif info.lvar_dates is not None:
+        spec = info.lvar_dates.get(size) if lv >= 0xE0 else None
+        if spec is None:
+            rec["raw"] = chunk.hex()  # BCD or a size no date type has: not a date
+        else:
+            dec, quantity = spec
+            rec["quantity"] = quantity
+            _date_value(dec, chunk, rec)
     elif lv < 0xE0:
         raw = _bcd(chunk)
         if raw is None or raw < 0:  # sign comes from the LVAR code, not a nibble

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from omshub.codec import vif as _vif
 from omshub.codec.apl import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW,
                               D_REAL, D_TIME_J, D_UINT, FUNCTIONS, M_ONE, M_ROUND, MAX_APL, MAX_EXTENSIONS,
-                              HeaderInfo, _F32, _scale_mode, header_info)
+                              HeaderInfo, _F32, _real32, _scale_mode, header_info)
 from omshub.codec.errors import DecodeError
 from omshub.codec.units import QUANTITIES, to_canonical
 
@@ -95,6 +95,14 @@ def encode_records(records: list[dict]) -> bytes:
             raise _enc_err(index, "not a dict")
         if rec.get("derived_from"):
             continue  # a value the decoder took out of another record (compact profile)
+        if rec.get("quantity") == "undecoded":  # bytes the decoder could not place: as they were
+            try:
+                out += bytes.fromhex(rec.get("value"))
+            except (ValueError, TypeError):
+                raise _enc_err(index, f"undecoded value {rec.get('value')!r} is not hex") from None
+            if len(out) > MAX_APL:
+                raise DecodeError("too_long", f"encoded records exceed {MAX_APL} bytes", layer="apl")
+            continue
         rec = _with_canonical_value(rec, index)
         dif_vif = rec.get("dif_vif")
         if dif_vif:
@@ -431,7 +439,8 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
     value = rec.get("value")
     if dec == D_NONE:
         return b""
-    if value is None or dec == D_RAW or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str)):
+    if (value is None or dec == D_RAW or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str))
+            or (dec == D_DATE_F and rec.get("raw"))):  # a date with a time of day: the bytes as sent
         raw = rec.get("raw")
         if raw is None:
             raise _enc_err(index, "no value and no raw bytes to encode")
@@ -465,10 +474,21 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
         try:
             if not math.isfinite(x):
                 raise OverflowError
-            return _F32.pack(x)
+            packed = _F32.pack(x)
         except (OverflowError, struct.error):
             raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
+        return _nearest_real(packed, value, scale)
     if dec == D_LVAR:
+        if isinstance(value, str) and info.lvar_dates is not None:  # a date as an LVAR binary number
+            raw = rec.get("raw")
+            if raw and len(raw) == 8 and 4 in info.lvar_dates:  # type F with a time of day, as sent
+                return b"\xe4" + bytes.fromhex(raw)
+            size = _date_field(value)  # data fields 2/3/4/6 hold 2/3/4/6 bytes
+            spec = info.lvar_dates.get(size) or info.lvar_dates.get(4)
+            if spec is None:
+                raise _enc_err(index, f"{value!r} has no date type under this VIF")
+            data = _encode_date(spec[0], value, bool(rec.get("dst")), index)
+            return bytes([0xE0 + len(data)]) + data
         if isinstance(value, str):
             text = value.encode("latin-1", "replace")[::-1]
             if len(text) >= 0xC0:
@@ -482,6 +502,29 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
     if not isinstance(value, str):
         raise _enc_err(index, f"date/time value {value!r} is not a string")
     return _encode_date(dec, value, bool(rec.get("dst")), index)
+
+
+def _real_value(packed: bytes, scale: _Scale):
+    """What the decoder makes of these IEEE single bytes (apl._decode_general, D_REAL)."""
+    r = _real32(packed)
+    if r is None:
+        return None
+    x, digits = r
+    return float(f"{(x if scale.mode == M_ONE else x * scale.num / scale.den):.{digits}g}")
+
+
+def _nearest_real(packed: bytes, value, scale: _Scale) -> bytes:
+    """The single that decodes to ``value`` itself: the one nearest to value/scale, or a
+    neighbour a few steps away (the decoder rounds a scaled single to the single's own
+    significant digits, so the nearest single can read back one digit short)."""
+    if _real_value(packed, scale) == value:
+        return packed
+    bits = int.from_bytes(packed, "little")
+    for step in (1, -1, 2, -2, 3, -3):
+        candidate = ((bits + step) & 0xFFFFFFFF).to_bytes(4, "little")
+        if _real_value(candidate, scale) == value:
+            return candidate
+    return packed
 
 
 def _lvar_prefix(b: bytes, info: HeaderInfo, error_value: bool, index: int) -> bytes:

@@ -174,12 +174,14 @@ def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
     if size > MAX_INPUT:
         raise DecodeError("too_long", f"frame of {size} bytes exceeds the {MAX_INPUT}-byte bound",
                           layer="frame", offset=MAX_INPUT)
+    first = raw[0] if size else None
+    # a wired long frame may be shorter than any wM-Bus frame (9 bytes: L = 3, C A CI; the
+    # application error reply has L = 4)
+    if size >= 9 and first == 0x68 and raw[3] == 0x68 and raw[1] == raw[2] and raw[-1] == 0x16:
+        return recover_wired(raw)
     if size < 11:
         raise DecodeError("too_short", f"frame of {size} bytes; a wM-Bus frame has at least 11 (L C M A CI)",
                           layer="frame", offset=size)
-    first = raw[0]
-    if first == 0x68 and raw[3] == 0x68 and raw[1] == raw[2] and raw[-1] == 0x16:
-        return recover_wired(raw)
     if crc == "auto":
         if first >= 9 and size >= format_a_length(first):
             stripped = strip_format_a(raw)

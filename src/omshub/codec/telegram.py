@@ -3,6 +3,9 @@
 frame recovery -> link header -> [ELL (+ AES-CTR)] -> [AFL] -> TPL -> security (modes 0/2/5/7/10)
 -> APL records (``apl``; skipped when a driver declares the meter's APL proprietary) or compact
 frame (``compact`` + the caller's FormatCache, else a format a driver file knows) -> drivers.
+Records after which the grammar breaks are kept, the rest of the APL becoming an ``undecoded``
+record (docs/formats.md §1.2). Wired M-Bus extras: an old CI 72 "signature" that names no
+security mode (read unencrypted), the CI 73 fixed data structure, the CI 6E/6F/70 error reply.
 
 Everything a call needs comes in as arguments (keys, format cache); nothing is kept between calls
 except bounded memos of pure functions (address bytes -> meter dict and driver plan), like the
@@ -91,7 +94,9 @@ def peek_header(frame: bytes) -> dict:
         out = {"manufacturer": None, "id": None, "version": None, "device_type_code": None,
                "c_field": data[0], "ci": ci, "crc": None}
         entry = _CI_TABLE.get(ci)
-        if entry is not None and entry[0] == "long" and len(data) >= 11:
+        if ci == 0x73 and len(data) == 3 + _FIXED_SIZE:  # fixed data structure: identification only
+            out["id"] = data[6:2:-1].hex().upper()
+        elif entry is not None and entry[0] == "long" and len(data) >= 11:
             meter = address_long(data, 3)
             out.update(manufacturer=meter["manufacturer"], id=meter["id"], version=meter["version"],
                        device_type_code=meter["device_type_code"])
@@ -244,7 +249,8 @@ def _plain_records(data: bytes, start: int, end: int, plan):
         got = (exc.partial or {}).get("records")
         if exc.code != "invalid_record" or not got or exc.offset is None or exc.offset < start + 16:
             return None
-        return got, None, bytes(data[exc.offset:end]).hex().upper()
+        tail = _apl.undecoded_record(data, exc.offset, end, exc)
+        return got + [tail], None, tail["value"].upper()
     return records, mdata, None
 
 
@@ -264,6 +270,8 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
                       "ell": None, "afl": None}
         meter = {"manufacturer": None, "id": None, "version": None, "device_type": None,
                  "device_type_code": None}
+        if data[2] == 0x73 and end == 3 + _FIXED_SIZE:
+            return _fixed_structure(data, 2, frame_info)
     else:
         if end < 11:
             raise DecodeError("too_short", f"frame has {end} bytes; the link header and CI need 11",
@@ -309,6 +317,10 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         t = _tpl.parse(data, pos, end)
         address, tpl_acc, sts, mode, blocks = t.address, t.acc, t.sts, t.mode, t.blocks
         payload, content, counter = t.payload, t.content, t.counter
+    if mode and mode not in _tpl.SUPPORTED_MODES and fr.kind == "mbus" and mode in _tpl.NO_SECURITY_MODES:
+        # a pre-EN 13757-7 wired "signature", not a security configuration (see tpl.NO_SECURITY_MODES)
+        frame_info["signature"] = _HEX[data[payload - 2]] + _HEX[data[payload - 1]]
+        mode = 0
     if address is not None:
         a = address
         entry = _meter_at(data, a, True)
@@ -445,8 +457,14 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
 
     if afl is not None:
         frame_info["afl"] = afl.to_dict(security[3])
+    app_error = None
     if content == "full":
-        if plan is not None and plan.owns_apl:
+        if apl_end - apl_start <= 1 and ci in _tpl.APPLICATION_ERROR_CIS and not security[1]:
+            # an application error reply: its one byte is the error code, not a data record
+            app_error = _tpl.application_error(bytes(apl_data[apl_start:apl_end]))
+            records, mdata = [], None
+            formats = None
+        elif plan is not None and plan.owns_apl:
             records, mdata = [], None  # a driver builds the records from the proprietary APL
             formats = None
         else:
@@ -470,8 +488,11 @@ def _decode(fr: _frame.Frame, key, keys, formats, proof: list | None) -> dict:
         formats = None  # a compact frame teaches nothing
     else:
         records, mdata = [], None
-    return _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start,
-                     apl_end, formats, content, plan)
+    result = _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start,
+                       apl_end, formats, content, plan)
+    if app_error is not None:
+        result["application_error"] = app_error
+    return result
 
 
 def _rules_out_format_b(records: list, mdata, data: bytes, end: int) -> bool:
@@ -551,16 +572,17 @@ def _open_ell(data, end, pos, dll, key, keys, frame_info, proof):
 
 def _records_after_error(exc, apl_data, apl_start, apl_end, enc_end, decrypted, partial, frame_info):
     """What to make of a record error: keep the records before an error in the unencrypted tail
-    (truncated frames; the undecodable rest goes to ``frame["unparsed"]``), let a driver decode a
-    proprietary payload, else wrong_key (error right at the start of decrypted data) or invalid_record."""
+    (truncated frames, records the grammar cannot delimit), the bytes from the error on going into
+    an ``undecoded`` record (and, as before, ``frame["unparsed"]``); let a driver decode a
+    proprietary payload; else wrong_key (error right at the start of decrypted data), the records
+    before an error further into decrypted data, or invalid_record (nothing decoded before it)."""
     offset = exc.offset if exc.offset is not None else apl_start
     if exc.code != "invalid_record":
         exc.partial = partial
         raise exc
     got = (exc.partial or {}).get("records")
     if got and offset >= enc_end:
-        frame_info["unparsed"] = bytes(apl_data[offset:apl_end]).hex().upper()
-        return got, None
+        return _keep_records(got, exc, apl_data, offset, apl_end, frame_info), None
     telegram = dict(partial)
     telegram.update(status=None, records=[], fields={}, manufacturer_data=None)
     records = _drivers.decode_proprietary(telegram, bytes(apl_data[apl_start:apl_end]))
@@ -570,9 +592,48 @@ def _records_after_error(exc, apl_data, apl_start, apl_end, enc_end, decrypted, 
         raise DecodeError("wrong_key", f"decrypted data starts with 2F2F but its records do not parse "
                           f"({exc.message}): wrong key or wrong address", layer="security", offset=offset,
                           partial=partial) from None
+    if got and decrypted:
+        # 2F2F and at least 16 bytes of records: the key is right, a record is not understood
+        return _keep_records(got, exc, apl_data, offset, apl_end, frame_info), None
     raise DecodeError("invalid_record", f"{exc.message} (records in the {'decrypted ' if decrypted else ''}"
                       "payload do not parse: manufacturer-specific layout or corrupted telegram)",
                       layer="apl", offset=offset, partial=partial) from None
+
+
+def _keep_records(got: list, exc, apl_data, offset: int, apl_end: int, frame_info: dict) -> list:
+    """The records before a record error plus the ``undecoded`` rest of the APL."""
+    frame_info["unparsed"] = bytes(apl_data[offset:apl_end]).hex().upper()
+    return got + [_apl.undecoded_record(apl_data, offset, apl_end, exc)]
+
+
+# EN 13757-3 fixed data structure (wired CI 73): ident (4, BCD) ACC STS medium/unit (2)
+# counter 1 (4) counter 2 (4)
+_FIXED_SIZE = 16
+# its status bits 2-4 mean what they mean in the variable structure; bits 0-1 (counter coding,
+# fixed-date values) and 5-7 (manufacturer) are read differently by the sources
+_FIXED_STATUS_FLAGS = ((2, "power_low"), (3, "permanent_error"), (4, "temporary_error"))
+
+
+def _fixed_structure(data, pos: int, frame_info: dict) -> dict:
+    """A wired M-Bus response with the fixed data structure (CI 73, 16 bytes; older meters).
+
+    Identification number, access number and status are decoded; medium/unit and the two
+    counters stay an ``undecoded`` record: descriptions of this old format disagree on which
+    status bit says whether the counters are BCD or binary (bit 0 or bit 7), the protocol brief
+    does not cover it, and a billing value is never guessed."""
+    body = bytes(data[pos + 1:pos + 1 + _FIXED_SIZE])
+    sts = body[5]
+    meter = {"manufacturer": None, "id": body[3::-1].hex().upper(), "version": None, "device_type": None,
+             "device_type_code": None}
+    frame_info["fixed_structure"] = True
+    record = {"quantity": "undecoded", "unit": "", "value": body[6:].hex(), "storage": 0, "tariff": 0,
+              "subunit": 0, "function": "instantaneous", "dif_vif": "", "reason": "fixed_data_structure",
+              "message": "CI 73 fixed data structure (EN 13757-3, older wired meters): medium/unit and "
+                         "counters 1 and 2 are not decoded (their coding is ambiguous in the sources)"}
+    return {"meter": meter, "transmitter": None, "access_number": body[4],
+            "status": {"code": sts, "flags": [name for bit, name in _FIXED_STATUS_FLAGS if sts >> bit & 1]},
+            "security": _security_dict(_PLAIN_SECURITY), "frame": frame_info, "records": [record],
+            "fields": {}, "manufacturer_data": None}
 
 
 def _assemble(meter, transmitter, acc, status, security, frame_info, records, mdata, apl_data, apl_start, apl_end,

@@ -27,6 +27,41 @@ CI_TABLE: dict[int, tuple[str, str]] = {
 # Security modes: the ones this codec decodes.
 SUPPORTED_MODES = frozenset({0, 2, 5, 7, 10})
 
+# Mode numbers that no edition assigns to a security method (EN 13757-7:2018: reserved; mode 4
+# is left out: older texts made it AES-CBC with IV 0). On a wired M-Bus frame the two bytes
+# before the APL were the "signature" of EN 13757-3:2004 (reserved for encryption, 00 00 when
+# unused; older meters put other values there): when they name one of these modes they are no
+# security configuration and the frame is unencrypted. Any assigned mode keeps its meaning, so
+# an encrypted wired frame still needs its key (modes 5/7/10) or is reported unsupported.
+NO_SECURITY_MODES = frozenset({6, 11, 12, 14, *range(16, 32)})
+
+# CI of the application error replies (EN 13757-7 Table 2: 6E short, 6F long, 70 no TPL header)
+APPLICATION_ERROR_CIS = frozenset({0x6E, 0x6F, 0x70})
+
+# The one-byte general application error of such a reply (EN 13757-3, "codes for general
+# application errors"; 7 and 10-255 reserved) -> (meaning, description)
+APPLICATION_ERRORS: dict[int, tuple[str, str]] = {
+    0: ("unspecified_error", "unspecified error"),
+    1: ("unimplemented_ci", "unimplemented CI field"),
+    2: ("buffer_too_long", "buffer too long, truncated"),
+    3: ("too_many_records", "too many records"),
+    4: ("premature_end_of_record", "premature end of record"),
+    5: ("too_many_difes", "more than 10 DIFEs"),
+    6: ("too_many_vifes", "more than 10 VIFEs"),
+    8: ("application_busy", "application too busy for handling the readout request"),
+    9: ("too_many_readouts", "too many readouts"),
+}
+
+
+def application_error(apl: bytes) -> dict:
+    """The ``application_error`` of an error reply whose APL is this one byte (or nothing)."""
+    if not apl:
+        return {"code": None, "meaning": "unspecified_error",
+                "message": "application error reply without an error code"}
+    code = apl[0]
+    meaning, text = APPLICATION_ERRORS.get(code, ("reserved", f"reserved error code {code}"))
+    return {"code": code, "meaning": meaning, "message": text}
+
 STATUS_FLAG_NAMES = ("power_low", "permanent_error", "temporary_error",
                      "manufacturer_5", "manufacturer_6", "manufacturer_7")
 _APPLICATION_STATUS = (None, "application_busy", "application_error", "abnormal_condition")

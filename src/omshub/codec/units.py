@@ -12,7 +12,8 @@ from fractions import Fraction
 # quantity -> (canonical unit, value type, description)
 # value type: "float" (always a float), "number" (int when the VIF scale is integral, else float),
 # "int", "date" (YYYY-MM-DD), "datetime" (YYYY-MM-DDTHH:MM[:SS]), "time" (HH:MM:SS),
-# "text"/"number" (LVAR text gives a string), "raw" (value null, bytes kept as "raw" hex).
+# "text"/"number" (LVAR text gives a string), "raw" (value null, bytes kept as "raw" hex),
+# "hex" (the value is the bytes as hex text).
 QUANTITIES: dict[str, tuple[str, str, str]] = {
     # --- primary VIF table
     "energy": ("kWh", "float", "energy (from Wh, J, MWh, GJ, Mcal)"),
@@ -40,6 +41,7 @@ QUANTITIES: dict[str, tuple[str, str, str]] = {
     "custom": ("", "number", "value with a plain-text unit (see unit_text)"),
     "manufacturer_specific": ("", "raw", "manufacturer-specific VIF (value kept as raw hex)"),
     "unknown": ("", "number", "reserved/unknown VIF (value unscaled, raw hex kept)"),
+    "undecoded": ("", "hex", "bytes the record grammar could not place, with their `reason` (§1.2)"),
     # --- first extension table (FB)
     "reactive_energy": ("kvarh", "float", "reactive energy"),
     "apparent_energy": ("kVAh", "float", "apparent energy"),
