@@ -181,3 +181,15 @@ def test_a_username_created_concurrently_is_a_409_not_a_500(hub, db):
     one.join(30)
     two.join(30)
     assert outcome["second"] == (409, "username_unavailable")
+
+
+def test_a_key_in_the_meter_import_is_not_echoed(client, operator_csv):
+    """The meter CSV names a bad cell, but a long one (a key in the wrong file or column) only by
+    its length."""
+    key = "00112233445566778899AABBCCDDEEFF"
+    for row in (f"KAM,{key},heat", f"{key},12345678,heat"):
+        r = client.post("/api/v1/meters/import", content=f"manufacturer,id,device_type\n{row}\n".encode(),
+                        headers=operator_csv)
+        assert r.status_code == 422, r.text
+        message = r.json()["error"]["message"]
+        assert not _leaks(message, [key]) and "line 2" in message and "32 characters" in message, message

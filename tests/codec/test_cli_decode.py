@@ -178,3 +178,15 @@ def test_benchmark_smoke(capsys):
     out = capsys.readouterr().out
     for label in ("plain", "mode5", "mode7", "ell", "compact", "mixed", "naive", "peak RSS"):
         assert label in out
+
+
+@pytest.mark.parametrize("bad", ["000102030405060708090A0B0C0D0E0", "000102030405060708090A0B0C0D0EZZ",
+                                 "000102030405060708090A0B0C0D0E0F00"])
+def test_a_bad_key_is_refused_without_showing_it(tmp_path, bad):
+    """A mistyped key is still most of a key: no message repeats it (--key and --keys alike)."""
+    keys = tmp_path / "keys.csv"
+    keys.write_text(f"id,key\n12345678,{bad}\n")
+    for args in (["--key", bad], ["--keys", str(keys)]):
+        result = CliRunner().invoke(_app(), ["decode", *args, "00"])
+        assert result.exit_code == 2, result.output
+        assert "0102030405" not in result.output.replace(" ", ""), result.output

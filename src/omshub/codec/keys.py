@@ -16,10 +16,10 @@ def _parse_key(text: str) -> bytes:
     cleaned = text.strip().replace(" ", "")
     try:
         key = bytes.fromhex(cleaned)
-    except ValueError:
-        raise ValueError(f"key {text!r} is not hex") from None
+    except ValueError:  # (the key itself is never part of a message, not even a mistyped one)
+        raise ValueError(f"the key ({len(cleaned)} characters) is not hex: 32 hex digits expected") from None
     if len(key) not in (16, 8):
-        raise ValueError(f"key {text!r} has {len(key)} bytes; AES keys have 16 (DES keys 8)")
+        raise ValueError(f"the key has {len(key)} bytes; AES keys have 16 (DES keys 8)")
     return key
 
 

@@ -252,7 +252,8 @@ def _load_keys(key: Optional[str], keys_file: Optional[Path]):
         except ValueError:
             default = None
         if default is None or len(default) not in (8, 16):
-            typer.echo(f"omshub decode: --key must be 32 hex digits (an AES-128 key), got {key!r}", err=True)
+            typer.echo(f"omshub decode: --key must be 32 hex digits (an AES-128 key), got {len(cleaned)} characters"
+                       + ("" if default is not None else " that are not all hex digits"), err=True)
             raise typer.Exit(2)
     if keys_file is None:
         return KeyRing(default)

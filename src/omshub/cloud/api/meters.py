@@ -50,17 +50,24 @@ def _aware(dt: datetime) -> datetime:
 
 # --- validation shared with metering_points / the import ---
 
+def _shown(value) -> str:
+    """A cell as an error message shows it: short ones as they are, longer ones (a key pasted into
+    the wrong column, say) only by their length, so no error ever repeats key material."""
+    text = str(value if value is not None else "")
+    return repr(text) if len(text) <= 12 else f"a value of {len(text)} characters"
+
+
 def check_manufacturer(value: str, where: str = "manufacturer") -> str:
     v = (value or "").strip().upper()
     if not MANUFACTURER_RE.match(v):
-        raise ValueError(f"{where}: {value!r} is not a 3-letter manufacturer code (e.g. KAM)")
+        raise ValueError(f"{where}: {_shown(value)} is not a 3-letter manufacturer code (e.g. KAM)")
     return v
 
 
 def check_meter_id(value: str, where: str = "id") -> str:
     v = (value or "").strip().upper()
     if not METER_ID_RE.match(v):
-        raise ValueError(f"{where}: {value!r} is not an 8-digit meter id")
+        raise ValueError(f"{where}: {_shown(value)} is not an 8-digit meter id")
     return v
 
 
