@@ -17,3 +17,4 @@ if _shift:
 
     _traveller = time_machine.travel(time.time() + float(_shift), tick=True)
     _traveller.start()
+    time.time()  # time-machine's clock ticks from the first reading: make that now, not later
