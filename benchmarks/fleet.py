@@ -44,9 +44,9 @@ def generate_batches(fleet, serials: list[str], start: float, window_s: float) -
     """The uplinks (serial, CBOR body, telegrams) of ``serials`` for one listen window: what each
     agent would have spooled (own meters whitelisted, newest telegram per meter and kind)."""
     from omshub.gateway.collector import telegram_kind
-    from omshub.gateway.config import Filters, MeterRef
     from omshub.gateway.filters import TelegramFilter
-    from omshub.gateway.uplink import MAX_TELEGRAMS, build_envelope
+    from omshub.protocol.config import Filters, MeterRef
+    from omshub.protocol.envelope import MAX_TELEGRAMS, build_envelope
     from omshub.sim.radio import iter_transmissions
 
     filters = {serial: TelegramFilter(Filters(mode="whitelist", meters=[

@@ -33,7 +33,7 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
-from omshub.gateway.sources import ReceivedFrame
+from omshub.gateway.frames import ReceivedFrame
 
 T_DAY0 = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc).timestamp()
 WINDOW_START = T_DAY0 + 2 * 3600      # the default collection window: 02:00, 900 s
@@ -204,7 +204,7 @@ class WireResult:
 
 async def one_uplink(name: str, transport, proxy, serial: str, credential: str, batch: list[ReceivedFrame],
                      note: str = "") -> WireResult:
-    from omshub.gateway.uplink import build_envelope, parse_response
+    from omshub.protocol.envelope import build_envelope, parse_response
 
     await proxy.start()
     try:
@@ -226,10 +226,11 @@ async def one_uplink(name: str, transport, proxy, serial: str, credential: str, 
 
 async def measure_wire(batch: list[ReceivedFrame], ports: dict, creds: dict[str, str], certfile: Path,
                        broker: str | None) -> list[WireResult]:
-    from omshub.gateway.linkemu import TcpProxy, UdpProxy
+    from omshub.sim.linkemu import TcpProxy, UdpProxy
     from omshub.gateway.transport_coap import CoapTransport
     from omshub.gateway.transport_http import HttpsTransport
-    from omshub.gateway.transport_mqtt import MqttTransport, parse_broker_url
+    from omshub.gateway.transport_mqtt import MqttTransport
+    from omshub.protocol.topics import parse_broker_url
 
     results = []
     proxy = TcpProxy(("127.0.0.1", ports["http"]))
@@ -298,6 +299,7 @@ async def run_agent(state_dir: Path, serial: str, credential: str, coap_port: in
     from omshub.gateway.clock import SimClock
     from omshub.gateway.settings import settings_from_dict
     from omshub.gateway.transport_coap import CoapTransport
+    from omshub.sim.battery import battery_from_settings
 
     clock = SimClock(T_DAY0, 0)  # jump time: the agent never waits for real
     settings = settings_from_dict({
@@ -311,7 +313,7 @@ async def run_agent(state_dir: Path, serial: str, credential: str, coap_port: in
     radio = FleetRadio(clock, frames)
     agent = Agent(settings, clock=clock, source=radio,
                   transport=CoapTransport(f"coap://127.0.0.1:{coap_port}/u", timeout_s=60),
-                  rng=random.Random(1))
+                  rng=random.Random(1), battery=battery_from_settings(settings.battery))
     try:
         await agent.run(until=T_DAY0 + days * 86_400)
     finally:
@@ -378,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--agent-telegrams must be 0..100000")
 
     from omshub.cloud.auth import new_secret
-    from omshub.gateway.transport_mqtt import parse_broker_url
+    from omshub.protocol.topics import parse_broker_url
 
     broker = args.broker or None
     if broker:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
+from omshub.sim.battery import battery_from_settings
 
 from .helpers import FakeHeadend, FakeTransport, ScheduledSource, frame
 
@@ -34,8 +35,9 @@ def make_agent(tmp_path, meters=10, headend=None, clock=None, synchronous="norma
     frames = [frame(f"{i:08d}", access=i) for i in range(meters)]
     source = ScheduledSource(clock, frames, interval=60, step=60 / meters)
     transport = FakeTransport(headend)
-    agent = Agent(settings(tmp_path, synchronous, **config), clock=clock, source=source, transport=transport,
-                  rng=random.Random(1))
+    s = settings(tmp_path, synchronous, **config)
+    agent = Agent(s, clock=clock, source=source, transport=transport, rng=random.Random(1),
+                  battery=battery_from_settings(s.battery))
     return agent, clock, headend, source, transport
 
 

@@ -11,7 +11,7 @@ import copy
 import pytest
 from hypothesis import given, strategies as st
 
-from omshub.gateway.config import (ConfigError, GatewayConfig, diff_patch, merge_patch, patch_depth,
+from omshub.protocol.config import (ConfigError, GatewayConfig, diff_patch, merge_patch, patch_depth,
                                    validate_config)
 
 KEYS = st.text(alphabet="abcxyz_", min_size=1, max_size=3)  # few names: patches hit the target's keys

@@ -7,7 +7,7 @@ import pytest
 
 from omshub.gateway.clock import Clock
 from omshub.gateway.dongles import amber_rssi_dbm, im871a_rssi_dbm, open_dongle
-from omshub.gateway.sources import SourceError
+from omshub.gateway.frames import SourceError
 
 from .helpers import frame
 from .stick_emulator import StickEmulator

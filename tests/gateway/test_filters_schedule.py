@@ -3,7 +3,7 @@
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from omshub.gateway.config import Filters, GatewayConfig, spread_offset
+from omshub.protocol.config import Filters, GatewayConfig, spread_offset
 from omshub.gateway.filters import TelegramFilter, read_header
 from omshub.gateway.schedule import Schedule, next_fire, prev_fire
 

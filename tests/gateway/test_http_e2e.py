@@ -13,7 +13,7 @@ import pytest
 from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.transport_http import HttpsTransport
-from omshub.gateway.uplink import TransportError, UplinkRejected, build_envelope
+from omshub.protocol.envelope import TransportError, UplinkRejected, build_envelope
 from omshub.gateway.settings import settings_from_dict
 
 from .fake_headend_http import HttpHeadend

@@ -8,8 +8,9 @@ import time
 import pytest
 
 from omshub.gateway.clock import Clock, SimClock
-from omshub.gateway.linkemu import EmulatedLink, TcpProxy, UdpProxy
-from omshub.gateway.uplink import PayloadTooLarge, TransportError, UplinkTransport
+from omshub.sim.linkemu import EmulatedLink, TcpProxy, UdpProxy
+from omshub.gateway.uplink import UplinkTransport
+from omshub.protocol.envelope import PayloadTooLarge, TransportError
 
 T0 = 1_750_000_000.0
 DAY = 86_400.0

@@ -8,6 +8,7 @@ from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
 from omshub.sim import fleet as sim
+from omshub.sim import radio as _sim_radio  # noqa: F401 - registers the "sim:" source
 
 from .helpers import FakeHeadend, FakeTransport
 

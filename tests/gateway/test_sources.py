@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from omshub.gateway.clock import SimClock
-from omshub.gateway.sources import (RtlLineRejected, SourceError, open_source, parse_hex_line,
-                                    parse_rtlwmbus_line)
+from omshub.gateway.frames import SourceError
+from omshub.gateway.sources import RtlLineRejected, open_source, parse_hex_line, parse_rtlwmbus_line
+from omshub.sim import radio as _sim_radio  # noqa: F401 - registers the "sim:" source
 
 F1 = "2E44931578563412330333637A2A0020255923C95AAA26D1B2E7493B2A8B013EC4A6F6D3529B520EDFF0EA6DEFC955B29D6D69EBF3EC8A"
 
@@ -116,7 +117,7 @@ def test_a_listen_window_drops_stale_frames_and_ends_with_its_reader():
     generator is closed, the reader is told at once that nobody listens."""
     from contextlib import aclosing
 
-    from omshub.gateway.sources import listen
+    from omshub.gateway.frames import listen
 
     class Source:
         _listening = False

@@ -12,11 +12,12 @@ import orjson
 import pytest
 
 from omshub.cloud.coap_server import CoapServer
-from omshub.gateway.linkemu import UdpProxy
-from omshub.gateway.sources import ReceivedFrame
+from omshub.sim.linkemu import UdpProxy
+from omshub.gateway.frames import ReceivedFrame
 from omshub.gateway.transport_coap import CoapTransport
-from omshub.gateway.uplink import (PayloadTooLarge, TransportError, UplinkRejected, UplinkTransport,
-                                   build_envelope, decode_envelope, parse_response)
+from omshub.gateway.uplink import UplinkTransport
+from omshub.protocol.envelope import (PayloadTooLarge, TransportError, UplinkRejected, build_envelope, decode_envelope,
+                                      parse_response)
 
 CRED = "gw-secret-credential"
 

@@ -15,10 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from omshub.cloud.mqtt_bridge import MqttBridge
-from omshub.gateway.linkemu import TcpProxy
-from omshub.gateway.transport_mqtt import BrokerAddress, MqttTransport, _envelope_seq, parse_broker_url
-from omshub.gateway.uplink import (PayloadTooLarge, TransportError, UplinkRejected, UplinkTransport, build_envelope,
-                                   decode_envelope, parse_response)
+from omshub.sim.linkemu import TcpProxy
+from omshub.gateway.transport_mqtt import MqttTransport, _envelope_seq
+from omshub.protocol.topics import BrokerAddress, parse_broker_url
+from omshub.gateway.uplink import UplinkTransport
+from omshub.protocol.envelope import (PayloadTooLarge, TransportError, UplinkRejected, build_envelope, decode_envelope,
+                                      parse_response)
 
 from .test_transport_coap import CRED, Recorder, frames
 

@@ -4,8 +4,8 @@ import cbor2
 import orjson
 import pytest
 
-from omshub.gateway.sources import ReceivedFrame
-from omshub.gateway.uplink import ProtocolError, build_envelope, decode_envelope, parse_response
+from omshub.gateway.frames import ReceivedFrame
+from omshub.protocol.envelope import ProtocolError, build_envelope, decode_envelope, parse_response
 
 from .helpers import frame
 

@@ -10,7 +10,7 @@ import pytest
 from omshub.codec import DecodeError, decode
 from omshub.codec.encode import add_format_a
 from omshub.gateway.clock import SimClock
-from omshub.gateway.sources import ReceivedFrame, RadioSource, SourceError
+from omshub.gateway.frames import RadioSource, ReceivedFrame, SourceError
 from omshub.sim.fleet import parse_fleet
 from omshub.sim.radio import SimRadio, iter_events, iter_transmissions, link_table, source_from_spec
 

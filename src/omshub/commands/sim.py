@@ -1,4 +1,9 @@
-"""``omshub simulate …``: generate a fleet file, export its keys and meters, run its radio."""
+"""``omshub simulate …``: generate a fleet file, export its keys and meters, run its radio.
+
+The simulator's modules are imported inside the commands that use them ("lazy" below): every
+`omshub` command line registers this module, and the simulator with the codec it brings costs
+~0.6 s to import (python -X importtime); rich's progress bar likewise only when it is drawn.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from enum import Enum
 from pathlib import Path
 from typing import NoReturn, Optional
 
+import orjson
 import typer
 
-from . import fail
+from omshub.commands import fail
 
 sim_app = typer.Typer(help="Simulated OMS meter fleets: fleet files, keys, meter lists and telegrams.",
                       no_args_is_help=True)
@@ -28,7 +34,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _load(path: Path):
-    from omshub.sim.fleet import FleetError, load_fleet
+    from omshub.sim.fleet import FleetError, load_fleet  # lazy
     try:
         return load_fleet(path)
     except FleetError as exc:
@@ -59,7 +65,7 @@ def init_fleet(gateways: int = typer.Option(20, "--gateways", min=1, max=100_000
                output: str = typer.Option("fleet.toml", "-o", "--output", help="fleet file to write ('-' = stdout)"),
                force: bool = typer.Option(False, "--force", help="overwrite an existing file")) -> None:
     """Generate a fleet file with a realistic mix of heat, water and heat cost allocator meters."""
-    from omshub.sim.fleet import FleetError, parse_fleet
+    from omshub.sim.fleet import FleetError, parse_fleet  # lazy
     from omshub.sim.generate import generate_fleet_toml
     try:
         text = generate_fleet_toml(gateways, meters, seed=seed, name=name, neighbours=neighbours)
@@ -105,7 +111,6 @@ def _line(fmt: OutputFormat, serial: str, frame, multi: bool) -> str:
         stamp = ts.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts.microsecond // 1000:03d}"
         magnitude = max(0, min(255, 2 * (frame.rssi + 150)))   # rtl_wmbus RSSI is unitless
         return f"{frame.link_mode};1;1;{stamp};{magnitude};{magnitude};{ident};0x{frame.raw.hex()}\n"
-    import orjson
     rec = {"rx": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"), "mode": frame.link_mode,
            "rssi": frame.rssi, "hex": frame.raw.hex().upper()}
     if multi:
@@ -126,7 +131,7 @@ def run(fleet: Path = typer.Argument(..., help="fleet file"),
         force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress on stderr")) -> None:
     """Write the telegrams the gateways hear, in receive order."""
-    from omshub.sim.fleet import FleetError
+    from omshub.sim.fleet import FleetError  # lazy
     from omshub.sim.radio import iter_transmissions
 
     f = _load(fleet)
@@ -157,7 +162,7 @@ def run(fleet: Path = typer.Argument(..., help="fleet file"),
     try:
         stream = iter_transmissions(f, t0, t1, gateways=serials)
         if progress and sys.stderr.isatty():
-            from rich.console import Console
+            from rich.console import Console  # lazy
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
             with Progress(TextColumn("[bold]simulating[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                           TextColumn("{task.fields[count]} telegrams"), TimeRemainingColumn(),

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .clock import Clock
-from .filters import Header, TelegramFilter
-from .schedule import Window
-from .sources import RadioSource
-from .spool import Spool
+from omshub.gateway.clock import Clock
+from omshub.gateway.filters import Header, TelegramFilter
+from omshub.gateway.schedule import Window
+from omshub.gateway.frames import RadioSource
+from omshub.gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
-from .sources import MAX_QUEUE, ReceivedFrame, SourceError, listen
+from omshub.gateway.clock import Clock
+from omshub.gateway.frames import MAX_QUEUE, ReceivedFrame, SourceError, listen
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from .config import ConfigError, GatewayConfig, validate_config
+from omshub.protocol.config import ConfigError, GatewayConfig, validate_config
+from omshub.protocol.topics import SERIAL_PATTERN
 
 
 class _Strict(BaseModel):
@@ -53,7 +54,7 @@ class ClockSettings(_Strict):
 
 
 class GatewaySettings(_Strict):
-    serial: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    serial: str = Field(pattern=SERIAL_PATTERN)
     credential: SecretStr | None = None
     credential_file: str | None = None
     server: str

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from omshub.gateway.uplink import PayloadTooLarge, TransportError, UplinkRejected
+from omshub.protocol.envelope import PayloadTooLarge, TransportError, UplinkError, UplinkRejected
+from omshub.protocol.topics import COAP_UPLINK_PATH
 
 _CONTENT_FORMATS = {"application/cbor": 60, "application/json": 50}
 MAX_RESPONSE = 1024 * 1024
@@ -45,7 +46,7 @@ class CoapTransport:
             raise ValueError(f"CoAP head-end URL {url!r} must not have a query or fragment")
         if timeout_s <= 0:
             raise ValueError(f"CoAP timeout must be positive, got {timeout_s}")
-        path = parts.path if parts.path not in ("", "/") else "/u"
+        path = parts.path if parts.path not in ("", "/") else COAP_UPLINK_PATH
         self.url = f"coap://{parts.netloc}{path}"
         self.timeout_s = timeout_s
         self._context: aiocoap.Context | None = None
@@ -101,8 +102,7 @@ class CoapTransport:
                 pass
 
 
-
-def _refusal(url: str, response: aiocoap.Message) -> TransportError:
+def _refusal(url: str, response: aiocoap.Message) -> UplinkError:
     code = response.code
     diagnostic = response.payload[:512].decode("utf-8", "replace")
     text = f"CoAP {url}: head-end answered {code.dotted} {code.name_printable}: {diagnostic}"
@@ -110,4 +110,4 @@ def _refusal(url: str, response: aiocoap.Message) -> TransportError:
         return PayloadTooLarge(text)
     if code.is_successful() or code.class_ != 4:
         return TransportError(text)  # 5.xx, or an unexpected success code: try again later
-    return UplinkRejected(text, code.class_ * 100 + (int(code) & 0x1F))
+    return UplinkRejected(code.class_ * 100 + (int(code) & 0x1F), "rejected", text)

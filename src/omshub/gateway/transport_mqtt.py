@@ -13,58 +13,17 @@ arrives, so a head-end crash between PUBACK and commit costs a retry, never tele
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import aiomqtt
 import cbor2
 import orjson
 
-from omshub.gateway.uplink import PayloadTooLarge, TransportError, UplinkRejected
+from omshub.protocol.envelope import PayloadTooLarge, TransportError, UplinkError, UplinkRejected
+from omshub.protocol.topics import DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, down_topic, parse_broker_url, up_topic
 
-DEFAULT_PREFIX = "omshub"
-SERIAL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_RESPONSE = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user:pass@]host[:1883]``, ``mqtts://...[:8883]`` or plain ``host:port``."""
-    text = url.strip()
-    if "://" not in text:
-        text = "mqtt://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"MQTT broker URL {url!r} is malformed: {exc}") from None
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"MQTT broker URL {url!r} must look like mqtt://host:1883 or mqtts://host:8883")
-    if parts.path not in ("", "/") or parts.query:
-        raise ValueError(f"MQTT broker URL {url!r} must not have a path or query")
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(
-        host=parts.hostname, port=port or (8883 if tls else 1883), tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None)
-
-
-def up_topic(serial: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}/up/{serial}"
-
-
-def down_topic(serial: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}/down/{serial}"
 
 
 def make_client(address: BrokerAddress, *, identifier: str, username: str | None = None,
@@ -92,7 +51,7 @@ def _envelope_seq(body: bytes, content_type: str) -> int:
     return seq
 
 
-def _decode_answer(payload: bytes):
+def _decode_answer(payload: bytes) -> Any:
     if payload[:1] == b"{":  # a CBOR map never starts with '{' (0x7B is a text string)
         return orjson.loads(payload)
     return cbor2.loads(payload)
@@ -196,11 +155,12 @@ class MqttTransport:
         await self._drop()
 
 
-def _refusal(seq: int, error: dict) -> TransportError:
+def _refusal(seq: int, error: dict[str, Any]) -> UplinkError:
     status = error.get("status")
     text = f"MQTT: head-end refused seq {seq}: {status} {error.get('code')}: {error.get('message')}"
     if status == 413:
         return PayloadTooLarge(text)
     if isinstance(status, int) and 400 <= status < 500:
-        return UplinkRejected(text, status)
+        code = error.get("code")
+        return UplinkRejected(status, code if isinstance(code, str) else "rejected", text)
     return TransportError(text)  # 5xx: the head-end failed, try again later

@@ -20,7 +20,7 @@ from itertools import accumulate
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from .weather import Weather
+from omshub.sim.weather import Weather
 
 HEAT_CAPACITY_KWH_M3K = 1.163  # water, kWh per m³ per kelvin
 

@@ -57,12 +57,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from omshub.gateway.config import check_timezone
+from omshub.protocol.config import check_timezone
+from omshub.protocol.topics import SERIAL_PATTERN
 
-from .consumption import HEAT_CAPACITY_KWH_M3K, Climate
-from .meters import DEVICE_TYPE_NAMES, VirtualMeter
-from .noise import gaussian, text_id, uniform
-from .weather import Weather, WeatherParams
+from omshub.sim.consumption import HEAT_CAPACITY_KWH_M3K, Climate
+from omshub.sim.meters import DEVICE_TYPE_NAMES, VirtualMeter
+from omshub.sim.noise import gaussian, text_id, uniform
+from omshub.sim.weather import Weather, WeatherParams
 
 MAX_METERS_PER_GATEWAY = 250
 MAX_FLEET_METERS = 1_000_000
@@ -188,7 +189,7 @@ class MeterGroup(_Strict):
 
 
 class GatewaySection(_Strict):
-    serial: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    serial: str = Field(pattern=SERIAL_PATTERN)
     position: tuple[float, float] = (0.0, 0.0)
     neighbours: int = Field(0, ge=0, le=1000)
     meters: list[MeterGroup] = Field(default_factory=list, max_length=64)

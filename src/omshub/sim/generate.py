@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .fleet import MAX_METERS_PER_GATEWAY
+from omshub.sim.fleet import MAX_METERS_PER_GATEWAY
 
 # (share, group settings) of a building's meters; heat first, as the issue asks.
 _MIX = (

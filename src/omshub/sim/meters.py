@@ -22,8 +22,8 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from .consumption import HEAT, HEAT_VOLUME, HOT_WATER, HOT_WATER_VOLUME, WATER, DemandProfile
-from .noise import hash_ints, uniform, uniform_at
+from omshub.sim.consumption import HEAT, HEAT_VOLUME, HOT_WATER, HOT_WATER_VOLUME, WATER, DemandProfile
+from omshub.sim.noise import hash_ints, uniform, uniform_at
 
 KINDS = ("heat", "water", "hca")
 DEVICE_TYPE_CODES = {"heat": 0x04, "water": 0x07, "hca": 0x08}
@@ -266,7 +266,7 @@ def encode_transmission(meter: VirtualMeter, index: int, t: float | None = None)
     """
     from omshub.codec import encode_telegram  # the codec is only needed once frames are made
 
-    from .template import apl_bytes
+    from omshub.sim.template import apl_bytes
 
     if t is None:
         t = meter.transmission_time(index)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from .noise import gaussian
+from omshub.sim.noise import gaussian
 
 _HOUR = 3600
 _YEAR_DAYS = 365.2425

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 
 from omshub.gateway.clock import Clock
-from omshub.gateway.uplink import PayloadTooLarge, TransportError
+from omshub.protocol.envelope import PayloadTooLarge, TransportError
 
 
 @dataclass
