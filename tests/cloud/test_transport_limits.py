@@ -12,8 +12,8 @@ import aiomqtt
 import pytest
 from aiocoap.numbers.codes import Code
 
-from omshub.cloud.coap_server import Block1Assembly, CoapServer
-from omshub.cloud.mqtt_bridge import MqttBridge
+from omshub.cloud.ingest.coap import Block1Assembly, CoapServer
+from omshub.cloud.ingest.mqtt import MqttBridge
 from omshub.gateway.transport_mqtt import parse_broker_url
 from omshub.gateway.uplink import PayloadTooLarge, build_envelope, parse_response
 

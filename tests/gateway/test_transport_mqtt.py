@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.cloud.mqtt_bridge import MqttBridge
+from omshub.cloud.ingest.mqtt import MqttBridge
 from omshub.gateway.linkemu import TcpProxy
 from omshub.gateway.transport_mqtt import BrokerAddress, MqttTransport, _envelope_seq, parse_broker_url
 from omshub.gateway.uplink import (PayloadTooLarge, TransportError, UplinkRejected, UplinkTransport, build_envelope,
@@ -271,14 +271,14 @@ def test_any_body_yields_a_seq_or_a_clear_error(body):
 
 @given(st.binary(max_size=600))
 def test_bridge_seq_peek_never_raises(body):
-    from omshub.cloud.mqtt_bridge import _peek_seq
+    from omshub.cloud.ingest.mqtt import _peek_seq
 
     seq = _peek_seq(body)
     assert seq is None or isinstance(seq, int)
 
 
 def test_bridge_seq_peek_reads_only_the_head():
-    from omshub.cloud.mqtt_bridge import _peek_seq
+    from omshub.cloud.ingest.mqtt import _peek_seq
 
     body = build_envelope(serial="GW-1", seq=123456, cfg=0, telegrams=frames(300), cred=CRED)
     assert _peek_seq(body) == 123456

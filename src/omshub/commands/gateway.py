@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 
-from . import fail
+from omshub.commands import fail
 
 gateway_app = typer.Typer(help="The gateway agent: collect wM-Bus telegrams, spool them, upload them.",
                           no_args_is_help=True, add_completion=False)

@@ -11,7 +11,7 @@ from typing import NoReturn, Optional
 
 import typer
 
-from . import fail
+from omshub.commands import fail
 
 sim_app = typer.Typer(help="Simulated OMS meter fleets: fleet files, keys, meter lists and telegrams.",
                       no_args_is_help=True)
