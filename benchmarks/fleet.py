@@ -101,8 +101,8 @@ def generate_all(fleet, start: float, window_s: float, jobs: int):
 def _top_errors(database: str, n: int = 3) -> list[tuple[str, int]]:
     from sqlalchemy import func, select
 
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import Telegram
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import Telegram
     db = Database(database)
     try:
         with db.session() as s:

@@ -73,10 +73,10 @@ def setup_database(url: str, gateways: int, meters: int, key: bytes) -> dict[str
     from sqlalchemy import insert
 
     from omshub.cloud.api.gateways import register_gateway
-    from omshub.cloud.auth import create_tenant
-    from omshub.cloud.db import Database
-    from omshub.cloud.keystore import KeyEntry, KeyStore
-    from omshub.cloud.models import Meter
+    from omshub.cloud.services.accounts import create_tenant
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.keystore import KeyEntry, KeyStore
+    from omshub.cloud.store.models import Meter
     db = Database(url)
     db.migrate()
     store = KeyStore(bytes.fromhex(MASTER_KEY))
@@ -109,8 +109,8 @@ def raw_insert_rates(url: str, days: list[tuple[list[tuple[str, bytes]], list[li
     live run's days are)."""
     from sqlalchemy import insert
 
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import Gateway, Telegram, Tenant, Uplink
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import Gateway, Telegram, Tenant, Uplink
     db = Database(url)
     db.migrate()
     now = datetime.now(timezone.utc)
@@ -229,8 +229,8 @@ def warm_up(base: str, url: str, credential: str, key: bytes, timeout: float = 1
 def wait_decoded(url: str, total: int, timeout: float = 600) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import Telegram
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import Telegram
     db = Database(url)
     deadline = time.monotonic() + timeout
     try:

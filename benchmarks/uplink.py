@@ -88,9 +88,9 @@ def gateway_status(spool: int, heard: int) -> dict:
 # --- the head-end (child process) ----------------------------------------------------------------
 
 def make_database(directory: Path, gateways: dict[str, str]) -> str:
-    from omshub.cloud.auth import hash_secret
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import Gateway, Tenant
+    from omshub.cloud.services.accounts import hash_secret
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import Gateway, Tenant
 
     url = f"sqlite:///{directory / 'headend.sqlite3'}"
     db = Database(url)
@@ -143,9 +143,9 @@ def serve_headend(db_url: str, ports: dict, certfile: str, keyfile: str, broker:
         from fastapi import FastAPI
 
         from omshub.cloud.api.uplink import router
-        from omshub.cloud.coap_server import CoapServer
-        from omshub.cloud.db import Database
-        from omshub.cloud.mqtt_bridge import MqttBridge
+        from omshub.cloud.ingest.coap import CoapServer
+        from omshub.cloud.store.database import Database
+        from omshub.cloud.ingest.mqtt import MqttBridge
 
         db = Database(db_url)
         app = FastAPI()
@@ -326,8 +326,8 @@ async def run_agent(state_dir: Path, serial: str, credential: str, coap_port: in
 def stored_for(db_url: str, serial: str) -> int:
     from sqlalchemy import func, select
 
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import Gateway, Telegram
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import Gateway, Telegram
 
     db = Database(db_url)
     try:
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.agent_telegrams <= 100_000:
         parser.error("--agent-telegrams must be 0..100000")
 
-    from omshub.cloud.auth import new_secret
+    from omshub.cloud.services.accounts import new_secret
     from omshub.protocol.topics import parse_broker_url
 
     broker = args.broker or None

@@ -78,8 +78,8 @@ class Tenant:
 def bootstrap_tenant(database_url: str, slug: str, *, username: str | None = None,
                      password: str | None = None) -> Tenant:
     """Create tenant ``slug`` with an admin API token (and an admin user when ``username`` is given)."""
-    from omshub.cloud.auth import create_api_token, create_tenant, create_user
-    from omshub.cloud.db import Database
+    from omshub.cloud.services.accounts import create_api_token, create_tenant, create_user
+    from omshub.cloud.store.database import Database
     db = Database(database_url)
     try:
         db.migrate()
@@ -315,8 +315,8 @@ def telegram_states(database_url: str, tenant_id: int | None = None, _cache: dic
     """Telegrams per decode state, read straight from the head-end's database."""
     from sqlalchemy import func, select
 
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import Telegram
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import Telegram
     db = _cache.get(database_url)
     if db is None:
         db = _cache[database_url] = Database(database_url)

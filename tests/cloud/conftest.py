@@ -87,7 +87,7 @@ def settings(database_url, data_dir):
 @pytest.fixture(scope="module")
 def db(database_url):
     """The migrated Database of this module."""
-    from omshub.cloud.db import Database
+    from omshub.cloud.store.database import Database
     database = Database(database_url)
     database.migrate()
     yield database
@@ -105,7 +105,7 @@ def s(db):
 
 @pytest.fixture(scope="module")
 def keystore():
-    from omshub.cloud.keystore import KeyStore
+    from omshub.cloud.store.keystore import KeyStore
     return KeyStore(bytes.fromhex(MASTER_KEY_HEX))
 
 
@@ -175,13 +175,13 @@ class Hub:
         self.db, self.keystore, self.client = db, keystore, client
 
     def tenant(self, slug: str | None = None) -> TenantInfo:
-        from omshub.cloud.auth import create_tenant
+        from omshub.cloud.services.accounts import create_tenant
         with self.db.transaction() as s:
             t = create_tenant(s, slug or _unique("t"), "Test tenant")
             return TenantInfo(t.id, t.slug)
 
     def token(self, tenant: TenantInfo, role: str = "admin") -> str:
-        from omshub.cloud.auth import create_api_token
+        from omshub.cloud.services.accounts import create_api_token
         with self.db.transaction() as s:
             return create_api_token(s, tenant.id, _unique("tok"), role)[1]
 
@@ -189,7 +189,7 @@ class Hub:
         return {"Authorization": f"Bearer {self.token(tenant, role)}"}
 
     def user(self, tenant: TenantInfo, role: str = "admin", password: str = "correct horse") -> str:
-        from omshub.cloud.auth import create_user
+        from omshub.cloud.services.accounts import create_user
         with self.db.transaction() as s:
             return create_user(s, tenant.id, _unique("u"), password, role).username
 
@@ -200,9 +200,9 @@ class Hub:
             return GatewayInfo(g.id, g.serial, cred, tenant.id)
 
     def meter(self, tenant: TenantInfo, meter_id: str, manufacturer: str = "KAM", device_type: str = "heat") -> int:
-        from omshub.cloud.auth import utcnow
-        from omshub.cloud.models import Meter
-        from omshub.cloud.pipeline import requeue_waiting
+        from omshub.cloud.services.accounts import utcnow
+        from omshub.cloud.store.models import Meter
+        from omshub.cloud.decode.pipeline import requeue_waiting
         with self.db.transaction() as s:
             m = Meter(tenant_id=tenant.id, manufacturer=manufacturer, meter_id=meter_id, device_type=device_type,
                       created_at=utcnow(), key_status="missing")
@@ -212,7 +212,7 @@ class Hub:
             return m.id
 
     def keys(self, tenant: TenantInfo, keys: dict[str, bytes], manufacturer: str | None = None) -> dict:
-        from omshub.cloud.keystore import KeyEntry
+        from omshub.cloud.store.keystore import KeyEntry
         with self.db.transaction() as s:
             return self.keystore.import_keys(s, tenant.id, [KeyEntry(mid, manufacturer, k) for mid, k in keys.items()],
                                              actor="test", source="test")
@@ -232,7 +232,7 @@ class Hub:
     def telegrams(self, gw: GatewayInfo) -> list:
         from sqlalchemy import select
 
-        from omshub.cloud.models import Telegram
+        from omshub.cloud.store.models import Telegram
         with self.db.session() as s:
             return list(s.execute(select(Telegram.id, Telegram.state, Telegram.error, Telegram.meter_id,
                                          Telegram.manufacturer, Telegram.meter_pk)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.orm import Session
 
-from omshub.cloud.models import (Gateway, Installation, Meter, MeteringPoint, Reading, Telegram,
+from omshub.cloud.store.models import (Gateway, Installation, Meter, MeteringPoint, Reading, Telegram,
                                  Tenant, Uplink)
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

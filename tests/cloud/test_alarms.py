@@ -1,11 +1,11 @@
-"""Alarm rules: raise, no duplicates, clear when the cause goes away (omshub.cloud.alarms)."""
+"""Alarm rules: raise, no duplicates, clear when the cause goes away (omshub.cloud.services.alarms)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from omshub.cloud import alarms
-from omshub.cloud.models import Alarm
+from omshub.cloud.services import alarms
+from omshub.cloud.store.models import Alarm
 
 from .domain_fixtures import T0, days, gateway, meter, reading, tenant
 

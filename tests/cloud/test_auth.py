@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 
-from omshub.cloud.auth import hash_secret
-from omshub.cloud.models import ApiToken, AuditEntry, Gateway, User
+from omshub.cloud.services.accounts import hash_secret
+from omshub.cloud.store.models import ApiToken, AuditEntry, Gateway, User
 
 
 def _login(client, username, password="correct horse"):

@@ -81,7 +81,7 @@ def test_cbor_bignum_in_an_uplink_is_refused_with_the_reason(client, gw, where, 
 
 
 def test_cbor_bignum_over_coap_is_a_4_00_with_the_reason(db, gw):
-    from omshub.cloud.coap_server import CoapServer
+    from omshub.cloud.ingest.coap import CoapServer
     from omshub.gateway.transport_coap import CoapTransport
     from omshub.protocol.envelope import UplinkRejected
 
@@ -121,7 +121,7 @@ def _broker_reachable() -> bool:
 @pytest.mark.skipif(not _broker_reachable(), reason=f"no MQTT broker: set OMSHUB_TEST_MQTT=host:port to a running "
                                                    f"Mosquitto (scripts/test does); got {BROKER!r}")
 def test_cbor_bignum_over_mqtt_is_answered_and_logged_in_one_line(db, gw, caplog):
-    from omshub.cloud.mqtt_bridge import MqttBridge
+    from omshub.cloud.ingest.mqtt import MqttBridge
 
     prefix = f"omshub-test-{uuid.uuid4().hex[:10]}"
 
@@ -143,13 +143,13 @@ def test_cbor_bignum_over_mqtt_is_answered_and_logged_in_one_line(db, gw, caplog
             await bridge.stop()
         return answers
 
-    with caplog.at_level(logging.INFO, logger="omshub.cloud.mqtt_bridge"):
+    with caplog.at_level(logging.INFO, logger="omshub.cloud.ingest.mqtt"):
         answers = asyncio.run(asyncio.wait_for(main(), 60))
     for answer in answers:
         assert answer["seq"] is None  # no seq of the uplink's own to echo
         assert answer["error"]["status"] == 422 and answer["error"]["code"] == "invalid_uplink"
         assert "beyond 64 bits" in answer["error"]["message"]
-    bridge_lines = [r for r in caplog.records if r.name == "omshub.cloud.mqtt_bridge" and r.levelno >= logging.WARNING]
+    bridge_lines = [r for r in caplog.records if r.name == "omshub.cloud.ingest.mqtt" and r.levelno >= logging.WARNING]
     assert len(bridge_lines) == 2, [r.getMessage() for r in bridge_lines]  # one line per refused uplink
     for record in bridge_lines:
         assert record.levelno == logging.WARNING and record.exc_info is None  # a line, not a traceback
@@ -307,7 +307,7 @@ def test_nul_in_a_meter_csv_is_refused_naming_the_line(client, admin):
 def test_nul_in_text_a_gateway_reports_is_stored_without_it(module_hub, client, tenant, admin, db):
     """Status and configuration error texts: stored with U+FFFD in place of NUL (the raw body keeps the
     original); the uplink and its telegrams are never refused over a gateway's diagnostic text."""
-    from omshub.cloud.models import Gateway, Operation
+    from omshub.cloud.store.models import Gateway, Operation
     gw = module_hub.gateway(tenant)
     client.put(f"{API}/gateways/{gw.id}/config", json={"upload": {"cron": "0 0 3 * * *"}},
                headers=admin).raise_for_status()
@@ -331,9 +331,9 @@ def test_an_internal_error_answers_the_error_shape_without_details(tmp_path):
     from sqlalchemy import text
 
     from omshub.cloud.app import create_app
-    from omshub.cloud.auth import create_api_token, create_tenant
-    from omshub.cloud.db import Database
-    from omshub.cloud.keystore import KeyStore
+    from omshub.cloud.services.accounts import create_api_token, create_tenant
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.keystore import KeyStore
     from omshub.cloud.settings import load_settings
 
     from .conftest import MASTER_KEY_HEX

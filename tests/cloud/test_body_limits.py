@@ -2,7 +2,7 @@
 
 Before: bodies of JSON routes and the meter import were read whole before authentication and
 without a limit (4 GiB without credentials left the server at 9.3 GB RSS). Now a request guard
-(cloud/limits.py) answers 401 before reading a body a route needs credentials for, and 413 as soon
+(cloud/api/guard.py) answers 401 before reading a body a route needs credentials for, and 413 as soon
 as a body passes its route's limit. Done means: a real `omshub serve` stays within 64 MiB of its
 idle RSS while 256 MiB are sent to any route without credentials.
 """

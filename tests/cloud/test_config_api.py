@@ -118,7 +118,7 @@ def test_bad_changes_are_clear_4xx(hub, client):
 def test_bulk_conflicts_are_shown_and_decided(hub, client, db):
     from sqlalchemy import select
 
-    from omshub.cloud.models import AuditEntry
+    from omshub.cloud.store.models import AuditEntry
     t = hub.tenant()
     alice, bob = hub.user(t, "operator"), hub.user(t, "operator")
     a_h = {"Authorization": "Bearer " + client.post(f"{API}/auth/login", json={

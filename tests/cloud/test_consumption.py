@@ -1,12 +1,12 @@
-"""Consumption of a metering point across meter swaps (omshub.cloud.consumption)."""
+"""Consumption of a metering point across meter swaps (omshub.cloud.services.consumption)."""
 
 from __future__ import annotations
 
 import pytest
 
-from omshub.cloud import alarms
-from omshub.cloud.consumption import consumption, cumulative_quantity, register_value
-from omshub.cloud.models import Alarm
+from omshub.cloud.services import alarms
+from omshub.cloud.services.consumption import consumption, cumulative_quantity, register_value
+from omshub.cloud.store.models import Alarm
 
 from .domain_fixtures import T0, days, install, meter, point, reading, tenant
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from omshub.cloud.models import Reading, Telegram
+from omshub.cloud.store.models import Reading, Telegram
 
 from .conftest import KEY, Hub, batch_envelope, encode
 

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from omshub.cloud.ingest import handle_uplink
-from omshub.cloud.models import Uplink
-from omshub.cloud.redaction import redact_credential
+from omshub.cloud.ingest.uplink import handle_uplink
+from omshub.cloud.store.models import Uplink
+from omshub.cloud.ingest.redaction import redact_credential
 
 from ..clock import EPOCH
 from .conftest import _pg_connect, _postgres_admin_url, batch_envelope, encode
@@ -136,7 +136,7 @@ def test_migration_0005_scrubs_stored_credentials(empty_database_url):
     from alembic import command
     from alembic.config import Config
 
-    from omshub.cloud.db import MIGRATIONS, Database
+    from omshub.cloud.store.database import MIGRATIONS, Database
 
     db = Database(empty_database_url)
     try:
@@ -233,8 +233,8 @@ def _mode(path: Path) -> int:
 
 
 def test_head_end_files_are_owner_only(tmp_path):
-    from omshub.cloud.db import Database
-    from omshub.cloud.keystore import load_master_key
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.keystore import load_master_key
 
     data = tmp_path / "omshub-data"
     with _umask(0o022):
@@ -253,7 +253,7 @@ def test_head_end_files_are_owner_only(tmp_path):
 
 
 def test_existing_database_readable_by_others_is_tightened(tmp_path):
-    from omshub.cloud.db import Database
+    from omshub.cloud.store.database import Database
 
     path = tmp_path / "old.db"
     with _umask(0o022):

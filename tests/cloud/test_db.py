@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
-from omshub.cloud.db import Database
-from omshub.cloud.models import Base, Tenant
+from omshub.cloud.store.database import Database
+from omshub.cloud.store.models import Base, Tenant
 from omshub.cloud.settings import SettingsError, load_settings
 
 
@@ -88,7 +88,7 @@ def test_mqtt_topic_settings():
 def _record_strategy():
     from hypothesis import strategies as st
 
-    from omshub.cloud.models import RECORD_KEYS
+    from omshub.cloud.store.models import RECORD_KEYS
     value = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
                       st.text(max_size=8), st.lists(st.integers(0, 9), max_size=9))
     keys = st.sampled_from(RECORD_KEYS + ("name", "flags"))
@@ -101,7 +101,7 @@ def test_reading_data_stored_compact_reads_back_the_same():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from omshub.cloud.models import compact_reading_data, expand_reading_data
+    from omshub.cloud.store.models import compact_reading_data, expand_reading_data
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(_record_strategy(), max_size=12), st.dictionaries(st.text(max_size=5), st.integers(-1000, 1000), max_size=3))
@@ -118,7 +118,7 @@ def test_reading_data_stored_compact_reads_back_the_same():
 def test_reading_rows_are_half_the_bytes_and_the_orm_reads_dicts(db):
     from sqlalchemy import update
 
-    from omshub.cloud.models import Reading, compact_reading_data
+    from omshub.cloud.store.models import Reading, compact_reading_data
 
     from .domain_fixtures import T0, meter, reading, tenant
     record = {"quantity": "energy", "unit": "kWh", "value": 35908.0, "storage": 0, "tariff": 0, "subunit": 0,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from omshub.cloud.keystore import KeyStoreError, parse_key_csv, parse_meter_list
+from omshub.cloud.store.keystore import KeyStoreError, parse_key_csv, parse_meter_list
 
 _HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
 # cells right and wrong: ids, keys, manufacturer codes, CSV syntax, other text

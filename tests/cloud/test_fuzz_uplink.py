@@ -13,7 +13,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from omshub.cloud.ingest import UplinkRejected, handle_uplink
+from omshub.cloud.ingest.uplink import UplinkRejected, handle_uplink
 
 from .conftest import encode
 

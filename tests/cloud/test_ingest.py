@@ -9,8 +9,8 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from omshub.cloud.ingest import MAX_BODY, UplinkRejected, handle_uplink
-from omshub.cloud.models import Gateway, Telegram, Uplink
+from omshub.cloud.ingest.uplink import MAX_BODY, UplinkRejected, handle_uplink
+from omshub.cloud.store.models import Gateway, Telegram, Uplink
 
 from ..clock import EPOCH
 from .conftest import batch_envelope, encode
@@ -128,7 +128,7 @@ def test_same_telegram_and_receive_time_is_a_duplicate(hub, db):
 def test_a_large_batch_stores_each_reception_once(hub, db):
     """Enough telegrams for the bulk path (PostgreSQL: staged through COPY): stored in order,
     repeats within the batch and of an earlier uplink counted as duplicates."""
-    from omshub.cloud.db import BulkSql
+    from omshub.cloud.store.database import BulkSql
     t = hub.tenant()
     gw = hub.gateway(t)
     frames = [encode(f"1100{i:04d}", energy=float(i)) for i in range(BulkSql.PG_STAGED_ROWS + 20)]
@@ -263,8 +263,8 @@ def test_gateway_contact_recorded_alike_with_and_without_operations(hub, db):
     version and a next contact in the future (a reported one in the past is not taken)."""
     from datetime import datetime, timezone
 
-    from omshub.cloud import operations as ops
-    from omshub.cloud.models import Operation
+    from omshub.cloud.services import operations as ops
+    from omshub.cloud.store.models import Operation
 
     from .domain_fixtures import FakePrincipal
     t = hub.tenant()

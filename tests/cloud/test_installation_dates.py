@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from omshub.cloud.consumption import consumption
-from omshub.cloud.models import Installation
+from omshub.cloud.services.consumption import consumption
+from omshub.cloud.store.models import Installation
 from tests.clock import DAY, WINTER, days_before
 
 from .conftest import KEY, encode
@@ -124,7 +124,7 @@ def test_install_without_a_date_counts_from_the_first_reading(hub, client, pipel
 def test_first_reading_after_the_previous_installation(s):
     """A meter that read at another point before: its dateless installation starts with its first
     reading after it left that point, not with its very first."""
-    from omshub.cloud.consumption import effective_installed_at
+    from omshub.cloud.services.consumption import effective_installed_at
     t = tenant(s)
     m = meter(s, t)
     p1, p2 = point(s, t, "P-1"), point(s, t, "P-2")

@@ -19,7 +19,7 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
-from omshub.cloud.models import Alarm, Operation, Reading, Telegram
+from omshub.cloud.store.models import Alarm, Operation, Reading, Telegram
 
 from .conftest import KEY, encode
 
@@ -148,7 +148,7 @@ def test_every_endpoint_is_classified(app):
 @pytest.fixture
 def world(hub, client, db, pipeline):
     """Tenant A with one of everything; tenant B with a gateway, a meter and a point of its own."""
-    from omshub.cloud.auth import create_api_token
+    from omshub.cloud.services.accounts import create_api_token
 
     tag = uuid.uuid4().hex[:6].upper()
     a = hub.tenant()

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from omshub.cli import app as cli_app
-from omshub.cloud.keystore import (KeyStore, KeyStoreError, load_master_key, parse_key_csv, parse_master_key,
+from omshub.cloud.store.keystore import (KeyStore, KeyStoreError, load_master_key, parse_key_csv, parse_master_key,
                                    parse_meter_list)
-from omshub.cloud.models import AuditEntry, MeterKey
+from omshub.cloud.store.models import AuditEntry, MeterKey
 
 from .conftest import MASTER_KEY_HEX, encode
 

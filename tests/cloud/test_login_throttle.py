@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from omshub.cloud.api.common import ApiError
-from omshub.cloud.db import Database
+from omshub.cloud.store.database import Database
 
 from ..clock import EPOCH
 
@@ -29,15 +29,15 @@ PAIR_FREE, ADDRESS_LIMIT = 5, 50
 
 @pytest.fixture
 def P():
-    from omshub.cloud.login_throttle import DEFAULT_POLICY
+    from omshub.cloud.services.login_throttle import DEFAULT_POLICY
     assert (DEFAULT_POLICY.pair_free, DEFAULT_POLICY.address_limit) == (PAIR_FREE, ADDRESS_LIMIT)
     return DEFAULT_POLICY
 
 
 def _try(db, username, password, address, now, policy=None):
     """'ok', 401 or ('429', retry after s) of one login attempt at simulated time `now`."""
-    from omshub.cloud.auth import attempt_login
-    from omshub.cloud.login_throttle import LoginThrottled
+    from omshub.cloud.services.accounts import attempt_login
+    from omshub.cloud.services.login_throttle import LoginThrottled
     try:
         attempt_login(db, username, password, address=address, ttl_s=3600, now=now, policy=policy)
         return "ok"
@@ -201,8 +201,8 @@ def test_parallel_attempts_cannot_slip_past_the_limit(hub, database_url, P):
 
 
 def test_the_table_bounds_its_size(db):
-    from omshub.cloud.login_throttle import ThrottlePolicy, purge
-    from omshub.cloud.models import LoginThrottle
+    from omshub.cloud.services.login_throttle import ThrottlePolicy, purge
+    from omshub.cloud.store.models import LoginThrottle
     policy = ThrottlePolicy(max_rows=60, purge_every=1)
     now = EPOCH + _s(10 * 86_400)  # apart from the other tests' rows
     with db.transaction() as s:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from omshub.cloud.models import Installation, Telegram
+from omshub.cloud.store.models import Installation, Telegram
 
 from .conftest import encode
 

@@ -1,4 +1,4 @@
-"""Remote configuration operations: state machine and expected next contact (omshub.cloud.operations)."""
+"""Remote configuration operations: state machine and expected next contact (omshub.cloud.services.operations)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from omshub.cloud import operations as ops
-from omshub.cloud.models import GatewayConfigVersion, Operation
+from omshub.cloud.services import operations as ops
+from omshub.cloud.store.models import GatewayConfigVersion, Operation
 from omshub.protocol.config import spread_offset
 
 from .domain_fixtures import T0, FakePrincipal, gateway, tenant
@@ -156,7 +156,7 @@ def _desired(s, g) -> dict:
 
 
 def _audits(s, tenant_id):
-    from omshub.cloud.models import AuditEntry
+    from omshub.cloud.store.models import AuditEntry
     s.flush()
     return s.query(AuditEntry).filter_by(tenant_id=tenant_id, action="gateway.config").order_by(AuditEntry.id).all()
 

@@ -44,7 +44,7 @@ class _Clock:
 
 
 def test_a_burst_of_failures_is_one_line_then_one_a_minute_then_recovery(caplog):
-    from omshub.cloud.outage import OutageLog
+    from omshub.cloud.store.outage import OutageLog
     clock = _Clock()
     log = OutageLog(60, monotonic=clock.monotonic, wall=clock.wall, logger=logging.getLogger("omshub.test_outage"))
     caplog.set_level(logging.INFO, logger="omshub.test_outage")
@@ -70,7 +70,7 @@ def test_a_burst_of_failures_is_one_line_then_one_a_minute_then_recovery(caplog)
 @pytest.fixture
 def unreachable(tmp_path):
     """(URL of a migrated database that is then made unreachable, what it is)."""
-    from omshub.cloud.db import Database
+    from omshub.cloud.store.database import Database
     if POSTGRES:
         admin = _postgres_admin_url()
         name = "omshub_outage_" + uuid.uuid4().hex[:10]
@@ -95,9 +95,9 @@ def unreachable(tmp_path):
 
 def test_an_app_whose_database_is_gone_answers_503_and_logs_one_line(unreachable, tmp_path, keystore, caplog):
     from omshub.cloud.app import create_app
-    from omshub.cloud.db import Database
+    from omshub.cloud.store.database import Database
     from omshub.cloud.settings import load_settings
-    from omshub.cloud.outage import database_outage
+    from omshub.cloud.store.outage import database_outage
     database_outage.succeeded()  # an earlier test's outage in this process is over
     settings = load_settings(None, environ={}, database=unreachable, data_dir=str(tmp_path),
                              master_key=MASTER_KEY_HEX, pipeline_workers=0, alarm_interval_s=1)
@@ -132,8 +132,8 @@ def test_an_app_whose_database_is_gone_answers_503_and_logs_one_line(unreachable
                                          "tests run as root (permissions do not stop it) and open connections "
                                          "keep a removed file; the in-process test covers SQLite")
 def test_a_server_whose_postgresql_database_is_dropped_logs_one_line(tmp_path):
-    from omshub.cloud.auth import create_api_token, create_tenant
-    from omshub.cloud.db import Database
+    from omshub.cloud.services.accounts import create_api_token, create_tenant
+    from omshub.cloud.store.database import Database
     admin = _postgres_admin_url()
     name = "omshub_outage_" + uuid.uuid4().hex[:10]
     with _pg_connect(admin) as conn:

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from omshub.cloud.models import CompactFormat, Meter, Reading
-from omshub.cloud.pipeline import requeue_waiting
+from omshub.cloud.store.models import CompactFormat, Meter, Reading
+from omshub.cloud.decode.pipeline import requeue_waiting
 
 from .conftest import KEY, encode
 
@@ -207,7 +207,7 @@ def test_compact_frames_use_the_learned_format(hub, db, pipeline):
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(CompactFormat).where(CompactFormat.tenant_id == t.id)) == 1
     # a fresh pipeline (e.g. after a restart) finds the format in the database
-    from omshub.cloud.pipeline import DecodePipeline
+    from omshub.cloud.decode.pipeline import DecodePipeline
     fresh = DecodePipeline(db, pipeline.keystore)
     hub.send(gw, 3, [encode("20000081", _records(8.0), compact=True, access_number=3)])
     fresh.run_until_idle()
@@ -256,7 +256,7 @@ def test_telegrams_in_state_new_survive_a_lost_batch(hub, db, pipeline, monkeypa
     hub.keys(t, {"20000111": KEY})
     hub.send(gw, 1, [encode("20000111", access_number=i, energy=float(i)) for i in range(3)])
 
-    import omshub.cloud.pipeline as mod
+    import omshub.cloud.decode.pipeline as mod
     real_store = mod.DecodePipeline._store
 
     def crash(self, *args, **kw):
@@ -280,7 +280,7 @@ def test_a_failing_batch_is_retried_one_by_one(hub, db, pipeline, monkeypatch):
     hub.meter(t, "20000121")
     hub.keys(t, {"20000121": KEY})
     hub.send(gw, 1, [encode("20000121", access_number=i, energy=float(i)) for i in range(3)])
-    import omshub.cloud.pipeline as mod
+    import omshub.cloud.decode.pipeline as mod
     real_decode = mod.decode
 
     def flaky(raw, **kw):
@@ -300,7 +300,7 @@ def test_concurrent_workers_decode_each_telegram_once(hub, db, pipeline):
     """Several pipelines at once (partitioned ones and an unpartitioned one competing with them)."""
     import threading
 
-    from omshub.cloud.pipeline import DecodePipeline
+    from omshub.cloud.decode.pipeline import DecodePipeline
     t = hub.tenant()
     gw = hub.gateway(t)
     for i in range(5):
@@ -368,7 +368,7 @@ def _corrupt(frame: bytes) -> bytes:
 
 
 def _key_state(db, pk: int) -> tuple[str, list[bool]]:
-    from omshub.cloud.models import Alarm
+    from omshub.cloud.store.models import Alarm
     with db.session() as s:
         status = s.get(Meter, pk).key_status
         alarms = list(s.scalars(select(Alarm.active).where(Alarm.subject_type == "meter", Alarm.subject_id == pk,
@@ -450,7 +450,7 @@ def test_wrong_key_of_a_key_that_never_decoded_alarms_at_once(hub, db, pipeline)
 def test_worker_processes_fill_the_idle_cores(database_url):
     import os
 
-    from omshub.cloud.pipeline import IDLE_WORKER_NICENESS, PipelineProcesses
+    from omshub.cloud.decode.pipeline import IDLE_WORKER_NICENESS, PipelineProcesses
     cores = os.cpu_count() or 1
     procs = PipelineProcesses(database_url, bytes(32), workers=1)
     assert procs.workers == max(1, cores) and len(procs.processes) == procs.workers
@@ -465,7 +465,7 @@ def test_worker_processes_fill_the_idle_cores(database_url):
 
 
 def test_a_worker_whose_share_is_done_helps_with_the_others(hub, db, pipeline):
-    from omshub.cloud.pipeline import DecodePipeline
+    from omshub.cloud.decode.pipeline import DecodePipeline
     t = hub.tenant()
     gw = hub.gateway(t)
     hub.meter(t, "20000071")
@@ -477,7 +477,7 @@ def test_a_worker_whose_share_is_done_helps_with_the_others(hub, db, pipeline):
 
 
 def test_registers_pick_what_register_value_picks():
-    from omshub.cloud.consumption import CUMULATIVE_UNITS, register_value, registers
+    from omshub.cloud.services.consumption import CUMULATIVE_UNITS, register_value, registers
     base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
     data = {"records": [
         {**base, "quantity": "energy", "value": "n/a"},          # not a number: the next one counts
@@ -499,7 +499,7 @@ def test_registers_pick_what_register_value_picks():
 def test_the_timestamp_is_the_first_current_datetime_that_parses():
     from datetime import datetime, timezone
 
-    from omshub.cloud import pipeline
+    from omshub.cloud.decode import pipeline
     base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
     samples = [
         {"status": {"flags": ["power_low"]}, "records": []},
@@ -522,7 +522,7 @@ def test_the_timestamp_is_the_first_current_datetime_that_parses():
 def test_a_large_batch_writes_every_state_and_meter(hub, db, pipeline):
     """Batches large enough for the bulk paths (PostgreSQL: COPY and staged UPDATEs): every
     telegram gets its state and reading, every meter its latest reading, time and registers."""
-    from omshub.cloud.db import BulkSql
+    from omshub.cloud.store.database import BulkSql
     n = BulkSql.PG_STAGED_ROWS + 30
     t = hub.tenant()
     gw = hub.gateway(t)
@@ -549,7 +549,7 @@ def sqlite_hub(tmp_path_factory, keystore):
     from fastapi.testclient import TestClient
 
     from omshub.cloud.app import create_app
-    from omshub.cloud.db import Database
+    from omshub.cloud.store.database import Database
     from omshub.cloud.settings import load_settings
 
     from .conftest import MASTER_KEY_HEX, Hub
@@ -608,7 +608,7 @@ def test_requeueing_a_meter_does_not_visit_its_decoded_history(sqlite_hub):
         hub.meter(t, "32000002")  # registering re-queues its unknown_meter telegram
         hub.keys(t, {"32000001": bytes(16)})  # a key replaced: re-queues what waits for it
         with hub.db.transaction() as s:
-            from omshub.cloud.pipeline import requeue_states
+            from omshub.cloud.decode.pipeline import requeue_states
             requeue_states(s, t.id)
     finally:
         event.remove(hub.db.engine, "before_cursor_execute", capture)

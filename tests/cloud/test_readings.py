@@ -179,7 +179,7 @@ def test_counter_backwards_across_batches(hub, client, db, pipeline, registers_o
     registers its meter row keeps, or (a row from before they were kept) by loading that reading."""
     from sqlalchemy import select, update
 
-    from omshub.cloud.models import Meter
+    from omshub.cloud.store.models import Meter
     t, gw, [pk] = _setup(hub, ("84000002",))
     h = hub.headers(t, "viewer")
     hub.send(gw, 1, [encode("84000002", energy=500.0)], t0=T0)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from omshub.cloud.keystore import KeyStoreError, parse_key_csv, parse_meter_list
+from omshub.cloud.store.keystore import KeyStoreError, parse_key_csv, parse_meter_list
 
 RUN = 6
 
@@ -151,7 +151,7 @@ def test_a_username_created_concurrently_is_a_409_not_a_500(hub, db):
     import time
 
     from omshub.cloud.api.common import ApiError
-    from omshub.cloud.auth import create_user
+    from omshub.cloud.services.accounts import create_user
     t = hub.tenant()
     name = f"race-{t.id}"
     created, commit = threading.Event(), threading.Event()

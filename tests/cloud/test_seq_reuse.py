@@ -15,8 +15,8 @@ from datetime import timedelta
 import cbor2
 from sqlalchemy import func, select, update
 
-from omshub.cloud import alarms
-from omshub.cloud.models import Alarm, Telegram, Uplink
+from omshub.cloud.services import alarms
+from omshub.cloud.store.models import Alarm, Telegram, Uplink
 
 from ..clock import EPOCH
 from .conftest import encode
@@ -124,7 +124,7 @@ def test_reused_seq_alarm_listed_in_the_api(hub, client):
 def test_gateway_agent_that_lost_its_state_dir_loses_no_telegrams(hub, db, tmp_path):
     """The real agent over CoAP into the real ingest: it runs, its state directory is deleted,
     a new agent starts at seq 1 again; everything either of them collected is stored."""
-    from omshub.cloud.coap_server import CoapServer
+    from omshub.cloud.ingest.coap import CoapServer
     from omshub.gateway.agent import Agent
     from omshub.gateway.clock import SimClock
     from omshub.gateway.settings import settings_from_dict

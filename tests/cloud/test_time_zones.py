@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from omshub.cloud.models import AuditEntry, Meter, Reading, Telegram, Tenant
+from omshub.cloud.store.models import AuditEntry, Meter, Reading, Telegram, Tenant
 from tests.clock import DST_AUTUMN, DST_SPRING, SUMMER, WINTER
 
 from .conftest import KEY, encode
@@ -295,7 +295,7 @@ def test_cli_create_tenant_zones_and_retime(hub, db, pipeline, database_url, dat
 # --- the rules themselves ---
 
 def test_conversion_rules_without_the_pipeline():
-    from omshub.cloud.timezones import meter_time_to_utc
+    from omshub.cloud.services.time_zones import meter_time_to_utc
     rx = _utc(2026, 10, 25, 0, 45)
     # without a receive time (or before both): the earlier of the autumn hour's two instants
     assert meter_time_to_utc(datetime(2026, 10, 25, 2, 30), BERLIN) == _utc(2026, 10, 25, 0, 30)
@@ -309,7 +309,7 @@ def test_conversion_rules_without_the_pipeline():
 
 
 def test_local_times_given_by_people():
-    from omshub.cloud.timezones import parse_local_time
+    from omshub.cloud.services.time_zones import parse_local_time
     z = "Europe/Berlin"
     assert parse_local_time("2026-01-15", z, "at") == _utc(2026, 1, 14, 23)
     assert parse_local_time("2026-07-01T08:00", z, "at") == _utc(2026, 7, 1, 6)
@@ -351,8 +351,8 @@ def test_migration_keeps_old_tenants_truthful(fresh_url):
     from alembic.config import Config
     from sqlalchemy import text
 
-    from omshub.cloud.db import MIGRATIONS, Database
-    from omshub.cloud.models import Installation
+    from omshub.cloud.store.database import MIGRATIONS, Database
+    from omshub.cloud.store.models import Installation
     db = Database(fresh_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

@@ -10,7 +10,7 @@ import json
 from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
-from omshub.cloud.models import ApiToken, User
+from omshub.cloud.store.models import ApiToken, User
 
 
 def _bearer(token: str) -> dict:
@@ -72,7 +72,7 @@ def test_a_token_works_only_while_its_owner_is_enabled(hub, client, db):
     owner_session = _session(client, name)
     user_id = _user_id(client, owner_session)
     with db.transaction() as s:  # an operator cannot create tokens: the owner is set as the API would
-        from omshub.cloud.auth import create_api_token
+        from omshub.cloud.services.accounts import create_api_token
         token = create_api_token(s, t.id, "sensor-export", "operator", owner_id=user_id)[1]
     assert client.get("/api/v1/gateways", headers=_bearer(token)).status_code == 200
     with db.transaction() as s:
@@ -174,7 +174,7 @@ def test_tokens_are_tenant_scoped(hub, client):
     assert client.get("/api/v1/gateways", headers=_bearer(service_b)).status_code == 200
     # a user of tenant B cannot own a token of tenant A
     from omshub.cloud.api.common import ApiError
-    from omshub.cloud.auth import create_api_token
+    from omshub.cloud.services.accounts import create_api_token
     with hub.db.transaction() as s:
         try:
             create_api_token(s, a.id, "foreign", "viewer", owner_id=token_b["owner"]["id"])
@@ -189,7 +189,7 @@ def test_migration_gives_api_created_tokens_their_creator(tmp_path):
     from alembic import command
     from alembic.config import Config
 
-    from omshub.cloud.db import MIGRATIONS, Database
+    from omshub.cloud.store.database import MIGRATIONS, Database
     db = Database(f"sqlite:///{tmp_path}/old.db")
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))

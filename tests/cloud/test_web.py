@@ -1,4 +1,4 @@
-"""The operator web console (cloud/web.py + cloud/static/).
+"""The operator web console (cloud/web/console.py + cloud/static/).
 
 (a) Without a browser: the page and its assets are served with the right types, reference only
 local files, carry no secrets; the two console endpoints (dashboard summary, recent readings).
@@ -22,7 +22,7 @@ import cbor2
 import httpx
 import pytest
 
-from omshub.cloud import web
+from omshub.cloud.web import console as web
 
 from tests.clock import EPOCH, unix
 
@@ -135,8 +135,8 @@ def test_etag_gives_304_and_console_dir_redirects(console):
 # --- (a) console endpoints ---
 
 def test_summary_counts_late_gateways_and_unregistered_meters(console, hub, db):
-    from omshub.cloud.auth import utcnow
-    from omshub.cloud.models import Gateway
+    from omshub.cloud.services.accounts import utcnow
+    from omshub.cloud.store.models import Gateway
     tenant, other = hub.tenant(), hub.tenant()
     gw, late, _ = hub.gateway(tenant), hub.gateway(tenant), hub.gateway(other)
     hub.meter(tenant, "12345678")

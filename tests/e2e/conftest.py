@@ -208,8 +208,8 @@ def check_exactly_once(world: E2E, *, min_per_gateway: int = 20) -> dict:
     extra rows), and every clean (uncorrupted) transmission among them is decoded exactly once."""
     from sqlalchemy import select
 
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import Telegram
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import Telegram
     states = wait_decoded(world)
     db = Database(world.database_url)
     try:

@@ -38,8 +38,8 @@ def _op(world, op_id):
 
 
 def _stored(world, gateway_id) -> int:
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import Telegram
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import Telegram
     db = Database(world.database_url)
     try:
         with db.session() as s:
@@ -94,8 +94,8 @@ def test_config_one_and_many_gateways(database_url, live_server, tmp_path):
 def test_config_refused_by_gateway_keeps_old_one(database_url, live_server, tmp_path):
     """A configuration with a setting this gateway's firmware does not know (a newer head-end's
     schema): the head-end stored and delivered it, the gateway refuses it."""
-    from omshub.cloud.db import Database
-    from omshub.cloud.models import GatewayConfigVersion
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.models import GatewayConfigVersion
 
     server = live_server()
     world = make_world(tmp_path, database_url, server, tag="CFGBAD")

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.cloud.mqtt_bridge import MqttBridge
-from omshub.sim.linkemu import TcpProxy
+from omshub.cloud.ingest.mqtt import MqttBridge
 from omshub.gateway.transport_mqtt import MqttTransport, _envelope_seq
-from omshub.protocol.topics import BrokerAddress, parse_broker_url
 from omshub.gateway.uplink import UplinkTransport
 from omshub.protocol.envelope import (PayloadTooLarge, TransportError, UplinkRejected, build_envelope, decode_envelope,
                                       parse_response)
+from omshub.protocol.topics import BrokerAddress, parse_broker_url
+from omshub.sim.linkemu import TcpProxy
 
 from .test_transport_coap import CRED, Recorder, frames
 
@@ -273,14 +273,14 @@ def test_any_body_yields_a_seq_or_a_clear_error(body):
 
 @given(st.binary(max_size=600))
 def test_bridge_seq_peek_never_raises(body):
-    from omshub.cloud.mqtt_bridge import _peek_seq
+    from omshub.cloud.ingest.mqtt import _peek_seq
 
     seq = _peek_seq(body)
     assert seq is None or isinstance(seq, int)
 
 
 def test_bridge_seq_peek_reads_only_the_head():
-    from omshub.cloud.mqtt_bridge import _peek_seq
+    from omshub.cloud.ingest.mqtt import _peek_seq
 
     body = build_envelope(serial="GW-1", seq=123456, cfg=0, telegrams=frames(300), cred=CRED)
     assert _peek_seq(body) == 123456

@@ -21,13 +21,13 @@ from sqlalchemy.exc import TimeoutError as SqlPoolTimeout
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api.common import ERROR_RESPONSES, ApiError
-from .db import Database
-from .keystore import KeyStore, load_master_key
-from .limits import BodyLimits, RequestGuard
-from .outage import database_outage
-from .pipeline import DecodePipeline, PipelineProcesses, PipelineWorker, tune_gc
-from .settings import Settings, load_settings
+from omshub.cloud.api.common import ERROR_RESPONSES, ApiError
+from omshub.cloud.store.database import Database
+from omshub.cloud.store.keystore import KeyStore, load_master_key
+from omshub.cloud.api.guard import BodyLimits, RequestGuard
+from omshub.cloud.store.outage import database_outage
+from omshub.cloud.decode.pipeline import DecodePipeline, PipelineProcesses, PipelineWorker, tune_gc
+from omshub.cloud.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ class AlarmWorker(threading.Thread):
 
     def run(self) -> None:
         try:
-            from . import alarms
+            from omshub.cloud.services import alarms
         except ImportError:
-            log.warning("omshub.cloud.alarms not present; periodic alarms are off")
+            log.warning("omshub.cloud.services.alarms not present; periodic alarms are off")
             return
         while not self.stopping.wait(self.interval_s):
             try:
@@ -126,13 +126,13 @@ class SecurityHeaders:
 async def _start_transports(app: FastAPI, settings: Settings, db: Database) -> list:
     started = []
     if settings.coap_port is not None:
-        from .coap_server import CoapServer
+        from omshub.cloud.ingest.coap import CoapServer
         server = CoapServer.for_database(db, host=settings.coap_host, port=settings.coap_port,
                                          max_body=settings.max_uplink_body, max_pending=settings.coap_max_pending)
         await server.start()
         started.append(server)
     if settings.mqtt_url:
-        from .mqtt_bridge import MqttBridge
+        from omshub.cloud.ingest.mqtt import MqttBridge
         bridge = MqttBridge.for_database(db, settings.mqtt_url, prefix=settings.mqtt_prefix,
                                          shared_group=settings.mqtt_shared_group, max_body=settings.max_uplink_body)
         await bridge.start()
@@ -186,7 +186,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
                   docs_url=None, redoc_url=None,  # web.py serves both pages with local assets
                   description="Multi-tenant head-end for OMS / wireless M-Bus meters: gateway uplinks, "
                               "key store, decode pipeline, meters, readings, consumption, alarms.")
-    # bodies authenticated before and bounded while they are read, on every route (cloud/limits.py)
+    # bodies authenticated before and bounded while they are read, on every route (cloud/api/guard.py)
     app.add_middleware(RequestGuard, limits=BodyLimits.from_settings(settings))
     app.add_middleware(SecurityHeaders)
     app.state.settings = settings
@@ -241,6 +241,6 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
 
     for router in _routers():
         app.include_router(router, responses=ERROR_RESPONSES)
-    from . import web  # the operator console: static pages at / that talk to the API above
+    from omshub.cloud.web import console as web  # the operator console: static pages at / that talk to the API above
     app.include_router(web.router, responses=ERROR_RESPONSES)
     return app

@@ -45,7 +45,7 @@ class Settings(BaseModel):
     # zone of the meters' own date-times for tenants that have none (those created before tenants
     # had their own, see migration 0004); new tenants get Europe/Berlin (docs/formats.md §4)
     meter_timezone: str = "UTC"
-    # Request body limits in bytes (cloud/limits.py): a larger body is refused with 413 before it
+    # Request body limits in bytes (cloud/api/guard.py): a larger body is refused with 413 before it
     # is read, and no body is read for a route needing a credential until a valid one is shown.
     max_uplink_body: int = Field(1 << 20, ge=4096, le=1 << 20)  # an uplink on any transport; 1 MiB is
     #   the format's limit (docs/formats.md §2.4): 5,000 telegrams of ~100 bytes, 250 of 512 in JSON

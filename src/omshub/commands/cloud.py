@@ -16,7 +16,7 @@ from typing import NoReturn, Optional
 
 import typer
 
-from . import fail
+from omshub.commands import fail
 
 admin_app = typer.Typer(help="Bootstrap the head-end: tenants, users, API tokens, gateways.", no_args_is_help=True)
 keys_app = typer.Typer(help="Meter keys: import a CSV key file, export the key file for given meters.",
@@ -44,7 +44,7 @@ def _settings(database, config, data_dir, **flags):
 def _open_db(settings):
     from sqlalchemy.exc import SQLAlchemyError
 
-    from omshub.cloud.db import Database
+    from omshub.cloud.store.database import Database
     try:
         db = Database(settings.database_url)
         db.migrate()
@@ -103,8 +103,8 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
     from sqlalchemy.exc import SQLAlchemyError
 
     from omshub.cloud.app import create_app
-    from omshub.cloud.db import Database
-    from omshub.cloud.keystore import KeyStoreError
+    from omshub.cloud.store.database import Database
+    from omshub.cloud.store.keystore import KeyStoreError
     settings = _settings(database, config, data_dir, host=host, port=port, coap_port=coap_port, mqtt_url=mqtt_url,
                          mqtt_prefix=mqtt_prefix, mqtt_shared_group=mqtt_shared_group,
                          pipeline_workers=pipeline_workers, log_level=log_level)
@@ -133,7 +133,7 @@ def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwe
                   data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a tenant (e.g. one heat supplier)."""
     from omshub.cloud.api.common import iso
-    from omshub.cloud.auth import audit, create_tenant as _create
+    from omshub.cloud.services.accounts import audit, create_tenant as _create
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         tenant = _api_call(lambda: _create(session, slug, name, timezone=timezone, meter_timezone=meter_timezone))
@@ -155,7 +155,7 @@ def create_user(username: str = typer.Argument(...), tenant: str = typer.Option(
     import secrets
 
     from omshub.cloud.api.common import iso
-    from omshub.cloud.auth import audit, create_user as _create, tenant_by_slug
+    from omshub.cloud.services.accounts import audit, create_user as _create, tenant_by_slug
     generated = None
     if password is None:
         if sys.stdin.isatty():
@@ -183,7 +183,7 @@ def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug")
     """Create a service token of the tenant: a long-lived API token that belongs to no user (printed
     once; only its hash is stored). It works until revoked (`revoke-token`, or the API)."""
     from omshub.cloud.api.common import iso
-    from omshub.cloud.auth import create_api_token, tenant_by_slug
+    from omshub.cloud.services.accounts import create_api_token, tenant_by_slug
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -201,8 +201,8 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
     from sqlalchemy import select
 
     from omshub.cloud.api.common import iso
-    from omshub.cloud.auth import tenant_by_slug
-    from omshub.cloud.models import ApiToken, User
+    from omshub.cloud.services.accounts import tenant_by_slug
+    from omshub.cloud.store.models import ApiToken, User
     db = _open_db(_settings(database, config, data_dir))
     with db.session() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -233,8 +233,8 @@ def revoke_token(token_id: int = typer.Argument(..., help="id from list-tokens")
     """Revoke a token of the tenant at once (a service token, a user's token or a session)."""
     from sqlalchemy import select
 
-    from omshub.cloud.auth import audit, tenant_by_slug
-    from omshub.cloud.models import ApiToken
+    from omshub.cloud.services.accounts import audit, tenant_by_slug
+    from omshub.cloud.store.models import ApiToken
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -254,7 +254,7 @@ def add_gateway(serial: str = typer.Argument(...), tenant: str = typer.Option(..
                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Register a gateway; prints its credential once (put it into the gateway's configuration)."""
     from omshub.cloud.api.gateways import register_gateway
-    from omshub.cloud.auth import tenant_by_slug
+    from omshub.cloud.services.accounts import tenant_by_slug
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -271,7 +271,7 @@ def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] =
     from sqlalchemy import select
 
     from omshub.cloud.api.common import iso
-    from omshub.cloud.models import Tenant
+    from omshub.cloud.store.models import Tenant
     db = _open_db(_settings(database, config, data_dir))
     with db.session() as session:
         rows = [{"id": t.id, "slug": t.slug, "name": t.name, "created_at": iso(t.created_at)}
@@ -296,8 +296,8 @@ def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
              database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
              data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Queue a tenant's undecoded telegrams for decoding again (e.g. after an omshub upgrade)."""
-    from omshub.cloud.auth import audit, tenant_by_slug
-    from omshub.cloud.pipeline import requeue_states
+    from omshub.cloud.services.accounts import audit, tenant_by_slug
+    from omshub.cloud.decode.pipeline import requeue_states
     wanted = tuple(x.strip() for x in states.split(",") if x.strip())
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
@@ -319,9 +319,9 @@ def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
     now (after a change of the tenant's, a model's or a meter's zone). Raw telegrams stay as they are."""
     from sqlalchemy import select
 
-    from omshub.cloud.auth import tenant_by_slug
-    from omshub.cloud.models import Meter
-    from omshub.cloud.timezones import retime_and_audit
+    from omshub.cloud.services.accounts import tenant_by_slug
+    from omshub.cloud.store.models import Meter
+    from omshub.cloud.services.time_zones import retime_and_audit
     settings = _settings(database, config, data_dir)
     db = _open_db(settings)
     with db.transaction() as session:
@@ -341,7 +341,7 @@ def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
 
 
 def _keystore(settings):
-    from omshub.cloud.keystore import KeyStore, KeyStoreError, load_master_key
+    from omshub.cloud.store.keystore import KeyStore, KeyStoreError, load_master_key
     try:
         return KeyStore(load_master_key(settings.master_key, settings.data_dir))
     except KeyStoreError as exc:
@@ -354,8 +354,8 @@ def keys_import(file: Path = typer.Argument(..., help="CSV with header id,key[,m
                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Import meter keys (encrypted at rest; audited). Waiting telegrams of these meters are decoded again."""
-    from omshub.cloud.auth import tenant_by_slug
-    from omshub.cloud.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv
+    from omshub.cloud.services.accounts import tenant_by_slug
+    from omshub.cloud.store.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv
     try:
         if str(file) == "-":
             text = sys.stdin.read(MAX_IMPORT_BYTES + 1)
@@ -386,8 +386,8 @@ def keys_export(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                 data_dir: Optional[Path] = DataDirOpt) -> None:
     """Write the key file (CSV id,key,manufacturer) for the given meters, e.g. for a building owner. Audited."""
-    from omshub.cloud.auth import tenant_by_slug
-    from omshub.cloud.keystore import KeyStoreError, parse_meter_list
+    from omshub.cloud.services.accounts import tenant_by_slug
+    from omshub.cloud.store.keystore import KeyStoreError, parse_meter_list
     try:
         wanted = parse_meter_list(meters)
     except KeyStoreError as exc:

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import typer
 
-from . import fail
+from omshub.commands import fail
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

@@ -9,11 +9,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
-from ..auth import (Principal, audit, check_password, check_role, create_api_token, create_user, current_principal,
-                    attempt_login, end_user_tokens, hash_password, lower_role, require_role, utcnow)
-from ..login_throttle import LoginThrottled
-from ..models import ApiToken, Tenant, User
-from .common import DbSession, Id, Limit, Text, Time, iso, not_found, page, paginate
+from omshub.cloud.services.accounts import Principal, audit, check_password, check_role, create_api_token, create_user, current_principal, attempt_login, end_user_tokens, hash_password, lower_role, require_role, utcnow
+from omshub.cloud.services.login_throttle import LoginThrottled
+from omshub.cloud.store.models import ApiToken, Tenant, User
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, Time, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -85,7 +84,7 @@ def post_login(body: LoginBody, request: Request):
 @router.post("/auth/logout", status_code=204)
 def post_logout(request: Request, session: DbSession, principal: Principal = Depends(current_principal)) -> None:
     """Revoke the bearer token of this request."""
-    from ..auth import _bearer, hash_secret
+    from omshub.cloud.services.accounts import _bearer, hash_secret
     session.execute(update(ApiToken).where(ApiToken.token_hash == hash_secret(_bearer(request)),
                                            ApiToken.tenant_id == principal.tenant_id).values(revoked=True))
 

@@ -12,8 +12,8 @@ from fastapi import Depends
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, WithJsonSchema
 from sqlalchemy.orm import Session
 
-from ..db import get_session
-from ..timezones import MAX_TIME, MIN_TIME
+from omshub.cloud.store.database import get_session
+from omshub.cloud.services.time_zones import MAX_TIME, MIN_TIME
 
 MAX_LIMIT = 1000
 MAX_INT64 = (1 << 63) - 1  # the database's integers (SQLite and PostgreSQL bigint) hold no more

@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import operations as config_ops
-from ..auth import Principal, audit, current_principal, hash_secret, new_secret, require_role, utcnow
-from ..ingest import SERIAL_RE
-from ..models import Gateway
-from .common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
-from .operations import operation_json
+from omshub.cloud.services import operations as config_ops
+from omshub.cloud.services.accounts import Principal, audit, current_principal, hash_secret, new_secret, require_role, utcnow
+from omshub.cloud.ingest.uplink import SERIAL_RE
+from omshub.cloud.store.models import Gateway
+from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
+from omshub.cloud.api.operations import operation_json
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
 
@@ -49,7 +49,7 @@ def _expected_contact(session: Session, gateway: Gateway) -> datetime | None:
     if gateway.next_contact_at is not None:
         return gateway.next_contact_at
     try:
-        from .. import operations
+        from omshub.cloud.services import operations
     except ImportError:
         return None
     config = operations.running_config(session, gateway) if hasattr(operations, "running_config") else None

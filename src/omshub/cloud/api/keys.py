@@ -11,11 +11,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from ..auth import Principal, require_role
-from ..keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv, parse_meter_list
-from ..limits import read_body
-from ..models import MeterKey
-from .common import ApiError, DbSession, Limit, Text, iso, page, paginate
+from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.store.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv, parse_meter_list
+from omshub.cloud.api.guard import read_body
+from omshub.cloud.store.models import MeterKey
+from omshub.cloud.api.common import ApiError, DbSession, Limit, Text, iso, page, paginate
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from omshub.codec.units import QUANTITIES
 
-from ..auth import Principal, require_role
-from ..models import Installation, Meter, MeteringPoint
-from .common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
-from ..consumption import effective_installed_at
-from .meters import check_manufacturer, check_meter_id, current_installations, local_time, utcnow
+from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.store.models import Installation, Meter, MeteringPoint
+from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
+from omshub.cloud.services.consumption import effective_installed_at
+from omshub.cloud.api.meters import check_manufacturer, check_meter_id, current_installations, local_time, utcnow
 
 router = APIRouter(prefix="/api/v1/metering-points", tags=["metering points"])
 

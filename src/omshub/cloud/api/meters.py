@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from omshub.codec.link import DEVICE_TYPES
 
-from ..auth import Principal, audit, require_role
-from ..limits import read_body
-from ..models import (Gateway, Installation, Meter, MeteringPoint, MeterKey, Reading, Telegram, Tenant)
-from ..timezones import TimeInputError, check_zone, parse_local_time
-from .common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
+from omshub.cloud.services.accounts import Principal, audit, require_role
+from omshub.cloud.api.guard import read_body
+from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, MeterKey, Reading, Telegram, Tenant
+from omshub.cloud.services.time_zones import TimeInputError, check_zone, parse_local_time
+from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1/meters", tags=["meters"])
 
@@ -161,8 +161,8 @@ def meters_json(session: Session, meters: list[Meter]) -> list[dict]:
 
 def requeue(session: Session, tenant_id: int, meters: list[tuple[str, str]]) -> int:
     """Telegrams that waited for these meters go back to the decode pipeline."""
-    from ..models import REDECODABLE_SQL
-    from ..pipeline import WAITING_STATES, requeue_waiting
+    from omshub.cloud.store.models import REDECODABLE_SQL
+    from omshub.cloud.decode.pipeline import WAITING_STATES, requeue_waiting
     total = 0
     postgres = session.get_bind().dialect.name != "sqlite"
     for i in range(0, len(meters), 500):
@@ -291,7 +291,7 @@ def delete_meter(meter_pk: Id, principal: Operator, session: DbSession) -> None:
     # its telegrams stay stored and wait again as "heard but not registered"
     session.execute(update(Telegram).where(Telegram.meter_pk == m.id, Telegram.tenant_id == m.tenant_id)
                     .values(meter_pk=None))
-    from ..models import Alarm
+    from omshub.cloud.store.models import Alarm
     session.execute(delete(Alarm).where(Alarm.tenant_id == m.tenant_id, Alarm.subject_type == "meter",
                                         Alarm.subject_id == m.id))
     mfct, mid = m.manufacturer, m.meter_id

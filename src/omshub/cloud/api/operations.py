@@ -13,10 +13,10 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from .. import operations as ops
-from ..auth import Principal, require_role
-from ..models import Gateway, GatewayConfigVersion, Operation
-from .common import MAX_INT64, ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
+from omshub.cloud.services import operations as ops
+from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
+from omshub.cloud.api.common import MAX_INT64, ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 

@@ -21,13 +21,13 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from .. import consumption as consumption_mod
-from ..auth import Principal, require_role
-from ..consumption import register_value
-from ..models import Installation, Meter, Reading
-from .common import ApiError, DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
-from .meters import get_meter, local_time, meters_json
-from .metering_points import get_point
+from omshub.cloud.services import consumption as consumption_mod
+from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.services.consumption import register_value
+from omshub.cloud.store.models import Installation, Meter, Reading
+from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
+from omshub.cloud.api.meters import get_meter, local_time, meters_json
+from omshub.cloud.api.metering_points import get_point
 
 router = APIRouter(prefix="/api/v1", tags=["readings"])
 

@@ -15,10 +15,9 @@ from sqlalchemy import func, select
 from omshub.codec import DecodeError, peek_header
 from omshub.codec.link import DEVICE_TYPE_NAMES
 
-from ..auth import Principal, require_role
-from ..models import Gateway, Telegram
-from .common import (ApiError, DbSession, Id, Limit, Text, TimeQuery, decode_cursor, encode_cursor, iso, not_found,
-                     page, paginate, parse_time)
+from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.store.models import Gateway, Telegram
+from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, TimeQuery, decode_cursor, encode_cursor, iso, not_found, page, paginate, parse_time
 
 router = APIRouter(prefix="/api/v1/telegrams", tags=["telegrams"])
 

@@ -1,6 +1,6 @@
 """The tenant's time settings (`/api/v1/tenant/time`, admins only): its local time zone, the zone
 of its meters' clocks, per-model overrides, and re-timing stored readings after a change.
-Rules and precedence: cloud/timezones.py and docs/formats.md §4."""
+Rules and precedence: cloud/services/time_zones.py and docs/formats.md §4."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ..auth import Principal, audit, require_role
-from ..models import Meter, MeterModelZone, Tenant
-from ..timezones import TimeInputError, check_zone, retime_and_audit
-from .common import ApiError, DbSession, Id
-from .meters import check_device_type, check_manufacturer
+from omshub.cloud.services.accounts import Principal, audit, require_role
+from omshub.cloud.store.models import Meter, MeterModelZone, Tenant
+from omshub.cloud.services.time_zones import TimeInputError, check_zone, retime_and_audit
+from omshub.cloud.api.common import ApiError, DbSession, Id
+from omshub.cloud.api.meters import check_device_type, check_manufacturer
 
 router = APIRouter(prefix="/api/v1/tenant/time", tags=["tenant time settings"])
 

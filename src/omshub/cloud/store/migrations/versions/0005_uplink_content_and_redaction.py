@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from omshub.cloud.redaction import redact_credential
+from omshub.cloud.ingest.redaction import redact_credential
 
 revision = '0005'
 down_revision = '0004'

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .consumption import CUMULATIVE_UNITS, register_value
-from .models import Alarm, Gateway, Meter, Reading
+from omshub.cloud.services.consumption import CUMULATIVE_UNITS, register_value
+from omshub.cloud.store.models import Alarm, Gateway, Meter, Reading
 
 GATEWAY_MISSED_CONTACT = "gateway_missed_contact"
 GATEWAY_SEQ_RESET = "gateway_seq_reset"

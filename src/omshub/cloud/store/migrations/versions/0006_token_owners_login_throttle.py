@@ -4,7 +4,7 @@
 tenant), indexed so disabling a user revokes theirs at once. Tokens created through the API before
 this revision get their creator as owner from the audit log (`token.create` by a user of the same
 tenant); the others (created by the CLI or by a service token) stay service tokens.
-`login_throttle` holds the failure counters of cloud/login_throttle.py.
+`login_throttle` holds the failure counters of cloud/services/login_throttle.py.
 
 Revision ID: 0006
 Revises: 0005

@@ -34,8 +34,8 @@ import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from omshub.cloud.coap_server import database_handler, rejection_of
-from omshub.cloud.outage import database_outage
+from omshub.cloud.ingest.coap import database_handler, rejection_of
+from omshub.cloud.store.outage import database_outage
 from omshub.gateway.transport_mqtt import DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, parse_broker_url
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ MAX_SEQ = (1 << 63) - 1
 def _peek_envelope(body: bytes, is_json: bool) -> dict | None:
     """The envelope as a map when the uplink parser takes it, else None (the handler then says
     what is wrong). Its parser, so nothing it refuses (e.g. a bignum) reaches the answer."""
-    from omshub.cloud.ingest import UplinkRejected, parse_body
+    from omshub.cloud.ingest.uplink import UplinkRejected, parse_body
     try:
         return parse_body(body, "application/json" if is_json else "application/cbor")
     except UplinkRejected:

@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from .models import LoginThrottle
+from omshub.cloud.store.models import LoginThrottle
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from omshub.codec.keys import iter_key_csv
 
-from .auth import audit, utcnow
-from .db import private_dir
-from .models import Meter, MeterKey
+from omshub.cloud.services.accounts import audit, utcnow
+from omshub.cloud.store.database import private_dir
+from omshub.cloud.store.models import Meter, MeterKey
 
 MASTER_KEY_FILE = "master.key"
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
@@ -169,7 +169,7 @@ class KeyStore:
                     source: str) -> dict:
         """Store (insert or replace) keys, mark the meters' key status, requeue their waiting
         telegrams, audit. Runs in the caller's transaction. -> {"imported", "replaced", "requeued"}."""
-        from .pipeline import requeue_waiting
+        from omshub.cloud.decode.pipeline import requeue_waiting
         now = utcnow()
         existing: dict[tuple[str | None, str], int] = {}
         ids = sorted({e.meter_id for e in entries})

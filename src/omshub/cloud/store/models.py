@@ -1,4 +1,4 @@
-"""The head-end's database schema (SQLAlchemy 2 declarative; migrations in cloud/migrations).
+"""The head-end's database schema (SQLAlchemy 2 declarative; migrations in cloud/store/migrations).
 
 Every tenant-owned row carries `tenant_id`; every query filters on it (see cloud/api).
 Raw uplinks and raw telegrams are immutable: rows are inserted, never updated in their raw
@@ -151,7 +151,7 @@ class ApiToken(Base):
 
 
 class LoginThrottle(Base):
-    """Failed-login counters (cloud/login_throttle.py), shared by every head-end process: one row
+    """Failed-login counters (cloud/services/login_throttle.py), shared by every head-end process: one row
     per (account, address) pair, account or address, found by `key`, a SHA-256 of scope and
     values (what people type as a username, sometimes a password, is not stored)."""
     __tablename__ = "login_throttle"

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from omshub.gateway.config import (MAX_PATCH_DEPTH, ConfigError, GatewayConfig, cron_for_croniter, diff_patch,
                                    merge_patch, patch_depth, spread_offset, validate_config)
 
-from .auth import audit
-from .models import Gateway, GatewayConfigVersion, Operation
+from omshub.cloud.services.accounts import audit
+from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
 
 PENDING, DELIVERED, SUCCESSFUL, FAILED, SUPERSEDED = (
     "PENDING", "DELIVERED", "SUCCESSFUL", "FAILED", "SUPERSEDED")

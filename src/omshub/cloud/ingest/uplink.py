@@ -23,11 +23,11 @@ from sqlalchemy.exc import IntegrityError
 
 from omshub.codec import peek_address, peek_header
 
-from .auth import hash_secret
-from .db import BulkSql, Database, db_json, json_text, time_to_db
-from .models import Gateway
-from .pipeline import note_ingest, write_gate
-from .redaction import redact_credential
+from omshub.cloud.services.accounts import hash_secret
+from omshub.cloud.store.database import BulkSql, Database, db_json, json_text, time_to_db
+from omshub.cloud.store.models import Gateway
+from omshub.cloud.decode.pipeline import note_ingest, write_gate
+from omshub.cloud.ingest.redaction import redact_credential
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ def _peek(frame: bytes) -> tuple[str | None, str | None]:
 
 def _on_uplink(session, gateway, applied: int, cfg_error: dict | None, now: datetime) -> dict | None:
     try:
-        from . import operations
+        from omshub.cloud.services import operations
     except ImportError:
         return None
     return operations.on_uplink(session, gateway, applied_version=applied, cfg_error=cfg_error, now=now)
@@ -333,7 +333,7 @@ def _next_contact(session, gateway, status: dict, now: datetime) -> datetime | N
     if "next_contact" in status and 0 < status["next_contact"] <= MAX_TIME and _ts(status["next_contact"]) > now:
         return _ts(status["next_contact"])  # (one in the past: from the configuration, as operations.on_uplink does)
     try:
-        from . import operations
+        from omshub.cloud.services import operations
         config = operations.running_config(session, gateway) if hasattr(operations, "running_config") else None
         return operations.expected_next_contact(gateway, config, now)
     except ImportError:
@@ -361,7 +361,7 @@ def _record_quiet_contact(sql: BulkSql, gateway_id: int, seq: int, cfg: int, cfg
     """The gateway's contact in two statements, when the uplink changes no operation: the
     gateway runs its desired configuration (or has none), reports no configuration error and
     has no open operation (nearly every uplink). -> False when operations.on_uplink must run."""
-    from .operations import OPEN_STATES
+    from omshub.cloud.services.operations import OPEN_STATES
     if cfg_error is not None:
         return False
     found = sql.rows("SELECT status, last_seq, desired_config_version FROM gateways WHERE id = {m}", (gateway_id,))
@@ -427,7 +427,7 @@ def _earlier_use(sql: BulkSql, gateway_id: int, seq: int, digest: bytes) -> tupl
 
 
 def _seq_reused(session, gateway_id: int, tenant_id: int, serial: str, seq: int, stored: int, now: datetime) -> None:
-    from . import alarms
+    from omshub.cloud.services import alarms
     highest = session.execute(select(Gateway.last_seq).where(Gateway.id == gateway_id)).scalar()
     alarm = alarms.on_seq_reuse(session, tenant_id, gateway_id, serial, seq, highest, stored, now)
     # one warning per reset; while the gateway climbs through its old numbers, info

@@ -23,8 +23,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .api.common import ApiError
-from .models import ApiToken, AuditEntry, Tenant, User
+from omshub.cloud.api.common import ApiError
+from omshub.cloud.store.models import ApiToken, AuditEntry, Tenant, User
 
 ROLES = ("viewer", "operator", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}
@@ -108,8 +108,8 @@ def audit(session: Session, tenant_id: int | None, actor: str, action: str, deta
 def create_tenant(session: Session, slug: str, name: str, *, timezone: str | None = None,
                   meter_timezone: str | None = None) -> Tenant:
     """A new tenant; its local time zone and its meters' time zone are Europe/Berlin unless given."""
-    from .models import DEFAULT_ZONE
-    from .timezones import TimeInputError, check_zone
+    from omshub.cloud.store.models import DEFAULT_ZONE
+    from omshub.cloud.services.time_zones import TimeInputError, check_zone
     if not SLUG_RE.match(slug or ""):
         raise ApiError(422, "invalid_slug", f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)")
     try:
@@ -210,11 +210,11 @@ def new_session(session: Session, user: User, ttl_s: int, now: datetime) -> tupl
 def attempt_login(db, username: str, password: str, *, address: str, ttl_s: int, now: datetime,
                   policy=None) -> tuple[User, ApiToken, str, str]:
     """A session token for a correct username + password, behind the login throttle
-    (cloud/login_throttle.py) -> (user, session row, token, tenant slug). LoginThrottled before the
+    (cloud/services/login_throttle.py) -> (user, session row, token, tenant slug). LoginThrottled before the
     password is checked when a counter of the account, the client address or the pair is closed;
     ApiError 401 for a wrong username or password, the same for an unknown user (the attempt stays
     counted as a failure)."""
-    from . import login_throttle as throttle
+    from omshub.cloud.services import login_throttle as throttle
     policy = policy or throttle.DEFAULT_POLICY
     for _ in range(5):
         try:  # committed before the password is checked, so parallel attempts see it

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .models import Meter, MeterModelZone, Reading, Tenant
+from omshub.cloud.store.models import Meter, MeterModelZone, Reading, Tenant
 
 UTC = timezone.utc
 # Times the head-end takes from people and programs: what the uplink format and every database can
@@ -239,7 +239,7 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str,
     meter date-time each stored decoded telegram holds, with the zones in force now. Readings
     without a meter date-time keep their receive time; raw telegrams are not touched. The meters'
     latest-reading bookkeeping follows. -> {"checked", "moved", "meters"}."""
-    from .consumption import registers  # (consumption imports nothing of this module's users)
+    from omshub.cloud.services.consumption import registers
 
     rules = load_rules(session, [tenant_id], server_zone).get(tenant_id) or ZoneRules(server_zone)
     meter_q = select(Meter.id, Meter.meter_timezone).where(Meter.tenant_id == tenant_id)
@@ -290,7 +290,7 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str,
 def retime_and_audit(session: Session, tenant_id: int, server_zone: str, actor: str,
                      meter_pks: list[int] | None = None) -> dict:
     """retime_readings, written to the audit log with the zones it used and what it moved."""
-    from .auth import audit
+    from omshub.cloud.services.accounts import audit
     result = retime_readings(session, tenant_id, server_zone, meter_pks)
     rules = load_rules(session, [tenant_id], server_zone).get(tenant_id) or ZoneRules(server_zone)
     audit(session, tenant_id, actor, "readings.retime",

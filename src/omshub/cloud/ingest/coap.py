@@ -4,7 +4,7 @@ A gateway POSTs its envelope (CBOR, credential in ``cred``) confirmably to ``/u`
 arrive in Block1 blocks (RFC 7959), put together by ``Block1Assembly`` within two bounds: one body
 at most ``max_body`` bytes (4.13 with Size1 at the first block past it), all unfinished transfers
 together at most ``max_pending`` bytes (5.03, try later). The
-envelope goes to an uplink handler — normally ``omshub.cloud.ingest.handle_uplink`` bound to the
+envelope goes to an uplink handler — normally ``omshub.cloud.ingest.uplink.handle_uplink`` bound to the
 database — run in a worker thread because it is synchronous and commits to the database before
 it returns. The answer is ``2.04 Changed`` with the response map in the request's encoding, or
 an error code with a UTF-8 diagnostic payload ``"<code>: <message>"`` (RFC 7252 §5.5.2).
@@ -34,7 +34,7 @@ from aiocoap.blockwise import Block2Cache, ContinueException, IncompleteExceptio
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
 
-from omshub.cloud.outage import database_outage
+from omshub.cloud.store.outage import database_outage
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def rejection_of(exc: BaseException) -> tuple[int, str, str] | None:
 
 def database_handler(db) -> UplinkHandler:
     """The production handler: ``ingest.handle_uplink`` bound to ``db``."""
-    from omshub.cloud.ingest import handle_uplink
+    from omshub.cloud.ingest.uplink import handle_uplink
 
     def handle(body: bytes, content_type: str, transport: str, credential: str | None) -> dict:
         return handle_uplink(db, body, content_type=content_type, transport=transport,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Installation, Meter, MeteringPoint, Reading
+from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Reading
 
 # quantity -> canonical unit (omshub.codec.units)
 CUMULATIVE_UNITS = {"energy": "kWh", "volume": "m3", "hca": "HCA"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from omshub.cloud.models import Base, UtcDateTime
+from omshub.cloud.store.models import Base, UtcDateTime
 
 target_metadata = Base.metadata
 

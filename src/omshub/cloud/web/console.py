@@ -24,10 +24,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
-from .alarms import DEFAULT_GRACE as LATE_GRACE  # late as the missed-contact alarm counts it
-from .api.common import ApiError, DbSession, Id, iso, not_found
-from .auth import Principal, require_role, utcnow
-from .models import Alarm, Gateway, Meter, MeteringPoint, Operation, Reading, Telegram
+from omshub.cloud.services.alarms import DEFAULT_GRACE as LATE_GRACE  # late as the missed-contact alarm counts it
+from omshub.cloud.api.common import ApiError, DbSession, Id, iso, not_found
+from omshub.cloud.services.accounts import Principal, require_role, utcnow
+from omshub.cloud.store.models import Alarm, Gateway, Meter, MeteringPoint, Operation, Reading, Telegram
 
 router = APIRouter(tags=["console"])
 
@@ -194,7 +194,7 @@ def summary(principal: Viewer, session: DbSession) -> dict:
 @router.get("/api/v1/console/meters/{meter_pk}/recent-readings", summary="A meter's newest readings, newest first")
 def recent_readings(meter_pk: Id, principal: Viewer, session: DbSession, limit: int = Query(20)) -> dict:
     """The newest `limit` (1-200) readings of a meter by meter time: the first is its latest reading."""
-    from .api.readings import reading_json  # the domain API's reading shape, so both views agree
+    from omshub.cloud.api.readings import reading_json
     if not 1 <= limit <= 200:
         raise ApiError(422, "invalid_limit", f"limit must be 1 to 200, not {limit}")
     meter = session.scalar(select(Meter).where(Meter.id == meter_pk, Meter.tenant_id == principal.tenant_id))

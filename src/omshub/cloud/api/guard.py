@@ -26,8 +26,8 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from .api.common import ApiError
-from .outage import database_outage
+from omshub.cloud.api.common import ApiError
+from omshub.cloud.store.outage import database_outage
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +71,15 @@ def _bearer(headers: dict[bytes, bytes]) -> str | None:
 def _gateway_known(db, credential: str) -> bool:
     from sqlalchemy import select
 
-    from .auth import hash_secret
-    from .models import Gateway
+    from omshub.cloud.services.accounts import hash_secret
+    from omshub.cloud.store.models import Gateway
     with db.session() as session:
         return session.execute(select(Gateway.id).where(Gateway.credential_hash == hash_secret(credential))) \
             .first() is not None
 
 
 def _token_valid(db, token: str) -> bool:
-    from .auth import authenticate_token
+    from omshub.cloud.services.accounts import authenticate_token
     with db.session() as session:
         return authenticate_token(session, token) is not None
 

@@ -36,13 +36,12 @@ from sqlalchemy.orm import Session
 from omshub.codec import DecodeError, FormatCache, decode
 from omshub.codec.security import KeyContext
 
-from .db import BulkSql, Database, db_json, db_time, json_text, time_to_db
-from .consumption import registers
-from .keystore import KeyStore, KeyStoreError
-from .timezones import ZoneRules, is_unambiguous, load_rules, meter_clock, meter_time_to_utc, telegram_model, zone_info
-from .models import (REDECODABLE_SQL, REDECODABLE_STATES, CompactFormat, Meter, MeterKey, Reading, Telegram,
-                     compact_reading_data, expand_reading_data)
-from .outage import database_outage, is_unreachable
+from omshub.cloud.store.database import BulkSql, Database, db_json, db_time, json_text, time_to_db
+from omshub.cloud.services.consumption import registers
+from omshub.cloud.store.keystore import KeyStore, KeyStoreError
+from omshub.cloud.services.time_zones import ZoneRules, is_unambiguous, load_rules, meter_clock, meter_time_to_utc, telegram_model, zone_info
+from omshub.cloud.store.models import REDECODABLE_SQL, REDECODABLE_STATES, CompactFormat, Meter, MeterKey, Reading, Telegram, compact_reading_data, expand_reading_data
+from omshub.cloud.store.outage import database_outage, is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +216,7 @@ def _alarms():
     global _alarms_module
     if _alarms_module is None:
         try:
-            from . import alarms
+            from omshub.cloud.services import alarms
         except ImportError:
             return None
         _alarms_module = alarms
