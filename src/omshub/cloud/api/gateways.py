@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.services import operations as config_ops
 from omshub.cloud.services.accounts import Principal, audit, current_principal, hash_secret, new_secret, require_role, utcnow
-from omshub.cloud.ingest.uplink import SERIAL_RE
+from omshub.protocol.topics import SERIAL_RE
 from omshub.cloud.store.models import Gateway
 from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 from omshub.cloud.api.operations import operation_json

@@ -20,8 +20,8 @@ from croniter import croniter
 from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from omshub.gateway.config import (MAX_PATCH_DEPTH, ConfigError, GatewayConfig, cron_for_croniter, diff_patch,
-                                   merge_patch, patch_depth, spread_offset, validate_config)
+from omshub.protocol.config import (MAX_PATCH_DEPTH, ConfigError, GatewayConfig, cron_for_croniter, diff_patch,
+                                    merge_patch, patch_depth, spread_offset, validate_config)
 
 from omshub.cloud.services.accounts import audit
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
