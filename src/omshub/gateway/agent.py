@@ -33,7 +33,7 @@ from omshub.gateway.spool import Spool
 from omshub.gateway.uplink import UplinkTransport, iso
 from omshub.protocol.config import ConfigError, GatewayConfig, validate_config
 from omshub.protocol.envelope import (MAX_BODY, PayloadTooLarge, ProtocolError, UplinkError, UplinkRejected,
-                                      build_envelope, parse_response)
+                                      UplinkResponse, build_envelope, parse_response)
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class ContactResult:
     uplinks: int = 0
     sent: int = 0                  # telegrams acknowledged
     error: str | None = None
-    responses: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[UplinkResponse] = field(default_factory=list)
 
 
 class Agent:

@@ -11,6 +11,7 @@ full and compact frames are both kept.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from omshub.gateway.clock import Clock
@@ -63,7 +64,7 @@ class Collector:
         self.keep = keep
         self._modes: list[str] | None = None
 
-    async def _configure(self, modes: list[str]) -> None:
+    async def _configure(self, modes: Sequence[str]) -> None:
         if modes == self._modes:
             return
         try:

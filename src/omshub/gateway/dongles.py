@@ -26,9 +26,10 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from omshub.gateway.clock import Clock
@@ -285,6 +286,11 @@ class AmberMessage:
         return self.cmd == AMB_DATA_IND
 
 
+def _is_param(addr: int, m: AmberMessage) -> bool:
+    """The stick's answer to CMD_GET_REQ for parameter ``addr``."""
+    return m.cmd == 0x8A and m.payload[:1] == bytes([addr])
+
+
 def amber_rssi_dbm(raw: int) -> int:
     return (raw - 256) // 2 - 74 if raw >= 128 else raw // 2 - 74
 
@@ -461,8 +467,7 @@ class DongleSource:
             # non-volatile parameters, so write them only when needed and reset the stick after.
             changed = False
             for addr, name in ((AMB_PARAM_CMD_OUT, "UART_CMD_Out_Enable"), (AMB_PARAM_RSSI, "RSSI_Enable")):
-                m = await self._request(amber_encode(0x0A, bytes([addr, 1])),
-                                        lambda m, a=addr: m.cmd == 0x8A and m.payload[:1] == bytes([a]),
+                m = await self._request(amber_encode(0x0A, bytes([addr, 1])), partial(_is_param, addr),
                                         f"CMD_GET_REQ {name}")
                 if m.payload[2:3] != b"\x01":
                     await self._request(amber_encode(0x09, bytes([addr, 1, 1])), lambda m: m.cmd == 0x89,
@@ -487,7 +492,7 @@ class DongleSource:
             raise SourceError(f"{self.kind}: link mode {'+'.join(modes)} refused (status {status.hex()})")
         self._mode_name = modes[0] if len(modes) == 1 else "unknown"
 
-    async def frames(self) -> AsyncIterator[ReceivedFrame]:
+    async def frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         await self._start()
         assert self._queue is not None
         async with aclosing(listen(self, self._queue)) as window:  # closed with this generator

@@ -87,9 +87,9 @@ class TelegramFilter:
         try:
             h = read_header(raw)
         except ValueError as exc:
-            reason = str(exc).split(":")[0]
-            self.dropped[reason] += 1
-            return None, reason
+            unreadable = str(exc).split(":")[0]
+            self.dropped[unreadable] += 1
+            return None, unreadable
         reason = self._reason(h)
         if reason is not None:
             self.dropped[reason] += 1

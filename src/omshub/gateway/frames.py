@@ -6,7 +6,7 @@ from outside the gateway (the simulator) import it without importing the registr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,12 +27,12 @@ class SourceError(Exception):
 
 @runtime_checkable
 class RadioSource(Protocol):
-    def frames(self) -> AsyncIterator[ReceivedFrame]: ...
+    def frames(self) -> AsyncGenerator[ReceivedFrame, None]: ...
     async def set_link_modes(self, modes: list[str]) -> None: ...
     async def close(self) -> None: ...
 
 
-async def listen(source: Any, queue: asyncio.Queue[ReceivedFrame]) -> AsyncIterator[ReceivedFrame]:
+async def listen(source: Any, queue: asyncio.Queue[ReceivedFrame]) -> AsyncGenerator[ReceivedFrame, None]:
     """A listen window of a source whose reader thread fills `queue`: what was queued before the
     window is stale and dropped; `source._listening` tells the reader thread to keep what it
     reads (outside windows it discards)."""

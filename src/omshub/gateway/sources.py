@@ -31,7 +31,7 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import IO
 
@@ -176,7 +176,7 @@ class LineSource:
         self.stats["frames"] += 1
         return ReceivedFrame(raw=raw, rx_time=self._clock.now(), rssi=rssi, link_mode=mode)
 
-    async def frames(self) -> AsyncIterator[ReceivedFrame]:
+    async def frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         if self._closed:
             raise SourceError(f"{self.name}: source is closed")
         if self._live:
@@ -200,7 +200,7 @@ class LineSource:
             else:
                 await asyncio.sleep(0)
 
-    async def _live_frames(self) -> AsyncIterator[ReceivedFrame]:
+    async def _live_frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         if self._thread is None:
             self._loop = asyncio.get_running_loop()
             self._queue = asyncio.Queue()

@@ -165,7 +165,7 @@ class WireStats:
         return self.bytes_up + self.bytes_down
 
     def reset(self) -> None:
-        self.__init__()
+        vars(self).update(vars(type(self)()))
 
 
 class _UpstreamProtocol(asyncio.DatagramProtocol):

@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from omshub.codec.encode import add_format_a
 from omshub.gateway.clock import Clock
@@ -91,7 +92,7 @@ class LinkTable:
         self.heard_by: dict[str, list[VirtualMeter]] = {s: [] for s in fleet.gateways}
         for m in fleet.all_meters():
             cx, cy = self._cell_of(m.position)
-            candidates = set(by_site.get(m.site, ())) if m.gateway is not None else set()
+            candidates = set(by_site.get(m.site, ())) if m.gateway is not None and m.site is not None else set()
             for dx in (-1, 0, 1):
                 for dy in (-1, 0, 1):
                     candidates.update(grid.get((cx + dx, cy + dy), ()))
@@ -228,7 +229,7 @@ def iter_events(fleet: Fleet, start: float | datetime, end: float | datetime, *,
     else:
         meters = fleet.all_meters() if include_unheard else [m for m in fleet.all_meters() if table.links.get(m.uid)]
     for t, m, i in _schedule(meters, t0, t1):
-        heard = receptions_of(table, m, i, t, None, wanted)
+        heard = cast("list[tuple[Link, float]]", receptions_of(table, m, i, t, None, wanted))
         if not heard and not include_unheard:
             continue
         frame = encode_transmission(m, i, t)
@@ -277,7 +278,7 @@ class SimRadio:
     async def close(self) -> None:
         self._closed = True
 
-    async def frames(self) -> AsyncIterator:
+    async def frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         if self._closed:
             raise FleetError(f"simulated radio of {self.serial} is closed")
         own = {m.uid for m in self.fleet.meters_of(self.serial)}
