@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import serial
+
 from omshub.gateway.clock import Clock
 from omshub.gateway.frames import MAX_QUEUE, ReceivedFrame, SourceError, listen
 
@@ -510,8 +512,6 @@ class DongleSource:
 
 
 def open_dongle(kind: str, device: str, clock: Clock, **kw: Any) -> DongleSource:
-    import serial  # pyserial, imported when a stick is used
-
     baud = 57600 if kind == "im871a" else 9600
     try:
         port = serial.Serial(device, baudrate=baud, bytesize=8, parity="N", stopbits=1, timeout=0.05)

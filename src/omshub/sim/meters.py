@@ -264,8 +264,9 @@ def encode_transmission(meter: VirtualMeter, index: int, t: float | None = None)
     with the meter's security (mode 5 / mode 7 with the 32-bit message counter / ELL AES-CTR like
     Kamstrup), compact frames between full ones, and block CRCs when the meter's frame format says so.
     """
-    from omshub.codec import encode_telegram  # the codec is only needed once frames are made
-
+    # Imported when the first frame is made: the codec (which sim.template imports too) takes ~0.6 s
+    # to import (python -X importtime), and `omshub simulate init-fleet|keys|meters` never make one.
+    from omshub.codec import encode_telegram
     from omshub.sim.template import apl_bytes
 
     if t is None:
