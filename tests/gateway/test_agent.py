@@ -5,13 +5,11 @@ import json
 import random
 from datetime import datetime, timezone
 
-
 from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
 from omshub.sim.battery import battery_from_settings
-
-from .helpers import FakeHeadend, FakeTransport, ScheduledSource, frame
+from tests.gateway.helpers import FakeHeadend, FakeTransport, ScheduledSource, frame
 
 START = datetime(2026, 1, 5, 0, 0, tzinfo=timezone.utc).timestamp()
 DAY = 86_400

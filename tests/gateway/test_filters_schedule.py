@@ -3,11 +3,11 @@
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from omshub.protocol.config import Filters, GatewayConfig, spread_offset
-from omshub.gateway.filters import TelegramFilter, read_header
+from omshub.gateway.collector import counts_as_full
+from omshub.gateway.filters import Header, TelegramFilter, read_header
 from omshub.gateway.schedule import Schedule, next_fire, prev_fire
-
-from .helpers import frame
+from omshub.protocol.config import Filters, GatewayConfig, spread_offset
+from tests.gateway.helpers import frame
 
 KAM1 = frame("11111111")
 KAM2 = frame("22222222")
@@ -101,8 +101,6 @@ def test_windows_open_now_done_and_several():
 # -- what counts as "heard" for ending a listen window early -------------------------------------
 
 def test_compact_frames_alone_do_not_count_as_heard():
-    from omshub.gateway.collector import counts_as_full
-    from omshub.gateway.filters import Header
 
     plain = Header("KAM", "12345678", 1, 4, 0x7A)
     compact = Header("KAM", "12345678", 1, 4, 0x79)

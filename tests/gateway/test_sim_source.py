@@ -9,9 +9,7 @@ from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
 from omshub.sim import fleet as sim
 from omshub.sim import radio as _sim_radio  # noqa: F401 - registers the "sim:" source
-
-from .helpers import FakeHeadend, FakeTransport
-
+from tests.gateway.helpers import FakeHeadend, FakeTransport
 
 FLEET = """
 [fleet]

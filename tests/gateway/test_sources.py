@@ -2,13 +2,14 @@
 
 import asyncio
 import os
+from contextlib import aclosing
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.gateway.clock import SimClock
-from omshub.gateway.frames import SourceError
+from omshub.gateway.clock import Clock, SimClock
+from omshub.gateway.frames import SourceError, listen
 from omshub.gateway.sources import RtlLineRejected, open_source, parse_hex_line, parse_rtlwmbus_line
 from omshub.sim import radio as _sim_radio  # noqa: F401 - registers the "sim:" source
 
@@ -73,7 +74,6 @@ def test_rtlwmbus_from_fifo(tmp_path):
              "rtl_wmbus: exiting"]
 
     async def main():
-        from omshub.gateway.clock import Clock
         src = open_source(f"rtlwmbus:{fifo}", Clock(), "GW")
         it = src.frames()
         first = asyncio.ensure_future(it.__anext__())
@@ -115,9 +115,7 @@ def test_line_parsers_never_crash(text):
 def test_a_listen_window_drops_stale_frames_and_ends_with_its_reader():
     """What a reader thread queued before the window is dropped; when the source's window
     generator is closed, the reader is told at once that nobody listens."""
-    from contextlib import aclosing
 
-    from omshub.gateway.frames import listen
 
     class Source:
         _listening = False

@@ -14,8 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.protocol.envelope import (MAX_BODY, MAX_TELEGRAMS, Entry, UplinkRejected, build_envelope, content_hash,
-                                      parse_body, parse_uplink)
+from omshub.protocol.envelope import (
+    MAX_BODY,
+    MAX_TELEGRAMS,
+    Entry,
+    UplinkRejected,
+    build_envelope,
+    content_hash,
+    parse_body,
+    parse_uplink,
+)
 from omshub.protocol.topics import LINK_MODE_BY_CODE, LINK_MODE_CODES, LINK_MODES
 
 CBOR, JSON = "application/cbor", "application/json"

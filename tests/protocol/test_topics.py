@@ -2,8 +2,15 @@
 
 import pytest
 
-from omshub.protocol.topics import (SERIAL_RE, down_topic, parse_broker_url, topic_serial, up_filter, up_topic,
-                                    valid_serial)
+from omshub.protocol.topics import (
+    SERIAL_RE,
+    down_topic,
+    parse_broker_url,
+    topic_serial,
+    up_filter,
+    up_topic,
+    valid_serial,
+)
 
 
 @pytest.mark.parametrize("serial, ok", [("GW-0001", True), ("a.b_c-9", True), ("x" * 64, True), ("x" * 65, False),

@@ -11,10 +11,10 @@ from omshub.codec import DecodeError, decode
 from omshub.codec.encode import add_format_a
 from omshub.gateway.clock import SimClock
 from omshub.gateway.frames import RadioSource, ReceivedFrame, SourceError
-from omshub.sim.fleet import parse_fleet
+from omshub.gateway.sources import open_source
+from omshub.sim.fleet import FleetError, parse_fleet
 from omshub.sim.radio import SimRadio, iter_events, iter_transmissions, link_table, source_from_spec
-
-from .conftest import MIXED_FLEET
+from tests.sim.conftest import MIXED_FLEET
 
 HOUR = 3600.0
 
@@ -115,7 +115,6 @@ def test_repeated_transmissions_are_delivered_twice(hour_of_events):
 
 
 def test_unknown_gateway_is_a_clear_error(fleet, winter):
-    from omshub.sim.fleet import FleetError
     with pytest.raises(FleetError, match="no gateway 'nope'"):
         list(iter_transmissions(fleet, winter, winter + 10, gateways=["nope"]))
     with pytest.raises(FleetError, match="no gateway"):
@@ -174,7 +173,6 @@ def test_source_from_spec(tmp_path: Path, winter):
 
 
 def test_gateway_open_source_builds_the_sim_radio(tmp_path: Path, winter):
-    from omshub.gateway.sources import open_source
     path = tmp_path / "fleet.toml"
     path.write_text(MIXED_FLEET)
     radio = open_source(f"sim:{path}", SimClock(winter, 0), "GW-A")
