@@ -16,11 +16,10 @@ from urllib.parse import urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from omshub.protocol.envelope import PayloadTooLarge, TransportError, UplinkError, UplinkRejected
+from omshub.protocol.envelope import MAX_RESPONSE, PayloadTooLarge, TransportError, UplinkError, UplinkRejected
 from omshub.protocol.topics import COAP_UPLINK_PATH
 
 _CONTENT_FORMATS = {"application/cbor": 60, "application/json": 50}
-MAX_RESPONSE = 1024 * 1024
 
 
 class CoapTransport:

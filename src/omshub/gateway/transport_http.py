@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from omshub.protocol.envelope import PayloadTooLarge, TransportError, UplinkRejected
+from omshub.protocol.envelope import MAX_RESPONSE, PayloadTooLarge, TransportError, UplinkRejected
 from omshub.protocol.topics import HTTP_UPLINK_PATH as UPLINK_PATH
-MAX_RESPONSE = 1 << 20
 
 
 class HttpsTransport:

@@ -20,10 +20,8 @@ import aiomqtt
 import cbor2
 import orjson
 
-from omshub.protocol.envelope import PayloadTooLarge, TransportError, UplinkError, UplinkRejected
+from omshub.protocol.envelope import MAX_RESPONSE, PayloadTooLarge, TransportError, UplinkError, UplinkRejected
 from omshub.protocol.topics import DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, down_topic, parse_broker_url, up_topic
-
-MAX_RESPONSE = 1024 * 1024
 
 
 def make_client(address: BrokerAddress, *, identifier: str, username: str | None = None,

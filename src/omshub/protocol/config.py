@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from omshub.protocol.envelope import MAX_TELEGRAMS
 from omshub.protocol.topics import LinkMode
 
 MAX_METERS = 250
@@ -73,7 +74,7 @@ class CollectionWindow(_Strict):
 
 class UploadSchedule(_Strict):
     cron: str = "0 30 3 * * *"
-    max_batch: int = Field(default=5_000, ge=1, le=5_000)
+    max_batch: int = Field(default=MAX_TELEGRAMS, ge=1, le=MAX_TELEGRAMS)
 
     @field_validator("cron")
     @classmethod

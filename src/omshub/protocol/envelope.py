@@ -24,6 +24,7 @@ from omshub.protocol.topics import LINK_MODE_BY_CODE, LINK_MODE_CODES, LINK_MODE
 
 FORMAT_VERSION = 1
 MAX_BODY = 1 << 20                   # bytes of one uplink body
+MAX_RESPONSE = 1 << 20               # bytes of one response map (a gateway reads no more)
 MAX_TELEGRAMS = 5_000                # telegrams in one uplink
 MIN_FRAME, MAX_FRAME = 10, 512       # bytes of one wM-Bus frame, from its L-field
 MAX_UINT63 = (1 << 63) - 1
