@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class BatteryGauge(Protocol):
     """The gateway's battery as the agent accounts for it and reports it in the status. The agent
     tells it what it does (sleep until ``now``, radio on, an uplink of n bytes) and keeps
-    ``consumed_mah`` across restarts; the simulator's model is ``omshub.sim.battery.Battery``."""
+    ``consumed_mah`` across restarts; the simulator provides a model of one (``sim.battery``)."""
 
     consumed_mah: float
 

@@ -9,7 +9,7 @@ calls ``frames()`` again, so a source must allow that. Frames a source receives 
 Sources here: hex lines (``hexfile:PATH``), rtl-wmbus output (``rtlwmbus:PATH``), both from a
 regular file (replayed) or a pipe/FIFO/``-`` (stdin, read continuously); the serial receiver sticks
 live in :mod:`omshub.gateway.dongles`; other kinds register themselves with
-:func:`register_source` (importing :mod:`omshub.sim.radio` registers ``sim:``).
+:func:`register_source` (the simulator registers ``sim:`` when its radio module is imported).
 :func:`open_source` turns a spec string into a source.
 
 **Hex line format** (``hexfile:``): one telegram a line, columns separated by ``;`` (or a tab)::
