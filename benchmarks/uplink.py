@@ -58,7 +58,7 @@ from omshub.protocol.topics import parse_broker_url
 from omshub.sim.battery import battery_from_settings
 from omshub.sim.linkemu import TcpProxy, UdpProxy
 
-T_DAY0 = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc).timestamp()
+T_DAY0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
 WINDOW_START = T_DAY0 + 2 * 3600      # the default collection window: 02:00, 900 s
 UPLINK_PATH = "/api/v1/uplink"
 
@@ -113,7 +113,7 @@ def make_database(directory: Path, gateways: dict[str, str]) -> str:
     url = f"sqlite:///{directory / 'headend.sqlite3'}"
     db = Database(url)
     db.migrate()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with db.transaction() as s:
         tenant = Tenant(slug="bench", name="Benchmark", created_at=now)
         s.add(tenant)
@@ -128,7 +128,7 @@ def make_database(directory: Path, gateways: dict[str, str]) -> str:
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omshub-bench")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=1))

@@ -1,6 +1,6 @@
 """Filters on the link-layer header, and the cron/time-zone/spread schedule."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from omshub.gateway.collector import counts_as_full
@@ -68,8 +68,8 @@ def test_cron_with_seconds_and_time_zone():
     assert next_fire("*/20 * * * * *", "UTC", t) == t
     assert prev_fire("*/20 * * * * *", "UTC", t + 19.5) == t
     # the schedule follows the zone's daylight-saving change: 02:00 local is 01:00 UTC in winter
-    assert datetime.fromtimestamp(next_fire("0 0 2 * * *", "Europe/Berlin", ts(2026, 1, 1)), timezone.utc).hour == 1
-    assert datetime.fromtimestamp(next_fire("0 0 2 * * *", "Europe/Berlin", ts(2026, 6, 1)), timezone.utc).hour == 0
+    assert datetime.fromtimestamp(next_fire("0 0 2 * * *", "Europe/Berlin", ts(2026, 1, 1)), UTC).hour == 1
+    assert datetime.fromtimestamp(next_fire("0 0 2 * * *", "Europe/Berlin", ts(2026, 6, 1)), UTC).hour == 0
 
 
 def test_spread_is_stable_and_spreads():

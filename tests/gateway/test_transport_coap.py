@@ -6,7 +6,7 @@ import asyncio
 import random
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cbor2
 import orjson
@@ -247,7 +247,7 @@ def headend_database(tmp_path, serial: str = "GW-1", credential: str = CRED):
 
     db = Database(f"sqlite:///{tmp_path / 'headend.sqlite3'}")
     db.migrate()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with db.transaction() as s:
         tenant = Tenant(slug="t1", name="Tenant 1", created_at=now)
         s.add(tenant)

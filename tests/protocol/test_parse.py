@@ -6,7 +6,7 @@ parses back to the same telegrams, in CBOR and in JSON; every way an uplink is r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cbor2
 import orjson
@@ -81,7 +81,7 @@ def test_transport_credential_wins_and_status_only_uplink():
 
 def test_link_modes_have_one_meaning():
     assert LINK_MODES == ("T1", "C1", "S1", "T2", "C2", "S2", "N")
-    assert LINK_MODE_BY_CODE == ("unknown", *LINK_MODES)
+    assert ("unknown", *LINK_MODES) == LINK_MODE_BY_CODE
     assert all(LINK_MODE_BY_CODE[code] == name for name, code in LINK_MODE_CODES.items())
 
 
@@ -95,9 +95,9 @@ def test_text_times_and_nul_in_reported_text():
     up = parse_uplink(orjson.dumps(_env(
         telegrams=[{"rx": "2026-01-01T00:00:00Z", "mode": "t1", "hex": FRAME.hex()}],
         status={"firmware": "a\x00b"}, cfg_error={"version": 1, "message": "x\x00"})), JSON)
-    assert up.entries[0].rx == int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp())
+    assert up.entries[0].rx == int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
     assert up.entries[0].mode == "T1" and up.status["firmware"] == "a\ufffdb" and up.cfg_error["message"] == "x\ufffd"
-    tagged = parse_uplink(_cbor(_env(telegrams=[{"rx": datetime(2026, 1, 1, tzinfo=timezone.utc), "mode": "T1",
+    tagged = parse_uplink(_cbor(_env(telegrams=[{"rx": datetime(2026, 1, 1, tzinfo=UTC), "mode": "T1",
                                                  "raw": FRAME}])), CBOR)
     assert tagged.entries[0].rx == up.entries[0].rx
 

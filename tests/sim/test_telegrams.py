@@ -11,7 +11,7 @@ from omshub.sim.template import apl_bytes
 
 def _same(decoded: list[dict], expected: list[dict]) -> None:
     assert len(decoded) == len(expected)
-    for got, want in zip(decoded, expected):
+    for got, want in zip(decoded, expected, strict=False):
         for key in ("quantity", "unit", "storage", "tariff", "subunit", "function", "dif_vif"):
             assert got[key] == want[key], (key, got, want)
         if isinstance(want["value"], float):

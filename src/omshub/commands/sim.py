@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -99,11 +99,11 @@ def _parse_start(text: str) -> datetime:
         dt = datetime.fromisoformat(text)
     except ValueError:
         _fail(f"--start {text!r} is not an ISO date or date-time (e.g. 2026-01-01 or 2026-01-01T02:00:00Z)")
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _line(fmt: OutputFormat, serial: str, frame, multi: bool) -> str:
-    ts = datetime.fromtimestamp(frame.rx_time, timezone.utc)
+    ts = datetime.fromtimestamp(frame.rx_time, UTC)
     if fmt is OutputFormat.hex:   # the gateway's hexfile source format: HEX;RSSI;MODE
         return f"{frame.raw.hex().upper()};{frame.rssi};{frame.link_mode}\n"
     if fmt is OutputFormat.rtlwmbus:

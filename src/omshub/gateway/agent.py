@@ -32,8 +32,16 @@ from omshub.gateway.sources import open_source
 from omshub.gateway.spool import Spool
 from omshub.gateway.uplink import UplinkTransport, iso
 from omshub.protocol.config import ConfigError, GatewayConfig, validate_config
-from omshub.protocol.envelope import (MAX_BODY, PayloadTooLarge, ProtocolError, UplinkError, UplinkRejected,
-                                      UplinkResponse, build_envelope, parse_response)
+from omshub.protocol.envelope import (
+    MAX_BODY,
+    PayloadTooLarge,
+    ProtocolError,
+    UplinkError,
+    UplinkRejected,
+    UplinkResponse,
+    build_envelope,
+    parse_response,
+)
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from omshub.gateway.clock import Clock
 from omshub.gateway.filters import Header, TelegramFilter
-from omshub.gateway.schedule import Window
 from omshub.gateway.frames import RadioSource
+from omshub.gateway.schedule import Window
 from omshub.gateway.spool import Spool
 
 log = logging.getLogger(__name__)

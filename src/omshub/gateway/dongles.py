@@ -448,7 +448,7 @@ class DongleSource:
                 try:
                     await asyncio.to_thread(self._write, data)
                     return await asyncio.wait_for(fut, self.response_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.warning("%s: no answer to %s (attempt %d/%d)", self.kind, what, attempt + 1, tries)
                 finally:
                     self._waiter = None

@@ -69,7 +69,7 @@ class CoapTransport:
         pending = context.request(request)
         try:
             response = await asyncio.wait_for(pending.response, self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._reset()
             raise TransportError(f"CoAP: no answer from {self.url} within {self.timeout_s:g} s") from None
         except aiocoap.error.Error as exc:
@@ -97,7 +97,7 @@ class CoapTransport:
         if context is not None:
             try:
                 await context.shutdown()
-            except Exception:  # noqa: BLE001 - shutting down a broken context must not mask the error
+            except Exception:  # shutting down a broken context must not mask the error
                 pass
 
 

@@ -41,7 +41,7 @@ def make_client(address: BrokerAddress, *, identifier: str, username: str | None
 def _envelope_seq(body: bytes, content_type: str) -> int:
     try:
         envelope = cbor2.loads(body) if content_type == "application/cbor" else orjson.loads(body)
-    except Exception as exc:  # noqa: BLE001 - cbor2 raises several types on bad input
+    except Exception as exc:  # cbor2 raises several types on bad input
         raise ValueError(f"MQTT uplink body is not a valid {content_type} envelope: {exc}") from None
     seq = envelope.get("seq") if isinstance(envelope, dict) else None
     if not isinstance(seq, int) or isinstance(seq, bool):
@@ -123,7 +123,7 @@ class MqttTransport:
                 continue
             try:
                 answer = _decode_answer(bytes(payload))
-            except Exception:  # noqa: BLE001 - garbage on our topic is skipped, not fatal
+            except Exception:  # garbage on our topic is skipped, not fatal
                 continue
             if not isinstance(answer, dict):
                 continue
@@ -141,7 +141,7 @@ class MqttTransport:
         if client is not None:
             try:
                 await client.__aexit__(None, None, None)
-            except Exception:  # noqa: BLE001 - the connection is already broken
+            except Exception:  # the connection is already broken
                 pass
             # aiomqtt leaves the reason of an unexpected disconnection in a future nobody awaits
             # once we stop using the client; we reported it already, so mark it retrieved.

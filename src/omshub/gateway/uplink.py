@@ -6,7 +6,7 @@ a transport raises that module's ``TransportError``, ``PayloadTooLarge`` or ``Up
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 
@@ -20,4 +20,4 @@ class UplinkTransport(Protocol):
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")

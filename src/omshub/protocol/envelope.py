@@ -14,7 +14,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol, TypedDict
 
 import cbor2
@@ -38,7 +38,7 @@ _STATUS_KEYS: dict[str, type] = {
     "battery_pct": int, "battery_mv": int, "rssi": int, "firmware": str, "uptime_s": int, "spool": int,
     "spool_full": bool, "heard": int, "filtered": int, "time": int, "next_contact": int}
 _MODE_BY_NAME = {name.lower(): name for name in LINK_MODE_BY_CODE}
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- errors

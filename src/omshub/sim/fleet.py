@@ -50,7 +50,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -59,7 +59,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from omshub.protocol.config import check_timezone
 from omshub.protocol.topics import SERIAL_PATTERN
-
 from omshub.sim.consumption import HEAT_CAPACITY_KWH_M3K, Climate
 from omshub.sim.meters import DEVICE_TYPE_NAMES, VirtualMeter
 from omshub.sim.noise import gaussian, text_id, uniform
@@ -87,7 +86,7 @@ class _Strict(BaseModel):
 class FleetSection(_Strict):
     name: str = Field(default="fleet", min_length=1, max_length=64)
     seed: int = Field(default=1, ge=0, lt=2**63)
-    epoch: datetime = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    epoch: datetime = datetime(2025, 1, 1, tzinfo=UTC)
     timezone: str = "Europe/Berlin"
     due_date: str = "12-31"
     first_id: int = Field(default=30_000_001, ge=0, le=99_999_999)
