@@ -136,7 +136,8 @@ def status(config: Path = typer.Option(..., "--config", "-c")) -> None:
     except SpoolError as exc:
         _fail(str(exc), 1)
     cfg_path = Path(settings.state_dir) / "config.json"
-    cfg_version = json.loads(cfg_path.read_text())["version"] if cfg_path.exists() else settings.initial_config().version
+    cfg_version = (json.loads(cfg_path.read_text())["version"] if cfg_path.exists()
+                   else settings.initial_config().version)
     out = {"serial": settings.serial, "spool": sp.rows, "spool_bytes": sp.bytes, "spool_full": sp.full,
            "last_seq": sp.last_seq, "inflight_seq": sp.inflight_seq(), "config_version": cfg_version,
            "cfg_error": json.loads(sp.get_state("cfg_error") or "null"),

@@ -56,7 +56,8 @@ def _write(text: str, output: str, force: bool, what: str) -> None:
 
 
 @sim_app.command("init-fleet")
-def init_fleet(gateways: int = typer.Option(20, "--gateways", min=1, max=100_000, help="number of gateways (one building each)"),
+def init_fleet(gateways: int = typer.Option(20, "--gateways", min=1, max=100_000,
+                                            help="number of gateways (one building each)"),
                meters: int = typer.Option(1000, "--meters", min=0, max=1_000_000, help="meters in total"),
                seed: int = typer.Option(1, "--seed", min=0, help="seed of every random choice"),
                name: str = typer.Option("simulated", "--name", help="fleet name"),

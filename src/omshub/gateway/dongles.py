@@ -243,10 +243,9 @@ class Im871aParser(_Scanner):
         if n < total:
             return _NEED_MORE
         end = i + total
-        if ctrl & CTRL_FCS:
-            if crc_x25(buf[i + 1:end - 2]) != buf[end - 2] | buf[end - 1] << 8:
-                self.stats["checksum_errors"] += 1
-                return None
+        if ctrl & CTRL_FCS and crc_x25(buf[i + 1:end - 2]) != buf[end - 2] | buf[end - 1] << 8:
+            self.stats["checksum_errors"] += 1
+            return None
         p = i + 4 + ln
         ts = rssi = None
         if ctrl & CTRL_TIMESTAMP:

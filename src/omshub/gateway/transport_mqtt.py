@@ -75,10 +75,9 @@ class MqttTransport:
         self.timeout_s = timeout_s
         self.up_topic = up_topic(serial, prefix)
         self.down_topic = down_topic(serial, prefix)
-        self._client_kwargs: dict[str, Any] = dict(identifier=client_id or f"omshub-gw-{serial}",
-                                   username=username, password=password,
-                                   tls_context=tls_context, keepalive=keepalive,
-                                   timeout=min(timeout_s, 30.0))
+        self._client_kwargs: dict[str, Any] = {
+            "identifier": client_id or f"omshub-gw-{serial}", "username": username, "password": password,
+            "tls_context": tls_context, "keepalive": keepalive, "timeout": min(timeout_s, 30.0)}
         self._client: aiomqtt.Client | None = None
 
     async def _connect(self) -> aiomqtt.Client:

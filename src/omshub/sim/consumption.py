@@ -115,10 +115,12 @@ class DemandProfile:
         n_heat, n_hot, n_water = self._norm[HEAT], self._norm[HOT_WATER], self._norm[WATER]
         heat = [dh * heat_day[lh] * n_heat for dh, lh in zip(c.degree_hours[sl], c.local_hour[sl], strict=False)]
         # hot water: colder mains water in winter; cold water: more drinking/garden water in summer
-        hot = [hot_day[lh] * (1.0 + 0.1 * se) * n_hot for lh, se in zip(c.local_hour[sl], c.season[sl], strict=False)]
-        water = [hot_day[lh] * (1.0 - 0.08 * se) * n_water for lh, se in zip(c.local_hour[sl], c.season[sl], strict=False)]
+        hours_seasons = list(zip(c.local_hour[sl], c.season[sl], strict=False))
+        hot = [hot_day[lh] * (1.0 + 0.1 * se) * n_hot for lh, se in hours_seasons]
+        water = [hot_day[lh] * (1.0 - 0.08 * se) * n_water for lh, se in hours_seasons]
         per_m3 = [1.0 / (HEAT_CAPACITY_KWH_M3K * d) for d in c.delta[sl]]
-        return (heat, hot, [a * b for a, b in zip(heat, per_m3, strict=False)], [a * b for a, b in zip(hot, per_m3, strict=False)], water)
+        return (heat, hot, [a * b for a, b in zip(heat, per_m3, strict=False)],
+                [a * b for a, b in zip(hot, per_m3, strict=False)], water)
 
     def _extend_to(self, index: int) -> None:
         if index >= _MAX_HOURS:

@@ -299,7 +299,7 @@ class Fleet:
                 self._by_gateway[gw.serial] = own
                 self.meters.extend(own)
         # foreign neighbours: after all own meters so adding some never changes the fleet's own meters
-        for si, site in enumerate(self.spec.sites):
+        for site in self.spec.sites:
             for gw in site.gateways:
                 gx, gy = self.gateways[gw.serial].position
                 for n in range(gw.neighbours):

@@ -263,8 +263,9 @@ class SimRadio:
 
     def __init__(self, fleet: Fleet, gateway_serial: str, clock) -> None:
         if gateway_serial not in fleet.gateways:
+            more = " ..." if len(fleet.gateways) > 5 else ""
             raise FleetError(f"no gateway {gateway_serial!r} in fleet {fleet.name!r} "
-                             f"(gateways: {', '.join(list(fleet.gateways)[:5])}{' ...' if len(fleet.gateways) > 5 else ''})")
+                             f"(gateways: {', '.join(list(fleet.gateways)[:5])}{more})")
         self.fleet = fleet
         self.serial = gateway_serial
         self.clock = clock
