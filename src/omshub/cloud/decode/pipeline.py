@@ -36,102 +36,24 @@ from sqlalchemy.orm import Session
 from omshub.codec import DecodeError, FormatCache, decode
 from omshub.codec.security import KeyContext
 
+from omshub.cloud.domain.meter_time import (ZoneRules, is_unambiguous, meter_clock, meter_time_to_utc, telegram_model,
+                                            zone_info)
+from omshub.cloud.domain.registers import registers
+from omshub.cloud.store import alarm_rows as alarms
 from omshub.cloud.store.database import BulkSql, Database, db_json, db_time, json_text, time_to_db
-from omshub.cloud.services.consumption import registers
 from omshub.cloud.store.keystore import KeyStore, KeyStoreError
-from omshub.cloud.services.time_zones import ZoneRules, is_unambiguous, load_rules, meter_clock, meter_time_to_utc, telegram_model, zone_info
+from omshub.cloud.store.meter_zones import load_rules
+from omshub.cloud.store.telegram_states import WAITING_STATES, requeue_states, requeue_waiting
+from omshub.cloud.store.writegate import ingest_clock, note_ingest, write_gate
 from omshub.cloud.store.models import REDECODABLE_SQL, REDECODABLE_STATES, CompactFormat, Meter, MeterKey, Reading, Telegram, compact_reading_data, expand_reading_data
 from omshub.cloud.store.outage import database_outage, is_unreachable
 
 log = logging.getLogger(__name__)
 
-WAITING_STATES = ("no_key", "wrong_key", "unknown_meter")
 DUPLICATE_WINDOW = timedelta(hours=1)
 _CHUNK = 500
 _WRONG_KEY_CODES = ("wrong_key", "mac_error")
 _SELECT_COLUMNS = "id, tenant_id, gateway_id, received_at, raw, manufacturer, meter_id"
-
-
-class _WriteGate:
-    """SQLite allows one writer; a writer that finds the database locked polls with growing sleeps
-    (SQLite's busy handler: 1, 2, 5, ... 100 ms), so under steady contention (ingest threads, decode
-    workers) the lock often sits free while the waiters sleep. The head-end's own bulk writers queue
-    on an flock instead, which wakes the next one the moment the lock is released. Other writers
-    (API requests) still meet SQLite's busy timeout, as before; the kernel drops an flock with its
-    process, so a killed writer never blocks the others."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.lock = threading.RLock()
-        self.local = threading.local()
-        self.fd: int | None = None
-
-    @contextmanager
-    def held(self):
-        import fcntl
-        with self.lock:
-            depth = getattr(self.local, "depth", 0)
-            if depth == 0:
-                if self.fd is None or self.pid != os.getpid():
-                    self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
-                fcntl.flock(self.fd, fcntl.LOCK_EX)
-            self.local.depth = depth + 1
-            try:
-                yield
-            finally:
-                self.local.depth = depth
-                if depth == 0:
-                    fcntl.flock(self.fd, fcntl.LOCK_UN)
-
-
-_gates: dict[str, _WriteGate | None] = {}
-_gates_lock = threading.Lock()
-
-
-def write_gate(db: Database):
-    """Context manager around a bulk write transaction (see _WriteGate); a no-op off SQLite."""
-    gate = _gates.get(db.url)
-    if db.url not in _gates:
-        with _gates_lock:
-            gate = None
-            path = make_url(db.url).database if db.is_sqlite else None
-            if path and path != ":memory:" and not path.startswith("file:") and os.name == "posix":
-                gate = _WriteGate(os.path.abspath(path) + "-writegate")
-            _gates[db.url] = gate
-    return gate.held() if gate is not None else nullcontext()
-
-
-def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | None, str]] | None = None) -> int:
-    """Telegrams of the tenant waiting in no_key / unknown_meter / wrong_key (only those of `meters`,
-    given as (manufacturer | None, meter id), or all) go back to `new`. -> how many."""
-    base = update(Telegram).where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL),
-                                  Telegram.state.in_(WAITING_STATES)) \
-        .values(state="new", error=None).execution_options(synchronize_session=False)
-    if meters is None:
-        return session.execute(base).rowcount or 0
-    ids = sorted({meter_id.upper() for _man, meter_id in meters})
-    sql = BulkSql(session, session.get_bind().dialect.name == "sqlite")
-    waiting = ", ".join(f"'{state}'" for state in WAITING_STATES)
-    total = 0
-    for i in range(0, len(ids), _CHUNK):
-        # the id alone selects (a different manufacturer's meter with the same id just waits again);
-        # REDECODABLE_SQL: through the index of such telegrams, not the meters' whole history
-        isin, params = sql.isin("meter_id", ids[i:i + _CHUNK])
-        total += sql.conn.exec_driver_sql(
-            f"UPDATE telegrams SET state = 'new', error = NULL WHERE tenant_id = {sql.mark} "
-            f"AND {REDECODABLE_SQL} AND state IN ({waiting}) AND {isin}", (tenant_id, *params)).rowcount or 0
-    return total
-
-
-def requeue_states(session: Session, tenant_id: int, states: tuple[str, ...] = REDECODABLE_STATES) -> int:
-    """Telegrams of the tenant in `states` (never `decoded`/`duplicate`: they have their reading)
-    back to `new`, e.g. after a decoder upgrade learned a format. -> how many."""
-    bad = set(states) - set(REDECODABLE_STATES)
-    if bad:
-        raise ValueError(f"only {', '.join(REDECODABLE_STATES)} telegrams can be decoded again, not {', '.join(sorted(bad))}")
-    return session.execute(update(Telegram).where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL),
-                                                  Telegram.state.in_(states))
-                           .values(state="new", error=None).execution_options(synchronize_session=False)).rowcount or 0
 
 
 class _LRU(OrderedDict):
@@ -209,20 +131,6 @@ def _fingerprint(access_number, records, manufacturer_data) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
-_alarms_module = None
-
-
-def _alarms():
-    global _alarms_module
-    if _alarms_module is None:
-        try:
-            from omshub.cloud.services import alarms
-        except ImportError:
-            return None
-        _alarms_module = alarms
-    return _alarms_module
-
-
 class _Prepared:
     """What a decoded telegram's reading needs that does not depend on the database: made while
     decoding, so that on SQLite the write transaction (which holds the one write lock) only
@@ -244,8 +152,7 @@ class _Prepared:
         self.received_db = row.received_db
         self.fields_json = json_text(result.get("fields") or {})
         self.data_json = json_text(stored)
-        alarms = _alarms()
-        self.reports_error = bool(alarms.error_causes(result)[0]) if alarms is not None else False
+        self.reports_error = bool(alarms.error_causes(result)[0])
         self.registers = registers(result)
         self.encrypted = bool((result.get("security") or {}).get("encrypted"))
 
@@ -877,12 +784,10 @@ class DecodePipeline:
                       [(m.last_heard_db, m.last_reading_id, m.key_status, m.last_reading_db,
                         json_text(m.last_registers) if m.last_registers is not None else None, m.id)
                        for m in changed.values()])
-        alarms = _alarms()
-        if alarms is not None:
-            for meter in wrong_keys:
-                self._hook(alarms.on_decode_failure, session, session.get(Meter, meter.id), "wrong_key", now)
-            if calls:
-                self._reading_alarms(session, alarms, calls, now)
+        for meter in wrong_keys:
+            self._hook(alarms.on_decode_failure, session, session.get(Meter, meter.id), "wrong_key", now)
+        if calls:
+            self._reading_alarms(session, alarms, calls, now)
 
     def _load_readings(self, writer: BulkSql, ids: list[int]) -> dict[int, "StoredReading"]:
         """Stored readings by id, with what the alarm checks read of them (not their fields)."""
@@ -1051,17 +956,6 @@ IDLE_WORKER_NICENESS = 5
 AHEAD_BATCHES = 2         # whole batches an idle-core worker decodes ahead while uplinks arrive
 INGEST_QUIET_S = 0.05     # the idle-core workers decode only when no uplink came for this long
 IDLE_POLL_S = 0.2         # an idle worker looks for new telegrams at least this often
-_ingest_clock = None      # shared double (time.monotonic() of the last uplink) when workers run
-
-
-def note_ingest() -> None:
-    """Called by ingest for every uplink (before and after its commit): idle decode workers wake
-    up at once, and the idle-core ones stay paused meanwhile (on SQLite their write transactions
-    would queue the uplinks' behind them)."""
-    clock = _ingest_clock
-    if clock is not None:
-        import time
-        clock.value = time.monotonic()
 
 
 class PipelineProcesses:
@@ -1081,10 +975,7 @@ class PipelineProcesses:
         self._context = multiprocessing.get_context("spawn")
         self._args = (url, master_key, meter_timezone, batch)
         self._parent, self._log_level = os.getpid(), log_level
-        global _ingest_clock
-        if _ingest_clock is None:
-            _ingest_clock = self._context.Value("d", 0.0, lock=False)  # monotonic is system-wide on Linux
-        self._clock = _ingest_clock
+        self._clock = ingest_clock(self._context)
         self.normal = workers
         self.workers = max(workers, os.cpu_count() or 1) if fill_cores and workers > 0 else workers
         self.processes = [self._new(k) for k in range(self.workers)]

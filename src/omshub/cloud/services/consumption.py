@@ -14,58 +14,21 @@ installation made without a date counts from the meter's first reading (effectiv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from omshub.cloud.domain.registers import CUMULATIVE_UNITS, cumulative_quantity, register_value, registers
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Reading
+from omshub.times import utc, utcnow
 
-# quantity -> canonical unit (omshub.codec.units)
-CUMULATIVE_UNITS = {"energy": "kWh", "volume": "m3", "hca": "HCA"}
-_BY_DEVICE_TYPE = {
-    "heat": "energy", "heat_inlet": "energy", "heat_cooling": "energy", "cooling": "energy",
-    "cooling_inlet": "energy", "electricity": "energy", "steam": "energy",
-    "water": "volume", "warm_water": "volume", "hot_water": "volume", "cold_water": "volume",
-    "dual_register_water": "volume", "waste_water": "volume", "gas": "volume", "oil": "volume",
-    "heat_cost_allocator": "hca",
-}
+# register arithmetic lives in domain/registers.py; named here too for the API and the tests
+__all__ = ["CUMULATIVE_UNITS", "DEFAULT_MAX_GAP", "INCOMPLETE_FLAGS", "Point", "consumption", "cumulative_quantity",
+           "effective_installed_at", "register_value", "registers"]
+
 DEFAULT_MAX_GAP = timedelta(days=2)
 _SCAN = 50  # readings looked at per boundary to find one carrying the register
-
-
-def cumulative_quantity(device_type: str | None) -> str | None:
-    """The register whose difference is consumption for this device type (None: unknown)."""
-    return _BY_DEVICE_TYPE.get((device_type or "").lower())
-
-
-def register_value(data: dict | None, quantity: str) -> float | None:
-    """The current (storage 0, tariff 0, subunit 0, instantaneous) value of `quantity` in a
-    decoded telegram, or None when absent or not a number."""
-    return registers(data, (quantity,)).get(quantity)
-
-
-def registers(data: dict | None, quantities=CUMULATIVE_UNITS) -> dict[str, float]:
-    """{quantity: register_value(data, quantity)} of those `quantities` present, in one pass over
-    the records (the first current, numeric record of a quantity counts)."""
-    out: dict[str, float] = {}
-    if not isinstance(data, dict):
-        return out
-    for rec in data.get("records") or ():
-        if type(rec) is not dict:
-            continue
-        quantity = rec.get("quantity")
-        if (type(quantity) is str and quantity in quantities and quantity not in out and not rec.get("storage")
-                and not rec.get("tariff") and not rec.get("subunit")
-                and rec.get("function", "instantaneous") == "instantaneous"):
-            value = rec.get("value")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[quantity] = float(value)
-    return out
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
 @dataclass
@@ -89,7 +52,7 @@ def _reading_at_or_before(session: Session, meter_pk: int, at: datetime, quantit
     for r in rows:
         v = register_value(r.data, quantity)
         if v is not None:
-            return Point(v, _utc(r.timestamp), "reading", r.id)
+            return Point(v, utc(r.timestamp), "reading", r.id)
     return None
 
 
@@ -101,21 +64,21 @@ def _reading_after(session: Session, meter_pk: int, after: datetime, quantity: s
     for r in rows:
         v = register_value(r.data, quantity)
         if v is not None:
-            return Point(v, _utc(r.timestamp), "reading", r.id)
+            return Point(v, utc(r.timestamp), "reading", r.id)
     return None
 
 
 def _initial(inst: Installation, quantity: str) -> Point | None:
     v = (inst.initial_values or {}).get(quantity)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return Point(float(v), _utc(inst.installed_at), "initial")
+        return Point(float(v), utc(inst.installed_at), "initial")
     return None
 
 
 def _final(inst: Installation, quantity: str) -> Point | None:
     v = (inst.final_values or {}).get(quantity)
     if inst.removed_at is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
-        return Point(float(v), _utc(inst.removed_at), "final")
+        return Point(float(v), utc(inst.removed_at), "final")
     return None
 
 
@@ -130,7 +93,7 @@ def effective_installed_at(session: Session, inst: Installation) -> datetime:
     (installed_from "first_reading") starts at the meter's first reading after the previous
     installation change of its metering point and of its meter (its recorded installed_at, the
     registration, until a reading arrives)."""
-    recorded = _utc(inst.installed_at)
+    recorded = utc(inst.installed_at)
     if inst.installed_from != "first_reading":
         return recorded
     before = session.scalar(select(func.max(Installation.removed_at)).where(
@@ -143,7 +106,7 @@ def effective_installed_at(session: Session, inst: Installation) -> datetime:
     if inst.removed_at is not None:
         query = query.where(Reading.timestamp < inst.removed_at)
     first = session.scalar(query)
-    return recorded if first is None else _utc(first)
+    return recorded if first is None else utc(first)
 
 
 def _share(a: datetime, b: datetime, whole: float) -> float:
@@ -165,8 +128,8 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
     installed all through the period. `covered_from` / `covered_to` / `covered_share` (of the
     period's length) say which part the value covers, for the result and for each installation;
     `uncovered` lists the parts it does not."""
-    start, end = _utc(start), _utc(end)
-    now = _utc(now or datetime.now(timezone.utc))
+    start, end = utc(start), utc(end)
+    now = utc(now or utcnow())
     rows = session.execute(
         select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk).where(
             Installation.tenant_id == point.tenant_id, Installation.metering_point_id == point.id,
@@ -199,7 +162,7 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
     covered: list[tuple[datetime, datetime]] = []
     for inst, meter, installed in installs:
         seg_from = max(start, installed)
-        removed = _utc(inst.removed_at) if inst.removed_at is not None else None
+        removed = utc(inst.removed_at) if inst.removed_at is not None else None
         seg_to = min(end, removed) if removed is not None else end
         seg = {"installation_id": inst.id,
                "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
