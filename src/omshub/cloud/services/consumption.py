@@ -130,19 +130,7 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
     `uncovered` lists the parts it does not."""
     start, end = utc(start), utc(end)
     now = utc(now or utcnow())
-    rows = session.execute(
-        select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk).where(
-            Installation.tenant_id == point.tenant_id, Installation.metering_point_id == point.id,
-            # (an installation counted from the first reading may start before its recorded time)
-            (Installation.installed_at < end) | (Installation.installed_from == "first_reading"),
-            (Installation.removed_at.is_(None)) | (Installation.removed_at > start))
-        .order_by(Installation.installed_at, Installation.id)).all()
-    installs = []
-    for inst, meter in rows:
-        installed = effective_installed_at(session, inst)
-        if installed < end:
-            installs.append((inst, meter, installed))
-    installs.sort(key=lambda x: (x[2], x[0].id))
+    installs = _installations(session, point, start, end)
     if quantity is None:
         quantity = next((q for _, m, _ in installs if (q := cumulative_quantity(m.device_type))), None)
     result = {"metering_point": {"id": point.id, "ref": point.ref}, "from": start, "to": end,
@@ -161,69 +149,126 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
     total, complete = 0.0, True
     covered: list[tuple[datetime, datetime]] = []
     for inst, meter, installed in installs:
-        seg_from = max(start, installed)
-        removed = utc(inst.removed_at) if inst.removed_at is not None else None
-        seg_to = min(end, removed) if removed is not None else end
-        seg = {"installation_id": inst.id,
-               "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
-               "installed_at": installed, "installed_from": inst.installed_from,
-               "from": seg_from, "to": seg_to, "start": None, "end": None, "consumption": None,
-               "covered_from": None, "covered_to": None, "covered_share": 0.0, "flags": []}
-
-        begin = _later(_initial(inst, quantity) if inst.installed_from == "given" else None,
-                       _reading_at_or_before(session, meter.id, seg_from, quantity, installed))
-        if begin is not None and begin.at > seg_from:
-            begin = None  # an initial value is only valid from installation on
-        if begin is None:
-            begin = _reading_after(session, meter.id, seg_from, quantity, seg_to)
-            if begin is not None:
-                seg["flags"].append("start_after_boundary")
-                result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
-                                       "message": f"no reading of {quantity} at or before {seg_from.isoformat()}; "
-                                                  f"used the first one after it ({begin.at.isoformat()}): the "
-                                                  f"consumption before it is not counted"})
-        elif seg_from - begin.at > max_gap:
-            seg["flags"].append("start_stale")
-            result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
-                                   "message": f"last reading before the start is from {begin.at.isoformat()}"})
-
-        finish = _final(inst, quantity) if removed is not None and removed <= end else None
-        if finish is None:
-            finish = _reading_at_or_before(session, meter.id, seg_to, quantity, installed)
-            effective = min(seg_to, now)
-            if finish is not None and effective - finish.at > max_gap:
-                seg["flags"].append("end_stale")
-                result["gaps"].append({"installation_id": inst.id, "boundary": "end", "at": seg_to,
-                                       "message": f"last reading before the end is from {finish.at.isoformat()}: "
-                                                  f"the consumption after it is not counted"})
-        seg["start"] = begin.as_dict() if begin else None
-        seg["end"] = finish.as_dict() if finish else None
-        if begin is None or finish is None or finish.at < begin.at:
-            seg["flags"].append("no_data")
-            result["gaps"].append({"installation_id": inst.id, "boundary": "start" if begin is None else "end",
-                                   "message": f"no reading of {quantity} for meter "
-                                              f"{meter.manufacturer} {meter.meter_id} in the period"})
-        else:
-            delta = finish.value - begin.value
-            seg["consumption"] = delta
+        seg, delta, cover = _segment(session, result, inst, meter, installed, quantity, (start, end, whole),
+                                     now, max_gap)
+        if delta is not None:
             total += delta
-            if delta < 0:
-                seg["flags"].append("negative")
-                result["warnings"].append(
-                    f"negative consumption {delta:g} {result['unit']} on meter {meter.manufacturer} "
-                    f"{meter.meter_id}: the counter went backwards (reset or wrong swap values?)")
-            # a value read at most max_gap before the end stands for the end (as one before the
-            # start stands for the start); an older one (or a period not over yet) covers up to it
-            cov_from = max(seg_from, begin.at)
-            cov_to = seg_to if seg_to - finish.at <= max_gap else max(cov_from, finish.at)
-            seg["covered_from"], seg["covered_to"] = cov_from, cov_to
-            seg["covered_share"] = _share(cov_from, cov_to, whole)
-            covered.append((cov_from, cov_to))
+            covered.append(cover)
         if any(flag in seg["flags"] for flag in INCOMPLETE_FLAGS):
             complete = False
         result["segments"].append(seg)
+    complete = _coverage(result, installs[0][2], covered, start, end, whole) and complete
+    result["value"] = round(total, 9) if covered and not any("no_data" in g["flags"] for g in result["segments"]) \
+        else None
+    result["complete"] = complete and result["value"] is not None
+    return result
 
-    first = installs[0][2]
+
+def _installations(session: Session, point: MeteringPoint, start: datetime,
+                   end: datetime) -> list[tuple[Installation, Meter, datetime]]:
+    """The point's installations overlapping [start, end): (installation, meter, counted from),
+    in the order they were installed."""
+    rows = session.execute(
+        select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk).where(
+            Installation.tenant_id == point.tenant_id, Installation.metering_point_id == point.id,
+            # (an installation counted from the first reading may start before its recorded time)
+            (Installation.installed_at < end) | (Installation.installed_from == "first_reading"),
+            (Installation.removed_at.is_(None)) | (Installation.removed_at > start))
+        .order_by(Installation.installed_at, Installation.id)).all()
+    installs = []
+    for inst, meter in rows:
+        installed = effective_installed_at(session, inst)
+        if installed < end:
+            installs.append((inst, meter, installed))
+    installs.sort(key=lambda x: (x[2], x[0].id))
+    return installs
+
+
+def _segment_start(session: Session, result: dict, seg: dict, inst: Installation, meter: Meter,
+                   installed: datetime, quantity: str, max_gap: timedelta) -> Point | None:
+    """The register value an installation's part of the period starts from (flags and gaps noted)."""
+    seg_from, seg_to = seg["from"], seg["to"]
+    begin = _later(_initial(inst, quantity) if inst.installed_from == "given" else None,
+                   _reading_at_or_before(session, meter.id, seg_from, quantity, installed))
+    if begin is not None and begin.at > seg_from:
+        begin = None  # an initial value is only valid from installation on
+    if begin is None:
+        begin = _reading_after(session, meter.id, seg_from, quantity, seg_to)
+        if begin is not None:
+            seg["flags"].append("start_after_boundary")
+            result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
+                                   "message": f"no reading of {quantity} at or before {seg_from.isoformat()}; "
+                                              f"used the first one after it ({begin.at.isoformat()}): the "
+                                              f"consumption before it is not counted"})
+    elif seg_from - begin.at > max_gap:
+        seg["flags"].append("start_stale")
+        result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
+                               "message": f"last reading before the start is from {begin.at.isoformat()}"})
+    return begin
+
+
+def _segment_end(session: Session, result: dict, seg: dict, inst: Installation, meter: Meter, installed: datetime,
+                 quantity: str, removed: datetime | None, end: datetime, now: datetime,
+                 max_gap: timedelta) -> Point | None:
+    """The register value an installation's part of the period ends at (flags and gaps noted)."""
+    seg_to = seg["to"]
+    finish = _final(inst, quantity) if removed is not None and removed <= end else None
+    if finish is None:
+        finish = _reading_at_or_before(session, meter.id, seg_to, quantity, installed)
+        effective = min(seg_to, now)
+        if finish is not None and effective - finish.at > max_gap:
+            seg["flags"].append("end_stale")
+            result["gaps"].append({"installation_id": inst.id, "boundary": "end", "at": seg_to,
+                                   "message": f"last reading before the end is from {finish.at.isoformat()}: "
+                                              f"the consumption after it is not counted"})
+    return finish
+
+
+def _segment(session: Session, result: dict, inst: Installation, meter: Meter, installed: datetime, quantity: str,
+             period: tuple[datetime, datetime, float], now: datetime,
+             max_gap: timedelta) -> tuple[dict, float | None, tuple[datetime, datetime] | None]:
+    """One installation's part of the period: (its segment, its consumption, the part it covers)
+    — (segment, None, None) when it has no data."""
+    start, end, whole = period
+    seg_from = max(start, installed)
+    removed = utc(inst.removed_at) if inst.removed_at is not None else None
+    seg_to = min(end, removed) if removed is not None else end
+    seg = {"installation_id": inst.id,
+           "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
+           "installed_at": installed, "installed_from": inst.installed_from,
+           "from": seg_from, "to": seg_to, "start": None, "end": None, "consumption": None,
+           "covered_from": None, "covered_to": None, "covered_share": 0.0, "flags": []}
+    begin = _segment_start(session, result, seg, inst, meter, installed, quantity, max_gap)
+    finish = _segment_end(session, result, seg, inst, meter, installed, quantity, removed, end, now, max_gap)
+    seg["start"] = begin.as_dict() if begin else None
+    seg["end"] = finish.as_dict() if finish else None
+    if begin is None or finish is None or finish.at < begin.at:
+        seg["flags"].append("no_data")
+        result["gaps"].append({"installation_id": inst.id, "boundary": "start" if begin is None else "end",
+                               "message": f"no reading of {quantity} for meter "
+                                          f"{meter.manufacturer} {meter.meter_id} in the period"})
+        return seg, None, None
+    delta = finish.value - begin.value
+    seg["consumption"] = delta
+    if delta < 0:
+        seg["flags"].append("negative")
+        result["warnings"].append(
+            f"negative consumption {delta:g} {result['unit']} on meter {meter.manufacturer} "
+            f"{meter.meter_id}: the counter went backwards (reset or wrong swap values?)")
+    # a value read at most max_gap before the end stands for the end (as one before the
+    # start stands for the start); an older one (or a period not over yet) covers up to it
+    cov_from = max(seg_from, begin.at)
+    cov_to = seg_to if seg_to - finish.at <= max_gap else max(cov_from, finish.at)
+    seg["covered_from"], seg["covered_to"] = cov_from, cov_to
+    seg["covered_share"] = _share(cov_from, cov_to, whole)
+    return seg, delta, (cov_from, cov_to)
+
+
+def _coverage(result: dict, first: datetime, covered: list[tuple[datetime, datetime]], start: datetime,
+              end: datetime, whole: float) -> bool:
+    """Which parts of the period the value covers (and does not) into `result`. -> False when
+    not all of it."""
+    complete = True
     if first > start:
         complete = False
         result["gaps"].append({"boundary": "start", "at": start,
@@ -243,7 +288,4 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
         result["covered_from"] = min(c[0] for c in covered)
         result["covered_to"] = max(c[1] for c in covered)
         result["covered_share"] = min(1.0, round(sum(_share(a, b, whole) for a, b in covered), 6))
-    result["value"] = round(total, 9) if covered and not any("no_data" in g["flags"] for g in result["segments"]) \
-        else None
-    result["complete"] = complete and result["value"] is not None
-    return result
+    return complete
