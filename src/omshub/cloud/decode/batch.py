@@ -20,9 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from omshub.codec import DecodeError, decode
-from omshub.cloud.decode import rows as R
 from omshub.cloud.decode.alarm_hooks import raise_batch_alarms
 from omshub.cloud.decode.caches import KEY_COLUMNS, Caches, DbFormatCache, TenantKeys, key_row
+from omshub.cloud.decode.rows import (CHUNK, Decoded, NewTelegram, Outcome, Prepared, load_meters, mark_duplicates,
+                                      outcomes_of, retry_formats_learned_meanwhile, retry_keys_changed_meanwhile,
+                                      time_readings, update_meters, write_readings_and_telegrams)
 from omshub.cloud.domain.meter_time import meter_clock, zone_info
 from omshub.cloud.store.database import BulkSql, Database
 from omshub.cloud.store.keystore import KeyStore
@@ -45,13 +47,13 @@ class Seen:
 @dataclass(slots=True)
 class DecodedBatch:
     """A batch selected and decoded from a read snapshot, not written yet (SQLite)."""
-    rows: list[R.NewTelegram]
-    decoded: list[R.Decoded]
+    rows: list[NewTelegram]
+    decoded: list[Decoded]
     seen: Seen
 
 
 def select_new(sql: BulkSql, partition: tuple[int, int], limit: int, ids: list[int] | None = None,
-               exclude: list[int] | None = None, full: bool = False) -> list[R.NewTelegram]:
+               exclude: list[int] | None = None, full: bool = False) -> list[NewTelegram]:
     """The next batch: this worker's partition, oldest first; when that is empty (its share
     is done), the newest of the others' — so no core idles while another has a backlog, and
     the owner (oldest first) and the helper (newest first) meet only at the end. A telegram
@@ -59,11 +61,11 @@ def select_new(sql: BulkSql, partition: tuple[int, int], limit: int, ids: list[i
     `exclude`: ids of this worker's batches decoded ahead, not written yet; `full`: only a
     whole batch of this worker's partition (else none)."""
     sqlite = sql.sqlite
-    select_sql = f"SELECT {R.NewTelegram.COLUMNS} FROM telegrams WHERE state = 'new'"
+    select_sql = f"SELECT {NewTelegram.COLUMNS} FROM telegrams WHERE state = 'new'"
     lock = "" if sqlite else " FOR UPDATE SKIP LOCKED"
     if ids is not None:
         isin, params = sql.isin("id", ids)
-        return [R.NewTelegram(r) for r in sql.rows(f"{select_sql} AND {isin} ORDER BY id{lock}", params)]
+        return [NewTelegram(r) for r in sql.rows(f"{select_sql} AND {isin} ORDER BY id{lock}", params)]
     where, params = "", ()
     if exclude:
         isin, params = sql.isin("id", exclude)
@@ -78,12 +80,12 @@ def select_new(sql: BulkSql, partition: tuple[int, int], limit: int, ids: list[i
             return []
     rows = sql.rows(f"{select_sql}{mine} ORDER BY id LIMIT {int(limit)}{lock}", params)
     if rows or n == 1 or full:
-        return [R.NewTelegram(r) for r in rows]
+        return [NewTelegram(r) for r in rows]
     rows = sql.rows(f"{select_sql}{where} ORDER BY id DESC LIMIT {int(limit)}{lock}", params)
-    return sorted((R.NewTelegram(r) for r in rows), key=lambda r: r.id)
+    return sorted((NewTelegram(r) for r in rows), key=lambda r: r.id)
 
 
-def prefetch(sql: BulkSql, rows: list[R.NewTelegram], keys: dict, caches: Caches) -> None:
+def prefetch(sql: BulkSql, rows: list[NewTelegram], keys: dict, caches: Caches) -> None:
     """The batch's meters' key rows into `keys` ((tenant, meter id) -> [KeyRow]), and their known
     compact formats into the format memory (so learning a known format again costs no statement)."""
     by_tenant: dict[int, set[str]] = {}
@@ -95,16 +97,17 @@ def prefetch(sql: BulkSql, rows: list[R.NewTelegram], keys: dict, caches: Caches
         ids = sorted(id_set)
         for meter_id in ids:
             keys[(tenant, meter_id)] = []  # looked up: none, unless found below
-        for i in range(0, len(ids), R.CHUNK):
-            chunk = ids[i:i + R.CHUNK]
+        for i in range(0, len(ids), CHUNK):
+            chunk = ids[i:i + CHUNK]
             for k in sql.lookup(KEY_COLUMNS, "meter_keys", "tenant_id = {m}", (tenant,), "meter_id", chunk):
-                keys[(tenant, k[1])].append(key_row(k))
+                stored = key_row(k)
+                keys[(tenant, stored.meter_id)].append(stored)
             for f in sql.lookup("manufacturer, meter_id, signature, fmt", "compact_formats", "tenant_id = {m}",
                                 (tenant,), "meter_id", chunk):
                 formats.store((tenant, f[0], f[1], f[2]), bytes(f[3]))
 
 
-def _address(row: R.NewTelegram, result: dict | None, error: DecodeError | None) -> tuple[str | None, str | None]:
+def _address(row: NewTelegram, result: dict | None, error: DecodeError | None) -> tuple[str | None, str | None]:
     """The meter a telegram belongs to: as decoded (else as far as it decoded), else the header peek's."""
     address = (result or {}).get("meter") or ((error.partial or {}).get("meter") if error else None) or {}
     manufacturer = address.get("manufacturer") or row.manufacturer
@@ -116,8 +119,8 @@ def _address(row: R.NewTelegram, result: dict | None, error: DecodeError | None)
     return manufacturer, meter_id
 
 
-def decode_rows(session: Session, is_sqlite: bool, rows: list[R.NewTelegram],
-                caches: Caches) -> tuple[list[R.Decoded], Seen]:
+def decode_rows(session: Session, is_sqlite: bool, rows: list[NewTelegram],
+                caches: Caches) -> tuple[list[Decoded], Seen]:
     """Decode each row (keys and formats looked up in `session`). -> (what each decoded to, what
     the decoding read)."""
     keys: dict[tuple[int, str], list] = {}
@@ -142,9 +145,9 @@ def decode_rows(session: Session, is_sqlite: bool, rows: list[R.NewTelegram],
             log.exception("codec failed on telegram %d", row.id)
             error = DecodeError("invalid_frame", f"decoder error: {type(exc).__name__}: {exc}")
         manufacturer, meter_id = _address(row, result, error)
-        prepared = R.Prepared(result, row) if result is not None else None
+        prepared = Prepared(result, row) if result is not None else None
         result = None  # (the batch keeps the prepared form only, see rows.Prepared)
-        decoded.append(R.Decoded(row, error, manufacturer, meter_id, prepared))
+        decoded.append(Decoded(row, error, manufacturer, meter_id, prepared))
     return decoded, Seen(format_caches, keys)
 
 
@@ -251,8 +254,8 @@ class DecodePipeline:
             still_new = set()
             all_ids = [d.row.id for d in batch.decoded]
             sql = BulkSql(session, True)
-            for i in range(0, len(all_ids), R.CHUNK):
-                isin, params = sql.isin("id", all_ids[i:i + R.CHUNK])
+            for i in range(0, len(all_ids), CHUNK):
+                isin, params = sql.isin("id", all_ids[i:i + CHUNK])
                 still_new.update(r[0] for r in sql.rows(
                     f"SELECT id FROM telegrams WHERE {isin} AND state = 'new'", params))
             self._finish(session, [d for d in batch.decoded if d.row.id in still_new], batch.seen)
@@ -277,31 +280,31 @@ class DecodePipeline:
 
     # --- the work of one batch (inside its transaction) ---
 
-    def _decode_rows(self, session: Session, rows: list[R.NewTelegram]) -> tuple[list[R.Decoded], Seen]:
+    def _decode_rows(self, session: Session, rows: list[NewTelegram]) -> tuple[list[Decoded], Seen]:
         return decode_rows(session, self.db.is_sqlite, rows, self.caches)
 
-    def _finish(self, session: Session, decoded: list[R.Decoded], seen: Seen) -> None:
+    def _finish(self, session: Session, decoded: list[Decoded], seen: Seen) -> None:
         """In the write transaction: states (with the meters as they are now; a telegram whose
         meter's key or compact format arrived since it was decoded goes round again), duplicates,
         readings, telegram and meter updates, learned formats, alarm hooks. So a batch is written
         right however long ago it was decoded."""
         now = utcnow()
         sql = BulkSql(session, self.db.is_sqlite)
-        outcomes = R.outcomes_of(decoded, R.load_meters(sql, decoded, lock=not self.db.is_sqlite))
-        R.retry_keys_changed_meanwhile(sql, outcomes, seen.keys)
-        R.time_readings(session, outcomes, self.caches, self.meter_timezone)
+        outcomes = outcomes_of(decoded, load_meters(sql, decoded, lock=not self.db.is_sqlite))
+        retry_keys_changed_meanwhile(sql, outcomes, seen.keys)
+        time_readings(session, outcomes, self.caches, self.meter_timezone)
         if outcomes:
-            R.mark_duplicates(sql, outcomes, self.db.is_sqlite)
+            mark_duplicates(sql, outcomes, self.db.is_sqlite)
             self._store(session, outcomes, now)
         for cache in seen.formats.values():
             cache.session = session
             cache.write_pending(self.db.dialect)
-        R.retry_formats_learned_meanwhile(session, decoded)
+        retry_formats_learned_meanwhile(session, decoded)
 
-    def _store(self, session: Session, outcomes: list[R.Outcome], now: datetime) -> None:
+    def _store(self, session: Session, outcomes: list[Outcome], now: datetime) -> None:
         writer = BulkSql(session, self.db.is_sqlite)
-        readings = R.write_readings_and_telegrams(writer, outcomes, now)
-        wrong_keys, calls = R.update_meters(session, writer, outcomes, readings)
+        readings = write_readings_and_telegrams(writer, outcomes, now)
+        wrong_keys, calls = update_meters(session, writer, outcomes, readings)
         raise_batch_alarms(session, self.db.is_sqlite, wrong_keys, calls, now)
 
     # --- meter clocks ---

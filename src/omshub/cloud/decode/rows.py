@@ -208,7 +208,8 @@ def load_meters(sql: BulkSql, decoded: list[Decoded], lock: bool) -> dict[tuple[
             # lock in the same order and never deadlock)
             for m in sql.lookup(MeterState.COLUMNS, "meters", f"tenant_id = {{m}} AND {in_mans}",
                                 (tenant, *man_params), "meter_id", ids[i:i + CHUNK], lock=lock):
-                meters[(tenant, m[2], m[3])] = MeterState(m)
+                meter = MeterState(m)
+                meters[(tenant, meter.manufacturer, meter.meter_id)] = meter
     return meters
 
 
