@@ -6,9 +6,9 @@ a naive datetime as UTC and converts an aware one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-UTC = timezone.utc
+__all__ = ["UTC", "iso", "parse_iso", "utc", "utcnow"]
 
 
 def utcnow() -> datetime:

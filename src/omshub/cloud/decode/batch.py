@@ -19,18 +19,30 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from omshub.codec import DecodeError, decode
 from omshub.cloud.decode.alarm_hooks import raise_batch_alarms
 from omshub.cloud.decode.caches import KEY_COLUMNS, Caches, DbFormatCache, TenantKeys, key_row
-from omshub.cloud.decode.rows import (CHUNK, Decoded, NewTelegram, Outcome, Prepared, load_meters, mark_duplicates,
-                                      outcomes_of, retry_formats_learned_meanwhile, retry_keys_changed_meanwhile,
-                                      time_readings, update_meters, write_readings_and_telegrams)
+from omshub.cloud.decode.rows import (
+    CHUNK,
+    Decoded,
+    NewTelegram,
+    Outcome,
+    Prepared,
+    load_meters,
+    mark_duplicates,
+    outcomes_of,
+    retry_formats_learned_meanwhile,
+    retry_keys_changed_meanwhile,
+    time_readings,
+    update_meters,
+    write_readings_and_telegrams,
+)
 from omshub.cloud.domain.meter_time import meter_clock, zone_info
 from omshub.cloud.store.database import BulkSql, Database
 from omshub.cloud.store.keystore import KeyStore
 from omshub.cloud.store.models import Telegram
 from omshub.cloud.store.outage import is_unreachable
 from omshub.cloud.store.writegate import write_gate
+from omshub.codec import DecodeError, decode
 from omshub.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -274,8 +286,8 @@ class DecodePipeline:
                 log.exception("telegram %d cannot be processed; marked invalid", telegram_id)
                 with self.db.transaction() as session:
                     session.execute(update(Telegram).where(Telegram.id == telegram_id, Telegram.state == "new")
-                                    .values(state="invalid", error=f"pipeline error: {type(exc).__name__}: {exc}"[:2000],
-                                            decoded_at=utcnow()))
+                                    .values(state="invalid", decoded_at=utcnow(),
+                                            error=f"pipeline error: {type(exc).__name__}: {exc}"[:2000]))
         return len(ids)
 
     # --- the work of one batch (inside its transaction) ---

@@ -11,13 +11,13 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from omshub.codec import FormatCache
-from omshub.codec.security import KeyContext
 from omshub.cloud.domain.meter_time import is_unambiguous, meter_time_to_utc, zone_info
 from omshub.cloud.store.database import BulkSql, time_to_db
 from omshub.cloud.store.keystore import KeyStore, KeyStoreError, applicable_key
 from omshub.cloud.store.models import CompactFormat
 from omshub.cloud.store.telegram_states import requeue_unknown_formats
+from omshub.codec import FormatCache
+from omshub.codec.security import KeyContext
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,15 @@ from __future__ import annotations
 
 from omshub.cloud.decode.batch import DecodedBatch, DecodePipeline
 from omshub.cloud.decode.rows import DUPLICATE_WINDOW, StoredReading
-from omshub.cloud.decode.workers import (AHEAD_BATCHES, IDLE_POLL_S, IDLE_WORKER_NICENESS, INGEST_QUIET_S,
-                                         PipelineProcesses, PipelineWorker, tune_gc)
+from omshub.cloud.decode.workers import (
+                                         AHEAD_BATCHES,
+                                         IDLE_POLL_S,
+                                         IDLE_WORKER_NICENESS,
+                                         INGEST_QUIET_S,
+                                         PipelineProcesses,
+                                         PipelineWorker,
+                                         tune_gc,
+)
 from omshub.cloud.store.telegram_states import WAITING_STATES, requeue_states, requeue_waiting
 from omshub.cloud.store.writegate import note_ingest, write_gate
 

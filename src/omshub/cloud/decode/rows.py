@@ -21,7 +21,6 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from omshub.codec import DecodeError
 from omshub.cloud.decode.caches import Caches
 from omshub.cloud.domain.alarms import error_causes
 from omshub.cloud.domain.meter_time import ZoneRules, meter_clock, telegram_model
@@ -30,6 +29,7 @@ from omshub.cloud.store.database import BulkSql, db_json, db_time, json_text
 from omshub.cloud.store.keystore import applicable_key
 from omshub.cloud.store.meter_zones import load_rules
 from omshub.cloud.store.models import CompactFormat, MeterKey, Telegram, compact_reading_data, expand_reading_data
+from omshub.codec import DecodeError
 
 DUPLICATE_WINDOW = timedelta(hours=1)
 CHUNK = 500  # ids per IN list
@@ -132,7 +132,7 @@ class StoredReading:
     __slots__ = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "_fields", "_data",
                  "fingerprint", "reports_error", "registers", "_fields_json", "_data_json")
 
-    def __init__(self, id: int, tenant_id: int, meter_pk: int, telegram_id: int,  # noqa: A002 - the column
+    def __init__(self, id: int, tenant_id: int, meter_pk: int, telegram_id: int,  # `id`: the column's name
                  timestamp: datetime, received_at: datetime, fields: dict | None, data: dict | None,
                  fingerprint: bytes | None, reports_error: bool | None = None, registers: dict | None = None, *,
                  fields_json: str | None = None, data_json: str | None = None) -> None:
@@ -327,7 +327,7 @@ def write_readings_and_telegrams(writer: BulkSql, outcomes: list[Outcome],
     readings: list[tuple[Outcome, StoredReading]] = []
     if decoded:
         rows = []
-        for o, reading_id in zip(decoded, writer.new_ids("readings", len(decoded))):
+        for o, reading_id in zip(decoded, writer.new_ids("readings", len(decoded)), strict=True):
             row, prep = o.row, o.prepared
             stored = StoredReading(reading_id, row.tenant_id, o.meter.id, row.id, prep.timestamp, row.received_at,
                                    None, None, prep.fingerprint, prep.reports_error, prep.registers,
@@ -444,8 +444,8 @@ def key_proven(session: Session, meter: MeterState) -> bool:
     telegrams? `present` alone does not say so: a key import sets it too. Asked only on a
     wrong_key outcome (rare), so the query costs nothing in normal batches."""
     if meter.key_proven is None:
-        keys = {m: at for m, at in session.execute(select(MeterKey.manufacturer, MeterKey.created_at).where(
-            MeterKey.tenant_id == meter.tenant_id, MeterKey.meter_id == meter.meter_id))}
+        keys = dict(session.execute(select(MeterKey.manufacturer, MeterKey.created_at).where(
+            MeterKey.tenant_id == meter.tenant_id, MeterKey.meter_id == meter.meter_id)).all())
         since = applicable_key(keys, meter.manufacturer)
         meter.key_proven = since is not None and session.scalar(
             select(Telegram.id).where(Telegram.meter_pk == meter.id, Telegram.state.in_(("decoded", "duplicate")),

@@ -14,8 +14,16 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from omshub.cloud.domain.alarms import (GATEWAY_SEQ_RESET, METER_ERROR, NEGATIVE_CONSUMPTION, READING_KINDS,
-                                        WRONG_KEY, backwards_register, drop_recovered, error_causes)
+from omshub.cloud.domain.alarms import (
+    GATEWAY_SEQ_RESET,
+    METER_ERROR,
+    NEGATIVE_CONSUMPTION,
+    READING_KINDS,
+    WRONG_KEY,
+    backwards_register,
+    drop_recovered,
+    error_causes,
+)
 from omshub.cloud.domain.registers import CUMULATIVE_UNITS, register_value, registers
 from omshub.cloud.store.models import Alarm, Meter, Reading
 from omshub.times import utc

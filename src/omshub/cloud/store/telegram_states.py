@@ -45,7 +45,8 @@ def requeue_states(session: Session, tenant_id: int, states: tuple[str, ...] = R
     back to `new`, e.g. after a decoder upgrade learned a format. -> how many."""
     bad = set(states) - set(REDECODABLE_STATES)
     if bad:
-        raise ValueError(f"only {', '.join(REDECODABLE_STATES)} telegrams can be decoded again, not {', '.join(sorted(bad))}")
+        raise ValueError(f"only {', '.join(REDECODABLE_STATES)} telegrams can be decoded again, "
+                         f"not {', '.join(sorted(bad))}")
     return session.execute(update(Telegram).where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL),
                                                   Telegram.state.in_(states))
                            .values(state="new", error=None).execution_options(synchronize_session=False)).rowcount or 0
