@@ -297,7 +297,7 @@ def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
              data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Queue a tenant's undecoded telegrams for decoding again (e.g. after an omshub upgrade)."""
     from omshub.cloud.services.accounts import audit, tenant_by_slug
-    from omshub.cloud.decode.pipeline import requeue_states
+    from omshub.cloud.store.telegram_states import requeue_states
     wanted = tuple(x.strip() for x in states.split(",") if x.strip())
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:

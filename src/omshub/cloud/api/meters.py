@@ -15,13 +15,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from omshub.codec.link import DEVICE_TYPES
 
 from omshub.cloud.services.accounts import Principal, audit, require_role
 from omshub.cloud.api.guard import read_body
+from omshub.cloud.store.keystore import applicable_key, has_applicable_key
 from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, MeterKey, Reading, Telegram, Tenant
 from omshub.cloud.services.time_zones import TimeInputError, check_zone, parse_local_time
 from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
@@ -109,9 +110,7 @@ def local_time(session: Session, tenant_id: int, text: str | None, where: str) -
 
 
 def key_present(session: Session, tenant_id: int, manufacturer: str, meter_id: str) -> bool:
-    return session.scalar(select(MeterKey.id).where(
-        MeterKey.tenant_id == tenant_id, MeterKey.meter_id == meter_id,
-        or_(MeterKey.manufacturer == manufacturer, MeterKey.manufacturer.is_(None))).limit(1)) is not None
+    return has_applicable_key(session, tenant_id, manufacturer, meter_id)
 
 
 def get_meter(session: Session, principal: Principal, meter_pk: int) -> Meter:
@@ -162,7 +161,7 @@ def meters_json(session: Session, meters: list[Meter]) -> list[dict]:
 def requeue(session: Session, tenant_id: int, meters: list[tuple[str, str]]) -> int:
     """Telegrams that waited for these meters go back to the decode pipeline."""
     from omshub.cloud.store.models import REDECODABLE_SQL
-    from omshub.cloud.decode.pipeline import WAITING_STATES, requeue_waiting
+    from omshub.cloud.store.telegram_states import WAITING_STATES, requeue_waiting
     total = 0
     postgres = session.get_bind().dialect.name != "sqlite"
     for i in range(0, len(meters), 500):
@@ -413,10 +412,11 @@ def import_meters(principal: Operator, body: ImportBody, session: DbSession) -> 
         for mp in session.scalars(select(MeteringPoint).where(MeteringPoint.tenant_id == tenant_id,
                                                               MeteringPoint.ref.in_(refs[i:i + 500]))):
             points[mp.ref] = mp
-    keys = set()
+    keys: dict[str, dict[str | None, bool]] = {}  # meter id -> {manufacturer the key is bound to: True}
     for i in range(0, len(ids), 500):
-        keys.update(session.execute(select(MeterKey.manufacturer, MeterKey.meter_id).where(
-            MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i:i + 500]))).all())
+        for man, mid in session.execute(select(MeterKey.manufacturer, MeterKey.meter_id).where(
+                MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i:i + 500]))):
+            keys.setdefault(mid, {})[man] = True
 
     counts = {"created": 0, "updated": 0, "unchanged": 0, "points_created": 0, "points_updated": 0,
               "installed": 0}
@@ -428,7 +428,7 @@ def import_meters(principal: Operator, body: ImportBody, session: DbSession) -> 
         if m is None:
             m = Meter(tenant_id=tenant_id, manufacturer=mfct, meter_id=mid, device_type=dtype, gateway_id=gw_id,
                       created_at=now, meter_timezone=zone,
-                      key_status="present" if ((mfct, mid) in keys or (None, mid) in keys) else "missing")
+                      key_status="present" if applicable_key(keys.get(mid, {}), mfct) else "missing")
             session.add(m)
             counts["created"] += 1
             new_meters.append((mfct, mid))

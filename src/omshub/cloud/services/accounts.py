@@ -11,11 +11,10 @@ the uplink hot path cheap; passwords, chosen by people, get argon2.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from fastapi import Depends, Request
@@ -24,7 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from omshub.cloud.api.common import ApiError
-from omshub.cloud.store.models import ApiToken, AuditEntry, Tenant, User
+from omshub.cloud.domain.tokens import hash_secret, new_secret
+from omshub.cloud.store.audit import audit
+from omshub.cloud.store.models import ApiToken, Tenant, User
+from omshub.times import utcnow
 
 ROLES = ("viewer", "operator", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}
@@ -59,18 +61,6 @@ class Principal:
         return _RANK.get(self.role, -1) >= _RANK[role]
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def hash_secret(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)  # 256 bit
-
-
 def hash_password(password: str) -> str:
     return _password_hasher().hash(password)
 
@@ -97,10 +87,6 @@ def check_password(password: str) -> str:
     if not isinstance(password, str) or not (MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
         raise ApiError(422, "invalid_password", f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters")
     return password
-
-
-def audit(session: Session, tenant_id: int | None, actor: str, action: str, details: dict | None = None) -> None:
-    session.add(AuditEntry(tenant_id=tenant_id, actor=actor, action=action, details=details or {}, at=utcnow()))
 
 
 # --- tenants, users, tokens (used by the API and the `omshub admin` CLI) ---
