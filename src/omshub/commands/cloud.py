@@ -3,19 +3,26 @@
 Every command takes `--database`, `--config` and `--data-dir` like `serve` (flags > OMSHUB_…
 environment > TOML file > defaults) and applies pending migrations first, so a fresh database
 works. Secrets (passwords generated here, tokens, gateway credentials) are printed once.
+
+The head-end (SQLAlchemy, FastAPI, argon2, rich tables) is imported inside the commands: `omshub`
+imports this module for every command, and importing the head-end's services takes about a second
+on a cold start (measured with `python -X importtime`), which `omshub decode` must not pay.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import NoReturn, Optional
 
 import typer
 
+from omshub.cloud.domain.errors import DomainError
 from omshub.commands import fail
 
 admin_app = typer.Typer(help="Bootstrap the head-end: tenants, users, API tokens, gateways.", no_args_is_help=True)
@@ -34,7 +41,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _settings(database, config, data_dir, **flags):
-    from omshub.cloud.settings import SettingsError, load_settings
+    from omshub.cloud.settings import SettingsError, load_settings  # lazy: start-up cost (module docstring)
     try:
         return load_settings(config, database=database, data_dir=data_dir, **flags)
     except SettingsError as exc:
@@ -42,7 +49,7 @@ def _settings(database, config, data_dir, **flags):
 
 
 def _open_db(settings):
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError  # lazy: start-up cost (module docstring)
 
     from omshub.cloud.store.database import Database
     try:
@@ -64,7 +71,7 @@ def _show(record: dict, as_json: bool, title: str) -> None:
     if as_json:
         typer.echo(json.dumps(record, indent=2, default=str))
         return
-    from rich.console import Console
+    from rich.console import Console  # lazy: start-up cost (module docstring)
     from rich.table import Table
     table = Table(title=title, show_header=False)
     table.add_column("field", style="bold")
@@ -75,11 +82,10 @@ def _show(record: dict, as_json: bool, title: str) -> None:
 
 
 def _api_call(fn):
-    """Run fn(); an ApiError becomes a one-line message and exit code 1."""
-    from omshub.cloud.api.common import ApiError
+    """Run fn(); a refusal of the head-end (DomainError) becomes a one-line message and exit code 1."""
     try:
         return fn()
-    except ApiError as exc:
+    except DomainError as exc:
         _fail(exc.message)
 
 
@@ -97,9 +103,7 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
               None, "--pipeline-workers", help="decode worker processes (0: a thread; default: cores - 1)"),
           log_level: Optional[str] = typer.Option(None, "--log-level")) -> None:
     """Run the head-end: REST API + uplink ingest (HTTP), the decode pipeline and periodic alarms."""
-    import logging
-
-    import uvicorn
+    import uvicorn  # lazy: start-up cost (module docstring)
     from sqlalchemy.exc import SQLAlchemyError
 
     from omshub.cloud.app import create_app
@@ -132,7 +136,7 @@ def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwe
                   database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                   data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a tenant (e.g. one heat supplier)."""
-    from omshub.cloud.api.common import iso
+    from omshub.cloud.api.common import iso  # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import audit, create_tenant as _create
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
@@ -152,9 +156,7 @@ def create_user(username: str = typer.Argument(...), tenant: str = typer.Option(
                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a user of a tenant. Without --password: prompted on a terminal, else generated and printed once."""
-    import secrets
-
-    from omshub.cloud.api.common import iso
+    from omshub.cloud.api.common import iso  # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import audit, create_user as _create, tenant_by_slug
     generated = None
     if password is None:
@@ -182,7 +184,7 @@ def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug")
                  data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a service token of the tenant: a long-lived API token that belongs to no user (printed
     once; only its hash is stored). It works until revoked (`revoke-token`, or the API)."""
-    from omshub.cloud.api.common import iso
+    from omshub.cloud.api.common import iso  # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import create_api_token, tenant_by_slug
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
@@ -198,7 +200,7 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """The tenant's API tokens (service tokens and users' tokens; never the tokens themselves)."""
-    from sqlalchemy import select
+    from sqlalchemy import select  # lazy: start-up cost (module docstring)
 
     from omshub.cloud.api.common import iso
     from omshub.cloud.services.accounts import tenant_by_slug
@@ -214,7 +216,7 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
-    from rich.console import Console
+    from rich.console import Console  # lazy: start-up cost (module docstring)
     from rich.table import Table
     table = Table(title=f"API tokens of {tenant}")
     columns = ("id", "name", "owner", "role", "created_at", "last_used_at", "revoked")
@@ -231,7 +233,7 @@ def revoke_token(token_id: int = typer.Argument(..., help="id from list-tokens")
                  database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                  data_dir: Optional[Path] = DataDirOpt) -> None:
     """Revoke a token of the tenant at once (a service token, a user's token or a session)."""
-    from sqlalchemy import select
+    from sqlalchemy import select  # lazy: start-up cost (module docstring)
 
     from omshub.cloud.services.accounts import audit, tenant_by_slug
     from omshub.cloud.store.models import ApiToken
@@ -253,7 +255,7 @@ def add_gateway(serial: str = typer.Argument(...), tenant: str = typer.Option(..
                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Register a gateway; prints its credential once (put it into the gateway's configuration)."""
-    from omshub.cloud.api.gateways import register_gateway
+    from omshub.cloud.services.gateways import register_gateway  # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import tenant_by_slug
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
@@ -268,7 +270,7 @@ def add_gateway(serial: str = typer.Argument(...), tenant: str = typer.Option(..
 def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                  data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """The tenants of this installation."""
-    from sqlalchemy import select
+    from sqlalchemy import select  # lazy: start-up cost (module docstring)
 
     from omshub.cloud.api.common import iso
     from omshub.cloud.store.models import Tenant
@@ -279,7 +281,7 @@ def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] =
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
+    from rich.console import Console  # lazy: start-up cost (module docstring)
     from rich.table import Table
     table = Table(title="tenants")
     for col in ("id", "slug", "name", "created_at"):
@@ -296,7 +298,7 @@ def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
              database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
              data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Queue a tenant's undecoded telegrams for decoding again (e.g. after an omshub upgrade)."""
-    from omshub.cloud.services.accounts import audit, tenant_by_slug
+    from omshub.cloud.services.accounts import audit, tenant_by_slug  # lazy: start-up cost (module docstring)
     from omshub.cloud.decode.pipeline import requeue_states
     wanted = tuple(x.strip() for x in states.split(",") if x.strip())
     db = _open_db(_settings(database, config, data_dir))
@@ -317,7 +319,7 @@ def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
            data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Re-time a tenant's stored readings from their meters' own date-times with the time zones set
     now (after a change of the tenant's, a model's or a meter's zone). Raw telegrams stay as they are."""
-    from sqlalchemy import select
+    from sqlalchemy import select  # lazy: start-up cost (module docstring)
 
     from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.store.models import Meter
@@ -341,6 +343,7 @@ def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
 
 
 def _keystore(settings):
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.store.keystore import KeyStore, KeyStoreError, load_master_key
     try:
         return KeyStore(load_master_key(settings.master_key, settings.data_dir))
@@ -354,7 +357,7 @@ def keys_import(file: Path = typer.Argument(..., help="CSV with header id,key[,m
                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Import meter keys (encrypted at rest; audited). Waiting telegrams of these meters are decoded again."""
-    from omshub.cloud.services.accounts import tenant_by_slug
+    from omshub.cloud.services.accounts import tenant_by_slug  # lazy: start-up cost (module docstring)
     from omshub.cloud.store.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv
     try:
         if str(file) == "-":
@@ -386,7 +389,7 @@ def keys_export(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                 data_dir: Optional[Path] = DataDirOpt) -> None:
     """Write the key file (CSV id,key,manufacturer) for the given meters, e.g. for a building owner. Audited."""
-    from omshub.cloud.services.accounts import tenant_by_slug
+    from omshub.cloud.services.accounts import tenant_by_slug  # lazy: start-up cost (module docstring)
     from omshub.cloud.store.keystore import KeyStoreError, parse_meter_list
     try:
         wanted = parse_meter_list(meters)

@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
-from omshub.cloud.services.accounts import Principal, audit, check_password, check_role, create_api_token, create_user, current_principal, attempt_login, end_user_tokens, hash_password, lower_role, require_role, utcnow
-from omshub.cloud.services.login_throttle import LoginThrottled
+from omshub.cloud.services.accounts import Principal, audit, check_password, check_role, create_api_token, create_user, attempt_login, end_user_tokens, hash_password, lower_role, revoke_token, utcnow
 from omshub.cloud.store.models import ApiToken, Tenant, User
-from omshub.cloud.api.common import DbSession, Id, Limit, Text, Time, iso, not_found, page, paginate
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, Time, iso, page, paginate
+from omshub.cloud.domain.errors import not_found
+from omshub.cloud.api.deps import bearer_token, current_principal, require_role
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -66,16 +67,10 @@ def post_login(body: LoginBody, request: Request):
     Retry-After (README, "Logins and tokens")."""
     clock = getattr(request.app.state, "clock", utcnow)  # tests set a fixed one
     address = request.client.host if request.client else "unknown"
-    try:
-        user, row, token, tenant = attempt_login(request.app.state.db, body.username, body.password,
-                                                 address=address, ttl_s=request.app.state.settings.session_ttl_s,
-                                                 now=clock())
-    except LoginThrottled as exc:
-        wait = exc.retry_after_s
-        return JSONResponse({"error": {"code": "too_many_attempts",
-                                       "message": f"too many failed logins for this account or from this address; "
-                                                  f"try again in {wait} second{'s' if wait != 1 else ''}"}},
-                            status_code=429, headers={"Retry-After": str(wait), "Cache-Control": "no-store"})
+    # LoginThrottled: 429 with Retry-After (api/errors.py)
+    user, row, token, tenant = attempt_login(request.app.state.db, body.username, body.password,
+                                             address=address, ttl_s=request.app.state.settings.session_ttl_s,
+                                             now=clock())
     return JSONResponse({"token": token, "token_type": "bearer", "expires_at": iso(row.expires_at),
                          "role": user.role, "username": user.username, "tenant": tenant},
                         headers={"Cache-Control": "no-store"})
@@ -84,9 +79,7 @@ def post_login(body: LoginBody, request: Request):
 @router.post("/auth/logout", status_code=204)
 def post_logout(request: Request, session: DbSession, principal: Principal = Depends(current_principal)) -> None:
     """Revoke the bearer token of this request."""
-    from omshub.cloud.services.accounts import _bearer, hash_secret
-    session.execute(update(ApiToken).where(ApiToken.token_hash == hash_secret(_bearer(request)),
-                                           ApiToken.tenant_id == principal.tenant_id).values(revoked=True))
+    revoke_token(session, principal.tenant_id, bearer_token(request))
 
 
 @router.get("/auth/me")

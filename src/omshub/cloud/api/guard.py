@@ -23,10 +23,13 @@ from dataclasses import dataclass
 
 import cbor2
 import orjson
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from omshub.cloud.api.common import ApiError
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.services.accounts import authenticate_token, hash_secret
+from omshub.cloud.store.models import Gateway
 from omshub.cloud.store.outage import database_outage
 
 log = logging.getLogger(__name__)
@@ -69,17 +72,12 @@ def _bearer(headers: dict[bytes, bytes]) -> str | None:
 
 
 def _gateway_known(db, credential: str) -> bool:
-    from sqlalchemy import select
-
-    from omshub.cloud.services.accounts import hash_secret
-    from omshub.cloud.store.models import Gateway
     with db.session() as session:
         return session.execute(select(Gateway.id).where(Gateway.credential_hash == hash_secret(credential))) \
             .first() is not None
 
 
 def _token_valid(db, token: str) -> bool:
-    from omshub.cloud.services.accounts import authenticate_token
     with db.session() as session:
         return authenticate_token(session, token) is not None
 

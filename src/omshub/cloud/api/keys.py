@@ -11,11 +11,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.services.accounts import Principal
 from omshub.cloud.store.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv, parse_meter_list
 from omshub.cloud.api.guard import read_body
 from omshub.cloud.store.models import MeterKey
-from omshub.cloud.api.common import ApiError, DbSession, Limit, Text, iso, page, paginate
+from omshub.cloud.api.common import DbSession, Limit, Text, iso, page, paginate
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.api.deps import require_role
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 

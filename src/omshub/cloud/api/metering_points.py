@@ -18,9 +18,12 @@ from sqlalchemy.orm import Session
 
 from omshub.codec.units import QUANTITIES
 
-from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.services.accounts import Principal
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint
-from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, paginate
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.domain.errors import not_found
+from omshub.cloud.api.deps import require_role
 from omshub.cloud.services.consumption import effective_installed_at
 from omshub.cloud.api.meters import check_manufacturer, check_meter_id, current_installations, local_time, utcnow
 

@@ -20,11 +20,14 @@ from sqlalchemy.orm import Session
 
 from omshub.codec.link import DEVICE_TYPES
 
-from omshub.cloud.services.accounts import Principal, audit, require_role
+from omshub.cloud.services.accounts import Principal, audit
 from omshub.cloud.api.guard import read_body
 from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, MeterKey, Reading, Telegram, Tenant
 from omshub.cloud.services.time_zones import TimeInputError, check_zone, parse_local_time
-from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, paginate
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.domain.errors import not_found
+from omshub.cloud.api.deps import require_role
 
 router = APIRouter(prefix="/api/v1/meters", tags=["meters"])
 

@@ -22,10 +22,12 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.services import consumption as consumption_mod
-from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.consumption import register_value
 from omshub.cloud.store.models import Installation, Meter, Reading
-from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.meters import get_meter, local_time, meters_json
 from omshub.cloud.api.metering_points import get_point
 

@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from omshub.cloud.services.accounts import Principal, audit, require_role
+from omshub.cloud.services.accounts import Principal, audit
 from omshub.cloud.store.models import Meter, MeterModelZone, Tenant
 from omshub.cloud.services.time_zones import TimeInputError, check_zone, retime_and_audit
-from omshub.cloud.api.common import ApiError, DbSession, Id
+from omshub.cloud.api.common import DbSession, Id
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.meters import check_device_type, check_manufacturer
 
 router = APIRouter(prefix="/api/v1/tenant/time", tags=["tenant time settings"])

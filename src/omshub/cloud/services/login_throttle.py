@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from omshub.cloud.domain.errors import TooMany
 from omshub.cloud.store.models import LoginThrottle
 
 
@@ -63,12 +64,12 @@ class ThrottlePolicy:
 DEFAULT_POLICY = ThrottlePolicy()
 
 
-class LoginThrottled(Exception):
+class LoginThrottled(TooMany):
     """Too many failed logins: try again in `retry_after_s` seconds (HTTP 429 + Retry-After)."""
 
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"too many failed logins; try again in {retry_after_s} s")
-        self.retry_after_s = retry_after_s
+        super().__init__("too many failed logins for this account or from this address; try again in "
+                         f"{retry_after_s} second{'s' if retry_after_s != 1 else ''}", retry_after_s)
 
 
 class Contended(Exception):

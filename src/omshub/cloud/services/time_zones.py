@@ -290,7 +290,7 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str,
 def retime_and_audit(session: Session, tenant_id: int, server_zone: str, actor: str,
                      meter_pks: list[int] | None = None) -> dict:
     """retime_readings, written to the audit log with the zones it used and what it moved."""
-    from omshub.cloud.services.accounts import audit
+    from omshub.cloud.store.audit import audit
     result = retime_readings(session, tenant_id, server_zone, meter_pks)
     rules = load_rules(session, [tenant_id], server_zone).get(tenant_id) or ZoneRules(server_zone)
     audit(session, tenant_id, actor, "readings.retime",

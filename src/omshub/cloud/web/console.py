@@ -25,8 +25,11 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
 from omshub.cloud.services.alarms import DEFAULT_GRACE as LATE_GRACE  # late as the missed-contact alarm counts it
-from omshub.cloud.api.common import ApiError, DbSession, Id, iso, not_found
-from omshub.cloud.services.accounts import Principal, require_role, utcnow
+from omshub.cloud.api.common import DbSession, Id, iso
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.domain.errors import not_found
+from omshub.cloud.api.deps import require_role
+from omshub.cloud.services.accounts import Principal, utcnow
 from omshub.cloud.store.models import Alarm, Gateway, Meter, MeteringPoint, Operation, Reading, Telegram
 
 router = APIRouter(tags=["console"])

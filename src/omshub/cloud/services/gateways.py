@@ -1,0 +1,60 @@
+"""Gateways of a tenant: registration (a credential shown once, only its hash kept), lookup,
+credential rotation and when each should be heard from next."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omshub.cloud.domain.errors import Conflict, Invalid, not_found
+from omshub.cloud.ingest.uplink import SERIAL_RE
+from omshub.cloud.services import operations
+from omshub.cloud.services.accounts import hash_secret, new_secret, utcnow
+from omshub.cloud.store.audit import audit
+from omshub.cloud.store.models import Gateway
+
+
+def register_gateway(session: Session, tenant_id: int, serial: str, name: str = "", *,
+                     actor: str = "system") -> tuple[Gateway, str]:
+    """A new gateway; returns (gateway, credential). Only the credential's SHA-256 is stored."""
+    if not SERIAL_RE.match(serial or ""):
+        raise Invalid(f"serial {serial!r} must be 1-64 of A-Z a-z 0-9 . _ -", code="invalid_serial")
+    # Serials stay unique across tenants (an uplink names its gateway by serial), so a clash may be
+    # in another tenant: the same answer either way, naming no tenant.
+    if session.scalar(select(Gateway.id).where(Gateway.serial == serial)) is not None:
+        raise Conflict(f"serial {serial!r} is not available: gateway serials are unique across the whole "
+                       "head-end (gateways authenticate by serial and credential); check the serial",
+                       code="serial_unavailable")
+    credential = "omg_" + new_secret()
+    gateway = Gateway(tenant_id=tenant_id, serial=serial, name=name, credential_hash=hash_secret(credential),
+                      created_at=utcnow(), status={}, applied_config_version=0, desired_config_version=0)
+    session.add(gateway)
+    session.flush()
+    audit(session, tenant_id, actor, "gateway.register", {"gateway_id": gateway.id, "serial": serial})
+    return gateway, credential
+
+
+def tenant_gateway(session: Session, tenant_id: int, gateway_id: int) -> Gateway:
+    """The tenant's gateway `gateway_id`, else NotFound."""
+    gateway = session.scalar(select(Gateway).where(Gateway.id == gateway_id, Gateway.tenant_id == tenant_id))
+    if gateway is None:
+        raise not_found(f"gateway {gateway_id}")
+    return gateway
+
+
+def expected_contact(session: Session, gateway: Gateway) -> datetime | None:
+    """When the gateway should upload next: what it reported, else its running configuration's schedule."""
+    if gateway.next_contact_at is not None:
+        return gateway.next_contact_at
+    return operations.expected_next_contact(gateway, operations.running_config(session, gateway), utcnow())
+
+
+def rotate_credential(session: Session, tenant_id: int, gateway_id: int, *, actor: str) -> tuple[Gateway, str]:
+    """A new credential for the gateway (the old one stops working at once): (gateway, credential)."""
+    gateway = tenant_gateway(session, tenant_id, gateway_id)
+    credential = "omg_" + new_secret()
+    gateway.credential_hash = hash_secret(credential)
+    audit(session, tenant_id, actor, "gateway.credential", {"gateway_id": gateway.id})
+    return gateway, credential
