@@ -14,20 +14,12 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.services.time_zones import MAX_TIME, MIN_TIME
+from omshub.cloud.services.times import iso
 from omshub.cloud.store.database import get_session
 
 MAX_LIMIT = 1000
 MAX_INT64 = (1 << 63) - 1  # the database's integers (SQLite and PostgreSQL bigint) hold no more
 MAX_TIME_TEXT = 64
-
-
-def iso(dt: datetime | None) -> str | None:
-    """ISO 8601 with zone; naive datetimes are UTC (SQLite keeps no zone)."""
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _time_range_problem(value: datetime) -> str | None:

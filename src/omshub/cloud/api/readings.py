@@ -28,7 +28,8 @@ from omshub.cloud.store.models import Installation, Meter, Reading
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
 from omshub.cloud.api.errors import ApiError
 from omshub.cloud.api.deps import require_role
-from omshub.cloud.api.meters import get_meter, local_time, meters_json
+from omshub.cloud.api.meters import get_meter, meters_json
+from omshub.cloud.services.meters import local_time
 from omshub.cloud.api.metering_points import get_point
 
 router = APIRouter(prefix="/api/v1", tags=["readings"])
