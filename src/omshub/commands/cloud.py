@@ -136,7 +136,7 @@ def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwe
                   database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                   data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a tenant (e.g. one heat supplier)."""
-    from omshub.cloud.api.common import iso  # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.times import iso  # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import audit, create_tenant as _create
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
@@ -156,7 +156,7 @@ def create_user(username: str = typer.Argument(...), tenant: str = typer.Option(
                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a user of a tenant. Without --password: prompted on a terminal, else generated and printed once."""
-    from omshub.cloud.api.common import iso  # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.times import iso  # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import audit, create_user as _create, tenant_by_slug
     generated = None
     if password is None:
@@ -184,7 +184,7 @@ def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug")
                  data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a service token of the tenant: a long-lived API token that belongs to no user (printed
     once; only its hash is stored). It works until revoked (`revoke-token`, or the API)."""
-    from omshub.cloud.api.common import iso  # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.times import iso  # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import create_api_token, tenant_by_slug
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
@@ -202,7 +202,7 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
     """The tenant's API tokens (service tokens and users' tokens; never the tokens themselves)."""
     from sqlalchemy import select  # lazy: start-up cost (module docstring)
 
-    from omshub.cloud.api.common import iso
+    from omshub.cloud.services.times import iso
     from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.store.models import ApiToken, User
     db = _open_db(_settings(database, config, data_dir))
@@ -272,7 +272,7 @@ def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] =
     """The tenants of this installation."""
     from sqlalchemy import select  # lazy: start-up cost (module docstring)
 
-    from omshub.cloud.api.common import iso
+    from omshub.cloud.services.times import iso
     from omshub.cloud.store.models import Tenant
     db = _open_db(_settings(database, config, data_dir))
     with db.session() as session:

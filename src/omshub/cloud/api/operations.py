@@ -13,13 +13,14 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from omshub.cloud.services import operations as ops
-from omshub.cloud.services.accounts import Principal
-from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
 from omshub.cloud.api.common import MAX_INT64, DbSession, Id, Limit, Text, iso, page, paginate
+from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.errors import ApiError
 from omshub.cloud.domain.errors import not_found
-from omshub.cloud.api.deps import require_role
+from omshub.cloud.services import operations as ops
+from omshub.cloud.services.accounts import Principal
+from omshub.cloud.services.gateways import select_gateways
+from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -135,19 +136,8 @@ def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession
         ids = body.gateway_ids
     else:
         f = body.filter
-        if not (f.all or f.serial_prefix or f.name_contains or f.desired_config_version is not None):
-            raise ApiError(422, "invalid_request",
-                           "filter selects nothing: set all=true or serial_prefix/name_contains/desired_config_version")
-        stmt = select(Gateway.id).where(Gateway.tenant_id == principal.tenant_id)
-        if f.serial_prefix:
-            stmt = stmt.where(Gateway.serial.startswith(f.serial_prefix, autoescape=True))
-        if f.name_contains:
-            stmt = stmt.where(Gateway.name.contains(f.name_contains, autoescape=True))
-        if f.desired_config_version is not None:
-            stmt = stmt.where(Gateway.desired_config_version == f.desired_config_version)
-        ids = list(session.scalars(stmt.order_by(Gateway.id).limit(ops.MAX_GATEWAYS_PER_REQUEST + 1)))
-        if not ids:
-            raise ApiError(422, "invalid_request", "the filter matches no gateway")
+        ids = select_gateways(session, principal.tenant_id, every=f.all, serial_prefix=f.serial_prefix,
+                              name_contains=f.name_contains, desired_config_version=f.desired_config_version)
     results = ops.change_config(session, principal, ids, body.config, on_conflict=body.on_conflict)
     made = [r for r in results if r.outcome in (ops.CREATED, ops.SUPERSEDED_PENDING)]
     if not made:

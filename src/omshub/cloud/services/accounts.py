@@ -15,7 +15,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from omshub.cloud.domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from omshub.cloud.services import login_throttle as throttle
 from omshub.cloud.services.time_zones import TimeInputError, check_zone
+from omshub.cloud.services.times import iso, utcnow
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import DEFAULT_ZONE, ApiToken, Tenant, User
 
@@ -50,10 +51,6 @@ class Principal:
 
     def at_least(self, role: str) -> bool:
         return RANK.get(self.role, -1) >= RANK[role]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def hash_secret(token: str) -> bytes:
@@ -140,6 +137,13 @@ def create_user(session: Session, tenant_id: int, username: str, password: str, 
     return user
 
 
+def add_user(session: Session, tenant_id: int, username: str, password: str, role: str, *, actor: str) -> User:
+    """`create_user`, audited."""
+    user = create_user(session, tenant_id, username, password, role)
+    audit(session, tenant_id, actor, "user.create", {"user_id": user.id, "role": user.role})
+    return user
+
+
 def create_api_token(session: Session, tenant_id: int, name: str, role: str, *,
                      expires_at: datetime | None = None, actor: str = "", owner_id: int | None = None,
                      now: datetime | None = None) -> tuple[ApiToken, str]:
@@ -169,6 +173,58 @@ def end_user_tokens(session: Session, user_id: int) -> int:
     """Revoke every session and API token of a user (they are disabled). -> how many."""
     return session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False))
                            .values(revoked=True)).rowcount
+
+
+def tenant_user(session: Session, tenant_id: int, user_id: int) -> User:
+    """The tenant's user `user_id`, else NotFound."""
+    user = session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def change_user(session: Session, tenant_id: int, user_id: int, *, role: str | None = None,
+                password: str | None = None, disabled: bool | None = None, actor: str) -> User:
+    """Change what is given (None: left as it is). Disabling ends the user's sessions and API
+    tokens (enabling again does not revive them); a new password ends their sessions. Audited."""
+    user = tenant_user(session, tenant_id, user_id)
+    changes: dict = {}
+    if role is not None:
+        user.role = check_role(role)
+        changes["role"] = role
+    if password is not None:
+        user.password_hash = hash_password(check_password(password))
+        changes["password"] = "changed"
+    if disabled is not None:
+        user.disabled = disabled
+        changes["disabled"] = disabled
+    if disabled:
+        changes["tokens_revoked"] = end_user_tokens(session, user.id)
+    elif password is not None:  # API tokens stay
+        session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "session")
+                        .values(revoked=True))
+    audit(session, tenant_id, actor, "user.update", {"user_id": user.id, **changes})
+    return user
+
+
+def disable_user(session: Session, tenant_id: int, user_id: int, *, actor: str) -> User:
+    """Disable the user (rows referencing users stay valid) and end their sessions and API tokens."""
+    user = tenant_user(session, tenant_id, user_id)
+    user.disabled = True
+    revoked = end_user_tokens(session, user.id)
+    audit(session, tenant_id, actor, "user.disable",
+          {"user_id": user.id, "at": iso(utcnow()), "tokens_revoked": revoked})
+    return user
+
+
+def revoke_token_id(session: Session, tenant_id: int, token_id: int, *, actor: str) -> None:
+    """Revoke a token of the tenant (an API token of any owner, a service token or a session)."""
+    row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == tenant_id))
+    if row is None:
+        raise NotFound(f"token {token_id} not found")
+    row.revoked = True
+    audit(session, tenant_id, actor, "token.revoke",
+          {"token_id": token_id, "name": row.name, "kind": row.kind, "owner_id": row.user_id})
 
 
 def revoke_token(session: Session, tenant_id: int, token: str) -> None:

@@ -58,3 +58,23 @@ def rotate_credential(session: Session, tenant_id: int, gateway_id: int, *, acto
     gateway.credential_hash = hash_secret(credential)
     audit(session, tenant_id, actor, "gateway.credential", {"gateway_id": gateway.id})
     return gateway, credential
+
+
+def select_gateways(session: Session, tenant_id: int, *, every: bool = False, serial_prefix: str | None = None,
+                    name_contains: str | None = None, desired_config_version: int | None = None,
+                    limit: int = operations.MAX_GATEWAYS_PER_REQUEST) -> list[int]:
+    """Ids of the tenant's gateways that match (all given conditions; `every` with none: all), at
+    most `limit` + 1 so that a caller sees the selection is too large; Invalid if it selects nothing."""
+    if not (every or serial_prefix or name_contains or desired_config_version is not None):
+        raise Invalid("filter selects nothing: set all=true or serial_prefix/name_contains/desired_config_version")
+    stmt = select(Gateway.id).where(Gateway.tenant_id == tenant_id)
+    if serial_prefix:
+        stmt = stmt.where(Gateway.serial.startswith(serial_prefix, autoescape=True))
+    if name_contains:
+        stmt = stmt.where(Gateway.name.contains(name_contains, autoescape=True))
+    if desired_config_version is not None:
+        stmt = stmt.where(Gateway.desired_config_version == desired_config_version)
+    ids = list(session.scalars(stmt.order_by(Gateway.id).limit(limit + 1)))
+    if not ids:
+        raise Invalid("the filter matches no gateway")
+    return ids

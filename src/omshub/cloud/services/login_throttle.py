@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import TooMany
@@ -154,10 +156,7 @@ def reserve(session: Session, username: str, address: str, now: datetime,
 def _insert(session: Session, key: bytes, scope: str, now: datetime) -> None:
     values = {"key": key, "scope": scope, "failures": 1, "window_start": now, "last_attempt_at": now}
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     inserted = session.execute(insert(LoginThrottle).values(**values).on_conflict_do_nothing(
         index_elements=["key"]).returning(LoginThrottle.id)).first()
     if inserted is None:  # created meanwhile by a concurrent attempt

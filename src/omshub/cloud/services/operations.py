@@ -13,7 +13,7 @@ Input: sessions and ORM rows; output: rows changed in the session (the caller co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -24,6 +24,7 @@ from omshub.gateway.config import (MAX_PATCH_DEPTH, ConfigError, GatewayConfig, 
                                    merge_patch, patch_depth, spread_offset, validate_config)
 
 from omshub.cloud.domain.errors import Conflict, Invalid, NotFound
+from omshub.cloud.services.times import utc, utcnow
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
 
@@ -35,11 +36,6 @@ OPEN_STATES = (PENDING, DELIVERED)
 MAX_GATEWAYS_PER_REQUEST = 10_000
 MAX_ERROR_LEN = 2_000
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger one names no gateway
-
-
-def _utc(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns; they are UTC.
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
 class ConfigChangeError(Invalid):
@@ -155,9 +151,9 @@ def expected_next_contact(gateway: Gateway, config: dict | None, now: datetime) 
     tz = ZoneInfo(cfg.timezone)
     # The gateway fires at cron time + offset: the next such time after `now` is the next cron
     # time after `now - offset`.
-    start = (_utc(now) - offset).astimezone(tz)
+    start = (utc(now) - offset).astimezone(tz)
     fire = croniter(cron_for_croniter(cfg.upload.cron), start).get_next(datetime)
-    return _utc(fire) + offset
+    return utc(fire) + offset
 
 
 def _check_patch(patch) -> dict:
@@ -204,7 +200,7 @@ def _conflicts(session: Session, gateways: dict[int, Gateway], pending: list[Ope
                     "operation_id": op.id, "config_version": op.config_version, "state": op.state,
                     "changes": diff_patch(prev, _filled(mine)) if mine is not None else None,
                     "changes_from_version": prev_version,
-                    "created_by": op.created_by, "created_at": _utc(op.created_at)})
+                    "created_by": op.created_by, "created_at": utc(op.created_at)})
     return out
 
 
@@ -284,7 +280,7 @@ def _new_version(session: Session, sel: _Selection, gw: Gateway, after: dict, pr
                                      config={**after, "version": version}, created_at=now,
                                      created_by=principal.name))
     gw.desired_config_version = version
-    expected = gw.next_contact_at if gw.next_contact_at and _utc(gw.next_contact_at) > now else \
+    expected = gw.next_contact_at if gw.next_contact_at and utc(gw.next_contact_at) > now else \
         expected_next_contact(gw, running_config(session, gw), now)
     op = Operation(tenant_id=gw.tenant_id, gateway_id=gw.id, kind="config", config_version=version,
                    state=PENDING, created_at=now, created_by=principal.name, expected_contact_at=expected)
@@ -302,7 +298,7 @@ def change_config(session: Session, principal, gateway_ids: list[int], patch: di
     The first configuration of a gateway always makes a version: what the gateway runs before is
     its own initial configuration, unknown here. Raises ConfigChangeError, UnknownGateway,
     PendingChanges — all before anything is changed. Audited."""
-    now = _utc(now or datetime.now(timezone.utc))
+    now = utc(now or utcnow())
     ids, patch = _checked_request(gateway_ids, patch, on_conflict)
     sel = _select(session, principal.tenant_id, ids)
     plans = _plan(session, sel, ids, patch)
@@ -370,7 +366,7 @@ def on_uplink(session: Session, gateway: Gateway, *, applied_version: int, cfg_e
     """Advance the gateway's operations from what an uplink reports; return the desired
     configuration to deliver in the response (None when the gateway runs it already, or when it
     refused exactly that version)."""
-    now = _utc(now)
+    now = utc(now)
     gateway.applied_config_version = applied_version
     refused = None
     if isinstance(cfg_error, dict) and isinstance(cfg_error.get("version"), int) \
@@ -392,7 +388,7 @@ def on_uplink(session: Session, gateway: Gateway, *, applied_version: int, cfg_e
 
     # The gateway schedules from the configuration it runs: a fallback for the next contact when
     # it did not report one itself (status.next_contact).
-    if gateway.next_contact_at is None or _utc(gateway.next_contact_at) <= now:
+    if gateway.next_contact_at is None or utc(gateway.next_contact_at) <= now:
         gateway.next_contact_at = expected_next_contact(gateway, running_config(session, gateway), now)
 
     desired = gateway.desired_config_version or 0
