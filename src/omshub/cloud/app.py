@@ -10,14 +10,25 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.datastructures import MutableHeaders
 
-from omshub.cloud.api import (alarms, auth, gateways, keys, metering_points, meters, operations, readings,
-                              telegrams, tenant_time, uplink)
+from omshub.cloud.api import (
+    alarms,
+    auth,
+    gateways,
+    keys,
+    metering_points,
+    meters,
+    operations,
+    readings,
+    telegrams,
+    tenant_time,
+    uplink,
+)
 from omshub.cloud.api.errors import ERROR_RESPONSES, install_error_handlers
 from omshub.cloud.api.guard import BodyLimits, RequestGuard
 from omshub.cloud.decode.pipeline import DecodePipeline, PipelineProcesses, PipelineWorker, tune_gc
@@ -47,7 +58,7 @@ class AlarmWorker(threading.Thread):
         while not self.stopping.wait(self.interval_s):
             try:
                 with self.db.transaction() as session:
-                    alarm_rules.evaluate(session, datetime.now(timezone.utc), silent_days=self.silent_days)
+                    alarm_rules.evaluate(session, datetime.now(UTC), silent_days=self.silent_days)
                 database_outage.succeeded()
             except Exception as exc:
                 if not database_outage.failed(exc):

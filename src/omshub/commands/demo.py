@@ -16,7 +16,7 @@ import secrets
 import shutil
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -32,8 +32,10 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     fail("omshub demo", message, code)
 
 
-def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="simulated gateways (one building each)"),
-         meters: int = typer.Option(1000, "--meters", min=1, max=100_000, help="simulated meters (at most 250 per gateway)"),
+def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000,
+                                      help="simulated gateways (one building each)"),
+         meters: int = typer.Option(1000, "--meters", min=1, max=100_000,
+                                    help="simulated meters (at most 250 per gateway)"),
          days: float = typer.Option(28.0, "--days", min=0.1, max=366, help="simulated days, ending today"),
          speed: float = typer.Option(0.0, "--speed", min=0,
                                      help="simulated seconds per real second; 0 (default): as fast as the "
@@ -118,8 +120,9 @@ def _simulate(opts, console, live_display: bool, fleet, gateways, server, databa
                                    state_root=opts.data_dir / "gateways", clock=clock)
     progress = FleetProgress(agents, counters, start, end, clock, {})
     how = "as fast as the machine can" if opts.speed == 0 else f"{opts.speed:g}x real time"
-    console.print(soft_wrap=True, *[f"simulating {opts.days:g} day{'' if opts.days == 1 else 's'} ({_date(start)} to {_date(end)}) at {how}; "
-                  f"gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)"])
+    console.print(f"simulating {opts.days:g} day{'' if opts.days == 1 else 's'} ({_date(start)} to {_date(end)}) "
+                  f"at {how}; gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)",
+                  soft_wrap=True)
     last_poll, last_line = [0.0], [time.monotonic()]
 
     def tick():
@@ -183,7 +186,7 @@ def _line(p) -> str:
     """The progress table as one line (for logs and pipes)."""
     now = min(p.clock.now(), p.end)
     s = p.states
-    return (f"simulated {datetime.fromtimestamp(now, timezone.utc):%Y-%m-%d %H:%M} UTC "
+    return (f"simulated {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC "
             f"(day {(now - p.start) / 86_400:.1f} of {(p.end - p.start) / 86_400:g}): "
             f"{p.contacted()}/{len(p.agents)} gateways uploaded, {p.collected():,} telegrams collected, "
             f"{p.uploaded():,} uploaded, {s.get('decoded', 0):,} decoded")
@@ -194,7 +197,7 @@ def _interrupt(*_args) -> None:
 
 
 def _date(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
 
 
 def _table(p, finished: bool = False):
@@ -203,7 +206,7 @@ def _table(p, finished: bool = False):
     t = Table(title="omshub demo" + (" — simulation finished" if finished else ""), show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value", justify="right")
-    t.add_row("simulated time", datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    t.add_row("simulated time", datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
               + f"  (day {min(day, (p.end - p.start) / 86_400):.1f} of {(p.end - p.start) / 86_400:g})")
     t.add_row("gateways that uploaded", f"{p.contacted()} / {len(p.agents)}")
     t.add_row("telegrams collected", f"{p.collected():,}")
@@ -223,10 +226,10 @@ def _where_to_look(console, headend, base_url: str, tenant, password: str, start
     # from the second simulated day: the meters (imported without installation dates) count from
     # their first reading, so the period is covered from its start and the value is complete
     frm = datetime.fromtimestamp(start + 86_400 if end - start > 86_400 else start,
-                                 timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    to = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                                 UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    to = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     auth = f'-H "Authorization: Bearer {tenant.token}"'
-    console.print(soft_wrap=True, *[f"""
+    console.print(f"""
 [bold]Where to look[/bold]
   console:            {base_url}/
   API and its docs:   {base_url}/docs
@@ -239,7 +242,7 @@ def _where_to_look(console, headend, base_url: str, tenant, password: str, start
 [bold]Try[/bold]
   latest readings:    curl {auth} '{base_url}/api/v1/readings/latest?limit=5'
   gateways:           curl {auth} '{base_url}/api/v1/gateways'
-  alarms:             curl {auth} '{base_url}/api/v1/alarms'"""])
+  alarms:             curl {auth} '{base_url}/api/v1/alarms'""", soft_wrap=True)
     if points:
         pid = points[0]["id"]
         console.print(f"  consumption of metering point {points[0].get('ref', pid)}:\n"

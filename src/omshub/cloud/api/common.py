@@ -4,7 +4,7 @@ formatting, the per-request database session. (Refusals: api/errors.py.)"""
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from annotated_types import Interval
@@ -25,7 +25,7 @@ MAX_TIME_TEXT = 64
 def _time_range_problem(value: datetime) -> str | None:
     """Why an aware datetime is outside the times the API takes, else None."""
     try:
-        utc = value.astimezone(timezone.utc)
+        utc = value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00+01:00 or 9999-12-31T23:30-01:00: no UTC year 0 or 10000
         utc = None
     if utc is None or not MIN_TIME <= utc <= MAX_TIME:
@@ -50,7 +50,7 @@ def parse_time(text: str | None, name: str) -> datetime | None:
     problem = _time_range_problem(value)
     if problem:
         raise Invalid(code="invalid_time", message=f"{name}: {shown} {problem}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 # --- bounded input types for path, query and body parameters ---
@@ -65,7 +65,7 @@ def _time_in_range(value: datetime) -> datetime:
     problem = _time_range_problem(value)
     if problem:
         raise ValueError(f"{value.isoformat()} {problem}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 # Text the API stores or looks up: PostgreSQL refuses NUL in text, so it is refused here, for every database alike.

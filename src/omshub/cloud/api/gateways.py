@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, paginate
 from omshub.cloud.api.deps import current_principal, require_role
 from omshub.cloud.api.operations import operation_json
+from omshub.cloud.services import gateways as gateway_service
 from omshub.cloud.services import operations as config_ops
 from omshub.cloud.services.accounts import Principal
-from omshub.cloud.services import gateways as gateway_service
 from omshub.cloud.services.gateways import expected_contact, register_gateway, tenant_gateway
 from omshub.cloud.store.models import Gateway
 
@@ -79,5 +79,6 @@ def get_gateway_config(gateway_id: Id, session: DbSession,
 def rotate_credential(gateway_id: Id, session: DbSession,
                       principal: Principal = Depends(require_role("admin"))) -> dict:
     """A new credential for the gateway (the old one stops working at once); shown once."""
-    gateway, credential = gateway_service.rotate_credential(session, principal.tenant_id, gateway_id, actor=principal.name)
+    gateway, credential = gateway_service.rotate_credential(session, principal.tenant_id, gateway_id,
+                                                            actor=principal.name)
     return {"id": gateway.id, "serial": gateway.serial, "credential": credential}

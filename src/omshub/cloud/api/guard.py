@@ -12,8 +12,8 @@
   goes on reading what nobody wants.
 
 Limits (settings, bytes): `max_uplink_body` for the uplink, `max_import_body` for the CSV imports
-and the key export's meter list, `max_json_body` for everything else. What a route then does with its bounded body (validation,
-roles) stays the route's business.
+and the key export's meter list, `max_json_body` for everything else. What a route then does with
+its bounded body (validation, roles) stays the route's business.
 """
 
 from __future__ import annotations

@@ -16,11 +16,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Invalid
-from omshub.cloud.services.meters import (check_device_type, check_manufacturer, check_meter_id,
-                                          current_installations, requeue, tenant_zone)
+from omshub.cloud.services.meters import (
+    check_device_type,
+    check_manufacturer,
+    check_meter_id,
+    current_installations,
+    requeue,
+    tenant_zone,
+)
 from omshub.cloud.services.time_zones import check_zone, parse_local_time
-from omshub.cloud.store.audit import audit
 from omshub.cloud.services.times import iso, utc, utcnow
+from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, MeterKey
 
 MAX_IMPORT_ROWS = 50_000

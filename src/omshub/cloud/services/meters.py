@@ -14,15 +14,24 @@ from datetime import datetime
 from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from omshub.codec.link import DEVICE_TYPES
-
 from omshub.cloud.decode.pipeline import WAITING_STATES, requeue_waiting
 from omshub.cloud.domain.errors import Conflict, Invalid, not_found
 from omshub.cloud.services.time_zones import TimeInputError, check_zone, parse_local_time
 from omshub.cloud.services.times import utcnow
 from omshub.cloud.store.audit import audit
-from omshub.cloud.store.models import (REDECODABLE_SQL, Alarm, Gateway, Installation, Meter, MeteringPoint, MeterKey,
-                                       Reading, Telegram, Tenant)
+from omshub.cloud.store.models import (
+    REDECODABLE_SQL,
+    Alarm,
+    Gateway,
+    Installation,
+    Meter,
+    MeteringPoint,
+    MeterKey,
+    Reading,
+    Telegram,
+    Tenant,
+)
+from omshub.codec.link import DEVICE_TYPES
 
 MANUFACTURER_RE = re.compile(r"^[A-Z@]{3}$")
 METER_ID_RE = re.compile(r"^[0-9A-F]{8}$")

@@ -20,13 +20,21 @@ from croniter import croniter
 from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from omshub.gateway.config import (MAX_PATCH_DEPTH, ConfigError, GatewayConfig, cron_for_croniter, diff_patch,
-                                   merge_patch, patch_depth, spread_offset, validate_config)
-
 from omshub.cloud.domain.errors import Conflict, Invalid, NotFound
 from omshub.cloud.services.times import utc, utcnow
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
+from omshub.gateway.config import (
+    MAX_PATCH_DEPTH,
+    ConfigError,
+    GatewayConfig,
+    cron_for_croniter,
+    diff_patch,
+    merge_patch,
+    patch_depth,
+    spread_offset,
+    validate_config,
+)
 
 PENDING, DELIVERED, SUCCESSFUL, FAILED, SUPERSEDED = (
     "PENDING", "DELIVERED", "SUCCESSFUL", "FAILED", "SUPERSEDED")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -11,4 +11,4 @@ from omshub.cloud.store.models import AuditEntry
 
 def audit(session: Session, tenant_id: int | None, actor: str, action: str, details: dict | None = None) -> None:
     session.add(AuditEntry(tenant_id=tenant_id, actor=actor, action=action, details=details or {},
-                           at=datetime.now(timezone.utc)))
+                           at=datetime.now(UTC)))
