@@ -129,3 +129,31 @@ def test_wrong_key_stays_when_a_later_telegram_of_the_batch_failed(s):
     m.key_status = "present"
     alarms.on_reading(s, m, reading(s, m, T0 + days(1), energy=2.0), None, T0 + days(1))
     assert _active(s) == []
+
+
+def test_the_pipeline_pre_filter_asks_the_same_rules_as_on_reading(s):
+    """The decode pipeline calls on_reading only where its pre-filter says an alarm may come; the
+    filter must agree with on_reading on every case, also at the edge of the tolerance (it once
+    copied the rule as `b < a` and drifted)."""
+    from omshub.cloud.decode.alarm_hooks import may_alarm
+    from omshub.cloud.decode.rows import StoredReading
+
+    def stored(r):
+        return StoredReading(r.id, r.tenant_id, r.meter_pk, r.telegram_id, r.timestamp, r.received_at, r.fields,
+                             r.data, r.fingerprint)
+
+    t = tenant(s)
+    cases = [(100.0, 100.0), (100.0, 101.0), (100.0, 99.0), (100.0, 100.0 - 1e-12), (100.0, 100.0 - 1e-6),
+             (0.0, -1e-10), (0.0, -1e-8), (1e6, 1e6 - 1e-4), (1e6, 1e6 - 1e-2)]
+    for before, after in cases:
+        for late in (False, True):  # the second reading in time arrives after the first, or (spooled) before it
+            m = meter(s, t)
+            earlier_at, later_at = T0 + days(1), T0 + days(2)
+            if late:
+                previous, new = reading(s, m, later_at, energy=after), reading(s, m, earlier_at, energy=before)
+            else:
+                previous, new = reading(s, m, earlier_at, energy=before), reading(s, m, later_at, energy=after)
+            expected = may_alarm(stored(new), stored(previous))
+            alarms.on_reading(s, m, new, previous, T0 + days(3))
+            raised = any(a.subject_id == m.id for a in _active(s, "negative_consumption"))
+            assert expected == raised, (before, after, late)

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from omshub.cli import app as cli_app
-from omshub.cloud.store.keystore import (KeyStore, KeyStoreError, load_master_key, parse_key_csv, parse_master_key,
-                                   parse_meter_list)
+from omshub.cloud.store.keystore import (KeyStore, KeyStoreError, applicable_key, load_master_key, parse_key_csv,
+                                         parse_master_key, parse_meter_list)
 from omshub.cloud.store.models import AuditEntry, MeterKey
 
 from .conftest import MASTER_KEY_HEX, encode
@@ -165,3 +165,12 @@ def test_cli_import_and_export(hub, db, database_url, tmp_path, monkeypatch):
     with db.session() as s:
         actions = s.scalars(select(AuditEntry.action).where(AuditEntry.tenant_id == t.id)).all()
     assert actions.count("keys.import") == 1 and actions.count("keys.export") == 1
+
+
+def test_the_key_bound_to_the_manufacturer_applies_before_the_one_for_any():
+    """The one key-choice rule (decoding, export and key status all ask it)."""
+    assert applicable_key({"KAM": "bound", None: "any"}, "KAM") == "bound"
+    assert applicable_key({"KAM": "bound", None: "any"}, "ABB") == "any"
+    assert applicable_key({"KAM": "bound"}, "ABB") is None
+    assert applicable_key({}, "KAM") is None
+    assert applicable_key({None: "any"}, None) == "any"

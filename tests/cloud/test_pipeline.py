@@ -280,7 +280,7 @@ def test_a_failing_batch_is_retried_one_by_one(hub, db, pipeline, monkeypatch):
     hub.meter(t, "20000121")
     hub.keys(t, {"20000121": KEY})
     hub.send(gw, 1, [encode("20000121", access_number=i, energy=float(i)) for i in range(3)])
-    import omshub.cloud.decode.pipeline as mod
+    import omshub.cloud.decode.batch as mod
     real_decode = mod.decode
 
     def flaky(raw, **kw):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -38,6 +37,7 @@ from omshub.cloud.store.database import Database
 from omshub.cloud.store.keystore import KeyStore, load_master_key
 from omshub.cloud.store.outage import database_outage
 from omshub.cloud.web import console
+from omshub.times import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class AlarmWorker(threading.Thread):
         while not self.stopping.wait(self.interval_s):
             try:
                 with self.db.transaction() as session:
-                    alarm_rules.evaluate(session, datetime.now(UTC), silent_days=self.silent_days)
+                    alarm_rules.evaluate(session, utcnow(), silent_days=self.silent_days)
                 database_outage.succeeded()
             except Exception as exc:
                 if not database_outage.failed(exc):

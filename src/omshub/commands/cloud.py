@@ -138,7 +138,7 @@ def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwe
     """Create a tenant (e.g. one heat supplier)."""
     from omshub.cloud.services.accounts import audit
     from omshub.cloud.services.accounts import create_tenant as _create
-    from omshub.cloud.services.times import iso  # lazy: start-up cost (module docstring)
+    from omshub.times import iso  # lazy: start-up cost (module docstring)
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         tenant = _api_call(lambda: _create(session, slug, name, timezone=timezone, meter_timezone=meter_timezone))
@@ -159,7 +159,7 @@ def create_user(username: str = typer.Argument(...), tenant: str = typer.Option(
     """Create a user of a tenant. Without --password: prompted on a terminal, else generated and printed once."""
     from omshub.cloud.services.accounts import audit, tenant_by_slug
     from omshub.cloud.services.accounts import create_user as _create
-    from omshub.cloud.services.times import iso  # lazy: start-up cost (module docstring)
+    from omshub.times import iso  # lazy: start-up cost (module docstring)
     generated = None
     if password is None:
         if sys.stdin.isatty():
@@ -187,7 +187,7 @@ def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug")
     """Create a service token of the tenant: a long-lived API token that belongs to no user (printed
     once; only its hash is stored). It works until revoked (`revoke-token`, or the API)."""
     from omshub.cloud.services.accounts import create_api_token, tenant_by_slug
-    from omshub.cloud.services.times import iso  # lazy: start-up cost (module docstring)
+    from omshub.times import iso  # lazy: start-up cost (module docstring)
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -205,8 +205,8 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
     from sqlalchemy import select  # lazy: start-up cost (module docstring)
 
     from omshub.cloud.services.accounts import tenant_by_slug
-    from omshub.cloud.services.times import iso
     from omshub.cloud.store.models import ApiToken, User
+    from omshub.times import iso
     db = _open_db(_settings(database, config, data_dir))
     with db.session() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -274,8 +274,8 @@ def list_tenants(database: str | None = DatabaseOpt, config: Path | None = Confi
     """The tenants of this installation."""
     from sqlalchemy import select  # lazy: start-up cost (module docstring)
 
-    from omshub.cloud.services.times import iso
     from omshub.cloud.store.models import Tenant
+    from omshub.times import iso
     db = _open_db(_settings(database, config, data_dir))
     with db.session() as session:
         rows = [{"id": t.id, "slug": t.slug, "name": t.name, "created_at": iso(t.created_at)}
@@ -300,8 +300,8 @@ def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
              database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
              data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Queue a tenant's undecoded telegrams for decoding again (e.g. after an omshub upgrade)."""
-    from omshub.cloud.decode.pipeline import requeue_states
     from omshub.cloud.services.accounts import audit, tenant_by_slug  # lazy: start-up cost (module docstring)
+    from omshub.cloud.store.telegram_states import requeue_states
     wanted = tuple(x.strip() for x in states.split(",") if x.strip())
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.services.time_zones import MAX_TIME, MIN_TIME
-from omshub.cloud.services.times import iso
 from omshub.cloud.store.database import get_session
+from omshub.times import iso
 
 MAX_LIMIT = 1000
 MAX_INT64 = (1 << 63) - 1  # the database's integers (SQLite and PostgreSQL bigint) hold no more

@@ -28,7 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from omshub.cloud.api.errors import ApiError
-from omshub.cloud.services.accounts import authenticate_token, hash_secret
+from omshub.cloud.domain.tokens import hash_secret
+from omshub.cloud.services.accounts import authenticate_token
 from omshub.cloud.store.models import Gateway
 from omshub.cloud.store.outage import database_outage
 

@@ -6,7 +6,7 @@ that credential are overwritten in place with `*` (0x2A): the body keeps its len
 CBOR / JSON (the text string is now asterisks of the same byte length) and differs from what was
 received only in the spans returned, which are stored with it (`uplinks.body_redactions`).
 
-No imports from the application: migration 0005 scrubs stored bodies with these functions.
+Migration 0005 scrubbed the bodies stored before it with a frozen copy of these functions.
 """
 
 from __future__ import annotations

@@ -23,11 +23,14 @@ from sqlalchemy.exc import IntegrityError
 
 from omshub.codec import peek_address, peek_header
 
-from omshub.cloud.services.accounts import hash_secret
+from omshub.cloud.domain.operations import OPEN_STATES
+from omshub.cloud.domain.tokens import hash_secret
+from omshub.cloud.ingest.config_answer import expected_next_contact, on_uplink, running_config
+from omshub.cloud.ingest.redaction import redact_credential
+from omshub.cloud.store.alarm_rows import on_seq_reuse
 from omshub.cloud.store.database import BulkSql, Database, db_json, json_text, time_to_db
 from omshub.cloud.store.models import Gateway
-from omshub.cloud.decode.pipeline import note_ingest, write_gate
-from omshub.cloud.ingest.redaction import redact_credential
+from omshub.cloud.store.writegate import note_ingest, write_gate
 
 log = logging.getLogger(__name__)
 
@@ -318,26 +321,13 @@ def _peek(frame: bytes) -> tuple[str | None, str | None]:
     return man, mid
 
 
-def _on_uplink(session, gateway, applied: int, cfg_error: dict | None, now: datetime) -> dict | None:
-    try:
-        from omshub.cloud.services import operations
-    except ImportError:
-        return None
-    return operations.on_uplink(session, gateway, applied_version=applied, cfg_error=cfg_error, now=now)
-
-
 def _next_contact(session, gateway, status: dict, now: datetime) -> datetime | None:
     """When the gateway should call next: as it reports, else from the configuration it runs
     (`gateway`: id, serial and the applied version this uplink reports; configuration versions
     are never changed once stored, so this is read before the write transaction)."""
     if "next_contact" in status and 0 < status["next_contact"] <= MAX_TIME and _ts(status["next_contact"]) > now:
-        return _ts(status["next_contact"])  # (one in the past: from the configuration, as operations.on_uplink does)
-    try:
-        from omshub.cloud.services import operations
-        config = operations.running_config(session, gateway) if hasattr(operations, "running_config") else None
-        return operations.expected_next_contact(gateway, config, now)
-    except ImportError:
-        return None
+        return _ts(status["next_contact"])  # (one in the past: from the configuration, as on_uplink does)
+    return expected_next_contact(gateway, running_config(session, gateway), now)
 
 
 def _telegram_rows(entries: list[Entry], sqlite: bool) -> list[tuple]:
@@ -360,8 +350,7 @@ def _record_quiet_contact(sql: BulkSql, gateway_id: int, seq: int, cfg: int, cfg
                           transport: str, next_contact: datetime | None, now: datetime) -> bool:
     """The gateway's contact in two statements, when the uplink changes no operation: the
     gateway runs its desired configuration (or has none), reports no configuration error and
-    has no open operation (nearly every uplink). -> False when operations.on_uplink must run."""
-    from omshub.cloud.services.operations import OPEN_STATES
+    has no open operation (nearly every uplink). -> False when config_answer.on_uplink must run."""
     if cfg_error is not None:
         return False
     found = sql.rows("SELECT status, last_seq, desired_config_version FROM gateways WHERE id = {m}", (gateway_id,))
@@ -427,9 +416,8 @@ def _earlier_use(sql: BulkSql, gateway_id: int, seq: int, digest: bytes) -> tupl
 
 
 def _seq_reused(session, gateway_id: int, tenant_id: int, serial: str, seq: int, stored: int, now: datetime) -> None:
-    from omshub.cloud.services import alarms
     highest = session.execute(select(Gateway.last_seq).where(Gateway.id == gateway_id)).scalar()
-    alarm = alarms.on_seq_reuse(session, tenant_id, gateway_id, serial, seq, highest, stored, now)
+    alarm = on_seq_reuse(session, tenant_id, gateway_id, serial, seq, highest, stored, now)
     # one warning per reset; while the gateway climbs through its old numbers, info
     log.log(logging.WARNING if alarm.details.get("reused_uplinks") == 1 else logging.INFO,
             "gateway %s reused uplink seq %d (it had reached %s) for other telegrams: stored them (%d new); "
@@ -513,7 +501,7 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
             gateway.status = {**(gateway.status or {}), **status, "transport": transport}
             gateway.applied_config_version = cfg
             gateway.next_contact_at = next_contact
-            config = _on_uplink(session, gateway, cfg, cfg_error, now)
+            config = on_uplink(session, gateway, applied_version=cfg, cfg_error=cfg_error, now=now)
             session.flush()  # the gateway and operations, before the statement below
         else:
             config = None

@@ -11,7 +11,6 @@ the uplink hot path cheap; passwords, chosen by people, get argon2.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,11 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from omshub.cloud.domain.tokens import hash_secret, new_secret
 from omshub.cloud.services import login_throttle as throttle
 from omshub.cloud.services.time_zones import TimeInputError, check_zone
-from omshub.cloud.services.times import iso, utcnow
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import DEFAULT_ZONE, ApiToken, Tenant, User
+from omshub.times import iso, utcnow
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
@@ -51,14 +51,6 @@ class Principal:
 
     def at_least(self, role: str) -> bool:
         return RANK.get(self.role, -1) >= RANK[role]
-
-
-def hash_secret(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(32)  # 256 bit
 
 
 def hash_password(password: str) -> str:

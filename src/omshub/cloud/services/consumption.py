@@ -14,58 +14,21 @@ installation made without a date counts from the meter's first reading (effectiv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from omshub.cloud.domain.registers import CUMULATIVE_UNITS, cumulative_quantity, register_value, registers
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Reading
+from omshub.times import utc, utcnow
 
-# quantity -> canonical unit (omshub.codec.units)
-CUMULATIVE_UNITS = {"energy": "kWh", "volume": "m3", "hca": "HCA"}
-_BY_DEVICE_TYPE = {
-    "heat": "energy", "heat_inlet": "energy", "heat_cooling": "energy", "cooling": "energy",
-    "cooling_inlet": "energy", "electricity": "energy", "steam": "energy",
-    "water": "volume", "warm_water": "volume", "hot_water": "volume", "cold_water": "volume",
-    "dual_register_water": "volume", "waste_water": "volume", "gas": "volume", "oil": "volume",
-    "heat_cost_allocator": "hca",
-}
+# register arithmetic lives in domain/registers.py; named here too for the API and the tests
+__all__ = ["CUMULATIVE_UNITS", "DEFAULT_MAX_GAP", "INCOMPLETE_FLAGS", "Point", "consumption", "cumulative_quantity",
+           "effective_installed_at", "register_value", "registers"]
+
 DEFAULT_MAX_GAP = timedelta(days=2)
 _SCAN = 50  # readings looked at per boundary to find one carrying the register
-
-
-def cumulative_quantity(device_type: str | None) -> str | None:
-    """The register whose difference is consumption for this device type (None: unknown)."""
-    return _BY_DEVICE_TYPE.get((device_type or "").lower())
-
-
-def register_value(data: dict | None, quantity: str) -> float | None:
-    """The current (storage 0, tariff 0, subunit 0, instantaneous) value of `quantity` in a
-    decoded telegram, or None when absent or not a number."""
-    return registers(data, (quantity,)).get(quantity)
-
-
-def registers(data: dict | None, quantities=CUMULATIVE_UNITS) -> dict[str, float]:
-    """{quantity: register_value(data, quantity)} of those `quantities` present, in one pass over
-    the records (the first current, numeric record of a quantity counts)."""
-    out: dict[str, float] = {}
-    if not isinstance(data, dict):
-        return out
-    for rec in data.get("records") or ():
-        if type(rec) is not dict:
-            continue
-        quantity = rec.get("quantity")
-        if (type(quantity) is str and quantity in quantities and quantity not in out and not rec.get("storage")
-                and not rec.get("tariff") and not rec.get("subunit")
-                and rec.get("function", "instantaneous") == "instantaneous"):
-            value = rec.get("value")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[quantity] = float(value)
-    return out
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
 @dataclass
@@ -89,7 +52,7 @@ def _reading_at_or_before(session: Session, meter_pk: int, at: datetime, quantit
     for r in rows:
         v = register_value(r.data, quantity)
         if v is not None:
-            return Point(v, _utc(r.timestamp), "reading", r.id)
+            return Point(v, utc(r.timestamp), "reading", r.id)
     return None
 
 
@@ -101,21 +64,21 @@ def _reading_after(session: Session, meter_pk: int, after: datetime, quantity: s
     for r in rows:
         v = register_value(r.data, quantity)
         if v is not None:
-            return Point(v, _utc(r.timestamp), "reading", r.id)
+            return Point(v, utc(r.timestamp), "reading", r.id)
     return None
 
 
 def _initial(inst: Installation, quantity: str) -> Point | None:
     v = (inst.initial_values or {}).get(quantity)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return Point(float(v), _utc(inst.installed_at), "initial")
+        return Point(float(v), utc(inst.installed_at), "initial")
     return None
 
 
 def _final(inst: Installation, quantity: str) -> Point | None:
     v = (inst.final_values or {}).get(quantity)
     if inst.removed_at is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
-        return Point(float(v), _utc(inst.removed_at), "final")
+        return Point(float(v), utc(inst.removed_at), "final")
     return None
 
 
@@ -130,7 +93,7 @@ def effective_installed_at(session: Session, inst: Installation) -> datetime:
     (installed_from "first_reading") starts at the meter's first reading after the previous
     installation change of its metering point and of its meter (its recorded installed_at, the
     registration, until a reading arrives)."""
-    recorded = _utc(inst.installed_at)
+    recorded = utc(inst.installed_at)
     if inst.installed_from != "first_reading":
         return recorded
     before = session.scalar(select(func.max(Installation.removed_at)).where(
@@ -143,7 +106,7 @@ def effective_installed_at(session: Session, inst: Installation) -> datetime:
     if inst.removed_at is not None:
         query = query.where(Reading.timestamp < inst.removed_at)
     first = session.scalar(query)
-    return recorded if first is None else _utc(first)
+    return recorded if first is None else utc(first)
 
 
 def _share(a: datetime, b: datetime, whole: float) -> float:
@@ -165,21 +128,9 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
     installed all through the period. `covered_from` / `covered_to` / `covered_share` (of the
     period's length) say which part the value covers, for the result and for each installation;
     `uncovered` lists the parts it does not."""
-    start, end = _utc(start), _utc(end)
-    now = _utc(now or datetime.now(timezone.utc))
-    rows = session.execute(
-        select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk).where(
-            Installation.tenant_id == point.tenant_id, Installation.metering_point_id == point.id,
-            # (an installation counted from the first reading may start before its recorded time)
-            (Installation.installed_at < end) | (Installation.installed_from == "first_reading"),
-            (Installation.removed_at.is_(None)) | (Installation.removed_at > start))
-        .order_by(Installation.installed_at, Installation.id)).all()
-    installs = []
-    for inst, meter in rows:
-        installed = effective_installed_at(session, inst)
-        if installed < end:
-            installs.append((inst, meter, installed))
-    installs.sort(key=lambda x: (x[2], x[0].id))
+    start, end = utc(start), utc(end)
+    now = utc(now or utcnow())
+    installs = _installations(session, point, start, end)
     if quantity is None:
         quantity = next((q for _, m, _ in installs if (q := cumulative_quantity(m.device_type))), None)
     result = {"metering_point": {"id": point.id, "ref": point.ref}, "from": start, "to": end,
@@ -198,69 +149,126 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
     total, complete = 0.0, True
     covered: list[tuple[datetime, datetime]] = []
     for inst, meter, installed in installs:
-        seg_from = max(start, installed)
-        removed = _utc(inst.removed_at) if inst.removed_at is not None else None
-        seg_to = min(end, removed) if removed is not None else end
-        seg = {"installation_id": inst.id,
-               "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
-               "installed_at": installed, "installed_from": inst.installed_from,
-               "from": seg_from, "to": seg_to, "start": None, "end": None, "consumption": None,
-               "covered_from": None, "covered_to": None, "covered_share": 0.0, "flags": []}
-
-        begin = _later(_initial(inst, quantity) if inst.installed_from == "given" else None,
-                       _reading_at_or_before(session, meter.id, seg_from, quantity, installed))
-        if begin is not None and begin.at > seg_from:
-            begin = None  # an initial value is only valid from installation on
-        if begin is None:
-            begin = _reading_after(session, meter.id, seg_from, quantity, seg_to)
-            if begin is not None:
-                seg["flags"].append("start_after_boundary")
-                result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
-                                       "message": f"no reading of {quantity} at or before {seg_from.isoformat()}; "
-                                                  f"used the first one after it ({begin.at.isoformat()}): the "
-                                                  f"consumption before it is not counted"})
-        elif seg_from - begin.at > max_gap:
-            seg["flags"].append("start_stale")
-            result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
-                                   "message": f"last reading before the start is from {begin.at.isoformat()}"})
-
-        finish = _final(inst, quantity) if removed is not None and removed <= end else None
-        if finish is None:
-            finish = _reading_at_or_before(session, meter.id, seg_to, quantity, installed)
-            effective = min(seg_to, now)
-            if finish is not None and effective - finish.at > max_gap:
-                seg["flags"].append("end_stale")
-                result["gaps"].append({"installation_id": inst.id, "boundary": "end", "at": seg_to,
-                                       "message": f"last reading before the end is from {finish.at.isoformat()}: "
-                                                  f"the consumption after it is not counted"})
-        seg["start"] = begin.as_dict() if begin else None
-        seg["end"] = finish.as_dict() if finish else None
-        if begin is None or finish is None or finish.at < begin.at:
-            seg["flags"].append("no_data")
-            result["gaps"].append({"installation_id": inst.id, "boundary": "start" if begin is None else "end",
-                                   "message": f"no reading of {quantity} for meter "
-                                              f"{meter.manufacturer} {meter.meter_id} in the period"})
-        else:
-            delta = finish.value - begin.value
-            seg["consumption"] = delta
+        seg, delta, cover = _segment(session, result, inst, meter, installed, quantity, (start, end, whole),
+                                     now, max_gap)
+        if delta is not None:
             total += delta
-            if delta < 0:
-                seg["flags"].append("negative")
-                result["warnings"].append(
-                    f"negative consumption {delta:g} {result['unit']} on meter {meter.manufacturer} "
-                    f"{meter.meter_id}: the counter went backwards (reset or wrong swap values?)")
-            # a value read at most max_gap before the end stands for the end (as one before the
-            # start stands for the start); an older one (or a period not over yet) covers up to it
-            cov_from = max(seg_from, begin.at)
-            cov_to = seg_to if seg_to - finish.at <= max_gap else max(cov_from, finish.at)
-            seg["covered_from"], seg["covered_to"] = cov_from, cov_to
-            seg["covered_share"] = _share(cov_from, cov_to, whole)
-            covered.append((cov_from, cov_to))
+            covered.append(cover)
         if any(flag in seg["flags"] for flag in INCOMPLETE_FLAGS):
             complete = False
         result["segments"].append(seg)
+    complete = _coverage(result, installs[0][2], covered, start, end, whole) and complete
+    result["value"] = round(total, 9) if covered and not any("no_data" in g["flags"] for g in result["segments"]) \
+        else None
+    result["complete"] = complete and result["value"] is not None
+    return result
 
-    first = installs[0][2]
+
+def _installations(session: Session, point: MeteringPoint, start: datetime,
+                   end: datetime) -> list[tuple[Installation, Meter, datetime]]:
+    """The point's installations overlapping [start, end): (installation, meter, counted from),
+    in the order they were installed."""
+    rows = session.execute(
+        select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk).where(
+            Installation.tenant_id == point.tenant_id, Installation.metering_point_id == point.id,
+            # (an installation counted from the first reading may start before its recorded time)
+            (Installation.installed_at < end) | (Installation.installed_from == "first_reading"),
+            (Installation.removed_at.is_(None)) | (Installation.removed_at > start))
+        .order_by(Installation.installed_at, Installation.id)).all()
+    installs = []
+    for inst, meter in rows:
+        installed = effective_installed_at(session, inst)
+        if installed < end:
+            installs.append((inst, meter, installed))
+    installs.sort(key=lambda x: (x[2], x[0].id))
+    return installs
+
+
+def _segment_start(session: Session, result: dict, seg: dict, inst: Installation, meter: Meter,
+                   installed: datetime, quantity: str, max_gap: timedelta) -> Point | None:
+    """The register value an installation's part of the period starts from (flags and gaps noted)."""
+    seg_from, seg_to = seg["from"], seg["to"]
+    begin = _later(_initial(inst, quantity) if inst.installed_from == "given" else None,
+                   _reading_at_or_before(session, meter.id, seg_from, quantity, installed))
+    if begin is not None and begin.at > seg_from:
+        begin = None  # an initial value is only valid from installation on
+    if begin is None:
+        begin = _reading_after(session, meter.id, seg_from, quantity, seg_to)
+        if begin is not None:
+            seg["flags"].append("start_after_boundary")
+            result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
+                                   "message": f"no reading of {quantity} at or before {seg_from.isoformat()}; "
+                                              f"used the first one after it ({begin.at.isoformat()}): the "
+                                              f"consumption before it is not counted"})
+    elif seg_from - begin.at > max_gap:
+        seg["flags"].append("start_stale")
+        result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
+                               "message": f"last reading before the start is from {begin.at.isoformat()}"})
+    return begin
+
+
+def _segment_end(session: Session, result: dict, seg: dict, inst: Installation, meter: Meter, installed: datetime,
+                 quantity: str, removed: datetime | None, end: datetime, now: datetime,
+                 max_gap: timedelta) -> Point | None:
+    """The register value an installation's part of the period ends at (flags and gaps noted)."""
+    seg_to = seg["to"]
+    finish = _final(inst, quantity) if removed is not None and removed <= end else None
+    if finish is None:
+        finish = _reading_at_or_before(session, meter.id, seg_to, quantity, installed)
+        effective = min(seg_to, now)
+        if finish is not None and effective - finish.at > max_gap:
+            seg["flags"].append("end_stale")
+            result["gaps"].append({"installation_id": inst.id, "boundary": "end", "at": seg_to,
+                                   "message": f"last reading before the end is from {finish.at.isoformat()}: "
+                                              f"the consumption after it is not counted"})
+    return finish
+
+
+def _segment(session: Session, result: dict, inst: Installation, meter: Meter, installed: datetime, quantity: str,
+             period: tuple[datetime, datetime, float], now: datetime,
+             max_gap: timedelta) -> tuple[dict, float | None, tuple[datetime, datetime] | None]:
+    """One installation's part of the period: (its segment, its consumption, the part it covers)
+    — (segment, None, None) when it has no data."""
+    start, end, whole = period
+    seg_from = max(start, installed)
+    removed = utc(inst.removed_at) if inst.removed_at is not None else None
+    seg_to = min(end, removed) if removed is not None else end
+    seg = {"installation_id": inst.id,
+           "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
+           "installed_at": installed, "installed_from": inst.installed_from,
+           "from": seg_from, "to": seg_to, "start": None, "end": None, "consumption": None,
+           "covered_from": None, "covered_to": None, "covered_share": 0.0, "flags": []}
+    begin = _segment_start(session, result, seg, inst, meter, installed, quantity, max_gap)
+    finish = _segment_end(session, result, seg, inst, meter, installed, quantity, removed, end, now, max_gap)
+    seg["start"] = begin.as_dict() if begin else None
+    seg["end"] = finish.as_dict() if finish else None
+    if begin is None or finish is None or finish.at < begin.at:
+        seg["flags"].append("no_data")
+        result["gaps"].append({"installation_id": inst.id, "boundary": "start" if begin is None else "end",
+                               "message": f"no reading of {quantity} for meter "
+                                          f"{meter.manufacturer} {meter.meter_id} in the period"})
+        return seg, None, None
+    delta = finish.value - begin.value
+    seg["consumption"] = delta
+    if delta < 0:
+        seg["flags"].append("negative")
+        result["warnings"].append(
+            f"negative consumption {delta:g} {result['unit']} on meter {meter.manufacturer} "
+            f"{meter.meter_id}: the counter went backwards (reset or wrong swap values?)")
+    # a value read at most max_gap before the end stands for the end (as one before the
+    # start stands for the start); an older one (or a period not over yet) covers up to it
+    cov_from = max(seg_from, begin.at)
+    cov_to = seg_to if seg_to - finish.at <= max_gap else max(cov_from, finish.at)
+    seg["covered_from"], seg["covered_to"] = cov_from, cov_to
+    seg["covered_share"] = _share(cov_from, cov_to, whole)
+    return seg, delta, (cov_from, cov_to)
+
+
+def _coverage(result: dict, first: datetime, covered: list[tuple[datetime, datetime]], start: datetime,
+              end: datetime, whole: float) -> bool:
+    """Which parts of the period the value covers (and does not) into `result`. -> False when
+    not all of it."""
+    complete = True
     if first > start:
         complete = False
         result["gaps"].append({"boundary": "start", "at": start,
@@ -280,7 +288,4 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
         result["covered_from"] = min(c[0] for c in covered)
         result["covered_to"] = max(c[1] for c in covered)
         result["covered_share"] = min(1.0, round(sum(_share(a, b, whole) for a, b in covered), 6))
-    result["value"] = round(total, 9) if covered and not any("no_data" in g["flags"] for g in result["segments"]) \
-        else None
-    result["complete"] = complete and result["value"] is not None
-    return result
+    return complete

@@ -9,11 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, not_found
+from omshub.cloud.domain.tokens import hash_secret, new_secret
 from omshub.cloud.ingest.uplink import SERIAL_RE
 from omshub.cloud.services import operations
-from omshub.cloud.services.accounts import hash_secret, new_secret, utcnow
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway
+from omshub.times import utcnow
 
 
 def register_gateway(session: Session, tenant_id: int, serial: str, name: str = "", *,

@@ -25,9 +25,10 @@ from omshub.cloud.services.meters import (
     tenant_zone,
 )
 from omshub.cloud.services.time_zones import check_zone, parse_local_time
-from omshub.cloud.services.times import iso, utc, utcnow
 from omshub.cloud.store.audit import audit
+from omshub.cloud.store.keystore import applicable_key
 from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, MeterKey
+from omshub.times import iso, utc, utcnow
 
 MAX_IMPORT_ROWS = 50_000
 IMPORT_COLUMNS = ("manufacturer", "id", "device_type", "gateway", "metering_point", "address", "customer_ref",
@@ -144,17 +145,18 @@ class _Stored:
     """What the tenant has of the imported meters: meters, metering points, keys (manufacturer, id)."""
     meters: dict[tuple[str, str], Meter]
     points: dict[str, MeteringPoint]
-    keys: set
+    keys: dict[str, dict[str | None, bool]]  # meter id -> {manufacturer the key is bound to: True}
 
 
 def _stored(session: Session, tenant_id: int, lines: list[ImportLine]) -> _Stored:
-    stored = _Stored({}, {}, set())
+    stored = _Stored({}, {}, {})
     ids = [item.meter_id for item in lines]
     for i in range(0, len(ids), 500):
         for m in session.scalars(select(Meter).where(Meter.tenant_id == tenant_id, Meter.meter_id.in_(ids[i:i + 500]))):
             stored.meters[(m.manufacturer, m.meter_id)] = m
-        stored.keys.update(session.execute(select(MeterKey.manufacturer, MeterKey.meter_id).where(
-            MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i:i + 500]))).all())
+        for man, mid in session.execute(select(MeterKey.manufacturer, MeterKey.meter_id).where(
+                MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i:i + 500]))):
+            stored.keys.setdefault(mid, {})[man] = True
     refs = sorted({item.point_ref for item in lines if item.point_ref})
     for i in range(0, len(refs), 500):
         for mp in session.scalars(select(MeteringPoint).where(MeteringPoint.tenant_id == tenant_id,
@@ -171,7 +173,7 @@ def _upsert_meter(session: Session, tenant_id: int, item: ImportLine, stored: _S
     if m is None:
         m = Meter(tenant_id=tenant_id, manufacturer=mfct, meter_id=mid, device_type=item.device_type,
                   gateway_id=item.gateway_id, created_at=now, meter_timezone=zone,
-                  key_status="present" if ((mfct, mid) in stored.keys or (None, mid) in stored.keys) else "missing")
+                  key_status="present" if applicable_key(stored.keys.get(mid, {}), mfct) else "missing")
         session.add(m)
         counts["created"] += 1
         if zone is not None:

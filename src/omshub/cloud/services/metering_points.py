@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from omshub.cloud.domain.errors import Conflict, Invalid, not_found
 from omshub.cloud.services.consumption import effective_installed_at
 from omshub.cloud.services.meters import check_manufacturer, check_meter_id, current_installations, local_time
-from omshub.cloud.services.times import iso, utc, utcnow
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint
 from omshub.codec.units import QUANTITIES
+from omshub.times import iso, utc, utcnow
 
 MAX_VALUES = 32
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select, text, update
+from sqlalchemy import and_, delete, select, text, update
 from sqlalchemy.orm import Session
 
-from omshub.cloud.decode.pipeline import WAITING_STATES, requeue_waiting
 from omshub.cloud.domain.errors import Conflict, Invalid, not_found
 from omshub.cloud.services.time_zones import TimeInputError, check_zone, parse_local_time
-from omshub.cloud.services.times import utcnow
 from omshub.cloud.store.audit import audit
+from omshub.cloud.store.keystore import has_applicable_key
 from omshub.cloud.store.models import (
     REDECODABLE_SQL,
     Alarm,
@@ -26,12 +25,13 @@ from omshub.cloud.store.models import (
     Installation,
     Meter,
     MeteringPoint,
-    MeterKey,
     Reading,
     Telegram,
     Tenant,
 )
+from omshub.cloud.store.telegram_states import WAITING_STATES, requeue_waiting
 from omshub.codec.link import DEVICE_TYPES
+from omshub.times import utcnow
 
 MANUFACTURER_RE = re.compile(r"^[A-Z@]{3}$")
 METER_ID_RE = re.compile(r"^[0-9A-F]{8}$")
@@ -102,9 +102,7 @@ def local_time(session: Session, tenant_id: int, text: str | None, where: str) -
 
 
 def key_present(session: Session, tenant_id: int, manufacturer: str, meter_id: str) -> bool:
-    return session.scalar(select(MeterKey.id).where(
-        MeterKey.tenant_id == tenant_id, MeterKey.meter_id == meter_id,
-        or_(MeterKey.manufacturer == manufacturer, MeterKey.manufacturer.is_(None))).limit(1)) is not None
+    return has_applicable_key(session, tenant_id, manufacturer, meter_id)
 
 
 def get_meter(session: Session, tenant_id: int, meter_pk: int) -> Meter:

@@ -13,36 +13,46 @@ Input: sessions and ORM rows; output: rows changed in the session (the caller co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from croniter import croniter
 from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, NotFound
-from omshub.cloud.services.times import utc, utcnow
+from omshub.cloud.domain.operations import (
+    DELIVERED,
+    FAILED,
+    MAX_ERROR_LEN,
+    OPEN_STATES,
+    PENDING,
+    STATES,
+    SUCCESSFUL,
+    SUPERSEDED,
+)
+from omshub.cloud.ingest.config_answer import expected_next_contact, on_uplink, running_config
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
 from omshub.gateway.config import (
     MAX_PATCH_DEPTH,
     ConfigError,
     GatewayConfig,
-    cron_for_croniter,
     diff_patch,
     merge_patch,
     patch_depth,
-    spread_offset,
     validate_config,
 )
+from omshub.times import utc, utcnow
 
-PENDING, DELIVERED, SUCCESSFUL, FAILED, SUPERSEDED = (
-    "PENDING", "DELIVERED", "SUCCESSFUL", "FAILED", "SUPERSEDED")
-STATES = (PENDING, DELIVERED, SUCCESSFUL, FAILED, SUPERSEDED)
-OPEN_STATES = (PENDING, DELIVERED)
+# the states (domain/operations.py) and the uplink's configuration answer (ingest/config_answer.py)
+# are named here too: this is where the API and the tests find operations
+__all__ = ["CREATED", "DELIVERED", "FAILED", "MAX_ERROR_LEN", "MAX_GATEWAYS_PER_REQUEST", "MAX_ID", "ON_CONFLICT",
+           "OPEN_STATES", "PENDING", "SKIPPED", "STATES", "SUCCESSFUL", "SUPERSEDED", "SUPERSEDED_PENDING", "UNCHANGED",
+           "ConfigChangeError", "ConfigResult", "PendingChanges", "UnknownGateway", "change_config", "default_config",
+           "desired_config", "expected_next_contact", "normalized_config", "on_uplink", "open_operation",
+           "running_config", "set_desired_config"]
+
 # A selection of gateways in one request; bounded so one call cannot build an unbounded transaction.
 MAX_GATEWAYS_PER_REQUEST = 10_000
-MAX_ERROR_LEN = 2_000
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger one names no gateway
 
 
@@ -135,33 +145,6 @@ def open_operation(session: Session, gateway: Gateway) -> Operation | None:
     return session.scalars(select(Operation).where(
         Operation.gateway_id == gateway.id, Operation.state.in_(OPEN_STATES))
         .order_by(Operation.config_version.desc(), Operation.id.desc()).limit(1)).first()
-
-
-def running_config(session: Session, gateway: Gateway) -> dict | None:
-    """The configuration the gateway reports it runs (None: factory default / unknown version)."""
-    if not gateway.applied_config_version:
-        return None
-    row = session.scalars(select(GatewayConfigVersion).where(
-        GatewayConfigVersion.gateway_id == gateway.id,
-        GatewayConfigVersion.version == gateway.applied_config_version)).first()
-    return row.config if row is not None else None
-
-
-def expected_next_contact(gateway: Gateway, config: dict | None, now: datetime) -> datetime | None:
-    """Next time the gateway should upload: the next firing of its upload cron (in the config's
-    time zone) shifted by the gateway's stable spread offset, strictly after `now`. `config`
-    None means the factory default configuration. Returns UTC, or None if the config is invalid."""
-    try:
-        cfg = GatewayConfig.model_validate(config) if config else GatewayConfig()
-    except ValueError:
-        return None
-    offset = timedelta(seconds=spread_offset(gateway.serial, cfg.spread_s))
-    tz = ZoneInfo(cfg.timezone)
-    # The gateway fires at cron time + offset: the next such time after `now` is the next cron
-    # time after `now - offset`.
-    start = (utc(now) - offset).astimezone(tz)
-    fire = croniter(cron_for_croniter(cfg.upload.cron), start).get_next(datetime)
-    return utc(fire) + offset
 
 
 def _check_patch(patch) -> dict:
@@ -361,57 +344,3 @@ def set_desired_config(session: Session, principal, gateway_ids: list[int], conf
     the new operations."""
     results = change_config(session, principal, gateway_ids, config, on_conflict="supersede", now=now)
     return [r.operation for r in results if r.outcome in (CREATED, SUPERSEDED_PENDING)]
-
-
-def _error_message(cfg_error: dict) -> str:
-    msg = cfg_error.get("message")
-    text = msg if isinstance(msg, str) and msg else "gateway refused the configuration (no reason given)"
-    return text[:MAX_ERROR_LEN]
-
-
-def on_uplink(session: Session, gateway: Gateway, *, applied_version: int, cfg_error: dict | None,
-              now: datetime) -> dict | None:
-    """Advance the gateway's operations from what an uplink reports; return the desired
-    configuration to deliver in the response (None when the gateway runs it already, or when it
-    refused exactly that version)."""
-    now = utc(now)
-    gateway.applied_config_version = applied_version
-    refused = None
-    if isinstance(cfg_error, dict) and isinstance(cfg_error.get("version"), int) \
-            and not isinstance(cfg_error.get("version"), bool):
-        refused = cfg_error["version"]
-    ops = list(session.scalars(select(Operation).where(
-        Operation.gateway_id == gateway.id, Operation.state.in_(OPEN_STATES))
-        .order_by(Operation.config_version)))
-    for op in ops:
-        if refused is not None and op.config_version == refused and applied_version != refused:
-            op.state = FAILED
-            op.error = _error_message(cfg_error)
-            op.finished_at = now
-            op.delivered_at = op.delivered_at or now
-        elif applied_version >= op.config_version:
-            op.state = SUCCESSFUL
-            op.finished_at = now
-            op.delivered_at = op.delivered_at or now
-
-    # The gateway schedules from the configuration it runs: a fallback for the next contact when
-    # it did not report one itself (status.next_contact).
-    if gateway.next_contact_at is None or utc(gateway.next_contact_at) <= now:
-        gateway.next_contact_at = expected_next_contact(gateway, running_config(session, gateway), now)
-
-    desired = gateway.desired_config_version or 0
-    if desired == 0 or desired == applied_version:
-        return None
-    current = session.scalars(select(Operation).where(
-        Operation.gateway_id == gateway.id, Operation.config_version == desired)).first()
-    if current is not None and current.state == FAILED:
-        return None  # resending a refused version would fail again on every uplink
-    row = session.scalars(select(GatewayConfigVersion).where(
-        GatewayConfigVersion.gateway_id == gateway.id,
-        GatewayConfigVersion.version == desired)).first()
-    if row is None:
-        return None
-    if current is not None and current.state == PENDING:
-        current.state = DELIVERED
-        current.delivered_at = now
-    return {**row.config, "version": desired}

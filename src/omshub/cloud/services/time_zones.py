@@ -1,19 +1,8 @@
 """Time zones: the tenants' local time and the meters' own clocks (docs/formats.md §4).
 
-German meters keep LOCAL time (Europe/Berlin, with daylight saving time) in their date-time
-records. A reading's timestamp is the meter's current date-time converted to UTC with the zone of
-that meter's clock, the most specific one that is set:
-
-    meter (meters.meter_timezone) > meter model (meter_model_zones: manufacturer, optionally
-    version and/or device type) > tenant (tenants.meter_timezone) > server setting `meter_timezone`
-
-Two hours a year need a rule (`meter_time_to_utc`):
-
-* the autumn hour (02:00-02:59 happens twice) is resolved by the telegram's receive time: of the
-  two instants the one nearest to, and not after, the receive time + AMBIGUITY_TOLERANCE (meter
-  clocks run a little fast); when both are after it, the earlier;
-* the spring hour that does not exist (02:00-02:59 is skipped) is read with the offset in force
-  before the switch, as from a clock that has not switched yet: 02:30 -> 01:30 UTC.
+How a meter's clock becomes a reading's UTC timestamp (the zone order, the two hours a year that
+need a rule) is domain/meter_time.py; the tenants' settings are read by store/meter_zones.py.
+Here: the zones and times people give, and re-timing stored readings after a zone change.
 
 Dates given by people without a zone (imports, installations, swaps, consumption periods) are in
 the tenant's local zone (`tenants.timezone`), a bare date meaning 00:00 there
@@ -23,18 +12,26 @@ that says so. Meter DATE values (due dates, type G) stay dates: only date-times 
 
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import date, datetime
+from zoneinfo import ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from omshub.cloud.store.models import Meter, MeterModelZone, Reading, Tenant
+from omshub.cloud.domain.meter_time import (AMBIGUITY_TOLERANCE, ZoneRules, gap_or_fold, is_unambiguous, meter_clock,
+                                            meter_time_to_utc, telegram_model, zone_info)
+from omshub.cloud.domain.registers import registers
+from omshub.cloud.store.audit import audit
+from omshub.cloud.store.meter_zones import load_rules
+from omshub.cloud.store.models import Meter, Reading
+from omshub.times import UTC
 
-UTC = timezone.utc
+# the meter-time rules are named here too for the API, the commands and the tests
+__all__ = ["AMBIGUITY_TOLERANCE", "MAX_TIME", "MAX_ZONE_NAME", "MIN_TIME", "TimeInputError", "ZoneRules", "check_zone",
+           "is_unambiguous", "load_rules", "meter_clock", "meter_time_to_utc", "parse_local_time", "retime_and_audit",
+           "retime_readings", "telegram_model", "zone_info"]
+
 # Times the head-end takes from people and programs: what the uplink format and every database can
 # hold (Unix seconds, 4-digit years)
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,7 +43,8 @@ def _in_range(value: datetime, raw: str, where: str) -> datetime:
     if not MIN_TIME <= value <= MAX_TIME:
         raise TimeInputError("invalid_time", f"{where}: {raw!r} {_RANGE}")
     return value
-AMBIGUITY_TOLERANCE = timedelta(minutes=15)
+
+
 MAX_ZONE_NAME = 64
 _ZONE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,3}$")
 
@@ -62,11 +60,6 @@ class TimeInputError(ValueError):
 
 # --- zones ---
 
-@functools.lru_cache(maxsize=256)
-def zone_info(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
 def check_zone(value, where: str = "timezone") -> str:
     """An IANA zone name (e.g. Europe/Berlin, UTC) -> itself; TimeInputError otherwise."""
     if not isinstance(value, str) or not value.strip():
@@ -81,101 +74,6 @@ def check_zone(value, where: str = "timezone") -> str:
         raise TimeInputError("invalid_timezone", f"{where}: unknown time zone {name!r} "
                                                  f"(IANA names such as Europe/Berlin or UTC)") from None
     return name
-
-
-# --- meter clocks ---
-
-@functools.lru_cache(maxsize=10_000)
-def _parse_clock(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def meter_clock(data: dict | None) -> datetime | None:
-    """The meter's own current date-time in a decoded telegram: the first current (storage 0,
-    tariff 0, subunit 0) date-time record that parses; naive (meter-local) unless it carries an
-    offset. None when there is none."""
-    if not isinstance(data, dict):
-        return None
-    for rec in data.get("records") or ():
-        if (type(rec) is dict and rec.get("quantity") == "datetime" and rec.get("storage") == 0
-                and not rec.get("tariff") and not rec.get("subunit") and isinstance(rec.get("value"), str)):
-            value = _parse_clock(rec["value"])
-            if value is not None:
-                return value
-    return None
-
-
-def _gap_or_fold(local: datetime, zone: ZoneInfo) -> str | None:
-    """'gap' when the wall time does not exist in `zone`, 'fold' when it happens twice."""
-    first = local.replace(tzinfo=zone, fold=0)
-    second = local.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() == second.utcoffset():
-        return None
-    back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
-    return "fold" if back == local else "gap"
-
-
-def is_unambiguous(local: datetime, zone: ZoneInfo) -> bool:
-    return local.tzinfo is not None or _gap_or_fold(local, zone) is None
-
-
-def meter_time_to_utc(local: datetime, zone: ZoneInfo, received_at: datetime | None = None) -> datetime:
-    """A meter's date-time (naive: in `zone`) -> UTC, with the rules of the module docstring."""
-    if local.tzinfo is not None:
-        return local.astimezone(UTC)
-    kind = _gap_or_fold(local, zone)
-    if kind == "fold":
-        earlier = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
-        later = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
-        if received_at is not None and later <= received_at + AMBIGUITY_TOLERANCE:
-            return later
-        return earlier
-    # fold=0 in a gap: the offset before the switch (a clock that has not switched yet)
-    return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
-
-
-@dataclass
-class ZoneRules:
-    """One tenant's meter time zones (see the module docstring for the order)."""
-    tenant: str
-    models: list[tuple[str, int | None, str | None, str]] = field(default_factory=list)
-
-    def zone_for(self, meter_zone: str | None, manufacturer: str | None, version: int | None,
-                 device_type: str | None) -> str:
-        if meter_zone:
-            return meter_zone
-        best, rank = None, -1
-        for man, ver, dtype, zone in self.models:
-            if man != manufacturer or (ver is not None and ver != version) \
-                    or (dtype is not None and dtype != device_type):
-                continue
-            score = (2 if ver is not None else 0) + (1 if dtype is not None else 0)
-            if score > rank:
-                best, rank = zone, score
-        return best or self.tenant
-
-
-def load_rules(session: Session, tenant_ids, server_zone: str) -> dict[int, ZoneRules]:
-    """{tenant id: ZoneRules} for these tenants (NULL tenant zone: the server setting)."""
-    ids = sorted(set(tenant_ids))
-    if not ids:
-        return {}
-    rules = {tid: ZoneRules(zone or server_zone) for tid, zone in session.execute(
-        select(Tenant.id, Tenant.meter_timezone).where(Tenant.id.in_(ids)))}
-    for m in session.scalars(select(MeterModelZone).where(MeterModelZone.tenant_id.in_(ids))
-                             .order_by(MeterModelZone.id)):
-        if m.tenant_id in rules:
-            rules[m.tenant_id].models.append((m.manufacturer, m.version, m.device_type or None, m.timezone))
-    return rules
-
-
-def telegram_model(data: dict | None) -> tuple[str | None, int | None, str | None]:
-    """(manufacturer, version, device type name) of a decoded telegram's meter."""
-    meter = (data or {}).get("meter") or {}
-    return meter.get("manufacturer"), meter.get("version"), meter.get("device_type")
 
 
 # --- dates given by people ---
@@ -211,7 +109,7 @@ def parse_local_time(text: str | None, zone_name: str, where: str) -> datetime |
             return _in_range(value.astimezone(UTC), raw, where)
         except OverflowError:  # e.g. 0001-01-01T00:00+01:00: no UTC year 0
             raise TimeInputError("invalid_time", f"{where}: {raw!r} {_RANGE}") from None
-    kind = _gap_or_fold(value, zone)
+    kind = gap_or_fold(value, zone)
     if kind == "gap":
         raise TimeInputError("invalid_time", f"{where}: {raw!r} does not exist in {zone_name} (the clocks skip "
                                              f"that hour); give the time with its offset, e.g. "
@@ -239,8 +137,6 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str,
     meter date-time each stored decoded telegram holds, with the zones in force now. Readings
     without a meter date-time keep their receive time; raw telegrams are not touched. The meters'
     latest-reading bookkeeping follows. -> {"checked", "moved", "meters"}."""
-    from omshub.cloud.services.consumption import registers
-
     rules = load_rules(session, [tenant_id], server_zone).get(tenant_id) or ZoneRules(server_zone)
     meter_q = select(Meter.id, Meter.meter_timezone).where(Meter.tenant_id == tenant_id)
     if meter_pks is not None:
@@ -286,11 +182,9 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str,
     return {"checked": checked, "moved": moved, "meters": len(touched)}
 
 
-
 def retime_and_audit(session: Session, tenant_id: int, server_zone: str, actor: str,
                      meter_pks: list[int] | None = None) -> dict:
     """retime_readings, written to the audit log with the zones it used and what it moved."""
-    from omshub.cloud.store.audit import audit
     result = retime_readings(session, tenant_id, server_zone, meter_pks)
     rules = load_rules(session, [tenant_id], server_zone).get(tenant_id) or ZoneRules(server_zone)
     audit(session, tenant_id, actor, "readings.retime",

@@ -135,16 +135,15 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent)."""
-        import logging
-
-        # no per-start chatter in the server log: set before alembic is imported, which logs its plugins
+        # no per-start chatter in the server log: set before alembic is imported (here, not at the
+        # top: the level must be set first), which logs its plugins on import
         logging.getLogger("alembic").setLevel(logging.WARNING)
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        from alembic.runtime.migration import MigrationContext
 
         with self.engine.connect() as conn:
             cfg.attributes["connection"] = conn

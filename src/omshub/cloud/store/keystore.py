@@ -15,8 +15,10 @@ import csv
 import io
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -25,9 +27,11 @@ from sqlalchemy.orm import Session
 
 from omshub.codec.keys import iter_key_csv
 
-from omshub.cloud.services.accounts import audit, utcnow
+from omshub.cloud.store.audit import audit
 from omshub.cloud.store.database import private_dir
 from omshub.cloud.store.models import Meter, MeterKey
+from omshub.cloud.store.telegram_states import requeue_waiting
+from omshub.times import utcnow
 
 MASTER_KEY_FILE = "master.key"
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
@@ -40,6 +44,28 @@ _CHUNK = 500
 
 class KeyStoreError(ValueError):
     """A key file or master key problem; the message names the line / source."""
+
+
+_K = TypeVar("_K")
+
+
+def applicable_key(keys: Mapping[str | None, _K], manufacturer: str | None) -> _K | None:
+    """Which of a meter's keys applies to it: the one bound to its manufacturer, else the one
+    given for any manufacturer. `keys`: the key rows of one meter id by the manufacturer they
+    are bound to (None: not bound). The one rule, used wherever a key is chosen (decoding,
+    export, key status)."""
+    if manufacturer is not None:
+        bound = keys.get(manufacturer)
+        if bound is not None:
+            return bound
+    return keys.get(None)
+
+
+def has_applicable_key(session: Session, tenant_id: int, manufacturer: str | None, meter_id: str) -> bool:
+    """Does a stored key apply to this meter (applicable_key)?"""
+    bound = session.scalars(select(MeterKey.manufacturer).where(
+        MeterKey.tenant_id == tenant_id, MeterKey.meter_id == meter_id))
+    return applicable_key(dict.fromkeys(bound, True), manufacturer) is not None
 
 
 def parse_master_key(text: str) -> bytes:
@@ -169,7 +195,6 @@ class KeyStore:
                     source: str) -> dict:
         """Store (insert or replace) keys, mark the meters' key status, requeue their waiting
         telegrams, audit. Runs in the caller's transaction. -> {"imported", "replaced", "requeued"}."""
-        from omshub.cloud.decode.pipeline import requeue_waiting
         now = utcnow()
         existing: dict[tuple[str | None, str], int] = {}
         ids = sorted({e.meter_id for e in entries})
@@ -211,11 +236,11 @@ class KeyStore:
             stmt = select(MeterKey).where(MeterKey.tenant_id == tenant_id, MeterKey.meter_id == meter_id)
             rows = list(session.scalars(stmt))
             if manufacturer:
-                rows = [r for r in rows if r.manufacturer in (manufacturer, None)]
-                rows.sort(key=lambda r: r.manufacturer is None)  # the manufacturer-bound key first
-            if not rows:
+                row = applicable_key({r.manufacturer: r for r in rows}, manufacturer)
+            else:  # any manufacturer's key of that id
+                row = rows[0] if rows else None
+            if row is None:
                 raise LookupError(f"no key for meter {manufacturer + ':' if manufacturer else ''}{meter_id}")
-            row = rows[0]
             key = self.open(tenant_id, row.manufacturer, row.meter_id, row.nonce, row.ciphertext)
             writer.writerow([row.meter_id, key.hex().upper(), row.manufacturer or ""])
             exported.append(f"{row.manufacturer or ''}:{row.meter_id}")

@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 from sqlalchemy import exc as sa_exc
+
+from omshub.times import utcnow
 
 log = logging.getLogger("omshub.database")
 
@@ -45,7 +47,7 @@ class OutageLog:
     """Rate-limited logging of a database outage (clocks injectable for tests)."""
 
     def __init__(self, interval_s: float = 60.0, *, monotonic: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 wall: Callable[[], datetime] = utcnow,
                  logger: logging.Logger = log) -> None:
         self.interval_s = interval_s
         self._monotonic, self._wall, self._log = monotonic, wall, logger

@@ -1,0 +1,453 @@
+"""Rows from decoded telegrams, written in the batch's write transaction: each telegram's outcome
+(its state), duplicates, the readings, the telegrams' updates and the meters' bookkeeping.
+
+States: decoded | no_key | wrong_key | unknown_meter (heard, not registered in the tenant) |
+invalid (not decodable; `error` says why) | duplicate (the same transmission again: same meter,
+access number and plaintext, within DUPLICATE_WINDOW — another gateway or a repeater heard it).
+
+A meter's key_status follows its telegrams: `present` after an encrypted good decode (or a key
+import), `missing` on no_key, and on wrong_key: `suspect` (no alarm) when the key has decrypted its
+telegrams before — a single corrupted CRC-less frame fails the same way — else, or when already
+`suspect`, `wrong` with a wrong_key alarm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from omshub.cloud.decode.caches import Caches
+from omshub.cloud.domain.alarms import error_causes
+from omshub.cloud.domain.meter_time import ZoneRules, meter_clock, telegram_model
+from omshub.cloud.domain.registers import registers
+from omshub.cloud.store.database import BulkSql, db_json, db_time, json_text
+from omshub.cloud.store.keystore import applicable_key
+from omshub.cloud.store.meter_zones import load_rules
+from omshub.cloud.store.models import CompactFormat, MeterKey, Telegram, compact_reading_data, expand_reading_data
+from omshub.codec import DecodeError
+
+DUPLICATE_WINDOW = timedelta(hours=1)
+CHUNK = 500  # ids per IN list
+_WRONG_KEY_CODES = ("wrong_key", "mac_error")
+_READING_COLUMNS = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "fields", "data",
+                    "fingerprint")
+_READING_TYPES = ("bigint", "bigint", "bigint", "bigint", "timestamptz", "timestamptz", "json", "json", "bytea")
+
+
+class NewTelegram:
+    """A telegram row selected for decoding."""
+    __slots__ = ("id", "tenant_id", "gateway_id", "received_at", "received_db", "raw", "manufacturer", "meter_id")
+    COLUMNS = "id, tenant_id, gateway_id, received_at, raw, manufacturer, meter_id"
+
+    def __init__(self, row) -> None:
+        (self.id, self.tenant_id, self.gateway_id, received_at, raw, self.manufacturer, self.meter_id) = row
+        self.received_at = db_time(received_at)
+        self.received_db = received_at  # as the driver gives it back: written back unchanged
+        self.raw = bytes(raw)
+
+
+def _fingerprint(access_number, records, manufacturer_data) -> bytes:
+    """Same transmission <=> same access number and plaintext content (the records as stored:
+    rows, see models.compact_reading_data)."""
+    body = orjson.dumps([access_number, records, manufacturer_data], option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+class Prepared:
+    """What a decoded telegram's reading needs that does not depend on the database: made while
+    decoding, so that on SQLite the write transaction (which holds the one write lock) only
+    writes. Times also as the driver stores them (`_db`). The decoded dict itself is not kept: a
+    batch holding a thousand of them (~100 objects each) made every later allocation miss the
+    CPU cache — the codec ran at half its speed. The alarm hooks that read it (rare) get it back
+    from `data_json`."""
+    __slots__ = ("fingerprint", "timestamp", "timestamp_db", "received_db", "fields_json", "data_json",
+                 "reports_error", "registers", "encrypted", "clock", "model")
+
+    def __init__(self, result: dict, row: NewTelegram) -> None:
+        stored = compact_reading_data(result)  # as models.ReadingData stores it
+        self.fingerprint = _fingerprint(result.get("access_number"), stored.get("records"),
+                                        result.get("manufacturer_data"))
+        # the meter's own date-time, converted once its meter's zone is known (time_readings)
+        self.clock = meter_clock(result)
+        self.model = telegram_model(result)
+        self.timestamp, self.timestamp_db = row.received_at, row.received_db
+        self.received_db = row.received_db
+        self.fields_json = json_text(result.get("fields") or {})
+        self.data_json = json_text(stored)
+        self.reports_error = bool(error_causes(result)[0])
+        self.registers = registers(result)
+        self.encrypted = bool((result.get("security") or {}).get("encrypted"))
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A telegram of a batch as decoding left it: the address it decoded to (else the header
+    peek's), and its reading's makings or the decode error."""
+    row: NewTelegram
+    error: DecodeError | None
+    manufacturer: str | None
+    meter_id: str | None
+    prepared: Prepared | None
+
+
+class MeterState:
+    """A meter row as the batch sees and changes it (written back in one bulk UPDATE)."""
+    __slots__ = ("id", "tenant_id", "manufacturer", "meter_id", "last_heard_at", "last_reading_id", "key_status",
+                 "last_reading_at", "last_registers", "last_heard_db", "last_reading_db", "dirty", "key_proven",
+                 "meter_timezone")
+    COLUMNS = "id, tenant_id, manufacturer, meter_id, last_heard_at, last_reading_id, key_status, " \
+              "last_reading_at, last_registers, meter_timezone"
+
+    def __init__(self, row) -> None:
+        (self.id, self.tenant_id, self.manufacturer, self.meter_id, last_heard_at, self.last_reading_id,
+         self.key_status, last_reading_at, last_registers, self.meter_timezone) = row
+        self.last_heard_at, self.last_heard_db = db_time(last_heard_at), last_heard_at
+        self.last_reading_at, self.last_reading_db = db_time(last_reading_at), last_reading_at
+        self.last_registers = db_json(last_registers)
+        self.dirty = False
+        self.key_proven: bool | None = None  # has its current key decrypted a telegram? (None: not looked up)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a decoded telegram becomes in the write transaction: its state (and error text), the
+    meter it belongs to (None: not registered) and the address it is filed under."""
+    row: NewTelegram
+    state: str
+    message: str | None
+    meter: MeterState | None
+    manufacturer: str | None
+    meter_id: str | None
+    prepared: Prepared | None
+
+
+class StoredReading:
+    """A reading row just inserted, as passed to the alarm hooks (attribute names as `Reading`).
+    `fields` and `data` may be given as their stored JSON, parsed when first read."""
+    __slots__ = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "_fields", "_data",
+                 "fingerprint", "reports_error", "registers", "_fields_json", "_data_json")
+
+    def __init__(self, id: int, tenant_id: int, meter_pk: int, telegram_id: int,  # `id`: the column's name
+                 timestamp: datetime, received_at: datetime, fields: dict | None, data: dict | None,
+                 fingerprint: bytes | None, reports_error: bool | None = None, registers: dict | None = None, *,
+                 fields_json: str | None = None, data_json: str | None = None) -> None:
+        self.id, self.tenant_id, self.meter_pk, self.telegram_id = id, tenant_id, meter_pk, telegram_id
+        self.timestamp, self.received_at, self._fields, self._data = timestamp, received_at, fields, data
+        self.fingerprint, self.reports_error, self.registers = fingerprint, reports_error, registers
+        self._fields_json, self._data_json = fields_json, data_json
+
+    @property
+    def fields(self) -> dict:
+        if self._fields is None:
+            self._fields = orjson.loads(self._fields_json) if self._fields_json is not None else {}
+        return self._fields
+
+    @property
+    def data(self) -> dict | None:
+        """The decoded telegram (None: a summary of a reading stored earlier, see update_meters)."""
+        if self._data is None and self._data_json is not None:
+            self._data = expand_reading_data(orjson.loads(self._data_json))
+        return self._data
+
+    def register_map(self) -> dict[str, float]:
+        """domain.registers.registers of the data (worked out once)."""
+        if self.registers is None:
+            self.registers = registers(self.data)
+        return self.registers
+
+
+@dataclass(slots=True)
+class ReadingCall:
+    """A stored reading for the alarm hooks: its meter and the meter's reading before it."""
+    meter: MeterState
+    reading: StoredReading
+    previous: StoredReading | None
+
+
+# --- states ---
+
+def outcomes_of(decoded: list[Decoded], meters: dict) -> list[Outcome]:
+    """Each telegram's state with the meters as they are now (in the write transaction)."""
+    out = []
+    for d in decoded:
+        meter = meters.get((d.row.tenant_id, d.manufacturer, d.meter_id)) if d.manufacturer and d.meter_id else None
+        error = d.error
+        if d.prepared is not None:
+            state, message = ("decoded", None) if meter is not None else ("unknown_meter", None)
+        elif error.code == "no_key":
+            state, message = ("no_key" if meter is not None else "unknown_meter"), error.message
+        elif error.code in _WRONG_KEY_CODES:
+            state, message = ("wrong_key" if meter is not None else "unknown_meter"), error.message
+        else:
+            state, message = "invalid", f"{error.code}: {error.message}"
+        out.append(Outcome(d.row, state, message, meter, d.manufacturer, d.meter_id, d.prepared))
+    return out
+
+
+def load_meters(sql: BulkSql, decoded: list[Decoded], lock: bool) -> dict[tuple[int, str, str], MeterState]:
+    """The batch's meters, read in the write transaction (`lock`: on PostgreSQL, so concurrent
+    workers update a meter's latest reading one after the other)."""
+    by_tenant: dict[int, set[str]] = {}
+    manufacturers: dict[int, set[str]] = {}
+    for d in decoded:
+        if d.manufacturer and d.meter_id:
+            by_tenant.setdefault(d.row.tenant_id, set()).add(d.meter_id)
+            manufacturers.setdefault(d.row.tenant_id, set()).add(d.manufacturer)
+    meters: dict[tuple[int, str, str], MeterState] = {}
+    for tenant, id_set in sorted(by_tenant.items()):
+        ids = sorted(id_set)
+        in_mans, man_params = sql.isin("manufacturer", sorted(manufacturers[tenant]))
+        for i in range(0, len(ids), CHUNK):
+            # (tenant, manufacturer, id) is the unique index: all three narrow the look-up;
+            # PostgreSQL locks the rows, tenant by tenant in meter-id order (so concurrent workers
+            # lock in the same order and never deadlock)
+            for m in sql.lookup(MeterState.COLUMNS, "meters", f"tenant_id = {{m}} AND {in_mans}",
+                                (tenant, *man_params), "meter_id", ids[i:i + CHUNK], lock=lock):
+                meter = MeterState(m)
+                meters[(tenant, meter.manufacturer, meter.meter_id)] = meter
+    return meters
+
+
+def retry_keys_changed_meanwhile(sql: BulkSql, outcomes: list[Outcome], seen: dict) -> None:
+    """A telegram decoded without a key (or with the old one) while a key import for its meter
+    committed would wait in no_key / wrong_key for good (the import's re-queue ran while it
+    was still `new`): where the meter's key rows now differ from those the decoding read
+    (`seen`: (tenant, meter id) -> [KeyRow]), it goes round again (`new`). Only those outcomes
+    are checked, so a normal batch asks nothing."""
+    waiting = [o for o in outcomes if o.state in ("no_key", "wrong_key")]
+    if not waiting:
+        return
+    by_tenant: dict[int, set[str]] = {}
+    for o in waiting:
+        by_tenant.setdefault(o.row.tenant_id, set()).add(o.meter_id)
+    now_rows: dict[tuple[int, str], set] = {}
+    for tenant, id_set in by_tenant.items():
+        ids = sorted(id_set)
+        for i in range(0, len(ids), CHUNK):
+            for man, meter_id, nonce in sql.lookup("manufacturer, meter_id, nonce", "meter_keys", "tenant_id = {m}",
+                                                   (tenant,), "meter_id", ids[i:i + CHUNK]):
+                now_rows.setdefault((tenant, meter_id), set()).add((man, bytes(nonce)))
+    for o in waiting:
+        key = (o.row.tenant_id, o.meter_id)
+        before = {(k.manufacturer, k.nonce) for k in seen.get(key) or ()}
+        if now_rows.get(key, set()) != before:
+            o.state, o.message = "new", None
+
+
+def retry_formats_learned_meanwhile(session: Session, decoded: list[Decoded]) -> None:
+    """A compact frame decoded from a snapshot taken before another worker committed its
+    meter's format would stay `invalid` (that worker's re-queue ran before this row was
+    written): re-check in this write transaction and send such rows round again."""
+    waiting: dict[tuple[int, str, str, int], list[int]] = {}
+    for d in decoded:
+        if d.prepared is None and d.error.code == "unknown_format" and d.manufacturer and d.meter_id:
+            compact = ((d.error.partial or {}).get("frame") or {}).get("compact") or {}
+            try:
+                signature = int(compact.get("signature", ""), 16)
+            except ValueError:
+                continue
+            waiting.setdefault((d.row.tenant_id, d.manufacturer, d.meter_id, signature), []).append(d.row.id)
+    for (tenant, manufacturer, meter_id, signature), ids in waiting.items():
+        known = session.scalar(select(CompactFormat.id).where(
+            CompactFormat.tenant_id == tenant, CompactFormat.manufacturer == manufacturer,
+            CompactFormat.meter_id == meter_id, CompactFormat.signature == signature))
+        if known is not None:
+            session.execute(update(Telegram).where(Telegram.id.in_(ids), Telegram.state == "invalid")
+                            .values(state="new", error=None).execution_options(synchronize_session=False))
+
+
+def time_readings(session: Session, outcomes: list[Outcome], caches: Caches, server_zone: str) -> None:
+    """The timestamps of the batch's readings: each meter clock converted with its meter's zone
+    (meter > model > tenant > server setting, see domain/meter_time.py); the tenants' zone
+    settings are read in this transaction, so a change applies from the next batch on."""
+    timed = [o for o in outcomes if o.prepared is not None and o.meter is not None and o.prepared.clock is not None]
+    if not timed:
+        return
+    rules = load_rules(session, {o.row.tenant_id for o in timed}, server_zone)
+    for o in timed:
+        prep = o.prepared
+        tenant_rules = rules.get(o.row.tenant_id) or ZoneRules(server_zone)
+        zone = tenant_rules.zone_for(o.meter.meter_timezone, *prep.model)
+        prep.timestamp, prep.timestamp_db = caches.meter_time(prep.clock, zone, o.row.received_at)
+
+
+# --- duplicates ---
+
+def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite: bool) -> dict:
+    """{(meter pk, fingerprint): [receive times]} of the stored readings with these pairs."""
+    seen: dict[tuple[int, bytes], list[datetime]] = {}
+    # the (meter_pk, fingerprint) pairs joined against the index of that name: one probe per
+    # telegram (two IN lists would make SQLite probe every meter x fingerprint combination).
+    # (PostgreSQL: a LATERAL look-up per pair, fenced by OFFSET 0 — as a plain join the
+    # planner may hash all readings, measured 3x slower and growing with the history)
+    for i in range(0, len(pairs), CHUNK):
+        chunk = pairs[i:i + CHUNK]
+        if is_sqlite:
+            query = (f"WITH k(meter_pk, fingerprint) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+                     "SELECT r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
+                     "ON r.meter_pk = k.meter_pk AND r.fingerprint = k.fingerprint")
+            params = tuple(v for pair in chunk for v in pair)
+        else:
+            query = ("SELECT r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], %s::bytea[]) "
+                     "AS k(m, f) CROSS JOIN LATERAL (SELECT meter_pk, fingerprint, received_at FROM readings "
+                     "WHERE meter_pk = k.m AND fingerprint = k.f OFFSET 0) r")
+            params = ([m for m, _f in chunk], [f for _m, f in chunk])
+        for meter_pk, fingerprint, received_at in sql.rows(query, params):
+            seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time(received_at))
+    return seen
+
+
+def mark_duplicates(sql: BulkSql, outcomes: list[Outcome], is_sqlite: bool) -> None:
+    decoded = [o for o in outcomes if o.state == "decoded"]
+    if not decoded:
+        return
+    # a meter without a latest reading has none stored at all: nothing to ask
+    pairs = sorted({(o.meter.id, o.prepared.fingerprint) for o in decoded if o.meter.last_reading_id is not None})
+    seen = _stored_fingerprints(sql, pairs, is_sqlite)
+    for o in decoded:
+        rx = o.row.received_at
+        times = seen.setdefault((o.meter.id, o.prepared.fingerprint), [])
+        if any(abs(rx - t) <= DUPLICATE_WINDOW for t in times):
+            o.state, o.message = "duplicate", "same transmission already decoded (another gateway or a repeat)"
+        else:
+            times.append(rx)
+
+
+# --- writing ---
+
+def write_readings_and_telegrams(writer: BulkSql, outcomes: list[Outcome],
+                                 now: datetime) -> list[tuple[Outcome, StoredReading]]:
+    """The readings of the decoded telegrams and every telegram's new state. -> the readings."""
+    decoded = [o for o in outcomes if o.state == "decoded"]
+    readings: list[tuple[Outcome, StoredReading]] = []
+    if decoded:
+        rows = []
+        for o, reading_id in zip(decoded, writer.new_ids("readings", len(decoded)), strict=True):
+            row, prep = o.row, o.prepared
+            stored = StoredReading(reading_id, row.tenant_id, o.meter.id, row.id, prep.timestamp, row.received_at,
+                                   None, None, prep.fingerprint, prep.reports_error, prep.registers,
+                                   fields_json=prep.fields_json, data_json=prep.data_json)
+            readings.append((o, stored))
+            rows.append((reading_id, row.tenant_id, o.meter.id, row.id, prep.timestamp_db, prep.received_db,
+                         prep.fields_json, prep.data_json, prep.fingerprint))
+        writer.insert("readings", _READING_COLUMNS, _READING_TYPES, rows)
+    at = writer.time(now)
+    writer.update("telegrams", ("state", "error", "decoded_at", "meter_pk"),
+                  ("varchar", "text", "timestamptz", "bigint"),
+                  [(o.state, o.message, at if o.state != "new" else None, o.meter.id if o.meter is not None else None,
+                    o.row.id) for o in outcomes])
+    # the address as decoded, where the header peek read another (a long TPL's): a separate
+    # statement, since SQLite rewrites the (tenant, manufacturer, id) index entry of every row
+    # whose UPDATE names these columns, changed or not
+    writer.update("telegrams", ("manufacturer", "meter_id"), ("varchar", "varchar"),
+                  [(o.manufacturer, o.meter_id, o.row.id) for o in outcomes
+                   if o.manufacturer != o.row.manufacturer or o.meter_id != o.row.meter_id])
+    return readings
+
+
+def _previous_readings(writer: BulkSql, readings: list[tuple[Outcome, StoredReading]]) -> dict[int, StoredReading]:
+    """The meters' latest readings as their rows describe them (time, registers); loaded only
+    for meters whose row has no registers (latest reading stored before they were kept)."""
+    previous_by_id: dict[int, StoredReading] = {}
+    to_load = set()
+    for o, _r in readings:
+        m = o.meter
+        if m.last_reading_id is not None and m.last_reading_id not in previous_by_id:
+            if isinstance(m.last_registers, dict) and m.last_reading_at is not None:
+                previous_by_id[m.last_reading_id] = StoredReading(
+                    m.last_reading_id, m.tenant_id, m.id, None, m.last_reading_at, None, {}, None, None,
+                    registers=m.last_registers)
+            else:
+                to_load.add(m.last_reading_id)
+    previous_by_id.update(load_readings(writer, sorted(to_load)))
+    return previous_by_id
+
+
+def _key_statuses(session: Session, outcomes: list[Outcome]) -> list[MeterState]:
+    """The meters' last-heard times and key statuses from the outcomes. -> meters whose key is
+    now `wrong` (a wrong_key alarm each)."""
+    wrong_keys = []
+    for o in outcomes:
+        meter = o.meter
+        if meter is None:
+            continue
+        if meter.last_heard_at is None or meter.last_heard_at < o.row.received_at:
+            meter.last_heard_at, meter.last_heard_db, meter.dirty = o.row.received_at, o.row.received_db, True
+        status = meter.key_status
+        if o.state == "no_key":
+            status = "missing"
+        elif o.state == "wrong_key":
+            # No CRC survives on stripped frames, so one corrupted frame of a meter whose key has
+            # worked looks like a wrong key: first `suspect` (no alarm), `wrong` on a second
+            # failure with no good decode between. A key that never decrypted anything is wrong now.
+            if status == "present" and key_proven(session, meter):
+                status = "suspect"
+            else:
+                status = "wrong"
+                wrong_keys.append(meter)
+        elif o.state == "decoded" and o.prepared.encrypted:
+            status = "present"
+            meter.key_proven = True
+        if status != meter.key_status:
+            meter.key_status, meter.dirty = status, True
+    return wrong_keys
+
+
+def update_meters(session: Session, writer: BulkSql, outcomes: list[Outcome],
+                  readings: list[tuple[Outcome, StoredReading]]) -> tuple[list[MeterState], list[ReadingCall]]:
+    """The meters' bookkeeping (last heard, key status, latest reading), in one bulk UPDATE.
+    -> (meters whose key turned wrong, the readings with the reading before each: for the alarms)."""
+    previous_by_id = _previous_readings(writer, readings)
+    wrong_keys = _key_statuses(session, outcomes)
+    latest: dict[int, StoredReading | None] = {}
+    calls = []
+    for o, reading in readings:
+        meter = o.meter
+        if meter.id not in latest:
+            latest[meter.id] = previous_by_id.get(meter.last_reading_id)
+        previous = latest[meter.id]
+        # a late (spooled) reading is stored and compared, but the meter's latest stays the newer one
+        if previous is None or reading.timestamp >= previous.timestamp:
+            meter.last_reading_id, meter.dirty = reading.id, True
+            meter.last_reading_at, meter.last_registers = reading.timestamp, reading.register_map()
+            meter.last_reading_db = o.prepared.timestamp_db
+            latest[meter.id] = reading
+        calls.append(ReadingCall(meter, reading, previous))
+    changed = {m.id: m for m in (o.meter for o in outcomes) if m is not None and m.dirty}
+    writer.update("meters", ("last_heard_at", "last_reading_id", "key_status", "last_reading_at", "last_registers"),
+                  ("timestamptz", "bigint", "varchar", "timestamptz", "json"),
+                  [(m.last_heard_db, m.last_reading_id, m.key_status, m.last_reading_db,
+                    json_text(m.last_registers) if m.last_registers is not None else None, m.id)
+                   for m in changed.values()])
+    return wrong_keys, calls
+
+
+def load_readings(writer: BulkSql, ids: list[int]) -> dict[int, StoredReading]:
+    """Stored readings by id, with what the alarm checks read of them (not their fields)."""
+    out = {}
+    for i in range(0, len(ids), CHUNK):
+        isin, params = writer.isin("id", ids[i:i + CHUNK])
+        for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
+                             f'fingerprint FROM readings WHERE {isin}', params):
+            out[r[0]] = StoredReading(r[0], r[1], r[2], r[3], db_time(r[4]), db_time(r[5]), {},
+                                      expand_reading_data(db_json(r[6])), r[7])
+    return out
+
+
+def key_proven(session: Session, meter: MeterState) -> bool:
+    """Has the meter's current key (the one its telegrams are opened with) decrypted one of its
+    telegrams? `present` alone does not say so: a key import sets it too. Asked only on a
+    wrong_key outcome (rare), so the query costs nothing in normal batches."""
+    if meter.key_proven is None:
+        keys = dict(session.execute(select(MeterKey.manufacturer, MeterKey.created_at).where(
+            MeterKey.tenant_id == meter.tenant_id, MeterKey.meter_id == meter.meter_id)).all())
+        since = applicable_key(keys, meter.manufacturer)
+        meter.key_proven = since is not None and session.scalar(
+            select(Telegram.id).where(Telegram.meter_pk == meter.id, Telegram.state.in_(("decoded", "duplicate")),
+                                      Telegram.decoded_at >= since).limit(1)) is not None
+    return meter.key_proven

@@ -1,0 +1,82 @@
+"""Alarm rules (issue 3 item 10): what a decoded telegram or a pair of readings is an alarm for.
+Pure: the rows are raised and cleared by store/alarm_rows.py, which applies these rules; the decode
+pipeline's pre-filter (which readings need the alarm look-ups at all) asks the same functions.
+
+Kinds and subjects:
+* `gateway_missed_contact` (gateway) — no uplink by its expected next contact + grace;
+* `gateway_seq_reset` (gateway) — an uplink came under a seq the gateway had already used, with
+  other telegrams: it lost its uplink state (spool) and numbers from 1 again;
+* `meter_silent` (meter) — not heard for N days (from registration when never heard);
+* `meter_error` (meter) — the latest telegram's status byte or error-flags record reports an error;
+* `wrong_key` (meter) — decryption failed with the stored key (cleared by the next good decode);
+* `negative_consumption` (meter) — a cumulative register went backwards (cleared when it is
+  back at or above the value before the drop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from omshub.cloud.domain.registers import CUMULATIVE_UNITS
+
+GATEWAY_MISSED_CONTACT = "gateway_missed_contact"
+GATEWAY_SEQ_RESET = "gateway_seq_reset"
+METER_SILENT = "meter_silent"
+METER_ERROR = "meter_error"
+WRONG_KEY = "wrong_key"
+NEGATIVE_CONSUMPTION = "negative_consumption"
+KINDS = (GATEWAY_MISSED_CONTACT, GATEWAY_SEQ_RESET, METER_SILENT, METER_ERROR, WRONG_KEY, NEGATIVE_CONSUMPTION)
+# The kinds a new reading may clear or refresh (meter_silent is the periodic evaluation's).
+READING_KINDS = (WRONG_KEY, METER_ERROR, NEGATIVE_CONSUMPTION)
+DEFAULT_GRACE = timedelta(minutes=30)
+# Status bits (docs/oms-protocol.md §5.2): application error / abnormal condition, power low,
+# permanent error, temporary error. "busy" (01) and the manufacturer bits are not errors.
+STATUS_ERROR_FLAGS = ("application_error", "abnormal_condition", "power_low", "permanent_error",
+                      "temporary_error")
+# A register counts as gone backwards only below this relative tolerance (float noise of
+# conversions is no drop)
+_TOLERANCE = 1e-9
+
+
+def error_causes(data: dict | None) -> tuple[list[str], dict]:
+    """What a decoded telegram reports as errors: (readable causes, details)."""
+    causes: list[str] = []
+    details: dict = {}
+    if not isinstance(data, dict):
+        return causes, details
+    status = data.get("status") or {}
+    if isinstance(status, dict):
+        flags = [f for f in status.get("flags") or () if f in STATUS_ERROR_FLAGS]
+        if flags:
+            causes.append("status " + ", ".join(f.replace("_", " ") for f in flags))
+            details["status"] = status.get("code")
+            details["status_flags"] = flags
+    for rec in data.get("records") or ():
+        if (isinstance(rec, dict) and rec.get("quantity") == "error_flags" and not rec.get("storage")
+                and isinstance(rec.get("value"), int) and rec["value"] != 0):
+            causes.append(f"error flags 0x{rec['value']:X}")
+            details["error_flags"] = rec["value"]
+            break
+    return causes, details
+
+
+def went_backwards(before: float, after: float) -> bool:
+    """Is `after` a drop from `before` (beyond float noise)?"""
+    return after < before - _TOLERANCE * max(1.0, abs(before))
+
+
+def backwards_register(earlier: Mapping[str, float], later: Mapping[str, float]) -> tuple[str, float, float] | None:
+    """The first cumulative register (in CUMULATIVE_UNITS order) that went backwards from the
+    earlier reading's registers to the later one's: (quantity, before, after); None if none did."""
+    for quantity in CUMULATIVE_UNITS:
+        a = earlier.get(quantity)
+        b = later.get(quantity)
+        if a is not None and b is not None and went_backwards(a, b):
+            return quantity, a, b
+    return None
+
+
+def drop_recovered(before: float | None, value: float | None) -> bool:
+    """A negative_consumption alarm clears once the register is back at or above `before`."""
+    return value is not None and isinstance(before, (int, float)) and value >= before
