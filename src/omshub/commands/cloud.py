@@ -24,6 +24,7 @@ import typer
 
 from omshub.cloud.domain.errors import DomainError
 from omshub.commands import fail
+from omshub.times import iso
 
 admin_app = typer.Typer(help="Bootstrap the head-end: tenants, users, API tokens, gateways.", no_args_is_help=True)
 keys_app = typer.Typer(help="Meter keys: import a CSV key file, export the key file for given meters.",
@@ -41,7 +42,8 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _settings(database, config, data_dir, **flags):
-    from omshub.cloud.settings import SettingsError, load_settings  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from omshub.cloud.settings import SettingsError, load_settings
     try:
         return load_settings(config, database=database, data_dir=data_dir, **flags)
     except SettingsError as exc:
@@ -49,7 +51,8 @@ def _settings(database, config, data_dir, **flags):
 
 
 def _open_db(settings):
-    from sqlalchemy.exc import SQLAlchemyError  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from sqlalchemy.exc import SQLAlchemyError
 
     from omshub.cloud.store.database import Database
     try:
@@ -71,7 +74,8 @@ def _show(record: dict, as_json: bool, title: str) -> None:
     if as_json:
         typer.echo(json.dumps(record, indent=2, default=str))
         return
-    from rich.console import Console  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from rich.console import Console
     from rich.table import Table
     table = Table(title=title, show_header=False)
     table.add_column("field", style="bold")
@@ -103,7 +107,8 @@ def serve(host: str | None = typer.Option(None, "--host", help="bind address (de
               None, "--pipeline-workers", help="decode worker processes (0: a thread; default: cores - 1)"),
           log_level: str | None = typer.Option(None, "--log-level")) -> None:
     """Run the head-end: REST API + uplink ingest (HTTP), the decode pipeline and periodic alarms."""
-    import uvicorn  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
     from omshub.cloud.app import create_app
@@ -136,9 +141,9 @@ def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwe
                   database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
                   data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a tenant (e.g. one heat supplier)."""
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import audit
     from omshub.cloud.services.accounts import create_tenant as _create
-    from omshub.times import iso  # lazy: start-up cost (module docstring)
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         tenant = _api_call(lambda: _create(session, slug, name, timezone=timezone, meter_timezone=meter_timezone))
@@ -157,9 +162,9 @@ def create_user(username: str = typer.Argument(...), tenant: str = typer.Option(
                 database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
                 data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a user of a tenant. Without --password: prompted on a terminal, else generated and printed once."""
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import audit, tenant_by_slug
     from omshub.cloud.services.accounts import create_user as _create
-    from omshub.times import iso  # lazy: start-up cost (module docstring)
     generated = None
     if password is None:
         if sys.stdin.isatty():
@@ -186,8 +191,8 @@ def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug")
                  data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a service token of the tenant: a long-lived API token that belongs to no user (printed
     once; only its hash is stored). It works until revoked (`revoke-token`, or the API)."""
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import create_api_token, tenant_by_slug
-    from omshub.times import iso  # lazy: start-up cost (module docstring)
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -202,11 +207,11 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                 database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
                 data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """The tenant's API tokens (service tokens and users' tokens; never the tokens themselves)."""
-    from sqlalchemy import select  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from sqlalchemy import select
 
     from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.store.models import ApiToken, User
-    from omshub.times import iso
     db = _open_db(_settings(database, config, data_dir))
     with db.session() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -218,7 +223,8 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
-    from rich.console import Console  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from rich.console import Console
     from rich.table import Table
     table = Table(title=f"API tokens of {tenant}")
     columns = ("id", "name", "owner", "role", "created_at", "last_used_at", "revoked")
@@ -235,7 +241,8 @@ def revoke_token(token_id: int = typer.Argument(..., help="id from list-tokens")
                  database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
                  data_dir: Path | None = DataDirOpt) -> None:
     """Revoke a token of the tenant at once (a service token, a user's token or a session)."""
-    from sqlalchemy import select  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from sqlalchemy import select
 
     from omshub.cloud.services.accounts import audit, tenant_by_slug
     from omshub.cloud.store.models import ApiToken
@@ -257,8 +264,9 @@ def add_gateway(serial: str = typer.Argument(...), tenant: str = typer.Option(..
                 database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
                 data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Register a gateway; prints its credential once (put it into the gateway's configuration)."""
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import tenant_by_slug
-    from omshub.cloud.services.gateways import register_gateway  # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.gateways import register_gateway
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -272,10 +280,10 @@ def add_gateway(serial: str = typer.Argument(...), tenant: str = typer.Option(..
 def list_tenants(database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
                  data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """The tenants of this installation."""
-    from sqlalchemy import select  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from sqlalchemy import select
 
     from omshub.cloud.store.models import Tenant
-    from omshub.times import iso
     db = _open_db(_settings(database, config, data_dir))
     with db.session() as session:
         rows = [{"id": t.id, "slug": t.slug, "name": t.name, "created_at": iso(t.created_at)}
@@ -283,7 +291,8 @@ def list_tenants(database: str | None = DatabaseOpt, config: Path | None = Confi
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from rich.console import Console
     from rich.table import Table
     table = Table(title="tenants")
     for col in ("id", "slug", "name", "created_at"):
@@ -300,7 +309,8 @@ def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
              database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
              data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Queue a tenant's undecoded telegrams for decoding again (e.g. after an omshub upgrade)."""
-    from omshub.cloud.services.accounts import audit, tenant_by_slug  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.accounts import audit, tenant_by_slug
     from omshub.cloud.store.telegram_states import requeue_states
     wanted = tuple(x.strip() for x in states.split(",") if x.strip())
     db = _open_db(_settings(database, config, data_dir))
@@ -321,7 +331,8 @@ def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
            data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Re-time a tenant's stored readings from their meters' own date-times with the time zones set
     now (after a change of the tenant's, a model's or a meter's zone). Raw telegrams stay as they are."""
-    from sqlalchemy import select  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from sqlalchemy import select
 
     from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.services.time_zones import retime_and_audit
@@ -345,6 +356,7 @@ def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
 
 
 def _keystore(settings):
+
     # lazy: start-up cost (module docstring)
     from omshub.cloud.store.keystore import KeyStore, KeyStoreError, load_master_key
     try:
@@ -359,7 +371,8 @@ def keys_import(file: Path = typer.Argument(..., help="CSV with header id,key[,m
                 database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
                 data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Import meter keys (encrypted at rest; audited). Waiting telegrams of these meters are decoded again."""
-    from omshub.cloud.services.accounts import tenant_by_slug  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.store.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv
     try:
         if str(file) == "-":
@@ -391,7 +404,8 @@ def keys_export(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                 database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
                 data_dir: Path | None = DataDirOpt) -> None:
     """Write the key file (CSV id,key,manufacturer) for the given meters, e.g. for a building owner. Audited."""
-    from omshub.cloud.services.accounts import tenant_by_slug  # lazy: start-up cost (module docstring)
+    # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.store.keystore import KeyStoreError, parse_meter_list
     try:
         wanted = parse_meter_list(meters)
