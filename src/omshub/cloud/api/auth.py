@@ -79,7 +79,7 @@ def post_login(body: LoginBody, request: Request):
 @router.post("/auth/logout", status_code=204)
 def post_logout(request: Request, session: DbSession, principal: Principal = Depends(current_principal)) -> None:
     """Revoke the bearer token of this request."""
-    revoke_token(session, principal.tenant_id, bearer_token(request))
+    revoke_token(session, principal.tenant_id, bearer_token(request) or "")
 
 
 @router.get("/auth/me")

@@ -96,16 +96,19 @@ def _unparsable_body_message(exc: StarletteHTTPException) -> str:
     return "the request body could not be parsed"
 
 
-async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)  # registered for it
     return domain_error_response(exc)
 
 
-async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)  # registered for it
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
-async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # registered for it
     return JSONResponse({"error": {"code": "invalid_request", "message": _validation_message(exc)}},
                         status_code=422)
 
@@ -118,7 +121,8 @@ async def _database(_request: Request, exc: Exception) -> JSONResponse:
                         status_code=503, headers={"Retry-After": "10"})
 
 
-async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # registered for it
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
         exc.status_code, f"http_{exc.status_code}")
     message = str(exc.detail)

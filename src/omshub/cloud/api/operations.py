@@ -30,7 +30,7 @@ STATE_PATTERN = "^(" + "|".join(ops.STATES) + ")$"
 
 
 def operation_json(op: Operation, serial: str | None = None, config: dict | None = None) -> dict:
-    out = {"id": op.id, "gateway_id": op.gateway_id, "gateway": serial, "kind": op.kind,
+    out: dict[str, Any] = {"id": op.id, "gateway_id": op.gateway_id, "gateway": serial, "kind": op.kind,
            "config_version": op.config_version, "state": op.state, "created_at": iso(op.created_at),
            "created_by": op.created_by, "delivered_at": iso(op.delivered_at), "finished_at": iso(op.finished_at),
            "error": op.error, "superseded_by": op.superseded_by,
@@ -92,7 +92,8 @@ SINGLE_DOC = ("A JSON merge patch (RFC 7386) applied to the gateway's desired co
               "`superseded_operations`).")
 PATCH_TYPES = ("application/merge-patch+json", "application/json")
 # a change that leaves everything as it is: 200 instead of 201 (documented for clients and the API fuzz)
-UNCHANGED = {200: {"description": "nothing changed: `outcome` is `unchanged`, no operation was created"}}
+UNCHANGED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "nothing changed: `outcome` is `unchanged`, no operation was created"}}
 
 
 @router.put("/gateways/{gateway_id}/config", status_code=201, tags=["operations"], responses=UNCHANGED,

@@ -15,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -283,7 +284,7 @@ def _dummy_hash() -> str:
     return _DUMMY
 
 
-def authenticate_token(session: Session, token: str, now: datetime | None = None) -> tuple[Principal, object] | None:
+def authenticate_token(session: Session, token: str, now: datetime | None = None) -> tuple[Principal, Any] | None:
     """(principal, token row) of a bearer token, or None when it is unknown, revoked, expired or its
     user disabled."""
     now = now or utcnow()

@@ -275,7 +275,7 @@ def import_meters(session: Session, tenant_id: int, body: bytes, *, actor: str) 
     stored = _stored(session, tenant_id, lines)
     counts = {"created": 0, "updated": 0, "unchanged": 0, "points_created": 0, "points_updated": 0,
               "installed": 0}
-    new_meters: list[tuple[str, str]] = []
+    new_meters: list[tuple[str | None, str]] = []
     zone_changes: list[dict] = []
     plan = []
     for item in lines:

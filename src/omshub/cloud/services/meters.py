@@ -128,7 +128,7 @@ def current_installations(session: Session, meter_pks: list[int]) -> dict[int, t
     return {inst.meter_pk: (inst, mp) for inst, mp in rows}
 
 
-def requeue(session: Session, tenant_id: int, meters: list[tuple[str, str]]) -> int:
+def requeue(session: Session, tenant_id: int, meters: list[tuple[str | None, str]]) -> int:
     """Telegrams that waited for these meters go back to the decode pipeline."""
     total = 0
     postgres = session.get_bind().dialect.name != "sqlite"

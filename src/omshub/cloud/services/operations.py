@@ -308,14 +308,14 @@ def change_config(session: Session, principal, gateway_ids: list[int], patch: di
                                         {**before, "version": current}, kept, from_version=current))
             continue
         version, op = _new_version(session, sel, gw, after, principal, now)
-        old = sel.open_ops.get(gw.id, [])
-        results.append(ConfigResult(gw, SUPERSEDED_PENDING if old else CREATED, version,
-                                    {**after, "version": version}, op, list(old), from_version=current))
+        unfinished = sel.open_ops.get(gw.id, [])
+        results.append(ConfigResult(gw, SUPERSEDED_PENDING if unfinished else CREATED, version,
+                                    {**after, "version": version}, op, list(unfinished), from_version=current))
     session.flush()
     for res in results:
-        for old in res.superseded:
+        for old in res.superseded:  # only new operations supersede
             old.state = SUPERSEDED
-            old.superseded_by = res.operation.id
+            old.superseded_by = res.operation.id if res.operation is not None else None
             old.finished_at = now
     audit(session, principal.tenant_id, principal.name, "gateway.config", {
         "patch": patch, "on_conflict": on_conflict,
@@ -343,4 +343,4 @@ def set_desired_config(session: Session, principal, gateway_ids: list[int], conf
     """`change_config` superseding unfinished changes (whose settings the new version includes);
     the new operations."""
     results = change_config(session, principal, gateway_ids, config, on_conflict="supersede", now=now)
-    return [r.operation for r in results if r.outcome in (CREATED, SUPERSEDED_PENDING)]
+    return [r.operation for r in results if r.outcome in (CREATED, SUPERSEDED_PENDING) and r.operation is not None]
