@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import shutil
 import sys
@@ -29,6 +30,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from omshub.cloud.store.database import Database
+from omshub.cloud.store.models import Telegram
+from omshub.demo import HeadEnd, ServeProcess, bootstrap_tenant, free_port, telegram_states
+from omshub.gateway.collector import telegram_kind
+from omshub.gateway.filters import TelegramFilter
+from omshub.protocol.config import Filters, MeterRef
+from omshub.protocol.envelope import MAX_TELEGRAMS, build_envelope
+from omshub.sim.fleet import parse_fleet
+from omshub.sim.generate import generate_fleet_toml
+from omshub.sim.radio import iter_transmissions, link_table
 
 DAY = 86_400
 MASTER_KEY = "6c" * 32
@@ -40,14 +55,10 @@ def _csv_chunks(text: str, rows: int) -> list[str]:
     return ["\n".join([header, *lines[i:i + rows]]) + "\n" for i in range(0, len(lines), rows)]
 
 
-def generate_batches(fleet, serials: list[str], start: float, window_s: float) -> tuple[list[tuple[str, bytes, int]], dict]:
+def generate_batches(fleet, serials: list[str], start: float,
+                     window_s: float) -> tuple[list[tuple[str, bytes, int]], dict]:
     """The uplinks (serial, CBOR body, telegrams) of ``serials`` for one listen window: what each
     agent would have spooled (own meters whitelisted, newest telegram per meter and kind)."""
-    from omshub.gateway.collector import telegram_kind
-    from omshub.gateway.config import Filters, MeterRef
-    from omshub.gateway.filters import TelegramFilter
-    from omshub.gateway.uplink import MAX_TELEGRAMS, build_envelope
-    from omshub.sim.radio import iter_transmissions
 
     filters = {serial: TelegramFilter(Filters(mode="whitelist", meters=[
         MeterRef(manufacturer=m.manufacturer, id=m.id) for m in fleet.meters_of(serial)]))
@@ -85,7 +96,6 @@ def generate_all(fleet, start: float, window_s: float, jobs: int):
     serials = list(fleet.gateways)
     if jobs <= 1:
         return generate_batches(fleet, serials, start, window_s)
-    import multiprocessing
     _FLEET = fleet
     parts = [serials[i::jobs] for i in range(jobs)]
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
@@ -99,10 +109,6 @@ def generate_all(fleet, start: float, window_s: float, jobs: int):
 
 
 def _top_errors(database: str, n: int = 3) -> list[tuple[str, int]]:
-    from sqlalchemy import func, select
-
-    from omshub.cloud.store.database import Database
-    from omshub.cloud.store.models import Telegram
     db = Database(database)
     try:
         with db.session() as s:
@@ -113,7 +119,7 @@ def _top_errors(database: str, n: int = 3) -> list[tuple[str, int]]:
         db.dispose()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__.split("\n\n")[0])
     ap.add_argument("--meters", type=int, default=100_000)
     ap.add_argument("--gateways", type=int, default=400)
@@ -127,14 +133,61 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.meters > args.gateways * 250:
         ap.error(f"{args.meters} meters need at least {math.ceil(args.meters / 250)} gateways")
+    return args
 
-    import httpx
 
-    from omshub.demo import (HeadEnd, ServeProcess, bootstrap_tenant, free_port, telegram_states)
-    from omshub.sim.fleet import parse_fleet
-    from omshub.sim.radio import link_table
-    from omshub.sim.generate import generate_fleet_toml
+def _provision(api: HeadEnd, fleet) -> dict[str, str]:
+    """Register the fleet's gateways, import its meters and keys; -> credential by serial."""
+    creds = {}
+    for serial, info in fleet.gateways.items():
+        creds[serial] = api.register_gateway(serial, info.site)[1]
+    for chunk in _csv_chunks(fleet.meters_csv(), IMPORT_CHUNK):
+        api.import_meters(chunk)
+    api.import_keys(fleet.keys_csv())
+    return creds
 
+
+def _upload(base_url: str, bodies: list[tuple[str, bytes, int]], creds: dict[str, str], clients: int) -> list[str]:
+    """POST every uplink with ``clients`` concurrent clients; -> the failures."""
+    errors: list[str] = []
+    queue = list(bodies)
+    lock = threading.Lock()
+
+    def uploader():
+        with httpx.Client(base_url=base_url, timeout=300) as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    serial, body, _ = queue.pop()
+                r = client.post("/api/v1/uplink", content=body, headers={
+                    "Content-Type": "application/cbor", "Authorization": f"Bearer {creds[serial]}"})
+                if r.status_code != 200:
+                    errors.append(f"{serial}: {r.status_code} {r.text[:200]}")
+
+    threads = [threading.Thread(target=uploader) for _ in range(max(1, clients))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return errors
+
+
+def _wait_decoded(database: str, tenant_id: int, timeout: float) -> dict | None:
+    """The telegram states once none is new, or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = telegram_states(database, tenant_id)
+        if not states.get("new"):
+            return states
+        if time.monotonic() > deadline:
+            print(f"decoding not finished after {timeout:.0f} s: {states}", file=sys.stderr)
+            return None
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     work = Path(tempfile.mkdtemp(prefix="omshub-fleet-bench-"))
     database = args.database or f"sqlite:///{(work / 'omshub.db').as_posix()}"
     print(f"fleet benchmark: {args.meters:,} meters, {args.gateways:,} gateways, one {args.window_s:g} s listen "
@@ -152,12 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                               env={"OMSHUB_MASTER_KEY": MASTER_KEY}).start()
         api = HeadEnd(server.base_url, tenant.token, timeout_s=600)
         t = time.perf_counter()
-        creds = {}
-        for serial, info in fleet.gateways.items():
-            creds[serial] = api.register_gateway(serial, info.site)[1]
-        for chunk in _csv_chunks(fleet.meters_csv(), IMPORT_CHUNK):
-            api.import_meters(chunk)
-        api.import_keys(fleet.keys_csv())
+        creds = _provision(api, fleet)
         t_setup = time.perf_counter() - t
 
         start = (time.time() // DAY - 1) * DAY + 3600   # yesterday 01:00 UTC
@@ -174,28 +222,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({radio['filtered']:,} dropped by the filters) in {len(bodies)} uplinks, {wire / 1e6:.1f} MB, "
               f"{t_gen:.1f} s")
 
-        errors: list[str] = []
-        queue = list(bodies)
-        lock = threading.Lock()
-
-        def uploader():
-            with httpx.Client(base_url=server.base_url, timeout=300) as client:
-                while True:
-                    with lock:
-                        if not queue:
-                            return
-                        serial, body, _ = queue.pop()
-                    r = client.post("/api/v1/uplink", content=body, headers={
-                        "Content-Type": "application/cbor", "Authorization": f"Bearer {creds[serial]}"})
-                    if r.status_code != 200:
-                        errors.append(f"{serial}: {r.status_code} {r.text[:200]}")
-
         t_up0 = time.perf_counter()
-        threads = [threading.Thread(target=uploader) for _ in range(max(1, args.clients))]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        errors = _upload(server.base_url, bodies, creds, args.clients)
         t_up = time.perf_counter() - t_up0
         if errors:
             print(f"{len(errors)} uplinks failed, e.g. {errors[0]}", file=sys.stderr)
@@ -203,15 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"upload: {len(bodies)} uplinks, {total:,} telegrams acknowledged in {t_up:.1f} s "
               f"= {total / t_up:,.0f} telegrams/s ingested ({args.clients} clients)")
 
-        deadline = time.monotonic() + args.timeout
-        while True:
-            states = telegram_states(database, tenant.id)
-            if not states.get("new"):
-                break
-            if time.monotonic() > deadline:
-                print(f"decoding not finished after {args.timeout:.0f} s: {states}", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+        states = _wait_decoded(database, tenant.id, args.timeout)
+        if states is None:
+            return 1
         t_done = time.perf_counter() - t_up0
         print(f"decode: all {total:,} telegrams processed {t_done - t_up:.1f} s after the last upload; "
               f"{total / t_done:,.0f} telegrams/s from first upload to last decode")

@@ -127,7 +127,7 @@ def gateway_config(fleet, serial: str, *, timezone: str = "Europe/Berlin", sprea
     the head-end) is heard; ``"whitelist"`` lists the gateway's own meters and ends the window as
     soon as each was heard once.
     """
-    from omshub.gateway.config import MAX_METERS
+    from omshub.protocol.config import MAX_METERS
     from omshub.sim.radio import link_table
     own = fleet.meters_of(serial)
     if filter_mode == "whitelist":
@@ -166,13 +166,15 @@ def make_agent(fleet, serial: str, credential: str, *, server: str, state_dir: P
     """A gateway agent on the simulated radio of ``serial``; ``wrap(transport) -> transport``
     may put a recorder or an emulated link around the real transport."""
     from omshub.gateway.agent import Agent, make_transport
+    from omshub.sim.battery import battery_from_settings
     from omshub.sim.radio import SimRadio
     settings = gateway_settings(serial, credential, server=server, transport=transport, state_dir=state_dir,
                                 config=config if config is not None else gateway_config(fleet, serial),
                                 timeout_s=timeout_s)
     inner = make_transport(settings)
     return Agent(settings, clock=clock, source=SimRadio(fleet, serial, clock),
-                 transport=wrap(inner) if wrap else inner, rng=random.Random(seed))
+                 transport=wrap(inner) if wrap else inner, rng=random.Random(seed),
+                 battery=battery_from_settings(settings.battery))
 
 
 def telegrams_in(body: bytes) -> int:
@@ -207,7 +209,7 @@ class CountingTransport:
         return self.inner.cred_in_envelope
 
     async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
-        from omshub.gateway.uplink import parse_response
+        from omshub.protocol.envelope import parse_response
         sending = asyncio.ensure_future(self.inner.send(body, content_type))
         try:
             if self.hold is not None:

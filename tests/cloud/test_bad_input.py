@@ -17,7 +17,8 @@ import uuid
 import cbor2
 import pytest
 
-from omshub.gateway.transport_mqtt import make_client, parse_broker_url
+from omshub.gateway.transport_mqtt import make_client
+from omshub.protocol.topics import parse_broker_url
 
 from tests.clock import EPOCH, unix
 
@@ -82,7 +83,7 @@ def test_cbor_bignum_in_an_uplink_is_refused_with_the_reason(client, gw, where, 
 def test_cbor_bignum_over_coap_is_a_4_00_with_the_reason(db, gw):
     from omshub.cloud.ingest.coap import CoapServer
     from omshub.gateway.transport_coap import CoapTransport
-    from omshub.gateway.uplink import UplinkRejected
+    from omshub.protocol.envelope import UplinkRejected
 
     async def main():
         server = CoapServer.for_database(db, host="127.0.0.1", port=0)

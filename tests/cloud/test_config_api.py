@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import cbor2
 
-from omshub.gateway.config import GatewayConfig
+from omshub.protocol.config import GatewayConfig
 
 API = "/api/v1"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from omshub.cloud.ingest.uplink import UplinkRejected, handle_uplink
+from omshub.cloud.ingest.uplink import handle_uplink
+from omshub.protocol.envelope import UplinkRejected
 
 from .conftest import encode
 

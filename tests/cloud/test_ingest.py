@@ -9,7 +9,8 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from omshub.cloud.ingest.uplink import MAX_BODY, UplinkRejected, handle_uplink
+from omshub.cloud.ingest.uplink import handle_uplink
+from omshub.protocol.envelope import MAX_BODY, UplinkRejected
 from omshub.cloud.store.models import Gateway, Telegram, Uplink
 
 from ..clock import EPOCH

@@ -9,7 +9,7 @@ import pytest
 
 from omshub.cloud.services import operations as ops
 from omshub.cloud.store.models import GatewayConfigVersion, Operation
-from omshub.gateway.config import spread_offset
+from omshub.protocol.config import spread_offset
 
 from .domain_fixtures import T0, FakePrincipal, gateway, tenant
 
@@ -183,7 +183,7 @@ def test_a_change_touches_only_what_it_names(s):
 
 
 def _desired_defaults() -> dict:
-    from omshub.gateway.config import GatewayConfig
+    from omshub.protocol.config import GatewayConfig
     return GatewayConfig().model_dump(mode="json")
 
 

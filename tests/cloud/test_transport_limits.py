@@ -14,8 +14,8 @@ from aiocoap.numbers.codes import Code
 
 from omshub.cloud.ingest.coap import Block1Assembly, CoapServer
 from omshub.cloud.ingest.mqtt import MqttBridge
-from omshub.gateway.transport_mqtt import parse_broker_url
-from omshub.gateway.uplink import PayloadTooLarge, build_envelope, parse_response
+from omshub.protocol.envelope import PayloadTooLarge, build_envelope, parse_response
+from omshub.protocol.topics import parse_broker_url
 
 from ..gateway.test_transport_coap import CRED, Recorder, frames
 from ..gateway.test_transport_mqtt import BROKER, gateway_transport, needs_broker

@@ -110,7 +110,7 @@ class RecordingTransport:
         return self.inner.cred_in_envelope
 
     async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
-        from omshub.gateway.uplink import decode_envelope
+        from omshub.protocol.envelope import decode_envelope
         self.attempts += 1
         self.sent.update((t["raw"], int(t["rx"])) for t in decode_envelope(body, content_type)["telegrams"])
         return await self.inner.send(body, content_type)

@@ -65,7 +65,7 @@ def test_demo_runs_and_serves_readings(tmp_path):
 
 def test_gateway_config_filters(tmp_path):
     from omshub.demo import gateway_config
-    from omshub.gateway.config import validate_config
+    from omshub.protocol.config import validate_config
     from omshub.sim.fleet import parse_fleet
     from omshub.sim.radio import link_table
 

@@ -16,7 +16,7 @@ import httpx
 
 from omshub.demo import gateway_config
 from omshub.gateway.clock import SimClock
-from omshub.gateway.uplink import decode_envelope
+from omshub.protocol.envelope import decode_envelope
 
 from .conftest import DAY, check_exactly_once, day_start, make_world, run_agent, write_gateway_toml
 

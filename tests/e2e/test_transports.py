@@ -8,7 +8,7 @@ import pytest
 
 from omshub.demo import free_port
 from omshub.gateway.clock import SimClock
-from omshub.gateway.linkemu import EmulatedLink
+from omshub.sim.linkemu import EmulatedLink
 
 from .conftest import DAY, check_exactly_once, day_start, make_world, mqtt_broker, run_agent
 

@@ -6,7 +6,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .helpers import FakeHeadend
+from tests.gateway.helpers import FakeHeadend
 
 
 class HttpHeadend:

@@ -9,8 +9,8 @@ import cbor2
 
 from omshub.codec import encode_telegram
 from omshub.gateway.clock import Clock
-from omshub.gateway.sources import ReceivedFrame
-from omshub.gateway.uplink import TransportError, decode_envelope
+from omshub.gateway.frames import ReceivedFrame
+from omshub.protocol.envelope import TransportError, decode_envelope
 
 RECORDS = [{"quantity": "energy", "unit": "kWh", "value": 165.0, "storage": 0, "tariff": 0,
             "subunit": 0, "function": "instantaneous"}]

@@ -3,16 +3,15 @@
 import asyncio
 import json
 import random
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 
 from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
+from omshub.sim.battery import battery_from_settings
+from tests.gateway.helpers import FakeHeadend, FakeTransport, ScheduledSource, frame
 
-from .helpers import FakeHeadend, FakeTransport, ScheduledSource, frame
-
-START = datetime(2026, 1, 5, 0, 0, tzinfo=timezone.utc).timestamp()
+START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC).timestamp()
 DAY = 86_400
 
 
@@ -34,8 +33,9 @@ def make_agent(tmp_path, meters=10, headend=None, clock=None, synchronous="norma
     frames = [frame(f"{i:08d}", access=i) for i in range(meters)]
     source = ScheduledSource(clock, frames, interval=60, step=60 / meters)
     transport = FakeTransport(headend)
-    agent = Agent(settings(tmp_path, synchronous, **config), clock=clock, source=source, transport=transport,
-                  rng=random.Random(1))
+    s = settings(tmp_path, synchronous, **config)
+    agent = Agent(s, clock=clock, source=source, transport=transport, rng=random.Random(1),
+                  battery=battery_from_settings(s.battery))
     return agent, clock, headend, source, transport
 
 
@@ -62,10 +62,10 @@ def test_days_of_collection_and_upload(tmp_path):
     assert source.modes_set[0] == ["T1"]
     # each stored telegram was received inside a window (02:00-02:15 UTC)
     for (_, raw, rx) in headend.stored:
-        t = datetime.fromtimestamp(rx, timezone.utc)
+        t = datetime.fromtimestamp(rx, UTC)
         assert t.hour == 2 and t.minute < 15
     # the newest frame per meter: received in the last minute of the 15-minute window
-    assert all(datetime.fromtimestamp(rx, timezone.utc).minute == 14 for (_, _, rx) in headend.stored)
+    assert all(datetime.fromtimestamp(rx, UTC).minute == 14 for (_, _, rx) in headend.stored)
 
 
 def test_keep_all_and_max_telegrams(tmp_path):
@@ -145,7 +145,7 @@ def test_remote_config_applied_and_reported(tmp_path):
     assert stored["version"] == 7 and stored["timezone"] == "Europe/Berlin"
     assert ["C1"] in source.modes_set
     for (_, _, rx) in headend.stored:  # 04:00 Berlin = 03:00 UTC
-        assert datetime.fromtimestamp(rx, timezone.utc).hour == 3
+        assert datetime.fromtimestamp(rx, UTC).hour == 3
     # a restarted agent keeps the applied configuration
     again = Agent(settings(tmp_path), clock=clock, source=source, transport=FakeTransport(headend))
     assert again.config.version == 7

@@ -7,10 +7,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.gateway.dongles import (Amb8465Parser, Im871aParser, amb8465_link_mode, amber_encode,
-                                    amber_rssi_dbm, crc_x25, hci_encode, im871a_link_mode,
-                                    im871a_rssi_dbm, im871a_set_config, xor_checksum)
-from omshub.gateway.sources import SourceError
+from omshub.gateway.dongles import (
+    Amb8465Parser,
+    Im871aParser,
+    amb8465_link_mode,
+    amber_encode,
+    amber_rssi_dbm,
+    crc_x25,
+    hci_encode,
+    im871a_link_mode,
+    im871a_rssi_dbm,
+    im871a_set_config,
+    xor_checksum,
+)
+from omshub.gateway.frames import SourceError
 
 # docs/oms-protocol.md §10.1: a real OmniPower capture (control 0x8 = FCS, endpoint 2)
 IM871A_CAPTURE = bytes.fromhex(

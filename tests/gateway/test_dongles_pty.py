@@ -7,10 +7,9 @@ import pytest
 
 from omshub.gateway.clock import Clock
 from omshub.gateway.dongles import amber_rssi_dbm, im871a_rssi_dbm, open_dongle
-from omshub.gateway.sources import SourceError
-
-from .helpers import frame
-from .stick_emulator import StickEmulator
+from omshub.gateway.frames import SourceError
+from tests.gateway.helpers import frame
+from tests.gateway.stick_emulator import StickEmulator
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
 

@@ -1,13 +1,13 @@
 """Filters on the link-layer header, and the cron/time-zone/spread schedule."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from omshub.gateway.config import Filters, GatewayConfig, spread_offset
-from omshub.gateway.filters import TelegramFilter, read_header
+from omshub.gateway.collector import counts_as_full
+from omshub.gateway.filters import Header, TelegramFilter, read_header
 from omshub.gateway.schedule import Schedule, next_fire, prev_fire
-
-from .helpers import frame
+from omshub.protocol.config import Filters, GatewayConfig, spread_offset
+from tests.gateway.helpers import frame
 
 KAM1 = frame("11111111")
 KAM2 = frame("22222222")
@@ -68,8 +68,8 @@ def test_cron_with_seconds_and_time_zone():
     assert next_fire("*/20 * * * * *", "UTC", t) == t
     assert prev_fire("*/20 * * * * *", "UTC", t + 19.5) == t
     # the schedule follows the zone's daylight-saving change: 02:00 local is 01:00 UTC in winter
-    assert datetime.fromtimestamp(next_fire("0 0 2 * * *", "Europe/Berlin", ts(2026, 1, 1)), timezone.utc).hour == 1
-    assert datetime.fromtimestamp(next_fire("0 0 2 * * *", "Europe/Berlin", ts(2026, 6, 1)), timezone.utc).hour == 0
+    assert datetime.fromtimestamp(next_fire("0 0 2 * * *", "Europe/Berlin", ts(2026, 1, 1)), UTC).hour == 1
+    assert datetime.fromtimestamp(next_fire("0 0 2 * * *", "Europe/Berlin", ts(2026, 6, 1)), UTC).hour == 0
 
 
 def test_spread_is_stable_and_spreads():
@@ -101,8 +101,6 @@ def test_windows_open_now_done_and_several():
 # -- what counts as "heard" for ending a listen window early -------------------------------------
 
 def test_compact_frames_alone_do_not_count_as_heard():
-    from omshub.gateway.collector import counts_as_full
-    from omshub.gateway.filters import Header
 
     plain = Header("KAM", "12345678", 1, 4, 0x7A)
     compact = Header("KAM", "12345678", 1, 4, 0x79)

@@ -12,13 +12,12 @@ import pytest
 
 from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
+from omshub.gateway.settings import EXAMPLE, load_settings, settings_from_dict
 from omshub.gateway.transport_http import HttpsTransport
-from omshub.gateway.uplink import TransportError, UplinkRejected, build_envelope
-from omshub.gateway.settings import settings_from_dict
-
-from .fake_headend_http import HttpHeadend
-from .helpers import ScheduledSource, frame
-from .test_agent import DAY, START
+from omshub.protocol.envelope import TransportError, UplinkRejected, build_envelope
+from tests.gateway.fake_headend_http import HttpHeadend
+from tests.gateway.helpers import ScheduledSource, frame
+from tests.gateway.test_agent import DAY, START
 
 
 @pytest.fixture
@@ -141,7 +140,6 @@ def test_cli_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "omshub", "gateway", "init", str(tmp_path / "g.toml")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
-    from omshub.gateway.settings import load_settings
     (tmp_path / "gateway.credential").write_text("x")
     s = load_settings(tmp_path / "g.toml")
     assert s.serial == "GW-0001" and s.initial_config().collection[0].link_modes == ["T1", "C1"]
@@ -185,7 +183,6 @@ def test_readme_gateway_init_redirected_to_a_file(tmp_path):
     r = subprocess.run(f"{sys.executable} -m omshub gateway init > gateway.toml", shell=True, cwd=tmp_path,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    from omshub.gateway.settings import EXAMPLE, load_settings
     assert (tmp_path / "gateway.toml").read_text() == EXAMPLE
     (tmp_path / "gateway.credential").write_text("x")
     assert load_settings(tmp_path / "gateway.toml").serial == "GW-0001"

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
 
+from omshub.gateway.agent import Agent
 from omshub.gateway.clock import Clock, SimClock
-from omshub.gateway.linkemu import EmulatedLink, TcpProxy, UdpProxy
-from omshub.gateway.uplink import PayloadTooLarge, TransportError, UplinkTransport
+from omshub.gateway.settings import settings_from_dict
+from omshub.gateway.uplink import UplinkTransport
+from omshub.protocol.envelope import PayloadTooLarge, TransportError
+from omshub.sim.linkemu import EmulatedLink, TcpProxy, UdpProxy
+from tests.gateway.helpers import FakeHeadend, FakeTransport, ScheduledSource, frame
 
 T0 = 1_750_000_000.0
 DAY = 86_400.0
@@ -172,12 +177,8 @@ def test_bad_settings_are_refused(kwargs, message):
 
 def agent_behind(tmp_path, link_kwargs, meters=10):
     """The real gateway agent uploading through an EmulatedLink to an in-memory head-end."""
-    import random
 
-    from omshub.gateway.agent import Agent
-    from omshub.gateway.settings import settings_from_dict
 
-    from .helpers import FakeHeadend, FakeTransport, ScheduledSource, frame
 
     clock = SimClock(T0, 0)
     headend = FakeHeadend()

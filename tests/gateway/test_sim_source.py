@@ -2,15 +2,14 @@
 
 import asyncio
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from omshub.gateway.agent import Agent
 from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
 from omshub.sim import fleet as sim
-
-from .helpers import FakeHeadend, FakeTransport
-
+from omshub.sim import radio as _sim_radio  # noqa: F401 - registers the "sim:" source
+from tests.gateway.helpers import FakeHeadend, FakeTransport
 
 FLEET = """
 [fleet]
@@ -40,7 +39,7 @@ interval_s = 16
 distance_m = [2.0, 10.0]
 """
 
-START = datetime(2026, 2, 2, tzinfo=timezone.utc).timestamp()
+START = datetime(2026, 2, 2, tzinfo=UTC).timestamp()
 
 
 def test_agent_with_simulated_fleet(tmp_path):

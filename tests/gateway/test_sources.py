@@ -2,14 +2,16 @@
 
 import asyncio
 import os
+from contextlib import aclosing
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.gateway.clock import SimClock
-from omshub.gateway.sources import (RtlLineRejected, SourceError, open_source, parse_hex_line,
-                                    parse_rtlwmbus_line)
+from omshub.gateway.clock import Clock, SimClock
+from omshub.gateway.frames import SourceError, listen
+from omshub.gateway.sources import RtlLineRejected, open_source, parse_hex_line, parse_rtlwmbus_line
+from omshub.sim import radio as _sim_radio  # noqa: F401 - registers the "sim:" source
 
 F1 = "2E44931578563412330333637A2A0020255923C95AAA26D1B2E7493B2A8B013EC4A6F6D3529B520EDFF0EA6DEFC955B29D6D69EBF3EC8A"
 
@@ -72,7 +74,6 @@ def test_rtlwmbus_from_fifo(tmp_path):
              "rtl_wmbus: exiting"]
 
     async def main():
-        from omshub.gateway.clock import Clock
         src = open_source(f"rtlwmbus:{fifo}", Clock(), "GW")
         it = src.frames()
         first = asyncio.ensure_future(it.__anext__())
@@ -114,9 +115,7 @@ def test_line_parsers_never_crash(text):
 def test_a_listen_window_drops_stale_frames_and_ends_with_its_reader():
     """What a reader thread queued before the window is dropped; when the source's window
     generator is closed, the reader is told at once that nobody listens."""
-    from contextlib import aclosing
 
-    from omshub.gateway.sources import listen
 
     class Source:
         _listening = False

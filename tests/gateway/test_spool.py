@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-
 from omshub.gateway.spool import Spool
 
 

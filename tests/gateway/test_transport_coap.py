@@ -6,17 +6,29 @@ import asyncio
 import random
 import socket
 import time
+from datetime import UTC, datetime
 
 import cbor2
 import orjson
 import pytest
+from sqlalchemy import select
 
 from omshub.cloud.ingest.coap import CoapServer
-from omshub.gateway.linkemu import UdpProxy
-from omshub.gateway.sources import ReceivedFrame
+from omshub.cloud.services.accounts import hash_secret
+from omshub.cloud.store.database import Database
+from omshub.cloud.store.models import Gateway, Telegram, Tenant
+from omshub.gateway.frames import ReceivedFrame
 from omshub.gateway.transport_coap import CoapTransport
-from omshub.gateway.uplink import (PayloadTooLarge, TransportError, UplinkRejected, UplinkTransport,
-                                   build_envelope, decode_envelope, parse_response)
+from omshub.gateway.uplink import UplinkTransport
+from omshub.protocol.envelope import (
+    PayloadTooLarge,
+    TransportError,
+    UplinkRejected,
+    build_envelope,
+    decode_envelope,
+    parse_response,
+)
+from omshub.sim.linkemu import UdpProxy
 
 CRED = "gw-secret-credential"
 
@@ -231,15 +243,11 @@ def test_bad_url_is_refused(url):
 
 def headend_database(tmp_path, serial: str = "GW-1", credential: str = CRED):
     """A real head-end database (SQLite, migrated) with one tenant and one gateway."""
-    from datetime import datetime, timezone
 
-    from omshub.cloud.services.accounts import hash_secret
-    from omshub.cloud.store.database import Database
-    from omshub.cloud.store.models import Gateway, Tenant
 
     db = Database(f"sqlite:///{tmp_path / 'headend.sqlite3'}")
     db.migrate()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with db.transaction() as s:
         tenant = Tenant(slug="t1", name="Tenant 1", created_at=now)
         s.add(tenant)
@@ -250,9 +258,7 @@ def headend_database(tmp_path, serial: str = "GW-1", credential: str = CRED):
 
 
 def stored_telegrams(db) -> list[bytes]:
-    from sqlalchemy import select
 
-    from omshub.cloud.store.models import Telegram
 
     with db.session() as s:
         return list(s.scalars(select(Telegram.raw).order_by(Telegram.id)))

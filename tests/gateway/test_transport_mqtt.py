@@ -14,13 +14,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.cloud.ingest.mqtt import MqttBridge
-from omshub.gateway.linkemu import TcpProxy
-from omshub.gateway.transport_mqtt import BrokerAddress, MqttTransport, _envelope_seq, parse_broker_url
-from omshub.gateway.uplink import (PayloadTooLarge, TransportError, UplinkRejected, UplinkTransport, build_envelope,
-                                   decode_envelope, parse_response)
-
-from .test_transport_coap import CRED, Recorder, frames
+from omshub.cloud.app import _start_transports
+from omshub.cloud.ingest.mqtt import MqttBridge, _peek_seq
+from omshub.cloud.settings import load_settings
+from omshub.gateway.transport_mqtt import MqttTransport, _envelope_seq
+from omshub.gateway.uplink import UplinkTransport
+from omshub.protocol.envelope import (
+    PayloadTooLarge,
+    TransportError,
+    UplinkRejected,
+    build_envelope,
+    decode_envelope,
+    parse_response,
+)
+from omshub.protocol.topics import BrokerAddress, parse_broker_url
+from omshub.sim.linkemu import TcpProxy
+from tests.gateway.test_transport_coap import CRED, Recorder, frames, headend_database, stored_telegrams
 
 BROKER = os.environ.get("OMSHUB_TEST_MQTT", "")
 
@@ -221,7 +230,6 @@ def test_bad_serial_and_envelope_without_seq():
 
 @needs_broker
 def test_into_the_real_ingest(tmp_path):
-    from .test_transport_coap import headend_database, stored_telegrams
 
     db = headend_database(tmp_path)
 
@@ -271,14 +279,12 @@ def test_any_body_yields_a_seq_or_a_clear_error(body):
 
 @given(st.binary(max_size=600))
 def test_bridge_seq_peek_never_raises(body):
-    from omshub.cloud.ingest.mqtt import _peek_seq
 
     seq = _peek_seq(body)
     assert seq is None or isinstance(seq, int)
 
 
 def test_bridge_seq_peek_reads_only_the_head():
-    from omshub.cloud.ingest.mqtt import _peek_seq
 
     body = build_envelope(serial="GW-1", seq=123456, cfg=0, telegrams=frames(300), cred=CRED)
     assert _peek_seq(body) == 123456
@@ -289,10 +295,7 @@ def test_bridge_seq_peek_reads_only_the_head():
 def test_serve_settings_choose_prefix_and_shared_group(tmp_path):
     """`omshub serve --mqtt-prefix P --mqtt-shared-group G`: the head-end's bridge takes the
     gateways' uplinks on P/up/<serial> through the shared subscription $share/G/P/up/+."""
-    from omshub.cloud.app import _start_transports
-    from omshub.cloud.settings import load_settings
 
-    from .test_transport_coap import headend_database, stored_telegrams
 
     db = headend_database(tmp_path)
     prefix = f"omshub-test-{uuid.uuid4().hex[:10]}/site-1"

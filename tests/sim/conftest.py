@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -91,4 +91,4 @@ def fleet():
 
 @pytest.fixture(scope="module")
 def winter() -> float:
-    return datetime(2026, 1, 14, 6, 0, tzinfo=timezone.utc).timestamp()
+    return datetime(2026, 1, 14, 6, 0, tzinfo=UTC).timestamp()

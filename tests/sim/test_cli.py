@@ -4,8 +4,8 @@ import orjson
 from typer.testing import CliRunner
 
 from omshub.cli import app
-from omshub.gateway.sources import parse_hex_line, parse_rtlwmbus_line
 from omshub.codec import DecodeError, FormatCache, KeyRing, decode, peek_header
+from omshub.gateway.sources import parse_hex_line, parse_rtlwmbus_line
 
 runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
 

@@ -102,7 +102,8 @@ def test_key_and_meter_csv_match_the_head_end_formats():
     assert dtype in ("heat", "water", "heat_cost_allocator") and point
 
 
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st
 
 _VALUES = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32),
                     st.text(max_size=8).map(lambda t: '"' + t.replace("\\", "").replace('"', "") + '"'),

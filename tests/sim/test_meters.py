@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -21,7 +21,7 @@ def test_schedule_interval_jitter_and_access_number(fleet, winter):
     i = m.first_index_at_or_after(winter)
     times = [m.transmission_time(i + k) for k in range(50)]
     assert times[0] >= winter and m.transmission_time(i - 1) < winter
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert all(m.interval_s - m.jitter_s <= g <= m.interval_s + m.jitter_s for g in gaps)
     assert len(set(round(g, 3) for g in gaps)) > 10            # jittered, not a fixed period
     assert [m.access_number(i + k) for k in range(3)] == [(m.access_number(i) + k) % 256 for k in range(3)]
@@ -29,7 +29,7 @@ def test_schedule_interval_jitter_and_access_number(fleet, winter):
 
 
 def test_counters_are_monotonic_over_a_year(fleet):
-    start = datetime(2025, 6, 1, tzinfo=timezone.utc).timestamp()
+    start = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
     for m in fleet.meters:
         if m.kind == "hca":
             continue
@@ -46,9 +46,9 @@ def test_hca_counts_up_within_a_billing_period_and_restarts(fleet):
     m = _by(fleet, "hca")[0]
     values = []
     for day in range(1, 31):
-        values.append(_value(m.records(datetime(2025, 12, day, 12, tzinfo=timezone.utc).timestamp())[0], "hca"))
+        values.append(_value(m.records(datetime(2025, 12, day, 12, tzinfo=UTC).timestamp())[0], "hca"))
     assert values == sorted(values) and values[-1] > 0
-    jan = m.records(datetime(2026, 1, 2, 12, tzinfo=timezone.utc).timestamp())[0]
+    jan = m.records(datetime(2026, 1, 2, 12, tzinfo=UTC).timestamp())[0]
     assert _value(jan, "hca") < values[-1]                        # restarted at the due date
     assert _value(jan, "date", 1) == "2025-12-31"
     assert _value(jan, "hca", 1) >= values[-1]                    # last period's total
@@ -72,8 +72,8 @@ def test_heat_meter_physics(fleet, winter):
 
 
 def test_annual_consumption_matches_the_configuration(fleet):
-    y0 = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
-    y1 = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    y0 = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    y1 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
     for m in _by(fleet, "heat"):
         used = m.registers(y1)["energy_kwh"] - m.registers(y0)["energy_kwh"]
         assert used == pytest.approx(m.annual + m.annual_hot_water, rel=0.02)
@@ -83,14 +83,14 @@ def test_winter_month_uses_much_more_heat_than_a_summer_month(fleet):
     m = _by(fleet, "heat", "7")[0]
 
     def month(mm):
-        a = datetime(2026, mm, 1, tzinfo=timezone.utc).timestamp()
+        a = datetime(2026, mm, 1, tzinfo=UTC).timestamp()
         return m.registers(a + 28 * 86_400)["energy_kwh"] - m.registers(a)["energy_kwh"]
     assert month(1) > 3 * month(7)   # summer still has hot water
 
 
 def test_due_date_and_monthly_values(fleet):
     m = _by(fleet, "heat", "ell")[0]
-    t = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()
+    t = datetime(2026, 3, 10, 12, tzinfo=UTC).timestamp()
     recs, _ = m.records(t)
     assert _value(recs, "date", 1) == "2025-12-31"
     assert _value(recs, "energy", 1) == float(int(m.registers(_end_of_day(date(2025, 12, 31), m.tz))["energy_kwh"]))
@@ -100,7 +100,7 @@ def test_due_date_and_monthly_values(fleet):
     assert monthly[0] == float(int(m.registers(_end_of_day(date(2026, 2, 28), m.tz))["energy_kwh"]))
     assert _value(recs, "energy") >= monthly[0]
     # months before the epoch hold the initial reading
-    early, _ = m.records(datetime(2025, 3, 10, tzinfo=timezone.utc).timestamp())
+    early, _ = m.records(datetime(2025, 3, 10, tzinfo=UTC).timestamp())
     assert _value(early, "energy", 4) == _value(early, "energy", 13) == float(int(m.initial))
     assert _value(early, "energy", 3) > float(int(m.initial))
 
@@ -120,5 +120,5 @@ def test_error_flags_and_status(fleet, winter):
 
 def test_meter_datetime_is_local_time(fleet):
     m = fleet.meters[0]
-    recs, _ = m.records(datetime(2026, 7, 1, 10, 0, 30, tzinfo=timezone.utc).timestamp())
+    recs, _ = m.records(datetime(2026, 7, 1, 10, 0, 30, tzinfo=UTC).timestamp())
     assert _value(recs, "datetime") == "2026-07-01T12:00"   # CEST

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from omshub.codec import FormatCache, apl, decode, encode_telegram, peek_header
+from omshub.codec import DecodeError, FormatCache, apl, decode, encode_telegram, peek_header
 from omshub.sim.meters import encode_transmission
 from omshub.sim.template import apl_bytes
 
 
 def _same(decoded: list[dict], expected: list[dict]) -> None:
     assert len(decoded) == len(expected)
-    for got, want in zip(decoded, expected):
+    for got, want in zip(decoded, expected, strict=False):
         for key in ("quantity", "unit", "storage", "tariff", "subunit", "function", "dif_vif"):
             assert got[key] == want[key], (key, got, want)
         if isinstance(want["value"], float):
@@ -45,7 +45,6 @@ def test_every_meter_kind_and_security_round_trips(fleet, winter):
 
 
 def test_wrong_key_does_not_decode(fleet, winter):
-    from omshub.codec import DecodeError
     m = fleet.meters[5]
     frame = encode_transmission(m, m.first_index_at_or_after(winter))
     with pytest.raises(DecodeError) as err:

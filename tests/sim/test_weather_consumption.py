@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -8,7 +8,7 @@ import pytest
 from omshub.sim.consumption import HEAT, HEAT_VOLUME, HOT_WATER, WATER, Climate, heating_curve, monthly_totals
 from omshub.sim.weather import Weather
 
-EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def climate() -> Climate:
 
 
 def _month_mean(w: Weather, year: int, month: int) -> float:
-    h0 = int(datetime(year, month, 1, tzinfo=timezone.utc).timestamp() // 3600)
+    h0 = int(datetime(year, month, 1, tzinfo=UTC).timestamp() // 3600)
     return sum(w.hour_temperature(h0 + k) for k in range(24 * 28)) / (24 * 28)
 
 
@@ -32,7 +32,7 @@ def test_weather_has_seasons_and_days():
     w = Weather(seed=5)
     assert _month_mean(w, 2026, 1) + 10 < _month_mean(w, 2026, 7)
     # afternoon warmer than before dawn, on average over a month
-    h0 = int(datetime(2026, 4, 1, tzinfo=timezone.utc).timestamp() // 3600)
+    h0 = int(datetime(2026, 4, 1, tzinfo=UTC).timestamp() // 3600)
     dawn = sum(w.hour_temperature(h0 + 24 * d + 3) for d in range(30))   # 04:00 CET
     noon = sum(w.hour_temperature(h0 + 24 * d + 14) for d in range(30))  # 15:00 CET
     assert noon > dawn + 30 * 4
@@ -58,7 +58,7 @@ def test_winter_consumption_far_exceeds_summer(climate):
 
 def test_cumulative_integrates_rates_exactly(climate):
     p = climate.profile(20.0, 15.0, 2)
-    t = datetime(2026, 2, 3, 5, 0, tzinfo=timezone.utc).timestamp()
+    t = datetime(2026, 2, 3, 5, 0, tzinfo=UTC).timestamp()
     for series in (HEAT, HOT_WATER, HEAT_VOLUME, WATER):
         rate = p.snapshot(t + 10).rate[series]
         assert p.cumulative(series, t + 3000) - p.cumulative(series, t + 600) == pytest.approx(rate * 2400 / 3600)

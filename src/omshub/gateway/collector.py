@@ -11,13 +11,14 @@ full and compact frames are both kept.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .clock import Clock
-from .filters import Header, TelegramFilter
-from .schedule import Window
-from .sources import RadioSource
-from .spool import Spool
+from omshub.gateway.clock import Clock
+from omshub.gateway.filters import Header, TelegramFilter
+from omshub.gateway.frames import RadioSource
+from omshub.gateway.schedule import Window
+from omshub.gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Collector:
         self.keep = keep
         self._modes: list[str] | None = None
 
-    async def _configure(self, modes: list[str]) -> None:
+    async def _configure(self, modes: Sequence[str]) -> None:
         if modes == self._modes:
             return
         try:

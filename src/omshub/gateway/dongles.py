@@ -26,13 +26,16 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from .clock import Clock
-from .sources import MAX_QUEUE, ReceivedFrame, SourceError, listen
+import serial
+
+from omshub.gateway.clock import Clock
+from omshub.gateway.frames import MAX_QUEUE, ReceivedFrame, SourceError, listen
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +243,9 @@ class Im871aParser(_Scanner):
         if n < total:
             return _NEED_MORE
         end = i + total
-        if ctrl & CTRL_FCS:
-            if crc_x25(buf[i + 1:end - 2]) != buf[end - 2] | buf[end - 1] << 8:
-                self.stats["checksum_errors"] += 1
-                return None
+        if ctrl & CTRL_FCS and crc_x25(buf[i + 1:end - 2]) != buf[end - 2] | buf[end - 1] << 8:
+            self.stats["checksum_errors"] += 1
+            return None
         p = i + 4 + ln
         ts = rssi = None
         if ctrl & CTRL_TIMESTAMP:
@@ -283,6 +285,11 @@ class AmberMessage:
     @property
     def is_telegram(self) -> bool:
         return self.cmd == AMB_DATA_IND
+
+
+def _is_param(addr: int, m: AmberMessage) -> bool:
+    """The stick's answer to CMD_GET_REQ for parameter ``addr``."""
+    return m.cmd == 0x8A and m.payload[:1] == bytes([addr])
 
 
 def amber_rssi_dbm(raw: int) -> int:
@@ -440,7 +447,7 @@ class DongleSource:
                 try:
                     await asyncio.to_thread(self._write, data)
                     return await asyncio.wait_for(fut, self.response_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.warning("%s: no answer to %s (attempt %d/%d)", self.kind, what, attempt + 1, tries)
                 finally:
                     self._waiter = None
@@ -461,8 +468,7 @@ class DongleSource:
             # non-volatile parameters, so write them only when needed and reset the stick after.
             changed = False
             for addr, name in ((AMB_PARAM_CMD_OUT, "UART_CMD_Out_Enable"), (AMB_PARAM_RSSI, "RSSI_Enable")):
-                m = await self._request(amber_encode(0x0A, bytes([addr, 1])),
-                                        lambda m, a=addr: m.cmd == 0x8A and m.payload[:1] == bytes([a]),
+                m = await self._request(amber_encode(0x0A, bytes([addr, 1])), partial(_is_param, addr),
                                         f"CMD_GET_REQ {name}")
                 if m.payload[2:3] != b"\x01":
                     await self._request(amber_encode(0x09, bytes([addr, 1, 1])), lambda m: m.cmd == 0x89,
@@ -487,7 +493,7 @@ class DongleSource:
             raise SourceError(f"{self.kind}: link mode {'+'.join(modes)} refused (status {status.hex()})")
         self._mode_name = modes[0] if len(modes) == 1 else "unknown"
 
-    async def frames(self) -> AsyncIterator[ReceivedFrame]:
+    async def frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         await self._start()
         assert self._queue is not None
         async with aclosing(listen(self, self._queue)) as window:  # closed with this generator
@@ -505,8 +511,6 @@ class DongleSource:
 
 
 def open_dongle(kind: str, device: str, clock: Clock, **kw: Any) -> DongleSource:
-    import serial  # pyserial, imported when a stick is used
-
     baud = 57600 if kind == "im871a" else 9600
     try:
         port = serial.Serial(device, baudrate=baud, bytesize=8, parity="N", stopbits=1, timeout=0.05)

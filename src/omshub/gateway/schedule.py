@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from .config import CollectionWindow, GatewayConfig, cron_for_croniter, spread_offset
+from omshub.protocol.config import CollectionWindow, GatewayConfig, cron_for_croniter, spread_offset
 
 
 def next_fire(cron: str, tz: str, after: float, offset: int = 0) -> float:

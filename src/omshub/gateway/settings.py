@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from .config import ConfigError, GatewayConfig, validate_config
+from omshub.protocol.config import ConfigError, GatewayConfig, validate_config
+from omshub.protocol.topics import SERIAL_PATTERN
 
 
 class _Strict(BaseModel):
@@ -24,36 +25,36 @@ class _Strict(BaseModel):
 
 
 class UplinkSettings(_Strict):
-    timeout_s: float = Field(30.0, gt=0, le=600)
-    retry_base_s: float = Field(30.0, gt=0, le=86_400)     # first retry after a failed contact
-    retry_max_s: float = Field(3_600.0, gt=0, le=7 * 86_400)
-    max_catch_up: int = Field(50, ge=1, le=10_000)           # uplinks in a row when the spool is deep
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    retry_base_s: float = Field(default=30.0, gt=0, le=86_400)     # first retry after a failed contact
+    retry_max_s: float = Field(default=3_600.0, gt=0, le=7 * 86_400)
+    max_catch_up: int = Field(default=50, ge=1, le=10_000)           # uplinks in a row when the spool is deep
     contact_on_start: bool = True                            # one status contact when the agent starts
     verify_tls: bool | str = True                            # False, True or a CA bundle path
     options: dict[str, Any] = Field(default_factory=dict)    # transport specifics (mqtt: prefix, username)
 
 
 class SpoolSettings(_Strict):
-    max_rows: int = Field(100_000, ge=1, le=10_000_000)
-    max_bytes: int = Field(64 << 20, ge=1024, le=1 << 34)
+    max_rows: int = Field(default=100_000, ge=1, le=10_000_000)
+    max_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 34)
     synchronous: Literal["full", "normal"] = "full"   # "normal" for simulations: no fsync per telegram
 
 
 class BatterySettings(_Strict):
-    capacity_mah: float = Field(8_500.0, gt=0)
-    sleep_ua: float = Field(15.0, ge=0)
-    radio_ma: float = Field(12.0, ge=0)
-    uplink_mah: float = Field(0.25, ge=0)
-    uplink_mah_per_kb: float = Field(0.02, ge=0)
+    capacity_mah: float = Field(default=8_500.0, gt=0)
+    sleep_ua: float = Field(default=15.0, ge=0)
+    radio_ma: float = Field(default=12.0, ge=0)
+    uplink_mah: float = Field(default=0.25, ge=0)
+    uplink_mah_per_kb: float = Field(default=0.02, ge=0)
 
 
 class ClockSettings(_Strict):
-    speed: float | None = Field(None, ge=0)    # None: real time; N: simulated, N s per real s; 0: jump
+    speed: float | None = Field(default=None, ge=0)    # None: real time; N: simulated, N s per real s; 0: jump
     start: float | None = None                 # simulated start (Unix s); default: now
 
 
 class GatewaySettings(_Strict):
-    serial: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    serial: str = Field(pattern=SERIAL_PATTERN)
     credential: SecretStr | None = None
     credential_file: str | None = None
     server: str

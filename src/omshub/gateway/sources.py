@@ -8,8 +8,9 @@ calls ``frames()`` again, so a source must allow that. Frames a source receives 
 
 Sources here: hex lines (``hexfile:PATH``), rtl-wmbus output (``rtlwmbus:PATH``), both from a
 regular file (replayed) or a pipe/FIFO/``-`` (stdin, read continuously); the serial receiver sticks
-live in :mod:`omshub.gateway.dongles`; the simulator's source comes from
-``omshub.sim.radio.source_from_spec``. :func:`open_source` turns a spec string into a source.
+live in :mod:`omshub.gateway.dongles`; other kinds register themselves with
+:func:`register_source` (the simulator registers ``sim:`` when its radio module is imported).
+:func:`open_source` turns a spec string into a source.
 
 **Hex line format** (``hexfile:``): one telegram a line, columns separated by ``;`` (or a tab)::
 
@@ -28,54 +29,20 @@ import logging
 import os
 import re
 import stat
+import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import IO
 
-from .clock import Clock
-from .config import LINK_MODE_CODES
+from omshub.gateway.clock import Clock
+from omshub.gateway.dongles import open_dongle
+from omshub.gateway.frames import MAX_QUEUE, RadioSource, ReceivedFrame, SourceError, listen
+from omshub.protocol.topics import LINK_MODE_CODES
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 4096          # characters; a frame is at most 512 bytes = 1024 hex digits
-MAX_QUEUE = 10_000       # frames buffered from a live pipe before the oldest are dropped
-
-
-@dataclass(slots=True)
-class ReceivedFrame:
-    raw: bytes            # the wM-Bus frame from its L-field, as the receiver delivered it
-    rx_time: float        # Unix seconds (gateway clock)
-    rssi: int | None      # dBm, None when unknown
-    link_mode: str        # "T1", "C1", ... or "unknown"
-
-
-async def listen(source, queue: asyncio.Queue) -> AsyncIterator[ReceivedFrame]:
-    """A listen window of a source whose reader thread fills `queue`: what was queued before the
-    window is stale and dropped; `source._listening` tells the reader thread to keep what it
-    reads (outside windows it discards)."""
-    while not queue.empty():
-        queue.get_nowait()
-    source._listening = True
-    try:
-        while True:
-            yield await queue.get()
-    finally:
-        source._listening = False
-
-
-@runtime_checkable
-class RadioSource(Protocol):
-    def frames(self) -> AsyncIterator[ReceivedFrame]: ...
-    async def set_link_modes(self, modes: list[str]) -> None: ...
-    async def close(self) -> None: ...
-
-
-class SourceError(Exception):
-    """A radio source cannot be opened or configured (message says which and why)."""
-
 
 # --------------------------------------------------------------------------- line parsers
 _HEX_CLEAN = re.compile(r"[\s_|]")
@@ -179,7 +146,7 @@ class LineSource:
             except OSError as exc:
                 raise SourceError(f"{name}: cannot open {path}: {exc.strerror}") from None
             self._live = not stat.S_ISREG(st.st_mode)
-        self._file = None
+        self._file: IO[str] | None = None
         self._lineno = 0
         self._queue: asyncio.Queue[ReceivedFrame] | None = None
         self._listening = False
@@ -209,7 +176,7 @@ class LineSource:
         self.stats["frames"] += 1
         return ReceivedFrame(raw=raw, rx_time=self._clock.now(), rssi=rssi, link_mode=mode)
 
-    async def frames(self) -> AsyncIterator[ReceivedFrame]:
+    async def frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         if self._closed:
             raise SourceError(f"{self.name}: source is closed")
         if self._live:
@@ -233,7 +200,7 @@ class LineSource:
             else:
                 await asyncio.sleep(0)
 
-    async def _live_frames(self) -> AsyncIterator[ReceivedFrame]:
+    async def _live_frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         if self._thread is None:
             self._loop = asyncio.get_running_loop()
             self._queue = asyncio.Queue()
@@ -245,7 +212,6 @@ class LineSource:
                 yield frame
 
     def _reader(self) -> None:
-        import sys
         stream = sys.stdin if self.path == "-" else open(self.path, encoding="utf-8", errors="replace")  # noqa: SIM115
         try:
             for line in stream:
@@ -284,29 +250,35 @@ def rtlwmbus_source(path: str, clock: Clock) -> LineSource:
     return LineSource(path, parse_rtlwmbus_line, clock, "rtlwmbus")
 
 
-SOURCE_KINDS = ("hexfile", "rtlwmbus", "im871a", "amb8465", "sim")
+#: Makes a source from the spec's argument (after ``KIND:``), the gateway clock and its serial.
+SourceFactory = Callable[[str, Clock, str], RadioSource]
+_FACTORIES: dict[str, SourceFactory] = {}
+
+
+def register_source(kind: str, factory: SourceFactory) -> None:
+    """Make ``KIND:ARGUMENT`` specs open sources through ``factory(argument, clock, serial)``."""
+    _FACTORIES[kind] = factory
+
+
+def source_kinds() -> list[str]:
+    return list(_FACTORIES)
 
 
 def open_source(spec: str, clock: Clock, gateway_serial: str) -> RadioSource:
     """A radio source from its spec: ``hexfile:PATH``, ``rtlwmbus:PATH|-``, ``im871a:DEVICE``,
-    ``amb8465:DEVICE``, ``sim:FLEET.toml``. Raises SourceError for a bad spec."""
+    ``amb8465:DEVICE``, or a registered kind (``sim:FLEET.toml`` once the simulator is imported).
+    Raises SourceError for a bad spec."""
     kind, sep, arg = spec.partition(":")
     if not sep or not arg:
         raise SourceError(f"radio source {spec!r} must look like KIND:ARGUMENT, KIND one of "
-                          f"{', '.join(SOURCE_KINDS)}")
-    if kind == "hexfile":
-        return hexfile_source(arg, clock)
-    if kind == "rtlwmbus":
-        return rtlwmbus_source(arg, clock)
-    if kind in ("im871a", "amb8465"):
-        from .dongles import open_dongle
-        return open_dongle(kind, arg, clock)
-    if kind == "sim":
-        if not Path(arg).is_file():
-            raise SourceError(f"sim: fleet file {arg} not found")
-        try:
-            from omshub.sim.radio import source_from_spec
-        except ImportError as exc:
-            raise SourceError(f"sim: the simulator is not available ({exc})") from None
-        return source_from_spec(spec, clock, gateway_serial)
-    raise SourceError(f"unknown radio source kind {kind!r} in {spec!r}; use one of {', '.join(SOURCE_KINDS)}")
+                          f"{', '.join(_FACTORIES)}")
+    factory = _FACTORIES.get(kind)
+    if factory is None:
+        raise SourceError(f"unknown radio source kind {kind!r} in {spec!r}; use one of {', '.join(_FACTORIES)}")
+    return factory(arg, clock, gateway_serial)
+
+
+register_source("hexfile", lambda arg, clock, _serial: hexfile_source(arg, clock))
+register_source("rtlwmbus", lambda arg, clock, _serial: rtlwmbus_source(arg, clock))
+register_source("im871a", lambda arg, clock, _serial: open_dongle("im871a", arg, clock))
+register_source("amb8465", lambda arg, clock, _serial: open_dongle("amb8465", arg, clock))

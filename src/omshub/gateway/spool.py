@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-MAX_FRAME = 512
+from omshub.protocol.envelope import MAX_FRAME
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS telegram (

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from omshub.gateway.uplink import PayloadTooLarge, TransportError, UplinkRejected
+from omshub.protocol.envelope import MAX_RESPONSE, PayloadTooLarge, TransportError, UplinkError, UplinkRejected
+from omshub.protocol.topics import COAP_UPLINK_PATH
 
 _CONTENT_FORMATS = {"application/cbor": 60, "application/json": 50}
-MAX_RESPONSE = 1024 * 1024
 
 
 class CoapTransport:
@@ -45,7 +45,7 @@ class CoapTransport:
             raise ValueError(f"CoAP head-end URL {url!r} must not have a query or fragment")
         if timeout_s <= 0:
             raise ValueError(f"CoAP timeout must be positive, got {timeout_s}")
-        path = parts.path if parts.path not in ("", "/") else "/u"
+        path = parts.path if parts.path not in ("", "/") else COAP_UPLINK_PATH
         self.url = f"coap://{parts.netloc}{path}"
         self.timeout_s = timeout_s
         self._context: aiocoap.Context | None = None
@@ -69,7 +69,7 @@ class CoapTransport:
         pending = context.request(request)
         try:
             response = await asyncio.wait_for(pending.response, self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._reset()
             raise TransportError(f"CoAP: no answer from {self.url} within {self.timeout_s:g} s") from None
         except aiocoap.error.Error as exc:
@@ -97,12 +97,11 @@ class CoapTransport:
         if context is not None:
             try:
                 await context.shutdown()
-            except Exception:  # noqa: BLE001 - shutting down a broken context must not mask the error
+            except Exception:  # shutting down a broken context must not mask the error
                 pass
 
 
-
-def _refusal(url: str, response: aiocoap.Message) -> TransportError:
+def _refusal(url: str, response: aiocoap.Message) -> UplinkError:
     code = response.code
     diagnostic = response.payload[:512].decode("utf-8", "replace")
     text = f"CoAP {url}: head-end answered {code.dotted} {code.name_printable}: {diagnostic}"
@@ -110,4 +109,4 @@ def _refusal(url: str, response: aiocoap.Message) -> TransportError:
         return PayloadTooLarge(text)
     if code.is_successful() or code.class_ != 4:
         return TransportError(text)  # 5.xx, or an unexpected success code: try again later
-    return UplinkRejected(text, code.class_ * 100 + (int(code) & 0x1F))
+    return UplinkRejected(code.class_ * 100 + (int(code) & 0x1F), "rejected", text)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from .uplink import PayloadTooLarge, TransportError, UplinkRejected
-
-UPLINK_PATH = "/api/v1/uplink"
-MAX_RESPONSE = 1 << 20
+from omshub.protocol.envelope import MAX_RESPONSE, PayloadTooLarge, TransportError, UplinkRejected
+from omshub.protocol.topics import HTTP_UPLINK_PATH as UPLINK_PATH
 
 
 class HttpsTransport:
@@ -42,7 +40,7 @@ class HttpsTransport:
             raise TransportError(f"POST {self.url}: server answered {resp.status_code}")
         if resp.status_code >= 400:
             detail = resp.text[:300].replace("\n", " ")
-            raise UplinkRejected(f"POST {self.url}: {resp.status_code} {detail}", resp.status_code)
+            raise UplinkRejected(resp.status_code, _error_code(resp), f"POST {self.url}: {resp.status_code} {detail}")
         if resp.status_code != 200:
             raise TransportError(f"POST {self.url}: unexpected status {resp.status_code}")
         if len(resp.content) > MAX_RESPONSE:
@@ -51,3 +49,12 @@ class HttpsTransport:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _error_code(resp: httpx.Response) -> str:
+    """The machine code of the head-end's refusal ({"error": {"code", "message"}}), else "rejected"."""
+    try:
+        code = resp.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "rejected"
+    return code if isinstance(code, str) else "rejected"

@@ -13,58 +13,15 @@ arrives, so a head-end crash between PUBACK and commit costs a retry, never tele
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import aiomqtt
 import cbor2
 import orjson
 
-from omshub.gateway.uplink import PayloadTooLarge, TransportError, UplinkRejected
-
-DEFAULT_PREFIX = "omshub"
-SERIAL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-MAX_RESPONSE = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user:pass@]host[:1883]``, ``mqtts://...[:8883]`` or plain ``host:port``."""
-    text = url.strip()
-    if "://" not in text:
-        text = "mqtt://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"MQTT broker URL {url!r} is malformed: {exc}") from None
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"MQTT broker URL {url!r} must look like mqtt://host:1883 or mqtts://host:8883")
-    if parts.path not in ("", "/") or parts.query:
-        raise ValueError(f"MQTT broker URL {url!r} must not have a path or query")
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(
-        host=parts.hostname, port=port or (8883 if tls else 1883), tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None)
-
-
-def up_topic(serial: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}/up/{serial}"
-
-
-def down_topic(serial: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}/down/{serial}"
+from omshub.protocol.envelope import MAX_RESPONSE, PayloadTooLarge, TransportError, UplinkError, UplinkRejected
+from omshub.protocol.topics import DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, down_topic, parse_broker_url, up_topic
 
 
 def make_client(address: BrokerAddress, *, identifier: str, username: str | None = None,
@@ -84,7 +41,7 @@ def make_client(address: BrokerAddress, *, identifier: str, username: str | None
 def _envelope_seq(body: bytes, content_type: str) -> int:
     try:
         envelope = cbor2.loads(body) if content_type == "application/cbor" else orjson.loads(body)
-    except Exception as exc:  # noqa: BLE001 - cbor2 raises several types on bad input
+    except Exception as exc:  # cbor2 raises several types on bad input
         raise ValueError(f"MQTT uplink body is not a valid {content_type} envelope: {exc}") from None
     seq = envelope.get("seq") if isinstance(envelope, dict) else None
     if not isinstance(seq, int) or isinstance(seq, bool):
@@ -92,7 +49,7 @@ def _envelope_seq(body: bytes, content_type: str) -> int:
     return seq
 
 
-def _decode_answer(payload: bytes):
+def _decode_answer(payload: bytes) -> Any:
     if payload[:1] == b"{":  # a CBOR map never starts with '{' (0x7B is a text string)
         return orjson.loads(payload)
     return cbor2.loads(payload)
@@ -118,10 +75,9 @@ class MqttTransport:
         self.timeout_s = timeout_s
         self.up_topic = up_topic(serial, prefix)
         self.down_topic = down_topic(serial, prefix)
-        self._client_kwargs = dict(identifier=client_id or f"omshub-gw-{serial}",
-                                   username=username, password=password,
-                                   tls_context=tls_context, keepalive=keepalive,
-                                   timeout=min(timeout_s, 30.0))
+        self._client_kwargs: dict[str, Any] = {
+            "identifier": client_id or f"omshub-gw-{serial}", "username": username, "password": password,
+            "tls_context": tls_context, "keepalive": keepalive, "timeout": min(timeout_s, 30.0)}
         self._client: aiomqtt.Client | None = None
 
     async def _connect(self) -> aiomqtt.Client:
@@ -166,7 +122,7 @@ class MqttTransport:
                 continue
             try:
                 answer = _decode_answer(bytes(payload))
-            except Exception:  # noqa: BLE001 - garbage on our topic is skipped, not fatal
+            except Exception:  # garbage on our topic is skipped, not fatal
                 continue
             if not isinstance(answer, dict):
                 continue
@@ -184,7 +140,7 @@ class MqttTransport:
         if client is not None:
             try:
                 await client.__aexit__(None, None, None)
-            except Exception:  # noqa: BLE001 - the connection is already broken
+            except Exception:  # the connection is already broken
                 pass
             # aiomqtt leaves the reason of an unexpected disconnection in a future nobody awaits
             # once we stop using the client; we reported it already, so mark it retrieved.
@@ -196,11 +152,12 @@ class MqttTransport:
         await self._drop()
 
 
-def _refusal(seq: int, error: dict) -> TransportError:
+def _refusal(seq: int, error: dict[str, Any]) -> UplinkError:
     status = error.get("status")
     text = f"MQTT: head-end refused seq {seq}: {status} {error.get('code')}: {error.get('message')}"
     if status == 413:
         return PayloadTooLarge(text)
     if isinstance(status, int) and 400 <= status < 500:
-        return UplinkRejected(text, status)
+        code = error.get("code")
+        return UplinkRejected(status, code if isinstance(code, str) else "rejected", text)
     return TransportError(text)  # 5xx: the head-end failed, try again later

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import accumulate
-from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from .weather import Weather
+from omshub.sim.weather import Weather
 
 HEAT_CAPACITY_KWH_M3K = 1.163  # water, kWh per m³ per kelvin
 
@@ -113,12 +113,14 @@ class DemandProfile:
         sl = slice(first, first + count)
         heat_day, hot_day = self._heat_day, self._hot_day
         n_heat, n_hot, n_water = self._norm[HEAT], self._norm[HOT_WATER], self._norm[WATER]
-        heat = [dh * heat_day[lh] * n_heat for dh, lh in zip(c.degree_hours[sl], c.local_hour[sl])]
+        heat = [dh * heat_day[lh] * n_heat for dh, lh in zip(c.degree_hours[sl], c.local_hour[sl], strict=False)]
         # hot water: colder mains water in winter; cold water: more drinking/garden water in summer
-        hot = [hot_day[lh] * (1.0 + 0.1 * se) * n_hot for lh, se in zip(c.local_hour[sl], c.season[sl])]
-        water = [hot_day[lh] * (1.0 - 0.08 * se) * n_water for lh, se in zip(c.local_hour[sl], c.season[sl])]
+        hours_seasons = list(zip(c.local_hour[sl], c.season[sl], strict=False))
+        hot = [hot_day[lh] * (1.0 + 0.1 * se) * n_hot for lh, se in hours_seasons]
+        water = [hot_day[lh] * (1.0 - 0.08 * se) * n_water for lh, se in hours_seasons]
         per_m3 = [1.0 / (HEAT_CAPACITY_KWH_M3K * d) for d in c.delta[sl]]
-        return (heat, hot, [a * b for a, b in zip(heat, per_m3)], [a * b for a, b in zip(hot, per_m3)], water)
+        return (heat, hot, [a * b for a, b in zip(heat, per_m3, strict=False)],
+                [a * b for a, b in zip(hot, per_m3, strict=False)], water)
 
     def _extend_to(self, index: int) -> None:
         if index >= _MAX_HOURS:
@@ -182,8 +184,8 @@ class Climate:
 
 def monthly_totals(profile: DemandProfile, series: int, year: int) -> list[float]:
     """Normalised consumption of each calendar month (UTC) of ``year`` — for reports and tests."""
-    bounds = [datetime(year, m, 1, tzinfo=timezone.utc).timestamp() for m in range(1, 13)]
-    bounds.append(datetime(year + 1, 1, 1, tzinfo=timezone.utc).timestamp())
+    bounds = [datetime(year, m, 1, tzinfo=UTC).timestamp() for m in range(1, 13)]
+    bounds.append(datetime(year + 1, 1, 1, tzinfo=UTC).timestamp())
     return [profile.cumulative(series, bounds[m + 1]) - profile.cumulative(series, bounds[m]) for m in range(12)]
 
 

@@ -50,19 +50,19 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from omshub.gateway.config import check_timezone
-
-from .consumption import HEAT_CAPACITY_KWH_M3K, Climate
-from .meters import DEVICE_TYPE_NAMES, VirtualMeter
-from .noise import gaussian, text_id, uniform
-from .weather import Weather, WeatherParams
+from omshub.protocol.config import check_timezone
+from omshub.protocol.topics import SERIAL_PATTERN
+from omshub.sim.consumption import HEAT_CAPACITY_KWH_M3K, Climate
+from omshub.sim.meters import DEVICE_TYPE_NAMES, VirtualMeter
+from omshub.sim.noise import gaussian, text_id, uniform
+from omshub.sim.weather import Weather, WeatherParams
 
 MAX_METERS_PER_GATEWAY = 250
 MAX_FLEET_METERS = 1_000_000
@@ -84,12 +84,12 @@ class _Strict(BaseModel):
 
 
 class FleetSection(_Strict):
-    name: str = Field("fleet", min_length=1, max_length=64)
-    seed: int = Field(1, ge=0, lt=2**63)
-    epoch: datetime = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    name: str = Field(default="fleet", min_length=1, max_length=64)
+    seed: int = Field(default=1, ge=0, lt=2**63)
+    epoch: datetime = datetime(2025, 1, 1, tzinfo=UTC)
     timezone: str = "Europe/Berlin"
     due_date: str = "12-31"
-    first_id: int = Field(30_000_001, ge=0, le=99_999_999)
+    first_id: int = Field(default=30_000_001, ge=0, le=99_999_999)
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
 
@@ -116,42 +116,42 @@ class FleetSection(_Strict):
 
 
 class WeatherSection(_Strict):
-    mean_c: float = Field(9.0, ge=-30, le=35)
-    seasonal_amplitude_c: float = Field(9.0, ge=0, le=40)
-    daily_amplitude_c: float = Field(4.0, ge=0, le=20)
-    noise_c: float = Field(3.0, ge=0, le=15)
-    coldest_day: int = Field(15, ge=1, le=366)
+    mean_c: float = Field(default=9.0, ge=-30, le=35)
+    seasonal_amplitude_c: float = Field(default=9.0, ge=0, le=40)
+    daily_amplitude_c: float = Field(default=4.0, ge=0, le=20)
+    noise_c: float = Field(default=3.0, ge=0, le=15)
+    coldest_day: int = Field(default=15, ge=1, le=366)
 
 
 class RadioSection(_Strict):
-    tx_power_dbm: float = Field(10.0, ge=-20, le=27)
-    path_loss_1m_db: float = Field(40.0, ge=0, le=100)
-    path_loss_exponent: float = Field(3.5, ge=1.5, le=6)
-    wall_loss_db_max: float = Field(20.0, ge=0, le=60)
-    building_loss_db: float = Field(15.0, ge=0, le=60)   # extra loss from a meter in another building
-    fading_sigma_db: float = Field(4.0, ge=0, le=20)
-    sensitivity_dbm: float = Field(-105.0, ge=-140, le=-50)
-    corrupt_rate: float = Field(0.01, ge=0, le=1)
-    repeat_rate: float = Field(0.02, ge=0, le=1)
+    tx_power_dbm: float = Field(default=10.0, ge=-20, le=27)
+    path_loss_1m_db: float = Field(default=40.0, ge=0, le=100)
+    path_loss_exponent: float = Field(default=3.5, ge=1.5, le=6)
+    wall_loss_db_max: float = Field(default=20.0, ge=0, le=60)
+    building_loss_db: float = Field(default=15.0, ge=0, le=60)   # extra loss from a meter in another building
+    fading_sigma_db: float = Field(default=4.0, ge=0, le=20)
+    sensitivity_dbm: float = Field(default=-105.0, ge=-140, le=-50)
+    corrupt_rate: float = Field(default=0.01, ge=0, le=1)
+    repeat_rate: float = Field(default=0.02, ge=0, le=1)
 
 
 class MeterGroup(_Strict):
     kind: Literal["heat", "water", "hca"]
     count: int = Field(ge=1, le=MAX_METERS_PER_GATEWAY)
     manufacturers: list[str] = Field(default_factory=lambda: ["KAM"], min_length=1, max_length=16)
-    version: int | None = Field(None, ge=0, le=255)
+    version: int | None = Field(default=None, ge=0, le=255)
     security: Literal["5", "7", "ell", "none"] = "5"
     tpl: Literal["short", "long"] = "short"
-    interval_s: float = Field(128.0, ge=8, le=256)
-    jitter_s: float | None = Field(None, ge=0)
+    interval_s: float = Field(default=128.0, ge=8, le=256)
+    jitter_s: float | None = Field(default=None, ge=0)
     link_mode: Literal["T1", "C1", "S1"] = "T1"
     frame_format: Literal["A", "B"] | None = None
-    compact_every: int = Field(0, ge=0, le=64)
-    monthly: int = Field(0, ge=0, le=15)
+    compact_every: int = Field(default=0, ge=0, le=64)
+    monthly: int = Field(default=0, ge=0, le=15)
     distance_m: tuple[float, float] = (2.0, 30.0)
     annual: tuple[float, float] | None = None
-    error_rate: float = Field(0.0, ge=0, le=1)
-    first_id: int | None = Field(None, ge=0, le=99_999_999)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    first_id: int | None = Field(default=None, ge=0, le=99_999_999)
 
     @field_validator("security", mode="before")
     @classmethod
@@ -188,9 +188,9 @@ class MeterGroup(_Strict):
 
 
 class GatewaySection(_Strict):
-    serial: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    serial: str = Field(pattern=SERIAL_PATTERN)
     position: tuple[float, float] = (0.0, 0.0)
-    neighbours: int = Field(0, ge=0, le=1000)
+    neighbours: int = Field(default=0, ge=0, le=1000)
     meters: list[MeterGroup] = Field(default_factory=list, max_length=64)
 
     @model_validator(mode="after")
@@ -203,10 +203,10 @@ class GatewaySection(_Strict):
 
 class SiteSection(_Strict):
     name: str = Field(min_length=1, max_length=128)
-    address: str | None = Field(None, max_length=256)
+    address: str | None = Field(default=None, max_length=256)
     position: tuple[float, float] = (0.0, 0.0)
-    heating_base_c: float = Field(20.0, ge=10, le=25)
-    heating_limit_c: float = Field(15.0, ge=5, le=25)
+    heating_base_c: float = Field(default=20.0, ge=10, le=25)
+    heating_limit_c: float = Field(default=15.0, ge=5, le=25)
     gateways: list[GatewaySection] = Field(min_length=1, max_length=10_000)
 
 
@@ -252,7 +252,8 @@ class Fleet:
         self.epoch = spec.fleet.epoch.timestamp()
         self.tz = ZoneInfo(spec.fleet.timezone)
         w = spec.weather
-        offset_h = (datetime(2025, 1, 15, tzinfo=self.tz).utcoffset().total_seconds() / 3600.0)
+        offset = datetime(2025, 1, 15, tzinfo=self.tz).utcoffset()
+        offset_h = (offset.total_seconds() if offset is not None else 0.0) / 3600.0
         params = WeatherParams(w.mean_c, w.seasonal_amplitude_c, w.daily_amplitude_c, w.noise_c, w.coldest_day,
                                offset_h)
         self.climate = _climate(params, self.seed, spec.fleet.timezone, self.epoch)
@@ -298,14 +299,14 @@ class Fleet:
                 self._by_gateway[gw.serial] = own
                 self.meters.extend(own)
         # foreign neighbours: after all own meters so adding some never changes the fleet's own meters
-        for si, site in enumerate(self.spec.sites):
+        for site in self.spec.sites:
             for gw in site.gateways:
                 gx, gy = self.gateways[gw.serial].position
                 for n in range(gw.neighbours):
                     h = text_id(f"{gw.serial}/{n}")
                     manufacturer = _FOREIGN_MANUFACTURERS[h % len(_FOREIGN_MANUFACTURERS)]
                     meter_id = f"9{(h >> 8) % 10_000_000:07d}"
-                    kind = ("heat", "water", "hca")[(h >> 40) % 3]
+                    kind: Literal["heat", "water", "hca"] = ("heat", "water", "hca")[(h >> 40) % 3]
                     group = MeterGroup(kind=kind, count=1, manufacturers=[manufacturer], security="5",
                                        interval_s=8 + (h >> 48) % 240, distance_m=(15.0, 80.0))
                     self.foreign.append(self._make_meter(uid, group, manufacturer, meter_id, site, None,
@@ -329,7 +330,7 @@ class Fleet:
         if group.kind == "heat":
             annual = _pick(group.annual, 7000.0 * spread, u(5))
             annual_hot = 1800.0 * math.exp(0.3 * gaussian(s, 6, uid))
-            initial = math.floor(40_000.0 * u(7))
+            initial: float = math.floor(40_000.0 * u(7))
             initial_volume = initial / (HEAT_CAPACITY_KWH_M3K * 20.0)
         elif group.kind == "water":
             annual = _pick(group.annual, 45.0 * spread, u(5))

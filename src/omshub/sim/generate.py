@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .fleet import MAX_METERS_PER_GATEWAY
+from omshub.sim.fleet import MAX_METERS_PER_GATEWAY
 
 # (share, group settings) of a building's meters; heat first, as the issue asks.
 _MIX = (
@@ -67,7 +67,7 @@ def generate_fleet_toml(gateways: int, meters: int, seed: int = 1, name: str = "
                   "heating_base_c = 20.0" if g % 5 else "heating_base_c = 15.0", "",
                   "[[sites.gateways]]", f'serial = "GW{g + 1:06d}"', f"neighbours = {neighbours}", ""]
         counts = _split(per_gateway[g], [share for share, _ in _MIX])
-        for count, (_, group) in zip(counts, _MIX):
+        for count, (_, group) in zip(counts, _MIX, strict=False):
             if not count:
                 continue
             lines.append("[[sites.gateways.meters]]")

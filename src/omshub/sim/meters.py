@@ -22,8 +22,8 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from .consumption import HEAT, HEAT_VOLUME, HOT_WATER, HOT_WATER_VOLUME, WATER, DemandProfile
-from .noise import hash_ints, uniform, uniform_at
+from omshub.sim.consumption import HEAT, HEAT_VOLUME, HOT_WATER, HOT_WATER_VOLUME, WATER, DemandProfile
+from omshub.sim.noise import hash_ints, uniform, uniform_at
 
 KINDS = ("heat", "water", "hca")
 DEVICE_TYPE_CODES = {"heat": 0x04, "water": 0x07, "hca": 0x08}
@@ -264,9 +264,10 @@ def encode_transmission(meter: VirtualMeter, index: int, t: float | None = None)
     with the meter's security (mode 5 / mode 7 with the 32-bit message counter / ELL AES-CTR like
     Kamstrup), compact frames between full ones, and block CRCs when the meter's frame format says so.
     """
-    from omshub.codec import encode_telegram  # the codec is only needed once frames are made
-
-    from .template import apl_bytes
+    # Imported when the first frame is made: the codec (which sim.template imports too) takes ~0.6 s
+    # to import (python -X importtime), and `omshub simulate init-fleet|keys|meters` never make one.
+    from omshub.codec import encode_telegram
+    from omshub.sim.template import apl_bytes
 
     if t is None:
         t = meter.transmission_time(index)

@@ -12,7 +12,7 @@ Three ways in:
 
 * :func:`iter_events` / :func:`iter_transmissions` — pure generators over a time range, in time
   order, for tests and benchmarks (frames are only encoded when some gateway hears them);
-* :class:`SimRadio` — one gateway's :class:`~omshub.gateway.sources.RadioSource`, paced by a
+* :class:`SimRadio` — one gateway's :class:`~omshub.gateway.frames.RadioSource`, paced by a
   gateway clock (real, accelerated or jump time);
 * :func:`source_from_spec` — ``sim:FLEET.toml`` for ``omshub gateway run``.
 """
@@ -22,25 +22,23 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from omshub.codec.encode import add_format_a
-
-from .fleet import Fleet, FleetError, load_fleet
-from .meters import VirtualMeter, encode_transmission
-from .noise import gaussian, gaussian_at, hash_ints, text_id, uniform
-from .weather import unix
+from omshub.gateway.clock import Clock
+from omshub.gateway.frames import ReceivedFrame, SourceError
+from omshub.gateway.sources import register_source
+from omshub.sim.fleet import Fleet, FleetError, load_fleet
+from omshub.sim.meters import VirtualMeter, encode_transmission
+from omshub.sim.noise import gaussian, gaussian_at, hash_ints, text_id, uniform
+from omshub.sim.weather import unix
 
 _FADE, _WALL, _CORRUPT, _REPEAT = 0xFAD, 0xA11, 0xC0, 0x2E
 _CANDIDATE_SIGMAS = 3.0      # links whose mean RSSI is more than 3 σ below sensitivity are never heard
-
-
-def _received_frame_type():
-    from omshub.gateway.sources import ReceivedFrame
-    return ReceivedFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +92,7 @@ class LinkTable:
         self.heard_by: dict[str, list[VirtualMeter]] = {s: [] for s in fleet.gateways}
         for m in fleet.all_meters():
             cx, cy = self._cell_of(m.position)
-            candidates = set(by_site.get(m.site, ())) if m.gateway is not None else set()
+            candidates = set(by_site.get(m.site, ())) if m.gateway is not None and m.site is not None else set()
             for dx in (-1, 0, 1):
                 for dy in (-1, 0, 1):
                     candidates.update(grid.get((cx + dx, cy + dy), ()))
@@ -231,7 +229,7 @@ def iter_events(fleet: Fleet, start: float | datetime, end: float | datetime, *,
     else:
         meters = fleet.all_meters() if include_unheard else [m for m in fleet.all_meters() if table.links.get(m.uid)]
     for t, m, i in _schedule(meters, t0, t1):
-        heard = receptions_of(table, m, i, t, None, wanted)
+        heard = cast("list[tuple[Link, float]]", receptions_of(table, m, i, t, None, wanted))
         if not heard and not include_unheard:
             continue
         frame = encode_transmission(m, i, t)
@@ -245,11 +243,10 @@ def iter_transmissions(fleet: Fleet, start: float | datetime, end: float | datet
                        gateways: Iterable[str] | None = None) -> Iterator[tuple[str, object]]:
     """``(gateway_serial, ReceivedFrame)`` for every reception in [start, end), roughly in time order
     (a repeated delivery follows its original)."""
-    frame_type = _received_frame_type()
     for tx in iter_events(fleet, start, end, gateways=gateways):
         mode = tx.meter.link_mode
         for rec in tx.receptions:
-            yield rec.gateway, frame_type(raw=rec.raw, rx_time=rec.rx_time, rssi=rec.rssi, link_mode=mode)
+            yield rec.gateway, ReceivedFrame(raw=rec.raw, rx_time=rec.rx_time, rssi=rec.rssi, link_mode=mode)
 
 
 class SimRadio:
@@ -266,8 +263,9 @@ class SimRadio:
 
     def __init__(self, fleet: Fleet, gateway_serial: str, clock) -> None:
         if gateway_serial not in fleet.gateways:
+            more = " ..." if len(fleet.gateways) > 5 else ""
             raise FleetError(f"no gateway {gateway_serial!r} in fleet {fleet.name!r} "
-                             f"(gateways: {', '.join(list(fleet.gateways)[:5])}{' ...' if len(fleet.gateways) > 5 else ''})")
+                             f"(gateways: {', '.join(list(fleet.gateways)[:5])}{more})")
         self.fleet = fleet
         self.serial = gateway_serial
         self.clock = clock
@@ -281,10 +279,9 @@ class SimRadio:
     async def close(self) -> None:
         self._closed = True
 
-    async def frames(self) -> AsyncIterator:
+    async def frames(self) -> AsyncGenerator[ReceivedFrame, None]:
         if self._closed:
             raise FleetError(f"simulated radio of {self.serial} is closed")
-        frame_type = _received_frame_type()
         own = {m.uid for m in self.fleet.meters_of(self.serial)}
         t = opened = self.clock.now()
         pending: list[tuple[float, int, Reception, str]] = []   # (rx time, seq, reception, mode)
@@ -312,7 +309,7 @@ class SimRadio:
                 self.stats["frames"] += 1
                 self.stats["corrupted"] += rec.corrupted is not None
                 self.stats["repeats"] += rec.repeat
-                yield frame_type(raw=rec.raw, rx_time=rx, rssi=rec.rssi, link_mode=mode)
+                yield ReceivedFrame(raw=rec.raw, rx_time=rx, rssi=rec.rssi, link_mode=mode)
             await asyncio.sleep(0)
 
 
@@ -331,10 +328,8 @@ def _shared_fleet(path: str) -> Fleet:
     return fleet
 
 
-def source_from_spec(spec: str, clock, gateway_serial: str) -> SimRadio:
+def source_from_spec(spec: str, clock: Clock, gateway_serial: str) -> SimRadio:
     """``sim:FLEET.toml`` -> the simulated radio of ``gateway_serial`` in that fleet."""
-    from omshub.gateway.sources import SourceError  # the gateway reports source problems as SourceError
-
     kind, sep, path = spec.partition(":")
     if kind != "sim" or not sep or not path:
         raise SourceError(f"simulator source {spec!r} must look like sim:FLEET.toml")
@@ -344,3 +339,7 @@ def source_from_spec(spec: str, clock, gateway_serial: str) -> SimRadio:
         return SimRadio(_shared_fleet(path), gateway_serial, clock)
     except FleetError as exc:
         raise SourceError(f"sim: {exc}") from None
+
+
+# ``omshub gateway run`` with ``source = "sim:FLEET.toml"``: the command imports this module.
+register_source("sim", lambda arg, clock, serial: source_from_spec(f"sim:{arg}", clock, serial))

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
-from .noise import gaussian
+from omshub.sim.noise import gaussian
 
 _HOUR = 3600
 _YEAR_DAYS = 365.2425
@@ -112,5 +112,5 @@ class Weather:
 def unix(dt: datetime) -> float:
     """Aware datetime -> Unix seconds (naive datetimes are taken as UTC)."""
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()

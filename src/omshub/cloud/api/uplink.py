@@ -7,7 +7,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from omshub.cloud.ingest.uplink import MAX_BODY, UplinkRejected, handle_uplink
+from omshub.cloud.ingest.uplink import handle_uplink
+from omshub.protocol.envelope import MAX_BODY, UplinkRejected
 
 router = APIRouter(prefix="/api/v1", tags=["uplink"])
 

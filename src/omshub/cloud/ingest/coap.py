@@ -35,6 +35,8 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
 
 from omshub.cloud.store.outage import database_outage
+from omshub.protocol.envelope import MAX_BODY
+from omshub.protocol.topics import COAP_UPLINK_SEGMENTS
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,7 @@ log = logging.getLogger(__name__)
 UplinkHandler = Callable[[bytes, str, str, "str | None"], dict]
 
 DEFAULT_PORT = 5683
-UPLINK_PATH = ("u",)
-MAX_BODY = 1024 * 1024  # docs/formats.md §2.4
+UPLINK_PATH = COAP_UPLINK_SEGMENTS
 MAX_PENDING = 32 * 1024 * 1024  # all unfinished Block1 transfers together (settings.coap_max_pending)
 MAX_TRANSMIT_WAIT_S = 93  # RFC 7252 §4.8.2: a sender gives up on a block after this long
 CT_CBOR = 60
@@ -66,8 +67,8 @@ _STATUS_TO_CODE = {
 
 
 def rejection_of(exc: BaseException) -> tuple[int, str, str] | None:
-    """(status, code, message) when ``exc`` is an uplink rejection (ingest.UplinkRejected or any
-    exception carrying the same attributes), else None (an internal error)."""
+    """(status, code, message) when ``exc`` is an uplink rejection (protocol.envelope.UplinkRejected or
+    any exception carrying the same attributes), else None (an internal error)."""
     status = getattr(exc, "status", None)
     code = getattr(exc, "code", None)
     if isinstance(status, int) and 400 <= status < 600 and isinstance(code, str):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.operations import DELIVERED, FAILED, OPEN_STATES, PENDING, SUCCESSFUL, error_message
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
-from omshub.gateway.config import GatewayConfig, cron_for_croniter, spread_offset
+from omshub.protocol.config import GatewayConfig, cron_for_croniter, spread_offset
 from omshub.times import utc
 
 

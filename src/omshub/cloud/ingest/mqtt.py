@@ -36,12 +36,13 @@ from paho.mqtt.properties import Properties
 
 from omshub.cloud.ingest.coap import database_handler, rejection_of
 from omshub.cloud.store.outage import database_outage
-from omshub.gateway.transport_mqtt import DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, parse_broker_url
+from omshub.protocol.envelope import MAX_BODY, UplinkRejected, parse_body
+from omshub.protocol.topics import (DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, down_topic, parse_broker_url, topic_serial,
+                                    up_filter)
 
 log = logging.getLogger(__name__)
 
 UplinkHandler = Callable[[bytes, str, str, "str | None"], dict]
-MAX_BODY = 1024 * 1024  # docs/formats.md §2.4
 # A PUBLISH is its payload plus the fixed header, the topic (<prefix>/up/<serial>, a few hundred
 # bytes at most) and, in MQTT 5, properties: a body up to max_body + this still reaches the bridge
 # (and gets its 413 answer); a larger packet the broker drops instead of delivering it.
@@ -72,7 +73,6 @@ MAX_SEQ = (1 << 63) - 1
 def _peek_envelope(body: bytes, is_json: bool) -> dict | None:
     """The envelope as a map when the uplink parser takes it, else None (the handler then says
     what is wrong). Its parser, so nothing it refuses (e.g. a bignum) reaches the answer."""
-    from omshub.cloud.ingest.uplink import UplinkRejected, parse_body
     try:
         return parse_body(body, "application/json" if is_json else "application/cbor")
     except UplinkRejected:
@@ -116,7 +116,7 @@ class MqttBridge:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.broker = parse_broker_url(broker_url)
         self.prefix = prefix
-        self.topic = f"{prefix}/up/+"
+        self.topic = up_filter(prefix)
         self.subscription = f"$share/{shared_group}/{self.topic}" if shared_group else self.topic
         self._handler = handler
         self._client_kwargs = dict(identifier=client_id or f"omshub-headend-{uuid.uuid4().hex[:12]}",
@@ -201,12 +201,12 @@ class MqttBridge:
 
     async def _process(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
-        serial = topic.rsplit("/", 1)[-1]
+        serial = topic_serial(topic)
         if not SERIAL_RE.match(serial):
             # No valid down topic to answer on; the gateway cannot be a conforming one.
             log.warning("MQTT bridge: ignoring uplink on %r: not a valid gateway serial", topic)
             return
-        down = f"{self.prefix}/down/{serial}"
+        down = down_topic(serial, self.prefix)
         body = message.payload if isinstance(message.payload, (bytes, bytearray)) else b""
         body = bytes(body)
         is_json = body[:1] == b"{"  # CBOR envelopes are maps (0xA0-0xBF), never '{'

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
-import cbor2
-import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -31,279 +28,16 @@ from omshub.cloud.store.alarm_rows import on_seq_reuse
 from omshub.cloud.store.database import BulkSql, Database, db_json, json_text, time_to_db
 from omshub.cloud.store.models import Gateway
 from omshub.cloud.store.writegate import note_ingest, write_gate
+from omshub.protocol.envelope import (MAX_TIME, Entry, UplinkRejected, content_hash, parse_body, parse_entries,
+                                      parse_uplink)
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
-MAX_TELEGRAMS = 5000
-MIN_FRAME, MAX_FRAME = 10, 512
-MAX_UINT63 = (1 << 63) - 1
-MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
-SERIAL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-LINK_MODES = ("unknown", "T1", "C1", "S1", "T2", "C2", "S2", "N")
-_MODE_BY_NAME = {name.lower(): name for name in LINK_MODES}
-_STATUS_KEYS = {"battery_pct": int, "battery_mv": int, "rssi": int, "firmware": str, "uptime_s": int,
-                "spool": int, "spool_full": bool, "heard": int, "filtered": int, "time": int, "next_contact": int}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class UplinkRejected(Exception):
-    """The uplink as a whole is refused: HTTP-like `status`, machine `code`, human `message`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def to_dict(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
-
-
-def _bad(message: str) -> UplinkRejected:
-    return UplinkRejected(422, "invalid_uplink", message)
-
-
-def _uint(value, name: str, maximum: int = MAX_UINT63) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise _bad(f"{name} must be an unsigned integer up to {maximum}, got {_show(value)}")
-    return value
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _ts(seconds: int) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
-
-
-class _Bignum(Exception):
-    pass
-
-
-def _refuse_bignum(_decoder, _immutable=False):
-    raise _Bignum
-
-
-# Integers beyond 64 bits come only as CBOR bignums (tags 2, 3). The format has none, and Python
-# cannot even print one of more than 4,300 digits (an error message naming it failed as a 500).
-_NO_BIGNUMS = {2: _refuse_bignum, 3: _refuse_bignum}
-
-
-def parse_body(body: bytes, content_type: str) -> dict:
-    """Body bytes -> envelope map (CBOR or JSON by content type)."""
-    if len(body) > MAX_BODY:
-        raise UplinkRejected(413, "payload_too_large", f"uplink body of {len(body)} bytes exceeds {MAX_BODY}")
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind in ("application/cbor", "application/octet-stream", ""):
-        try:
-            envelope = cbor2.loads(body, semantic_decoders=_NO_BIGNUMS)
-        except (Exception, RecursionError) as exc:  # cbor2 raises several types on bad input
-            if isinstance(exc.__cause__, _Bignum):
-                raise _bad("the body holds an integer beyond 64 bits (a CBOR bignum, tag 2 or 3); "
-                           "integers in an uplink are at most 64 bits") from None
-            raise UplinkRejected(400, "invalid_cbor", f"body is not valid CBOR: {exc}") from None
-    elif kind == "application/json":
-        try:
-            envelope = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UplinkRejected(400, "invalid_json", f"body is not valid JSON: {exc}") from None
-    else:
-        raise UplinkRejected(415, "unsupported_media_type",
-                             f"content type {content_type!r}: use application/cbor or application/json")
-    if not isinstance(envelope, dict):
-        raise _bad(f"the uplink must be a map, got {type(envelope).__name__}")
-    return envelope
-
-
-def _text(value: str) -> str:
-    """Reported text as stored: PostgreSQL cannot hold NUL in text (the raw body keeps the original)."""
-    return value.replace("\x00", "\ufffd")
-
-
-def _status(value) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _bad("status must be a map")
-    out = {}
-    for key, typ in _STATUS_KEYS.items():
-        if key in value and value[key] is not None:
-            item = value[key]
-            ok = isinstance(item, typ) and (typ is bool or not isinstance(item, bool))
-            if typ is int and ok and not -(1 << 63) <= item <= MAX_UINT63:
-                ok = False
-            if typ is str and ok and len(item) > 200:
-                ok = False
-            if not ok:
-                raise _bad(f"status.{key} must be {'text (up to 200)' if typ is str else typ.__name__}, "
-                           f"got {_show(item)}")
-            out[key] = _text(item) if typ is str else item
-    if "battery_pct" in out and not 0 <= out["battery_pct"] <= 100:
-        raise _bad(f"status.battery_pct must be 0-100, got {out['battery_pct']}")
-    return out
-
-
-def _cfg_error(value) -> dict | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _bad("cfg_error must be a map {version, message} or null")
-    version = _uint(value.get("version"), "cfg_error.version", (1 << 31) - 1)
-    message = value.get("message", "")
-    if not isinstance(message, str):
-        raise _bad("cfg_error.message must be text")
-    return {"version": version, "message": _text(message[:2000])}
-
-
-def _bytes_field(value, name: str) -> bytes:
-    """A bstr (CBOR) or hex text (JSON)."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, str):
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise _bad(f"{name} must be bytes (or hex text in JSON)") from None
-    raise _bad(f"{name} must be bytes (or hex text in JSON), got {type(value).__name__}")
-
-
-def _mode_name(value) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return LINK_MODES[value] if 0 <= value < len(LINK_MODES) else None
-    if isinstance(value, str):
-        return _MODE_BY_NAME.get(value.lower())
-    return None
-
-
-# One parsed telegram: (index, frame, receive unix seconds, link mode name, rssi or None)
-Entry = tuple[int, bytes, int, str, "int | None"]
-
-
-def _parse_batch(batch, t0) -> tuple[list[Entry], list[dict]]:
-    if not isinstance(batch, dict):
-        raise _bad("batch must be a map {data, len, dt, rssi, mode}")
-    t0 = _uint(t0, "t0", MAX_TIME)
-    data = _bytes_field(batch.get("data", b""), "batch.data")
-    lengths = batch.get("len", [])
-    dts = batch.get("dt", [])
-    if not isinstance(lengths, list) or not isinstance(dts, list):
-        raise _bad("batch.len and batch.dt must be arrays")
-    n = len(lengths)
-    if n > MAX_TELEGRAMS:
-        raise _bad(f"batch.len: {n} telegrams exceed the limit of {MAX_TELEGRAMS} per uplink")
-    if len(dts) != n:
-        raise _bad(f"batch.dt has {len(dts)} entries but batch.len has {n}")
-    for i, length in enumerate(lengths):
-        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-            raise _bad(f"batch.len[{i}] must be an unsigned integer, got {_show(length)}")
-    if sum(lengths) != len(data):
-        raise _bad(f"batch.len sums to {sum(lengths)} but batch.data has {len(data)} bytes")
-    rssi_raw = batch.get("rssi")
-    if rssi_raw is None:
-        rssis = [None] * n
-    elif isinstance(rssi_raw, (bytes, bytearray)):
-        if len(rssi_raw) != n:
-            raise _bad(f"batch.rssi has {len(rssi_raw)} bytes but there are {n} telegrams")
-        rssis = [None if b == 0x80 else (b - 256 if b > 127 else b) for b in rssi_raw]
-    elif isinstance(rssi_raw, list) and len(rssi_raw) == n:
-        rssis = [v if isinstance(v, int) and not isinstance(v, bool) and -128 <= v <= 127 else None
-                 for v in rssi_raw]
-    else:
-        raise _bad(f"batch.rssi must be {n} signed bytes")
-    mode_raw = batch.get("mode", 0)
-    if isinstance(mode_raw, (bytes, bytearray, list)):
-        if len(mode_raw) != n:
-            raise _bad(f"batch.mode has {len(mode_raw)} entries but there are {n} telegrams")
-        modes = [_mode_name(m) for m in mode_raw]
-    else:
-        single = _mode_name(mode_raw)
-        if single is None:
-            raise _bad(f"batch.mode {_show(mode_raw)} is not a link mode code 0-7")
-        modes = [single] * n
-    entries: list[Entry] = []
-    rejected: list[dict] = []
-    pos = 0
-    for i in range(n):
-        length = lengths[i]
-        frame = data[pos:pos + length]
-        pos += length
-        dt = dts[i]
-        if isinstance(dt, bool) or not isinstance(dt, int) or not 0 <= t0 + dt <= MAX_TIME or dt < 0:
-            rejected.append({"index": i, "message": f"batch.dt[{i}] must be an unsigned integer, got {_show(dt)}"})
-        elif not MIN_FRAME <= length <= MAX_FRAME:
-            rejected.append({"index": i, "message": f"frame of {length} bytes (a frame has {MIN_FRAME}-{MAX_FRAME})"})
-        elif modes[i] is None:
-            rejected.append({"index": i, "message": f"batch.mode[{i}] is not a link mode code 0-7"})
-        else:
-            entries.append((i, frame, t0 + dt, modes[i], rssis[i]))
-    return entries, rejected
-
-
-def _rx_seconds(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return int(value) if 0 <= value <= MAX_TIME else None
-    if isinstance(value, datetime):  # CBOR tag 0/1
-        dt = value
-    elif isinstance(value, str) and len(value) <= 64:
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    if dt.tzinfo is None:
-        return None
-    seconds = int((dt - _EPOCH).total_seconds())
-    return seconds if 0 <= seconds <= MAX_TIME else None
-
-
-def _parse_telegrams(items) -> tuple[list[Entry], list[dict]]:
-    if not isinstance(items, list):
-        raise _bad("telegrams must be an array of maps")
-    if len(items) > MAX_TELEGRAMS:
-        raise _bad(f"telegrams: {len(items)} telegrams exceed the limit of {MAX_TELEGRAMS} per uplink")
-    entries: list[Entry] = []
-    rejected: list[dict] = []
-    for i, item in enumerate(items):
-        problem, frame = None, None
-        if not isinstance(item, dict):
-            problem = "must be a map {rx, mode, rssi, hex|raw}"
-        else:
-            if "raw" in item and isinstance(item["raw"], (bytes, bytearray)):
-                frame = bytes(item["raw"])
-            elif isinstance(item.get("hex"), str) and len(item["hex"]) <= 4 * MAX_FRAME:
-                try:
-                    frame = bytes.fromhex(item["hex"].replace(" ", ""))
-                except ValueError:
-                    problem = "hex is not hex"
-            else:
-                problem = "needs the frame as hex (text) or raw (bytes)"
-            rx = _rx_seconds(item.get("rx"))
-            mode = _mode_name(item.get("mode", 0))
-            rssi = item.get("rssi")
-            if problem:
-                pass
-            elif not MIN_FRAME <= len(frame) <= MAX_FRAME:
-                problem = f"frame of {len(frame)} bytes (a frame has {MIN_FRAME}-{MAX_FRAME})"
-            elif rx is None:
-                problem = (f"rx {_show(item.get('rx'))} is not a time from 1970 to 9999: "
-                           f"ISO 8601 with zone, or Unix seconds")
-            elif mode is None:
-                problem = f"mode {_show(item.get('mode'))} is not a link mode (T1, C1, ... or 0-7)"
-            elif rssi is not None and (isinstance(rssi, bool) or not isinstance(rssi, int) or not -200 <= rssi <= 100):
-                problem = f"rssi {_show(rssi)} is not a dBm integer"
-        if problem:
-            rejected.append({"index": i, "message": f"telegrams[{i}]: {problem}"})
-        else:
-            entries.append((i, frame, rx, mode, rssi))
-    return entries, rejected
 
 
 def _peek(frame: bytes) -> tuple[str | None, str | None]:
@@ -369,36 +103,11 @@ def _record_quiet_contact(sql: BulkSql, gateway_id: int, seq: int, cfg: int, cfg
     return True
 
 
-def _entries(envelope: dict) -> tuple[list[Entry], list[dict]]:
-    if envelope.get("batch") not in (None, {}, []) and envelope.get("telegrams") not in (None, []):
-        raise _bad("send either batch or telegrams, not both")
-    if envelope.get("batch") not in (None, {}, []):
-        return _parse_batch(envelope["batch"], envelope.get("t0"))
-    if envelope.get("telegrams") not in (None, []):
-        return _parse_telegrams(envelope["telegrams"])
-    return [], []
-
-
-def content_hash(entries: list[Entry], rejected: list[dict]) -> bytes:
-    """What makes two uplinks under one seq the same uplink: their telegrams (frame, receive
-    time, link mode, RSSI, position) and which entries were malformed. Not the status, the
-    credential or the encoding: a gateway's retry carries a fresh status and may come over
-    another transport, yet is the same batch."""
-    digest = hashlib.sha256(b"omshub-uplink-content-1")
-    digest.update(len(entries).to_bytes(4, "big") + len(rejected).to_bytes(4, "big"))
-    for i, frame, rx, mode, rssi in entries:
-        digest.update(b"%d|%d|%s|%s|%d|" % (i, rx, mode.encode(), b"-" if rssi is None else b"%d" % rssi, len(frame)))
-        digest.update(frame)
-    for item in rejected:
-        digest.update(b"r%d|" % item["index"])
-    return digest.digest()
-
-
 def _stored_content_hash(sql: BulkSql, uplink_id: int) -> bytes | None:
     """The content hash of an uplink stored before it was recorded (before migration 0005)."""
     found = sql.rows("SELECT body, content_type FROM uplinks WHERE id = {m}", (uplink_id,))
     try:
-        return content_hash(*_entries(parse_body(bytes(found[0][0]), found[0][1])))
+        return content_hash(*parse_entries(parse_body(bytes(found[0][0]), found[0][1])))
     except (UplinkRejected, IndexError):
         return None
 
@@ -436,25 +145,10 @@ def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: st
 
 
 def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: str, credential: str | None) -> dict:
-    envelope = parse_body(body, content_type)
-    if envelope.get("v") != 1:
-        raise _bad(f"v must be 1 (format version), got {_show(envelope.get('v'))}")
-    serial = envelope.get("gw")
-    if not isinstance(serial, str) or not SERIAL_RE.match(serial):
-        raise _bad(f"gw must be the gateway serial (1-64 of A-Z a-z 0-9 . _ -), got {_show(serial)}")
-    cred = credential
-    if cred is None:
-        cred = envelope.get("cred")
-        if cred is not None and not isinstance(cred, str):
-            raise _bad("cred must be text")
-    if not cred:
-        raise UplinkRejected(401, "unauthorized", "missing gateway credential (Authorization: Bearer, or cred)")
-    cred_hash = hash_secret(cred)
-    seq = _uint(envelope.get("seq"), "seq")
-    cfg = _uint(envelope.get("cfg"), "cfg", (1 << 31) - 1)
-    cfg_error = _cfg_error(envelope.get("cfg_error"))
-    status = _status(envelope.get("status"))
-    entries, rejected = _entries(envelope)
+    uplink = parse_uplink(body, content_type, credential=credential)
+    serial, seq, cfg, cfg_error, status = uplink.serial, uplink.seq, uplink.cfg, uplink.cfg_error, uplink.status
+    entries, rejected = uplink.entries, uplink.rejected
+    cred_hash = hash_secret(uplink.credential)
     digest = content_hash(entries, rejected)
 
     now = datetime.now(timezone.utc)
@@ -468,7 +162,7 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
                                      status, now)
     rows = _telegram_rows(entries, db.is_sqlite) if entries else []
     # the raw body is kept as evidence, but never with the gateway's credential in it
-    stored_body, redactions = redact_credential(body, content_type, (cred,), has_cred="cred" in envelope)
+    stored_body, redactions = redact_credential(body, content_type, (uplink.credential,), has_cred=uplink.has_cred)
     # in the write transaction the statements go at the driver level (the ORM's per-statement
     # overhead was a third of the time this holds SQLite's one write lock)
     with write_gate(db), db.session(write=True) as session:

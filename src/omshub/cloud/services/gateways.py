@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, not_found
 from omshub.cloud.domain.tokens import hash_secret, new_secret
-from omshub.cloud.ingest.uplink import SERIAL_RE
 from omshub.cloud.services import operations
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway
+from omshub.protocol.topics import SERIAL_RE
 from omshub.times import utcnow
 
 

@@ -32,7 +32,7 @@ from omshub.cloud.domain.operations import (
 from omshub.cloud.ingest.config_answer import expected_next_contact, on_uplink, running_config
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
-from omshub.gateway.config import (
+from omshub.protocol.config import (
     MAX_PATCH_DEPTH,
     ConfigError,
     GatewayConfig,

@@ -3,12 +3,15 @@
 Model (defaults: one lithium-thionyl-chloride C cell, an NB-IoT modem and a wM-Bus receiver):
 sleep current all the time, receiver current while a listen window is open, and a fixed charge per
 uplink contact plus a charge per kilobyte sent. Voltage follows the flat Li-SOCl2 curve
-(3.6 V, dropping steeply in the last 10 %). The consumed charge is persisted by the agent.
+(3.6 V, dropping steeply in the last 10 %). The consumed charge is persisted by the agent, which
+takes a battery through its ``battery`` argument (``omshub.gateway.agent.BatteryGauge``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from omshub.gateway.settings import BatterySettings
 
 
 @dataclass(slots=True)
@@ -53,3 +56,9 @@ class Battery:
         if f >= 0.1:
             return int(round(3650 - 150 * (1.0 - f)))       # flat plateau: 3.65 V -> 3.515 V
         return int(round(2800 + (3515 - 2800) * f / 0.1))   # the knee at the end of life
+
+
+def battery_from_settings(settings: BatterySettings) -> Battery:
+    """A fresh battery with the model of a gateway's ``[battery]`` settings."""
+    return Battery(BatteryModel(settings.capacity_mah, settings.sleep_ua, settings.radio_ma, settings.uplink_mah,
+                                settings.uplink_mah_per_kb))

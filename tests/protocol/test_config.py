@@ -2,7 +2,7 @@
 
 import pytest
 
-from omshub.gateway.config import ConfigError, spread_offset, validate_config
+from omshub.protocol.config import ConfigError, spread_offset, validate_config
 
 
 def test_defaults_are_valid_and_complete():

@@ -9,10 +9,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from omshub.gateway.config import (ConfigError, GatewayConfig, diff_patch, merge_patch, patch_depth,
-                                   validate_config)
+from omshub.protocol.config import ConfigError, GatewayConfig, diff_patch, merge_patch, patch_depth, validate_config
 
 KEYS = st.text(alphabet="abcxyz_", min_size=1, max_size=3)  # few names: patches hit the target's keys
 SCALARS = st.one_of(st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=3))

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 
 from omshub.gateway.clock import Clock
-from omshub.gateway.uplink import PayloadTooLarge, TransportError
+from omshub.protocol.envelope import PayloadTooLarge, TransportError
 
 
 @dataclass
@@ -165,7 +165,7 @@ class WireStats:
         return self.bytes_up + self.bytes_down
 
     def reset(self) -> None:
-        self.__init__()
+        vars(self).update(vars(type(self)()))
 
 
 class _UpstreamProtocol(asyncio.DatagramProtocol):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-LINK_MODES = ("T1", "C1", "S1", "T2", "C2", "S2", "N")
-LINK_MODE_CODES = {"unknown": 0, "T1": 1, "C1": 2, "S1": 3, "T2": 4, "C2": 5, "S2": 6, "N": 7}
-LINK_MODE_NAMES = {v: k for k, v in LINK_MODE_CODES.items()}
+from omshub.protocol.envelope import MAX_TELEGRAMS
+from omshub.protocol.topics import LinkMode
+
 MAX_METERS = 250
 _CRON_PROBE_START = 1_767_225_600.0  # 2026-01-01T00:00Z: any fixed start works for "does it ever fire"
 
@@ -53,29 +53,37 @@ def cron_for_croniter(expr: str) -> str:
     return " ".join(f[1:] + f[:1])
 
 
+_DEFAULT_MODES: list[LinkMode] = ["T1", "C1"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class CollectionWindow(_Strict):
     cron: str = "0 0 2 * * *"
-    duration_s: int = Field(900, ge=1, le=86_400)
-    link_modes: list[Literal["T1", "C1", "S1", "T2", "C2", "S2", "N"]] = Field(
-        default_factory=lambda: ["T1", "C1"], min_length=1)
-    max_telegrams: int = Field(2_000, ge=1, le=100_000)
+    duration_s: int = Field(default=900, ge=1, le=86_400)
+    link_modes: list[LinkMode] = Field(default_factory=lambda: _DEFAULT_MODES.copy(), min_length=1)
+    max_telegrams: int = Field(default=2_000, ge=1, le=100_000)
 
-    _cron = field_validator("cron")(classmethod(lambda cls, v: _check_cron(v)))
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return _check_cron(v)
 
 
 class UploadSchedule(_Strict):
     cron: str = "0 30 3 * * *"
-    max_batch: int = Field(5_000, ge=1, le=5_000)
+    max_batch: int = Field(default=MAX_TELEGRAMS, ge=1, le=MAX_TELEGRAMS)
 
-    _cron = field_validator("cron")(classmethod(lambda cls, v: _check_cron(v)))
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return _check_cron(v)
 
 
 class MeterRef(_Strict):
-    manufacturer: str | None = Field(None, pattern=r"^[A-Z@]{3}$")
+    manufacturer: str | None = Field(default=None, pattern=r"^[A-Z@]{3}$")
     id: str = Field(pattern=r"^[0-9A-Fa-f]{8}$")
 
 
@@ -105,7 +113,7 @@ class Filters(_Strict):
     @field_validator("ci")
     @classmethod
     def _ci(cls, v: list[str]) -> list[str]:
-        out = []
+        out: list[str] = []
         for c in v:
             try:
                 n = int(c, 16)
@@ -118,30 +126,33 @@ class Filters(_Strict):
 
 
 class GatewayConfig(_Strict):
-    version: int = Field(0, ge=0)
+    version: int = Field(default=0, ge=0)
     timezone: str = "UTC"
     collection: list[CollectionWindow] = Field(default_factory=lambda: [CollectionWindow()],
                                                min_length=1, max_length=24)
     upload: UploadSchedule = Field(default_factory=UploadSchedule)
-    spread_s: int = Field(1_800, ge=0, le=86_400)
+    spread_s: int = Field(default=1_800, ge=0, le=86_400)
     filters: Filters = Field(default_factory=Filters)
     keep: Literal["newest_per_kind", "all"] = "newest_per_kind"
 
-    _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
 
 
 class ConfigError(ValueError):
     """A configuration failed validation; the message says which field and why."""
 
 
-def validate_config(data: dict) -> GatewayConfig:
+def validate_config(data: Any) -> GatewayConfig:
     """Validate a configuration dict; raise ConfigError with a readable message."""
     if not isinstance(data, dict):
         raise ConfigError("configuration must be a JSON object")
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        parts = []
+        parts: list[str] = []
         for err in exc.errors()[:10]:
             where = ".".join(str(p) for p in err["loc"]) or "(root)"
             parts.append(f"{where}: {err['msg']}")
@@ -166,9 +177,10 @@ def spread_offset(serial: str, spread_s: int) -> int:
 MAX_PATCH_DEPTH = 16  # the schema nests 4 deep; anything far deeper is not a configuration
 
 
-def patch_depth(value) -> int:
+def patch_depth(value: Any) -> int:
     """How deeply objects and arrays nest in a JSON value (a scalar: 0), without recursion."""
-    deepest, todo = 0, [(value, 0)]
+    deepest = 0
+    todo: list[tuple[Any, int]] = [(value, 0)]
     while todo:
         item, depth = todo.pop()
         if isinstance(item, dict):
@@ -182,7 +194,7 @@ def patch_depth(value) -> int:
     return deepest
 
 
-def merge_patch(target, patch):
+def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: `target` with the JSON merge patch `patch` applied. Neither input is changed;
     the result shares no mutable part with them."""
     if not isinstance(patch, dict):
@@ -196,11 +208,11 @@ def merge_patch(target, patch):
     return result
 
 
-def diff_patch(before: dict, after: dict) -> dict:
+def diff_patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """The smallest merge patch that turns `before` into `after` (both JSON objects; `after` has
     no `null` values, as a merge result never has): merge_patch(before, diff_patch(before, after))
     == after."""
-    patch: dict = {}
+    patch: dict[str, Any] = {}
     for key, value in after.items():
         old = before.get(key)
         if isinstance(value, dict) and isinstance(old, dict):

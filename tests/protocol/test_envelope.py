@@ -4,10 +4,9 @@ import cbor2
 import orjson
 import pytest
 
-from omshub.gateway.sources import ReceivedFrame
-from omshub.gateway.uplink import ProtocolError, build_envelope, decode_envelope, parse_response
-
-from .helpers import frame
+from omshub.gateway.frames import ReceivedFrame
+from omshub.protocol.envelope import ProtocolError, build_envelope, decode_envelope, parse_response
+from tests.gateway.helpers import frame
 
 T = [ReceivedFrame(frame("00000001"), 1_700_000_000.7, -71, "T1"),
      ReceivedFrame(frame("00000002", compact=True), 1_700_000_030.2, None, "C1"),
