@@ -72,7 +72,7 @@ def setup_database(url: str, gateways: int, meters: int, key: bytes) -> dict[str
     """Tenant, gateways, meters and keys straight into the database; -> {serial: credential}."""
     from sqlalchemy import insert
 
-    from omshub.cloud.api.gateways import register_gateway
+    from omshub.cloud.services.gateways import register_gateway
     from omshub.cloud.services.accounts import create_tenant
     from omshub.cloud.store.database import Database
     from omshub.cloud.store.keystore import KeyEntry, KeyStore

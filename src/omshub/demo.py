@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -78,6 +80,8 @@ class Tenant:
 def bootstrap_tenant(database_url: str, slug: str, *, username: str | None = None,
                      password: str | None = None) -> Tenant:
     """Create tenant ``slug`` with an admin API token (and an admin user when ``username`` is given)."""
+    # lazy: start-up cost — the head-end's modules take ~1 s to import (python -X importtime); only
+    # the steps that touch its database import them, not the agents' and the HTTP client's
     from omshub.cloud.services.accounts import create_api_token, create_tenant, create_user
     from omshub.cloud.store.database import Database
     db = Database(database_url)
@@ -161,8 +165,6 @@ def make_agent(fleet, serial: str, credential: str, *, server: str, state_dir: P
                timeout_s: float = 30.0):
     """A gateway agent on the simulated radio of ``serial``; ``wrap(transport) -> transport``
     may put a recorder or an emulated link around the real transport."""
-    import random
-
     from omshub.gateway.agent import Agent, make_transport
     from omshub.sim.battery import battery_from_settings
     from omshub.sim.radio import SimRadio
@@ -207,8 +209,6 @@ class CountingTransport:
         return self.inner.cred_in_envelope
 
     async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
-        import asyncio
-
         from omshub.protocol.envelope import parse_response
         sending = asyncio.ensure_future(self.inner.send(body, content_type))
         try:
@@ -313,6 +313,7 @@ class ServeProcess:
 
 def telegram_states(database_url: str, tenant_id: int | None = None, _cache: dict = {}) -> dict[str, int]:  # noqa: B006
     """Telegrams per decode state, read straight from the head-end's database."""
+    # lazy: start-up cost (see bootstrap_tenant)
     from sqlalchemy import func, select
 
     from omshub.cloud.store.database import Database
@@ -371,7 +372,6 @@ class FleetProgress:
 
 async def run_fleet(agents: list, clock, until: float, on_tick=None, tick_s: float = 0.25) -> None:
     """Run every agent until clock time ``until`` on one event loop; ``on_tick()`` every ``tick_s``."""
-    import asyncio
     tasks = [asyncio.create_task(a.run(until=until), name=a.serial) for a in agents]
     try:
         while True:

@@ -194,7 +194,7 @@ class Hub:
             return create_user(s, tenant.id, _unique("u"), password, role).username
 
     def gateway(self, tenant: TenantInfo, serial: str | None = None) -> GatewayInfo:
-        from omshub.cloud.api.gateways import register_gateway
+        from omshub.cloud.services.gateways import register_gateway
         with self.db.transaction() as s:
             g, cred = register_gateway(s, tenant.id, serial or _unique("GW-"))
             return GatewayInfo(g.id, g.serial, cred, tenant.id)

@@ -17,7 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from omshub.cloud.api.common import ApiError
+from omshub.cloud.api.errors import http_status
+from omshub.cloud.domain.errors import DomainError
 from omshub.cloud.store.database import Database
 
 from ..clock import EPOCH
@@ -43,8 +44,8 @@ def _try(db, username, password, address, now, policy=None):
         return "ok"
     except LoginThrottled as exc:
         return ("429", exc.retry_after_s)
-    except ApiError as exc:
-        assert exc.status == 401
+    except DomainError as exc:
+        assert http_status(exc) == 401
         return 401
 
 

@@ -150,7 +150,8 @@ def test_a_username_created_concurrently_is_a_409_not_a_500(hub, db):
     import threading
     import time
 
-    from omshub.cloud.api.common import ApiError
+    from omshub.cloud.api.errors import http_status
+    from omshub.cloud.domain.errors import DomainError
     from omshub.cloud.services.accounts import create_user
     t = hub.tenant()
     name = f"race-{t.id}"
@@ -168,8 +169,8 @@ def test_a_username_created_concurrently_is_a_409_not_a_500(hub, db):
             with db.transaction() as s:
                 create_user(s, t.id, name, "long enough", "viewer")
             outcome["second"] = "created"
-        except ApiError as exc:
-            outcome["second"] = (exc.status, exc.code)
+        except DomainError as exc:
+            outcome["second"] = (http_status(exc), exc.code)
 
     one = threading.Thread(target=first)
     one.start()

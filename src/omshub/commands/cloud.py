@@ -3,20 +3,28 @@
 Every command takes `--database`, `--config` and `--data-dir` like `serve` (flags > OMSHUB_…
 environment > TOML file > defaults) and applies pending migrations first, so a fresh database
 works. Secrets (passwords generated here, tokens, gateway credentials) are printed once.
+
+The head-end (SQLAlchemy, FastAPI, argon2, rich tables) is imported inside the commands: `omshub`
+imports this module for every command, and importing the head-end's services takes about a second
+on a cold start (measured with `python -X importtime`), which `omshub decode` must not pay.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
+import secrets
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 
+from omshub.cloud.domain.errors import DomainError
 from omshub.commands import fail
+from omshub.times import iso
 
 admin_app = typer.Typer(help="Bootstrap the head-end: tenants, users, API tokens, gateways.", no_args_is_help=True)
 keys_app = typer.Typer(help="Meter keys: import a CSV key file, export the key file for given meters.",
@@ -34,6 +42,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _settings(database, config, data_dir, **flags):
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.settings import SettingsError, load_settings
     try:
         return load_settings(config, database=database, data_dir=data_dir, **flags)
@@ -42,6 +51,7 @@ def _settings(database, config, data_dir, **flags):
 
 
 def _open_db(settings):
+    # lazy: start-up cost (module docstring)
     from sqlalchemy.exc import SQLAlchemyError
 
     from omshub.cloud.store.database import Database
@@ -64,6 +74,7 @@ def _show(record: dict, as_json: bool, title: str) -> None:
     if as_json:
         typer.echo(json.dumps(record, indent=2, default=str))
         return
+    # lazy: start-up cost (module docstring)
     from rich.console import Console
     from rich.table import Table
     table = Table(title=title, show_header=False)
@@ -75,30 +86,28 @@ def _show(record: dict, as_json: bool, title: str) -> None:
 
 
 def _api_call(fn):
-    """Run fn(); an ApiError becomes a one-line message and exit code 1."""
-    from omshub.cloud.api.common import ApiError
+    """Run fn(); a refusal of the head-end (DomainError) becomes a one-line message and exit code 1."""
     try:
         return fn()
-    except ApiError as exc:
+    except DomainError as exc:
         _fail(exc.message)
 
 
-def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address (default 127.0.0.1)"),
-          port: Optional[int] = typer.Option(None, "--port", help="HTTP port (default 8080)"),
-          database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-          data_dir: Optional[Path] = DataDirOpt,
-          coap_port: Optional[int] = typer.Option(None, "--coap-port", help="also serve CoAP uplinks on this UDP port"),
-          mqtt_url: Optional[str] = typer.Option(None, "--mqtt-url", help="also take uplinks from this MQTT broker "
+def serve(host: str | None = typer.Option(None, "--host", help="bind address (default 127.0.0.1)"),
+          port: int | None = typer.Option(None, "--port", help="HTTP port (default 8080)"),
+          database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+          data_dir: Path | None = DataDirOpt,
+          coap_port: int | None = typer.Option(None, "--coap-port", help="also serve CoAP uplinks on this UDP port"),
+          mqtt_url: str | None = typer.Option(None, "--mqtt-url", help="also take uplinks from this MQTT broker "
                                                  "(mqtt[s]://[user:pass@]host:port)"),
-          mqtt_prefix: Optional[str] = typer.Option(None, "--mqtt-prefix", help="MQTT topic prefix (default omshub)"),
-          mqtt_shared_group: Optional[str] = typer.Option(
+          mqtt_prefix: str | None = typer.Option(None, "--mqtt-prefix", help="MQTT topic prefix (default omshub)"),
+          mqtt_shared_group: str | None = typer.Option(
               None, "--mqtt-shared-group", help="share the uplinks among head-end instances ($share/GROUP/...)"),
-          pipeline_workers: Optional[int] = typer.Option(
+          pipeline_workers: int | None = typer.Option(
               None, "--pipeline-workers", help="decode worker processes (0: a thread; default: cores - 1)"),
-          log_level: Optional[str] = typer.Option(None, "--log-level")) -> None:
+          log_level: str | None = typer.Option(None, "--log-level")) -> None:
     """Run the head-end: REST API + uplink ingest (HTTP), the decode pipeline and periodic alarms."""
-    import logging
-
+    # lazy: start-up cost (module docstring)
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -125,15 +134,16 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="bind address 
 @admin_app.command("create-tenant")
 def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwerke-nord"),
                   name: str = typer.Option("", "--name", help="display name"),
-                  timezone: Optional[str] = typer.Option(
+                  timezone: str | None = typer.Option(
                       None, "--timezone", help="IANA zone of the tenant's local dates (default Europe/Berlin)"),
-                  meter_timezone: Optional[str] = typer.Option(
+                  meter_timezone: str | None = typer.Option(
                       None, "--meter-timezone", help="IANA zone of its meters' clocks (default Europe/Berlin)"),
-                  database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                  data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+                  database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                  data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a tenant (e.g. one heat supplier)."""
-    from omshub.cloud.api.common import iso
-    from omshub.cloud.services.accounts import audit, create_tenant as _create
+    # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.accounts import audit
+    from omshub.cloud.services.accounts import create_tenant as _create
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         tenant = _api_call(lambda: _create(session, slug, name, timezone=timezone, meter_timezone=meter_timezone))
@@ -147,15 +157,14 @@ def create_tenant(slug: str = typer.Argument(..., help="short name, e.g. stadtwe
 @admin_app.command("create-user")
 def create_user(username: str = typer.Argument(...), tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                 role: str = typer.Option("viewer", "--role", help="admin | operator | viewer"),
-                password: Optional[str] = typer.Option(None, "--password",
+                password: str | None = typer.Option(None, "--password",
                                                        help="password (else prompted; empty = generate one)"),
-                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+                database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a user of a tenant. Without --password: prompted on a terminal, else generated and printed once."""
-    import secrets
-
-    from omshub.cloud.api.common import iso
-    from omshub.cloud.services.accounts import audit, create_user as _create, tenant_by_slug
+    # lazy: start-up cost (module docstring)
+    from omshub.cloud.services.accounts import audit, tenant_by_slug
+    from omshub.cloud.services.accounts import create_user as _create
     generated = None
     if password is None:
         if sys.stdin.isatty():
@@ -178,11 +187,11 @@ def create_user(username: str = typer.Argument(...), tenant: str = typer.Option(
 def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                  name: str = typer.Option(..., "--name", help="what the token is for, e.g. billing"),
                  role: str = typer.Option("viewer", "--role", help="admin | operator | viewer"),
-                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+                 database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                 data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Create a service token of the tenant: a long-lived API token that belongs to no user (printed
     once; only its hash is stored). It works until revoked (`revoke-token`, or the API)."""
-    from omshub.cloud.api.common import iso
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import create_api_token, tenant_by_slug
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
@@ -195,12 +204,12 @@ def create_token(tenant: str = typer.Option(..., "--tenant", help="tenant slug")
 
 @admin_app.command("list-tokens")
 def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
-                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+                database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """The tenant's API tokens (service tokens and users' tokens; never the tokens themselves)."""
+    # lazy: start-up cost (module docstring)
     from sqlalchemy import select
 
-    from omshub.cloud.api.common import iso
     from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.store.models import ApiToken, User
     db = _open_db(_settings(database, config, data_dir))
@@ -214,6 +223,7 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         return
+    # lazy: start-up cost (module docstring)
     from rich.console import Console
     from rich.table import Table
     table = Table(title=f"API tokens of {tenant}")
@@ -228,9 +238,10 @@ def list_tokens(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
 @admin_app.command("revoke-token")
 def revoke_token(token_id: int = typer.Argument(..., help="id from list-tokens"),
                  tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
-                 database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                 data_dir: Optional[Path] = DataDirOpt) -> None:
+                 database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                 data_dir: Path | None = DataDirOpt) -> None:
     """Revoke a token of the tenant at once (a service token, a user's token or a session)."""
+    # lazy: start-up cost (module docstring)
     from sqlalchemy import select
 
     from omshub.cloud.services.accounts import audit, tenant_by_slug
@@ -250,11 +261,12 @@ def revoke_token(token_id: int = typer.Argument(..., help="id from list-tokens")
 @admin_app.command("add-gateway")
 def add_gateway(serial: str = typer.Argument(...), tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                 name: str = typer.Option("", "--name"),
-                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+                database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Register a gateway; prints its credential once (put it into the gateway's configuration)."""
-    from omshub.cloud.api.gateways import register_gateway
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import tenant_by_slug
+    from omshub.cloud.services.gateways import register_gateway
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
@@ -265,12 +277,12 @@ def add_gateway(serial: str = typer.Argument(...), tenant: str = typer.Option(..
 
 
 @admin_app.command("list-tenants")
-def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                 data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+def list_tenants(database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                 data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """The tenants of this installation."""
+    # lazy: start-up cost (module docstring)
     from sqlalchemy import select
 
-    from omshub.cloud.api.common import iso
     from omshub.cloud.store.models import Tenant
     db = _open_db(_settings(database, config, data_dir))
     with db.session() as session:
@@ -279,6 +291,7 @@ def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] =
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    # lazy: start-up cost (module docstring)
     from rich.console import Console
     from rich.table import Table
     table = Table(title="tenants")
@@ -293,9 +306,10 @@ def list_tenants(database: Optional[str] = DatabaseOpt, config: Optional[Path] =
 def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
              states: str = typer.Option("invalid,no_key,wrong_key,unknown_meter", "--states",
                                         help="comma-separated states to decode again"),
-             database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-             data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+             database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+             data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Queue a tenant's undecoded telegrams for decoding again (e.g. after an omshub upgrade)."""
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import audit, tenant_by_slug
     from omshub.cloud.store.telegram_states import requeue_states
     wanted = tuple(x.strip() for x in states.split(",") if x.strip())
@@ -313,15 +327,16 @@ def redecode(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
 @admin_app.command("retime")
 def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
            meter: list[str] = typer.Option([], "--meter", help="only this meter (8-digit id; repeatable)"),
-           database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-           data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+           database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+           data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Re-time a tenant's stored readings from their meters' own date-times with the time zones set
     now (after a change of the tenant's, a model's or a meter's zone). Raw telegrams stay as they are."""
+    # lazy: start-up cost (module docstring)
     from sqlalchemy import select
 
     from omshub.cloud.services.accounts import tenant_by_slug
-    from omshub.cloud.store.models import Meter
     from omshub.cloud.services.time_zones import retime_and_audit
+    from omshub.cloud.store.models import Meter
     settings = _settings(database, config, data_dir)
     db = _open_db(settings)
     with db.transaction() as session:
@@ -341,6 +356,8 @@ def retime(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
 
 
 def _keystore(settings):
+
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.store.keystore import KeyStore, KeyStoreError, load_master_key
     try:
         return KeyStore(load_master_key(settings.master_key, settings.data_dir))
@@ -351,9 +368,10 @@ def _keystore(settings):
 @keys_app.command("import")
 def keys_import(file: Path = typer.Argument(..., help="CSV with header id,key[,manufacturer]; - for stdin"),
                 tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
-                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                data_dir: Optional[Path] = DataDirOpt, as_json: bool = JsonOpt) -> None:
+                database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                data_dir: Path | None = DataDirOpt, as_json: bool = JsonOpt) -> None:
     """Import meter keys (encrypted at rest; audited). Waiting telegrams of these meters are decoded again."""
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.store.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv
     try:
@@ -382,10 +400,11 @@ def keys_import(file: Path = typer.Argument(..., help="CSV with header id,key[,m
 @keys_app.command("export")
 def keys_export(tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
                 meters: str = typer.Option(..., "--meters", help="ID[,ID…] or MAN:ID items"),
-                out: Optional[Path] = typer.Option(None, "--out", help="write the CSV here (mode 0600) instead of stdout"),
-                database: Optional[str] = DatabaseOpt, config: Optional[Path] = ConfigOpt,
-                data_dir: Optional[Path] = DataDirOpt) -> None:
+                out: Path | None = typer.Option(None, "--out", help="write the CSV here (mode 0600) instead of stdout"),
+                database: str | None = DatabaseOpt, config: Path | None = ConfigOpt,
+                data_dir: Path | None = DataDirOpt) -> None:
     """Write the key file (CSV id,key,manufacturer) for the given meters, e.g. for a building owner. Audited."""
+    # lazy: start-up cost (module docstring)
     from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.store.keystore import KeyStoreError, parse_meter_list
     try:

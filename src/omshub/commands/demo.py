@@ -9,11 +9,21 @@ keeps the head-end running until Ctrl-C.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
+import secrets
 import shutil
+import signal
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
 import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
 from omshub.commands import fail
 
@@ -22,8 +32,10 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     fail("omshub demo", message, code)
 
 
-def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="simulated gateways (one building each)"),
-         meters: int = typer.Option(1000, "--meters", min=1, max=100_000, help="simulated meters (at most 250 per gateway)"),
+def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000,
+                                      help="simulated gateways (one building each)"),
+         meters: int = typer.Option(1000, "--meters", min=1, max=100_000,
+                                    help="simulated meters (at most 250 per gateway)"),
          days: float = typer.Option(28.0, "--days", min=0.1, max=366, help="simulated days, ending today"),
          speed: float = typer.Option(0.0, "--speed", min=0,
                                      help="simulated seconds per real second; 0 (default): as fast as the "
@@ -37,7 +49,7 @@ def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="s
          exit_when_done: bool = typer.Option(False, "--exit-when-done",
                                              help="stop the head-end when the simulation is done (for tests)")) -> None:
     """Run the demo: `pip install .` and `omshub demo` is all it takes."""
-    from omshub.demo import DemoError, DemoOptions, port_free
+    from omshub.demo import DemoError, DemoOptions, port_free  # lazy: start-up cost (see _run)
     if meters > gateways * 250:
         _fail(f"{meters} meters need at least {-(-meters // 250)} gateways (a gateway listens to at most 250)")
     if (data_dir / "omshub.db").exists():
@@ -55,19 +67,9 @@ def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="s
 
 
 def _run(opts) -> None:
-    import asyncio
-    import contextlib
-    import math
-    import secrets
-    import signal
-    import time
-
-    from rich.console import Console
-    from rich.live import Live
-
-    from omshub.demo import (DAY, FleetProgress, HeadEnd, ServeProcess, bootstrap_tenant, demo_agents,
-                             prepare_fleet, provision, run_fleet, telegram_states)
-    from omshub.gateway.clock import SimClock
+    # lazy: start-up cost — `omshub` imports this module for every command, omshub.demo (httpx, the
+    # gateway agent, the simulator) takes about a second to import (python -X importtime)
+    from omshub.demo import HeadEnd, ServeProcess, bootstrap_tenant, prepare_fleet, provision
 
     console = Console()
     live_display = console.is_terminal  # else (a pipe, a log file) plain progress lines every few seconds
@@ -95,62 +97,76 @@ def _run(opts) -> None:
             gateways = provision(headend, fleet)
         console.print(f"head-end: {server.base_url} — {len(gateways)} gateways registered, "
                       f"{len(fleet.meters)} meters and keys imported")
-
-        now = time.time()
-        end = math.floor(now / DAY) * DAY              # the simulated period ends at today's midnight UTC
-        start = end - round(opts.days * DAY)
-        clock = SimClock(start, opts.speed)
-        agents, counters = demo_agents(fleet, gateways, server=server.base_url,
-                                       state_root=opts.data_dir / "gateways", clock=clock)
-        progress = FleetProgress(agents, counters, start, end, clock, {})
-        how = "as fast as the machine can" if opts.speed == 0 else f"{opts.speed:g}x real time"
-        console.print(soft_wrap=True, *[f"simulating {opts.days:g} day{'' if opts.days == 1 else 's'} ({_date(start)} to {_date(end)}) at {how}; "
-                      f"gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)"])
-        last_poll, last_line = [0.0], [time.monotonic()]
-
-        def tick():
-            if time.monotonic() - last_poll[0] > 1.0:
-                progress.states = telegram_states(database_url, tenant.id)
-                last_poll[0] = time.monotonic()
-            if live_display:
-                live.update(_table(progress))
-            elif time.monotonic() - last_line[0] >= PROGRESS_LINE_S:
-                console.print(_line(progress), soft_wrap=True)
-                last_line[0] = time.monotonic()
-
-        t0 = time.monotonic()
-        with (Live(_table(progress), console=console, refresh_per_second=4, transient=False) if live_display
-              else contextlib.nullcontext()) as live:
-            asyncio.run(run_fleet(agents, clock, end, on_tick=tick))
-            sim_s = time.monotonic() - t0
-            if not live_display:
-                console.print(_line(progress) + " — simulation finished, waiting for the decoder", soft_wrap=True)
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                progress.states = telegram_states(database_url, tenant.id)
-                if live_display:
-                    live.update(_table(progress, finished=True))
-                if not progress.states.get("new"):
-                    break
-                time.sleep(0.5)
-        states = progress.states
-        console.print(f"\ndone in {time.monotonic() - t0:.0f} s (simulation {sim_s:.0f} s): "
-                      f"{progress.uploaded():,} telegrams uploaded, {states.get('decoded', 0):,} decoded"
-                      + (f", {states['new']:,} still waiting for the decoder" if states.get("new") else ""))
+        start, end = _simulate(opts, console, live_display, fleet, gateways, server, database_url, tenant)
         _where_to_look(console, headend, server.base_url, tenant, password, start, end, opts.data_dir)
-        if opts.exit_when_done:
-            return
-        console.print("\n[bold]the head-end keeps running; press Ctrl-C to stop it[/bold]")
-        try:
-            signal.signal(signal.SIGTERM, _interrupt)
-            while server.proc is not None and server.proc.poll() is None:
-                time.sleep(1)
-            console.print(f"the head-end stopped unexpectedly; see {server.log_path}")
-        except KeyboardInterrupt:
-            console.print("stopping the head-end")
+        if not opts.exit_when_done:
+            _keep_serving(console, server)
     finally:
         headend.close()
         server.stop()
+
+
+def _simulate(opts, console, live_display: bool, fleet, gateways, server, database_url: str, tenant
+              ) -> tuple[float, float]:
+    """Run the gateway agents over the simulated period, then wait for the decoder: (start, end)."""
+    # lazy: start-up cost (see _run)
+    from omshub.demo import DAY, FleetProgress, demo_agents, run_fleet, telegram_states
+    from omshub.gateway.clock import SimClock
+
+    end = math.floor(time.time() / DAY) * DAY              # the simulated period ends at today's midnight UTC
+    start = end - round(opts.days * DAY)
+    clock = SimClock(start, opts.speed)
+    agents, counters = demo_agents(fleet, gateways, server=server.base_url,
+                                   state_root=opts.data_dir / "gateways", clock=clock)
+    progress = FleetProgress(agents, counters, start, end, clock, {})
+    how = "as fast as the machine can" if opts.speed == 0 else f"{opts.speed:g}x real time"
+    console.print(f"simulating {opts.days:g} day{'' if opts.days == 1 else 's'} ({_date(start)} to {_date(end)}) "
+                  f"at {how}; gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)",
+                  soft_wrap=True)
+    last_poll, last_line = [0.0], [time.monotonic()]
+
+    def tick():
+        if time.monotonic() - last_poll[0] > 1.0:
+            progress.states = telegram_states(database_url, tenant.id)
+            last_poll[0] = time.monotonic()
+        if live_display:
+            live.update(_table(progress))
+        elif time.monotonic() - last_line[0] >= PROGRESS_LINE_S:
+            console.print(_line(progress), soft_wrap=True)
+            last_line[0] = time.monotonic()
+
+    t0 = time.monotonic()
+    with (Live(_table(progress), console=console, refresh_per_second=4, transient=False) if live_display
+          else contextlib.nullcontext()) as live:
+        asyncio.run(run_fleet(agents, clock, end, on_tick=tick))
+        sim_s = time.monotonic() - t0
+        if not live_display:
+            console.print(_line(progress) + " — simulation finished, waiting for the decoder", soft_wrap=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            progress.states = telegram_states(database_url, tenant.id)
+            if live_display:
+                live.update(_table(progress, finished=True))
+            if not progress.states.get("new"):
+                break
+            time.sleep(0.5)
+    states = progress.states
+    console.print(f"\ndone in {time.monotonic() - t0:.0f} s (simulation {sim_s:.0f} s): "
+                  f"{progress.uploaded():,} telegrams uploaded, {states.get('decoded', 0):,} decoded"
+                  + (f", {states['new']:,} still waiting for the decoder" if states.get("new") else ""))
+    return start, end
+
+
+def _keep_serving(console, server) -> None:
+    """Until Ctrl-C (or SIGTERM), or the head-end stops by itself."""
+    console.print("\n[bold]the head-end keeps running; press Ctrl-C to stop it[/bold]")
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)
+        while server.proc is not None and server.proc.poll() is None:
+            time.sleep(1)
+        console.print(f"the head-end stopped unexpectedly; see {server.log_path}")
+    except KeyboardInterrupt:
+        console.print("stopping the head-end")
 
 
 PROGRESS_LINE_S = 5.0  # without a terminal: one progress line every 5 s of real time
@@ -168,10 +184,9 @@ def _private_data_dir(path: Path) -> None:
 
 def _line(p) -> str:
     """The progress table as one line (for logs and pipes)."""
-    from datetime import datetime, timezone
     now = min(p.clock.now(), p.end)
     s = p.states
-    return (f"simulated {datetime.fromtimestamp(now, timezone.utc):%Y-%m-%d %H:%M} UTC "
+    return (f"simulated {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC "
             f"(day {(now - p.start) / 86_400:.1f} of {(p.end - p.start) / 86_400:g}): "
             f"{p.contacted()}/{len(p.agents)} gateways uploaded, {p.collected():,} telegrams collected, "
             f"{p.uploaded():,} uploaded, {s.get('decoded', 0):,} decoded")
@@ -182,20 +197,16 @@ def _interrupt(*_args) -> None:
 
 
 def _date(t: float) -> str:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
 
 
 def _table(p, finished: bool = False):
-    from datetime import datetime, timezone
-
-    from rich.table import Table
     now = min(p.clock.now(), p.end)
     day = (now - p.start) / 86_400
     t = Table(title="omshub demo" + (" — simulation finished" if finished else ""), show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value", justify="right")
-    t.add_row("simulated time", datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    t.add_row("simulated time", datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
               + f"  (day {min(day, (p.end - p.start) / 86_400):.1f} of {(p.end - p.start) / 86_400:g})")
     t.add_row("gateways that uploaded", f"{p.contacted()} / {len(p.agents)}")
     t.add_row("telegrams collected", f"{p.collected():,}")
@@ -211,15 +222,14 @@ def _table(p, finished: bool = False):
 
 def _where_to_look(console, headend, base_url: str, tenant, password: str, start: float, end: float,
                    data_dir: Path) -> None:
-    from datetime import datetime, timezone
     points = headend.call("GET", "/api/v1/metering-points", params={"limit": 1}).get("items") or []
     # from the second simulated day: the meters (imported without installation dates) count from
     # their first reading, so the period is covered from its start and the value is complete
     frm = datetime.fromtimestamp(start + 86_400 if end - start > 86_400 else start,
-                                 timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    to = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                                 UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    to = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     auth = f'-H "Authorization: Bearer {tenant.token}"'
-    console.print(soft_wrap=True, *[f"""
+    console.print(f"""
 [bold]Where to look[/bold]
   console:            {base_url}/
   API and its docs:   {base_url}/docs
@@ -232,7 +242,7 @@ def _where_to_look(console, headend, base_url: str, tenant, password: str, start
 [bold]Try[/bold]
   latest readings:    curl {auth} '{base_url}/api/v1/readings/latest?limit=5'
   gateways:           curl {auth} '{base_url}/api/v1/gateways'
-  alarms:             curl {auth} '{base_url}/api/v1/alarms'"""])
+  alarms:             curl {auth} '{base_url}/api/v1/alarms'""", soft_wrap=True)
     if points:
         pid = points[0]["id"]
         console.print(f"  consumption of metering point {points[0].get('ref', pid)}:\n"

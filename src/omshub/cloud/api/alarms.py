@@ -7,10 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
+from omshub.cloud.api.common import DbSession, Id, Limit, iso, page, paginate
+from omshub.cloud.api.deps import require_role
+from omshub.cloud.domain.errors import not_found
 from omshub.cloud.services import alarms as alarm_rules
-from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.services.accounts import Principal
 from omshub.cloud.store.models import Alarm
-from omshub.cloud.api.common import DbSession, Id, Limit, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 

@@ -7,12 +7,13 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from omshub.cloud.services.accounts import Principal, audit, check_password, check_role, create_api_token, create_user, current_principal, attempt_login, end_user_tokens, hash_password, lower_role, require_role, utcnow
-from omshub.cloud.services.login_throttle import LoginThrottled
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, Time, iso, page, paginate
+from omshub.cloud.api.deps import bearer_token, current_principal, require_role
+from omshub.cloud.services import accounts
+from omshub.cloud.services.accounts import Principal, attempt_login, create_api_token, lower_role, revoke_token, utcnow
 from omshub.cloud.store.models import ApiToken, Tenant, User
-from omshub.cloud.api.common import DbSession, Id, Limit, Text, Time, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -66,16 +67,10 @@ def post_login(body: LoginBody, request: Request):
     Retry-After (README, "Logins and tokens")."""
     clock = getattr(request.app.state, "clock", utcnow)  # tests set a fixed one
     address = request.client.host if request.client else "unknown"
-    try:
-        user, row, token, tenant = attempt_login(request.app.state.db, body.username, body.password,
-                                                 address=address, ttl_s=request.app.state.settings.session_ttl_s,
-                                                 now=clock())
-    except LoginThrottled as exc:
-        wait = exc.retry_after_s
-        return JSONResponse({"error": {"code": "too_many_attempts",
-                                       "message": f"too many failed logins for this account or from this address; "
-                                                  f"try again in {wait} second{'s' if wait != 1 else ''}"}},
-                            status_code=429, headers={"Retry-After": str(wait), "Cache-Control": "no-store"})
+    # LoginThrottled: 429 with Retry-After (api/errors.py)
+    user, row, token, tenant = attempt_login(request.app.state.db, body.username, body.password,
+                                             address=address, ttl_s=request.app.state.settings.session_ttl_s,
+                                             now=clock())
     return JSONResponse({"token": token, "token_type": "bearer", "expires_at": iso(row.expires_at),
                          "role": user.role, "username": user.username, "tenant": tenant},
                         headers={"Cache-Control": "no-store"})
@@ -84,9 +79,7 @@ def post_login(body: LoginBody, request: Request):
 @router.post("/auth/logout", status_code=204)
 def post_logout(request: Request, session: DbSession, principal: Principal = Depends(current_principal)) -> None:
     """Revoke the bearer token of this request."""
-    from omshub.cloud.services.accounts import _bearer, hash_secret
-    session.execute(update(ApiToken).where(ApiToken.token_hash == hash_secret(_bearer(request)),
-                                           ApiToken.tenant_id == principal.tenant_id).values(revoked=True))
+    revoke_token(session, principal.tenant_id, bearer_token(request) or "")
 
 
 @router.get("/auth/me")
@@ -134,22 +127,10 @@ def list_tokens(session: DbSession, principal: Principal = Depends(require_role(
 @router.delete("/tokens/{token_id}", status_code=204)
 def delete_token(token_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
     """Revoke a token of the tenant (an API token of any owner, a service token or a session)."""
-    row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == principal.tenant_id))
-    if row is None:
-        raise not_found(f"token {token_id}")
-    row.revoked = True
-    audit(session, principal.tenant_id, principal.name, "token.revoke",
-          {"token_id": token_id, "name": row.name, "kind": row.kind, "owner_id": row.user_id})
+    accounts.revoke_token_id(session, principal.tenant_id, token_id, actor=principal.name)
 
 
 # --- users (admin) ---
-
-def _tenant_user(session, principal: Principal, user_id: int) -> User:
-    user = session.scalar(select(User).where(User.id == user_id, User.tenant_id == principal.tenant_id))
-    if user is None:
-        raise not_found(f"user {user_id}")
-    return user
-
 
 @router.get("/users")
 def list_users(session: DbSession, principal: Principal = Depends(require_role("admin")),
@@ -161,44 +142,23 @@ def list_users(session: DbSession, principal: Principal = Depends(require_role("
 
 @router.post("/users", status_code=201)
 def post_user(body: UserBody, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> dict:
-    user = create_user(session, principal.tenant_id, body.username, body.password, body.role)
-    audit(session, principal.tenant_id, principal.name, "user.create", {"user_id": user.id, "role": user.role})
-    return _user_json(user)
+    return _user_json(accounts.add_user(session, principal.tenant_id, body.username, body.password, body.role,
+                                        actor=principal.name))
 
 
 @router.get("/users/{user_id}")
 def get_user(user_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> dict:
-    return _user_json(_tenant_user(session, principal, user_id))
+    return _user_json(accounts.tenant_user(session, principal.tenant_id, user_id))
 
 
 @router.patch("/users/{user_id}")
 def patch_user(user_id: Id, body: UserPatch, session: DbSession,
                principal: Principal = Depends(require_role("admin"))) -> dict:
-    user = _tenant_user(session, principal, user_id)
-    changes: dict = {}
-    if body.role is not None:
-        user.role = check_role(body.role)
-        changes["role"] = body.role
-    if body.password is not None:
-        user.password_hash = hash_password(check_password(body.password))
-        changes["password"] = "changed"
-    if body.disabled is not None:
-        user.disabled = body.disabled
-        changes["disabled"] = body.disabled
-    if body.disabled:  # their sessions and API tokens end at once (re-enabling does not revive them)
-        changes["tokens_revoked"] = end_user_tokens(session, user.id)
-    elif body.password is not None:  # a new password ends the sessions; API tokens stay
-        session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "session")
-                        .values(revoked=True))
-    audit(session, principal.tenant_id, principal.name, "user.update", {"user_id": user.id, **changes})
-    return _user_json(user)
+    return _user_json(accounts.change_user(session, principal.tenant_id, user_id, role=body.role,
+                                           password=body.password, disabled=body.disabled, actor=principal.name))
 
 
 @router.delete("/users/{user_id}", status_code=204)
 def delete_user(user_id: Id, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> None:
     """Disables the user (rows referencing users stay valid) and ends their sessions and API tokens."""
-    user = _tenant_user(session, principal, user_id)
-    user.disabled = True
-    revoked = end_user_tokens(session, user.id)
-    audit(session, principal.tenant_id, principal.name, "user.disable",
-          {"user_id": user.id, "at": iso(utcnow()), "tokens_revoked": revoked})
+    accounts.disable_user(session, principal.tenant_id, user_id, actor=principal.name)

@@ -1,69 +1,31 @@
-"""What every API module shares: the error type, the bounded input types, cursor pagination,
-time parsing and formatting."""
+"""What every API module shares: the bounded input types, cursor pagination, time parsing and
+formatting, the per-request database session. (Refusals: api/errors.py.)"""
 
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from annotated_types import Interval
 from fastapi import Depends
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, Field, WithJsonSchema
 from sqlalchemy.orm import Session
 
-from omshub.cloud.store.database import get_session
+from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.services.time_zones import MAX_TIME, MIN_TIME
+from omshub.cloud.store.database import get_session
+from omshub.times import iso
 
 MAX_LIMIT = 1000
 MAX_INT64 = (1 << 63) - 1  # the database's integers (SQLite and PostgreSQL bigint) hold no more
 MAX_TIME_TEXT = 64
 
 
-class ApiError(Exception):
-    """An error answered as `{"error": {"code", "message"}}` with HTTP `status`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="stable snake_case name of the error, for programs and translations")
-    message: str = Field(description="what was refused, where and why, for people")
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-# Documented on every API route (app.py): the one shape of every refusal, validation errors included.
-ERROR_RESPONSES = {"4XX": {"model": ErrorBody, "description": "Refused: `{\"error\": {\"code\", \"message\"}}`"}}
-
-
-def not_found(what: str) -> ApiError:
-    """404 — also for objects of other tenants, so their existence is not revealed."""
-    return ApiError(404, "not_found", f"{what} not found")
-
-
-def iso(dt: datetime | None) -> str | None:
-    """ISO 8601 with zone; naive datetimes are UTC (SQLite keeps no zone)."""
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _time_range_problem(value: datetime) -> str | None:
     """Why an aware datetime is outside the times the API takes, else None."""
     try:
-        utc = value.astimezone(timezone.utc)
+        utc = value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00+01:00 or 9999-12-31T23:30-01:00: no UTC year 0 or 10000
         utc = None
     if utc is None or not MIN_TIME <= utc <= MAX_TIME:
@@ -82,13 +44,13 @@ def parse_time(text: str | None, name: str) -> datetime | None:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00").replace(" ", "+"))
     except ValueError as exc:  # also a day or hour the calendar does not have (2025-02-29, 24:30)
         why = "" if len(text) > MAX_TIME_TEXT or "isoformat" in str(exc) else f" ({exc})"
-        raise ApiError(422, "invalid_time", f"{name}: {shown} is not an ISO 8601 time{why}") from None
+        raise Invalid(code="invalid_time", message=f"{name}: {shown} is not an ISO 8601 time{why}") from None
     if value.tzinfo is None:
-        raise ApiError(422, "invalid_time", f"{name}: {shown} needs a zone (e.g. Z or +01:00)")
+        raise Invalid(code="invalid_time", message=f"{name}: {shown} needs a zone (e.g. Z or +01:00)")
     problem = _time_range_problem(value)
     if problem:
-        raise ApiError(422, "invalid_time", f"{name}: {shown} {problem}")
-    return value.astimezone(timezone.utc)
+        raise Invalid(code="invalid_time", message=f"{name}: {shown} {problem}")
+    return value.astimezone(UTC)
 
 
 # --- bounded input types for path, query and body parameters ---
@@ -103,7 +65,7 @@ def _time_in_range(value: datetime) -> datetime:
     problem = _time_range_problem(value)
     if problem:
         raise ValueError(f"{value.isoformat()} {problem}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 # Text the API stores or looks up: PostgreSQL refuses NUL in text, so it is refused here, for every database alike.
@@ -137,7 +99,7 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError
         return number
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from None
+        raise Invalid(code="invalid_cursor", message="cursor is not one this API returned") from None
 
 
 def paginate(session: Session, stmt, *, cursor: str | None, limit: int, key_column,
@@ -145,7 +107,7 @@ def paginate(session: Session, stmt, *, cursor: str | None, limit: int, key_colu
     """Keyset pagination on a unique integer column: (rows, next cursor or None).
     `stmt` selecting one ORM entity yields objects, else rows."""
     if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(422, "invalid_limit", f"limit must be 1 to {MAX_LIMIT}, not {limit}")
+        raise Invalid(code="invalid_limit", message=f"limit must be 1 to {MAX_LIMIT}, not {limit}")
     if cursor:
         after = decode_cursor(cursor)
         stmt = stmt.where(key_column < after if descending else key_column > after)

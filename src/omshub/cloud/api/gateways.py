@@ -3,19 +3,19 @@ Changing the desired configuration is an operation (api/operations.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from omshub.cloud.services import operations as config_ops
-from omshub.cloud.services.accounts import Principal, audit, current_principal, hash_secret, new_secret, require_role, utcnow
-from omshub.protocol.topics import SERIAL_RE
-from omshub.cloud.store.models import Gateway
-from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, paginate
+from omshub.cloud.api.deps import current_principal, require_role
 from omshub.cloud.api.operations import operation_json
+from omshub.cloud.services import gateways as gateway_service
+from omshub.cloud.services import operations as config_ops
+from omshub.cloud.services.accounts import Principal
+from omshub.cloud.services.gateways import expected_contact, register_gateway, tenant_gateway
+from omshub.cloud.store.models import Gateway
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
 
@@ -23,37 +23,6 @@ router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
 class GatewayBody(BaseModel):
     serial: Text = Field(min_length=1, max_length=64)
     name: Text = Field("", max_length=200)
-
-
-def register_gateway(session: Session, tenant_id: int, serial: str, name: str = "", *,
-                     actor: str = "system") -> tuple[Gateway, str]:
-    """A new gateway; returns (gateway, credential). Only the credential's SHA-256 is stored."""
-    if not SERIAL_RE.match(serial or ""):
-        raise ApiError(422, "invalid_serial", f"serial {serial!r} must be 1-64 of A-Z a-z 0-9 . _ -")
-    # Serials stay unique across tenants (an uplink names its gateway by serial), so a clash may be
-    # in another tenant: the same answer either way, naming no tenant.
-    if session.scalar(select(Gateway.id).where(Gateway.serial == serial)) is not None:
-        raise ApiError(409, "serial_unavailable",
-                       f"serial {serial!r} is not available: gateway serials are unique across the whole "
-                       "head-end (gateways authenticate by serial and credential); check the serial")
-    credential = "omg_" + new_secret()
-    gateway = Gateway(tenant_id=tenant_id, serial=serial, name=name, credential_hash=hash_secret(credential),
-                      created_at=utcnow(), status={}, applied_config_version=0, desired_config_version=0)
-    session.add(gateway)
-    session.flush()
-    audit(session, tenant_id, actor, "gateway.register", {"gateway_id": gateway.id, "serial": serial})
-    return gateway, credential
-
-
-def _expected_contact(session: Session, gateway: Gateway) -> datetime | None:
-    if gateway.next_contact_at is not None:
-        return gateway.next_contact_at
-    try:
-        from omshub.cloud.services import operations
-    except ImportError:
-        return None
-    config = operations.running_config(session, gateway) if hasattr(operations, "running_config") else None
-    return operations.expected_next_contact(gateway, config, utcnow())
 
 
 def gateway_json(session: Session, gateway: Gateway) -> dict:
@@ -65,15 +34,7 @@ def gateway_json(session: Session, gateway: Gateway) -> dict:
             "spool_full": status.get("spool_full"), "status": status,
             "applied_config_version": gateway.applied_config_version,
             "desired_config_version": gateway.desired_config_version,
-            "next_contact_at": iso(_expected_contact(session, gateway))}
-
-
-def tenant_gateway(session: Session, principal: Principal, gateway_id: int) -> Gateway:
-    gateway = session.scalar(select(Gateway).where(Gateway.id == gateway_id,
-                                                   Gateway.tenant_id == principal.tenant_id))
-    if gateway is None:
-        raise not_found(f"gateway {gateway_id}")
-    return gateway
+            "next_contact_at": iso(expected_contact(session, gateway))}
 
 
 @router.post("", status_code=201)
@@ -95,7 +56,7 @@ def list_gateways(session: DbSession, principal: Principal = Depends(current_pri
 
 @router.get("/{gateway_id}")
 def get_gateway(gateway_id: Id, session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
-    return gateway_json(session, tenant_gateway(session, principal, gateway_id))
+    return gateway_json(session, tenant_gateway(session, principal.tenant_id, gateway_id))
 
 
 @router.get("/{gateway_id}/config")
@@ -104,7 +65,7 @@ def get_gateway_config(gateway_id: Id, session: DbSession,
     """The desired configuration (latest version, a change still waiting for the gateway included) in
     full with every default filled in; version 0 (`factory_default`) = nothing set yet. With the
     version the gateway runs and the operation still delivering a change (null when none)."""
-    gateway = tenant_gateway(session, principal, gateway_id)
+    gateway = tenant_gateway(session, principal.tenant_id, gateway_id)
     config, row = config_ops.desired_config(session, gateway)
     pending = config_ops.open_operation(session, gateway)
     return {"gateway_id": gateway.id, "version": config["version"], "config": config,
@@ -118,8 +79,6 @@ def get_gateway_config(gateway_id: Id, session: DbSession,
 def rotate_credential(gateway_id: Id, session: DbSession,
                       principal: Principal = Depends(require_role("admin"))) -> dict:
     """A new credential for the gateway (the old one stops working at once); shown once."""
-    gateway = tenant_gateway(session, principal, gateway_id)
-    credential = "omg_" + new_secret()
-    gateway.credential_hash = hash_secret(credential)
-    audit(session, principal.tenant_id, principal.name, "gateway.credential", {"gateway_id": gateway.id})
+    gateway, credential = gateway_service.rotate_credential(session, principal.tenant_id, gateway_id,
+                                                            actor=principal.name)
     return {"id": gateway.id, "serial": gateway.serial, "credential": credential}

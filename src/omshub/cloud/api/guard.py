@@ -12,8 +12,8 @@
   goes on reading what nobody wants.
 
 Limits (settings, bytes): `max_uplink_body` for the uplink, `max_import_body` for the CSV imports
-and the key export's meter list, `max_json_body` for everything else. What a route then does with its bounded body (validation,
-roles) stays the route's business.
+and the key export's meter list, `max_json_body` for everything else. What a route then does with
+its bounded body (validation, roles) stays the route's business.
 """
 
 from __future__ import annotations
@@ -23,10 +23,14 @@ from dataclasses import dataclass
 
 import cbor2
 import orjson
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from omshub.cloud.api.common import ApiError
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.domain.tokens import hash_secret
+from omshub.cloud.services.accounts import authenticate_token
+from omshub.cloud.store.models import Gateway
 from omshub.cloud.store.outage import database_outage
 
 log = logging.getLogger(__name__)
@@ -69,17 +73,12 @@ def _bearer(headers: dict[bytes, bytes]) -> str | None:
 
 
 def _gateway_known(db, credential: str) -> bool:
-    from sqlalchemy import select
-
-    from omshub.cloud.services.accounts import hash_secret
-    from omshub.cloud.store.models import Gateway
     with db.session() as session:
         return session.execute(select(Gateway.id).where(Gateway.credential_hash == hash_secret(credential))) \
             .first() is not None
 
 
 def _token_valid(db, token: str) -> bool:
-    from omshub.cloud.services.accounts import authenticate_token
     with db.session() as session:
         return authenticate_token(session, token) is not None
 

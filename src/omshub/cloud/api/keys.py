@@ -10,12 +10,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
-from omshub.cloud.services.accounts import Principal, require_role
-from omshub.cloud.store.keystore import MAX_IMPORT_BYTES, KeyStoreError, parse_key_csv, parse_meter_list
+from omshub.cloud.api.common import DbSession, Limit, Text, iso, page, paginate
+from omshub.cloud.api.deps import require_role
+from omshub.cloud.api.errors import ApiError
 from omshub.cloud.api.guard import read_body
+from omshub.cloud.services import keys as key_service
+from omshub.cloud.services.accounts import Principal
+from omshub.cloud.store.keystore import MAX_IMPORT_BYTES
 from omshub.cloud.store.models import MeterKey
-from omshub.cloud.api.common import ApiError, DbSession, Limit, Text, iso, page, paginate
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
@@ -55,18 +59,12 @@ async def import_keys(request: Request, principal: Principal = Depends(require_r
     """Import meter keys from CSV (`id,key[,manufacturer]`, header row), as `text/csv` or a
     multipart upload. Replaces existing keys of the same meters; telegrams waiting for these
     meters' keys are decoded again. Errors name the line."""
-    from starlette.concurrency import run_in_threadpool
     text = await _read_csv(request)
-    try:
-        entries = parse_key_csv(text)
-    except KeyStoreError as exc:
-        raise ApiError(422, "invalid_key_file", str(exc)) from None
-    keystore = request.app.state.keystore
-    db = request.app.state.db
+    state = request.app.state
 
     def work() -> dict:
-        with db.transaction() as session:
-            return keystore.import_keys(session, principal.tenant_id, entries, actor=principal.name, source="api")
+        return key_service.import_keys(state.db, state.keystore, principal.tenant_id, text, actor=principal.name,
+                                       source="api")
 
     result = await run_in_threadpool(work)
     wake = getattr(request.app.state, "pipeline_wakeup", None)
@@ -93,15 +91,8 @@ def export_keys(body: ExportBody, request: Request, session: DbSession,
                 principal: Principal = Depends(require_role("admin"))) -> Response:
     """The key file (CSV) for the given meters (`ID` or `MAN:ID`), e.g. for a building owner.
     Admin only; every export is audited."""
-    try:
-        meters = parse_meter_list(body.meters)
-    except KeyStoreError as exc:
-        raise ApiError(422, "invalid_meters", str(exc)) from None
-    try:
-        text = request.app.state.keystore.export_keys(session, principal.tenant_id, meters, actor=principal.name,
-                                                      source="api")
-    except LookupError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    text = key_service.export_keys(session, request.app.state.keystore, principal.tenant_id, body.meters,
+                                   actor=principal.name, source="api")
     return Response(text, media_type="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="meter-keys.csv"',
                              "Cache-Control": "no-store"})

@@ -13,10 +13,14 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from omshub.cloud.api.common import MAX_INT64, DbSession, Id, Limit, Text, iso, page, paginate
+from omshub.cloud.api.deps import require_role
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.domain.errors import not_found
 from omshub.cloud.services import operations as ops
-from omshub.cloud.services.accounts import Principal, require_role
+from omshub.cloud.services.accounts import Principal
+from omshub.cloud.services.gateways import select_gateways
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
-from omshub.cloud.api.common import MAX_INT64, ApiError, DbSession, Id, Limit, Text, iso, not_found, page, paginate
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -26,7 +30,7 @@ STATE_PATTERN = "^(" + "|".join(ops.STATES) + ")$"
 
 
 def operation_json(op: Operation, serial: str | None = None, config: dict | None = None) -> dict:
-    out = {"id": op.id, "gateway_id": op.gateway_id, "gateway": serial, "kind": op.kind,
+    out: dict[str, Any] = {"id": op.id, "gateway_id": op.gateway_id, "gateway": serial, "kind": op.kind,
            "config_version": op.config_version, "state": op.state, "created_at": iso(op.created_at),
            "created_by": op.created_by, "delivered_at": iso(op.delivered_at), "finished_at": iso(op.finished_at),
            "error": op.error, "superseded_by": op.superseded_by,
@@ -64,35 +68,10 @@ class BulkConfigIn(BaseModel):
                           "without it such gateways make the request fail with 409 and the list of conflicts")
 
 
-class PendingChangesError(ApiError):
-    """409 with the list of conflicts in `error.conflicts` (docs/formats.md §3)."""
-
-    def __init__(self, exc: ops.PendingChanges) -> None:
-        super().__init__(409, "pending_changes", str(exc))
-        self.conflicts = [{**c, "created_at": iso(c["created_at"])} for c in exc.conflicts]
-
-    def body(self) -> dict:
-        out = super().body()
-        out["error"]["conflicts"] = self.conflicts
-        return out
-
-
-def _change(session, principal: Principal, ids: list[int], patch, on_conflict: str | None) -> list[ops.ConfigResult]:
-    """The domain's change, its refusals as API errors (nothing was changed then)."""
-    try:
-        return ops.change_config(session, principal, ids, patch, on_conflict=on_conflict)
-    except ops.ConfigChangeError as exc:
-        raise ApiError(422, exc.code, str(exc)) from None
-    except ops.UnknownGateway as exc:
-        raise not_found(f"gateway {exc.gateway_id}") from None
-    except ops.PendingChanges as exc:
-        raise PendingChangesError(exc) from None
-
-
 def _single(session, principal: Principal, gateway_id: int, patch, response: Response) -> dict:
     # One gateway: the operator sees its desired configuration (pending change included) and the
     # change is merged onto it, so superseding the pending operation loses nothing.
-    [res] = _change(session, principal, [gateway_id], patch, "supersede")
+    [res] = ops.change_config(session, principal, [gateway_id], patch, on_conflict="supersede")
     out = operation_json(res.operation, res.gateway.serial, res.config) if res.operation else \
         {"gateway_id": res.gateway.id, "gateway": res.gateway.serial, "config_version": res.version,
          "config": res.config}
@@ -113,7 +92,8 @@ SINGLE_DOC = ("A JSON merge patch (RFC 7386) applied to the gateway's desired co
               "`superseded_operations`).")
 PATCH_TYPES = ("application/merge-patch+json", "application/json")
 # a change that leaves everything as it is: 200 instead of 201 (documented for clients and the API fuzz)
-UNCHANGED = {200: {"description": "nothing changed: `outcome` is `unchanged`, no operation was created"}}
+UNCHANGED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "nothing changed: `outcome` is `unchanged`, no operation was created"}}
 
 
 @router.put("/gateways/{gateway_id}/config", status_code=201, tags=["operations"], responses=UNCHANGED,
@@ -157,20 +137,9 @@ def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession
         ids = body.gateway_ids
     else:
         f = body.filter
-        if not (f.all or f.serial_prefix or f.name_contains or f.desired_config_version is not None):
-            raise ApiError(422, "invalid_request",
-                           "filter selects nothing: set all=true or serial_prefix/name_contains/desired_config_version")
-        stmt = select(Gateway.id).where(Gateway.tenant_id == principal.tenant_id)
-        if f.serial_prefix:
-            stmt = stmt.where(Gateway.serial.startswith(f.serial_prefix, autoescape=True))
-        if f.name_contains:
-            stmt = stmt.where(Gateway.name.contains(f.name_contains, autoescape=True))
-        if f.desired_config_version is not None:
-            stmt = stmt.where(Gateway.desired_config_version == f.desired_config_version)
-        ids = list(session.scalars(stmt.order_by(Gateway.id).limit(ops.MAX_GATEWAYS_PER_REQUEST + 1)))
-        if not ids:
-            raise ApiError(422, "invalid_request", "the filter matches no gateway")
-    results = _change(session, principal, ids, body.config, body.on_conflict)
+        ids = select_gateways(session, principal.tenant_id, every=f.all, serial_prefix=f.serial_prefix,
+                              name_contains=f.name_contains, desired_config_version=f.desired_config_version)
+    results = ops.change_config(session, principal, ids, body.config, on_conflict=body.on_conflict)
     made = [r for r in results if r.outcome in (ops.CREATED, ops.SUPERSEDED_PENDING)]
     if not made:
         response.status_code = 200

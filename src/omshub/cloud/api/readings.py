@@ -21,13 +21,16 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from omshub.cloud.services import consumption as consumption_mod
-from omshub.cloud.services.accounts import Principal, require_role
-from omshub.cloud.services.consumption import register_value
-from omshub.cloud.store.models import Installation, Meter, Reading
-from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
-from omshub.cloud.api.meters import get_meter, local_time, meters_json
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
+from omshub.cloud.api.deps import require_role
+from omshub.cloud.api.errors import ApiError
 from omshub.cloud.api.metering_points import get_point
+from omshub.cloud.api.meters import get_meter, meters_json
+from omshub.cloud.services import consumption as consumption_mod
+from omshub.cloud.services.accounts import Principal
+from omshub.cloud.services.consumption import register_value
+from omshub.cloud.services.meters import local_time
+from omshub.cloud.store.models import Installation, Meter, Reading
 
 router = APIRouter(prefix="/api/v1", tags=["readings"])
 
@@ -143,7 +146,7 @@ def latest_readings(principal: Viewer, session: DbSession, device_type: Text | N
     meters, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Meter.id)
     qs, fs = _names(quantity, "quantity"), _names(fields, "fields")
     items = []
-    for m, mj in zip(meters, meters_json(session, meters)):
+    for m, mj in zip(meters, meters_json(session, meters), strict=True):
         r = _latest(session, m.id)  # one index look-up per meter (meter_pk, timestamp)
         items.append({"meter": mj, "reading": reading_json(r, quantities=qs, fields=fs) if r else None})
     return page(items, nxt)

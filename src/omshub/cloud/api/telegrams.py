@@ -12,12 +12,26 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
+from omshub.cloud.api.common import (
+    DbSession,
+    Id,
+    Limit,
+    Text,
+    TimeQuery,
+    decode_cursor,
+    encode_cursor,
+    iso,
+    page,
+    paginate,
+    parse_time,
+)
+from omshub.cloud.api.deps import require_role
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.domain.errors import not_found
+from omshub.cloud.services.accounts import Principal
+from omshub.cloud.store.models import Gateway, Telegram
 from omshub.codec import DecodeError, peek_header
 from omshub.codec.link import DEVICE_TYPE_NAMES
-
-from omshub.cloud.services.accounts import Principal, require_role
-from omshub.cloud.store.models import Gateway, Telegram
-from omshub.cloud.api.common import ApiError, DbSession, Id, Limit, Text, TimeQuery, decode_cursor, encode_cursor, iso, not_found, page, paginate, parse_time
 
 router = APIRouter(prefix="/api/v1/telegrams", tags=["telegrams"])
 

@@ -15,39 +15,32 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any
 
-from fastapi import Depends, Request
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from omshub.cloud.api.common import ApiError
+from omshub.cloud.domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from omshub.cloud.domain.tokens import hash_secret, new_secret
+from omshub.cloud.services import login_throttle as throttle
+from omshub.cloud.services.time_zones import TimeInputError, check_zone
 from omshub.cloud.store.audit import audit
-from omshub.cloud.store.models import ApiToken, Tenant, User
-from omshub.times import utcnow
+from omshub.cloud.store.models import DEFAULT_ZONE, ApiToken, Tenant, User
+from omshub.times import iso, utcnow
 
 ROLES = ("viewer", "operator", "admin")
-_RANK = {role: i for i, role in enumerate(ROLES)}
+RANK = {role: i for i, role in enumerate(ROLES)}
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
 MAX_PASSWORD = 1024
 MIN_PASSWORD = 8
-# last_used_at is refreshed at most this often, so reads do not turn into writes
-_TOUCH_INTERVAL = timedelta(minutes=5)
 
-_hasher = None
-
-
-def _password_hasher():
-    global _hasher
-    if _hasher is None:
-        from argon2 import PasswordHasher
-        # OWASP's argon2id baseline (19 MiB, 2 passes): strong, yet a login costs tens of ms, not a
-        # second of CPU (the library default) that would make the login endpoint a DoS lever
-        _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-    return _hasher
+# OWASP's argon2id baseline (19 MiB, 2 passes): strong, yet a login costs tens of ms, not a
+# second of CPU (the library default) that would make the login endpoint a DoS lever
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 
 
 @dataclass(frozen=True)
@@ -58,34 +51,33 @@ class Principal:
     name: str
 
     def at_least(self, role: str) -> bool:
-        return _RANK.get(self.role, -1) >= _RANK[role]
+        return RANK.get(self.role, -1) >= RANK[role]
 
 
 def hash_password(password: str) -> str:
-    return _password_hasher().hash(password)
+    return _HASHER.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
-    from argon2.exceptions import InvalidHashError, VerificationError
     try:
-        return _password_hasher().verify(password_hash, password)
+        return _HASHER.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
 
 def lower_role(a: str, b: str) -> str:
-    return a if _RANK.get(a, -1) <= _RANK.get(b, -1) else b
+    return a if RANK.get(a, -1) <= RANK.get(b, -1) else b
 
 
 def check_role(role: str) -> str:
-    if role not in _RANK:
-        raise ApiError(422, "invalid_role", f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if role not in RANK:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}, not {role!r}", code="invalid_role")
     return role
 
 
 def check_password(password: str) -> str:
     if not isinstance(password, str) or not (MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
-        raise ApiError(422, "invalid_password", f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+        raise Invalid(f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters", code="invalid_password")
     return password
 
 
@@ -94,17 +86,15 @@ def check_password(password: str) -> str:
 def create_tenant(session: Session, slug: str, name: str, *, timezone: str | None = None,
                   meter_timezone: str | None = None) -> Tenant:
     """A new tenant; its local time zone and its meters' time zone are Europe/Berlin unless given."""
-    from omshub.cloud.store.models import DEFAULT_ZONE
-    from omshub.cloud.services.time_zones import TimeInputError, check_zone
     if not SLUG_RE.match(slug or ""):
-        raise ApiError(422, "invalid_slug", f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)")
+        raise Invalid(f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)", code="invalid_slug")
     try:
         local = check_zone(timezone or DEFAULT_ZONE, "timezone")
         meters = check_zone(meter_timezone or DEFAULT_ZONE, "meter_timezone")
     except TimeInputError as exc:
-        raise ApiError(422, exc.code, str(exc)) from None
+        raise Invalid(str(exc), code=exc.code) from None
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
-        raise ApiError(409, "exists", f"tenant {slug!r} already exists")
+        raise Conflict(f"tenant {slug!r} already exists", code="exists")
     tenant = Tenant(slug=slug, name=(name or slug)[:200], created_at=utcnow(), timezone=local,
                     meter_timezone=meters)
     session.add(tenant)
@@ -115,20 +105,19 @@ def create_tenant(session: Session, slug: str, name: str, *, timezone: str | Non
 def tenant_by_slug(session: Session, slug: str) -> Tenant:
     tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
     if tenant is None:
-        raise ApiError(404, "not_found", f"tenant {slug!r} not found")
+        raise NotFound(f"tenant {slug!r} not found")
     return tenant
 
 
 def create_user(session: Session, tenant_id: int, username: str, password: str, role: str) -> User:
     if not USERNAME_RE.match(username or ""):
-        raise ApiError(422, "invalid_username", f"username {username!r} must be 1-200 of A-Z a-z 0-9 . _ @ + -")
+        raise Invalid(f"username {username!r} must be 1-200 of A-Z a-z 0-9 . _ @ + -", code="invalid_username")
     check_role(role)
     check_password(password)
     # Usernames are login names, unique across the head-end (the login names no tenant), so a
     # clash may be in another tenant: the answer is the same either way and says nothing about where.
-    unavailable = ApiError(409, "username_unavailable",
-                           f"username {username!r} is not available; choose another "
-                           "(login names are unique across the whole head-end)")
+    unavailable = Conflict(f"username {username!r} is not available; choose another "
+                           "(login names are unique across the whole head-end)", code="username_unavailable")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise unavailable
     user = User(tenant_id=tenant_id, username=username, password_hash=hash_password(password), role=role,
@@ -141,6 +130,13 @@ def create_user(session: Session, tenant_id: int, username: str, password: str, 
     return user
 
 
+def add_user(session: Session, tenant_id: int, username: str, password: str, role: str, *, actor: str) -> User:
+    """`create_user`, audited."""
+    user = create_user(session, tenant_id, username, password, role)
+    audit(session, tenant_id, actor, "user.create", {"user_id": user.id, "role": user.role})
+    return user
+
+
 def create_api_token(session: Session, tenant_id: int, name: str, role: str, *,
                      expires_at: datetime | None = None, actor: str = "", owner_id: int | None = None,
                      now: datetime | None = None) -> tuple[ApiToken, str]:
@@ -149,14 +145,13 @@ def create_api_token(session: Session, tenant_id: int, name: str, role: str, *,
     None makes a service token of the tenant (the CLI's)."""
     check_role(role)
     if not name or len(name) > 200:
-        raise ApiError(422, "invalid_name", "token name must have 1 to 200 characters")
+        raise Invalid("token name must have 1 to 200 characters", code="invalid_name")
     if owner_id is not None:
         owner = session.scalar(select(User).where(User.id == owner_id, User.tenant_id == tenant_id))
         if owner is None or owner.disabled:
-            raise ApiError(403, "forbidden", "a token can only belong to an enabled user of its tenant")
+            raise Forbidden("a token can only belong to an enabled user of its tenant")
         if lower_role(role, owner.role) != role:
-            raise ApiError(403, "forbidden", f"a token cannot have a higher role ({role}) than its owner "
-                                             f"({owner.role})")
+            raise Forbidden(f"a token cannot have a higher role ({role}) than its owner ({owner.role})")
     token = "omh_" + new_secret()
     row = ApiToken(tenant_id=tenant_id, user_id=owner_id, kind="api", name=name, role=role,
                    token_hash=hash_secret(token), created_at=now or utcnow(), expires_at=expires_at, revoked=False)
@@ -171,6 +166,64 @@ def end_user_tokens(session: Session, user_id: int) -> int:
     """Revoke every session and API token of a user (they are disabled). -> how many."""
     return session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False))
                            .values(revoked=True)).rowcount
+
+
+def tenant_user(session: Session, tenant_id: int, user_id: int) -> User:
+    """The tenant's user `user_id`, else NotFound."""
+    user = session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def change_user(session: Session, tenant_id: int, user_id: int, *, role: str | None = None,
+                password: str | None = None, disabled: bool | None = None, actor: str) -> User:
+    """Change what is given (None: left as it is). Disabling ends the user's sessions and API
+    tokens (enabling again does not revive them); a new password ends their sessions. Audited."""
+    user = tenant_user(session, tenant_id, user_id)
+    changes: dict = {}
+    if role is not None:
+        user.role = check_role(role)
+        changes["role"] = role
+    if password is not None:
+        user.password_hash = hash_password(check_password(password))
+        changes["password"] = "changed"
+    if disabled is not None:
+        user.disabled = disabled
+        changes["disabled"] = disabled
+    if disabled:
+        changes["tokens_revoked"] = end_user_tokens(session, user.id)
+    elif password is not None:  # API tokens stay
+        session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "session")
+                        .values(revoked=True))
+    audit(session, tenant_id, actor, "user.update", {"user_id": user.id, **changes})
+    return user
+
+
+def disable_user(session: Session, tenant_id: int, user_id: int, *, actor: str) -> User:
+    """Disable the user (rows referencing users stay valid) and end their sessions and API tokens."""
+    user = tenant_user(session, tenant_id, user_id)
+    user.disabled = True
+    revoked = end_user_tokens(session, user.id)
+    audit(session, tenant_id, actor, "user.disable",
+          {"user_id": user.id, "at": iso(utcnow()), "tokens_revoked": revoked})
+    return user
+
+
+def revoke_token_id(session: Session, tenant_id: int, token_id: int, *, actor: str) -> None:
+    """Revoke a token of the tenant (an API token of any owner, a service token or a session)."""
+    row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == tenant_id))
+    if row is None:
+        raise NotFound(f"token {token_id} not found")
+    row.revoked = True
+    audit(session, tenant_id, actor, "token.revoke",
+          {"token_id": token_id, "name": row.name, "kind": row.kind, "owner_id": row.user_id})
+
+
+def revoke_token(session: Session, tenant_id: int, token: str) -> None:
+    """Revoke the token `token` of the tenant (a logout)."""
+    session.execute(update(ApiToken).where(ApiToken.token_hash == hash_secret(token), ApiToken.tenant_id == tenant_id)
+                    .values(revoked=True))
 
 
 def check_login(session: Session, username: str, password: str) -> User | None:
@@ -198,9 +251,8 @@ def attempt_login(db, username: str, password: str, *, address: str, ttl_s: int,
     """A session token for a correct username + password, behind the login throttle
     (cloud/services/login_throttle.py) -> (user, session row, token, tenant slug). LoginThrottled before the
     password is checked when a counter of the account, the client address or the pair is closed;
-    ApiError 401 for a wrong username or password, the same for an unknown user (the attempt stays
+    Unauthorized for a wrong username or password, the same for an unknown user (the attempt stays
     counted as a failure)."""
-    from omshub.cloud.services import login_throttle as throttle
     policy = policy or throttle.DEFAULT_POLICY
     for _ in range(5):
         try:  # committed before the password is checked, so parallel attempts see it
@@ -214,7 +266,7 @@ def attempt_login(db, username: str, password: str, *, address: str, ttl_s: int,
     with db.session() as session:  # a read: no (SQLite) write lock is held while argon2 works
         user = check_login(session, username, password)
     if user is None:
-        raise ApiError(401, "unauthorized", "wrong username or password")
+        raise Unauthorized("wrong username or password")
     with db.transaction() as session:
         row, token = new_session(session, user, ttl_s, now)
         throttle.succeeded(session, reservation, now)
@@ -232,19 +284,7 @@ def _dummy_hash() -> str:
     return _DUMMY
 
 
-# --- FastAPI dependencies ---
-
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
-
-
-def authenticate_token(session: Session, token: str, now: datetime | None = None) -> tuple[Principal, object] | None:
+def authenticate_token(session: Session, token: str, now: datetime | None = None) -> tuple[Principal, Any] | None:
     """(principal, token row) of a bearer token, or None when it is unknown, revoked, expired or its
     user disabled."""
     now = now or utcnow()
@@ -265,45 +305,3 @@ def authenticate_token(session: Session, token: str, now: datetime | None = None
         else:  # an API token keeps its role, but never above its owner's current one
             role, name = lower_role(row.role, user.role), f"token:{row.name} of {user.username}"
     return Principal(tenant_id=row.tenant_id, user_id=row.user_id, role=role, name=name), row
-
-
-def current_principal(request: Request) -> Principal:
-    """Bearer session token or API token -> Principal; 401 otherwise."""
-    token = _bearer(request)
-    if token is None:
-        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)")
-    db = request.app.state.db
-    now = utcnow()
-    with db.session() as session:
-        found = authenticate_token(session, token, now)
-    if found is None:
-        raise ApiError(401, "unauthorized", "invalid, expired or revoked token")
-    principal, row = found
-    if row.last_used_at is None or now - row.last_used_at > _TOUCH_INTERVAL:
-        _touch(db, row.id, now)
-    request.state.principal = principal
-    return principal
-
-
-def _touch(db, token_id: int, now: datetime) -> None:
-    from sqlalchemy.exc import OperationalError
-    try:
-        with db.transaction() as session:
-            session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
-    except OperationalError:  # bookkeeping only; never fail a request over it
-        pass
-
-
-def require_role(*roles: str) -> Callable[..., Principal]:
-    """Dependency factory: the principal if its role is at least the lowest of `roles`
-    (viewer < operator < admin), else 403."""
-    for role in roles:
-        check_role(role)
-    lowest = min(roles, key=_RANK.__getitem__) if roles else "viewer"
-
-    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
-        if not principal.at_least(lowest):
-            raise ApiError(403, "forbidden", f"this needs the {lowest} role or higher (you are {principal.role})")
-        return principal
-
-    return dependency

@@ -40,8 +40,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from omshub.cloud.domain.errors import TooMany
 from omshub.cloud.store.models import LoginThrottle
 
 
@@ -63,12 +66,12 @@ class ThrottlePolicy:
 DEFAULT_POLICY = ThrottlePolicy()
 
 
-class LoginThrottled(Exception):
+class LoginThrottled(TooMany):
     """Too many failed logins: try again in `retry_after_s` seconds (HTTP 429 + Retry-After)."""
 
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"too many failed logins; try again in {retry_after_s} s")
-        self.retry_after_s = retry_after_s
+        super().__init__("too many failed logins for this account or from this address; try again in "
+                         f"{retry_after_s} second{'s' if retry_after_s != 1 else ''}", retry_after_s)
 
 
 class Contended(Exception):
@@ -153,10 +156,7 @@ def reserve(session: Session, username: str, address: str, now: datetime,
 def _insert(session: Session, key: bytes, scope: str, now: datetime) -> None:
     values = {"key": key, "scope": scope, "failures": 1, "window_start": now, "last_attempt_at": now}
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     inserted = session.execute(insert(LoginThrottle).values(**values).on_conflict_do_nothing(
         index_elements=["key"]).returning(LoginThrottle.id)).first()
     if inserted is None:  # created meanwhile by a concurrent attempt

@@ -13,20 +13,35 @@ Input: sessions and ORM rows; output: rows changed in the session (the caller co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from omshub.protocol.config import (MAX_PATCH_DEPTH, ConfigError, GatewayConfig, diff_patch, merge_patch, patch_depth,
-                                    validate_config)
-
-from omshub.cloud.domain.operations import (DELIVERED, FAILED, MAX_ERROR_LEN, OPEN_STATES, PENDING, STATES, SUCCESSFUL,
-                                            SUPERSEDED)
+from omshub.cloud.domain.errors import Conflict, Invalid, NotFound
+from omshub.cloud.domain.operations import (
+    DELIVERED,
+    FAILED,
+    MAX_ERROR_LEN,
+    OPEN_STATES,
+    PENDING,
+    STATES,
+    SUCCESSFUL,
+    SUPERSEDED,
+)
 from omshub.cloud.ingest.config_answer import expected_next_contact, on_uplink, running_config
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
-from omshub.times import utc as _utc
+from omshub.protocol.config import (
+    MAX_PATCH_DEPTH,
+    ConfigError,
+    GatewayConfig,
+    diff_patch,
+    merge_patch,
+    patch_depth,
+    validate_config,
+)
+from omshub.times import utc, utcnow
 
 # the states (domain/operations.py) and the uplink's configuration answer (ingest/config_answer.py)
 # are named here too: this is where the API and the tests find operations
@@ -41,25 +56,27 @@ MAX_GATEWAYS_PER_REQUEST = 10_000
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger one names no gateway
 
 
-class ConfigChangeError(ValueError):
+class ConfigChangeError(Invalid):
     """A configuration change that cannot be made (nothing was changed). `code` is stable."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
-class UnknownGateway(LookupError):
+class UnknownGateway(NotFound):
     """A selected gateway does not exist in the principal's tenant."""
 
     def __init__(self, gateway_id: int) -> None:
-        super().__init__(f"gateway {gateway_id}")
+        super().__init__(f"gateway {gateway_id} not found")
         self.gateway_id = gateway_id
 
 
-class PendingChanges(Exception):
+class PendingChanges(Conflict):
     """Selected gateways have an unfinished change this one would supersede, and the operator has
-    not decided (`on_conflict`); nothing was changed. `conflicts`: one dict per open operation."""
+    not decided (`on_conflict`); nothing was changed. `conflicts`: one dict per open operation
+    (also in the refusal's details, docs/formats.md §3)."""
+
+    code = "pending_changes"
 
     def __init__(self, conflicts: list[dict]) -> None:
         gateways = list(dict.fromkeys(c["gateway"] for c in conflicts))
@@ -67,7 +84,7 @@ class PendingChanges(Exception):
         super().__init__(f"{len(gateways)} gateway(s) have a change that is not applied yet ({names}); "
                          "nothing was changed. Send the request again with on_conflict \"supersede\" (the new "
                          "change replaces theirs, which it includes) or \"skip\" (those gateways keep their "
-                         "pending change and get nothing new)")
+                         "pending change and get nothing new)", details={"conflicts": conflicts})
         self.conflicts = conflicts
 
 
@@ -174,21 +191,12 @@ def _conflicts(session: Session, gateways: dict[int, Gateway], pending: list[Ope
                     "operation_id": op.id, "config_version": op.config_version, "state": op.state,
                     "changes": diff_patch(prev, _filled(mine)) if mine is not None else None,
                     "changes_from_version": prev_version,
-                    "created_by": op.created_by, "created_at": _utc(op.created_at)})
+                    "created_by": op.created_by, "created_at": utc(op.created_at)})
     return out
 
 
-def change_config(session: Session, principal, gateway_ids: list[int], patch: dict, *,
-                  on_conflict: str | None = None, now: datetime | None = None) -> list[ConfigResult]:
-    """Apply the merge patch `patch` to the desired configuration of each gateway (all of the
-    principal's tenant) and validate the result; where it changes something, a new version and a
-    PENDING operation. A gateway with an unfinished change is a conflict: PendingChanges unless
-    `on_conflict` says what to do ("supersede": the new operation replaces the old one, whose
-    settings it includes; "skip": the gateway keeps its pending change and gets nothing new).
-    The first configuration of a gateway always makes a version: what the gateway runs before is
-    its own initial configuration, unknown here. Raises ConfigChangeError, UnknownGateway,
-    PendingChanges — all before anything is changed. Audited."""
-    now = _utc(now or datetime.now(timezone.utc))
+def _checked_request(gateway_ids: list[int], patch, on_conflict: str | None) -> tuple[list[int], dict]:
+    """(gateway ids without repeats, the patch without `version`) or ConfigChangeError/UnknownGateway."""
     if on_conflict is not None and on_conflict not in ON_CONFLICT:
         raise ConfigChangeError("invalid_request",
                                 f"on_conflict must be \"supersede\" or \"skip\", not {on_conflict!r}")
@@ -202,34 +210,47 @@ def change_config(session: Session, principal, gateway_ids: list[int], patch: di
     for gid in ids:
         if not 0 < gid <= MAX_ID:
             raise UnknownGateway(gid)
-    gateways: dict[int, Gateway] = {}
-    latest: dict[int, int] = {}
-    open_ops: dict[int, list[Operation]] = {}
+    return ids, patch
+
+
+@dataclass
+class _Selection:
+    """The selected gateways (locked), their latest stored version and their unfinished operations."""
+    gateways: dict[int, Gateway] = field(default_factory=dict)
+    latest: dict[int, int] = field(default_factory=dict)
+    open_ops: dict[int, list[Operation]] = field(default_factory=dict)
+
+
+def _select(session: Session, tenant_id: int, ids: list[int]) -> _Selection:
+    sel = _Selection()
     for chunk in range(0, len(ids), 500):  # bounded IN lists
         part = ids[chunk:chunk + 500]
         # Locked first, read after: two changes of one gateway are made one after the other, the
         # second merged onto the first.
         for gw in session.scalars(select(Gateway).where(
-                Gateway.tenant_id == principal.tenant_id, Gateway.id.in_(part)).with_for_update()):
-            gateways[gw.id] = gw
-        latest.update(session.execute(
+                Gateway.tenant_id == tenant_id, Gateway.id.in_(part)).with_for_update()):
+            sel.gateways[gw.id] = gw
+        sel.latest.update(session.execute(
             select(GatewayConfigVersion.gateway_id, func.max(GatewayConfigVersion.version))
             .where(GatewayConfigVersion.gateway_id.in_(part))
             .group_by(GatewayConfigVersion.gateway_id)).all())
         for op in session.scalars(select(Operation).where(
                 Operation.gateway_id.in_(part), Operation.state.in_(OPEN_STATES)).order_by(Operation.id)):
-            open_ops.setdefault(op.gateway_id, []).append(op)
+            sel.open_ops.setdefault(op.gateway_id, []).append(op)
     for gid in ids:
-        if gid not in gateways:
+        if gid not in sel.gateways:
             raise UnknownGateway(gid)
-    stored = _config_rows(session, [(gid, gw.desired_config_version) for gid, gw in gateways.items()
-                                    if gw.desired_config_version])
+    return sel
 
-    # Decide everything before changing anything: an invalid result or an undecided conflict
-    # leaves every gateway as it was.
-    plans: list[tuple[Gateway, dict, dict, bool]] = []   # (gateway, before, after, changes something)
+
+def _plan(session: Session, sel: _Selection, ids: list[int], patch: dict) -> list[tuple[Gateway, dict, dict, bool]]:
+    """(gateway, configuration before, after, whether it changes something) per gateway; decided
+    before anything changes, so an invalid result leaves every gateway as it was."""
+    stored = _config_rows(session, [(gid, gw.desired_config_version) for gid, gw in sel.gateways.items()
+                                    if gw.desired_config_version])
+    plans = []
     for gid in ids:
-        gw = gateways[gid]
+        gw = sel.gateways[gid]
         row = stored.get((gid, gw.desired_config_version))
         before = _filled(row) if row is not None else default_config()
         try:
@@ -238,39 +259,63 @@ def change_config(session: Session, principal, gateway_ids: list[int], patch: di
             where = f" for gateway {gw.serial}" if len(ids) > 1 else ""
             raise ConfigChangeError("invalid_config", f"configuration rejected{where}: {exc}") from None
         plans.append((gw, before, after, row is None or after != before))
-    pending = [op for gw, _, _, changes in plans if changes for op in open_ops.get(gw.id, [])]
+    return plans
+
+
+def _new_version(session: Session, sel: _Selection, gw: Gateway, after: dict, principal, now: datetime,
+                 ) -> tuple[int, Operation]:
+    """Store the gateway's next configuration version and its PENDING operation."""
+    # Also above what the gateway runs: it ignores a version it already has.
+    version = max(sel.latest.get(gw.id) or 0, gw.desired_config_version or 0, gw.applied_config_version or 0) + 1
+    session.add(GatewayConfigVersion(tenant_id=gw.tenant_id, gateway_id=gw.id, version=version,
+                                     config={**after, "version": version}, created_at=now,
+                                     created_by=principal.name))
+    gw.desired_config_version = version
+    expected = gw.next_contact_at if gw.next_contact_at and utc(gw.next_contact_at) > now else \
+        expected_next_contact(gw, running_config(session, gw), now)
+    op = Operation(tenant_id=gw.tenant_id, gateway_id=gw.id, kind="config", config_version=version,
+                   state=PENDING, created_at=now, created_by=principal.name, expected_contact_at=expected)
+    session.add(op)
+    return version, op
+
+
+def change_config(session: Session, principal, gateway_ids: list[int], patch: dict, *,
+                  on_conflict: str | None = None, now: datetime | None = None) -> list[ConfigResult]:
+    """Apply the merge patch `patch` to the desired configuration of each gateway (all of the
+    principal's tenant) and validate the result; where it changes something, a new version and a
+    PENDING operation. A gateway with an unfinished change is a conflict: PendingChanges unless
+    `on_conflict` says what to do ("supersede": the new operation replaces the old one, whose
+    settings it includes; "skip": the gateway keeps its pending change and gets nothing new).
+    The first configuration of a gateway always makes a version: what the gateway runs before is
+    its own initial configuration, unknown here. Raises ConfigChangeError, UnknownGateway,
+    PendingChanges — all before anything is changed. Audited."""
+    now = utc(now or utcnow())
+    ids, patch = _checked_request(gateway_ids, patch, on_conflict)
+    sel = _select(session, principal.tenant_id, ids)
+    plans = _plan(session, sel, ids, patch)
+    pending = [op for gw, _, _, changes in plans if changes for op in sel.open_ops.get(gw.id, [])]
     if pending and on_conflict is None:
-        raise PendingChanges(_conflicts(session, gateways, pending))
+        raise PendingChanges(_conflicts(session, sel.gateways, pending))
 
     current_ops = _operations_of(session, [(gw.id, gw.desired_config_version) for gw, _, _, changes in plans
                                            if not changes and gw.desired_config_version])
     results: list[ConfigResult] = []
     for gw, before, after, changes in plans:
         current = gw.desired_config_version or 0
-        if not changes or (on_conflict == "skip" and open_ops.get(gw.id)):
-            kept = open_ops[gw.id][-1] if changes else current_ops.get((gw.id, current))
+        if not changes or (on_conflict == "skip" and sel.open_ops.get(gw.id)):
+            kept = sel.open_ops[gw.id][-1] if changes else current_ops.get((gw.id, current))
             results.append(ConfigResult(gw, UNCHANGED if not changes else SKIPPED, current,
                                         {**before, "version": current}, kept, from_version=current))
             continue
-        # Also above what the gateway runs: it ignores a version it already has.
-        version = max(latest.get(gw.id) or 0, current, gw.applied_config_version or 0) + 1
-        session.add(GatewayConfigVersion(tenant_id=gw.tenant_id, gateway_id=gw.id, version=version,
-                                         config={**after, "version": version}, created_at=now,
-                                         created_by=principal.name))
-        gw.desired_config_version = version
-        expected = gw.next_contact_at if gw.next_contact_at and _utc(gw.next_contact_at) > now else \
-            expected_next_contact(gw, running_config(session, gw), now)
-        op = Operation(tenant_id=gw.tenant_id, gateway_id=gw.id, kind="config", config_version=version,
-                       state=PENDING, created_at=now, created_by=principal.name, expected_contact_at=expected)
-        session.add(op)
-        old = open_ops.get(gw.id, [])
-        results.append(ConfigResult(gw, SUPERSEDED_PENDING if old else CREATED, version,
-                                    {**after, "version": version}, op, list(old), from_version=current))
+        version, op = _new_version(session, sel, gw, after, principal, now)
+        unfinished = sel.open_ops.get(gw.id, [])
+        results.append(ConfigResult(gw, SUPERSEDED_PENDING if unfinished else CREATED, version,
+                                    {**after, "version": version}, op, list(unfinished), from_version=current))
     session.flush()
     for res in results:
-        for old in res.superseded:
+        for old in res.superseded:  # only new operations supersede
             old.state = SUPERSEDED
-            old.superseded_by = res.operation.id
+            old.superseded_by = res.operation.id if res.operation is not None else None
             old.finished_at = now
     audit(session, principal.tenant_id, principal.name, "gateway.config", {
         "patch": patch, "on_conflict": on_conflict,
@@ -298,4 +343,4 @@ def set_desired_config(session: Session, principal, gateway_ids: list[int], conf
     """`change_config` superseding unfinished changes (whose settings the new version includes);
     the new operations."""
     results = change_config(session, principal, gateway_ids, config, on_conflict="supersede", now=now)
-    return [r.operation for r in results if r.outcome in (CREATED, SUPERSEDED_PENDING)]
+    return [r.operation for r in results if r.outcome in (CREATED, SUPERSEDED_PENDING) and r.operation is not None]

@@ -21,12 +21,17 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
+from omshub.cloud.api.common import DbSession, Id, iso
+from omshub.cloud.api.deps import require_role
+from omshub.cloud.api.errors import ApiError
+from omshub.cloud.api.readings import reading_json
+from omshub.cloud.domain.errors import not_found
+from omshub.cloud.services.accounts import Principal, utcnow
 from omshub.cloud.services.alarms import DEFAULT_GRACE as LATE_GRACE  # late as the missed-contact alarm counts it
-from omshub.cloud.api.common import ApiError, DbSession, Id, iso, not_found
-from omshub.cloud.services.accounts import Principal, require_role, utcnow
 from omshub.cloud.store.models import Alarm, Gateway, Meter, MeteringPoint, Operation, Reading, Telegram
 
 router = APIRouter(tags=["console"])
@@ -120,7 +125,6 @@ def _docs_page(html: bytes) -> Response:
 
 @router.get("/docs", include_in_schema=False)
 def swagger_ui(request: Request) -> Response:
-    from fastapi.openapi.docs import get_swagger_ui_html
     app = request.app
     page = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} — API (Swagger UI)",
                                swagger_js_url="/docs/assets/swagger-ui-bundle.js",
@@ -132,7 +136,6 @@ def swagger_ui(request: Request) -> Response:
 
 @router.get("/redoc", include_in_schema=False)
 def redoc(request: Request) -> Response:
-    from fastapi.openapi.docs import get_redoc_html
     app = request.app
     page = get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} — API (ReDoc)",
                           redoc_js_url="/docs/assets/redoc.standalone.js", redoc_favicon_url="/docs/assets/favicon.png",
@@ -194,7 +197,6 @@ def summary(principal: Viewer, session: DbSession) -> dict:
 @router.get("/api/v1/console/meters/{meter_pk}/recent-readings", summary="A meter's newest readings, newest first")
 def recent_readings(meter_pk: Id, principal: Viewer, session: DbSession, limit: int = Query(20)) -> dict:
     """The newest `limit` (1-200) readings of a meter by meter time: the first is its latest reading."""
-    from omshub.cloud.api.readings import reading_json
     if not 1 <= limit <= 200:
         raise ApiError(422, "invalid_limit", f"limit must be 1 to 200, not {limit}")
     meter = session.scalar(select(Meter).where(Meter.id == meter_pk, Meter.tenant_id == principal.tenant_id))
