@@ -27,7 +27,7 @@ from .link import DEVICE_TYPE_NAMES, address_long, manufacturer_code
 from .security import (KeyContext, cbc_decrypt, cbc_decrypt_once, ccm_decrypt, check_key, cmac, ctr_xcrypt,
                        des_cbc_decrypt, kdf)
 
-from .. import drivers as _drivers
+from omshub.codec import drivers as _drivers
 from . import apl as _apl
 from . import compact as _compact
 

@@ -1,6 +1,6 @@
 """Interpret driver layouts on bytes: values -> records and named fields.
 
-Pure functions over the validated descriptions of :mod:`omshub.drivers.schema`. A value whose
+Pure functions over the validated descriptions of :mod:`omshub.codec.drivers.schema`. A value whose
 bytes are missing or invalid is left out; nothing here raises.
 """
 
