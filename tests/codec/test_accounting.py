@@ -242,14 +242,14 @@ def test_date_vif_with_other_lvar_stays_raw(data):
 
 def test_lvar_dates_through_the_layout_memo():
     data = bytes.fromhex("2F2F" "0D6DE432371F15" "0D6DE31E0F0C" "04130A000000" "0D6CE2FE04")
-    saved = apl._COMPILE_AFTER
-    apl._COMPILE_AFTER = 2
+    saved = apl.LAYOUTS.compile_after
+    apl.LAYOUTS.compile_after = 2
     try:
-        general = apl._decode_general(data, 0, len(data))
+        general = apl.decode_general(data, 0, len(data))
         for _ in range(4):  # noted, learned, used interpreted, compiled
             assert apl.decode_records(data) == general
     finally:
-        apl._COMPILE_AFTER = saved
+        apl.LAYOUTS.compile_after = saved
     assert [r["quantity"] for r in general[0]] == ["datetime", "time", "volume", "date"]
     again = apl.decode_records(apl.encode_records(general[0]))[0]
     assert [r["value"] for r in again] == [r["value"] for r in general[0]]

@@ -1,8 +1,9 @@
 """EN 13757-3 record encoder: uniform record dicts -> DIF/DIFE/VIF/VIFE + data bytes.
 
-The inverse of :func:`omshub.codec.apl.decode_records` (``apl.encode_records`` is this module's
-:func:`encode_records`). Every header it writes is read back through ``apl.header_info``, so the
-encoder and the decoder share one interpretation of each header.
+The inverse of :func:`omshub.codec.records.decode_records` (``apl.encode_records`` is this module's
+:func:`encode_records`). Every header it writes is read back through ``headers.header_info``, so
+the encoder and the decoder share one interpretation of each header; both build on the public
+tables of :mod:`omshub.codec.tables`, neither imports the other.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from omshub.codec import vif as _vif
-from omshub.codec.apl import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW,
-                              D_REAL, D_TIME_J, D_UINT, FUNCTIONS, M_ONE, M_ROUND, MAX_APL, MAX_EXTENSIONS,
-                              HeaderInfo, _F32, _real32, _scale_mode, header_info)
 from omshub.codec.errors import DecodeError
+from omshub.codec.headers import header_info
+from omshub.codec.tables import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW, D_REAL,
+                                 D_TIME_J, D_UINT, FUNCTIONS, M_ONE, M_ROUND, MAX_APL, MAX_EXTENSIONS, HeaderInfo,
+                                 scale_mode)
 from omshub.codec.units import QUANTITIES, to_canonical
+from omshub.codec.values import F32, real32
 
 _FUNCTION_BITS = {name: n for n, name in enumerate(FUNCTIONS)}
 
 
 class _Scale(NamedTuple):
-    """A VIF scale as the decoder applies it (apl._scale_mode)."""
+    """A VIF scale as the decoder applies it (tables.scale_mode)."""
     num: int
     den: int
     mode: int
@@ -31,7 +34,7 @@ class _Scale(NamedTuple):
 
 
 def _scale_of(scale: Fraction) -> _Scale:
-    mode, num, den, ndigits = _scale_mode(scale)
+    mode, num, den, ndigits = scale_mode(scale)
     return _Scale(scale.numerator, scale.denominator, mode, ndigits)
 
 
@@ -474,7 +477,7 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
         try:
             if not math.isfinite(x):
                 raise OverflowError
-            packed = _F32.pack(x)
+            packed = F32.pack(x)
         except (OverflowError, struct.error):
             raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
         return _nearest_real(packed, value, scale)
@@ -505,8 +508,8 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
 
 
 def _real_value(packed: bytes, scale: _Scale):
-    """What the decoder makes of these IEEE single bytes (apl._decode_general, D_REAL)."""
-    r = _real32(packed)
+    """What the decoder makes of these IEEE single bytes (records.decode_general, D_REAL)."""
+    r = real32(packed)
     if r is None:
         return None
     x, digits = r

@@ -9,13 +9,15 @@ caller keeps the formats it has learned (``FormatCache``).
 
 from __future__ import annotations
 
-from omshub.codec import apl
+from omshub.codec.apl_encode import encode_records
 from omshub.codec.errors import DecodeError
-
-
 # CRC-16/EN-13757 (poly 0x3D65, init 0, no reflection, final XOR 0xFFFF): the frame layer's
 # two-bytes-per-step table implementation
-from omshub.codec.frame import crc16  # noqa: E402
+from omshub.codec.frame import crc16
+from omshub.codec.headers import header_end, header_info
+from omshub.codec.records import decode_records
+from omshub.codec.tables import HeaderInfo
+from omshub.codec.values import lvar_size
 
 
 def format_of(data: bytes, start: int = 0, end: int | None = None) -> bytes:
@@ -24,7 +26,7 @@ def format_of(data: bytes, start: int = 0, end: int | None = None) -> bytes:
     2F fillers are left out; a closing 0F/1F (manufacturer data) is kept as the last format
     byte, its data is not part of the format. ``DecodeError`` if the records are malformed.
     """
-    apl.decode_records(data, start, end)  # validates the whole record grammar first
+    decode_records(data, start, end)  # validates the whole record grammar first
     n = len(data) if end is None else end
     fmt = bytearray()
     i = start
@@ -36,9 +38,9 @@ def format_of(data: bytes, start: int = 0, end: int | None = None) -> bytes:
         if b in (0x0F, 0x1F):
             fmt.append(b)
             break
-        j = apl.header_end(data, i, n)
+        j = header_end(data, i, n)
         fmt += data[i:j]
-        i = j + _data_length(data, j, n, apl.header_info(data[i:j]), i)
+        i = j + _data_length(data, j, n, header_info(data[i:j]), i)
     return bytes(fmt)
 
 
@@ -52,14 +54,14 @@ def full_frame_crc(full_apl: bytes) -> int:
     return crc16(full_apl)
 
 
-def _data_length(data: bytes, j: int, n: int, info: apl.HeaderInfo, record: int) -> int:
+def _data_length(data: bytes, j: int, n: int, info: HeaderInfo, record: int) -> int:
     if info.dlen >= 0:
         return info.dlen
     if j >= n:
         raise DecodeError("invalid_record", f"compact data for the LVAR record at format offset "
                           f"{record} is missing", layer="apl", offset=j)
     lv = data[j]
-    size = apl.lvar_size(lv)
+    size = lvar_size(lv)
     if size is None:
         raise DecodeError("invalid_record", f"reserved LVAR 0x{lv:02X} at offset {j}", layer="apl",
                           offset=j)
@@ -81,8 +83,8 @@ def _plan(fmt: bytes) -> tuple:
             if fmt[p] in (0x0F, 0x1F):  # manufacturer data: the rest of the compact data
                 closing = fmt[p]
                 break
-            q = apl.header_end(fmt, p, m)
-            records.append((fmt[p:q], apl.header_info(fmt[p:q]).dlen, p))
+            q = header_end(fmt, p, m)
+            records.append((fmt[p:q], header_info(fmt[p:q]).dlen, p))
             p = q
         plan = (tuple(records), closing)
         if len(_PLANS) >= _PLANS_LIMIT:
@@ -110,7 +112,7 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
             if j >= n:
                 raise DecodeError("invalid_record", f"compact data for the LVAR record at format "
                                   f"offset {p} is missing", layer="apl", offset=j)
-            size = apl.lvar_size(data[j])
+            size = lvar_size(data[j])
             if size is None:
                 raise DecodeError("invalid_record", f"reserved LVAR 0x{data[j]:02X} at offset {j}",
                                   layer="apl", offset=j)
@@ -145,12 +147,12 @@ def decode_compact(fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | N
         raise DecodeError("unknown_format", f"rebuilt full frame has CRC {crc16(full):04X}, the "
                           f"compact frame announces {full_crc:04X} (format does not match)",
                           layer="apl", offset=start)
-    return apl.decode_records(full)
+    return decode_records(full)
 
 
 def encode_compact(records: list[dict]) -> tuple[bytes, bytes]:
     """Records -> (format bytes, value bytes) of the compact frame standing for them."""
-    full = apl.encode_records(records)
+    full = encode_records(records)
     fmt = bytearray()
     values = bytearray()
     n = len(full)
@@ -160,8 +162,8 @@ def encode_compact(records: list[dict]) -> tuple[bytes, bytes]:
             fmt.append(full[i])
             values += full[i + 1:]
             break
-        j = apl.header_end(full, i, n)
-        size = _data_length(full, j, n, apl.header_info(full[i:j]), i)
+        j = header_end(full, i, n)
+        size = _data_length(full, j, n, header_info(full[i:j]), i)
         fmt += full[i:j]
         values += full[j:j + size]
         i = j + size

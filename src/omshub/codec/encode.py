@@ -7,10 +7,12 @@ optional format A/B block CRCs or a wired M-Bus long frame.
 
 from __future__ import annotations
 
-from .errors import DecodeError
-from .frame import crc16
-from .link import id_bytes, manufacturer_value
-from .security import KeyContext, cbc_encrypt, check_key, cmac, ctr_xcrypt, kdf, mode5_iv
+from omshub.codec.apl_encode import encode_records
+from omshub.codec.compact import encode_compact, format_signature
+from omshub.codec.errors import DecodeError
+from omshub.codec.frame import crc16
+from omshub.codec.link import id_bytes, manufacturer_value
+from omshub.codec.security import KeyContext, cbc_encrypt, check_key, cmac, ctr_xcrypt, kdf, mode5_iv
 
 _CI = {("short", False): 0x7A, ("long", False): 0x72, ("none", False): 0x78,
        ("short", True): 0x7B, ("long", True): 0x73, ("none", True): 0x79}
@@ -35,16 +37,14 @@ def _address(meter: dict) -> tuple[bytes, bytes, int, int]:
 
 
 def _apl_bytes(records: list[dict], compact: bool, manufacturer_data: bytes | None) -> bytes:
-    from . import apl  # the record layer; imported here so the lower layers work without it
-    full = apl.encode_records(records)
+    full = encode_records(records)
     if manufacturer_data is not None:
         full += b"\x0f" + bytes(manufacturer_data)
     if not compact:
         return full
-    from . import compact as compact_mod
-    fmt, values = compact_mod.encode_compact(records)
-    signature = compact_mod.format_signature(fmt)
-    full_records = apl.encode_records(records)
+    fmt, values = encode_compact(records)
+    signature = format_signature(fmt)
+    full_records = encode_records(records)
     return signature.to_bytes(2, "little") + crc16(full_records).to_bytes(2, "little") + values
 
 

@@ -28,7 +28,7 @@ from .security import (KeyContext, cbc_decrypt, cbc_decrypt_once, ccm_decrypt, c
                        des_cbc_decrypt, kdf)
 
 from omshub.codec import drivers as _drivers
-from . import apl as _apl
+from omshub.codec import records as _apl
 from . import compact as _compact
 
 KeyLookup = Callable[[str, str], "bytes | None"]

@@ -6,7 +6,7 @@ bytes are missing or invalid is left out; nothing here raises.
 
 from __future__ import annotations
 
-from omshub.codec import apl as _apl
+from omshub.codec.records import decode_records
 from omshub.codec.errors import DecodeError
 from omshub.codec.units import QUANTITIES
 
@@ -122,7 +122,7 @@ def synthetic_record(v: Value, buf: bytes, base: int) -> dict | None:
     if v.invalid and v.dif in (1, 2, 3, 4, 6, 7) and int.from_bytes(data, "little", signed=True) in v.invalid:
         return None
     try:
-        records, _ = _apl.decode_records(header + data)
+        records, _ = decode_records(header + data)
     except DecodeError:
         return None
     if len(records) != 1 or records[0].get("error_value"):
