@@ -7,7 +7,7 @@ import re
 import pytest
 
 from omshub.codec import DecodeError, FormatCache, decode, parse_hex
-from omshub.codec import telegram as pipeline
+from omshub.codec import assemble as pipeline
 
 from ._stack import load_vectors
 
