@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .errors import DecodeError
 from .frame import crc16
+from .link import address
 
 ELL_CI = {0x8C: 2, 0x8D: 8, 0x8E: 10, 0x8F: 16}  # CI -> header bytes after the CI
 
@@ -29,7 +30,6 @@ class Ell:
     def to_dict(self) -> dict:
         out = {"ci": f"{self.ci:02X}", "cc": self.cc, "access_number": self.acc}
         if self.address2 is not None:
-            from .link import address
             out["address2"] = address(self.address2, 0, 2)
         if self.sn is not None:
             out["session_number"] = self.sn

@@ -15,6 +15,11 @@ from cryptography.hazmat.primitives.cmac import CMAC
 
 from .errors import DecodeError
 
+try:  # DES moved to the "decrepit" module in cryptography 43; the project allows 42
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+except ImportError:  # pragma: no cover - cryptography 42
+    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES  # type: ignore[attr-defined,no-redef]
+
 _ZERO_BLOCK = bytes(16)
 
 
@@ -140,10 +145,6 @@ def ccm_encrypt(kenc: bytes, nonce: bytes, data: bytes, aad: bytes, tag_length: 
 
 def des_cbc_decrypt(key: bytes, data: bytes) -> bytes:
     """Deprecated mode 2: single DES-CBC with IV 0 (TripleDES with K1 = K2 = K3)."""
-    try:
-        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-    except ImportError:  # cryptography < 43
-        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
     if len(key) == 16:
         key = key[:8]  # a DES key padded into a 16-byte slot
     if len(key) != 8:

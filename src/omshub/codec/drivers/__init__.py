@@ -28,6 +28,7 @@ import tomllib
 from functools import lru_cache
 from importlib import resources
 
+from omshub.codec.compact import format_signature
 from omshub.codec.keys import FormatCache
 from omshub.codec.units import QUANTITIES
 
@@ -61,7 +62,6 @@ class Registry:
                 self.series.setdefault(t, []).extend(g.series)
         self.formats: dict[tuple[str, int], bytes] = {}
         if any(d.compact_formats for d in drivers):
-            from omshub.codec.compact import format_signature
             for d in drivers:
                 for fmt in d.compact_formats:
                     for m in d.manufacturers:

@@ -4,46 +4,7 @@ The files hold the manufacturer knowledge; this module only checks their shape a
 into tuples the engine walks. Every schema error names the file and the key path, e.g.
 ``techem.toml: driver[0].layouts[1].values[3].type: unknown type 'uint24'``.
 
-File format (one file per manufacturer or family; ``comment`` keys are allowed for prose)::
-
-    [[generic]]                     # field names per device type (generic.toml)
-    device_types = [0x04, 0x0C]
-    fields = [{ field = "total_energy_kwh", quantity = "energy", storage = 0 }, ...]
-
-    [[driver]]
-    name = "techem_fhkv"            # unique
-    manufacturers = ["TCH"]         # 3-letter codes; matched with device_types by dict lookup
-    device_types = [0x80]           # optional (any); versions = [...] optional (any)
-    fields = [...]                  # field rules (as in [[generic]]; -1 = any storage/tariff/
-                                    #   subunit, function "any", dif_vif = exact header hex)
-    vifs = [{ vif = "FF8048", quantity = "voltage", scale = 0.1 }]   # manufacturer VIF records
-    relabel = [{ match = { quantity = "energy", subunit = 1 }, quantity = "reactive_energy" }]
-    computed = [{ field = "p_kw", type = "sum", of = ["p1_kw", "p2_kw"], quantity = "power" }]
-    compact_formats = ["02FF2004134413615B6167"]   # DIF/VIF bytes of known compact formats
-
-      [[driver.layouts]]            # a proprietary byte layout
-      source = "ci"                 # ci (with ci = ["A0"], offsets after the CI) |
-                                    # manufacturer_data (after 0F) | apl (whole APL, 2F skipped;
-                                    # replace_records = true: it is not EN 13757-3) |
-                                    # record (with vif = "FF5F": a manufacturer record's data)
-      versions = [0x69]; min_length = 13; require = [{ at = 1, equals = 0x82, mask = 0xFF }]
-      base = { length_at = 0, add = 2 }     # offsets count from buf[length_at] + add
-      descramble = { method = "prios", start = 4, keys = ["..."], check = 0x4B }
-      scan = { start = 8, sizes = { "10" = 4 }, stop = ["FF"] }   # tag/size register list
-      values = [ { field = "current_hca", type = "uint", at = 7, size = 2, quantity = "hca" } ]
-
-A value has a ``type``: ``uint``/``int``/``bcd`` (``at``, ``size`` 1-8, ``endian`` le/be,
-optional ``shift``/``width`` bit field), ``bits`` (``bits = [[offset, lowest bit, width], ...]``
-least significant first), ``date_g`` (type G), ``date_bcd`` (3 BCD bytes, ``order`` "dmy"),
-``date_bits`` (``day``/``month``/``year`` bit lists, or ``year_after`` = the date field it
-follows), ``map`` (raw -> number table), ``flags`` (``flags = { 0 = "DRY" }``), ``sum``
-(``of`` = field names) or ``record`` (a synthetic EN 13757-3 record: ``dif`` data field and
-``vif`` hex or ``vif_at`` offset; decoded by the codec's record layer). Numbers take ``scale``
-or ``divisor``, ``add``, ``transform = "pow2"``, ``invalid`` raw values and a ``unit`` (the
-record gets the quantity's canonical unit). ``field`` names the value (``{n}`` and, for
-records, ``{unit}`` are substituted), ``quantity`` (+ ``storage``, ``tariff``, ``subunit``,
-``function``, ``qualifiers``) makes it a record. ``repeat = { count, stride, first, step,
-storage_step }`` expands a value into a series. Negative offsets count from the end.
+The file format (tables, value types and their keys) is described in docs/protocol.md §10.2.
 """
 
 from __future__ import annotations
@@ -51,7 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from omshub.codec.units import QUALIFIERS, QUANTITIES
+from omshub.codec.drivers.primitives import prios_key
+from omshub.codec.units import QUALIFIERS, QUANTITIES, to_canonical
 
 VALUE_TYPES = frozenset({"uint", "int", "bcd", "bits", "date_g", "date_bcd", "date_bits", "record", "sum",
                          "flags", "map"})
@@ -248,8 +210,6 @@ def _pieces(value, path: str) -> tuple:
 
 def canonical_factor(quantity: str, unit: str | None, path: str) -> float:
     """Factor from ``unit`` to the canonical unit of ``quantity`` (1 when unit is None/canonical)."""
-    from omshub.codec.units import to_canonical
-
     canon = QUANTITIES[quantity][0]
     if unit is None or unit == canon:
         return 1.0
@@ -295,10 +255,37 @@ def _values(items, path: str) -> tuple:
     return tuple(out)
 
 
-def _value(t: dict, path: str, shift_at: int, n: int, storage_shift: int = 0) -> Value:
+def _value(t: dict[str, Any], path: str, shift_at: int, n: int, storage_shift: int = 0) -> Value:
     kind = _get(t, "type", path, str, required=True)
     if kind not in VALUE_TYPES:
         raise _fail(f"{path}.type", f"unknown type {kind!r}; known: {sorted(VALUE_TYPES)}")
+    values = _value_common(t, path, kind, shift_at, n, storage_shift)
+    _value_lists(t, path, values)
+    if kind == "bits":
+        pieces = _pieces(_get(t, "bits", path, list, required=True), f"{path}.bits")
+        values["pieces"] = tuple((a + shift_at, lo, w) for a, lo, w in pieces)
+    elif kind == "date_bits":
+        _date_bits(t, path, shift_at, values)
+    elif kind == "date_bcd":
+        order = _get(t, "order", path, str, "dmy")
+        if sorted(order) != ["d", "m", "y"]:
+            raise _fail(f"{path}.order", "expected a permutation of 'dmy'")
+        values["order"] = order
+    elif kind == "record":
+        _record_value(t, path, values)
+    elif kind == "sum":
+        of = _get(t, "of", path, list, required=True)
+        if not of or not all(isinstance(x, str) for x in of):
+            raise _fail(f"{path}.of", "expected a non-empty list of field names")
+        values["of"] = tuple(of)
+    elif kind in ("map", "flags"):
+        _table_value(t, path, kind, values)
+    return Value(**values)
+
+
+def _value_common(t: dict[str, Any], path: str, kind: str, shift_at: int, n: int,
+                  storage_shift: int) -> dict[str, Any]:
+    """The keys every value type has (name, quantity, scale, position, storage…), checked."""
     name = _get(t, "field", path, str)
     if name is not None:
         try:
@@ -345,6 +332,11 @@ def _value(t: dict, path: str, shift_at: int, n: int, storage_shift: int = 0) ->
     if not (0 <= values["storage"] < 2 ** 33 and 0 <= values["tariff"] < 2 ** 20
             and 0 <= values["subunit"] < 2 ** 10):
         raise _fail(path, "storage/tariff/subunit out of range")
+    return values
+
+
+def _value_lists(t: dict[str, Any], path: str, values: dict[str, Any]) -> None:
+    """The optional ``invalid`` raw values, ``qualifiers`` and ``tag`` of a value."""
     invalid = _get(t, "invalid", path, list, [])
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in invalid):
         raise _fail(f"{path}.invalid", "expected a list of integers (raw values meaning 'no value')")
@@ -356,58 +348,52 @@ def _value(t: dict, path: str, shift_at: int, n: int, storage_shift: int = 0) ->
     tag = _get(t, "tag", path, (int, str))
     if tag is not None:
         values["tag"] = _byte(tag, f"{path}.tag")
-    if kind == "bits":
-        pieces = _pieces(_get(t, "bits", path, list, required=True), f"{path}.bits")
-        values["pieces"] = tuple((a + shift_at, lo, w) for a, lo, w in pieces)
-    elif kind == "date_bits":
-        parts = []
-        for part in ("day", "month", "year"):
-            raw = _get(t, part, path, list, required=part != "year")
-            parts.append(tuple((a + shift_at, lo, w) for a, lo, w in _pieces(raw, f"{path}.{part}"))
-                         if raw is not None else ())
-        values["date_parts"] = tuple(parts)
-        values["year_base"] = _get(t, "year_base", path, int, 2000)
-        values["year_after"] = _get(t, "year_after", path, str)
-        if not parts[2] and values["year_after"] is None:
-            raise _fail(path, "date_bits needs 'year' bits or 'year_after' (a date field it follows)")
-    elif kind == "date_bcd":
-        order = _get(t, "order", path, str, "dmy")
-        if sorted(order) != ["d", "m", "y"]:
-            raise _fail(f"{path}.order", "expected a permutation of 'dmy'")
-        values["order"] = order
-    elif kind == "record":
-        values["dif"] = _byte(_get(t, "dif", path, (str, int), required=True), f"{path}.dif") & 0x0F
-        if values["dif"] in (0x08, 0x0D, 0x0F):
-            raise _fail(f"{path}.dif", "record data field must have a fixed length")
-        vif = _get(t, "vif", path, str)
-        vif_at = _get(t, "vif_at", path, int)
-        if (vif is None) == (vif_at is None):
-            raise _fail(path, "a record value needs exactly one of 'vif' (hex) or 'vif_at' (offset)")
-        values["vif"] = _hex(vif, f"{path}.vif") if vif is not None else b""
-        values["vif_at"] = vif_at
-        values["emit"] = _get(t, "emit", path, bool, True)
-    elif kind == "sum":
-        of = _get(t, "of", path, list, required=True)
-        if not of or not all(isinstance(x, str) for x in of):
-            raise _fail(f"{path}.of", "expected a non-empty list of field names")
-        values["of"] = tuple(of)
-    elif kind == "map":
+
+
+def _date_bits(t: dict[str, Any], path: str, shift_at: int, values: dict[str, Any]) -> None:
+    parts = []
+    for part in ("day", "month", "year"):
+        raw = _get(t, part, path, list, required=part != "year")
+        parts.append(tuple((a + shift_at, lo, w) for a, lo, w in _pieces(raw, f"{path}.{part}"))
+                     if raw is not None else ())
+    values["date_parts"] = tuple(parts)
+    values["year_base"] = _get(t, "year_base", path, int, 2000)
+    values["year_after"] = _get(t, "year_after", path, str)
+    if not parts[2] and values["year_after"] is None:
+        raise _fail(path, "date_bits needs 'year' bits or 'year_after' (a date field it follows)")
+
+
+def _record_value(t: dict[str, Any], path: str, values: dict[str, Any]) -> None:
+    values["dif"] = _byte(_get(t, "dif", path, (str, int), required=True), f"{path}.dif") & 0x0F
+    if values["dif"] in (0x08, 0x0D, 0x0F):
+        raise _fail(f"{path}.dif", "record data field must have a fixed length")
+    vif = _get(t, "vif", path, str)
+    vif_at = _get(t, "vif_at", path, int)
+    if (vif is None) == (vif_at is None):
+        raise _fail(path, "a record value needs exactly one of 'vif' (hex) or 'vif_at' (offset)")
+    values["vif"] = _hex(vif, f"{path}.vif") if vif is not None else b""
+    values["vif_at"] = vif_at
+    values["emit"] = _get(t, "emit", path, bool, True)
+
+
+def _table_value(t: dict[str, Any], path: str, kind: str, values: dict[str, Any]) -> None:
+    """A ``map`` (raw value -> number) or ``flags`` (bit -> name) table."""
+    if kind == "map":
         table = _get(t, "map", path, dict, required=True)
-        pairs = []
+        pairs: list[tuple[int, Any]] = []
         for raw, mapped in table.items():
             if not raw.isdigit() or not isinstance(mapped, (int, float)) or isinstance(mapped, bool):
                 raise _fail(f"{path}.map.{raw}", "expected decimal raw value = number")
             pairs.append((int(raw), mapped))
         values["table"] = tuple(sorted(pairs))
-    elif kind == "flags":
-        flags = _get(t, "flags", path, dict, required=True)
-        pairs = []
-        for bit, label in flags.items():
-            if not bit.isdigit() or not isinstance(label, str):
-                raise _fail(f"{path}.flags.{bit}", "expected bit number = \"name\"")
-            pairs.append((int(bit), label))
-        values["flags"] = tuple(sorted(pairs))
-    return Value(**values)
+        return
+    flags = _get(t, "flags", path, dict, required=True)
+    labels = []
+    for bit, label in flags.items():
+        if not bit.isdigit() or not isinstance(label, str):
+            raise _fail(f"{path}.flags.{bit}", "expected bit number = \"name\"")
+        labels.append((int(bit), label))
+    values["flags"] = tuple(sorted(labels))
 
 
 # ------------------------------------------------------------------------------ layouts, drivers
@@ -455,7 +441,6 @@ def _layout(t: dict, path: str) -> Layout:
         if method not in DESCRAMBLERS:
             raise _fail(f"{spath}.method", f"unknown descrambler {method!r}; known: {sorted(DESCRAMBLERS)}")
         keys = _get(scramble, "keys", spath, list, required=True)
-        from .primitives import prios_key
         seeds = []
         for i, k in enumerate(keys):
             if not isinstance(k, str) or len(_hex(k, f"{spath}.keys[{i}]")) != 8:
