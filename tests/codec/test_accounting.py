@@ -280,7 +280,7 @@ def _lvar_size(lv: int) -> int | None:
 
 
 def _walk(apl_bytes: bytes, i: int) -> tuple[list[tuple[int, int]], tuple[str, int] | None]:
-    """The record grammar of EN 13757-3 (oms-protocol.md §7), written out here independently of
+    """The record grammar of EN 13757-3 (docs/protocol.md §8), written out here independently of
     the decoder: the (start, header end) of each record from ``i`` on, and how the walk ends:
     ("mdata", offset of 0F/1F), ("error", offset of the record that cannot be delimited), or None.
     Up to 10 DIFEs and, after the VIF, 11 extension bytes (an FB/FD code and 10 VIFEs)."""

@@ -1,4 +1,4 @@
-"""Authentication and fragmentation layer (CI 90, oms-protocol.md §4).
+"""Authentication and fragmentation layer (CI 90, docs/protocol.md §5).
 
 ``parse(data, pos, end)`` reads the AFL at ``pos`` (the CI 90) and returns an :class:`Afl`;
 :func:`mac_input` builds the bytes the AES-CMAC covers (MCL | MCR | TPL … end of message).

@@ -1,4 +1,4 @@
-"""Compact frames (CI 0x79/0x7B/0x73, brief §7.11): records sent without their headers.
+"""Compact frames (CI 0x79/0x7B/0x73, docs/protocol.md §9): records sent without their headers.
 
 A compact frame carries ``format signature (2, LE) | full-frame CRC (2, LE) | data bytes``.
 The *format* is the concatenated DIF/DIFE/VIF/VIFE bytes of an earlier full frame; its

@@ -1,4 +1,4 @@
-"""Extended link layer (CI 8C–8F, oms-protocol.md §3).
+"""Extended link layer (CI 8C–8F, docs/protocol.md §4).
 
 ``parse(data, pos, end)`` reads the ELL header at ``pos`` (the CI) and returns an :class:`Ell`.
 For 8D/8F with SN.ENC = 1 the rest of the message (PayloadCRC onwards) is AES-128-CTR encrypted;

@@ -4,7 +4,7 @@ Input is whatever a receiver delivered: a wM-Bus frame with format A or B block 
 already stripped of CRCs (most dongles), possibly with trailing receiver bytes (RSSI, a dongle
 CRC) or a slightly wrong L-field, or a wired M-Bus long frame ``68 L L 68 C A CI .. CS 16``.
 Output is a :class:`Frame`: the CRC-less bytes, where the L-counted message ends, the kind and
-the CRC format that was found. See oms-protocol.md §1.2–§1.6.
+the CRC format that was found. See docs/protocol.md §2.
 """
 
 from __future__ import annotations

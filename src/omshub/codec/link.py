@@ -1,4 +1,4 @@
-"""Data link layer (EN 13757-4 §1.5): C-field, manufacturer, address, device type names.
+"""Data link layer (docs/protocol.md §3): C-field, manufacturer, address, device type names.
 
 Input: a CRC-less frame (bytes from L). Output: the link header values. The address helpers are
 shared with the long TPL header (same fields, other order: ID before M there).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .errors import DecodeError
 
-# EN 13757-7:2018 device type (medium) codes -> readable name (oms-protocol.md §1.5).
+# EN 13757-7:2018 device type (medium) codes -> readable name (docs/protocol.md §3).
 DEVICE_TYPES: dict[int, str] = {
     0x00: "other",
     0x01: "oil",

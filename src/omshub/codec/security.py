@@ -1,4 +1,4 @@
-"""Cryptographic primitives of the TPL/ELL/AFL security (oms-protocol.md §3.2, §4.2, §6).
+"""Cryptographic primitives of the TPL/ELL/AFL security (docs/protocol.md §4.2, §5, §6.3).
 
 A :class:`KeyContext` wraps one AES key and keeps its ECB encryptor/decryptor, so decoding many
 telegrams of the same meter creates no cipher objects: CBC is done as one ECB call plus an XOR of

@@ -1,4 +1,4 @@
-"""Transport layer (EN 13757-7, oms-protocol.md §2, §5): CI table, short/long/no header, CFG.
+"""Transport layer (EN 13757-7, docs/protocol.md §6): CI table, short/long/no header, CFG.
 
 ``parse(data, pos, end)`` reads the TPL at ``pos`` (its CI) and returns a :class:`Tpl`: header kind,
 the meter address offset of a long header, ACC, STS, CFG and the security fields that follow it,
