@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import DecodeError
 
 # MCL.AT -> MAC length in bytes (AES-CMAC truncated; AT 8/9 GMAC are not supported)
@@ -25,7 +27,7 @@ class Afl:
         self.ml: int | None = None
         self.next = 0  # offset of the CI after the AFL
 
-    def to_dict(self, authenticated: bool) -> dict:
+    def to_dict(self, authenticated: bool) -> dict[str, Any]:
         out = {"fcl": self.fcl, "mcl": self.mcl, "mcr": self.mcr, "mac": self.mac.hex().upper() or None,
                "authenticated": authenticated}
         if self.ki is not None:

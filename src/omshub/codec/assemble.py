@@ -153,7 +153,7 @@ def _plain_records(data: bytes, start: int, end: int, plan: Plan | None) -> Reco
     return Records(records, mdata)
 
 
-def plain_already(t: Telegram, meter_key: bytes | None) -> Result | None:
+def plain_already(t: Telegram, meter_key: bytes | None, failure: str) -> Result | None:
     """A payload that could not be decrypted: telegrams copied after decryption keep their
     "encrypted" header, so accept it when it is plaintext already (2F2F and records that parse;
     a compact frame after 2F2F); the finished result of a full frame, None for a compact one
@@ -166,7 +166,7 @@ def plain_already(t: Telegram, meter_key: bytes | None) -> Result | None:
         if meter_key is None:
             raise DecodeError("no_key", f"encrypted telegram (security mode {mode}) of {t.meter['manufacturer']} "
                               f"{t.meter['id']} and no key known", layer="security", partial=partial)
-        raise DecodeError("wrong_key", f"{t.failure or 'decryption failed'} (wrong key or corrupted telegram)",
+        raise DecodeError("wrong_key", f"{failure} (wrong key or corrupted telegram)",
                           layer="security", offset=payload, partial=partial)
     t.security = PLAIN_ALREADY[mode]
     if parsed is None:
@@ -254,9 +254,11 @@ def assemble(t: Telegram, records: list[Record], mdata: str | None) -> Result:
         if t.formats is not None and t.content == "full" and meter["id"] is not None:
             _learn_format(t.formats, meter, t, layout)
     fields: dict[str, Any] = {}
+    mode, encrypted, decrypted, authenticated, before = t.security  # (Security.as_dict without a call)
     result = {"meter": meter, "transmitter": t.transmitter, "access_number": t.acc, "status": t.status,
-              "security": t.security.as_dict(), "frame": t.frame_info, "records": records, "fields": fields,
-              "manufacturer_data": mdata}
+              "security": {"mode": mode, "encrypted": encrypted, "decrypted": decrypted,
+                           "authenticated": authenticated, "decrypted_before_receipt": before},
+              "frame": t.frame_info, "records": records, "fields": fields, "manufacturer_data": mdata}
     if plan is not None:
         if plan.work:  # driver layouts may read the APL bytes and change the records
             _drivers.apply_plan(plan, result, bytes(t.apl_data[t.apl_start:t.apl_end]) if plan.needs_apl else None)
@@ -272,7 +274,7 @@ def manufacturer_specific(t: Telegram) -> Result:
     partial = t.partial(transmitter=False)
     data, pos, end = t.data, t.pos, t.end
     if t.meter["id"] is not None:
-        telegram = {"meter": t.meter, "transmitter": None, "access_number": t.acc, "status": None,
+        telegram: Result = {"meter": t.meter, "transmitter": None, "access_number": t.acc, "status": None,
                     "security": t.security.as_dict(), "frame": t.frame_info, "records": [], "fields": {},
                     "manufacturer_data": None}
         records = _drivers.decode_proprietary(telegram, bytes(data[pos:end]))

@@ -9,6 +9,8 @@ caller keeps the formats it has learned (``FormatCache``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from omshub.codec.apl_encode import encode_records
 from omshub.codec.errors import DecodeError
 # CRC-16/EN-13757 (poly 0x3D65, init 0, no reflection, final XOR 0xFFFF): the frame layer's
@@ -68,15 +70,17 @@ def _data_length(data: bytes, j: int, n: int, info: HeaderInfo, record: int) -> 
     return 1 + size
 
 
-_PLANS: dict[bytes, tuple] = {}   # format -> (((header, data size or -1 for LVAR), ...), closing 0F/1F or -1)
+# format -> (((header, data size or -1 for LVAR, offset in the format), ...), closing 0F/1F or -1)
+_Plan = tuple[tuple[tuple[bytes, int, int], ...], int]
+_PLANS: dict[bytes, _Plan] = {}
 _PLANS_LIMIT = 1024
 
 
-def _plan(fmt: bytes) -> tuple:
+def _plan(fmt: bytes) -> _Plan:
     """The format's records as (header bytes, fixed data size or -1 for LVAR) (memoised)."""
     plan = _PLANS.get(fmt)
     if plan is None:
-        records = []
+        records: list[tuple[bytes, int, int]] = []
         closing = -1
         p, m = 0, len(fmt)
         while p < m:
@@ -104,7 +108,7 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
         raise DecodeError("invalid_record", f"compact data bounds {start}..{end} outside the "
                           f"{len(data)} bytes given", layer="apl", offset=start)
     records, closing = _plan(fmt)
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     j = start
     for hdr, size, p in records:
@@ -112,11 +116,11 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
             if j >= n:
                 raise DecodeError("invalid_record", f"compact data for the LVAR record at format "
                                   f"offset {p} is missing", layer="apl", offset=j)
-            size = lvar_size(data[j])
-            if size is None:
+            lvar = lvar_size(data[j])
+            if lvar is None:
                 raise DecodeError("invalid_record", f"reserved LVAR 0x{data[j]:02X} at offset {j}",
                                   layer="apl", offset=j)
-            size += 1
+            size = lvar + 1
         if j + size > n:
             raise DecodeError("invalid_record", f"compact data ends at offset {n}; the record of "
                               f"format offset {p} needs {size} bytes from offset {j}",
@@ -136,7 +140,7 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
 
 
 def decode_compact(fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | None = None,
-                   end: int | None = None) -> tuple[list[dict], str | None]:
+                   end: int | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Records of a compact frame whose data bytes are ``data[start:end]``, given its format.
 
     With ``full_crc`` (from the CI 79 header) the rebuilt full APL must have that CRC, else
@@ -150,7 +154,7 @@ def decode_compact(fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | N
     return decode_records(full)
 
 
-def encode_compact(records: list[dict]) -> tuple[bytes, bytes]:
+def encode_compact(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     """Records -> (format bytes, value bytes) of the compact frame standing for them."""
     full = encode_records(records)
     fmt = bytearray()

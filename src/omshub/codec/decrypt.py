@@ -6,8 +6,6 @@ Each function works on a :class:`omshub.codec.state.Telegram` the lower layers h
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from omshub.codec import afl as _afl
 from omshub.codec import ell as _ell
 from omshub.codec import tpl as _tpl
@@ -26,14 +24,6 @@ _MODES = (0, 2, 5, 7, 10)
 ENCRYPTED = {mode: Security(mode, True, False, False, False) for mode in _MODES}     # not decrypted
 _DECRYPTED = {(mode, auth): Security(mode, True, True, auth, False) for mode in _MODES for auth in (False, True)}
 PLAIN_ALREADY = {mode: Security(mode, True, False, False, True) for mode in _MODES}  # decrypted before receipt
-
-
-class Plaintext(NamedTuple):
-    """A decrypted payload: the plaintext (with any unencrypted rest after it), how many of its bytes
-    were encrypted, and whether a MAC or tag authenticated it."""
-    data: bytes
-    size: int
-    authenticated: bool
 
 
 def find_key(key: bytes | None, keys: KeyLookup | None, manufacturer: str, meter_id: str) -> bytes | None:
@@ -102,12 +92,19 @@ def open_ell(t: Telegram) -> None:
 
 
 # ----------------------------------------------------------------------------- TPL security modes
+#
+# Each mode's function decrypts into the telegram (:func:`_decrypted`) and returns None, or
+# returns why it failed; NOT_TRIED when it could not try (no usable key).
 
-def decrypt_tpl(t: Telegram) -> bytes | None:
+NOT_TRIED = ""
+
+
+def decrypt_tpl(t: Telegram) -> tuple[bytes | None, str | None]:
     """Decrypt the payload after the TPL header (``t.mode`` is not 0). On success the APL is the
-    plaintext (``t.apl_data``…) and ``t.security`` says how it was protected; returns the key
-    used (None when none is known). ``DecodeError`` when the mode or the frame rules decryption
-    out; a payload that could not be decrypted is left to :func:`omshub.codec.assemble.plain_already`."""
+    plaintext (``t.apl_data``…) and ``t.security`` says how it was protected. Returns the key
+    used (None when none is known) and why decryption failed (None when it did not).
+    ``DecodeError`` when the mode or the frame rules decryption out; a payload that could not be
+    decrypted is left to :func:`omshub.codec.assemble.plain_already`."""
     mode = t.mode
     if t.address8 is None:
         raise DecodeError("invalid_frame", "encrypted TPL without a meter address", layer="tpl", offset=t.tpl_start)
@@ -127,25 +124,23 @@ def decrypt_tpl(t: Telegram) -> bytes | None:
         outcome = _mode10(t, meter_key)
     else:  # mode 2, deprecated DES-CBC
         outcome = _mode2(t, meter_key)
-    if isinstance(outcome, Plaintext):
-        t.apl_data = outcome.data
-        t.apl_start = 0
-        t.apl_end = len(outcome.data)
-        t.enc_end = outcome.size
-        t.security = _DECRYPTED[mode, outcome.authenticated]
-        if t.proof is not None and (outcome.authenticated or t.payload + outcome.size == t.end):
-            t.proof.append(True)
-    else:
-        t.failure = outcome or failure
-    return meter_key
+    if outcome is None:
+        return meter_key, None
+    return meter_key, outcome or failure or "decryption failed"
 
 
-def _with_rest(t: Telegram, plain: bytes, enc_end: int) -> bytes:
-    """The plaintext followed by the unencrypted rest of the frame (if any)."""
-    return plain if enc_end >= t.end else plain + t.data[enc_end:t.end]
+def _decrypted(t: Telegram, plain: bytes, size: int, authenticated: bool) -> None:
+    """The APL is now ``plain`` (its first ``size`` bytes were encrypted)."""
+    t.apl_data = plain
+    t.apl_start = 0
+    t.apl_end = len(plain)
+    t.enc_end = size
+    t.security = _DECRYPTED[t.mode, authenticated]
+    if t.proof is not None and (authenticated or t.payload + size == t.end):
+        t.proof.append(True)
 
 
-def _encrypted_size(t: Telegram, size: int, message: str) -> int:
+def _encrypted_end(t: Telegram, size: int, message: str) -> int:
     """End of ``size`` encrypted bytes after the TPL header; ``too_short`` when the frame is shorter."""
     enc_end = t.payload + size
     if enc_end > len(t.data):
@@ -154,22 +149,26 @@ def _encrypted_size(t: Telegram, size: int, message: str) -> int:
     return enc_end
 
 
-def _mode5(t: Telegram, key: bytes | None) -> Plaintext | str | None:
+def _mode5(t: Telegram, key: bytes | None) -> str | None:
     """AES-CBC with the IV from address and access number; 2F2F confirms the key."""
-    size = t.blocks * 16 or (t.end - t.payload) // 16 * 16
-    enc_end = _encrypted_size(t, size, f"{t.blocks} encrypted blocks need {size} bytes after the TPL header, "
-                                       f"{len(t.data) - t.payload} present")
+    data, payload, end = t.data, t.payload, t.end
+    size = t.blocks * 16 or (end - payload) // 16 * 16
+    enc_end = payload + size
+    if enc_end > len(data):
+        _encrypted_end(t, size, f"{t.blocks} encrypted blocks need {size} bytes after the TPL header, "
+                                f"{len(data) - payload} present")
     if key is None or len(key) != 16 or not size:
-        return None
+        return NOT_TRIED
     # IV = the meter's address (8 bytes) | access number ×8 (mode5_iv, without a call)
-    iv = t.address8 + _ACC8[t.acc]  # type: ignore[operator,index]  # set by the TPL layer
-    plain = cbc_decrypt(context(t.keys, key), iv, t.data[t.payload:enc_end])
+    iv = t.address8 + _ACC8[t.acc]  # type: ignore[operator,index]  # both set by the TPL layer
+    plain = cbc_decrypt(context(t.keys, key), iv, data[payload:enc_end])
     if plain[:2] != FILLER2:
         return "decrypted data does not start with 2F2F"
-    return Plaintext(_with_rest(t, plain, enc_end), size, False)
+    _decrypted(t, plain if enc_end >= end else plain + data[enc_end:end], size, False)
+    return None
 
 
-def _mode7(t: Telegram, key: bytes | None, failure: str | None) -> Plaintext | str | None:
+def _mode7(t: Telegram, key: bytes | None, failure: str | None) -> str | None:
     """AES-CBC with a key derived from the AFL message counter, after the AFL MAC verified."""
     afl = t.afl
     if afl is None or afl.mcr is None or not afl.mac:
@@ -178,9 +177,9 @@ def _mode7(t: Telegram, key: bytes | None, failure: str | None) -> Plaintext | s
             raise DecodeError("invalid_frame", failure, layer="afl", offset=t.tpl_start,
                               partial=t.partial(ENCRYPTED[7]))
     size = t.blocks * 16
-    enc_end = _encrypted_size(t, size, f"{t.blocks} encrypted blocks need {size} bytes after the TPL header")
+    enc_end = _encrypted_end(t, size, f"{t.blocks} encrypted blocks need {size} bytes after the TPL header")
     if key is None or len(key) != 16 or failure is not None:
-        return failure
+        return failure or NOT_TRIED
     assert afl is not None and afl.mcr_bytes is not None and t.ident is not None
     master = context(t.keys, key)
     kmac = kdf(master, 1, afl.mcr_bytes, t.ident)
@@ -193,13 +192,14 @@ def _mode7(t: Telegram, key: bytes | None, failure: str | None) -> Plaintext | s
         raise DecodeError("wrong_key", "AFL MAC verified but the decrypted data does not start with 2F2F",
                           layer="security", offset=t.payload,
                           partial=t.partial(Security(7, True, False, True, False)))
-    return Plaintext(_with_rest(t, plain, enc_end), size, True)
+    _decrypted(t, plain if enc_end >= t.end else plain + t.data[enc_end:t.end], size, True)
+    return None
 
 
-def _mode10(t: Telegram, key: bytes | None) -> Plaintext | str | None:
+def _mode10(t: Telegram, key: bytes | None) -> str | None:
     """AES-CCM: the tag authenticates the payload and the TPL header."""
     if key is None or len(key) != 16:
-        return None
+        return NOT_TRIED
     if t.end - t.payload < 8:
         raise DecodeError("too_short", "mode 10 telegram shorter than its 8-byte CCM tag", layer="security",
                           offset=t.payload, partial=t.partial(ENCRYPTED[10]))
@@ -209,20 +209,22 @@ def _mode10(t: Telegram, key: bytes | None) -> Plaintext | str | None:
     plain = ccm_decrypt(kenc, nonce, t.data[t.payload:t.end], t.data[t.tpl_start:t.payload - 4])
     if plain is None:
         return "CCM tag check failed"
-    return Plaintext(plain, len(plain), True)
+    _decrypted(t, plain, len(plain), True)
+    return None
 
 
-def _mode2(t: Telegram, key: bytes | None) -> Plaintext | str | None:
+def _mode2(t: Telegram, key: bytes | None) -> str | None:
     """DES-CBC (deprecated)."""
     size = t.blocks * 16 or (t.end - t.payload) // 8 * 8
     enc_end = t.payload + size
     if key is None or enc_end > len(t.data) or size % 8 or not size or len(key) not in (8, 16):
-        return None
+        return NOT_TRIED
     plain = des_cbc_decrypt(key, t.data[t.payload:enc_end])
     if plain[:2] != FILLER2:
         return "decrypted data does not start with 2F2F"
-    return Plaintext(plain + t.data[enc_end:t.end], size, False)
+    _decrypted(t, plain + t.data[enc_end:t.end], size, False)
+    return None
 
 
-__all__ = ["FILLER2", "ENCRYPTED", "PLAIN", "PLAIN_ALREADY", "Plaintext", "context", "decrypt_tpl", "find_key",
+__all__ = ["FILLER2", "ENCRYPTED", "PLAIN", "PLAIN_ALREADY", "context", "decrypt_tpl", "find_key",
            "open_ell"]

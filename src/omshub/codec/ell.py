@@ -7,6 +7,8 @@ For 8D/8F with SN.ENC = 1 the rest of the message (PayloadCRC onwards) is AES-12
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import DecodeError
 from .frame import crc16
 from .link import address
@@ -27,7 +29,7 @@ class Ell:
         self.payload = payload    # offset of the first byte after the header (PayloadCRC for 8D/8F)
         self.encrypted = encrypted
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         out = {"ci": f"{self.ci:02X}", "cc": self.cc, "access_number": self.acc}
         if self.address2 is not None:
             out["address2"] = address(self.address2, 0, 2)

@@ -24,7 +24,7 @@ def _bad(message: str) -> DecodeError:
     return DecodeError("invalid_frame", message, layer="encode")
 
 
-def _address(meter: dict) -> tuple[bytes, bytes, int, int]:
+def _address(meter: dict[str, Any]) -> tuple[bytes, bytes, int, int]:
     """(M LE, ID LE, version, type) of an address dict."""
     try:
         m = manufacturer_value(meter["manufacturer"]).to_bytes(2, "little")
@@ -38,7 +38,7 @@ def _address(meter: dict) -> tuple[bytes, bytes, int, int]:
     return m, ident, version, dtype
 
 
-def _apl_bytes(records: list[dict], compact: bool, manufacturer_data: bytes | None) -> bytes:
+def _apl_bytes(records: list[dict[str, Any]], compact: bool, manufacturer_data: bytes | None) -> bytes:
     full = encode_records(records)
     if manufacturer_data is not None:
         full += b"\x0f" + bytes(manufacturer_data)

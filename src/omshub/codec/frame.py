@@ -174,7 +174,7 @@ def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
     if size > MAX_INPUT:
         raise DecodeError("too_long", f"frame of {size} bytes exceeds the {MAX_INPUT}-byte bound",
                           layer="frame", offset=MAX_INPUT)
-    first = raw[0] if size else None
+    first = raw[0] if size else -1
     # a wired long frame may be shorter than any wM-Bus frame (9 bytes: L = 3, C A CI; the
     # application error reply has L = 4)
     if size >= 9 and first == 0x68 and raw[3] == 0x68 and raw[1] == raw[2] and raw[-1] == 0x16:

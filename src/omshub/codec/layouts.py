@@ -41,7 +41,7 @@ _MEMO_LIMIT = 8192
 class Step(NamedTuple):
     """One record of a layout: its template, which struct field holds its data, how the value is made."""
     template: Record
-    index: int
+    field: int    # index of its data field in the struct's values
     kind: int     # K_*
     a: Any
     b: Any
@@ -66,7 +66,7 @@ class Layout:
         self.unpack = unpack          # None: a known layout the memo cannot decode (general decoder)
         self.steps = steps
         self.mdata_at = mdata_at      # offset of the manufacturer data after 0F/1F, or -1
-        self.uses = 0
+        self.uses = 0                 # decodes by the interpreted builder; -1 once compiled
         self.build: Builder = partial(run_steps, unpack, steps) if unpack is not None else _general_way
 
     @property
@@ -77,6 +77,7 @@ class Layout:
         """Replace the interpreted builder by the generated one."""
         if self.unpack is not None:
             self.build = compile_steps(self.unpack, self.steps)
+            self.uses = -1  # no more counting
 
 
 def _general_way(data: bytes, start: int) -> None:
@@ -87,7 +88,7 @@ def run_steps(unpack: Callable[[bytes, int], tuple[Any, ...]], steps: tuple[Step
               start: int) -> list[Record] | None:
     """The interpreted record builder of a layout: one pass over its steps."""
     values = unpack(data, start)
-    records = []
+    records: list[Record] = []
     append = records.append
     for template, index, kind, a, b, c, has_lists in steps:
         rec = template.copy()
@@ -217,11 +218,12 @@ class LayoutMemo:
             if bits & layout.mask == layout.expected:
                 if k:  # the layouts in use move to the front
                     candidates.insert(0, candidates.pop(k))
-                layout.uses += 1
-                if (layout.uses == self.compile_after and self.compiled < self.compile_limit
-                        and layout.unpack is not None):
-                    self.compiled += 1
-                    layout.compile()
+                uses = layout.uses
+                if uses >= 0:  # not compiled yet
+                    layout.uses = uses = uses + 1
+                    if uses >= self.compile_after and self.compiled < self.compile_limit and layout.unpack:
+                        self.compiled += 1
+                        layout.compile()
                 records = layout.build(data, start)
                 if records is None:
                     return self.general(data, start, n)

@@ -6,6 +6,8 @@ shared with the long TPL header (same fields, other order: ID before M there).
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import DecodeError
 
 # EN 13757-7:2018 device type (medium) codes -> readable name (docs/protocol.md §3).
@@ -96,7 +98,7 @@ def id_bytes(text: str) -> bytes:
     return raw[::-1]
 
 
-def address(data: bytes, m_pos: int, id_pos: int) -> dict:
+def address(data: bytes, m_pos: int, id_pos: int) -> dict[str, Any]:
     """Address dict of the uniform format from the M-field at ``m_pos`` and ID, version, type at ``id_pos``."""
     code = data[id_pos + 5]
     return {
@@ -108,7 +110,7 @@ def address(data: bytes, m_pos: int, id_pos: int) -> dict:
     }
 
 
-def address_long(data: bytes, pos: int) -> dict:
+def address_long(data: bytes, pos: int) -> dict[str, Any]:
     """Address dict of a long TPL header at ``pos``: ID(4) M(2) VER TYPE."""
     code = data[pos + 7]
     return {

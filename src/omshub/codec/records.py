@@ -83,7 +83,7 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
     if n - start > MAX_APL:
         raise DecodeError("too_long", f"APL of {n - start} bytes exceeds {MAX_APL}", layer="apl",
                           offset=start)
-    return LAYOUTS.decode(data, start, n)
+    return _decode_by_layouts(data, start, n)
 
 
 def decode_records_ex(data: bytes, start: int = 0,
@@ -212,9 +212,9 @@ def _fixed_value(data: bytes, j: int, e: int, info: HeaderInfo, rec: Record) -> 
             rec["error_value"] = True
             rec["raw"] = data[j:e].hex()
         else:
-            x, digits = r
+            x, places = r
             v = x if info.mode == M_ONE else x * info.num / info.den
-            rec["value"] = float(f"{v:.{digits}g}")
+            rec["value"] = float(f"{v:.{places}g}")
     elif dec == D_RAW:
         rec["raw"] = data[j:e].hex()
     elif dec != D_NONE:
@@ -308,3 +308,4 @@ def _inverse_profile_records(rec: Record, info: HeaderInfo, chunk: bytes) -> lis
 
 # the memo of whole-APL layouts in front of the general decoder (bounded; see LayoutMemo)
 LAYOUTS = LayoutMemo(decode_general)
+_decode_by_layouts = LAYOUTS.decode

@@ -9,7 +9,7 @@ many telegrams keep KeyContexts (see :class:`omshub.codec.keys.KeyRing`); nothin
 from __future__ import annotations
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
@@ -18,7 +18,7 @@ from .errors import DecodeError
 try:  # DES moved to the "decrepit" module in cryptography 43; the project allows 42
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 except ImportError:  # pragma: no cover - cryptography 42
-    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES  # type: ignore[attr-defined,no-redef]
+    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
 
 _ZERO_BLOCK = bytes(16)
 
@@ -45,8 +45,8 @@ class KeyContext:
 
     def __init__(self, key: bytes) -> None:
         self.key = check_key(key)
-        self._enc = None
-        self._dec = None
+        self._enc: CipherContext | None = None
+        self._dec: CipherContext | None = None
         self._k1: int | None = None
 
     def encrypt_ecb(self, data: bytes) -> bytes:

@@ -11,7 +11,6 @@ from typing import Any, Callable, NamedTuple
 
 from omshub.codec.afl import Afl
 from omshub.codec.drivers.plan import Plan
-from omshub.codec.frame import Frame
 from omshub.codec.keys import FormatCache
 
 KeyLookup = Callable[[str, str], "bytes | None"]
@@ -36,46 +35,52 @@ PLAIN = Security(0, False, False, False, False)
 
 
 class Telegram:
-    """One telegram being decoded. Attributes are set by the layer that finds them (the class
-    attributes are the defaults: the decoder's hot path sets only what a telegram has)."""
+    """One telegram being decoded: each layer sets what it finds (the link layer the address and
+    frame info, the TPL the access number, status, security configuration and APL bounds, ...)."""
 
-    # the caller's arguments
-    key: bytes | None = None
-    keys: KeyLookup | None = None
-    formats: FormatCache | None = None
-    proof: list[bool] | None = None   # receives True when a check covering the L-counted bytes verified
-    # link layer (and ELL, which may replace data/end with the decrypted frame)
-    frame: Frame
-    data: bytes = b""
-    end: int = 0
-    pos: int = 0                      # offset of the current CI
-    ci: int = 0
+    __slots__ = ("key", "keys", "formats", "proof", "data", "end", "pos", "ci", "frame_info", "meter", "dll",
+                 "memo", "transmitter", "acc", "security", "afl", "tpl_start", "mode", "blocks", "status",
+                 "payload", "content", "counter", "address8", "ident", "plan", "apl_data", "apl_start", "apl_end",
+                 "enc_end")
+
+    def __init__(self, key: bytes | None, keys: KeyLookup | None, formats: FormatCache | None,
+                 proof: list[bool] | None, data: bytes, end: int) -> None:
+        # Only what a layer may read before another sets it is set here (this runs per telegram):
+        # the link layer sets pos, ci, frame_info and meter, the TPL layer the rest.
+        self.key = key
+        self.keys = keys
+        self.formats = formats
+        self.proof = proof                # receives True when a check covering the L-counted bytes verified
+        self.data = data                  # the frame (the ELL may replace it with the decrypted one)
+        self.end = end
+        self.dll: Result | None = None    # the link layer's address (wireless only)
+        self.memo: list[Any] | None = None  # the meter memo entry [meter dict, driver plan] (telegram._meter_at)
+        self.transmitter: Result | None = None
+        self.acc: int | None = None
+        self.security = PLAIN
+        self.afl: Afl | None = None
+
+    # set by the link layer
+    pos: int                              # offset of the current CI
+    ci: int
     frame_info: Result
     meter: Result
-    dll: Result | None = None         # the link layer's address (wireless only)
-    memo: list[Any] | None = None     # the meter memo entry [meter dict, driver plan] (see telegram.meter_at)
-    transmitter: Result | None = None
-    acc: int | None = None
-    security: Security = PLAIN
-    afl: Afl | None = None
-    # transport layer
-    tpl_start: int = 0
-    mode: int = 0
-    blocks: int = 0
-    sts: int | None = None
-    status: Result | None = None
-    payload: int = 0                  # offset of the first APL byte after the TPL header
-    content: str = "full"             # "full" | "compact" | "none"
-    counter: bytes = b""              # mode 10 message counter
-    address8: bytes | None = None     # the meter address in link-layer order (IV / nonce)
-    ident: bytes | None = None        # the meter identification number (key derivation)
-    plan: Plan | None = None
-    # security layer: where the APL is (in data or in the decrypted copy)
-    apl_data: bytes = b""
-    apl_start: int = 0
-    apl_end: int = 0
-    enc_end: int = 0                  # end of the decrypted region (record errors there may mean a wrong key)
-    failure: str | None = None        # why decryption failed
+    # set by the TPL layer
+    tpl_start: int
+    mode: int
+    blocks: int
+    status: Result | None
+    payload: int                          # offset of the first APL byte after the TPL header
+    content: str                          # "full" | "compact" | "none"
+    counter: bytes                        # mode 10 message counter
+    address8: bytes | None                # the meter address in link-layer order (IV / nonce)
+    ident: bytes | None                   # the meter identification number (key derivation)
+    plan: Plan | None
+    # where the APL is (in data, or in the decrypted copy the security layer makes)
+    apl_data: bytes
+    apl_start: int
+    apl_end: int
+    enc_end: int                          # end of the decrypted region (record errors there may mean a wrong key)
 
     def partial(self, security: Security | None = None, transmitter: bool = True) -> Result:
         """What an error can tell about the telegram so far (``DecodeError.partial``)."""

@@ -196,24 +196,25 @@ def _decode(fr: _frame.Frame, key: bytes | None, keys: KeyLookup | None, formats
     """Decode one recovered frame, layer by layer. ``proof`` (when given) receives True if a check
     that covers exactly the L-counted bytes (MAC, CCM tag, ELL PayloadCRC, ciphertext ending at
     the frame end) verified this reading."""
-    t = Telegram()
-    t.key, t.keys, t.formats, t.proof = key, keys, formats, proof
+    t = Telegram(key, keys, formats, proof, fr.data, fr.end)
     fixed = _link_layer(t, fr)
     if fixed is not None:
         return fixed
-    if t.ci in _ELL_CIS and t.dll is not None:
+    ci = t.ci
+    if ci in _ELL_CIS and t.dll is not None:
         open_ell(t)
-        t.ci = t.data[t.pos]
-        t.frame_info["ci"] = HEX[t.ci]
-    if t.ci == 0x90:
+        ci = t.ci = t.data[t.pos]
+        t.frame_info["ci"] = HEX[ci]
+    if ci == 0x90:
         _afl_layer(t)
-    if t.ci not in _CI_TABLE:
+        ci = t.ci
+    if ci not in _CI_TABLE:
         return manufacturer_specific(t)
     _tpl_layer(t, fr.kind)
     if t.mode:
-        meter_key = decrypt_tpl(t)
-        if not t.security.decrypted:
-            done = plain_already(t, meter_key)
+        meter_key, failure = decrypt_tpl(t)
+        if failure is not None:
+            done = plain_already(t, meter_key, failure)
             if done is not None:
                 return done
     if t.afl is not None:
@@ -234,8 +235,7 @@ def _decode(fr: _frame.Frame, key: bytes | None, keys: KeyLookup | None, formats
 def _link_layer(t: Telegram, fr: _frame.Frame) -> Result | None:
     """The link layer: the wireless DLL header (C field, the meter or transmitter address) or
     the wired C and A fields. Returns the finished result of a wired fixed data structure."""
-    data = t.data = fr.data
-    end = t.end = fr.end
+    data, end = t.data, t.end
     if fr.kind == "mbus":
         t.pos = 2
         t.frame_info = {"kind": "mbus", "format": None, "c_field": HEX[data[0]], "ci": HEX[data[2]],
@@ -273,12 +273,15 @@ def _tpl_layer(t: Telegram, kind: str) -> None:
     t.tpl_start = pos
     header = _COMMON_TPL.get(t.ci)
     address: int | None
+    tpl_acc: int | None
+    sts: int | None
     if header is not None and pos + 1 + header <= end and data[pos + header] & 0x1F in (0, 5):
         # the usual short (7A) / long (72) header, mode 0 or 5: read here as tpl.parse reads it
         payload = pos + 1 + header
         address = pos + 1 if header == 12 else None
         tpl_acc, sts = data[payload - 4], data[payload - 3]
         t.blocks, mode = data[payload - 2] >> 4, data[payload - 1] & 0x1F
+        t.content, t.counter = "full", b""
     else:
         tpl = _tpl.parse(data, pos, end)
         address, tpl_acc, sts, mode, t.blocks = tpl.address, tpl.acc, tpl.sts, tpl.mode, tpl.blocks
@@ -293,11 +296,11 @@ def _tpl_layer(t: Telegram, kind: str) -> None:
     elif t.dll is not None:
         t.address8 = data[2:10]
         t.ident = data[4:8]
+    else:
+        t.address8 = t.ident = None
     if tpl_acc is not None:
         t.acc = tpl_acc
-    if sts is not None:
-        t.sts = sts
-        t.status = {"code": sts, "flags": list(_STATUS_FLAGS[sts])}
+    t.status = None if sts is None else {"code": sts, "flags": list(_STATUS_FLAGS[sts])}
     memo = t.memo
     if memo is None:
         t.plan = _drivers.plan_for(t.meter)

@@ -6,6 +6,8 @@ bytes are missing or invalid is left out; nothing here raises.
 
 from __future__ import annotations
 
+from typing import Any
+
 from omshub.codec.records import decode_records
 from omshub.codec.errors import DecodeError
 from omshub.codec.units import QUANTITIES
@@ -29,7 +31,7 @@ def _scaled(v: Value, raw: int):
     return round(value, 9)
 
 
-def read_value(v: Value, buf: bytes, base: int, fields: dict):
+def read_value(v: Value, buf: bytes, base: int, fields: dict[str, Any]):
     """The value ``v`` describes in ``buf`` (offsets relative to ``base``), or None."""
     at = v.at + base if v.at >= 0 else v.at
     kind = v.type
@@ -70,7 +72,7 @@ def read_value(v: Value, buf: bytes, base: int, fields: dict):
     return None
 
 
-def _date_bits(v: Value, buf: bytes, base: int, fields: dict):
+def _date_bits(v: Value, buf: bytes, base: int, fields: dict[str, Any]):
     def get(pieces):
         return p.bits(buf, [(a + base if a >= 0 else a, lo, w) for a, lo, w in pieces])
 
@@ -136,7 +138,7 @@ def unit_suffix(quantity: str) -> str:
     return unit.replace("%", "pct").replace("/", "").replace("°", "").lower() or quantity
 
 
-def make_record(v: Value, value) -> dict:
+def make_record(v: Value, value) -> dict[str, Any]:
     canonical = value * v.factor if v.factor != 1.0 and isinstance(value, (int, float)) else value
     if isinstance(canonical, float):
         canonical = round(canonical, 9)
@@ -202,7 +204,7 @@ def run_layout(layout: Layout, buf: bytes, header: bytes | None = None) -> tuple
         return None
     buf, base = prepared
     tags = scan_tags(layout, buf, base) if layout.scan is not None else None
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     fields: dict = {}
     for v in layout.values:
         vbase = base
@@ -229,7 +231,7 @@ def run_layout(layout: Layout, buf: bytes, header: bytes | None = None) -> tuple
     return records, fields
 
 
-def select(records: list[dict], rule: FieldRule):
+def select(records: list[dict[str, Any]], rule: FieldRule):
     """The value of the first record the field rule selects, or None."""
     for r in records:
         if (r.get("quantity") == rule.quantity
@@ -243,7 +245,7 @@ def select(records: list[dict], rule: FieldRule):
     return None
 
 
-def series_values(records: list[dict], quantity: str, name: str, first_storage: int) -> list[dict]:
+def series_values(records: list[dict[str, Any]], quantity: str, name: str, first_storage: int) -> list[dict[str, Any]]:
     """History of one quantity (tariff 0, subunit 0, instantaneous) by storage number, with its date."""
     values: dict[int, object] = {}
     dates: dict[int, str] = {}

@@ -10,6 +10,8 @@ or an exact ``dif_vif`` keep the general matcher (:func:`.engine.select`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from operator import itemgetter
 
 from . import engine as _engine
@@ -50,9 +52,9 @@ class Plan:
         self.series_from = min((s.first_storage for s in series), default=0)
         self.computed = tuple(v for d in drivers for v in d.computed)
         # layout -> field picks; only when every rule names an exact key (see name_fields)
-        self.by_layout: dict | None = {} if all(key is not None for _, key, _, _ in rules) else None
+        self.by_layout: dict[str, Any] | None = {} if all(key is not None for _, key, _, _ in rules) else None
 
-    def name_fields(self, records: list, fields: dict, layout: str | None = None) -> None:
+    def name_fields(self, records: list, fields: dict[str, Any], layout: str | None = None) -> None:
         """Fill ``fields`` from ``records`` by the plan's rules (values already there are kept).
 
         ``layout`` (the decoder passes it) is the records' ``dif_vif`` texts joined, for records
@@ -102,7 +104,7 @@ class Plan:
         if self.series and (deepest is None or deepest >= self.series_from):
             self._series(records, fields)
 
-    def _series(self, records: list, fields: dict) -> None:
+    def _series(self, records: list, fields: dict[str, Any]) -> None:
         for s in self.series:
             if s.field not in fields:
                 history = _engine.series_values(records, s.quantity, s.name, s.first_storage)
@@ -147,7 +149,7 @@ def _exact_key(rule):
     return (rule.quantity, rule.storage, rule.tariff, rule.subunit, rule.function)
 
 
-def _loose_index(records: list) -> dict:
+def _loose_index(records: list) -> dict[str, Any]:
     """(quantity, storage, tariff, subunit, function) -> first record, for records of any shape."""
     index: dict = {}
     for r in records:

@@ -9,6 +9,8 @@ The file format (tables, value types and their keys) is described in docs/protoc
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 from dataclasses import dataclass, field
 
@@ -152,7 +154,7 @@ def _fail(path: str, message: str) -> SchemaError:
     return SchemaError(f"{path}: {message}")
 
 
-def _get(table: dict, key: str, path: str, kind, default=None, required: bool = False):
+def _get(table: dict[str, Any], key: str, path: str, kind, default=None, required: bool = False):
     if key not in table:
         if required:
             raise _fail(path, f"missing key '{key}'")
@@ -166,7 +168,7 @@ def _get(table: dict, key: str, path: str, kind, default=None, required: bool = 
     return value
 
 
-def _check_keys(table: dict, allowed: set, path: str) -> None:
+def _check_keys(table: dict[str, Any], allowed: set, path: str) -> None:
     unknown = set(table) - allowed
     if unknown:
         raise _fail(path, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -402,7 +404,7 @@ _LAYOUT_KEYS = {"source", "ci", "vif", "versions", "min_length", "require", "bas
                 "replace_records", "skip_fillers", "values"}
 
 
-def _layout(t: dict, path: str) -> Layout:
+def _layout(t: dict[str, Any], path: str) -> Layout:
     if not isinstance(t, dict):
         raise _fail(path, "expected a table")
     _check_keys(t, _LAYOUT_KEYS, path)
@@ -465,7 +467,7 @@ def _layout(t: dict, path: str) -> Layout:
     return Layout(**out)
 
 
-def _field_rule(t: dict, path: str) -> FieldRule:
+def _field_rule(t: dict[str, Any], path: str) -> FieldRule:
     if not isinstance(t, dict):
         raise _fail(path, "expected a table")
     _check_keys(t, {"field", "quantity", "storage", "tariff", "subunit", "function", "dif_vif"}, path)
@@ -489,7 +491,7 @@ _DRIVER_KEYS = {"name", "manufacturers", "device_types", "versions", "fields", "
                 "compact_formats", "computed", "comment"}
 
 
-def _driver(t: dict, path: str, file: str) -> Driver:
+def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
     if not isinstance(t, dict):
         raise _fail(path, "expected a table")
     _check_keys(t, _DRIVER_KEYS, path)
@@ -546,7 +548,7 @@ def _driver(t: dict, path: str, file: str) -> Driver:
         compact_formats=tuple(formats), computed=_computed(t, path))
 
 
-def _computed(t: dict, path: str) -> tuple:
+def _computed(t: dict[str, Any], path: str) -> tuple:
     values = _values(_get(t, "computed", path, list, []), f"{path}.computed")
     for v in values:
         if v.type != "sum" or not v.field:
@@ -554,7 +556,7 @@ def _computed(t: dict, path: str) -> tuple:
     return values
 
 
-def parse_file(name: str, data: dict) -> tuple[list[Driver], list[GenericRule]]:
+def parse_file(name: str, data: dict[str, Any]) -> tuple[list[Driver], list[GenericRule]]:
     """One parsed TOML document -> its drivers and generic rules; SchemaError on any problem."""
     _check_keys(data, {"driver", "generic", "comment"}, name)
     drivers = [_driver(t, f"{name}: driver[{i}]", name) for i, t in enumerate(_get(data, "driver", name, list, []))]
