@@ -151,7 +151,8 @@ def encode_records(records: list[dict[str, Any]]) -> bytes:
 
 _MEMO_LIMIT = 4096
 _FORCED: dict[str, tuple[bytes, HeaderInfo]] = {}      # dif_vif text -> (header, info)
-_SHAPES: dict[tuple[Any, ...], tuple[list[int], dict[tuple[int, int], bytes]]] = {}                      # record shape -> (vifes, {(cand, dfield): header})
+# record shape -> (vifes, {(cand, dfield): header})
+_SHAPES: dict[tuple[Any, ...], tuple[list[int], dict[tuple[int, int], bytes]]] = {}
 _DATA_LEN = (0, 1, 2, 3, 4, 4, 6, 8)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import math
 import struct
 import tomllib
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 
@@ -37,7 +38,7 @@ from omshub.codec.units import QUANTITIES
 from . import engine as _engine
 from . import primitives as p
 from .plan import Plan
-from .schema import Driver, GenericRule, SchemaError, parse_file
+from .schema import Driver, GenericRule, Layout, SchemaError, parse_file
 
 __all__ = ["apply", "apply_plan", "plan_for", "decode_proprietary", "compact_format", "owns_apl",
            "KnownFormatCache", "registry", "Registry", "SchemaError", "load_texts"]
@@ -51,13 +52,13 @@ class Registry:
 
     def __init__(self, drivers: list[Driver], generic: list[GenericRule]) -> None:
         self.drivers = tuple(drivers)
-        self.by_key: dict[tuple[str, int | None], list[Driver]] = {}
+        self.by_key: dict[tuple[Any, Any], list[Driver]] = {}
         for d in drivers:
             for m in d.manufacturers:
                 for t in d.device_types or (None,):
                     self.by_key.setdefault((m, t), []).append(d)
-        self.generic: dict[int, list] = {}
-        self.series: dict[int, list] = {}
+        self.generic: dict[int, list[Any]] = {}
+        self.series: dict[int, list[Any]] = {}
         for g in generic:
             for t in g.device_types:
                 self.generic.setdefault(t, []).extend(g.fields)
@@ -69,7 +70,7 @@ class Registry:
                     for m in d.manufacturers:
                         self.formats.setdefault((m, format_signature(fmt)), fmt)
 
-        self.plans: dict[tuple, Plan] = {}
+        self.plans: dict[tuple[Any, ...], Plan] = {}
 
     def match(self, meter: dict[str, Any]) -> list[Driver]:
         manufacturer = meter.get("manufacturer")
@@ -95,8 +96,8 @@ class Registry:
     def _make_plan(self, meter: dict[str, Any]) -> Plan:
         code = meter.get("device_type_code")
         try:
-            generic = tuple(self.generic.get(code, ()))
-            series = tuple(self.series.get(code, ()))
+            generic = tuple(self.generic.get(code, ()))  # type: ignore[arg-type]  # any hashable code
+            series = tuple(self.series.get(code, ()))  # type: ignore[arg-type]  # (None: none found)
         except TypeError:  # unhashable device type code
             generic = series = ()
         return Plan(tuple(self.match(meter)), generic, series, meter.get("version"))
@@ -146,7 +147,8 @@ def _header(meter: dict[str, Any], body: bytes) -> bytes | None:
         return None
 
 
-def decode_proprietary(telegram: dict[str, Any], payload: bytes, reg: Registry | None = None) -> list[dict[str, Any]] | None:
+def decode_proprietary(telegram: dict[str, Any], payload: bytes,
+                       reg: Registry | None = None) -> list[dict[str, Any]] | None:
     """Records from a manufacturer-specific CI payload (``payload[0]`` is the CI), or None.
 
     Fields the layout names go into ``telegram["fields"]``.
@@ -228,7 +230,8 @@ def apply_plan(plan: Plan, telegram: dict[str, Any], apl: bytes | None = None, l
                 records.append(_engine.make_record(v, value))
 
 
-def _driver_work(plan: Plan, telegram: dict[str, Any], records: list, fields: dict[str, Any], apl: bytes | None) -> None:
+def _driver_work(plan: Plan, telegram: dict[str, Any], records: list[Any], fields: dict[str, Any],
+                 apl: bytes | None) -> None:
     """Manufacturer VIFs, relabels and proprietary layouts of the matching drivers, in order."""
     received = list(records) if plan.record_layouts else records  # record layouts read the records as decoded
     for driver, layouts in plan.work:
@@ -249,7 +252,8 @@ def _driver_work(plan: Plan, telegram: dict[str, Any], records: list, fields: di
                 fields.update(new_fields)
 
 
-def _sources(layout, telegram: dict[str, Any], received: list[dict[str, Any]], apl: bytes | None):
+def _sources(layout: Layout, telegram: dict[str, Any], received: list[dict[str, Any]],
+             apl: bytes | None) -> Iterator[bytes]:
     """The byte buffers a layout reads: manufacturer data, whole APL, or matching records' data."""
     if layout.source == "manufacturer_data":
         text = telegram.get("manufacturer_data")

@@ -39,8 +39,8 @@ class Value:
     at: int = 0
     size: int = 1
     endian: str = "little"
-    pieces: tuple = ()                 # bits: ((at, low, width), ...)
-    date_parts: tuple = ()             # date_bits: (day pieces, month pieces, year pieces)
+    pieces: tuple[Any, ...] = ()                 # bits: ((at, low, width), ...)
+    date_parts: tuple[Any, ...] = ()             # date_bits: (day pieces, month pieces, year pieces)
     year_base: int = 2000
     year_after: str | None = None      # date_bits without year: the year that puts it after this field
     order: str = "dmy"                 # date_bcd
@@ -49,7 +49,7 @@ class Value:
     scale: float = 1.0
     add: float = 0.0
     transform: str | None = None
-    invalid: frozenset = frozenset()
+    invalid: frozenset[Any] = frozenset()
     unit: str | None = None
     factor: float = 1.0                # unit -> canonical unit of the quantity
     quantity: str | None = None
@@ -62,26 +62,26 @@ class Value:
     dif: int = 0                       # record: data field nibble
     vif: bytes = b""                   # record: fixed VIF bytes
     vif_at: int | None = None          # record: VIF byte taken from the payload
-    of: tuple = ()                     # sum: field names
-    flags: tuple = ()                  # flags: ((bit, name), ...)
+    of: tuple[Any, ...] = ()                     # sum: field names
+    flags: tuple[Any, ...] = ()                  # flags: ((bit, name), ...)
     emit: bool = True                  # record: add the record (False: only the field)
-    table: tuple = ()                  # map: ((raw, value), ...)
-    qualifiers: tuple = ()             # record qualifiers (omshub.codec.units.QUALIFIERS)
+    table: tuple[Any, ...] = ()                  # map: ((raw, value), ...)
+    qualifiers: tuple[Any, ...] = ()             # record qualifiers (omshub.codec.units.QUALIFIERS)
 
 
 @dataclass(frozen=True)
 class Layout:
     path: str
     source: str
-    values: tuple
-    cis: frozenset = frozenset()
+    values: tuple[Any, ...]
+    cis: frozenset[Any] = frozenset()
     vif: bytes = b""
-    versions: frozenset | None = None
+    versions: frozenset[Any] | None = None
     min_length: int = 0
-    require: tuple = ()                # ((at, mask, equals), ...)
-    base: tuple | None = None          # (length_at, add): offsets count from buf[length_at] + add
-    descramble: tuple | None = None    # ("prios", start, (keys...), check byte)
-    scan: tuple | None = None          # (start, {tag: size}, frozenset(stop tags))
+    require: tuple[Any, ...] = ()                # ((at, mask, equals), ...)
+    base: tuple[Any, ...] | None = None          # (length_at, add): offsets count from buf[length_at] + add
+    descramble: tuple[Any, ...] | None = None    # ("prios", start, (keys...), check byte)
+    scan: tuple[Any, ...] | None = None          # (start, {tag: size}, frozenset(stop tags))
     replace_records: bool = False
     skip_fillers: bool = True
 
@@ -100,7 +100,7 @@ class FieldRule:
 @dataclass(frozen=True)
 class Relabel:
     path: str
-    match: tuple                      # ((record key, value), ...)
+    match: tuple[Any, ...]                      # ((record key, value), ...)
     quantity: str
     factor: float = 1.0
 
@@ -114,22 +114,22 @@ class VifRule:
     factor: float = 1.0
     signed: bool = False
     real: bool = False                 # data is IEEE 754 single (DIF data field 5)
-    qualifiers: tuple = ()
+    qualifiers: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
 class Driver:
     name: str
     file: str
-    manufacturers: tuple
-    device_types: tuple                # () = any
-    versions: frozenset | None
-    fields: tuple = ()
-    relabel: tuple = ()
-    vifs: dict = field(default_factory=dict)
-    layouts: tuple = ()
-    compact_formats: tuple = ()
-    computed: tuple = ()               # sum values over named fields, evaluated after naming
+    manufacturers: tuple[Any, ...]
+    device_types: tuple[Any, ...]                # () = any
+    versions: frozenset[Any] | None
+    fields: tuple[Any, ...] = ()
+    relabel: tuple[Any, ...] = ()
+    vifs: dict[Any, Any] = field(default_factory=dict)
+    layouts: tuple[Any, ...] = ()
+    compact_formats: tuple[Any, ...] = ()
+    computed: tuple[Any, ...] = ()               # sum values over named fields, evaluated after naming
 
 
 @dataclass(frozen=True)
@@ -143,9 +143,9 @@ class Series:
 
 @dataclass(frozen=True)
 class GenericRule:
-    device_types: tuple
-    fields: tuple
-    series: tuple = ()
+    device_types: tuple[Any, ...]
+    fields: tuple[Any, ...]
+    series: tuple[Any, ...] = ()
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -154,7 +154,8 @@ def _fail(path: str, message: str) -> SchemaError:
     return SchemaError(f"{path}: {message}")
 
 
-def _get(table: dict[str, Any], key: str, path: str, kind, default=None, required: bool = False):
+def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = None,
+         required: bool = False) -> Any:
     if key not in table:
         if required:
             raise _fail(path, f"missing key '{key}'")
@@ -168,7 +169,7 @@ def _get(table: dict[str, Any], key: str, path: str, kind, default=None, require
     return value
 
 
-def _check_keys(table: dict[str, Any], allowed: set, path: str) -> None:
+def _check_keys(table: dict[str, Any], allowed: set[Any], path: str) -> None:
     unknown = set(table) - allowed
     if unknown:
         raise _fail(path, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -181,7 +182,7 @@ def _hex(text: str, path: str) -> bytes:
         raise _fail(path, f"not hex: {text!r}") from None
 
 
-def _byte(value, path: str) -> int:
+def _byte(value: Any, path: str) -> int:
     if isinstance(value, str):
         raw = _hex(value, path)
         if len(raw) != 1:
@@ -192,13 +193,13 @@ def _byte(value, path: str) -> int:
     raise _fail(path, f"expected a byte (0-255 or 2 hex digits), got {value!r}")
 
 
-def _int_list(value, path: str) -> frozenset:
+def _int_list(value: Any, path: str) -> frozenset[Any]:
     if not isinstance(value, list) or not value:
         raise _fail(path, "expected a non-empty list")
     return frozenset(_byte(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
-def _pieces(value, path: str) -> tuple:
+def _pieces(value: Any, path: str) -> tuple[Any, ...]:
     if not isinstance(value, list) or not value:
         raise _fail(path, "expected a non-empty list of [offset, lowest bit, width]")
     out = []
@@ -231,7 +232,7 @@ _VALUE_KEYS = {"type", "at", "size", "endian", "bits", "day", "month", "year", "
                "map", "qualifiers"}
 
 
-def _values(items, path: str) -> tuple:
+def _values(items: Any, path: str) -> tuple[Any, ...]:
     if not isinstance(items, list):
         raise _fail(path, "expected a list of value tables")
     out: list[Value] = []
@@ -478,7 +479,7 @@ def _field_rule(t: dict[str, Any], path: str) -> FieldRule:
     if function not in FUNCTIONS and function != "any":
         raise _fail(f"{path}.function", f"expected one of {FUNCTIONS} or 'any'")
 
-    def opt(key):  # -1 in the file means "any"
+    def opt(key: str) -> int | None:  # -1 in the file means "any"
         v = _get(t, key, path, int, 0)
         return None if v == -1 else v
 
@@ -548,7 +549,7 @@ def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
         compact_formats=tuple(formats), computed=_computed(t, path))
 
 
-def _computed(t: dict[str, Any], path: str) -> tuple:
+def _computed(t: dict[str, Any], path: str) -> tuple[Any, ...]:
     values = _values(_get(t, "computed", path, list, []), f"{path}.computed")
     for v in values:
         if v.type != "sum" or not v.field:
