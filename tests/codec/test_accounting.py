@@ -246,7 +246,7 @@ def test_lvar_dates_through_the_layout_memo():
     apl.LAYOUTS.compile_after = 2
     try:
         general = apl.decode_general(data, 0, len(data))
-        for _ in range(4):  # noted, learned, used interpreted, compiled
+        for _ in range(4):  # noted, learned, used (general decoder), compiled
             assert apl.decode_records(data) == general
     finally:
         apl.LAYOUTS.compile_after = saved

@@ -559,9 +559,9 @@ HEAT = bytes.fromhex("2F2F" "0C0612345678" "0B2B123456" "0A5A1203" "0A5E5602" "0
                      "01FF2105" "0F0102")
 
 
-@pytest.fixture(params=["interpreted", "compiled"])
+@pytest.fixture(params=["uncompiled", "compiled"])
 def learned(request, monkeypatch):
-    """Learn HEAT's layout; its builder interpreted or compiled."""
+    """Learn HEAT's layout; compiled, or not (its APLs then go to the general decoder)."""
     monkeypatch.setattr(apl.LAYOUTS, "compile_after", 1 if request.param == "compiled" else 10**9)
     apl.LAYOUTS.clear()
     results = [apl.decode_records(HEAT) for _ in range(3)]  # noted, learned, used

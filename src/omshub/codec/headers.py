@@ -19,14 +19,8 @@ from omshub.codec.tables import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_DATE
                                  Record, decoder_for, scale_mode)
 from omshub.codec.units import QUANTITIES
 
-# (data length, record template, struct unpack_from, num (0: the value is the raw int), den, is BCD)
-# of a header whose value is a plain number in a 1/2/4/8-byte field: what the record decoder's
-# common case needs, unpacked in one step
-FastHeader = tuple[int, Record, Any, int, int, bool]
-
 HEADER_CACHE_LIMIT = 4096  # header memo entries; cleared when full
 HEADERS: dict[bytes, HeaderInfo] = {}
-FAST_HEADERS: dict[bytes, FastHeader] = {}  # the same headers' fast-path view (plain numbers)
 
 # why the record grammar could not place bytes (``reason`` of an undecoded record, docs/formats.md §1.2)
 R_TRUNCATED = "truncated"                      # a record runs past the end of the APL
@@ -99,13 +93,7 @@ def header_info(hdr: bytes) -> HeaderInfo:
         info = _interpret(hdr)
         if len(HEADERS) >= HEADER_CACHE_LIMIT:
             HEADERS.clear()
-            FAST_HEADERS.clear()
         HEADERS[hdr] = info
-        if (info.unpack is not None and info.mode in (M_ONE, M_DIV) and not info.has_lists
-                and not info.record_error and not info.keep_raw):
-            plain_int = info.mode == M_ONE and not info.is_float
-            FAST_HEADERS[hdr] = (info.dlen, info.template, info.unpack, 0 if plain_int else info.num, info.den,
-                                 info.decoder == D_BCD)
     return info
 
 

@@ -13,7 +13,6 @@ dates, NaN, compact profiles) send the APL to the general decoder, so both give 
 from __future__ import annotations
 
 import struct
-from functools import partial
 from typing import Any, Callable, NamedTuple
 
 from omshub.codec.headers import header_end, header_info
@@ -53,9 +52,8 @@ class Layout:
     """A learned APL layout: the bits that must match, and how to build its records.
 
     ``build(data, start)`` returns the records of a matching APL, or None: decode it the general
-    way (a value the plan cannot take as it is, or a layout that could not be planned). It starts
-    as :func:`run_steps` over the steps and becomes one generated function once the layout proves
-    hot (:meth:`compile`)."""
+    way (a value the plan cannot take as it is, a layout that could not be planned, or one not
+    used often enough yet to be compiled into its generated builder, :meth:`compile`)."""
 
     __slots__ = ("mask", "expected", "unpack", "steps", "mdata_at", "uses", "build")
 
@@ -66,59 +64,23 @@ class Layout:
         self.unpack = unpack          # None: a known layout the memo cannot decode (general decoder)
         self.steps = steps
         self.mdata_at = mdata_at      # offset of the manufacturer data after 0F/1F, or -1
-        self.uses = 0                 # decodes by the interpreted builder; -1 once compiled
-        self.build: Builder = partial(run_steps, unpack, steps) if unpack is not None else _general_way
+        self.uses = 0 if unpack is not None else -1  # matches so far; -1: compiled, or never will be
+        self.build: Builder = _general_way
 
     @property
     def compiled(self) -> bool:
-        return self.build.__class__ is not partial and self.unpack is not None
+        return self.build is not _general_way
 
     def compile(self) -> None:
-        """Replace the interpreted builder by the generated one."""
+        """Generate the layout's builder (:func:`compile_steps`)."""
         if self.unpack is not None:
             self.build = compile_steps(self.unpack, self.steps)
             self.uses = -1  # no more counting
 
 
 def _general_way(data: bytes, start: int) -> None:
+    """The builder of a layout not compiled (yet): the general decoder decodes the APL."""
     return None
-
-
-def run_steps(unpack: Callable[[bytes, int], tuple[Any, ...]], steps: tuple[Step, ...], data: bytes,
-              start: int) -> list[Record] | None:
-    """The interpreted record builder of a layout: one pass over its steps."""
-    values = unpack(data, start)
-    records: list[Record] = []
-    append = records.append
-    for template, index, kind, a, b, c, has_lists in steps:
-        rec = template.copy()
-        if kind == K_DIV:
-            rec["value"] = values[index] * a / b
-        elif kind == K_AS_IS:
-            rec["value"] = values[index]
-        elif kind == K_BCD:
-            v = values[index]
-            try:
-                x = int("%x" % (int.from_bytes(v, "little") if c else v))
-            except ValueError:
-                return None  # sign nibble or invalid digit: the general decoder decides
-            rec["value"] = x * a / b if b else x
-        elif kind == K_CALL:
-            v = a(values[index])
-            if v is None:
-                return None
-            rec["value"] = v
-        elif kind == K_INT:
-            v = int.from_bytes(values[index], "little", signed=c)
-            rec["value"] = v * a / b if b else v
-        elif kind == K_RAW:
-            rec["raw"] = values[index].hex()
-        if has_lists:
-            for name in ("qualifiers", "vife"):
-                if name in rec:
-                    rec[name] = list(rec[name])
-        append(rec)
-    return records
 
 
 def _step_source(k: int, step: Step, args: dict[str, Any]) -> list[str]:
@@ -184,8 +146,9 @@ class LayoutMemo:
         self.general = general
         self.limit = limit
         self.per_key = per_key
-        self.compile_after = compile_after  # uses of a layout before its builder is compiled (compiling
-        #                                     costs ~40 decodes)
+        # matches of a layout before its builder is compiled (compiling costs ~40 decodes; until then
+        # the general decoder decodes it)
+        self.compile_after = compile_after
         self.compile_limit = compile_limit  # compiled builders until the memo is next cleared (memory bound)
         self.compiled = 0
         self.layouts: dict[tuple[Any, ...], list[Layout]] = {}
@@ -221,7 +184,7 @@ class LayoutMemo:
                 uses = layout.uses
                 if uses >= 0:  # not compiled yet
                     layout.uses = uses = uses + 1
-                    if uses >= self.compile_after and self.compiled < self.compile_limit and layout.unpack:
+                    if uses >= self.compile_after and self.compiled < self.compile_limit:
                         self.compiled += 1
                         layout.compile()
                 records = layout.build(data, start)

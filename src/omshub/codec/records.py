@@ -2,8 +2,9 @@
 
 :func:`decode_records` walks ``DIF [DIFE…] VIF [VIFE…] data`` records. Each distinct record
 header is interpreted once (:mod:`omshub.codec.headers`), so the per-record work is a slice, a
-dict lookup, an ``int.from_bytes`` and a dict copy; whole APLs whose header bytes sit where an
-earlier APL's did are decoded by that APL's layout (:class:`omshub.codec.layouts.LayoutMemo`).
+dict lookup, the value and a dict copy; whole APLs whose header bytes sit where an earlier APL's
+did are decoded by that APL's layout (:class:`omshub.codec.layouts.LayoutMemo`), the one fast
+path (docs/protocol.md §8.4).
 
 Record keys: ``quantity unit value storage tariff subunit function dif_vif`` always
 (``dif_vif`` = every header byte before the data, incl. a plain-text unit), and only when
@@ -21,8 +22,8 @@ holds the records before it and the ``reason``; the caller turns the rest of the
 from __future__ import annotations
 
 from omshub.codec.errors import DecodeError
-from omshub.codec.headers import (FAST_HEADERS, HEADERS, R_RESERVED_DIF, R_RESERVED_LVAR, R_TRUNCATED,
-                                  grammar_error, header_end, header_info)
+from omshub.codec.headers import (HEADERS, R_RESERVED_DIF, R_RESERVED_LVAR, R_TRUNCATED, grammar_error,
+                                  header_end, header_info)
 from omshub.codec.layouts import LayoutMemo
 from omshub.codec.tables import (D_BCD, D_INT, D_NONE, D_RAW, D_REAL, D_UINT, DATA_LEN, FUNCTIONS, M_DIV, M_ONE,
                                  MAX_APL, MAX_EXTENSIONS, HeaderInfo, Record)
@@ -115,9 +116,7 @@ def _special_dif(data: bytes, i: int, n: int, records: list[Record]) -> str:
 def decode_general(data: bytes, start: int, n: int) -> tuple[list[Record], str | None]:
     """The record-by-record decoder (every APL the layout memo does not cover)."""
     records: list[Record] = []
-    append = records.append
     cache_get = HEADERS.get
-    fast_get = FAST_HEADERS.get
     i = start
     while i < n:
         dif = data[i]
@@ -137,21 +136,6 @@ def decode_general(data: bytes, start: int, n: int) -> tuple[list[Record], str |
                 exc.partial["records"] = records  # type: ignore[index]  # grammar errors carry a dict
                 raise
         key = data[i:j]
-        fast = fast_get(key)
-        if fast is not None:  # plain number in a 1/2/4/8-byte field (most records)
-            dlen, template, unpack, num, den, is_bcd = fast
-            e = j + dlen
-            if e <= n:
-                raw = unpack(data, j)[0]
-                if is_bcd:
-                    digits = "%x" % raw
-                    raw = int(digits) if digits.isdigit() else None
-                if raw is not None:
-                    rec = template.copy()
-                    rec["value"] = raw if num == 0 else raw * num / den
-                    append(rec)
-                    i = e
-                    continue
         info = cache_get(key)
         if info is None:
             info = header_info(key)
