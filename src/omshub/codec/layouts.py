@@ -141,13 +141,14 @@ class LayoutMemo:
     key seen for the first time is only noted: one-off layouts cost no learning. Bounded: at most
     ``limit`` keys (cleared when full) and ``per_key`` layouts behind one key."""
 
-    def __init__(self, general: GeneralDecoder, limit: int = 512, per_key: int = 8, compile_after: int = 32,
+    def __init__(self, general: GeneralDecoder, limit: int = 512, per_key: int = 8, compile_after: int = 4,
                  compile_limit: int = 256) -> None:
         self.general = general
         self.limit = limit
         self.per_key = per_key
-        # matches of a layout before its builder is compiled (compiling costs ~40 decodes; until then
-        # the general decoder decodes it)
+        # matches of a layout before its builder is compiled; until then the general decoder decodes
+        # it. Compiling costs a few dozen decodes: a layout seen once or twice is not worth it, and
+        # `benchmarks.decode`'s varying-layout figure (each layout ~40 times) is best from about 4.
         self.compile_after = compile_after
         self.compile_limit = compile_limit  # compiled builders until the memo is next cleared (memory bound)
         self.compiled = 0
