@@ -15,7 +15,7 @@ from typing import Any
 from omshub.codec import vif as _vif
 from omshub.codec.errors import DecodeError
 from omshub.codec.tables import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_DATETIME_I, D_INT, D_LVAR, D_RAW,
-                                 D_TIME_J, D_UINT, DATA_LEN, FUNCTIONS, M_DIV, M_ONE, MAX_EXTENSIONS, HeaderInfo,
+                                 D_TIME_J, D_UINT, DATA_LEN, FUNCTIONS, MAX_EXTENSIONS, HeaderInfo,
                                  Record, decoder_for, scale_mode)
 from omshub.codec.units import QUANTITIES
 
