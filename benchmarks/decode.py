@@ -35,7 +35,7 @@ _clock = time.process_time
 
 
 # Real heat meters send the same record headers telegram after telegram (a model's layout);
-# only the values change. Two common layouts (brief §7.12): header per record, in order.
+# only the values change. Two common layouts (docs/protocol.md §8.4): header per record, in order.
 MODEL_LAYOUTS = (
     ("0406", "0414", "042B", "023B", "0259", "025D", "0261", "046D", "01FD17", "426C", "4406", "4414"),
     ("0C06", "0C14", "0A2D", "0B3B", "0A5A", "0A5E", "0A62", "046D", "02FD17", "426C", "4C06", "4C14"),
@@ -43,7 +43,7 @@ MODEL_LAYOUTS = (
 
 
 def heat_records(rng: random.Random, model: int | None = None) -> list[dict]:
-    """A typical OMS heat meter reading (brief §7.12): 12 records. With ``model`` (an index into
+    """A typical OMS heat meter reading (docs/protocol.md §10.1): 12 records. With ``model`` (an index into
     MODEL_LAYOUTS) every record has that model's fixed header; without, the encoder picks the
     smallest coding per value (so the layout varies from telegram to telegram: a worst case)."""
     energy = rng.randint(1_000, 90_000)

@@ -242,14 +242,14 @@ def test_date_vif_with_other_lvar_stays_raw(data):
 
 def test_lvar_dates_through_the_layout_memo():
     data = bytes.fromhex("2F2F" "0D6DE432371F15" "0D6DE31E0F0C" "04130A000000" "0D6CE2FE04")
-    saved = apl._COMPILE_AFTER
-    apl._COMPILE_AFTER = 2
+    saved = apl.LAYOUTS.compile_after
+    apl.LAYOUTS.compile_after = 2
     try:
-        general = apl._decode_general(data, 0, len(data))
-        for _ in range(4):  # noted, learned, used interpreted, compiled
+        general = apl.decode_general(data, 0, len(data))
+        for _ in range(4):  # noted, learned, used (general decoder), compiled
             assert apl.decode_records(data) == general
     finally:
-        apl._COMPILE_AFTER = saved
+        apl.LAYOUTS.compile_after = saved
     assert [r["quantity"] for r in general[0]] == ["datetime", "time", "volume", "date"]
     again = apl.decode_records(apl.encode_records(general[0]))[0]
     assert [r["value"] for r in again] == [r["value"] for r in general[0]]
@@ -280,7 +280,7 @@ def _lvar_size(lv: int) -> int | None:
 
 
 def _walk(apl_bytes: bytes, i: int) -> tuple[list[tuple[int, int]], tuple[str, int] | None]:
-    """The record grammar of EN 13757-3 (oms-protocol.md §7), written out here independently of
+    """The record grammar of EN 13757-3 (docs/protocol.md §8), written out here independently of
     the decoder: the (start, header end) of each record from ``i`` on, and how the walk ends:
     ("mdata", offset of 0F/1F), ("error", offset of the record that cannot be delimited), or None.
     Up to 10 DIFEs and, after the VIF, 11 extension bytes (an FB/FD code and 10 VIFEs)."""

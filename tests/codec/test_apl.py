@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from omshub.codec import apl
+from omshub.codec import apl, headers
 from omshub.codec.errors import DecodeError
 
 
@@ -399,11 +399,11 @@ def test_records_are_independent_copies():
 
 
 def test_header_cache_is_bounded():
-    for code in range(apl._CACHE_LIMIT + 10):
+    for code in range(headers.HEADER_CACHE_LIMIT + 10):
         storage = code & 0x3FF
         hdr = bytes([0x84, 0x80 | (storage & 0x0F), 0x80 | ((storage >> 4) & 0x0F), storage >> 8, 0x13])
         apl.decode_records(hdr + b"\x00" * 4)
-    assert len(apl._CACHE) <= apl._CACHE_LIMIT
+    assert len(headers.HEADERS) <= headers.HEADER_CACHE_LIMIT
 
 
 # ------------------------------------------------------------------ encoder
@@ -559,25 +559,24 @@ HEAT = bytes.fromhex("2F2F" "0C0612345678" "0B2B123456" "0A5A1203" "0A5E5602" "0
                      "01FF2105" "0F0102")
 
 
-@pytest.fixture(params=["interpreted", "compiled"])
+@pytest.fixture(params=["uncompiled", "compiled"])
 def learned(request, monkeypatch):
-    """Learn HEAT's layout; its builder interpreted or compiled."""
-    monkeypatch.setattr(apl, "_COMPILE_AFTER", 1 if request.param == "compiled" else 10**9)
-    apl._COMPILED[0] = 0
-    apl._LAYOUTS.clear()
+    """Learn HEAT's layout; compiled, or not (its APLs then go to the general decoder)."""
+    monkeypatch.setattr(apl.LAYOUTS, "compile_after", 1 if request.param == "compiled" else 10**9)
+    apl.LAYOUTS.clear()
     results = [apl.decode_records(HEAT) for _ in range(3)]  # noted, learned, used
-    entry = next(e for entries in apl._LAYOUTS.values() for e in entries)
-    assert (entry[5] is None) == (request.param == "compiled")  # compiled: the plan is dropped
+    entry = next(e for entries in apl.LAYOUTS.layouts.values() for e in entries)
+    assert entry.compiled == (request.param == "compiled")
     assert results[0] == results[1] == results[2]
     return request.param
 
 
 def test_layout_memo_gives_the_general_result(learned):
-    assert apl.decode_records(HEAT) == apl._decode_general(HEAT, 0, len(HEAT))
+    assert apl.decode_records(HEAT) == apl.decode_general(HEAT, 0, len(HEAT))
     # same headers, other values: still identical to the general decoder's result
     other = bytearray(HEAT)
     other[4:8] = bytes.fromhex("99999999")
-    assert apl.decode_records(bytes(other)) == apl._decode_general(bytes(other), 0, len(other))
+    assert apl.decode_records(bytes(other)) == apl.decode_general(bytes(other), 0, len(other))
 
 
 @pytest.mark.parametrize("offset, value", [
@@ -593,13 +592,13 @@ def test_layout_memo_falls_back_for_special_values(learned, offset, value):
     raw = bytes.fromhex(value)
     data[offset:offset + len(raw)] = raw
     data = bytes(data)
-    assert apl.decode_records(data) == apl._decode_general(data, 0, len(data))
+    assert apl.decode_records(data) == apl.decode_general(data, 0, len(data))
 
 
 def test_layout_memo_is_bounded():
-    apl._LAYOUTS.clear()
-    for k in range(apl._LAYOUTS_LIMIT + 10):
+    apl.LAYOUTS.clear()
+    for k in range(apl.LAYOUTS.limit + 10):
         apl.decode_records(bytes([0x04, 0x13]) + bytes(4) + bytes([0x0F]) + bytes(k % 300) + bytes([k & 0xFF]))
         apl.decode_records(bytes([0x04, 0x13]) + bytes(4) + bytes([0x02, 0xFD, 0x17, k & 0xFF, 0]))
-    assert len(apl._LAYOUTS) <= apl._LAYOUTS_LIMIT
-    assert all(len(v) <= apl._LAYOUTS_PER_KEY for v in apl._LAYOUTS.values())
+    assert len(apl.LAYOUTS) <= apl.LAYOUTS.limit
+    assert all(len(v) <= apl.LAYOUTS.per_key for v in apl.LAYOUTS.layouts.values())

@@ -1,4 +1,4 @@
-"""Compact frames (brief §7.11): format, signature, full-frame CRC, decode and encode."""
+"""Compact frames (docs/protocol.md §9): format, signature, full-frame CRC, decode and encode."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from omshub.codec import apl, compact
 from omshub.codec.errors import DecodeError
 
-# Kamstrup multical21 full frame records (brief §7.11, verified)
+# Kamstrup multical21 full frame records (docs/protocol.md §9, verified)
 FULL = bytes.fromhex("02FF207100" "0413" "08190000" "4413" "08190000" "615B" "7F" "6167" "13")
 FORMAT = bytes.fromhex("02FF20" "0413" "4413" "615B" "6167")
 
@@ -20,7 +20,7 @@ def test_crc16_check_values():
     assert compact.crc16(bytes.fromhex("01FD1F01")) == 0xCC22
 
 
-def test_format_signature_and_full_crc_of_the_brief_example():
+def test_format_signature_and_full_crc_of_the_multical21_example():
     assert compact.format_of(FULL) == FORMAT
     assert compact.format_signature(FORMAT) == 0xA8ED
     assert compact.full_frame_crc(FULL) == 0xB66A

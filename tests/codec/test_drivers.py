@@ -8,10 +8,10 @@ from importlib import resources
 import pytest
 from hypothesis import given, strategies as st
 
-from omshub import drivers
+from omshub.codec import drivers
 from omshub.codec import DecodeError, decode, parse_hex
-from omshub.drivers import primitives as p
-from omshub.drivers.schema import SchemaError
+from omshub.codec.drivers import primitives as p
+from omshub.codec.drivers.schema import SchemaError
 
 
 # ------------------------------------------------------------------------------ primitives
@@ -97,13 +97,13 @@ def test_schema_errors_name_file_and_key(text: str, where: str) -> None:
 
 
 def test_packaged_files_load_and_validate() -> None:
-    names = sorted(e.name for e in resources.files("omshub.drivers").iterdir() if e.name.endswith(".toml"))
+    names = sorted(e.name for e in resources.files("omshub.codec.drivers").iterdir() if e.name.endswith(".toml"))
     assert "generic.toml" in names and len(names) >= 8
     registry = drivers.registry()
     assert registry is drivers.registry()  # loaded once
     assert {d.file for d in registry.drivers} | {"generic.toml"} == set(names)
     for name in names:  # each file also validates on its own
-        drivers.load_texts({name: resources.files("omshub.drivers").joinpath(name).read_text("utf-8")})
+        drivers.load_texts({name: resources.files("omshub.codec.drivers").joinpath(name).read_text("utf-8")})
 
 
 # ------------------------------------------------------------------------------ engine on made-up drivers

@@ -9,8 +9,9 @@ import math
 import orjson
 from hypothesis import given, strategies as st
 
-from omshub.codec import apl, apl_encode, compact, vif
+from omshub.codec import apl, apl_encode, compact, tables, vif
 from omshub.codec.errors import DecodeError
+from omshub.codec.units import QUANTITIES
 
 KEYS = ("quantity", "unit", "value", "storage", "tariff", "subunit", "function", "qualifiers",
         "error_value", "raw", "of", "record_error", "vife", "unit_text", "dst")
@@ -83,11 +84,11 @@ def record_headers(draw):
             size = draw(st.integers(1, 8))
             data = bytes([0xE0 + size]) + draw(st.binary(min_size=size, max_size=size))
     elif dfield >= 9:
-        size = apl._DATA_LEN[dfield]
+        size = tables.DATA_LEN[dfield]
         digits = draw(st.integers(0, 10 ** (2 * size) - 1))
         data = bytes.fromhex(str(digits).rjust(2 * size, "0"))[::-1]
     else:
-        size = apl._DATA_LEN[dfield]
+        size = tables.DATA_LEN[dfield]
         data = draw(st.binary(min_size=size, max_size=size))
     return dif + vif_bytes + data
 
@@ -156,8 +157,7 @@ def test_fast_path_equals_general_path(chunks):
     with_fast = apl.decode_records(data)
     for _ in range(3):
         assert apl.decode_records(data) == with_fast  # through the layout memo now
-    apl._FAST.clear()  # headers stay in the main cache: the general path decodes them now
-    apl._LAYOUTS.clear()
+    apl.LAYOUTS.clear()  # headers stay in the main cache: the general path decodes them now
     assert apl.decode_records(data) == with_fast
 
 
@@ -170,18 +170,18 @@ def _outcome(decoder, data):
 
 @given(st.lists(record_headers(), min_size=1, max_size=8), st.data(), st.booleans())
 def test_layout_memo_equals_general_decoder_on_changed_bytes(chunks, draw, compiled):
-    """An APL's layout is learned (builder interpreted or compiled); the same bytes with some
+    """An APL's layout is learned (compiled or not); the same bytes with some
     changed (values or headers) decode through the memo exactly as the record-by-record decoder
     decodes them."""
     data = b"\x2f\x2f" + b"".join(chunks)
-    saved = apl._COMPILE_AFTER
-    apl._COMPILE_AFTER = 1 if compiled else 10**9
-    apl._COMPILED[0] = 0
+    saved = apl.LAYOUTS.compile_after
+    apl.LAYOUTS.compile_after = 1 if compiled else 10**9
+    apl.LAYOUTS.compiled = 0
     try:
         for _ in range(3):  # noted, learned, used (compiled)
-            assert apl.decode_records(data) == apl._decode_general(data, 0, len(data))
+            assert apl.decode_records(data) == apl.decode_general(data, 0, len(data))
     finally:
-        apl._COMPILE_AFTER = saved
+        apl.LAYOUTS.compile_after = saved
     changed = bytearray(data)
     for _ in range(draw.draw(st.integers(1, 3))):
         pos = draw.draw(st.integers(0, len(changed) - 1))
@@ -189,7 +189,7 @@ def test_layout_memo_equals_general_decoder_on_changed_bytes(chunks, draw, compi
                                                   draw.draw(st.integers(0, 255))]))
     changed = bytes(changed)
     assert _outcome(apl.decode_records, changed) == _outcome(
-        lambda d: apl._decode_general(d, 0, len(d)), changed)
+        lambda d: apl.decode_general(d, 0, len(d)), changed)
 
 
 _NUMERIC = sorted(q for q, exps in apl_encode._EXPONENTS.items() if exps is not None)
@@ -202,7 +202,7 @@ _NUMERIC = sorted(q for q, exps in apl_encode._EXPONENTS.items() if exps is not 
        st.sampled_from(apl.FUNCTIONS), st.sampled_from([None, ["backward"], ["forward", "average"]]))
 def test_memoised_encoder_choice_equals_the_general_choice(quantity, value, storage, tariff, subunit,
                                                           function, qualifiers):
-    rec = {"quantity": quantity, "unit": apl.QUANTITIES[quantity][0], "value": value, "storage": storage,
+    rec = {"quantity": quantity, "unit": QUANTITIES[quantity][0], "value": value, "storage": storage,
            "tariff": tariff, "subunit": subunit, "function": function}
     if qualifiers:
         rec["qualifiers"] = qualifiers

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from omshub.codec import DecodeError, FormatCache, decode, parse_hex
-from omshub.codec import telegram as pipeline
+from omshub.codec import assemble as pipeline
 
 from ._stack import load_vectors
 
@@ -21,7 +21,7 @@ NOT_RECORD_VALUES = {"manufacturer", "id", "version", "device_type", "Kenc", "Km
                      "dll", "tpl", "ell_receiver", "tpl_manufacturer", "tpl_id", "tpl_access_no", "ell_cc", "ell_acc",
                      "current_status", "meter_version", "parameter_set", "fabrication_no"}
 # Vectors whose payload is not EN 13757-3 records (needs a manufacturer driver) or is a compact frame
-# of a format no vector teaches (a driver file knows it: omshub.drivers.compact_format).
+# of a format no vector teaches (a driver file knows it: omshub.codec.drivers.compact_format).
 PROPRIETARY = {"wmbusmeters-apator162-zero-key"}
 COMPACT_DRIVER_FORMAT = {"wmbusmeters-engelmann-faw-CI73", "wmbusmeters-issue1024-multical21-compact",
                          "omnipower-ELL8D-1", "omnipower-ELL8D-4", "omnipower-ELL8D-5"}

@@ -22,7 +22,7 @@ from omshub.gateway.dongles import (
 )
 from omshub.gateway.frames import SourceError
 
-# docs/oms-protocol.md §10.1: a real OmniPower capture (control 0x8 = FCS, endpoint 2)
+# docs/gateway.md, "Radio sources": a real OmniPower capture (control 0x8 = FCS, endpoint 2)
 IM871A_CAPTURE = bytes.fromhex(
     "A5820327442D2C5768663230028D208E11DE0320188851BDC4B72DD3C2954A341BE369E9089B4EB3858169494E")
 # §10.2: the multical21 vector in command mode with RSSI 0x3C

@@ -1,10 +1,12 @@
-"""Authentication and fragmentation layer (CI 90, oms-protocol.md §4).
+"""Authentication and fragmentation layer (CI 90, docs/protocol.md §5).
 
 ``parse(data, pos, end)`` reads the AFL at ``pos`` (the CI 90) and returns an :class:`Afl`;
 :func:`mac_input` builds the bytes the AES-CMAC covers (MCL | MCR | TPL … end of message).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .errors import DecodeError
 
@@ -25,7 +27,7 @@ class Afl:
         self.ml: int | None = None
         self.next = 0  # offset of the CI after the AFL
 
-    def to_dict(self, authenticated: bool) -> dict:
+    def to_dict(self, authenticated: bool) -> dict[str, Any]:
         out = {"fcl": self.fcl, "mcl": self.mcl, "mcr": self.mcr, "mac": self.mac.hex().upper() or None,
                "authenticated": authenticated}
         if self.ki is not None:

@@ -1,8 +1,9 @@
 """EN 13757-3 record encoder: uniform record dicts -> DIF/DIFE/VIF/VIFE + data bytes.
 
-The inverse of :func:`omshub.codec.apl.decode_records` (``apl.encode_records`` is this module's
-:func:`encode_records`). Every header it writes is read back through ``apl.header_info``, so the
-encoder and the decoder share one interpretation of each header.
+The inverse of :func:`omshub.codec.records.decode_records` (``apl.encode_records`` is this module's
+:func:`encode_records`). Every header it writes is read back through ``headers.header_info``, so
+the encoder and the decoder share one interpretation of each header; both build on the public
+tables of :mod:`omshub.codec.tables`, neither imports the other.
 """
 
 from __future__ import annotations
@@ -10,20 +11,22 @@ from __future__ import annotations
 import math
 import struct
 from fractions import Fraction
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from omshub.codec import vif as _vif
-from omshub.codec.apl import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW,
-                              D_REAL, D_TIME_J, D_UINT, FUNCTIONS, M_ONE, M_ROUND, MAX_APL, MAX_EXTENSIONS,
-                              HeaderInfo, _F32, _real32, _scale_mode, header_info)
 from omshub.codec.errors import DecodeError
+from omshub.codec.headers import header_info
+from omshub.codec.tables import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW, D_REAL,
+                                 D_TIME_J, D_UINT, FUNCTIONS, M_ONE, M_ROUND, MAX_APL, MAX_EXTENSIONS, HeaderInfo,
+                                 scale_mode)
 from omshub.codec.units import QUANTITIES, to_canonical
+from omshub.codec.values import F32, real32
 
 _FUNCTION_BITS = {name: n for n, name in enumerate(FUNCTIONS)}
 
 
 class _Scale(NamedTuple):
-    """A VIF scale as the decoder applies it (apl._scale_mode)."""
+    """A VIF scale as the decoder applies it (tables.scale_mode)."""
     num: int
     den: int
     mode: int
@@ -31,7 +34,7 @@ class _Scale(NamedTuple):
 
 
 def _scale_of(scale: Fraction) -> _Scale:
-    mode, num, den, ndigits = _scale_mode(scale)
+    mode, num, den, ndigits = scale_mode(scale)
     return _Scale(scale.numerator, scale.denominator, mode, ndigits)
 
 
@@ -82,7 +85,7 @@ def _enc_err(index: int, message: str) -> DecodeError:
     return DecodeError("invalid_record", f"record {index}: {message}", layer="apl")
 
 
-def encode_records(records: list[dict]) -> bytes:
+def encode_records(records: list[dict[str, Any]]) -> bytes:
     """Records in the uniform format -> EN 13757-3 bytes (inverse of :func:`decode_records`).
 
     A record's ``dif_vif`` forces its exact header; otherwise DIF/DIFE/VIF/VIFE are chosen for
@@ -97,8 +100,8 @@ def encode_records(records: list[dict]) -> bytes:
             continue  # a value the decoder took out of another record (compact profile)
         if rec.get("quantity") == "undecoded":  # bytes the decoder could not place: as they were
             try:
-                out += bytes.fromhex(rec.get("value"))
-            except (ValueError, TypeError):
+                out += bytes.fromhex(rec["value"])
+            except (KeyError, ValueError, TypeError):
                 raise _enc_err(index, f"undecoded value {rec.get('value')!r} is not hex") from None
             if len(out) > MAX_APL:
                 raise DecodeError("too_long", f"encoded records exceed {MAX_APL} bytes", layer="apl")
@@ -148,11 +151,12 @@ def encode_records(records: list[dict]) -> bytes:
 
 _MEMO_LIMIT = 4096
 _FORCED: dict[str, tuple[bytes, HeaderInfo]] = {}      # dif_vif text -> (header, info)
-_SHAPES: dict[tuple, tuple] = {}                      # record shape -> (vifes, {(cand, dfield): header})
+# record shape -> (vifes, {(cand, dfield): header})
+_SHAPES: dict[tuple[Any, ...], tuple[list[int], dict[tuple[int, int], bytes]]] = {}
 _DATA_LEN = (0, 1, 2, 3, 4, 4, 6, 8)
 
 
-def _decimal_exponents(cands) -> tuple[int, ...] | None:
+def _decimal_exponents(cands: list[tuple[bytes, Fraction, bool, _Scale]]) -> tuple[int, ...] | None:
     """Power-of-ten exponent of each candidate scale, or None if one is not a power of ten."""
     exps = []
     for _, frac, _, _ in cands:
@@ -169,7 +173,7 @@ def _decimal_exponents(cands) -> tuple[int, ...] | None:
 _EXPONENTS = {q: _decimal_exponents(c) for q, c in _CANDIDATES.items()}
 
 
-def _decimal(value) -> tuple[int, int] | None:
+def _decimal(value: int | float) -> tuple[int, int] | None:
     """(m, e) with value == m * 10**e in the shortest decimal form (m not a multiple of 10; zero
     has a huge e), or None for exponent notation / inf / nan (the general path decides those)."""
     text = repr(value)
@@ -187,12 +191,12 @@ def _decimal(value) -> tuple[int, int] | None:
     return int(stripped), e + len(text) - len(stripped)
 
 
-def _encode_number(rec: dict, index: int) -> bytes | None:
+def _encode_number(rec: dict[str, Any], index: int) -> bytes | None:
     """Header + data of a plain number record by the memoised choice, or None (general path)."""
-    value = rec.get("value")
+    value: Any = rec.get("value")
     if "of" in rec:
         return None
-    quantity = rec.get("quantity")
+    quantity: Any = rec.get("quantity")
     if value.__class__ is str:
         base = _DATE_VIFS.get(quantity)
         if base is None or not value:
@@ -218,9 +222,10 @@ def _encode_number(rec: dict, index: int) -> bytes | None:
         # the decoder's float must be the value itself (shortest repr: it is, but stay exact)
         if value.__class__ is float and raw * scale.num / scale.den != value:
             return None
-        dfield = _int_field_for(raw, signed)
-        if dfield is None:
+        field = _int_field_for(raw, signed)
+        if field is None:
             return None
+        dfield = field
     qualifiers = rec.get("qualifiers")
     vife = rec.get("vife")
     storage, tariff, subunit = rec.get("storage", 0), rec.get("tariff", 0), rec.get("subunit", 0)
@@ -246,7 +251,7 @@ def _encode_number(rec: dict, index: int) -> bytes | None:
     return hdr + raw.to_bytes(_DATA_LEN[dfield], "little", signed=signed)
 
 
-def _dif_bytes(rec: dict, dfield: int, index: int) -> bytes:
+def _dif_bytes(rec: dict[str, Any], dfield: int, index: int) -> bytes:
     function = rec.get("function", "instantaneous")
     if function not in _FUNCTION_BITS:
         raise _enc_err(index, f"unknown function {function!r}")
@@ -278,7 +283,7 @@ def _vif_chain(base: bytes, vifes: list[int]) -> bytes:
     return base[:-1] + bytes([base[-1] | 0x80]) + bytes(chain)
 
 
-def _qualifier_vifes(rec: dict, index: int) -> list[int]:
+def _qualifier_vifes(rec: dict[str, Any], index: int) -> list[int]:
     vifes: list[int] = []
     for name in rec.get("qualifiers") or ():
         if name in _QUALIFIER_CODES:
@@ -299,9 +304,9 @@ def _qualifier_vifes(rec: dict, index: int) -> list[int]:
     return vifes
 
 
-def _with_canonical_value(rec: dict, index: int) -> dict:
+def _with_canonical_value(rec: dict[str, Any], index: int) -> dict[str, Any]:
     """The record with its value in the canonical unit (a caller may give e.g. Wh or GJ)."""
-    quantity = rec.get("quantity")
+    quantity: Any = rec.get("quantity")
     if quantity not in QUANTITIES:
         raise _enc_err(index, f"unknown quantity {quantity!r}")
     unit = rec.get("unit")
@@ -315,9 +320,9 @@ def _with_canonical_value(rec: dict, index: int) -> dict:
     return {**rec, "unit": canon, "value": value}
 
 
-def _choose_header(rec: dict, index: int) -> bytes:
-    quantity = rec.get("quantity")
-    value = rec.get("value")
+def _choose_header(rec: dict[str, Any], index: int) -> bytes:
+    quantity: Any = rec.get("quantity")
+    value: Any = rec.get("value")
     if "of" in rec:
         raise _enc_err(index, f"{quantity} of {rec['of']} needs an explicit dif_vif")
     vifes = _qualifier_vifes(rec, index)
@@ -329,15 +334,15 @@ def _choose_header(rec: dict, index: int) -> bytes:
             raise _enc_err(index, f"raw {raw!r} is not hex") from None
         base = _RAW_VIFS.get(quantity) or _DATE_VIFS.get(quantity)
         if base is None and rec.get("error_value"):  # invalid BCD digits keep the error marker
-            dfield = {1: 9, 2: 0xA, 3: 0xB, 4: 0xC, 6: 0xE}.get(size, 0xD)
+            raw_field = {1: 9, 2: 0xA, 3: 0xB, 4: 0xC, 6: 0xE}.get(size, 0xD)
         else:
-            dfield = {1: 1, 2: 2, 3: 3, 4: 4, 6: 6, 8: 7}.get(size, 0xD)
+            raw_field = {1: 1, 2: 2, 3: 3, 4: 4, 6: 6, 8: 7}.get(size, 0xD)
         if base is None:
             cands = _CANDIDATES.get(quantity)
             if not cands:
                 raise _enc_err(index, f"{quantity} with raw data needs an explicit dif_vif")
             base = cands[0][0]
-        return _dif_bytes(rec, dfield, index) + _vif_chain(base, vifes)
+        return _dif_bytes(rec, raw_field, index) + _vif_chain(base, vifes)
     if quantity == "custom":
         text = (rec.get("unit_text") or "").encode("latin-1", "replace")[::-1]
         if len(text) > 255:
@@ -391,7 +396,7 @@ def _date_field(value: str) -> int:
     return 6 if len(value) > 16 else 4
 
 
-def _raw_of(value, scale: _Scale, rel_tol: float = 0.0) -> int | None:
+def _raw_of(value: int | float, scale: _Scale, rel_tol: float = 0.0) -> int | None:
     """The transmitted integer that decodes to exactly ``value`` (for a float: to the same
     float), or within ``rel_tol``; None if there is none."""
     num, den, mode, ndigits = scale
@@ -414,7 +419,7 @@ def _raw_of(value, scale: _Scale, rel_tol: float = 0.0) -> int | None:
     return None
 
 
-def _to_raw(value, scale: _Scale, index: int, *, rel_tol: float = 0.0) -> int:
+def _to_raw(value: Any, scale: _Scale, index: int, *, rel_tol: float = 0.0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _enc_err(index, f"value {value!r} is not a number")
     raw = _raw_of(value, scale, rel_tol)
@@ -434,9 +439,9 @@ def _int_field_for(raw: int, signed: bool) -> int | None:
     return None
 
 
-def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) -> bytes:
+def _encode_data(info: HeaderInfo, rec: dict[str, Any], index: int, rel_tol: float = 0.0) -> bytes:
     dec = info.decoder
-    value = rec.get("value")
+    value: Any = rec.get("value")
     if dec == D_NONE:
         return b""
     if (value is None or dec == D_RAW or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str))
@@ -474,7 +479,7 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
         try:
             if not math.isfinite(x):
                 raise OverflowError
-            packed = _F32.pack(x)
+            packed = F32.pack(x)
         except (OverflowError, struct.error):
             raise _enc_err(index, f"value {value!r} does not fit an IEEE single") from None
         return _nearest_real(packed, value, scale)
@@ -490,10 +495,10 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
             data = _encode_date(spec[0], value, bool(rec.get("dst")), index)
             return bytes([0xE0 + len(data)]) + data
         if isinstance(value, str):
-            text = value.encode("latin-1", "replace")[::-1]
-            if len(text) >= 0xC0:
+            encoded = value.encode("latin-1", "replace")[::-1]
+            if len(encoded) >= 0xC0:
                 raise _enc_err(index, "text longer than 191 characters")
-            return bytes([len(text)]) + text
+            return bytes([len(encoded)]) + encoded
         raw = _to_raw(value, scale, index)
         size = max(1, (raw.bit_length() + (8 if info.signed else 7)) // 8)
         if size > 8 or (raw < 0 and not info.signed):
@@ -504,16 +509,16 @@ def _encode_data(info: HeaderInfo, rec: dict, index: int, rel_tol: float = 0.0) 
     return _encode_date(dec, value, bool(rec.get("dst")), index)
 
 
-def _real_value(packed: bytes, scale: _Scale):
-    """What the decoder makes of these IEEE single bytes (apl._decode_general, D_REAL)."""
-    r = _real32(packed)
+def _real_value(packed: bytes, scale: _Scale) -> float | None:
+    """What the decoder makes of these IEEE single bytes (records.decode_general, D_REAL)."""
+    r = real32(packed)
     if r is None:
         return None
     x, digits = r
     return float(f"{(x if scale.mode == M_ONE else x * scale.num / scale.den):.{digits}g}")
 
 
-def _nearest_real(packed: bytes, value, scale: _Scale) -> bytes:
+def _nearest_real(packed: bytes, value: float, scale: _Scale) -> bytes:
     """The single that decodes to ``value`` itself: the one nearest to value/scale, or a
     neighbour a few steps away (the decoder rounds a scaled single to the single's own
     significant digits, so the nearest single can read back one digit short)."""

@@ -1,4 +1,4 @@
-"""Compact frames (CI 0x79/0x7B/0x73, brief §7.11): records sent without their headers.
+"""Compact frames (CI 0x79/0x7B/0x73, docs/protocol.md §9): records sent without their headers.
 
 A compact frame carries ``format signature (2, LE) | full-frame CRC (2, LE) | data bytes``.
 The *format* is the concatenated DIF/DIFE/VIF/VIFE bytes of an earlier full frame; its
@@ -9,13 +9,17 @@ caller keeps the formats it has learned (``FormatCache``).
 
 from __future__ import annotations
 
-from omshub.codec import apl
+from typing import Any
+
+from omshub.codec.apl_encode import encode_records
 from omshub.codec.errors import DecodeError
-
-
 # CRC-16/EN-13757 (poly 0x3D65, init 0, no reflection, final XOR 0xFFFF): the frame layer's
 # two-bytes-per-step table implementation
-from omshub.codec.frame import crc16  # noqa: E402
+from omshub.codec.frame import crc16
+from omshub.codec.headers import header_end, header_info
+from omshub.codec.records import decode_records
+from omshub.codec.tables import HeaderInfo
+from omshub.codec.values import lvar_size
 
 
 def format_of(data: bytes, start: int = 0, end: int | None = None) -> bytes:
@@ -24,7 +28,7 @@ def format_of(data: bytes, start: int = 0, end: int | None = None) -> bytes:
     2F fillers are left out; a closing 0F/1F (manufacturer data) is kept as the last format
     byte, its data is not part of the format. ``DecodeError`` if the records are malformed.
     """
-    apl.decode_records(data, start, end)  # validates the whole record grammar first
+    decode_records(data, start, end)  # validates the whole record grammar first
     n = len(data) if end is None else end
     fmt = bytearray()
     i = start
@@ -36,9 +40,9 @@ def format_of(data: bytes, start: int = 0, end: int | None = None) -> bytes:
         if b in (0x0F, 0x1F):
             fmt.append(b)
             break
-        j = apl.header_end(data, i, n)
+        j = header_end(data, i, n)
         fmt += data[i:j]
-        i = j + _data_length(data, j, n, apl.header_info(data[i:j]), i)
+        i = j + _data_length(data, j, n, header_info(data[i:j]), i)
     return bytes(fmt)
 
 
@@ -52,37 +56,39 @@ def full_frame_crc(full_apl: bytes) -> int:
     return crc16(full_apl)
 
 
-def _data_length(data: bytes, j: int, n: int, info: apl.HeaderInfo, record: int) -> int:
+def _data_length(data: bytes, j: int, n: int, info: HeaderInfo, record: int) -> int:
     if info.dlen >= 0:
         return info.dlen
     if j >= n:
         raise DecodeError("invalid_record", f"compact data for the LVAR record at format offset "
                           f"{record} is missing", layer="apl", offset=j)
     lv = data[j]
-    size = apl.lvar_size(lv)
+    size = lvar_size(lv)
     if size is None:
         raise DecodeError("invalid_record", f"reserved LVAR 0x{lv:02X} at offset {j}", layer="apl",
                           offset=j)
     return 1 + size
 
 
-_PLANS: dict[bytes, tuple] = {}   # format -> (((header, data size or -1 for LVAR), ...), closing 0F/1F or -1)
+# format -> (((header, data size or -1 for LVAR, offset in the format), ...), closing 0F/1F or -1)
+_Plan = tuple[tuple[tuple[bytes, int, int], ...], int]
+_PLANS: dict[bytes, _Plan] = {}
 _PLANS_LIMIT = 1024
 
 
-def _plan(fmt: bytes) -> tuple:
+def _plan(fmt: bytes) -> _Plan:
     """The format's records as (header bytes, fixed data size or -1 for LVAR) (memoised)."""
     plan = _PLANS.get(fmt)
     if plan is None:
-        records = []
+        records: list[tuple[bytes, int, int]] = []
         closing = -1
         p, m = 0, len(fmt)
         while p < m:
             if fmt[p] in (0x0F, 0x1F):  # manufacturer data: the rest of the compact data
                 closing = fmt[p]
                 break
-            q = apl.header_end(fmt, p, m)
-            records.append((fmt[p:q], apl.header_info(fmt[p:q]).dlen, p))
+            q = header_end(fmt, p, m)
+            records.append((fmt[p:q], header_info(fmt[p:q]).dlen, p))
             p = q
         plan = (tuple(records), closing)
         if len(_PLANS) >= _PLANS_LIMIT:
@@ -102,7 +108,7 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
         raise DecodeError("invalid_record", f"compact data bounds {start}..{end} outside the "
                           f"{len(data)} bytes given", layer="apl", offset=start)
     records, closing = _plan(fmt)
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     j = start
     for hdr, size, p in records:
@@ -110,11 +116,11 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
             if j >= n:
                 raise DecodeError("invalid_record", f"compact data for the LVAR record at format "
                                   f"offset {p} is missing", layer="apl", offset=j)
-            size = apl.lvar_size(data[j])
-            if size is None:
+            lvar = lvar_size(data[j])
+            if lvar is None:
                 raise DecodeError("invalid_record", f"reserved LVAR 0x{data[j]:02X} at offset {j}",
                                   layer="apl", offset=j)
-            size += 1
+            size = lvar + 1
         if j + size > n:
             raise DecodeError("invalid_record", f"compact data ends at offset {n}; the record of "
                               f"format offset {p} needs {size} bytes from offset {j}",
@@ -134,7 +140,7 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
 
 
 def decode_compact(fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | None = None,
-                   end: int | None = None) -> tuple[list[dict], str | None]:
+                   end: int | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Records of a compact frame whose data bytes are ``data[start:end]``, given its format.
 
     With ``full_crc`` (from the CI 79 header) the rebuilt full APL must have that CRC, else
@@ -145,12 +151,12 @@ def decode_compact(fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | N
         raise DecodeError("unknown_format", f"rebuilt full frame has CRC {crc16(full):04X}, the "
                           f"compact frame announces {full_crc:04X} (format does not match)",
                           layer="apl", offset=start)
-    return apl.decode_records(full)
+    return decode_records(full)
 
 
-def encode_compact(records: list[dict]) -> tuple[bytes, bytes]:
+def encode_compact(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     """Records -> (format bytes, value bytes) of the compact frame standing for them."""
-    full = apl.encode_records(records)
+    full = encode_records(records)
     fmt = bytearray()
     values = bytearray()
     n = len(full)
@@ -160,8 +166,8 @@ def encode_compact(records: list[dict]) -> tuple[bytes, bytes]:
             fmt.append(full[i])
             values += full[i + 1:]
             break
-        j = apl.header_end(full, i, n)
-        size = _data_length(full, j, n, apl.header_info(full[i:j]), i)
+        j = header_end(full, i, n)
+        size = _data_length(full, j, n, header_info(full[i:j]), i)
         fmt += full[i:j]
         values += full[j:j + size]
         i = j + size

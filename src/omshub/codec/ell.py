@@ -1,4 +1,4 @@
-"""Extended link layer (CI 8C–8F, oms-protocol.md §3).
+"""Extended link layer (CI 8C–8F, docs/protocol.md §4).
 
 ``parse(data, pos, end)`` reads the ELL header at ``pos`` (the CI) and returns an :class:`Ell`.
 For 8D/8F with SN.ENC = 1 the rest of the message (PayloadCRC onwards) is AES-128-CTR encrypted;
@@ -7,8 +7,11 @@ For 8D/8F with SN.ENC = 1 the rest of the message (PayloadCRC onwards) is AES-12
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import DecodeError
 from .frame import crc16
+from .link import address
 
 ELL_CI = {0x8C: 2, 0x8D: 8, 0x8E: 10, 0x8F: 16}  # CI -> header bytes after the CI
 
@@ -26,10 +29,9 @@ class Ell:
         self.payload = payload    # offset of the first byte after the header (PayloadCRC for 8D/8F)
         self.encrypted = encrypted
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         out = {"ci": f"{self.ci:02X}", "cc": self.cc, "access_number": self.acc}
         if self.address2 is not None:
-            from .link import address
             out["address2"] = address(self.address2, 0, 2)
         if self.sn is not None:
             out["session_number"] = self.sn

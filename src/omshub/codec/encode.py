@@ -7,10 +7,14 @@ optional format A/B block CRCs or a wired M-Bus long frame.
 
 from __future__ import annotations
 
-from .errors import DecodeError
-from .frame import crc16
-from .link import id_bytes, manufacturer_value
-from .security import KeyContext, cbc_encrypt, check_key, cmac, ctr_xcrypt, kdf, mode5_iv
+from typing import Any
+
+from omshub.codec.apl_encode import encode_records
+from omshub.codec.compact import encode_compact, format_signature
+from omshub.codec.errors import DecodeError
+from omshub.codec.frame import crc16
+from omshub.codec.link import id_bytes, manufacturer_value
+from omshub.codec.security import KeyContext, cbc_encrypt, check_key, cmac, ctr_xcrypt, kdf, mode5_iv
 
 _CI = {("short", False): 0x7A, ("long", False): 0x72, ("none", False): 0x78,
        ("short", True): 0x7B, ("long", True): 0x73, ("none", True): 0x79}
@@ -20,7 +24,7 @@ def _bad(message: str) -> DecodeError:
     return DecodeError("invalid_frame", message, layer="encode")
 
 
-def _address(meter: dict) -> tuple[bytes, bytes, int, int]:
+def _address(meter: dict[str, Any]) -> tuple[bytes, bytes, int, int]:
     """(M LE, ID LE, version, type) of an address dict."""
     try:
         m = manufacturer_value(meter["manufacturer"]).to_bytes(2, "little")
@@ -34,17 +38,15 @@ def _address(meter: dict) -> tuple[bytes, bytes, int, int]:
     return m, ident, version, dtype
 
 
-def _apl_bytes(records: list[dict], compact: bool, manufacturer_data: bytes | None) -> bytes:
-    from . import apl  # the record layer; imported here so the lower layers work without it
-    full = apl.encode_records(records)
+def _apl_bytes(records: list[dict[str, Any]], compact: bool, manufacturer_data: bytes | None) -> bytes:
+    full = encode_records(records)
     if manufacturer_data is not None:
         full += b"\x0f" + bytes(manufacturer_data)
     if not compact:
         return full
-    from . import compact as compact_mod
-    fmt, values = compact_mod.encode_compact(records)
-    signature = compact_mod.format_signature(fmt)
-    full_records = apl.encode_records(records)
+    fmt, values = encode_compact(records)
+    signature = format_signature(fmt)
+    full_records = encode_records(records)
     return signature.to_bytes(2, "little") + crc16(full_records).to_bytes(2, "little") + values
 
 
@@ -87,16 +89,71 @@ def wired_frame(c_field: int, primary_address: int, rest: bytes) -> bytes:
     return bytes((0x68, len(body), len(body), 0x68)) + body + bytes((sum(body) & 0xFF, 0x16))
 
 
-def encode_telegram(meter: dict, records: list[dict], *, mode: int = 0, key: bytes | None = None,
-                    access_number: int = 0, status: int = 0, tpl: str = "short", ell: str | None = None,
-                    transmitter: dict | None = None, compact: bool = False, frame_format: str | None = None,
-                    c_field: int = 0x44, manufacturer_data: bytes | None = None,
+def encode_telegram(meter: dict[str, Any], records: list[dict[str, Any]], *, mode: int = 0,
+                    key: bytes | None = None, access_number: int = 0, status: int = 0, tpl: str = "short",
+                    ell: str | None = None, transmitter: dict[str, Any] | None = None, compact: bool = False,
+                    frame_format: str | None = None, c_field: int = 0x44, manufacturer_data: bytes | None = None,
                     message_counter: int | None = None, apl: bytes | None = None,
                     ell_session: int | None = None, primary_address: int = 0) -> bytes:
     """Build one telegram (see the codec contract). Extras: ``message_counter`` (mode 7 AFL MCR,
     default ``access_number``), ``apl`` (raw APL bytes instead of ``records``), ``ell_session``
     (ELL 8D session number, default derived from the access number), ``frame_format="mbus"`` (wired
     long frame, needs ``tpl="long"``; ``primary_address``)."""
+    _check_options(mode, key, access_number, status, tpl, ell, transmitter, compact, frame_format,
+                   manufacturer_data)
+    ctx = None
+    if key is not None:
+        check_key(key)
+        ctx = KeyContext(key)
+
+    body = bytes(apl) if apl is not None else _apl_bytes(records, compact, manufacturer_data)
+    m, ident, version, dtype = _address(meter)
+    ci = _CI[(tpl, bool(compact))]
+    header = bytes((ci,))
+    if tpl == "long":
+        header += ident + m + bytes((version, dtype))
+    if mode == 0:
+        if tpl != "none":
+            header += bytes((access_number, status, 0, 0))
+        rest = header + body
+    elif mode == 5:
+        plain = _pad(b"\x2f\x2f" + body)
+        header += bytes((access_number, status)) + _cfg(5, plain).to_bytes(2, "little")
+        iv = mode5_iv(m + ident + bytes((version, dtype)), access_number)
+        rest = header + cbc_encrypt(ctx, iv, plain)  # type: ignore[arg-type]  # checked: a key is given
+    else:
+        counter = (access_number if message_counter is None else message_counter).to_bytes(4, "little")
+        rest = _mode7(ctx, header + bytes((access_number, status)), body, counter, ident)  # type: ignore[arg-type]
+
+    if transmitter is not None:
+        dll_m, dll_id, dll_version, dll_type = _address(transmitter)
+    else:
+        dll_m, dll_id, dll_version, dll_type = m, ident, version, dtype
+    dll_address = dll_m + dll_id + bytes((dll_version, dll_type))
+    if ell == "8C":
+        rest = bytes((0x8C, 0x20, access_number)) + rest
+    elif ell == "8D":
+        rest = _ell_8d(ctx, dll_address, access_number, ell_session, rest)  # type: ignore[arg-type]
+
+    if frame_format == "mbus":
+        if tpl != "long" or ell is not None or mode == 7:
+            raise _bad("a wired M-Bus frame needs tpl='long' and no ELL/AFL")
+        return wired_frame(0x08 if c_field == 0x44 else c_field, primary_address, rest)
+    frame = bytes((0, c_field)) + dll_address + rest
+    if len(frame) > 256:
+        raise DecodeError("too_long", f"frame of {len(frame)} bytes exceeds the L-field maximum 255", layer="encode")
+    frame = bytes((len(frame) - 1,)) + frame[1:]
+    if frame_format == "A":
+        return add_format_a(frame)
+    if frame_format == "B":
+        return add_format_b(frame)
+    return frame
+
+
+def _check_options(mode: int, key: bytes | None, access_number: int, status: int, tpl: str, ell: str | None,
+                   transmitter: dict[str, Any] | None, compact: bool, frame_format: str | None,
+                   manufacturer_data: bytes | None) -> None:
+    """``DecodeError`` for options that do not go together."""
     if tpl not in ("short", "long", "none"):
         raise _bad(f"tpl must be short, long or none, not {tpl!r}")
     if ell not in (None, "8C", "8D"):
@@ -116,71 +173,34 @@ def encode_telegram(meter: dict, records: list[dict], *, mode: int = 0, key: byt
         raise _bad("access_number and status must be bytes")
     if compact and manufacturer_data is not None:
         raise _bad("a compact frame cannot carry manufacturer data (its format covers records only)")
-    if key is not None:
-        check_key(key)
-        ctx = KeyContext(key)
 
-    body = bytes(apl) if apl is not None else _apl_bytes(records, compact, manufacturer_data)
-    m, ident, version, dtype = _address(meter)
-    ci = _CI[(tpl, bool(compact))]
-    header = bytes((ci,))
-    if tpl == "long":
-        header += ident + m + bytes((version, dtype))
-    afl = b""
-    if mode == 0:
-        if tpl != "none":
-            header += bytes((access_number, status, 0, 0))
-        tpl_bytes = header + body
-    elif mode == 5:
-        plain = _pad(b"\x2f\x2f" + body)
-        blocks = len(plain) // 16
-        if blocks > 15:
-            raise DecodeError("too_long", f"{blocks} encrypted blocks; mode 5 allows at most 15", layer="encode")
-        cfg = 0x0500 | blocks << 4
-        header += bytes((access_number, status)) + cfg.to_bytes(2, "little")
-        iv = mode5_iv(m + ident + bytes((version, dtype)), access_number)
-        tpl_bytes = header + cbc_encrypt(ctx, iv, plain)
-    else:
-        plain = _pad(b"\x2f\x2f" + body)
-        blocks = len(plain) // 16
-        if blocks > 15:
-            raise DecodeError("too_long", f"{blocks} encrypted blocks; mode 7 allows at most 15", layer="encode")
-        counter = (access_number if message_counter is None else message_counter).to_bytes(4, "little")
-        cfg = 0x0700 | blocks << 4
-        header += bytes((access_number, status)) + cfg.to_bytes(2, "little") + b"\x10"
-        kenc = kdf(ctx, 0, counter, ident)
-        kmac = kdf(ctx, 1, counter, ident)
-        tpl_bytes = header + cbc_encrypt(KeyContext(kenc), bytes(16), plain)
-        mcl = 0x25
-        mac = cmac(kmac, bytes((mcl,)) + counter + tpl_bytes)[:8]
-        afl = bytes((0x90, 0x0F, 0x00, 0x2C, mcl)) + counter + mac
-    rest = afl + tpl_bytes
 
-    if transmitter is not None:
-        dll_m, dll_id, dll_version, dll_type = _address(transmitter)
-    else:
-        dll_m, dll_id, dll_version, dll_type = m, ident, version, dtype
-    dll_address = dll_m + dll_id + bytes((dll_version, dll_type))
-    if ell == "8C":
-        rest = bytes((0x8C, 0x20, access_number)) + rest
-    elif ell == "8D":
-        session = ell_session if ell_session is not None else (access_number << 4) & 0x1FFFFFFF
-        sn = ((1 << 29) | (session & 0x1FFFFFFF)).to_bytes(4, "little")
-        cc = 0x20
-        payload = crc16(rest).to_bytes(2, "little") + rest
-        icb = dll_address + bytes((cc & 0xED,)) + sn + b"\x00\x00\x00"
-        rest = bytes((0x8D, cc, access_number)) + sn + ctr_xcrypt(ctx, icb, payload)
+def _cfg(mode: int, plain: bytes) -> int:
+    """The TPL configuration word of ``plain`` encrypted in ``mode`` (at most 15 blocks)."""
+    blocks = len(plain) // 16
+    if blocks > 15:
+        raise DecodeError("too_long", f"{blocks} encrypted blocks; mode {mode} allows at most 15", layer="encode")
+    return mode << 8 | blocks << 4
 
-    if frame_format == "mbus":
-        if tpl != "long" or ell is not None or mode == 7:
-            raise _bad("a wired M-Bus frame needs tpl='long' and no ELL/AFL")
-        return wired_frame(0x08 if c_field == 0x44 else c_field, primary_address, rest)
-    frame = bytes((0, c_field)) + dll_address + rest
-    if len(frame) > 256:
-        raise DecodeError("too_long", f"frame of {len(frame)} bytes exceeds the L-field maximum 255", layer="encode")
-    frame = bytes((len(frame) - 1,)) + frame[1:]
-    if frame_format == "A":
-        return add_format_a(frame)
-    if frame_format == "B":
-        return add_format_b(frame)
-    return frame
+
+def _mode7(ctx: KeyContext, header: bytes, body: bytes, counter: bytes, ident: bytes) -> bytes:
+    """AFL + TPL of a mode 7 telegram: ``header`` (CI, address, ACC, STS) completed with the
+    configuration, the payload encrypted with the derived key, the AFL MAC over it."""
+    plain = _pad(b"\x2f\x2f" + body)
+    header += _cfg(7, plain).to_bytes(2, "little") + b"\x10"
+    kenc = kdf(ctx, 0, counter, ident)
+    kmac = kdf(ctx, 1, counter, ident)
+    tpl_bytes = header + cbc_encrypt(KeyContext(kenc), bytes(16), plain)
+    mcl = 0x25
+    mac = cmac(kmac, bytes((mcl,)) + counter + tpl_bytes)[:8]
+    return bytes((0x90, 0x0F, 0x00, 0x2C, mcl)) + counter + mac + tpl_bytes
+
+
+def _ell_8d(ctx: KeyContext, dll_address: bytes, access_number: int, ell_session: int | None, rest: bytes) -> bytes:
+    """An ELL 8D (AES-CTR, PayloadCRC) around ``rest``."""
+    session = ell_session if ell_session is not None else (access_number << 4) & 0x1FFFFFFF
+    sn = ((1 << 29) | (session & 0x1FFFFFFF)).to_bytes(4, "little")
+    cc = 0x20
+    payload = crc16(rest).to_bytes(2, "little") + rest
+    icb = dll_address + bytes((cc & 0xED,)) + sn + b"\x00\x00\x00"
+    return bytes((0x8D, cc, access_number)) + sn + ctr_xcrypt(ctx, icb, payload)

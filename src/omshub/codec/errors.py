@@ -7,6 +7,8 @@ escaping the codec is a bug (the fuzz tests check this).
 
 from __future__ import annotations
 
+from typing import Any
+
 # The error codes the codec uses; the CLI and the head-end report them as-is.
 ERROR_CODES = frozenset(
     {
@@ -40,7 +42,7 @@ class DecodeError(ValueError):
     __slots__ = ("code", "layer", "offset", "partial")
 
     def __init__(self, code: str, message: str, *, layer: str | None = None,
-                 offset: int | None = None, partial: dict | None = None) -> None:
+                 offset: int | None = None, partial: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.layer = layer
@@ -51,5 +53,5 @@ class DecodeError(ValueError):
     def message(self) -> str:
         return str(self.args[0])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}

@@ -4,7 +4,7 @@ Input is whatever a receiver delivered: a wM-Bus frame with format A or B block 
 already stripped of CRCs (most dongles), possibly with trailing receiver bytes (RSSI, a dongle
 CRC) or a slightly wrong L-field, or a wired M-Bus long frame ``68 L L 68 C A CI .. CS 16``.
 Output is a :class:`Frame`: the CRC-less bytes, where the L-counted message ends, the kind and
-the CRC format that was found. See oms-protocol.md §1.2–§1.6.
+the CRC format that was found. See docs/protocol.md §2.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
     if size > MAX_INPUT:
         raise DecodeError("too_long", f"frame of {size} bytes exceeds the {MAX_INPUT}-byte bound",
                           layer="frame", offset=MAX_INPUT)
-    first = raw[0] if size else None
+    first = raw[0] if size else -1
     # a wired long frame may be shorter than any wM-Bus frame (9 bytes: L = 3, C A CI; the
     # application error reply has L = 4)
     if size >= 9 and first == 0x68 and raw[3] == 0x68 and raw[1] == raw[2] and raw[-1] == 0x16:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 
 from .security import KeyContext
 
@@ -23,7 +24,7 @@ def _parse_key(text: str) -> bytes:
     return key
 
 
-def iter_key_csv(text: str):
+def iter_key_csv(text: str) -> Iterator[tuple[int, str, str, str | None]]:
     """Rows of a key file: CSV with a header row naming ``id``, ``key`` and optionally
     ``manufacturer`` (blank and ``#`` lines skipped) -> ``(line, id, key_text, manufacturer|None)``.
     Values are stripped, not validated (callers differ: the decoder accepts DES keys, the key

@@ -1,4 +1,4 @@
-"""Data link layer (EN 13757-4 §1.5): C-field, manufacturer, address, device type names.
+"""Data link layer (docs/protocol.md §3): C-field, manufacturer, address, device type names.
 
 Input: a CRC-less frame (bytes from L). Output: the link header values. The address helpers are
 shared with the long TPL header (same fields, other order: ID before M there).
@@ -6,9 +6,11 @@ shared with the long TPL header (same fields, other order: ID before M there).
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import DecodeError
 
-# EN 13757-7:2018 device type (medium) codes -> readable name (oms-protocol.md §1.5).
+# EN 13757-7:2018 device type (medium) codes -> readable name (docs/protocol.md §3).
 DEVICE_TYPES: dict[int, str] = {
     0x00: "other",
     0x01: "oil",
@@ -96,7 +98,7 @@ def id_bytes(text: str) -> bytes:
     return raw[::-1]
 
 
-def address(data: bytes, m_pos: int, id_pos: int) -> dict:
+def address(data: bytes, m_pos: int, id_pos: int) -> dict[str, Any]:
     """Address dict of the uniform format from the M-field at ``m_pos`` and ID, version, type at ``id_pos``."""
     code = data[id_pos + 5]
     return {
@@ -108,7 +110,7 @@ def address(data: bytes, m_pos: int, id_pos: int) -> dict:
     }
 
 
-def address_long(data: bytes, pos: int) -> dict:
+def address_long(data: bytes, pos: int) -> dict[str, Any]:
     """Address dict of a long TPL header at ``pos``: ID(4) M(2) VER TYPE."""
     code = data[pos + 7]
     return {

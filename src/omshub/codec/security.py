@@ -1,4 +1,4 @@
-"""Cryptographic primitives of the TPL/ELL/AFL security (oms-protocol.md §3.2, §4.2, §6).
+"""Cryptographic primitives of the TPL/ELL/AFL security (docs/protocol.md §4.2, §5, §6.3).
 
 A :class:`KeyContext` wraps one AES key and keeps its ECB encryptor/decryptor, so decoding many
 telegrams of the same meter creates no cipher objects: CBC is done as one ECB call plus an XOR of
@@ -9,11 +9,16 @@ many telegrams keep KeyContexts (see :class:`omshub.codec.keys.KeyRing`); nothin
 from __future__ import annotations
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from .errors import DecodeError
+
+try:  # DES moved to the "decrepit" module in cryptography 43; the project allows 42
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+except ImportError:  # pragma: no cover - cryptography 42
+    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
 
 _ZERO_BLOCK = bytes(16)
 
@@ -40,8 +45,8 @@ class KeyContext:
 
     def __init__(self, key: bytes) -> None:
         self.key = check_key(key)
-        self._enc = None
-        self._dec = None
+        self._enc: CipherContext | None = None
+        self._dec: CipherContext | None = None
         self._k1: int | None = None
 
     def encrypt_ecb(self, data: bytes) -> bytes:
@@ -140,10 +145,6 @@ def ccm_encrypt(kenc: bytes, nonce: bytes, data: bytes, aad: bytes, tag_length: 
 
 def des_cbc_decrypt(key: bytes, data: bytes) -> bytes:
     """Deprecated mode 2: single DES-CBC with IV 0 (TripleDES with K1 = K2 = K3)."""
-    try:
-        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-    except ImportError:  # cryptography < 43
-        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
     if len(key) == 16:
         key = key[:8]  # a DES key padded into a 16-byte slot
     if len(key) != 8:

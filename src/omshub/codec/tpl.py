@@ -1,4 +1,4 @@
-"""Transport layer (EN 13757-7, oms-protocol.md §2, §5): CI table, short/long/no header, CFG.
+"""Transport layer (EN 13757-7, docs/protocol.md §6): CI table, short/long/no header, CFG.
 
 ``parse(data, pos, end)`` reads the TPL at ``pos`` (its CI) and returns a :class:`Tpl`: header kind,
 the meter address offset of a long header, ACC, STS, CFG and the security fields that follow it,
@@ -6,6 +6,8 @@ and where the (possibly encrypted) APL starts.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .errors import DecodeError
 
@@ -53,7 +55,7 @@ APPLICATION_ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-def application_error(apl: bytes) -> dict:
+def application_error(apl: bytes) -> dict[str, Any]:
     """The ``application_error`` of an error reply whose APL is this one byte (or nothing)."""
     if not apl:
         return {"code": None, "meaning": "unspecified_error",
@@ -81,7 +83,7 @@ def _status_flags(status: int) -> tuple[str, ...]:
 STATUS_FLAGS: tuple[tuple[str, ...], ...] = tuple(_status_flags(s) for s in range(256))
 
 
-def status_dict(status: int) -> dict:
+def status_dict(status: int) -> dict[str, Any]:
     """The uniform format's ``status``: ``{"code": n, "flags": [...]}`` (§5.2 names)."""
     return {"code": status, "flags": list(STATUS_FLAGS[status])}
 

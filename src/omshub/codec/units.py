@@ -8,6 +8,7 @@ these). This table is data: ``docs/formats.md`` §1.1 is generated from :func:`m
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 # quantity -> (canonical unit, value type, description)
 # value type: "float" (always a float), "number" (int when the VIF scale is integral, else float),
@@ -201,7 +202,7 @@ def canonical_unit(quantity: str) -> str:
     return QUANTITIES[quantity][0]
 
 
-def to_canonical(quantity: str, unit: str | None, value):
+def to_canonical(quantity: str, unit: str | None, value: Any) -> Any:
     """Convert ``value`` given in ``unit`` to the canonical unit of ``quantity``.
 
     Non-numeric values and units equal to the canonical one pass through. Raises ``KeyError``

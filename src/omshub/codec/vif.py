@@ -1,10 +1,10 @@
-"""EN 13757-3 VIF/VIFE tables (brief §7.3–7.6) as data: code -> (quantity, scale, kind).
+"""EN 13757-3 VIF/VIFE tables (docs/protocol.md §8.2) as data: code -> (quantity, scale, kind).
 
 ``scale`` is an exact :class:`fractions.Fraction` that turns the transmitted number into the
 canonical unit of the quantity (:mod:`omshub.codec.units`); ``kind`` says how the data field is
 read: ``num`` (signed type B / BCD / real), ``uint`` (types C/D: identifiers, bit fields),
 ``date`` / ``datetime`` (types G, F, I, J by data field), ``raw`` (kept as hex).
-Built once at import; :mod:`omshub.codec.apl` caches the per-header result.
+Built once at import; :mod:`omshub.codec.headers` caches the per-header result.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ FB: dict[int, VifEntry] = _fb()
 FD: dict[int, VifEntry] = _fd()
 UNKNOWN = VifEntry("unknown", _ONE, "num")
 
-# Combinable VIFEs that only add a qualifier (brief §7.6).
+# Combinable VIFEs that only add a qualifier (docs/protocol.md §8.2).
 QUALIFIER_VIFE: dict[int, str] = {
     0x12: "average", 0x13: "inverse_compact_profile", 0x14: "relative_deviation",
     0x1D: "standard_conform", 0x1E: "compact_profile_with_registers", 0x1F: "compact_profile",

@@ -16,7 +16,7 @@ bad checksums without losing the next good frame:
 * the buffer is bounded.
 
 ``DongleSource`` drives a stick through pyserial: a reader thread feeds the parser, the asyncio
-side sends configuration commands and waits for their responses (see docs/oms-protocol.md §10).
+side sends configuration commands and waits for their responses (docs/gateway.md, "Radio sources").
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ MAX_BUFFER = 4096
 IDLE_FLUSH_S = 0.25    # serial line silent this long: decide about what is buffered
 _NEED_MORE = object()
 
-# C-fields a receiver may deliver (docs/oms-protocol.md §1.5)
+# C-fields a receiver may deliver (docs/protocol.md §3)
 C_FIELDS = frozenset({0x44, 0x46, 0x47, 0x48, 0x08, 0x18, 0x28, 0x38, 0x00, 0x10, 0x20, 0x30,
                       0x06, 0x40, 0x53, 0x73, 0x43, 0x55, 0x5A, 0x7A, 0x5B, 0x7B})
 

@@ -10,7 +10,7 @@ on demand and twice the same. Registers read from a :class:`~omshub.sim.consumpt
 * water meter: volume integrates the water profile; flow is its current rate;
 * heat cost allocator: units accumulate with heating demand and restart at each due date.
 
-Records use the codings real meters use (fixed DIF/VIF per register, as in oms-protocol.md §7.12),
+Records use the codings real meters use (fixed DIF/VIF per register, see docs/protocol.md §8.4 and §10.1),
 so the record layout — and a compact frame's format signature — never changes between telegrams.
 """
 

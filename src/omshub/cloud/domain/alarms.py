@@ -30,7 +30,7 @@ KINDS = (GATEWAY_MISSED_CONTACT, GATEWAY_SEQ_RESET, METER_SILENT, METER_ERROR, W
 # The kinds a new reading may clear or refresh (meter_silent is the periodic evaluation's).
 READING_KINDS = (WRONG_KEY, METER_ERROR, NEGATIVE_CONSUMPTION)
 DEFAULT_GRACE = timedelta(minutes=30)
-# Status bits (docs/oms-protocol.md §5.2): application error / abnormal condition, power low,
+# Status bits (docs/protocol.md §6.2): application error / abnormal condition, power low,
 # permanent error, temporary error. "busy" (01) and the manufacturer bits are not errors.
 STATUS_ERROR_FLAGS = ("application_error", "abnormal_condition", "power_low", "permanent_error",
                       "temporary_error")

@@ -10,6 +10,8 @@ or an exact ``dif_vif`` keep the general matcher (:func:`.engine.select`).
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from operator import itemgetter
 
 from . import engine as _engine
@@ -26,7 +28,8 @@ class Plan:
     __slots__ = ("drivers", "owns_apl", "needs_apl", "work", "record_layouts", "rules", "keys",
                  "series", "series_from", "computed", "by_layout")
 
-    def __init__(self, drivers: tuple, generic_rules: tuple, series: tuple, version) -> None:
+    def __init__(self, drivers: tuple[Any, ...], generic_rules: tuple[Any, ...], series: tuple[Any, ...],
+                 version: Any) -> None:
         self.drivers = drivers
         # the driver work that changes or adds records, in the order apply runs it
         # per driver with anything to do: (driver, its layouts that apply to this version)
@@ -50,9 +53,9 @@ class Plan:
         self.series_from = min((s.first_storage for s in series), default=0)
         self.computed = tuple(v for d in drivers for v in d.computed)
         # layout -> field picks; only when every rule names an exact key (see name_fields)
-        self.by_layout: dict | None = {} if all(key is not None for _, key, _, _ in rules) else None
+        self.by_layout: dict[str, Any] | None = {} if all(key is not None for _, key, _, _ in rules) else None
 
-    def name_fields(self, records: list, fields: dict, layout: str | None = None) -> None:
+    def name_fields(self, records: list[Any], fields: dict[str, Any], layout: str | None = None) -> None:
         """Fill ``fields`` from ``records`` by the plan's rules (values already there are kept).
 
         ``layout`` (the decoder passes it) is the records' ``dif_vif`` texts joined, for records
@@ -78,7 +81,7 @@ class Plan:
         except (KeyError, TypeError):  # records without the usual keys, or with odd values
             index = _loose_index(records)
             deepest = None  # unknown: let the series look
-        named: dict = {}
+        named: dict[str, Any] = {}
         select = _engine.select
         for field, key, rule, from_driver in self.rules:
             if not from_driver and field in named:
@@ -102,32 +105,34 @@ class Plan:
         if self.series and (deepest is None or deepest >= self.series_from):
             self._series(records, fields)
 
-    def _series(self, records: list, fields: dict) -> None:
+    def _series(self, records: list[Any], fields: dict[str, Any]) -> None:
         for s in self.series:
             if s.field not in fields:
                 history = _engine.series_values(records, s.quantity, s.name, s.first_storage)
                 if history:
                     fields[s.field] = history
 
-    def _by_layout(self, layout: str, records: list) -> tuple:
+    def _by_layout(self, layout: str, records: list[Any]) -> tuple[Any, ...]:
         """(field names, getter of their records' positions, any history records) for a layout.
 
         Made from the records of the first telegram with this layout: the record each rule
         takes is the first of its key (the general path takes the first with a valid value,
         the same record whenever its value is valid, which the caller checks)."""
         memo = self.by_layout
-        found = memo.get(layout)
+        assert memo is not None  # only plans whose rules all name exact keys pick by layout
+        found: tuple[Any, ...] | None = memo.get(layout)
         if found is not None:
             return found
-        first: dict = {}
+        first: dict[Any, int] = {}
         for position, key in enumerate(map(_RECORD_KEY, records)):
             first.setdefault(key, position)
-        chosen: dict = {}
+        chosen: dict[str, int] = {}
         for field, key, _rule, from_driver in self.rules:
-            position = first.get(key)
-            if position is not None and (from_driver or field not in chosen):
-                chosen[field] = position
+            at = first.get(key)
+            if at is not None and (from_driver or field not in chosen):
+                chosen[field] = at
         positions = tuple(chosen.values())
+        pick: Callable[[Any], tuple[Any, ...]] | None
         if len(positions) == 1:
             single = itemgetter(positions[0])
             pick = lambda values: (single(values),)  # noqa: E731 - itemgetter of one index returns no tuple
@@ -141,15 +146,15 @@ class Plan:
         return found
 
 
-def _exact_key(rule):
+def _exact_key(rule: Any) -> tuple[Any, ...] | None:
     if rule.dif_vif is not None or None in (rule.storage, rule.tariff, rule.subunit, rule.function):
         return None
     return (rule.quantity, rule.storage, rule.tariff, rule.subunit, rule.function)
 
 
-def _loose_index(records: list) -> dict:
+def _loose_index(records: list[Any]) -> dict[Any, Any]:
     """(quantity, storage, tariff, subunit, function) -> first record, for records of any shape."""
-    index: dict = {}
+    index: dict[Any, Any] = {}
     for r in records:
         if not isinstance(r, dict):
             continue

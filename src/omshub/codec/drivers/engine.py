@@ -1,12 +1,14 @@
 """Interpret driver layouts on bytes: values -> records and named fields.
 
-Pure functions over the validated descriptions of :mod:`omshub.drivers.schema`. A value whose
+Pure functions over the validated descriptions of :mod:`omshub.codec.drivers.schema`. A value whose
 bytes are missing or invalid is left out; nothing here raises.
 """
 
 from __future__ import annotations
 
-from omshub.codec import apl as _apl
+from typing import Any
+
+from omshub.codec.records import decode_records
 from omshub.codec.errors import DecodeError
 from omshub.codec.units import QUANTITIES
 
@@ -16,20 +18,20 @@ from .schema import FieldRule, Layout, Value
 _FUNCTION_BITS = {"instantaneous": 0, "maximum": 1, "minimum": 2, "error": 3}
 
 
-def _scaled(v: Value, raw: int):
+def _scaled(v: Value, raw: int) -> int | float | None:
     if raw in v.invalid:
         return None
     if v.transform == "pow2":
-        raw = 1 << raw if 0 <= raw < 64 else None
-        if raw is None:
+        if not 0 <= raw < 64:
             return None
+        raw = 1 << raw
     if v.scale == 1.0 and v.add == 0.0:
         return raw
     value = raw * v.scale + v.add
     return round(value, 9)
 
 
-def read_value(v: Value, buf: bytes, base: int, fields: dict):
+def read_value(v: Value, buf: bytes, base: int, fields: dict[str, Any]) -> Any:
     """The value ``v`` describes in ``buf`` (offsets relative to ``base``), or None."""
     at = v.at + base if v.at >= 0 else v.at
     kind = v.type
@@ -66,12 +68,12 @@ def read_value(v: Value, buf: bytes, base: int, fields: dict):
         parts = [fields.get(name) for name in v.of]
         if any(not isinstance(x, (int, float)) or isinstance(x, bool) for x in parts):
             return None
-        return round(sum(parts), 9)
+        return round(sum(parts), 9)  # type: ignore[arg-type]  # all numbers: checked above
     return None
 
 
-def _date_bits(v: Value, buf: bytes, base: int, fields: dict):
-    def get(pieces):
+def _date_bits(v: Value, buf: bytes, base: int, fields: dict[str, Any]) -> str | None:
+    def get(pieces: tuple[tuple[int, int, int], ...]) -> int | None:
         return p.bits(buf, [(a + base if a >= 0 else a, lo, w) for a, lo, w in pieces])
 
     day, month = get(v.date_parts[0]), get(v.date_parts[1])
@@ -80,7 +82,7 @@ def _date_bits(v: Value, buf: bytes, base: int, fields: dict):
     if v.date_parts[2]:
         year = get(v.date_parts[2])
         return None if year is None else p.make_date(v.year_base + year, month, day)
-    after = fields.get(v.year_after)
+    after = fields.get(v.year_after) if v.year_after is not None else None
     if not isinstance(after, str) or len(after) < 10:
         return None
     year = int(after[:4])
@@ -109,7 +111,7 @@ def _record_header(v: Value, buf: bytes, base: int) -> bytes | None:
     return bytes([dif, *difes]) + vif
 
 
-def synthetic_record(v: Value, buf: bytes, base: int) -> dict | None:
+def synthetic_record(v: Value, buf: bytes, base: int) -> dict[str, Any] | None:
     """A record built from a DIF/VIF the data file names and data bytes from the payload."""
     header = _record_header(v, buf, base)
     if header is None:
@@ -122,7 +124,7 @@ def synthetic_record(v: Value, buf: bytes, base: int) -> dict | None:
     if v.invalid and v.dif in (1, 2, 3, 4, 6, 7) and int.from_bytes(data, "little", signed=True) in v.invalid:
         return None
     try:
-        records, _ = _apl.decode_records(header + data)
+        records, _ = decode_records(header + data)
     except DecodeError:
         return None
     if len(records) != 1 or records[0].get("error_value"):
@@ -136,20 +138,22 @@ def unit_suffix(quantity: str) -> str:
     return unit.replace("%", "pct").replace("/", "").replace("°", "").lower() or quantity
 
 
-def make_record(v: Value, value) -> dict:
+def make_record(v: Value, value: Any) -> dict[str, Any]:
+    quantity = v.quantity
+    assert quantity is not None  # only values with a quantity become records
     canonical = value * v.factor if v.factor != 1.0 and isinstance(value, (int, float)) else value
     if isinstance(canonical, float):
         canonical = round(canonical, 9)
-        if QUANTITIES[v.quantity][1] == "float":
+        if QUANTITIES[quantity][1] == "float":
             canonical = float(canonical)
-    record = {"quantity": v.quantity, "unit": QUANTITIES[v.quantity][0], "value": canonical, "storage": v.storage,
+    record = {"quantity": quantity, "unit": QUANTITIES[quantity][0], "value": canonical, "storage": v.storage,
               "tariff": v.tariff, "subunit": v.subunit, "function": v.function}
     if v.qualifiers:
         record["qualifiers"] = list(v.qualifiers)
     return record
 
 
-def layout_buffer(layout: Layout, buf: bytes, header: bytes | None):
+def layout_buffer(layout: Layout, buf: bytes, header: bytes | None) -> tuple[bytes, int] | None:
     """(buffer, base offset) after the layout's checks, offset base and descrambling; None if it does not fit."""
     if len(buf) < layout.min_length:
         return None
@@ -180,6 +184,7 @@ def layout_buffer(layout: Layout, buf: bytes, header: bytes | None):
 
 def scan_tags(layout: Layout, buf: bytes, base: int) -> dict[int, int]:
     """Register scan: tag -> offset of its data, walking tag/size pairs from the layout's start."""
+    assert layout.scan is not None
     start, sizes, stop = layout.scan
     found: dict[int, int] = {}
     i = base + start
@@ -195,19 +200,20 @@ def scan_tags(layout: Layout, buf: bytes, base: int) -> dict[int, int]:
     return found
 
 
-def run_layout(layout: Layout, buf: bytes, header: bytes | None = None) -> tuple[list[dict], dict] | None:
+def run_layout(layout: Layout, buf: bytes, header: bytes | None = None
+               ) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     """Records and fields the layout yields from ``buf``, or None when the layout does not fit."""
     prepared = layout_buffer(layout, buf, header)
     if prepared is None:
         return None
     buf, base = prepared
     tags = scan_tags(layout, buf, base) if layout.scan is not None else None
-    records: list[dict] = []
-    fields: dict = {}
+    records: list[dict[str, Any]] = []
+    fields: dict[str, Any] = {}
     for v in layout.values:
         vbase = base
         if v.tag is not None:
-            if v.tag not in tags:
+            if tags is None or v.tag not in tags:
                 continue
             vbase = tags[v.tag]
         if v.type == "record":
@@ -229,7 +235,7 @@ def run_layout(layout: Layout, buf: bytes, header: bytes | None = None) -> tuple
     return records, fields
 
 
-def select(records: list[dict], rule: FieldRule):
+def select(records: list[dict[str, Any]], rule: FieldRule) -> Any:
     """The value of the first record the field rule selects, or None."""
     for r in records:
         if (r.get("quantity") == rule.quantity
@@ -243,7 +249,7 @@ def select(records: list[dict], rule: FieldRule):
     return None
 
 
-def series_values(records: list[dict], quantity: str, name: str, first_storage: int) -> list[dict]:
+def series_values(records: list[dict[str, Any]], quantity: str, name: str, first_storage: int) -> list[dict[str, Any]]:
     """History of one quantity (tariff 0, subunit 0, instantaneous) by storage number, with its date."""
     values: dict[int, object] = {}
     dates: dict[int, str] = {}

@@ -4,54 +4,18 @@ The files hold the manufacturer knowledge; this module only checks their shape a
 into tuples the engine walks. Every schema error names the file and the key path, e.g.
 ``techem.toml: driver[0].layouts[1].values[3].type: unknown type 'uint24'``.
 
-File format (one file per manufacturer or family; ``comment`` keys are allowed for prose)::
-
-    [[generic]]                     # field names per device type (generic.toml)
-    device_types = [0x04, 0x0C]
-    fields = [{ field = "total_energy_kwh", quantity = "energy", storage = 0 }, ...]
-
-    [[driver]]
-    name = "techem_fhkv"            # unique
-    manufacturers = ["TCH"]         # 3-letter codes; matched with device_types by dict lookup
-    device_types = [0x80]           # optional (any); versions = [...] optional (any)
-    fields = [...]                  # field rules (as in [[generic]]; -1 = any storage/tariff/
-                                    #   subunit, function "any", dif_vif = exact header hex)
-    vifs = [{ vif = "FF8048", quantity = "voltage", scale = 0.1 }]   # manufacturer VIF records
-    relabel = [{ match = { quantity = "energy", subunit = 1 }, quantity = "reactive_energy" }]
-    computed = [{ field = "p_kw", type = "sum", of = ["p1_kw", "p2_kw"], quantity = "power" }]
-    compact_formats = ["02FF2004134413615B6167"]   # DIF/VIF bytes of known compact formats
-
-      [[driver.layouts]]            # a proprietary byte layout
-      source = "ci"                 # ci (with ci = ["A0"], offsets after the CI) |
-                                    # manufacturer_data (after 0F) | apl (whole APL, 2F skipped;
-                                    # replace_records = true: it is not EN 13757-3) |
-                                    # record (with vif = "FF5F": a manufacturer record's data)
-      versions = [0x69]; min_length = 13; require = [{ at = 1, equals = 0x82, mask = 0xFF }]
-      base = { length_at = 0, add = 2 }     # offsets count from buf[length_at] + add
-      descramble = { method = "prios", start = 4, keys = ["..."], check = 0x4B }
-      scan = { start = 8, sizes = { "10" = 4 }, stop = ["FF"] }   # tag/size register list
-      values = [ { field = "current_hca", type = "uint", at = 7, size = 2, quantity = "hca" } ]
-
-A value has a ``type``: ``uint``/``int``/``bcd`` (``at``, ``size`` 1-8, ``endian`` le/be,
-optional ``shift``/``width`` bit field), ``bits`` (``bits = [[offset, lowest bit, width], ...]``
-least significant first), ``date_g`` (type G), ``date_bcd`` (3 BCD bytes, ``order`` "dmy"),
-``date_bits`` (``day``/``month``/``year`` bit lists, or ``year_after`` = the date field it
-follows), ``map`` (raw -> number table), ``flags`` (``flags = { 0 = "DRY" }``), ``sum``
-(``of`` = field names) or ``record`` (a synthetic EN 13757-3 record: ``dif`` data field and
-``vif`` hex or ``vif_at`` offset; decoded by the codec's record layer). Numbers take ``scale``
-or ``divisor``, ``add``, ``transform = "pow2"``, ``invalid`` raw values and a ``unit`` (the
-record gets the quantity's canonical unit). ``field`` names the value (``{n}`` and, for
-records, ``{unit}`` are substituted), ``quantity`` (+ ``storage``, ``tariff``, ``subunit``,
-``function``, ``qualifiers``) makes it a record. ``repeat = { count, stride, first, step,
-storage_step }`` expands a value into a series. Negative offsets count from the end.
+The file format (tables, value types and their keys) is described in docs/protocol.md §10.2.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 from dataclasses import dataclass, field
 
-from omshub.codec.units import QUALIFIERS, QUANTITIES
+from omshub.codec.drivers.primitives import prios_key
+from omshub.codec.units import QUALIFIERS, QUANTITIES, to_canonical
 
 VALUE_TYPES = frozenset({"uint", "int", "bcd", "bits", "date_g", "date_bcd", "date_bits", "record", "sum",
                          "flags", "map"})
@@ -75,8 +39,8 @@ class Value:
     at: int = 0
     size: int = 1
     endian: str = "little"
-    pieces: tuple = ()                 # bits: ((at, low, width), ...)
-    date_parts: tuple = ()             # date_bits: (day pieces, month pieces, year pieces)
+    pieces: tuple[Any, ...] = ()                 # bits: ((at, low, width), ...)
+    date_parts: tuple[Any, ...] = ()             # date_bits: (day pieces, month pieces, year pieces)
     year_base: int = 2000
     year_after: str | None = None      # date_bits without year: the year that puts it after this field
     order: str = "dmy"                 # date_bcd
@@ -85,7 +49,7 @@ class Value:
     scale: float = 1.0
     add: float = 0.0
     transform: str | None = None
-    invalid: frozenset = frozenset()
+    invalid: frozenset[Any] = frozenset()
     unit: str | None = None
     factor: float = 1.0                # unit -> canonical unit of the quantity
     quantity: str | None = None
@@ -98,26 +62,26 @@ class Value:
     dif: int = 0                       # record: data field nibble
     vif: bytes = b""                   # record: fixed VIF bytes
     vif_at: int | None = None          # record: VIF byte taken from the payload
-    of: tuple = ()                     # sum: field names
-    flags: tuple = ()                  # flags: ((bit, name), ...)
+    of: tuple[Any, ...] = ()                     # sum: field names
+    flags: tuple[Any, ...] = ()                  # flags: ((bit, name), ...)
     emit: bool = True                  # record: add the record (False: only the field)
-    table: tuple = ()                  # map: ((raw, value), ...)
-    qualifiers: tuple = ()             # record qualifiers (omshub.codec.units.QUALIFIERS)
+    table: tuple[Any, ...] = ()                  # map: ((raw, value), ...)
+    qualifiers: tuple[Any, ...] = ()             # record qualifiers (omshub.codec.units.QUALIFIERS)
 
 
 @dataclass(frozen=True)
 class Layout:
     path: str
     source: str
-    values: tuple
-    cis: frozenset = frozenset()
+    values: tuple[Any, ...]
+    cis: frozenset[Any] = frozenset()
     vif: bytes = b""
-    versions: frozenset | None = None
+    versions: frozenset[Any] | None = None
     min_length: int = 0
-    require: tuple = ()                # ((at, mask, equals), ...)
-    base: tuple | None = None          # (length_at, add): offsets count from buf[length_at] + add
-    descramble: tuple | None = None    # ("prios", start, (keys...), check byte)
-    scan: tuple | None = None          # (start, {tag: size}, frozenset(stop tags))
+    require: tuple[Any, ...] = ()                # ((at, mask, equals), ...)
+    base: tuple[Any, ...] | None = None          # (length_at, add): offsets count from buf[length_at] + add
+    descramble: tuple[Any, ...] | None = None    # ("prios", start, (keys...), check byte)
+    scan: tuple[Any, ...] | None = None          # (start, {tag: size}, frozenset(stop tags))
     replace_records: bool = False
     skip_fillers: bool = True
 
@@ -136,7 +100,7 @@ class FieldRule:
 @dataclass(frozen=True)
 class Relabel:
     path: str
-    match: tuple                      # ((record key, value), ...)
+    match: tuple[Any, ...]                      # ((record key, value), ...)
     quantity: str
     factor: float = 1.0
 
@@ -150,22 +114,22 @@ class VifRule:
     factor: float = 1.0
     signed: bool = False
     real: bool = False                 # data is IEEE 754 single (DIF data field 5)
-    qualifiers: tuple = ()
+    qualifiers: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
 class Driver:
     name: str
     file: str
-    manufacturers: tuple
-    device_types: tuple                # () = any
-    versions: frozenset | None
-    fields: tuple = ()
-    relabel: tuple = ()
-    vifs: dict = field(default_factory=dict)
-    layouts: tuple = ()
-    compact_formats: tuple = ()
-    computed: tuple = ()               # sum values over named fields, evaluated after naming
+    manufacturers: tuple[Any, ...]
+    device_types: tuple[Any, ...]                # () = any
+    versions: frozenset[Any] | None
+    fields: tuple[Any, ...] = ()
+    relabel: tuple[Any, ...] = ()
+    vifs: dict[Any, Any] = field(default_factory=dict)
+    layouts: tuple[Any, ...] = ()
+    compact_formats: tuple[Any, ...] = ()
+    computed: tuple[Any, ...] = ()               # sum values over named fields, evaluated after naming
 
 
 @dataclass(frozen=True)
@@ -179,9 +143,9 @@ class Series:
 
 @dataclass(frozen=True)
 class GenericRule:
-    device_types: tuple
-    fields: tuple
-    series: tuple = ()
+    device_types: tuple[Any, ...]
+    fields: tuple[Any, ...]
+    series: tuple[Any, ...] = ()
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -190,7 +154,8 @@ def _fail(path: str, message: str) -> SchemaError:
     return SchemaError(f"{path}: {message}")
 
 
-def _get(table: dict, key: str, path: str, kind, default=None, required: bool = False):
+def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = None,
+         required: bool = False) -> Any:
     if key not in table:
         if required:
             raise _fail(path, f"missing key '{key}'")
@@ -204,7 +169,7 @@ def _get(table: dict, key: str, path: str, kind, default=None, required: bool = 
     return value
 
 
-def _check_keys(table: dict, allowed: set, path: str) -> None:
+def _check_keys(table: dict[str, Any], allowed: set[Any], path: str) -> None:
     unknown = set(table) - allowed
     if unknown:
         raise _fail(path, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -217,7 +182,7 @@ def _hex(text: str, path: str) -> bytes:
         raise _fail(path, f"not hex: {text!r}") from None
 
 
-def _byte(value, path: str) -> int:
+def _byte(value: Any, path: str) -> int:
     if isinstance(value, str):
         raw = _hex(value, path)
         if len(raw) != 1:
@@ -228,13 +193,13 @@ def _byte(value, path: str) -> int:
     raise _fail(path, f"expected a byte (0-255 or 2 hex digits), got {value!r}")
 
 
-def _int_list(value, path: str) -> frozenset:
+def _int_list(value: Any, path: str) -> frozenset[Any]:
     if not isinstance(value, list) or not value:
         raise _fail(path, "expected a non-empty list")
     return frozenset(_byte(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
-def _pieces(value, path: str) -> tuple:
+def _pieces(value: Any, path: str) -> tuple[Any, ...]:
     if not isinstance(value, list) or not value:
         raise _fail(path, "expected a non-empty list of [offset, lowest bit, width]")
     out = []
@@ -248,8 +213,6 @@ def _pieces(value, path: str) -> tuple:
 
 def canonical_factor(quantity: str, unit: str | None, path: str) -> float:
     """Factor from ``unit`` to the canonical unit of ``quantity`` (1 when unit is None/canonical)."""
-    from omshub.codec.units import to_canonical
-
     canon = QUANTITIES[quantity][0]
     if unit is None or unit == canon:
         return 1.0
@@ -269,7 +232,7 @@ _VALUE_KEYS = {"type", "at", "size", "endian", "bits", "day", "month", "year", "
                "map", "qualifiers"}
 
 
-def _values(items, path: str) -> tuple:
+def _values(items: Any, path: str) -> tuple[Any, ...]:
     if not isinstance(items, list):
         raise _fail(path, "expected a list of value tables")
     out: list[Value] = []
@@ -295,10 +258,37 @@ def _values(items, path: str) -> tuple:
     return tuple(out)
 
 
-def _value(t: dict, path: str, shift_at: int, n: int, storage_shift: int = 0) -> Value:
+def _value(t: dict[str, Any], path: str, shift_at: int, n: int, storage_shift: int = 0) -> Value:
     kind = _get(t, "type", path, str, required=True)
     if kind not in VALUE_TYPES:
         raise _fail(f"{path}.type", f"unknown type {kind!r}; known: {sorted(VALUE_TYPES)}")
+    values = _value_common(t, path, kind, shift_at, n, storage_shift)
+    _value_lists(t, path, values)
+    if kind == "bits":
+        pieces = _pieces(_get(t, "bits", path, list, required=True), f"{path}.bits")
+        values["pieces"] = tuple((a + shift_at, lo, w) for a, lo, w in pieces)
+    elif kind == "date_bits":
+        _date_bits(t, path, shift_at, values)
+    elif kind == "date_bcd":
+        order = _get(t, "order", path, str, "dmy")
+        if sorted(order) != ["d", "m", "y"]:
+            raise _fail(f"{path}.order", "expected a permutation of 'dmy'")
+        values["order"] = order
+    elif kind == "record":
+        _record_value(t, path, values)
+    elif kind == "sum":
+        of = _get(t, "of", path, list, required=True)
+        if not of or not all(isinstance(x, str) for x in of):
+            raise _fail(f"{path}.of", "expected a non-empty list of field names")
+        values["of"] = tuple(of)
+    elif kind in ("map", "flags"):
+        _table_value(t, path, kind, values)
+    return Value(**values)
+
+
+def _value_common(t: dict[str, Any], path: str, kind: str, shift_at: int, n: int,
+                  storage_shift: int) -> dict[str, Any]:
+    """The keys every value type has (name, quantity, scale, position, storage…), checked."""
     name = _get(t, "field", path, str)
     if name is not None:
         try:
@@ -345,6 +335,11 @@ def _value(t: dict, path: str, shift_at: int, n: int, storage_shift: int = 0) ->
     if not (0 <= values["storage"] < 2 ** 33 and 0 <= values["tariff"] < 2 ** 20
             and 0 <= values["subunit"] < 2 ** 10):
         raise _fail(path, "storage/tariff/subunit out of range")
+    return values
+
+
+def _value_lists(t: dict[str, Any], path: str, values: dict[str, Any]) -> None:
+    """The optional ``invalid`` raw values, ``qualifiers`` and ``tag`` of a value."""
     invalid = _get(t, "invalid", path, list, [])
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in invalid):
         raise _fail(f"{path}.invalid", "expected a list of integers (raw values meaning 'no value')")
@@ -356,58 +351,52 @@ def _value(t: dict, path: str, shift_at: int, n: int, storage_shift: int = 0) ->
     tag = _get(t, "tag", path, (int, str))
     if tag is not None:
         values["tag"] = _byte(tag, f"{path}.tag")
-    if kind == "bits":
-        pieces = _pieces(_get(t, "bits", path, list, required=True), f"{path}.bits")
-        values["pieces"] = tuple((a + shift_at, lo, w) for a, lo, w in pieces)
-    elif kind == "date_bits":
-        parts = []
-        for part in ("day", "month", "year"):
-            raw = _get(t, part, path, list, required=part != "year")
-            parts.append(tuple((a + shift_at, lo, w) for a, lo, w in _pieces(raw, f"{path}.{part}"))
-                         if raw is not None else ())
-        values["date_parts"] = tuple(parts)
-        values["year_base"] = _get(t, "year_base", path, int, 2000)
-        values["year_after"] = _get(t, "year_after", path, str)
-        if not parts[2] and values["year_after"] is None:
-            raise _fail(path, "date_bits needs 'year' bits or 'year_after' (a date field it follows)")
-    elif kind == "date_bcd":
-        order = _get(t, "order", path, str, "dmy")
-        if sorted(order) != ["d", "m", "y"]:
-            raise _fail(f"{path}.order", "expected a permutation of 'dmy'")
-        values["order"] = order
-    elif kind == "record":
-        values["dif"] = _byte(_get(t, "dif", path, (str, int), required=True), f"{path}.dif") & 0x0F
-        if values["dif"] in (0x08, 0x0D, 0x0F):
-            raise _fail(f"{path}.dif", "record data field must have a fixed length")
-        vif = _get(t, "vif", path, str)
-        vif_at = _get(t, "vif_at", path, int)
-        if (vif is None) == (vif_at is None):
-            raise _fail(path, "a record value needs exactly one of 'vif' (hex) or 'vif_at' (offset)")
-        values["vif"] = _hex(vif, f"{path}.vif") if vif is not None else b""
-        values["vif_at"] = vif_at
-        values["emit"] = _get(t, "emit", path, bool, True)
-    elif kind == "sum":
-        of = _get(t, "of", path, list, required=True)
-        if not of or not all(isinstance(x, str) for x in of):
-            raise _fail(f"{path}.of", "expected a non-empty list of field names")
-        values["of"] = tuple(of)
-    elif kind == "map":
+
+
+def _date_bits(t: dict[str, Any], path: str, shift_at: int, values: dict[str, Any]) -> None:
+    parts = []
+    for part in ("day", "month", "year"):
+        raw = _get(t, part, path, list, required=part != "year")
+        parts.append(tuple((a + shift_at, lo, w) for a, lo, w in _pieces(raw, f"{path}.{part}"))
+                     if raw is not None else ())
+    values["date_parts"] = tuple(parts)
+    values["year_base"] = _get(t, "year_base", path, int, 2000)
+    values["year_after"] = _get(t, "year_after", path, str)
+    if not parts[2] and values["year_after"] is None:
+        raise _fail(path, "date_bits needs 'year' bits or 'year_after' (a date field it follows)")
+
+
+def _record_value(t: dict[str, Any], path: str, values: dict[str, Any]) -> None:
+    values["dif"] = _byte(_get(t, "dif", path, (str, int), required=True), f"{path}.dif") & 0x0F
+    if values["dif"] in (0x08, 0x0D, 0x0F):
+        raise _fail(f"{path}.dif", "record data field must have a fixed length")
+    vif = _get(t, "vif", path, str)
+    vif_at = _get(t, "vif_at", path, int)
+    if (vif is None) == (vif_at is None):
+        raise _fail(path, "a record value needs exactly one of 'vif' (hex) or 'vif_at' (offset)")
+    values["vif"] = _hex(vif, f"{path}.vif") if vif is not None else b""
+    values["vif_at"] = vif_at
+    values["emit"] = _get(t, "emit", path, bool, True)
+
+
+def _table_value(t: dict[str, Any], path: str, kind: str, values: dict[str, Any]) -> None:
+    """A ``map`` (raw value -> number) or ``flags`` (bit -> name) table."""
+    if kind == "map":
         table = _get(t, "map", path, dict, required=True)
-        pairs = []
+        pairs: list[tuple[int, Any]] = []
         for raw, mapped in table.items():
             if not raw.isdigit() or not isinstance(mapped, (int, float)) or isinstance(mapped, bool):
                 raise _fail(f"{path}.map.{raw}", "expected decimal raw value = number")
             pairs.append((int(raw), mapped))
         values["table"] = tuple(sorted(pairs))
-    elif kind == "flags":
-        flags = _get(t, "flags", path, dict, required=True)
-        pairs = []
-        for bit, label in flags.items():
-            if not bit.isdigit() or not isinstance(label, str):
-                raise _fail(f"{path}.flags.{bit}", "expected bit number = \"name\"")
-            pairs.append((int(bit), label))
-        values["flags"] = tuple(sorted(pairs))
-    return Value(**values)
+        return
+    flags = _get(t, "flags", path, dict, required=True)
+    labels = []
+    for bit, label in flags.items():
+        if not bit.isdigit() or not isinstance(label, str):
+            raise _fail(f"{path}.flags.{bit}", "expected bit number = \"name\"")
+        labels.append((int(bit), label))
+    values["flags"] = tuple(sorted(labels))
 
 
 # ------------------------------------------------------------------------------ layouts, drivers
@@ -416,7 +405,7 @@ _LAYOUT_KEYS = {"source", "ci", "vif", "versions", "min_length", "require", "bas
                 "replace_records", "skip_fillers", "values"}
 
 
-def _layout(t: dict, path: str) -> Layout:
+def _layout(t: dict[str, Any], path: str) -> Layout:
     if not isinstance(t, dict):
         raise _fail(path, "expected a table")
     _check_keys(t, _LAYOUT_KEYS, path)
@@ -455,7 +444,6 @@ def _layout(t: dict, path: str) -> Layout:
         if method not in DESCRAMBLERS:
             raise _fail(f"{spath}.method", f"unknown descrambler {method!r}; known: {sorted(DESCRAMBLERS)}")
         keys = _get(scramble, "keys", spath, list, required=True)
-        from .primitives import prios_key
         seeds = []
         for i, k in enumerate(keys):
             if not isinstance(k, str) or len(_hex(k, f"{spath}.keys[{i}]")) != 8:
@@ -480,7 +468,7 @@ def _layout(t: dict, path: str) -> Layout:
     return Layout(**out)
 
 
-def _field_rule(t: dict, path: str) -> FieldRule:
+def _field_rule(t: dict[str, Any], path: str) -> FieldRule:
     if not isinstance(t, dict):
         raise _fail(path, "expected a table")
     _check_keys(t, {"field", "quantity", "storage", "tariff", "subunit", "function", "dif_vif"}, path)
@@ -491,7 +479,7 @@ def _field_rule(t: dict, path: str) -> FieldRule:
     if function not in FUNCTIONS and function != "any":
         raise _fail(f"{path}.function", f"expected one of {FUNCTIONS} or 'any'")
 
-    def opt(key):  # -1 in the file means "any"
+    def opt(key: str) -> int | None:  # -1 in the file means "any"
         v = _get(t, key, path, int, 0)
         return None if v == -1 else v
 
@@ -504,7 +492,7 @@ _DRIVER_KEYS = {"name", "manufacturers", "device_types", "versions", "fields", "
                 "compact_formats", "computed", "comment"}
 
 
-def _driver(t: dict, path: str, file: str) -> Driver:
+def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
     if not isinstance(t, dict):
         raise _fail(path, "expected a table")
     _check_keys(t, _DRIVER_KEYS, path)
@@ -561,7 +549,7 @@ def _driver(t: dict, path: str, file: str) -> Driver:
         compact_formats=tuple(formats), computed=_computed(t, path))
 
 
-def _computed(t: dict, path: str) -> tuple:
+def _computed(t: dict[str, Any], path: str) -> tuple[Any, ...]:
     values = _values(_get(t, "computed", path, list, []), f"{path}.computed")
     for v in values:
         if v.type != "sum" or not v.field:
@@ -569,7 +557,7 @@ def _computed(t: dict, path: str) -> tuple:
     return values
 
 
-def parse_file(name: str, data: dict) -> tuple[list[Driver], list[GenericRule]]:
+def parse_file(name: str, data: dict[str, Any]) -> tuple[list[Driver], list[GenericRule]]:
     """One parsed TOML document -> its drivers and generic rules; SchemaError on any problem."""
     _check_keys(data, {"driver", "generic", "comment"}, name)
     drivers = [_driver(t, f"{name}: driver[{i}]", name) for i, t in enumerate(_get(data, "driver", name, list, []))]

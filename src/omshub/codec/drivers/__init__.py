@@ -22,19 +22,23 @@ applies to one kind of meter (manufacturer, device type, version) is compiled on
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 import struct
 import tomllib
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 
+from omshub.codec.compact import format_signature
 from omshub.codec.keys import FormatCache
 from omshub.codec.units import QUANTITIES
 
 from . import engine as _engine
 from . import primitives as p
 from .plan import Plan
-from .schema import Driver, GenericRule, SchemaError, parse_file
+from .schema import Driver, GenericRule, Layout, SchemaError, parse_file
 
 __all__ = ["apply", "apply_plan", "plan_for", "decode_proprietary", "compact_format", "owns_apl",
            "KnownFormatCache", "registry", "Registry", "SchemaError", "load_texts"]
@@ -48,35 +52,34 @@ class Registry:
 
     def __init__(self, drivers: list[Driver], generic: list[GenericRule]) -> None:
         self.drivers = tuple(drivers)
-        self.by_key: dict[tuple[str, int | None], list[Driver]] = {}
+        self.by_key: dict[tuple[Any, Any], list[Driver]] = {}
         for d in drivers:
             for m in d.manufacturers:
                 for t in d.device_types or (None,):
                     self.by_key.setdefault((m, t), []).append(d)
-        self.generic: dict[int, list] = {}
-        self.series: dict[int, list] = {}
+        self.generic: dict[int, list[Any]] = {}
+        self.series: dict[int, list[Any]] = {}
         for g in generic:
             for t in g.device_types:
                 self.generic.setdefault(t, []).extend(g.fields)
                 self.series.setdefault(t, []).extend(g.series)
         self.formats: dict[tuple[str, int], bytes] = {}
         if any(d.compact_formats for d in drivers):
-            from omshub.codec.compact import format_signature
             for d in drivers:
                 for fmt in d.compact_formats:
                     for m in d.manufacturers:
                         self.formats.setdefault((m, format_signature(fmt)), fmt)
 
-        self.plans: dict[tuple, Plan] = {}
+        self.plans: dict[tuple[Any, ...], Plan] = {}
 
-    def match(self, meter: dict) -> list[Driver]:
+    def match(self, meter: dict[str, Any]) -> list[Driver]:
         manufacturer = meter.get("manufacturer")
         code = meter.get("device_type_code")
         found = self.by_key.get((manufacturer, code), []) + self.by_key.get((manufacturer, None), [])
         version = meter.get("version")
         return [d for d in found if d.versions is None or version in d.versions]
 
-    def plan(self, meter: dict) -> Plan:
+    def plan(self, meter: dict[str, Any]) -> Plan:
         """The plan for this meter's kind: one dict lookup once made (see :mod:`.plan`)."""
         try:
             kind = (meter["manufacturer"], meter["device_type_code"], meter["version"])
@@ -90,11 +93,11 @@ class Registry:
             self.plans[kind] = plan
         return plan
 
-    def _make_plan(self, meter: dict) -> Plan:
+    def _make_plan(self, meter: dict[str, Any]) -> Plan:
         code = meter.get("device_type_code")
         try:
-            generic = tuple(self.generic.get(code, ()))
-            series = tuple(self.series.get(code, ()))
+            generic = tuple(self.generic.get(code, ()))  # type: ignore[arg-type]  # any hashable code
+            series = tuple(self.series.get(code, ()))  # type: ignore[arg-type]  # (None: none found)
         except TypeError:  # unhashable device type code
             generic = series = ()
         return Plan(tuple(self.match(meter)), generic, series, meter.get("version"))
@@ -130,7 +133,7 @@ def registry() -> Registry:
 
 # ------------------------------------------------------------------------------ public API
 
-def _header(meter: dict, body: bytes) -> bytes | None:
+def _header(meter: dict[str, Any], body: bytes) -> bytes | None:
     """Frame bytes 2..13 (M, A, CI + 3) for descramblers keyed on the link header."""
     code = meter.get("manufacturer") or ""
     ident = meter.get("id") or ""
@@ -144,7 +147,8 @@ def _header(meter: dict, body: bytes) -> bytes | None:
         return None
 
 
-def decode_proprietary(telegram: dict, payload: bytes, reg: Registry | None = None) -> list[dict] | None:
+def decode_proprietary(telegram: dict[str, Any], payload: bytes,
+                       reg: Registry | None = None) -> list[dict[str, Any]] | None:
     """Records from a manufacturer-specific CI payload (``payload[0]`` is the CI), or None.
 
     Fields the layout names go into ``telegram["fields"]``.
@@ -169,7 +173,7 @@ def decode_proprietary(telegram: dict, payload: bytes, reg: Registry | None = No
     return None
 
 
-def owns_apl(meter: dict, reg: Registry | None = None) -> bool:
+def owns_apl(meter: dict[str, Any], reg: Registry | None = None) -> bool:
     """True when a driver declares this meter's whole APL proprietary (its records are not EN 13757-3).
 
     The pipeline then skips the generic record parser and lets :func:`apply` build the records
@@ -194,19 +198,19 @@ class KnownFormatCache(FormatCache):
         return super().get(manufacturer, meter_id, signature) or compact_format(manufacturer, signature)
 
 
-def apply(telegram: dict, apl: bytes | None = None, reg: Registry | None = None) -> None:
+def apply(telegram: dict[str, Any], apl: bytes | None = None, reg: Registry | None = None) -> None:
     """Fill ``telegram["fields"]`` and decode the manufacturer-specific parts drivers know."""
     apply_plan((reg or registry()).plan(telegram.get("meter") or {}), telegram, apl)
 
 
-def plan_for(meter: dict) -> Plan:
+def plan_for(meter: dict[str, Any]) -> Plan:
     """The compiled plan of the packaged drivers for this meter (made once per manufacturer,
     device type and version). The decoder asks it whether a driver owns the APL
     (``plan.owns_apl``) and whether the drivers read the APL bytes at all (``plan.needs_apl``)."""
     return registry().plan(meter)
 
 
-def apply_plan(plan: Plan, telegram: dict, apl: bytes | None = None, layout: str | None = None) -> None:
+def apply_plan(plan: Plan, telegram: dict[str, Any], apl: bytes | None = None, layout: str | None = None) -> None:
     """:func:`apply` with the plan already looked up (the decoder's hot path). ``layout``: see
     :meth:`.plan.Plan.name_fields` (only for records exactly as the record decoder made them)."""
     fields = telegram.get("fields")
@@ -226,7 +230,8 @@ def apply_plan(plan: Plan, telegram: dict, apl: bytes | None = None, layout: str
                 records.append(_engine.make_record(v, value))
 
 
-def _driver_work(plan: Plan, telegram: dict, records: list, fields: dict, apl: bytes | None) -> None:
+def _driver_work(plan: Plan, telegram: dict[str, Any], records: list[Any], fields: dict[str, Any],
+                 apl: bytes | None) -> None:
     """Manufacturer VIFs, relabels and proprietary layouts of the matching drivers, in order."""
     received = list(records) if plan.record_layouts else records  # record layouts read the records as decoded
     for driver, layouts in plan.work:
@@ -247,7 +252,8 @@ def _driver_work(plan: Plan, telegram: dict, records: list, fields: dict, apl: b
                 fields.update(new_fields)
 
 
-def _sources(layout, telegram: dict, received: list[dict], apl: bytes | None):
+def _sources(layout: Layout, telegram: dict[str, Any], received: list[dict[str, Any]],
+             apl: bytes | None) -> Iterator[bytes]:
     """The byte buffers a layout reads: manufacturer data, whole APL, or matching records' data."""
     if layout.source == "manufacturer_data":
         text = telegram.get("manufacturer_data")
@@ -289,7 +295,7 @@ _BCD_FIELDS = {0x9: 1, 0xA: 2, 0xB: 3, 0xC: 4, 0xE: 6}
 _INT_FIELDS = {0x1: 1, 0x2: 2, 0x3: 3, 0x4: 4, 0x6: 6, 0x7: 8}
 
 
-def _decode_vifs(driver: Driver, records: list[dict]) -> None:
+def _decode_vifs(driver: Driver, records: list[dict[str, Any]]) -> None:
     """Manufacturer-specific VIF records the driver knows -> records with quantity and value."""
     for i, record in enumerate(records):
         if record.get("quantity") not in ("manufacturer_specific", "unknown") or not record.get("raw"):
@@ -327,7 +333,7 @@ def _decode_vifs(driver: Driver, records: list[dict]) -> None:
         records[i] = updated
 
 
-def _relabel(driver: Driver, records: list[dict]) -> None:
+def _relabel(driver: Driver, records: list[dict[str, Any]]) -> None:
     """Standard records whose meaning the manufacturer defines differently (e.g. subunit 1 = reactive)."""
     for i, record in enumerate(records):
         for rule in driver.relabel:

@@ -8,6 +8,7 @@ a driver that does not fit a telegram simply yields fewer values.
 from __future__ import annotations
 
 import datetime as _dt
+from typing import Literal
 
 
 def _slice(buf: bytes, at: int, size: int) -> bytes | None:
@@ -18,14 +19,18 @@ def _slice(buf: bytes, at: int, size: int) -> bytes | None:
     return buf[at:at + size]
 
 
+def _byteorder(endian: str) -> Literal["little", "big"]:
+    return "big" if endian == "big" else "little"
+
+
 def uint(buf: bytes, at: int, size: int, endian: str = "little") -> int | None:
     b = _slice(buf, at, size)
-    return None if b is None else int.from_bytes(b, endian)
+    return None if b is None else int.from_bytes(b, _byteorder(endian))
 
 
 def sint(buf: bytes, at: int, size: int, endian: str = "little") -> int | None:
     b = _slice(buf, at, size)
-    return None if b is None else int.from_bytes(b, endian, signed=True)
+    return None if b is None else int.from_bytes(b, _byteorder(endian), signed=True)
 
 
 def bcd(buf: bytes, at: int, size: int, endian: str = "little") -> int | None:
