@@ -11,6 +11,9 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ci", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)
+# the fast lane (scripts/test --fast): every property still runs, on fewer examples
+settings.register_profile("fast", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
 # `HYPOTHESIS_PROFILE=fuzz pytest tests/codec tests/cloud -k fuzz` is the dedicated long fuzz run.
 settings.register_profile("fuzz", max_examples=100_000, deadline=None,
                           suppress_health_check=list(HealthCheck))
