@@ -52,8 +52,15 @@ def heat_records(rng: random.Random, model: int | None = None) -> list[dict]:
     back = round(flow - rng.uniform(5, 30), 1)
 
     def rec(quantity, unit, value, storage=0, function="instantaneous"):
-        return {"quantity": quantity, "unit": unit, "value": value, "storage": storage, "tariff": 0,
-                "subunit": 0, "function": function}
+        return {
+            "quantity": quantity,
+            "unit": unit,
+            "value": value,
+            "storage": storage,
+            "tariff": 0,
+            "subunit": 0,
+            "function": function,
+        }
 
     records = [
         rec("energy", "kWh", float(energy)),
@@ -63,21 +70,25 @@ def heat_records(rng: random.Random, model: int | None = None) -> list[dict]:
         rec("flow_temperature", "°C", flow),
         rec("return_temperature", "°C", back),
         rec("temperature_difference", "K", round(flow - back, 1)),
-        rec("datetime", "", f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:"
-                            f"{rng.randint(0, 59):02d}"),
+        rec(
+            "datetime",
+            "",
+            f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}",
+        ),
         rec("error_flags", "", 0),
         rec("date", "", "2025-12-31", storage=1),
         rec("energy", "kWh", float(energy - rng.randint(100, 900)), storage=1),
         rec("volume", "m3", round(volume - rng.uniform(1, 50), 2), storage=1),
     ]
     if model is not None:
-        for record, header in zip(records, MODEL_LAYOUTS[model]):
+        for record, header in zip(records, MODEL_LAYOUTS[model], strict=False):
             record["dif_vif"] = header
     return records
 
 
-def build_pool(size: int, seed: int = 1, varying: bool = False
-               ) -> tuple[dict[str, list[str]], KeyRing, dict[str, bytes]]:
+def build_pool(
+    size: int, seed: int = 1, varying: bool = False
+) -> tuple[dict[str, list[str]], KeyRing, dict[str, bytes]]:
     """``size`` distinct telegrams (hex) per kind, the key ring and each meter's key. Each meter
     is of one model (fixed layout), unless ``varying``: then every telegram's layout may differ."""
     rng = random.Random(seed)
@@ -88,9 +99,12 @@ def build_pool(size: int, seed: int = 1, varying: bool = False
         for kind in KINDS:
             if kind == "compact":
                 continue
-            meter = {"manufacturer": "KAM" if kind == "ell" else "EFE",
-                     "id": f"{10_000_000 + i * 8 + KINDS.index(kind):08d}",
-                     "version": 1 + KINDS.index(kind), "device_type_code": 4}
+            meter = {
+                "manufacturer": "KAM" if kind == "ell" else "EFE",
+                "id": f"{10_000_000 + i * 8 + KINDS.index(kind):08d}",
+                "version": 1 + KINDS.index(kind),
+                "device_type_code": 4,
+            }
             key = rng.randbytes(16)
             ring.add(meter["id"], key, meter["manufacturer"])
             keys[meter["id"]] = key
@@ -101,13 +115,17 @@ def build_pool(size: int, seed: int = 1, varying: bool = False
             elif kind == "mode5":
                 frame = encode_telegram(meter, records, mode=5, key=key, access_number=access)
             elif kind == "mode7":
-                frame = encode_telegram(meter, records, mode=7, key=key, access_number=access,
-                                        message_counter=rng.randint(0, 1 << 30))
+                frame = encode_telegram(
+                    meter, records, mode=7, key=key, access_number=access, message_counter=rng.randint(0, 1 << 30)
+                )
             else:  # Kamstrup style: ELL 8D (AES-CTR) around CI 78, and its compact CI 79 sibling
                 frame = encode_telegram(meter, records, tpl="none", ell="8D", key=key, access_number=access)
                 # the next transmission of the same reading, compact (its format = the full frame's)
-                pool["compact"].append(encode_telegram(meter, records, tpl="none", ell="8D", key=key,
-                                                       compact=True, access_number=(access + 1) & 0xFF).hex())
+                pool["compact"].append(
+                    encode_telegram(
+                        meter, records, tpl="none", ell="8D", key=key, compact=True, access_number=(access + 1) & 0xFF
+                    ).hex()
+                )
             pool[kind].append(frame.hex())
     return pool, ring, keys
 
@@ -130,8 +148,9 @@ class CountingSink:
         self.last = data
 
 
-def run_fast(lines: list[str], ring: KeyRing, formats: FormatCache | None = None,
-             crc: str = "auto") -> tuple[float, CountingSink, int]:
+def run_fast(
+    lines: list[str], ring: KeyRing, formats: FormatCache | None = None, crc: str = "auto"
+) -> tuple[float, CountingSink, int]:
     sink = CountingSink()
     start = _clock()
     ok, failed = decode_stream(lines, sink.write, keys=ring, formats=formats, crc=crc)
@@ -149,7 +168,7 @@ def run_naive(lines: list[str], keys: dict[str, bytes]) -> float:
         meter_id = raw[7:3:-1].hex().upper()
         try:
             result = decode(raw, key=keys.get(meter_id), formats=formats)
-        except Exception as exc:  # noqa: BLE001 - the naive loop reports like the real one
+        except Exception as exc:
             result = {"error": str(exc)}
         json.dumps(result)
     return _clock() - start
@@ -161,16 +180,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=500, help="distinct telegrams per kind (default 500)")
     parser.add_argument("--naive", type=int, default=20_000, help="telegrams for the naive baseline (default 20000)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the mixed run")
-    parser.add_argument("--varying", action="store_true",
-                        help="every telegram's record layout may differ (worst case; real meters keep theirs)")
+    parser.add_argument(
+        "--varying",
+        action="store_true",
+        help="every telegram's record layout may differ (worst case; real meters keep theirs)",
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     pool, ring, keys = build_pool(args.pool, varying=args.varying)
     corpus = mixed_corpus(pool, args.count)
     layouts = "varying record layouts" if args.varying else f"{len(MODEL_LAYOUTS)} meter models (fixed layouts)"
-    print(f"corpus: {len(corpus)} telegrams ({len(KINDS)} kinds, {args.pool} distinct each, {layouts}), "
-          f"built in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"corpus: {len(corpus)} telegrams ({len(KINDS)} kinds, {args.pool} distinct each, {layouts}), "
+        f"built in {time.perf_counter() - t0:.1f} s"
+    )
     print(f"python {sys.version.split()[0]}, one process; rates are per CPU second (process time)\n")
 
     # per kind (compact needs the formats its ELL full frames teach)
@@ -197,25 +221,33 @@ def main(argv: list[str] | None = None) -> int:
 
     elapsed, sink, failed = run_fast(corpus, ring)
     overall = len(corpus) / elapsed
-    print(f"\nmixed     {overall:12,.0f} {elapsed / len(corpus) * 1e6:12.1f}   "
-          f"({sink.bytes / len(corpus):.0f} JSON bytes/telegram, {failed} failed)")
+    print(
+        f"\nmixed     {overall:12,.0f} {elapsed / len(corpus) * 1e6:12.1f}   "
+        f"({sink.bytes / len(corpus):.0f} JSON bytes/telegram, {failed} failed)"
+    )
 
     elapsed, sink, failed = run_fast(corpus, ring, crc="none")
-    print(f"mixed     {len(corpus) / elapsed:12,.0f} {elapsed / len(corpus) * 1e6:12.1f}   "
-          "(`--crc none`: receiver known to strip CRCs, no format-B check)")
+    print(
+        f"mixed     {len(corpus) / elapsed:12,.0f} {elapsed / len(corpus) * 1e6:12.1f}   "
+        "(`--crc none`: receiver known to strip CRCs, no format-B check)"
+    )
 
     if not args.varying:  # the worst case next to it: a layout memo cannot help
         other_pool, other_ring, _ = build_pool(max(1, args.pool // 5), seed=2, varying=True)
         other = mixed_corpus(other_pool, max(1, args.count // 5))
         elapsed, sink, failed = run_fast(other, other_ring)
-        print(f"mixed     {len(other) / elapsed:12,.0f} {elapsed / len(other) * 1e6:12.1f}   "
-              f"(record layout varying from telegram to telegram, {len(other)} telegrams: `--varying`)")
+        print(
+            f"mixed     {len(other) / elapsed:12,.0f} {elapsed / len(other) * 1e6:12.1f}   "
+            f"(record layout varying from telegram to telegram, {len(other)} telegrams: `--varying`)"
+        )
 
-    naive_lines = corpus[:args.naive]
+    naive_lines = corpus[: args.naive]
     naive = len(naive_lines) / run_naive(naive_lines, keys)
     fast_same = len(naive_lines) / run_fast(naive_lines, ring)[0]
-    print(f"naive     {naive:12,.0f}   (fresh cipher per telegram, json.dumps; same {len(naive_lines)} telegrams: "
-          f"fast path {fast_same:,.0f}/s = {fast_same / naive:.2f}x)")
+    print(
+        f"naive     {naive:12,.0f}   (fresh cipher per telegram, json.dumps; same {len(naive_lines)} telegrams: "
+        f"fast path {fast_same:,.0f}/s = {fast_same / naive:.2f}x)"
+    )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"peak RSS  {peak_kib / 1024:.0f} MiB (whole process incl. the corpus)")
     return 0

@@ -47,22 +47,29 @@ from omshub.sim.radio import iter_transmissions, link_table
 
 DAY = 86_400
 MASTER_KEY = "6c" * 32
-IMPORT_CHUNK = 40_000     # the meter import takes at most 50,000 lines per request
+IMPORT_CHUNK = 40_000  # the meter import takes at most 50,000 lines per request
 
 
 def _csv_chunks(text: str, rows: int) -> list[str]:
     header, *lines = text.splitlines()
-    return ["\n".join([header, *lines[i:i + rows]]) + "\n" for i in range(0, len(lines), rows)]
+    return ["\n".join([header, *lines[i : i + rows]]) + "\n" for i in range(0, len(lines), rows)]
 
 
-def generate_batches(fleet, serials: list[str], start: float,
-                     window_s: float) -> tuple[list[tuple[str, bytes, int]], dict]:
+def generate_batches(
+    fleet, serials: list[str], start: float, window_s: float
+) -> tuple[list[tuple[str, bytes, int]], dict]:
     """The uplinks (serial, CBOR body, telegrams) of ``serials`` for one listen window: what each
     agent would have spooled (own meters whitelisted, newest telegram per meter and kind)."""
 
-    filters = {serial: TelegramFilter(Filters(mode="whitelist", meters=[
-        MeterRef(manufacturer=m.manufacturer, id=m.id) for m in fleet.meters_of(serial)]))
-        for serial in serials}
+    filters = {
+        serial: TelegramFilter(
+            Filters(
+                mode="whitelist",
+                meters=[MeterRef(manufacturer=m.manufacturer, id=m.id) for m in fleet.meters_of(serial)],
+            )
+        )
+        for serial in serials
+    }
     kept: dict[str, dict[str, object]] = {serial: {} for serial in serials}
     stats = {"received": 0, "filtered": 0}
     for serial, frame in iter_transmissions(fleet, start, start + window_s, gateways=serials):
@@ -76,13 +83,24 @@ def generate_batches(fleet, serials: list[str], start: float,
     for serial, by_kind in kept.items():
         frames = sorted(by_kind.values(), key=lambda f: f.rx_time)
         for i in range(0, len(frames), MAX_TELEGRAMS):
-            part = frames[i:i + MAX_TELEGRAMS]
-            uplinks.append((serial, build_envelope(serial=serial, seq=1 + i // MAX_TELEGRAMS, cfg=0, telegrams=part,
-                                                   status={"battery_pct": 97, "spool": len(frames)}), len(part)))
+            part = frames[i : i + MAX_TELEGRAMS]
+            uplinks.append(
+                (
+                    serial,
+                    build_envelope(
+                        serial=serial,
+                        seq=1 + i // MAX_TELEGRAMS,
+                        cfg=0,
+                        telegrams=part,
+                        status={"battery_pct": 97, "spool": len(frames)},
+                    ),
+                    len(part),
+                )
+            )
     return uplinks, stats
 
 
-_FLEET = None   # set before forking the generator processes (inherited, not pickled)
+_FLEET = None  # set before forking the generator processes (inherited, not pickled)
 
 
 def _generate_part(job: tuple[list[str], float, float]):
@@ -112,9 +130,16 @@ def _top_errors(database: str, n: int = 3) -> list[tuple[str, int]]:
     db = Database(database)
     try:
         with db.session() as s:
-            return [(str(e)[:160], c) for e, c in s.execute(
-                select(Telegram.error, func.count()).where(Telegram.state != "decoded")
-                .group_by(Telegram.error).order_by(func.count().desc()).limit(n))]
+            return [
+                (str(e)[:160], c)
+                for e, c in s.execute(
+                    select(Telegram.error, func.count())
+                    .where(Telegram.state != "decoded")
+                    .group_by(Telegram.error)
+                    .order_by(func.count().desc())
+                    .limit(n)
+                )
+            ]
     finally:
         db.dispose()
 
@@ -160,8 +185,11 @@ def _upload(base_url: str, bodies: list[tuple[str, bytes, int]], creds: dict[str
                     if not queue:
                         return
                     serial, body, _ = queue.pop()
-                r = client.post("/api/v1/uplink", content=body, headers={
-                    "Content-Type": "application/cbor", "Authorization": f"Bearer {creds[serial]}"})
+                r = client.post(
+                    "/api/v1/uplink",
+                    content=body,
+                    headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {creds[serial]}"},
+                )
                 if r.status_code != 200:
                     errors.append(f"{serial}: {r.status_code} {r.text[:200]}")
 
@@ -190,10 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     work = Path(tempfile.mkdtemp(prefix="omshub-fleet-bench-"))
     database = args.database or f"sqlite:///{(work / 'omshub.db').as_posix()}"
-    print(f"fleet benchmark: {args.meters:,} meters, {args.gateways:,} gateways, one {args.window_s:g} s listen "
-          f"window each; head-end `omshub serve` on {database.split('@')[-1].split(':')[0]} in {work}")
-    print("note: the gateways' daily batches are generated directly (simulator radio + the agent's filter, "
-          "dedup and build_envelope), not by running the agent loops")
+    print(
+        f"fleet benchmark: {args.meters:,} meters, {args.gateways:,} gateways, one {args.window_s:g} s listen "
+        f"window each; head-end `omshub serve` on {database.split('@')[-1].split(':')[0]} in {work}"
+    )
+    print(
+        "note: the gateways' daily batches are generated directly (simulator radio + the agent's filter, "
+        "dedup and build_envelope), not by running the agent loops"
+    )
     server = None
     try:
         t = time.perf_counter()
@@ -201,14 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         t_fleet = time.perf_counter() - t
 
         tenant = bootstrap_tenant(database, "bench")
-        server = ServeProcess(data_dir=work, port=free_port(), database=args.database,
-                              env={"OMSHUB_MASTER_KEY": MASTER_KEY}).start()
+        server = ServeProcess(
+            data_dir=work, port=free_port(), database=args.database, env={"OMSHUB_MASTER_KEY": MASTER_KEY}
+        ).start()
         api = HeadEnd(server.base_url, tenant.token, timeout_s=600)
         t = time.perf_counter()
         creds = _provision(api, fleet)
         t_setup = time.perf_counter() - t
 
-        start = (time.time() // DAY - 1) * DAY + 3600   # yesterday 01:00 UTC
+        start = (time.time() // DAY - 1) * DAY + 3600  # yesterday 01:00 UTC
         t = time.perf_counter()
         link_table(fleet)
         t_fleet += time.perf_counter() - t
@@ -218,9 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(n for _, _, n in bodies)
         wire = sum(len(b) for _, b, _ in bodies)
         print(f"fleet expanded in {t_fleet:.1f} s; API setup (gateways, {args.meters:,} meters, keys) {t_setup:.1f} s")
-        print(f"generation: {radio['received']:,} receptions -> {total:,} telegrams kept "
-              f"({radio['filtered']:,} dropped by the filters) in {len(bodies)} uplinks, {wire / 1e6:.1f} MB, "
-              f"{t_gen:.1f} s")
+        print(
+            f"generation: {radio['received']:,} receptions -> {total:,} telegrams kept "
+            f"({radio['filtered']:,} dropped by the filters) in {len(bodies)} uplinks, {wire / 1e6:.1f} MB, "
+            f"{t_gen:.1f} s"
+        )
 
         t_up0 = time.perf_counter()
         errors = _upload(server.base_url, bodies, creds, args.clients)
@@ -228,22 +263,31 @@ def main(argv: list[str] | None = None) -> int:
         if errors:
             print(f"{len(errors)} uplinks failed, e.g. {errors[0]}", file=sys.stderr)
             return 1
-        print(f"upload: {len(bodies)} uplinks, {total:,} telegrams acknowledged in {t_up:.1f} s "
-              f"= {total / t_up:,.0f} telegrams/s ingested ({args.clients} clients)")
+        print(
+            f"upload: {len(bodies)} uplinks, {total:,} telegrams acknowledged in {t_up:.1f} s "
+            f"= {total / t_up:,.0f} telegrams/s ingested ({args.clients} clients)"
+        )
 
         states = _wait_decoded(database, tenant.id, args.timeout)
         if states is None:
             return 1
         t_done = time.perf_counter() - t_up0
-        print(f"decode: all {total:,} telegrams processed {t_done - t_up:.1f} s after the last upload; "
-              f"{total / t_done:,.0f} telegrams/s from first upload to last decode")
+        print(
+            f"decode: all {total:,} telegrams processed {t_done - t_up:.1f} s after the last upload; "
+            f"{total / t_done:,.0f} telegrams/s from first upload to last decode"
+        )
         print("states: " + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())))
         if states.get("decoded", 0) < 0.9 * total:
-            print("WARNING: fewer than 90 % decoded — the decode figure does not measure real decoding; "
-                  "most frequent errors: " + "; ".join(f"{n} x {e}" for e, n in _top_errors(database)), file=sys.stderr)
+            print(
+                "WARNING: fewer than 90 % decoded — the decode figure does not measure real decoding; "
+                "most frequent errors: " + "; ".join(f"{n} x {e}" for e, n in _top_errors(database)),
+                file=sys.stderr,
+            )
         wall = t_gen + t_done
-        print(f"wall time (generation + upload + decode): {wall:.1f} s "
-              f"[generation {t_gen:.1f} s, upload {t_up:.1f} s, decode tail {t_done - t_up:.1f} s]")
+        print(
+            f"wall time (generation + upload + decode): {wall:.1f} s "
+            f"[generation {t_gen:.1f} s, upload {t_up:.1f} s, decode tail {t_done - t_up:.1f} s]"
+        )
         api.close()
         return 0
     finally:

@@ -59,15 +59,24 @@ from omshub.sim.battery import battery_from_settings
 from omshub.sim.linkemu import TcpProxy, UdpProxy
 
 T_DAY0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
-WINDOW_START = T_DAY0 + 2 * 3600      # the default collection window: 02:00, 900 s
+WINDOW_START = T_DAY0 + 2 * 3600  # the default collection window: 02:00, 900 s
 UPLINK_PATH = "/api/v1/uplink"
 
 
 # --- telegrams ---------------------------------------------------------------------------------
 
+
 def _record(quantity, unit, value, dif_vif, storage=0):
-    return {"quantity": quantity, "unit": unit, "value": value, "storage": storage, "tariff": 0,
-            "subunit": 0, "function": "instantaneous", "dif_vif": dif_vif}
+    return {
+        "quantity": quantity,
+        "unit": unit,
+        "value": value,
+        "storage": storage,
+        "tariff": 0,
+        "subunit": 0,
+        "function": "instantaneous",
+        "dif_vif": dif_vif,
+    }
 
 
 def heat_meter_frame(rng: random.Random, index: int) -> bytes:
@@ -75,23 +84,29 @@ def heat_meter_frame(rng: random.Random, index: int) -> bytes:
     values at storage 1, and 0-3 month-end values (so frames vary in length like a real fleet)."""
 
     energy = rng.randint(2_000, 60_000)
-    recs = [_record("energy", "kWh", float(energy), "0406"),
-            _record("volume", "m3", rng.randint(50_000, 900_000) / 1000, "0413"),
-            _record("power", "kW", rng.randint(0, 25_000) / 1000, "042b"),
-            _record("volume_flow", "m3/h", rng.randint(0, 1_500) / 1000, "043b"),
-            _record("flow_temperature", "°C", rng.randint(3_500, 7_500) / 100, "0259"),
-            _record("return_temperature", "°C", rng.randint(2_500, 4_500) / 100, "025d"),
-            _record("datetime", "", "2026-01-05T02:07", "046d"),
-            _record("error_flags", "", 0, "02fd17"),
-            _record("date", "", "2025-12-31", "426c", 1),
-            _record("energy", "kWh", float(energy - rng.randint(10, 400)), "4406", 1),
-            _record("volume", "m3", rng.randint(50_000, 900_000) / 1000, "4413", 1)]
+    recs = [
+        _record("energy", "kWh", float(energy), "0406"),
+        _record("volume", "m3", rng.randint(50_000, 900_000) / 1000, "0413"),
+        _record("power", "kW", rng.randint(0, 25_000) / 1000, "042b"),
+        _record("volume_flow", "m3/h", rng.randint(0, 1_500) / 1000, "043b"),
+        _record("flow_temperature", "°C", rng.randint(3_500, 7_500) / 100, "0259"),
+        _record("return_temperature", "°C", rng.randint(2_500, 4_500) / 100, "025d"),
+        _record("datetime", "", "2026-01-05T02:07", "046d"),
+        _record("error_flags", "", 0, "02fd17"),
+        _record("date", "", "2025-12-31", "426c", 1),
+        _record("energy", "kWh", float(energy - rng.randint(10, 400)), "4406", 1),
+        _record("volume", "m3", rng.randint(50_000, 900_000) / 1000, "4413", 1),
+    ]
     for n in range(index % 4):  # month-end energy values at storage 2..
         storage = 2 + n
         dif_vif = f"{0x84 | ((storage & 1) << 6):02x}{storage >> 1:02x}06"
         recs.append(_record("energy", "kWh", float(energy - 300 * (n + 1)), dif_vif, storage))
-    meter = {"manufacturer": rng.choice(["KAM", "DME", "EFE", "ITW"]), "id": f"{30_000_000 + index:08d}",
-             "version": rng.randint(1, 0x40), "device_type_code": 4}
+    meter = {
+        "manufacturer": rng.choice(["KAM", "DME", "EFE", "ITW"]),
+        "id": f"{30_000_000 + index:08d}",
+        "version": rng.randint(1, 0x40),
+        "device_type_code": 4,
+    }
     return encode_telegram(meter, recs, mode=5, key=rng.randbytes(16), access_number=rng.randrange(256))
 
 
@@ -102,12 +117,23 @@ def daily_batch(meters: int, seed: int = 1) -> list[ReceivedFrame]:
 
 
 def gateway_status(spool: int, heard: int) -> dict:
-    return {"battery_pct": 96, "battery_mv": 3580, "rssi": -97, "firmware": "omshub 0.1.0",
-            "uptime_s": 1_234_567, "spool": spool, "spool_full": False, "heard": heard, "filtered": 37,
-            "time": int(WINDOW_START + 5400), "next_contact": int(WINDOW_START + 5400 + 86_400)}
+    return {
+        "battery_pct": 96,
+        "battery_mv": 3580,
+        "rssi": -97,
+        "firmware": "omshub 0.1.0",
+        "uptime_s": 1_234_567,
+        "spool": spool,
+        "spool_full": False,
+        "heard": heard,
+        "filtered": 37,
+        "time": int(WINDOW_START + 5400),
+        "next_contact": int(WINDOW_START + 5400 + 86_400),
+    }
 
 
 # --- the head-end (child process) ----------------------------------------------------------------
+
 
 def make_database(directory: Path, gateways: dict[str, str]) -> str:
     url = f"sqlite:///{directory / 'headend.sqlite3'}"
@@ -119,8 +145,15 @@ def make_database(directory: Path, gateways: dict[str, str]) -> str:
         s.add(tenant)
         s.flush()
         for serial, credential in gateways.items():
-            s.add(Gateway(tenant_id=tenant.id, serial=serial, name=serial,
-                          credential_hash=hash_secret(credential), created_at=now))
+            s.add(
+                Gateway(
+                    tenant_id=tenant.id,
+                    serial=serial,
+                    name=serial,
+                    credential_hash=hash_secret(credential),
+                    created_at=now,
+                )
+            )
     db.dispose()
     return url
 
@@ -129,22 +162,27 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omshub-bench")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     certfile, keyfile = directory / "cert.pem", directory / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return certfile, keyfile
 
 
-def serve_headend(db_url: str, ports: dict, certfile: str, keyfile: str, broker: str | None,
-                  ready, stop) -> None:
+def serve_headend(db_url: str, ports: dict, certfile: str, keyfile: str, broker: str | None, ready, stop) -> None:
     """Child process: the head-end's uplink endpoints over one database."""
 
     logging.basicConfig(level=logging.WARNING)
@@ -164,9 +202,19 @@ def serve_headend(db_url: str, ports: dict, certfile: str, keyfile: str, broker:
         app = FastAPI()
         app.include_router(router)
         app.state.db = db
-        servers = [uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=ports["http"], log_level="warning")),
-                   uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=ports["https"], log_level="warning",
-                                                 ssl_certfile=certfile, ssl_keyfile=keyfile))]
+        servers = [
+            uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=ports["http"], log_level="warning")),
+            uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host="127.0.0.1",
+                    port=ports["https"],
+                    log_level="warning",
+                    ssl_certfile=certfile,
+                    ssl_keyfile=keyfile,
+                )
+            ),
+        ]
         for server in servers:
             server.install_signal_handlers = lambda: None  # only the parent stops us
         tasks = [asyncio.create_task(server.serve()) for server in servers]
@@ -199,6 +247,7 @@ def free_port(kind: int) -> int:
 
 # --- bytes on the wire ----------------------------------------------------------------------------
 
+
 @dataclass
 class WireResult:
     transport: str
@@ -215,14 +264,20 @@ class WireResult:
         return self.up + self.down
 
 
-async def one_uplink(name: str, transport, proxy, serial: str, credential: str, batch: list[ReceivedFrame],
-                     note: str = "") -> WireResult:
+async def one_uplink(
+    name: str, transport, proxy, serial: str, credential: str, batch: list[ReceivedFrame], note: str = ""
+) -> WireResult:
 
     await proxy.start()
     try:
-        body = build_envelope(serial=serial, seq=1, cfg=0, telegrams=batch,
-                              status=gateway_status(len(batch), len(batch)),
-                              cred=credential if transport.cred_in_envelope else None)
+        body = build_envelope(
+            serial=serial,
+            seq=1,
+            cfg=0,
+            telegrams=batch,
+            status=gateway_status(len(batch), len(batch)),
+            cred=credential if transport.cred_in_envelope else None,
+        )
         answer = parse_response(await transport.send(body, "application/cbor"))
         await transport.close()
         await asyncio.sleep(0.3)  # let the close (FIN, DISCONNECT) and any late ACK pass the proxy
@@ -232,45 +287,87 @@ async def one_uplink(name: str, transport, proxy, serial: str, credential: str, 
         raise RuntimeError(f"{name}: unexpected answer {answer}")
     s = proxy.stats
     kind = "datagrams" if name == "CoAP" else "reads"
-    return WireResult(name, len(batch), sum(len(f.raw) for f in batch), len(body), s.bytes_up, s.bytes_down,
-                      f"{s.packets_up}/{s.packets_down} {kind}", note)
+    return WireResult(
+        name,
+        len(batch),
+        sum(len(f.raw) for f in batch),
+        len(body),
+        s.bytes_up,
+        s.bytes_down,
+        f"{s.packets_up}/{s.packets_down} {kind}",
+        note,
+    )
 
 
-async def measure_wire(batch: list[ReceivedFrame], ports: dict, creds: dict[str, str], certfile: Path,
-                       broker: str | None) -> list[WireResult]:
+async def measure_wire(
+    batch: list[ReceivedFrame], ports: dict, creds: dict[str, str], certfile: Path, broker: str | None
+) -> list[WireResult]:
 
     results = []
     proxy = TcpProxy(("127.0.0.1", ports["http"]))
     await proxy.start()
     await proxy.stop()  # learn a port; the proxy restarts on it below
     proxy = TcpProxy(("127.0.0.1", ports["http"]), port=proxy.port)
-    results.append(await one_uplink(
-        "HTTP", HttpsTransport(f"http://127.0.0.1:{proxy.port}", creds["GW-HTTP01"]), proxy,
-        "GW-HTTP01", creds["GW-HTTP01"], batch, "plain TCP, no TLS"))
+    results.append(
+        await one_uplink(
+            "HTTP",
+            HttpsTransport(f"http://127.0.0.1:{proxy.port}", creds["GW-HTTP01"]),
+            proxy,
+            "GW-HTTP01",
+            creds["GW-HTTP01"],
+            batch,
+            "plain TCP, no TLS",
+        )
+    )
 
     port = free_port(socket.SOCK_STREAM)
     proxy = TcpProxy(("127.0.0.1", ports["https"]), port=port)
-    results.append(await one_uplink(
-        "HTTPS", HttpsTransport(f"https://127.0.0.1:{port}", creds["GW-TLS001"], verify=str(certfile)),
-        proxy, "GW-TLS001", creds["GW-TLS001"], batch, "TLS 1.3 incl. handshake (ECDSA P-256 cert)"))
+    results.append(
+        await one_uplink(
+            "HTTPS",
+            HttpsTransport(f"https://127.0.0.1:{port}", creds["GW-TLS001"], verify=str(certfile)),
+            proxy,
+            "GW-TLS001",
+            creds["GW-TLS001"],
+            batch,
+            "TLS 1.3 incl. handshake (ECDSA P-256 cert)",
+        )
+    )
 
     port = free_port(socket.SOCK_DGRAM)
     proxy = UdpProxy(("127.0.0.1", ports["coap"]), port=port)
-    results.append(await one_uplink(
-        "CoAP", CoapTransport(f"coap://127.0.0.1:{port}/u", timeout_s=60), proxy,
-        "GW-COAP01", creds["GW-COAP01"], batch, "UDP, no DTLS; Block1 of 1,024 B"))
+    results.append(
+        await one_uplink(
+            "CoAP",
+            CoapTransport(f"coap://127.0.0.1:{port}/u", timeout_s=60),
+            proxy,
+            "GW-COAP01",
+            creds["GW-COAP01"],
+            batch,
+            "UDP, no DTLS; Block1 of 1,024 B",
+        )
+    )
 
     if broker:
         address = parse_broker_url(broker)
         port = free_port(socket.SOCK_STREAM)
         proxy = TcpProxy((address.host, address.port), port=port)
-        results.append(await one_uplink(
-            "MQTT", MqttTransport(f"127.0.0.1:{port}", "GW-MQTT01", timeout_s=60), proxy,
-            "GW-MQTT01", creds["GW-MQTT01"], batch, "3.1.1, QoS 1, plain TCP; CONNECT..DISCONNECT"))
+        results.append(
+            await one_uplink(
+                "MQTT",
+                MqttTransport(f"127.0.0.1:{port}", "GW-MQTT01", timeout_s=60),
+                proxy,
+                "GW-MQTT01",
+                creds["GW-MQTT01"],
+                batch,
+                "3.1.1, QoS 1, plain TCP; CONNECT..DISCONNECT",
+            )
+        )
     return results
 
 
 # --- the gateway agent ------------------------------------------------------------------------------
+
 
 class FleetRadio:
     """In-memory radio: each meter transmits its frame every ``interval_s`` (T1 heat meters)."""
@@ -298,22 +395,35 @@ class FleetRadio:
         return None
 
 
-async def run_agent(state_dir: Path, serial: str, credential: str, coap_port: int, frames: list[bytes],
-                    days: int):
+async def run_agent(state_dir: Path, serial: str, credential: str, coap_port: int, frames: list[bytes], days: int):
     """Run the real agent for ``days`` simulated days (a 02:00 window and a 03:30 upload each)."""
     clock = SimClock(T_DAY0, 0)  # jump time: the agent never waits for real
-    settings = settings_from_dict({
-        "serial": serial, "credential": credential, "server": f"coap://127.0.0.1:{coap_port}/u",
-        "transport": "coap", "source": "hexfile:/unused", "state_dir": str(state_dir),
-        "uplink": {"contact_on_start": False},
-        "config": {"timezone": "UTC", "spread_s": 0,
-                   "collection": [{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"],
-                                   "max_telegrams": 5000}],
-                   "upload": {"cron": "0 30 3 * * *", "max_batch": 5000}}})
+    settings = settings_from_dict(
+        {
+            "serial": serial,
+            "credential": credential,
+            "server": f"coap://127.0.0.1:{coap_port}/u",
+            "transport": "coap",
+            "source": "hexfile:/unused",
+            "state_dir": str(state_dir),
+            "uplink": {"contact_on_start": False},
+            "config": {
+                "timezone": "UTC",
+                "spread_s": 0,
+                "collection": [{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"], "max_telegrams": 5000}],
+                "upload": {"cron": "0 30 3 * * *", "max_batch": 5000},
+            },
+        }
+    )
     radio = FleetRadio(clock, frames)
-    agent = Agent(settings, clock=clock, source=radio,
-                  transport=CoapTransport(f"coap://127.0.0.1:{coap_port}/u", timeout_s=60),
-                  rng=random.Random(1), battery=battery_from_settings(settings.battery))
+    agent = Agent(
+        settings,
+        clock=clock,
+        source=radio,
+        transport=CoapTransport(f"coap://127.0.0.1:{coap_port}/u", timeout_s=60),
+        rng=random.Random(1),
+        battery=battery_from_settings(settings.battery),
+    )
     try:
         await agent.run(until=T_DAY0 + days * 86_400)
     finally:
@@ -327,22 +437,25 @@ def stored_for(db_url: str, serial: str) -> int:
     db = Database(db_url)
     try:
         with db.session() as s:
-            return s.scalar(select(func.count(Telegram.id)).join(Gateway, Gateway.id == Telegram.gateway_id)
-                            .where(Gateway.serial == serial))
+            return s.scalar(
+                select(func.count(Telegram.id))
+                .join(Gateway, Gateway.id == Telegram.gateway_id)
+                .where(Gateway.serial == serial)
+            )
     finally:
         db.dispose()
 
 
-async def measure_agent(frames: list[bytes], coap_port: int, creds: dict[str, str], telegrams: int,
-                        workdir: Path) -> dict:
+async def measure_agent(
+    frames: list[bytes], coap_port: int, creds: dict[str, str], telegrams: int, workdir: Path
+) -> dict:
 
     days = max(1, math.ceil(telegrams / len(frames)))
     out: dict = {"days": days, "meters": len(frames)}
     # CPU without tracemalloc (it slows allocation down several times)
 
     r0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    out["received"] = await run_agent(workdir / "agent-cpu", "GW-AGENT1", creds["GW-AGENT1"], coap_port,
-                                      frames, days)
+    out["received"] = await run_agent(workdir / "agent-cpu", "GW-AGENT1", creds["GW-AGENT1"], coap_port, frames, days)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     out["user_s"], out["sys_s"] = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
     out["cpu_s"], out["wall_s"] = out["user_s"] + out["sys_s"], time.perf_counter() - wall0
@@ -358,19 +471,26 @@ async def measure_agent(frames: list[bytes], coap_port: int, creds: dict[str, st
 
 # --- main ---------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.uplink", description=__doc__.split("\n")[0])
     parser.add_argument("--meters", type=int, default=250, help="telegrams in the daily batch (default 250)")
-    parser.add_argument("--agent-telegrams", type=int, default=1000,
-                        help="telegrams the agent uploads in the CPU/memory run (default 1000; 0 skips it)")
-    parser.add_argument("--broker", default=os.environ.get("OMSHUB_TEST_MQTT", "127.0.0.1:1883"),
-                        help="MQTT broker host:port ('' skips MQTT); default $OMSHUB_TEST_MQTT or 127.0.0.1:1883")
+    parser.add_argument(
+        "--agent-telegrams",
+        type=int,
+        default=1000,
+        help="telegrams the agent uploads in the CPU/memory run (default 1000; 0 skips it)",
+    )
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("OMSHUB_TEST_MQTT", "127.0.0.1:1883"),
+        help="MQTT broker host:port ('' skips MQTT); default $OMSHUB_TEST_MQTT or 127.0.0.1:1883",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.meters <= 5000:
         parser.error("--meters must be 1..5000 (an uplink carries at most 5,000 telegrams)")
     if not 0 <= args.agent_telegrams <= 100_000:
         parser.error("--agent-telegrams must be 0..100000")
-
 
     broker = args.broker or None
     if broker:
@@ -388,12 +508,16 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         db_url = make_database(workdir, creds)
         certfile, keyfile = self_signed_cert(workdir)
-        ports = {"http": free_port(socket.SOCK_STREAM), "https": free_port(socket.SOCK_STREAM),
-                 "coap": free_port(socket.SOCK_DGRAM)}
+        ports = {
+            "http": free_port(socket.SOCK_STREAM),
+            "https": free_port(socket.SOCK_STREAM),
+            "coap": free_port(socket.SOCK_DGRAM),
+        }
         ctx = mp.get_context("spawn")
         ready, stop = ctx.Event(), ctx.Event()
-        child = ctx.Process(target=serve_headend, daemon=True,
-                            args=(db_url, ports, str(certfile), str(keyfile), broker, ready, stop))
+        child = ctx.Process(
+            target=serve_headend, daemon=True, args=(db_url, ports, str(certfile), str(keyfile), broker, ready, stop)
+        )
         child.start()
         try:
             if not ready.wait(60):
@@ -416,38 +540,52 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(batch: list[ReceivedFrame], wire: list[WireResult], agent: dict | None) -> None:
     sizes = [len(f.raw) for f in batch]
-    print(f"daily batch: {len(batch)} heat-meter telegrams, security mode 5, built with "
-          f"omshub.codec.encode_telegram (no CRCs), {min(sizes)}-{max(sizes)} bytes, "
-          f"mean {sum(sizes) / len(sizes):.1f}")
+    print(
+        f"daily batch: {len(batch)} heat-meter telegrams, security mode 5, built with "
+        f"omshub.codec.encode_telegram (no CRCs), {min(sizes)}-{max(sizes)} bytes, "
+        f"mean {sum(sizes) / len(sizes):.1f}"
+    )
     print("bytes on the wire = payload above UDP/TCP, both directions, whole exchange (IP/UDP/TCP headers excluded)")
     print()
-    head = (f"{'transport':<10}{'body B':>9}{'up B':>9}{'down B':>8}{'total B':>9}{'B/telegram':>12}"
-            f"{'raw B/tel':>11}{'overhead':>10}  {'packets':<22}notes")
+    head = (
+        f"{'transport':<10}{'body B':>9}{'up B':>9}{'down B':>8}{'total B':>9}{'B/telegram':>12}"
+        f"{'raw B/tel':>11}{'overhead':>10}  {'packets':<22}notes"
+    )
     print(head)
     print("-" * len(head))
     for r in wire:
         per = r.total / r.telegrams
         raw_per = r.raw / r.telegrams
-        print(f"{r.transport:<10}{r.body:>9,}{r.up:>9,}{r.down:>8,}{r.total:>9,}{per:>12.1f}{raw_per:>11.1f}"
-              f"{(r.total - r.raw) / r.raw:>10.1%}  {r.packets:<22}{r.note}")
+        print(
+            f"{r.transport:<10}{r.body:>9,}{r.up:>9,}{r.down:>8,}{r.total:>9,}{per:>12.1f}{raw_per:>11.1f}"
+            f"{(r.total - r.raw) / r.raw:>10.1%}  {r.packets:<22}{r.note}"
+        )
     coap = next((r for r in wire if r.transport == "CoAP"), None)
     if coap is not None:
         datagrams = sum(int(x) for x in coap.packets.split()[0].split("/"))
         with_ip = coap.total + 28 * datagrams
-        print(f"\nCoAP incl. IPv4+UDP headers (28 B x {datagrams} datagrams): {with_ip:,} B, "
-              f"{with_ip / coap.telegrams:.1f} B/telegram, overhead {(with_ip - coap.raw) / coap.raw:.1%}")
-        print(f"CoAP target (< 10 % overhead for a daily batch of 250 meters): "
-              f"{'met' if (coap.total - coap.raw) / coap.raw < 0.10 else 'NOT met'}")
+        print(
+            f"\nCoAP incl. IPv4+UDP headers (28 B x {datagrams} datagrams): {with_ip:,} B, "
+            f"{with_ip / coap.telegrams:.1f} B/telegram, overhead {(with_ip - coap.raw) / coap.raw:.1%}"
+        )
+        print(
+            f"CoAP target (< 10 % overhead for a daily batch of 250 meters): "
+            f"{'met' if (coap.total - coap.raw) / coap.raw < 0.10 else 'NOT met'}"
+        )
     if agent is not None:
         n = agent["telegrams"]
-        print(f"\ngateway agent (omshub.gateway.agent.Agent: collect from an in-memory radio of {agent['meters']} "
-              f"T1 meters every 128 s, SQLite spool, envelope, CoAP send, ack) over {agent['days']} simulated days:")
+        print(
+            f"\ngateway agent (omshub.gateway.agent.Agent: collect from an in-memory radio of {agent['meters']} "
+            f"T1 meters every 128 s, SQLite spool, envelope, CoAP send, ack) over {agent['days']} simulated days:"
+        )
         print(f"  telegrams received {agent['received']:,}, uploaded and acknowledged {n:,}")
         if n:
             per = 1000 / n * 1000
-            print(f"  CPU time: {agent['cpu_s'] * per:.0f} ms per 1,000 telegrams (user {agent['user_s'] * per:.0f}, "
-                  f"system {agent['sys_s'] * per:.0f}); "
-                  f"wall {agent['wall_s']:.2f} s in total")
+            print(
+                f"  CPU time: {agent['cpu_s'] * per:.0f} ms per 1,000 telegrams (user {agent['user_s'] * per:.0f}, "
+                f"system {agent['sys_s'] * per:.0f}); "
+                f"wall {agent['wall_s']:.2f} s in total"
+            )
         print(f"  peak Python heap (tracemalloc): {agent['peak_bytes'] / 1e6:.1f} MB")
 
 

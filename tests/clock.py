@@ -12,16 +12,16 @@ whatever today is.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
+UTC = UTC
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = 86_400
 
 # Named days (noon UTC unless a switch is the point).
-WINTER = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)          # CET, UTC+1
-SUMMER = datetime(2026, 7, 15, 12, 0, tzinfo=UTC)          # CEST, UTC+2
+WINTER = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)  # CET, UTC+1
+SUMMER = datetime(2026, 7, 15, 12, 0, tzinfo=UTC)  # CEST, UTC+2
 # 2026-03-29: at 01:00 UTC local time jumps 02:00 CET -> 03:00 CEST (02:xx local does not exist)
 DST_SPRING = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
 # 2026-10-25: at 01:00 UTC local time falls back 03:00 CEST -> 02:00 CET (02:xx local happens twice)

@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("ci", max_examples=300, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)
 # the fast lane (scripts/test --fast): every property still runs, on fewer examples
-settings.register_profile("fast", max_examples=25, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # `HYPOTHESIS_PROFILE=fuzz pytest tests/codec tests/cloud -k fuzz` is the dedicated long fuzz run.
-settings.register_profile("fuzz", max_examples=100_000, deadline=None,
-                          suppress_health_check=list(HealthCheck))
+settings.register_profile("fuzz", max_examples=100_000, deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,4 +42,3 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.subprocess)
         if fixtures & _BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)
-

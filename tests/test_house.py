@@ -2,8 +2,9 @@
 
 Data flows one way and imports follow it:
 
-    times  <-  codec (with its drivers)  <-  protocol  <-  gateway
-                                                      <-  cloud: domain <- store <- ingest <- decode <- services <- api <- web <- app
+    times <- codec (with its drivers) <- protocol <- gateway
+                                                <- cloud: domain <- store <- ingest <- decode
+                                                          <- services <- api <- web <- app
     sim may import gateway (it plays the radio a gateway hears); nothing in gateway or cloud imports sim,
     cloud never imports gateway; demo, commands and cli sit on top.
 
@@ -183,7 +184,9 @@ def test_no_function_over_80_lines():
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
-@pytest.mark.parametrize("needle", ["brief §", "oms-protocol.md", "billing-domain.md", "manufacturers.md", "../shared/docs"])
+@pytest.mark.parametrize(
+    "needle", ["brief §", "oms-protocol.md", "billing-domain.md", "manufacturers.md", "../shared/docs"]
+)
 def test_comments_cite_only_the_projects_own_docs(needle):
     citing = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if needle in p.read_text(encoding="utf-8")]
     assert not citing, f"cite docs/ of this repository instead: {citing}"

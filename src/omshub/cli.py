@@ -16,7 +16,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """omshub: remote reading of OMS / wireless M-Bus meters."""

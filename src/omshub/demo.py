@@ -35,13 +35,15 @@ class DemoError(Exception):
 
 # --- head-end ------------------------------------------------------------------------------------
 
+
 class HeadEnd:
     """The head-end's REST API with a Bearer token."""
 
     def __init__(self, base_url: str, token: str, *, timeout_s: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout_s,
-                                   headers={"Authorization": f"Bearer {token}"})
+        self.client = httpx.Client(
+            base_url=self.base_url, timeout=timeout_s, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -60,12 +62,12 @@ class HeadEnd:
         return body["id"], body["credential"]
 
     def import_meters(self, csv_text: str) -> dict:
-        return self.call("POST", "/api/v1/meters/import", content=csv_text.encode(),
-                         headers={"Content-Type": "text/csv"})
+        return self.call(
+            "POST", "/api/v1/meters/import", content=csv_text.encode(), headers={"Content-Type": "text/csv"}
+        )
 
     def import_keys(self, csv_text: str) -> dict:
-        return self.call("POST", "/api/v1/keys/import", content=csv_text.encode(),
-                         headers={"Content-Type": "text/csv"})
+        return self.call("POST", "/api/v1/keys/import", content=csv_text.encode(), headers={"Content-Type": "text/csv"})
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,15 @@ class Tenant:
     token: str
 
 
-def bootstrap_tenant(database_url: str, slug: str, *, username: str | None = None,
-                     password: str | None = None) -> Tenant:
+def bootstrap_tenant(
+    database_url: str, slug: str, *, username: str | None = None, password: str | None = None
+) -> Tenant:
     """Create tenant ``slug`` with an admin API token (and an admin user when ``username`` is given)."""
     # lazy: start-up cost — the head-end's modules take ~1 s to import (python -X importtime); only
     # the steps that touch its database import them, not the agents' and the HTTP client's
     from omshub.cloud.services.accounts import create_api_token, create_tenant, create_user
     from omshub.cloud.store.database import Database
+
     db = Database(database_url)
     try:
         db.migrate()
@@ -117,9 +121,20 @@ def provision(headend: HeadEnd, fleet) -> dict[str, ProvisionedGateway]:
 
 # --- gateways --------------------------------------------------------------------------------------
 
-def gateway_config(fleet, serial: str, *, timezone: str = "Europe/Berlin", spread_s: int = 1800,
-                   window_cron: str = "0 0 2 * * *", window_s: int = 900, upload_cron: str = "0 30 3 * * *",
-                   version: int = 0, max_batch: int = 5000, filter_mode: str = "blacklist") -> dict:
+
+def gateway_config(
+    fleet,
+    serial: str,
+    *,
+    timezone: str = "Europe/Berlin",
+    spread_s: int = 1800,
+    window_cron: str = "0 0 2 * * *",
+    window_s: int = 900,
+    upload_cron: str = "0 30 3 * * *",
+    version: int = 0,
+    max_batch: int = 5000,
+    filter_mode: str = "blacklist",
+) -> dict:
     """A daily listen window for the link modes of the gateway's meters and a daily upload.
 
     ``filter_mode="blacklist"`` lists the other meters the gateway can hear (neighbours' meters) and
@@ -129,6 +144,7 @@ def gateway_config(fleet, serial: str, *, timezone: str = "Europe/Berlin", sprea
     """
     from omshub.protocol.config import MAX_METERS
     from omshub.sim.radio import link_table
+
     own = fleet.meters_of(serial)
     if filter_mode == "whitelist":
         listed = own
@@ -140,41 +156,92 @@ def gateway_config(fleet, serial: str, *, timezone: str = "Europe/Berlin", sprea
     if len(listed) > MAX_METERS:
         raise DemoError(f"gateway {serial} would list {len(listed)} meters in its filter; at most {MAX_METERS}")
     modes = sorted({m.link_mode for m in own}) or ["T1", "C1"]
-    return {"version": version, "timezone": timezone, "spread_s": spread_s, "keep": "newest_per_kind",
-            "collection": [{"cron": window_cron, "duration_s": window_s, "link_modes": modes,
-                            "max_telegrams": 5000}],
-            "upload": {"cron": upload_cron, "max_batch": max_batch},
-            "filters": {"mode": filter_mode,
-                        "meters": [{"manufacturer": m.manufacturer, "id": m.id} for m in listed]}}
+    return {
+        "version": version,
+        "timezone": timezone,
+        "spread_s": spread_s,
+        "keep": "newest_per_kind",
+        "collection": [{"cron": window_cron, "duration_s": window_s, "link_modes": modes, "max_telegrams": 5000}],
+        "upload": {"cron": upload_cron, "max_batch": max_batch},
+        "filters": {"mode": filter_mode, "meters": [{"manufacturer": m.manufacturer, "id": m.id} for m in listed]},
+    }
 
 
-def gateway_settings(serial: str, credential: str, *, server: str, transport: str, state_dir: Path,
-                     config: dict, source: str = "sim:unused", timeout_s: float = 30.0,
-                     retry_base_s: float = 300.0, retry_max_s: float = 6 * 3600.0, mqtt_options: dict | None = None):
+def gateway_settings(
+    serial: str,
+    credential: str,
+    *,
+    server: str,
+    transport: str,
+    state_dir: Path,
+    config: dict,
+    source: str = "sim:unused",
+    timeout_s: float = 30.0,
+    retry_base_s: float = 300.0,
+    retry_max_s: float = 6 * 3600.0,
+    mqtt_options: dict | None = None,
+):
     from omshub.gateway.settings import settings_from_dict
-    return settings_from_dict({
-        "serial": serial, "credential": credential, "server": server, "transport": transport,
-        "source": source, "state_dir": str(state_dir), "log_level": "warning",
-        "uplink": {"timeout_s": timeout_s, "retry_base_s": retry_base_s, "retry_max_s": retry_max_s,
-                   "options": mqtt_options or {}},
-        "spool": {"synchronous": "normal"}, "config": config})
+
+    return settings_from_dict(
+        {
+            "serial": serial,
+            "credential": credential,
+            "server": server,
+            "transport": transport,
+            "source": source,
+            "state_dir": str(state_dir),
+            "log_level": "warning",
+            "uplink": {
+                "timeout_s": timeout_s,
+                "retry_base_s": retry_base_s,
+                "retry_max_s": retry_max_s,
+                "options": mqtt_options or {},
+            },
+            "spool": {"synchronous": "normal"},
+            "config": config,
+        }
+    )
 
 
-def make_agent(fleet, serial: str, credential: str, *, server: str, state_dir: Path, clock,
-               transport: str = "https", config: dict | None = None, wrap=None, seed: int = 0,
-               timeout_s: float = 30.0):
+def make_agent(
+    fleet,
+    serial: str,
+    credential: str,
+    *,
+    server: str,
+    state_dir: Path,
+    clock,
+    transport: str = "https",
+    config: dict | None = None,
+    wrap=None,
+    seed: int = 0,
+    timeout_s: float = 30.0,
+):
     """A gateway agent on the simulated radio of ``serial``; ``wrap(transport) -> transport``
     may put a recorder or an emulated link around the real transport."""
     from omshub.gateway.agent import Agent, make_transport
     from omshub.sim.battery import battery_from_settings
     from omshub.sim.radio import SimRadio
-    settings = gateway_settings(serial, credential, server=server, transport=transport, state_dir=state_dir,
-                                config=config if config is not None else gateway_config(fleet, serial),
-                                timeout_s=timeout_s)
+
+    settings = gateway_settings(
+        serial,
+        credential,
+        server=server,
+        transport=transport,
+        state_dir=state_dir,
+        config=config if config is not None else gateway_config(fleet, serial),
+        timeout_s=timeout_s,
+    )
     inner = make_transport(settings)
-    return Agent(settings, clock=clock, source=SimRadio(fleet, serial, clock),
-                 transport=wrap(inner) if wrap else inner, rng=random.Random(seed),
-                 battery=battery_from_settings(settings.battery))
+    return Agent(
+        settings,
+        clock=clock,
+        source=SimRadio(fleet, serial, clock),
+        transport=wrap(inner) if wrap else inner,
+        rng=random.Random(seed),
+        battery=battery_from_settings(settings.battery),
+    )
 
 
 def telegrams_in(body: bytes) -> int:
@@ -210,11 +277,12 @@ class CountingTransport:
 
     async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
         from omshub.protocol.envelope import parse_response
+
         sending = asyncio.ensure_future(self.inner.send(body, content_type))
         try:
             if self.hold is not None:
                 while not sending.done():
-                    await asyncio.sleep(0)   # a runnable task: the jump clock does not advance
+                    await asyncio.sleep(0)  # a runnable task: the jump clock does not advance
             answer = await sending
         except BaseException:
             sending.cancel()
@@ -235,9 +303,10 @@ class CountingTransport:
 
 # --- the head-end process ----------------------------------------------------------------------------
 
+
 def port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn: TIME_WAIT is no obstacle
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no obstacle
         try:
             s.bind((host, port))
         except OSError:
@@ -254,9 +323,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServeProcess:
     """`omshub serve` in a subprocess, its output in ``log_path``."""
 
-    def __init__(self, *, data_dir: Path, host: str = "127.0.0.1", port: int = 8080,
-                 database: str | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        database: str | None = None,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir, self.host, self.port = Path(data_dir), host, port
         self.database = database
         self.extra_args = extra_args or []
@@ -272,13 +348,27 @@ class ServeProcess:
 
     def start(self, timeout_s: float = 90.0) -> ServeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "omshub", "serve", "--host", self.host, "--port", str(self.port),
-                "--data-dir", str(self.data_dir), "--log-level", "warning", *self.extra_args]
+        args = [
+            sys.executable,
+            "-m",
+            "omshub",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--log-level",
+            "warning",
+            *self.extra_args,
+        ]
         if self.database:
             args += ["--database", self.database]
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **self.env}, start_new_session=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the server writes to it until stop() closes it
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -318,6 +408,7 @@ def telegram_states(database_url: str, tenant_id: int | None = None, _cache: dic
 
     from omshub.cloud.store.database import Database
     from omshub.cloud.store.models import Telegram
+
     db = _cache.get(database_url)
     if db is None:
         db = _cache[database_url] = Database(database_url)
@@ -325,7 +416,7 @@ def telegram_states(database_url: str, tenant_id: int | None = None, _cache: dic
     if tenant_id is not None:
         stmt = stmt.where(Telegram.tenant_id == tenant_id)
     with db.session() as s:
-        return {state: n for state, n in s.execute(stmt)}
+        return dict(s.execute(stmt))
 
 
 # --- the demo run ------------------------------------------------------------------------------------
@@ -339,7 +430,7 @@ class DemoOptions:
     gateways: int = 20
     meters: int = 1000
     days: float = 28.0
-    speed: float = 0.0               # simulated seconds per real second; 0 = as fast as possible
+    speed: float = 0.0  # simulated seconds per real second; 0 = as fast as possible
     host: str = "127.0.0.1"
     port: int = 8080
     seed: int = 1
@@ -350,6 +441,7 @@ class DemoOptions:
 @dataclass
 class FleetProgress:
     """Counters the progress display shows (updated by :func:`run_fleet`)."""
+
     agents: list
     counters: list
     start: float
@@ -396,6 +488,7 @@ def prepare_fleet(opts: DemoOptions):
     """Write the fleet file (and its key and meter files, for reference) into the data directory."""
     from omshub.sim.fleet import load_fleet
     from omshub.sim.generate import generate_fleet_toml
+
     path = opts.data_dir / "fleet.toml"
     path.write_text(generate_fleet_toml(opts.gateways, opts.meters, seed=opts.seed, name="demo"), encoding="utf-8")
     fleet = load_fleet(path)
@@ -412,14 +505,27 @@ def demo_agents(fleet, gateways: dict[str, ProvisionedGateway], *, server: str, 
     for i, (serial, gw) in enumerate(gateways.items()):
         try:
             cfg = gateway_config(fleet, serial)
-        except DemoError:      # too many neighbours to blacklist: list the gateway's own meters
+        except DemoError:  # too many neighbours to blacklist: list the gateway's own meters
             cfg = gateway_config(fleet, serial, filter_mode="whitelist")
         counter: list[CountingTransport] = []
 
         def wrap(inner, counter=counter):
             counter.append(CountingTransport(inner, hold=clock))
             return counter[0]
-        agents.append(make_agent(fleet, serial, gw.credential, server=server, state_dir=state_root / serial,
-                                 clock=clock, config=cfg, wrap=wrap, seed=i, timeout_s=60))
+
+        agents.append(
+            make_agent(
+                fleet,
+                serial,
+                gw.credential,
+                server=server,
+                state_dir=state_root / serial,
+                clock=clock,
+                config=cfg,
+                wrap=wrap,
+                seed=i,
+                timeout_s=60,
+            )
+        )
         counters.append(counter[0])
     return agents, counters

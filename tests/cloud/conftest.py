@@ -32,6 +32,7 @@ def pytest_configure(config):
     # starlette's TestClient nags about httpx (still what FastAPI documents); not our concern here
     config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
 
+
 MASTER_KEY_HEX = "5a" * 32
 KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 _counter = itertools.count(1)
@@ -43,12 +44,14 @@ def _unique(prefix: str) -> str:
 
 # --- database ---
 
+
 def _postgres_admin_url() -> str:
     return os.environ.get("OMSHUB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _pg_connect(url: str):
     import psycopg
+
     return psycopg.connect(url, autocommit=True, connect_timeout=5)
 
 
@@ -62,7 +65,7 @@ def database_url(tmp_path_factory) -> str:
     admin = _postgres_admin_url()
     try:
         conn = _pg_connect(admin)
-    except Exception as exc:  # noqa: BLE001 - any connection problem means: skip
+    except Exception as exc:
         pytest.skip(f"PostgreSQL not reachable at {admin}: {exc}")
     name = "omshub_test_" + uuid.uuid4().hex[:12]
     with conn:
@@ -81,6 +84,7 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def settings(database_url, data_dir):
     from omshub.cloud.settings import load_settings
+
     return load_settings(None, environ={}, database=database_url, data_dir=str(data_dir), master_key=MASTER_KEY_HEX)
 
 
@@ -88,6 +92,7 @@ def settings(database_url, data_dir):
 def db(database_url):
     """The migrated Database of this module."""
     from omshub.cloud.store.database import Database
+
     database = Database(database_url)
     database.migrate()
     yield database
@@ -106,6 +111,7 @@ def s(db):
 @pytest.fixture(scope="module")
 def keystore():
     from omshub.cloud.store.keystore import KeyStore
+
     return KeyStore(bytes.fromhex(MASTER_KEY_HEX))
 
 
@@ -113,12 +119,14 @@ def keystore():
 def app(settings, db, keystore):
     """The FastAPI app without background workers (tests drive the pipeline: `app.state.pipeline`)."""
     from omshub.cloud.app import create_app
+
     return create_app(settings, db=db, keystore=keystore, workers=False)
 
 
 @pytest.fixture(scope="module")
 def client(app):
     from fastapi.testclient import TestClient
+
     with TestClient(app) as test_client:
         yield test_client
 
@@ -130,25 +138,65 @@ def pipeline(app):
 
 # --- telegrams ---
 
-def encode(meter_id: str = "12345678", records: list[dict] | None = None, *, manufacturer: str = "KAM",
-           version: int = 1, device_type_code: int = 4, mode: int = 5, key: bytes | None = KEY,
-           energy: float = 165.0, **kw) -> bytes:
+
+def encode(
+    meter_id: str = "12345678",
+    records: list[dict] | None = None,
+    *,
+    manufacturer: str = "KAM",
+    version: int = 1,
+    device_type_code: int = 4,
+    mode: int = 5,
+    key: bytes | None = KEY,
+    energy: float = 165.0,
+    **kw,
+) -> bytes:
     """A telegram from the codec's encoder; default: a mode 5 heat meter with one energy register."""
     from omshub.codec import encode_telegram
+
     if records is None:
-        records = [{"quantity": "energy", "unit": "kWh", "value": energy, "storage": 0, "tariff": 0,
-                    "subunit": 0, "function": "instantaneous"}]
+        records = [
+            {
+                "quantity": "energy",
+                "unit": "kWh",
+                "value": energy,
+                "storage": 0,
+                "tariff": 0,
+                "subunit": 0,
+                "function": "instantaneous",
+            }
+        ]
     meter = {"manufacturer": manufacturer, "id": meter_id, "version": version, "device_type_code": device_type_code}
     return encode_telegram(meter, records, mode=mode, key=key if mode or kw.get("ell") == "8D" else None, **kw)
 
 
-def batch_envelope(serial: str, seq: int, frames: list[bytes], *, t0: int | None = None, cfg: int = 0,
-                   status: dict | None = None, dts: list[int] | None = None, cred: str | None = None) -> dict:
+def batch_envelope(
+    serial: str,
+    seq: int,
+    frames: list[bytes],
+    *,
+    t0: int | None = None,
+    cfg: int = 0,
+    status: dict | None = None,
+    dts: list[int] | None = None,
+    cred: str | None = None,
+) -> dict:
     t0 = unix(EPOCH) - 3600 if t0 is None else t0
-    env = {"v": 1, "gw": serial, "seq": seq, "cfg": cfg, "status": status or {"battery_pct": 90, "spool": 0},
-           "t0": t0, "batch": {"data": b"".join(frames), "len": [len(f) for f in frames],
-                               "dt": dts if dts is not None else list(range(len(frames))),
-                               "rssi": bytes([256 - 70] * len(frames)), "mode": 1}}
+    env = {
+        "v": 1,
+        "gw": serial,
+        "seq": seq,
+        "cfg": cfg,
+        "status": status or {"battery_pct": 90, "spool": 0},
+        "t0": t0,
+        "batch": {
+            "data": b"".join(frames),
+            "len": [len(f) for f in frames],
+            "dt": dts if dts is not None else list(range(len(frames))),
+            "rssi": bytes([256 - 70] * len(frames)),
+            "mode": 1,
+        },
+    }
     if cred is not None:
         env["cred"] = cred
     return env
@@ -176,12 +224,14 @@ class Hub:
 
     def tenant(self, slug: str | None = None) -> TenantInfo:
         from omshub.cloud.services.accounts import create_tenant
+
         with self.db.transaction() as s:
             t = create_tenant(s, slug or _unique("t"), "Test tenant")
             return TenantInfo(t.id, t.slug)
 
     def token(self, tenant: TenantInfo, role: str = "admin") -> str:
         from omshub.cloud.services.accounts import create_api_token
+
         with self.db.transaction() as s:
             return create_api_token(s, tenant.id, _unique("tok"), role)[1]
 
@@ -190,22 +240,31 @@ class Hub:
 
     def user(self, tenant: TenantInfo, role: str = "admin", password: str = "correct horse") -> str:
         from omshub.cloud.services.accounts import create_user
+
         with self.db.transaction() as s:
             return create_user(s, tenant.id, _unique("u"), password, role).username
 
     def gateway(self, tenant: TenantInfo, serial: str | None = None) -> GatewayInfo:
         from omshub.cloud.services.gateways import register_gateway
+
         with self.db.transaction() as s:
             g, cred = register_gateway(s, tenant.id, serial or _unique("GW-"))
             return GatewayInfo(g.id, g.serial, cred, tenant.id)
 
     def meter(self, tenant: TenantInfo, meter_id: str, manufacturer: str = "KAM", device_type: str = "heat") -> int:
+        from omshub.cloud.decode.pipeline import requeue_waiting
         from omshub.cloud.services.accounts import utcnow
         from omshub.cloud.store.models import Meter
-        from omshub.cloud.decode.pipeline import requeue_waiting
+
         with self.db.transaction() as s:
-            m = Meter(tenant_id=tenant.id, manufacturer=manufacturer, meter_id=meter_id, device_type=device_type,
-                      created_at=utcnow(), key_status="missing")
+            m = Meter(
+                tenant_id=tenant.id,
+                manufacturer=manufacturer,
+                meter_id=meter_id,
+                device_type=device_type,
+                created_at=utcnow(),
+                key_status="missing",
+            )
             s.add(m)
             s.flush()
             requeue_waiting(s, tenant.id, [(manufacturer, meter_id)])
@@ -213,16 +272,22 @@ class Hub:
 
     def keys(self, tenant: TenantInfo, keys: dict[str, bytes], manufacturer: str | None = None) -> dict:
         from omshub.cloud.store.keystore import KeyEntry
+
         with self.db.transaction() as s:
-            return self.keystore.import_keys(s, tenant.id, [KeyEntry(mid, manufacturer, k) for mid, k in keys.items()],
-                                             actor="test", source="test")
+            return self.keystore.import_keys(
+                s, tenant.id, [KeyEntry(mid, manufacturer, k) for mid, k in keys.items()], actor="test", source="test"
+            )
 
     def post_uplink(self, gw: GatewayInfo, envelope: dict, *, as_json: bool = False, credential: str | None = None):
         import orjson
+
         body = orjson.dumps(envelope) if as_json else cbor2.dumps(envelope)
         ctype = "application/json" if as_json else "application/cbor"
-        return self.client.post("/api/v1/uplink", content=body, headers={
-            "Content-Type": ctype, "Authorization": f"Bearer {credential or gw.credential}"})
+        return self.client.post(
+            "/api/v1/uplink",
+            content=body,
+            headers={"Content-Type": ctype, "Authorization": f"Bearer {credential or gw.credential}"},
+        )
 
     def send(self, gw: GatewayInfo, seq: int, frames: list[bytes], **kw) -> dict:
         response = self.post_uplink(gw, batch_envelope(gw.serial, seq, frames, **kw))
@@ -233,10 +298,22 @@ class Hub:
         from sqlalchemy import select
 
         from omshub.cloud.store.models import Telegram
+
         with self.db.session() as s:
-            return list(s.execute(select(Telegram.id, Telegram.state, Telegram.error, Telegram.meter_id,
-                                         Telegram.manufacturer, Telegram.meter_pk)
-                                  .where(Telegram.gateway_id == gw.id).order_by(Telegram.id)))
+            return list(
+                s.execute(
+                    select(
+                        Telegram.id,
+                        Telegram.state,
+                        Telegram.error,
+                        Telegram.meter_id,
+                        Telegram.manufacturer,
+                        Telegram.meter_pk,
+                    )
+                    .where(Telegram.gateway_id == gw.id)
+                    .order_by(Telegram.id)
+                )
+            )
 
 
 @pytest.fixture
@@ -251,6 +328,7 @@ def module_hub(db, keystore, client) -> Hub:
 
 
 # --- a real `omshub serve` process ---
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -269,14 +347,29 @@ class LiveServer:
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(data_dir) / f"serve-{self.port}.log"
 
-    def start(self, timeout: float = 60.0) -> "LiveServer":
-        env = {**os.environ, "OMSHUB_MASTER_KEY": MASTER_KEY_HEX, "OMSHUB_ALARM_INTERVAL_S": "2",
-               **self.extra_env}
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        env = {**os.environ, "OMSHUB_MASTER_KEY": MASTER_KEY_HEX, "OMSHUB_ALARM_INTERVAL_S": "2", **self.extra_env}
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "omshub", "serve", "--port", str(self.port), "--database", self.database_url,
-             "--data-dir", str(self.data_dir), "--log-level", "warning"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "omshub",
+                "serve",
+                "--port",
+                str(self.port),
+                "--database",
+                self.database_url,
+                "--data-dir",
+                str(self.data_dir),
+                "--log-level",
+                "warning",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -313,10 +406,10 @@ class LiveServer:
             self._log.close()
 
 
-
 def _env_name(key: str) -> str:
     key = key.upper()
     return key if key.startswith("OMSHUB_") else "OMSHUB_" + key
+
 
 @pytest.fixture
 def live_server(database_url, data_dir):

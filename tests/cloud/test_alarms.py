@@ -26,8 +26,22 @@ def test_meter_error_from_status_and_error_flags(s):
     [a] = _active(s, "meter_error")
     assert "power low" in a.message and a.subject_type == "meter" and a.subject_id == m.id
     # still in error (now error flags record): same alarm, refreshed, no duplicate
-    r2 = reading(s, m, T0 + days(1), [{"quantity": "error_flags", "value": 0x10, "storage": 0, "tariff": 0,
-                                       "subunit": 0, "function": "instantaneous"}], energy=2.0)
+    r2 = reading(
+        s,
+        m,
+        T0 + days(1),
+        [
+            {
+                "quantity": "error_flags",
+                "value": 0x10,
+                "storage": 0,
+                "tariff": 0,
+                "subunit": 0,
+                "function": "instantaneous",
+            }
+        ],
+        energy=2.0,
+    )
     alarms.on_reading(s, m, r2, r1, T0 + days(1))
     [b] = _active(s, "meter_error")
     assert b.id == a.id and "0x10" in b.message
@@ -139,12 +153,22 @@ def test_the_pipeline_pre_filter_asks_the_same_rules_as_on_reading(s):
     from omshub.cloud.decode.rows import StoredReading
 
     def stored(r):
-        return StoredReading(r.id, r.tenant_id, r.meter_pk, r.telegram_id, r.timestamp, r.received_at, r.fields,
-                             r.data, r.fingerprint)
+        return StoredReading(
+            r.id, r.tenant_id, r.meter_pk, r.telegram_id, r.timestamp, r.received_at, r.fields, r.data, r.fingerprint
+        )
 
     t = tenant(s)
-    cases = [(100.0, 100.0), (100.0, 101.0), (100.0, 99.0), (100.0, 100.0 - 1e-12), (100.0, 100.0 - 1e-6),
-             (0.0, -1e-10), (0.0, -1e-8), (1e6, 1e6 - 1e-4), (1e6, 1e6 - 1e-2)]
+    cases = [
+        (100.0, 100.0),
+        (100.0, 101.0),
+        (100.0, 99.0),
+        (100.0, 100.0 - 1e-12),
+        (100.0, 100.0 - 1e-6),
+        (0.0, -1e-10),
+        (0.0, -1e-8),
+        (1e6, 1e6 - 1e-4),
+        (1e6, 1e6 - 1e-2),
+    ]
     for before, after in cases:
         for late in (False, True):  # the second reading in time arrives after the first, or (spooled) before it
             m = meter(s, t)

@@ -18,11 +18,15 @@ from collections import Counter
 import orjson
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
-from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
-                                 status_code_conformance)
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.clock import DAY, EPOCH, unix
 
@@ -53,8 +57,13 @@ def no_leaked_internals(ctx, response, case):
     return True
 
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          no_leaked_internals]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    no_leaked_internals,
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +74,7 @@ def fuzz_tenant(module_hub, client, app):
     tenant = hub.tenant()
     gw = hub.gateway(tenant)
     meters = ["81000001", "81000002"]
-    hub.keys(tenant, {mid: KEY for mid in meters})
+    hub.keys(tenant, dict.fromkeys(meters, KEY))
     pks = [hub.meter(tenant, mid) for mid in meters]
     t0 = unix(EPOCH) - 10 * DAY
     frames = [encode(mid, energy=100.0 + day, access_number=day) for day in range(3) for mid in meters]
@@ -73,12 +82,17 @@ def fuzz_tenant(module_hub, client, app):
     hub.send(gw, 2, [encode("8100FFFF")], t0=t0)  # heard, not registered
     app.state.pipeline.run_until_idle()
     headers = hub.headers(tenant, "admin")
-    point = client.post(f"{API}/metering-points", json={"ref": "fuzz-point", "address": "Hauptstr. 1"},
-                        headers=headers).json()
-    client.post(f"{API}/metering-points/{point['id']}/install",
-                json={"meter": pks[0], "at": "2020-01-01T00:00:00Z"}, headers=headers).raise_for_status()
-    client.put(f"{API}/gateways/{gw.id}/config", json={"upload": {"cron": "0 0 3 * * *"}},
-               headers=headers).raise_for_status()
+    point = client.post(
+        f"{API}/metering-points", json={"ref": "fuzz-point", "address": "Hauptstr. 1"}, headers=headers
+    ).json()
+    client.post(
+        f"{API}/metering-points/{point['id']}/install",
+        json={"meter": pks[0], "at": "2020-01-01T00:00:00Z"},
+        headers=headers,
+    ).raise_for_status()
+    client.put(
+        f"{API}/gateways/{gw.id}/config", json={"upload": {"cron": "0 0 3 * * *"}}, headers=headers
+    ).raise_for_status()
     hub.user(tenant, "viewer")
     return tenant
 
@@ -88,8 +102,14 @@ def api_schema(app):
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
-                         phases=[Phase.explicit, Phase.generate], database=None, print_blob=True)
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+    database=None,
+    print_blob=True,
+)
 
 
 class AdminToken:
@@ -126,6 +146,7 @@ def _fuzz(api_schema, headers_for, skip=(), empty_values: bool = False) -> list[
         if operation.label in skip:
             continue
         for name, strategy in _runs(operation, empty_values):
+
             @FUZZ_SETTINGS
             @given(case=strategy)
             def run(case):
@@ -134,11 +155,12 @@ def _fuzz(api_schema, headers_for, skip=(), empty_values: bool = False) -> list[
                 if hasattr(headers_for, "answered"):
                     headers_for.answered(response.status_code)
                 case.validate_response(response, checks=CHECKS)
+
             try:
                 run()
             except Unsatisfiable:  # nothing to make invalid: an operation without parameters or body
                 continue
-            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected: every operation gets its run
+            except (Exception, BaseExceptionGroup) as exc:
                 failures.append(f"{operation.label} ({name}): {exc}")
                 print(f"\nAPI fuzz failure: {failures[-1]}")  # at once: a long run shows it before it ends
     return failures
@@ -146,8 +168,9 @@ def _fuzz(api_schema, headers_for, skip=(), empty_values: bool = False) -> list[
 
 def test_api_authenticated(api_schema, module_hub, fuzz_tenant):
     # logging out (it revokes the request's own token) is left to the unauthenticated run
-    failures = _fuzz(api_schema, AdminToken(module_hub, fuzz_tenant), skip={"POST /api/v1/auth/logout"},
-                     empty_values=True)
+    failures = _fuzz(
+        api_schema, AdminToken(module_hub, fuzz_tenant), skip={"POST /api/v1/auth/logout"}, empty_values=True
+    )
     assert not failures, "\n\n".join(failures)
 
 
@@ -161,5 +184,7 @@ def _report_requests():
     yield
     total = sum(requests.values())
     if total:
-        print(f"\nAPI fuzz ({os.environ.get('OMSHUB_TEST_DATABASE', 'sqlite')}): {total} requests, "
-              f"by status {dict(sorted(requests.items()))}")
+        print(
+            f"\nAPI fuzz ({os.environ.get('OMSHUB_TEST_DATABASE', 'sqlite')}): {total} requests, "
+            f"by status {dict(sorted(requests.items()))}"
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -22,7 +22,7 @@ def test_login_gives_an_expiring_session_token(hub, client, db):
     body = r.json()
     assert body["role"] == "operator" and body["tenant"] == t.slug and body["token_type"] == "bearer"
     expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
-    assert timedelta(hours=11) < expires - datetime.now(timezone.utc) <= timedelta(hours=12)
+    assert timedelta(hours=11) < expires - datetime.now(UTC) <= timedelta(hours=12)
     headers = {"Authorization": f"Bearer {body['token']}"}
     me = client.get("/api/v1/auth/me", headers=headers).json()
     assert me["name"] == name and me["tenant"]["slug"] == t.slug
@@ -31,8 +31,9 @@ def test_login_gives_an_expiring_session_token(hub, client, db):
         assert row.kind == "session" and body["token"].encode() not in row.token_hash
     # expired: refused
     with db.transaction() as s:
-        s.execute(update(ApiToken).where(ApiToken.id == row.id)
-                  .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        s.execute(
+            update(ApiToken).where(ApiToken.id == row.id).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
     r = client.get("/api/v1/auth/me", headers=headers)
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
 
@@ -120,13 +121,20 @@ def test_session_follows_the_users_current_role(hub, client):
 def test_user_management(hub, client, db):
     t = hub.tenant()
     admin = hub.headers(t, "admin")
-    r = client.post("/api/v1/users", json={"username": f"carol{t.id}", "password": "long enough", "role": "operator"},
-                    headers=admin)
+    r = client.post(
+        "/api/v1/users", json={"username": f"carol{t.id}", "password": "long enough", "role": "operator"}, headers=admin
+    )
     assert r.status_code == 201 and "password" not in r.json()
-    assert client.post("/api/v1/users", json={"username": f"carol{t.id}", "password": "long enough"},
-                       headers=admin).status_code == 409
-    assert client.post("/api/v1/users", json={"username": f"dan{t.id}", "password": "short"},
-                       headers=admin).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/users", json={"username": f"carol{t.id}", "password": "long enough"}, headers=admin
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post("/api/v1/users", json={"username": f"dan{t.id}", "password": "short"}, headers=admin).status_code
+        == 422
+    )
     assert _login(client, f"carol{t.id}", "long enough").status_code == 200
     with db.session() as s:
         stored = s.scalar(select(User.password_hash).where(User.username == f"carol{t.id}"))
@@ -144,8 +152,9 @@ def test_other_tenants_objects_are_404(hub, client):
     assert all(g["id"] != gw_b.id for g in client.get("/api/v1/gateways", headers=admin_a).json()["items"])
     token_b = client.post("/api/v1/tokens", json={"name": "b"}, headers=hub.headers(b)).json()["id"]
     assert client.delete(f"/api/v1/tokens/{token_b}", headers=admin_a).status_code == 404
-    user_b = client.post("/api/v1/users", json={"username": f"bee{b.id}", "password": "long enough"},
-                         headers=hub.headers(b)).json()["id"]
+    user_b = client.post(
+        "/api/v1/users", json={"username": f"bee{b.id}", "password": "long enough"}, headers=hub.headers(b)
+    ).json()["id"]
     assert client.get(f"/api/v1/users/{user_b}", headers=admin_a).status_code == 404
     assert client.patch(f"/api/v1/users/{user_b}", json={"role": "admin"}, headers=admin_a).status_code == 404
 

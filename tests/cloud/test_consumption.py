@@ -12,13 +12,22 @@ from .domain_fixtures import T0, days, install, meter, point, reading, tenant
 
 
 def test_register_value_picks_current_register_only():
-    data = {"records": [
-        {"quantity": "energy", "value": 5.0, "storage": 1, "tariff": 0, "subunit": 0, "function": "instantaneous"},
-        {"quantity": "energy", "value": 7.0, "storage": 0, "tariff": 1, "subunit": 0, "function": "instantaneous"},
-        {"quantity": "energy", "value": None, "storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous",
-         "error_value": True},
-        {"quantity": "energy", "value": 9.5, "storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"},
-    ]}
+    data = {
+        "records": [
+            {"quantity": "energy", "value": 5.0, "storage": 1, "tariff": 0, "subunit": 0, "function": "instantaneous"},
+            {"quantity": "energy", "value": 7.0, "storage": 0, "tariff": 1, "subunit": 0, "function": "instantaneous"},
+            {
+                "quantity": "energy",
+                "value": None,
+                "storage": 0,
+                "tariff": 0,
+                "subunit": 0,
+                "function": "instantaneous",
+                "error_value": True,
+            },
+            {"quantity": "energy", "value": 9.5, "storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"},
+        ]
+    }
     assert register_value(data, "energy") == 9.5
     assert register_value(data, "volume") is None
     assert register_value(None, "energy") is None

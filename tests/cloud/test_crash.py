@@ -28,8 +28,10 @@ T0 = 1767225600
 
 def _frames(seq: int) -> list[bytes]:
     # each (uplink, slot) has its own access number / value, so every telegram is a distinct reading
-    return [encode(f"5{i % METERS:07d}", energy=float(seq * 1000 + i), access_number=(seq * PER_UPLINK + i) % 256)
-            for i in range(PER_UPLINK)]
+    return [
+        encode(f"5{i % METERS:07d}", energy=float(seq * 1000 + i), access_number=(seq * PER_UPLINK + i) % 256)
+        for i in range(PER_UPLINK)
+    ]
 
 
 class Gateway:
@@ -40,8 +42,9 @@ class Gateway:
         self.acked: set[int] = set()
 
     def body(self, seq: int) -> bytes:
-        return cbor2.dumps(batch_envelope(self.serial, seq, self.frames[seq], t0=T0 + seq * 3600,
-                                          dts=list(range(PER_UPLINK))))
+        return cbor2.dumps(
+            batch_envelope(self.serial, seq, self.frames[seq], t0=T0 + seq * 3600, dts=list(range(PER_UPLINK)))
+        )
 
     def stream(self, base_url: str, seqs: list[int], stop: threading.Event, pause: float = 0.0) -> None:
         with httpx.Client(base_url=base_url, timeout=20) as client:
@@ -49,8 +52,11 @@ class Gateway:
                 if stop.wait(pause):
                     return
                 try:
-                    r = client.post("/api/v1/uplink", content=self.body(seq), headers={
-                        "Content-Type": "application/cbor", "Authorization": f"Bearer {self.credential}"})
+                    r = client.post(
+                        "/api/v1/uplink",
+                        content=self.body(seq),
+                        headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {self.credential}"},
+                    )
                 except httpx.HTTPError:
                     return  # server gone: the rest is re-sent after the restart
                 if r.status_code == 200 and cbor2.loads(r.content)["ack"] == seq:
@@ -101,9 +107,14 @@ def test_sigkill_while_ingesting_and_decoding_loses_nothing(live_server, db, key
         # catch it) a backlog is waiting to be decoded
         while sender.is_alive() and time.monotonic() < deadline:
             decoded = _count(db, Telegram.gateway_id == gw.id, Telegram.state == "decoded")
-            if len(gateway.acked) >= acked_before + 3 and decoded > decoded_before and (
+            if (
+                len(gateway.acked) >= acked_before + 3
+                and decoded > decoded_before
+                and (
                     _count(db, Telegram.gateway_id == gw.id, Telegram.state == "new") > 0
-                    or len(gateway.acked) >= acked_before + 15):
+                    or len(gateway.acked) >= acked_before + 15
+                )
+            ):
                 break
             time.sleep(0.01)
         server.kill()  # SIGKILL: no chance to clean up
@@ -112,15 +123,22 @@ def test_sigkill_while_ingesting_and_decoding_loses_nothing(live_server, db, key
         sender.join(30)
         pending = [seq for seq in range(1, UPLINKS + 1) if seq not in gateway.acked]
         assert pending, "the stream ended before the kill; the test did not test anything"
-        at_kill.append((_count(db, Telegram.gateway_id == gw.id, Telegram.state == "decoded"),
-                        _count(db, Telegram.gateway_id == gw.id, Telegram.state == "new")))
+        at_kill.append(
+            (
+                _count(db, Telegram.gateway_id == gw.id, Telegram.state == "decoded"),
+                _count(db, Telegram.gateway_id == gw.id, Telegram.state == "new"),
+            )
+        )
         acked_now = set(gateway.acked)
         # what was acknowledged is committed: all its telegrams are there, right after the kill
         for seq in acked_now:
             raws = frames[seq]
             with db.session() as s:
-                stored = s.scalar(select(func.count()).select_from(Telegram).where(
-                    Telegram.gateway_id == gw.id, Telegram.raw.in_(raws)))
+                stored = s.scalar(
+                    select(func.count())
+                    .select_from(Telegram)
+                    .where(Telegram.gateway_id == gw.id, Telegram.raw.in_(raws))
+                )
             assert stored == PER_UPLINK, f"uplink {seq} acknowledged but only {stored} telegrams stored"
 
     # final run: re-send the rest (and one acknowledged uplink again, as a lost answer would cause)
@@ -138,6 +156,7 @@ def test_sigkill_while_ingesting_and_decoding_loses_nothing(live_server, db, key
     assert _count(db, Telegram.gateway_id == gw.id, Telegram.state == "decoded") == total
     with db.session() as s:
         readings = s.scalar(select(func.count()).select_from(Reading).where(Reading.tenant_id == tenant.id))
-        distinct = s.scalar(select(func.count(func.distinct(Reading.telegram_id))).where(
-            Reading.tenant_id == tenant.id))
+        distinct = s.scalar(
+            select(func.count(func.distinct(Reading.telegram_id))).where(Reading.tenant_id == tenant.id)
+        )
     assert readings == distinct == total

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
+from omshub.cloud.ingest.redaction import redact_credential
 from omshub.cloud.ingest.uplink import handle_uplink
 from omshub.cloud.store.models import Uplink
-from omshub.cloud.ingest.redaction import redact_credential
 
 from ..clock import EPOCH
 from .conftest import _pg_connect, _postgres_admin_url, batch_envelope, encode
@@ -41,10 +41,10 @@ def _differs_only_in(original: bytes, stored: bytes, spans: list[list[int]]) -> 
         return False
     mask = bytearray(len(original))
     for start, length in spans:
-        if stored[start:start + length] != b"*" * length:
+        if stored[start : start + length] != b"*" * length:
             return False
-        mask[start:start + length] = b"\x01" * length
-    return all(a == b for a, b, m in zip(original, stored, mask) if not m)
+        mask[start : start + length] = b"\x01" * length
+    return all(a == b for a, b, m in zip(original, stored, mask, strict=False) if not m)
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["cbor", "json"])
@@ -95,20 +95,35 @@ def _database_bytes(db) -> bytes:
         path = Path(db.engine.url.database)
         return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
     url = db.engine.url.set(drivername="postgresql")
-    return subprocess.run(["pg_dump", "--no-owner", url.render_as_string(hide_password=False)],
-                          check=True, capture_output=True, timeout=120).stdout
+    return subprocess.run(
+        ["pg_dump", "--no-owner", url.render_as_string(hide_password=False)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    ).stdout
 
 
 def test_no_credential_anywhere_in_the_database(hub, db):
     t = hub.tenant()
     gw = hub.gateway(t)
     for seq, transport, as_json in ((1, "coap", False), (2, "mqtt", False), (3, "mqtt", True)):
-        env = {"v": 1, "gw": gw.serial, "seq": seq, "cfg": 0, "cred": gw.credential,
-               "status": {"battery_pct": 80}, "telegrams": [{"rx": T0 + seq, "mode": "T1",
-                                                              "hex": encode(f"2220000{seq}").hex()}]}
+        env = {
+            "v": 1,
+            "gw": gw.serial,
+            "seq": seq,
+            "cfg": 0,
+            "cred": gw.credential,
+            "status": {"battery_pct": 80},
+            "telegrams": [{"rx": T0 + seq, "mode": "T1", "hex": encode(f"2220000{seq}").hex()}],
+        }
         body = orjson.dumps(env) if as_json else cbor2.dumps(env)
-        handle_uplink(db, body, content_type="application/json" if as_json else "application/cbor",
-                      transport=transport, credential=None)
+        handle_uplink(
+            db,
+            body,
+            content_type="application/json" if as_json else "application/cbor",
+            transport=transport,
+            credential=None,
+        )
     everything = _database_bytes(db)
     assert gw.serial.encode() in everything  # the search sees the uplinks' rows
     secret = gw.credential.encode()
@@ -116,6 +131,7 @@ def test_no_credential_anywhere_in_the_database(hub, db):
 
 
 # --- migration 0005 scrubs what was stored before ---
+
 
 @pytest.fixture
 def empty_database_url(database_url, tmp_path):
@@ -152,16 +168,27 @@ def test_migration_0005_scrubs_stored_credentials(empty_database_url):
         clean_body = cbor2.dumps({"v": 1, "gw": "GW-OLD", "seq": 3, "cfg": 0})
         with db.engine.begin() as conn:
             conn.execute(text("INSERT INTO tenants (slug, name, created_at) VALUES ('old', 'Old', :at)"), {"at": EPOCH})
-            conn.execute(text("INSERT INTO gateways (tenant_id, serial, name, credential_hash, created_at, status, "
-                              "applied_config_version, desired_config_version) "
-                              "VALUES (1, 'GW-OLD', '', :h, :at, '{}', 0, 0)"), {"h": b"\x01" * 32, "at": EPOCH})
-            for seq, ctype, body, transport in ((1, "application/cbor", cbor_body, "coap"),
-                                                (2, "application/json", json_body, "mqtt"),
-                                                (3, "application/cbor", clean_body, "https")):
-                conn.execute(text("INSERT INTO uplinks (tenant_id, gateway_id, seq, received_at, transport, "
-                                  "content_type, body, telegram_count, response) "
-                                  "VALUES (1, 1, :seq, :at, :tr, :ct, :body, 0, '{}')"),
-                             {"seq": seq, "at": EPOCH, "tr": transport, "ct": ctype, "body": body})
+            conn.execute(
+                text(
+                    "INSERT INTO gateways (tenant_id, serial, name, credential_hash, created_at, status, "
+                    "applied_config_version, desired_config_version) "
+                    "VALUES (1, 'GW-OLD', '', :h, :at, '{}', 0, 0)"
+                ),
+                {"h": b"\x01" * 32, "at": EPOCH},
+            )
+            for seq, ctype, body, transport in (
+                (1, "application/cbor", cbor_body, "coap"),
+                (2, "application/json", json_body, "mqtt"),
+                (3, "application/cbor", clean_body, "https"),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO uplinks (tenant_id, gateway_id, seq, received_at, transport, "
+                        "content_type, body, telegram_count, response) "
+                        "VALUES (1, 1, :seq, :at, :tr, :ct, :body, 0, '{}')"
+                    ),
+                    {"seq": seq, "at": EPOCH, "tr": transport, "ct": ctype, "body": body},
+                )
         db.migrate()
         with db.session() as s:
             rows = {u.seq: u for u in s.scalars(select(Uplink))}
@@ -178,16 +205,27 @@ def test_migration_0005_scrubs_stored_credentials(empty_database_url):
 
 # --- the redaction itself, for any envelope ---
 
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.text(max_size=20),
-                     st.floats(allow_nan=False, allow_infinity=False))
-_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                         st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                       max_leaves=12)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.text(max_size=20),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.text(max_size=8).filter(lambda k: k != "cred"), _values, max_size=6),
-       st.text(min_size=1, max_size=60), st.booleans(), st.integers(0, 6))
+@given(
+    st.dictionaries(st.text(max_size=8).filter(lambda k: k != "cred"), _values, max_size=6),
+    st.text(min_size=1, max_size=60),
+    st.booleans(),
+    st.integers(0, 6),
+)
 def test_redaction_keeps_every_other_byte(other, cred, as_json, position):
     items = list(other.items())
     items.insert(min(position, len(items)), ("cred", cred))
@@ -198,19 +236,37 @@ def test_redaction_keeps_every_other_byte(other, cred, as_json, position):
     decoded = orjson.loads(redacted) if as_json else cbor2.loads(redacted)
     assert set(decoded["cred"]) == {"*"}
     assert {k: v for k, v in decoded.items() if k != "cred"} == (
-        orjson.loads(orjson.dumps(other)) if as_json else cbor2.loads(cbor2.dumps(other)))
+        orjson.loads(orjson.dumps(other)) if as_json else cbor2.loads(cbor2.dumps(other))
+    )
 
 
 def test_redaction_of_unusual_encodings():
     # the key and the credential as indefinite-length text strings, a self-described CBOR tag
-    chunked = (b"\xd9\xd9\xf7\xbf" + b"\x7f" + cbor2.dumps("cr") + cbor2.dumps("ed") + b"\xff"
-               + b"\x7f" + cbor2.dumps("secret-") + cbor2.dumps("credential") + b"\xff"
-               + cbor2.dumps("v") + b"\x01\xff")
+    chunked = (
+        b"\xd9\xd9\xf7\xbf"
+        + b"\x7f"
+        + cbor2.dumps("cr")
+        + cbor2.dumps("ed")
+        + b"\xff"
+        + b"\x7f"
+        + cbor2.dumps("secret-")
+        + cbor2.dumps("credential")
+        + b"\xff"
+        + cbor2.dumps("v")
+        + b"\x01\xff"
+    )
     redacted, spans = redact_credential(chunked, "application/cbor")
     assert cbor2.loads(redacted) == {"cred": "*" * 17, "v": 1} and b"secret" not in redacted
     # value sharing (tags 28/29): a value cbor2 cannot decode on its own is walked instead
-    shared = (b"\xa3" + cbor2.dumps("a") + b"\xd8\x1c\x81\x01" + cbor2.dumps("cred") + cbor2.dumps("secret-cred")
-              + cbor2.dumps("b") + b"\xd8\x1d\x00")
+    shared = (
+        b"\xa3"
+        + cbor2.dumps("a")
+        + b"\xd8\x1c\x81\x01"
+        + cbor2.dumps("cred")
+        + cbor2.dumps("secret-cred")
+        + cbor2.dumps("b")
+        + b"\xd8\x1d\x00"
+    )
     assert cbor2.loads(redact_credential(shared, "application/cbor")[0]) == {"a": [1], "cred": "*" * 11, "b": [1]}
     # JSON: an escaped key, escapes in the credential, a credential that is not text
     body = b'{"v":1,"\\u0063red":"ab\\"c\\\\d","x":{"cred":"kept"}}'
@@ -220,13 +276,15 @@ def test_redaction_of_unusual_encodings():
     assert orjson.loads(redacted) == {"cred": ["***", {"*": "*"}], "v": 1}
     # the known credential is overwritten wherever else it appears; garbage is left alone
     secret = "omg_" + "z" * 40
-    redacted, spans = redact_credential(cbor2.dumps({"v": 1, "status": {"firmware": secret}}), "application/cbor",
-                                        (secret,))
+    redacted, spans = redact_credential(
+        cbor2.dumps({"v": 1, "status": {"firmware": secret}}), "application/cbor", (secret,)
+    )
     assert secret.encode() not in redacted and len(spans) == 1
     assert redact_credential(b"\xff\x00garbage", "application/cbor") == (b"\xff\x00garbage", None)
 
 
 # --- file modes ---
+
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
@@ -265,8 +323,9 @@ def test_existing_database_readable_by_others_is_tightened(tmp_path):
         db = Database(f"sqlite:///{path}")
         db.migrate()
         db.dispose()
-    assert all(_mode(p) == 0o600 for p in tmp_path.iterdir() if p.name.startswith("old.db")), \
-        {p.name: oct(_mode(p)) for p in tmp_path.iterdir()}
+    assert all(_mode(p) == 0o600 for p in tmp_path.iterdir() if p.name.startswith("old.db")), {
+        p.name: oct(_mode(p)) for p in tmp_path.iterdir()
+    }
 
 
 def test_gateway_state_dir_and_spool_are_owner_only(tmp_path, caplog):
@@ -276,9 +335,15 @@ def test_gateway_state_dir_and_spool_are_owner_only(tmp_path, caplog):
     credential_file = tmp_path / "gateway.credential"
     with _umask(0o022):
         credential_file.write_text("omg_" + "c" * 40 + "\n")
-        settings = settings_from_dict({
-            "serial": "GW-MODES", "credential_file": str(credential_file), "server": "http://127.0.0.1:9",
-            "source": "hexfile:/unused", "state_dir": str(tmp_path / "state")})
+        settings = settings_from_dict(
+            {
+                "serial": "GW-MODES",
+                "credential_file": str(credential_file),
+                "server": "http://127.0.0.1:9",
+                "source": "hexfile:/unused",
+                "state_dir": str(tmp_path / "state"),
+            }
+        )
         agent = Agent(settings)
         agent.spool.put(encode("22300001"), T0, -70, "T1")
         agent.spool._db.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -10,9 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
+from omshub.cloud.settings import SettingsError, load_settings
 from omshub.cloud.store.database import Database
 from omshub.cloud.store.models import Base, Tenant
-from omshub.cloud.settings import SettingsError, load_settings
 
 
 def test_migrations_match_the_models(db):
@@ -47,7 +47,7 @@ def test_times_come_back_aware_utc(db):
         s.add(Tenant(slug="tz-" + str(id(when)), name="tz", created_at=when))
     with db.session() as s:
         got = s.scalar(select(Tenant.created_at).where(Tenant.slug == "tz-" + str(id(when))))
-    assert got == when and got.tzinfo == timezone.utc and got.hour == 5
+    assert got == when and got.tzinfo == UTC and got.hour == 5
 
 
 def test_settings_precedence(tmp_path):
@@ -89,10 +89,17 @@ def _record_strategy():
     from hypothesis import strategies as st
 
     from omshub.cloud.store.models import RECORD_KEYS
-    value = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
-                      st.text(max_size=8), st.lists(st.integers(0, 9), max_size=9))
+
+    value = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**12), 10**12),
+        st.floats(allow_nan=False),
+        st.text(max_size=8),
+        st.lists(st.integers(0, 9), max_size=9),
+    )
     keys = st.sampled_from(RECORD_KEYS + ("name", "flags"))
-    standard = st.fixed_dictionaries({k: value for k in RECORD_KEYS})
+    standard = st.fixed_dictionaries(dict.fromkeys(RECORD_KEYS, value))
     return st.one_of(standard, st.dictionaries(keys, value, max_size=9), value)
 
 
@@ -104,12 +111,16 @@ def test_reading_data_stored_compact_reads_back_the_same():
     from omshub.cloud.store.models import compact_reading_data, expand_reading_data
 
     @settings(max_examples=300, deadline=None)
-    @given(st.lists(_record_strategy(), max_size=12), st.dictionaries(st.text(max_size=5), st.integers(-1000, 1000), max_size=3))
+    @given(
+        st.lists(_record_strategy(), max_size=12),
+        st.dictionaries(st.text(max_size=5), st.integers(-1000, 1000), max_size=3),
+    )
     def check(records, extra):
         data = {**extra, "status": {"code": 0}, "records": records, "fields": {"x": 1}}
         stored = orjson.loads(orjson.dumps(compact_reading_data(data)))  # as it goes through the JSON column
         expected = orjson.loads(orjson.dumps({k: v for k, v in data.items() if k != "fields"}))
         assert expand_reading_data(stored) == expected
+
     check()
     legacy = {"records": [{"quantity": "energy"}], "fields": {}}
     assert expand_reading_data(legacy) is legacy  # stored before the rows form: unchanged
@@ -121,14 +132,25 @@ def test_reading_rows_are_half_the_bytes_and_the_orm_reads_dicts(db):
     from omshub.cloud.store.models import Reading, compact_reading_data
 
     from .domain_fixtures import T0, meter, reading, tenant
-    record = {"quantity": "energy", "unit": "kWh", "value": 35908.0, "storage": 0, "tariff": 0, "subunit": 0,
-              "function": "instantaneous", "dif_vif": "0406"}
+
+    record = {
+        "quantity": "energy",
+        "unit": "kWh",
+        "value": 35908.0,
+        "storage": 0,
+        "tariff": 0,
+        "subunit": 0,
+        "function": "instantaneous",
+        "dif_vif": "0406",
+    }
     data = {"status": {"code": 0, "flags": []}, "records": [record] * 12}
     assert len(orjson.dumps(compact_reading_data(data))) < 0.6 * len(orjson.dumps(data))
     with db.transaction() as s:
         r = reading(s, meter(s, tenant(s, "rows")), T0)
         rid = r.id
         # the stored form, as the decode pipeline writes it
-        s.execute(update(Reading.__table__).where(Reading.__table__.c.id == rid).values(data=compact_reading_data(data)))
+        s.execute(
+            update(Reading.__table__).where(Reading.__table__.c.id == rid).values(data=compact_reading_data(data))
+        )
     with db.session() as s:
         assert s.get(Reading, rid).data == data

@@ -10,8 +10,18 @@ from omshub.cloud.services.operations import ConfigChangeError, PendingChanges, 
 
 
 def test_each_kind_has_its_status():
-    assert [http_status(e) for e in (Invalid("x"), NotFound("x"), Conflict("x"), Unauthorized("x"), Forbidden("x"),
-                                     TooMany("x", 3), DomainError("x"))] == [422, 404, 409, 401, 403, 429, 400]
+    assert [
+        http_status(e)
+        for e in (
+            Invalid("x"),
+            NotFound("x"),
+            Conflict("x"),
+            Unauthorized("x"),
+            Forbidden("x"),
+            TooMany("x", 3),
+            DomainError("x"),
+        )
+    ] == [422, 404, 409, 401, 403, 429, 400]
     assert http_status(ConfigChangeError("invalid_config", "x")) == 422
     assert http_status(UnknownGateway(7)) == 404 and http_status(LoginThrottled(2)) == 429
 

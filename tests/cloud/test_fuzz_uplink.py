@@ -22,10 +22,17 @@ _seq = itertools.count(1_000_000)
 _FRAMES = [encode(f"4400{i:04d}") for i in range(4)]
 
 # values a field may take, right and wrong
-_any_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70), st.floats(allow_nan=True),
-                        st.text(max_size=20), st.binary(max_size=20))
-_frame = st.one_of(st.sampled_from(_FRAMES), st.binary(max_size=80),
-                   st.sampled_from(_FRAMES).map(lambda f: f[:len(f) // 2]))
+_any_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(1 << 70), 1 << 70),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+)
+_frame = st.one_of(
+    st.sampled_from(_FRAMES), st.binary(max_size=80), st.sampled_from(_FRAMES).map(lambda f: f[: len(f) // 2])
+)
 
 
 @st.composite
@@ -35,12 +42,20 @@ def _batch(draw):
     lengths = [len(f) for f in frames]
     if draw(st.integers(0, 3)) == 0:  # disagreeing lengths, negative or odd entries
         lengths = draw(st.lists(st.one_of(st.integers(-5, 600), _any_scalar), max_size=8))
-    dts = list(range(len(lengths))) if draw(st.integers(0, 2)) else draw(st.one_of(
-        st.lists(st.one_of(st.integers(-10, 1 << 40), _any_scalar), max_size=8), _any_scalar))
+    dts = (
+        list(range(len(lengths)))
+        if draw(st.integers(0, 2))
+        else draw(st.one_of(st.lists(st.one_of(st.integers(-10, 1 << 40), _any_scalar), max_size=8), _any_scalar))
+    )
     batch = {"data": data if draw(st.integers(0, 3)) else draw(_any_scalar), "len": lengths, "dt": dts}
     if draw(st.booleans()):
-        batch["rssi"] = draw(st.one_of(st.binary(min_size=len(lengths), max_size=len(lengths)), _any_scalar,
-                                       st.lists(st.integers(-300, 300), max_size=8)))
+        batch["rssi"] = draw(
+            st.one_of(
+                st.binary(min_size=len(lengths), max_size=len(lengths)),
+                _any_scalar,
+                st.lists(st.integers(-300, 300), max_size=8),
+            )
+        )
     if draw(st.booleans()):
         batch["mode"] = draw(st.one_of(st.integers(-2, 9), _any_scalar, st.binary(max_size=8)))
     return batch
@@ -51,12 +66,21 @@ def _telegrams(draw):
     items = []
     for _ in range(draw(st.integers(0, 5))):
         item = {}
-        for name, values in (("rx", st.one_of(st.integers(-5, 1 << 40), st.just("2026-01-01T00:00:00Z"),
-                                               st.just("2026-01-01T00:00:00"), _any_scalar)),
-                             ("mode", st.one_of(st.sampled_from(["T1", "C1", "x"]), _any_scalar)),
-                             ("rssi", st.one_of(st.integers(-250, 150), _any_scalar)),
-                             ("hex", st.one_of(_frame.map(bytes.hex), st.text(max_size=30), _any_scalar)),
-                             ("raw", st.one_of(_frame, _any_scalar))):
+        for name, values in (
+            (
+                "rx",
+                st.one_of(
+                    st.integers(-5, 1 << 40),
+                    st.just("2026-01-01T00:00:00Z"),
+                    st.just("2026-01-01T00:00:00"),
+                    _any_scalar,
+                ),
+            ),
+            ("mode", st.one_of(st.sampled_from(["T1", "C1", "x"]), _any_scalar)),
+            ("rssi", st.one_of(st.integers(-250, 150), _any_scalar)),
+            ("hex", st.one_of(_frame.map(bytes.hex), st.text(max_size=30), _any_scalar)),
+            ("raw", st.one_of(_frame, _any_scalar)),
+        ):
             if draw(st.booleans()):
                 item[name] = draw(values)
         items.append(draw(st.one_of(st.just(item), _any_scalar)))
@@ -68,16 +92,29 @@ def _envelope(draw, serial: str):
     if draw(st.integers(0, 3)):  # mostly a sound header: the telegrams' part is what varies
         env = {"v": 1, "gw": serial, "seq": next(_seq), "cfg": 0, "t0": 1767225600}
     else:
-        env = {"v": draw(st.one_of(st.just(1), _any_scalar)), "gw": draw(st.one_of(st.just(serial), _any_scalar)),
-               "seq": draw(st.one_of(st.just(next(_seq)), _any_scalar)), "cfg": draw(st.one_of(st.just(0), _any_scalar)),
-               "t0": draw(st.one_of(st.just(1767225600), st.integers(-5, 1 << 40), _any_scalar))}
+        env = {
+            "v": draw(st.one_of(st.just(1), _any_scalar)),
+            "gw": draw(st.one_of(st.just(serial), _any_scalar)),
+            "seq": draw(st.one_of(st.just(next(_seq)), _any_scalar)),
+            "cfg": draw(st.one_of(st.just(0), _any_scalar)),
+            "t0": draw(st.one_of(st.just(1767225600), st.integers(-5, 1 << 40), _any_scalar)),
+        }
     if draw(st.booleans()):
-        env["status"] = draw(st.dictionaries(st.sampled_from(["battery_pct", "spool", "firmware", "next_contact"]),
-                                             st.integers(0, 1 << 40), max_size=3)) if draw(st.integers(0, 3)) else \
-            draw(st.one_of(st.dictionaries(st.text(max_size=12), _any_scalar, max_size=4), _any_scalar))
+        env["status"] = (
+            draw(
+                st.dictionaries(
+                    st.sampled_from(["battery_pct", "spool", "firmware", "next_contact"]),
+                    st.integers(0, 1 << 40),
+                    max_size=3,
+                )
+            )
+            if draw(st.integers(0, 3))
+            else draw(st.one_of(st.dictionaries(st.text(max_size=12), _any_scalar, max_size=4), _any_scalar))
+        )
     if not draw(st.integers(0, 3)):
-        env["cfg_error"] = draw(st.one_of(st.fixed_dictionaries({"version": _any_scalar, "message": _any_scalar}),
-                                          _any_scalar))
+        env["cfg_error"] = draw(
+            st.one_of(st.fixed_dictionaries({"version": _any_scalar, "message": _any_scalar}), _any_scalar)
+        )
     form = draw(st.sampled_from(["batch", "telegrams", "batch", "telegrams", "both", "none"]))
     if form in ("batch", "both"):
         env["batch"] = draw(_batch()) if draw(st.integers(0, 4)) else draw(_any_scalar)
@@ -96,8 +133,13 @@ def _check(db, body: bytes, content_type: str, credential: str, sent: dict | Non
     # accepted: every telegram of the uplink is accounted for, none silently dropped
     assert isinstance(sent, dict)
     batch, telegrams = sent.get("batch"), sent.get("telegrams")
-    count = len(batch["len"]) if isinstance(batch, dict) and batch.get("len") else \
-        len(telegrams) if isinstance(telegrams, list) else 0
+    count = (
+        len(batch["len"])
+        if isinstance(batch, dict) and batch.get("len")
+        else len(telegrams)
+        if isinstance(telegrams, list)
+        else 0
+    )
     assert answer["stored"] + answer["duplicates"] + len(answer["rejected"]) == count
     assert all(r["message"] for r in answer["rejected"])
     event("accepted, with telegrams" if count else "accepted")
@@ -122,7 +164,11 @@ def test_any_envelope_is_refused_with_a_reason_or_fully_accounted_for(db, gw, da
     _check(db, body, "application/json" if as_json else "application/cbor", gw.credential, env)
 
 
-@given(body=st.binary(max_size=400), content_type=st.sampled_from(
-    ["application/cbor", "application/json", "application/octet-stream", "", "text/plain", "application/cbor; x=1"]))
+@given(
+    body=st.binary(max_size=400),
+    content_type=st.sampled_from(
+        ["application/cbor", "application/json", "application/octet-stream", "", "text/plain", "application/cbor; x=1"]
+    ),
+)
 def test_any_bytes_are_refused_with_a_reason_or_accepted(db, gw, body, content_type):
     _check(db, body, content_type, gw.credential, None)

@@ -55,8 +55,14 @@ def test_unknown_docs_assets_are_404(client):
 def test_every_response_has_security_headers_and_the_api_is_not_cached(client, hub):
     t = hub.tenant()
     admin = hub.headers(t, "admin")
-    for path, headers in (("/api/v1/health", {}), ("/api/v1/gateways", admin), ("/api/v1/gateways", {}),
-                          ("/openapi.json", {}), ("/", {}), ("/no/such/page", {})):
+    for path, headers in (
+        ("/api/v1/health", {}),
+        ("/api/v1/gateways", admin),
+        ("/api/v1/gateways", {}),
+        ("/openapi.json", {}),
+        ("/", {}),
+        ("/no/such/page", {}),
+    ):
         r = client.get(path, headers=headers)
         assert r.headers["x-content-type-options"] == "nosniff", path
         assert r.headers["referrer-policy"] == "no-referrer", path
@@ -78,6 +84,7 @@ def test_login_and_token_creation_are_not_stored(client, hub):
 
 
 # --- (b) in a browser, offline ---
+
 
 @pytest.fixture(scope="module")
 def docs_server(database_url, data_dir):
@@ -123,6 +130,7 @@ def _offline_page(browser, base_url: str):
 @pytest.mark.slow
 def test_swagger_ui_renders_offline(docs_server):
     from playwright.sync_api import expect
+
     base_url, browser = docs_server
     page, elsewhere, complaints = _offline_page(browser, base_url)
     page.goto(base_url + "/docs")
@@ -136,6 +144,7 @@ def test_swagger_ui_renders_offline(docs_server):
 @pytest.mark.slow
 def test_redoc_renders_offline(docs_server):
     from playwright.sync_api import expect
+
     base_url, browser = docs_server
     page, elsewhere, complaints = _offline_page(browser, base_url)
     page.goto(base_url + "/redoc")

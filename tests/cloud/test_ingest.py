@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC
 
 import cbor2
 import orjson
@@ -10,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from omshub.cloud.ingest.uplink import handle_uplink
-from omshub.protocol.envelope import MAX_BODY, UplinkRejected
 from omshub.cloud.store.models import Gateway, Telegram, Uplink
+from omshub.protocol.envelope import MAX_BODY, UplinkRejected
 
 from ..clock import EPOCH
 from .conftest import batch_envelope, encode
@@ -36,8 +37,10 @@ def test_cbor_batch_is_stored_and_acknowledged(hub, db):
     assert answer["ack"] == 7 and answer["stored"] == 2 and answer["duplicates"] == 0
     assert answer["rejected"] == [] and answer["config"] is None and answer["time"] >= before
     rows = hub.telegrams(gw)
-    assert [(r.state, r.manufacturer, r.meter_id) for r in rows] == [("new", "KAM", "10000001"),
-                                                                     ("new", "KAM", "10000002")]
+    assert [(r.state, r.manufacturer, r.meter_id) for r in rows] == [
+        ("new", "KAM", "10000001"),
+        ("new", "KAM", "10000002"),
+    ]
     with db.session() as s:
         g = s.get(Gateway, gw.id)
         assert g.status["battery_pct"] == 81 and g.status["firmware"] == "1.2.3" and g.last_seq == 7
@@ -51,8 +54,13 @@ def test_cbor_batch_is_stored_and_acknowledged(hub, db):
 def test_gateway_status_shown_in_api(hub, client):
     t = hub.tenant()
     gw = hub.gateway(t)
-    hub.send(gw, 1, [encode("10000003")], status={"battery_pct": 55, "rssi": -101, "firmware": "2.0", "spool": 12,
-                                                  "next_contact": 2_000_000_000}, cfg=0)
+    hub.send(
+        gw,
+        1,
+        [encode("10000003")],
+        status={"battery_pct": 55, "rssi": -101, "firmware": "2.0", "spool": 12, "next_contact": 2_000_000_000},
+        cfg=0,
+    )
     body = client.get(f"/api/v1/gateways/{gw.id}", headers=hub.headers(t, "viewer")).json()
     assert body["battery_pct"] == 55 and body["rssi"] == -101 and body["firmware"] == "2.0" and body["spool"] == 12
     assert body["applied_config_version"] == 0 and body["last_seq"] == 1
@@ -64,16 +72,26 @@ def test_json_telegrams_form(hub):
     t = hub.tenant()
     gw = hub.gateway(t)
     f1, f2 = encode("10000011"), encode("10000012")
-    env = {"v": 1, "gw": gw.serial, "seq": 1, "cfg": 0,
-           "telegrams": [{"rx": "2026-01-02T03:04:05+01:00", "mode": "C1", "rssi": -80, "hex": f1.hex().upper()},
-                         {"rx": 1767000000, "mode": 1, "hex": f2.hex()}]}
+    env = {
+        "v": 1,
+        "gw": gw.serial,
+        "seq": 1,
+        "cfg": 0,
+        "telegrams": [
+            {"rx": "2026-01-02T03:04:05+01:00", "mode": "C1", "rssi": -80, "hex": f1.hex().upper()},
+            {"rx": 1767000000, "mode": 1, "hex": f2.hex()},
+        ],
+    }
     r = hub.post_uplink(gw, env, as_json=True)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     answer = r.json()
     assert answer["stored"] == 2 and answer["ack"] == 1
     with hub.db.session() as s:
-        rows = s.execute(select(Telegram.received_at, Telegram.link_mode, Telegram.rssi)
-                         .where(Telegram.gateway_id == gw.id).order_by(Telegram.id)).all()
+        rows = s.execute(
+            select(Telegram.received_at, Telegram.link_mode, Telegram.rssi)
+            .where(Telegram.gateway_id == gw.id)
+            .order_by(Telegram.id)
+        ).all()
     assert rows[0].received_at.isoformat() == "2026-01-02T02:04:05+00:00" and rows[0].link_mode == "C1"
     assert rows[0].rssi == -80 and rows[1].link_mode == "T1" and rows[1].rssi is None
 
@@ -82,9 +100,20 @@ def test_json_batch_form_with_hex_data(hub):
     t = hub.tenant()
     gw = hub.gateway(t)
     frames = [encode("10000021"), encode("10000022")]
-    env = {"v": 1, "gw": gw.serial, "seq": 3, "cfg": 0, "t0": 1767000000,
-           "batch": {"data": b"".join(frames).hex(), "len": [len(f) for f in frames], "dt": [0, 5],
-                     "rssi": [-60, -61], "mode": [1, 2]}}
+    env = {
+        "v": 1,
+        "gw": gw.serial,
+        "seq": 3,
+        "cfg": 0,
+        "t0": 1767000000,
+        "batch": {
+            "data": b"".join(frames).hex(),
+            "len": [len(f) for f in frames],
+            "dt": [0, 5],
+            "rssi": [-60, -61],
+            "mode": [1, 2],
+        },
+    }
     answer = hub.post_uplink(gw, env, as_json=True).json()
     assert answer["stored"] == 2
     assert [r.meter_id for r in hub.telegrams(gw)] == ["10000021", "10000022"]
@@ -93,10 +122,15 @@ def test_json_batch_form_with_hex_data(hub):
 def test_cbor_telegrams_form_with_raw_bytes(hub):
     t = hub.tenant()
     gw = hub.gateway(t)
-    env = {"v": 1, "gw": gw.serial, "seq": 1, "cfg": 0, "cred": gw.credential,
-           "telegrams": [{"rx": 1767000000, "mode": "T1", "raw": encode("10000031")}]}
-    result = handle_uplink(hub.db, cbor2.dumps(env), content_type="application/cbor", transport="mqtt",
-                           credential=None)
+    env = {
+        "v": 1,
+        "gw": gw.serial,
+        "seq": 1,
+        "cfg": 0,
+        "cred": gw.credential,
+        "telegrams": [{"rx": 1767000000, "mode": "T1", "raw": encode("10000031")}],
+    }
+    result = handle_uplink(hub.db, cbor2.dumps(env), content_type="application/cbor", transport="mqtt", credential=None)
     assert result["stored"] == 1
 
 
@@ -130,6 +164,7 @@ def test_a_large_batch_stores_each_reception_once(hub, db):
     """Enough telegrams for the bulk path (PostgreSQL: staged through COPY): stored in order,
     repeats within the batch and of an earlier uplink counted as duplicates."""
     from omshub.cloud.store.database import BulkSql
+
     t = hub.tenant()
     gw = hub.gateway(t)
     frames = [encode(f"1100{i:04d}", energy=float(i)) for i in range(BulkSql.PG_STAGED_ROWS + 20)]
@@ -147,18 +182,25 @@ def test_bad_telegrams_in_a_batch_are_rejected_others_stored(hub, db):
     t = hub.tenant()
     gw = hub.gateway(t)
     good = encode("10000061")
-    garbage = bytes(range(20))               # well-formed entry, not a telegram: stored, decodes invalid
-    too_short = b"\x01\x02\x03"              # not a frame at all: rejected
+    garbage = bytes(range(20))  # well-formed entry, not a telegram: stored, decodes invalid
+    too_short = b"\x01\x02\x03"  # not a frame at all: rejected
     env = batch_envelope(gw.serial, 1, [good, too_short, garbage])
     answer = cbor2.loads(hub.post_uplink(gw, env).content)
     assert answer["stored"] == 2
     assert answer["rejected"] == [{"index": 1, "message": "frame of 3 bytes (a frame has 10-512)"}]
-    env = {"v": 1, "gw": gw.serial, "seq": 2, "cfg": 0,
-           "telegrams": [{"rx": 1767000000, "mode": "T1", "hex": good.hex()},
-                         {"rx": "yesterday", "mode": "T1", "hex": good.hex()},
-                         {"rx": 1767000000, "mode": "Q9", "hex": good.hex()},
-                         {"rx": 1767000000, "mode": "T1", "hex": "zz"},
-                         "not a map"]}
+    env = {
+        "v": 1,
+        "gw": gw.serial,
+        "seq": 2,
+        "cfg": 0,
+        "telegrams": [
+            {"rx": 1767000000, "mode": "T1", "hex": good.hex()},
+            {"rx": "yesterday", "mode": "T1", "hex": good.hex()},
+            {"rx": 1767000000, "mode": "Q9", "hex": good.hex()},
+            {"rx": 1767000000, "mode": "T1", "hex": "zz"},
+            "not a map",
+        ],
+    }
     answer = hub.post_uplink(gw, env, as_json=True).json()
     assert answer["stored"] == 1
     messages = {r["index"]: r["message"] for r in answer["rejected"]}
@@ -166,21 +208,24 @@ def test_bad_telegrams_in_a_batch_are_rejected_others_stored(hub, db):
     assert "rx" in messages[1] and "mode" in messages[2] and "hex" in messages[3]
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda e: e.update(v=2), "v must be 1"),
-    (lambda e: e.update(seq=-1), "seq"),
-    (lambda e: e.update(seq="7"), "seq"),
-    (lambda e: e.pop("cfg"), "cfg"),
-    (lambda e: e["batch"].update(dt=[0, 1]), "batch.dt has 2 entries"),
-    (lambda e: e["batch"].update(len=[1, 2], dt=[0, 0]), "batch.len sums to"),
-    (lambda e: e["batch"].update(rssi=b"\x00\x00\x00"), "batch.rssi"),
-    (lambda e: e["batch"].update(mode=9), "batch.mode"),
-    (lambda e: e.update(status={"battery_pct": 300}), "status.battery_pct"),
-    (lambda e: e.update(status={"firmware": 5}), "status.firmware"),
-    (lambda e: e.update(cfg_error={"version": "x"}), "cfg_error.version"),
-    (lambda e: e.update(t0="now"), "t0"),
-    (lambda e: e.update(telegrams=[{"rx": 1, "mode": 1, "hex": "00" * 12}]), "either batch or telegrams"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda e: e.update(v=2), "v must be 1"),
+        (lambda e: e.update(seq=-1), "seq"),
+        (lambda e: e.update(seq="7"), "seq"),
+        (lambda e: e.pop("cfg"), "cfg"),
+        (lambda e: e["batch"].update(dt=[0, 1]), "batch.dt has 2 entries"),
+        (lambda e: e["batch"].update(len=[1, 2], dt=[0, 0]), "batch.len sums to"),
+        (lambda e: e["batch"].update(rssi=b"\x00\x00\x00"), "batch.rssi"),
+        (lambda e: e["batch"].update(mode=9), "batch.mode"),
+        (lambda e: e.update(status={"battery_pct": 300}), "status.battery_pct"),
+        (lambda e: e.update(status={"firmware": 5}), "status.firmware"),
+        (lambda e: e.update(cfg_error={"version": "x"}), "cfg_error.version"),
+        (lambda e: e.update(t0="now"), "t0"),
+        (lambda e: e.update(telegrams=[{"rx": 1, "mode": 1, "hex": "00" * 12}]), "either batch or telegrams"),
+    ],
+)
 def test_malformed_envelope_is_422_naming_the_field(hub, mutate, field):
     t = hub.tenant()
     gw = hub.gateway(t)
@@ -199,14 +244,19 @@ def test_too_many_telegrams_is_422(hub):
     frame = encode("10000081")
     env = batch_envelope(gw.serial, 1, [frame] * 5001)
     r = hub.post_uplink(gw, env)
-    assert r.status_code == 422 and "5001 telegrams exceed the limit of 5000" in cbor2.loads(r.content)["error"]["message"]
+    assert (
+        r.status_code == 422 and "5001 telegrams exceed the limit of 5000" in cbor2.loads(r.content)["error"]["message"]
+    )
 
 
 def test_body_over_one_mib_is_413(hub):
     t = hub.tenant()
     gw = hub.gateway(t)
-    r = hub.client.post("/api/v1/uplink", content=b"\xa0" + b"\x00" * MAX_BODY,
-                        headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {gw.credential}"})
+    r = hub.client.post(
+        "/api/v1/uplink",
+        content=b"\xa0" + b"\x00" * MAX_BODY,
+        headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {gw.credential}"},
+    )
     assert r.status_code == 413 and b"exceeds" in r.content
 
 
@@ -237,11 +287,22 @@ def test_authentication(hub):
     assert hub.telegrams(gw) == []
     # over HTTP the credential goes in the header, checked before the body is read: cred inside
     # the envelope is for CoAP and MQTT (handle_uplink takes it there)
-    r = hub.client.post("/api/v1/uplink", content=cbor2.dumps({**env, "cred": gw.credential}),
-                        headers={"Content-Type": "application/cbor"})
+    r = hub.client.post(
+        "/api/v1/uplink",
+        content=cbor2.dumps({**env, "cred": gw.credential}),
+        headers={"Content-Type": "application/cbor"},
+    )
     assert r.status_code == 401 and "Authorization: Bearer" in cbor2.loads(r.content)["error"]["message"]
-    assert handle_uplink(hub.db, cbor2.dumps({**env, "cred": gw.credential}), content_type="application/cbor",
-                         transport="coap", credential=None)["stored"] == 1
+    assert (
+        handle_uplink(
+            hub.db,
+            cbor2.dumps({**env, "cred": gw.credential}),
+            content_type="application/cbor",
+            transport="coap",
+            credential=None,
+        )["stored"]
+        == 1
+    )
 
 
 def test_status_only_uplink(hub):
@@ -253,8 +314,13 @@ def test_status_only_uplink(hub):
 
 def test_handle_uplink_rejections_are_typed(db):
     with pytest.raises(UplinkRejected) as info:
-        handle_uplink(db, orjson.dumps({"v": 1, "gw": "X", "seq": 1, "cfg": 0}), content_type="application/json",
-                      transport="coap", credential=None)
+        handle_uplink(
+            db,
+            orjson.dumps({"v": 1, "gw": "X", "seq": 1, "cfg": 0}),
+            content_type="application/json",
+            transport="coap",
+            credential=None,
+        )
     assert info.value.status == 401
 
 
@@ -262,12 +328,13 @@ def test_gateway_contact_recorded_alike_with_and_without_operations(hub, db):
     """Most uplinks change no operation and are recorded in two statements; one that does goes
     through operations.on_uplink. Both keep the status merged, the highest seq, the applied
     version and a next contact in the future (a reported one in the past is not taken)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from omshub.cloud.services import operations as ops
     from omshub.cloud.store.models import Operation
 
     from .domain_fixtures import FakePrincipal
+
     t = hub.tenant()
     quiet, busy = hub.gateway(t), hub.gateway(t)
     cfg = {"timezone": "UTC", "upload": {"cron": "0 30 3 * * *"}, "spread_s": 0}
@@ -275,15 +342,24 @@ def test_gateway_contact_recorded_alike_with_and_without_operations(hub, db):
         [op] = ops.set_desired_config(s, FakePrincipal(t.id), [busy.id], cfg)
     for gw in (quiet, busy):
         first = hub.send(gw, 5, [encode("10000001")], status={"battery_pct": 80, "firmware": "1.0"})
-        again = hub.send(gw, 3, [encode("10000002")], status={"battery_pct": 79, "next_contact": 1_000_000_000},
-                         cfg=1 if gw is busy else 0)
+        again = hub.send(
+            gw,
+            3,
+            [encode("10000002")],
+            status={"battery_pct": 79, "next_contact": 1_000_000_000},
+            cfg=1 if gw is busy else 0,
+        )
         assert (first["config"] or {}).get("version") == (1 if gw is busy else None) and again["config"] is None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with db.session() as s:
         for gw, applied in ((quiet, 0), (busy, 1)):
             g = s.get(Gateway, gw.id)
-            assert g.status == {"battery_pct": 79, "firmware": "1.0", "next_contact": 1_000_000_000,
-                                "transport": "https"}
+            assert g.status == {
+                "battery_pct": 79,
+                "firmware": "1.0",
+                "next_contact": 1_000_000_000,
+                "transport": "https",
+            }
             assert g.last_seq == 5 and g.applied_config_version == applied
             assert g.last_contact_at is not None and g.next_contact_at > now
         assert s.get(Operation, op.id).state == "SUCCESSFUL"

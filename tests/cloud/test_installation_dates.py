@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from omshub.cloud.services.consumption import consumption
 from omshub.cloud.store.models import Installation
 from tests.clock import DAY, WINTER, days_before
@@ -21,8 +22,17 @@ API = "/api/v1"
 
 
 def _energy(value: float) -> list[dict]:
-    return [{"quantity": "energy", "unit": "kWh", "value": value, "storage": 0, "tariff": 0, "subunit": 0,
-             "function": "instantaneous"}]
+    return [
+        {
+            "quantity": "energy",
+            "unit": "kWh",
+            "value": value,
+            "storage": 0,
+            "tariff": 0,
+            "subunit": 0,
+            "function": "instantaneous",
+        }
+    ]
 
 
 def test_demo_like_flow_counts_readings_older_than_the_import(hub, client, pipeline):
@@ -37,8 +47,13 @@ def test_demo_like_flow_counts_readings_older_than_the_import(hub, client, pipel
     hub.keys(t, {"42000001": KEY})
     start = days_before(28, WINTER)
     for day in range(28):  # one reading a day at 02:00 UTC, 100 kWh a day
-        hub.send(gw, day + 1, [encode("42000001", _energy(1000.0 + 100 * day), access_number=day)],
-                 t0=int(start + day * DAY - 10 * 3600), dts=[0])
+        hub.send(
+            gw,
+            day + 1,
+            [encode("42000001", _energy(1000.0 + 100 * day), access_number=day)],
+            t0=int(start + day * DAY - 10 * 3600),
+            dts=[0],
+        )
     pipeline.run_until_idle()
     [p] = client.get(f"{API}/metering-points", headers=h).json()["items"]
     first = "2025-12-17T02:00:00Z"
@@ -46,16 +61,16 @@ def test_demo_like_flow_counts_readings_older_than_the_import(hub, client, pipel
     assert p["installation"]["installed_at"] == first
     # the demo's call: the simulated period (a day before the first reading to its end)
     frm, to = "2025-12-16T00:00:00Z", "2026-01-14T00:00:00Z"
-    res = client.get(f"{API}/metering-points/{p['id']}/consumption", headers=h,
-                     params={"from": frm, "to": to}).json()
+    res = client.get(f"{API}/metering-points/{p['id']}/consumption", headers=h, params={"from": frm, "to": to}).json()
     assert res["value"] == pytest.approx(2700.0)
     assert res["complete"] is False  # nothing is known before the first reading
     assert res["covered_from"] == first and res["covered_to"] == to
     assert res["uncovered"] == [{"from": frm, "to": first}]
     assert res["covered_share"] == pytest.approx(1 - (26 / 24) / 29, abs=1e-6)
     # from the first full day on, the value covers the period
-    res = client.get(f"{API}/metering-points/{p['id']}/consumption", headers=h,
-                     params={"from": "2025-12-18", "to": "2026-01-13"}).json()  # local dates: 00:00 Berlin
+    res = client.get(
+        f"{API}/metering-points/{p['id']}/consumption", headers=h, params={"from": "2025-12-18", "to": "2026-01-13"}
+    ).json()  # local dates: 00:00 Berlin
     assert res["from"] == "2025-12-17T23:00:00Z" and res["to"] == "2026-01-12T23:00:00Z"
     assert res["complete"] is True and res["covered_share"] == 1.0 and res["uncovered"] == []
     assert res["value"] == pytest.approx(2600.0)
@@ -64,18 +79,25 @@ def test_demo_like_flow_counts_readings_older_than_the_import(hub, client, pipel
 def test_import_and_install_read_dates_in_the_tenant_zone(hub, client):
     t = hub.tenant()
     h = {**hub.headers(t, "operator"), "Content-Type": "text/csv"}
-    csv = (b"manufacturer,id,metering_point,installed_at\n"
-           b"KAM,42000011,P-a,2026-01-15\n"
-           b"KAM,42000012,P-b,2026-07-01T08:00\n"
-           b"KAM,42000013,P-c,2026-07-01T08:00:00Z\n")
+    csv = (
+        b"manufacturer,id,metering_point,installed_at\n"
+        b"KAM,42000011,P-a,2026-01-15\n"
+        b"KAM,42000012,P-b,2026-07-01T08:00\n"
+        b"KAM,42000013,P-c,2026-07-01T08:00:00Z\n"
+    )
     assert client.post(f"{API}/meters/import", headers=h, content=csv).status_code == 200
-    got = {p["ref"]: (p["installation"]["installed_at"], p["installation"]["installed_from"])
-           for p in client.get(f"{API}/metering-points", headers=h).json()["items"]}
-    assert got == {"P-a": ("2026-01-14T23:00:00Z", "given"), "P-b": ("2026-07-01T06:00:00Z", "given"),
-                   "P-c": ("2026-07-01T08:00:00Z", "given")}
-    bad = (b"manufacturer,id,metering_point,installed_at\n"
-           b"KAM,42000014,P-d,2026-10-25T02:30\n"
-           b"KAM,42000015,P-e,31.01.2026\n")
+    got = {
+        p["ref"]: (p["installation"]["installed_at"], p["installation"]["installed_from"])
+        for p in client.get(f"{API}/metering-points", headers=h).json()["items"]
+    }
+    assert got == {
+        "P-a": ("2026-01-14T23:00:00Z", "given"),
+        "P-b": ("2026-07-01T06:00:00Z", "given"),
+        "P-c": ("2026-07-01T08:00:00Z", "given"),
+    }
+    bad = (
+        b"manufacturer,id,metering_point,installed_at\nKAM,42000014,P-d,2026-10-25T02:30\nKAM,42000015,P-e,31.01.2026\n"
+    )
     r = client.post(f"{API}/meters/import", headers=h, content=bad)
     msg = r.json()["error"]["message"]
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_csv"
@@ -89,13 +111,21 @@ def test_import_and_install_read_dates_in_the_tenant_zone(hub, client):
     m2 = client.post(f"{API}/meters", headers=j, json={"manufacturer": "KAM", "meter_id": "42000017"}).json()["id"]
     r = client.post(f"{API}/metering-points/{pid}/install", headers=j, json={"meter": m1, "at": "2026-02-01"})
     assert r.status_code == 201 and r.json()["installation"]["installed_at"] == "2026-01-31T23:00:00Z"
-    r = client.post(f"{API}/metering-points/{pid}/swap", headers=j,
-                    json={"at": "2026-03-29T02:15", "old_final_values": {}, "new_meter": m2})
+    r = client.post(
+        f"{API}/metering-points/{pid}/swap",
+        headers=j,
+        json={"at": "2026-03-29T02:15", "old_final_values": {}, "new_meter": m2},
+    )
     assert r.status_code == 422 and r.json()["error"] == {
-        "code": "invalid_time", "message": r.json()["error"]["message"]}
+        "code": "invalid_time",
+        "message": r.json()["error"]["message"],
+    }
     assert r.json()["error"]["message"].startswith("at: '2026-03-29T02:15' does not exist in Europe/Berlin")
-    r = client.post(f"{API}/metering-points/{pid}/swap", headers=j,
-                    json={"at": "2026-08-01T12:00", "old_final_values": {}, "new_meter": m2})
+    r = client.post(
+        f"{API}/metering-points/{pid}/swap",
+        headers=j,
+        json={"at": "2026-08-01T12:00", "old_final_values": {}, "new_meter": m2},
+    )
     assert r.status_code == 200 and r.json()["installation"]["installed_at"] == "2026-08-01T10:00:00Z"
     # a tenant in another zone reads its dates there
     assert client.put(f"{API}/tenant/time", headers=hub.headers(t), json={"timezone": "UTC"}).status_code == 200
@@ -112,7 +142,9 @@ def test_install_without_a_date_counts_from_the_first_reading(hub, client, pipel
     mid = client.post(f"{API}/meters", headers=j, json={"manufacturer": "KAM", "meter_id": "42000021"}).json()["id"]
     r = client.post(f"{API}/metering-points/{pid}/install", headers=j, json={"meter": mid})
     assert r.status_code == 201 and r.json()["installation"]["installed_from"] == "first_reading"
-    r = client.post(f"{API}/metering-points/{pid}/install", headers=j, json={"meter": mid, "initial_values": {"energy": 1}})
+    r = client.post(
+        f"{API}/metering-points/{pid}/install", headers=j, json={"meter": mid, "initial_values": {"energy": 1}}
+    )
     assert r.status_code == 422
     hub.keys(t, {"42000021": KEY})
     hub.send(gw, 1, [encode("42000021", _energy(50.0), access_number=1)], t0=int(days_before(3, WINTER)), dts=[0])
@@ -125,14 +157,21 @@ def test_first_reading_after_the_previous_installation(s):
     """A meter that read at another point before: its dateless installation starts with its first
     reading after it left that point, not with its very first."""
     from omshub.cloud.services.consumption import effective_installed_at
+
     t = tenant(s)
     m = meter(s, t)
     p1, p2 = point(s, t, "P-1"), point(s, t, "P-2")
     install(s, p1, m, T0, removed=T0 + days(10), final={"energy": 200.0})
     for d in (1, 5, 12, 15):
         reading(s, m, T0 + days(d), energy=100.0 + 10 * d)
-    inst = Installation(tenant_id=t.id, metering_point_id=p2.id, meter_pk=m.id, installed_at=T0 + days(20),
-                        installed_from="first_reading", initial_values={})
+    inst = Installation(
+        tenant_id=t.id,
+        metering_point_id=p2.id,
+        meter_pk=m.id,
+        installed_at=T0 + days(20),
+        installed_from="first_reading",
+        initial_values={},
+    )
     s.add(inst)
     s.flush()
     assert effective_installed_at(s, inst) == T0 + days(12)
@@ -143,6 +182,7 @@ def test_first_reading_after_the_previous_installation(s):
 
 
 # --- item 6: coverage ---
+
 
 def test_start_after_boundary_is_not_complete(s):
     t = tenant(s)
@@ -208,4 +248,3 @@ def test_stale_end_and_a_period_not_over_yet(s):
     # asked while the period is still running: complete once it is over, not before
     res = consumption(s, p, T0, T0 + days(20), now=T0 + days(10))
     assert res["complete"] is False and res["covered_to"] == T0 + days(10) - timedelta(hours=1)
-

@@ -49,65 +49,94 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/tokens"): {"kind": "list"},
     ("DELETE", "/api/v1/tokens/{token_id}"): {"kind": "object"},
     ("GET", "/api/v1/users"): {"kind": "list"},
-    ("POST", "/api/v1/users"): {"kind": "create", "expect": {201},
-                                "json": lambda c: {"username": "b-" + uuid.uuid4().hex[:8], "password": "x" * 12}},
+    ("POST", "/api/v1/users"): {
+        "kind": "create",
+        "expect": {201},
+        "json": lambda c: {"username": "b-" + uuid.uuid4().hex[:8], "password": "x" * 12},
+    },
     ("GET", "/api/v1/users/{user_id}"): {"kind": "object"},
     ("PATCH", "/api/v1/users/{user_id}"): {"kind": "object", "json": lambda c: {"disabled": True}},
     ("DELETE", "/api/v1/users/{user_id}"): {"kind": "object"},
-    ("POST", "/api/v1/gateways"): {"kind": "create", "expect": {201},
-                                   "json": lambda c: {"serial": "B-" + uuid.uuid4().hex[:8]}},
+    ("POST", "/api/v1/gateways"): {
+        "kind": "create",
+        "expect": {201},
+        "json": lambda c: {"serial": "B-" + uuid.uuid4().hex[:8]},
+    },
     ("GET", "/api/v1/gateways"): {"kind": "list"},
     ("GET", "/api/v1/gateways/{gateway_id}"): {"kind": "object"},
     ("GET", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object"},
     ("PUT", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object", "json": lambda c: {"spread_s": 5}},
     ("PATCH", "/api/v1/gateways/{gateway_id}/config"): {"kind": "object", "json": lambda c: {"spread_s": 5}},
     ("POST", "/api/v1/gateways/{gateway_id}/credential"): {"kind": "object"},
-    ("POST", "/api/v1/gateways/config"): {"kind": "create", "expect": {404},
-                                          "json": lambda c: {"config": {},
-                                                             "gateway_ids": [c["b_gw"], c["gateway_id"]]}},
+    ("POST", "/api/v1/gateways/config"): {
+        "kind": "create",
+        "expect": {404},
+        "json": lambda c: {"config": {}, "gateway_ids": [c["b_gw"], c["gateway_id"]]},
+    },
     ("POST", "/api/v1/uplink"): {"kind": "uplink"},
-    ("POST", "/api/v1/keys/import"): {"kind": "create", "expect": {200},
-                                      "content": lambda c: f"id,key\n{c['a_meter']},{'11' * 16}\n".encode()},
+    ("POST", "/api/v1/keys/import"): {
+        "kind": "create",
+        "expect": {200},
+        "content": lambda c: f"id,key\n{c['a_meter']},{'11' * 16}\n".encode(),
+    },
     ("GET", "/api/v1/keys"): {"kind": "list"},
-    ("POST", "/api/v1/keys/export"): {"kind": "create", "expect": {404},
-                                      "json": lambda c: {"meters": [c["a_meter2"]]}},
+    ("POST", "/api/v1/keys/export"): {"kind": "create", "expect": {404}, "json": lambda c: {"meters": [c["a_meter2"]]}},
     ("GET", "/api/v1/meters"): {"kind": "list"},
-    ("POST", "/api/v1/meters"): {"kind": "create", "expect": {404},
-                                 "json": lambda c: {"manufacturer": "KAM", "meter_id": "B7B7B7B7",
-                                                    "gateway_id": c["gateway_id"]}},
-    ("POST", "/api/v1/meters/import"): {"kind": "create", "expect": {422},
-                                        "content": lambda c: f"manufacturer,id,gateway\nKAM,B8B8B8B8,{c['a_serial']}\n"
-                                        .encode()},
+    ("POST", "/api/v1/meters"): {
+        "kind": "create",
+        "expect": {404},
+        "json": lambda c: {"manufacturer": "KAM", "meter_id": "B7B7B7B7", "gateway_id": c["gateway_id"]},
+    },
+    ("POST", "/api/v1/meters/import"): {
+        "kind": "create",
+        "expect": {422},
+        "content": lambda c: f"manufacturer,id,gateway\nKAM,B8B8B8B8,{c['a_serial']}\n".encode(),
+    },
     ("GET", "/api/v1/meters/{meter_pk}"): {"kind": "object"},
     ("PATCH", "/api/v1/meters/{meter_pk}"): {"kind": "object", "json": lambda c: {"device_type": "water"}},
     ("DELETE", "/api/v1/meters/{meter_pk}"): {"kind": "object"},
     ("GET", "/api/v1/meters/{meter_pk}/readings"): {"kind": "object"},
     ("GET", "/api/v1/metering-points"): {"kind": "list"},
-    ("POST", "/api/v1/metering-points"): {"kind": "create", "expect": {201},
-                                          "json": lambda c: {"ref": "B-" + uuid.uuid4().hex[:8]}},
+    ("POST", "/api/v1/metering-points"): {
+        "kind": "create",
+        "expect": {201},
+        "json": lambda c: {"ref": "B-" + uuid.uuid4().hex[:8]},
+    },
     ("GET", "/api/v1/metering-points/{point_id}"): {"kind": "object"},
     ("PATCH", "/api/v1/metering-points/{point_id}"): {"kind": "object", "json": lambda c: {"address": "B street"}},
     ("DELETE", "/api/v1/metering-points/{point_id}"): {"kind": "object"},
-    ("POST", "/api/v1/metering-points/{point_id}/install"): {"kind": "object",
-                                                             "json": lambda c: {"meter": c["b_meter"]}},
+    ("POST", "/api/v1/metering-points/{point_id}/install"): {
+        "kind": "object",
+        "json": lambda c: {"meter": c["b_meter"]},
+    },
     ("POST", "/api/v1/metering-points/{point_id}/swap"): {
-        "kind": "object", "json": lambda c: {"at": "2030-01-01T00:00:00Z", "old_final_values": {},
-                                            "new_meter": c["b_meter"]}},
+        "kind": "object",
+        "json": lambda c: {"at": "2030-01-01T00:00:00Z", "old_final_values": {}, "new_meter": c["b_meter"]},
+    },
     ("POST", "/api/v1/metering-points/{point_id}/remove"): {"kind": "object", "json": lambda c: {}},
     ("GET", "/api/v1/metering-points/{point_id}/readings"): {"kind": "object"},
     ("GET", "/api/v1/metering-points/{point_id}/consumption"): {
-        "kind": "object", "params": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}},
+        "kind": "object",
+        "params": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+    },
     ("GET", "/api/v1/readings/latest"): {"kind": "list"},
     # the time settings are the caller's own tenant's (test_time_zones checks A's stay unchanged)
     ("GET", "/api/v1/tenant/time"): {"kind": "self"},
     ("PUT", "/api/v1/tenant/time"): {"kind": "self", "json": lambda c: {"meter_timezone": "UTC"}},
     ("GET", "/api/v1/tenant/time/models"): {"kind": "self"},
-    ("PUT", "/api/v1/tenant/time/models"): {"kind": "self",
-                                            "json": lambda c: {"models": [{"manufacturer": "KAM", "timezone": "UTC"}]}},
-    ("POST", "/api/v1/tenant/time/retime"): {"kind": "create", "expect": {404},
-                                             "json": lambda c: {"meters": [c["meter_pk"]]}},
-    ("GET", "/api/v1/export/readings"): {"kind": "list", "params": {"from": "2000-01-01T00:00:00Z",
-                                                                   "to": "2100-01-01T00:00:00Z"}},
+    ("PUT", "/api/v1/tenant/time/models"): {
+        "kind": "self",
+        "json": lambda c: {"models": [{"manufacturer": "KAM", "timezone": "UTC"}]},
+    },
+    ("POST", "/api/v1/tenant/time/retime"): {
+        "kind": "create",
+        "expect": {404},
+        "json": lambda c: {"meters": [c["meter_pk"]]},
+    },
+    ("GET", "/api/v1/export/readings"): {
+        "kind": "list",
+        "params": {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
+    },
     ("GET", "/api/v1/telegrams"): {"kind": "list"},
     ("GET", "/api/v1/telegrams/unregistered"): {"kind": "list"},
     ("GET", "/api/v1/telegrams/{telegram_id}"): {"kind": "object"},
@@ -164,8 +193,14 @@ def world(hub, client, db, pipeline):
     hub.meter(a, a_meter2)
     ref = f"ISO-A-POINT-{tag}"
     point_id = client.post(f"{API}/metering-points", json={"ref": ref}, headers=a_admin).json()["id"]
-    assert client.post(f"{API}/metering-points/{point_id}/install",
-                       json={"meter": meter_pk, "at": "2020-01-01T00:00:00Z"}, headers=a_admin).status_code == 201
+    assert (
+        client.post(
+            f"{API}/metering-points/{point_id}/install",
+            json={"meter": meter_pk, "at": "2020-01-01T00:00:00Z"},
+            headers=a_admin,
+        ).status_code
+        == 201
+    )
     hub.send(gw, 1, [encode(a_meter, energy=5.0), encode(a_meter2, energy=6.0), encode(a_unknown, energy=7.0)])
     pipeline.run_once()
     op = client.put(f"{API}/gateways/{gw.id}/config", json={}, headers=a_admin).json()
@@ -179,11 +214,25 @@ def world(hub, client, db, pipeline):
     b_gw = hub.gateway(b, serial=f"ISO-B-{tag}")
     b_meter = hub.meter(b, "B1" + tag)
     return {
-        "a": a, "b": b, "a_headers": a_admin, "b_headers": hub.headers(b, "admin"), "gw": gw, "b_gw_info": b_gw,
-        "token_id": a_token, "user_id": _user_id(client, a_admin, a_user), "gateway_id": gw.id,
-        "meter_pk": meter_pk, "point_id": point_id, "telegram_id": telegram_id, "operation_id": op["id"],
-        "alarm_id": alarm_id, "b_gw": b_gw.id, "b_meter": b_meter, "a_serial": gw.serial,
-        "a_meter": a_meter, "a_meter2": a_meter2,
+        "a": a,
+        "b": b,
+        "a_headers": a_admin,
+        "b_headers": hub.headers(b, "admin"),
+        "gw": gw,
+        "b_gw_info": b_gw,
+        "token_id": a_token,
+        "user_id": _user_id(client, a_admin, a_user),
+        "gateway_id": gw.id,
+        "meter_pk": meter_pk,
+        "point_id": point_id,
+        "telegram_id": telegram_id,
+        "operation_id": op["id"],
+        "alarm_id": alarm_id,
+        "b_gw": b_gw.id,
+        "b_meter": b_meter,
+        "a_serial": gw.serial,
+        "a_meter": a_meter,
+        "a_meter2": a_meter2,
         "markers": [gw.serial, a_meter, a_meter2, a_unknown, ref, a_user, f"iso-a-token-{tag}"],
     }
 
@@ -195,8 +244,16 @@ def _user_id(client, headers, username) -> int:
 
 def _request(client, method, path, ctx, spec, headers):
     url = path
-    for name in ("token_id", "user_id", "gateway_id", "meter_pk", "point_id", "telegram_id", "operation_id",
-                 "alarm_id"):
+    for name in (
+        "token_id",
+        "user_id",
+        "gateway_id",
+        "meter_pk",
+        "point_id",
+        "telegram_id",
+        "operation_id",
+        "alarm_id",
+    ):
         url = url.replace("{" + name + "}", str(ctx[name]))
     assert "{" not in url, f"no test value for a path parameter of {path}"
     kw = {"params": spec.get("params"), "headers": dict(headers)}
@@ -255,17 +312,25 @@ def test_tenant_b_never_reaches_tenant_a(app, client, hub, world, db):
             failures.append(f"{method} {path}: B got {r.status_code} {r.text[:200]} (expected {spec['expect']})")
 
     # uplink: B's gateway credential, A's gateway serial
-    env = {"v": 1, "gw": ctx["gw"].serial, "seq": 99, "cfg": 0, "t0": 1_700_000_000,
-           "batch": {"data": encode("C0C0C0C0"), "len": [len(encode("C0C0C0C0"))], "dt": [0], "rssi": b"\x80",
-                     "mode": 1}}
+    env = {
+        "v": 1,
+        "gw": ctx["gw"].serial,
+        "seq": 99,
+        "cfg": 0,
+        "t0": 1_700_000_000,
+        "batch": {"data": encode("C0C0C0C0"), "len": [len(encode("C0C0C0C0"))], "dt": [0], "rssi": b"\x80", "mode": 1},
+    }
     for cred in (ctx["b_gw_info"].credential, None):
         body = dict(env, cred=cred) if cred else env
-        r = client.post(f"{API}/uplink", content=cbor2.dumps(body),
-                        headers={"Content-Type": "application/cbor",
-                                 "Authorization": f"Bearer {ctx['b_gw_info'].credential}"})
+        r = client.post(
+            f"{API}/uplink",
+            content=cbor2.dumps(body),
+            headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {ctx['b_gw_info'].credential}"},
+        )
         if r.status_code not in (401, 403):
-            failures.append(f"POST /api/v1/uplink as A's gateway with B's credential: "
-                            f"{r.status_code} {r.content[:200]}")
+            failures.append(
+                f"POST /api/v1/uplink as A's gateway with B's credential: {r.status_code} {r.content[:200]}"
+            )
     assert not failures, "\n".join(failures)
 
     # A's objects are all still there and unchanged
@@ -281,17 +346,21 @@ def test_tenant_b_never_reaches_tenant_a(app, client, hub, world, db):
     assert config["version"] == 1 and config["config"]["spread_s"] != 5
     with db.session() as s:
         assert s.get(Operation, ctx["operation_id"]).state == "PENDING"
-        assert s.scalar(select(Telegram.id).where(Telegram.gateway_id == ctx["gateway_id"],
-                                                  Telegram.meter_id == "C0C0C0C0")) is None
+        assert (
+            s.scalar(
+                select(Telegram.id).where(Telegram.gateway_id == ctx["gateway_id"], Telegram.meter_id == "C0C0C0C0")
+            )
+            is None
+        )
     # the uplink of A's gateway still works with A's credential
     assert hub.send(ctx["gw"], 2, [encode(ctx["a_meter"], energy=8.0, access_number=1)])["ack"] == 2
 
 
 def test_bulk_config_by_filter_only_selects_own_gateways(client, world):
-    r = client.post(f"{API}/gateways/config", json={"config": {}, "filter": {"all": True}},
-                    headers=world["b_headers"])
+    r = client.post(f"{API}/gateways/config", json={"config": {}, "filter": {"all": True}}, headers=world["b_headers"])
     assert r.status_code == 201
     assert [o["gateway_id"] for o in r.json()["operations"]] == [world["b_gw"]]
-    r = client.post(f"{API}/gateways/config", json={"config": {}, "filter": {"serial_prefix": "ISO-A-"}},
-                    headers=world["b_headers"])
+    r = client.post(
+        f"{API}/gateways/config", json={"config": {}, "filter": {"serial_prefix": "ISO-A-"}}, headers=world["b_headers"]
+    )
     assert r.status_code == 422  # matches no gateway of B

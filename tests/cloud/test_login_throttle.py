@@ -31,6 +31,7 @@ PAIR_FREE, ADDRESS_LIMIT = 5, 50
 @pytest.fixture
 def P():
     from omshub.cloud.services.login_throttle import DEFAULT_POLICY
+
     assert (DEFAULT_POLICY.pair_free, DEFAULT_POLICY.address_limit) == (PAIR_FREE, ADDRESS_LIMIT)
     return DEFAULT_POLICY
 
@@ -39,6 +40,7 @@ def _try(db, username, password, address, now, policy=None):
     """'ok', 401 or ('429', retry after s) of one login attempt at simulated time `now`."""
     from omshub.cloud.services.accounts import attempt_login
     from omshub.cloud.services.login_throttle import LoginThrottled
+
     try:
         attempt_login(db, username, password, address=address, ttl_s=3600, now=now, policy=policy)
         return "ok"
@@ -157,8 +159,10 @@ def test_the_http_answer_is_429_with_retry_after_and_no_store(app, db, hub):
     app.state.clock = lambda: EPOCH
     try:
         with TestClient(app, client=(address, 40000)) as browser:
+
             def post(password):
                 return browser.post("/api/v1/auth/login", json={"username": name, "password": password})
+
             for _ in range(PAIR_FREE):
                 r = post("wrong")
                 assert r.status_code == 401 and r.headers["cache-control"] == "no-store"
@@ -204,6 +208,7 @@ def test_parallel_attempts_cannot_slip_past_the_limit(hub, database_url, P):
 def test_the_table_bounds_its_size(db):
     from omshub.cloud.services.login_throttle import ThrottlePolicy, purge
     from omshub.cloud.store.models import LoginThrottle
+
     policy = ThrottlePolicy(max_rows=60, purge_every=1)
     now = EPOCH + _s(10 * 86_400)  # apart from the other tests' rows
     with db.transaction() as s:
@@ -217,8 +222,10 @@ def test_the_table_bounds_its_size(db):
     with db.transaction() as s:
         purge(s, later, policy)
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(LoginThrottle).where(
-            LoginThrottle.last_success_at.is_(None))) == 0
+        assert (
+            s.scalar(select(func.count()).select_from(LoginThrottle).where(LoginThrottle.last_success_at.is_(None)))
+            == 0
+        )
 
 
 @pytest.fixture
@@ -234,11 +241,15 @@ def test_two_head_end_processes_share_the_counters(two_servers, hub):
     with httpx.Client(timeout=30) as http:
         for i in range(ADDRESS_LIMIT):
             server = (a, b)[i % 2]
-            r = http.post(server.base_url + "/api/v1/auth/login", json={"username": f"spray-{t.id}-{i}",
-                                                                        "password": "wrong password"})
+            r = http.post(
+                server.base_url + "/api/v1/auth/login",
+                json={"username": f"spray-{t.id}-{i}", "password": "wrong password"},
+            )
             assert r.status_code == 401, (i, r.text)
         for server in (a, b):
-            r = http.post(server.base_url + "/api/v1/auth/login", json={"username": f"spray-{t.id}-x",
-                                                                        "password": "wrong password"})
+            r = http.post(
+                server.base_url + "/api/v1/auth/login",
+                json={"username": f"spray-{t.id}-x", "password": "wrong password"},
+            )
             assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
             assert r.json()["error"]["code"] == "too_many_attempts"

@@ -15,8 +15,11 @@ def test_meter_crud_and_roles(hub, client):
     t = hub.tenant()
     op, viewer = hub.headers(t, "operator"), hub.headers(t, "viewer")
     gw = hub.gateway(t)
-    r = client.post(f"{API}/meters", json={"manufacturer": "kam", "meter_id": "1234abcd", "device_type": 7,
-                                           "gateway_id": gw.id}, headers=op)
+    r = client.post(
+        f"{API}/meters",
+        json={"manufacturer": "kam", "meter_id": "1234abcd", "device_type": 7, "gateway_id": gw.id},
+        headers=op,
+    )
     assert r.status_code == 201, r.text
     m = r.json()
     assert (m["manufacturer"], m["meter_id"], m["device_type"]) == ("KAM", "1234ABCD", "water")
@@ -29,14 +32,17 @@ def test_meter_crud_and_roles(hub, client):
     # duplicates and bad input: clear errors
     r = client.post(f"{API}/meters", json={"manufacturer": "KAM", "meter_id": "1234ABCD"}, headers=op)
     assert r.status_code == 409 and "already registered" in r.json()["error"]["message"]
-    for body, words in [({"manufacturer": "KA", "meter_id": "00000001"}, "manufacturer"),
-                        ({"manufacturer": "KAM", "meter_id": "0000001"}, "meter"),
-                        ({"manufacturer": "KAM", "meter_id": "00000001", "device_type": "toaster"}, "device type"),
-                        ({"manufacturer": "KAM", "meter_id": "00000001", "colour": "red"}, "colour")]:
+    for body, words in [
+        ({"manufacturer": "KA", "meter_id": "00000001"}, "manufacturer"),
+        ({"manufacturer": "KAM", "meter_id": "0000001"}, "meter"),
+        ({"manufacturer": "KAM", "meter_id": "00000001", "device_type": "toaster"}, "device type"),
+        ({"manufacturer": "KAM", "meter_id": "00000001", "colour": "red"}, "colour"),
+    ]:
         r = client.post(f"{API}/meters", json=body, headers=op)
         assert r.status_code == 422 and words in r.json()["error"]["message"], r.text
-    r = client.post(f"{API}/meters", json={"manufacturer": "KAM", "meter_id": "00000001", "gateway_id": 10**9},
-                    headers=op)
+    r = client.post(
+        f"{API}/meters", json={"manufacturer": "KAM", "meter_id": "00000001", "gateway_id": 10**9}, headers=op
+    )
     assert r.status_code == 404
     # patch and list filters
     r = client.patch(f"{API}/meters/{m['id']}", json={"device_type": "warm_water", "gateway_id": None}, headers=op)
@@ -55,8 +61,9 @@ def test_pagination_of_meters(hub, client):
         hub.meter(t, f"5000000{i}")
     seen, cursor = [], None
     while True:
-        body = client.get(f"{API}/meters", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
-                          headers=h).json()
+        body = client.get(
+            f"{API}/meters", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=h
+        ).json()
         seen += [x["meter_id"] for x in body["items"]]
         cursor = body["next_cursor"]
         if not cursor:
@@ -85,10 +92,12 @@ def test_registering_a_meter_decodes_what_waited(hub, client, pipeline):
     assert [x["records"][0]["value"] for x in readings] == [12.0]
 
 
-CSV = (b"manufacturer,id,device_type,gateway,metering_point,address,customer_ref\n"
-       b"KAM,60000001,heat,{gw},P-60-1,Main St 1,C-1\n"
-       b"KAM,60000002,7,,P-60-2,Main St 2,C-2\n"
-       b"ELS,60000003,,,,,\n")
+CSV = (
+    b"manufacturer,id,device_type,gateway,metering_point,address,customer_ref\n"
+    b"KAM,60000001,heat,{gw},P-60-1,Main St 1,C-1\n"
+    b"KAM,60000002,7,,P-60-2,Main St 2,C-2\n"
+    b"ELS,60000003,,,,,\n"
+)
 
 
 def test_csv_import_is_an_idempotent_upsert(hub, client, db, pipeline):
@@ -112,8 +121,11 @@ def test_csv_import_is_an_idempotent_upsert(hub, client, db, pipeline):
     assert points["P-60-2"]["address"] == "Main St 2" and points["P-60-2"]["customer_ref"] == "C-2"
     assert points["P-60-1"]["installation"]["meter"]["meter_id"] == "60000001"
     # an update of the device type
-    r = client.post(f"{API}/meters/import", content=b"manufacturer,id,device_type\nELS,60000003,gas\n",
-                    headers={**h, "Content-Type": "text/csv"})
+    r = client.post(
+        f"{API}/meters/import",
+        content=b"manufacturer,id,device_type\nELS,60000003,gas\n",
+        headers={**h, "Content-Type": "text/csv"},
+    )
     assert r.json()["updated"] == 1
     pipeline.run_once()
     with db.session() as s:
@@ -155,13 +167,17 @@ def test_metering_point_install_swap_remove(hub, client, db):
     h = hub.headers(t, "operator")
     old = hub.meter(t, "61000001")
     new = hub.meter(t, "61000002")
-    r = client.post(f"{API}/metering-points", json={"ref": "P-61", "address": "Elm 3", "customer_ref": "K-9"},
-                    headers=h)
+    r = client.post(
+        f"{API}/metering-points", json={"ref": "P-61", "address": "Elm 3", "customer_ref": "K-9"}, headers=h
+    )
     assert r.status_code == 201
     pid = r.json()["id"]
     assert client.post(f"{API}/metering-points", json={"ref": "P-61"}, headers=h).status_code == 409
-    r = client.post(f"{API}/metering-points/{pid}/install",
-                    json={"meter": old, "at": "2026-01-01T00:00:00Z", "initial_values": {"energy": 100}}, headers=h)
+    r = client.post(
+        f"{API}/metering-points/{pid}/install",
+        json={"meter": old, "at": "2026-01-01T00:00:00Z", "initial_values": {"energy": 100}},
+        headers=h,
+    )
     assert r.status_code == 201, r.text
     assert r.json()["installation"]["meter"]["id"] == old
     # occupied; meter can't be in two places
@@ -171,15 +187,28 @@ def test_metering_point_install_swap_remove(hub, client, db):
     r = client.post(f"{API}/metering-points/{other}/install", json={"meter": old}, headers=h)
     assert r.status_code == 409 and "installed at metering point 'P-61'" in r.json()["error"]["message"]
     # swap: before the installation is refused, bad quantities are refused
-    bad = client.post(f"{API}/metering-points/{pid}/swap", json={
-        "at": "2025-01-01T00:00:00Z", "old_final_values": {"energy": 1}, "new_meter": new}, headers=h)
+    bad = client.post(
+        f"{API}/metering-points/{pid}/swap",
+        json={"at": "2025-01-01T00:00:00Z", "old_final_values": {"energy": 1}, "new_meter": new},
+        headers=h,
+    )
     assert bad.status_code == 422
-    bad = client.post(f"{API}/metering-points/{pid}/swap", json={
-        "at": "2026-02-01T00:00:00Z", "old_final_values": {"joy": 1}, "new_meter": new}, headers=h)
+    bad = client.post(
+        f"{API}/metering-points/{pid}/swap",
+        json={"at": "2026-02-01T00:00:00Z", "old_final_values": {"joy": 1}, "new_meter": new},
+        headers=h,
+    )
     assert bad.status_code == 422 and "joy" in bad.json()["error"]["message"]
-    r = client.post(f"{API}/metering-points/{pid}/swap", json={
-        "at": "2026-02-01T00:00:00+01:00", "old_final_values": {"energy": 150.5},
-        "new_meter": {"manufacturer": "KAM", "meter_id": "61000002"}, "new_initial_values": {"energy": 0}}, headers=h)
+    r = client.post(
+        f"{API}/metering-points/{pid}/swap",
+        json={
+            "at": "2026-02-01T00:00:00+01:00",
+            "old_final_values": {"energy": 150.5},
+            "new_meter": {"manufacturer": "KAM", "meter_id": "61000002"},
+            "new_initial_values": {"energy": 0},
+        },
+        headers=h,
+    )
     assert r.status_code == 200, r.text
     point = r.json()
     assert [i["meter"]["id"] for i in point["installations"]] == [old, new]
@@ -188,11 +217,20 @@ def test_metering_point_install_swap_remove(hub, client, db):
     assert first["final_values"] == {"energy": 150.5} and second["initial_values"] == {"energy": 0}
     assert point["installation"]["meter"]["id"] == new
     # the old meter is free again; remove the new one
-    r = client.post(f"{API}/metering-points/{pid}/remove", json={"at": "2026-03-01T00:00:00Z",
-                                                                 "final_values": {"energy": 20}}, headers=h)
+    r = client.post(
+        f"{API}/metering-points/{pid}/remove",
+        json={"at": "2026-03-01T00:00:00Z", "final_values": {"energy": 20}},
+        headers=h,
+    )
     assert r.status_code == 200 and r.json()["installation"] is None
-    assert client.post(f"{API}/metering-points/{pid}/swap", json={
-        "at": "2026-04-01T00:00:00Z", "old_final_values": {}, "new_meter": old}, headers=h).status_code == 409
+    assert (
+        client.post(
+            f"{API}/metering-points/{pid}/swap",
+            json={"at": "2026-04-01T00:00:00Z", "old_final_values": {}, "new_meter": old},
+            headers=h,
+        ).status_code
+        == 409
+    )
     # points with history cannot be deleted, empty ones can
     assert client.delete(f"{API}/metering-points/{pid}", headers=h).status_code == 409
     assert client.delete(f"{API}/metering-points/{other}", headers=h).status_code == 204
@@ -209,9 +247,13 @@ def test_csv_import_installed_at(hub, client):
     assert client.post(f"{API}/meters/import", content=body, headers=h).status_code == 200
     [p] = client.get(f"{API}/metering-points", headers=h).json()["items"]
     assert p["installation"]["installed_at"] == "2025-12-31T23:00:00Z"
-    bad = client.post(f"{API}/meters/import", content=b"manufacturer,id,installed_at\nKAM,62000002,2026-01-01\n",
-                      headers=h)
+    bad = client.post(
+        f"{API}/meters/import", content=b"manufacturer,id,installed_at\nKAM,62000002,2026-01-01\n", headers=h
+    )
     assert bad.status_code == 422 and "line 2: installed_at needs a metering_point" in bad.json()["error"]["message"]
-    bad = client.post(f"{API}/meters/import", headers=h,
-                      content=b"manufacturer,id,metering_point,installed_at\nKAM,62000003,P-63,soon\n")
+    bad = client.post(
+        f"{API}/meters/import",
+        headers=h,
+        content=b"manufacturer,id,metering_point,installed_at\nKAM,62000003,P-63,soon\n",
+    )
     assert bad.status_code == 422 and "line 2: installed_at" in bad.json()["error"]["message"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,25 +25,28 @@ def _state(s, op):
 def test_expected_next_contact_cron_and_spread():
     class G:
         serial = "GW-1"
-    now = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
     # no spread: next 03:30:00 UTC after noon is tomorrow
-    assert ops.expected_next_contact(G, CFG, now) == datetime(2026, 3, 11, 3, 30, tzinfo=timezone.utc)
+    assert ops.expected_next_contact(G, CFG, now) == datetime(2026, 3, 11, 3, 30, tzinfo=UTC)
     # the spread offset shifts the firing; a firing that is late today by the offset counts
     cfg = {**CFG, "spread_s": 1800}
     off = spread_offset("GW-1", 1800)
-    nxt = ops.expected_next_contact(G, cfg, datetime(2026, 3, 10, 3, 30, tzinfo=timezone.utc))
-    assert nxt == datetime(2026, 3, 10, 3, 30, tzinfo=timezone.utc) + timedelta(seconds=off)
+    nxt = ops.expected_next_contact(G, cfg, datetime(2026, 3, 10, 3, 30, tzinfo=UTC))
+    assert nxt == datetime(2026, 3, 10, 3, 30, tzinfo=UTC) + timedelta(seconds=off)
     # in the config's time zone (Berlin is UTC+1 in winter, UTC+2 in summer)
     berlin = {**CFG, "timezone": "Europe/Berlin"}
-    assert ops.expected_next_contact(G, berlin, datetime(2026, 1, 10, 12, tzinfo=timezone.utc)) == \
-        datetime(2026, 1, 11, 2, 30, tzinfo=timezone.utc)
-    assert ops.expected_next_contact(G, berlin, datetime(2026, 7, 10, 12, tzinfo=timezone.utc)) == \
-        datetime(2026, 7, 11, 1, 30, tzinfo=timezone.utc)
+    assert ops.expected_next_contact(G, berlin, datetime(2026, 1, 10, 12, tzinfo=UTC)) == datetime(
+        2026, 1, 11, 2, 30, tzinfo=UTC
+    )
+    assert ops.expected_next_contact(G, berlin, datetime(2026, 7, 10, 12, tzinfo=UTC)) == datetime(
+        2026, 7, 11, 1, 30, tzinfo=UTC
+    )
     local = ops.expected_next_contact(G, berlin, now).astimezone(ZoneInfo("Europe/Berlin"))
     assert (local.hour, local.minute) == (3, 30)
     # seconds field and an every-15-minutes schedule
     quarter = {**CFG, "upload": {"cron": "15 */15 * * * *"}}
-    assert ops.expected_next_contact(G, quarter, now) == datetime(2026, 3, 10, 12, 0, 15, tzinfo=timezone.utc)
+    assert ops.expected_next_contact(G, quarter, now) == datetime(2026, 3, 10, 12, 0, 15, tzinfo=UTC)
     # factory default configuration when none is known; always strictly in the future
     d = ops.expected_next_contact(G, None, now)
     assert d > now and d - now <= timedelta(days=1, seconds=1800)
@@ -140,8 +143,11 @@ def test_invalid_config_and_unknown_gateway_are_refused(s):
 
 # --- partial changes (JSON merge patch onto the desired configuration) and bulk conflicts ---
 
-BERLIN = {"timezone": "Europe/Berlin", "spread_s": 600,
-          "filters": {"mode": "blacklist", "meters": [{"manufacturer": "KAM", "id": "12345678"}]}}
+BERLIN = {
+    "timezone": "Europe/Berlin",
+    "spread_s": 600,
+    "filters": {"mode": "blacklist", "meters": [{"manufacturer": "KAM", "id": "12345678"}]},
+}
 
 
 def _one(s, principal, g, patch):
@@ -157,6 +163,7 @@ def _desired(s, g) -> dict:
 
 def _audits(s, tenant_id):
     from omshub.cloud.store.models import AuditEntry
+
     s.flush()
     return s.query(AuditEntry).filter_by(tenant_id=tenant_id, action="gateway.config").order_by(AuditEntry.id).all()
 
@@ -184,6 +191,7 @@ def test_a_change_touches_only_what_it_names(s):
 
 def _desired_defaults() -> dict:
     from omshub.protocol.config import GatewayConfig
+
     return GatewayConfig().model_dump(mode="json")
 
 
@@ -227,11 +235,13 @@ def test_an_invalid_result_or_patch_changes_nothing(s):
     for _ in range(100):
         node["x"] = {}
         node = node["x"]
-    for patch, code, text in (({"upload": {"max_batch": 0}}, "invalid_config", "upload.max_batch"),
-                              ({"radio_power_dbm": 14}, "invalid_config", "radio_power_dbm"),
-                              ({"collection": []}, "invalid_config", "collection"),
-                              (deep, "invalid_config", "nested"),
-                              ([1], "invalid_config", "JSON object")):
+    for patch, code, text in (
+        ({"upload": {"max_batch": 0}}, "invalid_config", "upload.max_batch"),
+        ({"radio_power_dbm": 14}, "invalid_config", "radio_power_dbm"),
+        ({"collection": []}, "invalid_config", "collection"),
+        (deep, "invalid_config", "nested"),
+        ([1], "invalid_config", "JSON object"),
+    ):
         with pytest.raises(ops.ConfigChangeError) as e:
             _one(s, pr, g, patch)
         assert e.value.code == code and text in str(e.value), (patch, str(e.value))
@@ -248,10 +258,11 @@ def test_bulk_change_with_a_pending_change_needs_a_decision(s):
     for g in (free, busy, done):
         ops.change_config(s, alice, [g.id], {"timezone": "Europe/Berlin"}, now=T0)
         ops.on_uplink(s, g, applied_version=1, cfg_error=None, now=T0)
-    [pending] = ops.change_config(s, alice, [busy.id], {"upload": {"cron": "0 0 5 * * *"}},
-                                  now=T0 + timedelta(minutes=5))
+    [pending] = ops.change_config(
+        s, alice, [busy.id], {"upload": {"cron": "0 0 5 * * *"}}, now=T0 + timedelta(minutes=5)
+    )
     ops.change_config(s, alice, [done.id], {"spread_s": 30}, now=T0)
-    ops.on_uplink(s, done, applied_version=2, cfg_error=None, now=T0)   # applied: no longer pending
+    ops.on_uplink(s, done, applied_version=2, cfg_error=None, now=T0)  # applied: no longer pending
     before = s.query(Operation).count()
     ids = [free.id, busy.id, done.id]
 
@@ -263,22 +274,27 @@ def test_bulk_change_with_a_pending_change_needs_a_decision(s):
     assert c["changes"] == {"upload": {"cron": "0 0 5 * * *"}}
     assert c["created_by"] == "alice" and c["created_at"] == T0 + timedelta(minutes=5)
     assert "1 gateway" in str(e.value) and busy.serial in str(e.value)
-    assert s.query(Operation).count() == before and busy.desired_config_version == 2   # nothing changed
+    assert s.query(Operation).count() == before and busy.desired_config_version == 2  # nothing changed
     # a change that would not change the busy gateway is no conflict
-    [unchanged] = [r for r in ops.change_config(s, bob, ids, {"timezone": "Europe/Berlin"}, now=T0)
-                   if r.gateway.id == busy.id]
+    [unchanged] = [
+        r for r in ops.change_config(s, bob, ids, {"timezone": "Europe/Berlin"}, now=T0) if r.gateway.id == busy.id
+    ]
     assert unchanged.outcome == "unchanged" and _state(s, pending.operation) == "PENDING"
 
-    skipped = {r.gateway.id: r for r in ops.change_config(s, bob, ids, {"spread_s": 60}, on_conflict="skip",
-                                                            now=T0 + timedelta(hours=1))}
+    skipped = {
+        r.gateway.id: r
+        for r in ops.change_config(s, bob, ids, {"spread_s": 60}, on_conflict="skip", now=T0 + timedelta(hours=1))
+    }
     assert [skipped[i].outcome for i in ids] == ["created", "skipped", "created"]
     assert skipped[busy.id].operation.id == pending.operation.id and _state(s, pending.operation) == "PENDING"
     assert busy.desired_config_version == 2 and _desired(s, busy)["spread_s"] == 1800
     # each gateway keeps its own other settings
     assert _desired(s, done)["spread_s"] == 60 and _desired(s, free)["timezone"] == "Europe/Berlin"
 
-    superseded = {r.gateway.id: r for r in ops.change_config(s, bob, ids, {"keep": "all"}, on_conflict="supersede",
-                                                               now=T0 + timedelta(hours=2))}
+    superseded = {
+        r.gateway.id: r
+        for r in ops.change_config(s, bob, ids, {"keep": "all"}, on_conflict="supersede", now=T0 + timedelta(hours=2))
+    }
     new = superseded[busy.id]
     assert new.outcome == "superseded" and [o.id for o in new.superseded] == [pending.operation.id]
     assert _state(s, pending.operation) == "SUPERSEDED" and pending.operation.superseded_by == new.operation.id
@@ -291,8 +307,14 @@ def test_bulk_change_with_a_pending_change_needs_a_decision(s):
     assert last.actor == "bob" and last.details["on_conflict"] == "supersede"
     assert last.details["patch"] == {"keep": "all"}
     row = {g["gateway_id"]: g for g in last.details["gateways"]}[busy.id]
-    assert row == {"gateway_id": busy.id, "outcome": "superseded", "from_version": 2, "version": 3,
-                   "operation_id": new.operation.id, "superseded_operations": [pending.operation.id]}
+    assert row == {
+        "gateway_id": busy.id,
+        "outcome": "superseded",
+        "from_version": 2,
+        "version": 3,
+        "operation_id": new.operation.id,
+        "superseded_operations": [pending.operation.id],
+    }
     skip_audit = _audits(s, t.id)[-2]
     assert skip_audit.details["on_conflict"] == "skip"
     assert {g["gateway_id"]: g["outcome"] for g in skip_audit.details["gateways"]}[busy.id] == "skipped"
@@ -306,7 +328,7 @@ def test_bulk_change_over_more_gateways_than_one_query_takes(s):
     pr = FakePrincipal(t.id)
     ops.change_config(s, pr, [g.id for g in gws], {"timezone": "Europe/Berlin"}, now=T0)
     for g in gws[::2]:
-        ops.on_uplink(s, g, applied_version=1, cfg_error=None, now=T0)   # every other one applied it
+        ops.on_uplink(s, g, applied_version=1, cfg_error=None, now=T0)  # every other one applied it
     with pytest.raises(ops.PendingChanges) as e:
         ops.change_config(s, pr, [g.id for g in gws], {"spread_s": 5}, now=T0)
     assert sorted(c["gateway_id"] for c in e.value.conflicts) == sorted(g.id for g in gws[1::2])

@@ -45,6 +45,7 @@ class _Clock:
 
 def test_a_burst_of_failures_is_one_line_then_one_a_minute_then_recovery(caplog):
     from omshub.cloud.store.outage import OutageLog
+
     clock = _Clock()
     log = OutageLog(60, monotonic=clock.monotonic, wall=clock.wall, logger=logging.getLogger("omshub.test_outage"))
     caplog.set_level(logging.INFO, logger="omshub.test_outage")
@@ -52,7 +53,9 @@ def test_a_burst_of_failures_is_one_line_then_one_a_minute_then_recovery(caplog)
         assert log.failed(_refused()) is True
         clock.t += 0.01
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and lines[0].startswith("database unreachable since 2026-") and "(1 failure so far" in lines[0]
+    assert (
+        len(lines) == 1 and lines[0].startswith("database unreachable since 2026-") and "(1 failure so far" in lines[0]
+    )
     clock.t += 20  # past a minute since the first line
     log.failed(_refused())
     assert len(caplog.records) == 2 and "(5001 failures so far" in caplog.records[1].getMessage()
@@ -71,6 +74,7 @@ def test_a_burst_of_failures_is_one_line_then_one_a_minute_then_recovery(caplog)
 def unreachable(tmp_path):
     """(URL of a migrated database that is then made unreachable, what it is)."""
     from omshub.cloud.store.database import Database
+
     if POSTGRES:
         admin = _postgres_admin_url()
         name = "omshub_outage_" + uuid.uuid4().hex[:10]
@@ -95,12 +99,20 @@ def unreachable(tmp_path):
 
 def test_an_app_whose_database_is_gone_answers_503_and_logs_one_line(unreachable, tmp_path, keystore, caplog):
     from omshub.cloud.app import create_app
-    from omshub.cloud.store.database import Database
     from omshub.cloud.settings import load_settings
+    from omshub.cloud.store.database import Database
     from omshub.cloud.store.outage import database_outage
+
     database_outage.succeeded()  # an earlier test's outage in this process is over
-    settings = load_settings(None, environ={}, database=unreachable, data_dir=str(tmp_path),
-                             master_key=MASTER_KEY_HEX, pipeline_workers=0, alarm_interval_s=1)
+    settings = load_settings(
+        None,
+        environ={},
+        database=unreachable,
+        data_dir=str(tmp_path),
+        master_key=MASTER_KEY_HEX,
+        pipeline_workers=0,
+        alarm_interval_s=1,
+    )
     db = Database(unreachable)
     app = create_app(settings, db=db, keystore=keystore, workers=True, migrate=False)
     caplog.set_level(logging.INFO)
@@ -109,10 +121,15 @@ def test_an_app_whose_database_is_gone_answers_503_and_logs_one_line(unreachable
     with TestClient(app) as client:  # an exception no handler answers would be raised here
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
-            for r in (client.get("/api/v1/gateways", headers={"Authorization": "Bearer some-token"}),
-                      client.post("/api/v1/auth/login", json={"username": "someone", "password": "whatever1"}),
-                      client.post("/api/v1/uplink", content=uplink, headers={
-                          "Content-Type": "application/cbor", "Authorization": "Bearer omg_x"})):
+            for r in (
+                client.get("/api/v1/gateways", headers={"Authorization": "Bearer some-token"}),
+                client.post("/api/v1/auth/login", json={"username": "someone", "password": "whatever1"}),
+                client.post(
+                    "/api/v1/uplink",
+                    content=uplink,
+                    headers={"Content-Type": "application/cbor", "Authorization": "Bearer omg_x"},
+                ),
+            ):
                 body = cbor2.loads(r.content) if r.headers["content-type"] == "application/cbor" else r.json()
                 answers[(r.status_code, body["error"]["code"])] += 1  # (a CBOR uplink is answered in CBOR)
                 assert r.headers["retry-after"] == "10"
@@ -128,12 +145,16 @@ def test_an_app_whose_database_is_gone_answers_503_and_logs_one_line(unreachable
     database_outage.succeeded()
 
 
-@pytest.mark.skipif(not POSTGRES, reason="a SQLite database cannot be taken from a running server here: the "
-                                         "tests run as root (permissions do not stop it) and open connections "
-                                         "keep a removed file; the in-process test covers SQLite")
+@pytest.mark.skipif(
+    not POSTGRES,
+    reason="a SQLite database cannot be taken from a running server here: the "
+    "tests run as root (permissions do not stop it) and open connections "
+    "keep a removed file; the in-process test covers SQLite",
+)
 def test_a_server_whose_postgresql_database_is_dropped_logs_one_line(tmp_path):
     from omshub.cloud.services.accounts import create_api_token, create_tenant
     from omshub.cloud.store.database import Database
+
     admin = _postgres_admin_url()
     name = "omshub_outage_" + uuid.uuid4().hex[:10]
     with _pg_connect(admin) as conn:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
 
-from omshub.cloud.store.models import CompactFormat, Meter, Reading
 from omshub.cloud.decode.pipeline import requeue_waiting
+from omshub.cloud.store.models import CompactFormat, Meter, Reading
 
 from .conftest import KEY, encode
 
@@ -20,8 +20,17 @@ VOLUME = {"quantity": "volume", "unit": "m3", "storage": 0, "tariff": 0, "subuni
 def _records(energy: float, when: str | None = None) -> list[dict]:
     recs = [{**ENERGY, "value": energy}, {**VOLUME, "value": 12.5}]
     if when:
-        recs.append({"quantity": "datetime", "unit": "", "value": when, "storage": 0, "tariff": 0, "subunit": 0,
-                     "function": "instantaneous"})
+        recs.append(
+            {
+                "quantity": "datetime",
+                "unit": "",
+                "value": when,
+                "storage": 0,
+                "tariff": 0,
+                "subunit": 0,
+                "function": "instantaneous",
+            }
+        )
     return recs
 
 
@@ -40,7 +49,7 @@ def test_security_modes_and_frame_kinds_decode(hub, db, pipeline):
     ids = ["20000001", "20000002", "20000003", "20000004", "20000005", "20000006"]
     for mid in ids:
         hub.meter(t, mid)
-    hub.keys(t, {mid: KEY for mid in ids})
+    hub.keys(t, dict.fromkeys(ids, KEY))
     frames = [
         encode(ids[0], _records(1.0), mode=5),
         encode(ids[1], _records(2.0), mode=7),
@@ -68,13 +77,18 @@ def test_timestamp_is_the_meters_own_datetime_else_receive_time(hub, db, pipelin
     a = hub.meter(t, "20000011")
     b = hub.meter(t, "20000012")
     hub.keys(t, {"20000011": KEY, "20000012": KEY})
-    hub.send(gw, 1, [encode("20000011", _records(1.0, "2026-03-04T05:06")), encode("20000012", _records(2.0))],
-             t0=1767225600, dts=[0, 30])
+    hub.send(
+        gw,
+        1,
+        [encode("20000011", _records(1.0, "2026-03-04T05:06")), encode("20000012", _records(2.0))],
+        t0=1767225600,
+        dts=[0, 30],
+    )
     pipeline.run_until_idle()
     (ra,) = _readings(db, a)
     (rb,) = _readings(db, b)
-    assert ra.timestamp == datetime(2026, 3, 4, 4, 6, tzinfo=timezone.utc)  # a new tenant's meters: Berlin, CET
-    assert rb.timestamp == datetime.fromtimestamp(1767225630, timezone.utc) == rb.received_at
+    assert ra.timestamp == datetime(2026, 3, 4, 4, 6, tzinfo=UTC)  # a new tenant's meters: Berlin, CET
+    assert rb.timestamp == datetime.fromtimestamp(1767225630, UTC) == rb.received_at
 
 
 def test_no_key_then_key_import_decodes(hub, db, pipeline, client):
@@ -86,8 +100,11 @@ def test_no_key_then_key_import_decodes(hub, db, pipeline, client):
     assert _states(hub, gw) == ["no_key"]
     with db.session() as s:
         assert s.get(Meter, pk).key_status == "missing"
-    r = client.post("/api/v1/keys/import", content="id,key\n20000021," + KEY.hex() + "\n",
-                    headers={**hub.headers(t, "operator"), "Content-Type": "text/csv"})
+    r = client.post(
+        "/api/v1/keys/import",
+        content="id,key\n20000021," + KEY.hex() + "\n",
+        headers={**hub.headers(t, "operator"), "Content-Type": "text/csv"},
+    )
     assert r.status_code == 200 and r.json()["requeued"] == 1
     pipeline.run_until_idle()
     assert _states(hub, gw) == ["decoded"]
@@ -110,6 +127,7 @@ def test_a_key_imported_while_its_telegram_is_decoded_is_not_missed(hub, db, pip
         out = decode_rows(self, session, rows)
         hub.keys(t, {"20000025": KEY})  # commits in its own transaction, between decoding and writing
         return out
+
     monkeypatch.setattr(type(pipeline), "_decode_rows", decode_then_import)
     pipeline.run_once()
     assert _states(hub, gw) == ["new"]
@@ -208,6 +226,7 @@ def test_compact_frames_use_the_learned_format(hub, db, pipeline):
         assert s.scalar(select(func.count()).select_from(CompactFormat).where(CompactFormat.tenant_id == t.id)) == 1
     # a fresh pipeline (e.g. after a restart) finds the format in the database
     from omshub.cloud.decode.pipeline import DecodePipeline
+
     fresh = DecodePipeline(db, pipeline.keystore)
     hub.send(gw, 3, [encode("20000081", _records(8.0), compact=True, access_number=3)])
     fresh.run_until_idle()
@@ -221,8 +240,8 @@ def test_repeated_transmission_is_a_duplicate(hub, db, pipeline):
     hub.keys(t, {"20000091": KEY})
     frame = encode("20000091", access_number=5)
     hub.send(gw1, 1, [frame], t0=1767225600, dts=[0])
-    hub.send(gw2, 1, [frame], t0=1767225600, dts=[3])       # heard by a second gateway
-    hub.send(gw1, 2, [frame], t0=1767225600, dts=[60])      # a repeat in the same batch window
+    hub.send(gw2, 1, [frame], t0=1767225600, dts=[3])  # heard by a second gateway
+    hub.send(gw1, 2, [frame], t0=1767225600, dts=[60])  # a repeat in the same batch window
     pipeline.run_until_idle()
     assert _states(hub, gw1) == ["decoded", "duplicate"] and _states(hub, gw2) == ["duplicate"]
     # the same content a day later is a new reading (a meter that did not change)
@@ -257,6 +276,7 @@ def test_telegrams_in_state_new_survive_a_lost_batch(hub, db, pipeline, monkeypa
     hub.send(gw, 1, [encode("20000111", access_number=i, energy=float(i)) for i in range(3)])
 
     import omshub.cloud.decode.pipeline as mod
+
     real_store = mod.DecodePipeline._store
 
     def crash(self, *args, **kw):
@@ -281,6 +301,7 @@ def test_a_failing_batch_is_retried_one_by_one(hub, db, pipeline, monkeypatch):
     hub.keys(t, {"20000121": KEY})
     hub.send(gw, 1, [encode("20000121", access_number=i, energy=float(i)) for i in range(3)])
     import omshub.cloud.decode.batch as mod
+
     real_decode = mod.decode
 
     def flaky(raw, **kw):
@@ -301,14 +322,21 @@ def test_concurrent_workers_decode_each_telegram_once(hub, db, pipeline):
     import threading
 
     from omshub.cloud.decode.pipeline import DecodePipeline
+
     t = hub.tenant()
     gw = hub.gateway(t)
     for i in range(5):
         hub.meter(t, f"2000013{i}")
     hub.keys(t, {f"2000013{i}": KEY for i in range(5)})
     for seq in range(1, 5):
-        hub.send(gw, seq, [encode(f"2000013{i % 5}", energy=float(seq * 100 + i), access_number=(seq * 50 + i) % 256)
-                           for i in range(50)])
+        hub.send(
+            gw,
+            seq,
+            [
+                encode(f"2000013{i % 5}", energy=float(seq * 100 + i), access_number=(seq * 50 + i) % 256)
+                for i in range(50)
+            ],
+        )
     workers = [DecodePipeline(db, pipeline.keystore, partition=(k, 2)) for k in range(2)]
     workers.append(DecodePipeline(db, pipeline.keystore))
     errors = []
@@ -316,7 +344,7 @@ def test_concurrent_workers_decode_each_telegram_once(hub, db, pipeline):
     def run(w):
         try:
             w.run_until_idle(limit=17)
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(w,)) for w in workers]
@@ -330,8 +358,12 @@ def test_concurrent_workers_decode_each_telegram_once(hub, db, pipeline):
         telegram_ids = s.scalars(select(Reading.telegram_id).where(Reading.tenant_id == t.id)).all()
         meters = s.scalars(select(Meter).where(Meter.tenant_id == t.id)).all()
         for m in meters:  # each meter's latest reading is its newest one
-            newest = s.scalar(select(Reading.id).where(Reading.meter_pk == m.id)
-                              .order_by(Reading.timestamp.desc(), Reading.id.desc()).limit(1))
+            newest = s.scalar(
+                select(Reading.id)
+                .where(Reading.meter_pk == m.id)
+                .order_by(Reading.timestamp.desc(), Reading.id.desc())
+                .limit(1)
+            )
             latest = s.get(Reading, m.last_reading_id)
             assert latest.timestamp == s.get(Reading, newest).timestamp
     assert len(telegram_ids) == len(set(telegram_ids)) == 200
@@ -341,6 +373,7 @@ def test_redecode_command_requeues_undecoded_telegrams(hub, db, pipeline, databa
     from typer.testing import CliRunner
 
     from omshub.cli import app as cli_app
+
     t = hub.tenant()
     gw = hub.gateway(t)
     hub.meter(t, "20000141")
@@ -359,6 +392,7 @@ def test_redecode_command_requeues_undecoded_telegrams(hub, db, pipeline, databa
 
 # --- key status: one corrupted frame is `suspect`, two in a row `wrong` (+ alarm) ---
 
+
 def _corrupt(frame: bytes) -> bytes:
     """A mode-5 frame with a bit flipped in its first encrypted block (after the 10-byte link
     header and the short TPL header): without a CRC it fails the 2F2F check like a wrong key."""
@@ -369,10 +403,16 @@ def _corrupt(frame: bytes) -> bytes:
 
 def _key_state(db, pk: int) -> tuple[str, list[bool]]:
     from omshub.cloud.store.models import Alarm
+
     with db.session() as s:
         status = s.get(Meter, pk).key_status
-        alarms = list(s.scalars(select(Alarm.active).where(Alarm.subject_type == "meter", Alarm.subject_id == pk,
-                                                           Alarm.kind == "wrong_key").order_by(Alarm.id)))
+        alarms = list(
+            s.scalars(
+                select(Alarm.active)
+                .where(Alarm.subject_type == "meter", Alarm.subject_id == pk, Alarm.kind == "wrong_key")
+                .order_by(Alarm.id)
+            )
+        )
     return status, alarms
 
 
@@ -387,7 +427,7 @@ def test_one_corrupted_frame_of_a_working_key_is_suspect_not_wrong(hub, db, pipe
     hub.send(gw, 2, [_corrupt(encode("20000041", energy=2.0, access_number=2))])
     pipeline.run_until_idle()
     assert _states(hub, gw) == ["decoded", "wrong_key"]
-    assert _key_state(db, pk) == ("suspect", [])          # no alarm for a single bad frame
+    assert _key_state(db, pk) == ("suspect", [])  # no alarm for a single bad frame
     # a good decode after it: present again, still no alarm
     hub.send(gw, 3, [encode("20000041", energy=3.0, access_number=3)])
     pipeline.run_until_idle()
@@ -411,11 +451,17 @@ def test_suspect_and_wrong_within_one_batch(hub, db, pipeline):
     gw = hub.gateway(t)
     a, b = hub.meter(t, "20000051"), hub.meter(t, "20000052")
     hub.keys(t, {"20000051": KEY, "20000052": KEY})
-    hub.send(gw, 1, [encode("20000051", energy=1.0, access_number=1),
-                     _corrupt(encode("20000051", energy=2.0, access_number=2)),
-                     encode("20000052", energy=1.0, access_number=1),
-                     _corrupt(encode("20000052", energy=2.0, access_number=2)),
-                     _corrupt(encode("20000052", energy=3.0, access_number=3))])
+    hub.send(
+        gw,
+        1,
+        [
+            encode("20000051", energy=1.0, access_number=1),
+            _corrupt(encode("20000051", energy=2.0, access_number=2)),
+            encode("20000052", energy=1.0, access_number=1),
+            _corrupt(encode("20000052", energy=2.0, access_number=2)),
+            _corrupt(encode("20000052", energy=3.0, access_number=3)),
+        ],
+    )
     pipeline.run_until_idle()
     assert _key_state(db, a) == ("suspect", [])
     assert _key_state(db, b) == ("wrong", [True])
@@ -451,6 +497,7 @@ def test_worker_processes_fill_the_idle_cores(database_url):
     import os
 
     from omshub.cloud.decode.pipeline import IDLE_WORKER_NICENESS, PipelineProcesses
+
     cores = os.cpu_count() or 1
     procs = PipelineProcesses(database_url, bytes(32), workers=1)
     assert procs.workers == max(1, cores) and len(procs.processes) == procs.workers
@@ -466,6 +513,7 @@ def test_worker_processes_fill_the_idle_cores(database_url):
 
 def test_a_worker_whose_share_is_done_helps_with_the_others(hub, db, pipeline):
     from omshub.cloud.decode.pipeline import DecodePipeline
+
     t = hub.tenant()
     gw = hub.gateway(t)
     hub.meter(t, "20000071")
@@ -478,43 +526,53 @@ def test_a_worker_whose_share_is_done_helps_with_the_others(hub, db, pipeline):
 
 def test_registers_pick_what_register_value_picks():
     from omshub.cloud.services.consumption import CUMULATIVE_UNITS, register_value, registers
+
     base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
-    data = {"records": [
-        {**base, "quantity": "energy", "value": "n/a"},          # not a number: the next one counts
-        {**base, "quantity": "energy", "storage": 1, "value": 1.0},
-        {**base, "quantity": "energy", "value": 7},
-        {**base, "quantity": "energy", "value": 8.0},             # only the first counts
-        {**base, "quantity": "volume", "function": "maximum", "value": 3.0},
-        {**base, "quantity": ["not", "hashable"], "value": 1.0},
-        "not a record",
-        {**base, "quantity": "hca", "tariff": 1, "value": 2.0},
-    ]}
+    data = {
+        "records": [
+            {**base, "quantity": "energy", "value": "n/a"},  # not a number: the next one counts
+            {**base, "quantity": "energy", "storage": 1, "value": 1.0},
+            {**base, "quantity": "energy", "value": 7},
+            {**base, "quantity": "energy", "value": 8.0},  # only the first counts
+            {**base, "quantity": "volume", "function": "maximum", "value": 3.0},
+            {**base, "quantity": ["not", "hashable"], "value": 1.0},
+            "not a record",
+            {**base, "quantity": "hca", "tariff": 1, "value": 2.0},
+        ]
+    }
     expected = {q: register_value(data, q) for q in CUMULATIVE_UNITS}
     assert registers(data) == {q: v for q, v in expected.items() if v is not None} == {"energy": 7.0}
     assert registers(None) == {} and registers({"records": None}) == {}
-    assert register_value(data, "volume") is None and register_value({"records": [{**base, "quantity": "power",
-                                                                                   "value": 2}]}, "power") == 2.0
+    assert (
+        register_value(data, "volume") is None
+        and register_value({"records": [{**base, "quantity": "power", "value": 2}]}, "power") == 2.0
+    )
 
 
 def test_the_timestamp_is_the_first_current_datetime_that_parses():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from omshub.cloud.decode import pipeline
+
     base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
     samples = [
         {"status": {"flags": ["power_low"]}, "records": []},
         {"records": [{**base, "quantity": "error_flags", "value": 4}]},
-        {"records": [{**base, "quantity": "datetime", "value": "not a time"},
-                     {**base, "quantity": "datetime", "storage": 1, "value": "2026-01-01T00:00"},
-                     {**base, "quantity": "datetime", "value": "2026-02-03T04:05"},
-                     {**base, "quantity": "datetime", "value": "2026-03-01T00:00"}]},
+        {
+            "records": [
+                {**base, "quantity": "datetime", "value": "not a time"},
+                {**base, "quantity": "datetime", "storage": 1, "value": "2026-01-01T00:00"},
+                {**base, "quantity": "datetime", "value": "2026-02-03T04:05"},
+                {**base, "quantity": "datetime", "value": "2026-03-01T00:00"},
+            ]
+        },
         {"records": [{**base, "quantity": "datetime", "tariff": 1, "value": "2026-02-03T04:05"}]},
     ]
     p = pipeline.DecodePipeline(SimpleNamespace(is_sqlite=True), None)
-    rx = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    rx = datetime(2026, 5, 1, tzinfo=UTC)
     for _ in range(2):  # the second time from the parsed-text cache
         stamps = [p._timestamp(data, rx) for data in samples]
-        assert stamps == [rx, rx, datetime(2026, 2, 3, 4, 5, tzinfo=timezone.utc), rx]
+        assert stamps == [rx, rx, datetime(2026, 2, 3, 4, 5, tzinfo=UTC), rx]
     assert p._meter_time(samples[2]) == (stamps[2], "2026-02-03 04:05:00.000000")
     assert p._meter_time(samples[0]) == (None, None)
 
@@ -523,12 +581,13 @@ def test_a_large_batch_writes_every_state_and_meter(hub, db, pipeline):
     """Batches large enough for the bulk paths (PostgreSQL: COPY and staged UPDATEs): every
     telegram gets its state and reading, every meter its latest reading, time and registers."""
     from omshub.cloud.store.database import BulkSql
+
     n = BulkSql.PG_STAGED_ROWS + 30
     t = hub.tenant()
     gw = hub.gateway(t)
     ids = [f"3100{i:04d}" for i in range(n)]
     pks = {mid: hub.meter(t, mid) for mid in ids[:-5]}  # the last five are not registered
-    hub.keys(t, {mid: KEY for mid in ids})
+    hub.keys(t, dict.fromkeys(ids, KEY))
     hub.send(gw, 1, [encode(mid, energy=1000.0 + i, access_number=i) for i, mid in enumerate(ids)])
     assert pipeline.run_once(limit=1000) == n
     assert _states(hub, gw) == ["decoded"] * (n - 5) + ["unknown_meter"] * 5
@@ -549,10 +608,11 @@ def sqlite_hub(tmp_path_factory, keystore):
     from fastapi.testclient import TestClient
 
     from omshub.cloud.app import create_app
-    from omshub.cloud.store.database import Database
     from omshub.cloud.settings import load_settings
+    from omshub.cloud.store.database import Database
 
     from .conftest import MASTER_KEY_HEX, Hub
+
     path = tmp_path_factory.mktemp("ahead")
     database = Database(f"sqlite:///{path}/omshub.db")
     database.migrate()
@@ -569,7 +629,7 @@ def test_batches_decoded_ahead_are_written_later_exactly_once(sqlite_hub):
     gw = hub.gateway(t)
     ids = [f"3100{i:04d}" for i in range(10)]
     pks = [hub.meter(t, mid) for mid in ids]
-    hub.keys(t, {mid: KEY for mid in ids[:7]})  # three wait for their key
+    hub.keys(t, dict.fromkeys(ids[:7], KEY))  # three wait for their key
     hub.send(gw, 1, [encode(mid) for mid in ids])
     assert pipeline.decode_ahead(limit=11) is None  # only whole batches are decoded ahead
     first = pipeline.decode_ahead(limit=4)
@@ -590,6 +650,7 @@ def test_requeueing_a_meter_does_not_visit_its_decoded_history(sqlite_hub):
     meter's telegrams to decode again through the partial index of those, never through the
     meter's telegrams (a history that grows every day): SQLite's plan of the very statements run."""
     from sqlalchemy import event
+
     hub, pipeline = sqlite_hub
     t = hub.tenant()
     gw = hub.gateway(t)
@@ -601,14 +662,17 @@ def test_requeueing_a_meter_does_not_visit_its_decoded_history(sqlite_hub):
 
     def capture(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().upper().startswith("UPDATE TELEGRAMS SET STATE = 'NEW'") or (
-                statement.lstrip().upper().startswith("UPDATE TELEGRAMS SET STATE") and "new" in str(parameters)):
+            statement.lstrip().upper().startswith("UPDATE TELEGRAMS SET STATE") and "new" in str(parameters)
+        ):
             statements.append((statement, parameters))
+
     event.listen(hub.db.engine, "before_cursor_execute", capture)
     try:
         hub.meter(t, "32000002")  # registering re-queues its unknown_meter telegram
         hub.keys(t, {"32000001": bytes(16)})  # a key replaced: re-queues what waits for it
         with hub.db.transaction() as s:
             from omshub.cloud.decode.pipeline import requeue_states
+
             requeue_states(s, t.id)
     finally:
         event.remove(hub.db.engine, "before_cursor_execute", capture)

@@ -3,26 +3,25 @@
 
 from __future__ import annotations
 
-import pytest
-
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cbor2
 import orjson
+import pytest
 
 from .conftest import KEY, encode
 
 API = "/api/v1"
-T0 = int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp())
+T0 = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
 DAY = 86_400
 
 
 def _setup(hub, meter_ids=("80000001",), device_type="heat"):
     t = hub.tenant()
     gw = hub.gateway(t)
-    hub.keys(t, {mid: KEY for mid in meter_ids})
+    hub.keys(t, dict.fromkeys(meter_ids, KEY))
     pks = [hub.meter(t, mid, device_type=device_type) for mid in meter_ids]
     return t, gw, pks
 
@@ -31,28 +30,49 @@ def test_meter_readings_filter_by_time_and_quantity(hub, client, pipeline):
     t, gw, [pk] = _setup(hub)
     h = hub.headers(t, "viewer")
     recs = lambda e: [  # noqa: E731
-        {"quantity": "energy", "unit": "kWh", "value": e, "storage": 0, "tariff": 0, "subunit": 0,
-         "function": "instantaneous"},
-        {"quantity": "volume", "unit": "m3", "value": e / 10, "storage": 0, "tariff": 0, "subunit": 0,
-         "function": "instantaneous"}]
+        {
+            "quantity": "energy",
+            "unit": "kWh",
+            "value": e,
+            "storage": 0,
+            "tariff": 0,
+            "subunit": 0,
+            "function": "instantaneous",
+        },
+        {
+            "quantity": "volume",
+            "unit": "m3",
+            "value": e / 10,
+            "storage": 0,
+            "tariff": 0,
+            "subunit": 0,
+            "function": "instantaneous",
+        },
+    ]
     frames = [encode("80000001", recs(100.0 + 10 * d), access_number=d) for d in range(4)]
     hub.send(gw, 1, frames, t0=T0, dts=[d * DAY for d in range(4)])
     pipeline.run_once()
     body = client.get(f"{API}/meters/{pk}/readings", headers=h).json()
     assert [r["records"][0]["value"] for r in body["items"]] == [100.0, 110.0, 120.0, 130.0]
     assert body["items"][0]["timestamp"] == "2026-03-01T00:00:00Z"
-    body = client.get(f"{API}/meters/{pk}/readings", params={"from": "2026-03-02T00:00:00Z",
-                                                             "to": "2026-03-03T00:00:00+00:00",
-                                                             "quantity": "volume"}, headers=h).json()
-    assert [[(r["quantity"], r["value"]) for r in x["records"]] for x in body["items"]] == \
-        [[("volume", 11.0)], [("volume", 12.0)]]
+    body = client.get(
+        f"{API}/meters/{pk}/readings",
+        params={"from": "2026-03-02T00:00:00Z", "to": "2026-03-03T00:00:00+00:00", "quantity": "volume"},
+        headers=h,
+    ).json()
+    assert [[(r["quantity"], r["value"]) for r in x["records"]] for x in body["items"]] == [
+        [("volume", 11.0)],
+        [("volume", 12.0)],
+    ]
     body = client.get(f"{API}/meters/{pk}/readings", params={"quantity": "power"}, headers=h).json()
     assert body["items"] == []
     assert client.get(f"{API}/meters/{pk}/readings", params={"from": "yesterday"}, headers=h).status_code == 422
-    assert client.get(f"{API}/meters/{pk}/readings", params={"from": "2026-03-02T00:00:00"},
-                      headers=h).status_code == 422  # no zone
-    r = client.get(f"{API}/meters/{pk}/readings", params={"from": "2026-03-03T00:00:00Z", "to": "2026-03-01T00:00:00Z"},
-                   headers=h)
+    assert (
+        client.get(f"{API}/meters/{pk}/readings", params={"from": "2026-03-02T00:00:00"}, headers=h).status_code == 422
+    )  # no zone
+    r = client.get(
+        f"{API}/meters/{pk}/readings", params={"from": "2026-03-03T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, headers=h
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_time"
     # latest of every meter
     latest = client.get(f"{API}/readings/latest", params={"fields": "nothing"}, headers=h).json()["items"]
@@ -65,18 +85,47 @@ def test_consumption_across_swap_via_api(hub, client, pipeline):
     t, gw, [old, new] = _setup(hub, ("81000001", "81000002"))
     h = hub.headers(t, "operator")
     pid = client.post(f"{API}/metering-points", json={"ref": "P-81"}, headers=h).json()["id"]
-    assert client.post(f"{API}/metering-points/{pid}/install", json={
-        "meter": old, "at": "2026-03-01T00:00:00Z", "initial_values": {"energy": 1000}}, headers=h).status_code == 201
-    hub.send(gw, 1, [encode("81000001", energy=1010.0), encode("81000001", energy=1040.0, access_number=1)],
-             t0=T0 + DAY, dts=[0, 2 * DAY])
-    assert client.post(f"{API}/metering-points/{pid}/swap", json={
-        "at": "2026-03-05T00:00:00Z", "old_final_values": {"energy": 1050}, "new_meter": new,
-        "new_initial_values": {"energy": 0}}, headers=h).status_code == 200
-    hub.send(gw, 2, [encode("81000002", energy=5.0), encode("81000002", energy=20.0, access_number=1)],
-             t0=T0 + 6 * DAY, dts=[0, 2 * DAY])
+    assert (
+        client.post(
+            f"{API}/metering-points/{pid}/install",
+            json={"meter": old, "at": "2026-03-01T00:00:00Z", "initial_values": {"energy": 1000}},
+            headers=h,
+        ).status_code
+        == 201
+    )
+    hub.send(
+        gw,
+        1,
+        [encode("81000001", energy=1010.0), encode("81000001", energy=1040.0, access_number=1)],
+        t0=T0 + DAY,
+        dts=[0, 2 * DAY],
+    )
+    assert (
+        client.post(
+            f"{API}/metering-points/{pid}/swap",
+            json={
+                "at": "2026-03-05T00:00:00Z",
+                "old_final_values": {"energy": 1050},
+                "new_meter": new,
+                "new_initial_values": {"energy": 0},
+            },
+            headers=h,
+        ).status_code
+        == 200
+    )
+    hub.send(
+        gw,
+        2,
+        [encode("81000002", energy=5.0), encode("81000002", energy=20.0, access_number=1)],
+        t0=T0 + 6 * DAY,
+        dts=[0, 2 * DAY],
+    )
     pipeline.run_once()
-    res = client.get(f"{API}/metering-points/{pid}/consumption",
-                     params={"from": "2026-03-02T00:00:00Z", "to": "2026-03-09T00:00:00Z"}, headers=h).json()
+    res = client.get(
+        f"{API}/metering-points/{pid}/consumption",
+        params={"from": "2026-03-02T00:00:00Z", "to": "2026-03-09T00:00:00Z"},
+        headers=h,
+    ).json()
     assert res["quantity"] == "energy" and res["unit"] == "kWh" and res["complete"] is True
     assert res["value"] == 60.0  # (1050 - 1010) + (20 - 0): no jump at the swap
     assert [s["meter"]["id"] for s in res["segments"]] == [old, new]
@@ -84,14 +133,19 @@ def test_consumption_across_swap_via_api(hub, client, pipeline):
     assert res["segments"][0]["start"]["timestamp"] == "2026-03-02T00:00:00Z"
     # the point's readings are those of each meter while installed there
     items = client.get(f"{API}/metering-points/{pid}/readings", headers=h).json()["items"]
-    assert [(i["meter"]["id"], i["records"][0]["value"]) for i in items] == \
-        [(old, 1010.0), (old, 1040.0), (new, 5.0), (new, 20.0)]
+    assert [(i["meter"]["id"], i["records"][0]["value"]) for i in items] == [
+        (old, 1010.0),
+        (old, 1040.0),
+        (new, 5.0),
+        (new, 20.0),
+    ]
     r = client.get(f"{API}/metering-points/{pid}/consumption", params={"from": "2026-03-02T00:00:00Z"}, headers=h)
     assert r.status_code == 422
 
 
 def test_export_csv_and_json(hub, client, pipeline, monkeypatch):
     from omshub.cloud.api import readings as readings_api
+
     monkeypatch.setattr(readings_api, "EXPORT_BATCH", 3)  # several batches
     t, gw, pks = _setup(hub, ("82000001", "82000002"), device_type="heat")
     h = hub.headers(t, "viewer")
@@ -112,11 +166,15 @@ def test_export_csv_and_json(hub, client, pipeline, monkeypatch):
     js = client.get(f"{API}/export/readings", params={**params, "format": "json"}, headers=h)
     data = orjson.loads(js.content)
     assert len(data) == 6 and data[-1]["energy_kwh"] == 21.0 and "fields" in data[0]
-    one = orjson.loads(client.get(f"{API}/export/readings", params={**params, "format": "json", "meter": pks[0]},
-                                  headers=h).content)
+    one = orjson.loads(
+        client.get(f"{API}/export/readings", params={**params, "format": "json", "meter": pks[0]}, headers=h).content
+    )
     assert {x["meter_id"] for x in one} == {"82000001"}
-    empty = client.get(f"{API}/export/readings", params={"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z",
-                                                         "format": "json"}, headers=h)
+    empty = client.get(
+        f"{API}/export/readings",
+        params={"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z", "format": "json"},
+        headers=h,
+    )
     assert orjson.loads(empty.content) == []
     assert client.get(f"{API}/export/readings", params={**params, "format": "xml"}, headers=h).status_code == 422
 
@@ -133,7 +191,9 @@ def test_telegrams_listing_and_states(hub, client, pipeline):
     pipeline.run_once()
     items = client.get(f"{API}/telegrams", headers=h).json()["items"]
     states = [i["state"] for i in items]
-    assert states[:4] == ["invalid", "unknown_meter", "wrong_key", "wrong_key"] and states[4] == "decoded"  # newest first
+    assert (
+        states[:4] == ["invalid", "unknown_meter", "wrong_key", "wrong_key"] and states[4] == "decoded"
+    )  # newest first
     assert items[4]["hex"] == good.hex().upper() and items[4]["gateway"] == gw.serial
     assert "key" not in {k.lower() for k in items[0]}
     only = client.get(f"{API}/telegrams", params={"state": "wrong_key"}, headers=h).json()["items"]
@@ -157,8 +217,13 @@ def test_telegrams_listing_and_states(hub, client, pipeline):
 def test_alarms_from_meter_error_and_counter_backwards(hub, client, pipeline):
     t, gw, [pk] = _setup(hub, ("84000001",))
     h = hub.headers(t, "viewer")
-    hub.send(gw, 1, [encode("84000001", energy=500.0, status=0x08),
-                     encode("84000001", energy=400.0, access_number=1)], t0=T0, dts=[0, DAY])
+    hub.send(
+        gw,
+        1,
+        [encode("84000001", energy=500.0, status=0x08), encode("84000001", energy=400.0, access_number=1)],
+        t0=T0,
+        dts=[0, DAY],
+    )
     pipeline.run_once()
     active = client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"]
     kinds = {a["kind"]: a for a in active}
@@ -180,6 +245,7 @@ def test_counter_backwards_across_batches(hub, client, db, pipeline, registers_o
     from sqlalchemy import select, update
 
     from omshub.cloud.store.models import Meter
+
     t, gw, [pk] = _setup(hub, ("84000002",))
     h = hub.headers(t, "viewer")
     hub.send(gw, 1, [encode("84000002", energy=500.0)], t0=T0)
@@ -219,15 +285,24 @@ def test_operations_through_uplinks(hub, client):
     first = r.json()
     assert first["state"] == "PENDING" and first["config_version"] == 1 and first["expected_contact_at"].endswith("Z")
     # a selection by filter: all three -> gateway 0's first operation is superseded (as the operator chose)
-    r = client.post(f"{API}/gateways/config", json={"config": {**cfg, "spread_s": 60}, "on_conflict": "supersede",
-                                                    "filter": {"serial_prefix": f"OPS-{t.slug}-"}}, headers=op_h)
+    r = client.post(
+        f"{API}/gateways/config",
+        json={
+            "config": {**cfg, "spread_s": 60},
+            "on_conflict": "supersede",
+            "filter": {"serial_prefix": f"OPS-{t.slug}-"},
+        },
+        headers=op_h,
+    )
     assert r.status_code == 201 and r.json()["count"] == 3
     ops = {o["gateway_id"]: o for o in r.json()["operations"]}
     assert ops[gws[0].id]["config_version"] == 2 and ops[gws[1].id]["config_version"] == 1
     assert client.get(f"{API}/operations/{first['id']}", headers=viewer).json()["state"] == "SUPERSEDED"
     assert client.post(f"{API}/gateways/config", json={"config": cfg, "filter": {}}, headers=op_h).status_code == 422
-    assert client.post(f"{API}/gateways/config", json={"config": cfg, "gateway_ids": [10**9]},
-                       headers=op_h).status_code == 404
+    assert (
+        client.post(f"{API}/gateways/config", json={"config": cfg, "gateway_ids": [10**9]}, headers=op_h).status_code
+        == 404
+    )
     # gateway 0: delivered on the next uplink, successful when it reports version 2
     answer = _uplink(hub, gws[0], 1, 0)
     assert answer["config"]["version"] == 2 and answer["config"]["spread_s"] == 60

@@ -22,8 +22,9 @@ RUN = 6
 def _leaks(message: str, keys: list[str]) -> list[str]:
     """The runs of >= RUN hex digits of `keys` that appear in `message` (case-insensitive)."""
     lowered = message.lower()
-    return sorted({key[i:i + RUN] for key in keys for i in range(len(key) - RUN + 1)
-                   if key[i:i + RUN].lower() in lowered})
+    return sorted(
+        {key[i : i + RUN] for key in keys for i in range(len(key) - RUN + 1) if key[i : i + RUN].lower() in lowered}
+    )
 
 
 _key = st.from_regex(r"[0-9A-Fa-f]{32}", fullmatch=True)
@@ -35,18 +36,52 @@ def key_files(draw) -> tuple[str, list[str]]:
     """(key file, its keys): files right and wrong, the keys placed in any column — swapped and
     shifted columns, short and long keys, keys with spaces, quotes, extra columns, CSV syntax
     errors, repeats, other text."""
-    header = draw(st.sampled_from(["id,key", "key,id", "manufacturer,id,key", "id,manufacturer,key", "id;key",
-                                   "ID,KEY,extra", "id,key,manufacturer", "", "key", "# comment\nid,key"]))
+    header = draw(
+        st.sampled_from(
+            [
+                "id,key",
+                "key,id",
+                "manufacturer,id,key",
+                "id,manufacturer,key",
+                "id;key",
+                "ID,KEY,extra",
+                "id,key,manufacturer",
+                "",
+                "key",
+                "# comment\nid,key",
+            ]
+        )
+    )
     rows, keys = [], []
     for _ in range(draw(st.integers(0, 6))):
         key = draw(_key)
         keys.append(key)
-        meter, short, text = draw(_id), key[:draw(st.integers(1, 31))], draw(st.text(max_size=20))
-        cells = draw(st.sampled_from([
-            [meter, key], [key, meter], ["KAM", meter, key], ["KAM", key, meter], [short, meter], [meter, short],
-            [meter, key + "0"], [meter, key + "X"], [meter, key[:16] + " " + key[16:]], [meter, key, key], [key],
-            [f'"{key}', meter], [key + key[:3], "KAM"], [meter, "ZZ" + key[2:]], [meter[:7] + "G", key],
-            ["K" + key[:2], meter, key], [key, key], [text, key], [key, text]]))
+        meter, short, text = draw(_id), key[: draw(st.integers(1, 31))], draw(st.text(max_size=20))
+        cells = draw(
+            st.sampled_from(
+                [
+                    [meter, key],
+                    [key, meter],
+                    ["KAM", meter, key],
+                    ["KAM", key, meter],
+                    [short, meter],
+                    [meter, short],
+                    [meter, key + "0"],
+                    [meter, key + "X"],
+                    [meter, key[:16] + " " + key[16:]],
+                    [meter, key, key],
+                    [key],
+                    [f'"{key}', meter],
+                    [key + key[:3], "KAM"],
+                    [meter, "ZZ" + key[2:]],
+                    [meter[:7] + "G", key],
+                    ["K" + key[:2], meter, key],
+                    [key, key],
+                    [text, key],
+                    [key, text],
+                ]
+            )
+        )
         rows.append(",".join(cells))
     if rows and draw(st.booleans()):
         rows.append(rows[0])  # a repeated meter
@@ -88,15 +123,15 @@ def operator_csv(module_hub):
     return {**module_hub.headers(module_hub.tenant(), "operator"), "Content-Type": "text/csv"}
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          deadline=None)
+@settings(
+    max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], deadline=None
+)
 @given(case=key_files(), multipart=st.booleans())
 def test_key_import_api_errors_contain_no_key(client, operator_csv, case, multipart):
     text, keys = case
     if multipart:
         headers = {k: v for k, v in operator_csv.items() if k != "Content-Type"}
-        r = client.post("/api/v1/keys/import", files={"file": ("keys.csv", text.encode(), "text/csv")},
-                        headers=headers)
+        r = client.post("/api/v1/keys/import", files={"file": ("keys.csv", text.encode(), "text/csv")}, headers=headers)
     else:
         r = client.post("/api/v1/keys/import", content=text.encode(), headers=operator_csv)
     assert r.status_code == 200 or 400 <= r.status_code < 500, r.text
@@ -106,15 +141,29 @@ def test_key_import_api_errors_contain_no_key(client, operator_csv, case, multip
 
 def test_key_import_cli_errors_contain_no_key(tmp_path, module_hub, database_url, data_dir):
     from omshub.cli import app as cli
+
     key = "A1B2C3D4E5F60718293A4B5C6D7E8F90"
     path = tmp_path / "keys.csv"
     path.write_text(f"key,id,manufacturer\n12345678,{key},KAM\n")
-    r = CliRunner().invoke(cli, ["keys", "import", str(path), "--tenant", module_hub.tenant().slug,
-                                 "--database", database_url, "--data-dir", str(data_dir)])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "keys",
+            "import",
+            str(path),
+            "--tenant",
+            module_hub.tenant().slug,
+            "--database",
+            database_url,
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
     assert r.exit_code != 0 and "line 2" in r.output and not _leaks(r.output, [key]), r.output
 
 
 # --- names of other tenants ---
+
 
 def test_a_taken_username_gets_the_same_answer_in_every_tenant(hub, client):
     a, b = hub.tenant(), hub.tenant()
@@ -126,7 +175,8 @@ def test_a_taken_username_gets_the_same_answer_in_every_tenant(hub, client):
     assert r_own.status_code == r_other.status_code == 409
     assert r_own.json()["error"]["code"] == r_other.json()["error"]["code"] == "username_unavailable"
     assert r_own.json()["error"]["message"].replace(own, "NAME") == r_other.json()["error"]["message"].replace(
-        others, "NAME")
+        others, "NAME"
+    )
     assert b.slug not in r_other.text and a.slug not in r_other.text
 
 
@@ -139,7 +189,8 @@ def test_a_taken_gateway_serial_gets_the_same_answer_in_every_tenant(hub, client
     assert r_own.status_code == r_other.status_code == 409
     assert r_own.json()["error"]["code"] == r_other.json()["error"]["code"] == "serial_unavailable"
     assert r_own.json()["error"]["message"].replace(own.serial, "S") == r_other.json()["error"]["message"].replace(
-        others.serial, "S")
+        others.serial, "S"
+    )
     assert b.slug not in r_other.text and "unique across" in r_other.text
 
 
@@ -153,6 +204,7 @@ def test_a_username_created_concurrently_is_a_409_not_a_500(hub, db):
     from omshub.cloud.api.errors import http_status
     from omshub.cloud.domain.errors import DomainError
     from omshub.cloud.services.accounts import create_user
+
     t = hub.tenant()
     name = f"race-{t.id}"
     created, commit = threading.Event(), threading.Event()
@@ -189,8 +241,9 @@ def test_a_key_in_the_meter_import_is_not_echoed(client, operator_csv):
     its length."""
     key = "00112233445566778899AABBCCDDEEFF"
     for row in (f"KAM,{key},heat", f"{key},12345678,heat"):
-        r = client.post("/api/v1/meters/import", content=f"manufacturer,id,device_type\n{row}\n".encode(),
-                        headers=operator_csv)
+        r = client.post(
+            "/api/v1/meters/import", content=f"manufacturer,id,device_type\n{row}\n".encode(), headers=operator_csv
+        )
         assert r.status_code == 422, r.text
         message = r.json()["error"]["message"]
         assert not _leaks(message, [key]) and "line 2" in message and "32 characters" in message, message

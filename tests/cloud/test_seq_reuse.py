@@ -34,8 +34,9 @@ def _count(db, model, **where) -> int:
 
 def _seq_alarms(db, gateway_id: int, active: bool | None = True) -> list[Alarm]:
     with db.session() as s:
-        stmt = select(Alarm).where(Alarm.kind == alarms.GATEWAY_SEQ_RESET, Alarm.subject_type == "gateway",
-                                   Alarm.subject_id == gateway_id)
+        stmt = select(Alarm).where(
+            Alarm.kind == alarms.GATEWAY_SEQ_RESET, Alarm.subject_type == "gateway", Alarm.subject_id == gateway_id
+        )
         if active is not None:
             stmt = stmt.where(Alarm.active.is_(active))
         return list(s.scalars(stmt))
@@ -114,8 +115,9 @@ def test_reused_seq_alarm_listed_in_the_api(hub, client):
     gw = hub.gateway(t)
     hub.send(gw, 1, [encode("21300001")], t0=T0)
     hub.send(gw, 1, [encode("21300002")], t0=T0 + 60)
-    r = client.get("/api/v1/alarms", params={"kind": "gateway_seq_reset", "active": "true"},
-                   headers=hub.headers(t, "viewer"))
+    r = client.get(
+        "/api/v1/alarms", params={"kind": "gateway_seq_reset", "active": "true"}, headers=hub.headers(t, "viewer")
+    )
     assert r.status_code == 200, r.text
     [item] = r.json()["items"]
     assert item["subject"] == {"type": "gateway", "id": gw.id} and item["details"]["highest_seq_before"] == 1
@@ -143,14 +145,30 @@ def test_gateway_agent_that_lost_its_state_dir_loses_no_telegrams(hub, db, tmp_p
         server = CoapServer.for_database(db, host="127.0.0.1", port=0)
         await server.start()
         url = f"coap://127.0.0.1:{server.port}/u"
-        settings = settings_from_dict({
-            "serial": gw.serial, "credential": gw.credential, "server": url, "transport": "coap",
-            "source": "hexfile:/unused", "state_dir": str(state), "spool": {"synchronous": "normal"},
-            "config": {"timezone": "UTC", "spread_s": 0,
-                       "collection": [{"cron": "0 0 3 * * *", "duration_s": 600, "link_modes": ["T1"]}],
-                       "upload": {"cron": "0 0 5 * * *", "max_batch": 5}}})
-        agent = Agent(settings, clock=clock, source=ScheduledSource(clock, meters, interval=40, step=3),
-                      transport=CoapTransport(url, timeout_s=20), rng=random.Random(5))
+        settings = settings_from_dict(
+            {
+                "serial": gw.serial,
+                "credential": gw.credential,
+                "server": url,
+                "transport": "coap",
+                "source": "hexfile:/unused",
+                "state_dir": str(state),
+                "spool": {"synchronous": "normal"},
+                "config": {
+                    "timezone": "UTC",
+                    "spread_s": 0,
+                    "collection": [{"cron": "0 0 3 * * *", "duration_s": 600, "link_modes": ["T1"]}],
+                    "upload": {"cron": "0 0 5 * * *", "max_batch": 5},
+                },
+            }
+        )
+        agent = Agent(
+            settings,
+            clock=clock,
+            source=ScheduledSource(clock, meters, interval=40, step=3),
+            transport=CoapTransport(url, timeout_s=20),
+            rng=random.Random(5),
+        )
         try:
             await agent.run(until=until)
             return agent.spool.last_seq, agent.spool.rows

@@ -4,7 +4,7 @@ tenant's time settings, model and meter overrides, re-timing stored readings, th
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,14 +16,16 @@ from tests.clock import DST_AUTUMN, DST_SPRING, SUMMER, WINTER
 from .conftest import KEY, encode
 
 API = "/api/v1"
-UTC = timezone.utc
+UTC = UTC
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def _clock_records(clock: str, energy: float) -> list[dict]:
     base = {"storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
-    return [{**base, "quantity": "energy", "unit": "kWh", "value": energy},
-            {**base, "quantity": "datetime", "unit": "", "value": clock}]
+    return [
+        {**base, "quantity": "energy", "unit": "kWh", "value": energy},
+        {**base, "quantity": "datetime", "unit": "", "value": clock},
+    ]
 
 
 class Sender:
@@ -43,8 +45,9 @@ class Sender:
         self.hub.send(self.gw, self.seq, [frame], t0=int(received.timestamp()), dts=[0])
         self.pipeline.run_until_idle()
         with self.db.session() as s:
-            telegram = s.scalar(select(Telegram).where(Telegram.gateway_id == self.gw.id)
-                                .order_by(Telegram.id.desc()).limit(1))
+            telegram = s.scalar(
+                select(Telegram).where(Telegram.gateway_id == self.gw.id).order_by(Telegram.id.desc()).limit(1)
+            )
             assert telegram.state == "decoded", (telegram.state, telegram.error)
             return s.scalar(select(Reading).where(Reading.telegram_id == telegram.id))
 
@@ -52,7 +55,7 @@ class Sender:
 def _tenant_with_meters(hub, *meter_ids, device_type="heat"):
     t = hub.tenant()
     pks = {mid: hub.meter(t, mid, device_type=device_type) for mid in meter_ids}
-    hub.keys(t, {mid: KEY for mid in meter_ids})
+    hub.keys(t, dict.fromkeys(meter_ids, KEY))
     return t, pks
 
 
@@ -66,22 +69,31 @@ CASES = [
     # (meter clock in Europe/Berlin, receive time, the reading's timestamp)
     pytest.param("2026-01-14T13:00", WINTER, WINTER, id="winter-CET"),
     pytest.param("2026-07-15T14:00", SUMMER, SUMMER, id="summer-CEST"),
-    pytest.param("2026-03-29T01:59", DST_SPRING - timedelta(seconds=30), _utc(2026, 3, 29, 0, 59),
-                 id="spring-last-minute-of-CET"),
+    pytest.param(
+        "2026-03-29T01:59", DST_SPRING - timedelta(seconds=30), _utc(2026, 3, 29, 0, 59), id="spring-last-minute-of-CET"
+    ),
     pytest.param("2026-03-29T03:00", DST_SPRING + timedelta(seconds=20), DST_SPRING, id="spring-first-minute-of-CEST"),
     # 02:30 does not exist that night: read with the offset before the switch (the clock has not switched)
-    pytest.param("2026-03-29T02:30", DST_SPRING + timedelta(minutes=30), _utc(2026, 3, 29, 1, 30),
-                 id="spring-gap"),
-    pytest.param("2026-10-25T02:59", DST_AUTUMN - timedelta(minutes=1) + timedelta(seconds=10),
-                 DST_AUTUMN - timedelta(minutes=1), id="autumn-first-pass-last-minute"),
+    pytest.param("2026-03-29T02:30", DST_SPRING + timedelta(minutes=30), _utc(2026, 3, 29, 1, 30), id="spring-gap"),
+    pytest.param(
+        "2026-10-25T02:59",
+        DST_AUTUMN - timedelta(minutes=1) + timedelta(seconds=10),
+        DST_AUTUMN - timedelta(minutes=1),
+        id="autumn-first-pass-last-minute",
+    ),
     # 02:30 happens twice: the receive time decides
     pytest.param("2026-10-25T02:30", _utc(2026, 10, 25, 0, 30, 40), _utc(2026, 10, 25, 0, 30), id="autumn-first-02:30"),
-    pytest.param("2026-10-25T02:30", _utc(2026, 10, 25, 1, 30, 40), _utc(2026, 10, 25, 1, 30),
-                 id="autumn-second-02:30"),
+    pytest.param(
+        "2026-10-25T02:30", _utc(2026, 10, 25, 1, 30, 40), _utc(2026, 10, 25, 1, 30), id="autumn-second-02:30"
+    ),
     # a meter clock a few minutes fast, in the first pass: not taken for the second
     pytest.param("2026-10-25T02:34", _utc(2026, 10, 25, 0, 30), _utc(2026, 10, 25, 0, 34), id="autumn-clock-fast"),
-    pytest.param("2026-10-25T03:00", DST_AUTUMN + timedelta(hours=2, seconds=5), DST_AUTUMN + timedelta(hours=1),
-                 id="autumn-after-CET-03:00"),
+    pytest.param(
+        "2026-10-25T03:00",
+        DST_AUTUMN + timedelta(hours=2, seconds=5),
+        DST_AUTUMN + timedelta(hours=1),
+        id="autumn-after-CET-03:00",
+    ),
 ]
 
 
@@ -115,13 +127,19 @@ def test_date_values_stay_dates(hub, db, pipeline):
     sender = Sender(hub, pipeline, db, t)
     base = {"storage": 1, "tariff": 0, "subunit": 0, "function": "instantaneous"}
     sender.seq += 1
-    frame = encode("41000003", _clock_records("2026-01-14T13:00", 5.0)
-                   + [{**base, "quantity": "date", "unit": "", "value": "2025-12-31"}], access_number=9)
+    frame = encode(
+        "41000003",
+        _clock_records("2026-01-14T13:00", 5.0) + [{**base, "quantity": "date", "unit": "", "value": "2025-12-31"}],
+        access_number=9,
+    )
     hub.send(sender.gw, sender.seq, [frame], t0=int(WINTER.timestamp()), dts=[0])
     pipeline.run_until_idle()
     with db.session() as s:
-        reading = s.scalar(select(Reading).join(Telegram, Telegram.id == Reading.telegram_id)
-                           .where(Telegram.gateway_id == sender.gw.id))
+        reading = s.scalar(
+            select(Reading)
+            .join(Telegram, Telegram.id == Reading.telegram_id)
+            .where(Telegram.gateway_id == sender.gw.id)
+        )
     assert reading.timestamp == WINTER
     assert [r["value"] for r in reading.data["records"] if r["quantity"] == "date"] == ["2025-12-31"]
 
@@ -129,10 +147,12 @@ def test_date_values_stay_dates(hub, db, pipeline):
 def test_model_and_meter_overrides_most_specific_wins(hub, db, pipeline, client):
     t, pks = _tenant_with_meters(hub, "41000011", "41000012", "41000013", "41000014", "41000015")
     h = hub.headers(t)
-    models = [{"manufacturer": "KAM", "timezone": "UTC"},
-              {"manufacturer": "KAM", "version": 2, "timezone": "Asia/Tokyo"},
-              {"manufacturer": "KAM", "device_type": "water", "timezone": "America/New_York"},
-              {"manufacturer": "KAM", "version": 2, "device_type": "water", "timezone": "Europe/London"}]
+    models = [
+        {"manufacturer": "KAM", "timezone": "UTC"},
+        {"manufacturer": "KAM", "version": 2, "timezone": "Asia/Tokyo"},
+        {"manufacturer": "KAM", "device_type": "water", "timezone": "America/New_York"},
+        {"manufacturer": "KAM", "version": 2, "device_type": "water", "timezone": "Europe/London"},
+    ]
     r = client.put(f"{API}/tenant/time/models", headers=h, json={"models": models})
     assert r.status_code == 200, r.text
     r = client.patch(f"{API}/meters/{pks['41000015']}", headers=h, json={"meter_timezone": "Europe/Berlin"})
@@ -143,13 +163,18 @@ def test_model_and_meter_overrides_most_specific_wins(hub, db, pipeline, client)
         "manufacturer": sender.send("41000011", clock, SUMMER + timedelta(hours=10)).timestamp,
         "version": sender.send("41000012", clock, SUMMER + timedelta(hours=10), version=2).timestamp,
         "device type": sender.send("41000013", clock, SUMMER + timedelta(hours=10), device_type_code=7).timestamp,
-        "version+type": sender.send("41000014", clock, SUMMER + timedelta(hours=10), version=2,
-                                    device_type_code=7).timestamp,
+        "version+type": sender.send(
+            "41000014", clock, SUMMER + timedelta(hours=10), version=2, device_type_code=7
+        ).timestamp,
         "meter": sender.send("41000015", clock, SUMMER + timedelta(hours=10), version=2).timestamp,
     }
-    assert got == {"manufacturer": _utc(2026, 7, 15, 12), "version": _utc(2026, 7, 15, 3),
-                   "device type": _utc(2026, 7, 15, 16), "version+type": _utc(2026, 7, 15, 11),
-                   "meter": _utc(2026, 7, 15, 10)}
+    assert got == {
+        "manufacturer": _utc(2026, 7, 15, 12),
+        "version": _utc(2026, 7, 15, 3),
+        "device type": _utc(2026, 7, 15, 16),
+        "version+type": _utc(2026, 7, 15, 11),
+        "meter": _utc(2026, 7, 15, 10),
+    }
     with db.session() as s:
         actions = [a.action for a in s.scalars(select(AuditEntry).where(AuditEntry.tenant_id == t.id))]
     assert "tenant.model_timezones" in actions and "meter.timezone" in actions
@@ -157,56 +182,85 @@ def test_model_and_meter_overrides_most_specific_wins(hub, db, pipeline, client)
 
 # --- the API ---
 
+
 def test_time_settings_api(hub, db, client):
     t = hub.tenant()
     other = hub.tenant()
     h = hub.headers(t)
     r = client.get(f"{API}/tenant/time", headers=h)
     assert r.status_code == 200
-    assert r.json() | {"models": None} == {"timezone": "Europe/Berlin", "meter_timezone": "Europe/Berlin",
-                                           "effective_meter_timezone": "Europe/Berlin",
-                                           "meter_timezone_source": "tenant", "models": None,
-                                           "meters_with_own_timezone": 0}
+    assert r.json() | {"models": None} == {
+        "timezone": "Europe/Berlin",
+        "meter_timezone": "Europe/Berlin",
+        "effective_meter_timezone": "Europe/Berlin",
+        "meter_timezone_source": "tenant",
+        "models": None,
+        "meters_with_own_timezone": 0,
+    }
     # admins only
     for role in ("operator", "viewer"):
         assert client.get(f"{API}/tenant/time", headers=hub.headers(t, role)).status_code == 403
-        assert client.put(f"{API}/tenant/time", headers=hub.headers(t, role),
-                          json={"timezone": "UTC"}).status_code == 403
+        assert (
+            client.put(f"{API}/tenant/time", headers=hub.headers(t, role), json={"timezone": "UTC"}).status_code == 403
+        )
     r = client.put(f"{API}/tenant/time", headers=h, json={"meter_timezone": "Europe/Vienna"})
     assert r.status_code == 200 and r.json()["meter_timezone"] == "Europe/Vienna"
     assert r.json()["timezone"] == "Europe/Berlin"  # only what was given changes
     r = client.put(f"{API}/tenant/time", headers=h, json={"meter_timezone": None})
     assert r.json()["meter_timezone_source"] == "server_setting" and r.json()["effective_meter_timezone"] == "UTC"
-    for body, code in [({"timezone": "Mars/Olympus"}, "invalid_timezone"), ({"timezone": "../etc/passwd"},
-                                                                            "invalid_timezone"),
-                       ({"timezone": None}, "invalid_timezone"), ({"zone": "UTC"}, None)]:
+    for body, code in [
+        ({"timezone": "Mars/Olympus"}, "invalid_timezone"),
+        ({"timezone": "../etc/passwd"}, "invalid_timezone"),
+        ({"timezone": None}, "invalid_timezone"),
+        ({"zone": "UTC"}, None),
+    ]:
         r = client.put(f"{API}/tenant/time", headers=h, json=body)
         assert r.status_code == 422, r.text
         if code:
             assert r.json()["error"]["code"] == code and "timezone" in r.json()["error"]["message"]
-    bad = client.put(f"{API}/tenant/time/models", headers=h,
-                     json={"models": [{"manufacturer": "KAM", "timezone": "UTC"},
-                                      {"manufacturer": "kam", "timezone": "Europe/Berlin"}]})
+    bad = client.put(
+        f"{API}/tenant/time/models",
+        headers=h,
+        json={
+            "models": [{"manufacturer": "KAM", "timezone": "UTC"}, {"manufacturer": "kam", "timezone": "Europe/Berlin"}]
+        },
+    )
     assert bad.status_code == 422 and "models[1]" in bad.json()["error"]["message"]
-    bad = client.put(f"{API}/tenant/time/models", headers=h, json={"models": [{"manufacturer": "KA1", "timezone": "UTC"}]})
+    bad = client.put(
+        f"{API}/tenant/time/models", headers=h, json={"models": [{"manufacturer": "KA1", "timezone": "UTC"}]}
+    )
     assert bad.status_code == 422 and "models[0].manufacturer" in bad.json()["error"]["message"]
     # tenant-scoped: the other tenant's settings are untouched
     with db.session() as s:
         assert s.get(Tenant, other.id).meter_timezone == "Europe/Berlin"
-        audit = [a.details for a in s.scalars(select(AuditEntry).where(AuditEntry.tenant_id == t.id,
-                                                                       AuditEntry.action == "tenant.time_settings")
-                                              .order_by(AuditEntry.id))]
-    assert audit == [{"before": {"timezone": "Europe/Berlin", "meter_timezone": "Europe/Berlin"},
-                      "after": {"timezone": "Europe/Berlin", "meter_timezone": "Europe/Vienna"}},
-                     {"before": {"timezone": "Europe/Berlin", "meter_timezone": "Europe/Vienna"},
-                      "after": {"timezone": "Europe/Berlin", "meter_timezone": None}}]
+        audit = [
+            a.details
+            for a in s.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.tenant_id == t.id, AuditEntry.action == "tenant.time_settings")
+                .order_by(AuditEntry.id)
+            )
+        ]
+    assert audit == [
+        {
+            "before": {"timezone": "Europe/Berlin", "meter_timezone": "Europe/Berlin"},
+            "after": {"timezone": "Europe/Berlin", "meter_timezone": "Europe/Vienna"},
+        },
+        {
+            "before": {"timezone": "Europe/Berlin", "meter_timezone": "Europe/Vienna"},
+            "after": {"timezone": "Europe/Berlin", "meter_timezone": None},
+        },
+    ]
 
 
 def test_meter_zone_through_api_and_import(hub, db, client):
     t = hub.tenant()
     h = hub.headers(t, "operator")
-    r = client.post(f"{API}/meters", headers=h, json={"manufacturer": "KAM", "meter_id": "41000021",
-                                                      "meter_timezone": "Nowhere/City"})
+    r = client.post(
+        f"{API}/meters",
+        headers=h,
+        json={"manufacturer": "KAM", "meter_id": "41000021", "meter_timezone": "Nowhere/City"},
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_timezone"
     csv = b"manufacturer,id,meter_timezone\nKAM,41000021,UTC\nKAM,41000022,\nKAM,41000023,Not/AZone\n"
     r = client.post(f"{API}/meters/import", headers={**h, "Content-Type": "text/csv"}, content=csv)
@@ -215,13 +269,15 @@ def test_meter_zone_through_api_and_import(hub, db, client):
     assert r.status_code == 200, r.text
     with db.session() as s:
         zones = dict(s.execute(select(Meter.meter_id, Meter.meter_timezone).where(Meter.tenant_id == t.id)).all())
-        audit = s.scalar(select(AuditEntry.details).where(AuditEntry.tenant_id == t.id,
-                                                          AuditEntry.action == "meter.timezone"))
+        audit = s.scalar(
+            select(AuditEntry.details).where(AuditEntry.tenant_id == t.id, AuditEntry.action == "meter.timezone")
+        )
     assert zones == {"41000021": "UTC", "41000022": None}
     assert audit["changes"] == [{"meter": "KAM 41000021", "before": None, "after": "UTC"}]
 
 
 # --- re-timing stored readings after a zone change ---
+
 
 def test_retime_after_changing_the_zone(hub, db, pipeline, client, database_url):
     t, pks = _tenant_with_meters(hub, "41000031", "41000032")
@@ -247,11 +303,17 @@ def test_retime_after_changing_the_zone(hub, db, pipeline, client, database_url)
         assert got == {a1.id: WINTER, a2.id: SUMMER, b1.id: _utc(2026, 10, 25, 1, 30)}
         meter = s.get(Meter, pks["41000031"])
         assert (meter.last_reading_id, meter.last_reading_at) == (a2.id, SUMMER)
-        assert {tg.id: bytes(tg.raw) for tg in s.scalars(select(Telegram).where(Telegram.tenant_id == t.id))} \
-            == raw_before
-        audit = [a.details for a in s.scalars(select(AuditEntry).where(AuditEntry.tenant_id == t.id,
-                                                                       AuditEntry.action == "readings.retime")
-                                              .order_by(AuditEntry.id))]
+        assert {
+            tg.id: bytes(tg.raw) for tg in s.scalars(select(Telegram).where(Telegram.tenant_id == t.id))
+        } == raw_before
+        audit = [
+            a.details
+            for a in s.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.tenant_id == t.id, AuditEntry.action == "readings.retime")
+                .order_by(AuditEntry.id)
+            )
+        ]
     assert [a["moved"] for a in audit] == [2, 1, 0] and audit[0]["tenant_meter_timezone"] == "Europe/Berlin"
     # another tenant's meter: 404, nothing done; viewers may not
     other, other_pks = _tenant_with_meters(hub, "41000033")
@@ -264,11 +326,13 @@ def test_cli_create_tenant_zones_and_retime(hub, db, pipeline, database_url, dat
     from typer.testing import CliRunner
 
     from omshub.cli import app as cli
+
     runner = CliRunner()
     slug = "cli-tz-" + hub.tenant().slug[-6:]
     base = ["--database", database_url, "--data-dir", str(data_dir), "--json"]
-    r = runner.invoke(cli, ["admin", "create-tenant", slug, "--timezone", "Europe/Vienna",
-                            "--meter-timezone", "UTC", *base])
+    r = runner.invoke(
+        cli, ["admin", "create-tenant", slug, "--timezone", "Europe/Vienna", "--meter-timezone", "UTC", *base]
+    )
     assert r.exit_code == 0, r.output
     assert '"meter_timezone": "UTC"' in r.output and '"timezone": "Europe/Vienna"' in r.output
     r = runner.invoke(cli, ["admin", "create-tenant", slug + "-x", "--meter-timezone", "Berlin", *base])
@@ -276,6 +340,7 @@ def test_cli_create_tenant_zones_and_retime(hub, db, pipeline, database_url, dat
     with db.session() as s:
         tenant = s.scalar(select(Tenant).where(Tenant.slug == slug))
     from .conftest import TenantInfo
+
     t = TenantInfo(tenant.id, tenant.slug)
     pk = hub.meter(t, "41000041")
     hub.keys(t, {"41000041": KEY})
@@ -294,31 +359,39 @@ def test_cli_create_tenant_zones_and_retime(hub, db, pipeline, database_url, dat
 
 # --- the rules themselves ---
 
+
 def test_conversion_rules_without_the_pipeline():
     from omshub.cloud.services.time_zones import meter_time_to_utc
+
     rx = _utc(2026, 10, 25, 0, 45)
     # without a receive time (or before both): the earlier of the autumn hour's two instants
     assert meter_time_to_utc(datetime(2026, 10, 25, 2, 30), BERLIN) == _utc(2026, 10, 25, 0, 30)
     assert meter_time_to_utc(datetime(2026, 10, 25, 2, 30), BERLIN, rx) == _utc(2026, 10, 25, 0, 30)
     # within the tolerance after the receive time: still that pass
-    assert meter_time_to_utc(datetime(2026, 10, 25, 2, 59), BERLIN, _utc(2026, 10, 25, 1, 50)) \
-        == _utc(2026, 10, 25, 1, 59)
+    assert meter_time_to_utc(datetime(2026, 10, 25, 2, 59), BERLIN, _utc(2026, 10, 25, 1, 50)) == _utc(
+        2026, 10, 25, 1, 59
+    )
     # a clock that carries its offset is taken as it is
-    assert meter_time_to_utc(datetime(2026, 10, 25, 2, 30, tzinfo=timezone(timedelta(hours=2))), BERLIN, rx) \
-        == _utc(2026, 10, 25, 0, 30)
+    assert meter_time_to_utc(datetime(2026, 10, 25, 2, 30, tzinfo=timezone(timedelta(hours=2))), BERLIN, rx) == _utc(
+        2026, 10, 25, 0, 30
+    )
 
 
 def test_local_times_given_by_people():
     from omshub.cloud.services.time_zones import parse_local_time
+
     z = "Europe/Berlin"
     assert parse_local_time("2026-01-15", z, "at") == _utc(2026, 1, 14, 23)
     assert parse_local_time("2026-07-01T08:00", z, "at") == _utc(2026, 7, 1, 6)
     assert parse_local_time("2026-07-01T08:00Z", z, "at") == _utc(2026, 7, 1, 8)
     assert parse_local_time("2026-10-25T02:30+01:00", z, "at") == _utc(2026, 10, 25, 1, 30)
     assert parse_local_time("", z, "at") is None
-    for text, why in [("2026-03-29T02:30", "does not exist in Europe/Berlin"),
-                      ("2026-10-25T02:30", "happens twice in Europe/Berlin"),
-                      ("31.01.2026", "is not an ISO 8601 date or time"), ("9999-12-31T23:59-23:59", "is outside 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z")]:
+    for text, why in [
+        ("2026-03-29T02:30", "does not exist in Europe/Berlin"),
+        ("2026-10-25T02:30", "happens twice in Europe/Berlin"),
+        ("31.01.2026", "is not an ISO 8601 date or time"),
+        ("9999-12-31T23:59-23:59", "is outside 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"),
+    ]:
         with pytest.raises(ValueError, match=why) as info:
             parse_local_time(text, z, "installed_at")
         assert str(info.value).startswith("installed_at: ") and info.value.code == "invalid_time"
@@ -326,12 +399,14 @@ def test_local_times_given_by_people():
 
 # --- migration 0004 on a database with data ---
 
+
 @pytest.fixture
 def fresh_url(tmp_path):
     import os
     import uuid
 
     from .conftest import _pg_connect, _postgres_admin_url
+
     if os.environ.get("OMSHUB_TEST_DATABASE", "sqlite") != "postgres":
         yield f"sqlite:///{tmp_path}/old.db"
         return
@@ -353,6 +428,7 @@ def test_migration_keeps_old_tenants_truthful(fresh_url):
 
     from omshub.cloud.store.database import MIGRATIONS, Database
     from omshub.cloud.store.models import Installation
+
     db = Database(fresh_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -364,25 +440,42 @@ def test_migration_keeps_old_tenants_truthful(fresh_url):
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 'old', 'Old', :at)"), {"at": at})
         for pk, mid in ((1, "43000001"), (2, "43000002"), (3, "43000003")):
-            conn.execute(text("INSERT INTO meters (id, tenant_id, manufacturer, meter_id, device_type, key_status, "
-                              "created_at) VALUES (:pk, 1, 'KAM', :mid, 'heat', 'missing', :at)"),
-                         {"pk": pk, "mid": mid, "at": at})
-        conn.execute(text("INSERT INTO metering_points (id, tenant_id, ref, address, customer_ref, created_at) "
-                          "VALUES (1, 1, 'P1', '', '', :at), (2, 1, 'P2', '', '', :at), (3, 1, 'P3', '', '', :at)"),
-                     {"at": at})
-        rows = [(1, 1, at, "{}"),                    # a dateless import: installed when registered
-                (2, 2, later, "{}"),                 # a date given
-                (3, 3, at, '{"energy": 5.0}')]       # installed with initial values at registration
+            conn.execute(
+                text(
+                    "INSERT INTO meters (id, tenant_id, manufacturer, meter_id, device_type, key_status, "
+                    "created_at) VALUES (:pk, 1, 'KAM', :mid, 'heat', 'missing', :at)"
+                ),
+                {"pk": pk, "mid": mid, "at": at},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO metering_points (id, tenant_id, ref, address, customer_ref, created_at) "
+                "VALUES (1, 1, 'P1', '', '', :at), (2, 1, 'P2', '', '', :at), (3, 1, 'P3', '', '', :at)"
+            ),
+            {"at": at},
+        )
+        rows = [
+            (1, 1, at, "{}"),  # a dateless import: installed when registered
+            (2, 2, later, "{}"),  # a date given
+            (3, 3, at, '{"energy": 5.0}'),
+        ]  # installed with initial values at registration
         for pk, mp, when, initial in rows:
-            conn.execute(text("INSERT INTO installations (id, tenant_id, metering_point_id, meter_pk, installed_at, "
-                              "initial_values) VALUES (:pk, 1, :mp, :pk, :when, :initial)"),
-                         {"pk": pk, "mp": mp, "when": when, "initial": initial})
+            conn.execute(
+                text(
+                    "INSERT INTO installations (id, tenant_id, metering_point_id, meter_pk, installed_at, "
+                    "initial_values) VALUES (:pk, 1, :mp, :pk, :when, :initial)"
+                ),
+                {"pk": pk, "mp": mp, "when": when, "initial": initial},
+            )
     db.migrate()
     with db.session() as s:
         old = s.get(Tenant, 1)
         assert (old.timezone, old.meter_timezone) == ("Europe/Berlin", None)
-        assert {i.id: i.installed_from for i in s.scalars(select(Installation))} == \
-            {1: "first_reading", 2: "given", 3: "given"}
+        assert {i.id: i.installed_from for i in s.scalars(select(Installation))} == {
+            1: "first_reading",
+            2: "given",
+            3: "given",
+        }
         assert s.scalar(select(Meter.meter_timezone).where(Meter.id == 1)) is None
     db.dispose()
 
@@ -408,14 +501,23 @@ interval_s = 240
 """
 
 
-@pytest.mark.parametrize("when", [WINTER, SUMMER, DST_SPRING + timedelta(minutes=5),
-                                  DST_AUTUMN - timedelta(minutes=20), DST_AUTUMN + timedelta(minutes=40)],
-                         ids=["winter", "summer", "after-spring-switch", "autumn-first-pass", "autumn-second-pass"])
+@pytest.mark.parametrize(
+    "when",
+    [
+        WINTER,
+        SUMMER,
+        DST_SPRING + timedelta(minutes=5),
+        DST_AUTUMN - timedelta(minutes=20),
+        DST_AUTUMN + timedelta(minutes=40),
+    ],
+    ids=["winter", "summer", "after-spring-switch", "autumn-first-pass", "autumn-second-pass"],
+)
 def test_simulated_meters_keep_local_time_and_the_head_end_gets_it_right(hub, db, pipeline, when):
     """The simulator's meters keep Europe/Berlin time like real German meters; a new tenant's
     head-end turns it back into the instant it was sent (to the minute: type F has no seconds)."""
     from omshub.sim.fleet import parse_fleet
     from omshub.sim.meters import encode_transmission
+
     fleet = parse_fleet(SIM_FLEET, "tz fleet")
     assert fleet.tz.key == "Europe/Berlin"
     [m] = fleet.meters
@@ -428,8 +530,9 @@ def test_simulated_meters_keep_local_time_and_the_head_end_gets_it_right(hub, db
     hub.send(gw, 1, [frame], t0=int(sent.timestamp()), dts=[0])
     pipeline.run_until_idle()
     with db.session() as s:
-        reading = s.scalar(select(Reading).join(Telegram, Telegram.id == Reading.telegram_id)
-                           .where(Telegram.gateway_id == gw.id))
+        reading = s.scalar(
+            select(Reading).join(Telegram, Telegram.id == Reading.telegram_id).where(Telegram.gateway_id == gw.id)
+        )
     clock = next(r["value"] for r in reading.data["records"] if r["quantity"] == "datetime" and r["storage"] == 0)
     assert clock == sent.astimezone(BERLIN).strftime("%Y-%m-%dT%H:%M")
     assert reading.timestamp == when

@@ -73,6 +73,7 @@ def test_a_token_works_only_while_its_owner_is_enabled(hub, client, db):
     user_id = _user_id(client, owner_session)
     with db.transaction() as s:  # an operator cannot create tokens: the owner is set as the API would
         from omshub.cloud.services.accounts import create_api_token
+
         token = create_api_token(s, t.id, "sensor-export", "operator", owner_id=user_id)[1]
     assert client.get("/api/v1/gateways", headers=_bearer(token)).status_code == 200
     with db.transaction() as s:
@@ -118,10 +119,26 @@ def test_a_role_downgrade_caps_the_users_tokens(hub, client):
 
 def test_cli_tokens_are_service_tokens_listed_and_revocable(hub, client, database_url, data_dir):
     from omshub.cli import app as cli
+
     t = hub.tenant()
-    r = CliRunner().invoke(cli, ["admin", "create-token", "--tenant", t.slug, "--name", "billing-system",
-                                 "--role", "viewer", "--database", database_url, "--data-dir", str(data_dir),
-                                 "--json"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "admin",
+            "create-token",
+            "--tenant",
+            t.slug,
+            "--name",
+            "billing-system",
+            "--role",
+            "viewer",
+            "--database",
+            database_url,
+            "--data-dir",
+            str(data_dir),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     created = json.loads(r.output)
     service_token = _bearer(created["token"])
@@ -134,15 +151,46 @@ def test_cli_tokens_are_service_tokens_listed_and_revocable(hub, client, databas
     assert client.delete(f"/api/v1/tokens/{created['id']}", headers=admin).status_code == 204
     assert client.get("/api/v1/gateways", headers=service_token).status_code == 401
     # the CLI lists and revokes too
-    again = json.loads(CliRunner().invoke(cli, ["admin", "create-token", "--tenant", t.slug, "--name", "second",
-                                                "--database", database_url, "--data-dir", str(data_dir),
-                                                "--json"]).output)
-    r = CliRunner().invoke(cli, ["admin", "list-tokens", "--tenant", t.slug, "--database", database_url,
-                                 "--data-dir", str(data_dir), "--json"])
+    again = json.loads(
+        CliRunner()
+        .invoke(
+            cli,
+            [
+                "admin",
+                "create-token",
+                "--tenant",
+                t.slug,
+                "--name",
+                "second",
+                "--database",
+                database_url,
+                "--data-dir",
+                str(data_dir),
+                "--json",
+            ],
+        )
+        .output
+    )
+    r = CliRunner().invoke(
+        cli,
+        ["admin", "list-tokens", "--tenant", t.slug, "--database", database_url, "--data-dir", str(data_dir), "--json"],
+    )
     assert r.exit_code == 0, r.output
     assert {x["name"] for x in json.loads(r.output)} >= {"billing-system", "second"}
-    r = CliRunner().invoke(cli, ["admin", "revoke-token", str(again["id"]), "--tenant", t.slug,
-                                 "--database", database_url, "--data-dir", str(data_dir)])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "admin",
+            "revoke-token",
+            str(again["id"]),
+            "--tenant",
+            t.slug,
+            "--database",
+            database_url,
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert client.get("/api/v1/gateways", headers=_bearer(again["token"])).status_code == 401
 
@@ -176,6 +224,7 @@ def test_tokens_are_tenant_scoped(hub, client):
     from omshub.cloud.api.errors import http_status
     from omshub.cloud.domain.errors import DomainError
     from omshub.cloud.services.accounts import create_api_token
+
     with hub.db.transaction() as s:
         try:
             create_api_token(s, a.id, "foreign", "viewer", owner_id=token_b["owner"]["id"])
@@ -191,6 +240,7 @@ def test_migration_gives_api_created_tokens_their_creator(tmp_path):
     from alembic.config import Config
 
     from omshub.cloud.store.database import MIGRATIONS, Database
+
     db = Database(f"sqlite:///{tmp_path}/old.db")
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -200,19 +250,33 @@ def test_migration_gives_api_created_tokens_their_creator(tmp_path):
         conn.commit()
     now = "2026-01-14 12:00:00.000000"
     with db.engine.begin() as conn:
-        conn.execute(text("INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 'a', 'A', :now), "
-                          "(2, 'b', 'B', :now)"), {"now": now})
-        conn.execute(text("INSERT INTO users (id, tenant_id, username, password_hash, role, disabled, created_at) "
-                          "VALUES (1, 1, 'alice', 'x', 'admin', 0, :now), (2, 2, 'bob', 'x', 'admin', 0, :now)"),
-                     {"now": now})
+        conn.execute(
+            text("INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 'a', 'A', :now), (2, 'b', 'B', :now)"),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO users (id, tenant_id, username, password_hash, role, disabled, created_at) "
+                "VALUES (1, 1, 'alice', 'x', 'admin', 0, :now), (2, 2, 'bob', 'x', 'admin', 0, :now)"
+            ),
+            {"now": now},
+        )
         for token_id, tenant_id, name in ((1, 1, "by-alice"), (2, 1, "by-cli"), (3, 1, "by-bob-elsewhere")):
-            conn.execute(text("INSERT INTO api_tokens (id, tenant_id, user_id, kind, name, role, token_hash, "
-                              "created_at, revoked) VALUES (:id, :t, NULL, 'api', :name, 'viewer', :hash, :now, 0)"),
-                         {"id": token_id, "t": tenant_id, "name": name, "hash": bytes([token_id]) * 32, "now": now})
+            conn.execute(
+                text(
+                    "INSERT INTO api_tokens (id, tenant_id, user_id, kind, name, role, token_hash, "
+                    "created_at, revoked) VALUES (:id, :t, NULL, 'api', :name, 'viewer', :hash, :now, 0)"
+                ),
+                {"id": token_id, "t": tenant_id, "name": name, "hash": bytes([token_id]) * 32, "now": now},
+            )
         for actor, token_id in (("alice", 1), ("cli:root", 2), ("bob", 3)):
-            conn.execute(text("INSERT INTO audit_log (tenant_id, actor, action, details, at) "
-                              "VALUES (1, :actor, 'token.create', :details, :now)"),
-                         {"actor": actor, "details": json.dumps({"token_id": token_id}), "now": now})
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (tenant_id, actor, action, details, at) "
+                    "VALUES (1, :actor, 'token.create', :details, :now)"
+                ),
+                {"actor": actor, "details": json.dumps({"token_id": token_id}), "now": now},
+            )
     db.migrate()
     with db.session() as s:
         owners = dict(s.execute(select(ApiToken.name, ApiToken.user_id)).all())

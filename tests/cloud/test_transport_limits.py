@@ -39,8 +39,7 @@ def run(coro):
 
 
 async def _block(client: aiocoap.Context, url: str, number: int, more: bool, payload: bytes) -> aiocoap.Message:
-    request = aiocoap.Message(code=Code.POST, uri=url, payload=payload, block1=(number, more, 6),
-                              content_format=60)
+    request = aiocoap.Message(code=Code.POST, uri=url, payload=payload, block1=(number, more, 6), content_format=60)
     return await client.request(request, handle_blockwise=False).response
 
 
@@ -48,6 +47,7 @@ def test_coap_unfinished_transfers_together_are_bounded():
     """Each source may hold an unfinished transfer; all of them together at most max_pending
     bytes: past it a block gets 5.03 (the gateway retries later), and a finished or refused
     transfer frees what it held."""
+
     async def main():
         handler = Sink()
         server = CoapServer(handler, host="127.0.0.1", port=0, max_body=4 * BLOCK, max_pending=6000)
@@ -81,6 +81,7 @@ def test_coap_unfinished_transfers_together_are_bounded():
             for client in clients:
                 await client.shutdown()
             await server.stop()
+
     run(main())
 
 
@@ -102,6 +103,7 @@ def test_coap_abandoned_transfers_are_dropped_after_their_time():
         finally:
             await client.shutdown()
             await server.stop()
+
     run(main())
 
 
@@ -140,5 +142,6 @@ def test_mqtt_bridge_never_receives_a_publish_over_its_limit(caplog):
         finally:
             await transport.close()
             await bridge.stop()
+
     run(main())
     assert "refused: the limit is 4096" in caplog.text

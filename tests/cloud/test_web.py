@@ -23,15 +23,21 @@ import httpx
 import pytest
 
 from omshub.cloud.web import console as web
-
 from tests.clock import EPOCH, unix
 
 from .conftest import KEY, MASTER_KEY_HEX, LiveServer, batch_envelope, encode
 
 STATIC = Path(web.__file__).parent / "static"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "correct horse"
 
 
@@ -48,6 +54,7 @@ def console(console_app, client):
 
 
 # --- (a) static files ---
+
 
 def _asset_names(text: str) -> set[str]:
     """Files the HTML/JS/CSS refers to: src/href attributes, ES module imports, CSS url()."""
@@ -69,8 +76,7 @@ def test_page_is_html_with_strict_security_headers(console):
 
 
 def test_every_referenced_asset_is_served_with_its_content_type(console):
-    expected = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-                ".svg": "image/svg+xml"}
+    expected = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
     seen, todo = set(), ["/"]
     while todo:
         url = todo.pop()
@@ -106,8 +112,9 @@ def test_no_secrets_in_the_console(console, hub):
     tenant = hub.tenant()
     token = hub.token(tenant, "admin")
     gw = hub.gateway(tenant)
-    bodies = [console.get("/").text] + [console.get(f"/console/{p.name}").text
-                                         for p in STATIC.iterdir() if p.name != "index.html"]
+    bodies = [console.get("/").text] + [
+        console.get(f"/console/{p.name}").text for p in STATIC.iterdir() if p.name != "index.html"
+    ]
     for body in bodies:
         for secret in (MASTER_KEY_HEX, token, gw.credential, KEY.hex(), KEY.hex().upper(), PASSWORD):
             assert secret not in body
@@ -116,8 +123,17 @@ def test_no_secrets_in_the_console(console, hub):
     assert "sessionStorage" in api_js and "localStorage" not in api_js and "document.cookie" not in api_js
 
 
-@pytest.mark.parametrize("path", ["/console/web.py", "/console/..%2Fweb.py", "/console/%2e%2e%2fapp.py",
-                                  "/console/nope.js", "/console/.hidden.js", "/console/APP.JS"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/web.py",
+        "/console/..%2Fweb.py",
+        "/console/%2e%2e%2fapp.py",
+        "/console/nope.js",
+        "/console/.hidden.js",
+        "/console/APP.JS",
+    ],
+)
 def test_unknown_or_unsafe_asset_names_are_404(console, path):
     r = console.get(path)
     assert r.status_code == 404
@@ -134,9 +150,11 @@ def test_etag_gives_304_and_console_dir_redirects(console):
 
 # --- (a) console endpoints ---
 
+
 def test_summary_counts_late_gateways_and_unregistered_meters(console, hub, db):
     from omshub.cloud.services.accounts import utcnow
     from omshub.cloud.store.models import Gateway
+
     tenant, other = hub.tenant(), hub.tenant()
     gw, late, _ = hub.gateway(tenant), hub.gateway(tenant), hub.gateway(other)
     hub.meter(tenant, "12345678")
@@ -175,13 +193,18 @@ def test_recent_readings_newest_first_and_tenant_scoped(console, hub):
     items = r.json()["items"]
     assert [i["fields"].get("total_energy_kwh") or i["records"][0]["value"] for i in items] == [30.0, 20.0]
     assert items[0]["timestamp"] > items[1]["timestamp"]
-    assert console.get(f"/api/v1/console/meters/{meter_pk}/recent-readings",
-                       headers=hub.headers(other, "admin")).status_code == 404
+    assert (
+        console.get(
+            f"/api/v1/console/meters/{meter_pk}/recent-readings", headers=hub.headers(other, "admin")
+        ).status_code
+        == 404
+    )
     bad = console.get(f"/api/v1/console/meters/{meter_pk}/recent-readings", params={"limit": 0}, headers=headers)
     assert bad.status_code == 422 and "limit" in bad.json()["error"]["message"]
 
 
 # --- (b) browser tests ---
+
 
 def _playwright():
     if not Path(CHROMIUM).exists():
@@ -226,6 +249,7 @@ def _screenshot(page, name: str) -> None:
 
 def _login(browser_, base_url: str, username: str):
     from playwright.sync_api import expect
+
     page = browser_.new_page(viewport={"width": 1280, "height": 900}, timezone_id="UTC", locale="en-GB")
     # CI machines are small and busy (the decode pipeline shares the cores): wait longer than 5 s
     page.set_default_timeout(30_000)
@@ -241,10 +265,19 @@ def _login(browser_, base_url: str, username: str):
 
 
 def _uplink(base_url: str, gw, seq: int, cfg: int) -> dict:
-    env = batch_envelope(gw.serial, seq, [encode("27182818")], cfg=cfg,
-                         status={"battery_pct": 77, "spool": 0, "rssi": -88, "firmware": "2.0.1"})
-    r = httpx.post(base_url + "/api/v1/uplink", content=cbor2.dumps(env), timeout=30,
-                   headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {gw.credential}"})
+    env = batch_envelope(
+        gw.serial,
+        seq,
+        [encode("27182818")],
+        cfg=cfg,
+        status={"battery_pct": 77, "spool": 0, "rssi": -88, "firmware": "2.0.1"},
+    )
+    r = httpx.post(
+        base_url + "/api/v1/uplink",
+        content=cbor2.dumps(env),
+        timeout=30,
+        headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {gw.credential}"},
+    )
     assert r.status_code == 200, r.text
     return cbor2.loads(r.content)
 
@@ -264,6 +297,7 @@ def _api_path(path: str):
 @pytest.mark.slow
 def test_operator_changes_upload_schedule_and_follows_the_operation(browser, hub):
     from playwright.sync_api import expect
+
     base_url, chromium = browser
     tenant = hub.tenant()
     operator = hub.user(tenant, "operator", PASSWORD)
@@ -337,6 +371,7 @@ def test_operator_changes_upload_schedule_and_follows_the_operation(browser, hub
 @pytest.mark.slow
 def test_viewer_sees_the_gateway_read_only(browser, hub):
     from playwright.sync_api import expect
+
     base_url, chromium = browser
     tenant = hub.tenant()
     viewer = hub.user(tenant, "viewer", PASSWORD)
@@ -370,6 +405,7 @@ def test_viewer_sees_the_gateway_read_only(browser, hub):
 @pytest.mark.slow
 def test_operator_imports_meters_and_keys_registers_a_heard_meter_and_sees_consumption(browser, hub):
     from playwright.sync_api import expect
+
     base_url, chromium = browser
     tenant = hub.tenant()
     operator = hub.user(tenant, "operator", PASSWORD)
@@ -379,37 +415,52 @@ def test_operator_imports_meters_and_keys_registers_a_heard_meter_and_sees_consu
     page, errors = _login(chromium, base_url, operator)
 
     page.get_by_role("link", name="Meters", exact=True).click()
-    meters_csv = (f"manufacturer,id,device_type,gateway,metering_point,address,installed_at\n"
-                  f"KAM,41000001,heat,{gw.serial},MP-{gw.serial},Hauptstr. 1,{installed}\n"
-                  f"KAM,41000002,heat,{gw.serial},,,\n")
+    meters_csv = (
+        f"manufacturer,id,device_type,gateway,metering_point,address,installed_at\n"
+        f"KAM,41000001,heat,{gw.serial},MP-{gw.serial},Hauptstr. 1,{installed}\n"
+        f"KAM,41000002,heat,{gw.serial},,,\n"
+    )
     page.get_by_label("Meter list (CSV)").set_input_files(
-        files=[{"name": "meters.csv", "mimeType": "text/csv", "buffer": meters_csv.encode()}])
+        files=[{"name": "meters.csv", "mimeType": "text/csv", "buffer": meters_csv.encode()}]
+    )
     page.get_by_role("button", name="Import meters").click()
     expect(page.get_by_text("2 line(s): 2 meter(s) created")).to_be_visible()
 
     bad = "manufacturer,id\nKAM,not-an-id\n"
     page.get_by_label("Meter list (CSV)").set_input_files(
-        files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": bad.encode()}])
+        files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": bad.encode()}]
+    )
     page.get_by_role("button", name="Import meters").click()
     expect(page.get_by_role("alert")).to_contain_text("line 2")
 
     keys_csv = f"id,key\n41000001,{KEY.hex()}\n"
     page.get_by_label("Meter keys (CSV)").set_input_files(
-        files=[{"name": "keys.csv", "mimeType": "text/csv", "buffer": keys_csv.encode()}])
+        files=[{"name": "keys.csv", "mimeType": "text/csv", "buffer": keys_csv.encode()}]
+    )
     page.get_by_role("button", name="Import keys").click()
     expect(page.get_by_text("1 key(s) imported")).to_be_visible()
 
     # readings of the installed meter, and a meter that is heard but not registered
     t0 = unix(EPOCH) - 7200
-    env = batch_envelope(gw.serial, 1, [encode("41000001", energy=100.0), encode("41000001", energy=150.0),
-                                        encode("42000042", device_type_code=7)], t0=t0, dts=[0, 3600, 3600])
-    r = httpx.post(base_url + "/api/v1/uplink", content=cbor2.dumps(env), timeout=30,
-                   headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {gw.credential}"})
+    env = batch_envelope(
+        gw.serial,
+        1,
+        [encode("41000001", energy=100.0), encode("41000001", energy=150.0), encode("42000042", device_type_code=7)],
+        t0=t0,
+        dts=[0, 3600, 3600],
+    )
+    r = httpx.post(
+        base_url + "/api/v1/uplink",
+        content=cbor2.dumps(env),
+        timeout=30,
+        headers={"Content-Type": "application/cbor", "Authorization": f"Bearer {gw.credential}"},
+    )
     assert r.status_code == 200, r.text
 
     page.get_by_role("link", name="Telegrams", exact=True).click()
     row = page.locator("section", has_text="Meters heard but not registered").get_by_role(
-        "row", name=re.compile("KAM 42000042"))
+        "row", name=re.compile("KAM 42000042")
+    )
     deadline = time.monotonic() + 20
     while row.count() == 0 and time.monotonic() < deadline:  # the decode worker runs in the server
         page.wait_for_timeout(500)
@@ -444,6 +495,7 @@ def test_overlapping_loads_of_the_meter_list_show_each_meter_once(browser, hub):
     """The meter list is left and opened again while its first load is still in flight; both
     answers are held back and released newest first: each meter is still listed once."""
     from playwright.sync_api import expect
+
     base_url, chromium = browser
     tenant = hub.tenant()
     operator = hub.user(tenant, "operator", PASSWORD)
@@ -476,6 +528,7 @@ def test_gateway_page_keeps_the_newest_state_when_refreshes_overlap(browser, hub
     """While a change is open the gateway page polls. A poll whose answer is slow (held back here)
     and arrives after the refresh that follows a newer change must not show the older state."""
     from playwright.sync_api import expect
+
     base_url, chromium = browser
     tenant = hub.tenant()
     operator = hub.user(tenant, "operator", PASSWORD)
@@ -526,19 +579,35 @@ def test_the_form_shows_the_real_configuration_and_sends_only_what_changed(brows
     """The form starts from the gateway's desired configuration; editing one field sends only that
     field, so the time zone stays — also one a colleague changed after the form was loaded."""
     from playwright.sync_api import expect
+
     base_url, chromium = browser
     tenant = hub.tenant()
     operator, colleague = hub.user(tenant, "operator", PASSWORD), hub.user(tenant, "operator", PASSWORD)
     api_headers = _login_headers(base_url, colleague)
     gw = hub.gateway(tenant)
-    r = _api(base_url, "PUT", f"/gateways/{gw.id}/config", api_headers,
-             json={"timezone": "Europe/Berlin", "spread_s": 600, "keep": "all",
-                   "filters": {"mode": "blacklist", "meters": [{"manufacturer": "KAM", "id": "12345678"}]}})
+    r = _api(
+        base_url,
+        "PUT",
+        f"/gateways/{gw.id}/config",
+        api_headers,
+        json={
+            "timezone": "Europe/Berlin",
+            "spread_s": 600,
+            "keep": "all",
+            "filters": {"mode": "blacklist", "meters": [{"manufacturer": "KAM", "id": "12345678"}]},
+        },
+    )
     assert r.status_code == 201, r.text
     page, errors = _login(chromium, base_url, operator)
     sent: list = []
-    page.on("request", lambda req: sent.append((req.method, req.headers.get("content-type"), req.post_data_json))
-            if req.method in ("PUT", "PATCH") else None)
+    page.on(
+        "request",
+        lambda req: (
+            sent.append((req.method, req.headers.get("content-type"), req.post_data_json))
+            if req.method in ("PUT", "PATCH")
+            else None
+        ),
+    )
 
     page.get_by_role("link", name="Gateways", exact=True).click()
     page.get_by_role("link", name=gw.serial).click()
@@ -572,24 +641,38 @@ def test_the_form_shows_the_real_configuration_and_sends_only_what_changed(brows
     assert sent[-1] == ("PATCH", "application/merge-patch+json", {})
     cfg = _api(base_url, "GET", f"/gateways/{gw.id}/config", api_headers).json()["config"]
     assert (cfg["version"], cfg["timezone"], cfg["spread_s"], cfg["upload"]["cron"]) == (
-        4, "Europe/Vienna", 900, "0 0 4 * * *")
+        4,
+        "Europe/Vienna",
+        900,
+        "0 0 4 * * *",
+    )
     assert errors == []
 
 
 @pytest.mark.slow
 def test_bulk_change_shows_pending_changes_and_lets_the_operator_choose(browser, hub):
     from playwright.sync_api import expect
+
     base_url, chromium = browser
     tenant = hub.tenant()
     operator, colleague = hub.user(tenant, "operator", PASSWORD), hub.user(tenant, "operator", PASSWORD)
     api_headers = _login_headers(base_url, colleague)
     free, busy = hub.gateway(tenant), hub.gateway(tenant)
-    assert _api(base_url, "PUT", f"/gateways/{free.id}/config", api_headers,
-                json={"timezone": "Europe/Vienna"}).status_code == 201
+    assert (
+        _api(
+            base_url, "PUT", f"/gateways/{free.id}/config", api_headers, json={"timezone": "Europe/Vienna"}
+        ).status_code
+        == 201
+    )
     _uplink(base_url, free, 1, cfg=0)
-    _uplink(base_url, free, 2, cfg=1)    # free runs version 1: nothing pending
-    pending = _api(base_url, "PUT", f"/gateways/{busy.id}/config", api_headers,
-                   json={"timezone": "Europe/Berlin", "upload": {"cron": "0 0 5 * * *"}}).json()
+    _uplink(base_url, free, 2, cfg=1)  # free runs version 1: nothing pending
+    pending = _api(
+        base_url,
+        "PUT",
+        f"/gateways/{busy.id}/config",
+        api_headers,
+        json={"timezone": "Europe/Berlin", "upload": {"cron": "0 0 5 * * *"}},
+    ).json()
     assert pending["state"] == "PENDING"
     page, errors = _login(chromium, base_url, operator)
 
@@ -625,16 +708,21 @@ def test_bulk_change_shows_pending_changes_and_lets_the_operator_choose(browser,
     got = _api(base_url, "GET", f"/gateways/{busy.id}/config", api_headers).json()
     assert got["version"] == 1 and got["pending_operation"]["id"] == pending["id"]
 
-    configure("900")   # now both have a pending change (free: the one just made)
+    configure("900")  # now both have a pending change (free: the one just made)
     expect(page.locator("#bulk-conflicts tbody tr")).to_have_count(2)
     page.get_by_role("button", name="Replace their pending changes").click()
     expect(result.get_by_role("row", name=re.compile(busy.serial))).to_contain_text(
-        f"replaces the change that was not applied yet (operation {pending['id']})")
+        f"replaces the change that was not applied yet (operation {pending['id']})"
+    )
     expect(result.locator("[data-state]")).to_have_count(2)
     _screenshot(page, "bulk-result")
     busy_cfg = _api(base_url, "GET", f"/gateways/{busy.id}/config", api_headers).json()["config"]
     assert (busy_cfg["version"], busy_cfg["timezone"], busy_cfg["upload"]["cron"], busy_cfg["spread_s"]) == (
-        2, "Europe/Berlin", "0 0 5 * * *", 900)
+        2,
+        "Europe/Berlin",
+        "0 0 5 * * *",
+        900,
+    )
     old = _api(base_url, "GET", f"/operations/{pending['id']}", api_headers).json()
     assert old["state"] == "SUPERSEDED"
     assert errors == []

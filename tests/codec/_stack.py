@@ -25,12 +25,20 @@ def vector(vector_id: str) -> dict:
         if item["id"] == vector_id:
             return item
     import pytest
+
     pytest.skip(f"vector {vector_id} not available")
 
 
 def record(quantity, unit, value, storage=0, tariff=0, subunit=0, function="instantaneous"):
-    return {"quantity": quantity, "unit": unit, "value": value, "storage": storage, "tariff": tariff,
-            "subunit": subunit, "function": function}
+    return {
+        "quantity": quantity,
+        "unit": unit,
+        "value": value,
+        "storage": storage,
+        "tariff": tariff,
+        "subunit": subunit,
+        "function": function,
+    }
 
 
 HEAT_RECORDS = [
@@ -55,7 +63,7 @@ RECORD_SETS = [HEAT_RECORDS, WATER_RECORDS, SMALL_RECORDS]
 def same_records(decoded: list[dict], given: list[dict]) -> bool:
     if len(decoded) != len(given):
         return False
-    for got, want in zip(decoded, given):
+    for got, want in zip(decoded, given, strict=False):
         for name, value in want.items():
             if isinstance(value, float):
                 if not isinstance(got.get(name), (int, float)) or abs(got[name] - value) > 1e-9 * max(1, abs(value)):

@@ -6,7 +6,8 @@ the CI 70 application error) are recognised; dates sent as LVAR binary numbers d
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from omshub.codec import DecodeError, apl, decode, encode_telegram, peek_header
 from omshub.codec.encode import wired_frame
@@ -21,18 +22,18 @@ ROOM = [record("external_temperature", "°C", 21.5), record("relative_humidity",
 
 def _wired(apl_bytes: bytes, cfg: bytes = b"\x00\x00", ci: int = 0x72) -> bytes:
     """A wired long frame with a long TPL header (ID M V T ACC STS CFG) by hand."""
-    header = (bytes.fromhex("78563412") + manufacturer_value("XYZ").to_bytes(2, "little")
-              + bytes((1, 0x1B, 7, 0)) + cfg)
+    header = bytes.fromhex("78563412") + manufacturer_value("XYZ").to_bytes(2, "little") + bytes((1, 0x1B, 7, 0)) + cfg
     return wired_frame(0x08, 1, bytes((ci,)) + header + apl_bytes)
 
 
 # ------------------------------------------------------------------ records the grammar cannot place
 
+
 def test_plain_text_vif_before_its_vifes_is_not_dropped():
     # a wired room-climate meter: temperature, then humidity with a plain-text unit "%RH" whose
     # text comes before the VIFE (the older reading; EN 13757-3/exmbus put it after the VIFEs)
-    temperature = bytes.fromhex("0265" "6608")
-    humidity = bytes.fromhex("02FC" "03485225" "74" "E803")
+    temperature = bytes.fromhex("02656608")
+    humidity = bytes.fromhex("02FC0348522574E803")
     result = decode(_wired(temperature + humidity))
     first, tail = result["records"]
     assert first["quantity"] == "external_temperature" and first["value"] == 21.5
@@ -42,34 +43,46 @@ def test_plain_text_vif_before_its_vifes_is_not_dropped():
 
 
 def test_plain_text_vif_with_vifes_decodes():
-    humidity = bytes.fromhex("02FC" "74" "03485225" "E803")  # VIFE 74 (x0.01), then the text
+    humidity = bytes.fromhex("02FC7403485225E803")  # VIFE 74 (x0.01), then the text
     (rec,) = decode(_wired(humidity))["records"]
     assert rec["quantity"] == "custom" and rec["unit_text"] == "%RH" and rec["value"] == 10.0
 
 
-@pytest.mark.parametrize("tail,reason,dif_vif", [
-    ("0265E8", "truncated", "0265"),                                  # data cut short
-    ("8480808080808080808080800106", "too_many_extensions", ""),      # 11 DIFEs
-    ("0DFD0CF7AABB", "reserved_lvar", "0dfd0c"),                          # LVAR F7 has no length
-    ("0DFD0CC5AABB", "truncated", "0dfd0c"),                          # LVAR announces 5 bytes
-    ("3F0102", "reserved_dif", ""),                                   # special DIF 3F
-    ("7F", "reserved_dif", ""),                                       # global readout request
-    ("02FB", "truncated", ""),                                        # FB without its code
-])
+@pytest.mark.parametrize(
+    "tail,reason,dif_vif",
+    [
+        ("0265E8", "truncated", "0265"),  # data cut short
+        ("8480808080808080808080800106", "too_many_extensions", ""),  # 11 DIFEs
+        ("0DFD0CF7AABB", "reserved_lvar", "0dfd0c"),  # LVAR F7 has no length
+        ("0DFD0CC5AABB", "truncated", "0dfd0c"),  # LVAR announces 5 bytes
+        ("3F0102", "reserved_dif", ""),  # special DIF 3F
+        ("7F", "reserved_dif", ""),  # global readout request
+        ("02FB", "truncated", ""),  # FB without its code
+    ],
+)
 def test_undecoded_tail_keeps_records_before_it(tail, reason, dif_vif):
     known = apl.encode_records(ROOM)
     result = decode(_wired(known + bytes.fromhex(tail)))
     *kept, last = result["records"]
     assert same_records(kept, ROOM)
-    assert last == {"quantity": "undecoded", "unit": "", "value": tail.lower(), "storage": last["storage"],
-                    "tariff": last["tariff"], "subunit": last["subunit"], "function": last["function"],
-                    "dif_vif": dif_vif, "reason": reason, "message": last["message"]}
+    assert last == {
+        "quantity": "undecoded",
+        "unit": "",
+        "value": tail.lower(),
+        "storage": last["storage"],
+        "tariff": last["tariff"],
+        "subunit": last["subunit"],
+        "function": last["function"],
+        "dif_vif": dif_vif,
+        "reason": reason,
+        "message": last["message"],
+    }
     assert last["message"] and result["frame"]["unparsed"] == tail.upper()
 
 
 def test_undecoded_record_takes_storage_from_its_dif():
     known = apl.encode_records(ROOM)
-    result = decode(_wired(known + bytes.fromhex("C41106" "0102")))  # storage 3, tariff 1, cut short
+    result = decode(_wired(known + bytes.fromhex("C411060102")))  # storage 3, tariff 1, cut short
     last = result["records"][-1]
     assert (last["storage"], last["tariff"], last["subunit"], last["function"]) == (3, 1, 0, "instantaneous")
     assert last["dif_vif"] == "c41106"
@@ -100,13 +113,14 @@ def test_record_grammar_error_at_the_start_is_still_an_error():
 
 def test_third_extension_table_code_is_not_read_as_a_record_error():
     # VIF EF (reserved third table): its next byte is a code of that table, not VIFE 01 "too many DIFEs"
-    ((rec,), _) = apl.decode_records(bytes.fromhex("04EF01" "01020304"))
+    ((rec,), _) = apl.decode_records(bytes.fromhex("04EF0101020304"))
     assert rec["quantity"] == "unknown" and "record_error" not in rec and "error_value" not in rec
     assert rec["value"] == 0x04030201 and rec["raw"] == "01020304"
 
 
-@pytest.mark.parametrize("data,raw", [("046C32371F15", "32371f15"), ("046C00001F15", None),
-                                      ("0D6CE432371F15", "32371f15")])
+@pytest.mark.parametrize(
+    "data,raw", [("046C32371F15", "32371f15"), ("046C00001F15", None), ("0D6CE432371F15", "32371f15")]
+)
 def test_date_vif_with_a_time_of_day_keeps_it(data, raw):
     # type F under VIF 6C (date): the date is the value; a time of day other than 00:00 stays as raw
     for _ in range(3):  # general decoder, then the layout memo
@@ -117,7 +131,7 @@ def test_date_vif_with_a_time_of_day_keeps_it(data, raw):
 def test_record_error_on_an_lvar_keeps_its_data_as_raw():
     # VIFE 15 (no data available) on an LVAR text: raw is the data, as for every other LVAR, so
     # the record re-encodes to the same record (the length byte used to be taken into raw)
-    data = bytes.fromhex("0D9315" "03616263")
+    data = bytes.fromhex("0D931503616263")
     ((rec,), _) = apl.decode_records(data)
     assert rec["error_value"] and rec["raw"] == "616263"
     assert apl.decode_records(apl.encode_records([rec]))[0][0]["raw"] == "616263"
@@ -137,6 +151,7 @@ def test_undecoded_record_round_trips_through_the_encoder():
 
 
 # ------------------------------------------------------------------ wired CI 72 signature, CI 73, CI 70
+
 
 def test_wired_signature_that_is_no_security_mode_decodes_unencrypted():
     body = apl.encode_records(ROOM)
@@ -174,7 +189,7 @@ def test_encrypted_wired_frame_still_needs_its_key():
 
 
 def test_wired_fixed_data_structure():
-    body = bytes.fromhex("73" "78563412" "05" "1C" "8513" "10270000" "99990000")
+    body = bytes.fromhex("7378563412051C85131027000099990000")
     frame = wired_frame(0x08, 1, body)
     result = decode(frame)
     assert result["meter"]["id"] == "12345678" and result["access_number"] == 5
@@ -193,9 +208,17 @@ def test_wired_ci73_compact_frame_is_still_a_compact_frame():
     assert err.value.code == "unknown_format"
 
 
-@pytest.mark.parametrize("code,meaning", [(0, "unspecified_error"), (1, "unimplemented_ci"),
-                                          (8, "application_busy"), (9, "too_many_readouts"),
-                                          (7, "reserved"), (200, "reserved")])
+@pytest.mark.parametrize(
+    "code,meaning",
+    [
+        (0, "unspecified_error"),
+        (1, "unimplemented_ci"),
+        (8, "application_busy"),
+        (9, "too_many_readouts"),
+        (7, "reserved"),
+        (200, "reserved"),
+    ],
+)
 def test_wired_application_error_reply(code, meaning):
     frame = wired_frame(0x08, 1, bytes((0x70, code)))  # L = 4: C A CI error
     assert len(frame) == 10 and frame[1] == 4
@@ -206,8 +229,7 @@ def test_wired_application_error_reply(code, meaning):
 
 
 def test_application_error_reply_with_a_long_header():
-    header = (bytes.fromhex("78563412") + manufacturer_value("XYZ").to_bytes(2, "little")
-              + bytes((1, 0x1B, 3, 2, 0, 0)))
+    header = bytes.fromhex("78563412") + manufacturer_value("XYZ").to_bytes(2, "little") + bytes((1, 0x1B, 3, 2, 0, 0))
     result = decode(wired_frame(0x08, 1, bytes((0x6F,)) + header + b"\x08"))
     assert result["application_error"]["meaning"] == "application_busy"
     assert result["meter"]["id"] == "12345678" and result["status"]["code"] == 2
@@ -220,15 +242,19 @@ def test_data_records_are_no_application_error():
 
 # ------------------------------------------------------------------ dates as LVAR binary numbers
 
-@pytest.mark.parametrize("data,quantity,value", [
-    ("0D6CE2FE04", "date", "2007-04-30"),                         # type G under VIF 6C
-    ("0D6CE400001F15", "date", "2008-05-31"),                     # type F under VIF 6C (date part)
-    ("0D6DE432371F15", "datetime", "2008-05-31T23:50"),           # type F
-    ("0D6DE618260AEB2500", "datetime", "2023-05-11T10:38:24"),    # type I
-    ("0D6DE21F3C", "date", "2024-12-31"),                         # type G under VIF 6D
-    ("0D6DE31E0F0C", "time", "12:15:30"),                         # type J
-    ("0DFD30E432371F15", "tariff_start", "2008-05-31T23:50"),      # FD 30: date/time of a tariff
-])
+
+@pytest.mark.parametrize(
+    "data,quantity,value",
+    [
+        ("0D6CE2FE04", "date", "2007-04-30"),  # type G under VIF 6C
+        ("0D6CE400001F15", "date", "2008-05-31"),  # type F under VIF 6C (date part)
+        ("0D6DE432371F15", "datetime", "2008-05-31T23:50"),  # type F
+        ("0D6DE618260AEB2500", "datetime", "2023-05-11T10:38:24"),  # type I
+        ("0D6DE21F3C", "date", "2024-12-31"),  # type G under VIF 6D
+        ("0D6DE31E0F0C", "time", "12:15:30"),  # type J
+        ("0DFD30E432371F15", "tariff_start", "2008-05-31T23:50"),  # FD 30: date/time of a tariff
+    ],
+)
 def test_date_vif_with_lvar_binary_number(data, quantity, value):
     ((rec,), _) = apl.decode_records(bytes.fromhex(data))
     assert rec["quantity"] == quantity and rec["value"] == value and "raw" not in rec
@@ -241,7 +267,7 @@ def test_date_vif_with_other_lvar_stays_raw(data):
 
 
 def test_lvar_dates_through_the_layout_memo():
-    data = bytes.fromhex("2F2F" "0D6DE432371F15" "0D6DE31E0F0C" "04130A000000" "0D6CE2FE04")
+    data = bytes.fromhex("2F2F0D6DE432371F150D6DE31E0F0C04130A0000000D6CE2FE04")
     saved = apl.LAYOUTS.compile_after
     apl.LAYOUTS.compile_after = 2
     try:
@@ -357,19 +383,34 @@ def unknown_record(draw) -> bytes:
     return header + draw(st.binary(min_size=size, max_size=size))
 
 
-KNOWN = st.lists(st.sampled_from([
-    record("energy", "kWh", 1234.0), record("volume", "m3", 12.345), record("flow_temperature", "°C", 55.5),
-    record("external_temperature", "°C", 21.25), record("energy", "kWh", 1000.0, storage=1),
-    record("date", "", "2025-12-31", storage=1), record("error_flags", "", 0)]), min_size=5, max_size=7)
+KNOWN = st.lists(
+    st.sampled_from(
+        [
+            record("energy", "kWh", 1234.0),
+            record("volume", "m3", 12.345),
+            record("flow_temperature", "°C", 55.5),
+            record("external_temperature", "°C", 21.25),
+            record("energy", "kWh", 1000.0, storage=1),
+            record("date", "", "2025-12-31", storage=1),
+            record("error_flags", "", 0),
+        ]
+    ),
+    min_size=5,
+    max_size=7,
+)
 
 
-@settings(max_examples=max(300, settings.default.max_examples), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])  # the long fuzz profile runs it longer
-@given(KNOWN,
-       st.lists(st.one_of(unknown_record(), st.just(b"\x2f")), max_size=5),
-       st.one_of(st.binary(max_size=12), st.tuples(st.sampled_from([b"\x0f", b"\x1f"]), st.binary(max_size=8)).map(
-           b"".join)),
-       st.sampled_from(["wireless", "wireless-long", "wired", "mode5", "wired-mode5"]))
+@settings(
+    max_examples=max(300, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)  # the long fuzz profile runs it longer
+@given(
+    KNOWN,
+    st.lists(st.one_of(unknown_record(), st.just(b"\x2f")), max_size=5),
+    st.one_of(
+        st.binary(max_size=12), st.tuples(st.sampled_from([b"\x0f", b"\x1f"]), st.binary(max_size=8)).map(b"".join)
+    ),
+    st.sampled_from(["wireless", "wireless-long", "wired", "mode5", "wired-mode5"]),
+)
 def test_appended_unknown_records_are_all_accounted_for(known, unknown, trailing, kind):
     """Known records, then records the decoder has no meaning for, fillers and any bytes: the
     known records all come out, each appended record comes out as one record with its header,
@@ -381,8 +422,10 @@ def test_appended_unknown_records_are_all_accounted_for(known, unknown, trailing
     appended = b"".join(unknown) + trailing
     body = body_known + appended
     mode = 5 if "mode5" in kind else 0
-    options = {"tpl": "long" if "long" in kind or "wired" in kind else "short",
-               "frame_format": "mbus" if "wired" in kind else "A"}
+    options = {
+        "tpl": "long" if "long" in kind or "wired" in kind else "short",
+        "frame_format": "mbus" if "wired" in kind else "A",
+    }
     try:
         frame = encode_telegram(METER, [], apl=body, mode=mode, key=KEY if mode else None, **options)
     except DecodeError:
@@ -396,19 +439,19 @@ def test_appended_unknown_records_are_all_accounted_for(known, unknown, trailing
     result = decode(frame, key=KEY)
 
     records = [r for r in result["records"] if not r.get("derived_from")]
-    assert same_records(records[:len(known)], known)  # every known record is still there
-    rest = records[len(known):]
+    assert same_records(records[: len(known)], known)  # every known record is still there
+    rest = records[len(known) :]
     walked, end = _walk(plain, start)
     event(f"{kind}: {end[0] if end else 'clean'}")
-    for (i, j), rec in zip(walked, rest):  # each appended record: one record, the same header
+    for (i, j), rec in zip(walked, rest, strict=False):  # each appended record: one record, the same header
         assert rec["dif_vif"] == plain[i:j].hex(), (plain.hex(), i, rec)
         assert rec["quantity"] != "undecoded"
-    rest = rest[len(walked):]
+    rest = rest[len(walked) :]
     if end is None:
         assert rest == [] and result["manufacturer_data"] is None
     elif end[0] == "mdata":
-        assert rest == [] and result["manufacturer_data"] == plain[end[1] + 1:].hex()
+        assert rest == [] and result["manufacturer_data"] == plain[end[1] + 1 :].hex()
     else:  # the bytes from the record the grammar cannot delimit: one undecoded record
         (tail,) = rest
-        assert tail["quantity"] == "undecoded" and tail["value"] == plain[end[1]:].hex()
+        assert tail["quantity"] == "undecoded" and tail["value"] == plain[end[1] :].hex()
         assert tail["reason"] and tail["message"]

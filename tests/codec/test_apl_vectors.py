@@ -11,12 +11,16 @@ from omshub.codec import apl
 from omshub.codec.errors import DecodeError
 
 # reference decoder names -> ours
-_NAMES = {"fabrication_no": "fabrication_number", "hca_units": "hca", "volume_flow_ext": "volume_flow",
-          "manufacturer_specific_vif": "manufacturer_specific", "plain_text_unit": "custom",
-          "remaining_battery_life_days": "remaining_battery_life"}
+_NAMES = {
+    "fabrication_no": "fabrication_number",
+    "hca_units": "hca",
+    "volume_flow_ext": "volume_flow",
+    "manufacturer_specific_vif": "manufacturer_specific",
+    "plain_text_unit": "custom",
+    "remaining_battery_life_days": "remaining_battery_life",
+}
 # (reference name or None, reference unit) -> factor to our canonical unit
-_FACTORS = {"Wh": 0.001, "W": 0.001, "m3/s": 3600.0, "m3/min": 60.0, "s": 1, "min": 60, "h": 3600,
-            "d": 86400}
+_FACTORS = {"Wh": 0.001, "W": 0.001, "m3/s": 3600.0, "m3/min": 60.0, "s": 1, "min": 60, "h": 3600, "d": 86400}
 
 
 def _vectors(shared_vectors):
@@ -44,13 +48,19 @@ def _expected(ref: dict) -> dict:
             value = value.replace(" (DST)", "").replace(" ", "T")
     elif isinstance(value, (int, float)) and ref["unit"] in _FACTORS:
         value = value * _FACTORS[ref["unit"]]
-    return {"quantity": name, "value": value, "storage": ref["storage"], "tariff": ref["tariff"],
-            "subunit": ref["subunit"], "function": ref["function"].replace("error_state", "error")}
+    return {
+        "quantity": name,
+        "value": value,
+        "storage": ref["storage"],
+        "tariff": ref["tariff"],
+        "subunit": ref["subunit"],
+        "function": ref["function"].replace("error_state", "error"),
+    }
 
 
 def _compare(ours: dict, ref: dict, where: str) -> None:
     exp = _expected(ref)
-    assert ours["dif_vif"] == ref["raw_record"][:len(ours["dif_vif"])], where
+    assert ours["dif_vif"] == ref["raw_record"][: len(ours["dif_vif"])], where
     for key in ("storage", "tariff", "subunit", "function"):
         assert ours[key] == exp[key], (where, key, ours, ref)
     if ours.get("of"):  # a VIFE turned the record into a count/duration/date of the quantity
@@ -101,7 +111,7 @@ def test_vectors_reproduce_reference_records(shared_vectors):
             assert mfr is None, vector["id"]
         records = [r for r in records if "derived_from" not in r]  # values taken out of a profile
         assert len(records) == len(plain_refs), vector["id"]
-        for k, (ours, ref) in enumerate(zip(records, plain_refs)):
+        for k, (ours, ref) in enumerate(zip(records, plain_refs, strict=False)):
             _compare(ours, ref, f"{vector['id']} record {k}")
             checked += 1
     assert checked > 250

@@ -40,7 +40,7 @@ def _jsonl(text: str) -> list[dict]:
 
 def test_stdin_lines_in_order_with_errors_and_comments():
     good = encode_telegram(KAM, HEAT_RECORDS, mode=5, key=KEY).hex()
-    spaced = " ".join(good[i:i + 2] for i in range(0, len(good), 2))
+    spaced = " ".join(good[i : i + 2] for i in range(0, len(good), 2))
     stdin = f"# a comment\n{good}\n\n{spaced.upper()}\nzz12\n{good[:-2]}_\n"
     code, out = _run(["--key", KEY.hex()], stdin)
     lines = _jsonl(out)
@@ -69,16 +69,23 @@ def test_wrong_key_line():
 def test_keys_file(tmp_path):
     keys = tmp_path / "keys.csv"
     keys.write_text(f"id,key,manufacturer\n12345678,{KEY.hex()},KAM\n87654321,{OTHER_KEY.hex()}\n")
-    frames = [encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY).hex(),
-              encode_telegram(OTHER, SMALL_RECORDS, mode=7, key=OTHER_KEY).hex()]
+    frames = [
+        encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY).hex(),
+        encode_telegram(OTHER, SMALL_RECORDS, mode=7, key=OTHER_KEY).hex(),
+    ]
     code, out = _run(["--keys", str(keys)], "\n".join(frames) + "\n")
     assert code == 0
     assert [line["security"]["mode"] for line in _jsonl(out)] == [5, 7]
 
 
-@pytest.mark.parametrize("args,message", [(["--key", "abc"], "--key"),
-                                          (["--keys", "/nonexistent/keys.csv"], "cannot read"),
-                                          (["--format", "xml"], "--format")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--key", "abc"], "--key"),
+        (["--keys", "/nonexistent/keys.csv"], "cannot read"),
+        (["--format", "xml"], "--format"),
+    ],
+)
 def test_usage_errors_exit_2(args, message):
     result = CliRunner().invoke(_app(), ["decode", *args, "00"])
     assert result.exit_code == 2
@@ -149,15 +156,21 @@ def test_stream_writes_whole_lines_in_batches():
 
 def test_subprocess_python_m_omshub():
     frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY).hex()
-    proc = subprocess.run([sys.executable, "-m", "omshub", "decode", "--key", KEY.hex()],
-                          input=f"{frame}\nzz\n", capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "omshub", "decode", "--key", KEY.hex()],
+        input=f"{frame}\nzz\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if proc.returncode == 0 and '"meter"' not in proc.stdout:
         pytest.fail(proc.stdout + proc.stderr)
     lines = _jsonl(proc.stdout)
     assert proc.returncode == 1, proc.stderr
     assert lines[0]["records"][0]["value"] == 165.0 and lines[1]["error"]["code"] == "invalid_hex"
-    proc = subprocess.run([sys.executable, "-m", "omshub", "decode", "--key", "nothex", frame],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "omshub", "decode", "--key", "nothex", frame], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
@@ -180,8 +193,9 @@ def test_benchmark_smoke(capsys):
         assert label in out
 
 
-@pytest.mark.parametrize("bad", ["000102030405060708090A0B0C0D0E0", "000102030405060708090A0B0C0D0EZZ",
-                                 "000102030405060708090A0B0C0D0E0F00"])
+@pytest.mark.parametrize(
+    "bad", ["000102030405060708090A0B0C0D0E0", "000102030405060708090A0B0C0D0EZZ", "000102030405060708090A0B0C0D0E0F00"]
+)
 def test_a_bad_key_is_refused_without_showing_it(tmp_path, bad):
     """A mistyped key is still most of a key: no message repeats it (--key and --keys alike)."""
     keys = tmp_path / "keys.csv"

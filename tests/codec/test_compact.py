@@ -10,8 +10,8 @@ from omshub.codec import apl, compact
 from omshub.codec.errors import DecodeError
 
 # Kamstrup multical21 full frame records (docs/protocol.md §9, verified)
-FULL = bytes.fromhex("02FF207100" "0413" "08190000" "4413" "08190000" "615B" "7F" "6167" "13")
-FORMAT = bytes.fromhex("02FF20" "0413" "4413" "615B" "6167")
+FULL = bytes.fromhex("02FF207100041308190000441308190000615B7F616713")
+FORMAT = bytes.fromhex("02FF2004134413615B6167")
 
 
 def test_crc16_check_values():
@@ -33,23 +33,26 @@ def test_format_skips_fillers_and_keeps_closing_manufacturer_dif():
 
 
 def test_decode_compact_round_trip():
-    values = bytes.fromhex("7100" "08190000" "08190000" "7F" "13")
+    values = bytes.fromhex("710008190000081900007F13")
     records, mdata = compact.decode_compact(FORMAT, b"\x00\x00" + values, 2, full_crc=0xB66A)
     assert (records, mdata) == apl.decode_records(FULL)
     assert compact.rebuild_full(FORMAT, values) == FULL
 
 
 def test_decode_compact_wrong_crc_is_unknown_format():
-    values = bytes.fromhex("7100" "08190000" "08190000" "7F" "13")
+    values = bytes.fromhex("710008190000081900007F13")
     with pytest.raises(DecodeError) as info:
         compact.decode_compact(FORMAT, values, full_crc=0x1234)
     assert info.value.code == "unknown_format" and "B66A" in str(info.value)
 
 
-@pytest.mark.parametrize("values, message", [
-    ("7100081900000819", "needs"),                       # too short
-    ("7100" "08190000" "08190000" "7F" "13" "AA", "beyond"),  # surplus
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ("7100081900000819", "needs"),  # too short
+        ("710008190000081900007F13AA", "beyond"),  # surplus
+    ],
+)
 def test_decode_compact_length_errors(values, message):
     with pytest.raises(DecodeError) as info:
         compact.decode_compact(FORMAT, bytes.fromhex(values))
@@ -57,16 +60,16 @@ def test_decode_compact_length_errors(values, message):
 
 
 def test_trailing_fillers_in_compact_data_are_ignored():
-    values = bytes.fromhex("7100" "08190000" "08190000" "7F" "13" "2F2F2F")
+    values = bytes.fromhex("710008190000081900007F132F2F2F")
     records, _ = compact.decode_compact(FORMAT, values, full_crc=0xB66A)
     assert len(records) == 5
 
 
 def test_lvar_and_manufacturer_data_in_compact_frames():
-    full = bytes.fromhex("0D7803414243" "0413" "01000000" "0F" "AABB")
+    full = bytes.fromhex("0D78034142430413010000000FAABB")
     fmt = compact.format_of(full)
-    assert fmt == bytes.fromhex("0D78" "0413" "0F")
-    values = bytes.fromhex("03414243" "01000000" "AABB")
+    assert fmt == bytes.fromhex("0D7804130F")
+    values = bytes.fromhex("0341424301000000AABB")
     assert compact.rebuild_full(fmt, values) == full
     assert compact.decode_compact(fmt, values) == apl.decode_records(full)
 
@@ -75,7 +78,7 @@ def test_encode_compact():
     records, _ = apl.decode_records(FULL)
     fmt, values = compact.encode_compact(records)
     assert fmt == FORMAT
-    assert values == bytes.fromhex("7100" "08190000" "08190000" "7F" "13")
+    assert values == bytes.fromhex("710008190000081900007F13")
     assert compact.format_signature(fmt) == 0xA8ED
 
 
@@ -112,7 +115,18 @@ def test_multical21_compact_frame(shared_vectors):
 
 
 def test_decode_compact_end_bound():
-    fmt, values = compact.encode_compact([{"quantity": "volume", "unit": "m3", "value": 1.5, "storage": 0,
-                                           "tariff": 0, "subunit": 0, "function": "instantaneous"}])
-    framed = b"\x00" + values + b"\xAA\xBB"  # bytes around the compact data (e.g. a frame's CRC)
+    fmt, values = compact.encode_compact(
+        [
+            {
+                "quantity": "volume",
+                "unit": "m3",
+                "value": 1.5,
+                "storage": 0,
+                "tariff": 0,
+                "subunit": 0,
+                "function": "instantaneous",
+            }
+        ]
+    )
+    framed = b"\x00" + values + b"\xaa\xbb"  # bytes around the compact data (e.g. a frame's CRC)
     assert compact.decode_compact(fmt, framed, 1, end=len(framed) - 2) == compact.decode_compact(fmt, values)

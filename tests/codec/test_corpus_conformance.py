@@ -50,49 +50,100 @@ _YEAR_S = 365 * 86400  # wmbusmeters converts days to years with 365 days
 
 # expected-key suffix -> (dimension, factor to the dimension's canonical unit)
 SUFFIXES: dict[str, tuple[str, float | None]] = {
-    "kwh": ("energy", 1.0), "wh": ("energy", 1e-3), "mwh": ("energy", 1e3),
-    "gj": ("energy", 1e6 / 3600), "mj": ("energy", 1e3 / 3600),
-    "m3": ("volume", 1.0), "l": ("volume", 1e-3),
-    "m3h": ("volume_flow", 1.0), "lh": ("volume_flow", 1e-3),
-    "kw": ("power", 1.0), "w": ("power", 1e-3), "mw": ("power", 1e3),
-    "c": ("temperature", 1.0), "f": ("temperature", None),  # Fahrenheit: affine, see _canonical
+    "kwh": ("energy", 1.0),
+    "wh": ("energy", 1e-3),
+    "mwh": ("energy", 1e3),
+    "gj": ("energy", 1e6 / 3600),
+    "mj": ("energy", 1e3 / 3600),
+    "m3": ("volume", 1.0),
+    "l": ("volume", 1e-3),
+    "m3h": ("volume_flow", 1.0),
+    "lh": ("volume_flow", 1e-3),
+    "kw": ("power", 1.0),
+    "w": ("power", 1e-3),
+    "mw": ("power", 1e3),
+    "c": ("temperature", 1.0),
+    "f": ("temperature", None),  # Fahrenheit: affine, see _canonical
     "k": ("temperature_difference", 1.0),
     "hca": ("hca", 1.0),
-    "v": ("voltage", 1.0), "a": ("current", 1.0), "hz": ("frequency", 1.0),
-    "bar": ("pressure", 1.0), "pa": ("pressure", 1e-5),
-    "rh": ("relative_humidity", 1.0), "pct": ("relative_humidity", 1.0),
-    "s": ("duration", 1.0), "min": ("duration", 60.0), "h": ("duration", 3600.0),
-    "d": ("duration", 86400.0), "y": ("duration", float(_YEAR_S)),
-    "kvarh": ("reactive_energy", 1.0), "kvah": ("apparent_energy", 1.0),
-    "kvar": ("reactive_power", 1.0), "kva": ("apparent_power", 1.0),
-    "counter": ("count", 1.0), "ppm": ("concentration", 1.0),
-    "kg": ("mass", 1.0), "t": ("mass", 1e3),
+    "v": ("voltage", 1.0),
+    "a": ("current", 1.0),
+    "hz": ("frequency", 1.0),
+    "bar": ("pressure", 1.0),
+    "pa": ("pressure", 1e-5),
+    "rh": ("relative_humidity", 1.0),
+    "pct": ("relative_humidity", 1.0),
+    "s": ("duration", 1.0),
+    "min": ("duration", 60.0),
+    "h": ("duration", 3600.0),
+    "d": ("duration", 86400.0),
+    "y": ("duration", float(_YEAR_S)),
+    "kvarh": ("reactive_energy", 1.0),
+    "kvah": ("apparent_energy", 1.0),
+    "kvar": ("reactive_power", 1.0),
+    "kva": ("apparent_power", 1.0),
+    "counter": ("count", 1.0),
+    "ppm": ("concentration", 1.0),
+    "kg": ("mass", 1.0),
+    "t": ("mass", 1e3),
 }
 
 # record quantity (omshub.codec.units) -> dimension; values are already canonical
 QUANTITY_DIMENSIONS: dict[str, str] = {
-    "energy": "energy", "volume": "volume", "volume_flow": "volume_flow", "mass": "mass",
-    "power": "power", "cumulative_max_power": "power",
-    "flow_temperature": "temperature", "return_temperature": "temperature",
-    "external_temperature": "temperature", "temperature_limit": "temperature",
+    "energy": "energy",
+    "volume": "volume",
+    "volume_flow": "volume_flow",
+    "mass": "mass",
+    "power": "power",
+    "cumulative_max_power": "power",
+    "flow_temperature": "temperature",
+    "return_temperature": "temperature",
+    "external_temperature": "temperature",
+    "temperature_limit": "temperature",
     "temperature_difference": "temperature_difference",
-    "hca": "hca", "voltage": "voltage", "current": "current", "frequency": "frequency",
-    "pressure": "pressure", "relative_humidity": "relative_humidity",
-    "reactive_energy": "reactive_energy", "apparent_energy": "apparent_energy",
-    "reactive_power": "reactive_power", "apparent_power": "apparent_power",
-    "dimensionless": "count", "cumulation_counter": "count", "reset_counter": "count",
-    "meter_stop_count": "count", "access_number": "count", "limit_exceed_count": "count",
+    "hca": "hca",
+    "voltage": "voltage",
+    "current": "current",
+    "frequency": "frequency",
+    "pressure": "pressure",
+    "relative_humidity": "relative_humidity",
+    "reactive_energy": "reactive_energy",
+    "apparent_energy": "apparent_energy",
+    "reactive_power": "reactive_power",
+    "apparent_power": "apparent_power",
+    "dimensionless": "count",
+    "cumulation_counter": "count",
+    "reset_counter": "count",
+    "meter_stop_count": "count",
+    "access_number": "count",
+    "limit_exceed_count": "count",
 }
-for _q in ("on_time", "operating_time", "averaging_duration", "actuality_duration", "storage_interval",
-           "duration_since_last_readout", "tariff_duration", "tariff_period", "transmission_period",
-           "duration_since_last_cumulation", "battery_operating_time", "remaining_battery_life",
-           "limit_exceed_duration", "event_duration"):
+for _q in (
+    "on_time",
+    "operating_time",
+    "averaging_duration",
+    "actuality_duration",
+    "storage_interval",
+    "duration_since_last_readout",
+    "tariff_duration",
+    "tariff_period",
+    "transmission_period",
+    "duration_since_last_cumulation",
+    "battery_operating_time",
+    "remaining_battery_life",
+    "limit_exceed_duration",
+    "event_duration",
+):
     QUANTITY_DIMENSIONS[_q] = "duration"
 # the same quantities counted in months / years
-MONTHS_YEARS = {"storage_interval_months": 30 * 86400, "storage_interval_years": _YEAR_S,
-                "duration_since_last_cumulation_months": 30 * 86400,
-                "duration_since_last_cumulation_years": _YEAR_S,
-                "battery_operating_time_months": 30 * 86400, "battery_operating_time_years": _YEAR_S}
+MONTHS_YEARS = {
+    "storage_interval_months": 30 * 86400,
+    "storage_interval_years": _YEAR_S,
+    "duration_since_last_cumulation_months": 30 * 86400,
+    "duration_since_last_cumulation_years": _YEAR_S,
+    "battery_operating_time_months": 30 * 86400,
+    "battery_operating_time_years": _YEAR_S,
+}
 # plain-text VIF units ("custom" records) we can place in a dimension
 UNIT_TEXT_DIMENSIONS = {"ppm": ("concentration", 1.0), "%": ("relative_humidity", 1.0)}
 
@@ -127,7 +178,7 @@ def expected_values(expected: dict) -> list[tuple[str, str, float, float]]:
         if isinstance(value, float) and not value.is_integer():
             text = repr(value)
             decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 6
-            tolerance = max(tolerance, 0.5 * 10.0 ** -decimals * abs(factor))
+            tolerance = max(tolerance, 0.5 * 10.0**-decimals * abs(factor))
         out.append((key, dimension, canon, max(tolerance, 1e-9)))
     return out
 
@@ -174,10 +225,10 @@ class Report:
     total: int = 0
     matched: int = 0
     telegrams: int = 0
-    errors: Counter = field(default_factory=Counter)          # decode error code -> telegrams
-    misses: Counter = field(default_factory=Counter)          # (cause, driver) -> values
-    miss_list: list = field(default_factory=list)              # (line, driver, key, expected, cause, detail)
-    internal: list = field(default_factory=list)               # (line, driver, traceback)
+    errors: Counter = field(default_factory=Counter)  # decode error code -> telegrams
+    misses: Counter = field(default_factory=Counter)  # (cause, driver) -> values
+    miss_list: list = field(default_factory=list)  # (line, driver, key, expected, cause, detail)
+    internal: list = field(default_factory=list)  # (line, driver, traceback)
 
     @property
     def share(self) -> float:
@@ -187,8 +238,11 @@ class Report:
         return f"corpus conformance: matched/total = {self.matched}/{self.total} = {100 * self.share:.1f}%"
 
     def table(self, verbose: bool = False) -> str:
-        lines = [self.figure(), f"telegrams: {self.telegrams}, decode errors: "
-                 + (", ".join(f"{c}={n}" for c, n in self.errors.most_common()) or "none")]
+        lines = [
+            self.figure(),
+            f"telegrams: {self.telegrams}, decode errors: "
+            + (", ".join(f"{c}={n}" for c, n in self.errors.most_common()) or "none"),
+        ]
         by_cause: dict[str, Counter] = defaultdict(Counter)
         for (cause, driver), n in self.misses.items():
             by_cause[cause][driver] += n
@@ -238,14 +292,15 @@ def run_corpus(path: Path) -> Report:
         except DecodeError as exc:
             failure = exc
             report.errors[exc.code] += 1
-        except Exception:  # noqa: BLE001 - anything but DecodeError is a codec bug
+        except Exception:
             report.internal.append((number, driver, traceback.format_exc()))
         if telegram is None:
             cause = _cause(failure) if failure is not None else "internal_error"
             for key_name, _dim, canon, _tol in wanted:
                 report.misses[(cause, driver)] += 1
-                report.miss_list.append((number, driver, key_name, canon, cause,
-                                         failure.message if failure is not None else ""))
+                report.miss_list.append(
+                    (number, driver, key_name, canon, cause, failure.message if failure is not None else "")
+                )
             continue
         produced = produced_values(telegram)
         for key_name, dimension, canon, tolerance in wanted:
@@ -255,8 +310,9 @@ def run_corpus(path: Path) -> Report:
                 continue
             cause = "value_differs" if candidates else "value_missing"
             report.misses[(cause, driver)] += 1
-            report.miss_list.append((number, driver, key_name, canon, cause,
-                                     f"{dimension}: {sorted(set(candidates))[:8]}"))
+            report.miss_list.append(
+                (number, driver, key_name, canon, cause, f"{dimension}: {sorted(set(candidates))[:8]}")
+            )
     return report
 
 
@@ -268,35 +324,57 @@ def test_corpus_conformance(shared_vectors, request) -> None:
     if reporter is not None and not hasattr(request.config, "workerinput"):
         request.config.add_cleanup(lambda: reporter.write_line(report.figure()))
     assert not report.internal, "internal errors (exceptions other than DecodeError):\n" + "\n".join(
-        f"line {n} ({d}):\n{tb}" for n, d, tb in report.internal)
+        f"line {n} ({d}):\n{tb}" for n, d, tb in report.internal
+    )
     assert report.total > 1500, f"corpus has only {report.total} unit-bearing values: wrong file?"
     assert report.share >= REQUIRED_SHARE, f"{report.figure()} < {100 * REQUIRED_SHARE:.0f}%\n{table}"
 
 
 def test_suffix_table() -> None:
     # the conversions the figure depends on
-    values = {k: (d, v, t) for k, d, v, t in expected_values(
-        {"total_energy_kwh": 1.5, "x_gj": 1, "t_f": 212, "d_y": 1, "t_difference_c": 0.25, "flag": "OK",
-         "n_nr": 3, "n": None, "x_counter": 7})}
+    values = {
+        k: (d, v, t)
+        for k, d, v, t in expected_values(
+            {
+                "total_energy_kwh": 1.5,
+                "x_gj": 1,
+                "t_f": 212,
+                "d_y": 1,
+                "t_difference_c": 0.25,
+                "flag": "OK",
+                "n_nr": 3,
+                "n": None,
+                "x_counter": 7,
+            }
+        )
+    }
     assert set(values) == {"total_energy_kwh", "x_gj", "t_f", "d_y", "t_difference_c", "x_counter"}
     assert values["total_energy_kwh"] == ("energy", 1.5, pytest.approx(0.05))  # half the last digit
     assert values["x_gj"][:2] == ("energy", pytest.approx(277.7777778))
-    assert values["x_gj"][2] == pytest.approx(277.78e-6, rel=1e-3)              # integers: relative 1e-6
+    assert values["x_gj"][2] == pytest.approx(277.78e-6, rel=1e-3)  # integers: relative 1e-6
     assert values["t_f"][:2] == ("temperature", pytest.approx(100.0))
     assert values["d_y"][:2] == ("duration", 365 * 86400.0)
     assert values["t_difference_c"][:2] == ("temperature_difference", 0.25)
     assert values["x_counter"][:2] == ("count", 7.0)
-    produced = produced_values({"records": [
-        {"quantity": "volume", "value": 0.5}, {"quantity": "volume", "value": None, "error_value": True},
-        {"quantity": "operating_time", "value": 7200}, {"quantity": "date", "value": "2024-01-01"},
-        {"quantity": "custom", "value": 4, "unit_text": "#AL"}, {"quantity": "access_number", "value": 9}],
-        "fields": {"due_date_hca": 12, "monthly": [{"volume_m3": 3}]}})
+    produced = produced_values(
+        {
+            "records": [
+                {"quantity": "volume", "value": 0.5},
+                {"quantity": "volume", "value": None, "error_value": True},
+                {"quantity": "operating_time", "value": 7200},
+                {"quantity": "date", "value": "2024-01-01"},
+                {"quantity": "custom", "value": 4, "unit_text": "#AL"},
+                {"quantity": "access_number", "value": 9},
+            ],
+            "fields": {"due_date_hca": 12, "monthly": [{"volume_m3": 3}]},
+        }
+    )
     assert produced == {"volume": [0.5, 3.0], "duration": [7200.0], "hca": [12.0], "count": [4.0, 9.0]}
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import VECTORS  # noqa: E402
+    from conftest import VECTORS
 
     result = run_corpus(VECTORS / "wmbusmeters-public.jsonl")
     print(result.table(verbose="-v" in sys.argv))

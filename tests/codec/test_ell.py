@@ -16,7 +16,7 @@ def test_parse_8c():
 
 
 def test_parse_8e_second_address():
-    data = bytes.fromhex("00080000000000000000" "8E8075" "3A63" "665544330A31" "90")
+    data = bytes.fromhex("000800000000000000008E80753A63665544330A3190")
     ell = parse(data, 10, len(data))
     assert ell.payload == 21
     assert ell.to_dict()["address2"]["manufacturer"] == "XYZ"
@@ -30,7 +30,7 @@ def test_multical21_ctr_vector():
     assert ell.encrypted and ell.ci == 0x8D
     icb = counter_block(fr.data, ell)
     assert icb.hex().upper() == item["checks"]["icb"].upper()
-    plain = ctr_xcrypt(KeyContext(bytes.fromhex(item["key"])), icb, fr.data[ell.payload:fr.end])
+    plain = ctr_xcrypt(KeyContext(bytes.fromhex(item["key"])), icb, fr.data[ell.payload : fr.end])
     assert plain.hex().upper() == item["plaintext_hex"].upper()
     assert check_payload_crc(plain)
     assert not check_payload_crc(bytes([plain[0] ^ 1]) + plain[1:])

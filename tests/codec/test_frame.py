@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from omshub.codec import DecodeError, encode_telegram
 from omshub.codec.encode import add_format_a, add_format_b, wired_frame
@@ -71,8 +72,17 @@ def test_trailing_and_short_frames():
 
 
 def _plain_frame() -> bytes:
-    records = [{"quantity": "energy", "unit": "kWh", "value": 1234.0, "storage": 0, "tariff": 0, "subunit": 0,
-                "function": "instantaneous"}] * 4
+    records = [
+        {
+            "quantity": "energy",
+            "unit": "kWh",
+            "value": 1234.0,
+            "storage": 0,
+            "tariff": 0,
+            "subunit": 0,
+            "function": "instantaneous",
+        }
+    ] * 4
     return encode_telegram({"manufacturer": "KAM", "id": "12345678", "version": 1, "device_type_code": 4}, records)
 
 
@@ -94,14 +104,21 @@ def test_a_format_a_frame_cut_short_is_a_length_mismatch():
 
 def test_more_trailing_bytes_than_a_receiver_appends():
     plain = _plain_frame()
-    assert recover(plain + bytes(4)).end == len(plain)   # RSSI, LQI, a dongle CRC: taken as metadata
+    assert recover(plain + bytes(4)).end == len(plain)  # RSSI, LQI, a dongle CRC: taken as metadata
     with pytest.raises(DecodeError) as err:
         recover(plain + bytes(5))
     assert err.value.code == "length_mismatch" and "a damaged L-field" in err.value.message
 
 
-@pytest.mark.parametrize("raw,code", [(b"", "too_short"), (bytes(10), "too_short"), (bytes(2000), "too_long"),
-                                      (bytes([5]) + bytes(20), "length_mismatch")])
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        (b"", "too_short"),
+        (bytes(10), "too_short"),
+        (bytes(2000), "too_long"),
+        (bytes([5]) + bytes(20), "length_mismatch"),
+    ],
+)
 def test_bad_frames(raw, code):
     with pytest.raises(DecodeError) as err:
         recover(raw)

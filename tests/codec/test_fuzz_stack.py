@@ -4,9 +4,19 @@ Example counts come from the hypothesis profile (HYPOTHESIS_PROFILE=fuzz for the
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from omshub.codec import DecodeError, FormatCache, KeyRing, decode, encode_telegram, parse_hex, peek_address, peek_header
+from omshub.codec import (
+    DecodeError,
+    FormatCache,
+    KeyRing,
+    decode,
+    encode_telegram,
+    parse_hex,
+    peek_address,
+    peek_header,
+)
 from omshub.codec.frame import crc16
 
 from ._stack import HEAT_RECORDS, KAM, KEY, RADIO, WATER_RECORDS, load_vectors
@@ -38,13 +48,15 @@ def _peek(raw: bytes) -> None:
 
 
 def _seeds() -> list[bytes]:
-    seeds = [encode_telegram(KAM, HEAT_RECORDS, mode=5, key=KEY),
-             encode_telegram(KAM, HEAT_RECORDS, mode=7, key=KEY, ell="8C"),
-             encode_telegram(KAM, WATER_RECORDS, tpl="none", ell="8D", key=KEY),
-             encode_telegram(KAM, HEAT_RECORDS, tpl="none", compact=True),
-             encode_telegram(KAM, HEAT_RECORDS, tpl="long", transmitter=RADIO, mode=5, key=KEY, frame_format="A"),
-             encode_telegram(KAM, WATER_RECORDS, frame_format="B"),
-             encode_telegram(KAM, WATER_RECORDS, tpl="long", frame_format="mbus")]
+    seeds = [
+        encode_telegram(KAM, HEAT_RECORDS, mode=5, key=KEY),
+        encode_telegram(KAM, HEAT_RECORDS, mode=7, key=KEY, ell="8C"),
+        encode_telegram(KAM, WATER_RECORDS, tpl="none", ell="8D", key=KEY),
+        encode_telegram(KAM, HEAT_RECORDS, tpl="none", compact=True),
+        encode_telegram(KAM, HEAT_RECORDS, tpl="long", transmitter=RADIO, mode=5, key=KEY, frame_format="A"),
+        encode_telegram(KAM, WATER_RECORDS, frame_format="B"),
+        encode_telegram(KAM, WATER_RECORDS, tpl="long", frame_format="mbus"),
+    ]
     for item in load_vectors():
         seeds.append(parse_hex(item["telegram"]))
     return seeds
@@ -62,8 +74,11 @@ def test_random_bytes(raw):
     _peek(raw)
 
 
-@given(st.binary(min_size=10, max_size=250), st.sampled_from([0x44, 0x46, 0x08]),
-       st.sampled_from([0x7A, 0x72, 0x78, 0x79, 0x7B, 0x73, 0x8C, 0x8D, 0x8E, 0x8F, 0x90, 0x8A, 0xA0]))
+@given(
+    st.binary(min_size=10, max_size=250),
+    st.sampled_from([0x44, 0x46, 0x08]),
+    st.sampled_from([0x7A, 0x72, 0x78, 0x79, 0x7B, 0x73, 0x8C, 0x8D, 0x8E, 0x8F, 0x90, 0x8A, 0xA0]),
+)
 def test_random_payload_with_plausible_header(body, c_field, ci):
     frame = bytes([len(body) + 11, c_field]) + bytes.fromhex("2D2C78563412") + b"\x1b\x04" + bytes([ci]) + body
     frame = bytes([len(frame) - 1]) + frame[1:]

@@ -1,13 +1,32 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from omshub.codec import DecodeError
-from omshub.codec.link import (DEVICE_TYPE_NAMES, address, address_long, id_bytes, manufacturer_code,
-                               manufacturer_value, meter_id)
+from omshub.codec.link import (
+    DEVICE_TYPE_NAMES,
+    address,
+    address_long,
+    id_bytes,
+    manufacturer_code,
+    manufacturer_value,
+    meter_id,
+)
 
 
-@pytest.mark.parametrize("raw,code", [("9315", "ELS"), ("2D2C", "KAM"), ("C514", "EFE"), ("6850", "TCH"),
-                                      ("496A", "ZRI"), ("A511", "DME"), ("B409", "BMT"), ("0106", "APA")])
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        ("9315", "ELS"),
+        ("2D2C", "KAM"),
+        ("C514", "EFE"),
+        ("6850", "TCH"),
+        ("496A", "ZRI"),
+        ("A511", "DME"),
+        ("B409", "BMT"),
+        ("0106", "APA"),
+    ],
+)
 def test_manufacturer_codes(raw, code):
     value = int.from_bytes(bytes.fromhex(raw), "little")
     assert manufacturer_code(value) == code
@@ -30,11 +49,21 @@ def test_bad_manufacturer():
 
 def test_address_dll_and_long():
     data = bytes.fromhex("2E4493157856341233037A")
-    assert address(data, 2, 4) == {"manufacturer": "ELS", "id": "12345678", "version": 0x33,
-                                   "device_type": "gas", "device_type_code": 3}
-    long_header = bytes.fromhex("72" "32597049" "496A" "01" "07")
-    assert address_long(long_header, 1) == {"manufacturer": "ZRI", "id": "49705932", "version": 1,
-                                            "device_type": "water", "device_type_code": 7}
+    assert address(data, 2, 4) == {
+        "manufacturer": "ELS",
+        "id": "12345678",
+        "version": 0x33,
+        "device_type": "gas",
+        "device_type_code": 3,
+    }
+    long_header = bytes.fromhex("7232597049496A0107")
+    assert address_long(long_header, 1) == {
+        "manufacturer": "ZRI",
+        "id": "49705932",
+        "version": 1,
+        "device_type": "water",
+        "device_type_code": 7,
+    }
 
 
 def test_non_bcd_id_kept():

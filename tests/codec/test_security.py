@@ -1,10 +1,21 @@
 import os
 
-from hypothesis import given, strategies as st
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given
+from hypothesis import strategies as st
 
-from omshub.codec.security import (KeyContext, cbc_decrypt, cbc_encrypt, ccm_decrypt, ccm_encrypt, cmac,
-                                   ctr_xcrypt, des_cbc_decrypt, kdf, mode5_iv)
+from omshub.codec.security import (
+    KeyContext,
+    cbc_decrypt,
+    cbc_encrypt,
+    ccm_decrypt,
+    ccm_encrypt,
+    cmac,
+    ctr_xcrypt,
+    des_cbc_decrypt,
+    kdf,
+    mode5_iv,
+)
 
 from ._stack import vector
 

@@ -2,8 +2,17 @@
 
 import pytest
 
-from omshub.codec import (DecodeError, FormatCache, KeyRing, decode, decode_hex, encode_telegram, parse_hex,
-                          peek_address, peek_header)
+from omshub.codec import (
+    DecodeError,
+    FormatCache,
+    KeyRing,
+    decode,
+    decode_hex,
+    encode_telegram,
+    parse_hex,
+    peek_address,
+    peek_header,
+)
 from omshub.codec.frame import crc16
 
 from ._stack import HEAT_RECORDS, KAM, KEY, OTHER_KEY, RADIO, SMALL_RECORDS, same_records
@@ -11,17 +20,37 @@ from ._stack import HEAT_RECORDS, KAM, KEY, OTHER_KEY, RADIO, SMALL_RECORDS, sam
 
 def test_output_shape_and_key_order():
     result = decode(encode_telegram(KAM, HEAT_RECORDS, mode=5, key=KEY, access_number=12, status=0x04), key=KEY)
-    assert list(result) == ["meter", "transmitter", "access_number", "status", "security", "frame", "records",
-                            "fields", "manufacturer_data"]
-    assert result["meter"] == {"manufacturer": "KAM", "id": "12345678", "version": 27, "device_type": "heat",
-                               "device_type_code": 4}
+    assert list(result) == [
+        "meter",
+        "transmitter",
+        "access_number",
+        "status",
+        "security",
+        "frame",
+        "records",
+        "fields",
+        "manufacturer_data",
+    ]
+    assert result["meter"] == {
+        "manufacturer": "KAM",
+        "id": "12345678",
+        "version": 27,
+        "device_type": "heat",
+        "device_type_code": 4,
+    }
     assert result["transmitter"] is None and result["access_number"] == 12
     assert result["status"] == {"code": 4, "flags": ["power_low"]}
-    assert result["security"] == {"mode": 5, "encrypted": True, "decrypted": True, "authenticated": False,
-                                  "decrypted_before_receipt": False}
+    assert result["security"] == {
+        "mode": 5,
+        "encrypted": True,
+        "decrypted": True,
+        "authenticated": False,
+        "decrypted_before_receipt": False,
+    }
     assert result["frame"] == {"kind": "wmbus", "format": None, "c_field": "44", "ci": "7A", "ell": None, "afl": None}
     assert isinstance(result["fields"], dict)
     import orjson
+
     assert orjson.loads(orjson.dumps(result)) == result
 
 
@@ -86,6 +115,7 @@ def test_mode7_tampered_tail_fails_mac():
 def _plaintext_copy(records, mode=5):
     """A telegram whose CFG says mode 5 but whose payload is the plaintext (as decrypted replays are)."""
     from omshub.codec import apl
+
     body = b"\x2f\x2f" + apl.encode_records(records)
     body += b"\x2f" * (-len(body) % 16)
     frame = bytearray(encode_telegram(KAM, records, apl=body))
@@ -97,8 +127,13 @@ def _plaintext_copy(records, mode=5):
 @pytest.mark.parametrize("key", [None, KEY])
 def test_decrypted_before_receipt(key):
     result = decode(_plaintext_copy(HEAT_RECORDS), key=key)
-    assert result["security"] == {"mode": 5, "encrypted": True, "decrypted": False, "authenticated": False,
-                                  "decrypted_before_receipt": True}
+    assert result["security"] == {
+        "mode": 5,
+        "encrypted": True,
+        "decrypted": False,
+        "authenticated": False,
+        "decrypted_before_receipt": True,
+    }
     assert same_records(result["records"], HEAT_RECORDS)
 
 
@@ -128,6 +163,7 @@ def test_compact_uses_and_needs_learned_format():
 
 def test_learned_format_equals_compact_format_of():
     from omshub.codec import apl, compact
+
     formats = FormatCache()
     decode(encode_telegram(KAM, HEAT_RECORDS, manufacturer_data=b"\x01\x02"), formats=formats)
     ((_, fmt),) = formats.items()
@@ -138,6 +174,7 @@ def test_learned_format_equals_compact_format_of():
 def test_format_b_false_positive_falls_back_to_plain():
     # a CRC-less frame whose last two bytes happen to be a valid format-B CRC
     from omshub.codec import apl
+
     head = encode_telegram(KAM, [], tpl="none", apl=apl.encode_records(SMALL_RECORDS) + b"\x02\xfd\x17")
     head = bytes([len(head) + 1]) + head[1:]
     frame = head + crc16(head).to_bytes(2, "big")
@@ -172,8 +209,15 @@ def test_parse_hex_and_decode_hex():
 
 def test_peek_header():
     frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY, frame_format="A")
-    assert peek_header(frame) == {"manufacturer": "KAM", "id": "12345678", "version": 27, "device_type_code": 4,
-                                  "c_field": 0x44, "ci": 0x7A, "crc": "A"}
+    assert peek_header(frame) == {
+        "manufacturer": "KAM",
+        "id": "12345678",
+        "version": 27,
+        "device_type_code": 4,
+        "c_field": 0x44,
+        "ci": 0x7A,
+        "crc": "A",
+    }
     with pytest.raises(DecodeError):
         peek_header(b"\x01\x02")
 
@@ -212,6 +256,7 @@ def test_keyring_csv_errors():
 def test_plain_frame_whose_records_end_at_the_frame_end_needs_no_format_b_check(monkeypatch):
     # the B reading would cut the last record short, so its CRC is not even computed
     from omshub.codec import frame as frame_module
+
     frame = encode_telegram(KAM, HEAT_RECORDS)
     calls = []
     real = frame_module.try_format_b
@@ -223,6 +268,7 @@ def test_plain_frame_whose_records_end_at_the_frame_end_needs_no_format_b_check(
     assert len(calls) == 1
     # a real format-B frame of the same telegram is still read as B
     from omshub.codec.encode import add_format_b
+
     assert decode(add_format_b(frame))["frame"]["format"] == "B"
 
 
@@ -233,11 +279,23 @@ def _apl_strategy():
     from hypothesis import strategies as st
 
     def chunk(head):
-        size = {"0406": 4, "02fd17": 2, "426c": 2, "0b2d": 3, "01fd0c": 1, "2f": 0, "0c13": 4, "8440fd48": 4,
-                "0f": 0, "00fd0b": 0, "0d78": None}[head]
+        size = {
+            "0406": 4,
+            "02fd17": 2,
+            "426c": 2,
+            "0b2d": 3,
+            "01fd0c": 1,
+            "2f": 0,
+            "0c13": 4,
+            "8440fd48": 4,
+            "0f": 0,
+            "00fd0b": 0,
+            "0d78": None,
+        }[head]
         if size is None:  # LVAR: length byte + text
             return st.binary(max_size=6).map(lambda b: bytes.fromhex(head) + bytes([len(b)]) + b)
         return st.binary(min_size=size, max_size=size).map(lambda b: bytes.fromhex(head) + b)
+
     return st.lists(st.sampled_from(_RECORD_HEADS).flatmap(chunk), min_size=1, max_size=12).map(b"".join)
 
 
@@ -272,9 +330,19 @@ def test_format_b_shortcut_only_when_the_b_reading_fails():
 
 def test_more_records_follow_is_reported_for_dif_1f_only():
     from omshub.codec import apl, decode, encode_telegram
+
     meter = {"manufacturer": "KAM", "id": "12345678", "version": 1, "device_type_code": 4}
-    recs = [{"quantity": "energy", "unit": "kWh", "value": 165.0, "storage": 0, "tariff": 0, "subunit": 0,
-             "function": "instantaneous"}]
+    recs = [
+        {
+            "quantity": "energy",
+            "unit": "kWh",
+            "value": 165.0,
+            "storage": 0,
+            "tariff": 0,
+            "subunit": 0,
+            "function": "instantaneous",
+        }
+    ]
     body = apl.encode_records(recs)
     more = decode(encode_telegram(meter, recs, apl=body + b"\x1f\x01\x02"))
     last = decode(encode_telegram(meter, recs, apl=body + b"\x0f\x01\x02"))

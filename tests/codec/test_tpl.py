@@ -7,21 +7,29 @@ from omshub.codec.tpl import CI_TABLE, STATUS_FLAGS, parse, status_dict
 def test_short_header_mode5():
     data = bytes(10) + bytes.fromhex("7A2A0020255923C95AAA26D1B2E7")
     t = parse(data, 10, len(data))
-    assert (t.header, t.content, t.acc, t.sts, t.cfg, t.mode, t.blocks, t.payload) == \
-        ("short", "full", 0x2A, 0, 0x2520, 5, 2, 15)
+    assert (t.header, t.content, t.acc, t.sts, t.cfg, t.mode, t.blocks, t.payload) == (
+        "short",
+        "full",
+        0x2A,
+        0,
+        0x2520,
+        5,
+        2,
+        15,
+    )
 
 
 def test_long_header():
-    data = bytes(10) + bytes.fromhex("72" "32597049" "496A" "01" "07" "35" "00" "2025") + bytes(32)
+    data = bytes(10) + bytes.fromhex("7232597049496A010735002025") + bytes(32)
     t = parse(data, 10, len(data))
     assert t.address == 11 and t.acc == 0x35 and t.mode == 5 and t.blocks == 2 and t.payload == 23
 
 
 def test_mode7_and_mode10_extensions():
-    data = bytes(10) + bytes.fromhex("7A75002007" "10") + bytes(32)
+    data = bytes(10) + bytes.fromhex("7A7500200710") + bytes(32)
     t = parse(data, 10, len(data))
     assert t.mode == 7 and t.blocks == 2 and t.cfg_ext == b"\x10" and t.payload == 16
-    data = bytes(10) + bytes.fromhex("7A3010FF2A" "1001" "8C570E00") + bytes(16)
+    data = bytes(10) + bytes.fromhex("7A3010FF2A10018C570E00") + bytes(16)
     t = parse(data, 10, len(data))
     assert t.mode == 10 and t.counter == bytes.fromhex("8C570E00") and t.payload == 21
 

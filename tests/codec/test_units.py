@@ -28,21 +28,24 @@ def test_quantity_names_are_snake_case():
         assert text
 
 
-@pytest.mark.parametrize("quantity, unit, value, expected", [
-    ("energy", "Wh", 12345, 12.345),
-    ("energy", "MWh", 1.5, 1500.0),
-    ("energy", "GJ", 3.6, 1000.0),
-    ("energy", "MJ", 36, 10.0),
-    ("volume", "l", 12345, 12.345),
-    ("power", "W", 1500, 1.5),
-    ("volume_flow", "l/h", 250, 0.25),
-    ("volume_flow", "m3/s", 1, 3600),
-    ("flow_temperature", "C", 21.5, 21.5),
-    ("on_time", "h", 2, 7200),
-    ("remaining_battery_life", "d", 2, 172800),
-    ("energy", "kWh", 1.25, 1.25),
-    ("date", "", "2024-01-01", "2024-01-01"),
-])
+@pytest.mark.parametrize(
+    "quantity, unit, value, expected",
+    [
+        ("energy", "Wh", 12345, 12.345),
+        ("energy", "MWh", 1.5, 1500.0),
+        ("energy", "GJ", 3.6, 1000.0),
+        ("energy", "MJ", 36, 10.0),
+        ("volume", "l", 12345, 12.345),
+        ("power", "W", 1500, 1.5),
+        ("volume_flow", "l/h", 250, 0.25),
+        ("volume_flow", "m3/s", 1, 3600),
+        ("flow_temperature", "C", 21.5, 21.5),
+        ("on_time", "h", 2, 7200),
+        ("remaining_battery_life", "d", 2, 172800),
+        ("energy", "kWh", 1.25, 1.25),
+        ("date", "", "2024-01-01", "2024-01-01"),
+    ],
+)
 def test_to_canonical(quantity, unit, value, expected):
     assert units.to_canonical(quantity, unit, value) == expected
 

@@ -17,14 +17,39 @@ BY_ID = {item["id"]: item for item in VECTORS}
 
 # Expected keys that are not record values: header facts (checked separately), intermediate
 # crypto values (checked in test_security/test_afl), or driver-derived text.
-NOT_RECORD_VALUES = {"manufacturer", "id", "version", "device_type", "Kenc", "Kmac", "iv", "plaintext", "ccm_nonce",
-                     "dll", "tpl", "ell_receiver", "tpl_manufacturer", "tpl_id", "tpl_access_no", "ell_cc", "ell_acc",
-                     "current_status", "meter_version", "parameter_set", "fabrication_no"}
+NOT_RECORD_VALUES = {
+    "manufacturer",
+    "id",
+    "version",
+    "device_type",
+    "Kenc",
+    "Kmac",
+    "iv",
+    "plaintext",
+    "ccm_nonce",
+    "dll",
+    "tpl",
+    "ell_receiver",
+    "tpl_manufacturer",
+    "tpl_id",
+    "tpl_access_no",
+    "ell_cc",
+    "ell_acc",
+    "current_status",
+    "meter_version",
+    "parameter_set",
+    "fabrication_no",
+}
 # Vectors whose payload is not EN 13757-3 records (needs a manufacturer driver) or is a compact frame
 # of a format no vector teaches (a driver file knows it: omshub.codec.drivers.compact_format).
 PROPRIETARY = {"wmbusmeters-apator162-zero-key"}
-COMPACT_DRIVER_FORMAT = {"wmbusmeters-engelmann-faw-CI73", "wmbusmeters-issue1024-multical21-compact",
-                         "omnipower-ELL8D-1", "omnipower-ELL8D-4", "omnipower-ELL8D-5"}
+COMPACT_DRIVER_FORMAT = {
+    "wmbusmeters-engelmann-faw-CI73",
+    "wmbusmeters-issue1024-multical21-compact",
+    "omnipower-ELL8D-1",
+    "omnipower-ELL8D-4",
+    "omnipower-ELL8D-5",
+}
 
 
 class _Recorder:
@@ -59,8 +84,7 @@ def _matches(expected, values) -> bool:
     if isinstance(expected, bool):
         return expected in values
     if isinstance(expected, (int, float)):
-        return any(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v - expected) < 1e-6
-                   for v in values)
+        return any(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v - expected) < 1e-6 for v in values)
     if isinstance(expected, str) and re.fullmatch(r"\d{4}-\d\d-\d\d( \d\d:\d\d(:\d\d)?)?", expected):
         iso = expected.replace(" ", "T")
         return any(isinstance(v, str) and v.startswith(iso) for v in values)
@@ -218,7 +242,7 @@ def test_compact_vectors_with_learned_formats(shared_vectors):
     assert result["frame"]["ci"] == "79"
     full = BY_ID["wmbusmeters-multical21-ELL8D"]
     decode(parse_hex(full["telegram"]), key=_key(full), formats=formats)
-    ((_, _, signature), fmt), = [(k, v) for k, v in formats.items() if k[1] == "76348799"]
+    (((_, _, signature), fmt),) = [(k, v) for k, v in formats.items() if k[1] == "76348799"]
     assert signature == 0xA8ED and fmt.hex() == "02ff2004134413615b6167"
     formats.put("KAM", "74685644", signature, fmt)
     item = BY_ID["wmbusmeters-issue1024-multical21-compact"]

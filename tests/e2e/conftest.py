@@ -13,7 +13,7 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -32,8 +32,10 @@ def serials_for(tag: str) -> tuple[str, str]:
 def fleet_toml(tag: str, *, corrupt_rate: float = 0.0, repeat_rate: float = 0.05, seed: int = 7) -> str:
     """2 gateways x 20 meters: ELL heat meters with compact frames (C1), mode 7 heat meters and
     mode 5 water meters (T1); 2 foreign neighbour meters per gateway (filtered out)."""
-    parts = [f'[fleet]\nname = "e2e"\nseed = {seed}\nepoch = "2025-01-01T00:00:00Z"\n',
-             f"[radio]\ncorrupt_rate = {corrupt_rate}\nrepeat_rate = {repeat_rate}\n"]
+    parts = [
+        f'[fleet]\nname = "e2e"\nseed = {seed}\nepoch = "2025-01-01T00:00:00Z"\n',
+        f"[radio]\ncorrupt_rate = {corrupt_rate}\nrepeat_rate = {repeat_rate}\n",
+    ]
     for i, serial in enumerate(serials_for(tag)):
         parts.append(f"""
 [[sites]]
@@ -111,6 +113,7 @@ class RecordingTransport:
 
     async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
         from omshub.protocol.envelope import decode_envelope
+
         self.attempts += 1
         self.sent.update((t["raw"], int(t["rx"])) for t in decode_envelope(body, content_type)["telegrams"])
         return await self.inner.send(body, content_type)
@@ -122,6 +125,7 @@ class RecordingTransport:
 @dataclass
 class E2E:
     """One module's world: fleet, tenant, API client, provisioned gateways, what each gateway sent."""
+
     path: Path
     fleet: object
     tenant_id: int
@@ -135,33 +139,57 @@ class E2E:
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def agent(self, serial: str, clock, *, server: str, state_dir: Path, transport: str = "https",
-              link=None, config: dict | None = None, timeout_s: float = 20.0):
+    def agent(
+        self,
+        serial: str,
+        clock,
+        *,
+        server: str,
+        state_dir: Path,
+        transport: str = "https",
+        link=None,
+        config: dict | None = None,
+        timeout_s: float = 20.0,
+    ):
         from omshub.demo import make_agent
+
         sent = self.sent.setdefault(serial, set())
 
         def wrap(inner):
             recorded = RecordingTransport(inner, sent)
             return link(recorded) if link else recorded
-        return make_agent(self.fleet, serial, self.gateways[serial].credential, server=server,
-                          state_dir=state_dir, clock=clock, transport=transport, config=config, wrap=wrap,
-                          timeout_s=timeout_s)
+
+        return make_agent(
+            self.fleet,
+            serial,
+            self.gateways[serial].credential,
+            server=server,
+            state_dir=state_dir,
+            clock=clock,
+            transport=transport,
+            config=config,
+            wrap=wrap,
+            timeout_s=timeout_s,
+        )
 
 
 def run_agent(agent, until: float) -> int:
     """Run the agent to clock time ``until``, close it; returns its spool depth at the end."""
+
     async def main():
         try:
             await agent.run(until=until)
             return agent.spool.rows
         finally:
             await agent.close()
+
     return asyncio.run(main())
 
 
 def make_world(tmp_path: Path, database_url: str, server, *, tag: str, corrupt_rate: float = 0.0) -> E2E:
     from omshub.demo import HeadEnd, bootstrap_tenant, provision
     from omshub.sim.fleet import load_fleet
+
     path = tmp_path / "fleet.toml"
     path.write_text(fleet_toml(tag, corrupt_rate=corrupt_rate))
     fleet = load_fleet(path)
@@ -174,6 +202,7 @@ def make_world(tmp_path: Path, database_url: str, server, *, tag: str, corrupt_r
 def wait_decoded(world: E2E, timeout_s: float = 60.0) -> dict:
     """Until the head-end's pipeline has no telegram left in state `new`; the states then."""
     from omshub.demo import telegram_states
+
     deadline = time.monotonic() + timeout_s
     while True:
         states = telegram_states(world.database_url, world.tenant_id)
@@ -188,6 +217,7 @@ def sim_frames(world: E2E, serial: str, rx_times) -> tuple[set, set]:
     """(clean, corrupted) frame bytes the simulated radio delivered to ``serial`` around the given
     receive times (only the listen windows are simulated again, not whole days)."""
     from omshub.sim.radio import iter_events
+
     clean, damaged = set(), set()
     times = sorted(rx_times)
     spans: list[list[float]] = []
@@ -210,12 +240,16 @@ def check_exactly_once(world: E2E, *, min_per_gateway: int = 20) -> dict:
 
     from omshub.cloud.store.database import Database
     from omshub.cloud.store.models import Telegram
+
     states = wait_decoded(world)
     db = Database(world.database_url)
     try:
         with db.session() as s:
-            rows = s.execute(select(Telegram.gateway_id, Telegram.raw, Telegram.received_at, Telegram.state,
-                                    Telegram.error).where(Telegram.tenant_id == world.tenant_id)).all()
+            rows = s.execute(
+                select(Telegram.gateway_id, Telegram.raw, Telegram.received_at, Telegram.state, Telegram.error).where(
+                    Telegram.tenant_id == world.tenant_id
+                )
+            ).all()
     finally:
         db.dispose()
     by_gw: dict[int, list] = {}
@@ -225,8 +259,9 @@ def check_exactly_once(world: E2E, *, min_per_gateway: int = 20) -> dict:
     for serial in world.serials:
         gw = world.gateways[serial]
         mine = by_gw.get(gw.id, [])
-        stored = Counter((r.raw, int(r.received_at.replace(tzinfo=r.received_at.tzinfo or timezone.utc).timestamp()))
-                         for r in mine)
+        stored = Counter(
+            (r.raw, int(r.received_at.replace(tzinfo=r.received_at.tzinfo or UTC).timestamp())) for r in mine
+        )
         dupes = {k: n for k, n in stored.items() if n > 1}
         assert not dupes, f"{serial}: {len(dupes)} telegrams stored more than once"
         sent = world.sent.get(serial, set())
@@ -250,8 +285,10 @@ def check_exactly_once(world: E2E, *, min_per_gateway: int = 20) -> dict:
         assert not twice, f"{serial}: {len(twice)} transmissions decoded more than once"
         clean_sent = {raw for raw, _ in sent if raw in clean}
         undecoded = clean_sent - set(decoded)
-        assert not undecoded, (f"{serial}: {len(undecoded)} of {len(clean_sent)} clean transmissions have no "
-                               f"decoded copy (each was stored; its copies are duplicates only)")
+        assert not undecoded, (
+            f"{serial}: {len(undecoded)} of {len(clean_sent)} clean transmissions have no "
+            f"decoded copy (each was stored; its copies are duplicates only)"
+        )
         report.setdefault("damaged", Counter()).update(damaged_states)
         report[serial] = {"sent": len(sent), "decoded": len(decoded)}
     return report

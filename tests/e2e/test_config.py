@@ -27,8 +27,9 @@ class Fleet2:
 
     def run_until(self, t, serials=None):
         for serial in serials or self.world.serials:
-            agent = self.world.agent(serial, self.clocks[serial], server=self.server.base_url,
-                                     state_dir=self.tmp / serial)
+            agent = self.world.agent(
+                serial, self.clocks[serial], server=self.server.base_url, state_dir=self.tmp / serial
+            )
             run_agent(agent, t)
             self.agents[serial] = agent
 
@@ -40,6 +41,7 @@ def _op(world, op_id):
 def _stored(world, gateway_id) -> int:
     from omshub.cloud.store.database import Database
     from omshub.cloud.store.models import Telegram
+
     db = Database(world.database_url)
     try:
         with db.session() as s:
@@ -76,8 +78,10 @@ def test_config_one_and_many_gateways(database_url, live_server, tmp_path):
 
     # many at once: a new upload time for both gateways
     many = _without_version(gateway_config(world.fleet, s1, filter_mode="whitelist"))
-    many["filters"] = {"mode": "blacklist",
-                       "meters": [{"manufacturer": m.manufacturer, "id": m.id} for m in world.fleet.foreign]}
+    many["filters"] = {
+        "mode": "blacklist",
+        "meters": [{"manufacturer": m.manufacturer, "id": m.id} for m in world.fleet.foreign],
+    }
     many["upload"]["cron"] = "0 15 4 * * *"
     res = world.headend.call("POST", "/api/v1/gateways/config", json={"gateway_ids": [g1.id, g2.id], "config": many})
     assert res["count"] == 2
@@ -112,10 +116,16 @@ def test_config_refused_by_gateway_keeps_old_one(database_url, live_server, tmp_
     db = Database(world.database_url)
     try:
         with db.transaction() as s:
-            row = s.scalar(select(GatewayConfigVersion).where(GatewayConfigVersion.gateway_id == g1.id,
-                                                              GatewayConfigVersion.version == op["config_version"]))
-            s.execute(update(GatewayConfigVersion).where(GatewayConfigVersion.id == row.id)
-                      .values(config={**row.config, "radio_power_dbm": 14}))
+            row = s.scalar(
+                select(GatewayConfigVersion).where(
+                    GatewayConfigVersion.gateway_id == g1.id, GatewayConfigVersion.version == op["config_version"]
+                )
+            )
+            s.execute(
+                update(GatewayConfigVersion)
+                .where(GatewayConfigVersion.id == row.id)
+                .values(config={**row.config, "radio_power_dbm": 14})
+            )
     finally:
         db.dispose()
     before = _stored(world, g1.id)
@@ -153,8 +163,10 @@ def test_config_that_never_fires(database_url, live_server, tmp_path):
     try:
         fleet.run_until(start + 4 * DAY, [s1])
     except Exception:
-        pytest.fail("the gateway crashed applying a configuration whose upload cron never fires "
-                    "(the head-end accepted it):\n" + traceback.format_exc(limit=-4))
+        pytest.fail(
+            "the gateway crashed applying a configuration whose upload cron never fires "
+            "(the head-end accepted it):\n" + traceback.format_exc(limit=-4)
+        )
     done = _op(world, op["id"])
     assert done["state"] == "FAILED" and done["error"], done
     assert fleet.agents[s1].config == old

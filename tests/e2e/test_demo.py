@@ -15,9 +15,28 @@ from omshub.demo import HeadEnd, ServeProcess, free_port
 def test_demo_runs_and_serves_readings(tmp_path):
     data_dir = tmp_path / "demo"
     port = free_port()
-    proc = subprocess.run([sys.executable, "-m", "omshub", "demo", "--gateways", "2", "--meters", "20", "--days", "2",
-                           "--exit-when-done", "--data-dir", str(data_dir), "--port", str(port)],
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "omshub",
+            "demo",
+            "--gateways",
+            "2",
+            "--meters",
+            "20",
+            "--days",
+            "2",
+            "--exit-when-done",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     token = re.search(r"API token \(admin\):\s+(omh_\S+)", out)
@@ -35,8 +54,12 @@ def test_demo_runs_and_serves_readings(tmp_path):
     assert decoded >= 2 * 20, out
 
     # a second run refuses to overwrite the first one
-    again = subprocess.run([sys.executable, "-m", "omshub", "demo", "--data-dir", str(data_dir), "--port", str(port),
-                            "--exit-when-done"], capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "omshub", "demo", "--data-dir", str(data_dir), "--port", str(port), "--exit-when-done"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 2 and "--fresh" in again.stderr
 
     server = ServeProcess(data_dir=data_dir, port=free_port()).start()
@@ -45,7 +68,7 @@ def test_demo_runs_and_serves_readings(tmp_path):
         latest = api.call("GET", "/api/v1/readings/latest", params={"limit": 100})["items"]
         assert len(latest) == 20
         with_reading = [item for item in latest if item["reading"]]
-        assert len(with_reading) >= 18, latest   # a meter may be unlucky on the radio for two days
+        assert len(with_reading) >= 18, latest  # a meter may be unlucky on the radio for two days
         gateways = api.call("GET", "/api/v1/gateways")["items"]
         assert {g["serial"] for g in gateways} == {"GW000001", "GW000002"}
         assert all(g["last_contact_at"] for g in gateways)
@@ -70,6 +93,7 @@ def test_gateway_config_filters(tmp_path):
     from omshub.sim.radio import link_table
 
     from .conftest import fleet_toml, serials_for
+
     fleet = parse_fleet(fleet_toml("UNIT"))
     serial = serials_for("UNIT")[0]
     own = {(m.manufacturer, m.id) for m in fleet.meters_of(serial)}
@@ -77,7 +101,7 @@ def test_gateway_config_filters(tmp_path):
 
     black = validate_config(gateway_config(fleet, serial))
     listed = {(m.manufacturer, m.id) for m in black.filters.meters}
-    assert black.filters.mode == "blacklist" and listed == heard - own and listed   # neighbours heard, none of its own
+    assert black.filters.mode == "blacklist" and listed == heard - own and listed  # neighbours heard, none of its own
     white = validate_config(gateway_config(fleet, serial, filter_mode="whitelist"))
     assert {(m.manufacturer, m.id) for m in white.filters.meters} == own
     assert set(white.collection[0].link_modes) == {"C1", "T1"}

@@ -30,7 +30,7 @@ class KillingProxy:
         self.target = target
         self.bodies: list[bytes] = []
         self.plan: dict[int, str] = {}
-        self.killed: list[tuple[int, str, dict]] = []   # (request number, when, envelope)
+        self.killed: list[tuple[int, str, dict]] = []  # (request number, when, envelope)
         self.pid: int | None = None
         proxy = self
 
@@ -46,8 +46,15 @@ class KillingProxy:
                 if action == "before":
                     proxy._kill(n, action, body)
                     return
-                r = httpx.post(proxy.target + self.path, content=body, timeout=30, headers={
-                    "Authorization": self.headers["Authorization"], "Content-Type": self.headers["Content-Type"]})
+                r = httpx.post(
+                    proxy.target + self.path,
+                    content=body,
+                    timeout=30,
+                    headers={
+                        "Authorization": self.headers["Authorization"],
+                        "Content-Type": self.headers["Content-Type"],
+                    },
+                )
                 if action == "after":
                     proxy._kill(n, action, body)
                     return
@@ -82,14 +89,27 @@ def test_gateway_sigkill_during_upload(database_url, live_server, tmp_path):
     log = open(tmp_path / "gateway.log", "ab")
 
     def run_gateway(clock_start: float) -> int:
-        cfg = write_gateway_toml(tmp_path / "gateway.toml", {
-            "serial": serial, "credential": gw.credential, "server": proxy.url, "transport": "https",
-            "source": f"sim:{world.path}", "state_dir": str(state), "log_level": "info",
-            "uplink": {"timeout_s": 30, "retry_base_s": 600},
-            "spool": {"synchronous": "full"}, "clock": {"speed": 0, "start": clock_start},
-            "config": gateway_config(world.fleet, serial)})
-        proc = subprocess.Popen([sys.executable, "-m", "omshub", "gateway", "run", "--config", str(cfg),
-                                 "--until", str(until)], stdout=log, stderr=log)
+        cfg = write_gateway_toml(
+            tmp_path / "gateway.toml",
+            {
+                "serial": serial,
+                "credential": gw.credential,
+                "server": proxy.url,
+                "transport": "https",
+                "source": f"sim:{world.path}",
+                "state_dir": str(state),
+                "log_level": "info",
+                "uplink": {"timeout_s": 30, "retry_base_s": 600},
+                "spool": {"synchronous": "full"},
+                "clock": {"speed": 0, "start": clock_start},
+                "config": gateway_config(world.fleet, serial),
+            },
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "omshub", "gateway", "run", "--config", str(cfg), "--until", str(until)],
+            stdout=log,
+            stderr=log,
+        )
         proxy.pid = proc.pid
         return proc.wait(120)
 
@@ -136,7 +156,7 @@ def test_headend_restart_between_uploads(database_url, live_server, tmp_path):
         return spools
 
     run_until(start + 2 * DAY)
-    server.kill()                       # SIGKILL: the decode pipeline may be mid-batch
+    server.kill()  # SIGKILL: the decode pipeline may be mid-batch
     assert all(run_until(start + 3 * DAY)), "uploads to a dead head-end must leave telegrams spooled"
     server.start()
     assert run_until(start + 5 * DAY) == [0, 0]

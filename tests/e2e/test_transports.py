@@ -26,13 +26,14 @@ def test_https_with_three_day_outage(database_url, live_server, tmp_path):
         def link(inner, clock=clock, links=links):
             links.append(EmulatedLink(inner, outages=[outage], clock=clock, timeout_s=20, latency_s=0.5))
             return links[-1]
+
         agent = world.agent(serial, clock, server=server.base_url, state_dir=tmp_path / serial, link=link)
         assert run_agent(agent, end) == 0, "the spool must be empty after the catch-up"
         stats = links[0].stats
         assert stats.outage >= 3, f"{serial}: the outage was never hit ({stats})"
         assert stats.answered >= 3
     report = check_exactly_once(world)
-    assert report["states"].get("decoded", 0) >= 2 * 5 * 20   # 2 gateways, 5+ windows, 20 meters
+    assert report["states"].get("decoded", 0) >= 2 * 5 * 20  # 2 gateways, 5+ windows, 20 meters
 
 
 def test_coap(database_url, live_server, tmp_path):
@@ -43,8 +44,9 @@ def test_coap(database_url, live_server, tmp_path):
     end = start + 3 * DAY
     for serial in world.serials:
         clock = SimClock(start, 0)
-        agent = world.agent(serial, clock, server=f"coap://127.0.0.1:{port}/u", transport="coap",
-                            state_dir=tmp_path / serial)
+        agent = world.agent(
+            serial, clock, server=f"coap://127.0.0.1:{port}/u", transport="coap", state_dir=tmp_path / serial
+        )
         assert run_agent(agent, end) == 0
     check_exactly_once(world)
 
@@ -59,7 +61,6 @@ def test_mqtt(database_url, live_server, tmp_path):
     end = start + 3 * DAY
     for serial in world.serials:
         clock = SimClock(start, 0)
-        agent = world.agent(serial, clock, server=f"mqtt://{broker}", transport="mqtt",
-                            state_dir=tmp_path / serial)
+        agent = world.agent(serial, clock, server=f"mqtt://{broker}", transport="mqtt", state_dir=tmp_path / serial)
         assert run_agent(agent, end) == 0
     check_exactly_once(world)

@@ -15,7 +15,7 @@ class HttpHeadend:
         self.logic = FakeHeadend()
         self.auth_failures = 0
         self.status_override: int | None = None
-        self.answer_delay_s = 0.0      # uplinks with telegrams: processed, then the answer is slow
+        self.answer_delay_s = 0.0  # uplinks with telegrams: processed, then the answer is slow
         outer = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -12,23 +12,50 @@ from omshub.gateway.clock import Clock
 from omshub.gateway.frames import ReceivedFrame
 from omshub.protocol.envelope import TransportError, decode_envelope
 
-RECORDS = [{"quantity": "energy", "unit": "kWh", "value": 165.0, "storage": 0, "tariff": 0,
-            "subunit": 0, "function": "instantaneous"}]
+RECORDS = [
+    {
+        "quantity": "energy",
+        "unit": "kWh",
+        "value": 165.0,
+        "storage": 0,
+        "tariff": 0,
+        "subunit": 0,
+        "function": "instantaneous",
+    }
+]
 
 
-def frame(meter_id: str = "12345678", manufacturer: str = "KAM", device_type: int = 4,
-          access: int = 0, compact: bool = False, value: float = 165.0) -> bytes:
+def frame(
+    meter_id: str = "12345678",
+    manufacturer: str = "KAM",
+    device_type: int = 4,
+    access: int = 0,
+    compact: bool = False,
+    value: float = 165.0,
+) -> bytes:
     recs = [dict(RECORDS[0], value=value)]
-    return encode_telegram({"manufacturer": manufacturer, "id": meter_id, "version": 1,
-                            "device_type_code": device_type}, recs, mode=5, key=bytes(16),
-                           access_number=access % 256, compact=compact)
+    return encode_telegram(
+        {"manufacturer": manufacturer, "id": meter_id, "version": 1, "device_type_code": device_type},
+        recs,
+        mode=5,
+        key=bytes(16),
+        access_number=access % 256,
+        compact=compact,
+    )
 
 
 class ScheduledSource:
     """Meters transmitting periodically: meter i sends every ``interval`` s at phase ``i*step``."""
 
-    def __init__(self, clock: Clock, frames_by_meter: list[bytes], interval: float = 60.0,
-                 step: float = 1.0, mode: str = "T1", rssi: int | None = -70) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        frames_by_meter: list[bytes],
+        interval: float = 60.0,
+        step: float = 1.0,
+        mode: str = "T1",
+        rssi: int | None = -70,
+    ) -> None:
         self.clock = clock
         self.frames_by_meter = frames_by_meter
         self.interval = interval
@@ -86,8 +113,9 @@ class FakeHeadend:
         if self.desired is not None and self.desired.get("version") != env["cfg"]:
             if not (env.get("cfg_error") and env["cfg_error"]["version"] == self.desired.get("version")):
                 cfg = self.desired
-        return cbor2.dumps({"ack": env["seq"], "stored": stored, "duplicates": dup, "rejected": [],
-                            "config": cfg, "time": 0})
+        return cbor2.dumps(
+            {"ack": env["seq"], "stored": stored, "duplicates": dup, "rejected": [], "config": cfg, "time": 0}
+        )
 
 
 class FakeTransport:

@@ -20,9 +20,9 @@ class StickEmulator:
         self.parser = Im871aParser(from_host=True) if kind == "im871a" else Amb8465Parser(from_host=True)
         self.requests: list = []
         self.link_mode: int | None = None
-        self.params = {0x05: 0, 0x45: 0}      # Amber non-volatile parameters (as stored)
-        self.active = dict(self.params)       # ... and as in effect (until the next reset)
-        self.mute = False                     # when True, don't answer commands
+        self.params = {0x05: 0, 0x45: 0}  # Amber non-volatile parameters (as stored)
+        self.active = dict(self.params)  # ... and as in effect (until the next reset)
+        self.mute = False  # when True, don't answer commands
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

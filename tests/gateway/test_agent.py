@@ -16,15 +16,26 @@ DAY = 86_400
 
 
 def settings(tmp_path, synchronous="normal", **config):
-    cfg = {"version": 0, "timezone": "UTC", "spread_s": 0,
-           "collection": [{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"],
-                           "max_telegrams": 2000}],
-           "upload": {"cron": "0 30 3 * * *", "max_batch": 5000}}
+    cfg = {
+        "version": 0,
+        "timezone": "UTC",
+        "spread_s": 0,
+        "collection": [{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"], "max_telegrams": 2000}],
+        "upload": {"cron": "0 30 3 * * *", "max_batch": 5000},
+    }
     cfg.update(config)
-    return settings_from_dict({"serial": "GW-1", "credential": "s3cret-token", "server": "https://x",
-                               "source": "hexfile:/nonexistent", "state_dir": str(tmp_path / "state"),
-                               "config": cfg, "uplink": {"retry_base_s": 60, "retry_max_s": 3600},
-                               "spool": {"synchronous": synchronous}})
+    return settings_from_dict(
+        {
+            "serial": "GW-1",
+            "credential": "s3cret-token",
+            "server": "https://x",
+            "source": "hexfile:/nonexistent",
+            "state_dir": str(tmp_path / "state"),
+            "config": cfg,
+            "uplink": {"retry_base_s": 60, "retry_max_s": 3600},
+            "spool": {"synchronous": synchronous},
+        }
+    )
 
 
 def make_agent(tmp_path, meters=10, headend=None, clock=None, synchronous="normal", **config):
@@ -34,8 +45,14 @@ def make_agent(tmp_path, meters=10, headend=None, clock=None, synchronous="norma
     source = ScheduledSource(clock, frames, interval=60, step=60 / meters)
     transport = FakeTransport(headend)
     s = settings(tmp_path, synchronous, **config)
-    agent = Agent(s, clock=clock, source=source, transport=transport, rng=random.Random(1),
-                  battery=battery_from_settings(s.battery))
+    agent = Agent(
+        s,
+        clock=clock,
+        source=source,
+        transport=transport,
+        rng=random.Random(1),
+        battery=battery_from_settings(s.battery),
+    )
     return agent, clock, headend, source, transport
 
 
@@ -45,6 +62,7 @@ def run(agent, until):
             await agent.run(until=until)
         finally:
             await agent.close()
+
     asyncio.run(main())
 
 
@@ -61,7 +79,7 @@ def test_days_of_collection_and_upload(tmp_path):
     assert 0 < st["battery_pct"] <= 100 and st["uptime_s"] > 2 * DAY
     assert source.modes_set[0] == ["T1"]
     # each stored telegram was received inside a window (02:00-02:15 UTC)
-    for (_, raw, rx) in headend.stored:
+    for _, raw, rx in headend.stored:
         t = datetime.fromtimestamp(rx, UTC)
         assert t.hour == 2 and t.minute < 15
     # the newest frame per meter: received in the last minute of the 15-minute window
@@ -70,8 +88,11 @@ def test_days_of_collection_and_upload(tmp_path):
 
 def test_keep_all_and_max_telegrams(tmp_path):
     agent, clock, headend, source, _ = make_agent(
-        tmp_path, meters=10, keep="all",
-        collection=[{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"], "max_telegrams": 25}])
+        tmp_path,
+        meters=10,
+        keep="all",
+        collection=[{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"], "max_telegrams": 25}],
+    )
     run(agent, START + DAY)
     assert len(headend.stored) == 25
     assert agent.last_window.reason == "max_telegrams"
@@ -79,8 +100,10 @@ def test_keep_all_and_max_telegrams(tmp_path):
 
 def test_window_ends_when_all_whitelisted_meters_heard(tmp_path):
     agent, clock, headend, source, _ = make_agent(
-        tmp_path, meters=10,
-        filters={"mode": "whitelist", "meters": [{"manufacturer": "KAM", "id": "00000002"}, {"id": "00000005"}]})
+        tmp_path,
+        meters=10,
+        filters={"mode": "whitelist", "meters": [{"manufacturer": "KAM", "id": "00000002"}, {"id": "00000005"}]},
+    )
     run(agent, START + DAY)
     w = agent.last_window
     assert w.reason == "all_heard"
@@ -91,7 +114,8 @@ def test_window_ends_when_all_whitelisted_meters_heard(tmp_path):
 
 def test_outage_backoff_and_catch_up(tmp_path):
     agent, clock, headend, source, transport = make_agent(
-        tmp_path, meters=20, keep="all", upload={"cron": "0 30 3 * * *", "max_batch": 100})
+        tmp_path, meters=20, keep="all", upload={"cron": "0 30 3 * * *", "max_batch": 100}
+    )
     headend.down = True
 
     async def main():
@@ -127,16 +151,19 @@ def test_answer_lost_retry_repeats_seq_without_duplicates(tmp_path):
 
     asyncio.run(main())
     seqs = [e["seq"] for e in headend.uplinks]
-    assert len(seqs) > len(set(seqs))       # retries repeated the same seq
-    assert len(headend.stored) == 10        # 2 windows x 5 meters, each stored once
+    assert len(seqs) > len(set(seqs))  # retries repeated the same seq
+    assert len(headend.stored) == 10  # 2 windows x 5 meters, each stored once
 
 
 def test_remote_config_applied_and_reported(tmp_path):
     agent, clock, headend, source, _ = make_agent(tmp_path, meters=5)
-    headend.desired = {"version": 7, "timezone": "Europe/Berlin", "spread_s": 0,
-                       "collection": [{"cron": "0 0 4 * * *", "duration_s": 600, "link_modes": ["C1"],
-                                       "max_telegrams": 100}],
-                       "upload": {"cron": "0 0 6 * * *", "max_batch": 10}}
+    headend.desired = {
+        "version": 7,
+        "timezone": "Europe/Berlin",
+        "spread_s": 0,
+        "collection": [{"cron": "0 0 4 * * *", "duration_s": 600, "link_modes": ["C1"], "max_telegrams": 100}],
+        "upload": {"cron": "0 0 6 * * *", "max_batch": 10},
+    }
     run(agent, START + 2 * DAY)
     assert headend.uplinks[0]["cfg"] == 0
     assert all(e["cfg"] == 7 for e in headend.uplinks[1:])
@@ -144,7 +171,7 @@ def test_remote_config_applied_and_reported(tmp_path):
     stored = json.loads((tmp_path / "state" / "config.json").read_text())
     assert stored["version"] == 7 and stored["timezone"] == "Europe/Berlin"
     assert ["C1"] in source.modes_set
-    for (_, _, rx) in headend.stored:  # 04:00 Berlin = 03:00 UTC
+    for _, _, rx in headend.stored:  # 04:00 Berlin = 03:00 UTC
         assert datetime.fromtimestamp(rx, UTC).hour == 3
     # a restarted agent keeps the applied configuration
     again = Agent(settings(tmp_path), clock=clock, source=source, transport=FakeTransport(headend))
@@ -204,12 +231,15 @@ def test_spool_full_stops_collection_and_says_so(tmp_path):
 
 def test_battery_drains_visibly_over_a_year(tmp_path):
     agent, clock, headend, source, _ = make_agent(
-        tmp_path, meters=2, collection=[{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"]}],
-        filters={"meters": [{"id": "00000000"}, {"id": "00000001"}]})
+        tmp_path,
+        meters=2,
+        collection=[{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"]}],
+        filters={"meters": [{"id": "00000000"}, {"id": "00000001"}]},
+    )
     run(agent, START + 365 * DAY)
     pcts = [u["status"]["battery_pct"] for u in headend.uplinks]
     assert pcts == sorted(pcts, reverse=True) and pcts[0] == 100
-    assert 80 < pcts[-1] <= 97    # sleep current, ~1 min of radio a day, a daily contact
+    assert 80 < pcts[-1] <= 97  # sleep current, ~1 min of radio a day, a daily contact
     assert 3500 < headend.uplinks[-1]["status"]["battery_mv"] < 3650
     assert len(headend.uplinks) == 366
 
@@ -241,10 +271,11 @@ def test_config_persistence_rules(tmp_path):
 
 
 def test_accelerated_clock(tmp_path):
-    t0 = START + 2 * 3600 - 60           # 01:59 UTC
-    clock = SimClock(t0, 2000.0)          # 2000 simulated seconds per real second
-    agent, clock, headend, source, _ = make_agent(tmp_path, meters=5, clock=clock,
-                                                  upload={"cron": "0 20 2 * * *", "max_batch": 100})
+    t0 = START + 2 * 3600 - 60  # 01:59 UTC
+    clock = SimClock(t0, 2000.0)  # 2000 simulated seconds per real second
+    agent, clock, headend, source, _ = make_agent(
+        tmp_path, meters=5, clock=clock, upload={"cron": "0 20 2 * * *", "max_batch": 100}
+    )
     run(agent, t0 + 22 * 60)
     assert len(headend.stored) == 5 and len(headend.uplinks) == 2
     assert all(START + 2 * 3600 <= rx < START + 2 * 3600 + 900 for (_, _, rx) in headend.stored)

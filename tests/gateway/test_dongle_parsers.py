@@ -24,17 +24,19 @@ from omshub.gateway.frames import SourceError
 
 # docs/gateway.md, "Radio sources": a real OmniPower capture (control 0x8 = FCS, endpoint 2)
 IM871A_CAPTURE = bytes.fromhex(
-    "A5820327442D2C5768663230028D208E11DE0320188851BDC4B72DD3C2954A341BE369E9089B4EB3858169494E")
+    "A5820327442D2C5768663230028D208E11DE0320188851BDC4B72DD3C2954A341BE369E9089B4EB3858169494E"
+)
 # §10.2: the multical21 vector in command mode with RSSI 0x3C
 AMB_CAPTURE = bytes.fromhex(
-    "FF032B442D2C998734761B168D2091D37CAC21E1D68CDAFFCD3DC452BD802913FF7B1706CA9E355D6C2701CC243C15")
+    "FF032B442D2C998734761B168D2091D37CAC21E1D68CDAFFCD3DC452BD802913FF7B1706CA9E355D6C2701CC243C15"
+)
 
 
 def test_checksums():
     assert crc_x25(b"123456789") == 0x906E
     assert xor_checksum(bytes.fromhex("FF0A020080")) == 0x77
     assert xor_checksum(bytes.fromhex("FF0B00")) == 0xF4
-    assert amber_encode(0x06, b"\x0B") == bytes.fromhex("FF06010BF3")
+    assert amber_encode(0x06, b"\x0b") == bytes.fromhex("FF06010BF3")
     assert amber_encode(0x04, b"\x09") == bytes.fromhex("FF040109F3")
 
 
@@ -145,21 +147,21 @@ def _amber_encoder(frame, rssi):
 
 @given(st.lists(items, max_size=25), st.lists(st.integers(0, 5000), max_size=8))
 def test_im871a_resync_with_fcs(seq, cuts):
-    good, data = _stream(_im871a_encoder(True), b"\xA5", seq, corrupt_ok=True)
+    good, data = _stream(_im871a_encoder(True), b"\xa5", seq, corrupt_ok=True)
     out = [m.frame() for m in _feed(Im871aParser(), data, cuts) if m.is_telegram]
     assert _is_subsequence(good, out)
 
 
 @given(st.lists(items, max_size=25), st.lists(st.integers(0, 5000), max_size=8))
 def test_im871a_resync_without_fcs(seq, cuts):
-    good, data = _stream(_im871a_encoder(False), b"\xA5", seq, corrupt_ok=False)
+    good, data = _stream(_im871a_encoder(False), b"\xa5", seq, corrupt_ok=False)
     out = [m.frame() for m in _feed(Im871aParser(), data, cuts) if m.is_telegram]
     assert _is_subsequence(good, out)
 
 
 @given(st.lists(items, max_size=25), st.lists(st.integers(0, 5000), max_size=8))
 def test_amber_resync(seq, cuts):
-    good, data = _stream(_amber_encoder, b"\xFF\x03", seq, corrupt_ok=True)
+    good, data = _stream(_amber_encoder, b"\xff\x03", seq, corrupt_ok=True)
     out = [m.frame for m in _feed(Amb8465Parser(rssi=True), data, cuts) if m.is_telegram]
     assert _is_subsequence(good, out)
 
@@ -167,5 +169,5 @@ def test_amber_resync(seq, cuts):
 def test_garbage_only_is_bounded():
     p = Im871aParser()
     for _ in range(100):
-        p.feed(b"\xA5\x42\x03\xFF" + bytes(200))
+        p.feed(b"\xa5\x42\x03\xff" + bytes(200))
     assert p.buffered <= 4096

@@ -19,9 +19,9 @@ FRAMES = [frame(f"{i:08d}", access=i) for i in range(5)]
 async def _collect(src, emu, payload: bytes, n: int) -> list:
     it = src.frames()
     first = asyncio.ensure_future(it.__anext__())
-    await asyncio.sleep(0.1)   # the iterator is open: the "radio" is on
+    await asyncio.sleep(0.1)  # the iterator is open: the "radio" is on
     for k in range(0, len(payload), 7):  # dribble the bytes like a UART would
-        emu.write(payload[k:k + 7])
+        emu.write(payload[k : k + 7])
     got = [await asyncio.wait_for(first, 5)]
     while len(got) < n:
         got.append(await asyncio.wait_for(it.__anext__(), 5))
@@ -44,10 +44,10 @@ def test_im871a_on_pty(fcs):
             partial = emu.telegram(FRAMES[0])[:17]
             corrupt = bytearray(emu.telegram(FRAMES[1]))
             corrupt[20] ^= 0x55
-            stream = b"\x00\xA5junk" + good[0] + partial + good[1] + b"\xA5\x42\x03" + good[2]
+            stream = b"\x00\xa5junk" + good[0] + partial + good[1] + b"\xa5\x42\x03" + good[2]
             if fcs:
                 stream += bytes(corrupt)
-            stream += good[3] + b"\xA5" + good[4]
+            stream += good[3] + b"\xa5" + good[4]
             got = await _collect(src, emu, stream, 5)
             return got
         finally:
@@ -69,9 +69,9 @@ def test_amber_on_pty_configures_command_mode_and_rssi():
         try:
             await src.set_link_modes(["C1", "T1"])
             assert emu.link_mode == 0x09
-            assert emu.active == {0x05: 1, 0x45: 1}   # parameters written and the stick reset
+            assert emu.active == {0x05: 1, 0x45: 1}  # parameters written and the stick reset
             good = [emu.telegram(f, 0x3C) for f in FRAMES]
-            stream = b"\xFF\x03\x30" + good[0] + good[1][:9] + good[1] + b"\xFF" + good[2] + good[3] + good[4]
+            stream = b"\xff\x03\x30" + good[0] + good[1][:9] + good[1] + b"\xff" + good[2] + good[3] + good[4]
             return await _collect(src, emu, stream, 5)
         finally:
             await src.close()
@@ -91,7 +91,7 @@ def test_frames_outside_a_window_are_discarded():
         src = open_dongle("im871a", emu.path, Clock(), response_timeout=1.0)
         try:
             await src.set_link_modes(["T1"])
-            emu.write(emu.telegram(FRAMES[0]))     # radio "off": no frames() iterator open
+            emu.write(emu.telegram(FRAMES[0]))  # radio "off": no frames() iterator open
             await asyncio.sleep(0.3)
             got = await _collect(src, emu, emu.telegram(FRAMES[1]), 1)
             return got, src.stats["discarded"]

@@ -28,16 +28,17 @@ def test_default_keeps_everything_but_broken_frames():
     flt = f()
     assert all(flt.check(x)[1] is None for x in (KAM1, KAM2, TCH_HCA, COMPACT))
     assert flt.check(b"\x05\x44\x2d\x2c\x00\x00")[1] == "frame_size"
-    assert flt.check(bytes([12]) + bytes(12))[1] == "invalid_header"      # manufacturer "@@@"
-    assert flt.check(KAM1[:-3])[1] == "invalid_header"                      # truncated
-    assert flt.check(KAM1 + b"\x89")[1] is None                             # trailing RSSI byte
+    assert flt.check(bytes([12]) + bytes(12))[1] == "invalid_header"  # manufacturer "@@@"
+    assert flt.check(KAM1[:-3])[1] == "invalid_header"  # truncated
+    assert flt.check(KAM1 + b"\x89")[1] is None  # trailing RSSI byte
     assert flt.check(bytes(600))[1] == "frame_size"
     assert dict(flt.dropped) == {"frame_size": 2, "invalid_header": 2}
 
 
 def test_whitelist():
-    flt = f(mode="whitelist", meters=[{"manufacturer": "KAM", "id": "11111111"}, {"id": "33333333"}],
-            device_types=[4, 8])
+    flt = f(
+        mode="whitelist", meters=[{"manufacturer": "KAM", "id": "11111111"}, {"id": "33333333"}], device_types=[4, 8]
+    )
     assert flt.check(KAM1)[1] is None and flt.check(TCH_HCA)[1] is None
     assert flt.check(KAM2)[1] == "meter_not_listed"
     assert not flt.expected_heard({("KAM", "11111111")})
@@ -85,13 +86,17 @@ def test_spread_is_stable_and_spreads():
 
 
 def test_windows_open_now_done_and_several():
-    cfg = GatewayConfig(collection=[{"cron": "0 0 2 * * *", "duration_s": 900},
-                                    {"cron": "0 0 14 * * *", "duration_s": 600, "link_modes": ["S1"]}],
-                        spread_s=0)
+    cfg = GatewayConfig(
+        collection=[
+            {"cron": "0 0 2 * * *", "duration_s": 900},
+            {"cron": "0 0 14 * * *", "duration_s": 600, "link_modes": ["S1"]},
+        ],
+        spread_s=0,
+    )
     s = Schedule(cfg, "GW")
     inside = ts(2026, 3, 1, 2, 5)
     w = s.next_window(inside)
-    assert (w.index, w.start) == (0, ts(2026, 3, 1, 2))          # joined while open (restart)
+    assert (w.index, w.start) == (0, ts(2026, 3, 1, 2))  # joined while open (restart)
     w2 = s.next_window(inside, done={0: w.start})
     assert (w2.index, w2.start) == (1, ts(2026, 3, 1, 14))
     w3 = s.next_window(ts(2026, 3, 1, 14, 10), done={0: w.start, 1: w2.start})
@@ -99,6 +104,7 @@ def test_windows_open_now_done_and_several():
 
 
 # -- what counts as "heard" for ending a listen window early -------------------------------------
+
 
 def test_compact_frames_alone_do_not_count_as_heard():
 

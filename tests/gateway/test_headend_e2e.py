@@ -23,27 +23,41 @@ def test_agent_into_running_headend(db, keystore, live_server, tmp_path):
     tenant = hub.tenant()
     gw = hub.gateway(tenant)
     headers = hub.headers(tenant, "admin")
-    desired = {"timezone": "Europe/Berlin", "spread_s": 0,
-               "collection": [{"cron": "0 0 3 * * *", "duration_s": 600, "link_modes": ["T1"]}],
-               "upload": {"cron": "0 0 5 * * *", "max_batch": 7}}
+    desired = {
+        "timezone": "Europe/Berlin",
+        "spread_s": 0,
+        "collection": [{"cron": "0 0 3 * * *", "duration_s": 600, "link_modes": ["T1"]}],
+        "upload": {"cron": "0 0 5 * * *", "max_batch": 7},
+    }
     r = httpx.put(f"{server.base_url}/api/v1/gateways/{gw.id}/config", json=desired, headers=headers, timeout=10)
     assert r.status_code == 201, r.text
     op_id = r.json()["id"]
 
-    start = days_before(4)    # noon UTC, four days before the fixed epoch: 3 windows to come
+    start = days_before(4)  # noon UTC, four days before the fixed epoch: 3 windows to come
     clock = SimClock(start, 0)
     meters = [frame(f"{70000000 + i}", access=i) for i in range(12)]
     source = ScheduledSource(clock, meters, interval=40, step=3)
     sent_state = tmp_path / "state"
 
     def agent():
-        s = settings_from_dict({"serial": gw.serial, "credential": gw.credential, "server": server.base_url,
-                                "source": "hexfile:/unused", "state_dir": str(sent_state),
-                                "spool": {"synchronous": "normal"},
-                                "config": {"timezone": "UTC", "spread_s": 0}})
-        return Agent(s, clock=clock, source=source,
-                     transport=HttpsTransport(server.base_url, gw.credential, timeout_s=20),
-                     rng=random.Random(5))
+        s = settings_from_dict(
+            {
+                "serial": gw.serial,
+                "credential": gw.credential,
+                "server": server.base_url,
+                "source": "hexfile:/unused",
+                "state_dir": str(sent_state),
+                "spool": {"synchronous": "normal"},
+                "config": {"timezone": "UTC", "spread_s": 0},
+            }
+        )
+        return Agent(
+            s,
+            clock=clock,
+            source=source,
+            transport=HttpsTransport(server.base_url, gw.credential, timeout_s=20),
+            rng=random.Random(5),
+        )
 
     async def run(a, until):
         try:
@@ -54,7 +68,7 @@ def test_agent_into_running_headend(db, keystore, live_server, tmp_path):
     first = agent()
     asyncio.run(run(first, start + 1.5 * DAY))
     assert first.config.version >= 1 and first.config.timezone == "Europe/Berlin"
-    second = agent()                       # restart: same state directory
+    second = agent()  # restart: same state directory
     asyncio.run(run(second, start + 3 * DAY - 60))
     assert second.spool.rows == 0
 

@@ -61,6 +61,7 @@ def test_is_an_uplink_transport_and_passes_through():
         assert await link.send(b"hello") == b"ok:1"
         await link.close()
         assert head.stored == [b"hello"] and head.closed
+
     run(main())
 
 
@@ -80,10 +81,11 @@ def test_loss_rate_is_within_bounds_and_seeded():
         assert len(head.stored) == s.delivered == s.attempts - s.lost_requests
         assert clock.now() == pytest.approx(T0 + 30 * (s.lost_requests + s.lost_answers))
         return ok
+
     first = run(main(seed=4))
-    assert run(main(seed=4)) == first        # same seed, same losses
+    assert run(main(seed=4)) == first  # same seed, same losses
     assert run(main(seed=5)) != first
-    assert 0.30 < 1 - sum(first) / len(first) < 0.42   # 1 - 0.8 * 0.8 = 0.36 end to end
+    assert 0.30 < 1 - sum(first) / len(first) < 0.42  # 1 - 0.8 * 0.8 = 0.36 end to end
 
 
 def test_outage_of_days_refuses_then_recovers():
@@ -101,6 +103,7 @@ def test_outage_of_days_refuses_then_recovers():
         clock.advance(DAY)
         await link.send(b"after")
         assert head.stored == [b"before", b"after"] and link.stats.outage == 2
+
     run(main())
 
 
@@ -113,6 +116,7 @@ def test_outage_starting_during_the_exchange_loses_the_answer():
             await link.send(b"batch")
         assert head.stored == [b"batch"]  # stored, but the gateway never learns it
         assert clock.now() == pytest.approx(T0 + 60)
+
     run(main())
 
 
@@ -124,6 +128,7 @@ def test_payload_limit():
         with pytest.raises(PayloadTooLarge, match="1001 bytes exceeds the link's limit of 1000"):
             await link.send(b"a" * 1_001)
         assert len(head.stored) == 1 and link.stats.too_large == 1
+
     run(main())
 
 
@@ -139,6 +144,7 @@ def test_slow_head_end_within_and_beyond_the_timeout():
             await link.send(b"two")
         assert clock.now() == pytest.approx(T0 + 24 + 60)
         assert head.stored == [b"one", b"two"] and link.stats.unanswered == 1
+
     run(main())
 
 
@@ -150,6 +156,7 @@ def test_silent_head_end_times_out_without_processing():
         with pytest.raises(TransportError, match="no answer within 45 s"):
             await link.send(b"x")
         assert head.stored == [] and clock.now() == pytest.approx(T0 + 45)
+
     run(main())
 
 
@@ -159,17 +166,21 @@ def test_latency_in_real_time():
         started = time.monotonic()
         await link.send(b"x")
         assert time.monotonic() - started >= 0.1
+
     run(main())
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"loss": 1.5}, "loss"),
-    ({"latency_s": -1}, "negative"),
-    ({"timeout_s": 0}, "timeout_s"),
-    ({"max_payload": 0}, "max_payload"),
-    ({"outages": [(10, 5)]}, "ends"),
-    ({"outages": [(1,)]}, "pair"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"loss": 1.5}, "loss"),
+        ({"latency_s": -1}, "negative"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"max_payload": 0}, "max_payload"),
+        ({"outages": [(10, 5)]}, "ends"),
+        ({"outages": [(1,)]}, "pair"),
+    ],
+)
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         EmulatedLink(Head(), **kwargs)
@@ -178,19 +189,26 @@ def test_bad_settings_are_refused(kwargs, message):
 def agent_behind(tmp_path, link_kwargs, meters=10):
     """The real gateway agent uploading through an EmulatedLink to an in-memory head-end."""
 
-
-
     clock = SimClock(T0, 0)
     headend = FakeHeadend()
     link = EmulatedLink(FakeTransport(headend), clock=clock, **link_kwargs)
-    source = ScheduledSource(clock, [frame(f"{i:08d}", access=i) for i in range(meters)],
-                             interval=60, step=60 / meters)
-    settings = settings_from_dict({
-        "serial": "GW-1", "credential": "s3cret", "server": "https://x", "source": "hexfile:/none",
-        "state_dir": str(tmp_path / "state"), "uplink": {"retry_base_s": 600, "retry_max_s": 6 * 3600},
-        "config": {"timezone": "UTC", "spread_s": 0,
-                   "collection": [{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"]}],
-                   "upload": {"cron": "0 30 3 * * *"}}})
+    source = ScheduledSource(clock, [frame(f"{i:08d}", access=i) for i in range(meters)], interval=60, step=60 / meters)
+    settings = settings_from_dict(
+        {
+            "serial": "GW-1",
+            "credential": "s3cret",
+            "server": "https://x",
+            "source": "hexfile:/none",
+            "state_dir": str(tmp_path / "state"),
+            "uplink": {"retry_base_s": 600, "retry_max_s": 6 * 3600},
+            "config": {
+                "timezone": "UTC",
+                "spread_s": 0,
+                "collection": [{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1"]}],
+                "upload": {"cron": "0 30 3 * * *"},
+            },
+        }
+    )
     agent = Agent(settings, clock=clock, source=source, transport=link, rng=random.Random(2))
     return agent, link, headend
 
@@ -201,6 +219,7 @@ def run_agent(agent, until):
             await agent.run(until=until)
         finally:
             await agent.close()
+
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
@@ -269,6 +288,7 @@ def test_udp_proxy_counts_and_drops():
         await proxy.stop()
         server.close()
         return proxy.stats
+
     stats = run(main())
     assert (stats.bytes_up, stats.bytes_down, stats.packets_up, stats.dropped) == (5, 5, 1, 1)
 
@@ -288,12 +308,13 @@ def test_tcp_proxy_counts_both_ways_and_cuts():
         writer.write(b"abc")
         assert await reader.readexactly(6) == b"abcabc"
         proxy.down = True
-        assert await asyncio.wait_for(reader.read(), 2) == b""   # cut
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # cut
         with pytest.raises((ConnectionError, OSError, asyncio.IncompleteReadError)):
             r2, w2 = await asyncio.open_connection("127.0.0.1", proxy.port)
             await asyncio.wait_for(r2.readexactly(1), 2)
         await proxy.stop()
         server.close()
         return proxy.stats
+
     stats = run(main())
     assert (stats.bytes_up, stats.bytes_down, stats.connections) == (3, 6, 1)

@@ -45,14 +45,24 @@ START = datetime(2026, 2, 2, tzinfo=UTC).timestamp()
 def test_agent_with_simulated_fleet(tmp_path):
     fleet_file = tmp_path / "fleet.toml"
     fleet_file.write_text(FLEET)
-    own = [m for m in sim.load_fleet(fleet_file).meters_of("GW-SIM")]
+    own = list(sim.load_fleet(fleet_file).meters_of("GW-SIM"))
     ids = [{"manufacturer": m.manufacturer, "id": m.id} for m in own]
-    settings = settings_from_dict({
-        "serial": "GW-SIM", "credential": "x", "server": "https://unused", "source": f"sim:{fleet_file}",
-        "state_dir": str(tmp_path / "st"), "spool": {"synchronous": "normal"},
-        "config": {"timezone": "UTC", "spread_s": 0,
-                   "collection": [{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1", "C1"]}],
-                   "filters": {"mode": "whitelist", "meters": ids}}})
+    settings = settings_from_dict(
+        {
+            "serial": "GW-SIM",
+            "credential": "x",
+            "server": "https://unused",
+            "source": f"sim:{fleet_file}",
+            "state_dir": str(tmp_path / "st"),
+            "spool": {"synchronous": "normal"},
+            "config": {
+                "timezone": "UTC",
+                "spread_s": 0,
+                "collection": [{"cron": "0 0 2 * * *", "duration_s": 900, "link_modes": ["T1", "C1"]}],
+                "filters": {"mode": "whitelist", "meters": ids},
+            },
+        }
+    )
     clock = SimClock(START, 0)
     headend = FakeHeadend()
     agent = Agent(settings, clock=clock, transport=FakeTransport(headend), rng=random.Random(2))
@@ -63,6 +73,6 @@ def test_agent_with_simulated_fleet(tmp_path):
 
     asyncio.run(main())
     got = {(bytes(t["raw"])[2:4], bytes(t["raw"])[4:8][::-1].hex()) for t in headend.stored.values()}
-    assert {i for _, i in got} == {m["id"] for m in ids}          # every own meter, no neighbour
+    assert {i for _, i in got} == {m["id"] for m in ids}  # every own meter, no neighbour
     assert agent.last_window.reason == "all_heard"
     assert len(headend.stored) >= 2 * len(ids)

@@ -22,8 +22,14 @@ def test_hex_lines():
     assert parse_hex_line(f"0x{F1};-71;T1") == (bytes.fromhex(F1), -71, "T1")
     assert parse_hex_line("2E 44 93_15|78;;c1")[1:] == (None, "C1")
     assert parse_hex_line(f"{F1}\t-80")[1] == -80
-    for bad, why in [("2E4", "odd"), ("ZZ", "not hex"), (f"{F1};loud", "RSSI"), (f"{F1};-71;X9", "link mode"),
-                     (f"{F1};-500", "out of range"), ("1;2;3;4", "columns")]:
+    for bad, why in [
+        ("2E4", "odd"),
+        ("ZZ", "not hex"),
+        (f"{F1};loud", "RSSI"),
+        (f"{F1};-71;X9", "link mode"),
+        (f"{F1};-500", "out of range"),
+        ("1;2;3;4", "columns"),
+    ]:
         with pytest.raises(ValueError, match=why):
             parse_hex_line(bad)
 
@@ -51,6 +57,7 @@ def _read(src, clock, until):
             got.append(f)
         await it.aclose()
         return got
+
     return asyncio.run(main())
 
 
@@ -62,16 +69,18 @@ def test_hexfile_replay_and_bad_lines(tmp_path, caplog):
     got = _read(src, clock, 1010.0)
     assert [(f.rssi, f.link_mode, f.rx_time) for f in got] == [(-70, "T1", 1000.0), (None, "C1", 1000.0)]
     assert src.stats["bad_lines"] == 1 and "line 3" in caplog.text
-    assert _read(src, clock, 1020.0) == []   # replay done; the next window hears nothing
+    assert _read(src, clock, 1020.0) == []  # replay done; the next window hears nothing
     asyncio.run(src.close())
 
 
 def test_rtlwmbus_from_fifo(tmp_path):
     fifo = tmp_path / "rtl.fifo"
     os.mkfifo(fifo)
-    lines = [f"T1;1;1;2019-04-03 19:00:42.000;97;148;12345678;0x{F1}",
-             f"T1;1;0;2019-04-03 19:00:42.000;97;148;12345678;0x{F1}",
-             "rtl_wmbus: exiting"]
+    lines = [
+        f"T1;1;1;2019-04-03 19:00:42.000;97;148;12345678;0x{F1}",
+        f"T1;1;0;2019-04-03 19:00:42.000;97;148;12345678;0x{F1}",
+        "rtl_wmbus: exiting",
+    ]
 
     async def main():
         src = open_source(f"rtlwmbus:{fifo}", Clock(), "GW")
@@ -82,6 +91,7 @@ def test_rtlwmbus_from_fifo(tmp_path):
         def writer():
             with open(fifo, "w") as f:
                 f.write("\n".join(lines) + "\n")
+
         await asyncio.to_thread(writer)
         f = await asyncio.wait_for(first, 5)
         await asyncio.sleep(0.1)
@@ -96,8 +106,12 @@ def test_rtlwmbus_from_fifo(tmp_path):
 
 def test_bad_specs():
     clock = SimClock(0, 0)
-    for spec, why in [("nocolon", "KIND:ARGUMENT"), ("usb:/dev/x", "unknown radio source kind"),
-                      ("hexfile:/does/not/exist", "cannot open"), ("sim:/no/fleet.toml", "not found")]:
+    for spec, why in [
+        ("nocolon", "KIND:ARGUMENT"),
+        ("usb:/dev/x", "unknown radio source kind"),
+        ("hexfile:/does/not/exist", "cannot open"),
+        ("sim:/no/fleet.toml", "not found"),
+    ]:
         with pytest.raises(SourceError, match=why):
             open_source(spec, clock, "GW")
 
@@ -115,7 +129,6 @@ def test_line_parsers_never_crash(text):
 def test_a_listen_window_drops_stale_frames_and_ends_with_its_reader():
     """What a reader thread queued before the window is dropped; when the source's window
     generator is closed, the reader is told at once that nobody listens."""
-
 
     class Source:
         _listening = False

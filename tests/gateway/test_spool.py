@@ -20,12 +20,12 @@ def test_put_take_ack(tmp_path):
     assert b.seq == 1 and [t.rx_time for t in b.telegrams] == [1000, 1001, 1002, 1003]
     again = sp.take_batch(4)  # not acknowledged: the same seq and rows
     assert again.seq == 1 and [t.id for t in again.telegrams] == [t.id for t in b.telegrams]
-    assert sp.ack(2) == 0      # not the one in flight
+    assert sp.ack(2) == 0  # not the one in flight
     assert sp.ack(1) == 4 and sp.rows == 6
     b2 = sp.take_batch(100)
     assert b2.seq == 2 and len(b2.telegrams) == 6
     assert sp.ack(2) == 6 and sp.rows == 0 and sp.bytes == 0
-    b3 = sp.take_batch(100)    # status-only contact still gets its own seq
+    b3 = sp.take_batch(100)  # status-only contact still gets its own seq
     assert b3.seq == 3 and b3.telegrams == []
     sp.close()
 
@@ -123,12 +123,13 @@ def _kill_after(proc, lines):
 
 def test_sigkill_loses_nothing(tmp_path):
     db = tmp_path / "s.db"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), "collect"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db), "collect"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     committed = [int(x) for x in _kill_after(proc, 300)]
     sp = Spool(db)
     rows = {int(t.rx_time) for t in sp.take_batch(5000).telegrams}
-    assert set(committed) <= rows            # every commit the writer reported survived
+    assert set(committed) <= rows  # every commit the writer reported survived
     assert len(rows) == sp.rows
     sp.close()
 
@@ -139,12 +140,17 @@ def test_sigkill_during_upload_repeats_seq_and_no_duplicates(tmp_path):
     for i in range(80):
         sp.put(bytes([29]) + bytes(29), float(1000 + i), None, "T1")
     sp.close()
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), "upload"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db), "upload"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = proc.stdout.readline().split()
     assert first[0] == "SEQ"
     seq, ids = int(first[1]), first[2]
-    proc.send_signal(signal.SIGKILL)     # "during upload": batch taken, no ack yet
+    proc.send_signal(signal.SIGKILL)  # "during upload": batch taken, no ack yet
     proc.wait(10)
     sp = Spool(db)
     b = sp.take_batch(50)

@@ -35,8 +35,10 @@ CRED = "gw-secret-credential"
 
 def frames(n: int, seed: int = 1) -> list[ReceivedFrame]:
     rng = random.Random(seed)
-    return [ReceivedFrame(rng.randbytes(rng.randint(50, 110)), 1_700_000_000 + i * 3, -rng.randint(40, 100), "T1")
-            for i in range(n)]
+    return [
+        ReceivedFrame(rng.randbytes(rng.randint(50, 110)), 1_700_000_000 + i * 3, -rng.randint(40, 100), "T1")
+        for i in range(n)
+    ]
 
 
 class Rejected(Exception):
@@ -65,8 +67,14 @@ class Recorder:
             raise Rejected(422, "bad_envelope", "v: must be 1")
         if env.get("gw") == "crash":
             raise RuntimeError("database is on fire")
-        return {"ack": env["seq"], "stored": len(env["telegrams"]), "duplicates": 0, "rejected": [],
-                "config": None, "time": 1_700_000_500}
+        return {
+            "ack": env["seq"],
+            "stored": len(env["telegrams"]),
+            "duplicates": 0,
+            "rejected": [],
+            "config": None,
+            "time": 1_700_000_500,
+        }
 
 
 async def serving(handler, **kwargs) -> tuple[CoapServer, str]:
@@ -94,8 +102,9 @@ def test_round_trip_small_batch():
             await transport.close()
             await server.stop()
         assert answer["ack"] == 5 and answer["stored"] == 3
-        (got, content_type, name, credential), = handler.calls
+        ((got, content_type, name, credential),) = handler.calls
         assert (got, content_type, name, credential) == (body, "application/cbor", "coap", None)
+
     run(main())
 
 
@@ -115,14 +124,21 @@ def test_blockwise_batch_of_250_telegrams_arrives_intact():
             await proxy.stop()
             await server.stop()
         assert 20_000 < len(body) < 30_000
-        assert answer == {"ack": 9, "stored": 250, "duplicates": 0, "rejected": [], "config": None,
-                          "time": 1_700_000_500}
+        assert answer == {
+            "ack": 9,
+            "stored": 250,
+            "duplicates": 0,
+            "rejected": [],
+            "config": None,
+            "time": 1_700_000_500,
+        }
         assert handler.calls[0][0] == body  # reassembled byte for byte
         assert [t["raw"] for t in decode_envelope(handler.calls[0][0])["telegrams"]] == [f.raw for f in sent]
         # Block1 in blocks of 1,024 bytes: one datagram per block each way.
         blocks = -(-len(body) // 1024)
         assert proxy.stats.packets_up == blocks and proxy.stats.packets_down == blocks
         assert proxy.stats.bytes_up < len(body) * 1.05
+
     run(main())
 
 
@@ -139,6 +155,7 @@ def test_wrong_credential_is_401_unauthorized():
             await server.stop()
         assert err.value.status == 401
         assert "4.01" in str(err.value) and "bad_credential" in str(err.value)
+
     run(main())
 
 
@@ -159,6 +176,7 @@ def test_malformed_envelope_is_400_and_handler_crash_is_retryable_500():
         assert err.value.status == 400 and "v: must be 1" in str(err.value)
         assert not isinstance(failed.value, UplinkRejected) and "5.00" in str(failed.value)
         assert "on fire" not in str(failed.value)  # internals stay in the head-end's log
+
     run(main())
 
 
@@ -178,6 +196,7 @@ def test_body_over_limit_is_refused_with_413_before_reassembly():
             await server.stop()
         assert len(big) > 4_000 and "4.13" in str(err.value)
         assert len(handler.calls) == 1  # the big one never reached the handler
+
     run(main())
 
 
@@ -186,13 +205,13 @@ def test_json_envelope_gets_json_answer():
         server, url = await serving(Recorder())
         transport = CoapTransport(url, timeout_s=10)
         try:
-            body = build_envelope(serial="GW-1", seq=3, cfg=0, telegrams=frames(2), cred=CRED,
-                                  encoding="json")
+            body = build_envelope(serial="GW-1", seq=3, cfg=0, telegrams=frames(2), cred=CRED, encoding="json")
             answer = await transport.send(body, "application/json")
         finally:
             await transport.close()
             await server.stop()
         assert orjson.loads(answer)["ack"] == 3
+
     run(main())
 
 
@@ -212,6 +231,7 @@ def test_slow_or_absent_head_end_times_out_as_transport_error():
         with pytest.raises(TransportError):
             await transport.send(body)
         await transport.close()
+
     run(main())
 
 
@@ -232,6 +252,7 @@ def test_link_down_at_udp_level_is_transport_error():
             await proxy.stop()
             await server.stop()
         assert parse_response(answer)["ack"] == 1 and proxy.stats.dropped >= 1
+
     run(main())
 
 
@@ -244,7 +265,6 @@ def test_bad_url_is_refused(url):
 def headend_database(tmp_path, serial: str = "GW-1", credential: str = CRED):
     """A real head-end database (SQLite, migrated) with one tenant and one gateway."""
 
-
     db = Database(f"sqlite:///{tmp_path / 'headend.sqlite3'}")
     db.migrate()
     now = datetime.now(UTC)
@@ -252,13 +272,15 @@ def headend_database(tmp_path, serial: str = "GW-1", credential: str = CRED):
         tenant = Tenant(slug="t1", name="Tenant 1", created_at=now)
         s.add(tenant)
         s.flush()
-        s.add(Gateway(tenant_id=tenant.id, serial=serial, name=serial,
-                      credential_hash=hash_secret(credential), created_at=now))
+        s.add(
+            Gateway(
+                tenant_id=tenant.id, serial=serial, name=serial, credential_hash=hash_secret(credential), created_at=now
+            )
+        )
     return db
 
 
 def stored_telegrams(db) -> list[bytes]:
-
 
     with db.session() as s:
         return list(s.scalars(select(Telegram.raw).order_by(Telegram.id)))
@@ -272,8 +294,9 @@ def test_into_the_real_ingest_with_blockwise_and_retry(tmp_path):
         await server.start()
         transport = CoapTransport(f"coap://127.0.0.1:{server.port}/u", timeout_s=20)
         sent = frames(250, seed=21)
-        body = build_envelope(serial="GW-1", seq=1, cfg=0, telegrams=sent, cred=CRED,
-                              status={"battery_pct": 97, "spool": 250})
+        body = build_envelope(
+            serial="GW-1", seq=1, cfg=0, telegrams=sent, cred=CRED, status={"battery_pct": 97, "spool": 250}
+        )
         try:
             first = parse_response(await transport.send(body))
             again = parse_response(await transport.send(body))  # the answer was lost: retry
@@ -302,4 +325,5 @@ def test_server_reports_a_busy_port_clearly():
             with pytest.raises(OSError, match="CoAP server cannot bind udp 127.0.0.1"):
                 await server.start()
             await server.stop()
+
     run(main())

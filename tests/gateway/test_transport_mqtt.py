@@ -47,8 +47,8 @@ def _broker_reachable() -> bool:
 
 needs_broker = pytest.mark.skipif(
     not _broker_reachable(),
-    reason=f"no MQTT broker: set OMSHUB_TEST_MQTT=host:port to a running Mosquitto "
-           f"(scripts/test does); got {BROKER!r}")
+    reason=f"no MQTT broker: set OMSHUB_TEST_MQTT=host:port to a running Mosquitto (scripts/test does); got {BROKER!r}",
+)
 
 
 def run(coro):
@@ -89,6 +89,7 @@ def test_round_trip_250_telegrams():
         body, content_type, name, credential = handler.calls[0]
         assert (body, content_type, name, credential) == (first, "application/cbor", "mqtt", None)
         assert [t["raw"] for t in decode_envelope(body)["telegrams"]] == [f.raw for f in sent]
+
     run(main())
 
 
@@ -110,6 +111,7 @@ def test_wrong_credential_and_foreign_topic_are_refused():
         assert bad_cred.value.status == 401 and "bad_credential" in str(bad_cred.value)
         assert foreign.value.status == 403 and "topic_mismatch" in str(foreign.value)
         assert len(handler.calls) == 1  # the foreign envelope never reached the handler
+
     run(main())
 
 
@@ -128,6 +130,7 @@ def test_oversized_body_is_413_before_the_handler():
             await transport.close()
             await bridge.stop()
         assert handler.calls == []
+
     run(main())
 
 
@@ -151,6 +154,7 @@ def test_stale_answers_on_the_down_topic_are_skipped():
             await transport.close()
             await bridge.stop()
         assert parse_response(answer)["ack"] == 7
+
     run(main())
 
 
@@ -163,6 +167,7 @@ def test_no_head_end_means_timeout():
             await transport.send(build_envelope(serial="GW-1", seq=1, cfg=0, cred=CRED))
         await transport.close()
         assert time.monotonic() - started < 2
+
     run(main())
 
 
@@ -187,6 +192,7 @@ def test_connection_cut_then_reconnect_on_next_send():
             await bridge.stop()
         assert parse_response(ok)["ack"] == 1 and parse_response(again)["ack"] == 2
         assert proxy.stats.connections == 2
+
     run(main())
 
 
@@ -199,14 +205,18 @@ def test_unreachable_broker_is_transport_error():
         with pytest.raises(TransportError, match="127.0.0.1"):
             await transport.send(build_envelope(serial="GW-1", seq=1, cfg=0, cred=CRED))
         await transport.close()
+
     run(main())
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("127.0.0.1:1883", ("127.0.0.1", 1883, False, None)),
-    ("mqtt://broker", ("broker", 1883, False, None)),
-    ("mqtts://gw:s%40cret@broker:8884", ("broker", 8884, True, "gw")),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("127.0.0.1:1883", ("127.0.0.1", 1883, False, None)),
+        ("mqtt://broker", ("broker", 1883, False, None)),
+        ("mqtts://gw:s%40cret@broker:8884", ("broker", 8884, True, "gw")),
+    ],
+)
 def test_broker_urls(url, expected):
     a = parse_broker_url(url)
     assert (a.host, a.port, a.tls, a.username) == expected
@@ -256,7 +266,6 @@ def test_into_the_real_ingest(tmp_path):
         db.dispose()
 
 
-
 @given(st.text(max_size=80))
 def test_any_broker_url_parses_or_is_refused_clearly(text):
     try:
@@ -296,7 +305,6 @@ def test_serve_settings_choose_prefix_and_shared_group(tmp_path):
     """`omshub serve --mqtt-prefix P --mqtt-shared-group G`: the head-end's bridge takes the
     gateways' uplinks on P/up/<serial> through the shared subscription $share/G/P/up/+."""
 
-
     db = headend_database(tmp_path)
     prefix = f"omshub-test-{uuid.uuid4().hex[:10]}/site-1"
     settings = load_settings(None, environ={}, mqtt_url=BROKER, mqtt_prefix=prefix, mqtt_shared_group="headends")
@@ -311,8 +319,9 @@ def test_serve_settings_choose_prefix_and_shared_group(tmp_path):
         transport = gateway_transport(BROKER, prefix, timeout_s=10)
         sent = frames(5, seed=23)
         try:
-            answer = parse_response(await transport.send(
-                build_envelope(serial="GW-1", seq=1, cfg=0, telegrams=sent, cred=CRED)))
+            answer = parse_response(
+                await transport.send(build_envelope(serial="GW-1", seq=1, cfg=0, telegrams=sent, cred=CRED))
+            )
         finally:
             await transport.close()
             await bridge.stop()

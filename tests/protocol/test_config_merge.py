@@ -20,11 +20,14 @@ SCALARS = st.one_of(st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False
 
 def _json(with_null: bool):
     leaves = st.one_of(st.none(), SCALARS) if with_null else SCALARS
-    return st.recursive(leaves, lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=4)), max_leaves=12)
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(KEYS, inner, max_size=4)),
+        max_leaves=12,
+    )
 
 
-DOCS = st.dictionaries(KEYS, _json(with_null=False), max_size=5)        # stored documents never hold null
+DOCS = st.dictionaries(KEYS, _json(with_null=False), max_size=5)  # stored documents never hold null
 PATCHES = st.dictionaries(KEYS, _json(with_null=True), max_size=5)
 
 
@@ -52,9 +55,9 @@ def test_a_patch_touches_only_what_it_names(doc, patch):
         assert merged[key] == doc[key]
     for key, value in patch.items():
         if value is None:
-            assert key not in merged            # null: back to the default
+            assert key not in merged  # null: back to the default
         elif not isinstance(value, dict):
-            assert merged[key] == value            # arrays and scalars replace whole
+            assert merged[key] == value  # arrays and scalars replace whole
     assert set(merged) <= set(doc) | set(patch)
 
 
@@ -77,8 +80,9 @@ def test_the_diff_is_a_patch_from_one_document_to_the_other(before, after):
     assert merge_patch(before, patch) == after
     assert diff_patch(after, after) == {}
     # it names only keys that differ
-    assert all(before.get(k) != after.get(k) or k not in before or k not in after
-               or isinstance(after[k], dict) for k in patch)
+    assert all(
+        before.get(k) != after.get(k) or k not in before or k not in after or isinstance(after[k], dict) for k in patch
+    )
 
 
 @given(DOCS, PATCHES, PATCHES)
@@ -119,8 +123,11 @@ def _full(**changes) -> dict:
 
 
 def test_an_upload_change_keeps_the_time_zone_and_everything_else():
-    desired = _full(timezone="Europe/Berlin", spread_s=600,
-                    filters={"mode": "blacklist", "meters": [{"manufacturer": "KAM", "id": "12345678"}]})
+    desired = _full(
+        timezone="Europe/Berlin",
+        spread_s=600,
+        filters={"mode": "blacklist", "meters": [{"manufacturer": "KAM", "id": "12345678"}]},
+    )
     merged = validate_config(merge_patch(desired, {"upload": {"cron": "0 0 4 * * *"}})).model_dump(mode="json")
     assert merged["timezone"] == "Europe/Berlin" and merged["spread_s"] == 600
     assert merged["upload"] == {"cron": "0 0 4 * * *", "max_batch": desired["upload"]["max_batch"]}
@@ -128,10 +135,14 @@ def test_an_upload_change_keeps_the_time_zone_and_everything_else():
 
 
 def test_null_returns_a_setting_to_its_default_and_lists_replace_whole():
-    desired = _full(timezone="Europe/Berlin", upload={"cron": "0 0 4 * * *", "max_batch": 100},
-                    collection=[{"cron": "0 0 1 * * *"}, {"cron": "0 0 13 * * *"}])
-    merged = validate_config(merge_patch(desired, {"timezone": None, "upload": {"max_batch": None},
-                                                   "collection": [{"cron": "0 0 5 * * *"}]}))
+    desired = _full(
+        timezone="Europe/Berlin",
+        upload={"cron": "0 0 4 * * *", "max_batch": 100},
+        collection=[{"cron": "0 0 1 * * *"}, {"cron": "0 0 13 * * *"}],
+    )
+    merged = validate_config(
+        merge_patch(desired, {"timezone": None, "upload": {"max_batch": None}, "collection": [{"cron": "0 0 5 * * *"}]})
+    )
     default = GatewayConfig()
     assert merged.timezone == default.timezone
     assert merged.upload.max_batch == default.upload.max_batch and merged.upload.cron == "0 0 4 * * *"

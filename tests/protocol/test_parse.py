@@ -38,8 +38,12 @@ class Tel:
     link_mode: str
 
 
-TELEGRAMS = [Tel(FRAME, 1_750_000_000.9, -71, "T1"), Tel(FRAME[:20], 1_750_000_030, None, "C1"),
-             Tel(bytes(range(200)), 1_750_000_100, -120, "unknown"), Tel(FRAME + b"\x00" * 400, 1_750_000_100, 5, "N")]
+TELEGRAMS = [
+    Tel(FRAME, 1_750_000_000.9, -71, "T1"),
+    Tel(FRAME[:20], 1_750_000_030, None, "C1"),
+    Tel(bytes(range(200)), 1_750_000_100, -120, "unknown"),
+    Tel(FRAME + b"\x00" * 400, 1_750_000_100, 5, "N"),
+]
 
 
 def _cbor(env: dict) -> bytes:
@@ -53,22 +57,32 @@ def _env(**extra) -> dict:
 # --------------------------------------------------------------------------- round trips
 @pytest.mark.parametrize("encoding", ["cbor", "json"])
 def test_build_then_parse_gives_the_telegrams_back(encoding):
-    body = build_envelope(serial="GW-1", seq=7, cfg=2, telegrams=TELEGRAMS, status={"spool": 4, "firmware": "x"},
-                          cfg_error={"version": 3, "message": "bad"}, cred="c-1", encoding=encoding)
+    body = build_envelope(
+        serial="GW-1",
+        seq=7,
+        cfg=2,
+        telegrams=TELEGRAMS,
+        status={"spool": 4, "firmware": "x"},
+        cfg_error={"version": 3, "message": "bad"},
+        cred="c-1",
+        encoding=encoding,
+    )
     up = parse_uplink(body, f"application/{encoding}")
     assert (up.serial, up.seq, up.cfg, up.credential, up.has_cred) == ("GW-1", 7, 2, "c-1", True)
     assert up.cfg_error == {"version": 3, "message": "bad"} and up.status == {"spool": 4, "firmware": "x"}
     assert up.rejected == []
-    assert up.entries == [Entry(i, t.raw, int(t.rx_time), t.link_mode, t.rssi)
-                          for i, t in enumerate(TELEGRAMS)]
+    assert up.entries == [Entry(i, t.raw, int(t.rx_time), t.link_mode, t.rssi) for i, t in enumerate(TELEGRAMS)]
     assert up.entries[0].frame == FRAME and up.entries[0].position == 0
 
 
 def test_cbor_and_json_forms_of_one_batch_are_the_same_uplink():
     hashes = set()
     for encoding in ("cbor", "json"):
-        up = parse_uplink(build_envelope(serial="GW-1", seq=1, cfg=0, telegrams=TELEGRAMS[:2], encoding=encoding),
-                          f"application/{encoding}", credential="bearer")
+        up = parse_uplink(
+            build_envelope(serial="GW-1", seq=1, cfg=0, telegrams=TELEGRAMS[:2], encoding=encoding),
+            f"application/{encoding}",
+            credential="bearer",
+        )
         assert up.credential == "bearer" and not up.has_cred
         hashes.add(content_hash(up.entries, up.rejected))
     assert len(hashes) == 1
@@ -92,13 +106,21 @@ def test_content_hash_ignores_status_and_credential():
 
 
 def test_text_times_and_nul_in_reported_text():
-    up = parse_uplink(orjson.dumps(_env(
-        telegrams=[{"rx": "2026-01-01T00:00:00Z", "mode": "t1", "hex": FRAME.hex()}],
-        status={"firmware": "a\x00b"}, cfg_error={"version": 1, "message": "x\x00"})), JSON)
+    up = parse_uplink(
+        orjson.dumps(
+            _env(
+                telegrams=[{"rx": "2026-01-01T00:00:00Z", "mode": "t1", "hex": FRAME.hex()}],
+                status={"firmware": "a\x00b"},
+                cfg_error={"version": 1, "message": "x\x00"},
+            )
+        ),
+        JSON,
+    )
     assert up.entries[0].rx == int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
     assert up.entries[0].mode == "T1" and up.status["firmware"] == "a\ufffdb" and up.cfg_error["message"] == "x\ufffd"
-    tagged = parse_uplink(_cbor(_env(telegrams=[{"rx": datetime(2026, 1, 1, tzinfo=UTC), "mode": "T1",
-                                                 "raw": FRAME}])), CBOR)
+    tagged = parse_uplink(
+        _cbor(_env(telegrams=[{"rx": datetime(2026, 1, 1, tzinfo=UTC), "mode": "T1", "raw": FRAME}])), CBOR
+    )
     assert tagged.entries[0].rx == up.entries[0].rx
 
 
@@ -127,8 +149,14 @@ REFUSED = [
     ("cfg", _cbor(_env(cfg=1 << 31)), CBOR, 422, "invalid_uplink", "cfg must be"),
     ("cfg_error map", _cbor(_env(cfg_error=3)), CBOR, 422, "invalid_uplink", "cfg_error must be a map"),
     ("cfg_error version", _cbor(_env(cfg_error={"message": "x"})), CBOR, 422, "invalid_uplink", "cfg_error.version"),
-    ("cfg_error message", _cbor(_env(cfg_error={"version": 1, "message": 2})), CBOR, 422, "invalid_uplink",
-     "cfg_error.message"),
+    (
+        "cfg_error message",
+        _cbor(_env(cfg_error={"version": 1, "message": 2})),
+        CBOR,
+        422,
+        "invalid_uplink",
+        "cfg_error.message",
+    ),
     ("status map", _cbor(_env(status=[1])), CBOR, 422, "invalid_uplink", "status must be a map"),
     ("status type", _cbor(_env(status={"spool": "x"})), CBOR, 422, "invalid_uplink", "status.spool must be int"),
     ("status bool", _cbor(_env(status={"heard": True})), CBOR, 422, "invalid_uplink", "status.heard"),
@@ -139,11 +167,23 @@ REFUSED = [
     ("batch map", _cbor(_env(t0=0, batch=[1])), CBOR, 422, "invalid_uplink", "batch must be a map"),
     ("t0", _cbor(_env(batch=_batch())), CBOR, 422, "invalid_uplink", "t0 must be"),
     ("data", _cbor(_env(t0=0, batch=_batch(data=5))), CBOR, 422, "invalid_uplink", "batch.data must be bytes"),
-    ("data hex", orjson.dumps(_env(t0=0, batch=_batch(data="zz", rssi=None))), JSON, 422, "invalid_uplink",
-     "batch.data must be bytes"),
+    (
+        "data hex",
+        orjson.dumps(_env(t0=0, batch=_batch(data="zz", rssi=None))),
+        JSON,
+        422,
+        "invalid_uplink",
+        "batch.data must be bytes",
+    ),
     ("len array", _cbor(_env(t0=0, batch=_batch(len=3))), CBOR, 422, "invalid_uplink", "must be arrays"),
-    ("too many", _cbor(_env(t0=0, batch=_batch(len=[0] * (MAX_TELEGRAMS + 1)))), CBOR, 422, "invalid_uplink",
-     "exceed the limit"),
+    (
+        "too many",
+        _cbor(_env(t0=0, batch=_batch(len=[0] * (MAX_TELEGRAMS + 1)))),
+        CBOR,
+        422,
+        "invalid_uplink",
+        "exceed the limit",
+    ),
     ("dt count", _cbor(_env(t0=0, batch=_batch(dt=[0]))), CBOR, 422, "invalid_uplink", "batch.dt has 1"),
     ("len entry", _cbor(_env(t0=0, batch=_batch(len=[-1, 1]))), CBOR, 422, "invalid_uplink", "batch.len[0]"),
     ("len sum", _cbor(_env(t0=0, batch=_batch(len=[1, 1]))), CBOR, 422, "invalid_uplink", "sums to 2"),
@@ -152,13 +192,20 @@ REFUSED = [
     ("mode count", _cbor(_env(t0=0, batch=_batch(mode=b"\x01"))), CBOR, 422, "invalid_uplink", "batch.mode has 1"),
     ("mode code", _cbor(_env(t0=0, batch=_batch(mode=9))), CBOR, 422, "invalid_uplink", "not a link mode code"),
     ("telegrams array", _cbor(_env(telegrams={"a": 1})), CBOR, 422, "invalid_uplink", "array of maps"),
-    ("telegrams many", _cbor(_env(telegrams=[{}] * (MAX_TELEGRAMS + 1))), CBOR, 422, "invalid_uplink",
-     "exceed the limit"),
+    (
+        "telegrams many",
+        _cbor(_env(telegrams=[{}] * (MAX_TELEGRAMS + 1))),
+        CBOR,
+        422,
+        "invalid_uplink",
+        "exceed the limit",
+    ),
 ]
 
 
-@pytest.mark.parametrize("body, content_type, status, code, words", [r[1:] for r in REFUSED],
-                         ids=[r[0] for r in REFUSED])
+@pytest.mark.parametrize(
+    "body, content_type, status, code, words", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED]
+)
 def test_every_refusal_names_its_reason(body, content_type, status, code, words):
     with pytest.raises(UplinkRejected) as info:
         parse_uplink(body, content_type)
@@ -179,19 +226,38 @@ SINGLE = [
     (_env(t0=0, batch={"data": FRAME + b"123", "len": [len(FRAME), 3], "dt": [0, 0], "mode": 1}), "frame of 3 bytes"),
     (_env(t0=0, batch=_batch(mode=b"\x01\x09")), "batch.mode[1] is not a link mode"),
     (_env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, 7]), "telegrams[1]: must be a map"),
-    (_env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "T1", "hex": "zz"}]),
-     "hex is not hex"),
+    (
+        _env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "T1", "hex": "zz"}]),
+        "hex is not hex",
+    ),
     (_env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "T1"}]), "needs the frame"),
-    (_env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "T1", "hex": "00" * 9}]),
-     "frame of 9 bytes"),
-    (_env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": "yesterday", "mode": "T1", "raw": FRAME}]),
-     "is not a time"),
-    (_env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": "2026-01-01T00:00:00", "mode": "T1",
-                                                                   "raw": FRAME}]), "is not a time"),
-    (_env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "X9", "raw": FRAME}]),
-     "is not a link mode"),
-    (_env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "T1", "raw": FRAME,
-                                                                   "rssi": 500}]), "not a dBm integer"),
+    (
+        _env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "T1", "hex": "00" * 9}]),
+        "frame of 9 bytes",
+    ),
+    (
+        _env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": "yesterday", "mode": "T1", "raw": FRAME}]),
+        "is not a time",
+    ),
+    (
+        _env(
+            telegrams=[
+                {"rx": 1, "mode": "T1", "hex": FRAME.hex()},
+                {"rx": "2026-01-01T00:00:00", "mode": "T1", "raw": FRAME},
+            ]
+        ),
+        "is not a time",
+    ),
+    (
+        _env(telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "X9", "raw": FRAME}]),
+        "is not a link mode",
+    ),
+    (
+        _env(
+            telegrams=[{"rx": 1, "mode": "T1", "hex": FRAME.hex()}, {"rx": 1, "mode": "T1", "raw": FRAME, "rssi": 500}]
+        ),
+        "not a dBm integer",
+    ),
 ]
 
 
@@ -206,7 +272,8 @@ def test_a_malformed_telegram_is_listed_the_others_kept(envelope, words):
 VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20), st.binary(max_size=40)),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-    max_leaves=20)
+    max_leaves=20,
+)
 KEYS = st.sampled_from(["v", "gw", "seq", "cfg", "cred", "t0", "batch", "telegrams", "status", "cfg_error"])
 
 

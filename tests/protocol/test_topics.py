@@ -13,8 +13,19 @@ from omshub.protocol.topics import (
 )
 
 
-@pytest.mark.parametrize("serial, ok", [("GW-0001", True), ("a.b_c-9", True), ("x" * 64, True), ("x" * 65, False),
-                                        ("", False), ("bad serial", False), ("gw/1", False), ("gw+", False)])
+@pytest.mark.parametrize(
+    "serial, ok",
+    [
+        ("GW-0001", True),
+        ("a.b_c-9", True),
+        ("x" * 64, True),
+        ("x" * 65, False),
+        ("", False),
+        ("bad serial", False),
+        ("gw/1", False),
+        ("gw+", False),
+    ],
+)
 def test_one_serial_rule(serial, ok):
     assert bool(SERIAL_RE.match(serial)) is ok and valid_serial(serial) is ok
 

@@ -23,7 +23,7 @@ def test_schedule_interval_jitter_and_access_number(fleet, winter):
     assert times[0] >= winter and m.transmission_time(i - 1) < winter
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert all(m.interval_s - m.jitter_s <= g <= m.interval_s + m.jitter_s for g in gaps)
-    assert len(set(round(g, 3) for g in gaps)) > 10            # jittered, not a fixed period
+    assert len({round(g, 3) for g in gaps}) > 10  # jittered, not a fixed period
     assert [m.access_number(i + k) for k in range(3)] == [(m.access_number(i) + k) % 256 for k in range(3)]
     assert [m.is_compact(k) for k in range(9)] == [False] + [True] * 7 + [False]
 
@@ -49,9 +49,9 @@ def test_hca_counts_up_within_a_billing_period_and_restarts(fleet):
         values.append(_value(m.records(datetime(2025, 12, day, 12, tzinfo=UTC).timestamp())[0], "hca"))
     assert values == sorted(values) and values[-1] > 0
     jan = m.records(datetime(2026, 1, 2, 12, tzinfo=UTC).timestamp())[0]
-    assert _value(jan, "hca") < values[-1]                        # restarted at the due date
+    assert _value(jan, "hca") < values[-1]  # restarted at the due date
     assert _value(jan, "date", 1) == "2025-12-31"
-    assert _value(jan, "hca", 1) >= values[-1]                    # last period's total
+    assert _value(jan, "hca", 1) >= values[-1]  # last period's total
 
 
 def test_heat_meter_physics(fleet, winter):
@@ -85,7 +85,8 @@ def test_winter_month_uses_much_more_heat_than_a_summer_month(fleet):
     def month(mm):
         a = datetime(2026, mm, 1, tzinfo=UTC).timestamp()
         return m.registers(a + 28 * 86_400)["energy_kwh"] - m.registers(a)["energy_kwh"]
-    assert month(1) > 3 * month(7)   # summer still has hot water
+
+    assert month(1) > 3 * month(7)  # summer still has hot water
 
 
 def test_due_date_and_monthly_values(fleet):
@@ -121,4 +122,4 @@ def test_error_flags_and_status(fleet, winter):
 def test_meter_datetime_is_local_time(fleet):
     m = fleet.meters[0]
     recs, _ = m.records(datetime(2026, 7, 1, 10, 0, 30, tzinfo=UTC).timestamp())
-    assert _value(recs, "datetime") == "2026-07-01T12:00"   # CEST
+    assert _value(recs, "datetime") == "2026-07-01T12:00"  # CEST

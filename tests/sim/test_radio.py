@@ -47,7 +47,7 @@ def test_frames_are_received_frames_in_time_order(fleet, winter):
         assert isinstance(frame, ReceivedFrame) and serial in fleet.gateways
         assert -150 <= frame.rssi <= 20 and frame.link_mode in ("T1", "C1")
         times.append(frame.rx_time)
-    assert all(b >= a - 2.0 for a, b in zip(times, times[1:], strict=False))   # repeats may lag their original by < 2 s
+    assert all(b >= a - 2.0 for a, b in zip(times, times[1:], strict=False))  # repeats may lag their original by < 2 s
 
 
 def test_far_meters_are_heard_less(fleet, winter, hour_of_events):
@@ -74,8 +74,8 @@ def test_gateways_hear_neighbours_and_foreign_meters(fleet, hour_of_events):
     own_a = {m.uid for m in fleet.meters_of("GW-A")}
     heard_at_a = {tx.meter.uid for tx in hour_of_events for r in tx.receptions if r.gateway == "GW-A"}
     foreign = {m.uid for m in fleet.foreign}
-    assert heard_at_a & foreign                      # meters in nobody's list
-    assert heard_at_a - own_a - foreign              # another gateway's meters
+    assert heard_at_a & foreign  # meters in nobody's list
+    assert heard_at_a - own_a - foreign  # another gateway's meters
     assert own_a <= heard_at_a
 
 
@@ -89,7 +89,7 @@ def test_corrupted_frames_carry_their_crcs_and_fail_to_decode(fleet, hour_of_eve
         assert rec.raw != on_air, "a damaged frame must really differ (two flips of one bit undo each other)"
         if rec.corrupted == "bitflip":
             assert len(rec.raw) == len(on_air), "a damaged frame arrives with its block CRCs"
-        try:   # anything but a DecodeError escaping the codec fails the test
+        try:  # anything but a DecodeError escaping the codec fails the test
             result = decode(rec.raw, keys=lambda man, ident: keys.get((man, ident)))
         except DecodeError:
             rejected += tx.meter.frame_format != "B"
@@ -135,6 +135,7 @@ def _collect(radio: SimRadio, clock: SimClock, until: float, modes=None) -> list
         finally:
             await agen.aclose()
         return out
+
     return asyncio.run(main())
 
 
@@ -145,14 +146,14 @@ def test_sim_radio_follows_a_jump_clock(fleet, winter):
     frames = _collect(radio, clock, winter + 900)
     expected = [f for g, f in iter_transmissions(fleet, winter, winter + 900, gateways=["GW-A"])]
     assert [f.raw for f in frames] == [f.raw for f in sorted(expected, key=lambda f: f.rx_time)]
-    assert clock.now() >= winter + 890                        # time jumped, no real waiting
+    assert clock.now() >= winter + 890  # time jumped, no real waiting
     # a second listen window continues from the clock's time
     later = _collect(radio, clock, clock.now() + 300, modes=["T1"])
     assert later and all(f.link_mode == "T1" for f in later) and later[0].rx_time >= winter + 890
 
 
 def test_sim_radio_runs_accelerated_time(fleet, winter):
-    clock = SimClock(winter, 600.0)      # 10 simulated minutes per real second
+    clock = SimClock(winter, 600.0)  # 10 simulated minutes per real second
     frames = _collect(SimRadio(fleet, "GW-B", clock), clock, winter + 120)
     assert frames and clock.now() >= winter + 100
 

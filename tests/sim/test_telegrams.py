@@ -26,7 +26,7 @@ def test_every_meter_kind_and_security_round_trips(fleet, winter):
     for m in fleet.all_meters():
         first = m.first_index_at_or_after(winter)
         if m.compact_every:
-            first += -first % m.compact_every   # a receiver learns the format from a full frame first
+            first += -first % m.compact_every  # a receiver learns the format from a full frame first
         for index in range(first, first + 10):
             t = m.transmission_time(index)
             frame = encode_transmission(m, index, t)
@@ -58,14 +58,28 @@ def test_fast_record_packing_equals_the_codec(fleet, winter):
             t = winter + k * 40_000
             head, today, _ = m.current_records(t)
             records = head + m.stored_records(today)
-            assert apl_bytes(head, False, lambda: m.stored_records(today), m.stored_key(today)) == \
-                apl.encode_records(records)
+            assert apl_bytes(head, False, lambda: m.stored_records(today), m.stored_key(today)) == apl.encode_records(
+                records
+            )
             fast = encode_transmission(m, 8, t)
-            slow = encode_telegram(m.address_dict(), records, key=m.key, access_number=m.access_number(8),
-                                   status=m.records(t)[1], compact=m.is_compact(8), frame_format=m.frame_format,
-                                   **({"mode": 0, "ell": "8D", "tpl": "none"} if m.security == "ell" else
-                                      {"mode": int(m.security), "tpl": m.tpl,
-                                       **({"message_counter": m.access0 + 8} if m.security == "7" else {})}))
+            slow = encode_telegram(
+                m.address_dict(),
+                records,
+                key=m.key,
+                access_number=m.access_number(8),
+                status=m.records(t)[1],
+                compact=m.is_compact(8),
+                frame_format=m.frame_format,
+                **(
+                    {"mode": 0, "ell": "8D", "tpl": "none"}
+                    if m.security == "ell"
+                    else {
+                        "mode": int(m.security),
+                        "tpl": m.tpl,
+                        **({"message_counter": m.access0 + 8} if m.security == "7" else {}),
+                    }
+                ),
+            )
             assert fast == slow
 
 

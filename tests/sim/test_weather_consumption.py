@@ -33,7 +33,7 @@ def test_weather_has_seasons_and_days():
     assert _month_mean(w, 2026, 1) + 10 < _month_mean(w, 2026, 7)
     # afternoon warmer than before dawn, on average over a month
     h0 = int(datetime(2026, 4, 1, tzinfo=UTC).timestamp() // 3600)
-    dawn = sum(w.hour_temperature(h0 + 24 * d + 3) for d in range(30))   # 04:00 CET
+    dawn = sum(w.hour_temperature(h0 + 24 * d + 3) for d in range(30))  # 04:00 CET
     noon = sum(w.hour_temperature(h0 + 24 * d + 14) for d in range(30))  # 15:00 CET
     assert noon > dawn + 30 * 4
 
@@ -51,9 +51,9 @@ def test_winter_consumption_far_exceeds_summer(climate):
     winter = heat[0] + heat[1] + heat[11]
     summer = heat[5] + heat[6] + heat[7]
     assert winter > 8 * summer
-    assert 0.8 < sum(heat) < 1.25                   # normalised to about one year of demand
+    assert 0.8 < sum(heat) < 1.25  # normalised to about one year of demand
     hot = monthly_totals(climate.profile(20.0, 15.0, 0), HOT_WATER, 2026)
-    assert max(hot) < 1.5 * min(hot)                # hot water: all year round
+    assert max(hot) < 1.5 * min(hot)  # hot water: all year round
 
 
 def test_cumulative_integrates_rates_exactly(climate):

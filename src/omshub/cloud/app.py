@@ -42,8 +42,20 @@ from omshub.times import utcnow
 log = logging.getLogger(__name__)
 
 # the API's routers, in the order of the documentation, then the console
-ROUTERS = [auth.router, gateways.router, uplink.router, keys.router, meters.router, metering_points.router,
-           readings.router, telegrams.router, operations.router, alarms.router, tenant_time.router, console.router]
+ROUTERS = [
+    auth.router,
+    gateways.router,
+    uplink.router,
+    keys.router,
+    meters.router,
+    metering_points.router,
+    readings.router,
+    telegrams.router,
+    operations.router,
+    alarms.router,
+    tenant_time.router,
+    console.router,
+]
 
 
 class AlarmWorker(threading.Thread):
@@ -74,8 +86,11 @@ class SecurityHeaders:
     Content-Security-Policy that allows nothing (HTML pages — console, docs — bring theirs), and
     `Cache-Control: no-store` on the API (answers carry tenant data, tokens, credentials)."""
 
-    DEFAULTS = (("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"),
-                ("content-security-policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none'"))
+    DEFAULTS = (
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("content-security-policy", "default-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
+    )
 
     def __init__(self, app) -> None:
         self.app = app
@@ -103,15 +118,27 @@ async def _start_transports(app: FastAPI, settings: Settings, db: Database) -> l
     if settings.coap_port is not None:
         # start-up cost: aiocoap adds ~0.2 s to every start (python -X importtime); only when configured
         from omshub.cloud.ingest.coap import CoapServer
-        server = CoapServer.for_database(db, host=settings.coap_host, port=settings.coap_port,
-                                         max_body=settings.max_uplink_body, max_pending=settings.coap_max_pending)
+
+        server = CoapServer.for_database(
+            db,
+            host=settings.coap_host,
+            port=settings.coap_port,
+            max_body=settings.max_uplink_body,
+            max_pending=settings.coap_max_pending,
+        )
         await server.start()
         started.append(server)
     if settings.mqtt_url:
         # start-up cost: aiomqtt and paho add ~0.5 s to every start (python -X importtime); only when configured
         from omshub.cloud.ingest.mqtt import MqttBridge
-        bridge = MqttBridge.for_database(db, settings.mqtt_url, prefix=settings.mqtt_prefix,
-                                         shared_group=settings.mqtt_shared_group, max_body=settings.max_uplink_body)
+
+        bridge = MqttBridge.for_database(
+            db,
+            settings.mqtt_url,
+            prefix=settings.mqtt_prefix,
+            shared_group=settings.mqtt_shared_group,
+            max_body=settings.max_uplink_body,
+        )
         await bridge.start()
         started.append(bridge)
     app.state.transports = started
@@ -122,9 +149,13 @@ def _start_pipeline(app: FastAPI, settings: Settings, db: Database, pipeline: De
     """The decode worker: in this process, or `pipeline_workers` processes of their own."""
     if settings.pipeline_workers:
         processes = PipelineProcesses(
-            db.url, load_master_key(settings.master_key, settings.data_dir),
-            workers=settings.pipeline_workers, meter_timezone=settings.meter_timezone,
-            batch=settings.pipeline_batch, log_level=settings.log_level)
+            db.url,
+            load_master_key(settings.master_key, settings.data_dir),
+            workers=settings.pipeline_workers,
+            meter_timezone=settings.meter_timezone,
+            batch=settings.pipeline_batch,
+            log_level=settings.log_level,
+        )
         worker = PipelineWorker(None, processes=processes)
     else:
         worker = PipelineWorker(pipeline, batch=settings.pipeline_batch)
@@ -168,8 +199,14 @@ def _add_health(app: FastAPI, db: Database) -> None:
         return {"status": "ok", "database": db.dialect}
 
 
-def create_app(settings: Settings | None = None, *, db: Database | None = None, keystore: KeyStore | None = None,
-               workers: bool = False, migrate: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    keystore: KeyStore | None = None,
+    workers: bool = False,
+    migrate: bool = True,
+) -> FastAPI:
     """The FastAPI app. `workers=True` starts the background workers and transports with the app."""
     settings = settings or load_settings()
     if db is None:
@@ -179,10 +216,15 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     if keystore is None:
         keystore = KeyStore(load_master_key(settings.master_key, settings.data_dir))
     pipeline = DecodePipeline(db, keystore, meter_timezone=settings.meter_timezone)
-    app = FastAPI(title="omshub head-end", version="1", lifespan=_lifespan(settings, db, pipeline, workers),
-                  docs_url=None, redoc_url=None,  # web/console.py serves both pages with local assets
-                  description="Multi-tenant head-end for OMS / wireless M-Bus meters: gateway uplinks, "
-                              "key store, decode pipeline, meters, readings, consumption, alarms.")
+    app = FastAPI(
+        title="omshub head-end",
+        version="1",
+        lifespan=_lifespan(settings, db, pipeline, workers),
+        docs_url=None,
+        redoc_url=None,  # web/console.py serves both pages with local assets
+        description="Multi-tenant head-end for OMS / wireless M-Bus meters: gateway uplinks, "
+        "key store, decode pipeline, meters, readings, consumption, alarms.",
+    )
     # bodies authenticated before and bounded while they are read, on every route (cloud/api/guard.py)
     app.add_middleware(RequestGuard, limits=BodyLimits.from_settings(settings))
     app.add_middleware(SecurityHeaders)

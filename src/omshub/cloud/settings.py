@@ -24,19 +24,19 @@ class SettingsError(ValueError):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    database: str | None = None             # URL; default sqlite:///<data_dir>/omshub.db
+    database: str | None = None  # URL; default sqlite:///<data_dir>/omshub.db
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     data_dir: Path = Path("omshub-data")
-    master_key: str | None = None           # hex or base64 of 32 bytes; else <data_dir>/master.key
+    master_key: str | None = None  # hex or base64 of 32 bytes; else <data_dir>/master.key
     coap_host: str = "::"
-    coap_port: int | None = Field(None, ge=0, le=65535)    # CoAP uplink server off unless set
-    mqtt_url: str | None = None             # mqtt[s]://[user:pass@]host:port; MQTT bridge off unless set
-    mqtt_prefix: str = "omshub"             # topics <prefix>/up/<serial> and <prefix>/down/<serial>
+    coap_port: int | None = Field(None, ge=0, le=65535)  # CoAP uplink server off unless set
+    mqtt_url: str | None = None  # mqtt[s]://[user:pass@]host:port; MQTT bridge off unless set
+    mqtt_prefix: str = "omshub"  # topics <prefix>/up/<serial> and <prefix>/down/<serial>
     # several head-end instances share the uplinks (MQTT 5 shared subscription $share/<group>/...)
     mqtt_shared_group: str | None = None
     session_ttl_s: int = Field(12 * 3600, ge=60)
-    pipeline: bool = True                   # run the decode pipeline worker inside `serve`
+    pipeline: bool = True  # run the decode pipeline worker inside `serve`
     pipeline_batch: int = Field(1000, ge=1, le=20000)
     # decode worker processes (0: decode in a thread of the serving process); by default one core
     # is left to the HTTP ingest
@@ -50,7 +50,7 @@ class Settings(BaseModel):
     # is read, and no body is read for a route needing a credential until a valid one is shown.
     max_uplink_body: int = Field(1 << 20, ge=4096, le=1 << 20)  # an uplink on any transport; 1 MiB is
     #   the format's limit (docs/formats.md §2.4): 5,000 telegrams of ~100 bytes, 250 of 512 in JSON
-    max_json_body: int = Field(1 << 20, ge=4096, le=64 << 20)   # every other request (JSON routes, login)
+    max_json_body: int = Field(1 << 20, ge=4096, le=64 << 20)  # every other request (JSON routes, login)
     max_import_body: int = Field(10 << 20, ge=4096, le=256 << 20)  # CSV imports (meters, keys), key export
     # CoAP: bytes of all unfinished blockwise uplinks held at once (a daily batch of 250 meters is
     # ~25 KB); beyond, new transfers get 5.03 and the gateways retry later
@@ -65,8 +65,7 @@ class Settings(BaseModel):
         levels = value.split("/")
         if info.field_name == "mqtt_shared_group" and len(levels) > 1:
             raise ValueError(f"a shared-subscription group is one topic level, got {value!r}")
-        if (not value or len(value) > 100 or any(not level for level in levels)
-                or any(ch in value for ch in "+#$\x00")):
+        if not value or len(value) > 100 or any(not level for level in levels) or any(ch in value for ch in "+#$\x00"):
             raise ValueError(f"{value!r} must be topic levels without wildcards (+ #), $, or empty levels")
         return value
 
@@ -85,7 +84,7 @@ class Settings(BaseModel):
         url = self.database or f"sqlite:///{(self.data_dir / 'omshub.db').as_posix()}"
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix):]
+                return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
 
@@ -110,8 +109,9 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def load_settings(config_file: str | os.PathLike | None = None, *, environ: dict[str, str] | None = None,
-                  **flags: Any) -> Settings:
+def load_settings(
+    config_file: str | os.PathLike | None = None, *, environ: dict[str, str] | None = None, **flags: Any
+) -> Settings:
     """Merge the sources; `flags` with value None are "not given". SettingsError names the bad key."""
     environ = dict(os.environ if environ is None else environ)
     merged: dict[str, Any] = {}
@@ -123,6 +123,7 @@ def load_settings(config_file: str | os.PathLike | None = None, *, environ: dict
     try:
         return Settings(**merged)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-                             for err in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
         raise SettingsError(f"invalid settings: {problems}") from None

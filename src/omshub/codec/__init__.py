@@ -4,10 +4,19 @@
 builds frames (tests, simulator, benchmarks). The only exception raised is :class:`DecodeError`.
 """
 
+from .encode import encode_telegram
 from .errors import DecodeError
 from .keys import FormatCache, KeyRing
 from .telegram import decode, decode_hex, parse_hex, peek_address, peek_header
-from .encode import encode_telegram
 
-__all__ = ["DecodeError", "decode", "decode_hex", "parse_hex", "peek_address", "peek_header", "KeyRing", "FormatCache",
-           "encode_telegram"]
+__all__ = [
+    "DecodeError",
+    "decode",
+    "decode_hex",
+    "parse_hex",
+    "peek_address",
+    "peek_header",
+    "KeyRing",
+    "FormatCache",
+    "encode_telegram",
+]

@@ -28,8 +28,13 @@ class Afl:
         self.next = 0  # offset of the CI after the AFL
 
     def to_dict(self, authenticated: bool) -> dict[str, Any]:
-        out = {"fcl": self.fcl, "mcl": self.mcl, "mcr": self.mcr, "mac": self.mac.hex().upper() or None,
-               "authenticated": authenticated}
+        out = {
+            "fcl": self.fcl,
+            "mcl": self.mcl,
+            "mcr": self.mcr,
+            "mac": self.mac.hex().upper() or None,
+            "authenticated": authenticated,
+        }
         if self.ki is not None:
             out["ki"] = self.ki
         if self.ml is not None:
@@ -39,8 +44,9 @@ class Afl:
 
 def _need(pos: int, size: int, end: int, what: str) -> None:
     if pos + size > end:
-        raise DecodeError("too_short", f"AFL {what} needs {size} bytes at offset {pos}, frame ends at {end}",
-                          layer="afl", offset=pos)
+        raise DecodeError(
+            "too_short", f"AFL {what} needs {size} bytes at offset {pos}, frame ends at {end}", layer="afl", offset=pos
+        )
 
 
 def parse(data: bytes, pos: int, end: int) -> Afl:
@@ -52,8 +58,9 @@ def parse(data: bytes, pos: int, end: int) -> Afl:
     out = Afl()
     fcl = out.fcl = data[pos + 2] | data[pos + 3] << 8
     if fcl & 0x4000 or fcl & 0xFF:
-        raise DecodeError("invalid_frame", f"fragmented AFL messages (FCL {fcl:04X}) are not supported",
-                          layer="afl", offset=pos + 2)
+        raise DecodeError(
+            "invalid_frame", f"fragmented AFL messages (FCL {fcl:04X}) are not supported", layer="afl", offset=pos + 2
+        )
     q = pos + 4
     if fcl & 0x2000:
         _need(q, 1, afl_end, "MCL")
@@ -65,25 +72,30 @@ def parse(data: bytes, pos: int, end: int) -> Afl:
         q += 2
     if fcl & 0x0800:
         _need(q, 4, afl_end, "MCR")
-        out.mcr_bytes = bytes(data[q:q + 4])
+        out.mcr_bytes = bytes(data[q : q + 4])
         out.mcr = int.from_bytes(out.mcr_bytes, "little")
         q += 4
     if fcl & 0x0400:
         at = (out.mcl or 0) & 0x0F
         size = MAC_LENGTHS.get(at)
         if size is None:
-            raise DecodeError("unsupported_security_mode", f"unsupported AFL authentication type {at}",
-                              layer="afl", offset=pos + 4)
+            raise DecodeError(
+                "unsupported_security_mode", f"unsupported AFL authentication type {at}", layer="afl", offset=pos + 4
+            )
         _need(q, size, afl_end, "MAC")
-        out.mac = bytes(data[q:q + size])
+        out.mac = bytes(data[q : q + size])
         q += size
     if fcl & 0x1000:
         _need(q, 2, afl_end, "ML")
         out.ml = data[q] | data[q + 1] << 8
         q += 2
     if q != afl_end:
-        raise DecodeError("invalid_frame", f"AFL length {afll} disagrees with the fields FCL {fcl:04X} announces",
-                          layer="afl", offset=pos + 1)
+        raise DecodeError(
+            "invalid_frame",
+            f"AFL length {afll} disagrees with the fields FCL {fcl:04X} announces",
+            layer="afl",
+            offset=pos + 1,
+        )
     out.next = afl_end
     return out
 

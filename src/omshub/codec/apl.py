@@ -15,11 +15,30 @@ from __future__ import annotations
 
 from omshub.codec.apl_encode import encode_records
 from omshub.codec.headers import header_end, header_info
-from omshub.codec.records import (LAYOUTS, decode_general, decode_records, decode_records_ex, more_records_follow,
-                                  undecoded_record)
+from omshub.codec.records import (
+    LAYOUTS,
+    decode_general,
+    decode_records,
+    decode_records_ex,
+    more_records_follow,
+    undecoded_record,
+)
 from omshub.codec.tables import FUNCTIONS, MAX_APL, MAX_EXTENSIONS, HeaderInfo
 from omshub.codec.values import lvar_size
 
-__all__ = ["decode_records", "decode_records_ex", "decode_general", "more_records_follow", "undecoded_record",
-           "encode_records", "header_end", "header_info", "lvar_size", "HeaderInfo", "FUNCTIONS", "MAX_APL",
-           "MAX_EXTENSIONS", "LAYOUTS"]
+__all__ = [
+    "decode_records",
+    "decode_records_ex",
+    "decode_general",
+    "more_records_follow",
+    "undecoded_record",
+    "encode_records",
+    "header_end",
+    "header_info",
+    "lvar_size",
+    "HeaderInfo",
+    "FUNCTIONS",
+    "MAX_APL",
+    "MAX_EXTENSIONS",
+    "LAYOUTS",
+]

@@ -16,9 +16,26 @@ from typing import Any, NamedTuple
 from omshub.codec import vif as _vif
 from omshub.codec.errors import DecodeError
 from omshub.codec.headers import header_info
-from omshub.codec.tables import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_INT, D_LVAR, D_NONE, D_RAW, D_REAL,
-                                 D_TIME_J, D_UINT, FUNCTIONS, M_ONE, M_ROUND, MAX_APL, MAX_EXTENSIONS, HeaderInfo,
-                                 scale_mode)
+from omshub.codec.tables import (
+    D_BCD,
+    D_DATE_F,
+    D_DATE_G,
+    D_DATETIME_F,
+    D_INT,
+    D_LVAR,
+    D_NONE,
+    D_RAW,
+    D_REAL,
+    D_TIME_J,
+    D_UINT,
+    FUNCTIONS,
+    M_ONE,
+    M_ROUND,
+    MAX_APL,
+    MAX_EXTENSIONS,
+    HeaderInfo,
+    scale_mode,
+)
 from omshub.codec.units import QUANTITIES, to_canonical
 from omshub.codec.values import F32, real32
 
@@ -27,6 +44,7 @@ _FUNCTION_BITS = {name: n for n, name in enumerate(FUNCTIONS)}
 
 class _Scale(NamedTuple):
     """A VIF scale as the decoder applies it (tables.scale_mode)."""
+
     num: int
     den: int
     mode: int
@@ -50,17 +68,18 @@ def _candidates() -> dict[str, list[tuple[bytes, Fraction, bool, _Scale]]]:
         for code in sorted(table, key=lambda c: -table[c].scale):
             entry = table[code]
             if entry.kind in ("num", "uint"):
-                out.setdefault(entry.quantity, []).append((prefix + bytes([code]), entry.scale,
-                                                           entry.kind == "num"))
+                out.setdefault(entry.quantity, []).append((prefix + bytes([code]), entry.scale, entry.kind == "num"))
     for quantity, cands in out.items():
         # decimal steps (and whole seconds for durations); odd factors only when nothing else
-        plain = [c for c in cands if (c[1].numerator == 1 and _is_pow10(c[1].denominator))
-                 or (c[1].denominator == 1 and (_is_pow10(c[1].numerator)
-                                                or QUANTITIES[quantity][0] == "s"))]
+        plain = [
+            c
+            for c in cands
+            if (c[1].numerator == 1 and _is_pow10(c[1].denominator))
+            or (c[1].denominator == 1 and (_is_pow10(c[1].numerator) or QUANTITIES[quantity][0] == "s"))
+        ]
         if plain:
             out[quantity] = plain
-    return {q: [(base, frac, signed, _scale_of(frac)) for base, frac, signed in cands]
-            for q, cands in out.items()}
+    return {q: [(base, frac, signed, _scale_of(frac)) for base, frac, signed in cands] for q, cands in out.items()}
 
 
 def _is_pow10(x: int) -> bool:
@@ -71,11 +90,19 @@ def _is_pow10(x: int) -> bool:
 
 _CANDIDATES = _candidates()
 _QUALIFIER_CODES = {name: code for code, name in _vif.QUALIFIER_VIFE.items()}
-_RAW_VIFS = {entry.quantity: prefix + bytes([code])
-             for prefix, table in ((b"", _vif.PRIMARY), (b"\xfb", _vif.FB), (b"\xfd", _vif.FD))
-             for code, entry in table.items() if entry.kind == "raw"}
-_DATE_VIFS = {"date": b"\x6c", "datetime": b"\x6d", "time": b"\x6d", "tariff_start": b"\xfd\x30",
-              "battery_change_datetime": b"\xfd\x70"}
+_RAW_VIFS = {
+    entry.quantity: prefix + bytes([code])
+    for prefix, table in ((b"", _vif.PRIMARY), (b"\xfb", _vif.FB), (b"\xfd", _vif.FD))
+    for code, entry in table.items()
+    if entry.kind == "raw"
+}
+_DATE_VIFS = {
+    "date": b"\x6c",
+    "datetime": b"\x6d",
+    "time": b"\x6d",
+    "tariff_start": b"\xfd\x30",
+    "battery_change_datetime": b"\xfd\x70",
+}
 _ERROR_CODES = {name: code for code, name in _vif.RECORD_ERRORS.items()}
 _PHASE_CODES = {name: code for code, name in _vif.FC_PHASES.items()}
 _INT_FIELDS = ((1, 1), (2, 2), (3, 3), (4, 4), (6, 6), (8, 7))  # (bytes, data field)
@@ -150,7 +177,7 @@ def encode_records(records: list[dict[str, Any]]) -> bytes:
 # the same choice.
 
 _MEMO_LIMIT = 4096
-_FORCED: dict[str, tuple[bytes, HeaderInfo]] = {}      # dif_vif text -> (header, info)
+_FORCED: dict[str, tuple[bytes, HeaderInfo]] = {}  # dif_vif text -> (header, info)
 # record shape -> (vifes, {(cand, dfield): header})
 _SHAPES: dict[tuple[Any, ...], tuple[list[int], dict[tuple[int, int], bytes]]] = {}
 _DATA_LEN = (0, 1, 2, 3, 4, 4, 6, 8)
@@ -212,7 +239,7 @@ def _encode_number(rec: dict[str, Any], index: int) -> bytes | None:
         if decimal is None:
             return None
         m, e = decimal
-        for k, exp in enumerate(exps):
+        for k, exp in enumerate(exps):  # noqa: B007 - k names the candidate found, used after the loop
             if exp <= e:
                 break
         else:
@@ -232,9 +259,16 @@ def _encode_number(rec: dict[str, Any], index: int) -> bytes | None:
     if storage.__class__ is not int or tariff.__class__ is not int or subunit.__class__ is not int:
         return None  # (True == 1 and 1.0 == 1 as keys) the general path checks them
     try:
-        key = (quantity, storage, tariff, subunit,
-               rec.get("function", "instantaneous"), tuple(qualifiers) if qualifiers else None,
-               rec.get("record_error"), tuple(vife) if vife else None)
+        key = (
+            quantity,
+            storage,
+            tariff,
+            subunit,
+            rec.get("function", "instantaneous"),
+            tuple(qualifiers) if qualifiers else None,
+            rec.get("record_error"),
+            tuple(vife) if vife else None,
+        )
         shape = _SHAPES.get(key)
     except TypeError:  # unhashable field values: the general path reports them
         return None
@@ -408,7 +442,7 @@ def _raw_of(value: int | float, scale: _Scale, rel_tol: float = 0.0) -> int | No
     p, q = value.as_integer_ratio()  # exact: float products would lose the low digits
     r = (2 * p * den + q * num) // (2 * q * num)
     # beyond 2^50 several integers decode to the same float: try the neighbours too
-    for candidate in (r, r - 1, r + 1, r - 2, r + 2, r - 3, r + 3, r - 4, r + 4)[:1 if -2**50 < r < 2**50 else 9]:
+    for candidate in (r, r - 1, r + 1, r - 2, r + 2, r - 3, r + 3, r - 4, r + 4)[: 1 if -(2**50) < r < 2**50 else 9]:
         decoded = candidate * num / den
         if mode == M_ROUND:
             decoded = round(decoded, ndigits)
@@ -424,8 +458,7 @@ def _to_raw(value: Any, scale: _Scale, index: int, *, rel_tol: float = 0.0) -> i
         raise _enc_err(index, f"value {value!r} is not a number")
     raw = _raw_of(value, scale, rel_tol)
     if raw is None:
-        raise _enc_err(index, f"value {value!r} is not a whole multiple of the VIF scale "
-                       f"{scale.num}/{scale.den}")
+        raise _enc_err(index, f"value {value!r} is not a whole multiple of the VIF scale {scale.num}/{scale.den}")
     return raw
 
 
@@ -444,8 +477,12 @@ def _encode_data(info: HeaderInfo, rec: dict[str, Any], index: int, rel_tol: flo
     value: Any = rec.get("value")
     if dec == D_NONE:
         return b""
-    if (value is None or dec == D_RAW or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str))
-            or (dec == D_DATE_F and rec.get("raw"))):  # a date with a time of day: the bytes as sent
+    if (
+        value is None
+        or dec == D_RAW
+        or (dec == D_LVAR and info.lvar_raw and not isinstance(value, str))
+        or (dec == D_DATE_F and rec.get("raw"))
+    ):  # a date with a time of day: the bytes as sent
         raw = rec.get("raw")
         if raw is None:
             raise _enc_err(index, "no value and no raw bytes to encode")
@@ -579,15 +616,14 @@ def _encode_date(dec: int, text: str, dst: bool, index: int) -> bytes:
             raise _enc_err(index, f"{text!r} is out of range")
         return bytes([0xE0 | day, 0xF0 | month])
     y, mo, d, h, mi, s = _parse_iso(text, index)
-    if dec == D_DATETIME_F or dec == D_DATE_F:
+    if dec in (D_DATETIME_F, D_DATE_F):
         if 2000 <= y <= 2299:
             hundred, yy = divmod(y - 1900, 100)
         elif 1981 <= y <= 1999:
             hundred, yy = 0, y - 1900
         else:
             raise _enc_err(index, f"year {y} cannot be coded in type F")
-        return bytes([mi, (0x80 if dst else 0) | (hundred << 5) | h, ((yy & 7) << 5) | d,
-                      ((yy >> 3) << 4) | mo])
+        return bytes([mi, (0x80 if dst else 0) | (hundred << 5) | h, ((yy & 7) << 5) | d, ((yy >> 3) << 4) | mo])
     if not 1981 <= y <= 2080:
         raise _enc_err(index, f"year {y} cannot be coded in a two-digit year")
     yy = y % 100

@@ -29,12 +29,14 @@ _DATA_SIZE = (0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, -1)  # per DIF data 
 class Records(NamedTuple):
     """What the APL layer found: the records, the manufacturer data (hex) after 0F/1F or None,
     and the hex of the bytes from a record error on (None when every byte was placed)."""
+
     records: list[Record]
     mdata: str | None
     unparsed: str | None = None
 
 
 # ----------------------------------------------------------------------------- APL
+
 
 def apl_records(t: Telegram) -> tuple[list[Record], str | None, Result | None]:
     """(records, manufacturer data, application error) of a full (not compact) APL; a record
@@ -81,20 +83,29 @@ def _records_after_error(t: Telegram, exc: DecodeError, decrypted: bool) -> list
     if records is not None:
         return records
     if decrypted and offset < apl_start + 16:
-        raise DecodeError("wrong_key", f"decrypted data starts with 2F2F but its records do not parse "
-                          f"({exc.message}): wrong key or wrong address", layer="security", offset=offset,
-                          partial=partial) from None
+        raise DecodeError(
+            "wrong_key",
+            f"decrypted data starts with 2F2F but its records do not parse ({exc.message}): wrong key or wrong address",
+            layer="security",
+            offset=offset,
+            partial=partial,
+        ) from None
     if got and decrypted:
         # 2F2F and at least 16 bytes of records: the key is right, a record is not understood
         return _keep_records(t, got, exc, offset)
-    raise DecodeError("invalid_record", f"{exc.message} (records in the {'decrypted ' if decrypted else ''}"
-                      "payload do not parse: manufacturer-specific layout or corrupted telegram)",
-                      layer="apl", offset=offset, partial=partial) from None
+    raise DecodeError(
+        "invalid_record",
+        f"{exc.message} (records in the {'decrypted ' if decrypted else ''}"
+        "payload do not parse: manufacturer-specific layout or corrupted telegram)",
+        layer="apl",
+        offset=offset,
+        partial=partial,
+    ) from None
 
 
 def _keep_records(t: Telegram, got: list[Record], exc: DecodeError, offset: int) -> list[Record]:
     """The records before a record error plus the ``undecoded`` rest of the APL."""
-    t.frame_info["unparsed"] = bytes(t.apl_data[offset:t.apl_end]).hex().upper()
+    t.frame_info["unparsed"] = bytes(t.apl_data[offset : t.apl_end]).hex().upper()
     return got + [_apl.undecoded_record(t.apl_data, offset, t.apl_end, exc)]
 
 
@@ -138,7 +149,7 @@ def _plain_records(data: bytes, start: int, end: int, plan: Plan | None) -> Reco
     """The records of a payload that claims to be encrypted but is plaintext already, or None. A
     record error is tolerated only after the first 16 bytes parsed (a truncated copy), never at
     the start (that is ciphertext)."""
-    if data[start:start + 2] != FILLER2:
+    if data[start : start + 2] != FILLER2:
         return None
     if plan is not None and plan.owns_apl:
         return Records([], None)  # a driver builds the records from the proprietary APL
@@ -160,14 +171,24 @@ def plain_already(t: Telegram, meter_key: bytes | None, failure: str) -> Result 
     (decoded on as usual). Else ``no_key`` or ``wrong_key``."""
     mode, data, payload, end = t.mode, t.data, t.payload, t.end
     parsed = _plain_records(data, payload, end, t.plan) if t.content == "full" else None
-    compact_plain = t.content == "compact" and data[payload:payload + 2] == FILLER2
+    compact_plain = t.content == "compact" and data[payload : payload + 2] == FILLER2
     if parsed is None and not compact_plain:
         partial = t.partial(ENCRYPTED.get(mode) or Security(mode, True, False, False, False))
         if meter_key is None:
-            raise DecodeError("no_key", f"encrypted telegram (security mode {mode}) of {t.meter['manufacturer']} "
-                              f"{t.meter['id']} and no key known", layer="security", partial=partial)
-        raise DecodeError("wrong_key", f"{failure} (wrong key or corrupted telegram)",
-                          layer="security", offset=payload, partial=partial)
+            raise DecodeError(
+                "no_key",
+                f"encrypted telegram (security mode {mode}) of {t.meter['manufacturer']} "
+                f"{t.meter['id']} and no key known",
+                layer="security",
+                partial=partial,
+            )
+        raise DecodeError(
+            "wrong_key",
+            f"{failure} (wrong key or corrupted telegram)",
+            layer="security",
+            offset=payload,
+            partial=partial,
+        )
     t.security = PLAIN_ALREADY[mode]
     if parsed is None:
         return None
@@ -182,17 +203,23 @@ def plain_already(t: Telegram, meter_key: bytes | None, failure: str) -> Result 
 
 # ----------------------------------------------------------------------------- compact frames
 
+
 def compact_records(t: Telegram) -> tuple[list[Record], str | None]:
     """Records of a compact frame (CI 79/7B/73): the format from the caller's cache, else one a
     driver file knows. The full-frame CRC is reported (``frame["compact"]["crc_ok"]``), not
     required: real meters announce the CRC of an earlier full frame (Kamstrup)."""
     data, start, end, meter = t.apl_data, t.apl_start, t.apl_end, t.meter
     formats, t.formats = t.formats, None  # a compact frame teaches nothing
-    if t.mode != 0 and data[start:start + 2] == FILLER2:
+    if t.mode != 0 and data[start : start + 2] == FILLER2:
         start += 2
     if end - start < 4:
-        raise DecodeError("too_short", "compact frame needs a 2-byte format signature and a 2-byte CRC",
-                          layer="apl", offset=start, partial=t.partial())
+        raise DecodeError(
+            "too_short",
+            "compact frame needs a 2-byte format signature and a 2-byte CRC",
+            layer="apl",
+            offset=start,
+            partial=t.partial(),
+        )
     signature = data[start] | data[start + 1] << 8
     full_crc = data[start + 2] | data[start + 3] << 8
     manufacturer = meter["manufacturer"]
@@ -201,9 +228,14 @@ def compact_records(t: Telegram) -> tuple[list[Record], str | None]:
         fmt = _drivers.compact_format(manufacturer, signature)
     if fmt is None:
         t.frame_info["compact"] = {"signature": f"{signature:04X}", "crc_ok": None}  # callers file it under this
-        raise DecodeError("unknown_format", f"compact frame with format signature {signature:04X} of "
-                          f"{manufacturer} {meter['id']}: format not learned yet (needs a full frame first)",
-                          layer="apl", offset=start, partial=t.partial())
+        raise DecodeError(
+            "unknown_format",
+            f"compact frame with format signature {signature:04X} of "
+            f"{manufacturer} {meter['id']}: format not learned yet (needs a full frame first)",
+            layer="apl",
+            offset=start,
+            partial=t.partial(),
+        )
     try:
         full = _compact.rebuild_full(fmt, data, start + 4, end)
         t.frame_info["compact"] = {"signature": f"{signature:04X}", "crc_ok": crc16(full) == full_crc}
@@ -223,8 +255,9 @@ def _learn_format(formats: FormatCache, meter: Result, t: Telegram, layout: str 
     known = memo.get(layout) if memo is not None and layout is not None else None
     if known is None:
         try:
-            fmt = bytes.fromhex(layout) if layout is not None else _compact.format_of(t.apl_data, t.apl_start,
-                                                                                      t.apl_end)
+            fmt = (
+                bytes.fromhex(layout) if layout is not None else _compact.format_of(t.apl_data, t.apl_start, t.apl_end)
+            )
         except (ValueError, DecodeError):
             return
         known = (fmt, _compact.format_signature(fmt))
@@ -236,6 +269,7 @@ def _learn_format(formats: FormatCache, meter: Result, t: Telegram, layout: str 
 
 
 # ----------------------------------------------------------------------------- drivers and the result
+
 
 def assemble(t: Telegram, records: list[Record], mdata: str | None) -> Result:
     """The result dict, with the drivers' field names (and whatever else a driver plan does)."""
@@ -255,13 +289,26 @@ def assemble(t: Telegram, records: list[Record], mdata: str | None) -> Result:
             _learn_format(t.formats, meter, t, layout)
     fields: dict[str, Any] = {}
     mode, encrypted, decrypted, authenticated, before = t.security  # (Security.as_dict without a call)
-    result = {"meter": meter, "transmitter": t.transmitter, "access_number": t.acc, "status": t.status,
-              "security": {"mode": mode, "encrypted": encrypted, "decrypted": decrypted,
-                           "authenticated": authenticated, "decrypted_before_receipt": before},
-              "frame": t.frame_info, "records": records, "fields": fields, "manufacturer_data": mdata}
+    result = {
+        "meter": meter,
+        "transmitter": t.transmitter,
+        "access_number": t.acc,
+        "status": t.status,
+        "security": {
+            "mode": mode,
+            "encrypted": encrypted,
+            "decrypted": decrypted,
+            "authenticated": authenticated,
+            "decrypted_before_receipt": before,
+        },
+        "frame": t.frame_info,
+        "records": records,
+        "fields": fields,
+        "manufacturer_data": mdata,
+    }
     if plan is not None:
         if plan.work:  # driver layouts may read the APL bytes and change the records
-            _drivers.apply_plan(plan, result, bytes(t.apl_data[t.apl_start:t.apl_end]) if plan.needs_apl else None)
+            _drivers.apply_plan(plan, result, bytes(t.apl_data[t.apl_start : t.apl_end]) if plan.needs_apl else None)
         elif plan.computed:
             _drivers.apply_plan(plan, result, None, layout)
         else:  # only field names: what apply_plan would do, without its checks
@@ -274,16 +321,25 @@ def manufacturer_specific(t: Telegram) -> Result:
     partial = t.partial(transmitter=False)
     data, pos, end = t.data, t.pos, t.end
     if t.meter["id"] is not None:
-        telegram: Result = {"meter": t.meter, "transmitter": None, "access_number": t.acc, "status": None,
-                    "security": t.security.as_dict(), "frame": t.frame_info, "records": [], "fields": {},
-                    "manufacturer_data": None}
+        telegram: Result = {
+            "meter": t.meter,
+            "transmitter": None,
+            "access_number": t.acc,
+            "status": None,
+            "security": t.security.as_dict(),
+            "frame": t.frame_info,
+            "records": [],
+            "fields": {},
+            "manufacturer_data": None,
+        }
         records = _drivers.decode_proprietary(telegram, bytes(data[pos:end]))
         if records is not None:
             telegram["records"] = records
-            _drivers.apply(telegram, bytes(data[pos + 1:end]))
+            _drivers.apply(telegram, bytes(data[pos + 1 : end]))
             return telegram
-    raise DecodeError("unknown_ci", f"unknown or unsupported CI {t.ci:02X} at offset {pos}", layer="tpl", offset=pos,
-                      partial=partial)
+    raise DecodeError(
+        "unknown_ci", f"unknown or unsupported CI {t.ci:02X} at offset {pos}", layer="tpl", offset=pos, partial=partial
+    )
 
 
 # EN 13757-3 fixed data structure (wired CI 73): ident (4, BCD) ACC STS medium/unit (2)
@@ -301,16 +357,37 @@ def fixed_structure(data: bytes, pos: int, frame_info: Result) -> Result:
     counters stay an ``undecoded`` record: descriptions of this old format disagree on which
     status bit says whether the counters are BCD or binary (bit 0 or bit 7; docs/protocol.md
     §9.2), and a billing value is never guessed."""
-    body = bytes(data[pos + 1:pos + 1 + FIXED_SIZE])
+    body = bytes(data[pos + 1 : pos + 1 + FIXED_SIZE])
     sts = body[5]
-    meter = {"manufacturer": None, "id": body[3::-1].hex().upper(), "version": None, "device_type": None,
-             "device_type_code": None}
+    meter = {
+        "manufacturer": None,
+        "id": body[3::-1].hex().upper(),
+        "version": None,
+        "device_type": None,
+        "device_type_code": None,
+    }
     frame_info["fixed_structure"] = True
-    record = {"quantity": "undecoded", "unit": "", "value": body[6:].hex(), "storage": 0, "tariff": 0,
-              "subunit": 0, "function": "instantaneous", "dif_vif": "", "reason": "fixed_data_structure",
-              "message": "CI 73 fixed data structure (EN 13757-3, older wired meters): medium/unit and "
-                         "counters 1 and 2 are not decoded (their coding is ambiguous in the sources)"}
-    return {"meter": meter, "transmitter": None, "access_number": body[4],
-            "status": {"code": sts, "flags": [name for bit, name in _FIXED_STATUS_FLAGS if sts >> bit & 1]},
-            "security": PLAIN.as_dict(), "frame": frame_info, "records": [record],
-            "fields": {}, "manufacturer_data": None}
+    record = {
+        "quantity": "undecoded",
+        "unit": "",
+        "value": body[6:].hex(),
+        "storage": 0,
+        "tariff": 0,
+        "subunit": 0,
+        "function": "instantaneous",
+        "dif_vif": "",
+        "reason": "fixed_data_structure",
+        "message": "CI 73 fixed data structure (EN 13757-3, older wired meters): medium/unit and "
+        "counters 1 and 2 are not decoded (their coding is ambiguous in the sources)",
+    }
+    return {
+        "meter": meter,
+        "transmitter": None,
+        "access_number": body[4],
+        "status": {"code": sts, "flags": [name for bit, name in _FIXED_STATUS_FLAGS if sts >> bit & 1]},
+        "security": PLAIN.as_dict(),
+        "frame": frame_info,
+        "records": [record],
+        "fields": {},
+        "manufacturer_data": None,
+    }

@@ -13,6 +13,7 @@ from typing import Any
 
 from omshub.codec.apl_encode import encode_records
 from omshub.codec.errors import DecodeError
+
 # CRC-16/EN-13757 (poly 0x3D65, init 0, no reflection, final XOR 0xFFFF): the frame layer's
 # two-bytes-per-step table implementation
 from omshub.codec.frame import crc16
@@ -60,13 +61,16 @@ def _data_length(data: bytes, j: int, n: int, info: HeaderInfo, record: int) -> 
     if info.dlen >= 0:
         return info.dlen
     if j >= n:
-        raise DecodeError("invalid_record", f"compact data for the LVAR record at format offset "
-                          f"{record} is missing", layer="apl", offset=j)
+        raise DecodeError(
+            "invalid_record",
+            f"compact data for the LVAR record at format offset {record} is missing",
+            layer="apl",
+            offset=j,
+        )
     lv = data[j]
     size = lvar_size(lv)
     if size is None:
-        raise DecodeError("invalid_record", f"reserved LVAR 0x{lv:02X} at offset {j}", layer="apl",
-                          offset=j)
+        raise DecodeError("invalid_record", f"reserved LVAR 0x{lv:02X} at offset {j}", layer="apl", offset=j)
     return 1 + size
 
 
@@ -105,8 +109,12 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
     """
     n = len(data) if end is None else end
     if start < 0 or n > len(data) or start > n:
-        raise DecodeError("invalid_record", f"compact data bounds {start}..{end} outside the "
-                          f"{len(data)} bytes given", layer="apl", offset=start)
+        raise DecodeError(
+            "invalid_record",
+            f"compact data bounds {start}..{end} outside the {len(data)} bytes given",
+            layer="apl",
+            offset=start,
+        )
     records, closing = _plan(fmt)
     parts: list[bytes] = []
     append = parts.append
@@ -114,19 +122,27 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
     for hdr, size, p in records:
         if size < 0:
             if j >= n:
-                raise DecodeError("invalid_record", f"compact data for the LVAR record at format "
-                                  f"offset {p} is missing", layer="apl", offset=j)
+                raise DecodeError(
+                    "invalid_record",
+                    f"compact data for the LVAR record at format offset {p} is missing",
+                    layer="apl",
+                    offset=j,
+                )
             lvar = lvar_size(data[j])
             if lvar is None:
-                raise DecodeError("invalid_record", f"reserved LVAR 0x{data[j]:02X} at offset {j}",
-                                  layer="apl", offset=j)
+                raise DecodeError(
+                    "invalid_record", f"reserved LVAR 0x{data[j]:02X} at offset {j}", layer="apl", offset=j
+                )
             size = lvar + 1
         if j + size > n:
-            raise DecodeError("invalid_record", f"compact data ends at offset {n}; the record of "
-                              f"format offset {p} needs {size} bytes from offset {j}",
-                              layer="apl", offset=j)
+            raise DecodeError(
+                "invalid_record",
+                f"compact data ends at offset {n}; the record of format offset {p} needs {size} bytes from offset {j}",
+                layer="apl",
+                offset=j,
+            )
         append(hdr)
-        append(data[j:j + size])
+        append(data[j : j + size])
         j += size
     if closing >= 0:
         append(bytes((closing,)))
@@ -134,13 +150,18 @@ def rebuild_full(fmt: bytes, data: bytes, start: int = 0, end: int | None = None
         return b"".join(parts)
     surplus = data[j:n]
     if surplus.strip(b"\x2f"):
-        raise DecodeError("invalid_record", f"compact data has {len(surplus)} bytes at offset {j} "
-                          "beyond what its format describes", layer="apl", offset=j)
+        raise DecodeError(
+            "invalid_record",
+            f"compact data has {len(surplus)} bytes at offset {j} beyond what its format describes",
+            layer="apl",
+            offset=j,
+        )
     return b"".join(parts)
 
 
-def decode_compact(fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | None = None,
-                   end: int | None = None) -> tuple[list[dict[str, Any]], str | None]:
+def decode_compact(
+    fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | None = None, end: int | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
     """Records of a compact frame whose data bytes are ``data[start:end]``, given its format.
 
     With ``full_crc`` (from the CI 79 header) the rebuilt full APL must have that CRC, else
@@ -148,9 +169,13 @@ def decode_compact(fmt: bytes, data: bytes, start: int = 0, *, full_crc: int | N
     """
     full = rebuild_full(fmt, data, start, end)
     if full_crc is not None and crc16(full) != full_crc:
-        raise DecodeError("unknown_format", f"rebuilt full frame has CRC {crc16(full):04X}, the "
-                          f"compact frame announces {full_crc:04X} (format does not match)",
-                          layer="apl", offset=start)
+        raise DecodeError(
+            "unknown_format",
+            f"rebuilt full frame has CRC {crc16(full):04X}, the "
+            f"compact frame announces {full_crc:04X} (format does not match)",
+            layer="apl",
+            offset=start,
+        )
     return decode_records(full)
 
 
@@ -164,11 +189,11 @@ def encode_compact(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     while i < n:
         if full[i] in (0x0F, 0x1F):
             fmt.append(full[i])
-            values += full[i + 1:]
+            values += full[i + 1 :]
             break
         j = header_end(full, i, n)
         size = _data_length(full, j, n, header_info(full[i:j]), i)
         fmt += full[i:j]
-        values += full[j:j + size]
+        values += full[j : j + size]
         i = j + size
     return bytes(fmt), bytes(values)

@@ -10,8 +10,16 @@ from omshub.codec import afl as _afl
 from omshub.codec import ell as _ell
 from omshub.codec import tpl as _tpl
 from omshub.codec.errors import DecodeError
-from omshub.codec.security import (KeyContext, cbc_decrypt, cbc_decrypt_once, ccm_decrypt, cmac, ctr_xcrypt,
-                                   des_cbc_decrypt, kdf)
+from omshub.codec.security import (
+    KeyContext,
+    cbc_decrypt,
+    cbc_decrypt_once,
+    ccm_decrypt,
+    cmac,
+    ctr_xcrypt,
+    des_cbc_decrypt,
+    kdf,
+)
 from omshub.codec.state import PLAIN, KeyLookup, Security, Telegram
 
 FILLER2 = b"\x2f\x2f"
@@ -21,7 +29,7 @@ _CI_TABLE = _tpl.CI_TABLE
 
 # the security states a telegram can end up in, made once (the result reports them as dicts)
 _MODES = (0, 2, 5, 7, 10)
-ENCRYPTED = {mode: Security(mode, True, False, False, False) for mode in _MODES}     # not decrypted
+ENCRYPTED = {mode: Security(mode, True, False, False, False) for mode in _MODES}  # not decrypted
 _DECRYPTED = {(mode, auth): Security(mode, True, True, auth, False) for mode in _MODES for auth in (False, True)}
 PLAIN_ALREADY = {mode: Security(mode, True, False, False, True) for mode in _MODES}  # decrypted before receipt
 
@@ -34,8 +42,9 @@ def find_key(key: bytes | None, keys: KeyLookup | None, manufacturer: str, meter
         except DecodeError:
             raise
         except Exception as exc:  # a caller's lookup failing must not look like a codec bug
-            raise DecodeError("no_key", f"key lookup for {manufacturer} {meter_id} failed: {exc}",
-                              layer="security") from None
+            raise DecodeError(
+                "no_key", f"key lookup for {manufacturer} {meter_id} failed: {exc}", layer="security"
+            ) from None
         if found is not None:
             return found
     return key
@@ -49,6 +58,7 @@ def context(keys: KeyLookup | None, key: bytes) -> KeyContext:
 
 
 # ----------------------------------------------------------------------------- ELL (AES-CTR)
+
 
 def open_ell(t: Telegram) -> None:
     """The extended link layer at ``t.pos``: decrypts an AES-CTR payload (PayloadCRC as key check),
@@ -75,13 +85,27 @@ def open_ell(t: Telegram) -> None:
                 plain = payload
                 t.security = PLAIN_ALREADY[0]
             else:
-                partial = {"meter": dll, "transmitter": None, "access_number": ell.acc,
-                           "security": ENCRYPTED[0].as_dict(), "frame": t.frame_info}
+                partial = {
+                    "meter": dll,
+                    "transmitter": None,
+                    "access_number": ell.acc,
+                    "security": ENCRYPTED[0].as_dict(),
+                    "frame": t.frame_info,
+                }
                 if ell_key is None:
-                    raise DecodeError("no_key", f"ELL-encrypted telegram of {dll['manufacturer']} {dll['id']} "
-                                      "and no key known", layer="ell", partial=partial)
-                raise DecodeError("wrong_key", "ELL payload CRC failed after AES-CTR decryption (wrong key or "
-                                  "corrupted telegram)", layer="ell", offset=pos, partial=partial)
+                    raise DecodeError(
+                        "no_key",
+                        f"ELL-encrypted telegram of {dll['manufacturer']} {dll['id']} and no key known",
+                        layer="ell",
+                        partial=partial,
+                    )
+                raise DecodeError(
+                    "wrong_key",
+                    "ELL payload CRC failed after AES-CTR decryption (wrong key or corrupted telegram)",
+                    layer="ell",
+                    offset=pos,
+                    partial=partial,
+                )
         data = t.data = data[:pos] + plain
         end = t.end = len(data)
     if ell.sn is not None:
@@ -109,9 +133,13 @@ def decrypt_tpl(t: Telegram) -> tuple[bytes | None, str | None]:
     if t.address8 is None:
         raise DecodeError("invalid_frame", "encrypted TPL without a meter address", layer="tpl", offset=t.tpl_start)
     if mode not in _tpl.SUPPORTED_MODES:
-        raise DecodeError("unsupported_security_mode", f"unsupported security mode {mode}", layer="security",
-                          offset=t.tpl_start,
-                          partial=t.partial(Security(mode, True, False, False, False)))
+        raise DecodeError(
+            "unsupported_security_mode",
+            f"unsupported security mode {mode}",
+            layer="security",
+            offset=t.tpl_start,
+            partial=t.partial(Security(mode, True, False, False, False)),
+        )
     meter_key = find_key(t.key, t.keys, t.meter["manufacturer"], t.meter["id"])
     failure = None
     if meter_key is not None and len(meter_key) != 16 and mode != 2:
@@ -144,8 +172,9 @@ def _encrypted_end(t: Telegram, size: int, message: str) -> int:
     """End of ``size`` encrypted bytes after the TPL header; ``too_short`` when the frame is shorter."""
     enc_end = t.payload + size
     if enc_end > len(t.data):
-        raise DecodeError("too_short", message, layer="security", offset=t.payload,
-                          partial=t.partial(ENCRYPTED[t.mode]))
+        raise DecodeError(
+            "too_short", message, layer="security", offset=t.payload, partial=t.partial(ENCRYPTED[t.mode])
+        )
     return enc_end
 
 
@@ -155,8 +184,11 @@ def _mode5(t: Telegram, key: bytes | None) -> str | None:
     size = t.blocks * 16 or (end - payload) // 16 * 16
     enc_end = payload + size
     if enc_end > len(data):
-        _encrypted_end(t, size, f"{t.blocks} encrypted blocks need {size} bytes after the TPL header, "
-                                f"{len(data) - payload} present")
+        _encrypted_end(
+            t,
+            size,
+            f"{t.blocks} encrypted blocks need {size} bytes after the TPL header, {len(data) - payload} present",
+        )
     if key is None or len(key) != 16 or not size:
         return NOT_TRIED
     # IV = the meter's address (8 bytes) | access number ×8 (mode5_iv, without a call)
@@ -174,8 +206,9 @@ def _mode7(t: Telegram, key: bytes | None, failure: str | None) -> str | None:
     if afl is None or afl.mcr is None or not afl.mac:
         failure = "mode 7 needs an AFL with message counter and MAC"
         if key is not None:
-            raise DecodeError("invalid_frame", failure, layer="afl", offset=t.tpl_start,
-                              partial=t.partial(ENCRYPTED[7]))
+            raise DecodeError(
+                "invalid_frame", failure, layer="afl", offset=t.tpl_start, partial=t.partial(ENCRYPTED[7])
+            )
     size = t.blocks * 16
     enc_end = _encrypted_end(t, size, f"{t.blocks} encrypted blocks need {size} bytes after the TPL header")
     if key is None or len(key) != 16 or failure is not None:
@@ -183,16 +216,20 @@ def _mode7(t: Telegram, key: bytes | None, failure: str | None) -> str | None:
     assert afl is not None and afl.mcr_bytes is not None and t.ident is not None
     master = context(t.keys, key)
     kmac = kdf(master, 1, afl.mcr_bytes, t.ident)
-    mac = cmac(kmac, _afl.mac_input(afl, t.data, t.tpl_start, t.end))[:len(afl.mac)]
+    mac = cmac(kmac, _afl.mac_input(afl, t.data, t.tpl_start, t.end))[: len(afl.mac)]
     if mac != afl.mac:
         return "AFL MAC check failed"
     kenc = kdf(master, 0, afl.mcr_bytes, t.ident)
-    plain = cbc_decrypt_once(kenc, _ZERO_IV, t.data[t.payload:enc_end])
+    plain = cbc_decrypt_once(kenc, _ZERO_IV, t.data[t.payload : enc_end])
     if plain[:2] != FILLER2:
-        raise DecodeError("wrong_key", "AFL MAC verified but the decrypted data does not start with 2F2F",
-                          layer="security", offset=t.payload,
-                          partial=t.partial(Security(7, True, False, True, False)))
-    _decrypted(t, plain if enc_end >= t.end else plain + t.data[enc_end:t.end], size, True)
+        raise DecodeError(
+            "wrong_key",
+            "AFL MAC verified but the decrypted data does not start with 2F2F",
+            layer="security",
+            offset=t.payload,
+            partial=t.partial(Security(7, True, False, True, False)),
+        )
+    _decrypted(t, plain if enc_end >= t.end else plain + t.data[enc_end : t.end], size, True)
     return None
 
 
@@ -201,12 +238,17 @@ def _mode10(t: Telegram, key: bytes | None) -> str | None:
     if key is None or len(key) != 16:
         return NOT_TRIED
     if t.end - t.payload < 8:
-        raise DecodeError("too_short", "mode 10 telegram shorter than its 8-byte CCM tag", layer="security",
-                          offset=t.payload, partial=t.partial(ENCRYPTED[10]))
+        raise DecodeError(
+            "too_short",
+            "mode 10 telegram shorter than its 8-byte CCM tag",
+            layer="security",
+            offset=t.payload,
+            partial=t.partial(ENCRYPTED[10]),
+        )
     assert t.address8 is not None and t.ident is not None
     kenc = kdf(context(t.keys, key), 0, t.counter, t.ident)
     nonce = bytes(t.address8) + b"\x00" + t.counter[::-1]
-    plain = ccm_decrypt(kenc, nonce, t.data[t.payload:t.end], t.data[t.tpl_start:t.payload - 4])
+    plain = ccm_decrypt(kenc, nonce, t.data[t.payload : t.end], t.data[t.tpl_start : t.payload - 4])
     if plain is None:
         return "CCM tag check failed"
     _decrypted(t, plain, len(plain), True)
@@ -219,12 +261,11 @@ def _mode2(t: Telegram, key: bytes | None) -> str | None:
     enc_end = t.payload + size
     if key is None or enc_end > len(t.data) or size % 8 or not size or len(key) not in (8, 16):
         return NOT_TRIED
-    plain = des_cbc_decrypt(key, t.data[t.payload:enc_end])
+    plain = des_cbc_decrypt(key, t.data[t.payload : enc_end])
     if plain[:2] != FILLER2:
         return "decrypted data does not start with 2F2F"
-    _decrypted(t, plain + t.data[enc_end:t.end], size, False)
+    _decrypted(t, plain + t.data[enc_end : t.end], size, False)
     return None
 
 
-__all__ = ["FILLER2", "ENCRYPTED", "PLAIN", "PLAIN_ALREADY", "context", "decrypt_tpl", "find_key",
-           "open_ell"]
+__all__ = ["FILLER2", "ENCRYPTED", "PLAIN", "PLAIN_ALREADY", "context", "decrypt_tpl", "find_key", "open_ell"]

@@ -16,8 +16,14 @@ from omshub.codec.frame import crc16
 from omshub.codec.link import id_bytes, manufacturer_value
 from omshub.codec.security import KeyContext, cbc_encrypt, check_key, cmac, ctr_xcrypt, kdf, mode5_iv
 
-_CI = {("short", False): 0x7A, ("long", False): 0x72, ("none", False): 0x78,
-       ("short", True): 0x7B, ("long", True): 0x73, ("none", True): 0x79}
+_CI = {
+    ("short", False): 0x7A,
+    ("long", False): 0x72,
+    ("none", False): 0x78,
+    ("short", True): 0x7B,
+    ("long", True): 0x73,
+    ("none", True): 0x79,
+}
 
 
 def _bad(message: str) -> DecodeError:
@@ -60,7 +66,7 @@ def add_format_a(frame: bytes) -> bytes:
     out = bytearray(frame[:10])
     out += crc16(frame[:10]).to_bytes(2, "big")
     for i in range(10, len(frame), 16):
-        block = frame[i:i + 16]
+        block = frame[i : i + 16]
         out += block
         out += crc16(block).to_bytes(2, "big")
     return bytes(out)
@@ -89,18 +95,31 @@ def wired_frame(c_field: int, primary_address: int, rest: bytes) -> bytes:
     return bytes((0x68, len(body), len(body), 0x68)) + body + bytes((sum(body) & 0xFF, 0x16))
 
 
-def encode_telegram(meter: dict[str, Any], records: list[dict[str, Any]], *, mode: int = 0,
-                    key: bytes | None = None, access_number: int = 0, status: int = 0, tpl: str = "short",
-                    ell: str | None = None, transmitter: dict[str, Any] | None = None, compact: bool = False,
-                    frame_format: str | None = None, c_field: int = 0x44, manufacturer_data: bytes | None = None,
-                    message_counter: int | None = None, apl: bytes | None = None,
-                    ell_session: int | None = None, primary_address: int = 0) -> bytes:
+def encode_telegram(
+    meter: dict[str, Any],
+    records: list[dict[str, Any]],
+    *,
+    mode: int = 0,
+    key: bytes | None = None,
+    access_number: int = 0,
+    status: int = 0,
+    tpl: str = "short",
+    ell: str | None = None,
+    transmitter: dict[str, Any] | None = None,
+    compact: bool = False,
+    frame_format: str | None = None,
+    c_field: int = 0x44,
+    manufacturer_data: bytes | None = None,
+    message_counter: int | None = None,
+    apl: bytes | None = None,
+    ell_session: int | None = None,
+    primary_address: int = 0,
+) -> bytes:
     """Build one telegram (see the codec contract). Extras: ``message_counter`` (mode 7 AFL MCR,
     default ``access_number``), ``apl`` (raw APL bytes instead of ``records``), ``ell_session``
     (ELL 8D session number, default derived from the access number), ``frame_format="mbus"`` (wired
     long frame, needs ``tpl="long"``; ``primary_address``)."""
-    _check_options(mode, key, access_number, status, tpl, ell, transmitter, compact, frame_format,
-                   manufacturer_data)
+    _check_options(mode, key, access_number, status, tpl, ell, transmitter, compact, frame_format, manufacturer_data)
     ctx = None
     if key is not None:
         check_key(key)
@@ -150,9 +169,18 @@ def encode_telegram(meter: dict[str, Any], records: list[dict[str, Any]], *, mod
     return frame
 
 
-def _check_options(mode: int, key: bytes | None, access_number: int, status: int, tpl: str, ell: str | None,
-                   transmitter: dict[str, Any] | None, compact: bool, frame_format: str | None,
-                   manufacturer_data: bytes | None) -> None:
+def _check_options(
+    mode: int,
+    key: bytes | None,
+    access_number: int,
+    status: int,
+    tpl: str,
+    ell: str | None,
+    transmitter: dict[str, Any] | None,
+    compact: bool,
+    frame_format: str | None,
+    manufacturer_data: bytes | None,
+) -> None:
     """``DecodeError`` for options that do not go together."""
     if tpl not in ("short", "long", "none"):
         raise _bad(f"tpl must be short, long or none, not {tpl!r}")
@@ -161,8 +189,9 @@ def _check_options(mode: int, key: bytes | None, access_number: int, status: int
     if frame_format not in (None, "A", "B", "mbus"):
         raise _bad(f"frame_format must be None, 'A', 'B' or 'mbus', not {frame_format!r}")
     if mode not in (0, 5, 7):
-        raise DecodeError("unsupported_security_mode", f"the encoder supports modes 0, 5 and 7, not {mode}",
-                          layer="encode")
+        raise DecodeError(
+            "unsupported_security_mode", f"the encoder supports modes 0, 5 and 7, not {mode}", layer="encode"
+        )
     if mode and tpl == "none":
         raise _bad(f"security mode {mode} needs a TPL header (tpl='short' or 'long')")
     if transmitter is not None and tpl != "long":

@@ -12,19 +12,19 @@ from typing import Any
 # The error codes the codec uses; the CLI and the head-end report them as-is.
 ERROR_CODES = frozenset(
     {
-        "invalid_hex",        # input text is not hex
-        "too_short",          # fewer bytes than the layer needs
-        "too_long",           # over the size bound for the layer
-        "crc_error",          # a frame block CRC / wired M-Bus checksum failed
-        "length_mismatch",    # L-field disagrees with the bytes present
-        "unknown_ci",         # CI field not known / not supported
+        "invalid_hex",  # input text is not hex
+        "too_short",  # fewer bytes than the layer needs
+        "too_long",  # over the size bound for the layer
+        "crc_error",  # a frame block CRC / wired M-Bus checksum failed
+        "length_mismatch",  # L-field disagrees with the bytes present
+        "unknown_ci",  # CI field not known / not supported
         "unsupported_security_mode",
-        "no_key",             # encrypted and no key known
-        "wrong_key",          # decryption produced no valid plaintext (2F2F / CRC / MAC)
-        "mac_error",          # AFL CMAC / CCM tag failed with a key that decrypts? (reported as wrong_key when ambiguous)
-        "invalid_record",     # APL record grammar violated
-        "unknown_format",     # compact frame whose format has not been learned yet
-        "invalid_frame",      # anything else structurally wrong with the frame
+        "no_key",  # encrypted and no key known
+        "wrong_key",  # decryption produced no valid plaintext (2F2F / CRC / MAC)
+        "mac_error",  # AFL CMAC / CCM tag failed with a key that decrypts? (reported as wrong_key when ambiguous)
+        "invalid_record",  # APL record grammar violated
+        "unknown_format",  # compact frame whose format has not been learned yet
+        "invalid_frame",  # anything else structurally wrong with the frame
     }
 )
 
@@ -41,8 +41,15 @@ class DecodeError(ValueError):
 
     __slots__ = ("code", "layer", "offset", "partial")
 
-    def __init__(self, code: str, message: str, *, layer: str | None = None,
-                 offset: int | None = None, partial: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        layer: str | None = None,
+        offset: int | None = None,
+        partial: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.layer = layer

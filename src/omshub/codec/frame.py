@@ -38,8 +38,9 @@ _TABLE = _make_table()
 # Two bytes per step: after a whole 16-bit word the register depends only on (register ^ word).
 # An array of 16-bit numbers (128 KiB) rather than a list of int objects: it stays in the CPU
 # caches, which makes the CRC about twice as fast.
-_TABLE16 = array("H", [_TABLE[(_TABLE[hi] >> 8) ^ lo] ^ ((_TABLE[hi] << 8) & 0xFFFF)
-                       for hi in range(256) for lo in range(256)])
+_TABLE16 = array(
+    "H", [_TABLE[(_TABLE[hi] >> 8) ^ lo] ^ ((_TABLE[hi] << 8) & 0xFFFF) for hi in range(256) for lo in range(256)]
+)
 
 
 def crc16(data: bytes | bytearray | memoryview, start: int = 0, end: int | None = None) -> int:
@@ -50,7 +51,7 @@ def crc16(data: bytes | bytearray | memoryview, start: int = 0, end: int | None 
     crc = 0
     if size >= 2:
         table = _TABLE16
-        for word in _unpack_from(">%dH" % (size >> 1), data, start):
+        for word in _unpack_from(f">{size >> 1}H", data, start):
             crc = table[crc ^ word]
     if size & 1:
         crc = _TABLE[(crc >> 8) ^ data[end - 1]] ^ ((crc << 8) & 0xFFFF)
@@ -104,9 +105,13 @@ def strip_format_a(raw: bytes) -> bytes | None:
         size = 16 if remaining > 16 else remaining
         crc = raw[pos + size] << 8 | raw[pos + size + 1]
         if crc16(raw, pos, pos + size) != crc:
-            raise DecodeError("crc_error", f"format A block {block} CRC failed (bytes {pos}..{pos + size - 1})",
-                              layer="frame", offset=pos)
-        out += raw[pos:pos + size]
+            raise DecodeError(
+                "crc_error",
+                f"format A block {block} CRC failed (bytes {pos}..{pos + size - 1})",
+                layer="frame",
+                offset=pos,
+            )
+        out += raw[pos : pos + size]
         pos += size + 2
         remaining -= size
         block += 1
@@ -122,15 +127,16 @@ def strip_format_b(raw: bytes) -> bytes | None:
     if total <= 128:
         if crc16(raw, 0, total - 2) != (raw[total - 2] << 8 | raw[total - 1]):
             return None
-        body = bytearray(raw[:total - 2])
+        body = bytearray(raw[: total - 2])
     else:
         if crc16(raw, 0, 126) != (raw[126] << 8 | raw[127]):
             return None
         if crc16(raw, 128, total - 2) != (raw[total - 2] << 8 | raw[total - 1]):
-            raise DecodeError("crc_error", f"format B block 3 CRC failed (bytes 128..{total - 3})",
-                              layer="frame", offset=128)
+            raise DecodeError(
+                "crc_error", f"format B block 3 CRC failed (bytes 128..{total - 3})", layer="frame", offset=128
+            )
         body = bytearray(raw[:126])
-        body += raw[128:total - 2]
+        body += raw[128 : total - 2]
     body[0] = len(body) - 1
     return bytes(body)
 
@@ -138,26 +144,36 @@ def strip_format_b(raw: bytes) -> bytes | None:
 def recover_wired(raw: bytes) -> Frame:
     """Check a wired M-Bus long frame (68 L L 68 C A CI … CS 16); ``data`` starts at C."""
     if len(raw) < 9:
-        raise DecodeError("too_short", f"wired M-Bus frame of {len(raw)} bytes (at least 9 needed)",
-                          layer="frame", offset=0)
+        raise DecodeError(
+            "too_short", f"wired M-Bus frame of {len(raw)} bytes (at least 9 needed)", layer="frame", offset=0
+        )
     length_field = raw[1]
     if raw[2] != length_field or raw[3] != 0x68:
         raise DecodeError("invalid_frame", "wired M-Bus long frame must start 68 L L 68", layer="frame", offset=0)
     if length_field < 3:
-        raise DecodeError("invalid_frame", f"wired M-Bus L-field {length_field} < 3 (C, A, CI)",
-                          layer="frame", offset=1)
+        raise DecodeError(
+            "invalid_frame", f"wired M-Bus L-field {length_field} < 3 (C, A, CI)", layer="frame", offset=1
+        )
     if len(raw) < length_field + 6:
-        raise DecodeError("length_mismatch",
-                          f"wired M-Bus L-field {length_field} needs {length_field + 6} bytes, got {len(raw)}",
-                          layer="frame", offset=1)
-    body = raw[4:4 + length_field]
+        raise DecodeError(
+            "length_mismatch",
+            f"wired M-Bus L-field {length_field} needs {length_field + 6} bytes, got {len(raw)}",
+            layer="frame",
+            offset=1,
+        )
+    body = raw[4 : 4 + length_field]
     checksum = sum(body) & 0xFF
     if raw[4 + length_field] != checksum:
-        raise DecodeError("crc_error", f"wired M-Bus checksum {raw[4 + length_field]:02X} != computed {checksum:02X}",
-                          layer="frame", offset=4 + length_field)
+        raise DecodeError(
+            "crc_error",
+            f"wired M-Bus checksum {raw[4 + length_field]:02X} != computed {checksum:02X}",
+            layer="frame",
+            offset=4 + length_field,
+        )
     if raw[5 + length_field] != 0x16:
-        raise DecodeError("invalid_frame", "wired M-Bus long frame must end with 16", layer="frame",
-                          offset=5 + length_field)
+        raise DecodeError(
+            "invalid_frame", "wired M-Bus long frame must end with 16", layer="frame", offset=5 + length_field
+        )
     return Frame(bytes(body), len(body), None, "mbus")
 
 
@@ -172,16 +188,21 @@ def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
     """
     size = len(raw)
     if size > MAX_INPUT:
-        raise DecodeError("too_long", f"frame of {size} bytes exceeds the {MAX_INPUT}-byte bound",
-                          layer="frame", offset=MAX_INPUT)
+        raise DecodeError(
+            "too_long", f"frame of {size} bytes exceeds the {MAX_INPUT}-byte bound", layer="frame", offset=MAX_INPUT
+        )
     first = raw[0] if size else -1
     # a wired long frame may be shorter than any wM-Bus frame (9 bytes: L = 3, C A CI; the
     # application error reply has L = 4)
     if size >= 9 and first == 0x68 and raw[3] == 0x68 and raw[1] == raw[2] and raw[-1] == 0x16:
         return recover_wired(raw)
     if size < 11:
-        raise DecodeError("too_short", f"frame of {size} bytes; a wM-Bus frame has at least 11 (L C M A CI)",
-                          layer="frame", offset=size)
+        raise DecodeError(
+            "too_short",
+            f"frame of {size} bytes; a wM-Bus frame has at least 11 (L C M A CI)",
+            layer="frame",
+            offset=size,
+        )
     if crc == "auto":
         if first >= 9 and size >= format_a_length(first):
             stripped = strip_format_a(raw)
@@ -193,8 +214,12 @@ def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
                 raise DecodeError("crc_error", "format A block 1 CRC failed (bytes 0..9)", layer="frame", offset=10)
         elif first >= 9 and size >= 12 and crc16(raw, 0, 10) == (raw[10] << 8 | raw[11]):
             # block 1's CRC verifies (a 1 in 65,536 chance for other bytes): a format-A frame cut short
-            raise DecodeError("length_mismatch", f"format A frame of {size} bytes cut short: its L-field {first} "
-                              f"needs {format_a_length(first)}", layer="frame", offset=size)
+            raise DecodeError(
+                "length_mismatch",
+                f"format A frame of {size} bytes cut short: its L-field {first} needs {format_a_length(first)}",
+                layer="frame",
+                offset=size,
+            )
         if detect_b and size >= first + 1:
             stripped = strip_format_b(raw)
             if stripped is not None:
@@ -203,15 +228,24 @@ def recover(raw: bytes, crc: str = "auto", detect_b: bool = True) -> Frame:
         stripped = _strip_required(raw, crc)
         return Frame(stripped, len(stripped), crc)
     if first < 10:
-        raise DecodeError("length_mismatch", f"L-field {first} is too small for a wM-Bus header (at least 10)",
-                          layer="frame", offset=0)
+        raise DecodeError(
+            "length_mismatch",
+            f"L-field {first} is too small for a wM-Bus header (at least 10)",
+            layer="frame",
+            offset=0,
+        )
     end = first + 1
     if end > size:
         end = size
     elif size - end > _MAX_TRAILER:
-        raise DecodeError("length_mismatch", f"L-field {first} announces {end} bytes but {size} follow: more "
-                          f"than the {_MAX_TRAILER} a receiver appends (a damaged L-field, or CRCs that do not "
-                          "fit format A or B)", layer="frame", offset=0)
+        raise DecodeError(
+            "length_mismatch",
+            f"L-field {first} announces {end} bytes but {size} follow: more "
+            f"than the {_MAX_TRAILER} a receiver appends (a damaged L-field, or CRCs that do not "
+            "fit format A or B)",
+            layer="frame",
+            offset=0,
+        )
     return Frame(bytes(raw), end, None)
 
 
@@ -219,15 +253,23 @@ def _strip_required(raw: bytes, crc: str) -> bytes:
     first = raw[0]
     if crc == "A":
         if first < 10 or len(raw) < format_a_length(first):
-            raise DecodeError("length_mismatch", f"L-field {first} needs {format_a_length(first)} bytes in format A, "
-                              f"got {len(raw)}", layer="frame", offset=0)
+            raise DecodeError(
+                "length_mismatch",
+                f"L-field {first} needs {format_a_length(first)} bytes in format A, got {len(raw)}",
+                layer="frame",
+                offset=0,
+            )
         stripped = strip_format_a(raw)
         if stripped is None:
             raise DecodeError("crc_error", "format A block 1 CRC failed (bytes 0..9)", layer="frame", offset=10)
         return stripped
     if first < 12 or len(raw) < first + 1:
-        raise DecodeError("length_mismatch", f"L-field {first} needs {first + 1} bytes in format B, got {len(raw)}",
-                          layer="frame", offset=0)
+        raise DecodeError(
+            "length_mismatch",
+            f"L-field {first} needs {first + 1} bytes in format B, got {len(raw)}",
+            layer="frame",
+            offset=0,
+        )
     stripped = strip_format_b(raw)
     if stripped is None:
         last = min(first + 1, 128) - 3

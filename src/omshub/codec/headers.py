@@ -14,23 +14,44 @@ from typing import Any
 
 from omshub.codec import vif as _vif
 from omshub.codec.errors import DecodeError
-from omshub.codec.tables import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_DATETIME_I, D_INT, D_LVAR, D_RAW,
-                                 D_TIME_J, D_UINT, DATA_LEN, FUNCTIONS, MAX_EXTENSIONS, HeaderInfo,
-                                 Record, decoder_for, scale_mode)
+from omshub.codec.tables import (
+    D_BCD,
+    D_DATE_F,
+    D_DATE_G,
+    D_DATETIME_F,
+    D_DATETIME_I,
+    D_INT,
+    D_LVAR,
+    D_RAW,
+    D_TIME_J,
+    D_UINT,
+    DATA_LEN,
+    FUNCTIONS,
+    MAX_EXTENSIONS,
+    HeaderInfo,
+    Record,
+    decoder_for,
+    scale_mode,
+)
 from omshub.codec.units import QUANTITIES
 
 HEADER_CACHE_LIMIT = 4096  # header memo entries; cleared when full
 HEADERS: dict[bytes, HeaderInfo] = {}
 
 # why the record grammar could not place bytes (``reason`` of an undecoded record, docs/formats.md §1.2)
-R_TRUNCATED = "truncated"                      # a record runs past the end of the APL
+R_TRUNCATED = "truncated"  # a record runs past the end of the APL
 R_TOO_MANY_EXTENSIONS = "too_many_extensions"  # more than 10 DIFEs or VIFEs
-R_RESERVED_LVAR = "reserved_lvar"              # LVAR F7-FF: the data length is not defined
-R_RESERVED_DIF = "reserved_dif"                # special DIF 3F-6F or 7F (no record follows)
+R_RESERVED_LVAR = "reserved_lvar"  # LVAR F7-FF: the data length is not defined
+R_RESERVED_DIF = "reserved_dif"  # special DIF 3F-6F or 7F (no record follows)
 
 
-def grammar_error(message: str, offset: int, records: list[Record] | None = None, reason: str = R_TRUNCATED,
-                  header_end: int | None = None) -> DecodeError:
+def grammar_error(
+    message: str,
+    offset: int,
+    records: list[Record] | None = None,
+    reason: str = R_TRUNCATED,
+    header_end: int | None = None,
+) -> DecodeError:
     """A record grammar error; ``partial`` carries the records before it (when given), the
     reason code and, when the record's header could be delimited, where it ends."""
     extra: dict[str, Any] = {"reason": reason}
@@ -53,8 +74,9 @@ def _extensions_end(data: bytes, i: int, j: int, n: int, what: str, limit: int) 
         if not b & 0x80:
             return j
         if count >= limit:
-            raise grammar_error(f"record at offset {i}: more than {MAX_EXTENSIONS} {what}s", i,
-                                reason=R_TOO_MANY_EXTENSIONS)
+            raise grammar_error(
+                f"record at offset {i}: more than {MAX_EXTENSIONS} {what}s", i, reason=R_TOO_MANY_EXTENSIONS
+            )
 
 
 def header_end(data: bytes, i: int, n: int) -> int:
@@ -73,12 +95,12 @@ def header_end(data: bytes, i: int, n: int) -> int:
         j = _extensions_end(data, i, j, n, "VIFE", MAX_EXTENSIONS + 1)
     if vif & 0x7F == 0x7C:  # plain-text VIF: length byte + text follow the VIFEs
         if j >= n:
-            raise grammar_error(f"record at offset {i}: plain-text VIF length expected at offset {j}, "
-                                "APL ends (truncated)", i)
+            raise grammar_error(
+                f"record at offset {i}: plain-text VIF length expected at offset {j}, APL ends (truncated)", i
+            )
         j += 1 + data[j]
         if j > n:
-            raise grammar_error(f"record at offset {i}: plain-text VIF unit text runs past the APL end "
-                                "(truncated)", i)
+            raise grammar_error(f"record at offset {i}: plain-text VIF unit text runs past the APL end (truncated)", i)
     return j
 
 
@@ -100,6 +122,7 @@ def header_info(hdr: bytes) -> HeaderInfo:
 @dataclass
 class _Meaning:
     """What a header says, built up from its VIF and then changed by each VIFE."""
+
     quantity: str
     scale: Fraction
     kind: str
@@ -139,12 +162,14 @@ def _vif_part(hdr: bytes, p: int) -> tuple[_vif.VifEntry, list[int], str | None]
     if vif in (0xFB, 0xFD, 0xEF):  # the next byte is a code of that table (EF: reserved, none known)
         table_code = hdr[p]
         p += 1
-        entry = _vif.FB.get(table_code & 0x7F, _vif.UNKNOWN) if vif == 0xFB else (
-            _vif.FD.get(table_code & 0x7F, _vif.UNKNOWN) if vif == 0xFD else _vif.UNKNOWN)
+        entry = (
+            _vif.FB.get(table_code & 0x7F, _vif.UNKNOWN)
+            if vif == 0xFB
+            else (_vif.FD.get(table_code & 0x7F, _vif.UNKNOWN) if vif == 0xFD else _vif.UNKNOWN)
+        )
         ext = table_code & 0x80
     else:
-        entry = _vif.PRIMARY.get(code, _vif.UNKNOWN) if code != 0x7C else _vif.VifEntry(
-            "custom", Fraction(1), "num")
+        entry = _vif.PRIMARY.get(code, _vif.UNKNOWN) if code != 0x7C else _vif.VifEntry("custom", Fraction(1), "num")
         ext = vif & 0x80
     while ext:
         b = hdr[p]
@@ -153,7 +178,7 @@ def _vif_part(hdr: bytes, p: int) -> tuple[_vif.VifEntry, list[int], str | None]
         p += 1
     if code == 0x7C and vif not in (0xFB, 0xFD):
         length = hdr[p]
-        unit_text = hdr[p + 1:p + 1 + length][::-1].decode("latin-1")
+        unit_text = hdr[p + 1 : p + 1 + length][::-1].decode("latin-1")
     return entry, vifes, unit_text
 
 
@@ -241,7 +266,7 @@ def _apply_vifes(m: _Meaning, vifes: list[int]) -> None:
             else:
                 m.raw_vifes += [f"{b:02x}", f"{vifes[idx - 1]:02x}"]
         elif c == 0x7F:  # manufacturer-specific VIFEs follow: all kept verbatim
-            m.raw_vifes += [f"{x:02x}" for x in vifes[idx - 1:]]
+            m.raw_vifes += [f"{x:02x}" for x in vifes[idx - 1 :]]
             break
         else:
             m.raw_vifes.append(f"{b:02x}")
@@ -253,16 +278,27 @@ def _lvar_dates(m: _Meaning) -> dict[int, tuple[int, str]]:
     if m.kind == "date":
         return {2: (D_DATE_G, quantity), 4: (D_DATE_F, quantity)}
     renamed = m.kind == "datetime" and quantity == "datetime"
-    return {2: (D_DATE_G, "date" if renamed else quantity), 3: (D_TIME_J, "time" if renamed else quantity),
-            4: (D_DATETIME_F, quantity), 6: (D_DATETIME_I, quantity)}
+    return {
+        2: (D_DATE_G, "date" if renamed else quantity),
+        3: (D_TIME_J, "time" if renamed else quantity),
+        4: (D_DATETIME_F, quantity),
+        6: (D_DATETIME_I, quantity),
+    }
 
 
 def _template(hdr: bytes, m: _Meaning, dif: tuple[int, int, int, int, int], unit_text: str | None) -> Record:
     """The record dict of a header, without its value."""
     _, storage, tariff, subunit, _ = dif
-    template: Record = {"quantity": m.quantity, "unit": QUANTITIES[m.quantity][0] + m.unit_suffix, "value": None,
-                        "storage": storage, "tariff": tariff, "subunit": subunit,
-                        "function": FUNCTIONS[(hdr[0] >> 4) & 3], "dif_vif": hdr.hex()}
+    template: Record = {
+        "quantity": m.quantity,
+        "unit": QUANTITIES[m.quantity][0] + m.unit_suffix,
+        "value": None,
+        "storage": storage,
+        "tariff": tariff,
+        "subunit": subunit,
+        "function": FUNCTIONS[(hdr[0] >> 4) & 3],
+        "dif_vif": hdr.hex(),
+    }
     if m.qualifiers:
         template["qualifiers"] = m.qualifiers
     template.update(m.extra)
@@ -300,9 +336,27 @@ def _interpret(hdr: bytes) -> HeaderInfo:
         fmt = fmt.upper()  # unsigned (BCD digits are read as one unsigned number)
     unpack = struct.Struct("<" + fmt).unpack_from if fmt else None
     record_error = "record_error" in m.extra
-    inverse_profile = (decoder == D_LVAR and m.kind in ("num", "uint") and not record_error
-                       and "inverse_compact_profile" in m.qualifiers)
-    return HeaderInfo(dlen, decoder, template, mode, num, den, nd,
-                      QUANTITIES[m.quantity][1] == "float", m.lvar_raw,
-                      bool(m.qualifiers or m.raw_vifes), record_error, unpack, m.kind != "uint",
-                      inverse_profile, m.quantity == "unknown" and decoder != D_RAW, lvar_dates)
+    inverse_profile = (
+        decoder == D_LVAR
+        and m.kind in ("num", "uint")
+        and not record_error
+        and "inverse_compact_profile" in m.qualifiers
+    )
+    return HeaderInfo(
+        dlen,
+        decoder,
+        template,
+        mode,
+        num,
+        den,
+        nd,
+        QUANTITIES[m.quantity][1] == "float",
+        m.lvar_raw,
+        bool(m.qualifiers or m.raw_vifes),
+        record_error,
+        unpack,
+        m.kind != "uint",
+        inverse_profile,
+        m.quantity == "unknown" and decoder != D_RAW,
+        lvar_dates,
+    )

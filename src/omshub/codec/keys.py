@@ -39,8 +39,10 @@ def iter_key_csv(text: str) -> Iterator[tuple[int, str, str, str | None]]:
                 header = [cell.strip().lower() for cell in row]
                 missing = {"id", "key"} - set(header)
                 if missing:
-                    raise ValueError(f"line {reader.line_num}: key file header must name the columns id and key "
-                                     f"(missing {', '.join(sorted(missing))})")
+                    raise ValueError(
+                        f"line {reader.line_num}: key file header must name the columns id and key "
+                        f"(missing {', '.join(sorted(missing))})"
+                    )
                 id_col, key_col = header.index("id"), header.index("key")
                 man_col = header.index("manufacturer") if "manufacturer" in header else None
                 continue
@@ -110,7 +112,7 @@ class KeyRing:
         return out
 
     @classmethod
-    def from_csv(cls, text: str, default: bytes | None = None) -> "KeyRing":
+    def from_csv(cls, text: str, default: bytes | None = None) -> KeyRing:
         """Keys from CSV text with a header row naming the columns ``id``, ``key`` and optionally
         ``manufacturer``. Raises ValueError naming the line of the first bad row."""
         ring = cls(default)

@@ -13,11 +13,28 @@ dates, NaN, compact profiles) send the APL to the general decoder, so both give 
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from omshub.codec.headers import header_end, header_info
-from omshub.codec.tables import (D_BCD, D_DATE_F, D_DATE_G, D_DATETIME_F, D_DATETIME_I, D_INT, D_NONE, D_RAW,
-                                 D_REAL, D_TIME_J, D_UINT, DATA_LEN, M_DIV, M_ONE, HeaderInfo, Record)
+from omshub.codec.tables import (
+    D_BCD,
+    D_DATE_F,
+    D_DATE_G,
+    D_DATETIME_F,
+    D_DATETIME_I,
+    D_INT,
+    D_NONE,
+    D_RAW,
+    D_REAL,
+    D_TIME_J,
+    D_UINT,
+    DATA_LEN,
+    M_DIV,
+    M_ONE,
+    HeaderInfo,
+    Record,
+)
 from omshub.codec.values import bcd, date_g, datetime_f, datetime_i, lvar_size, real32, scaled, time_j
 
 Records = tuple[list[Record], "str | None"]
@@ -39,9 +56,10 @@ _MEMO_LIMIT = 8192
 
 class Step(NamedTuple):
     """One record of a layout: its template, which struct field holds its data, how the value is made."""
+
     template: Record
-    field: int    # index of its data field in the struct's values
-    kind: int     # K_*
+    field: int  # index of its data field in the struct's values
+    kind: int  # K_*
     a: Any
     b: Any
     c: Any
@@ -57,13 +75,19 @@ class Layout:
 
     __slots__ = ("mask", "expected", "unpack", "steps", "mdata_at", "uses", "build")
 
-    def __init__(self, mask: int, expected: int, unpack: Callable[[bytes, int], tuple[Any, ...]] | None,
-                 steps: tuple[Step, ...], mdata_at: int) -> None:
+    def __init__(
+        self,
+        mask: int,
+        expected: int,
+        unpack: Callable[[bytes, int], tuple[Any, ...]] | None,
+        steps: tuple[Step, ...],
+        mdata_at: int,
+    ) -> None:
         self.mask = mask
         self.expected = expected
-        self.unpack = unpack          # None: a known layout the memo cannot decode (general decoder)
+        self.unpack = unpack  # None: a known layout the memo cannot decode (general decoder)
         self.steps = steps
-        self.mdata_at = mdata_at      # offset of the manufacturer data after 0F/1F, or -1
+        self.mdata_at = mdata_at  # offset of the manufacturer data after 0F/1F, or -1
         self.uses = 0 if unpack is not None else -1  # matches so far; -1: compiled, or never will be
         self.build: Builder = _general_way
 
@@ -101,8 +125,13 @@ def _step_source(k: int, step: Step, args: dict[str, Any]) -> list[str]:
         # the digits of the LE number, read as decimal; a sign nibble or an invalid digit
         # (hex a-f) makes int() fail: the general decoder then decides
         raw = f"from_bytes({field}, 'little')" if c else field
-        lines = ["    try:", f"        x = int('%x' % {raw})", "    except ValueError:", "        return None",
-                 f"    {r} = {t}.copy(); {r}['value'] = {f'x * {int(a)} / {int(b)}' if b else 'x'}"]
+        lines = [
+            "    try:",
+            f"        x = int('%x' % {raw})",
+            "    except ValueError:",
+            "        return None",
+            f"    {r} = {t}.copy(); {r}['value'] = {f'x * {int(a)} / {int(b)}' if b else 'x'}",
+        ]
     elif kind == K_CALL:
         args[f"C{k}"] = a
         lines = [f"    x = C{k}({field})", "    if x is None: return None", f"    {r} = {t}.copy(); {r}['value'] = x"]
@@ -127,7 +156,7 @@ def compile_steps(unpack: Callable[[bytes, int], tuple[Any, ...]], steps: tuple[
     names = ", ".join(f"r{k}" for k in range(len(steps)))
     source = f"def build(data, start, *, {params}):\n" + "\n".join(lines) + f"\n    return [{names}]\n"
     namespace: dict[str, Any] = {}
-    exec(compile(source, "<omshub.codec.layouts>", "exec"), args, namespace)  # noqa: S102 - own source
+    exec(compile(source, "<omshub.codec.layouts>", "exec"), args, namespace)
     build: Builder = namespace["build"]
     return build
 
@@ -141,8 +170,14 @@ class LayoutMemo:
     key seen for the first time is only noted: one-off layouts cost no learning. Bounded: at most
     ``limit`` keys (cleared when full) and ``per_key`` layouts behind one key."""
 
-    def __init__(self, general: GeneralDecoder, limit: int = 512, per_key: int = 8, compile_after: int = 4,
-                 compile_limit: int = 256) -> None:
+    def __init__(
+        self,
+        general: GeneralDecoder,
+        limit: int = 512,
+        per_key: int = 8,
+        compile_after: int = 4,
+        compile_limit: int = 256,
+    ) -> None:
         self.general = general
         self.limit = limit
         self.per_key = per_key
@@ -168,9 +203,9 @@ class LayoutMemo:
             i += 1
         if i + 1 < n and not (data[i] | data[i + 1]) & 0x80 and data[i + 1] != 0x7C:
             second = i + 2 + DATA_LEN[data[i] & 0x0F]
-            key: tuple[Any, ...] = (n - start, data[start:i + 2], data[second:second + 2])
+            key: tuple[Any, ...] = (n - start, data[start : i + 2], data[second : second + 2])
         else:
-            key = (n - start, data[start:i + 2])
+            key = (n - start, data[start : i + 2])
         candidates = self.layouts.get(key)
         if candidates is None:
             if len(self.layouts) >= self.limit:
@@ -201,6 +236,7 @@ class LayoutMemo:
 
 # ----------------------------------------------------------------------------- learning a layout
 
+
 def _memoised(convert: Callable[[bytes], str | None]) -> Convert:
     """``convert`` (bytes -> str | None) with a bounded memo: dates repeat from telegram to
     telegram, and formatting them costs more than a lookup."""
@@ -215,6 +251,7 @@ def _memoised(convert: Callable[[bytes], str | None]) -> Convert:
                 memo.clear()
             v = memo[b] = convert(b)
         return v  # type: ignore[return-value]  # not the sentinel: replaced above
+
     return memoised
 
 
@@ -234,9 +271,13 @@ def _date_i_datetime(b: bytes) -> str | None:
     return None if r is None or r[1] else r[0]
 
 
-_DATE_CONVERTERS = {D_DATE_G: _memoised(date_g), D_TIME_J: _memoised(time_j),
-                    D_DATE_F: _memoised(_date_f_date), D_DATETIME_F: _memoised(_date_f_datetime),
-                    D_DATETIME_I: _memoised(_date_i_datetime)}
+_DATE_CONVERTERS = {
+    D_DATE_G: _memoised(date_g),
+    D_TIME_J: _memoised(time_j),
+    D_DATE_F: _memoised(_date_f_date),
+    D_DATETIME_F: _memoised(_date_f_datetime),
+    D_DATETIME_I: _memoised(_date_i_datetime),
+}
 
 # (struct code, K_*, a, b, c) of one data field
 Plan = tuple[str, int, Any, Any, Any]
@@ -271,6 +312,7 @@ def _lvar_value_plan(info: HeaderInfo, lv: int, size: int, code: str) -> Plan:
             if raw is None or raw < 0:
                 return None  # error value: the general decoder marks it
             return scaled(-raw if negative else raw, info)
+
         return code, K_CALL, lvar_bcd, None, None
     if size <= 8 and not info.lvar_raw:
         signed = info.signed
@@ -281,11 +323,10 @@ def _lvar_value_plan(info: HeaderInfo, lv: int, size: int, code: str) -> Plan:
 def _number_plan(info: HeaderInfo, a: int | None, b: int | None) -> Plan:
     """The plan of a binary or BCD integer field; (a, b) the scale (see K_*), None: not a plain one."""
     dec, dlen = info.decoder, info.dlen
-    if dec == D_INT or dec == D_UINT:
+    if dec in (D_INT, D_UINT):
         signed = dec == D_INT
         if a is None:
-            return (f"{dlen}s", K_CALL,
-                    lambda v: scaled(int.from_bytes(v, "little", signed=signed), info), None, None)
+            return (f"{dlen}s", K_CALL, lambda v: scaled(int.from_bytes(v, "little", signed=signed), info), None, None)
         if info.unpack is None:
             return f"{dlen}s", K_INT, a, b, signed
         code = {1: "b", 2: "h", 4: "i", 8: "q"}[dlen]
@@ -293,9 +334,11 @@ def _number_plan(info: HeaderInfo, a: int | None, b: int | None) -> Plan:
         return (code, K_AS_IS, None, None, None) if b == 0 else (code, K_DIV, a, b, None)
     code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(dlen) or f"{dlen}s"
     if a is None:
+
         def scaled_bcd(v: Any) -> int | float | None:
             digits = "%x" % (v if v.__class__ is int else int.from_bytes(v, "little"))
             return scaled(int(digits), info) if digits.isdigit() else None
+
         return code, K_CALL, scaled_bcd, None, None
     return code, K_BCD, a, b, code.endswith("s")
 
@@ -323,6 +366,7 @@ def _field_plan(info: HeaderInfo) -> Plan | None:
                 return None
             x, digits = r
             return float(f"{(x if mode == M_ONE else x * num / den):.{digits}g}")
+
         return "4s", K_CALL, real, None, None
     return f"{dlen}s", K_CALL, _DATE_CONVERTERS[dec], None, None
 
@@ -332,7 +376,7 @@ def learn_layout(data: bytes, start: int, n: int) -> Layout:
     mask = bytearray(n - start)
     fmt = ["<"]
     steps: list[Step] = []
-    gap = 0        # bytes since the last data field (struct pad)
+    gap = 0  # bytes since the last data field (struct pad)
     fields = 0
     mdata_at = -1
     plannable = True
@@ -358,7 +402,7 @@ def learn_layout(data: bytes, start: int, n: int) -> Layout:
             j += 1
         else:
             plan, template = _field_plan(info), info.template
-        mask[i - start:j - start] = b"\xff" * (j - i)
+        mask[i - start : j - start] = b"\xff" * (j - i)
         if plan is None or template is None:
             plannable = False  # a match then just means: decode the general way, learn nothing
             break

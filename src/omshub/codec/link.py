@@ -16,15 +16,15 @@ DEVICE_TYPES: dict[int, str] = {
     0x01: "oil",
     0x02: "electricity",
     0x03: "gas",
-    0x04: "heat",                       # volume measured at return/outlet
+    0x04: "heat",  # volume measured at return/outlet
     0x05: "steam",
     0x06: "warm_water",
     0x07: "water",
     0x08: "heat_cost_allocator",
     0x09: "compressed_air",
-    0x0A: "cooling",                    # volume at return/outlet
-    0x0B: "cooling",                    # volume at flow/inlet (the code keeps the difference)
-    0x0C: "heat",                       # volume measured at flow/inlet
+    0x0A: "cooling",  # volume at return/outlet
+    0x0B: "cooling",  # volume at flow/inlet (the code keeps the difference)
+    0x0C: "heat",  # volume measured at flow/inlet
     0x0D: "heat_cooling",
     0x0E: "bus_system_component",
     0x0F: "unknown",
@@ -84,7 +84,7 @@ def manufacturer_value(code: str) -> int:
 
 def meter_id(data: bytes, pos: int) -> str:
     """The 4-byte LE identification at ``pos`` rendered as printed on the meter (hex digits, not checked for BCD)."""
-    return data[pos + 3:pos - 1 if pos else None:-1].hex().upper()
+    return data[pos + 3 : pos - 1 if pos else None : -1].hex().upper()
 
 
 def id_bytes(text: str) -> bytes:
@@ -103,7 +103,7 @@ def address(data: bytes, m_pos: int, id_pos: int) -> dict[str, Any]:
     code = data[id_pos + 5]
     return {
         "manufacturer": manufacturer_code(data[m_pos] | data[m_pos + 1] << 8),
-        "id": data[id_pos + 3:id_pos - 1 if id_pos else None:-1].hex().upper(),
+        "id": data[id_pos + 3 : id_pos - 1 if id_pos else None : -1].hex().upper(),
         "version": data[id_pos + 4],
         "device_type": DEVICE_TYPE_NAMES[code],
         "device_type_code": code,
@@ -115,7 +115,7 @@ def address_long(data: bytes, pos: int) -> dict[str, Any]:
     code = data[pos + 7]
     return {
         "manufacturer": manufacturer_code(data[pos + 4] | data[pos + 5] << 8),
-        "id": data[pos + 3:pos - 1 if pos else None:-1].hex().upper(),
+        "id": data[pos + 3 : pos - 1 if pos else None : -1].hex().upper(),
         "version": data[pos + 6],
         "device_type": DEVICE_TYPE_NAMES[code],
         "device_type_code": code,
@@ -125,5 +125,6 @@ def address_long(data: bytes, pos: int) -> dict[str, Any]:
 def check_header(data: bytes, end: int) -> None:
     """A wM-Bus link header needs L C M(2) A(6) and a CI: 11 bytes."""
     if end < 11:
-        raise DecodeError("too_short", f"frame has {end} bytes; the link header and CI need 11",
-                          layer="link", offset=end)
+        raise DecodeError(
+            "too_short", f"frame has {end} bytes; the link header and CI need 11", layer="link", offset=end
+        )

@@ -22,15 +22,42 @@ holds the records before it and the ``reason``; the caller turns the rest of the
 from __future__ import annotations
 
 from omshub.codec.errors import DecodeError
-from omshub.codec.headers import (HEADERS, R_RESERVED_DIF, R_RESERVED_LVAR, R_TRUNCATED, grammar_error,
-                                  header_end, header_info)
+from omshub.codec.headers import (
+    HEADERS,
+    R_RESERVED_DIF,
+    R_RESERVED_LVAR,
+    R_TRUNCATED,
+    grammar_error,
+    header_end,
+    header_info,
+)
 from omshub.codec.layouts import LayoutMemo
-from omshub.codec.tables import (D_BCD, D_INT, D_NONE, D_RAW, D_REAL, D_UINT, DATA_LEN, FUNCTIONS, M_DIV, M_ONE,
-                                 MAX_APL, MAX_EXTENSIONS, HeaderInfo, Record)
+from omshub.codec.tables import (
+    D_BCD,
+    D_INT,
+    D_NONE,
+    D_RAW,
+    D_REAL,
+    D_UINT,
+    DATA_LEN,
+    FUNCTIONS,
+    M_DIV,
+    M_ONE,
+    MAX_APL,
+    MAX_EXTENSIONS,
+    HeaderInfo,
+    Record,
+)
 from omshub.codec.values import bcd, date_value, lvar_size, real32, scaled
 
-__all__ = ["decode_records", "decode_records_ex", "decode_general", "more_records_follow", "undecoded_record",
-           "LAYOUTS"]
+__all__ = [
+    "decode_records",
+    "decode_records_ex",
+    "decode_general",
+    "more_records_follow",
+    "undecoded_record",
+    "LAYOUTS",
+]
 
 
 def undecoded_record(data: bytes, offset: int, end: int, exc: DecodeError) -> Record:
@@ -40,9 +67,18 @@ def undecoded_record(data: bytes, offset: int, end: int, exc: DecodeError) -> Re
     one it cannot delimit, so everything up to the end goes into this one record. Storage,
     tariff, subunit and function are those of the record's DIF/DIFEs when it has them whole."""
     extra = exc.partial or {}
-    rec: Record = {"quantity": "undecoded", "unit": "", "value": bytes(data[offset:end]).hex(), "storage": 0,
-                   "tariff": 0, "subunit": 0, "function": "instantaneous", "dif_vif": "",
-                   "reason": extra.get("reason", R_TRUNCATED), "message": exc.message}
+    rec: Record = {
+        "quantity": "undecoded",
+        "unit": "",
+        "value": bytes(data[offset:end]).hex(),
+        "storage": 0,
+        "tariff": 0,
+        "subunit": 0,
+        "function": "instantaneous",
+        "dif_vif": "",
+        "reason": extra.get("reason", R_TRUNCATED),
+        "message": exc.message,
+    }
     dif = data[offset] if offset < end else 0x0F
     if dif & 0x0F != 0x0F:
         rec["storage"] = (dif >> 6) & 1
@@ -79,16 +115,18 @@ def decode_records(data: bytes, start: int = 0, end: int | None = None) -> tuple
         data = bytes(data)
     n = len(data) if end is None else end
     if start < 0 or n > len(data) or start > n:
-        raise DecodeError("invalid_record", f"APL bounds {start}..{end} outside the {len(data)} "
-                          "bytes given", layer="apl", offset=start)
+        raise DecodeError(
+            "invalid_record",
+            f"APL bounds {start}..{end} outside the {len(data)} bytes given",
+            layer="apl",
+            offset=start,
+        )
     if n - start > MAX_APL:
-        raise DecodeError("too_long", f"APL of {n - start} bytes exceeds {MAX_APL}", layer="apl",
-                          offset=start)
+        raise DecodeError("too_long", f"APL of {n - start} bytes exceeds {MAX_APL}", layer="apl", offset=start)
     return _decode_by_layouts(data, start, n)
 
 
-def decode_records_ex(data: bytes, start: int = 0,
-                      end: int | None = None) -> tuple[list[Record], str | None, bool]:
+def decode_records_ex(data: bytes, start: int = 0, end: int | None = None) -> tuple[list[Record], str | None, bool]:
     """:func:`decode_records` plus whether more records follow in the next telegram (the records
     closed with DIF 1F rather than 0F)."""
     records, mdata = decode_records(data, start, end)
@@ -108,7 +146,7 @@ def _special_dif(data: bytes, i: int, n: int, records: list[Record]) -> str:
     dif = data[i]
     if dif == 0x0F or dif == 0x1F:
         # 1F (more records follow in the next telegram) vs 0F: the byte before the hex
-        return data[i + 1:n].hex()
+        return data[i + 1 : n].hex()
     what = "global readout request (downlink only)" if dif == 0x7F else "reserved special function"
     raise grammar_error(f"DIF 0x{dif:02X} at offset {i} is a {what}", i, records, R_RESERVED_DIF)
 
@@ -144,11 +182,26 @@ def decode_general(data: bytes, start: int, n: int) -> tuple[list[Record], str |
         info = cache_get(key)
         if info is None:
             info = header_info(key)
-        dlen, dec, template, mode, num, den, _, is_float, _, has_lists, record_error, unpack, _, profile, \
-            keep_raw, _ = info
+        (
+            dlen,
+            dec,
+            template,
+            mode,
+            num,
+            den,
+            _,
+            is_float,
+            _,
+            has_lists,
+            record_error,
+            unpack,
+            _,
+            profile,
+            keep_raw,
+            _,
+        ) = info
         e = j + dlen
-        if (e > n or dlen < 0 or has_lists or record_error or profile or keep_raw
-                or not (dec == D_INT or dec == D_UINT or dec == D_BCD)):
+        if e > n or dlen < 0 or has_lists or record_error or profile or keep_raw or dec not in (D_INT, D_UINT, D_BCD):
             i = _record(data, i, j, n, info, records)
             continue
         if dec == D_BCD:
@@ -179,13 +232,22 @@ def _record(data: bytes, i: int, j: int, n: int, info: HeaderInfo, records: list
     if dlen >= 0:
         e = j + dlen
         if e > n:
-            raise grammar_error(f"record at offset {i} (header {data[i:j].hex()}) needs {dlen} data bytes, "
-                                f"only {n - j} left (truncated)", i, records, header_end=j)
+            raise grammar_error(
+                f"record at offset {i} (header {data[i:j].hex()}) needs {dlen} data bytes, "
+                f"only {n - j} left (truncated)",
+                i,
+                records,
+                header_end=j,
+            )
         _fixed_value(data, j, e, info, rec)
     else:
         if j >= n:
-            raise grammar_error(f"record at offset {i}: LVAR byte expected at offset {j}, APL ends "
-                                "(truncated)", i, records, header_end=j)
+            raise grammar_error(
+                f"record at offset {i}: LVAR byte expected at offset {j}, APL ends (truncated)",
+                i,
+                records,
+                header_end=j,
+            )
         e = _lvar(data, i, j, n, info, rec, records)
     if info.has_lists:
         for name in ("qualifiers", "vife"):
@@ -195,7 +257,7 @@ def _record(data: bytes, i: int, j: int, n: int, info: HeaderInfo, records: list
         rec["error_value"] = True
         if rec["value"] is not None:
             # the data bytes (an LVAR's without its length byte, as everywhere else)
-            rec["raw"] = data[j if dlen >= 0 else j + 1:e].hex()
+            rec["raw"] = data[j if dlen >= 0 else j + 1 : e].hex()
             rec["value"] = None
     records.append(rec)
     if info.inverse_profile and "raw" in rec:
@@ -207,7 +269,7 @@ def _fixed_value(data: bytes, j: int, e: int, info: HeaderInfo, rec: Record) -> 
     """The value of the fixed-size data field ``data[j:e]`` into ``rec``."""
     dec, unpack = info.decoder, info.unpack
     raw: int | None = None
-    if dec == D_INT or dec == D_UINT:
+    if dec in (D_INT, D_UINT):
         if unpack is not None:
             raw = unpack(data, j)[0]
         else:
@@ -250,12 +312,17 @@ def _lvar(data: bytes, i: int, j: int, n: int, info: HeaderInfo, rec: Record, re
     j += 1
     size = lvar_size(lv)
     if size is None:
-        raise grammar_error(f"record at offset {i}: reserved LVAR 0x{lv:02X} at offset {j - 1}", i, records,
-                            R_RESERVED_LVAR, j - 1)
+        raise grammar_error(
+            f"record at offset {i}: reserved LVAR 0x{lv:02X} at offset {j - 1}", i, records, R_RESERVED_LVAR, j - 1
+        )
     e = j + size
     if e > n:
-        raise grammar_error(f"record at offset {i}: LVAR announces {size} bytes, only {n - j} left "
-                            "(truncated)", i, records, header_end=j - 1)
+        raise grammar_error(
+            f"record at offset {i}: LVAR announces {size} bytes, only {n - j} left (truncated)",
+            i,
+            records,
+            header_end=j - 1,
+        )
     chunk = data[j:e]
     if lv < 0xC0:
         if info.lvar_raw:
@@ -300,11 +367,19 @@ def _inverse_profile_records(rec: Record, info: HeaderInfo, chunk: bytes) -> lis
         return []
     out = []
     storage = rec["storage"]
-    base = {"quantity": rec["quantity"], "unit": rec["unit"], "value": None, "storage": storage,
-            "tariff": rec["tariff"], "subunit": rec["subunit"], "function": rec["function"],
-            "dif_vif": "", "derived_from": rec["dif_vif"]}
+    base = {
+        "quantity": rec["quantity"],
+        "unit": rec["unit"],
+        "value": None,
+        "storage": storage,
+        "tariff": rec["tariff"],
+        "subunit": rec["subunit"],
+        "function": rec["function"],
+        "dif_vif": "",
+        "derived_from": rec["dif_vif"],
+    }
     for k, p in enumerate(range(2, len(chunk) - size + 1, size), 1):
-        b = chunk[p:p + size]
+        b = chunk[p : p + size]
         raw: int | None
         if dfield >= 9:
             raw = bcd(b)

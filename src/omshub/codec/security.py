@@ -73,7 +73,7 @@ def cbc_decrypt(ctx: KeyContext, iv: bytes, data: bytes) -> bytes:
     """AES-CBC decryption of whole blocks: D(C_i) xor C_{i-1} for all blocks in one integer XOR."""
     size = len(data)
     plain = ctx.decrypt_ecb(data)
-    return (int.from_bytes(plain, "big") ^ int.from_bytes(iv + data[:size - 16], "big")).to_bytes(size, "big")
+    return (int.from_bytes(plain, "big") ^ int.from_bytes(iv + data[: size - 16], "big")).to_bytes(size, "big")
 
 
 def cbc_decrypt_once(key: bytes, iv: bytes, data: bytes) -> bytes:
@@ -85,7 +85,7 @@ def cbc_encrypt(ctx: KeyContext, iv: bytes, data: bytes) -> bytes:
     out = bytearray()
     prev = iv
     for i in range(0, len(data), 16):
-        prev = ctx.encrypt_ecb(bytes(a ^ b for a, b in zip(data[i:i + 16], prev)))
+        prev = ctx.encrypt_ecb(bytes(a ^ b for a, b in zip(data[i : i + 16], prev, strict=False)))
         out += prev
     return bytes(out)
 

@@ -9,11 +9,12 @@ pure functions: the decoder (:mod:`omshub.codec.records`) and the encoder
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
-MAX_APL = 65535          # bytes; far above any M-Bus/wM-Bus APL, bounds work on hostile input
-MAX_EXTENSIONS = 10      # DIFEs / VIFEs per record (docs/protocol.md §8.1)
+MAX_APL = 65535  # bytes; far above any M-Bus/wM-Bus APL, bounds work on hostile input
+MAX_EXTENSIONS = 10  # DIFEs / VIFEs per record (docs/protocol.md §8.1)
 
 FUNCTIONS = ("instantaneous", "maximum", "minimum", "error")
 
@@ -21,8 +22,9 @@ FUNCTIONS = ("instantaneous", "maximum", "minimum", "error")
 DATA_LEN = (0, 1, 2, 3, 4, 4, 6, 8, 0, 1, 2, 3, 4, -1, 6, 0)
 
 # value decoders
-D_NONE, D_INT, D_UINT, D_BCD, D_REAL, D_LVAR, D_DATE_G, D_DATE_F, D_DATETIME_F, D_DATETIME_I, \
-    D_TIME_J, D_RAW = range(12)
+D_NONE, D_INT, D_UINT, D_BCD, D_REAL, D_LVAR, D_DATE_G, D_DATE_F, D_DATETIME_F, D_DATETIME_I, D_TIME_J, D_RAW = range(
+    12
+)
 
 # scale modes: value = raw | raw*num | raw*num/den | round(raw*num/den, nd)
 M_ONE, M_MUL, M_DIV, M_ROUND = range(4)
@@ -32,22 +34,23 @@ Record = dict[str, Any]
 
 class HeaderInfo(NamedTuple):
     """What a record header means; ``template`` is the record dict without its value."""
-    dlen: int                 # fixed data length, -1 for LVAR
-    decoder: int              # D_*
+
+    dlen: int  # fixed data length, -1 for LVAR
+    decoder: int  # D_*
     template: Record
-    mode: int                 # M_*
+    mode: int  # M_*
     num: int
     den: int
-    ndigits: int              # decimals kept for non-terminating scales (M_ROUND)
-    is_float: bool            # quantity values are always floats
-    lvar_raw: bool            # LVAR 00-BF bytes are a container/profile, not text
-    has_lists: bool           # template holds lists (copied per record)
-    record_error: bool        # a record-error VIFE: the value is not valid
+    ndigits: int  # decimals kept for non-terminating scales (M_ROUND)
+    is_float: bool  # quantity values are always floats
+    lvar_raw: bool  # LVAR 00-BF bytes are a container/profile, not text
+    has_lists: bool  # template holds lists (copied per record)
+    record_error: bool  # a record-error VIFE: the value is not valid
     unpack: Callable[[bytes, int], tuple[Any, ...]] | None  # struct unpack_from for 1/2/4/8-byte
     #                           integer/BCD fields, else None
-    signed: bool              # binary numbers are type B (else C/D, unsigned)
+    signed: bool  # binary numbers are type B (else C/D, unsigned)
     inverse_profile: bool = False  # VIFE 13 on an LVAR: its values also come out as records
-    keep_raw: bool = False    # the value is not understood (unknown VIF): the data hex is kept too
+    keep_raw: bool = False  # the value is not understood (unknown VIF): the data hex is kept too
     lvar_dates: dict[int, tuple[int, str]] | None = None  # date VIFs: LVAR binary size -> (D_*, quantity)
 
 
@@ -58,8 +61,9 @@ def decoder_for(kind: str, dfield: int) -> int:
     if kind == "date":
         return {2: D_DATE_G, 4: D_DATE_F, 0: D_NONE, 8: D_NONE, 0xD: D_LVAR}.get(dfield, D_RAW)
     if kind in ("datetime", "anydate"):
-        return {2: D_DATE_G, 3: D_TIME_J, 4: D_DATETIME_F, 6: D_DATETIME_I, 0: D_NONE, 8: D_NONE,
-                0xD: D_LVAR}.get(dfield, D_RAW)
+        return {2: D_DATE_G, 3: D_TIME_J, 4: D_DATETIME_F, 6: D_DATETIME_I, 0: D_NONE, 8: D_NONE, 0xD: D_LVAR}.get(
+            dfield, D_RAW
+        )
     if dfield in (0, 8):
         return D_NONE
     if dfield == 5:

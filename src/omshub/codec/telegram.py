@@ -24,8 +24,16 @@ from omshub.codec import drivers as _drivers
 from omshub.codec import ell as _ell
 from omshub.codec import frame as _frame
 from omshub.codec import tpl as _tpl
-from omshub.codec.assemble import (FIXED_SIZE, HEX, apl_records, assemble, compact_records, fixed_structure,
-                                   manufacturer_specific, plain_already)
+from omshub.codec.assemble import (
+    FIXED_SIZE,
+    HEX,
+    apl_records,
+    assemble,
+    compact_records,
+    fixed_structure,
+    manufacturer_specific,
+    plain_already,
+)
 from omshub.codec.decrypt import decrypt_tpl, open_ell
 from omshub.codec.errors import DecodeError
 from omshub.codec.keys import FormatCache
@@ -67,8 +75,9 @@ def parse_hex(text: str) -> bytes:
     except ValueError:
         pass
     if len(cleaned) % 2:
-        raise DecodeError("invalid_hex", f"odd number of hex digits ({len(cleaned)})", layer="frame",
-                          offset=len(cleaned))
+        raise DecodeError(
+            "invalid_hex", f"odd number of hex digits ({len(cleaned)})", layer="frame", offset=len(cleaned)
+        )
     for i, ch in enumerate(cleaned):
         if ch not in "0123456789abcdefABCDEF":
             raise DecodeError("invalid_hex", f"{ch!r} at position {i} is not a hex digit", layer="frame", offset=i)
@@ -87,22 +96,40 @@ def peek_header(frame: bytes) -> Result:
     data = fr.data
     if fr.kind == "mbus":
         ci = data[2]
-        out: Result = {"manufacturer": None, "id": None, "version": None, "device_type_code": None,
-               "c_field": data[0], "ci": ci, "crc": None}
+        out: Result = {
+            "manufacturer": None,
+            "id": None,
+            "version": None,
+            "device_type_code": None,
+            "c_field": data[0],
+            "ci": ci,
+            "crc": None,
+        }
         entry = _CI_TABLE.get(ci)
         if ci == 0x73 and len(data) == 3 + FIXED_SIZE:  # fixed data structure: identification only
             out["id"] = data[6:2:-1].hex().upper()
         elif entry is not None and entry[0] == "long" and len(data) >= 11:
             meter = address_long(data, 3)
-            out.update(manufacturer=meter["manufacturer"], id=meter["id"], version=meter["version"],
-                       device_type_code=meter["device_type_code"])
+            out.update(
+                manufacturer=meter["manufacturer"],
+                id=meter["id"],
+                version=meter["version"],
+                device_type_code=meter["device_type_code"],
+            )
         return out
     if fr.end < 11:
-        raise DecodeError("too_short", f"frame has {fr.end} bytes; the link header and CI need 11",
-                          layer="link", offset=fr.end)
-    return {"manufacturer": manufacturer_code(data[2] | data[3] << 8),
-            "id": data[7:3:-1].hex().upper(), "version": data[8], "device_type_code": data[9],
-            "c_field": data[1], "ci": data[10], "crc": fr.crc}
+        raise DecodeError(
+            "too_short", f"frame has {fr.end} bytes; the link header and CI need 11", layer="link", offset=fr.end
+        )
+    return {
+        "manufacturer": manufacturer_code(data[2] | data[3] << 8),
+        "id": data[7:3:-1].hex().upper(),
+        "version": data[8],
+        "device_type_code": data[9],
+        "c_field": data[1],
+        "ci": data[10],
+        "crc": fr.crc,
+    }
 
 
 def peek_address(frame: bytes) -> tuple[str, str] | None:
@@ -123,8 +150,14 @@ def _as_bytes(frame: object) -> bytes:
     raise DecodeError("invalid_frame", f"expected bytes, got {type(frame).__name__}", layer="frame")
 
 
-def decode(frame: bytes, *, key: bytes | None = None, keys: KeyLookup | None = None,
-           formats: FormatCache | None = None, crc: str = "auto") -> Result:
+def decode(
+    frame: bytes,
+    *,
+    key: bytes | None = None,
+    keys: KeyLookup | None = None,
+    formats: FormatCache | None = None,
+    crc: str = "auto",
+) -> Result:
     """One telegram -> the uniform record dict. Raises DecodeError (see errors.ERROR_CODES).
 
     ``crc`` ("auto", "A", "B", "none") states the receiver's CRC behaviour when it is known."""
@@ -173,7 +206,7 @@ def decode(frame: bytes, *, key: bytes | None = None, keys: KeyLookup | None = N
 def _meter_at(data: bytes, start: int, long_header: bool) -> list[Any]:
     """[meter dict, driver plan or None] of the address at ``data[start:start + 8]``, memoised;
     callers copy the dict (each telegram gets its own)."""
-    address = data[start:start + 8]
+    address = data[start : start + 8]
     memo = _METERS[long_header]
     entry = memo.get(address)
     if entry is None:
@@ -181,9 +214,13 @@ def _meter_at(data: bytes, start: int, long_header: bool) -> list[Any]:
             meter = address_long(address, 0)
         else:
             code = address[7]
-            meter = {"manufacturer": manufacturer_code(address[0] | address[1] << 8),
-                     "id": address[5:1:-1].hex().upper(), "version": address[6],
-                     "device_type": DEVICE_TYPE_NAMES[code], "device_type_code": code}
+            meter = {
+                "manufacturer": manufacturer_code(address[0] | address[1] << 8),
+                "id": address[5:1:-1].hex().upper(),
+                "version": address[6],
+                "device_type": DEVICE_TYPE_NAMES[code],
+                "device_type_code": code,
+            }
         entry = [meter, None]
         if len(memo) >= _MAX_METERS:
             memo.clear()
@@ -191,8 +228,9 @@ def _meter_at(data: bytes, start: int, long_header: bool) -> list[Any]:
     return entry
 
 
-def _decode(fr: _frame.Frame, key: bytes | None, keys: KeyLookup | None, formats: FormatCache | None,
-            proof: list[bool] | None) -> Result:
+def _decode(
+    fr: _frame.Frame, key: bytes | None, keys: KeyLookup | None, formats: FormatCache | None, proof: list[bool] | None
+) -> Result:
     """Decode one recovered frame, layer by layer. ``proof`` (when given) receives True if a check
     that covers exactly the L-counted bytes (MAC, CCM tag, ELL PayloadCRC, ciphertext ending at
     the frame end) verified this reading."""
@@ -238,20 +276,33 @@ def _link_layer(t: Telegram, fr: _frame.Frame) -> Result | None:
     data, end = t.data, t.end
     if fr.kind == "mbus":
         t.pos = 2
-        t.frame_info = {"kind": "mbus", "format": None, "c_field": HEX[data[0]], "ci": HEX[data[2]],
-                        "ell": None, "afl": None}
+        t.frame_info = {
+            "kind": "mbus",
+            "format": None,
+            "c_field": HEX[data[0]],
+            "ci": HEX[data[2]],
+            "ell": None,
+            "afl": None,
+        }
         t.meter = dict(_NO_METER)
         if data[2] == 0x73 and end == 3 + FIXED_SIZE:
             return fixed_structure(data, 2, t.frame_info)
     else:
         if end < 11:
-            raise DecodeError("too_short", f"frame has {end} bytes; the link header and CI need 11",
-                              layer="link", offset=end)
+            raise DecodeError(
+                "too_short", f"frame has {end} bytes; the link header and CI need 11", layer="link", offset=end
+            )
         t.pos = 10
         t.memo = _meter_at(data, 2, False)
         t.dll = t.meter = t.memo[0].copy()
-        t.frame_info = {"kind": "wmbus", "format": fr.crc, "c_field": HEX[data[1]], "ci": HEX[data[10]],
-                        "ell": None, "afl": None}
+        t.frame_info = {
+            "kind": "wmbus",
+            "format": fr.crc,
+            "c_field": HEX[data[1]],
+            "ci": HEX[data[10]],
+            "ell": None,
+            "afl": None,
+        }
     t.ci = data[t.pos]
     return None
 
@@ -316,9 +367,12 @@ def _tpl_address(t: Telegram, a: int) -> None:
     data, dll = t.data, t.dll
     t.memo = _meter_at(data, a, True)
     meter = t.meter = t.memo[0].copy()
-    if dll is not None and (meter["manufacturer"] != dll["manufacturer"] or meter["id"] != dll["id"]
-                            or meter["version"] != dll["version"]
-                            or meter["device_type_code"] != dll["device_type_code"]):
+    if dll is not None and (
+        meter["manufacturer"] != dll["manufacturer"]
+        or meter["id"] != dll["id"]
+        or meter["version"] != dll["version"]
+        or meter["device_type_code"] != dll["device_type_code"]
+    ):
         t.transmitter = dll
-    t.address8 = data[a + 4:a + 6] + data[a:a + 4] + data[a + 6:a + 8]
-    t.ident = data[a:a + 4]
+    t.address8 = data[a + 4 : a + 6] + data[a : a + 4] + data[a + 6 : a + 8]
+    t.ident = data[a : a + 4]

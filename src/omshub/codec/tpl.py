@@ -15,15 +15,28 @@ from .errors import DecodeError
 # content: "full" (EN 13757-3 records) | "compact" (CI 79/7B/73) | "none" (no APL).
 _NONE, _SHORT, _LONG = "none", "short", "long"
 CI_TABLE: dict[int, tuple[str, str]] = {
-    0x5A: (_SHORT, "full"), 0x5B: (_LONG, "full"),            # command to device (M-Bus full frame)
-    0x66: (_NONE, "full"), 0x67: (_SHORT, "full"), 0x68: (_LONG, "full"),   # response of selected application
-    0x6E: (_SHORT, "full"), 0x6F: (_LONG, "full"), 0x70: (_NONE, "full"),   # application error
-    0x71: (_NONE, "full"), 0x74: (_SHORT, "full"), 0x75: (_LONG, "full"),   # alarm
-    0x72: (_LONG, "full"), 0x73: (_LONG, "compact"),
-    0x78: (_NONE, "full"), 0x79: (_NONE, "compact"),
-    0x7A: (_SHORT, "full"), 0x7B: (_SHORT, "compact"),
-    0x88: (_SHORT, "full"), 0x87: (_LONG, "full"), 0x89: (_NONE, "full"),   # network management from device
-    0x8A: (_SHORT, "none"), 0x8B: (_LONG, "none"),           # TPL without APL (e.g. ACK)
+    0x5A: (_SHORT, "full"),
+    0x5B: (_LONG, "full"),  # command to device (M-Bus full frame)
+    0x66: (_NONE, "full"),
+    0x67: (_SHORT, "full"),
+    0x68: (_LONG, "full"),  # response of selected application
+    0x6E: (_SHORT, "full"),
+    0x6F: (_LONG, "full"),
+    0x70: (_NONE, "full"),  # application error
+    0x71: (_NONE, "full"),
+    0x74: (_SHORT, "full"),
+    0x75: (_LONG, "full"),  # alarm
+    0x72: (_LONG, "full"),
+    0x73: (_LONG, "compact"),
+    0x78: (_NONE, "full"),
+    0x79: (_NONE, "compact"),
+    0x7A: (_SHORT, "full"),
+    0x7B: (_SHORT, "compact"),
+    0x88: (_SHORT, "full"),
+    0x87: (_LONG, "full"),
+    0x89: (_NONE, "full"),  # network management from device
+    0x8A: (_SHORT, "none"),
+    0x8B: (_LONG, "none"),  # TPL without APL (e.g. ACK)
 }
 
 # Security modes: the ones this codec decodes.
@@ -58,14 +71,24 @@ APPLICATION_ERRORS: dict[int, tuple[str, str]] = {
 def application_error(apl: bytes) -> dict[str, Any]:
     """The ``application_error`` of an error reply whose APL is this one byte (or nothing)."""
     if not apl:
-        return {"code": None, "meaning": "unspecified_error",
-                "message": "application error reply without an error code"}
+        return {
+            "code": None,
+            "meaning": "unspecified_error",
+            "message": "application error reply without an error code",
+        }
     code = apl[0]
     meaning, text = APPLICATION_ERRORS.get(code, ("reserved", f"reserved error code {code}"))
     return {"code": code, "meaning": meaning, "message": text}
 
-STATUS_FLAG_NAMES = ("power_low", "permanent_error", "temporary_error",
-                     "manufacturer_5", "manufacturer_6", "manufacturer_7")
+
+STATUS_FLAG_NAMES = (
+    "power_low",
+    "permanent_error",
+    "temporary_error",
+    "manufacturer_5",
+    "manufacturer_6",
+    "manufacturer_7",
+)
 _APPLICATION_STATUS = (None, "application_busy", "application_error", "abnormal_condition")
 
 
@@ -89,22 +112,34 @@ def status_dict(status: int) -> dict[str, Any]:
 
 
 class Tpl:
-    __slots__ = ("ci", "header", "content", "address", "acc", "sts", "cfg", "mode", "blocks",
-                 "cfg_ext", "counter", "payload")
+    __slots__ = (
+        "ci",
+        "header",
+        "content",
+        "address",
+        "acc",
+        "sts",
+        "cfg",
+        "mode",
+        "blocks",
+        "cfg_ext",
+        "counter",
+        "payload",
+    )
 
     def __init__(self, ci: int, header: str, content: str) -> None:
         self.ci = ci
         self.header = header
         self.content = content
-        self.address: int | None = None   # offset of ID(4) M(2) VER TYPE of a long header
+        self.address: int | None = None  # offset of ID(4) M(2) VER TYPE of a long header
         self.acc: int | None = None
         self.sts: int | None = None
         self.cfg = 0
         self.mode = 0
-        self.blocks = 0                   # NNNN: encrypted 16-byte blocks (modes 5/7)
+        self.blocks = 0  # NNNN: encrypted 16-byte blocks (modes 5/7)
         self.cfg_ext = b""
-        self.counter = b""                # mode 10: 4-byte message counter as transmitted
-        self.payload = 0                  # offset of the first APL byte (after the header)
+        self.counter = b""  # mode 10: 4-byte message counter as transmitted
+        self.payload = 0  # offset of the first APL byte (after the header)
 
 
 def parse(data: bytes, pos: int, end: int) -> Tpl:
@@ -120,8 +155,12 @@ def parse(data: bytes, pos: int, end: int) -> Tpl:
         return tpl
     need = 12 if header == _LONG else 4
     if q + need > end:
-        raise DecodeError("too_short", f"TPL {header} header (CI {ci:02X}) needs {need} bytes, {end - q} present",
-                          layer="tpl", offset=q)
+        raise DecodeError(
+            "too_short",
+            f"TPL {header} header (CI {ci:02X}) needs {need} bytes, {end - q} present",
+            layer="tpl",
+            offset=q,
+        )
     if header == _LONG:
         tpl.address = q
         q += 8
@@ -136,13 +175,13 @@ def parse(data: bytes, pos: int, end: int) -> Tpl:
         tpl.blocks = (cfg >> 4) & 0x0F
         if q + 1 > end:
             raise DecodeError("too_short", "mode 7 CFG extension missing", layer="tpl", offset=q)
-        tpl.cfg_ext = bytes(data[q:q + 1])
+        tpl.cfg_ext = bytes(data[q : q + 1])
         q += 1
     elif mode == 10:
         if q + 6 > end:
             raise DecodeError("too_short", "mode 10 CFG extension and message counter missing", layer="tpl", offset=q)
-        tpl.cfg_ext = bytes(data[q:q + 2])
-        tpl.counter = bytes(data[q + 2:q + 6])
+        tpl.cfg_ext = bytes(data[q : q + 2])
+        tpl.counter = bytes(data[q + 2 : q + 6])
         q += 6
     tpl.payload = q
     return tpl

@@ -8,8 +8,7 @@ from __future__ import annotations
 import math
 import struct
 
-from omshub.codec.tables import (D_DATE_F, D_DATE_G, D_DATETIME_I, D_TIME_J, M_DIV, M_MUL, M_ONE, HeaderInfo,
-                                 Record)
+from omshub.codec.tables import D_DATE_F, D_DATE_G, D_DATETIME_I, D_TIME_J, M_DIV, M_MUL, M_ONE, HeaderInfo, Record
 
 F32 = struct.Struct("<f")
 
@@ -67,11 +66,9 @@ def datetime_i(b: bytes) -> tuple[str, bool] | None:
     second, minute, hour = b[0] & 0x3F, b[1] & 0x3F, b[2] & 0x1F
     day, month = b[3] & 0x1F, b[4] & 0x0F
     year = (b[3] >> 5) | ((b[4] & 0xF0) >> 1)
-    if not (second <= 59 and minute <= 59 and hour <= 23 and 1 <= day <= 31 and 1 <= month <= 12
-            and year <= 99):
+    if not (second <= 59 and minute <= 59 and hour <= 23 and 1 <= day <= 31 and 1 <= month <= 12 and year <= 99):
         return None
-    return (f"{_year(year):04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}",
-            bool(b[0] & 0x40))
+    return (f"{_year(year):04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}", bool(b[0] & 0x40))
 
 
 def time_j(b: bytes) -> str | None:

@@ -8,8 +8,8 @@ use formats learned from full frames earlier in the input (also across chunks).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional
 
 import typer
 
@@ -28,8 +28,9 @@ def _clean(line: str) -> str | None:
     return text
 
 
-def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, keys=None,
-                  formats=None, crc: str = "auto") -> tuple[int, int]:
+def decode_stream(
+    lines: Iterable[str], write: Callable[[bytes], object], *, keys=None, formats=None, crc: str = "auto"
+) -> tuple[int, int]:
     """Decode one telegram per line and ``write`` JSON lines, in order.
 
     Output goes out in batches of up to WRITE_BATCH lines (one ``write`` call each; every call
@@ -63,8 +64,9 @@ def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, key
             result = decode(raw, keys=keys, formats=formats, crc=crc)
         except DecodeError as exc:
             failed += 1
-            append(dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]},
-                         option=newline))
+            append(
+                dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}, option=newline)
+            )
         else:
             ok += 1
             append(dumps(result, option=newline))
@@ -76,8 +78,9 @@ def decode_stream(lines: Iterable[str], write: Callable[[bytes], object], *, key
     return ok, failed
 
 
-def iter_results(lines: Iterable[str], *, keys=None, formats=None,
-                 crc: str = "auto") -> Iterator[tuple[str, dict | None, object]]:
+def iter_results(
+    lines: Iterable[str], *, keys=None, formats=None, crc: str = "auto"
+) -> Iterator[tuple[str, dict | None, object]]:
     """(input text, result or None, DecodeError or None) per telegram line, in order."""
     from omshub.codec import DecodeError, FormatCache, decode, parse_hex
 
@@ -140,15 +143,15 @@ def _decode_chunk(lines: list[str]) -> tuple[list, list, list]:
         try:
             if len(text) > MAX_LINE:
                 raise DecodeError("too_long", f"input line of {len(text)} characters exceeds {MAX_LINE}")
-            outputs.append(dumps(decode(parse_hex(text), keys=_WORKER_RING, formats=formats, crc=_WORKER_CRC))
-                           + b"\n")
+            outputs.append(dumps(decode(parse_hex(text), keys=_WORKER_RING, formats=formats, crc=_WORKER_CRC)) + b"\n")
         except DecodeError as exc:
             if exc.code == "unknown_format":
                 outputs.append(None)
                 deferred.append((index, text))
             else:
-                outputs.append(dumps({"error": {"code": exc.code, "message": exc.message},
-                                      "input": text[:MAX_LINE]}) + b"\n")
+                outputs.append(
+                    dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}) + b"\n"
+                )
     return outputs, deferred, learned
 
 
@@ -166,8 +169,15 @@ def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def decode_parallel(lines: Iterable[str], write: Callable[[bytes], object], *, keys, workers: int,
-                    chunk_lines: int = CHUNK_LINES, crc: str = "auto") -> tuple[int, int]:
+def decode_parallel(
+    lines: Iterable[str],
+    write: Callable[[bytes], object],
+    *,
+    keys,
+    workers: int,
+    chunk_lines: int = CHUNK_LINES,
+    crc: str = "auto",
+) -> tuple[int, int]:
     """Like :func:`decode_stream` with ``workers`` processes; same output, same order."""
     import multiprocessing
 
@@ -183,19 +193,21 @@ def decode_parallel(lines: Iterable[str], write: Callable[[bytes], object], *, k
     default = keys.default if keys is not None else None
     with context.Pool(workers, initializer=_worker_init, initargs=(entries, default, crc)) as pool:
         for outputs, deferred, learned in pool.imap(_decode_chunk, _chunks(lines, chunk_lines), chunksize=1):
-            events = sorted([(i, 0, item) for i, *item in learned] + [(i, 1, text) for i, text in deferred],
-                            key=lambda event: (event[0], event[1]))
+            events = sorted(
+                [(i, 0, item) for i, *item in learned] + [(i, 1, text) for i, text in deferred],
+                key=lambda event: (event[0], event[1]),
+            )
             for index, kind, item in events:
                 if kind == 0:
                     manufacturer, meter_id, signature, fmt = item
                     formats.put(manufacturer, meter_id, signature, fmt)
                     continue
                 try:
-                    outputs[index] = orjson.dumps(decode(parse_hex(item), keys=keys, formats=formats,
-                                                         crc=crc)) + b"\n"
+                    outputs[index] = orjson.dumps(decode(parse_hex(item), keys=keys, formats=formats, crc=crc)) + b"\n"
                 except DecodeError as exc:
-                    outputs[index] = orjson.dumps({"error": {"code": exc.code, "message": exc.message},
-                                                   "input": item}) + b"\n"
+                    outputs[index] = (
+                        orjson.dumps({"error": {"code": exc.code, "message": exc.message}, "input": item}) + b"\n"
+                    )
             for line in outputs:
                 if line.startswith(b'{"error"'):
                     failed += 1
@@ -206,6 +218,7 @@ def decode_parallel(lines: Iterable[str], write: Callable[[bytes], object], *, k
 
 
 # ---------------------------------------------------------------- output for people
+
 
 def _render_table(results: list[tuple[str, dict | None, object]]) -> None:
     from rich.console import Console
@@ -219,8 +232,10 @@ def _render_table(results: list[tuple[str, dict | None, object]]) -> None:
             continue
         meter = result["meter"]
         security = result["security"]
-        title = (f"{meter['manufacturer']} {meter['id']} v{meter['version']} {meter['device_type']} "
-                 f"(type {meter['device_type_code']}), security mode {security['mode']}")
+        title = (
+            f"{meter['manufacturer']} {meter['id']} v{meter['version']} {meter['device_type']} "
+            f"(type {meter['device_type_code']}), security mode {security['mode']}"
+        )
         if result["transmitter"]:
             tx = result["transmitter"]
             title += f", via {tx['manufacturer']} {tx['id']}"
@@ -231,16 +246,22 @@ def _render_table(results: list[tuple[str, dict | None, object]]) -> None:
             table.add_column(column, justify="right" if column == "value" else "left")
         for record in result["records"]:
             value = record.get("value")
-            table.add_row(str(record.get("quantity", "")), "" if value is None else str(value),
-                          str(record.get("unit") or ""), str(record.get("storage", "")),
-                          str(record.get("tariff", "")), str(record.get("subunit", "")),
-                          str(record.get("function", "")), str(record.get("dif_vif", "")))
+            table.add_row(
+                str(record.get("quantity", "")),
+                "" if value is None else str(value),
+                str(record.get("unit") or ""),
+                str(record.get("storage", "")),
+                str(record.get("tariff", "")),
+                str(record.get("subunit", "")),
+                str(record.get("function", "")),
+                str(record.get("dif_vif", "")),
+            )
         console.print(table)
         if result.get("fields"):
             console.print("fields: " + ", ".join(f"{k}={v}" for k, v in result["fields"].items()), markup=False)
 
 
-def _load_keys(key: Optional[str], keys_file: Optional[Path]):
+def _load_keys(key: str | None, keys_file: Path | None):
     """KeyRing from --key / --keys; typer.Exit(2) with a message on bad input."""
     from omshub.codec import KeyRing
 
@@ -252,8 +273,11 @@ def _load_keys(key: Optional[str], keys_file: Optional[Path]):
         except ValueError:
             default = None
         if default is None or len(default) not in (8, 16):
-            typer.echo(f"omshub decode: --key must be 32 hex digits (an AES-128 key), got {len(cleaned)} characters"
-                       + ("" if default is not None else " that are not all hex digits"), err=True)
+            typer.echo(
+                f"omshub decode: --key must be 32 hex digits (an AES-128 key), got {len(cleaned)} characters"
+                + ("" if default is not None else " that are not all hex digits"),
+                err=True,
+            )
             raise typer.Exit(2)
     if keys_file is None:
         return KeyRing(default)
@@ -261,26 +285,32 @@ def _load_keys(key: Optional[str], keys_file: Optional[Path]):
         text = keys_file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         typer.echo(f"omshub decode: cannot read key file {keys_file}: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     try:
         return KeyRing.from_csv(text, default)
     except ValueError as exc:
         typer.echo(f"omshub decode: bad key file {keys_file}: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:
     @app.command("decode")
     def decode_command(
-        telegrams: Optional[List[str]] = typer.Argument(
-            None, metavar="[TELEGRAM]...", help="Telegrams in hex; none or '-' reads one per line from stdin."),
-        key: Optional[str] = typer.Option(None, "--key", help="AES-128 key (32 hex digits) for all meters."),
-        keys_file: Optional[Path] = typer.Option(
-            None, "--keys", help="CSV file of keys: header row, columns id, key, optional manufacturer."),
+        telegrams: list[str] | None = typer.Argument(
+            None, metavar="[TELEGRAM]...", help="Telegrams in hex; none or '-' reads one per line from stdin."
+        ),
+        key: str | None = typer.Option(None, "--key", help="AES-128 key (32 hex digits) for all meters."),
+        keys_file: Path | None = typer.Option(
+            None, "--keys", help="CSV file of keys: header row, columns id, key, optional manufacturer."
+        ),
         output_format: str = typer.Option("jsonl", "--format", help="jsonl | json | table"),
         workers: int = typer.Option(1, "--workers", min=1, max=256, help="Processes for large inputs (jsonl)."),
-        crc: str = typer.Option("auto", "--crc", help="Link-layer CRCs in the input: auto | A | B | none "
-                                "(none/A/B when the receiver's behaviour is known; skips the detection)."),
+        crc: str = typer.Option(
+            "auto",
+            "--crc",
+            help="Link-layer CRCs in the input: auto | A | B | none "
+            "(none/A/B when the receiver's behaviour is known; skips the detection).",
+        ),
     ) -> None:
         """Decode wireless / wired M-Bus and OMS telegrams into the uniform record format."""
         if output_format not in ("jsonl", "json", "table"):
@@ -311,9 +341,12 @@ def register(app: typer.Typer) -> None:
             if output_format == "json":
                 import orjson
 
-                items = [result if error is None else
-                         {"error": {"code": error.code, "message": error.message}, "input": text}
-                         for text, result, error in results]
+                items = [
+                    result
+                    if error is None
+                    else {"error": {"code": error.code, "message": error.message}, "input": text}
+                    for text, result, error in results
+                ]
                 document = items[0] if len(items) == 1 else items
                 typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
             else:

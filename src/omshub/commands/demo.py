@@ -32,24 +32,30 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     fail("omshub demo", message, code)
 
 
-def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000,
-                                      help="simulated gateways (one building each)"),
-         meters: int = typer.Option(1000, "--meters", min=1, max=100_000,
-                                    help="simulated meters (at most 250 per gateway)"),
-         days: float = typer.Option(28.0, "--days", min=0.1, max=366, help="simulated days, ending today"),
-         speed: float = typer.Option(0.0, "--speed", min=0,
-                                     help="simulated seconds per real second; 0 (default): as fast as the "
-                                          "machine can (discrete-event time). High speeds cut listen windows "
-                                          "short when the simulator cannot keep up"),
-         data_dir: Path = typer.Option(Path("omshub-demo"), "--data-dir", help="where the database, fleet and logs go"),
-         host: str = typer.Option("127.0.0.1", "--host", help="head-end bind address"),
-         port: int = typer.Option(8080, "--port", min=1, max=65535, help="head-end HTTP port"),
-         seed: int = typer.Option(1, "--seed", min=0, help="fleet seed (same seed, same fleet)"),
-         fresh: bool = typer.Option(False, "--fresh", help="delete an earlier demo in --data-dir first"),
-         exit_when_done: bool = typer.Option(False, "--exit-when-done",
-                                             help="stop the head-end when the simulation is done (for tests)")) -> None:
+def demo(
+    gateways: int = typer.Option(20, "--gateways", min=1, max=2000, help="simulated gateways (one building each)"),
+    meters: int = typer.Option(1000, "--meters", min=1, max=100_000, help="simulated meters (at most 250 per gateway)"),
+    days: float = typer.Option(28.0, "--days", min=0.1, max=366, help="simulated days, ending today"),
+    speed: float = typer.Option(
+        0.0,
+        "--speed",
+        min=0,
+        help="simulated seconds per real second; 0 (default): as fast as the "
+        "machine can (discrete-event time). High speeds cut listen windows "
+        "short when the simulator cannot keep up",
+    ),
+    data_dir: Path = typer.Option(Path("omshub-demo"), "--data-dir", help="where the database, fleet and logs go"),
+    host: str = typer.Option("127.0.0.1", "--host", help="head-end bind address"),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="head-end HTTP port"),
+    seed: int = typer.Option(1, "--seed", min=0, help="fleet seed (same seed, same fleet)"),
+    fresh: bool = typer.Option(False, "--fresh", help="delete an earlier demo in --data-dir first"),
+    exit_when_done: bool = typer.Option(
+        False, "--exit-when-done", help="stop the head-end when the simulation is done (for tests)"
+    ),
+) -> None:
     """Run the demo: `pip install .` and `omshub demo` is all it takes."""
     from omshub.demo import DemoError, DemoOptions, port_free  # lazy: start-up cost (see _run)
+
     if meters > gateways * 250:
         _fail(f"{meters} meters need at least {-(-meters // 250)} gateways (a gateway listens to at most 250)")
     if (data_dir / "omshub.db").exists():
@@ -58,8 +64,18 @@ def demo(gateways: int = typer.Option(20, "--gateways", min=1, max=2000,
         shutil.rmtree(data_dir)
     if not port_free(host, port):
         _fail(f"port {port} on {host} is in use; pick another with --port")
-    opts = DemoOptions(data_dir=data_dir.resolve(), gateways=gateways, meters=meters, days=days, speed=speed,
-                       host=host, port=port, seed=seed, exit_when_done=exit_when_done, fresh=fresh)
+    opts = DemoOptions(
+        data_dir=data_dir.resolve(),
+        gateways=gateways,
+        meters=meters,
+        days=days,
+        speed=speed,
+        host=host,
+        port=port,
+        seed=seed,
+        exit_when_done=exit_when_done,
+        fresh=fresh,
+    )
     try:
         _run(opts)
     except DemoError as exc:
@@ -84,8 +100,10 @@ def _run(opts) -> None:
     database_url = f"sqlite:///{(opts.data_dir / 'omshub.db').as_posix()}"
     with step("generating the fleet"):
         fleet_path, fleet = prepare_fleet(opts)
-    console.print(f"fleet: {len(fleet.gateways)} gateways, {len(fleet.meters)} meters "
-                  f"({len(fleet.foreign)} foreign neighbour meters) -> {fleet_path}")
+    console.print(
+        f"fleet: {len(fleet.gateways)} gateways, {len(fleet.meters)} meters "
+        f"({len(fleet.foreign)} foreign neighbour meters) -> {fleet_path}"
+    )
     password = secrets.token_urlsafe(12)
     tenant = bootstrap_tenant(database_url, "demo", username="admin", password=password)
     server = ServeProcess(data_dir=opts.data_dir, host=opts.host, port=opts.port)
@@ -95,8 +113,10 @@ def _run(opts) -> None:
     try:
         with step("registering gateways, importing meters and keys through the API"):
             gateways = provision(headend, fleet)
-        console.print(f"head-end: {server.base_url} — {len(gateways)} gateways registered, "
-                      f"{len(fleet.meters)} meters and keys imported")
+        console.print(
+            f"head-end: {server.base_url} — {len(gateways)} gateways registered, "
+            f"{len(fleet.meters)} meters and keys imported"
+        )
         start, end = _simulate(opts, console, live_display, fleet, gateways, server, database_url, tenant)
         _where_to_look(console, headend, server.base_url, tenant, password, start, end, opts.data_dir)
         if not opts.exit_when_done:
@@ -106,23 +126,27 @@ def _run(opts) -> None:
         server.stop()
 
 
-def _simulate(opts, console, live_display: bool, fleet, gateways, server, database_url: str, tenant
-              ) -> tuple[float, float]:
+def _simulate(
+    opts, console, live_display: bool, fleet, gateways, server, database_url: str, tenant
+) -> tuple[float, float]:
     """Run the gateway agents over the simulated period, then wait for the decoder: (start, end)."""
     # lazy: start-up cost (see _run)
     from omshub.demo import DAY, FleetProgress, demo_agents, run_fleet, telegram_states
     from omshub.gateway.clock import SimClock
 
-    end = math.floor(time.time() / DAY) * DAY              # the simulated period ends at today's midnight UTC
+    end = math.floor(time.time() / DAY) * DAY  # the simulated period ends at today's midnight UTC
     start = end - round(opts.days * DAY)
     clock = SimClock(start, opts.speed)
-    agents, counters = demo_agents(fleet, gateways, server=server.base_url,
-                                   state_root=opts.data_dir / "gateways", clock=clock)
+    agents, counters = demo_agents(
+        fleet, gateways, server=server.base_url, state_root=opts.data_dir / "gateways", clock=clock
+    )
     progress = FleetProgress(agents, counters, start, end, clock, {})
     how = "as fast as the machine can" if opts.speed == 0 else f"{opts.speed:g}x real time"
-    console.print(f"simulating {opts.days:g} day{'' if opts.days == 1 else 's'} ({_date(start)} to {_date(end)}) "
-                  f"at {how}; gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)",
-                  soft_wrap=True)
+    console.print(
+        f"simulating {opts.days:g} day{'' if opts.days == 1 else 's'} ({_date(start)} to {_date(end)}) "
+        f"at {how}; gateways collect at 02:00 and upload at 03:30 (Europe/Berlin, spread over 30 min)",
+        soft_wrap=True,
+    )
     last_poll, last_line = [0.0], [time.monotonic()]
 
     def tick():
@@ -136,8 +160,11 @@ def _simulate(opts, console, live_display: bool, fleet, gateways, server, databa
             last_line[0] = time.monotonic()
 
     t0 = time.monotonic()
-    with (Live(_table(progress), console=console, refresh_per_second=4, transient=False) if live_display
-          else contextlib.nullcontext()) as live:
+    with (
+        Live(_table(progress), console=console, refresh_per_second=4, transient=False)
+        if live_display
+        else contextlib.nullcontext()
+    ) as live:
         asyncio.run(run_fleet(agents, clock, end, on_tick=tick))
         sim_s = time.monotonic() - t0
         if not live_display:
@@ -151,9 +178,11 @@ def _simulate(opts, console, live_display: bool, fleet, gateways, server, databa
                 break
             time.sleep(0.5)
     states = progress.states
-    console.print(f"\ndone in {time.monotonic() - t0:.0f} s (simulation {sim_s:.0f} s): "
-                  f"{progress.uploaded():,} telegrams uploaded, {states.get('decoded', 0):,} decoded"
-                  + (f", {states['new']:,} still waiting for the decoder" if states.get("new") else ""))
+    console.print(
+        f"\ndone in {time.monotonic() - t0:.0f} s (simulation {sim_s:.0f} s): "
+        f"{progress.uploaded():,} telegrams uploaded, {states.get('decoded', 0):,} decoded"
+        + (f", {states['new']:,} still waiting for the decoder" if states.get("new") else "")
+    )
     return start, end
 
 
@@ -186,10 +215,12 @@ def _line(p) -> str:
     """The progress table as one line (for logs and pipes)."""
     now = min(p.clock.now(), p.end)
     s = p.states
-    return (f"simulated {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC "
-            f"(day {(now - p.start) / 86_400:.1f} of {(p.end - p.start) / 86_400:g}): "
-            f"{p.contacted()}/{len(p.agents)} gateways uploaded, {p.collected():,} telegrams collected, "
-            f"{p.uploaded():,} uploaded, {s.get('decoded', 0):,} decoded")
+    return (
+        f"simulated {datetime.fromtimestamp(now, UTC):%Y-%m-%d %H:%M} UTC "
+        f"(day {(now - p.start) / 86_400:.1f} of {(p.end - p.start) / 86_400:g}): "
+        f"{p.contacted()}/{len(p.agents)} gateways uploaded, {p.collected():,} telegrams collected, "
+        f"{p.uploaded():,} uploaded, {s.get('decoded', 0):,} decoded"
+    )
 
 
 def _interrupt(*_args) -> None:
@@ -206,8 +237,11 @@ def _table(p, finished: bool = False):
     t = Table(title="omshub demo" + (" — simulation finished" if finished else ""), show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value", justify="right")
-    t.add_row("simulated time", datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
-              + f"  (day {min(day, (p.end - p.start) / 86_400):.1f} of {(p.end - p.start) / 86_400:g})")
+    t.add_row(
+        "simulated time",
+        datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        + f"  (day {min(day, (p.end - p.start) / 86_400):.1f} of {(p.end - p.start) / 86_400:g})",
+    )
     t.add_row("gateways that uploaded", f"{p.contacted()} / {len(p.agents)}")
     t.add_row("telegrams collected", f"{p.collected():,}")
     t.add_row("  waiting in gateway spools", f"{p.spooled():,}")
@@ -220,16 +254,17 @@ def _table(p, finished: bool = False):
     return t
 
 
-def _where_to_look(console, headend, base_url: str, tenant, password: str, start: float, end: float,
-                   data_dir: Path) -> None:
+def _where_to_look(
+    console, headend, base_url: str, tenant, password: str, start: float, end: float, data_dir: Path
+) -> None:
     points = headend.call("GET", "/api/v1/metering-points", params={"limit": 1}).get("items") or []
     # from the second simulated day: the meters (imported without installation dates) count from
     # their first reading, so the period is covered from its start and the value is complete
-    frm = datetime.fromtimestamp(start + 86_400 if end - start > 86_400 else start,
-                                 UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    frm = datetime.fromtimestamp(start + 86_400 if end - start > 86_400 else start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     to = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     auth = f'-H "Authorization: Bearer {tenant.token}"'
-    console.print(f"""
+    console.print(
+        f"""
 [bold]Where to look[/bold]
   console:            {base_url}/
   API and its docs:   {base_url}/docs
@@ -242,12 +277,17 @@ def _where_to_look(console, headend, base_url: str, tenant, password: str, start
 [bold]Try[/bold]
   latest readings:    curl {auth} '{base_url}/api/v1/readings/latest?limit=5'
   gateways:           curl {auth} '{base_url}/api/v1/gateways'
-  alarms:             curl {auth} '{base_url}/api/v1/alarms'""", soft_wrap=True)
+  alarms:             curl {auth} '{base_url}/api/v1/alarms'""",
+        soft_wrap=True,
+    )
     if points:
         pid = points[0]["id"]
-        console.print(f"  consumption of metering point {points[0].get('ref', pid)}:\n"
-                      f"                      curl {auth} '{base_url}/api/v1/metering-points/{pid}/consumption"
-                      f"?from={frm}&to={to}'", soft_wrap=True)
+        console.print(
+            f"  consumption of metering point {points[0].get('ref', pid)}:\n"
+            f"                      curl {auth} '{base_url}/api/v1/metering-points/{pid}/consumption"
+            f"?from={frm}&to={to}'",
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

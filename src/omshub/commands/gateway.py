@@ -20,8 +20,11 @@ import typer
 
 from omshub.commands import fail
 
-gateway_app = typer.Typer(help="The gateway agent: collect wM-Bus telegrams, spool them, upload them.",
-                          no_args_is_help=True, add_completion=False)
+gateway_app = typer.Typer(
+    help="The gateway agent: collect wM-Bus telegrams, spool them, upload them.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -30,6 +33,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _load(config: Path) -> Any:
     from omshub.gateway.settings import SettingsError, load_settings  # lazy
+
     try:
         return load_settings(config)
     except SettingsError as exc:
@@ -63,8 +67,10 @@ def _setup_logging(level: str, secret: str, clock: Any = None) -> None:
 
 
 @gateway_app.command("run")
-def run(config: Path = typer.Option(..., "--config", "-c", help="gateway.toml (see `omshub gateway init`)"),
-        until: float = typer.Option(None, help="stop at this clock time (Unix s; for simulations)")) -> None:
+def run(
+    config: Path = typer.Option(..., "--config", "-c", help="gateway.toml (see `omshub gateway init`)"),
+    until: float = typer.Option(None, help="stop at this clock time (Unix s; for simulations)"),
+) -> None:
     """Run the agent until SIGTERM/SIGINT: listen windows, spool, uplink contacts."""
     # lazy, all of them; importing omshub.sim.radio registers the "sim:" radio source
     import omshub.sim.radio  # noqa: F401
@@ -93,8 +99,14 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="gateway.toml (s
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
-        log.info("gateway %s started: source %s, transport %s, configuration version %d, spool %d",
-                 settings.serial, settings.source, settings.transport, agent.config.version, agent.spool.rows)
+        log.info(
+            "gateway %s started: source %s, transport %s, configuration version %d, spool %d",
+            settings.serial,
+            settings.source,
+            settings.transport,
+            agent.config.version,
+            agent.spool.rows,
+        )
         try:
             await agent.run(until=until)
         except asyncio.CancelledError:
@@ -109,11 +121,17 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="gateway.toml (s
 
 
 @gateway_app.command("init")
-def init(path: Path = typer.Argument(None, help="where to write the example settings; without it they go to "
-                                                "standard output (`omshub gateway init > gateway.toml`)"),
-         force: bool = typer.Option(False, "--force", help="overwrite an existing file")) -> None:
+def init(
+    path: Path = typer.Argument(
+        None,
+        help="where to write the example settings; without it they go to "
+        "standard output (`omshub gateway init > gateway.toml`)",
+    ),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+) -> None:
     """Print (or write) an example gateway.toml to edit."""
     from omshub.gateway.settings import EXAMPLE  # lazy
+
     if path is None:
         sys.stdout.write(EXAMPLE)
         return
@@ -127,6 +145,7 @@ def init(path: Path = typer.Argument(None, help="where to write the example sett
 def status(config: Path = typer.Option(..., "--config", "-c")) -> None:
     """Show the spool, the uplink sequence and the configuration of a (stopped or running) gateway."""
     from omshub.gateway.spool import Spool, SpoolError  # lazy
+
     settings = _load(config)
     db = Path(settings.state_dir) / "spool.sqlite3"
     if not db.exists():
@@ -136,12 +155,20 @@ def status(config: Path = typer.Option(..., "--config", "-c")) -> None:
     except SpoolError as exc:
         _fail(str(exc), 1)
     cfg_path = Path(settings.state_dir) / "config.json"
-    cfg_version = (json.loads(cfg_path.read_text())["version"] if cfg_path.exists()
-                   else settings.initial_config().version)
-    out = {"serial": settings.serial, "spool": sp.rows, "spool_bytes": sp.bytes, "spool_full": sp.full,
-           "last_seq": sp.last_seq, "inflight_seq": sp.inflight_seq(), "config_version": cfg_version,
-           "cfg_error": json.loads(sp.get_state("cfg_error") or "null"),
-           "battery_consumed_mah": float(sp.get_state("battery_mah", "0") or 0)}
+    cfg_version = (
+        json.loads(cfg_path.read_text())["version"] if cfg_path.exists() else settings.initial_config().version
+    )
+    out = {
+        "serial": settings.serial,
+        "spool": sp.rows,
+        "spool_bytes": sp.bytes,
+        "spool_full": sp.full,
+        "last_seq": sp.last_seq,
+        "inflight_seq": sp.inflight_seq(),
+        "config_version": cfg_version,
+        "cfg_error": json.loads(sp.get_state("cfg_error") or "null"),
+        "battery_consumed_mah": float(sp.get_state("battery_mah", "0") or 0),
+    }
     sp.close()
     typer.echo(json.dumps(out, indent=2))
 

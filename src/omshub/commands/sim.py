@@ -12,18 +12,19 @@ import time
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import orjson
 import typer
 
 from omshub.commands import fail
 
-sim_app = typer.Typer(help="Simulated OMS meter fleets: fleet files, keys, meter lists and telegrams.",
-                      no_args_is_help=True)
+sim_app = typer.Typer(
+    help="Simulated OMS meter fleets: fleet files, keys, meter lists and telegrams.", no_args_is_help=True
+)
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(str, Enum):  # noqa: UP042 - typer reads choices from a str Enum
     hex = "hex"
     jsonl = "jsonl"
     rtlwmbus = "rtlwmbus"
@@ -35,6 +36,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _load(path: Path):
     from omshub.sim.fleet import FleetError, load_fleet  # lazy
+
     try:
         return load_fleet(path)
     except FleetError as exc:
@@ -56,18 +58,21 @@ def _write(text: str, output: str, force: bool, what: str) -> None:
 
 
 @sim_app.command("init-fleet")
-def init_fleet(gateways: int = typer.Option(20, "--gateways", min=1, max=100_000,
-                                            help="number of gateways (one building each)"),
-               meters: int = typer.Option(1000, "--meters", min=0, max=1_000_000, help="meters in total"),
-               seed: int = typer.Option(1, "--seed", min=0, help="seed of every random choice"),
-               name: str = typer.Option("simulated", "--name", help="fleet name"),
-               neighbours: int = typer.Option(3, "--neighbours", min=0, max=1000,
-                                              help="foreign meters near each gateway (in no meter list)"),
-               output: str = typer.Option("fleet.toml", "-o", "--output", help="fleet file to write ('-' = stdout)"),
-               force: bool = typer.Option(False, "--force", help="overwrite an existing file")) -> None:
+def init_fleet(
+    gateways: int = typer.Option(20, "--gateways", min=1, max=100_000, help="number of gateways (one building each)"),
+    meters: int = typer.Option(1000, "--meters", min=0, max=1_000_000, help="meters in total"),
+    seed: int = typer.Option(1, "--seed", min=0, help="seed of every random choice"),
+    name: str = typer.Option("simulated", "--name", help="fleet name"),
+    neighbours: int = typer.Option(
+        3, "--neighbours", min=0, max=1000, help="foreign meters near each gateway (in no meter list)"
+    ),
+    output: str = typer.Option("fleet.toml", "-o", "--output", help="fleet file to write ('-' = stdout)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+) -> None:
     """Generate a fleet file with a realistic mix of heat, water and heat cost allocator meters."""
     from omshub.sim.fleet import FleetError, parse_fleet  # lazy
     from omshub.sim.generate import generate_fleet_toml
+
     try:
         text = generate_fleet_toml(gateways, meters, seed=seed, name=name, neighbours=neighbours)
         parse_fleet(text, "generated fleet")  # never write a file we could not load
@@ -77,18 +82,22 @@ def init_fleet(gateways: int = typer.Option(20, "--gateways", min=1, max=100_000
 
 
 @sim_app.command("keys")
-def keys(fleet: Path = typer.Argument(..., help="fleet file"),
-         output: str = typer.Option("-", "-o", "--output", help="CSV file to write ('-' = stdout)"),
-         force: bool = typer.Option(False, "--force", help="overwrite an existing file")) -> None:
+def keys(
+    fleet: Path = typer.Argument(..., help="fleet file"),
+    output: str = typer.Option("-", "-o", "--output", help="CSV file to write ('-' = stdout)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+) -> None:
     """Write the meters' AES keys in the head-end's import format (id,key,manufacturer)."""
     f = _load(fleet)
     _write(f.keys_csv(), output, force, f"{len(f.meters)} keys")
 
 
 @sim_app.command("meters")
-def meters(fleet: Path = typer.Argument(..., help="fleet file"),
-           output: str = typer.Option("-", "-o", "--output", help="CSV file to write ('-' = stdout)"),
-           force: bool = typer.Option(False, "--force", help="overwrite an existing file")) -> None:
+def meters(
+    fleet: Path = typer.Argument(..., help="fleet file"),
+    output: str = typer.Option("-", "-o", "--output", help="CSV file to write ('-' = stdout)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+) -> None:
     """Write the meter list in the head-end's import format
     (manufacturer,id,device_type,gateway,metering_point,address,customer_ref)."""
     f = _load(fleet)
@@ -105,32 +114,40 @@ def _parse_start(text: str) -> datetime:
 
 def _line(fmt: OutputFormat, serial: str, frame, multi: bool) -> str:
     ts = datetime.fromtimestamp(frame.rx_time, UTC)
-    if fmt is OutputFormat.hex:   # the gateway's hexfile source format: HEX;RSSI;MODE
+    if fmt is OutputFormat.hex:  # the gateway's hexfile source format: HEX;RSSI;MODE
         return f"{frame.raw.hex().upper()};{frame.rssi};{frame.link_mode}\n"
     if fmt is OutputFormat.rtlwmbus:
         ident = frame.raw[4:8][::-1].hex().upper() if len(frame.raw) >= 8 else "00000000"
         stamp = ts.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts.microsecond // 1000:03d}"
-        magnitude = max(0, min(255, 2 * (frame.rssi + 150)))   # rtl_wmbus RSSI is unitless
+        magnitude = max(0, min(255, 2 * (frame.rssi + 150)))  # rtl_wmbus RSSI is unitless
         return f"{frame.link_mode};1;1;{stamp};{magnitude};{magnitude};{ident};0x{frame.raw.hex()}\n"
-    rec = {"rx": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"), "mode": frame.link_mode,
-           "rssi": frame.rssi, "hex": frame.raw.hex().upper()}
+    rec = {
+        "rx": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "mode": frame.link_mode,
+        "rssi": frame.rssi,
+        "hex": frame.raw.hex().upper(),
+    }
     if multi:
         rec = {"gw": serial, **rec}
     return orjson.dumps(rec).decode() + "\n"
 
 
 @sim_app.command("run")
-def run(fleet: Path = typer.Argument(..., help="fleet file"),
-        start: str = typer.Option(..., "--start", help="start (ISO date or date-time; UTC unless a zone is given)"),
-        days: Optional[float] = typer.Option(None, "--days", min=0.0, max=3660.0,
-                                             help="simulated days (default 1 unless --hours is given)"),
-        hours: float = typer.Option(0.0, "--hours", min=0.0, max=87_840.0, help="simulated hours (added to --days)"),
-        gateway: Optional[list[str]] = typer.Option(None, "--gateway", help="gateway serial (repeatable; default all)"),
-        fmt: OutputFormat = typer.Option(OutputFormat.hex, "--format",
-                                         help="hex (HEX;RSSI;MODE, the gateway's hexfile source), jsonl, rtlwmbus"),
-        output: str = typer.Option("-", "-o", "--output", help="file to write ('-' = stdout)"),
-        force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress on stderr")) -> None:
+def run(
+    fleet: Path = typer.Argument(..., help="fleet file"),
+    start: str = typer.Option(..., "--start", help="start (ISO date or date-time; UTC unless a zone is given)"),
+    days: float | None = typer.Option(
+        None, "--days", min=0.0, max=3660.0, help="simulated days (default 1 unless --hours is given)"
+    ),
+    hours: float = typer.Option(0.0, "--hours", min=0.0, max=87_840.0, help="simulated hours (added to --days)"),
+    gateway: list[str] | None = typer.Option(None, "--gateway", help="gateway serial (repeatable; default all)"),
+    fmt: OutputFormat = typer.Option(
+        OutputFormat.hex, "--format", help="hex (HEX;RSSI;MODE, the gateway's hexfile source), jsonl, rtlwmbus"
+    ),
+    output: str = typer.Option("-", "-o", "--output", help="file to write ('-' = stdout)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress on stderr"),
+) -> None:
     """Write the telegrams the gateways hear, in receive order."""
     from omshub.sim.fleet import FleetError  # lazy
     from omshub.sim.radio import iter_transmissions
@@ -149,8 +166,9 @@ def run(fleet: Path = typer.Argument(..., help="fleet file"),
             _fail(f"no gateway {unknown[0]!r} in fleet {f.name!r}")
     multi = serials is None or len(serials) > 1
     if fmt is OutputFormat.hex and multi:
-        typer.echo("note: hex lines do not say which gateway heard them; use --gateway SERIAL or --format jsonl",
-                   err=True)
+        typer.echo(
+            "note: hex lines do not say which gateway heard them; use --gateway SERIAL or --format jsonl", err=True
+        )
     if output != "-" and Path(output).exists() and not force:
         _fail(f"{output} exists; use --force to overwrite it")
     try:
@@ -165,9 +183,15 @@ def run(fleet: Path = typer.Argument(..., help="fleet file"),
         if progress and sys.stderr.isatty():
             from rich.console import Console  # lazy
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-            with Progress(TextColumn("[bold]simulating[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                          TextColumn("{task.fields[count]} telegrams"), TimeRemainingColumn(),
-                          console=Console(stderr=True)) as bar:
+
+            with Progress(
+                TextColumn("[bold]simulating[/]"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[count]} telegrams"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            ) as bar:
                 task = bar.add_task("sim", total=span, count=0)
                 for serial, frame in stream:
                     out.write(_line(fmt, serial, frame, multi))
@@ -179,7 +203,7 @@ def run(fleet: Path = typer.Argument(..., help="fleet file"),
             for serial, frame in stream:
                 out.write(_line(fmt, serial, frame, multi))
                 count += 1
-    except (FleetError, ValueError) as exc:   # ValueError: a time range outside the fleet's 30 simulated years
+    except (FleetError, ValueError) as exc:  # ValueError: a time range outside the fleet's 30 simulated years
         _fail(str(exc))
     except BrokenPipeError:
         return
@@ -187,8 +211,11 @@ def run(fleet: Path = typer.Argument(..., help="fleet file"),
         if out is not sys.stdout:
             out.close()
     took = time.monotonic() - began
-    typer.echo(f"{count} telegrams from {t0.isoformat()} to {t1.isoformat()} in {took:.1f} s "
-               f"({count / max(took, 1e-9):.0f} telegrams/s)", err=True)
+    typer.echo(
+        f"{count} telegrams from {t0.isoformat()} to {t1.isoformat()} in {took:.1f} s "
+        f"({count / max(took, 1e-9):.0f} telegrams/s)",
+        err=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

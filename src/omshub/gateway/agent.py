@@ -69,19 +69,21 @@ def make_transport(settings: GatewaySettings) -> UplinkTransport:
     u = settings.uplink
     if settings.transport == "https":
         from omshub.gateway.transport_http import HttpsTransport
+
         return HttpsTransport(settings.server, settings.secret(), timeout_s=u.timeout_s, verify=u.verify_tls)
     if settings.transport == "coap":
         from omshub.gateway.transport_coap import CoapTransport
+
         return CoapTransport(settings.server, timeout_s=u.timeout_s)
     from omshub.gateway.transport_mqtt import MqttTransport
+
     return MqttTransport(settings.server, settings.serial, timeout_s=u.timeout_s, **u.options)
 
 
 def make_clock(settings: GatewaySettings) -> Clock:
     if settings.clock.speed is None:
         return Clock()
-    return SimClock(settings.clock.start if settings.clock.start is not None else time.time(),
-                    settings.clock.speed)
+    return SimClock(settings.clock.start if settings.clock.start is not None else time.time(), settings.clock.speed)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -103,15 +105,22 @@ def write_atomically(path: Path, data: bytes) -> None:
 class ContactResult:
     ok: bool
     uplinks: int = 0
-    sent: int = 0                  # telegrams acknowledged
+    sent: int = 0  # telegrams acknowledged
     error: str | None = None
     responses: list[UplinkResponse] = field(default_factory=list)
 
 
 class Agent:
-    def __init__(self, settings: GatewaySettings, *, clock: Clock | None = None,
-                 source: RadioSource | None = None, transport: UplinkTransport | None = None,
-                 rng: random.Random | None = None, battery: BatteryGauge | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        clock: Clock | None = None,
+        source: RadioSource | None = None,
+        transport: UplinkTransport | None = None,
+        rng: random.Random | None = None,
+        battery: BatteryGauge | None = None,
+    ) -> None:
         """``battery``: the gateway's battery, reported in the status (None: mains powered,
         no battery in the status)."""
         self.settings = settings
@@ -120,8 +129,12 @@ class Agent:
         self.state_dir = Path(settings.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # its spool and state: owner only
         self.config_path = self.state_dir / "config.json"
-        self.spool = Spool(self.state_dir / "spool.sqlite3", max_rows=settings.spool.max_rows,
-                           max_bytes=settings.spool.max_bytes, synchronous=settings.spool.synchronous)
+        self.spool = Spool(
+            self.state_dir / "spool.sqlite3",
+            max_rows=settings.spool.max_rows,
+            max_bytes=settings.spool.max_bytes,
+            synchronous=settings.spool.synchronous,
+        )
         self._source = source
         self._transport = transport
         self.rng = rng or random.Random()
@@ -135,10 +148,11 @@ class Agent:
         if battery is not None:
             battery.consumed_mah = float(self.spool.get_state("battery_mah", "0") or 0)
             battery.elapse(self.started)
-        self.heard: set[str] = set()            # meters heard since the last acknowledged uplink
-        self.filtered_reported = 0              # filter drops already reported
+        self.heard: set[str] = set()  # meters heard since the last acknowledged uplink
+        self.filtered_reported = 0  # filter drops already reported
         self._done_windows: dict[int, float] = {
-            int(k): float(v) for k, v in json.loads(self.spool.get_state("done_windows", "{}") or "{}").items()}
+            int(k): float(v) for k, v in json.loads(self.spool.get_state("done_windows", "{}") or "{}").items()
+        }
         self._failures = 0
         self._retry_at: float | None = None
         self._next_upload = self.schedule.next_upload(self.started)
@@ -170,8 +184,7 @@ class Agent:
                 version = 0
             self.cfg_error = {"version": version, "message": str(exc)[:500]}
             self.spool.set_state(cfg_error=json.dumps(self.cfg_error))
-            log.warning("configuration version %s refused: %s (keeping version %d)",
-                        version, exc, self.config.version)
+            log.warning("configuration version %s refused: %s (keeping version %d)", version, exc, self.config.version)
             return False
         # Build everything the new configuration needs before persisting it: a configuration that
         # cannot be scheduled must be refused, not saved (it would fail again on every start).
@@ -213,11 +226,18 @@ class Agent:
         if self.battery is not None:
             self.battery.elapse(now)
             power = {"battery_pct": self.battery.percent, "battery_mv": self.battery.millivolts}
-        return {**power, "rssi": self.signal_dbm(), "firmware": f"omshub {_omshub_version}",
-                "uptime_s": int(max(0.0, now - self.started)), "spool": self.spool.rows,
-                "spool_full": self.spool.full, "heard": len(self.heard),
-                "filtered": self._filtered_total() - self.filtered_reported, "time": int(now),
-                "next_contact": int(self.next_contact())}
+        return {
+            **power,
+            "rssi": self.signal_dbm(),
+            "firmware": f"omshub {_omshub_version}",
+            "uptime_s": int(max(0.0, now - self.started)),
+            "spool": self.spool.rows,
+            "spool_full": self.spool.full,
+            "heard": len(self.heard),
+            "filtered": self._filtered_total() - self.filtered_reported,
+            "time": int(now),
+            "next_contact": int(self.next_contact()),
+        }
 
     def _filtered_total(self) -> int:
         return sum(self.filter.dropped.values())
@@ -247,9 +267,16 @@ class Agent:
         self._save_battery()
         self.heard |= res.heard
         self.last_window = res
-        log.info("window %s-%s ended (%s): %d received, %d kept, %d meters, spool %d",
-                 iso(window.start), iso(res.end), res.reason, res.received, res.kept,
-                 len(res.heard), self.spool.rows)
+        log.info(
+            "window %s-%s ended (%s): %d received, %d kept, %d meters, spool %d",
+            iso(window.start),
+            iso(res.end),
+            res.reason,
+            res.received,
+            res.kept,
+            len(res.heard),
+            self.spool.rows,
+        )
         return res
 
     async def contact(self) -> ContactResult:
@@ -260,9 +287,15 @@ class Agent:
             batch = self.spool.take_batch(self.config.upload.max_batch)
             filtered_now = self._filtered_total()
             while True:
-                body = build_envelope(serial=self.serial, seq=batch.seq, cfg=self.config.version,
-                                      telegrams=batch.telegrams, status=self.status(),
-                                      cfg_error=self.cfg_error, cred=credential)
+                body = build_envelope(
+                    serial=self.serial,
+                    seq=batch.seq,
+                    cfg=self.config.version,
+                    telegrams=batch.telegrams,
+                    status=self.status(),
+                    cfg_error=self.cfg_error,
+                    cred=credential,
+                )
                 if len(body) <= MAX_BODY or len(batch.telegrams) <= 1:
                     break
                 batch = self.spool.shrink_batch(batch.seq, len(batch.telegrams) // 2)
@@ -297,8 +330,14 @@ class Agent:
                 log.warning("head-end rejected telegram %s of seq %d: %s", r.get("index"), batch.seq, r.get("message"))
             if resp["time"] is not None and abs(resp["time"] - self.clock.now()) > 300 and type(self.clock) is Clock:
                 log.warning("gateway clock differs from the head-end's by %.0f s", resp["time"] - self.clock.now())
-            log.info("uplink seq %d: %d telegrams, %d bytes; stored %s, duplicates %s",
-                     batch.seq, len(batch.telegrams), len(body), resp["stored"], resp["duplicates"])
+            log.info(
+                "uplink seq %d: %d telegrams, %d bytes; stored %s, duplicates %s",
+                batch.seq,
+                len(batch.telegrams),
+                len(body),
+                resp["stored"],
+                resp["duplicates"],
+            )
             if resp["config"] is not None:
                 self.apply_config(resp["config"])
             if self.spool.rows == 0:
@@ -314,8 +353,9 @@ class Agent:
             self._retry_at = None
         else:
             self._failures += 1
-            delay = min(self.settings.uplink.retry_max_s,
-                        self.settings.uplink.retry_base_s * 2.0 ** min(self._failures - 1, 40))
+            delay = min(
+                self.settings.uplink.retry_max_s, self.settings.uplink.retry_base_s * 2.0 ** min(self._failures - 1, 40)
+            )
             self._retry_at = now + delay * self.rng.uniform(0.5, 1.0)
             log.info("next uplink attempt at %s (failure %d)", iso(self._retry_at), self._failures)
         self._next_upload = self.schedule.next_upload(now + 1)

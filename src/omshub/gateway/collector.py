@@ -46,17 +46,18 @@ def counts_as_full(header: Header, kinds_heard: set[str]) -> bool:
 @dataclass(slots=True)
 class WindowResult:
     start: float
-    end: float                      # when it actually ended
-    reason: str                     # "time" | "all_heard" | "max_telegrams" | "spool_full" | "source_ended"
-    received: int = 0               # frames from the source inside the window
-    kept: int = 0                   # frames that passed the filters and were spooled
-    stale: int = 0                  # frames stamped before the window opened (ignored)
-    heard: set[str] = field(default_factory=set)   # meter keys that passed the filters
+    end: float  # when it actually ended
+    reason: str  # "time" | "all_heard" | "max_telegrams" | "spool_full" | "source_ended"
+    received: int = 0  # frames from the source inside the window
+    kept: int = 0  # frames that passed the filters and were spooled
+    stale: int = 0  # frames stamped before the window opened (ignored)
+    heard: set[str] = field(default_factory=set)  # meter keys that passed the filters
 
 
 class Collector:
-    def __init__(self, source: RadioSource, spool: Spool, clock: Clock, filt: TelegramFilter,
-                 keep: str = "newest_per_kind") -> None:
+    def __init__(
+        self, source: RadioSource, spool: Spool, clock: Clock, filt: TelegramFilter, keep: str = "newest_per_kind"
+    ) -> None:
         self.source = source
         self.spool = spool
         self.clock = clock
@@ -103,11 +104,13 @@ class Collector:
                     continue
                 kind = telegram_kind(header, frame.raw)
                 key = f"{header.meter_key}/{kind}" if self.keep == "newest_per_kind" else None
-                if not self.spool.put(frame.raw, frame.rx_time, frame.rssi, frame.link_mode,
-                                      window=window_id, dedup_key=key):
+                if not self.spool.put(
+                    frame.raw, frame.rx_time, frame.rssi, frame.link_mode, window=window_id, dedup_key=key
+                ):
                     res.reason = "spool_full"
-                    log.warning("spool full (%d telegrams, %d bytes): collection stopped",
-                                self.spool.rows, self.spool.bytes)
+                    log.warning(
+                        "spool full (%d telegrams, %d bytes): collection stopped", self.spool.rows, self.spool.bytes
+                    )
                     break
                 res.kept += 1
                 res.heard.add(header.meter_key)

@@ -40,12 +40,36 @@ from omshub.gateway.frames import MAX_QUEUE, ReceivedFrame, SourceError, listen
 log = logging.getLogger(__name__)
 
 MAX_BUFFER = 4096
-IDLE_FLUSH_S = 0.25    # serial line silent this long: decide about what is buffered
+IDLE_FLUSH_S = 0.25  # serial line silent this long: decide about what is buffered
 _NEED_MORE = object()
 
 # C-fields a receiver may deliver (docs/protocol.md §3)
-C_FIELDS = frozenset({0x44, 0x46, 0x47, 0x48, 0x08, 0x18, 0x28, 0x38, 0x00, 0x10, 0x20, 0x30,
-                      0x06, 0x40, 0x53, 0x73, 0x43, 0x55, 0x5A, 0x7A, 0x5B, 0x7B})
+C_FIELDS = frozenset(
+    {
+        0x44,
+        0x46,
+        0x47,
+        0x48,
+        0x08,
+        0x18,
+        0x28,
+        0x38,
+        0x00,
+        0x10,
+        0x20,
+        0x30,
+        0x06,
+        0x40,
+        0x53,
+        0x73,
+        0x43,
+        0x55,
+        0x5A,
+        0x7A,
+        0x5B,
+        0x7B,
+    }
+)
 
 
 def plausible_manufacturer(lo: int, hi: int) -> bool:
@@ -154,11 +178,19 @@ class _Scanner(ABC):
 # =============================================================================== IMST iM871A
 EP_DEVMGMT, EP_RADIOLINK, EP_RADIOLINKTEST, EP_HWTEST = 1, 2, 3, 4
 # Messages the stick sends (responses have even ids; 0x27 AES_DEC_ERROR_IND, 0x03 WMBUSMSG_IND)
-_STICK_MSGIDS = {EP_DEVMGMT: frozenset(range(0x02, 0x29, 2)) | {0x27}, EP_RADIOLINK: frozenset({2, 3, 5}),
-                 EP_RADIOLINKTEST: frozenset({2, 4, 7}), EP_HWTEST: frozenset({2})}
+_STICK_MSGIDS = {
+    EP_DEVMGMT: frozenset(range(0x02, 0x29, 2)) | {0x27},
+    EP_RADIOLINK: frozenset({2, 3, 5}),
+    EP_RADIOLINKTEST: frozenset({2, 4, 7}),
+    EP_HWTEST: frozenset({2}),
+}
 # Messages the host sends (requests: odd ids) — for stick emulators
-_HOST_MSGIDS = {EP_DEVMGMT: frozenset(range(0x01, 0x28, 2)), EP_RADIOLINK: frozenset({1, 4}),
-                EP_RADIOLINKTEST: frozenset({1, 3}), EP_HWTEST: frozenset({1})}
+_HOST_MSGIDS = {
+    EP_DEVMGMT: frozenset(range(0x01, 0x28, 2)),
+    EP_RADIOLINK: frozenset({1, 4}),
+    EP_RADIOLINKTEST: frozenset({1, 3}),
+    EP_HWTEST: frozenset({1}),
+}
 MSG_WMBUS_IND = 0x03
 CTRL_TIMESTAMP, CTRL_RSSI, CTRL_FCS = 0x2, 0x4, 0x8
 
@@ -187,13 +219,23 @@ def im871a_rssi_dbm(raw: int) -> int:
     return min(0, round(0.5333 * raw - 126.7))
 
 
-def hci_encode(endpoint: int, msgid: int, payload: bytes = b"", *, rssi: int | None = None,
-               timestamp: int | None = None, fcs: bool = True) -> bytes:
+def hci_encode(
+    endpoint: int,
+    msgid: int,
+    payload: bytes = b"",
+    *,
+    rssi: int | None = None,
+    timestamp: int | None = None,
+    fcs: bool = True,
+) -> bytes:
     """An HCI frame (host commands and, for emulators, stick messages)."""
     if len(payload) > 255:
         raise ValueError("HCI payload longer than 255 bytes")
-    ctrl = (CTRL_TIMESTAMP if timestamp is not None else 0) | (CTRL_RSSI if rssi is not None else 0) | \
-        (CTRL_FCS if fcs else 0)
+    ctrl = (
+        (CTRL_TIMESTAMP if timestamp is not None else 0)
+        | (CTRL_RSSI if rssi is not None else 0)
+        | (CTRL_FCS if fcs else 0)
+    )
     body = bytes([ctrl << 4 | endpoint, msgid, len(payload)]) + payload
     if timestamp is not None:
         body += timestamp.to_bytes(4, "little")
@@ -201,7 +243,7 @@ def hci_encode(endpoint: int, msgid: int, payload: bytes = b"", *, rssi: int | N
         body += bytes([rssi])
     if fcs:
         body += crc_x25(body).to_bytes(2, "little")
-    return b"\xA5" + body
+    return b"\xa5" + body
 
 
 class Im871aParser(_Scanner):
@@ -238,22 +280,27 @@ class Im871aParser(_Scanner):
                 return None
         elif ln > 64:  # management responses are short
             return None
-        total = 4 + ln + (4 if ctrl & CTRL_TIMESTAMP else 0) + (1 if ctrl & CTRL_RSSI else 0) + \
-            (2 if ctrl & CTRL_FCS else 0)
+        total = (
+            4
+            + ln
+            + (4 if ctrl & CTRL_TIMESTAMP else 0)
+            + (1 if ctrl & CTRL_RSSI else 0)
+            + (2 if ctrl & CTRL_FCS else 0)
+        )
         if n < total:
             return _NEED_MORE
         end = i + total
-        if ctrl & CTRL_FCS and crc_x25(buf[i + 1:end - 2]) != buf[end - 2] | buf[end - 1] << 8:
+        if ctrl & CTRL_FCS and crc_x25(buf[i + 1 : end - 2]) != buf[end - 2] | buf[end - 1] << 8:
             self.stats["checksum_errors"] += 1
             return None
         p = i + 4 + ln
         ts = rssi = None
         if ctrl & CTRL_TIMESTAMP:
-            ts = int.from_bytes(buf[p:p + 4], "little")
+            ts = int.from_bytes(buf[p : p + 4], "little")
             p += 4
         if ctrl & CTRL_RSSI:
             rssi = buf[p]
-        return end, HciMessage(ep, msgid, bytes(buf[i + 4:i + 4 + ln]), ts, rssi)
+        return end, HciMessage(ep, msgid, bytes(buf[i + 4 : i + 4 + ln]), ts, rssi)
 
 
 def im871a_link_mode(modes: list[str]) -> int:
@@ -268,8 +315,9 @@ def im871a_set_config(link_mode: int) -> bytes:
 
 # ============================================================================= Amber AMB8465
 AMB_DATA_IND = 0x03
-_AMB_REQUESTS = frozenset({0x00, 0x02, 0x04, 0x05, 0x06, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x10, 0x11, 0x30,
-                           0x31, 0x50, 0x51, 0x52})
+_AMB_REQUESTS = frozenset(
+    {0x00, 0x02, 0x04, 0x05, 0x06, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x10, 0x11, 0x30, 0x31, 0x50, 0x51, 0x52}
+)
 _AMB_RESPONSES = frozenset(0x80 | c for c in _AMB_REQUESTS)
 AMB8465_LINK_MODES = {"S": 0x03, "T": 0x08, "C": 0x0E, "CT": 0x09}
 AMB_PARAM_CMD_OUT, AMB_PARAM_RSSI = 0x05, 0x45
@@ -280,7 +328,7 @@ class AmberMessage:
     cmd: int
     payload: bytes
     rssi_raw: int | None = None
-    frame: bytes | None = None      # for CMD_DATA_IND: the wM-Bus frame from its L-field
+    frame: bytes | None = None  # for CMD_DATA_IND: the wM-Bus frame from its L-field
 
     @property
     def is_telegram(self) -> bool:
@@ -336,10 +384,10 @@ class Amb8465Parser(_Scanner):
         end = i + 3 + ln + 1
         if len(buf) < end:
             return _NEED_MORE
-        if xor_checksum(buf[i:end - 1]) != buf[end - 1]:
+        if xor_checksum(buf[i : end - 1]) != buf[end - 1]:
             self.stats["checksum_errors"] += 1
             return None
-        payload = bytes(buf[i + 3:end - 1])
+        payload = bytes(buf[i + 3 : end - 1])
         if cmd != AMB_DATA_IND:
             return end, AmberMessage(cmd, payload)
         if self.rssi:
@@ -355,8 +403,9 @@ def _mode_family(modes: list[str], stick: str, table: dict[str, int]) -> str:
     # A collector listens: T1/T2 both mean "receive mode T", likewise C and S.
     fam = "".join(sorted({m[0] for m in modes if m}, key="CSTN".index)) if modes else ""
     if "N" in fam or fam not in table:
-        raise SourceError(f"the {stick} cannot listen to {'+'.join(modes) or 'no mode'} at once; "
-                          f"it supports S, T, C or C+T")
+        raise SourceError(
+            f"the {stick} cannot listen to {'+'.join(modes) or 'no mode'} at once; it supports S, T, C or C+T"
+        )
     return fam
 
 
@@ -461,18 +510,21 @@ class DongleSource:
         if self._started:
             return
         if self.kind == "im871a":
-            await self._request(hci_encode(EP_DEVMGMT, 0x01), lambda m: m.endpoint == EP_DEVMGMT and m.msgid == 0x02,
-                                "PING_REQ")
+            await self._request(
+                hci_encode(EP_DEVMGMT, 0x01), lambda m: m.endpoint == EP_DEVMGMT and m.msgid == 0x02, "PING_REQ"
+            )
         else:
             # Make the stick frame received telegrams (FF 03 ...) and append the RSSI; both are
             # non-volatile parameters, so write them only when needed and reset the stick after.
             changed = False
             for addr, name in ((AMB_PARAM_CMD_OUT, "UART_CMD_Out_Enable"), (AMB_PARAM_RSSI, "RSSI_Enable")):
-                m = await self._request(amber_encode(0x0A, bytes([addr, 1])), partial(_is_param, addr),
-                                        f"CMD_GET_REQ {name}")
+                m = await self._request(
+                    amber_encode(0x0A, bytes([addr, 1])), partial(_is_param, addr), f"CMD_GET_REQ {name}"
+                )
                 if m.payload[2:3] != b"\x01":
-                    await self._request(amber_encode(0x09, bytes([addr, 1, 1])), lambda m: m.cmd == 0x89,
-                                        f"CMD_SET_REQ {name}")
+                    await self._request(
+                        amber_encode(0x09, bytes([addr, 1, 1])), lambda m: m.cmd == 0x89, f"CMD_SET_REQ {name}"
+                    )
                     changed = True
             if changed:
                 await self._request(amber_encode(0x05), lambda m: m.cmd == 0x85, "CMD_RESET_REQ")
@@ -482,8 +534,9 @@ class DongleSource:
         await self._start()
         if self.kind == "im871a":
             mode = im871a_link_mode(modes)
-            m = await self._request(im871a_set_config(mode),
-                                    lambda m: m.endpoint == EP_DEVMGMT and m.msgid == 0x04, "SET_CONFIG_REQ")
+            m = await self._request(
+                im871a_set_config(mode), lambda m: m.endpoint == EP_DEVMGMT and m.msgid == 0x04, "SET_CONFIG_REQ"
+            )
             status = m.payload[:1]
         else:
             mode = amb8465_link_mode(modes)

@@ -27,6 +27,7 @@ def _peek(raw: bytes) -> dict:
     # importing the whole agent (python -X importtime: ~0.6 s against ~0.3 s), and commands such as
     # `omshub gateway status` never read a frame.
     from omshub.codec import DecodeError, peek_header
+
     try:
         return peek_header(raw)
     except DecodeError as exc:
@@ -60,8 +61,13 @@ def read_header(raw: bytes) -> Header:
         raise ValueError("invalid_header:manufacturer")
     if h.get("crc") is None and raw[0] + 1 > len(raw):
         raise ValueError("invalid_header:truncated")
-    return Header(manufacturer=h["manufacturer"], id=str(h["id"]).upper(), version=int(h["version"]),
-                  device_type=int(h["device_type_code"]), ci=int(h["ci"]))
+    return Header(
+        manufacturer=h["manufacturer"],
+        id=str(h["id"]).upper(),
+        version=int(h["version"]),
+        device_type=int(h["device_type_code"]),
+        ci=int(h["ci"]),
+    )
 
 
 class TelegramFilter:
@@ -76,8 +82,11 @@ class TelegramFilter:
         self.cis = {int(c, 16) for c in spec.ci}
         self.dropped: Counter[str] = Counter()
         # the meters a window waits for before it may end early (whitelist only)
-        self.expected: frozenset[tuple[str | None, str]] = frozenset(
-            {(m.manufacturer, m.id.upper()) for m in spec.meters}) if self.mode == "whitelist" else frozenset()
+        self.expected: frozenset[tuple[str | None, str]] = (
+            frozenset({(m.manufacturer, m.id.upper()) for m in spec.meters})
+            if self.mode == "whitelist"
+            else frozenset()
+        )
 
     def _meter_listed(self, h: Header) -> bool:
         return (h.manufacturer, h.id) in self.meters_full or h.id in self.meters_any

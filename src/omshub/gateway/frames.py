@@ -10,15 +10,15 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-MAX_QUEUE = 10_000       # frames buffered from a live pipe before the oldest are dropped
+MAX_QUEUE = 10_000  # frames buffered from a live pipe before the oldest are dropped
 
 
 @dataclass(slots=True)
 class ReceivedFrame:
-    raw: bytes            # the wM-Bus frame from its L-field, as the receiver delivered it
-    rx_time: float        # Unix seconds (gateway clock)
-    rssi: int | None      # dBm, None when unknown
-    link_mode: str        # "T1", "C1", ... or "unknown"
+    raw: bytes  # the wM-Bus frame from its L-field, as the receiver delivered it
+    rx_time: float  # Unix seconds (gateway clock)
+    rssi: int | None  # dBm, None when unknown
+    link_mode: str  # "T1", "C1", ... or "unknown"
 
 
 class SourceError(Exception):

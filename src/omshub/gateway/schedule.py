@@ -32,7 +32,7 @@ def prev_fire(cron: str, tz: str, at: float, offset: int = 0) -> float:
 
 @dataclass(slots=True, frozen=True)
 class Window:
-    index: int              # position in config.collection
+    index: int  # position in config.collection
     start: float
     end: float
     spec: CollectionWindow

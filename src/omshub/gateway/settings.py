@@ -26,18 +26,18 @@ class _Strict(BaseModel):
 
 class UplinkSettings(_Strict):
     timeout_s: float = Field(default=30.0, gt=0, le=600)
-    retry_base_s: float = Field(default=30.0, gt=0, le=86_400)     # first retry after a failed contact
+    retry_base_s: float = Field(default=30.0, gt=0, le=86_400)  # first retry after a failed contact
     retry_max_s: float = Field(default=3_600.0, gt=0, le=7 * 86_400)
-    max_catch_up: int = Field(default=50, ge=1, le=10_000)           # uplinks in a row when the spool is deep
-    contact_on_start: bool = True                            # one status contact when the agent starts
-    verify_tls: bool | str = True                            # False, True or a CA bundle path
-    options: dict[str, Any] = Field(default_factory=dict)    # transport specifics (mqtt: prefix, username)
+    max_catch_up: int = Field(default=50, ge=1, le=10_000)  # uplinks in a row when the spool is deep
+    contact_on_start: bool = True  # one status contact when the agent starts
+    verify_tls: bool | str = True  # False, True or a CA bundle path
+    options: dict[str, Any] = Field(default_factory=dict)  # transport specifics (mqtt: prefix, username)
 
 
 class SpoolSettings(_Strict):
     max_rows: int = Field(default=100_000, ge=1, le=10_000_000)
     max_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 34)
-    synchronous: Literal["full", "normal"] = "full"   # "normal" for simulations: no fsync per telegram
+    synchronous: Literal["full", "normal"] = "full"  # "normal" for simulations: no fsync per telegram
 
 
 class BatterySettings(_Strict):
@@ -49,8 +49,8 @@ class BatterySettings(_Strict):
 
 
 class ClockSettings(_Strict):
-    speed: float | None = Field(default=None, ge=0)    # None: real time; N: simulated, N s per real s; 0: jump
-    start: float | None = None                 # simulated start (Unix s); default: now
+    speed: float | None = Field(default=None, ge=0)  # None: real time; N: simulated, N s per real s; 0: jump
+    start: float | None = None  # simulated start (Unix s); default: now
 
 
 class GatewaySettings(_Strict):
@@ -107,7 +107,8 @@ def _warn_if_readable_by_others(path: Path) -> None:
     if mode & 0o077 and str(path) not in _warned:
         _warned.add(str(path))
         logging.getLogger("omshub.gateway").warning(
-            "credential_file %s is readable by other users (mode %o): chmod 600 it", path, mode)
+            "credential_file %s is readable by other users (mode %o): chmod 600 it", path, mode
+        )
 
 
 def _resolve(base: Path, value: str) -> str:

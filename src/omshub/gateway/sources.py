@@ -42,7 +42,7 @@ from omshub.protocol.topics import LINK_MODE_CODES
 
 log = logging.getLogger(__name__)
 
-MAX_LINE = 4096          # characters; a frame is at most 512 bytes = 1024 hex digits
+MAX_LINE = 4096  # characters; a frame is at most 512 bytes = 1024 hex digits
 
 # --------------------------------------------------------------------------- line parsers
 _HEX_CLEAN = re.compile(r"[\s_|]")
@@ -132,8 +132,9 @@ class LineSource:
 
     kind = "lines"
 
-    def __init__(self, path: str, parse: Callable[[str], tuple[bytes, int | None, str] | None],
-                 clock: Clock, name: str) -> None:
+    def __init__(
+        self, path: str, parse: Callable[[str], tuple[bytes, int | None, str] | None], clock: Clock, name: str
+    ) -> None:
         self.path = path
         self.name = name
         self._parse = parse
@@ -270,8 +271,7 @@ def open_source(spec: str, clock: Clock, gateway_serial: str) -> RadioSource:
     Raises SourceError for a bad spec."""
     kind, sep, arg = spec.partition(":")
     if not sep or not arg:
-        raise SourceError(f"radio source {spec!r} must look like KIND:ARGUMENT, KIND one of "
-                          f"{', '.join(_FACTORIES)}")
+        raise SourceError(f"radio source {spec!r} must look like KIND:ARGUMENT, KIND one of {', '.join(_FACTORIES)}")
     factory = _FACTORIES.get(kind)
     if factory is None:
         raise SourceError(f"unknown radio source kind {kind!r} in {spec!r}; use one of {', '.join(_FACTORIES)}")

@@ -75,8 +75,9 @@ def _private_file(path: Path) -> None:
 
 
 class Spool:
-    def __init__(self, path: str | Path, *, max_rows: int = 100_000, max_bytes: int = 64 << 20,
-                 synchronous: str = "full") -> None:
+    def __init__(
+        self, path: str | Path, *, max_rows: int = 100_000, max_bytes: int = 64 << 20, synchronous: str = "full"
+    ) -> None:
         if max_rows < 1 or max_bytes < 1024:
             raise ValueError("spool limits: max_rows >= 1 and max_bytes >= 1024")
         if synchronous not in ("full", "normal"):
@@ -93,7 +94,8 @@ class Spool:
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.executescript(SCHEMA)
             self.rows, self.bytes = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM telegram").fetchone()
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM telegram"
+            ).fetchone()
         except sqlite3.Error as exc:
             raise SpoolError(f"spool {self.path}: {exc}") from None
         except OSError as exc:
@@ -110,8 +112,11 @@ class Spool:
                 if v is None:
                     self._db.execute("DELETE FROM state WHERE key = ?", (k,))
                 else:
-                    self._db.execute("INSERT INTO state(key, value) VALUES(?, ?) "
-                                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (k, str(v)))
+                    self._db.execute(
+                        "INSERT INTO state(key, value) VALUES(?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (k, str(v)),
+                    )
 
     def _tx(self) -> _Tx:
         return _Tx(self._db)
@@ -122,8 +127,16 @@ class Spool:
         """No room for one more frame of the largest size (512 bytes): collection must stop."""
         return self.rows >= self.max_rows or self.max_bytes - self.bytes < MAX_FRAME
 
-    def put(self, raw: bytes, rx_time: float, rssi: int | None, link_mode: str, *,
-            window: int | None = None, dedup_key: str | None = None) -> bool:
+    def put(
+        self,
+        raw: bytes,
+        rx_time: float,
+        rssi: int | None,
+        link_mode: str,
+        *,
+        window: int | None = None,
+        dedup_key: str | None = None,
+    ) -> bool:
         """Store one frame durably. Returns False (and stores nothing) when the spool is full.
 
         With ``window`` and ``dedup_key`` a frame replaces the window's earlier frame with the same
@@ -134,20 +147,25 @@ class Spool:
             if window is not None and dedup_key is not None:
                 old = self._db.execute(
                     "SELECT id, LENGTH(raw), upload_seq FROM telegram WHERE window = ? AND dedup_key = ?",
-                    (window, dedup_key)).fetchone()
+                    (window, dedup_key),
+                ).fetchone()
             if old is not None and old[2] is None:
                 if self.bytes - old[1] + len(raw) > self.max_bytes:
                     return False
-                self._db.execute("UPDATE telegram SET raw = ?, rx_time = ?, rssi = ?, link_mode = ? "
-                                 "WHERE id = ?", (raw, rx_time, rssi, link_mode, old[0]))
+                self._db.execute(
+                    "UPDATE telegram SET raw = ?, rx_time = ?, rssi = ?, link_mode = ? WHERE id = ?",
+                    (raw, rx_time, rssi, link_mode, old[0]),
+                )
                 self.bytes += len(raw) - old[1]
                 return True
             if self.full or self.bytes + len(raw) > self.max_bytes:
                 return False
             if old is not None:  # the older one is in flight: keep it, store this one unkeyed
                 dedup_key = None
-            self._db.execute("INSERT INTO telegram(raw, rx_time, rssi, link_mode, window, dedup_key) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (raw, rx_time, rssi, link_mode, window, dedup_key))
+            self._db.execute(
+                "INSERT INTO telegram(raw, rx_time, rssi, link_mode, window, dedup_key) VALUES (?, ?, ?, ?, ?, ?)",
+                (raw, rx_time, rssi, link_mode, window, dedup_key),
+            )
             self.rows += 1
             self.bytes += len(raw)
             return True
@@ -175,7 +193,9 @@ class Spool:
                 seq = self.last_seq + 1
                 self._db.execute(
                     "UPDATE telegram SET upload_seq = ? WHERE id IN (SELECT id FROM telegram "
-                    "WHERE upload_seq IS NULL ORDER BY id LIMIT ?)", (seq, max_batch))
+                    "WHERE upload_seq IS NULL ORDER BY id LIMIT ?)",
+                    (seq, max_batch),
+                )
                 self._set(seq=seq, inflight_seq=seq)
         return Batch(seq, self._rows_of(seq))
 
@@ -184,12 +204,15 @@ class Spool:
         with self._tx():
             self._db.execute(
                 "UPDATE telegram SET upload_seq = NULL WHERE upload_seq = ? AND id NOT IN "
-                "(SELECT id FROM telegram WHERE upload_seq = ? ORDER BY id LIMIT ?)", (seq, seq, keep))
+                "(SELECT id FROM telegram WHERE upload_seq = ? ORDER BY id LIMIT ?)",
+                (seq, seq, keep),
+            )
         return Batch(seq, self._rows_of(seq))
 
     def _rows_of(self, seq: int) -> list[SpooledTelegram]:
-        cur = self._db.execute("SELECT id, raw, rx_time, rssi, link_mode FROM telegram "
-                               "WHERE upload_seq = ? ORDER BY id", (seq,))
+        cur = self._db.execute(
+            "SELECT id, raw, rx_time, rssi, link_mode FROM telegram WHERE upload_seq = ? ORDER BY id", (seq,)
+        )
         return [SpooledTelegram(*r) for r in cur]
 
     def ack(self, seq: int) -> int:
@@ -197,8 +220,9 @@ class Spool:
         with self._tx():
             if self.inflight_seq() != seq:
                 return 0
-            n, b = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM telegram "
-                                    "WHERE upload_seq = ?", (seq,)).fetchone()
+            n, b = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM telegram WHERE upload_seq = ?", (seq,)
+            ).fetchone()
             self._db.execute("DELETE FROM telegram WHERE upload_seq = ?", (seq,))
             self._db.execute("DELETE FROM state WHERE key = 'inflight_seq'")
             self.rows -= n
@@ -211,8 +235,10 @@ class Spool:
 
     def _set(self, **values: int) -> None:
         for k, v in values.items():
-            self._db.execute("INSERT INTO state(key, value) VALUES(?, ?) "
-                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (k, str(v)))
+            self._db.execute(
+                "INSERT INTO state(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (k, str(v)),
+            )
 
     def close(self) -> None:
         self._db.close()

@@ -61,11 +61,9 @@ class CoapTransport:
     async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
         content_format = _CONTENT_FORMATS.get(content_type)
         if content_format is None:
-            raise ValueError(f"CoAP uplink content type {content_type!r} must be one of "
-                             f"{sorted(_CONTENT_FORMATS)}")
+            raise ValueError(f"CoAP uplink content type {content_type!r} must be one of {sorted(_CONTENT_FORMATS)}")
         context = await self._client()
-        request = aiocoap.Message(code=Code.POST, uri=self.url, payload=body,
-                                  content_format=content_format)
+        request = aiocoap.Message(code=Code.POST, uri=self.url, payload=body, content_format=content_format)
         pending = context.request(request)
         try:
             response = await asyncio.wait_for(pending.response, self.timeout_s)

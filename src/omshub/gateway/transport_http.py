@@ -12,22 +12,19 @@ class HttpsTransport:
     name = "https"
     cred_in_envelope = False
 
-    def __init__(self, url: str, credential: str, *, timeout_s: float = 30.0,
-                 verify: bool | str = True) -> None:
+    def __init__(self, url: str, credential: str, *, timeout_s: float = 30.0, verify: bool | str = True) -> None:
         if not url.startswith(("https://", "http://")):
             raise ValueError(f"server URL {url!r} must start with https:// (or http:// for tests)")
         url = url.rstrip("/")
         self.url = url if url.endswith(UPLINK_PATH) else url + UPLINK_PATH
         self._credential = credential
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), verify=verify,
-                                         follow_redirects=False)
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), verify=verify, follow_redirects=False)
 
     def __repr__(self) -> str:  # never shows the credential
         return f"HttpsTransport({self.url!r})"
 
     async def send(self, body: bytes, content_type: str = "application/cbor") -> bytes:
-        headers = {"Authorization": f"Bearer {self._credential}", "Content-Type": content_type,
-                   "Accept": content_type}
+        headers = {"Authorization": f"Bearer {self._credential}", "Content-Type": content_type, "Accept": content_type}
         try:
             resp = await self._client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException:

@@ -24,18 +24,32 @@ from omshub.protocol.envelope import MAX_RESPONSE, PayloadTooLarge, TransportErr
 from omshub.protocol.topics import DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, down_topic, parse_broker_url, up_topic
 
 
-def make_client(address: BrokerAddress, *, identifier: str, username: str | None = None,
-                password: str | None = None, tls_context: ssl.SSLContext | None = None,
-                keepalive: int = 60, timeout: float = 10.0) -> aiomqtt.Client:
+def make_client(
+    address: BrokerAddress,
+    *,
+    identifier: str,
+    username: str | None = None,
+    password: str | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    keepalive: int = 60,
+    timeout: float = 10.0,
+) -> aiomqtt.Client:
     if address.tls and tls_context is None:
         tls_context = ssl.create_default_context()
     return aiomqtt.Client(
-        address.host, address.port, identifier=identifier,
-        username=username or address.username, password=password or address.password,
+        address.host,
+        address.port,
+        identifier=identifier,
+        username=username or address.username,
+        password=password or address.password,
         # MQTT 3.1.1 with a clean session: a gateway that gave up on an answer does not want
         # it queued for its next contact, and retrying repeats the seq anyway.
-        protocol=aiomqtt.ProtocolVersion.V311, clean_session=True,
-        tls_context=tls_context, keepalive=keepalive, timeout=timeout)
+        protocol=aiomqtt.ProtocolVersion.V311,
+        clean_session=True,
+        tls_context=tls_context,
+        keepalive=keepalive,
+        timeout=timeout,
+    )
 
 
 def _envelope_seq(body: bytes, content_type: str) -> int:
@@ -62,10 +76,19 @@ class MqttTransport:
     name = "mqtt"
     cred_in_envelope = True
 
-    def __init__(self, broker_url: str, serial: str, *, timeout_s: float = 60.0,
-                 prefix: str = DEFAULT_PREFIX, client_id: str | None = None,
-                 username: str | None = None, password: str | None = None,
-                 tls_context: ssl.SSLContext | None = None, keepalive: int = 60):
+    def __init__(
+        self,
+        broker_url: str,
+        serial: str,
+        *,
+        timeout_s: float = 60.0,
+        prefix: str = DEFAULT_PREFIX,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        keepalive: int = 60,
+    ):
         if not SERIAL_RE.match(serial):
             raise ValueError(f"gateway serial {serial!r} must be 1-64 characters [A-Za-z0-9._-]")
         if timeout_s <= 0:
@@ -76,8 +99,13 @@ class MqttTransport:
         self.up_topic = up_topic(serial, prefix)
         self.down_topic = down_topic(serial, prefix)
         self._client_kwargs: dict[str, Any] = {
-            "identifier": client_id or f"omshub-gw-{serial}", "username": username, "password": password,
-            "tls_context": tls_context, "keepalive": keepalive, "timeout": min(timeout_s, 30.0)}
+            "identifier": client_id or f"omshub-gw-{serial}",
+            "username": username,
+            "password": password,
+            "tls_context": tls_context,
+            "keepalive": keepalive,
+            "timeout": min(timeout_s, 30.0),
+        }
         self._client: aiomqtt.Client | None = None
 
     async def _connect(self) -> aiomqtt.Client:
@@ -106,8 +134,9 @@ class MqttTransport:
                 return await self._answer(client, seq)
         except TimeoutError:
             await self._drop()
-            raise TransportError(f"MQTT: no answer for seq {seq} on {self.down_topic} "
-                                 f"within {self.timeout_s:g} s") from None
+            raise TransportError(
+                f"MQTT: no answer for seq {seq} on {self.down_topic} within {self.timeout_s:g} s"
+            ) from None
         except aiomqtt.MqttError as exc:
             await self._drop()
             raise TransportError(f"MQTT: broker {where}: {exc}") from exc

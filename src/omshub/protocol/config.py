@@ -128,8 +128,9 @@ class Filters(_Strict):
 class GatewayConfig(_Strict):
     version: int = Field(default=0, ge=0)
     timezone: str = "UTC"
-    collection: list[CollectionWindow] = Field(default_factory=lambda: [CollectionWindow()],
-                                               min_length=1, max_length=24)
+    collection: list[CollectionWindow] = Field(
+        default_factory=lambda: [CollectionWindow()], min_length=1, max_length=24
+    )
     upload: UploadSchedule = Field(default_factory=UploadSchedule)
     spread_s: int = Field(default=1_800, ge=0, le=86_400)
     filters: Filters = Field(default_factory=Filters)

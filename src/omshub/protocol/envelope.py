@@ -23,20 +23,30 @@ import orjson
 from omshub.protocol.topics import LINK_MODE_BY_CODE, LINK_MODE_CODES, LINK_MODE_NAMES, SERIAL_RE
 
 FORMAT_VERSION = 1
-MAX_BODY = 1 << 20                   # bytes of one uplink body
-MAX_RESPONSE = 1 << 20               # bytes of one response map (a gateway reads no more)
-MAX_TELEGRAMS = 5_000                # telegrams in one uplink
-MIN_FRAME, MAX_FRAME = 10, 512       # bytes of one wM-Bus frame, from its L-field
+MAX_BODY = 1 << 20  # bytes of one uplink body
+MAX_RESPONSE = 1 << 20  # bytes of one response map (a gateway reads no more)
+MAX_TELEGRAMS = 5_000  # telegrams in one uplink
+MIN_FRAME, MAX_FRAME = 10, 512  # bytes of one wM-Bus frame, from its L-field
 MAX_UINT63 = (1 << 63) - 1
 MAX_CFG_VERSION = (1 << 31) - 1
-MAX_TIME = 253402300799              # 9999-12-31T23:59:59Z
-RSSI_UNKNOWN = 0x80                  # the RSSI byte of a frame whose level the receiver did not say
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
+RSSI_UNKNOWN = 0x80  # the RSSI byte of a frame whose level the receiver did not say
 JSON = "application/json"
 CBOR = "application/cbor"
 
 _STATUS_KEYS: dict[str, type] = {
-    "battery_pct": int, "battery_mv": int, "rssi": int, "firmware": str, "uptime_s": int, "spool": int,
-    "spool_full": bool, "heard": int, "filtered": int, "time": int, "next_contact": int}
+    "battery_pct": int,
+    "battery_mv": int,
+    "rssi": int,
+    "firmware": str,
+    "uptime_s": int,
+    "spool": int,
+    "spool_full": bool,
+    "heard": int,
+    "filtered": int,
+    "time": int,
+    "next_contact": int,
+}
 _MODE_BY_NAME = {name.lower(): name for name in LINK_MODE_BY_CODE}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -98,9 +108,17 @@ def _rssi_byte(rssi: int | None) -> int:
     return max(-127, min(127, int(rssi))) & 0xFF
 
 
-def build_envelope(*, serial: str, seq: int, cfg: int, telegrams: Sequence[Telegram] = (),
-                   status: dict[str, Any] | None = None, cfg_error: dict[str, Any] | None = None,
-                   cred: str | None = None, encoding: str = "cbor") -> bytes:
+def build_envelope(
+    *,
+    serial: str,
+    seq: int,
+    cfg: int,
+    telegrams: Sequence[Telegram] = (),
+    status: dict[str, Any] | None = None,
+    cfg_error: dict[str, Any] | None = None,
+    cred: str | None = None,
+    encoding: str = "cbor",
+) -> bytes:
     """The uplink body. ``encoding`` "cbor" (column-wise ``batch``) or "json" (``telegrams`` array).
 
     Raises ValueError for an envelope the head-end would refuse (bad serial, too many telegrams,
@@ -123,9 +141,14 @@ def build_envelope(*, serial: str, seq: int, cfg: int, telegrams: Sequence[Teleg
     if encoding == "json":
         if telegrams:
             env["telegrams"] = [
-                {"rx": int(math.floor(t.rx_time)), "mode": t.link_mode, "hex": t.raw.hex().upper(),
-                 **({"rssi": int(t.rssi)} if t.rssi is not None else {})}
-                for t in telegrams]
+                {
+                    "rx": int(math.floor(t.rx_time)),
+                    "mode": t.link_mode,
+                    "hex": t.raw.hex().upper(),
+                    **({"rssi": int(t.rssi)} if t.rssi is not None else {}),
+                }
+                for t in telegrams
+            ]
         return orjson.dumps(env)
     if encoding != "cbor":
         raise ValueError(f"encoding {encoding!r} must be 'cbor' or 'json'")
@@ -156,9 +179,14 @@ def decode_envelope(body: bytes, content_type: str = CBOR) -> dict[str, Any]:
         mode = b["mode"]
         for i, n in enumerate(b["len"]):
             r = b["rssi"][i]
-            tel.append({"raw": bytes(b["data"][pos:pos + n]), "rx": t0 + b["dt"][i],
-                        "rssi": None if r == RSSI_UNKNOWN else (r - 256 if r > 127 else r),
-                        "mode": LINK_MODE_NAMES.get(mode if isinstance(mode, int) else mode[i], "unknown")})
+            tel.append(
+                {
+                    "raw": bytes(b["data"][pos : pos + n]),
+                    "rx": t0 + b["dt"][i],
+                    "rssi": None if r == RSSI_UNKNOWN else (r - 256 if r > 127 else r),
+                    "mode": LINK_MODE_NAMES.get(mode if isinstance(mode, int) else mode[i], "unknown"),
+                }
+            )
             pos += n
     for t in env.get("telegrams") or []:
         raw = t["raw"] if "raw" in t else bytes.fromhex(t["hex"])
@@ -171,12 +199,12 @@ def decode_envelope(body: bytes, content_type: str = CBOR) -> dict[str, Any]:
 class UplinkResponse(TypedDict):
     """The head-end's answer, checked (a map on the wire, a dict here)."""
 
-    ack: int                               # the seq the head-end stored
-    stored: Any                            # telegrams newly stored (as the head-end reports)
-    duplicates: Any                        # telegrams it had already
-    rejected: list[Any]                    # [{index, message}] of malformed telegrams
-    config: dict[str, Any] | None          # a configuration to apply, or None
-    time: int | float | None               # the head-end's clock, Unix seconds
+    ack: int  # the seq the head-end stored
+    stored: Any  # telegrams newly stored (as the head-end reports)
+    duplicates: Any  # telegrams it had already
+    rejected: list[Any]  # [{index, message}] of malformed telegrams
+    config: dict[str, Any] | None  # a configuration to apply, or None
+    time: int | float | None  # the head-end's clock, Unix seconds
 
 
 def parse_response(body: bytes, content_type: str = CBOR) -> UplinkResponse:
@@ -199,34 +227,40 @@ def parse_response(body: bytes, content_type: str = CBOR) -> UplinkResponse:
     rejected = resp.get("rejected") or []
     if not isinstance(rejected, list):
         raise ProtocolError("uplink response: 'rejected' must be an array")
-    return {"ack": ack, "stored": resp.get("stored", 0), "duplicates": resp.get("duplicates", 0),
-            "rejected": rejected, "config": cfg, "time": t}
+    return {
+        "ack": ack,
+        "stored": resp.get("stored", 0),
+        "duplicates": resp.get("duplicates", 0),
+        "rejected": rejected,
+        "config": cfg,
+        "time": t,
+    }
 
 
 # --------------------------------------------------------------------------- parsing (head-end)
 class Entry(NamedTuple):
     """One telegram of an uplink that passed the checks."""
 
-    position: int         # its index in the uplink (as the gateway sent it)
-    frame: bytes          # the wM-Bus frame from its L-field
-    rx: int               # receive time, Unix seconds
-    mode: str             # link mode name ("T1", ... or "unknown")
-    rssi: int | None      # dBm, None when unknown
+    position: int  # its index in the uplink (as the gateway sent it)
+    frame: bytes  # the wM-Bus frame from its L-field
+    rx: int  # receive time, Unix seconds
+    mode: str  # link mode name ("T1", ... or "unknown")
+    rssi: int | None  # dBm, None when unknown
 
 
 @dataclass(frozen=True, slots=True)
 class Uplink:
     """A parsed, checked uplink envelope (docs/formats.md §2)."""
 
-    envelope: dict[str, Any]               # the map as it came (for what the fields below omit)
-    serial: str                            # gw
-    credential: str                        # the transport's credential, else the envelope's `cred`
+    envelope: dict[str, Any]  # the map as it came (for what the fields below omit)
+    serial: str  # gw
+    credential: str  # the transport's credential, else the envelope's `cred`
     seq: int
-    cfg: int                               # the configuration version the gateway runs
-    cfg_error: dict[str, Any] | None       # {version, message}: a configuration it refused
-    status: dict[str, Any]                 # the known status keys, type-checked
-    entries: list[Entry]                   # the telegrams that passed the checks
-    rejected: list[dict[str, Any]]         # [{index, message}] of those that did not
+    cfg: int  # the configuration version the gateway runs
+    cfg_error: dict[str, Any] | None  # {version, message}: a configuration it refused
+    status: dict[str, Any]  # the known status keys, type-checked
+    entries: list[Entry]  # the telegrams that passed the checks
+    rejected: list[dict[str, Any]]  # [{index, message}] of those that did not
 
     @property
     def has_cred(self) -> bool:
@@ -259,8 +293,17 @@ def parse_uplink(body: bytes, content_type: str, *, credential: str | None = Non
     cfg_error = _cfg_error(envelope.get("cfg_error"))
     status = _status(envelope.get("status"))
     entries, rejected = parse_entries(envelope)
-    return Uplink(envelope=envelope, serial=serial, credential=cred, seq=seq, cfg=cfg, cfg_error=cfg_error,
-                  status=status, entries=entries, rejected=rejected)
+    return Uplink(
+        envelope=envelope,
+        serial=serial,
+        credential=cred,
+        seq=seq,
+        cfg=cfg,
+        cfg_error=cfg_error,
+        status=status,
+        entries=entries,
+        rejected=rejected,
+    )
 
 
 class _Bignum(Exception):
@@ -286,8 +329,10 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
             envelope = cbor2.loads(body, semantic_decoders=_NO_BIGNUMS)
         except (Exception, RecursionError) as exc:  # cbor2 raises several types on bad input
             if isinstance(exc.__cause__, _Bignum):
-                raise _bad("the body holds an integer beyond 64 bits (a CBOR bignum, tag 2 or 3); "
-                           "integers in an uplink are at most 64 bits") from None
+                raise _bad(
+                    "the body holds an integer beyond 64 bits (a CBOR bignum, tag 2 or 3); "
+                    "integers in an uplink are at most 64 bits"
+                ) from None
             raise UplinkRejected(400, "invalid_cbor", f"body is not valid CBOR: {exc}") from None
     elif kind == JSON:
         try:
@@ -295,8 +340,9 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
         except orjson.JSONDecodeError as exc:
             raise UplinkRejected(400, "invalid_json", f"body is not valid JSON: {exc}") from None
     else:
-        raise UplinkRejected(415, "unsupported_media_type",
-                             f"content type {content_type!r}: use application/cbor or application/json")
+        raise UplinkRejected(
+            415, "unsupported_media_type", f"content type {content_type!r}: use application/cbor or application/json"
+        )
     if not isinstance(envelope, dict):
         raise _bad(f"the uplink must be a map, got {type(envelope).__name__}")
     return envelope
@@ -354,8 +400,9 @@ def _status(value: Any) -> dict[str, Any]:
             if typ is str and ok and len(item) > 200:
                 ok = False
             if not ok:
-                raise _bad(f"status.{key} must be {'text (up to 200)' if typ is str else typ.__name__}, "
-                           f"got {_show(item)}")
+                raise _bad(
+                    f"status.{key} must be {'text (up to 200)' if typ is str else typ.__name__}, got {_show(item)}"
+                )
             out[key] = _text(item) if typ is str else item
     if "battery_pct" in out and not 0 <= out["battery_pct"] <= 100:
         raise _bad(f"status.battery_pct must be 0-100, got {out['battery_pct']}")
@@ -404,8 +451,7 @@ def _batch_rssis(rssi_raw: Any, n: int) -> list[int | None]:
             raise _bad(f"batch.rssi has {len(rssi_raw)} bytes but there are {n} telegrams")
         return [None if b == RSSI_UNKNOWN else (b - 256 if b > 127 else b) for b in rssi_raw]
     if isinstance(rssi_raw, list) and len(rssi_raw) == n:
-        return [v if isinstance(v, int) and not isinstance(v, bool) and -128 <= v <= 127 else None
-                for v in rssi_raw]
+        return [v if isinstance(v, int) and not isinstance(v, bool) and -128 <= v <= 127 else None for v in rssi_raw]
     raise _bad(f"batch.rssi must be {n} signed bytes")
 
 
@@ -446,7 +492,7 @@ def _parse_batch(batch: Any, t0_raw: Any) -> tuple[list[Entry], list[dict[str, A
     pos = 0
     for i in range(n):
         length = lengths[i]
-        frame = data[pos:pos + length]
+        frame = data[pos : pos + length]
         pos += length
         dt = dts[i]
         mode = modes[i]
@@ -504,8 +550,9 @@ def _telegram_item(item: Any) -> tuple[Entry | None, str | None]:
     if not MIN_FRAME <= len(frame) <= MAX_FRAME:
         return None, f"frame of {len(frame)} bytes (a frame has {MIN_FRAME}-{MAX_FRAME})"
     if rx is None:
-        return None, (f"rx {_show(item.get('rx'))} is not a time from 1970 to 9999: "
-                      f"ISO 8601 with zone, or Unix seconds")
+        return None, (
+            f"rx {_show(item.get('rx'))} is not a time from 1970 to 9999: ISO 8601 with zone, or Unix seconds"
+        )
     if mode is None:
         return None, f"mode {_show(item.get('mode'))} is not a link mode (T1, C1, ... or 0-7)"
     if rssi is not None and (isinstance(rssi, bool) or not isinstance(rssi, int) or not -200 <= rssi <= 100):

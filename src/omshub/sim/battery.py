@@ -16,16 +16,17 @@ from omshub.gateway.settings import BatterySettings
 
 @dataclass(slots=True)
 class BatteryModel:
-    capacity_mah: float = 8_500.0       # Li-SOCl2 C cell
-    sleep_ua: float = 15.0              # MCU + RTC asleep
-    radio_ma: float = 12.0              # wM-Bus receiver listening
-    uplink_mah: float = 0.25            # NB-IoT attach + connection + release, per contact
-    uplink_mah_per_kb: float = 0.02     # additional, per kilobyte sent
+    capacity_mah: float = 8_500.0  # Li-SOCl2 C cell
+    sleep_ua: float = 15.0  # MCU + RTC asleep
+    radio_ma: float = 12.0  # wM-Bus receiver listening
+    uplink_mah: float = 0.25  # NB-IoT attach + connection + release, per contact
+    uplink_mah_per_kb: float = 0.02  # additional, per kilobyte sent
 
 
 class Battery:
-    def __init__(self, model: BatteryModel | None = None, consumed_mah: float = 0.0,
-                 last_time: float | None = None) -> None:
+    def __init__(
+        self, model: BatteryModel | None = None, consumed_mah: float = 0.0, last_time: float | None = None
+    ) -> None:
         self.model = model or BatteryModel()
         self.consumed_mah = consumed_mah
         self.last_time = last_time
@@ -54,11 +55,14 @@ class Battery:
     def millivolts(self) -> int:
         f = self.fraction
         if f >= 0.1:
-            return int(round(3650 - 150 * (1.0 - f)))       # flat plateau: 3.65 V -> 3.515 V
-        return int(round(2800 + (3515 - 2800) * f / 0.1))   # the knee at the end of life
+            return int(round(3650 - 150 * (1.0 - f)))  # flat plateau: 3.65 V -> 3.515 V
+        return int(round(2800 + (3515 - 2800) * f / 0.1))  # the knee at the end of life
 
 
 def battery_from_settings(settings: BatterySettings) -> Battery:
     """A fresh battery with the model of a gateway's ``[battery]`` settings."""
-    return Battery(BatteryModel(settings.capacity_mah, settings.sleep_ua, settings.radio_ma, settings.uplink_mah,
-                                settings.uplink_mah_per_kb))
+    return Battery(
+        BatteryModel(
+            settings.capacity_mah, settings.sleep_ua, settings.radio_ma, settings.uplink_mah, settings.uplink_mah_per_kb
+        )
+    )

@@ -27,14 +27,62 @@ HEAT_CAPACITY_KWH_M3K = 1.163  # water, kWh per m³ per kelvin
 HEAT, HOT_WATER, HEAT_VOLUME, HOT_WATER_VOLUME, WATER = range(5)
 SERIES = 5
 PROFILE_CLASSES = 6
-_BLOCK_HOURS = 24 * 32           # tables grow in blocks of ~a month
-_MAX_HOURS = 24 * 366 * 30       # 30 years after the epoch is the limit of a simulation
+_BLOCK_HOURS = 24 * 32  # tables grow in blocks of ~a month
+_MAX_HOURS = 24 * 366 * 30  # 30 years after the epoch is the limit of a simulation
 
 # Relative demand per local hour 0..23 (scaled later, only the shape matters).
-_HEAT_DAY = (0.6, 0.6, 0.6, 0.6, 0.6, 0.8, 1.4, 1.5, 1.3, 1.0, 0.95, 0.95,
-             0.95, 0.95, 0.95, 1.0, 1.1, 1.25, 1.3, 1.3, 1.2, 1.0, 0.8, 0.65)
-_HOT_WATER_DAY = (0.2, 0.1, 0.1, 0.1, 0.2, 0.6, 2.0, 2.6, 1.8, 1.0, 0.8, 0.8,
-                  1.0, 0.9, 0.7, 0.7, 0.8, 1.1, 1.6, 1.8, 1.6, 1.3, 0.8, 0.4)
+_HEAT_DAY = (
+    0.6,
+    0.6,
+    0.6,
+    0.6,
+    0.6,
+    0.8,
+    1.4,
+    1.5,
+    1.3,
+    1.0,
+    0.95,
+    0.95,
+    0.95,
+    0.95,
+    0.95,
+    1.0,
+    1.1,
+    1.25,
+    1.3,
+    1.3,
+    1.2,
+    1.0,
+    0.8,
+    0.65,
+)
+_HOT_WATER_DAY = (
+    0.2,
+    0.1,
+    0.1,
+    0.1,
+    0.2,
+    0.6,
+    2.0,
+    2.6,
+    1.8,
+    1.0,
+    0.8,
+    0.8,
+    1.0,
+    0.9,
+    0.7,
+    0.7,
+    0.8,
+    1.1,
+    1.6,
+    1.8,
+    1.6,
+    1.3,
+    0.8,
+    0.4,
+)
 # Profile classes: (hours the household's day is shifted by, how pronounced its peaks are).
 _CLASSES = ((0, 1.0), (-1, 1.0), (1, 1.0), (2, 1.2), (0, 0.5), (-2, 0.8))
 
@@ -55,8 +103,8 @@ def _shaped(day: tuple[float, ...], shift: int, sharpness: float) -> list[float]
 class Snapshot:
     """A profile's state at one instant: cumulative normalised series and their hourly rates."""
 
-    cumulative: tuple[float, ...]   # per series, since the epoch (heating fraction of a year, ...)
-    rate: tuple[float, ...]         # per series, per hour
+    cumulative: tuple[float, ...]  # per series, since the epoch (heating fraction of a year, ...)
+    rate: tuple[float, ...]  # per series, per hour
     outdoor_c: float
     flow_c: float
     return_c: float
@@ -119,8 +167,13 @@ class DemandProfile:
         hot = [hot_day[lh] * (1.0 + 0.1 * se) * n_hot for lh, se in hours_seasons]
         water = [hot_day[lh] * (1.0 - 0.08 * se) * n_water for lh, se in hours_seasons]
         per_m3 = [1.0 / (HEAT_CAPACITY_KWH_M3K * d) for d in c.delta[sl]]
-        return (heat, hot, [a * b for a, b in zip(heat, per_m3, strict=False)],
-                [a * b for a, b in zip(hot, per_m3, strict=False)], water)
+        return (
+            heat,
+            hot,
+            [a * b for a, b in zip(heat, per_m3, strict=False)],
+            [a * b for a, b in zip(hot, per_m3, strict=False)],
+            water,
+        )
 
     def _extend_to(self, index: int) -> None:
         if index >= _MAX_HOURS:
@@ -145,9 +198,14 @@ class DemandProfile:
         if i >= len(self._rates[0]):
             self._extend_to(i)
         r, c = self._rates, self._cum
-        rates = (r[0][i], r[1][i], r[2][i], r[3][i], r[4][i])   # unrolled: the simulator's hot path
-        cum = (c[0][i] + frac * rates[0], c[1][i] + frac * rates[1], c[2][i] + frac * rates[2],
-               c[3][i] + frac * rates[3], c[4][i] + frac * rates[4])
+        rates = (r[0][i], r[1][i], r[2][i], r[3][i], r[4][i])  # unrolled: the simulator's hot path
+        cum = (
+            c[0][i] + frac * rates[0],
+            c[1][i] + frac * rates[1],
+            c[2][i] + frac * rates[2],
+            c[3][i] + frac * rates[3],
+            c[4][i] + frac * rates[4],
+        )
         flow = self.cond.flow[i]
         return Snapshot(cum, rates, self.cond.outdoor[i], flow, flow - self.cond.delta[i])
 
@@ -177,7 +235,8 @@ class Climate:
             cond = self._conditions.get(key[:2])
             if cond is None:
                 cond = self._conditions[key[:2]] = _HourlyConditions(
-                    self.weather, self.tz, math.floor(self.epoch / 3600), base_c, limit_c)
+                    self.weather, self.tz, math.floor(self.epoch / 3600), base_c, limit_c
+                )
             p = self._profiles[key] = DemandProfile(cond, key[2])
         return p
 
@@ -189,5 +248,16 @@ def monthly_totals(profile: DemandProfile, series: int, year: int) -> list[float
     return [profile.cumulative(series, bounds[m + 1]) - profile.cumulative(series, bounds[m]) for m in range(12)]
 
 
-__all__ = ["Climate", "DemandProfile", "Snapshot", "heating_curve", "monthly_totals",
-           "HEAT", "HOT_WATER", "HEAT_VOLUME", "HOT_WATER_VOLUME", "WATER", "HEAT_CAPACITY_KWH_M3K"]
+__all__ = [
+    "Climate",
+    "DemandProfile",
+    "Snapshot",
+    "heating_curve",
+    "monthly_totals",
+    "HEAT",
+    "HOT_WATER",
+    "HEAT_VOLUME",
+    "HOT_WATER_VOLUME",
+    "WATER",
+    "HEAT_CAPACITY_KWH_M3K",
+]

@@ -69,8 +69,20 @@ MAX_FLEET_METERS = 1_000_000
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 # A plausible version byte per manufacturer (any byte is accepted in the file).
-DEFAULT_VERSIONS = {"KAM": 0x1B, "EFE": 0x04, "ZRI": 0x20, "TCH": 0x69, "QDS": 0x35, "DME": 0x66,
-                    "LUG": 0x0A, "SON": 0x3C, "BMT": 0x14, "ITW": 0x33, "APA": 0x07, "ELS": 0x10}
+DEFAULT_VERSIONS = {
+    "KAM": 0x1B,
+    "EFE": 0x04,
+    "ZRI": 0x20,
+    "TCH": 0x69,
+    "QDS": 0x35,
+    "DME": 0x66,
+    "LUG": 0x0A,
+    "SON": 0x3C,
+    "BMT": 0x14,
+    "ITW": 0x33,
+    "APA": 0x07,
+    "ELS": 0x10,
+}
 # Foreign neighbour meters are drawn from these.
 _FOREIGN_MANUFACTURERS = ("KAM", "EFE", "DME", "TCH", "QDS", "ITW", "LUG")
 
@@ -128,7 +140,7 @@ class RadioSection(_Strict):
     path_loss_1m_db: float = Field(default=40.0, ge=0, le=100)
     path_loss_exponent: float = Field(default=3.5, ge=1.5, le=6)
     wall_loss_db_max: float = Field(default=20.0, ge=0, le=60)
-    building_loss_db: float = Field(default=15.0, ge=0, le=60)   # extra loss from a meter in another building
+    building_loss_db: float = Field(default=15.0, ge=0, le=60)  # extra loss from a meter in another building
     fading_sigma_db: float = Field(default=4.0, ge=0, le=20)
     sensitivity_dbm: float = Field(default=-105.0, ge=-140, le=-50)
     corrupt_rate: float = Field(default=0.01, ge=0, le=1)
@@ -181,7 +193,7 @@ class MeterGroup(_Strict):
         if self.frame_format == "B" and self.link_mode != "C1":
             raise ValueError("frame format B exists only in link mode C1")
         if self.security == "ell" and self.tpl == "long":
-            raise ValueError("ELL meters send no TPL header (use tpl = \"short\")")
+            raise ValueError('ELL meters send no TPL header (use tpl = "short")')
         if self.annual is not None and not (0 <= self.annual[0] <= self.annual[1] <= 1e7):
             raise ValueError("annual must be [min, max] with 0 <= min <= max <= 1e7")
         return self
@@ -254,8 +266,9 @@ class Fleet:
         w = spec.weather
         offset = datetime(2025, 1, 15, tzinfo=self.tz).utcoffset()
         offset_h = (offset.total_seconds() if offset is not None else 0.0) / 3600.0
-        params = WeatherParams(w.mean_c, w.seasonal_amplitude_c, w.daily_amplitude_c, w.noise_c, w.coldest_day,
-                               offset_h)
+        params = WeatherParams(
+            w.mean_c, w.seasonal_amplitude_c, w.daily_amplitude_c, w.noise_c, w.coldest_day, offset_h
+        )
         self.climate = _climate(params, self.seed, spec.fleet.timezone, self.epoch)
         self.weather = self.climate.weather
         self.radio = spec.radio
@@ -287,8 +300,10 @@ class Fleet:
                         meter_id = f"{start + n:08d}"
                         where = f"sites[{si}].gateways[{gi}].meters[{mi}]"
                         if (manufacturer, meter_id) in seen:
-                            raise FleetError(f"{where}.first_id: meter {manufacturer} {meter_id} already defined "
-                                             f"at {seen[(manufacturer, meter_id)]}")
+                            raise FleetError(
+                                f"{where}.first_id: meter {manufacturer} {meter_id} already defined "
+                                f"at {seen[(manufacturer, meter_id)]}"
+                            )
                         seen[(manufacturer, meter_id)] = where
                         meter = self._make_meter(uid, group, manufacturer, meter_id, site, gw.serial, (gx, gy), due)
                         meter.address = site.address
@@ -307,14 +322,28 @@ class Fleet:
                     manufacturer = _FOREIGN_MANUFACTURERS[h % len(_FOREIGN_MANUFACTURERS)]
                     meter_id = f"9{(h >> 8) % 10_000_000:07d}"
                     kind: Literal["heat", "water", "hca"] = ("heat", "water", "hca")[(h >> 40) % 3]
-                    group = MeterGroup(kind=kind, count=1, manufacturers=[manufacturer], security="5",
-                                       interval_s=8 + (h >> 48) % 240, distance_m=(15.0, 80.0))
-                    self.foreign.append(self._make_meter(uid, group, manufacturer, meter_id, site, None,
-                                                         (gx, gy), due))
+                    group = MeterGroup(
+                        kind=kind,
+                        count=1,
+                        manufacturers=[manufacturer],
+                        security="5",
+                        interval_s=8 + (h >> 48) % 240,
+                        distance_m=(15.0, 80.0),
+                    )
+                    self.foreign.append(self._make_meter(uid, group, manufacturer, meter_id, site, None, (gx, gy), due))
                     uid += 1
 
-    def _make_meter(self, uid: int, group: MeterGroup, manufacturer: str, meter_id: str, site: SiteSection,
-                    gateway: str | None, origin: tuple[float, float], due: tuple[int, int]) -> VirtualMeter:
+    def _make_meter(
+        self,
+        uid: int,
+        group: MeterGroup,
+        manufacturer: str,
+        meter_id: str,
+        site: SiteSection,
+        gateway: str | None,
+        origin: tuple[float, float],
+        due: tuple[int, int],
+    ) -> VirtualMeter:
         s = self.seed
         u = lambda tag: uniform(s, tag, uid)  # noqa: E731 - one stream per parameter
         lo, hi = group.distance_m
@@ -340,13 +369,36 @@ class Fleet:
             initial = 0.0
         version = group.version if group.version is not None else DEFAULT_VERSIONS.get(manufacturer, 0x01)
         return VirtualMeter(
-            uid=uid, kind=group.kind, manufacturer=manufacturer, id=meter_id, version=version,
-            key=derive_key(s, manufacturer, meter_id), security=group.security, profile=profile, tz=self.tz,
-            epoch=self.epoch, due_date=due, interval_s=interval, jitter_s=jitter, phase_s=interval * u(8),
-            access0=int(u(9) * 256), compact_every=group.compact_every, monthly=group.monthly, tpl=group.tpl,
-            link_mode=group.link_mode, frame_format=group.frame_format, annual=annual, annual_hot_water=annual_hot,
-            initial=initial, initial_volume=initial_volume, error_rate=group.error_rate, seed=s, gateway=gateway,
-            site=site.name, position=position)
+            uid=uid,
+            kind=group.kind,
+            manufacturer=manufacturer,
+            id=meter_id,
+            version=version,
+            key=derive_key(s, manufacturer, meter_id),
+            security=group.security,
+            profile=profile,
+            tz=self.tz,
+            epoch=self.epoch,
+            due_date=due,
+            interval_s=interval,
+            jitter_s=jitter,
+            phase_s=interval * u(8),
+            access0=int(u(9) * 256),
+            compact_every=group.compact_every,
+            monthly=group.monthly,
+            tpl=group.tpl,
+            link_mode=group.link_mode,
+            frame_format=group.frame_format,
+            annual=annual,
+            annual_hot_water=annual_hot,
+            initial=initial,
+            initial_volume=initial_volume,
+            error_rate=group.error_rate,
+            seed=s,
+            gateway=gateway,
+            site=site.name,
+            position=position,
+        )
 
     # -- queries -------------------------------------------------------------------------------
     def meters_of(self, serial: str) -> list[VirtualMeter]:
@@ -374,8 +426,17 @@ class Fleet:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["manufacturer", "id", "device_type", "gateway", "metering_point", "address", "customer_ref"])
         for m in self.meters:
-            w.writerow([m.manufacturer, m.id, DEVICE_TYPE_NAMES[m.kind], m.gateway or "",
-                        f"{m.site}/{m.kind}/{m.id}", m.address or "", ""])
+            w.writerow(
+                [
+                    m.manufacturer,
+                    m.id,
+                    DEVICE_TYPE_NAMES[m.kind],
+                    m.gateway or "",
+                    f"{m.site}/{m.kind}/{m.id}",
+                    m.address or "",
+                    "",
+                ]
+            )
         return out.getvalue()
 
 
@@ -400,8 +461,9 @@ def _pick(bounds: tuple[float, float] | None, default: float, u: float) -> float
 
 def derive_key(seed: int, manufacturer: str, meter_id: str) -> bytes:
     """A meter's AES-128 key: derived from the fleet seed (simulation only — real keys are random)."""
-    return hashlib.blake2b(f"{manufacturer}:{meter_id}".encode(), digest_size=16,
-                           key=f"omshub-sim-key:{seed}".encode()).digest()
+    return hashlib.blake2b(
+        f"{manufacturer}:{meter_id}".encode(), digest_size=16, key=f"omshub-sim-key:{seed}".encode()
+    ).digest()
 
 
 def _loc(loc: tuple) -> str:

@@ -27,16 +27,16 @@ from omshub.protocol.envelope import PayloadTooLarge, TransportError
 
 @dataclass
 class LinkStats:
-    attempts: int = 0          # send() calls
-    delivered: int = 0         # requests that reached the head-end
-    answered: int = 0          # answers that reached the gateway
+    attempts: int = 0  # send() calls
+    delivered: int = 0  # requests that reached the head-end
+    answered: int = 0  # answers that reached the gateway
     lost_requests: int = 0
     lost_answers: int = 0
-    outage: int = 0            # refused because the link was down
-    too_large: int = 0         # refused by the payload limit
-    unanswered: int = 0        # head-end silent or answering after the timeout
-    bytes_up: int = 0          # payload bytes handed to the head-end
-    bytes_down: int = 0        # payload bytes returned to the gateway
+    outage: int = 0  # refused because the link was down
+    too_large: int = 0  # refused by the payload limit
+    unanswered: int = 0  # head-end silent or answering after the timeout
+    bytes_up: int = 0  # payload bytes handed to the head-end
+    bytes_down: int = 0  # payload bytes returned to the gateway
 
 
 def _check_outages(outages) -> list[tuple[float, float]]:
@@ -64,9 +64,20 @@ class EmulatedLink:
     timeout_s        how long the gateway waits for an answer before giving up
     """
 
-    def __init__(self, inner, *, latency_s: float = 0.0, loss: float = 0.0, outages=(),
-                 max_payload: int | None = None, clock: Clock | None = None, seed: int = 0,
-                 response_delay_s: float = 0.0, silent: bool = False, timeout_s: float = 60.0):
+    def __init__(
+        self,
+        inner,
+        *,
+        latency_s: float = 0.0,
+        loss: float = 0.0,
+        outages=(),
+        max_payload: int | None = None,
+        clock: Clock | None = None,
+        seed: int = 0,
+        response_delay_s: float = 0.0,
+        silent: bool = False,
+        timeout_s: float = 60.0,
+    ):
         if not 0.0 <= loss <= 1.0:
             raise ValueError(f"loss must be a probability in [0, 1], got {loss}")
         if latency_s < 0 or response_delay_s < 0:
@@ -115,12 +126,14 @@ class EmulatedLink:
         down = self.outage_at(self.clock.now())
         if down is not None:
             self.stats.outage += 1
-            raise TransportError(f"{self.name}: link down (outage {down[0]:.0f}..{down[1]:.0f}, "
-                                 f"now {self.clock.now():.0f})")
+            raise TransportError(
+                f"{self.name}: link down (outage {down[0]:.0f}..{down[1]:.0f}, now {self.clock.now():.0f})"
+            )
         if self.max_payload is not None and len(body) > self.max_payload:
             self.stats.too_large += 1
-            raise PayloadTooLarge(f"{self.name}: payload of {len(body)} bytes exceeds the link's "
-                                  f"limit of {self.max_payload} bytes")
+            raise PayloadTooLarge(
+                f"{self.name}: payload of {len(body)} bytes exceeds the link's limit of {self.max_payload} bytes"
+            )
         await self._sleep(self.latency_s)
         if self._rng.random() < self.loss:
             self.stats.lost_requests += 1
@@ -152,9 +165,9 @@ class EmulatedLink:
 
 @dataclass
 class WireStats:
-    bytes_up: int = 0        # client -> server payload bytes (UDP payloads / TCP stream bytes)
+    bytes_up: int = 0  # client -> server payload bytes (UDP payloads / TCP stream bytes)
     bytes_down: int = 0
-    packets_up: int = 0      # datagrams (UDP) or reads (TCP)
+    packets_up: int = 0  # datagrams (UDP) or reads (TCP)
     packets_down: int = 0
     dropped: int = 0
     connections: int = 0
@@ -201,8 +214,9 @@ class UdpProxy:
     ``loss`` drops each datagram (either way) with that probability (seeded); ``down = True``
     drops everything (an outage)."""
 
-    def __init__(self, target: tuple[str, int], *, host: str = "127.0.0.1", port: int = 0,
-                 loss: float = 0.0, seed: int = 0):
+    def __init__(
+        self, target: tuple[str, int], *, host: str = "127.0.0.1", port: int = 0, loss: float = 0.0, seed: int = 0
+    ):
         if not 0.0 <= loss <= 1.0:
             raise ValueError(f"loss must be a probability in [0, 1], got {loss}")
         self.target = target
@@ -218,7 +232,8 @@ class UdpProxy:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._listen, _ = await loop.create_datagram_endpoint(
-            lambda: _ListenProtocol(self), local_addr=(self.host, self.port))
+            lambda: _ListenProtocol(self), local_addr=(self.host, self.port)
+        )
         self.port = self._listen.get_extra_info("sockname")[1]
 
     def _drop(self) -> bool:
@@ -246,7 +261,8 @@ class UdpProxy:
         loop = asyncio.get_running_loop()
         try:
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _UpstreamProtocol(self, client_addr), remote_addr=self.target)
+                lambda: _UpstreamProtocol(self, client_addr), remote_addr=self.target
+            )
         except OSError as exc:
             self.stats.errors.append(f"upstream {self.target}: {exc}")
             self._pending.pop(client_addr, None)

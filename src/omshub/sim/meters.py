@@ -29,10 +29,10 @@ KINDS = ("heat", "water", "hca")
 DEVICE_TYPE_CODES = {"heat": 0x04, "water": 0x07, "hca": 0x08}
 DEVICE_TYPE_NAMES = {"heat": "heat", "water": "water", "hca": "heat_cost_allocator"}
 SECURITY_MODES = ("5", "7", "ell", "none")
-STATUS_ERROR = 0x12     # application error (bits 1-0 = 10) + temporary error (bit 4), EN 13757-7
+STATUS_ERROR = 0x12  # application error (bits 1-0 = 10) + temporary error (bit 4), EN 13757-7
 
 # Fixed codings (DIF/VIF hex) per register; storage-n variants are derived in _storage_dif_vif.
-_ENERGY, _VOLUME, _POWER, _FLOW = "0406", "0413", "042b", "043b"      # kWh, l, W, l/h
+_ENERGY, _VOLUME, _POWER, _FLOW = "0406", "0413", "042b", "043b"  # kWh, l, W, l/h
 _FLOW_T, _RETURN_T, _DATETIME, _ERRORS = "0259", "025d", "046d", "02fd17"  # 0.01 °C, type F, flags
 _DATE, _HCA = "026c", "036e"
 
@@ -54,44 +54,51 @@ def _storage_dif_vif(dif_vif: str, storage: int) -> str:
 
 
 def _record(quantity: str, unit: str, value, dif_vif: str, storage: int = 0) -> dict:
-    return {"quantity": quantity, "unit": unit, "value": value, "storage": storage, "tariff": 0,
-            "subunit": 0, "function": "instantaneous",
-            "dif_vif": _storage_dif_vif(dif_vif, storage) if storage else dif_vif}
+    return {
+        "quantity": quantity,
+        "unit": unit,
+        "value": value,
+        "storage": storage,
+        "tariff": 0,
+        "subunit": 0,
+        "function": "instantaneous",
+        "dif_vif": _storage_dif_vif(dif_vif, storage) if storage else dif_vif,
+    }
 
 
-@dataclass(slots=True, eq=False)   # identity semantics: a meter is hashable and names caches
+@dataclass(slots=True, eq=False)  # identity semantics: a meter is hashable and names caches
 class VirtualMeter:
-    uid: int                      # fleet-wide index (names the meter's random streams)
-    kind: str                     # heat | water | hca
+    uid: int  # fleet-wide index (names the meter's random streams)
+    kind: str  # heat | water | hca
     manufacturer: str
-    id: str                       # 8 hex/BCD digits
+    id: str  # 8 hex/BCD digits
     version: int
     key: bytes
-    security: str                 # "5" | "7" | "ell" | "none"
+    security: str  # "5" | "7" | "ell" | "none"
     profile: DemandProfile
     tz: ZoneInfo
-    epoch: float                  # Unix time the registers start at their initial values
-    due_date: tuple[int, int]     # (month, day): yearly billing date, value at the end of that day
+    epoch: float  # Unix time the registers start at their initial values
+    due_date: tuple[int, int]  # (month, day): yearly billing date, value at the end of that day
     interval_s: float = 128.0
     jitter_s: float = 8.0
     phase_s: float = 0.0
-    access0: int = 0              # access number of transmission 0
-    compact_every: int = 0        # 0: always full frames; n: one full frame then n-1 compact ones
-    monthly: int = 0              # month-end values at storage 2..monthly+1
+    access0: int = 0  # access number of transmission 0
+    compact_every: int = 0  # 0: always full frames; n: one full frame then n-1 compact ones
+    monthly: int = 0  # month-end values at storage 2..monthly+1
     tpl: str = "short"
     link_mode: str = "T1"
     frame_format: str | None = None
-    annual: float = 6000.0        # heat: heating kWh/yr; water: m3/yr; hca: units/yr
+    annual: float = 6000.0  # heat: heating kWh/yr; water: m3/yr; hca: units/yr
     annual_hot_water: float = 0.0  # heat: hot-water kWh/yr
-    initial: float = 0.0          # heat: kWh; water: m3; hca: unused
-    initial_volume: float = 0.0   # heat: m3
-    error_rate: float = 0.0       # fraction of days with an error state
+    initial: float = 0.0  # heat: kWh; water: m3; hca: unused
+    initial_volume: float = 0.0  # heat: m3
+    error_rate: float = 0.0  # fraction of days with an error state
     seed: int = 0
-    gateway: str | None = None    # owning gateway serial (None: a foreign neighbour meter)
+    gateway: str | None = None  # owning gateway serial (None: a foreign neighbour meter)
     site: str | None = None
     address: str | None = None
     position: tuple[float, float] = (0.0, 0.0)
-    jitter_stream: int = 0        # names the meter's jitter draws (set in __post_init__)
+    jitter_stream: int = 0  # names the meter's jitter draws (set in __post_init__)
 
     def __post_init__(self) -> None:
         self.jitter_stream = hash_ints(self.seed, 0x71, self.uid)
@@ -102,8 +109,12 @@ class VirtualMeter:
         return DEVICE_TYPE_CODES[self.kind]
 
     def address_dict(self) -> dict:
-        return {"manufacturer": self.manufacturer, "id": self.id, "version": self.version,
-                "device_type_code": self.device_type_code}
+        return {
+            "manufacturer": self.manufacturer,
+            "id": self.id,
+            "version": self.version,
+            "device_type_code": self.device_type_code,
+        }
 
     # -- schedule ------------------------------------------------------------------------------
     def transmission_time(self, index: int) -> float:
@@ -133,11 +144,14 @@ class VirtualMeter:
         c, r = snap.cumulative, snap.rate
         if self.kind == "heat":
             a, b = self.annual, self.annual_hot_water
-            return {"energy_kwh": self.initial + a * c[HEAT] + b * c[HOT_WATER],
-                    "volume_m3": self.initial_volume + a * c[HEAT_VOLUME] + b * c[HOT_WATER_VOLUME],
-                    "power_kw": a * r[HEAT] + b * r[HOT_WATER],
-                    "flow_m3h": a * r[HEAT_VOLUME] + b * r[HOT_WATER_VOLUME],
-                    "flow_c": snap.flow_c, "return_c": snap.return_c}
+            return {
+                "energy_kwh": self.initial + a * c[HEAT] + b * c[HOT_WATER],
+                "volume_m3": self.initial_volume + a * c[HEAT_VOLUME] + b * c[HOT_WATER_VOLUME],
+                "power_kw": a * r[HEAT] + b * r[HOT_WATER],
+                "flow_m3h": a * r[HEAT_VOLUME] + b * r[HOT_WATER_VOLUME],
+                "flow_c": snap.flow_c,
+                "return_c": snap.return_c,
+            }
         if self.kind == "water":
             return {"volume_m3": self.initial + self.annual * c[WATER], "flow_m3h": self.annual * r[WATER]}
         return {"hca_total": self.annual * c[HEAT]}
@@ -166,15 +180,19 @@ class VirtualMeter:
         stamp = local.strftime("%Y-%m-%dT%H:%M")
         recs: list[dict]
         if self.kind == "heat":
-            recs = [_record("energy", "kWh", float(math.floor(reg["energy_kwh"])), _ENERGY),
-                    _record("volume", "m3", _milli(math.floor(reg["volume_m3"] * 1000)), _VOLUME),
-                    _record("power", "kW", _milli(round(reg["power_kw"] * 1000)), _POWER),
-                    _record("volume_flow", "m3/h", _milli(round(reg["flow_m3h"] * 1000)), _FLOW),
-                    _record("flow_temperature", "°C", _centi(round(reg["flow_c"] * 100)), _FLOW_T),
-                    _record("return_temperature", "°C", _centi(round(reg["return_c"] * 100)), _RETURN_T)]
+            recs = [
+                _record("energy", "kWh", float(math.floor(reg["energy_kwh"])), _ENERGY),
+                _record("volume", "m3", _milli(math.floor(reg["volume_m3"] * 1000)), _VOLUME),
+                _record("power", "kW", _milli(round(reg["power_kw"] * 1000)), _POWER),
+                _record("volume_flow", "m3/h", _milli(round(reg["flow_m3h"] * 1000)), _FLOW),
+                _record("flow_temperature", "°C", _centi(round(reg["flow_c"] * 100)), _FLOW_T),
+                _record("return_temperature", "°C", _centi(round(reg["return_c"] * 100)), _RETURN_T),
+            ]
         elif self.kind == "water":
-            recs = [_record("volume", "m3", _milli(math.floor(reg["volume_m3"] * 1000)), _VOLUME),
-                    _record("volume_flow", "m3/h", _milli(round(reg["flow_m3h"] * 1000)), _FLOW)]
+            recs = [
+                _record("volume", "m3", _milli(math.floor(reg["volume_m3"] * 1000)), _VOLUME),
+                _record("volume_flow", "m3/h", _milli(round(reg["flow_m3h"] * 1000)), _FLOW),
+            ]
         else:
             due = self._period_start(local.date())
             units = math.floor(reg["hca_total"]) - math.floor(self._counter_at_end(due))
@@ -201,10 +219,15 @@ class VirtualMeter:
     def stored_records(self, today: date) -> list[dict]:
         """Due-date (storage 1) and month-end (storage 2..) records sent on ``today``."""
         due = self._period_start(today)
-        quantity, unit, coding = {"heat": ("energy", "kWh", _ENERGY), "water": ("volume", "m3", _VOLUME),
-                                  "hca": ("hca", "HCA", _HCA)}[self.kind]
-        recs = [_record("date", "", due.isoformat(), _DATE, 1),
-                _record(quantity, unit, self._stored_value(due), coding, 1)]
+        quantity, unit, coding = {
+            "heat": ("energy", "kWh", _ENERGY),
+            "water": ("volume", "m3", _VOLUME),
+            "hca": ("hca", "HCA", _HCA),
+        }[self.kind]
+        recs = [
+            _record("date", "", due.isoformat(), _DATE, 1),
+            _record(quantity, unit, self._stored_value(due), coding, 1),
+        ]
         if self.kind == "heat":
             end = _end_of_day(due, self.tz)
             vol = self.registers(end)["volume_m3"] if end > self.epoch else self.initial_volume
@@ -285,5 +308,14 @@ def encode_transmission(meter: VirtualMeter, index: int, t: float | None = None)
     # the codec's bytes, packed fast for the fixed layouts; the stored records are packed once a month
     packed = apl_bytes(current, compact, lambda: meter.stored_records(today), meter.stored_key(today))
     records = current + meter.stored_records(today) if packed is None else []
-    return encode_telegram(meter.address_dict(), records, key=meter.key, access_number=meter.access_number(index),
-                           status=status, compact=compact, frame_format=meter.frame_format, apl=packed, **kw)
+    return encode_telegram(
+        meter.address_dict(),
+        records,
+        key=meter.key,
+        access_number=meter.access_number(index),
+        status=status,
+        compact=compact,
+        frame_format=meter.frame_format,
+        apl=packed,
+        **kw,
+    )

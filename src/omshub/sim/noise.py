@@ -52,7 +52,7 @@ def gaussian(*values: int) -> float:
 
 
 def _box_muller(h: int) -> float:
-    u1 = ((h >> 32) + 1) * (1.0 / 4294967297.0)      # (0, 1): log() stays finite
+    u1 = ((h >> 32) + 1) * (1.0 / 4294967297.0)  # (0, 1): log() stays finite
     u2 = (h & 0xFFFF_FFFF) * (1.0 / 4294967296.0)
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 

@@ -38,15 +38,15 @@ from omshub.sim.noise import gaussian, gaussian_at, hash_ints, text_id, uniform
 from omshub.sim.weather import unix
 
 _FADE, _WALL, _CORRUPT, _REPEAT = 0xFAD, 0xA11, 0xC0, 0x2E
-_CANDIDATE_SIGMAS = 3.0      # links whose mean RSSI is more than 3 σ below sensitivity are never heard
+_CANDIDATE_SIGMAS = 3.0  # links whose mean RSSI is more than 3 σ below sensitivity are never heard
 
 
 @dataclass(frozen=True, slots=True)
 class Link:
     gateway: str
-    gateway_key: int          # stable integer of the serial (names the corruption/repeat draws)
-    mean_rssi: float          # dBm before fading
-    fading: int               # names the link's fading draws
+    gateway_key: int  # stable integer of the serial (names the corruption/repeat draws)
+    mean_rssi: float  # dBm before fading
+    fading: int  # names the link's fading draws
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +55,8 @@ class Reception:
     rx_time: float
     rssi: int
     raw: bytes
-    corrupted: str | None     # None, "bitflip" or "truncated"
-    repeat: bool              # the second delivery of the same transmission
+    corrupted: str | None  # None, "bitflip" or "truncated"
+    repeat: bool  # the second delivery of the same transmission
 
 
 @dataclass(slots=True)
@@ -100,8 +100,9 @@ class LinkTable:
             for serial in sorted(candidates):
                 mean = self.mean_rssi(m, serial)
                 if mean >= r.sensitivity_dbm - margin:
-                    links.append(Link(serial, self._keys[serial], mean,
-                                      hash_ints(m.seed, _FADE, m.uid, self._keys[serial])))
+                    links.append(
+                        Link(serial, self._keys[serial], mean, hash_ints(m.seed, _FADE, m.uid, self._keys[serial]))
+                    )
                     self.heard_by[serial].append(m)
             self.links[m.uid] = links
 
@@ -145,8 +146,9 @@ def _corrupt(frame: bytes, h: int) -> tuple[bytes, str]:
     return frame[:keep], "truncated"
 
 
-def receptions_of(table: LinkTable, meter: VirtualMeter, index: int, t: float, frame: bytes | None,
-                  gateways: set[str] | None = None) -> list[tuple[Link, float]] | list[Reception]:
+def receptions_of(
+    table: LinkTable, meter: VirtualMeter, index: int, t: float, frame: bytes | None, gateways: set[str] | None = None
+) -> list[tuple[Link, float]] | list[Reception]:
     """Which gateways hear transmission ``index``. With ``frame=None`` returns (link, rssi) pairs
     (decides reception without encoding); with the frame, the :class:`Reception` list."""
     r = table.radio
@@ -208,8 +210,14 @@ def _as_unix(t: float | datetime) -> float:
     return unix(t) if isinstance(t, datetime) else float(t)
 
 
-def iter_events(fleet: Fleet, start: float | datetime, end: float | datetime, *,
-                gateways: Iterable[str] | None = None, include_unheard: bool = False) -> Iterator[Transmission]:
+def iter_events(
+    fleet: Fleet,
+    start: float | datetime,
+    end: float | datetime,
+    *,
+    gateways: Iterable[str] | None = None,
+    include_unheard: bool = False,
+) -> Iterator[Transmission]:
     """Every transmission in [start, end) with its receptions (only at ``gateways`` if given).
 
     Frames are encoded only for transmissions some gateway hears (or all with ``include_unheard``).
@@ -239,8 +247,9 @@ def iter_events(fleet: Fleet, start: float | datetime, end: float | datetime, *,
         yield Transmission(m, i, t, frame, receptions)
 
 
-def iter_transmissions(fleet: Fleet, start: float | datetime, end: float | datetime, *,
-                       gateways: Iterable[str] | None = None) -> Iterator[tuple[str, object]]:
+def iter_transmissions(
+    fleet: Fleet, start: float | datetime, end: float | datetime, *, gateways: Iterable[str] | None = None
+) -> Iterator[tuple[str, object]]:
     """``(gateway_serial, ReceivedFrame)`` for every reception in [start, end), roughly in time order
     (a repeated delivery follows its original)."""
     for tx in iter_events(fleet, start, end, gateways=gateways):
@@ -264,8 +273,10 @@ class SimRadio:
     def __init__(self, fleet: Fleet, gateway_serial: str, clock) -> None:
         if gateway_serial not in fleet.gateways:
             more = " ..." if len(fleet.gateways) > 5 else ""
-            raise FleetError(f"no gateway {gateway_serial!r} in fleet {fleet.name!r} "
-                             f"(gateways: {', '.join(list(fleet.gateways)[:5])}{more})")
+            raise FleetError(
+                f"no gateway {gateway_serial!r} in fleet {fleet.name!r} "
+                f"(gateways: {', '.join(list(fleet.gateways)[:5])}{more})"
+            )
         self.fleet = fleet
         self.serial = gateway_serial
         self.clock = clock
@@ -284,7 +295,7 @@ class SimRadio:
             raise FleetError(f"simulated radio of {self.serial} is closed")
         own = {m.uid for m in self.fleet.meters_of(self.serial)}
         t = opened = self.clock.now()
-        pending: list[tuple[float, int, Reception, str]] = []   # (rx time, seq, reception, mode)
+        pending: list[tuple[float, int, Reception, str]] = []  # (rx time, seq, reception, mode)
         seq = 0
         while not self._closed:
             horizon = t + self._HORIZON

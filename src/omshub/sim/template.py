@@ -34,7 +34,7 @@ def _coding(dif_vif: str) -> tuple[bytes, int | None, int, bool]:
     """(header bytes, value multiplier or None, data length, is a date) of a fixed coding."""
     hdr = bytes.fromhex(dif_vif)
     i = 1
-    while hdr[i - 1] & 0x80:   # DIFEs
+    while hdr[i - 1] & 0x80:  # DIFEs
         i += 1
     vif = hdr[i:].hex()
     return hdr, _SCALE.get(vif), _INT_LENGTHS.get(hdr[0] & 0x0F, 0), vif in _DATE_VIFS
@@ -50,7 +50,7 @@ def _date_bytes(rec: dict) -> bytes:
     b = _date_cache.get(key)
     if b is None:
         full = apl.encode_records([rec])
-        b = full[len(bytes.fromhex(rec["dif_vif"])):]
+        b = full[len(bytes.fromhex(rec["dif_vif"])) :]
         if len(_date_cache) >= _MAX_DATE_CACHE:
             _date_cache.clear()
         _date_cache[key] = b
@@ -87,7 +87,7 @@ def _pack(records: list[dict]) -> tuple[bytes, bytes, bytes] | None:
 
 # stored-records token -> (their layout, their packed bytes): a meter's stored values change monthly
 _tail_cache: dict[Hashable, tuple[tuple[str, ...], tuple[bytes, bytes, bytes] | None]] = {}
-_layouts: dict[tuple[str, ...], tuple[str, ...]] = {}   # interned layouts (100k meters share a few)
+_layouts: dict[tuple[str, ...], tuple[str, ...]] = {}  # interned layouts (100k meters share a few)
 _MAX_TAILS = 300_000
 
 
@@ -96,8 +96,9 @@ def _layout(records: list[dict]) -> tuple[str, ...]:
     return _layouts.setdefault(layout, layout)
 
 
-def apl_bytes(records: list[dict], compact: bool, tail: Callable[[], list[dict]] | None = None,
-              tail_key: Hashable = None) -> bytes | None:
+def apl_bytes(
+    records: list[dict], compact: bool, tail: Callable[[], list[dict]] | None = None, tail_key: Hashable = None
+) -> bytes | None:
     """The APL the codec's encoder would build for ``records`` followed by ``tail()`` (the compact
     form when asked), or None when the caller should let the codec encode them. ``tail_key`` names
     the tail's content: its bytes are packed once and reused while the key stays the same."""
@@ -132,5 +133,4 @@ def apl_bytes(records: list[dict], compact: bool, tail: Callable[[], list[dict]]
             return None
     if not compact:
         return full
-    return (_signature(fmt).to_bytes(2, "little")
-            + compact_codec.full_frame_crc(full).to_bytes(2, "little") + data)
+    return _signature(fmt).to_bytes(2, "little") + compact_codec.full_frame_crc(full).to_bytes(2, "little") + data

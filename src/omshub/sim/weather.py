@@ -24,12 +24,12 @@ _EPOCH_DAY0 = date(1970, 1, 1)
 
 @dataclass(frozen=True)
 class WeatherParams:
-    mean_c: float = 9.0              # annual mean temperature
+    mean_c: float = 9.0  # annual mean temperature
     seasonal_amplitude_c: float = 9.0  # half the difference between the warmest and coldest month
-    daily_amplitude_c: float = 4.0   # half the day/night difference
-    noise_c: float = 3.0             # typical size of multi-day weather anomalies
-    coldest_day: int = 15            # day of year of the seasonal minimum
-    utc_offset_h: float = 1.0        # local solar time offset for the daily cycle
+    daily_amplitude_c: float = 4.0  # half the day/night difference
+    noise_c: float = 3.0  # typical size of multi-day weather anomalies
+    coldest_day: int = 15  # day of year of the seasonal minimum
+    utc_offset_h: float = 1.0  # local solar time offset for the daily cycle
 
 
 def _smooth_noise(seed: int, octave: int, x: float) -> float:
@@ -59,12 +59,13 @@ class Weather:
         p = self.params
         t = hour * _HOUR
         day = t / 86_400.0
-        doy = (day % _YEAR_DAYS)  # Unix day 0 is Jan 1st: close enough to day of year over decades
+        doy = day % _YEAR_DAYS  # Unix day 0 is Jan 1st: close enough to day of year over decades
         seasonal = p.mean_c - p.seasonal_amplitude_c * math.cos(2 * math.pi * (doy - p.coldest_day) / _YEAR_DAYS)
         local_h = (hour + p.utc_offset_h) % 24
         daily = -p.daily_amplitude_c * math.cos(2 * math.pi * (local_h - 4.0) / 24.0)
-        anomaly = p.noise_c * (0.8 * _smooth_noise(self.seed, 3, day / 3.0)
-                               + 0.6 * _smooth_noise(self.seed, 1, day)) / 1.0
+        anomaly = (
+            p.noise_c * (0.8 * _smooth_noise(self.seed, 3, day / 3.0) + 0.6 * _smooth_noise(self.seed, 1, day)) / 1.0
+        )
         jitter = 0.3 * gaussian(self.seed, 0x40A, hour)
         value = seasonal + daily + anomaly + jitter
         if len(self._hourly) > 200_000:  # bound the cache (≈ 23 years of hours)

@@ -21,16 +21,29 @@ KIND_PATTERN = "^(" + "|".join(alarm_rules.KINDS) + ")$"
 
 
 def alarm_json(a: Alarm) -> dict:
-    return {"id": a.id, "kind": a.kind, "subject": {"type": a.subject_type, "id": a.subject_id},
-            "message": a.message, "details": a.details or {}, "active": a.active,
-            "raised_at": iso(a.raised_at), "cleared_at": iso(a.cleared_at)}
+    return {
+        "id": a.id,
+        "kind": a.kind,
+        "subject": {"type": a.subject_type, "id": a.subject_id},
+        "message": a.message,
+        "details": a.details or {},
+        "active": a.active,
+        "raised_at": iso(a.raised_at),
+        "cleared_at": iso(a.cleared_at),
+    }
 
 
 @router.get("", summary="List alarms (newest first)")
-def list_alarms(principal: Viewer, session: DbSession, active: bool | None = None,
-                kind: str | None = Query(None, pattern=KIND_PATTERN),
-                subject_type: str | None = Query(None, pattern="^(gateway|meter)$"), subject_id: Id | None = None,
-                cursor: str | None = None, limit: Limit = 100) -> dict:
+def list_alarms(
+    principal: Viewer,
+    session: DbSession,
+    active: bool | None = None,
+    kind: str | None = Query(None, pattern=KIND_PATTERN),
+    subject_type: str | None = Query(None, pattern="^(gateway|meter)$"),
+    subject_id: Id | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     stmt = select(Alarm).where(Alarm.tenant_id == principal.tenant_id)
     if active is not None:
         stmt = stmt.where(Alarm.active.is_(active))

@@ -42,8 +42,13 @@ class UserPatch(BaseModel):
 
 
 def _user_json(user: User) -> dict:
-    return {"id": user.id, "username": user.username, "role": user.role, "disabled": user.disabled,
-            "created_at": iso(user.created_at)}
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "disabled": user.disabled,
+        "created_at": iso(user.created_at),
+    }
 
 
 def _token_json(row: ApiToken, owner: User | None, now: datetime) -> dict:
@@ -55,9 +60,20 @@ def _token_json(row: ApiToken, owner: User | None, now: datetime) -> dict:
         effective = owner.role if row.kind == "session" else lower_role(row.role, owner.role)
         works = not owner.disabled
     active = works and not row.revoked and (row.expires_at is None or row.expires_at > now)
-    return {"id": row.id, "kind": row.kind, "name": row.name, "service": row.user_id is None, "owner": owner_json,
-            "role": row.role, "effective_role": effective, "active": active, "created_at": iso(row.created_at),
-            "expires_at": iso(row.expires_at), "last_used_at": iso(row.last_used_at), "revoked": row.revoked}
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "name": row.name,
+        "service": row.user_id is None,
+        "owner": owner_json,
+        "role": row.role,
+        "effective_role": effective,
+        "active": active,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "last_used_at": iso(row.last_used_at),
+        "revoked": row.revoked,
+    }
 
 
 @router.post("/auth/login", responses={429: {"description": "too many failed logins (see Retry-After)"}})
@@ -68,12 +84,25 @@ def post_login(body: LoginBody, request: Request):
     clock = getattr(request.app.state, "clock", utcnow)  # tests set a fixed one
     address = request.client.host if request.client else "unknown"
     # LoginThrottled: 429 with Retry-After (api/errors.py)
-    user, row, token, tenant = attempt_login(request.app.state.db, body.username, body.password,
-                                             address=address, ttl_s=request.app.state.settings.session_ttl_s,
-                                             now=clock())
-    return JSONResponse({"token": token, "token_type": "bearer", "expires_at": iso(row.expires_at),
-                         "role": user.role, "username": user.username, "tenant": tenant},
-                        headers={"Cache-Control": "no-store"})
+    user, row, token, tenant = attempt_login(
+        request.app.state.db,
+        body.username,
+        body.password,
+        address=address,
+        ttl_s=request.app.state.settings.session_ttl_s,
+        now=clock(),
+    )
+    return JSONResponse(
+        {
+            "token": token,
+            "token_type": "bearer",
+            "expires_at": iso(row.expires_at),
+            "role": user.role,
+            "username": user.username,
+            "tenant": tenant,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post("/auth/logout", status_code=204)
@@ -85,31 +114,49 @@ def post_logout(request: Request, session: DbSession, principal: Principal = Dep
 @router.get("/auth/me")
 def get_me(session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
     tenant = session.get(Tenant, principal.tenant_id)
-    return {"name": principal.name, "role": principal.role, "user_id": principal.user_id,
-            "tenant": {"id": tenant.id, "slug": tenant.slug, "name": tenant.name}}
+    return {
+        "name": principal.name,
+        "role": principal.role,
+        "user_id": principal.user_id,
+        "tenant": {"id": tenant.id, "slug": tenant.slug, "name": tenant.name},
+    }
 
 
 # --- API tokens (admin) ---
 
+
 @router.post("/tokens", status_code=201)
-def post_token(body: TokenBody, session: DbSession, response: Response,
-               principal: Principal = Depends(require_role("admin"))) -> dict:
+def post_token(
+    body: TokenBody, session: DbSession, response: Response, principal: Principal = Depends(require_role("admin"))
+) -> dict:
     """A long-lived API token (e.g. for a billing system). The token is in this response only.
     It belongs to the user behind this request: it works only while they are enabled and never with
     more than their current role. Created with a service token (no user behind it), it is a service
     token of the tenant too, like those of `omshub admin create-token`."""
     now = utcnow()
-    row, token = create_api_token(session, principal.tenant_id, body.name, body.role, expires_at=body.expires_at,
-                                  actor=principal.name, owner_id=principal.user_id, now=now)
+    row, token = create_api_token(
+        session,
+        principal.tenant_id,
+        body.name,
+        body.role,
+        expires_at=body.expires_at,
+        actor=principal.name,
+        owner_id=principal.user_id,
+        now=now,
+    )
     response.headers["Cache-Control"] = "no-store"
     owner = session.get(User, principal.user_id) if principal.user_id is not None else None
     return {**_token_json(row, owner, now), "token": token}
 
 
 @router.get("/tokens")
-def list_tokens(session: DbSession, principal: Principal = Depends(require_role("admin")),
-                kind: str = Query("api", pattern="^(api|session|all)$"),
-                cursor: str | None = None, limit: Limit = 100) -> dict:
+def list_tokens(
+    session: DbSession,
+    principal: Principal = Depends(require_role("admin")),
+    kind: str = Query("api", pattern="^(api|session|all)$"),
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     """The tenant's tokens, never the tokens themselves: API tokens (default; each user's and the
     service tokens), login sessions (`kind=session`) or both (`kind=all`), with owner, role as
     given, effective role now, created and last used."""
@@ -118,8 +165,14 @@ def list_tokens(session: DbSession, principal: Principal = Depends(require_role(
         stmt = stmt.where(ApiToken.kind == kind)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=ApiToken.id)
     owner_ids = {r.user_id for r in rows if r.user_id is not None}
-    owners = {u.id: u for u in session.scalars(select(User).where(
-        User.tenant_id == principal.tenant_id, User.id.in_(owner_ids)))} if owner_ids else {}
+    owners = (
+        {
+            u.id: u
+            for u in session.scalars(select(User).where(User.tenant_id == principal.tenant_id, User.id.in_(owner_ids)))
+        }
+        if owner_ids
+        else {}
+    )
     now = utcnow()
     return page([_token_json(r, owners.get(r.user_id), now) for r in rows], nxt)
 
@@ -132,9 +185,14 @@ def delete_token(token_id: Id, session: DbSession, principal: Principal = Depend
 
 # --- users (admin) ---
 
+
 @router.get("/users")
-def list_users(session: DbSession, principal: Principal = Depends(require_role("admin")),
-               cursor: str | None = None, limit: Limit = 100) -> dict:
+def list_users(
+    session: DbSession,
+    principal: Principal = Depends(require_role("admin")),
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     stmt = select(User).where(User.tenant_id == principal.tenant_id)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=User.id)
     return page([_user_json(u) for u in rows], nxt)
@@ -142,8 +200,9 @@ def list_users(session: DbSession, principal: Principal = Depends(require_role("
 
 @router.post("/users", status_code=201)
 def post_user(body: UserBody, session: DbSession, principal: Principal = Depends(require_role("admin"))) -> dict:
-    return _user_json(accounts.add_user(session, principal.tenant_id, body.username, body.password, body.role,
-                                        actor=principal.name))
+    return _user_json(
+        accounts.add_user(session, principal.tenant_id, body.username, body.password, body.role, actor=principal.name)
+    )
 
 
 @router.get("/users/{user_id}")
@@ -152,10 +211,20 @@ def get_user(user_id: Id, session: DbSession, principal: Principal = Depends(req
 
 
 @router.patch("/users/{user_id}")
-def patch_user(user_id: Id, body: UserPatch, session: DbSession,
-               principal: Principal = Depends(require_role("admin"))) -> dict:
-    return _user_json(accounts.change_user(session, principal.tenant_id, user_id, role=body.role,
-                                           password=body.password, disabled=body.disabled, actor=principal.name))
+def patch_user(
+    user_id: Id, body: UserPatch, session: DbSession, principal: Principal = Depends(require_role("admin"))
+) -> dict:
+    return _user_json(
+        accounts.change_user(
+            session,
+            principal.tenant_id,
+            user_id,
+            role=body.role,
+            password=body.password,
+            disabled=body.disabled,
+            actor=principal.name,
+        )
+    )
 
 
 @router.delete("/users/{user_id}", status_code=204)

@@ -55,6 +55,7 @@ def parse_time(text: str | None, name: str) -> datetime | None:
 
 # --- bounded input types for path, query and body parameters ---
 
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("text must not contain NUL characters (\\x00): the database cannot store them")
@@ -75,8 +76,11 @@ Id = Annotated[int, Interval(ge=1, le=MAX_INT64)]
 # A page size: bounds documented here, checked by paginate() (code `invalid_limit`); the type only
 # keeps it a database integer. (These types keep their bounds as `name: Type = default`; with
 # `= Query(...)` FastAPI drops them: there, write `name: Annotated[Type, Query(...)]`.)
-Limit = Annotated[int, Interval(ge=-MAX_INT64, le=MAX_INT64),
-                  WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100})]
+Limit = Annotated[
+    int,
+    Interval(ge=-MAX_INT64, le=MAX_INT64),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}),
+]
 # An ISO 8601 time with zone in a query, for parse_time(): documented as a date-time, so that
 # schema-driven clients (and the API fuzz test) send times.
 TimeQuery = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -102,8 +106,9 @@ def decode_cursor(cursor: str) -> int:
         raise Invalid(code="invalid_cursor", message="cursor is not one this API returned") from None
 
 
-def paginate(session: Session, stmt, *, cursor: str | None, limit: int, key_column,
-             descending: bool = False) -> tuple[list, str | None]:
+def paginate(
+    session: Session, stmt, *, cursor: str | None, limit: int, key_column, descending: bool = False
+) -> tuple[list, str | None]:
     """Keyset pagination on a unique integer column: (rows, next cursor or None).
     `stmt` selecting one ORM entity yields objects, else rows."""
     if not 1 <= limit <= MAX_LIMIT:

@@ -45,11 +45,10 @@ class ErrorBody(BaseModel):
 
 
 # Documented on every API route (app.py): the one shape of every refusal, validation errors included.
-ERROR_RESPONSES = {"4XX": {"model": ErrorBody, "description": "Refused: `{\"error\": {\"code\", \"message\"}}`"}}
+ERROR_RESPONSES = {"4XX": {"model": ErrorBody, "description": 'Refused: `{"error": {"code", "message"}}`'}}
 
 # The HTTP status of each kind of domain error (the most specific class listed wins).
-STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (Unauthorized, 401), (Forbidden, 403),
-          (TooMany, 429))
+STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (Unauthorized, 401), (Forbidden, 403), (TooMany, 429))
 
 
 def http_status(exc: DomainError) -> int:
@@ -109,33 +108,39 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # registered for it
-    return JSONResponse({"error": {"code": "invalid_request", "message": _validation_message(exc)}},
-                        status_code=422)
+    return JSONResponse({"error": {"code": "invalid_request", "message": _validation_message(exc)}}, status_code=422)
 
 
 async def _database(_request: Request, exc: Exception) -> JSONResponse:
     if not database_outage.failed(exc):  # a bad statement is a bug: a 500 with its traceback
         raise exc
-    return JSONResponse({"error": {"code": "database_unavailable",
-                                   "message": "the database is unreachable; try again later"}},
-                        status_code=503, headers={"Retry-After": "10"})
+    return JSONResponse(
+        {"error": {"code": "database_unavailable", "message": "the database is unreachable; try again later"}},
+        status_code=503,
+        headers={"Retry-After": "10"},
+    )
 
 
 async def _http(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # registered for it
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
-        exc.status_code, f"http_{exc.status_code}")
+        exc.status_code, f"http_{exc.status_code}"
+    )
     message = str(exc.detail)
     if exc.status_code == 400 and exc.__cause__ is not None:
         code, message = "invalid_body", _unparsable_body_message(exc)
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 async def _internal(_request: Request, exc: Exception) -> JSONResponse:
     # a defect of ours: logged with its traceback by the server; the client gets the error shape, no details
-    return JSONResponse({"error": {"code": "internal_error", "message": "internal server error; it is logged"}},
-                        status_code=500)
+    return JSONResponse(
+        {"error": {"code": "internal_error", "message": "internal server error; it is logged"}}, status_code=500
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -50,8 +50,7 @@ class BodyLimits:
 
     @classmethod
     def from_settings(cls, settings) -> BodyLimits:
-        return cls(uplink=settings.max_uplink_body, json=settings.max_json_body,
-                   csv_import=settings.max_import_body)
+        return cls(uplink=settings.max_uplink_body, json=settings.max_json_body, csv_import=settings.max_import_body)
 
 
 def _route(path: str, limits: BodyLimits) -> tuple[int, str | None]:
@@ -74,8 +73,10 @@ def _bearer(headers: dict[bytes, bytes]) -> str | None:
 
 def _gateway_known(db, credential: str) -> bool:
     with db.session() as session:
-        return session.execute(select(Gateway.id).where(Gateway.credential_hash == hash_secret(credential))) \
-            .first() is not None
+        return (
+            session.execute(select(Gateway.id).where(Gateway.credential_hash == hash_secret(credential))).first()
+            is not None
+        )
 
 
 def _token_valid(db, token: str) -> bool:
@@ -83,13 +84,23 @@ def _token_valid(db, token: str) -> bool:
         return authenticate_token(session, token) is not None
 
 
-async def _answer(send, status: int, code: str, message: str, *, cbor: bool = False,
-                  extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+async def _answer(
+    send, status: int, code: str, message: str, *, cbor: bool = False, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     body = {"error": {"code": code, "message": message}}
     payload, media = (cbor2.dumps(body), b"application/cbor") if cbor else (orjson.dumps(body), b"application/json")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", media), (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close"), *extra]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", media),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+                *extra,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -105,16 +116,20 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])  # (a repeated header: the last one, as for Starlette's reads)
         path, root = scope["path"], scope.get("root_path", "")
-        limit, needs = _route(path[len(root):] if root and path.startswith(root) else path, self.limits)
+        limit, needs = _route(path[len(root) :] if root and path.startswith(root) else path, self.limits)
         uplink = needs == "gateway"
         in_cbor = uplink and not headers.get(b"content-type", b"").lower().startswith(b"application/json")
         declared_text = headers.get(b"content-length")
         declared = int(declared_text) if declared_text is not None and declared_text.isdigit() else None
         chunked = b"transfer-encoding" in headers
         if declared is not None and declared > limit:
-            return await _answer(send, 413, "payload_too_large",
-                                 f"the request body of {declared} bytes exceeds this route's limit of {limit} bytes",
-                                 cbor=in_cbor)
+            return await _answer(
+                send,
+                413,
+                "payload_too_large",
+                f"the request body of {declared} bytes exceeds this route's limit of {limit} bytes",
+                cbor=in_cbor,
+            )
         has_body = chunked or bool(declared)
         if has_body and needs is not None:
             try:
@@ -122,12 +137,18 @@ class RequestGuard:
             except Exception as exc:
                 if not database_outage.failed(exc):  # not an outage: a bug, with its traceback
                     raise
-                return await _answer(send, 503, "database_unavailable",
-                                     "the database is unreachable; try again later", cbor=in_cbor,
-                                     extra=((b"retry-after", b"10"),))
+                return await _answer(
+                    send,
+                    503,
+                    "database_unavailable",
+                    "the database is unreachable; try again later",
+                    cbor=in_cbor,
+                    extra=((b"retry-after", b"10"),),
+                )
             if refusal is not None:
-                return await _answer(send, 401, "unauthorized", refusal, cbor=in_cbor,
-                                     extra=((b"www-authenticate", b"Bearer"),))
+                return await _answer(
+                    send, 401, "unauthorized", refusal, cbor=in_cbor, extra=((b"www-authenticate", b"Bearer"),)
+                )
         if not has_body:
             return await self.app(scope, receive, send)
         await self._bounded(scope, receive, send, limit, in_cbor)
@@ -136,8 +157,10 @@ class RequestGuard:
         """None when the credential is valid, else why not."""
         if needs == "gateway":
             if credential is None:
-                return ("missing gateway credential: over HTTP(S) it goes in the header Authorization: Bearer "
-                        "<credential> (cred in the envelope is for CoAP and MQTT)")
+                return (
+                    "missing gateway credential: over HTTP(S) it goes in the header Authorization: Bearer "
+                    "<credential> (cred in the envelope is for CoAP and MQTT)"
+                )
             known = await run_in_threadpool(_gateway_known, scope["app"].state.db, credential)
             return None if known else "gateway credential not valid"
         if credential is None:
@@ -162,8 +185,13 @@ class RequestGuard:
                 if received > limit:
                     answered = True
                     if not started:
-                        await _answer(send, 413, "payload_too_large",
-                                      f"the request body exceeds this route's limit of {limit} bytes", cbor=in_cbor)
+                        await _answer(
+                            send,
+                            413,
+                            "payload_too_large",
+                            f"the request body exceeds this route's limit of {limit} bytes",
+                            cbor=in_cbor,
+                        )
                     return {"type": "http.disconnect"}
             return message
 

@@ -43,7 +43,8 @@ async def _read_csv(request: Request) -> str:
 def _multipart_file(body: bytes, content_type: str) -> bytes:
     """The first file part (or the part named `file`) of a multipart/form-data body."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
     if not message.is_multipart():
         raise ApiError(422, "invalid_multipart", "multipart body could not be parsed")
     parts = list(message.iter_parts())
@@ -63,8 +64,9 @@ async def import_keys(request: Request, principal: Principal = Depends(require_r
     state = request.app.state
 
     def work() -> dict:
-        return key_service.import_keys(state.db, state.keystore, principal.tenant_id, text, actor=principal.name,
-                                       source="api")
+        return key_service.import_keys(
+            state.db, state.keystore, principal.tenant_id, text, actor=principal.name, source="api"
+        )
 
     result = await run_in_threadpool(work)
     wake = getattr(request.app.state, "pipeline_wakeup", None)
@@ -74,25 +76,46 @@ async def import_keys(request: Request, principal: Principal = Depends(require_r
 
 
 @router.get("")
-def list_keys(session: DbSession, principal: Principal = Depends(require_role("operator")),
-              meter_id: Text | None = None, cursor: str | None = None, limit: Limit = 100) -> dict:
+def list_keys(
+    session: DbSession,
+    principal: Principal = Depends(require_role("operator")),
+    meter_id: Text | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     """Which meters have a key (never the key itself)."""
-    stmt = select(MeterKey.id, MeterKey.manufacturer, MeterKey.meter_id, MeterKey.created_at) \
-        .where(MeterKey.tenant_id == principal.tenant_id)
+    stmt = select(MeterKey.id, MeterKey.manufacturer, MeterKey.meter_id, MeterKey.created_at).where(
+        MeterKey.tenant_id == principal.tenant_id
+    )
     if meter_id:
         stmt = stmt.where(MeterKey.meter_id == meter_id.upper())
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=MeterKey.id)
-    return page([{"id": r.id, "manufacturer": r.manufacturer, "meter_id": r.meter_id, "present": True,
-                  "created_at": iso(r.created_at)} for r in rows], nxt)
+    return page(
+        [
+            {
+                "id": r.id,
+                "manufacturer": r.manufacturer,
+                "meter_id": r.meter_id,
+                "present": True,
+                "created_at": iso(r.created_at),
+            }
+            for r in rows
+        ],
+        nxt,
+    )
 
 
 @router.post("/export", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-def export_keys(body: ExportBody, request: Request, session: DbSession,
-                principal: Principal = Depends(require_role("admin"))) -> Response:
+def export_keys(
+    body: ExportBody, request: Request, session: DbSession, principal: Principal = Depends(require_role("admin"))
+) -> Response:
     """The key file (CSV) for the given meters (`ID` or `MAN:ID`), e.g. for a building owner.
     Admin only; every export is audited."""
-    text = key_service.export_keys(session, request.app.state.keystore, principal.tenant_id, body.meters,
-                                   actor=principal.name, source="api")
-    return Response(text, media_type="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="meter-keys.csv"',
-                             "Cache-Control": "no-store"})
+    text = key_service.export_keys(
+        session, request.app.state.keystore, principal.tenant_id, body.meters, actor=principal.name, source="api"
+    )
+    return Response(
+        text,
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="meter-keys.csv"', "Cache-Control": "no-store"},
+    )

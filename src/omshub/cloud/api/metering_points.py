@@ -46,10 +46,14 @@ class MeterRef(BaseModel):
 class InstallIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     meter: Id | MeterRef = Field(description="meter id, or {manufacturer, meter_id}")
-    at: str | None = Field(None, description="ISO 8601 date or time (without a zone: the tenant's local time; "
-                                             "a bare date: 00:00 there); omitted: from the meter's first reading")
-    initial_values: dict[str, float] = Field(default_factory=dict,
-                                             description='register values at installation, e.g. {"energy": 0}')
+    at: str | None = Field(
+        None,
+        description="ISO 8601 date or time (without a zone: the tenant's local time; "
+        "a bare date: 00:00 there); omitted: from the meter's first reading",
+    )
+    initial_values: dict[str, float] = Field(
+        default_factory=dict, description='register values at installation, e.g. {"energy": 0}'
+    )
 
 
 class SwapIn(BaseModel):
@@ -78,17 +82,31 @@ def get_point(session: Session, principal: Principal, point_id: int) -> Metering
 def installation_json(session: Session, inst: Installation, m: Meter) -> dict:
     """`installed_from`: "given" (a date was given), or "first_reading" (none was: `installed_at` is the
     meter's first reading, until one arrives when it was registered)."""
-    return {"id": inst.id, "meter": {"id": m.id, "manufacturer": m.manufacturer, "meter_id": m.meter_id,
-                                     "device_type": m.device_type},
-            "installed_at": iso(effective_installed_at(session, inst)), "installed_from": inst.installed_from,
-            "removed_at": iso(inst.removed_at),
-            "initial_values": inst.initial_values or {}, "final_values": inst.final_values}
+    return {
+        "id": inst.id,
+        "meter": {"id": m.id, "manufacturer": m.manufacturer, "meter_id": m.meter_id, "device_type": m.device_type},
+        "installed_at": iso(effective_installed_at(session, inst)),
+        "installed_from": inst.installed_from,
+        "removed_at": iso(inst.removed_at),
+        "initial_values": inst.initial_values or {},
+        "final_values": inst.final_values,
+    }
 
 
-def point_json(session: Session, mp: MeteringPoint, *, history: bool = False,
-               current: dict[int, tuple[Installation, Meter]] | None = None) -> dict:
-    out = {"id": mp.id, "ref": mp.ref, "address": mp.address, "customer_ref": mp.customer_ref,
-           "created_at": iso(mp.created_at)}
+def point_json(
+    session: Session,
+    mp: MeteringPoint,
+    *,
+    history: bool = False,
+    current: dict[int, tuple[Installation, Meter]] | None = None,
+) -> dict:
+    out = {
+        "id": mp.id,
+        "ref": mp.ref,
+        "address": mp.address,
+        "customer_ref": mp.customer_ref,
+        "created_at": iso(mp.created_at),
+    }
     if history:
         rows = points.installations(session, mp)
         out["installations"] = [installation_json(session, i, m) for i, m in rows]
@@ -101,8 +119,14 @@ def point_json(session: Session, mp: MeteringPoint, *, history: bool = False,
 
 
 @router.get("", summary="List metering points")
-def list_points(principal: Viewer, session: DbSession, ref: Text | None = None, customer_ref: Text | None = None,
-                cursor: str | None = None, limit: Limit = 100) -> dict:
+def list_points(
+    principal: Viewer,
+    session: DbSession,
+    ref: Text | None = None,
+    customer_ref: Text | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     stmt = select(MeteringPoint).where(MeteringPoint.tenant_id == principal.tenant_id)
     if ref:
         stmt = stmt.where(MeteringPoint.ref == ref)
@@ -126,8 +150,9 @@ def read_point(point_id: Id, principal: Viewer, session: DbSession) -> dict:
 
 @router.patch("/{point_id}", summary="Change a metering point")
 def update_point(point_id: Id, body: PointPatch, principal: Operator, session: DbSession) -> dict:
-    mp = points.change_point(session, principal.tenant_id, point_id, ref=body.ref, address=body.address,
-                             customer_ref=body.customer_ref)
+    mp = points.change_point(
+        session, principal.tenant_id, point_id, ref=body.ref, address=body.address, customer_ref=body.customer_ref
+    )
     return point_json(session, mp, history=True)
 
 
@@ -138,15 +163,21 @@ def delete_point(point_id: Id, principal: Operator, session: DbSession) -> None:
 
 @router.post("/{point_id}/install", status_code=201, summary="Install a meter at an empty metering point")
 def install_meter(point_id: Id, body: InstallIn, principal: Operator, session: DbSession) -> dict:
-    mp = points.install(session, principal.tenant_id, point_id, _meter_ref(body.meter), body.at,
-                        body.initial_values)
+    mp = points.install(session, principal.tenant_id, point_id, _meter_ref(body.meter), body.at, body.initial_values)
     return point_json(session, mp, history=True)
 
 
 @router.post("/{point_id}/swap", summary="Swap the installed meter for another")
 def swap_meter(point_id: Id, body: SwapIn, principal: Operator, session: DbSession) -> dict:
-    mp = points.swap(session, principal.tenant_id, point_id, body.at, body.old_final_values,
-                     _meter_ref(body.new_meter), body.new_initial_values)
+    mp = points.swap(
+        session,
+        principal.tenant_id,
+        point_id,
+        body.at,
+        body.old_final_values,
+        _meter_ref(body.new_meter),
+        body.new_initial_values,
+    )
     return point_json(session, mp, history=True)
 
 

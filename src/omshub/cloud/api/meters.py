@@ -30,17 +30,32 @@ def get_meter(session: Session, principal: Principal, meter_pk: int) -> Meter:
     return meter_service.get_meter(session, principal.tenant_id, meter_pk)
 
 
-def meter_json(m: Meter, installed: tuple[Installation, MeteringPoint] | None = None,
-               gateway_serial: str | None = None) -> dict:
+def meter_json(
+    m: Meter, installed: tuple[Installation, MeteringPoint] | None = None, gateway_serial: str | None = None
+) -> dict:
     point = None
     if installed is not None:
         inst, mp = installed
-        point = {"id": mp.id, "ref": mp.ref, "installed_at": iso(inst.installed_at),
-                 "installed_from": inst.installed_from}
-    return {"id": m.id, "manufacturer": m.manufacturer, "meter_id": m.meter_id, "device_type": m.device_type,
-            "key_status": m.key_status, "gateway_id": m.gateway_id, "gateway": gateway_serial,
-            "metering_point": point, "created_at": iso(m.created_at), "last_heard_at": iso(m.last_heard_at),
-            "last_reading_id": m.last_reading_id, "meter_timezone": m.meter_timezone}
+        point = {
+            "id": mp.id,
+            "ref": mp.ref,
+            "installed_at": iso(inst.installed_at),
+            "installed_from": inst.installed_from,
+        }
+    return {
+        "id": m.id,
+        "manufacturer": m.manufacturer,
+        "meter_id": m.meter_id,
+        "device_type": m.device_type,
+        "key_status": m.key_status,
+        "gateway_id": m.gateway_id,
+        "gateway": gateway_serial,
+        "metering_point": point,
+        "created_at": iso(m.created_at),
+        "last_heard_at": iso(m.last_heard_at),
+        "last_reading_id": m.last_reading_id,
+        "meter_timezone": m.meter_timezone,
+    }
 
 
 def meters_json(session: Session, meters: list[Meter]) -> list[dict]:
@@ -58,9 +73,12 @@ class MeterIn(BaseModel):
     meter_id: Text = Field(max_length=8)
     device_type: Text | int | None = None
     gateway_id: Id | None = None
-    meter_timezone: Text | None = Field(None, max_length=64,
-                                       description="IANA zone of this meter's clock (default: its model's or "
-                                                   "the tenant's, see GET /api/v1/tenant/time)")
+    meter_timezone: Text | None = Field(
+        None,
+        max_length=64,
+        description="IANA zone of this meter's clock (default: its model's or "
+        "the tenant's, see GET /api/v1/tenant/time)",
+    )
 
 
 class MeterPatch(BaseModel):
@@ -71,11 +89,17 @@ class MeterPatch(BaseModel):
 
 
 @router.get("", summary="List meters")
-def list_meters(principal: Viewer, session: DbSession,
-                gateway_id: Id | None = None, manufacturer: Text | None = None,
-                meter_id: Text | None = None, device_type: Text | None = None,
-                key_status: str | None = Query(None, pattern="^(missing|present|suspect|wrong)$"),
-                cursor: str | None = None, limit: Limit = 100) -> dict:
+def list_meters(
+    principal: Viewer,
+    session: DbSession,
+    gateway_id: Id | None = None,
+    manufacturer: Text | None = None,
+    meter_id: Text | None = None,
+    device_type: Text | None = None,
+    key_status: str | None = Query(None, pattern="^(missing|present|suspect|wrong)$"),
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     stmt = select(Meter).where(Meter.tenant_id == principal.tenant_id)
     if gateway_id is not None:
         stmt = stmt.where(Meter.gateway_id == gateway_id)
@@ -93,9 +117,16 @@ def list_meters(principal: Viewer, session: DbSession,
 
 @router.post("", status_code=201, summary="Register a meter")
 def create_meter(body: MeterIn, principal: Operator, session: DbSession) -> dict:
-    m = meter_service.register_meter(session, principal.tenant_id, body.manufacturer, body.meter_id,
-                                     device_type=body.device_type, gateway_id=body.gateway_id,
-                                     meter_timezone=body.meter_timezone, actor=principal.name)
+    m = meter_service.register_meter(
+        session,
+        principal.tenant_id,
+        body.manufacturer,
+        body.meter_id,
+        device_type=body.device_type,
+        gateway_id=body.gateway_id,
+        meter_timezone=body.meter_timezone,
+        actor=principal.name,
+    )
     return meters_json(session, [m])[0]
 
 
@@ -118,6 +149,7 @@ def delete_meter(meter_pk: Id, principal: Operator, session: DbSession) -> None:
 
 # --- bulk import ---
 
+
 async def _import_body(request: Request) -> bytes:
     """The CSV, read after the principal (a dependency listed before it) and bounded as it is read."""
     return await read_body(request, request.app.state.settings.max_import_body, "the meter import")
@@ -126,8 +158,11 @@ async def _import_body(request: Request) -> bytes:
 ImportBody = Annotated[bytes, Depends(_import_body)]
 
 
-@router.post("/import", summary="Import meters from CSV (idempotent upsert)",
-             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+@router.post(
+    "/import",
+    summary="Import meters from CSV (idempotent upsert)",
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 def import_meters(principal: Operator, body: ImportBody, session: DbSession) -> dict:
     """Columns `manufacturer,id,device_type[,gateway][,metering_point][,address][,customer_ref][,installed_at]
     [,meter_timezone]`. `installed_at` (for a meter newly installed at its point): an ISO 8601 date or

@@ -37,12 +37,26 @@ router = APIRouter(prefix="/api/v1", tags=["readings"])
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 EXPORT_BATCH = 1000
 # The export's "main fields": (column, quantity) of the current registers
-EXPORT_QUANTITIES = (("energy_kwh", "energy"), ("volume_m3", "volume"), ("hca", "hca"),
-                     ("power_kw", "power"), ("volume_flow_m3h", "volume_flow"),
-                     ("flow_temperature_c", "flow_temperature"), ("return_temperature_c", "return_temperature"),
-                     ("error_flags", "error_flags"))
-EXPORT_COLUMNS = ("reading_id", "manufacturer", "meter_id", "device_type", "timestamp", "received_at",
-                  *(c for c, _ in EXPORT_QUANTITIES), "status")
+EXPORT_QUANTITIES = (
+    ("energy_kwh", "energy"),
+    ("volume_m3", "volume"),
+    ("hca", "hca"),
+    ("power_kw", "power"),
+    ("volume_flow_m3h", "volume_flow"),
+    ("flow_temperature_c", "flow_temperature"),
+    ("return_temperature_c", "return_temperature"),
+    ("error_flags", "error_flags"),
+)
+EXPORT_COLUMNS = (
+    "reading_id",
+    "manufacturer",
+    "meter_id",
+    "device_type",
+    "timestamp",
+    "received_at",
+    *(c for c, _ in EXPORT_QUANTITIES),
+    "status",
+)
 
 
 def _names(text: str | None, what: str) -> set[str] | None:
@@ -61,8 +75,9 @@ def _range(from_: str | None, to: str | None) -> tuple[datetime | None, datetime
     return start, end
 
 
-def reading_json(r: Reading, meter: Meter | None = None, *, quantities: set[str] | None = None,
-                 fields: set[str] | None = None) -> dict:
+def reading_json(
+    r: Reading, meter: Meter | None = None, *, quantities: set[str] | None = None, fields: set[str] | None = None
+) -> dict:
     data = r.data or {}
     records = data.get("records") or []
     if quantities is not None:
@@ -70,8 +85,16 @@ def reading_json(r: Reading, meter: Meter | None = None, *, quantities: set[str]
     named = r.fields or data.get("fields") or {}
     if fields is not None:
         named = {k: v for k, v in named.items() if k in fields}
-    out = {"id": r.id, "meter_pk": r.meter_pk, "telegram_id": r.telegram_id, "timestamp": iso(r.timestamp),
-           "received_at": iso(r.received_at), "status": data.get("status"), "records": records, "fields": named}
+    out = {
+        "id": r.id,
+        "meter_pk": r.meter_pk,
+        "telegram_id": r.telegram_id,
+        "timestamp": iso(r.timestamp),
+        "received_at": iso(r.received_at),
+        "status": data.get("status"),
+        "records": records,
+        "fields": named,
+    }
     if meter is not None:
         out["meter"] = {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id}
     return out
@@ -90,11 +113,17 @@ def _filter_page(rows, quantities, fields, with_meter: bool) -> list[dict]:
 
 
 @router.get("/meters/{meter_pk}/readings", summary="Readings of a meter", tags=["readings"])
-def meter_readings(meter_pk: Id, principal: Viewer, session: DbSession,
-                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
-                   quantity: str | None = Query(None, description="comma-separated quantities (records kept)"),
-                   fields: str | None = Query(None, description="comma-separated field names (fields kept)"),
-                   cursor: str | None = None, limit: Limit = 100) -> dict:
+def meter_readings(
+    meter_pk: Id,
+    principal: Viewer,
+    session: DbSession,
+    from_: TimeQuery | None = Query(None, alias="from"),
+    to: TimeQuery | None = None,
+    quantity: str | None = Query(None, description="comma-separated quantities (records kept)"),
+    fields: str | None = Query(None, description="comma-separated field names (fields kept)"),
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     m = get_meter(session, principal, meter_pk)
     start, end = _range(from_, to)
     stmt = select(Reading).where(Reading.tenant_id == principal.tenant_id, Reading.meter_pk == m.id)
@@ -107,20 +136,34 @@ def meter_readings(meter_pk: Id, principal: Viewer, session: DbSession,
 
 
 @router.get("/metering-points/{point_id}/readings", summary="Readings of the meters installed at a point")
-def point_readings(point_id: Id, principal: Viewer, session: DbSession,
-                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
-                   quantity: str | None = None, fields: str | None = None,
-                   cursor: str | None = None, limit: Limit = 100) -> dict:
+def point_readings(
+    point_id: Id,
+    principal: Viewer,
+    session: DbSession,
+    from_: TimeQuery | None = Query(None, alias="from"),
+    to: TimeQuery | None = None,
+    quantity: str | None = None,
+    fields: str | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     mp = get_point(session, principal, point_id)
     start, end = _range(from_, to)
     # only while installed there: a meter's readings elsewhere do not belong to this point
-    stmt = (select(Reading, Meter).join(Meter, Meter.id == Reading.meter_pk)
-            .join(Installation, and_(Installation.meter_pk == Reading.meter_pk,
-                                     Installation.metering_point_id == mp.id,
-                                     Reading.timestamp >= Installation.installed_at,
-                                     or_(Installation.removed_at.is_(None),
-                                         Reading.timestamp < Installation.removed_at)))
-            .where(Reading.tenant_id == principal.tenant_id))
+    stmt = (
+        select(Reading, Meter)
+        .join(Meter, Meter.id == Reading.meter_pk)
+        .join(
+            Installation,
+            and_(
+                Installation.meter_pk == Reading.meter_pk,
+                Installation.metering_point_id == mp.id,
+                Reading.timestamp >= Installation.installed_at,
+                or_(Installation.removed_at.is_(None), Reading.timestamp < Installation.removed_at),
+            ),
+        )
+        .where(Reading.tenant_id == principal.tenant_id)
+    )
     if start:
         stmt = stmt.where(Reading.timestamp >= start)
     if end:
@@ -130,14 +173,25 @@ def point_readings(point_id: Id, principal: Viewer, session: DbSession,
 
 
 def _latest(session: Session, meter_pk: int) -> Reading | None:
-    return session.scalar(select(Reading).where(Reading.meter_pk == meter_pk)
-                          .order_by(Reading.timestamp.desc(), Reading.id.desc()).limit(1))
+    return session.scalar(
+        select(Reading)
+        .where(Reading.meter_pk == meter_pk)
+        .order_by(Reading.timestamp.desc(), Reading.id.desc())
+        .limit(1)
+    )
 
 
 @router.get("/readings/latest", summary="Every meter with its latest reading")
-def latest_readings(principal: Viewer, session: DbSession, device_type: Text | None = None,
-                    gateway_id: Id | None = None, quantity: str | None = None, fields: str | None = None,
-                    cursor: str | None = None, limit: Limit = 100) -> dict:
+def latest_readings(
+    principal: Viewer,
+    session: DbSession,
+    device_type: Text | None = None,
+    gateway_id: Id | None = None,
+    quantity: str | None = None,
+    fields: str | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     stmt = select(Meter).where(Meter.tenant_id == principal.tenant_id)
     if device_type:
         stmt = stmt.where(Meter.device_type == device_type.lower())
@@ -163,15 +217,21 @@ def _jsonable(value):
 
 
 @router.get("/metering-points/{point_id}/consumption", summary="Consumption of a metering point over a period")
-def point_consumption(point_id: Id, principal: Viewer, session: DbSession,
-                      from_: Annotated[TimeQuery, Query(alias="from", min_length=1)],
-                      to: Annotated[TimeQuery, Query(min_length=1)],
-                      quantity: str | None = Query(None, pattern="^(energy|volume|hca)$")) -> dict:
+def point_consumption(
+    point_id: Id,
+    principal: Viewer,
+    session: DbSession,
+    from_: Annotated[TimeQuery, Query(alias="from", min_length=1)],
+    to: Annotated[TimeQuery, Query(min_length=1)],
+    quantity: str | None = Query(None, pattern="^(energy|volume|hca)$"),
+) -> dict:
     """`from` and `to`: ISO 8601 dates or times; without a zone in the tenant's time zone, a bare
     date meaning 00:00 there (`from=2026-01-01&to=2027-01-01`: the calendar year 2026 in local time)."""
     mp = get_point(session, principal, point_id)
-    start, end = local_time(session, principal.tenant_id, from_, "from"), local_time(session, principal.tenant_id,
-                                                                                   to, "to")
+    start, end = (
+        local_time(session, principal.tenant_id, from_, "from"),
+        local_time(session, principal.tenant_id, to, "to"),
+    )
     if start is None or end is None:
         raise ApiError(422, "invalid_time", f"{'from' if start is None else 'to'}: a date or time is needed")
     if end < start:
@@ -181,8 +241,14 @@ def point_consumption(point_id: Id, principal: Viewer, session: DbSession,
 
 def export_row(r: Reading, m: Meter) -> dict:
     data = r.data or {}
-    row = {"reading_id": r.id, "manufacturer": m.manufacturer, "meter_id": m.meter_id, "device_type": m.device_type,
-           "timestamp": iso(r.timestamp), "received_at": iso(r.received_at)}
+    row = {
+        "reading_id": r.id,
+        "manufacturer": m.manufacturer,
+        "meter_id": m.meter_id,
+        "device_type": m.device_type,
+        "timestamp": iso(r.timestamp),
+        "received_at": iso(r.received_at),
+    }
     for column, q in EXPORT_QUANTITIES:
         row[column] = register_value(data, q)
     status = data.get("status")
@@ -195,10 +261,18 @@ def _export_batches(db, tenant_id: int, start: datetime, end: datetime, meter_pk
     after = 0
     while True:
         with db.session() as session:
-            stmt = (select(Reading, Meter).join(Meter, Meter.id == Reading.meter_pk)
-                    .where(Reading.tenant_id == tenant_id, Reading.timestamp >= start, Reading.timestamp <= end,
-                           Reading.id > after)
-                    .order_by(Reading.id).limit(EXPORT_BATCH))
+            stmt = (
+                select(Reading, Meter)
+                .join(Meter, Meter.id == Reading.meter_pk)
+                .where(
+                    Reading.tenant_id == tenant_id,
+                    Reading.timestamp >= start,
+                    Reading.timestamp <= end,
+                    Reading.id > after,
+                )
+                .order_by(Reading.id)
+                .limit(EXPORT_BATCH)
+            )
             if meter_pk is not None:
                 stmt = stmt.where(Reading.meter_pk == meter_pk)
             rows = session.execute(stmt).all()
@@ -236,21 +310,34 @@ def _json_stream(batches: Iterator[list]) -> Iterator[bytes]:
     yield b"]"
 
 
-@router.get("/export/readings", summary="Export readings of a period as CSV or JSON (streamed)",
-            response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
-def export_readings(request: Request, principal: Viewer, session: DbSession,
-                    from_: Annotated[TimeQuery, Query(alias="from", min_length=1)],
-                    to: Annotated[TimeQuery, Query(min_length=1)],
-                    format: str = Query("csv", pattern="^(csv|json)$"),
-                    meter_pk: Id | None = Query(None, alias="meter")) -> StreamingResponse:
+@router.get(
+    "/export/readings",
+    summary="Export readings of a period as CSV or JSON (streamed)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/json": {}}}},
+)
+def export_readings(
+    request: Request,
+    principal: Viewer,
+    session: DbSession,
+    from_: Annotated[TimeQuery, Query(alias="from", min_length=1)],
+    to: Annotated[TimeQuery, Query(min_length=1)],
+    format: str = Query("csv", pattern="^(csv|json)$"),
+    meter_pk: Id | None = Query(None, alias="meter"),
+) -> StreamingResponse:
     start, end = _range(from_, to)
     if meter_pk is not None:
         get_meter(session, principal, meter_pk)
     batches = _export_batches(request.app.state.db, principal.tenant_id, start, end, meter_pk)
     stamp = f"{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
     if format == "csv":
-        return StreamingResponse(_csv_stream(batches), media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.csv"'})
-    return StreamingResponse(_json_stream(batches), media_type="application/json",
-                             headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.json"'})
+        return StreamingResponse(
+            _csv_stream(batches),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.csv"'},
+        )
+    return StreamingResponse(
+        _json_stream(batches),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.json"'},
+    )

@@ -41,11 +41,23 @@ STATE_PATTERN = "^(" + "|".join(STATES) + ")$"
 
 
 def telegram_json(t: Telegram, serial: str | None = None) -> dict:
-    return {"id": t.id, "gateway_id": t.gateway_id, "gateway": serial, "uplink_id": t.uplink_id,
-            "received_at": iso(t.received_at), "link_mode": t.link_mode, "rssi": t.rssi,
-            "hex": t.raw.hex().upper(), "length": len(t.raw), "manufacturer": t.manufacturer,
-            "meter_id": t.meter_id, "meter_pk": t.meter_pk, "state": t.state, "error": t.error,
-            "decoded_at": iso(t.decoded_at)}
+    return {
+        "id": t.id,
+        "gateway_id": t.gateway_id,
+        "gateway": serial,
+        "uplink_id": t.uplink_id,
+        "received_at": iso(t.received_at),
+        "link_mode": t.link_mode,
+        "rssi": t.rssi,
+        "hex": t.raw.hex().upper(),
+        "length": len(t.raw),
+        "manufacturer": t.manufacturer,
+        "meter_id": t.meter_id,
+        "meter_pk": t.meter_pk,
+        "state": t.state,
+        "error": t.error,
+        "decoded_at": iso(t.decoded_at),
+    }
 
 
 def _serials(session, gateway_ids) -> dict[int, str]:
@@ -56,12 +68,19 @@ def _serials(session, gateway_ids) -> dict[int, str]:
 
 
 @router.get("", summary="List telegrams (newest first)")
-def list_telegrams(principal: Viewer, session: DbSession,
-                   state: str | None = Query(None, pattern=STATE_PATTERN),
-                   gateway_id: Id | None = None, meter_pk: Id | None = Query(None, alias="meter"),
-                   manufacturer: Text | None = None, meter_id: Text | None = None,
-                   from_: TimeQuery | None = Query(None, alias="from"), to: TimeQuery | None = None,
-                   cursor: str | None = None, limit: Limit = 100) -> dict:
+def list_telegrams(
+    principal: Viewer,
+    session: DbSession,
+    state: str | None = Query(None, pattern=STATE_PATTERN),
+    gateway_id: Id | None = None,
+    meter_pk: Id | None = Query(None, alias="meter"),
+    manufacturer: Text | None = None,
+    meter_id: Text | None = None,
+    from_: TimeQuery | None = Query(None, alias="from"),
+    to: TimeQuery | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
     stmt = select(Telegram).where(Telegram.tenant_id == principal.tenant_id)
     if state:
         stmt = stmt.where(Telegram.state == state)
@@ -84,23 +103,29 @@ def list_telegrams(principal: Viewer, session: DbSession,
 
 
 @router.get("/unregistered", summary="Meters heard but not registered")
-def unregistered(principal: Viewer, session: DbSession, gateway_id: Id | None = None,
-                 cursor: str | None = None, limit: Limit = 100) -> dict:
+def unregistered(
+    principal: Viewer, session: DbSession, gateway_id: Id | None = None, cursor: str | None = None, limit: Limit = 100
+) -> dict:
     """One item per (manufacturer, meter id) with telegrams waiting as `unknown_meter`: device
     type (from the newest telegram's header), when last heard, how many, by which gateways."""
     if not 1 <= limit <= 1000:
         raise ApiError(422, "invalid_limit", f"limit must be 1 to 1000, not {limit}")
     offset = decode_cursor(cursor) if cursor else 0
-    base = select(Telegram).where(Telegram.tenant_id == principal.tenant_id, Telegram.state == "unknown_meter",
-                                  Telegram.meter_id.is_not(None))
+    base = select(Telegram).where(
+        Telegram.tenant_id == principal.tenant_id, Telegram.state == "unknown_meter", Telegram.meter_id.is_not(None)
+    )
     if gateway_id is not None:
         base = base.where(Telegram.gateway_id == gateway_id)
     sub = base.subquery()
     groups = session.execute(
-        select(sub.c.manufacturer, sub.c.meter_id, func.count(sub.c.id), func.max(sub.c.received_at),
-               func.max(sub.c.id))
+        select(
+            sub.c.manufacturer, sub.c.meter_id, func.count(sub.c.id), func.max(sub.c.received_at), func.max(sub.c.id)
+        )
         .group_by(sub.c.manufacturer, sub.c.meter_id)
-        .order_by(sub.c.manufacturer, sub.c.meter_id).offset(offset).limit(limit + 1)).all()
+        .order_by(sub.c.manufacturer, sub.c.meter_id)
+        .offset(offset)
+        .limit(limit + 1)
+    ).all()
     nxt = encode_cursor(offset + limit) if len(groups) > limit else None
     groups = groups[:limit]
     items = []
@@ -112,14 +137,22 @@ def unregistered(principal: Viewer, session: DbSession, gateway_id: Id | None = 
             device_type, version = head.get("device_type_code"), head.get("version")
         except DecodeError:
             pass
-        gw_ids = session.scalars(select(sub.c.gateway_id).where(sub.c.manufacturer == mfct, sub.c.meter_id == mid)
-                                 .distinct()).all()
+        gw_ids = session.scalars(
+            select(sub.c.gateway_id).where(sub.c.manufacturer == mfct, sub.c.meter_id == mid).distinct()
+        ).all()
         serials = _serials(session, gw_ids)
-        items.append({"manufacturer": mfct, "meter_id": mid,
-                      "device_type": DEVICE_TYPE_NAMES[device_type] if isinstance(device_type, int) else None,
-                      "device_type_code": device_type, "version": version,
-                      "last_heard_at": iso(last), "count": count,
-                      "gateways": [{"id": g, "serial": serials.get(g)} for g in sorted(gw_ids)]})
+        items.append(
+            {
+                "manufacturer": mfct,
+                "meter_id": mid,
+                "device_type": DEVICE_TYPE_NAMES[device_type] if isinstance(device_type, int) else None,
+                "device_type_code": device_type,
+                "version": version,
+                "last_heard_at": iso(last),
+                "count": count,
+                "gateways": [{"id": g, "serial": serials.get(g)} for g in sorted(gw_ids)],
+            }
+        )
     return page(items, nxt)
 
 

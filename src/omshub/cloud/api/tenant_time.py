@@ -23,10 +23,12 @@ MAX_RETIME_METERS = 10_000
 
 class TimeSettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timezone: str | None = Field(None, max_length=64,
-                                 description="IANA zone of the tenant's local dates, e.g. Europe/Berlin")
-    meter_timezone: str | None = Field(None, max_length=64,
-                                       description="IANA zone of the meters' clocks; null: the server setting")
+    timezone: str | None = Field(
+        None, max_length=64, description="IANA zone of the tenant's local dates, e.g. Europe/Berlin"
+    )
+    meter_timezone: str | None = Field(
+        None, max_length=64, description="IANA zone of the meters' clocks; null: the server setting"
+    )
 
 
 class ModelZone(BaseModel):
@@ -44,8 +46,9 @@ class ModelZonesIn(BaseModel):
 
 class RetimeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    meters: list[Id] | None = Field(None, max_length=MAX_RETIME_METERS,
-                                     description="meter ids (default: all the tenant's meters)")
+    meters: list[Id] | None = Field(
+        None, max_length=MAX_RETIME_METERS, description="meter ids (default: all the tenant's meters)"
+    )
 
 
 def _server_zone(request: Request) -> str:
@@ -60,8 +63,9 @@ def read_time_settings(request: Request, principal: Admin, session: DbSession) -
 @router.put("", summary="Change the tenant's local and/or meter time zone (only the fields given)")
 def update_time_settings(body: TimeSettingsIn, request: Request, principal: Admin, session: DbSession) -> dict:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
-    return settings_service.change_time_settings(session, principal.tenant_id, changes, _server_zone(request),
-                                                 actor=principal.name)
+    return settings_service.change_time_settings(
+        session, principal.tenant_id, changes, _server_zone(request), actor=principal.name
+    )
 
 
 @router.get("/models", summary="The tenant's meter time zones per meter model")
@@ -72,12 +76,14 @@ def read_model_zones(principal: Admin, session: DbSession) -> dict:
 @router.put("/models", summary="Replace the tenant's meter time zones per meter model")
 def replace_model_zones(body: ModelZonesIn, principal: Admin, session: DbSession) -> dict:
     models = [m.model_dump() for m in body.models]
-    return {"models": settings_service.replace_model_zones(session, principal.tenant_id, models,
-                                                           actor=principal.name)}
+    return {"models": settings_service.replace_model_zones(session, principal.tenant_id, models, actor=principal.name)}
 
 
-@router.post("/retime", summary="Re-time stored readings from their meters' own date-times with the zones "
-                                "set now (raw telegrams stay as they are)")
+@router.post(
+    "/retime",
+    summary="Re-time stored readings from their meters' own date-times with the zones "
+    "set now (raw telegrams stay as they are)",
+)
 def retime(request: Request, principal: Admin, session: DbSession, body: RetimeIn | None = None) -> dict:
     pks = body.meters if body is not None else None
     return settings_service.retime(session, principal.tenant_id, _server_zone(request), pks, actor=principal.name)

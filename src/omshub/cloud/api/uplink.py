@@ -32,10 +32,16 @@ async def _read_bounded(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/uplink", responses={200: {"content": {"application/cbor": {}, "application/json": {}}},
-                                   "4XX": {"description": "Refused: `{\"error\": {\"code\", \"message\"}}` in the "
-                                                          "request's encoding",
-                                           "content": {"application/cbor": {}, "application/json": {}}}})
+@router.post(
+    "/uplink",
+    responses={
+        200: {"content": {"application/cbor": {}, "application/json": {}}},
+        "4XX": {
+            "description": 'Refused: `{"error": {"code", "message"}}` in the request\'s encoding',
+            "content": {"application/cbor": {}, "application/json": {}},
+        },
+    },
+)
 async def post_uplink(request: Request) -> Response:
     """A gateway's uplink (CBOR or JSON envelope), authenticated by `Authorization: Bearer <gateway
     credential>`. Answers the response map of docs/formats.md §2.5 in the request's encoding, after
@@ -46,8 +52,14 @@ async def post_uplink(request: Request) -> Response:
     credential = value.strip() if scheme.lower() == "bearer" and value.strip() else None
     try:
         body = await _read_bounded(request)
-        result = await run_in_threadpool(handle_uplink, request.app.state.db, body, content_type=content_type,
-                                         transport="https", credential=credential)
+        result = await run_in_threadpool(
+            handle_uplink,
+            request.app.state.db,
+            body,
+            content_type=content_type,
+            transport="https",
+            credential=credential,
+        )
         status = 200
         wake = getattr(request.app.state, "pipeline_wakeup", None)
         if wake is not None and result.get("stored"):

@@ -18,8 +18,9 @@ from omshub.cloud.store.models import Meter
 log = logging.getLogger(__name__)
 
 
-def raise_batch_alarms(session: Session, is_sqlite: bool, wrong_keys: list[MeterState],
-                       calls: list[ReadingCall], now: datetime) -> None:
+def raise_batch_alarms(
+    session: Session, is_sqlite: bool, wrong_keys: list[MeterState], calls: list[ReadingCall], now: datetime
+) -> None:
     for meter in wrong_keys:
         _hook(alarm_rows.on_decode_failure, session, session.get(Meter, meter.id), "wrong_key", now)
     if calls:
@@ -37,11 +38,16 @@ def _reading_alarms(session: Session, is_sqlite: bool, calls: list[ReadingCall],
     true = "1" if is_sqlite else "true"
     in_tenants, tenant_params = sql.isin("tenant_id", tenants)
     for i in range(0, len(meter_ids), CHUNK):
-        in_meters, meter_params = sql.isin("subject_id", meter_ids[i:i + CHUNK])
+        in_meters, meter_params = sql.isin("subject_id", meter_ids[i : i + CHUNK])
         # tenant and active first: the (tenant_id, active) index answers it
-        active.update(r[0] for r in sql.rows(
-            f"SELECT subject_id FROM alarms WHERE {in_tenants} AND active = {true} "
-            f"AND subject_type = 'meter' AND {in_meters}", (*tenant_params, *meter_params)))
+        active.update(
+            r[0]
+            for r in sql.rows(
+                f"SELECT subject_id FROM alarms WHERE {in_tenants} AND active = {true} "
+                f"AND subject_type = 'meter' AND {in_meters}",
+                (*tenant_params, *meter_params),
+            )
+        )
     for c in calls:
         if c.meter.id in active or may_alarm(c.reading, c.previous):
             previous = c.previous

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 class Seen:
     """What a batch's decoding read: {tenant: DbFormatCache with the formats learned} and the key
     rows {(tenant, meter id): [KeyRow]}."""
+
     formats: dict[int, DbFormatCache]
     keys: dict
 
@@ -59,13 +60,20 @@ class Seen:
 @dataclass(slots=True)
 class DecodedBatch:
     """A batch selected and decoded from a read snapshot, not written yet (SQLite)."""
+
     rows: list[NewTelegram]
     decoded: list[Decoded]
     seen: Seen
 
 
-def select_new(sql: BulkSql, partition: tuple[int, int], limit: int, ids: list[int] | None = None,
-               exclude: list[int] | None = None, full: bool = False) -> list[NewTelegram]:
+def select_new(
+    sql: BulkSql,
+    partition: tuple[int, int],
+    limit: int,
+    ids: list[int] | None = None,
+    exclude: list[int] | None = None,
+    full: bool = False,
+) -> list[NewTelegram]:
     """The next batch: this worker's partition, oldest first; when that is empty (its share
     is done), the newest of the others' — so no core idles while another has a backlog, and
     the owner (oldest first) and the helper (newest first) meet only at the end. A telegram
@@ -86,8 +94,9 @@ def select_new(sql: BulkSql, partition: tuple[int, int], limit: int, ids: list[i
     mod = "%" if sqlite else "%%"
     mine = f"{where} AND id {mod} {int(n)} = {int(k)}" if n > 1 else where
     if full:  # (an index count first: no rows read for a batch not taken)
-        found = sql.rows(f"SELECT count(*) FROM (SELECT id FROM telegrams WHERE state = 'new'{mine} "
-                         f"LIMIT {int(limit)}) AS x", params)
+        found = sql.rows(
+            f"SELECT count(*) FROM (SELECT id FROM telegrams WHERE state = 'new'{mine} LIMIT {int(limit)}) AS x", params
+        )
         if found[0][0] < limit:
             return []
     rows = sql.rows(f"{select_sql}{mine} ORDER BY id LIMIT {int(limit)}{lock}", params)
@@ -110,12 +119,18 @@ def prefetch(sql: BulkSql, rows: list[NewTelegram], keys: dict, caches: Caches) 
         for meter_id in ids:
             keys[(tenant, meter_id)] = []  # looked up: none, unless found below
         for i in range(0, len(ids), CHUNK):
-            chunk = ids[i:i + CHUNK]
+            chunk = ids[i : i + CHUNK]
             for k in sql.lookup(KEY_COLUMNS, "meter_keys", "tenant_id = {m}", (tenant,), "meter_id", chunk):
                 stored = key_row(k)
                 keys[(tenant, stored.meter_id)].append(stored)
-            for f in sql.lookup("manufacturer, meter_id, signature, fmt", "compact_formats", "tenant_id = {m}",
-                                (tenant,), "meter_id", chunk):
+            for f in sql.lookup(
+                "manufacturer, meter_id, signature, fmt",
+                "compact_formats",
+                "tenant_id = {m}",
+                (tenant,),
+                "meter_id",
+                chunk,
+            ):
                 formats.store((tenant, f[0], f[1], f[2]), bytes(f[3]))
 
 
@@ -131,8 +146,9 @@ def _address(row: NewTelegram, result: dict | None, error: DecodeError | None) -
     return manufacturer, meter_id
 
 
-def decode_rows(session: Session, is_sqlite: bool, rows: list[NewTelegram],
-                caches: Caches) -> tuple[list[Decoded], Seen]:
+def decode_rows(
+    session: Session, is_sqlite: bool, rows: list[NewTelegram], caches: Caches
+) -> tuple[list[Decoded], Seen]:
     """Decode each row (keys and formats looked up in `session`). -> (what each decoded to, what
     the decoding read)."""
     keys: dict[tuple[int, str], list] = {}
@@ -166,9 +182,16 @@ def decode_rows(session: Session, is_sqlite: bool, rows: list[NewTelegram],
 class DecodePipeline:
     """Decodes telegrams in state `new`. One instance per worker; `run_once` is one batch."""
 
-    def __init__(self, db: Database, keystore: KeyStore, *, meter_timezone: str = "UTC",
-                 key_cache_size: int = 100_000, format_cache_size: int = 100_000,
-                 partition: tuple[int, int] = (0, 1)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keystore: KeyStore,
+        *,
+        meter_timezone: str = "UTC",
+        key_cache_size: int = 100_000,
+        format_cache_size: int = 100_000,
+        partition: tuple[int, int] = (0, 1),
+    ) -> None:
         self.db = db
         self.keystore = keystore
         # (k, n): this worker takes the telegrams with id % n == k, so n workers never decode the
@@ -177,9 +200,8 @@ class DecodePipeline:
         # the zone of meter clocks of tenants that have none of their own (see domain/meter_time.py)
         self.meter_timezone = meter_timezone
         zone_info(meter_timezone)  # (an unknown zone fails here, not in the first batch)
-        self.caches = Caches(keystore, db.is_sqlite, key_cache_size=key_cache_size,
-                             format_cache_size=format_cache_size)
-        self._lock = threading.Lock()            # one batch at a time per instance
+        self.caches = Caches(keystore, db.is_sqlite, key_cache_size=key_cache_size, format_cache_size=format_cache_size)
+        self._lock = threading.Lock()  # one batch at a time per instance
 
     # --- public ---
 
@@ -248,8 +270,9 @@ class DecodePipeline:
             raise
         return len(rows)
 
-    def _read_sqlite(self, limit: int, ids: list[int] | None = None, exclude: list[int] | None = None,
-                     full: bool = False) -> DecodedBatch | None:
+    def _read_sqlite(
+        self, limit: int, ids: list[int] | None = None, exclude: list[int] | None = None, full: bool = False
+    ) -> DecodedBatch | None:
         """SQLite's read phase: select and decode from a read snapshot (no lock: ingest goes on)."""
         with self.db.session() as reader:
             rows = select_new(BulkSql(reader, True), self.partition, limit, ids, exclude, full)
@@ -267,9 +290,10 @@ class DecodePipeline:
             all_ids = [d.row.id for d in batch.decoded]
             sql = BulkSql(session, True)
             for i in range(0, len(all_ids), CHUNK):
-                isin, params = sql.isin("id", all_ids[i:i + CHUNK])
-                still_new.update(r[0] for r in sql.rows(
-                    f"SELECT id FROM telegrams WHERE {isin} AND state = 'new'", params))
+                isin, params = sql.isin("id", all_ids[i : i + CHUNK])
+                still_new.update(
+                    r[0] for r in sql.rows(f"SELECT id FROM telegrams WHERE {isin} AND state = 'new'", params)
+                )
             self._finish(session, [d for d in batch.decoded if d.row.id in still_new], batch.seen)
             session.commit()
         self.db.checkpoint_soon()
@@ -277,17 +301,27 @@ class DecodePipeline:
     def _one_by_one(self, limit: int, ids: list[int] | None = None) -> int:
         if ids is None:
             with self.db.session() as session:
-                ids = [r.id for r in session.execute(select(Telegram.id).where(Telegram.state == "new")
-                                                     .order_by(Telegram.id).limit(limit))]
+                ids = [
+                    r.id
+                    for r in session.execute(
+                        select(Telegram.id).where(Telegram.state == "new").order_by(Telegram.id).limit(limit)
+                    )
+                ]
         for telegram_id in ids:
             try:
                 self._batch(1, [telegram_id])
             except Exception as exc:
                 log.exception("telegram %d cannot be processed; marked invalid", telegram_id)
                 with self.db.transaction() as session:
-                    session.execute(update(Telegram).where(Telegram.id == telegram_id, Telegram.state == "new")
-                                    .values(state="invalid", decoded_at=utcnow(),
-                                            error=f"pipeline error: {type(exc).__name__}: {exc}"[:2000]))
+                    session.execute(
+                        update(Telegram)
+                        .where(Telegram.id == telegram_id, Telegram.state == "new")
+                        .values(
+                            state="invalid",
+                            decoded_at=utcnow(),
+                            error=f"pipeline error: {type(exc).__name__}: {exc}"[:2000],
+                        )
+                    )
         return len(ids)
 
     # --- the work of one batch (inside its transaction) ---
@@ -327,8 +361,9 @@ class DecodePipeline:
         at, _db = self._meter_time(result, received_at=received_at)
         return received_at if at is None else at
 
-    def _meter_time(self, result: dict, zone: str | None = None,
-                    received_at: datetime | None = None) -> tuple[datetime | None, object]:
+    def _meter_time(
+        self, result: dict, zone: str | None = None, received_at: datetime | None = None
+    ) -> tuple[datetime | None, object]:
         """(the meter's own current date-time in UTC, as the driver stores it), or (None, None).
         A naive one is in `zone` (default: the server's meter time zone)."""
         clock = meter_clock(result)

@@ -44,6 +44,7 @@ class LRU(OrderedDict):
 
 class KeyRow(NamedTuple):
     """A stored meter key, still sealed (store/keystore.py)."""
+
     manufacturer: str | None
     meter_id: str
     nonce: bytes
@@ -60,10 +61,16 @@ def key_row(row) -> KeyRow:
 class Caches:
     """One worker's memory across batches (see the module docstring)."""
 
-    def __init__(self, keystore: KeyStore | None, is_sqlite: bool, *, key_cache_size: int = 100_000,
-                 format_cache_size: int = 100_000) -> None:
+    def __init__(
+        self,
+        keystore: KeyStore | None,
+        is_sqlite: bool,
+        *,
+        key_cache_size: int = 100_000,
+        format_cache_size: int = 100_000,
+    ) -> None:
         self.keystore = keystore
-        self.keys = LRU(key_cache_size)        # (tenant, manufacturer, id, nonce) -> key
+        self.keys = LRU(key_cache_size)  # (tenant, manufacturer, id, nonce) -> key
         self.formats = LRU(format_cache_size)  # (tenant, manufacturer, id, signature) -> format
         self.contexts = LRU(min(key_cache_size, 20_000))  # key -> AES context (a few KB each)
         # (meter date-time, zone) -> (UTC, as stored), for the times that need no receive time
@@ -113,6 +120,7 @@ class TenantKeys:
     """The codec's key lookup for one tenant's telegrams in a batch (`KeyRing`-like): the key rows
     prefetched for the batch (`keys`: (tenant, meter id) -> [KeyRow]), the one that applies chosen
     by keystore.applicable_key, opened through the worker's caches."""
+
     __slots__ = ("caches", "session", "is_sqlite", "tenant", "keys")
 
     def __init__(self, caches: Caches, session: Session, is_sqlite: bool, tenant: int, keys: dict) -> None:
@@ -121,9 +129,13 @@ class TenantKeys:
     def __call__(self, manufacturer: str, meter_id: str) -> bytes | None:
         candidates = self.keys.get((self.tenant, meter_id))
         if candidates is None:  # an id the header peek did not give (the long TPL's, say)
-            candidates = self.keys[(self.tenant, meter_id)] = [key_row(r) for r in BulkSql(
-                self.session, self.is_sqlite).rows(f"SELECT {KEY_COLUMNS} FROM meter_keys "
-                                                   "WHERE tenant_id = {m} AND meter_id = {m}", (self.tenant, meter_id))]
+            candidates = self.keys[(self.tenant, meter_id)] = [
+                key_row(r)
+                for r in BulkSql(self.session, self.is_sqlite).rows(
+                    f"SELECT {KEY_COLUMNS} FROM meter_keys WHERE tenant_id = {{m}} AND meter_id = {{m}}",
+                    (self.tenant, meter_id),
+                )
+            ]
         if not candidates:
             return None
         chosen = applicable_key({k.manufacturer: k for k in candidates}, manufacturer)
@@ -147,9 +159,14 @@ class DbFormatCache(FormatCache):
         key = (self.tenant_id, manufacturer, meter_id, signature)
         fmt = self.memory.lookup(key)
         if fmt is None:
-            fmt = self.session.scalar(select(CompactFormat.fmt).where(
-                CompactFormat.tenant_id == self.tenant_id, CompactFormat.manufacturer == manufacturer,
-                CompactFormat.meter_id == meter_id, CompactFormat.signature == signature))
+            fmt = self.session.scalar(
+                select(CompactFormat.fmt).where(
+                    CompactFormat.tenant_id == self.tenant_id,
+                    CompactFormat.manufacturer == manufacturer,
+                    CompactFormat.meter_id == meter_id,
+                    CompactFormat.signature == signature,
+                )
+            )
             if fmt is not None:
                 fmt = bytes(fmt)
                 self.memory.store(key, fmt)
@@ -167,10 +184,13 @@ class DbFormatCache(FormatCache):
         if not self.pending:
             return
         sql = BulkSql(self.session, dialect == "sqlite")
-        sql.insert("compact_formats", ("tenant_id", "manufacturer", "meter_id", "signature", "fmt"),
-                   ("bigint", "varchar", "varchar", "integer", "bytea"),
-                   [(self.tenant_id, man, mid, sig, fmt) for (man, mid, sig), fmt in self.pending.items()],
-                   "ON CONFLICT (tenant_id, manufacturer, meter_id, signature) DO UPDATE SET fmt = excluded.fmt")
+        sql.insert(
+            "compact_formats",
+            ("tenant_id", "manufacturer", "meter_id", "signature", "fmt"),
+            ("bigint", "varchar", "varchar", "integer", "bytea"),
+            [(self.tenant_id, man, mid, sig, fmt) for (man, mid, sig), fmt in self.pending.items()],
+            "ON CONFLICT (tenant_id, manufacturer, meter_id, signature) DO UPDATE SET fmt = excluded.fmt",
+        )
         # compact frames that came before any full frame of their meter can be decoded now
         requeue_unknown_formats(sql, self.tenant_id, [mid for _man, mid, _sig in self.pending], dialect)
         self.pending.clear()

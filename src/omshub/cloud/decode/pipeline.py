@@ -16,17 +16,32 @@ from __future__ import annotations
 from omshub.cloud.decode.batch import DecodedBatch, DecodePipeline
 from omshub.cloud.decode.rows import DUPLICATE_WINDOW, StoredReading
 from omshub.cloud.decode.workers import (
-                                         AHEAD_BATCHES,
-                                         IDLE_POLL_S,
-                                         IDLE_WORKER_NICENESS,
-                                         INGEST_QUIET_S,
-                                         PipelineProcesses,
-                                         PipelineWorker,
-                                         tune_gc,
+    AHEAD_BATCHES,
+    IDLE_POLL_S,
+    IDLE_WORKER_NICENESS,
+    INGEST_QUIET_S,
+    PipelineProcesses,
+    PipelineWorker,
+    tune_gc,
 )
 from omshub.cloud.store.telegram_states import WAITING_STATES, requeue_states, requeue_waiting
 from omshub.cloud.store.writegate import note_ingest, write_gate
 
-__all__ = ["AHEAD_BATCHES", "DUPLICATE_WINDOW", "IDLE_POLL_S", "IDLE_WORKER_NICENESS", "INGEST_QUIET_S",
-           "WAITING_STATES", "DecodePipeline", "DecodedBatch", "PipelineProcesses", "PipelineWorker", "StoredReading",
-           "note_ingest", "requeue_states", "requeue_waiting", "tune_gc", "write_gate"]
+__all__ = [
+    "AHEAD_BATCHES",
+    "DUPLICATE_WINDOW",
+    "IDLE_POLL_S",
+    "IDLE_WORKER_NICENESS",
+    "INGEST_QUIET_S",
+    "WAITING_STATES",
+    "DecodePipeline",
+    "DecodedBatch",
+    "PipelineProcesses",
+    "PipelineWorker",
+    "StoredReading",
+    "note_ingest",
+    "requeue_states",
+    "requeue_waiting",
+    "tune_gc",
+    "write_gate",
+]

@@ -34,13 +34,23 @@ from omshub.codec import DecodeError
 DUPLICATE_WINDOW = timedelta(hours=1)
 CHUNK = 500  # ids per IN list
 _WRONG_KEY_CODES = ("wrong_key", "mac_error")
-_READING_COLUMNS = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "fields", "data",
-                    "fingerprint")
+_READING_COLUMNS = (
+    "id",
+    "tenant_id",
+    "meter_pk",
+    "telegram_id",
+    "timestamp",
+    "received_at",
+    "fields",
+    "data",
+    "fingerprint",
+)
 _READING_TYPES = ("bigint", "bigint", "bigint", "bigint", "timestamptz", "timestamptz", "json", "json", "bytea")
 
 
 class NewTelegram:
     """A telegram row selected for decoding."""
+
     __slots__ = ("id", "tenant_id", "gateway_id", "received_at", "received_db", "raw", "manufacturer", "meter_id")
     COLUMNS = "id, tenant_id, gateway_id, received_at, raw, manufacturer, meter_id"
 
@@ -65,13 +75,26 @@ class Prepared:
     batch holding a thousand of them (~100 objects each) made every later allocation miss the
     CPU cache — the codec ran at half its speed. The alarm hooks that read it (rare) get it back
     from `data_json`."""
-    __slots__ = ("fingerprint", "timestamp", "timestamp_db", "received_db", "fields_json", "data_json",
-                 "reports_error", "registers", "encrypted", "clock", "model")
+
+    __slots__ = (
+        "fingerprint",
+        "timestamp",
+        "timestamp_db",
+        "received_db",
+        "fields_json",
+        "data_json",
+        "reports_error",
+        "registers",
+        "encrypted",
+        "clock",
+        "model",
+    )
 
     def __init__(self, result: dict, row: NewTelegram) -> None:
         stored = compact_reading_data(result)  # as models.ReadingData stores it
-        self.fingerprint = _fingerprint(result.get("access_number"), stored.get("records"),
-                                        result.get("manufacturer_data"))
+        self.fingerprint = _fingerprint(
+            result.get("access_number"), stored.get("records"), result.get("manufacturer_data")
+        )
         # the meter's own date-time, converted once its meter's zone is known (time_readings)
         self.clock = meter_clock(result)
         self.model = telegram_model(result)
@@ -88,6 +111,7 @@ class Prepared:
 class Decoded:
     """A telegram of a batch as decoding left it: the address it decoded to (else the header
     peek's), and its reading's makings or the decode error."""
+
     row: NewTelegram
     error: DecodeError | None
     manufacturer: str | None
@@ -97,15 +121,41 @@ class Decoded:
 
 class MeterState:
     """A meter row as the batch sees and changes it (written back in one bulk UPDATE)."""
-    __slots__ = ("id", "tenant_id", "manufacturer", "meter_id", "last_heard_at", "last_reading_id", "key_status",
-                 "last_reading_at", "last_registers", "last_heard_db", "last_reading_db", "dirty", "key_proven",
-                 "meter_timezone")
-    COLUMNS = "id, tenant_id, manufacturer, meter_id, last_heard_at, last_reading_id, key_status, " \
-              "last_reading_at, last_registers, meter_timezone"
+
+    __slots__ = (
+        "id",
+        "tenant_id",
+        "manufacturer",
+        "meter_id",
+        "last_heard_at",
+        "last_reading_id",
+        "key_status",
+        "last_reading_at",
+        "last_registers",
+        "last_heard_db",
+        "last_reading_db",
+        "dirty",
+        "key_proven",
+        "meter_timezone",
+    )
+    COLUMNS = (
+        "id, tenant_id, manufacturer, meter_id, last_heard_at, last_reading_id, key_status, "
+        "last_reading_at, last_registers, meter_timezone"
+    )
 
     def __init__(self, row) -> None:
-        (self.id, self.tenant_id, self.manufacturer, self.meter_id, last_heard_at, self.last_reading_id,
-         self.key_status, last_reading_at, last_registers, self.meter_timezone) = row
+        (
+            self.id,
+            self.tenant_id,
+            self.manufacturer,
+            self.meter_id,
+            last_heard_at,
+            self.last_reading_id,
+            self.key_status,
+            last_reading_at,
+            last_registers,
+            self.meter_timezone,
+        ) = row
         self.last_heard_at, self.last_heard_db = db_time(last_heard_at), last_heard_at
         self.last_reading_at, self.last_reading_db = db_time(last_reading_at), last_reading_at
         self.last_registers = db_json(last_registers)
@@ -117,6 +167,7 @@ class MeterState:
 class Outcome:
     """What a decoded telegram becomes in the write transaction: its state (and error text), the
     meter it belongs to (None: not registered) and the address it is filed under."""
+
     row: NewTelegram
     state: str
     message: str | None
@@ -129,13 +180,40 @@ class Outcome:
 class StoredReading:
     """A reading row just inserted, as passed to the alarm hooks (attribute names as `Reading`).
     `fields` and `data` may be given as their stored JSON, parsed when first read."""
-    __slots__ = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at", "_fields", "_data",
-                 "fingerprint", "reports_error", "registers", "_fields_json", "_data_json")
 
-    def __init__(self, id: int, tenant_id: int, meter_pk: int, telegram_id: int,  # `id`: the column's name
-                 timestamp: datetime, received_at: datetime, fields: dict | None, data: dict | None,
-                 fingerprint: bytes | None, reports_error: bool | None = None, registers: dict | None = None, *,
-                 fields_json: str | None = None, data_json: str | None = None) -> None:
+    __slots__ = (
+        "id",
+        "tenant_id",
+        "meter_pk",
+        "telegram_id",
+        "timestamp",
+        "received_at",
+        "_fields",
+        "_data",
+        "fingerprint",
+        "reports_error",
+        "registers",
+        "_fields_json",
+        "_data_json",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        tenant_id: int,
+        meter_pk: int,
+        telegram_id: int,  # `id`: the column's name
+        timestamp: datetime,
+        received_at: datetime,
+        fields: dict | None,
+        data: dict | None,
+        fingerprint: bytes | None,
+        reports_error: bool | None = None,
+        registers: dict | None = None,
+        *,
+        fields_json: str | None = None,
+        data_json: str | None = None,
+    ) -> None:
         self.id, self.tenant_id, self.meter_pk, self.telegram_id = id, tenant_id, meter_pk, telegram_id
         self.timestamp, self.received_at, self._fields, self._data = timestamp, received_at, fields, data
         self.fingerprint, self.reports_error, self.registers = fingerprint, reports_error, registers
@@ -164,12 +242,14 @@ class StoredReading:
 @dataclass(slots=True)
 class ReadingCall:
     """A stored reading for the alarm hooks: its meter and the meter's reading before it."""
+
     meter: MeterState
     reading: StoredReading
     previous: StoredReading | None
 
 
 # --- states ---
+
 
 def outcomes_of(decoded: list[Decoded], meters: dict) -> list[Outcome]:
     """Each telegram's state with the meters as they are now (in the write transaction)."""
@@ -206,8 +286,15 @@ def load_meters(sql: BulkSql, decoded: list[Decoded], lock: bool) -> dict[tuple[
             # (tenant, manufacturer, id) is the unique index: all three narrow the look-up;
             # PostgreSQL locks the rows, tenant by tenant in meter-id order (so concurrent workers
             # lock in the same order and never deadlock)
-            for m in sql.lookup(MeterState.COLUMNS, "meters", f"tenant_id = {{m}} AND {in_mans}",
-                                (tenant, *man_params), "meter_id", ids[i:i + CHUNK], lock=lock):
+            for m in sql.lookup(
+                MeterState.COLUMNS,
+                "meters",
+                f"tenant_id = {{m}} AND {in_mans}",
+                (tenant, *man_params),
+                "meter_id",
+                ids[i : i + CHUNK],
+                lock=lock,
+            ):
                 meter = MeterState(m)
                 meters[(tenant, meter.manufacturer, meter.meter_id)] = meter
     return meters
@@ -229,8 +316,14 @@ def retry_keys_changed_meanwhile(sql: BulkSql, outcomes: list[Outcome], seen: di
     for tenant, id_set in by_tenant.items():
         ids = sorted(id_set)
         for i in range(0, len(ids), CHUNK):
-            for man, meter_id, nonce in sql.lookup("manufacturer, meter_id, nonce", "meter_keys", "tenant_id = {m}",
-                                                   (tenant,), "meter_id", ids[i:i + CHUNK]):
+            for man, meter_id, nonce in sql.lookup(
+                "manufacturer, meter_id, nonce",
+                "meter_keys",
+                "tenant_id = {m}",
+                (tenant,),
+                "meter_id",
+                ids[i : i + CHUNK],
+            ):
                 now_rows.setdefault((tenant, meter_id), set()).add((man, bytes(nonce)))
     for o in waiting:
         key = (o.row.tenant_id, o.meter_id)
@@ -253,12 +346,21 @@ def retry_formats_learned_meanwhile(session: Session, decoded: list[Decoded]) ->
                 continue
             waiting.setdefault((d.row.tenant_id, d.manufacturer, d.meter_id, signature), []).append(d.row.id)
     for (tenant, manufacturer, meter_id, signature), ids in waiting.items():
-        known = session.scalar(select(CompactFormat.id).where(
-            CompactFormat.tenant_id == tenant, CompactFormat.manufacturer == manufacturer,
-            CompactFormat.meter_id == meter_id, CompactFormat.signature == signature))
+        known = session.scalar(
+            select(CompactFormat.id).where(
+                CompactFormat.tenant_id == tenant,
+                CompactFormat.manufacturer == manufacturer,
+                CompactFormat.meter_id == meter_id,
+                CompactFormat.signature == signature,
+            )
+        )
         if known is not None:
-            session.execute(update(Telegram).where(Telegram.id.in_(ids), Telegram.state == "invalid")
-                            .values(state="new", error=None).execution_options(synchronize_session=False))
+            session.execute(
+                update(Telegram)
+                .where(Telegram.id.in_(ids), Telegram.state == "invalid")
+                .values(state="new", error=None)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def time_readings(session: Session, outcomes: list[Outcome], caches: Caches, server_zone: str) -> None:
@@ -278,6 +380,7 @@ def time_readings(session: Session, outcomes: list[Outcome], caches: Caches, ser
 
 # --- duplicates ---
 
+
 def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite: bool) -> dict:
     """{(meter pk, fingerprint): [receive times]} of the stored readings with these pairs."""
     seen: dict[tuple[int, bytes], list[datetime]] = {}
@@ -286,16 +389,20 @@ def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite
     # (PostgreSQL: a LATERAL look-up per pair, fenced by OFFSET 0 — as a plain join the
     # planner may hash all readings, measured 3x slower and growing with the history)
     for i in range(0, len(pairs), CHUNK):
-        chunk = pairs[i:i + CHUNK]
+        chunk = pairs[i : i + CHUNK]
         if is_sqlite:
-            query = (f"WITH k(meter_pk, fingerprint) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
-                     "SELECT r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
-                     "ON r.meter_pk = k.meter_pk AND r.fingerprint = k.fingerprint")
+            query = (
+                f"WITH k(meter_pk, fingerprint) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
+                "SELECT r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
+                "ON r.meter_pk = k.meter_pk AND r.fingerprint = k.fingerprint"
+            )
             params = tuple(v for pair in chunk for v in pair)
         else:
-            query = ("SELECT r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], %s::bytea[]) "
-                     "AS k(m, f) CROSS JOIN LATERAL (SELECT meter_pk, fingerprint, received_at FROM readings "
-                     "WHERE meter_pk = k.m AND fingerprint = k.f OFFSET 0) r")
+            query = (
+                "SELECT r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], %s::bytea[]) "
+                "AS k(m, f) CROSS JOIN LATERAL (SELECT meter_pk, fingerprint, received_at FROM readings "
+                "WHERE meter_pk = k.m AND fingerprint = k.f OFFSET 0) r"
+            )
             params = ([m for m, _f in chunk], [f for _m, f in chunk])
         for meter_pk, fingerprint, received_at in sql.rows(query, params):
             seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time(received_at))
@@ -320,8 +427,10 @@ def mark_duplicates(sql: BulkSql, outcomes: list[Outcome], is_sqlite: bool) -> N
 
 # --- writing ---
 
-def write_readings_and_telegrams(writer: BulkSql, outcomes: list[Outcome],
-                                 now: datetime) -> list[tuple[Outcome, StoredReading]]:
+
+def write_readings_and_telegrams(
+    writer: BulkSql, outcomes: list[Outcome], now: datetime
+) -> list[tuple[Outcome, StoredReading]]:
     """The readings of the decoded telegrams and every telegram's new state. -> the readings."""
     decoded = [o for o in outcomes if o.state == "decoded"]
     readings: list[tuple[Outcome, StoredReading]] = []
@@ -329,24 +438,65 @@ def write_readings_and_telegrams(writer: BulkSql, outcomes: list[Outcome],
         rows = []
         for o, reading_id in zip(decoded, writer.new_ids("readings", len(decoded)), strict=True):
             row, prep = o.row, o.prepared
-            stored = StoredReading(reading_id, row.tenant_id, o.meter.id, row.id, prep.timestamp, row.received_at,
-                                   None, None, prep.fingerprint, prep.reports_error, prep.registers,
-                                   fields_json=prep.fields_json, data_json=prep.data_json)
+            stored = StoredReading(
+                reading_id,
+                row.tenant_id,
+                o.meter.id,
+                row.id,
+                prep.timestamp,
+                row.received_at,
+                None,
+                None,
+                prep.fingerprint,
+                prep.reports_error,
+                prep.registers,
+                fields_json=prep.fields_json,
+                data_json=prep.data_json,
+            )
             readings.append((o, stored))
-            rows.append((reading_id, row.tenant_id, o.meter.id, row.id, prep.timestamp_db, prep.received_db,
-                         prep.fields_json, prep.data_json, prep.fingerprint))
+            rows.append(
+                (
+                    reading_id,
+                    row.tenant_id,
+                    o.meter.id,
+                    row.id,
+                    prep.timestamp_db,
+                    prep.received_db,
+                    prep.fields_json,
+                    prep.data_json,
+                    prep.fingerprint,
+                )
+            )
         writer.insert("readings", _READING_COLUMNS, _READING_TYPES, rows)
     at = writer.time(now)
-    writer.update("telegrams", ("state", "error", "decoded_at", "meter_pk"),
-                  ("varchar", "text", "timestamptz", "bigint"),
-                  [(o.state, o.message, at if o.state != "new" else None, o.meter.id if o.meter is not None else None,
-                    o.row.id) for o in outcomes])
+    writer.update(
+        "telegrams",
+        ("state", "error", "decoded_at", "meter_pk"),
+        ("varchar", "text", "timestamptz", "bigint"),
+        [
+            (
+                o.state,
+                o.message,
+                at if o.state != "new" else None,
+                o.meter.id if o.meter is not None else None,
+                o.row.id,
+            )
+            for o in outcomes
+        ],
+    )
     # the address as decoded, where the header peek read another (a long TPL's): a separate
     # statement, since SQLite rewrites the (tenant, manufacturer, id) index entry of every row
     # whose UPDATE names these columns, changed or not
-    writer.update("telegrams", ("manufacturer", "meter_id"), ("varchar", "varchar"),
-                  [(o.manufacturer, o.meter_id, o.row.id) for o in outcomes
-                   if o.manufacturer != o.row.manufacturer or o.meter_id != o.row.meter_id])
+    writer.update(
+        "telegrams",
+        ("manufacturer", "meter_id"),
+        ("varchar", "varchar"),
+        [
+            (o.manufacturer, o.meter_id, o.row.id)
+            for o in outcomes
+            if o.manufacturer != o.row.manufacturer or o.meter_id != o.row.meter_id
+        ],
+    )
     return readings
 
 
@@ -360,8 +510,17 @@ def _previous_readings(writer: BulkSql, readings: list[tuple[Outcome, StoredRead
         if m.last_reading_id is not None and m.last_reading_id not in previous_by_id:
             if isinstance(m.last_registers, dict) and m.last_reading_at is not None:
                 previous_by_id[m.last_reading_id] = StoredReading(
-                    m.last_reading_id, m.tenant_id, m.id, None, m.last_reading_at, None, {}, None, None,
-                    registers=m.last_registers)
+                    m.last_reading_id,
+                    m.tenant_id,
+                    m.id,
+                    None,
+                    m.last_reading_at,
+                    None,
+                    {},
+                    None,
+                    None,
+                    registers=m.last_registers,
+                )
             else:
                 to_load.add(m.last_reading_id)
     previous_by_id.update(load_readings(writer, sorted(to_load)))
@@ -398,8 +557,9 @@ def _key_statuses(session: Session, outcomes: list[Outcome]) -> list[MeterState]
     return wrong_keys
 
 
-def update_meters(session: Session, writer: BulkSql, outcomes: list[Outcome],
-                  readings: list[tuple[Outcome, StoredReading]]) -> tuple[list[MeterState], list[ReadingCall]]:
+def update_meters(
+    session: Session, writer: BulkSql, outcomes: list[Outcome], readings: list[tuple[Outcome, StoredReading]]
+) -> tuple[list[MeterState], list[ReadingCall]]:
     """The meters' bookkeeping (last heard, key status, latest reading), in one bulk UPDATE.
     -> (meters whose key turned wrong, the readings with the reading before each: for the alarms)."""
     previous_by_id = _previous_readings(writer, readings)
@@ -419,11 +579,22 @@ def update_meters(session: Session, writer: BulkSql, outcomes: list[Outcome],
             latest[meter.id] = reading
         calls.append(ReadingCall(meter, reading, previous))
     changed = {m.id: m for m in (o.meter for o in outcomes) if m is not None and m.dirty}
-    writer.update("meters", ("last_heard_at", "last_reading_id", "key_status", "last_reading_at", "last_registers"),
-                  ("timestamptz", "bigint", "varchar", "timestamptz", "json"),
-                  [(m.last_heard_db, m.last_reading_id, m.key_status, m.last_reading_db,
-                    json_text(m.last_registers) if m.last_registers is not None else None, m.id)
-                   for m in changed.values()])
+    writer.update(
+        "meters",
+        ("last_heard_at", "last_reading_id", "key_status", "last_reading_at", "last_registers"),
+        ("timestamptz", "bigint", "varchar", "timestamptz", "json"),
+        [
+            (
+                m.last_heard_db,
+                m.last_reading_id,
+                m.key_status,
+                m.last_reading_db,
+                json_text(m.last_registers) if m.last_registers is not None else None,
+                m.id,
+            )
+            for m in changed.values()
+        ],
+    )
     return wrong_keys, calls
 
 
@@ -431,11 +602,15 @@ def load_readings(writer: BulkSql, ids: list[int]) -> dict[int, StoredReading]:
     """Stored readings by id, with what the alarm checks read of them (not their fields)."""
     out = {}
     for i in range(0, len(ids), CHUNK):
-        isin, params = writer.isin("id", ids[i:i + CHUNK])
-        for r in writer.rows(f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
-                             f'fingerprint FROM readings WHERE {isin}', params):
-            out[r[0]] = StoredReading(r[0], r[1], r[2], r[3], db_time(r[4]), db_time(r[5]), {},
-                                      expand_reading_data(db_json(r[6])), r[7])
+        isin, params = writer.isin("id", ids[i : i + CHUNK])
+        for r in writer.rows(
+            f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
+            f"fingerprint FROM readings WHERE {isin}",
+            params,
+        ):
+            out[r[0]] = StoredReading(
+                r[0], r[1], r[2], r[3], db_time(r[4]), db_time(r[5]), {}, expand_reading_data(db_json(r[6])), r[7]
+            )
     return out
 
 
@@ -444,10 +619,25 @@ def key_proven(session: Session, meter: MeterState) -> bool:
     telegrams? `present` alone does not say so: a key import sets it too. Asked only on a
     wrong_key outcome (rare), so the query costs nothing in normal batches."""
     if meter.key_proven is None:
-        keys = dict(session.execute(select(MeterKey.manufacturer, MeterKey.created_at).where(
-            MeterKey.tenant_id == meter.tenant_id, MeterKey.meter_id == meter.meter_id)).all())
+        keys = dict(
+            session.execute(
+                select(MeterKey.manufacturer, MeterKey.created_at).where(
+                    MeterKey.tenant_id == meter.tenant_id, MeterKey.meter_id == meter.meter_id
+                )
+            ).all()
+        )
         since = applicable_key(keys, meter.manufacturer)
-        meter.key_proven = since is not None and session.scalar(
-            select(Telegram.id).where(Telegram.meter_pk == meter.id, Telegram.state.in_(("decoded", "duplicate")),
-                                      Telegram.decoded_at >= since).limit(1)) is not None
+        meter.key_proven = (
+            since is not None
+            and session.scalar(
+                select(Telegram.id)
+                .where(
+                    Telegram.meter_pk == meter.id,
+                    Telegram.state.in_(("decoded", "duplicate")),
+                    Telegram.decoded_at >= since,
+                )
+                .limit(1)
+            )
+            is not None
+        )
     return meter.key_proven

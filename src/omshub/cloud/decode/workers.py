@@ -21,9 +21,9 @@ from omshub.cloud.store.writegate import ingest_clock
 log = logging.getLogger(__name__)
 
 IDLE_WORKER_NICENESS = 5
-AHEAD_BATCHES = 2         # whole batches an idle-core worker decodes ahead while uplinks arrive
-INGEST_QUIET_S = 0.05     # the idle-core workers decode only when no uplink came for this long
-IDLE_POLL_S = 0.2         # an idle worker looks for new telegrams at least this often
+AHEAD_BATCHES = 2  # whole batches an idle-core worker decodes ahead while uplinks arrive
+INGEST_QUIET_S = 0.05  # the idle-core workers decode only when no uplink came for this long
+IDLE_POLL_S = 0.2  # an idle worker looks for new telegrams at least this often
 
 
 def tune_gc() -> None:
@@ -57,9 +57,18 @@ def _idle_wait(stopping: threading.Event, clock, seen: float) -> None:
         time.sleep(0.01)
 
 
-def _process_main(url: str, master_key: bytes, meter_timezone: str, batch: int, partition: tuple[int, int],
-                  parent_pid: int, log_level: str, niceness: int = 0, clock=None,
-                  wait_for_quiet: bool = False) -> None:
+def _process_main(
+    url: str,
+    master_key: bytes,
+    meter_timezone: str,
+    batch: int,
+    partition: tuple[int, int],
+    parent_pid: int,
+    log_level: str,
+    niceness: int = 0,
+    clock=None,
+    wait_for_quiet: bool = False,
+) -> None:
     """A decode worker process (started by PipelineProcesses); ends when its parent is gone.
     Idle, it polls the database every IDLE_POLL_S, and sooner when the ingest clock moves (an
     uplink was stored: decoding starts within ~10 ms, not after a poll interval). With
@@ -112,8 +121,17 @@ class PipelineProcesses:
     its core (and on SQLite the write lock) while uplinks arrive, so these only decode ahead
     then, and once ingest pauses the backlog is written and decoded on all cores."""
 
-    def __init__(self, url: str, master_key: bytes, *, workers: int, meter_timezone: str = "UTC",
-                 batch: int = 1000, log_level: str = "warning", fill_cores: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        master_key: bytes,
+        *,
+        workers: int,
+        meter_timezone: str = "UTC",
+        batch: int = 1000,
+        log_level: str = "warning",
+        fill_cores: bool = True,
+    ) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._args = (url, master_key, meter_timezone, batch)
         self._parent, self._log_level = os.getpid(), log_level
@@ -126,10 +144,23 @@ class PipelineProcesses:
     def _new(self, k: int):
         url, master_key, meter_timezone, batch = self._args
         idle_core = k >= self.normal
-        return self._context.Process(target=_process_main, name=f"omshub-decode-{k}", daemon=True,
-                                     args=(url, master_key, meter_timezone, batch, (k, self.workers), self._parent,
-                                           self._log_level, IDLE_WORKER_NICENESS if idle_core else 0,
-                                           self._clock, idle_core))
+        return self._context.Process(
+            target=_process_main,
+            name=f"omshub-decode-{k}",
+            daemon=True,
+            args=(
+                url,
+                master_key,
+                meter_timezone,
+                batch,
+                (k, self.workers),
+                self._parent,
+                self._log_level,
+                IDLE_WORKER_NICENESS if idle_core else 0,
+                self._clock,
+                idle_core,
+            ),
+        )
 
     def start(self) -> None:
         for process in self.processes:
@@ -160,8 +191,14 @@ class PipelineWorker(threading.Thread):
     """Runs a DecodePipeline in a thread until stopped (used by `omshub serve`); with
     `processes` instead, it starts those worker processes, revives any that die, stops them."""
 
-    def __init__(self, pipeline: DecodePipeline | None, *, batch: int = 1000, idle_s: float = 0.2,
-                 processes: PipelineProcesses | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: DecodePipeline | None,
+        *,
+        batch: int = 1000,
+        idle_s: float = 0.2,
+        processes: PipelineProcesses | None = None,
+    ) -> None:
         super().__init__(name="omshub-pipeline", daemon=True)
         self.pipeline, self.batch, self.idle_s, self.processes = pipeline, batch, idle_s, processes
         self.stopping = threading.Event()

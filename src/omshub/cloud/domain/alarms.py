@@ -32,8 +32,7 @@ READING_KINDS = (WRONG_KEY, METER_ERROR, NEGATIVE_CONSUMPTION)
 DEFAULT_GRACE = timedelta(minutes=30)
 # Status bits (docs/protocol.md §6.2): application error / abnormal condition, power low,
 # permanent error, temporary error. "busy" (01) and the manufacturer bits are not errors.
-STATUS_ERROR_FLAGS = ("application_error", "abnormal_condition", "power_low", "permanent_error",
-                      "temporary_error")
+STATUS_ERROR_FLAGS = ("application_error", "abnormal_condition", "power_low", "permanent_error", "temporary_error")
 # A register counts as gone backwards only below this relative tolerance (float noise of
 # conversions is no drop)
 _TOLERANCE = 1e-9
@@ -53,8 +52,13 @@ def error_causes(data: dict | None) -> tuple[list[str], dict]:
             details["status"] = status.get("code")
             details["status_flags"] = flags
     for rec in data.get("records") or ():
-        if (isinstance(rec, dict) and rec.get("quantity") == "error_flags" and not rec.get("storage")
-                and isinstance(rec.get("value"), int) and rec["value"] != 0):
+        if (
+            isinstance(rec, dict)
+            and rec.get("quantity") == "error_flags"
+            and not rec.get("storage")
+            and isinstance(rec.get("value"), int)
+            and rec["value"] != 0
+        ):
             causes.append(f"error flags 0x{rec['value']:X}")
             details["error_flags"] = rec["value"]
             break

@@ -15,8 +15,9 @@ class DomainError(Exception):
 
     code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None, german: str | None = None,
-                 details: dict | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, german: str | None = None, details: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:

@@ -48,8 +48,14 @@ def meter_clock(data: dict | None) -> datetime | None:
     if not isinstance(data, dict):
         return None
     for rec in data.get("records") or ():
-        if (type(rec) is dict and rec.get("quantity") == "datetime" and rec.get("storage") == 0
-                and not rec.get("tariff") and not rec.get("subunit") and isinstance(rec.get("value"), str)):
+        if (
+            type(rec) is dict
+            and rec.get("quantity") == "datetime"
+            and rec.get("storage") == 0
+            and not rec.get("tariff")
+            and not rec.get("subunit")
+            and isinstance(rec.get("value"), str)
+        ):
             value = _parse_clock(rec["value"])
             if value is not None:
                 return value
@@ -88,17 +94,22 @@ def meter_time_to_utc(local: datetime, zone: ZoneInfo, received_at: datetime | N
 @dataclass
 class ZoneRules:
     """One tenant's meter time zones (see the module docstring for the order)."""
+
     tenant: str
     models: list[tuple[str, int | None, str | None, str]] = field(default_factory=list)
 
-    def zone_for(self, meter_zone: str | None, manufacturer: str | None, version: int | None,
-                 device_type: str | None) -> str:
+    def zone_for(
+        self, meter_zone: str | None, manufacturer: str | None, version: int | None, device_type: str | None
+    ) -> str:
         if meter_zone:
             return meter_zone
         best, rank = None, -1
         for man, ver, dtype, zone in self.models:
-            if man != manufacturer or (ver is not None and ver != version) \
-                    or (dtype is not None and dtype != device_type):
+            if (
+                man != manufacturer
+                or (ver is not None and ver != version)
+                or (dtype is not None and dtype != device_type)
+            ):
                 continue
             score = (2 if ver is not None else 0) + (1 if dtype is not None else 0)
             if score > rank:

@@ -6,10 +6,21 @@ from __future__ import annotations
 # quantity -> canonical unit (omshub.codec.units)
 CUMULATIVE_UNITS = {"energy": "kWh", "volume": "m3", "hca": "HCA"}
 _BY_DEVICE_TYPE = {
-    "heat": "energy", "heat_inlet": "energy", "heat_cooling": "energy", "cooling": "energy",
-    "cooling_inlet": "energy", "electricity": "energy", "steam": "energy",
-    "water": "volume", "warm_water": "volume", "hot_water": "volume", "cold_water": "volume",
-    "dual_register_water": "volume", "waste_water": "volume", "gas": "volume", "oil": "volume",
+    "heat": "energy",
+    "heat_inlet": "energy",
+    "heat_cooling": "energy",
+    "cooling": "energy",
+    "cooling_inlet": "energy",
+    "electricity": "energy",
+    "steam": "energy",
+    "water": "volume",
+    "warm_water": "volume",
+    "hot_water": "volume",
+    "cold_water": "volume",
+    "dual_register_water": "volume",
+    "waste_water": "volume",
+    "gas": "volume",
+    "oil": "volume",
     "heat_cost_allocator": "hca",
 }
 
@@ -35,9 +46,15 @@ def registers(data: dict | None, quantities=CUMULATIVE_UNITS) -> dict[str, float
         if type(rec) is not dict:
             continue
         quantity = rec.get("quantity")
-        if (type(quantity) is str and quantity in quantities and quantity not in out and not rec.get("storage")
-                and not rec.get("tariff") and not rec.get("subunit")
-                and rec.get("function", "instantaneous") == "instantaneous"):
+        if (
+            type(quantity) is str
+            and quantity in quantities
+            and quantity not in out
+            and not rec.get("storage")
+            and not rec.get("tariff")
+            and not rec.get("subunit")
+            and rec.get("function", "instantaneous") == "instantaneous"
+        ):
             value = rec.get("value")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 out[quantity] = float(value)

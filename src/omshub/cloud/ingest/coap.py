@@ -81,8 +81,8 @@ def database_handler(db) -> UplinkHandler:
     from omshub.cloud.ingest.uplink import handle_uplink
 
     def handle(body: bytes, content_type: str, transport: str, credential: str | None) -> dict:
-        return handle_uplink(db, body, content_type=content_type, transport=transport,
-                             credential=credential)
+        return handle_uplink(db, body, content_type=content_type, transport=transport, credential=credential)
+
     return handle
 
 
@@ -125,8 +125,11 @@ class Block1Assembly:
             self._drop(key)
 
     def too_large(self) -> _Refused:
-        return _Refused(Code.REQUEST_ENTITY_TOO_LARGE,
-                        f"body_too_large: an uplink body is at most {self.max_body} bytes", self.max_body)
+        return _Refused(
+            Code.REQUEST_ENTITY_TOO_LARGE,
+            f"body_too_large: an uplink body is at most {self.max_body} bytes",
+            self.max_body,
+        )
 
     def feed(self, request: aiocoap.Message) -> aiocoap.Message:
         """The whole request when its last block came (or it had none); else raises
@@ -139,8 +142,11 @@ class Block1Assembly:
             return request
         now = time.monotonic()
         self._expire(now)
-        key = (request.remote.blockwise_key, request.code,
-               request.get_cache_key([OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.OBSERVE]))
+        key = (
+            request.remote.blockwise_key,
+            request.code,
+            request.get_cache_key([OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.OBSERVE]),
+        )
         if block1.block_number == 0:
             self._drop(key)  # a new transfer from the same place replaces an unfinished one
             assembled = None
@@ -157,8 +163,11 @@ class Block1Assembly:
             raise self.too_large()
         if self.pending + len(request.payload) > self.max_pending:
             self._drop(key)
-            log.warning("CoAP: %d bytes of unfinished blockwise uplinks held; refusing a block from %s",
-                        self.pending, request.remote.hostinfo)
+            log.warning(
+                "CoAP: %d bytes of unfinished blockwise uplinks held; refusing a block from %s",
+                self.pending,
+                request.remote.hostinfo,
+            )
             raise _Refused(Code.SERVICE_UNAVAILABLE, "busy: too many uplinks in transfer, try again later")
         if assembled is None:
             assembled = request.copy()
@@ -177,8 +186,14 @@ class Block1Assembly:
 class UplinkResource(aiocoap.resource.Resource):
     """``POST /u``: one uplink envelope in, the response map out."""
 
-    def __init__(self, handler: UplinkHandler, *, max_body: int = MAX_BODY, max_pending: int = MAX_PENDING,
-                 executor: Executor | None = None):
+    def __init__(
+        self,
+        handler: UplinkHandler,
+        *,
+        max_body: int = MAX_BODY,
+        max_pending: int = MAX_PENDING,
+        executor: Executor | None = None,
+    ):
         super().__init__()
         self._handler = handler
         self._max_body = max_body
@@ -198,8 +213,10 @@ class UplinkResource(aiocoap.resource.Resource):
         content_format = request.opt.content_format
         fmt = CT_CBOR if content_format is None else int(content_format)
         if fmt not in _CONTENT_TYPES:
-            return _error(Code.UNSUPPORTED_CONTENT_FORMAT,
-                          f"unsupported_content_format: content format {fmt} is not 60 (cbor) or 50 (json)")
+            return _error(
+                Code.UNSUPPORTED_CONTENT_FORMAT,
+                f"unsupported_content_format: content format {fmt} is not 60 (cbor) or 50 (json)",
+            )
         body = request.payload
         if len(body) > self._max_body:
             return self.assembly.too_large().to_message()
@@ -207,8 +224,9 @@ class UplinkResource(aiocoap.resource.Resource):
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(
-                self._executor, partial(self._handler, body, content_type, "coap", None))
-        except Exception as exc:  # noqa: BLE001 - every failure must become a CoAP answer
+                self._executor, partial(self._handler, body, content_type, "coap", None)
+            )
+        except Exception as exc:
             rejected = rejection_of(exc)
             if rejected is None:
                 if database_outage.failed(exc):  # one log line per outage; the gateway retries
@@ -237,8 +255,16 @@ class CoapServer:
     """The CoAP uplink endpoint on one UDP address; start/stop in the serving event loop.
     ``port=0`` lets the OS choose; ``port`` holds the real one after ``start()``."""
 
-    def __init__(self, handler: UplinkHandler, *, host: str = "::", port: int = DEFAULT_PORT,
-                 max_body: int = MAX_BODY, max_pending: int = MAX_PENDING, executor: Executor | None = None):
+    def __init__(
+        self,
+        handler: UplinkHandler,
+        *,
+        host: str = "::",
+        port: int = DEFAULT_PORT,
+        max_body: int = MAX_BODY,
+        max_pending: int = MAX_PENDING,
+        executor: Executor | None = None,
+    ):
         self.host = host
         self.port = port
         self._resource = UplinkResource(handler, max_body=max_body, max_pending=max_pending, executor=executor)
@@ -262,10 +288,10 @@ class CoapServer:
         try:
             # udp6 only: the tcp/tls/ws server transports would open ports nobody asked for.
             self._context = await aiocoap.Context.create_server_context(
-                site, bind=(self.host, self.port), transports=["udp6"])
+                site, bind=(self.host, self.port), transports=["udp6"]
+            )
         except OSError as exc:
-            raise OSError(exc.errno, f"CoAP server cannot bind udp {self.host}:{self.port}: "
-                                     f"{exc.strerror}") from exc
+            raise OSError(exc.errno, f"CoAP server cannot bind udp {self.host}:{self.port}: {exc.strerror}") from exc
         if self.port == 0:
             self.port = _bound_port(self._context) or 0
         log.info("CoAP uplink endpoint listening on udp [%s]:%d/u", self.host, self.port)

@@ -22,9 +22,12 @@ def running_config(session: Session, gateway: Gateway) -> dict | None:
     """The configuration the gateway reports it runs (None: factory default / unknown version)."""
     if not gateway.applied_config_version:
         return None
-    row = session.scalars(select(GatewayConfigVersion).where(
-        GatewayConfigVersion.gateway_id == gateway.id,
-        GatewayConfigVersion.version == gateway.applied_config_version)).first()
+    row = session.scalars(
+        select(GatewayConfigVersion).where(
+            GatewayConfigVersion.gateway_id == gateway.id,
+            GatewayConfigVersion.version == gateway.applied_config_version,
+        )
+    ).first()
     return row.config if row is not None else None
 
 
@@ -45,20 +48,28 @@ def expected_next_contact(gateway: Gateway, config: dict | None, now: datetime) 
     return utc(fire) + offset
 
 
-def on_uplink(session: Session, gateway: Gateway, *, applied_version: int, cfg_error: dict | None,
-              now: datetime) -> dict | None:
+def on_uplink(
+    session: Session, gateway: Gateway, *, applied_version: int, cfg_error: dict | None, now: datetime
+) -> dict | None:
     """Advance the gateway's operations from what an uplink reports; return the desired
     configuration to deliver in the response (None when the gateway runs it already, or when it
     refused exactly that version)."""
     now = utc(now)
     gateway.applied_config_version = applied_version
     refused = None
-    if isinstance(cfg_error, dict) and isinstance(cfg_error.get("version"), int) \
-            and not isinstance(cfg_error.get("version"), bool):
+    if (
+        isinstance(cfg_error, dict)
+        and isinstance(cfg_error.get("version"), int)
+        and not isinstance(cfg_error.get("version"), bool)
+    ):
         refused = cfg_error["version"]
-    ops = list(session.scalars(select(Operation).where(
-        Operation.gateway_id == gateway.id, Operation.state.in_(OPEN_STATES))
-        .order_by(Operation.config_version)))
+    ops = list(
+        session.scalars(
+            select(Operation)
+            .where(Operation.gateway_id == gateway.id, Operation.state.in_(OPEN_STATES))
+            .order_by(Operation.config_version)
+        )
+    )
     for op in ops:
         if refused is not None and op.config_version == refused and applied_version != refused:
             op.state = FAILED
@@ -78,13 +89,16 @@ def on_uplink(session: Session, gateway: Gateway, *, applied_version: int, cfg_e
     desired = gateway.desired_config_version or 0
     if desired == 0 or desired == applied_version:
         return None
-    current = session.scalars(select(Operation).where(
-        Operation.gateway_id == gateway.id, Operation.config_version == desired)).first()
+    current = session.scalars(
+        select(Operation).where(Operation.gateway_id == gateway.id, Operation.config_version == desired)
+    ).first()
     if current is not None and current.state == FAILED:
         return None  # resending a refused version would fail again on every uplink
-    row = session.scalars(select(GatewayConfigVersion).where(
-        GatewayConfigVersion.gateway_id == gateway.id,
-        GatewayConfigVersion.version == desired)).first()
+    row = session.scalars(
+        select(GatewayConfigVersion).where(
+            GatewayConfigVersion.gateway_id == gateway.id, GatewayConfigVersion.version == desired
+        )
+    ).first()
     if row is None:
         return None
     if current is not None and current.state == PENDING:

@@ -30,15 +30,21 @@ from functools import partial
 import aiomqtt
 import cbor2
 import orjson
-
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from omshub.cloud.ingest.coap import database_handler, rejection_of
 from omshub.cloud.store.outage import database_outage
 from omshub.protocol.envelope import MAX_BODY, UplinkRejected, parse_body
-from omshub.protocol.topics import (DEFAULT_PREFIX, SERIAL_RE, BrokerAddress, down_topic, parse_broker_url, topic_serial,
-                                    up_filter)
+from omshub.protocol.topics import (
+    DEFAULT_PREFIX,
+    SERIAL_RE,
+    BrokerAddress,
+    down_topic,
+    parse_broker_url,
+    topic_serial,
+    up_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +58,15 @@ PACKET_OVERHEAD = 8 * 1024
 MAX_QUEUED = 64
 
 
-def bridge_client(address: BrokerAddress, *, identifier: str, username: str | None, password: str | None,
-                  tls_context: ssl.SSLContext | None, max_packet: int) -> aiomqtt.Client:
+def bridge_client(
+    address: BrokerAddress,
+    *,
+    identifier: str,
+    username: str | None,
+    password: str | None,
+    tls_context: ssl.SSLContext | None,
+    max_packet: int,
+) -> aiomqtt.Client:
     """The bridge's broker connection: MQTT 5, so it can tell the broker the largest packet it
     takes (Maximum Packet Size) — the client library would otherwise read any payload, up to
     256 MB, into memory before the bridge could look at its size."""
@@ -62,10 +75,20 @@ def bridge_client(address: BrokerAddress, *, identifier: str, username: str | No
     properties = Properties(PacketTypes.CONNECT)
     properties.MaximumPacketSize = max_packet
     return aiomqtt.Client(
-        address.host, address.port, identifier=identifier,
-        username=username or address.username, password=password or address.password,
-        protocol=aiomqtt.ProtocolVersion.V5, clean_start=True, properties=properties,
-        max_queued_incoming_messages=MAX_QUEUED, tls_context=tls_context, keepalive=60, timeout=10.0)
+        address.host,
+        address.port,
+        identifier=identifier,
+        username=username or address.username,
+        password=password or address.password,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=True,
+        properties=properties,
+        max_queued_incoming_messages=MAX_QUEUED,
+        tls_context=tls_context,
+        keepalive=60,
+        timeout=10.0,
+    )
+
 
 MAX_SEQ = (1 << 63) - 1
 
@@ -87,14 +110,14 @@ def _peek_seq(body: bytes) -> int | None:
     head = body[:512]  # gateways put v, gw, seq, cfg first; a batch never has to be touched
     if not head or not 0xA0 <= head[0] <= 0xBB:
         return None
-    decoder = cbor2.CBORDecoder(io.BytesIO(head[1:] if head[0] <= 0xB7 else head[1 + (1 << (head[0] - 0xB8)):]))
+    decoder = cbor2.CBORDecoder(io.BytesIO(head[1:] if head[0] <= 0xB7 else head[1 + (1 << (head[0] - 0xB8)) :]))
     try:
         for _ in range(8):
             key, value = decoder.decode(), decoder.decode()
             if key == "seq":
                 real = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
                 return value if real else None
-    except Exception:  # noqa: BLE001 - truncated or malformed: no seq to name
+    except Exception:
         return None
     return None
 
@@ -106,12 +129,23 @@ class MqttBridge:
     processes split the uplinks between them (MQTT 5 / Mosquitto >= 1.6 shared subscriptions).
     """
 
-    def __init__(self, handler: UplinkHandler, broker_url: str = "mqtt://127.0.0.1:1883", *,
-                 prefix: str = DEFAULT_PREFIX, client_id: str | None = None,
-                 username: str | None = None, password: str | None = None,
-                 tls_context: ssl.SSLContext | None = None, shared_group: str | None = None,
-                 max_body: int = MAX_BODY, concurrency: int = 4, executor: Executor | None = None,
-                 connect_timeout_s: float = 10.0, max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        handler: UplinkHandler,
+        broker_url: str = "mqtt://127.0.0.1:1883",
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        shared_group: str | None = None,
+        max_body: int = MAX_BODY,
+        concurrency: int = 4,
+        executor: Executor | None = None,
+        connect_timeout_s: float = 10.0,
+        max_backoff_s: float = 30.0,
+    ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.broker = parse_broker_url(broker_url)
@@ -119,8 +153,12 @@ class MqttBridge:
         self.topic = up_filter(prefix)
         self.subscription = f"$share/{shared_group}/{self.topic}" if shared_group else self.topic
         self._handler = handler
-        self._client_kwargs = dict(identifier=client_id or f"omshub-headend-{uuid.uuid4().hex[:12]}",
-                                   username=username, password=password, tls_context=tls_context)
+        self._client_kwargs = {
+            "identifier": client_id or f"omshub-headend-{uuid.uuid4().hex[:12]}",
+            "username": username,
+            "password": password,
+            "tls_context": tls_context,
+        }
         self._max_body = max_body
         self._executor = executor
         self._slots = asyncio.Semaphore(concurrency)
@@ -153,8 +191,11 @@ class MqttBridge:
             return
         self._task = asyncio.create_task(self._run(), name="omshub-mqtt-bridge")
         if not await self.wait_ready(self._connect_timeout_s):
-            log.warning("MQTT bridge: broker %s:%d not reachable yet; retrying in the background",
-                        self.broker.host, self.broker.port)
+            log.warning(
+                "MQTT bridge: broker %s:%d not reachable yet; retrying in the background",
+                self.broker.host,
+                self.broker.port,
+            )
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -174,13 +215,15 @@ class MqttBridge:
         backoff = 1.0
         while True:
             try:
-                async with bridge_client(self.broker, **self._client_kwargs,
-                                         max_packet=self._max_body + PACKET_OVERHEAD) as client:
+                async with bridge_client(
+                    self.broker, **self._client_kwargs, max_packet=self._max_body + PACKET_OVERHEAD
+                ) as client:
                     await client.subscribe(self.subscription, qos=1)
                     self._ready.set()
                     backoff = 1.0
-                    log.info("MQTT bridge subscribed to %s on %s:%d", self.subscription,
-                             self.broker.host, self.broker.port)
+                    log.info(
+                        "MQTT bridge subscribed to %s on %s:%d", self.subscription, self.broker.host, self.broker.port
+                    )
                     async for message in client.messages:
                         await self._slots.acquire()
                         task = asyncio.create_task(self._process(client, message))
@@ -188,8 +231,13 @@ class MqttBridge:
                         task.add_done_callback(self._done)
             except aiomqtt.MqttError as exc:
                 self._ready.clear()
-                log.warning("MQTT bridge: broker %s:%d: %s; reconnecting in %.0f s",
-                            self.broker.host, self.broker.port, exc, backoff)
+                log.warning(
+                    "MQTT bridge: broker %s:%d: %s; reconnecting in %.0f s",
+                    self.broker.host,
+                    self.broker.port,
+                    exc,
+                    backoff,
+                )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff_s)
 
@@ -225,19 +273,24 @@ class MqttBridge:
             self.handled += 1
 
         if len(body) > self._max_body:
-            log.warning("MQTT bridge: uplink of %d bytes on %r refused: the limit is %d", len(body), topic,
-                        self._max_body)
+            log.warning(
+                "MQTT bridge: uplink of %d bytes on %r refused: the limit is %d", len(body), topic, self._max_body
+            )
             return await refuse(413, "body_too_large", f"an uplink body is at most {self._max_body} bytes")
         if envelope is not None and envelope.get("gw") != serial:
             # Answers go to the topic's gateway: never let one gateway speak for another.
-            return await refuse(403, "topic_mismatch",
-                                f"envelope gw {repr(envelope.get('gw'))[:70]} does not match topic serial {serial!r}")
+            return await refuse(
+                403,
+                "topic_mismatch",
+                f"envelope gw {repr(envelope.get('gw'))[:70]} does not match topic serial {serial!r}",
+            )
         content_type = "application/json" if is_json else "application/cbor"
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(
-                self._executor, partial(self._handler, body, content_type, "mqtt", None))
-        except Exception as exc:  # noqa: BLE001 - every failure must become an answer
+                self._executor, partial(self._handler, body, content_type, "mqtt", None)
+            )
+        except Exception as exc:
             rejected = rejection_of(exc)
             if rejected is None:
                 if database_outage.failed(exc):  # one log line per outage; the gateway retries

@@ -27,6 +27,7 @@ class _Malformed(ValueError):
 
 # --- CBOR (RFC 8949): only the item boundaries, nothing is decoded but the keys ---
 
+
 def _cbor_head(buf: bytes, pos: int) -> tuple[int, int, int | None, int]:
     """(major type, additional info, argument or None when indefinite, position after the head)."""
     if pos >= len(buf):
@@ -40,7 +41,7 @@ def _cbor_head(buf: bytes, pos: int) -> tuple[int, int, int | None, int]:
         size = 1 << (info - 24)
         if pos + size > len(buf):
             raise _Malformed("truncated")
-        return major, info, int.from_bytes(buf[pos:pos + size], "big"), pos + size
+        return major, info, int.from_bytes(buf[pos : pos + size], "big"), pos + size
     if info == 31 and major in (2, 3, 4, 5, 7):
         return major, info, None, pos
     raise _Malformed("reserved additional information")
@@ -119,7 +120,7 @@ def _cbor_cred_spans(buf: bytes) -> list[tuple[int, int]]:
         try:
             decoder.decode()
             return stream.tell()
-        except Exception:  # noqa: BLE001 - cbor2 raises several types; the walk then says what is wrong
+        except Exception:
             return _cbor_item(buf, start, None)
 
     seen = 0
@@ -203,7 +204,7 @@ def _json_cred_spans(buf: bytes) -> list[tuple[int, int]]:
         if buf[pos] != 0x22:
             raise _Malformed("expected a key")
         end = _json_string_end(buf, pos)
-        key = orjson.loads(buf[pos:end + 1])
+        key = orjson.loads(buf[pos : end + 1])
         pos = _json_skip_ws(buf, end + 1)
         if pos >= len(buf) or buf[pos] != 0x3A:  # :
             raise _Malformed("expected ':'")
@@ -217,8 +218,9 @@ def _is_json(content_type: str | None) -> bool:
     return (content_type or "").split(";")[0].strip().lower() == "application/json"
 
 
-def credential_spans(body: bytes, content_type: str | None, secrets: tuple[str, ...] = (),
-                     has_cred: bool = True) -> list[tuple[int, int]]:
+def credential_spans(
+    body: bytes, content_type: str | None, secrets: tuple[str, ...] = (), has_cred: bool = True
+) -> list[tuple[int, int]]:
     """Byte ranges to overwrite: the string contents of every `cred` value of the envelope, and
     any other place where one of `secrets` (credentials known to be this gateway's, at least 16
     characters) appears verbatim. Sorted, merged. `has_cred=False`: the caller parsed the envelope
@@ -246,8 +248,9 @@ def credential_spans(body: bytes, content_type: str | None, secrets: tuple[str, 
     return merged
 
 
-def redact_credential(body: bytes, content_type: str | None, secrets: tuple[str, ...] = (),
-                      has_cred: bool = True) -> tuple[bytes, list[list[int]] | None]:
+def redact_credential(
+    body: bytes, content_type: str | None, secrets: tuple[str, ...] = (), has_cred: bool = True
+) -> tuple[bytes, list[list[int]] | None]:
     """(body with the credential's bytes replaced by `*`, [[offset, length], ...] replaced or
     None when nothing was)."""
     spans = credential_spans(body, content_type, secrets, has_cred)

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-
-from omshub.codec import peek_address, peek_header
 
 from omshub.cloud.domain.operations import OPEN_STATES
 from omshub.cloud.domain.tokens import hash_secret
@@ -28,12 +26,20 @@ from omshub.cloud.store.alarm_rows import on_seq_reuse
 from omshub.cloud.store.database import BulkSql, Database, db_json, json_text, time_to_db
 from omshub.cloud.store.models import Gateway
 from omshub.cloud.store.writegate import note_ingest, write_gate
-from omshub.protocol.envelope import (MAX_TIME, Entry, UplinkRejected, content_hash, parse_body, parse_entries,
-                                      parse_uplink)
+from omshub.codec import peek_address, peek_header
+from omshub.protocol.envelope import (
+    MAX_TIME,
+    Entry,
+    UplinkRejected,
+    content_hash,
+    parse_body,
+    parse_entries,
+    parse_uplink,
+)
 
 log = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _ts(seconds: int) -> datetime:
@@ -80,8 +86,17 @@ def _telegram_rows(entries: list[Entry], sqlite: bool) -> list[tuple]:
     return rows
 
 
-def _record_quiet_contact(sql: BulkSql, gateway_id: int, seq: int, cfg: int, cfg_error: dict | None, status: dict,
-                          transport: str, next_contact: datetime | None, now: datetime) -> bool:
+def _record_quiet_contact(
+    sql: BulkSql,
+    gateway_id: int,
+    seq: int,
+    cfg: int,
+    cfg_error: dict | None,
+    status: dict,
+    transport: str,
+    next_contact: datetime | None,
+    now: datetime,
+) -> bool:
     """The gateway's contact in two statements, when the uplink changes no operation: the
     gateway runs its desired configuration (or has none), reports no configuration error and
     has no open operation (nearly every uplink). -> False when config_answer.on_uplink must run."""
@@ -92,14 +107,21 @@ def _record_quiet_contact(sql: BulkSql, gateway_id: int, seq: int, cfg: int, cfg
         return False
     old_status, last_seq, desired = found[0]
     if (desired or 0) not in (0, cfg) or sql.rows(
-            "SELECT 1 FROM operations WHERE gateway_id = {m} AND state IN ({m}, {m}) LIMIT 1", (gateway_id, *OPEN_STATES)):
+        "SELECT 1 FROM operations WHERE gateway_id = {m} AND state IN ({m}, {m}) LIMIT 1", (gateway_id, *OPEN_STATES)
+    ):
         return False
     sql.conn.exec_driver_sql(
         f"UPDATE gateways SET last_contact_at = {sql.mark}, last_seq = {sql.mark}, status = {sql.json_mark}, "
         f"applied_config_version = {sql.mark}, next_contact_at = {sql.mark} WHERE id = {sql.mark}",
-        (sql.time(now), seq if last_seq is None else max(last_seq, seq),
-         json_text({**(db_json(old_status) or {}), **status, "transport": transport}), cfg,
-         sql.time(next_contact) if next_contact is not None else None, gateway_id))
+        (
+            sql.time(now),
+            seq if last_seq is None else max(last_seq, seq),
+            json_text({**(db_json(old_status) or {}), **status, "transport": transport}),
+            cfg,
+            sql.time(next_contact) if next_contact is not None else None,
+            gateway_id,
+        ),
+    )
     return True
 
 
@@ -115,12 +137,13 @@ def _stored_content_hash(sql: BulkSql, uplink_id: int) -> bytes | None:
 def _earlier_use(sql: BulkSql, gateway_id: int, seq: int, digest: bytes) -> tuple[dict | None, bool]:
     """(the stored answer when this very uplink was stored before — a retry, whether the seq was
     used before by an uplink with other telegrams — the gateway numbers from 1 again)."""
-    rows = sql.rows("SELECT id, response, content_hash FROM uplinks WHERE gateway_id = {m} AND seq = {m}",
-                    (gateway_id, seq))
+    rows = sql.rows(
+        "SELECT id, response, content_hash FROM uplinks WHERE gateway_id = {m} AND seq = {m}", (gateway_id, seq)
+    )
     for uplink_id, response, stored in rows:
         stored = bytes(stored) if stored is not None else _stored_content_hash(sql, uplink_id)
         if stored == digest:
-            return {**db_json(response), "time": int(datetime.now(timezone.utc).timestamp())}, False
+            return {**db_json(response), "time": int(datetime.now(UTC).timestamp())}, False
     return None, bool(rows)
 
 
@@ -128,13 +151,18 @@ def _seq_reused(session, gateway_id: int, tenant_id: int, serial: str, seq: int,
     highest = session.execute(select(Gateway.last_seq).where(Gateway.id == gateway_id)).scalar()
     alarm = on_seq_reuse(session, tenant_id, gateway_id, serial, seq, highest, stored, now)
     # one warning per reset; while the gateway climbs through its old numbers, info
-    log.log(logging.WARNING if alarm.details.get("reused_uplinks") == 1 else logging.INFO,
-            "gateway %s reused uplink seq %d (it had reached %s) for other telegrams: stored them (%d new); "
-            "it lost its uplink state", serial, seq, highest, stored)
+    log.log(
+        logging.WARNING if alarm.details.get("reused_uplinks") == 1 else logging.INFO,
+        "gateway %s reused uplink seq %d (it had reached %s) for other telegrams: stored them (%d new); "
+        "it lost its uplink state",
+        serial,
+        seq,
+        highest,
+        stored,
+    )
 
 
-def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: str,
-                  credential: str | None) -> dict:
+def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: str, credential: str | None) -> dict:
     """Validate, authenticate, store (committed) and answer one uplink (docs/formats.md §2.5).
     Raises UplinkRejected (400/401/413/415/422) when the uplink as a whole is refused."""
     note_ingest()
@@ -151,15 +179,17 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
     cred_hash = hash_secret(uplink.credential)
     digest = content_hash(entries, rejected)
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # everything that needs no write lock first: authentication, the rows, the next contact
     with db.session() as reader:
-        gw = reader.execute(select(Gateway.id, Gateway.tenant_id, Gateway.serial)
-                            .where(Gateway.credential_hash == cred_hash)).first()
+        gw = reader.execute(
+            select(Gateway.id, Gateway.tenant_id, Gateway.serial).where(Gateway.credential_hash == cred_hash)
+        ).first()
         if gw is None or gw.serial != serial:
             raise UplinkRejected(401, "unauthorized", f"credential not valid for gateway {serial!r}")
-        next_contact = _next_contact(reader, SimpleNamespace(id=gw.id, serial=gw.serial, applied_config_version=cfg),
-                                     status, now)
+        next_contact = _next_contact(
+            reader, SimpleNamespace(id=gw.id, serial=gw.serial, applied_config_version=cfg), status, now
+        )
     rows = _telegram_rows(entries, db.is_sqlite) if entries else []
     # the raw body is kept as evidence, but never with the gateway's credential in it
     stored_body, redactions = redact_credential(body, content_type, (uplink.credential,), has_cred=uplink.has_cred)
@@ -175,9 +205,20 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
                 "INSERT INTO uplinks (tenant_id, gateway_id, seq, received_at, transport, content_type, body, "
                 f"telegram_count, content_hash, body_redactions, response) VALUES ({', '.join([sql.mark] * 9)}, "
                 f"{sql.json_mark}, {sql.json_mark}) RETURNING id",
-                (gw.tenant_id, gw.id, seq, sql.time(now), transport[:16], (content_type or "application/cbor")[:64],
-                 stored_body, len(entries) + len(rejected), digest,
-                 json_text(redactions) if redactions else None, "{}")).scalar_one()
+                (
+                    gw.tenant_id,
+                    gw.id,
+                    seq,
+                    sql.time(now),
+                    transport[:16],
+                    (content_type or "application/cbor")[:64],
+                    stored_body,
+                    len(entries) + len(rejected),
+                    digest,
+                    json_text(redactions) if redactions else None,
+                    "{}",
+                ),
+            ).scalar_one()
         except IntegrityError:  # the same uplink raced in through another connection
             session.rollback()
             again, _ = _earlier_use(BulkSql(session, db.is_sqlite), gw.id, seq, digest)
@@ -201,25 +242,59 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
             config = None
         if reused:
             _seq_reused(session, gw.id, gw.tenant_id, serial, seq, stored, now)
-        response = {"ack": seq, "stored": stored, "duplicates": len(entries) - stored, "rejected": rejected,
-                    "config": config, "time": int(now.timestamp())}
-        sql.conn.exec_driver_sql(f"UPDATE uplinks SET response = {sql.json_mark} WHERE id = {sql.mark}",
-                                 (json_text(response), uplink_id))
+        response = {
+            "ack": seq,
+            "stored": stored,
+            "duplicates": len(entries) - stored,
+            "rejected": rejected,
+            "config": config,
+            "time": int(now.timestamp()),
+        }
+        sql.conn.exec_driver_sql(
+            f"UPDATE uplinks SET response = {sql.json_mark} WHERE id = {sql.mark}", (json_text(response), uplink_id)
+        )
         session.commit()
     if rejected:
         log.info("uplink %s seq %d from gateway %s: %d telegrams rejected", uplink_id, seq, serial, len(rejected))
     return response
 
 
-_TELEGRAM_COLUMNS = ("tenant_id", "gateway_id", "uplink_id", "received_at", "link_mode", "rssi", "raw", "raw_hash",
-                     "manufacturer", "meter_id", "state")
-_TELEGRAM_TYPES = ("bigint", "bigint", "bigint", "timestamptz", "varchar", "integer", "bytea", "bytea", "varchar",
-                   "varchar", "varchar")
+_TELEGRAM_COLUMNS = (
+    "tenant_id",
+    "gateway_id",
+    "uplink_id",
+    "received_at",
+    "link_mode",
+    "rssi",
+    "raw",
+    "raw_hash",
+    "manufacturer",
+    "meter_id",
+    "state",
+)
+_TELEGRAM_TYPES = (
+    "bigint",
+    "bigint",
+    "bigint",
+    "timestamptz",
+    "varchar",
+    "integer",
+    "bytea",
+    "bytea",
+    "varchar",
+    "varchar",
+    "varchar",
+)
 
 
 def _insert_telegrams(session, db: Database, rows: list[tuple]) -> int:
     """Bulk insert of (column values...) in _TELEGRAM_COLUMNS order; rows already stored (same
     gateway, bytes, receive time) are skipped. -> newly stored. At the driver level (see
     db.BulkSql): the ORM's per-row parameter processing cost more than the insert."""
-    return BulkSql(session, db.is_sqlite).insert("telegrams", _TELEGRAM_COLUMNS, _TELEGRAM_TYPES, rows,
-                                                 "ON CONFLICT (gateway_id, raw_hash, received_at) DO NOTHING")
+    return BulkSql(session, db.is_sqlite).insert(
+        "telegrams",
+        _TELEGRAM_COLUMNS,
+        _TELEGRAM_TYPES,
+        rows,
+        "ON CONFLICT (gateway_id, raw_hash, received_at) DO NOTHING",
+    )

@@ -83,8 +83,10 @@ def check_password(password: str) -> str:
 
 # --- tenants, users, tokens (used by the API and the `omshub admin` CLI) ---
 
-def create_tenant(session: Session, slug: str, name: str, *, timezone: str | None = None,
-                  meter_timezone: str | None = None) -> Tenant:
+
+def create_tenant(
+    session: Session, slug: str, name: str, *, timezone: str | None = None, meter_timezone: str | None = None
+) -> Tenant:
     """A new tenant; its local time zone and its meters' time zone are Europe/Berlin unless given."""
     if not SLUG_RE.match(slug or ""):
         raise Invalid(f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)", code="invalid_slug")
@@ -95,8 +97,7 @@ def create_tenant(session: Session, slug: str, name: str, *, timezone: str | Non
         raise Invalid(str(exc), code=exc.code) from None
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise Conflict(f"tenant {slug!r} already exists", code="exists")
-    tenant = Tenant(slug=slug, name=(name or slug)[:200], created_at=utcnow(), timezone=local,
-                    meter_timezone=meters)
+    tenant = Tenant(slug=slug, name=(name or slug)[:200], created_at=utcnow(), timezone=local, meter_timezone=meters)
     session.add(tenant)
     session.flush()
     return tenant
@@ -116,12 +117,20 @@ def create_user(session: Session, tenant_id: int, username: str, password: str, 
     check_password(password)
     # Usernames are login names, unique across the head-end (the login names no tenant), so a
     # clash may be in another tenant: the answer is the same either way and says nothing about where.
-    unavailable = Conflict(f"username {username!r} is not available; choose another "
-                           "(login names are unique across the whole head-end)", code="username_unavailable")
+    unavailable = Conflict(
+        f"username {username!r} is not available; choose another (login names are unique across the whole head-end)",
+        code="username_unavailable",
+    )
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise unavailable
-    user = User(tenant_id=tenant_id, username=username, password_hash=hash_password(password), role=role,
-                disabled=False, created_at=utcnow())
+    user = User(
+        tenant_id=tenant_id,
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        disabled=False,
+        created_at=utcnow(),
+    )
     session.add(user)
     try:
         session.flush()
@@ -137,9 +146,17 @@ def add_user(session: Session, tenant_id: int, username: str, password: str, rol
     return user
 
 
-def create_api_token(session: Session, tenant_id: int, name: str, role: str, *,
-                     expires_at: datetime | None = None, actor: str = "", owner_id: int | None = None,
-                     now: datetime | None = None) -> tuple[ApiToken, str]:
+def create_api_token(
+    session: Session,
+    tenant_id: int,
+    name: str,
+    role: str,
+    *,
+    expires_at: datetime | None = None,
+    actor: str = "",
+    owner_id: int | None = None,
+    now: datetime | None = None,
+) -> tuple[ApiToken, str]:
     """A long-lived API token; returns (row, token) — the token is shown once, only its hash is kept.
     `owner_id`: the user it belongs to (works while they are enabled, capped at their role);
     None makes a service token of the tenant (the CLI's)."""
@@ -153,19 +170,34 @@ def create_api_token(session: Session, tenant_id: int, name: str, role: str, *,
         if lower_role(role, owner.role) != role:
             raise Forbidden(f"a token cannot have a higher role ({role}) than its owner ({owner.role})")
     token = "omh_" + new_secret()
-    row = ApiToken(tenant_id=tenant_id, user_id=owner_id, kind="api", name=name, role=role,
-                   token_hash=hash_secret(token), created_at=now or utcnow(), expires_at=expires_at, revoked=False)
+    row = ApiToken(
+        tenant_id=tenant_id,
+        user_id=owner_id,
+        kind="api",
+        name=name,
+        role=role,
+        token_hash=hash_secret(token),
+        created_at=now or utcnow(),
+        expires_at=expires_at,
+        revoked=False,
+    )
     session.add(row)
     session.flush()
-    audit(session, tenant_id, actor or "system", "token.create",
-          {"token_id": row.id, "name": name, "role": role, "owner_id": owner_id})
+    audit(
+        session,
+        tenant_id,
+        actor or "system",
+        "token.create",
+        {"token_id": row.id, "name": name, "role": role, "owner_id": owner_id},
+    )
     return row, token
 
 
 def end_user_tokens(session: Session, user_id: int) -> int:
     """Revoke every session and API token of a user (they are disabled). -> how many."""
-    return session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False))
-                           .values(revoked=True)).rowcount
+    return session.execute(
+        update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False)).values(revoked=True)
+    ).rowcount
 
 
 def tenant_user(session: Session, tenant_id: int, user_id: int) -> User:
@@ -176,8 +208,16 @@ def tenant_user(session: Session, tenant_id: int, user_id: int) -> User:
     return user
 
 
-def change_user(session: Session, tenant_id: int, user_id: int, *, role: str | None = None,
-                password: str | None = None, disabled: bool | None = None, actor: str) -> User:
+def change_user(
+    session: Session,
+    tenant_id: int,
+    user_id: int,
+    *,
+    role: str | None = None,
+    password: str | None = None,
+    disabled: bool | None = None,
+    actor: str,
+) -> User:
     """Change what is given (None: left as it is). Disabling ends the user's sessions and API
     tokens (enabling again does not revive them); a new password ends their sessions. Audited."""
     user = tenant_user(session, tenant_id, user_id)
@@ -194,8 +234,9 @@ def change_user(session: Session, tenant_id: int, user_id: int, *, role: str | N
     if disabled:
         changes["tokens_revoked"] = end_user_tokens(session, user.id)
     elif password is not None:  # API tokens stay
-        session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "session")
-                        .values(revoked=True))
+        session.execute(
+            update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == "session").values(revoked=True)
+        )
     audit(session, tenant_id, actor, "user.update", {"user_id": user.id, **changes})
     return user
 
@@ -205,8 +246,9 @@ def disable_user(session: Session, tenant_id: int, user_id: int, *, actor: str) 
     user = tenant_user(session, tenant_id, user_id)
     user.disabled = True
     revoked = end_user_tokens(session, user.id)
-    audit(session, tenant_id, actor, "user.disable",
-          {"user_id": user.id, "at": iso(utcnow()), "tokens_revoked": revoked})
+    audit(
+        session, tenant_id, actor, "user.disable", {"user_id": user.id, "at": iso(utcnow()), "tokens_revoked": revoked}
+    )
     return user
 
 
@@ -216,14 +258,22 @@ def revoke_token_id(session: Session, tenant_id: int, token_id: int, *, actor: s
     if row is None:
         raise NotFound(f"token {token_id} not found")
     row.revoked = True
-    audit(session, tenant_id, actor, "token.revoke",
-          {"token_id": token_id, "name": row.name, "kind": row.kind, "owner_id": row.user_id})
+    audit(
+        session,
+        tenant_id,
+        actor,
+        "token.revoke",
+        {"token_id": token_id, "name": row.name, "kind": row.kind, "owner_id": row.user_id},
+    )
 
 
 def revoke_token(session: Session, tenant_id: int, token: str) -> None:
     """Revoke the token `token` of the tenant (a logout)."""
-    session.execute(update(ApiToken).where(ApiToken.token_hash == hash_secret(token), ApiToken.tenant_id == tenant_id)
-                    .values(revoked=True))
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.token_hash == hash_secret(token), ApiToken.tenant_id == tenant_id)
+        .values(revoked=True)
+    )
 
 
 def check_login(session: Session, username: str, password: str) -> User | None:
@@ -238,16 +288,25 @@ def check_login(session: Session, username: str, password: str) -> User | None:
 def new_session(session: Session, user: User, ttl_s: int, now: datetime) -> tuple[ApiToken, str]:
     """A login session of the user, expiring after `ttl_s`: (row, token shown once)."""
     token = "oms_" + new_secret()
-    row = ApiToken(tenant_id=user.tenant_id, user_id=user.id, kind="session", name="login", role=user.role,
-                   token_hash=hash_secret(token), created_at=now, expires_at=now + timedelta(seconds=ttl_s),
-                   revoked=False)
+    row = ApiToken(
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        kind="session",
+        name="login",
+        role=user.role,
+        token_hash=hash_secret(token),
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
+        revoked=False,
+    )
     session.add(row)
     session.flush()
     return row, token
 
 
-def attempt_login(db, username: str, password: str, *, address: str, ttl_s: int, now: datetime,
-                  policy=None) -> tuple[User, ApiToken, str, str]:
+def attempt_login(
+    db, username: str, password: str, *, address: str, ttl_s: int, now: datetime, policy=None
+) -> tuple[User, ApiToken, str, str]:
     """A session token for a correct username + password, behind the login throttle
     (cloud/services/login_throttle.py) -> (user, session row, token, tenant slug). LoginThrottled before the
     password is checked when a counter of the account, the client address or the pair is closed;
@@ -289,15 +348,27 @@ def authenticate_token(session: Session, token: str, now: datetime | None = None
     user disabled."""
     now = now or utcnow()
     row = session.execute(
-        select(ApiToken.id, ApiToken.tenant_id, ApiToken.user_id, ApiToken.kind, ApiToken.name, ApiToken.role,
-               ApiToken.expires_at, ApiToken.revoked, ApiToken.last_used_at)
-        .where(ApiToken.token_hash == hash_secret(token))).first()
+        select(
+            ApiToken.id,
+            ApiToken.tenant_id,
+            ApiToken.user_id,
+            ApiToken.kind,
+            ApiToken.name,
+            ApiToken.role,
+            ApiToken.expires_at,
+            ApiToken.revoked,
+            ApiToken.last_used_at,
+        ).where(ApiToken.token_hash == hash_secret(token))
+    ).first()
     if row is None or row.revoked or (row.expires_at is not None and row.expires_at <= now):
         return None
     role, name = row.role, f"token:{row.name}"
     if row.user_id is not None:  # a session or a user's API token: only while the user is enabled
-        user = session.execute(select(User.username, User.role, User.disabled).where(
-            User.id == row.user_id, User.tenant_id == row.tenant_id)).first()
+        user = session.execute(
+            select(User.username, User.role, User.disabled).where(
+                User.id == row.user_id, User.tenant_id == row.tenant_id
+            )
+        ).first()
         if user is None or user.disabled:
             return None
         if row.kind == "session":  # a session follows the user's current role

@@ -24,8 +24,17 @@ from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Readin
 from omshub.times import utc, utcnow
 
 # register arithmetic lives in domain/registers.py; named here too for the API and the tests
-__all__ = ["CUMULATIVE_UNITS", "DEFAULT_MAX_GAP", "INCOMPLETE_FLAGS", "Point", "consumption", "cumulative_quantity",
-           "effective_installed_at", "register_value", "registers"]
+__all__ = [
+    "CUMULATIVE_UNITS",
+    "DEFAULT_MAX_GAP",
+    "INCOMPLETE_FLAGS",
+    "Point",
+    "consumption",
+    "cumulative_quantity",
+    "effective_installed_at",
+    "register_value",
+    "registers",
+]
 
 DEFAULT_MAX_GAP = timedelta(days=2)
 _SCAN = 50  # readings looked at per boundary to find one carrying the register
@@ -34,21 +43,25 @@ _SCAN = 50  # readings looked at per boundary to find one carrying the register
 @dataclass
 class Point:
     """A register value at a time: a reading, or an installation's initial/final value."""
+
     value: float
     at: datetime
     source: str  # "reading" | "initial" | "final"
     reading_id: int | None = None
 
     def as_dict(self) -> dict:
-        return {"value": self.value, "timestamp": self.at, "source": self.source,
-                "reading_id": self.reading_id}
+        return {"value": self.value, "timestamp": self.at, "source": self.source, "reading_id": self.reading_id}
 
 
-def _reading_at_or_before(session: Session, meter_pk: int, at: datetime, quantity: str,
-                          not_before: datetime) -> Point | None:
-    rows = session.scalars(select(Reading).where(
-        Reading.meter_pk == meter_pk, Reading.timestamp <= at, Reading.timestamp >= not_before)
-        .order_by(Reading.timestamp.desc(), Reading.id.desc()).limit(_SCAN))
+def _reading_at_or_before(
+    session: Session, meter_pk: int, at: datetime, quantity: str, not_before: datetime
+) -> Point | None:
+    rows = session.scalars(
+        select(Reading)
+        .where(Reading.meter_pk == meter_pk, Reading.timestamp <= at, Reading.timestamp >= not_before)
+        .order_by(Reading.timestamp.desc(), Reading.id.desc())
+        .limit(_SCAN)
+    )
     for r in rows:
         v = register_value(r.data, quantity)
         if v is not None:
@@ -56,11 +69,13 @@ def _reading_at_or_before(session: Session, meter_pk: int, at: datetime, quantit
     return None
 
 
-def _reading_after(session: Session, meter_pk: int, after: datetime, quantity: str,
-                   until: datetime) -> Point | None:
-    rows = session.scalars(select(Reading).where(
-        Reading.meter_pk == meter_pk, Reading.timestamp > after, Reading.timestamp <= until)
-        .order_by(Reading.timestamp, Reading.id).limit(_SCAN))
+def _reading_after(session: Session, meter_pk: int, after: datetime, quantity: str, until: datetime) -> Point | None:
+    rows = session.scalars(
+        select(Reading)
+        .where(Reading.meter_pk == meter_pk, Reading.timestamp > after, Reading.timestamp <= until)
+        .order_by(Reading.timestamp, Reading.id)
+        .limit(_SCAN)
+    )
     for r in rows:
         v = register_value(r.data, quantity)
         if v is not None:
@@ -96,10 +111,15 @@ def effective_installed_at(session: Session, inst: Installation) -> datetime:
     recorded = utc(inst.installed_at)
     if inst.installed_from != "first_reading":
         return recorded
-    before = session.scalar(select(func.max(Installation.removed_at)).where(
-        Installation.tenant_id == inst.tenant_id, Installation.id != inst.id,
-        (Installation.metering_point_id == inst.metering_point_id) | (Installation.meter_pk == inst.meter_pk),
-        Installation.removed_at.is_not(None), Installation.removed_at <= recorded))
+    before = session.scalar(
+        select(func.max(Installation.removed_at)).where(
+            Installation.tenant_id == inst.tenant_id,
+            Installation.id != inst.id,
+            (Installation.metering_point_id == inst.metering_point_id) | (Installation.meter_pk == inst.meter_pk),
+            Installation.removed_at.is_not(None),
+            Installation.removed_at <= recorded,
+        )
+    )
     query = select(func.min(Reading.timestamp)).where(Reading.meter_pk == inst.meter_pk)
     if before is not None:
         query = query.where(Reading.timestamp >= before)
@@ -117,9 +137,16 @@ def _share(a: datetime, b: datetime, whole: float) -> float:
 INCOMPLETE_FLAGS = ("no_data", "start_after_boundary")
 
 
-def consumption(session: Session, point: MeteringPoint, start: datetime, end: datetime, *,
-                quantity: str | None = None, now: datetime | None = None,
-                max_gap: timedelta = DEFAULT_MAX_GAP) -> dict:
+def consumption(
+    session: Session,
+    point: MeteringPoint,
+    start: datetime,
+    end: datetime,
+    *,
+    quantity: str | None = None,
+    now: datetime | None = None,
+    max_gap: timedelta = DEFAULT_MAX_GAP,
+) -> dict:
     """Consumption of `point` in [start, end]. `quantity` defaults to the register of the first
     installed meter's device type. Times in the result are datetimes (the API renders them).
 
@@ -133,10 +160,22 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
     installs = _installations(session, point, start, end)
     if quantity is None:
         quantity = next((q for _, m, _ in installs if (q := cumulative_quantity(m.device_type))), None)
-    result = {"metering_point": {"id": point.id, "ref": point.ref}, "from": start, "to": end,
-              "quantity": quantity, "unit": CUMULATIVE_UNITS.get(quantity or "", ""), "value": None,
-              "complete": False, "covered_from": None, "covered_to": None, "covered_share": 0.0,
-              "uncovered": [], "segments": [], "gaps": [], "warnings": []}
+    result = {
+        "metering_point": {"id": point.id, "ref": point.ref},
+        "from": start,
+        "to": end,
+        "quantity": quantity,
+        "unit": CUMULATIVE_UNITS.get(quantity or "", ""),
+        "value": None,
+        "complete": False,
+        "covered_from": None,
+        "covered_to": None,
+        "covered_share": 0.0,
+        "uncovered": [],
+        "segments": [],
+        "gaps": [],
+        "warnings": [],
+    }
     whole = (end - start).total_seconds()
     if quantity is None:
         result["warnings"].append("no installed meter with a known cumulative register; pass quantity=")
@@ -149,8 +188,9 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
     total, complete = 0.0, True
     covered: list[tuple[datetime, datetime]] = []
     for inst, meter, installed in installs:
-        seg, delta, cover = _segment(session, result, inst, meter, installed, quantity, (start, end, whole),
-                                     now, max_gap)
+        seg, delta, cover = _segment(
+            session, result, inst, meter, installed, quantity, (start, end, whole), now, max_gap
+        )
         if delta is not None:
             total += delta
             covered.append(cover)
@@ -158,23 +198,30 @@ def consumption(session: Session, point: MeteringPoint, start: datetime, end: da
             complete = False
         result["segments"].append(seg)
     complete = _coverage(result, installs[0][2], covered, start, end, whole) and complete
-    result["value"] = round(total, 9) if covered and not any("no_data" in g["flags"] for g in result["segments"]) \
-        else None
+    result["value"] = (
+        round(total, 9) if covered and not any("no_data" in g["flags"] for g in result["segments"]) else None
+    )
     result["complete"] = complete and result["value"] is not None
     return result
 
 
-def _installations(session: Session, point: MeteringPoint, start: datetime,
-                   end: datetime) -> list[tuple[Installation, Meter, datetime]]:
+def _installations(
+    session: Session, point: MeteringPoint, start: datetime, end: datetime
+) -> list[tuple[Installation, Meter, datetime]]:
     """The point's installations overlapping [start, end): (installation, meter, counted from),
     in the order they were installed."""
     rows = session.execute(
-        select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk).where(
-            Installation.tenant_id == point.tenant_id, Installation.metering_point_id == point.id,
+        select(Installation, Meter)
+        .join(Meter, Meter.id == Installation.meter_pk)
+        .where(
+            Installation.tenant_id == point.tenant_id,
+            Installation.metering_point_id == point.id,
             # (an installation counted from the first reading may start before its recorded time)
             (Installation.installed_at < end) | (Installation.installed_from == "first_reading"),
-            (Installation.removed_at.is_(None)) | (Installation.removed_at > start))
-        .order_by(Installation.installed_at, Installation.id)).all()
+            (Installation.removed_at.is_(None)) | (Installation.removed_at > start),
+        )
+        .order_by(Installation.installed_at, Installation.id)
+    ).all()
     installs = []
     for inst, meter in rows:
         installed = effective_installed_at(session, inst)
@@ -184,32 +231,64 @@ def _installations(session: Session, point: MeteringPoint, start: datetime,
     return installs
 
 
-def _segment_start(session: Session, result: dict, seg: dict, inst: Installation, meter: Meter,
-                   installed: datetime, quantity: str, max_gap: timedelta) -> Point | None:
+def _segment_start(
+    session: Session,
+    result: dict,
+    seg: dict,
+    inst: Installation,
+    meter: Meter,
+    installed: datetime,
+    quantity: str,
+    max_gap: timedelta,
+) -> Point | None:
     """The register value an installation's part of the period starts from (flags and gaps noted)."""
     seg_from, seg_to = seg["from"], seg["to"]
-    begin = _later(_initial(inst, quantity) if inst.installed_from == "given" else None,
-                   _reading_at_or_before(session, meter.id, seg_from, quantity, installed))
+    begin = _later(
+        _initial(inst, quantity) if inst.installed_from == "given" else None,
+        _reading_at_or_before(session, meter.id, seg_from, quantity, installed),
+    )
     if begin is not None and begin.at > seg_from:
         begin = None  # an initial value is only valid from installation on
     if begin is None:
         begin = _reading_after(session, meter.id, seg_from, quantity, seg_to)
         if begin is not None:
             seg["flags"].append("start_after_boundary")
-            result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
-                                   "message": f"no reading of {quantity} at or before {seg_from.isoformat()}; "
-                                              f"used the first one after it ({begin.at.isoformat()}): the "
-                                              f"consumption before it is not counted"})
+            result["gaps"].append(
+                {
+                    "installation_id": inst.id,
+                    "boundary": "start",
+                    "at": seg_from,
+                    "message": f"no reading of {quantity} at or before {seg_from.isoformat()}; "
+                    f"used the first one after it ({begin.at.isoformat()}): the "
+                    f"consumption before it is not counted",
+                }
+            )
     elif seg_from - begin.at > max_gap:
         seg["flags"].append("start_stale")
-        result["gaps"].append({"installation_id": inst.id, "boundary": "start", "at": seg_from,
-                               "message": f"last reading before the start is from {begin.at.isoformat()}"})
+        result["gaps"].append(
+            {
+                "installation_id": inst.id,
+                "boundary": "start",
+                "at": seg_from,
+                "message": f"last reading before the start is from {begin.at.isoformat()}",
+            }
+        )
     return begin
 
 
-def _segment_end(session: Session, result: dict, seg: dict, inst: Installation, meter: Meter, installed: datetime,
-                 quantity: str, removed: datetime | None, end: datetime, now: datetime,
-                 max_gap: timedelta) -> Point | None:
+def _segment_end(
+    session: Session,
+    result: dict,
+    seg: dict,
+    inst: Installation,
+    meter: Meter,
+    installed: datetime,
+    quantity: str,
+    removed: datetime | None,
+    end: datetime,
+    now: datetime,
+    max_gap: timedelta,
+) -> Point | None:
     """The register value an installation's part of the period ends at (flags and gaps noted)."""
     seg_to = seg["to"]
     finish = _final(inst, quantity) if removed is not None and removed <= end else None
@@ -218,35 +297,63 @@ def _segment_end(session: Session, result: dict, seg: dict, inst: Installation, 
         effective = min(seg_to, now)
         if finish is not None and effective - finish.at > max_gap:
             seg["flags"].append("end_stale")
-            result["gaps"].append({"installation_id": inst.id, "boundary": "end", "at": seg_to,
-                                   "message": f"last reading before the end is from {finish.at.isoformat()}: "
-                                              f"the consumption after it is not counted"})
+            result["gaps"].append(
+                {
+                    "installation_id": inst.id,
+                    "boundary": "end",
+                    "at": seg_to,
+                    "message": f"last reading before the end is from {finish.at.isoformat()}: "
+                    f"the consumption after it is not counted",
+                }
+            )
     return finish
 
 
-def _segment(session: Session, result: dict, inst: Installation, meter: Meter, installed: datetime, quantity: str,
-             period: tuple[datetime, datetime, float], now: datetime,
-             max_gap: timedelta) -> tuple[dict, float | None, tuple[datetime, datetime] | None]:
+def _segment(
+    session: Session,
+    result: dict,
+    inst: Installation,
+    meter: Meter,
+    installed: datetime,
+    quantity: str,
+    period: tuple[datetime, datetime, float],
+    now: datetime,
+    max_gap: timedelta,
+) -> tuple[dict, float | None, tuple[datetime, datetime] | None]:
     """One installation's part of the period: (its segment, its consumption, the part it covers)
     — (segment, None, None) when it has no data."""
     start, end, whole = period
     seg_from = max(start, installed)
     removed = utc(inst.removed_at) if inst.removed_at is not None else None
     seg_to = min(end, removed) if removed is not None else end
-    seg = {"installation_id": inst.id,
-           "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
-           "installed_at": installed, "installed_from": inst.installed_from,
-           "from": seg_from, "to": seg_to, "start": None, "end": None, "consumption": None,
-           "covered_from": None, "covered_to": None, "covered_share": 0.0, "flags": []}
+    seg = {
+        "installation_id": inst.id,
+        "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
+        "installed_at": installed,
+        "installed_from": inst.installed_from,
+        "from": seg_from,
+        "to": seg_to,
+        "start": None,
+        "end": None,
+        "consumption": None,
+        "covered_from": None,
+        "covered_to": None,
+        "covered_share": 0.0,
+        "flags": [],
+    }
     begin = _segment_start(session, result, seg, inst, meter, installed, quantity, max_gap)
     finish = _segment_end(session, result, seg, inst, meter, installed, quantity, removed, end, now, max_gap)
     seg["start"] = begin.as_dict() if begin else None
     seg["end"] = finish.as_dict() if finish else None
     if begin is None or finish is None or finish.at < begin.at:
         seg["flags"].append("no_data")
-        result["gaps"].append({"installation_id": inst.id, "boundary": "start" if begin is None else "end",
-                               "message": f"no reading of {quantity} for meter "
-                                          f"{meter.manufacturer} {meter.meter_id} in the period"})
+        result["gaps"].append(
+            {
+                "installation_id": inst.id,
+                "boundary": "start" if begin is None else "end",
+                "message": f"no reading of {quantity} for meter {meter.manufacturer} {meter.meter_id} in the period",
+            }
+        )
         return seg, None, None
     delta = finish.value - begin.value
     seg["consumption"] = delta
@@ -254,7 +361,8 @@ def _segment(session: Session, result: dict, inst: Installation, meter: Meter, i
         seg["flags"].append("negative")
         result["warnings"].append(
             f"negative consumption {delta:g} {result['unit']} on meter {meter.manufacturer} "
-            f"{meter.meter_id}: the counter went backwards (reset or wrong swap values?)")
+            f"{meter.meter_id}: the counter went backwards (reset or wrong swap values?)"
+        )
     # a value read at most max_gap before the end stands for the end (as one before the
     # start stands for the start); an older one (or a period not over yet) covers up to it
     cov_from = max(seg_from, begin.at)
@@ -264,16 +372,27 @@ def _segment(session: Session, result: dict, inst: Installation, meter: Meter, i
     return seg, delta, (cov_from, cov_to)
 
 
-def _coverage(result: dict, first: datetime, covered: list[tuple[datetime, datetime]], start: datetime,
-              end: datetime, whole: float) -> bool:
+def _coverage(
+    result: dict,
+    first: datetime,
+    covered: list[tuple[datetime, datetime]],
+    start: datetime,
+    end: datetime,
+    whole: float,
+) -> bool:
     """Which parts of the period the value covers (and does not) into `result`. -> False when
     not all of it."""
     complete = True
     if first > start:
         complete = False
-        result["gaps"].append({"boundary": "start", "at": start,
-                               "message": f"no meter installed (or, for a meter imported without an "
-                                          f"installation date, no reading) before {first.isoformat()}"})
+        result["gaps"].append(
+            {
+                "boundary": "start",
+                "at": start,
+                "message": f"no meter installed (or, for a meter imported without an "
+                f"installation date, no reading) before {first.isoformat()}",
+            }
+        )
     # the parts of the period the value does not cover (before, between and after the segments)
     at = start
     for cov_from, cov_to in sorted(covered):

@@ -17,20 +17,31 @@ from omshub.protocol.topics import SERIAL_RE
 from omshub.times import utcnow
 
 
-def register_gateway(session: Session, tenant_id: int, serial: str, name: str = "", *,
-                     actor: str = "system") -> tuple[Gateway, str]:
+def register_gateway(
+    session: Session, tenant_id: int, serial: str, name: str = "", *, actor: str = "system"
+) -> tuple[Gateway, str]:
     """A new gateway; returns (gateway, credential). Only the credential's SHA-256 is stored."""
     if not SERIAL_RE.match(serial or ""):
         raise Invalid(f"serial {serial!r} must be 1-64 of A-Z a-z 0-9 . _ -", code="invalid_serial")
     # Serials stay unique across tenants (an uplink names its gateway by serial), so a clash may be
     # in another tenant: the same answer either way, naming no tenant.
     if session.scalar(select(Gateway.id).where(Gateway.serial == serial)) is not None:
-        raise Conflict(f"serial {serial!r} is not available: gateway serials are unique across the whole "
-                       "head-end (gateways authenticate by serial and credential); check the serial",
-                       code="serial_unavailable")
+        raise Conflict(
+            f"serial {serial!r} is not available: gateway serials are unique across the whole "
+            "head-end (gateways authenticate by serial and credential); check the serial",
+            code="serial_unavailable",
+        )
     credential = "omg_" + new_secret()
-    gateway = Gateway(tenant_id=tenant_id, serial=serial, name=name, credential_hash=hash_secret(credential),
-                      created_at=utcnow(), status={}, applied_config_version=0, desired_config_version=0)
+    gateway = Gateway(
+        tenant_id=tenant_id,
+        serial=serial,
+        name=name,
+        credential_hash=hash_secret(credential),
+        created_at=utcnow(),
+        status={},
+        applied_config_version=0,
+        desired_config_version=0,
+    )
     session.add(gateway)
     session.flush()
     audit(session, tenant_id, actor, "gateway.register", {"gateway_id": gateway.id, "serial": serial})
@@ -61,9 +72,16 @@ def rotate_credential(session: Session, tenant_id: int, gateway_id: int, *, acto
     return gateway, credential
 
 
-def select_gateways(session: Session, tenant_id: int, *, every: bool = False, serial_prefix: str | None = None,
-                    name_contains: str | None = None, desired_config_version: int | None = None,
-                    limit: int = operations.MAX_GATEWAYS_PER_REQUEST) -> list[int]:
+def select_gateways(
+    session: Session,
+    tenant_id: int,
+    *,
+    every: bool = False,
+    serial_prefix: str | None = None,
+    name_contains: str | None = None,
+    desired_config_version: int | None = None,
+    limit: int = operations.MAX_GATEWAYS_PER_REQUEST,
+) -> list[int]:
     """Ids of the tenant's gateways that match (all given conditions; `every` with none: all), at
     most `limit` + 1 so that a caller sees the selection is too large; Invalid if it selects nothing."""
     if not (every or serial_prefix or name_contains or desired_config_version is not None):

@@ -20,8 +20,9 @@ def import_keys(db, keystore: KeyStore, tenant_id: int, text: str, *, actor: str
         return keystore.import_keys(session, tenant_id, entries, actor=actor, source=source)
 
 
-def export_keys(session: Session, keystore: KeyStore, tenant_id: int, meters: list[str], *, actor: str,
-                source: str) -> str:
+def export_keys(
+    session: Session, keystore: KeyStore, tenant_id: int, meters: list[str], *, actor: str, source: str
+) -> str:
     """The key file (CSV) of the given meters (`ID` or `MAN:ID`); audited."""
     try:
         wanted = parse_meter_list(meters)

@@ -70,8 +70,11 @@ class LoginThrottled(TooMany):
     """Too many failed logins: try again in `retry_after_s` seconds (HTTP 429 + Retry-After)."""
 
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__("too many failed logins for this account or from this address; try again in "
-                         f"{retry_after_s} second{'s' if retry_after_s != 1 else ''}", retry_after_s)
+        super().__init__(
+            "too many failed logins for this account or from this address; try again in "
+            f"{retry_after_s} second{'s' if retry_after_s != 1 else ''}",
+            retry_after_s,
+        )
 
 
 class Contended(Exception):
@@ -81,6 +84,7 @@ class Contended(Exception):
 @dataclass
 class Reservation:
     """The counters an attempt incremented (taken back on success)."""
+
     pair: bytes
     counted: list[bytes] = field(default_factory=list)  # address (and account) keys
 
@@ -89,8 +93,9 @@ def _key(scope: str, *values: str) -> bytes:
     return hashlib.sha256("\x00".join((scope, *values)).encode("utf-8", "surrogatepass")).digest()
 
 
-def _state(row: LoginThrottle | None, scope: str, now: datetime, policy: ThrottlePolicy
-           ) -> tuple[int, datetime, datetime | None]:
+def _state(
+    row: LoginThrottle | None, scope: str, now: datetime, policy: ThrottlePolicy
+) -> tuple[int, datetime, datetime | None]:
     """(failures that still count, window start, blocked until or None) of a counter now."""
     if row is None:
         return 0, now, None
@@ -116,18 +121,26 @@ def _state(row: LoginThrottle | None, scope: str, now: datetime, policy: Throttl
 _attempts = itertools.count(1)
 
 
-def reserve(session: Session, username: str, address: str, now: datetime,
-            policy: ThrottlePolicy = DEFAULT_POLICY) -> Reservation:
+def reserve(
+    session: Session, username: str, address: str, now: datetime, policy: ThrottlePolicy = DEFAULT_POLICY
+) -> Reservation:
     """Count this attempt as a failure on its counters, or raise LoginThrottled (nothing counted)
     when one of them is closed now. Contended: a concurrent attempt won the compare-and-set; call
     again in a new transaction. The caller commits before checking the password."""
-    keys = {"pair": _key("pair", username, address), "address": _key("address", address),
-            "account": _key("account", username)}
-    rows = {row.key: row for row in session.scalars(select(LoginThrottle).where(
-        LoginThrottle.key.in_(list(keys.values()))))}
+    keys = {
+        "pair": _key("pair", username, address),
+        "address": _key("address", address),
+        "account": _key("account", username),
+    }
+    rows = {
+        row.key: row for row in session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(list(keys.values()))))
+    }
     pair = rows.get(keys["pair"])
-    known = (pair is not None and pair.last_success_at is not None
-             and now - pair.last_success_at < timedelta(seconds=policy.known_address_s))
+    known = (
+        pair is not None
+        and pair.last_success_at is not None
+        and now - pair.last_success_at < timedelta(seconds=policy.known_address_s)
+    )
     scopes = ["pair", "address"] + ([] if known else ["account"])
     states = {scope: _state(rows.get(keys[scope]), scope, now, policy) for scope in scopes}
     closed = [until for _, _, until in states.values() if until is not None and until > now]
@@ -142,10 +155,14 @@ def reserve(session: Session, username: str, address: str, now: datetime,
             continue
         changed = session.execute(
             update(LoginThrottle)
-            .where(LoginThrottle.id == row.id, LoginThrottle.failures == row.failures,
-                   LoginThrottle.last_attempt_at == row.last_attempt_at)
+            .where(
+                LoginThrottle.id == row.id,
+                LoginThrottle.failures == row.failures,
+                LoginThrottle.last_attempt_at == row.last_attempt_at,
+            )
             .values(failures=failures + 1, window_start=window_start, last_attempt_at=now)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)
+        ).rowcount
         if changed != 1:
             raise Contended()
     if next(_attempts) % policy.purge_every == 0:
@@ -157,8 +174,12 @@ def _insert(session: Session, key: bytes, scope: str, now: datetime) -> None:
     values = {"key": key, "scope": scope, "failures": 1, "window_start": now, "last_attempt_at": now}
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    inserted = session.execute(insert(LoginThrottle).values(**values).on_conflict_do_nothing(
-        index_elements=["key"]).returning(LoginThrottle.id)).first()
+    inserted = session.execute(
+        insert(LoginThrottle)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(LoginThrottle.id)
+    ).first()
     if inserted is None:  # created meanwhile by a concurrent attempt
         raise Contended()
 
@@ -166,14 +187,19 @@ def _insert(session: Session, key: bytes, scope: str, now: datetime) -> None:
 def succeeded(session: Session, reservation: Reservation, now: datetime) -> None:
     """The password was right: the pair starts afresh and remembers the address; the address and
     account counters take the attempt back."""
-    session.execute(update(LoginThrottle).where(LoginThrottle.key == reservation.pair)
-                    .values(failures=0, last_attempt_at=now, last_success_at=now)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.key == reservation.pair)
+        .values(failures=0, last_attempt_at=now, last_success_at=now)
+        .execution_options(synchronize_session=False)
+    )
     if reservation.counted:
-        session.execute(update(LoginThrottle)
-                        .where(LoginThrottle.key.in_(reservation.counted), LoginThrottle.failures > 0)
-                        .values(failures=LoginThrottle.failures - 1)
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key.in_(reservation.counted), LoginThrottle.failures > 0)
+            .values(failures=LoginThrottle.failures - 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def purge(session: Session, now: datetime, policy: ThrottlePolicy = DEFAULT_POLICY) -> int:
@@ -182,16 +208,25 @@ def purge(session: Session, now: datetime, policy: ThrottlePolicy = DEFAULT_POLI
     stale = now - timedelta(seconds=max(policy.pair_memory_s, policy.address_window_s, policy.account_window_s))
     forgotten = now - timedelta(seconds=policy.known_address_s)
     deleted = session.execute(
-        delete(LoginThrottle).where(LoginThrottle.last_attempt_at < stale,
-                                    (LoginThrottle.last_success_at.is_(None))
-                                    | (LoginThrottle.last_success_at < forgotten))
-        .execution_options(synchronize_session=False)).rowcount
+        delete(LoginThrottle)
+        .where(
+            LoginThrottle.last_attempt_at < stale,
+            (LoginThrottle.last_success_at.is_(None)) | (LoginThrottle.last_success_at < forgotten),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
     excess = (session.scalar(select(func.count()).select_from(LoginThrottle)) or 0) - policy.max_rows
     if excess > 0:
-        oldest = select(LoginThrottle.id).order_by(LoginThrottle.last_success_at.is_not(None),
-                                                   LoginThrottle.last_attempt_at, LoginThrottle.id).limit(excess)
+        oldest = (
+            select(LoginThrottle.id)
+            .order_by(LoginThrottle.last_success_at.is_not(None), LoginThrottle.last_attempt_at, LoginThrottle.id)
+            .limit(excess)
+        )
         ids = list(session.scalars(oldest))
         for i in range(0, len(ids), 1000):
-            deleted += session.execute(delete(LoginThrottle).where(LoginThrottle.id.in_(ids[i:i + 1000]))
-                                       .execution_options(synchronize_session=False)).rowcount
+            deleted += session.execute(
+                delete(LoginThrottle)
+                .where(LoginThrottle.id.in_(ids[i : i + 1000]))
+                .execution_options(synchronize_session=False)
+            ).rowcount
     return deleted

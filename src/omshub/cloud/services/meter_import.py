@@ -31,13 +31,23 @@ from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoin
 from omshub.times import iso, utc, utcnow
 
 MAX_IMPORT_ROWS = 50_000
-IMPORT_COLUMNS = ("manufacturer", "id", "device_type", "gateway", "metering_point", "address", "customer_ref",
-                  "installed_at", "meter_timezone")
+IMPORT_COLUMNS = (
+    "manufacturer",
+    "id",
+    "device_type",
+    "gateway",
+    "metering_point",
+    "address",
+    "customer_ref",
+    "installed_at",
+    "meter_timezone",
+)
 
 
 @dataclass
 class ImportLine:
     """One checked line of the import."""
+
     line: int
     manufacturer: str
     meter_id: str
@@ -70,14 +80,17 @@ def parse_rows(text: str) -> list[tuple[int, dict]]:
     """Parse the CSV (header row required) -> [(line number, row)]; ValueError naming the line."""
     nul = text.find("\x00")
     if nul >= 0:
-        raise ValueError(f"line {text.count(chr(10), 0, nul) + 1}: a NUL character (\\x00); the database cannot "
-                         f"store it")
+        raise ValueError(
+            f"line {text.count(chr(10), 0, nul) + 1}: a NUL character (\\x00); the database cannot store it"
+        )
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
     except StopIteration:
-        raise ValueError("line 1: the CSV is empty; expected a header row "
-                         "manufacturer,id,device_type[,gateway][,metering_point][,address][,customer_ref]") from None
+        raise ValueError(
+            "line 1: the CSV is empty; expected a header row "
+            "manufacturer,id,device_type[,gateway][,metering_point][,address][,customer_ref]"
+        ) from None
     except csv.Error as exc:
         raise ValueError(f"line 1: {exc}") from None
     names = [h.strip().lower().lstrip("\ufeff") for h in header]
@@ -111,12 +124,24 @@ def _check_line(line: int, row: dict, serials: dict[str, int], local_zone: str) 
     installed_at = None
     if row.get("installed_at"):
         if not ref:
-            raise ValueError("installed_at needs a metering_point on the same line (the date says when the "
-                             "meter was installed there)")
+            raise ValueError(
+                "installed_at needs a metering_point on the same line (the date says when the "
+                "meter was installed there)"
+            )
         installed_at = parse_local_time(row["installed_at"], local_zone, "installed_at")
     zone = check_zone(row["meter_timezone"], "meter_timezone") if row.get("meter_timezone") else None
-    return ImportLine(line, mfct, mid, dtype, serials.get(gw_serial), ref, row.get("address") or "",
-                      row.get("customer_ref") or "", installed_at, zone)
+    return ImportLine(
+        line,
+        mfct,
+        mid,
+        dtype,
+        serials.get(gw_serial),
+        ref,
+        row.get("address") or "",
+        row.get("customer_ref") or "",
+        installed_at,
+        zone,
+    )
 
 
 def _check_lines(session: Session, tenant_id: int, rows: list[tuple[int, dict]]) -> list[ImportLine]:
@@ -143,6 +168,7 @@ def _check_lines(session: Session, tenant_id: int, rows: list[tuple[int, dict]])
 @dataclass
 class _Stored:
     """What the tenant has of the imported meters: meters, metering points, keys (manufacturer, id)."""
+
     meters: dict[tuple[str, str], Meter]
     points: dict[str, MeteringPoint]
     keys: dict[str, dict[str | None, bool]]  # meter id -> {manufacturer the key is bound to: True}
@@ -152,28 +178,48 @@ def _stored(session: Session, tenant_id: int, lines: list[ImportLine]) -> _Store
     stored = _Stored({}, {}, {})
     ids = [item.meter_id for item in lines]
     for i in range(0, len(ids), 500):
-        for m in session.scalars(select(Meter).where(Meter.tenant_id == tenant_id, Meter.meter_id.in_(ids[i:i + 500]))):
+        for m in session.scalars(
+            select(Meter).where(Meter.tenant_id == tenant_id, Meter.meter_id.in_(ids[i : i + 500]))
+        ):
             stored.meters[(m.manufacturer, m.meter_id)] = m
-        for man, mid in session.execute(select(MeterKey.manufacturer, MeterKey.meter_id).where(
-                MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i:i + 500]))):
+        for man, mid in session.execute(
+            select(MeterKey.manufacturer, MeterKey.meter_id).where(
+                MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i : i + 500])
+            )
+        ):
             stored.keys.setdefault(mid, {})[man] = True
     refs = sorted({item.point_ref for item in lines if item.point_ref})
     for i in range(0, len(refs), 500):
-        for mp in session.scalars(select(MeteringPoint).where(MeteringPoint.tenant_id == tenant_id,
-                                                              MeteringPoint.ref.in_(refs[i:i + 500]))):
+        for mp in session.scalars(
+            select(MeteringPoint).where(MeteringPoint.tenant_id == tenant_id, MeteringPoint.ref.in_(refs[i : i + 500]))
+        ):
             stored.points[mp.ref] = mp
     return stored
 
 
-def _upsert_meter(session: Session, tenant_id: int, item: ImportLine, stored: _Stored, now: datetime,
-                  counts: dict, zone_changes: list[dict]) -> tuple[Meter, bool]:
+def _upsert_meter(
+    session: Session,
+    tenant_id: int,
+    item: ImportLine,
+    stored: _Stored,
+    now: datetime,
+    counts: dict,
+    zone_changes: list[dict],
+) -> tuple[Meter, bool]:
     """The line's meter, created or updated: (meter, whether it is new)."""
     mfct, mid, zone = item.manufacturer, item.meter_id, item.zone
     m = stored.meters.get((mfct, mid))
     if m is None:
-        m = Meter(tenant_id=tenant_id, manufacturer=mfct, meter_id=mid, device_type=item.device_type,
-                  gateway_id=item.gateway_id, created_at=now, meter_timezone=zone,
-                  key_status="present" if applicable_key(stored.keys.get(mid, {}), mfct) else "missing")
+        m = Meter(
+            tenant_id=tenant_id,
+            manufacturer=mfct,
+            meter_id=mid,
+            device_type=item.device_type,
+            gateway_id=item.gateway_id,
+            created_at=now,
+            meter_timezone=zone,
+            key_status="present" if applicable_key(stored.keys.get(mid, {}), mfct) else "missing",
+        )
         session.add(m)
         counts["created"] += 1
         if zone is not None:
@@ -192,13 +238,15 @@ def _upsert_meter(session: Session, tenant_id: int, item: ImportLine, stored: _S
     return m, False
 
 
-def _upsert_point(session: Session, tenant_id: int, item: ImportLine, stored: _Stored, now: datetime,
-                  counts: dict) -> MeteringPoint:
+def _upsert_point(
+    session: Session, tenant_id: int, item: ImportLine, stored: _Stored, now: datetime, counts: dict
+) -> MeteringPoint:
     mp = stored.points.get(item.point_ref)
     address, customer = item.address, item.customer_ref
     if mp is None:
-        mp = MeteringPoint(tenant_id=tenant_id, ref=item.point_ref, address=address, customer_ref=customer,
-                           created_at=now)
+        mp = MeteringPoint(
+            tenant_id=tenant_id, ref=item.point_ref, address=address, customer_ref=customer, created_at=now
+        )
         session.add(mp)
         stored.points[item.point_ref] = mp
         counts["points_created"] += 1
@@ -214,21 +262,29 @@ def _point_state(session: Session, point_ids: list[int]) -> tuple[dict[int, Inst
     at_point: dict[int, Installation] = {}
     history: dict[int, datetime] = {}  # new installations start after it
     for i in range(0, len(point_ids), 500):
-        part = point_ids[i:i + 500]
-        for inst in session.scalars(select(Installation).where(Installation.metering_point_id.in_(part),
-                                                               Installation.removed_at.is_(None))):
+        part = point_ids[i : i + 500]
+        for inst in session.scalars(
+            select(Installation).where(Installation.metering_point_id.in_(part), Installation.removed_at.is_(None))
+        ):
             at_point[inst.metering_point_id] = inst
         for pid, last_in, last_out in session.execute(
-                select(Installation.metering_point_id, func.max(Installation.installed_at),
-                       func.max(Installation.removed_at))
-                .where(Installation.metering_point_id.in_(part))
-                .group_by(Installation.metering_point_id)):
+            select(
+                Installation.metering_point_id, func.max(Installation.installed_at), func.max(Installation.removed_at)
+            )
+            .where(Installation.metering_point_id.in_(part))
+            .group_by(Installation.metering_point_id)
+        ):
             history[pid] = max(utc(t) for t in (last_in, last_out) if t is not None)
     return at_point, history
 
 
-def _install(session: Session, tenant_id: int, plan: list[tuple[int, Meter, MeteringPoint, datetime | None]],
-             now: datetime, counts: dict) -> list[str]:
+def _install(
+    session: Session,
+    tenant_id: int,
+    plan: list[tuple[int, Meter, MeteringPoint, datetime | None]],
+    now: datetime,
+    counts: dict,
+) -> list[str]:
     """Install each planned meter at its point unless it is there already; the lines in error."""
     errors: list[str] = []
     installed = current_installations(session, [m.id for _, m, _, _ in plan])
@@ -237,23 +293,32 @@ def _install(session: Session, tenant_id: int, plan: list[tuple[int, Meter, Mete
         current = installed.get(m.id)
         if current is not None:
             if current[1].id != mp.id:
-                errors.append(f"line {line}: meter {m.manufacturer} {m.meter_id} is installed at metering point "
-                              f"{current[1].ref!r}; move it with a swap, not an import")
+                errors.append(
+                    f"line {line}: meter {m.manufacturer} {m.meter_id} is installed at metering point "
+                    f"{current[1].ref!r}; move it with a swap, not an import"
+                )
             continue
         occupant = at_point.get(mp.id)
         if occupant is not None and occupant.meter_pk != m.id:
-            errors.append(f"line {line}: metering point {mp.ref!r} already has another meter installed; "
-                          f"use a swap")
+            errors.append(f"line {line}: metering point {mp.ref!r} already has another meter installed; use a swap")
             continue
         if at is not None and mp.id in history and at < history[mp.id]:
-            errors.append(f"line {line}: installed_at {iso(at)} is before the last installation change at "
-                          f"metering point {mp.ref!r} ({iso(history[mp.id])})")
+            errors.append(
+                f"line {line}: installed_at {iso(at)} is before the last installation change at "
+                f"metering point {mp.ref!r} ({iso(history[mp.id])})"
+            )
             continue
         # without a date the meter counts from its first reading (consumption.effective_installed_at);
         # installed_at then records the import
-        inst = Installation(tenant_id=tenant_id, metering_point_id=mp.id, meter_pk=m.id, installed_at=at or now,
-                            installed_from="given" if at is not None else "first_reading",
-                            initial_values={}, final_values=None)
+        inst = Installation(
+            tenant_id=tenant_id,
+            metering_point_id=mp.id,
+            meter_pk=m.id,
+            installed_at=at or now,
+            installed_from="given" if at is not None else "first_reading",
+            initial_values={},
+            final_values=None,
+        )
         session.add(inst)
         at_point[mp.id] = inst
         counts["installed"] += 1
@@ -273,8 +338,7 @@ def import_meters(session: Session, tenant_id: int, body: bytes, *, actor: str) 
     lines = _check_lines(session, tenant_id, rows)
     now = utcnow()
     stored = _stored(session, tenant_id, lines)
-    counts = {"created": 0, "updated": 0, "unchanged": 0, "points_created": 0, "points_updated": 0,
-              "installed": 0}
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "points_created": 0, "points_updated": 0, "installed": 0}
     new_meters: list[tuple[str | None, str]] = []
     zone_changes: list[dict] = []
     plan = []
@@ -283,8 +347,7 @@ def import_meters(session: Session, tenant_id: int, body: bytes, *, actor: str) 
         if new:
             new_meters.append((item.manufacturer, item.meter_id))
         if item.point_ref:
-            plan.append((item.line, m, _upsert_point(session, tenant_id, item, stored, now, counts),
-                         item.installed_at))
+            plan.append((item.line, m, _upsert_point(session, tenant_id, item, stored, now, counts), item.installed_at))
     session.flush()
     errors = _install(session, tenant_id, plan, now, counts)
     if errors:  # nothing of the import is kept: the caller's transaction rolls back
@@ -292,8 +355,13 @@ def import_meters(session: Session, tenant_id: int, body: bytes, *, actor: str) 
     session.flush()
     if zone_changes:
         # stored readings keep their time until re-timed (POST /api/v1/tenant/time/retime)
-        audit(session, tenant_id, actor, "meter.timezone",
-              {"import": True, "count": len(zone_changes), "changes": zone_changes})
+        audit(
+            session,
+            tenant_id,
+            actor,
+            "meter.timezone",
+            {"import": True, "count": len(zone_changes), "changes": zone_changes},
+        )
     counts["requeued"] = requeue(session, tenant_id, new_meters) if new_meters else 0
     counts["lines"] = len(lines)
     return counts

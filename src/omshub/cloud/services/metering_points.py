@@ -36,8 +36,7 @@ def check_values(values: dict[str, float], where: str) -> dict[str, float]:
 
 
 def get_point(session: Session, tenant_id: int, point_id: int) -> MeteringPoint:
-    mp = session.scalar(select(MeteringPoint).where(MeteringPoint.id == point_id,
-                                                    MeteringPoint.tenant_id == tenant_id))
+    mp = session.scalar(select(MeteringPoint).where(MeteringPoint.id == point_id, MeteringPoint.tenant_id == tenant_id))
     if mp is None:
         raise not_found(f"metering point {point_id}")
     return mp
@@ -63,24 +62,33 @@ def find_meter(session: Session, tenant_id: int, ref: int | tuple[str, str]) -> 
 
 def installations(session: Session, mp: MeteringPoint) -> list[tuple[Installation, Meter]]:
     """The point's installations, oldest first."""
-    return list(session.execute(select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk)
-                                .where(Installation.metering_point_id == mp.id,
-                                       Installation.tenant_id == mp.tenant_id)
-                                .order_by(Installation.installed_at, Installation.id)).all())
+    return list(
+        session.execute(
+            select(Installation, Meter)
+            .join(Meter, Meter.id == Installation.meter_pk)
+            .where(Installation.metering_point_id == mp.id, Installation.tenant_id == mp.tenant_id)
+            .order_by(Installation.installed_at, Installation.id)
+        ).all()
+    )
 
 
 def current_by_point(session: Session, point_ids: list[int]) -> dict[int, tuple[Installation, Meter]]:
     """The installation (and meter) now at each point that has one."""
     if not point_ids:
         return {}
-    rows = session.execute(select(Installation, Meter).join(Meter, Meter.id == Installation.meter_pk)
-                           .where(Installation.metering_point_id.in_(point_ids), Installation.removed_at.is_(None)))
+    rows = session.execute(
+        select(Installation, Meter)
+        .join(Meter, Meter.id == Installation.meter_pk)
+        .where(Installation.metering_point_id.in_(point_ids), Installation.removed_at.is_(None))
+    )
     return {i.metering_point_id: (i, m) for i, m in rows}
 
 
 def _free_ref(session: Session, tenant_id: int, ref: str) -> str:
-    if session.scalar(select(MeteringPoint.id).where(MeteringPoint.tenant_id == tenant_id,
-                                                     MeteringPoint.ref == ref)) is not None:
+    if (
+        session.scalar(select(MeteringPoint.id).where(MeteringPoint.tenant_id == tenant_id, MeteringPoint.ref == ref))
+        is not None
+    ):
         raise Conflict(f"metering point {ref!r} already exists", code="exists")
     return ref
 
@@ -89,15 +97,27 @@ def create_point(session: Session, tenant_id: int, ref: str, address: str, custo
     ref = ref.strip()
     if not ref:
         raise Invalid("ref must not be blank")
-    mp = MeteringPoint(tenant_id=tenant_id, ref=_free_ref(session, tenant_id, ref), address=address,
-                       customer_ref=customer_ref, created_at=utcnow())
+    mp = MeteringPoint(
+        tenant_id=tenant_id,
+        ref=_free_ref(session, tenant_id, ref),
+        address=address,
+        customer_ref=customer_ref,
+        created_at=utcnow(),
+    )
     session.add(mp)
     session.flush()
     return mp
 
 
-def change_point(session: Session, tenant_id: int, point_id: int, *, ref: str | None = None,
-                 address: str | None = None, customer_ref: str | None = None) -> MeteringPoint:
+def change_point(
+    session: Session,
+    tenant_id: int,
+    point_id: int,
+    *,
+    ref: str | None = None,
+    address: str | None = None,
+    customer_ref: str | None = None,
+) -> MeteringPoint:
     """Change what is given (None: left as it is)."""
     mp = get_point(session, tenant_id, point_id)
     if ref is not None and ref.strip() != mp.ref:
@@ -120,20 +140,28 @@ def delete_point(session: Session, tenant_id: int, point_id: int) -> None:
 def _check_free(session: Session, m: Meter) -> None:
     other = current_installations(session, [m.id]).get(m.id)
     if other is not None:
-        raise Conflict(f"meter {m.manufacturer} {m.meter_id} is installed at metering point {other[1].ref!r}",
-                       code="installed")
+        raise Conflict(
+            f"meter {m.manufacturer} {m.meter_id} is installed at metering point {other[1].ref!r}", code="installed"
+        )
 
 
 def _check_after_history(session: Session, mp: MeteringPoint, at: datetime) -> None:
     for inst, _ in installations(session, mp):
         last = inst.removed_at or inst.installed_at
         if at < utc(last):
-            raise Invalid(f"at {iso(at)} is before the point's last installation change ({iso(last)})",
-                          code="invalid_time")
+            raise Invalid(
+                f"at {iso(at)} is before the point's last installation change ({iso(last)})", code="invalid_time"
+            )
 
 
-def install(session: Session, tenant_id: int, point_id: int, meter: int | tuple[str, str], at: str | None,
-            initial_values: dict[str, float]) -> MeteringPoint:
+def install(
+    session: Session,
+    tenant_id: int,
+    point_id: int,
+    meter: int | tuple[str, str],
+    at: str | None,
+    initial_values: dict[str, float],
+) -> MeteringPoint:
     """Install a meter at an empty point; without a time it counts from its first reading."""
     mp = get_point(session, tenant_id, point_id)
     m = find_meter(session, tenant_id, meter)
@@ -147,15 +175,31 @@ def install(session: Session, tenant_id: int, point_id: int, meter: int | tuple[
     _check_free(session, m)
     _check_after_history(session, mp, when)
     # without a time the meter counts from its first reading (after the point's history)
-    session.add(Installation(tenant_id=mp.tenant_id, metering_point_id=mp.id, meter_pk=m.id, installed_at=when,
-                             installed_from="given" if given is not None else "first_reading",
-                             removed_at=None, initial_values=values, final_values=None))
+    session.add(
+        Installation(
+            tenant_id=mp.tenant_id,
+            metering_point_id=mp.id,
+            meter_pk=m.id,
+            installed_at=when,
+            installed_from="given" if given is not None else "first_reading",
+            removed_at=None,
+            initial_values=values,
+            final_values=None,
+        )
+    )
     session.flush()
     return mp
 
 
-def swap(session: Session, tenant_id: int, point_id: int, at: str, old_final_values: dict[str, float],
-         new_meter: int | tuple[str, str], new_initial_values: dict[str, float]) -> MeteringPoint:
+def swap(
+    session: Session,
+    tenant_id: int,
+    point_id: int,
+    at: str,
+    old_final_values: dict[str, float],
+    new_meter: int | tuple[str, str],
+    new_initial_values: dict[str, float],
+) -> MeteringPoint:
     """Close the current installation with the old meter's final values, open the new meter's."""
     mp = get_point(session, tenant_id, point_id)
     when = local_time(session, tenant_id, at, "at") or utcnow()
@@ -171,18 +215,29 @@ def swap(session: Session, tenant_id: int, point_id: int, at: str, old_final_val
     _check_free(session, new)
     installed = effective_installed_at(session, inst)
     if when <= installed:
-        raise Invalid(f"at: swap time {iso(when)} must be after the installation at {iso(installed)}",
-                      code="invalid_time")
+        raise Invalid(
+            f"at: swap time {iso(when)} must be after the installation at {iso(installed)}", code="invalid_time"
+        )
     inst.removed_at = when
     inst.final_values = final
-    session.add(Installation(tenant_id=mp.tenant_id, metering_point_id=mp.id, meter_pk=new.id, installed_at=when,
-                             removed_at=None, initial_values=initial, final_values=None))
+    session.add(
+        Installation(
+            tenant_id=mp.tenant_id,
+            metering_point_id=mp.id,
+            meter_pk=new.id,
+            installed_at=when,
+            removed_at=None,
+            initial_values=initial,
+            final_values=None,
+        )
+    )
     session.flush()
     return mp
 
 
-def remove(session: Session, tenant_id: int, point_id: int, at: str | None,
-           final_values: dict[str, float]) -> MeteringPoint:
+def remove(
+    session: Session, tenant_id: int, point_id: int, at: str | None, final_values: dict[str, float]
+) -> MeteringPoint:
     """Remove the installed meter (no successor) at `at` (default now)."""
     mp = get_point(session, tenant_id, point_id)
     when = local_time(session, tenant_id, at, "at") or utcnow()
@@ -192,8 +247,9 @@ def remove(session: Session, tenant_id: int, point_id: int, at: str | None,
     inst, _ = current
     installed = effective_installed_at(session, inst)
     if when <= installed:
-        raise Invalid(f"at: removal time {iso(when)} must be after the installation at {iso(installed)}",
-                      code="invalid_time")
+        raise Invalid(
+            f"at: removal time {iso(when)} must be after the installation at {iso(installed)}", code="invalid_time"
+        )
     inst.removed_at = when
     inst.final_values = check_values(final_values, "final_values")
     session.flush()

@@ -40,6 +40,7 @@ DEVICE_TYPE_NAMES = frozenset(DEVICE_TYPES.values())
 
 # --- the rules of a meter's identity (shared by the API, the import and the time settings) ---
 
+
 def _shown(value) -> str:
     """A cell as an error message shows it: short ones as they are, longer ones (a key pasted into
     the wrong column, say) only by their length, so no error ever repeats key material."""
@@ -74,8 +75,10 @@ def check_device_type(value: str | int | None, where: str = "device_type") -> st
         try:
             code = int(text, 16) if text.startswith("0x") else int(text)
         except ValueError:
-            raise ValueError(f"{where}: {value!r} is not a device type (one of "
-                             f"{', '.join(sorted(DEVICE_TYPE_NAMES))}, or a code 0-255)") from None
+            raise ValueError(
+                f"{where}: {value!r} is not a device type (one of "
+                f"{', '.join(sorted(DEVICE_TYPE_NAMES))}, or a code 0-255)"
+            ) from None
     if code not in DEVICE_TYPES:
         raise ValueError(f"{where}: device type code {code} is not known")
     return DEVICE_TYPES[code]
@@ -87,6 +90,7 @@ def invalid(exc: ValueError) -> Invalid:
 
 
 # --- lookups ---
+
 
 def tenant_zone(session: Session, tenant_id: int) -> str:
     """The tenant's local time zone: the zone of dates and times given without one."""
@@ -122,9 +126,11 @@ def gateway_by_id(session: Session, tenant_id: int, gateway_id: int) -> Gateway:
 def current_installations(session: Session, meter_pks: list[int]) -> dict[int, tuple[Installation, MeteringPoint]]:
     if not meter_pks:
         return {}
-    rows = session.execute(select(Installation, MeteringPoint)
-                           .join(MeteringPoint, MeteringPoint.id == Installation.metering_point_id)
-                           .where(Installation.meter_pk.in_(meter_pks), Installation.removed_at.is_(None)))
+    rows = session.execute(
+        select(Installation, MeteringPoint)
+        .join(MeteringPoint, MeteringPoint.id == Installation.metering_point_id)
+        .where(Installation.meter_pk.in_(meter_pks), Installation.removed_at.is_(None))
+    )
     return {inst.meter_pk: (inst, mp) for inst, mp in rows}
 
 
@@ -133,7 +139,7 @@ def requeue(session: Session, tenant_id: int, meters: list[tuple[str | None, str
     total = 0
     postgres = session.get_bind().dialect.name != "sqlite"
     for i in range(0, len(meters), 500):
-        part = meters[i:i + 500]
+        part = meters[i : i + 500]
         if postgres:
             # Wait for a decode batch that holds these telegrams (row locks) to commit: it may have
             # looked the meter up before this registration, and its outcome (unknown_meter) must
@@ -142,17 +148,29 @@ def requeue(session: Session, tenant_id: int, meters: list[tuple[str | None, str
             # through its own index, never through the meters' whole history.
             ids = sorted({mid for _, mid in part})
             for states in (Telegram.state == "new", and_(text(REDECODABLE_SQL), Telegram.state.in_(WAITING_STATES))):
-                session.execute(select(Telegram.id).where(Telegram.tenant_id == tenant_id, Telegram.meter_id.in_(ids),
-                                                          states).with_for_update()).all()
+                session.execute(
+                    select(Telegram.id)
+                    .where(Telegram.tenant_id == tenant_id, Telegram.meter_id.in_(ids), states)
+                    .with_for_update()
+                ).all()
         total += requeue_waiting(session, tenant_id, part)
     return total
 
 
 # --- registration, changes, removal ---
 
-def register_meter(session: Session, tenant_id: int, manufacturer: str, meter_id: str, *,
-                   device_type: str | int | None = None, gateway_id: int | None = None,
-                   meter_timezone: str | None = None, actor: str) -> Meter:
+
+def register_meter(
+    session: Session,
+    tenant_id: int,
+    manufacturer: str,
+    meter_id: str,
+    *,
+    device_type: str | int | None = None,
+    gateway_id: int | None = None,
+    meter_timezone: str | None = None,
+    actor: str,
+) -> Meter:
     """A new meter of the tenant; its waiting telegrams are queued for decoding."""
     try:
         mfct = check_manufacturer(manufacturer)
@@ -163,13 +181,21 @@ def register_meter(session: Session, tenant_id: int, manufacturer: str, meter_id
         raise invalid(exc) from None
     if gateway_id is not None:
         gateway_by_id(session, tenant_id, gateway_id)
-    exists = session.scalar(select(Meter.id).where(Meter.tenant_id == tenant_id,
-                                                   Meter.manufacturer == mfct, Meter.meter_id == mid))
+    exists = session.scalar(
+        select(Meter.id).where(Meter.tenant_id == tenant_id, Meter.manufacturer == mfct, Meter.meter_id == mid)
+    )
     if exists is not None:
         raise Conflict(f"meter {mfct} {mid} is already registered (id {exists})", code="exists")
-    m = Meter(tenant_id=tenant_id, manufacturer=mfct, meter_id=mid, device_type=dtype,
-              gateway_id=gateway_id, created_at=utcnow(), meter_timezone=zone,
-              key_status="present" if key_present(session, tenant_id, mfct, mid) else "missing")
+    m = Meter(
+        tenant_id=tenant_id,
+        manufacturer=mfct,
+        meter_id=mid,
+        device_type=dtype,
+        gateway_id=gateway_id,
+        created_at=utcnow(),
+        meter_timezone=zone,
+        key_status="present" if key_present(session, tenant_id, mfct, mid) else "missing",
+    )
     session.add(m)
     session.flush()
     if zone is not None:
@@ -198,8 +224,9 @@ def change_meter(session: Session, tenant_id: int, meter_pk: int, changes: dict,
             raise invalid(exc) from None
         if zone != m.meter_timezone:
             # stored readings keep their time until re-timed (POST /api/v1/tenant/time/retime)
-            audit(session, tenant_id, actor, "meter.timezone", {"meter": m.id, "before": m.meter_timezone,
-                                                                "after": zone})
+            audit(
+                session, tenant_id, actor, "meter.timezone", {"meter": m.id, "before": m.meter_timezone, "after": zone}
+            )
             m.meter_timezone = zone
     session.flush()
     return m
@@ -212,13 +239,14 @@ def remove_meter(session: Session, tenant_id: int, meter_pk: int) -> None:
     if session.scalar(select(Reading.id).where(Reading.meter_pk == m.id).limit(1)) is not None:
         raise Conflict(f"meter {m.manufacturer} {m.meter_id} has readings; it cannot be deleted", code="in_use")
     if session.scalar(select(Installation.id).where(Installation.meter_pk == m.id).limit(1)) is not None:
-        raise Conflict(f"meter {m.manufacturer} {m.meter_id} has installations; it cannot be deleted",
-                       code="in_use")
+        raise Conflict(f"meter {m.manufacturer} {m.meter_id} has installations; it cannot be deleted", code="in_use")
     # its telegrams stay stored and wait again as "heard but not registered"
-    session.execute(update(Telegram).where(Telegram.meter_pk == m.id, Telegram.tenant_id == m.tenant_id)
-                    .values(meter_pk=None))
-    session.execute(delete(Alarm).where(Alarm.tenant_id == m.tenant_id, Alarm.subject_type == "meter",
-                                        Alarm.subject_id == m.id))
+    session.execute(
+        update(Telegram).where(Telegram.meter_pk == m.id, Telegram.tenant_id == m.tenant_id).values(meter_pk=None)
+    )
+    session.execute(
+        delete(Alarm).where(Alarm.tenant_id == m.tenant_id, Alarm.subject_type == "meter", Alarm.subject_id == m.id)
+    )
     mfct, mid = m.manufacturer, m.meter_id
     session.delete(m)
     session.flush()

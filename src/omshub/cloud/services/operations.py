@@ -45,11 +45,36 @@ from omshub.times import utc, utcnow
 
 # the states (domain/operations.py) and the uplink's configuration answer (ingest/config_answer.py)
 # are named here too: this is where the API and the tests find operations
-__all__ = ["CREATED", "DELIVERED", "FAILED", "MAX_ERROR_LEN", "MAX_GATEWAYS_PER_REQUEST", "MAX_ID", "ON_CONFLICT",
-           "OPEN_STATES", "PENDING", "SKIPPED", "STATES", "SUCCESSFUL", "SUPERSEDED", "SUPERSEDED_PENDING", "UNCHANGED",
-           "ConfigChangeError", "ConfigResult", "PendingChanges", "UnknownGateway", "change_config", "default_config",
-           "desired_config", "expected_next_contact", "normalized_config", "on_uplink", "open_operation",
-           "running_config", "set_desired_config"]
+__all__ = [
+    "CREATED",
+    "DELIVERED",
+    "FAILED",
+    "MAX_ERROR_LEN",
+    "MAX_GATEWAYS_PER_REQUEST",
+    "MAX_ID",
+    "ON_CONFLICT",
+    "OPEN_STATES",
+    "PENDING",
+    "SKIPPED",
+    "STATES",
+    "SUCCESSFUL",
+    "SUPERSEDED",
+    "SUPERSEDED_PENDING",
+    "UNCHANGED",
+    "ConfigChangeError",
+    "ConfigResult",
+    "PendingChanges",
+    "UnknownGateway",
+    "change_config",
+    "default_config",
+    "desired_config",
+    "expected_next_contact",
+    "normalized_config",
+    "on_uplink",
+    "open_operation",
+    "running_config",
+    "set_desired_config",
+]
 
 # A selection of gateways in one request; bounded so one call cannot build an unbounded transaction.
 MAX_GATEWAYS_PER_REQUEST = 10_000
@@ -81,10 +106,13 @@ class PendingChanges(Conflict):
     def __init__(self, conflicts: list[dict]) -> None:
         gateways = list(dict.fromkeys(c["gateway"] for c in conflicts))
         names = ", ".join(gateways[:5]) + (f" and {len(gateways) - 5} more" if len(gateways) > 5 else "")
-        super().__init__(f"{len(gateways)} gateway(s) have a change that is not applied yet ({names}); "
-                         "nothing was changed. Send the request again with on_conflict \"supersede\" (the new "
-                         "change replaces theirs, which it includes) or \"skip\" (those gateways keep their "
-                         "pending change and get nothing new)", details={"conflicts": conflicts})
+        super().__init__(
+            f"{len(gateways)} gateway(s) have a change that is not applied yet ({names}); "
+            'nothing was changed. Send the request again with on_conflict "supersede" (the new '
+            'change replaces theirs, which it includes) or "skip" (those gateways keep their '
+            "pending change and get nothing new)",
+            details={"conflicts": conflicts},
+        )
         self.conflicts = conflicts
 
 
@@ -98,9 +126,9 @@ CREATED, SUPERSEDED_PENDING, SKIPPED, UNCHANGED = "created", "superseded", "skip
 class ConfigResult:
     gateway: Gateway
     outcome: str
-    version: int                    # the gateway's desired version afterwards
-    config: dict                    # its full desired configuration afterwards (with `version`)
-    operation: Operation | None     # new (created/superseded), kept pending (skipped), or the current version's
+    version: int  # the gateway's desired version afterwards
+    config: dict  # its full desired configuration afterwards (with `version`)
+    operation: Operation | None  # new (created/superseded), kept pending (skipped), or the current version's
     superseded: list[Operation] = field(default_factory=list)
     from_version: int = 0
 
@@ -132,9 +160,12 @@ def desired_config(session: Session, gateway: Gateway) -> tuple[dict, GatewayCon
     """(full desired configuration with its `version`, its stored row or None for the factory one)."""
     row = None
     if gateway.desired_config_version:
-        row = session.scalars(select(GatewayConfigVersion).where(
-            GatewayConfigVersion.gateway_id == gateway.id,
-            GatewayConfigVersion.version == gateway.desired_config_version)).first()
+        row = session.scalars(
+            select(GatewayConfigVersion).where(
+                GatewayConfigVersion.gateway_id == gateway.id,
+                GatewayConfigVersion.version == gateway.desired_config_version,
+            )
+        ).first()
     if row is None:
         return {**default_config(), "version": 0}, None
     return {**_filled(row.config), "version": row.version}, row
@@ -142,17 +173,21 @@ def desired_config(session: Session, gateway: Gateway) -> tuple[dict, GatewayCon
 
 def open_operation(session: Session, gateway: Gateway) -> Operation | None:
     """The gateway's unfinished (PENDING or DELIVERED) change, newest first."""
-    return session.scalars(select(Operation).where(
-        Operation.gateway_id == gateway.id, Operation.state.in_(OPEN_STATES))
-        .order_by(Operation.config_version.desc(), Operation.id.desc()).limit(1)).first()
+    return session.scalars(
+        select(Operation)
+        .where(Operation.gateway_id == gateway.id, Operation.state.in_(OPEN_STATES))
+        .order_by(Operation.config_version.desc(), Operation.id.desc())
+        .limit(1)
+    ).first()
 
 
 def _check_patch(patch) -> dict:
     if not isinstance(patch, dict):
         raise ConfigChangeError("invalid_config", "a configuration change must be a JSON object (a merge patch)")
     if patch_depth(patch) > MAX_PATCH_DEPTH:
-        raise ConfigChangeError("invalid_config", f"configuration change is nested more than {MAX_PATCH_DEPTH} "
-                                                  "levels deep; no setting is")
+        raise ConfigChangeError(
+            "invalid_config", f"configuration change is nested more than {MAX_PATCH_DEPTH} levels deep; no setting is"
+        )
     return {k: v for k, v in patch.items() if k != "version"}  # the head-end assigns versions
 
 
@@ -161,10 +196,12 @@ def _config_rows(session: Session, pairs) -> dict[tuple[int, int], dict]:
     pairs = list(dict.fromkeys(pairs))
     out: dict[tuple[int, int], dict] = {}
     for chunk in range(0, len(pairs), 500):  # bounded IN lists
-        part = pairs[chunk:chunk + 500]
-        for gid, version, config in session.execute(select(
-                GatewayConfigVersion.gateway_id, GatewayConfigVersion.version, GatewayConfigVersion.config)
-                .where(tuple_(GatewayConfigVersion.gateway_id, GatewayConfigVersion.version).in_(part))):
+        part = pairs[chunk : chunk + 500]
+        for gid, version, config in session.execute(
+            select(GatewayConfigVersion.gateway_id, GatewayConfigVersion.version, GatewayConfigVersion.config).where(
+                tuple_(GatewayConfigVersion.gateway_id, GatewayConfigVersion.version).in_(part)
+            )
+        ):
             out[(gid, version)] = config
     return out
 
@@ -175,38 +212,58 @@ def _conflicts(session: Session, gateways: dict[int, Gateway], pending: list[Ope
     before: dict[int, int] = {}
     ids = [op.id for op in pending]
     for chunk in range(0, len(ids), 500):
-        before.update(session.execute(
-            select(Operation.id, func.max(GatewayConfigVersion.version))
-            .join(GatewayConfigVersion, and_(GatewayConfigVersion.gateway_id == Operation.gateway_id,
-                                             GatewayConfigVersion.version < Operation.config_version))
-            .where(Operation.id.in_(ids[chunk:chunk + 500])).group_by(Operation.id)).all())
-    rows = _config_rows(session, [(op.gateway_id, op.config_version) for op in pending]
-                        + [(op.gateway_id, before[op.id]) for op in pending if op.id in before])
+        before.update(
+            session.execute(
+                select(Operation.id, func.max(GatewayConfigVersion.version))
+                .join(
+                    GatewayConfigVersion,
+                    and_(
+                        GatewayConfigVersion.gateway_id == Operation.gateway_id,
+                        GatewayConfigVersion.version < Operation.config_version,
+                    ),
+                )
+                .where(Operation.id.in_(ids[chunk : chunk + 500]))
+                .group_by(Operation.id)
+            ).all()
+        )
+    rows = _config_rows(
+        session,
+        [(op.gateway_id, op.config_version) for op in pending]
+        + [(op.gateway_id, before[op.id]) for op in pending if op.id in before],
+    )
     out = []
     for op in pending:
         prev_version = before.get(op.id, 0)
         prev = _filled(rows[(op.gateway_id, prev_version)]) if prev_version else default_config()
         mine = rows.get((op.gateway_id, op.config_version))
-        out.append({"gateway_id": op.gateway_id, "gateway": gateways[op.gateway_id].serial,
-                    "operation_id": op.id, "config_version": op.config_version, "state": op.state,
-                    "changes": diff_patch(prev, _filled(mine)) if mine is not None else None,
-                    "changes_from_version": prev_version,
-                    "created_by": op.created_by, "created_at": utc(op.created_at)})
+        out.append(
+            {
+                "gateway_id": op.gateway_id,
+                "gateway": gateways[op.gateway_id].serial,
+                "operation_id": op.id,
+                "config_version": op.config_version,
+                "state": op.state,
+                "changes": diff_patch(prev, _filled(mine)) if mine is not None else None,
+                "changes_from_version": prev_version,
+                "created_by": op.created_by,
+                "created_at": utc(op.created_at),
+            }
+        )
     return out
 
 
 def _checked_request(gateway_ids: list[int], patch, on_conflict: str | None) -> tuple[list[int], dict]:
     """(gateway ids without repeats, the patch without `version`) or ConfigChangeError/UnknownGateway."""
     if on_conflict is not None and on_conflict not in ON_CONFLICT:
-        raise ConfigChangeError("invalid_request",
-                                f"on_conflict must be \"supersede\" or \"skip\", not {on_conflict!r}")
+        raise ConfigChangeError("invalid_request", f'on_conflict must be "supersede" or "skip", not {on_conflict!r}')
     patch = _check_patch(patch)
     ids = list(dict.fromkeys(int(i) for i in gateway_ids))
     if not ids:
         raise ConfigChangeError("invalid_request", "no gateway selected")
     if len(ids) > MAX_GATEWAYS_PER_REQUEST:
-        raise ConfigChangeError("invalid_request",
-                                f"at most {MAX_GATEWAYS_PER_REQUEST} gateways per request, got {len(ids)}")
+        raise ConfigChangeError(
+            "invalid_request", f"at most {MAX_GATEWAYS_PER_REQUEST} gateways per request, got {len(ids)}"
+        )
     for gid in ids:
         if not 0 < gid <= MAX_ID:
             raise UnknownGateway(gid)
@@ -216,6 +273,7 @@ def _checked_request(gateway_ids: list[int], patch, on_conflict: str | None) -> 
 @dataclass
 class _Selection:
     """The selected gateways (locked), their latest stored version and their unfinished operations."""
+
     gateways: dict[int, Gateway] = field(default_factory=dict)
     latest: dict[int, int] = field(default_factory=dict)
     open_ops: dict[int, list[Operation]] = field(default_factory=dict)
@@ -224,18 +282,25 @@ class _Selection:
 def _select(session: Session, tenant_id: int, ids: list[int]) -> _Selection:
     sel = _Selection()
     for chunk in range(0, len(ids), 500):  # bounded IN lists
-        part = ids[chunk:chunk + 500]
+        part = ids[chunk : chunk + 500]
         # Locked first, read after: two changes of one gateway are made one after the other, the
         # second merged onto the first.
-        for gw in session.scalars(select(Gateway).where(
-                Gateway.tenant_id == tenant_id, Gateway.id.in_(part)).with_for_update()):
+        for gw in session.scalars(
+            select(Gateway).where(Gateway.tenant_id == tenant_id, Gateway.id.in_(part)).with_for_update()
+        ):
             sel.gateways[gw.id] = gw
-        sel.latest.update(session.execute(
-            select(GatewayConfigVersion.gateway_id, func.max(GatewayConfigVersion.version))
-            .where(GatewayConfigVersion.gateway_id.in_(part))
-            .group_by(GatewayConfigVersion.gateway_id)).all())
-        for op in session.scalars(select(Operation).where(
-                Operation.gateway_id.in_(part), Operation.state.in_(OPEN_STATES)).order_by(Operation.id)):
+        sel.latest.update(
+            session.execute(
+                select(GatewayConfigVersion.gateway_id, func.max(GatewayConfigVersion.version))
+                .where(GatewayConfigVersion.gateway_id.in_(part))
+                .group_by(GatewayConfigVersion.gateway_id)
+            ).all()
+        )
+        for op in session.scalars(
+            select(Operation)
+            .where(Operation.gateway_id.in_(part), Operation.state.in_(OPEN_STATES))
+            .order_by(Operation.id)
+        ):
             sel.open_ops.setdefault(op.gateway_id, []).append(op)
     for gid in ids:
         if gid not in sel.gateways:
@@ -246,8 +311,9 @@ def _select(session: Session, tenant_id: int, ids: list[int]) -> _Selection:
 def _plan(session: Session, sel: _Selection, ids: list[int], patch: dict) -> list[tuple[Gateway, dict, dict, bool]]:
     """(gateway, configuration before, after, whether it changes something) per gateway; decided
     before anything changes, so an invalid result leaves every gateway as it was."""
-    stored = _config_rows(session, [(gid, gw.desired_config_version) for gid, gw in sel.gateways.items()
-                                    if gw.desired_config_version])
+    stored = _config_rows(
+        session, [(gid, gw.desired_config_version) for gid, gw in sel.gateways.items() if gw.desired_config_version]
+    )
     plans = []
     for gid in ids:
         gw = sel.gateways[gid]
@@ -262,25 +328,56 @@ def _plan(session: Session, sel: _Selection, ids: list[int], patch: dict) -> lis
     return plans
 
 
-def _new_version(session: Session, sel: _Selection, gw: Gateway, after: dict, principal, now: datetime,
-                 ) -> tuple[int, Operation]:
+def _new_version(
+    session: Session,
+    sel: _Selection,
+    gw: Gateway,
+    after: dict,
+    principal,
+    now: datetime,
+) -> tuple[int, Operation]:
     """Store the gateway's next configuration version and its PENDING operation."""
     # Also above what the gateway runs: it ignores a version it already has.
     version = max(sel.latest.get(gw.id) or 0, gw.desired_config_version or 0, gw.applied_config_version or 0) + 1
-    session.add(GatewayConfigVersion(tenant_id=gw.tenant_id, gateway_id=gw.id, version=version,
-                                     config={**after, "version": version}, created_at=now,
-                                     created_by=principal.name))
+    session.add(
+        GatewayConfigVersion(
+            tenant_id=gw.tenant_id,
+            gateway_id=gw.id,
+            version=version,
+            config={**after, "version": version},
+            created_at=now,
+            created_by=principal.name,
+        )
+    )
     gw.desired_config_version = version
-    expected = gw.next_contact_at if gw.next_contact_at and utc(gw.next_contact_at) > now else \
-        expected_next_contact(gw, running_config(session, gw), now)
-    op = Operation(tenant_id=gw.tenant_id, gateway_id=gw.id, kind="config", config_version=version,
-                   state=PENDING, created_at=now, created_by=principal.name, expected_contact_at=expected)
+    expected = (
+        gw.next_contact_at
+        if gw.next_contact_at and utc(gw.next_contact_at) > now
+        else expected_next_contact(gw, running_config(session, gw), now)
+    )
+    op = Operation(
+        tenant_id=gw.tenant_id,
+        gateway_id=gw.id,
+        kind="config",
+        config_version=version,
+        state=PENDING,
+        created_at=now,
+        created_by=principal.name,
+        expected_contact_at=expected,
+    )
     session.add(op)
     return version, op
 
 
-def change_config(session: Session, principal, gateway_ids: list[int], patch: dict, *,
-                  on_conflict: str | None = None, now: datetime | None = None) -> list[ConfigResult]:
+def change_config(
+    session: Session,
+    principal,
+    gateway_ids: list[int],
+    patch: dict,
+    *,
+    on_conflict: str | None = None,
+    now: datetime | None = None,
+) -> list[ConfigResult]:
     """Apply the merge patch `patch` to the desired configuration of each gateway (all of the
     principal's tenant) and validate the result; where it changes something, a new version and a
     PENDING operation. A gateway with an unfinished change is a conflict: PendingChanges unless
@@ -297,31 +394,70 @@ def change_config(session: Session, principal, gateway_ids: list[int], patch: di
     if pending and on_conflict is None:
         raise PendingChanges(_conflicts(session, sel.gateways, pending))
 
-    current_ops = _operations_of(session, [(gw.id, gw.desired_config_version) for gw, _, _, changes in plans
-                                           if not changes and gw.desired_config_version])
+    current_ops = _operations_of(
+        session,
+        [
+            (gw.id, gw.desired_config_version)
+            for gw, _, _, changes in plans
+            if not changes and gw.desired_config_version
+        ],
+    )
     results: list[ConfigResult] = []
     for gw, before, after, changes in plans:
         current = gw.desired_config_version or 0
         if not changes or (on_conflict == "skip" and sel.open_ops.get(gw.id)):
             kept = sel.open_ops[gw.id][-1] if changes else current_ops.get((gw.id, current))
-            results.append(ConfigResult(gw, UNCHANGED if not changes else SKIPPED, current,
-                                        {**before, "version": current}, kept, from_version=current))
+            results.append(
+                ConfigResult(
+                    gw,
+                    UNCHANGED if not changes else SKIPPED,
+                    current,
+                    {**before, "version": current},
+                    kept,
+                    from_version=current,
+                )
+            )
             continue
         version, op = _new_version(session, sel, gw, after, principal, now)
         unfinished = sel.open_ops.get(gw.id, [])
-        results.append(ConfigResult(gw, SUPERSEDED_PENDING if unfinished else CREATED, version,
-                                    {**after, "version": version}, op, list(unfinished), from_version=current))
+        results.append(
+            ConfigResult(
+                gw,
+                SUPERSEDED_PENDING if unfinished else CREATED,
+                version,
+                {**after, "version": version},
+                op,
+                list(unfinished),
+                from_version=current,
+            )
+        )
     session.flush()
     for res in results:
         for old in res.superseded:  # only new operations supersede
             old.state = SUPERSEDED
             old.superseded_by = res.operation.id if res.operation is not None else None
             old.finished_at = now
-    audit(session, principal.tenant_id, principal.name, "gateway.config", {
-        "patch": patch, "on_conflict": on_conflict,
-        "gateways": [{"gateway_id": r.gateway.id, "outcome": r.outcome, "from_version": r.from_version,
-                      "version": r.version, "operation_id": r.operation.id if r.operation else None,
-                      "superseded_operations": [o.id for o in r.superseded]} for r in results]})
+    audit(
+        session,
+        principal.tenant_id,
+        principal.name,
+        "gateway.config",
+        {
+            "patch": patch,
+            "on_conflict": on_conflict,
+            "gateways": [
+                {
+                    "gateway_id": r.gateway.id,
+                    "outcome": r.outcome,
+                    "from_version": r.from_version,
+                    "version": r.version,
+                    "operation_id": r.operation.id if r.operation else None,
+                    "superseded_operations": [o.id for o in r.superseded],
+                }
+                for r in results
+            ],
+        },
+    )
     session.flush()
     return results
 
@@ -331,15 +467,18 @@ def _operations_of(session: Session, pairs) -> dict[tuple[int, int], Operation]:
     pairs = list(dict.fromkeys(pairs))
     out: dict[tuple[int, int], Operation] = {}
     for chunk in range(0, len(pairs), 500):  # bounded IN lists
-        for op in session.scalars(select(Operation).where(
-                tuple_(Operation.gateway_id, Operation.config_version).in_(pairs[chunk:chunk + 500]))
-                .order_by(Operation.id)):
+        for op in session.scalars(
+            select(Operation)
+            .where(tuple_(Operation.gateway_id, Operation.config_version).in_(pairs[chunk : chunk + 500]))
+            .order_by(Operation.id)
+        ):
             out[(op.gateway_id, op.config_version)] = op  # the newest, should one version have two
     return out
 
 
-def set_desired_config(session: Session, principal, gateway_ids: list[int], config: dict, *,
-                       now: datetime | None = None) -> list[Operation]:
+def set_desired_config(
+    session: Session, principal, gateway_ids: list[int], config: dict, *, now: datetime | None = None
+) -> list[Operation]:
     """`change_config` superseding unfinished changes (whose settings the new version includes);
     the new operations."""
     results = change_config(session, principal, gateway_ids, config, on_conflict="supersede", now=now)

@@ -20,22 +20,29 @@ def _invalid(exc: TimeInputError) -> Invalid:
 
 def model_zones(session: Session, tenant_id: int) -> list[dict]:
     """The tenant's meter time zones per meter model (manufacturer, version, device type)."""
-    return [{"manufacturer": m.manufacturer, "version": m.version, "device_type": m.device_type,
-             "timezone": m.timezone}
-            for m in session.scalars(select(MeterModelZone).where(MeterModelZone.tenant_id == tenant_id)
-                                     .order_by(MeterModelZone.id))]
+    return [
+        {"manufacturer": m.manufacturer, "version": m.version, "device_type": m.device_type, "timezone": m.timezone}
+        for m in session.scalars(
+            select(MeterModelZone).where(MeterModelZone.tenant_id == tenant_id).order_by(MeterModelZone.id)
+        )
+    ]
 
 
 def time_settings(session: Session, tenant_id: int, server_zone: str) -> dict:
     """The tenant's zones, where its meters' zone comes from, its model zones and how many meters
     have a zone of their own."""
     tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id))
-    own = session.scalar(select(func.count(Meter.id)).where(Meter.tenant_id == tenant.id,
-                                                            Meter.meter_timezone.is_not(None)))
-    return {"timezone": tenant.timezone, "meter_timezone": tenant.meter_timezone,
-            "effective_meter_timezone": tenant.meter_timezone or server_zone,
-            "meter_timezone_source": "tenant" if tenant.meter_timezone else "server_setting",
-            "models": model_zones(session, tenant.id), "meters_with_own_timezone": own or 0}
+    own = session.scalar(
+        select(func.count(Meter.id)).where(Meter.tenant_id == tenant.id, Meter.meter_timezone.is_not(None))
+    )
+    return {
+        "timezone": tenant.timezone,
+        "meter_timezone": tenant.meter_timezone,
+        "effective_meter_timezone": tenant.meter_timezone or server_zone,
+        "meter_timezone_source": "tenant" if tenant.meter_timezone else "server_setting",
+        "models": model_zones(session, tenant.id),
+        "meters_with_own_timezone": own or 0,
+    }
 
 
 def change_time_settings(session: Session, tenant_id: int, changes: dict, server_zone: str, *, actor: str) -> dict:
@@ -59,8 +66,9 @@ def change_time_settings(session: Session, tenant_id: int, changes: dict, server
     return time_settings(session, tenant_id, server_zone)
 
 
-def _model_zone(tenant_id: int, i: int, manufacturer: str, version: int | None, device_type,
-                timezone: str) -> MeterModelZone:
+def _model_zone(
+    tenant_id: int, i: int, manufacturer: str, version: int | None, device_type, timezone: str
+) -> MeterModelZone:
     where = f"models[{i}]"
     try:
         manufacturer = check_manufacturer(manufacturer, f"{where}.manufacturer")
@@ -71,8 +79,9 @@ def _model_zone(tenant_id: int, i: int, manufacturer: str, version: int | None, 
         zone = check_zone(timezone, f"{where}.timezone")
     except TimeInputError as exc:
         raise _invalid(exc) from None
-    return MeterModelZone(tenant_id=tenant_id, manufacturer=manufacturer, version=version,
-                          device_type=device_type, timezone=zone)
+    return MeterModelZone(
+        tenant_id=tenant_id, manufacturer=manufacturer, version=version, device_type=device_type, timezone=zone
+    )
 
 
 def replace_model_zones(session: Session, tenant_id: int, models: list[dict], *, actor: str) -> list[dict]:
@@ -99,10 +108,12 @@ def replace_model_zones(session: Session, tenant_id: int, models: list[dict], *,
 def retime(session: Session, tenant_id: int, server_zone: str, meter_pks: list[int] | None, *, actor: str) -> dict:
     """Re-time the stored readings of the tenant's meters `meter_pks` (None: all of them)."""
     if meter_pks is not None:
-        found = set(session.scalars(select(Meter.id).where(Meter.tenant_id == tenant_id,
-                                                           Meter.id.in_(sorted(set(meter_pks))))))
+        found = set(
+            session.scalars(select(Meter.id).where(Meter.tenant_id == tenant_id, Meter.id.in_(sorted(set(meter_pks)))))
+        )
         missing = sorted(set(meter_pks) - found)
         if missing:
-            raise NotFound(f"meter {missing[0]} not found"
-                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            raise NotFound(
+                f"meter {missing[0]} not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
     return retime_and_audit(session, tenant_id, server_zone, actor, meter_pks)

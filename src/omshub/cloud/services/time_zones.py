@@ -19,8 +19,16 @@ from zoneinfo import ZoneInfoNotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from omshub.cloud.domain.meter_time import (AMBIGUITY_TOLERANCE, ZoneRules, gap_or_fold, is_unambiguous, meter_clock,
-                                            meter_time_to_utc, telegram_model, zone_info)
+from omshub.cloud.domain.meter_time import (
+    AMBIGUITY_TOLERANCE,
+    ZoneRules,
+    gap_or_fold,
+    is_unambiguous,
+    meter_clock,
+    meter_time_to_utc,
+    telegram_model,
+    zone_info,
+)
 from omshub.cloud.domain.registers import registers
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.meter_zones import load_rules
@@ -28,9 +36,24 @@ from omshub.cloud.store.models import Meter, Reading
 from omshub.times import UTC
 
 # the meter-time rules are named here too for the API, the commands and the tests
-__all__ = ["AMBIGUITY_TOLERANCE", "MAX_TIME", "MAX_ZONE_NAME", "MIN_TIME", "TimeInputError", "ZoneRules", "check_zone",
-           "is_unambiguous", "load_rules", "meter_clock", "meter_time_to_utc", "parse_local_time", "retime_and_audit",
-           "retime_readings", "telegram_model", "zone_info"]
+__all__ = [
+    "AMBIGUITY_TOLERANCE",
+    "MAX_TIME",
+    "MAX_ZONE_NAME",
+    "MIN_TIME",
+    "TimeInputError",
+    "ZoneRules",
+    "check_zone",
+    "is_unambiguous",
+    "load_rules",
+    "meter_clock",
+    "meter_time_to_utc",
+    "parse_local_time",
+    "retime_and_audit",
+    "retime_readings",
+    "telegram_model",
+    "zone_info",
+]
 
 # Times the head-end takes from people and programs: what the uplink format and every database can
 # hold (Unix seconds, 4-digit years)
@@ -60,19 +83,22 @@ class TimeInputError(ValueError):
 
 # --- zones ---
 
+
 def check_zone(value, where: str = "timezone") -> str:
     """An IANA zone name (e.g. Europe/Berlin, UTC) -> itself; TimeInputError otherwise."""
     if not isinstance(value, str) or not value.strip():
         raise TimeInputError("invalid_timezone", f"{where}: a time zone name is needed (e.g. Europe/Berlin or UTC)")
     name = value.strip()
     if len(name) > MAX_ZONE_NAME or not _ZONE_RE.match(name):
-        raise TimeInputError("invalid_timezone", f"{where}: {value[:80]!r} is not an IANA time zone name "
-                                                 f"(e.g. Europe/Berlin or UTC)")
+        raise TimeInputError(
+            "invalid_timezone", f"{where}: {value[:80]!r} is not an IANA time zone name (e.g. Europe/Berlin or UTC)"
+        )
     try:
         zone_info(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise TimeInputError("invalid_timezone", f"{where}: unknown time zone {name!r} "
-                                                 f"(IANA names such as Europe/Berlin or UTC)") from None
+        raise TimeInputError(
+            "invalid_timezone", f"{where}: unknown time zone {name!r} (IANA names such as Europe/Berlin or UTC)"
+        ) from None
     return name
 
 
@@ -89,8 +115,7 @@ def parse_local_time(text: str | None, zone_name: str, where: str) -> datetime |
         return None
     raw = str(text).strip()
     zone = zone_info(zone_name)
-    example = (f"e.g. 2026-01-31 (00:00 in {zone_name}), 2026-01-31T08:00 (in {zone_name}) "
-               f"or 2026-01-31T08:00+01:00")
+    example = f"e.g. 2026-01-31 (00:00 in {zone_name}), 2026-01-31T08:00 (in {zone_name}) or 2026-01-31T08:00+01:00"
     if len(raw) > 64:
         raise TimeInputError("invalid_time", f"{where}: {raw[:40]!r}... is not an ISO 8601 date or time ({example})")
     try:
@@ -102,8 +127,9 @@ def parse_local_time(text: str | None, zone_name: str, where: str) -> datetime |
     except ValueError as exc:
         # the calendar's own reason where there is one ("day is out of range for month")
         why = f"{exc}; " if "range" in str(exc) else ""
-        raise TimeInputError("invalid_time", f"{where}: {raw!r} is not an ISO 8601 date or time ({why}{example})") \
-            from None
+        raise TimeInputError(
+            "invalid_time", f"{where}: {raw!r} is not an ISO 8601 date or time ({why}{example})"
+        ) from None
     if value.tzinfo is not None:
         try:
             return _in_range(value.astimezone(UTC), raw, where)
@@ -111,15 +137,21 @@ def parse_local_time(text: str | None, zone_name: str, where: str) -> datetime |
             raise TimeInputError("invalid_time", f"{where}: {raw!r} {_RANGE}") from None
     kind = gap_or_fold(value, zone)
     if kind == "gap":
-        raise TimeInputError("invalid_time", f"{where}: {raw!r} does not exist in {zone_name} (the clocks skip "
-                                             f"that hour); give the time with its offset, e.g. "
-                                             f"{value.isoformat()}+01:00")
+        raise TimeInputError(
+            "invalid_time",
+            f"{where}: {raw!r} does not exist in {zone_name} (the clocks skip "
+            f"that hour); give the time with its offset, e.g. "
+            f"{value.isoformat()}+01:00",
+        )
     if kind == "fold":
         first = value.replace(tzinfo=zone, fold=0).strftime("%z")
         second = value.replace(tzinfo=zone, fold=1).strftime("%z")
-        raise TimeInputError("invalid_time", f"{where}: {raw!r} happens twice in {zone_name} (the clocks go back "
-                                             f"that night); give its offset, {first[:3]}:{first[3:]} for the first "
-                                             f"or {second[:3]}:{second[3:]} for the second")
+        raise TimeInputError(
+            "invalid_time",
+            f"{where}: {raw!r} happens twice in {zone_name} (the clocks go back "
+            f"that night); give its offset, {first[:3]}:{first[3:]} for the first "
+            f"or {second[:3]}:{second[3:]} for the second",
+        )
     try:
         return _in_range(value.replace(tzinfo=zone).astimezone(UTC), raw, where)
     except OverflowError:
@@ -131,8 +163,7 @@ def parse_local_time(text: str | None, zone_name: str, where: str) -> datetime |
 _RETIME_CHUNK = 2000
 
 
-def retime_readings(session: Session, tenant_id: int, server_zone: str,
-                    meter_pks: list[int] | None = None) -> dict:
+def retime_readings(session: Session, tenant_id: int, server_zone: str, meter_pks: list[int] | None = None) -> dict:
     """Recompute the timestamps of a tenant's stored readings (all meters, or `meter_pks`) from the
     meter date-time each stored decoded telegram holds, with the zones in force now. Readings
     without a meter date-time keep their receive time; raw telegrams are not touched. The meters'
@@ -146,14 +177,15 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str,
     touched: set[int] = set()
     ids = sorted(meters)
     for i in range(0, len(ids), 500):
-        part = ids[i:i + 500]
+        part = ids[i : i + 500]
         after = 0
         while True:
-            rows = session.execute(select(Reading.id, Reading.meter_pk, Reading.timestamp, Reading.received_at,
-                                          Reading.data)
-                                   .where(Reading.tenant_id == tenant_id, Reading.meter_pk.in_(part),
-                                          Reading.id > after)
-                                   .order_by(Reading.id).limit(_RETIME_CHUNK)).all()
+            rows = session.execute(
+                select(Reading.id, Reading.meter_pk, Reading.timestamp, Reading.received_at, Reading.data)
+                .where(Reading.tenant_id == tenant_id, Reading.meter_pk.in_(part), Reading.id > after)
+                .order_by(Reading.id)
+                .limit(_RETIME_CHUNK)
+            ).all()
             if not rows:
                 break
             after = rows[-1][0]
@@ -173,22 +205,37 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str,
                 moved += len(changes)
                 session.execute(update(Reading), changes)
     for meter_pk in sorted(touched):
-        latest = session.execute(select(Reading.id, Reading.timestamp, Reading.data)
-                                 .where(Reading.meter_pk == meter_pk)
-                                 .order_by(Reading.timestamp.desc(), Reading.id.desc()).limit(1)).first()
+        latest = session.execute(
+            select(Reading.id, Reading.timestamp, Reading.data)
+            .where(Reading.meter_pk == meter_pk)
+            .order_by(Reading.timestamp.desc(), Reading.id.desc())
+            .limit(1)
+        ).first()
         if latest is not None:
-            session.execute(update(Meter).where(Meter.id == meter_pk).values(
-                last_reading_id=latest[0], last_reading_at=latest[1], last_registers=registers(latest[2])))
+            session.execute(
+                update(Meter)
+                .where(Meter.id == meter_pk)
+                .values(last_reading_id=latest[0], last_reading_at=latest[1], last_registers=registers(latest[2]))
+            )
     return {"checked": checked, "moved": moved, "meters": len(touched)}
 
 
-def retime_and_audit(session: Session, tenant_id: int, server_zone: str, actor: str,
-                     meter_pks: list[int] | None = None) -> dict:
+def retime_and_audit(
+    session: Session, tenant_id: int, server_zone: str, actor: str, meter_pks: list[int] | None = None
+) -> dict:
     """retime_readings, written to the audit log with the zones it used and what it moved."""
     result = retime_readings(session, tenant_id, server_zone, meter_pks)
     rules = load_rules(session, [tenant_id], server_zone).get(tenant_id) or ZoneRules(server_zone)
-    audit(session, tenant_id, actor, "readings.retime",
-          {**result, "meters_asked": None if meter_pks is None else sorted(set(meter_pks))[:1000],
-           "tenant_meter_timezone": rules.tenant,
-           "models": [list(m) for m in rules.models]})
+    audit(
+        session,
+        tenant_id,
+        actor,
+        "readings.retime",
+        {
+            **result,
+            "meters_asked": None if meter_pks is None else sorted(set(meter_pks))[:1000],
+            "tenant_meter_timezone": rules.tenant,
+            "models": [list(m) for m in rules.models],
+        },
+    )
     return result

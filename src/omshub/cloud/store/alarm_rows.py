@@ -32,23 +32,48 @@ _CACHE_KEY = "omshub.alarmed_meters"
 
 
 def active_alarm(session: Session, tenant_id: int, kind: str, subject_type: str, subject_id: int) -> Alarm | None:
-    return session.scalars(select(Alarm).where(
-        Alarm.tenant_id == tenant_id, Alarm.active.is_(True), Alarm.kind == kind,
-        Alarm.subject_type == subject_type, Alarm.subject_id == subject_id)
-        .order_by(Alarm.id)).first()
+    return session.scalars(
+        select(Alarm)
+        .where(
+            Alarm.tenant_id == tenant_id,
+            Alarm.active.is_(True),
+            Alarm.kind == kind,
+            Alarm.subject_type == subject_type,
+            Alarm.subject_id == subject_id,
+        )
+        .order_by(Alarm.id)
+    ).first()
 
 
-def raise_alarm(session: Session, tenant_id: int, kind: str, subject_type: str, subject_id: int,
-                message: str, details: dict, now: datetime, *, existing: Alarm | None = None,
-                lookup: bool = True) -> Alarm:
+def raise_alarm(
+    session: Session,
+    tenant_id: int,
+    kind: str,
+    subject_type: str,
+    subject_id: int,
+    message: str,
+    details: dict,
+    now: datetime,
+    *,
+    existing: Alarm | None = None,
+    lookup: bool = True,
+) -> Alarm:
     """Raise (or refresh the message/details of) the one active alarm for (kind, subject).
     `lookup=False`: the caller knows none is active."""
     alarm = existing
     if alarm is None and lookup:
         alarm = active_alarm(session, tenant_id, kind, subject_type, subject_id)
     if alarm is None:
-        alarm = Alarm(tenant_id=tenant_id, kind=kind, subject_type=subject_type, subject_id=subject_id,
-                      message=message, details=details, active=True, raised_at=utc(now))
+        alarm = Alarm(
+            tenant_id=tenant_id,
+            kind=kind,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            message=message,
+            details=details,
+            active=True,
+            raised_at=utc(now),
+        )
         session.add(alarm)
         session.flush()  # later look-ups in the same transaction must see it (no duplicates)
         if subject_type == "meter" and kind in READING_KINDS:
@@ -75,16 +100,28 @@ def _alarmed_meters(session: Session, tenant_id: int) -> set[int]:
         session.info[_CACHE_KEY] = cache
     per_tenant = cache[1]
     if tenant_id not in per_tenant:
-        per_tenant[tenant_id] = set(session.scalars(select(Alarm.subject_id).where(
-            Alarm.tenant_id == tenant_id, Alarm.active.is_(True), Alarm.subject_type == "meter",
-            Alarm.kind.in_(READING_KINDS))))
+        per_tenant[tenant_id] = set(
+            session.scalars(
+                select(Alarm.subject_id).where(
+                    Alarm.tenant_id == tenant_id,
+                    Alarm.active.is_(True),
+                    Alarm.subject_type == "meter",
+                    Alarm.kind.in_(READING_KINDS),
+                )
+            )
+        )
     return per_tenant[tenant_id]
 
 
 def _meter_alarms(session: Session, meter: Meter) -> dict[str, Alarm]:
-    rows = session.scalars(select(Alarm).where(
-        Alarm.tenant_id == meter.tenant_id, Alarm.active.is_(True), Alarm.subject_type == "meter",
-        Alarm.subject_id == meter.id))
+    rows = session.scalars(
+        select(Alarm).where(
+            Alarm.tenant_id == meter.tenant_id,
+            Alarm.active.is_(True),
+            Alarm.subject_type == "meter",
+            Alarm.subject_id == meter.id,
+        )
+    )
     return {a.kind: a for a in rows}
 
 
@@ -92,8 +129,9 @@ def _label(meter: Meter) -> str:
     return f"meter {meter.manufacturer} {meter.meter_id}"
 
 
-def on_reading(session: Session, meter: Meter, reading: Reading, previous_reading: Reading | None,
-               now: datetime) -> None:
+def on_reading(
+    session: Session, meter: Meter, reading: Reading, previous_reading: Reading | None, now: datetime
+) -> None:
     """Alarms from a newly stored reading; `previous_reading` is the meter's reading before it
     (None for the first). An older reading arriving late is only compared, never used to clear."""
     alarmed = meter.id in _alarmed_meters(session, meter.tenant_id)
@@ -108,9 +146,18 @@ def on_reading(session: Session, meter: Meter, reading: Reading, previous_readin
         causes, details = error_causes(reading.data)
         if causes:
             details["reading_id"] = reading.id
-            raise_alarm(session, meter.tenant_id, METER_ERROR, "meter", meter.id,
-                        f"{_label(meter)} reports an error: " + "; ".join(causes), details, now,
-                        existing=active.get(METER_ERROR), lookup=alarmed)
+            raise_alarm(
+                session,
+                meter.tenant_id,
+                METER_ERROR,
+                "meter",
+                meter.id,
+                f"{_label(meter)} reports an error: " + "; ".join(causes),
+                details,
+                now,
+                existing=active.get(METER_ERROR),
+                lookup=alarmed,
+            )
         else:
             clear_alarm(active.get(METER_ERROR), now)
 
@@ -129,38 +176,87 @@ def on_reading(session: Session, meter: Meter, reading: Reading, previous_readin
         return
     quantity, a, b = drop
     unit = CUMULATIVE_UNITS[quantity]
-    raise_alarm(session, meter.tenant_id, NEGATIVE_CONSUMPTION, "meter", meter.id,
-                f"{_label(meter)}: {quantity} went backwards from {a:g} to {b:g} {unit}",
-                {"quantity": quantity, "previous_value": a, "value": b, "unit": unit,
-                 "previous_reading_id": earlier.id, "reading_id": later.id,
-                 "at": utc(later.timestamp).isoformat()},
-                now, existing=alarm, lookup=alarmed)
+    raise_alarm(
+        session,
+        meter.tenant_id,
+        NEGATIVE_CONSUMPTION,
+        "meter",
+        meter.id,
+        f"{_label(meter)}: {quantity} went backwards from {a:g} to {b:g} {unit}",
+        {
+            "quantity": quantity,
+            "previous_value": a,
+            "value": b,
+            "unit": unit,
+            "previous_reading_id": earlier.id,
+            "reading_id": later.id,
+            "at": utc(later.timestamp).isoformat(),
+        },
+        now,
+        existing=alarm,
+        lookup=alarmed,
+    )
 
 
 def on_decode_failure(session: Session, meter: Meter | None, code: str, now: datetime) -> None:
     """A telegram of `meter` failed to decode with `code`; only a wrong key is an alarm."""
     if meter is None or code != "wrong_key":
         return
-    raise_alarm(session, meter.tenant_id, WRONG_KEY, "meter", meter.id,
-                f"{_label(meter)}: the stored key does not decrypt its telegrams",
-                {"code": code}, now)
+    raise_alarm(
+        session,
+        meter.tenant_id,
+        WRONG_KEY,
+        "meter",
+        meter.id,
+        f"{_label(meter)}: the stored key does not decrypt its telegrams",
+        {"code": code},
+        now,
+    )
 
 
-def on_seq_reuse(session: Session, tenant_id: int, gateway_id: int, serial: str, seq: int,
-                 highest_seq: int | None, stored: int, now: datetime) -> Alarm:
+def on_seq_reuse(
+    session: Session,
+    tenant_id: int,
+    gateway_id: int,
+    serial: str,
+    seq: int,
+    highest_seq: int | None,
+    stored: int,
+    now: datetime,
+) -> Alarm:
     """A gateway's uplink `seq` was stored before with other telegrams (`stored` of this one's
     were new); `highest_seq` is the highest seq it had sent. Cleared by the periodic evaluation
     once its seq passes that (services/alarms.py)."""
     alarm = active_alarm(session, tenant_id, GATEWAY_SEQ_RESET, "gateway", gateway_id)
-    details = dict(alarm.details or {}) if alarm is not None else {
-        "highest_seq_before": highest_seq, "first_reused_seq": seq, "first_reused_at": utc(now).isoformat(),
-        "reused_uplinks": 0, "telegrams_stored": 0}
+    details = (
+        dict(alarm.details or {})
+        if alarm is not None
+        else {
+            "highest_seq_before": highest_seq,
+            "first_reused_seq": seq,
+            "first_reused_at": utc(now).isoformat(),
+            "reused_uplinks": 0,
+            "telegrams_stored": 0,
+        }
+    )
     details["last_reused_seq"] = seq
     details["reused_uplinks"] = int(details.get("reused_uplinks") or 0) + 1
     details["telegrams_stored"] = int(details.get("telegrams_stored") or 0) + stored
     highest = details.get("highest_seq_before")
-    message = (f"gateway {serial} numbers its uplinks from {details['first_reused_seq']} again (it had reached "
-               f"{highest}): it lost its uplink state. Its new uplinks are stored by their content; "
-               f"{details['reused_uplinks']} so far reused a seq")
-    return raise_alarm(session, tenant_id, GATEWAY_SEQ_RESET, "gateway", gateway_id, message, details, now,
-                       existing=alarm, lookup=False)
+    message = (
+        f"gateway {serial} numbers its uplinks from {details['first_reused_seq']} again (it had reached "
+        f"{highest}): it lost its uplink state. Its new uplinks are stored by their content; "
+        f"{details['reused_uplinks']} so far reused a seq"
+    )
+    return raise_alarm(
+        session,
+        tenant_id,
+        GATEWAY_SEQ_RESET,
+        "gateway",
+        gateway_id,
+        message,
+        details,
+        now,
+        existing=alarm,
+        lookup=False,
+    )

@@ -15,7 +15,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -69,16 +69,23 @@ def private_sqlite_file(path: Path) -> None:
         except FileNotFoundError:
             continue
         except PermissionError:  # not ours: SQLite's own error (if any) is the clearer one
-            logging.getLogger(__name__).warning("%s is readable by others (mode %o) and cannot be changed", companion,
-                                                mode)
+            logging.getLogger(__name__).warning(
+                "%s is readable by others (mode %o) and cannot be changed", companion, mode
+            )
 
 
 def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
         private_sqlite_file(Path(parsed.database))
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
-                           pool_size=20, max_overflow=20, pool_timeout=60, **_JSON)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        pool_size=20,
+        max_overflow=20,
+        pool_timeout=60,
+        **_JSON,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -111,8 +118,7 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, **_JSON)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = sessionmaker(self.engine.execution_options(omshub_write=True),
-                                            expire_on_commit=False)
+        self._write_sessions = sessionmaker(self.engine.execution_options(omshub_write=True), expire_on_commit=False)
         self._checkpoint_lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_wanted = threading.Event()
@@ -176,8 +182,9 @@ class Database:
         with self._checkpoint_lock:
             if self._checkpointer is None or not self._checkpointer.is_alive():
                 self._checkpoint_wanted = threading.Event()
-                self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="omshub-checkpoint",
-                                                      args=(self._checkpoint_wanted,), daemon=True)
+                self._checkpointer = threading.Thread(
+                    target=self._checkpoint_loop, name="omshub-checkpoint", args=(self._checkpoint_wanted,), daemon=True
+                )
                 self._checkpointer.start()
             self._checkpoint_wanted.set()
 
@@ -224,10 +231,11 @@ def get_session(request: Request) -> Iterator[Session]:
 
 # --- driver-level bulk SQL (the decode pipeline's and the ingest's batches) ---
 
+
 def sqlite_time(dt: datetime) -> str:
     """A datetime as SQLAlchemy stores it for UtcDateTime on SQLite (naive UTC, microseconds)."""
     if dt.tzinfo is not None:
-        dt = (dt if dt.tzinfo is timezone.utc else dt.astimezone(timezone.utc)).replace(tzinfo=None)
+        dt = (dt if dt.tzinfo is UTC else dt.astimezone(UTC)).replace(tzinfo=None)
     return dt.isoformat(" ", "microseconds")
 
 
@@ -245,8 +253,8 @@ def db_time(value) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def db_json(value):
@@ -282,8 +290,17 @@ class BulkSql:
             return f"{column} IN ({','.join('?' * len(values))})", tuple(values)
         return f"{column} = ANY(%s)", (values,)
 
-    def lookup(self, columns: str, table: str, where: str, params: tuple, key: str, values: list,
-               pg_type: str = "text", lock: bool = False) -> list:
+    def lookup(
+        self,
+        columns: str,
+        table: str,
+        where: str,
+        params: tuple,
+        key: str,
+        values: list,
+        pg_type: str = "text",
+        lock: bool = False,
+    ) -> list:
         """SELECT columns FROM table WHERE where AND key IN values (`{m}`: placeholders of
         `params`). SQLite: an IN list on the index. PostgreSQL: one LATERAL index look-up per
         value, fenced by OFFSET 0 — with `= ANY` the planner has been seen filtering all of a
@@ -293,9 +310,11 @@ class BulkSql:
             isin, in_params = self.isin(key, values)
             return self.rows(f"SELECT {columns} FROM {table} WHERE {where} AND {isin}", (*params, *in_params))
         fence = "FOR UPDATE" if lock else "OFFSET 0"  # (a locking sub-SELECT is not flattened either)
-        return self.rows(f"SELECT x.* FROM unnest(%s::{pg_type}[]) WITH ORDINALITY AS k(v, n) CROSS JOIN LATERAL "
-                         f"(SELECT {columns} FROM {table} WHERE {where} AND {key} = k.v {fence}) x ORDER BY k.n",
-                         (list(values), *params))
+        return self.rows(
+            f"SELECT x.* FROM unnest(%s::{pg_type}[]) WITH ORDINALITY AS k(v, n) CROSS JOIN LATERAL "
+            f"(SELECT {columns} FROM {table} WHERE {where} AND {key} = k.v {fence}) x ORDER BY k.n",
+            (list(values), *params),
+        )
 
     def rows(self, sql: str, params: tuple | list = ()) -> list:
         """The rows (tuples) of a driver-level SELECT; `{m}` in `sql` is this driver's placeholder.
@@ -309,8 +328,9 @@ class BulkSql:
             cursor.execute(sql, tuple(params), prepare=False)
             return cursor.fetchall()
 
-    def insert(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple],
-               suffix: str = "") -> int:
+    def insert(
+        self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple], suffix: str = ""
+    ) -> int:
         """INSERT the rows (values in `columns` order), `suffix` e.g. an ON CONFLICT clause.
         -> rows inserted (or updated by the suffix)."""
         if not rows:
@@ -319,10 +339,12 @@ class BulkSql:
         if not self.sqlite and not suffix:
             # PostgreSQL: COPY (one statement for all rows; a statement per row costs the server
             # more than the rows themselves: e2e +5-10 % measured)
-            with self.conn.connection.driver_connection.cursor() as cursor:
-                with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+            with (
+                self.conn.connection.driver_connection.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
             return len(rows)
         if not self.sqlite and len(rows) >= self.PG_STAGED_ROWS:
             # with a conflict clause: COPY into a staging table, one INSERT ... SELECT from it
@@ -343,8 +365,10 @@ class BulkSql:
                 cursor.execute(f"UPDATE {table} AS t SET {sets} FROM {stage} AS s WHERE t.id = s.id")
             return
         if rows:
-            sets = ", ".join(f'"{c}" = ' + (self.json_mark if t == "json" else self.mark)
-                             for c, t in zip(columns, pg_types))
+            sets = ", ".join(
+                f'"{c}" = ' + (self.json_mark if t == "json" else self.mark)
+                for c, t in zip(columns, pg_types, strict=False)
+            )
             self.conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE id = {self.mark}", rows)
 
     @contextmanager
@@ -354,7 +378,7 @@ class BulkSql:
         key = hashlib.blake2b(repr((columns, pg_types)).encode(), digest_size=6).hexdigest()
         stage = f"_omshub_stage_{table}_{key}"
         names = ", ".join(f'"{c}"' for c in columns)
-        defs = ", ".join(f'"{c}" {t}' for c, t in zip(columns, pg_types))
+        defs = ", ".join(f'"{c}" {t}' for c, t in zip(columns, pg_types, strict=False))
         with self.conn.connection.driver_connection.cursor() as cursor:
             cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({defs}) ON COMMIT DELETE ROWS")
             with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
@@ -370,5 +394,8 @@ class BulkSql:
         if self.sqlite:
             top = self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar()
             return list(range(top + 1, top + 1 + n))
-        return sorted(self.conn.exec_driver_sql(
-            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,)).scalars())
+        return sorted(
+            self.conn.exec_driver_sql(
+                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,)
+            ).scalars()
+        )

@@ -25,12 +25,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from omshub.codec.keys import iter_key_csv
-
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.database import private_dir
 from omshub.cloud.store.models import Meter, MeterKey
 from omshub.cloud.store.telegram_states import requeue_waiting
+from omshub.codec.keys import iter_key_csv
 from omshub.times import utcnow
 
 MASTER_KEY_FILE = "master.key"
@@ -63,8 +62,9 @@ def applicable_key(keys: Mapping[str | None, _K], manufacturer: str | None) -> _
 
 def has_applicable_key(session: Session, tenant_id: int, manufacturer: str | None, meter_id: str) -> bool:
     """Does a stored key apply to this meter (applicable_key)?"""
-    bound = session.scalars(select(MeterKey.manufacturer).where(
-        MeterKey.tenant_id == tenant_id, MeterKey.meter_id == meter_id))
+    bound = session.scalars(
+        select(MeterKey.manufacturer).where(MeterKey.tenant_id == tenant_id, MeterKey.meter_id == meter_id)
+    )
     return applicable_key(dict.fromkeys(bound, True), manufacturer) is not None
 
 
@@ -131,19 +131,23 @@ def parse_key_csv(text: str) -> list[KeyEntry]:
             meter_id = meter_id.upper()
             if not METER_ID_RE.match(meter_id):
                 hint = " (are the id and key columns swapped?)" if KEY_RE.match(meter_id) else ""
-                raise KeyStoreError(f"line {line}: column id must hold the meter id, 8 hex digits; "
-                                    f"it has {_describe(meter_id)}{hint}")
+                raise KeyStoreError(
+                    f"line {line}: column id must hold the meter id, 8 hex digits; it has {_describe(meter_id)}{hint}"
+                )
             if not KEY_RE.match(key_text):
-                raise KeyStoreError(f"line {line}: column key must hold 32 hex digits (AES-128); "
-                                    f"it has {_describe(key_text)}")
+                raise KeyStoreError(
+                    f"line {line}: column key must hold 32 hex digits (AES-128); it has {_describe(key_text)}"
+                )
             manufacturer = (manufacturer or "").upper()
             if manufacturer and not MANUFACTURER_RE.match(manufacturer):
-                raise KeyStoreError(f"line {line}: column manufacturer must hold a 3-letter code; "
-                                    f"it has {_describe(manufacturer)}")
+                raise KeyStoreError(
+                    f"line {line}: column manufacturer must hold a 3-letter code; it has {_describe(manufacturer)}"
+                )
             ident = (manufacturer or None, meter_id)
             if ident in seen:
-                raise KeyStoreError(f"line {line}: the same meter (id and manufacturer) is already given on "
-                                    f"line {seen[ident]}")
+                raise KeyStoreError(
+                    f"line {line}: the same meter (id and manufacturer) is already given on line {seen[ident]}"
+                )
             seen[ident] = line
             entries.append(KeyEntry(meter_id, manufacturer or None, bytes.fromhex(key_text)))
             if len(entries) > MAX_IMPORT_ROWS:
@@ -186,29 +190,43 @@ class KeyStore:
         try:
             return self._aead.decrypt(nonce, ciphertext, self._aad(tenant_id, manufacturer, meter_id))
         except InvalidTag:
-            raise KeyStoreError(f"stored key of meter {meter_id} does not open under this master key "
-                                "(wrong master key, or the row was tampered with)") from None
+            raise KeyStoreError(
+                f"stored key of meter {meter_id} does not open under this master key "
+                "(wrong master key, or the row was tampered with)"
+            ) from None
 
     # --- import / export ---
 
-    def import_keys(self, session: Session, tenant_id: int, entries: list[KeyEntry], *, actor: str,
-                    source: str) -> dict:
+    def import_keys(
+        self, session: Session, tenant_id: int, entries: list[KeyEntry], *, actor: str, source: str
+    ) -> dict:
         """Store (insert or replace) keys, mark the meters' key status, requeue their waiting
         telegrams, audit. Runs in the caller's transaction. -> {"imported", "replaced", "requeued"}."""
         now = utcnow()
         existing: dict[tuple[str | None, str], int] = {}
         ids = sorted({e.meter_id for e in entries})
         for i in range(0, len(ids), _CHUNK):
-            for row in session.execute(select(MeterKey.id, MeterKey.manufacturer, MeterKey.meter_id).where(
-                    MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i:i + _CHUNK]))):
+            for row in session.execute(
+                select(MeterKey.id, MeterKey.manufacturer, MeterKey.meter_id).where(
+                    MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i : i + _CHUNK])
+                )
+            ):
                 existing[(row.manufacturer, row.meter_id)] = row.id
         inserts, updates = [], []
         for e in entries:
             nonce, ct = self.seal(tenant_id, e.manufacturer, e.meter_id, e.key)
             row_id = existing.get((e.manufacturer, e.meter_id))
             if row_id is None:
-                inserts.append({"tenant_id": tenant_id, "manufacturer": e.manufacturer, "meter_id": e.meter_id,
-                                "nonce": nonce, "ciphertext": ct, "created_at": now})
+                inserts.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "manufacturer": e.manufacturer,
+                        "meter_id": e.meter_id,
+                        "nonce": nonce,
+                        "ciphertext": ct,
+                        "created_at": now,
+                    }
+                )
             else:
                 updates.append({"id": row_id, "nonce": nonce, "ciphertext": ct, "created_at": now})
         if inserts:
@@ -216,16 +234,29 @@ class KeyStore:
         if updates:
             session.execute(update(MeterKey), updates)
         for i in range(0, len(ids), _CHUNK):
-            session.execute(update(Meter).where(Meter.tenant_id == tenant_id, Meter.meter_id.in_(ids[i:i + _CHUNK]))
-                            .values(key_status="present"))
+            session.execute(
+                update(Meter)
+                .where(Meter.tenant_id == tenant_id, Meter.meter_id.in_(ids[i : i + _CHUNK]))
+                .values(key_status="present")
+            )
         requeued = requeue_waiting(session, tenant_id, [(e.manufacturer, e.meter_id) for e in entries])
-        audit(session, tenant_id, actor, "keys.import",
-              {"source": source, "count": len(entries), "replaced": len(updates),
-               "meters": [f"{e.manufacturer or ''}:{e.meter_id}" for e in entries[:1000]]})
+        audit(
+            session,
+            tenant_id,
+            actor,
+            "keys.import",
+            {
+                "source": source,
+                "count": len(entries),
+                "replaced": len(updates),
+                "meters": [f"{e.manufacturer or ''}:{e.meter_id}" for e in entries[:1000]],
+            },
+        )
         return {"imported": len(inserts), "replaced": len(updates), "requeued": requeued}
 
-    def export_keys(self, session: Session, tenant_id: int, meters: list[tuple[str | None, str]], *,
-                    actor: str, source: str) -> str:
+    def export_keys(
+        self, session: Session, tenant_id: int, meters: list[tuple[str | None, str]], *, actor: str, source: str
+    ) -> str:
         """The CSV key file (`id,key,manufacturer`) for the given meters of the tenant, audited.
         LookupError names the first meter without a key."""
         out = io.StringIO()
@@ -244,8 +275,13 @@ class KeyStore:
             key = self.open(tenant_id, row.manufacturer, row.meter_id, row.nonce, row.ciphertext)
             writer.writerow([row.meter_id, key.hex().upper(), row.manufacturer or ""])
             exported.append(f"{row.manufacturer or ''}:{row.meter_id}")
-        audit(session, tenant_id, actor, "keys.export", {"source": source, "count": len(exported),
-                                                          "meters": exported[:1000]})
+        audit(
+            session,
+            tenant_id,
+            actor,
+            "keys.export",
+            {"source": source, "count": len(exported), "meters": exported[:1000]},
+        )
         return out.getvalue()
 
 
@@ -262,8 +298,9 @@ def parse_meter_list(text: str | list[str]) -> list[tuple[str | None, str]]:
         manufacturer = manufacturer.upper() or None
         if not METER_ID_RE.match(meter_id) or (manufacturer and not MANUFACTURER_RE.match(manufacturer)):
             # not echoed: a key pasted into the list would otherwise come back in the error
-            raise KeyStoreError(f"meter {position} of the list must be ID (8 hex digits) or MAN:ID; "
-                                f"it has {_describe(item)}")
+            raise KeyStoreError(
+                f"meter {position} of the list must be ID (8 hex digits) or MAN:ID; it has {_describe(item)}"
+            )
         out.append((manufacturer, meter_id))
     if not out:
         raise KeyStoreError("no meters given")

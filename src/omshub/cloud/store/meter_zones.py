@@ -15,10 +15,13 @@ def load_rules(session: Session, tenant_ids, server_zone: str) -> dict[int, Zone
     ids = sorted(set(tenant_ids))
     if not ids:
         return {}
-    rules = {tid: ZoneRules(zone or server_zone) for tid, zone in session.execute(
-        select(Tenant.id, Tenant.meter_timezone).where(Tenant.id.in_(ids)))}
-    for m in session.scalars(select(MeterModelZone).where(MeterModelZone.tenant_id.in_(ids))
-                             .order_by(MeterModelZone.id)):
+    rules = {
+        tid: ZoneRules(zone or server_zone)
+        for tid, zone in session.execute(select(Tenant.id, Tenant.meter_timezone).where(Tenant.id.in_(ids)))
+    }
+    for m in session.scalars(
+        select(MeterModelZone).where(MeterModelZone.tenant_id.in_(ids)).order_by(MeterModelZone.id)
+    ):
         if m.tenant_id in rules:
             rules[m.tenant_id].models.append((m.manufacturer, m.version, m.device_type or None, m.timezone))
     return rules

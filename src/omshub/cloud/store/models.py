@@ -7,10 +7,23 @@ columns. Times are stored as timezone-aware UTC.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
-                        LargeBinary, String, Text, TypeDecorator, UniqueConstraint, text)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 DEFAULT_ZONE = "Europe/Berlin"
@@ -23,24 +36,25 @@ class UtcDateTime(TypeDecorator):
     """A timezone-aware UTC datetime on every database. SQLite keeps no zone, so values are
     normalised to UTC on the way in and get `tzinfo=UTC` back on the way out; naive datetimes
     passed in are taken as UTC."""
+
     impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         elif value is not None and dialect.name != "sqlite":
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 # A reading's records are stored as rows: [quantity, unit, value, storage, tariff, subunit,
@@ -75,12 +89,15 @@ def expand_reading_data(data):
     records = data.get("records")
     if isinstance(records, list):
         keys = RECORD_KEYS
-        out["records"] = [dict(zip(keys, r)) if type(r) is list and len(r) == len(keys) else r for r in records]
+        out["records"] = [
+            dict(zip(keys, r, strict=False)) if type(r) is list and len(r) == len(keys) else r for r in records
+        ]
     return out
 
 
 class ReadingData(TypeDecorator):
     """The JSON of a reading's decoded telegram: stored compact, read back as the uniform dict."""
+
     impl = JSON
     cache_ok = True
 
@@ -112,6 +129,7 @@ class Tenant(Base):
 class MeterModelZone(Base):
     """A tenant's meter time zone for a meter model: a manufacturer, optionally narrowed to a
     version and/or device type (the most specific match wins; a meter's own zone wins over it)."""
+
     __tablename__ = "meter_model_zones"
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -136,6 +154,7 @@ class ApiToken(Base):
     """Bearer tokens: login sessions (kind 'session', expiring) and long-lived API tokens for
     billing systems (kind 'api'). Only a SHA-256 of the token is stored; it is shown once.
     `user_id`: the session's user, or the API token's owner (None: a service token of the tenant)."""
+
     __tablename__ = "api_tokens"
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -154,6 +173,7 @@ class LoginThrottle(Base):
     """Failed-login counters (cloud/services/login_throttle.py), shared by every head-end process: one row
     per (account, address) pair, account or address, found by `key`, a SHA-256 of scope and
     values (what people type as a username, sometimes a password, is not stored)."""
+
     __tablename__ = "login_throttle"
     id: Mapped[int] = _id()
     key: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
@@ -184,6 +204,7 @@ class Gateway(Base):
 
 class GatewayConfigVersion(Base):
     """Every desired configuration ever set, versioned per gateway."""
+
     __tablename__ = "gateway_configs"
     __table_args__ = (UniqueConstraint("gateway_id", "version"),)
     id: Mapped[int] = _id()
@@ -197,6 +218,7 @@ class GatewayConfigVersion(Base):
 
 class Operation(Base):
     """A remote configuration change: PENDING -> DELIVERED -> SUCCESSFUL | FAILED, or SUPERSEDED."""
+
     __tablename__ = "operations"
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -219,6 +241,7 @@ class Uplink(Base):
     stored (`body_redactions`: the [offset, length] spans; every other byte is as received).
     One row per gateway, seq and content: a gateway that lost its state reuses seqs for new
     telegrams (`content_hash`: ingest.content_hash; NULL in rows stored before it was kept)."""
+
     __tablename__ = "uplinks"
     __table_args__ = (UniqueConstraint("gateway_id", "seq", "content_hash", name="uq_uplinks_gateway_seq_content"),)
     id: Mapped[int] = _id()
@@ -244,6 +267,7 @@ REDECODABLE_SQL = "state IN ('no_key', 'wrong_key', 'unknown_meter', 'invalid')"
 class Telegram(Base):
     """One raw telegram (immutable `raw`) and its decode state:
     new | decoded | no_key | wrong_key | unknown_meter | invalid | duplicate."""
+
     __tablename__ = "telegrams"
     __table_args__ = (
         UniqueConstraint("gateway_id", "raw_hash", "received_at"),
@@ -251,8 +275,13 @@ class Telegram(Base):
         Index("ix_telegrams_tenant_meter", "tenant_id", "meter_id", "manufacturer"),
         # a meter's telegrams to decode again, without visiting its decoded history (which
         # grows every day); decoded telegrams never enter it
-        Index("ix_telegrams_redecodable", "tenant_id", "meter_id", sqlite_where=text(REDECODABLE_SQL),
-              postgresql_where=text(REDECODABLE_SQL)),
+        Index(
+            "ix_telegrams_redecodable",
+            "tenant_id",
+            "meter_id",
+            sqlite_where=text(REDECODABLE_SQL),
+            postgresql_where=text(REDECODABLE_SQL),
+        ),
     )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
@@ -274,6 +303,7 @@ class Telegram(Base):
 
 class MeteringPoint(Base):
     """The billing key: a place where consumption is measured, across meter swaps."""
+
     __tablename__ = "metering_points"
     __table_args__ = (UniqueConstraint("tenant_id", "ref"),)
     id: Mapped[int] = _id()
@@ -308,9 +338,12 @@ class Meter(Base):
 class MeterKey(Base):
     """A meter's AES key, encrypted at rest (AES-GCM under the master key). Never read back
     through the API; only the decode pipeline and the audited key export decrypt it."""
+
     __tablename__ = "meter_keys"
-    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id"),
-                      Index("ix_meter_keys_tenant_meter", "tenant_id", "meter_id"))
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "manufacturer", "meter_id"),
+        Index("ix_meter_keys_tenant_meter", "tenant_id", "meter_id"),
+    )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     manufacturer: Mapped[str | None] = mapped_column(String(3), nullable=True)
@@ -323,6 +356,7 @@ class MeterKey(Base):
 class Installation(Base):
     """A meter installed at a metering point from `installed_at` until `removed_at` (a swap
     closes one and opens the next, with final and initial register values)."""
+
     __tablename__ = "installations"
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -339,9 +373,12 @@ class Installation(Base):
 
 class Reading(Base):
     """One decoded telegram of a meter: the uniform record dict and its named fields."""
+
     __tablename__ = "readings"
-    __table_args__ = (Index("ix_readings_meter_time", "meter_pk", "timestamp"),
-                      Index("ix_readings_meter_fingerprint", "meter_pk", "fingerprint"))
+    __table_args__ = (
+        Index("ix_readings_meter_time", "meter_pk", "timestamp"),
+        Index("ix_readings_meter_fingerprint", "meter_pk", "fingerprint"),
+    )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     meter_pk: Mapped[int] = mapped_column(ForeignKey("meters.id"))
@@ -357,9 +394,12 @@ class Reading(Base):
 
 class CompactFormat(Base):
     """Per-meter compact-frame formats learned from full frames."""
+
     __tablename__ = "compact_formats"
-    __table_args__ = (UniqueConstraint("tenant_id", "manufacturer", "meter_id", "signature"),
-                      Index("ix_compact_formats_tenant_meter", "tenant_id", "meter_id"))
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "manufacturer", "meter_id", "signature"),
+        Index("ix_compact_formats_tenant_meter", "tenant_id", "meter_id"),
+    )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     manufacturer: Mapped[str] = mapped_column(String(3))
@@ -371,6 +411,7 @@ class CompactFormat(Base):
 class Alarm(Base):
     """kind: gateway_missed_contact | gateway_seq_reset | meter_silent | meter_error | wrong_key |
     negative_consumption. Active until its cause goes away (cleared_at set)."""
+
     __tablename__ = "alarms"
     __table_args__ = (Index("ix_alarms_tenant_active", "tenant_id", "active"),)
     id: Mapped[int] = _id()
@@ -387,6 +428,7 @@ class Alarm(Base):
 
 class AuditEntry(Base):
     """Who did what security-relevant thing (key import/export, token creation, ...)."""
+
     __tablename__ = "audit_log"
     id: Mapped[int] = _id()
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), nullable=True, index=True)

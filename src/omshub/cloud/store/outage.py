@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from sqlalchemy import exc as sa_exc
 
@@ -30,8 +30,7 @@ def is_unreachable(exc: BaseException) -> bool:
     pool exhausted by hung connections), as opposed to a bad statement, a constraint or a deadlock."""
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
     if sqlstate:  # PostgreSQL: connection exceptions, out of resources, shut down, database gone
-        return (sqlstate[:2] in ("08", "53") or (sqlstate[:2] == "57" and sqlstate != "57014")
-                or sqlstate == "3D000")
+        return sqlstate[:2] in ("08", "53") or (sqlstate[:2] == "57" and sqlstate != "57014") or sqlstate == "3D000"
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
@@ -46,16 +45,21 @@ def _first_line(exc: BaseException) -> str:
 class OutageLog:
     """Rate-limited logging of a database outage (clocks injectable for tests)."""
 
-    def __init__(self, interval_s: float = 60.0, *, monotonic: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], datetime] = utcnow,
-                 logger: logging.Logger = log) -> None:
+    def __init__(
+        self,
+        interval_s: float = 60.0,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utcnow,
+        logger: logging.Logger = log,
+    ) -> None:
         self.interval_s = interval_s
         self._monotonic, self._wall, self._log = monotonic, wall, logger
         self._lock = threading.Lock()
-        self._since: datetime | None = None    # wall time of the outage's first failure
-        self._started = 0.0                    # monotonic, same moment
+        self._since: datetime | None = None  # wall time of the outage's first failure
+        self._started = 0.0  # monotonic, same moment
         self._last_logged = 0.0
-        self.failures = 0                      # in the current outage
+        self.failures = 0  # in the current outage
 
     @property
     def down(self) -> bool:
@@ -76,9 +80,14 @@ class OutageLog:
                 return True
             self._last_logged = now
             since, failures = self._since, self.failures
-        self._log.error("database unreachable since %s (%d failure%s so far; next report in %.0f s): %s",
-                        since.isoformat(timespec="seconds"), failures, "" if failures == 1 else "s",
-                        self.interval_s, _first_line(exc))
+        self._log.error(
+            "database unreachable since %s (%d failure%s so far; next report in %.0f s): %s",
+            since.isoformat(timespec="seconds"),
+            failures,
+            "" if failures == 1 else "s",
+            self.interval_s,
+            _first_line(exc),
+        )
         return True
 
     def succeeded(self) -> None:
@@ -90,8 +99,13 @@ class OutageLog:
                 return
             since, failures, seconds = self._since, self.failures, self._monotonic() - self._started
             self._since, self.failures = None, 0
-        self._log.warning("database reachable again (unreachable since %s, %.0f s, %d failure%s)",
-                          since.isoformat(timespec="seconds"), seconds, failures, "" if failures == 1 else "s")
+        self._log.warning(
+            "database reachable again (unreachable since %s, %.0f s, %d failure%s)",
+            since.isoformat(timespec="seconds"),
+            seconds,
+            failures,
+            "" if failures == 1 else "s",
+        )
 
 
 database_outage = OutageLog()

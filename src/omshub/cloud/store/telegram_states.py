@@ -21,9 +21,12 @@ CHUNK = 500  # ids per IN list
 def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | None, str]] | None = None) -> int:
     """Telegrams of the tenant waiting in no_key / unknown_meter / wrong_key (only those of `meters`,
     given as (manufacturer | None, meter id), or all) go back to `new`. -> how many."""
-    base = update(Telegram).where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL),
-                                  Telegram.state.in_(WAITING_STATES)) \
-        .values(state="new", error=None).execution_options(synchronize_session=False)
+    base = (
+        update(Telegram)
+        .where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL), Telegram.state.in_(WAITING_STATES))
+        .values(state="new", error=None)
+        .execution_options(synchronize_session=False)
+    )
     if meters is None:
         return session.execute(base).rowcount or 0
     ids = sorted({meter_id.upper() for _man, meter_id in meters})
@@ -33,10 +36,15 @@ def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | N
     for i in range(0, len(ids), CHUNK):
         # the id alone selects (a different manufacturer's meter with the same id just waits again);
         # REDECODABLE_SQL: through the index of such telegrams, not the meters' whole history
-        isin, params = sql.isin("meter_id", ids[i:i + CHUNK])
-        total += sql.conn.exec_driver_sql(
-            f"UPDATE telegrams SET state = 'new', error = NULL WHERE tenant_id = {sql.mark} "
-            f"AND {REDECODABLE_SQL} AND state IN ({waiting}) AND {isin}", (tenant_id, *params)).rowcount or 0
+        isin, params = sql.isin("meter_id", ids[i : i + CHUNK])
+        total += (
+            sql.conn.exec_driver_sql(
+                f"UPDATE telegrams SET state = 'new', error = NULL WHERE tenant_id = {sql.mark} "
+                f"AND {REDECODABLE_SQL} AND state IN ({waiting}) AND {isin}",
+                (tenant_id, *params),
+            ).rowcount
+            or 0
+        )
     return total
 
 
@@ -45,11 +53,18 @@ def requeue_states(session: Session, tenant_id: int, states: tuple[str, ...] = R
     back to `new`, e.g. after a decoder upgrade learned a format. -> how many."""
     bad = set(states) - set(REDECODABLE_STATES)
     if bad:
-        raise ValueError(f"only {', '.join(REDECODABLE_STATES)} telegrams can be decoded again, "
-                         f"not {', '.join(sorted(bad))}")
-    return session.execute(update(Telegram).where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL),
-                                                  Telegram.state.in_(states))
-                           .values(state="new", error=None).execution_options(synchronize_session=False)).rowcount or 0
+        raise ValueError(
+            f"only {', '.join(REDECODABLE_STATES)} telegrams can be decoded again, not {', '.join(sorted(bad))}"
+        )
+    return (
+        session.execute(
+            update(Telegram)
+            .where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL), Telegram.state.in_(states))
+            .values(state="new", error=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )
 
 
 def requeue_unknown_formats(sql: BulkSql, tenant_id: int, meter_ids: list[str], dialect: str) -> None:
@@ -59,7 +74,9 @@ def requeue_unknown_formats(sql: BulkSql, tenant_id: int, meter_ids: list[str], 
     like = "unknown_format:%" if dialect == "sqlite" else "unknown_format:%%"
     ids = sorted(set(meter_ids))
     for i in range(0, len(ids), CHUNK):
-        isin, params = sql.isin("meter_id", ids[i:i + CHUNK])
+        isin, params = sql.isin("meter_id", ids[i : i + CHUNK])
         sql.conn.exec_driver_sql(
             f"UPDATE telegrams SET state = 'new', error = NULL WHERE {REDECODABLE_SQL} AND state = 'invalid' "
-            f"AND tenant_id = {sql.mark} AND {isin} AND error LIKE '{like}'", (tenant_id, *params))
+            f"AND tenant_id = {sql.mark} AND {isin} AND error LIKE '{like}'",
+            (tenant_id, *params),
+        )

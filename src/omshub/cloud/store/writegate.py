@@ -31,6 +31,7 @@ class _WriteGate:
     @contextmanager
     def held(self):
         import fcntl  # POSIX only (write_gate makes gates only there): not imported on other systems
+
         with self.lock:
             depth = getattr(self.local, "depth", 0)
             if depth == 0:

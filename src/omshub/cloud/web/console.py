@@ -38,19 +38,27 @@ router = APIRouter(tags=["console"])
 
 STATIC_DIR = Path(__file__).parent / "static"
 ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|html)$")
-CONTENT_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
-                 "svg": "image/svg+xml", "html": "text/html; charset=utf-8"}
+CONTENT_TYPES = {
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "svg": "image/svg+xml",
+    "html": "text/html; charset=utf-8",
+}
 # Everything the console needs comes from this server; nothing inline, no third party.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
 MAX_LATE_LISTED = 50
-DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
-               "redoc.standalone.js": "text/javascript; charset=utf-8", "favicon.png": "image/png"}
+DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "redoc.standalone.js": "text/javascript; charset=utf-8",
+    "favicon.png": "image/png",
+}
 
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 
@@ -94,8 +102,10 @@ def console_asset(name: str, request: Request) -> Response:
 
 # --- API documentation (Swagger UI, ReDoc) served from here ---
 
+
 def _docs_dir() -> Path:
     import fastapi_offline  # ships swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js
+
     return Path(fastapi_offline.__file__).parent / "static"
 
 
@@ -113,9 +123,11 @@ def _docs_csp(html: bytes) -> str:
     styles inline too (both libraries style their elements at run time), everything from here."""
     scripts = re.findall(rb"<script>(.*?)</script>", html, re.S)
     hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(code).digest()).decode() + "'" for code in scripts)
-    return ("default-src 'none'; script-src 'self'" + (" " + hashes if hashes else "") + "; "
-            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
-            "worker-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return (
+        "default-src 'none'; script-src 'self'" + (" " + hashes if hashes else "") + "; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+        "worker-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def _docs_page(html: bytes) -> Response:
@@ -126,20 +138,27 @@ def _docs_page(html: bytes) -> Response:
 @router.get("/docs", include_in_schema=False)
 def swagger_ui(request: Request) -> Response:
     app = request.app
-    page = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} — API (Swagger UI)",
-                               swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-                               swagger_css_url="/docs/assets/swagger-ui.css",
-                               swagger_favicon_url="/docs/assets/favicon.png",
-                               swagger_ui_parameters={"validatorUrl": None})  # (else it asks a third party)
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url,
+        title=f"{app.title} — API (Swagger UI)",
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="/docs/assets/favicon.png",
+        swagger_ui_parameters={"validatorUrl": None},
+    )  # (else it asks a third party)
     return _docs_page(page.body)
 
 
 @router.get("/redoc", include_in_schema=False)
 def redoc(request: Request) -> Response:
     app = request.app
-    page = get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} — API (ReDoc)",
-                          redoc_js_url="/docs/assets/redoc.standalone.js", redoc_favicon_url="/docs/assets/favicon.png",
-                          with_google_fonts=False)
+    page = get_redoc_html(
+        openapi_url=app.openapi_url,
+        title=f"{app.title} — API (ReDoc)",
+        redoc_js_url="/docs/assets/redoc.standalone.js",
+        redoc_favicon_url="/docs/assets/favicon.png",
+        with_google_fonts=False,
+    )
     return _docs_page(page.body)
 
 
@@ -166,30 +185,61 @@ def summary(principal: Viewer, session: DbSession) -> dict:
     def count(model) -> int:
         return session.scalar(select(func.count()).select_from(model).where(model.tenant_id == tid)) or 0
 
-    telegrams = dict(session.execute(select(Telegram.state, func.count()).where(Telegram.tenant_id == tid)
-                                     .group_by(Telegram.state)).all())
-    alarms = dict(session.execute(select(Alarm.kind, func.count()).where(Alarm.tenant_id == tid,
-                                                                         Alarm.active.is_(True))
-                                  .group_by(Alarm.kind)).all())
-    operations = dict(session.execute(select(Operation.state, func.count()).where(
-        Operation.tenant_id == tid, Operation.state.in_(("PENDING", "DELIVERED"))).group_by(Operation.state)).all())
-    late_rows = session.scalars(select(Gateway).where(
-        Gateway.tenant_id == tid, Gateway.next_contact_at.is_not(None), Gateway.next_contact_at < now - LATE_GRACE)
-        .order_by(Gateway.next_contact_at).limit(MAX_LATE_LISTED + 1)).all()
-    unregistered = session.scalar(select(func.count()).select_from(
-        select(Telegram.manufacturer, Telegram.meter_id).where(
-            Telegram.tenant_id == tid, Telegram.state == "unknown_meter", Telegram.meter_id.is_not(None))
-        .distinct().subquery())) or 0
+    telegrams = dict(
+        session.execute(
+            select(Telegram.state, func.count()).where(Telegram.tenant_id == tid).group_by(Telegram.state)
+        ).all()
+    )
+    alarms = dict(
+        session.execute(
+            select(Alarm.kind, func.count()).where(Alarm.tenant_id == tid, Alarm.active.is_(True)).group_by(Alarm.kind)
+        ).all()
+    )
+    operations = dict(
+        session.execute(
+            select(Operation.state, func.count())
+            .where(Operation.tenant_id == tid, Operation.state.in_(("PENDING", "DELIVERED")))
+            .group_by(Operation.state)
+        ).all()
+    )
+    late_rows = session.scalars(
+        select(Gateway)
+        .where(
+            Gateway.tenant_id == tid, Gateway.next_contact_at.is_not(None), Gateway.next_contact_at < now - LATE_GRACE
+        )
+        .order_by(Gateway.next_contact_at)
+        .limit(MAX_LATE_LISTED + 1)
+    ).all()
+    unregistered = (
+        session.scalar(
+            select(func.count()).select_from(
+                select(Telegram.manufacturer, Telegram.meter_id)
+                .where(Telegram.tenant_id == tid, Telegram.state == "unknown_meter", Telegram.meter_id.is_not(None))
+                .distinct()
+                .subquery()
+            )
+        )
+        or 0
+    )
     return {
         "at": iso(now),
-        "gateways": count(Gateway), "meters": count(Meter), "metering_points": count(MeteringPoint),
+        "gateways": count(Gateway),
+        "meters": count(Meter),
+        "metering_points": count(MeteringPoint),
         "telegrams": {"total": sum(telegrams.values()), "by_state": telegrams},
         "alarms": {"active": sum(alarms.values()), "by_kind": alarms},
         "operations": {"open": sum(operations.values()), "by_state": operations},
         "meters_unregistered": unregistered,
-        "gateways_late": [{"id": g.id, "serial": g.serial, "name": g.name,
-                           "expected_contact_at": iso(g.next_contact_at),
-                           "last_contact_at": iso(g.last_contact_at)} for g in late_rows[:MAX_LATE_LISTED]],
+        "gateways_late": [
+            {
+                "id": g.id,
+                "serial": g.serial,
+                "name": g.name,
+                "expected_contact_at": iso(g.next_contact_at),
+                "last_contact_at": iso(g.last_contact_at),
+            }
+            for g in late_rows[:MAX_LATE_LISTED]
+        ],
         "gateways_late_more": len(late_rows) > MAX_LATE_LISTED,
     }
 
@@ -202,7 +252,10 @@ def recent_readings(meter_pk: Id, principal: Viewer, session: DbSession, limit: 
     meter = session.scalar(select(Meter).where(Meter.id == meter_pk, Meter.tenant_id == principal.tenant_id))
     if meter is None:
         raise not_found(f"meter {meter_pk}")
-    rows = session.scalars(select(Reading).where(Reading.tenant_id == principal.tenant_id,
-                                                 Reading.meter_pk == meter.id)
-                           .order_by(Reading.timestamp.desc(), Reading.id.desc()).limit(limit)).all()
+    rows = session.scalars(
+        select(Reading)
+        .where(Reading.tenant_id == principal.tenant_id, Reading.meter_pk == meter.id)
+        .order_by(Reading.timestamp.desc(), Reading.id.desc())
+        .limit(limit)
+    ).all()
     return {"items": [reading_json(r) for r in rows], "next_cursor": None}

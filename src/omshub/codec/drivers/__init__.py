@@ -22,14 +22,13 @@ applies to one kind of meter (manufacturer, device type, version) is compiled on
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
 import struct
 import tomllib
 from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from omshub.codec.compact import format_signature
 from omshub.codec.keys import FormatCache
@@ -40,11 +39,22 @@ from . import primitives as p
 from .plan import Plan
 from .schema import Driver, GenericRule, Layout, SchemaError, parse_file
 
-__all__ = ["apply", "apply_plan", "plan_for", "decode_proprietary", "compact_format", "owns_apl",
-           "KnownFormatCache", "registry", "Registry", "SchemaError", "load_texts"]
+__all__ = [
+    "apply",
+    "apply_plan",
+    "plan_for",
+    "decode_proprietary",
+    "compact_format",
+    "owns_apl",
+    "KnownFormatCache",
+    "registry",
+    "Registry",
+    "SchemaError",
+    "load_texts",
+]
 
 _MAX_PAYLOAD = 4096  # bytes a proprietary layout looks at; far above any wM-Bus APL
-_MAX_PLANS = 4096    # cached driver plans (one per manufacturer, device type and version seen)
+_MAX_PLANS = 4096  # cached driver plans (one per manufacturer, device type and version seen)
 
 
 class Registry:
@@ -126,12 +136,14 @@ def load_texts(texts: dict[str, str]) -> Registry:
 def registry() -> Registry:
     """The packaged data files, loaded and validated once (drivers are static data)."""
     folder = resources.files(__name__)
-    texts = {entry.name: entry.read_text(encoding="utf-8") for entry in folder.iterdir()
-             if entry.name.endswith(".toml")}
+    texts = {
+        entry.name: entry.read_text(encoding="utf-8") for entry in folder.iterdir() if entry.name.endswith(".toml")
+    }
     return load_texts(texts)
 
 
 # ------------------------------------------------------------------------------ public API
+
 
 def _header(meter: dict[str, Any], body: bytes) -> bytes | None:
     """Frame bytes 2..13 (M, A, CI + 3) for descramblers keyed on the link header."""
@@ -140,15 +152,20 @@ def _header(meter: dict[str, Any], body: bytes) -> bytes | None:
     if len(code) != 3 or len(ident) != 8 or len(body) < 4:
         return None
     try:
-        mfct = sum((ord(c) - 64) << shift for c, shift in zip(code, (10, 5, 0)))
-        return (mfct.to_bytes(2, "little") + bytes.fromhex(ident)[::-1]
-                + bytes([meter.get("version") or 0, meter.get("device_type_code") or 0]) + body[:4])
+        mfct = sum((ord(c) - 64) << shift for c, shift in zip(code, (10, 5, 0), strict=False))
+        return (
+            mfct.to_bytes(2, "little")
+            + bytes.fromhex(ident)[::-1]
+            + bytes([meter.get("version") or 0, meter.get("device_type_code") or 0])
+            + body[:4]
+        )
     except (ValueError, OverflowError):
         return None
 
 
-def decode_proprietary(telegram: dict[str, Any], payload: bytes,
-                       reg: Registry | None = None) -> list[dict[str, Any]] | None:
+def decode_proprietary(
+    telegram: dict[str, Any], payload: bytes, reg: Registry | None = None
+) -> list[dict[str, Any]] | None:
     """Records from a manufacturer-specific CI payload (``payload[0]`` is the CI), or None.
 
     Fields the layout names go into ``telegram["fields"]``.
@@ -230,8 +247,9 @@ def apply_plan(plan: Plan, telegram: dict[str, Any], apl: bytes | None = None, l
                 records.append(_engine.make_record(v, value))
 
 
-def _driver_work(plan: Plan, telegram: dict[str, Any], records: list[Any], fields: dict[str, Any],
-                 apl: bytes | None) -> None:
+def _driver_work(
+    plan: Plan, telegram: dict[str, Any], records: list[Any], fields: dict[str, Any], apl: bytes | None
+) -> None:
     """Manufacturer VIFs, relabels and proprietary layouts of the matching drivers, in order."""
     received = list(records) if plan.record_layouts else records  # record layouts read the records as decoded
     for driver, layouts in plan.work:
@@ -252,8 +270,9 @@ def _driver_work(plan: Plan, telegram: dict[str, Any], records: list[Any], field
                 fields.update(new_fields)
 
 
-def _sources(layout: Layout, telegram: dict[str, Any], received: list[dict[str, Any]],
-             apl: bytes | None) -> Iterator[bytes]:
+def _sources(
+    layout: Layout, telegram: dict[str, Any], received: list[dict[str, Any]], apl: bytes | None
+) -> Iterator[bytes]:
     """The byte buffers a layout reads: manufacturer data, whole APL, or matching records' data."""
     if layout.source == "manufacturer_data":
         text = telegram.get("manufacturer_data")
@@ -288,7 +307,7 @@ def _vif_bytes(dif_vif: str | None) -> bytes | None:
     i = 0
     while i < len(header) and header[i] & 0x80:
         i += 1
-    return header[i + 1:]
+    return header[i + 1 :]
 
 
 _BCD_FIELDS = {0x9: 1, 0xA: 2, 0xB: 3, 0xC: 4, 0xE: 6}
@@ -326,8 +345,7 @@ def _decode_vifs(driver: Driver, records: list[dict[str, Any]]) -> None:
         if QUANTITIES[rule.quantity][1] == "float":
             value = float(value)
         updated = dict(record)  # "raw" stays for audit
-        updated.update(quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value,
-                       driver=driver.name)
+        updated.update(quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value, driver=driver.name)
         if rule.qualifiers:
             updated["qualifiers"] = list(rule.qualifiers)
         records[i] = updated
@@ -342,7 +360,8 @@ def _relabel(driver: Driver, records: list[dict[str, Any]]) -> None:
                 value = record.get("value")
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and rule.factor != 1.0:
                     value = round(value * rule.factor, 9)
-                updated.update(quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value,
-                               driver=driver.name)
+                updated.update(
+                    quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value, driver=driver.name
+                )
                 records[i] = updated
                 break

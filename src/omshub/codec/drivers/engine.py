@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from omshub.codec.records import decode_records
 from omshub.codec.errors import DecodeError
+from omshub.codec.records import decode_records
 from omshub.codec.units import QUANTITIES
 
 from . import primitives as p
@@ -103,7 +103,7 @@ def _record_header(v: Value, buf: bytes, base: int) -> bytes | None:
         difes = [b | 0x80 for b in difes[:-1]] + [difes[-1]]
     if v.vif_at is not None:
         at = v.vif_at + base if v.vif_at >= 0 else v.vif_at
-        vif = buf[at:at + 1] if -len(buf) <= at < len(buf) else b""
+        vif = buf[at : at + 1] if -len(buf) <= at < len(buf) else b""
         if not vif or vif[0] & 0x80:
             return None  # a VIF with extensions is not a single byte in the payload
     else:
@@ -120,7 +120,7 @@ def synthetic_record(v: Value, buf: bytes, base: int) -> dict[str, Any] | None:
     at = v.at + base if v.at >= 0 else v.at + len(buf)
     if at < 0 or at + size > len(buf):
         return None
-    data = buf[at:at + size]
+    data = buf[at : at + size]
     if v.invalid and v.dif in (1, 2, 3, 4, 6, 7) and int.from_bytes(data, "little", signed=True) in v.invalid:
         return None
     try:
@@ -146,8 +146,15 @@ def make_record(v: Value, value: Any) -> dict[str, Any]:
         canonical = round(canonical, 9)
         if QUANTITIES[quantity][1] == "float":
             canonical = float(canonical)
-    record = {"quantity": quantity, "unit": QUANTITIES[quantity][0], "value": canonical, "storage": v.storage,
-              "tariff": v.tariff, "subunit": v.subunit, "function": v.function}
+    record = {
+        "quantity": quantity,
+        "unit": QUANTITIES[quantity][0],
+        "value": canonical,
+        "storage": v.storage,
+        "tariff": v.tariff,
+        "subunit": v.subunit,
+        "function": v.function,
+    }
     if v.qualifiers:
         record["qualifiers"] = list(v.qualifiers)
     return record
@@ -173,11 +180,11 @@ def layout_buffer(layout: Layout, buf: bytes, header: bytes | None) -> tuple[byt
         _method, start, seeds, check = layout.descramble
         if header is None or len(header) != 12 or base + start >= len(buf):
             return None
-        body = buf[base + start:]
+        body = buf[base + start :]
         for seed in seeds:
             plain = p.prios_descramble(header, body, seed)
             if plain[0] == check:
-                return buf[:base + start] + plain, base
+                return buf[: base + start] + plain, base
         return None
     return buf, base
 
@@ -200,8 +207,9 @@ def scan_tags(layout: Layout, buf: bytes, base: int) -> dict[int, int]:
     return found
 
 
-def run_layout(layout: Layout, buf: bytes, header: bytes | None = None
-               ) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+def run_layout(
+    layout: Layout, buf: bytes, header: bytes | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     """Records and fields the layout yields from ``buf``, or None when the layout does not fit."""
     prepared = layout_buffer(layout, buf, header)
     if prepared is None:
@@ -238,13 +246,16 @@ def run_layout(layout: Layout, buf: bytes, header: bytes | None = None
 def select(records: list[dict[str, Any]], rule: FieldRule) -> Any:
     """The value of the first record the field rule selects, or None."""
     for r in records:
-        if (r.get("quantity") == rule.quantity
-                and (rule.storage is None or r.get("storage") == rule.storage)
-                and (rule.tariff is None or r.get("tariff") == rule.tariff)
-                and (rule.subunit is None or r.get("subunit") == rule.subunit)
-                and (rule.function is None or r.get("function") == rule.function)
-                and (rule.dif_vif is None or r.get("dif_vif") == rule.dif_vif)
-                and not r.get("error_value") and r.get("value") is not None):
+        if (
+            r.get("quantity") == rule.quantity
+            and (rule.storage is None or r.get("storage") == rule.storage)
+            and (rule.tariff is None or r.get("tariff") == rule.tariff)
+            and (rule.subunit is None or r.get("subunit") == rule.subunit)
+            and (rule.function is None or r.get("function") == rule.function)
+            and (rule.dif_vif is None or r.get("dif_vif") == rule.dif_vif)
+            and not r.get("error_value")
+            and r.get("value") is not None
+        ):
             return r["value"]
     return None
 
@@ -255,8 +266,15 @@ def series_values(records: list[dict[str, Any]], quantity: str, name: str, first
     dates: dict[int, str] = {}
     for r in records:
         storage = r.get("storage")
-        if (not isinstance(storage, int) or storage < first_storage or r.get("tariff") or r.get("subunit")
-                or r.get("function") != "instantaneous" or r.get("error_value") or r.get("value") is None):
+        if (
+            not isinstance(storage, int)
+            or storage < first_storage
+            or r.get("tariff")
+            or r.get("subunit")
+            or r.get("function") != "instantaneous"
+            or r.get("error_value")
+            or r.get("value") is None
+        ):
             continue
         if r.get("quantity") == quantity:
             values.setdefault(storage, r["value"])

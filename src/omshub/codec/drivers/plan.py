@@ -10,9 +10,9 @@ or an exact ``dif_vif`` keep the general matcher (:func:`.engine.select`).
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
+from collections.abc import Callable
 from operator import itemgetter
+from typing import Any
 
 from . import engine as _engine
 
@@ -25,18 +25,33 @@ _MAX_LAYOUTS = 4096  # record layouts remembered per plan (a few per meter model
 class Plan:
     """What ``apply`` does for one kind of meter (see module doc)."""
 
-    __slots__ = ("drivers", "owns_apl", "needs_apl", "work", "record_layouts", "rules", "keys",
-                 "series", "series_from", "computed", "by_layout")
+    __slots__ = (
+        "drivers",
+        "owns_apl",
+        "needs_apl",
+        "work",
+        "record_layouts",
+        "rules",
+        "keys",
+        "series",
+        "series_from",
+        "computed",
+        "by_layout",
+    )
 
-    def __init__(self, drivers: tuple[Any, ...], generic_rules: tuple[Any, ...], series: tuple[Any, ...],
-                 version: Any) -> None:
+    def __init__(
+        self, drivers: tuple[Any, ...], generic_rules: tuple[Any, ...], series: tuple[Any, ...], version: Any
+    ) -> None:
         self.drivers = drivers
         # the driver work that changes or adds records, in the order apply runs it
         # per driver with anything to do: (driver, its layouts that apply to this version)
         work = []
         for d in drivers:
-            layouts = tuple(layout for layout in d.layouts if layout.source != "ci"
-                            and (layout.versions is None or version in layout.versions))
+            layouts = tuple(
+                layout
+                for layout in d.layouts
+                if layout.source != "ci" and (layout.versions is None or version in layout.versions)
+            )
             if d.vifs or d.relabel or layouts:
                 work.append((d, layouts))
         self.work = tuple(work)
@@ -70,13 +85,13 @@ class Plan:
                 values = None
             if values is not None and None not in values:  # else: a record without a valid value
                 if names:
-                    fields.update(zip(names, values))
+                    fields.update(zip(names, values, strict=False))
                 if deep:
                     self._series(records, fields)
                 return
         try:
             keys = list(map(_RECORD_KEY, records))
-            index = dict(zip(reversed(keys), reversed(records)))  # the first record of a key wins
+            index = dict(zip(reversed(keys), reversed(records), strict=False))  # the first record of a key wins
             deepest = max(map(_STORAGE, keys), default=0) if self.series else 0
         except (KeyError, TypeError):  # records without the usual keys, or with odd values
             index = _loose_index(records)

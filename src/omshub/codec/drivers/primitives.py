@@ -16,7 +16,7 @@ def _slice(buf: bytes, at: int, size: int) -> bytes | None:
         at += len(buf)
     if at < 0 or size <= 0 or at + size > len(buf):
         return None
-    return buf[at:at + size]
+    return buf[at : at + size]
 
 
 def _byteorder(endian: str) -> Literal["little", "big"]:
@@ -87,7 +87,7 @@ def date_bcd(buf: bytes, at: int, order: str) -> str | None:
     if b is None:
         return None
     parts = {}
-    for letter, byte in zip(order, b):
+    for letter, byte in zip(order, b, strict=False):
         if (byte >> 4) > 9 or (byte & 15) > 9:
             return None
         parts[letter] = (byte >> 4) * 10 + (byte & 15)
@@ -108,8 +108,12 @@ def prios_descramble(header: bytes, data: bytes, key: int) -> bytes:
     is XORed with the low 8 bits of the register after 8 LFSR steps (feedback = bits 1, 2, 11,
     31). Checked against the IZAR telegrams of the public corpus (first plain byte 0x4B).
     """
-    state = key ^ int.from_bytes(header[0:4], "big") ^ int.from_bytes(header[4:8], "big") \
+    state = (
+        key
+        ^ int.from_bytes(header[0:4], "big")
+        ^ int.from_bytes(header[4:8], "big")
         ^ int.from_bytes(header[8:12], "big")
+    )
     out = bytearray(len(data))
     for i, byte in enumerate(data):
         for _ in range(8):

@@ -9,16 +9,16 @@ The file format (tables, value types and their keys) is described in docs/protoc
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from omshub.codec.drivers.primitives import prios_key
 from omshub.codec.units import QUALIFIERS, QUANTITIES, to_canonical
 
-VALUE_TYPES = frozenset({"uint", "int", "bcd", "bits", "date_g", "date_bcd", "date_bits", "record", "sum",
-                         "flags", "map"})
+VALUE_TYPES = frozenset(
+    {"uint", "int", "bcd", "bits", "date_g", "date_bcd", "date_bits", "record", "sum", "flags", "map"}
+)
 SOURCES = frozenset({"ci", "manufacturer_data", "record", "apl"})
 FUNCTIONS = ("instantaneous", "maximum", "minimum", "error")
 DESCRAMBLERS = frozenset({"prios"})
@@ -39,11 +39,11 @@ class Value:
     at: int = 0
     size: int = 1
     endian: str = "little"
-    pieces: tuple[Any, ...] = ()                 # bits: ((at, low, width), ...)
-    date_parts: tuple[Any, ...] = ()             # date_bits: (day pieces, month pieces, year pieces)
+    pieces: tuple[Any, ...] = ()  # bits: ((at, low, width), ...)
+    date_parts: tuple[Any, ...] = ()  # date_bits: (day pieces, month pieces, year pieces)
     year_base: int = 2000
-    year_after: str | None = None      # date_bits without year: the year that puts it after this field
-    order: str = "dmy"                 # date_bcd
+    year_after: str | None = None  # date_bits without year: the year that puts it after this field
+    order: str = "dmy"  # date_bcd
     shift: int = 0
     width: int = 0
     scale: float = 1.0
@@ -51,22 +51,22 @@ class Value:
     transform: str | None = None
     invalid: frozenset[Any] = frozenset()
     unit: str | None = None
-    factor: float = 1.0                # unit -> canonical unit of the quantity
+    factor: float = 1.0  # unit -> canonical unit of the quantity
     quantity: str | None = None
     storage: int = 0
     tariff: int = 0
     subunit: int = 0
     function: str = "instantaneous"
     field: str | None = None
-    tag: int | None = None             # register-scan tag the offset is relative to
-    dif: int = 0                       # record: data field nibble
-    vif: bytes = b""                   # record: fixed VIF bytes
-    vif_at: int | None = None          # record: VIF byte taken from the payload
-    of: tuple[Any, ...] = ()                     # sum: field names
-    flags: tuple[Any, ...] = ()                  # flags: ((bit, name), ...)
-    emit: bool = True                  # record: add the record (False: only the field)
-    table: tuple[Any, ...] = ()                  # map: ((raw, value), ...)
-    qualifiers: tuple[Any, ...] = ()             # record qualifiers (omshub.codec.units.QUALIFIERS)
+    tag: int | None = None  # register-scan tag the offset is relative to
+    dif: int = 0  # record: data field nibble
+    vif: bytes = b""  # record: fixed VIF bytes
+    vif_at: int | None = None  # record: VIF byte taken from the payload
+    of: tuple[Any, ...] = ()  # sum: field names
+    flags: tuple[Any, ...] = ()  # flags: ((bit, name), ...)
+    emit: bool = True  # record: add the record (False: only the field)
+    table: tuple[Any, ...] = ()  # map: ((raw, value), ...)
+    qualifiers: tuple[Any, ...] = ()  # record qualifiers (omshub.codec.units.QUALIFIERS)
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,10 @@ class Layout:
     vif: bytes = b""
     versions: frozenset[Any] | None = None
     min_length: int = 0
-    require: tuple[Any, ...] = ()                # ((at, mask, equals), ...)
-    base: tuple[Any, ...] | None = None          # (length_at, add): offsets count from buf[length_at] + add
-    descramble: tuple[Any, ...] | None = None    # ("prios", start, (keys...), check byte)
-    scan: tuple[Any, ...] | None = None          # (start, {tag: size}, frozenset(stop tags))
+    require: tuple[Any, ...] = ()  # ((at, mask, equals), ...)
+    base: tuple[Any, ...] | None = None  # (length_at, add): offsets count from buf[length_at] + add
+    descramble: tuple[Any, ...] | None = None  # ("prios", start, (keys...), check byte)
+    scan: tuple[Any, ...] | None = None  # (start, {tag: size}, frozenset(stop tags))
     replace_records: bool = False
     skip_fillers: bool = True
 
@@ -100,7 +100,7 @@ class FieldRule:
 @dataclass(frozen=True)
 class Relabel:
     path: str
-    match: tuple[Any, ...]                      # ((record key, value), ...)
+    match: tuple[Any, ...]  # ((record key, value), ...)
     quantity: str
     factor: float = 1.0
 
@@ -113,7 +113,7 @@ class VifRule:
     scale: float = 1.0
     factor: float = 1.0
     signed: bool = False
-    real: bool = False                 # data is IEEE 754 single (DIF data field 5)
+    real: bool = False  # data is IEEE 754 single (DIF data field 5)
     qualifiers: tuple[Any, ...] = ()
 
 
@@ -122,22 +122,23 @@ class Driver:
     name: str
     file: str
     manufacturers: tuple[Any, ...]
-    device_types: tuple[Any, ...]                # () = any
+    device_types: tuple[Any, ...]  # () = any
     versions: frozenset[Any] | None
     fields: tuple[Any, ...] = ()
     relabel: tuple[Any, ...] = ()
     vifs: dict[Any, Any] = field(default_factory=dict)
     layouts: tuple[Any, ...] = ()
     compact_formats: tuple[Any, ...] = ()
-    computed: tuple[Any, ...] = ()               # sum values over named fields, evaluated after naming
+    computed: tuple[Any, ...] = ()  # sum values over named fields, evaluated after naming
 
 
 @dataclass(frozen=True)
 class Series:
     """History values (storage >= first_storage) of one quantity as a list of {storage, date, value} dicts."""
+
     field: str
     quantity: str
-    name: str                          # key of the value inside each entry (unit-suffixed)
+    name: str  # key of the value inside each entry (unit-suffixed)
     first_storage: int = 2
 
 
@@ -150,12 +151,19 @@ class GenericRule:
 
 # ------------------------------------------------------------------------------ helpers
 
+
 def _fail(path: str, message: str) -> SchemaError:
     return SchemaError(f"{path}: {message}")
 
 
-def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = None,
-         required: bool = False) -> Any:
+def _get(
+    table: dict[str, Any],
+    key: str,
+    path: str,
+    kind: type | tuple[type, ...],
+    default: Any = None,
+    required: bool = False,
+) -> Any:
     if key not in table:
         if required:
             raise _fail(path, f"missing key '{key}'")
@@ -204,8 +212,13 @@ def _pieces(value: Any, path: str) -> tuple[Any, ...]:
         raise _fail(path, "expected a non-empty list of [offset, lowest bit, width]")
     out = []
     for i, piece in enumerate(value):
-        if (not isinstance(piece, list) or len(piece) != 3 or not all(isinstance(p, int) for p in piece)
-                or not 0 <= piece[1] <= 7 or not 1 <= piece[2] <= 8 - piece[1]):
+        if (
+            not isinstance(piece, list)
+            or len(piece) != 3
+            or not all(isinstance(p, int) for p in piece)
+            or not 0 <= piece[1] <= 7
+            or not 1 <= piece[2] <= 8 - piece[1]
+        ):
             raise _fail(f"{path}[{i}]", f"expected [offset, lowest bit 0-7, width fitting the byte], got {piece!r}")
         out.append(tuple(piece))
     return tuple(out)
@@ -226,10 +239,43 @@ def canonical_factor(quantity: str, unit: str | None, path: str) -> float:
 
 # ------------------------------------------------------------------------------ values
 
-_VALUE_KEYS = {"type", "at", "size", "endian", "bits", "day", "month", "year", "year_base", "year_after", "order",
-               "shift", "width", "scale", "divisor", "add", "transform", "invalid", "unit", "quantity", "storage",
-               "tariff", "subunit", "function", "field", "tag", "dif", "vif", "vif_at", "of", "flags", "repeat", "emit",
-               "map", "qualifiers"}
+_VALUE_KEYS = {
+    "type",
+    "at",
+    "size",
+    "endian",
+    "bits",
+    "day",
+    "month",
+    "year",
+    "year_base",
+    "year_after",
+    "order",
+    "shift",
+    "width",
+    "scale",
+    "divisor",
+    "add",
+    "transform",
+    "invalid",
+    "unit",
+    "quantity",
+    "storage",
+    "tariff",
+    "subunit",
+    "function",
+    "field",
+    "tag",
+    "dif",
+    "vif",
+    "vif_at",
+    "of",
+    "flags",
+    "repeat",
+    "emit",
+    "map",
+    "qualifiers",
+}
 
 
 def _values(items: Any, path: str) -> tuple[Any, ...]:
@@ -286,8 +332,7 @@ def _value(t: dict[str, Any], path: str, shift_at: int, n: int, storage_shift: i
     return Value(**values)
 
 
-def _value_common(t: dict[str, Any], path: str, kind: str, shift_at: int, n: int,
-                  storage_shift: int) -> dict[str, Any]:
+def _value_common(t: dict[str, Any], path: str, kind: str, shift_at: int, n: int, storage_shift: int) -> dict[str, Any]:
     """The keys every value type has (name, quantity, scale, position, storage…), checked."""
     name = _get(t, "field", path, str)
     if name is not None:
@@ -325,15 +370,27 @@ def _value_common(t: dict[str, Any], path: str, kind: str, shift_at: int, n: int
     at = _get(t, "at", path, int, 0 if kind in ("sum", "bits", "date_bits") else None)
     if at is None:
         raise _fail(path, "missing key 'at'")
-    values = dict(path=path, type=kind, at=at + shift_at if at is not None else 0, size=size,
-                  endian="little" if endian == "le" else "big", scale=scale,
-                  add=float(_get(t, "add", path, (int, float), 0.0)), transform=transform, unit=unit, factor=factor,
-                  quantity=quantity, storage=_get(t, "storage", path, int, 0) + storage_shift,
-                  tariff=_get(t, "tariff", path, int, 0), subunit=_get(t, "subunit", path, int, 0),
-                  function=function, field=name, shift=_get(t, "shift", path, int, 0),
-                  width=_get(t, "width", path, int, 0))
-    if not (0 <= values["storage"] < 2 ** 33 and 0 <= values["tariff"] < 2 ** 20
-            and 0 <= values["subunit"] < 2 ** 10):
+    values = {
+        "path": path,
+        "type": kind,
+        "at": at + shift_at if at is not None else 0,
+        "size": size,
+        "endian": "little" if endian == "le" else "big",
+        "scale": scale,
+        "add": float(_get(t, "add", path, (int, float), 0.0)),
+        "transform": transform,
+        "unit": unit,
+        "factor": factor,
+        "quantity": quantity,
+        "storage": _get(t, "storage", path, int, 0) + storage_shift,
+        "tariff": _get(t, "tariff", path, int, 0),
+        "subunit": _get(t, "subunit", path, int, 0),
+        "function": function,
+        "field": name,
+        "shift": _get(t, "shift", path, int, 0),
+        "width": _get(t, "width", path, int, 0),
+    }
+    if not (0 <= values["storage"] < 2**33 and 0 <= values["tariff"] < 2**20 and 0 <= values["subunit"] < 2**10):
         raise _fail(path, "storage/tariff/subunit out of range")
     return values
 
@@ -357,8 +414,9 @@ def _date_bits(t: dict[str, Any], path: str, shift_at: int, values: dict[str, An
     parts = []
     for part in ("day", "month", "year"):
         raw = _get(t, part, path, list, required=part != "year")
-        parts.append(tuple((a + shift_at, lo, w) for a, lo, w in _pieces(raw, f"{path}.{part}"))
-                     if raw is not None else ())
+        parts.append(
+            tuple((a + shift_at, lo, w) for a, lo, w in _pieces(raw, f"{path}.{part}")) if raw is not None else ()
+        )
     values["date_parts"] = tuple(parts)
     values["year_base"] = _get(t, "year_base", path, int, 2000)
     values["year_after"] = _get(t, "year_after", path, str)
@@ -394,15 +452,27 @@ def _table_value(t: dict[str, Any], path: str, kind: str, values: dict[str, Any]
     labels = []
     for bit, label in flags.items():
         if not bit.isdigit() or not isinstance(label, str):
-            raise _fail(f"{path}.flags.{bit}", "expected bit number = \"name\"")
+            raise _fail(f"{path}.flags.{bit}", 'expected bit number = "name"')
         labels.append((int(bit), label))
     values["flags"] = tuple(sorted(labels))
 
 
 # ------------------------------------------------------------------------------ layouts, drivers
 
-_LAYOUT_KEYS = {"source", "ci", "vif", "versions", "min_length", "require", "base", "descramble", "scan",
-                "replace_records", "skip_fillers", "values"}
+_LAYOUT_KEYS = {
+    "source",
+    "ci",
+    "vif",
+    "versions",
+    "min_length",
+    "require",
+    "base",
+    "descramble",
+    "scan",
+    "replace_records",
+    "skip_fillers",
+    "values",
+}
 
 
 def _layout(t: dict[str, Any], path: str) -> Layout:
@@ -412,10 +482,14 @@ def _layout(t: dict[str, Any], path: str) -> Layout:
     source = _get(t, "source", path, str, required=True)
     if source not in SOURCES:
         raise _fail(f"{path}.source", f"unknown source {source!r}; known: {sorted(SOURCES)}")
-    out = dict(path=path, source=source, values=_values(_get(t, "values", path, list, required=True), f"{path}.values"),
-               min_length=_get(t, "min_length", path, int, 0),
-               replace_records=_get(t, "replace_records", path, bool, False),
-               skip_fillers=_get(t, "skip_fillers", path, bool, True))
+    out = {
+        "path": path,
+        "source": source,
+        "values": _values(_get(t, "values", path, list, required=True), f"{path}.values"),
+        "min_length": _get(t, "min_length", path, int, 0),
+        "replace_records": _get(t, "replace_records", path, bool, False),
+        "skip_fillers": _get(t, "skip_fillers", path, bool, True),
+    }
     if source == "ci":
         out["cis"] = _int_list(_get(t, "ci", path, list, required=True), f"{path}.ci")
     if source == "record":
@@ -428,14 +502,21 @@ def _layout(t: dict[str, Any], path: str) -> Layout:
         if not isinstance(r, dict):
             raise _fail(rpath, "expected a table {at, equals[, mask]}")
         _check_keys(r, {"at", "equals", "mask"}, rpath)
-        require.append((_get(r, "at", rpath, int, required=True), _byte(r.get("mask", 0xFF), f"{rpath}.mask"),
-                        _byte(_get(r, "equals", rpath, (int, str), required=True), f"{rpath}.equals")))
+        require.append(
+            (
+                _get(r, "at", rpath, int, required=True),
+                _byte(r.get("mask", 0xFF), f"{rpath}.mask"),
+                _byte(_get(r, "equals", rpath, (int, str), required=True), f"{rpath}.equals"),
+            )
+        )
     out["require"] = tuple(require)
     base = _get(t, "base", path, dict)
     if base is not None:
         _check_keys(base, {"length_at", "add"}, f"{path}.base")
-        out["base"] = (_get(base, "length_at", f"{path}.base", int, required=True),
-                       _get(base, "add", f"{path}.base", int, 0))
+        out["base"] = (
+            _get(base, "length_at", f"{path}.base", int, required=True),
+            _get(base, "add", f"{path}.base", int, 0),
+        )
     scramble = _get(t, "descramble", path, dict)
     if scramble is not None:
         spath = f"{path}.descramble"
@@ -449,8 +530,12 @@ def _layout(t: dict[str, Any], path: str) -> Layout:
             if not isinstance(k, str) or len(_hex(k, f"{spath}.keys[{i}]")) != 8:
                 raise _fail(f"{spath}.keys[{i}]", "expected an 8-byte key as 16 hex digits")
             seeds.append(prios_key(k))
-        out["descramble"] = (method, _get(scramble, "start", spath, int, required=True), tuple(seeds),
-                             _byte(_get(scramble, "check", spath, (int, str), required=True), f"{spath}.check"))
+        out["descramble"] = (
+            method,
+            _get(scramble, "start", spath, int, required=True),
+            tuple(seeds),
+            _byte(_get(scramble, "check", spath, (int, str), required=True), f"{spath}.check"),
+        )
     scan = _get(t, "scan", path, dict)
     if scan is not None:
         spath = f"{path}.scan"
@@ -483,13 +568,30 @@ def _field_rule(t: dict[str, Any], path: str) -> FieldRule:
         v = _get(t, key, path, int, 0)
         return None if v == -1 else v
 
-    return FieldRule(field=_get(t, "field", path, str, required=True), quantity=quantity, storage=opt("storage"),
-                     tariff=opt("tariff"), subunit=opt("subunit"), function=None if function == "any" else function,
-                     dif_vif=(_get(t, "dif_vif", path, str) or "").lower() or None)
+    return FieldRule(
+        field=_get(t, "field", path, str, required=True),
+        quantity=quantity,
+        storage=opt("storage"),
+        tariff=opt("tariff"),
+        subunit=opt("subunit"),
+        function=None if function == "any" else function,
+        dif_vif=(_get(t, "dif_vif", path, str) or "").lower() or None,
+    )
 
 
-_DRIVER_KEYS = {"name", "manufacturers", "device_types", "versions", "fields", "relabel", "vifs", "layouts",
-                "compact_formats", "computed", "comment"}
+_DRIVER_KEYS = {
+    "name",
+    "manufacturers",
+    "device_types",
+    "versions",
+    "fields",
+    "relabel",
+    "vifs",
+    "layouts",
+    "compact_formats",
+    "computed",
+    "comment",
+}
 
 
 def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
@@ -498,8 +600,9 @@ def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
     _check_keys(t, _DRIVER_KEYS, path)
     name = _get(t, "name", path, str, required=True)
     manufacturers = _get(t, "manufacturers", path, list, required=True)
-    if not manufacturers or not all(isinstance(m, str) and len(m) == 3 and m.isalpha() and m.isupper()
-                                    for m in manufacturers):
+    if not manufacturers or not all(
+        isinstance(m, str) and len(m) == 3 and m.isalpha() and m.isupper() for m in manufacturers
+    ):
         raise _fail(f"{path}.manufacturers", "expected a list of 3-letter upper-case manufacturer codes")
     types = tuple(sorted(_int_list(t["device_types"], f"{path}.device_types"))) if "device_types" in t else ()
     versions = _int_list(t["versions"], f"{path}.versions") if "versions" in t else None
@@ -517,8 +620,9 @@ def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
         if quantity not in QUANTITIES:
             raise _fail(f"{rpath}.quantity", f"unknown quantity {quantity!r}")
         match = {k: v.lower() if k == "dif_vif" and isinstance(v, str) else v for k, v in match.items()}
-        relabel.append(Relabel(rpath, tuple(sorted(match.items())), quantity,
-                               float(_get(r, "factor", rpath, (int, float), 1.0))))
+        relabel.append(
+            Relabel(rpath, tuple(sorted(match.items())), quantity, float(_get(r, "factor", rpath, (int, float), 1.0)))
+        )
     vifs = {}
     for i, v in enumerate(_get(t, "vifs", path, list, [])):
         vpath = f"{path}.vifs[{i}]"
@@ -533,20 +637,35 @@ def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
         if quantity not in QUANTITIES:
             raise _fail(f"{vpath}.quantity", f"unknown quantity {quantity!r}")
         scale = float(_get(v, "scale", vpath, (int, float), 1.0)) / float(_get(v, "divisor", vpath, (int, float), 1))
-        vifs[vif] = VifRule(vpath, vif, quantity, scale,
-                            canonical_factor(quantity, _get(v, "unit", vpath, str), f"{vpath}.unit"),
-                            _get(v, "signed", vpath, bool, True), qualifiers=tuple(qualifiers))
+        vifs[vif] = VifRule(
+            vpath,
+            vif,
+            quantity,
+            scale,
+            canonical_factor(quantity, _get(v, "unit", vpath, str), f"{vpath}.unit"),
+            _get(v, "signed", vpath, bool, True),
+            qualifiers=tuple(qualifiers),
+        )
     formats = []
     for i, f in enumerate(_get(t, "compact_formats", path, list, [])):
         if not isinstance(f, str):
             raise _fail(f"{path}.compact_formats[{i}]", "expected hex text")
         formats.append(_hex(f, f"{path}.compact_formats[{i}]"))
     return Driver(
-        name=name, file=file, manufacturers=tuple(manufacturers), device_types=types, versions=versions,
+        name=name,
+        file=file,
+        manufacturers=tuple(manufacturers),
+        device_types=types,
+        versions=versions,
         fields=tuple(_field_rule(f, f"{path}.fields[{i}]") for i, f in enumerate(_get(t, "fields", path, list, []))),
-        relabel=tuple(relabel), vifs=vifs,
-        layouts=tuple(_layout(l, f"{path}.layouts[{i}]") for i, l in enumerate(_get(t, "layouts", path, list, []))),
-        compact_formats=tuple(formats), computed=_computed(t, path))
+        relabel=tuple(relabel),
+        vifs=vifs,
+        layouts=tuple(
+            _layout(layout, f"{path}.layouts[{i}]") for i, layout in enumerate(_get(t, "layouts", path, list, []))
+        ),
+        compact_formats=tuple(formats),
+        computed=_computed(t, path),
+    )
 
 
 def _computed(t: dict[str, Any], path: str) -> tuple[Any, ...]:
@@ -576,14 +695,24 @@ def parse_file(name: str, data: dict[str, Any]) -> tuple[list[Driver], list[Gene
             quantity = _get(item, "quantity", spath, str, required=True)
             if quantity not in QUANTITIES:
                 raise _fail(f"{spath}.quantity", f"unknown quantity {quantity!r}")
-            series.append(Series(_get(item, "field", spath, str, required=True), quantity,
-                                 _get(item, "name", spath, str, required=True),
-                                 _get(item, "first_storage", spath, int, 2)))
-        generic.append(GenericRule(
-            tuple(sorted(_int_list(_get(g, "device_types", gpath, list, required=True), f"{gpath}.device_types"))),
-            tuple(_field_rule(f, f"{gpath}.fields[{k}]") for k, f in enumerate(_get(g, "fields", gpath, list,
-                                                                                      required=True))),
-            tuple(series)))
+            series.append(
+                Series(
+                    _get(item, "field", spath, str, required=True),
+                    quantity,
+                    _get(item, "name", spath, str, required=True),
+                    _get(item, "first_storage", spath, int, 2),
+                )
+            )
+        generic.append(
+            GenericRule(
+                tuple(sorted(_int_list(_get(g, "device_types", gpath, list, required=True), f"{gpath}.device_types"))),
+                tuple(
+                    _field_rule(f, f"{gpath}.fields[{k}]")
+                    for k, f in enumerate(_get(g, "fields", gpath, list, required=True))
+                ),
+                tuple(series),
+            )
+        )
     if not drivers and not generic:
         raise _fail(name, "no [[driver]] or [[generic]] tables")
     return drivers, generic

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -22,9 +22,15 @@ REDECODABLE_SQL = "state IN ('no_key', 'wrong_key', 'unknown_meter', 'invalid')"
 
 
 def upgrade() -> None:
-    op.create_index('ix_telegrams_redecodable', 'telegrams', ['tenant_id', 'meter_id'], unique=False,
-                    sqlite_where=sa.text(REDECODABLE_SQL), postgresql_where=sa.text(REDECODABLE_SQL))
+    op.create_index(
+        "ix_telegrams_redecodable",
+        "telegrams",
+        ["tenant_id", "meter_id"],
+        unique=False,
+        sqlite_where=sa.text(REDECODABLE_SQL),
+        postgresql_where=sa.text(REDECODABLE_SQL),
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_telegrams_redecodable', table_name='telegrams')
+    op.drop_index("ix_telegrams_redecodable", table_name="telegrams")

@@ -25,12 +25,12 @@ import orjson
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-NEW_UNIQUE = 'uq_uplinks_gateway_seq_content'
+NEW_UNIQUE = "uq_uplinks_gateway_seq_content"
 # names SQLite's unnamed constraints by this convention, so the batch copy can drop the old one
 NAMING = {"uq": "uq_%(table_name)s_%(column_0_N_name)s"}
 _PAGE = 500
@@ -51,6 +51,7 @@ class _Malformed(ValueError):
 
 # --- CBOR (RFC 8949): only the item boundaries, nothing is decoded but the keys ---
 
+
 def _cbor_head(buf: bytes, pos: int) -> tuple[int, int, int | None, int]:
     """(major type, additional info, argument or None when indefinite, position after the head)."""
     if pos >= len(buf):
@@ -64,7 +65,7 @@ def _cbor_head(buf: bytes, pos: int) -> tuple[int, int, int | None, int]:
         size = 1 << (info - 24)
         if pos + size > len(buf):
             raise _Malformed("truncated")
-        return major, info, int.from_bytes(buf[pos:pos + size], "big"), pos + size
+        return major, info, int.from_bytes(buf[pos : pos + size], "big"), pos + size
     if info == 31 and major in (2, 3, 4, 5, 7):
         return major, info, None, pos
     raise _Malformed("reserved additional information")
@@ -143,7 +144,7 @@ def _cbor_cred_spans(buf: bytes) -> list[tuple[int, int]]:
         try:
             decoder.decode()
             return stream.tell()
-        except Exception:  # noqa: BLE001 - cbor2 raises several types; the walk then says what is wrong
+        except Exception:
             return _cbor_item(buf, start, None)
 
     seen = 0
@@ -227,7 +228,7 @@ def _json_cred_spans(buf: bytes) -> list[tuple[int, int]]:
         if buf[pos] != 0x22:
             raise _Malformed("expected a key")
         end = _json_string_end(buf, pos)
-        key = orjson.loads(buf[pos:end + 1])
+        key = orjson.loads(buf[pos : end + 1])
         pos = _json_skip_ws(buf, end + 1)
         if pos >= len(buf) or buf[pos] != 0x3A:  # :
             raise _Malformed("expected ':'")
@@ -241,8 +242,9 @@ def _is_json(content_type: str | None) -> bool:
     return (content_type or "").split(";")[0].strip().lower() == "application/json"
 
 
-def credential_spans(body: bytes, content_type: str | None, secrets: tuple[str, ...] = (),
-                     has_cred: bool = True) -> list[tuple[int, int]]:
+def credential_spans(
+    body: bytes, content_type: str | None, secrets: tuple[str, ...] = (), has_cred: bool = True
+) -> list[tuple[int, int]]:
     """Byte ranges to overwrite: the string contents of every `cred` value of the envelope, and
     any other place where one of `secrets` (credentials known to be this gateway's, at least 16
     characters) appears verbatim. Sorted, merged. `has_cred=False`: the caller parsed the envelope
@@ -270,8 +272,9 @@ def credential_spans(body: bytes, content_type: str | None, secrets: tuple[str, 
     return merged
 
 
-def redact_credential(body: bytes, content_type: str | None, secrets: tuple[str, ...] = (),
-                      has_cred: bool = True) -> tuple[bytes, list[list[int]] | None]:
+def redact_credential(
+    body: bytes, content_type: str | None, secrets: tuple[str, ...] = (), has_cred: bool = True
+) -> tuple[bytes, list[list[int]] | None]:
     """(body with the credential's bytes replaced by `*`, [[offset, length], ...] replaced or
     None when nothing was)."""
     spans = credential_spans(body, content_type, secrets, has_cred)
@@ -284,16 +287,17 @@ def redact_credential(body: bytes, content_type: str | None, secrets: tuple[str,
 
 
 def _old_unique_name(bind) -> str | None:
-    for constraint in sa.inspect(bind).get_unique_constraints('uplinks'):
-        if sorted(constraint['column_names']) == ['gateway_id', 'seq']:
-            return constraint['name']
+    for constraint in sa.inspect(bind).get_unique_constraints("uplinks"):
+        if sorted(constraint["column_names"]) == ["gateway_id", "seq"]:
+            return constraint["name"]
     return None
 
 
 def _scrub(bind) -> None:
     select = sa.text("SELECT id, content_type, body FROM uplinks WHERE id > :after ORDER BY id LIMIT :n")
     update = sa.text("UPDATE uplinks SET body = :body, body_redactions = :spans WHERE id = :id").bindparams(
-        sa.bindparam('body', type_=sa.LargeBinary()), sa.bindparam('spans', type_=sa.JSON()))
+        sa.bindparam("body", type_=sa.LargeBinary()), sa.bindparam("spans", type_=sa.JSON())
+    )
     after = 0
     while True:
         rows = bind.execute(select, {"after": after, "n": _PAGE}).fetchall()
@@ -312,11 +316,11 @@ def upgrade() -> None:
     if sqlite:  # pages freed from here on are zeroed: the old bodies must not linger in free pages
         bind.exec_driver_sql("PRAGMA secure_delete = ON")
     old = _old_unique_name(bind)
-    with op.batch_alter_table('uplinks', schema=None, naming_convention=NAMING) as batch_op:
-        batch_op.add_column(sa.Column('content_hash', sa.LargeBinary(length=32), nullable=True))
-        batch_op.add_column(sa.Column('body_redactions', sa.JSON(), nullable=True))
-        batch_op.drop_constraint(old or 'uq_uplinks_gateway_id_seq', type_='unique')
-        batch_op.create_unique_constraint(NEW_UNIQUE, ['gateway_id', 'seq', 'content_hash'])
+    with op.batch_alter_table("uplinks", schema=None, naming_convention=NAMING) as batch_op:
+        batch_op.add_column(sa.Column("content_hash", sa.LargeBinary(length=32), nullable=True))
+        batch_op.add_column(sa.Column("body_redactions", sa.JSON(), nullable=True))
+        batch_op.drop_constraint(old or "uq_uplinks_gateway_id_seq", type_="unique")
+        batch_op.create_unique_constraint(NEW_UNIQUE, ["gateway_id", "seq", "content_hash"])
     _scrub(bind)
     if sqlite:
         bind.exec_driver_sql("PRAGMA secure_delete = OFF")
@@ -324,8 +328,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # fails while a gateway has two uplinks under one seq (it reused its numbers): they stay stored
-    with op.batch_alter_table('uplinks', schema=None) as batch_op:
-        batch_op.drop_constraint(NEW_UNIQUE, type_='unique')
-        batch_op.create_unique_constraint('uplinks_gateway_id_seq_key', ['gateway_id', 'seq'])
-        batch_op.drop_column('body_redactions')
-        batch_op.drop_column('content_hash')
+    with op.batch_alter_table("uplinks", schema=None) as batch_op:
+        batch_op.drop_constraint(NEW_UNIQUE, type_="unique")
+        batch_op.create_unique_constraint("uplinks_gateway_id_seq_key", ["gateway_id", "seq"])
+        batch_op.drop_column("body_redactions")
+        batch_op.drop_column("content_hash")
