@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cbor2
 import httpx
@@ -339,7 +339,7 @@ class ServeProcess:
         self.env = env or {}
         self.log_path = self.data_dir / "serve.log"
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     @property
     def base_url(self) -> str:

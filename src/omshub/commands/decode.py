@@ -10,8 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:  # the codec is imported inside the commands: `omshub --help` starts without it
+    from omshub.codec import DecodeError
 
 CHUNK_LINES = 2000
 MAX_LINE = 8192  # characters; a wM-Bus frame in hex is at most ~1 KiB
@@ -80,7 +84,7 @@ def decode_stream(
 
 def iter_results(
     lines: Iterable[str], *, keys=None, formats=None, crc: str = "auto"
-) -> Iterator[tuple[str, dict | None, object]]:
+) -> Iterator[tuple[str, dict | None, DecodeError | None]]:
     """(input text, result or None, DecodeError or None) per telegram line, in order."""
     from omshub.codec import DecodeError, FormatCache, decode, parse_hex
 
@@ -220,7 +224,7 @@ def decode_parallel(
 # ---------------------------------------------------------------- output for people
 
 
-def _render_table(results: list[tuple[str, dict | None, object]]) -> None:
+def _render_table(results: list[tuple[str, dict | None, DecodeError | None]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -230,6 +234,7 @@ def _render_table(results: list[tuple[str, dict | None, object]]) -> None:
             console.print(f"[red]error[/red] {error.code}: {error.message}")
             console.print(f"  input: {text}", highlight=False, markup=False)
             continue
+        assert result is not None  # a line without an error has a result
         meter = result["meter"]
         security = result["security"]
         title = (

@@ -172,7 +172,7 @@ def _simulate(
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             progress.states = telegram_states(database_url, tenant.id)
-            if live_display:
+            if live is not None:
                 live.update(_table(progress, finished=True))
             if not progress.states.get("new"):
                 break

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import orjson
 import typer
@@ -181,24 +182,7 @@ def run(
     try:
         stream = iter_transmissions(f, t0, t1, gateways=serials)
         if progress and sys.stderr.isatty():
-            from rich.console import Console  # lazy
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            with Progress(
-                TextColumn("[bold]simulating[/]"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[count]} telegrams"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            ) as bar:
-                task = bar.add_task("sim", total=span, count=0)
-                for serial, frame in stream:
-                    out.write(_line(fmt, serial, frame, multi))
-                    count += 1
-                    if count % 500 == 0:
-                        bar.update(task, completed=min(span, frame.rx_time - t0.timestamp()), count=count)
-                bar.update(task, completed=span, count=count)
+            count = _write_with_progress(stream, out, fmt, multi, t0.timestamp(), span)
         else:
             for serial, frame in stream:
                 out.write(_line(fmt, serial, frame, multi))
@@ -216,6 +200,30 @@ def run(
         f"({count / max(took, 1e-9):.0f} telegrams/s)",
         err=True,
     )
+
+
+def _write_with_progress(stream: Iterator, out: TextIO, fmt: OutputFormat, multi: bool, t0: float, span: float) -> int:
+    """Write the stream's lines with a progress bar on standard error; return how many were written."""
+    from rich.console import Console  # lazy: rich's progress costs start-up time the plain path does not need
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    count = 0
+    with Progress(
+        TextColumn("[bold]simulating[/]"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[count]} telegrams"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("sim", total=span, count=0)
+        for serial, frame in stream:
+            out.write(_line(fmt, serial, frame, multi))
+            count += 1
+            if count % 500 == 0:
+                bar.update(task, completed=min(span, frame.rx_time - t0), count=count)
+        bar.update(task, completed=span, count=count)
+    return count
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,7 @@ from omshub.gateway.frames import RadioSource, SourceError
 from omshub.gateway.schedule import Schedule, Window
 from omshub.gateway.settings import GatewaySettings
 from omshub.gateway.sources import open_source
-from omshub.gateway.spool import Spool
+from omshub.gateway.spool import Batch, Spool
 from omshub.gateway.uplink import UplinkTransport, iso
 from omshub.protocol.config import ConfigError, GatewayConfig, validate_config
 from omshub.protocol.envelope import (
@@ -284,21 +284,8 @@ class Agent:
         result = ContactResult(ok=False)
         credential = self.settings.secret() if self.transport.cred_in_envelope else None
         for _ in range(self.settings.uplink.max_catch_up):
-            batch = self.spool.take_batch(self.config.upload.max_batch)
             filtered_now = self._filtered_total()
-            while True:
-                body = build_envelope(
-                    serial=self.serial,
-                    seq=batch.seq,
-                    cfg=self.config.version,
-                    telegrams=batch.telegrams,
-                    status=self.status(),
-                    cfg_error=self.cfg_error,
-                    cred=credential,
-                )
-                if len(body) <= MAX_BODY or len(batch.telegrams) <= 1:
-                    break
-                batch = self.spool.shrink_batch(batch.seq, len(batch.telegrams) // 2)
+            batch, body = self._next_body(credential)
             if self.battery is not None:
                 self.battery.uplink(len(body))
             try:
@@ -326,23 +313,48 @@ class Agent:
             result.responses.append(resp)
             self.filtered_reported = filtered_now
             self.heard.clear()
-            for r in resp["rejected"][:20]:
-                log.warning("head-end rejected telegram %s of seq %d: %s", r.get("index"), batch.seq, r.get("message"))
-            if resp["time"] is not None and abs(resp["time"] - self.clock.now()) > 300 and type(self.clock) is Clock:
-                log.warning("gateway clock differs from the head-end's by %.0f s", resp["time"] - self.clock.now())
-            log.info(
-                "uplink seq %d: %d telegrams, %d bytes; stored %s, duplicates %s",
-                batch.seq,
-                len(batch.telegrams),
-                len(body),
-                resp["stored"],
-                resp["duplicates"],
-            )
+            self._log_answer(batch, body, resp)
             if resp["config"] is not None:
                 self.apply_config(resp["config"])
             if self.spool.rows == 0:
                 break
         # (max_catch_up reached without an error: the rest goes at the next scheduled contact)
+        self._contact_done(result)
+        return result
+
+    def _next_body(self, credential: str | None) -> tuple[Batch, bytes]:
+        """The next batch from the spool and its envelope, halved until the envelope fits MAX_BODY."""
+        batch = self.spool.take_batch(self.config.upload.max_batch)
+        while True:
+            body = build_envelope(
+                serial=self.serial,
+                seq=batch.seq,
+                cfg=self.config.version,
+                telegrams=batch.telegrams,
+                status=self.status(),
+                cfg_error=self.cfg_error,
+                cred=credential,
+            )
+            if len(body) <= MAX_BODY or len(batch.telegrams) <= 1:
+                return batch, body
+            batch = self.spool.shrink_batch(batch.seq, len(batch.telegrams) // 2)
+
+    def _log_answer(self, batch: Batch, body: bytes, resp: UplinkResponse) -> None:
+        for r in resp["rejected"][:20]:
+            log.warning("head-end rejected telegram %s of seq %d: %s", r.get("index"), batch.seq, r.get("message"))
+        if resp["time"] is not None and abs(resp["time"] - self.clock.now()) > 300 and type(self.clock) is Clock:
+            log.warning("gateway clock differs from the head-end's by %.0f s", resp["time"] - self.clock.now())
+        log.info(
+            "uplink seq %d: %d telegrams, %d bytes; stored %s, duplicates %s",
+            batch.seq,
+            len(batch.telegrams),
+            len(body),
+            resp["stored"],
+            resp["duplicates"],
+        )
+
+    def _contact_done(self, result: ContactResult) -> None:
+        """Bookkeeping after a contact: counters, and when to try again (backoff after a failure)."""
         result.ok = result.error is None
         self._save_battery()
         self.contacts += 1
@@ -359,7 +371,6 @@ class Agent:
             self._retry_at = now + delay * self.rng.uniform(0.5, 1.0)
             log.info("next uplink attempt at %s (failure %d)", iso(self._retry_at), self._failures)
         self._next_upload = self.schedule.next_upload(now + 1)
-        return result
 
     # -- the loop ----------------------------------------------------------------------------------
     async def run(self, *, until: float | None = None) -> None:

@@ -249,7 +249,7 @@ def iter_events(
 
 def iter_transmissions(
     fleet: Fleet, start: float | datetime, end: float | datetime, *, gateways: Iterable[str] | None = None
-) -> Iterator[tuple[str, object]]:
+) -> Iterator[tuple[str, ReceivedFrame]]:
     """``(gateway_serial, ReceivedFrame)`` for every reception in [start, end), roughly in time order
     (a repeated delivery follows its original)."""
     for tx in iter_events(fleet, start, end, gateways=gateways):
