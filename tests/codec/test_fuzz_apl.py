@@ -10,7 +10,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.codec import apl, apl_encode, compact, tables, vif
+from omshub.codec import apl, apl_encode, compact, encode_values, tables, vif
 from omshub.codec.errors import DecodeError
 from omshub.codec.units import QUANTITIES
 
@@ -248,7 +248,7 @@ def test_memoised_encoder_choice_equals_the_general_choice(
     fast = apl_encode._encode_number(rec, 0)
     try:
         hdr = apl_encode._choose_header(rec, 0)
-        slow = hdr + apl_encode._encode_data(apl.header_info(hdr), rec, 0, apl_encode._NOISE)
+        slow = hdr + encode_values.encode_data(apl.header_info(hdr), rec, 0, encode_values.NOISE)
     except DecodeError:
         assert fast is None
         return
