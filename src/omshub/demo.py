@@ -416,7 +416,7 @@ def telegram_states(database_url: str, tenant_id: int | None = None, _cache: dic
     if tenant_id is not None:
         stmt = stmt.where(Telegram.tenant_id == tenant_id)
     with db.session() as s:
-        return dict(s.execute(stmt))
+        return dict(s.execute(stmt).all())  # rows of (state, count); a Result itself has keys()
 
 
 # --- the demo run ------------------------------------------------------------------------------------
