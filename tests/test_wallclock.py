@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 WALLCLOCK = Path(__file__).parent / "wallclock"
 CHILD = """
 import datetime, json, time, subprocess, sys
@@ -18,6 +20,7 @@ print(json.dumps({"time": time.time(), "now": datetime.datetime.now(datetime.tim
 """
 
 
+@pytest.mark.subprocess  # starts other processes: not in the fast lane
 def test_the_wall_clock_of_child_processes_moves_by_the_shift():
     shift = 400 * 86_400.0
     ours = float(os.environ.get("OMSHUB_TEST_CLOCK_SHIFT") or 0)  # a date lane moves this process too

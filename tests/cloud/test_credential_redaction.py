@@ -70,6 +70,7 @@ def test_envelope_credential_overwritten_everything_else_kept(hub, db, as_json):
     assert again["stored"] == 2 and len(_stored(db, gw.id)) == 1
 
 
+@pytest.mark.subprocess  # starts another process: not in the fast lane
 def test_https_body_without_credential_is_stored_verbatim(hub, db):
     t = hub.tenant()
     gw = hub.gateway(t)

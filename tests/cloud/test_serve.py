@@ -15,6 +15,8 @@ import pytest
 
 from .conftest import KEY, MASTER_KEY_HEX, LiveServer, batch_envelope, encode, free_port
 
+pytestmark = pytest.mark.subprocess  # every test here starts another process: not in the fast lane
+
 
 def _cli(*args, database_url: str, data_dir, cwd=None) -> dict:
     env = {**os.environ, "OMSHUB_MASTER_KEY": MASTER_KEY_HEX}

@@ -21,7 +21,7 @@ from omshub.codec import encode_telegram
 
 from .conftest import MASTER_KEY_HEX
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.subprocess]  # starts other processes: not in the fast lane
 
 KEY_HEAT = bytes.fromhex("0102030405060708090A0B0C0D0E0F10")
 KEY_WATER = bytes.fromhex("1112131415161718191A1B1C1D1E1F20")

@@ -154,6 +154,7 @@ def test_stream_writes_whole_lines_in_batches():
     assert out[-1]["input"] == "zz"
 
 
+@pytest.mark.subprocess  # starts another process: not in the fast lane
 def test_subprocess_python_m_omshub():
     frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY).hex()
     proc = subprocess.run(

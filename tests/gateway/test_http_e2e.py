@@ -19,6 +19,8 @@ from tests.gateway.fake_headend_http import HttpHeadend
 from tests.gateway.helpers import ScheduledSource, frame
 from tests.gateway.test_agent import DAY, START
 
+pytestmark = pytest.mark.subprocess  # every test here starts another process: not in the fast lane
+
 
 @pytest.fixture
 def headend():

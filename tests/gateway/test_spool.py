@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from omshub.gateway.spool import Spool
 
 
@@ -121,6 +123,7 @@ def _kill_after(proc, lines):
     return got
 
 
+@pytest.mark.subprocess  # starts another process: not in the fast lane
 def test_sigkill_loses_nothing(tmp_path):
     db = tmp_path / "s.db"
     proc = subprocess.Popen(
@@ -134,6 +137,7 @@ def test_sigkill_loses_nothing(tmp_path):
     sp.close()
 
 
+@pytest.mark.subprocess  # starts another process: not in the fast lane
 def test_sigkill_during_upload_repeats_seq_and_no_duplicates(tmp_path):
     db = tmp_path / "s.db"
     sp = Spool(db)
