@@ -285,7 +285,7 @@ class DecodePipeline:
         """SQLite's write phase: a short write transaction that keeps the telegrams still `new`
         (another worker may have written some meanwhile) and writes their results."""
         with write_gate(self.db), self.db.session(write=True) as session:
-            still_new = set()
+            still_new: set[int] = set()
             all_ids = [d.row.id for d in batch.decoded]
             sql = BulkSql(session, True)
             for i in range(0, len(all_ids), CHUNK):

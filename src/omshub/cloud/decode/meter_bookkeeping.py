@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.decode.rows import CHUNK, Decoded, MeterState, Outcome, ReadingCall, StoredReading
-from omshub.cloud.store.database import BulkSql, db_json, db_time, json_text
+from omshub.cloud.store.database import BulkSql, db_json, db_time_set, json_text
 from omshub.cloud.store.keystore import applicable_key
 from omshub.cloud.store.models import MeterKey, Telegram, expand_reading_data
 
@@ -52,7 +52,7 @@ def _previous_readings(writer: BulkSql, readings: list[tuple[Outcome, StoredRead
     previous_by_id: dict[int, StoredReading] = {}
     to_load = set()
     for o, _r in readings:
-        m = o.meter
+        m, _prep = o.reading_parts()
         if m.last_reading_id is not None and m.last_reading_id not in previous_by_id:
             if isinstance(m.last_registers, dict) and m.last_reading_at is not None:
                 previous_by_id[m.last_reading_id] = StoredReading(
@@ -95,7 +95,7 @@ def _key_statuses(session: Session, outcomes: list[Outcome]) -> list[MeterState]
             else:
                 status = "wrong"
                 wrong_keys.append(meter)
-        elif o.state == "decoded" and o.prepared.encrypted:
+        elif o.state == "decoded" and o.prepared is not None and o.prepared.encrypted:
             status = "present"
             meter.key_proven = True
         if status != meter.key_status:
@@ -113,7 +113,7 @@ def update_meters(
     latest: dict[int, StoredReading | None] = {}
     calls = []
     for o, reading in readings:
-        meter = o.meter
+        meter, prep = o.reading_parts()
         if meter.id not in latest:
             latest[meter.id] = previous_by_id.get(meter.last_reading_id)
         previous = latest[meter.id]
@@ -121,7 +121,7 @@ def update_meters(
         if previous is None or reading.timestamp >= previous.timestamp:
             meter.last_reading_id, meter.dirty = reading.id, True
             meter.last_reading_at, meter.last_registers = reading.timestamp, reading.register_map()
-            meter.last_reading_db = o.prepared.timestamp_db
+            meter.last_reading_db = prep.timestamp_db
             latest[meter.id] = reading
         calls.append(ReadingCall(meter, reading, previous))
     changed = {m.id: m for m in (o.meter for o in outcomes) if m is not None and m.dirty}
@@ -155,7 +155,15 @@ def load_readings(writer: BulkSql, ids: list[int]) -> dict[int, StoredReading]:
             params,
         ):
             out[r[0]] = StoredReading(
-                r[0], r[1], r[2], r[3], db_time(r[4]), db_time(r[5]), {}, expand_reading_data(db_json(r[6])), r[7]
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                db_time_set(r[4]),
+                db_time_set(r[5]),
+                {},
+                expand_reading_data(db_json(r[6])),
+                r[7],
             )
     return out
 

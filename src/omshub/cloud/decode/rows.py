@@ -26,7 +26,7 @@ from omshub.cloud.decode.caches import Caches
 from omshub.cloud.domain.alarms import error_causes
 from omshub.cloud.domain.meter_time import ZoneRules, meter_clock, telegram_model
 from omshub.cloud.domain.registers import registers
-from omshub.cloud.store.database import BulkSql, db_json, db_time, json_text
+from omshub.cloud.store.database import BulkSql, db_json, db_time, db_time_set, json_text
 from omshub.cloud.store.meter_zones import load_rules
 from omshub.cloud.store.models import CompactFormat, Telegram, compact_reading_data, expand_reading_data
 from omshub.codec import DecodeError
@@ -56,7 +56,7 @@ class NewTelegram:
 
     def __init__(self, row) -> None:
         (self.id, self.tenant_id, self.gateway_id, received_at, raw, self.manufacturer, self.meter_id) = row
-        self.received_at = db_time(received_at)
+        self.received_at = db_time_set(received_at)
         self.received_db = received_at  # as the driver gives it back: written back unchanged
         self.raw = bytes(raw)
 
@@ -176,6 +176,13 @@ class Outcome:
     meter_id: str | None
     prepared: Prepared | None
 
+    def reading_parts(self) -> tuple[MeterState, Prepared]:
+        """The meter and the reading's makings of a telegram decoded for a registered meter
+        (state `decoded`: both are set)."""
+        if self.meter is None or self.prepared is None:
+            raise ValueError(f"telegram {self.row.id} ({self.state}) has no reading")
+        return self.meter, self.prepared
+
 
 class StoredReading:
     """A reading row just inserted, as passed to the alarm hooks (attribute names as `Reading`).
@@ -202,9 +209,9 @@ class StoredReading:
         id: int,
         tenant_id: int,
         meter_pk: int,
-        telegram_id: int,  # `id`: the column's name
+        telegram_id: int | None,  # `id`: the column's name
         timestamp: datetime,
-        received_at: datetime,
+        received_at: datetime | None,
         fields: dict | None,
         data: dict | None,
         fingerprint: bytes | None,
@@ -257,7 +264,7 @@ def outcomes_of(decoded: list[Decoded], meters: dict) -> list[Outcome]:
     for d in decoded:
         meter = meters.get((d.row.tenant_id, d.manufacturer, d.meter_id)) if d.manufacturer and d.meter_id else None
         error = d.error
-        if d.prepared is not None:
+        if d.prepared is not None or error is None:
             state, message = ("decoded", None) if meter is not None else ("unknown_meter", None)
         elif error.code == "no_key":
             state, message = ("no_key" if meter is not None else "unknown_meter"), error.message
@@ -280,7 +287,8 @@ def retry_keys_changed_meanwhile(sql: BulkSql, outcomes: list[Outcome], seen: di
         return
     by_tenant: dict[int, set[str]] = {}
     for o in waiting:
-        by_tenant.setdefault(o.row.tenant_id, set()).add(o.meter_id)
+        if o.meter_id is not None:  # (a meter's outcome: it has an address)
+            by_tenant.setdefault(o.row.tenant_id, set()).add(o.meter_id)
     now_rows: dict[tuple[int, str], set] = {}
     for tenant, id_set in by_tenant.items():
         ids = sorted(id_set)
@@ -295,7 +303,7 @@ def retry_keys_changed_meanwhile(sql: BulkSql, outcomes: list[Outcome], seen: di
             ):
                 now_rows.setdefault((tenant, meter_id), set()).add((man, bytes(nonce)))
     for o in waiting:
-        key = (o.row.tenant_id, o.meter_id)
+        key = (o.row.tenant_id, o.meter_id or "")
         before = {(k.manufacturer, k.nonce) for k in seen.get(key) or ()}
         if now_rows.get(key, set()) != before:
             o.state, o.message = "new", None
@@ -307,7 +315,7 @@ def retry_formats_learned_meanwhile(session: Session, decoded: list[Decoded]) ->
     written): re-check in this write transaction and send such rows round again."""
     waiting: dict[tuple[int, str, str, int], list[int]] = {}
     for d in decoded:
-        if d.prepared is None and d.error.code == "unknown_format" and d.manufacturer and d.meter_id:
+        if d.error is not None and d.error.code == "unknown_format" and d.manufacturer and d.meter_id:
             compact = ((d.error.partial or {}).get("frame") or {}).get("compact") or {}
             try:
                 signature = int(compact.get("signature", ""), 16)
@@ -341,9 +349,11 @@ def time_readings(session: Session, outcomes: list[Outcome], caches: Caches, ser
         return
     rules = load_rules(session, {o.row.tenant_id for o in timed}, server_zone)
     for o in timed:
-        prep = o.prepared
+        meter, prep = o.reading_parts()
+        if prep.clock is None:  # (filtered above)
+            continue
         tenant_rules = rules.get(o.row.tenant_id) or ZoneRules(server_zone)
-        zone = tenant_rules.zone_for(o.meter.meter_timezone, *prep.model)
+        zone = tenant_rules.zone_for(meter.meter_timezone, *prep.model)
         prep.timestamp, prep.timestamp_db = caches.meter_time(prep.clock, zone, o.row.received_at)
 
 
@@ -365,7 +375,7 @@ def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite
                 "SELECT r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
                 "ON r.meter_pk = k.meter_pk AND r.fingerprint = k.fingerprint"
             )
-            params = tuple(v for pair in chunk for v in pair)
+            params: tuple = tuple(v for pair in chunk for v in pair)
         else:
             query = (
                 "SELECT r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], %s::bytea[]) "
@@ -374,20 +384,20 @@ def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite
             )
             params = ([m for m, _f in chunk], [f for _m, f in chunk])
         for meter_pk, fingerprint, received_at in sql.rows(query, params):
-            seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time(received_at))
+            seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time_set(received_at))
     return seen
 
 
 def mark_duplicates(sql: BulkSql, outcomes: list[Outcome], is_sqlite: bool) -> None:
-    decoded = [o for o in outcomes if o.state == "decoded"]
+    decoded = [(o, *o.reading_parts()) for o in outcomes if o.state == "decoded"]
     if not decoded:
         return
     # a meter without a latest reading has none stored at all: nothing to ask
-    pairs = sorted({(o.meter.id, o.prepared.fingerprint) for o in decoded if o.meter.last_reading_id is not None})
+    pairs = sorted({(m.id, prep.fingerprint) for _o, m, prep in decoded if m.last_reading_id is not None})
     seen = _stored_fingerprints(sql, pairs, is_sqlite)
-    for o in decoded:
+    for o, m, prep in decoded:
         rx = o.row.received_at
-        times = seen.setdefault((o.meter.id, o.prepared.fingerprint), [])
+        times = seen.setdefault((m.id, prep.fingerprint), [])
         if any(abs(rx - t) <= DUPLICATE_WINDOW for t in times):
             o.state, o.message = "duplicate", "same transmission already decoded (another gateway or a repeat)"
         else:
@@ -406,11 +416,11 @@ def write_readings_and_telegrams(
     if decoded:
         rows = []
         for o, reading_id in zip(decoded, writer.new_ids("readings", len(decoded)), strict=True):
-            row, prep = o.row, o.prepared
+            row, (meter, prep) = o.row, o.reading_parts()
             stored = StoredReading(
                 reading_id,
                 row.tenant_id,
-                o.meter.id,
+                meter.id,
                 row.id,
                 prep.timestamp,
                 row.received_at,
@@ -427,7 +437,7 @@ def write_readings_and_telegrams(
                 (
                     reading_id,
                     row.tenant_id,
-                    o.meter.id,
+                    meter.id,
                     row.id,
                     prep.timestamp_db,
                     prep.received_db,

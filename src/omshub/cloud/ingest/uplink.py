@@ -294,7 +294,7 @@ def _gateway_contact(
     next contact). -> the configuration to send, if any (None on a quiet contact)."""
     if _record_quiet_contact(sql, gateway_id, seq, cfg, cfg_error, status, transport, next_contact, now):
         return None
-    gateway = session.get(Gateway, gateway_id)
+    gateway = session.get_one(Gateway, gateway_id)  # (authenticated above)
     gateway.last_contact_at = now
     gateway.last_seq = seq if gateway.last_seq is None else max(gateway.last_seq, seq)
     gateway.status = {**(gateway.status or {}), **status, "transport": transport}
