@@ -114,7 +114,7 @@ class SecurityHeaders:
 
 
 async def _start_transports(app: FastAPI, settings: Settings, db: Database) -> list:
-    started = []
+    started: list = []  # the transports (each with its stop())
     if settings.coap_port is not None:
         # start-up cost: aiocoap adds ~0.2 s to every start (python -X importtime); only when configured
         from omshub.cloud.ingest.coap import CoapServer

@@ -113,7 +113,7 @@ def post_logout(request: Request, session: DbSession, principal: Principal = Dep
 
 @router.get("/auth/me")
 def get_me(session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
-    tenant = session.get(Tenant, principal.tenant_id)
+    tenant = session.get_one(Tenant, principal.tenant_id)
     return {
         "name": principal.name,
         "role": principal.role,

@@ -8,6 +8,7 @@ Starlette's own errors and defects get the same shape. `install_error_handlers(a
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,7 +46,9 @@ class ErrorBody(BaseModel):
 
 
 # Documented on every API route (app.py): the one shape of every refusal, validation errors included.
-ERROR_RESPONSES = {"4XX": {"model": ErrorBody, "description": 'Refused: `{"error": {"code", "message"}}`'}}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": 'Refused: `{"error": {"code", "message"}}`'}
+}
 
 # The HTTP status of each kind of domain error (the most specific class listed wins).
 STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422), (Unauthorized, 401), (Forbidden, 403), (TooMany, 429))

@@ -52,7 +52,8 @@ def _multipart_file(body: bytes, content_type: str) -> bytes:
     chosen = chosen or next((p for p in parts if p.get_filename()), None)
     if chosen is None:
         raise ApiError(422, "invalid_multipart", "multipart body has no file part (name it 'file')")
-    return chosen.get_payload(decode=True) or b""
+    payload = chosen.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 @router.post("/import", openapi_extra={"requestBody": {"content": {"text/csv": {}, "multipart/form-data": {}}}})

@@ -61,7 +61,7 @@ def meter_json(
 def meters_json(session: Session, meters: list[Meter]) -> list[dict]:
     installed = current_installations(session, [m.id for m in meters])
     gw_ids = {m.gateway_id for m in meters if m.gateway_id}
-    serials = {}
+    serials: dict[int | None, str] = {}
     if gw_ids:
         serials = dict(session.execute(select(Gateway.id, Gateway.serial).where(Gateway.id.in_(gw_ids))).all())
     return [meter_json(m, installed.get(m.id), serials.get(m.gateway_id)) for m in meters]

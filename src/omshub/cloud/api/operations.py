@@ -184,12 +184,12 @@ def patch_gateway_config(
     "what happened: created, superseded (the old operation), skipped or unchanged.",
 )
 def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession, response: Response) -> dict:
-    if (body.gateway_ids is None) == (body.filter is None):
+    f = body.filter
+    if (body.gateway_ids is None) == (f is None):
         raise ApiError(422, "invalid_request", "give either gateway_ids or filter")
     if body.gateway_ids is not None:
         ids = body.gateway_ids
-    else:
-        f = body.filter
+    elif f is not None:
         ids = select_gateways(
             session,
             principal.tenant_id,
@@ -199,12 +199,13 @@ def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession
             desired_config_version=f.desired_config_version,
         )
     results = ops.change_config(session, principal, ids, body.config, on_conflict=body.on_conflict)
-    made = [r for r in results if r.outcome in (ops.CREATED, ops.SUPERSEDED_PENDING)]
+    # (a new operation each: CREATED and SUPERSEDED_PENDING results always carry theirs)
+    made = [(r, r.operation) for r in results if r.outcome in (ops.CREATED, ops.SUPERSEDED_PENDING) and r.operation]
     if not made:
         response.status_code = 200
     return {
         "count": len(made),
-        "operations": [operation_json(r.operation, r.gateway.serial) for r in made],
+        "operations": [operation_json(op, r.gateway.serial) for r, op in made],
         "results": [
             {
                 "gateway_id": r.gateway.id,

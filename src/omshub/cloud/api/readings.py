@@ -326,6 +326,8 @@ def export_readings(
     meter_pk: Id | None = Query(None, alias="meter"),
 ) -> StreamingResponse:
     start, end = _range(from_, to)
+    if start is None or end is None:  # (both are required parameters)
+        raise ApiError(422, "invalid_time", "from and to are required")
     if meter_pk is not None:
         get_meter(session, principal, meter_pk)
     batches = _export_batches(request.app.state.db, principal.tenant_id, start, end, meter_pk)

@@ -130,7 +130,7 @@ def unregistered(
     groups = groups[:limit]
     items = []
     for mfct, mid, count, last, newest_id in groups:
-        newest = session.get(Telegram, newest_id)
+        newest = session.get_one(Telegram, newest_id)
         device_type = version = None
         try:
             head = peek_header(newest.raw)

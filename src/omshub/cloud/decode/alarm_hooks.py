@@ -9,7 +9,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from omshub.cloud.decode.rows import CHUNK, MeterState, ReadingCall, StoredReading, load_readings
+from omshub.cloud.decode.meter_bookkeeping import load_readings
+from omshub.cloud.decode.rows import CHUNK, MeterState, ReadingCall, StoredReading
 from omshub.cloud.domain.alarms import backwards_register, error_causes
 from omshub.cloud.store import alarm_rows
 from omshub.cloud.store.database import BulkSql

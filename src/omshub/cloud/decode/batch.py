@@ -6,7 +6,7 @@ and it is simply picked up again; `readings.telegram_id` is unique, so no telegr
 readings. On PostgreSQL batches are claimed with `FOR UPDATE SKIP LOCKED` (several workers may
 run); on SQLite the batch is selected and decoded from a read snapshot and written in a short
 transaction that holds the write lock (`BEGIN IMMEDIATE`). What becomes of each telegram is
-rows.py's; the worker loops are workers.py's.
+rows.py's (the meters' rows meter_bookkeeping.py's); the worker loops are workers.py's.
 """
 
 from __future__ import annotations
@@ -21,19 +21,18 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.decode.alarm_hooks import raise_batch_alarms
 from omshub.cloud.decode.caches import KEY_COLUMNS, Caches, DbFormatCache, TenantKeys, key_row
+from omshub.cloud.decode.meter_bookkeeping import load_meters, update_meters
 from omshub.cloud.decode.rows import (
     CHUNK,
     Decoded,
     NewTelegram,
     Outcome,
     Prepared,
-    load_meters,
     mark_duplicates,
     outcomes_of,
     retry_formats_learned_meanwhile,
     retry_keys_changed_meanwhile,
     time_readings,
-    update_meters,
     write_readings_and_telegrams,
 )
 from omshub.cloud.domain.meter_time import meter_clock, zone_info
@@ -286,7 +285,7 @@ class DecodePipeline:
         """SQLite's write phase: a short write transaction that keeps the telegrams still `new`
         (another worker may have written some meanwhile) and writes their results."""
         with write_gate(self.db), self.db.session(write=True) as session:
-            still_new = set()
+            still_new: set[int] = set()
             all_ids = [d.row.id for d in batch.decoded]
             sql = BulkSql(session, True)
             for i in range(0, len(all_ids), CHUNK):

@@ -82,6 +82,8 @@ class Caches:
         cache_key = (tenant, row.manufacturer, meter_id, row.nonce)
         key = self.keys.lookup(cache_key)
         if key is None:
+            if self.keystore is None:
+                raise RuntimeError("a stored meter key, but no key store to open it with")
             try:
                 key = self.keystore.open(tenant, row.manufacturer, meter_id, row.nonce, row.ciphertext)
             except KeyStoreError as exc:

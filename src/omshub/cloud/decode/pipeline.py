@@ -1,7 +1,8 @@
 """The decode pipeline: telegrams in state `new` -> readings. Where its parts live:
 
 * batch.py   — select a batch and decode it (DecodePipeline: one worker's batches, crash-safe);
-* rows.py    — what each decoded telegram becomes: its state, duplicates, readings, meter rows;
+* rows.py    — what each decoded telegram becomes: its state, duplicates, readings;
+* meter_bookkeeping.py — the meters' rows: last heard, key status, latest reading;
 * caches.py  — opened keys, AES contexts, compact-frame formats, meter-clock conversions;
 * workers.py — the worker thread and processes, decode-ahead on idle cores;
 * alarm_hooks.py — the alarms a written batch raises.

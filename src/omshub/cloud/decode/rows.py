@@ -1,5 +1,6 @@
 """Rows from decoded telegrams, written in the batch's write transaction: each telegram's outcome
-(its state), duplicates, the readings, the telegrams' updates and the meters' bookkeeping.
+(its state), duplicates, the readings and the telegrams' updates; the meters' bookkeeping (last
+heard, key status, latest reading) is meter_bookkeeping.py's.
 
 States: decoded | no_key | wrong_key | unknown_meter (heard, not registered in the tenant) |
 invalid (not decodable; `error` says why) | duplicate (the same transmission again: same meter,
@@ -25,10 +26,9 @@ from omshub.cloud.decode.caches import Caches
 from omshub.cloud.domain.alarms import error_causes
 from omshub.cloud.domain.meter_time import ZoneRules, meter_clock, telegram_model
 from omshub.cloud.domain.registers import registers
-from omshub.cloud.store.database import BulkSql, db_json, db_time, json_text
-from omshub.cloud.store.keystore import applicable_key
+from omshub.cloud.store.database import BulkSql, db_json, db_time, db_time_set, json_text
 from omshub.cloud.store.meter_zones import load_rules
-from omshub.cloud.store.models import CompactFormat, MeterKey, Telegram, compact_reading_data, expand_reading_data
+from omshub.cloud.store.models import CompactFormat, Telegram, compact_reading_data, expand_reading_data
 from omshub.codec import DecodeError
 
 DUPLICATE_WINDOW = timedelta(hours=1)
@@ -56,7 +56,7 @@ class NewTelegram:
 
     def __init__(self, row) -> None:
         (self.id, self.tenant_id, self.gateway_id, received_at, raw, self.manufacturer, self.meter_id) = row
-        self.received_at = db_time(received_at)
+        self.received_at = db_time_set(received_at)
         self.received_db = received_at  # as the driver gives it back: written back unchanged
         self.raw = bytes(raw)
 
@@ -176,6 +176,13 @@ class Outcome:
     meter_id: str | None
     prepared: Prepared | None
 
+    def reading_parts(self) -> tuple[MeterState, Prepared]:
+        """The meter and the reading's makings of a telegram decoded for a registered meter
+        (state `decoded`: both are set)."""
+        if self.meter is None or self.prepared is None:
+            raise ValueError(f"telegram {self.row.id} ({self.state}) has no reading")
+        return self.meter, self.prepared
+
 
 class StoredReading:
     """A reading row just inserted, as passed to the alarm hooks (attribute names as `Reading`).
@@ -202,9 +209,9 @@ class StoredReading:
         id: int,
         tenant_id: int,
         meter_pk: int,
-        telegram_id: int,  # `id`: the column's name
+        telegram_id: int | None,  # `id`: the column's name
         timestamp: datetime,
-        received_at: datetime,
+        received_at: datetime | None,
         fields: dict | None,
         data: dict | None,
         fingerprint: bytes | None,
@@ -257,7 +264,7 @@ def outcomes_of(decoded: list[Decoded], meters: dict) -> list[Outcome]:
     for d in decoded:
         meter = meters.get((d.row.tenant_id, d.manufacturer, d.meter_id)) if d.manufacturer and d.meter_id else None
         error = d.error
-        if d.prepared is not None:
+        if d.prepared is not None or error is None:
             state, message = ("decoded", None) if meter is not None else ("unknown_meter", None)
         elif error.code == "no_key":
             state, message = ("no_key" if meter is not None else "unknown_meter"), error.message
@@ -267,37 +274,6 @@ def outcomes_of(decoded: list[Decoded], meters: dict) -> list[Outcome]:
             state, message = "invalid", f"{error.code}: {error.message}"
         out.append(Outcome(d.row, state, message, meter, d.manufacturer, d.meter_id, d.prepared))
     return out
-
-
-def load_meters(sql: BulkSql, decoded: list[Decoded], lock: bool) -> dict[tuple[int, str, str], MeterState]:
-    """The batch's meters, read in the write transaction (`lock`: on PostgreSQL, so concurrent
-    workers update a meter's latest reading one after the other)."""
-    by_tenant: dict[int, set[str]] = {}
-    manufacturers: dict[int, set[str]] = {}
-    for d in decoded:
-        if d.manufacturer and d.meter_id:
-            by_tenant.setdefault(d.row.tenant_id, set()).add(d.meter_id)
-            manufacturers.setdefault(d.row.tenant_id, set()).add(d.manufacturer)
-    meters: dict[tuple[int, str, str], MeterState] = {}
-    for tenant, id_set in sorted(by_tenant.items()):
-        ids = sorted(id_set)
-        in_mans, man_params = sql.isin("manufacturer", sorted(manufacturers[tenant]))
-        for i in range(0, len(ids), CHUNK):
-            # (tenant, manufacturer, id) is the unique index: all three narrow the look-up;
-            # PostgreSQL locks the rows, tenant by tenant in meter-id order (so concurrent workers
-            # lock in the same order and never deadlock)
-            for m in sql.lookup(
-                MeterState.COLUMNS,
-                "meters",
-                f"tenant_id = {{m}} AND {in_mans}",
-                (tenant, *man_params),
-                "meter_id",
-                ids[i : i + CHUNK],
-                lock=lock,
-            ):
-                meter = MeterState(m)
-                meters[(tenant, meter.manufacturer, meter.meter_id)] = meter
-    return meters
 
 
 def retry_keys_changed_meanwhile(sql: BulkSql, outcomes: list[Outcome], seen: dict) -> None:
@@ -311,7 +287,8 @@ def retry_keys_changed_meanwhile(sql: BulkSql, outcomes: list[Outcome], seen: di
         return
     by_tenant: dict[int, set[str]] = {}
     for o in waiting:
-        by_tenant.setdefault(o.row.tenant_id, set()).add(o.meter_id)
+        if o.meter_id is not None:  # (a meter's outcome: it has an address)
+            by_tenant.setdefault(o.row.tenant_id, set()).add(o.meter_id)
     now_rows: dict[tuple[int, str], set] = {}
     for tenant, id_set in by_tenant.items():
         ids = sorted(id_set)
@@ -326,7 +303,7 @@ def retry_keys_changed_meanwhile(sql: BulkSql, outcomes: list[Outcome], seen: di
             ):
                 now_rows.setdefault((tenant, meter_id), set()).add((man, bytes(nonce)))
     for o in waiting:
-        key = (o.row.tenant_id, o.meter_id)
+        key = (o.row.tenant_id, o.meter_id or "")
         before = {(k.manufacturer, k.nonce) for k in seen.get(key) or ()}
         if now_rows.get(key, set()) != before:
             o.state, o.message = "new", None
@@ -338,7 +315,7 @@ def retry_formats_learned_meanwhile(session: Session, decoded: list[Decoded]) ->
     written): re-check in this write transaction and send such rows round again."""
     waiting: dict[tuple[int, str, str, int], list[int]] = {}
     for d in decoded:
-        if d.prepared is None and d.error.code == "unknown_format" and d.manufacturer and d.meter_id:
+        if d.error is not None and d.error.code == "unknown_format" and d.manufacturer and d.meter_id:
             compact = ((d.error.partial or {}).get("frame") or {}).get("compact") or {}
             try:
                 signature = int(compact.get("signature", ""), 16)
@@ -372,9 +349,11 @@ def time_readings(session: Session, outcomes: list[Outcome], caches: Caches, ser
         return
     rules = load_rules(session, {o.row.tenant_id for o in timed}, server_zone)
     for o in timed:
-        prep = o.prepared
+        meter, prep = o.reading_parts()
+        if prep.clock is None:  # (filtered above)
+            continue
         tenant_rules = rules.get(o.row.tenant_id) or ZoneRules(server_zone)
-        zone = tenant_rules.zone_for(o.meter.meter_timezone, *prep.model)
+        zone = tenant_rules.zone_for(meter.meter_timezone, *prep.model)
         prep.timestamp, prep.timestamp_db = caches.meter_time(prep.clock, zone, o.row.received_at)
 
 
@@ -396,7 +375,7 @@ def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite
                 "SELECT r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
                 "ON r.meter_pk = k.meter_pk AND r.fingerprint = k.fingerprint"
             )
-            params = tuple(v for pair in chunk for v in pair)
+            params: tuple = tuple(v for pair in chunk for v in pair)
         else:
             query = (
                 "SELECT r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], %s::bytea[]) "
@@ -405,20 +384,20 @@ def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite
             )
             params = ([m for m, _f in chunk], [f for _m, f in chunk])
         for meter_pk, fingerprint, received_at in sql.rows(query, params):
-            seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time(received_at))
+            seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time_set(received_at))
     return seen
 
 
 def mark_duplicates(sql: BulkSql, outcomes: list[Outcome], is_sqlite: bool) -> None:
-    decoded = [o for o in outcomes if o.state == "decoded"]
+    decoded = [(o, *o.reading_parts()) for o in outcomes if o.state == "decoded"]
     if not decoded:
         return
     # a meter without a latest reading has none stored at all: nothing to ask
-    pairs = sorted({(o.meter.id, o.prepared.fingerprint) for o in decoded if o.meter.last_reading_id is not None})
+    pairs = sorted({(m.id, prep.fingerprint) for _o, m, prep in decoded if m.last_reading_id is not None})
     seen = _stored_fingerprints(sql, pairs, is_sqlite)
-    for o in decoded:
+    for o, m, prep in decoded:
         rx = o.row.received_at
-        times = seen.setdefault((o.meter.id, o.prepared.fingerprint), [])
+        times = seen.setdefault((m.id, prep.fingerprint), [])
         if any(abs(rx - t) <= DUPLICATE_WINDOW for t in times):
             o.state, o.message = "duplicate", "same transmission already decoded (another gateway or a repeat)"
         else:
@@ -437,11 +416,11 @@ def write_readings_and_telegrams(
     if decoded:
         rows = []
         for o, reading_id in zip(decoded, writer.new_ids("readings", len(decoded)), strict=True):
-            row, prep = o.row, o.prepared
+            row, (meter, prep) = o.row, o.reading_parts()
             stored = StoredReading(
                 reading_id,
                 row.tenant_id,
-                o.meter.id,
+                meter.id,
                 row.id,
                 prep.timestamp,
                 row.received_at,
@@ -458,7 +437,7 @@ def write_readings_and_telegrams(
                 (
                     reading_id,
                     row.tenant_id,
-                    o.meter.id,
+                    meter.id,
                     row.id,
                     prep.timestamp_db,
                     prep.received_db,
@@ -498,146 +477,3 @@ def write_readings_and_telegrams(
         ],
     )
     return readings
-
-
-def _previous_readings(writer: BulkSql, readings: list[tuple[Outcome, StoredReading]]) -> dict[int, StoredReading]:
-    """The meters' latest readings as their rows describe them (time, registers); loaded only
-    for meters whose row has no registers (latest reading stored before they were kept)."""
-    previous_by_id: dict[int, StoredReading] = {}
-    to_load = set()
-    for o, _r in readings:
-        m = o.meter
-        if m.last_reading_id is not None and m.last_reading_id not in previous_by_id:
-            if isinstance(m.last_registers, dict) and m.last_reading_at is not None:
-                previous_by_id[m.last_reading_id] = StoredReading(
-                    m.last_reading_id,
-                    m.tenant_id,
-                    m.id,
-                    None,
-                    m.last_reading_at,
-                    None,
-                    {},
-                    None,
-                    None,
-                    registers=m.last_registers,
-                )
-            else:
-                to_load.add(m.last_reading_id)
-    previous_by_id.update(load_readings(writer, sorted(to_load)))
-    return previous_by_id
-
-
-def _key_statuses(session: Session, outcomes: list[Outcome]) -> list[MeterState]:
-    """The meters' last-heard times and key statuses from the outcomes. -> meters whose key is
-    now `wrong` (a wrong_key alarm each)."""
-    wrong_keys = []
-    for o in outcomes:
-        meter = o.meter
-        if meter is None:
-            continue
-        if meter.last_heard_at is None or meter.last_heard_at < o.row.received_at:
-            meter.last_heard_at, meter.last_heard_db, meter.dirty = o.row.received_at, o.row.received_db, True
-        status = meter.key_status
-        if o.state == "no_key":
-            status = "missing"
-        elif o.state == "wrong_key":
-            # No CRC survives on stripped frames, so one corrupted frame of a meter whose key has
-            # worked looks like a wrong key: first `suspect` (no alarm), `wrong` on a second
-            # failure with no good decode between. A key that never decrypted anything is wrong now.
-            if status == "present" and key_proven(session, meter):
-                status = "suspect"
-            else:
-                status = "wrong"
-                wrong_keys.append(meter)
-        elif o.state == "decoded" and o.prepared.encrypted:
-            status = "present"
-            meter.key_proven = True
-        if status != meter.key_status:
-            meter.key_status, meter.dirty = status, True
-    return wrong_keys
-
-
-def update_meters(
-    session: Session, writer: BulkSql, outcomes: list[Outcome], readings: list[tuple[Outcome, StoredReading]]
-) -> tuple[list[MeterState], list[ReadingCall]]:
-    """The meters' bookkeeping (last heard, key status, latest reading), in one bulk UPDATE.
-    -> (meters whose key turned wrong, the readings with the reading before each: for the alarms)."""
-    previous_by_id = _previous_readings(writer, readings)
-    wrong_keys = _key_statuses(session, outcomes)
-    latest: dict[int, StoredReading | None] = {}
-    calls = []
-    for o, reading in readings:
-        meter = o.meter
-        if meter.id not in latest:
-            latest[meter.id] = previous_by_id.get(meter.last_reading_id)
-        previous = latest[meter.id]
-        # a late (spooled) reading is stored and compared, but the meter's latest stays the newer one
-        if previous is None or reading.timestamp >= previous.timestamp:
-            meter.last_reading_id, meter.dirty = reading.id, True
-            meter.last_reading_at, meter.last_registers = reading.timestamp, reading.register_map()
-            meter.last_reading_db = o.prepared.timestamp_db
-            latest[meter.id] = reading
-        calls.append(ReadingCall(meter, reading, previous))
-    changed = {m.id: m for m in (o.meter for o in outcomes) if m is not None and m.dirty}
-    writer.update(
-        "meters",
-        ("last_heard_at", "last_reading_id", "key_status", "last_reading_at", "last_registers"),
-        ("timestamptz", "bigint", "varchar", "timestamptz", "json"),
-        [
-            (
-                m.last_heard_db,
-                m.last_reading_id,
-                m.key_status,
-                m.last_reading_db,
-                json_text(m.last_registers) if m.last_registers is not None else None,
-                m.id,
-            )
-            for m in changed.values()
-        ],
-    )
-    return wrong_keys, calls
-
-
-def load_readings(writer: BulkSql, ids: list[int]) -> dict[int, StoredReading]:
-    """Stored readings by id, with what the alarm checks read of them (not their fields)."""
-    out = {}
-    for i in range(0, len(ids), CHUNK):
-        isin, params = writer.isin("id", ids[i : i + CHUNK])
-        for r in writer.rows(
-            f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
-            f"fingerprint FROM readings WHERE {isin}",
-            params,
-        ):
-            out[r[0]] = StoredReading(
-                r[0], r[1], r[2], r[3], db_time(r[4]), db_time(r[5]), {}, expand_reading_data(db_json(r[6])), r[7]
-            )
-    return out
-
-
-def key_proven(session: Session, meter: MeterState) -> bool:
-    """Has the meter's current key (the one its telegrams are opened with) decrypted one of its
-    telegrams? `present` alone does not say so: a key import sets it too. Asked only on a
-    wrong_key outcome (rare), so the query costs nothing in normal batches."""
-    if meter.key_proven is None:
-        keys = dict(
-            session.execute(
-                select(MeterKey.manufacturer, MeterKey.created_at).where(
-                    MeterKey.tenant_id == meter.tenant_id, MeterKey.meter_id == meter.meter_id
-                )
-            ).all()
-        )
-        since = applicable_key(keys, meter.manufacturer)
-        meter.key_proven = (
-            since is not None
-            and session.scalar(
-                select(Telegram.id)
-                .where(
-                    Telegram.meter_pk == meter.id,
-                    Telegram.state.in_(("decoded", "duplicate")),
-                    Telegram.decoded_at >= since,
-                )
-                .limit(1)
-            )
-            is not None
-        )
-    return meter.key_proven

@@ -71,7 +71,7 @@ def on_uplink(
         )
     )
     for op in ops:
-        if refused is not None and op.config_version == refused and applied_version != refused:
+        if cfg_error is not None and op.config_version == refused and applied_version != refused:
             op.state = FAILED
             op.error = error_message(cfg_error)
             op.finished_at = now

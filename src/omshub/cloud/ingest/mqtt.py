@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from functools import partial
+from typing import Any
 
 import aiomqtt
 import cbor2
@@ -153,7 +154,7 @@ class MqttBridge:
         self.topic = up_filter(prefix)
         self.subscription = f"$share/{shared_group}/{self.topic}" if shared_group else self.topic
         self._handler = handler
-        self._client_kwargs = {
+        self._client_kwargs: dict[str, Any] = {
             "identifier": client_id or f"omshub-headend-{uuid.uuid4().hex[:12]}",
             "username": username,
             "password": password,

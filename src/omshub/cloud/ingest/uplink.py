@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.operations import OPEN_STATES
 from omshub.cloud.domain.tokens import hash_secret
@@ -201,24 +202,18 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
         if again is not None:
             return again
         try:
-            uplink_id = sql.conn.exec_driver_sql(
-                "INSERT INTO uplinks (tenant_id, gateway_id, seq, received_at, transport, content_type, body, "
-                f"telegram_count, content_hash, body_redactions, response) VALUES ({', '.join([sql.mark] * 9)}, "
-                f"{sql.json_mark}, {sql.json_mark}) RETURNING id",
-                (
-                    gw.tenant_id,
-                    gw.id,
-                    seq,
-                    sql.time(now),
-                    transport[:16],
-                    (content_type or "application/cbor")[:64],
-                    stored_body,
-                    len(entries) + len(rejected),
-                    digest,
-                    json_text(redactions) if redactions else None,
-                    "{}",
-                ),
-            ).scalar_one()
+            uplink_id = _insert_uplink(
+                sql,
+                gw,
+                seq,
+                now,
+                transport,
+                content_type,
+                stored_body,
+                len(entries) + len(rejected),
+                digest,
+                redactions,
+            )
         except IntegrityError:  # the same uplink raced in through another connection
             session.rollback()
             again, _ = _earlier_use(BulkSql(session, db.is_sqlite), gw.id, seq, digest)
@@ -229,17 +224,7 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
         if rows:
             head = (gw.tenant_id, gw.id, uplink_id)
             stored = _insert_telegrams(session, db, [head + row for row in rows])
-        if not _record_quiet_contact(sql, gw.id, seq, cfg, cfg_error, status, transport, next_contact, now):
-            gateway = session.get(Gateway, gw.id)
-            gateway.last_contact_at = now
-            gateway.last_seq = seq if gateway.last_seq is None else max(gateway.last_seq, seq)
-            gateway.status = {**(gateway.status or {}), **status, "transport": transport}
-            gateway.applied_config_version = cfg
-            gateway.next_contact_at = next_contact
-            config = on_uplink(session, gateway, applied_version=cfg, cfg_error=cfg_error, now=now)
-            session.flush()  # the gateway and operations, before the statement below
-        else:
-            config = None
+        config = _gateway_contact(session, sql, gw.id, seq, cfg, cfg_error, status, transport, next_contact, now)
         if reused:
             _seq_reused(session, gw.id, gw.tenant_id, serial, seq, stored, now)
         response = {
@@ -257,6 +242,67 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
     if rejected:
         log.info("uplink %s seq %d from gateway %s: %d telegrams rejected", uplink_id, seq, serial, len(rejected))
     return response
+
+
+def _insert_uplink(
+    sql: BulkSql,
+    gw,
+    seq: int,
+    now: datetime,
+    transport: str,
+    content_type: str | None,
+    stored_body: bytes,
+    count: int,
+    digest: bytes,
+    redactions,
+) -> int:
+    """The uplink's row (its response written once known). -> its id. Raises IntegrityError when
+    the same uplink raced in through another connection."""
+    return sql.conn.exec_driver_sql(
+        "INSERT INTO uplinks (tenant_id, gateway_id, seq, received_at, transport, content_type, body, "
+        f"telegram_count, content_hash, body_redactions, response) VALUES ({', '.join([sql.mark] * 9)}, "
+        f"{sql.json_mark}, {sql.json_mark}) RETURNING id",
+        (
+            gw.tenant_id,
+            gw.id,
+            seq,
+            sql.time(now),
+            transport[:16],
+            (content_type or "application/cbor")[:64],
+            stored_body,
+            count,
+            digest,
+            json_text(redactions) if redactions else None,
+            "{}",
+        ),
+    ).scalar_one()
+
+
+def _gateway_contact(
+    session: Session,
+    sql: BulkSql,
+    gateway_id: int,
+    seq: int,
+    cfg,
+    cfg_error,
+    status: dict,
+    transport: str,
+    next_contact,
+    now: datetime,
+):
+    """The gateway's row after this contact (last contact, seq, status, applied configuration,
+    next contact). -> the configuration to send, if any (None on a quiet contact)."""
+    if _record_quiet_contact(sql, gateway_id, seq, cfg, cfg_error, status, transport, next_contact, now):
+        return None
+    gateway = session.get_one(Gateway, gateway_id)  # (authenticated above)
+    gateway.last_contact_at = now
+    gateway.last_seq = seq if gateway.last_seq is None else max(gateway.last_seq, seq)
+    gateway.status = {**(gateway.status or {}), **status, "transport": transport}
+    gateway.applied_config_version = cfg
+    gateway.next_contact_at = next_contact
+    config = on_uplink(session, gateway, applied_version=cfg, cfg_error=cfg_error, now=now)
+    session.flush()  # the gateway and operations, before the uplink's response is written
+    return config
 
 
 _TELEGRAM_COLUMNS = (

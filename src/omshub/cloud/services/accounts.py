@@ -195,7 +195,7 @@ def create_api_token(
 
 def end_user_tokens(session: Session, user_id: int) -> int:
     """Revoke every session and API token of a user (they are disabled). -> how many."""
-    return session.execute(
+    return session.execute(  # type: ignore[attr-defined]  # DML gives a CursorResult (typed Result)
         update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False)).values(revoked=True)
     ).rowcount
 

@@ -82,6 +82,8 @@ def evaluate(session: Session, now: datetime, *, silent_days: int = 3, grace: ti
             Gateway.next_contact_at.is_not(None), Gateway.next_contact_at < late
         )
     ):
+        if expected is None:  # (not selected)
+            continue
         missed.add((tenant_id, GATEWAY_MISSED_CONTACT, gw_id))
         key = (tenant_id, GATEWAY_MISSED_CONTACT, gw_id)
         message = f"gateway {serial} missed its expected contact at {utc(expected).isoformat()}" + (

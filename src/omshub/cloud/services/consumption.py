@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -160,7 +161,7 @@ def consumption(
     installs = _installations(session, point, start, end)
     if quantity is None:
         quantity = next((q for _, m, _ in installs if (q := cumulative_quantity(m.device_type))), None)
-    result = {
+    result: dict[str, Any] = {
         "metering_point": {"id": point.id, "ref": point.ref},
         "from": start,
         "to": end,
@@ -191,7 +192,7 @@ def consumption(
         seg, delta, cover = _segment(
             session, result, inst, meter, installed, quantity, (start, end, whole), now, max_gap
         )
-        if delta is not None:
+        if delta is not None and cover is not None:  # (both or neither)
             total += delta
             covered.append(cover)
         if any(flag in seg["flags"] for flag in INCOMPLETE_FLAGS):
@@ -326,7 +327,7 @@ def _segment(
     seg_from = max(start, installed)
     removed = utc(inst.removed_at) if inst.removed_at is not None else None
     seg_to = min(end, removed) if removed is not None else end
-    seg = {
+    seg: dict[str, Any] = {
         "installation_id": inst.id,
         "meter": {"id": meter.id, "manufacturer": meter.manufacturer, "meter_id": meter.meter_id},
         "installed_at": installed,

@@ -153,7 +153,7 @@ def reserve(
         if row is None:
             _insert(session, key, scope, now)
             continue
-        changed = session.execute(
+        changed = session.execute(  # type: ignore[attr-defined]  # DML gives a CursorResult (typed Result)
             update(LoginThrottle)
             .where(
                 LoginThrottle.id == row.id,
@@ -207,7 +207,7 @@ def purge(session: Session, now: datetime, policy: ThrottlePolicy = DEFAULT_POLI
     -> rows deleted."""
     stale = now - timedelta(seconds=max(policy.pair_memory_s, policy.address_window_s, policy.account_window_s))
     forgotten = now - timedelta(seconds=policy.known_address_s)
-    deleted = session.execute(
+    deleted = session.execute(  # type: ignore[attr-defined]  # DML gives a CursorResult (typed Result)
         delete(LoginThrottle)
         .where(
             LoginThrottle.last_attempt_at < stale,
@@ -224,7 +224,7 @@ def purge(session: Session, now: datetime, policy: ThrottlePolicy = DEFAULT_POLI
         )
         ids = list(session.scalars(oldest))
         for i in range(0, len(ids), 1000):
-            deleted += session.execute(
+            deleted += session.execute(  # type: ignore[attr-defined]  # DML gives a CursorResult (typed Result)
                 delete(LoginThrottle)
                 .where(LoginThrottle.id.in_(ids[i : i + 1000]))
                 .execution_options(synchronize_session=False)

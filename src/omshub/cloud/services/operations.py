@@ -394,6 +394,19 @@ def change_config(
     if pending and on_conflict is None:
         raise PendingChanges(_conflicts(session, sel.gateways, pending))
 
+    results = _config_results(session, sel, plans, principal, on_conflict, now)
+    session.flush()
+    _supersede(results, now)
+    _audit_config(session, principal, patch, on_conflict, results)
+    session.flush()
+    return results
+
+
+def _config_results(
+    session: Session, sel, plans, principal, on_conflict: str | None, now: datetime
+) -> list[ConfigResult]:
+    """Each planned gateway's outcome: unchanged or skipped (its current version and the
+    operation that set it, or its pending one), else a new version and operation."""
     current_ops = _operations_of(
         session,
         [
@@ -431,12 +444,22 @@ def change_config(
                 from_version=current,
             )
         )
-    session.flush()
+    return results
+
+
+def _supersede(results: list[ConfigResult], now: datetime) -> None:
+    """The unfinished operations the new ones replace: SUPERSEDED by them."""
     for res in results:
         for old in res.superseded:  # only new operations supersede
             old.state = SUPERSEDED
             old.superseded_by = res.operation.id if res.operation is not None else None
             old.finished_at = now
+
+
+def _audit_config(
+    session: Session, principal, patch: dict, on_conflict: str | None, results: list[ConfigResult]
+) -> None:
+    """The change in the audit log: the patch and each gateway's outcome."""
     audit(
         session,
         principal.tenant_id,
@@ -458,8 +481,6 @@ def change_config(
             ],
         },
     )
-    session.flush()
-    return results
 
 
 def _operations_of(session: Session, pairs) -> dict[tuple[int, int], Operation]:

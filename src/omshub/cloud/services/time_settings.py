@@ -31,7 +31,7 @@ def model_zones(session: Session, tenant_id: int) -> list[dict]:
 def time_settings(session: Session, tenant_id: int, server_zone: str) -> dict:
     """The tenant's zones, where its meters' zone comes from, its model zones and how many meters
     have a zone of their own."""
-    tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id))
+    tenant = session.scalars(select(Tenant).where(Tenant.id == tenant_id)).one()
     own = session.scalar(
         select(func.count(Meter.id)).where(Meter.tenant_id == tenant.id, Meter.meter_timezone.is_not(None))
     )
@@ -47,7 +47,7 @@ def time_settings(session: Session, tenant_id: int, server_zone: str) -> dict:
 
 def change_time_settings(session: Session, tenant_id: int, changes: dict, server_zone: str, *, actor: str) -> dict:
     """Set what `changes` names of timezone (not None) and meter_timezone (None: the server setting)."""
-    tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id))
+    tenant = session.scalars(select(Tenant).where(Tenant.id == tenant_id)).one()
     before = {"timezone": tenant.timezone, "meter_timezone": tenant.meter_timezone}
     try:
         if "timezone" in changes:
@@ -87,7 +87,8 @@ def _model_zone(
 def replace_model_zones(session: Session, tenant_id: int, models: list[dict], *, actor: str) -> list[dict]:
     """Replace the tenant's model zones by `models` (dicts of manufacturer, version, device_type,
     timezone); audited when they change."""
-    rows, seen = [], {}
+    rows: list[MeterModelZone] = []
+    seen: dict[tuple, int] = {}
     for i, m in enumerate(models):
         row = _model_zone(tenant_id, i, m["manufacturer"], m["version"], m["device_type"], m["timezone"])
         model = (row.manufacturer, row.version, row.device_type)

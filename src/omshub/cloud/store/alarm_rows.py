@@ -98,7 +98,7 @@ def _alarmed_meters(session: Session, tenant_id: int) -> set[int]:
     if cache is None or cache[0] is not txn:
         cache = (txn, {})
         session.info[_CACHE_KEY] = cache
-    per_tenant = cache[1]
+    per_tenant: dict[int, set[int]] = cache[1]
     if tenant_id not in per_tenant:
         per_tenant[tenant_id] = set(
             session.scalars(

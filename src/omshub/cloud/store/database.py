@@ -13,10 +13,11 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import create_engine, event
@@ -257,6 +258,14 @@ def db_time(value) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def db_time_set(value) -> datetime:
+    """db_time of a NOT NULL column."""
+    at = db_time(value)
+    if at is None:
+        raise ValueError("NULL in a NOT NULL time column")
+    return at
+
+
 def db_json(value):
     """A JSON column as a driver-level SELECT returns it (SQLite: text; psycopg: parsed)."""
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
@@ -300,7 +309,7 @@ class BulkSql:
         values: list,
         pg_type: str = "text",
         lock: bool = False,
-    ) -> list:
+    ) -> Sequence[Any]:
         """SELECT columns FROM table WHERE where AND key IN values (`{m}`: placeholders of
         `params`). SQLite: an IN list on the index. PostgreSQL: one LATERAL index look-up per
         value, fenced by OFFSET 0 — with `= ANY` the planner has been seen filtering all of a
@@ -316,7 +325,14 @@ class BulkSql:
             (list(values), *params),
         )
 
-    def rows(self, sql: str, params: tuple | list = ()) -> list:
+    def _driver(self) -> Any:
+        """The DBAPI connection under the session's (psycopg's, on PostgreSQL)."""
+        driver = self.conn.connection.driver_connection
+        if driver is None:
+            raise RuntimeError("the session's connection is closed")
+        return driver
+
+    def rows(self, sql: str, params: tuple | list = ()) -> Sequence[Any]:
         """The rows (tuples) of a driver-level SELECT; `{m}` in `sql` is this driver's placeholder.
         psycopg would prepare a statement run five times, and PostgreSQL then settles on a generic
         plan that cannot see the ids in the `= ANY` array: measured 15-30x slower (40-90 ms
@@ -324,7 +340,7 @@ class BulkSql:
         sql = sql.replace("{m}", self.mark)
         if self.sqlite:
             return self.conn.exec_driver_sql(sql, tuple(params)).fetchall()
-        with self.conn.connection.driver_connection.cursor() as cursor:
+        with self._driver().cursor() as cursor:
             cursor.execute(sql, tuple(params), prepare=False)
             return cursor.fetchall()
 
@@ -340,7 +356,7 @@ class BulkSql:
             # PostgreSQL: COPY (one statement for all rows; a statement per row costs the server
             # more than the rows themselves: e2e +5-10 % measured)
             with (
-                self.conn.connection.driver_connection.cursor() as cursor,
+                self._driver().cursor() as cursor,
                 cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy,
             ):
                 for row in rows:
@@ -379,7 +395,7 @@ class BulkSql:
         stage = f"_omshub_stage_{table}_{key}"
         names = ", ".join(f'"{c}"' for c in columns)
         defs = ", ".join(f'"{c}" {t}' for c, t in zip(columns, pg_types, strict=False))
-        with self.conn.connection.driver_connection.cursor() as cursor:
+        with self._driver().cursor() as cursor:
             cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({defs}) ON COMMIT DELETE ROWS")
             with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
                 for row in rows:
@@ -392,7 +408,7 @@ class BulkSql:
         """`n` ids for explicit inserts. SQLite: the batch holds the write lock, so max(id)+1...
         is what the database would assign; PostgreSQL: taken from the table's sequence."""
         if self.sqlite:
-            top = self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar()
+            top = self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar_one()
             return list(range(top + 1, top + 1 + n))
         return sorted(
             self.conn.exec_driver_sql(

@@ -230,7 +230,7 @@ class KeyStore:
             else:
                 updates.append({"id": row_id, "nonce": nonce, "ciphertext": ct, "created_at": now})
         if inserts:
-            session.execute(MeterKey.__table__.insert(), inserts)
+            session.execute(MeterKey.__table__.insert(), inserts)  # type: ignore[attr-defined]  # a Table, typed FromClause
         if updates:
             session.execute(update(MeterKey), updates)
         for i in range(0, len(ids), _CHUNK):
@@ -293,9 +293,9 @@ def parse_meter_list(text: str | list[str]) -> list[tuple[str | None, str]]:
         item = str(item).strip()
         if not item:
             continue
-        manufacturer, _, meter_id = item.rpartition(":")
+        given, _, meter_id = item.rpartition(":")
         meter_id = meter_id.upper()
-        manufacturer = manufacturer.upper() or None
+        manufacturer = given.upper() or None
         if not METER_ID_RE.match(meter_id) or (manufacturer and not MANUFACTURER_RE.match(manufacturer)):
             # not echoed: a key pasted into the list would otherwise come back in the error
             raise KeyStoreError(

@@ -28,7 +28,7 @@ def requeue_waiting(session: Session, tenant_id: int, meters: list[tuple[str | N
         .execution_options(synchronize_session=False)
     )
     if meters is None:
-        return session.execute(base).rowcount or 0
+        return session.execute(base).rowcount or 0  # type: ignore[attr-defined]  # DML gives a CursorResult (typed Result)
     ids = sorted({meter_id.upper() for _man, meter_id in meters})
     sql = BulkSql(session, session.get_bind().dialect.name == "sqlite")
     waiting = ", ".join(f"'{state}'" for state in WAITING_STATES)
@@ -57,7 +57,7 @@ def requeue_states(session: Session, tenant_id: int, states: tuple[str, ...] = R
             f"only {', '.join(REDECODABLE_STATES)} telegrams can be decoded again, not {', '.join(sorted(bad))}"
         )
     return (
-        session.execute(
+        session.execute(  # type: ignore[attr-defined]  # DML gives a CursorResult (typed Result)
             update(Telegram)
             .where(Telegram.tenant_id == tenant_id, text(REDECODABLE_SQL), Telegram.state.in_(states))
             .values(state="new", error=None)

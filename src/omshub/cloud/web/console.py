@@ -146,7 +146,7 @@ def swagger_ui(request: Request) -> Response:
         swagger_favicon_url="/docs/assets/favicon.png",
         swagger_ui_parameters={"validatorUrl": None},
     )  # (else it asks a third party)
-    return _docs_page(page.body)
+    return _docs_page(bytes(page.body))
 
 
 @router.get("/redoc", include_in_schema=False)
@@ -159,7 +159,7 @@ def redoc(request: Request) -> Response:
         redoc_favicon_url="/docs/assets/favicon.png",
         with_google_fonts=False,
     )
-    return _docs_page(page.body)
+    return _docs_page(bytes(page.body))
 
 
 @router.get("/docs/assets/{name}", include_in_schema=False)
