@@ -243,6 +243,11 @@ def _nearest_real(packed: bytes, value: float, scale: Scale) -> bytes:
 def _lvar_prefix(b: bytes, info: HeaderInfo, error_value: bool, index: int) -> bytes:
     """The LVAR byte for raw data: invalid BCD stays BCD, big binary numbers stay binary."""
     size = len(b)
+    # an invalid value read from BCD stays BCD; one read as a binary date (a date header's LVAR of a
+    # date type's size) stays binary, or it would come back as BCD without its error flag
+    binary_date = info.lvar_dates is not None and size in info.lvar_dates
+    if error_value and binary_date:
+        return bytes([0xE0 + size])
     if error_value and size <= 9:
         return bytes([0xC0 + size])
     if not error_value and not info.lvar_raw:
