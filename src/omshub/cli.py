@@ -3,9 +3,9 @@ dependencies lazily, so `omshub decode` starts fast."""
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from omshub.commands import cloud, decode, demo, gateway, sim
 
 app = typer.Typer(
     name="omshub",
@@ -19,27 +19,13 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """omshub: remote reading of OMS / wireless M-Bus meters."""
-    # A callback keeps every command a subcommand, even if only one module is importable.
+    # A callback keeps every command a subcommand (`omshub decode`, not a bare `omshub`).
 
 
-# (module, attribute) of each sub-command group or command; each module defines a typer app or
-# registers commands via `register(app)`.
-_MODULES = [
-    "omshub.commands.decode",
-    "omshub.commands.cloud",
-    "omshub.commands.gateway",
-    "omshub.commands.sim",
-    "omshub.commands.demo",
-]
-
-for _name in _MODULES:
-    try:
-        _mod = importlib.import_module(_name)
-    except ModuleNotFoundError as exc:  # a part not built yet must not break the others
-        if exc.name != _name:
-            raise
-        continue
-    _mod.register(app)
+# Each command module registers its commands; they import their heavy dependencies inside the
+# commands (docs/architecture.md, "Commands"), so importing all of them here stays cheap.
+for _module in (decode, cloud, gateway, sim, demo):
+    _module.register(app)
 
 
 def main() -> None:
