@@ -166,6 +166,7 @@ def _fuzz(api_schema, headers_for, skip=(), empty_values: bool = False) -> list[
     return failures
 
 
+@pytest.mark.slow  # schemathesis over every operation: about 30 s, not in the fast lane
 def test_api_authenticated(api_schema, module_hub, fuzz_tenant):
     # logging out (it revokes the request's own token) is left to the unauthenticated run
     failures = _fuzz(
@@ -174,6 +175,7 @@ def test_api_authenticated(api_schema, module_hub, fuzz_tenant):
     assert not failures, "\n\n".join(failures)
 
 
+@pytest.mark.slow  # schemathesis over every operation: about 15 s, not in the fast lane
 def test_api_unauthenticated(api_schema):
     failures = _fuzz(api_schema, dict)
     assert not failures, "\n\n".join(failures)

@@ -205,6 +205,7 @@ def test_parallel_attempts_cannot_slip_past_the_limit(hub, database_url, P):
     assert all(o[0] == "429" for o in outcomes if o != 401)
 
 
+@pytest.mark.slow  # fills the throttle table: several seconds, not in the fast lane
 def test_the_table_bounds_its_size(db):
     from omshub.cloud.services.login_throttle import ThrottlePolicy, purge
     from omshub.cloud.store.models import LoginThrottle

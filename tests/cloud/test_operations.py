@@ -320,6 +320,7 @@ def test_bulk_change_with_a_pending_change_needs_a_decision(s):
     assert {g["gateway_id"]: g["outcome"] for g in skip_audit.details["gateways"]}[busy.id] == "skipped"
 
 
+@pytest.mark.slow  # thousands of gateways: several seconds, not in the fast lane
 def test_bulk_change_over_more_gateways_than_one_query_takes(s):
     """Selections are read in chunks of 500: conflicts, unchanged and skipped gateways are found
     across chunk borders."""
