@@ -51,6 +51,8 @@ __all__ = [
     "Registry",
     "SchemaError",
     "load_texts",
+    "install",
+    "packaged_texts",
 ]
 
 _MAX_PAYLOAD = 4096  # bytes a proprietary layout looks at; far above any wM-Bus APL
@@ -132,14 +134,34 @@ def load_texts(texts: dict[str, str]) -> Registry:
     return Registry(drivers, generic)
 
 
-@lru_cache(maxsize=1)
-def registry() -> Registry:
-    """The packaged data files, loaded and validated once (drivers are static data)."""
+def packaged_texts() -> dict[str, str]:
+    """The packaged data files: file name -> TOML text."""
     folder = resources.files(__name__)
-    texts = {
-        entry.name: entry.read_text(encoding="utf-8") for entry in folder.iterdir() if entry.name.endswith(".toml")
-    }
-    return load_texts(texts)
+    return {entry.name: entry.read_text(encoding="utf-8") for entry in folder.iterdir() if entry.name.endswith(".toml")}
+
+
+@lru_cache(maxsize=1)
+def _packaged() -> Registry:
+    """The packaged data files, loaded and validated once (drivers are static data)."""
+    return load_texts(packaged_texts())
+
+
+_installed: list[Registry] = []  # set by install(): `omshub drivers check` decodes with a file under test
+
+
+def registry() -> Registry:
+    """The registry the decoder uses: the packaged drivers, or the one :func:`install` set."""
+    return _installed[0] if _installed else _packaged()
+
+
+def install(reg: Registry | None) -> None:
+    """Make ``reg`` the decoder's registry in this process (None: back to the packaged files).
+
+    For the driver test kit, which decodes a driver file's test telegrams with that file in place
+    of the packaged one; call it before decoding (the decoder memoises plans per meter address)."""
+    _installed.clear()
+    if reg is not None:
+        _installed.append(reg)
 
 
 # ------------------------------------------------------------------------------ public API

@@ -362,7 +362,8 @@ def _computed(t: dict[str, Any], path: str) -> tuple[Any, ...]:
 
 def parse_file(name: str, data: dict[str, Any]) -> tuple[list[Driver], list[GenericRule]]:
     """One parsed TOML document -> its drivers and generic rules; SchemaError on any problem."""
-    check_keys(data, {"driver", "generic", "comment"}, name)
+    # [[test]] tables are the file's test telegrams, read by the driver test kit (codec/driver_kit.py)
+    check_keys(data, {"driver", "generic", "comment", "test"}, name)
     drivers = [_driver(t, f"{name}: driver[{i}]", name) for i, t in enumerate(get_key(data, "driver", name, list, []))]
     generic = []
     for i, g in enumerate(get_key(data, "generic", name, list, [])):
