@@ -123,3 +123,27 @@ def test_ime_running_time_on_the_public_corpus(shared_vectors) -> None:
         assert hours[1] == pytest.approx(e["run_meter_tariff1_h"], abs=1e-5)
         assert hours[2] == pytest.approx(e["run_meter_tariff2_h"], abs=1e-5)
         assert e["run_meter_total_h"] in [pytest.approx(v, abs=1e-5) for k, v in hours.items() if k not in (1, 2)]
+
+
+def _corpus(shared_vectors, driver: str) -> list[dict]:
+    lines = (shared_vectors / "wmbusmeters-public.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["driver"] == driver]
+
+
+def test_izar_alarm_flags_on_the_public_corpus(shared_vectors) -> None:
+    # the alarm names the corpus lists, per state, against the named flags of diehl.toml
+    now = {"leakage": "LEAK", "meter_blocked": "METER_BLOCKED", "underflow": "UNDERFLOW", "backflow": "BACKFLOW"}
+    now |= {"overflow": "OVERFLOW", "submarine": "SUBMARINE", "sensor_fraud": "SENSOR_FRAUD"}
+    now |= {"mechanical_fraud": "MECHANICAL_FRAUD", "general_alarm": "GENERAL_ALARM"}
+    before = {"leakage": "LEAK_BEFORE", "sensor_fraud": "SENSOR_FRAUD_BEFORE"}
+    before |= {"mechanical_fraud": "MECHANICAL_FRAUD_BEFORE"}
+    entries = _corpus(shared_vectors, "izar")
+    assert any(e["expected"]["current_alarms"] != "no_alarm" for e in entries)
+    for entry in entries:
+        e = entry["expected"]
+        wanted = {now[a] for a in e["current_alarms"].split(",") if a != "no_alarm"}
+        wanted |= {before[a] for a in e["previous_alarms"].split(",") if a != "no_alarm"}
+        t = decode(parse_hex(entry["telegram"]))
+        assert set(t["fields"]["alarms"]) == wanted, entry["telegram"]
+        errors = [r for r in t["records"] if r["quantity"] == "error_flags"]
+        assert len(errors) == 1 and errors[0]["value"] == t["fields"]["error_flags"]
