@@ -147,3 +147,11 @@ def test_izar_alarm_flags_on_the_public_corpus(shared_vectors) -> None:
         assert set(t["fields"]["alarms"]) == wanted, entry["telegram"]
         errors = [r for r in t["records"] if r["quantity"] == "error_flags"]
         assert len(errors) == 1 and errors[0]["value"] == t["fields"]["error_flags"]
+
+
+def test_proprietary_payload_is_kept_as_sent() -> None:
+    techem = tomllib.loads(PACKAGED["techem.toml"])["test"][0]["telegram"]
+    t = decode(parse_hex(techem))
+    assert t["frame"]["ci"] == "A1"
+    assert t["frame"]["proprietary"] == techem[22:].lower()  # after L C M A CI: byte 0 is undocumented
+    assert t["fields"]["total_energy_kwh"] == 12345 + 678
