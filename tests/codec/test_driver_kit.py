@@ -155,3 +155,16 @@ def test_proprietary_payload_is_kept_as_sent() -> None:
     assert t["frame"]["ci"] == "A1"
     assert t["frame"]["proprietary"] == techem[22:].lower()  # after L C M A CI: byte 0 is undocumented
     assert t["fields"]["total_energy_kwh"] == 12345 + 678
+
+
+@pytest.mark.parametrize(
+    ("relabel", "error"),
+    [
+        ('{ match = { vife = "ff0f" }, quantity = "volume" }', "relabel[0].match.vife: expected a list of VIFE bytes"),
+        ('{ match = { vife = ["ff"] }, quantity = "volume", qualifiers = ["often"] }', "unknown qualifier 'often'"),
+    ],
+)
+def test_relabel_schema_errors(relabel: str, error: str) -> None:
+    text = f'[[driver]]\nname = "x"\nmanufacturers = ["ABC"]\nrelabel = [{relabel}]\n'
+    result = driver_kit.check_text("new.toml", text)
+    assert result.error is not None and error in result.error

@@ -373,11 +373,17 @@ def _decode_vifs(driver: Driver, records: list[dict[str, Any]]) -> None:
         records[i] = updated
 
 
+def _matches(got: Any, wanted: Any) -> bool:
+    if isinstance(wanted, tuple):  # a VIFE list (records hold lists)
+        return isinstance(got, (list, tuple)) and tuple(got) == wanted
+    return bool(got == wanted)
+
+
 def _relabel(driver: Driver, records: list[dict[str, Any]]) -> None:
     """Standard records whose meaning the manufacturer defines differently (e.g. subunit 1 = reactive)."""
     for i, record in enumerate(records):
         for rule in driver.relabel:
-            if all(record.get(k) == v for k, v in rule.match):
+            if all(_matches(record.get(k), v) for k, v in rule.match):
                 updated = dict(record)
                 value = record.get("value")
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and rule.factor != 1.0:
@@ -385,5 +391,8 @@ def _relabel(driver: Driver, records: list[dict[str, Any]]) -> None:
                 updated.update(
                     quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value, driver=driver.name
                 )
+                if rule.qualifiers:
+                    known = list(record.get("qualifiers") or ())
+                    updated["qualifiers"] = known + [q for q in rule.qualifiers if q not in known]
                 records[i] = updated
                 break

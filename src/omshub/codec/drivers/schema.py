@@ -30,7 +30,7 @@ from omshub.codec.drivers.schema_values import (
     read_hex,
     read_values,
 )
-from omshub.codec.units import QUANTITIES
+from omshub.codec.units import QUALIFIERS, QUANTITIES
 
 # the value types and their readers are in schema_values; their public names are importable from here too
 __all__ = [
@@ -91,6 +91,7 @@ class Relabel:
     match: tuple[Any, ...]  # ((record key, value), ...)
     quantity: str
     factor: float = 1.0
+    qualifiers: tuple[Any, ...] = ()  # added to the record's qualifiers (units.QUALIFIERS)
 
 
 @dataclass(frozen=True)
@@ -291,18 +292,31 @@ def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
         rpath = f"{path}.relabel[{i}]"
         if not isinstance(r, dict):
             raise fail(rpath, "expected a table")
-        check_keys(r, {"match", "quantity", "factor"}, rpath)
+        check_keys(r, {"match", "quantity", "factor", "qualifiers"}, rpath)
         match = get_key(r, "match", rpath, dict, required=True)
         for k in match:
-            if k not in ("quantity", "storage", "tariff", "subunit", "function", "dif_vif"):
-                raise fail(f"{rpath}.match.{k}", "can match quantity, storage, tariff, subunit, function, dif_vif")
+            if k not in ("quantity", "storage", "tariff", "subunit", "function", "dif_vif", "vife"):
+                raise fail(f"{rpath}.match.{k}", "can match quantity, storage, tariff, subunit, function, dif_vif, vife")
+        if "vife" in match:
+            vife = match["vife"]
+            if not isinstance(vife, list) or not all(isinstance(x, str) and len(x) == 2 for x in vife):
+                raise fail(f"{rpath}.match.vife", 'expected a list of VIFE bytes in hex, e.g. ["ff", "0f"]')
+            match["vife"] = tuple(x.lower() for x in vife)
+        qualifiers = get_key(r, "qualifiers", rpath, list, [])
+        for q in qualifiers:
+            if q not in QUALIFIERS:
+                raise fail(f"{rpath}.qualifiers", f"unknown qualifier {q!r}")
         quantity = get_key(r, "quantity", rpath, str, required=True)
         if quantity not in QUANTITIES:
             raise fail(f"{rpath}.quantity", f"unknown quantity {quantity!r}")
         match = {k: v.lower() if k == "dif_vif" and isinstance(v, str) else v for k, v in match.items()}
         relabel.append(
             Relabel(
-                rpath, tuple(sorted(match.items())), quantity, float(get_key(r, "factor", rpath, (int, float), 1.0))
+                rpath,
+                tuple(sorted(match.items())),
+                quantity,
+                float(get_key(r, "factor", rpath, (int, float), 1.0)),
+                tuple(qualifiers),
             )
         )
     vifs = {}
