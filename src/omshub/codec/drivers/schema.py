@@ -296,7 +296,8 @@ def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
         match = get_key(r, "match", rpath, dict, required=True)
         for k in match:
             if k not in ("quantity", "storage", "tariff", "subunit", "function", "dif_vif", "vife"):
-                raise fail(f"{rpath}.match.{k}", "can match quantity, storage, tariff, subunit, function, dif_vif, vife")
+                keys = "quantity, storage, tariff, subunit, function, dif_vif, vife"
+                raise fail(f"{rpath}.match.{k}", f"can match {keys}")
         if "vife" in match:
             vife = match["vife"]
             if not isinstance(vife, list) or not all(isinstance(x, str) and len(x) == 2 for x in vife):
