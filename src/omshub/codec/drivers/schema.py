@@ -275,18 +275,8 @@ _DRIVER_KEYS = {
 }
 
 
-def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
-    if not isinstance(t, dict):
-        raise fail(path, "expected a table")
-    check_keys(t, _DRIVER_KEYS, path)
-    name = get_key(t, "name", path, str, required=True)
-    manufacturers = get_key(t, "manufacturers", path, list, required=True)
-    if not manufacturers or not all(
-        isinstance(m, str) and len(m) == 3 and m.isalpha() and m.isupper() for m in manufacturers
-    ):
-        raise fail(f"{path}.manufacturers", "expected a list of 3-letter upper-case manufacturer codes")
-    types = tuple(sorted(read_byte_set(t["device_types"], f"{path}.device_types"))) if "device_types" in t else ()
-    versions = read_byte_set(t["versions"], f"{path}.versions") if "versions" in t else None
+def _relabel_rules(t: dict[str, Any], path: str) -> list[Relabel]:
+    """A driver's ``relabel`` table: records whose meaning the manufacturer defines differently."""
     relabel = []
     for i, r in enumerate(get_key(t, "relabel", path, list, [])):
         rpath = f"{path}.relabel[{i}]"
@@ -320,6 +310,22 @@ def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
                 tuple(qualifiers),
             )
         )
+    return relabel
+
+
+def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
+    if not isinstance(t, dict):
+        raise fail(path, "expected a table")
+    check_keys(t, _DRIVER_KEYS, path)
+    name = get_key(t, "name", path, str, required=True)
+    manufacturers = get_key(t, "manufacturers", path, list, required=True)
+    if not manufacturers or not all(
+        isinstance(m, str) and len(m) == 3 and m.isalpha() and m.isupper() for m in manufacturers
+    ):
+        raise fail(f"{path}.manufacturers", "expected a list of 3-letter upper-case manufacturer codes")
+    types = tuple(sorted(read_byte_set(t["device_types"], f"{path}.device_types"))) if "device_types" in t else ()
+    versions = read_byte_set(t["versions"], f"{path}.versions") if "versions" in t else None
+    relabel = _relabel_rules(t, path)
     vifs = {}
     for i, v in enumerate(get_key(t, "vifs", path, list, [])):
         vpath = f"{path}.vifs[{i}]"
