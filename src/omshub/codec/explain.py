@@ -189,7 +189,7 @@ def _records(t: Telegram, shift: int, result: dict[str, Any] | None, spans: _Spa
             continue
         if dif in (0x0F, 0x1F):
             spans.add(i + shift, i + 1 + shift, "apl", f"DIF {dif:02X}: manufacturer data follows", "", data)
-            _manufacturer_data(t, data[i + 1 : n], i + 1 + shift, spans, result)
+            _manufacturer_data(t, data[i + 1 : n], i + 1 + shift, spans)
             return
         j = header_end(data, i, n)
         size = DATA_LEN[dif & 0x0F]
@@ -207,7 +207,7 @@ def _records(t: Telegram, shift: int, result: dict[str, Any] | None, spans: _Spa
         i = k
 
 
-def _manufacturer_data(t: Telegram, payload: bytes, offset: int, spans: _Spans, result: dict[str, Any] | None) -> None:
+def _manufacturer_data(t: Telegram, payload: bytes, offset: int, spans: _Spans) -> None:
     plan = t.plan or _drivers.plan_for(t.meter)
     layouts = [(d.name, lay) for d in plan.drivers for lay in d.layouts if lay.source == "manufacturer_data"]
     _by_layouts(layouts, payload, offset, spans, None, "kept as hex in manufacturer_data")
