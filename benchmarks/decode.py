@@ -6,6 +6,11 @@ mode 7, ELL AES-CTR and compact frames; one key per meter), runs it through the 
 and prints telegrams/s per kind and overall, the peak memory, and for comparison a naive decode
 (a fresh cipher per telegram, no key ring, `json.dumps`) of the same telegrams in the same process.
 
+Then it runs the whole `omshub decode` process (start-up included, JSON lines to a pipe) on a
+one-meter mode-5 corpus and on a mix of every telegram of the public corpus, ``--process-count``
+telegrams each, in the default invocation and with ``--workers`` = the cores (see
+:mod:`benchmarks.decode_process`).
+
 The mixed corpus is also run with `crc="none"` (what `omshub decode --crc none` does when the
 receiver is known to strip CRCs): the difference is the cost of format-B detection.
 
@@ -20,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import sys
 import time
 
+from benchmarks import decode_process
 from omshub.codec import FormatCache, KeyRing, decode, encode_telegram, parse_hex
 from omshub.commands.decode import decode_stream
 
@@ -181,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive", type=int, default=20_000, help="telegrams for the naive baseline (default 20000)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the mixed run")
     parser.add_argument(
+        "--process-count",
+        type=int,
+        default=50_000,
+        help="telegrams per corpus for the whole-process runs of `omshub decode` (default 50000; 0 skips them)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="whole-process runs per figure; the best counts")
+    parser.add_argument(
         "--varying",
         action="store_true",
         help="every telegram's record layout may differ (worst case; real meters keep theirs)",
@@ -250,6 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"peak RSS  {peak_kib / 1024:.0f} MiB (whole process incl. the corpus)")
+
+    if args.process_count > 0:
+        cores = os.cpu_count() or 1
+        rows = decode_process.measure(
+            args.process_count, args.repeat, [None] + ([cores] if cores > 1 else []), heat_records
+        )
+        decode_process.print_rows(rows, args.process_count, args.repeat)
+        print(f"(naive in-process baseline above: {naive:,.0f} telegrams per CPU second)")
     return 0
 
 

@@ -335,6 +335,8 @@ def manufacturer_specific(t: Telegram) -> Result:
         records = _drivers.decode_proprietary(telegram, bytes(data[pos:end]))
         if records is not None:
             telegram["records"] = records
+            # the proprietary payload as sent: bytes no driver value names are kept here (docs/formats.md §1)
+            t.frame_info["proprietary"] = bytes(data[pos + 1 : end]).hex()
             _drivers.apply(telegram, bytes(data[pos + 1 : end]))
             return telegram
     raise DecodeError(

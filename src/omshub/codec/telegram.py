@@ -203,6 +203,12 @@ def decode(
     return b_result
 
 
+def forget_meters() -> None:
+    """Empty the address memos (with the driver plans they hold): after the drivers changed."""
+    for memo in _METERS:
+        memo.clear()
+
+
 def _meter_at(data: bytes, start: int, long_header: bool) -> list[Any]:
     """[meter dict, driver plan or None] of the address at ``data[start:start + 8]``, memoised;
     callers copy the dict (each telegram gets its own)."""

@@ -298,6 +298,32 @@ def _load_keys(key: str | None, keys_file: Path | None):
         raise typer.Exit(2) from None
 
 
+def _explain(lines: Iterable[str], ring, crc: str) -> int:
+    """Print the byte-range explanation of each telegram; the number that did not decode."""
+    from omshub.codec import DecodeError, FormatCache, parse_hex
+    from omshub.codec.explain import explain, render
+
+    formats = FormatCache()  # compact frames after their full frame, as in a decode run
+    failed = 0
+    for number, line in enumerate(lines, 1):
+        text = _clean(line)
+        if text is None:
+            continue
+        try:
+            frame = parse_hex(text)
+        except DecodeError as exc:
+            typer.echo(f"telegram {number}: {exc.code}: {exc.message}")
+            failed += 1
+            continue
+        result, error, spans = explain(frame, keys=ring, formats=formats, crc=crc)
+        meter = (result or (error.partial if error is not None else None) or {}).get("meter") or {}
+        who = f"{meter.get('manufacturer')} {meter.get('id')}" if meter.get("id") else "?"
+        typer.echo(f"telegram {number} ({who}, {len(frame)} bytes):")
+        typer.echo(render(result, error, spans))
+        failed += error is not None
+    return failed
+
+
 def register(app: typer.Typer) -> None:
     @app.command("decode")
     def decode_command(
@@ -316,6 +342,11 @@ def register(app: typer.Typer) -> None:
             help="Link-layer CRCs in the input: auto | A | B | none "
             "(none/A/B when the receiver's behaviour is known; skips the detection).",
         ),
+        explain: bool = typer.Option(
+            False,
+            "--explain",
+            help="Per byte range: which layer and rule read it, and what is kept as hex and why (instead of JSON).",
+        ),
     ) -> None:
         """Decode wireless / wired M-Bus and OMS telegrams into the uniform record format."""
         if output_format not in ("jsonl", "json", "table"):
@@ -332,7 +363,9 @@ def register(app: typer.Typer) -> None:
                 typer.echo("omshub decode: '-' (stdin) cannot be mixed with telegram arguments", err=True)
                 raise typer.Exit(2)
             lines = telegrams
-        if output_format == "jsonl":
+        if explain:
+            failed = _explain(lines, ring, crc)
+        elif output_format == "jsonl":
             out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
             write = out.write if out is not None else (lambda data: sys.stdout.write(data.decode()))
             if workers > 1:

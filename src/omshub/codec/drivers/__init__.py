@@ -51,6 +51,8 @@ __all__ = [
     "Registry",
     "SchemaError",
     "load_texts",
+    "install",
+    "packaged_texts",
 ]
 
 _MAX_PAYLOAD = 4096  # bytes a proprietary layout looks at; far above any wM-Bus APL
@@ -132,14 +134,34 @@ def load_texts(texts: dict[str, str]) -> Registry:
     return Registry(drivers, generic)
 
 
-@lru_cache(maxsize=1)
-def registry() -> Registry:
-    """The packaged data files, loaded and validated once (drivers are static data)."""
+def packaged_texts() -> dict[str, str]:
+    """The packaged data files: file name -> TOML text."""
     folder = resources.files(__name__)
-    texts = {
-        entry.name: entry.read_text(encoding="utf-8") for entry in folder.iterdir() if entry.name.endswith(".toml")
-    }
-    return load_texts(texts)
+    return {entry.name: entry.read_text(encoding="utf-8") for entry in folder.iterdir() if entry.name.endswith(".toml")}
+
+
+@lru_cache(maxsize=1)
+def _packaged() -> Registry:
+    """The packaged data files, loaded and validated once (drivers are static data)."""
+    return load_texts(packaged_texts())
+
+
+_installed: list[Registry] = []  # set by install(): `omshub drivers check` decodes with a file under test
+
+
+def registry() -> Registry:
+    """The registry the decoder uses: the packaged drivers, or the one :func:`install` set."""
+    return _installed[0] if _installed else _packaged()
+
+
+def install(reg: Registry | None) -> None:
+    """Make ``reg`` the decoder's registry in this process (None: back to the packaged files).
+
+    For the driver test kit, which decodes a driver file's test telegrams with that file in place
+    of the packaged one; call it before decoding (the decoder memoises plans per meter address)."""
+    _installed.clear()
+    if reg is not None:
+        _installed.append(reg)
 
 
 # ------------------------------------------------------------------------------ public API
@@ -351,11 +373,17 @@ def _decode_vifs(driver: Driver, records: list[dict[str, Any]]) -> None:
         records[i] = updated
 
 
+def _matches(got: Any, wanted: Any) -> bool:
+    if isinstance(wanted, tuple):  # a VIFE list (records hold lists)
+        return isinstance(got, (list, tuple)) and tuple(got) == wanted
+    return bool(got == wanted)
+
+
 def _relabel(driver: Driver, records: list[dict[str, Any]]) -> None:
     """Standard records whose meaning the manufacturer defines differently (e.g. subunit 1 = reactive)."""
     for i, record in enumerate(records):
         for rule in driver.relabel:
-            if all(record.get(k) == v for k, v in rule.match):
+            if all(_matches(record.get(k), v) for k, v in rule.match):
                 updated = dict(record)
                 value = record.get("value")
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and rule.factor != 1.0:
@@ -363,5 +391,8 @@ def _relabel(driver: Driver, records: list[dict[str, Any]]) -> None:
                 updated.update(
                     quantity=rule.quantity, unit=QUANTITIES[rule.quantity][0], value=value, driver=driver.name
                 )
+                if rule.qualifiers:
+                    known = list(record.get("qualifiers") or ())
+                    updated["qualifiers"] = known + [q for q in rule.qualifiers if q not in known]
                 records[i] = updated
                 break

@@ -30,7 +30,7 @@ from omshub.codec.drivers.schema_values import (
     read_hex,
     read_values,
 )
-from omshub.codec.units import QUANTITIES
+from omshub.codec.units import QUALIFIERS, QUANTITIES
 
 # the value types and their readers are in schema_values; their public names are importable from here too
 __all__ = [
@@ -91,6 +91,7 @@ class Relabel:
     match: tuple[Any, ...]  # ((record key, value), ...)
     quantity: str
     factor: float = 1.0
+    qualifiers: tuple[Any, ...] = ()  # added to the record's qualifiers (units.QUALIFIERS)
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,44 @@ _DRIVER_KEYS = {
 }
 
 
+def _relabel_rules(t: dict[str, Any], path: str) -> list[Relabel]:
+    """A driver's ``relabel`` table: records whose meaning the manufacturer defines differently."""
+    relabel = []
+    for i, r in enumerate(get_key(t, "relabel", path, list, [])):
+        rpath = f"{path}.relabel[{i}]"
+        if not isinstance(r, dict):
+            raise fail(rpath, "expected a table")
+        check_keys(r, {"match", "quantity", "factor", "qualifiers"}, rpath)
+        match = get_key(r, "match", rpath, dict, required=True)
+        for k in match:
+            if k not in ("quantity", "storage", "tariff", "subunit", "function", "dif_vif", "vife"):
+                keys = "quantity, storage, tariff, subunit, function, dif_vif, vife"
+                raise fail(f"{rpath}.match.{k}", f"can match {keys}")
+        if "vife" in match:
+            vife = match["vife"]
+            if not isinstance(vife, list) or not all(isinstance(x, str) and len(x) == 2 for x in vife):
+                raise fail(f"{rpath}.match.vife", 'expected a list of VIFE bytes in hex, e.g. ["ff", "0f"]')
+            match["vife"] = tuple(x.lower() for x in vife)
+        qualifiers = get_key(r, "qualifiers", rpath, list, [])
+        for q in qualifiers:
+            if q not in QUALIFIERS:
+                raise fail(f"{rpath}.qualifiers", f"unknown qualifier {q!r}")
+        quantity = get_key(r, "quantity", rpath, str, required=True)
+        if quantity not in QUANTITIES:
+            raise fail(f"{rpath}.quantity", f"unknown quantity {quantity!r}")
+        match = {k: v.lower() if k == "dif_vif" and isinstance(v, str) else v for k, v in match.items()}
+        relabel.append(
+            Relabel(
+                rpath,
+                tuple(sorted(match.items())),
+                quantity,
+                float(get_key(r, "factor", rpath, (int, float), 1.0)),
+                tuple(qualifiers),
+            )
+        )
+    return relabel
+
+
 def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
     if not isinstance(t, dict):
         raise fail(path, "expected a table")
@@ -286,25 +325,7 @@ def _driver(t: dict[str, Any], path: str, file: str) -> Driver:
         raise fail(f"{path}.manufacturers", "expected a list of 3-letter upper-case manufacturer codes")
     types = tuple(sorted(read_byte_set(t["device_types"], f"{path}.device_types"))) if "device_types" in t else ()
     versions = read_byte_set(t["versions"], f"{path}.versions") if "versions" in t else None
-    relabel = []
-    for i, r in enumerate(get_key(t, "relabel", path, list, [])):
-        rpath = f"{path}.relabel[{i}]"
-        if not isinstance(r, dict):
-            raise fail(rpath, "expected a table")
-        check_keys(r, {"match", "quantity", "factor"}, rpath)
-        match = get_key(r, "match", rpath, dict, required=True)
-        for k in match:
-            if k not in ("quantity", "storage", "tariff", "subunit", "function", "dif_vif"):
-                raise fail(f"{rpath}.match.{k}", "can match quantity, storage, tariff, subunit, function, dif_vif")
-        quantity = get_key(r, "quantity", rpath, str, required=True)
-        if quantity not in QUANTITIES:
-            raise fail(f"{rpath}.quantity", f"unknown quantity {quantity!r}")
-        match = {k: v.lower() if k == "dif_vif" and isinstance(v, str) else v for k, v in match.items()}
-        relabel.append(
-            Relabel(
-                rpath, tuple(sorted(match.items())), quantity, float(get_key(r, "factor", rpath, (int, float), 1.0))
-            )
-        )
+    relabel = _relabel_rules(t, path)
     vifs = {}
     for i, v in enumerate(get_key(t, "vifs", path, list, [])):
         vpath = f"{path}.vifs[{i}]"
@@ -362,7 +383,8 @@ def _computed(t: dict[str, Any], path: str) -> tuple[Any, ...]:
 
 def parse_file(name: str, data: dict[str, Any]) -> tuple[list[Driver], list[GenericRule]]:
     """One parsed TOML document -> its drivers and generic rules; SchemaError on any problem."""
-    check_keys(data, {"driver", "generic", "comment"}, name)
+    # [[test]] tables are the file's test telegrams, read by the driver test kit (codec/driver_kit.py)
+    check_keys(data, {"driver", "generic", "comment", "test"}, name)
     drivers = [_driver(t, f"{name}: driver[{i}]", name) for i, t in enumerate(get_key(data, "driver", name, list, []))]
     generic = []
     for i, g in enumerate(get_key(data, "generic", name, list, [])):
