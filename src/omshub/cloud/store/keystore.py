@@ -26,8 +26,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from omshub.cloud.store.audit import audit
-from omshub.cloud.store.database import private_dir
-from omshub.cloud.store.models import Meter, MeterKey
+from omshub.cloud.store.database import BulkSql, private_dir
+from omshub.cloud.store.models import MeterKey
 from omshub.cloud.store.telegram_states import requeue_waiting
 from omshub.codec.keys import iter_key_csv
 from omshub.times import utcnow
@@ -229,16 +229,35 @@ class KeyStore:
                 )
             else:
                 updates.append({"id": row_id, "nonce": nonce, "ciphertext": ct, "created_at": now})
-        if inserts:
-            session.execute(MeterKey.__table__.insert(), inserts)  # type: ignore[attr-defined]  # a Table, typed FromClause
+        sql = BulkSql(session, session.get_bind().dialect.name == "sqlite")
+        columns = ("tenant_id", "manufacturer", "meter_id", "nonce", "ciphertext", "created_at")
+        # one bulk insert (COPY on PostgreSQL)
+        sql.insert(
+            "meter_keys",
+            columns,
+            ("bigint", "varchar", "varchar", "bytea", "bytea", "timestamptz"),
+            [tuple(sql.time(r[c]) if c == "created_at" else r[c] for c in columns) for r in inserts],
+        )
         if updates:
             session.execute(update(MeterKey), updates)
-        for i in range(0, len(ids), _CHUNK):
-            session.execute(
-                update(Meter)
-                .where(Meter.tenant_id == tenant_id, Meter.meter_id.in_(ids[i : i + _CHUNK]))
-                .values(key_status="present")
+        if sql.sqlite:
+            for i in range(0, len(ids), _CHUNK):
+                isin, params = sql.isin("meter_id", ids[i : i + _CHUNK])
+                sql.conn.exec_driver_sql(
+                    f"UPDATE meters SET key_status = 'present' WHERE tenant_id = ? AND {isin} "
+                    "AND key_status <> 'present'",
+                    (tenant_id, *params),
+                )
+        elif ids:
+            # PostgreSQL: one statement joining the ids (a hash join); per 500 ids as an IN list or
+            # an array it was the slowest part of a large import (a plan per statement that checks
+            # every candidate row against the list); rows already `present` are not rewritten
+            sql.conn.exec_driver_sql(
+                "UPDATE meters AS m SET key_status = 'present' FROM unnest(%s::text[]) AS k(meter_id) "
+                "WHERE m.tenant_id = %s AND m.meter_id = k.meter_id AND m.key_status <> 'present'",
+                (ids, tenant_id),
             )
+        session.expire_all()  # (Meter rows of the session: their key_status was written here)
         requeued = requeue_waiting(session, tenant_id, [(e.manufacturer, e.meter_id) for e in entries])
         audit(
             session,
