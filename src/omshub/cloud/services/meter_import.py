@@ -28,10 +28,11 @@ from omshub.cloud.services.time_zones import check_zone, parse_local_time
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.database import BulkSql
 from omshub.cloud.store.keystore import applicable_key
-from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, MeterKey
+from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint
 from omshub.times import iso, utc, utcnow
 
 MAX_IMPORT_ROWS = 50_000
+_LOOKUP = 5000  # ids per look-up (well below SQLite's limit of 32,766 parameters)
 IMPORT_COLUMNS = (
     "manufacturer",
     "id",
@@ -201,18 +202,25 @@ class _Stored:
 
 def _stored(session: Session, tenant_id: int, lines: list[ImportLine]) -> _Stored:
     stored = _Stored({}, {}, {})
-    ids = [item.meter_id for item in lines]
-    for i in range(0, len(ids), 500):
-        for m in session.scalars(
-            select(Meter).where(Meter.tenant_id == tenant_id, Meter.meter_id.in_(ids[i : i + 500]))
-        ):
-            stored.meters[(m.manufacturer, m.meter_id)] = m
-        for man, mid in session.execute(
-            select(MeterKey.manufacturer, MeterKey.meter_id).where(
-                MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i : i + 500])
-            )
+    ids = sorted({item.meter_id for item in lines})
+    sql = _bulk(session)
+    existing: list[int] = []
+    for i in range(0, len(ids), _LOOKUP):
+        # one array parameter each on PostgreSQL (BulkSql.isin): cheaper to build and send than a
+        # bound parameter per id; the ORM rows only of meters that exist (changed in place)
+        isin, params = sql.isin("meter_id", ids[i : i + _LOOKUP])
+        existing += [
+            r[0] for r in sql.rows(f"SELECT id FROM meters WHERE tenant_id = {{m}} AND {isin}", (tenant_id, *params))
+        ]
+        for man, mid in sql.rows(
+            f"SELECT manufacturer, meter_id FROM meter_keys WHERE tenant_id = {{m}} AND {isin}", (tenant_id, *params)
         ):
             stored.keys.setdefault(mid, {})[man] = True
+    for i in range(0, len(existing), 500):
+        for m in session.scalars(
+            select(Meter).where(Meter.tenant_id == tenant_id, Meter.id.in_(existing[i : i + 500]))
+        ):
+            stored.meters[(m.manufacturer, m.meter_id)] = m
     refs = sorted({item.point_ref for item in lines if item.point_ref})
     for i in range(0, len(refs), 500):
         for mp in session.scalars(

@@ -39,6 +39,7 @@ METER_ID_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
 MANUFACTURER_RE = re.compile(r"^[A-Za-z]{3}$")
 KEY_RE = re.compile(r"^[0-9A-Fa-f]{32}$")
 _CHUNK = 500
+_LOOKUP = 5000  # ids per look-up (well below SQLite's limit of 32,766 parameters)
 
 
 class KeyStoreError(ValueError):
@@ -205,13 +206,16 @@ class KeyStore:
         now = utcnow()
         existing: dict[tuple[str | None, str], int] = {}
         ids = sorted({e.meter_id for e in entries})
-        for i in range(0, len(ids), _CHUNK):
-            for row in session.execute(
-                select(MeterKey.id, MeterKey.manufacturer, MeterKey.meter_id).where(
-                    MeterKey.tenant_id == tenant_id, MeterKey.meter_id.in_(ids[i : i + _CHUNK])
-                )
+        sql = BulkSql(session, session.get_bind().dialect.name == "sqlite")
+        for i in range(0, len(ids), _LOOKUP):
+            # (one array parameter on PostgreSQL, BulkSql.isin: a bound parameter per id cost
+            # more to build and send than the look-up)
+            isin, params = sql.isin("meter_id", ids[i : i + _LOOKUP])
+            for row_id, manufacturer, meter_id in sql.rows(
+                f"SELECT id, manufacturer, meter_id FROM meter_keys WHERE tenant_id = {{m}} AND {isin}",
+                (tenant_id, *params),
             ):
-                existing[(row.manufacturer, row.meter_id)] = row.id
+                existing[(manufacturer, meter_id)] = row_id
         inserts, updates = [], []
         for e in entries:
             nonce, ct = self.seal(tenant_id, e.manufacturer, e.meter_id, e.key)
@@ -229,7 +233,6 @@ class KeyStore:
                 )
             else:
                 updates.append({"id": row_id, "nonce": nonce, "ciphertext": ct, "created_at": now})
-        sql = BulkSql(session, session.get_bind().dialect.name == "sqlite")
         columns = ("tenant_id", "manufacturer", "meter_id", "nonce", "ciphertext", "created_at")
         # one bulk insert (COPY on PostgreSQL)
         sql.insert(
