@@ -13,6 +13,7 @@ import base64
 import binascii
 import csv
 import io
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -243,14 +244,14 @@ class KeyStore:
         )
         if updates:
             session.execute(update(MeterKey), updates)
-        if sql.sqlite:
-            for i in range(0, len(ids), _CHUNK):
-                isin, params = sql.isin("meter_id", ids[i : i + _CHUNK])
-                sql.conn.exec_driver_sql(
-                    f"UPDATE meters SET key_status = 'present' WHERE tenant_id = ? AND {isin} "
-                    "AND key_status <> 'present'",
-                    (tenant_id, *params),
-                )
+        if sql.sqlite and ids:
+            # one statement: the ids as a JSON array, looked up in a temporary index SQLite builds
+            # (per 500 ids, each statement walked all the tenant's meters: no index leads with meter_id)
+            sql.conn.exec_driver_sql(
+                "UPDATE meters SET key_status = 'present' WHERE tenant_id = ? AND key_status <> 'present' "
+                "AND meter_id IN (SELECT value FROM json_each(?))",
+                (tenant_id, json.dumps(ids)),
+            )
         elif ids:
             # PostgreSQL: one statement joining the ids (a hash join); per 500 ids as an IN list or
             # an array it was the slowest part of a large import (a plan per statement that checks
