@@ -207,3 +207,31 @@ def test_decode_work_is_divided_across_nodes_by_design():
                         owners.setdefault(telegram_id, []).append((node, k))
                         assert telegram_id % nodes == node  # the node's share first
         assert all(len(v) == 1 for v in owners.values()) and len(owners) == 199, (nodes, workers)
+
+
+def test_serve_schedules_the_maintenance(db):
+    """The maintenance worker of `omshub serve` runs every task at its interval."""
+    import time
+
+    from omshub.cloud.app import MaintenanceWorker
+
+    worker = MaintenanceWorker(db, 0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not worker.last and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert [r["task"] for r in worker.last] == [name for name, _ in TASKS]
+    assert all(r["ok"] for r in worker.last), worker.last
+    assert not worker.is_alive()
+
+
+def test_node_settings_are_checked():
+    from omshub.cloud.settings import SettingsError, load_settings
+
+    s = load_settings(None, environ={"OMSHUB_NODE_INDEX": "1", "OMSHUB_NODE_COUNT": "3"})
+    assert (s.node_index, s.node_count) == (1, 3)
+    with pytest.raises(SettingsError, match="node_index 3 must be below node_count 3"):
+        load_settings(None, environ={"OMSHUB_NODE_INDEX": "3", "OMSHUB_NODE_COUNT": "3"})
