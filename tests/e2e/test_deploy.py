@@ -128,26 +128,31 @@ def test_two_head_ends_behind_the_balancer_lose_nothing_when_one_dies(pg_databas
         hub.meter(tenant, mid)
     hub.keys(tenant, dict.fromkeys(meter_ids, KEY))
 
-    heads, servers = [], []
-    for node in range(2):
-        http_port, coap_port = free_port(), free_port()
-        data = tmp_path / f"node{node}"
-        data.mkdir()
-        env = {
-            "OMSHUB_NODE_INDEX": str(node),
-            "OMSHUB_NODE_COUNT": "2",
-            "OMSHUB_PIPELINE_WORKERS": "1",
-            "OMSHUB_COAP_PORT": str(coap_port),
-            "OMSHUB_COAP_HOST": "127.0.0.1",
-        }
-        server = LiveServer(pg_database, data, env)
-        server.port, server.base_url = http_port, f"http://127.0.0.1:{http_port}"
-        servers.append(server.start())
-        heads.append((http_port, coap_port))
-    lb_http, lb_coap = free_port(), free_port()
-    conf = nginx_config(tmp_path, lb_http, lb_coap, heads)
-    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path), "-g", "daemon off;"], start_new_session=True)
+    heads: list[tuple[int, int]] = []
+    servers: list[LiveServer] = []
+    nginx: subprocess.Popen | None = None
     try:
+        for node in range(2):
+            http_port, coap_port = free_port(), free_port()
+            data = tmp_path / f"node{node}"
+            data.mkdir()
+            env = {
+                "OMSHUB_NODE_INDEX": str(node),
+                "OMSHUB_NODE_COUNT": "2",
+                "OMSHUB_PIPELINE_WORKERS": "1",
+                "OMSHUB_COAP_PORT": str(coap_port),
+                "OMSHUB_COAP_HOST": "127.0.0.1",
+            }
+            server = LiveServer(pg_database, data, env)
+            server.port, server.base_url = http_port, f"http://127.0.0.1:{http_port}"
+            servers.append(server)  # (stopped at the end whatever happens)
+            server.start()
+            heads.append((http_port, coap_port))
+        lb_http, lb_coap = free_port(), free_port()
+        conf = nginx_config(tmp_path, lb_http, lb_coap, heads)
+        nginx = subprocess.Popen(
+            [NGINX, "-c", str(conf), "-p", str(tmp_path), "-g", "daemon off;"], start_new_session=True
+        )
         with httpx.Client(base_url=f"http://127.0.0.1:{lb_http}", timeout=30) as client:
             for _ in range(50):  # the balancer is up and a head-end is ready behind it
                 try:
@@ -196,8 +201,9 @@ def test_two_head_ends_behind_the_balancer_lose_nothing_when_one_dies(pg_databas
         assert uplinks == GATEWAYS * UPLINKS
         assert servers[1].proc is not None and servers[1].proc.poll() is None  # the survivor served on
     finally:
-        nginx.terminate()
-        nginx.wait(10)
+        if nginx is not None:
+            nginx.terminate()
+            nginx.wait(10)
         for server in servers:
             server.stop()
         db.dispose()
