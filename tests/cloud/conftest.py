@@ -2,7 +2,8 @@
 
 Database: a SQLite file per test module by default; with `OMSHUB_TEST_DATABASE=postgres` a fresh
 PostgreSQL database per test module on `OMSHUB_TEST_POSTGRES` (dropped afterwards; the tests skip
-with the reason when the server is unreachable).
+with the reason when the server is unreachable); with `OMSHUB_TEST_READ_REPLICA=1` too, the API's
+read routes use a read-only second connection URL to it (a read replica's setting).
 
 `hub` (a :class:`Hub`) makes tenants, users, tokens, gateways, meters, keys and uplinks quickly;
 names are unique per call, so tests sharing a module database do not collide.
@@ -93,7 +94,10 @@ def db(database_url):
     """The migrated Database of this module."""
     from omshub.cloud.store.database import Database
 
-    database = Database(database_url)
+    # OMSHUB_TEST_READ_REPLICA=1 (PostgreSQL): the API's read routes go through a second,
+    # read-only connection URL to the same database, as with a read replica (docs/deploy.md)
+    replica = os.environ.get("OMSHUB_TEST_READ_REPLICA") == "1" and not database_url.startswith("sqlite")
+    database = Database(database_url, read_url=database_url if replica else None)
     database.migrate()
     yield database
     database.dispose()

@@ -30,6 +30,10 @@ API = "/api/v1"
 #       | uplink (gateway credential)
 SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/health"): {"kind": "public"},
+    # liveness, readiness, metrics (cloud/api/health.py): counts of the whole installation, no tenant's data
+    ("GET", "/healthz"): {"kind": "public"},
+    ("GET", "/readyz"): {"kind": "public"},
+    ("GET", "/metrics"): {"kind": "public"},
     # the console's static pages: no tenant data, the page fetches everything through the API
     ("GET", "/"): {"kind": "public"},
     ("GET", "/console"): {"kind": "public"},

@@ -19,6 +19,7 @@ from omshub.cloud.api import (
     alarms,
     auth,
     gateways,
+    health,
     keys,
     metering_points,
     meters,
@@ -32,6 +33,7 @@ from omshub.cloud.api.errors import ERROR_RESPONSES, install_error_handlers
 from omshub.cloud.api.guard import BodyLimits, RequestGuard
 from omshub.cloud.decode.pipeline import DecodePipeline, PipelineProcesses, PipelineWorker, tune_gc
 from omshub.cloud.services import alarms as alarm_rules
+from omshub.cloud.services import maintenance
 from omshub.cloud.settings import Settings, load_settings
 from omshub.cloud.store.database import Database
 from omshub.cloud.store.keystore import KeyStore, load_master_key
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 # the API's routers, in the order of the documentation, then the console
 ROUTERS = [
+    health.router,
     auth.router,
     gateways.router,
     uplink.router,
@@ -79,6 +82,42 @@ class AlarmWorker(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(10)
+
+
+class MaintenanceWorker(threading.Thread):
+    """Runs the maintenance tasks (services/maintenance.py) every `interval_s`, the first time one
+    interval after the start (a restart of every head-end must not vacuum all at once)."""
+
+    def __init__(self, db: Database, interval_s: float) -> None:
+        super().__init__(name="omshub-maintenance", daemon=True)
+        self.db, self.interval_s = db, interval_s
+        self.stopping = threading.Event()
+        self.last: list[dict] = []
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            try:
+                self.last = [r.as_dict() for r in maintenance.run_maintenance(self.db, utcnow())]
+                failed = [r["task"] for r in self.last if not r["ok"]]
+                if failed:
+                    log.error("maintenance tasks failed: %s", ", ".join(failed))
+            except Exception:
+                log.exception("maintenance failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+def warn_autovacuum(db: Database) -> None:
+    """At start: PostgreSQL's autovacuum must be on (services/maintenance.py says why)."""
+    try:
+        status = maintenance.autovacuum_status(db)
+    except Exception:
+        log.exception("cannot read PostgreSQL's autovacuum settings")
+        return
+    if status["message"]:
+        log.warning("%s", status["message"])
 
 
 class SecurityHeaders:
@@ -155,12 +194,14 @@ def _start_pipeline(app: FastAPI, settings: Settings, db: Database, pipeline: De
             meter_timezone=settings.meter_timezone,
             batch=settings.pipeline_batch,
             log_level=settings.log_level,
+            node=(settings.node_index, settings.node_count),
         )
         worker = PipelineWorker(None, processes=processes)
     else:
         worker = PipelineWorker(pipeline, batch=settings.pipeline_batch)
         app.state.pipeline_wakeup = worker.wakeup.set
     worker.start()
+    app.state.pipeline_worker = worker
     return worker
 
 
@@ -177,6 +218,12 @@ def _lifespan(settings: Settings, db: Database, pipeline: DecodePipeline, worker
             alarm_worker = AlarmWorker(db, settings.alarm_interval_s, settings.silent_days)
             alarm_worker.start()
             threads.append(alarm_worker)
+            warn_autovacuum(db)
+            # one head-end of several runs the maintenance (it is for the whole database)
+            if settings.maintenance_interval_s and settings.node_index == 0:
+                maintenance_worker = MaintenanceWorker(db, settings.maintenance_interval_s)
+                maintenance_worker.start()
+                threads.append(maintenance_worker)
             transports = await _start_transports(app, settings, db)
         try:
             yield
@@ -210,12 +257,14 @@ def create_app(
     """The FastAPI app. `workers=True` starts the background workers and transports with the app."""
     settings = settings or load_settings()
     if db is None:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, settings.database_read_url)
     if migrate:
         db.migrate()
     if keystore is None:
         keystore = KeyStore(load_master_key(settings.master_key, settings.data_dir))
-    pipeline = DecodePipeline(db, keystore, meter_timezone=settings.meter_timezone)
+    pipeline = DecodePipeline(
+        db, keystore, meter_timezone=settings.meter_timezone, partition=(settings.node_index, settings.node_count)
+    )
     app = FastAPI(
         title="omshub head-end",
         version="1",
@@ -233,7 +282,9 @@ def create_app(
     app.state.keystore = keystore
     app.state.pipeline = pipeline
     app.state.pipeline_wakeup = None
+    app.state.pipeline_worker = None
     install_error_handlers(app)
+    health.install_request_metrics(app)
     _add_health(app, db)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "OMSHUB_"
 
@@ -25,6 +25,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database: str | None = None  # URL; default sqlite:///<data_dir>/omshub.db
+    # PostgreSQL read replica for the API's read routes (GET); default: the database itself
+    database_read_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     data_dir: Path = Path("omshub-data")
@@ -41,8 +43,14 @@ class Settings(BaseModel):
     # decode worker processes (0: decode in a thread of the serving process); by default one core
     # is left to the HTTP ingest
     pipeline_workers: int = Field(default_factory=lambda: max(0, min(4, (os.cpu_count() or 1) - 1)), ge=0, le=32)
+    # several head-ends on one PostgreSQL (docs/deploy.md): this one is node `node_index` of
+    # `node_count`, and its decode workers take that share of the telegrams first
+    node_index: int = Field(0, ge=0, le=1023)
+    node_count: int = Field(1, ge=1, le=1024)
     alarm_interval_s: int = Field(60, ge=1)
     silent_days: int = Field(3, ge=1)
+    # `omshub admin maintenance` run by `serve` every this many seconds (0: never; docs/deploy.md)
+    maintenance_interval_s: int = Field(86400, ge=0)
     # zone of the meters' own date-times for tenants that have none (those created before tenants
     # had their own, see migration 0004); new tenants get Europe/Berlin (docs/formats.md §4)
     meter_timezone: str = "UTC"
@@ -68,6 +76,12 @@ class Settings(BaseModel):
         if not value or len(value) > 100 or any(not level for level in levels) or any(ch in value for ch in "+#$\x00"):
             raise ValueError(f"{value!r} must be topic levels without wildcards (+ #), $, or empty levels")
         return value
+
+    @model_validator(mode="after")
+    def _node(self) -> Settings:
+        if self.node_index >= self.node_count:
+            raise ValueError(f"node_index {self.node_index} must be below node_count {self.node_count}")
+        return self
 
     @field_validator("meter_timezone")
     @classmethod

@@ -60,7 +60,7 @@ def _open_db(settings):
     from omshub.cloud.store.database import Database
 
     try:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, settings.database_read_url)
         db.migrate()
     except (SQLAlchemyError, OSError) as exc:
         _fail(f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
@@ -141,9 +141,9 @@ def serve(
     )
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, settings.database_read_url)
         app = create_app(settings, db=db, workers=True)
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, ValueError) as exc:
         _fail(f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
     except KeyStoreError as exc:
         _fail(str(exc))

@@ -350,7 +350,7 @@ class DecodePipeline:
         writer = BulkSql(session, self.db.is_sqlite)
         readings = write_readings_and_telegrams(writer, outcomes, now)
         wrong_keys, calls = update_meters(session, writer, outcomes, readings)
-        raise_batch_alarms(session, self.db.is_sqlite, wrong_keys, calls, now)
+        raise_batch_alarms(session, wrong_keys, calls, now, heard=(o.meter for o in outcomes if o.meter))
 
     # --- meter clocks ---
 

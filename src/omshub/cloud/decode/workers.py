@@ -131,6 +131,7 @@ class PipelineProcesses:
         batch: int = 1000,
         log_level: str = "warning",
         fill_cores: bool = True,
+        node: tuple[int, int] = (0, 1),
     ) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._args = (url, master_key, meter_timezone, batch)
@@ -138,6 +139,11 @@ class PipelineProcesses:
         self._clock = ingest_clock(self._context)
         self.normal = workers
         self.workers = max(workers, os.cpu_count() or 1) if fill_cores and workers > 0 else workers
+        # Work divided by design across nodes too (docs/deploy.md): node j of m takes the telegrams
+        # with id % m == j, its worker k those with id % (m * workers) == j + m * k. Nodes with other
+        # worker counts overlap or leave gaps; the helping of select_new (a worker whose share is
+        # done takes the newest of the others', skipping locked rows) closes them.
+        self.node = node
         self.processes = [self._new(k) for k in range(self.workers)]
         self._stopping = False
 
@@ -153,7 +159,7 @@ class PipelineProcesses:
                 master_key,
                 meter_timezone,
                 batch,
-                (k, self.workers),
+                self.partition(k),
                 self._parent,
                 self._log_level,
                 IDLE_WORKER_NICENESS if idle_core else 0,
@@ -161,6 +167,10 @@ class PipelineProcesses:
                 idle_core,
             ),
         )
+
+    def partition(self, k: int) -> tuple[int, int]:
+        """Worker k's share: telegrams with id % n == its k (DecodePipeline.partition)."""
+        return self.node[0] + self.node[1] * k, self.node[1] * self.workers
 
     def start(self) -> None:
         for process in self.processes:
@@ -175,6 +185,10 @@ class PipelineProcesses:
                 log.error("decode worker %s exited with %s; restarting it", process.name, process.exitcode)
                 self.processes[i] = self._new(i)
                 self.processes[i].start()
+
+    def alive(self) -> int:
+        """How many of the worker processes are running."""
+        return sum(1 for p in self.processes if p.is_alive())
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
@@ -221,6 +235,15 @@ class PipelineWorker(threading.Thread):
                     self.processes.revive()
                 self.wakeup.wait(self.idle_s if self.pipeline is not None else 1.0)
                 self.wakeup.clear()
+
+    def health(self) -> dict:
+        """Is it decoding: the thread running and (with processes) how many of them are alive."""
+        out: dict = {"running": self.is_alive() and not self.stopping.is_set()}
+        if self.processes is not None:
+            out["processes"] = self.processes.workers
+            out["processes_alive"] = self.processes.alive()
+            out["partitions"] = ["{}/{}".format(*self.processes.partition(k)) for k in range(self.processes.workers)]
+        return out
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()

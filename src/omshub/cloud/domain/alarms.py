@@ -16,7 +16,7 @@ Kinds and subjects:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from omshub.cloud.domain.registers import CUMULATIVE_UNITS
 
@@ -30,6 +30,7 @@ KINDS = (GATEWAY_MISSED_CONTACT, GATEWAY_SEQ_RESET, METER_SILENT, METER_ERROR, W
 # The kinds a new reading may clear or refresh (meter_silent is the periodic evaluation's).
 READING_KINDS = (WRONG_KEY, METER_ERROR, NEGATIVE_CONSUMPTION)
 DEFAULT_GRACE = timedelta(minutes=30)
+DEFAULT_SILENT_DAYS = 3
 # Status bits (docs/protocol.md §6.2): application error / abnormal condition, power low,
 # permanent error, temporary error. "busy" (01) and the manufacturer bits are not errors.
 STATUS_ERROR_FLAGS = ("application_error", "abnormal_condition", "power_low", "permanent_error", "temporary_error")
@@ -79,6 +80,16 @@ def backwards_register(earlier: Mapping[str, float], later: Mapping[str, float])
         if a is not None and b is not None and went_backwards(a, b):
             return quantity, a, b
     return None
+
+
+def silence_ended(last_heard_at: datetime | None, now: datetime, days: object) -> bool:
+    """A meter_silent alarm (raised for `days` without a telegram) clears once the meter was heard
+    within that many days of `now` — the evaluation's own rule, so a catch-up clears it and the
+    next evaluation does not raise it again."""
+    if last_heard_at is None:
+        return False
+    span = timedelta(days=days if isinstance(days, (int, float)) and days > 0 else DEFAULT_SILENT_DAYS)
+    return last_heard_at >= now - span
 
 
 def drop_recovered(before: float | None, value: float | None) -> bool:

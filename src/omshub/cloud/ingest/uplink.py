@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.operations import OPEN_STATES
 from omshub.cloud.domain.tokens import hash_secret
+from omshub.cloud.ingest import metrics
 from omshub.cloud.ingest.config_answer import expected_next_contact, on_uplink, running_config
 from omshub.cloud.ingest.redaction import redact_credential
 from omshub.cloud.store.alarm_rows import on_seq_reuse
@@ -168,9 +169,14 @@ def handle_uplink(db: Database, body: bytes, *, content_type: str, transport: st
     Raises UplinkRejected (400/401/413/415/422) when the uplink as a whole is refused."""
     note_ingest()
     try:
-        return _handle_uplink(db, body, content_type=content_type, transport=transport, credential=credential)
+        response = _handle_uplink(db, body, content_type=content_type, transport=transport, credential=credential)
+    except UplinkRejected as exc:
+        metrics.uplink_refused(transport, exc.code)
+        raise
     finally:
         note_ingest()
+    metrics.uplink_taken(transport, len(body), response)
+    return response
 
 
 def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: str, credential: str | None) -> dict:

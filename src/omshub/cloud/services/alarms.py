@@ -1,7 +1,7 @@
 """Alarms (issue 3 item 10): the periodic evaluation (gateways past their expected contact,
 silent meters, seq resets the gateway has climbed past). The rules are domain/alarms.py's; the rows
 and the events ingest and decode report (a reading, a failed decode, a reused seq) are
-store/alarm_rows.py's, named here too for the API, the console and the commands.
+store/alarm_rows.py's and store/alarm_batch.py's, named here too for the API, the console and the commands.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.alarms import (
     DEFAULT_GRACE,
+    DEFAULT_SILENT_DAYS,
     GATEWAY_MISSED_CONTACT,
     GATEWAY_SEQ_RESET,
     KINDS,
@@ -22,11 +23,11 @@ from omshub.cloud.domain.alarms import (
     WRONG_KEY,
     error_causes,
 )
+from omshub.cloud.store.alarm_batch import on_reading, on_readings
 from omshub.cloud.store.alarm_rows import (
     active_alarm,
     clear_alarm,
     on_decode_failure,
-    on_reading,
     on_seq_reuse,
     raise_alarm,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate",
     "on_decode_failure",
     "on_reading",
+    "on_readings",
     "on_seq_reuse",
     "raise_alarm",
 ]
@@ -65,7 +67,9 @@ def _clear_passed_seq_resets(session: Session, now: datetime) -> None:
             clear_alarm(alarm, now)
 
 
-def evaluate(session: Session, now: datetime, *, silent_days: int = 3, grace: timedelta = DEFAULT_GRACE) -> None:
+def evaluate(
+    session: Session, now: datetime, *, silent_days: int = DEFAULT_SILENT_DAYS, grace: timedelta = DEFAULT_GRACE
+) -> None:
     """Periodic check over all tenants: gateways past their expected contact, silent meters."""
     now = utc(now)
     active = {

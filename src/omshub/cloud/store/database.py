@@ -106,12 +106,18 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def _psycopg(url: str) -> str:
+    """`postgresql://` URLs are served by psycopg 3."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 class Database:
     """Engine and sessions for one database URL (``sqlite:///path`` or ``postgresql+psycopg://…``)."""
 
-    def __init__(self, url: str) -> None:
-        if url.startswith(("postgresql://", "postgres://")):
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    def __init__(self, url: str, read_url: str | None = None) -> None:
+        url = _psycopg(url)
         self.url = url
         self.dialect = make_url(url).get_backend_name()
         if self.dialect == "sqlite":
@@ -119,6 +125,18 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True, **_JSON)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # A read replica for the API's read routes (docs/deploy.md): its transactions are READ ONLY,
+        # so a read route that writes fails in the tests (pointed at the primary) as on a replica.
+        self.read_url = _psycopg(read_url) if read_url else None
+        self.read_engine: Engine | None = None
+        self._read_sessions = self._sessions
+        if self.read_url is not None:
+            if self.dialect == "sqlite" or make_url(self.read_url).get_backend_name() != self.dialect:
+                raise ValueError("a read replica URL needs PostgreSQL for both the database and the replica")
+            self.read_engine = create_engine(
+                self.read_url, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON
+            ).execution_options(postgresql_readonly=True)
+            self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.engine.execution_options(omshub_write=True), expire_on_commit=False)
         self._checkpoint_lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
@@ -133,6 +151,21 @@ class Database:
         """A new session (use as a context manager). `write=True`: on SQLite the transaction takes
         the write lock at its start (use it for anything that reads then writes)."""
         return (self._write_sessions if write else self._sessions)()
+
+    def read_session(self) -> Session:
+        """A session for a read route: on the read replica when one is configured, else as
+        `session()`. What was committed just before may not be there yet (replication lag)."""
+        return self._read_sessions()
+
+    def migration_status(self) -> tuple[str | None, str]:
+        """(the database's Alembic revision, the newest this code knows)."""
+        from alembic.runtime.migration import MigrationContext  # (alembic: imported where used, see migrate)
+        from alembic.script import ScriptDirectory  # (as above)
+
+        head = ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        return current, head
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Session]:
@@ -209,6 +242,8 @@ class Database:
         if checkpointer is not None:
             checkpointer.join(30)
         self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
         self._closing = False
 
 
@@ -219,9 +254,11 @@ def get_db(request: Request) -> Database:
 
 def get_session(request: Request) -> Iterator[Session]:
     """FastAPI dependency: one session per request, committed when the handler succeeds.
-    Requests other than GET/HEAD take the SQLite write lock at their first statement."""
+    Requests other than GET/HEAD take the SQLite write lock at their first statement; GET/HEAD
+    read from the read replica when one is configured (`database_read`)."""
     db: Database = request.app.state.db
-    with db.session(write=request.method not in ("GET", "HEAD", "OPTIONS")) as session:
+    reading = request.method in ("GET", "HEAD", "OPTIONS")
+    with db.read_session() if reading else db.session(write=True) as session:
         try:
             yield session
             session.commit()
