@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, Time, iso, page, paginate
 from omshub.cloud.api.deps import bearer_token, current_principal, require_role
+from omshub.cloud.domain.errors import Forbidden
+from omshub.cloud.domain.language import tenant_default
 from omshub.cloud.services import accounts
 from omshub.cloud.services.accounts import Principal, attempt_login, create_api_token, lower_role, revoke_token, utcnow
 from omshub.cloud.store.models import ApiToken, Tenant, User
@@ -46,6 +48,7 @@ def _user_json(user: User) -> dict:
         "id": user.id,
         "username": user.username,
         "role": user.role,
+        "language": user.language,
         "disabled": user.disabled,
         "created_at": iso(user.created_at),
     }
@@ -111,15 +114,39 @@ def post_logout(request: Request, session: DbSession, principal: Principal = Dep
     revoke_token(session, principal.tenant_id, bearer_token(request) or "")
 
 
-@router.get("/auth/me")
-def get_me(session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
+class MePatch(BaseModel):
+    language: str | None = Field(description='"de", "en", or null to follow the browser and the tenant')
+
+
+def _me_json(session, principal: Principal, language: str | None) -> dict:
     tenant = session.get_one(Tenant, principal.tenant_id)
     return {
         "name": principal.name,
         "role": principal.role,
         "user_id": principal.user_id,
+        "language": language,
+        "tenant_language": tenant_default(tenant.timezone),
         "tenant": {"id": tenant.id, "slug": tenant.slug, "name": tenant.name},
     }
+
+
+@router.get("/auth/me")
+def get_me(session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
+    """Who is asking; `language`: their own choice (null: none), `tenant_language`: the tenant's
+    default (German for a tenant in a German-speaking zone)."""
+    return _me_json(session, principal, principal.language)
+
+
+@router.patch("/auth/me")
+def patch_me(body: MePatch, session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
+    """Choose your own language for the console and the API's messages."""
+    if principal.user_id is None:
+        raise Forbidden(
+            "a service token has no user to keep a language for; send Accept-Language instead",
+            german="Ein Dienst-Token gehört keinem Benutzer; senden Sie die Sprache mit Accept-Language.",
+        )
+    user = accounts.set_language(session, principal.tenant_id, principal.user_id, body.language)
+    return _me_json(session, principal, user.language)
 
 
 # --- API tokens (admin) ---

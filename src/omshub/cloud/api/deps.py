@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from omshub.cloud.domain.errors import Forbidden, Unauthorized
+from omshub.cloud.domain.language import ROLE_DE
 from omshub.cloud.services.accounts import RANK, Principal, authenticate_token, check_role, utcnow
 from omshub.cloud.store.models import ApiToken
 
@@ -32,13 +33,19 @@ def current_principal(request: Request) -> Principal:
     """Bearer session token or API token -> Principal; 401 otherwise."""
     token = bearer_token(request)
     if token is None:
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        raise Unauthorized(
+            "missing bearer token (Authorization: Bearer <token>)",
+            german="Sie sind nicht angemeldet. Bitte melden Sie sich an.",
+        )
     db = request.app.state.db
     now = utcnow()
     with db.session() as session:
         found = authenticate_token(session, token, now)
     if found is None:
-        raise Unauthorized("invalid, expired or revoked token")
+        raise Unauthorized(
+            "invalid, expired or revoked token",
+            german="Ihre Anmeldung ist abgelaufen oder wurde beendet. Bitte melden Sie sich neu an.",
+        )
     principal, row = found
     if row.last_used_at is None or now - row.last_used_at > _TOUCH_INTERVAL:
         _touch(db, row.id, now)
@@ -63,7 +70,11 @@ def require_role(*roles: str) -> Callable[..., Principal]:
 
     def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.at_least(lowest):
-            raise Forbidden(f"this needs the {lowest} role or higher (you are {principal.role})")
+            raise Forbidden(
+                f"this needs the {lowest} role or higher (you are {principal.role})",
+                german=f"Dafür brauchen Sie mindestens die Rolle {ROLE_DE[lowest]}; Sie haben die Rolle "
+                f"{ROLE_DE.get(principal.role, principal.role)}.",
+            )
         return principal
 
     return dependency

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from omshub.cloud.api.errors import ApiError
+from omshub.cloud.domain.language import number
 from omshub.cloud.domain.tokens import hash_secret
 from omshub.cloud.services.accounts import authenticate_token
 from omshub.cloud.store.models import Gateway
@@ -217,10 +218,20 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
     """A request body read chunk by chunk, refused (413) as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"{what} of {declared} bytes exceeds the limit of {limit} bytes")
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"{what} of {declared} bytes exceeds the limit of {limit} bytes",
+            f"Die Datei ist zu groß: höchstens {number(limit, 'de')} Bytes.",
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, "payload_too_large", f"{what} exceeds the limit of {limit} bytes")
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"{what} exceeds the limit of {limit} bytes",
+                f"Die Datei ist zu groß: höchstens {number(limit, 'de')} Bytes.",
+            )
     return bytes(body)

@@ -330,7 +330,12 @@ def import_meters(session: Session, tenant_id: int, body: bytes, *, actor: str) 
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Invalid(f"the CSV is not UTF-8 (byte {exc.start})", code="invalid_csv") from None
+        raise Invalid(
+            f"the CSV is not UTF-8 (byte {exc.start})",
+            code="invalid_csv",
+            german="Die Datei ist keine CSV-Datei in UTF-8 (z. B. eine Excel-Datei); "
+            "speichern Sie sie als „CSV UTF-8“.",
+        ) from None
     try:
         rows = parse_rows(text)
     except ValueError as exc:

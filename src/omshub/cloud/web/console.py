@@ -76,7 +76,7 @@ def _asset(name: str) -> tuple[bytes, str] | None:
 def _serve(request: Request, name: str) -> Response:
     found = _asset(name) if ASSET_NAME.match(name) else None
     if found is None:
-        raise not_found(f"console file {name!r}")
+        raise not_found(f"console file {name!r}", f"Die Datei {name} der Konsole")
     data, etag = found
     headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
@@ -166,7 +166,7 @@ def redoc(request: Request) -> Response:
 def docs_asset(name: str, request: Request) -> Response:
     found = _docs_asset(name)
     if found is None:
-        raise not_found(f"documentation file {name!r}")
+        raise not_found(f"documentation file {name!r}", f"Die Datei {name} der Dokumentation")
     data, etag = found
     headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
@@ -248,10 +248,12 @@ def summary(principal: Viewer, session: DbSession) -> dict:
 def recent_readings(meter_pk: Id, principal: Viewer, session: DbSession, limit: int = Query(20)) -> dict:
     """The newest `limit` (1-200) readings of a meter by meter time: the first is its latest reading."""
     if not 1 <= limit <= 200:
-        raise ApiError(422, "invalid_limit", f"limit must be 1 to 200, not {limit}")
+        raise ApiError(
+            422, "invalid_limit", f"limit must be 1 to 200, not {limit}", "Es können 1 bis 200 Werte gezeigt werden."
+        )
     meter = session.scalar(select(Meter).where(Meter.id == meter_pk, Meter.tenant_id == principal.tenant_id))
     if meter is None:
-        raise not_found(f"meter {meter_pk}")
+        raise not_found(f"meter {meter_pk}", f"Der Zähler {meter_pk}")
     rows = session.scalars(
         select(Reading)
         .where(Reading.tenant_id == principal.tenant_id, Reading.meter_pk == meter.id)
