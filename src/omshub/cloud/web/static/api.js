@@ -1,4 +1,6 @@
 // The JSON API client: bearer token from the login, kept in sessionStorage (gone with the tab).
+import { lang, t } from "./i18n.js";
+
 const STORE = "omshub.session";
 
 export class ApiError extends Error {
@@ -51,7 +53,7 @@ function query(params) {
 // api("GET", "/gateways", {query: {...}}) -> parsed JSON (null for 204); throws ApiError.
 // `body` is sent as JSON unless `contentType` is given (then as is, e.g. CSV text).
 export async function api(method, path, { body, query: params, contentType } = {}) {
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: "application/json", "Accept-Language": lang() };
   const s = session();
   if (s && s.token) headers.Authorization = "Bearer " + s.token;
   let payload;
@@ -68,7 +70,7 @@ export async function api(method, path, { body, query: params, contentType } = {
   try {
     response = await fetch("/api/v1" + path + query(params), { method, headers, body: payload });
   } catch (err) {
-    throw new ApiError(0, "network", "The server cannot be reached (" + err.message + ")");
+    throw new ApiError(0, "network", t("The server cannot be reached. Check the network connection and try again."));
   }
   if (response.status === 204) return null;
   let data = null;
@@ -82,7 +84,10 @@ export async function api(method, path, { body, query: params, contentType } = {
   }
   if (!response.ok) {
     const err = (data && data.error) || {};
-    const message = err.message || `${response.status} ${response.statusText}`;
+    // a validation error's problems in plain words, field by field (the API's `fields`)
+    const plain = Array.isArray(err.fields) && err.fields.length ? err.fields.map((f) => f.message).join("; ") : null;
+    const message = plain || err.message || t("The server refused the request (status {status}).",
+      { status: response.status });
     if (response.status === 401 && path !== "/auth/login") onUnauthorized(message);
     throw new ApiError(response.status, err.code || "http_" + response.status, message, err);
   }
