@@ -224,3 +224,30 @@ ACCESSIBILITY_CHECKS = """() => {
   if (!document.querySelector("main h1")) issues.push("no h1 heading");
   return issues;
 }"""
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_a_login_survives_a_reload_and_a_new_tab(chromium, fleet, lang):
+    from playwright.sync_api import expect
+
+    base_url, browser = chromium
+    context = browser.new_context(locale=LOCALES[lang], viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(base_url + "/")
+        login(page, fleet["admin"], lang)
+        session = next(c for c in context.cookies() if c["name"] == "omshub_session")
+        assert session["httpOnly"] and session["secure"] and session["sameSite"] == "Strict"
+        assert page.evaluate("() => document.cookie").count("omshub_session") == 0  # the page cannot read it
+        page.reload()
+        dashboard = "Übersicht" if lang == "de" else "Dashboard"
+        expect(page.get_by_role("heading", name=dashboard)).to_be_visible()
+        tab = context.new_page()
+        tab.goto(base_url + "/#/meters")
+        expect(tab.get_by_role("heading", name="Zähler" if lang == "de" else "Meters", exact=True)).to_be_visible()
+        shot(tab, lang, "session-new-tab")
+        tab.get_by_role("button", name="Abmelden" if lang == "de" else "Log out").click()
+        page.reload()
+        expect(page.get_by_role("button", name="Anmelden" if lang == "de" else "Log in")).to_be_visible()
+    finally:
+        context.close()

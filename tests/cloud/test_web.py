@@ -118,9 +118,11 @@ def test_no_secrets_in_the_console(console, hub):
     for body in bodies:
         for secret in (MASTER_KEY_HEX, token, gw.credential, KEY.hex(), KEY.hex().upper(), PASSWORD):
             assert secret not in body
-    # the token lives in sessionStorage (per tab), never in localStorage or a cookie
+    # the session token lives in an HttpOnly cookie the page never sees (tests/cloud/test_console_sessions.py);
+    # the page reads only the CSRF cookie and keeps no token in storage
     api_js = (STATIC / "api.js").read_text()
-    assert "sessionStorage" in api_js and "localStorage" not in api_js and "document.cookie" not in api_js
+    assert "omshub_csrf" in api_js and "omshub_session" not in api_js
+    assert "sessionStorage" not in api_js and "localStorage" not in api_js
 
 
 @pytest.mark.parametrize(
@@ -394,12 +396,12 @@ def test_viewer_sees_the_gateway_read_only(browser, hub):
     expect(page.get_by_label("Configuration as JSON")).to_be_disabled()
     assert '"cron": "0 30 3 * * *"' in page.get_by_label("Configuration as JSON").input_value()
     assert page.get_by_role("button", name=re.compile("Apply")).count() == 0
-    # logging out forgets the token: the API is not reachable with it any more
-    token = page.evaluate("JSON.parse(sessionStorage.getItem('omshub.session')).token")
+    # logging out ends the session: the API is not reachable with its cookie any more
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "omshub_session")
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
-    assert page.evaluate("sessionStorage.getItem('omshub.session')") is None
-    r = httpx.get(base_url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert not [c for c in page.context.cookies() if c["name"] == "omshub_session"]
+    r = httpx.get(base_url + "/api/v1/auth/me", headers={"Cookie": f"omshub_session={token}"})
     assert r.status_code == 401
     assert errors == []
 

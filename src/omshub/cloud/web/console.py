@@ -2,9 +2,9 @@
 API documentation pages `/docs` (Swagger UI) and `/redoc` (ReDoc).
 
 The page and its assets carry no data and need no login; the console logs in with
-`POST /api/v1/auth/login` and calls the JSON API with the bearer token (kept in the browser's
-sessionStorage). Two read-only endpoints under `/api/v1/console/` give the console what the
-domain API has no single call for: the dashboard's counts and a meter's newest readings.
+`POST /api/v1/auth/login` for a cookie session (HttpOnly, CSRF-checked: docs/security.md, "Console
+sessions") and calls the JSON API with it. Two read-only endpoints under `/api/v1/console/` give the
+console what the domain API has no single call for: the dashboard's counts and a meter's newest readings.
 
 The documentation pages load Swagger UI and ReDoc from this server (`/docs/assets/`, the files the
 `fastapi-offline` package ships), never from a CDN: they work offline and under a

@@ -1,7 +1,8 @@
-// The JSON API client: bearer token from the login, kept in sessionStorage (gone with the tab).
+// The JSON API client. The console's login is a cookie session (docs/security.md): the session
+// token sits in an HttpOnly cookie the page never sees, so a new tab or a reload stays logged in;
+// a change carries the CSRF token from the readable cookie in X-CSRF-Token. Who is logged in is
+// kept here for the page (set from /auth/session when the console starts, and by the login).
 import { lang, t } from "./i18n.js";
-
-const STORE = "omshub.session";
 
 export class ApiError extends Error {
   // `details`: the whole `error` object of the answer (some carry more than code and message)
@@ -13,20 +14,23 @@ export class ApiError extends Error {
   }
 }
 
+let who = null;
+
 export function session() {
-  try {
-    return JSON.parse(sessionStorage.getItem(STORE) || "null");
-  } catch {
-    return null;
-  }
+  return who;
 }
 
 export function saveSession(data) {
-  sessionStorage.setItem(STORE, JSON.stringify(data));
+  who = data;
 }
 
 export function clearSession() {
-  sessionStorage.removeItem(STORE);
+  who = null;
+}
+
+function csrf() {
+  const m = document.cookie.match(/(?:^|;\s*)omshub_csrf=([^;]+)/);
+  return m ? decodeURIComponent(m[1]) : "";
 }
 
 const ROLE_RANK = { viewer: 1, operator: 2, admin: 3 };
@@ -54,8 +58,7 @@ function query(params) {
 // `body` is sent as JSON unless `contentType` is given (then as is, e.g. CSV text).
 export async function api(method, path, { body, query: params, contentType } = {}) {
   const headers = { Accept: "application/json", "Accept-Language": lang() };
-  const s = session();
-  if (s && s.token) headers.Authorization = "Bearer " + s.token;
+  if (!["GET", "HEAD"].includes(method)) headers["X-CSRF-Token"] = csrf();
   let payload;
   if (body !== undefined) {
     if (contentType) {
@@ -68,7 +71,8 @@ export async function api(method, path, { body, query: params, contentType } = {
   }
   let response;
   try {
-    response = await fetch("/api/v1" + path + query(params), { method, headers, body: payload });
+    response = await fetch("/api/v1" + path + query(params),
+      { method, headers, body: payload, credentials: "same-origin" });
   } catch (err) {
     throw new ApiError(0, "network", t("The server cannot be reached. Check the network connection and try again."));
   }

@@ -68,6 +68,29 @@ function languageSwitch() {
   return select;
 }
 
+function storedLang() {
+  try {
+    return localStorage.getItem("omshub.lang");
+  } catch {
+    return null;
+  }
+}
+
+// Who is logged in (the cookie session, if any): a new tab or a reload asks the server.
+async function loadSession() {
+  const me = await api("GET", "/auth/session");
+  if (!me.active) {
+    clearSession();
+    return;
+  }
+  saveSession({ role: me.role, username: me.name, tenant: me.tenant.slug, tenant_name: me.tenant.name || me.tenant.slug });
+  // the user's own choice, else this browser's (kept, or its language if German or English), else the tenant's
+  const browser = (navigator.language || "").slice(0, 2).toLowerCase();
+  if (me.language) setLang(me.language);
+  else if (!storedLang() && !["de", "en"].includes(browser) && me.tenant_language) setLang(me.tenant_language);
+  shellTexts();
+}
+
 function showWho() {
   const s = session();
   document.getElementById("topbar").hidden = !s;
@@ -104,15 +127,8 @@ function renderLogin(reason) {
     submit.disabled = true;
     msg.hide();
     try {
-      const res = await api("POST", "/auth/login", { body: { username: user.value, password: pass.value } });
-      saveSession({ token: res.token, role: res.role, username: res.username, tenant: res.tenant,
-                    expires_at: res.expires_at });
-      try {
-        const me = await api("GET", "/auth/me");
-        saveSession({ ...session(), tenant_name: me.tenant.name || me.tenant.slug });
-        if (me.language) setLang(me.language); // the user's own choice wins
-        shellTexts();
-      } catch { /* the slug from the login is enough */ }
+      await api("POST", "/auth/login", { body: { username: user.value, password: pass.value, cookie: true } });
+      await loadSession();
       showWho();
       if (location.hash === "" || location.hash.startsWith("#/login")) location.hash = "#/";
       else route();
@@ -181,5 +197,7 @@ setUnauthorizedHandler(() => {
 document.getElementById("logout").addEventListener("click", logout);
 window.addEventListener("hashchange", route);
 shellTexts();
-showWho();
-route();
+loadSession().catch(() => clearSession()).finally(() => {
+  showWho();
+  route();
+});
