@@ -49,6 +49,10 @@ SPEC: dict[tuple[str, str], dict] = {
     ("PATCH", "/api/v1/auth/me"): {"kind": "self", "json": lambda c: {"language": "de"}},
     # whether the caller is logged in, and as whom: their own identity only
     ("GET", "/api/v1/auth/session"): {"kind": "self"},
+    # the console's search and the audit log: the caller's tenant only (tests/cloud/test_console_tasks.py
+    # searches for another tenant's meters, points and gateways and reads its audit log)
+    ("GET", "/api/v1/search"): {"kind": "self"},
+    ("GET", "/api/v1/audit"): {"kind": "self"},
     ("POST", "/api/v1/tokens"): {"kind": "create", "json": lambda c: {"name": "b-token"}, "expect": {201}},
     ("GET", "/api/v1/tokens"): {"kind": "list"},
     ("DELETE", "/api/v1/tokens/{token_id}"): {"kind": "object"},
