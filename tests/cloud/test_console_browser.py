@@ -161,6 +161,10 @@ def pages(fleet) -> list[tuple[str, str]]:
         ("point", f"#/points/{fleet['point']}"),
         ("alarms", "#/alarms?show=all"),
         ("operations", "#/operations"),
+        ("search", "#/search?q=3100"),
+        ("export", "#/export"),
+        ("admin", "#/admin"),
+        ("audit", "#/audit"),
     ]
 
 
@@ -251,3 +255,183 @@ def test_a_login_survives_a_reload_and_a_new_tab(chromium, fleet, lang):
         expect(page.get_by_role("button", name="Anmelden" if lang == "de" else "Log in")).to_be_visible()
     finally:
         context.close()
+
+
+# --- the tasks of the job, each in both languages (issue 15, item 3) ---
+
+WORDS = {
+    "de": {
+        "install": "Zähler einbauen",
+        "swap": "Zähler wechseln",
+        "remove": "Zähler ausbauen",
+        "search": "Suche starten",
+        "download": "Herunterladen",
+        "create_user": "Benutzer anlegen",
+        "create_token": "Token erstellen",
+        "revoke": "Widerrufen",
+        "shown_once": "nur dieses eine Mal",
+        "configure": "Die 2 ausgewählten Gateways konfigurieren",
+        "none_installed": "keiner eingebaut",
+        "user_created": "Benutzer angelegt",
+        "meter_ref_error": "Herstellerkürzel und die achtstellige Zählernummer",
+    },
+    "en": {
+        "install": "Install meter",
+        "swap": "Swap meter",
+        "remove": "Remove this meter",
+        "search": "Start the search",
+        "download": "Download",
+        "create_user": "Create user",
+        "create_token": "Create token",
+        "revoke": "Revoke",
+        "shown_once": "shown only this once",
+        "configure": "Configure the 2 selected gateways",
+        "none_installed": "none installed",
+        "user_created": "User created",
+        "meter_ref_error": "manufacturer code and the 8-digit meter number",
+    },
+}
+
+
+def _logged_in(chromium, fleet, lang):
+    base_url, browser = chromium
+    page, problems = open_console(browser, base_url, lang)
+    login(page, fleet["admin"], lang)
+    return base_url, page, problems
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_install_swap_and_remove_a_meter_at_a_metering_point(chromium, fleet, module_hub, lang):
+    from playwright.sync_api import expect
+
+    w = WORDS[lang]
+    base_url, page, problems = _logged_in(chromium, fleet, lang)
+    hub, tenant = module_hub, fleet["tenant"]
+    first, second = ("32000001", "32000002") if lang == "de" else ("33000001", "33000002")
+    hub.meter(tenant, first)
+    hub.meter(tenant, second)
+    point = httpx.post(
+        base_url + "/api/v1/metering-points", json={"ref": f"MP-TASK-{lang}"}, headers=hub.headers(tenant), timeout=30
+    ).json()
+    page.goto(base_url + f"/#/points/{point['id']}")
+    tasks = page.locator("#meter-tasks")
+    tasks.locator("input[name=meter]").fill("KAM 123")  # no meter number: said next to the field
+    tasks.get_by_role("button", name=w["install"]).click()
+    expect(tasks.locator(".field-error")).to_contain_text(w["meter_ref_error"])
+    tasks.locator("input[name=meter]").fill(f"KAM {first}")
+    tasks.locator("input[name=at]").fill("2026-01-01T08:00")
+    tasks.locator("input[name=initial_values]").fill("100")
+    tasks.get_by_role("button", name=w["install"]).click()
+    expect(page.locator("main")).to_contain_text(f"KAM {first}")
+    shot(page, lang, "task-install")
+    tasks.locator("input[name=new_meter]").fill(f"KAM {second}")
+    tasks.locator("input[name=at]").fill("2026-02-01T08:00")
+    tasks.locator("input[name=old_final_values]").fill("150,5" if lang == "de" else "150.5")
+    tasks.locator("input[name=new_initial_values]").fill("0")
+    tasks.get_by_role("button", name=w["swap"]).click()
+    expect(tasks).to_contain_text(f"KAM {second}")
+    shot(page, lang, "task-swap")
+    tasks.locator("input[name=removed_at]").fill("2026-03-01T08:00")
+    tasks.locator("input[name=final_values]").fill("20")
+    tasks.get_by_role("button", name=w["remove"]).click()
+    expect(page.locator("main")).to_contain_text(w["none_installed"])
+    shot(page, lang, "task-remove")
+    history = httpx.get(base_url + f"/api/v1/metering-points/{point['id']}", headers=hub.headers(tenant)).json()
+    values = [(i["meter"]["meter_id"], i["initial_values"], i["final_values"]) for i in history["installations"]]
+    assert values == [(first, {"energy": 100.0}, {"energy": 150.5}), (second, {"energy": 0.0}, {"energy": 20.0})]
+    assert problems == []
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_search_finds_by_meter_prefix_address_customer_and_gateway(chromium, fleet, lang):
+    from playwright.sync_api import expect
+
+    base_url, page, problems = _logged_in(chromium, fleet, lang)
+    page.goto(base_url + "/#/search")
+    box = page.locator("input[name=q]")
+    results = page.locator("#search-results")
+    for text, expected in [("3100000", "KAM 31000001"), ("hauptstraße", "MP-0001"), ("K-47", "MP-0001")]:
+        box.fill(text)
+        page.get_by_role("button", name=WORDS[lang]["search"], exact=True).click()
+        expect(results).to_contain_text(expected)
+    serial = page.evaluate("() => fetch('/api/v1/gateways').then((r) => r.json()).then((j) => j.items[0].serial)")
+    box.fill(serial[3:])
+    page.get_by_role("button", name=WORDS[lang]["search"], exact=True).click()
+    expect(results).to_contain_text(serial)
+    box.fill("3100")
+    page.get_by_role("button", name=WORDS[lang]["search"], exact=True).click()
+    expect(results).to_contain_text("MP-0001")
+    shot(page, lang, "task-search")
+    assert problems == []
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_export_downloads_the_readings_of_a_period(chromium, fleet, lang):
+    base_url, page, problems = _logged_in(chromium, fleet, lang)
+    page.goto(base_url + "/#/export")
+    page.locator("input[name=from]").fill("2026-01-01")
+    page.locator("input[name=to]").fill("2026-12-31")
+    page.locator("input[name=meter]").fill("KAM 31000001")
+    shot(page, lang, "task-export")
+    with page.expect_download() as info:
+        page.get_by_role("button", name=WORDS[lang]["download"]).click()
+    download = info.value
+    text = Path(download.path()).read_text()
+    assert download.suggested_filename.startswith("readings-") and download.suggested_filename.endswith(".csv")
+    assert "31000001" in text and "1234.5" in text
+    assert problems == []
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_users_roles_and_tokens_shown_once_then_revoked_and_audited(chromium, fleet, lang):
+    from playwright.sync_api import expect
+
+    w = WORDS[lang]
+    base_url, page, problems = _logged_in(chromium, fleet, lang)
+    page.goto(base_url + "/#/admin")
+    username = f"kollegin-{lang}"
+    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=password]").fill("short")  # refused: said next to the field
+    page.get_by_role("button", name=w["create_user"]).click()
+    expect(page.locator(".field-error").first).to_be_visible()
+    page.locator("input[name=password]").fill("a long enough password")
+    page.locator("form").filter(has=page.locator("input[name=username]")).locator("select[name=role]").select_option(
+        "operator"
+    )
+    page.get_by_role("button", name=w["create_user"]).click()
+    expect(page.locator("main")).to_contain_text(username)
+    page.locator("input[name=name]").fill(f"Abrechnung {lang}")
+    page.get_by_role("button", name=w["create_token"]).click()
+    secret = page.locator("#new-token code.secret")
+    expect(page.locator("#new-token")).to_contain_text(w["shown_once"])
+    token = secret.inner_text()
+    assert httpx.get(base_url + "/api/v1/meters", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    shot(page, lang, "task-tokens")
+    page.get_by_role("button", name=re.compile(f"Abrechnung {lang}")).click()  # its Revoke button
+    expect(page.locator("main")).to_contain_text(w["revoke"].lower()[:5])
+    assert httpx.get(base_url + "/api/v1/meters", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    page.goto(base_url + "/#/audit")
+    expect(page.locator("main")).to_contain_text(w["user_created"])
+    shot(page, lang, "task-audit")
+    assert token not in page.locator("body").inner_text()
+    assert [p for p in problems if "422" not in p] == []  # only the refused short password
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_gateway_list_filter_and_select_all_lead_to_a_bulk_change(chromium, fleet, module_hub, lang):
+    from playwright.sync_api import expect
+
+    base_url, page, problems = _logged_in(chromium, fleet, lang)
+    for n in (1, 2):
+        module_hub.gateway(fleet["tenant"], f"BULK-{lang}-{n}")
+    page.goto(base_url + "/#/gateways")
+    page.locator("input[name=filter]").fill(f"bulk-{lang}")
+    page.wait_for_load_state("networkidle")
+    shown = page.locator("tbody tr:not([hidden])")
+    expect(shown).to_have_count(2)
+    page.locator("#select-all").check()
+    shot(page, lang, "task-select-all")
+    page.get_by_role("button", name=WORDS[lang]["configure"]).click()
+    expect(page.locator("main h1")).to_contain_text("2")
+    shot(page, lang, "task-bulk")
+    assert problems == []

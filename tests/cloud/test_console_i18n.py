@@ -43,7 +43,7 @@ def _catalogue() -> dict[str, str]:
 def _tables(source: str) -> list[str]:
     """Texts kept in tables and passed to t() by name (menu, roles, alarm texts, configuration words)."""
     out = []
-    for name in ("NAV", "ROLE_NAMES", "ALARM_TEXT", "CONFIG_WORDS"):
+    for name in ("NAV", "ROLE_NAMES", "ALARM_TEXT", "CONFIG_WORDS", "ACTIONS", "ROLE_TEXT"):
         m = re.search(r"\b" + name + r" = \{(.*?)\};", source, re.S)
         if m:
             out += [json.loads(s) for s in re.findall(r":\s*(" + STRING + ")", m.group(1))]

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from omshub.cloud.api.common import iso
 from omshub.cloud.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooMany, Unauthorized
 from omshub.cloud.domain.language import LANGUAGES, from_accept_language
-from omshub.cloud.domain.wording import german_of, validation_fields
+from omshub.cloud.domain.wording import field_label, german_of, validation_fields
 from omshub.cloud.store.outage import database_outage
 
 
@@ -98,6 +98,9 @@ def domain_error_response(exc: DomainError, language: str = "en") -> JSONRespons
     body = {"error": {"code": exc.code, "message": text, **_plain(exc.details)}}
     if exc.problems:
         body["error"]["fields"] = validation_fields(exc.problems, language)
+    elif exc.field:
+        label = field_label([exc.field], language)
+        body["error"]["fields"] = [{"field": exc.field, "label": label, "message": text}]
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -16,7 +16,13 @@ class DomainError(Exception):
     code = "error"
 
     def __init__(
-        self, message: str, *, code: str | None = None, german: str | None = None, details: dict | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        german: str | None = None,
+        details: dict | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -24,6 +30,7 @@ class DomainError(Exception):
             self.code = code
         self.german = german
         self.details = details or {}
+        self.field = field  # the input field the refusal concerns (a form shows the message next to it)
         # validation errors behind the refusal (pydantic's shape): answered per field in plain words
         self.problems: list[dict] = []
 

@@ -76,6 +76,7 @@ def check_role(role: str) -> str:
         raise Invalid(
             f"role must be one of {', '.join(ROLES)}, not {role!r}",
             code="invalid_role",
+            field="role",
             german="Die Rolle muss Betrachter (viewer), Bearbeiter (operator) oder Administrator (admin) sein.",
         )
     return role
@@ -86,6 +87,7 @@ def check_password(password: str) -> str:
         raise Invalid(
             f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters",
             code="invalid_password",
+            field="password",
             german=f"Das Passwort muss {MIN_PASSWORD} bis {MAX_PASSWORD} Zeichen lang sein.",
         )
     return password
@@ -130,6 +132,7 @@ def create_user(session: Session, tenant_id: int, username: str, password: str, 
         raise Invalid(
             f"username {username!r} must be 1-200 of A-Z a-z 0-9 . _ @ + -",
             code="invalid_username",
+            field="username",
             german="Der Benutzername darf nur Buchstaben ohne Umlaute, Ziffern und . _ @ + - enthalten "
             "(1 bis 200 Zeichen).",
         )
@@ -185,6 +188,7 @@ def create_api_token(
         raise Invalid(
             "token name must have 1 to 200 characters",
             code="invalid_name",
+            field="name",
             german="Der Name des Tokens muss 1 bis 200 Zeichen lang sein.",
         )
     if owner_id is not None:

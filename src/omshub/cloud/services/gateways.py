@@ -25,6 +25,7 @@ def register_gateway(
         raise Invalid(
             f"serial {serial!r} must be 1-64 of A-Z a-z 0-9 . _ -",
             code="invalid_serial",
+            field="serial",
             german="Die Seriennummer darf nur Buchstaben ohne Umlaute, Ziffern und . _ - enthalten (1 bis 64 Zeichen).",
         )
     # Serials stay unique across tenants (an uplink names its gateway by serial), so a clash may be
@@ -34,6 +35,7 @@ def register_gateway(
             f"serial {serial!r} is not available: gateway serials are unique across the whole "
             "head-end (gateways authenticate by serial and credential); check the serial",
             code="serial_unavailable",
+            field="serial",
             german=f"Die Seriennummer {serial} ist schon vergeben. Seriennummern gelten für alle Mandanten, "
             "weil sich Gateways mit ihr anmelden; prüfen Sie die Seriennummer.",
         )

@@ -102,7 +102,10 @@ def _free_ref(session: Session, tenant_id: int, ref: str) -> str:
         is not None
     ):
         raise Conflict(
-            f"metering point {ref!r} already exists", code="exists", german=f"Die Messstelle {ref} gibt es schon."
+            f"metering point {ref!r} already exists",
+            code="exists",
+            german=f"Die Messstelle {ref} gibt es schon.",
+            field="ref",
         )
     return ref
 
@@ -110,7 +113,7 @@ def _free_ref(session: Session, tenant_id: int, ref: str) -> str:
 def create_point(session: Session, tenant_id: int, ref: str, address: str, customer_ref: str) -> MeteringPoint:
     ref = ref.strip()
     if not ref:
-        raise Invalid("ref must not be blank", german="Die Nummer der Messstelle darf nicht leer sein.")
+        raise Invalid("ref must not be blank", german="Die Nummer der Messstelle darf nicht leer sein.", field="ref")
     mp = MeteringPoint(
         tenant_id=tenant_id,
         ref=_free_ref(session, tenant_id, ref),
@@ -172,6 +175,7 @@ def _check_after_history(session: Session, mp: MeteringPoint, at: datetime) -> N
             raise Invalid(
                 f"at {iso(at)} is before the point's last installation change ({iso(last)})",
                 code="invalid_time",
+                field="at",
                 german="Der Zeitpunkt liegt vor der letzten Änderung an der Messstelle "
                 f"({german_time(last, tenant_zone(session, mp.tenant_id))}).",
             )
@@ -245,13 +249,18 @@ def swap(
     inst, old = current
     new = find_meter(session, tenant_id, new_meter)
     if new.id == old.id:
-        raise Invalid("the new meter is the installed meter", german="Der neue Zähler ist der eingebaute Zähler.")
+        raise Invalid(
+            "the new meter is the installed meter",
+            german="Der neue Zähler ist der eingebaute Zähler.",
+            field="new_meter",
+        )
     _check_free(session, new)
     installed = effective_installed_at(session, inst)
     if when <= installed:
         raise Invalid(
             f"at: swap time {iso(when)} must be after the installation at {iso(installed)}",
             code="invalid_time",
+            field="at",
             german="Zeitpunkt: Der Wechsel muss nach dem Einbau am "
             f"{german_time(installed, tenant_zone(session, tenant_id))} liegen.",
         )
@@ -291,6 +300,7 @@ def remove(
         raise Invalid(
             f"at: removal time {iso(when)} must be after the installation at {iso(installed)}",
             code="invalid_time",
+            field="removed_at",
             german="Zeitpunkt: Der Ausbau muss nach dem Einbau am "
             f"{german_time(installed, tenant_zone(session, tenant_id))} liegen.",
         )

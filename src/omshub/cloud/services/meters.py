@@ -189,6 +189,7 @@ def register_meter(
             f"meter {mfct} {mid} is already registered (id {exists})",
             code="exists",
             german=f"Der Zähler {mfct} {mid} ist schon angelegt.",
+            field="meter_id",
         )
     m = Meter(
         tenant_id=tenant_id,

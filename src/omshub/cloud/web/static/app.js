@@ -8,6 +8,8 @@ import * as meters from "./page-meters.js";
 import * as telegrams from "./page-telegrams.js";
 import * as points from "./page-points.js";
 import * as lists from "./page-lists.js";
+import * as find from "./page-find.js";
+import * as admin from "./page-admin.js";
 
 const main = document.getElementById("main");
 
@@ -24,6 +26,10 @@ const ROUTES = [
   [/^\/points\/(\d+)$/, "points", points.renderPoint],
   [/^\/alarms$/, "alarms", lists.renderAlarms],
   [/^\/operations$/, "operations", lists.renderOperations],
+  [/^\/search$/, "search", find.renderSearch],
+  [/^\/export$/, "exports", find.renderExport],
+  [/^\/admin$/, "admin", admin.renderAdmin],
+  [/^\/audit$/, "audit", admin.renderAudit],
 ];
 
 let cleanup = null;

@@ -56,11 +56,13 @@ export function tn(n, one, many, params = {}) {
 }
 
 // A value the API gives as a code (a state, a device type, a quantity, a field name): its words.
-export function tv(code) {
+// `quiet`: a value that may as well be a name (a username, a serial) is shown as it is.
+export function tv(code, quiet = false) {
   if (code === null || code === undefined || code === "") return "—";
   const key = String(code);
   const pair = VALUE_DE[key];
   if (pair === undefined) {
+    if (quiet) return key;
     if (current === "de") window.omshubMissing.add("value:" + key);
     return key.replaceAll("_", " ");
   }
@@ -129,4 +131,17 @@ export function fieldLabel(name) {
   }
   const text = words.join(" ");
   return { label: text.charAt(0).toUpperCase() + text.slice(1), unit };
+}
+
+// A number as people type it: "1.234,5" or "1234,5" (German), "1,234.5" or "1234.5" (English);
+// the separator that comes last is the decimal one. NaN when it is no number.
+export function parseNumber(text) {
+  const s = String(text).trim().replace(/[\s\u00a0']/g, "");
+  if (!/^[+-]?[\d.,]+$/.test(s)) return NaN;
+  const comma = s.lastIndexOf(",");
+  const dot = s.lastIndexOf(".");
+  const decimal = comma > dot ? "," : ".";
+  const thousands = decimal === "," ? "." : ",";
+  const plain = s.split(thousands).join("").replace(decimal, ".");
+  return /^[+-]?\d*\.?\d+$|^[+-]?\d+\.?$/.test(plain) ? Number(plain) : NaN;
 }

@@ -50,8 +50,29 @@ export function renderList(main) {
     applySelected.textContent = selected.size ? tn(selected.size, "Configure the selected gateway",
       "Configure the {n} selected gateways") : t("Configure selected gateways");
   }
+  // select all gateways shown (the filter narrows what is shown)
+  const all = h("input", { type: "checkbox", id: "select-all", "aria-label": t("Select all gateways shown") });
+  const shownBoxes = () => [...main.querySelectorAll(".select-gw")].filter((b) => !b.closest("tr").hidden);
+  all.addEventListener("change", () => {
+    for (const box of shownBoxes()) {
+      box.checked = all.checked;
+      select(Number(box.value), all.checked);
+    }
+  });
+  const filter = h("input", { type: "search", name: "filter", autocomplete: "off",
+    placeholder: t("part of the serial or name") });
+  function applyFilter() {
+    const text = filter.value.trim().toLowerCase();
+    for (const row of main.querySelectorAll("tbody tr")) {
+      row.hidden = !!text && !row.textContent.toLowerCase().includes(text);
+    }
+  }
+  filter.addEventListener("input", () => {
+    applyFilter();
+    all.checked = false;
+  });
   const columns = [
-    operator ? { label: h("span", { class: "sr-only" }, t("Select")), cell: (g) => h("input", {
+    operator ? { label: all, cell: (g) => h("input", {
       type: "checkbox", "aria-label": t("Select {serial}", { serial: g.serial }), class: "select-gw", value: g.id,
       onchange: (ev) => select(g.id, ev.target.checked) }) } : null,
     { label: t("Gateway"), cell: (g) => h("a", { href: `#/gateways/${g.id}` }, g.serial) },
@@ -65,8 +86,10 @@ export function renderList(main) {
     { label: t("Next contact"), cell: nextContactCell },
   ].filter(Boolean);
   main.append(h("div", { class: "page-head" }, h("h1", {}, t("Gateways")), operator ? applySelected : null), msg.el,
+    h("form", { class: "inline-form", role: "search", onsubmit: (ev) => ev.preventDefault() },
+      field(t("Filter the list"), filter)),
     pagedTable(columns, (cursor) => api("GET", "/gateways", { query: { cursor, limit: 100 } }), msg,
-      { empty: t("No gateways registered yet.") }));
+      { empty: t("No gateways registered yet."), onLoad: applyFilter }));
   if (operator) main.append(registerForm());
 }
 

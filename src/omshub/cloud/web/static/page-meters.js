@@ -30,7 +30,7 @@ export function renderList(main, _params, query) {
   const search = h("form", { class: "inline-form", role: "search" },
     field(t("Manufacturer"), manufacturer), field(t("Meter id"), meterId), field(t("Device type"), type), field(t("Key"), key),
     h("datalist", { id: "device-types" }, DEVICE_TYPES.map((d) => h("option", { value: d }, tv(d)))),
-    h("button", { type: "submit" }, t("Search")));
+    h("button", { type: "submit" }, t("Start the search")));
   search.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const q = new URLSearchParams();

@@ -1,6 +1,6 @@
 // Metering points: list, create, a point's installations (swap history) and its consumption.
 import { api, can } from "./api.js";
-import { t, tv } from "./i18n.js";
+import { parseNumber, t, tv } from "./i18n.js";
 import { busy, field, fmtNum, h, messageBox, pagedTable, section, table, timeEl } from "./ui.js";
 
 function meterText(m) {
@@ -85,7 +85,9 @@ export function renderPoint(main, [id]) {
       result.replaceChildren(consumptionView(c));
     });
   });
-  main.append(title, msg.el, section(t("Metering point"), facts), section(t("Consumption"), form, cMsg.el, result),
+  const tasks = h("div", { id: "meter-tasks" });
+  main.append(title, msg.el, section(t("Metering point"), facts), tasks,
+    section(t("Consumption"), form, cMsg.el, result),
     section(t("Installed meters (swap history)"), history));
   (async () => {
     try {
@@ -96,6 +98,7 @@ export function renderPoint(main, [id]) {
         h("dt", {}, t("Address")), h("dd", {}, p.address || "—"),
         h("dt", {}, t("Customer reference")), h("dd", {}, p.customer_ref || "—"),
         h("dt", {}, t("Meter now")), h("dd", {}, p.installation ? meterText(p.installation.meter) : t("none installed"))));
+      if (can("operator")) tasks.replaceChildren(meterTasks(p));
       history.append(table([
         { label: t("Meter"), cell: (i) => meterText(i.meter) },
         { label: t("Type"), cell: (i) => tv(i.meter.device_type) },
@@ -129,4 +132,106 @@ function consumptionView(c) {
       "consumption is not complete.")) : null,
     c.warnings.length ? h("p", { class: "message warn" }, t("Some readings of this period look unusual; check " +
       "the notes in the table.")) : null);
+}
+
+// --- install, swap and remove a meter (operators) ---
+
+const METER_REF = /^([A-Za-z@]{3})[\s:/-]*([0-9A-Fa-f]{8})$/;
+
+function meterInput(name) {
+  return h("input", { name, required: true, autocomplete: "off", placeholder: t("e.g. KAM 31000001") });
+}
+
+// "KAM 31000001" -> the API's {manufacturer, meter_id}; an Error in plain words otherwise
+function meterRef(input) {
+  const m = METER_REF.exec(input.value.trim());
+  if (!m) {
+    input.focus();
+    throw fieldError(input, t("Enter the manufacturer code and the 8-digit meter number, e.g. KAM 31000001."));
+  }
+  return { manufacturer: m[1].toUpperCase(), meter_id: m[2].toUpperCase() };
+}
+
+function fieldError(input, text) {
+  const err = new Error(text);
+  err.details = { fields: [{ field: input.name, message: text }] };
+  return err;
+}
+
+function nowLocal() {
+  const d = new Date();
+  d.setSeconds(0, 0);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+// a reading of one register: the quantity and its value ({} when no value is given)
+function registerInputs(prefix, labelText) {
+  const quantity = h("select", { name: prefix + "_quantity" },
+    ["energy", "volume", "hca"].map((q) => h("option", { value: q }, tv(q))));
+  const value = h("input", { name: prefix + "_values", inputmode: "decimal", autocomplete: "off" });
+  return {
+    els: [field(t("Meter register"), quantity), field(labelText, value, t("As read on the meter's display"))],
+    value: () => {
+      if (value.value.trim() === "") return {};
+      const n = parseNumber(value.value);
+      if (Number.isNaN(n) || n < 0) {
+        value.focus();
+        throw fieldError(value, t("Enter the reading as a number, e.g. {example}.", { example: fmtNum(1234.5) }));
+      }
+      return { [quantity.value]: n };
+    },
+  };
+}
+
+function taskForm(title, button, parts, send) {
+  const msg = messageBox();
+  const submit = h("button", { type: "submit" }, button);
+  const form = h("form", { novalidate: true }, msg.el, h("div", { class: "row" }, parts), submit);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    busy(submit, msg, async () => {
+      await send();
+      window.dispatchEvent(new HashChangeEvent("hashchange")); // the point's page anew, with its history
+    });
+  });
+  return section(title, form);
+}
+
+function atInput(name) {
+  return h("input", { type: "datetime-local", name, required: true, value: nowLocal() });
+}
+
+function meterTasks(p) {
+  const at = atInput("at");
+  const when = () => {
+    if (!at.value) throw fieldError(at, t("Enter the date and time."));
+    return new Date(at.value).toISOString();
+  };
+  if (!p.installation) {
+    const meter = meterInput("meter");
+    const initial = registerInputs("initial", t("Initial reading"));
+    return taskForm(t("Install a meter"), t("Install meter"),
+      [field(t("Meter"), meter), field(t("Installed at"), at), ...initial.els],
+      () => api("POST", `/metering-points/${p.id}/install`, { body: { meter: meterRef(meter), at: when(),
+        initial_values: initial.value() } }));
+  }
+  const old = p.installation.meter;
+  const newMeter = meterInput("new_meter");
+  const final = registerInputs("old_final", t("Final reading of the old meter"));
+  const initial = registerInputs("new_initial", t("Initial reading of the new meter"));
+  const swap = taskForm(t("Swap the meter"), t("Swap meter"),
+    [h("p", { class: "muted" }, t("Installed now: {meter}", { meter: `${old.manufacturer} ${old.meter_id}` })),
+      field(t("New meter"), newMeter), field(t("Swapped at"), at), ...final.els, ...initial.els],
+    () => api("POST", `/metering-points/${p.id}/swap`, { body: { at: when(), new_meter: meterRef(newMeter),
+      old_final_values: final.value(), new_initial_values: initial.value() } }));
+  const removedAt = atInput("removed_at");
+  const removedFinal = registerInputs("final", t("Final reading"));
+  const remove = taskForm(t("Remove the meter"), t("Remove this meter"),
+    [field(t("Removed at"), removedAt), ...removedFinal.els],
+    () => {
+      if (!removedAt.value) throw fieldError(removedAt, t("Enter the date and time."));
+      return api("POST", `/metering-points/${p.id}/remove`, { body: { at: new Date(removedAt.value).toISOString(),
+        final_values: removedFinal.value() } });
+    });
+  return h("div", { class: "grid2" }, swap, remove);
 }

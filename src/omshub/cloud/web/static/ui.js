@@ -163,7 +163,8 @@ export async function readFile(file) {
 }
 
 // A table filled page by page ("Load more"): fetchPage(cursor) -> {items, next_cursor}.
-export function pagedTable(columns, fetchPage, msg, { empty = t("Nothing to show.") } = {}) {
+// `onLoad()` runs after each page's rows are in (e.g. to apply a filter to them too).
+export function pagedTable(columns, fetchPage, msg, { empty = t("Nothing to show."), onLoad } = {}) {
   const tbody = h("tbody");
   const tableEl = h("div", { class: "table-wrap", hidden: true },
     h("table", {},
@@ -180,6 +181,7 @@ export function pagedTable(columns, fetchPage, msg, { empty = t("Nothing to show
     emptyEl.hidden = tbody.children.length > 0;
     cursor = page.next_cursor;
     more.hidden = !cursor;
+    if (onLoad) onLoad();
   }
   more.addEventListener("click", load);
   load();
