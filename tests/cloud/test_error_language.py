@@ -62,6 +62,9 @@ def test_lower_layer_messages_have_german():
     assert german_of("at: '2026-13-01' is not an ISO 8601 date or time (e.g. 2026-01-31)").startswith(
         "Zeitpunkt: „2026-13-01“ ist kein Datum"
     )
+    assert german_of("line 4: meter_id: '12' is not an 8-digit meter id") == (
+        "Zeile 4: Zählernummer: „12“ ist keine achtstellige Zählernummer."
+    )
     key = german_of("line 3: column key must hold 32 hex digits (AES-128); it has 32 characters, not only hex digits")
     assert key == (
         "Zeile 3: In der Spalte key muss der Schlüssel aus 32 Zeichen 0–9 und A–F stehen; dort stehen "

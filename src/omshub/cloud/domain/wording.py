@@ -174,6 +174,19 @@ PHRASES: list[tuple[re.Pattern[str], str]] = [
         (r"from and to are required", "Bitte geben Sie „von“ und „bis“ an."),
         (r"(?:from|to): a date or time is needed", "Bitte geben Sie ein Datum an."),
         (r"(?P<w>\w+): give 1 to 100 comma-separated names", "{w}: Bitte 1 bis 100 Namen, durch Kommas getrennt."),
+        (
+            r"gateway: no gateway with serial '(?P<v>.*?)'",
+            "Gateway: Ein Gateway mit der Seriennummer „{v}“ gibt es nicht.",
+        ),
+        (r"meter (?P<m>\S+ \S+) already on line (?P<o>\d+)", "Der Zähler {m} steht schon in Zeile {o}."),
+        (
+            r"metering point '(?P<p>.*?)' already has another meter installed; use a swap",
+            "An der Messstelle {p} ist schon ein anderer Zähler eingebaut; wechseln Sie ihn.",
+        ),
+        (
+            r"meter (?P<m>\S+ \S+) is installed at metering point '(?P<p>.*?)'.*",
+            "Der Zähler {m} ist an der Messstelle {p} eingebaut.",
+        ),
         (r"key file exceeds (?P<n>\d+) MiB", "Die Schlüsseldatei ist größer als {n} MiB."),
         (
             r"line 1: unknown column '(?P<c>.*?)'; columns are (?P<all>.*)",
@@ -204,7 +217,12 @@ PHRASES: list[tuple[re.Pattern[str], str]] = [
 
 
 def german_of(message: str) -> str | None:
-    """The German of a lower layer's English message, if it is one PHRASES knows."""
+    """The German of a lower layer's English message, if it is one PHRASES knows (also behind a
+    `line N: ` of a file's check)."""
+    line = re.fullmatch(r"line (\d+): (.*)", message, re.S)
+    if line and not any(p.fullmatch(message) for p, _ in PHRASES):
+        inner = german_of(line.group(2))
+        return f"Zeile {line.group(1)}: {inner}" if inner else None
     for pattern, german in PHRASES:
         m = pattern.fullmatch(message)
         if m:

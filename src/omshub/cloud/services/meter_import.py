@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Invalid
+from omshub.cloud.domain.wording import german_of
 from omshub.cloud.services.meters import (
     check_device_type,
     check_manufacturer,
@@ -62,7 +63,9 @@ class ImportLine:
 
 def _refused(errors: list[str], more: bool = True) -> Invalid:
     extra = f" (and {len(errors) - 20} more)" if more and len(errors) > 20 else ""
-    return Invalid("; ".join(errors[:20]) + extra, code="invalid_csv")
+    german = "; ".join(german_of(e) or e for e in errors[:20])
+    german += f" (und {len(errors) - 20} weitere)" if extra else ""
+    return Invalid("; ".join(errors[:20]) + extra, code="invalid_csv", german=german)
 
 
 def _check_header(names: list[str]) -> None:

@@ -440,6 +440,7 @@ export const DE = {
   "Meter register": "Zählwerk",
   "Remove this meter": "Zähler ausbauen",
   "Start the search": "Suche starten",
+  "Telegrams waiting on the gateway (as of its last contact)": "Telegramme im Gateway (Stand der letzten Meldung)",
 };
 
 export const VALUE_DE = {

@@ -123,7 +123,7 @@ function statusList(g) {
     [t("Battery"), battery(g)],
     [t("Signal"), g.rssi === null || g.rssi === undefined ? "—" : `${fmtNum(g.rssi)} dBm`],
     [t("Firmware"), g.firmware || "—"],
-    [t("Telegrams waiting on the gateway"), spool(g)],
+    [t("Telegrams waiting on the gateway (as of its last contact)"), spool(g)],
     [t("Configuration"), configCell(g)],
     [t("Registered"), timeEl(g.created_at, false)],
   ];
