@@ -351,6 +351,9 @@ def test_install_swap_and_remove_a_meter_at_a_metering_point(chromium, fleet, mo
     tasks.locator("input[name=at]").fill("2026-02-01T08:00")
     tasks.locator("input[name=old_final_values]").fill("150,5" if lang == "de" else "150.5")
     tasks.locator("input[name=new_initial_values]").fill("0")
+    # the effect on the consumption before the swap is made: 150.5 − 100 since the installation
+    expect(page.locator("#swap-preview")).to_contain_text("50,5" if lang == "de" else "50.5")
+    shot(page, lang, "task-swap-preview")
     tasks.get_by_role("button", name=w["swap"]).click()
     expect(tasks).to_contain_text(f"KAM {second}")
     shot(page, lang, "task-swap")

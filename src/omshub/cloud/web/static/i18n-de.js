@@ -441,6 +441,9 @@ export const DE = {
   "Remove this meter": "Zähler ausbauen",
   "Start the search": "Suche starten",
   "Telegrams waiting on the gateway (as of its last contact)": "Telegramme im Gateway (Stand der letzten Meldung)",
+  "Preview: the old meter's {quantity} consumption since its installation comes to {c} ({final} − {start}).": "Vorschau: Der Verbrauch ({quantity}) des alten Zählers seit seinem Einbau beträgt {c} ({final} − {start}).",
+  "Preview: the old meter's consumption is counted from its first reading up to {final}.": "Vorschau: Der Verbrauch des alten Zählers zählt von seinem ersten Messwert bis {final}.",
+  "The final reading is lower than the meter's latest reading ({latest}); please check it.": "Der Endstand ist niedriger als der letzte Messwert des Zählers ({latest}); bitte prüfen Sie ihn.",
 };
 
 export const VALUE_DE = {

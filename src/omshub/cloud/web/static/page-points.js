@@ -170,6 +170,8 @@ function registerInputs(prefix, labelText) {
     ["energy", "volume", "hca"].map((q) => h("option", { value: q }, tv(q))));
   const value = h("input", { name: prefix + "_values", inputmode: "decimal", autocomplete: "off" });
   return {
+    quantity,
+    input: value,
     els: [field(t("Meter register"), quantity), field(labelText, value, t("As read on the meter's display"))],
     value: () => {
       if (value.value.trim() === "") return {};
@@ -219,9 +221,10 @@ function meterTasks(p) {
   const newMeter = meterInput("new_meter");
   const final = registerInputs("old_final", t("Final reading of the old meter"));
   const initial = registerInputs("new_initial", t("Initial reading of the new meter"));
+  const preview = swapPreview(p.installation, final);
   const swap = taskForm(t("Swap the meter"), t("Swap meter"),
     [h("p", { class: "muted" }, t("Installed now: {meter}", { meter: `${old.manufacturer} ${old.meter_id}` })),
-      field(t("New meter"), newMeter), field(t("Swapped at"), at), ...final.els, ...initial.els],
+      field(t("New meter"), newMeter), field(t("Swapped at"), at), ...final.els, preview, ...initial.els],
     () => api("POST", `/metering-points/${p.id}/swap`, { body: { at: when(), new_meter: meterRef(newMeter),
       old_final_values: final.value(), new_initial_values: initial.value() } }));
   const removedAt = atInput("removed_at");
@@ -234,4 +237,39 @@ function meterTasks(p) {
         final_values: removedFinal.value() } });
     });
   return h("div", { class: "grid2" }, swap, remove);
+}
+
+// What the swap does to the consumption, shown while the final reading is typed: the old meter's
+// consumption since its installation, and a warning when the reading is below its latest one.
+function swapPreview(installation, final) {
+  const box = h("p", { class: "preview", id: "swap-preview", "aria-live": "polite" });
+  let latest = {};
+  api("GET", `/console/meters/${installation.meter.id}/recent-readings`, { query: { limit: 1 } }).then((r) => {
+    for (const rec of (r.items[0] && r.items[0].records) || []) {
+      if (!rec.storage && !rec.tariff && rec.quantity && !(rec.quantity in latest)) latest[rec.quantity] = rec;
+    }
+    update();
+  }).catch(() => { latest = {}; });
+  function update() {
+    const q = final.quantity.value;
+    const n = parseNumber(final.input.value);
+    box.replaceChildren();
+    if (final.input.value.trim() === "" || Number.isNaN(n)) return;
+    const start = (installation.initial_values || {})[q];
+    const unit = latest[q] ? latest[q].unit || "" : "";
+    if (start !== undefined) {
+      box.append(t("Preview: the old meter's {quantity} consumption since its installation comes to {c} ({final} − {start}).",
+        { quantity: tv(q), c: `${fmtNum(n - start, 6)} ${unit}`.trim(), final: fmtNum(n, 6), start: fmtNum(start, 6) }));
+    } else {
+      box.append(t("Preview: the old meter's consumption is counted from its first reading up to {final}.",
+        { final: `${fmtNum(n, 6)} ${unit}`.trim() }));
+    }
+    if (latest[q] && n < latest[q].value) {
+      box.append(" ", h("strong", {}, t("The final reading is lower than the meter's latest reading ({latest}); please check it.",
+        { latest: `${fmtNum(latest[q].value, 6)} ${unit}`.trim() })));
+    }
+  }
+  final.input.addEventListener("input", update);
+  final.quantity.addEventListener("change", update);
+  return box;
 }
