@@ -145,3 +145,9 @@ export function parseNumber(text) {
   const plain = s.split(thousands).join("").replace(decimal, ".");
   return /^[+-]?\d*\.?\d+$|^[+-]?\d+\.?$/.test(plain) ? Number(plain) : NaN;
 }
+
+// A unit as the API writes it (m3, m3/h) as people write it (m³, m³/h).
+export function unitText(unit) {
+  if (!unit) return "";
+  return String(unit).replace(/m3/g, "m³").replace(/^HCA$/, current === "de" ? "Einheiten" : "units");
+}

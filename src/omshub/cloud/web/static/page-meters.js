@@ -1,6 +1,6 @@
 // Meters: search, register, CSV imports (meters, keys), a meter's page with its readings.
 import { api, can, listAll } from "./api.js";
-import { fieldLabel, fmtDate, fmtTime, t, tv } from "./i18n.js";
+import { fieldLabel, fmtDate, fmtTime, t, tv, unitText } from "./i18n.js";
 import { busy, field, fmtNum, h, messageBox, pagedTable, readFile, section, stateBadge, table, timeEl } from "./ui.js";
 
 const DEVICE_TYPES = ["heat", "water", "warm_water", "hot_water", "cold_water", "cooling", "heat_cooling",
@@ -112,8 +112,8 @@ function importForms() {
 function recordsTable(records) {
   return table([
     { label: t("Quantity"), cell: (r) => tv(r.quantity) },
-    { label: t("Value"), class: "num", cell: (r) => fmtNum(r.value, 6) },
-    { label: t("Unit"), cell: (r) => r.unit || "" },
+    { label: t("Value"), class: "num", cell: (r) => showValue(r.value, "") },
+    { label: t("Unit"), cell: (r) => unitText(r.unit) },
     { label: t("Storage"), class: "num", cell: (r) => r.storage ?? "" },
     { label: t("Tariff"), class: "num", cell: (r) => r.tariff ?? "" },
     { label: t("Function"), cell: (r) => (r.function ? tv(r.function) : "") },
