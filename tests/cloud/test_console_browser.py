@@ -116,7 +116,7 @@ def login(page, username: str, lang: str) -> None:
     page.get_by_label("Benutzername" if lang == "de" else "Username").fill(username)
     page.get_by_label("Passwort" if lang == "de" else "Password").fill(PASSWORD)
     page.get_by_role("button", name="Anmelden" if lang == "de" else "Log in").click()
-    expect(page.get_by_role("heading", name="Übersicht" if lang == "de" else "Dashboard")).to_be_visible()
+    expect(page.locator("#topbar")).to_be_visible()
 
 
 def shot(page, lang: str, name: str) -> Path:
@@ -461,3 +461,24 @@ def test_gateway_list_filter_and_select_all_lead_to_a_bulk_change(chromium, flee
     expect(page.locator("main h1")).to_contain_text("2")
     shot(page, lang, "task-bulk")
     assert problems == []
+
+
+def test_the_language_is_switched_per_user_and_kept(chromium, fleet, module_hub):
+    """A user switches to German in an English browser; another browser (nothing stored) then shows
+    German for them too, and English again once they switch back."""
+    from playwright.sync_api import expect
+
+    base_url, browser = chromium
+    user = module_hub.user(fleet["tenant"], "viewer", PASSWORD)
+    page, problems = open_console(browser, base_url, "en")
+    login(page, user, "en")
+    page.locator("#lang-box select").select_option("de")
+    expect(page.get_by_role("link", name="Übersicht")).to_be_visible()
+    expect(page.get_by_role("heading", name="Übersicht")).to_be_visible()
+    shot(page, "de", "language-switched")
+    other, more_problems = open_console(browser, base_url, "en")  # a new browser profile, English
+    login(other, user, "en")  # the login page is English: the browser's language
+    expect(other.get_by_role("link", name="Übersicht")).to_be_visible()  # after login: the user's choice
+    other.locator("#lang-box select").select_option("en")
+    expect(other.get_by_role("link", name="Dashboard")).to_be_visible()
+    assert problems + more_problems == []
