@@ -186,7 +186,7 @@ def register_meter(
     )
     if exists is not None:
         raise Conflict(
-            f"meter {mfct} {mid} is already registered (id {exists})",
+            f"meter {mfct} {mid} is already registered",
             code="exists",
             german=f"Der Zähler {mfct} {mid} ist schon angelegt.",
             field="meter_id",

@@ -90,7 +90,10 @@ export async function api(method, path, { body, query: params, contentType } = {
     const err = (data && data.error) || {};
     // a validation error's problems in plain words, field by field (the API's `fields`)
     const plain = Array.isArray(err.fields) && err.fields.length ? err.fields.map((f) => f.message).join("; ") : null;
-    const message = plain || err.message || t("The server refused the request (status {status}).",
+    // a page of something that does not exist: said without the id the API names it by
+    const gone = response.status === 404 ? t("This does not exist (any more): it may have been deleted, or the " +
+      "address is wrong.") : null;
+    const message = plain || gone || err.message || t("The server refused the request (status {status}).",
       { status: response.status });
     if (response.status === 401 && path !== "/auth/login") onUnauthorized(message);
     throw new ApiError(response.status, err.code || "http_" + response.status, message, err);
