@@ -91,7 +91,7 @@ export async function api(method, path, { body, query: params, contentType } = {
     // a validation error's problems in plain words, field by field (the API's `fields`)
     const plain = Array.isArray(err.fields) && err.fields.length ? err.fields.map((f) => f.message).join("; ") : null;
     // a page of something that does not exist: said without the id the API names it by
-    const gone = response.status === 404 ? t("This does not exist (any more): it may have been deleted, or the " +
+    const gone = response.status === 404 && method === "GET" ? t("This does not exist (any more): it may have been deleted, or the " +
       "address is wrong.") : null;
     const message = plain || gone || err.message || t("The server refused the request (status {status}).",
       { status: response.status });
