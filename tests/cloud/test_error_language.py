@@ -53,6 +53,7 @@ def test_lower_layer_messages_have_german():
         "meter_id: '12' is not an 8-digit meter id",
         "cron expression '* *' must have 6 fields (s m h dom mon dow)",
         "to must not be before from",
+        "0001-01-01T00:00:00+00:00 is outside 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z (UTC)",
         "from and to are required",
         "from: a date or time is needed",
         "names: give 1 to 100 comma-separated names",

@@ -203,6 +203,7 @@ PHRASES: list[tuple[re.Pattern[str], str]] = [
             "Zeile {l}: {n} Werte, aber die Kopfzeile hat {m} Spalten.",
         ),
         (r"text must not contain NUL characters.*", "Der Text darf keine NUL-Zeichen enthalten."),
+        (r"(?P<v>[^\s']+) is outside 1970.*", "{v} liegt außerhalb der Jahre 1970 bis 9999."),
         (
             r"key file is not UTF-8.*|the CSV is not UTF-8.*",
             "Die Datei ist keine CSV-Datei in UTF-8 (z. B. eine Excel-Datei); speichern Sie sie als „CSV UTF-8“.",
