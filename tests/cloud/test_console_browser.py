@@ -163,6 +163,7 @@ def pages(fleet) -> list[tuple[str, str]]:
         ("points", "#/points"),
         ("point", f"#/points/{fleet['point']}"),
         ("alarms", "#/alarms?show=all"),
+        ("alarms-of-a-kind", "#/alarms?show=all&kind=meter_silent"),
         ("operations", "#/operations"),
         ("search", "#/search?q=3100"),
         ("export", "#/export"),

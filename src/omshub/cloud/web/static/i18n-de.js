@@ -445,6 +445,7 @@ export const DE = {
   "Preview: the old meter's consumption is counted from its first reading up to {final}.": "Vorschau: Der Verbrauch des alten Zählers zählt von seinem ersten Messwert bis {final}.",
   "The final reading is lower than the meter's latest reading ({latest}); please check it.": "Der Endstand ist niedriger als der letzte Messwert des Zählers ({latest}); bitte prüfen Sie ihn.",
   "This does not exist (any more): it may have been deleted, or the address is wrong.": "Das gibt es nicht (mehr): Es wurde vielleicht gelöscht, oder die Adresse ist falsch.",
+  "all kinds": "alle Arten",
 };
 
 export const VALUE_DE = {

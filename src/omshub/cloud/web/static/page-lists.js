@@ -34,16 +34,24 @@ export function renderAlarms(main, _params, query) {
   const show = query.get("show") || "active";
   const select = h("select", { name: "show" },
     [["active", t("Active")], ["cleared", t("Cleared")], ["all", t("All")]].map(([v, l]) => h("option", { value: v, selected: v === show }, l)));
-  select.addEventListener("change", () => { location.hash = `#/alarms?show=${select.value}`; });
+  const kind = query.get("kind") || "";
+  const kinds = h("select", { name: "kind" }, h("option", { value: "" }, t("all kinds")),
+    Object.keys(ALARM_TEXT).map((k) => h("option", { value: k, selected: k === kind }, tv(k))));
+  const go = () => {
+    location.hash = `#/alarms?show=${select.value}` + (kinds.value ? `&kind=${kinds.value}` : "");
+  };
+  select.addEventListener("change", go);
+  kinds.addEventListener("change", go);
   const active = show === "all" ? undefined : show === "active";
-  main.append(h("h1", {}, t("Alarms")), h("form", { class: "inline-form" }, field(t("Show"), select)), msg.el,
+  main.append(h("h1", {}, t("Alarms")),
+    h("form", { class: "inline-form" }, field(t("Show"), select), field(t("Kind"), kinds)), msg.el,
     pagedTable([
       { label: t("Raised"), cell: (a) => timeEl(a.raised_at, false) },
       { label: t("Kind"), cell: (a) => badge(tv(a.kind), a.active ? "bad" : "muted") },
       { label: t("Subject"), cell: (a) => subjectLink(a.subject) },
       { label: t("Message"), cell: (a) => (ALARM_TEXT[a.kind] ? t(ALARM_TEXT[a.kind]) : tv(a.kind)) },
       { label: t("Cleared"), cell: (a) => (a.cleared_at ? timeEl(a.cleared_at, false) : t("still active")) },
-    ], (cursor) => api("GET", "/alarms", { query: { active, cursor, limit: 100 } }), msg,
+    ], (cursor) => api("GET", "/alarms", { query: { active, kind, cursor, limit: 100 } }), msg,
     { empty: show === "active" ? t("No active alarms.") : t("No alarms.") }));
 }
 
