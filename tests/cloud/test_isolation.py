@@ -49,6 +49,14 @@ SPEC: dict[tuple[str, str], dict] = {
     ("POST", "/api/v1/auth/login"): {"kind": "public"},
     ("POST", "/api/v1/auth/logout"): {"kind": "self"},
     ("GET", "/api/v1/auth/me"): {"kind": "self"},
+    # a user's own language (a service token has no user: refused, tests/cloud/test_error_language.py)
+    ("PATCH", "/api/v1/auth/me"): {"kind": "self", "json": lambda c: {"language": "de"}},
+    # whether the caller is logged in, and as whom: their own identity only
+    ("GET", "/api/v1/auth/session"): {"kind": "self"},
+    # the console's search and the audit log: the caller's tenant only (tests/cloud/test_console_tasks.py
+    # searches for another tenant's meters, points and gateways and reads its audit log)
+    ("GET", "/api/v1/search"): {"kind": "self"},
+    ("GET", "/api/v1/audit"): {"kind": "self"},
     ("POST", "/api/v1/tokens"): {"kind": "create", "json": lambda c: {"name": "b-token"}, "expect": {201}},
     ("GET", "/api/v1/tokens"): {"kind": "list"},
     ("DELETE", "/api/v1/tokens/{token_id}"): {"kind": "object"},
@@ -294,6 +302,10 @@ def test_tenant_b_never_reaches_tenant_a(app, client, hub, world, db):
     for method, path in by_kind.get("self", []):
         if path.endswith("/logout"):
             r = client.post(f"{API}/auth/logout", headers=hub.headers(ctx["b"], "viewer"))
+        elif (method, path) == ("PATCH", f"{API}/auth/me"):  # a user's own setting: as a user of B
+            login = {"username": hub.user(ctx["b"], "viewer"), "password": "correct horse"}
+            session = {"Authorization": "Bearer " + client.post(f"{API}/auth/login", json=login).json()["token"]}
+            r = _request(client, method, path, ctx, SPEC[(method, path)], session)
         else:
             r = _request(client, method, path, ctx, SPEC[(method, path)], ctx["b_headers"])
         if r.status_code >= 400 or _leaks(r.text, ctx["markers"]):

@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from omshub.cloud.api import (
     alarms,
     auth,
+    console_tasks,
     gateways,
     health,
     keys,
@@ -57,6 +58,7 @@ ROUTERS = [
     operations.router,
     alarms.router,
     tenant_time.router,
+    console_tasks.router,
     console.router,
 ]
 

@@ -38,6 +38,11 @@ class Settings(BaseModel):
     # several head-end instances share the uplinks (MQTT 5 shared subscription $share/<group>/...)
     mqtt_shared_group: str | None = None
     session_ttl_s: int = Field(12 * 3600, ge=60)
+    # the console's cookie session ends after this long without a request (docs/security.md)
+    session_idle_s: int = Field(30 * 60, ge=60)
+    # the console's cookies only over HTTPS (browsers make an exception for http://localhost and
+    # 127.0.0.1); off only behind a TLS-terminating proxy that talks plain HTTP to a non-loopback name
+    cookie_secure: bool = True
     pipeline: bool = True  # run the decode pipeline worker inside `serve`
     pipeline_batch: int = Field(1000, ge=1, le=20000)
     # decode worker processes (0: decode in a thread of the serving process); by default one core

@@ -143,7 +143,12 @@ class GatewayConfig(_Strict):
 
 
 class ConfigError(ValueError):
-    """A configuration failed validation; the message says which field and why."""
+    """A configuration failed validation; the message says which field and why. `problems`: the
+    validation errors one by one (pydantic's shape), for messages in other words or languages."""
+
+    def __init__(self, message: str, problems: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 def validate_config(data: Any) -> GatewayConfig:
@@ -157,7 +162,7 @@ def validate_config(data: Any) -> GatewayConfig:
         for err in exc.errors()[:10]:
             where = ".".join(str(p) for p in err["loc"]) or "(root)"
             parts.append(f"{where}: {err['msg']}")
-        raise ConfigError("; ".join(parts)) from None
+        raise ConfigError("; ".join(parts), [dict(e) for e in exc.errors()[:10]]) from None
 
 
 def spread_offset(serial: str, spread_s: int) -> int:

@@ -61,5 +61,5 @@ def list_alarms(
 def read_alarm(alarm_id: Id, principal: Viewer, session: DbSession) -> dict:
     a = session.scalar(select(Alarm).where(Alarm.id == alarm_id, Alarm.tenant_id == principal.tenant_id))
     if a is None:
-        raise not_found(f"alarm {alarm_id}")
+        raise not_found(f"alarm {alarm_id}", f"Der Alarm {alarm_id}")
     return alarm_json(a)

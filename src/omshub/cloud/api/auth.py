@@ -10,7 +10,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, Time, iso, page, paginate
-from omshub.cloud.api.deps import bearer_token, current_principal, require_role
+from omshub.cloud.api.deps import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    csrf_token,
+    current_principal,
+    request_token,
+    require_role,
+)
+from omshub.cloud.domain.errors import Forbidden, Unauthorized
+from omshub.cloud.domain.language import tenant_default
 from omshub.cloud.services import accounts
 from omshub.cloud.services.accounts import Principal, attempt_login, create_api_token, lower_role, revoke_token, utcnow
 from omshub.cloud.store.models import ApiToken, Tenant, User
@@ -21,6 +30,9 @@ router = APIRouter(prefix="/api/v1", tags=["auth"])
 class LoginBody(BaseModel):
     username: Text = Field(max_length=200)
     password: Text = Field(max_length=1024)
+    cookie: bool = Field(
+        False, description="true: a cookie session for the console (no token in the answer; docs/security.md)"
+    )
 
 
 class TokenBody(BaseModel):
@@ -46,6 +58,7 @@ def _user_json(user: User) -> dict:
         "id": user.id,
         "username": user.username,
         "role": user.role,
+        "language": user.language,
         "disabled": user.disabled,
         "created_at": iso(user.created_at),
     }
@@ -77,7 +90,7 @@ def _token_json(row: ApiToken, owner: User | None, now: datetime) -> dict:
 
 
 @router.post("/auth/login", responses={429: {"description": "too many failed logins (see Retry-After)"}})
-def post_login(body: LoginBody, request: Request):
+def post_login(login: LoginBody, request: Request):
     """Username + password -> a bearer session token (expires after the configured session TTL).
     Failed logins are throttled per account, per client address and per pair of both: 429 with
     Retry-After (README, "Logins and tokens")."""
@@ -86,40 +99,90 @@ def post_login(body: LoginBody, request: Request):
     # LoginThrottled: 429 with Retry-After (api/errors.py)
     user, row, token, tenant = attempt_login(
         request.app.state.db,
-        body.username,
-        body.password,
+        login.username,
+        login.password,
         address=address,
         ttl_s=request.app.state.settings.session_ttl_s,
         now=clock(),
     )
-    return JSONResponse(
-        {
-            "token": token,
-            "token_type": "bearer",
-            "expires_at": iso(row.expires_at),
-            "role": user.role,
-            "username": user.username,
-            "tenant": tenant,
-        },
-        headers={"Cache-Control": "no-store"},
+    body = {
+        "token": token,
+        "token_type": "bearer",
+        "expires_at": iso(row.expires_at),
+        "role": user.role,
+        "username": user.username,
+        "language": user.language,
+        "tenant": tenant,
+    }
+    if not login.cookie:
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    # a console login: the session token only in a cookie the page cannot read, sent only to the
+    # API; the CSRF token bound to it for the page (cloud/api/deps.py)
+    body.update(token=None, token_type="cookie", csrf_token=csrf_token(token))
+    response = JSONResponse(body, headers={"Cache-Control": "no-store"})
+    settings = request.app.state.settings
+    ttl, secure = settings.session_ttl_s, settings.cookie_secure
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=ttl, path="/api/", secure=secure, httponly=True, samesite="strict"
     )
+    response.set_cookie(CSRF_COOKIE, csrf_token(token), max_age=ttl, path="/", secure=secure, samesite="strict")
+    return response
 
 
 @router.post("/auth/logout", status_code=204)
-def post_logout(request: Request, session: DbSession, principal: Principal = Depends(current_principal)) -> None:
-    """Revoke the bearer token of this request."""
-    revoke_token(session, principal.tenant_id, bearer_token(request) or "")
+def post_logout(request: Request, session: DbSession, principal: Principal = Depends(current_principal)) -> Response:
+    """Revoke the bearer token or the console session of this request (its cookies are cleared)."""
+    revoke_token(session, principal.tenant_id, request_token(request) or "")
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/api/", secure=request.app.state.settings.cookie_secure)
+    response.delete_cookie(CSRF_COOKIE, path="/", secure=request.app.state.settings.cookie_secure)
+    return response
 
 
-@router.get("/auth/me")
-def get_me(session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
+class MePatch(BaseModel):
+    language: str | None = Field(description='"de", "en", or null to follow the browser and the tenant')
+
+
+def _me_json(session, principal: Principal, language: str | None) -> dict:
     tenant = session.get_one(Tenant, principal.tenant_id)
     return {
         "name": principal.name,
         "role": principal.role,
         "user_id": principal.user_id,
+        "language": language,
+        "tenant_language": tenant_default(tenant.timezone),
         "tenant": {"id": tenant.id, "slug": tenant.slug, "name": tenant.name},
     }
+
+
+@router.get("/auth/me")
+def get_me(session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
+    """Who is asking; `language`: their own choice (null: none), `tenant_language`: the tenant's
+    default (German for a tenant in a German-speaking zone)."""
+    return _me_json(session, principal, principal.language)
+
+
+@router.get("/auth/session")
+def get_session(request: Request, session: DbSession) -> dict:
+    """Whether this request comes with a valid login (bearer or console cookie) — 200 either way, so
+    a console opened in a new tab learns whether it is logged in without a refusal in its log."""
+    try:
+        principal = current_principal(request)
+    except Unauthorized:
+        return {"active": False}
+    return {"active": True, **_me_json(session, principal, principal.language)}
+
+
+@router.patch("/auth/me")
+def patch_me(body: MePatch, session: DbSession, principal: Principal = Depends(current_principal)) -> dict:
+    """Choose your own language for the console and the API's messages."""
+    if principal.user_id is None:
+        raise Forbidden(
+            "a service token has no user to keep a language for; send Accept-Language instead",
+            german="Ein Dienst-Token gehört keinem Benutzer; senden Sie die Sprache mit Accept-Language.",
+        )
+    user = accounts.set_language(session, principal.tenant_id, principal.user_id, body.language)
+    return _me_json(session, principal, user.language)
 
 
 # --- API tokens (admin) ---

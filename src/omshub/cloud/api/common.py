@@ -44,12 +44,24 @@ def parse_time(text: str | None, name: str) -> datetime | None:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00").replace(" ", "+"))
     except ValueError as exc:  # also a day or hour the calendar does not have (2025-02-29, 24:30)
         why = "" if len(text) > MAX_TIME_TEXT or "isoformat" in str(exc) else f" ({exc})"
-        raise Invalid(code="invalid_time", message=f"{name}: {shown} is not an ISO 8601 time{why}") from None
+        raise Invalid(
+            code="invalid_time",
+            message=f"{name}: {shown} is not an ISO 8601 time{why}",
+            german=f"{name}: {shown} ist kein Zeitpunkt (z. B. 2026-01-31T08:00:00Z).",
+        ) from None
     if value.tzinfo is None:
-        raise Invalid(code="invalid_time", message=f"{name}: {shown} needs a zone (e.g. Z or +01:00)")
+        raise Invalid(
+            code="invalid_time",
+            message=f"{name}: {shown} needs a zone (e.g. Z or +01:00)",
+            german=f"{name}: Zu {shown} fehlt die Zeitzone (z. B. Z oder +01:00).",
+        )
     problem = _time_range_problem(value)
     if problem:
-        raise Invalid(code="invalid_time", message=f"{name}: {shown} {problem}")
+        raise Invalid(
+            code="invalid_time",
+            message=f"{name}: {shown} {problem}",
+            german=f"{name}: {shown} liegt außerhalb der Jahre 1970 bis 9999.",
+        )
     return value.astimezone(UTC)
 
 
@@ -103,7 +115,11 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError
         return number
     except (ValueError, UnicodeDecodeError):
-        raise Invalid(code="invalid_cursor", message="cursor is not one this API returned") from None
+        raise Invalid(
+            code="invalid_cursor",
+            message="cursor is not one this API returned",
+            german="Diese Seite der Liste gibt es nicht (mehr); laden Sie die Liste neu.",
+        ) from None
 
 
 def paginate(
@@ -112,7 +128,11 @@ def paginate(
     """Keyset pagination on a unique integer column: (rows, next cursor or None).
     `stmt` selecting one ORM entity yields objects, else rows."""
     if not 1 <= limit <= MAX_LIMIT:
-        raise Invalid(code="invalid_limit", message=f"limit must be 1 to {MAX_LIMIT}, not {limit}")
+        raise Invalid(
+            code="invalid_limit",
+            message=f"limit must be 1 to {MAX_LIMIT}, not {limit}",
+            german=f"Es können 1 bis {MAX_LIMIT} Zeilen auf einmal gezeigt werden.",
+        )
     if cursor:
         after = decode_cursor(cursor)
         stmt = stmt.where(key_column < after if descending else key_column > after)

@@ -3,6 +3,9 @@
 Domain errors (cloud/domain/errors.py) map by class to a status here; `ApiError` is for the
 refusals only HTTP knows (a body too large, a media type); validation errors, database outages,
 Starlette's own errors and defects get the same shape. `install_error_handlers(app)` registers them.
+`message` is in the caller's language (cloud/api/wording.py: the user's choice, Accept-Language,
+else English); `code` stays the same in every language. A validation error also lists its
+problems per field (`fields`), so a form can show each next to its field.
 """
 
 from __future__ import annotations
@@ -20,20 +23,34 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from omshub.cloud.api.common import iso
 from omshub.cloud.domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, TooMany, Unauthorized
+from omshub.cloud.domain.language import LANGUAGES, from_accept_language
+from omshub.cloud.domain.wording import field_label, german_of, validation_fields
 from omshub.cloud.store.outage import database_outage
+
+
+def request_language(request: Request) -> str:
+    """The language of the answer: the user's choice, else Accept-Language, else English (the API's
+    language for programs; the console always sends its language)."""
+    principal = getattr(request.state, "principal", None)
+    chosen = getattr(principal, "language", None)
+    if chosen in LANGUAGES:
+        return chosen
+    return from_accept_language(request.headers.get("accept-language")) or "en"
 
 
 class ApiError(Exception):
     """An error answered as `{"error": {"code", "message"}}` with HTTP `status`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, german: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.german = german
 
-    def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+    def body(self, language: str = "en") -> dict:
+        text = (self.german or german_of(self.message) or self.message) if language == "de" else self.message
+        return {"error": {"code": self.code, "message": text}}
 
 
 class ErrorDetail(BaseModel):
@@ -72,12 +89,18 @@ def _plain(value):
     return value
 
 
-def domain_error_response(exc: DomainError) -> JSONResponse:
+def domain_error_response(exc: DomainError, language: str = "en") -> JSONResponse:
     status = http_status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, TooMany):
         headers = {"Retry-After": str(exc.retry_after_s), "Cache-Control": "no-store"}
-    body = {"error": {"code": exc.code, "message": exc.message, **_plain(exc.details)}}
+    text = (exc.german or german_of(exc.message) or exc.message) if language == "de" else exc.message
+    body = {"error": {"code": exc.code, "message": text, **_plain(exc.details)}}
+    if exc.problems:
+        body["error"]["fields"] = validation_fields(exc.problems, language)
+    elif exc.field:
+        label = field_label([exc.field], language)
+        body["error"]["fields"] = [{"field": exc.field, "label": label, "message": text}]
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -90,48 +113,67 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-def _unparsable_body_message(exc: StarletteHTTPException) -> str:
+def _unparsable_body_message(exc: StarletteHTTPException, language: str) -> str:
     # FastAPI answers 400 for a body its JSON parser raised on with something else than a syntax
     # error: Python refuses integers of more than 4,300 digits.
     if isinstance(exc.__cause__, ValueError) and "digits" in str(exc.__cause__):
+        if language == "de":
+            return "Die Anfrage enthält eine Zahl mit mehr als 4.300 Stellen; Zahlen haben hier höchstens 64 Bit."
         return "the request body holds a number of more than 4,300 digits; numbers here are at most 64-bit"
-    return "the request body could not be parsed"
+    return "Die Anfrage konnte nicht gelesen werden." if language == "de" else "the request body could not be parsed"
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+# Starlette's own refusals, by status: (German, English) where its text is not for people
+HTTP_TEXTS = {
+    404: ("Diese Adresse gibt es nicht.", "Not Found"),
+    405: ("Diese Aktion ist hier nicht möglich.", "Method Not Allowed"),
+}
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)  # registered for it
-    return domain_error_response(exc)
+    return domain_error_response(exc, request_language(request))
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)  # registered for it
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+    return JSONResponse(exc.body(request_language(request)), status_code=exc.status, headers=headers)
 
 
-async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # registered for it
-    return JSONResponse({"error": {"code": "invalid_request", "message": _validation_message(exc)}}, status_code=422)
+    language = request_language(request)
+    fields = validation_fields(list(exc.errors()), language)
+    # English keeps the parameters' names (programs and their logs read it); people get `fields`
+    message = "; ".join(f["message"] for f in fields) if language == "de" else _validation_message(exc)
+    return JSONResponse({"error": {"code": "invalid_request", "message": message, "fields": fields}}, status_code=422)
 
 
-async def _database(_request: Request, exc: Exception) -> JSONResponse:
+async def _database(request: Request, exc: Exception) -> JSONResponse:
     if not database_outage.failed(exc):  # a bad statement is a bug: a 500 with its traceback
         raise exc
+    message = "the database is unreachable; try again later"
+    if request_language(request) == "de":
+        message = "Die Datenbank ist gerade nicht erreichbar; bitte versuchen Sie es später noch einmal."
     return JSONResponse(
-        {"error": {"code": "database_unavailable", "message": "the database is unreachable; try again later"}},
+        {"error": {"code": "database_unavailable", "message": message}},
         status_code=503,
         headers={"Retry-After": "10"},
     )
 
 
-async def _http(_request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # registered for it
+    language = request_language(request)
     code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
         exc.status_code, f"http_{exc.status_code}"
     )
     message = str(exc.detail)
+    if language == "de" and exc.status_code in HTTP_TEXTS:
+        message = HTTP_TEXTS[exc.status_code][0]
     if exc.status_code == 400 and exc.__cause__ is not None:
-        code, message = "invalid_body", _unparsable_body_message(exc)
+        code, message = "invalid_body", _unparsable_body_message(exc, language)
     return JSONResponse(
         {"error": {"code": code, "message": message}},
         status_code=exc.status_code,
@@ -139,11 +181,12 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _internal(_request: Request, exc: Exception) -> JSONResponse:
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
     # a defect of ours: logged with its traceback by the server; the client gets the error shape, no details
-    return JSONResponse(
-        {"error": {"code": "internal_error", "message": "internal server error; it is logged"}}, status_code=500
-    )
+    message = "internal server error; it is logged"
+    if request_language(request) == "de":
+        message = "Ein interner Fehler ist aufgetreten; er wurde protokolliert."
+    return JSONResponse({"error": {"code": "internal_error", "message": message}}, status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -27,7 +27,9 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from omshub.cloud.api.deps import SESSION_COOKIE
 from omshub.cloud.api.errors import ApiError
+from omshub.cloud.domain.language import number
 from omshub.cloud.domain.tokens import hash_secret
 from omshub.cloud.services.accounts import authenticate_token
 from omshub.cloud.store.models import Gateway
@@ -69,6 +71,15 @@ def _bearer(headers: dict[bytes, bytes]) -> str | None:
     scheme, _, value = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     value = value.strip()
     return value if scheme.lower() == "bearer" and value else None
+
+
+def _session_cookie(headers: dict[bytes, bytes]) -> str | None:
+    """The console's session cookie (cloud/api/deps.py) of a Cookie header, else None."""
+    for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == SESSION_COOKIE and value:
+            return value
+    return None
 
 
 def _gateway_known(db, credential: str) -> bool:
@@ -133,7 +144,8 @@ class RequestGuard:
         has_body = chunked or bool(declared)
         if has_body and needs is not None:
             try:
-                refusal = await self._authenticate(scope, needs, _bearer(headers))
+                credential = _bearer(headers) or (_session_cookie(headers) if needs == "token" else None)
+                refusal = await self._authenticate(scope, needs, credential)
             except Exception as exc:
                 if not database_outage.failed(exc):  # not an outage: a bug, with its traceback
                     raise
@@ -217,10 +229,20 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
     """A request body read chunk by chunk, refused (413) as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"{what} of {declared} bytes exceeds the limit of {limit} bytes")
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"{what} of {declared} bytes exceeds the limit of {limit} bytes",
+            f"Die Datei ist zu groß: höchstens {number(limit, 'de')} Bytes.",
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, "payload_too_large", f"{what} exceeds the limit of {limit} bytes")
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"{what} exceeds the limit of {limit} bytes",
+                f"Die Datei ist zu groß: höchstens {number(limit, 'de')} Bytes.",
+            )
     return bytes(body)

@@ -37,7 +37,12 @@ async def _read_csv(request: Request) -> str:
     try:
         return bytes(body).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ApiError(422, "invalid_csv", f"key file is not UTF-8 (byte {exc.start})") from None
+        raise ApiError(
+            422,
+            "invalid_csv",
+            f"key file is not UTF-8 (byte {exc.start})",
+            "Die Datei ist keine CSV-Datei in UTF-8 (z. B. eine Excel-Datei); speichern Sie sie als „CSV UTF-8“.",
+        ) from None
 
 
 def _multipart_file(body: bytes, content_type: str) -> bytes:
@@ -46,12 +51,22 @@ def _multipart_file(body: bytes, content_type: str) -> bytes:
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
     )
     if not message.is_multipart():
-        raise ApiError(422, "invalid_multipart", "multipart body could not be parsed")
+        raise ApiError(
+            422,
+            "invalid_multipart",
+            "multipart body could not be parsed",
+            "Die hochgeladene Datei kam nicht lesbar an.",
+        )
     parts = list(message.iter_parts())
     chosen = next((p for p in parts if p.get_param("name", header="content-disposition") == "file"), None)
     chosen = chosen or next((p for p in parts if p.get_filename()), None)
     if chosen is None:
-        raise ApiError(422, "invalid_multipart", "multipart body has no file part (name it 'file')")
+        raise ApiError(
+            422,
+            "invalid_multipart",
+            "multipart body has no file part (name it 'file')",
+            "Es wurde keine Datei hochgeladen.",
+        )
     payload = chosen.get_payload(decode=True)
     return payload if isinstance(payload, bytes) else b""
 

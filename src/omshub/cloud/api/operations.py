@@ -150,6 +150,7 @@ def _merge_patch_operator(request: Request, principal: Operator) -> Principal:
             415,
             "unsupported_media_type",
             f"PATCH takes a JSON merge patch (Content-Type application/merge-patch+json), not {ctype[:100]}",
+            "Die Änderung muss als JSON-Merge-Patch gesendet werden.",
         )
     return principal
 
@@ -186,7 +187,12 @@ def patch_gateway_config(
 def set_many_configs(body: BulkConfigIn, principal: Operator, session: DbSession, response: Response) -> dict:
     f = body.filter
     if (body.gateway_ids is None) == (f is None):
-        raise ApiError(422, "invalid_request", "give either gateway_ids or filter")
+        raise ApiError(
+            422,
+            "invalid_request",
+            "give either gateway_ids or filter",
+            "Wählen Sie Gateways aus oder geben Sie einen Filter an, nicht beides.",
+        )
     if body.gateway_ids is not None:
         ids = body.gateway_ids
     elif f is not None:
@@ -245,7 +251,7 @@ def read_operation(operation_id: Id, principal: Viewer, session: DbSession) -> d
         select(Operation).where(Operation.id == operation_id, Operation.tenant_id == principal.tenant_id)
     )
     if op is None:
-        raise not_found(f"operation {operation_id}")
+        raise not_found(f"operation {operation_id}", f"Der Auftrag {operation_id}")
     cfg = session.scalar(
         select(GatewayConfigVersion.config).where(
             GatewayConfigVersion.gateway_id == op.gateway_id, GatewayConfigVersion.version == op.config_version

@@ -109,7 +109,9 @@ def unregistered(
     """One item per (manufacturer, meter id) with telegrams waiting as `unknown_meter`: device
     type (from the newest telegram's header), when last heard, how many, by which gateways."""
     if not 1 <= limit <= 1000:
-        raise ApiError(422, "invalid_limit", f"limit must be 1 to 1000, not {limit}")
+        raise ApiError(
+            422, "invalid_limit", f"limit must be 1 to 1000, not {limit}", "Es können 1 bis 1000 Zeilen gezeigt werden."
+        )
     offset = decode_cursor(cursor) if cursor else 0
     base = select(Telegram).where(
         Telegram.tenant_id == principal.tenant_id, Telegram.state == "unknown_meter", Telegram.meter_id.is_not(None)
@@ -160,5 +162,5 @@ def unregistered(
 def read_telegram(telegram_id: Id, principal: Viewer, session: DbSession) -> dict:
     t = session.scalar(select(Telegram).where(Telegram.id == telegram_id, Telegram.tenant_id == principal.tenant_id))
     if t is None:
-        raise not_found(f"telegram {telegram_id}")
+        raise not_found(f"telegram {telegram_id}", f"Das Telegramm {telegram_id}")
     return telegram_json(t, _serials(session, [t.gateway_id]).get(t.gateway_id))

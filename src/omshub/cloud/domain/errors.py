@@ -2,9 +2,9 @@
 
 Services raise these; the API maps each class to one HTTP status in one place (cloud/api/errors.py),
 the commands print the message. `code` is a stable snake_case name for programs and translations;
-`message` is English, for people; `german` is the German text of a message people read where one
-exists (None: the English one is shown). `details`: more fields of the refusal (e.g. the conflicts
-of a configuration change), plain data.
+`message` is English, for people; `german` is the same message in German (the API answers in
+the caller's language, cloud/api/errors.py; every refusal raised has one). `details`: more fields
+of the refusal (e.g. the conflicts of a configuration change), plain data.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ class DomainError(Exception):
     code = "error"
 
     def __init__(
-        self, message: str, *, code: str | None = None, german: str | None = None, details: dict | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        german: str | None = None,
+        details: dict | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -24,6 +30,9 @@ class DomainError(Exception):
             self.code = code
         self.german = german
         self.details = details or {}
+        self.field = field  # the input field the refusal concerns (a form shows the message next to it)
+        # validation errors behind the refusal (pydantic's shape): answered per field in plain words
+        self.problems: list[dict] = []
 
 
 class Invalid(DomainError):
@@ -66,6 +75,6 @@ class TooMany(DomainError):
         self.retry_after_s = retry_after_s
 
 
-def not_found(what: str) -> NotFound:
-    """`<what> not found`, e.g. not_found("meter 7")."""
-    return NotFound(f"{what} not found")
+def not_found(what: str, german: str) -> NotFound:
+    """`<what> not found`, e.g. not_found("meter 7", "Zähler 7")."""
+    return NotFound(f"{what} not found", german=f"{german} wurde nicht gefunden")

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from omshub.cloud.domain.language import LANGUAGES, check_language
 from omshub.cloud.domain.tokens import hash_secret, new_secret
 from omshub.cloud.services import login_throttle as throttle
 from omshub.cloud.services.time_zones import TimeInputError, check_zone
@@ -49,6 +50,7 @@ class Principal:
     user_id: int | None
     role: str
     name: str
+    language: str | None = None  # the user's chosen language ("de" | "en"), None: not chosen
 
     def at_least(self, role: str) -> bool:
         return RANK.get(self.role, -1) >= RANK[role]
@@ -71,13 +73,23 @@ def lower_role(a: str, b: str) -> str:
 
 def check_role(role: str) -> str:
     if role not in RANK:
-        raise Invalid(f"role must be one of {', '.join(ROLES)}, not {role!r}", code="invalid_role")
+        raise Invalid(
+            f"role must be one of {', '.join(ROLES)}, not {role!r}",
+            code="invalid_role",
+            field="role",
+            german="Die Rolle muss Betrachter (viewer), Bearbeiter (operator) oder Administrator (admin) sein.",
+        )
     return role
 
 
 def check_password(password: str) -> str:
     if not isinstance(password, str) or not (MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
-        raise Invalid(f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters", code="invalid_password")
+        raise Invalid(
+            f"password must have {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+            code="invalid_password",
+            field="password",
+            german=f"Das Passwort muss {MIN_PASSWORD} bis {MAX_PASSWORD} Zeichen lang sein.",
+        )
     return password
 
 
@@ -89,14 +101,19 @@ def create_tenant(
 ) -> Tenant:
     """A new tenant; its local time zone and its meters' time zone are Europe/Berlin unless given."""
     if not SLUG_RE.match(slug or ""):
-        raise Invalid(f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)", code="invalid_slug")
+        raise Invalid(
+            f"tenant slug {slug!r} must be 1-64 of a-z 0-9 _ - (starting a-z/0-9)",
+            code="invalid_slug",
+            german="Das Kürzel des Mandanten darf nur Kleinbuchstaben, Ziffern, _ und - enthalten "
+            "(1 bis 64 Zeichen, am Anfang ein Buchstabe oder eine Ziffer).",
+        )
     try:
         local = check_zone(timezone or DEFAULT_ZONE, "timezone")
         meters = check_zone(meter_timezone or DEFAULT_ZONE, "meter_timezone")
     except TimeInputError as exc:
         raise Invalid(str(exc), code=exc.code) from None
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
-        raise Conflict(f"tenant {slug!r} already exists", code="exists")
+        raise Conflict(f"tenant {slug!r} already exists", code="exists", german=f"Den Mandanten {slug} gibt es schon.")
     tenant = Tenant(slug=slug, name=(name or slug)[:200], created_at=utcnow(), timezone=local, meter_timezone=meters)
     session.add(tenant)
     session.flush()
@@ -106,13 +123,19 @@ def create_tenant(
 def tenant_by_slug(session: Session, slug: str) -> Tenant:
     tenant = session.scalar(select(Tenant).where(Tenant.slug == slug))
     if tenant is None:
-        raise NotFound(f"tenant {slug!r} not found")
+        raise NotFound(f"tenant {slug!r} not found", german=f"Den Mandanten {slug} gibt es nicht.")
     return tenant
 
 
 def create_user(session: Session, tenant_id: int, username: str, password: str, role: str) -> User:
     if not USERNAME_RE.match(username or ""):
-        raise Invalid(f"username {username!r} must be 1-200 of A-Z a-z 0-9 . _ @ + -", code="invalid_username")
+        raise Invalid(
+            f"username {username!r} must be 1-200 of A-Z a-z 0-9 . _ @ + -",
+            code="invalid_username",
+            field="username",
+            german="Der Benutzername darf nur Buchstaben ohne Umlaute, Ziffern und . _ @ + - enthalten "
+            "(1 bis 200 Zeichen).",
+        )
     check_role(role)
     check_password(password)
     # Usernames are login names, unique across the head-end (the login names no tenant), so a
@@ -162,13 +185,24 @@ def create_api_token(
     None makes a service token of the tenant (the CLI's)."""
     check_role(role)
     if not name or len(name) > 200:
-        raise Invalid("token name must have 1 to 200 characters", code="invalid_name")
+        raise Invalid(
+            "token name must have 1 to 200 characters",
+            code="invalid_name",
+            field="name",
+            german="Der Name des Tokens muss 1 bis 200 Zeichen lang sein.",
+        )
     if owner_id is not None:
         owner = session.scalar(select(User).where(User.id == owner_id, User.tenant_id == tenant_id))
         if owner is None or owner.disabled:
-            raise Forbidden("a token can only belong to an enabled user of its tenant")
+            raise Forbidden(
+                "a token can only belong to an enabled user of its tenant",
+                german="Ein Token kann nur einem aktiven Benutzer des Mandanten gehören.",
+            )
         if lower_role(role, owner.role) != role:
-            raise Forbidden(f"a token cannot have a higher role ({role}) than its owner ({owner.role})")
+            raise Forbidden(
+                f"a token cannot have a higher role ({role}) than its owner ({owner.role})",
+                german="Ein Token kann keine höhere Rolle haben als sein Besitzer.",
+            )
     token = "omh_" + new_secret()
     row = ApiToken(
         tenant_id=tenant_id,
@@ -204,7 +238,22 @@ def tenant_user(session: Session, tenant_id: int, user_id: int) -> User:
     """The tenant's user `user_id`, else NotFound."""
     user = session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant_id))
     if user is None:
-        raise NotFound(f"user {user_id} not found")
+        raise NotFound(f"user {user_id} not found", german=f"Den Benutzer {user_id} gibt es nicht.")
+    return user
+
+
+def set_language(session: Session, tenant_id: int, user_id: int, language: str | None) -> User:
+    """The user's own language ("de" | "en"; None: follow the browser and the tenant)."""
+    try:
+        check_language(language)
+    except ValueError:
+        raise Invalid(
+            f"language must be one of {', '.join(LANGUAGES)} or null, not {language!r}",
+            code="invalid_language",
+            german="Die Sprache muss Deutsch (de) oder Englisch (en) sein.",
+        ) from None
+    user = tenant_user(session, tenant_id, user_id)
+    user.language = language
     return user
 
 
@@ -256,7 +305,7 @@ def revoke_token_id(session: Session, tenant_id: int, token_id: int, *, actor: s
     """Revoke a token of the tenant (an API token of any owner, a service token or a session)."""
     row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == tenant_id))
     if row is None:
-        raise NotFound(f"token {token_id} not found")
+        raise NotFound(f"token {token_id} not found", german=f"Das Token {token_id} gibt es nicht.")
     row.revoked = True
     audit(
         session,
@@ -325,7 +374,7 @@ def attempt_login(
     with db.session() as session:  # a read: no (SQLite) write lock is held while argon2 works
         user = check_login(session, username, password)
     if user is None:
-        raise Unauthorized("wrong username or password")
+        raise Unauthorized("wrong username or password", german="Benutzername oder Passwort ist falsch.")
     with db.transaction() as session:
         row, token = new_session(session, user, ttl_s, now)
         throttle.succeeded(session, reservation, now)
@@ -362,17 +411,18 @@ def authenticate_token(session: Session, token: str, now: datetime | None = None
     ).first()
     if row is None or row.revoked or (row.expires_at is not None and row.expires_at <= now):
         return None
-    role, name = row.role, f"token:{row.name}"
+    role, name, language = row.role, f"token:{row.name}", None
     if row.user_id is not None:  # a session or a user's API token: only while the user is enabled
         user = session.execute(
-            select(User.username, User.role, User.disabled).where(
+            select(User.username, User.role, User.disabled, User.language).where(
                 User.id == row.user_id, User.tenant_id == row.tenant_id
             )
         ).first()
         if user is None or user.disabled:
             return None
+        language = user.language
         if row.kind == "session":  # a session follows the user's current role
             role, name = user.role, user.username
         else:  # an API token keeps its role, but never above its owner's current one
             role, name = lower_role(row.role, user.role), f"token:{row.name} of {user.username}"
-    return Principal(tenant_id=row.tenant_id, user_id=row.user_id, role=role, name=name), row
+    return Principal(tenant_id=row.tenant_id, user_id=row.user_id, role=role, name=name, language=language), row

@@ -22,7 +22,12 @@ def register_gateway(
 ) -> tuple[Gateway, str]:
     """A new gateway; returns (gateway, credential). Only the credential's SHA-256 is stored."""
     if not SERIAL_RE.match(serial or ""):
-        raise Invalid(f"serial {serial!r} must be 1-64 of A-Z a-z 0-9 . _ -", code="invalid_serial")
+        raise Invalid(
+            f"serial {serial!r} must be 1-64 of A-Z a-z 0-9 . _ -",
+            code="invalid_serial",
+            field="serial",
+            german="Die Seriennummer darf nur Buchstaben ohne Umlaute, Ziffern und . _ - enthalten (1 bis 64 Zeichen).",
+        )
     # Serials stay unique across tenants (an uplink names its gateway by serial), so a clash may be
     # in another tenant: the same answer either way, naming no tenant.
     if session.scalar(select(Gateway.id).where(Gateway.serial == serial)) is not None:
@@ -30,6 +35,9 @@ def register_gateway(
             f"serial {serial!r} is not available: gateway serials are unique across the whole "
             "head-end (gateways authenticate by serial and credential); check the serial",
             code="serial_unavailable",
+            field="serial",
+            german=f"Die Seriennummer {serial} ist schon vergeben. Seriennummern gelten für alle Mandanten, "
+            "weil sich Gateways mit ihr anmelden; prüfen Sie die Seriennummer.",
         )
     credential = "omg_" + new_secret()
     gateway = Gateway(
@@ -52,7 +60,7 @@ def tenant_gateway(session: Session, tenant_id: int, gateway_id: int) -> Gateway
     """The tenant's gateway `gateway_id`, else NotFound."""
     gateway = session.scalar(select(Gateway).where(Gateway.id == gateway_id, Gateway.tenant_id == tenant_id))
     if gateway is None:
-        raise not_found(f"gateway {gateway_id}")
+        raise not_found(f"gateway {gateway_id}", f"Das Gateway {gateway_id}")
     return gateway
 
 
@@ -85,7 +93,10 @@ def select_gateways(
     """Ids of the tenant's gateways that match (all given conditions; `every` with none: all), at
     most `limit` + 1 so that a caller sees the selection is too large; Invalid if it selects nothing."""
     if not (every or serial_prefix or name_contains or desired_config_version is not None):
-        raise Invalid("filter selects nothing: set all=true or serial_prefix/name_contains/desired_config_version")
+        raise Invalid(
+            "filter selects nothing: set all=true or serial_prefix/name_contains/desired_config_version",
+            german="Der Filter wählt nichts aus: Wählen Sie alle Gateways oder geben Sie einen Filter an.",
+        )
     stmt = select(Gateway.id).where(Gateway.tenant_id == tenant_id)
     if serial_prefix:
         stmt = stmt.where(Gateway.serial.startswith(serial_prefix, autoescape=True))
@@ -95,5 +106,5 @@ def select_gateways(
         stmt = stmt.where(Gateway.desired_config_version == desired_config_version)
     ids = list(session.scalars(stmt.order_by(Gateway.id).limit(limit + 1)))
     if not ids:
-        raise Invalid("the filter matches no gateway")
+        raise Invalid("the filter matches no gateway", german="Auf den Filter passt kein Gateway.")
     return ids

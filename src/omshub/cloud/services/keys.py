@@ -31,4 +31,4 @@ def export_keys(
     try:
         return keystore.export_keys(session, tenant_id, wanted, actor=actor, source=source)
     except LookupError as exc:
-        raise NotFound(str(exc)) from None
+        raise NotFound(str(exc), german="Zu einigen der Zähler gibt es keinen Schlüssel.") from None

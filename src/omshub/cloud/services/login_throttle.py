@@ -74,6 +74,8 @@ class LoginThrottled(TooMany):
             "too many failed logins for this account or from this address; try again in "
             f"{retry_after_s} second{'s' if retry_after_s != 1 else ''}",
             retry_after_s,
+            german="Zu viele fehlgeschlagene Anmeldungen für dieses Konto oder von dieser Adresse; bitte "
+            f"versuchen Sie es in {retry_after_s} Sekunde{'n' if retry_after_s != 1 else ''} wieder.",
         )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Invalid
+from omshub.cloud.domain.wording import german_of
 from omshub.cloud.services.meters import (
     check_device_type,
     check_manufacturer,
@@ -64,7 +65,9 @@ class ImportLine:
 
 def _refused(errors: list[str], more: bool = True) -> Invalid:
     extra = f" (and {len(errors) - 20} more)" if more and len(errors) > 20 else ""
-    return Invalid("; ".join(errors[:20]) + extra, code="invalid_csv")
+    german = "; ".join(german_of(e) or e for e in errors[:20])
+    german += f" (und {len(errors) - 20} weitere)" if extra else ""
+    return Invalid("; ".join(errors[:20]) + extra, code="invalid_csv", german=german)
 
 
 def _check_header(names: list[str]) -> None:
@@ -377,7 +380,12 @@ def import_meters(session: Session, tenant_id: int, body: bytes, *, actor: str) 
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Invalid(f"the CSV is not UTF-8 (byte {exc.start})", code="invalid_csv") from None
+        raise Invalid(
+            f"the CSV is not UTF-8 (byte {exc.start})",
+            code="invalid_csv",
+            german="Die Datei ist keine CSV-Datei in UTF-8 (z. B. eine Excel-Datei); "
+            "speichern Sie sie als „CSV UTF-8“.",
+        ) from None
     try:
         rows = parse_rows(text)
     except ValueError as exc:

@@ -14,8 +14,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, not_found
+from omshub.cloud.domain.language import german_time
 from omshub.cloud.services.consumption import effective_installed_at
-from omshub.cloud.services.meters import check_manufacturer, check_meter_id, current_installations, local_time
+from omshub.cloud.services.meters import (
+    check_manufacturer,
+    check_meter_id,
+    current_installations,
+    local_time,
+    tenant_zone,
+)
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint
 from omshub.codec.units import QUANTITIES
 from omshub.times import iso, utc, utcnow
@@ -26,19 +33,24 @@ MAX_VALUES = 32
 def check_values(values: dict[str, float], where: str) -> dict[str, float]:
     """Register values by quantity (energy, volume, ...), finite, at most MAX_VALUES."""
     if len(values) > MAX_VALUES:
-        raise Invalid(f"{where}: at most {MAX_VALUES} values")
+        raise Invalid(f"{where}: at most {MAX_VALUES} values", german=f"{where}: höchstens {MAX_VALUES} Werte.")
     for q, v in values.items():
         if q not in QUANTITIES:
-            raise Invalid(f"{where}: {q!r} is not a quantity (e.g. energy, volume, hca)")
+            raise Invalid(
+                f"{where}: {q!r} is not a quantity (e.g. energy, volume, hca)",
+                german=f"{where}: „{q}“ ist keine Messgröße (z. B. Energie (energy), Volumen (volume), HKV (hca)).",
+            )
         if not math.isfinite(v):
-            raise Invalid(f"{where}.{q}: value must be a finite number")
+            raise Invalid(
+                f"{where}.{q}: value must be a finite number", german=f"{where}.{q}: Der Wert muss eine Zahl sein."
+            )
     return dict(values)
 
 
 def get_point(session: Session, tenant_id: int, point_id: int) -> MeteringPoint:
     mp = session.scalar(select(MeteringPoint).where(MeteringPoint.id == point_id, MeteringPoint.tenant_id == tenant_id))
     if mp is None:
-        raise not_found(f"metering point {point_id}")
+        raise not_found(f"metering point {point_id}", f"Die Messstelle {point_id}")
     return mp
 
 
@@ -46,17 +58,17 @@ def find_meter(session: Session, tenant_id: int, ref: int | tuple[str, str]) -> 
     """A meter of the tenant by its id or by (manufacturer, meter id)."""
     if isinstance(ref, int):
         stmt = select(Meter).where(Meter.id == ref)
-        label = f"meter {ref}"
+        label, german = f"meter {ref}", f"Der Zähler {ref}"
     else:
         try:
             mfct, mid = check_manufacturer(ref[0]), check_meter_id(ref[1], "meter_id")
         except ValueError as exc:
             raise Invalid(str(exc)) from None
         stmt = select(Meter).where(Meter.manufacturer == mfct, Meter.meter_id == mid)
-        label = f"meter {mfct} {mid}"
+        label, german = f"meter {mfct} {mid}", f"Der Zähler {mfct} {mid}"
     m = session.scalar(stmt.where(Meter.tenant_id == tenant_id))
     if m is None:
-        raise not_found(label)
+        raise not_found(label, german)
     return m
 
 
@@ -89,14 +101,19 @@ def _free_ref(session: Session, tenant_id: int, ref: str) -> str:
         session.scalar(select(MeteringPoint.id).where(MeteringPoint.tenant_id == tenant_id, MeteringPoint.ref == ref))
         is not None
     ):
-        raise Conflict(f"metering point {ref!r} already exists", code="exists")
+        raise Conflict(
+            f"metering point {ref!r} already exists",
+            code="exists",
+            german=f"Die Messstelle {ref} gibt es schon.",
+            field="ref",
+        )
     return ref
 
 
 def create_point(session: Session, tenant_id: int, ref: str, address: str, customer_ref: str) -> MeteringPoint:
     ref = ref.strip()
     if not ref:
-        raise Invalid("ref must not be blank")
+        raise Invalid("ref must not be blank", german="Die Nummer der Messstelle darf nicht leer sein.", field="ref")
     mp = MeteringPoint(
         tenant_id=tenant_id,
         ref=_free_ref(session, tenant_id, ref),
@@ -133,7 +150,11 @@ def change_point(
 def delete_point(session: Session, tenant_id: int, point_id: int) -> None:
     mp = get_point(session, tenant_id, point_id)
     if installations(session, mp):
-        raise Conflict(f"metering point {mp.ref!r} has installations; it cannot be deleted", code="in_use")
+        raise Conflict(
+            f"metering point {mp.ref!r} has installations; it cannot be deleted",
+            code="in_use",
+            german=f"An der Messstelle {mp.ref} war schon ein Zähler eingebaut; sie kann nicht gelöscht werden.",
+        )
     session.delete(mp)
 
 
@@ -141,7 +162,9 @@ def _check_free(session: Session, m: Meter) -> None:
     other = current_installations(session, [m.id]).get(m.id)
     if other is not None:
         raise Conflict(
-            f"meter {m.manufacturer} {m.meter_id} is installed at metering point {other[1].ref!r}", code="installed"
+            f"meter {m.manufacturer} {m.meter_id} is installed at metering point {other[1].ref!r}",
+            code="installed",
+            german=f"Der Zähler {m.manufacturer} {m.meter_id} ist an der Messstelle {other[1].ref} eingebaut.",
         )
 
 
@@ -150,7 +173,11 @@ def _check_after_history(session: Session, mp: MeteringPoint, at: datetime) -> N
         last = inst.removed_at or inst.installed_at
         if at < utc(last):
             raise Invalid(
-                f"at {iso(at)} is before the point's last installation change ({iso(last)})", code="invalid_time"
+                f"at {iso(at)} is before the point's last installation change ({iso(last)})",
+                code="invalid_time",
+                field="at",
+                german="Der Zeitpunkt liegt vor der letzten Änderung an der Messstelle "
+                f"({german_time(last, tenant_zone(session, mp.tenant_id))}).",
             )
 
 
@@ -169,9 +196,16 @@ def install(
     when = given or utcnow()
     values = check_values(initial_values, "initial_values")
     if given is None and values:
-        raise Invalid("initial_values need the installation time `at` they were read at")
+        raise Invalid(
+            "initial_values need the installation time `at` they were read at",
+            german="Zu den Anfangsständen gehört der Zeitpunkt des Einbaus, zu dem sie abgelesen wurden.",
+        )
     if current_by_point(session, [mp.id]):
-        raise Conflict(f"metering point {mp.ref!r} already has a meter; use a swap", code="occupied")
+        raise Conflict(
+            f"metering point {mp.ref!r} already has a meter; use a swap",
+            code="occupied",
+            german=f"An der Messstelle {mp.ref} ist schon ein Zähler eingebaut; wechseln Sie ihn.",
+        )
     _check_free(session, m)
     _check_after_history(session, mp, when)
     # without a time the meter counts from its first reading (after the point's history)
@@ -207,16 +241,28 @@ def swap(
     initial = check_values(new_initial_values, "new_initial_values")
     current = current_by_point(session, [mp.id]).get(mp.id)
     if current is None:
-        raise Conflict(f"metering point {mp.ref!r} has no meter to swap; use install", code="empty")
+        raise Conflict(
+            f"metering point {mp.ref!r} has no meter to swap; use install",
+            code="empty",
+            german=f"An der Messstelle {mp.ref} ist kein Zähler zum Wechseln eingebaut; bauen Sie einen ein.",
+        )
     inst, old = current
     new = find_meter(session, tenant_id, new_meter)
     if new.id == old.id:
-        raise Invalid("the new meter is the installed meter")
+        raise Invalid(
+            "the new meter is the installed meter",
+            german="Der neue Zähler ist der eingebaute Zähler.",
+            field="new_meter",
+        )
     _check_free(session, new)
     installed = effective_installed_at(session, inst)
     if when <= installed:
         raise Invalid(
-            f"at: swap time {iso(when)} must be after the installation at {iso(installed)}", code="invalid_time"
+            f"at: swap time {iso(when)} must be after the installation at {iso(installed)}",
+            code="invalid_time",
+            field="at",
+            german="Zeitpunkt: Der Wechsel muss nach dem Einbau am "
+            f"{german_time(installed, tenant_zone(session, tenant_id))} liegen.",
         )
     inst.removed_at = when
     inst.final_values = final
@@ -243,12 +289,20 @@ def remove(
     when = local_time(session, tenant_id, at, "at") or utcnow()
     current = current_by_point(session, [mp.id]).get(mp.id)
     if current is None:
-        raise Conflict(f"metering point {mp.ref!r} has no meter installed", code="empty")
+        raise Conflict(
+            f"metering point {mp.ref!r} has no meter installed",
+            code="empty",
+            german=f"An der Messstelle {mp.ref} ist kein Zähler eingebaut.",
+        )
     inst, _ = current
     installed = effective_installed_at(session, inst)
     if when <= installed:
         raise Invalid(
-            f"at: removal time {iso(when)} must be after the installation at {iso(installed)}", code="invalid_time"
+            f"at: removal time {iso(when)} must be after the installation at {iso(installed)}",
+            code="invalid_time",
+            field="removed_at",
+            german="Zeitpunkt: Der Ausbau muss nach dem Einbau am "
+            f"{german_time(installed, tenant_zone(session, tenant_id))} liegen.",
         )
     inst.removed_at = when
     inst.final_values = check_values(final_values, "final_values")

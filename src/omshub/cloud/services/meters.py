@@ -113,14 +113,14 @@ def key_present(session: Session, tenant_id: int, manufacturer: str, meter_id: s
 def get_meter(session: Session, tenant_id: int, meter_pk: int) -> Meter:
     m = session.scalar(select(Meter).where(Meter.id == meter_pk, Meter.tenant_id == tenant_id))
     if m is None:
-        raise not_found(f"meter {meter_pk}")
+        raise not_found(f"meter {meter_pk}", f"Zähler {meter_pk}")
     return m
 
 
 def gateway_by_id(session: Session, tenant_id: int, gateway_id: int) -> Gateway:
     gw = session.scalar(select(Gateway).where(Gateway.id == gateway_id, Gateway.tenant_id == tenant_id))
     if gw is None:
-        raise not_found(f"gateway {gateway_id}")
+        raise not_found(f"gateway {gateway_id}", f"Gateway {gateway_id}")
     return gw
 
 
@@ -189,7 +189,12 @@ def register_meter(
         select(Meter.id).where(Meter.tenant_id == tenant_id, Meter.manufacturer == mfct, Meter.meter_id == mid)
     )
     if exists is not None:
-        raise Conflict(f"meter {mfct} {mid} is already registered (id {exists})", code="exists")
+        raise Conflict(
+            f"meter {mfct} {mid} is already registered",
+            code="exists",
+            german=f"Der Zähler {mfct} {mid} ist schon angelegt.",
+            field="meter_id",
+        )
     m = Meter(
         tenant_id=tenant_id,
         manufacturer=mfct,
@@ -241,9 +246,18 @@ def remove_meter(session: Session, tenant_id: int, meter_pk: int) -> None:
     "heard but not registered"."""
     m = get_meter(session, tenant_id, meter_pk)
     if session.scalar(select(Reading.id).where(Reading.meter_pk == m.id).limit(1)) is not None:
-        raise Conflict(f"meter {m.manufacturer} {m.meter_id} has readings; it cannot be deleted", code="in_use")
+        raise Conflict(
+            f"meter {m.manufacturer} {m.meter_id} has readings; it cannot be deleted",
+            code="in_use",
+            german=f"Der Zähler {m.manufacturer} {m.meter_id} hat Messwerte und kann daher nicht gelöscht werden.",
+        )
     if session.scalar(select(Installation.id).where(Installation.meter_pk == m.id).limit(1)) is not None:
-        raise Conflict(f"meter {m.manufacturer} {m.meter_id} has installations; it cannot be deleted", code="in_use")
+        raise Conflict(
+            f"meter {m.manufacturer} {m.meter_id} has installations; it cannot be deleted",
+            code="in_use",
+            german=f"Der Zähler {m.manufacturer} {m.meter_id} war an einer Messstelle eingebaut "
+            "und kann daher nicht gelöscht werden.",
+        )
     # its telegrams stay stored and wait again as "heard but not registered"
     session.execute(
         update(Telegram).where(Telegram.meter_pk == m.id, Telegram.tenant_id == m.tenant_id).values(meter_pk=None)

@@ -29,6 +29,7 @@ from omshub.cloud.domain.operations import (
     SUCCESSFUL,
     SUPERSEDED,
 )
+from omshub.cloud.domain.wording import german_of, plain_problems
 from omshub.cloud.ingest.config_answer import expected_next_contact, on_uplink, running_config
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Gateway, GatewayConfigVersion, Operation
@@ -84,15 +85,15 @@ MAX_ID = 2**63 - 1  # ids are BIGINT: a larger one names no gateway
 class ConfigChangeError(Invalid):
     """A configuration change that cannot be made (nothing was changed). `code` is stable."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, code: str, message: str, german: str | None = None) -> None:
+        super().__init__(message, code=code, german=german)
 
 
 class UnknownGateway(NotFound):
     """A selected gateway does not exist in the principal's tenant."""
 
     def __init__(self, gateway_id: int) -> None:
-        super().__init__(f"gateway {gateway_id} not found")
+        super().__init__(f"gateway {gateway_id} not found", german=f"Das Gateway {gateway_id} gibt es nicht.")
         self.gateway_id = gateway_id
 
 
@@ -111,6 +112,9 @@ class PendingChanges(Conflict):
             'nothing was changed. Send the request again with on_conflict "supersede" (the new '
             'change replaces theirs, which it includes) or "skip" (those gateways keep their '
             "pending change and get nothing new)",
+            german=f"{len(gateways)} Gateway(s) haben eine Änderung, die noch nicht angekommen ist ({names}); "
+            "es wurde nichts geändert. Entscheiden Sie: Die neue Änderung ersetzt die offene (sie enthält sie), "
+            "oder diese Gateways behalten ihre offene Änderung und bekommen nichts Neues.",
             details={"conflicts": conflicts},
         )
         self.conflicts = conflicts
@@ -183,10 +187,17 @@ def open_operation(session: Session, gateway: Gateway) -> Operation | None:
 
 def _check_patch(patch) -> dict:
     if not isinstance(patch, dict):
-        raise ConfigChangeError("invalid_config", "a configuration change must be a JSON object (a merge patch)")
+        raise ConfigChangeError(
+            "invalid_config",
+            "a configuration change must be a JSON object (a merge patch)",
+            german="Eine Änderung der Konfiguration muss eine Gruppe von Einstellungen sein.",
+        )
     if patch_depth(patch) > MAX_PATCH_DEPTH:
         raise ConfigChangeError(
-            "invalid_config", f"configuration change is nested more than {MAX_PATCH_DEPTH} levels deep; no setting is"
+            "invalid_config",
+            f"configuration change is nested more than {MAX_PATCH_DEPTH} levels deep; no setting is",
+            german=f"Die Änderung ist tiefer als {MAX_PATCH_DEPTH} Ebenen verschachtelt; "
+            "so eine Einstellung gibt es nicht.",
         )
     return {k: v for k, v in patch.items() if k != "version"}  # the head-end assigns versions
 
@@ -255,14 +266,22 @@ def _conflicts(session: Session, gateways: dict[int, Gateway], pending: list[Ope
 def _checked_request(gateway_ids: list[int], patch, on_conflict: str | None) -> tuple[list[int], dict]:
     """(gateway ids without repeats, the patch without `version`) or ConfigChangeError/UnknownGateway."""
     if on_conflict is not None and on_conflict not in ON_CONFLICT:
-        raise ConfigChangeError("invalid_request", f'on_conflict must be "supersede" or "skip", not {on_conflict!r}')
+        raise ConfigChangeError(
+            "invalid_request",
+            f'on_conflict must be "supersede" or "skip", not {on_conflict!r}',
+            german="Bei offenen Änderungen: entweder ersetzen oder diese Gateways auslassen.",
+        )
     patch = _check_patch(patch)
     ids = list(dict.fromkeys(int(i) for i in gateway_ids))
     if not ids:
-        raise ConfigChangeError("invalid_request", "no gateway selected")
+        raise ConfigChangeError("invalid_request", "no gateway selected", german="Es ist kein Gateway ausgewählt.")
     if len(ids) > MAX_GATEWAYS_PER_REQUEST:
         raise ConfigChangeError(
-            "invalid_request", f"at most {MAX_GATEWAYS_PER_REQUEST} gateways per request, got {len(ids)}"
+            "invalid_request",
+            f"at most {MAX_GATEWAYS_PER_REQUEST} gateways per request, got {len(ids)}",
+            german=f"Höchstens {MAX_GATEWAYS_PER_REQUEST:,} Gateways auf einmal; ausgewählt sind {len(ids):,}.".replace(
+                ",", "."
+            ),
         )
     for gid in ids:
         if not 0 < gid <= MAX_ID:
@@ -323,7 +342,16 @@ def _plan(session: Session, sel: _Selection, ids: list[int], patch: dict) -> lis
             after = normalized_config(merge_patch(before, patch))
         except ConfigError as exc:
             where = f" for gateway {gw.serial}" if len(ids) > 1 else ""
-            raise ConfigChangeError("invalid_config", f"configuration rejected{where}: {exc}") from None
+            german = f" für das Gateway {gw.serial}" if len(ids) > 1 else ""
+            problems = exc.problems
+            refusal = ConfigChangeError(
+                "invalid_config",
+                f"configuration rejected{where}: {exc}",
+                german=f"Die Konfiguration{german} wurde abgelehnt: "
+                + (plain_problems(problems, "de") if problems else german_of(str(exc)) or str(exc)),
+            )
+            refusal.problems = problems
+            raise refusal from None
         plans.append((gw, before, after, row is None or after != before))
     return plans
 

@@ -93,7 +93,10 @@ def replace_model_zones(session: Session, tenant_id: int, models: list[dict], *,
         row = _model_zone(tenant_id, i, m["manufacturer"], m["version"], m["device_type"], m["timezone"])
         model = (row.manufacturer, row.version, row.device_type)
         if model in seen:
-            raise Invalid(f"models[{i}]: the same model as models[{seen[model]}]")
+            raise Invalid(
+                f"models[{i}]: the same model as models[{seen[model]}]",
+                german=f"Zeile {i + 1}: dasselbe Zählermodell wie in Zeile {seen[model] + 1}.",
+            )
         seen[model] = i
         rows.append(row)
     before = model_zones(session, tenant_id)
@@ -114,7 +117,9 @@ def retime(session: Session, tenant_id: int, server_zone: str, meter_pks: list[i
         )
         missing = sorted(set(meter_pks) - found)
         if missing:
+            more = len(missing) - 1
             raise NotFound(
-                f"meter {missing[0]} not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                f"meter {missing[0]} not found" + (f" (and {more} more)" if more else ""),
+                german=f"Den Zähler {missing[0]} gibt es nicht" + (f" (und {more} weitere)." if more else "."),
             )
     return retime_and_audit(session, tenant_id, server_zone, actor, meter_pks)

@@ -148,6 +148,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # admin | operator | viewer
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # "de" | "en" as the user chose it; None: not chosen (Accept-Language, then the tenant's default)
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True, default=None)
 
 
 class ApiToken(Base):

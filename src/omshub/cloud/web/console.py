@@ -2,9 +2,9 @@
 API documentation pages `/docs` (Swagger UI) and `/redoc` (ReDoc).
 
 The page and its assets carry no data and need no login; the console logs in with
-`POST /api/v1/auth/login` and calls the JSON API with the bearer token (kept in the browser's
-sessionStorage). Two read-only endpoints under `/api/v1/console/` give the console what the
-domain API has no single call for: the dashboard's counts and a meter's newest readings.
+`POST /api/v1/auth/login` for a cookie session (HttpOnly, CSRF-checked: docs/security.md, "Console
+sessions") and calls the JSON API with it. Two read-only endpoints under `/api/v1/console/` give the
+console what the domain API has no single call for: the dashboard's counts and a meter's newest readings.
 
 The documentation pages load Swagger UI and ReDoc from this server (`/docs/assets/`, the files the
 `fastapi-offline` package ships), never from a CDN: they work offline and under a
@@ -76,7 +76,7 @@ def _asset(name: str) -> tuple[bytes, str] | None:
 def _serve(request: Request, name: str) -> Response:
     found = _asset(name) if ASSET_NAME.match(name) else None
     if found is None:
-        raise not_found(f"console file {name!r}")
+        raise not_found(f"console file {name!r}", f"Die Datei {name} der Konsole")
     data, etag = found
     headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
@@ -166,7 +166,7 @@ def redoc(request: Request) -> Response:
 def docs_asset(name: str, request: Request) -> Response:
     found = _docs_asset(name)
     if found is None:
-        raise not_found(f"documentation file {name!r}")
+        raise not_found(f"documentation file {name!r}", f"Die Datei {name} der Dokumentation")
     data, etag = found
     headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
@@ -248,10 +248,12 @@ def summary(principal: Viewer, session: DbSession) -> dict:
 def recent_readings(meter_pk: Id, principal: Viewer, session: DbSession, limit: int = Query(20)) -> dict:
     """The newest `limit` (1-200) readings of a meter by meter time: the first is its latest reading."""
     if not 1 <= limit <= 200:
-        raise ApiError(422, "invalid_limit", f"limit must be 1 to 200, not {limit}")
+        raise ApiError(
+            422, "invalid_limit", f"limit must be 1 to 200, not {limit}", "Es können 1 bis 200 Werte gezeigt werden."
+        )
     meter = session.scalar(select(Meter).where(Meter.id == meter_pk, Meter.tenant_id == principal.tenant_id))
     if meter is None:
-        raise not_found(f"meter {meter_pk}")
+        raise not_found(f"meter {meter_pk}", f"Der Zähler {meter_pk}")
     rows = session.scalars(
         select(Reading)
         .where(Reading.tenant_id == principal.tenant_id, Reading.meter_pk == meter.id)

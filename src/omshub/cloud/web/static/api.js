@@ -1,5 +1,8 @@
-// The JSON API client: bearer token from the login, kept in sessionStorage (gone with the tab).
-const STORE = "omshub.session";
+// The JSON API client. The console's login is a cookie session (docs/security.md): the session
+// token sits in an HttpOnly cookie the page never sees, so a new tab or a reload stays logged in;
+// a change carries the CSRF token from the readable cookie in X-CSRF-Token. Who is logged in is
+// kept here for the page (set from /auth/session when the console starts, and by the login).
+import { lang, t } from "./i18n.js";
 
 export class ApiError extends Error {
   // `details`: the whole `error` object of the answer (some carry more than code and message)
@@ -11,20 +14,23 @@ export class ApiError extends Error {
   }
 }
 
+let who = null;
+
 export function session() {
-  try {
-    return JSON.parse(sessionStorage.getItem(STORE) || "null");
-  } catch {
-    return null;
-  }
+  return who;
 }
 
 export function saveSession(data) {
-  sessionStorage.setItem(STORE, JSON.stringify(data));
+  who = data;
 }
 
 export function clearSession() {
-  sessionStorage.removeItem(STORE);
+  who = null;
+}
+
+function csrf() {
+  const m = document.cookie.match(/(?:^|;\s*)omshub_csrf=([^;]+)/);
+  return m ? decodeURIComponent(m[1]) : "";
 }
 
 const ROLE_RANK = { viewer: 1, operator: 2, admin: 3 };
@@ -51,9 +57,8 @@ function query(params) {
 // api("GET", "/gateways", {query: {...}}) -> parsed JSON (null for 204); throws ApiError.
 // `body` is sent as JSON unless `contentType` is given (then as is, e.g. CSV text).
 export async function api(method, path, { body, query: params, contentType } = {}) {
-  const headers = { Accept: "application/json" };
-  const s = session();
-  if (s && s.token) headers.Authorization = "Bearer " + s.token;
+  const headers = { Accept: "application/json", "Accept-Language": lang() };
+  if (!["GET", "HEAD"].includes(method)) headers["X-CSRF-Token"] = csrf();
   let payload;
   if (body !== undefined) {
     if (contentType) {
@@ -66,9 +71,10 @@ export async function api(method, path, { body, query: params, contentType } = {
   }
   let response;
   try {
-    response = await fetch("/api/v1" + path + query(params), { method, headers, body: payload });
+    response = await fetch("/api/v1" + path + query(params),
+      { method, headers, body: payload, credentials: "same-origin" });
   } catch (err) {
-    throw new ApiError(0, "network", "The server cannot be reached (" + err.message + ")");
+    throw new ApiError(0, "network", t("The server cannot be reached. Check the network connection and try again."));
   }
   if (response.status === 204) return null;
   let data = null;
@@ -82,7 +88,13 @@ export async function api(method, path, { body, query: params, contentType } = {
   }
   if (!response.ok) {
     const err = (data && data.error) || {};
-    const message = err.message || `${response.status} ${response.statusText}`;
+    // a validation error's problems in plain words, field by field (the API's `fields`)
+    const plain = Array.isArray(err.fields) && err.fields.length ? err.fields.map((f) => f.message).join("; ") : null;
+    // a page of something that does not exist: said without the id the API names it by
+    const gone = response.status === 404 && method === "GET" ? t("This does not exist (any more): it may have been deleted, or the " +
+      "address is wrong.") : null;
+    const message = plain || gone || err.message || t("The server refused the request (status {status}).",
+      { status: response.status });
     if (response.status === 401 && path !== "/auth/login") onUnauthorized(message);
     throw new ApiError(response.status, err.code || "http_" + response.status, message, err);
   }

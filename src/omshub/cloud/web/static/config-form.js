@@ -3,6 +3,7 @@
 // JSON merge patch (RFC 7386): every setting not touched stays as it is on the gateway, including
 // settings someone else changes meanwhile. The API validates the result; its message is shown.
 import { listAll } from "./api.js";
+import { fmtNum, t, tn } from "./i18n.js";
 import { field, h, newId } from "./ui.js";
 
 export const LINK_MODES = ["T1", "C1", "S1", "T2", "C2", "S2", "N"];
@@ -15,6 +16,11 @@ export const DEFAULT_CONFIG = {
   keep: "newest_per_kind",
 };
 const CRON_HINT = "6 fields: second minute hour day-of-month month day-of-week, e.g. 0 30 3 * * * = daily at 03:30:00";
+// a configuration key as people read it (describePatch)
+const CONFIG_WORDS = { timezone: "time zone", collection: "listen window", cron: "schedule", duration_s: "length in seconds",
+  link_modes: "link modes", max_telegrams: "most telegrams", upload: "upload", max_batch: "telegrams per upload",
+  spread_s: "spread in seconds", filters: "meter filter", mode: "mode", meters: "meters", manufacturers: "manufacturers",
+  device_types: "device types", ci: "CI fields", keep: "keep" };
 
 function isObject(v) {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -50,12 +56,24 @@ export function diffPatch(before, after) {
 export function describePatch(patch, prefix = "") {
   const lines = [];
   for (const [k, v] of Object.entries(patch || {})) {
-    const name = prefix + k;
-    if (isObject(v) && Object.keys(v).length) lines.push(...describePatch(v, name + "."));
-    else if (v === null) lines.push(`${name}: back to its default`);
-    else lines.push(`${name}: ${typeof v === "string" ? v : JSON.stringify(v)}`);
+    const name = prefix + (CONFIG_WORDS[k] ? t(CONFIG_WORDS[k]) : k);
+    if (isObject(v) && Object.keys(v).length) lines.push(...describePatch(v, name + ", "));
+    else if (v === null) lines.push(`${name}: ${t("back to its default")}`);
+    else lines.push(`${name}: ${plain(v)}`);
   }
   return lines;
+}
+
+// a setting's value in words: lists joined, windows and meters described, never JSON
+function plain(v) {
+  if (Array.isArray(v)) return v.length ? v.map(plain).join(", ") : t("none");
+  if (isObject(v)) {
+    if ("id" in v) return `${v.manufacturer || ""} ${v.id}`.trim();
+    return Object.entries(v).map(([k, x]) => `${CONFIG_WORDS[k] ? t(CONFIG_WORDS[k]) : k} ${plain(x)}`).join(", ");
+  }
+  if (typeof v === "number") return fmtNum(v);
+  if (typeof v === "boolean") return v ? t("yes") : t("no");
+  return String(v);
 }
 
 function withoutVersion(c) {
@@ -105,36 +123,37 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
   const maxBatch = h("input", { name: "max_batch", type: "number", min: 1, max: 5000, step: 1 });
   const spread = h("input", { name: "spread_s", type: "number", min: 0, max: 86400, step: 1 });
   const mode = h("select", { name: "filter_mode" },
-    h("option", { value: "whitelist" }, "Only the listed meters (whitelist)"),
-    h("option", { value: "blacklist" }, "All meters except the listed (blacklist)"));
+    h("option", { value: "whitelist" }, t("Only the listed meters (whitelist)")),
+    h("option", { value: "blacklist" }, t("All meters except the listed (blacklist)")));
   const meterRows = h("tbody");
-  const manufacturers = h("input", { name: "manufacturers", autocomplete: "off", placeholder: "e.g. KAM, DME" });
-  const deviceTypes = h("input", { name: "device_types", autocomplete: "off", placeholder: "e.g. 4, 7" });
-  const ci = h("input", { name: "ci", autocomplete: "off", placeholder: "e.g. 7A, 72" });
+  const manufacturers = h("input", { name: "manufacturers", autocomplete: "off", placeholder: t("e.g. KAM, DME") });
+  const deviceTypes = h("input", { name: "device_types", autocomplete: "off", placeholder: t("e.g. 4, 7") });
+  const ci = h("input", { name: "ci", autocomplete: "off", placeholder: t("e.g. 7A, 72") });
   const keep = h("select", { name: "keep" },
-    h("option", { value: "newest_per_kind" }, "Newest telegram per meter and kind"),
-    h("option", { value: "all" }, "All telegrams"));
+    h("option", { value: "newest_per_kind" }, t("Newest telegram per meter and kind")),
+    h("option", { value: "all" }, t("All telegrams")));
   const meterCount = h("span", { class: "muted", "aria-live": "polite" });
 
   const meterTable = h("div", { class: "table-wrap" }, h("table", { class: "meters-table" },
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Manufacturer"), h("th", { scope: "col" }, "Meter id"),
-      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("Manufacturer")), h("th", { scope: "col" }, t("Meter id")),
+      h("th", { scope: "col" }, h("span", { class: "sr-only" }, t("Actions"))))),
     meterRows));
 
   function updateCount() {
     const n = meterRows.children.length;
     meterTable.hidden = n === 0;
-    meterCount.textContent = n ? `${n} meter(s) on the list (at most 250)` : "No meters on the list.";
+    meterCount.textContent = n ? tn(n, "One meter on the list (at most 250)", "{n} meters on the list (at most 250)") :
+      t("No meters on the list.");
   }
 
   function meterRow(m = { manufacturer: "", id: "" }) {
-    const mf = h("input", { class: "mono short", value: m.manufacturer || "", "aria-label": "Manufacturer",
+    const mf = h("input", { class: "mono short", value: m.manufacturer || "", "aria-label": t("Manufacturer"),
                             maxlength: 3, placeholder: "KAM" });
-    const id = h("input", { class: "mono", value: m.id || "", "aria-label": "Meter id", maxlength: 8,
+    const id = h("input", { class: "mono", value: m.id || "", "aria-label": t("Meter id"), maxlength: 8,
                             placeholder: "12345678" });
     const row = h("tr", { class: "meter-row" }, h("td", {}, mf), h("td", {}, id),
-      h("td", {}, readOnly ? null : h("button", { type: "button", class: "link danger", "aria-label": "Remove meter",
-        onclick: () => { row.remove(); updateCount(); } }, "Remove")));
+      h("td", {}, readOnly ? null : h("button", { type: "button", class: "link danger", "aria-label": t("Remove meter"),
+        onclick: () => { row.remove(); updateCount(); } }, t("Remove"))));
     row._value = () => ({ manufacturer: mf.value.trim() ? mf.value.trim().toUpperCase() : null, id: id.value.trim() });
     return row;
   }
@@ -152,16 +171,16 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
       return h("label", { class: "check" }, box, " ", lm);
     });
     const box = h("fieldset", { class: "window", "aria-labelledby": legendId },
-      h("legend", { id: legendId }, "Listen window"),
+      h("legend", { id: legendId }, t("Listen window")),
       h("div", { class: "row" },
-        field("Start (cron with seconds)", cron, CRON_HINT),
-        field("Length (seconds)", duration, "e.g. 900 = 15 minutes"),
-        field("Max. telegrams", maxT)),
-      h("fieldset", { class: "modes" }, h("legend", {}, "Link modes"), modes),
+        field(t("Start (cron with seconds)"), cron, t(CRON_HINT)),
+        field(t("Length (seconds)"), duration, t("e.g. 900 = 15 minutes")),
+        field(t("Max. telegrams"), maxT)),
+      h("fieldset", { class: "modes" }, h("legend", {}, t("Link modes")), modes),
       readOnly ? null : h("button", { type: "button", class: "link danger", onclick: () => {
         box.remove();
         renumber();
-      } }, "Remove this window"));
+      } }, t("Remove this window")));
     // the stored order first, so an untouched window compares equal and is not sent
     const checked = () => modes.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
     box._value = () => ({
@@ -174,7 +193,7 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
   }
 
   function renumber() {
-    [...windows.children].forEach((w, i) => { w.querySelector("legend").textContent = `Listen window ${i + 1}`; });
+    [...windows.children].forEach((w, i) => { w.querySelector("legend").textContent = t("Listen window {n}", { n: i + 1 }); });
   }
 
   // settings the form has no field for are kept as they are (the API judges them)
@@ -225,7 +244,7 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
   const paste = h("textarea", { rows: 4, class: "mono", placeholder: "KAM 12345678\nDME 87654321" });
   const meterTools = readOnly ? null : h("div", { class: "meter-tools" },
     h("button", { type: "button", class: "secondary", onclick: () => { meterRows.append(meterRow()); updateCount(); } },
-      "Add a meter"),
+      t("Add a meter")),
     gatewayId === null ? null : h("button", { type: "button", class: "secondary", onclick: async (ev) => {
       ev.target.disabled = true;
       try {
@@ -239,39 +258,39 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
       } finally {
         ev.target.disabled = false;
       }
-    } }, "Add the meters registered on this gateway"),
-    h("details", {}, h("summary", {}, "Paste a list"),
-      field("Meters, one per line (manufacturer and id, or only the id)", paste),
+    } }, t("Add the meters registered on this gateway")),
+    h("details", {}, h("summary", {}, t("Paste a list")),
+      field(t("Meters, one per line (manufacturer and id, or only the id)"), paste),
       h("button", { type: "button", class: "secondary", onclick: () => {
         for (const m of parseMeterList(paste.value)) meterRows.append(meterRow(m));
         paste.value = "";
         updateCount();
-      } }, "Add these meters")));
+      } }, t("Add these meters"))));
 
   const formPart = h("div", { class: "config-fields" },
-    h("fieldset", {}, h("legend", {}, "General"),
+    h("fieldset", {}, h("legend", {}, t("General")),
       h("div", { class: "row" },
-        field("Time zone", tz, "Schedules below are in this time zone"), zoneList,
-        field("Spread (seconds)", spread, "Each gateway shifts its schedule by a fixed offset below this, so a fleet does not wake at once"),
-        field("Keep", keep))),
-    h("fieldset", {}, h("legend", {}, "Collection (when the gateway listens to meters)"), windows,
+        field(t("Time zone"), tz, t("Schedules below are in this time zone")), zoneList,
+        field(t("Spread (seconds)"), spread, t("Each gateway shifts its schedule by a fixed offset below this, so a fleet does not wake at once")),
+        field(t("Keep"), keep))),
+    h("fieldset", {}, h("legend", {}, t("Collection (when the gateway listens to meters)")), windows,
       readOnly ? null : h("button", { type: "button", class: "secondary", onclick: () => {
         windows.append(windowBox(DEFAULT_CONFIG.collection[0]));
         renumber();
-      } }, "Add a listen window")),
-    h("fieldset", {}, h("legend", {}, "Upload (when the gateway sends its telegrams)"),
+      } }, t("Add a listen window"))),
+    h("fieldset", {}, h("legend", {}, t("Upload (when the gateway sends its telegrams)")),
       h("div", { class: "row" },
-        field("Upload time (cron with seconds)", uploadCron, CRON_HINT),
-        field("Max. telegrams per upload", maxBatch))),
-    h("fieldset", {}, h("legend", {}, "Meter filter"),
-      field("Mode", mode),
+        field(t("Upload time (cron with seconds)"), uploadCron, t(CRON_HINT)),
+        field(t("Max. telegrams per upload"), maxBatch))),
+    h("fieldset", {}, h("legend", {}, t("Meter filter")),
+      field(t("Mode"), mode),
       meterTable, h("p", {}, meterCount), meterTools,
       h("div", { class: "row" },
-        field("Manufacturers (optional)", manufacturers, "3-letter codes, comma-separated"),
-        field("Device types (optional)", deviceTypes, "codes 0–255, e.g. 4 heat, 7 water, 8 heat cost allocator"),
-        field("CI fields (optional)", ci, "hex bytes"))));
+        field(t("Manufacturers (optional)"), manufacturers, t("3-letter codes, comma-separated")),
+        field(t("Device types (optional)"), deviceTypes, t("codes 0–255, e.g. 4 heat, 7 water, 8 heat cost allocator")),
+        field(t("CI fields (optional)"), ci, t("hex bytes")))));
 
-  const json = h("textarea", { class: "mono json", rows: 20, spellcheck: "false", "aria-label": "Configuration as JSON",
+  const json = h("textarea", { class: "mono json", rows: 20, spellcheck: "false", "aria-label": t("Configuration as JSON"),
                                hidden: true });
   const jsonError = h("p", { class: "message error", role: "alert", hidden: true });
   const toggle = h("input", { type: "checkbox", name: "advanced" });
@@ -283,7 +302,7 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
       try {
         set(JSON.parse(json.value));
       } catch (err) {
-        jsonError.textContent = "The JSON cannot be read: " + err.message;
+        jsonError.textContent = t("The JSON cannot be read; check it for a missing comma, quote or bracket.");
         jsonError.hidden = false;
         toggle.checked = true;
         return;
@@ -295,9 +314,9 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
 
   // the JSON view stays switchable for viewers too: reading it changes nothing
   const el = h("div", {},
-    h("label", { class: "check advanced" }, toggle, readOnly ? " Show as JSON (advanced)" : " Edit as JSON (advanced)"),
+    h("label", { class: "check advanced" }, toggle, " " + (readOnly ? t("Show as JSON (advanced)") : t("Edit as JSON (advanced)"))),
     h("fieldset", { class: "config-form", disabled: readOnly },
-      h("legend", { class: "sr-only" }, "Gateway configuration"), formPart, json),
+      h("legend", { class: "sr-only" }, t("Gateway configuration")), formPart, json),
     jsonError);
   set(baseline);
 
@@ -308,9 +327,9 @@ export function configForm(initial, { readOnly = false, gatewayId = null } = {})
     try {
       parsed = JSON.parse(json.value);
     } catch (err) {
-      throw new Error("The JSON cannot be read: " + err.message);
+      throw new Error(t("The JSON cannot be read; check it for a missing comma, quote or bracket."));
     }
-    if (!isObject(parsed)) throw new Error("The JSON must be an object ({ ... }).");
+    if (!isObject(parsed)) throw new Error(t("The JSON must be an object ({ ... })."));
     return withoutVersion(parsed);
   }
 

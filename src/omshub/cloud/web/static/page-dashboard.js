@@ -1,5 +1,6 @@
 // Dashboard: counts, gateways not heard on time, meters heard but not registered.
 import { api } from "./api.js";
+import { t, tv } from "./i18n.js";
 import { badge, fmtNum, h, messageBox, section, stateBadge, table, timeEl } from "./ui.js";
 
 function stat(label, value, href, kind = "") {
@@ -8,17 +9,17 @@ function stat(label, value, href, kind = "") {
 }
 
 export function render(main) {
-  document.title = "Dashboard — omshub console";
+  document.title = t("Dashboard — omshub console");
   const msg = messageBox();
   const stats = h("div", { class: "stats", "aria-live": "polite" });
   const states = h("div");
   const late = h("div");
   const unreg = h("div");
-  main.append(h("h1", {}, "Dashboard"), msg.el, stats,
+  main.append(h("h1", {}, t("Dashboard")), msg.el, stats,
     h("div", { class: "grid2" },
-      section("Gateways not heard on time", late),
-      section("Meters heard but not registered", unreg)),
-    section("Telegrams by state", states));
+      section(t("Gateways not heard on time"), late),
+      section(t("Meters heard but not registered"), unreg)),
+    section(t("Telegrams by state"), states));
 
   (async () => {
     try {
@@ -27,36 +28,36 @@ export function render(main) {
         api("GET", "/telegrams/unregistered", { query: { limit: 10 } }),
       ]);
       stats.append(
-        stat("Gateways", sum.gateways, "#/gateways"),
-        stat("Meters", sum.meters, "#/meters"),
-        stat("Metering points", sum.metering_points, "#/points"),
-        stat("Telegrams", sum.telegrams.total, "#/telegrams"),
-        stat("Active alarms", sum.alarms.active, "#/alarms", sum.alarms.active ? "bad" : "ok"),
-        stat("Open operations", sum.operations.open, "#/operations", sum.operations.open ? "warn" : ""),
-        stat("Late gateways", sum.gateways_late.length, null, sum.gateways_late.length ? "bad" : "ok"),
-        stat("Unregistered meters", sum.meters_unregistered, "#/telegrams", sum.meters_unregistered ? "warn" : ""));
+        stat(t("Gateways"), sum.gateways, "#/gateways"),
+        stat(t("Meters"), sum.meters, "#/meters"),
+        stat(t("Metering points"), sum.metering_points, "#/points"),
+        stat(t("Telegrams"), sum.telegrams.total, "#/telegrams"),
+        stat(t("Active alarms"), sum.alarms.active, "#/alarms", sum.alarms.active ? "bad" : "ok"),
+        stat(t("Open operations"), sum.operations.open, "#/operations", sum.operations.open ? "warn" : ""),
+        stat(t("Late gateways"), sum.gateways_late.length, null, sum.gateways_late.length ? "bad" : "ok"),
+        stat(t("Unregistered meters"), sum.meters_unregistered, "#/telegrams", sum.meters_unregistered ? "warn" : ""));
       const byState = Object.entries(sum.telegrams.by_state).sort((a, b) => b[1] - a[1]);
       states.append(table([
-        { label: "State", cell: ([s]) => h("a", { href: `#/telegrams?state=${s}` }, stateBadge(s)) },
-        { label: "Telegrams", class: "num", cell: ([, n]) => fmtNum(n) },
-      ], byState, { empty: "No telegrams received yet." }));
+        { label: t("State"), cell: ([s]) => h("a", { href: `#/telegrams?state=${s}` }, stateBadge(s)) },
+        { label: t("Telegrams"), class: "num", cell: ([, n]) => fmtNum(n) },
+      ], byState, { empty: t("No telegrams received yet.") }));
       late.append(table([
-        { label: "Gateway", cell: (g) => h("a", { href: `#/gateways/${g.id}` }, g.serial) },
-        { label: "Name", cell: (g) => g.name || "" },
-        { label: "Expected contact", cell: (g) => timeEl(g.expected_contact_at) },
-        { label: "Last contact", cell: (g) => timeEl(g.last_contact_at) },
-      ], sum.gateways_late, { empty: "Every gateway reported on time." }));
-      if (sum.gateways_late_more) late.append(h("p", { class: "muted" }, "Only the 50 latest are listed."));
+        { label: t("Gateway"), cell: (g) => h("a", { href: `#/gateways/${g.id}` }, g.serial) },
+        { label: t("Name"), cell: (g) => g.name || "" },
+        { label: t("Expected contact"), cell: (g) => timeEl(g.expected_contact_at) },
+        { label: t("Last contact"), cell: (g) => timeEl(g.last_contact_at) },
+      ], sum.gateways_late, { empty: t("Every gateway reported on time.") }));
+      if (sum.gateways_late_more) late.append(h("p", { class: "muted" }, t("Only the 50 latest are listed.")));
       unreg.append(table([
-        { label: "Meter", cell: (u) => `${u.manufacturer || "?"} ${u.meter_id}` },
-        { label: "Type", cell: (u) => u.device_type || "—" },
-        { label: "Last heard", cell: (u) => timeEl(u.last_heard_at) },
-        { label: "Telegrams", class: "num", cell: (u) => fmtNum(u.count) },
-      ], unregistered.items, { empty: "Every meter heard is registered." }));
-      if (unregistered.items.length) unreg.append(h("p", {}, h("a", { href: "#/telegrams" }, "Register them on the Telegrams page")));
+        { label: t("Meter"), cell: (u) => `${u.manufacturer || ""} ${u.meter_id}`.trim() },
+        { label: t("Type"), cell: (u) => tv(u.device_type) },
+        { label: t("Last heard"), cell: (u) => timeEl(u.last_heard_at) },
+        { label: t("Telegrams"), class: "num", cell: (u) => fmtNum(u.count) },
+      ], unregistered.items, { empty: t("Every meter heard is registered.") }));
+      if (unregistered.items.length) unreg.append(h("p", {}, h("a", { href: "#/telegrams" }, t("Register them on the Telegrams page"))));
       if (sum.alarms.active) {
-        stats.after(h("p", { class: "muted" }, "Active alarms: ",
-          Object.entries(sum.alarms.by_kind).map(([k, n]) => badge(`${k.replaceAll("_", " ")}: ${n}`, "bad"))));
+        stats.after(h("p", { class: "muted" }, t("Active alarms:") + " ",
+          Object.entries(sum.alarms.by_kind).map(([k, n]) => [badge(`${tv(k)}: ${fmtNum(n)}`, "bad"), " "])));
       }
     } catch (err) {
       msg.error(err.message);

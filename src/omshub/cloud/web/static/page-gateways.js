@@ -1,6 +1,7 @@
 // Gateways: list with status, register, a gateway's page with its configuration form and the
 // operations that deliver it, and one configuration applied to a selection of gateways.
 import { api, can } from "./api.js";
+import { t, tn } from "./i18n.js";
 import { configForm, describePatch } from "./config-form.js";
 import { badge, busy, field, fmtNum, h, messageBox, pagedTable, section, stateBadge, table, timeEl } from "./ui.js";
 
@@ -9,35 +10,36 @@ const POLL_MS = 2000;
 
 function configCell(g) {
   if (g.desired_config_version > g.applied_config_version) {
-    return h("span", {}, `v${g.applied_config_version} → v${g.desired_config_version} `, badge("waiting", "warn"));
+    return h("span", {}, t("version {a} → {d}", { a: g.applied_config_version, d: g.desired_config_version }) + " ",
+      badge(t("waiting"), "warn"));
   }
-  return h("span", {}, `v${g.applied_config_version} `, badge("applied", "ok"));
+  return h("span", {}, t("version {v}", { v: g.applied_config_version }) + " ", badge(t("applied"), "ok"));
 }
 
 function nextContactCell(g) {
   if (!g.next_contact_at) return h("span", { class: "muted" }, "—");
   const late = new Date(g.next_contact_at).getTime() < Date.now() - 30 * 60 * 1000;
-  return h("span", {}, timeEl(g.next_contact_at), late ? [" ", badge("late", "bad")] : null);
+  return h("span", {}, timeEl(g.next_contact_at), late ? [" ", badge(t("late"), "bad")] : null);
 }
 
 function battery(g) {
-  if (g.battery_pct !== null && g.battery_pct !== undefined) return `${g.battery_pct} %`;
-  if (g.battery_mv) return `${(g.battery_mv / 1000).toFixed(2)} V`;
+  if (g.battery_pct !== null && g.battery_pct !== undefined) return `${fmtNum(g.battery_pct)} %`;
+  if (g.battery_mv) return `${fmtNum(g.battery_mv / 1000, 2)} V`;
   return "—";
 }
 
 function spool(g) {
   if (g.spool === null || g.spool === undefined) return "—";
-  return h("span", {}, fmtNum(g.spool), g.spool_full ? [" ", badge("full", "bad")] : null);
+  return h("span", {}, fmtNum(g.spool), g.spool_full ? [" ", badge(t("full"), "bad")] : null);
 }
 
 export function renderList(main) {
-  document.title = "Gateways — omshub console";
+  document.title = t("Gateways — omshub console");
   const msg = messageBox();
   const operator = can("operator");
   const selected = new Set();
   const applySelected = h("button", { type: "button", disabled: true, id: "configure-selected" },
-    "Configure selected gateways");
+    t("Configure selected gateways"));
   applySelected.addEventListener("click", () => {
     location.hash = `#/gateways/bulk?ids=${[...selected].join(",")}`;
   });
@@ -45,26 +47,49 @@ export function renderList(main) {
     if (on) selected.add(id);
     else selected.delete(id);
     applySelected.disabled = selected.size === 0;
-    applySelected.textContent = selected.size ? `Configure ${selected.size} selected gateway(s)` :
-      "Configure selected gateways";
+    applySelected.textContent = selected.size ? tn(selected.size, "Configure the selected gateway",
+      "Configure the {n} selected gateways") : t("Configure selected gateways");
   }
+  // select all gateways shown (the filter narrows what is shown)
+  const all = h("input", { type: "checkbox", id: "select-all", "aria-label": t("Select all gateways shown") });
+  const shownBoxes = () => [...main.querySelectorAll(".select-gw")].filter((b) => !b.closest("tr").hidden);
+  all.addEventListener("change", () => {
+    for (const box of shownBoxes()) {
+      box.checked = all.checked;
+      select(Number(box.value), all.checked);
+    }
+  });
+  const filter = h("input", { type: "search", name: "filter", autocomplete: "off",
+    placeholder: t("part of the serial or name") });
+  function applyFilter() {
+    const text = filter.value.trim().toLowerCase();
+    for (const row of main.querySelectorAll("tbody tr")) {
+      row.hidden = !!text && !row.textContent.toLowerCase().includes(text);
+    }
+  }
+  filter.addEventListener("input", () => {
+    applyFilter();
+    all.checked = false;
+  });
   const columns = [
-    operator ? { label: h("span", { class: "sr-only" }, "Select"), cell: (g) => h("input", {
-      type: "checkbox", "aria-label": `Select ${g.serial}`, class: "select-gw", value: g.id,
+    operator ? { label: all, cell: (g) => h("input", {
+      type: "checkbox", "aria-label": t("Select {serial}", { serial: g.serial }), class: "select-gw", value: g.id,
       onchange: (ev) => select(g.id, ev.target.checked) }) } : null,
-    { label: "Gateway", cell: (g) => h("a", { href: `#/gateways/${g.id}` }, g.serial) },
-    { label: "Name", cell: (g) => g.name || "" },
-    { label: "Last contact", cell: (g) => timeEl(g.last_contact_at) },
-    { label: "Battery", class: "num", cell: battery },
-    { label: "Signal", class: "num", cell: (g) => (g.rssi === null || g.rssi === undefined ? "—" : `${g.rssi} dBm`) },
-    { label: "Firmware", cell: (g) => g.firmware || "—" },
-    { label: "Spool", class: "num", cell: spool },
-    { label: "Configuration", cell: configCell },
-    { label: "Next contact", cell: nextContactCell },
+    { label: t("Gateway"), cell: (g) => h("a", { href: `#/gateways/${g.id}` }, g.serial) },
+    { label: t("Name"), cell: (g) => g.name || "" },
+    { label: t("Last contact"), cell: (g) => timeEl(g.last_contact_at) },
+    { label: t("Battery"), class: "num", cell: battery },
+    { label: t("Signal"), class: "num", cell: (g) => (g.rssi === null || g.rssi === undefined ? "—" : `${fmtNum(g.rssi)} dBm`) },
+    { label: t("Firmware"), cell: (g) => g.firmware || "—" },
+    { label: t("Spool"), class: "num", cell: spool },
+    { label: t("Configuration"), cell: configCell },
+    { label: t("Next contact"), cell: nextContactCell },
   ].filter(Boolean);
-  main.append(h("div", { class: "page-head" }, h("h1", {}, "Gateways"), operator ? applySelected : null), msg.el,
+  main.append(h("div", { class: "page-head" }, h("h1", {}, t("Gateways")), operator ? applySelected : null), msg.el,
+    h("form", { class: "inline-form", role: "search", onsubmit: (ev) => ev.preventDefault() },
+      field(t("Filter the list"), filter)),
     pagedTable(columns, (cursor) => api("GET", "/gateways", { query: { cursor, limit: 100 } }), msg,
-      { empty: "No gateways registered yet." }));
+      { empty: t("No gateways registered yet."), onLoad: applyFilter }));
   if (operator) main.append(registerForm());
 }
 
@@ -72,9 +97,9 @@ function registerForm() {
   const msg = messageBox();
   const serial = h("input", { name: "serial", required: true, autocomplete: "off" });
   const name = h("input", { name: "name", autocomplete: "off" });
-  const submit = h("button", { type: "submit" }, "Register gateway");
+  const submit = h("button", { type: "submit" }, t("Register gateway"));
   const result = h("div");
-  const form = h("form", { class: "inline-form" }, field("Serial number", serial), field("Name (optional)", name),
+  const form = h("form", { class: "inline-form" }, msg.el, field(t("Serial number"), serial), field(t("Name (optional)"), name),
     submit);
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -82,25 +107,25 @@ function registerForm() {
       const g = await api("POST", "/gateways", { body: { serial: serial.value.trim(), name: name.value.trim() } });
       form.reset();
       result.replaceChildren(h("div", { class: "message ok", role: "status" },
-        h("p", {}, "Gateway ", h("a", { href: `#/gateways/${g.id}` }, g.serial), " registered. Its credential is shown ",
-          h("strong", {}, "only now"), " — enter it in the gateway's settings:"),
+        h("p", {}, t("Gateway") + " ", h("a", { href: `#/gateways/${g.id}` }, g.serial), " " + t("registered. Its credential is shown") + " ",
+          h("strong", {}, t("only now")), " " + t("— enter it in the gateway's settings:")),
         h("p", {}, h("code", { class: "secret" }, g.credential))));
     });
   });
-  return section("Register a gateway", form, msg.el, result);
+  return section(t("Register a gateway"), form, result);
 }
 
 function statusList(g) {
   const dl = h("dl", { class: "facts" });
   const rows = [
-    ["Last contact", timeEl(g.last_contact_at)],
-    ["Next expected contact", nextContactCell(g)],
-    ["Battery", battery(g)],
-    ["Signal", g.rssi === null || g.rssi === undefined ? "—" : `${g.rssi} dBm`],
-    ["Firmware", g.firmware || "—"],
-    ["Telegrams waiting on the gateway", spool(g)],
-    ["Configuration", configCell(g)],
-    ["Registered", timeEl(g.created_at, false)],
+    [t("Last contact"), timeEl(g.last_contact_at)],
+    [t("Next expected contact"), nextContactCell(g)],
+    [t("Battery"), battery(g)],
+    [t("Signal"), g.rssi === null || g.rssi === undefined ? "—" : `${fmtNum(g.rssi)} dBm`],
+    [t("Firmware"), g.firmware || "—"],
+    [t("Telegrams waiting on the gateway (as of its last contact)"), spool(g)],
+    [t("Configuration"), configCell(g)],
+    [t("Registered"), timeEl(g.created_at, false)],
   ];
   for (const [k, v] of rows) dl.append(h("dt", {}, k), h("dd", {}, v));
   return dl;
@@ -108,42 +133,44 @@ function statusList(g) {
 
 function opsTable(ops) {
   return table([
-    { label: "Version", cell: (o) => `v${o.config_version}` },
-    { label: "State", cell: (o) => stateBadge(o.state) },
-    { label: "Created", cell: (o) => h("span", {}, timeEl(o.created_at), o.created_by ? ` by ${o.created_by}` : "") },
-    { label: "Delivered", cell: (o) => timeEl(o.delivered_at, true, "—") },
-    { label: "Finished", cell: (o) => timeEl(o.finished_at, true, "—") },
-    { label: "Details", cell: (o) => o.error || (OPEN.has(o.state) && o.expected_contact_at ?
-      h("span", {}, "next contact expected ", timeEl(o.expected_contact_at)) : "") },
-  ], ops, { empty: "No configuration changes yet." });
+    { label: t("Version"), cell: (o) => t("version {v}", { v: o.config_version }) },
+    { label: t("State"), cell: (o) => stateBadge(o.state) },
+    { label: t("Created"), cell: (o) => h("span", {}, timeEl(o.created_at), o.created_by ? " " + t("by {who}", { who: o.created_by }) : "") },
+    { label: t("Delivered"), cell: (o) => timeEl(o.delivered_at, true, "—") },
+    { label: t("Finished"), cell: (o) => timeEl(o.finished_at, true, "—") },
+    { label: t("Details"), cell: (o) => (o.error ? t("The gateway refused the configuration.") : "") ||
+      (OPEN.has(o.state) && o.expected_contact_at ?
+        h("span", {}, t("next contact expected") + " ", timeEl(o.expected_contact_at)) : "") },
+  ], ops, { empty: t("No configuration changes yet.") });
 }
 
 // The line that tells the operator where the latest change stands.
 function changeStatus(op, g) {
-  if (!op) return h("p", { class: "muted" }, "The gateway runs its factory configuration; no change was made yet.");
+  if (!op) return h("p", { class: "muted" }, t("The gateway runs its factory configuration; no change was made yet."));
   const text = {
-    PENDING: "is waiting for the gateway's next contact",
-    DELIVERED: "was sent to the gateway; waiting for it to confirm",
-    SUCCESSFUL: "is applied by the gateway",
-    FAILED: "was refused by the gateway",
-    SUPERSEDED: "was replaced by a newer change",
+    PENDING: t("is waiting for the gateway's next contact"),
+    DELIVERED: t("was sent to the gateway; waiting for it to confirm"),
+    SUCCESSFUL: t("is applied by the gateway"),
+    FAILED: t("was refused by the gateway"),
+    SUPERSEDED: t("was replaced by a newer change"),
   }[op.state] || "";
-  return h("p", { class: "change-status" }, `Configuration version ${op.config_version} `, text, " ",
+  return h("p", { class: "change-status" }, t("Configuration version {v}", { v: op.config_version }) + " ", text, " ",
     stateBadge(op.state),
     OPEN.has(op.state) && (op.expected_contact_at || g.next_contact_at) ?
-      h("span", { class: "muted" }, " — next contact expected ", timeEl(op.expected_contact_at || g.next_contact_at)) : null,
-    op.error ? h("span", { class: "error-text" }, ` — ${op.error}`) : null);
+      h("span", { class: "muted" }, " — " + t("next contact expected") + " ",
+        timeEl(op.expected_contact_at || g.next_contact_at)) : null,
+    op.error ? h("span", { class: "error-text" }, " — " + t("The gateway refused the configuration.")) : null);
 }
 
 function shownText(cfg) {
-  return cfg.factory_default ? "Showing the factory configuration (no version set yet)." :
-    `Showing the desired configuration, version ${cfg.version}.`;
+  return cfg.factory_default ? t("Showing the factory configuration (no version set yet).") :
+    t("Showing the desired configuration, version {v}.", { v: cfg.version });
 }
 
 export function renderGateway(main, [id]) {
   const operator = can("operator");
   const msg = messageBox();
-  const title = h("h1", {}, "Gateway");
+  const title = h("h1", {}, t("Gateway"));
   const status = h("div");
   const changeBox = h("div", { id: "config-status", "aria-live": "polite" });
   const changeNearForm = h("div", { class: "change-inline" });
@@ -163,8 +190,9 @@ export function renderGateway(main, [id]) {
     const [g, ops] = await Promise.all([api("GET", `/gateways/${id}`),
       api("GET", "/operations", { query: { gateway_id: id, limit: 10 } })]);
     if (mine !== latest) return false;
-    title.textContent = g.name ? `Gateway ${g.serial} — ${g.name}` : `Gateway ${g.serial}`;
-    document.title = `${g.serial} — omshub console`;
+    title.textContent = g.name ? t("Gateway {serial} — {name}", { serial: g.serial, name: g.name }) :
+      t("Gateway {serial}", { serial: g.serial });
+    document.title = t("{name} — omshub console", { name: g.serial });
     status.replaceChildren(statusList(g));
     changeBox.replaceChildren(changeStatus(ops.items[0], g));
     changeNearForm.replaceChildren(changeStatus(ops.items[0], g));
@@ -186,21 +214,21 @@ export function renderGateway(main, [id]) {
   }
 
   main.append(title, msg.el,
-    h("div", { class: "grid2" }, section("Status", status), section("Configuration changes", changeBox, opsBox)),
-    section("Configuration", formBox));
+    h("div", { class: "grid2" }, section(t("Status"), status), section(t("Configuration changes"), changeBox, opsBox)),
+    section(t("Configuration"), formBox));
 
   (async () => {
     try {
       const [open, cfg] = await Promise.all([refresh(), api("GET", `/gateways/${id}/config`)]);
       if (open) poll();
       const form = configForm(cfg.config, { readOnly: !operator, gatewayId: Number(id) });
-      const apply = h("button", { type: "submit", id: "apply-config" }, "Apply configuration");
+      const apply = h("button", { type: "submit", id: "apply-config" }, t("Apply configuration"));
       const shown = h("p", { class: "muted", id: "config-shown" }, shownText(cfg));
       const f = h("form", { novalidate: true, "aria-describedby": "config-message" },
         shown, form.el, formMsg.el, operator ? h("div", { class: "actions" }, apply,
-          h("span", { class: "muted" }, "Only the settings you change are sent; the gateway picks the change up " +
-            "at its next contact.")) :
-          h("p", { class: "muted" }, "You have read-only access."), changeNearForm);
+          h("span", { class: "muted" }, t("Only the settings you change are sent; the gateway picks the change up " +
+            "at its next contact."))) :
+          h("p", { class: "muted" }, t("You have read-only access.")), changeNearForm);
       f.addEventListener("submit", (ev) => {
         ev.preventDefault();
         if (!operator) return;
@@ -208,12 +236,12 @@ export function renderGateway(main, [id]) {
           const res = await api("PATCH", `/gateways/${id}/config`,
             { body: JSON.stringify(form.patch()), contentType: "application/merge-patch+json" });
           if (res.outcome === "unchanged") {
-            formMsg.ok(`Nothing to change: configuration version ${res.config_version} already has these settings.`);
+            formMsg.ok(t("Nothing to change: configuration version {v} already has these settings.", { v: res.config_version }));
           } else {
             const replaced = res.superseded_operations.length ?
-              " It replaces the change that was not applied yet (its settings are included)." : "";
-            formMsg.ok(`Saved as configuration version ${res.config_version}.${replaced} ` +
-              "It is delivered when the gateway next gets in touch; its state is shown here until it is applied.");
+              " " + t("It replaces the change that was not applied yet (its settings are included).") : "";
+            formMsg.ok(t("Saved as configuration version {v}.", { v: res.config_version }) + replaced + " " +
+              t("It is delivered when the gateway next gets in touch; its state is shown here until it is applied."));
           }
           // the head-end's result: the change merged onto the gateway's configuration
           form.rebase(res.config);
@@ -233,26 +261,26 @@ export function renderGateway(main, [id]) {
 }
 
 const OUTCOME_TEXT = {
-  created: (r) => `new configuration version ${r.config_version}`,
-  superseded: (r) => `new configuration version ${r.config_version}; it replaces the change that was not applied ` +
-    `yet (operation ${r.superseded_operations.join(", ")}), whose settings it includes`,
-  skipped: (r) => `skipped: keeps its pending change (version ${r.config_version})`,
-  unchanged: (r) => `nothing to change (version ${r.config_version} already has these settings)`,
+  created: (r) => t("new configuration version {v}", { v: r.config_version }),
+  superseded: (r) => t("new configuration version {v}; it replaces the change that was not applied yet, whose " +
+    "settings it includes", { v: r.config_version }),
+  skipped: (r) => t("skipped: keeps its pending change (version {v})", { v: r.config_version }),
+  unchanged: (r) => t("nothing to change (version {v} already has these settings)", { v: r.config_version }),
 };
 
 function conflictsTable(conflicts) {
   return table([
-    { label: "Gateway", cell: (c) => h("a", { href: `#/gateways/${c.gateway_id}` }, c.gateway) },
-    { label: "Pending change", cell: (c) => h("span", {}, `v${c.config_version} `, stateBadge(c.state)) },
-    { label: "What it changes", cell: (c) => (c.changes === null ? "—" :
-      h("ul", { class: "changes" }, describePatch(c.changes).map((line) => h("li", { class: "mono" }, line)))) },
-    { label: "Asked by", cell: (c) => c.created_by || "—" },
-    { label: "When", cell: (c) => timeEl(c.created_at) },
+    { label: t("Gateway"), cell: (c) => h("a", { href: `#/gateways/${c.gateway_id}` }, c.gateway) },
+    { label: t("Pending change"), cell: (c) => h("span", {}, t("version {v}", { v: c.config_version }) + " ", stateBadge(c.state)) },
+    { label: t("What it changes"), cell: (c) => (c.changes === null ? "—" :
+      h("ul", { class: "changes" }, describePatch(c.changes).map((line) => h("li", {}, line)))) },
+    { label: t("Asked by"), cell: (c) => c.created_by || "—" },
+    { label: t("When"), cell: (c) => timeEl(c.created_at) },
   ], conflicts);
 }
 
 export function renderBulk(main, _params, query) {
-  document.title = "Configure gateways — omshub console";
+  document.title = t("Configure gateways — omshub console");
   const ids = (query.get("ids") || "").split(",").filter((x) => /^\d+$/.test(x)).map(Number);
   const msg = messageBox();
   const formMsg = messageBox();
@@ -262,13 +290,14 @@ export function renderBulk(main, _params, query) {
   let timer = null;
   let stopped = false;
   let watched = null;
-  main.append(h("h1", {}, `Configure ${ids.length} gateway(s)`), msg.el, formBox, conflictBox, result);
+  main.append(h("h1", {}, tn(ids.length, "Configure one gateway", "Configure {n} gateways")), msg.el, formBox,
+    conflictBox, result);
   if (!ids.length) {
-    msg.error("No gateways selected. Select them in the gateway list first.");
+    msg.error(t("No gateways selected. Select them in the gateway list first."));
     return undefined;
   }
   if (!can("operator")) {
-    msg.error("You have read-only access.");
+    msg.error(t("You have read-only access."));
     return undefined;
   }
 
@@ -278,11 +307,11 @@ export function renderBulk(main, _params, query) {
     const opIds = results.map((r) => r.operation_id).filter((o) => o !== null);
     const ops = new Map((await Promise.all(opIds.map((o) => api("GET", `/operations/${o}`)))).map((o) => [o.id, o]));
     if (results !== watched) return;
-    result.replaceChildren(section("Result", table([
-      { label: "Gateway", cell: (r) => h("a", { href: `#/gateways/${r.gateway_id}` }, r.gateway || r.gateway_id) },
-      { label: "What happened", cell: (r) => h("span", { "data-outcome": r.outcome }, OUTCOME_TEXT[r.outcome](r)) },
-      { label: "State", cell: (r) => (ops.has(r.operation_id) ? stateBadge(ops.get(r.operation_id).state) : "—") },
-      { label: "Details", cell: (r) => (ops.has(r.operation_id) && ops.get(r.operation_id).error) || "" },
+    result.replaceChildren(section(t("Result"), table([
+      { label: t("Gateway"), cell: (r) => h("a", { href: `#/gateways/${r.gateway_id}` }, r.gateway || r.gateway_id) },
+      { label: t("What happened"), cell: (r) => h("span", { "data-outcome": r.outcome }, OUTCOME_TEXT[r.outcome](r)) },
+      { label: t("State"), cell: (r) => (ops.has(r.operation_id) ? stateBadge(ops.get(r.operation_id).state) : "—") },
+      { label: t("Details"), cell: (r) => (ops.has(r.operation_id) && ops.get(r.operation_id).error) || "" },
     ], results)));
     if ([...ops.values()].some((o) => OPEN.has(o.state)) && !stopped) {
       timer = setTimeout(() => showResults(results), POLL_MS * 2);
@@ -294,12 +323,13 @@ export function renderBulk(main, _params, query) {
       const gws = await Promise.all(ids.map((i) => api("GET", `/gateways/${i}`)));
       const first = await api("GET", `/gateways/${ids[0]}/config`);
       const form = configForm(first.config);
-      const apply = h("button", { type: "submit" }, `Apply to ${ids.length} gateway(s)`);
+      const apply = h("button", { type: "submit" }, tn(ids.length, "Apply to one gateway", "Apply to {n} gateways"));
       const f = h("form", { novalidate: true },
-        h("p", {}, "Gateways: ", gws.map((g, i) => [i ? ", " : "", h("a", { href: `#/gateways/${g.id}` }, g.serial)])),
-        h("p", { class: "muted" }, `The form shows the configuration of ${gws[0].serial}. Only the settings you ` +
-          "change are sent: every gateway keeps its other settings (its own time zone, schedules and meters)."),
-        form.el, formMsg.el, h("div", { class: "actions" }, apply));
+        h("p", {}, t("Gateways:") + " ", gws.map((g, i) => [i ? ", " : "", h("a", { href: `#/gateways/${g.id}` }, g.serial)])),
+        h("p", { class: "muted" }, t("The form shows the configuration of {serial}. Only the settings you change " +
+          "are sent: every gateway keeps its other settings (its own time zone, schedules and meters).",
+        { serial: gws[0].serial })),
+        formMsg.el, form.el, h("div", { class: "actions" }, apply));
 
       // Sends the change; a gateway with a change not applied yet makes the head-end refuse it
       // (nothing changed) until the operator decides: replace those changes, or skip those gateways.
@@ -318,9 +348,10 @@ export function renderBulk(main, _params, query) {
           throw err;
         }
         const n = (o) => res.results.filter((r) => r.outcome === o).length;
-        formMsg.ok(`${res.count} operation(s) created (${n("superseded")} of them replace a pending change), ` +
-          `${n("skipped")} gateway(s) skipped, ${n("unchanged")} unchanged. ` +
-          "Each gateway picks its change up at its next contact.");
+        formMsg.ok(t("{count} changes created ({superseded} of them replace a pending change), {skipped} gateways " +
+          "skipped, {unchanged} unchanged. Each gateway picks its change up at its next contact.",
+        { count: fmtNum(res.count), superseded: fmtNum(n("superseded")), skipped: fmtNum(n("skipped")),
+          unchanged: fmtNum(n("unchanged")) }));
         clearTimeout(timer);
         watched = res.results;
         await showResults(watched);
@@ -334,15 +365,15 @@ export function renderBulk(main, _params, query) {
           b.addEventListener("click", () => busy(b, formMsg, () => send(form.patch(), choice)));
           return b;
         };
-        conflictBox.replaceChildren(section("Changes not applied yet",
-          h("p", { class: "message warn", role: "alert" }, `${conflicts.length} of the selected gateway(s) have a ` +
-            "change that is not applied yet. Nothing was changed. Decide what happens to them:"),
+        conflictBox.replaceChildren(section(t("Changes not applied yet"),
+          h("p", { class: "message warn", role: "alert" }, t("{n} of the selected gateways have a change that is not " +
+            "applied yet. Nothing was changed. Decide what happens to them:", { n: fmtNum(conflicts.length) })),
           conflictsTable(conflicts),
           h("div", { class: "actions" },
-            decide("supersede", "Replace their pending changes", ""),
-            decide("skip", "Skip these gateways", "secondary"),
-            h("span", { class: "muted" }, "Replacing keeps their pending settings and adds yours; skipping leaves " +
-              "those gateways as they are and changes the others."))));
+            decide("supersede", t("Replace their pending changes"), ""),
+            decide("skip", t("Skip these gateways"), "secondary"),
+            h("span", { class: "muted" }, t("Replacing keeps their pending settings and adds yours; skipping leaves " +
+              "those gateways as they are and changes the others.")))));
       }
 
       f.addEventListener("submit", (ev) => {

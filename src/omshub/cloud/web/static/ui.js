@@ -1,4 +1,7 @@
 // DOM helpers. Data always goes in as text (textContent), never as HTML.
+import { fmtNum, fmtTime, relTime, t, tv } from "./i18n.js";
+
+export { fmtNum, fmtTime, relTime };
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -42,32 +45,10 @@ export function field(label, control, hint) {
   return h("div", { class: "field" }, h("label", { for: control.id }, label), control, hintEl);
 }
 
-export function fmtTime(iso) {
-  if (!iso) return "—";
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return iso;
-  return d.toLocaleString(undefined, { year: "numeric", month: "2-digit", day: "2-digit",
-                                       hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
-
-export function relTime(iso) {
-  if (!iso) return "never";
-  const d = new Date(iso);
-  const s = Math.round((d.getTime() - Date.now()) / 1000);
-  const a = Math.abs(s);
-  if (a < 10) return "just now";
-  let text;
-  if (a < 60) text = `${a} s`;
-  else if (a < 3600) text = `${Math.round(a / 60)} min`;
-  else if (a < 172800) text = `${Math.round(a / 3600)} h`;
-  else text = `${Math.round(a / 86400)} days`;
-  return s < 0 ? `${text} ago` : `in ${text}`;
-}
-
 // A time (relative, the exact time in its tooltip); `empty` is shown when there is none.
-export function timeEl(iso, relative = true, empty = relative ? "never" : "—") {
+export function timeEl(iso, relative = true, empty = relative ? t("never") : "—") {
   if (!iso) return h("span", { class: "muted" }, empty);
-  return h("time", { datetime: iso, title: fmtTime(iso) }, relative ? relTime(iso) : fmtTime(iso));
+  return h("time", { datetime: iso, title: fmtTime(iso, true) }, relative ? relTime(iso) : fmtTime(iso));
 }
 
 export function badge(text, kind = "") {
@@ -80,17 +61,11 @@ const STATE_KINDS = {
   duplicate: "muted", present: "ok", missing: "warn", suspect: "warn", wrong: "bad",
 };
 export function stateBadge(state) {
-  return h("span", { class: `badge ${STATE_KINDS[state] || ""}`.trim(), "data-state": state }, state);
-}
-
-export function fmtNum(v, digits = 3) {
-  if (v === null || v === undefined || v === "") return "—";
-  if (typeof v !== "number") return String(v);
-  return Number.isInteger(v) ? v.toLocaleString() : v.toLocaleString(undefined, { maximumFractionDigits: digits });
+  return h("span", { class: `badge ${STATE_KINDS[state] || ""}`.trim(), "data-state": state }, tv(state));
 }
 
 // A table from rows; columns: [{label, cell: row => node|string, class}]
-export function table(columns, rows, { empty = "Nothing to show.", caption } = {}) {
+export function table(columns, rows, { empty = t("Nothing to show."), caption } = {}) {
   if (!rows.length) return h("p", { class: "muted empty" }, empty);
   return h("div", { class: "table-wrap" },
     h("table", {},
@@ -123,14 +98,38 @@ export function messageBox() {
   };
 }
 
-// Runs `fn` while the button shows it is busy; errors go to `msg` (a messageBox).
+// The problems of a refused form next to the fields they concern (the API's `error.fields`:
+// field path and message); returns whether any was placed. Earlier ones are removed first.
+export function showFieldErrors(form, err) {
+  if (!form) return false;
+  for (const old of form.querySelectorAll(".field-error")) old.remove();
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  let placed = false;
+  for (const f of (err && err.details && err.details.fields) || []) {
+    const name = String(f.field || "").split(".").pop();
+    const control = name && form.querySelector(`[name="${CSS.escape(f.field)}"], [name="${CSS.escape(name)}"]`);
+    if (!control) continue;
+    if (!control.id) control.id = newId();
+    const note = h("small", { class: "field-error", id: control.id + "-error" }, f.message);
+    control.setAttribute("aria-invalid", "true");
+    control.setAttribute("aria-describedby", note.id);
+    control.after(note);
+    placed = true;
+  }
+  return placed;
+}
+
+// Runs `fn` while the button shows it is busy; errors go to `msg` (a messageBox) and, where the
+// API names the field, next to it.
 export async function busy(button, msg, fn) {
   button.disabled = true;
   if (msg) msg.hide();
+  if (button.form) showFieldErrors(button.form, null);
   try {
     return await fn();
   } catch (err) {
-    if (msg) msg.error(err.message);
+    const placed = showFieldErrors(button.form, err);
+    if (msg) msg.error(placed ? t("Please check the marked fields.") + " " + err.message : err.message);
     else throw err;
     return undefined;
   } finally {
@@ -143,24 +142,36 @@ export function section(title, ...children) {
   return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title), children);
 }
 
-export function readFile(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(new Error(`cannot read ${file.name}`));
-    reader.readAsText(file);
-  });
+// A chosen file's text; an Error in plain words when it cannot be read or is no text file
+// (an Excel workbook or another binary file: bytes no CSV has).
+export async function readFile(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer().catch(() => {
+    throw new Error(t("The file {name} cannot be read.", { name: file.name }));
+  }));
+  const head = bytes.subarray(0, 4096);
+  const zip = head[0] === 0x50 && head[1] === 0x4b; // xlsx, ods, docx: zip archives
+  if (zip || head.includes(0)) {
+    throw new Error(t("The file {name} is not a CSV file (it looks like an Excel or another binary file). " +
+      "Save it as “CSV UTF-8” and choose it again.", { name: file.name }));
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new Error(t("The file {name} is not in UTF-8. Save it as “CSV UTF-8” and choose it again.",
+      { name: file.name }));
+  }
 }
 
 // A table filled page by page ("Load more"): fetchPage(cursor) -> {items, next_cursor}.
-export function pagedTable(columns, fetchPage, msg, { empty = "Nothing to show." } = {}) {
+// `onLoad()` runs after each page's rows are in (e.g. to apply a filter to them too).
+export function pagedTable(columns, fetchPage, msg, { empty = t("Nothing to show."), onLoad } = {}) {
   const tbody = h("tbody");
   const tableEl = h("div", { class: "table-wrap", hidden: true },
     h("table", {},
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.class }, c.label)))),
       tbody));
   const emptyEl = h("p", { class: "muted empty", hidden: true }, empty);
-  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
+  const more = h("button", { type: "button", class: "secondary", hidden: true }, t("Load more"));
   let cursor = null;
   async function load() {
     const page = await busy(more, msg, () => fetchPage(cursor));
@@ -170,6 +181,7 @@ export function pagedTable(columns, fetchPage, msg, { empty = "Nothing to show."
     emptyEl.hidden = tbody.children.length > 0;
     cursor = page.next_cursor;
     more.hidden = !cursor;
+    if (onLoad) onLoad();
   }
   more.addEventListener("click", load);
   load();
