@@ -154,7 +154,7 @@ def test_the_pipeline_pre_filter_asks_the_same_rules_as_on_reading(s):
 
     def stored(r):
         return StoredReading(
-            r.id, r.tenant_id, r.meter_pk, r.telegram_id, r.timestamp, r.received_at, r.fields, r.data, r.fingerprint
+            r.id, r.tenant_id, r.meter_pk, r.telegram_id, r.timestamp, r.received_at, {}, r.data, r.fingerprint
         )
 
     t = tenant(s)

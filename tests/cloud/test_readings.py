@@ -144,9 +144,9 @@ def test_consumption_across_swap_via_api(hub, client, pipeline):
 
 
 def test_export_csv_and_json(hub, client, pipeline, monkeypatch):
-    from omshub.cloud.api import readings as readings_api
+    from omshub.cloud.services import export
 
-    monkeypatch.setattr(readings_api, "EXPORT_BATCH", 3)  # several batches
+    monkeypatch.setattr(export, "EXPORT_BATCH", 3)  # several batches
     t, gw, pks = _setup(hub, ("82000001", "82000002"), device_type="heat")
     h = hub.headers(t, "viewer")
     frames, dts = [], []

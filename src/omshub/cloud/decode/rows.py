@@ -28,24 +28,21 @@ from omshub.cloud.domain.meter_time import ZoneRules, meter_clock, telegram_mode
 from omshub.cloud.domain.registers import registers
 from omshub.cloud.store.database import BulkSql, db_json, db_time, db_time_set, json_text
 from omshub.cloud.store.meter_zones import load_rules
-from omshub.cloud.store.models import CompactFormat, Telegram, compact_reading_data, expand_reading_data
+from omshub.cloud.store.models import CompactFormat, Telegram
+from omshub.cloud.store.reading_values import VALUE_COLUMNS, typed_values
 from omshub.codec import DecodeError
 
 DUPLICATE_WINDOW = timedelta(hours=1)
 CHUNK = 500  # ids per IN list
 _WRONG_KEY_CODES = ("wrong_key", "mac_error")
-_READING_COLUMNS = (
-    "id",
-    "tenant_id",
-    "meter_pk",
-    "telegram_id",
-    "timestamp",
-    "received_at",
-    "fields",
-    "data",
-    "fingerprint",
-)
-_READING_TYPES = ("bigint", "bigint", "bigint", "bigint", "timestamptz", "timestamptz", "json", "json", "bytea")
+_VALUE_COLUMNS = (*VALUE_COLUMNS.values(), "error_flags", "status", "meter_clock", "meter_version", "stored")
+_READING_COLUMNS: tuple[str, ...] = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at")
+_READING_COLUMNS += ("fingerprint", *_VALUE_COLUMNS)
+_READING_TYPES: tuple[str, ...] = ("bigint", "bigint", "bigint", "bigint", "timestamptz", "timestamptz", "bytea")
+_READING_TYPES += ("float8",) * len(VALUE_COLUMNS) + ("bigint", "smallint", "varchar", "smallint", "json")
+# The fingerprint hashes the records in the form readings stored them before issue 11 (a list of
+# values for a record with exactly these keys), so a repeat across the upgrade is still found.
+_RECORD_KEYS = ("quantity", "unit", "value", "storage", "tariff", "subunit", "function", "dif_vif")
 
 
 class NewTelegram:
@@ -61,10 +58,20 @@ class NewTelegram:
         self.raw = bytes(raw)
 
 
+def _record_rows(records):
+    if type(records) is not list:
+        return records
+    rows = []
+    for r in records:
+        if type(r) is not dict:
+            return records
+        rows.append(list(r.values()) if tuple(r) == _RECORD_KEYS else r)
+    return rows
+
+
 def _fingerprint(access_number, records, manufacturer_data) -> bytes:
-    """Same transmission <=> same access number and plaintext content (the records as stored:
-    rows, see models.compact_reading_data)."""
-    body = orjson.dumps([access_number, records, manufacturer_data], option=orjson.OPT_SORT_KEYS)
+    """Same transmission <=> same access number and plaintext content."""
+    body = orjson.dumps([access_number, _record_rows(records), manufacturer_data], option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
@@ -88,12 +95,12 @@ class Prepared:
         "encrypted",
         "clock",
         "model",
+        "values",
     )
 
     def __init__(self, result: dict, row: NewTelegram) -> None:
-        stored = compact_reading_data(result)  # as models.ReadingData stores it
         self.fingerprint = _fingerprint(
-            result.get("access_number"), stored.get("records"), result.get("manufacturer_data")
+            result.get("access_number"), result.get("records"), result.get("manufacturer_data")
         )
         # the meter's own date-time, converted once its meter's zone is known (time_readings)
         self.clock = meter_clock(result)
@@ -101,10 +108,14 @@ class Prepared:
         self.timestamp, self.timestamp_db = row.received_at, row.received_db
         self.received_db = row.received_db
         self.fields_json = json_text(result.get("fields") or {})
-        self.data_json = json_text(stored)
+        self.data_json = json_text(result)
         self.reports_error = bool(error_causes(result)[0])
         self.registers = registers(result)
         self.encrypted = bool((result.get("security") or {}).get("encrypted"))
+        values = typed_values(result)
+        stored = values["stored"]
+        values["stored"] = None if stored is None else json_text(stored)
+        self.values = tuple(values[c] for c in _VALUE_COLUMNS)
 
 
 @dataclass(slots=True)
@@ -236,7 +247,7 @@ class StoredReading:
     def data(self) -> dict | None:
         """The decoded telegram (None: a summary of a reading stored earlier, see update_meters)."""
         if self._data is None and self._data_json is not None:
-            self._data = expand_reading_data(orjson.loads(self._data_json))
+            self._data = orjson.loads(self._data_json)
         return self._data
 
     def register_map(self) -> dict[str, float]:
@@ -441,9 +452,8 @@ def write_readings_and_telegrams(
                     row.id,
                     prep.timestamp_db,
                     prep.received_db,
-                    prep.fields_json,
-                    prep.data_json,
                     prep.fingerprint,
+                    *prep.values,
                 )
             )
         writer.insert("readings", _READING_COLUMNS, _READING_TYPES, rows)
