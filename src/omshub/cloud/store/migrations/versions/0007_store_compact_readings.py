@@ -30,6 +30,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 NAMING = {"uq": "uq_%(table_name)s_%(column_0_N_name)s"}
 NEW_UNIQUE = "uq_telegrams_time_gateway_hash"
 _PAGE = 2000
+REDECODABLE_SQL = "state IN ('no_key', 'wrong_key', 'unknown_meter', 'invalid')"  # as models.REDECODABLE_SQL
 
 # --- the conversion as it was when this migration was written (a frozen copy of
 # store/reading_values.typed_values and of the records-as-rows form readings were stored in) ---
@@ -172,6 +173,17 @@ def upgrade() -> None:
         batch_op.drop_constraint(old or "uq_telegrams_gateway_id_raw_hash_received_at", type_="unique")
         batch_op.create_unique_constraint(NEW_UNIQUE, ["received_at", "gateway_id", "raw_hash"])
     if sqlite:
+        # the copy made the indexes in another order; SQLite's planner, between two indexes that
+        # serve a re-queue equally on paper, takes the later one: the partial index of the
+        # telegrams to decode again must stay that one (as 0003 made it)
+        op.drop_index("ix_telegrams_redecodable", table_name="telegrams")
+        op.create_index(
+            "ix_telegrams_redecodable",
+            "telegrams",
+            ["tenant_id", "meter_id"],
+            unique=False,
+            sqlite_where=sa.text(REDECODABLE_SQL),
+        )
         bind.commit()
         _driver_sql(bind, "PRAGMA foreign_keys = ON")
     with op.batch_alter_table("uplinks", schema=None) as batch_op:
