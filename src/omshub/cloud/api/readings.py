@@ -55,11 +55,21 @@ def _range(from_: str | None, to: str | None) -> tuple[datetime | None, datetime
     return start, end
 
 
+def redecoder(request: Request) -> Redecoder:
+    """The app's Redecoder (made on first use: it keeps opened keys across requests)."""
+    state = request.app.state
+    found = getattr(state, "redecoder", None)
+    if found is None:
+        found = state.redecoder = Redecoder(getattr(state, "keystore", None), state.db.is_sqlite)
+    return found
+
+
 def full_data(request: Request, session: Session, tenant_id: int, readings: list[Reading]) -> dict[int, dict]:
     """{reading id: its uniform dict}: decoded again from the raw telegram (decode/redecode.py),
     or, where that no longer decodes or is gone, what the reading's typed values hold."""
-    decoder = Redecoder(getattr(request.app.state, "keystore", None), request.app.state.db.is_sqlite)
-    decoded = decoder.telegrams(session, [r.telegram_id for r in readings if r.telegram_id is not None], tenant_id)
+    decoded = redecoder(request).telegrams(
+        session, [r.telegram_id for r in readings if r.telegram_id is not None], tenant_id
+    )
     return {r.id: decoded.get(r.telegram_id) or stored_data(r) for r in readings}  # type: ignore[arg-type]
 
 
@@ -290,7 +300,7 @@ def export_readings(
             headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.csv"'},
         )
     return StreamingResponse(
-        _json_stream(with_fields(db, request.app.state.keystore, principal.tenant_id, batches)),
+        _json_stream(with_fields(db, redecoder(request), principal.tenant_id, batches)),
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.json"'},
     )

@@ -10,6 +10,7 @@ open it, or retention removed it) gives None: the caller falls back to the typed
 from __future__ import annotations
 
 import logging
+import threading
 
 from sqlalchemy.orm import Session
 
@@ -24,15 +25,20 @@ log = logging.getLogger(__name__)
 
 
 class Redecoder:
-    """Decodes stored telegrams again; keeps opened keys and formats for its lifetime (a request,
-    an export)."""
+    """Decodes stored telegrams again; keeps opened keys, their AES contexts and formats for its
+    lifetime (the app keeps one: opening a key costs more than decoding a telegram). Thread-safe."""
 
-    def __init__(self, keystore: KeyStore | None, is_sqlite: bool) -> None:
-        self.caches = Caches(keystore, is_sqlite, key_cache_size=10_000, format_cache_size=10_000)
+    def __init__(self, keystore: KeyStore | None, is_sqlite: bool, cache_size: int = 20_000) -> None:
+        self.caches = Caches(keystore, is_sqlite, key_cache_size=cache_size, format_cache_size=cache_size)
         self.is_sqlite = is_sqlite
+        self._lock = threading.Lock()  # the caches are plain dicts, shared by the API's threads
 
     def telegrams(self, session: Session, telegram_ids: list[int], tenant_id: int) -> dict[int, dict]:
         """{telegram id: decoded dict} of the tenant's telegrams with these ids that decode."""
+        with self._lock:
+            return self._telegrams(session, telegram_ids, tenant_id)
+
+    def _telegrams(self, session: Session, telegram_ids: list[int], tenant_id: int) -> dict[int, dict]:
         sql = BulkSql(session, self.is_sqlite)
         ids = sorted({i for i in telegram_ids if i is not None})
         rows: list[NewTelegram] = []

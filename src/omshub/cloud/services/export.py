@@ -17,7 +17,6 @@ from sqlalchemy import and_, or_, select
 
 from omshub.cloud.decode.redecode import Redecoder
 from omshub.cloud.store.database import Database
-from omshub.cloud.store.keystore import KeyStore
 from omshub.cloud.store.models import Meter, Reading
 from omshub.times import iso
 
@@ -83,10 +82,9 @@ def export_rows(
 
 
 def with_fields(
-    db: Database, keystore: KeyStore | None, tenant_id: int, batches: Iterator[list[tuple]]
+    db: Database, decoder: Redecoder, tenant_id: int, batches: Iterator[list[tuple]]
 ) -> Iterator[list[tuple[tuple, dict]]]:
     """Each export row with its reading's named fields (decoded again; {} where it no longer decodes)."""
-    decoder = Redecoder(keystore, db.is_sqlite)
     for batch in batches:
         with db.session() as session:
             decoded = decoder.telegrams(session, [row[-1] for row in batch], tenant_id)
