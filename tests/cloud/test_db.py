@@ -112,18 +112,31 @@ def test_typed_values_answer_what_the_decoded_dict_answers():
 
     from omshub.cloud.domain.alarms import error_causes
     from omshub.cloud.domain.registers import registers
-    from omshub.cloud.store.reading_values import reading_error_causes, reading_registers, typed_values
+    from omshub.cloud.store.reading_values import reading_error_causes, reading_registers, stored_values, typed_values
     from omshub.codec.tpl import status_dict
+
+    units = {"energy": "kWh", "volume": "m3", "hca": "HCA", "date": "", "datetime": ""}
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(_record_strategy(), max_size=12), st.integers(0, 255))
     def check(records, status):
         data = {"status": status_dict(status), "records": records}
         values = typed_values(data)
-        orjson.dumps(values)  # (what the columns get is storable)
         row = SimpleNamespace(**values)
         assert reading_registers(row) == registers(data)
         assert reading_error_causes(row) == error_causes(data)
+        # the stored values come back as they were, those in their quantity's canonical unit
+        kept = [
+            [r.get("storage") or 0, r.get("tariff") or 0, r.get("subunit") or 0, r["quantity"], r["unit"], r["value"]]
+            for r in records
+            if isinstance(r, dict)
+            and r.get("storage")
+            and isinstance(r.get("quantity"), str)
+            and r["quantity"] in units
+            and r.get("unit") == units[r["quantity"]]
+        ]
+        assert all(entry in kept for entry in stored_values(row))
+        assert all(type(v) in (float, str) for *_k, v in stored_values(row))
 
     check()
 
@@ -136,6 +149,7 @@ def test_migration_0007_converts_stored_readings(empty_database_url):
 
     from omshub.cloud.store.database import MIGRATIONS
     from omshub.cloud.store.models import Reading
+    from omshub.cloud.store.reading_values import stored_values
 
     db = Database(empty_database_url)
     try:
@@ -197,7 +211,7 @@ def test_migration_0007_converts_stored_readings(empty_database_url):
                 "2026-01-01T02:00",
                 27,
             )
-            assert r.stored == [[1, 0, 0, "energy", "kWh", 30000.0], [1, 0, 0, "date", "", "2025-12-31"]]
+            assert stored_values(r) == [[1, 0, 0, "energy", "kWh", 30000.0], [1, 0, 0, "date", "", "2025-12-31"]]
             assert r.data["status"] == {"code": 4, "flags": ["power_low"]}
     finally:
         db.dispose()

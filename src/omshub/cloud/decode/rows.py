@@ -26,20 +26,21 @@ from omshub.cloud.decode.caches import Caches
 from omshub.cloud.domain.alarms import error_causes
 from omshub.cloud.domain.meter_time import ZoneRules, meter_clock, telegram_model
 from omshub.cloud.domain.registers import registers
-from omshub.cloud.store.database import BulkSql, db_json, db_time, db_time_set, json_text
+from omshub.cloud.store.database import BulkSql, db_json, db_time, db_time_set, json_text, time_to_db
 from omshub.cloud.store.meter_zones import load_rules
 from omshub.cloud.store.models import CompactFormat, Telegram
 from omshub.cloud.store.reading_values import VALUE_COLUMNS, typed_values
 from omshub.codec import DecodeError
 
 DUPLICATE_WINDOW = timedelta(hours=1)
+FINGERPRINT_SIZE = 8  # bytes kept: compared only among one meter's readings within the window
 CHUNK = 500  # ids per IN list
 _WRONG_KEY_CODES = ("wrong_key", "mac_error")
 _VALUE_COLUMNS = (*VALUE_COLUMNS.values(), "error_flags", "status", "meter_clock", "meter_version", "stored")
 _READING_COLUMNS: tuple[str, ...] = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at")
 _READING_COLUMNS += ("fingerprint", *_VALUE_COLUMNS)
 _READING_TYPES: tuple[str, ...] = ("bigint", "bigint", "bigint", "bigint", "timestamptz", "timestamptz", "bytea")
-_READING_TYPES += ("float8",) * len(VALUE_COLUMNS) + ("bigint", "smallint", "varchar", "smallint", "json")
+_READING_TYPES += ("float8",) * len(VALUE_COLUMNS) + ("bigint", "smallint", "varchar", "smallint", "bytea")
 # The fingerprint hashes the records in the form readings stored them before issue 11 (a list of
 # values for a record with exactly these keys), so a repeat across the upgrade is still found.
 _RECORD_KEYS = ("quantity", "unit", "value", "storage", "tariff", "subunit", "function", "dif_vif")
@@ -72,7 +73,7 @@ def _record_rows(records):
 def _fingerprint(access_number, records, manufacturer_data) -> bytes:
     """Same transmission <=> same access number and plaintext content."""
     body = orjson.dumps([access_number, _record_rows(records), manufacturer_data], option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(body, digest_size=16).digest()
+    return hashlib.blake2b(body, digest_size=16).digest()[:FINGERPRINT_SIZE]
 
 
 class Prepared:
@@ -113,8 +114,6 @@ class Prepared:
         self.registers = registers(result)
         self.encrypted = bool((result.get("security") or {}).get("encrypted"))
         values = typed_values(result)
-        stored = values["stored"]
-        values["stored"] = None if stored is None else json_text(stored)
         self.values = tuple(values[c] for c in _VALUE_COLUMNS)
 
 
@@ -371,31 +370,37 @@ def time_readings(session: Session, outcomes: list[Outcome], caches: Caches, ser
 # --- duplicates ---
 
 
-def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite: bool) -> dict:
-    """{(meter pk, fingerprint): [receive times]} of the stored readings with these pairs."""
+def _stored_fingerprints(sql: BulkSql, keys: list[tuple[int, datetime]], is_sqlite: bool) -> dict:
+    """{(meter pk, fingerprint): [receive times]} of the stored readings of these meters within
+    DUPLICATE_WINDOW of these times (a repeat of a transmission carries the same meter clock, so
+    the same timestamp; without a clock its timestamp is its receive time, within the window).
+    Through the (meter_pk, timestamp) index: no index of random fingerprints to keep."""
     seen: dict[tuple[int, bytes], list[datetime]] = {}
-    # the (meter_pk, fingerprint) pairs joined against the index of that name: one probe per
-    # telegram (two IN lists would make SQLite probe every meter x fingerprint combination).
-    # (PostgreSQL: a LATERAL look-up per pair, fenced by OFFSET 0 — as a plain join the
-    # planner may hash all readings, measured 3x slower and growing with the history)
-    for i in range(0, len(pairs), CHUNK):
-        chunk = pairs[i : i + CHUNK]
+    to_db = time_to_db(is_sqlite)
+    windows = sorted({(m, to_db(t - DUPLICATE_WINDOW), to_db(t + DUPLICATE_WINDOW)) for m, t in keys})
+    # one index range per reading (SQLite: a VALUES list joined; PostgreSQL: a LATERAL look-up per
+    # key, fenced by OFFSET 0 — as a plain join the planner may hash all readings)
+    for i in range(0, len(windows), CHUNK):
+        chunk = windows[i : i + CHUNK]
         if is_sqlite:
             query = (
-                f"WITH k(meter_pk, fingerprint) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
-                "SELECT r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
-                "ON r.meter_pk = k.meter_pk AND r.fingerprint = k.fingerprint"
+                f"WITH k(meter_pk, lo, hi) AS (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) "
+                "SELECT DISTINCT r.id, r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
+                'ON r.meter_pk = k.meter_pk AND r."timestamp" >= k.lo AND r."timestamp" <= k.hi'
             )
-            params: tuple = tuple(v for pair in chunk for v in pair)
+            params: tuple = tuple(v for window in chunk for v in window)
         else:
             query = (
-                "SELECT r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], %s::bytea[]) "
-                "AS k(m, f) CROSS JOIN LATERAL (SELECT meter_pk, fingerprint, received_at FROM readings "
-                "WHERE meter_pk = k.m AND fingerprint = k.f OFFSET 0) r"
+                "SELECT DISTINCT r.id, r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], "
+                "%s::timestamptz[], %s::timestamptz[]) AS k(m, lo, hi) CROSS JOIN LATERAL (SELECT id, meter_pk, "
+                'fingerprint, received_at FROM readings WHERE meter_pk = k.m AND "timestamp" >= k.lo '
+                'AND "timestamp" <= k.hi OFFSET 0) r'
             )
-            params = ([m for m, _f in chunk], [f for _m, f in chunk])
-        for meter_pk, fingerprint, received_at in sql.rows(query, params):
-            seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time_set(received_at))
+            params = ([w[0] for w in chunk], [w[1] for w in chunk], [w[2] for w in chunk])
+        for _id, meter_pk, fingerprint, received_at in sql.rows(query, params):
+            if fingerprint is not None:
+                key = (meter_pk, bytes(fingerprint)[:FINGERPRINT_SIZE])
+                seen.setdefault(key, []).append(db_time_set(received_at))
     return seen
 
 
@@ -404,8 +409,8 @@ def mark_duplicates(sql: BulkSql, outcomes: list[Outcome], is_sqlite: bool) -> N
     if not decoded:
         return
     # a meter without a latest reading has none stored at all: nothing to ask
-    pairs = sorted({(m.id, prep.fingerprint) for _o, m, prep in decoded if m.last_reading_id is not None})
-    seen = _stored_fingerprints(sql, pairs, is_sqlite)
+    keys = [(m.id, prep.timestamp) for _o, m, prep in decoded if m.last_reading_id is not None]
+    seen = _stored_fingerprints(sql, keys, is_sqlite)
     for o, m, prep in decoded:
         rx = o.row.received_at
         times = seen.setdefault((m.id, prep.fingerprint), [])

@@ -232,8 +232,9 @@ class Telegram(Base):
         # the same time). Receive time first: new keys append at the index's right edge instead of
         # landing on a random leaf of a hash-ordered index (issue 11 item 3)
         UniqueConstraint("received_at", "gateway_id", "raw_hash", name="uq_telegrams_time_gateway_hash"),
-        # decode's batch selection: `WHERE state = 'new' ORDER BY id` (decode/batch.py select_new)
-        Index("ix_telegrams_state", "state", "id"),
+        # decode's batch selection: `WHERE state = 'new' ORDER BY id` (decode/batch.py select_new);
+        # partial: the decoded history (nearly every row) is not in it
+        Index("ix_telegrams_new", "id", sqlite_where=text("state = 'new'"), postgresql_where=text("state = 'new'")),
         # a meter's telegrams by address: key imports re-queue, the meter page lists them
         Index("ix_telegrams_tenant_meter", "tenant_id", "meter_id", "manufacturer"),
         # a meter's telegrams to decode again, without visiting its decoded history (which
@@ -254,6 +255,7 @@ class Telegram(Base):
     link_mode: Mapped[str] = mapped_column(String(8), default="unknown")
     rssi: Mapped[int | None] = mapped_column(Integer, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # the first 8 bytes of the SHA-256 of `raw` (ingest's dedup key, with receive time and gateway)
     raw_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     # link/TPL header as peeked without a key (null when the frame is unreadable)
     manufacturer: Mapped[str | None] = mapped_column(String(3), nullable=True)
@@ -344,10 +346,9 @@ class Reading(Base):
 
     __tablename__ = "readings"
     __table_args__ = (
-        # a meter's readings by time: its history, its latest, consumption's registers at a date
+        # a meter's readings by time: its history, consumption's registers at a date, and decode's
+        # duplicate check (the meter's readings within an hour of the new one, decode/rows.py)
         Index("ix_readings_meter_time", "meter_pk", "timestamp"),
-        # decode's duplicate check: the same transmission by (meter, fingerprint) (decode/rows.py)
-        Index("ix_readings_meter_fingerprint", "meter_pk", "fingerprint"),
         # exports and retention: a tenant's readings of a period; appends in time order
         Index("ix_readings_tenant_time", "tenant_id", "timestamp"),
     )
@@ -358,7 +359,8 @@ class Reading(Base):
     timestamp: Mapped[datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # hash of (access number, plaintext records): a repeat of the same transmission (another
-    # gateway, a repeater) has the same one and is filed as a `duplicate` telegram
+    # gateway, a repeater) has the same one and is filed as a `duplicate` telegram (8 bytes; 16 in
+    # rows stored before 0007, compared by their first 8)
     fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(16), nullable=True)
     energy: Mapped[float | None] = mapped_column(Float, nullable=True)
     volume: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -372,8 +374,8 @@ class Reading(Base):
     # the meter's own current date-time text and its version byte: re-timing after a zone change
     meter_clock: Mapped[str | None] = mapped_column(String(40), nullable=True)
     meter_version: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
-    # [[storage, tariff, subunit, quantity, unit, value], ...]: stored registers and their dates
-    stored: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # the stored registers and their dates, packed (reading_values.stored_values reads them)
+    stored: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
     @property
     def data(self) -> dict:

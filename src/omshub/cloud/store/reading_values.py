@@ -13,6 +13,7 @@ decoded again from the raw telegram on demand (cloud/decode/redecode.py).
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from omshub.cloud.domain.alarms import error_causes
@@ -30,9 +31,54 @@ VALUE_COLUMNS = {
     "flow_temperature": "flow_temperature",
     "return_temperature": "return_temperature",
 }
-# stored values worth keeping typed: the cumulative registers and their dates
-_STORED_QUANTITIES = (*CUMULATIVE_UNITS, "date", "datetime")
+# stored values kept typed: the cumulative registers and their dates, each packed (`stored`) as
+# storage (uint16), tariff, subunit, quantity code (uint8 each), then the value: a float64 for a
+# register, a length byte and UTF-8 text for a date. The unit is the quantity's canonical one
+# (a record in another unit is not kept typed; the raw telegram still has it).
+_STORED_QUANTITIES = ("energy", "volume", "hca", "date", "datetime")
+_STORED_UNITS = {"energy": "kWh", "volume": "m3", "hca": "HCA", "date": "", "datetime": ""}
+_ENTRY = struct.Struct("<HBBB")
+_FLOAT = struct.Struct("<d")
 _MAX_STORED = 64  # stored values kept per reading (a meter with a 15-month history has ~45)
+
+
+def _stored_entry(rec: dict, quantity: str, value) -> bytes | None:
+    if quantity not in _STORED_UNITS or rec.get("unit") != _STORED_UNITS[quantity]:
+        return None
+    storage, tariff, subunit = rec.get("storage") or 0, rec.get("tariff") or 0, rec.get("subunit") or 0
+    if not all(type(n) is int for n in (storage, tariff, subunit)):
+        return None
+    if not (0 <= storage < 2**16 and 0 <= tariff < 256 and 0 <= subunit < 256):
+        return None
+    if rec.get("function", "instantaneous") != "instantaneous":
+        return None
+    head = _ENTRY.pack(storage, tariff, subunit, _STORED_QUANTITIES.index(quantity))
+    if quantity in CUMULATIVE_UNITS:
+        return head + _FLOAT.pack(float(value)) if _number(value) else None
+    try:
+        text = value.encode() if isinstance(value, str) else b""
+    except UnicodeEncodeError:  # (a lone surrogate: not a date the codec writes)
+        return None
+    return head + bytes([len(text)]) + text if text and len(text) < 256 else None
+
+
+def stored_values(reading) -> list[list]:
+    """The reading's stored values: [[storage, tariff, subunit, quantity, unit, value], ...]."""
+    packed = getattr(reading, "stored", None)
+    out: list[list] = []
+    pos, end = 0, len(packed or b"")
+    while packed and pos + _ENTRY.size <= end:
+        storage, tariff, subunit, code = _ENTRY.unpack_from(packed, pos)
+        pos += _ENTRY.size
+        quantity = _STORED_QUANTITIES[code]
+        if quantity in CUMULATIVE_UNITS:
+            value: float | str = _FLOAT.unpack_from(packed, pos)[0]
+            pos += _FLOAT.size
+        else:
+            n = packed[pos]
+            value, pos = packed[pos + 1 : pos + 1 + n].decode(), pos + 1 + n
+        out.append([storage, tariff, subunit, quantity, _STORED_UNITS[quantity], value])
+    return out
 
 
 def _is_current(rec: dict) -> bool:
@@ -52,8 +98,8 @@ def typed_values(data: dict | None) -> dict[str, Any]:
     """The columns of a reading from its decoded telegram: {column: value} for the current
     values (the first current, numeric record of each quantity, as domain.registers.registers),
     `error_flags`, `status` (the status byte), `meter_clock` (the first current date-time record's
-    text) and `stored` ([[storage, tariff, subunit, quantity, unit, value], ...] of the stored
-    registers and dates, None when there are none)."""
+    text), `meter_version` and `stored` (the stored registers and dates, packed: stored_values
+    reads them; None when there are none)."""
     out: dict[str, Any] = dict.fromkeys(VALUE_COLUMNS.values())
     out.update(error_flags=None, status=None, meter_clock=None, meter_version=None, stored=None)
     if not isinstance(data, dict):
@@ -64,7 +110,7 @@ def typed_values(data: dict | None) -> dict[str, Any]:
     status = data.get("status")
     if isinstance(status, dict) and type(status.get("code")) is int and 0 <= status["code"] <= 255:
         out["status"] = status["code"]
-    stored: list[list] = []
+    stored: list[bytes] = []
     seen: set[str] = set()
     for rec in data.get("records") or ():
         if type(rec) is not dict:
@@ -87,20 +133,11 @@ def typed_values(data: dict | None) -> dict[str, Any]:
             elif quantity in VALUE_COLUMNS and quantity not in seen and _number(value):
                 out[VALUE_COLUMNS[quantity]] = float(value)  # type: ignore[arg-type]  # (_number checked it)
                 seen.add(quantity)
-        elif (
-            quantity in _STORED_QUANTITIES and len(stored) < _MAX_STORED and (_number(value) or isinstance(value, str))
-        ):
-            stored.append(
-                [
-                    rec.get("storage") or 0,
-                    rec.get("tariff") or 0,
-                    rec.get("subunit") or 0,
-                    quantity,
-                    rec.get("unit"),
-                    value,
-                ]
-            )
-    out["stored"] = stored or None
+        elif len(stored) < _MAX_STORED:
+            entry = _stored_entry(rec, quantity, value)
+            if entry is not None:
+                stored.append(entry)
+    out["stored"] = b"".join(stored) or None
     return out
 
 
@@ -170,7 +207,7 @@ def stored_data(reading) -> dict:
     """The uniform dict as far as the reading's columns hold it (its raw telegram no longer
     decodes, or retention removed it): summary_data with the stored values and no named fields."""
     out = summary_data(reading)
-    for storage, tariff, subunit, quantity, unit, value in getattr(reading, "stored", None) or ():
+    for storage, tariff, subunit, quantity, unit, value in stored_values(reading):
         out["records"].append(
             {
                 "quantity": quantity,

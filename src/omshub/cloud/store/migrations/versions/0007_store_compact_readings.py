@@ -7,8 +7,11 @@ existing rows are converted in batches from their `data` JSON before `data` and 
 `readings.telegram_id` may become NULL (retention removed the raw telegram; the reading stays).
 The tenant_id index of readings becomes (tenant_id, timestamp): exports and retention read a period.
 
-Telegrams: the dedup key (gateway_id, raw_hash, received_at) starts with received_at, so its index
-appends in time order. Uplinks: `body_dropped_at`. New table `retention_policies`.
+Telegrams: the dedup key (gateway_id, raw_hash, received_at) starts with received_at, so its
+index appends in time order, and keeps 8 bytes of the SHA-256; the (state, id) index becomes a
+partial index of the `new` telegrams (decode's batch selection). Readings: the (meter_pk, fingerprint)
+index goes (duplicates are looked up through (meter_pk, timestamp)), `stored` is packed binary.
+Uplinks: `body_dropped_at`. New table `retention_policies`.
 
 Revision ID: 0007_store
 Revises: 0006
@@ -17,6 +20,7 @@ Revises: 0006
 from __future__ import annotations
 
 import json
+import struct
 
 import sqlalchemy as sa
 from alembic import op
@@ -47,6 +51,27 @@ _VALUE_COLUMNS = {
 }
 _COLUMNS = (*_VALUE_COLUMNS.values(), "error_flags", "status", "meter_clock", "meter_version", "stored")
 _STORED = ("energy", "volume", "hca", "date", "datetime")
+_STORED_UNITS = {"energy": "kWh", "volume": "m3", "hca": "HCA", "date": "", "datetime": ""}
+
+
+def _stored_entry(rec: dict, quantity: str, value) -> bytes | None:
+    if quantity not in _STORED_UNITS or rec.get("unit") != _STORED_UNITS[quantity]:
+        return None
+    storage, tariff, subunit = rec.get("storage") or 0, rec.get("tariff") or 0, rec.get("subunit") or 0
+    if not all(type(n) is int for n in (storage, tariff, subunit)):
+        return None
+    if not (0 <= storage < 2**16 and 0 <= tariff < 256 and 0 <= subunit < 256):
+        return None
+    if rec.get("function", "instantaneous") != "instantaneous":
+        return None
+    head = struct.pack("<HBBB", storage, tariff, subunit, _STORED.index(quantity))
+    if quantity in ("energy", "volume", "hca"):
+        return head + struct.pack("<d", float(value)) if _number(value) else None
+    try:
+        text = value.encode() if isinstance(value, str) else b""
+    except UnicodeEncodeError:
+        return None
+    return head + bytes([len(text)]) + text if text and len(text) < 256 else None
 
 
 def _expand(data):
@@ -85,7 +110,7 @@ def _values(data) -> dict:
     status = data.get("status")
     if isinstance(status, dict) and type(status.get("code")) is int and 0 <= status["code"] <= 255:
         out["status"] = status["code"]
-    stored: list = []
+    stored: list[bytes] = []
     seen: set = set()
     for rec in data.get("records") or ():
         if type(rec) is not dict or type(rec.get("quantity")) is not str:
@@ -104,19 +129,21 @@ def _values(data) -> dict:
             elif quantity in _VALUE_COLUMNS and quantity not in seen and _number(value):
                 out[_VALUE_COLUMNS[quantity]] = float(value)  # type: ignore[arg-type]  # (_number checked it)
                 seen.add(quantity)
-        elif quantity in _STORED and len(stored) < 64 and (_number(value) or isinstance(value, str)):
-            row = [rec.get("storage") or 0, rec.get("tariff") or 0, rec.get("subunit") or 0, quantity]
-            stored.append([*row, rec.get("unit"), value])
-    out["stored"] = json.dumps(stored) if stored else None
+        elif len(stored) < 64:
+            entry = _stored_entry(rec, quantity, value)
+            if entry is not None:
+                stored.append(entry)
+    out["stored"] = b"".join(stored) or None
     return out
 
 
 def _convert(bind) -> None:
     """Every reading's typed values from its `data` JSON, a page at a time (by id)."""
     select = sa.text("SELECT id, data FROM readings WHERE id > :after ORDER BY id LIMIT :n")
-    json_mark = "CAST(:stored AS JSON)" if bind.dialect.name != "sqlite" else ":stored"
-    sets = ", ".join(f'"{c}" = ' + (json_mark if c == "stored" else f":{c}") for c in _COLUMNS)
-    update = sa.text(f"UPDATE readings SET {sets} WHERE id = :id")
+    sets = ", ".join(f'"{c}" = :{c}' for c in _COLUMNS)
+    update = sa.text(f"UPDATE readings SET {sets} WHERE id = :id").bindparams(
+        sa.bindparam("stored", type_=sa.LargeBinary())
+    )
     after = 0
     while True:
         rows = bind.execute(select, {"after": after, "n": _PAGE}).fetchall()
@@ -146,6 +173,7 @@ def _driver_sql(bind, sql: str) -> None:
 
 def upgrade() -> None:
     bind = op.get_bind()
+    sqlite = bind.dialect.name == "sqlite"
     with op.batch_alter_table("readings", schema=None) as batch_op:
         for column in ("energy", "volume", "hca", "power", "volume_flow", "flow_temperature", "return_temperature"):
             batch_op.add_column(sa.Column(column, sa.Float(), nullable=True))
@@ -153,16 +181,16 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("status", sa.SmallInteger(), nullable=True))
         batch_op.add_column(sa.Column("meter_clock", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("meter_version", sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column("stored", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("stored", sa.LargeBinary(), nullable=True))
     _convert(bind)
     with op.batch_alter_table("readings", schema=None) as batch_op:
         batch_op.drop_column("data")
         batch_op.drop_column("fields")
         batch_op.alter_column("telegram_id", existing_type=BigId, nullable=True)
         batch_op.drop_index("ix_readings_tenant_id")
+        batch_op.drop_index("ix_readings_meter_fingerprint")
         batch_op.create_index("ix_readings_tenant_time", ["tenant_id", "timestamp"], unique=False)
     old = _old_unique_name(bind)
-    sqlite = bind.dialect.name == "sqlite"
     if sqlite:
         # SQLite drops a table constraint only by copying the table; the copy's DROP TABLE of the
         # old one fails while readings reference it, and the pragma is ignored inside a transaction
@@ -171,7 +199,22 @@ def upgrade() -> None:
         _driver_sql(bind, "PRAGMA foreign_keys = OFF")
     with op.batch_alter_table("telegrams", schema=None, naming_convention=NAMING) as batch_op:
         batch_op.drop_constraint(old or "uq_telegrams_gateway_id_raw_hash_received_at", type_="unique")
+        batch_op.drop_index("ix_telegrams_state")
+    # ingest keeps 8 bytes of the SHA-256 now: the stored hashes are cut to them
+    bind.exec_driver_sql(
+        "UPDATE telegrams SET raw_hash = substr(raw_hash, 1, 8)"
+        if sqlite
+        else "UPDATE telegrams SET raw_hash = substring(raw_hash from 1 for 8)"
+    )
+    with op.batch_alter_table("telegrams", schema=None) as batch_op:
         batch_op.create_unique_constraint(NEW_UNIQUE, ["received_at", "gateway_id", "raw_hash"])
+        batch_op.create_index(
+            "ix_telegrams_new",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.text("state = 'new'"),
+            postgresql_where=sa.text("state = 'new'"),
+        )
     if sqlite:
         # the copy made the indexes in another order; SQLite's planner, between two indexes that
         # serve a re-queue equally on paper, takes the later one: the partial index of the
@@ -202,12 +245,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # the readings' full JSON is not rebuilt (it is decoded again from the raw telegrams); a
-    # downgrade leaves `data` with the typed values' summary
+    # the readings' full JSON is not rebuilt (decoded again from the raw telegrams, it is empty
+    # after a downgrade) and the raw hashes stay cut to 8 bytes
     op.drop_table("retention_policies")
     with op.batch_alter_table("uplinks", schema=None) as batch_op:
         batch_op.drop_column("body_dropped_at")
     with op.batch_alter_table("telegrams", schema=None) as batch_op:
+        batch_op.drop_index("ix_telegrams_new")
+        batch_op.create_index("ix_telegrams_state", ["state", "id"], unique=False)
         batch_op.drop_constraint(NEW_UNIQUE, type_="unique")
         batch_op.create_unique_constraint(
             "telegrams_gateway_id_raw_hash_received_at_key", ["gateway_id", "raw_hash", "received_at"]
@@ -215,6 +260,7 @@ def downgrade() -> None:
     with op.batch_alter_table("readings", schema=None) as batch_op:
         batch_op.drop_index("ix_readings_tenant_time")
         batch_op.create_index("ix_readings_tenant_id", ["tenant_id"], unique=False)
+        batch_op.create_index("ix_readings_meter_fingerprint", ["meter_pk", "fingerprint"], unique=False)
         batch_op.add_column(sa.Column("fields", sa.JSON(), nullable=False, server_default="{}"))
         batch_op.add_column(sa.Column("data", sa.JSON(), nullable=False, server_default="{}"))
         for column in _COLUMNS:
