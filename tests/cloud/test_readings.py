@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 import cbor2
 import orjson
 import pytest
+from sqlalchemy import update
+
+from omshub.cloud.store.models import Meter
 
 from .conftest import KEY, encode
 
@@ -79,6 +82,18 @@ def test_meter_readings_filter_by_time_and_quantity(hub, client, pipeline):
     [item] = latest
     assert item["meter"]["id"] == pk and item["reading"]["records"][0]["value"] == 130.0
     assert item["reading"]["fields"] == {}
+    # the latest route shows the meter's kept dict of its latest reading; the readings route decodes
+    # the raw telegram again; and without the kept dict (a meter of before 0007) the latest route too
+    (newest,) = [
+        x
+        for x in client.get(f"{API}/meters/{pk}/readings", headers=h).json()["items"]
+        if x["id"] == item["reading"]["id"]
+    ]
+    full = client.get(f"{API}/readings/latest", headers=h).json()["items"][0]["reading"]
+    assert full == newest and full["records"] and full["status"] is not None
+    with hub.db.transaction() as s:
+        s.execute(update(Meter).where(Meter.id == pk).values(last_data=None))
+    assert client.get(f"{API}/readings/latest", headers=h).json()["items"][0]["reading"] == newest
 
 
 def test_consumption_across_swap_via_api(hub, client, pipeline):

@@ -199,11 +199,23 @@ def latest_readings(
         stmt = stmt.where(Meter.gateway_id == gateway_id)
     meters, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Meter.id)
     qs, fs = _names(quantity, "quantity"), _names(fields, "fields")
-    # the page's latest readings in one query: the decode pipeline keeps meters.last_reading_id
+    # the page's latest readings in one query: the decode pipeline keeps meters.last_reading_id,
+    # and the latest reading's decoded dict (meters.last_data; decoded again where it has none)
     wanted = [m.last_reading_id for m in meters if m.last_reading_id is not None]
-    found = session.scalars(select(Reading).where(Reading.tenant_id == principal.tenant_id, Reading.id.in_(wanted)))
-    latest = {r.id: r for r in found} if wanted else {}
-    data = full_data(request, session, principal.tenant_id, list(latest.values()))
+    found = (
+        session.execute(
+            select(Reading, Meter.last_data)
+            .join(Meter, Meter.last_reading_id == Reading.id)
+            .where(
+                Reading.tenant_id == principal.tenant_id, Meter.tenant_id == principal.tenant_id, Reading.id.in_(wanted)
+            )
+        ).all()
+        if wanted
+        else []
+    )
+    latest = {r.id: r for r, _d in found}
+    data = {r.id: d for r, d in found if isinstance(d, dict)}
+    data.update(full_data(request, session, principal.tenant_id, [r for r in latest.values() if r.id not in data]))
     items = []
     for m, mj in zip(meters, meters_json(session, meters), strict=True):
         r = latest.get(m.last_reading_id) if m.last_reading_id is not None else None

@@ -228,6 +228,7 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str, meter_pk
                     last_reading_id=latest.id,
                     last_reading_at=latest.timestamp,
                     last_registers=reading_registers(latest),
+                    last_data=None,  # (perhaps another reading's now: the latest route decodes it again)
                 )
             )
     return {"checked": checked, "moved": moved, "meters": len(touched)}

@@ -296,6 +296,10 @@ class Meter(Base):
     # pipeline compares a new reading with it without loading the reading
     last_reading_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_registers: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # that reading's whole decoded dict (readings keep typed values only): the latest readings route
+    # shows it without decoding every meter's telegram again; NULL: decode it again (deferred: the
+    # meter pages do not load it)
+    last_data: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
     # zone of this meter's own date-times (NULL: its model's, else the tenant's)
     meter_timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
 

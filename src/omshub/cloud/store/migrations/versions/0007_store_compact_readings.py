@@ -11,7 +11,8 @@ Telegrams: the dedup key (gateway_id, raw_hash, received_at) starts with receive
 index appends in time order, and keeps 8 bytes of the SHA-256; the (state, id) index becomes a
 partial index of the `new` telegrams (decode's batch selection). Readings: the (meter_pk, fingerprint)
 index goes (duplicates are looked up through (meter_pk, timestamp)), `stored` is packed binary.
-Uplinks: `body_dropped_at`. New table `retention_policies`.
+Uplinks: `body_dropped_at`. Meters: `last_data` (the latest reading's decoded dict; NULL for the
+meters of before: their latest is decoded again). New table `retention_policies`.
 
 Revision ID: 0007_store
 Revises: 0006
@@ -231,6 +232,8 @@ def upgrade() -> None:
         _driver_sql(bind, "PRAGMA foreign_keys = ON")
     with op.batch_alter_table("uplinks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("body_dropped_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("meters", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("last_data", sa.JSON(), nullable=True))
     op.create_table(
         "retention_policies",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -248,6 +251,8 @@ def downgrade() -> None:
     # the readings' full JSON is not rebuilt (decoded again from the raw telegrams, it is empty
     # after a downgrade) and the raw hashes stay cut to 8 bytes
     op.drop_table("retention_policies")
+    with op.batch_alter_table("meters", schema=None) as batch_op:
+        batch_op.drop_column("last_data")
     with op.batch_alter_table("uplinks", schema=None) as batch_op:
         batch_op.drop_column("body_dropped_at")
     with op.batch_alter_table("telegrams", schema=None) as batch_op:
