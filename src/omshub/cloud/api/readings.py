@@ -260,10 +260,8 @@ def _csv_stream(batches: Iterator[list[tuple]]) -> Iterator[bytes]:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
-    width = len(EXPORT_COLUMNS)
     for batch in batches:
-        # (csv writes None as an empty field; the row's last value, its telegram id, is not exported)
-        writer.writerows(row[:width] for row in batch)
+        writer.writerows(batch)  # (csv writes None as an empty field)
         yield buf.getvalue().encode()
         buf.seek(0)
         buf.truncate()
@@ -303,16 +301,22 @@ def export_readings(
     if meter_pk is not None:
         get_meter(session, principal, meter_pk)
     db = request.app.state.db
-    batches = export_rows(db, principal.tenant_id, start, end, meter_pk)
     stamp = f"{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
     if format == "csv":
         return StreamingResponse(
-            _csv_stream(batches),
+            _csv_stream(export_rows(db, principal.tenant_id, start, end, meter_pk)),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.csv"'},
         )
     return StreamingResponse(
-        _json_stream(with_fields(db, redecoder(request), principal.tenant_id, batches)),
+        _json_stream(
+            with_fields(
+                db,
+                redecoder(request),
+                principal.tenant_id,
+                export_rows(db, principal.tenant_id, start, end, meter_pk, with_telegram=True),
+            )
+        ),
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.json"'},
     )
