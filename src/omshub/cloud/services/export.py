@@ -90,7 +90,7 @@ def export_rows(
             rows = result.fetchmany(EXPORT_BATCH)
             if not rows:
                 return
-            yield rows
+            yield list(rows)
 
 
 def with_fields(
