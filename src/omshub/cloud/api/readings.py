@@ -17,7 +17,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -180,7 +180,7 @@ def point_readings(
     return page(_filter_page(request, session, principal.tenant_id, rows, qs, fs, True), nxt)
 
 
-@router.get("/readings/latest", summary="Every meter with its latest reading")
+@router.get("/readings/latest", summary="Every meter with its latest reading", response_model=None)
 def latest_readings(
     request: Request,
     principal: Viewer,
@@ -205,7 +205,7 @@ def latest_readings(
     found = (
         session.execute(
             select(Reading, Meter.last_data)
-            .join(Meter, Meter.last_reading_id == Reading.id)
+            .join(Meter, and_(Meter.id == Reading.meter_pk, Meter.last_reading_id == Reading.id))
             .where(
                 Reading.tenant_id == principal.tenant_id, Meter.tenant_id == principal.tenant_id, Reading.id.in_(wanted)
             )
@@ -220,7 +220,8 @@ def latest_readings(
     for m, mj in zip(meters, meters_json(session, meters), strict=True):
         r = latest.get(m.last_reading_id) if m.last_reading_id is not None else None
         items.append({"meter": mj, "reading": reading_json(r, data[r.id], quantities=qs, fields=fs) if r else None})
-    return page(items, nxt)
+    # as bytes: FastAPI's encoder walks every value of a page of a thousand full readings (3x slower)
+    return Response(orjson.dumps(page(items, nxt)), media_type="application/json")  # type: ignore[return-value]
 
 
 def _jsonable(value):
