@@ -77,6 +77,22 @@ def database_url(tmp_path_factory) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def empty_database_url(database_url, tmp_path):
+    """Another empty database of this run's kind (SQLite file or PostgreSQL database): for tests
+    that migrate from an old revision."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    admin = _postgres_admin_url()
+    name = "omshub_test_" + uuid.uuid4().hex[:12]
+    with _pg_connect(admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{database_url.rsplit('/', 1)[0]}/{name}"
+    with _pg_connect(admin) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, Reading, Telegram, Tenant, Uplink
+from omshub.cloud.store.reading_values import typed_values
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _seq = itertools.count(1)
@@ -153,7 +154,7 @@ def reading(
         "fields": {},
     }
     r = Reading(
-        tenant_id=m.tenant_id, meter_pk=m.id, telegram_id=tg.id, timestamp=at, received_at=at, fields={}, data=data
+        tenant_id=m.tenant_id, meter_pk=m.id, telegram_id=tg.id, timestamp=at, received_at=at, **typed_values(data)
     )
     s.add(r)
     s.flush()
@@ -162,3 +163,14 @@ def reading(
 
 def days(n: float) -> timedelta:
     return timedelta(days=n)
+
+
+def decoded_data(pipeline, reading) -> dict:
+    """A stored reading's whole decoded dict, decoded again from its raw telegram as the API does."""
+    from omshub.cloud.decode.redecode import Redecoder
+
+    with pipeline.db.session() as s:
+        found = Redecoder(pipeline.keystore, pipeline.db.is_sqlite).telegrams(
+            s, [reading.telegram_id], reading.tenant_id
+        )
+    return found[reading.telegram_id]

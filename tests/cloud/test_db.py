@@ -88,69 +88,130 @@ def test_mqtt_topic_settings():
 def _record_strategy():
     from hypothesis import strategies as st
 
-    from omshub.cloud.store.models import RECORD_KEYS
-
+    keys = ("quantity", "unit", "value", "storage", "tariff", "subunit", "function", "dif_vif")
     value = st.one_of(
         st.none(),
         st.booleans(),
         st.integers(-(10**12), 10**12),
         st.floats(allow_nan=False),
         st.text(max_size=8),
+        st.sampled_from(["energy", "volume", "hca", "power", "error_flags", "datetime", "date", "instantaneous"]),
         st.lists(st.integers(0, 9), max_size=9),
     )
-    keys = st.sampled_from(RECORD_KEYS + ("name", "flags"))
-    standard = st.fixed_dictionaries(dict.fromkeys(RECORD_KEYS, value))
-    return st.one_of(standard, st.dictionaries(keys, value, max_size=9), value)
+    standard = st.fixed_dictionaries(dict.fromkeys(keys, value))
+    return st.one_of(standard, st.dictionaries(st.sampled_from(keys + ("name",)), value, max_size=9), value)
 
 
-def test_reading_data_stored_compact_reads_back_the_same():
-    """Readings keep their records as rows (about half the bytes); every reader gets the dicts back."""
+def test_typed_values_answer_what_the_decoded_dict_answers():
+    """The accessors on a reading's typed columns give what domain.registers and domain.alarms give
+    on the whole decoded telegram, for any records (fuzzed)."""
+    from types import SimpleNamespace
+
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from omshub.cloud.store.models import compact_reading_data, expand_reading_data
+    from omshub.cloud.domain.alarms import error_causes
+    from omshub.cloud.domain.registers import registers
+    from omshub.cloud.store.reading_values import reading_error_causes, reading_registers, stored_values, typed_values
+    from omshub.codec.tpl import status_dict
+
+    units = {"energy": "kWh", "volume": "m3", "hca": "HCA", "date": "", "datetime": ""}
 
     @settings(max_examples=300, deadline=None)
-    @given(
-        st.lists(_record_strategy(), max_size=12),
-        st.dictionaries(st.text(max_size=5), st.integers(-1000, 1000), max_size=3),
-    )
-    def check(records, extra):
-        data = {**extra, "status": {"code": 0}, "records": records, "fields": {"x": 1}}
-        stored = orjson.loads(orjson.dumps(compact_reading_data(data)))  # as it goes through the JSON column
-        expected = orjson.loads(orjson.dumps({k: v for k, v in data.items() if k != "fields"}))
-        assert expand_reading_data(stored) == expected
+    @given(st.lists(_record_strategy(), max_size=12), st.integers(0, 255))
+    def check(records, status):
+        data = {"status": status_dict(status), "records": records}
+        values = typed_values(data)
+        row = SimpleNamespace(**values)
+        assert reading_registers(row) == registers(data)
+        assert reading_error_causes(row) == error_causes(data)
+        # the stored values come back as they were, those in their quantity's canonical unit
+        kept = [
+            [r.get("storage") or 0, r.get("tariff") or 0, r.get("subunit") or 0, r["quantity"], r["unit"], r["value"]]
+            for r in records
+            if isinstance(r, dict)
+            and r.get("storage")
+            and isinstance(r.get("quantity"), str)
+            and r["quantity"] in units
+            and r.get("unit") == units[r["quantity"]]
+        ]
+        assert all(entry in kept for entry in stored_values(row))
+        assert all(type(v) in (float, str) for *_k, v in stored_values(row))
 
     check()
-    legacy = {"records": [{"quantity": "energy"}], "fields": {}}
-    assert expand_reading_data(legacy) is legacy  # stored before the rows form: unchanged
 
 
-def test_reading_rows_are_half_the_bytes_and_the_orm_reads_dicts(db):
-    from sqlalchemy import update
+def test_migration_0007_converts_stored_readings(empty_database_url):
+    """Readings stored with their decoded JSON (before 0007) get their typed values; nothing is lost
+    that the raw telegram does not hold."""
+    from alembic import command
+    from alembic.config import Config
 
-    from omshub.cloud.store.models import Reading, compact_reading_data
+    from omshub.cloud.store.database import MIGRATIONS
+    from omshub.cloud.store.models import Reading
+    from omshub.cloud.store.reading_values import stored_values
 
-    from .domain_fixtures import T0, meter, reading, tenant
-
-    record = {
-        "quantity": "energy",
-        "unit": "kWh",
-        "value": 35908.0,
-        "storage": 0,
-        "tariff": 0,
-        "subunit": 0,
-        "function": "instantaneous",
-        "dif_vif": "0406",
-    }
-    data = {"status": {"code": 0, "flags": []}, "records": [record] * 12}
-    assert len(orjson.dumps(compact_reading_data(data))) < 0.6 * len(orjson.dumps(data))
-    with db.transaction() as s:
-        r = reading(s, meter(s, tenant(s, "rows")), T0)
-        rid = r.id
-        # the stored form, as the decode pipeline writes it
-        s.execute(
-            update(Reading.__table__).where(Reading.__table__.c.id == rid).values(data=compact_reading_data(data))
-        )
-    with db.session() as s:
-        assert s.get(Reading, rid).data == data
+    db = Database(empty_database_url)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        rec = {"unit": "kWh", "storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous", "dif_vif": "04"}
+        data = {
+            "meter": {"manufacturer": "KAM", "id": "12345678", "version": 27},
+            "status": {"code": 0x04, "flags": ["power_low"]},
+            "records_as": "rows",
+            "records": [
+                ["energy", "kWh", 35908.0, 0, 0, 0, "instantaneous", "0406"],
+                {**rec, "quantity": "volume", "unit": "m3", "value": 12.5},
+                {**rec, "quantity": "datetime", "unit": "", "value": "2026-01-01T02:00"},
+                {**rec, "quantity": "energy", "value": 30000.0, "storage": 1},
+                {**rec, "quantity": "date", "unit": "", "value": "2025-12-31", "storage": 1},
+            ],
+        }
+        with db.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0006")
+            conn.commit()
+            conn.exec_driver_sql(
+                "INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01 02:00:00')"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO meters (id, tenant_id, manufacturer, meter_id, device_type, key_status, created_at) "
+                "VALUES (1, 1, 'KAM', '12345678', 'heat', 'present', '2026-01-01 02:00:00')"
+            )
+            t0 = "'2026-01-01 02:00:00'"
+            conn.exec_driver_sql(
+                "INSERT INTO gateways (id, tenant_id, serial, name, credential_hash, created_at, status, "
+                f"applied_config_version, desired_config_version) VALUES (1, 1, 'GW', '', 'x', {t0}, '{{}}', 0, 0)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO uplinks (id, tenant_id, gateway_id, seq, received_at, transport, content_type, body, "
+                f"telegram_count, response) VALUES (1, 1, 1, 1, {t0}, 'https', 'application/cbor', 'b', 1, '{{}}')"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO telegrams (id, tenant_id, gateway_id, uplink_id, received_at, link_mode, raw, raw_hash, "
+                f"state) VALUES (1, 1, 1, 1, {t0}, 'T', 'r', 'h', 'decoded')"
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO readings (id, tenant_id, meter_pk, telegram_id, timestamp, received_at, fields, data) "
+                    f"VALUES (1, 1, 1, 1, {t0}, {t0}, '{{}}', :data)"
+                ),
+                {"data": orjson.dumps(data).decode()},
+            )
+            conn.commit()
+            command.upgrade(cfg, "head")
+            conn.commit()
+        with db.session() as s:
+            r = s.get(Reading, 1)
+            assert (r.energy, r.volume, r.status, r.meter_clock, r.meter_version) == (
+                35908.0,
+                12.5,
+                4,
+                "2026-01-01T02:00",
+                27,
+            )
+            assert stored_values(r) == [[1, 0, 0, "energy", "kWh", 30000.0], [1, 0, 0, "date", "", "2025-12-31"]]
+            assert r.data["status"] == {"code": 4, "flags": ["power_low"]}
+    finally:
+        db.dispose()

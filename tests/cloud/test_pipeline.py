@@ -12,6 +12,7 @@ from omshub.cloud.decode.pipeline import requeue_waiting
 from omshub.cloud.store.models import CompactFormat, Meter, Reading
 
 from .conftest import KEY, encode
+from .domain_fixtures import decoded_data
 
 ENERGY = {"quantity": "energy", "unit": "kWh", "storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
 VOLUME = {"quantity": "volume", "unit": "m3", "storage": 0, "tariff": 0, "subunit": 0, "function": "instantaneous"}
@@ -65,8 +66,9 @@ def test_security_modes_and_frame_kinds_decode(hub, db, pipeline):
         meters = {m.meter_id: m for m in s.scalars(select(Meter).where(Meter.tenant_id == t.id))}
     for i, mid in enumerate(ids):
         (reading,) = _readings(db, meters[mid].id)
-        assert reading.data["records"][0]["value"] == float(i + 1)
-        assert reading.data["meter"]["id"] == mid
+        data = decoded_data(pipeline, reading)
+        assert data["records"][0]["value"] == float(i + 1)
+        assert data["meter"]["id"] == mid
         assert meters[mid].last_reading_id == reading.id and meters[mid].last_heard_at is not None
     assert meters[ids[0]].key_status == "present"
 
@@ -220,7 +222,7 @@ def test_compact_frames_use_the_learned_format(hub, db, pipeline):
     hub.send(gw, 2, [encode("20000081", _records(6.0), access_number=1)])
     pipeline.run_until_idle()
     assert _states(hub, gw) == ["decoded", "decoded"]
-    values = sorted(r.data["records"][0]["value"] for r in _readings(db, pk))
+    values = sorted(decoded_data(pipeline, r)["records"][0]["value"] for r in _readings(db, pk))
     assert values == [6.0, 7.0]
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(CompactFormat).where(CompactFormat.tenant_id == t.id)) == 1

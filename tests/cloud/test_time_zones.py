@@ -14,6 +14,7 @@ from omshub.cloud.store.models import AuditEntry, Meter, Reading, Telegram, Tena
 from tests.clock import DST_AUTUMN, DST_SPRING, SUMMER, WINTER
 
 from .conftest import KEY, encode
+from .domain_fixtures import decoded_data
 
 API = "/api/v1"
 UTC = UTC
@@ -104,7 +105,7 @@ def test_meter_local_time_becomes_utc_through_the_pipeline(hub, db, pipeline, cl
     assert reading.timestamp == expected
     assert reading.received_at == received.replace(microsecond=0)
     # the decoded record keeps the meter's own local text: the evidence the timestamp came from
-    assert any(r["quantity"] == "datetime" and r["value"] == clock for r in reading.data["records"])
+    assert any(r["quantity"] == "datetime" and r["value"] == clock for r in decoded_data(pipeline, reading)["records"])
 
 
 def test_new_tenants_default_to_berlin_and_old_ones_keep_the_server_setting(hub, db, pipeline):
@@ -141,7 +142,7 @@ def test_date_values_stay_dates(hub, db, pipeline):
             .where(Telegram.gateway_id == sender.gw.id)
         )
     assert reading.timestamp == WINTER
-    assert [r["value"] for r in reading.data["records"] if r["quantity"] == "date"] == ["2025-12-31"]
+    assert [r["value"] for r in decoded_data(pipeline, reading)["records"] if r["quantity"] == "date"] == ["2025-12-31"]
 
 
 def test_model_and_meter_overrides_most_specific_wins(hub, db, pipeline, client):
@@ -533,6 +534,10 @@ def test_simulated_meters_keep_local_time_and_the_head_end_gets_it_right(hub, db
         reading = s.scalar(
             select(Reading).join(Telegram, Telegram.id == Reading.telegram_id).where(Telegram.gateway_id == gw.id)
         )
-    clock = next(r["value"] for r in reading.data["records"] if r["quantity"] == "datetime" and r["storage"] == 0)
+    clock = next(
+        r["value"]
+        for r in decoded_data(pipeline, reading)["records"]
+        if r["quantity"] == "datetime" and r["storage"] == 0
+    )
     assert clock == sent.astimezone(BERLIN).strftime("%Y-%m-%dT%H:%M")
     assert reading.timestamp == when

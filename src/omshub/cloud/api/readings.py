@@ -17,7 +17,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -26,37 +26,17 @@ from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.errors import ApiError
 from omshub.cloud.api.metering_points import get_point
 from omshub.cloud.api.meters import get_meter, meters_json
+from omshub.cloud.decode.redecode import Redecoder
 from omshub.cloud.services import consumption as consumption_mod
 from omshub.cloud.services.accounts import Principal
-from omshub.cloud.services.consumption import register_value
+from omshub.cloud.services.export import EXPORT_COLUMNS, export_rows, with_fields
 from omshub.cloud.services.meters import local_time
 from omshub.cloud.store.models import Installation, Meter, Reading
+from omshub.cloud.store.reading_values import stored_data
 
 router = APIRouter(prefix="/api/v1", tags=["readings"])
 
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
-EXPORT_BATCH = 1000
-# The export's "main fields": (column, quantity) of the current registers
-EXPORT_QUANTITIES = (
-    ("energy_kwh", "energy"),
-    ("volume_m3", "volume"),
-    ("hca", "hca"),
-    ("power_kw", "power"),
-    ("volume_flow_m3h", "volume_flow"),
-    ("flow_temperature_c", "flow_temperature"),
-    ("return_temperature_c", "return_temperature"),
-    ("error_flags", "error_flags"),
-)
-EXPORT_COLUMNS = (
-    "reading_id",
-    "manufacturer",
-    "meter_id",
-    "device_type",
-    "timestamp",
-    "received_at",
-    *(c for c, _ in EXPORT_QUANTITIES),
-    "status",
-)
 
 
 def _names(text: str | None, what: str) -> set[str] | None:
@@ -75,14 +55,37 @@ def _range(from_: str | None, to: str | None) -> tuple[datetime | None, datetime
     return start, end
 
 
+def redecoder(request: Request) -> Redecoder:
+    """The app's Redecoder (made on first use: it keeps opened keys across requests)."""
+    state = request.app.state
+    found = getattr(state, "redecoder", None)
+    if found is None:
+        found = state.redecoder = Redecoder(getattr(state, "keystore", None), state.db.is_sqlite)
+    return found
+
+
+def full_data(request: Request, session: Session, tenant_id: int, readings: list[Reading]) -> dict[int, dict]:
+    """{reading id: its uniform dict}: decoded again from the raw telegram (decode/redecode.py),
+    or, where that no longer decodes or is gone, what the reading's typed values hold."""
+    decoded = redecoder(request).telegrams(
+        session, [r.telegram_id for r in readings if r.telegram_id is not None], tenant_id
+    )
+    return {r.id: decoded.get(r.telegram_id) or stored_data(r) for r in readings}  # type: ignore[arg-type]
+
+
 def reading_json(
-    r: Reading, meter: Meter | None = None, *, quantities: set[str] | None = None, fields: set[str] | None = None
+    r: Reading,
+    data: dict,
+    meter: Meter | None = None,
+    *,
+    quantities: set[str] | None = None,
+    fields: set[str] | None = None,
 ) -> dict:
-    data = r.data or {}
+    """A reading as the API shows it; `data`: its uniform dict (full_data)."""
     records = data.get("records") or []
     if quantities is not None:
         records = [rec for rec in records if isinstance(rec, dict) and rec.get("quantity") in quantities]
-    named = r.fields or data.get("fields") or {}
+    named = data.get("fields") or {}
     if fields is not None:
         named = {k: v for k, v in named.items() if k in fields}
     out = {
@@ -100,11 +103,12 @@ def reading_json(
     return out
 
 
-def _filter_page(rows, quantities, fields, with_meter: bool) -> list[dict]:
+def _filter_page(request, session, tenant_id, rows, quantities, fields, with_meter: bool) -> list[dict]:
+    pairs = [(row[0], row[1]) if with_meter else (row, None) for row in rows]
+    data = full_data(request, session, tenant_id, [r for r, _m in pairs])
     items = []
-    for row in rows:
-        r, m = (row[0], row[1]) if with_meter else (row, None)
-        item = reading_json(r, m, quantities=quantities, fields=fields)
+    for r, m in pairs:
+        item = reading_json(r, data[r.id], m, quantities=quantities, fields=fields)
         # A reading without the asked quantity is not a reading of it (a page may come out short).
         if quantities is not None and not item["records"]:
             continue
@@ -114,6 +118,7 @@ def _filter_page(rows, quantities, fields, with_meter: bool) -> list[dict]:
 
 @router.get("/meters/{meter_pk}/readings", summary="Readings of a meter", tags=["readings"])
 def meter_readings(
+    request: Request,
     meter_pk: Id,
     principal: Viewer,
     session: DbSession,
@@ -132,11 +137,13 @@ def meter_readings(
     if end:
         stmt = stmt.where(Reading.timestamp <= end)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Reading.id)
-    return page(_filter_page(rows, _names(quantity, "quantity"), _names(fields, "fields"), False), nxt)
+    qs, fs = _names(quantity, "quantity"), _names(fields, "fields")
+    return page(_filter_page(request, session, principal.tenant_id, rows, qs, fs, False), nxt)
 
 
 @router.get("/metering-points/{point_id}/readings", summary="Readings of the meters installed at a point")
 def point_readings(
+    request: Request,
     point_id: Id,
     principal: Viewer,
     session: DbSession,
@@ -169,20 +176,13 @@ def point_readings(
     if end:
         stmt = stmt.where(Reading.timestamp <= end)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Reading.id)
-    return page(_filter_page(rows, _names(quantity, "quantity"), _names(fields, "fields"), True), nxt)
+    qs, fs = _names(quantity, "quantity"), _names(fields, "fields")
+    return page(_filter_page(request, session, principal.tenant_id, rows, qs, fs, True), nxt)
 
 
-def _latest(session: Session, meter_pk: int) -> Reading | None:
-    return session.scalar(
-        select(Reading)
-        .where(Reading.meter_pk == meter_pk)
-        .order_by(Reading.timestamp.desc(), Reading.id.desc())
-        .limit(1)
-    )
-
-
-@router.get("/readings/latest", summary="Every meter with its latest reading")
+@router.get("/readings/latest", summary="Every meter with its latest reading", response_model=None)
 def latest_readings(
+    request: Request,
     principal: Viewer,
     session: DbSession,
     device_type: Text | None = None,
@@ -199,11 +199,29 @@ def latest_readings(
         stmt = stmt.where(Meter.gateway_id == gateway_id)
     meters, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Meter.id)
     qs, fs = _names(quantity, "quantity"), _names(fields, "fields")
+    # the page's latest readings in one query: the decode pipeline keeps meters.last_reading_id,
+    # and the latest reading's decoded dict (meters.last_data; decoded again where it has none)
+    wanted = [m.last_reading_id for m in meters if m.last_reading_id is not None]
+    found = (
+        session.execute(
+            select(Reading, Meter.last_data)
+            .join(Meter, and_(Meter.id == Reading.meter_pk, Meter.last_reading_id == Reading.id))
+            .where(
+                Reading.tenant_id == principal.tenant_id, Meter.tenant_id == principal.tenant_id, Reading.id.in_(wanted)
+            )
+        ).all()
+        if wanted
+        else []
+    )
+    latest = {r.id: r for r, _d in found}
+    data = {r.id: d for r, d in found if isinstance(d, dict)}
+    data.update(full_data(request, session, principal.tenant_id, [r for r in latest.values() if r.id not in data]))
     items = []
     for m, mj in zip(meters, meters_json(session, meters), strict=True):
-        r = _latest(session, m.id)  # one index look-up per meter (meter_pk, timestamp)
-        items.append({"meter": mj, "reading": reading_json(r, quantities=qs, fields=fs) if r else None})
-    return page(items, nxt)
+        r = latest.get(m.last_reading_id) if m.last_reading_id is not None else None
+        items.append({"meter": mj, "reading": reading_json(r, data[r.id], quantities=qs, fields=fs) if r else None})
+    # as bytes: FastAPI's encoder walks every value of a page of a thousand full readings (3x slower)
+    return Response(orjson.dumps(page(items, nxt)), media_type="application/json")  # type: ignore[return-value]
 
 
 def _jsonable(value):
@@ -239,71 +257,24 @@ def point_consumption(
     return _jsonable(consumption_mod.consumption(session, mp, start, end, quantity=quantity))
 
 
-def export_row(r: Reading, m: Meter) -> dict:
-    data = r.data or {}
-    row = {
-        "reading_id": r.id,
-        "manufacturer": m.manufacturer,
-        "meter_id": m.meter_id,
-        "device_type": m.device_type,
-        "timestamp": iso(r.timestamp),
-        "received_at": iso(r.received_at),
-    }
-    for column, q in EXPORT_QUANTITIES:
-        row[column] = register_value(data, q)
-    status = data.get("status")
-    row["status"] = status.get("code") if isinstance(status, dict) else None
-    return row
-
-
-def _export_batches(db, tenant_id: int, start: datetime, end: datetime, meter_pk: int | None) -> Iterator[list]:
-    """Keyset batches, each in its own short session: memory stays flat however large the export."""
-    after = 0
-    while True:
-        with db.session() as session:
-            stmt = (
-                select(Reading, Meter)
-                .join(Meter, Meter.id == Reading.meter_pk)
-                .where(
-                    Reading.tenant_id == tenant_id,
-                    Reading.timestamp >= start,
-                    Reading.timestamp <= end,
-                    Reading.id > after,
-                )
-                .order_by(Reading.id)
-                .limit(EXPORT_BATCH)
-            )
-            if meter_pk is not None:
-                stmt = stmt.where(Reading.meter_pk == meter_pk)
-            rows = session.execute(stmt).all()
-            batch = [(export_row(r, m), r.fields or {}) for r, m in rows]
-        if not batch:
-            return
-        yield batch
-        after = batch[-1][0]["reading_id"]
-        if len(batch) < EXPORT_BATCH:
-            return
-
-
-def _csv_stream(batches: Iterator[list]) -> Iterator[bytes]:
+def _csv_stream(batches: Iterator[list[tuple]]) -> Iterator[bytes]:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
     for batch in batches:
-        for row, _ in batch:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerows(batch)  # (csv writes None as an empty field)
         yield buf.getvalue().encode()
         buf.seek(0)
         buf.truncate()
-    if buf.tell():
-        yield buf.getvalue().encode()
 
 
-def _json_stream(batches: Iterator[list]) -> Iterator[bytes]:
+def _json_stream(batches: Iterator[list[tuple[tuple, dict]]]) -> Iterator[bytes]:
     yield b"["
     first = True
     for batch in batches:
-        parts = [orjson.dumps({**row, "fields": fields}) for row, fields in batch]
+        parts = [
+            orjson.dumps({**dict(zip(EXPORT_COLUMNS, row, strict=False)), "fields": named}) for row, named in batch
+        ]
         chunk = b",".join(parts)
         yield chunk if first else b"," + chunk
         first = False
@@ -330,16 +301,23 @@ def export_readings(
         raise ApiError(422, "invalid_time", "from and to are required")
     if meter_pk is not None:
         get_meter(session, principal, meter_pk)
-    batches = _export_batches(request.app.state.db, principal.tenant_id, start, end, meter_pk)
+    db = request.app.state.db
     stamp = f"{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
     if format == "csv":
         return StreamingResponse(
-            _csv_stream(batches),
+            _csv_stream(export_rows(db, principal.tenant_id, start, end, meter_pk)),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.csv"'},
         )
     return StreamingResponse(
-        _json_stream(batches),
+        _json_stream(
+            with_fields(
+                db,
+                redecoder(request),
+                principal.tenant_id,
+                export_rows(db, principal.tenant_id, start, end, meter_pk, with_telegram=True),
+            )
+        ),
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="readings-{stamp}.json"'},
     )

@@ -6,13 +6,16 @@ telegram becomes (states, duplicates, readings) are rows.py's.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.decode.rows import CHUNK, Decoded, MeterState, Outcome, ReadingCall, StoredReading
-from omshub.cloud.store.database import BulkSql, db_json, db_time_set, json_text
+from omshub.cloud.store.database import BulkSql, db_time_set, json_text
 from omshub.cloud.store.keystore import applicable_key
-from omshub.cloud.store.models import MeterKey, Telegram, expand_reading_data
+from omshub.cloud.store.models import MeterKey, Telegram
+from omshub.cloud.store.reading_values import VALUE_COLUMNS, summary_data
 
 
 def load_meters(sql: BulkSql, decoded: list[Decoded], lock: bool) -> dict[tuple[int, str, str], MeterState]:
@@ -141,30 +144,33 @@ def update_meters(
             for m in changed.values()
         ],
     )
+    # the latest reading's whole decoded dict, for "latest of every meter" without decoding again
+    writer.update(
+        "meters",
+        ("last_data",),
+        ("json",),
+        [(r._data_json, meter_id) for meter_id, r in latest.items() if r is not None and r._data_json is not None],
+    )
     return wrong_keys, calls
 
 
+_SUMMARY_COLUMNS = (*VALUE_COLUMNS.values(), "error_flags", "status")
+
+
 def load_readings(writer: BulkSql, ids: list[int]) -> dict[int, StoredReading]:
-    """Stored readings by id, with what the alarm checks read of them (not their fields)."""
+    """Stored readings by id, with what the alarm checks read of them: `data` is the summary of
+    their typed columns (store/reading_values.py), not their fields."""
     out = {}
+    columns = ", ".join(_SUMMARY_COLUMNS)
     for i in range(0, len(ids), CHUNK):
         isin, params = writer.isin("id", ids[i : i + CHUNK])
         for r in writer.rows(
-            f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, data, '
-            f"fingerprint FROM readings WHERE {isin}",
+            f'SELECT id, tenant_id, meter_pk, telegram_id, "timestamp", received_at, fingerprint, {columns} '
+            f"FROM readings WHERE {isin}",
             params,
         ):
-            out[r[0]] = StoredReading(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                db_time_set(r[4]),
-                db_time_set(r[5]),
-                {},
-                expand_reading_data(db_json(r[6])),
-                r[7],
-            )
+            data = summary_data(SimpleNamespace(**dict(zip(_SUMMARY_COLUMNS, r[7:], strict=True))))
+            out[r[0]] = StoredReading(r[0], r[1], r[2], r[3], db_time_set(r[4]), db_time_set(r[5]), {}, data, r[6])
     return out
 
 

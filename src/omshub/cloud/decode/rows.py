@@ -26,26 +26,24 @@ from omshub.cloud.decode.caches import Caches
 from omshub.cloud.domain.alarms import error_causes
 from omshub.cloud.domain.meter_time import ZoneRules, meter_clock, telegram_model
 from omshub.cloud.domain.registers import registers
-from omshub.cloud.store.database import BulkSql, db_json, db_time, db_time_set, json_text
+from omshub.cloud.store.database import BulkSql, db_json, db_time, db_time_set, json_text, time_to_db
 from omshub.cloud.store.meter_zones import load_rules
-from omshub.cloud.store.models import CompactFormat, Telegram, compact_reading_data, expand_reading_data
+from omshub.cloud.store.models import CompactFormat, Telegram
+from omshub.cloud.store.reading_values import VALUE_COLUMNS, typed_values
 from omshub.codec import DecodeError
 
 DUPLICATE_WINDOW = timedelta(hours=1)
+FINGERPRINT_SIZE = 8  # bytes kept: compared only among one meter's readings within the window
 CHUNK = 500  # ids per IN list
 _WRONG_KEY_CODES = ("wrong_key", "mac_error")
-_READING_COLUMNS = (
-    "id",
-    "tenant_id",
-    "meter_pk",
-    "telegram_id",
-    "timestamp",
-    "received_at",
-    "fields",
-    "data",
-    "fingerprint",
-)
-_READING_TYPES = ("bigint", "bigint", "bigint", "bigint", "timestamptz", "timestamptz", "json", "json", "bytea")
+_VALUE_COLUMNS = (*VALUE_COLUMNS.values(), "error_flags", "status", "meter_clock", "meter_version", "stored")
+_READING_COLUMNS: tuple[str, ...] = ("id", "tenant_id", "meter_pk", "telegram_id", "timestamp", "received_at")
+_READING_COLUMNS += ("fingerprint", *_VALUE_COLUMNS)
+_READING_TYPES: tuple[str, ...] = ("bigint", "bigint", "bigint", "bigint", "timestamptz", "timestamptz", "bytea")
+_READING_TYPES += ("float8",) * len(VALUE_COLUMNS) + ("bigint", "smallint", "varchar", "smallint", "bytea")
+# The fingerprint hashes the records in the form readings stored them before issue 11 (a list of
+# values for a record with exactly these keys), so a repeat across the upgrade is still found.
+_RECORD_KEYS = ("quantity", "unit", "value", "storage", "tariff", "subunit", "function", "dif_vif")
 
 
 class NewTelegram:
@@ -61,11 +59,21 @@ class NewTelegram:
         self.raw = bytes(raw)
 
 
+def _record_rows(records):
+    if type(records) is not list:
+        return records
+    rows = []
+    for r in records:
+        if type(r) is not dict:
+            return records
+        rows.append(list(r.values()) if tuple(r) == _RECORD_KEYS else r)
+    return rows
+
+
 def _fingerprint(access_number, records, manufacturer_data) -> bytes:
-    """Same transmission <=> same access number and plaintext content (the records as stored:
-    rows, see models.compact_reading_data)."""
-    body = orjson.dumps([access_number, records, manufacturer_data], option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(body, digest_size=16).digest()
+    """Same transmission <=> same access number and plaintext content."""
+    body = orjson.dumps([access_number, _record_rows(records), manufacturer_data], option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(body, digest_size=16).digest()[:FINGERPRINT_SIZE]
 
 
 class Prepared:
@@ -88,12 +96,12 @@ class Prepared:
         "encrypted",
         "clock",
         "model",
+        "values",
     )
 
     def __init__(self, result: dict, row: NewTelegram) -> None:
-        stored = compact_reading_data(result)  # as models.ReadingData stores it
         self.fingerprint = _fingerprint(
-            result.get("access_number"), stored.get("records"), result.get("manufacturer_data")
+            result.get("access_number"), result.get("records"), result.get("manufacturer_data")
         )
         # the meter's own date-time, converted once its meter's zone is known (time_readings)
         self.clock = meter_clock(result)
@@ -101,10 +109,12 @@ class Prepared:
         self.timestamp, self.timestamp_db = row.received_at, row.received_db
         self.received_db = row.received_db
         self.fields_json = json_text(result.get("fields") or {})
-        self.data_json = json_text(stored)
+        self.data_json = json_text(result)
         self.reports_error = bool(error_causes(result)[0])
         self.registers = registers(result)
         self.encrypted = bool((result.get("security") or {}).get("encrypted"))
+        values = typed_values(result)
+        self.values = tuple(values[c] for c in _VALUE_COLUMNS)
 
 
 @dataclass(slots=True)
@@ -236,7 +246,7 @@ class StoredReading:
     def data(self) -> dict | None:
         """The decoded telegram (None: a summary of a reading stored earlier, see update_meters)."""
         if self._data is None and self._data_json is not None:
-            self._data = expand_reading_data(orjson.loads(self._data_json))
+            self._data = orjson.loads(self._data_json)
         return self._data
 
     def register_map(self) -> dict[str, float]:
@@ -360,31 +370,37 @@ def time_readings(session: Session, outcomes: list[Outcome], caches: Caches, ser
 # --- duplicates ---
 
 
-def _stored_fingerprints(sql: BulkSql, pairs: list[tuple[int, bytes]], is_sqlite: bool) -> dict:
-    """{(meter pk, fingerprint): [receive times]} of the stored readings with these pairs."""
+def _stored_fingerprints(sql: BulkSql, keys: list[tuple[int, datetime]], is_sqlite: bool) -> dict:
+    """{(meter pk, fingerprint): [receive times]} of the stored readings of these meters within
+    DUPLICATE_WINDOW of these times (a repeat of a transmission carries the same meter clock, so
+    the same timestamp; without a clock its timestamp is its receive time, within the window).
+    Through the (meter_pk, timestamp) index: no index of random fingerprints to keep."""
     seen: dict[tuple[int, bytes], list[datetime]] = {}
-    # the (meter_pk, fingerprint) pairs joined against the index of that name: one probe per
-    # telegram (two IN lists would make SQLite probe every meter x fingerprint combination).
-    # (PostgreSQL: a LATERAL look-up per pair, fenced by OFFSET 0 — as a plain join the
-    # planner may hash all readings, measured 3x slower and growing with the history)
-    for i in range(0, len(pairs), CHUNK):
-        chunk = pairs[i : i + CHUNK]
+    to_db = time_to_db(is_sqlite)
+    windows = sorted({(m, to_db(t - DUPLICATE_WINDOW), to_db(t + DUPLICATE_WINDOW)) for m, t in keys})
+    # one index range per reading (SQLite: a VALUES list joined; PostgreSQL: a LATERAL look-up per
+    # key, fenced by OFFSET 0 — as a plain join the planner may hash all readings)
+    for i in range(0, len(windows), CHUNK):
+        chunk = windows[i : i + CHUNK]
         if is_sqlite:
             query = (
-                f"WITH k(meter_pk, fingerprint) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) "
-                "SELECT r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
-                "ON r.meter_pk = k.meter_pk AND r.fingerprint = k.fingerprint"
+                f"WITH k(meter_pk, lo, hi) AS (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) "
+                "SELECT DISTINCT r.id, r.meter_pk, r.fingerprint, r.received_at FROM k JOIN readings r "
+                'ON r.meter_pk = k.meter_pk AND r."timestamp" >= k.lo AND r."timestamp" <= k.hi'
             )
-            params: tuple = tuple(v for pair in chunk for v in pair)
+            params: tuple = tuple(v for window in chunk for v in window)
         else:
             query = (
-                "SELECT r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], %s::bytea[]) "
-                "AS k(m, f) CROSS JOIN LATERAL (SELECT meter_pk, fingerprint, received_at FROM readings "
-                "WHERE meter_pk = k.m AND fingerprint = k.f OFFSET 0) r"
+                "SELECT DISTINCT r.id, r.meter_pk, r.fingerprint, r.received_at FROM unnest(%s::bigint[], "
+                "%s::timestamptz[], %s::timestamptz[]) AS k(m, lo, hi) CROSS JOIN LATERAL (SELECT id, meter_pk, "
+                'fingerprint, received_at FROM readings WHERE meter_pk = k.m AND "timestamp" >= k.lo '
+                'AND "timestamp" <= k.hi OFFSET 0) r'
             )
-            params = ([m for m, _f in chunk], [f for _m, f in chunk])
-        for meter_pk, fingerprint, received_at in sql.rows(query, params):
-            seen.setdefault((meter_pk, bytes(fingerprint)), []).append(db_time_set(received_at))
+            params = ([w[0] for w in chunk], [w[1] for w in chunk], [w[2] for w in chunk])
+        for _id, meter_pk, fingerprint, received_at in sql.rows(query, params):
+            if fingerprint is not None:
+                key = (meter_pk, bytes(fingerprint)[:FINGERPRINT_SIZE])
+                seen.setdefault(key, []).append(db_time_set(received_at))
     return seen
 
 
@@ -393,8 +409,8 @@ def mark_duplicates(sql: BulkSql, outcomes: list[Outcome], is_sqlite: bool) -> N
     if not decoded:
         return
     # a meter without a latest reading has none stored at all: nothing to ask
-    pairs = sorted({(m.id, prep.fingerprint) for _o, m, prep in decoded if m.last_reading_id is not None})
-    seen = _stored_fingerprints(sql, pairs, is_sqlite)
+    keys = [(m.id, prep.timestamp) for _o, m, prep in decoded if m.last_reading_id is not None]
+    seen = _stored_fingerprints(sql, keys, is_sqlite)
     for o, m, prep in decoded:
         rx = o.row.received_at
         times = seen.setdefault((m.id, prep.fingerprint), [])
@@ -441,9 +457,8 @@ def write_readings_and_telegrams(
                     row.id,
                     prep.timestamp_db,
                     prep.received_db,
-                    prep.fields_json,
-                    prep.data_json,
                     prep.fingerprint,
+                    *prep.values,
                 )
             )
         writer.insert("readings", _READING_COLUMNS, _READING_TYPES, rows)

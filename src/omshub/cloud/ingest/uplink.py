@@ -84,7 +84,9 @@ def _telegram_rows(entries: list[Entry], sqlite: bool) -> list[tuple]:
         at = times.get(rx)
         if at is None:
             at = times[rx] = to_db(_ts(rx))
-        rows.append((at, mode, rssi, frame, sha256(frame).digest(), man, mid, "new"))
+        # 8 bytes of the hash: the key is (receive time, gateway, hash), so a collision would need
+        # two different frames from one gateway in the same second with the same 64-bit prefix
+        rows.append((at, mode, rssi, frame, sha256(frame).digest()[:8], man, mid, "new"))
     return rows
 
 
@@ -348,5 +350,5 @@ def _insert_telegrams(session, db: Database, rows: list[tuple]) -> int:
         _TELEGRAM_COLUMNS,
         _TELEGRAM_TYPES,
         rows,
-        "ON CONFLICT (gateway_id, raw_hash, received_at) DO NOTHING",
+        "ON CONFLICT (received_at, gateway_id, raw_hash) DO NOTHING",
     )

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.registers import CUMULATIVE_UNITS, cumulative_quantity, register_value, registers
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Reading
+from omshub.cloud.store.reading_values import reading_value
 from omshub.times import utc, utcnow
 
 # register arithmetic lives in domain/registers.py; named here too for the API and the tests
@@ -64,7 +65,7 @@ def _reading_at_or_before(
         .limit(_SCAN)
     )
     for r in rows:
-        v = register_value(r.data, quantity)
+        v = reading_value(r, quantity)  # the reading's typed register column
         if v is not None:
             return Point(v, utc(r.timestamp), "reading", r.id)
     return None
@@ -78,7 +79,7 @@ def _reading_after(session: Session, meter_pk: int, after: datetime, quantity: s
         .limit(_SCAN)
     )
     for r in rows:
-        v = register_value(r.data, quantity)
+        v = reading_value(r, quantity)  # the reading's typed register column
         if v is not None:
             return Point(v, utc(r.timestamp), "reading", r.id)
     return None

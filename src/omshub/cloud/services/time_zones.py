@@ -29,10 +29,10 @@ from omshub.cloud.domain.meter_time import (
     telegram_model,
     zone_info,
 )
-from omshub.cloud.domain.registers import registers
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.meter_zones import load_rules
 from omshub.cloud.store.models import Meter, Reading
+from omshub.cloud.store.reading_values import reading_registers
 from omshub.times import UTC
 
 # the meter-time rules are named here too for the API, the commands and the tests
@@ -169,10 +169,11 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str, meter_pk
     without a meter date-time keep their receive time; raw telegrams are not touched. The meters'
     latest-reading bookkeeping follows. -> {"checked", "moved", "meters"}."""
     rules = load_rules(session, [tenant_id], server_zone).get(tenant_id) or ZoneRules(server_zone)
-    meter_q = select(Meter.id, Meter.meter_timezone).where(Meter.tenant_id == tenant_id)
+    meter_q = select(Meter.id, Meter.meter_timezone, Meter.manufacturer, Meter.device_type)
+    meter_q = meter_q.where(Meter.tenant_id == tenant_id)
     if meter_pks is not None:
         meter_q = meter_q.where(Meter.id.in_(sorted(set(meter_pks))))
-    meters = dict(session.execute(meter_q).all())
+    meters = {row[0]: row[1:] for row in session.execute(meter_q).all()}
     checked = moved = 0
     touched: set[int] = set()
     ids = sorted(meters)
@@ -181,7 +182,14 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str, meter_pk
         after = 0
         while True:
             rows = session.execute(
-                select(Reading.id, Reading.meter_pk, Reading.timestamp, Reading.received_at, Reading.data)
+                select(
+                    Reading.id,
+                    Reading.meter_pk,
+                    Reading.timestamp,
+                    Reading.received_at,
+                    Reading.meter_clock,
+                    Reading.meter_version,
+                )
                 .where(Reading.tenant_id == tenant_id, Reading.meter_pk.in_(part), Reading.id > after)
                 .order_by(Reading.id)
                 .limit(_RETIME_CHUNK)
@@ -190,13 +198,14 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str, meter_pk
                 break
             after = rows[-1][0]
             changes = []
-            for rid, meter_pk, stamp, received, data in rows:
+            for rid, meter_pk, stamp, received, clock_text, version in rows:
                 checked += 1
-                clock = meter_clock(data)
+                clock = meter_clock(_clock_record(clock_text))
                 if clock is None:
                     new = received
                 else:
-                    zone = rules.zone_for(meters[meter_pk], *telegram_model(data))
+                    meter_zone, manufacturer, device_type = meters[meter_pk]
+                    zone = rules.zone_for(meter_zone, manufacturer, version, device_type)
                     new = meter_time_to_utc(clock, zone_info(zone), received)
                 if new != stamp:
                     changes.append({"id": rid, "timestamp": new})
@@ -205,8 +214,8 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str, meter_pk
                 moved += len(changes)
                 session.execute(update(Reading), changes)
     for meter_pk in sorted(touched):
-        latest = session.execute(
-            select(Reading.id, Reading.timestamp, Reading.data)
+        latest = session.scalars(
+            select(Reading)
             .where(Reading.meter_pk == meter_pk)
             .order_by(Reading.timestamp.desc(), Reading.id.desc())
             .limit(1)
@@ -215,9 +224,21 @@ def retime_readings(session: Session, tenant_id: int, server_zone: str, meter_pk
             session.execute(
                 update(Meter)
                 .where(Meter.id == meter_pk)
-                .values(last_reading_id=latest[0], last_reading_at=latest[1], last_registers=registers(latest[2]))
+                .values(
+                    last_reading_id=latest.id,
+                    last_reading_at=latest.timestamp,
+                    last_registers=reading_registers(latest),
+                    last_data=None,  # (perhaps another reading's now: the latest route decodes it again)
+                )
             )
     return {"checked": checked, "moved": moved, "meters": len(touched)}
+
+
+def _clock_record(text: str | None) -> dict | None:
+    """The meter's clock text a reading keeps, as the decoded record it came from."""
+    if text is None:
+        return None
+    return {"records": [{"quantity": "datetime", "storage": 0, "value": text}]}
 
 
 def retime_and_audit(

@@ -23,12 +23,13 @@ from omshub.cloud.domain.alarms import (
     WRONG_KEY,
     backwards_register,
     drop_recovered,
-    error_causes,
     silence_ended,
 )
-from omshub.cloud.domain.registers import CUMULATIVE_UNITS, registers
+from omshub.cloud.domain.registers import CUMULATIVE_UNITS
 from omshub.cloud.store.database import BulkSql, db_json, json_text
 from omshub.cloud.store.models import Alarm
+from omshub.cloud.store.reading_values import reading_error_causes
+from omshub.cloud.store.reading_values import reading_registers as typed_registers
 from omshub.times import utc
 
 _CHUNK = 500  # ids per IN list
@@ -37,19 +38,18 @@ _CHUNK = 500  # ids per IN list
 
 
 def reading_registers(reading) -> Mapping[str, float]:
-    """The reading's cumulative registers (domain/registers.py). A reading of the decode batch
-    carries them worked out already (`register_map`); a stored row has them in its data."""
-    worked_out = getattr(reading, "register_map", None)
-    return worked_out() if worked_out is not None else registers(reading.data)
+    """The reading's cumulative registers (store/reading_values.py: the decode batch's in-memory
+    reading has them worked out; a stored row keeps them as typed columns)."""
+    return typed_registers(reading)
 
 
 def reading_errors(reading) -> tuple[list[str], dict]:
-    """What the reading's telegram reports as errors (domain/alarms.error_causes). A reading of
-    the decode batch knows already whether it reports any (`reports_error`), so a clean one
-    (nearly all) is not parsed again."""
+    """What the reading's telegram reports as errors (store/reading_values.py). A reading of the
+    decode batch knows already whether it reports any (`reports_error`), so a clean one (nearly
+    all) is not looked at again."""
     if getattr(reading, "reports_error", None) is False:
         return [], {}
-    return error_causes(reading.data)
+    return reading_error_causes(reading)
 
 
 # --- the batch ---

@@ -14,10 +14,12 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -25,6 +27,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from omshub.cloud.store.reading_values import summary_data
 
 DEFAULT_ZONE = "Europe/Berlin"
 
@@ -55,54 +59,6 @@ class UtcDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-# A reading's records are stored as rows: [quantity, unit, value, storage, tariff, subunit,
-# function, dif_vif] for a record with exactly these keys (nearly all), as the dict otherwise.
-# Half the bytes of the dicts; ReadingData gives every reader the dicts back.
-RECORD_KEYS = ("quantity", "unit", "value", "storage", "tariff", "subunit", "function", "dif_vif")
-_ROWS_MARK = "records_as"
-
-
-def compact_reading_data(data: dict) -> dict:
-    """The stored form of a decoded telegram (records as rows; `fields` has its own column)."""
-    out = dict(data)
-    out.pop("fields", None)
-    records = data.get("records")
-    if type(records) is list:
-        keys = RECORD_KEYS
-        rows = []
-        for r in records:
-            if type(r) is not dict:  # (only a list of dicts stays unambiguous)
-                return out
-            rows.append(list(r.values()) if tuple(r) == keys else r)
-        out["records"] = rows
-        out[_ROWS_MARK] = "rows"
-    return out
-
-
-def expand_reading_data(data):
-    """Inverse of compact_reading_data (data stored before the rows form pass unchanged)."""
-    if not isinstance(data, dict) or data.get(_ROWS_MARK) != "rows":
-        return data
-    out = {k: v for k, v in data.items() if k != _ROWS_MARK}
-    records = data.get("records")
-    if isinstance(records, list):
-        keys = RECORD_KEYS
-        out["records"] = [
-            dict(zip(keys, r, strict=False)) if type(r) is list and len(r) == len(keys) else r for r in records
-        ]
-    return out
-
-
-class ReadingData(TypeDecorator):
-    """The JSON of a reading's decoded telegram: stored compact, read back as the uniform dict."""
-
-    impl = JSON
-    cache_ok = True
-
-    def process_result_value(self, value, dialect):
-        return expand_reading_data(value)
 
 
 class Base(DeclarativeBase):
@@ -258,6 +214,8 @@ class Uplink(Base):
     response: Mapped[dict] = mapped_column(JSON, default=dict)
     content_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
     body_redactions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # when retention emptied `body` (store/retention.py; the telegrams it carried stay stored)
+    body_dropped_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 # Telegrams that may be decoded again (waiting for a key or a meter, or invalid: a format may come).
@@ -272,8 +230,14 @@ class Telegram(Base):
 
     __tablename__ = "telegrams"
     __table_args__ = (
-        UniqueConstraint("gateway_id", "raw_hash", "received_at"),
-        Index("ix_telegrams_state", "state", "id"),
+        # ingest's dedup (ON CONFLICT of ingest/uplink.py: the same bytes from the same gateway at
+        # the same time). Receive time first: new keys append at the index's right edge instead of
+        # landing on a random leaf of a hash-ordered index (issue 11 item 3)
+        UniqueConstraint("received_at", "gateway_id", "raw_hash", name="uq_telegrams_time_gateway_hash"),
+        # decode's batch selection: `WHERE state = 'new' ORDER BY id` (decode/batch.py select_new);
+        # partial: the decoded history (nearly every row) is not in it
+        Index("ix_telegrams_new", "id", sqlite_where=text("state = 'new'"), postgresql_where=text("state = 'new'")),
+        # a meter's telegrams by address: key imports re-queue, the meter page lists them
         Index("ix_telegrams_tenant_meter", "tenant_id", "meter_id", "manufacturer"),
         # a meter's telegrams to decode again, without visiting its decoded history (which
         # grows every day); decoded telegrams never enter it
@@ -293,6 +257,7 @@ class Telegram(Base):
     link_mode: Mapped[str] = mapped_column(String(8), default="unknown")
     rssi: Mapped[int | None] = mapped_column(Integer, nullable=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # the first 8 bytes of the SHA-256 of `raw` (ingest's dedup key, with receive time and gateway)
     raw_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     # link/TPL header as peeked without a key (null when the frame is unreadable)
     manufacturer: Mapped[str | None] = mapped_column(String(3), nullable=True)
@@ -333,6 +298,10 @@ class Meter(Base):
     # pipeline compares a new reading with it without loading the reading
     last_reading_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_registers: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # that reading's whole decoded dict (readings keep typed values only): the latest readings route
+    # shows it without decoding every meter's telegram again; NULL: decode it again (deferred: the
+    # meter pages do not load it)
+    last_data: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
     # zone of this meter's own date-times (NULL: its model's, else the tenant's)
     meter_timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
@@ -374,24 +343,50 @@ class Installation(Base):
 
 
 class Reading(Base):
-    """One decoded telegram of a meter: the uniform record dict and its named fields."""
+    """One decoded telegram of a meter, as billing and charts read it: the current registers and
+    instantaneous values as typed columns (canonical units: kWh, m3, HCA units, kW, m3/h, degrees
+    C), the status byte and error flags, the meter's own clock text and the stored (due-date,
+    month-end) values. The full uniform dict is decoded again from the raw telegram on demand
+    (decode/redecode.py); `data` gives the part these columns hold (store/reading_values.py).
+    `telegram_id` is NULL once retention removed the raw telegram (store/retention.py)."""
 
     __tablename__ = "readings"
     __table_args__ = (
+        # a meter's readings by time: its history, consumption's registers at a date, and decode's
+        # duplicate check (the meter's readings within an hour of the new one, decode/rows.py)
         Index("ix_readings_meter_time", "meter_pk", "timestamp"),
-        Index("ix_readings_meter_fingerprint", "meter_pk", "fingerprint"),
+        # exports and retention: a tenant's readings of a period; appends in time order
+        Index("ix_readings_tenant_time", "tenant_id", "timestamp"),
     )
     id: Mapped[int] = _id()
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     meter_pk: Mapped[int] = mapped_column(ForeignKey("meters.id"))
-    telegram_id: Mapped[int] = mapped_column(ForeignKey("telegrams.id"), unique=True)
+    telegram_id: Mapped[int | None] = mapped_column(ForeignKey("telegrams.id"), unique=True, nullable=True)
     timestamp: Mapped[datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    fields: Mapped[dict] = mapped_column(JSON, default=dict)
-    data: Mapped[dict] = mapped_column(ReadingData)
     # hash of (access number, plaintext records): a repeat of the same transmission (another
-    # gateway, a repeater) has the same one and is filed as a `duplicate` telegram
+    # gateway, a repeater) has the same one and is filed as a `duplicate` telegram (8 bytes; 16 in
+    # rows stored before 0007, compared by their first 8)
     fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(16), nullable=True)
+    energy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    volume: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hca: Mapped[float | None] = mapped_column(Float, nullable=True)
+    power: Mapped[float | None] = mapped_column(Float, nullable=True)
+    volume_flow: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flow_temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
+    return_temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error_flags: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    # the meter's own current date-time text and its version byte: re-timing after a zone change
+    meter_clock: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    meter_version: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    # the stored registers and their dates, packed (reading_values.stored_values reads them)
+    stored: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+    @property
+    def data(self) -> dict:
+        """`status` and the current records of the typed columns (reading_values.summary_data)."""
+        return summary_data(self)
 
 
 class CompactFormat(Base):
@@ -438,3 +433,16 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RetentionPolicy(Base):
+    """How long a tenant keeps one kind of data (store/retention.py): `uplink_bodies`,
+    `telegrams` or `readings`, in days. No row: the defaults of retention.DEFAULT_DAYS."""
+
+    __tablename__ = "retention_policies"
+    __table_args__ = (UniqueConstraint("tenant_id", "kind"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    keep_days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from omshub.cloud.api.common import DbSession, Id, iso
 from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.errors import ApiError
-from omshub.cloud.api.readings import reading_json
+from omshub.cloud.api.readings import full_data, reading_json
 from omshub.cloud.domain.errors import not_found
 from omshub.cloud.services.accounts import Principal, utcnow
 from omshub.cloud.services.alarms import DEFAULT_GRACE as LATE_GRACE  # late as the missed-contact alarm counts it
@@ -245,7 +245,9 @@ def summary(principal: Viewer, session: DbSession) -> dict:
 
 
 @router.get("/api/v1/console/meters/{meter_pk}/recent-readings", summary="A meter's newest readings, newest first")
-def recent_readings(meter_pk: Id, principal: Viewer, session: DbSession, limit: int = Query(20)) -> dict:
+def recent_readings(
+    request: Request, meter_pk: Id, principal: Viewer, session: DbSession, limit: int = Query(20)
+) -> dict:
     """The newest `limit` (1-200) readings of a meter by meter time: the first is its latest reading."""
     if not 1 <= limit <= 200:
         raise ApiError(
@@ -260,4 +262,5 @@ def recent_readings(meter_pk: Id, principal: Viewer, session: DbSession, limit: 
         .order_by(Reading.timestamp.desc(), Reading.id.desc())
         .limit(limit)
     ).all()
-    return {"items": [reading_json(r) for r in rows], "next_cursor": None}
+    data = full_data(request, session, principal.tenant_id, list(rows))
+    return {"items": [reading_json(r, data[r.id]) for r in rows], "next_cursor": None}

@@ -8,7 +8,7 @@ parameters on each of its partitions (services/maintenance.py sets them on parti
 later). A copy of services/maintenance.HOT_TABLES (migrations import no live code). SQLite: nothing.
 
 Revision ID: 0007_ops
-Revises: 0006
+Revises: 0007_store
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy import text
 
 revision = "0007_ops"
-down_revision = "0006"
+down_revision = "0007_store"
 branch_labels = None
 depends_on = None
 
