@@ -103,8 +103,8 @@ def test_overlapping_or_backwards_occupancies_are_named():
             Occupancy("C", date(2026, 6, 1), date(2026, 5, 1)),
         ]
     )
-    assert any("A" in p and "overlaps B" in p for p in problems)
-    assert any(p.startswith("C: moved out") for p in problems)
+    assert any("A" in en and "overlaps B" in en and "überschneidet sich mit B" in de for en, de in problems)
+    assert any(en.startswith("C: moved out") and de.startswith("C: Auszug (01.05.2026)") for en, de in problems)
 
 
 @given(

@@ -112,18 +112,30 @@ def months_of(period: Period, zone: str = DEFAULT_ZONE) -> list[Period]:
     return out
 
 
-def occupancy_problems(occupancies: list[Occupancy]) -> list[str]:
-    """What is wrong with a unit's occupancies (dates out of order, overlaps), in English; empty if
-    nothing. Overlaps are found after sorting by move-in day."""
+def occupancy_problems(occupancies: list[Occupancy]) -> list[tuple[str, str]]:
+    """What is wrong with a unit's occupancies (dates out of order, overlaps), each in English and
+    German; empty if nothing. Overlaps are found after sorting by move-in day."""
     problems = []
     for o in occupancies:
         if o.moved_out is not None and o.moved_out < o.moved_in:
-            problems.append(f"{o.occupant}: moved out ({o.moved_out}) before moving in ({o.moved_in})")
+            problems.append(
+                (
+                    f"{o.occupant}: moved out ({o.moved_out}) before moving in ({o.moved_in})",
+                    f"{o.occupant}: Auszug ({o.moved_out:%d.%m.%Y}) vor dem Einzug ({o.moved_in:%d.%m.%Y})",
+                )
+            )
     ordered = sorted(occupancies, key=lambda o: o.moved_in)
     for a, b in zip(ordered, ordered[1:], strict=False):
         if a.moved_out is None or a.moved_out >= b.moved_in:
             until = "still there" if a.moved_out is None else f"until {a.moved_out}"
-            problems.append(f"{a.occupant} ({a.moved_in}, {until}) overlaps {b.occupant} (from {b.moved_in})")
+            bis = "noch dort" if a.moved_out is None else f"bis {a.moved_out:%d.%m.%Y}"
+            problems.append(
+                (
+                    f"{a.occupant} ({a.moved_in}, {until}) overlaps {b.occupant} (from {b.moved_in})",
+                    f"{a.occupant} ({a.moved_in:%d.%m.%Y}, {bis}) überschneidet sich mit {b.occupant} "
+                    f"(ab {b.moved_in:%d.%m.%Y})",
+                )
+            )
     return problems
 
 
