@@ -23,10 +23,12 @@ from omshub.cloud.api import (
     metering_points,
     meters,
     operations,
+    properties,
     readings,
     telegrams,
     tenant_time,
     uplink,
+    weather,
 )
 from omshub.cloud.api.errors import ERROR_RESPONSES, install_error_handlers
 from omshub.cloud.api.guard import BodyLimits, RequestGuard
@@ -49,6 +51,8 @@ ROUTERS = [
     keys.router,
     meters.router,
     metering_points.router,
+    properties.router,
+    weather.router,
     readings.router,
     telegrams.router,
     operations.router,

@@ -1,0 +1,108 @@
+"""Tables of the billing master data: properties, their units, occupants and their occupancies, and
+weather stations with their daily mean temperatures (docs/billing.md §Master data).
+
+Tenant-scoped like every table: each row carries `tenant_id`, and the services filter by it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from omshub.cloud.store.models import Base, UtcDateTime, _id
+
+
+class Property(Base):
+    """A property (Liegenschaft): one building or estate billed together, with the facts the
+    consumption comparisons group by (energy carrier, building size class) and its billing due date."""
+
+    __tablename__ = "properties"
+    __table_args__ = (UniqueConstraint("tenant_id", "ref"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    ref: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    street: Mapped[str] = mapped_column(String(200), default="")
+    postcode: Mapped[str] = mapped_column(String(10), default="")
+    city: Mapped[str] = mapped_column(String(100), default="")
+    country: Mapped[str] = mapped_column(String(2), default="DE")
+    heating_system: Mapped[str] = mapped_column(String(32), default="")
+    energy_carrier: Mapped[str] = mapped_column(String(32), default="district_heat")
+    size_class: Mapped[str] = mapped_column(String(16), default="")  # building size class, e.g. "3-6"
+    due_month: Mapped[int] = mapped_column(Integer, default=12)
+    due_day: Mapped[int] = mapped_column(Integer, default=31)
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Berlin")
+    weather_station_id: Mapped[int | None] = mapped_column(ForeignKey("weather_stations.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Unit(Base):
+    """A unit (Nutzeinheit) of a property: a flat or a commercial unit, with its living area."""
+
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("property_id", "ref"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id"), index=True)
+    ref: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    area_m2: Mapped[float] = mapped_column(Float)
+    usage: Mapped[str] = mapped_column(String(16), default="residential")  # residential | commercial
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Occupant(Base):
+    """A customer who occupies units: how to reach them and in which language."""
+
+    __tablename__ = "occupants"
+    __table_args__ = (UniqueConstraint("tenant_id", "customer_ref"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    customer_ref: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254), default="")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    postal_address: Mapped[str] = mapped_column(String(500), default="")
+    channel: Mapped[str] = mapped_column(String(8), default="portal")  # portal | email | post
+    language: Mapped[str] = mapped_column(String(2), default="de")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Occupancy(Base):
+    """An occupant in a unit from `moved_in` to `moved_out` inclusive (NULL: still there). The
+    occupancies of a unit never overlap (checked by the services)."""
+
+    __tablename__ = "occupancies"
+    __table_args__ = (Index("ix_occupancies_unit_in", "unit_id", "moved_in"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    occupant_id: Mapped[int] = mapped_column(ForeignKey("occupants.id"), index=True)
+    moved_in: Mapped[date] = mapped_column(Date)
+    moved_out: Mapped[date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class WeatherStation(Base):
+    """A weather station whose daily means give the degree days of the properties assigned to it."""
+
+    __tablename__ = "weather_stations"
+    __table_args__ = (UniqueConstraint("tenant_id", "code"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class WeatherDay(Base):
+    """A station's daily mean temperature (°C) of a local day."""
+
+    __tablename__ = "weather_days"
+    __table_args__ = (UniqueConstraint("station_id", "day"),)
+    id: Mapped[int] = _id()
+    station_id: Mapped[int] = mapped_column(ForeignKey("weather_stations.id"))
+    day: Mapped[date] = mapped_column(Date)
+    mean_c: Mapped[float] = mapped_column(Float)
