@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from omshub.cloud.api import (
     alarms,
     auth,
+    billing,
     gateways,
     keys,
     metering_points,
@@ -53,6 +54,7 @@ ROUTERS = [
     metering_points.router,
     properties.router,
     weather.router,
+    billing.router,
     readings.router,
     telegrams.router,
     operations.router,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omshub.cloud.store.models import Base, UtcDateTime, _id
@@ -106,3 +106,83 @@ class WeatherDay(Base):
     station_id: Mapped[int] = mapped_column(ForeignKey("weather_stations.id"))
     day: Mapped[date] = mapped_column(Date)
     mean_c: Mapped[float] = mapped_column(Float)
+
+
+class BillingValue(Base):
+    """A register value of a metering point at a boundary (docs/billing.md §Boundary values): the
+    value billing uses (`value`, `origin`), and what omshub computed from the readings (`computed_*`),
+    which stays next to an operator's edit. `export_stale`: the value changed after it was exported."""
+
+    __tablename__ = "billing_values"
+    __table_args__ = (
+        UniqueConstraint("metering_point_id", "quantity", "boundary_at"),
+        # a tenant's values of a time range (exports, the review queue's context)
+        Index("ix_billing_values_tenant_time", "tenant_id", "boundary_at"),
+    )
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    metering_point_id: Mapped[int] = mapped_column(ForeignKey("metering_points.id"))
+    quantity: Mapped[str] = mapped_column(String(16))
+    boundary_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    boundary_day: Mapped[date] = mapped_column(Date)  # the local day the boundary starts
+    reason: Mapped[str] = mapped_column(String(16))  # month | due_date | move_in | move_out
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    origin: Mapped[str] = mapped_column(String(16))
+    quality: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str | None] = mapped_column(String(2), nullable=True)  # Tabelle S
+    method: Mapped[str | None] = mapped_column(String(32), nullable=True)  # estimation method
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    computed_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    computed_origin: Mapped[str] = mapped_column(String(16))
+    computed_details: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="ok")  # ok | review | pending
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    exported_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    export_stale: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BillingConsumption(Base):
+    """A metering point's consumption of a period, from its boundary values, with the runs per meter."""
+
+    __tablename__ = "billing_consumption"
+    __table_args__ = (UniqueConstraint("metering_point_id", "quantity", "period"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    metering_point_id: Mapped[int] = mapped_column(ForeignKey("metering_points.id"))
+    quantity: Mapped[str] = mapped_column(String(16))
+    period: Mapped[str] = mapped_column(String(16))  # "2026-11", or "year:2026" for a billing year
+    start_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    end_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    quality: Mapped[str] = mapped_column(String(16))
+    runs: Mapped[list] = mapped_column(JSON, default=list)
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BillingFinding(Base):
+    """A validation finding in the review queue (docs/billing.md §Validation rules). `state`: open,
+    then accepted | rejected | edited | estimated by an operator (`decided_by`, `decided_at`, `note`),
+    or cleared when a later run no longer finds it."""
+
+    __tablename__ = "billing_findings"
+    __table_args__ = (
+        UniqueConstraint("metering_point_id", "quantity", "period", "rule"),
+        # the review queue: a tenant's findings by state
+        Index("ix_billing_findings_tenant_state", "tenant_id", "state"),
+    )
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    metering_point_id: Mapped[int] = mapped_column(ForeignKey("metering_points.id"))
+    quantity: Mapped[str] = mapped_column(String(16))
+    period: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    german: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -316,6 +316,37 @@ def check_due_date(
     return out
 
 
+def check_stored_between_readings(
+    stored: StoredValue, before: Sample | None, after: Sample | None, tolerance: float = 0.001
+) -> list[Finding]:
+    """A stored value must lie between the meter's readings before and after the end of its day (the
+    register only counts up): otherwise the meter or its decoding has the wrong value or date.
+    `tolerance`: the share of the register the comparison allows for rounding."""
+    low = before.value if before else None
+    high = after.value if after else None
+    if low is None and high is None:
+        return []
+    slack = abs(stored.value) * tolerance
+    if (low is None or stored.value >= low - slack) and (high is None or stored.value <= high + slack):
+        return []
+    around = " – ".join(_num(x) for x in (low, high) if x is not None)
+    umgebung = " – ".join(_num_de(x) for x in (low, high) if x is not None)
+    return [
+        _f(
+            "due_date_value_outside_readings",
+            ERROR,
+            f"the meter's value {_num(stored.value)} for {stored.day} does not fit its readings "
+            f"around that day ({around})",
+            f"Der gespeicherte Wert {_num_de(stored.value)} zum {stored.day:%d.%m.%Y} passt nicht zu den Messwerten "
+            f"um diesen Tag ({umgebung})",
+            value=stored.value,
+            stored_day=stored.day.isoformat(),
+            before=low,
+            after=high,
+        )
+    ]
+
+
 def invalid_due_date(text: str) -> Finding:
     """A stored date the meter sent that is no calendar date (month 15, day 31 April)."""
     return _f(
