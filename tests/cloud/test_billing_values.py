@@ -164,3 +164,21 @@ def test_close_refuses_a_bad_period_and_other_tenants_values(client, hub):
     assert r.status_code == 422 and "YYYY-MM" in r.json()["error"]["message"]
     assert client.put(f"{API}/billing-values/999999", json={"value": 1, "reason": "x"}, headers=h).status_code == 404
     assert client.post(f"{API}/review/999999", json={"action": "accept", "note": "x"}, headers=h).status_code == 404
+
+
+def test_the_cli_closes_a_period_and_says_what_it_did(client, hub, database_url, data_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from omshub.cli import app as cli
+
+    t = hub.tenant()
+    args = ["billing", "close", "--tenant", t.slug, "--database", database_url, "--data-dir", str(data_dir)]
+    r = CliRunner().invoke(cli, [*args, "--period", PERIOD, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["period"] == PERIOD and json.loads(r.stdout)["points"] == 0
+    table = CliRunner().invoke(cli, [*args, "--period", PERIOD])
+    assert "metering points" in table.stdout
+    bad = CliRunner().invoke(cli, [*args, "--period", "2026-13"])
+    assert bad.exit_code == 1 and "YYYY-MM" in bad.output

@@ -179,6 +179,11 @@ def _meter_findings(inputs: PointInputs, run: MeterRun, period: Period, rules: v
     for s, r in in_period:
         out += v.check_future(s, r, rules)
     out += v.check_duplicates([s for s, _ in in_period])
+    # the register between consecutive readings: a drop inside the period is found even where the
+    # boundary values alone would hide it (a reset followed by enough consumption)
+    for (a, _), (b, _) in zip(in_period, in_period[1:], strict=False):
+        if b.value < a.value:
+            out += v.check_consumption(a.value, b.value)
     if run.removed_at is None or run.removed_at >= period.end:
         last = max((s.at for s in samples if s.at <= period.end), default=None)
         out += v.check_stale(last, period.end, rules)
