@@ -137,3 +137,60 @@ def test_stored_dates_of_every_form_resolve_to_their_day():
     )
     assert sorted((s.storage, s.day) for s in values) == [(1, date(2026, 12, 31)), (2, date(2026, 11, 30))]
     assert bad == ["2026-02-31"]
+
+
+def hca_point(samples, stored, due):
+    p = point(samples, stored, due=due)
+    p.runs[0].quantity = "hca"
+    return p
+
+
+def test_a_heat_cost_allocator_restarts_at_its_due_date():
+    # 10 units a day; the allocator restarts from 0 after 31 December and stores 365 for that day
+    def units(day: date) -> float:
+        start = date(2026, 1, 1) if day.year == 2026 else date(2027, 1, 1)
+        return 10.0 * (day - start).days
+
+    days = [date(2026, 11, 25) + timedelta(days=n) for n in range(75)]
+    samples = [Sample(datetime(d.year, d.month, d.day, 11, tzinfo=UTC), units(d), n) for n, d in enumerate(days)]
+    stored = [
+        StoredValue(
+            date(2026, 12, 31), 3650.0, storage=1, telegram_id=40, received_at=datetime(2027, 1, 1, 11, tzinfo=UTC)
+        )
+    ]
+    december = compute_point(
+        hca_point(samples, stored, (12, 31)), month_period(2026, 12), rules=RULES, boundary_rules=BRULES
+    )
+    end = december.boundaries[-1]
+    assert (end.reason, end.value.origin.value, end.value.value, end.code) == ("due_date", "meter_stored", 3650.0, "11")
+    # from the value interpolated at 1 December 00:00 CET (30 November 23:00 UTC) to the stored 3,650
+    assert december.consumption.value == pytest.approx(3650.0 - (3330.0 + 10 * 12 / 24))
+    january = compute_point(
+        hca_point(samples, stored, (12, 31)), month_period(2027, 1), rules=RULES, boundary_rules=BRULES
+    )
+    assert january.consumption.runs[0]["start"] == 0.0 and january.consumption.value == pytest.approx(
+        310.0 - 10 * 13 / 24 + 10 * 11 / 24 - 10 * 11 / 24 + 10 * 13 / 24 - 10 * 13 / 24 + 10 * 13 / 24, abs=6
+    )
+    assert not {"meter_reset", "negative_consumption"} & {f.rule for f in december.findings + january.findings}
+
+
+def test_an_allocator_due_date_inside_a_month_splits_its_consumption():
+    # due date 15 September: the allocator restarts on 16 September
+    def units(day: date) -> float:
+        return 10.0 * ((day - date(2025, 9, 16)).days if day < date(2026, 9, 16) else (day - date(2026, 9, 16)).days)
+
+    days = [date(2026, 8, 25) + timedelta(days=n) for n in range(45)]
+    samples = [Sample(datetime(d.year, d.month, d.day, 11, tzinfo=UTC), units(d), n) for n, d in enumerate(days)]
+    stored = [
+        StoredValue(
+            date(2026, 9, 15), 3650.0, storage=1, telegram_id=1, received_at=datetime(2026, 9, 16, 11, tzinfo=UTC)
+        )
+    ]
+    september = compute_point(
+        hca_point(samples, stored, (9, 15)), month_period(2026, 9), rules=RULES, boundary_rules=BRULES
+    )
+    before, after = september.consumption.runs
+    assert before["end"] == 3650.0 and after["start"] == 0.0
+    assert september.consumption.value == pytest.approx(before["consumption"] + after["consumption"])
+    assert 290 < september.consumption.value < 310  # 30 days of 10 units
+    assert not {"meter_reset", "negative_consumption"} & {f.rule for f in september.findings}

@@ -67,7 +67,7 @@ def _points(session: Session, tenant_id: int, after: int, first: datetime, last:
                 MeteringPoint.id > after,
                 MeteringPoint.id.in_(
                     select(Installation.metering_point_id).where(
-                        Installation.installed_at <= last,
+                        (Installation.installed_at <= last) | (Installation.installed_from == "first_reading"),
                         (Installation.removed_at.is_(None)) | (Installation.removed_at >= first),
                     )
                 ),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from omshub.cloud.domain.billing import validation as v
-from omshub.cloud.domain.billing.boundary import BoundaryRules, BoundaryValue, Sample, boundary_value
+from omshub.cloud.domain.billing.boundary import BoundaryRules, BoundaryValue, Sample, boundary_value, stored_value_at
 from omshub.cloud.domain.billing.consumption import PeriodConsumption, Run, period_consumption
 from omshub.cloud.domain.billing.origins import Origin, tabelle_s_code
 from omshub.cloud.domain.billing.periods import Period, due_date_in, local_midnight
@@ -52,13 +52,48 @@ def _value_at(inputs: PointInputs, at: datetime, day: date, rules: BoundaryRules
     run = next((r for r in inputs.runs if _installed(r, at)), None)
     if run is None:
         return BoundaryValue(at, None, Origin.MISSING, {"reason": "no meter installed"})
-    value = boundary_value(at, day, inputs.samples.get(run.meter_pk, []), inputs.stored.get(run.meter_pk, []), rules)
+    samples, stored = inputs.samples.get(run.meter_pk, []), inputs.stored.get(run.meter_pk, [])
+    if run.quantity == "hca" and _reason(day, inputs.due) == "due_date":
+        value = _hca_before_reset(at, day, samples, stored, rules)
+    else:
+        value = boundary_value(at, day, samples, stored, rules)
     value.details["meter"] = run.label
     return value
 
 
+def _hca_before_reset(at: datetime, day: date, samples: list[Sample], stored, rules: BoundaryRules) -> BoundaryValue:
+    """A heat cost allocator starts counting from 0 at its due date: the value at the due-date boundary
+    is the one it stored for the due date, else its last reading before (when close enough); readings
+    after the reset are never interpolated with those before."""
+    hit = stored_value_at(day, list(stored))
+    if hit is not None:
+        details = {"storage": hit.storage, "stored_day": hit.day.isoformat(), "telegram_id": hit.telegram_id}
+        return BoundaryValue(at, hit.value, Origin.METER_STORED, details)
+    before = [s for s in samples if s.at <= at]
+    if before and at - before[-1].at <= rules.measured_within:
+        details = {"telegram_id": before[-1].telegram_id, "distance_s": int((before[-1].at - at).total_seconds())}
+        return BoundaryValue(at, before[-1].value, Origin.MEASURED, details)
+    return BoundaryValue(at, None, Origin.MISSING, {"reason": "no due-date value stored by the allocator"})
+
+
+def _reset_value(at: datetime, run: MeterRun) -> BoundaryValue:
+    return BoundaryValue(at, 0.0, Origin.MEASURED, {"source": "due_date_reset", "meter": run.label})
+
+
+def _due_boundaries_inside(inputs: PointInputs, period: Period) -> list[tuple[datetime, date]]:
+    """The due-date boundaries strictly inside the period (an allocator resets there)."""
+    out = []
+    for year in range(period.first_day.year, period.last_day.year + 1):
+        day = due_date_in(year, *inputs.due) + timedelta(days=1)
+        if period.first_day < day <= period.last_day:
+            out.append((local_midnight(day, inputs.zone), day))
+    return out
+
+
 def _run_start(inputs: PointInputs, run: MeterRun, quantity: str, period: Period, rules: BoundaryRules):
     if run.installed_at <= period.start:
+        if quantity == "hca" and _reason(period.first_day, inputs.due) == "due_date":
+            return _reset_value(period.start, run)
         return _value_at(inputs, period.start, period.first_day, rules)
     if quantity in run.initial_values:
         details = {"source": "installation", "meter": run.label}
@@ -104,6 +139,7 @@ def _usable_stored(inputs: PointInputs) -> dict[int, list]:
     """The stored values a boundary may take: those that fit the meter's readings around their day and
     are not dated after their telegram. The others only raise findings (_meter_findings)."""
     out = {}
+    allocators = {r.meter_pk for r in inputs.runs if r.quantity == "hca"}
     for meter_pk, stored in inputs.stored.items():
         samples = inputs.samples.get(meter_pk, [])
         times = [s.at for s in samples]
@@ -113,7 +149,9 @@ def _usable_stored(inputs: PointInputs) -> dict[int, list]:
             i = bisect.bisect_left(times, at)
             before, after = (samples[i - 1] if i > 0 else None), (samples[i] if i < len(samples) else None)
             dated_later = sv.received_at is not None and at > sv.received_at + timedelta(days=1)
-            if not dated_later and not v.check_stored_between_readings(sv, before, after):
+            # an allocator's stored value counts its finished billing period: no bracket by readings
+            fits = meter_pk in allocators or not v.check_stored_between_readings(sv, before, after)
+            if not dated_later and fits:
                 keep.append(sv)
         out[meter_pk] = keep
     return out
@@ -142,15 +180,19 @@ def compute_point(
         return None
     checked = dataclasses.replace(inputs, stored=_usable_stored(inputs))
     result = PointResult(inputs.point_id, quantity, _boundaries(checked, period, boundary_rules))
-    runs = [
-        Run(
-            r.label,
+    runs = []
+    for r in runs_in:
+        if r.quantity != quantity:
+            continue
+        start, end = (
             _run_start(checked, r, quantity, period, boundary_rules),
             _run_end(checked, r, quantity, period, boundary_rules),
         )
-        for r in runs_in
-        if r.quantity == quantity
-    ]
+        for at, day in _due_boundaries_inside(checked, period) if quantity == "hca" else ():
+            if start.at < at < end.at:
+                runs.append(Run(r.label, start, _value_at(checked, at, day, boundary_rules)))
+                start = _reset_value(at, r)
+        runs.append(Run(r.label, start, end))
     result.consumption = period_consumption(runs)
     result.findings = _findings(inputs, period, runs, runs_in, result.consumption, rules, expected)
     return result
@@ -181,7 +223,10 @@ def _meter_findings(inputs: PointInputs, run: MeterRun, period: Period, rules: v
     out += v.check_duplicates([s for s, _ in in_period])
     # the register between consecutive readings: a drop inside the period is found even where the
     # boundary values alone would hide it (a reset followed by enough consumption)
+    resets = [at for at, _ in _due_boundaries_inside(inputs, period)] + [period.start]
     for (a, _), (b, _) in zip(in_period, in_period[1:], strict=False):
+        if run.quantity == "hca" and any(a.at <= at <= b.at for at in resets):
+            continue  # an allocator's reset at its due date
         if b.value < a.value:
             out += v.check_consumption(a.value, b.value)
     if run.removed_at is None or run.removed_at >= period.end:
@@ -191,7 +236,8 @@ def _meter_findings(inputs: PointInputs, run: MeterRun, period: Period, rules: v
             out += v.check_unit(None, CUMULATIVE_UNITS[run.quantity or "energy"])
     out += [v.invalid_due_date(text) for text in inputs.bad_dates.get(run.meter_pk, [])]
     out += _due_date_findings(inputs, run, samples)
-    out += _stored_against_readings(inputs, run, samples, period)
+    if run.quantity != "hca":  # an allocator's stored values count units of an earlier billing period
+        out += _stored_against_readings(inputs, run, samples, period)
     return out
 
 
@@ -225,12 +271,13 @@ def _due_date_findings(inputs: PointInputs, run: MeterRun, samples: list[Sample]
         if current is not None and stored.day != current[0]:
             previous = current
         telegram_day = stored.received_at.date() if stored.received_at else stored.day
+        hca = run.quantity == "hca"  # its stored values are units of an earlier billing period
         out += v.check_due_date(
             stored,
             telegram_day=telegram_day,
-            total=totals.get(stored.telegram_id),
-            installed_on=run.installed_at.date(),
-            previous_value=previous[1] if previous else None,
+            total=None if hca else totals.get(stored.telegram_id),
+            installed_on=run.installed_at.date() if run.installed_from == "given" else None,
+            previous_value=previous[1] if previous and not hca else None,
         )
         current = (stored.day, stored.value)
     return out

@@ -33,6 +33,7 @@ class MeterRun:
     removed_at: datetime | None
     initial_values: dict
     final_values: dict | None
+    installed_from: str = "given"  # or "first_reading": installed_at is the meter's first reading
 
 
 @dataclass
@@ -124,7 +125,8 @@ def _load_runs(session: Session, points: dict[int, PointInputs], first: datetime
         .join(Meter, Meter.id == Installation.meter_pk)
         .where(
             Installation.metering_point_id.in_(list(points)),
-            Installation.installed_at <= last,
+            # an installation without a date counts from the first reading, which may be earlier
+            (Installation.installed_at <= last) | (Installation.installed_from == "first_reading"),
             (Installation.removed_at.is_(None)) | (Installation.removed_at >= first),
         )
         .order_by(Installation.installed_at)
@@ -150,6 +152,7 @@ def _load_runs(session: Session, points: dict[int, PointInputs], first: datetime
             inst.removed_at,
             dict(inst.initial_values or {}),
             None if inst.final_values is None else dict(inst.final_values),
+            inst.installed_from,
         )
         points[inst.metering_point_id].runs.append(run)
 
