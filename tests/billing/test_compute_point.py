@@ -111,7 +111,8 @@ def test_a_meter_installed_mid_month_starts_at_its_installation_value():
     p = point(daily(date(2026, 11, 10), 25, 3.0, 2.0), installed=installed)
     p.runs[0].initial_values = {"energy": 1.0}
     result = compute_point(p, period, rules=RULES, boundary_rules=BRULES)
-    assert result.boundaries[0].value.origin.value == "missing"  # no meter at the month's start
+    # no meter at the month's start: no boundary value there; the run starts at the installation
+    assert [b.day for b in result.boundaries] == [date(2026, 12, 1)]
     assert result.consumption.runs[0]["start"] == 1.0 and result.consumption.runs[0]["start_origin"] == "measured"
 
 

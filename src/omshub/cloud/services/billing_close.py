@@ -94,15 +94,16 @@ def close_period(
     margin = boundary_rules.interpolate_within + timedelta(days=400 if widest.kind == "year" else 2)
     first, last = widest.start - margin, widest.end + margin
     counts = {"points": 0, "values_changed": 0, "findings_open": 0, "findings_cleared": 0, "export_stale": 0}
-    after = 0
+    after = seen = 0
     while batch := _points(session, tenant_id, after, first, last):
         after = batch[-1]
         inputs = load_points(session, tenant_id, batch, first, last)
         results = _compute(session, inputs, period_text, rules, boundary_rules)
         _store(session, tenant_id, results, now, counts)
-        counts["points"] += len(batch)
+        counts["points"] += len(results)
+        seen += len(batch)
         if progress:
-            progress(counts["points"])
+            progress(seen)
         session.flush()
     audit(session, tenant_id, actor, "billing.close", {"period": period_text.strip(), **counts})
     return {"period": period_text.strip(), **counts}

@@ -131,6 +131,8 @@ def _boundaries(inputs: PointInputs, period: Period, rules: BoundaryRules) -> li
         at = local_midnight(day, inputs.zone)
         reason = days[day] if days[day] != "month" else _reason(day, inputs.due)
         value = _value_at(inputs, at, day, rules)
+        if value.origin is Origin.MISSING and value.details.get("reason") == "no meter installed":
+            continue  # before the first installation or after the last removal: nothing to bill
         out.append(Boundary(at, day, reason, value, tabelle_s_code(value.origin, main=reason == "due_date")))
     return out
 
