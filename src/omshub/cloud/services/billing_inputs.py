@@ -157,33 +157,50 @@ def _load_runs(session: Session, points: dict[int, PointInputs], first: datetime
         points[inst.metering_point_id].runs.append(run)
 
 
+_READING_COLUMNS = (
+    Reading.meter_pk,
+    Reading.timestamp,
+    Reading.received_at,
+    Reading.telegram_id,
+    Reading.energy,
+    Reading.volume,
+    Reading.hca,
+    Reading.stored,
+)
+
+
 def _load_readings(session: Session, points: dict[int, PointInputs], first: datetime, last: datetime) -> None:
+    """The readings of the points' meters in [first, last], as plain rows (no ORM objects: a close
+    reads tens of thousands per batch). A stored-values blob repeated by a meter's next telegrams (the
+    same month-end value for a month) is read once, from its first telegram."""
     owner = {run.meter_pk: (p, run.quantity) for p in points.values() for run in p.runs}
     if not owner:
         return
     rows = session.execute(
-        select(Reading)
+        select(*_READING_COLUMNS)
         .where(Reading.meter_pk.in_(list(owner)), Reading.timestamp >= first, Reading.timestamp <= last)
         .order_by(Reading.meter_pk, Reading.timestamp, Reading.id)
-    ).scalars()
+    )
     zones: dict[str, ZoneInfo] = {}
-    samples: dict[int, list[Sample]] = defaultdict(list)
+    last_blob: dict[int, bytes | None] = {}
     for r in rows:
         point, quantity = owner[r.meter_pk]
         if quantity is None:
             continue
-        zone = zones.setdefault(point.zone, ZoneInfo(point.zone))
-        value = getattr(r, quantity, None)
+        value = getattr(r, quantity)
         if value is not None:
-            samples[r.meter_pk].append(Sample(r.timestamp.astimezone(UTC), float(value), r.telegram_id))
+            point.samples.setdefault(r.meter_pk, []).append(
+                Sample(r.timestamp.astimezone(UTC), float(value), r.telegram_id)
+            )
             point.received.setdefault(r.meter_pk, []).append(r.received_at)
-        stored, bad = stored_of(r, quantity, zone)
+        if not r.stored or last_blob.get(r.meter_pk) == r.stored:
+            continue
+        last_blob[r.meter_pk] = r.stored
+        stored, bad = stored_of(r, quantity, zones.setdefault(point.zone, ZoneInfo(point.zone)))
         if stored:
             point.stored.setdefault(r.meter_pk, []).extend(stored)
         if bad:
             point.bad_dates.setdefault(r.meter_pk, []).extend(bad)
-    for meter_pk, items in samples.items():
-        owner[meter_pk][0].samples[meter_pk] = items
 
 
 def _load_stays(session: Session, points: dict[int, PointInputs]) -> None:
