@@ -151,6 +151,15 @@ def test_close_a_month_values_origins_review_and_edit(client, hub, pipeline, db)
     assert third["values_changed"] == 0  # the edit stays
     kept = client.get(f"{API}/metering-points/{point['id']}/billing-values", headers=h).json()["items"]
     assert next(v for v in kept if v["id"] == start["id"])["value"] == 1090.0
+    # the period's consumption follows the edited start value; the unit and the property show it
+    after = client.get(f"{API}/metering-points/{point['id']}/billing-consumption", headers=h).json()["items"]
+    month_after = next(c for c in after if c["period"] == PERIOD)
+    assert month_after["runs"][0]["start"] == 1090.0 and month_after["quality"] == "estimated"
+    unit_view = client.get(f"{API}/units/{unit['id']}/billing-consumption?period={PERIOD}", headers=h).json()
+    assert unit_view["quantities"]["energy"]["value"] == month_after["value"]
+    prop_view = client.get(f"{API}/properties/{prop['id']}/billing-consumption?period={PERIOD}", headers=h).json()
+    assert prop_view["estimated_share"] == 1.0 and prop_view["over_25_percent"] is True
+    assert prop_view["units"][0]["estimated"] is True
     with db.session() as s:
         raw_after = sorted(s.execute(select(Reading.id, Reading.energy).where(Reading.meter_pk.in_([pk1, pk2]))).all())
         actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.tenant_id == t.id)))

@@ -13,6 +13,7 @@ for an unclassified one, so a new endpoint cannot slip through). Tenant B's admi
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import cbor2
 import pytest
@@ -20,6 +21,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from omshub.cloud.store.models import Alarm, Operation, Reading, Telegram
+from tests.clock import EPOCH
 
 from .conftest import KEY, encode
 
@@ -200,6 +202,22 @@ SPEC: dict[tuple[str, str], dict] = {
         "kind": "object",
         "json": lambda c: {"weather_station_id": None},
     },
+    # billing values: the close works on the caller's own tenant (A's values stay as they are)
+    ("POST", "/api/v1/billing/close"): {"kind": "self", "json": lambda c: {"period": c["billing_period"]}},
+    ("GET", "/api/v1/metering-points/{point_id}/billing-values"): {"kind": "object"},
+    ("GET", "/api/v1/metering-points/{point_id}/billing-consumption"): {"kind": "object"},
+    ("GET", "/api/v1/units/{unit_id}/billing-consumption"): {"kind": "object", "params": {"period": "2026-01"}},
+    ("GET", "/api/v1/properties/{property_id}/billing-consumption"): {
+        "kind": "object",
+        "params": {"period": "2026-01"},
+    },
+    ("GET", "/api/v1/review"): {"kind": "list"},
+    ("POST", "/api/v1/review/{finding_id}"): {"kind": "object", "json": lambda c: {"action": "accept", "note": "B"}},
+    ("PUT", "/api/v1/billing-values/{value_id}"): {"kind": "object", "json": lambda c: {"value": 1, "reason": "B"}},
+    ("POST", "/api/v1/billing-values/{value_id}/estimate"): {
+        "kind": "object",
+        "json": lambda c: {"method": "previous_period", "reason": "B"},
+    },
 }
 
 
@@ -266,7 +284,7 @@ def world(hub, client, db, pipeline):
         assert s.scalar(select(Reading.id).where(Reading.meter_pk == meter_pk)) is not None
     assert alarm_id is not None and telegram_id is not None
 
-    master = _master_data(client, a_admin, tag, point_id)
+    master = _master_data(client, a_admin, tag, point_id) | _billing(client, a_admin, point_id)
     b = hub.tenant()
     b_gw = hub.gateway(b, serial=f"ISO-B-{tag}")
     b_meter = hub.meter(b, "B1" + tag)
@@ -300,6 +318,18 @@ def world(hub, client, db, pipeline):
         "a_meter2": a_meter2,
         "markers": [gw.serial, a_meter, a_meter2, a_unknown, ref, a_user, f"iso-a-token-{tag}", *master["markers"]],
     }
+
+
+def _billing(client, headers, point_id: int) -> dict:
+    """Tenant A's month after EPOCH closed: its point's boundary values and a finding (its last reading
+    is weeks before the month's end)."""
+    nxt = (EPOCH.replace(day=1) + timedelta(days=32)).replace(day=1)
+    period = f"{nxt.year:04d}-{nxt.month:02d}"
+    assert client.post(f"{API}/billing/close", json={"period": period}, headers=headers).status_code == 200
+    values = client.get(f"{API}/metering-points/{point_id}/billing-values", headers=headers).json()["items"]
+    findings = client.get(f"{API}/review", headers=headers).json()["items"]
+    assert values and findings, (values, findings)
+    return {"billing_period": period, "value_id": values[0]["id"], "finding_id": findings[0]["id"]}
 
 
 def _master_data(client, headers, tag: str, point_id: int) -> dict:
@@ -358,6 +388,8 @@ def _request(client, method, path, ctx, spec, headers):
         "occupant_id",
         "occupancy_id",
         "station_id",
+        "finding_id",
+        "value_id",
     ):
         url = url.replace("{" + name + "}", str(ctx[name]))
     for name, value in spec.get("path", {}).items():

@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
 from omshub.cloud.api.deps import require_role
-from omshub.cloud.services import billing_close, billing_review
+from omshub.cloud.services import billing_close, billing_review, billing_summary
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.metering_points import get_point
+from omshub.cloud.store.models import MeteringPoint
 from omshub.cloud.store.models_billing import BillingConsumption, BillingFinding, BillingValue
 from omshub.times import utcnow
 
@@ -68,10 +69,11 @@ def value_json(b: BillingValue) -> dict:
     }
 
 
-def finding_json(f: BillingFinding) -> dict:
+def finding_json(f: BillingFinding, point_ref: str) -> dict:
     return {
         "id": f.id,
         "metering_point_id": f.metering_point_id,
+        "metering_point_ref": point_ref,
         "quantity": f.quantity,
         "period": f.period,
         "rule": f.rule,
@@ -149,11 +151,15 @@ def review_queue(
     cursor: str | None = None,
     limit: Limit = 100,
 ) -> dict:
-    stmt = select(BillingFinding).where(BillingFinding.tenant_id == principal.tenant_id, BillingFinding.state == state)
+    stmt = (
+        select(BillingFinding, MeteringPoint.ref)
+        .join(MeteringPoint, MeteringPoint.id == BillingFinding.metering_point_id)
+        .where(BillingFinding.tenant_id == principal.tenant_id, BillingFinding.state == state)
+    )
     if period:
         stmt = stmt.where(BillingFinding.period == period)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=BillingFinding.id)
-    return page([finding_json(f) for f in rows], nxt)
+    return page([finding_json(f, ref) for f, ref in rows], nxt)
 
 
 @router.post("/review/{finding_id}", summary="Accept or reject a finding")
@@ -161,7 +167,7 @@ def decide(finding_id: Id, body: DecisionIn, principal: Operator, session: DbSes
     f = billing_review.decide(
         session, principal.tenant_id, finding_id, body.action, body.note, actor=principal.name, now=utcnow()
     )
-    return finding_json(f)
+    return finding_json(f, get_point(session, principal.tenant_id, f.metering_point_id).ref)
 
 
 @router.put("/billing-values/{value_id}", summary="Set a boundary value by hand (audited; the computed one stays)")
@@ -178,3 +184,18 @@ def estimate(value_id: Id, body: EstimateIn, principal: Operator, session: DbSes
         session, principal.tenant_id, value_id, body.method, body.reason, actor=principal.name, now=utcnow()
     )
     return value_json(b)
+
+
+PeriodLabel = Annotated[Text, Query(max_length=16, description='"2026-11", or "year:2026" for a billing year')]
+
+
+@router.get("/units/{unit_id}/billing-consumption", summary="A unit's consumption of a closed period")
+def unit_consumption(unit_id: Id, period: PeriodLabel, principal: Viewer, session: DbSession) -> dict:
+    return billing_summary.unit_consumption(session, principal.tenant_id, unit_id, period)
+
+
+@router.get("/properties/{property_id}/billing-consumption", summary="A property's units and estimated share")
+def property_consumption(property_id: Id, period: PeriodLabel, principal: Viewer, session: DbSession) -> dict:
+    """Every unit's consumption of the period, and the share of the area whose consumption is estimated
+    or missing (above 25 % the costs are allocated by area only: HeizkostenV §9a(2))."""
+    return billing_summary.property_consumption(session, principal.tenant_id, property_id, period)

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.billing import validation as v
-from omshub.cloud.domain.billing.boundary import BoundaryRules
+from omshub.cloud.domain.billing.boundary import BoundaryRules, BoundaryValue
+from omshub.cloud.domain.billing.consumption import Run, period_consumption
 from omshub.cloud.domain.billing.origins import QUALITY_OF_ORIGIN, Origin
 from omshub.cloud.domain.billing.periods import Period, billing_year, month_period, parse_month
 from omshub.cloud.domain.billing.weather import degree_days
@@ -170,6 +171,7 @@ def _store(session: Session, tenant_id: int, results: list, now: datetime, count
         state = "pending" if pending else ("review" if errors else "ok")
         for b in result.boundaries:
             _store_value(session, tenant_id, result, b, values, state, now, counts)
+        _apply_operator_values(result, values)
         _store_consumption(session, tenant_id, period, label, result, consumption, now)
         _store_findings(session, tenant_id, label, result, findings, now, counts)
 
@@ -235,6 +237,26 @@ def _store_value(session, tenant_id, result: PointResult, b: Boundary, values, s
         row.reason = b.reason
     if not operator_set and row.state != state:
         row.state = state
+
+
+def _apply_operator_values(result: PointResult, values: dict) -> None:
+    """Where an operator set a boundary value (edited or estimated), the period's consumption uses it."""
+    set_by_hand = {
+        at: row
+        for (point, quantity, at), row in values.items()
+        if point == result.point_id and quantity == result.quantity and row.origin in OPERATOR_ORIGINS
+    }
+    if not set_by_hand or not result.runs:
+        return
+
+    def swap(bv: BoundaryValue) -> BoundaryValue:
+        row = set_by_hand.get(bv.at)
+        if row is None or bv.details.get("source"):  # an installation's or a reset's own value stays
+            return bv
+        return BoundaryValue(bv.at, row.value, Origin(row.origin), {"billing_value": row.id})
+
+    result.runs = [Run(r.meter, swap(r.start), swap(r.end)) for r in result.runs]
+    result.consumption = period_consumption(result.runs)
 
 
 def _store_consumption(session, tenant_id, period: Period, label: str, result: PointResult, existing, now) -> None:

@@ -34,6 +34,7 @@ class PointResult:
     quantity: str
     boundaries: list[Boundary] = field(default_factory=list)
     consumption: PeriodConsumption | None = None
+    runs: list[Run] = field(default_factory=list)
     findings: list[v.Finding] = field(default_factory=list)
 
 
@@ -195,6 +196,7 @@ def compute_point(
                 runs.append(Run(r.label, start, _value_at(checked, at, day, boundary_rules)))
                 start = _reset_value(at, r)
         runs.append(Run(r.label, start, end))
+    result.runs = runs
     result.consumption = period_consumption(runs)
     result.findings = _findings(inputs, period, runs, runs_in, result.consumption, rules, expected)
     return result
