@@ -26,7 +26,8 @@ def _by_unit(session: Session, unit_ids: list[int], period: str) -> dict[int, di
     ).all()
     parts: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for unit_id, c in rows:
-        parts[unit_id][c.quantity].append(c)
+        if unit_id is not None:
+            parts[unit_id][c.quantity].append(c)
     out: dict[int, dict[str, dict]] = {}
     for unit_id, quantities in parts.items():
         out[unit_id] = {}
