@@ -191,3 +191,49 @@ def test_the_cli_closes_a_period_and_says_what_it_did(client, hub, database_url,
     assert "metering points" in table.stdout
     bad = CliRunner().invoke(cli, [*args, "--period", "2026-13"])
     assert bad.exit_code == 1 and "YYYY-MM" in bad.output
+
+
+def test_a_late_telegram_reaches_an_exported_value_which_is_marked_for_re_export(client, hub, pipeline, db):
+    from omshub.cloud.services.billing_close import reclose_recent
+    from omshub.cloud.store.models_billing import BillingValue
+
+    t = hub.tenant()
+    h = hub.headers(t)
+    gw = hub.gateway(t)
+    digits = "".join(c for c in gw.serial if c.isdigit())[-6:].rjust(6, "0")
+    meter = f"93{digits}"
+    hub.keys(t, {meter: KEY})
+    pk = hub.meter(t, meter)
+    point = client.post(f"{API}/metering-points", json={"ref": f"LATE-{digits}"}, headers=h).json()
+    install = (MONTH_START - timedelta(days=30)).isoformat()
+    client.post(f"{API}/metering-points/{point['id']}/install", json={"meter": pk, "at": install}, headers=h)
+    # readings every day but the two around the month's end (the gateway was offline)
+    days = _days(MONTH_START - timedelta(days=5), NEXT_MONTH + timedelta(days=3))
+    offline = {NEXT_MONTH - timedelta(days=1), NEXT_MONTH}
+    _daily(hub, gw, meter, [d for d in days if d not in offline], lambda d: 50.0 * (d - days[0]).days, seq0=1)
+    while pipeline.run_once():
+        pass
+    assert client.post(f"{API}/billing/close", json={"period": PERIOD}, headers=h).status_code == 200
+    with db.transaction() as s:
+        for b in s.scalars(select(BillingValue).where(BillingValue.metering_point_id == point["id"])):
+            b.exported_at = b.computed_at  # as an export would
+    # the late telegram: read 5 minutes before the month's end, uploaded days later
+    end = datetime(NEXT_MONTH.year, NEXT_MONTH.month, NEXT_MONTH.day, tzinfo=UTC)
+    boundary = next(
+        v
+        for v in client.get(f"{API}/metering-points/{point['id']}/billing-values", headers=h).json()["items"]
+        if v["boundary_day"] == NEXT_MONTH.isoformat()
+    )
+    assert boundary["origin"] == "interpolated" and boundary["details"]["gap_s"] == 3 * 86400
+    at = datetime.fromisoformat(boundary["boundary"].replace("Z", "+00:00")) - timedelta(minutes=5)
+    hub.send(gw, 500, [encode(meter, [_rec("energy", "kWh", 12345.0)])], t0=int(at.timestamp()), dts=[0])
+    while pipeline.run_once():
+        pass
+    result = reclose_recent(db, end + timedelta(days=5))
+    assert PERIOD in result["reclosed"][str(t.id)]
+    after = next(
+        v
+        for v in client.get(f"{API}/metering-points/{point['id']}/billing-values", headers=h).json()["items"]
+        if v["id"] == boundary["id"]
+    )
+    assert (after["origin"], after["value"], after["export_stale"]) == ("measured", 12345.0, True)

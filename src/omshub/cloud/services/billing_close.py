@@ -27,7 +27,7 @@ from omshub.cloud.services.billing_compute import Boundary, PointResult, compute
 from omshub.cloud.services.billing_inputs import PointInputs, load_points
 from omshub.cloud.services.weather import station_means
 from omshub.cloud.store.audit import audit
-from omshub.cloud.store.models import Installation, MeteringPoint
+from omshub.cloud.store.models import Installation, MeteringPoint, Tenant
 from omshub.cloud.store.models_billing import BillingConsumption, BillingFinding, BillingValue
 
 BATCH = 500  # metering points per batch: a few queries each, bounded memory
@@ -317,3 +317,31 @@ def _store_findings(session, tenant_id, label: str, result: PointResult, existin
 
 def month_text(day: date) -> str:
     return month_period(day.year, day.month).label
+
+
+def reclose_recent(db, now: datetime, *, months: int = 2) -> dict:
+    """Close again the last `months` calendar months each tenant has already closed, so that late
+    telegrams (a gateway that was offline for days) reach the values they affect; a value that changes
+    after it was exported is marked for re-export. Run by the maintenance schedule."""
+    labels = []
+    year, month = now.year, now.month
+    for _ in range(months):
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+        labels.append(f"{year:04d}-{month:02d}")
+    done: dict[str, list[str]] = {}
+    with db.session() as session:
+        tenants = list(session.scalars(select(Tenant.id)))
+        closed = set(
+            session.execute(
+                select(BillingConsumption.tenant_id, BillingConsumption.period)
+                .where(BillingConsumption.period.in_(labels))
+                .distinct()
+            ).all()
+        )
+    for tenant_id in tenants:
+        for label in labels:
+            if (tenant_id, label) in closed:
+                with db.transaction() as session:
+                    close_period(session, tenant_id, label, actor="maintenance", now=now)
+                done.setdefault(str(tenant_id), []).append(label)
+    return {"reclosed": done}
