@@ -19,7 +19,6 @@ from omshub.cloud.domain.registers import cumulative_quantity
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Reading, Tenant
 from omshub.cloud.store.models_billing import Occupancy, Property, Unit
 from omshub.cloud.store.reading_values import stored_values
-from omshub.times import UTC
 
 
 @dataclass
@@ -190,7 +189,7 @@ def _load_readings(session: Session, points: dict[int, PointInputs], first: date
         value = getattr(r, quantity)
         if value is not None:
             point.samples.setdefault(r.meter_pk, []).append(
-                Sample(r.timestamp.astimezone(UTC), float(value), r.telegram_id)
+                Sample(r.timestamp, float(value), r.telegram_id)  # UtcDateTime: aware UTC
             )
             point.received.setdefault(r.meter_pk, []).append(r.received_at)
         if not r.stored or last_blob.get(r.meter_pk) == r.stored:
