@@ -195,3 +195,13 @@ def test_an_allocator_due_date_inside_a_month_splits_its_consumption():
     assert september.consumption.value == pytest.approx(before["consumption"] + after["consumption"])
     assert 290 < september.consumption.value < 310  # 30 days of 10 units
     assert not {"meter_reset", "negative_consumption"} & {f.rule for f in september.findings}
+
+
+def test_a_register_that_wraps_at_its_digits_is_a_rollover_not_a_reset():
+    period = month_period(2026, 11)
+    # an 8-digit display at 99,999,9xx kWh wraps to 0 in the middle of the month
+    samples = daily(date(2026, 10, 28), 10, 99_999_700.0, 24.0) + daily(date(2026, 11, 7), 30, 50.0, 24.0)
+    result = compute_point(point(samples), period, rules=RULES, boundary_rules=BRULES)
+    found = {f.rule: f for f in result.findings}
+    assert "rollover" in found and "meter_reset" not in found
+    assert found["rollover"].details["modulus"] == 100_000_000.0

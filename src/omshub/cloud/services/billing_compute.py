@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -206,7 +207,18 @@ def _findings(inputs, period, runs, runs_in, consumption, rules, expected) -> li
     out: list[v.Finding] = []
     for run in runs:
         if run.start.value is not None and run.end.value is not None:
-            out += v.check_consumption(run.start.value, run.end.value)
+            hours = (run.end.at - run.start.at).total_seconds() / 3600
+            limit = {
+                "energy": rules.max_power_kw,
+                "volume": rules.max_flow_m3h,
+                "hca": rules.max_hca_units_per_day / 24,
+            }
+            out += v.check_consumption(
+                run.start.value,
+                run.end.value,
+                rollover_modulus=rollover_modulus(run.start.value),
+                max_delta=limit.get(quantity_of(inputs) or "", 0) * hours,
+            )
     if consumption.value is not None:
         hours = (period.end - period.start).total_seconds() / 3600
         out += v.check_rate(consumption.value, hours, quantity_of(inputs) or "", rules)
@@ -232,7 +244,9 @@ def _meter_findings(inputs: PointInputs, run: MeterRun, period: Period, rules: v
         if run.quantity == "hca" and any(a.at <= at <= b.at for at in resets):
             continue  # an allocator's reset at its due date
         if b.value < a.value:
-            out += v.check_consumption(a.value, b.value)
+            out += v.check_consumption(
+                a.value, b.value, rollover_modulus=rollover_modulus(a.value), max_delta=_max_delta(run, a, b, rules)
+            )
     if run.removed_at is None or run.removed_at >= period.end:
         last = max((s.at for s in samples if s.at <= period.end), default=None)
         out += v.check_stale(last, period.end, rules)
@@ -262,6 +276,27 @@ def _stored_against_readings(inputs: PointInputs, run: MeterRun, samples: list[S
         after = samples[i] if i < len(samples) else None
         out += v.check_stored_between_readings(stored, before, after)
     return out
+
+
+def rollover_modulus(before: float) -> float | None:
+    """Where a register this full wraps: the next power of ten above it (a display of n digits wraps at
+    10**n of its unit), if the register has reached 90 % of it — a register wraps only when nearly
+    full. None otherwise."""
+    if before < 10:
+        return None
+    modulus = float(10 ** math.ceil(math.log10(before + 1)))
+    return modulus if before >= 0.9 * modulus else None
+
+
+def _hourly_limit(quantity: str | None, rules: v.ValidationRules) -> float:
+    """The most a register can physically advance in an hour (the plausible maximum power, flow or
+    allocator units)."""
+    limits = {"energy": rules.max_power_kw, "volume": rules.max_flow_m3h, "hca": rules.max_hca_units_per_day / 24}
+    return limits.get(quantity or "", 0.0)
+
+
+def _max_delta(run: MeterRun, a: Sample, b: Sample, rules: v.ValidationRules) -> float:
+    return _hourly_limit(run.quantity, rules) * (b.at - a.at).total_seconds() / 3600
 
 
 def _due_date_findings(inputs: PointInputs, run: MeterRun, samples: list[Sample]) -> list[v.Finding]:
