@@ -237,3 +237,23 @@ def test_a_late_telegram_reaches_an_exported_value_which_is_marked_for_re_export
         if v["id"] == boundary["id"]
     )
     assert (after["origin"], after["value"], after["export_stale"]) == ("measured", 12345.0, True)
+
+
+def test_rules_are_the_tenants_own_audited_and_used_by_the_close(client, hub, db):
+    t = hub.tenant()
+    h = hub.headers(t)
+    defaults = client.get(f"{API}/billing/rules", headers=h).json()
+    assert defaults["stale_days"] == 7 and defaults["bands"][1] == {"from_value": 100, "above_pct": 60, "below_pct": 30}
+    changed = client.patch(f"{API}/billing/rules", json={"stale_days": 3, "measured_within_s": 7200}, headers=h)
+    assert changed.status_code == 200 and changed.json()["stale_days"] == 3
+    assert client.patch(f"{API}/billing/rules", json={"stale_days": 0}, headers=h).status_code == 422
+    assert client.patch(f"{API}/billing/rules", json={"colour": 1}, headers=h).status_code == 422
+    other = hub.headers(hub.tenant())
+    assert client.get(f"{API}/billing/rules", headers=other).json()["stale_days"] == 7
+    from omshub.cloud.services.billing_settings import rules_of
+
+    with db.session() as s:
+        rules, boundary = rules_of(s, t.id)
+        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.tenant_id == t.id)))
+    assert rules.stale_days == 3 and boundary.measured_within == timedelta(hours=2)
+    assert "billing.rules.change" in actions

@@ -212,6 +212,8 @@ SPEC: dict[tuple[str, str], dict] = {
         "params": {"period": "2026-01"},
     },
     ("GET", "/api/v1/review"): {"kind": "list"},
+    ("GET", "/api/v1/billing/rules"): {"kind": "self"},
+    ("PATCH", "/api/v1/billing/rules"): {"kind": "self", "json": lambda c: {"stale_days": 9}},
     ("POST", "/api/v1/review/{finding_id}"): {"kind": "object", "json": lambda c: {"action": "accept", "note": "B"}},
     ("PUT", "/api/v1/billing-values/{value_id}"): {"kind": "object", "json": lambda c: {"value": 1, "reason": "B"}},
     ("POST", "/api/v1/billing-values/{value_id}/estimate"): {

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
 from omshub.cloud.api.deps import require_role
-from omshub.cloud.services import billing_close, billing_review, billing_summary
+from omshub.cloud.services import billing_close, billing_review, billing_settings, billing_summary
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.metering_points import get_point
 from omshub.cloud.store.models import MeteringPoint
@@ -199,3 +199,38 @@ def property_consumption(property_id: Id, period: PeriodLabel, principal: Viewer
     """Every unit's consumption of the period, and the share of the area whose consumption is estimated
     or missing (above 25 % the costs are allocated by area only: HeizkostenV §9a(2))."""
     return billing_summary.property_consumption(session, principal.tenant_id, property_id, period)
+
+
+class Band(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_value: float = Field(ge=0, le=1e9, description="from this expected consumption on")
+    above_pct: float = Field(ge=0, le=1e9)
+    below_pct: float = Field(ge=0, le=1e9)
+
+
+class RulesIn(BaseModel):
+    """Any of the settings; those left out stay as they are. Defaults: docs/billing.md."""
+
+    model_config = ConfigDict(extra="forbid")
+    zero_days: int | None = Field(None, ge=1, le=366)
+    heating_months: list[Annotated[int, Field(ge=1, le=12)]] | None = Field(None, min_length=1, max_length=12)
+    stale_days: int | None = Field(None, ge=1, le=366)
+    future_tolerance_s: int | None = Field(None, ge=0, le=86_400)
+    max_power_kw: float | None = Field(None, gt=0, le=1e7)
+    max_flow_m3h: float | None = Field(None, gt=0, le=1e5)
+    max_hca_units_per_day: float | None = Field(None, gt=0, le=1e6)
+    bands: list[Band] | None = Field(None, min_length=1, max_length=10)
+    reset_drop_share: float | None = Field(None, ge=0.01, le=1.0)
+    measured_within_s: int | None = Field(None, ge=0, le=7 * 86_400)
+    interpolate_within_s: int | None = Field(None, ge=3_600, le=92 * 86_400)
+
+
+@router.get("/billing/rules", summary="The tenant's validation rules and boundary distances")
+def read_rules(principal: Viewer, session: DbSession) -> dict:
+    return billing_settings.current(session, principal.tenant_id)
+
+
+@router.patch("/billing/rules", summary="Change validation rules (audited)")
+def change_rules(body: RulesIn, principal: Operator, session: DbSession) -> dict:
+    changes = body.model_dump(exclude_none=True)
+    return billing_settings.change(session, principal.tenant_id, changes, actor=principal.name, now=utcnow())

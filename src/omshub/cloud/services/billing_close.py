@@ -25,6 +25,7 @@ from omshub.cloud.domain.billing.weather import degree_days
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.services.billing_compute import Boundary, PointResult, compute_point
 from omshub.cloud.services.billing_inputs import PointInputs, load_points
+from omshub.cloud.services.billing_settings import rules_of
 from omshub.cloud.services.weather import station_means
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Installation, MeteringPoint, Tenant
@@ -86,11 +87,14 @@ def close_period(
     *,
     actor: str,
     now: datetime,
-    rules: v.ValidationRules = v.ValidationRules(),
-    boundary_rules: BoundaryRules = BoundaryRules(),
+    rules: v.ValidationRules | None = None,
+    boundary_rules: BoundaryRules | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Close `period_text` ("2026-11" or "2026") for every metering point of the tenant. Returns counts."""
+    """Close `period_text` ("2026-11" or "2026") for every metering point of the tenant, with the
+    tenant's rules (billing_settings.py) unless others are given. Returns counts."""
+    tenant_rules, tenant_boundary_rules = rules_of(session, tenant_id)
+    rules, boundary_rules = rules or tenant_rules, boundary_rules or tenant_boundary_rules
     widest = period_of(period_text)
     margin = boundary_rules.interpolate_within + timedelta(days=400 if widest.kind == "year" else 2)
     first, last = widest.start - margin, widest.end + margin

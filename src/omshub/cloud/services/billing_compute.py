@@ -245,7 +245,11 @@ def _meter_findings(inputs: PointInputs, run: MeterRun, period: Period, rules: v
             continue  # an allocator's reset at its due date
         if b.value < a.value:
             out += v.check_consumption(
-                a.value, b.value, rollover_modulus=rollover_modulus(a.value), max_delta=_max_delta(run, a, b, rules)
+                a.value,
+                b.value,
+                rollover_modulus=rollover_modulus(a.value),
+                max_delta=_max_delta(run, a, b, rules),
+                reset_drop_share=rules.reset_drop_share,
             )
     if run.removed_at is None or run.removed_at >= period.end:
         last = max((s.at for s in samples if s.at <= period.end), default=None)

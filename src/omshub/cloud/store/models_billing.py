@@ -186,3 +186,15 @@ class BillingFinding(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class BillingSettings(Base):
+    """A tenant's validation thresholds and boundary distances (docs/billing.md §Validation rules);
+    `rules` holds only what differs from the documented defaults."""
+
+    __tablename__ = "billing_settings"
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), unique=True)
+    rules: Mapped[dict] = mapped_column(JSON, default=dict)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    changed_by: Mapped[str] = mapped_column(String(200), default="")

@@ -1,5 +1,5 @@
 """Billing values: register values at boundaries with their origin, period consumption, and the
-review queue of validation findings
+review queue of validation findings, each tenant's validation settings
 
 Revision ID: 0007_billing_b
 Revises: 0007_billing
@@ -85,8 +85,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("metering_point_id", "quantity", "period", "rule"),
     )
     op.create_index("ix_billing_findings_tenant_state", "billing_findings", ["tenant_id", "state"])
+    op.create_table(
+        "billing_settings",
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", BigId, sa.ForeignKey("tenants.id"), nullable=False),
+        sa.Column("rules", sa.JSON(), nullable=False),
+        sa.Column("changed_at", Stamp, nullable=False),
+        sa.Column("changed_by", sa.String(200), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("tenant_id"),
+    )
 
 
 def downgrade() -> None:
-    for table in ("billing_findings", "billing_consumption", "billing_values"):
+    for table in ("billing_settings", "billing_findings", "billing_consumption", "billing_values"):
         op.drop_table(table)
