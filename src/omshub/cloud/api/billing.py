@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from omshub.cloud.api import billing_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
 from omshub.cloud.api.deps import require_role
 from omshub.cloud.services import billing_close, billing_review, billing_settings, billing_summary
@@ -89,14 +90,18 @@ def finding_json(f: BillingFinding, point_ref: str) -> dict:
     }
 
 
-@router.post("/billing/close", summary="Close a billing period for every metering point")
+@router.post("/billing/close", summary="Close a billing period for every metering point", response_model=S.CloseOut)
 def close(body: CloseIn, principal: Operator, session: DbSession) -> dict:
     """Computes boundary values (with origin and code), consumption and validation findings; running it
     again changes nothing unless data changed."""
     return billing_close.close_period(session, principal.tenant_id, body.period, actor=principal.name, now=utcnow())
 
 
-@router.get("/metering-points/{point_id}/billing-values", summary="A metering point's boundary values")
+@router.get(
+    "/metering-points/{point_id}/billing-values",
+    summary="A metering point's boundary values",
+    response_model=S.BillingValuePage,
+)
 def list_values(
     point_id: Id,
     principal: Viewer,
@@ -117,7 +122,11 @@ def list_values(
     return page([value_json(b) for b in rows], nxt)
 
 
-@router.get("/metering-points/{point_id}/billing-consumption", summary="A metering point's period consumption")
+@router.get(
+    "/metering-points/{point_id}/billing-consumption",
+    summary="A metering point's period consumption",
+    response_model=S.ConsumptionPage,
+)
 def list_consumption(point_id: Id, principal: Viewer, session: DbSession) -> dict:
     mp = get_point(session, principal.tenant_id, point_id)
     rows = session.scalars(
@@ -142,7 +151,7 @@ def list_consumption(point_id: Id, principal: Viewer, session: DbSession) -> dic
     )
 
 
-@router.get("/review", summary="The review queue")
+@router.get("/review", summary="The review queue", response_model=S.FindingPage)
 def review_queue(
     principal: Viewer,
     session: DbSession,
@@ -162,7 +171,7 @@ def review_queue(
     return page([finding_json(f, ref) for f, ref in rows], nxt)
 
 
-@router.post("/review/{finding_id}", summary="Accept or reject a finding")
+@router.post("/review/{finding_id}", summary="Accept or reject a finding", response_model=S.FindingOut)
 def decide(finding_id: Id, body: DecisionIn, principal: Operator, session: DbSession) -> dict:
     f = billing_review.decide(
         session, principal.tenant_id, finding_id, body.action, body.note, actor=principal.name, now=utcnow()
@@ -170,7 +179,11 @@ def decide(finding_id: Id, body: DecisionIn, principal: Operator, session: DbSes
     return finding_json(f, get_point(session, principal.tenant_id, f.metering_point_id).ref)
 
 
-@router.put("/billing-values/{value_id}", summary="Set a boundary value by hand (audited; the computed one stays)")
+@router.put(
+    "/billing-values/{value_id}",
+    summary="Set a boundary value by hand (audited; the computed one stays)",
+    response_model=S.BillingValueOut,
+)
 def edit(value_id: Id, body: EditIn, principal: Operator, session: DbSession) -> dict:
     b = billing_review.edit_value(
         session, principal.tenant_id, value_id, body.value, body.reason, actor=principal.name, now=utcnow()
@@ -178,7 +191,9 @@ def edit(value_id: Id, body: EditIn, principal: Operator, session: DbSession) ->
     return value_json(b)
 
 
-@router.post("/billing-values/{value_id}/estimate", summary="Estimate an end-of-period value")
+@router.post(
+    "/billing-values/{value_id}/estimate", summary="Estimate an end-of-period value", response_model=S.BillingValueOut
+)
 def estimate(value_id: Id, body: EstimateIn, principal: Operator, session: DbSession) -> dict:
     b = billing_review.estimate_value(
         session, principal.tenant_id, value_id, body.method, body.reason, actor=principal.name, now=utcnow()
@@ -189,12 +204,20 @@ def estimate(value_id: Id, body: EstimateIn, principal: Operator, session: DbSes
 PeriodLabel = Annotated[Text, Query(max_length=16, description='"2026-11", or "year:2026" for a billing year')]
 
 
-@router.get("/units/{unit_id}/billing-consumption", summary="A unit's consumption of a closed period")
+@router.get(
+    "/units/{unit_id}/billing-consumption",
+    summary="A unit's consumption of a closed period",
+    response_model=S.UnitConsumptionOut,
+)
 def unit_consumption(unit_id: Id, period: PeriodLabel, principal: Viewer, session: DbSession) -> dict:
     return billing_summary.unit_consumption(session, principal.tenant_id, unit_id, period)
 
 
-@router.get("/properties/{property_id}/billing-consumption", summary="A property's units and estimated share")
+@router.get(
+    "/properties/{property_id}/billing-consumption",
+    summary="A property's units and estimated share",
+    response_model=S.PropertyConsumptionOut,
+)
 def property_consumption(property_id: Id, period: PeriodLabel, principal: Viewer, session: DbSession) -> dict:
     """Every unit's consumption of the period, and the share of the area whose consumption is estimated
     or missing (above 25 % the costs are allocated by area only: HeizkostenV §9a(2))."""
@@ -225,12 +248,12 @@ class RulesIn(BaseModel):
     interpolate_within_s: int | None = Field(None, ge=3_600, le=92 * 86_400)
 
 
-@router.get("/billing/rules", summary="The tenant's validation rules and boundary distances")
+@router.get("/billing/rules", summary="The tenant's validation rules and boundary distances", response_model=S.RulesOut)
 def read_rules(principal: Viewer, session: DbSession) -> dict:
     return billing_settings.current(session, principal.tenant_id)
 
 
-@router.patch("/billing/rules", summary="Change validation rules (audited)")
+@router.patch("/billing/rules", summary="Change validation rules (audited)", response_model=S.RulesOut)
 def change_rules(body: RulesIn, principal: Operator, session: DbSession) -> dict:
     changes = body.model_dump(exclude_none=True)
     return billing_settings.change(session, principal.tenant_id, changes, actor=principal.name, now=utcnow())

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from omshub.cloud.api import billing_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, paginate
 from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.guard import read_body
@@ -138,7 +139,7 @@ def occupancy_json(o: Occupancy) -> dict:
 # --- properties ---
 
 
-@router.get("/properties", summary="List properties")
+@router.get("/properties", summary="List properties", response_model=S.PropertyPage)
 def list_properties(
     principal: Viewer, session: DbSession, ref: Text | None = None, cursor: str | None = None, limit: Limit = 100
 ) -> dict:
@@ -149,17 +150,17 @@ def list_properties(
     return page([property_json(p) for p in rows], nxt)
 
 
-@router.post("/properties", status_code=201, summary="Create a property")
+@router.post("/properties", status_code=201, summary="Create a property", response_model=S.PropertyOut)
 def create_property(body: PropertyIn, principal: Operator, session: DbSession) -> dict:
     return property_json(props.save_property(session, principal.tenant_id, _fields(body), actor=principal.name))
 
 
-@router.get("/properties/{property_id}", summary="One property")
+@router.get("/properties/{property_id}", summary="One property", response_model=S.PropertyOut)
 def read_property(property_id: Id, principal: Viewer, session: DbSession) -> dict:
     return property_json(props.get_property(session, principal.tenant_id, property_id))
 
 
-@router.patch("/properties/{property_id}", summary="Change a property")
+@router.patch("/properties/{property_id}", summary="Change a property", response_model=S.PropertyOut)
 def change_property(property_id: Id, body: PropertyIn, principal: Operator, session: DbSession) -> dict:
     p = props.save_property(session, principal.tenant_id, _fields(body), actor=principal.name, property_id=property_id)
     return property_json(p)
@@ -177,7 +178,7 @@ def _points_of(session, unit_ids: list[int]) -> dict[int, list[int]]:
     return out
 
 
-@router.get("/properties/{property_id}/units", summary="The units of a property")
+@router.get("/properties/{property_id}/units", summary="The units of a property", response_model=S.UnitPage)
 def list_units(
     property_id: Id, principal: Viewer, session: DbSession, cursor: str | None = None, limit: Limit = 100
 ) -> dict:
@@ -188,25 +189,27 @@ def list_units(
     return page([unit_json(u, points[u.id]) for u in rows], nxt)
 
 
-@router.post("/properties/{property_id}/units", status_code=201, summary="Add a unit to a property")
+@router.post(
+    "/properties/{property_id}/units", status_code=201, summary="Add a unit to a property", response_model=S.UnitOut
+)
 def create_unit(property_id: Id, body: UnitIn, principal: Operator, session: DbSession) -> dict:
     u = props.save_unit(session, principal.tenant_id, _fields(body), actor=principal.name, property_id=property_id)
     return unit_json(u, [])
 
 
-@router.get("/units/{unit_id}", summary="One unit with its metering points")
+@router.get("/units/{unit_id}", summary="One unit with its metering points", response_model=S.UnitOut)
 def read_unit(unit_id: Id, principal: Viewer, session: DbSession) -> dict:
     u = props.get_unit(session, principal.tenant_id, unit_id)
     return unit_json(u, _points_of(session, [u.id])[u.id])
 
 
-@router.patch("/units/{unit_id}", summary="Change a unit")
+@router.patch("/units/{unit_id}", summary="Change a unit", response_model=S.UnitOut)
 def change_unit(unit_id: Id, body: UnitIn, principal: Operator, session: DbSession) -> dict:
     u = props.save_unit(session, principal.tenant_id, _fields(body), actor=principal.name, unit_id=unit_id)
     return unit_json(u, _points_of(session, [u.id])[u.id])
 
 
-@router.post("/units/{unit_id}/metering-points", summary="Put a metering point in a unit")
+@router.post("/units/{unit_id}/metering-points", summary="Put a metering point in a unit", response_model=S.UnitOut)
 def assign_point(unit_id: Id, body: PointAssign, principal: Operator, session: DbSession) -> dict:
     props.assign_point(session, principal.tenant_id, unit_id, body.metering_point_id, actor=principal.name)
     return read_unit(unit_id, principal, session)
@@ -215,7 +218,7 @@ def assign_point(unit_id: Id, body: PointAssign, principal: Operator, session: D
 # --- occupants and occupancies ---
 
 
-@router.get("/occupants", summary="List occupants")
+@router.get("/occupants", summary="List occupants", response_model=S.OccupantPage)
 def list_occupants(
     principal: Viewer,
     session: DbSession,
@@ -230,32 +233,37 @@ def list_occupants(
     return page([occupant_json(o) for o in rows], nxt)
 
 
-@router.post("/occupants", status_code=201, summary="Create an occupant")
+@router.post("/occupants", status_code=201, summary="Create an occupant", response_model=S.OccupantOut)
 def create_occupant(body: OccupantIn, principal: Operator, session: DbSession) -> dict:
     return occupant_json(props.save_occupant(session, principal.tenant_id, _fields(body), actor=principal.name))
 
 
-@router.get("/occupants/{occupant_id}", summary="One occupant with their stays")
+@router.get("/occupants/{occupant_id}", summary="One occupant with their stays", response_model=S.OccupantOut)
 def read_occupant(occupant_id: Id, principal: Viewer, session: DbSession) -> dict:
     o = props.get_occupant(session, principal.tenant_id, occupant_id)
     stays = session.scalars(select(Occupancy).where(Occupancy.occupant_id == o.id).order_by(Occupancy.moved_in))
     return occupant_json(o) | {"occupancies": [occupancy_json(s) for s in stays]}
 
 
-@router.patch("/occupants/{occupant_id}", summary="Change an occupant")
+@router.patch("/occupants/{occupant_id}", summary="Change an occupant", response_model=S.OccupantOut)
 def change_occupant(occupant_id: Id, body: OccupantIn, principal: Operator, session: DbSession) -> dict:
     o = props.save_occupant(session, principal.tenant_id, _fields(body), actor=principal.name, occupant_id=occupant_id)
     return occupant_json(o)
 
 
-@router.get("/units/{unit_id}/occupancies", summary="Who occupied a unit when")
+@router.get("/units/{unit_id}/occupancies", summary="Who occupied a unit when", response_model=S.OccupancyPage)
 def list_occupancies(unit_id: Id, principal: Viewer, session: DbSession) -> dict:
     u = props.get_unit(session, principal.tenant_id, unit_id)
     rows = session.scalars(select(Occupancy).where(Occupancy.unit_id == u.id).order_by(Occupancy.moved_in))
     return page([occupancy_json(o) for o in rows], None)
 
 
-@router.post("/units/{unit_id}/occupancies", status_code=201, summary="An occupant moves into a unit")
+@router.post(
+    "/units/{unit_id}/occupancies",
+    status_code=201,
+    summary="An occupant moves into a unit",
+    response_model=S.OccupancyOut,
+)
 def create_occupancy(unit_id: Id, body: OccupancyIn, principal: Operator, session: DbSession) -> dict:
     o = props.save_occupancy(
         session,
@@ -269,7 +277,9 @@ def create_occupancy(unit_id: Id, body: OccupancyIn, principal: Operator, sessio
     return occupancy_json(o)
 
 
-@router.patch("/occupancies/{occupancy_id}", summary="Change a stay (e.g. the move-out day)")
+@router.patch(
+    "/occupancies/{occupancy_id}", summary="Change a stay (e.g. the move-out day)", response_model=S.OccupancyOut
+)
 def change_occupancy(occupancy_id: Id, body: OccupancyPatch, principal: Operator, session: DbSession) -> dict:
     o = props.get_occupancy(session, principal.tenant_id, occupancy_id)
     fields = body.model_dump(exclude_unset=True)
@@ -301,6 +311,7 @@ ImportBody = Annotated[bytes, Depends(_import_body)]
     "/master-data/import/{kind}",
     summary="Import properties, units or occupants from CSV (all or nothing)",
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    response_model=S.ImportOut,
 )
 def import_master_data(
     kind: Literal["properties", "units", "occupants"], principal: Operator, body: ImportBody, session: DbSession

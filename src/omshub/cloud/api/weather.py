@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from omshub.cloud.api import billing_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Text, iso, page
 from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.guard import read_body
@@ -50,7 +51,7 @@ def station_json(session, st: WeatherStation) -> dict:
     }
 
 
-@router.get("/weather-stations", summary="List weather stations")
+@router.get("/weather-stations", summary="List weather stations", response_model=S.StationPage)
 def list_stations(principal: Viewer, session: DbSession) -> dict:
     rows = session.scalars(
         select(WeatherStation).where(WeatherStation.tenant_id == principal.tenant_id).order_by(WeatherStation.id)
@@ -58,7 +59,7 @@ def list_stations(principal: Viewer, session: DbSession) -> dict:
     return page([station_json(session, st) for st in rows], None)
 
 
-@router.post("/weather-stations", status_code=201, summary="Create a weather station")
+@router.post("/weather-stations", status_code=201, summary="Create a weather station", response_model=S.StationOut)
 def create_station(body: StationIn, principal: Operator, session: DbSession) -> dict:
     st = weather.create_station(session, principal.tenant_id, body.code, body.name, actor=principal.name)
     return station_json(session, st)
@@ -75,6 +76,7 @@ DaysBody = Annotated[bytes, Depends(_days_body)]
     "/weather-stations/{station_id}/days",
     summary="Import daily mean temperatures",
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    response_model=S.DaysImportOut,
 )
 def import_days(station_id: Id, principal: Operator, body: DaysBody, session: DbSession) -> dict:
     """A `date,mean_c` file, or a daily climate file of the German weather service
@@ -82,7 +84,9 @@ def import_days(station_id: Id, principal: Operator, body: DaysBody, session: Db
     return weather.import_days(session, principal.tenant_id, station_id, body, actor=principal.name)
 
 
-@router.get("/weather-stations/{station_id}/degree-days", summary="Degree days of a period")
+@router.get(
+    "/weather-stations/{station_id}/degree-days", summary="Degree days of a period", response_model=S.DegreeDaysOut
+)
 def read_degree_days(station_id: Id, principal: Viewer, session: DbSession, first: date, last: date) -> dict:
     """Sum of (20 °C − daily mean) over the days from `first` to `last` whose mean is below 15 °C."""
     dd = weather.station_degree_days(session, principal.tenant_id, station_id, first, last)
@@ -95,7 +99,11 @@ def read_degree_days(station_id: Id, principal: Viewer, session: DbSession, firs
     }
 
 
-@router.put("/properties/{property_id}/weather-station", summary="Set a property's weather station")
+@router.put(
+    "/properties/{property_id}/weather-station",
+    summary="Set a property's weather station",
+    response_model=S.PropertyOut,
+)
 def assign_station(property_id: Id, body: StationAssign, principal: Operator, session: DbSession) -> dict:
     p = weather.assign_station(session, principal.tenant_id, property_id, body.weather_station_id, actor=principal.name)
     return property_json(p)
