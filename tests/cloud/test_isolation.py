@@ -13,6 +13,7 @@ for an unclassified one, so a new endpoint cannot slip through). Tenant B's admi
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import cbor2
 import pytest
@@ -20,6 +21,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from omshub.cloud.store.models import Alarm, Operation, Reading, Telegram
+from tests.clock import EPOCH
 
 from .conftest import KEY, encode
 
@@ -156,6 +158,80 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/operations/{operation_id}"): {"kind": "object"},
     ("GET", "/api/v1/alarms"): {"kind": "list"},
     ("GET", "/api/v1/alarms/{alarm_id}"): {"kind": "object"},
+    # billing master data
+    ("GET", "/api/v1/properties"): {"kind": "list"},
+    ("POST", "/api/v1/properties"): {"kind": "create", "expect": {201}, "json": lambda c: {"ref": c["property_ref"]}},
+    ("GET", "/api/v1/properties/{property_id}"): {"kind": "object"},
+    ("PATCH", "/api/v1/properties/{property_id}"): {"kind": "object", "json": lambda c: {"city": "B-Stadt"}},
+    ("GET", "/api/v1/properties/{property_id}/units"): {"kind": "object"},
+    ("POST", "/api/v1/properties/{property_id}/units"): {
+        "kind": "object",
+        "json": lambda c: {"ref": "B-unit", "area_m2": 50.0},
+    },
+    ("GET", "/api/v1/units/{unit_id}"): {"kind": "object"},
+    ("PATCH", "/api/v1/units/{unit_id}"): {"kind": "object", "json": lambda c: {"area_m2": 1.0}},
+    ("POST", "/api/v1/units/{unit_id}/metering-points"): {
+        "kind": "object",
+        "json": lambda c: {"metering_point_id": c["b_point"]},
+    },
+    ("GET", "/api/v1/units/{unit_id}/occupancies"): {"kind": "object"},
+    ("POST", "/api/v1/units/{unit_id}/occupancies"): {
+        "kind": "object",
+        "json": lambda c: {"occupant_id": c["b_occupant"], "moved_in": "2026-01-01"},
+    },
+    ("GET", "/api/v1/occupants"): {"kind": "list"},
+    ("POST", "/api/v1/occupants"): {
+        "kind": "create",
+        "expect": {201},
+        "json": lambda c: {"customer_ref": "B-" + uuid.uuid4().hex[:8], "name": "B"},
+    },
+    ("GET", "/api/v1/occupants/{occupant_id}"): {"kind": "object"},
+    ("PATCH", "/api/v1/occupants/{occupant_id}"): {"kind": "object", "json": lambda c: {"name": "B"}},
+    ("PATCH", "/api/v1/occupancies/{occupancy_id}"): {"kind": "object", "json": lambda c: {"moved_out": "2030-01-01"}},
+    ("POST", "/api/v1/master-data/import/{kind}"): {
+        "kind": "create",
+        "expect": {422},
+        "path": {"kind": "units"},
+        "content": lambda c: (
+            f"property,ref,area_m2,metering_points\n{c['property_ref']},X,50,{c['point_ref']}\n".encode()
+        ),
+    },
+    ("GET", "/api/v1/weather-stations"): {"kind": "list"},
+    ("POST", "/api/v1/weather-stations"): {
+        "kind": "create",
+        "expect": {201},
+        "json": lambda c: {"code": c["station_code"]},
+    },
+    ("POST", "/api/v1/weather-stations/{station_id}/days"): {
+        "kind": "object",
+        "content": lambda c: b"date,mean_c\n2026-01-01,30\n",
+    },
+    ("GET", "/api/v1/weather-stations/{station_id}/degree-days"): {
+        "kind": "object",
+        "params": {"first": "2026-01-01", "last": "2026-01-31"},
+    },
+    ("PUT", "/api/v1/properties/{property_id}/weather-station"): {
+        "kind": "object",
+        "json": lambda c: {"weather_station_id": None},
+    },
+    # billing values: the close works on the caller's own tenant (A's values stay as they are)
+    ("POST", "/api/v1/billing/close"): {"kind": "self", "json": lambda c: {"period": c["billing_period"]}},
+    ("GET", "/api/v1/metering-points/{point_id}/billing-values"): {"kind": "object"},
+    ("GET", "/api/v1/metering-points/{point_id}/billing-consumption"): {"kind": "object"},
+    ("GET", "/api/v1/units/{unit_id}/billing-consumption"): {"kind": "object", "params": {"period": "2026-01"}},
+    ("GET", "/api/v1/properties/{property_id}/billing-consumption"): {
+        "kind": "object",
+        "params": {"period": "2026-01"},
+    },
+    ("GET", "/api/v1/review"): {"kind": "list"},
+    ("GET", "/api/v1/billing/rules"): {"kind": "self"},
+    ("PATCH", "/api/v1/billing/rules"): {"kind": "self", "json": lambda c: {"stale_days": 9}},
+    ("POST", "/api/v1/review/{finding_id}"): {"kind": "object", "json": lambda c: {"action": "accept", "note": "B"}},
+    ("PUT", "/api/v1/billing-values/{value_id}"): {"kind": "object", "json": lambda c: {"value": 1, "reason": "B"}},
+    ("POST", "/api/v1/billing-values/{value_id}/estimate"): {
+        "kind": "object",
+        "json": lambda c: {"method": "previous_period", "reason": "B"},
+    },
 }
 
 
@@ -222,14 +298,23 @@ def world(hub, client, db, pipeline):
         assert s.scalar(select(Reading.id).where(Reading.meter_pk == meter_pk)) is not None
     assert alarm_id is not None and telegram_id is not None
 
+    master = _master_data(client, a_admin, tag, point_id) | _billing(client, a_admin, point_id)
     b = hub.tenant()
     b_gw = hub.gateway(b, serial=f"ISO-B-{tag}")
     b_meter = hub.meter(b, "B1" + tag)
-    return {
+    b_headers = hub.headers(b, "admin")
+    b_point = client.post(f"{API}/metering-points", json={"ref": f"ISO-B-POINT-{tag}"}, headers=b_headers).json()["id"]
+    b_occupant = client.post(
+        f"{API}/occupants", json={"customer_ref": f"ISO-B-CUST-{tag}", "name": "B"}, headers=b_headers
+    ).json()["id"]
+    return master | {
         "a": a,
         "b": b,
         "a_headers": a_admin,
-        "b_headers": hub.headers(b, "admin"),
+        "b_headers": b_headers,
+        "b_point": b_point,
+        "b_occupant": b_occupant,
+        "point_ref": ref,
         "gw": gw,
         "b_gw_info": b_gw,
         "token_id": a_token,
@@ -245,7 +330,54 @@ def world(hub, client, db, pipeline):
         "a_serial": gw.serial,
         "a_meter": a_meter,
         "a_meter2": a_meter2,
-        "markers": [gw.serial, a_meter, a_meter2, a_unknown, ref, a_user, f"iso-a-token-{tag}"],
+        "markers": [gw.serial, a_meter, a_meter2, a_unknown, ref, a_user, f"iso-a-token-{tag}", *master["markers"]],
+    }
+
+
+def _billing(client, headers, point_id: int) -> dict:
+    """Tenant A's month after EPOCH closed: its point's boundary values and a finding (its last reading
+    is weeks before the month's end)."""
+    nxt = (EPOCH.replace(day=1) + timedelta(days=32)).replace(day=1)
+    period = f"{nxt.year:04d}-{nxt.month:02d}"
+    assert client.post(f"{API}/billing/close", json={"period": period}, headers=headers).status_code == 200
+    values = client.get(f"{API}/metering-points/{point_id}/billing-values", headers=headers).json()["items"]
+    findings = client.get(f"{API}/review", headers=headers).json()["items"]
+    assert values and findings, (values, findings)
+    return {"billing_period": period, "value_id": values[0]["id"], "finding_id": findings[0]["id"]}
+
+
+def _master_data(client, headers, tag: str, point_id: int) -> dict:
+    """Tenant A's property with a unit (holding A's metering point), an occupant living there, and a
+    weather station with a day."""
+    prop = client.post(f"{API}/properties", json={"ref": f"ISO-A-PROP-{tag}"}, headers=headers).json()
+    unit = client.post(
+        f"{API}/properties/{prop['id']}/units", json={"ref": f"ISO-A-UNIT-{tag}", "area_m2": 70.5}, headers=headers
+    ).json()
+    client.post(f"{API}/units/{unit['id']}/metering-points", json={"metering_point_id": point_id}, headers=headers)
+    occupant = client.post(
+        f"{API}/occupants", json={"customer_ref": f"ISO-A-CUST-{tag}", "name": f"Anna A {tag}"}, headers=headers
+    ).json()
+    stay = client.post(
+        f"{API}/units/{unit['id']}/occupancies",
+        json={"occupant_id": occupant["id"], "moved_in": "2020-01-01"},
+        headers=headers,
+    ).json()
+    station = client.post(f"{API}/weather-stations", json={"code": f"ISO-A-WS-{tag}"}, headers=headers).json()
+    days = client.post(
+        f"{API}/weather-stations/{station['id']}/days",
+        content=b"date,mean_c\n2026-01-01,1.5\n",
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert days.status_code == 200, days.text
+    return {
+        "property_id": prop["id"],
+        "unit_id": unit["id"],
+        "occupant_id": occupant["id"],
+        "occupancy_id": stay["id"],
+        "station_id": station["id"],
+        "property_ref": prop["ref"],
+        "station_code": station["code"],
+        "markers": [prop["ref"], unit["ref"], occupant["customer_ref"], occupant["name"], station["code"]],
     }
 
 
@@ -265,8 +397,17 @@ def _request(client, method, path, ctx, spec, headers):
         "telegram_id",
         "operation_id",
         "alarm_id",
+        "property_id",
+        "unit_id",
+        "occupant_id",
+        "occupancy_id",
+        "station_id",
+        "finding_id",
+        "value_id",
     ):
         url = url.replace("{" + name + "}", str(ctx[name]))
+    for name, value in spec.get("path", {}).items():
+        url = url.replace("{" + name + "}", value)
     assert "{" not in url, f"no test value for a path parameter of {path}"
     kw = {"params": spec.get("params"), "headers": dict(headers)}
     if "json" in spec:

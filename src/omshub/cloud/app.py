@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from omshub.cloud.api import (
     alarms,
     auth,
+    billing,
     console_tasks,
     gateways,
     health,
@@ -25,10 +26,12 @@ from omshub.cloud.api import (
     metering_points,
     meters,
     operations,
+    properties,
     readings,
     telegrams,
     tenant_time,
     uplink,
+    weather,
 )
 from omshub.cloud.api.errors import ERROR_RESPONSES, install_error_handlers
 from omshub.cloud.api.guard import BodyLimits, RequestGuard
@@ -53,6 +56,9 @@ ROUTERS = [
     keys.router,
     meters.router,
     metering_points.router,
+    properties.router,
+    weather.router,
+    billing.router,
     readings.router,
     telegrams.router,
     operations.router,

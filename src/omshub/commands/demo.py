@@ -118,6 +118,13 @@ def _run(opts) -> None:
             f"{len(fleet.meters)} meters and keys imported"
         )
         start, end = _simulate(opts, console, live_display, fleet, gateways, server, database_url, tenant)
+        with step("closing the simulated months for billing"):
+            closed = _close_months(headend, start, end)
+        for result in closed:
+            console.print(
+                f"billing: closed {result['period']} — {result['points']:,} metering points, "
+                f"{result['findings_open']:,} findings in the review queue"
+            )
         _where_to_look(console, headend, server.base_url, tenant, password, start, end, opts.data_dir)
         if not opts.exit_when_done:
             _keep_serving(console, server)
@@ -254,6 +261,19 @@ def _table(p, finished: bool = False):
     return t
 
 
+def _close_months(headend, start: float, end: float) -> list[dict]:
+    """Close every month that ended within the simulation (and the one before the first, whose end
+    values the meters stored themselves), the way a billing clerk would (docs/billing.md)."""
+    first = datetime.fromtimestamp(start, UTC)
+    last = datetime.fromtimestamp(end, UTC)
+    year, month = (first.year, first.month - 1) if first.month > 1 else (first.year - 1, 12)
+    out = []
+    while (year, month) < (last.year, last.month):
+        out.append(headend.call("POST", "/api/v1/billing/close", json={"period": f"{year:04d}-{month:02d}"}))
+        year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+    return out
+
+
 def _where_to_look(
     console, headend, base_url: str, tenant, password: str, start: float, end: float, data_dir: Path
 ) -> None:
@@ -285,7 +305,10 @@ def _where_to_look(
         console.print(
             f"  consumption of metering point {points[0].get('ref', pid)}:\n"
             f"                      curl {auth} '{base_url}/api/v1/metering-points/{pid}/consumption"
-            f"?from={frm}&to={to}'",
+            f"?from={frm}&to={to}'\n"
+            f"  billing values (boundary values with their origin):\n"
+            f"                      curl {auth} '{base_url}/api/v1/metering-points/{pid}/billing-values'\n"
+            f"  review queue:       curl {auth} '{base_url}/api/v1/review'",
             soft_wrap=True,
         )
 

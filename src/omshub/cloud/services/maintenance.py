@@ -12,8 +12,9 @@ Tasks:
 * `vacuum_analyze` — PostgreSQL: VACUUM (ANALYZE) of the hot tables (dead rows reclaimed, planner
   statistics fresh); SQLite: ANALYZE and `PRAGMA optimize`, then the write-ahead log emptied.
 
-Partition creation and retention (store/partitions.py, store/retention.py) are added to TASKS as
-one line each where those modules exist.
+* `billing_reclose` — the last two months each tenant has closed are closed again, so late telegrams
+  reach their billing values (services/billing_close.py);
+* `retention` — every tenant's retention (store/retention.py), never what billing still needs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from datetime import datetime
 
 from sqlalchemy import text
 
+from omshub.cloud.services.billing_close import reclose_recent
 from omshub.cloud.store.database import Database
+from omshub.cloud.store.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +184,23 @@ def vacuum_analyze(db: Database, now: datetime) -> dict:
 
 
 Task = Callable[[Database, datetime], dict]
+
+
 # (name, task) in the order they run. Partition creation and retention (the store's) go here.
+def retention(db: Database, now: datetime) -> dict:
+    """Every tenant's retention (store/retention.py), billing's protection horizon honoured."""
+    return {"removed": apply_retention(db.session, now=now)}
+
+
+def billing_reclose(db: Database, now: datetime) -> dict:
+    """The last two months each tenant has closed, closed again: late telegrams reach their values."""
+    return reclose_recent(db, now)
+
+
 TASKS: list[tuple[str, Task]] = [
     ("autovacuum_settings", apply_autovacuum_settings),
+    ("billing_reclose", billing_reclose),
+    ("retention", retention),
     ("vacuum_analyze", vacuum_analyze),
 ]
 

@@ -279,6 +279,8 @@ class MeteringPoint(Base):
     address: Mapped[str] = mapped_column(String(500), default="")
     customer_ref: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # the unit (models_billing.Unit) whose consumption this point measures; NULL: not assigned yet
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True, index=True)
 
 
 class Meter(Base):

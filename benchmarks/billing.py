@@ -1,0 +1,288 @@
+"""Billing close benchmark: `python -m benchmarks.billing [--points N] [--days D] [--small] [--database D]`.
+
+Builds N metering points (a heat meter installed in each, every 100 points a property with units)
+with D days of daily readings before the closed month, then closes that month (`omshub billing
+close`'s service, services/billing_close.py) and prints, per database: the time to build, the time to
+close, metering points per second, the peak memory of the process, and the time of a second close
+of the same month (idempotent: nothing to change).
+
+The readings are written with bulk SQL straight into `readings` (what decode writes, without the
+raw telegrams): this measures the close, not the ingest (benchmarks.ingest and benchmarks.history
+measure that). Each meter's reading carries its month-end value (storage 2, dated the last day of
+the month before), as a real meter does. Goal on the 2-core development machine: 100,000 points
+with a year of readings closed in ≤ 2 minutes. `--small`: 2,000 points x 60 days.
+
+PostgreSQL: `OMSHUB_TEST_POSTGRES` (default postgresql://postgres@127.0.0.1:5432/postgres); a database
+of its own is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import struct
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import bindparam, insert
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+MONTH = (2026, 11)  # the month closed; the readings end a few days after it
+CHUNK = 20_000
+
+
+def _stored(day: date, value: float) -> bytes:
+    """A month-end value packed as store/reading_values.py keeps it: storage 2, its date and energy."""
+    text = day.isoformat().encode()
+    head = struct.Struct("<HBBB")
+    return head.pack(2, 0, 0, 3) + bytes([len(text)]) + text + head.pack(2, 0, 0, 0) + struct.pack("<d", value)
+
+
+def _build(db, points: int, days: int) -> tuple[int, float, int]:
+    from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Reading, Tenant
+    from omshub.cloud.store.models_billing import Property, Unit
+
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    first_day = date(*MONTH, 1) - timedelta(days=days)
+    last_day = date(*MONTH, 1) + timedelta(days=35)
+    t0 = time.perf_counter()
+    with db.transaction() as s:
+        tenant = Tenant(slug=f"bench-{uuid.uuid4().hex[:6]}", name="bench", created_at=now)
+        s.add(tenant)
+        s.flush()
+        tid = tenant.id
+        s.execute(
+            insert(Property),
+            [
+                {
+                    "tenant_id": tid,
+                    "ref": f"P{p}",
+                    "name": "",
+                    "street": "",
+                    "postcode": "",
+                    "city": "",
+                    "country": "DE",
+                    "heating_system": "",
+                    "energy_carrier": "district_heat",
+                    "size_class": "",
+                    "due_month": 12,
+                    "due_day": 31,
+                    "timezone": "Europe/Berlin",
+                    "created_at": now,
+                }
+                for p in range(points // 100 + 1)
+            ],
+        )
+    with db.transaction() as s:
+        prop_ids = [
+            r[0]
+            for r in s.execute(
+                Property.__table__.select()
+                .with_only_columns(Property.id)
+                .where(Property.tenant_id == tid)
+                .order_by(Property.id)
+            )
+        ]
+        s.execute(
+            insert(Unit),
+            [
+                {
+                    "tenant_id": tid,
+                    "property_id": prop_ids[i // 100],
+                    "ref": f"U{i}",
+                    "name": "",
+                    "area_m2": 50.0 + i % 60,
+                    "usage": "residential",
+                    "created_at": now,
+                }
+                for i in range(points)
+            ],
+        )
+        s.execute(
+            insert(Meter),
+            [
+                {
+                    "tenant_id": tid,
+                    "manufacturer": "KAM",
+                    "meter_id": f"{i:08d}",
+                    "device_type": "heat",
+                    "key_status": "present",
+                    "created_at": now,
+                }
+                for i in range(points)
+            ],
+        )
+        s.execute(
+            insert(MeteringPoint),
+            [
+                {"tenant_id": tid, "ref": f"MP{i}", "address": "", "customer_ref": "", "created_at": now}
+                for i in range(points)
+            ],
+        )
+    with db.transaction() as s:
+        meters = [
+            r[0]
+            for r in s.execute(
+                Meter.__table__.select().with_only_columns(Meter.id).where(Meter.tenant_id == tid).order_by(Meter.id)
+            )
+        ]
+        mps = [
+            r[0]
+            for r in s.execute(
+                MeteringPoint.__table__.select()
+                .with_only_columns(MeteringPoint.id)
+                .where(MeteringPoint.tenant_id == tid)
+                .order_by(MeteringPoint.id)
+            )
+        ]
+        units = [
+            r[0]
+            for r in s.execute(
+                Unit.__table__.select().with_only_columns(Unit.id).where(Unit.tenant_id == tid).order_by(Unit.id)
+            )
+        ]
+        s.execute(
+            insert(Installation),
+            [
+                {
+                    "tenant_id": tid,
+                    "metering_point_id": mp,
+                    "meter_pk": m,
+                    "installed_at": datetime(2020, 1, 1, tzinfo=UTC),
+                    "installed_from": "given",
+                    "initial_values": {},
+                }
+                for mp, m in zip(mps, meters, strict=True)
+            ],
+        )
+    with db.transaction() as s:
+        s.execute(
+            MeteringPoint.__table__.update()
+            .where(MeteringPoint.__table__.c.id == bindparam("b_id"))
+            .values(unit_id=bindparam("b_unit")),
+            [{"b_id": mp, "b_unit": u} for mp, u in zip(mps, units, strict=True)],
+        )
+    rows = 0
+    batch: list[dict] = []
+    day = first_day
+    month_end = date(*MONTH, 1) - timedelta(days=1)
+    while day <= last_day:
+        at = datetime(day.year, day.month, day.day, 11, tzinfo=UTC)
+        for n, m in enumerate(meters):
+            value = 1000.0 + n % 97 + 24.0 * (day - first_day).days
+            stored = (
+                _stored(month_end, 1000.0 + n % 97 + 24.0 * ((month_end - first_day).days + 1) - 11)
+                if day > month_end
+                else None
+            )
+            batch.append(
+                {
+                    "tenant_id": tid,
+                    "meter_pk": m,
+                    "telegram_id": None,
+                    "timestamp": at,
+                    "received_at": at,
+                    "energy": value,
+                    "stored": stored,
+                }
+            )
+            if len(batch) >= CHUNK:
+                with db.transaction() as s:
+                    s.execute(insert(Reading), batch)
+                rows += len(batch)
+                batch = []
+        day += timedelta(days=1)
+    if batch:
+        with db.transaction() as s:
+            s.execute(insert(Reading), batch)
+        rows += len(batch)
+    return tid, time.perf_counter() - t0, rows
+
+
+def _close(db, tenant_id: int) -> tuple[float, dict]:
+    from omshub.cloud.services.billing_close import close_period
+
+    t0 = time.perf_counter()
+    with db.transaction() as s:
+        result = close_period(
+            s, tenant_id, f"{MONTH[0]:04d}-{MONTH[1]:02d}", actor="bench", now=datetime(2026, 12, 7, tzinfo=UTC)
+        )
+    return time.perf_counter() - t0, result
+
+
+def run(url: str, points: int, days: int) -> None:
+    from omshub.cloud.store.database import Database
+
+    db = Database(url)
+    db.migrate()
+    try:
+        tid, built, rows = _build(db, points, days)
+        print(f"  built {points:,} points, {rows:,} readings in {built:.0f} s", flush=True)
+        seconds, result = _close(db, tid)
+        again, second = _close(db, tid)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"  close {MONTH[0]}-{MONTH[1]:02d}: {seconds:.1f} s ({result['points'] / seconds:,.0f} points/s), "
+            f"{result['values_changed']:,} values, {result['findings_open']:,} findings"
+        )
+        print(f"  second close (nothing to change): {again:.1f} s, {second['values_changed']} values changed")
+        print(f"  peak memory of the process: {peak:.0f} MiB")
+    finally:
+        db.dispose()
+
+
+def _pg_database(admin: str):
+    import psycopg
+
+    name = f"omshub_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    base = admin.rsplit("/", 1)[0]
+    return f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}", name
+
+
+def _pg_drop(admin: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=365, help="days of readings before the closed month")
+    parser.add_argument("--small", action="store_true", help="2,000 points x 60 days")
+    parser.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both")
+    args = parser.parse_args(argv)
+    points, days = (2_000, 60) if args.small else (args.points, args.days)
+    print(f"billing close: {points:,} metering points, {days} days of daily readings, month {MONTH[0]}-{MONTH[1]:02d}")
+    if args.database in ("sqlite", "both"):
+        tmp = tempfile.mkdtemp(prefix="omshub-bench-billing-")
+        try:
+            print("sqlite:", flush=True)
+            run(f"sqlite:///{tmp}/bench.db", points, days)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.database in ("postgres", "both"):
+        admin = os.environ.get("OMSHUB_TEST_POSTGRES", DEFAULT_PG)
+        try:
+            url, name = _pg_database(admin)
+        except Exception as exc:
+            print(f"postgres: skipped ({str(exc).splitlines()[0]})")
+            return 0
+        try:
+            print("postgres:", flush=True)
+            run(url, points, days)
+        finally:
+            _pg_drop(admin, name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The review queue and operator edits of billing values (docs/billing.md §Review): accept or reject a
+finding, set a value by hand, or estimate it. Raw readings are never changed; every decision is
+audited with who, when, why and the value before.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omshub.cloud.domain.billing.estimation import Estimate, from_comparable_units, from_previous_period
+from omshub.cloud.domain.billing.origins import EstimationMethod, Origin, Quality, tabelle_s_code
+from omshub.cloud.domain.errors import Conflict, Invalid, NotFound
+from omshub.cloud.store.audit import audit
+from omshub.cloud.store.models import MeteringPoint
+from omshub.cloud.store.models_billing import BillingConsumption, BillingFinding, BillingValue, Unit
+
+DECISIONS = ("accept", "reject")
+MAX_REASON = 500
+
+
+def get_finding(session: Session, tenant_id: int, finding_id: int) -> BillingFinding:
+    f = session.scalar(
+        select(BillingFinding).where(BillingFinding.id == finding_id, BillingFinding.tenant_id == tenant_id)
+    )
+    if f is None:
+        raise NotFound(f"finding {finding_id} not found", german=f"Prüfhinweis {finding_id} nicht gefunden")
+    return f
+
+
+def get_value(session: Session, tenant_id: int, value_id: int) -> BillingValue:
+    b = session.scalar(select(BillingValue).where(BillingValue.id == value_id, BillingValue.tenant_id == tenant_id))
+    if b is None:
+        raise NotFound(f"billing value {value_id} not found", german=f"Abrechnungswert {value_id} nicht gefunden")
+    return b
+
+
+def _reason(text: str) -> str:
+    if not text or not text.strip():
+        raise Invalid("a reason is required", german="Bitte einen Grund angeben")
+    if len(text) > MAX_REASON:
+        raise Invalid(f"the reason has at most {MAX_REASON} characters", german=f"höchstens {MAX_REASON} Zeichen")
+    return text.strip()
+
+
+def decide(session: Session, tenant_id: int, finding_id: int, action: str, note: str, *, actor: str, now: datetime):
+    """Accept (the value is right after all) or reject (the value must not be billed as it is) a finding."""
+    if action not in DECISIONS:
+        raise Invalid(f"action must be one of {', '.join(DECISIONS)}", german="Aktion: accept oder reject")
+    f = get_finding(session, tenant_id, finding_id)
+    if f.state != "open":
+        raise Conflict(
+            f"the finding is {f.state}, not open", german=f"Der Prüfhinweis ist nicht mehr offen ({f.state})"
+        )
+    f.state = "accepted" if action == "accept" else "rejected"
+    f.decided_at, f.decided_by, f.note = now, actor, _reason(note)
+    audit(session, tenant_id, actor, f"billing.finding.{f.state}", {"finding": f.id, "rule": f.rule, "note": f.note})
+    _settle(session, f, now)
+    return f
+
+
+def _settle(session: Session, f: BillingFinding, now: datetime) -> None:
+    """After a decision: the period's values are billable once no finding of it is open; a rejected
+    one leaves them in review until a value is set or estimated."""
+    open_left = session.scalar(
+        select(BillingFinding.id).where(
+            BillingFinding.metering_point_id == f.metering_point_id,
+            BillingFinding.quantity == f.quantity,
+            BillingFinding.state == "open",
+        )
+    )
+    if open_left is None and f.state == "accepted":
+        for b in session.scalars(
+            select(BillingValue).where(
+                BillingValue.metering_point_id == f.metering_point_id,
+                BillingValue.quantity == f.quantity,
+                BillingValue.state.in_(("review", "pending")),
+            )
+        ):
+            b.state = "ok"
+
+
+def edit_value(
+    session: Session, tenant_id: int, value_id: int, value: float, reason: str, *, actor: str, now: datetime
+):
+    """Set a boundary value by hand: origin `edited`; what omshub computed stays in `computed_*`."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise Invalid("value must be a finite number ≥ 0", german="Wert muss eine endliche Zahl ≥ 0 sein")
+    b = get_value(session, tenant_id, value_id)
+    why = _reason(reason)
+    before = {"value": b.value, "origin": b.origin, "code": b.code}
+    b.value, b.origin, b.quality, b.method = float(value), Origin.EDITED.value, Quality.ESTIMATED.value, None
+    b.code = tabelle_s_code(Origin.EDITED, main=b.reason == "due_date")
+    b.details = {"by": actor, "at": now.isoformat(), "reason": why, "before": before}
+    return _changed(session, tenant_id, b, actor, now, "billing.value.edit", before)
+
+
+def _changed(session, tenant_id: int, b: BillingValue, actor: str, now: datetime, action: str, before: dict):
+    b.state, b.changed_at = "ok", now
+    if b.exported_at is not None:
+        b.export_stale = True
+    details = {"value_id": b.id, "point": b.metering_point_id, "boundary": b.boundary_at.isoformat(), "before": before}
+    audit(session, tenant_id, actor, action, details | {"after": {"value": b.value, "origin": b.origin}})
+    return b
+
+
+def estimate_value(
+    session: Session, tenant_id: int, value_id: int, method: str, reason: str, *, actor: str, now: datetime
+) -> BillingValue:
+    """Estimate an end-of-period value: the period's start value + the estimated consumption
+    (HeizkostenV §9a: the same unit's comparable period, or comparable units per m²)."""
+    b = get_value(session, tenant_id, value_id)
+    why = _reason(reason)
+    period = session.scalar(
+        select(BillingConsumption).where(
+            BillingConsumption.metering_point_id == b.metering_point_id,
+            BillingConsumption.quantity == b.quantity,
+            BillingConsumption.end_at == b.boundary_at,
+        )
+    )
+    start = session.scalar(
+        select(BillingValue).where(
+            BillingValue.metering_point_id == b.metering_point_id,
+            BillingValue.quantity == b.quantity,
+            BillingValue.boundary_at == (period.start_at if period else None),
+        )
+    )
+    if period is None or start is None or start.value is None:
+        raise Conflict(
+            "no closed period ends at this value, or its start value is missing",
+            german="Kein abgeschlossener Zeitraum endet mit diesem Wert, oder sein Anfangswert fehlt",
+        )
+    estimate = _estimate(session, tenant_id, b, period, method)
+    before = {"value": b.value, "origin": b.origin, "code": b.code}
+    b.value = round(start.value + estimate.value, 6)
+    b.origin, b.quality, b.method, b.code = (
+        Origin.ESTIMATED.value,
+        Quality.ESTIMATED.value,
+        estimate.method.value,
+        estimate.code,
+    )
+    b.details = {
+        "by": actor,
+        "at": now.isoformat(),
+        "reason": why,
+        "before": before,
+        "consumption": estimate.value,
+        "explanation": estimate.explanation,
+        "german": estimate.german,
+        "inputs": estimate.inputs,
+    }
+    return _changed(session, tenant_id, b, actor, now, "billing.value.estimate", before)
+
+
+def _estimate(session, tenant_id: int, b: BillingValue, period: BillingConsumption, method: str) -> Estimate:
+    result: Estimate | None = None
+    if method == EstimationMethod.PREVIOUS_PERIOD.value:
+        last = session.scalar(
+            select(BillingConsumption.value).where(
+                BillingConsumption.metering_point_id == b.metering_point_id,
+                BillingConsumption.quantity == b.quantity,
+                BillingConsumption.period == _year_before(period.period),
+            )
+        )
+        days = (period.end_at - period.start_at).total_seconds() / 86400
+        if last is not None:
+            result = from_previous_period(last, previous_scale=days, current_scale=days, heat=False)
+    elif method == EstimationMethod.COMPARABLE_UNITS.value:
+        result = _from_units(session, tenant_id, b, period)
+    else:
+        raise Invalid(
+            "method must be previous_period or comparable_units",
+            german="Methode: previous_period oder comparable_units",
+        )
+    if result is None:
+        raise Conflict(f"no data for the method {method}", german=f"Für die Methode {method} fehlen Daten")
+    return result
+
+
+def _year_before(label: str) -> str:
+    if label.startswith("year:"):
+        return f"year:{int(label[5:]) - 1}"
+    return f"{int(label[:4]) - 1:04d}{label[4:]}"
+
+
+def _from_units(session, tenant_id: int, b: BillingValue, period: BillingConsumption) -> Estimate | None:
+    """Comparable units: the other units of the same property, measured in the same period."""
+    unit = session.scalar(
+        select(Unit)
+        .join(MeteringPoint, MeteringPoint.unit_id == Unit.id)
+        .where(MeteringPoint.id == b.metering_point_id)
+    )
+    if unit is None:
+        return None
+    rows = session.execute(
+        select(BillingConsumption.value, Unit.area_m2)
+        .join(MeteringPoint, MeteringPoint.id == BillingConsumption.metering_point_id)
+        .join(Unit, Unit.id == MeteringPoint.unit_id)
+        .where(
+            BillingConsumption.tenant_id == tenant_id,
+            BillingConsumption.period == period.period,
+            BillingConsumption.quantity == b.quantity,
+            BillingConsumption.quality.in_(("measured", "interpolated")),
+            Unit.property_id == unit.property_id,
+            Unit.id != unit.id,
+        )
+    ).all()
+    return from_comparable_units([(c, a) for c, a in rows if c is not None], unit.area_m2)
