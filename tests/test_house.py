@@ -40,6 +40,7 @@ LAYERS = [
     ("omshub.cloud", 10),
     ("omshub.sim", 11),
     ("omshub.demo", 12),
+    ("omshub.demo_billing", 12),
     ("omshub.commands", 13),
     ("omshub.cli", 14),
     ("omshub.__main__", 15),

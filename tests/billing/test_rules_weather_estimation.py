@@ -189,3 +189,21 @@ def test_the_25_percent_rule():
     share = estimated_area_share([(60.0, True), (140.0, False)])
     assert share.share == pytest.approx(0.3) and share.over_limit
     assert not estimated_area_share([(50.0, True), (150.0, False)]).over_limit
+
+
+def test_the_simulators_climate_is_a_temperature_file_omshub_reads():
+    """The sample series omshub makes itself (the demo's weather station): the simulator's climate as
+    a `date,mean_c` file that the importer reads, with winter colder than summer."""
+    from omshub.demo_billing import daily_means_csv
+    from omshub.sim.weather import Weather
+
+    class _Fleet:
+        weather = Weather(seed=1)
+
+    text = daily_means_csv(_Fleet(), date(2026, 1, 1), date(2026, 12, 31))
+    means = parse_daily_means(text.encode())
+    assert len(means) == 365
+    january = [t for d, t in means.items() if d.month == 1]
+    july = [t for d, t in means.items() if d.month == 7]
+    assert sum(january) / 31 < sum(july) / 31 - 10
+    assert 2000 < degree_days(means, date(2026, 1, 1), date(2026, 12, 31)).value < 5000

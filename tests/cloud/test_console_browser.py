@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -94,6 +95,13 @@ def fleet(module_hub, chromium):
         if readings["items"]:
             break
         time.sleep(0.2)
+    # the month after the meter's last reading closed for billing: boundary values (missing: no
+    # reading after them) and a finding (the reading is weeks old) for the billing pages
+    nxt = (EPOCH.replace(day=1) + timedelta(days=32)).replace(day=1)
+    closed = httpx.post(
+        base_url + "/api/v1/billing/close", json={"period": f"{nxt:%Y-%m}"}, headers=headers, timeout=60
+    )
+    assert closed.status_code == 200, closed.text
     return {"tenant": tenant, "admin": admin, "gateway": gw.id, "meter": meter, "point": point["id"]}
 
 
@@ -169,6 +177,7 @@ def pages(fleet) -> list[tuple[str, str]]:
         ("export", "#/export"),
         ("admin", "#/admin"),
         ("audit", "#/audit"),
+        ("review", "#/review"),
         ("dashboard", "#/"),  # last: the login ends on it
     ]
 
@@ -488,3 +497,71 @@ def test_the_language_is_switched_per_user_and_kept(chromium, fleet, module_hub)
     other.locator("#lang-box select").select_option("en")
     expect(other.get_by_role("link", name="Dashboard")).to_be_visible()
     assert problems + more_problems == []
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_the_review_queue_decides_a_finding_and_a_value_is_set_by_hand(chromium, module_hub, lang):
+    """A finding of the billing close accepted with a note; a boundary value set with a reason on the
+    metering point's page, the computed one kept (the API shows both)."""
+    from playwright.sync_api import expect
+
+    base_url, browser = chromium
+    hub = module_hub
+    tenant = hub.tenant()
+    admin = hub.user(tenant, "admin", PASSWORD)
+    gw = hub.gateway(tenant)
+    meter_id = "3200000" + ("1" if lang == "de" else "2")
+    meter = hub.meter(tenant, meter_id)
+    hub.keys(tenant, {meter_id: KEY}, "KAM")
+    headers = hub.headers(tenant, "admin")
+    point = httpx.post(
+        base_url + "/api/v1/metering-points", json={"ref": f"MP-R-{lang}"}, headers=headers, timeout=30
+    ).json()
+    installed = (EPOCH - timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    httpx.post(
+        base_url + f"/api/v1/metering-points/{point['id']}/install",
+        json={"meter": meter, "at": installed},
+        headers=headers,
+        timeout=30,
+    )
+    hub.send(gw, 1, [encode(meter_id, energy=100.0)])
+    nxt = (EPOCH.replace(day=1) + timedelta(days=32)).replace(day=1)
+    deadline = time.monotonic() + 30
+    while (
+        time.monotonic() < deadline
+        and not httpx.get(
+            base_url + f"/api/v1/console/meters/{meter}/recent-readings", headers=headers, timeout=30
+        ).json()["items"]
+    ):
+        time.sleep(0.2)
+    assert (
+        httpx.post(
+            base_url + "/api/v1/billing/close", json={"period": f"{nxt:%Y-%m}"}, headers=headers, timeout=60
+        ).status_code
+        == 200
+    )
+    page, problems = open_console(browser, base_url, lang)
+    login(page, admin, lang)
+    page.goto(base_url + "/#/review")
+    row = page.locator("tr", has_text=f"MP-R-{lang}").first
+    expect(row).to_be_visible()
+    row.get_by_label("Notiz zur Entscheidung" if lang == "de" else "Note for the decision").fill("Zähler geprüft")
+    row.get_by_role("button", name="Annehmen" if lang == "de" else "Accept").click()
+    expect(page.get_by_text("Angenommen." if lang == "de" else "Accepted.")).to_be_visible()
+    shot(page, lang, "review-decided")
+    page.goto(base_url + f"/#/points/{point['id']}")
+    value_row = page.locator("tr", has_text="–").first
+    expect(value_row).to_be_visible()
+    value_row.get_by_label("Neuer Wert" if lang == "de" else "New value").fill("1234,5" if lang == "de" else "1234.5")
+    value_row.get_by_label("Grund der Änderung" if lang == "de" else "Reason for the change").fill("Ablesung vor Ort")
+    value_row.get_by_role("button", name="Wert setzen" if lang == "de" else "Set value").click()
+    expect(page.get_by_text("von Hand gesetzt" if lang == "de" else "set by hand").first).to_be_visible()
+    shot(page, lang, "billing-value-set")
+    values = httpx.get(
+        base_url + f"/api/v1/metering-points/{point['id']}/billing-values", headers=headers, timeout=30
+    ).json()["items"]
+    edited = [v for v in values if v["origin"] == "edited"]
+    assert edited and edited[0]["value"] == 1234.5 and edited[0]["computed"]["origin"] == "missing"
+    findings = httpx.get(base_url + "/api/v1/review?state=accepted", headers=headers, timeout=30).json()["items"]
+    assert findings and findings[0]["note"] == "Zähler geprüft"
+    assert page_problems(page, lang) == [] and problems == []

@@ -86,6 +86,7 @@ def _run(opts) -> None:
     # lazy: start-up cost — `omshub` imports this module for every command, omshub.demo (httpx, the
     # gateway agent, the simulator) takes about a second to import (python -X importtime)
     from omshub.demo import HeadEnd, ServeProcess, bootstrap_tenant, prepare_fleet, provision
+    from omshub.demo_billing import provision_master_data
 
     console = Console()
     live_display = console.is_terminal  # else (a pipe, a log file) plain progress lines every few seconds
@@ -118,6 +119,9 @@ def _run(opts) -> None:
             f"{len(fleet.meters)} meters and keys imported"
         )
         start, end = _simulate(opts, console, live_display, fleet, gateways, server, database_url, tenant)
+        with step("billing master data: properties, units, the weather station's daily means"):
+            master = provision_master_data(headend, fleet, start, end)
+        console.print(f"billing: {master['properties']} properties, {master['units']:,} units, a weather station")
         with step("closing the simulated months for billing"):
             closed = _close_months(headend, start, end)
         for result in closed:

@@ -254,8 +254,6 @@ def _meter_findings(inputs: PointInputs, run: MeterRun, period: Period, rules: v
     if run.removed_at is None or run.removed_at >= period.end:
         last = max((s.at for s in samples if s.at <= period.end), default=None)
         out += v.check_stale(last, period.end, rules)
-        if not samples:
-            out += v.check_unit(None, CUMULATIVE_UNITS[run.quantity or "energy"])
     out += [v.invalid_due_date(text) for text in inputs.bad_dates.get(run.meter_pk, [])]
     out += _due_date_findings(inputs, run, samples)
     if run.quantity != "hca":  # an allocator's stored values count units of an earlier billing period

@@ -194,14 +194,21 @@ def check_stale(last_reading_at: datetime | None, boundary: datetime, rules: Val
     """No reading for `stale_days` before the boundary."""
     if last_reading_at is not None and boundary - last_reading_at <= timedelta(days=rules.stale_days):
         return []
-    since = "never" if last_reading_at is None else last_reading_at.isoformat()
+    if last_reading_at is None:
+        en = "no reading in the period nor in the days before it"
+        de = "Kein Messwert im Zeitraum und in den Tagen davor"
+    else:
+        en = f"no reading for more than {rules.stale_days} days before the boundary (last: {last_reading_at:%Y-%m-%d})"
+        de = (
+            f"Seit mehr als {rules.stale_days} Tagen vor dem Stichtag kein Messwert "
+            f"(zuletzt am {last_reading_at:%d.%m.%Y})"
+        )
     return [
         _f(
             "stale_reading",
             WARNING,
-            f"no reading for more than {rules.stale_days} days before the boundary (last: {since})",
-            f"Seit mehr als {rules.stale_days} Tagen vor dem Stichtag kein Messwert (zuletzt: "
-            f"{'nie' if last_reading_at is None else since})",
+            en,
+            de,
             last_reading_at=None if last_reading_at is None else last_reading_at.isoformat(),
         )
     ]

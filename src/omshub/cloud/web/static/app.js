@@ -10,6 +10,7 @@ import * as points from "./page-points.js";
 import * as lists from "./page-lists.js";
 import * as find from "./page-find.js";
 import * as admin from "./page-admin.js";
+import * as billing from "./page-billing.js";
 
 const main = document.getElementById("main");
 
@@ -30,6 +31,7 @@ const ROUTES = [
   [/^\/export$/, "exports", find.renderExport],
   [/^\/admin$/, "admin", admin.renderAdmin],
   [/^\/audit$/, "audit", admin.renderAudit],
+  [/^\/review$/, "review", billing.renderReview],
 ];
 
 let cleanup = null;
@@ -43,7 +45,7 @@ function parseHash() {
 // The shell's own texts (index.html holds the English ones for a browser without JavaScript).
 const NAV = { dashboard: "Dashboard", search: "Search", gateways: "Gateways", meters: "Meters", telegrams: "Telegrams",
   points: "Metering points", alarms: "Alarms", operations: "Operations", exports: "Export", admin: "Users and tokens",
-  audit: "Audit log" };
+  audit: "Audit log", review: "Review queue" };
 const ROLE_NAMES = { viewer: "Viewer", operator: "Operator", admin: "Administrator" };
 
 function shellTexts() {
