@@ -16,6 +16,7 @@ Every import counts, also one inside a function or under TYPE_CHECKING: each is 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,14 @@ def test_no_function_over_80_lines():
 def test_comments_cite_only_the_projects_own_docs(needle):
     citing = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if needle in p.read_text(encoding="utf-8")]
     assert not citing, f"cite docs/ of this repository instead: {citing}"
+
+
+def test_comments_cite_docs_not_issue_numbers():
+    """An issue number means nothing to a reader of the code a year later; the docs say the why."""
+    pattern = re.compile(r"\bissues? \d+\b", re.IGNORECASE)
+    citing = [
+        str(p.relative_to(SRC))
+        for p in SRC.rglob("*.py")
+        if ".migrations" not in ".".join(p.parts) and pattern.search(p.read_text(encoding="utf-8"))
+    ]
+    assert not citing, f"cite docs/ instead of issue numbers: {citing}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from omshub.cloud.store.models import AuditEntry, Reading
@@ -112,7 +113,11 @@ def test_close_a_month_values_origins_review_and_edit(client, hub, pipeline, db)
     start = by_day[MONTH_START.isoformat()]
     # the stored value 999 of the last day does not fit the readings around it: the boundary is taken
     # from the readings instead, and the finding shows the meter's value for the review
-    assert start["origin"] == "interpolated" and start["value"] == energy1(last_day) + 5 and start["code"] == "13"
+    # readings at 11:00 UTC, 10 kWh a day: interpolated at local midnight (22:00 or 23:00 UTC)
+    boundary = datetime.fromisoformat(start["boundary"].replace("Z", "+00:00"))
+    hours = (boundary - datetime(last_day.year, last_day.month, last_day.day, 11, tzinfo=UTC)).total_seconds() / 3600
+    assert start["origin"] == "interpolated" and start["code"] == "13"
+    assert start["value"] == pytest.approx(energy1(last_day) + 10 * hours / 24)
     move = by_day[move_in.isoformat()]
     assert move["reason"] == "move_in" and move["origin"] == "interpolated" and move["code"] == "13"
     end = by_day[NEXT_MONTH.isoformat()]

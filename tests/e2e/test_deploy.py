@@ -96,8 +96,11 @@ def taken(base_url: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("omshub_uplinks_total{"))
 
 
-def send_coap(port: int, body: bytes) -> dict:
+def send_coap(port: int, body: bytes, attempts: int = 5) -> dict:
+    """One uplink over CoAP, sent again on a transport error as the gateway agent does (an uplink
+    sent twice is stored once)."""
     from omshub.gateway.transport_coap import CoapTransport
+    from omshub.protocol.envelope import TransportError
 
     async def go() -> bytes:
         transport = CoapTransport(f"coap://127.0.0.1:{port}/u", timeout_s=30)
@@ -106,7 +109,14 @@ def send_coap(port: int, body: bytes) -> dict:
         finally:
             await transport.close()
 
-    return cbor2.loads(asyncio.run(go()))
+    for attempt in range(attempts):
+        try:
+            return cbor2.loads(asyncio.run(go()))
+        except TransportError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 @pytest.mark.slow

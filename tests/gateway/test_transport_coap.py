@@ -327,3 +327,22 @@ def test_server_reports_a_busy_port_clearly():
             await server.stop()
 
     run(main())
+
+
+def test_an_incomplete_block_transfer_is_sent_again_other_refusals_are_not():
+    """4.08 Request Entity Incomplete: the head-end lost earlier blocks (it restarted, or the transfer
+    outlived its time): the whole upload sent again succeeds, so the agent retries it. A 4.00 is
+    final; a 4.13 asks for smaller uplinks."""
+    import aiocoap
+    from aiocoap.numbers.codes import Code
+
+    from omshub.gateway.transport_coap import _refusal
+    from omshub.protocol.envelope import PayloadTooLarge, TransportError, UplinkRejected
+
+    def answer(code):
+        return _refusal("coap://h/u", aiocoap.Message(code=code, payload=b"why"))
+
+    incomplete = answer(Code.REQUEST_ENTITY_INCOMPLETE)
+    assert isinstance(incomplete, TransportError) and not isinstance(incomplete, UplinkRejected)
+    assert isinstance(answer(Code.BAD_REQUEST), UplinkRejected)
+    assert isinstance(answer(Code.REQUEST_ENTITY_TOO_LARGE), PayloadTooLarge)

@@ -105,6 +105,10 @@ def _refusal(url: str, response: aiocoap.Message) -> UplinkError:
     text = f"CoAP {url}: head-end answered {code.dotted} {code.name_printable}: {diagnostic}"
     if code == Code.REQUEST_ENTITY_TOO_LARGE:
         return PayloadTooLarge(text)
+    if code == Code.REQUEST_ENTITY_INCOMPLETE:
+        # the head-end lost earlier blocks of this transfer (it restarted, or the transfer took longer
+        # than it keeps one): the whole upload sent again succeeds
+        return TransportError(text)
     if code.is_successful() or code.class_ != 4:
         return TransportError(text)  # 5.xx, or an unexpected success code: try again later
     return UplinkRejected(code.class_ * 100 + (int(code) & 0x1F), "rejected", text)

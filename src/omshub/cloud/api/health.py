@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics of a head-end (issue 11 items 5 and 6; docs/deploy.md):
+"""Liveness, readiness and metrics of a head-end (docs/deploy.md):
 
 * `GET /healthz` — liveness: the process answers (no database: a database outage must not get
   every head-end restarted by its supervisor at once);

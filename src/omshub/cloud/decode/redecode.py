@@ -1,4 +1,4 @@
-"""The full decoded dict of stored readings, decoded again from their raw telegrams (issue 11 item 1).
+"""The full decoded dict of stored readings, decoded again from their raw telegrams.
 
 Readings keep typed values only (store/reading_values.py); whoever shows a reading's whole uniform
 dict (records, named fields, header) asks here. The telegram is decoded as the pipeline decoded it:

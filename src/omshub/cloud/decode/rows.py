@@ -41,7 +41,7 @@ _READING_COLUMNS: tuple[str, ...] = ("id", "tenant_id", "meter_pk", "telegram_id
 _READING_COLUMNS += ("fingerprint", *_VALUE_COLUMNS)
 _READING_TYPES: tuple[str, ...] = ("bigint", "bigint", "bigint", "bigint", "timestamptz", "timestamptz", "bytea")
 _READING_TYPES += ("float8",) * len(VALUE_COLUMNS) + ("bigint", "smallint", "varchar", "smallint", "bytea")
-# The fingerprint hashes the records in the form readings stored them before issue 11 (a list of
+# The fingerprint hashes the records in the form readings stored them before migration 0007_store (a list of
 # values for a record with exactly these keys), so a repeat across the upgrade is still found.
 _RECORD_KEYS = ("quantity", "unit", "value", "storage", "tariff", "subunit", "function", "dif_vif")
 

@@ -1,4 +1,4 @@
-"""Alarm rules (issue 3 item 10): what a decoded telegram or a pair of readings is an alarm for.
+"""Alarm rules: what a decoded telegram or a pair of readings is an alarm for.
 Pure: the rows are raised and cleared by store/alarm_rows.py, which applies these rules; the decode
 pipeline's pre-filter (which readings need the alarm look-ups at all) asks the same functions.
 

@@ -1,4 +1,4 @@
-"""Prometheus counters of the ingest (issue 11 item 6), on the head-end's own registry (served at
+"""Prometheus counters of the ingest (docs/deploy.md), on the head-end's own registry (served at
 `/metrics` by cloud/api/health.py): uplinks, telegrams and bytes by transport, and the refused
 uplinks by reason. Counted in the serving process, where every transport (HTTP, CoAP, MQTT) takes
 its uplinks; what the decode workers (other processes) do is read from the database at scrape time."""

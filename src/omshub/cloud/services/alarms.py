@@ -1,4 +1,4 @@
-"""Alarms (issue 3 item 10): the periodic evaluation (gateways past their expected contact,
+"""Alarms: the periodic evaluation (gateways past their expected contact,
 silent meters, seq resets the gateway has climbed past). The rules are domain/alarms.py's; the rows
 and the events ingest and decode report (a reading, a failed decode, a reused seq) are
 store/alarm_rows.py's and store/alarm_batch.py's, named here too for the API, the console and the commands.

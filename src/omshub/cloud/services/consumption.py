@@ -1,4 +1,4 @@
-"""Consumption of a metering point over a period, across meter swaps (issue 3 items 7, 9).
+"""Consumption of a metering point over a period, across meter swaps.
 
 Consumption is the difference of a cumulative register (energy for heat meters, volume for
 water and gas, HCA units for heat cost allocators) between the period's start and end. A

@@ -1,4 +1,4 @@
-"""The readings export (issue 11 item 4): a tenant's readings of a period, read through the
+"""The readings export: a tenant's readings of a period, read through the
 `(tenant_id, timestamp)` index (only the period asked for is visited) by one driver-level statement
 fetched in batches (no ORM object, no type processing per row), so memory stays flat. The read
 transaction lasts as long as the export (at 100,000 rows/s a month of 300,000 readings is ~3 s).

@@ -1,8 +1,8 @@
-"""Database maintenance (issue 11 item 5): what a production install needs done regularly, as a
+"""Database maintenance (docs/deploy.md): what a production install needs done regularly, as a
 list of named tasks — `omshub admin maintenance` runs them once, `omshub serve` on a schedule
 (`maintenance_interval_s`, daily by default). Each task's failure is reported and the others still
 run. And the autovacuum check: on PostgreSQL every telegram and reading updates a row (telegram
-state, the meter's latest reading), so without autovacuum dead rows pile up (issue 11 measured
+state, the meter's latest reading), so without autovacuum dead rows pile up (measured
 95,521 dead `meters` rows for 10,000 live ones after 32 days); it is checked at start, in
 `/readyz` and here.
 

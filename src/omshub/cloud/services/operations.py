@@ -1,4 +1,4 @@
-"""Remote configuration as operations (issue 3 item 8; partial changes and conflicts: issue 9).
+"""Remote configuration as operations, with partial changes and their conflicts (docs/formats.md).
 
 A change to a gateway's configuration is a JSON merge patch (RFC 7386, gateway/config.py) applied
 to its desired configuration — the latest version, including one still waiting for the gateway —

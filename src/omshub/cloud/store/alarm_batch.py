@@ -1,4 +1,4 @@
-"""The alarms of a batch of stored readings (issue 11 item 4b), with the rules of domain/alarms.py:
+"""The alarms of a batch of stored readings, with the rules of domain/alarms.py:
 meter_error raised or cleared by the newest reading, negative_consumption raised when a register
 went backwards and cleared when it is back, wrong_key cleared by a good decode, meter_silent
 cleared when the meter is heard again. One query loads the active alarms of all the batch's meters

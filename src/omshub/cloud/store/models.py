@@ -232,7 +232,7 @@ class Telegram(Base):
     __table_args__ = (
         # ingest's dedup (ON CONFLICT of ingest/uplink.py: the same bytes from the same gateway at
         # the same time). Receive time first: new keys append at the index's right edge instead of
-        # landing on a random leaf of a hash-ordered index (issue 11 item 3)
+        # landing on a random leaf of a hash-ordered index
         UniqueConstraint("received_at", "gateway_id", "raw_hash", name="uq_telegrams_time_gateway_hash"),
         # decode's batch selection: `WHERE state = 'new' ORDER BY id` (decode/batch.py select_new);
         # partial: the decoded history (nearly every row) is not in it

@@ -1,4 +1,4 @@
-"""The typed values a reading row keeps (issue 11, item 1) and the accessors every reader uses.
+"""The typed values a reading row keeps and the accessors every reader uses.
 
 A reading no longer stores the whole decoded telegram: it keeps what billing, charts and the
 alarm rules read — the current registers and instantaneous values as typed columns, the meter's

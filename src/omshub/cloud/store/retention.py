@@ -1,4 +1,4 @@
-"""Retention (issue 11 item 2): how long each tenant keeps raw uplink bodies, raw telegrams and
+"""Retention: how long each tenant keeps raw uplink bodies, raw telegrams and
 readings, and the job that enforces it (`apply_retention`, run by the maintenance command).
 
 Billing data is evidence, so the defaults are long and there are floors no policy goes below:
