@@ -79,9 +79,14 @@ def test_the_diff_is_a_patch_from_one_document_to_the_other(before, after):
     patch = diff_patch(before, after)
     assert merge_patch(before, patch) == after
     assert diff_patch(after, after) == {}
-    # it names only keys that differ
+    # it names only keys that differ (false and 0 are different JSON values, though equal in Python)
     assert all(
-        before.get(k) != after.get(k) or k not in before or k not in after or isinstance(after[k], dict) for k in patch
+        before.get(k) != after.get(k)
+        or type(before.get(k)) is not type(after.get(k))
+        or k not in before
+        or k not in after
+        or isinstance(after[k], dict)
+        for k in patch
     )
 
 
@@ -164,3 +169,9 @@ def test_patch_depth_counts_nesting_without_recursion():
         node["x"] = {}
         node = node["x"]
     assert patch_depth(deep) == 5001
+
+
+def test_false_and_zero_are_different_values_to_the_diff():
+    """JSON tells false from 0: a change of type is a change."""
+    assert diff_patch({"_": False}, {"_": 0}) == {"_": 0}
+    assert merge_patch({"_": False}, diff_patch({"_": False}, {"_": 0})) == {"_": 0}
