@@ -168,10 +168,13 @@ def _store(session: Session, tenant_id: int, results: list, now: datetime, count
         (c.metering_point_id, c.quantity, c.period): c
         for c in session.scalars(select(BillingConsumption).where(BillingConsumption.metering_point_id.in_(ids)))
     }
+    # per point, the earliest period with an open finding (one pass, not one per point)
+    first_open: dict[int, str] = {}
+    for f in findings.values():
+        if f.state == "open" and f.period < first_open.get(f.metering_point_id, "~"):
+            first_open[f.metering_point_id] = f.period
     for period, label, result in results:
-        pending = any(
-            f.state == "open" and f.period < label and f.metering_point_id == result.point_id for f in findings.values()
-        )
+        pending = first_open.get(result.point_id, "~") < label
         errors = any(f.severity == v.ERROR for f in result.findings)
         state = "pending" if pending else ("review" if errors else "ok")
         for b in result.boundaries:
