@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.billing.estimation import Estimate, from_comparable_units, from_previous_period
 from omshub.cloud.domain.billing.origins import EstimationMethod, Origin, Quality, tabelle_s_code
-from omshub.cloud.domain.errors import Conflict, Invalid, NotFound
+from omshub.cloud.domain.errors import Conflict, Invalid
+from omshub.cloud.services.properties import tenant_row
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import MeteringPoint
 from omshub.cloud.store.models_billing import BillingConsumption, BillingFinding, BillingValue, Unit
@@ -23,19 +24,11 @@ MAX_REASON = 500
 
 
 def get_finding(session: Session, tenant_id: int, finding_id: int) -> BillingFinding:
-    f = session.scalar(
-        select(BillingFinding).where(BillingFinding.id == finding_id, BillingFinding.tenant_id == tenant_id)
-    )
-    if f is None:
-        raise NotFound(f"finding {finding_id} not found", german=f"Prüfhinweis {finding_id} nicht gefunden")
-    return f
+    return tenant_row(session, BillingFinding, tenant_id, finding_id, "finding", "Prüfhinweis")
 
 
 def get_value(session: Session, tenant_id: int, value_id: int) -> BillingValue:
-    b = session.scalar(select(BillingValue).where(BillingValue.id == value_id, BillingValue.tenant_id == tenant_id))
-    if b is None:
-        raise NotFound(f"billing value {value_id} not found", german=f"Abrechnungswert {value_id} nicht gefunden")
-    return b
+    return tenant_row(session, BillingValue, tenant_id, value_id, "billing value", "Abrechnungswert")
 
 
 def _reason(text: str) -> str:

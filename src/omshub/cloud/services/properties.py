@@ -137,32 +137,29 @@ def occupant_problems(values: dict, *, new: bool) -> list[dict]:
 # --- look-ups (always within the tenant) ---
 
 
+def tenant_row(session: Session, model, tenant_id: int, row_id: int, english: str, german: str):
+    """The tenant's row of `model` with this id, else NotFound naming it (`english`/`german`: what it
+    is, e.g. "property" / "Liegenschaft"); another tenant's row is not found either."""
+    row = session.scalar(select(model).where(model.id == row_id, model.tenant_id == tenant_id))
+    if row is None:
+        raise NotFound(f"{english} {row_id} not found", german=f"{german} {row_id} nicht gefunden")
+    return row
+
+
 def get_property(session: Session, tenant_id: int, property_id: int) -> Property:
-    p = session.scalar(select(Property).where(Property.id == property_id, Property.tenant_id == tenant_id))
-    if p is None:
-        raise NotFound(f"property {property_id} not found", german=f"Liegenschaft {property_id} nicht gefunden")
-    return p
+    return tenant_row(session, Property, tenant_id, property_id, "property", "Liegenschaft")
 
 
 def get_unit(session: Session, tenant_id: int, unit_id: int) -> Unit:
-    u = session.scalar(select(Unit).where(Unit.id == unit_id, Unit.tenant_id == tenant_id))
-    if u is None:
-        raise NotFound(f"unit {unit_id} not found", german=f"Nutzeinheit {unit_id} nicht gefunden")
-    return u
+    return tenant_row(session, Unit, tenant_id, unit_id, "unit", "Nutzeinheit")
 
 
 def get_occupant(session: Session, tenant_id: int, occupant_id: int) -> Occupant:
-    o = session.scalar(select(Occupant).where(Occupant.id == occupant_id, Occupant.tenant_id == tenant_id))
-    if o is None:
-        raise NotFound(f"occupant {occupant_id} not found", german=f"Nutzer {occupant_id} nicht gefunden")
-    return o
+    return tenant_row(session, Occupant, tenant_id, occupant_id, "occupant", "Nutzer")
 
 
 def get_occupancy(session: Session, tenant_id: int, occupancy_id: int) -> Occupancy:
-    o = session.scalar(select(Occupancy).where(Occupancy.id == occupancy_id, Occupancy.tenant_id == tenant_id))
-    if o is None:
-        raise NotFound(f"occupancy {occupancy_id} not found", german=f"Nutzungszeitraum {occupancy_id} nicht gefunden")
-    return o
+    return tenant_row(session, Occupancy, tenant_id, occupancy_id, "occupancy", "Nutzungszeitraum")
 
 
 # --- changes ---

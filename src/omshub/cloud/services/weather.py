@@ -11,8 +11,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.billing.weather import DegreeDays, TemperatureFileError, degree_days, parse_daily_means
-from omshub.cloud.domain.errors import Conflict, Invalid, NotFound
-from omshub.cloud.services.properties import get_property
+from omshub.cloud.domain.errors import Conflict, Invalid
+from omshub.cloud.services.properties import get_property, tenant_row
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models_billing import WeatherDay, WeatherStation
 from omshub.times import utcnow
@@ -21,12 +21,7 @@ _CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 def get_station(session: Session, tenant_id: int, station_id: int) -> WeatherStation:
-    st = session.scalar(
-        select(WeatherStation).where(WeatherStation.id == station_id, WeatherStation.tenant_id == tenant_id)
-    )
-    if st is None:
-        raise NotFound(f"weather station {station_id} not found", german=f"Wetterstation {station_id} nicht gefunden")
-    return st
+    return tenant_row(session, WeatherStation, tenant_id, station_id, "weather station", "Wetterstation")
 
 
 def create_station(session: Session, tenant_id: int, code: str, name: str, *, actor: str) -> WeatherStation:
