@@ -185,10 +185,11 @@ def test_crc_option():
     assert code == 2
 
 
+@pytest.mark.subprocess  # also times whole `omshub decode` processes
 def test_benchmark_smoke(capsys):
     from benchmarks.decode import main
 
-    assert main(["--count", "50", "--pool", "4", "--naive", "10"]) == 0
+    assert main(["--count", "50", "--pool", "4", "--naive", "10", "--process-count", "200", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     for label in ("plain", "mode5", "mode7", "ell", "compact", "mixed", "naive", "peak RSS"):
         assert label in out
