@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 from omshub.cloud.ingest.redaction import redact_credential
 from omshub.cloud.ingest.uplink import handle_uplink
 from omshub.cloud.store.models import Uplink
+from omshub.cloud.store.uplink_bodies import full_body
 
 from ..clock import EPOCH
 from .conftest import _pg_connect, _postgres_admin_url, batch_envelope, encode
@@ -32,8 +33,13 @@ T0 = int(EPOCH.timestamp())
 
 
 def _stored(db, gateway_id: int) -> list[Uplink]:
+    """The uplink rows, each with `body` as full_body puts it back together (frames included)."""
     with db.session() as s:
-        return list(s.scalars(select(Uplink).where(Uplink.gateway_id == gateway_id).order_by(Uplink.id)))
+        rows = list(s.scalars(select(Uplink).where(Uplink.gateway_id == gateway_id).order_by(Uplink.id)))
+        for row in rows:
+            s.expunge(row)
+            row.body = full_body(s, row)
+        return rows
 
 
 def _differs_only_in(original: bytes, stored: bytes, spans: list[list[int]]) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from omshub.cloud.ingest.uplink import handle_uplink
 from omshub.cloud.store.models import Gateway, Telegram, Uplink
+from omshub.cloud.store.uplink_bodies import full_body
 from omshub.protocol.envelope import MAX_BODY, UplinkRejected
 
 from ..clock import EPOCH
@@ -48,7 +49,24 @@ def test_cbor_batch_is_stored_and_acknowledged(hub, db):
         stored = s.scalars(select(Telegram.raw).where(Telegram.gateway_id == gw.id).order_by(Telegram.id)).all()
         assert stored == frames
         up = s.scalar(select(Uplink).where(Uplink.gateway_id == gw.id))
-        assert cbor2.loads(up.body)["seq"] == 7 and up.response["ack"] == 7
+        assert cbor2.loads(full_body(s, up))["seq"] == 7 and up.response["ack"] == 7
+        # the frames are stored once: in the telegram rows, cut out of the stored body
+        assert up.frames_cut_at is not None and b"".join(frames) not in up.body
+        assert cbor2.loads(full_body(s, up))["batch"]["data"] == b"".join(frames)
+
+
+def test_body_with_a_frame_stored_before_is_kept_whole(hub, db):
+    """A frame that is no telegram row of this uplink (the same frame, the same second, stored
+    before) leaves the body whole: the telegram rows could not give its bytes back."""
+    t = hub.tenant()
+    gw = hub.gateway(t)
+    frame = encode("10000011")
+    body = cbor2.dumps(batch_envelope(gw.serial, 1, [frame, frame], t0=T0, dts=[5, 5]))
+    answer = handle_uplink(db, body, content_type="application/cbor", transport="https", credential=gw.credential)
+    assert answer["stored"] == 1 and answer["duplicates"] == 1
+    with db.session() as s:
+        up = s.scalar(select(Uplink).where(Uplink.gateway_id == gw.id))
+        assert up.frames_cut_at is None and bytes(up.body) == body == full_body(s, up)
 
 
 def test_gateway_status_shown_in_api(hub, client):

@@ -27,6 +27,7 @@ from omshub.cloud.ingest.redaction import redact_credential
 from omshub.cloud.store.alarm_rows import on_seq_reuse
 from omshub.cloud.store.database import BulkSql, Database, db_json, json_text, time_to_db
 from omshub.cloud.store.models import Gateway
+from omshub.cloud.store.uplink_bodies import frames_cut
 from omshub.cloud.store.writegate import note_ingest, write_gate
 from omshub.codec import peek_address, peek_header
 from omshub.protocol.envelope import (
@@ -202,6 +203,8 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
     rows = _telegram_rows(entries, db.is_sqlite) if entries else []
     # the raw body is kept as evidence, but never with the gateway's credential in it
     stored_body, redactions = redact_credential(body, content_type, (uplink.credential,), has_cred=uplink.has_cred)
+    # the frames' bytes are kept once, in the telegram rows (put back by store/uplink_bodies.py)
+    cut = frames_cut(stored_body, [e[1] for e in entries]) if entries and not rejected else None
     # in the write transaction the statements go at the driver level (the ORM's per-statement
     # overhead was a third of the time this holds SQLite's one write lock)
     with write_gate(db), db.session(write=True) as session:
@@ -221,6 +224,7 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
                 len(entries) + len(rejected),
                 digest,
                 redactions,
+                None if cut is None else (cut[0], cut[1], _last_telegram_id(sql)),
             )
         except IntegrityError:  # the same uplink raced in through another connection
             session.rollback()
@@ -232,6 +236,14 @@ def _handle_uplink(db: Database, body: bytes, *, content_type: str, transport: s
         if rows:
             head = (gw.tenant_id, gw.id, uplink_id)
             stored = _insert_telegrams(session, db, [head + row for row in rows])
+            if cut is not None and stored < len(rows):
+                # a frame was not stored as a row of its own (the same frame stored before): the
+                # body is kept whole
+                sql.conn.exec_driver_sql(
+                    f"UPDATE uplinks SET body = {sql.mark}, frames_cut_at = NULL, frames_after_id = NULL "
+                    f"WHERE id = {sql.mark}",
+                    (stored_body, uplink_id),
+                )
         config = _gateway_contact(session, sql, gw.id, seq, cfg, cfg_error, status, transport, next_contact, now)
         if reused:
             _seq_reused(session, gw.id, gw.tenant_id, serial, seq, stored, now)
@@ -263,13 +275,15 @@ def _insert_uplink(
     count: int,
     digest: bytes,
     redactions,
+    cut: tuple[int, bytes, int] | None,
 ) -> int:
     """The uplink's row (its response written once known). -> its id. Raises IntegrityError when
-    the same uplink raced in through another connection."""
+    the same uplink raced in through another connection. `cut`: (where the frames were cut out,
+    the body without them, an id below the telegrams about to be stored) or None (the whole body)."""
     return sql.conn.exec_driver_sql(
         "INSERT INTO uplinks (tenant_id, gateway_id, seq, received_at, transport, content_type, body, "
-        f"telegram_count, content_hash, body_redactions, response) VALUES ({', '.join([sql.mark] * 9)}, "
-        f"{sql.json_mark}, {sql.json_mark}) RETURNING id",
+        "frames_cut_at, frames_after_id, telegram_count, content_hash, body_redactions, response) "
+        f"VALUES ({', '.join([sql.mark] * 11)}, {sql.json_mark}, {sql.json_mark}) RETURNING id",
         (
             gw.tenant_id,
             gw.id,
@@ -277,13 +291,23 @@ def _insert_uplink(
             sql.time(now),
             transport[:16],
             (content_type or "application/cbor")[:64],
-            stored_body,
+            stored_body if cut is None else cut[1],
+            None if cut is None else cut[0],
+            None if cut is None else cut[2],
             count,
             digest,
             json_text(redactions) if redactions else None,
             "{}",
         ),
     ).scalar_one()
+
+
+def _last_telegram_id(sql: BulkSql) -> int:
+    """An id below every telegram inserted after this call (SQLite: the write lock is held, so the
+    highest; PostgreSQL: a value of the sequence, which hands out only higher ones later)."""
+    if sql.sqlite:
+        return sql.conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM telegrams").scalar_one()
+    return sql.conn.exec_driver_sql("SELECT nextval(pg_get_serial_sequence('telegrams', 'id'))").scalar_one()
 
 
 def _gateway_contact(

@@ -198,7 +198,10 @@ class Uplink(Base):
     The gateway credential a CoAP/MQTT envelope carries is overwritten with `*` before it is
     stored (`body_redactions`: the [offset, length] spans; every other byte is as received).
     One row per gateway, seq and content: a gateway that lost its state reuses seqs for new
-    telegrams (`content_hash`: ingest.content_hash; NULL in rows stored before it was kept)."""
+    telegrams (`content_hash`: ingest.content_hash; NULL in rows stored before it was kept).
+    The raw telegrams are stored once: when every frame of the body became a telegram row, their
+    bytes are cut out of `body` at `frames_cut_at` (the telegrams, in id order above
+    `frames_after_id`, hold them); store/uplink_bodies.full_body puts the body back together."""
 
     __tablename__ = "uplinks"
     __table_args__ = (UniqueConstraint("gateway_id", "seq", "content_hash", name="uq_uplinks_gateway_seq_content"),)
@@ -216,6 +219,10 @@ class Uplink(Base):
     body_redactions: Mapped[list | None] = mapped_column(JSON, nullable=True)
     # when retention emptied `body` (store/retention.py; the telegrams it carried stay stored)
     body_dropped_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # where the frames' bytes were cut out of `body` (NULL: `body` is whole), and an id below all
+    # of this uplink's telegrams (ids are handed out after it, in the frames' order)
+    frames_cut_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    frames_after_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 # Telegrams that may be decoded again (waiting for a key or a meter, or invalid: a format may come).
@@ -237,8 +244,6 @@ class Telegram(Base):
         # decode's batch selection: `WHERE state = 'new' ORDER BY id` (decode/batch.py select_new);
         # partial: the decoded history (nearly every row) is not in it
         Index("ix_telegrams_new", "id", sqlite_where=text("state = 'new'"), postgresql_where=text("state = 'new'")),
-        # a meter's telegrams by address: key imports re-queue, the meter page lists them
-        Index("ix_telegrams_tenant_meter", "tenant_id", "meter_id", "manufacturer"),
         # a meter's telegrams to decode again, without visiting its decoded history (which
         # grows every day); decoded telegrams never enter it
         Index(
@@ -359,11 +364,18 @@ class Reading(Base):
         Index("ix_readings_meter_time", "meter_pk", "timestamp"),
         # exports and retention: a tenant's readings of a period; appends in time order
         Index("ix_readings_tenant_time", "tenant_id", "timestamp"),
+        # retention: the readings of the telegrams it removes (their telegram_id set NULL).
+        # PostgreSQL: BRIN — readings are written in telegram id order, a few kB for millions
+        Index("ix_readings_telegram", "telegram_id", postgresql_using="brin"),
     )
     id: Mapped[int] = _id()
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     meter_pk: Mapped[int] = mapped_column(ForeignKey("meters.id"))
-    telegram_id: Mapped[int | None] = mapped_column(ForeignKey("telegrams.id"), unique=True, nullable=True)
+    # the telegram it was decoded from: no foreign key and no unique index (a partitioned
+    # telegrams table has no unique key on id alone, and an index only to enforce what the decode
+    # batch already guarantees — a telegram is claimed while `new` and leaves `new` in the same
+    # transaction — cost 20 B per reading); it may point at a telegram retention removed
+    telegram_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     timestamp: Mapped[datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # hash of (access number, plaintext records): a repeat of the same transmission (another

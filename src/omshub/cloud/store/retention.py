@@ -11,7 +11,8 @@ Billing data is evidence, so the defaults are long and there are floors no polic
 
 What retention removes, and what it never removes:
 * an uplink body is emptied (`body` = b"", `body_dropped_at` set); the row (seq, times, hash)
-  stays, so a retried upload is still recognised;
+  stays, so a retried upload is still recognised; the telegrams whose bytes a kept body leaves to
+  them (store/uplink_bodies.py) stay while it is kept;
 * a raw telegram is deleted only when it is `decoded` or `duplicate` (a telegram not yet decoded —
   new, waiting for a key, a meter or a format — stays whatever its age) and it is not the telegram
   of a meter's latest reading; readings made from it keep their values (`telegram_id` set NULL;
@@ -151,7 +152,11 @@ def _drop_bodies(session_factory, tenant_id: int, cut: datetime, now: datetime, 
     )
 
     def apply(session: Session, ids: list[int]) -> None:
-        session.execute(update(Uplink).where(Uplink.id.in_(ids)).values(body=b"", body_dropped_at=now))
+        session.execute(
+            update(Uplink)
+            .where(Uplink.id.in_(ids))
+            .values(body=b"", body_dropped_at=now, frames_cut_at=None, frames_after_id=None)
+        )
 
     return _in_batches(session_factory, query, apply, batch)
 
@@ -162,6 +167,10 @@ def _delete_telegrams(session_factory, tenant_id: int, cut: datetime, batch: int
         .join(Meter, Meter.last_reading_id == Reading.id)
         .where(Meter.tenant_id == tenant_id, Reading.telegram_id.is_not(None))
     )
+    # the frames of a body still kept whole only together with them (store/uplink_bodies.py)
+    cut_bodies = select(Uplink.id).where(
+        Uplink.id == Telegram.uplink_id, Uplink.frames_cut_at.is_not(None), Uplink.body_dropped_at.is_(None)
+    )
     query = (
         select(Telegram.id)
         .where(
@@ -169,6 +178,7 @@ def _delete_telegrams(session_factory, tenant_id: int, cut: datetime, batch: int
             Telegram.received_at < cut,
             Telegram.state.in_(_FINISHED_STATES),
             Telegram.id.not_in(latest_telegrams),
+            ~cut_bodies.exists(),
         )
         .order_by(Telegram.id)
     )
