@@ -33,6 +33,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import cbor2
+import orjson
 
 MASTER_KEY = bytes.fromhex("6b" * 32)
 METER_KEY = bytes(range(16))
@@ -136,12 +137,17 @@ def _provision(db, keystore, meters: int) -> tuple[int, list[tuple[str, str]], i
     return tenant_id, gateways, point_id
 
 
-def _feed(db, pipeline, gateways, meters: int, days: int) -> list[float]:
-    """The history, day by day. -> telegrams/s of each day (ingest + decode, encoding excluded)."""
+def _feed(db, pipeline, gateways, meters: int, days: int, vacuum_days: int) -> list[float]:
+    """The history, day by day. -> telegrams/s of each day (ingest + decode, encoding excluded).
+    Every `vacuum_days` simulated days the maintenance's vacuum task runs (as `omshub serve`
+    schedules it daily; PostgreSQL here runs without autovacuum), not counted in the rates."""
     from omshub.cloud.ingest.uplink import handle_uplink
+    from omshub.cloud.services.maintenance import vacuum_analyze
 
     rates = []
     for day in range(days):
+        if vacuum_days and day and day % vacuum_days == 0:
+            vacuum_analyze(db, T0 + timedelta(days=day))
         bodies = _bodies(gateways, meters, day)
         start = time.perf_counter()
         for body, cred in bodies:
@@ -203,7 +209,7 @@ def _reads(app, db, tenant_id: int, point_id: int, days: int, repeat: int) -> di
         cursor, n = None, 0
         while True:
             params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-            page = client.get("/api/v1/readings/latest", params=params, headers=h).json()
+            page = orjson.loads(client.get("/api/v1/readings/latest", params=params, headers=h).content)
             n += len(page["items"])
             cursor = page.get("next_cursor")
             if not cursor:
@@ -215,7 +221,7 @@ def _reads(app, db, tenant_id: int, point_id: int, days: int, repeat: int) -> di
             params = {"from": T0.isoformat(), "to": end.isoformat(), "limit": 1000}
             if cursor:
                 params["cursor"] = cursor
-            page = client.get(f"/api/v1/meters/{first}/readings", params=params, headers=h).json()
+            page = orjson.loads(client.get(f"/api/v1/meters/{first}/readings", params=params, headers=h).content)
             cursor = page.get("next_cursor")
             if not cursor:
                 return
@@ -252,7 +258,26 @@ def _reads(app, db, tenant_id: int, point_id: int, days: int, repeat: int) -> di
     return out
 
 
-def run(url: str, meters: int, days: int, repeat: int) -> None:
+def _index_sizes(db, readings: int) -> str:
+    """Bytes per reading of each table's heap and each index (SQLite: dbstat; PostgreSQL: relation sizes)."""
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            rows = conn.exec_driver_sql(
+                "SELECT d.name, sum(d.pgsize) FROM dbstat d JOIN sqlite_master m ON m.name = d.name "
+                "WHERE m.tbl_name IN ('readings', 'telegrams', 'uplinks') GROUP BY d.name ORDER BY 2 DESC"
+            ).all()
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT c.relname, pg_relation_size(c.oid) + coalesce(pg_total_relation_size(c.reltoastrelid), 0) "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i') "
+                "AND (c.relname ~ '^(readings|telegrams|uplinks)' "
+                "OR c.relname ~ '^(ix|uq)_(readings|telegrams|uplinks)') ORDER BY 2 DESC"
+            ).all()
+    return ", ".join(f"{name} {size / readings:,.1f}" for name, size in rows if size)
+
+
+def run(url: str, meters: int, days: int, repeat: int, vacuum_days: int = 1) -> None:
     from sqlalchemy import func, select
 
     from omshub.cloud.app import create_app
@@ -269,7 +294,7 @@ def run(url: str, meters: int, days: int, repeat: int) -> None:
     pipeline = app.state.pipeline
     tenant_id, gateways, point_id = _provision(db, keystore, meters)
     print(f"{db.engine.dialect.name}: {meters:,} meters x {days} days", flush=True)
-    rates = _feed(db, pipeline, gateways, meters, days)
+    rates = _feed(db, pipeline, gateways, meters, days, vacuum_days)
     with db.session() as s:
         readings = s.scalar(select(func.count()).select_from(Reading))
     sizes, bodies = _sizes(db, readings)
@@ -282,6 +307,7 @@ def run(url: str, meters: int, days: int, repeat: int) -> None:
     print(
         f"    of which raw uplink bodies {bodies:,.0f} B (emptied by retention after 90 days): {whole - bodies:,.0f} B"
     )
+    print(f"    per table and index: {_index_sizes(db, readings)}")
     if not db.is_sqlite:
         # the dead row versions the decode's telegram updates leave until (auto)vacuum reuses them
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -326,12 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="500 meters x 60 days")
     parser.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--repeat", type=int, default=20, help="runs of each read (p50/p99)")
+    parser.add_argument(
+        "--vacuum-days", type=int, default=1, help="run the maintenance's vacuum every N simulated days (0: never)"
+    )
     args = parser.parse_args(argv)
     meters, days = (500, 60) if args.small else (args.meters, args.days)
     if args.database in ("sqlite", "both"):
         tmp = tempfile.mkdtemp(prefix="omshub-history-")
         try:
-            run(f"sqlite:///{tmp}/history.db", meters, days, args.repeat)
+            run(f"sqlite:///{tmp}/history.db", meters, days, args.repeat, args.vacuum_days)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if args.database in ("postgres", "both"):
@@ -341,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         name, url = _pg_database(admin)
         if url is not None:
             try:
-                run(url, meters, days, args.repeat)
+                run(url, meters, days, args.repeat, args.vacuum_days)
             finally:
                 with psycopg.connect(admin, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -180,7 +180,12 @@ def test_export_csv_and_json(hub, client, pipeline, monkeypatch):
     assert rows[0]["volume_m3"] == "" and rows[0]["manufacturer"] == "KAM"
     js = client.get(f"{API}/export/readings", params={**params, "format": "json"}, headers=h)
     data = orjson.loads(js.content)
-    assert len(data) == 6 and data[-1]["energy_kwh"] == 21.0 and "fields" in data[0]
+    assert len(data) == 6 and data[-1]["energy_kwh"] == 21.0 and "fields" not in data[0]
+    with_fields = orjson.loads(
+        client.get(f"{API}/export/readings", params={**params, "format": "json", "fields": "true"}, headers=h).content
+    )
+    assert [{k: v for k, v in x.items() if k != "fields"} for x in with_fields] == data
+    assert all(isinstance(x["fields"], dict) for x in with_fields)
     one = orjson.loads(
         client.get(f"{API}/export/readings", params={**params, "format": "json", "meter": pks[0]}, headers=h).content
     )
