@@ -12,12 +12,12 @@ from sqlalchemy import inspect, select, text
 
 from omshub.cloud.settings import SettingsError, load_settings
 from omshub.cloud.store.database import Database
-from omshub.cloud.store.models import Base, Tenant
+from omshub.cloud.store.models import Base, Tenant, include_name
 
 
 def test_migrations_match_the_models(db):
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"models.py and the migrations differ: {diff}"
     tables = set(inspect(db.engine).get_table_names())

@@ -227,6 +227,7 @@ def _lifespan(settings: Settings, db: Database, pipeline: DecodePipeline, worker
             alarm_worker.start()
             threads.append(alarm_worker)
             warn_autovacuum(db)
+            maintenance.ensure_partitions_at_start(db)
             # one head-end of several runs the maintenance (it is for the whole database)
             if settings.maintenance_interval_s and settings.node_index == 0:
                 maintenance_worker = MaintenanceWorker(db, settings.maintenance_interval_s)

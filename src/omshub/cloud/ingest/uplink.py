@@ -132,10 +132,23 @@ def _record_quiet_contact(
 
 def _stored_content_hash(sql: BulkSql, uplink_id: int) -> bytes | None:
     """The content hash of an uplink stored before it was recorded (before migration 0005)."""
-    found = sql.rows("SELECT body, content_type FROM uplinks WHERE id = {m}", (uplink_id,))
+    found = sql.rows(
+        "SELECT body, content_type, frames_cut_at, frames_after_id, telegram_count FROM uplinks WHERE id = {m}",
+        (uplink_id,),
+    )
+    if not found:
+        return None
+    body, ctype, cut_at, after, count = found[0]
+    body = bytes(body)
+    if cut_at is not None:  # (the frames are in the telegram rows, store/uplink_bodies.py)
+        frames = sql.rows(
+            "SELECT raw FROM telegrams WHERE uplink_id = {m} AND id > {m} ORDER BY id LIMIT {m}",
+            (uplink_id, after or 0, count),
+        )
+        body = body[:cut_at] + b"".join(bytes(f[0]) for f in frames) + body[cut_at:]
     try:
-        return content_hash(*parse_entries(parse_body(bytes(found[0][0]), found[0][1])))
-    except (UplinkRejected, IndexError):
+        return content_hash(*parse_entries(parse_body(body, ctype)))
+    except UplinkRejected:
         return None
 
 

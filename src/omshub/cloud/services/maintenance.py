@@ -7,6 +7,8 @@ state, the meter's latest reading), so without autovacuum dead rows pile up (mea
 `/readyz` and here.
 
 Tasks:
+* `ensure_partitions` — PostgreSQL: this month's and the next three months' partitions of the
+  telegrams table (store/partitions.py; also run at `omshub serve`'s start);
 * `autovacuum_settings` — the hot tables' autovacuum thresholds (as migration 0007_ops sets them),
   again on every partition of a partitioned table (new partitions are created after the migration);
 * `vacuum_analyze` — PostgreSQL: VACUUM (ANALYZE) of the hot tables (dead rows reclaimed, planner
@@ -29,7 +31,9 @@ from sqlalchemy import text
 
 from omshub.cloud.services.billing_close import reclose_recent
 from omshub.cloud.store.database import Database
+from omshub.cloud.store.partitions import ensure_partitions
 from omshub.cloud.store.retention import apply_retention
+from omshub.times import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +190,27 @@ def vacuum_analyze(db: Database, now: datetime) -> dict:
 Task = Callable[[Database, datetime], dict]
 
 
-# (name, task) in the order they run. Partition creation and retention (the store's) go here.
+def partitions_ahead(db: Database, now: datetime) -> dict:
+    """PostgreSQL: this month's and the next months' partitions of the partitioned tables
+    (store/partitions.py), made before any telegram needs them."""
+    if db.is_sqlite:
+        return {"skipped": "SQLite has no partitions (its hot indexes append in time order)"}
+    with db.engine.begin() as conn:
+        return {"made": ensure_partitions(conn, now)}
+
+
+def ensure_partitions_at_start(db: Database) -> None:
+    """At `omshub serve`'s start: the partitions ahead (a failure is logged; the default partition
+    takes telegrams meanwhile and the scheduled maintenance tries again)."""
+    try:
+        made = partitions_ahead(db, utcnow()).get("made")
+        if made:
+            log.info("partitions made: %s", ", ".join(made))
+    except Exception as exc:
+        log.warning("partitions not made at start: %s", exc)
+
+
+# (name, task) in the order they run
 def retention(db: Database, now: datetime) -> dict:
     """Every tenant's retention (store/retention.py), billing's protection horizon honoured."""
     return {"removed": apply_retention(db.session, now=now)}
@@ -198,6 +222,7 @@ def billing_reclose(db: Database, now: datetime) -> dict:
 
 
 TASKS: list[tuple[str, Task]] = [
+    ("ensure_partitions", partitions_ahead),
     ("autovacuum_settings", apply_autovacuum_settings),
     ("billing_reclose", billing_reclose),
     ("retention", retention),

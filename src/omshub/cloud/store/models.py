@@ -7,6 +7,7 @@ columns. Times are stored as timezone-aware UTC.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -229,6 +230,16 @@ class Uplink(Base):
 # The partial index of these is found only by queries that carry this very predicate, as a constant.
 REDECODABLE_STATES = ("no_key", "wrong_key", "unknown_meter", "invalid")
 REDECODABLE_SQL = "state IN ('no_key', 'wrong_key', 'unknown_meter', 'invalid')"
+
+
+# PostgreSQL: the monthly partitions of telegrams (store/partitions.py), no tables of the model
+_PARTITION = re.compile(r"telegrams_(p\d{4}_\d{2}|default)")
+
+
+def include_name(name: str | None, type_: str, parent_names) -> bool:
+    """Alembic's filter when comparing the database with the model: partitions are not compared
+    (their partitioned table is)."""
+    return not (type_ == "table" and name is not None and _PARTITION.fullmatch(name))
 
 
 class Telegram(Base):

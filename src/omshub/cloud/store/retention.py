@@ -18,6 +18,8 @@ What retention removes, and what it never removes:
   of a meter's latest reading; readings made from it keep their values (`telegram_id` set NULL;
   the API then shows the typed values only);
 * a reading is deleted unless it is a meter's latest reading (`meters.last_reading_id`);
+* on PostgreSQL a whole month of telegrams (a partition, store/partitions.py) is dropped at once
+  where every row in it may go by these rules for every tenant with rows in it;
 * nothing at or after a tenant's protection horizon: the earliest "keep everything since" any
   registered protector asks for (an open billing period, a value not yet exported: billing
   periods arrive with a later issue and register themselves with `register_protector`).
@@ -35,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Meter, Reading, RetentionPolicy, Telegram, Tenant, Uplink
+from omshub.cloud.store.partitions import is_partitioned, partitions
 
 KINDS = ("uplink_bodies", "telegrams", "readings")
 DEFAULT_DAYS = {"uplink_bodies": 90, "telegrams": 731, "readings": 3653}
@@ -112,17 +115,23 @@ def apply_retention(session_factory: Callable[[], Session], *, now: datetime, ba
     each batch is its own transaction. -> {tenant id: {kind: rows removed or emptied}}."""
     with session_factory() as session:
         tenants = list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+        cuts = {tenant_id: cutoffs(session, tenant_id, now) for tenant_id in tenants}
+    # bodies first: a telegram whose frames a kept body leaves to it stays while the body does
+    bodies = {t: _drop_bodies(session_factory, t, cuts[t]["uplink_bodies"], now, batch) for t in tenants}
+    dropped, partitions = _drop_partitions(session_factory, now)
     result: dict[int, dict[str, int]] = {}
     for tenant_id in tenants:
-        with session_factory() as session:
-            cut = cutoffs(session, tenant_id, now)
+        cut = cuts[tenant_id]
         counts = {
-            "uplink_bodies": _drop_bodies(session_factory, tenant_id, cut["uplink_bodies"], now, batch),
-            "telegrams": _delete_telegrams(session_factory, tenant_id, cut["telegrams"], batch),
+            "uplink_bodies": bodies[tenant_id],
+            "telegrams": dropped.get(tenant_id, 0)
+            + _delete_telegrams(session_factory, tenant_id, cut["telegrams"], batch),
             "readings": _delete_readings(session_factory, tenant_id, cut["readings"], batch),
         }
         with session_factory() as session:
-            details = {**counts, "cutoffs": {k: v.isoformat() for k, v in cut.items()}}
+            details: dict = {**counts, "cutoffs": {k: v.isoformat() for k, v in cut.items()}}
+            if tenant_id in dropped:
+                details["partitions_dropped"] = partitions
             audit(session, tenant_id, "retention", "retention.apply", details)
             session.commit()
         result[tenant_id] = counts
@@ -159,6 +168,50 @@ def _drop_bodies(session_factory, tenant_id: int, cut: datetime, now: datetime, 
         )
 
     return _in_batches(session_factory, query, apply, batch)
+
+
+def _drop_partitions(session_factory, now: datetime) -> tuple[dict[int, int], list[str]]:
+    """PostgreSQL: whole monthly partitions of telegrams (store/partitions.py) dropped where every
+    row in them may go — the month lies before the telegram cutoff of every tenant with rows in
+    it (their protection horizons applied), and none of its telegrams waits for a decode, is a
+    meter's latest reading's or holds the frames of a kept uplink body. One DROP TABLE instead
+    of a delete per row. -> ({tenant id: telegrams dropped}, partition names)."""
+    counts: dict[int, int] = {}
+    names: list[str] = []
+    with session_factory() as session:
+        conn = session.connection()
+        if conn.dialect.name == "sqlite" or not is_partitioned(conn, "telegrams"):
+            return counts, names
+        months = [(name, hi) for name, lo, hi in partitions(conn, "telegrams") if hi is not None and hi <= now]
+    for name, hi in months:
+        with session_factory() as session:
+            conn = session.connection()
+            per_tenant = dict(
+                conn.exec_driver_sql(f'SELECT tenant_id, count(*) FROM "{name}" GROUP BY tenant_id').all()
+            )
+            if not per_tenant or any(hi > cutoffs(session, t, now)["telegrams"] for t in per_tenant):
+                continue
+            blocked = conn.exec_driver_sql(
+                f'SELECT 1 FROM "{name}" t WHERE t.state <> ALL(%s) OR t.id IN (SELECT r.telegram_id FROM meters m '
+                "JOIN readings r ON r.id = m.last_reading_id WHERE r.telegram_id IS NOT NULL) OR EXISTS (SELECT 1 "
+                "FROM uplinks u WHERE u.id = t.uplink_id AND u.frames_cut_at IS NOT NULL "
+                "AND u.body_dropped_at IS NULL) LIMIT 1",
+                (list(_FINISHED_STATES),),
+            ).first()
+            if blocked:
+                continue
+            # the readings keep their values; their telegram is gone (the BRIN index of telegram ids)
+            conn.exec_driver_sql(
+                f'UPDATE readings SET telegram_id = NULL WHERE telegram_id BETWEEN (SELECT min(id) FROM "{name}") '
+                f'AND (SELECT max(id) FROM "{name}") AND telegram_id IN (SELECT id FROM "{name}")'
+            )
+            conn.exec_driver_sql(f'ALTER TABLE telegrams DETACH PARTITION "{name}"')
+            conn.exec_driver_sql(f'DROP TABLE "{name}"')
+            session.commit()
+        names.append(name)
+        for tenant_id, n in per_tenant.items():
+            counts[tenant_id] = counts.get(tenant_id, 0) + n
+    return counts, names
 
 
 def _delete_telegrams(session_factory, tenant_id: int, cut: datetime, batch: int) -> int:

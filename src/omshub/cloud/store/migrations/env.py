@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from omshub.cloud.store.models import Base, UtcDateTime
+from omshub.cloud.store.models import Base, UtcDateTime, include_name
 
 target_metadata = Base.metadata
 
@@ -24,6 +24,7 @@ def _run(connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         render_item=render_item,
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

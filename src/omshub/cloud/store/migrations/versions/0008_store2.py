@@ -18,11 +18,20 @@ kB for millions of rows), on SQLite a plain one.
 PostgreSQL: the indexes that only ever append (ids, receive and reading times) are built full
 (fillfactor 100: an index page that is only appended to is never split in its middle).
 
+PostgreSQL: telegrams become a table partitioned by month of `received_at` (store/partitions.py):
+the existing rows are copied into monthly partitions (those within three years back; older or
+future ones into `telegrams_default`), this month's and the next three months' partitions are made
+(the maintenance task `ensure_partitions` makes the later ones). The primary key becomes
+(id, received_at) — a partitioned table's unique keys include its partition key; nothing has a
+foreign key to telegrams any more (readings' went above). The id sequence is kept.
+
 Revision ID: 0008_store2
 Revises: 0007_billing_b
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import op
@@ -36,12 +45,12 @@ NAMING = {
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
 }
+REDECODABLE_SQL = "state IN ('no_key', 'wrong_key', 'unknown_meter', 'invalid')"  # as models.REDECODABLE_SQL
+_TELEGRAM_FKS = (("tenant_id", "tenants"), ("gateway_id", "gateways"), ("uplink_id", "uplinks"), ("meter_pk", "meters"))
 # indexes whose keys only grow (new entries land on the right-most page)
 _APPEND_ONLY = (
     "readings_pkey",
     "ix_readings_tenant_time",
-    "telegrams_pkey",
-    "uq_telegrams_time_gateway_hash",
     "uplinks_pkey",
 )
 
@@ -64,6 +73,68 @@ def _telegram_constraints(bind) -> tuple[str | None, str | None]:
         None,
     )
     return unique, fk
+
+
+def _months(first, last) -> list:
+    """The first instants (UTC) of the months from `first`'s to `last`'s."""
+    out, at = [], datetime(first.year, first.month, 1, tzinfo=UTC)
+    while at <= last:
+        out.append(at)
+        at = datetime(at.year + (at.month == 12), at.month % 12 + 1, 1, tzinfo=UTC)
+    return out
+
+
+def _bound(at) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S+00")
+
+
+def _partition_telegrams(bind) -> None:
+    """telegrams -> a table partitioned by month of received_at, the rows copied (PostgreSQL)."""
+    run = bind.exec_driver_sql
+    run("ALTER TABLE telegrams RENAME TO telegrams_unpartitioned")
+    for index in ("telegrams_pkey", "uq_telegrams_time_gateway_hash", "ix_telegrams_new", "ix_telegrams_redecodable"):
+        run(f'ALTER INDEX IF EXISTS "{index}" RENAME TO "{index}_unpartitioned"')
+    run('ALTER INDEX IF EXISTS "ix_telegrams_meter_pk" RENAME TO "ix_telegrams_meter_pk_unpartitioned"')
+    run(
+        "CREATE TABLE telegrams (LIKE telegrams_unpartitioned INCLUDING DEFAULTS INCLUDING STORAGE) "
+        "PARTITION BY RANGE (received_at)"
+    )
+    # (append-only keys: full index pages; the partitions' indexes take the option over)
+    run("ALTER TABLE telegrams ADD CONSTRAINT telegrams_pkey PRIMARY KEY (id, received_at) WITH (fillfactor = 100)")
+    run(
+        "ALTER TABLE telegrams ADD CONSTRAINT uq_telegrams_time_gateway_hash "
+        "UNIQUE (received_at, gateway_id, raw_hash) WITH (fillfactor = 100)"
+    )
+    run("CREATE INDEX ix_telegrams_new ON telegrams (id) WHERE state = 'new'")
+    run(f"CREATE INDEX ix_telegrams_redecodable ON telegrams (tenant_id, meter_id) WHERE {REDECODABLE_SQL}")
+    run("CREATE INDEX ix_telegrams_meter_pk ON telegrams (meter_pk)")
+    for column, target in _TELEGRAM_FKS:
+        name = f"telegrams_{column}_fkey"
+        run(f"ALTER TABLE telegrams ADD CONSTRAINT {name} FOREIGN KEY ({column}) REFERENCES {target} (id)")
+    now = datetime.now(UTC)
+    oldest = now.replace(year=now.year - 3)
+    first = run("SELECT min(received_at) FROM telegrams_unpartitioned WHERE received_at >= %s", (oldest,)).scalar()
+    ahead = now.replace(day=1) + timedelta(days=31 * 3)
+    for month in _months(min(first or now, now), ahead):
+        after = datetime(month.year + (month.month == 12), month.month % 12 + 1, 1, tzinfo=UTC)
+        run(
+            f'CREATE TABLE "telegrams_p{month:%Y_%m}" PARTITION OF telegrams '
+            f"FOR VALUES FROM ('{_bound(month)}') TO ('{_bound(after)}')"
+        )
+    run("CREATE TABLE telegrams_default PARTITION OF telegrams DEFAULT")
+    run("INSERT INTO telegrams SELECT * FROM telegrams_unpartitioned")
+    sequence = run("SELECT pg_get_serial_sequence('telegrams_unpartitioned', 'id')").scalar()
+    if sequence:
+        run(f"ALTER SEQUENCE {sequence} OWNED BY telegrams.id")
+    run("DROP TABLE telegrams_unpartitioned")
+    for option in ("autovacuum_vacuum_scale_factor = 0.02", "autovacuum_vacuum_insert_scale_factor = 0.05",
+                   "autovacuum_analyze_scale_factor = 0.02"):  # fmt: skip
+        # (as 0007_ops set them on the table; a partitioned table keeps them per partition)
+        for (name,) in run(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'telegrams'::regclass"
+        ).all():
+            run(f'ALTER TABLE "{name}" SET ({option})')
 
 
 def upgrade() -> None:
@@ -90,13 +161,40 @@ def upgrade() -> None:
     if unique:
         op.drop_constraint(unique, "readings", type_="unique")
     op.create_index("ix_readings_telegram", "readings", ["telegram_id"], unique=False, postgresql_using="brin")
+    _partition_telegrams(bind)
     for index in _APPEND_ONLY:
         bind.exec_driver_sql(f'ALTER INDEX IF EXISTS "{index}" SET (fillfactor = 100)')
+
+
+def _unpartition_telegrams(bind) -> None:
+    run = bind.exec_driver_sql
+    run("ALTER TABLE telegrams RENAME TO telegrams_partitioned")
+    for index in ("telegrams_pkey", "uq_telegrams_time_gateway_hash", "ix_telegrams_new", "ix_telegrams_redecodable"):
+        run(f'ALTER INDEX IF EXISTS "{index}" RENAME TO "{index}_partitioned"')
+    run('ALTER INDEX IF EXISTS "ix_telegrams_meter_pk" RENAME TO "ix_telegrams_meter_pk_partitioned"')
+    run("CREATE TABLE telegrams (LIKE telegrams_partitioned INCLUDING DEFAULTS INCLUDING STORAGE)")
+    run("INSERT INTO telegrams SELECT * FROM telegrams_partitioned")
+    sequence = run("SELECT pg_get_serial_sequence('telegrams_partitioned', 'id')").scalar()
+    if sequence:
+        run(f"ALTER SEQUENCE {sequence} OWNED BY telegrams.id")
+    run("DROP TABLE telegrams_partitioned")
+    run("ALTER TABLE telegrams ADD CONSTRAINT telegrams_pkey PRIMARY KEY (id)")
+    run(
+        "ALTER TABLE telegrams ADD CONSTRAINT uq_telegrams_time_gateway_hash UNIQUE (received_at, gateway_id, raw_hash)"
+    )
+    run("CREATE INDEX ix_telegrams_new ON telegrams (id) WHERE state = 'new'")
+    run(f"CREATE INDEX ix_telegrams_redecodable ON telegrams (tenant_id, meter_id) WHERE {REDECODABLE_SQL}")
+    run("CREATE INDEX ix_telegrams_meter_pk ON telegrams (meter_pk)")
+    for column, target in _TELEGRAM_FKS:
+        name = f"telegrams_{column}_fkey"
+        run(f"ALTER TABLE telegrams ADD CONSTRAINT {name} FOREIGN KEY ({column}) REFERENCES {target} (id)")
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     sqlite = bind.dialect.name == "sqlite"
+    if not sqlite:
+        _unpartition_telegrams(bind)
     op.drop_index("ix_readings_telegram", table_name="readings")
     if sqlite:
         with op.batch_alter_table("readings", schema=None) as batch_op:
