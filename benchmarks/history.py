@@ -142,10 +142,12 @@ def _feed(db, pipeline, gateways, meters: int, days: int, vacuum_days: int) -> l
     Every `vacuum_days` simulated days the maintenance's vacuum task runs (as `omshub serve`
     schedules it daily; PostgreSQL here runs without autovacuum), not counted in the rates."""
     from omshub.cloud.ingest.uplink import handle_uplink
-    from omshub.cloud.services.maintenance import vacuum_analyze
+    from omshub.cloud.services.maintenance import partitions_ahead, vacuum_analyze
 
     rates = []
     for day in range(days):
+        # the partitions ahead, as the daily maintenance makes them (PostgreSQL; simulated time)
+        partitions_ahead(db, T0 + timedelta(days=day))
         if vacuum_days and day and day % vacuum_days == 0:
             vacuum_analyze(db, T0 + timedelta(days=day))
         bodies = _bodies(gateways, meters, day)
@@ -170,8 +172,9 @@ def _sizes(db, readings: int) -> tuple[dict[str, float], float]:
                 "WHERE m.tbl_name IN ('readings', 'telegrams', 'uplinks') GROUP BY m.tbl_name"
             ).all()
         else:
+            # (a partitioned table's size is its partitions')
             rows = conn.exec_driver_sql(
-                "SELECT c::text, pg_total_relation_size(c) FROM "
+                "SELECT c::text, (SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c) p) FROM "
                 "unnest(ARRAY['readings', 'telegrams', 'uplinks']::regclass[]) c"
             ).all()
         bodies = conn.exec_driver_sql("SELECT coalesce(sum(length(body)), 0) FROM uplinks").scalar_one()
@@ -267,12 +270,15 @@ def _index_sizes(db, readings: int) -> str:
                 "WHERE m.tbl_name IN ('readings', 'telegrams', 'uplinks') GROUP BY d.name ORDER BY 2 DESC"
             ).all()
         else:
+            # partitions and their indexes counted under their partitioned table's and index's names
             rows = conn.exec_driver_sql(
-                "SELECT c.relname, pg_relation_size(c.oid) + coalesce(pg_total_relation_size(c.reltoastrelid), 0) "
+                "SELECT coalesce(p.relname, c.relname), sum(pg_relation_size(c.oid) "
+                "+ coalesce(pg_total_relation_size(c.reltoastrelid), 0)) "
                 "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent "
                 "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i') "
                 "AND (c.relname ~ '^(readings|telegrams|uplinks)' "
-                "OR c.relname ~ '^(ix|uq)_(readings|telegrams|uplinks)') ORDER BY 2 DESC"
+                "OR c.relname ~ '^(ix|uq)_(readings|telegrams|uplinks)') GROUP BY 1 ORDER BY 2 DESC"
             ).all()
     return ", ".join(f"{name} {size / readings:,.1f}" for name, size in rows if size)
 

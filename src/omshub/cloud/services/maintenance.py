@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from omshub.cloud.services.billing_close import reclose_recent
 from omshub.cloud.store.database import Database
@@ -206,6 +207,8 @@ def ensure_partitions_at_start(db: Database) -> None:
         made = partitions_ahead(db, utcnow()).get("made")
         if made:
             log.info("partitions made: %s", ", ".join(made))
+    except OperationalError as exc:  # the database is unreachable at start: the outage log says so
+        log.debug("partitions not made at start: %s", exc)
     except Exception as exc:
         log.warning("partitions not made at start: %s", exc)
 
