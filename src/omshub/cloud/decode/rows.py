@@ -474,9 +474,11 @@ def write_readings_and_telegrams(
                 at if o.state != "new" else None,
                 o.meter.id if o.meter is not None else None,
                 o.row.id,
+                o.row.received_db,
             )
             for o in outcomes
         ],
+        time_key="received_at",  # (PostgreSQL: the partition of each telegram, store/partitions.py)
     )
     # the address as decoded, where the header peek read another (a long TPL's): a separate
     # statement, since SQLite rewrites the (tenant, manufacturer, id) index entry of every row
@@ -486,9 +488,10 @@ def write_readings_and_telegrams(
         ("manufacturer", "meter_id"),
         ("varchar", "varchar"),
         [
-            (o.manufacturer, o.meter_id, o.row.id)
+            (o.manufacturer, o.meter_id, o.row.id, o.row.received_db)
             for o in outcomes
             if o.manufacturer != o.row.manufacturer or o.meter_id != o.row.meter_id
         ],
+        time_key="received_at",
     )
     return readings

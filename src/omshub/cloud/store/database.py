@@ -408,21 +408,44 @@ class BulkSql:
         marks = ", ".join(self.json_mark if t == "json" else self.mark for t in pg_types)
         return self.conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks}) {suffix}", rows).rowcount
 
-    def update(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]) -> None:
-        """UPDATE table SET columns... WHERE id = (the row's last value)."""
+    def update(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        pg_types: tuple[str, ...],
+        rows: list[tuple],
+        time_key: str | None = None,
+    ) -> None:
+        """UPDATE table SET columns... WHERE id = (the row's last value); with `time_key` (a
+        partitioned table's partition key, e.g. received_at) WHERE id = (next to last) AND
+        time_key = (last), so each row's look-up visits its own partition only."""
+        keys = ("id",) if time_key is None else ("id", time_key)
         if rows and not self.sqlite and len(rows) >= self.PG_STAGED_ROWS:
             # PostgreSQL: one UPDATE joining the rows COPYed into a staging table (a statement
             # per row costs the server more than the rows themselves)
             sets = ", ".join(f'"{c}" = s."{c}"' for c in columns)
-            with self._staged(table, (*columns, "id"), (*pg_types, "bigint"), rows) as (cursor, stage):
-                cursor.execute(f"UPDATE {table} AS t SET {sets} FROM {stage} AS s WHERE t.id = s.id")
+            key_types = ("bigint",) if time_key is None else ("bigint", "timestamptz")
+            where = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+            with self._staged(table, (*columns, *keys), (*pg_types, *key_types), rows) as (cursor, stage):
+                if time_key is None:
+                    cursor.execute(f"UPDATE {table} AS t SET {sets} FROM {stage} AS s WHERE {where}")
+                    return
+                # one index probe per row, its partition chosen at run time: as a hash join the
+                # planner reads every partition whole (measured: 1 s instead of 10 ms for 1000
+                # rows of a million in 24 months)
+                cursor.execute("SET LOCAL enable_hashjoin = off")
+                cursor.execute("SET LOCAL enable_mergejoin = off")
+                cursor.execute(f"UPDATE {table} AS t SET {sets} FROM {stage} AS s WHERE {where}")
+                cursor.execute("SET LOCAL enable_hashjoin TO DEFAULT")
+                cursor.execute("SET LOCAL enable_mergejoin TO DEFAULT")
             return
         if rows:
             sets = ", ".join(
                 f'"{c}" = ' + (self.json_mark if t == "json" else self.mark)
                 for c, t in zip(columns, pg_types, strict=False)
             )
-            self.conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE id = {self.mark}", rows)
+            where = " AND ".join(f'"{k}" = {self.mark}' for k in keys)
+            self.conn.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE {where}", rows)
 
     @contextmanager
     def _staged(self, table: str, columns: tuple[str, ...], pg_types: tuple[str, ...], rows: list[tuple]):
