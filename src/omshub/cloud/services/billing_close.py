@@ -109,9 +109,7 @@ def close_period(
         after = batch[-1]
         inputs = load_points(session, tenant_id, batch, first, last, with_readings=False)
         periods = {pid: _period_cached(period_text, p.zone, p.due) for pid, p in inputs.items()}
-        load_readings_near(
-            session, inputs, first, last, lambda p, periods=periods: boundary_times(p, periods[p.point_id])
-        )
+        load_readings_near(session, inputs, first, last, functools.partial(_times, periods))
         results = _compute(session, inputs, periods, period_text, rules, boundary_rules, scales)
         store_results(session, tenant_id, results, now, counts)
         counts["points"] += len(results)
@@ -121,6 +119,10 @@ def close_period(
         session.flush()
     audit(session, tenant_id, actor, "billing.close", {"period": period_text.strip(), **counts})
     return {"period": period_text.strip(), **counts}
+
+
+def _times(periods: dict[int, Period], p: PointInputs):
+    return boundary_times(p, periods[p.point_id])
 
 
 @functools.lru_cache(maxsize=64)

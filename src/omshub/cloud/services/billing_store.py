@@ -148,7 +148,7 @@ def _types(columns: tuple) -> tuple[str, ...]:
 
 def _driver_row(sql: BulkSql, row: dict, columns: tuple) -> tuple:
     """A row's values as the column types would bind them (times, JSON, dates)."""
-    out = []
+    out: list = []
     for c in columns:
         value, kind = row[c], _TYPES[c]
         if value is None:
