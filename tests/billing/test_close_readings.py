@@ -18,7 +18,7 @@ from omshub.cloud.services.billing_compute import boundary_times, compute_point
 from omshub.cloud.services.billing_inputs import load_points
 from omshub.cloud.services.billing_readings import load_readings_near
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Reading, Tenant
-from omshub.cloud.store.models_billing import Occupancy, Occupant, Property, Unit
+from omshub.cloud.store.models_billing import BillingConsumption, BillingValue, Occupancy, Occupant, Property, Unit
 from omshub.cloud.store.reading_values import typed_values
 
 PERIOD = month_period(2026, 11)
@@ -143,3 +143,57 @@ def test_the_readings_that_matter_give_the_same_values_and_findings_as_all_readi
     assert "conflicting_duplicate" in found["duplicate"]
     assert "future_timestamp" in found["future"]
     assert found["regular"] == set() and found["clock_ahead"] == set()
+
+
+def test_the_close_estimates_where_allowed_and_a_later_reading_replaces_its_estimate(s):
+    from omshub.cloud.services import billing_settings
+    from omshub.cloud.services.billing_close import close_period
+
+    tenant = Tenant(slug=f"auto-{id(s)}", name="t", created_at=NOW)
+    s.add(tenant)
+    s.flush()
+    prop = Property(tenant_id=tenant.id, ref="P", created_at=NOW)
+    s.add(prop)
+    s.flush()
+    meters = []
+    for n in range(2):
+        unit = Unit(tenant_id=tenant.id, property_id=prop.id, ref=f"U{n}", area_m2=60.0, created_at=NOW)
+        meter = Meter(tenant_id=tenant.id, manufacturer="KAM", meter_id=f"9{n:07d}", device_type="heat", created_at=NOW)
+        s.add_all([unit, meter])
+        s.flush()
+        mp = MeteringPoint(tenant_id=tenant.id, ref=f"MP{n}", unit_id=unit.id, created_at=NOW)
+        s.add(mp)
+        s.flush()
+        s.add(
+            Installation(
+                tenant_id=tenant.id,
+                metering_point_id=mp.id,
+                meter_pk=meter.id,
+                installed_at=datetime(2020, 1, 1, tzinfo=UTC),
+                initial_values={},
+            )
+        )
+        meters.append((meter.id, mp.id))
+    rows = _readings("regular")
+    dead = [r for r in rows if r["timestamp"] < datetime(2026, 11, 20, tzinfo=UTC)]  # the meter died
+    s.execute(insert(Reading), [{"tenant_id": tenant.id, "meter_pk": meters[0][0], **r} for r in rows])
+    s.execute(insert(Reading), [{"tenant_id": tenant.id, "meter_pk": meters[1][0], **r} for r in dead])
+    billing_settings.change(s, tenant.id, {"auto_estimate": ["comparable_units"]}, actor="op", now=NOW)
+
+    first = close_period(s, tenant.id, "2026-11", actor="op", now=NOW)
+    assert first["estimated"] == 1
+    end = s.query(BillingValue).filter_by(metering_point_id=meters[1][1], boundary_at=PERIOD.end).one()
+    start = s.query(BillingValue).filter_by(metering_point_id=meters[1][1], boundary_at=PERIOD.start).one()
+    # the other unit used 24 kWh a day, 720 kWh in November: 12 per m² x 60 m²
+    assert end.origin == "estimated" and end.code == "15" and end.computed_origin == "missing"
+    assert end.value == pytest.approx(start.value + 720.0)
+    again = close_period(s, tenant.id, "2026-11", actor="op", now=NOW)
+    assert (again["values_changed"], again["estimated"]) == (0, 0)  # idempotent, the estimate kept
+
+    late = [r for r in rows if r["timestamp"] >= datetime(2026, 11, 20, tzinfo=UTC)]
+    s.execute(insert(Reading), [{"tenant_id": tenant.id, "meter_pk": meters[1][0], **r} for r in late])
+    third = close_period(s, tenant.id, "2026-11", actor="op", now=NOW)
+    s.refresh(end)
+    assert third["values_changed"] >= 1 and end.origin in ("meter_stored", "interpolated") and end.method is None
+    consumption = s.query(BillingConsumption).filter_by(metering_point_id=meters[1][1], period="2026-11").one()
+    assert consumption.quality != "estimated"

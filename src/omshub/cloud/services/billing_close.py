@@ -24,9 +24,10 @@ from omshub.cloud.domain.billing.periods import Period, billing_year, month_peri
 from omshub.cloud.domain.billing.weather import degree_days
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.services.billing_compute import boundary_times, compute_point
+from omshub.cloud.services.billing_estimate import estimate_missing
 from omshub.cloud.services.billing_inputs import PointInputs, load_points
 from omshub.cloud.services.billing_readings import load_readings_near
-from omshub.cloud.services.billing_settings import rules_of
+from omshub.cloud.services.billing_settings import current, rules_of
 from omshub.cloud.services.billing_store import store_results
 from omshub.cloud.services.weather import station_means
 from omshub.cloud.store.audit import audit
@@ -102,7 +103,15 @@ def close_period(
     margin = boundary_rules.interpolate_within + timedelta(days=400 if widest.kind == "year" else 2)
     first, last = widest.start - margin, widest.end + margin
     session.flush()  # what the caller added is read by the queries below, which bypass the session
-    counts = {"points": 0, "values_changed": 0, "findings_open": 0, "findings_cleared": 0, "export_stale": 0}
+    counts = {
+        "points": 0,
+        "values_changed": 0,
+        "findings_open": 0,
+        "findings_cleared": 0,
+        "export_stale": 0,
+        "estimated": 0,
+    }
+    labels: set[str] = set()
     after = seen = 0
     scales: dict = {}  # degree-day scale per (station, period): once per close, not per point
     while batch := _points(session, tenant_id, after, first, last):
@@ -112,11 +121,16 @@ def close_period(
         load_readings_near(session, inputs, first, last, functools.partial(_times, periods))
         results = _compute(session, inputs, periods, period_text, rules, boundary_rules, scales)
         store_results(session, tenant_id, results, now, counts)
+        labels.update(label for _, label, _ in results)
         counts["points"] += len(results)
         seen += len(batch)
         if progress:
             progress(seen)
         session.flush()
+    methods = current(session, tenant_id)["auto_estimate"]
+    if methods and counts["points"]:
+        for label in sorted(labels):
+            counts["estimated"] += estimate_missing(session, tenant_id, label, methods, now=now)
     audit(session, tenant_id, actor, "billing.close", {"period": period_text.strip(), **counts})
     return {"period": period_text.strip(), **counts}
 

@@ -221,13 +221,15 @@ def _value(writes: _Writes, tenant_id, result: PointResult, b: Boundary, mine: d
     }
     if any(row[k] != val for k, val in computed.items()):
         change |= computed | {"computed_at": now}
-    operator_set = row["origin"] in OPERATOR_ORIGINS
+    # an operator's value stays; the close's own estimate only while nothing better is computed
+    auto = (row["details"] or {}).get("auto") and fields["origin"] != Origin.MISSING.value
+    operator_set = row["origin"] in OPERATOR_ORIGINS and not auto
     if not operator_set and (row["value"], row["origin"], row["code"]) != (
         fields["value"],
         fields["origin"],
         fields["code"],
     ):
-        change |= fields | {"changed_at": now}
+        change |= fields | {"changed_at": now, "method": None}
         counts["values_changed"] += 1
         if row["exported_at"] is not None and not row["export_stale"]:
             change["export_stale"] = True
