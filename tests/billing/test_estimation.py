@@ -28,12 +28,14 @@ NOW = datetime(2026, 12, 10, tzinfo=UTC)
 
 
 class World:
-    def __init__(self, s) -> None:
+    def __init__(self, s, tenant_id: int | None = None) -> None:
         self.s = s
-        self.tenant = Tenant(slug=f"est-{id(self)}", name="t", created_at=NOW)
-        s.add(self.tenant)
-        s.flush()
-        self.t = self.tenant.id
+        if tenant_id is None:
+            tenant = Tenant(slug=f"est-{id(self)}", name="t", created_at=NOW)
+            s.add(tenant)
+            s.flush()
+            tenant_id = tenant.id
+        self.t = tenant_id
 
     def prop(self, ref: str, carrier="district_heat", size="7-12", station=None) -> Property:
         p = Property(tenant_id=self.t, ref=ref, energy_carrier=carrier, size_class=size, created_at=NOW)
@@ -120,9 +122,8 @@ def _station(s, w: World, means: dict[tuple[int, int], float]) -> int:
     return st.id
 
 
-@pytest.fixture
-def world(s):
-    w = World(s)
+def build(s, tenant_id: int | None = None) -> World:
+    w = World(s, tenant_id)
     # November 2025 at 5 °C: 30 days x (20 - 5) = 450 degree days; November 2026 at 8 °C: 30 x 12 = 360
     station = _station(s, w, {(2025, 11): 5.0, (2026, 11): 8.0})
     w.p1 = w.prop("P1", station=station)
@@ -143,6 +144,11 @@ def world(s):
     w.consumption(w.mp5, "2026-11", 99999.0)  # another energy carrier: not in the cohort
     w.c6 = w.consumption(w.mp6, "2026-11", None)
     return w
+
+
+@pytest.fixture
+def world(s):
+    return build(s)
 
 
 def test_previous_period_is_scaled_by_degree_days_for_heat(s, world):
