@@ -60,6 +60,7 @@ def close(
         "findings_open": "new findings in the review queue",
         "findings_cleared": "findings no longer found",
         "export_stale": "exported values that changed (to export again)",
+        "estimated": "periods estimated automatically (setting auto_estimate)",
     }
     for key, label in labels.items():
         table.add_row(label, f"{result[key]:,}")

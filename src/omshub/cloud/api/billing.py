@@ -33,8 +33,11 @@ class CloseIn(BaseModel):
 
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    action: Literal["accept", "reject"]
+    action: Literal["accept", "reject", "estimate"]
     note: Text = Field(min_length=1, max_length=billing_review.MAX_REASON)
+    method: Literal["previous_period", "comparable_units", "property_average"] | None = Field(
+        None, description="for `estimate`: the estimation method (docs/billing.md §Estimation)"
+    )
 
 
 class EditIn(BaseModel):
@@ -45,7 +48,7 @@ class EditIn(BaseModel):
 
 class EstimateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: Literal["previous_period", "comparable_units"]
+    method: Literal["previous_period", "comparable_units", "property_average"]
     reason: Text = Field(min_length=1, max_length=billing_review.MAX_REASON)
 
 
@@ -155,7 +158,7 @@ def list_consumption(point_id: Id, principal: Viewer, session: DbSession) -> dic
 def review_queue(
     principal: Viewer,
     session: DbSession,
-    state: Literal["open", "accepted", "rejected", "cleared"] = "open",
+    state: Literal["open", "accepted", "rejected", "estimated", "cleared"] = "open",
     period: Text | None = None,
     cursor: str | None = None,
     limit: Limit = 100,
@@ -171,11 +174,16 @@ def review_queue(
     return page([finding_json(f, ref) for f, ref in rows], nxt)
 
 
-@router.post("/review/{finding_id}", summary="Accept or reject a finding", response_model=S.FindingOut)
+@router.post("/review/{finding_id}", summary="Accept, reject or estimate a finding", response_model=S.FindingOut)
 def decide(finding_id: Id, body: DecisionIn, principal: Operator, session: DbSession) -> dict:
-    f = billing_review.decide(
-        session, principal.tenant_id, finding_id, body.action, body.note, actor=principal.name, now=utcnow()
-    )
+    if body.action == "estimate":
+        f = billing_review.estimate_finding(
+            session, principal.tenant_id, finding_id, body.method or "", body.note, actor=principal.name, now=utcnow()
+        )
+    else:
+        f = billing_review.decide(
+            session, principal.tenant_id, finding_id, body.action, body.note, actor=principal.name, now=utcnow()
+        )
     return finding_json(f, get_point(session, principal.tenant_id, f.metering_point_id).ref)
 
 
@@ -246,6 +254,9 @@ class RulesIn(BaseModel):
     reset_drop_share: float | None = Field(None, ge=0.01, le=1.0)
     measured_within_s: int | None = Field(None, ge=0, le=7 * 86_400)
     interpolate_within_s: int | None = Field(None, ge=3_600, le=92 * 86_400)
+    auto_estimate: list[Literal["previous_period", "comparable_units", "property_average"]] | None = Field(
+        None, max_length=3, description="methods the close tries, in order, where a period has no value; [] for none"
+    )
 
 
 @router.get("/billing/rules", summary="The tenant's validation rules and boundary distances", response_model=S.RulesOut)

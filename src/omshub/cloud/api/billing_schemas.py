@@ -93,6 +93,7 @@ class CloseOut(BaseModel):
     findings_open: int
     findings_cleared: int
     export_stale: int
+    estimated: int = Field(0, description="periods estimated by the close (setting auto_estimate)")
 
 
 class QuantityOut(BaseModel):
@@ -143,6 +144,9 @@ class RulesOut(BaseModel):
     reset_drop_share: float
     measured_within_s: int
     interpolate_within_s: int
+    auto_estimate: list[str] = Field(
+        description="estimation methods the close tries, in order, for a period without a value (empty: none)"
+    )
 
 
 class DueDateOut(BaseModel):

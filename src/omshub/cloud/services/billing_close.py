@@ -9,6 +9,7 @@ it was exported is marked `export_stale` for re-export. A finding that a later r
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -17,19 +18,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.billing import validation as v
-from omshub.cloud.domain.billing.boundary import BoundaryRules, BoundaryValue
-from omshub.cloud.domain.billing.consumption import Run, period_consumption
-from omshub.cloud.domain.billing.origins import QUALITY_OF_ORIGIN, Origin
+from omshub.cloud.domain.billing.boundary import BoundaryRules
+from omshub.cloud.domain.billing.origins import Origin
 from omshub.cloud.domain.billing.periods import Period, billing_year, month_period, parse_month
 from omshub.cloud.domain.billing.weather import degree_days
 from omshub.cloud.domain.errors import Invalid
-from omshub.cloud.services.billing_compute import Boundary, PointResult, compute_point
+from omshub.cloud.services.billing_compute import boundary_times, compute_point
+from omshub.cloud.services.billing_estimate import estimate_missing
 from omshub.cloud.services.billing_inputs import PointInputs, load_points
-from omshub.cloud.services.billing_settings import rules_of
+from omshub.cloud.services.billing_readings import load_readings_near
+from omshub.cloud.services.billing_settings import current, rules_of
+from omshub.cloud.services.billing_store import store_results
 from omshub.cloud.services.weather import station_means
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Installation, MeteringPoint, Tenant
-from omshub.cloud.store.models_billing import BillingConsumption, BillingFinding, BillingValue
+from omshub.cloud.store.models_billing import BillingConsumption, BillingValue
 from omshub.cloud.store.retention import register_protector
 
 BATCH = 500  # metering points per batch: a few queries each, bounded memory
@@ -99,228 +102,95 @@ def close_period(
     widest = period_of(period_text)
     margin = boundary_rules.interpolate_within + timedelta(days=400 if widest.kind == "year" else 2)
     first, last = widest.start - margin, widest.end + margin
-    counts = {"points": 0, "values_changed": 0, "findings_open": 0, "findings_cleared": 0, "export_stale": 0}
+    session.flush()  # what the caller added is read by the queries below, which bypass the session
+    counts = {
+        "points": 0,
+        "values_changed": 0,
+        "findings_open": 0,
+        "findings_cleared": 0,
+        "export_stale": 0,
+        "estimated": 0,
+    }
+    labels: set[str] = set()
     after = seen = 0
+    scales: dict = {}  # degree-day scale per (station, period): once per close, not per point
     while batch := _points(session, tenant_id, after, first, last):
         after = batch[-1]
-        inputs = load_points(session, tenant_id, batch, first, last)
-        results = _compute(session, inputs, period_text, rules, boundary_rules)
-        _store(session, tenant_id, results, now, counts)
+        inputs = load_points(session, tenant_id, batch, first, last, with_readings=False)
+        periods = {pid: _period_cached(period_text, p.zone, p.due) for pid, p in inputs.items()}
+        load_readings_near(session, inputs, first, last, functools.partial(_times, periods))
+        results = _compute(session, inputs, periods, period_text, rules, boundary_rules, scales)
+        store_results(session, tenant_id, results, now, counts)
+        labels.update(label for _, label, _ in results)
         counts["points"] += len(results)
         seen += len(batch)
         if progress:
             progress(seen)
         session.flush()
+    methods = current(session, tenant_id)["auto_estimate"]
+    if methods and counts["points"]:
+        for label in sorted(labels):
+            counts["estimated"] += estimate_missing(session, tenant_id, label, methods, now=now)
     audit(session, tenant_id, actor, "billing.close", {"period": period_text.strip(), **counts})
     return {"period": period_text.strip(), **counts}
 
 
-def _compute(session, inputs: dict[int, PointInputs], text: str, rules, boundary_rules) -> list:
+def _times(periods: dict[int, Period], p: PointInputs):
+    return boundary_times(p, periods[p.point_id])
+
+
+@functools.lru_cache(maxsize=64)
+def _period_cached(text: str, zone: str, due: tuple[int, int]) -> Period:
+    return period_of(text, PointInputs(0, "", None, None, zone, due, None))
+
+
+def _compute(session, inputs: dict[int, PointInputs], periods: dict, text: str, rules, boundary_rules, scales) -> list:
     out = []
     previous = {}
-    periods = {pid: period_of(text, p) for pid, p in inputs.items()}
     labels = {pid: _previous_label(per, text) for pid, per in periods.items()}
-    for row in session.execute(
+    for row in session.connection().execute(
         select(BillingConsumption.metering_point_id, BillingConsumption.period, BillingConsumption.value).where(
-            BillingConsumption.metering_point_id.in_(list(inputs))
+            BillingConsumption.metering_point_id.in_(list(inputs)),
+            BillingConsumption.period.in_(sorted(set(labels.values()))),
         )
     ):
         if labels.get(row.metering_point_id) == row.period:
             previous[row.metering_point_id] = row.value
     for pid, p in inputs.items():
         period = periods[pid]
-        expected = _expected(session, p, period, previous.get(pid))
+        expected = _expected(session, p, period, previous.get(pid), scales)
         result = compute_point(p, period, rules=rules, boundary_rules=boundary_rules, expected=expected)
         if result is not None:
             out.append((period, _label(period, text), result))
     return out
 
 
-def _expected(session, p: PointInputs, period: Period, last_year: float | None) -> float | None:
+def _expected(session, p: PointInputs, period: Period, last_year: float | None, scales: dict) -> float | None:
     """Last year's consumption of the same period, scaled by degree days for heat where the point's
     property has a weather station covering both periods."""
-    if last_year is None or p.station_id is None or p.runs[0].quantity != "energy":
+    if last_year is None or p.station_id is None or not p.runs or p.runs[0].quantity != "energy":
         return last_year
+    key = (p.station_id, period.first_day, period.last_day)
+    if key not in scales:
+        scales[key] = _scale(session, p.station_id, period)
+    scale = scales[key]
+    return last_year if scale is None else last_year * scale
+
+
+def _scale(session, station_id: int, period: Period) -> float | None:
+    """Degree days of the period / those of the same period a year before; None if either is not
+    covered by the station's series."""
     year = timedelta(days=365)
-    means = station_means(session, p.station_id, period.first_day - year, period.last_day)
+    means = station_means(session, station_id, period.first_day - year, period.last_day)
     now = degree_days(means, period.first_day, period.last_day)
     then = degree_days(means, _year_before(period.first_day), _year_before(period.last_day))
     if now.days_missing or then.days_missing or then.value <= 0:
-        return last_year
-    return last_year * now.value / then.value
+        return None
+    return now.value / then.value
 
 
 def _year_before(day: date) -> date:
     return day.replace(year=day.year - 1) if not (day.month == 2 and day.day == 29) else date(day.year - 1, 2, 28)
-
-
-def _store(session: Session, tenant_id: int, results: list, now: datetime, counts: dict) -> None:
-    ids = [r.point_id for _, _, r in results]
-    values = {
-        (b.metering_point_id, b.quantity, b.boundary_at): b
-        for b in session.scalars(select(BillingValue).where(BillingValue.metering_point_id.in_(ids)))
-    }
-    findings = {
-        (f.metering_point_id, f.quantity, f.period, f.rule): f
-        for f in session.scalars(select(BillingFinding).where(BillingFinding.metering_point_id.in_(ids)))
-    }
-    consumption = {
-        (c.metering_point_id, c.quantity, c.period): c
-        for c in session.scalars(select(BillingConsumption).where(BillingConsumption.metering_point_id.in_(ids)))
-    }
-    # per point, the earliest period with an open finding (one pass, not one per point)
-    first_open: dict[int, str] = {}
-    for f in findings.values():
-        if f.state == "open" and f.period < first_open.get(f.metering_point_id, "~"):
-            first_open[f.metering_point_id] = f.period
-    for period, label, result in results:
-        pending = first_open.get(result.point_id, "~") < label
-        errors = any(f.severity == v.ERROR for f in result.findings)
-        state = "pending" if pending else ("review" if errors else "ok")
-        for b in result.boundaries:
-            _store_value(session, tenant_id, result, b, values, state, now, counts)
-        _apply_operator_values(result, values)
-        _store_consumption(session, tenant_id, period, label, result, consumption, now)
-        _store_findings(session, tenant_id, label, result, findings, now, counts)
-
-
-def _value_fields(b: Boundary) -> dict:
-    return {
-        "value": b.value.value,
-        "origin": b.value.origin.value,
-        "quality": QUALITY_OF_ORIGIN[b.value.origin].value,
-        "code": b.code,
-        "details": _plain(b.value.details),
-    }
-
-
-def _plain(details: dict) -> dict:
-    return {k: (val.isoformat() if isinstance(val, (datetime, date)) else val) for k, val in details.items()}
-
-
-def _store_value(session, tenant_id, result: PointResult, b: Boundary, values, state, now, counts) -> None:
-    fields = _value_fields(b)
-    row = values.get((result.point_id, result.quantity, b.at))
-    if row is None:
-        row = BillingValue(
-            tenant_id=tenant_id,
-            metering_point_id=result.point_id,
-            quantity=result.quantity,
-            boundary_at=b.at,
-            boundary_day=b.day,
-            reason=b.reason,
-            method=None,
-            computed_value=fields["value"],
-            computed_origin=fields["origin"],
-            computed_details=fields["details"],
-            state=state,
-            computed_at=now,
-            changed_at=now,
-            export_stale=False,
-            **fields,
-        )
-        session.add(row)
-        values[(result.point_id, result.quantity, b.at)] = row
-        counts["values_changed"] += 1
-        return
-    computed = (fields["value"], fields["origin"], fields["details"])
-    if computed != (row.computed_value, row.computed_origin, row.computed_details):
-        row.computed_value, row.computed_origin, row.computed_details = computed
-        row.computed_at = now
-    operator_set = row.origin in OPERATOR_ORIGINS
-    changed = not operator_set and (row.value, row.origin, row.code) != (
-        fields["value"],
-        fields["origin"],
-        fields["code"],
-    )
-    if changed:
-        for name, val in fields.items():
-            setattr(row, name, val)
-        row.changed_at = now
-        counts["values_changed"] += 1
-        if row.exported_at is not None and not row.export_stale:
-            row.export_stale = True
-            counts["export_stale"] += 1
-    if row.reason != b.reason:
-        row.reason = b.reason
-    if not operator_set and row.state != state:
-        row.state = state
-
-
-def _apply_operator_values(result: PointResult, values: dict) -> None:
-    """Where an operator set a boundary value (edited or estimated), the period's consumption uses it."""
-    set_by_hand = {
-        at: row
-        for (point, quantity, at), row in values.items()
-        if point == result.point_id and quantity == result.quantity and row.origin in OPERATOR_ORIGINS
-    }
-    if not set_by_hand or not result.runs:
-        return
-
-    def swap(bv: BoundaryValue) -> BoundaryValue:
-        row = set_by_hand.get(bv.at)
-        if row is None or bv.details.get("source"):  # an installation's or a reset's own value stays
-            return bv
-        return BoundaryValue(bv.at, row.value, Origin(row.origin), {"billing_value": row.id})
-
-    result.runs = [Run(r.meter, swap(r.start), swap(r.end)) for r in result.runs]
-    result.consumption = period_consumption(result.runs)
-
-
-def _store_consumption(session, tenant_id, period: Period, label: str, result: PointResult, existing, now) -> None:
-    c = result.consumption
-    if c is None:
-        return
-    row = existing.get((result.point_id, result.quantity, label))
-    fields = {"value": c.value, "quality": c.quality.value, "runs": c.runs}
-    if row is None:
-        session.add(
-            BillingConsumption(
-                tenant_id=tenant_id,
-                metering_point_id=result.point_id,
-                quantity=result.quantity,
-                period=label,
-                start_at=period.start,
-                end_at=period.end,
-                computed_at=now,
-                **fields,
-            )
-        )
-    elif (row.value, row.quality, row.runs) != (c.value, c.quality.value, c.runs):
-        row.value, row.quality, row.runs, row.computed_at = c.value, c.quality.value, c.runs, now
-
-
-def _store_findings(session, tenant_id, label: str, result: PointResult, existing, now, counts) -> None:
-    found = {f.rule: f for f in result.findings}
-    for rule, f in found.items():
-        row = existing.get((result.point_id, result.quantity, label, rule))
-        if row is None:
-            row = BillingFinding(
-                tenant_id=tenant_id,
-                metering_point_id=result.point_id,
-                quantity=result.quantity,
-                period=label,
-                rule=rule,
-                state="open",
-                created_at=now,
-                severity=f.severity,
-                message=f.message,
-                german=f.german,
-                details=_plain(f.details),
-            )
-            session.add(row)
-            existing[(result.point_id, result.quantity, label, rule)] = row
-            counts["findings_open"] += 1
-        elif row.state in ("open", "cleared"):
-            if row.state == "cleared":
-                row.state = "open"
-                counts["findings_open"] += 1
-            row.severity, row.message, row.german, row.details = f.severity, f.message, f.german, _plain(f.details)
-    for (point, quantity, period, rule), row in existing.items():
-        ours = (point, quantity, period) == (result.point_id, result.quantity, label)
-        if ours and rule not in found and row.state == "open":
-            row.state, row.decided_at, row.note = "cleared", now, "no longer found"
-            counts["findings_cleared"] += 1
 
 
 def month_text(day: date) -> str:

@@ -51,6 +51,9 @@ def _installed(run: MeterRun, at: datetime) -> bool:
 
 def _value_at(inputs: PointInputs, at: datetime, day: date, rules: BoundaryRules) -> BoundaryValue:
     """The register of whichever meter is installed at `at`; missing if none is."""
+    known = inputs.memo.get((at, day))
+    if known is not None:  # the period's start and end are both a boundary and a run's end
+        return known
     run = next((r for r in inputs.runs if _installed(r, at)), None)
     if run is None:
         return BoundaryValue(at, None, Origin.MISSING, {"reason": "no meter installed"})
@@ -60,6 +63,7 @@ def _value_at(inputs: PointInputs, at: datetime, day: date, rules: BoundaryRules
     else:
         value = boundary_value(at, day, samples, stored, rules)
     value.details["meter"] = run.label
+    inputs.memo[(at, day)] = value
     return value
 
 
@@ -139,6 +143,28 @@ def _boundaries(inputs: PointInputs, period: Period, rules: BoundaryRules) -> li
     return out
 
 
+def boundary_times(inputs: PointInputs, period: Period) -> list[tuple[datetime, date]] | None:
+    """The period's start and end (UTC moment, local day) when nothing else inside the period needs
+    the readings around it; None for a point with a move, an installation or removal, or an
+    allocator's due date inside the period (billing_readings.py then reads all its readings)."""
+    inside = period.first_day + timedelta(days=1), period.last_day
+    for stay in inputs.stays:
+        if inside[0] <= stay.moved_in <= inside[1] or (
+            stay.moved_out is not None and period.first_day <= stay.moved_out < period.last_day
+        ):
+            return None
+    for run in inputs.runs:
+        if period.start < run.installed_at < period.end or (
+            run.removed_at is not None and period.start < run.removed_at < period.end
+        ):
+            return None
+        if run.installed_from != "given" and run.installed_at >= period.start:
+            return None
+        if run.quantity == "hca" and _due_boundaries_inside(inputs, period):
+            return None
+    return [(period.start, period.first_day), (period.end, period.last_day + timedelta(days=1))]
+
+
 def _usable_stored(inputs: PointInputs) -> dict[int, list]:
     """The stored values a boundary may take: those that fit the meter's readings around their day and
     are not dated after their telegram. The others only raise findings (_meter_findings)."""
@@ -182,7 +208,7 @@ def compute_point(
     ]
     if quantity is None or not runs_in:
         return None
-    checked = dataclasses.replace(inputs, stored=_usable_stored(inputs))
+    checked = dataclasses.replace(inputs, stored=_usable_stored(inputs), memo={})
     result = PointResult(inputs.point_id, quantity, _boundaries(checked, period, boundary_rules))
     runs = []
     for r in runs_in:
@@ -316,12 +342,20 @@ def _due_date_findings(inputs: PointInputs, run: MeterRun, samples: list[Sample]
         out += v.check_due_date(
             stored,
             telegram_day=telegram_day,
-            total=None if hca else totals.get(stored.telegram_id),
+            total=None if hca else _total(stored, totals),
             installed_on=run.installed_at.date() if run.installed_from == "given" else None,
             previous_value=previous[1] if previous and not hca else None,
         )
         current = (stored.day, stored.value)
     return out
+
+
+def _total(stored, totals: dict) -> float | None:
+    """The register of the reading that carried a stored value: its own, else that of its telegram
+    (never that of another reading: a reading whose telegram retention removed has none)."""
+    if stored.total is not None:
+        return stored.total
+    return None if stored.telegram_id is None else totals.get(stored.telegram_id)
 
 
 def _unique_rules(findings: list[v.Finding]) -> list[v.Finding]:

@@ -50,6 +50,8 @@ class PointInputs:
     stored: dict[int, list[StoredValue]] = field(default_factory=dict)
     bad_dates: dict[int, list[str]] = field(default_factory=dict)  # stored dates that are no dates
     stays: list[Stay] = field(default_factory=list)
+    # boundary values already computed for this point (billing_compute.py): (at, day) -> value
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _stored_day(text: str, reading_day: date) -> date | None:
@@ -82,6 +84,7 @@ def stored_of(reading, quantity: str, zone: ZoneInfo) -> tuple[list[StoredValue]
         elif q == quantity:
             values.setdefault(storage, value)
     reading_day = reading.timestamp.astimezone(zone).date()
+    total = getattr(reading, quantity, None)
     out, bad = [], []
     for storage, value in values.items():
         text = dates.get(storage)
@@ -93,27 +96,39 @@ def stored_of(reading, quantity: str, zone: ZoneInfo) -> tuple[list[StoredValue]
             bad.append(text)
             continue
         if day is not None:
-            out.append(StoredValue(day, value, storage, reading.telegram_id, reading.received_at))
+            out.append(StoredValue(day, value, storage, reading.telegram_id, reading.received_at, total))
     return out, bad
 
 
-def load_points(session: Session, tenant_id: int, point_ids: list[int], first: datetime, last: datetime):
-    """Inputs of these points for readings in [first, last]."""
+def load_points(
+    session: Session, tenant_id: int, point_ids: list[int], first: datetime, last: datetime, *, with_readings=True
+):
+    """Inputs of these points for readings in [first, last] (without the readings if not
+    `with_readings`: billing_readings.py picks them)."""
     tenant_zone = session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id)) or "Europe/Berlin"
-    rows = session.execute(
-        select(MeteringPoint.id, MeteringPoint.ref, MeteringPoint.unit_id, Unit.property_id, Property)
+    rows = session.connection().execute(
+        select(
+            MeteringPoint.id,
+            MeteringPoint.ref,
+            MeteringPoint.unit_id,
+            Unit.property_id,
+            Property.timezone,
+            Property.due_month,
+            Property.due_day,
+            Property.weather_station_id,
+        )
         .outerjoin(Unit, Unit.id == MeteringPoint.unit_id)
         .outerjoin(Property, Property.id == Unit.property_id)
         .where(MeteringPoint.tenant_id == tenant_id, MeteringPoint.id.in_(point_ids))
     )
     points: dict[int, PointInputs] = {}
-    for pid, ref, unit_id, property_id, prop in rows:
-        zone = prop.timezone if prop is not None else tenant_zone
-        due = (prop.due_month, prop.due_day) if prop is not None else (12, 31)
-        station = prop.weather_station_id if prop is not None else None
-        points[pid] = PointInputs(pid, ref, unit_id, property_id, zone, due, station)
+    for pid, ref, unit_id, property_id, zone, due_month, due_day, station in rows:
+        if property_id is None:  # not in a property: the tenant's zone and the calendar year
+            zone, due_month, due_day, station = tenant_zone, 12, 31, None
+        points[pid] = PointInputs(pid, ref, unit_id, property_id, zone, (due_month, due_day), station)
     _load_runs(session, points, first, last)
-    _load_readings(session, points, first, last)
+    if with_readings:
+        load_all_readings(session, points, first, last)
     _load_stays(session, points)
     return points
 
@@ -156,7 +171,7 @@ def _load_runs(session: Session, points: dict[int, PointInputs], first: datetime
         points[inst.metering_point_id].runs.append(run)
 
 
-_READING_COLUMNS = (
+READING_COLUMNS = (
     Reading.meter_pk,
     Reading.timestamp,
     Reading.received_at,
@@ -168,18 +183,23 @@ _READING_COLUMNS = (
 )
 
 
-def _load_readings(session: Session, points: dict[int, PointInputs], first: datetime, last: datetime) -> None:
-    """The readings of the points' meters in [first, last], as plain rows (no ORM objects: a close
-    reads tens of thousands per batch). A stored-values blob repeated by a meter's next telegrams (the
-    same month-end value for a month) is read once, from its first telegram."""
+def load_all_readings(session: Session, points: dict[int, PointInputs], first: datetime, last: datetime) -> None:
+    """All the readings of the points' meters in [first, last], as plain rows (no ORM objects)."""
     owner = {run.meter_pk: (p, run.quantity) for p in points.values() for run in p.runs}
     if not owner:
         return
-    rows = session.execute(
-        select(*_READING_COLUMNS)
+    rows = session.connection().execute(
+        select(*READING_COLUMNS)
         .where(Reading.meter_pk.in_(list(owner)), Reading.timestamp >= first, Reading.timestamp <= last)
         .order_by(Reading.meter_pk, Reading.timestamp, Reading.id)
     )
+    take_readings(owner, rows)
+
+
+def take_readings(owner: dict, rows) -> None:
+    """Readings (sorted by meter, time, id) into samples and stored values. A stored-values blob
+    repeated by a meter's next telegrams (the same month-end value for a month) is read once, from
+    its first telegram."""
     zones: dict[str, ZoneInfo] = {}
     last_blob: dict[int, bytes | None] = {}
     for r in rows:
@@ -207,7 +227,7 @@ def _load_stays(session: Session, points: dict[int, PointInputs]) -> None:
     if not units:
         return
     by_unit: dict[int, list[Stay]] = defaultdict(list)
-    for o in session.execute(
+    for o in session.connection().execute(
         select(Occupancy.id, Occupancy.unit_id, Occupancy.moved_in, Occupancy.moved_out).where(
             Occupancy.unit_id.in_(units)
         )

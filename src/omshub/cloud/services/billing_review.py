@@ -11,13 +11,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from omshub.cloud.domain.billing.estimation import Estimate, from_comparable_units, from_previous_period
-from omshub.cloud.domain.billing.origins import EstimationMethod, Origin, Quality, tabelle_s_code
+from omshub.cloud.domain.billing.origins import Origin, Quality, tabelle_s_code
 from omshub.cloud.domain.errors import Conflict, Invalid
+from omshub.cloud.services.billing_estimate import apply_estimate, check_method, estimate_consumption
 from omshub.cloud.services.properties import tenant_row
 from omshub.cloud.store.audit import audit
-from omshub.cloud.store.models import MeteringPoint
-from omshub.cloud.store.models_billing import BillingConsumption, BillingFinding, BillingValue, Unit
+from omshub.cloud.store.models_billing import BillingConsumption, BillingFinding, BillingValue
 
 DECISIONS = ("accept", "reject")
 MAX_REASON = 500
@@ -65,7 +64,7 @@ def _settle(session: Session, f: BillingFinding, now: datetime) -> None:
             BillingFinding.state == "open",
         )
     )
-    if open_left is None and f.state == "accepted":
+    if open_left is None and f.state in ("accepted", "estimated"):
         for b in session.scalars(
             select(BillingValue).where(
                 BillingValue.metering_point_id == f.metering_point_id,
@@ -103,102 +102,60 @@ def _changed(session, tenant_id: int, b: BillingValue, actor: str, now: datetime
 def estimate_value(
     session: Session, tenant_id: int, value_id: int, method: str, reason: str, *, actor: str, now: datetime
 ) -> BillingValue:
-    """Estimate an end-of-period value: the period's start value + the estimated consumption
-    (HeizkostenV §9a: the same unit's comparable period, or comparable units per m²)."""
+    """Estimate an end-of-period value (billing_estimate.py): the period's start value + the
+    estimated consumption by `method` (previous_period, comparable_units, property_average)."""
+    check_method(method)
     b = get_value(session, tenant_id, value_id)
     why = _reason(reason)
-    period = session.scalar(
-        select(BillingConsumption).where(
+    c = session.scalar(
+        select(BillingConsumption)
+        .where(
             BillingConsumption.metering_point_id == b.metering_point_id,
             BillingConsumption.quantity == b.quantity,
             BillingConsumption.end_at == b.boundary_at,
         )
+        .order_by(BillingConsumption.period.startswith("year:"), BillingConsumption.period)  # a month first
     )
-    start = session.scalar(
-        select(BillingValue).where(
-            BillingValue.metering_point_id == b.metering_point_id,
-            BillingValue.quantity == b.quantity,
-            BillingValue.boundary_at == (period.start_at if period else None),
-        )
-    )
-    if period is None or start is None or start.value is None:
+    if c is None:
         raise Conflict(
-            "no closed period ends at this value, or its start value is missing",
-            german="Kein abgeschlossener Zeitraum endet mit diesem Wert, oder sein Anfangswert fehlt",
+            "no closed period ends at this value", german="Kein abgeschlossener Zeitraum endet mit diesem Wert"
         )
-    estimate = _estimate(session, tenant_id, b, period, method)
-    before = {"value": b.value, "origin": b.origin, "code": b.code}
-    b.value = round(start.value + estimate.value, 6)
-    b.origin, b.quality, b.method, b.code = (
-        Origin.ESTIMATED.value,
-        Quality.ESTIMATED.value,
-        estimate.method.value,
-        estimate.code,
-    )
-    b.details = {
-        "by": actor,
-        "at": now.isoformat(),
-        "reason": why,
-        "before": before,
-        "consumption": estimate.value,
-        "explanation": estimate.explanation,
-        "german": estimate.german,
-        "inputs": estimate.inputs,
-    }
-    return _changed(session, tenant_id, b, actor, now, "billing.value.estimate", before)
-
-
-def _estimate(session, tenant_id: int, b: BillingValue, period: BillingConsumption, method: str) -> Estimate:
-    result: Estimate | None = None
-    if method == EstimationMethod.PREVIOUS_PERIOD.value:
-        last = session.scalar(
-            select(BillingConsumption.value).where(
-                BillingConsumption.metering_point_id == b.metering_point_id,
-                BillingConsumption.quantity == b.quantity,
-                BillingConsumption.period == _year_before(period.period),
-            )
-        )
-        days = (period.end_at - period.start_at).total_seconds() / 86400
-        if last is not None:
-            result = from_previous_period(last, previous_scale=days, current_scale=days, heat=False)
-    elif method == EstimationMethod.COMPARABLE_UNITS.value:
-        result = _from_units(session, tenant_id, b, period)
-    else:
-        raise Invalid(
-            "method must be previous_period or comparable_units",
-            german="Methode: previous_period oder comparable_units",
-        )
-    if result is None:
+    estimate = estimate_consumption(session, tenant_id, c, method)
+    if estimate is None:
         raise Conflict(f"no data for the method {method}", german=f"Für die Methode {method} fehlen Daten")
-    return result
+    return apply_estimate(session, tenant_id, c, estimate, why, actor=actor, now=now)
 
 
-def _year_before(label: str) -> str:
-    if label.startswith("year:"):
-        return f"year:{int(label[5:]) - 1}"
-    return f"{int(label[:4]) - 1:04d}{label[4:]}"
-
-
-def _from_units(session, tenant_id: int, b: BillingValue, period: BillingConsumption) -> Estimate | None:
-    """Comparable units: the other units of the same property, measured in the same period."""
-    unit = session.scalar(
-        select(Unit)
-        .join(MeteringPoint, MeteringPoint.unit_id == Unit.id)
-        .where(MeteringPoint.id == b.metering_point_id)
-    )
-    if unit is None:
-        return None
-    rows = session.execute(
-        select(BillingConsumption.value, Unit.area_m2)
-        .join(MeteringPoint, MeteringPoint.id == BillingConsumption.metering_point_id)
-        .join(Unit, Unit.id == MeteringPoint.unit_id)
-        .where(
-            BillingConsumption.tenant_id == tenant_id,
-            BillingConsumption.period == period.period,
-            BillingConsumption.quantity == b.quantity,
-            BillingConsumption.quality.in_(("measured", "interpolated")),
-            Unit.property_id == unit.property_id,
-            Unit.id != unit.id,
+def estimate_finding(
+    session: Session, tenant_id: int, finding_id: int, method: str, note: str, *, actor: str, now: datetime
+) -> BillingFinding:
+    """The review queue's `estimate`: the finding's period gets an estimated end value by `method`,
+    and the finding is decided as `estimated`."""
+    f = get_finding(session, tenant_id, finding_id)
+    if f.state != "open":
+        raise Conflict(
+            f"the finding is {f.state}, not open", german=f"Der Prüfhinweis ist nicht mehr offen ({f.state})"
         )
-    ).all()
-    return from_comparable_units([(c, a) for c, a in rows if c is not None], unit.area_m2)
+    end = session.scalar(
+        select(BillingValue.id)
+        .join(
+            BillingConsumption,
+            (BillingConsumption.metering_point_id == BillingValue.metering_point_id)
+            & (BillingConsumption.quantity == BillingValue.quantity)
+            & (BillingConsumption.end_at == BillingValue.boundary_at),
+        )
+        .where(
+            BillingConsumption.metering_point_id == f.metering_point_id,
+            BillingConsumption.quantity == f.quantity,
+            BillingConsumption.period == f.period,
+        )
+    )
+    if end is None:
+        raise Conflict(
+            "the finding's period has no end value", german="Der Zeitraum des Prüfhinweises hat keinen Endwert"
+        )
+    estimate_value(session, tenant_id, end, method, note, actor=actor, now=now)
+    f.state, f.decided_at, f.decided_by, f.note = "estimated", now, actor, _reason(note)
+    audit(session, tenant_id, actor, "billing.finding.estimated", {"finding": f.id, "rule": f.rule, "method": method})
+    _settle(session, f, now)
+    return f

@@ -16,6 +16,7 @@ from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models_billing import BillingSettings
 
+ESTIMATION = ("previous_period", "comparable_units", "property_average")
 # name -> (lower bound, upper bound) of each number a tenant may set
 LIMITS = {
     "zero_days": (1, 366),
@@ -44,6 +45,7 @@ def defaults() -> dict:
         "reset_drop_share": v.reset_drop_share,
         "measured_within_s": int(b.measured_within.total_seconds()),
         "interpolate_within_s": int(b.interpolate_within.total_seconds()),
+        "auto_estimate": [],  # off: an operator estimates from the review queue
     }
 
 
@@ -59,6 +61,9 @@ def _problems(changes: dict) -> list[str]:
         elif name == "heating_months":
             if not isinstance(value, list) or not value or any(m not in range(1, 13) for m in value):
                 out.append("heating_months: a list of month numbers 1 to 12")
+        elif name == "auto_estimate":
+            if not isinstance(value, list) or len(set(value)) != len(value) or any(m not in ESTIMATION for m in value):
+                out.append(f"auto_estimate: a list of methods from {', '.join(ESTIMATION)}, each at most once")
         elif name == "bands":
             ok = (
                 isinstance(value, list)

@@ -40,6 +40,7 @@ class StoredValue:
     storage: int
     telegram_id: int | None = None
     received_at: datetime | None = None
+    total: float | None = None  # the register of the reading that carried it, if it had one
 
 
 @dataclass(frozen=True, slots=True)

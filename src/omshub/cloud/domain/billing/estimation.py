@@ -39,32 +39,43 @@ def from_previous_period(
     previous_scale: float,
     current_scale: float,
     heat: bool,
+    basis: str | None = None,
 ) -> Estimate | None:
-    """The unit's consumption in the comparable previous period × current / previous scale: degree
-    days for heat (weather-dependent), days for hot water and other quantities. None if the previous
-    period's scale is zero."""
+    """The unit's consumption in the comparable previous period × current / previous scale. The
+    scale (`basis`): degree days for heat (weather-dependent; the default for `heat`), the VDI 2067
+    monthly per-mille shares for heat where no weather series covers both periods (`per_mille`),
+    days for hot water and water, which are never weather-scaled (the default otherwise). None if
+    the previous period's scale is zero."""
     if previous_scale <= 0 or previous < 0:
         return None
+    basis = basis or ("degree_days" if heat else "days")
     value = round(previous * current_scale / previous_scale, 3)
-    if heat:
+    used = f"({previous:,.1f})"
+    benutzt = f"({_de(previous)})"
+    if basis == "degree_days":
+        en = f"scaled by degree days ({current_scale:,.0f} now against {previous_scale:,.0f} then)."
+        de = f"umgerechnet mit Gradtagzahlen ({_de(current_scale, 0)} jetzt gegenüber {_de(previous_scale, 0)} damals)."
+    elif basis == "per_mille":
         en = (
-            f"Estimated from your consumption in the comparable previous period ({previous:,.1f}), "
-            f"scaled by degree days ({current_scale:,.0f} now against {previous_scale:,.0f} then)."
+            f"scaled by the monthly heating shares of VDI 2067 ({current_scale:,.1f} ‰ now against "
+            f"{previous_scale:,.1f} ‰ then), as no weather series covers both periods."
         )
         de = (
-            f"Geschätzt aus Ihrem Verbrauch im vergleichbaren Vorzeitraum ({_de(previous)}), "
-            f"umgerechnet mit Gradtagzahlen ({_de(current_scale, 0)} jetzt gegenüber {_de(previous_scale, 0)} damals)."
+            f"umgerechnet mit den monatlichen Heizanteilen nach VDI 2067 ({_de(current_scale)} ‰ jetzt gegenüber "
+            f"{_de(previous_scale)} ‰ damals), da keine Wetterreihe beide Zeiträume abdeckt."
         )
     else:
-        en = (
-            f"Estimated from your consumption in the comparable previous period ({previous:,.1f}), "
-            f"scaled by the number of days ({current_scale:g} now against {previous_scale:g} then)."
-        )
-        de = (
-            f"Geschätzt aus Ihrem Verbrauch im vergleichbaren Vorzeitraum ({_de(previous)}), "
-            f"umgerechnet nach der Zahl der Tage ({current_scale:g} jetzt gegenüber {previous_scale:g} damals)."
-        )
-    inputs = {"previous": previous, "previous_scale": previous_scale, "current_scale": current_scale, "heat": heat}
+        en = f"scaled by the number of days ({current_scale:g} now against {previous_scale:g} then)."
+        de = f"umgerechnet nach der Zahl der Tage ({current_scale:g} jetzt gegenüber {previous_scale:g} damals)."
+    en = f"Estimated from your consumption in the comparable previous period {used}, {en}"
+    de = f"Geschätzt aus Ihrem Verbrauch im vergleichbaren Vorzeitraum {benutzt}, {de}"
+    inputs = {
+        "previous": previous,
+        "previous_scale": previous_scale,
+        "current_scale": current_scale,
+        "heat": heat,
+        "basis": basis,
+    }
     return Estimate(value, EstimationMethod.PREVIOUS_PERIOD, en, de, inputs)
 
 
@@ -89,14 +100,18 @@ def from_comparable_units(units: list[tuple[float, float]], own_area: float) -> 
     return Estimate(value, EstimationMethod.COMPARABLE_UNITS, en, de, inputs)
 
 
-def from_average(per_m2: float, own_area: float, *, cohort: str) -> Estimate | None:
-    """The average consumption per m² of the property or user group (`cohort` names it) × own area."""
+def from_average(per_m2: float, own_area: float, *, cohort: str, cohort_de: str | None = None) -> Estimate | None:
+    """The average consumption per m² of the property or user group (`cohort` names it, `cohort_de`
+    in German) × own area."""
     if per_m2 < 0 or own_area <= 0:
         return None
     value = round(per_m2 * own_area, 3)
     en = f"Estimated from the average consumption of {cohort}: {per_m2:,.2f} per m² × {own_area:,.1f} m²."
-    de = f"Geschätzt aus dem Durchschnittsverbrauch von {cohort}: {_de(per_m2, 2)} je m² × {_de(own_area)} m²."
-    return Estimate(value, EstimationMethod.PROPERTY_AVERAGE, en, de, {"per_m2": per_m2, "own_area": own_area})
+    whose = cohort_de or f"von {cohort}"
+    de = f"Geschätzt aus dem Durchschnittsverbrauch {whose}: {_de(per_m2, 2)} je m² × {_de(own_area)} m²."
+    return Estimate(
+        value, EstimationMethod.PROPERTY_AVERAGE, en, de, {"per_m2": per_m2, "own_area": own_area, "cohort": cohort}
+    )
 
 
 @dataclass(frozen=True, slots=True)
