@@ -158,6 +158,7 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/operations/{operation_id}"): {"kind": "object"},
     ("GET", "/api/v1/alarms"): {"kind": "list"},
     ("GET", "/api/v1/alarms/{alarm_id}"): {"kind": "object"},
+    ("POST", "/api/v1/alarms/{alarm_id}/acknowledge"): {"kind": "object", "json": lambda c: {"note": "seen"}},
     # billing master data
     ("GET", "/api/v1/properties"): {"kind": "list"},
     ("POST", "/api/v1/properties"): {"kind": "create", "expect": {201}, "json": lambda c: {"ref": c["property_ref"]}},
