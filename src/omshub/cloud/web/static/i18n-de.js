@@ -476,6 +476,35 @@ export const DE = {
   "Billing values": "Abrechnungswerte",
   "The register at each period boundary, and where the value came from. * estimated, – missing.": "Der Zählerstand an jeder Zeitraumgrenze und woher der Wert stammt. * geschätzt, – fehlt.",
   "Code": "Kennzeichen",
+  // --- alarms and charts (console2) ---
+  "Expected:": "Erwartet:",
+  "Last contact:": "Letzter Kontakt:",
+  "{n} meter of this gateway is not heard either (listed here, no alarm of its own).": "{n} Zähler dieses Gateways ist ebenfalls nicht zu hören (hier aufgeführt, kein eigener Alarm).",
+  "{n} meters of this gateway are not heard either (listed here, no alarm of their own).": "{n} Zähler dieses Gateways sind ebenfalls nicht zu hören (hier aufgeführt, keine eigenen Alarme).",
+  "The first {shown} are listed.": "Die ersten {shown} sind aufgeführt.",
+  "Last heard:": "Zuletzt gehört:",
+  "Never heard.": "Noch nie gehört.",
+  "{quantity} went from {before} to {after} {unit}.": "{quantity} ging von {before} auf {after} {unit} zurück.",
+  "acknowledged": "bestätigt",
+  "not acknowledged": "nicht bestätigt",
+  "Acknowledge": "Bestätigen",
+  "Cancel": "Abbrechen",
+  "Note": "Notiz",
+  "What is being done, or why it can wait.": "Was getan wird, oder warum es warten kann.",
+  "all severities": "alle Dringlichkeiten",
+  "acknowledged or not": "bestätigt oder nicht",
+  "all properties": "alle Liegenschaften",
+  "An alarm stays active until its cause goes away, and is kept afterwards. A gateway that is down is one alarm listing its meters. Acknowledging says that someone takes care of it.": "Ein Alarm bleibt aktiv, bis seine Ursache behoben ist, und wird danach aufbewahrt. Ein ausgefallenes Gateway ist ein Alarm, der seine Zähler aufführt. Mit „Bestätigen“ sagen Sie, dass sich jemand darum kümmert.",
+  "Filter alarms": "Alarme filtern",
+  "Severity": "Dringlichkeit",
+  "Property": "Liegenschaft",
+  "Acknowledgement": "Bestätigung",
+  "What it means": "Bedeutung",
+  "critical": "kritisch",
+  "warning": "Warnung",
+  "note": "Hinweis",
+  "Alarm acknowledged": "Alarm bestätigt",
+  // --- end of alarms and charts (console2) ---
 };
 
 export const VALUE_DE = {
@@ -759,4 +788,7 @@ export const VALUE_DE = {
   "occupant": ["Nutzer", "occupant"],
   "occupancy": ["Nutzungszeitraum", "occupancy"],
   "new_occupancies": ["neue Nutzungszeiträume", "new occupancies"],
+  // --- alarms and charts (console2) ---
+  "subject": ["Betroffen", "subject"],
+  // --- end of alarms and charts (console2) ---
 };
