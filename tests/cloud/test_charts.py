@@ -43,7 +43,10 @@ def test_a_meters_consumption_per_day_and_month(s):
     assert values["2026-01-01"] is None  # nothing before its start
     assert [values[f"2026-01-0{d}"] for d in range(2, 9)] == [10.0] * 7
     assert values["2026-01-09"] is None and values["2026-01-11"] is None  # no reading that day
-    assert "2026-01-12" not in values and out["buckets"][-1]["current"]  # the future is not shown
+    assert values["2026-01-12"] is None and out["buckets"][-1]["current"]  # still running
+    # without a range: the last 30 days up to the meter's latest reading, however long ago that was
+    later = charts.meter_consumption(s, t.id, m.id, "day", None, None, NOW + days(200))
+    assert later["buckets"][-1]["date"] == "2026-01-08" and len(later["buckets"]) == 30
     assert all(b["complete"] for b in out["buckets"] if b["value"] is not None)
     month = charts.meter_consumption(s, t.id, m.id, "month", date(2026, 1, 1), date(2026, 1, 31), NOW)
     [jan] = month["buckets"]

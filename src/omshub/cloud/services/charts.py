@@ -23,7 +23,7 @@ from omshub.cloud.domain.errors import Invalid, not_found
 from omshub.cloud.domain.meter_time import zone_info
 from omshub.cloud.domain.registers import CUMULATIVE_UNITS, cumulative_quantity
 from omshub.cloud.services.consumption import consumption
-from omshub.cloud.store.models import Gateway, Meter, MeteringPoint, Reading, Telegram, Tenant, Uplink
+from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, Reading, Telegram, Tenant, Uplink
 from omshub.times import iso, utc
 
 # how old a boundary's reading may be for the bucket to count as complete
@@ -43,12 +43,16 @@ def _zone(session: Session, tenant_id: int) -> str:
     return session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id)) or "Europe/Berlin"
 
 
-def _range(period: str, first: date | None, last: date | None, zone: str, now: datetime) -> list[Bucket]:
+def _range(
+    period: str, first: date | None, last: date | None, zone: str, now: datetime, latest: datetime | None = None
+) -> list[Bucket]:
+    """The buckets asked for; without a range the last days or months up to the subject's latest
+    data (a meter silent for months shows its last figures), or up to today when it has none."""
     if period not in PERIODS:
         raise Invalid(
             f"period must be one of {', '.join(PERIODS)}", field="period", german="Bitte Tage oder Monate wählen."
         )
-    today = utc(now).astimezone(zone_info(zone)).date()
+    today = utc(latest if latest is not None else now).astimezone(zone_info(zone)).date()
     d_first, d_last = default_range(today, period)
     first, last = first or d_first, last or (d_last if first is None else min(today, first + (d_last - d_first)))
     if last < first:
@@ -71,6 +75,11 @@ def _meter(session: Session, tenant_id: int, meter_pk: int) -> Meter:
     return meter
 
 
+def _latest_reading(session: Session, meter_pk: int) -> datetime | None:
+    at = session.scalar(select(func.max(Reading.timestamp)).where(Reading.meter_pk == meter_pk))
+    return utc(at) if at is not None else None
+
+
 def _register_before(session: Session, meter_pk: int, column, at: datetime) -> tuple[float, datetime] | None:
     row = session.execute(
         select(column, Reading.timestamp)
@@ -87,7 +96,7 @@ def meter_consumption(
     """A meter's consumption per local day or month: its register's differences across the boundaries."""
     meter = _meter(session, tenant_id, meter_pk)
     zone = _zone(session, tenant_id)
-    found = _range(period, first, last, zone, now)
+    found = _range(period, first, last, zone, now, _latest_reading(session, meter_pk))
     quantity = cumulative_quantity(meter.device_type) or next(
         (q for q in CUMULATIVE_UNITS if (meter.last_registers or {}).get(q) is not None), None
     )
@@ -104,10 +113,7 @@ def meter_consumption(
     tolerance = TOLERANCE[period]
     before = _register_before(session, meter_pk, column, found[0].start)
     for b in found:
-        if b.start >= now:
-            break
-        end = min(b.end, now)
-        after = _register_before(session, meter_pk, column, end)
+        after = _register_before(session, meter_pk, column, b.end)
         value = None
         if before is not None and after is not None and after[1] >= b.start and after[1] >= before[1]:
             value = round(after[0] - before[0], 9)
@@ -129,12 +135,16 @@ def point_consumption(
     if point is None:
         raise not_found(f"metering point {point_id}", f"Die Messstelle {point_id}")
     zone = _zone(session, tenant_id)
-    found = _range(period, first, last, zone, now)
+    meters = session.scalars(
+        select(Installation.meter_pk).where(
+            Installation.metering_point_id == point.id, Installation.tenant_id == tenant_id
+        )
+    ).all()
+    latest = max((at for m in set(meters) if (at := _latest_reading(session, m)) is not None), default=None)
+    found = _range(period, first, last, zone, now, latest)
     out: dict = {"period": period, "zone": zone, "quantity": None, "unit": None, "buckets": []}
     for b in found:
-        if b.start >= now:
-            break
-        c = consumption(session, point, b.start, min(b.end, now), now=now, quantity=out["quantity"])
+        c = consumption(session, point, b.start, b.end, now=now, quantity=out["quantity"])
         out["quantity"], out["unit"] = c["quantity"], c["unit"] or None
         out["buckets"].append(
             {
@@ -147,9 +157,11 @@ def point_consumption(
     return out
 
 
-def _span(first: date | None, last: date | None, zone: str, now: datetime) -> tuple[datetime, datetime]:
-    found = _range(DAY, first, last, zone, now)
-    return found[0].start, min(found[-1].end, now)
+def _span(
+    first: date | None, last: date | None, zone: str, now: datetime, latest: datetime | None
+) -> tuple[datetime, datetime]:
+    found = _range(DAY, first, last, zone, now, latest)
+    return found[0].start, found[-1].end
 
 
 def meter_series(
@@ -159,7 +171,7 @@ def meter_series(
     MAX_SERIES_POINTS of them evenly spread), each as a list aligned with `at`."""
     _meter(session, tenant_id, meter_pk)
     zone = _zone(session, tenant_id)
-    start, end = _span(first, last, zone, now)
+    start, end = _span(first, last, zone, now, _latest_reading(session, meter_pk))
     rows = session.execute(
         select(Reading.timestamp, *(getattr(Reading, c) for c in SERIES_COLUMNS))
         .where(Reading.meter_pk == meter_pk, Reading.timestamp >= start, Reading.timestamp < end)
@@ -209,10 +221,13 @@ def gateway_history(
 ) -> dict:
     """A gateway's contacts (each uplink: when, how many telegrams) and its battery and signal as
     its uplinks reported them (the newest MAX_UPLINKS of the range)."""
-    if session.scalar(select(Gateway.id).where(Gateway.id == gateway_id, Gateway.tenant_id == tenant_id)) is None:
+    found = session.execute(
+        select(Gateway.id, Gateway.last_contact_at).where(Gateway.id == gateway_id, Gateway.tenant_id == tenant_id)
+    ).first()
+    if found is None:
         raise not_found(f"gateway {gateway_id}", f"Das Gateway {gateway_id}")
     zone = _zone(session, tenant_id)
-    start, end = _span(first, last, zone, now)
+    start, end = _span(first, last, zone, now, utc(found[1]) if found[1] else None)
     rows = session.execute(
         select(Uplink.received_at, Uplink.telegram_count, Uplink.body, Uplink.content_type)
         .where(
@@ -247,7 +262,8 @@ def telegrams_by_state(session: Session, tenant_id: int, first: date | None, las
     """The tenant's received telegrams per local day and decode state (counted per UTC hour by the
     database, the hours then put into the zone's days)."""
     zone = _zone(session, tenant_id)
-    found = _range(DAY, first, last, zone, now)
+    latest = session.scalar(select(func.max(Telegram.received_at)).where(Telegram.tenant_id == tenant_id))
+    found = _range(DAY, first, last, zone, now, utc(latest) if latest else None)
     start, end = found[0].start, found[-1].end
     if session.get_bind().dialect.name == "sqlite":
         hour = func.substr(Telegram.received_at, 1, 13)
