@@ -50,7 +50,8 @@ def test_a_meters_consumption_per_day_and_month(s):
     assert all(b["complete"] for b in out["buckets"] if b["value"] is not None)
     month = charts.meter_consumption(s, t.id, m.id, "month", date(2026, 1, 1), date(2026, 1, 31), NOW)
     [jan] = month["buckets"]
-    assert jan["date"] == "2026-01-01" and jan["value"] is None and jan["current"]
+    # no reading before the month: from its first reading on, not complete
+    assert jan["date"] == "2026-01-01" and jan["value"] == 70.0 and not jan["complete"] and jan["current"]
 
 
 def test_a_metering_points_consumption_across_a_swap(s):

@@ -80,6 +80,16 @@ def _latest_reading(session: Session, meter_pk: int) -> datetime | None:
     return utc(at) if at is not None else None
 
 
+def _register_from(session: Session, meter_pk: int, column, at: datetime) -> tuple[float, datetime] | None:
+    row = session.execute(
+        select(column, Reading.timestamp)
+        .where(Reading.meter_pk == meter_pk, Reading.timestamp >= at, column.is_not(None))
+        .order_by(Reading.timestamp, Reading.id)
+        .limit(1)
+    ).first()
+    return None if row is None else (float(row[0]), utc(row[1]))
+
+
 def _register_before(session: Session, meter_pk: int, column, at: datetime) -> tuple[float, datetime] | None:
     row = session.execute(
         select(column, Reading.timestamp)
@@ -114,9 +124,13 @@ def meter_consumption(
     before = _register_before(session, meter_pk, column, found[0].start)
     for b in found:
         after = _register_before(session, meter_pk, column, b.end)
+        start = before
+        if start is None and after is not None and after[1] >= b.start:
+            # nothing before the first readings: from the bucket's first one (not complete)
+            start = _register_from(session, meter_pk, column, b.start)
         value = None
-        if before is not None and after is not None and after[1] >= b.start and after[1] >= before[1]:
-            value = round(after[0] - before[0], 9)
+        if start is not None and after is not None and after[1] >= b.start and after[1] > start[1]:
+            value = round(after[0] - start[0], 9)
         complete = value is not None and before is not None and before[1] >= b.start - tolerance
         out["buckets"].append(
             {"date": b.label.isoformat(), "value": value, "complete": complete and b.end <= now, "current": b.end > now}
@@ -221,13 +235,13 @@ def gateway_history(
 ) -> dict:
     """A gateway's contacts (each uplink: when, how many telegrams) and its battery and signal as
     its uplinks reported them (the newest MAX_UPLINKS of the range)."""
-    found = session.execute(
-        select(Gateway.id, Gateway.last_contact_at).where(Gateway.id == gateway_id, Gateway.tenant_id == tenant_id)
-    ).first()
-    if found is None:
+    if session.scalar(select(Gateway.id).where(Gateway.id == gateway_id, Gateway.tenant_id == tenant_id)) is None:
         raise not_found(f"gateway {gateway_id}", f"Das Gateway {gateway_id}")
     zone = _zone(session, tenant_id)
-    start, end = _span(first, last, zone, now, utc(found[1]) if found[1] else None)
+    latest = session.scalar(
+        select(func.max(Uplink.received_at)).where(Uplink.tenant_id == tenant_id, Uplink.gateway_id == gateway_id)
+    )
+    start, end = _span(first, last, zone, now, utc(latest) if latest else None)
     rows = session.execute(
         select(Uplink.received_at, Uplink.telegram_count, Uplink.body, Uplink.content_type)
         .where(

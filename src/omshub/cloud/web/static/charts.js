@@ -6,9 +6,12 @@ import { fmtNum, locale, t, unitText } from "./i18n.js";
 import { h } from "./ui.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 760;
+// drawing units: about a pixel of a full-width card (`narrow`: of a half-width one), so the text
+// keeps its size
+const WIDE = 760;
+const NARROW = 520;
 const H = 250;
-const PAD = { l: 64, r: 16, t: 14, b: 40 };
+const PAD = { l: 64, r: 16, t: 28, b: 40 };
 
 function s(tag, attrs = {}, ...children) {
   const el = document.createElementNS(NS, tag);
@@ -18,14 +21,14 @@ function s(tag, attrs = {}, ...children) {
 }
 
 // "Nice" axis steps: 1, 2 or 5 times a power of ten, about `n` of them from 0 (or the minimum) up.
-export function ticks(min, max, n = 5) {
+export function ticks(min, max, n = 5, integer = false) {
   if (!(max > min)) {
     const v = Number.isFinite(max) ? max : 0;
     return v === 0 ? [0, 1] : v > 0 ? [0, v] : [v, 0];
   }
   const raw = (max - min) / n;
   const p = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * p).find((x) => x >= raw);
+  const step = Math.max(integer ? 1 : 0, [1, 2, 5, 10].map((m) => m * p).find((x) => x >= raw));
   const out = [];
   for (let v = Math.floor(min / step) * step; v <= max + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
   if (out[out.length - 1] < max) out.push(out[out.length - 1] + step);
@@ -45,23 +48,26 @@ export function bucketLabel(text, period, long = false) {
     { day: "2-digit", month: "2-digit" });
 }
 
-function timeLabel(date, withTime) {
-  return date.toLocaleString(locale(), withTime ? { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" } :
-    { day: "2-digit", month: "2-digit", year: "numeric" });
+function timeLabel(date, withTime, withYear = true) {
+  if (withTime) return date.toLocaleString(locale(), { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" });
+  return date.toLocaleDateString(locale(), withYear ? { day: "2-digit", month: "2-digit", year: "numeric" } :
+    { day: "2-digit", month: "2-digit" });
 }
 
 function numberOr(v, unit) {
   return v === null || v === undefined ? t("no value") : `${fmtNum(v)} ${unitText(unit)}`.trim();
 }
 
-function yAxis(svg, lo, hi, unit, y) {
+function yAxis(svg, axis, unit, y, W) {
+  const lo = axis[0];
+  const hi = axis[axis.length - 1];
   const grid = s("g", { class: "grid" });
-  for (const v of ticks(lo, hi)) {
+  for (const v of axis) {
     if (v < lo - 1e-9 || v > hi + 1e-9) continue;
     grid.append(s("line", { x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v) }),
       s("text", { x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end" }, fmtNum(v)));
   }
-  grid.append(s("text", { x: 4, y: PAD.t + 2, "text-anchor": "start", class: "unit" }, unitText(unit)));
+  grid.append(s("text", { x: 4, y: 14, "text-anchor": "start", class: "unit" }, unitText(unit)));
   svg.append(grid);
 }
 
@@ -89,18 +95,19 @@ function simpleTable(head, rows) {
 
 // Bars per day or month. labels: the buckets' days ("2026-12-07"); series: [{name, cls, values}]
 // stacked; `faint[i]`: the bar's figure is not complete (lighter, said in its tooltip and the table).
-export function barChart({ title, desc, unit, period, labels, series, faint = [] }) {
+export function barChart({ title, desc, unit, period, labels, series, faint = [], narrow = false, integer = false }) {
+  const W = narrow ? NARROW : WIDE;
   const totals = labels.map((_, i) => series.reduce((a, x) => a + (x.values[i] > 0 ? x.values[i] : 0), 0));
   const lows = labels.map((_, i) => series.reduce((a, x) => a + (x.values[i] < 0 ? x.values[i] : 0), 0));
-  const axis = ticks(Math.min(0, ...lows), Math.max(0, ...totals));
+  const axis = ticks(Math.min(0, ...lows), Math.max(0, ...totals), 5, integer);
   const lo = axis[0];
   const hi = axis[axis.length - 1];
   const y = (v) => PAD.t + (H - PAD.t - PAD.b) * (1 - (v - lo) / (hi - lo || 1));
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg" });
-  yAxis(svg, lo, hi, unit, y);
+  yAxis(svg, axis, unit, y, W);
   const slot = (W - PAD.l - PAD.r) / Math.max(1, labels.length);
   const barW = Math.max(2, slot * 0.72);
-  const every = Math.ceil(labels.length / 12); // at most about 12 labels on the axis
+  const every = Math.ceil(labels.length / (narrow ? 8 : 12)); // at most about 12 labels on the axis
   const bars = s("g", { class: "bars" });
   labels.forEach((label, i) => {
     const x = PAD.l + i * slot + (slot - barW) / 2;
@@ -132,26 +139,27 @@ export function barChart({ title, desc, unit, period, labels, series, faint = []
 }
 
 // Lines over time. series: [{name, cls, points: [[Date, number|null]]}], one unit for all.
-export function lineChart({ title, desc, unit, series, withTime = true }) {
+export function lineChart({ title, desc, unit, series, narrow = false, integer = false }) {
+  const W = narrow ? NARROW : WIDE;
   const all = series.flatMap((x) => x.points.filter((p) => p[1] !== null && p[1] !== undefined));
   const xs = all.map((p) => p[0].getTime());
   const x0 = Math.min(...xs);
   const x1 = Math.max(...xs);
   const vs = all.map((p) => p[1]);
-  let axis = ticks(Math.min(...vs), Math.max(...vs));
+  let axis = ticks(Math.min(...vs), Math.max(...vs), 5, integer);
   if (Math.min(...vs) >= 0 && axis[0] < 0) axis = axis.filter((v) => v >= 0);
   const lo = axis[0];
   const hi = axis[axis.length - 1];
   const y = (v) => PAD.t + (H - PAD.t - PAD.b) * (1 - (v - lo) / (hi - lo || 1));
   const x = (ms) => PAD.l + (W - PAD.l - PAD.r) * (x1 > x0 ? (ms - x0) / (x1 - x0) : 0.5);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg" });
-  yAxis(svg, lo, hi, unit, y);
+  yAxis(svg, axis, unit, y, W);
   const axisX = s("g", { class: "grid" });
-  const n = x1 > x0 ? 6 : 1;
+  const n = x1 > x0 ? (narrow ? 4 : 6) : 1;
   for (let i = 0; i < n; i += 1) {
     const ms = x0 + ((x1 - x0) * i) / Math.max(1, n - 1);
     axisX.append(s("text", { x: x(ms), y: H - PAD.b + 16, "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle",
-      class: "x" }, timeLabel(new Date(ms), withTime && x1 - x0 < 3 * 86400000)));
+      class: "x" }, timeLabel(new Date(ms), x1 - x0 < 3 * 86400000, x1 - x0 > 300 * 86400000)));
   }
   svg.append(axisX);
   series.forEach((ser, k) => {

@@ -24,9 +24,12 @@ function consumptionChart(path, what) {
     msg.hide();
     try {
       const c = await api("GET", path, { query: { period: period.value } });
-      const labels = c.buckets.map((b) => b.date);
-      const values = c.buckets.map((b) => b.value);
-      if (!c.quantity || values.every((v) => v === null)) {
+      // the days (months) before the first figure are left out: a new meter's chart starts with it
+      const first = c.buckets.findIndex((b) => b.value !== null);
+      const shown = first < 0 ? [] : c.buckets.slice(first);
+      const labels = shown.map((b) => b.date);
+      const values = shown.map((b) => b.value);
+      if (!c.quantity || !shown.length) {
         box.replaceChildren(empty(t("No consumption to show: there are no readings in this period.")));
         return;
       }
@@ -35,7 +38,7 @@ function consumptionChart(path, what) {
       box.replaceChildren(barChart({ title, unit: c.unit, period: c.period, labels,
         desc: describeRange(labels, values, c.unit, c.period),
         series: [{ name: tv(c.quantity), values }],
-        faint: c.buckets.map((b) => b.value !== null && !b.complete) }),
+        faint: shown.map((b) => b.value !== null && !b.complete) }),
       h("p", { class: "muted" }, t("Lighter bars: not complete (a reading is missing near the start or end, or the " +
         "period is still running).")));
     } catch (err) {
@@ -60,12 +63,13 @@ export function meterCharts(id) {
       regs.replaceChildren(...(cumulative.length ? cumulative.map((q) => lineChart({
         title: t("{quantity} over time", { quantity: tv(q) }), unit: c.units[q],
         desc: t("The meter's register as read, {n} readings.", { n: c.at.length }),
-        series: [{ name: tv(q), points: points(c.at, c.series[q]) }] })) :
+        series: [{ name: tv(q), points: points(c.at, c.series[q]) }], narrow: true })) :
         [empty(t("No readings to show."))]));
       const tq = ["flow_temperature", "return_temperature"].filter((q) => c.series[q]);
       temps.replaceChildren(tq.length ? lineChart({ title: t("Temperatures"), unit: "°C",
         desc: t("Flow and return temperature as read, {n} readings.", { n: c.at.length }),
-        series: tq.map((q, k) => ({ name: tv(q), cls: k ? "s3" : "s1", points: points(c.at, c.series[q]) })) }) :
+        series: tq.map((q, k) => ({ name: tv(q), cls: k ? "s3" : "s1", points: points(c.at, c.series[q]) })),
+        narrow: true }) :
         empty(t("This meter reports no temperatures.")));
     } catch (err) {
       msg.error(err.message);
@@ -92,11 +96,13 @@ export function gatewayCharts(id) {
       } else {
         contacts.replaceChildren(lineChart({ title: t("Contacts: telegrams per upload"), unit: "",
           desc: t("{n} uploads; each point is one contact and the telegrams it brought.", { n: c.contacts.length }),
-          series: [{ name: t("Telegrams"), points: c.contacts.map((x) => [new Date(x.at), x.telegrams]) }] }));
+          series: [{ name: t("Telegrams"), points: c.contacts.map((x) => [new Date(x.at), x.telegrams]) }], narrow: true,
+          integer: true }));
       }
       battery.replaceChildren(c.battery_pct.length ? lineChart({ title: t("Battery"), unit: "%",
         desc: t("The battery level the gateway reported with its uploads."),
-        series: [{ name: t("Battery"), cls: "s2", points: c.battery_pct.map((x) => [new Date(x.at), x.value]) }] }) :
+        series: [{ name: t("Battery"), cls: "s2", points: c.battery_pct.map((x) => [new Date(x.at), x.value]) }],
+        narrow: true }) :
         empty(t("The gateway reported no battery level.")));
     } catch (err) {
       msg.error(err.message);
@@ -120,7 +126,7 @@ export function fleetChart() {
       const series = states.map((st) => ({ name: tv(st), cls: `st-${st}`, values: c.days.map((d) => d.counts[st] || 0) }));
       const totals = labels.map((_, i) => series.reduce((a, x) => a + x.values[i], 0));
       box.replaceChildren(barChart({ title: t("Telegrams received per day, by state"), unit: "", period: "day", labels,
-        desc: describeRange(labels, totals, "", "day"), series }));
+        desc: describeRange(labels, totals, "", "day"), series, integer: true }));
     } catch (err) {
       msg.error(err.message);
     }

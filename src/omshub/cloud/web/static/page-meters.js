@@ -152,7 +152,7 @@ export function renderMeter(main, [id]) {
   const recent = h("div");
   const tgs = h("div");
   main.append(title, msg.el, h("div", { class: "grid2" }, section(t("Meter"), facts), section(t("Latest reading"), latest)),
-    meterCharts(id), section(t("Recent readings"), recent), section(t("Telegrams"), tgs));
+    ...meterCharts(id), section(t("Recent readings"), recent), section(t("Telegrams"), tgs));
   (async () => {
     try {
       const [m, readings] = await Promise.all([api("GET", `/meters/${id}`),
