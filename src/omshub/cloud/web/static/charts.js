@@ -82,8 +82,8 @@ function figure(title, desc, svg, tableEl, legend) {
     h("details", { class: "chart-table" }, h("summary", {}, t("Show as table")), tableEl));
 }
 
-function legendOf(series) {
-  if (series.length < 2) return null;
+function legendOf(series, always = false) {
+  if (series.length < 2 && !always) return null;
   return h("ul", { class: "legend" }, series.map((x, i) => h("li", {},
     h("span", { class: `swatch ${x.cls || `s${i}`}`, "aria-hidden": "true" }), x.name)));
 }
@@ -95,7 +95,8 @@ function simpleTable(head, rows) {
 
 // Bars per day or month. labels: the buckets' days ("2026-12-07"); series: [{name, cls, values}]
 // stacked; `faint[i]`: the bar's figure is not complete (lighter, said in its tooltip and the table).
-export function barChart({ title, desc, unit, period, labels, series, faint = [], narrow = false, integer = false }) {
+export function barChart({ title, desc, unit, period, labels, series, faint = [], narrow = false, integer = false,
+  legend = false }) {
   const W = narrow ? NARROW : WIDE;
   const totals = labels.map((_, i) => series.reduce((a, x) => a + (x.values[i] > 0 ? x.values[i] : 0), 0));
   const lows = labels.map((_, i) => series.reduce((a, x) => a + (x.values[i] < 0 ? x.values[i] : 0), 0));
@@ -135,7 +136,7 @@ export function barChart({ title, desc, unit, period, labels, series, faint = []
   const head = [period === "month" ? t("Month") : t("Day"), ...series.map((x) => `${x.name} (${unitText(unit)})`)];
   const rows = labels.map((label, i) => [bucketLabel(label, period, true) + (faint[i] ? ` (${t("incomplete")})` : ""),
     ...series.map((x) => (x.values[i] === null || x.values[i] === undefined ? "—" : fmtNum(x.values[i])))]);
-  return figure(title, desc, svg, simpleTable(head, rows), legendOf(series));
+  return figure(title, desc, svg, simpleTable(head, rows), legendOf(series, legend));
 }
 
 // Lines over time. series: [{name, cls, points: [[Date, number|null]]}], one unit for all.

@@ -126,7 +126,7 @@ export function fleetChart() {
       const series = states.map((st) => ({ name: tv(st), cls: `st-${st}`, values: c.days.map((d) => d.counts[st] || 0) }));
       const totals = labels.map((_, i) => series.reduce((a, x) => a + x.values[i], 0));
       box.replaceChildren(barChart({ title: t("Telegrams received per day, by state"), unit: "", period: "day", labels,
-        desc: describeRange(labels, totals, "", "day"), series, integer: true }));
+        desc: describeRange(labels, totals, "", "day"), series, integer: true, legend: true }));
     } catch (err) {
       msg.error(err.message);
     }
