@@ -158,6 +158,12 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/operations/{operation_id}"): {"kind": "object"},
     ("GET", "/api/v1/alarms"): {"kind": "list"},
     ("GET", "/api/v1/alarms/{alarm_id}"): {"kind": "object"},
+    ("POST", "/api/v1/alarms/{alarm_id}/acknowledge"): {"kind": "object", "json": lambda c: {"note": "seen"}},
+    ("GET", "/api/v1/charts/meters/{meter_pk}/consumption"): {"kind": "object"},
+    ("GET", "/api/v1/charts/metering-points/{point_id}/consumption"): {"kind": "object"},
+    ("GET", "/api/v1/charts/meters/{meter_pk}/series"): {"kind": "object"},
+    ("GET", "/api/v1/charts/gateways/{gateway_id}/history"): {"kind": "object"},
+    ("GET", "/api/v1/charts/telegrams"): {"kind": "self"},  # counts of the caller's own tenant
     # billing master data
     ("GET", "/api/v1/properties"): {"kind": "list"},
     ("POST", "/api/v1/properties"): {"kind": "create", "expect": {201}, "json": lambda c: {"ref": c["property_ref"]}},

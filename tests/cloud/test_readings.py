@@ -225,7 +225,7 @@ def test_telegrams_listing_and_states(hub, client, pipeline):
     assert one["state"] == "invalid" and one["error"]
     # wrong key -> alarm; a later good telegram clears it
     alarms = client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"]
-    assert [(a["kind"], a["subject"]) for a in alarms] == [("wrong_key", {"type": "meter", "id": pk})]
+    assert [(a["kind"], a["subject"]["type"], a["subject"]["id"]) for a in alarms] == [("wrong_key", "meter", pk)]
     hub.send(gw, 2, [encode("83000001", energy=4.0, access_number=2)])
     pipeline.run_once()
     assert client.get(f"{API}/alarms", params={"active": "true"}, headers=h).json()["items"] == []

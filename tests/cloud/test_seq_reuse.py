@@ -121,7 +121,8 @@ def test_reused_seq_alarm_listed_in_the_api(hub, client):
     )
     assert r.status_code == 200, r.text
     [item] = r.json()["items"]
-    assert item["subject"] == {"type": "gateway", "id": gw.id} and item["details"]["highest_seq_before"] == 1
+    assert item["subject"] == {"type": "gateway", "id": gw.id, "name": gw.serial, "label": ""}
+    assert item["details"]["highest_seq_before"] == 1
 
 
 def test_gateway_agent_that_lost_its_state_dir_loses_no_telegrams(hub, db, tmp_path):

@@ -1,36 +1,32 @@
-"""Alarms (`/api/v1/alarms`): listed, newest first; raised and cleared by alarms.py."""
+"""Alarms (`/api/v1/alarms`): listed newest first and filtered (services/alarm_list.py), acknowledged
+with a note; raised and cleared by services/alarms.py."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field
 
-from omshub.cloud.api.common import DbSession, Id, Limit, iso, page, paginate
+from omshub.cloud.api.common import DbSession, Id, Limit, page, paginate
 from omshub.cloud.api.deps import require_role
-from omshub.cloud.domain.errors import not_found
-from omshub.cloud.services import alarms as alarm_rules
+from omshub.cloud.domain.alarms import ACK_NOTE_MAX, KINDS, SEVERITIES
+from omshub.cloud.services import alarm_list
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.store.models import Alarm
+from omshub.times import utcnow
 
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
-KIND_PATTERN = "^(" + "|".join(alarm_rules.KINDS) + ")$"
+Operator = Annotated[Principal, Depends(require_role("operator"))]
+KIND_PATTERN = "^(" + "|".join(KINDS) + ")$"
+SEVERITY_PATTERN = "^(" + "|".join(SEVERITIES) + ")$"
 
 
-def alarm_json(a: Alarm) -> dict:
-    return {
-        "id": a.id,
-        "kind": a.kind,
-        "subject": {"type": a.subject_type, "id": a.subject_id},
-        "message": a.message,
-        "details": a.details or {},
-        "active": a.active,
-        "raised_at": iso(a.raised_at),
-        "cleared_at": iso(a.cleared_at),
-    }
+class AckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(..., max_length=ACK_NOTE_MAX, description="what is being done, or why the alarm can wait")
 
 
 @router.get("", summary="List alarms (newest first)")
@@ -39,27 +35,32 @@ def list_alarms(
     session: DbSession,
     active: bool | None = None,
     kind: str | None = Query(None, pattern=KIND_PATTERN),
+    severity: str | None = Query(None, pattern=SEVERITY_PATTERN),
+    property_id: Id | None = Query(
+        None, description="alarms of the meters installed at the property, and their gateways"
+    ),
     subject_type: str | None = Query(None, pattern="^(gateway|meter)$"),
     subject_id: Id | None = None,
+    acknowledged: bool | None = None,
     cursor: str | None = None,
     limit: Limit = 100,
 ) -> dict:
-    stmt = select(Alarm).where(Alarm.tenant_id == principal.tenant_id)
-    if active is not None:
-        stmt = stmt.where(Alarm.active.is_(active))
-    if kind:
-        stmt = stmt.where(Alarm.kind == kind)
-    if subject_type:
-        stmt = stmt.where(Alarm.subject_type == subject_type)
-    if subject_id is not None:
-        stmt = stmt.where(Alarm.subject_id == subject_id)
+    f = alarm_list.AlarmFilter(active, kind, severity, property_id, subject_type, subject_id, acknowledged)
+    stmt = alarm_list.alarm_query(session, principal.tenant_id, f)
     rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=Alarm.id, descending=True)
-    return page([alarm_json(a) for a in rows], nxt)
+    return page(alarm_list.describe(session, principal.tenant_id, rows), nxt)
 
 
 @router.get("/{alarm_id}", summary="One alarm")
 def read_alarm(alarm_id: Id, principal: Viewer, session: DbSession) -> dict:
-    a = session.scalar(select(Alarm).where(Alarm.id == alarm_id, Alarm.tenant_id == principal.tenant_id))
-    if a is None:
-        raise not_found(f"alarm {alarm_id}", f"Der Alarm {alarm_id}")
-    return alarm_json(a)
+    return alarm_list.describe(session, principal.tenant_id, [alarm_list.one(session, principal.tenant_id, alarm_id)])[
+        0
+    ]
+
+
+@router.post("/{alarm_id}/acknowledge", summary="Acknowledge an alarm with a note (audited)")
+def acknowledge_alarm(alarm_id: Id, body: AckIn, principal: Operator, session: DbSession) -> dict:
+    alarm = alarm_list.acknowledge(
+        session, principal.tenant_id, alarm_id, body.note, actor=principal.name, now=utcnow()
+    )
+    return alarm_list.describe(session, principal.tenant_id, [alarm])[0]

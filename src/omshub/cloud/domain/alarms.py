@@ -95,3 +95,56 @@ def silence_ended(last_heard_at: datetime | None, now: datetime, days: object) -
 def drop_recovered(before: float | None, value: float | None) -> bool:
     """A negative_consumption alarm clears once the register is back at or above `before`."""
     return value is not None and isinstance(before, (int, float)) and value >= before
+
+
+# --- how bad an alarm is, and what an acknowledgement needs ---
+
+CRITICAL, WARNING, INFO = "critical", "warning", "info"
+SEVERITIES = (CRITICAL, WARNING, INFO)
+# By kind: no data at all (a gateway down, a key that does not decrypt) is critical; data that is
+# wrong or missing for one meter a warning; a gateway that renumbered its uplinks (nothing lost) info.
+SEVERITY = {
+    GATEWAY_MISSED_CONTACT: CRITICAL,
+    WRONG_KEY: CRITICAL,
+    NEGATIVE_CONSUMPTION: WARNING,
+    METER_ERROR: WARNING,
+    METER_SILENT: WARNING,
+    GATEWAY_SEQ_RESET: INFO,
+}
+ACK_NOTE_MAX = 1000
+# A gateway alarm lists at most this many of the silent meters it stands for (the count is complete).
+GROUPED_METERS_MAX = 500
+
+
+def severity(kind: str) -> str:
+    return SEVERITY.get(kind, WARNING)
+
+
+def kinds_of_severity(level: str) -> tuple[str, ...]:
+    return tuple(k for k in KINDS if severity(k) == level)
+
+
+def ack_note_problem(note: object) -> str | None:
+    """Why an acknowledgement's note is refused (None: it is fine): it says what was done or why
+    the alarm can wait, so it must not be empty."""
+    if not isinstance(note, str) or not note.strip():
+        return "empty"
+    if len(note) > ACK_NOTE_MAX:
+        return "too_long"
+    if "\x00" in note:
+        return "control"
+    return None
+
+
+def gateway_down(
+    next_contact_at: datetime | None,
+    last_contact_at: datetime | None,
+    now: datetime,
+    grace: timedelta,
+    silent_since: datetime,
+) -> bool:
+    """Is the gateway the cause of its meters' silence? It missed its expected contact (by more
+    than `grace`), or, without an expected contact, was not heard since `silent_since` either."""
+    if next_contact_at is not None:
+        return next_contact_at < now - grace
+    return last_contact_at is None or last_contact_at < silent_since

@@ -446,6 +446,10 @@ class Alarm(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     raised_at: Mapped[datetime] = mapped_column(UtcDateTime())
     cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # acknowledged by a person (who, when, a note; audited): it stays active until its cause goes away
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    ack_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditEntry(Base):

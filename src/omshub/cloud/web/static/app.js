@@ -11,6 +11,7 @@ import * as lists from "./page-lists.js";
 import * as find from "./page-find.js";
 import * as admin from "./page-admin.js";
 import * as billing from "./page-billing.js";
+import * as alarms from "./page-alarms.js";
 
 const main = document.getElementById("main");
 
@@ -25,7 +26,7 @@ const ROUTES = [
   [/^\/telegrams$/, "telegrams", telegrams.render],
   [/^\/points$/, "points", points.renderList],
   [/^\/points\/(\d+)$/, "points", points.renderPoint],
-  [/^\/alarms$/, "alarms", lists.renderAlarms],
+  [/^\/alarms$/, "alarms", alarms.renderAlarms],
   [/^\/operations$/, "operations", lists.renderOperations],
   [/^\/search$/, "search", find.renderSearch],
   [/^\/export$/, "exports", find.renderExport],

@@ -132,6 +132,7 @@ const ACTIONS = {
   "keys.import": "Keys imported", "keys.export": "Keys exported", "meter.timezone": "Meter time zone set",
   "telegrams.redecode": "Telegrams decoded again", "tenant.time_settings": "Time settings changed",
   "tenant.model_timezones": "Time zones of meter models changed",
+  "alarm.acknowledge": "Alarm acknowledged",
 };
 
 function detailText(details) {

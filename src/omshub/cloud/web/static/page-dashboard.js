@@ -2,6 +2,7 @@
 import { api } from "./api.js";
 import { t, tv } from "./i18n.js";
 import { badge, fmtNum, h, messageBox, section, stateBadge, table, timeEl } from "./ui.js";
+import { fleetChart } from "./page-charts.js";
 
 function stat(label, value, href, kind = "") {
   const body = [h("span", { class: "stat-value" }, fmtNum(value)), h("span", { class: "stat-label" }, label)];
@@ -19,7 +20,7 @@ export function render(main) {
     h("div", { class: "grid2" },
       section(t("Gateways not heard on time"), late),
       section(t("Meters heard but not registered"), unreg)),
-    section(t("Telegrams by state"), states));
+    section(t("Telegrams by state"), states), fleetChart());
 
   (async () => {
     try {

@@ -4,6 +4,7 @@ import { api, can } from "./api.js";
 import { t, tn } from "./i18n.js";
 import { configForm, describePatch } from "./config-form.js";
 import { badge, busy, field, fmtNum, h, messageBox, pagedTable, section, stateBadge, table, timeEl } from "./ui.js";
+import { gatewayCharts } from "./page-charts.js";
 
 const OPEN = new Set(["PENDING", "DELIVERED"]);
 const POLL_MS = 2000;
@@ -215,6 +216,7 @@ export function renderGateway(main, [id]) {
 
   main.append(title, msg.el,
     h("div", { class: "grid2" }, section(t("Status"), status), section(t("Configuration changes"), changeBox, opsBox)),
+    gatewayCharts(id),
     section(t("Configuration"), formBox));
 
   (async () => {

@@ -1,59 +1,7 @@
-// Alarms (active / cleared) and operations lists.
+// The operations list (alarms: page-alarms.js).
 import { api } from "./api.js";
 import { t, tv } from "./i18n.js";
-import { badge, field, h, messageBox, pagedTable, stateBadge, timeEl } from "./ui.js";
-
-// An alarm's subject by the name people know it by (a gateway's serial, a meter's manufacturer
-// and number), looked up once per subject; never a database id.
-const names = new Map();
-function subjectLink(s) {
-  const path = s.type === "gateway" ? "gateways" : "meters";
-  const link = h("a", { href: `#/${path}/${s.id}` }, s.type === "gateway" ? t("Gateway") : t("Meter"));
-  const key = `${path}/${s.id}`;
-  if (!names.has(key)) {
-    names.set(key, api("GET", `/${path}/${s.id}`).then((o) => (s.type === "gateway" ? o.serial :
-      `${o.manufacturer} ${o.meter_id}`)).catch(() => null));
-  }
-  names.get(key).then((name) => { if (name) link.textContent = `${link.textContent} ${name}`; });
-  return link;
-}
-
-// What an alarm means, in the console's language (the API's message is English and technical).
-const ALARM_TEXT = {
-  gateway_missed_contact: "The gateway did not get in touch at the expected time.",
-  gateway_seq_reset: "The gateway started counting its uploads anew (restarted or reset).",
-  meter_silent: "The meter has not been heard for longer than expected.",
-  meter_error: "The meter reports an error.",
-  wrong_key: "The meter's telegrams cannot be decrypted with the stored key.",
-  negative_consumption: "A register of the meter went backwards.",
-};
-
-export function renderAlarms(main, _params, query) {
-  document.title = t("Alarms — omshub console");
-  const msg = messageBox();
-  const show = query.get("show") || "active";
-  const select = h("select", { name: "show" },
-    [["active", t("Active")], ["cleared", t("Cleared")], ["all", t("All")]].map(([v, l]) => h("option", { value: v, selected: v === show }, l)));
-  const kind = query.get("kind") || "";
-  const kinds = h("select", { name: "kind" }, h("option", { value: "" }, t("all kinds")),
-    Object.keys(ALARM_TEXT).map((k) => h("option", { value: k, selected: k === kind }, tv(k))));
-  const go = () => {
-    location.hash = `#/alarms?show=${select.value}` + (kinds.value ? `&kind=${kinds.value}` : "");
-  };
-  select.addEventListener("change", go);
-  kinds.addEventListener("change", go);
-  const active = show === "all" ? undefined : show === "active";
-  main.append(h("h1", {}, t("Alarms")),
-    h("form", { class: "inline-form" }, field(t("Show"), select), field(t("Kind"), kinds)), msg.el,
-    pagedTable([
-      { label: t("Raised"), cell: (a) => timeEl(a.raised_at, false) },
-      { label: t("Kind"), cell: (a) => badge(tv(a.kind), a.active ? "bad" : "muted") },
-      { label: t("Subject"), cell: (a) => subjectLink(a.subject) },
-      { label: t("Message"), cell: (a) => (ALARM_TEXT[a.kind] ? t(ALARM_TEXT[a.kind]) : tv(a.kind)) },
-      { label: t("Cleared"), cell: (a) => (a.cleared_at ? timeEl(a.cleared_at, false) : t("still active")) },
-    ], (cursor) => api("GET", "/alarms", { query: { active, kind, cursor, limit: 100 } }), msg,
-    { empty: show === "active" ? t("No active alarms.") : t("No alarms.") }));
-}
+import { field, h, messageBox, pagedTable, stateBadge, timeEl } from "./ui.js";
 
 export function renderOperations(main, _params, query) {
   document.title = t("Operations — omshub console");

@@ -2,6 +2,7 @@
 import { api, can, listAll } from "./api.js";
 import { fieldLabel, fmtDate, fmtTime, t, tv, unitText } from "./i18n.js";
 import { busy, field, fmtNum, h, messageBox, pagedTable, readFile, section, stateBadge, table, timeEl } from "./ui.js";
+import { meterCharts } from "./page-charts.js";
 
 const DEVICE_TYPES = ["heat", "water", "warm_water", "hot_water", "cold_water", "cooling", "heat_cooling",
   "heat_cost_allocator", "gas", "electricity", "smoke_detector", "room_sensor"];
@@ -151,7 +152,7 @@ export function renderMeter(main, [id]) {
   const recent = h("div");
   const tgs = h("div");
   main.append(title, msg.el, h("div", { class: "grid2" }, section(t("Meter"), facts), section(t("Latest reading"), latest)),
-    section(t("Recent readings"), recent), section(t("Telegrams"), tgs));
+    ...meterCharts(id), section(t("Recent readings"), recent), section(t("Telegrams"), tgs));
   (async () => {
     try {
       const [m, readings] = await Promise.all([api("GET", `/meters/${id}`),

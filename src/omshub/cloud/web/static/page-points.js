@@ -2,6 +2,7 @@
 import { api, can } from "./api.js";
 import { parseNumber, t, tv } from "./i18n.js";
 import { busy, field, fmtNum, h, messageBox, pagedTable, section, table, timeEl } from "./ui.js";
+import { pointCharts } from "./page-charts.js";
 import { billingValues } from "./page-billing.js";
 
 function meterText(m) {
@@ -88,7 +89,7 @@ export function renderPoint(main, [id]) {
   });
   const tasks = h("div", { id: "meter-tasks" });
   main.append(title, msg.el, section(t("Metering point"), facts), tasks,
-    section(t("Consumption"), form, cMsg.el, result),
+    section(t("Consumption"), form, cMsg.el, result), pointCharts(id),
     billingValues(id), section(t("Installed meters (swap history)"), history));
   (async () => {
     try {
