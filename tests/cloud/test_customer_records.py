@@ -53,7 +53,7 @@ def test_a_whole_month_with_previous_month_last_year_and_benchmarks(s, scenario)
     cohort = heat["benchmarks"]["cohort"]
     assert cohort["key"] == "energy_carrier=district_heat|size_class=7-12|flat_size=50-80"
     assert cohort["size"] == 4 and cohort["value"] == pytest.approx(round(2240 / 235 * 50, 1))  # 476.6
-    assert "kWh per m²" in cohort["basis"]
+    assert cohort["basis"] == "unit_heat_meter_kwh_per_m2_same_month"
     assert [h["month"] for h in heat["history"]] == [f"2025-{m:02d}" for m in (11, 12)] + [
         f"2026-{m:02d}" for m in range(1, 12)
     ]

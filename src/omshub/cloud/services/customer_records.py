@@ -40,10 +40,12 @@ from omshub.cloud.store.models_customers import CustomerRecord
 
 BATCH = 2000  # units per batch: a few queries each, bounded memory
 HISTORY = 13  # months in the chart: M and the twelve before it
+# the measurement basis of a comparison (docs/customer-information.md §Benchmark): what was measured where,
+# per what; the comparison users are measured on the same basis as the unit (consumption side, in the flat)
 BASIS = {
-    "heat": "heat meter of the unit, kWh per m² living area, same month",
-    "hot_water": "hot water meter of the unit, m³ per m² living area, same month",
-    "hca": "heat cost allocators of the unit, units per m² living area, same month, same property",
+    "heat": "unit_heat_meter_kwh_per_m2_same_month",
+    "hot_water": "unit_hot_water_meter_m3_per_m2_same_month",
+    "hca": "unit_allocators_units_per_m2_same_month_same_property",
 }
 
 
@@ -124,7 +126,7 @@ def _line(m: _Month, u: UnitFacts, kind: str, stay: Stay | None, share: float, c
     factor = float(conversion["kwh_per_unit"]) if conversion else None
     figs = {label: _converted(_figure(m, u, kind, label, stay, consumption), factor) for label in m.labels}
     unit = "kWh" if factor else ci.KIND_UNITS[kind]
-    basis = BASIS[kind] + (f"; converted by {conversion['method']} {conversion['version']}" if conversion else "")
+    basis = BASIS[kind] + (f"|converted:{conversion['method']}:{conversion['version']}" if conversion else "")
     benchmarks = {}
     for name, key in (("property", f"property:{u.property_id}"), ("cohort", f"cohort:{m.cohort(u)}")):
         samples = m.groups.get((kind, key), [])
