@@ -244,6 +244,23 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/customer-info/completeness"): {"kind": "list", "params": {"month": _MONTH_AFTER_EPOCH}},
     ("GET", "/api/v1/customer-info/settings"): {"kind": "self"},
     ("PATCH", "/api/v1/customer-info/settings"): {"kind": "self", "json": lambda c: {"supplier_name": "B"}},
+    ("POST", "/api/v1/customer-info/invitations"): {
+        "kind": "object",
+        "json": lambda c: {"occupant_id": c["occupant_id"], "send": False},
+    },
+    # the customer portal: its pages carry no data; its API answers only to an occupant's own portal
+    # session (no operator credential reaches it): tests/cloud/test_customer_portal.py
+    ("GET", "/portal"): {"kind": "public"},
+    ("GET", "/portal/"): {"kind": "public"},
+    ("GET", "/portal/{name}"): {"kind": "public"},
+    ("POST", "/portal/api/accept"): {"kind": "public"},
+    ("POST", "/portal/api/login"): {"kind": "public"},
+    ("POST", "/portal/api/logout"): {"kind": "public"},
+    ("GET", "/portal/api/me"): {"kind": "public"},
+    ("PATCH", "/portal/api/me"): {"kind": "public"},
+    ("GET", "/portal/api/months"): {"kind": "public"},
+    ("GET", "/portal/api/months/{month}"): {"kind": "public"},
+    ("GET", "/portal/api/months/{month}/pdf"): {"kind": "public"},
 }
 
 

@@ -45,6 +45,7 @@ from omshub.cloud.store.database import Database
 from omshub.cloud.store.keystore import KeyStore, load_master_key
 from omshub.cloud.store.outage import database_outage
 from omshub.cloud.web import console
+from omshub.cloud.web import portal as portal_pages
 from omshub.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ ROUTERS = [
     tenant_time.router,
     console_tasks.router,
     console.router,
+    portal_pages.router,
 ]
 
 
