@@ -26,6 +26,13 @@ from omshub.cloud.store.models import Installation, Meter, MeteringPoint
 from omshub.cloud.store.models_billing import BillingConsumption, BillingValue, Occupancy, Occupant, Property, Unit
 
 
+def tenant_is(column, tenant_id: int):
+    """The tenant filter of a query that narrows by a list of ids: written `+ 0` so that the planner
+    takes the ids' index, not the tenant's (SQLite otherwise scans all of the tenant's rows per batch,
+    which makes a month of 100,000 units quadratic)."""
+    return (column + 0) == tenant_id
+
+
 @dataclass
 class UnitFacts:
     unit_id: int
@@ -57,18 +64,30 @@ class Stay:
 def load_units(session: Session, tenant_id: int, after: int, limit: int) -> list[UnitFacts]:
     """The next `limit` units of the tenant (by id) with their property's facts."""
     rows = session.execute(
-        select(Unit.id, Unit.ref, Unit.name, Unit.area_m2, Property)
+        select(
+            Unit.id,
+            Unit.ref,
+            Unit.name,
+            Unit.area_m2,
+            Property.id,
+            Property.ref,
+            Property.name,
+            Property.street,
+            Property.postcode,
+            Property.city,
+            Property.energy_carrier,
+            Property.size_class,
+            Property.timezone,
+        )
         .join(Property, Property.id == Unit.property_id)
         .where(Unit.tenant_id == tenant_id, Unit.id > after)
         .order_by(Unit.id)
         .limit(limit)
     ).all()
     out = []
-    for uid, ref, name, area, p in rows:
-        address = ", ".join(x for x in (p.street, f"{p.postcode} {p.city}".strip()) if x)
-        out.append(
-            UnitFacts(uid, ref, name, area, p.id, p.name or p.ref, address, p.energy_carrier, p.size_class, p.timezone)
-        )
+    for uid, ref, name, area, pid, pref, pname, street, postcode, city, carrier, size_class, zone in rows:
+        address = ", ".join(x for x in (street, f"{postcode} {city}".strip()) if x)
+        out.append(UnitFacts(uid, ref, name, area, pid, pname or pref, address, carrier, size_class, zone))
     return out
 
 
@@ -79,7 +98,7 @@ def attach_points(session: Session, tenant_id: int, units: dict[int, UnitFacts])
         select(MeteringPoint.id, MeteringPoint.unit_id, Meter.device_type, Installation.installed_at)
         .join(Installation, Installation.metering_point_id == MeteringPoint.id)
         .join(Meter, Meter.id == Installation.meter_pk)
-        .where(MeteringPoint.tenant_id == tenant_id, MeteringPoint.unit_id.in_(list(units)))
+        .where(tenant_is(MeteringPoint.tenant_id, tenant_id), MeteringPoint.unit_id.in_(list(units)))
         .order_by(MeteringPoint.id, Installation.installed_at)
     ).all()
     latest: dict[int, tuple[int, str]] = {}
@@ -105,7 +124,7 @@ def load_consumption(session: Session, tenant_id: int, point_ids: list[int], lab
             BillingConsumption.value,
             BillingConsumption.quality,
         ).where(
-            BillingConsumption.tenant_id == tenant_id,
+            tenant_is(BillingConsumption.tenant_id, tenant_id),
             BillingConsumption.metering_point_id.in_(point_ids),
             BillingConsumption.period.in_(labels),
         )
@@ -117,26 +136,42 @@ def load_consumption(session: Session, tenant_id: int, point_ids: list[int], lab
 def load_stays(session: Session, tenant_id: int, unit_ids: list[int], first: date, last: date) -> dict:
     """{unit: [Stay]} of the occupancies that touch [first, last], by move-in day."""
     out: dict[int, list[Stay]] = defaultdict(list)
-    for occ, o in session.execute(
-        select(Occupancy, Occupant)
+    for row in session.execute(
+        select(
+            Occupancy.unit_id,
+            Occupancy.id,
+            Occupant.id,
+            Occupant.name,
+            Occupant.email,
+            Occupant.channel,
+            Occupant.language,
+            Occupant.postal_address,
+            Occupancy.moved_in,
+            Occupancy.moved_out,
+        )
         .join(Occupant, Occupant.id == Occupancy.occupant_id)
         .where(
-            Occupancy.tenant_id == tenant_id,
+            tenant_is(Occupancy.tenant_id, tenant_id),
             Occupancy.unit_id.in_(unit_ids),
             Occupancy.moved_in <= last,
             (Occupancy.moved_out.is_(None)) | (Occupancy.moved_out >= first),
         )
         .order_by(Occupancy.unit_id, Occupancy.moved_in)
     ):
-        out[occ.unit_id].append(
-            Stay(occ.id, o.id, o.name, o.email, o.channel, o.language, o.postal_address, occ.moved_in, occ.moved_out)
-        )
+        out[row[0]].append(Stay(row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9]))
     return out
 
 
 def unit_figure(points: list[tuple[int, str]], label: str, consumption: dict) -> dict:
     """The unit's value of a line in a closed month: the sum over its points, the worst quality.
     `not_collected` when no point of the line has a value row for the month (not closed, no meter)."""
+    if len(points) == 1:  # the common case, without the general path's lists (hot path: 13 months per unit)
+        row = consumption.get((points[0][0], label))
+        if row is None:
+            return {"value": None, "status": "not_collected"}
+        if row[0] is None:
+            return {"value": None, "status": "missing"}
+        return {"value": round(row[0], 3), "status": row[1]}
     rows = [consumption.get((pid, label)) for pid, _ in points]
     known = [r for r in rows if r is not None]
     if not known:
@@ -167,7 +202,7 @@ def segment_figure(
         (r.metering_point_id, r.quantity, r.boundary_at): r
         for r in session.scalars(
             select(BillingValue).where(
-                BillingValue.tenant_id == tenant_id,
+                tenant_is(BillingValue.tenant_id, tenant_id),
                 BillingValue.metering_point_id.in_(ids),
                 BillingValue.boundary_at.in_([start, end]),
             )
@@ -176,7 +211,7 @@ def segment_figure(
     installs = session.scalars(
         select(Installation)
         .where(
-            Installation.tenant_id == tenant_id,
+            tenant_is(Installation.tenant_id, tenant_id),
             Installation.metering_point_id.in_(ids),
             Installation.installed_at < end,
             (Installation.removed_at.is_(None)) | (Installation.removed_at > start),

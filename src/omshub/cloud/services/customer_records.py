@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain import customer_info as ci
@@ -31,6 +31,7 @@ from omshub.cloud.services.customer_inputs import (
     load_stays,
     load_units,
     segment_figure,
+    tenant_is,
     unit_figure,
     whole_month,
 )
@@ -75,6 +76,7 @@ class _Month:
         _, self.last = ci.month_days(month)
         # (kind, group) -> [(value, area)] of units measured for the whole month M
         self.groups: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        self.averages: dict[tuple[str, str], tuple[float | None, int]] = {}  # (per m², size), once per group
 
     def cohort(self, u: UnitFacts) -> str:
         s = self.settings
@@ -99,12 +101,14 @@ class _Month:
             seen += len(units)
             if progress:
                 progress("benchmarks", seen)
+        self.averages = {key: (ci.average_per_m2(samples), len(samples)) for key, samples in self.groups.items()}
+        self.groups.clear()
 
 
 def _figure(m: _Month, u: UnitFacts, kind: str, label: str, stay: Stay | None, consumption: dict) -> dict:
     pts = u.points[kind]
-    if stay is None:
-        return unit_figure(pts, label, consumption)
+    if stay is None or (stay.moved_in <= m.first and (stay.moved_out is None or stay.moved_out >= m.last)):
+        return unit_figure(pts, label, consumption)  # the stay covers all 13 months: the unit's values
     days = ci.stay_in_month(label, stay.moved_in, stay.moved_out)
     if days is None:
         first, _ = ci.month_days(label)
@@ -129,14 +133,13 @@ def _line(m: _Month, u: UnitFacts, kind: str, stay: Stay | None, share: float, c
     basis = BASIS[kind] + (f"|converted:{conversion['method']}:{conversion['version']}" if conversion else "")
     benchmarks = {}
     for name, key in (("property", f"property:{u.property_id}"), ("cohort", f"cohort:{m.cohort(u)}")):
-        samples = m.groups.get((kind, key), [])
+        per_m2, size = m.averages.get((kind, key), (None, 0))
         if kind == "hca" and name == "cohort" and factor is None:
             # allocator units of different buildings are not on the same basis: no cohort comparison
             benchmarks[name] = {"key": key, "size": 0, "basis": basis, "per_m2": None, "value": None}
             benchmarks[name]["status"] = "not_comparable"
             continue
-        per_m2 = ci.average_per_m2(samples)
-        bm = ci.benchmark(per_m2, len(samples), u.area_m2, share, basis, int(s["min_cohort"]), key.split(":", 1)[1])
+        bm = ci.benchmark(per_m2, size, u.area_m2, share, basis, int(s["min_cohort"]), key.split(":", 1)[1])
         benchmarks[name] = _converted(bm, factor) if bm["value"] is not None else bm
     notes = []
     if kind == "hca":
@@ -172,30 +175,32 @@ def _content(m: _Month, u: UnitFacts, stay: Stay | None, consumption: dict) -> t
     return content, days
 
 
-def _store(m: _Month, u: UnitFacts, stay: Stay | None, content: dict, days, now: datetime, existing, counts) -> None:
+def _store(
+    m: _Month, u: UnitFacts, stay: Stay | None, content: dict, days, now: datetime, existing, counts, new
+) -> None:
     fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     gaps = ci.gaps_of(content["lines"])
     key = stay.occupancy_id if stay else 0
     row = existing.get((u.unit_id, key))
     if row is None:
-        m.session.add(
-            CustomerRecord(
-                tenant_id=m.tenant_id,
-                property_id=u.property_id,
-                unit_id=u.unit_id,
-                occupant_id=stay.occupant_id if stay else None,
-                stay_key=key,
-                month=m.month,
-                day_from=days[0],
-                day_to=days[1],
-                content=content,
-                fingerprint=fingerprint,
-                complete=not gaps,
-                gaps=gaps,
-                revision=1,
-                computed_at=now,
-                changed_at=now,
-            )
+        new.append(
+            {
+                "tenant_id": m.tenant_id,
+                "property_id": u.property_id,
+                "unit_id": u.unit_id,
+                "occupant_id": stay.occupant_id if stay else None,
+                "stay_key": key,
+                "month": m.month,
+                "day_from": days[0],
+                "day_to": days[1],
+                "content": content,
+                "fingerprint": fingerprint,
+                "complete": not gaps,
+                "gaps": gaps,
+                "revision": 1,
+                "computed_at": now,
+                "changed_at": now,
+            }
         )
         counts["new"] += 1
     elif row.fingerprint != fingerprint:
@@ -232,17 +237,21 @@ def build_month(
             (r.unit_id, r.stay_key): r
             for r in session.scalars(
                 select(CustomerRecord).where(
-                    CustomerRecord.tenant_id == tenant_id,
+                    tenant_is(CustomerRecord.tenant_id, tenant_id),
                     CustomerRecord.month == month,
                     CustomerRecord.unit_id.in_(list(by_id)),
                 )
             )
         }
-        for u in units:
-            for stay in stays.get(u.unit_id) or [None]:
-                content, days = _content(m, u, stay, consumption)
-                _store(m, u, stay, content, days, now, existing, counts)
-                counts["incomplete"] += bool(ci.gaps_of(content["lines"]))
+        new: list[dict] = []
+        with session.no_autoflush:  # the occupants' own boundary values are read in between
+            for u in units:
+                for stay in stays.get(u.unit_id) or [None]:
+                    content, days = _content(m, u, stay, consumption)
+                    _store(m, u, stay, content, days, now, existing, counts, new)
+                    counts["incomplete"] += bool(ci.gaps_of(content["lines"]))
+        if new:
+            session.execute(insert(CustomerRecord), new)
         counts["units"] += len(units)
         if progress:
             progress("records", counts["units"])
