@@ -30,6 +30,9 @@ API = "/api/v1"
 # kind: public (no tenant data) | self (the caller's own identity) | list (tenant's collection)
 #       | object (one object by id: 404 for another tenant's) | create (refs to A's objects refused)
 #       | uplink (gateway credential)
+_NEXT = (EPOCH.replace(day=1) + timedelta(days=32)).replace(day=1)
+_MONTH_AFTER_EPOCH = f"{_NEXT.year:04d}-{_NEXT.month:02d}"  # the month _billing closes
+
 SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/health"): {"kind": "public"},
     # liveness, readiness, metrics (cloud/api/health.py): counts of the whole installation, no tenant's data
@@ -238,6 +241,32 @@ SPEC: dict[tuple[str, str], dict] = {
         "kind": "object",
         "json": lambda c: {"method": "previous_period", "reason": "B"},
     },
+    # customer information: A's month is computed in _billing (record_id: A's occupant's record)
+    ("POST", "/api/v1/customer-info/records"): {"kind": "self", "json": lambda c: {"month": c["billing_period"]}},
+    ("GET", "/api/v1/customer-info/records"): {"kind": "list", "params": {"month": _MONTH_AFTER_EPOCH}},
+    ("GET", "/api/v1/customer-info/records/{record_id}"): {"kind": "object"},
+    ("GET", "/api/v1/customer-info/records/{record_id}/pdf"): {"kind": "object"},
+    ("GET", "/api/v1/customer-info/deliveries"): {"kind": "self", "params": {"month": _MONTH_AFTER_EPOCH}},
+    ("GET", "/api/v1/customer-info/completeness"): {"kind": "list", "params": {"month": _MONTH_AFTER_EPOCH}},
+    ("GET", "/api/v1/customer-info/settings"): {"kind": "self"},
+    ("PATCH", "/api/v1/customer-info/settings"): {"kind": "self", "json": lambda c: {"supplier_name": "B"}},
+    ("POST", "/api/v1/customer-info/invitations"): {
+        "kind": "object",
+        "json": lambda c: {"occupant_id": c["occupant_id"], "send": False},
+    },
+    # the customer portal: its pages carry no data; its API answers only to an occupant's own portal
+    # session (no operator credential reaches it): tests/cloud/test_customer_portal.py
+    ("GET", "/portal"): {"kind": "public"},
+    ("GET", "/portal/"): {"kind": "public"},
+    ("GET", "/portal/{name}"): {"kind": "public"},
+    ("POST", "/portal/api/accept"): {"kind": "public"},
+    ("POST", "/portal/api/login"): {"kind": "public"},
+    ("POST", "/portal/api/logout"): {"kind": "public"},
+    ("GET", "/portal/api/me"): {"kind": "public"},
+    ("PATCH", "/portal/api/me"): {"kind": "public"},
+    ("GET", "/portal/api/months"): {"kind": "public"},
+    ("GET", "/portal/api/months/{month}"): {"kind": "public"},
+    ("GET", "/portal/api/months/{month}/pdf"): {"kind": "public"},
 }
 
 
@@ -349,7 +378,10 @@ def _billing(client, headers, point_id: int) -> dict:
     values = client.get(f"{API}/metering-points/{point_id}/billing-values", headers=headers).json()["items"]
     findings = client.get(f"{API}/review", headers=headers).json()["items"]
     assert values and findings, (values, findings)
-    return {"billing_period": period, "value_id": values[0]["id"], "finding_id": findings[0]["id"]}
+    assert client.post(f"{API}/customer-info/records", json={"month": period}, headers=headers).status_code == 200
+    records = client.get(f"{API}/customer-info/records", params={"month": period}, headers=headers).json()["items"]
+    record = next(r["id"] for r in records if r["occupant"])
+    return {"billing_period": period, "value_id": values[0]["id"], "finding_id": findings[0]["id"], "record_id": record}
 
 
 def _master_data(client, headers, tag: str, point_id: int) -> dict:
@@ -410,6 +442,7 @@ def _request(client, method, path, ctx, spec, headers):
         "station_id",
         "finding_id",
         "value_id",
+        "record_id",
     ):
         url = url.replace("{" + name + "}", str(ctx[name]))
     for name, value in spec.get("path", {}).items():

@@ -21,12 +21,14 @@ from omshub.cloud.api import (
     billing,
     charts,
     console_tasks,
+    customers,
     gateways,
     health,
     keys,
     metering_points,
     meters,
     operations,
+    portal,
     properties,
     readings,
     telegrams,
@@ -44,6 +46,7 @@ from omshub.cloud.store.database import Database
 from omshub.cloud.store.keystore import KeyStore, load_master_key
 from omshub.cloud.store.outage import database_outage
 from omshub.cloud.web import console
+from omshub.cloud.web import portal as portal_pages
 from omshub.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ ROUTERS = [
     properties.router,
     weather.router,
     billing.router,
+    customers.router,
+    portal.router,
     readings.router,
     telegrams.router,
     operations.router,
@@ -68,6 +73,7 @@ ROUTERS = [
     tenant_time.router,
     console_tasks.router,
     console.router,
+    portal_pages.router,
 ]
 
 

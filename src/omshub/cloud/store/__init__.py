@@ -1,8 +1,9 @@
 """The database: engine and sessions, schema and migrations, bulk SQL.
 
 The schema's tables are declared in `models` (meters, telegrams, readings, accounts, …) and
-`models_billing` (properties, units, occupants, weather). Importing this package loads both, so every
+`models_billing` (properties, units, occupants, weather), `models_customers` (customer information).
+Importing this package loads them all, so every
 foreign key between them resolves whichever one a caller imports.
 """
 
-from omshub.cloud.store import models, models_billing  # noqa: F401
+from omshub.cloud.store import models, models_billing, models_customers  # noqa: F401

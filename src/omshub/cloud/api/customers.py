@@ -1,0 +1,226 @@
+"""Customer consumption information for operators and suppliers' own apps (`/api/v1/customer-info`):
+compute a month's records, read them as JSON or PDF, see deliveries and completeness, and the
+tenant's settings. Tenant-scoped like every route. The rules: services/customer_*.py;
+docs/customer-information.md."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from omshub.cloud.api import customer_schemas as S
+from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, paginate
+from omshub.cloud.api.deps import require_role
+from omshub.cloud.domain.customer_info import mark
+from omshub.cloud.domain.errors import NotFound
+from omshub.cloud.services.accounts import Principal
+from omshub.cloud.services.customer_completeness import completeness
+from omshub.cloud.services.customer_delivery import recipient_lines
+from omshub.cloud.services.customer_pdf import letter_pdf
+from omshub.cloud.services.customer_records import build_month, check_month
+from omshub.cloud.services.customer_settings import public_settings, settings_of, update_settings
+from omshub.cloud.store.models_billing import Occupant
+from omshub.cloud.store.models_customers import CustomerDelivery, CustomerRecord
+from omshub.times import utcnow
+
+router = APIRouter(prefix="/api/v1/customer-info", tags=["customer information"])
+
+Viewer = Annotated[Principal, Depends(require_role("viewer"))]
+Operator = Annotated[Principal, Depends(require_role("operator"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+
+
+def _figure(f: dict) -> dict:
+    return {**f, "mark": mark(f)}
+
+
+def record_json(r: CustomerRecord) -> dict:
+    """A stored record with the marks every display shows (`*` estimated, `–` no value)."""
+    c = r.content
+    lines = []
+    for line in c["lines"]:
+        lines.append(
+            {
+                **line,
+                "month": _figure(line["month"]),
+                "previous": _figure(line["previous"]),
+                "last_year": _figure(line["last_year"]),
+                "history": [_figure(h) for h in line["history"]],
+            }
+        )
+    return {
+        "id": r.id,
+        "month": r.month,
+        "days": c["days"],
+        "unit": c["unit"],
+        "property": c["property"],
+        "occupant": c["occupant"],
+        "lines": lines,
+        "complete": r.complete,
+        "gaps": r.gaps,
+        "revision": r.revision,
+        "changed_at": iso(r.changed_at),
+    }
+
+
+def get_record(session, tenant_id: int, record_id: int) -> CustomerRecord:
+    row = session.scalar(
+        select(CustomerRecord).where(CustomerRecord.id == record_id, CustomerRecord.tenant_id == tenant_id)
+    )
+    if row is None:
+        raise NotFound(f"record {record_id} not found", german=f"Verbrauchsinformation {record_id} nicht gefunden")
+    return row
+
+
+def pdf_response(session, tenant_id: int, record: CustomerRecord, language: str) -> Response:
+    occupant = session.get(Occupant, record.occupant_id) if record.occupant_id else None
+    recipient = recipient_lines(occupant, record.content) if occupant else record.content["property"]["name"]
+    pdf = letter_pdf(record.content, settings_of(session, tenant_id), recipient, language)
+    name = f"{'Verbrauchsinformation' if language == 'de' else 'consumption'}-{record.month}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "private, no-store"},
+    )
+
+
+class SmtpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: Text | None = Field(None, max_length=253)
+    port: int | None = Field(None, ge=1, le=65535)
+    starttls: bool | None = None
+    username: Text | None = Field(None, max_length=200)
+    sender: Text | None = Field(None, max_length=254)
+    timeout_s: float | None = Field(None, gt=0, le=120)
+
+
+class ConversionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Text = Field(min_length=1, max_length=40)
+    version: Text = Field(min_length=1, max_length=40)
+    kwh_per_unit: float = Field(gt=0, le=1000, allow_inf_nan=False)
+
+
+class SettingsIn(BaseModel):
+    """Only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+    supplier_name: Text | None = Field(None, max_length=200)
+    supplier_address: Text | None = Field(None, max_length=500)
+    supplier_contact: Text | None = Field(None, max_length=300)
+    delivery: Literal["attachment", "link"] | None = None
+    portal_url: Text | None = Field(None, max_length=500)
+    deadline_day: int | None = Field(None, ge=1, le=28)
+    cohort_keys: list[Literal["energy_carrier", "size_class", "flat_size"]] | None = Field(None, max_length=3)
+    flat_size_bins: list[Annotated[float, Field(gt=0, le=10000, allow_inf_nan=False)]] | None = Field(
+        None, min_length=1, max_length=10
+    )
+    min_cohort: int | None = Field(None, ge=1, le=1000)
+    hca_conversion: ConversionIn | None = None
+    smtp: SmtpIn | None = None
+    smtp_password: Text | None = Field(None, max_length=200)
+    logo_png: Text | None = Field(None, max_length=400_000, description="base64 PNG, at most ~300 kB")
+
+
+class MonthIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    month: Text
+
+
+@router.post("/records", summary="Compute a closed month's records", response_model=S.MonthCounts)
+def compute(body: MonthIn, principal: Operator, session: DbSession) -> dict:
+    """Idempotent: computing again changes only records whose billing values changed (`revision` grows)."""
+    return build_month(session, principal.tenant_id, body.month, actor=principal.name, now=utcnow())
+
+
+@router.get("/records", summary="A month's records", response_model=S.RecordPage)
+def list_records(
+    principal: Viewer,
+    session: DbSession,
+    month: Text,
+    unit_id: Id | None = None,
+    occupant_id: Id | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
+    check_month(month, utcnow())
+    stmt = select(CustomerRecord).where(CustomerRecord.tenant_id == principal.tenant_id, CustomerRecord.month == month)
+    if unit_id is not None:
+        stmt = stmt.where(CustomerRecord.unit_id == unit_id)
+    if occupant_id is not None:
+        stmt = stmt.where(CustomerRecord.occupant_id == occupant_id)
+    rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=CustomerRecord.id)
+    return page([record_json(r) for r in rows], nxt)
+
+
+@router.get("/records/{record_id}", summary="One record", response_model=S.RecordOut)
+def read_record(record_id: Id, principal: Viewer, session: DbSession) -> dict:
+    return record_json(get_record(session, principal.tenant_id, record_id))
+
+
+@router.get(
+    "/records/{record_id}/pdf",
+    summary="One record as the PDF letter",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def record_pdf(record_id: Id, principal: Viewer, session: DbSession, language: Literal["de", "en"] = "de") -> Response:
+    return pdf_response(session, principal.tenant_id, get_record(session, principal.tenant_id, record_id), language)
+
+
+@router.get("/deliveries", summary="A month's deliveries (e-mail, post)", response_model=S.DeliveryPage)
+def list_deliveries(
+    principal: Viewer,
+    session: DbSession,
+    month: Text,
+    state: Literal["pending", "sent", "failed"] | None = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
+    stmt = (
+        select(CustomerDelivery)
+        .join(CustomerRecord, CustomerRecord.id == CustomerDelivery.record_id)
+        .where(CustomerDelivery.tenant_id == principal.tenant_id, CustomerRecord.month == month)
+    )
+    if state:
+        stmt = stmt.where(CustomerDelivery.state == state)
+    rows, nxt = paginate(session, stmt, cursor=cursor, limit=limit, key_column=CustomerDelivery.id)
+    items = [
+        {
+            "id": d.id,
+            "record_id": d.record_id,
+            "channel": d.channel,
+            "state": d.state,
+            "attempts": d.attempts,
+            "next_attempt_at": iso(d.next_attempt_at),
+            "last_error": d.last_error,
+            "errors": d.errors,
+            "sent_at": iso(d.sent_at),
+        }
+        for d in rows
+    ]
+    return page(items, nxt)
+
+
+@router.get("/completeness", summary="Who got complete information by the deadline", response_model=S.Completeness)
+def read_completeness(principal: Viewer, session: DbSession, month: Text) -> dict:
+    now = utcnow()
+    return completeness(session, principal.tenant_id, check_month(month, now), now)
+
+
+@router.get("/settings", summary="The tenant's customer information settings")
+def read_settings(principal: Admin, session: DbSession) -> dict:
+    return public_settings(settings_of(session, principal.tenant_id))
+
+
+@router.patch("/settings", summary="Change the customer information settings")
+def change_settings(body: SettingsIn, principal: Admin, session: DbSession) -> dict:
+    """A partial settings object; `smtp` is merged key by key; `smtp_password` is stored, never shown;
+    `hca_conversion` may be set to null explicitly (allocator units shown as units again)."""
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None or k == "hca_conversion"}
+    if "smtp" in changes:
+        changes["smtp"] = {k: v for k, v in changes["smtp"].items() if v is not None}
+    return public_settings(update_settings(session, principal.tenant_id, changes, actor=principal.name, now=utcnow()))

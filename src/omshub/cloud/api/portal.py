@@ -1,0 +1,172 @@
+"""The customer portal's JSON API (`/portal/api`), for occupants — separate from the operator API:
+its own accounts and cookie session (HttpOnly, SameSite=Strict; a change needs the `X-Portal`
+header, which another site cannot send), only the occupant's own records (another unit's or a
+month outside the stay: 404), every read logged (HeizkostenV §6b). Operators invite occupants with
+`POST /api/v1/customer-info/invitations`. Rules: services/customer_portal.py."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from omshub.cloud.api import customer_schemas as S
+from omshub.cloud.api.common import DbSession, Id, Text
+from omshub.cloud.api.customers import Operator, pdf_response, record_json
+from omshub.cloud.domain.errors import Forbidden
+from omshub.cloud.services import customer_portal as portal
+from omshub.cloud.services.customer_records import check_month
+from omshub.cloud.store.models_customers import PortalAccount
+from omshub.times import utcnow
+
+router = APIRouter(tags=["customer portal"])
+COOKIE = "omshub_portal"
+
+
+def _csrf(request: Request) -> None:
+    if request.method not in ("GET", "HEAD") and request.headers.get("x-portal") != "1":
+        raise Forbidden("missing X-Portal: 1 header", german="Anfrage ohne X-Portal-Kopfzeile abgelehnt.")
+
+
+def current_account(request: Request, session: DbSession) -> PortalAccount:
+    _csrf(request)
+    return portal.account_of(session, request.cookies.get(COOKIE), utcnow())
+
+
+Account = Annotated[PortalAccount, Depends(current_account)]
+
+
+def _set_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(portal.SESSION_VALID.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/portal",
+    )
+
+
+class AcceptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: Text = Field(min_length=1, max_length=200)
+    password: Text = Field(min_length=1, max_length=200)
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: Text = Field(min_length=1, max_length=64)
+    email: Text = Field(min_length=1, max_length=254)
+    password: Text = Field(min_length=1, max_length=200)
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Text | None = Field(None, max_length=254)
+    language: Literal["de", "en"] | None = None
+    channel: Literal["email", "portal", "post"] | None = None
+
+
+class ProfileOut(BaseModel):
+    name: str
+    email: str
+    language: Literal["de", "en"]
+    channel: str
+
+
+class MonthItem(BaseModel):
+    month: str
+    days: list[str]
+    heat: S.Figure | None
+
+
+class InviteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    occupant_id: Id
+    send: bool = Field(True, description="send the invitation e-mail (false: only return the link, e.g. for a letter)")
+
+
+class InviteOut(BaseModel):
+    account_id: int
+    email: str
+    invite_url: str = Field(description="the one-time link (valid 14 days)")
+    sent: bool
+
+
+@router.post("/api/v1/customer-info/invitations", response_model=InviteOut, tags=["customer information"])
+def invite(body: InviteIn, principal: Operator, session: DbSession) -> dict:
+    """Invite an occupant to the customer portal (their e-mail address from the master data)."""
+    account, token = portal.invite(session, principal.tenant_id, body.occupant_id, actor=principal.name, now=utcnow())
+    url = portal.invite_url(session, principal.tenant_id, token)
+    if body.send:
+        portal.send_invitation(session, principal.tenant_id, account, url)
+    return {"account_id": account.id, "email": account.email, "invite_url": url, "sent": body.send}
+
+
+@router.post("/portal/api/accept", response_model=ProfileOut)
+def accept(body: AcceptIn, request: Request, response: Response, session: DbSession) -> dict:
+    _csrf(request)
+    now = utcnow()
+    account = portal.accept(session, body.token, body.password, now)
+    _set_cookie(request, response, portal.new_session(session, account, now))
+    return portal.profile(session, account)
+
+
+@router.post("/portal/api/login", response_model=ProfileOut)
+def login(body: LoginIn, request: Request, response: Response, session: DbSession) -> dict:
+    _csrf(request)
+    account, token = portal.login(session, body.tenant, body.email, body.password, utcnow())
+    _set_cookie(request, response, token)
+    return portal.profile(session, account)
+
+
+@router.post("/portal/api/logout", status_code=204)
+def logout(request: Request, session: DbSession) -> Response:
+    _csrf(request)
+    portal.logout(session, request.cookies.get(COOKIE))
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/portal")
+    return response
+
+
+@router.get("/portal/api/me", response_model=ProfileOut)
+def me(account: Account, session: DbSession) -> dict:
+    portal.log_read(session, account, "profile", utcnow())
+    return portal.profile(session, account)
+
+
+@router.patch("/portal/api/me", response_model=ProfileOut)
+def change_me(body: ProfileIn, account: Account, session: DbSession) -> dict:
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    return portal.update_profile(session, account, changes, utcnow())
+
+
+@router.get("/portal/api/months", response_model=list[MonthItem])
+def months(account: Account, session: DbSession) -> list[dict]:
+    """The occupant's months, newest first, with the heat value for the overview."""
+    portal.log_read(session, account, "months", utcnow())
+    out = []
+    for r in portal.own_records(session, account):
+        heat = next((line["month"] for line in record_json(r)["lines"] if line["kind"] == "heat"), None)
+        out.append({"month": r.month, "days": [r.day_from.isoformat(), r.day_to.isoformat()], "heat": heat})
+    return out
+
+
+@router.get("/portal/api/months/{month}", response_model=S.RecordOut)
+def month(month: Text, account: Account, session: DbSession) -> dict:
+    now = utcnow()
+    record = portal.own_record(session, account, check_month(month, now))
+    portal.log_read(session, account, f"month {record.month}", now)
+    return record_json(record)
+
+
+@router.get(
+    "/portal/api/months/{month}/pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
+)
+def month_pdf(month: Text, account: Account, session: DbSession) -> Response:
+    now = utcnow()
+    record = portal.own_record(session, account, check_month(month, now))
+    portal.log_read(session, account, f"pdf {record.month}", now)
+    return pdf_response(session, account.tenant_id, record, account.language)

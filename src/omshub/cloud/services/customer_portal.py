@@ -1,0 +1,245 @@
+"""The customer portal's accounts (docs/customer-information.md §Portal): an operator invites an
+occupant by e-mail with a one-time link (valid 14 days; only its hash is stored), the occupant sets a
+password with it, logs in for a session (12 hours; only the token's hash is stored) and sees only
+their own records — a record of another unit or another occupant's months is not found. Every read
+is logged (HeizkostenV §6b). A locked account (e.g. after moving out) cannot log in."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formataddr
+
+import aiosmtplib
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omshub.cloud.domain.errors import Conflict, Invalid, NotFound, Unauthorized
+from omshub.cloud.services.accounts import hash_password, verify_password
+from omshub.cloud.services.customer_settings import check_email, settings_of
+from omshub.cloud.services.properties import tenant_row
+from omshub.cloud.store.audit import audit
+from omshub.cloud.store.models import Tenant
+from omshub.cloud.store.models_billing import Occupant
+from omshub.cloud.store.models_customers import CustomerRecord, PortalAccount, PortalRead, PortalSession
+
+INVITE_VALID = timedelta(days=14)
+SESSION_VALID = timedelta(hours=12)
+MIN_PASSWORD = 10
+_BAD_LOGIN = Unauthorized(
+    "e-mail or password wrong, or the account is locked",
+    german="E-Mail-Adresse oder Passwort falsch, oder das Konto ist gesperrt.",
+)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invite(
+    session: Session, tenant_id: int, occupant_id: int, *, actor: str, now: datetime
+) -> tuple[PortalAccount, str]:
+    """Create (or renew the invitation of) the occupant's account. -> (account, one-time token)"""
+    occupant = tenant_row(session, Occupant, tenant_id, occupant_id, "occupant", "Bewohner")
+    email = check_email(occupant.email or "", "email")
+    account = session.scalar(select(PortalAccount).where(PortalAccount.occupant_id == occupant.id))
+    clash = session.scalar(
+        select(PortalAccount).where(PortalAccount.tenant_id == tenant_id, PortalAccount.email == email.lower())
+    )
+    if clash is not None and clash is not account:
+        raise Conflict(f"{email} already has a portal account", german=f"{email} hat schon ein Kundenportal-Konto")
+    token = secrets.token_urlsafe(32)
+    if account is None:
+        account = PortalAccount(
+            tenant_id=tenant_id,
+            occupant_id=occupant.id,
+            email=email.lower(),
+            password_hash="",
+            language=occupant.language if occupant.language in ("de", "en") else "de",
+            created_at=now,
+        )
+        session.add(account)
+    account.invite_hash, account.invite_expires_at = _hash(token), now + INVITE_VALID
+    session.flush()
+    audit(session, tenant_id, actor, "portal.invite", {"occupant_id": occupant.id, "account_id": account.id})
+    return account, token
+
+
+def invite_url(session: Session, tenant_id: int, token: str) -> str:
+    base = settings_of(session, tenant_id)["portal_url"].rstrip("/") or "/portal"
+    slug = session.get(Tenant, tenant_id).slug  # type: ignore[union-attr]
+    return f"{base}/#invite={token}&t={slug}"
+
+
+def send_invitation(session: Session, tenant_id: int, account: PortalAccount, url: str) -> None:
+    """The invitation e-mail through the tenant's SMTP server; a refusal or an unreachable server is
+    an error the operator sees (the invitation stays valid and can be sent again)."""
+    settings = settings_of(session, tenant_id)
+    smtp = settings["smtp"]
+    de = account.language == "de"
+    msg = EmailMessage()
+    msg["From"] = formataddr((settings["supplier_name"] or "omshub", smtp["sender"] or "no-reply@localhost"))
+    msg["To"] = account.email
+    msg["Subject"] = "Einladung zum Kundenportal" if de else "Invitation to the customer portal"
+    msg.set_content(
+        (
+            f"Guten Tag,\n\nüber diesen Link legen Sie Ihr Passwort für das Kundenportal fest (14 Tage gültig, "
+            f"einmal verwendbar):\n{url}\n\nDort sehen Sie Ihre monatliche Verbrauchsinformation.\n"
+        )
+        if de
+        else (
+            f"Hello,\n\nset your password for the customer portal with this link (valid 14 days, once):\n{url}\n\n"
+            "There you see your monthly consumption information.\n"
+        )
+    )
+    try:
+        asyncio.run(
+            aiosmtplib.send(
+                msg,
+                hostname=smtp["host"] or "127.0.0.1",
+                port=int(smtp["port"]),
+                start_tls=bool(smtp["starttls"]),
+                username=smtp["username"] or None,
+                password=smtp.get("password") or None,
+                timeout=float(smtp.get("timeout_s") or 10),
+            )
+        )
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise Invalid(
+            f"the invitation e-mail could not be sent: {exc}; the link stays valid",
+            german=f"Die Einladung konnte nicht gesendet werden: {exc}; der Link bleibt gültig",
+        ) from None
+
+
+def accept(session: Session, token: str, password: str, now: datetime) -> PortalAccount:
+    """Set the password with the one-time token (it is used up)."""
+    account = session.scalar(select(PortalAccount).where(PortalAccount.invite_hash == _hash(token or "")))
+    if account is None or account.invite_expires_at is None or account.invite_expires_at < now:
+        raise NotFound(
+            "this invitation link is unknown, used or expired",
+            german="Dieser Einladungslink ist unbekannt, schon benutzt oder abgelaufen.",
+        )
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(
+            f"password: at least {MIN_PASSWORD} characters",
+            german=f"Passwort: mindestens {MIN_PASSWORD} Zeichen",
+        )
+    account.password_hash, account.invite_hash, account.invite_expires_at = hash_password(password), None, None
+    audit(session, account.tenant_id, f"portal:{account.id}", "portal.accept", {"account_id": account.id})
+    return account
+
+
+def login(session: Session, tenant_slug: str, email: str, password: str, now: datetime) -> tuple[PortalAccount, str]:
+    """-> (account, session token). The same answer for an unknown address and a wrong password."""
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == tenant_slug))
+    account = None
+    if tenant is not None:
+        account = session.scalar(
+            select(PortalAccount).where(
+                PortalAccount.tenant_id == tenant.id, PortalAccount.email == email.strip().lower()
+            )
+        )
+    if account is None or account.locked_at is not None or not account.password_hash:
+        hash_password(password)  # the same work as a real check: no timing hint which addresses exist
+        raise _BAD_LOGIN
+    if not verify_password(account.password_hash, password):
+        raise _BAD_LOGIN
+    return account, new_session(session, account, now)
+
+
+def new_session(session: Session, account: PortalAccount, now: datetime) -> str:
+    token = secrets.token_urlsafe(32)
+    session.add(
+        PortalSession(account_id=account.id, token_hash=_hash(token), created_at=now, expires_at=now + SESSION_VALID)
+    )
+    session.flush()
+    return token
+
+
+def account_of(session: Session, token: str | None, now: datetime) -> PortalAccount:
+    if not token:
+        raise Unauthorized("not logged in", german="Sie sind nicht angemeldet.")
+    row = session.scalar(select(PortalSession).where(PortalSession.token_hash == _hash(token)))
+    account = session.get(PortalAccount, row.account_id) if row is not None and row.expires_at > now else None
+    if account is None or account.locked_at is not None:
+        raise Unauthorized("session expired, please log in again", german="Bitte melden Sie sich neu an.")
+    return account
+
+
+def logout(session: Session, token: str | None) -> None:
+    if token:
+        row = session.scalar(select(PortalSession).where(PortalSession.token_hash == _hash(token)))
+        if row is not None:
+            session.delete(row)
+
+
+def log_read(session: Session, account: PortalAccount, what: str, now: datetime) -> None:
+    session.add(PortalRead(tenant_id=account.tenant_id, account_id=account.id, what=what[:200], at=now))
+
+
+def own_records(session: Session, account: PortalAccount) -> list[CustomerRecord]:
+    """The account's occupant's records, newest month first (records exist only for the occupant's
+    stays, and each shows only the stay's months)."""
+    return list(
+        session.scalars(
+            select(CustomerRecord)
+            .where(CustomerRecord.tenant_id == account.tenant_id, CustomerRecord.occupant_id == account.occupant_id)
+            .order_by(CustomerRecord.month.desc(), CustomerRecord.day_from.desc())
+        )
+    )
+
+
+def own_record(session: Session, account: PortalAccount, month: str) -> CustomerRecord:
+    """The occupant's record of `month`; another's, or a month outside the stay: not found."""
+    row = session.scalar(
+        select(CustomerRecord)
+        .where(
+            CustomerRecord.tenant_id == account.tenant_id,
+            CustomerRecord.occupant_id == account.occupant_id,
+            CustomerRecord.month == month,
+        )
+        .order_by(CustomerRecord.day_from.desc())
+        .limit(1)
+    )
+    if row is None:
+        raise NotFound(f"no information for {month}", german=f"Für {month} gibt es keine Information.")
+    return row
+
+
+def profile(session: Session, account: PortalAccount) -> dict:
+    occupant = session.get(Occupant, account.occupant_id)
+    assert occupant is not None
+    return {
+        "name": occupant.name,
+        "email": account.email,
+        "language": account.language,
+        "channel": occupant.channel,
+    }
+
+
+def update_profile(session: Session, account: PortalAccount, changes: dict, now: datetime) -> dict:
+    """E-mail (validated; also the login), language, and the channel preference (`email`, `portal`,
+    `post`), kept on the occupant for the next month's delivery. Audited with the field names."""
+    occupant = session.get(Occupant, account.occupant_id)
+    assert occupant is not None
+    if "email" in changes:
+        email = check_email(changes["email"]).lower()
+        clash = session.scalar(
+            select(PortalAccount.id).where(
+                PortalAccount.tenant_id == account.tenant_id,
+                PortalAccount.email == email,
+                PortalAccount.id != account.id,
+            )
+        )
+        if clash is not None:
+            raise Conflict("this e-mail address is taken", german="Diese E-Mail-Adresse ist schon vergeben.")
+        account.email = occupant.email = email
+    if "language" in changes:
+        account.language = occupant.language = changes["language"]
+    if "channel" in changes:
+        occupant.channel = changes["channel"]
+    audit(session, account.tenant_id, f"portal:{account.id}", "portal.profile", {"changed": sorted(changes)})
+    return profile(session, account)
