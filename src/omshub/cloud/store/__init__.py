@@ -5,4 +5,4 @@ The schema's tables are declared in `models` (meters, telegrams, readings, accou
 foreign key between them resolves whichever one a caller imports.
 """
 
-from omshub.cloud.store import models, models_billing  # noqa: F401
+from omshub.cloud.store import models, models_billing, models_exports  # noqa: F401
