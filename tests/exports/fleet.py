@@ -53,11 +53,17 @@ def _value(s, t, point, quantity, at, day, reason, value, origin, quality, code,
     return row
 
 
-def build(s: Session, slug: str) -> Tenant:
-    """The data set for a new tenant `slug` (committed by the caller)."""
-    t = Tenant(slug=slug, name="Stadtwerke Beispiel", created_at=CLOSED)
-    s.add(t)
-    s.flush()
+def build(s: Session, slug: str, tenant_id: int | None = None) -> Tenant:
+    """The data set for a new tenant `slug`, or for the existing tenant `tenant_id` (committed by
+    the caller)."""
+    if tenant_id is not None:
+        t = s.get(Tenant, tenant_id)
+        assert t is not None
+        slug = t.slug
+    else:
+        t = Tenant(slug=slug, name="Stadtwerke Beispiel", created_at=CLOSED)
+        s.add(t)
+        s.flush()
     gw = Gateway(tenant_id=t.id, serial=f"GW-{slug}", credential_hash=hashlib.sha256(slug.encode()).digest(),
                  created_at=CLOSED, status={}, applied_config_version=0, desired_config_version=0)  # fmt: skip
     s.add(gw)

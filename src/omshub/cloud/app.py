@@ -20,6 +20,7 @@ from omshub.cloud.api import (
     auth,
     billing,
     console_tasks,
+    exports,
     gateways,
     health,
     keys,
@@ -65,6 +66,7 @@ ROUTERS = [
     alarms.router,
     tenant_time.router,
     console_tasks.router,
+    exports.router,
     console.router,
 ]
 
