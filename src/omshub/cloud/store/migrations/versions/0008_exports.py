@@ -28,6 +28,11 @@ def _tenant() -> sa.Column:
 
 
 def upgrade() -> None:
+    _exports()
+    _webhooks()
+
+
+def _exports() -> None:
     op.create_table(
         "export_jobs",
         _id(),
@@ -102,6 +107,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("tenant_id"),
     )
+
+
+def _webhooks() -> None:
     op.create_table(
         "webhook_endpoints",
         _id(),
