@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from omshub.cloud.api.common import DbSession, Id, Text, TimeQuery, parse_time
 from omshub.cloud.api.deps import require_role
-from omshub.cloud.services import export_runs, export_sap, exports_v1, sftp_jobs
+from omshub.cloud.api.guard import read_body
+from omshub.cloud.services import export_arge, export_runs, export_sap, exports_v1, sftp_jobs
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.store.database import Database
 from omshub.times import utcnow
@@ -189,3 +190,19 @@ def run_job(request: Request, job_id: Id, principal: Operator) -> dict:
     state = request.app.state
     run = sftp_jobs.run_job(state.db, state.keystore, principal.tenant_id, job_id, now=utcnow(), actor=principal.name)
     return run
+
+
+async def _arge_body(request: Request) -> bytes:
+    return await read_body(request, request.app.state.settings.max_import_body, "the ARGE import")
+
+
+@router.post(
+    "/arge/import",
+    summary="Import ARGE HeiWaKo / bved A, L and M records (all or nothing)",
+    openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def arge_import(principal: Operator, body: Annotated[bytes, Depends(_arge_body)], session: DbSession) -> dict:
+    """Fixed-width records (version 03.10, ISO-8859-1, CR LF): L records create or update properties,
+    M records units and occupants with their occupancy period. A refusal (422) lists every problem
+    with its line and field (number, name, positions); nothing is imported then."""
+    return export_arge.import_records(session, principal.tenant_id, body, actor=principal.name)
