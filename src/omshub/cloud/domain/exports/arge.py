@@ -1,5 +1,5 @@
-"""ARGE HeiWaKo / bved "Standard-Datenaustausch" fixed-width records (docs/exports.md §ARGE), as
-documented in ../shared/docs/billing-domain.md §2.1 (version 03.10):
+"""ARGE HeiWaKo / bved "Standard-Datenaustausch" fixed-width records, version 03.10, as far as their
+layouts were found (docs/exports.md §ARGE lists the sources and what was not found):
 
 * read: A (reference keys, 128 characters), L (property: fields 1-20, positions 1-160) and M
   (occupant: fields 1-27, positions 1-522). The L and M records of 3.10 are longer than what is
