@@ -22,8 +22,8 @@ from datetime import datetime
 import orjson
 
 from omshub.cloud.domain.errors import Invalid
-from omshub.cloud.domain.exports.v1 import COLUMNS, SCHEMA, UNIT_OF_QUANTITY, LocalTimes, utc_text
-from omshub.cloud.store.database import Database, db_time, time_to_db
+from omshub.cloud.domain.exports.v1 import COLUMNS, SCHEMA, UNIT_OF_QUANTITY, TimeTexts
+from omshub.cloud.store.database import Database, time_to_db
 
 BATCH = 5000
 _CURSOR = re.compile(r"^(v|c):(\d{1,18})$")
@@ -128,7 +128,7 @@ def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "") -> Ite
         assert found is not None
         section, after = found.group(1), int(found.group(2))
     left = scope.limit
-    times = LocalTimes()
+    times = TimeTexts()
     for sec in ("v", "c"):
         if sec == "v" and section == "c":
             continue
@@ -154,8 +154,8 @@ def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "") -> Ite
             return
 
 
-def _row(section: str, r, export_id: str, times: LocalTimes) -> dict:
-    boundary = db_time(r[11]) if section == "v" else None
+def _row(section: str, r, export_id: str, times: TimeTexts) -> dict:
+    boundary = r[11] if section == "v" else None
     zone = r[20]
     return {
         "schema": SCHEMA,
@@ -173,19 +173,19 @@ def _row(section: str, r, export_id: str, times: LocalTimes) -> dict:
         "register": r[9],
         "value": r[10],
         "value_unit": UNIT_OF_QUANTITY.get(r[9], ""),
-        "boundary_utc": utc_text(boundary),
-        "boundary_local": times.text(boundary, zone),
+        "boundary_utc": times.utc(boundary),
+        "boundary_local": times.local(boundary, zone),
         "boundary_reason": r[12] or None,
         "period": r[13],
-        "period_start_utc": utc_text(db_time(r[14])),
-        "period_end_utc": utc_text(db_time(r[15])),
+        "period_start_utc": times.utc(r[14]),
+        "period_end_utc": times.utc(r[15]),
         "origin": r[16],
         "tabelle_s": r[17],
         "quality": r[18],
         "validation_state": r[19],
-        "received_utc": utc_text(db_time(r[21])),
+        "received_utc": times.utc(r[21]),
         "row_id": f"{section}:{r[0]}",
-        "version": utc_text(db_time(r[1])),
+        "version": times.utc(r[1]),
         "delivery": None,
         "previous_export_id": None,
         "_zone": zone,

@@ -113,19 +113,29 @@ def _date_time(at: datetime, zone: ZoneInfo) -> tuple[str, str]:
     return local.strftime("%Y%m%d"), local.strftime("%H%M%S")
 
 
-def reading_row(row: dict, mapping: dict, zones: dict[str, ZoneInfo]) -> dict | None:
-    """The upload row of one v1 boundary-value row (None: nothing SAP would take)."""
+def reading_row(row: dict, mapping: dict, cache: dict) -> dict | None:
+    """The upload row of one v1 boundary-value row (None: nothing SAP would take). `cache` keeps
+    the date texts of times already seen (an export's boundaries are few)."""
     note = mapping["notes"].get(row["tabelle_s"] or "") or mapping["notes"].get(row["origin"] or "")
     if row["value"] is None:
         note = mapping["notes"].get("missing")
         if not note:
             return None
-    zone = zones.setdefault(row["_zone"] or "UTC", ZoneInfo(row["_zone"] or "UTC"))
-    boundary = datetime.fromisoformat(row["boundary_utc"].replace("Z", "+00:00"))
-    bill_date = (boundary.astimezone(zone) - timedelta(days=1)).strftime("%Y%m%d")
+    zone = row["_zone"] or "UTC"
+    bill_date = cache.get((row["boundary_utc"], zone))
+    if bill_date is None:
+        at = datetime.fromisoformat(row["boundary_utc"].replace("Z", "+00:00"))
+        bill_date = cache[(row["boundary_utc"], zone)] = (
+            at.astimezone(_zone(zone, cache)) - timedelta(days=1)
+        ).strftime("%Y%m%d")
     received = row["received_utc"]
     if received:
-        actual = _date_time(datetime.fromisoformat(received.replace("Z", "+00:00")), zone)
+        actual = cache.get((received, zone, "t"))
+        if actual is None:
+            if len(cache) > 50_000:
+                cache.clear()
+            at = datetime.fromisoformat(received.replace("Z", "+00:00"))
+            actual = cache[(received, zone, "t")] = _date_time(at, _zone(zone, cache))
     else:
         actual = (bill_date, END_OF_DAY)
     return _row(
@@ -139,6 +149,13 @@ def reading_row(row: dict, mapping: dict, zones: dict[str, ZoneInfo]) -> dict | 
         note or "",
         mapping["reading_types"].get(row["origin"] or "", ""),
     )
+
+
+def _zone(name: str, cache: dict) -> ZoneInfo:
+    tz = cache.get(("zone", name))
+    if tz is None:
+        tz = cache[("zone", name)] = ZoneInfo(name)
+    return tz
 
 
 def swap_rows(

@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -59,49 +60,57 @@ def utc_text(at: datetime | None) -> str | None:
     return at.isoformat().replace("+00:00", "Z")
 
 
-class LocalTimes:
-    """UTC → local ISO text per zone, cached: an export's boundaries are a handful of instants."""
+class TimeTexts:
+    """Database time values (SQLite text or datetime) → UTC and local ISO text, cached: an export's
+    times are mostly a handful of instants (boundaries, period ends, the close's time)."""
 
     def __init__(self) -> None:
+        self._utc: dict = {}
+        self._local: dict = {}
         self._zones: dict[str, ZoneInfo] = {}
-        self._cache: dict[tuple[str, datetime], str] = {}
 
-    def text(self, at: datetime | None, zone: str | None) -> str | None:
-        if at is None:
+    def at(self, raw) -> datetime | None:
+        if raw is None:
             return None
-        key = (zone or "UTC", at)
-        hit = self._cache.get(key)
-        if hit is None:
-            tz = self._zones.get(key[0])
-            if tz is None:
-                tz = self._zones[key[0]] = ZoneInfo(key[0])
-            hit = at.astimezone(tz).isoformat()
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[key] = hit
+        if isinstance(raw, str):
+            return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+        return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC)
+
+    def utc(self, raw) -> str | None:
+        hit = self._utc.get(raw)
+        if hit is None and raw is not None:
+            if len(self._utc) > 50_000:
+                self._utc.clear()
+            hit = self._utc[raw] = utc_text(self.at(raw))
+        return hit
+
+    def local(self, raw, zone: str | None) -> str | None:
+        key = (raw, zone)
+        hit = self._local.get(key)
+        if hit is None and raw is not None:
+            name = zone or "UTC"
+            tz = self._zones.get(name) or self._zones.setdefault(name, ZoneInfo(name))
+            if len(self._local) > 50_000:
+                self._local.clear()
+            at = self.at(raw)
+            assert at is not None
+            hit = self._local[key] = at.astimezone(tz).isoformat()
         return hit
 
 
 def csv_lines(rows: Iterable[list[dict]], columns: tuple[str, ...] = COLUMNS) -> Iterator[str]:
     """The CSV text in pieces: a header, then the rows of each batch (`,`-separated, RFC 4180
-    quoting, CRLF line ends, UTF-8 without BOM). None is an empty cell."""
+    quoting, CRLF line ends, UTF-8 without BOM). None is an empty cell, a float its shortest repr."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(columns)
     yield buf.getvalue()
+    cells = itemgetter(*columns)
     for batch in rows:
         buf.seek(0)
         buf.truncate()
-        writer.writerows([[_cell(row.get(c)) for c in columns] for row in batch])
+        writer.writerows(map(cells, batch))
         yield buf.getvalue()
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def json_pieces(rows: Iterable[list[dict]], head: dict, tail: dict | None = None) -> Iterator[bytes]:
