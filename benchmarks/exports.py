@@ -65,12 +65,15 @@ def _build(db, points: int) -> int:
     many("INSERT INTO occupancies (tenant_id, unit_id, occupant_id, moved_in, created_at) VALUES (?, ?, ?, ?, ?)",
          [(tenant, i + 1, i + 1, date(2020, 1, 1), now) for i in range(points)])  # fmt: skip
     many("INSERT INTO metering_points (id, tenant_id, ref, address, customer_ref, created_at, unit_id) "
-         "VALUES (?, ?, ?, '', '', ?, ?)", [(i + 1, tenant, f"MP{i:07d}", now, i + 1) for i in range(points)])  # fmt: skip
+         "VALUES (?, ?, ?, '', '', ?, ?)",
+         [(i + 1, tenant, f"MP{i:07d}", now, i + 1) for i in range(points)])  # fmt: skip
     many("INSERT INTO meters (id, tenant_id, manufacturer, meter_id, device_type, key_status, created_at) "
-         "VALUES (?, ?, 'KAM', ?, 'heat', 'present', ?)", [(i + 1, tenant, f"{i:08d}", now) for i in range(points)])  # fmt: skip
+         "VALUES (?, ?, 'KAM', ?, 'heat', 'present', ?)",
+         [(i + 1, tenant, f"{i:08d}", now) for i in range(points)])  # fmt: skip
     installed = t(datetime(2020, 1, 1, tzinfo=UTC))
     many("INSERT INTO installations (tenant_id, metering_point_id, meter_pk, installed_at, installed_from, "
-         "initial_values) VALUES (?, ?, ?, ?, 'given', '{}')", [(tenant, i + 1, i + 1, installed) for i in range(points)])  # fmt: skip
+         "initial_values) VALUES (?, ?, ?, ?, 'given', '{}')",
+         [(tenant, i + 1, i + 1, installed) for i in range(points)])  # fmt: skip
     value_sql = (
         "INSERT INTO billing_values (tenant_id, metering_point_id, quantity, boundary_at, boundary_day, reason, value, "
         "origin, quality, code, details, computed_value, computed_origin, computed_details, state, computed_at, "
