@@ -9,6 +9,7 @@ from tests.cloud.conftest import (  # noqa: F401
     db,
     hub,
     keystore,
+    pipeline,
     pytest_configure,
     settings,
 )
