@@ -22,6 +22,7 @@ from omshub.cloud.api import (
     charts,
     console_tasks,
     customers,
+    exports,
     gateways,
     health,
     keys,
@@ -35,12 +36,14 @@ from omshub.cloud.api import (
     tenant_time,
     uplink,
     weather,
+    webhooks,
 )
 from omshub.cloud.api.errors import ERROR_RESPONSES, install_error_handlers
 from omshub.cloud.api.guard import BodyLimits, RequestGuard
 from omshub.cloud.decode.pipeline import DecodePipeline, PipelineProcesses, PipelineWorker, tune_gc
 from omshub.cloud.services import alarms as alarm_rules
 from omshub.cloud.services import maintenance
+from omshub.cloud.services.delivery_worker import DeliveryWorker
 from omshub.cloud.settings import Settings, load_settings
 from omshub.cloud.store.database import Database
 from omshub.cloud.store.keystore import KeyStore, load_master_key
@@ -72,6 +75,8 @@ ROUTERS = [
     charts.router,
     tenant_time.router,
     console_tasks.router,
+    exports.router,
+    webhooks.router,
     console.router,
     portal_pages.router,
 ]
@@ -241,6 +246,10 @@ def _lifespan(settings: Settings, db: Database, pipeline: DecodePipeline, worker
                 maintenance_worker = MaintenanceWorker(db, settings.maintenance_interval_s)
                 maintenance_worker.start()
                 threads.append(maintenance_worker)
+            if settings.delivery_interval_s and settings.node_index == 0:  # webhooks and export jobs
+                delivery_worker = DeliveryWorker(db, app.state.keystore, settings.delivery_interval_s)
+                delivery_worker.start()
+                threads.append(delivery_worker)
             transports = await _start_transports(app, settings, db)
         try:
             yield

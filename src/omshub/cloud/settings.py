@@ -56,6 +56,7 @@ class Settings(BaseModel):
     silent_days: int = Field(3, ge=1)
     # `omshub admin maintenance` run by `serve` every this many seconds (0: never; docs/deploy.md)
     maintenance_interval_s: int = Field(86400, ge=0)
+    delivery_interval_s: float = Field(10, ge=0)  # webhooks and export jobs (services/delivery_worker.py); 0: off
     # zone of the meters' own date-times for tenants that have none (those created before tenants
     # had their own, see migration 0004); new tenants get Europe/Berlin (docs/formats.md §4)
     meter_timezone: str = "UTC"

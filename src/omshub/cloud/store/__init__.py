@@ -6,4 +6,4 @@ Importing this package loads them all, so every
 foreign key between them resolves whichever one a caller imports.
 """
 
-from omshub.cloud.store import models, models_billing, models_customers  # noqa: F401
+from omshub.cloud.store import models, models_billing, models_customers, models_exports  # noqa: F401

@@ -12,6 +12,7 @@ import * as find from "./page-find.js";
 import * as admin from "./page-admin.js";
 import * as billing from "./page-billing.js";
 import * as alarms from "./page-alarms.js";
+import * as deliveries from "./page-exports.js";
 
 const main = document.getElementById("main");
 
@@ -33,6 +34,7 @@ const ROUTES = [
   [/^\/admin$/, "admin", admin.renderAdmin],
   [/^\/audit$/, "audit", admin.renderAudit],
   [/^\/review$/, "review", billing.renderReview],
+  [/^\/deliveries$/, "deliveries", deliveries.renderExports],
 ];
 
 let cleanup = null;
@@ -46,7 +48,7 @@ function parseHash() {
 // The shell's own texts (index.html holds the English ones for a browser without JavaScript).
 const NAV = { dashboard: "Dashboard", search: "Search", gateways: "Gateways", meters: "Meters", telegrams: "Telegrams",
   points: "Metering points", alarms: "Alarms", operations: "Operations", exports: "Export", admin: "Users and tokens",
-  audit: "Audit log", review: "Review queue" };
+  audit: "Audit log", review: "Review queue", deliveries: "Billing exports" };
 const ROLE_NAMES = { viewer: "Viewer", operator: "Operator", admin: "Administrator" };
 
 function shellTexts() {
