@@ -206,3 +206,36 @@ def test_a_bad_key_is_refused_without_showing_it(tmp_path, bad):
         result = CliRunner().invoke(_app(), ["decode", *args, "00"])
         assert result.exit_code == 2, result.output
         assert "0102030405" not in result.output.replace(" ", ""), result.output
+
+
+def test_auto_workers_only_for_large_regular_files(tmp_path, monkeypatch):
+    import io
+    import os
+
+    from omshub.commands import decode as decode_command
+
+    small = tmp_path / "small.txt"
+    small.write_text("00\n")
+    with small.open() as stream:
+        assert decode_command.auto_workers(stream) == 1  # a small file: no workers to start
+    monkeypatch.setattr(decode_command, "AUTO_PARALLEL_BYTES", 2)
+    with small.open() as stream:
+        assert decode_command.auto_workers(stream) == len(os.sched_getaffinity(0))
+        stream.read()  # what was read already does not count
+        assert decode_command.auto_workers(stream) == 1
+    read, write = os.pipe()
+    os.write(write, b"00\n" * 100)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        assert decode_command.auto_workers(pipe) == 1  # live input stays in one streaming process
+    assert decode_command.auto_workers(io.StringIO("00\n" * 100)) == 1
+
+
+def test_workers_option():
+    frame = encode_telegram(KAM, SMALL_RECORDS).hex()
+    for args in (["--workers", "auto"], ["--workers", "2"], []):
+        code, out = _run([*args, frame])
+        assert code == 0 and _jsonl(out)[0]["records"][0]["value"] == 165.0
+    for bad in ("0", "many", "300"):
+        result = CliRunner().invoke(_app(), ["decode", "--workers", bad, frame])
+        assert result.exit_code == 2 and "--workers must be auto or a number" in result.output
