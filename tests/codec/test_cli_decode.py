@@ -239,3 +239,53 @@ def test_workers_option():
     for bad in ("0", "many", "300"):
         result = CliRunner().invoke(_app(), ["decode", "--workers", bad, frame])
         assert result.exit_code == 2 and "--workers must be auto or a number" in result.output
+
+
+def test_plain_command_lines_skip_typer():
+    from omshub.commands.decode import parse_plain_args
+
+    options = parse_plain_args(["--key", "00" * 16, "--workers=1", "--explain", "ab", "--crc", "A", "--crc=B", "cd"])
+    assert options == {
+        "telegrams": ["ab", "cd"],
+        "key": "00" * 16,
+        "keys_file": None,
+        "output_format": "jsonl",
+        "workers_text": "1",
+        "crc": "B",  # the last one counts, as with typer
+        "explain": True,
+    }
+    assert parse_plain_args(["-"])["telegrams"] == ["-"]
+    assert parse_plain_args([])["telegrams"] is None
+    # help, unknown or incomplete options, `--`: typer's own handling and messages
+    for args in (["--help"], ["-h"], ["--bogus", "x"], ["--key"], ["--key", "--format", "json"], ["--", "ab"]):
+        assert parse_plain_args(args) is None, args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--format", "json", "FRAME", "zz"],
+        ["--key", "KEY", "FRAME"],
+        ["--key=KEY", "--format=table", "FRAME"],
+        ["--explain", "FRAME"],
+        ["--format", "xml", "FRAME"],
+        ["--key", "abc", "FRAME"],
+        ["--workers", "0", "FRAME"],
+        ["--help"],
+        ["--bogus", "FRAME"],
+    ],
+)
+def test_standalone_decode_is_the_typer_command(args, capsys):
+    # `omshub decode ...` (omshub.__main__) gives what the app's `decode` command gives: output and exit status
+    from omshub.commands.decode import standalone_main
+
+    frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY).hex()
+    args = [a.replace("FRAME", frame).replace("KEY", KEY.hex()) for a in args]
+    expected = CliRunner().invoke(_app(), ["decode", *args], prog_name="omshub")
+    with pytest.raises(SystemExit) as done:
+        standalone_main(args)
+    captured = capsys.readouterr()
+    assert (done.value.code or 0) == expected.exit_code
+    if args != ["--help"] and "--bogus" not in args:  # typer's boxes depend on the terminal's width
+        assert captured.out == expected.stdout
+        assert captured.err.strip() == expected.stderr.strip()

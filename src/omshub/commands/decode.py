@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import typer
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:  # the codec is imported inside the commands: `omshub --help` starts without it
+    import typer
+
     from omshub.codec import DecodeError
 
 CHUNK_LINES = 2000
@@ -244,16 +244,28 @@ def auto_workers(stream) -> int:
 
 
 def _workers_option(text: str) -> int | None:
-    """``--workers`` value: None for auto, else a number of processes 1..256; typer.Exit(2) otherwise."""
+    """``--workers`` value: None for auto, else a number of processes 1..256; exit status 2 otherwise."""
     if text == "auto":
         return None
     if text.isdigit() and 1 <= int(text) <= 256:
         return int(text)
-    typer.echo(f"omshub decode: --workers must be auto or a number from 1 to 256, not {text!r}", err=True)
-    raise typer.Exit(2)
+    _usage_error(f"omshub decode: --workers must be auto or a number from 1 to 256, not {text!r}")
 
 
 # ---------------------------------------------------------------- output for people
+
+
+def _echo(text: str) -> None:
+    # what typer.echo does for plain text (this module runs without typer: see standalone_main)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _usage_error(message: str) -> NoReturn:
+    """A usage error: the message on standard error, exit status 2 (as typer.Exit(2) gives)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
 
 
 def _render_table(results: list[tuple[str, dict | None, DecodeError | None]]) -> None:
@@ -299,7 +311,7 @@ def _render_table(results: list[tuple[str, dict | None, DecodeError | None]]) ->
 
 
 def _load_keys(key: str | None, keys_file: Path | None):
-    """KeyRing from --key / --keys; typer.Exit(2) with a message on bad input."""
+    """KeyRing from --key / --keys; exit status 2 with a message on bad input."""
     from omshub.codec import KeyRing
 
     default = None
@@ -310,24 +322,20 @@ def _load_keys(key: str | None, keys_file: Path | None):
         except ValueError:
             default = None
         if default is None or len(default) not in (8, 16):
-            typer.echo(
+            _usage_error(
                 f"omshub decode: --key must be 32 hex digits (an AES-128 key), got {len(cleaned)} characters"
-                + ("" if default is not None else " that are not all hex digits"),
-                err=True,
+                + ("" if default is not None else " that are not all hex digits")
             )
-            raise typer.Exit(2)
     if keys_file is None:
         return KeyRing(default)
     try:
         text = keys_file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        typer.echo(f"omshub decode: cannot read key file {keys_file}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _usage_error(f"omshub decode: cannot read key file {keys_file}: {exc}")
     try:
         return KeyRing.from_csv(text, default)
     except ValueError as exc:
-        typer.echo(f"omshub decode: bad key file {keys_file}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _usage_error(f"omshub decode: bad key file {keys_file}: {exc}")
 
 
 def _explain(lines: Iterable[str], ring, crc: str) -> int:
@@ -344,19 +352,72 @@ def _explain(lines: Iterable[str], ring, crc: str) -> int:
         try:
             frame = parse_hex(text)
         except DecodeError as exc:
-            typer.echo(f"telegram {number}: {exc.code}: {exc.message}")
+            _echo(f"telegram {number}: {exc.code}: {exc.message}")
             failed += 1
             continue
         result, error, spans = explain(frame, keys=ring, formats=formats, crc=crc)
         meter = (result or (error.partial if error is not None else None) or {}).get("meter") or {}
         who = f"{meter.get('manufacturer')} {meter.get('id')}" if meter.get("id") else "?"
-        typer.echo(f"telegram {number} ({who}, {len(frame)} bytes):")
-        typer.echo(render(result, error, spans))
+        _echo(f"telegram {number} ({who}, {len(frame)} bytes):")
+        _echo(render(result, error, spans))
         failed += error is not None
     return failed
 
 
+def run_decode(
+    telegrams: list[str] | None,
+    key: str | None,
+    keys_file: Path | None,
+    output_format: str,
+    workers_text: str,
+    crc: str,
+    explain: bool,
+) -> int:
+    """The ``decode`` command: its exit code (0 all decoded, 1 some failed); SystemExit(2) on usage errors."""
+    if output_format not in ("jsonl", "json", "table"):
+        _usage_error(f"omshub decode: --format must be jsonl, json or table, not {output_format!r}")
+    if crc not in ("auto", "A", "B", "none"):
+        _usage_error(f"omshub decode: --crc must be auto, A, B or none, not {crc!r}")
+    workers = _workers_option(workers_text)
+    ring = _load_keys(key, keys_file)
+    if not telegrams or telegrams == ["-"]:
+        lines: Iterable[str] = sys.stdin
+        if workers is None:
+            workers = auto_workers(sys.stdin)
+    else:
+        if "-" in telegrams:
+            _usage_error("omshub decode: '-' (stdin) cannot be mixed with telegram arguments")
+        lines = telegrams
+    if explain:
+        failed = _explain(lines, ring, crc)
+    elif output_format == "jsonl":
+        out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+        write = out.write if out is not None else (lambda data: sys.stdout.write(data.decode()))
+        if workers is not None and workers > 1:
+            ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc)
+        else:
+            ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
+        sys.stdout.flush()
+    else:
+        results = list(iter_results(lines, keys=ring, crc=crc))
+        failed = sum(1 for _, _, error in results if error is not None)
+        if output_format == "json":
+            import orjson
+
+            items = [
+                result if error is None else {"error": {"code": error.code, "message": error.message}, "input": text}
+                for text, result, error in results
+            ]
+            document = items[0] if len(items) == 1 else items
+            _echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        else:
+            _render_table(results)
+    return 1 if failed else 0
+
+
 def register(app: typer.Typer) -> None:
+    import typer
+
     @app.command("decode")
     def decode_command(
         telegrams: list[str] | None = typer.Argument(
@@ -386,47 +447,72 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Decode wireless / wired M-Bus and OMS telegrams into the uniform record format."""
-        if output_format not in ("jsonl", "json", "table"):
-            typer.echo(f"omshub decode: --format must be jsonl, json or table, not {output_format!r}", err=True)
-            raise typer.Exit(2)
-        if crc not in ("auto", "A", "B", "none"):
-            typer.echo(f"omshub decode: --crc must be auto, A, B or none, not {crc!r}", err=True)
-            raise typer.Exit(2)
-        workers = _workers_option(workers_text)
-        ring = _load_keys(key, keys_file)
-        if not telegrams or telegrams == ["-"]:
-            lines: Iterable[str] = sys.stdin
-            if workers is None:
-                workers = auto_workers(sys.stdin)
-        else:
-            if "-" in telegrams:
-                typer.echo("omshub decode: '-' (stdin) cannot be mixed with telegram arguments", err=True)
-                raise typer.Exit(2)
-            lines = telegrams
-        if explain:
-            failed = _explain(lines, ring, crc)
-        elif output_format == "jsonl":
-            out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
-            write = out.write if out is not None else (lambda data: sys.stdout.write(data.decode()))
-            if workers is not None and workers > 1:
-                ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc)
-            else:
-                ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
-            sys.stdout.flush()
-        else:
-            results = list(iter_results(lines, keys=ring, crc=crc))
-            failed = sum(1 for _, _, error in results if error is not None)
-            if output_format == "json":
-                import orjson
+        raise typer.Exit(run_decode(telegrams, key, keys_file, output_format, workers_text, crc, explain))
 
-                items = [
-                    result
-                    if error is None
-                    else {"error": {"code": error.code, "message": error.message}, "input": text}
-                    for text, result, error in results
-                ]
-                document = items[0] if len(items) == 1 else items
-                typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
-            else:
-                _render_table(results)
-        raise typer.Exit(1 if failed else 0)
+
+# options with a value, by the name of run_decode's parameter
+_VALUE_OPTIONS = {
+    "--key": "key",
+    "--keys": "keys_file",
+    "--format": "output_format",
+    "--workers": "workers_text",
+    "--crc": "crc",
+}
+
+
+def parse_plain_args(args: list[str]) -> dict | None:
+    """run_decode's arguments from a plain command line (``--opt value``, ``--opt=value``,
+    ``--explain``, telegrams), or None for anything else (help, unknown or incomplete options,
+    ``--``): typer handles those, with its own messages."""
+    options: dict = {"telegrams": [], "key": None, "keys_file": None, "output_format": "jsonl"}
+    options.update(workers_text="auto", crc="auto", explain=False)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--explain":
+            options["explain"] = True
+        elif arg.startswith("--"):
+            name, equals, value = arg.partition("=")
+            if name not in _VALUE_OPTIONS:
+                return None
+            if not equals:
+                if i >= len(args) or args[i].startswith("--"):
+                    return None
+                value = args[i]
+                i += 1
+            options[_VALUE_OPTIONS[name]] = value  # the last one counts, as with typer
+        elif arg.startswith("-") and arg != "-":
+            return None
+        else:
+            options["telegrams"].append(arg)
+    if options["keys_file"] is not None:
+        options["keys_file"] = Path(options["keys_file"])
+    options["telegrams"] = options["telegrams"] or None
+    return options
+
+
+def standalone_main(args: list[str]) -> None:
+    """``omshub decode ARGS`` (see omshub.__main__): a plain command line runs without building a
+    typer app (whose parameter types import pydantic: a third of the start-up); anything else goes
+    through :func:`standalone_app`."""
+    options = parse_plain_args(args)
+    if options is None:
+        standalone_app()(["decode", *args])
+        return
+    sys.exit(run_decode(**options))
+
+
+def standalone_app() -> typer.Typer:
+    """An `omshub` app with only this command; its options, help and errors are those of the full
+    app's ``decode``."""
+    import typer
+
+    app = typer.Typer(name="omshub", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """omshub: remote reading of OMS / wireless M-Bus meters."""
+
+    register(app)
+    return app
