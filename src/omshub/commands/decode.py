@@ -124,12 +124,14 @@ def _worker_init(entries, default, crc) -> None:
     _WORKER_CRC = crc
 
 
-def _decode_chunk(lines: list[str]) -> tuple[list, list, list]:
-    """Decode a chunk in a worker: (outputs, deferred, learned).
+def _decode_chunk(lines: list[str]) -> tuple[bytes | list, list, list, int]:
+    """Decode a chunk in a worker: (output, deferred, learned, failed).
 
-    ``outputs[i]`` is the JSON line of the i-th telegram or None when it is a compact frame whose
-    format was unknown in this chunk (listed in ``deferred`` as (i, text)); ``learned`` lists
-    (i, manufacturer, id, signature, format) for every format taught by telegram i."""
+    ``output`` is the chunk's JSON lines as one bytes object (one pickle and one write for the
+    parent), or, when some telegram is a compact frame whose format was unknown in this chunk, a
+    list with one JSON line per telegram and None for those (listed in ``deferred`` as (i, text)).
+    ``learned`` lists (i, manufacturer, id, signature, format) for every format taught by telegram
+    i; ``failed`` counts the error lines."""
     import orjson
 
     from omshub.codec import DecodeError, FormatCache, decode, parse_hex
@@ -146,21 +148,29 @@ def _decode_chunk(lines: list[str]) -> tuple[list, list, list]:
     outputs: list = []
     deferred: list = []
     dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
+    fromhex = bytes.fromhex
+    ring, crc = _WORKER_RING, _WORKER_CRC
+    failed = 0
     for text in lines:
         position[0] = index = len(outputs)
         try:
             if len(text) > MAX_LINE:
                 raise DecodeError("too_long", f"input line of {len(text)} characters exceeds {MAX_LINE}")
-            outputs.append(dumps(decode(parse_hex(text), keys=_WORKER_RING, formats=formats, crc=_WORKER_CRC)) + b"\n")
+            try:
+                raw = fromhex(text)  # plain hex: the common case (as decode_stream)
+            except ValueError:
+                raw = parse_hex(text)
+            outputs.append(dumps(decode(raw, keys=ring, formats=formats, crc=crc), option=newline))
         except DecodeError as exc:
             if exc.code == "unknown_format":
                 outputs.append(None)
                 deferred.append((index, text))
             else:
-                outputs.append(
-                    dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}) + b"\n"
-                )
-    return outputs, deferred, learned
+                failed += 1
+                error = {"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}
+                outputs.append(dumps(error, option=newline))
+    return (outputs if deferred else b"".join(outputs)), deferred, learned, failed
 
 
 def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -177,6 +187,28 @@ def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+def _complete(outputs: list, deferred: list, learned: list, formats, keys, crc: str) -> None:
+    """Fill in a chunk's deferred compact frames, in input order, with the formats learned by all
+    chunks so far (``formats``) and by this chunk's earlier telegrams."""
+    import orjson
+
+    from omshub.codec import DecodeError, decode, parse_hex
+
+    events = sorted(
+        [(i, 0, item) for i, *item in learned] + [(i, 1, text) for i, text in deferred],
+        key=lambda event: (event[0], event[1]),
+    )
+    for index, kind, item in events:
+        if kind == 0:
+            manufacturer, meter_id, signature, fmt = item
+            formats.put(manufacturer, meter_id, signature, fmt)
+            continue
+        try:
+            outputs[index] = orjson.dumps(decode(parse_hex(item), keys=keys, formats=formats, crc=crc)) + b"\n"
+        except DecodeError as exc:
+            outputs[index] = orjson.dumps({"error": {"code": exc.code, "message": exc.message}, "input": item}) + b"\n"
+
+
 def decode_parallel(
     lines: Iterable[str],
     write: Callable[[bytes], object],
@@ -189,10 +221,10 @@ def decode_parallel(
     """Like :func:`decode_stream` with ``workers`` processes; same output, same order."""
     import multiprocessing
 
-    import orjson
+    from omshub.codec import FormatCache
+    from omshub.codec.drivers import registry
 
-    from omshub.codec import DecodeError, FormatCache, decode, parse_hex
-
+    registry()  # the driver files parsed once, before the fork: every worker has them without parsing
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     formats = FormatCache()  # replays, in input order, every format learned by any chunk
@@ -200,28 +232,23 @@ def decode_parallel(
     entries = keys.entries() if keys is not None else []
     default = keys.default if keys is not None else None
     with context.Pool(workers, initializer=_worker_init, initargs=(entries, default, crc)) as pool:
-        for outputs, deferred, learned in pool.imap(_decode_chunk, _chunks(lines, chunk_lines), chunksize=1):
-            events = sorted(
-                [(i, 0, item) for i, *item in learned] + [(i, 1, text) for i, text in deferred],
-                key=lambda event: (event[0], event[1]),
-            )
-            for index, kind, item in events:
-                if kind == 0:
-                    manufacturer, meter_id, signature, fmt = item
+        for output, deferred, learned, chunk_failed in pool.imap(
+            _decode_chunk, _chunks(lines, chunk_lines), chunksize=1
+        ):
+            if not deferred:
+                for _i, manufacturer, meter_id, signature, fmt in learned:
                     formats.put(manufacturer, meter_id, signature, fmt)
-                    continue
-                try:
-                    outputs[index] = orjson.dumps(decode(parse_hex(item), keys=keys, formats=formats, crc=crc)) + b"\n"
-                except DecodeError as exc:
-                    outputs[index] = (
-                        orjson.dumps({"error": {"code": exc.code, "message": exc.message}, "input": item}) + b"\n"
-                    )
-            for line in outputs:
+                failed += chunk_failed
+                ok += output.count(b"\n") - chunk_failed  # one line per telegram (JSON has no raw newline)
+                write(output)
+                continue
+            _complete(output, deferred, learned, formats, keys, crc)
+            for line in output:
                 if line.startswith(b'{"error"'):
                     failed += 1
                 else:
                     ok += 1
-                write(line)
+            write(b"".join(output))
     return ok, failed
 
 
