@@ -235,7 +235,7 @@ def decode_parallel(
         for output, deferred, learned, chunk_failed in pool.imap(
             _decode_chunk, _chunks(lines, chunk_lines), chunksize=1
         ):
-            if not deferred:
+            if isinstance(output, bytes):  # nothing deferred: the chunk is complete
                 for _i, manufacturer, meter_id, signature, fmt in learned:
                     formats.put(manufacturer, meter_id, signature, fmt)
                 failed += chunk_failed
@@ -243,12 +243,13 @@ def decode_parallel(
                 write(output)
                 continue
             _complete(output, deferred, learned, formats, keys, crc)
-            for line in output:
+            lines_out: list[bytes] = output
+            for line in lines_out:
                 if line.startswith(b'{"error"'):
                     failed += 1
                 else:
                     ok += 1
-            write(b"".join(output))
+            write(b"".join(lines_out))
     return ok, failed
 
 
