@@ -8,7 +8,7 @@ and prints telegrams/s per kind and overall, the peak memory, and for comparison
 
 Then it runs the whole `omshub decode` process (start-up included, JSON lines to a pipe) on a
 one-meter mode-5 corpus and on a mix of every telegram of the public corpus, ``--process-count``
-telegrams each, in the default invocation and with ``--workers`` = the cores (see
+telegrams each, in the default invocation (``--workers auto``) and with ``--workers 1`` (see
 :mod:`benchmarks.decode_process`).
 
 The mixed corpus is also run with `crc="none"` (what `omshub decode --crc none` does when the
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import sys
@@ -266,10 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak RSS  {peak_kib / 1024:.0f} MiB (whole process incl. the corpus)")
 
     if args.process_count > 0:
-        cores = os.cpu_count() or 1
-        rows = decode_process.measure(
-            args.process_count, args.repeat, [None] + ([cores] if cores > 1 else []), heat_records
-        )
+        # the default invocation (--workers auto: a process per core for files this large) and one process
+        rows = decode_process.measure(args.process_count, args.repeat, [None, 1], heat_records)
         decode_process.print_rows(rows, args.process_count, args.repeat)
         print(f"(naive in-process baseline above: {naive:,.0f} telegrams per CPU second)")
     return 0

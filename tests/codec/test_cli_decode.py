@@ -133,9 +133,10 @@ def test_parallel_matches_sequential():
     sequential, parallel = [], []
     seq_counts = decode_stream(lines, sequential.append)
     par_counts = decode_parallel(lines, parallel.append, keys=None, workers=2, chunk_lines=5)
-    # the same bytes (decode_stream writes batches of lines, decode_parallel line by line)
+    # the same bytes (decode_stream writes batches of lines, decode_parallel a chunk at a time)
     assert b"".join(sequential) == b"".join(parallel)
-    assert len(parallel) == len(lines)
+    assert b"".join(parallel).count(b"\n") == len(lines)
+    assert all(chunk.endswith(b"\n") for chunk in parallel)
     assert all(chunk.endswith(b"\n") for chunk in sequential)
     assert seq_counts == par_counts
 
@@ -206,3 +207,86 @@ def test_a_bad_key_is_refused_without_showing_it(tmp_path, bad):
         result = CliRunner().invoke(_app(), ["decode", *args, "00"])
         assert result.exit_code == 2, result.output
         assert "0102030405" not in result.output.replace(" ", ""), result.output
+
+
+def test_auto_workers_only_for_large_regular_files(tmp_path, monkeypatch):
+    import io
+    import os
+
+    from omshub.commands import decode as decode_command
+
+    small = tmp_path / "small.txt"
+    small.write_text("00\n")
+    with small.open() as stream:
+        assert decode_command.auto_workers(stream) == 1  # a small file: no workers to start
+    monkeypatch.setattr(decode_command, "AUTO_PARALLEL_BYTES", 2)
+    with small.open() as stream:
+        assert decode_command.auto_workers(stream) == len(os.sched_getaffinity(0))
+        stream.read()  # what was read already does not count
+        assert decode_command.auto_workers(stream) == 1
+    read, write = os.pipe()
+    os.write(write, b"00\n" * 100)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        assert decode_command.auto_workers(pipe) == 1  # live input stays in one streaming process
+    assert decode_command.auto_workers(io.StringIO("00\n" * 100)) == 1
+
+
+def test_workers_option():
+    frame = encode_telegram(KAM, SMALL_RECORDS).hex()
+    for args in (["--workers", "auto"], ["--workers", "2"], []):
+        code, out = _run([*args, frame])
+        assert code == 0 and _jsonl(out)[0]["records"][0]["value"] == 165.0
+    for bad in ("0", "many", "300"):
+        result = CliRunner().invoke(_app(), ["decode", "--workers", bad, frame])
+        assert result.exit_code == 2 and "--workers must be auto or a number" in result.output
+
+
+def test_plain_command_lines_skip_typer():
+    from omshub.commands.decode import parse_plain_args
+
+    options = parse_plain_args(["--key", "00" * 16, "--workers=1", "--explain", "ab", "--crc", "A", "--crc=B", "cd"])
+    assert options == {
+        "telegrams": ["ab", "cd"],
+        "key": "00" * 16,
+        "keys_file": None,
+        "output_format": "jsonl",
+        "workers_text": "1",
+        "crc": "B",  # the last one counts, as with typer
+        "explain": True,
+    }
+    assert parse_plain_args(["-"])["telegrams"] == ["-"]
+    assert parse_plain_args([])["telegrams"] is None
+    # help, unknown or incomplete options, `--`: typer's own handling and messages
+    for args in (["--help"], ["-h"], ["--bogus", "x"], ["--key"], ["--key", "--format", "json"], ["--", "ab"]):
+        assert parse_plain_args(args) is None, args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--format", "json", "FRAME", "zz"],
+        ["--key", "KEY", "FRAME"],
+        ["--key=KEY", "--format=table", "FRAME"],
+        ["--explain", "FRAME"],
+        ["--format", "xml", "FRAME"],
+        ["--key", "abc", "FRAME"],
+        ["--workers", "0", "FRAME"],
+        ["--help"],
+        ["--bogus", "FRAME"],
+    ],
+)
+def test_standalone_decode_is_the_typer_command(args, capsys):
+    # `omshub decode ...` (omshub.__main__) gives what the app's `decode` command gives: output and exit status
+    from omshub.commands.decode import standalone_main
+
+    frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY).hex()
+    args = [a.replace("FRAME", frame).replace("KEY", KEY.hex()) for a in args]
+    expected = CliRunner().invoke(_app(), ["decode", *args], prog_name="omshub")
+    with pytest.raises(SystemExit) as done:
+        standalone_main(args)
+    captured = capsys.readouterr()
+    assert (done.value.code or 0) == expected.exit_code
+    if args != ["--help"] and "--bogus" not in args:  # typer's boxes depend on the terminal's width
+        assert captured.out == expected.stdout
+        assert captured.err.strip() == expected.stderr.strip()

@@ -264,3 +264,23 @@ def test_real32_with_a_scale_re_encodes_to_the_same_value():
     ((rec,), _) = apl.decode_records(data)
     ((again,), _) = apl.decode_records(apl.encode_records([rec]))
     assert again["value"] == rec["value"] == 1.365714e33
+
+
+@given(st.lists(record_headers(), min_size=1, max_size=6), st.binary(min_size=1, max_size=6), st.data())
+@example([bytes.fromhex("0C13") + b"\x35\x67\x00\x00"], b"\x8c\x00\x48", None)
+def test_layout_memo_is_independent_of_the_apl_offset(chunks, tail, draw):
+    # the same APL (with manufacturer data) after headers of different lengths (ELL, AFL, long
+    # TPL): a layout learned at one offset gives the same records and 0F bytes at another
+    data = b"".join(chunks) + b"\x0f" + tail
+    prefixes = (b"", b"\x8c\x00\x48", b"\x00" * 12) if draw is None else (b"", draw.draw(st.binary(max_size=16)))
+    saved = apl.LAYOUTS.compile_after
+    apl.LAYOUTS.compile_after = 1
+    apl.LAYOUTS.compiled = 0
+    try:
+        for _ in range(3):
+            for prefix in prefixes:
+                framed = prefix + data
+                expected = _outcome(lambda d, s=len(prefix): apl.decode_general(d, s, len(d)), framed)
+                assert _outcome(lambda d, s=len(prefix): apl.decode_records(d, s, len(d)), framed) == expected
+    finally:
+        apl.LAYOUTS.compile_after = saved

@@ -207,6 +207,19 @@ def test_parse_hex_and_decode_hex():
     assert decode_hex(frame.hex().upper())["records"][0]["value"] == 165.0
 
 
+def test_parse_hex_stray_digit_after_the_frame():
+    # a log cut in the middle of a receiver byte after the L-counted message: the digit is dropped
+    frame = encode_telegram(KAM, SMALL_RECORDS)
+    assert parse_hex(frame.hex() + "2") == frame
+    assert parse_hex(frame.hex() + "c4" + "2") == frame + b"\xc4"
+    assert decode_hex(frame.hex() + "2")["records"][0]["value"] == 165.0
+    # a digit missing inside the message (or a wired frame) stays an error, with where
+    for bad in (frame.hex()[:-1], "68" + frame.hex()[2:] + "2", "1044" + "00" * 9 + "2"):
+        with pytest.raises(DecodeError) as err:
+            parse_hex(bad)
+        assert err.value.code == "invalid_hex" and "odd number" in err.value.message
+
+
 def test_peek_header():
     frame = encode_telegram(KAM, SMALL_RECORDS, mode=5, key=KEY, frame_format="A")
     assert peek_header(frame) == {

@@ -4,7 +4,8 @@
 builds frames (tests, simulator, benchmarks). The only exception raised is :class:`DecodeError`.
 """
 
-from .encode import encode_telegram
+from typing import TYPE_CHECKING, Any
+
 from .errors import DecodeError
 from .keys import FormatCache, KeyRing
 from .telegram import decode, decode_hex, parse_hex, peek_address, peek_header
@@ -20,3 +21,15 @@ __all__ = [
     "FormatCache",
     "encode_telegram",
 ]
+
+if TYPE_CHECKING:
+    from .encode import encode_telegram
+
+
+def __getattr__(name: str) -> Any:
+    # the encoder on first use: `omshub decode` and the head-end's decode workers start without it
+    if name == "encode_telegram":
+        from .encode import encode_telegram
+
+        return encode_telegram
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

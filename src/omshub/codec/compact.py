@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from omshub.codec.apl_encode import encode_records
 from omshub.codec.errors import DecodeError
 
 # CRC-16/EN-13757 (poly 0x3D65, init 0, no reflection, final XOR 0xFFFF): the frame layer's
@@ -181,6 +180,8 @@ def decode_compact(
 
 def encode_compact(records: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     """Records -> (format bytes, value bytes) of the compact frame standing for them."""
+    from omshub.codec.apl_encode import encode_records  # encoding only: decoding starts without it
+
     full = encode_records(records)
     fmt = bytearray()
     values = bytearray()

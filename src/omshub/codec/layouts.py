@@ -87,7 +87,7 @@ class Layout:
         self.expected = expected
         self.unpack = unpack  # None: a known layout the memo cannot decode (general decoder)
         self.steps = steps
-        self.mdata_at = mdata_at  # offset of the manufacturer data after 0F/1F, or -1
+        self.mdata_at = mdata_at  # offset of the manufacturer data after 0F/1F from the APL's start, or -1
         self.uses = 0 if unpack is not None else -1  # matches so far; -1: compiled, or never will be
         self.build: Builder = _general_way
 
@@ -227,7 +227,7 @@ class LayoutMemo:
                 if records is None:
                     return self.general(data, start, n)
                 at = layout.mdata_at
-                return records, (data[at:n].hex() if at >= 0 else None)
+                return records, (data[start + at : n].hex() if at >= 0 else None)
         result = self.general(data, start, n)
         if len(candidates) < self.per_key:
             candidates.append(learn_layout(data, start, n))
@@ -388,7 +388,7 @@ def learn_layout(data: bytes, start: int, n: int) -> Layout:
             gap += 1
             i += 1
             if b != 0x2F:
-                mdata_at = i
+                mdata_at = i - start  # from the APL's start: the same APL comes at other offsets (ELL, AFL)
                 break
             continue
         j = header_end(data, i, n)

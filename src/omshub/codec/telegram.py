@@ -75,6 +75,9 @@ def parse_hex(text: str) -> bytes:
     except ValueError:
         pass
     if len(cleaned) % 2:
+        frame = _dangling_digit(cleaned)
+        if frame is not None:
+            return frame
         raise DecodeError(
             "invalid_hex", f"odd number of hex digits ({len(cleaned)})", layer="frame", offset=len(cleaned)
         )
@@ -82,6 +85,22 @@ def parse_hex(text: str) -> bytes:
         if ch not in "0123456789abcdefABCDEF":
             raise DecodeError("invalid_hex", f"{ch!r} at position {i} is not a hex digit", layer="frame", offset=i)
     raise DecodeError("invalid_hex", "not hex", layer="frame")  # pragma: no cover - fromhex accepted it above
+
+
+def _dangling_digit(cleaned: str) -> bytes | None:
+    """The bytes of a wM-Bus frame given with one stray hex digit after it, else None.
+
+    Receivers and logs append bytes after the L-counted message (RSSI, a dongle CRC), which the
+    frame layer ignores; a log cut in the middle of such a byte leaves half of it. Only when the
+    whole L-counted message lies before the last digit is that digit dropped: a digit missing
+    inside the message stays an ``invalid_hex`` error."""
+    try:
+        frame = bytes.fromhex(cleaned[:-1])
+    except ValueError:
+        return None
+    if len(frame) < 11 or frame[0] == 0x68 or frame[0] + 1 > len(frame):
+        return None
+    return frame
 
 
 def decode_hex(text: str, **kw: Any) -> Result:

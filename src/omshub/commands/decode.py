@@ -10,14 +10,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import typer
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:  # the codec is imported inside the commands: `omshub --help` starts without it
+    import typer
+
     from omshub.codec import DecodeError
 
 CHUNK_LINES = 2000
+# `--workers auto` (the default) decodes a regular file on stdin of at least this size with one
+# process per core: about 25,000 telegrams, where the workers' start (~0.1 s) has paid for itself.
+# Pipes and terminals (live input) stay in one process, so every line's JSON follows it at once.
+AUTO_PARALLEL_BYTES = 4 << 20
 MAX_LINE = 8192  # characters; a wM-Bus frame in hex is at most ~1 KiB
 # JSON lines per write: fewer write calls, while output of a slow live input still flows
 # (the stream's own buffer holds a few lines anyway)
@@ -120,12 +124,14 @@ def _worker_init(entries, default, crc) -> None:
     _WORKER_CRC = crc
 
 
-def _decode_chunk(lines: list[str]) -> tuple[list, list, list]:
-    """Decode a chunk in a worker: (outputs, deferred, learned).
+def _decode_chunk(lines: list[str]) -> tuple[bytes | list, list, list, int]:
+    """Decode a chunk in a worker: (output, deferred, learned, failed).
 
-    ``outputs[i]`` is the JSON line of the i-th telegram or None when it is a compact frame whose
-    format was unknown in this chunk (listed in ``deferred`` as (i, text)); ``learned`` lists
-    (i, manufacturer, id, signature, format) for every format taught by telegram i."""
+    ``output`` is the chunk's JSON lines as one bytes object (one pickle and one write for the
+    parent), or, when some telegram is a compact frame whose format was unknown in this chunk, a
+    list with one JSON line per telegram and None for those (listed in ``deferred`` as (i, text)).
+    ``learned`` lists (i, manufacturer, id, signature, format) for every format taught by telegram
+    i; ``failed`` counts the error lines."""
     import orjson
 
     from omshub.codec import DecodeError, FormatCache, decode, parse_hex
@@ -142,21 +148,29 @@ def _decode_chunk(lines: list[str]) -> tuple[list, list, list]:
     outputs: list = []
     deferred: list = []
     dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
+    fromhex = bytes.fromhex
+    ring, crc = _WORKER_RING, _WORKER_CRC
+    failed = 0
     for text in lines:
         position[0] = index = len(outputs)
         try:
             if len(text) > MAX_LINE:
                 raise DecodeError("too_long", f"input line of {len(text)} characters exceeds {MAX_LINE}")
-            outputs.append(dumps(decode(parse_hex(text), keys=_WORKER_RING, formats=formats, crc=_WORKER_CRC)) + b"\n")
+            try:
+                raw = fromhex(text)  # plain hex: the common case (as decode_stream)
+            except ValueError:
+                raw = parse_hex(text)
+            outputs.append(dumps(decode(raw, keys=ring, formats=formats, crc=crc), option=newline))
         except DecodeError as exc:
             if exc.code == "unknown_format":
                 outputs.append(None)
                 deferred.append((index, text))
             else:
-                outputs.append(
-                    dumps({"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}) + b"\n"
-                )
-    return outputs, deferred, learned
+                failed += 1
+                error = {"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}
+                outputs.append(dumps(error, option=newline))
+    return (outputs if deferred else b"".join(outputs)), deferred, learned, failed
 
 
 def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -173,6 +187,28 @@ def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+def _complete(outputs: list, deferred: list, learned: list, formats, keys, crc: str) -> None:
+    """Fill in a chunk's deferred compact frames, in input order, with the formats learned by all
+    chunks so far (``formats``) and by this chunk's earlier telegrams."""
+    import orjson
+
+    from omshub.codec import DecodeError, decode, parse_hex
+
+    events = sorted(
+        [(i, 0, item) for i, *item in learned] + [(i, 1, text) for i, text in deferred],
+        key=lambda event: (event[0], event[1]),
+    )
+    for index, kind, item in events:
+        if kind == 0:
+            manufacturer, meter_id, signature, fmt = item
+            formats.put(manufacturer, meter_id, signature, fmt)
+            continue
+        try:
+            outputs[index] = orjson.dumps(decode(parse_hex(item), keys=keys, formats=formats, crc=crc)) + b"\n"
+        except DecodeError as exc:
+            outputs[index] = orjson.dumps({"error": {"code": exc.code, "message": exc.message}, "input": item}) + b"\n"
+
+
 def decode_parallel(
     lines: Iterable[str],
     write: Callable[[bytes], object],
@@ -185,10 +221,10 @@ def decode_parallel(
     """Like :func:`decode_stream` with ``workers`` processes; same output, same order."""
     import multiprocessing
 
-    import orjson
+    from omshub.codec import FormatCache
+    from omshub.codec.drivers import registry
 
-    from omshub.codec import DecodeError, FormatCache, decode, parse_hex
-
+    registry()  # the driver files parsed once, before the fork: every worker has them without parsing
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     formats = FormatCache()  # replays, in input order, every format learned by any chunk
@@ -196,32 +232,68 @@ def decode_parallel(
     entries = keys.entries() if keys is not None else []
     default = keys.default if keys is not None else None
     with context.Pool(workers, initializer=_worker_init, initargs=(entries, default, crc)) as pool:
-        for outputs, deferred, learned in pool.imap(_decode_chunk, _chunks(lines, chunk_lines), chunksize=1):
-            events = sorted(
-                [(i, 0, item) for i, *item in learned] + [(i, 1, text) for i, text in deferred],
-                key=lambda event: (event[0], event[1]),
-            )
-            for index, kind, item in events:
-                if kind == 0:
-                    manufacturer, meter_id, signature, fmt = item
+        for output, deferred, learned, chunk_failed in pool.imap(
+            _decode_chunk, _chunks(lines, chunk_lines), chunksize=1
+        ):
+            if isinstance(output, bytes):  # nothing deferred: the chunk is complete
+                for _i, manufacturer, meter_id, signature, fmt in learned:
                     formats.put(manufacturer, meter_id, signature, fmt)
-                    continue
-                try:
-                    outputs[index] = orjson.dumps(decode(parse_hex(item), keys=keys, formats=formats, crc=crc)) + b"\n"
-                except DecodeError as exc:
-                    outputs[index] = (
-                        orjson.dumps({"error": {"code": exc.code, "message": exc.message}, "input": item}) + b"\n"
-                    )
-            for line in outputs:
+                failed += chunk_failed
+                ok += output.count(b"\n") - chunk_failed  # one line per telegram (JSON has no raw newline)
+                write(output)
+                continue
+            _complete(output, deferred, learned, formats, keys, crc)
+            lines_out: list[bytes] = output
+            for line in lines_out:
                 if line.startswith(b'{"error"'):
                     failed += 1
                 else:
                     ok += 1
-                write(line)
+            write(b"".join(lines_out))
     return ok, failed
 
 
+def auto_workers(stream) -> int:
+    """Processes for ``--workers auto``: the usable cores when ``stream`` is a regular file of at
+    least AUTO_PARALLEL_BYTES not yet read, else 1 (pipes, terminals, small files)."""
+    import os
+    import stat
+
+    try:
+        fd = stream.fileno()
+        info = os.fstat(fd)
+        remaining = info.st_size - os.lseek(fd, 0, os.SEEK_CUR)
+    except (AttributeError, OSError, ValueError):  # no file descriptor (tests, StringIO), not seekable
+        return 1
+    if not stat.S_ISREG(info.st_mode) or remaining < AUTO_PARALLEL_BYTES:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores)
+
+
+def _workers_option(text: str) -> int | None:
+    """``--workers`` value: None for auto, else a number of processes 1..256; exit status 2 otherwise."""
+    if text == "auto":
+        return None
+    if text.isdigit() and 1 <= int(text) <= 256:
+        return int(text)
+    _usage_error(f"omshub decode: --workers must be auto or a number from 1 to 256, not {text!r}")
+
+
 # ---------------------------------------------------------------- output for people
+
+
+def _echo(text: str) -> None:
+    # what typer.echo does for plain text (this module runs without typer: see standalone_main)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _usage_error(message: str) -> NoReturn:
+    """A usage error: the message on standard error, exit status 2 (as typer.Exit(2) gives)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
 
 
 def _render_table(results: list[tuple[str, dict | None, DecodeError | None]]) -> None:
@@ -267,7 +339,7 @@ def _render_table(results: list[tuple[str, dict | None, DecodeError | None]]) ->
 
 
 def _load_keys(key: str | None, keys_file: Path | None):
-    """KeyRing from --key / --keys; typer.Exit(2) with a message on bad input."""
+    """KeyRing from --key / --keys; exit status 2 with a message on bad input."""
     from omshub.codec import KeyRing
 
     default = None
@@ -278,24 +350,20 @@ def _load_keys(key: str | None, keys_file: Path | None):
         except ValueError:
             default = None
         if default is None or len(default) not in (8, 16):
-            typer.echo(
+            _usage_error(
                 f"omshub decode: --key must be 32 hex digits (an AES-128 key), got {len(cleaned)} characters"
-                + ("" if default is not None else " that are not all hex digits"),
-                err=True,
+                + ("" if default is not None else " that are not all hex digits")
             )
-            raise typer.Exit(2)
     if keys_file is None:
         return KeyRing(default)
     try:
         text = keys_file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        typer.echo(f"omshub decode: cannot read key file {keys_file}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _usage_error(f"omshub decode: cannot read key file {keys_file}: {exc}")
     try:
         return KeyRing.from_csv(text, default)
     except ValueError as exc:
-        typer.echo(f"omshub decode: bad key file {keys_file}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _usage_error(f"omshub decode: bad key file {keys_file}: {exc}")
 
 
 def _explain(lines: Iterable[str], ring, crc: str) -> int:
@@ -312,19 +380,72 @@ def _explain(lines: Iterable[str], ring, crc: str) -> int:
         try:
             frame = parse_hex(text)
         except DecodeError as exc:
-            typer.echo(f"telegram {number}: {exc.code}: {exc.message}")
+            _echo(f"telegram {number}: {exc.code}: {exc.message}")
             failed += 1
             continue
         result, error, spans = explain(frame, keys=ring, formats=formats, crc=crc)
         meter = (result or (error.partial if error is not None else None) or {}).get("meter") or {}
         who = f"{meter.get('manufacturer')} {meter.get('id')}" if meter.get("id") else "?"
-        typer.echo(f"telegram {number} ({who}, {len(frame)} bytes):")
-        typer.echo(render(result, error, spans))
+        _echo(f"telegram {number} ({who}, {len(frame)} bytes):")
+        _echo(render(result, error, spans))
         failed += error is not None
     return failed
 
 
+def run_decode(
+    telegrams: list[str] | None,
+    key: str | None,
+    keys_file: Path | None,
+    output_format: str,
+    workers_text: str,
+    crc: str,
+    explain: bool,
+) -> int:
+    """The ``decode`` command: its exit code (0 all decoded, 1 some failed); SystemExit(2) on usage errors."""
+    if output_format not in ("jsonl", "json", "table"):
+        _usage_error(f"omshub decode: --format must be jsonl, json or table, not {output_format!r}")
+    if crc not in ("auto", "A", "B", "none"):
+        _usage_error(f"omshub decode: --crc must be auto, A, B or none, not {crc!r}")
+    workers = _workers_option(workers_text)
+    ring = _load_keys(key, keys_file)
+    if not telegrams or telegrams == ["-"]:
+        lines: Iterable[str] = sys.stdin
+        if workers is None:
+            workers = auto_workers(sys.stdin)
+    else:
+        if "-" in telegrams:
+            _usage_error("omshub decode: '-' (stdin) cannot be mixed with telegram arguments")
+        lines = telegrams
+    if explain:
+        failed = _explain(lines, ring, crc)
+    elif output_format == "jsonl":
+        out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+        write = out.write if out is not None else (lambda data: sys.stdout.write(data.decode()))
+        if workers is not None and workers > 1:
+            ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc)
+        else:
+            ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
+        sys.stdout.flush()
+    else:
+        results = list(iter_results(lines, keys=ring, crc=crc))
+        failed = sum(1 for _, _, error in results if error is not None)
+        if output_format == "json":
+            import orjson
+
+            items = [
+                result if error is None else {"error": {"code": error.code, "message": error.message}, "input": text}
+                for text, result, error in results
+            ]
+            document = items[0] if len(items) == 1 else items
+            _echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        else:
+            _render_table(results)
+    return 1 if failed else 0
+
+
 def register(app: typer.Typer) -> None:
+    import typer
+
     @app.command("decode")
     def decode_command(
         telegrams: list[str] | None = typer.Argument(
@@ -335,7 +456,12 @@ def register(app: typer.Typer) -> None:
             None, "--keys", help="CSV file of keys: header row, columns id, key, optional manufacturer."
         ),
         output_format: str = typer.Option("jsonl", "--format", help="jsonl | json | table"),
-        workers: int = typer.Option(1, "--workers", min=1, max=256, help="Processes for large inputs (jsonl)."),
+        workers_text: str = typer.Option(
+            "auto",
+            "--workers",
+            help="Processes (jsonl): auto = one per core when stdin is a file of 4 MiB or more, else 1; "
+            "or a number 1..256 (output and its order are the same).",
+        ),
         crc: str = typer.Option(
             "auto",
             "--crc",
@@ -349,44 +475,72 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Decode wireless / wired M-Bus and OMS telegrams into the uniform record format."""
-        if output_format not in ("jsonl", "json", "table"):
-            typer.echo(f"omshub decode: --format must be jsonl, json or table, not {output_format!r}", err=True)
-            raise typer.Exit(2)
-        if crc not in ("auto", "A", "B", "none"):
-            typer.echo(f"omshub decode: --crc must be auto, A, B or none, not {crc!r}", err=True)
-            raise typer.Exit(2)
-        ring = _load_keys(key, keys_file)
-        if not telegrams or telegrams == ["-"]:
-            lines: Iterable[str] = sys.stdin
-        else:
-            if "-" in telegrams:
-                typer.echo("omshub decode: '-' (stdin) cannot be mixed with telegram arguments", err=True)
-                raise typer.Exit(2)
-            lines = telegrams
-        if explain:
-            failed = _explain(lines, ring, crc)
-        elif output_format == "jsonl":
-            out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
-            write = out.write if out is not None else (lambda data: sys.stdout.write(data.decode()))
-            if workers > 1:
-                ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc)
-            else:
-                ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
-            sys.stdout.flush()
-        else:
-            results = list(iter_results(lines, keys=ring, crc=crc))
-            failed = sum(1 for _, _, error in results if error is not None)
-            if output_format == "json":
-                import orjson
+        raise typer.Exit(run_decode(telegrams, key, keys_file, output_format, workers_text, crc, explain))
 
-                items = [
-                    result
-                    if error is None
-                    else {"error": {"code": error.code, "message": error.message}, "input": text}
-                    for text, result, error in results
-                ]
-                document = items[0] if len(items) == 1 else items
-                typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
-            else:
-                _render_table(results)
-        raise typer.Exit(1 if failed else 0)
+
+# options with a value, by the name of run_decode's parameter
+_VALUE_OPTIONS = {
+    "--key": "key",
+    "--keys": "keys_file",
+    "--format": "output_format",
+    "--workers": "workers_text",
+    "--crc": "crc",
+}
+
+
+def parse_plain_args(args: list[str]) -> dict | None:
+    """run_decode's arguments from a plain command line (``--opt value``, ``--opt=value``,
+    ``--explain``, telegrams), or None for anything else (help, unknown or incomplete options,
+    ``--``): typer handles those, with its own messages."""
+    options: dict = {"telegrams": [], "key": None, "keys_file": None, "output_format": "jsonl"}
+    options.update(workers_text="auto", crc="auto", explain=False)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--explain":
+            options["explain"] = True
+        elif arg.startswith("--"):
+            name, equals, value = arg.partition("=")
+            if name not in _VALUE_OPTIONS:
+                return None
+            if not equals:
+                if i >= len(args) or args[i].startswith("--"):
+                    return None
+                value = args[i]
+                i += 1
+            options[_VALUE_OPTIONS[name]] = value  # the last one counts, as with typer
+        elif arg.startswith("-") and arg != "-":
+            return None
+        else:
+            options["telegrams"].append(arg)
+    if options["keys_file"] is not None:
+        options["keys_file"] = Path(options["keys_file"])
+    options["telegrams"] = options["telegrams"] or None
+    return options
+
+
+def standalone_main(args: list[str]) -> None:
+    """``omshub decode ARGS`` (see omshub.__main__): a plain command line runs without building a
+    typer app (whose parameter types import pydantic: a third of the start-up); anything else goes
+    through :func:`standalone_app`."""
+    options = parse_plain_args(args)
+    if options is None:
+        standalone_app()(["decode", *args])
+        return
+    sys.exit(run_decode(**options))
+
+
+def standalone_app() -> typer.Typer:
+    """An `omshub` app with only this command; its options, help and errors are those of the full
+    app's ``decode``."""
+    import typer
+
+    app = typer.Typer(name="omshub", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """omshub: remote reading of OMS / wireless M-Bus meters."""
+
+    register(app)
+    return app
