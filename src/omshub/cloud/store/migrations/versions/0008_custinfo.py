@@ -2,7 +2,7 @@
 occupant, their deliveries, and the customer portal's accounts, sessions and read log
 
 Revision ID: 0008_custinfo
-Revises: 0007_billing_b
+Revises: 0008_console2
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_custinfo"
-down_revision = "0007_billing_b"
+down_revision = "0008_console2"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 events, deliveries and the event scanner's cursors
 
 Revision ID: 0008_exports
-Revises: 0007_billing_b
+Revises: 0008_custinfo
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_exports"
-down_revision = "0007_billing_b"
+down_revision = "0008_custinfo"
 branch_labels = None
 depends_on = None
 
