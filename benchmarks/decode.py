@@ -198,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every telegram's record layout may differ (worst case; real meters keep theirs)",
     )
+    parser.add_argument("--small", action="store_true", help="a quick run: small corpora, one whole-process run each")
     args = parser.parse_args(argv)
+    if args.small:
+        args.count, args.pool, args.naive, args.process_count, args.repeat = 2_000, 20, 500, 2_000, 1
 
     t0 = time.perf_counter()
     pool, ring, keys = build_pool(args.pool, varying=args.varying)

@@ -135,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--small", action="store_true", help="a quick run: 2,000 telegrams, one run each")
     args = parser.parse_args(argv)
+    if args.small:
+        args.count, args.repeat = 2_000, 1
     # the default invocation (--workers auto: one process per core for a file this large) and one process
     workers: list[int | None] = [None, 1]
     # imported here: benchmarks.decode imports this module (the same reading shape as its corpus)
