@@ -130,9 +130,9 @@ def fleet(module_hub, chromium):
                 .where(Uplink.gateway_id == gw_a.id, Uplink.seq == k + 1)
                 .values(received_at=EPOCH + timedelta(days=k))
             )
+        s.execute(update(Meter).where(Meter.id == m1).values(last_heard_at=EPOCH + timedelta(days=9)))
         alarm_rules.evaluate(s, EPOCH + timedelta(days=4))
         s.execute(update(Meter).where(Meter.id == back).values(last_heard_at=EPOCH + timedelta(days=5)))
-        s.execute(update(Meter).where(Meter.id == m1).values(last_heard_at=EPOCH + timedelta(days=9)))
         alarm_rules.evaluate(s, EPOCH + timedelta(days=6))
     return {
         "tenant": tenant,
