@@ -4,8 +4,8 @@ pipeline's pre-filter (which readings need the alarm look-ups at all) asks the s
 
 Kinds and subjects:
 * `gateway_missed_contact` (gateway) — no uplink by its expected next contact + grace;
-* `gateway_meters_silent` (gateway) — it calls in, but none of its meters (two or more) was heard
-  for N days: its reception (antenna, filter, radio) is the cause, one alarm listing the meters;
+* `gateway_meters_silent` (gateway) — it calls in, but most of its meters (two or more) were not
+  heard for N days: its reception (antenna, filter, radio) is the cause, one alarm listing them;
 * `gateway_seq_reset` (gateway) — an uplink came under a seq the gateway had already used, with
   other telegrams: it lost its uplink state (spool) and numbers from 1 again;
 * `meter_silent` (meter) — not heard for N days (from registration when never heard);

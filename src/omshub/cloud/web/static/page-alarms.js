@@ -8,7 +8,7 @@ import { badge, busy, field, h, messageBox, pagedTable, timeEl } from "./ui.js";
 // What an alarm means, in the console's language (the API's message is English and technical).
 const ALARM_TEXT = {
   gateway_missed_contact: "The gateway did not get in touch at the expected time.",
-  gateway_meters_silent: "The gateway calls in, but none of its meters is heard (its reception: antenna, position, meter filter or radio).",
+  gateway_meters_silent: "The gateway calls in, but most of its meters are not heard (its reception: antenna, position, meter filter or radio).",
   gateway_seq_reset: "The gateway started counting its uploads anew (restarted or reset).",
   meter_silent: "The meter has not been heard for longer than expected.",
   meter_error: "The meter reports an error.",
