@@ -7,9 +7,9 @@ day of mode-5 heat-meter uplinks ingested through the ingest code (`handle_uplin
 one DecodePipeline until idle, timed (telegrams decoded per second):
 
 * `no alarm` — the steady state: no meter has an active alarm (the baseline);
-* `silent` — every meter has an active `meter_silent` alarm (the periodic evaluation ran far in
-  the future, with every gateway in contact then: a gateway that is down itself gets one alarm
-  listing its meters instead); the batch clears them as the meters are heard again;
+* `silent` — every meter has an active `meter_silent` alarm of its own (written by the benchmark:
+  the periodic evaluation far in the future groups them, one alarm per gateway, which is checked);
+  the batch clears them as the meters are heard again;
 * `error` — every telegram reports an error (status byte): each meter's `meter_error` alarm is
   raised the first day and refreshed by every later reading (measured on the day after it rose).
 
@@ -91,14 +91,27 @@ def _active(db, kind: str) -> int:
         return s.scalar(select(func.count()).where(Alarm.active.is_(True), Alarm.kind == kind)) or 0
 
 
+def _silent_alarm(meter_pk: int, tenant_id: int, now: datetime) -> dict:
+    return {
+        "tenant_id": tenant_id,
+        "kind": "meter_silent",
+        "subject_type": "meter",
+        "subject_id": meter_pk,
+        "message": "meter not heard for more than 3 days",
+        "details": {"last_heard_at": None, "days": 3},
+        "active": True,
+        "raised_at": now,
+    }
+
+
 def bench(kind: str, args, key: bytes) -> dict[str, tuple[float, float]]:
-    from sqlalchemy import update
+    from sqlalchemy import insert, select
 
     from omshub.cloud.decode.batch import DecodePipeline
     from omshub.cloud.services import alarms
     from omshub.cloud.store.database import Database
     from omshub.cloud.store.keystore import KeyStore
-    from omshub.cloud.store.models import Gateway
+    from omshub.cloud.store.models import Alarm, Meter
 
     target = Target(kind, args.postgres)
     try:
@@ -111,10 +124,17 @@ def bench(kind: str, args, key: bytes) -> dict[str, tuple[float, float]]:
         rates = {}
         n, t, c = _day(db, pipeline, _bodies(args.gateways, args.meters, key, 1, False), credentials)
         rates["no alarm"] = (n / t, n / c)
-        later = datetime.now(UTC) + timedelta(days=30)
-        with db.transaction() as s:  # far in the future: every meter silent while its gateway is in contact
-            s.execute(update(Gateway).values(last_contact_at=later, next_contact_at=later + timedelta(hours=1)))
-            alarms.evaluate(s, later)
+        with db.transaction() as s:  # far in the future every meter is silent: each gateway's one alarm
+            alarms.evaluate(s, datetime.now(UTC) + timedelta(days=30))
+        grouped = _active(db, "gateway_missed_contact") + _active(db, "gateway_meters_silent")
+        if grouped != args.gateways or _active(db, "meter_silent"):
+            raise RuntimeError(
+                f"expected one alarm per gateway, got {grouped} and {_active(db, 'meter_silent')} per meter"
+            )
+        with db.transaction() as s:  # the case measured: every meter with an alarm of its own
+            now = datetime.now(UTC)
+            rows = s.execute(select(Meter.id, Meter.tenant_id)).all()
+            s.execute(insert(Alarm), [_silent_alarm(i, t, now) for i, t in rows])
         silent = _active(db, "meter_silent")
         n, t, c = _day(db, pipeline, _bodies(args.gateways, args.meters, key, 2, False), credentials)
         rates["silent"] = (n / t, n / c)

@@ -84,6 +84,25 @@ def test_a_meter_silent_before_its_gateway_went_keeps_its_own_alarm(s):
     assert gw_alarm.details["silent_meter_count"] == 0
 
 
+def test_a_gateway_that_calls_in_but_hears_none_of_its_meters(s):
+    t = tenant(s)
+    g = gateway(s, t, next_contact_at=T0 + days(30), last_contact_at=T0 + days(3))
+    ms = [meter(s, t, gateway_id=g.id, last_heard_at=T0) for _ in range(3)]
+    alarms.evaluate(s, T0 + days(3.5))
+    [a] = _active(s)  # its reception is the cause: one alarm, not three
+    assert a.kind == "gateway_meters_silent" and a.subject_type == "gateway" and a.subject_id == g.id
+    assert a.details["silent_meter_count"] == 3 and "3 of its meters" in a.message
+    ms[0].last_heard_at = T0 + days(3.6)  # one is heard again: most are still silent, the same alarm
+    alarms.evaluate(s, T0 + days(3.65))
+    [b] = _active(s)
+    assert b.id == a.id and b.details["silent_meter_count"] == 2
+    ms[1].last_heard_at = T0 + days(3.66)  # two of three heard: the last one is silent on its own
+    alarms.evaluate(s, T0 + days(3.7))
+    assert s.get(Alarm, a.id).active is False
+    assert [x.subject_id for x in _active(s, "meter_silent")] == [ms[2].id]
+    assert _active(s, "gateway_meters_silent") == []
+
+
 def _alarm(s, t, kind, subject_type, subject_id, active=True):
     a = Alarm(
         tenant_id=t.id,

@@ -4,6 +4,8 @@ pipeline's pre-filter (which readings need the alarm look-ups at all) asks the s
 
 Kinds and subjects:
 * `gateway_missed_contact` (gateway) — no uplink by its expected next contact + grace;
+* `gateway_meters_silent` (gateway) — it calls in, but most of its meters (two or more) were not
+  heard for N days: its reception (antenna, filter, radio) is the cause, one alarm listing them;
 * `gateway_seq_reset` (gateway) — an uplink came under a seq the gateway had already used, with
   other telegrams: it lost its uplink state (spool) and numbers from 1 again;
 * `meter_silent` (meter) — not heard for N days (from registration when never heard);
@@ -22,11 +24,20 @@ from omshub.cloud.domain.registers import CUMULATIVE_UNITS
 
 GATEWAY_MISSED_CONTACT = "gateway_missed_contact"
 GATEWAY_SEQ_RESET = "gateway_seq_reset"
+GATEWAY_METERS_SILENT = "gateway_meters_silent"
 METER_SILENT = "meter_silent"
 METER_ERROR = "meter_error"
 WRONG_KEY = "wrong_key"
 NEGATIVE_CONSUMPTION = "negative_consumption"
-KINDS = (GATEWAY_MISSED_CONTACT, GATEWAY_SEQ_RESET, METER_SILENT, METER_ERROR, WRONG_KEY, NEGATIVE_CONSUMPTION)
+KINDS = (
+    GATEWAY_MISSED_CONTACT,
+    GATEWAY_METERS_SILENT,
+    GATEWAY_SEQ_RESET,
+    METER_SILENT,
+    METER_ERROR,
+    WRONG_KEY,
+    NEGATIVE_CONSUMPTION,
+)
 # The kinds a new reading may clear or refresh (meter_silent is the periodic evaluation's).
 READING_KINDS = (WRONG_KEY, METER_ERROR, NEGATIVE_CONSUMPTION)
 DEFAULT_GRACE = timedelta(minutes=30)
@@ -105,6 +116,7 @@ SEVERITIES = (CRITICAL, WARNING, INFO)
 # wrong or missing for one meter a warning; a gateway that renumbered its uplinks (nothing lost) info.
 SEVERITY = {
     GATEWAY_MISSED_CONTACT: CRITICAL,
+    GATEWAY_METERS_SILENT: CRITICAL,
     WRONG_KEY: CRITICAL,
     NEGATIVE_CONSUMPTION: WARNING,
     METER_ERROR: WARNING,

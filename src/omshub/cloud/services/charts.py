@@ -22,7 +22,7 @@ from omshub.cloud.domain.charts import DAY, MAX_BUCKETS, PERIODS, Bucket, bucket
 from omshub.cloud.domain.errors import Invalid, not_found
 from omshub.cloud.domain.meter_time import zone_info
 from omshub.cloud.domain.registers import CUMULATIVE_UNITS, cumulative_quantity
-from omshub.cloud.services.consumption import consumption
+from omshub.cloud.services.consumption import consumption, effective_installed_at
 from omshub.cloud.store.models import Gateway, Installation, Meter, MeteringPoint, Reading, Telegram, Tenant, Uplink
 from omshub.times import iso, utc
 
@@ -37,6 +37,7 @@ SERIES_UNITS = {
     "return_temperature": "C",
 }
 MAX_UPLINKS = 1000
+FLEET_DAYS = 14
 
 
 def _zone(session: Session, tenant_id: int) -> str:
@@ -110,17 +111,22 @@ def meter_consumption(
     quantity = cumulative_quantity(meter.device_type) or next(
         (q for q in CUMULATIVE_UNITS if (meter.last_registers or {}).get(q) is not None), None
     )
-    out: dict = {
+    buckets = _meter_buckets(session, meter_pk, quantity, found, period, now) if quantity else []
+    return {
         "period": period,
         "zone": zone,
         "quantity": quantity,
         "unit": CUMULATIVE_UNITS.get(quantity or ""),
-        "buckets": [],
+        "buckets": buckets,
     }
-    if quantity is None:
-        return out
+
+
+def _meter_buckets(
+    session: Session, meter_pk: int, quantity: str, found: list[Bucket], period: str, now: datetime
+) -> list[dict]:
     column = getattr(Reading, quantity)
     tolerance = TOLERANCE[period]
+    out = []
     before = _register_before(session, meter_pk, column, found[0].start)
     for b in found:
         after = _register_before(session, meter_pk, column, b.end)
@@ -132,7 +138,7 @@ def meter_consumption(
         if start is not None and after is not None and after[1] >= b.start and after[1] > start[1]:
             value = round(after[0] - start[0], 9)
         complete = value is not None and before is not None and before[1] >= b.start - tolerance
-        out["buckets"].append(
+        out.append(
             {"date": b.label.isoformat(), "value": value, "complete": complete and b.end <= now, "current": b.end > now}
         )
         before = after
@@ -142,24 +148,60 @@ def meter_consumption(
 def point_consumption(
     session: Session, tenant_id: int, point_id: int, period: str, first: date | None, last: date | None, now: datetime
 ) -> dict:
-    """A metering point's consumption per local day or month, across meter swaps (services/consumption.py)."""
+    """A metering point's consumption per local day or month. A bucket that one installation covers
+    whole is its meter's (the register's differences, as for a meter); one with a swap, an
+    installation or a removal in it is services/consumption.py's, across the meters."""
     point = session.scalar(
         select(MeteringPoint).where(MeteringPoint.id == point_id, MeteringPoint.tenant_id == tenant_id)
     )
     if point is None:
         raise not_found(f"metering point {point_id}", f"Die Messstelle {point_id}")
     zone = _zone(session, tenant_id)
-    meters = session.scalars(
-        select(Installation.meter_pk).where(
-            Installation.metering_point_id == point.id, Installation.tenant_id == tenant_id
-        )
+    rows = session.execute(
+        select(Installation, Meter.device_type)
+        .join(Meter, Meter.id == Installation.meter_pk)
+        .where(Installation.metering_point_id == point.id, Installation.tenant_id == tenant_id)
+        .order_by(Installation.installed_at)
     ).all()
-    latest = max((at for m in set(meters) if (at := _latest_reading(session, m)) is not None), default=None)
+    # (meter, counting from, removed at, device type); "from the first reading": consumption.py's rule
+    installs = [
+        (i.meter_pk, effective_installed_at(session, i), utc(i.removed_at) if i.removed_at else None, dt)
+        for i, dt in rows
+    ]
+    latest = max(
+        (at for m in {i[0] for i in installs} if (at := _latest_reading(session, m)) is not None), default=None
+    )
     found = _range(period, first, last, zone, now, latest)
-    out: dict = {"period": period, "zone": zone, "quantity": None, "unit": None, "buckets": []}
-    for b in found:
-        c = consumption(session, point, b.start, b.end, now=now, quantity=out["quantity"])
+    quantity = next((q for i in installs if (q := cumulative_quantity(i[3]))), None)
+    out: dict = {
+        "period": period,
+        "zone": zone,
+        "quantity": quantity,
+        "unit": CUMULATIVE_UNITS.get(quantity or ""),
+        "buckets": [],
+    }
+    whole: dict[int, list[dict]] = {}  # meter -> its buckets
+    for k, b in enumerate(found):
+        inside = [i for i in installs if i[1] < b.end and (i[2] is None or i[2] > b.start)]
+        if (
+            quantity
+            and len(inside) == 1
+            and inside[0][1] <= b.start
+            and (inside[0][2] is None or inside[0][2] >= b.end)
+        ):
+            meter_pk = inside[0][0]
+            if meter_pk not in whole:
+                whole[meter_pk] = _meter_buckets(session, meter_pk, quantity, found, period, now)
+            out["buckets"].append(whole[meter_pk][k])
+            continue
+        if not inside:  # no meter counting then
+            out["buckets"].append(
+                {"date": b.label.isoformat(), "value": None, "complete": False, "current": b.end > now}
+            )
+            continue
+        c = consumption(session, point, b.start, b.end, now=now, quantity=quantity)
         out["quantity"], out["unit"] = c["quantity"], c["unit"] or None
+        quantity = c["quantity"]
         out["buckets"].append(
             {
                 "date": b.label.isoformat(),
@@ -277,6 +319,9 @@ def telegrams_by_state(session: Session, tenant_id: int, first: date | None, las
     database, the hours then put into the zone's days)."""
     zone = _zone(session, tenant_id)
     latest = session.scalar(select(func.max(Telegram.received_at)).where(Telegram.tenant_id == tenant_id))
+    if first is None and last is None:  # two weeks up to the latest telegram: every row of them is counted
+        last = utc(latest or now).astimezone(zone_info(zone)).date()
+        first = last - timedelta(days=FLEET_DAYS - 1)
     found = _range(DAY, first, last, zone, now, utc(latest) if latest else None)
     start, end = found[0].start, found[-1].end
     if session.get_bind().dialect.name == "sqlite":
@@ -287,7 +332,8 @@ def telegrams_by_state(session: Session, tenant_id: int, first: date | None, las
     tz = zone_info(zone)
     for h, state, n in session.execute(
         select(hour, Telegram.state, func.count())
-        .where(Telegram.received_at >= start, Telegram.received_at < end, Telegram.tenant_id == tenant_id)
+        # `+ 0`: through the receive-time index (the period's rows), not the tenant's (all its history)
+        .where(Telegram.received_at >= start, Telegram.received_at < end, Telegram.tenant_id + 0 == tenant_id)
         .group_by(hour, Telegram.state)
     ):
         at = datetime.strptime(str(h)[:13].replace("T", " "), "%Y-%m-%d %H").replace(tzinfo=zone_info("UTC"))

@@ -537,6 +537,7 @@ export const DE = {
   "From {first} to {last}: {total} in all, the most on {top} ({max}).": "Vom {first} bis {last}: {total} insgesamt, am meisten am {top} ({max}).",
   "per day (30 days)": "je Tag (30 Tage)",
   "per month (12 months)": "je Monat (12 Monate)",
+  "The gateway calls in, but most of its meters are not heard (its reception: antenna, position, meter filter or radio).": "Das Gateway meldet sich, hört aber die meisten seiner Zähler nicht (sein Empfang: Antenne, Standort, Zählerfilter oder Funk).",
   // --- end of alarms and charts (console2) ---
   // billing exports (page-exports.js)
   "Started": "Begonnen",
@@ -888,6 +889,7 @@ export const VALUE_DE = {
   "new_occupancies": ["neue Nutzungszeiträume", "new occupancies"],
   // --- alarms and charts (console2) ---
   "subject": ["Betroffen", "subject"],
+  "gateway_meters_silent": ["Gateway hört seine Zähler nicht", "gateway does not hear its meters"],
   // --- end of alarms and charts (console2) ---
   // billing exports (page-exports.js)
   "empty": ["nichts Neues", "nothing new"],

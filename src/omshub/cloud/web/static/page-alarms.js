@@ -8,6 +8,7 @@ import { badge, busy, field, h, messageBox, pagedTable, timeEl } from "./ui.js";
 // What an alarm means, in the console's language (the API's message is English and technical).
 const ALARM_TEXT = {
   gateway_missed_contact: "The gateway did not get in touch at the expected time.",
+  gateway_meters_silent: "The gateway calls in, but most of its meters are not heard (its reception: antenna, position, meter filter or radio).",
   gateway_seq_reset: "The gateway started counting its uploads anew (restarted or reset).",
   meter_silent: "The meter has not been heard for longer than expected.",
   meter_error: "The meter reports an error.",
@@ -35,9 +36,9 @@ function meaning(a) {
   const d = a.details || {};
   const out = [h("div", {}, ALARM_TEXT[a.kind] ? t(ALARM_TEXT[a.kind]) : tv(a.kind))];
   const line = (text) => out.push(h("div", { class: "muted" }, text));
-  if (a.kind === "gateway_missed_contact") {
+  if (a.kind === "gateway_missed_contact" || a.kind === "gateway_meters_silent") {
     if (d.expected_contact_at) line([t("Expected:") + " ", timeEl(d.expected_contact_at, false)]);
-    line([t("Last contact:") + " ", timeEl(d.last_contact_at, false, t("never"))]);
+    if (a.kind === "gateway_missed_contact") line([t("Last contact:") + " ", timeEl(d.last_contact_at, false, t("never"))]);
     const n = d.silent_meter_count || 0;
     if (n) {
       const meters = (d.silent_meters || []).map((m) => h("li", {}, h("a", { href: `#/meters/${m.id}` }, m.meter)));

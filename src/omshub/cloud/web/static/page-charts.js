@@ -1,6 +1,7 @@
 // The charts of the meter, metering point, gateway and dashboard pages (figures from
 // /api/v1/charts, drawn by charts.js). Each returns its sections at once and fills them when the
-// figures arrive; without a range the API shows the last 30 days (12 months) up to the latest data.
+// figures arrive; without a range the API shows the last 30 days (12 months; the fleet: 14 days) up
+// to the latest data.
 import { api } from "./api.js";
 import { t, tv } from "./i18n.js";
 import { barChart, describeRange, lineChart } from "./charts.js";
