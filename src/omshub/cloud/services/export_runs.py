@@ -144,7 +144,8 @@ def write_run(db: Database, tenant_id: int, run_id: int, export_id: str, now: da
             f.write(piece)
             digest.update(piece)
             size += len(piece)
-    return RunResult(run_id, export_id, "ok" if recorder.count else "empty", recorder.count, Path(name),
+    # rows: the file's rows (SAP: readings and swap rows); "empty" when no row was new or changed
+    return RunResult(run_id, export_id, "ok" if recorder.count else "empty", tail["row_count"], Path(name),
                      file_name(fmt, period, export_id), digest.hexdigest(), size)  # fmt: skip
 
 
