@@ -84,6 +84,7 @@ def _events_happen(db, tenant_id: int) -> None:
                                  value=1.0, quality="measured", runs=[], computed_at=T0 + timedelta(minutes=2)))  # fmt: skip
 
 
+@pytest.mark.slow  # ~6 s of real HTTP attempts; the end-to-end test covers it too
 def test_failing_receiver_gets_every_event_once_signed(client, hub, db, app, receiver):
     t = hub.tenant()
     h = hub.headers(t)

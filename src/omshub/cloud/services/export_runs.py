@@ -35,7 +35,7 @@ from omshub.cloud.store.models_billing import BillingValue
 from omshub.cloud.store.models_exports import ExportItem, ExportRun
 
 FORMATS = ("v1-csv", "v1-json", "sap-csv", "sap-json")
-SAP_EXTRA = ("EXPORT_ID", "DELIVERY", "PREVIOUS_EXPORT_ID")  # after the BAPIEABLU fields
+SAP_EXTRA = export_sap.EXTRA
 MODES = ("all", "changes")
 
 
@@ -71,23 +71,13 @@ def render(
         with db.session() as session:
             mapping = export_sap.mapping_of(session, tenant_id)
         out = counted(export_sap.sap_rows(db, tenant_id, batches, mapping))
-        columns = sap.COLUMNS + SAP_EXTRA
-        shaped: Iterator[list[dict]] = ([_sap_shaped(r) for r in b] for b in out)
         if ext == "csv":
-            return (p.encode() for p in csv_lines(shaped, columns))
-        return json_pieces(shaped, {"format": "sap-isu-bapieablu", **head}, tail)
+            return (p.encode() for p in csv_lines(out, sap.COLUMNS + SAP_EXTRA))
+        return json_pieces(out, {"format": "sap-isu-bapieablu", **head}, tail)
     out = counted(batches)
     if ext == "csv":
         return (p.encode() for p in csv_lines(out, COLUMNS))
     return json_pieces(([exports_v1.public(r) for r in b] for b in out), {"schema": SCHEMA, **head}, tail)
-
-
-def _sap_shaped(r: dict) -> dict:
-    source = r["_source"]
-    shaped = {c: r[c] for c in sap.COLUMNS}
-    shaped["EXPORT_ID"], shaped["DELIVERY"] = source["export_id"] or None, source["delivery"]
-    shaped["PREVIOUS_EXPORT_ID"] = source["previous_export_id"]
-    return shaped
 
 
 @dataclass
