@@ -157,3 +157,15 @@ def test_bad_endpoints_are_refused(client, hub):
                  {"url": "http://x", "retry_for_s": 1}):  # fmt: skip
         r = client.post("/api/v1/webhooks", json=body, headers=h)
         assert r.status_code == 422 and r.json()["error"]["message"], r.text
+
+
+def test_worker_round_and_serve_settings(db, app):
+    from omshub.cloud.services.delivery_worker import DeliveryWorker, tick
+
+    out = tick(db, app.state.keystore)
+    assert set(out) == {"events", "webhooks", "jobs"} and "failed" not in out.values(), out
+    worker = DeliveryWorker(db, app.state.keystore, 0.05)
+    worker.start()
+    worker.stop()
+    assert not worker.is_alive()
+    assert app.state.settings.delivery_interval_s == 10
