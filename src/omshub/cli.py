@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from omshub.commands import admin_ops, billing, cloud, customers, decode, demo, drivers, gateway, sim
+from omshub.commands import admin_ops, billing, cloud, customers, decode, demo, drivers, exports, gateway, sim
 
 app = typer.Typer(
     name="omshub",
@@ -24,7 +24,7 @@ def _root() -> None:
 
 # Each command module registers its commands; they import their heavy dependencies inside the
 # commands (docs/architecture.md, "Commands"), so importing all of them here stays cheap.
-for _module in (decode, drivers, cloud, admin_ops, billing, customers, gateway, sim, demo):
+for _module in (decode, drivers, cloud, admin_ops, billing, customers, exports, gateway, sim, demo):
     _module.register(app)
 
 

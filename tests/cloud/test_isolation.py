@@ -267,6 +267,43 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/portal/api/months"): {"kind": "public"},
     ("GET", "/portal/api/months/{month}"): {"kind": "public"},
     ("GET", "/portal/api/months/{month}/pdf"): {"kind": "public"},
+    # billing exports (docs/exports.md): pulls and exports of the caller's own tenant
+    ("GET", "/api/v1/exports/readings"): {"kind": "list", "params": {"period": "{billing_period}"}},
+    ("GET", "/api/v1/exports/sap"): {"kind": "self", "params": {"period": "{billing_period}"}},
+    ("POST", "/api/v1/exports"): {
+        "kind": "self",
+        "json": lambda c: {"format": "v1-csv", "period": c["billing_period"]},
+    },
+    ("GET", "/api/v1/exports/runs"): {"kind": "list"},
+    ("GET", "/api/v1/exports/runs/{run_id}/file"): {"kind": "object"},
+    ("GET", "/api/v1/exports/sap-mapping"): {"kind": "self"},
+    ("PUT", "/api/v1/exports/sap-mapping"): {"kind": "self", "json": lambda c: {"decimals": 2}},
+    ("GET", "/api/v1/export-jobs"): {"kind": "list"},
+    ("POST", "/api/v1/export-jobs"): {
+        "kind": "create",
+        "expect": {422},
+        "json": lambda c: {
+            "name": "B",
+            "format": "v1-csv",
+            "cron": "0 6 2 * *",
+            "host": "127.0.0.1",
+            "username": "b",
+            "private_key": "not a key",
+        },  # fmt: skip
+    },
+    ("DELETE", "/api/v1/export-jobs/{job_id}"): {"kind": "object"},
+    ("POST", "/api/v1/export-jobs/{job_id}/run"): {"kind": "object"},
+    ("POST", "/api/v1/arge/import"): {"kind": "create", "expect": {422}, "content": lambda c: b"M03.10 short\r\n"},
+    ("GET", "/api/v1/webhooks"): {"kind": "list"},
+    ("POST", "/api/v1/webhooks"): {
+        "kind": "create",
+        "expect": {201},
+        "json": lambda c: {"url": "http://127.0.0.1:9/b"},
+    },
+    ("DELETE", "/api/v1/webhooks/{endpoint_id}"): {"kind": "object"},
+    ("POST", "/api/v1/webhooks/{endpoint_id}/test"): {"kind": "object"},
+    ("POST", "/api/v1/webhooks/{endpoint_id}/replay"): {"kind": "object", "json": lambda c: {}},
+    ("GET", "/api/v1/webhooks/deliveries"): {"kind": "self"},
 }
 
 
@@ -334,6 +371,8 @@ def world(hub, client, db, pipeline):
     assert alarm_id is not None and telegram_id is not None
 
     master = _master_data(client, a_admin, tag, point_id) | _billing(client, a_admin, point_id)
+    master |= _exports(client, a_admin, tag, master["billing_period"])
+    master["markers"] += master.pop("export_markers")
     b = hub.tenant()
     b_gw = hub.gateway(b, serial=f"ISO-B-{tag}")
     b_meter = hub.meter(b, "B1" + tag)
@@ -382,6 +421,23 @@ def _billing(client, headers, point_id: int) -> dict:
     records = client.get(f"{API}/customer-info/records", params={"month": period}, headers=headers).json()["items"]
     record = next(r["id"] for r in records if r["occupant"])
     return {"billing_period": period, "value_id": values[0]["id"], "finding_id": findings[0]["id"], "record_id": record}
+
+
+def _exports(client, headers, tag: str, period: str) -> dict:
+    """Tenant A's recorded export, SFTP export job and webhook endpoint (docs/exports.md)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    run = client.post(f"{API}/exports", json={"format": "v1-csv", "period": period}, headers=headers).json()
+    job = client.post(f"{API}/export-jobs", headers=headers, json={
+        "name": f"ISO-A-JOB-{tag}", "format": "v1-csv", "cron": "0 6 2 * *", "host": "127.0.0.1", "port": 9,
+        "username": "a", "private_key": key.decode()}).json()  # fmt: skip
+    hook = client.post(f"{API}/webhooks", json={"url": f"http://127.0.0.1:9/iso-a-hook-{tag}"}, headers=headers).json()
+    return {"run_id": run["run_id"], "job_id": job["id"], "endpoint_id": hook["id"],
+            "export_markers": [run["export_id"], job["name"], hook["url"]]}  # fmt: skip
 
 
 def _master_data(client, headers, tag: str, point_id: int) -> dict:
@@ -443,12 +499,16 @@ def _request(client, method, path, ctx, spec, headers):
         "finding_id",
         "value_id",
         "record_id",
+        "run_id",
+        "job_id",
+        "endpoint_id",
     ):
         url = url.replace("{" + name + "}", str(ctx[name]))
     for name, value in spec.get("path", {}).items():
         url = url.replace("{" + name + "}", value)
     assert "{" not in url, f"no test value for a path parameter of {path}"
-    kw = {"params": spec.get("params"), "headers": dict(headers)}
+    params = {k: v.format(**ctx) for k, v in spec["params"].items()} if spec.get("params") else None
+    kw = {"params": params, "headers": dict(headers)}
     if "json" in spec:
         kw["json"] = spec["json"](ctx)
     if "content" in spec:

@@ -69,7 +69,7 @@ def test_changed_value_is_delivered_again_with_reason_and_reference(db, tenant):
     # another channel has its own history: everything is new there
     other = export_runs.export_now(db, tenant_id, "sap-csv", fleet.PERIOD, channel="job:other", mode="changes",
                                    actor="test", now=later)  # fmt: skip
-    assert other.rows == 10
+    assert other.rows == 9  # SAP: 7 readings and a swap (removal, installation); consumption rows are not sent
 
 
 def test_failed_delivery_counts_as_not_delivered(db, tenant):
@@ -115,3 +115,18 @@ def test_pull_pages_and_changed_since(client, hub, db):
     for bad in ({"period": "2025-13"}, {"period": fleet.PERIOD, "cursor": "x:1"}):
         r = client.get("/api/v1/exports/readings", params=bad, headers=h)
         assert r.status_code == 422 and r.json()["error"]["message"], r.text
+
+
+def test_cli_run_writes_the_file(db, database_url, tenant, tmp_path):
+    from typer.testing import CliRunner
+
+    from omshub.cli import app
+
+    out = tmp_path / "sap.csv"
+    args = ["exports", "run", "--tenant", tenant[1], "--period", fleet.PERIOD, "--format", "sap-csv", "--out", str(out),
+            "--database", database_url, "--data-dir", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "rows" in result.output and out.read_bytes().count(b"\r\n") == 10
+    bad = CliRunner().invoke(app, [*args[:5], "2025-13", *args[6:]])
+    assert bad.exit_code == 1 and "2025-13" in bad.output

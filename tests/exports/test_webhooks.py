@@ -45,10 +45,10 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.seen.append((dict(self.headers), body))
                 failing = len(receiver.seen) <= receiver.fail
+                if not failing:  # recorded before the answer: the sender checks right after it
+                    receiver.ok.append((dict(self.headers), body))
                 self.send_response(503 if failing else 204)
                 self.end_headers()
-                if not failing:
-                    receiver.ok.append((dict(self.headers), body))
 
             def log_message(self, *args):
                 pass
@@ -84,6 +84,7 @@ def _events_happen(db, tenant_id: int) -> None:
                                  value=1.0, quality="measured", runs=[], computed_at=T0 + timedelta(minutes=2)))  # fmt: skip
 
 
+@pytest.mark.slow  # ~6 s of real HTTP attempts; the end-to-end test covers it too
 def test_failing_receiver_gets_every_event_once_signed(client, hub, db, app, receiver):
     t = hub.tenant()
     h = hub.headers(t)
@@ -138,8 +139,8 @@ def test_dead_letters_and_replay(client, hub, db, app):
         down.fail = 0  # the receiver recovers; the operator replays the dead letters
         with db.transaction() as s:
             assert webhooks.replay(s, t.id, None, ep["id"], actor="op", now=start + timedelta(hours=1)) == 1
-        webhooks.deliver_due(db, keystore, start + timedelta(hours=1))
-        assert len(down.ok) == 1
+        done = webhooks.deliver_due(db, keystore, start + timedelta(hours=1))
+        assert len(down.ok) == 1, (done, webhooks.deliveries(db.session(), t.id, None, None, 10))
         r = client.post(f"/api/v1/webhooks/{ep['id']}/replay", json={}, headers=h)
         assert r.status_code == 200 and r.json() == {"replayed": 0}
         # another tenant sees none of it
@@ -156,3 +157,15 @@ def test_bad_endpoints_are_refused(client, hub):
                  {"url": "http://x", "retry_for_s": 1}):  # fmt: skip
         r = client.post("/api/v1/webhooks", json=body, headers=h)
         assert r.status_code == 422 and r.json()["error"]["message"], r.text
+
+
+def test_worker_round_and_serve_settings(db, app):
+    from omshub.cloud.services.delivery_worker import DeliveryWorker, tick
+
+    out = tick(db, app.state.keystore)
+    assert set(out) == {"events", "webhooks", "jobs"} and "failed" not in out.values(), out
+    worker = DeliveryWorker(db, app.state.keystore, 0.05)
+    worker.start()
+    worker.stop()
+    assert not worker.is_alive()
+    assert app.state.settings.delivery_interval_s == 10

@@ -34,7 +34,7 @@ def _pull(request: Request, principal: Principal, kind: str, period: str, fmt: s
     name = export_runs.file_name(full, period, "pull")
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     tail: dict = {}
-    batches = exports_v1.rows(db, principal.tenant_id, scope)
+    batches = exports_v1.rows(db, principal.tenant_id, scope, extras=kind == "sap")
     if limit is None:
         body = export_runs.render(db, principal.tenant_id, full, batches, {"period": period}, tail)
         return StreamingResponse(body, media_type=_MEDIA[fmt], headers=headers)

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from omshub.cloud.domain.errors import Invalid, not_found
 from omshub.cloud.domain.exports import sap
@@ -35,7 +36,7 @@ from omshub.cloud.store.models_billing import BillingValue
 from omshub.cloud.store.models_exports import ExportItem, ExportRun
 
 FORMATS = ("v1-csv", "v1-json", "sap-csv", "sap-json")
-SAP_EXTRA = ("EXPORT_ID", "DELIVERY", "PREVIOUS_EXPORT_ID")  # after the BAPIEABLU fields
+SAP_EXTRA = export_sap.EXTRA
 MODES = ("all", "changes")
 
 
@@ -71,23 +72,16 @@ def render(
         with db.session() as session:
             mapping = export_sap.mapping_of(session, tenant_id)
         out = counted(export_sap.sap_rows(db, tenant_id, batches, mapping))
-        columns = sap.COLUMNS + SAP_EXTRA
-        shaped: Iterator[list[dict]] = ([_sap_shaped(r) for r in b] for b in out)
         if ext == "csv":
-            return (p.encode() for p in csv_lines(shaped, columns))
-        return json_pieces(shaped, {"format": "sap-isu-bapieablu", **head}, tail)
+            return (p.encode() for p in csv_lines(out, sap.COLUMNS + SAP_EXTRA))
+        return json_pieces(out, {"format": "sap-isu-bapieablu", **head}, tail)
     out = counted(batches)
     if ext == "csv":
         return (p.encode() for p in csv_lines(out, COLUMNS))
-    return json_pieces(([exports_v1.public(r) for r in b] for b in out), {"schema": SCHEMA, **head}, tail)
-
-
-def _sap_shaped(r: dict) -> dict:
-    source = r["_source"]
-    shaped = {c: r[c] for c in sap.COLUMNS}
-    shaped["EXPORT_ID"], shaped["DELIVERY"] = source["export_id"] or None, source["delivery"]
-    shaped["PREVIOUS_EXPORT_ID"] = source["previous_export_id"]
-    return shaped
+    # rows without the SAP extras are written as they are
+    return json_pieces(
+        ([exports_v1.public(r) if "_zone" in r else r for r in b] for b in out), {"schema": SCHEMA, **head}, tail
+    )
 
 
 @dataclass
@@ -113,6 +107,16 @@ def start_run(db: Database, tenant_id: int, fmt: str, period: str, channel: str,
     exports_v1.check_scope(exports_v1.Scope(period))
     if mode not in MODES:
         raise Invalid(f"mode {mode!r}: all or changes", german=f"Modus {mode!r}: all oder changes", field="mode")
+    for attempt in range(5):  # two runs starting at once (PostgreSQL) take the same number: one tries again
+        try:
+            return _new_run(db, tenant_id, fmt, period, channel, mode, actor, now, job_id)
+        except IntegrityError:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _new_run(db, tenant_id, fmt, period, channel, mode, actor, now, job_id) -> tuple[int, str]:
     with db.transaction() as session:
         slug = session.scalar(select(Tenant.slug).where(Tenant.id == tenant_id))
         if slug is None:
@@ -134,7 +138,8 @@ def write_run(db: Database, tenant_id: int, run_id: int, export_id: str, now: da
         assert run is not None and run.tenant_id == tenant_id
         fmt, period, mode, channel = run.format, run.scope["period"], run.scope["mode"], run.channel
     recorder = _Recorder(db, tenant_id, run_id, channel, mode, export_id)
-    batches = recorder.annotate(exports_v1.rows(db, tenant_id, exports_v1.Scope(period), export_id))
+    scope = exports_v1.Scope(period)
+    batches = recorder.annotate(exports_v1.rows(db, tenant_id, scope, export_id, extras=fmt.startswith("sap")))
     head = {"export_id": export_id, "period": period, "generated_at": utc_text(now)}
     tail: dict = {}
     digest, size = hashlib.sha256(), 0
@@ -144,7 +149,8 @@ def write_run(db: Database, tenant_id: int, run_id: int, export_id: str, now: da
             f.write(piece)
             digest.update(piece)
             size += len(piece)
-    return RunResult(run_id, export_id, "ok" if recorder.count else "empty", recorder.count, Path(name),
+    # rows: the file's rows (SAP: readings and swap rows); "empty" when no row was new or changed
+    return RunResult(run_id, export_id, "ok" if recorder.count else "empty", tail["row_count"], Path(name),
                      file_name(fmt, period, export_id), digest.hexdigest(), size)  # fmt: skip
 
 

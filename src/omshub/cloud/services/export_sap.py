@@ -43,7 +43,7 @@ def set_mapping(session: Session, tenant_id: int, mapping: dict, *, actor: str, 
 def sap_rows(db: Database, tenant_id: int, batches: Iterable[list[dict]], mapping: dict) -> Iterator[list[dict]]:
     """Batches of upload rows from batches of v1 rows: a reading per boundary value, a removal and
     an installation reading per swap (from the consumption rows whose period has several meters).
-    Each upload row keeps its v1 row under `_source` (for the delivery bookkeeping)."""
+    Each upload row ends with the delivery bookkeeping of its v1 row (EXTRA)."""
     zones: dict = {}
     for batch in batches:
         out = []
@@ -54,10 +54,20 @@ def sap_rows(db: Database, tenant_id: int, batches: Iterable[list[dict]], mappin
             if row["record"] == "boundary_value":
                 made = sap.reading_row(row, mapping, zones)
                 if made is not None:
-                    out.append({**made, "_source": row})
+                    out.append(_bookkeeping(made, row))
             elif id(row) in swap_ids:
-                out += [{**made, "_source": row} for made in _swap(row, installs.get(row["_point"], []), mapping)]
+                out += [_bookkeeping(made, row) for made in _swap(row, installs.get(row["_point"], []), mapping)]
         yield out
+
+
+EXTRA = ("EXPORT_ID", "DELIVERY", "PREVIOUS_EXPORT_ID")  # omshub's, after the BAPIEABLU fields
+
+
+def _bookkeeping(made: dict, row: dict) -> dict:
+    made["EXPORT_ID"] = row["export_id"] or None
+    made["DELIVERY"] = row["delivery"]
+    made["PREVIOUS_EXPORT_ID"] = row["previous_export_id"]
+    return made
 
 
 def _installations(db: Database, tenant_id: int, points: list[int]) -> dict[int, list]:

@@ -117,9 +117,9 @@ def _sql(db: Database, section: str, since: bool) -> str:
     return sql + " ORDER BY c.id"
 
 
-def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "") -> Iterator[list[dict]]:
-    """Batches of v1 rows (dicts of COLUMNS, plus `_runs` on consumption rows). The last row of the
-    last batch carries the cursor of the page in `row_id` (see `cursor_of`)."""
+def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "", extras: bool = True) -> Iterator[list[dict]]:
+    """Batches of v1 rows: dicts of COLUMNS, with `extras` also `_zone`, `_point` and (consumption)
+    `_runs`, which the SAP upload needs. A row's `row_id` is the cursor after it."""
     check_scope(scope)
     to_db = time_to_db(db.is_sqlite)
     section, after = "v", 0
@@ -146,7 +146,7 @@ def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "") -> Ite
                 fetched = result.fetchmany(BATCH)
                 if not fetched:
                     break
-                batch = [_row(sec, r, export_id, times) for r in fetched]
+                batch = [_row(sec, r, export_id, times, extras) for r in fetched]
                 if left is not None:
                     left -= len(batch)
                 yield batch
@@ -154,10 +154,10 @@ def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "") -> Ite
             return
 
 
-def _row(section: str, r, export_id: str, times: TimeTexts) -> dict:
+def _row(section: str, r, export_id: str, times: TimeTexts, extras: bool) -> dict:
     boundary = r[11] if section == "v" else None
     zone = r[20]
-    return {
+    row = {
         "schema": SCHEMA,
         "export_id": export_id,
         "record": "boundary_value" if section == "v" else "consumption",
@@ -188,10 +188,12 @@ def _row(section: str, r, export_id: str, times: TimeTexts) -> dict:
         "version": times.utc(r[1]),
         "delivery": None,
         "previous_export_id": None,
-        "_zone": zone,
-        "_point": r[22],
-        **({"_runs": orjson.loads(r[23]) if isinstance(r[23], str) else r[23]} if section == "c" else {}),
     }
+    if extras:
+        row["_zone"], row["_point"] = zone, r[22]
+        if section == "c":
+            row["_runs"] = orjson.loads(r[23]) if isinstance(r[23], str) else r[23]
+    return row
 
 
 def public(row: dict) -> dict:

@@ -167,22 +167,29 @@ def payload(event: WebhookEvent, slug: str) -> bytes:
 
 
 def deliver_due(db: Database, keystore: KeyStore, now: datetime, client: httpx.Client | None = None) -> dict:
-    """POST every due delivery once; counts of delivered, retried and dead ones."""
+    """POST the due deliveries (at most BATCH); after a failure, the endpoint's other deliveries wait
+    for the next round. Counts of delivered, retried and dead ones."""
     counts = {"delivered": 0, "retry": 0, "dead": 0}
     own = client is None
     client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
     try:
         with db.session() as session:
             due = session.execute(
-                select(WebhookDelivery.id)
+                select(WebhookDelivery.id, WebhookDelivery.endpoint_id)
                 .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
                 .where(WebhookDelivery.state == "pending", WebhookDelivery.next_at <= now,
                        WebhookEndpoint.enabled.is_(True))
                 .order_by(WebhookDelivery.next_at, WebhookDelivery.id)
                 .limit(BATCH)
-            ).scalars().all()  # fmt: skip
-        for delivery_id in due:
-            counts[_attempt(db, keystore, client, delivery_id, now)] += 1
+            ).all()  # fmt: skip
+        failing: set[int] = set()
+        for delivery_id, endpoint_id in due:
+            if endpoint_id in failing:
+                continue  # an endpoint that just failed is not tried again this round (it may hang each time)
+            outcome = _attempt(db, keystore, client, delivery_id, now)
+            counts[outcome] += 1
+            if outcome != "delivered":
+                failing.add(endpoint_id)
     finally:
         if own:
             client.close()
