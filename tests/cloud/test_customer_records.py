@@ -125,3 +125,14 @@ def test_a_month_not_over_is_refused(s, hub):
         build_month(s, t.id, "2026-12", actor="test", now=NOW)
     with pytest.raises(Invalid, match="YYYY-MM"):
         build_month(s, t.id, "2026-13", actor="test", now=datetime(2027, 1, 5, tzinfo=UTC))
+
+
+def test_the_cohort_is_configurable(s, scenario):
+    tenant_id = _record(s, scenario, "Anna").tenant_id
+    update_settings(s, tenant_id, {"cohort_keys": ["energy_carrier"], "min_cohort": 2}, actor="test", now=NOW)
+    build_month(s, tenant_id, "2026-11", actor="test", now=NOW)
+    cohort = _line(_record(s, scenario, "Frida"), "heat")["benchmarks"]["cohort"]
+    # every measured district-heat unit: WE01 500/50, WE02 1100/100, WE03 700/70, WE05 600/60, WE06 440/55,
+    # WE07 990/90 -> 4330 kWh / 425 m²; Frida: × 100 m² × 21/30 days
+    assert cohort["key"] == "energy_carrier=district_heat" and cohort["size"] == 6
+    assert cohort["value"] == pytest.approx(round(4330 / 425 * 100 * 0.7, 1))
