@@ -8,10 +8,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from omshub.cloud.domain.errors import Invalid
-from omshub.cloud.services.customer_records import build_month
+from omshub.cloud.services.customer_delivery import _address_key
+from omshub.cloud.services.customer_records import build_month, check_month
 from omshub.cloud.services.customer_settings import update_settings
 from omshub.cloud.store.models_customers import CustomerRecord
 from tests.cloud import customer_scenario
@@ -136,3 +139,19 @@ def test_the_cohort_is_configurable(s, scenario):
     # WE07 990/90 -> 4330 kWh / 425 m²; Frida: × 100 m² × 21/30 days
     assert cohort["key"] == "energy_carrier=district_heat" and cohort["size"] == 6
     assert cohort["value"] == pytest.approx(round(4330 / 425 * 100 * 0.7, 1))
+
+
+@given(st.text(max_size=12) | st.from_regex(r"\A\d{4}-\d{2}\Z"))
+def test_any_month_text_is_taken_or_refused_with_a_reason(text):
+    try:
+        month = check_month(text, datetime(2030, 1, 1, tzinfo=UTC))
+    except Invalid as exc:
+        assert "month" in exc.message or "Monat" in exc.german
+    else:
+        assert len(month) == 7 and 1 <= int(month[5:]) <= 12
+
+
+@given(st.text(max_size=200))
+def test_any_postal_address_sorts(address):
+    key = _address_key(address)
+    assert isinstance(key, tuple) and len(key) == 4
