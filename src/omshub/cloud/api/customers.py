@@ -131,6 +131,7 @@ class SettingsIn(BaseModel):
         None, min_length=1, max_length=10
     )
     min_cohort: int | None = Field(None, ge=1, le=1000)
+    lock_after_days: int | None = Field(None, ge=0, le=3650)
     hca_conversion: ConversionIn | None = None
     annual_blocks: dict[AnnualBlock, Annotated[Text, Field(max_length=4000)]] | None = Field(
         None, description="the annual information's content blocks: block -> text (all are required)"

@@ -29,6 +29,7 @@ DEFAULTS: dict = {
     "cohort_keys": list(COHORT_KEYS),
     "flat_size_bins": list(DEFAULT_FLAT_BINS),
     "min_cohort": 3,
+    "lock_after_days": 90,  # portal accounts are locked this many days after the occupant's last move-out
     # a declared, versioned conversion of allocator units to kWh, e.g.
     # {"method": "annual_bill_ratio", "version": "2026-1", "kwh_per_unit": 7.5}; None: shown in units
     "hca_conversion": None,
