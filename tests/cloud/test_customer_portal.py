@@ -125,3 +125,18 @@ def test_an_occupant_sees_only_their_own_months(client, hub, db, smtp_server):
             headers=X,
         )
         assert r.status_code == 401
+
+
+def test_accounts_are_locked_a_while_after_moving_out(s, hub):
+    from datetime import timedelta
+
+    from omshub.cloud.services.customer_portal import invite, lock_moved_out
+
+    t = hub.tenant()
+    sc = customer_scenario.build(s, t.id)
+    carl, _ = invite(s, t.id, sc.occupants["Carl"], actor="t", now=NOW)  # moved out 15 Nov 2026
+    anna, _ = invite(s, t.id, sc.occupants["Anna"], actor="t", now=NOW)  # still there
+    assert lock_moved_out(s, t.id, NOW, days=90) == 0
+    later = NOW + timedelta(days=91)
+    assert lock_moved_out(s, t.id, later, days=90) == 1
+    assert carl.locked_at == later and anna.locked_at is None

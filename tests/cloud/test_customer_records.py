@@ -8,10 +8,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from omshub.cloud.domain.errors import Invalid
-from omshub.cloud.services.customer_records import build_month
+from omshub.cloud.services.customer_delivery import _address_key
+from omshub.cloud.services.customer_records import build_month, check_month
 from omshub.cloud.services.customer_settings import update_settings
 from omshub.cloud.store.models_customers import CustomerRecord
 from tests.cloud import customer_scenario
@@ -125,3 +128,30 @@ def test_a_month_not_over_is_refused(s, hub):
         build_month(s, t.id, "2026-12", actor="test", now=NOW)
     with pytest.raises(Invalid, match="YYYY-MM"):
         build_month(s, t.id, "2026-13", actor="test", now=datetime(2027, 1, 5, tzinfo=UTC))
+
+
+def test_the_cohort_is_configurable(s, scenario):
+    tenant_id = _record(s, scenario, "Anna").tenant_id
+    update_settings(s, tenant_id, {"cohort_keys": ["energy_carrier"], "min_cohort": 2}, actor="test", now=NOW)
+    build_month(s, tenant_id, "2026-11", actor="test", now=NOW)
+    cohort = _line(_record(s, scenario, "Frida"), "heat")["benchmarks"]["cohort"]
+    # every measured district-heat unit: WE01 500/50, WE02 1100/100, WE03 700/70, WE05 600/60, WE06 440/55,
+    # WE07 990/90 -> 4330 kWh / 425 m²; Frida: × 100 m² × 21/30 days
+    assert cohort["key"] == "energy_carrier=district_heat" and cohort["size"] == 6
+    assert cohort["value"] == pytest.approx(round(4330 / 425 * 100 * 0.7, 1))
+
+
+@given(st.text(max_size=12) | st.from_regex(r"\A\d{4}-\d{2}\Z"))
+def test_any_month_text_is_taken_or_refused_with_a_reason(text):
+    try:
+        month = check_month(text, datetime(2030, 1, 1, tzinfo=UTC))
+    except Invalid as exc:
+        assert "month" in exc.message or "Monat" in exc.german
+    else:
+        assert len(month) == 7 and 1 <= int(month[5:]) <= 12
+
+
+@given(st.text(max_size=200))
+def test_any_postal_address_sorts(address):
+    key = _address_key(address)
+    assert isinstance(key, tuple) and len(key) == 4

@@ -50,6 +50,11 @@ def test_demo_runs_and_serves_readings(tmp_path):
     assert (data_dir / ".gitignore").read_text().splitlines()[-1] == "*"
     assert data_dir.stat().st_mode & 0o077 == 0
     assert "/api/v1/readings/latest" in out and "/consumption?from=" in out
+    # the customer portal with the demo occupant's login, next to the console's
+    assert re.search(rf"customer portal:\s+http://127.0.0.1:{port}/portal/#t=demo", out), out
+    assert re.search(r"portal login:\s+e-mail mieterin@demo.example, password \S+ \(\d+ information records\)", out), (
+        out
+    )
     decoded = int(re.search(r"telegrams uploaded, ([\d,]+) decoded", out).group(1).replace(",", ""))
     assert decoded >= 2 * 20, out
 

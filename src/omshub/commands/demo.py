@@ -87,6 +87,7 @@ def _run(opts) -> None:
     # gateway agent, the simulator) takes about a second to import (python -X importtime)
     from omshub.demo import HeadEnd, ServeProcess, bootstrap_tenant, prepare_fleet, provision
     from omshub.demo_billing import provision_master_data
+    from omshub.demo_customers import provision_customer
 
     console = Console()
     live_display = console.is_terminal  # else (a pipe, a log file) plain progress lines every few seconds
@@ -129,7 +130,15 @@ def _run(opts) -> None:
                 f"billing: closed {result['period']} — {result['points']:,} metering points, "
                 f"{result['findings_open']:,} findings in the review queue"
             )
+        with step("customer information: a demo occupant, the monthly records, a portal invitation"):
+            customer = provision_customer(headend, server.base_url, tenant.slug, start, [r["period"] for r in closed])
         _where_to_look(console, headend, server.base_url, tenant, password, start, end, opts.data_dir)
+        console.print(
+            f"  customer portal:    {customer['portal_url']}\n"
+            f"  portal login:       e-mail [bold]{customer['email']}[/bold], "
+            f"password [bold]{customer['password']}[/bold] ({customer['records']} information records)",
+            soft_wrap=True,
+        )
         if not opts.exit_when_done:
             _keep_serving(console, server)
     finally:

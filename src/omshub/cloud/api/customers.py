@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -17,6 +17,7 @@ from omshub.cloud.api.deps import require_role
 from omshub.cloud.domain.customer_info import mark
 from omshub.cloud.domain.errors import NotFound
 from omshub.cloud.services.accounts import Principal
+from omshub.cloud.services.customer_annual import annual_information
 from omshub.cloud.services.customer_completeness import completeness
 from omshub.cloud.services.customer_delivery import recipient_lines
 from omshub.cloud.services.customer_pdf import letter_pdf
@@ -104,6 +105,17 @@ class ConversionIn(BaseModel):
     kwh_per_unit: float = Field(gt=0, le=1000, allow_inf_nan=False)
 
 
+AnnualBlock = Literal[
+    "energy_mix",
+    "emissions",
+    "primary_energy_factor",
+    "taxes_levies",
+    "device_charges",
+    "consumer_organisations",
+    "dispute_resolution",
+]
+
+
 class SettingsIn(BaseModel):
     """Only the fields given change."""
 
@@ -119,7 +131,12 @@ class SettingsIn(BaseModel):
         None, min_length=1, max_length=10
     )
     min_cohort: int | None = Field(None, ge=1, le=1000)
+    lock_after_days: int | None = Field(None, ge=0, le=3650)
     hca_conversion: ConversionIn | None = None
+    annual_blocks: dict[AnnualBlock, Annotated[Text, Field(max_length=4000)]] | None = Field(
+        None, description="the annual information's content blocks: block -> text (all are required)"
+    )
+    reference_degree_days: float | None = Field(None, gt=0, le=10000, allow_inf_nan=False)
     smtp: SmtpIn | None = None
     smtp_password: Text | None = Field(None, max_length=200)
     logo_png: Text | None = Field(None, max_length=400_000, description="base64 PNG, at most ~300 kB")
@@ -224,3 +241,13 @@ def change_settings(body: SettingsIn, principal: Admin, session: DbSession) -> d
     if "smtp" in changes:
         changes["smtp"] = {k: v for k, v in changes["smtp"].items() if v is not None}
     return public_settings(update_settings(session, principal.tenant_id, changes, actor=principal.name, now=utcnow()))
+
+
+@router.get(
+    "/units/{unit_id}/annual", summary="A unit's annual information: weather-corrected comparison and content blocks"
+)
+def read_annual(
+    unit_id: Id, principal: Viewer, session: DbSession, year: Annotated[int, Query(ge=2000, le=2100)]
+) -> dict:
+    """Refused (422) while a required content block is missing from the settings."""
+    return annual_information(session, principal.tenant_id, unit_id, year)

@@ -127,3 +127,12 @@ def gaps_of(lines: list[dict]) -> list[str]:
         elif status == "estimated":
             out.append(f"estimated:{line['kind']}")
     return out
+
+
+def weather_corrected(value: float | None, actual_dd: float | None, reference_dd: float | None) -> float | None:
+    """Heat consumption corrected to the reference climate by degree days (Gradtagzahl method,
+    EV_corrected = EV · G_ref / G; docs/customer-information.md §Annual information): None where a
+    figure is missing or the period had no degree days. Hot water is never corrected (HeizkostenV §6a(3))."""
+    if value is None or not actual_dd or actual_dd <= 0 or not reference_dd:
+        return None
+    return round(value * reference_dd / actual_dd, 1)

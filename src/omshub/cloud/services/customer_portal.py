@@ -23,7 +23,7 @@ from omshub.cloud.services.customer_settings import check_email, settings_of
 from omshub.cloud.services.properties import tenant_row
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models import Tenant
-from omshub.cloud.store.models_billing import Occupant
+from omshub.cloud.store.models_billing import Occupancy, Occupant
 from omshub.cloud.store.models_customers import CustomerRecord, PortalAccount, PortalRead, PortalSession
 
 INVITE_VALID = timedelta(days=14)
@@ -243,3 +243,19 @@ def update_profile(session: Session, account: PortalAccount, changes: dict, now:
         occupant.channel = changes["channel"]
     audit(session, account.tenant_id, f"portal:{account.id}", "portal.profile", {"changed": sorted(changes)})
     return profile(session, account)
+
+
+def lock_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int) -> int:
+    """Lock the portal accounts of occupants who moved out of every unit more than `days` ago
+    (HeizkostenV §6b: their data serve no information duty any more). -> how many were locked."""
+    today = now.date()
+    locked = 0
+    for account in session.scalars(
+        select(PortalAccount).where(PortalAccount.tenant_id == tenant_id, PortalAccount.locked_at.is_(None))
+    ):
+        stays = session.scalars(select(Occupancy).where(Occupancy.occupant_id == account.occupant_id)).all()
+        if stays and all(s.moved_out is not None and (today - s.moved_out).days > days for s in stays):
+            account.locked_at = now
+            locked += 1
+            audit(session, tenant_id, "system", "portal.lock", {"account_id": account.id, "reason": "moved out"})
+    return locked

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -54,7 +55,7 @@ def check_month(text: str, now: datetime, zone: str = "Europe/Berlin") -> str:
     """ "2026-11" if that month is over in `zone` at `now`; else Invalid (the information is computed
     after the month is closed)."""
     t = (text or "").strip()
-    if len(t) != 7 or t[4] != "-" or not (t[:4].isdigit() and t[5:].isdigit()) or not 1 <= int(t[5:]) <= 12:
+    if not re.fullmatch(r"\d{4}-\d{2}", t, re.ASCII) or not 1 <= int(t[5:]) <= 12 or not 1970 <= int(t[:4]) <= 9998:
         raise Invalid(f"month must be written YYYY-MM (e.g. 2026-11), got {text!r}", german="Monat: JJJJ-MM")
     _, last = ci.month_days(t)
     if local_midnight(last, zone).timestamp() + 86_400 > now.timestamp():

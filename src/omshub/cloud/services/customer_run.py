@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from omshub.cloud.services.customer_delivery import plan_deliveries, print_batch, recipient_lines, send_due
 from omshub.cloud.services.customer_pdf import letter_pdf
+from omshub.cloud.services.customer_portal import lock_moved_out
 from omshub.cloud.services.customer_records import build_month, check_month
 from omshub.cloud.services.customer_settings import settings_of
 from omshub.cloud.store.models_billing import Occupant
@@ -65,6 +66,7 @@ def run_month(
     with db.transaction() as session:
         records = build_month(session, tenant_id, month, actor=actor, now=now, progress=progress)
         planned = plan_deliveries(session, tenant_id, month, now)
+        locked = lock_moved_out(session, tenant_id, now, days=int(settings_of(session, tenant_id)["lock_after_days"]))
     pdfs = write_pdfs(db, tenant_id, month, out / month, progress)
     mail = {"sent": 0, "retry": 0, "failed": 0}
     while True:
@@ -92,4 +94,5 @@ def run_month(
         "emails": mail,
         "printed": letters,
         "print_batch": str(batch_path) if batch_path else None,
+        "portal_accounts_locked": locked,
     }

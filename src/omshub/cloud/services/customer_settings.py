@@ -29,9 +29,15 @@ DEFAULTS: dict = {
     "cohort_keys": list(COHORT_KEYS),
     "flat_size_bins": list(DEFAULT_FLAT_BINS),
     "min_cohort": 3,
+    "lock_after_days": 90,  # portal accounts are locked this many days after the occupant's last move-out
     # a declared, versioned conversion of allocator units to kWh, e.g.
     # {"method": "annual_bill_ratio", "version": "2026-1", "kwh_per_unit": 7.5}; None: shown in units
     "hca_conversion": None,
+    # the annual information's content blocks (HeizkostenV §6a(3), FFVAV §5(1) Nr. 2-5, §5(3)): block -> text
+    "annual_blocks": {},
+    # long-term mean degree days of a billing year, the reference of the weather correction; None: the
+    # previous period's degree days are the reference
+    "reference_degree_days": None,
     "smtp": {"host": "", "port": 25, "starttls": False, "username": "", "sender": "", "timeout_s": 10},
 }
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
@@ -104,6 +110,9 @@ def _check(changes: dict) -> None:
             "hca_conversion: {method, version, kwh_per_unit > 0} or null",
             german="hca_conversion: {method, version, kwh_per_unit > 0} oder null",
         )
+    blocks = changes.get("annual_blocks")
+    if blocks is not None and not (isinstance(blocks, dict) and all(isinstance(v, str) for v in blocks.values())):
+        raise Invalid("annual_blocks: {block: text}", german="annual_blocks: {Baustein: Text}")
     sender = (changes.get("smtp") or {}).get("sender")
     if sender:
         check_email(sender, "smtp.sender")

@@ -1,0 +1,79 @@
+"""The customer portal in Chromium (Playwright): an invited occupant sets a password from the link,
+sees their month as numbers and a 13-month bar chart, switches to English, opens the profile; on a
+phone-sized screen too. Every input has a label, no console errors. Screenshots under the run's
+output directory (`OMSHUB_TEST_OUTPUT`, default `test-output/`): `portal/<name>.png`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from omshub.cloud.services.customer_portal import invite
+from omshub.cloud.services.customer_records import build_month
+from omshub.cloud.services.customer_settings import update_settings
+from tests.cloud import customer_scenario
+from tests.cloud.customer_scenario import NOW
+
+from .conftest import LiveServer
+from .test_web import CHROMIUM, CHROMIUM_ARGS, _playwright
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = Path(os.environ.get("OMSHUB_TEST_OUTPUT") or ROOT / "test-output") / "portal"
+
+
+def test_an_invited_occupant_sets_a_password_and_reads_the_month(database_url, data_dir, db, hub):
+    sync_playwright = _playwright()
+    t = hub.tenant()
+    with db.transaction() as s:
+        sc = customer_scenario.build(s, t.id)
+        update_settings(s, t.id, {"supplier_name": "Stadtwerke Musterstadt"}, actor="t", now=NOW)
+        build_month(s, t.id, "2026-11", actor="test", now=NOW)
+        _, token = invite(s, t.id, sc.occupants["Frida"], actor="test", now=NOW)
+    live = LiveServer(database_url, data_dir)
+    live.start()
+    OUT.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1000, "height": 900}, locale="de-DE")
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{live.base_url}/portal/#invite={token}&t={t.slug}")
+            invitation = page.locator("#view-invite")
+            invitation.get_by_label("Passwort", exact=True).fill("ein gutes Passwort")
+            invitation.get_by_label("Passwort wiederholen").fill("ein gutes Passwort")
+            page.screenshot(path=str(OUT / "de-invite.png"))
+            page.get_by_role("button", name="Passwort speichern").click()
+            page.wait_for_selector("#month-detail table")
+            text = page.inner_text("#month-detail")
+            assert "800,0" in text and "2,50" in text and "Vormonat" in text and "731,8" in text
+            assert page.locator(".chart svg rect").count() == 1  # only November is Frida's
+            page.screenshot(path=str(OUT / "de-month.png"), full_page=True)
+            page.get_by_role("button", name="English").click()
+            text = page.inner_text("#month-detail")
+            assert "800.0" in text and "Previous month" in text and "Download PDF" in text
+            page.screenshot(path=str(OUT / "en-month.png"), full_page=True)
+            page.get_by_role("button", name="Profile").click()
+            page.wait_for_selector("#view-profile:not([hidden])")
+            assert page.input_value("#profile-email") == "frida@example.de"
+            page.screenshot(path=str(OUT / "en-profile.png"))
+            unlabelled = page.evaluate(
+                """() => [...document.querySelectorAll('input:not([type=radio]), select')]
+                      .filter(e => !document.querySelector(`label[for="${e.id}"]`)).map(e => e.id)"""
+            )
+            assert unlabelled == []
+            phone = browser.new_page(viewport={"width": 375, "height": 740}, locale="de-DE")
+            phone.context.add_cookies(page.context.cookies())
+            phone.goto(f"{live.base_url}/portal/")
+            phone.wait_for_selector("#month-detail table")
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, f"the page scrolls sideways on a phone ({width} px)"
+            phone.screenshot(path=str(OUT / "phone-month.png"), full_page=True)
+            browser.close()
+    finally:
+        live.stop()
+    assert errors == []
