@@ -323,3 +323,19 @@ def test_server_memory_stays_bounded_while_256_mib_are_sent_without_credentials(
     assert statuses == {key: expected.get(key, 401) for key in results}, statuses
     assert httpx.get(server.base_url + f"{API}/health", timeout=10).status_code == 200
     assert "Traceback" not in server.log()
+
+
+def test_imports_named_by_their_path_take_the_import_limit(app, hub):
+    """Master data, ARGE records and a weather station's days are files like the meter import: a body
+    larger than the JSON limit reaches the route (which answers about its content, not its size)."""
+    t = hub.tenant()
+    token = {"authorization": f"Bearer {hub.token(t, 'admin')}", "content-type": "text/csv"}
+    size = app.state.settings.max_json_body + 1
+    assert size < app.state.settings.max_import_body
+    for path in (f"{API}/master-data/import/units", f"{API}/arge/import", f"{API}/weather-stations/999999/days"):
+        status, body, _ = _asgi(app, "POST", path, {**token, "content-length": str(size)}, [b"x" * size])
+        assert status != 413, (path, body)
+    status, body, _ = _asgi(
+        app, "POST", f"{API}/master-data/import/units/extra", {**token, "content-length": str(size)}, [b"x"]
+    )
+    assert status == 413, body

@@ -19,6 +19,7 @@ its bounded body (validation, roles) stays the route's business.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import cbor2
@@ -40,7 +41,14 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/"
 UPLINK_PATH = "/api/v1/uplink"
 # the CSV imports, and the key export's list of up to 100,000 meters (~1.7 MB of JSON)
-BULK_PATHS = frozenset({"/api/v1/meters/import", "/api/v1/keys/import", "/api/v1/keys/export"})
+BULK_PATHS = frozenset(
+    {"/api/v1/meters/import", "/api/v1/keys/import", "/api/v1/keys/export", "/api/v1/arge/import"}
+)
+# imports whose path names what is imported: master data by kind, a weather station's days
+BULK_PATTERNS = (
+    re.compile(r"/api/v1/master-data/import/[a-z]+"),
+    re.compile(r"/api/v1/weather-stations/\d+/days"),
+)
 PUBLIC_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/health"})
 
 
@@ -60,7 +68,7 @@ def _route(path: str, limits: BodyLimits) -> tuple[int, str | None]:
     path = path.rstrip("/") or "/"
     if path == UPLINK_PATH:
         return limits.uplink, "gateway"
-    if path in BULK_PATHS:
+    if path in BULK_PATHS or any(p.fullmatch(path) for p in BULK_PATTERNS):
         return limits.csv_import, "token"
     if path.startswith(API_PREFIX) and path not in PUBLIC_PATHS:
         return limits.json, "token"
