@@ -1,19 +1,24 @@
 """Cron schedules of export jobs: `minute hour day-of-month month day-of-week` in a time zone
-(docs/exports.md §SFTP). Each field: `*`, a number, a range `a-b`, a step `*/n` or `a-b/n`, or a
-list of these separated by commas; day of week 0-7 (0 and 7 are Sunday). As in cron, when both
-day-of-month and day-of-week are restricted, a day matching either counts.
+(docs/exports.md §SFTP), with croniter's field syntax (`*`, numbers, ranges, steps, lists; day of
+week 0-7, 0 and 7 Sunday; day of month and day of week both restricted: either counts).
 
-A local time that does not exist (the hour skipped when summer time starts) runs at the same wall
-time after the switch; a local time that happens twice (autumn) runs once, the first time.
+What croniter does not decide is the clock change, so it is decided here: croniter walks the local
+wall clock without a zone, and each wall time is placed in the zone with `fold=0`. A wall time that
+does not exist (the hour skipped when summer time starts) so runs at the same wall time after the
+switch; one that happens twice (autumn) runs once, the first time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+from croniter import croniter
+
+_FIELDS = (("minute", "Minute"), ("hour", "Stunde"), ("day of month", "Tag"), ("month", "Monat"),
+           ("day of week", "Wochentag"))  # fmt: skip
+_MATCH_YEARS = 5  # a schedule that finds no day in five years (31 February) never runs
 
 
 class CronError(ValueError):
@@ -26,64 +31,28 @@ class CronError(ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    days_any: bool
-    weekdays_any: bool
+    expr: str
     zone: ZoneInfo
-
-    def _day_ok(self, d: date) -> bool:
-        if d.month not in self.months:
-            return False
-        dom, dow = d.day in self.days, (d.isoweekday() % 7) in self.weekdays
-        if self.days_any or self.weekdays_any:
-            return dom and dow
-        return dom or dow
 
     def next_after(self, after: datetime) -> datetime:
         """The first run strictly after `after` (UTC in, UTC out)."""
-        local = after.astimezone(self.zone)
-        day = local.date()
-        for _ in range(5 * 366):
-            if self._day_ok(day):
-                for h in self.hours:
-                    for m in self.minutes:
-                        at = datetime.combine(day, time(h, m), self.zone).astimezone(UTC)
-                        if at > after:
-                            return at
-            day += timedelta(days=1)
+        # start a few hours back on the wall clock: placing wall times in the zone never moves a
+        # time earlier than its wall reading by more than the zone's largest step
+        wall = after.astimezone(self.zone).replace(tzinfo=None) - timedelta(hours=3)
+        runs = croniter(self.expr, wall, max_years_between_matches=_MATCH_YEARS)
+        for _ in range(100_000):
+            try:
+                local: datetime = runs.get_next(datetime)
+            except Exception:  # croniter's own errors for a schedule without a match
+                raise CronError("the schedule never runs", "der Zeitplan läuft nie") from None
+            at = local.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+            if at > after:
+                return at
         raise CronError("the schedule never runs", "der Zeitplan läuft nie")
 
 
-def _field(text: str, name: str, low: int, high: int) -> set[int]:
-    out: set[int] = set()
-    for part in text.split(","):
-        base, _, step_text = part.partition("/")
-        try:
-            step = int(step_text) if step_text else 1
-            if base == "*":
-                a, b = low, high
-            elif "-" in base:
-                a_text, b_text = base.split("-", 1)
-                a, b = int(a_text), int(b_text)
-            else:
-                a = b = int(base)
-                if step_text:
-                    b = high
-        except ValueError:
-            raise CronError(f"{name} {part!r}: not a number, range or step",
-                            f"{name} {part!r}: keine Zahl, kein Bereich, keine Schrittweite") from None  # fmt: skip
-        if step < 1 or not (low <= a <= b <= high):
-            raise CronError(f"{name} {part!r}: outside {low}-{high}", f"{name} {part!r}: außerhalb {low}-{high}")
-        out.update(range(a, b + 1, step))
-    return out
-
-
 def parse(text: str, zone: str) -> Schedule:
-    """The schedule of a cron line in the IANA zone `zone`, or CronError."""
+    """The schedule of a cron line in the IANA zone `zone`, or CronError naming the field."""
     parts = text.split()
     if len(parts) != 5:
         raise CronError(
@@ -94,7 +63,13 @@ def parse(text: str, zone: str) -> Schedule:
         tz = ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise CronError(f"time zone {zone!r}: unknown", f"Zeitzone {zone!r}: unbekannt") from None
-    sets = [_field(p, name, lo, hi) for p, (name, lo, hi) in zip(parts, _FIELDS, strict=True)]
-    weekdays = {d % 7 for d in sets[4]}
-    return Schedule(tuple(sorted(sets[0])), tuple(sorted(sets[1])), frozenset(sets[2]), frozenset(sets[3]),
-                    frozenset(weekdays), parts[2] == "*", parts[4] == "*", tz)  # fmt: skip
+    for i, (name, german) in enumerate(_FIELDS):
+        alone = ["*"] * 5
+        alone[i] = parts[i]
+        if not croniter.is_valid(" ".join(alone)):
+            raise CronError(f"{name} {parts[i]!r}: not a number, range, step or list in its bounds",
+                            f"{german} {parts[i]!r}: keine Zahl, kein Bereich, keine Schrittweite "
+                            "oder Liste in den Grenzen")  # fmt: skip
+    schedule = Schedule(" ".join(parts), tz)
+    schedule.next_after(datetime(2000, 1, 1, tzinfo=UTC))  # refuses a schedule that never runs
+    return schedule
