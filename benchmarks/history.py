@@ -174,12 +174,13 @@ def _sizes(db, readings: int) -> tuple[dict[str, float], float]:
         else:
             # (a partitioned table's size is its partitions')
             rows = conn.exec_driver_sql(
-                "SELECT c::text, (SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c) p) FROM "
+                "SELECT c::text, coalesce((SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c) p "
+                "WHERE p.isleaf), pg_total_relation_size(c)) FROM "
                 "unnest(ARRAY['readings', 'telegrams', 'uplinks']::regclass[]) c"
             ).all()
         bodies = conn.exec_driver_sql("SELECT coalesce(sum(length(body)), 0) FROM uplinks").scalar_one()
     sizes = dict.fromkeys(tables, 0.0)
-    sizes.update({name: size / readings for name, size in rows})
+    sizes.update({name: float(size) / readings for name, size in rows})
     return sizes, bodies / readings
 
 
@@ -280,7 +281,7 @@ def _index_sizes(db, readings: int) -> str:
                 "AND (c.relname ~ '^(readings|telegrams|uplinks)' "
                 "OR c.relname ~ '^(ix|uq)_(readings|telegrams|uplinks)') GROUP BY 1 ORDER BY 2 DESC"
             ).all()
-    return ", ".join(f"{name} {size / readings:,.1f}" for name, size in rows if size)
+    return ", ".join(f"{name} {float(size) / readings:,.1f}" for name, size in rows if size)
 
 
 def run(url: str, meters: int, days: int, repeat: int, vacuum_days: int = 1) -> None:
