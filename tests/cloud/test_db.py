@@ -213,5 +213,7 @@ def test_migration_0007_converts_stored_readings(empty_database_url):
             )
             assert stored_values(r) == [[1, 0, 0, "energy", "kWh", 30000.0], [1, 0, 0, "date", "", "2025-12-31"]]
             assert r.data["status"] == {"code": 4, "flags": ["power_low"]}
+            # 0008_store2 kept the telegram (on PostgreSQL: copied into the partitioned table)
+            assert r.telegram_id == 1 and s.scalar(text("SELECT state FROM telegrams WHERE id = 1")) == "decoded"
     finally:
         db.dispose()
