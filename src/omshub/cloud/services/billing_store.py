@@ -1,10 +1,10 @@
 """Storing a close's results (docs/billing.md §Closing a period), idempotently and in bulk.
 
-Per batch of metering points: one query each for the stored values, consumption and findings that
-the results can touch, compared in Python; new rows in one multi-row INSERT per table, changed rows
-in one executemany UPDATE per table, unchanged rows not written at all. Rows travel as plain tuples
-and dicts (SQLAlchemy Core): a close of 100,000 points writes some 300,000 rows, and the ORM's unit
-of work spends more time on each than the computation.
+Per batch of metering points: one query each for the stored values, consumption, findings and
+occupant segments that the results can touch, compared in Python; new rows and changed rows written
+at the driver level (store/database.BulkSql: COPY and staged UPDATEs on PostgreSQL, executemany on
+SQLite), unchanged rows not at all. A close of 100,000 points writes some 300,000 rows, and the ORM's
+unit of work spent more time on each than the computation.
 
 A value an operator edited or estimated keeps its value; what omshub computes is updated next to it
 (`computed_*`). A value that changes after it was exported is marked `export_stale`. A finding that a
