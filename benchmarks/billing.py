@@ -252,6 +252,8 @@ def _close(db, tenant_id: int) -> tuple[float, dict]:
 
 
 def run(url: str, points: int, days: int) -> None:
+    # every module the close needs, loaded before the long build (not half-way through it)
+    import omshub.cloud.services.billing_close  # noqa: F401
     from omshub.cloud.store.database import Database
 
     db = Database(url)

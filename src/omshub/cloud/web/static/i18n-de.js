@@ -476,6 +476,10 @@ export const DE = {
   "Billing values": "Abrechnungswerte",
   "The register at each period boundary, and where the value came from. * estimated, – missing.": "Der Zählerstand an jeder Zeitraumgrenze und woher der Wert stammt. * geschätzt, – fehlt.",
   "Code": "Kennzeichen",
+  // billing2: estimating from the review queue
+  "Estimate": "Schätzen",
+  "Estimation method": "Schätzverfahren",
+  "Estimated: the period's end value now carries the method's code.": "Geschätzt: Der Endwert des Zeitraums trägt jetzt den Code des Verfahrens.",
 };
 
 export const VALUE_DE = {
@@ -759,4 +763,8 @@ export const VALUE_DE = {
   "occupant": ["Nutzer", "occupant"],
   "occupancy": ["Nutzungszeitraum", "occupancy"],
   "new_occupancies": ["neue Nutzungszeiträume", "new occupancies"],
+  // billing2: estimation methods
+  "previous_period": ["Vorzeitraum (Gradtagzahlen)", "previous period (degree days)"],
+  "comparable_units": ["vergleichbare Nutzeinheiten (je m²)", "comparable units (per m²)"],
+  "property_average": ["Durchschnitt des Gebäudes (je m²)", "building average (per m²)"],
 };
