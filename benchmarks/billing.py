@@ -3,8 +3,10 @@
 Builds N metering points (a heat meter installed in each, every 100 points a property with units)
 with D days of daily readings before the closed month, then closes that month (`omshub billing
 close`'s service, services/billing_close.py) and prints, per database: the time to build, the time to
-close, metering points per second, the peak memory of the process, and the time of a second close
-of the same month (idempotent: nothing to change).
+close, metering points per second, and the time of a second close of the same month (idempotent:
+nothing to change). The close runs in a process of its own, so the peak memory printed is the
+close's; its CPU time is printed next to the wall time (on a shared machine the wall time also
+counts the waiting for a core).
 
 The readings are not sent through the ingest (a year for 100,000 meters would take hours there):
 the database writes them itself (INSERT ... SELECT), straight into `readings` as decode writes them
