@@ -197,3 +197,66 @@ def test_the_close_estimates_where_allowed_and_a_later_reading_replaces_its_esti
     assert third["values_changed"] >= 1 and end.origin in ("meter_stored", "interpolated") and end.method is None
     consumption = s.query(BillingConsumption).filter_by(metering_point_id=meters[1][1], period="2026-11").one()
     assert consumption.quality != "estimated"
+
+
+def test_the_close_stores_each_occupants_segment_and_the_api_serves_it(s):
+    from omshub.cloud.services.billing_close import close_period
+    from omshub.cloud.services.billing_segments import occupant_segments, unit_segments
+
+    tenant = Tenant(slug=f"seg-{id(s)}", name="t", created_at=NOW)
+    s.add(tenant)
+    s.flush()
+    prop = Property(tenant_id=tenant.id, ref="P", created_at=NOW)
+    unit = Unit(tenant_id=tenant.id, property_id=0, ref="U", area_m2=60.0, created_at=NOW)
+    s.add(prop)
+    s.flush()
+    unit.property_id = prop.id
+    meter = Meter(tenant_id=tenant.id, manufacturer="KAM", meter_id="77777777", device_type="heat", created_at=NOW)
+    a = Occupant(tenant_id=tenant.id, customer_ref="A", name="Anna", created_at=NOW)
+    b = Occupant(tenant_id=tenant.id, customer_ref="B", name="Ben", created_at=NOW)
+    s.add_all([unit, meter, a, b])
+    s.flush()
+    mp = MeteringPoint(tenant_id=tenant.id, ref="MP", unit_id=unit.id, created_at=NOW)
+    s.add(mp)
+    s.flush()
+    s.add(
+        Installation(
+            tenant_id=tenant.id,
+            metering_point_id=mp.id,
+            meter_pk=meter.id,
+            installed_at=datetime(2020, 1, 1, tzinfo=UTC),
+            initial_values={},
+        )
+    )
+    s.add(
+        Occupancy(
+            tenant_id=tenant.id,
+            unit_id=unit.id,
+            occupant_id=a.id,
+            moved_in=date(2019, 5, 1),
+            moved_out=date(2026, 11, 15),
+            created_at=NOW,
+        )
+    )
+    s.add(
+        Occupancy(tenant_id=tenant.id, unit_id=unit.id, occupant_id=b.id, moved_in=date(2026, 11, 20), created_at=NOW)
+    )
+    s.execute(insert(Reading), [{"tenant_id": tenant.id, "meter_pk": meter.id, **r} for r in _readings("regular")])
+
+    close_period(s, tenant.id, "2026-11", actor="op", now=NOW)
+    items = unit_segments(s, tenant.id, unit.id, "2026-11")["items"]
+    # 24 kWh a day, read at 11:00 UTC; the move days' values interpolated (13). The month-end values
+    # the meter stored lie 1 kWh above the interpolation (00:00 UTC, not 23:00): Anna 15 days - 1,
+    # vacant 16-19 November 4 days, Ben 11 days + 1
+    assert [(x["first_day"], x["last_day"], x["occupant"] and x["occupant"]["name"]) for x in items] == [
+        ("2026-11-01", "2026-11-15", "Anna"),
+        ("2026-11-16", "2026-11-19", None),
+        ("2026-11-20", "2026-11-30", "Ben"),
+    ]
+    assert [x["value"] for x in items] == pytest.approx([359.0, 96.0, 265.0])
+    assert {(x["code"], x["method"]) for x in items} == {("13", "readings")}
+    ben = occupant_segments(s, tenant.id, b.id, "2026-11")["items"]
+    assert len(ben) == 1 and ben[0]["value"] == pytest.approx(265.0)
+    again = close_period(s, tenant.id, "2026-11", actor="op", now=NOW)
+    assert again["values_changed"] == 0
+    assert unit_segments(s, tenant.id, unit.id, "2026-11")["items"] == items

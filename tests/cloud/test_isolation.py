@@ -228,6 +228,11 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/metering-points/{point_id}/billing-values"): {"kind": "object"},
     ("GET", "/api/v1/metering-points/{point_id}/billing-consumption"): {"kind": "object"},
     ("GET", "/api/v1/units/{unit_id}/billing-consumption"): {"kind": "object", "params": {"period": "2026-01"}},
+    ("GET", "/api/v1/units/{unit_id}/occupant-consumption"): {"kind": "object", "params": {"period": "2026-01"}},
+    ("GET", "/api/v1/occupants/{occupant_id}/billing-consumption"): {
+        "kind": "object",
+        "params": {"period": "2026-01"},
+    },
     ("GET", "/api/v1/properties/{property_id}/billing-consumption"): {
         "kind": "object",
         "params": {"period": "2026-01"},

@@ -13,7 +13,13 @@ from sqlalchemy import select
 from omshub.cloud.api import billing_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
 from omshub.cloud.api.deps import require_role
-from omshub.cloud.services import billing_close, billing_review, billing_settings, billing_summary
+from omshub.cloud.services import (
+    billing_close,
+    billing_review,
+    billing_segments,
+    billing_settings,
+    billing_summary,
+)
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.metering_points import get_point
 from omshub.cloud.store.models import MeteringPoint
@@ -230,6 +236,26 @@ def property_consumption(property_id: Id, period: PeriodLabel, principal: Viewer
     """Every unit's consumption of the period, and the share of the area whose consumption is estimated
     or missing (above 25 % the costs are allocated by area only: HeizkostenV §9a(2))."""
     return billing_summary.property_consumption(session, principal.tenant_id, property_id, period)
+
+
+@router.get(
+    "/units/{unit_id}/occupant-consumption",
+    summary="A unit's consumption per occupant segment of a closed period",
+    response_model=S.UnitSegmentsOut,
+)
+def unit_segments(unit_id: Id, period: PeriodLabel, principal: Viewer, session: DbSession) -> dict:
+    """Each metering point's consumption in each occupant's part of the period (cut at move-in and
+    move-out days; a vacant part has no occupant), with the reading code (docs/billing.md)."""
+    return billing_segments.unit_segments(session, principal.tenant_id, unit_id, period)
+
+
+@router.get(
+    "/occupants/{occupant_id}/billing-consumption",
+    summary="An occupant's consumption per segment of a closed period",
+    response_model=S.OccupantSegmentsOut,
+)
+def occupant_segments(occupant_id: Id, period: PeriodLabel, principal: Viewer, session: DbSession) -> dict:
+    return billing_segments.occupant_segments(session, principal.tenant_id, occupant_id, period)
 
 
 class Band(BaseModel):

@@ -253,3 +253,38 @@ class DegreeDaysOut(BaseModel):
     degree_days: float
     days_with_data: int
     days_missing: int
+
+
+class SegmentOccupantOut(BaseModel):
+    id: int
+    customer_ref: str
+    name: str
+
+
+class SegmentOut(BaseModel):
+    metering_point_id: int
+    unit_id: int
+    quantity: str
+    period: str
+    first_day: str = Field(description="the segment's first local day")
+    last_day: str = Field(description="its last local day (inclusive)")
+    occupancy_id: int | None = Field(description="None: the unit was vacant")
+    occupant: SegmentOccupantOut | None
+    value: float | None = Field(description="the consumption in the segment; None: missing")
+    code: str | None = Field(
+        description="Tabelle S: 11/12 readings, 13 split by days, 14 by degree days, or an estimate's"
+    )
+    method: str = Field(description="readings | split_by_days | split_by_degree_days | missing")
+    details: dict
+
+
+class UnitSegmentsOut(BaseModel):
+    unit_id: int
+    period: str
+    items: list[SegmentOut]
+
+
+class OccupantSegmentsOut(BaseModel):
+    occupant_id: int
+    period: str
+    items: list[SegmentOut]

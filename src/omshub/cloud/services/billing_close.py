@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from omshub.cloud.domain.billing import validation as v
 from omshub.cloud.domain.billing.boundary import BoundaryRules
 from omshub.cloud.domain.billing.origins import Origin
-from omshub.cloud.domain.billing.periods import Period, billing_year, month_period, parse_month
+from omshub.cloud.domain.billing.periods import Period, billing_year, month_period, parse_month, segments
+from omshub.cloud.domain.billing.segments import HEAT
 from omshub.cloud.domain.billing.weather import degree_days
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.services.billing_compute import boundary_times, compute_point
@@ -160,6 +161,13 @@ def _compute(session, inputs: dict[int, PointInputs], periods: dict, text: str, 
         period = periods[pid]
         expected = _expected(session, p, period, previous.get(pid), scales)
         result = compute_point(p, period, rules=rules, boundary_rules=boundary_rules, expected=expected)
+        if result is not None and p.unit_id is not None and p.stays:
+            result.segments, result.unit_id = segments(period, p.stays, p.zone), p.unit_id
+            if p.station_id is not None and result.quantity in HEAT and len(result.segments) > 1:
+                key = ("means", p.station_id, period.first_day, period.last_day)
+                if key not in scales:
+                    scales[key] = station_means(session, p.station_id, period.first_day, period.last_day)
+                result.means = scales[key]
         if result is not None:
             out.append((period, _label(period, text), result))
     return out

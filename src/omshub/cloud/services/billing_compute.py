@@ -37,6 +37,11 @@ class PointResult:
     consumption: PeriodConsumption | None = None
     runs: list[Run] = field(default_factory=list)
     findings: list[v.Finding] = field(default_factory=list)
+    # the occupant segments of the period and the station's daily means for a split by degree days
+    # (billing_close.py sets them for a unit with occupancies; billing_store.py computes and stores)
+    segments: list = field(default_factory=list)
+    means: dict | None = None
+    unit_id: int | None = None
 
 
 def _reason(day: date, due: tuple[int, int]) -> str:

@@ -33,7 +33,6 @@ from omshub.cloud.store.database import db_time_set
 from omshub.cloud.store.models import Reading
 
 NEAR = timedelta(hours=36)  # a daily meter has a reading on each side of a boundary within this
-_VALUE_COLUMNS = {"energy": Reading.energy, "volume": Reading.volume, "hca": Reading.hca}
 
 # a point's boundaries (UTC moment and local day), or None: the point needs all its readings
 BoundaryTimes = list[tuple[datetime, date]] | None

@@ -198,3 +198,34 @@ class BillingSettings(Base):
     rules: Mapped[dict] = mapped_column(JSON, default=dict)
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     changed_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class BillingSegment(Base):
+    """A metering point's consumption in one occupant's part of a closed period (or a vacant part),
+    cut at move-in and move-out days (docs/billing.md §Occupant segments). `occupancy_id` NULL:
+    vacant. `method`: readings (the register at both ends) or the period's consumption split by
+    days or degree days; `code`: Tabelle S (12, 13, 14, or an estimate's)."""
+
+    __tablename__ = "billing_segments"
+    __table_args__ = (
+        UniqueConstraint("metering_point_id", "quantity", "period", "first_day"),
+        # a unit's and an occupant's segments of a period (the API, customer information)
+        Index("ix_billing_segments_unit_period", "unit_id", "period"),
+        Index("ix_billing_segments_occupancy", "occupancy_id"),
+    )
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    metering_point_id: Mapped[int] = mapped_column(ForeignKey("metering_points.id"))
+    unit_id: Mapped[int] = mapped_column(Integer)
+    occupancy_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    quantity: Mapped[str] = mapped_column(String(16))
+    period: Mapped[str] = mapped_column(String(16))
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    start_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    end_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    code: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    method: Mapped[str] = mapped_column(String(24))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -604,6 +604,10 @@ export const DE = {
   "SAP IS-U upload (CSV)": "SAP-IS-U-Upload (CSV)",
   "SAP IS-U upload (JSON)": "SAP-IS-U-Upload (JSON)",
   "address of your receiver": "Adresse Ihres Empfängers",
+  // billing2: estimating from the review queue
+  "Estimate": "Schätzen",
+  "Estimation method": "Schätzverfahren",
+  "Estimated: the period's end value now carries the method's code.": "Geschätzt: Der Endwert des Zeitraums trägt jetzt den Code des Verfahrens.",
 };
 
 export const VALUE_DE = {
@@ -903,4 +907,8 @@ export const VALUE_DE = {
   "alarm.cleared": ["Alarm beendet", "alarm cleared"],
   "monthly_information.ready": ["Monatsinformation bereit", "monthly information ready"],
   "webhook.test": ["Testereignis", "test event"],
+  // billing2: estimation methods
+  "previous_period": ["Vorzeitraum (Gradtagzahlen)", "previous period (degree days)"],
+  "comparable_units": ["vergleichbare Nutzeinheiten (je m²)", "comparable units (per m²)"],
+  "property_average": ["Durchschnitt des Gebäudes (je m²)", "building average (per m²)"],
 };

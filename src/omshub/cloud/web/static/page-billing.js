@@ -16,7 +16,10 @@ function decideCell(f, reload, msg) {
   const text = note(t("Note for the decision"));
   const accept = h("button", { type: "button" }, t("Accept"));
   const reject = h("button", { type: "button", class: "secondary" }, t("Reject"));
-  const form = h("div", { class: "inline-form" }, text, accept, reject);
+  const method = h("select", { name: "method", "aria-label": t("Estimation method") },
+    ["previous_period", "comparable_units", "property_average"].map((m) => h("option", { value: m }, tv(m))));
+  const estimate = h("button", { type: "button", class: "secondary" }, t("Estimate"));
+  const form = h("div", { class: "inline-form" }, text, accept, reject, method, estimate);
   const decide = (action, button) => {
     if (!text.value.trim()) {
       msg.error(t("Write a note: why the value is right or wrong."));
@@ -24,13 +27,17 @@ function decideCell(f, reload, msg) {
       return;
     }
     busy(button, msg, async () => {
-      await api("POST", `/review/${f.id}`, { body: { action, note: text.value.trim() } });
+      const body = { action, note: text.value.trim() };
+      if (action === "estimate") body.method = method.value;
+      await api("POST", `/review/${f.id}`, { body });
       reload();
-      msg.ok(action === "accept" ? t("Accepted.") : t("Rejected: set or estimate the value."));
+      msg.ok({ accept: t("Accepted."), reject: t("Rejected: set or estimate the value.") }[action]
+        || t("Estimated: the period's end value now carries the method's code."));
     });
   };
   accept.addEventListener("click", () => decide("accept", accept));
   reject.addEventListener("click", () => decide("reject", reject));
+  estimate.addEventListener("click", () => decide("estimate", estimate));
   return form;
 }
 
@@ -39,7 +46,7 @@ export function renderReview(main, _params, query) {
   const msg = messageBox();
   const state = query.get("state") || "open";
   const select = h("select", { name: "state" },
-    ["open", "accepted", "rejected", "cleared"].map((s) => h("option", { value: s, selected: s === state }, tv(s))));
+    ["open", "accepted", "rejected", "estimated", "cleared"].map((s) => h("option", { value: s, selected: s === state }, tv(s))));
   select.addEventListener("change", () => { location.hash = `#/review?state=${select.value}`; });
   const holder = h("div");
   const reload = () => holder.replaceChildren(list());
