@@ -1,7 +1,7 @@
 """Billing: each metering point's consumption per occupant segment of a closed period
 
 Revision ID: 0008_billing2
-Revises: 0007_billing_b
+Revises: 0008_store2
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_billing2"
-down_revision = "0007_billing_b"
+down_revision = "0008_store2"
 branch_labels = None
 depends_on = None
 

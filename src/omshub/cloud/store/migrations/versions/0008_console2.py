@@ -4,7 +4,7 @@
 with a note); NULL: not acknowledged. Plain ADD COLUMN (nullable), on SQLite and PostgreSQL alike.
 
 Revision ID: 0008_console2
-Revises: 0008_store2
+Revises: 0008_billing2
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_console2"
-down_revision = "0008_store2"
+down_revision = "0008_billing2"
 branch_labels = None
 depends_on = None
 
