@@ -41,9 +41,7 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/"
 UPLINK_PATH = "/api/v1/uplink"
 # the CSV imports, and the key export's list of up to 100,000 meters (~1.7 MB of JSON)
-BULK_PATHS = frozenset(
-    {"/api/v1/meters/import", "/api/v1/keys/import", "/api/v1/keys/export", "/api/v1/arge/import"}
-)
+BULK_PATHS = frozenset({"/api/v1/meters/import", "/api/v1/keys/import", "/api/v1/keys/export", "/api/v1/arge/import"})
 # imports whose path names what is imported: master data by kind, a weather station's days
 BULK_PATTERNS = (
     re.compile(r"/api/v1/master-data/import/[a-z]+"),
