@@ -255,7 +255,7 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/customer-info/completeness"): {"kind": "list", "params": {"month": _MONTH_AFTER_EPOCH}},
     ("GET", "/api/v1/customer-info/settings"): {"kind": "self"},
     ("PATCH", "/api/v1/customer-info/settings"): {"kind": "self", "json": lambda c: {"supplier_name": "B"}},
-    ("GET", "/api/v1/customer-info/units/{unit_id}/annual"): {"kind": "object", "params": {"year": 2026}},
+    ("GET", "/api/v1/customer-info/units/{unit_id}/annual"): {"kind": "object", "params": {"year": "2026"}},
     ("POST", "/api/v1/customer-info/invitations"): {
         "kind": "object",
         "json": lambda c: {"occupant_id": c["occupant_id"], "send": False},
