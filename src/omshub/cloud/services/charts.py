@@ -58,15 +58,16 @@ def _range(
     first, last = first or d_first, last or (d_last if first is None else min(today, first + (d_last - d_first)))
     if last < first:
         raise Invalid("the end of the range is before its start", field="to", german="Das Ende liegt vor dem Anfang.")
-    found = buckets(first, last, period, zone)
-    if len(found) > MAX_BUCKETS[period]:
+    # counted before the buckets are made: a range of centuries must not be built to be refused
+    count = (last - first).days + 1 if period == DAY else (last.year - first.year) * 12 + last.month - first.month + 1
+    if count > MAX_BUCKETS[period]:
         n = MAX_BUCKETS[period]
         raise Invalid(
             f"at most {n} {period}s at once",
             field="to",
             german=f"Höchstens {n} {'Tage' if period == DAY else 'Monate'} auf einmal.",
         )
-    return found
+    return buckets(first, last, period, zone)
 
 
 def _meter(session: Session, tenant_id: int, meter_pk: int) -> Meter:
