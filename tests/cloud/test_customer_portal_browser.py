@@ -66,8 +66,9 @@ def test_an_invited_occupant_sets_a_password_and_reads_the_month(database_url, d
                       .filter(e => !document.querySelector(`label[for="${e.id}"]`)).map(e => e.id)"""
             )
             assert unlabelled == []
-            phone = browser.new_page(viewport={"width": 375, "height": 740}, locale="de-DE")
-            phone.context.add_cookies(page.context.cookies())
+            # the same browser (the login's cookie) reloaded at a phone's width
+            phone = page
+            phone.set_viewport_size({"width": 375, "height": 740})
             phone.goto(f"{live.base_url}/portal/")
             phone.wait_for_selector("#month-detail table")
             width = phone.evaluate("document.documentElement.scrollWidth")
