@@ -683,7 +683,7 @@ export const DE = {
   "A port from 1 to 65535.": "Ein Port von 1 bis 65535.",
   "Seconds, more than 0 and at most 120.": "Sekunden, mehr als 0 und höchstens 120.",
   "An e-mail address like info@stadtwerke.de.": "Eine E-Mail-Adresse wie info@stadtwerke.de.",
-  "For a link, give the portal's address (https://…).": "Für einen Link geben Sie die Adresse des Kundenportals an (https://…).",
+  "For a link, give the portal's address (starting with https:).": "Für einen Link geben Sie die Adresse des Kundenportals an (beginnend mit https:).",
   "complete": "vollständig",
   "Annual information can be issued.": "Die Jahresinformation kann erstellt werden.",
   "Annual information is refused until every block is filled. Missing:": "Die Jahresinformation wird verweigert, bis jeder Baustein ausgefüllt ist. Es fehlen:",

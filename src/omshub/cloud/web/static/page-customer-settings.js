@@ -31,7 +31,7 @@ function inputs(s) {
     supplier_address: h("textarea", { name: "supplier_address", rows: 2, maxlength: 500 }, s.supplier_address || ""),
     supplier_contact: text("supplier_contact", s.supplier_contact, { maxlength: 300 }),
     delivery,
-    portal_url: text("portal_url", s.portal_url, { type: "url", maxlength: 500, placeholder: "https://" }),
+    portal_url: text("portal_url", s.portal_url, { type: "url", maxlength: 500 }),
     deadline_day: text("deadline_day", s.deadline_day, { type: "number", min: 1, max: 28, required: true }),
     host: text("smtp.host", s.smtp.host, { maxlength: 253 }),
     port: text("smtp.port", s.smtp.port, { type: "number", min: 1, max: 65535, required: true }),
@@ -57,7 +57,7 @@ function problems(i) {
     out.push({ field: "smtp.sender", message: t("An e-mail address like info@stadtwerke.de.") });
   }
   if (i.delivery.value === "link" && !/^https?:\/\/\S+$/.test(i.portal_url.value.trim())) {
-    out.push({ field: "portal_url", message: t("For a link, give the portal's address (https://…).") });
+    out.push({ field: "portal_url", message: t("For a link, give the portal's address (starting with https:).") });
   }
   return out;
 }
