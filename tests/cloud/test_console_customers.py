@@ -19,7 +19,7 @@ from tests.cloud import customer_scenario
 from tests.cloud.customer_scenario import NOW
 
 from .conftest import LiveServer, free_port
-from .test_console_browser import login, open_console, page_problems, shot
+from .test_console_browser import OUT, login, open_console, page_problems, shot
 from .test_customer_channels import Inbox
 from .test_web import CHROMIUM, CHROMIUM_ARGS, PASSWORD, _playwright
 
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 WORDS = {
     "de": {
         "title": "Verbrauchsinformation",
-        "records": "Datensätze vollständig",
+        "records": "Datensätze mit vollständigen Werten",
         "failed": "fehlgeschlagen",
         "waiting": "wartet",
         "reason": "E-Mail fehlgeschlagen",
@@ -45,7 +45,7 @@ WORDS = {
     },
     "en": {
         "title": "Customer information",
-        "records": "records complete",
+        "records": "records with complete values",
         "failed": "failed",
         "waiting": "waiting",
         "reason": "e-mail failed",
@@ -132,6 +132,7 @@ def test_the_customer_information_page(chromium, db, hub, lang):
     expect(anna).to_contain_text(w["waiting"])
     report = [f"run: {p}" for p in page_problems(page, lang)]
     shot(page, lang, "customers-run")
+    page.locator("main section").first.screenshot(path=str(OUT / f"{lang}-customers-month.png"))  # for the docs
     bert.get_by_role("button", name=w["again"]).click()
     expect(main).to_contain_text(w["again_ok"])
     expect(page.locator("main details tbody tr").filter(has_text="Bert")).to_contain_text(w["waiting"])

@@ -167,16 +167,22 @@ def test_omshub_serve_sends_a_waiting_notice_once_the_smtp_server_is_up(db, hub,
         # the server is up now, and the next attempt is due (the backoff has passed)
         update_settings(s, t.id, _smtp(port), actor="test", now=NOW)
     live_server(delivery_interval_s=0.5)
+
+    def states() -> list[str]:
+        with db.transaction(write=False) as s:
+            return list(
+                s.scalars(
+                    select(CustomerDelivery.state).where(
+                        CustomerDelivery.tenant_id == t.id, CustomerDelivery.channel == "email"
+                    )
+                ).all()
+            )
+
     deadline = time.monotonic() + 30
-    while len(inbox.messages) < 6 and time.monotonic() < deadline:
+    # the server commits the states after the messages are accepted: wait for both
+    while (len(inbox.messages) < 6 or states() != ["sent"] * 6) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert sorted(r[0] for r, _ in inbox.messages) == sorted(
         f"{n}@example.de" for n in ("anna", "bert", "carl", "dora", "emil", "frida")
     )
-    with db.transaction(write=False) as s:
-        states = s.scalars(
-            select(CustomerDelivery.state).where(
-                CustomerDelivery.tenant_id == t.id, CustomerDelivery.channel == "email"
-            )
-        ).all()
-    assert states == ["sent"] * 6
+    assert states() == ["sent"] * 6

@@ -628,7 +628,7 @@ export const DE = {
   "e-mail failed": "E-Mail fehlgeschlagen",
   "not sent yet": "noch nicht versandt",
   "sent after the deadline": "nach der Frist versandt",
-  "records complete": "Datensätze vollständig",
+  "records with complete values": "Datensätze mit vollständigen Werten",
   "e-mails sent": "E-Mails gesendet",
   "e-mails waiting": "E-Mails wartend",
   "e-mails failed": "E-Mails fehlgeschlagen",

@@ -48,12 +48,12 @@ function summaryStats(sum) {
   const mail = sum.notices.email || {};
   const post = sum.notices.post || {};
   return [
-    stat(`${fmtNum(sum.complete_records)} / ${fmtNum(sum.records)}`, t("records complete"),
+    stat(`${fmtNum(sum.complete_records)} / ${fmtNum(sum.records)}`, t("records with complete values"),
       sum.records && sum.complete_records === sum.records ? "ok" : "warn"),
-    stat(fmtNum(mail.sent || 0), t("e-mails sent"), "ok"),
+    stat(fmtNum(mail.sent || 0), t("e-mails sent"), mail.sent ? "ok" : ""),
     stat(fmtNum(mail.pending || 0), t("e-mails waiting"), mail.pending ? "warn" : ""),
     stat(fmtNum(mail.failed || 0), t("e-mails failed"), mail.failed ? "bad" : ""),
-    stat(fmtNum(post.sent || 0), t("letters printed"), "ok"),
+    stat(fmtNum(post.sent || 0), t("letters printed"), post.sent ? "ok" : ""),
     stat(fmtNum(post.pending || 0), t("letters to print"), post.pending ? "warn" : ""),
   ];
 }
