@@ -19,7 +19,17 @@ from tests.cloud import customer_scenario
 from tests.cloud.customer_scenario import NOW
 
 from .conftest import LiveServer, free_port
-from .test_console_browser import OUT, login, open_console, page_problems, shot
+from .test_console_browser import (
+    ACCESSIBILITY_CHECKS,
+    AXE,
+    LOCALES,
+    OUT,
+    login,
+    open_console,
+    page_problems,
+    settle,
+    shot,
+)
 from .test_customer_channels import Inbox
 from .test_web import CHROMIUM, CHROMIUM_ARGS, PASSWORD, _playwright
 
@@ -162,3 +172,26 @@ def test_the_customer_information_page(chromium, db, hub, lang):
     report += [f"settings: {p}" for p in page_problems(page, lang)]
     shot(page, lang, "customers-settings")
     assert report + problems == []
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_the_customer_information_page_passes_the_accessibility_checks(chromium, db, hub, lang):
+    base_url, browser, _, smtp_port = chromium
+    _, admin = _month(db, hub, smtp_port)
+    context = browser.new_context(locale=LOCALES[lang], viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    page.goto(base_url + "/")
+    login(page, admin, lang)
+    try:
+        page.goto(base_url + "/#/customers?month=2026-11")
+        settle(page)
+        report = list(page.evaluate(ACCESSIBILITY_CHECKS))
+        page.evaluate(AXE.read_text())
+        report += page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+            ".filter((v) => ['critical', 'serious'].includes(v.impact))"
+            ".map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.length}×: ${v.nodes[0].target})`)"
+        )
+    finally:
+        context.close()
+    assert report == []
