@@ -186,3 +186,10 @@ def test_omshub_serve_sends_a_waiting_notice_once_the_smtp_server_is_up(db, hub,
         f"{n}@example.de" for n in ("anna", "bert", "carl", "dora", "emil", "frida")
     )
     assert states() == ["sent"] * 6
+
+
+def test_a_wrong_sender_address_is_refused_with_the_field_it_concerns(client, hub):
+    h = hub.headers(hub.tenant())
+    r = client.patch(f"{API}/settings", json={"smtp": {"sender": "info at sw"}}, headers=h)
+    assert r.status_code == 422
+    assert [f["field"] for f in r.json()["error"]["fields"]] == ["smtp.sender"]
