@@ -11,12 +11,12 @@ from datetime import timedelta
 import time_machine
 from sqlalchemy import select
 
-from omshub.cloud.services.customer_console import send_all_due
+from omshub.cloud.services.customer_console import resend, send_all_due
 from omshub.cloud.services.customer_delivery import plan_deliveries, print_batch, send_due
 from omshub.cloud.services.customer_records import build_month
 from omshub.cloud.services.customer_settings import update_settings
 from omshub.cloud.store.models import MeteringPoint
-from omshub.cloud.store.models_billing import BillingConsumption
+from omshub.cloud.store.models_billing import BillingConsumption, Occupant
 from omshub.cloud.store.models_customers import CustomerDelivery, CustomerRecord
 from tests.cloud import customer_scenario
 from tests.cloud.conftest import free_port
@@ -193,3 +193,21 @@ def test_a_wrong_sender_address_is_refused_with_the_field_it_concerns(client, hu
     r = client.patch(f"{API}/settings", json={"smtp": {"sender": "info at sw"}}, headers=h)
     assert r.status_code == 422
     assert [f["field"] for f in r.json()["error"]["fields"]] == ["smtp.sender"]
+
+
+def test_send_again_uses_the_occupants_corrected_address(s, hub, smtp_server):
+    inbox, port = smtp_server
+    t = hub.tenant()
+    sc = customer_scenario.build(s, t.id)
+    update_settings(s, t.id, _smtp(port), actor="test", now=NOW)
+    build_month(s, t.id, "2026-11", actor="test", now=NOW)
+    plan_deliveries(s, t.id, "2026-11", NOW)
+    anna = s.scalar(
+        select(CustomerDelivery).join(CustomerRecord).where(CustomerRecord.occupant_id == sc.occupants["Anna"])
+    )
+    anna.address = "anna at example"  # a typo when the notice was planned
+    assert send_due(s, t.id, NOW)["failed"] == 1 and anna.state == "failed"
+    s.get(Occupant, sc.occupants["Anna"]).email = "anna.alt@example.de"
+    resend(s, t.id, anna.id, actor="test", now=NOW)
+    assert send_due(s, t.id, NOW) == {"sent": 1, "retry": 0, "failed": 0}
+    assert inbox.messages[-1][0] == ["anna.alt@example.de"]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict
 from omshub.cloud.services.customer_delivery import send_due
+from omshub.cloud.services.customer_settings import valid_email
 from omshub.cloud.services.properties import tenant_row
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models_billing import Occupant
@@ -60,7 +61,8 @@ def month_summary(session: Session, tenant_id: int, month: str) -> dict:
 
 
 def resend(session: Session, tenant_id: int, delivery_id: int, *, actor: str, now: datetime) -> CustomerDelivery:
-    """Make a failed or waiting e-mail notice due now (the next send attempt takes it)."""
+    """Make a failed or waiting e-mail notice due now (the next send attempt takes it), to the
+    occupant's current address."""
     delivery = tenant_row(session, CustomerDelivery, tenant_id, delivery_id, "delivery", "Zustellung")
     if delivery.channel != "email" or delivery.state == "sent":
         raise Conflict(
@@ -68,6 +70,11 @@ def resend(session: Session, tenant_id: int, delivery_id: int, *, actor: str, no
             german="Nur eine fehlgeschlagene oder wartende E-Mail-Benachrichtigung kann erneut gesendet werden",
         )
     before = delivery.state
+    # the occupant's address as it is now: a wrong one corrected since the notice was planned is used
+    record = session.get(CustomerRecord, delivery.record_id)
+    occupant = session.get(Occupant, record.occupant_id) if record and record.occupant_id else None
+    if occupant is not None and valid_email(occupant.email):
+        delivery.address = occupant.email.strip()
     delivery.state, delivery.next_attempt_at = "pending", now
     audit(session, tenant_id, actor, "customers.resend", {"delivery_id": delivery.id, "state_before": before})
     session.flush()
