@@ -119,7 +119,7 @@ def test_emails_arrive_with_the_pdf_and_are_not_sent_twice(s, month, smtp_server
     inbox, port = smtp_server
     update_settings(s, month.tenant_id, {"smtp": {"port": port}}, actor="test", now=NOW)
     planned = plan_deliveries(s, month.tenant_id, "2026-11", NOW)
-    assert planned == {"email": 6, "post": 1}  # Gina has no e-mail: a letter
+    assert planned == {"email": 6, "post": 1, "corrections": 0}  # Gina has no e-mail: a letter
     assert send_due(s, month.tenant_id, NOW) == {"sent": 6, "retry": 0, "failed": 0}
     to = sorted(r[0] for r, _ in inbox.messages)
     assert to == sorted(f"{n}@example.de" for n in ("anna", "bert", "carl", "dora", "emil", "frida"))
@@ -129,7 +129,7 @@ def test_emails_arrive_with_the_pdf_and_are_not_sent_twice(s, month, smtp_server
     pdf = next(msg.iter_attachments())
     assert pdf.get_content_type() == "application/pdf" and pdf.get_content().startswith(b"%PDF")
     # running the month again plans and sends nothing
-    assert plan_deliveries(s, month.tenant_id, "2026-11", NOW) == {"email": 0, "post": 0}
+    assert plan_deliveries(s, month.tenant_id, "2026-11", NOW) == {"email": 0, "post": 0, "corrections": 0}
     assert send_due(s, month.tenant_id, NOW + timedelta(hours=1)) == {"sent": 0, "retry": 0, "failed": 0}
     assert len(inbox.messages) == 6
 

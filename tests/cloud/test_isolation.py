@@ -256,6 +256,10 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/customer-info/settings"): {"kind": "self"},
     ("PATCH", "/api/v1/customer-info/settings"): {"kind": "self", "json": lambda c: {"supplier_name": "B"}},
     ("GET", "/api/v1/customer-info/units/{unit_id}/annual"): {"kind": "object", "params": {"year": "2026"}},
+    ("POST", "/api/v1/customer-info/runs"): {"kind": "self", "json": lambda c: {"month": c["billing_period"]}},
+    ("GET", "/api/v1/customer-info/summary"): {"kind": "self", "params": {"month": _MONTH_AFTER_EPOCH}},
+    ("POST", "/api/v1/customer-info/deliveries/{delivery_id}/resend"): {"kind": "object"},
+    ("GET", "/api/v1/customer-info/invitations"): {"kind": "list"},
     ("POST", "/api/v1/customer-info/invitations"): {
         "kind": "object",
         "json": lambda c: {"occupant_id": c["occupant_id"], "send": False},
@@ -426,7 +430,15 @@ def _billing(client, headers, point_id: int) -> dict:
     assert client.post(f"{API}/customer-info/records", json={"month": period}, headers=headers).status_code == 200
     records = client.get(f"{API}/customer-info/records", params={"month": period}, headers=headers).json()["items"]
     record = next(r["id"] for r in records if r["occupant"])
-    return {"billing_period": period, "value_id": values[0]["id"], "finding_id": findings[0]["id"], "record_id": record}
+    assert client.post(f"{API}/customer-info/runs", json={"month": period}, headers=headers).status_code == 200
+    deliveries = client.get(f"{API}/customer-info/deliveries", params={"month": period}, headers=headers).json()
+    return {
+        "billing_period": period,
+        "value_id": values[0]["id"],
+        "finding_id": findings[0]["id"],
+        "record_id": record,
+        "delivery_id": deliveries["items"][0]["id"],
+    }
 
 
 def _exports(client, headers, tag: str, period: str) -> dict:
@@ -505,6 +517,7 @@ def _request(client, method, path, ctx, spec, headers):
         "finding_id",
         "value_id",
         "record_id",
+        "delivery_id",
         "run_id",
         "job_id",
         "endpoint_id",

@@ -163,7 +163,7 @@ def test_worker_round_and_serve_settings(db, app):
     from omshub.cloud.services.delivery_worker import DeliveryWorker, tick
 
     out = tick(db, app.state.keystore)
-    assert set(out) == {"events", "webhooks", "jobs"} and "failed" not in out.values(), out
+    assert set(out) == {"events", "webhooks", "jobs", "customer_notices"} and "failed" not in out.values(), out
     worker = DeliveryWorker(db, app.state.keystore, 0.05)
     worker.start()
     worker.stop()

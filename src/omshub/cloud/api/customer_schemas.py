@@ -113,12 +113,14 @@ class DeliveryPage(BaseModel):
 
 class CompletenessUnit(BaseModel):
     record_id: int
+    delivery_id: int | None = None
     unit_ref: str
     occupant: str
     days: list[str]
     channel: str | None
     state: str | None
     sent_at: str | None
+    last_error: str = ""
     complete: bool
     reasons: list[str]
 
@@ -140,3 +142,39 @@ class Completeness(BaseModel):
     reasons: dict[str, int]
     alarm: bool
     properties: list[CompletenessProperty]
+
+
+class ChannelCounts(BaseModel):
+    pending: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+class MonthSummary(BaseModel):
+    month: str
+    records: int
+    complete_records: int
+    notices: dict[str, ChannelCounts]
+    next_attempt_at: str | None
+
+
+class RunOut(BaseModel):
+    month: str
+    records: MonthCounts
+    deliveries_planned: dict[str, int]
+    summary: MonthSummary
+
+
+class InvitationOut(BaseModel):
+    occupant_id: int
+    customer_ref: str
+    name: str
+    email: str
+    channel: str
+    state: Literal["none", "invited", "expired", "active", "locked"]
+    invite_expires_at: str | None
+
+
+class InvitationPage(BaseModel):
+    items: list[InvitationOut]
+    next_cursor: str | None

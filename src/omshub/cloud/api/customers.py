@@ -19,7 +19,14 @@ from omshub.cloud.domain.errors import NotFound
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.customer_annual import annual_information
 from omshub.cloud.services.customer_completeness import completeness
-from omshub.cloud.services.customer_delivery import recipient_lines
+from omshub.cloud.services.customer_console import (
+    accounts_of,
+    invitation_state,
+    invitations_stmt,
+    month_summary,
+    resend,
+)
+from omshub.cloud.services.customer_delivery import plan_deliveries, recipient_lines
 from omshub.cloud.services.customer_pdf import letter_pdf
 from omshub.cloud.services.customer_records import build_month, check_month
 from omshub.cloud.services.customer_settings import public_settings, settings_of, update_settings
@@ -251,3 +258,71 @@ def read_annual(
 ) -> dict:
     """Refused (422) while a required content block is missing from the settings."""
     return annual_information(session, principal.tenant_id, unit_id, year)
+
+
+# --- the console's monthly run, resend and invitations (docs/console.md §Customer information) ---
+
+
+@router.post("/runs", summary="Start a month: records and notices", response_model=S.RunOut)
+def start_run(body: MonthIn, principal: Operator, session: DbSession) -> dict:
+    """Computes the month's records and plans a notice for each occupant that has none yet (or a
+    corrected one where the content changed since it was sent). The e-mails go out in the background
+    (`omshub serve`), the letters with `omshub customers monthly` (print batch); running again sends
+    nothing twice."""
+    now = utcnow()
+    month = check_month(body.month, now)
+    records = build_month(session, principal.tenant_id, month, actor=principal.name, now=now)
+    planned = plan_deliveries(session, principal.tenant_id, month, now)
+    return {
+        "month": month,
+        "records": records,
+        "deliveries_planned": planned,
+        "summary": _summary(session, principal.tenant_id, month),
+    }
+
+
+def _summary(session, tenant_id: int, month: str) -> dict:
+    out = month_summary(session, tenant_id, month)
+    return {**out, "next_attempt_at": iso(out["next_attempt_at"])}
+
+
+@router.get("/summary", summary="A month's progress: records and notices by state", response_model=S.MonthSummary)
+def read_summary(principal: Viewer, session: DbSession, month: Text) -> dict:
+    return _summary(session, principal.tenant_id, check_month(month, utcnow()))
+
+
+@router.post("/deliveries/{delivery_id}/resend", summary="Send a failed or waiting e-mail notice again")
+def resend_delivery(delivery_id: Id, principal: Operator, session: DbSession) -> dict:
+    """Due now: the background sender takes it within its interval."""
+    d = resend(session, principal.tenant_id, delivery_id, actor=principal.name, now=utcnow())
+    return {"id": d.id, "state": d.state, "next_attempt_at": iso(d.next_attempt_at)}
+
+
+@router.get("/invitations", summary="Occupants and their portal invitation", response_model=S.InvitationPage)
+def list_invitations(
+    principal: Viewer,
+    session: DbSession,
+    search: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: str | None = None,
+    limit: Limit = 100,
+) -> dict:
+    now = utcnow()
+    rows, nxt = paginate(
+        session, invitations_stmt(principal.tenant_id, search), cursor=cursor, limit=limit, key_column=Occupant.id
+    )
+    accounts = accounts_of(session, principal.tenant_id, [o.id for o in rows])
+    items = []
+    for o in rows:
+        a = accounts.get(o.id)
+        items.append(
+            {
+                "occupant_id": o.id,
+                "customer_ref": o.customer_ref,
+                "name": o.name,
+                "email": o.email,
+                "channel": o.channel,
+                "state": invitation_state(a, now),
+                "invite_expires_at": iso(a.invite_expires_at) if a is not None else None,
+            }
+        )
+    return page(items, nxt)

@@ -73,12 +73,14 @@ def completeness(session: Session, tenant_id: int, month: str, now: datetime, *,
         prop["units"].append(
             {
                 "record_id": record.id,
+                "delivery_id": d.id if d else None,
                 "unit_ref": unit_ref,
                 "occupant": occupant.name,
                 "days": [record.day_from.isoformat(), record.day_to.isoformat()],
                 "channel": d.channel if d else None,
                 "state": d.state if d else None,
                 "sent_at": d.sent_at.isoformat() if d and d.sent_at else None,
+                "last_error": d.last_error if d else "",
                 "complete": not reasons,
                 "reasons": reasons,
             }

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.services.customer_pdf import letters_pdf
 from omshub.cloud.services.customer_settings import settings_of, valid_email
-from omshub.cloud.services.customer_texts import figure_text, month_name, t
+from omshub.cloud.services.customer_texts import day_text, figure_text, month_name, t
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.models_billing import Occupant
 from omshub.cloud.store.models_customers import CustomerDelivery, CustomerRecord
@@ -47,25 +47,47 @@ def recipient_lines(occupant: Occupant, content: dict) -> str:
 
 
 def plan_deliveries(session: Session, tenant_id: int, month: str, now: datetime) -> dict:
-    """A delivery row for each occupant's record of the month that has none yet. -> counts"""
+    """A delivery row for each occupant's record of the month that has none yet; a record whose
+    content changed (new revision) after its notice went out gets the notice again as a correction
+    of the earlier one (`revision`/`sent_at` keep the earlier one until the correction is sent). A
+    revision already delivered is never sent twice. -> counts"""
     rows = session.execute(
         select(CustomerRecord, Occupant)
         .join(Occupant, Occupant.id == CustomerRecord.occupant_id)
         .where(CustomerRecord.tenant_id == tenant_id, CustomerRecord.month == month)
     ).all()
-    have = set(
-        session.execute(
-            select(CustomerDelivery.record_id, CustomerDelivery.channel).where(
+    have: dict[int, CustomerDelivery] = {
+        d.record_id: d
+        for d in session.scalars(
+            select(CustomerDelivery).where(
                 CustomerDelivery.tenant_id == tenant_id, CustomerDelivery.record_id.in_([r.id for r, _ in rows])
             )
-        ).all()
-    )
-    counts = {"email": 0, "post": 0}
+        )
+    }
+    counts = {"email": 0, "post": 0, "corrections": 0}
     for record, occupant in rows:
+        known = have.get(record.id)
+        if known is not None:
+            if known.state == "sent" and record.revision > known.revision:
+                known.state = "pending"
+                known.next_attempt_at = now if known.channel == "email" else None
+                audit(
+                    session,
+                    tenant_id,
+                    "system",
+                    "customers.correction",
+                    {
+                        "delivery_id": known.id,
+                        "record_id": record.id,
+                        "sent_revision": known.revision,
+                        "revision": record.revision,
+                        "sent_at": known.sent_at.isoformat() if known.sent_at else None,
+                    },
+                )
+                counts["corrections"] += 1
+            continue
         digital = occupant.channel in ("email", "portal") and valid_email(occupant.email)
         channel = "email" if digital else "post"
-        if any((record.id, c) in have for c in ("email", "post")):
-            continue
         address = occupant.email.strip() if digital else recipient_lines(occupant, record.content)
         session.add(
             CustomerDelivery(
@@ -87,7 +109,14 @@ def plan_deliveries(session: Session, tenant_id: int, month: str, now: datetime)
     return counts
 
 
-def _message(settings: dict, content: dict, occupant: Occupant, to: str) -> EmailMessage:
+def correction_of(delivery: CustomerDelivery, record: CustomerRecord) -> dict | None:
+    """The earlier notice a pending one corrects (its revision and when it went out), else None."""
+    if delivery.revision and delivery.sent_at is not None and record.revision > delivery.revision:
+        return {"revision": delivery.revision, "sent_at": delivery.sent_at}
+    return None
+
+
+def _message(settings: dict, content: dict, occupant: Occupant, to: str, corrects: dict | None = None) -> EmailMessage:
     lang = occupant.language if occupant.language in ("de", "en") else "de"
     month = month_name(content["month"], lang)
     heat = next((line for line in content["lines"] if line["kind"] == "heat"), None)
@@ -99,9 +128,15 @@ def _message(settings: dict, content: dict, occupant: Occupant, to: str) -> Emai
     sender = settings["smtp"]["sender"] or "no-reply@localhost"
     msg["From"] = formataddr((supplier, sender))
     msg["To"] = to
-    msg["Subject"] = t("mail_subject", lang, month=month)
+    msg["Subject"] = t("mail_subject_corrected" if corrects else "mail_subject", lang, month=month)
     msg["Message-ID"] = make_msgid(domain=sender.split("@")[-1])
-    msg.set_content(t("mail_body", lang, name=occupant.name, month=month, how=how, heat=heat_text, supplier=supplier))
+    body = t("mail_body", lang, name=occupant.name, month=month, how=how, heat=heat_text, supplier=supplier)
+    if corrects:
+        sent = day_text(corrects["sent_at"].date().isoformat(), lang)
+        note = t("mail_corrected", lang, month=month, sent=sent, revision=corrects["revision"])
+        head, _, rest = body.partition("\n\n")
+        body = f"{head}\n\n{note}\n\n{rest}"
+    msg.set_content(body)
     if attach:
         pdf = letters_pdf([(content, recipient_lines(occupant, content), lang)], settings)
         name = (
@@ -186,7 +221,8 @@ def send_due(
             _failed(delivery, now, f"invalid address {delivery.address!r}", final=True)
             counts["failed"] += 1
             continue
-        messages.append((delivery.id, _message(settings, record.content, occupant, delivery.address)))
+        corrects = correction_of(delivery, record)
+        messages.append((delivery.id, _message(settings, record.content, occupant, delivery.address, corrects)))
     outcomes = asyncio.run(_send_all(settings, messages)) if messages else {}
     by_id = {d.id: (d, r) for d, r, _ in due}
     for did, exc in outcomes.items():

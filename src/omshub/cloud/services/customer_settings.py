@@ -54,6 +54,7 @@ def check_email(text: str, field: str = "email") -> str:
         raise Invalid(
             f"{field}: {value!r} is no e-mail address (expected name@example.de)",
             german=f"{field}: {value!r} ist keine E-Mail-Adresse (erwartet name@beispiel.de)",
+            field=field,  # the form shows it next to the field
         )
     return value
 

@@ -76,6 +76,16 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "mail_attached": ("Sie finden sie im Anhang (PDF).", "You find it attached (PDF)."),
     "mail_link": ("Sie finden sie im Kundenportal: {url}", "You find it in the customer portal: {url}"),
+    "mail_subject_corrected": (
+        "Korrigierte Verbrauchsinformation {month}",
+        "Corrected consumption information {month}",
+    ),
+    "mail_corrected": (
+        "Korrigierte Information: Sie ersetzt unsere Verbrauchsinformation für {month} vom {sent} "
+        "(Stand {revision}), deren Werte sich seitdem geändert haben.",
+        "Corrected information: it replaces our consumption information for {month} of {sent} "
+        "(version {revision}), whose values have changed since.",
+    ),
 }
 
 

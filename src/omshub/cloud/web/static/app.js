@@ -13,6 +13,9 @@ import * as admin from "./page-admin.js";
 import * as billing from "./page-billing.js";
 import * as alarms from "./page-alarms.js";
 import * as deliveries from "./page-exports.js";
+// --- customer information (custinfo2) ---
+import * as customers from "./page-customers.js";
+// --- end customer information ---
 
 const main = document.getElementById("main");
 
@@ -35,6 +38,7 @@ const ROUTES = [
   [/^\/audit$/, "audit", admin.renderAudit],
   [/^\/review$/, "review", billing.renderReview],
   [/^\/deliveries$/, "deliveries", deliveries.renderExports],
+  [/^\/customers$/, "customers", customers.renderCustomers], // customer information (custinfo2)
 ];
 
 let cleanup = null;
@@ -48,7 +52,8 @@ function parseHash() {
 // The shell's own texts (index.html holds the English ones for a browser without JavaScript).
 const NAV = { dashboard: "Dashboard", search: "Search", gateways: "Gateways", meters: "Meters", telegrams: "Telegrams",
   points: "Metering points", alarms: "Alarms", operations: "Operations", exports: "Export", admin: "Users and tokens",
-  audit: "Audit log", review: "Review queue", deliveries: "Billing exports" };
+  audit: "Audit log", review: "Review queue", deliveries: "Billing exports",
+  customers: "Customer information" }; // customers: custinfo2
 const ROLE_NAMES = { viewer: "Viewer", operator: "Operator", admin: "Administrator" };
 
 function shellTexts() {
