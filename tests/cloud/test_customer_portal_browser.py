@@ -13,6 +13,7 @@ import pytest
 from omshub.cloud.services.customer_portal import invite
 from omshub.cloud.services.customer_records import build_month
 from omshub.cloud.services.customer_settings import update_settings
+from omshub.times import utcnow
 from tests.cloud import customer_scenario
 from tests.cloud.customer_scenario import NOW
 
@@ -32,7 +33,9 @@ def test_an_invited_occupant_sets_a_password_and_reads_the_month(database_url, d
         sc = customer_scenario.build(s, t.id)
         update_settings(s, t.id, {"supplier_name": "Stadtwerke Musterstadt"}, actor="t", now=NOW)
         build_month(s, t.id, "2026-11", actor="test", now=NOW)
-        _, token = invite(s, t.id, sc.occupants["Frida"], actor="test", now=NOW)
+        # the server checks the invitation's expiry on its own clock: invited "now" on that clock,
+        # whatever day the test runs
+        _, token = invite(s, t.id, sc.occupants["Frida"], actor="test", now=utcnow())
     live = LiveServer(database_url, data_dir)
     live.start()
     OUT.mkdir(parents=True, exist_ok=True)
