@@ -23,7 +23,6 @@ import orjson
 
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.domain.exports.v1 import COLUMNS, SCHEMA, UNIT_OF_QUANTITY, TimeTexts
-from omshub.cloud.services.export_lookup import NO_POINT, Lookup
 from omshub.cloud.store.database import Database, time_to_db
 
 BATCH = 5000
@@ -36,22 +35,42 @@ _TELEGRAM = {
     "postgresql": "CAST(bv.details::jsonb ->> 'telegram_id' AS BIGINT)",
 }
 
-# The sections' statements read only the rows' own columns; what belongs to a metering point (unit,
-# property, meters installed, occupants) and the telegrams are read once per batch (export_lookup.py)
-# and joined in Python: per row, ten index look-ups in SQL cost more than the whole formatting.
 _VALUES = """
-SELECT bv.id, bv.changed_at, bv.metering_point_id, bv.quantity, bv.value, bv.boundary_at, bv.reason,
-       c.period, c.start_at, c.end_at, bv.origin, bv.code, bv.quality, bv.state, bv.boundary_day, {telegram}
+SELECT bv.id, bv.changed_at, t.slug, p.ref, u.ref, mp.ref, COALESCE(oc.customer_ref, mp.customer_ref),
+       m.manufacturer, m.meter_id, bv.quantity, bv.value, bv.boundary_at, bv.reason, c.period, c.start_at,
+       c.end_at, bv.origin, bv.code, bv.quality, bv.state, p.timezone, tg.received_at, mp.id
 FROM billing_consumption c
 JOIN billing_values bv ON bv.metering_point_id = c.metering_point_id AND bv.quantity = c.quantity
      AND bv.boundary_at >= c.start_at AND bv.boundary_at <= c.end_at
+JOIN tenants t ON t.id = c.tenant_id
+JOIN metering_points mp ON mp.id = c.metering_point_id
+LEFT JOIN units u ON u.id = mp.unit_id
+LEFT JOIN properties p ON p.id = u.property_id
+LEFT JOIN installations i ON i.metering_point_id = mp.id AND i.installed_at <= bv.boundary_at
+     AND (i.removed_at IS NULL OR i.removed_at > bv.boundary_at)
+LEFT JOIN meters m ON m.id = i.meter_pk
+LEFT JOIN occupancies o ON o.unit_id = u.id AND o.moved_in <= bv.boundary_day
+     AND (o.moved_out IS NULL OR o.moved_out >= bv.boundary_day)
+LEFT JOIN occupants oc ON oc.id = o.occupant_id
+LEFT JOIN telegrams tg ON tg.id = {telegram} AND tg.tenant_id = c.tenant_id
 WHERE c.tenant_id = {m} AND c.period = {m} AND bv.tenant_id = {m} AND bv.id > {m}
 """
 
 _CONSUMPTION = """
-SELECT c.id, c.computed_at, c.metering_point_id, c.quantity, c.value, c.end_at, '', c.period, c.start_at,
-       c.end_at, NULL, NULL, c.quality, NULL, {end_day}, NULL, c.runs
+SELECT c.id, c.computed_at, t.slug, p.ref, u.ref, mp.ref, COALESCE(oc.customer_ref, mp.customer_ref),
+       m.manufacturer, m.meter_id, c.quantity, c.value, c.end_at, '', c.period, c.start_at,
+       c.end_at, NULL, NULL, c.quality, NULL, p.timezone, NULL, mp.id, c.runs
 FROM billing_consumption c
+JOIN tenants t ON t.id = c.tenant_id
+JOIN metering_points mp ON mp.id = c.metering_point_id
+LEFT JOIN units u ON u.id = mp.unit_id
+LEFT JOIN properties p ON p.id = u.property_id
+LEFT JOIN installations i ON i.metering_point_id = mp.id AND i.installed_at < c.end_at
+     AND (i.removed_at IS NULL OR i.removed_at >= c.end_at)
+LEFT JOIN meters m ON m.id = i.meter_pk
+LEFT JOIN occupancies o ON o.unit_id = u.id AND o.moved_in < {end_day}
+     AND (o.moved_out IS NULL OR o.moved_out >= {end_day})
+LEFT JOIN occupants oc ON oc.id = o.occupant_id
 WHERE c.tenant_id = {m} AND c.period = {m} AND c.id > {m}
 """
 # the last local day of the period, approximately (the occupant at the period end): the day of end_at
@@ -121,86 +140,65 @@ def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "", extras
         if left is not None:
             sql += f" LIMIT {int(left)}"
         with db.session() as session:
-            # driver cursors: plain tuples, no result objects per row; PostgreSQL's server-side
+            # a driver cursor (PostgreSQL: server-side): plain tuples, no result object per row
             raw = session.connection().connection
-            slug = (
-                session.connection().exec_driver_sql(f"SELECT slug FROM tenants WHERE id = {int(tenant_id)}").scalar()
-            )
-            look = Lookup(raw, tenant_id, db.is_sqlite)
             cursor = raw.cursor() if db.is_sqlite else raw.cursor(name="omshub_export")
             cursor.execute(sql, params)
             while fetched := cursor.fetchmany(BATCH):
-                look.load({r[2] for r in fetched}, {r[15] for r in fetched} if sec == "v" else set())
-                batch = _batch(sec, fetched, look, (slug, export_id), times, extras)
+                batch = [_row(sec, r, export_id, times, extras) for r in fetched]
                 if left is not None:
-                    left -= len(fetched)
+                    left -= len(batch)
                 yield batch
             cursor.close()
         if left is not None and left <= 0:
             return
 
 
-_RECORD = {"v": "boundary_value", "c": "consumption"}
-
-
-def _batch(section: str, fetched, look: Lookup, names: tuple, times: TimeTexts, extras: bool) -> list[dict]:
-    """The rows of fetched records: one per meter installed and occupant living at the boundary (as
-    a join would give them; normally one each)."""
-    out = []
-    end = section == "c"
-    points, meters_at, occupants_on = look.points, look.meters_at, look.occupants_on
-    for r in fetched:
-        point = points.get(r[2]) or NO_POINT
-        meters = meters_at(r[2], r[5], end=end)
-        customers = occupants_on(point[2], r[14], end=end)
-        for meter in meters:
-            for customer in customers:
-                out.append(_row(section, r, point, meter, customer, look, names, times, extras))
-    return out
-
-
-def _row(section: str, r, point, meter, customer, look: Lookup, names, times: TimeTexts, extras: bool) -> dict:
-    boundary = r[5] if section == "v" else None
-    zone = point[5]
+def _row(section: str, r, export_id: str, times: TimeTexts, extras: bool) -> dict:
+    boundary = r[11] if section == "v" else None
+    zone = r[20]
     utc_get, utc = times.cache.get, times.utc
-    received = look.received.get(r[15]) if r[15] is not None else None
     row = {
         "schema": SCHEMA,
-        "export_id": names[1],
+        "export_id": export_id,
         "record": _RECORD[section],
-        "tenant": names[0],
-        "property": point[4],
-        "unit": point[3],
-        "metering_point": point[0],
-        "customer_ref": (point[1] if customer is None else customer) or None,
-        "meter_manufacturer": meter[0],
-        "meter_id": meter[1],
+        "tenant": r[2],
+        "property": r[3],
+        "unit": r[4],
+        "metering_point": r[5],
+        "customer_ref": r[6] or None,
+        "meter_manufacturer": r[7],
+        "meter_id": r[8],
         # the wM-Bus identification number is the serial number printed on the meter
-        "meter_serial": meter[1],
-        "register": r[3],
-        "value": r[4],
-        "value_unit": UNIT_OF_QUANTITY.get(r[3], ""),
-        "boundary_utc": utc_get(boundary) or utc(boundary),
-        "boundary_local": times.local(boundary, zone),
-        "boundary_reason": r[6] or None,
-        "period": r[7],
-        "period_start_utc": utc_get(r[8]) or utc(r[8]),
-        "period_end_utc": utc_get(r[9]) or utc(r[9]),
-        "origin": r[10],
-        "tabelle_s": r[11],
-        "quality": r[12],
-        "validation_state": r[13],
-        "received_utc": utc_get(received) or utc(received),
+        "meter_serial": r[8],
+        "register": r[9],
+        "value": r[10],
+        "value_unit": UNIT_OF_QUANTITY.get(r[9], ""),
+        # the times are a few instants: their texts come from the cache, None stays None
+        "boundary_utc": None if boundary is None else utc_get(boundary) or utc(boundary),
+        "boundary_local": None if boundary is None else times.local(boundary, zone),
+        "boundary_reason": r[12] or None,
+        "period": r[13],
+        "period_start_utc": utc_get(r[14]) or utc(r[14]),
+        "period_end_utc": utc_get(r[15]) or utc(r[15]),
+        "origin": r[16],
+        "tabelle_s": r[17],
+        "quality": r[18],
+        "validation_state": r[19],
+        "received_utc": None if r[21] is None else utc_get(r[21]) or utc(r[21]),
         "row_id": f"{section}:{r[0]}",
         "version": utc_get(r[1]) or utc(r[1]),
         "delivery": None,
         "previous_export_id": None,
     }
     if extras:
-        row["_zone"], row["_point"] = zone, r[2]
+        row["_zone"], row["_point"] = zone, r[22]
         if section == "c":
-            row["_runs"] = orjson.loads(r[16]) if isinstance(r[16], str) else r[16]
+            row["_runs"] = orjson.loads(r[23]) if isinstance(r[23], str) else r[23]
     return row
+
+
+_RECORD = {"v": "boundary_value", "c": "consumption"}
 
 
 def public(row: dict) -> dict:
