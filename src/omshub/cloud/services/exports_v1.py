@@ -140,16 +140,16 @@ def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "", extras
         if left is not None:
             sql += f" LIMIT {int(left)}"
         with db.session() as session:
-            conn = session.connection().execution_options(stream_results=True, yield_per=BATCH)
-            result = conn.exec_driver_sql(sql, params)
-            while True:
-                fetched = result.fetchmany(BATCH)
-                if not fetched:
-                    break
+            # a driver cursor (PostgreSQL: server-side): plain tuples, no result object per row
+            raw = session.connection().connection
+            cursor = raw.cursor() if db.is_sqlite else raw.cursor(name="omshub_export")
+            cursor.execute(sql, params)
+            while fetched := cursor.fetchmany(BATCH):
                 batch = [_row(sec, r, export_id, times, extras) for r in fetched]
                 if left is not None:
                     left -= len(batch)
                 yield batch
+            cursor.close()
         if left is not None and left <= 0:
             return
 
@@ -157,10 +157,11 @@ def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "", extras
 def _row(section: str, r, export_id: str, times: TimeTexts, extras: bool) -> dict:
     boundary = r[11] if section == "v" else None
     zone = r[20]
+    utc_get, utc = times.cache.get, times.utc
     row = {
         "schema": SCHEMA,
         "export_id": export_id,
-        "record": "boundary_value" if section == "v" else "consumption",
+        "record": _RECORD[section],
         "tenant": r[2],
         "property": r[3],
         "unit": r[4],
@@ -173,19 +174,20 @@ def _row(section: str, r, export_id: str, times: TimeTexts, extras: bool) -> dic
         "register": r[9],
         "value": r[10],
         "value_unit": UNIT_OF_QUANTITY.get(r[9], ""),
-        "boundary_utc": times.utc(boundary),
-        "boundary_local": times.local(boundary, zone),
+        # the times are a few instants: their texts come from the cache, None stays None
+        "boundary_utc": None if boundary is None else utc_get(boundary) or utc(boundary),
+        "boundary_local": None if boundary is None else times.local(boundary, zone),
         "boundary_reason": r[12] or None,
         "period": r[13],
-        "period_start_utc": times.utc(r[14]),
-        "period_end_utc": times.utc(r[15]),
+        "period_start_utc": utc_get(r[14]) or utc(r[14]),
+        "period_end_utc": utc_get(r[15]) or utc(r[15]),
         "origin": r[16],
         "tabelle_s": r[17],
         "quality": r[18],
         "validation_state": r[19],
-        "received_utc": times.utc(r[21]),
+        "received_utc": None if r[21] is None else utc_get(r[21]) or utc(r[21]),
         "row_id": f"{section}:{r[0]}",
-        "version": times.utc(r[1]),
+        "version": utc_get(r[1]) or utc(r[1]),
         "delivery": None,
         "previous_export_id": None,
     }
@@ -194,6 +196,9 @@ def _row(section: str, r, export_id: str, times: TimeTexts, extras: bool) -> dic
         if section == "c":
             row["_runs"] = orjson.loads(r[23]) if isinstance(r[23], str) else r[23]
     return row
+
+
+_RECORD = {"v": "boundary_value", "c": "consumption"}
 
 
 def public(row: dict) -> dict:

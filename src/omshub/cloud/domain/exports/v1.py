@@ -65,7 +65,7 @@ class TimeTexts:
     times are mostly a handful of instants (boundaries, period ends, the close's time)."""
 
     def __init__(self) -> None:
-        self._utc: dict = {}
+        self.cache: dict = {}  # raw -> UTC text (read directly on the hot path)
         self._local: dict = {}
         self._zones: dict[str, ZoneInfo] = {}
 
@@ -77,11 +77,11 @@ class TimeTexts:
         return raw.replace(tzinfo=UTC) if raw.tzinfo is None else raw.astimezone(UTC)
 
     def utc(self, raw) -> str | None:
-        hit = self._utc.get(raw)
+        hit = self.cache.get(raw)
         if hit is None and raw is not None:
-            if len(self._utc) > 50_000:
-                self._utc.clear()
-            hit = self._utc[raw] = utc_text(self.at(raw))
+            if len(self.cache) > 50_000:
+                self.cache.clear()
+            hit = self.cache[raw] = utc_text(self.at(raw))
         return hit
 
     def local(self, raw, zone: str | None) -> str | None:
