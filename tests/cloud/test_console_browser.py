@@ -178,6 +178,8 @@ def pages(fleet) -> list[tuple[str, str]]:
         ("admin", "#/admin"),
         ("audit", "#/audit"),
         ("review", "#/review"),
+        ("billing exports", "#/deliveries"),
+        ("customer information", "#/customers"),
         ("dashboard", "#/"),  # last: the login ends on it
     ]
 
