@@ -63,25 +63,33 @@ DOCS_ASSETS = {
 Viewer = Annotated[Principal, Depends(require_role("viewer"))]
 
 
-@lru_cache(maxsize=64)
-def _asset(name: str) -> tuple[bytes, str] | None:
-    """(content, etag) of a file of the static directory, or None. Assets are fixed per install."""
-    path = STATIC_DIR / name
+@lru_cache(maxsize=128)
+def _asset(directory: Path, name: str) -> tuple[bytes, str] | None:
+    """(content, etag) of a file of a static directory, or None. Assets are fixed per install."""
+    path = directory / name
     if not path.is_file():
         return None
     data = path.read_bytes()
     return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
-def _serve(request: Request, name: str) -> Response:
-    found = _asset(name) if ASSET_NAME.match(name) else None
+def serve_asset(
+    request: Request, directory: Path, name: str, pattern: re.Pattern[str], what: tuple[str, str]
+) -> Response:
+    """A file of `directory` whose name `pattern` admits, with an ETag (304 when unchanged); else
+    404 naming it as `what` (English, German), e.g. ("console file", "der Konsole")."""
+    found = _asset(directory, name) if pattern.match(name) else None
     if found is None:
-        raise not_found(f"console file {name!r}", f"Die Datei {name} der Konsole")
+        raise not_found(f"{what[0]} {name!r}", f"Die Datei {name} {what[1]}")
     data, etag = found
     headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=CONTENT_TYPES[name.rsplit(".", 1)[1]], headers=headers)
+
+
+def _serve(request: Request, name: str) -> Response:
+    return serve_asset(request, STATIC_DIR, name, ASSET_NAME, ("console file", "der Konsole"))
 
 
 @router.get("/", include_in_schema=False)
