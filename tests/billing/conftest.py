@@ -2,6 +2,7 @@
 PostgreSQL with OMSHUB_TEST_DATABASE=postgres)."""
 
 from tests.cloud.conftest import (  # noqa: F401  (fixtures and the warning filter)
+    _migrated_template,
     app,
     client,
     data_dir,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.clock import days_before
-from tests.cloud.conftest import data_dir, database_url, live_server  # noqa: F401 - fixtures for the e2e modules
+from tests.cloud.conftest import _migrated_template, data_dir, database_url, live_server  # noqa: F401 - fixtures for the e2e modules
 
 DAY = 86_400
 

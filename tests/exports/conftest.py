@@ -2,6 +2,7 @@
 small fixed billing data set (fleet.py)."""
 
 from tests.cloud.conftest import (  # noqa: F401
+    _migrated_template,
     app,
     client,
     data_dir,

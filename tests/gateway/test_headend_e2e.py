@@ -11,7 +11,7 @@ from omshub.gateway.clock import SimClock
 from omshub.gateway.settings import settings_from_dict
 from omshub.gateway.transport_http import HttpsTransport
 from tests.clock import days_before
-from tests.cloud.conftest import Hub, data_dir, database_url, db, keystore, live_server  # noqa: F401
+from tests.cloud.conftest import Hub, _migrated_template, data_dir, database_url, db, keystore, live_server  # noqa: F401
 from tests.gateway.helpers import ScheduledSource, frame
 
 DAY = 86_400
