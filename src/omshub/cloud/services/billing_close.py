@@ -32,6 +32,7 @@ from omshub.cloud.services.billing_settings import current, rules_of
 from omshub.cloud.services.billing_store import store_results
 from omshub.cloud.services.weather import station_means
 from omshub.cloud.store.audit import audit
+from omshub.cloud.store.database import one_of
 from omshub.cloud.store.models import Installation, MeteringPoint, Tenant
 from omshub.cloud.store.models_billing import BillingConsumption, BillingValue
 from omshub.cloud.store.retention import register_protector
@@ -151,7 +152,7 @@ def _compute(session, inputs: dict[int, PointInputs], periods: dict, text: str, 
     labels = {pid: _previous_label(per, text) for pid, per in periods.items()}
     for row in session.connection().execute(
         select(BillingConsumption.metering_point_id, BillingConsumption.period, BillingConsumption.value).where(
-            BillingConsumption.metering_point_id.in_(list(inputs)),
+            one_of(session, BillingConsumption.metering_point_id, inputs),
             BillingConsumption.period.in_(sorted(set(labels.values()))),
         )
     ):

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from omshub.cloud.domain.billing.boundary import Sample, StoredValue, resolve_day_month
 from omshub.cloud.domain.billing.periods import Occupancy as Stay
 from omshub.cloud.domain.registers import cumulative_quantity
+from omshub.cloud.store.database import one_of
 from omshub.cloud.store.models import Installation, Meter, MeteringPoint, Reading, Tenant
 from omshub.cloud.store.models_billing import Occupancy, Property, Unit
 from omshub.cloud.store.reading_values import stored_values
@@ -119,7 +120,7 @@ def load_points(
         )
         .outerjoin(Unit, Unit.id == MeteringPoint.unit_id)
         .outerjoin(Property, Property.id == Unit.property_id)
-        .where(MeteringPoint.tenant_id == tenant_id, MeteringPoint.id.in_(point_ids))
+        .where(MeteringPoint.tenant_id == tenant_id, one_of(session, MeteringPoint.id, point_ids))
     )
     points: dict[int, PointInputs] = {}
     for pid, ref, unit_id, property_id, zone, due_month, due_day, station in rows:
@@ -138,7 +139,7 @@ def _load_runs(session: Session, points: dict[int, PointInputs], first: datetime
         select(Installation, Meter.manufacturer, Meter.meter_id, Meter.device_type)
         .join(Meter, Meter.id == Installation.meter_pk)
         .where(
-            Installation.metering_point_id.in_(list(points)),
+            one_of(session, Installation.metering_point_id, points),
             # an installation without a date counts from the first reading, which may be earlier
             (Installation.installed_at <= last) | (Installation.installed_from == "first_reading"),
             (Installation.removed_at.is_(None)) | (Installation.removed_at >= first),
@@ -150,7 +151,7 @@ def _load_runs(session: Session, points: dict[int, PointInputs], first: datetime
     firsts = dict(
         session.execute(
             select(Reading.meter_pk, func.min(Reading.timestamp))
-            .where(Reading.meter_pk.in_(undated))
+            .where(one_of(session, Reading.meter_pk, undated))
             .group_by(Reading.meter_pk)
         ).all()
     )
@@ -190,7 +191,7 @@ def load_all_readings(session: Session, points: dict[int, PointInputs], first: d
         return
     rows = session.connection().execute(
         select(*READING_COLUMNS)
-        .where(Reading.meter_pk.in_(list(owner)), Reading.timestamp >= first, Reading.timestamp <= last)
+        .where(one_of(session, Reading.meter_pk, owner), Reading.timestamp >= first, Reading.timestamp <= last)
         .order_by(Reading.meter_pk, Reading.timestamp, Reading.id)
     )
     take_readings(owner, rows)
@@ -229,7 +230,7 @@ def _load_stays(session: Session, points: dict[int, PointInputs]) -> None:
     by_unit: dict[int, list[Stay]] = defaultdict(list)
     for o in session.connection().execute(
         select(Occupancy.id, Occupancy.unit_id, Occupancy.moved_in, Occupancy.moved_out).where(
-            Occupancy.unit_id.in_(units)
+            one_of(session, Occupancy.unit_id, units)
         )
     ):
         by_unit[o.unit_id].append(Stay(str(o.id), o.moved_in, o.moved_out))

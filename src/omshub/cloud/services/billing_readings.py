@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
 from omshub.cloud.services.billing_inputs import PointInputs, load_all_readings, take_readings
-from omshub.cloud.store.database import db_time_set
+from omshub.cloud.store.database import db_time_set, one_of
 from omshub.cloud.store.models import Reading
 
 NEAR = timedelta(hours=36)  # a daily meter has a reading on each side of a boundary within this
@@ -98,7 +98,7 @@ def _load_selected(
             case((near, 1), else_=0),
         )
         .where(
-            Reading.meter_pk.in_(list(owner)),
+            one_of(session, Reading.meter_pk, owner),
             Reading.timestamp >= max(first, moments[0] - NEAR),
             Reading.timestamp <= last,
         )

@@ -24,7 +24,7 @@ from omshub.cloud.domain.billing.consumption import Run, period_consumption
 from omshub.cloud.domain.billing.origins import QUALITY_OF_ORIGIN, Origin
 from omshub.cloud.domain.billing.segments import segment_consumption
 from omshub.cloud.services.billing_compute import Boundary, PointResult
-from omshub.cloud.store.database import BulkSql, json_text
+from omshub.cloud.store.database import BulkSql, json_text, one_of
 from omshub.cloud.store.models_billing import BillingConsumption, BillingFinding, BillingSegment, BillingValue
 
 OPERATOR_ORIGINS = (Origin.EDITED.value, Origin.ESTIMATED.value)
@@ -65,7 +65,7 @@ def store_results(session: Session, tenant_id: int, results: list, now: datetime
         session.connection()
         .execute(
             select(BillingFinding.metering_point_id, func.min(BillingFinding.period))
-            .where(BillingFinding.metering_point_id.in_(ids), BillingFinding.state == "open")
+            .where(one_of(session, BillingFinding.metering_point_id, ids), BillingFinding.state == "open")
             .group_by(BillingFinding.metering_point_id)
         )
         .all()
@@ -180,7 +180,7 @@ def _existing_values(session: Session, ids: list[int], start: datetime, end: dat
     out: dict = {}
     rows = session.connection().execute(
         select(_V.c.id, _V.c.metering_point_id, _V.c.quantity, _V.c.boundary_at, *(_V.c[n] for n in _VALUE_MUTABLE))
-        .where(_V.c.metering_point_id.in_(ids), _V.c.boundary_at >= start, _V.c.boundary_at <= end)
+        .where(one_of(session, _V.c.metering_point_id, ids), _V.c.boundary_at >= start, _V.c.boundary_at <= end)
         .add_columns(_V.c.exported_at)
     )
     for r in rows.mappings():
@@ -276,7 +276,7 @@ def _consumption(session, tenant_id, results, ids, labels, now, writes: _Writes)
         for r in session.connection().execute(
             select(
                 _C.c.id, _C.c.metering_point_id, _C.c.quantity, _C.c.period, _C.c.value, _C.c.quality, _C.c.runs
-            ).where(_C.c.metering_point_id.in_(ids), _C.c.period.in_(labels))
+            ).where(one_of(session, _C.c.metering_point_id, ids), _C.c.period.in_(labels))
         )
     }
     for period, label, result in results:
@@ -316,7 +316,7 @@ def _findings(session, tenant_id, results, ids, labels, now, counts, writes: _Wr
             _F.c.message,
             _F.c.german,
             _F.c.details,
-        ).where(_F.c.metering_point_id.in_(ids), _F.c.period.in_(labels))
+        ).where(one_of(session, _F.c.metering_point_id, ids), _F.c.period.in_(labels))
     ):
         existing.setdefault((r.metering_point_id, r.quantity, r.period), {})[r.rule] = r
     for _period, label, result in results:
@@ -369,7 +369,7 @@ def store_segments(session, tenant_id, results, values: dict, ids, labels, now, 
             _S.c.period,
             _S.c.first_day,
             *(_S.c[n] for n in _SEGMENT_FIELDS),
-        ).where(_S.c.metering_point_id.in_(ids), _S.c.period.in_(labels))
+        ).where(one_of(session, _S.c.metering_point_id, ids), _S.c.period.in_(labels))
     ):
         existing[(r.metering_point_id, r.quantity, r.period, r.first_day)] = r
     seen = set()

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import ARRAY, ColumnElement, any_, bindparam, create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
@@ -268,6 +268,17 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 # --- driver-level bulk SQL (the decode pipeline's and the ingest's batches) ---
+
+
+def one_of(session: Session | Connection, column, values) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL as `column = ANY(:array)`: one parameter however many the
+    values, so a batch query's text is the same for every batch (psycopg parses each new text for
+    its placeholders: a tenth of a billing close's CPU with lists of 500 ids)."""
+    values = list(values)
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def sqlite_time(dt: datetime) -> str:
