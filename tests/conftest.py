@@ -16,6 +16,10 @@ settings.register_profile("fast", max_examples=25, deadline=None, suppress_healt
 settings.register_profile("fuzz", max_examples=100_000, deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+# the command line speaks the user's locale (omshub.commands.cli_language); the tests read its
+# English messages unless a test asks for German, whatever the developer's LANG
+os.environ["OMSHUB_LANGUAGE"] = "en"
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("OMSHUB_SHARED", REPO.parent / "shared"))
 VECTORS = SHARED / "vectors"

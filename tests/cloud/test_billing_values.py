@@ -194,8 +194,16 @@ def test_the_cli_closes_a_period_and_says_what_it_did(client, hub, database_url,
     assert json.loads(r.stdout)["period"] == PERIOD and json.loads(r.stdout)["points"] == 0
     table = CliRunner().invoke(cli, [*args, "--period", PERIOD])
     assert "metering points" in table.stdout
-    bad = CliRunner().invoke(cli, [*args, "--period", "2026-13"])
+    bad = CliRunner().invoke(cli, [*args, "--period", "2026-13"], env={"OMSHUB_LANGUAGE": "", "LC_ALL": "C.UTF-8"})
     assert bad.exit_code == 1 and "YYYY-MM" in bad.output
+    # a German locale (or OMSHUB_LANGUAGE=de) gets the head-end's refusal in German
+    for env in (
+        {"OMSHUB_LANGUAGE": "", "LC_ALL": "", "LC_MESSAGES": "", "LANG": "de_DE.UTF-8"},
+        {"OMSHUB_LANGUAGE": "de"},
+    ):
+        german = CliRunner().invoke(cli, [*args, "--period", "2026-13"], env=env)
+        assert german.exit_code == 1 and "JJJJ-MM" in german.output
+        assert german.output != bad.output and "Zeitraum" in german.output, german.output
 
 
 def test_a_late_telegram_reaches_an_exported_value_which_is_marked_for_re_export(client, hub, pipeline, db):

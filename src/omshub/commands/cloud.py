@@ -23,7 +23,7 @@ from typing import NoReturn
 import typer
 
 from omshub.cloud.domain.errors import DomainError
-from omshub.commands import fail
+from omshub.commands import fail, say
 from omshub.times import iso
 
 admin_app = typer.Typer(help="Bootstrap the head-end: tenants, users, API tokens, gateways.", no_args_is_help=True)
@@ -63,7 +63,12 @@ def _open_db(settings):
         db = Database(settings.database_url, settings.database_read_url)
         db.migrate()
     except (SQLAlchemyError, OSError) as exc:
-        _fail(f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
+        _fail(
+            say(
+                f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}",
+                f"Datenbank {settings.database_url.split('@')[-1]} lässt sich nicht öffnen: {str(exc).splitlines()[0]}",
+            )
+        )
     return db
 
 
@@ -95,7 +100,7 @@ def _api_call(fn):
     try:
         return fn()
     except DomainError as exc:
-        _fail(exc.message)
+        _fail(say(exc.message, exc.german or exc.message))
 
 
 def serve(
@@ -144,7 +149,12 @@ def serve(
         db = Database(settings.database_url, settings.database_read_url)
         app = create_app(settings, db=db, workers=True)
     except (SQLAlchemyError, OSError, ValueError) as exc:
-        _fail(f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
+        _fail(
+            say(
+                f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}",
+                f"Datenbank {settings.database_url.split('@')[-1]} lässt sich nicht öffnen: {str(exc).splitlines()[0]}",
+            )
+        )
     except KeyStoreError as exc:
         _fail(str(exc))
     typer.echo(
@@ -344,7 +354,12 @@ def revoke_token(
         t = _api_call(lambda: tenant_by_slug(session, tenant))
         row = session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == t.id))
         if row is None:
-            _fail(f"token {token_id} not found in tenant {tenant}")
+            _fail(
+                say(
+                    f"token {token_id} not found in tenant {tenant}",
+                    f"Token {token_id} im Mandanten {tenant} nicht gefunden",
+                )
+            )
         row.revoked = True
         audit(
             session,
@@ -478,7 +493,13 @@ def retime(
             found = {pk: mid for mid, pk in rows}
             missing = [m for m in ids if m not in set(found.values())]
             if missing:
-                _fail(f"no meter {', '.join(missing)} in tenant {tenant!r}", 2)
+                _fail(
+                    say(
+                        f"no meter {', '.join(missing)} in tenant {tenant!r}",
+                        f"kein Zähler {', '.join(missing)} im Mandanten {tenant!r}",
+                    ),
+                    2,
+                )
             pks = sorted(found)
         result = retime_and_audit(session, t.id, settings.meter_timezone, _actor(), pks)
     _show({"tenant": tenant, **result}, as_json, "readings re-timed")
@@ -514,13 +535,18 @@ def keys_import(
             text = sys.stdin.read(MAX_IMPORT_BYTES + 1)
         else:
             if file.stat().st_size > MAX_IMPORT_BYTES:
-                _fail(f"{file}: key file exceeds {MAX_IMPORT_BYTES} bytes")
+                _fail(
+                    say(
+                        f"{file}: key file exceeds {MAX_IMPORT_BYTES} bytes",
+                        f"{file}: Schlüsseldatei größer als {MAX_IMPORT_BYTES} Bytes",
+                    )
+                )
             text = file.read_text(encoding="utf-8-sig")
         entries = parse_key_csv(text)
     except OSError as exc:
         _fail(f"{file}: {exc.strerror}")
     except UnicodeDecodeError:
-        _fail(f"{file}: not UTF-8 text")
+        _fail(say(f"{file}: not UTF-8 text", f"{file}: kein UTF-8-Text"))
     except KeyStoreError as exc:
         _fail(f"{file}: {exc}")
     settings = _settings(database, config, data_dir)

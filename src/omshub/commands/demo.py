@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from omshub.commands import fail
+from omshub.commands import fail, say
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -57,13 +57,29 @@ def demo(
     from omshub.demo import DemoError, DemoOptions, port_free  # lazy: start-up cost (see _run)
 
     if meters > gateways * 250:
-        _fail(f"{meters} meters need at least {-(-meters // 250)} gateways (a gateway listens to at most 250)")
+        _fail(
+            say(
+                f"{meters} meters need at least {-(-meters // 250)} gateways (a gateway listens to at most 250)",
+                f"{meters} Zähler brauchen mindestens {-(-meters // 250)} Gateways (ein Gateway hört höchstens 250)",
+            )
+        )
     if (data_dir / "omshub.db").exists():
         if not fresh:
-            _fail(f"{data_dir}/ holds an earlier demo; run with --fresh to start over or pick another --data-dir")
+            _fail(
+                say(
+                    f"{data_dir}/ holds an earlier demo; run with --fresh to start over or pick another --data-dir",
+                    f"{data_dir}/ enthält eine frühere Demo; mit --fresh neu beginnen "
+                    "oder ein anderes --data-dir wählen",
+                )
+            )
         shutil.rmtree(data_dir)
     if not port_free(host, port):
-        _fail(f"port {port} on {host} is in use; pick another with --port")
+        _fail(
+            say(
+                f"port {port} on {host} is in use; pick another with --port",
+                f"Port {port} auf {host} ist belegt; mit --port einen anderen wählen",
+            )
+        )
     opts = DemoOptions(
         data_dir=data_dir.resolve(),
         gateways=gateways,

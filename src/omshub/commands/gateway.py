@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from omshub.commands import fail
+from omshub.commands import fail, say
 
 gateway_app = typer.Typer(
     help="The gateway agent: collect wM-Bus telegrams, spool them, upload them.",
@@ -136,7 +136,7 @@ def init(
         sys.stdout.write(EXAMPLE)
         return
     if path.exists() and not force:
-        _fail(f"{path} exists (use --force to overwrite)")
+        _fail(say(f"{path} exists (use --force to overwrite)", f"{path} existiert schon (mit --force überschreiben)"))
     path.write_text(EXAMPLE, encoding="utf-8")
     typer.echo(f"wrote {path}: set serial, credential, server and source, then `omshub gateway run -c {path}`")
 
@@ -149,7 +149,13 @@ def status(config: Path = typer.Option(..., "--config", "-c")) -> None:
     settings = _load(config)
     db = Path(settings.state_dir) / "spool.sqlite3"
     if not db.exists():
-        _fail(f"no spool at {db} (the agent has not run yet)", 1)
+        _fail(
+            say(
+                f"no spool at {db} (the agent has not run yet)",
+                f"kein Zwischenspeicher unter {db} (der Agent lief noch nicht)",
+            ),
+            1,
+        )
     try:
         sp = Spool(db, max_rows=settings.spool.max_rows, max_bytes=settings.spool.max_bytes)
     except SpoolError as exc:

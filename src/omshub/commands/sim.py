@@ -18,7 +18,7 @@ from typing import NoReturn, TextIO
 import orjson
 import typer
 
-from omshub.commands import fail
+from omshub.commands import fail, say
 
 sim_app = typer.Typer(
     help="Simulated OMS meter fleets: fleet files, keys, meter lists and telegrams.", no_args_is_help=True
@@ -50,11 +50,16 @@ def _write(text: str, output: str, force: bool, what: str) -> None:
         return
     path = Path(output)
     if path.exists() and not force:
-        _fail(f"{path} exists; use --force to overwrite it")
+        _fail(say(f"{path} exists; use --force to overwrite it", f"{path} existiert schon; mit --force überschreiben"))
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        _fail(f"cannot write {path}: {exc.strerror or exc}")
+        _fail(
+            say(
+                f"cannot write {path}: {exc.strerror or exc}",
+                f"{path} lässt sich nicht schreiben: {exc.strerror or exc}",
+            )
+        )
     typer.echo(f"wrote {what} to {path}", err=True)
 
 
@@ -109,7 +114,12 @@ def _parse_start(text: str) -> datetime:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        _fail(f"--start {text!r} is not an ISO date or date-time (e.g. 2026-01-01 or 2026-01-01T02:00:00Z)")
+        _fail(
+            say(
+                f"--start {text!r} is not an ISO date or date-time (e.g. 2026-01-01 or 2026-01-01T02:00:00Z)",
+                f"--start {text!r} ist kein ISO-Datum und keine ISO-Zeit (z. B. 2026-01-01 oder 2026-01-01T02:00:00Z)",
+            )
+        )
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -159,23 +169,40 @@ def run(
         days = 0.0 if hours else 1.0
     t1 = t0 + timedelta(days=days, hours=hours)
     if t1 <= t0:
-        _fail("nothing to simulate: --days/--hours give an empty time range")
+        _fail(
+            say(
+                "nothing to simulate: --days/--hours give an empty time range",
+                "nichts zu simulieren: --days/--hours ergeben einen leeren Zeitraum",
+            )
+        )
     serials = gateway or None
     if serials:
         unknown = [s for s in serials if s not in f.gateways]
         if unknown:
-            _fail(f"no gateway {unknown[0]!r} in fleet {f.name!r}")
+            _fail(
+                say(
+                    f"no gateway {unknown[0]!r} in fleet {f.name!r}",
+                    f"kein Gateway {unknown[0]!r} in der Flotte {f.name!r}",
+                )
+            )
     multi = serials is None or len(serials) > 1
     if fmt is OutputFormat.hex and multi:
         typer.echo(
             "note: hex lines do not say which gateway heard them; use --gateway SERIAL or --format jsonl", err=True
         )
     if output != "-" and Path(output).exists() and not force:
-        _fail(f"{output} exists; use --force to overwrite it")
+        _fail(
+            say(f"{output} exists; use --force to overwrite it", f"{output} existiert schon; mit --force überschreiben")
+        )
     try:
         out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
-        _fail(f"cannot write {output}: {exc.strerror or exc}")
+        _fail(
+            say(
+                f"cannot write {output}: {exc.strerror or exc}",
+                f"{output} lässt sich nicht schreiben: {exc.strerror or exc}",
+            )
+        )
     span = (t1 - t0).total_seconds()
     count = 0
     began = time.monotonic()
