@@ -18,6 +18,7 @@ from omshub.cloud.domain.customer_info import mark
 from omshub.cloud.domain.errors import NotFound
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.customer_annual import annual_information
+from omshub.cloud.services.customer_annual_pdf import annual_letter
 from omshub.cloud.services.customer_completeness import completeness
 from omshub.cloud.services.customer_console import (
     accounts_of,
@@ -258,6 +259,35 @@ def read_annual(
 ) -> dict:
     """Refused (422) while a required content block is missing from the settings."""
     return annual_information(session, principal.tenant_id, unit_id, year)
+
+
+@router.get(
+    "/units/{unit_id}/annual/pdf",
+    summary="A unit's annual information as a PDF (chart and content blocks)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def read_annual_pdf(
+    unit_id: Id,
+    principal: Viewer,
+    session: DbSession,
+    year: Annotated[int, Query(ge=2000, le=2100)],
+    occupant_id: Id | None = None,
+    language: Literal["de", "en"] = "de",
+) -> Response:
+    """Addressed to `occupant_id` (one of the unit's occupants) or to the property; refused (422)
+    while a required content block is missing."""
+    pdf = annual_letter(session, principal.tenant_id, unit_id, year, language, occupant_id=occupant_id)
+    return annual_response(pdf, year, language)
+
+
+def annual_response(pdf: bytes, year: int, language: str) -> Response:
+    name = f"{'Jahresinformation' if language == 'de' else 'annual-information'}-{year}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "private, no-store"},
+    )
 
 
 # --- the console's monthly run, resend and invitations (docs/console.md §Customer information) ---

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omshub.cloud.api import customer_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Text
-from omshub.cloud.api.customers import Operator, pdf_response, record_json
-from omshub.cloud.domain.errors import Forbidden
+from omshub.cloud.api.customers import Operator, annual_response, pdf_response, record_json
+from omshub.cloud.domain.errors import Forbidden, NotFound
 from omshub.cloud.services import customer_portal as portal
+from omshub.cloud.services.customer_annual_pdf import annual_letter, portal_stay
 from omshub.cloud.services.customer_records import check_month
 from omshub.cloud.store.models_customers import PortalAccount
 from omshub.times import utcnow
@@ -170,3 +171,26 @@ def month_pdf(month: Text, account: Account, session: DbSession) -> Response:
     record = portal.own_record(session, account, check_month(month, now))
     portal.log_read(session, account, f"pdf {record.month}", now)
     return pdf_response(session, account.tenant_id, record, account.language)
+
+
+@router.get(
+    "/portal/api/annual/{year}/pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
+)
+def annual_pdf(year: int, account: Account, session: DbSession) -> Response:
+    """The annual information of the billing period ending in `year` for the occupant's unit: only a
+    stay covering the whole period (404 otherwise); the previous period shows `–` before the move-in."""
+    now = utcnow()
+    if not 2000 <= year <= 2100:
+        raise NotFound(f"no annual information for {year}", german=f"Für {year} gibt es keine Jahresinformation.")
+    stay = portal_stay(session, account.tenant_id, account.occupant_id, year)
+    pdf = annual_letter(
+        session,
+        account.tenant_id,
+        stay.unit_id,
+        year,
+        account.language,
+        occupant_id=account.occupant_id,
+        visible_from=stay.moved_in,
+    )
+    portal.log_read(session, account, f"annual pdf {year}", now)
+    return annual_response(pdf, year, account.language)
