@@ -71,6 +71,7 @@ def record_json(r: CustomerRecord) -> dict:
         "complete": r.complete,
         "gaps": r.gaps,
         "revision": r.revision,
+        "corrects": c.get("corrects"),
         "changed_at": iso(r.changed_at),
     }
 

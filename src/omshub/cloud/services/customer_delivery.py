@@ -138,7 +138,7 @@ def _message(settings: dict, content: dict, occupant: Occupant, to: str, correct
         body = f"{head}\n\n{note}\n\n{rest}"
     msg.set_content(body)
     if attach:
-        pdf = letters_pdf([(content, recipient_lines(occupant, content), lang)], settings)
+        pdf = letters_pdf([(content, recipient_lines(occupant, content), lang, corrects or False)], settings)
         name = (
             f"Verbrauchsinformation-{content['month']}.pdf" if lang == "de" else f"consumption-{content['month']}.pdf"
         )
@@ -282,7 +282,10 @@ def print_batch(
         )
     ).all()
     rows = sorted(rows, key=lambda r: _address_key(r[0].address))
-    letters = [(r.content, d.address, o.language if o.language in ("de", "en") else "de") for d, r, o in rows]
+    letters = [
+        (r.content, d.address, o.language if o.language in ("de", "en") else "de", correction_of(d, r) or False)
+        for d, r, o in rows
+    ]
     pdf = letters_pdf(letters, settings) if letters else b""
     for d, r, _ in rows:
         d.state, d.sent_at, d.revision, d.attempts = "sent", now, r.revision, d.attempts + 1
