@@ -141,6 +141,9 @@ class SettingsIn(BaseModel):
     )
     min_cohort: int | None = Field(None, ge=1, le=1000)
     lock_after_days: int | None = Field(None, ge=0, le=3650)
+    remove_after_days: int | None = Field(
+        None, ge=0, le=3650, description="portal accounts removed this many days after the last move-out"
+    )
     hca_conversion: ConversionIn | None = None
     annual_blocks: dict[AnnualBlock, Annotated[Text, Field(max_length=4000)]] | None = Field(
         None, description="the annual information's content blocks: block -> text (all are required)"

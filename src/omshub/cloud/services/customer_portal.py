@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.utils import formataddr
 
 import aiosmtplib
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, NotFound, Unauthorized
@@ -245,7 +245,15 @@ def update_profile(session: Session, account: PortalAccount, changes: dict, now:
     return profile(session, account)
 
 
-def lock_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int) -> int:
+def _moved_out(session: Session, occupant_id: int):
+    """The day the occupant left their last unit, or None while they live in one (or never did)."""
+    stays = session.scalars(select(Occupancy).where(Occupancy.occupant_id == occupant_id)).all()
+    if not stays or any(s.moved_out is None for s in stays):
+        return None
+    return max(s.moved_out for s in stays if s.moved_out is not None)
+
+
+def lock_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int, actor: str = "system") -> int:
     """Lock the portal accounts of occupants who moved out of every unit more than `days` ago
     (HeizkostenV §6b: their data serve no information duty any more). -> how many were locked."""
     today = now.date()
@@ -253,9 +261,65 @@ def lock_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int
     for account in session.scalars(
         select(PortalAccount).where(PortalAccount.tenant_id == tenant_id, PortalAccount.locked_at.is_(None))
     ):
-        stays = session.scalars(select(Occupancy).where(Occupancy.occupant_id == account.occupant_id)).all()
-        if stays and all(s.moved_out is not None and (today - s.moved_out).days > days for s in stays):
+        left = _moved_out(session, account.occupant_id)
+        if left is not None and (today - left).days > days:
             account.locked_at = now
+            session.execute(delete(PortalSession).where(PortalSession.account_id == account.id))
             locked += 1
-            audit(session, tenant_id, "system", "portal.lock", {"account_id": account.id, "reason": "moved out"})
+            audit(
+                session,
+                tenant_id,
+                actor,
+                "portal.lock",
+                {"account_id": account.id, "reason": "moved out", "moved_out": left.isoformat()},
+            )
     return locked
+
+
+def remove_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int, actor: str = "system") -> int:
+    """Remove the portal accounts of occupants who moved out of every unit more than `days` ago: the
+    account (e-mail, password hash), its sessions and its read log are deleted; the audit log keeps
+    that it happened (account, occupant, move-out, how many reads). The occupant's master data and
+    records stay (billing evidence). -> how many were removed."""
+    today = now.date()
+    removed = 0
+    for account in list(session.scalars(select(PortalAccount).where(PortalAccount.tenant_id == tenant_id))):
+        left = _moved_out(session, account.occupant_id)
+        if left is None or (today - left).days <= days:
+            continue
+        reads = session.scalar(select(func.count()).select_from(PortalRead).where(PortalRead.account_id == account.id))
+        session.execute(delete(PortalRead).where(PortalRead.account_id == account.id))
+        session.execute(delete(PortalSession).where(PortalSession.account_id == account.id))
+        audit(
+            session,
+            tenant_id,
+            actor,
+            "portal.remove",
+            {
+                "account_id": account.id,
+                "occupant_id": account.occupant_id,
+                "moved_out": left.isoformat(),
+                "reads_removed": reads,
+            },
+        )
+        session.delete(account)
+        removed += 1
+    session.flush()
+    return removed
+
+
+def portal_privacy(db, now: datetime, *, actor: str = "system") -> dict:
+    """Every tenant's portal accounts after move-out: locked after `lock_after_days`, removed after
+    `remove_after_days` (tenant settings). Run daily by `omshub serve` (maintenance task
+    `portal_accounts`) and by `omshub admin maintenance --task portal_accounts`. -> per tenant id counts"""
+    out: dict = {}
+    with db.session() as session:
+        tenants = list(session.scalars(select(PortalAccount.tenant_id).distinct()))
+    for tenant_id in tenants:
+        with db.transaction() as session:
+            settings = settings_of(session, tenant_id)
+            locked = lock_moved_out(session, tenant_id, now, days=int(settings["lock_after_days"]), actor=actor)
+            removed = remove_moved_out(session, tenant_id, now, days=int(settings["remove_after_days"]), actor=actor)
+        if locked or removed:
+            out[tenant_id] = {"locked": locked, "removed": removed}
+    return out
