@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -16,6 +17,7 @@ from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, pagin
 from omshub.cloud.api.deps import require_role
 from omshub.cloud.domain.customer_info import mark
 from omshub.cloud.domain.errors import NotFound
+from omshub.cloud.services import customer_consent as consent
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.customer_annual import annual_information
 from omshub.cloud.services.customer_annual_pdf import annual_letter
@@ -360,3 +362,69 @@ def list_invitations(
             }
         )
     return page(items, nxt)
+
+
+# --- consent and export to an energy-service provider the customer names (FFVAV §5(4), HeizkostenV §6b) ---
+
+
+class ScopeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_: Text = Field(alias="from", description="first month, e.g. 2025-01")
+    to: Text = Field(description="last month, e.g. 2026-11")
+    kinds: list[Literal["heat", "hot_water", "hca"]] | None = Field(None, max_length=3)
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    occupant_id: Id
+    provider: Text = Field(min_length=1, max_length=200, description="the energy-service provider the customer named")
+    provider_contact: Text = Field("", max_length=500)
+    scope: ScopeIn
+    evidence: Text = Field(min_length=1, max_length=2000, description="how the consent was given, e.g. a signed form")
+
+
+def scope_dict(scope: ScopeIn) -> dict:
+    return {"from": scope.from_, "to": scope.to, "kinds": scope.kinds}
+
+
+@router.post("/consents", summary="Record a customer's consent to export their history to a provider")
+def give_consent(body: ConsentIn, principal: Operator, session: DbSession) -> dict:
+    row = consent.give(
+        session,
+        principal.tenant_id,
+        body.occupant_id,
+        provider=body.provider,
+        provider_contact=body.provider_contact,
+        scope=scope_dict(body.scope),
+        evidence=body.evidence,
+        actor=principal.name,
+        now=utcnow(),
+    )
+    return consent.as_json(row)
+
+
+@router.get("/consents", summary="The recorded consents (of one occupant)")
+def list_consents(principal: Viewer, session: DbSession, occupant_id: Id | None = None) -> list[dict]:
+    return [consent.as_json(r) for r in consent.of_occupant(session, principal.tenant_id, occupant_id)]
+
+
+@router.post("/consents/{consent_id}/withdraw", summary="Withdraw a consent (the record stays)")
+def withdraw_consent(consent_id: Id, principal: Operator, session: DbSession) -> dict:
+    row = consent.get(session, principal.tenant_id, consent_id)
+    return consent.as_json(consent.withdraw(session, row, actor=principal.name, now=utcnow()))
+
+
+@router.get(
+    "/consents/{consent_id}/export",
+    summary="The customer's history for the named provider (JSON or CSV); only while the consent is in force",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}, 409: {"description": "withdrawn"}},
+)
+def export_history(
+    consent_id: Id, principal: Operator, session: DbSession, format: Literal["json", "csv"] = "json"
+) -> Response:
+    data = consent.export(session, principal.tenant_id, consent_id, actor=principal.name, now=utcnow())
+    headers = {"Cache-Control": "private, no-store"}
+    if format == "csv":
+        headers["Content-Disposition"] = f'attachment; filename="history-consent-{consent_id}.csv"'
+        return Response(consent.to_csv(data), media_type="text/csv; charset=utf-8", headers=headers)
+    return JSONResponse(data, headers=headers)

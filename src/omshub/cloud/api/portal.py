@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omshub.cloud.api import customer_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Text
-from omshub.cloud.api.customers import Operator, annual_response, pdf_response, record_json
+from omshub.cloud.api.customers import Operator, ScopeIn, annual_response, pdf_response, record_json, scope_dict
 from omshub.cloud.domain.errors import Forbidden, NotFound
+from omshub.cloud.services import customer_consent as consent
 from omshub.cloud.services import customer_portal as portal
 from omshub.cloud.services.customer_annual_pdf import annual_letter, portal_stay
 from omshub.cloud.services.customer_records import check_month
@@ -194,3 +195,40 @@ def annual_pdf(year: int, account: Account, session: DbSession) -> Response:
     )
     portal.log_read(session, account, f"annual pdf {year}", now)
     return annual_response(pdf, year, account.language)
+
+
+class PortalConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Text = Field(min_length=1, max_length=200)
+    provider_contact: Text = Field("", max_length=500)
+    scope: ScopeIn
+
+
+@router.get("/portal/api/consents")
+def my_consents(account: Account, session: DbSession) -> list[dict]:
+    """The occupant's consents to pass their history to an energy-service provider (FFVAV §5(4))."""
+    portal.log_read(session, account, "consents", utcnow())
+    return [consent.as_json(r) for r in consent.of_occupant(session, account.tenant_id, account.occupant_id)]
+
+
+@router.post("/portal/api/consents")
+def give_my_consent(body: PortalConsentIn, account: Account, session: DbSession) -> dict:
+    """The occupant consents in the portal (recorded with `given_by` portal:<account>)."""
+    row = consent.give(
+        session,
+        account.tenant_id,
+        account.occupant_id,
+        provider=body.provider,
+        provider_contact=body.provider_contact,
+        scope=scope_dict(body.scope),
+        evidence="given in the customer portal / im Kundenportal erteilt",
+        actor=f"portal:{account.id}",
+        now=utcnow(),
+    )
+    return consent.as_json(row)
+
+
+@router.post("/portal/api/consents/{consent_id}/withdraw")
+def withdraw_my_consent(consent_id: Id, account: Account, session: DbSession) -> dict:
+    row = consent.get(session, account.tenant_id, consent_id, occupant_id=account.occupant_id)
+    return consent.as_json(consent.withdraw(session, row, actor=f"portal:{account.id}", now=utcnow()))
