@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -15,12 +15,15 @@ from sqlalchemy import select
 from omshub.cloud.api import customer_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, paginate
 from omshub.cloud.api.deps import require_role
+from omshub.cloud.api.guard import read_body
 from omshub.cloud.domain.customer_info import mark
+from omshub.cloud.domain.dsn import MAX_BYTES
 from omshub.cloud.domain.errors import NotFound
 from omshub.cloud.services import customer_consent as consent
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.customer_annual import annual_information
 from omshub.cloud.services.customer_annual_pdf import annual_letter
+from omshub.cloud.services.customer_bounces import record_bounce
 from omshub.cloud.services.customer_completeness import completeness
 from omshub.cloud.services.customer_console import (
     accounts_of,
@@ -428,3 +431,20 @@ def export_history(
         headers["Content-Disposition"] = f'attachment; filename="history-consent-{consent_id}.csv"'
         return Response(consent.to_csv(data), media_type="text/csv; charset=utf-8", headers=headers)
     return JSONResponse(data, headers=headers)
+
+
+async def _bounce_body(request: Request) -> bytes:
+    return await read_body(request, MAX_BYTES, "the bounce message")
+
+
+@router.post(
+    "/bounces",
+    summary="Record a bounce (RFC 3464 delivery status notification) that arrived after sending",
+    openapi_extra={"requestBody": {"content": {"message/rfc822": {"schema": {"type": "string"}}}}},
+    responses={413: {"description": "larger than 1 MB"}},
+)
+def post_bounce(principal: Operator, body: Annotated[bytes, Depends(_bounce_body)], session: DbSession) -> dict:
+    """The raw bounce message as the body (at most 1 MB). A permanent failure marks its notice
+    `failed` (completeness: `email_failed`, shown in the console); 422 with the reason when it is not a
+    usable bounce, 404 when it refers to no notice of this tenant."""
+    return record_bounce(session, principal.tenant_id, body, actor=principal.name, now=utcnow())
