@@ -6,7 +6,7 @@ month outside the stay: 404), every read logged (HeizkostenV §6b). Operators in
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -107,21 +107,35 @@ def invite(body: InviteIn, principal: Operator, session: DbSession) -> dict:
     return {"account_id": account.id, "email": account.email, "invite_url": url, "sent": body.send}
 
 
-@router.post("/portal/api/accept", response_model=ProfileOut)
-def accept(body: AcceptIn, request: Request, response: Response, session: DbSession) -> dict:
-    _csrf(request)
-    now = utcnow()
-    account = portal.accept(session, body.token, body.password, now)
-    _set_cookie(request, response, portal.new_session(session, account, now))
-    return portal.profile(session, account)
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
-@router.post("/portal/api/login", response_model=ProfileOut)
-def login(body: LoginIn, request: Request, response: Response, session: DbSession) -> dict:
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "too many failed attempts from this address or for this account (Retry-After)"}
+}
+
+
+@router.post("/portal/api/accept", response_model=ProfileOut, responses=THROTTLED)
+def accept(body: AcceptIn, request: Request, response: Response) -> dict:
+    """Set the password with the invitation link; guessing links is throttled like console logins."""
     _csrf(request)
-    account, token = portal.login(session, body.tenant, body.email, body.password, utcnow())
+    profile, token = portal.attempt_accept(
+        request.app.state.db, body.token, body.password, address=_address(request), now=utcnow()
+    )
     _set_cookie(request, response, token)
-    return portal.profile(session, account)
+    return profile
+
+
+@router.post("/portal/api/login", response_model=ProfileOut, responses=THROTTLED)
+def login(body: LoginIn, request: Request, response: Response) -> dict:
+    """E-mail and password; failed logins are throttled like the console's (429 with Retry-After)."""
+    _csrf(request)
+    profile, token = portal.attempt_login(
+        request.app.state.db, body.tenant, body.email, body.password, address=_address(request), now=utcnow()
+    )
+    _set_cookie(request, response, token)
+    return profile
 
 
 @router.post("/portal/api/logout", status_code=204)

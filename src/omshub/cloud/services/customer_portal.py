@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, NotFound, Unauthorized
+from omshub.cloud.services import login_throttle as throttle
 from omshub.cloud.services.accounts import hash_password, verify_password
 from omshub.cloud.services.customer_settings import check_email, settings_of
 from omshub.cloud.services.properties import tenant_row
@@ -122,18 +123,65 @@ def accept(session: Session, token: str, password: str, now: datetime) -> Portal
             "this invitation link is unknown, used or expired",
             german="Dieser Einladungslink ist unbekannt, schon benutzt oder abgelaufen.",
         )
-    if len(password) < MIN_PASSWORD:
-        raise Invalid(
-            f"password: at least {MIN_PASSWORD} characters",
-            german=f"Passwort: mindestens {MIN_PASSWORD} Zeichen",
-        )
+    _check_password(password)
     account.password_hash, account.invite_hash, account.invite_expires_at = hash_password(password), None, None
     audit(session, account.tenant_id, f"portal:{account.id}", "portal.accept", {"account_id": account.id})
     return account
 
 
-def login(session: Session, tenant_slug: str, email: str, password: str, now: datetime) -> tuple[PortalAccount, str]:
-    """-> (account, session token). The same answer for an unknown address and a wrong password."""
+def _reserve(db, key: str, address: str, now: datetime, policy) -> throttle.Reservation:
+    """Count the attempt on the login throttle's counters in a transaction of its own (committed
+    before the secret is checked, so parallel attempts see it); LoginThrottled (429) when closed."""
+    for _ in range(5):
+        try:
+            with db.transaction() as session:
+                return throttle.reserve(session, key, address, now, policy)
+        except throttle.Contended:
+            continue
+    raise throttle.LoginThrottled(1)
+
+
+def attempt_login(
+    db, tenant_slug: str, email: str, password: str, *, address: str, now: datetime, policy=None
+) -> tuple[dict, str]:
+    """A portal login behind the console's login throttle (services/login_throttle.py: per account,
+    per client address and per pair; the account key is the tenant and e-mail address, so an unknown
+    address is throttled exactly like a known one). -> (profile, session token)"""
+    policy = policy or throttle.DEFAULT_POLICY
+    reservation = _reserve(db, f"portal:{tenant_slug}:{email.strip().lower()}", address, now, policy)
+    with db.session() as session:  # a read: no write lock while argon2 works
+        account = check_login(session, tenant_slug, email, password)
+    with db.transaction() as session:
+        account = session.get(PortalAccount, account.id)
+        token = new_session(session, account, now)
+        throttle.succeeded(session, reservation, now)
+        return profile(session, account), token
+
+
+def attempt_accept(db, token: str, password: str, *, address: str, now: datetime, policy=None) -> tuple[dict, str]:
+    """Set the password with an invitation link behind the login throttle (guessing links is
+    throttled per client address; each link is its own account key). -> (profile, session token)"""
+    _check_password(password)  # before counting: a valid link with a short password is no guess
+    policy = policy or throttle.DEFAULT_POLICY
+    reservation = _reserve(db, f"portal-invite:{_hash(token or '')[:16]}", address, now, policy)
+    with db.transaction() as session:
+        account = accept(session, token, password, now)
+        session_token = new_session(session, account, now)
+        throttle.succeeded(session, reservation, now)
+        return profile(session, account), session_token
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(
+            f"password: at least {MIN_PASSWORD} characters",
+            german=f"Passwort: mindestens {MIN_PASSWORD} Zeichen",
+        )
+
+
+def check_login(session: Session, tenant_slug: str, email: str, password: str) -> PortalAccount:
+    """The account for a correct e-mail and password, else Unauthorized — the same answer (and the
+    same work) for an unknown address, a wrong password and a locked account."""
     tenant = session.scalar(select(Tenant).where(Tenant.slug == tenant_slug))
     account = None
     if tenant is not None:
@@ -147,6 +195,12 @@ def login(session: Session, tenant_slug: str, email: str, password: str, now: da
         raise _BAD_LOGIN
     if not verify_password(account.password_hash, password):
         raise _BAD_LOGIN
+    return account
+
+
+def login(session: Session, tenant_slug: str, email: str, password: str, now: datetime) -> tuple[PortalAccount, str]:
+    """-> (account, session token), without the throttle (`attempt_login` is what the portal calls)."""
+    account = check_login(session, tenant_slug, email, password)
     return account, new_session(session, account, now)
 
 
