@@ -197,7 +197,7 @@ def test_parse_a_bounce_with_only_the_verp_address():
         parse_dsn(dsn("info+notice-17-0a1b2c3d4e@sw.example", "none", action="exploded"))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=3000))
 def test_any_bytes_give_a_bounce_or_a_clear_error(raw):
     try:
@@ -206,7 +206,7 @@ def test_any_bytes_give_a_bounce_or_a_clear_error(raw):
         assert exc.message and exc.german
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_bounces_give_a_bounce_or_a_clear_error(data):
     raw = bytearray(dsn("info+notice-17-0a1b2c3d4e@sw.example", "17-0a1b2c3d4e"))
