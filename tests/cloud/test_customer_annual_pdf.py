@@ -139,6 +139,8 @@ def test_the_portal_gives_only_the_occupants_own_whole_periods(client, hub, db, 
     with time_machine.travel(NOW, tick=False):
         login = {"tenant": t.slug, "email": accounts["Anna"][1], "password": "lange genug 123"}
         assert client.post("/portal/api/login", json=login, headers=x).status_code == 200
+        # the finished periods of her stay (since 1 Jan 2020); 2026's is not over on 5 Dec 2026
+        assert client.get("/portal/api/annual").json() == [2025, 2024, 2023, 2022, 2021, 2020]
         r = client.get("/portal/api/annual/2025/pdf")
         assert r.status_code == 200, r.text
         text = _text(r.content, tmp_path)
@@ -153,8 +155,9 @@ def test_the_portal_gives_only_the_occupants_own_whole_periods(client, hub, db, 
         login = {"tenant": t.slug, "email": accounts["Dora"][1], "password": "lange genug 123"}
         assert client.post("/portal/api/login", json=login, headers=x).status_code == 200
         assert client.get("/portal/api/annual/2025/pdf").status_code == 404
+        assert client.get("/portal/api/annual").json() == []
         client.post("/portal/api/logout", headers=x)
         assert client.get("/portal/api/annual/2025/pdf").status_code == 401
     with db.session() as s:
         reads = s.scalars(select(PortalRead.what).where(PortalRead.account_id == accounts["Anna"][0])).all()
-        assert reads == ["annual pdf 2025"]
+        assert reads == ["annual years", "annual pdf 2025"]

@@ -17,7 +17,7 @@ from omshub.cloud.api.customers import Operator, ScopeIn, annual_response, pdf_r
 from omshub.cloud.domain.errors import Forbidden, NotFound
 from omshub.cloud.services import customer_consent as consent
 from omshub.cloud.services import customer_portal as portal
-from omshub.cloud.services.customer_annual_pdf import annual_letter, portal_stay
+from omshub.cloud.services.customer_annual_pdf import annual_letter, portal_stay, portal_years
 from omshub.cloud.services.customer_records import check_month
 from omshub.cloud.store.models_customers import PortalAccount
 from omshub.times import utcnow
@@ -186,6 +186,13 @@ def month_pdf(month: Text, account: Account, session: DbSession) -> Response:
     record = portal.own_record(session, account, check_month(month, now))
     portal.log_read(session, account, f"pdf {record.month}", now)
     return pdf_response(session, account.tenant_id, record, account.language)
+
+
+@router.get("/portal/api/annual", response_model=list[int])
+def annual_years(account: Account, session: DbSession) -> list[int]:
+    """The years with annual information for the occupant (a finished billing period of their stay)."""
+    portal.log_read(session, account, "annual years", utcnow())
+    return portal_years(session, account.tenant_id, account.occupant_id, utcnow().date())
 
 
 @router.get(

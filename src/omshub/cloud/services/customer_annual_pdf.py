@@ -232,6 +232,23 @@ def annual_letter(
     return annual_pdf(info, settings_of(session, tenant_id), recipient, lang)
 
 
+def portal_years(session, tenant_id: int, occupant_id: int, today) -> list[int]:
+    """The years whose billing period is over and covered whole by one of the occupant's stays,
+    newest first (what `portal_stay` accepts)."""
+    years = set()
+    for stay in session.scalars(
+        select(Occupancy).where(Occupancy.tenant_id == tenant_id, Occupancy.occupant_id == occupant_id)
+    ):
+        unit = session.get(Unit, stay.unit_id)
+        prop = session.get(Property, unit.property_id)
+        for year in range(stay.moved_in.year, today.year + 1):
+            labels = period_months(year, prop.due_month)
+            first, last = month_days(labels[0])[0], month_days(labels[-1])[1]
+            if last < today and stay.moved_in <= first and (stay.moved_out is None or stay.moved_out >= last):
+                years.add(year)
+    return sorted(years, reverse=True)
+
+
 def portal_stay(session, tenant_id: int, occupant_id: int, year: int) -> Occupancy:
     """The occupant's stay that covers the whole billing period ending in `year` (only then is the
     period's consumption theirs alone, HeizkostenV §6b); NotFound otherwise."""
