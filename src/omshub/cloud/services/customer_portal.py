@@ -198,12 +198,6 @@ def check_login(session: Session, tenant_slug: str, email: str, password: str) -
     return account
 
 
-def login(session: Session, tenant_slug: str, email: str, password: str, now: datetime) -> tuple[PortalAccount, str]:
-    """-> (account, session token), without the throttle (`attempt_login` is what the portal calls)."""
-    account = check_login(session, tenant_slug, email, password)
-    return account, new_session(session, account, now)
-
-
 def new_session(session: Session, account: PortalAccount, now: datetime) -> str:
     token = secrets.token_urlsafe(32)
     session.add(

@@ -55,7 +55,7 @@
     if (!$("view-profile").hidden) loadConsents().catch((e) => say(e.message));
   }
 
-  function setLanguage(l) { lang = l; localStorage.setItem("portal-lang", l); applyLanguage(); }
+  function setLanguage(l) { lang = l; localStorage.setItem("portal-lang", l); say(""); applyLanguage(); }
 
   function chart(line) {
     const w = 640, h = 220, top = 24, base = h - 28, n = line.history.length, step = w / n;
