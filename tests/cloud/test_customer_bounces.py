@@ -174,6 +174,8 @@ def test_the_command_line_records_a_bounce(db, hub, mta, database_url, data_dir,
         path.write_bytes(b"not a bounce")
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 1 and "no omshub notice reference" in r.output
+        r = CliRunner().invoke(cli, [*args[:4], str(tmp_path / "missing.eml"), *args[5:]])
+        assert r.exit_code == 1 and "cannot read" in r.output and "missing.eml" in r.output
     with db.session() as s:
         assert s.get(CustomerDelivery, delivery_id).state == "failed"
 

@@ -19,7 +19,6 @@ from omshub.commands.cloud import (
     JsonOpt,
     _actor,
     _api_call,
-    _fail,
     _open_db,
     _settings,
 )
@@ -120,14 +119,19 @@ def bounce(
     import sys
 
     from omshub.cloud.domain.dsn import MAX_BYTES  # lazy: start-up cost (module docstring)
+    from omshub.cloud.domain.errors import Invalid
     from omshub.cloud.services.accounts import tenant_by_slug
     from omshub.cloud.services.customer_bounces import record_bounce
 
-    try:
-        with sys.stdin.buffer if str(file) == "-" else file.open("rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
-    except OSError as exc:
-        _fail(f"cannot read {file}: {exc.strerror or exc}", 2)
+    def read() -> bytes:
+        try:
+            with sys.stdin.buffer if str(file) == "-" else file.open("rb") as fh:
+                return fh.read(MAX_BYTES + 1)  # one byte more: the parser names the limit
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise Invalid(f"cannot read {file}: {why}", german=f"{file} ist nicht lesbar: {why}") from None
+
+    raw = _api_call(read)
     db = _open_db(_settings(database, config, data_dir))
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
