@@ -141,6 +141,12 @@ def test_the_portal_gives_only_the_occupants_own_whole_periods(client, hub, db, 
         assert client.post("/portal/api/login", json=login, headers=x).status_code == 200
         # the finished periods of her stay (since 1 Jan 2020); 2026's is not over on 5 Dec 2026
         assert client.get("/portal/api/annual").json() == [2025, 2024, 2023, 2022, 2021, 2020]
+        with db.transaction() as s:  # while a content block is missing there is nothing to offer
+            update_settings(s, t.id, {"annual_blocks": {**BLOCKS, "emissions": ""}}, actor="t", now=NOW)
+        assert client.get("/portal/api/annual").json() == []
+        assert client.get("/portal/api/annual/2025/pdf").status_code == 422
+        with db.transaction() as s:
+            update_settings(s, t.id, {"annual_blocks": BLOCKS}, actor="t", now=NOW)
         r = client.get("/portal/api/annual/2025/pdf")
         assert r.status_code == 200, r.text
         text = _text(r.content, tmp_path)
@@ -160,4 +166,4 @@ def test_the_portal_gives_only_the_occupants_own_whole_periods(client, hub, db, 
         assert client.get("/portal/api/annual/2025/pdf").status_code == 401
     with db.session() as s:
         reads = s.scalars(select(PortalRead.what).where(PortalRead.account_id == accounts["Anna"][0])).all()
-        assert reads == ["annual years", "annual pdf 2025"]
+        assert reads == ["annual years", "annual years", "annual pdf 2025"]

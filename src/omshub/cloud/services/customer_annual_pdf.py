@@ -17,8 +17,8 @@ from reportlab.pdfgen.canvas import Canvas
 from sqlalchemy import select
 
 from omshub.cloud.domain.customer_info import month_days
-from omshub.cloud.domain.errors import NotFound
-from omshub.cloud.services.customer_annual import REQUIRED_BLOCKS, annual_information, period_months
+from omshub.cloud.domain.errors import Invalid, NotFound
+from omshub.cloud.services.customer_annual import REQUIRED_BLOCKS, annual_information, check_blocks, period_months
 from omshub.cloud.services.customer_delivery import recipient_lines
 from omshub.cloud.services.customer_pdf import DARK, GREY, HEIGHT, LEFT, LIGHT, RIGHT, _logo, _wrap
 from omshub.cloud.services.customer_settings import settings_of
@@ -234,7 +234,12 @@ def annual_letter(
 
 def portal_years(session, tenant_id: int, occupant_id: int, today) -> list[int]:
     """The years whose billing period is over and covered whole by one of the occupant's stays,
-    newest first (what `portal_stay` accepts)."""
+    newest first (what `portal_stay` accepts); none while the tenant's content blocks are incomplete
+    (the information would be refused, and the occupant cannot change that)."""
+    try:
+        check_blocks(settings_of(session, tenant_id))
+    except Invalid:
+        return []
     years = set()
     for stay in session.scalars(
         select(Occupancy).where(Occupancy.tenant_id == tenant_id, Occupancy.occupant_id == occupant_id)
