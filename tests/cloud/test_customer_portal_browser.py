@@ -81,3 +81,64 @@ def test_an_invited_occupant_sets_a_password_and_reads_the_month(database_url, d
     finally:
         live.stop()
     assert errors == []
+
+
+def test_the_occupant_downloads_annual_information_and_gives_and_withdraws_consent(database_url, data_dir, db, hub):
+    """Anna (since 2020): the annual information's finished periods as PDF links, and in the profile a
+    consent to pass her data to a provider, then withdrawn. (The server runs on the real clock: the
+    years checked are long over.)"""
+    from tests.cloud.test_customer_annual_pdf import BLOCKS
+
+    sync_playwright = _playwright()
+    t = hub.tenant()
+    with db.transaction() as s:
+        sc = customer_scenario.build(s, t.id)
+        update_settings(
+            s, t.id, {"supplier_name": "Stadtwerke Musterstadt", "annual_blocks": BLOCKS}, actor="t", now=NOW
+        )
+        build_month(s, t.id, "2026-11", actor="test", now=NOW)
+        _, token = invite(s, t.id, sc.occupants["Anna"], actor="test", now=utcnow())
+    live = LiveServer(database_url, data_dir)
+    live.start()
+    OUT.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1000, "height": 900}, locale="de-DE", accept_downloads=True)
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{live.base_url}/portal/#invite={token}&t={t.slug}")
+            invitation = page.locator("#view-invite")
+            invitation.get_by_label("Passwort", exact=True).fill("ein gutes Passwort")
+            invitation.get_by_label("Passwort wiederholen").fill("ein gutes Passwort")
+            page.get_by_role("button", name="Passwort speichern").click()
+            page.wait_for_selector("#annual-list a")
+            link = page.get_by_role("link", name="Jahresinformation 2021 (PDF)")
+            with page.expect_download() as download:
+                link.click()
+            assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+            page.screenshot(path=str(OUT / "de-annual.png"), full_page=True)
+            page.get_by_role("button", name="Profil").click()
+            page.wait_for_selector("#consent-list li")
+            assert "Keine Einwilligungen" in page.inner_text("#consent-list")
+            page.get_by_label("Energiedienstleister", exact=True).fill("Energieberatung Nord")
+            page.get_by_label("Von Monat").fill("2025-01")
+            page.get_by_label("Bis Monat").fill("2026-11")
+            page.get_by_role("button", name="Einwilligung erteilen").click()
+            page.wait_for_selector("#consent-list button")
+            assert "Energieberatung Nord" in page.inner_text("#consent-list")
+            page.screenshot(path=str(OUT / "de-consent.png"), full_page=True)
+            page.get_by_role("button", name="Widerrufen").click()
+            page.locator("#consent-list li", has_text="widerrufen am").wait_for()
+            page.get_by_role("button", name="English").click()
+            page.locator("#consent-list li", has_text="withdrawn on").wait_for()
+            page.screenshot(path=str(OUT / "en-consent.png"), full_page=True)
+            unlabelled = page.evaluate(
+                """() => [...document.querySelectorAll('input:not([type=radio]), select')]
+                      .filter(e => !document.querySelector(`label[for="${e.id}"]`)).map(e => e.id)"""
+            )
+            assert unlabelled == []
+            browser.close()
+    finally:
+        live.stop()
+    assert errors == []

@@ -256,6 +256,23 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/api/v1/customer-info/settings"): {"kind": "self"},
     ("PATCH", "/api/v1/customer-info/settings"): {"kind": "self", "json": lambda c: {"supplier_name": "B"}},
     ("GET", "/api/v1/customer-info/units/{unit_id}/annual"): {"kind": "object", "params": {"year": "2026"}},
+    ("GET", "/api/v1/customer-info/units/{unit_id}/annual/pdf"): {"kind": "object", "params": {"year": "2026"}},
+    # consents and history export (A's consent for A's occupant, made in _consent)
+    ("GET", "/api/v1/customer-info/consents"): {"kind": "list"},
+    ("POST", "/api/v1/customer-info/consents"): {
+        "kind": "create",
+        "json": lambda c: {
+            "occupant_id": c["occupant_id"],
+            "provider": "B",
+            "scope": {"from": "2026-01", "to": "2026-02"},
+            "evidence": "B",
+        },
+        "expect": (404,),
+    },
+    ("GET", "/api/v1/customer-info/consents/{consent_id}/export"): {"kind": "object"},
+    ("POST", "/api/v1/customer-info/consents/{consent_id}/withdraw"): {"kind": "object"},
+    # a bounce naming A's notice with A's correct reference: not B's notice
+    ("POST", "/api/v1/customer-info/bounces"): {"kind": "create", "content": lambda c: c["a_bounce"], "expect": (404,)},
     ("POST", "/api/v1/customer-info/runs"): {"kind": "self", "json": lambda c: {"month": c["billing_period"]}},
     ("GET", "/api/v1/customer-info/summary"): {"kind": "self", "params": {"month": _MONTH_AFTER_EPOCH}},
     ("POST", "/api/v1/customer-info/deliveries/{delivery_id}/resend"): {"kind": "object"},
@@ -277,6 +294,11 @@ SPEC: dict[tuple[str, str], dict] = {
     ("GET", "/portal/api/months"): {"kind": "public"},
     ("GET", "/portal/api/months/{month}"): {"kind": "public"},
     ("GET", "/portal/api/months/{month}/pdf"): {"kind": "public"},
+    ("GET", "/portal/api/annual"): {"kind": "public"},
+    ("GET", "/portal/api/annual/{year}/pdf"): {"kind": "public"},
+    ("GET", "/portal/api/consents"): {"kind": "public"},
+    ("POST", "/portal/api/consents"): {"kind": "public"},
+    ("POST", "/portal/api/consents/{consent_id}/withdraw"): {"kind": "public"},
     # billing exports (docs/exports.md): pulls and exports of the caller's own tenant
     ("GET", "/api/v1/exports/readings"): {"kind": "list", "params": {"period": "{billing_period}"}},
     ("GET", "/api/v1/exports/sap"): {"kind": "self", "params": {"period": "{billing_period}"}},
@@ -381,6 +403,8 @@ def world(hub, client, db, pipeline):
     assert alarm_id is not None and telegram_id is not None
 
     master = _master_data(client, a_admin, tag, point_id) | _billing(client, a_admin, point_id)
+    master |= _consent(client, a_admin, tag, master["occupant_id"], a.id, master["delivery_id"], db)
+    master["markers"].append(master.pop("consent_marker"))
     master |= _exports(client, a_admin, tag, master["billing_period"])
     master["markers"] += master.pop("export_markers")
     b = hub.tenant()
@@ -439,6 +463,30 @@ def _billing(client, headers, point_id: int) -> dict:
         "record_id": record,
         "delivery_id": deliveries["items"][0]["id"],
     }
+
+
+def _consent(client, headers, tag: str, occupant_id: int, tenant_id: int, delivery_id: int, db) -> dict:
+    """Tenant A's recorded consent, and a bounce that names A's notice with its right reference."""
+    from omshub.cloud.domain.dsn import notice_tag
+    from omshub.cloud.store.models_customers import CustomerDelivery
+
+    body = {
+        "occupant_id": occupant_id,
+        "provider": f"ISO-A-PROVIDER-{tag}",
+        "scope": {"from": "2020-01", "to": "2030-12"},
+        "evidence": "form",
+    }
+    consent = client.post(f"{API}/customer-info/consents", json=body, headers=headers)
+    assert consent.status_code == 200, consent.text
+    with db.session() as s:
+        record_id = s.get(CustomerDelivery, delivery_id).record_id
+    ref = f"{delivery_id}-{notice_tag(tenant_id, delivery_id, record_id)}"
+    bounce = (
+        f"To: a+notice-{ref}@a.example\r\nContent-Type: multipart/report; report-type=delivery-status; "
+        'boundary="b"\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\n'
+        "Final-Recipient: rfc822; a@a.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+    ).encode()
+    return {"consent_id": consent.json()["id"], "consent_marker": body["provider"], "a_bounce": bounce}
 
 
 def _exports(client, headers, tag: str, period: str) -> dict:
@@ -518,6 +566,7 @@ def _request(client, method, path, ctx, spec, headers):
         "value_id",
         "record_id",
         "delivery_id",
+        "consent_id",
         "run_id",
         "job_id",
         "endpoint_id",

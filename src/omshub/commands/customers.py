@@ -12,7 +12,16 @@ from pathlib import Path
 
 import typer
 
-from omshub.commands.cloud import ConfigOpt, DatabaseOpt, DataDirOpt, JsonOpt, _actor, _api_call, _open_db, _settings
+from omshub.commands.cloud import (
+    ConfigOpt,
+    DatabaseOpt,
+    DataDirOpt,
+    JsonOpt,
+    _actor,
+    _api_call,
+    _open_db,
+    _settings,
+)
 from omshub.times import utcnow
 
 customers_app = typer.Typer(help="Customer consumption information: monthly records, letters, e-mails, print batch.")
@@ -95,6 +104,38 @@ def send(
     with db.transaction() as session:
         t = _api_call(lambda: tenant_by_slug(session, tenant))
         result = send_due(session, t.id, utcnow(), actor=_actor())
+    typer.echo(json.dumps(result))
+
+
+@customers_app.command("bounce")
+def bounce(
+    tenant: str = typer.Option(..., "--tenant", help="tenant slug"),
+    file: Path = typer.Argument(..., help="the raw bounce message (RFC 3464), '-' for standard input"),
+    database: str | None = DatabaseOpt,
+    config: Path | None = ConfigOpt,
+    data_dir: Path | None = DataDirOpt,
+) -> None:
+    """Record a bounce that arrived after the notice was sent: its notice is marked failed with the reason."""
+    import sys
+
+    from omshub.cloud.domain.dsn import MAX_BYTES  # lazy: start-up cost (module docstring)
+    from omshub.cloud.domain.errors import Invalid
+    from omshub.cloud.services.accounts import tenant_by_slug
+    from omshub.cloud.services.customer_bounces import record_bounce
+
+    def read() -> bytes:
+        try:
+            with sys.stdin.buffer if str(file) == "-" else file.open("rb") as fh:
+                return fh.read(MAX_BYTES + 1)  # one byte more: the parser names the limit
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise Invalid(f"cannot read {file}: {why}", german=f"{file} ist nicht lesbar: {why}") from None
+
+    raw = _api_call(read)
+    db = _open_db(_settings(database, config, data_dir))
+    with db.transaction() as session:
+        t = _api_call(lambda: tenant_by_slug(session, tenant))
+        result = _api_call(lambda: record_bounce(session, t.id, raw, actor=_actor(), now=utcnow()))
     typer.echo(json.dumps(result))
 
 

@@ -77,6 +77,7 @@ class RecordOut(BaseModel):
     complete: bool
     gaps: list[str]
     revision: int
+    corrects: dict | None = Field(None, description="the earlier revision this one corrects: revision, date")
     changed_at: str
 
 

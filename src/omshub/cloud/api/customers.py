@@ -7,17 +7,23 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from omshub.cloud.api import customer_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, iso, page, paginate
 from omshub.cloud.api.deps import require_role
+from omshub.cloud.api.guard import read_body
 from omshub.cloud.domain.customer_info import mark
+from omshub.cloud.domain.dsn import MAX_BYTES
 from omshub.cloud.domain.errors import NotFound
+from omshub.cloud.services import customer_consent as consent
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.customer_annual import annual_information
+from omshub.cloud.services.customer_annual_pdf import annual_letter
+from omshub.cloud.services.customer_bounces import record_bounce
 from omshub.cloud.services.customer_completeness import completeness
 from omshub.cloud.services.customer_console import (
     accounts_of,
@@ -70,6 +76,7 @@ def record_json(r: CustomerRecord) -> dict:
         "complete": r.complete,
         "gaps": r.gaps,
         "revision": r.revision,
+        "corrects": c.get("corrects"),
         "changed_at": iso(r.changed_at),
     }
 
@@ -139,6 +146,9 @@ class SettingsIn(BaseModel):
     )
     min_cohort: int | None = Field(None, ge=1, le=1000)
     lock_after_days: int | None = Field(None, ge=0, le=3650)
+    remove_after_days: int | None = Field(
+        None, ge=0, le=3650, description="portal accounts removed this many days after the last move-out"
+    )
     hca_conversion: ConversionIn | None = None
     annual_blocks: dict[AnnualBlock, Annotated[Text, Field(max_length=4000)]] | None = Field(
         None, description="the annual information's content blocks: block -> text (all are required)"
@@ -260,6 +270,35 @@ def read_annual(
     return annual_information(session, principal.tenant_id, unit_id, year)
 
 
+@router.get(
+    "/units/{unit_id}/annual/pdf",
+    summary="A unit's annual information as a PDF (chart and content blocks)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def read_annual_pdf(
+    unit_id: Id,
+    principal: Viewer,
+    session: DbSession,
+    year: Annotated[int, Query(ge=2000, le=2100)],
+    occupant_id: Id | None = None,
+    language: Literal["de", "en"] = "de",
+) -> Response:
+    """Addressed to `occupant_id` (one of the unit's occupants) or to the property; refused (422)
+    while a required content block is missing."""
+    pdf = annual_letter(session, principal.tenant_id, unit_id, year, language, occupant_id=occupant_id)
+    return annual_response(pdf, year, language)
+
+
+def annual_response(pdf: bytes, year: int, language: str) -> Response:
+    name = f"{'Jahresinformation' if language == 'de' else 'annual-information'}-{year}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "private, no-store"},
+    )
+
+
 # --- the console's monthly run, resend and invitations (docs/console.md §Customer information) ---
 
 
@@ -326,3 +365,86 @@ def list_invitations(
             }
         )
     return page(items, nxt)
+
+
+# --- consent and export to an energy-service provider the customer names (FFVAV §5(4), HeizkostenV §6b) ---
+
+
+class ScopeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_: Text = Field(alias="from", description="first month, e.g. 2025-01")
+    to: Text = Field(description="last month, e.g. 2026-11")
+    kinds: list[Literal["heat", "hot_water", "hca"]] | None = Field(None, max_length=3)
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    occupant_id: Id
+    provider: Text = Field(min_length=1, max_length=200, description="the energy-service provider the customer named")
+    provider_contact: Text = Field("", max_length=500)
+    scope: ScopeIn
+    evidence: Text = Field(min_length=1, max_length=2000, description="how the consent was given, e.g. a signed form")
+
+
+def scope_dict(scope: ScopeIn) -> dict:
+    return {"from": scope.from_, "to": scope.to, "kinds": scope.kinds}
+
+
+@router.post("/consents", summary="Record a customer's consent to export their history to a provider")
+def give_consent(body: ConsentIn, principal: Operator, session: DbSession) -> dict:
+    row = consent.give(
+        session,
+        principal.tenant_id,
+        body.occupant_id,
+        provider=body.provider,
+        provider_contact=body.provider_contact,
+        scope=scope_dict(body.scope),
+        evidence=body.evidence,
+        actor=principal.name,
+        now=utcnow(),
+    )
+    return consent.as_json(row)
+
+
+@router.get("/consents", summary="The recorded consents (of one occupant)")
+def list_consents(principal: Viewer, session: DbSession, occupant_id: Id | None = None) -> list[dict]:
+    return [consent.as_json(r) for r in consent.of_occupant(session, principal.tenant_id, occupant_id)]
+
+
+@router.post("/consents/{consent_id}/withdraw", summary="Withdraw a consent (the record stays)")
+def withdraw_consent(consent_id: Id, principal: Operator, session: DbSession) -> dict:
+    row = consent.get(session, principal.tenant_id, consent_id)
+    return consent.as_json(consent.withdraw(session, row, actor=principal.name, now=utcnow()))
+
+
+@router.get(
+    "/consents/{consent_id}/export",
+    summary="The customer's history for the named provider (JSON or CSV); only while the consent is in force",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}, 409: {"description": "withdrawn"}},
+)
+def export_history(
+    consent_id: Id, principal: Operator, session: DbSession, format: Literal["json", "csv"] = "json"
+) -> Response:
+    data = consent.export(session, principal.tenant_id, consent_id, actor=principal.name, now=utcnow())
+    headers = {"Cache-Control": "private, no-store"}
+    if format == "csv":
+        headers["Content-Disposition"] = f'attachment; filename="history-consent-{consent_id}.csv"'
+        return Response(consent.to_csv(data), media_type="text/csv; charset=utf-8", headers=headers)
+    return JSONResponse(data, headers=headers)
+
+
+async def _bounce_body(request: Request) -> bytes:
+    return await read_body(request, MAX_BYTES, "the bounce message")
+
+
+@router.post(
+    "/bounces",
+    summary="Record a bounce (RFC 3464 delivery status notification) that arrived after sending",
+    openapi_extra={"requestBody": {"content": {"message/rfc822": {"schema": {"type": "string"}}}}},
+    responses={413: {"description": "larger than 1 MB"}},
+)
+def post_bounce(principal: Operator, body: Annotated[bytes, Depends(_bounce_body)], session: DbSession) -> dict:
+    """The raw bounce message as the body (at most 1 MB). A permanent failure marks its notice
+    `failed` (completeness: `email_failed`, shown in the console); 422 with the reason when it is not a
+    usable bounce, 404 when it refers to no notice of this tenant."""
+    return record_bounce(session, principal.tenant_id, body, actor=principal.name, now=utcnow())

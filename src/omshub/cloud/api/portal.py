@@ -6,16 +6,18 @@ month outside the stay: 404), every read logged (HeizkostenV §6b). Operators in
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from omshub.cloud.api import customer_schemas as S
 from omshub.cloud.api.common import DbSession, Id, Text
-from omshub.cloud.api.customers import Operator, pdf_response, record_json
-from omshub.cloud.domain.errors import Forbidden
+from omshub.cloud.api.customers import Operator, ScopeIn, annual_response, pdf_response, record_json, scope_dict
+from omshub.cloud.domain.errors import Forbidden, NotFound
+from omshub.cloud.services import customer_consent as consent
 from omshub.cloud.services import customer_portal as portal
+from omshub.cloud.services.customer_annual_pdf import annual_letter, portal_stay, portal_years
 from omshub.cloud.services.customer_records import check_month
 from omshub.cloud.store.models_customers import PortalAccount
 from omshub.times import utcnow
@@ -105,21 +107,35 @@ def invite(body: InviteIn, principal: Operator, session: DbSession) -> dict:
     return {"account_id": account.id, "email": account.email, "invite_url": url, "sent": body.send}
 
 
-@router.post("/portal/api/accept", response_model=ProfileOut)
-def accept(body: AcceptIn, request: Request, response: Response, session: DbSession) -> dict:
-    _csrf(request)
-    now = utcnow()
-    account = portal.accept(session, body.token, body.password, now)
-    _set_cookie(request, response, portal.new_session(session, account, now))
-    return portal.profile(session, account)
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
-@router.post("/portal/api/login", response_model=ProfileOut)
-def login(body: LoginIn, request: Request, response: Response, session: DbSession) -> dict:
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "too many failed attempts from this address or for this account (Retry-After)"}
+}
+
+
+@router.post("/portal/api/accept", response_model=ProfileOut, responses=THROTTLED)
+def accept(body: AcceptIn, request: Request, response: Response) -> dict:
+    """Set the password with the invitation link; guessing links is throttled like console logins."""
     _csrf(request)
-    account, token = portal.login(session, body.tenant, body.email, body.password, utcnow())
+    profile, token = portal.attempt_accept(
+        request.app.state.db, body.token, body.password, address=_address(request), now=utcnow()
+    )
     _set_cookie(request, response, token)
-    return portal.profile(session, account)
+    return profile
+
+
+@router.post("/portal/api/login", response_model=ProfileOut, responses=THROTTLED)
+def login(body: LoginIn, request: Request, response: Response) -> dict:
+    """E-mail and password; failed logins are throttled like the console's (429 with Retry-After)."""
+    _csrf(request)
+    profile, token = portal.attempt_login(
+        request.app.state.db, body.tenant, body.email, body.password, address=_address(request), now=utcnow()
+    )
+    _set_cookie(request, response, token)
+    return profile
 
 
 @router.post("/portal/api/logout", status_code=204)
@@ -170,3 +186,70 @@ def month_pdf(month: Text, account: Account, session: DbSession) -> Response:
     record = portal.own_record(session, account, check_month(month, now))
     portal.log_read(session, account, f"pdf {record.month}", now)
     return pdf_response(session, account.tenant_id, record, account.language)
+
+
+@router.get("/portal/api/annual", response_model=list[int])
+def annual_years(account: Account, session: DbSession) -> list[int]:
+    """The years with annual information for the occupant (a finished billing period of their stay)."""
+    portal.log_read(session, account, "annual years", utcnow())
+    return portal_years(session, account.tenant_id, account.occupant_id, utcnow().date())
+
+
+@router.get(
+    "/portal/api/annual/{year}/pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
+)
+def annual_pdf(year: int, account: Account, session: DbSession) -> Response:
+    """The annual information of the billing period ending in `year` for the occupant's unit: only a
+    stay covering the whole period (404 otherwise); the previous period shows `–` before the move-in."""
+    now = utcnow()
+    if not 2000 <= year <= 2100:
+        raise NotFound(f"no annual information for {year}", german=f"Für {year} gibt es keine Jahresinformation.")
+    stay = portal_stay(session, account.tenant_id, account.occupant_id, year)
+    pdf = annual_letter(
+        session,
+        account.tenant_id,
+        stay.unit_id,
+        year,
+        account.language,
+        occupant_id=account.occupant_id,
+        visible_from=stay.moved_in,
+    )
+    portal.log_read(session, account, f"annual pdf {year}", now)
+    return annual_response(pdf, year, account.language)
+
+
+class PortalConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Text = Field(min_length=1, max_length=200)
+    provider_contact: Text = Field("", max_length=500)
+    scope: ScopeIn
+
+
+@router.get("/portal/api/consents")
+def my_consents(account: Account, session: DbSession) -> list[dict]:
+    """The occupant's consents to pass their history to an energy-service provider (FFVAV §5(4))."""
+    portal.log_read(session, account, "consents", utcnow())
+    return [consent.as_json(r) for r in consent.of_occupant(session, account.tenant_id, account.occupant_id)]
+
+
+@router.post("/portal/api/consents")
+def give_my_consent(body: PortalConsentIn, account: Account, session: DbSession) -> dict:
+    """The occupant consents in the portal (recorded with `given_by` portal:<account>)."""
+    row = consent.give(
+        session,
+        account.tenant_id,
+        account.occupant_id,
+        provider=body.provider,
+        provider_contact=body.provider_contact,
+        scope=scope_dict(body.scope),
+        evidence="given in the customer portal / im Kundenportal erteilt",
+        actor=f"portal:{account.id}",
+        now=utcnow(),
+    )
+    return consent.as_json(row)
+
+
+@router.post("/portal/api/consents/{consent_id}/withdraw")
+def withdraw_my_consent(consent_id: Id, account: Account, session: DbSession) -> dict:
+    row = consent.get(session, account.tenant_id, consent_id, occupant_id=account.occupant_id)
+    return consent.as_json(consent.withdraw(session, row, actor=f"portal:{account.id}", now=utcnow()))

@@ -6,6 +6,8 @@ missing: information without them is incomplete (HeizkostenV §12(1))."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain import customer_info as ci
@@ -68,8 +70,12 @@ def _degree_days(session: Session, station_id: int | None, labels: list[str]) ->
     return None if dd.days_missing else dd.value
 
 
-def annual_information(session: Session, tenant_id: int, unit_id: int, year: int) -> dict:
-    """The annual comparison of a unit for the billing period ending in `year`."""
+def annual_information(
+    session: Session, tenant_id: int, unit_id: int, year: int, *, visible_from: date | None = None
+) -> dict:
+    """The annual comparison of a unit for the billing period ending in `year`. `visible_from`: an
+    occupant's move-in (portal) — a period that starts before it is not theirs and is shown as `–`
+    (`before_move_in`), never another occupant's consumption (HeizkostenV §6b)."""
     unit = get_unit(session, tenant_id, unit_id)
     settings = settings_of(session, tenant_id)
     blocks = check_blocks(settings)
@@ -88,6 +94,8 @@ def annual_information(session: Session, tenant_id: int, unit_id: int, year: int
             continue
         current = _sum(facts.points[kind], now_labels, consumption)
         previous = _sum(facts.points[kind], then_labels, consumption)
+        if visible_from is not None and ci.month_days(then_labels[0])[0] < visible_from:
+            previous = {"value": None, "status": "before_move_in"}
         line: dict = {"kind": kind, "unit": ci.KIND_UNITS[kind], "current": current, "previous": previous}
         if kind == "heat":
             line["corrected"] = {
@@ -101,6 +109,11 @@ def annual_information(session: Session, tenant_id: int, unit_id: int, year: int
         lines.append(line)
     return {
         "unit_id": unit.id,
+        "unit": {"ref": unit.ref, "name": unit.name, "area_m2": unit.area_m2},
+        "property": {
+            "name": prop.name,
+            "address": ", ".join(x for x in (prop.street, f"{prop.postcode} {prop.city}".strip()) if x),
+        },
         "year": year,
         "period": [ci.month_days(now_labels[0])[0].isoformat(), ci.month_days(now_labels[-1])[1].isoformat()],
         "previous_period": [

@@ -24,6 +24,7 @@ import aiosmtplib
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from omshub.cloud.domain.dsn import notice_tag, verp_sender
 from omshub.cloud.services.customer_pdf import letters_pdf
 from omshub.cloud.services.customer_settings import settings_of, valid_email
 from omshub.cloud.services.customer_texts import day_text, figure_text, month_name, t
@@ -138,7 +139,7 @@ def _message(settings: dict, content: dict, occupant: Occupant, to: str, correct
         body = f"{head}\n\n{note}\n\n{rest}"
     msg.set_content(body)
     if attach:
-        pdf = letters_pdf([(content, recipient_lines(occupant, content), lang)], settings)
+        pdf = letters_pdf([(content, recipient_lines(occupant, content), lang, corrects or False)], settings)
         name = (
             f"Verbrauchsinformation-{content['month']}.pdf" if lang == "de" else f"consumption-{content['month']}.pdf"
         )
@@ -155,7 +156,7 @@ def _permanent(exc: Exception) -> bool:
     return isinstance(code, int) and 500 <= code < 600
 
 
-async def _send_all(settings: dict, messages: list[tuple[int, EmailMessage]]) -> dict[int, Exception | None]:
+async def _send_all(settings: dict, messages: list[tuple[int, EmailMessage, str]]) -> dict[int, Exception | None]:
     """Send over one connection; the outcome per delivery id (None: accepted)."""
     smtp = settings["smtp"]
     out: dict[int, Exception | None] = {}
@@ -170,11 +171,11 @@ async def _send_all(settings: dict, messages: list[tuple[int, EmailMessage]]) ->
     try:
         await client.connect()
     except (aiosmtplib.SMTPException, OSError) as exc:
-        return {did: exc for did, _ in messages}
+        return {did: exc for did, _, _ in messages}
     try:
-        for did, msg in messages:
+        for did, msg, envelope_sender in messages:
             try:
-                await client.send_message(msg)
+                await client.send_message(msg, sender=envelope_sender)
                 out[did] = None
             except (aiosmtplib.SMTPException, OSError) as exc:
                 out[did] = exc
@@ -185,7 +186,7 @@ async def _send_all(settings: dict, messages: list[tuple[int, EmailMessage]]) ->
             await client.quit()
         except (aiosmtplib.SMTPException, OSError):
             pass  # the connection is gone anyway; the outcomes are already known
-    for did, _ in messages:
+    for did, _, _ in messages:
         out.setdefault(did, aiosmtplib.SMTPServerDisconnected("connection lost before this message"))
     return out
 
@@ -222,7 +223,12 @@ def send_due(
             counts["failed"] += 1
             continue
         corrects = correction_of(delivery, record)
-        messages.append((delivery.id, _message(settings, record.content, occupant, delivery.address, corrects)))
+        msg = _message(settings, record.content, occupant, delivery.address, corrects)
+        # a bounce that arrives later finds its notice by these (services/customer_bounces.py)
+        tag = notice_tag(tenant_id, delivery.id, record.id)
+        msg["X-Omshub-Notice"] = f"{delivery.id}-{tag}"
+        sender = settings["smtp"]["sender"] or "no-reply@localhost"
+        messages.append((delivery.id, msg, verp_sender(sender, delivery.id, tag)))
     outcomes = asyncio.run(_send_all(settings, messages)) if messages else {}
     by_id = {d.id: (d, r) for d, r, _ in due}
     for did, exc in outcomes.items():
@@ -282,7 +288,10 @@ def print_batch(
         )
     ).all()
     rows = sorted(rows, key=lambda r: _address_key(r[0].address))
-    letters = [(r.content, d.address, o.language if o.language in ("de", "en") else "de") for d, r, o in rows]
+    letters = [
+        (r.content, d.address, o.language if o.language in ("de", "en") else "de", correction_of(d, r) or False)
+        for d, r, o in rows
+    ]
     pdf = letters_pdf(letters, settings) if letters else b""
     for d, r, _ in rows:
         d.state, d.sent_at, d.revision, d.attempts = "sent", now, r.revision, d.attempts + 1

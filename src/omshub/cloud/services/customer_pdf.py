@@ -33,23 +33,39 @@ from omshub.cloud.services.customer_texts import (
 WIDTH, HEIGHT = A4
 LEFT, RIGHT = 25 * mm, WIDTH - 20 * mm
 GREY, DARK, LIGHT = (0.45, 0.45, 0.45), (0.12, 0.25, 0.45), (0.72, 0.78, 0.88)
+ALERT = (0.62, 0.1, 0.1)  # white on it: contrast about 8:1
 
 
-def letter_pdf(record: dict, settings: dict, recipient: str, language: str) -> bytes:
+def letter_pdf(record: dict, settings: dict, recipient: str, language: str, corrects: dict | None = None) -> bytes:
     """One letter: `record` is a stored record's content, `recipient` the address lines."""
-    return letters_pdf([(record, recipient, language)], settings)
+    return letters_pdf([(record, recipient, language, corrects)], settings)
 
 
-def letters_pdf(letters: Iterable[tuple[dict, str, str]], settings: dict) -> bytes:
-    """Many letters in one PDF, one page each: (content, recipient, language)."""
+def correction(content: dict, sent: dict | bool | None = None) -> dict | None:
+    """The earlier information a letter corrects: {"revision", "date"}. A letter sent through a
+    delivery follows the delivery: `sent` is the notice this occupant got (its revision and sending
+    time), or False when they got none yet (a first notice corrects nothing they received). A PDF read
+    directly (API, portal, the run's files: `sent` None) follows the record: from revision 2 on it
+    names the earlier revision and when that was computed; None for a first revision."""
+    if sent is False:
+        return None
+    if isinstance(sent, dict) and sent.get("sent_at") is not None:
+        return {"revision": sent["revision"], "date": sent["sent_at"].date().isoformat()}
+    return content.get("corrects")
+
+
+def letters_pdf(letters: Iterable[tuple], settings: dict) -> bytes:
+    """Many letters in one PDF, one page each: (content, recipient, language[, sent]) — `sent`: the
+    delivery's earlier notice or False, see `correction`."""
     out = io.BytesIO()
     c = Canvas(out, pagesize=A4, pageCompression=0, invariant=1)
     c.setTitle("Verbrauchsinformation / consumption information")
     c.setAuthor(settings.get("supplier_name") or "omshub")
     logo = _logo(settings)
     pages = 0
-    for content, recipient, language in letters:
-        _page(c, content, settings, logo, recipient, language)
+    for content, recipient, language, *rest in letters:
+        corrects = correction(content, rest[0] if rest else None)
+        _page(c, content, settings, logo, recipient, language, corrects)
         c.showPage()
         pages += 1
     if pages == 0:
@@ -64,7 +80,7 @@ def _logo(settings: dict) -> ImageReader | None:
     return ImageReader(io.BytesIO(base64.b64decode(settings["logo_png"])))
 
 
-def _page(c: Canvas, content: dict, settings: dict, logo, recipient: str, lang: str) -> None:
+def _page(c: Canvas, content: dict, settings: dict, logo, recipient: str, lang: str, corrects) -> None:
     y = HEIGHT - 20 * mm
     if logo is not None:
         c.drawImage(logo, LEFT, y - 12 * mm, width=30 * mm, height=12 * mm, preserveAspectRatio=True, mask="auto")
@@ -78,6 +94,13 @@ def _page(c: Canvas, content: dict, settings: dict, logo, recipient: str, lang: 
     for i, line in enumerate(recipient.splitlines()[:6]):
         c.drawString(LEFT, HEIGHT - 50 * mm - i * 4.6 * mm, line)
     y = HEIGHT - 100 * mm
+    if corrects:  # a boxed line above the title: this letter replaces an earlier one
+        c.setFillColorRGB(*ALERT)
+        c.rect(LEFT - 2 * mm, y + 5 * mm, RIGHT - LEFT + 4 * mm, 7 * mm, stroke=0, fill=1)
+        c.setFillColorRGB(1, 1, 1)
+        c.setFont("Helvetica-Bold", 10)
+        when = day_text(corrects["date"], lang)
+        c.drawString(LEFT, y + 7.3 * mm, t("corrected_banner", lang, date=when, revision=corrects["revision"]))
     c.setFont("Helvetica-Bold", 15)
     c.setFillColorRGB(*DARK)
     c.drawString(LEFT, y, t("title", lang, month=month_name(content["month"], lang)))

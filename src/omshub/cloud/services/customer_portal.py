@@ -14,10 +14,11 @@ from email.message import EmailMessage
 from email.utils import formataddr
 
 import aiosmtplib
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, NotFound, Unauthorized
+from omshub.cloud.services import login_throttle as throttle
 from omshub.cloud.services.accounts import hash_password, verify_password
 from omshub.cloud.services.customer_settings import check_email, settings_of
 from omshub.cloud.services.properties import tenant_row
@@ -122,18 +123,65 @@ def accept(session: Session, token: str, password: str, now: datetime) -> Portal
             "this invitation link is unknown, used or expired",
             german="Dieser Einladungslink ist unbekannt, schon benutzt oder abgelaufen.",
         )
-    if len(password) < MIN_PASSWORD:
-        raise Invalid(
-            f"password: at least {MIN_PASSWORD} characters",
-            german=f"Passwort: mindestens {MIN_PASSWORD} Zeichen",
-        )
+    _check_password(password)
     account.password_hash, account.invite_hash, account.invite_expires_at = hash_password(password), None, None
     audit(session, account.tenant_id, f"portal:{account.id}", "portal.accept", {"account_id": account.id})
     return account
 
 
-def login(session: Session, tenant_slug: str, email: str, password: str, now: datetime) -> tuple[PortalAccount, str]:
-    """-> (account, session token). The same answer for an unknown address and a wrong password."""
+def _reserve(db, key: str, address: str, now: datetime, policy) -> throttle.Reservation:
+    """Count the attempt on the login throttle's counters in a transaction of its own (committed
+    before the secret is checked, so parallel attempts see it); LoginThrottled (429) when closed."""
+    for _ in range(5):
+        try:
+            with db.transaction() as session:
+                return throttle.reserve(session, key, address, now, policy)
+        except throttle.Contended:
+            continue
+    raise throttle.LoginThrottled(1)
+
+
+def attempt_login(
+    db, tenant_slug: str, email: str, password: str, *, address: str, now: datetime, policy=None
+) -> tuple[dict, str]:
+    """A portal login behind the console's login throttle (services/login_throttle.py: per account,
+    per client address and per pair; the account key is the tenant and e-mail address, so an unknown
+    address is throttled exactly like a known one). -> (profile, session token)"""
+    policy = policy or throttle.DEFAULT_POLICY
+    reservation = _reserve(db, f"portal:{tenant_slug}:{email.strip().lower()}", address, now, policy)
+    with db.session() as session:  # a read: no write lock while argon2 works
+        account = check_login(session, tenant_slug, email, password)
+    with db.transaction() as session:
+        account = session.get(PortalAccount, account.id)
+        token = new_session(session, account, now)
+        throttle.succeeded(session, reservation, now)
+        return profile(session, account), token
+
+
+def attempt_accept(db, token: str, password: str, *, address: str, now: datetime, policy=None) -> tuple[dict, str]:
+    """Set the password with an invitation link behind the login throttle (guessing links is
+    throttled per client address; each link is its own account key). -> (profile, session token)"""
+    _check_password(password)  # before counting: a valid link with a short password is no guess
+    policy = policy or throttle.DEFAULT_POLICY
+    reservation = _reserve(db, f"portal-invite:{_hash(token or '')[:16]}", address, now, policy)
+    with db.transaction() as session:
+        account = accept(session, token, password, now)
+        session_token = new_session(session, account, now)
+        throttle.succeeded(session, reservation, now)
+        return profile(session, account), session_token
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(
+            f"password: at least {MIN_PASSWORD} characters",
+            german=f"Passwort: mindestens {MIN_PASSWORD} Zeichen",
+        )
+
+
+def check_login(session: Session, tenant_slug: str, email: str, password: str) -> PortalAccount:
+    """The account for a correct e-mail and password, else Unauthorized — the same answer (and the
+    same work) for an unknown address, a wrong password and a locked account."""
     tenant = session.scalar(select(Tenant).where(Tenant.slug == tenant_slug))
     account = None
     if tenant is not None:
@@ -147,7 +195,7 @@ def login(session: Session, tenant_slug: str, email: str, password: str, now: da
         raise _BAD_LOGIN
     if not verify_password(account.password_hash, password):
         raise _BAD_LOGIN
-    return account, new_session(session, account, now)
+    return account
 
 
 def new_session(session: Session, account: PortalAccount, now: datetime) -> str:
@@ -245,7 +293,15 @@ def update_profile(session: Session, account: PortalAccount, changes: dict, now:
     return profile(session, account)
 
 
-def lock_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int) -> int:
+def _moved_out(session: Session, occupant_id: int):
+    """The day the occupant left their last unit, or None while they live in one (or never did)."""
+    stays = session.scalars(select(Occupancy).where(Occupancy.occupant_id == occupant_id)).all()
+    if not stays or any(s.moved_out is None for s in stays):
+        return None
+    return max(s.moved_out for s in stays if s.moved_out is not None)
+
+
+def lock_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int, actor: str = "system") -> int:
     """Lock the portal accounts of occupants who moved out of every unit more than `days` ago
     (HeizkostenV §6b: their data serve no information duty any more). -> how many were locked."""
     today = now.date()
@@ -253,9 +309,65 @@ def lock_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int
     for account in session.scalars(
         select(PortalAccount).where(PortalAccount.tenant_id == tenant_id, PortalAccount.locked_at.is_(None))
     ):
-        stays = session.scalars(select(Occupancy).where(Occupancy.occupant_id == account.occupant_id)).all()
-        if stays and all(s.moved_out is not None and (today - s.moved_out).days > days for s in stays):
+        left = _moved_out(session, account.occupant_id)
+        if left is not None and (today - left).days > days:
             account.locked_at = now
+            session.execute(delete(PortalSession).where(PortalSession.account_id == account.id))
             locked += 1
-            audit(session, tenant_id, "system", "portal.lock", {"account_id": account.id, "reason": "moved out"})
+            audit(
+                session,
+                tenant_id,
+                actor,
+                "portal.lock",
+                {"account_id": account.id, "reason": "moved out", "moved_out": left.isoformat()},
+            )
     return locked
+
+
+def remove_moved_out(session: Session, tenant_id: int, now: datetime, *, days: int, actor: str = "system") -> int:
+    """Remove the portal accounts of occupants who moved out of every unit more than `days` ago: the
+    account (e-mail, password hash), its sessions and its read log are deleted; the audit log keeps
+    that it happened (account, occupant, move-out, how many reads). The occupant's master data and
+    records stay (billing evidence). -> how many were removed."""
+    today = now.date()
+    removed = 0
+    for account in list(session.scalars(select(PortalAccount).where(PortalAccount.tenant_id == tenant_id))):
+        left = _moved_out(session, account.occupant_id)
+        if left is None or (today - left).days <= days:
+            continue
+        reads = session.scalar(select(func.count()).select_from(PortalRead).where(PortalRead.account_id == account.id))
+        session.execute(delete(PortalRead).where(PortalRead.account_id == account.id))
+        session.execute(delete(PortalSession).where(PortalSession.account_id == account.id))
+        audit(
+            session,
+            tenant_id,
+            actor,
+            "portal.remove",
+            {
+                "account_id": account.id,
+                "occupant_id": account.occupant_id,
+                "moved_out": left.isoformat(),
+                "reads_removed": reads,
+            },
+        )
+        session.delete(account)
+        removed += 1
+    session.flush()
+    return removed
+
+
+def portal_privacy(db, now: datetime, *, actor: str = "system") -> dict:
+    """Every tenant's portal accounts after move-out: locked after `lock_after_days`, removed after
+    `remove_after_days` (tenant settings). Run daily by `omshub serve` (maintenance task
+    `portal_accounts`) and by `omshub admin maintenance --task portal_accounts`. -> per tenant id counts"""
+    out: dict = {}
+    with db.session() as session:
+        tenants = list(session.scalars(select(PortalAccount.tenant_id).distinct()))
+    for tenant_id in tenants:
+        with db.transaction() as session:
+            settings = settings_of(session, tenant_id)
+            locked = lock_moved_out(session, tenant_id, now, days=int(settings["lock_after_days"]), actor=actor)
+            removed = remove_moved_out(session, tenant_id, now, days=int(settings["remove_after_days"]), actor=actor)
+        if locked or removed:
+            out[tenant_id] = {"locked": locked, "removed": removed}
+    return out

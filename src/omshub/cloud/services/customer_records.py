@@ -205,6 +205,10 @@ def _store(
         )
         counts["new"] += 1
     elif row.fingerprint != fingerprint:
+        # the letter of the new revision says which information it corrects (the fingerprint is of the
+        # values only, so this note never makes a record look changed)
+        earlier = {"revision": row.revision, "date": row.changed_at.date().isoformat()}
+        content = {**content, "corrects": earlier}
         row.content, row.fingerprint, row.complete, row.gaps = content, fingerprint, not gaps, gaps
         row.day_from, row.day_to, row.revision, row.changed_at = days[0], days[1], row.revision + 1, now
         counts["changed"] += 1

@@ -29,7 +29,11 @@ DEFAULTS: dict = {
     "cohort_keys": list(COHORT_KEYS),
     "flat_size_bins": list(DEFAULT_FLAT_BINS),
     "min_cohort": 3,
-    "lock_after_days": 90,  # portal accounts are locked this many days after the occupant's last move-out
+    # portal accounts are locked this many days after the occupant's last move-out (time to see the last
+    # month's information, due by the 28th of the month after) and removed (account, sessions, read log)
+    # this many days after it (HeizkostenV §6b); services/customer_portal.py `portal_privacy`
+    "lock_after_days": 60,
+    "remove_after_days": 90,
     # a declared, versioned conversion of allocator units to kWh, e.g.
     # {"method": "annual_bill_ratio", "version": "2026-1", "kwh_per_unit": 7.5}; None: shown in units
     "hca_conversion": None,
@@ -111,6 +115,9 @@ def _check(changes: dict) -> None:
             "hca_conversion: {method, version, kwh_per_unit > 0} or null",
             german="hca_conversion: {method, version, kwh_per_unit > 0} oder null",
         )
+    for name in ("lock_after_days", "remove_after_days"):
+        if name in changes and not (isinstance(changes[name], int) and 0 <= changes[name] <= 3650):
+            raise Invalid(f"{name}: 0 to 3650 days", german=f"{name}: 0 bis 3650 Tage")
     blocks = changes.get("annual_blocks")
     if blocks is not None and not (isinstance(blocks, dict) and all(isinstance(v, str) for v in blocks.values())):
         raise Invalid("annual_blocks: {block: text}", german="annual_blocks: {Baustein: Text}")

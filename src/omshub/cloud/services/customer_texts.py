@@ -86,6 +86,46 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Corrected information: it replaces our consumption information for {month} of {sent} "
         "(version {revision}), whose values have changed since.",
     ),
+    "corrected_banner": (
+        "Korrigierte Information – ersetzt die Information vom {date} (Stand {revision})",
+        "Corrected information – replaces the information of {date} (version {revision})",
+    ),
+    "annual_title": ("Ihre Jahresinformation {period}", "Your annual information {period}"),
+    "annual_periods": (
+        "Abrechnungszeitraum {first} bis {last}; Vorjahreszeitraum {pfirst} bis {plast}",
+        "Billing period {first} to {last}; previous period {pfirst} to {plast}",
+    ),
+    "annual_col_kind": ("Verbrauch", "Consumption"),
+    "annual_col_previous": ("Vorjahreszeitraum", "Previous period"),
+    "annual_col_current": ("Abrechnungszeitraum", "Billing period"),
+    "annual_measured": ("gemessen", "measured"),
+    "annual_corrected": ("witterungsbereinigt", "weather-corrected"),
+    "annual_chart": (
+        "Vergleich mit dem Vorjahreszeitraum (Heizung witterungsbereinigt, Warmwasser wie gemessen)",
+        "Comparison with the previous period (heating weather-corrected, hot water as measured)",
+    ),
+    "annual_method": (
+        "Witterungsbereinigung der Heizung nach Gradtagzahlen (Verbrauch × G_ref / G): {now} Gradtage im "
+        "Abrechnungszeitraum, {then} im Vorjahreszeitraum, Bezug {ref}. Warmwasser wird nie witterungsbereinigt "
+        "(§ 6a Abs. 3 HeizkostenV).",
+        "Heating weather-corrected by degree days (consumption × G_ref / G): {now} degree days in the billing "
+        "period, {then} in the previous one, reference {ref}. Hot water is never weather-corrected "
+        "(§ 6a(3) HeizkostenV).",
+    ),
+    "annual_legal": (
+        "Jahresinformation nach § 6a Abs. 3 Heizkostenverordnung und § 5 FFVAV.",
+        "Annual information under § 6a(3) Heizkostenverordnung and § 5 FFVAV.",
+    ),
+    "block_energy_mix": ("Energieträgermix", "Energy mix"),
+    "block_emissions": ("Treibhausgasemissionen", "Greenhouse-gas emissions"),
+    "block_primary_energy_factor": ("Primärenergiefaktor", "Primary energy factor"),
+    "block_taxes_levies": ("Steuern, Abgaben und Zölle", "Taxes, levies and duties"),
+    "block_device_charges": ("Entgelte für Geräte, Ablesung und Abrechnung", "Charges for devices, reading, billing"),
+    "block_consumer_organisations": (
+        "Verbraucherorganisationen und Energieagenturen",
+        "Consumer organisations and energy agencies",
+    ),
+    "block_dispute_resolution": ("Beschwerden und Streitbeilegung", "Complaints and dispute resolution"),
 }
 
 

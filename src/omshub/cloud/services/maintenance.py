@@ -17,6 +17,8 @@ Tasks:
 * `billing_reclose` — the last two months each tenant has closed are closed again, so late telegrams
   reach their billing values (services/billing_close.py);
 * `retention` — every tenant's retention (store/retention.py), never what billing still needs.
+* `portal_accounts` — customer portal accounts of occupants who moved out locked, later removed
+  (services/customer_portal.py, HeizkostenV §6b).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from omshub.cloud.services.billing_close import reclose_recent
+from omshub.cloud.services.customer_portal import portal_privacy
 from omshub.cloud.store.database import Database
 from omshub.cloud.store.partitions import ensure_partitions
 from omshub.cloud.store.retention import apply_retention
@@ -224,12 +227,19 @@ def billing_reclose(db: Database, now: datetime) -> dict:
     return reclose_recent(db, now)
 
 
+def portal_accounts(db: Database, now: datetime) -> dict:
+    """Portal accounts of occupants who moved out: locked, later removed (HeizkostenV §6b;
+    services/customer_portal.py `portal_privacy`)."""
+    return {"tenants": portal_privacy(db, now)}
+
+
 TASKS: list[tuple[str, Task]] = [
     ("ensure_partitions", partitions_ahead),
     ("autovacuum_settings", apply_autovacuum_settings),
     ("billing_reclose", billing_reclose),
     ("retention", retention),
     ("vacuum_analyze", vacuum_analyze),
+    ("portal_accounts", portal_accounts),
 ]
 
 

@@ -125,3 +125,25 @@ class PortalRead(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("portal_accounts.id"))
     what: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CustomerConsent(Base):
+    """A customer's consent to pass their billing and consumption history to an energy-service
+    provider they name (FFVAV §5(4); HeizkostenV §6b: any other use needs its own basis): who
+    (`occupant_id`), when and how it was given (`given_at`, `given_by`: an operator or the occupant in
+    the portal, `evidence`), to whom (`provider`, `provider_contact`) and for what (`scope`: months
+    from/to, kinds). Withdrawn: `withdrawn_at`; the row stays as evidence of what was allowed when."""
+
+    __tablename__ = "customer_consents"
+    __table_args__ = (Index("ix_customer_consents_occupant", "tenant_id", "occupant_id"),)
+    id: Mapped[int] = _id()
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    occupant_id: Mapped[int] = mapped_column(ForeignKey("occupants.id"))
+    provider: Mapped[str] = mapped_column(String(200))
+    provider_contact: Mapped[str] = mapped_column(String(500), default="")
+    scope: Mapped[dict] = mapped_column(JSON, default=dict)  # {"from": "2025-01", "to": "2026-11", "kinds": [...]}
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    given_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    given_by: Mapped[str] = mapped_column(String(200))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    withdrawn_by: Mapped[str] = mapped_column(String(200), default="")

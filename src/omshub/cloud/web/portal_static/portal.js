@@ -51,10 +51,11 @@
     $("lang-de").setAttribute("aria-pressed", String(lang === "de"));
     $("lang-en").setAttribute("aria-pressed", String(lang === "en"));
     document.title = tr("portal_title");
-    if (!$("view-months").hidden) renderMonths();
+    if (!$("view-months").hidden) { renderMonths(); loadAnnual().catch((e) => say(e.message)); }
+    if (!$("view-profile").hidden) loadConsents().catch((e) => say(e.message));
   }
 
-  function setLanguage(l) { lang = l; localStorage.setItem("portal-lang", l); applyLanguage(); }
+  function setLanguage(l) { lang = l; localStorage.setItem("portal-lang", l); say(""); applyLanguage(); }
 
   function chart(line) {
     const w = 640, h = 220, top = 24, base = h - 28, n = line.history.length, step = w / n;
@@ -109,13 +110,35 @@
     if (current) { sel.value = current.month; renderDetail(current); }
   }
 
+  async function loadAnnual() {
+    const years = await api("GET", "/annual");
+    const list = $("annual-list");
+    list.innerHTML = years.length
+      ? years.map((y) => `<li><a class="pdf" href="/portal/api/annual/${y}/pdf" download>${esc(tr("annual_pdf", { year: y }))}</a></li>`).join("")
+      : `<li>${esc(tr("annual_none"))}</li>`;
+  }
+
+  async function loadConsents() {
+    const items = await api("GET", "/consents");
+    const list = $("consent-list");
+    if (!items.length) { list.innerHTML = `<li>${esc(tr("consent_none"))}</li>`; return; }
+    list.innerHTML = items.map((c) => {
+      const when = c.in_force ? tr("consent_in_force", { day: dayText(c.given_at.slice(0, 10)) }) : tr("consent_withdrawn", { day: dayText(c.withdrawn_at.slice(0, 10)) });
+      const button = c.in_force ? ` <button type="button" data-consent="${c.id}">${esc(tr("consent_withdraw"))}</button>` : "";
+      return `<li>${esc(c.provider)} · ${esc(monthName(c.scope.from))} – ${esc(monthName(c.scope.to))} · ${esc(when)}${button}</li>`;
+    }).join("");
+  }
+
   async function openMonths() {
     months = await api("GET", "/months");
     show("months");
-    if (!months.length) { $("month-detail").textContent = tr("no_months"); $("month-select").innerHTML = ""; return; }
-    current = null;
-    renderMonths();
-    await loadMonth(months[0].month);
+    if (!months.length) { $("month-detail").textContent = tr("no_months"); $("month-select").innerHTML = ""; }
+    else {
+      current = null;
+      renderMonths();
+      await loadMonth(months[0].month);
+    }
+    await loadAnnual();  // one request after the other: each read is logged
   }
 
   async function openProfile() {
@@ -124,6 +147,7 @@
     $("profile-language").value = p.language;
     document.querySelectorAll("input[name=channel]").forEach((r) => { r.checked = r.value === p.channel; });
     show("profile");
+    await loadConsents();
   }
 
   async function start() {
@@ -172,6 +196,22 @@
     try {
       const p = await api("PATCH", "/me", { email: $("profile-email").value, language: $("profile-language").value, channel });
       setLanguage(p.language);
+      say(tr("saved"));
+    } catch (e) { say(e.message); }
+  });
+  $("consent-list").addEventListener("click", async (ev) => {
+    const id = ev.target.dataset && ev.target.dataset.consent;
+    if (!id) return;
+    try { await api("POST", `/consents/${id}/withdraw`); await loadConsents(); say(tr("saved")); } catch (e) { say(e.message); }
+  });
+  $("consent-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const provider = $("consent-provider").value.trim(), from = $("consent-from").value, to = $("consent-to").value;
+    if (!provider || !from || !to) return say(tr("consent_missing"));
+    try {
+      await api("POST", "/consents", { provider, provider_contact: $("consent-contact").value, scope: { from, to } });
+      $("consent-form").reset();
+      await loadConsents();
       say(tr("saved"));
     } catch (e) { say(e.message); }
   });
