@@ -140,3 +140,36 @@ def test_accounts_are_locked_a_while_after_moving_out(s, hub):
     later = NOW + timedelta(days=91)
     assert lock_moved_out(s, t.id, later, days=90) == 1
     assert carl.locked_at == later and anna.locked_at is None
+
+
+def test_parallel_reads_of_one_occupant_all_answer(app, client, hub, db):
+    """A page asks for several things at once, and each read is logged (a write): on SQLite the
+    portal's sessions take the write lock at their start, so the requests queue and none is left
+    with a stale snapshot or stuck until the browser gives up."""
+    import asyncio
+
+    import httpx
+
+    from omshub.cloud.services import customer_portal as portal
+
+    t = hub.tenant()
+    with db.transaction() as s:
+        sc = customer_scenario.build(s, t.id)
+        build_month(s, t.id, "2026-11", actor="test", now=NOW)
+        _, token = portal.invite(s, t.id, sc.occupants["Dora"], actor="test", now=NOW)
+    with time_machine.travel(NOW, tick=False):
+        r = client.post("/portal/api/accept", json={"token": token, "password": "lange genug 123"}, headers=X)
+        assert r.status_code == 200, r.text
+        cookies = dict(client.cookies)
+        paths = ["/portal/api/me", "/portal/api/months", "/portal/api/months/2026-11", "/portal/api/consents"] * 3
+
+        async def all_at_once() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver", cookies=cookies) as c:
+                return await asyncio.wait_for(asyncio.gather(*(c.get(p, headers=X) for p in paths)), timeout=30)
+
+        answers = asyncio.run(all_at_once())
+    assert [a.status_code for a in answers] == [200] * len(paths), [a.text for a in answers if a.status_code != 200]
+    with db.session() as s:
+        logged = s.scalar(select(func.count()).select_from(PortalRead).where(PortalRead.tenant_id == t.id))
+    assert logged >= len(paths)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.services.time_zones import MAX_TIME, MIN_TIME
-from omshub.cloud.store.database import get_session
+from omshub.cloud.store.database import get_session, get_write_session
 from omshub.times import iso
 
 MAX_LIMIT = 1000
@@ -156,3 +156,5 @@ def page(items: list, next_cursor: str | None) -> dict:
 # `session: DbSession` in a handler: a per-request session, committed when the handler returns and
 # before the response is sent (scope="function"), so a client never sees an uncommitted success.
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
+# `session: WriteSession`: the same for a read route that writes (the portal's read log)
+WriteSession = Annotated[Session, Depends(get_write_session, scope="function")]

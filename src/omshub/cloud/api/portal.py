@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from omshub.cloud.api import customer_schemas as S
-from omshub.cloud.api.common import DbSession, Id, Text
+from omshub.cloud.api.common import Id, Text, WriteSession  # every portal read is logged: a write
 from omshub.cloud.api.customers import Operator, ScopeIn, annual_response, pdf_response, record_json, scope_dict
 from omshub.cloud.domain.errors import Forbidden, NotFound
 from omshub.cloud.services import customer_consent as consent
@@ -31,7 +31,7 @@ def _csrf(request: Request) -> None:
         raise Forbidden("missing X-Portal: 1 header", german="Anfrage ohne X-Portal-Kopfzeile abgelehnt.")
 
 
-def current_account(request: Request, session: DbSession) -> PortalAccount:
+def current_account(request: Request, session: WriteSession) -> PortalAccount:
     _csrf(request)
     return portal.account_of(session, request.cookies.get(COOKIE), utcnow())
 
@@ -98,7 +98,7 @@ class InviteOut(BaseModel):
 
 
 @router.post("/api/v1/customer-info/invitations", response_model=InviteOut, tags=["customer information"])
-def invite(body: InviteIn, principal: Operator, session: DbSession) -> dict:
+def invite(body: InviteIn, principal: Operator, session: WriteSession) -> dict:
     """Invite an occupant to the customer portal (their e-mail address from the master data)."""
     account, token = portal.invite(session, principal.tenant_id, body.occupant_id, actor=principal.name, now=utcnow())
     url = portal.invite_url(session, principal.tenant_id, token)
@@ -139,7 +139,7 @@ def login(body: LoginIn, request: Request, response: Response) -> dict:
 
 
 @router.post("/portal/api/logout", status_code=204)
-def logout(request: Request, session: DbSession) -> Response:
+def logout(request: Request, session: WriteSession) -> Response:
     _csrf(request)
     portal.logout(session, request.cookies.get(COOKIE))
     response = Response(status_code=204)
@@ -148,19 +148,19 @@ def logout(request: Request, session: DbSession) -> Response:
 
 
 @router.get("/portal/api/me", response_model=ProfileOut)
-def me(account: Account, session: DbSession) -> dict:
+def me(account: Account, session: WriteSession) -> dict:
     portal.log_read(session, account, "profile", utcnow())
     return portal.profile(session, account)
 
 
 @router.patch("/portal/api/me", response_model=ProfileOut)
-def change_me(body: ProfileIn, account: Account, session: DbSession) -> dict:
+def change_me(body: ProfileIn, account: Account, session: WriteSession) -> dict:
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     return portal.update_profile(session, account, changes, utcnow())
 
 
 @router.get("/portal/api/months", response_model=list[MonthItem])
-def months(account: Account, session: DbSession) -> list[dict]:
+def months(account: Account, session: WriteSession) -> list[dict]:
     """The occupant's months, newest first, with the heat value for the overview."""
     portal.log_read(session, account, "months", utcnow())
     out = []
@@ -171,7 +171,7 @@ def months(account: Account, session: DbSession) -> list[dict]:
 
 
 @router.get("/portal/api/months/{month}", response_model=S.RecordOut)
-def month(month: Text, account: Account, session: DbSession) -> dict:
+def month(month: Text, account: Account, session: WriteSession) -> dict:
     now = utcnow()
     record = portal.own_record(session, account, check_month(month, now))
     portal.log_read(session, account, f"month {record.month}", now)
@@ -181,7 +181,7 @@ def month(month: Text, account: Account, session: DbSession) -> dict:
 @router.get(
     "/portal/api/months/{month}/pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
 )
-def month_pdf(month: Text, account: Account, session: DbSession) -> Response:
+def month_pdf(month: Text, account: Account, session: WriteSession) -> Response:
     now = utcnow()
     record = portal.own_record(session, account, check_month(month, now))
     portal.log_read(session, account, f"pdf {record.month}", now)
@@ -189,7 +189,7 @@ def month_pdf(month: Text, account: Account, session: DbSession) -> Response:
 
 
 @router.get("/portal/api/annual", response_model=list[int])
-def annual_years(account: Account, session: DbSession) -> list[int]:
+def annual_years(account: Account, session: WriteSession) -> list[int]:
     """The years with annual information for the occupant (a finished billing period of their stay)."""
     portal.log_read(session, account, "annual years", utcnow())
     return portal_years(session, account.tenant_id, account.occupant_id, utcnow().date())
@@ -198,7 +198,7 @@ def annual_years(account: Account, session: DbSession) -> list[int]:
 @router.get(
     "/portal/api/annual/{year}/pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
 )
-def annual_pdf(year: int, account: Account, session: DbSession) -> Response:
+def annual_pdf(year: int, account: Account, session: WriteSession) -> Response:
     """The annual information of the billing period ending in `year` for the occupant's unit: only a
     stay covering the whole period (404 otherwise); the previous period shows `–` before the move-in."""
     now = utcnow()
@@ -226,14 +226,14 @@ class PortalConsentIn(BaseModel):
 
 
 @router.get("/portal/api/consents")
-def my_consents(account: Account, session: DbSession) -> list[dict]:
+def my_consents(account: Account, session: WriteSession) -> list[dict]:
     """The occupant's consents to pass their history to an energy-service provider (FFVAV §5(4))."""
     portal.log_read(session, account, "consents", utcnow())
     return [consent.as_json(r) for r in consent.of_occupant(session, account.tenant_id, account.occupant_id)]
 
 
 @router.post("/portal/api/consents")
-def give_my_consent(body: PortalConsentIn, account: Account, session: DbSession) -> dict:
+def give_my_consent(body: PortalConsentIn, account: Account, session: WriteSession) -> dict:
     """The occupant consents in the portal (recorded with `given_by` portal:<account>)."""
     row = consent.give(
         session,
@@ -250,6 +250,6 @@ def give_my_consent(body: PortalConsentIn, account: Account, session: DbSession)
 
 
 @router.post("/portal/api/consents/{consent_id}/withdraw")
-def withdraw_my_consent(consent_id: Id, account: Account, session: DbSession) -> dict:
+def withdraw_my_consent(consent_id: Id, account: Account, session: WriteSession) -> dict:
     row = consent.get(session, account.tenant_id, consent_id, occupant_id=account.occupant_id)
     return consent.as_json(consent.withdraw(session, row, actor=f"portal:{account.id}", now=utcnow()))

@@ -267,6 +267,21 @@ def get_session(request: Request) -> Iterator[Session]:
             raise
 
 
+def get_write_session(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: as get_session, but a write session whatever the method: for read routes
+    that also write (the customer portal logs every read). On SQLite it takes the write lock at its
+    start, so two such requests queue instead of both reading and then racing to write (the second
+    would find its snapshot stale); with a read replica it goes to the primary."""
+    db: Database = request.app.state.db
+    with db.session(write=True) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
 # --- driver-level bulk SQL (the decode pipeline's and the ingest's batches) ---
 
 
