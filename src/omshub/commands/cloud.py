@@ -43,6 +43,11 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     fail("omshub", message, code)
 
 
+def _no_database(url: str, exc: Exception) -> NoReturn:
+    where, why = url.split("@")[-1], str(exc).splitlines()[0]
+    _fail(say(f"cannot open database {where}: {why}", f"Datenbank {where} lässt sich nicht öffnen: {why}"))
+
+
 def _settings(database, config, data_dir, **flags):
     # lazy: start-up cost (module docstring)
     from omshub.cloud.settings import SettingsError, load_settings
@@ -63,12 +68,7 @@ def _open_db(settings):
         db = Database(settings.database_url, settings.database_read_url)
         db.migrate()
     except (SQLAlchemyError, OSError) as exc:
-        _fail(
-            say(
-                f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}",
-                f"Datenbank {settings.database_url.split('@')[-1]} lässt sich nicht öffnen: {str(exc).splitlines()[0]}",
-            )
-        )
+        _no_database(settings.database_url, exc)
     return db
 
 
@@ -149,12 +149,7 @@ def serve(
         db = Database(settings.database_url, settings.database_read_url)
         app = create_app(settings, db=db, workers=True)
     except (SQLAlchemyError, OSError, ValueError) as exc:
-        _fail(
-            say(
-                f"cannot open database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}",
-                f"Datenbank {settings.database_url.split('@')[-1]} lässt sich nicht öffnen: {str(exc).splitlines()[0]}",
-            )
-        )
+        _no_database(settings.database_url, exc)
     except KeyStoreError as exc:
         _fail(str(exc))
     typer.echo(

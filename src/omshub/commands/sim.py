@@ -35,6 +35,16 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     fail("omshub simulate", message, code)
 
 
+def _exists(path) -> NoReturn:
+    _fail(say(f"{path} exists; use --force to overwrite it", f"{path} existiert schon; mit --force überschreiben"))
+
+
+def _cannot_write(path, exc: OSError) -> NoReturn:
+    _fail(
+        say(f"cannot write {path}: {exc.strerror or exc}", f"{path} lässt sich nicht schreiben: {exc.strerror or exc}")
+    )
+
+
 def _load(path: Path):
     from omshub.sim.fleet import FleetError, load_fleet  # lazy
 
@@ -50,16 +60,11 @@ def _write(text: str, output: str, force: bool, what: str) -> None:
         return
     path = Path(output)
     if path.exists() and not force:
-        _fail(say(f"{path} exists; use --force to overwrite it", f"{path} existiert schon; mit --force überschreiben"))
+        _exists(path)
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        _fail(
-            say(
-                f"cannot write {path}: {exc.strerror or exc}",
-                f"{path} lässt sich nicht schreiben: {exc.strerror or exc}",
-            )
-        )
+        _cannot_write(path, exc)
     typer.echo(f"wrote {what} to {path}", err=True)
 
 
@@ -179,30 +184,18 @@ def run(
     if serials:
         unknown = [s for s in serials if s not in f.gateways]
         if unknown:
-            _fail(
-                say(
-                    f"no gateway {unknown[0]!r} in fleet {f.name!r}",
-                    f"kein Gateway {unknown[0]!r} in der Flotte {f.name!r}",
-                )
-            )
+            _fail(say(f"no gateway {unknown[0]!r} in fleet {f.name!r}", f"kein Gateway {unknown[0]!r} in {f.name!r}"))
     multi = serials is None or len(serials) > 1
     if fmt is OutputFormat.hex and multi:
         typer.echo(
             "note: hex lines do not say which gateway heard them; use --gateway SERIAL or --format jsonl", err=True
         )
     if output != "-" and Path(output).exists() and not force:
-        _fail(
-            say(f"{output} exists; use --force to overwrite it", f"{output} existiert schon; mit --force überschreiben")
-        )
+        _exists(output)
     try:
         out = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
-        _fail(
-            say(
-                f"cannot write {output}: {exc.strerror or exc}",
-                f"{output} lässt sich nicht schreiben: {exc.strerror or exc}",
-            )
-        )
+        _cannot_write(output, exc)
     span = (t1 - t0).total_seconds()
     count = 0
     began = time.monotonic()
