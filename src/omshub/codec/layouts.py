@@ -64,6 +64,9 @@ class Step(NamedTuple):
     b: Any
     c: Any
     has_lists: bool
+    # a fixed-size field's record made the general way (``(data, start) -> record``), for a value
+    # the step cannot take as it is (invalid BCD or date, NaN); None: the whole APL goes the general way
+    fallback: Callable[[bytes, int], Record] | None = None
 
 
 class Layout:
@@ -109,9 +112,14 @@ def _general_way(data: bytes, start: int) -> None:
 
 def _step_source(k: int, step: Step, args: dict[str, Any]) -> list[str]:
     """The generated lines that build record ``r{k}`` of ``step`` (names it needs go into ``args``)."""
-    template, index, kind, a, b, c, has_lists = step
+    template, index, kind, a, b, c, has_lists, fallback = step
     t, r = f"T{k}", f"r{k}"
     args[t] = template
+    if fallback is not None:
+        args[f"G{k}"] = fallback
+        bad = f"{r} = G{k}(data, start)"  # the general way for this one record
+    else:
+        bad = "return None"
     field = f"v[{int(index)}]"
     if kind == K_DIV:
         lines = [f"    {r} = {t}.copy(); {r}['value'] = {field} * {int(a)} / {int(b)}"]
@@ -129,12 +137,19 @@ def _step_source(k: int, step: Step, args: dict[str, Any]) -> list[str]:
             "    try:",
             f"        x = int('%x' % {raw})",
             "    except ValueError:",
-            "        return None",
-            f"    {r} = {t}.copy(); {r}['value'] = {f'x * {int(a)} / {int(b)}' if b else 'x'}",
+            f"        {bad}",
+            "    else:",
+            f"        {r} = {t}.copy(); {r}['value'] = {f'x * {int(a)} / {int(b)}' if b else 'x'}",
         ]
     elif kind == K_CALL:
         args[f"C{k}"] = a
-        lines = [f"    x = C{k}({field})", "    if x is None: return None", f"    {r} = {t}.copy(); {r}['value'] = x"]
+        lines = [
+            f"    x = C{k}({field})",
+            "    if x is None:",
+            f"        {bad}",
+            "    else:",
+            f"        {r} = {t}.copy(); {r}['value'] = x",
+        ]
     elif kind == K_RAW:
         lines = [f"    {r} = {t}.copy(); {r}['raw'] = {field}.hex()"]
     else:
@@ -371,6 +386,22 @@ def _field_plan(info: HeaderInfo) -> Plan | None:
     return f"{dlen}s", K_CALL, _DATE_CONVERTERS[dec], None, None
 
 
+def _fallback(info: HeaderInfo, offset: int) -> Callable[[bytes, int], Record]:
+    """The record of a fixed-size field at ``offset`` from the APL's start, made as the general
+    decoder makes it (``records._fixed_value``): for the values a step cannot take as they are."""
+    from omshub.codec.records import _fixed_value  # records imports this module
+
+    end = offset + info.dlen
+    template = info.template
+
+    def general_record(data: bytes, start: int) -> Record:
+        rec = template.copy()
+        _fixed_value(data, start + offset, start + end, info, rec)
+        return rec
+
+    return general_record
+
+
 def learn_layout(data: bytes, start: int, n: int) -> Layout:
     """The layout of the (valid) APL ``data[start:n]``."""
     mask = bytearray(n - start)
@@ -395,8 +426,10 @@ def learn_layout(data: bytes, start: int, n: int) -> Layout:
         info = header_info(data[i:j])
         dlen = info.dlen
         plan: Plan | None
+        lvar_at = -1
         if dlen < 0 and not info.record_error:  # LVAR: its length byte is part of the layout
             lv = data[j]
+            lvar_at = j
             dlen = lvar_size(lv)  # type: ignore[assignment]  # a valid APL has no reserved LVAR
             plan, template = _lvar_plan(info, lv, dlen)
             j += 1
@@ -412,7 +445,8 @@ def learn_layout(data: bytes, start: int, n: int) -> Layout:
             if gap:
                 fmt.append(f"{gap}x")
             fmt.append(code)
-            steps.append(Step(template, fields, kind, pa, pb, pc, info.has_lists))
+            fallback = _fallback(info, j - start) if lvar_at < 0 and kind in (K_BCD, K_CALL) else None
+            steps.append(Step(template, fields, kind, pa, pb, pc, info.has_lists, fallback))
             fields += 1
             gap = 0
         else:
