@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from os import write as os_write
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:  # the codec is imported inside the commands: `omshub --help` 
     from omshub.codec import DecodeError
 
 CHUNK_LINES = 2000
+# a block of input text per worker task, when reading a file: about CHUNK_LINES telegrams of 100 hex digits
+CHUNK_CHARS_PER_LINE = 100
 # `--workers auto` (the default) decodes a regular file on stdin of at least this size with one
 # process per core: about 25,000 telegrams, where the workers' start (~0.1 s) has paid for itself.
 # Pipes and terminals (live input) stay in one process, so every line's JSON follows it at once.
@@ -113,10 +117,16 @@ _WORKER_RING = None
 _WORKER_CRC = "auto"
 
 
-def _worker_init(entries, default, crc) -> None:
-    global _WORKER_RING, _WORKER_CRC
+# With ``out_fd`` (decode_parallel): the output file descriptor, the number of the chunk whose
+# turn it is to be written, and the condition that guards it.
+_WORKER_OUT: tuple | None = None
+
+
+def _worker_init(entries, default, crc, out=None) -> None:
+    global _WORKER_RING, _WORKER_CRC, _WORKER_OUT
     from omshub.codec import KeyRing
 
+    _WORKER_OUT = out
     ring = KeyRing(default)
     for meter_id, manufacturer, key in entries:
         ring.add(meter_id, key, manufacturer)
@@ -124,14 +134,17 @@ def _worker_init(entries, default, crc) -> None:
     _WORKER_CRC = crc
 
 
-def _decode_chunk(lines: list[str]) -> tuple[bytes | list, list, list, int]:
-    """Decode a chunk in a worker: (output, deferred, learned, failed).
+def _decode_chunk(lines: list[str] | str) -> tuple[bytes | list, list, list, int, int]:
+    """Decode a chunk in a worker: (output, deferred, learned, failed, decoded).
+
+    ``lines``: the telegram lines, or a block of input text (whole lines; blank and comment lines
+    are skipped here, so the parent only cuts the input into blocks).
 
     ``output`` is the chunk's JSON lines as one bytes object (one pickle and one write for the
     parent), or, when some telegram is a compact frame whose format was unknown in this chunk, a
     list with one JSON line per telegram and None for those (listed in ``deferred`` as (i, text)).
     ``learned`` lists (i, manufacturer, id, signature, format) for every format taught by telegram
-    i; ``failed`` counts the error lines."""
+    i; ``failed`` counts the error lines, ``decoded`` the others (not counting the deferred)."""
     import orjson
 
     from omshub.codec import DecodeError, FormatCache, decode, parse_hex
@@ -141,8 +154,13 @@ def _decode_chunk(lines: list[str]) -> tuple[bytes | list, list, list, int]:
 
     class Recording(FormatCache):
         def put(self, manufacturer, meter_id, signature, fmt):
+            if self._formats.get((manufacturer, meter_id, signature)) == fmt:
+                return  # the same format again (every full frame of a meter): replaying it changes nothing
             super().put(manufacturer, meter_id, signature, fmt)
             learned.append((position[0], manufacturer, meter_id, signature, bytes(fmt)))
+
+    if isinstance(lines, str):
+        lines = [text for text in map(str.strip, lines.split("\n")) if text and text[0] != "#"]
 
     formats = Recording()
     outputs: list = []
@@ -170,7 +188,54 @@ def _decode_chunk(lines: list[str]) -> tuple[bytes | list, list, list, int]:
                 failed += 1
                 error = {"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}
                 outputs.append(dumps(error, option=newline))
-    return (outputs if deferred else b"".join(outputs)), deferred, learned, failed
+    ok = len(outputs) - len(deferred) - failed
+    return (outputs if deferred else b"".join(outputs)), deferred, learned, failed, ok
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os_write(fd, view) :]
+
+
+def _wait_turn(out: tuple, number: int, data: bytes) -> None:
+    """Write chunk ``number``'s output to the shared file descriptor once every earlier chunk's is
+    written (the turn passes from chunk to chunk; the parent writes the chunks it completes)."""
+    fd, turn, condition = out
+    with condition:
+        condition.wait_for(lambda: turn.value == number)
+        _write_all(fd, data)
+        turn.value = number + 1
+        condition.notify_all()
+
+
+def _decode_chunk_direct(task: tuple[int, list[str] | str]) -> tuple[bytes | list | None, list, list, int, int]:
+    """:func:`_decode_chunk` of task (number, lines) that writes a complete chunk's output itself,
+    in turn (output None): the JSON does not pass through the parent."""
+    number, lines = task
+    output, deferred, learned, failed, ok = _decode_chunk(lines)
+    if isinstance(output, bytes) and _WORKER_OUT is not None:
+        _wait_turn(_WORKER_OUT, number, output)
+        return None, deferred, learned, failed, ok
+    return output, deferred, learned, failed, ok
+
+
+def _blocks(stream, size: int) -> Iterator[str]:
+    """A text stream cut into blocks of about ``size`` characters that end at a line end (the
+    last may not): the workers split them into lines, the parent touches no line."""
+    rest = ""
+    while True:
+        data = stream.read(size)
+        if not data:
+            break
+        end = data.rfind("\n")
+        if end < 0:
+            rest += data
+            continue
+        yield rest + data[: end + 1]
+        rest = data[end + 1 :]
+    if rest:
+        yield rest
 
 
 def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -217,8 +282,13 @@ def decode_parallel(
     workers: int,
     chunk_lines: int = CHUNK_LINES,
     crc: str = "auto",
+    out_fd: int | None = None,
 ) -> tuple[int, int]:
-    """Like :func:`decode_stream` with ``workers`` processes; same output, same order."""
+    """Like :func:`decode_stream` with ``workers`` processes; same output, same order.
+
+    With ``out_fd`` (a file descriptor; ``write`` is then not used) the workers write their
+    chunks' JSON lines to it themselves, each chunk in its turn: the output is not copied
+    through the parent."""
     import multiprocessing
 
     from omshub.codec import FormatCache
@@ -231,15 +301,37 @@ def decode_parallel(
     ok = failed = 0
     entries = keys.entries() if keys is not None else []
     default = keys.default if keys is not None else None
-    with context.Pool(workers, initializer=_worker_init, initargs=(entries, default, crc)) as pool:
-        for output, deferred, learned, chunk_failed in pool.imap(
-            _decode_chunk, _chunks(lines, chunk_lines), chunksize=1
-        ):
+    # a text file (stdin) is cut into blocks of whole lines, the lines split in the workers
+    chunks = (
+        _blocks(lines, chunk_lines * CHUNK_CHARS_PER_LINE)
+        if hasattr(lines, "read") and hasattr(lines, "buffer")
+        else _chunks(lines, chunk_lines)
+    )
+    out = None
+    if out_fd is not None:
+        out = (out_fd, context.RawValue("q", 0), context.Condition())
+        numbered = enumerate(chunks)
+    initargs = (entries, default, crc, out)
+    with context.Pool(workers, initializer=_worker_init, initargs=initargs) as pool:
+        results = (
+            pool.imap(_decode_chunk, chunks, chunksize=1)
+            if out is None
+            else pool.imap(_decode_chunk_direct, numbered, chunksize=1)
+        )
+        for number, (output, deferred, learned, chunk_failed, chunk_ok) in enumerate(results):
+            if output is None:  # written by the worker
+                for _i, manufacturer, meter_id, signature, fmt in learned:
+                    formats.put(manufacturer, meter_id, signature, fmt)
+                failed += chunk_failed
+                ok += chunk_ok
+                continue
+            if out is not None:
+                write = partial(_wait_turn, out, number)
             if isinstance(output, bytes):  # nothing deferred: the chunk is complete
                 for _i, manufacturer, meter_id, signature, fmt in learned:
                     formats.put(manufacturer, meter_id, signature, fmt)
                 failed += chunk_failed
-                ok += output.count(b"\n") - chunk_failed  # one line per telegram (JSON has no raw newline)
+                ok += chunk_ok
                 write(output)
                 continue
             _complete(output, deferred, learned, formats, keys, crc)
@@ -251,6 +343,14 @@ def decode_parallel(
                     ok += 1
             write(b"".join(lines_out))
     return ok, failed
+
+
+def _out_fd(stream) -> int | None:
+    """The file descriptor of a real output stream (the workers write to it), or None."""
+    try:
+        return stream.fileno() if stream is not None else None
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def auto_workers(stream) -> int:
@@ -409,6 +509,10 @@ def run_decode(
     workers = _workers_option(workers_text)
     ring = _load_keys(key, keys_file)
     if not telegrams or telegrams == ["-"]:
+        if hasattr(sys.stdin, "reconfigure"):
+            # bytes that are not UTF-8 become U+FFFD: the line then fails with invalid_hex (a
+            # surrogate escape would reach the JSON of the error line, which cannot hold it)
+            sys.stdin.reconfigure(errors="replace")
         lines: Iterable[str] = sys.stdin
         if workers is None:
             workers = auto_workers(sys.stdin)
@@ -421,11 +525,20 @@ def run_decode(
     elif output_format == "jsonl":
         out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
         write = out.write if out is not None else (lambda data: sys.stdout.write(data.decode()))
-        if workers is not None and workers > 1:
-            ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc)
-        else:
-            ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
-        sys.stdout.flush()
+        try:
+            if workers is not None and workers > 1:
+                sys.stdout.flush()
+                ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc, out_fd=_out_fd(out))
+            else:
+                ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # the reader stopped reading (`| head`): no traceback; stdout to /dev/null, so that
+            # the interpreter's final flush does not fail again
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     else:
         results = list(iter_results(lines, keys=ring, crc=crc))
         failed = sum(1 for _, _, error in results if error is not None)
