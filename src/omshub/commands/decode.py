@@ -302,7 +302,7 @@ def decode_parallel(
     entries = keys.entries() if keys is not None else []
     default = keys.default if keys is not None else None
     # a text file (stdin) is cut into blocks of whole lines, the lines split in the workers
-    chunks = (
+    chunks: Iterator[list[str] | str] = (
         _blocks(lines, chunk_lines * CHUNK_CHARS_PER_LINE)
         if hasattr(lines, "read") and hasattr(lines, "buffer")
         else _chunks(lines, chunk_lines)
@@ -310,7 +310,7 @@ def decode_parallel(
     out = None
     if out_fd is not None:
         out = (out_fd, context.RawValue("q", 0), context.Condition())
-        numbered = enumerate(chunks)
+        numbered: Iterator[tuple[int, list[str] | str]] = enumerate(chunks)
     initargs = (entries, default, crc, out)
     with context.Pool(workers, initializer=_worker_init, initargs=initargs) as pool:
         results = (
