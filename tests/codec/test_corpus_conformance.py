@@ -54,7 +54,8 @@ REQUIRED_SHARE = 0.970  # 97.1 % on 2026-12-07; the misses left are listed in do
 # Each cause is a value the telegram does not carry as printed (docs/drivers.md, "Conformance").
 KNOWN_CAUSES: tuple[tuple[str, frozenset[str], str], ...] = (
     (
-        "Qundis 02 BB 56 is the duration of the last lower-limit exceedance of the flow (VIFE 56), not a flow",
+        "Qundis 02 BB 56 is the duration of the last lower-limit exceedance of the flow (VIFE 56), not a flow"
+        " (walk-by telegrams without that record: no flow in the telegram at all)",
         frozenset({"qwater", "qwaterv2"}),
         r"volume_flow_m3h",
     ),

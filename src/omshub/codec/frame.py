@@ -40,7 +40,7 @@ _TABLE = _make_table()
 # caches, which makes the CRC about twice as fast.
 
 
-def _make_table16() -> array:
+def _make_table16() -> array[int]:
     """entry (hi << 8) | lo = _TABLE[(_TABLE[hi] >> 8) ^ lo] ^ ((_TABLE[hi] << 8) & 0xFFFF).
 
     The table is linear (T[a ^ b] = T[a] ^ T[b]), so row ``hi`` is the one-byte table XOR one

@@ -112,7 +112,7 @@ def _ctr_steps(blocks: int) -> int:
     return int.from_bytes(b"".join(bytes(15) + bytes((i,)) for i in range(blocks)), "big")
 
 
-class _Steps(dict):
+class _Steps(dict[int, int]):
     """blocks -> _ctr_steps(blocks), made on first use (a few sizes in practice; not at start-up)."""
 
     def __missing__(self, blocks: int) -> int:
