@@ -157,7 +157,7 @@ def test_parallel_from_a_file_writes_to_the_descriptor_in_order(tmp_path, monkey
     source.write_text(text)
     sequential: list[bytes] = []
     seq_counts = decode_stream(text.split("\n"), sequential.append)
-    from omshub.commands import decode as command
+    from omshub.commands import parallel_decode as command
 
     completed = []
     complete = command._complete
@@ -245,12 +245,13 @@ def test_auto_workers_only_for_large_regular_files(tmp_path, monkeypatch):
     import os
 
     from omshub.commands import decode as decode_command
+    from omshub.commands import parallel_decode
 
     small = tmp_path / "small.txt"
     small.write_text("00\n")
     with small.open() as stream:
         assert decode_command.auto_workers(stream) == 1  # a small file: no workers to start
-    monkeypatch.setattr(decode_command, "AUTO_PARALLEL_BYTES", 2)
+    monkeypatch.setattr(parallel_decode, "AUTO_PARALLEL_BYTES", 2)
     with small.open() as stream:
         assert decode_command.auto_workers(stream) == len(os.sched_getaffinity(0))
         stream.read()  # what was read already does not count

@@ -41,6 +41,7 @@ Records = tuple[list[Record], "str | None"]
 GeneralDecoder = Callable[[bytes, int, int], Records]
 Convert = Callable[[Any], Any]
 Builder = Callable[[bytes, int], "list[Record] | None"]
+FixedValue = Callable[[bytes, int, int, HeaderInfo, Record], None]  # (data, start, end, info, record)
 
 # how a step gets its value from its struct field v (a, b, c: the step's parameters)
 #   K_DIV      v * a / b                              (1/2/4/8-byte binary; a = b = 1 gives a float)
@@ -192,8 +193,12 @@ class LayoutMemo:
         per_key: int = 8,
         compile_after: int = 4,
         compile_limit: int = 256,
+        fixed_value: FixedValue | None = None,
     ) -> None:
         self.general = general
+        # the general decoder's maker of one fixed-size record's value (records._fixed_value):
+        # compiled layouts use it for the values their steps cannot take as they are
+        self.fixed_value = fixed_value
         self.limit = limit
         self.per_key = per_key
         # matches of a layout before its builder is compiled; until then the general decoder decodes
@@ -245,7 +250,7 @@ class LayoutMemo:
                 return records, (data[start + at : n].hex() if at >= 0 else None)
         result = self.general(data, start, n)
         if len(candidates) < self.per_key:
-            candidates.append(learn_layout(data, start, n))
+            candidates.append(learn_layout(data, start, n, self.fixed_value))
         return result
 
 
@@ -386,24 +391,22 @@ def _field_plan(info: HeaderInfo) -> Plan | None:
     return f"{dlen}s", K_CALL, _DATE_CONVERTERS[dec], None, None
 
 
-def _fallback(info: HeaderInfo, offset: int) -> Callable[[bytes, int], Record]:
+def _fallback(info: HeaderInfo, offset: int, fixed_value: FixedValue) -> Callable[[bytes, int], Record]:
     """The record of a fixed-size field at ``offset`` from the APL's start, made as the general
-    decoder makes it (``records._fixed_value``): for the values a step cannot take as they are."""
-    from omshub.codec.records import _fixed_value  # records imports this module
-
+    decoder makes it (``fixed_value``): for the values a step cannot take as they are."""
     end = offset + info.dlen
     template = info.template
 
     def general_record(data: bytes, start: int) -> Record:
         rec = template.copy()
-        _fixed_value(data, start + offset, start + end, info, rec)
+        fixed_value(data, start + offset, start + end, info, rec)
         return rec
 
     return general_record
 
 
-def learn_layout(data: bytes, start: int, n: int) -> Layout:
-    """The layout of the (valid) APL ``data[start:n]``."""
+def learn_layout(data: bytes, start: int, n: int, fixed_value: FixedValue | None = None) -> Layout:
+    """The layout of the (valid) APL ``data[start:n]`` (``fixed_value``: see LayoutMemo)."""
     mask = bytearray(n - start)
     fmt = ["<"]
     steps: list[Step] = []
@@ -445,7 +448,9 @@ def learn_layout(data: bytes, start: int, n: int) -> Layout:
             if gap:
                 fmt.append(f"{gap}x")
             fmt.append(code)
-            fallback = _fallback(info, j - start) if lvar_at < 0 and kind in (K_BCD, K_CALL) else None
+            fallback = None
+            if fixed_value is not None and lvar_at < 0 and kind in (K_BCD, K_CALL):
+                fallback = _fallback(info, j - start, fixed_value)
             steps.append(Step(template, fields, kind, pa, pb, pc, info.has_lists, fallback))
             fields += 1
             gap = 0
