@@ -115,7 +115,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _wait_turn(out: tuple, number: int, data: bytes) -> None:
     """Write chunk ``number``'s output to the shared file descriptor once every earlier chunk's is
-    written (the turn passes from chunk to chunk; the parent writes the chunks it completes)."""
+    written (the turn passes from chunk to chunk). The parent's way: it reads the results in
+    order, so when it holds chunk ``number`` every earlier one is written or was its own."""
     fd, turn, condition = out
     with condition:
         condition.wait_for(lambda: turn.value == number)
@@ -124,13 +125,30 @@ def _wait_turn(out: tuple, number: int, data: bytes) -> None:
         condition.notify_all()
 
 
+def _write_if_turn(out: tuple, number: int, data: bytes) -> bool:
+    """Write chunk ``number``'s output if it is its turn now (every earlier chunk written) and no
+    one else is writing; False otherwise (a worker never waits: it hands the output to the parent,
+    which writes it in its turn, and takes the next chunk)."""
+    fd, turn, condition = out
+    if not condition.acquire(False):
+        return False
+    try:
+        if turn.value != number:
+            return False
+        _write_all(fd, data)
+        turn.value = number + 1
+        condition.notify_all()
+        return True
+    finally:
+        condition.release()
+
+
 def _decode_chunk_direct(task: tuple[int, list[str] | str]) -> tuple[bytes | list | None, list, list, int, int]:
-    """:func:`_decode_chunk` of task (number, lines) that writes a complete chunk's output itself,
-    in turn (output None): the JSON does not pass through the parent."""
+    """:func:`_decode_chunk` of task (number, lines) that writes a complete chunk's output itself
+    when it is its turn (output None): most of the JSON does not pass through the parent."""
     number, lines = task
     output, deferred, learned, failed, ok = _decode_chunk(lines)
-    if isinstance(output, bytes) and _WORKER_OUT is not None:
-        _wait_turn(_WORKER_OUT, number, output)
+    if isinstance(output, bytes) and _WORKER_OUT is not None and _write_if_turn(_WORKER_OUT, number, output):
         return None, deferred, learned, failed, ok
     return output, deferred, learned, failed, ok
 
@@ -201,9 +219,11 @@ def decode_parallel(
 ) -> tuple[int, int]:
     """Like :func:`decode_stream` with ``workers`` processes; same output, same order.
 
-    With ``out_fd`` (a file descriptor; ``write`` is then not used) the workers write their
-    chunks' JSON lines to it themselves, each chunk in its turn: the output is not copied
-    through the parent."""
+    With ``out_fd`` (a file descriptor; ``write`` is then not used) a worker writes its chunk's
+    JSON lines to it itself when it is the chunk's turn (every earlier chunk written) and the
+    descriptor free; otherwise, without waiting, it hands them to the parent, which writes them in
+    turn. Most of the output is then not copied through the parent.
+    """
     import multiprocessing
 
     from omshub.codec import FormatCache
