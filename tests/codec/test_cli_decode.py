@@ -141,6 +141,37 @@ def test_parallel_matches_sequential():
     assert seq_counts == par_counts
 
 
+def test_parallel_from_a_file_writes_to_the_descriptor_in_order(tmp_path, monkeypatch):
+    # a text file is cut into blocks (the workers split the lines and skip blank and comment
+    # lines); the workers write their chunks to the descriptor themselves, in input order, and
+    # the parent writes the chunks whose compact frames needed formats learned by earlier chunks
+    lines = ["# a comment", ""]
+    for i in range(90):
+        meter = dict(KAM, id=f"{10000000 + i % 7:08d}")
+        compact = i % 3 == 2
+        lines.append(encode_telegram(meter, HEAT_RECORDS, tpl="none", compact=compact).hex())
+        if i % 13 == 0:
+            lines.append("  nothex  ")
+    text = "\n".join(lines)  # no line end after the last line
+    source = tmp_path / "in.txt"
+    source.write_text(text)
+    sequential: list[bytes] = []
+    seq_counts = decode_stream(text.split("\n"), sequential.append)
+    from omshub.commands import parallel_decode as command
+
+    completed = []
+    complete = command._complete
+    monkeypatch.setattr(command, "_complete", lambda *args: completed.append(1) or complete(*args))
+    target = tmp_path / "out.jsonl"
+    unused: list[bytes] = []
+    with source.open() as stream, target.open("wb") as out:
+        par_counts = decode_parallel(stream, unused.append, keys=None, workers=2, chunk_lines=3, out_fd=out.fileno())
+    assert unused == [] and completed  # some chunks were completed and written by the parent
+    assert target.read_bytes() == b"".join(sequential)
+    assert par_counts == seq_counts and sum(par_counts) == 90 + 7  # (decoded, failed)
+    assert b"unknown_format" in target.read_bytes()  # the compact frames before their meter's full frame
+
+
 def test_stream_writes_whole_lines_in_batches():
     from omshub.commands.decode import WRITE_BATCH
 
@@ -214,12 +245,13 @@ def test_auto_workers_only_for_large_regular_files(tmp_path, monkeypatch):
     import os
 
     from omshub.commands import decode as decode_command
+    from omshub.commands import parallel_decode
 
     small = tmp_path / "small.txt"
     small.write_text("00\n")
     with small.open() as stream:
         assert decode_command.auto_workers(stream) == 1  # a small file: no workers to start
-    monkeypatch.setattr(decode_command, "AUTO_PARALLEL_BYTES", 2)
+    monkeypatch.setattr(parallel_decode, "AUTO_PARALLEL_BYTES", 2)
     with small.open() as stream:
         assert decode_command.auto_workers(stream) == len(os.sched_getaffinity(0))
         stream.read()  # what was read already does not count

@@ -41,6 +41,7 @@ Records = tuple[list[Record], "str | None"]
 GeneralDecoder = Callable[[bytes, int, int], Records]
 Convert = Callable[[Any], Any]
 Builder = Callable[[bytes, int], "list[Record] | None"]
+FixedValue = Callable[[bytes, int, int, HeaderInfo, Record], None]  # (data, start, end, info, record)
 
 # how a step gets its value from its struct field v (a, b, c: the step's parameters)
 #   K_DIV      v * a / b                              (1/2/4/8-byte binary; a = b = 1 gives a float)
@@ -64,6 +65,9 @@ class Step(NamedTuple):
     b: Any
     c: Any
     has_lists: bool
+    # a fixed-size field's record made the general way (``(data, start) -> record``), for a value
+    # the step cannot take as it is (invalid BCD or date, NaN); None: the whole APL goes the general way
+    fallback: Callable[[bytes, int], Record] | None = None
 
 
 class Layout:
@@ -109,9 +113,14 @@ def _general_way(data: bytes, start: int) -> None:
 
 def _step_source(k: int, step: Step, args: dict[str, Any]) -> list[str]:
     """The generated lines that build record ``r{k}`` of ``step`` (names it needs go into ``args``)."""
-    template, index, kind, a, b, c, has_lists = step
+    template, index, kind, a, b, c, has_lists, fallback = step
     t, r = f"T{k}", f"r{k}"
     args[t] = template
+    if fallback is not None:
+        args[f"G{k}"] = fallback
+        bad = f"{r} = G{k}(data, start)"  # the general way for this one record
+    else:
+        bad = "return None"
     field = f"v[{int(index)}]"
     if kind == K_DIV:
         lines = [f"    {r} = {t}.copy(); {r}['value'] = {field} * {int(a)} / {int(b)}"]
@@ -129,12 +138,19 @@ def _step_source(k: int, step: Step, args: dict[str, Any]) -> list[str]:
             "    try:",
             f"        x = int('%x' % {raw})",
             "    except ValueError:",
-            "        return None",
-            f"    {r} = {t}.copy(); {r}['value'] = {f'x * {int(a)} / {int(b)}' if b else 'x'}",
+            f"        {bad}",
+            "    else:",
+            f"        {r} = {t}.copy(); {r}['value'] = {f'x * {int(a)} / {int(b)}' if b else 'x'}",
         ]
     elif kind == K_CALL:
         args[f"C{k}"] = a
-        lines = [f"    x = C{k}({field})", "    if x is None: return None", f"    {r} = {t}.copy(); {r}['value'] = x"]
+        lines = [
+            f"    x = C{k}({field})",
+            "    if x is None:",
+            f"        {bad}",
+            "    else:",
+            f"        {r} = {t}.copy(); {r}['value'] = x",
+        ]
     elif kind == K_RAW:
         lines = [f"    {r} = {t}.copy(); {r}['raw'] = {field}.hex()"]
     else:
@@ -177,8 +193,12 @@ class LayoutMemo:
         per_key: int = 8,
         compile_after: int = 4,
         compile_limit: int = 256,
+        fixed_value: FixedValue | None = None,
     ) -> None:
         self.general = general
+        # the general decoder's maker of one fixed-size record's value (records._fixed_value):
+        # compiled layouts use it for the values their steps cannot take as they are
+        self.fixed_value = fixed_value
         self.limit = limit
         self.per_key = per_key
         # matches of a layout before its builder is compiled; until then the general decoder decodes
@@ -230,7 +250,7 @@ class LayoutMemo:
                 return records, (data[start + at : n].hex() if at >= 0 else None)
         result = self.general(data, start, n)
         if len(candidates) < self.per_key:
-            candidates.append(learn_layout(data, start, n))
+            candidates.append(learn_layout(data, start, n, self.fixed_value))
         return result
 
 
@@ -371,8 +391,22 @@ def _field_plan(info: HeaderInfo) -> Plan | None:
     return f"{dlen}s", K_CALL, _DATE_CONVERTERS[dec], None, None
 
 
-def learn_layout(data: bytes, start: int, n: int) -> Layout:
-    """The layout of the (valid) APL ``data[start:n]``."""
+def _fallback(info: HeaderInfo, offset: int, fixed_value: FixedValue) -> Callable[[bytes, int], Record]:
+    """The record of a fixed-size field at ``offset`` from the APL's start, made as the general
+    decoder makes it (``fixed_value``): for the values a step cannot take as they are."""
+    end = offset + info.dlen
+    template = info.template
+
+    def general_record(data: bytes, start: int) -> Record:
+        rec = template.copy()
+        fixed_value(data, start + offset, start + end, info, rec)
+        return rec
+
+    return general_record
+
+
+def learn_layout(data: bytes, start: int, n: int, fixed_value: FixedValue | None = None) -> Layout:
+    """The layout of the (valid) APL ``data[start:n]`` (``fixed_value``: see LayoutMemo)."""
     mask = bytearray(n - start)
     fmt = ["<"]
     steps: list[Step] = []
@@ -395,8 +429,10 @@ def learn_layout(data: bytes, start: int, n: int) -> Layout:
         info = header_info(data[i:j])
         dlen = info.dlen
         plan: Plan | None
+        lvar_at = -1
         if dlen < 0 and not info.record_error:  # LVAR: its length byte is part of the layout
             lv = data[j]
+            lvar_at = j
             dlen = lvar_size(lv)  # type: ignore[assignment]  # a valid APL has no reserved LVAR
             plan, template = _lvar_plan(info, lv, dlen)
             j += 1
@@ -412,7 +448,10 @@ def learn_layout(data: bytes, start: int, n: int) -> Layout:
             if gap:
                 fmt.append(f"{gap}x")
             fmt.append(code)
-            steps.append(Step(template, fields, kind, pa, pb, pc, info.has_lists))
+            fallback = None
+            if fixed_value is not None and lvar_at < 0 and kind in (K_BCD, K_CALL):
+                fallback = _fallback(info, j - start, fixed_value)
+            steps.append(Step(template, fields, kind, pa, pb, pc, info.has_lists, fallback))
             fields += 1
             gap = 0
         else:

@@ -395,5 +395,5 @@ def _inverse_profile_records(rec: Record, info: HeaderInfo, chunk: bytes) -> lis
 
 
 # the memo of whole-APL layouts in front of the general decoder (bounded; see LayoutMemo)
-LAYOUTS = LayoutMemo(decode_general)
+LAYOUTS = LayoutMemo(decode_general, fixed_value=_fixed_value)
 _decode_by_layouts = LAYOUTS.decode

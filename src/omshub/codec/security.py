@@ -112,7 +112,15 @@ def _ctr_steps(blocks: int) -> int:
     return int.from_bytes(b"".join(bytes(15) + bytes((i,)) for i in range(blocks)), "big")
 
 
-_CTR_STEPS = tuple(_ctr_steps(blocks) for blocks in range(257))
+class _Steps(dict[int, int]):
+    """blocks -> _ctr_steps(blocks), made on first use (a few sizes in practice; not at start-up)."""
+
+    def __missing__(self, blocks: int) -> int:
+        value = self[blocks] = _ctr_steps(blocks)
+        return value
+
+
+_CTR_STEPS = _Steps()
 
 
 def cmac(key: bytes, message: bytes) -> bytes:

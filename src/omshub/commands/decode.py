@@ -17,23 +17,17 @@ if TYPE_CHECKING:  # the codec is imported inside the commands: `omshub --help` 
 
     from omshub.codec import DecodeError
 
-CHUNK_LINES = 2000
-# `--workers auto` (the default) decodes a regular file on stdin of at least this size with one
-# process per core: about 25,000 telegrams, where the workers' start (~0.1 s) has paid for itself.
-# Pipes and terminals (live input) stay in one process, so every line's JSON follows it at once.
-AUTO_PARALLEL_BYTES = 4 << 20
-MAX_LINE = 8192  # characters; a wM-Bus frame in hex is at most ~1 KiB
+from omshub.commands.parallel_decode import (
+    MAX_LINE,
+    _clean,
+    _out_fd,
+    auto_workers,
+    decode_parallel,
+)
+
 # JSON lines per write: fewer write calls, while output of a slow live input still flows
 # (the stream's own buffer holds a few lines anyway)
 WRITE_BATCH = 32
-
-
-def _clean(line: str) -> str | None:
-    """The telegram text of an input line, or None for blank and comment lines."""
-    text = line.strip()
-    if not text or text[0] == "#":
-        return None
-    return text
 
 
 def decode_stream(
@@ -106,169 +100,7 @@ def iter_results(
             yield text, None, exc
 
 
-# ---------------------------------------------------------------- parallel decoding
-
-# Set once per worker process by the pool initializer (the key ring is sent to each worker once).
-_WORKER_RING = None
-_WORKER_CRC = "auto"
-
-
-def _worker_init(entries, default, crc) -> None:
-    global _WORKER_RING, _WORKER_CRC
-    from omshub.codec import KeyRing
-
-    ring = KeyRing(default)
-    for meter_id, manufacturer, key in entries:
-        ring.add(meter_id, key, manufacturer)
-    _WORKER_RING = ring
-    _WORKER_CRC = crc
-
-
-def _decode_chunk(lines: list[str]) -> tuple[bytes | list, list, list, int]:
-    """Decode a chunk in a worker: (output, deferred, learned, failed).
-
-    ``output`` is the chunk's JSON lines as one bytes object (one pickle and one write for the
-    parent), or, when some telegram is a compact frame whose format was unknown in this chunk, a
-    list with one JSON line per telegram and None for those (listed in ``deferred`` as (i, text)).
-    ``learned`` lists (i, manufacturer, id, signature, format) for every format taught by telegram
-    i; ``failed`` counts the error lines."""
-    import orjson
-
-    from omshub.codec import DecodeError, FormatCache, decode, parse_hex
-
-    learned: list = []
-    position = [0]
-
-    class Recording(FormatCache):
-        def put(self, manufacturer, meter_id, signature, fmt):
-            super().put(manufacturer, meter_id, signature, fmt)
-            learned.append((position[0], manufacturer, meter_id, signature, bytes(fmt)))
-
-    formats = Recording()
-    outputs: list = []
-    deferred: list = []
-    dumps = orjson.dumps
-    newline = orjson.OPT_APPEND_NEWLINE
-    fromhex = bytes.fromhex
-    ring, crc = _WORKER_RING, _WORKER_CRC
-    failed = 0
-    for text in lines:
-        position[0] = index = len(outputs)
-        try:
-            if len(text) > MAX_LINE:
-                raise DecodeError("too_long", f"input line of {len(text)} characters exceeds {MAX_LINE}")
-            try:
-                raw = fromhex(text)  # plain hex: the common case (as decode_stream)
-            except ValueError:
-                raw = parse_hex(text)
-            outputs.append(dumps(decode(raw, keys=ring, formats=formats, crc=crc), option=newline))
-        except DecodeError as exc:
-            if exc.code == "unknown_format":
-                outputs.append(None)
-                deferred.append((index, text))
-            else:
-                failed += 1
-                error = {"error": {"code": exc.code, "message": exc.message}, "input": text[:MAX_LINE]}
-                outputs.append(dumps(error, option=newline))
-    return (outputs if deferred else b"".join(outputs)), deferred, learned, failed
-
-
-def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for line in lines:
-        text = _clean(line)
-        if text is None:
-            continue
-        chunk.append(text)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _complete(outputs: list, deferred: list, learned: list, formats, keys, crc: str) -> None:
-    """Fill in a chunk's deferred compact frames, in input order, with the formats learned by all
-    chunks so far (``formats``) and by this chunk's earlier telegrams."""
-    import orjson
-
-    from omshub.codec import DecodeError, decode, parse_hex
-
-    events = sorted(
-        [(i, 0, item) for i, *item in learned] + [(i, 1, text) for i, text in deferred],
-        key=lambda event: (event[0], event[1]),
-    )
-    for index, kind, item in events:
-        if kind == 0:
-            manufacturer, meter_id, signature, fmt = item
-            formats.put(manufacturer, meter_id, signature, fmt)
-            continue
-        try:
-            outputs[index] = orjson.dumps(decode(parse_hex(item), keys=keys, formats=formats, crc=crc)) + b"\n"
-        except DecodeError as exc:
-            outputs[index] = orjson.dumps({"error": {"code": exc.code, "message": exc.message}, "input": item}) + b"\n"
-
-
-def decode_parallel(
-    lines: Iterable[str],
-    write: Callable[[bytes], object],
-    *,
-    keys,
-    workers: int,
-    chunk_lines: int = CHUNK_LINES,
-    crc: str = "auto",
-) -> tuple[int, int]:
-    """Like :func:`decode_stream` with ``workers`` processes; same output, same order."""
-    import multiprocessing
-
-    from omshub.codec import FormatCache
-    from omshub.codec.drivers import registry
-
-    registry()  # the driver files parsed once, before the fork: every worker has them without parsing
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    formats = FormatCache()  # replays, in input order, every format learned by any chunk
-    ok = failed = 0
-    entries = keys.entries() if keys is not None else []
-    default = keys.default if keys is not None else None
-    with context.Pool(workers, initializer=_worker_init, initargs=(entries, default, crc)) as pool:
-        for output, deferred, learned, chunk_failed in pool.imap(
-            _decode_chunk, _chunks(lines, chunk_lines), chunksize=1
-        ):
-            if isinstance(output, bytes):  # nothing deferred: the chunk is complete
-                for _i, manufacturer, meter_id, signature, fmt in learned:
-                    formats.put(manufacturer, meter_id, signature, fmt)
-                failed += chunk_failed
-                ok += output.count(b"\n") - chunk_failed  # one line per telegram (JSON has no raw newline)
-                write(output)
-                continue
-            _complete(output, deferred, learned, formats, keys, crc)
-            lines_out: list[bytes] = output
-            for line in lines_out:
-                if line.startswith(b'{"error"'):
-                    failed += 1
-                else:
-                    ok += 1
-            write(b"".join(lines_out))
-    return ok, failed
-
-
-def auto_workers(stream) -> int:
-    """Processes for ``--workers auto``: the usable cores when ``stream`` is a regular file of at
-    least AUTO_PARALLEL_BYTES not yet read, else 1 (pipes, terminals, small files)."""
-    import os
-    import stat
-
-    try:
-        fd = stream.fileno()
-        info = os.fstat(fd)
-        remaining = info.st_size - os.lseek(fd, 0, os.SEEK_CUR)
-    except (AttributeError, OSError, ValueError):  # no file descriptor (tests, StringIO), not seekable
-        return 1
-    if not stat.S_ISREG(info.st_mode) or remaining < AUTO_PARALLEL_BYTES:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores)
+# ---------------------------------------------------------------- parallel decoding: omshub.commands.parallel_decode
 
 
 def _workers_option(text: str) -> int | None:
@@ -409,6 +241,10 @@ def run_decode(
     workers = _workers_option(workers_text)
     ring = _load_keys(key, keys_file)
     if not telegrams or telegrams == ["-"]:
+        if hasattr(sys.stdin, "reconfigure"):
+            # bytes that are not UTF-8 become U+FFFD: the line then fails with invalid_hex (a
+            # surrogate escape would reach the JSON of the error line, which cannot hold it)
+            sys.stdin.reconfigure(errors="replace")
         lines: Iterable[str] = sys.stdin
         if workers is None:
             workers = auto_workers(sys.stdin)
@@ -421,11 +257,20 @@ def run_decode(
     elif output_format == "jsonl":
         out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
         write = out.write if out is not None else (lambda data: sys.stdout.write(data.decode()))
-        if workers is not None and workers > 1:
-            ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc)
-        else:
-            ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
-        sys.stdout.flush()
+        try:
+            if workers is not None and workers > 1:
+                sys.stdout.flush()
+                ok, failed = decode_parallel(lines, write, keys=ring, workers=workers, crc=crc, out_fd=_out_fd(out))
+            else:
+                ok, failed = decode_stream(lines, write, keys=ring, crc=crc)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # the reader stopped reading (`| head`): no traceback; stdout to /dev/null, so that
+            # the interpreter's final flush does not fail again
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     else:
         results = list(iter_results(lines, keys=ring, crc=crc))
         failed = sum(1 for _, _, error in results if error is not None)

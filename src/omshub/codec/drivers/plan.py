@@ -68,16 +68,24 @@ class Plan:
         self.series_from = min((s.first_storage for s in series), default=0)
         self.computed = tuple(v for d in drivers for v in d.computed)
         # layout -> field picks; only when every rule names an exact key (see name_fields)
-        self.by_layout: dict[str, Any] | None = {} if all(key is not None for _, key, _, _ in rules) else None
+        self.by_layout: dict[Any, Any] | None = {} if all(key is not None for _, key, _, _ in rules) else None
 
-    def name_fields(self, records: list[Any], fields: dict[str, Any], layout: str | None = None) -> None:
+    def name_fields(self, records: list[Any], fields: dict[str, Any], layout: Any = None) -> None:
         """Fill ``fields`` from ``records`` by the plan's rules (values already there are kept).
 
         ``layout`` (the decoder passes it) is the records' ``dif_vif`` texts joined, for records
         exactly as the record decoder made them: their keys then follow from it, so which
         record each field takes is worked out once per layout (see :meth:`_by_layout`)."""
         by_layout = self.by_layout
-        if layout is not None and by_layout is not None and not fields:
+        keys: Any = None
+        if by_layout is not None and layout is None:
+            # records a driver changed or added (no dif_vif layout): their keys are the layout
+            try:
+                keys = layout = tuple(map(_RECORD_KEY, records))
+                hash(layout)
+            except (KeyError, TypeError):  # records without the usual keys, or with odd values
+                keys = layout = None
+        if layout is not None and by_layout is not None:
             names, pick, deep = by_layout.get(layout) or self._by_layout(layout, records)
             try:
                 values = pick(list(map(_VALUE, records))) if names else ()
@@ -85,12 +93,17 @@ class Plan:
                 values = None
             if values is not None and None not in values:  # else: a record without a valid value
                 if names:
-                    fields.update(zip(names, values, strict=False))
+                    if fields:  # values already there are kept
+                        setdefault = fields.setdefault
+                        for name, value in zip(names, values, strict=False):
+                            setdefault(name, value)
+                    else:
+                        fields.update(zip(names, values, strict=False))
                 if deep:
                     self._series(records, fields)
                 return
         try:
-            keys = list(map(_RECORD_KEY, records))
+            keys = list(keys if keys is not None else map(_RECORD_KEY, records))
             index = dict(zip(reversed(keys), reversed(records), strict=False))  # the first record of a key wins
             deepest = max(map(_STORAGE, keys), default=0) if self.series else 0
         except (KeyError, TypeError):  # records without the usual keys, or with odd values
@@ -127,7 +140,7 @@ class Plan:
                 if history:
                     fields[s.field] = history
 
-    def _by_layout(self, layout: str, records: list[Any]) -> tuple[Any, ...]:
+    def _by_layout(self, layout: Any, records: list[Any]) -> tuple[Any, ...]:
         """(field names, getter of their records' positions, any history records) for a layout.
 
         Made from the records of the first telegram with this layout: the record each rule
