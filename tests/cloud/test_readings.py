@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import cbor2
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Text, cast, select, update
 
 from omshub.cloud.store.models import Meter
 
@@ -91,6 +91,15 @@ def test_meter_readings_filter_by_time_and_quantity(hub, client, pipeline):
     ]
     full = client.get(f"{API}/readings/latest", headers=h).json()["items"][0]["reading"]
     assert full == newest and full["records"] and full["status"] is not None
+    # the kept view is put into the answer as stored; a meter of before it keeps the reading's
+    # whole decoded dict (other keys first), which is parsed: the same answer
+    with hub.db.session() as s:
+        kept = s.scalar(select(cast(Meter.last_data, Text)).where(Meter.id == pk))
+    assert kept.startswith('{"status":') and list(orjson.loads(kept)) == ["status", "records", "fields"]
+    whole = {"meter": {"id": "x"}, "security": {"mode": 5}, **orjson.loads(kept), "manufacturer_data": None}
+    with hub.db.transaction() as s:
+        s.execute(update(Meter).where(Meter.id == pk).values(last_data=whole))
+    assert client.get(f"{API}/readings/latest", headers=h).json()["items"][0]["reading"] == newest
     with hub.db.transaction() as s:
         s.execute(update(Meter).where(Meter.id == pk).values(last_data=None))
     assert client.get(f"{API}/readings/latest", headers=h).json()["items"][0]["reading"] == newest
@@ -387,3 +396,62 @@ def test_latest_of_every_meter_costs_the_same_statements_for_3_or_12_meters(hub,
         # (the token check may or may not write its last use: only reads of readings count)
         counts.append(sum("readings" in st or "telegrams" in st for st in statements))
     assert counts[0] == counts[1] == 1, counts
+
+
+def test_times_made_text_by_the_database_are_iso(hub):
+    """store.database.iso_sql (the latest readings page's and the export's times) writes what
+    times.iso writes: UTC, "Z", microseconds only when there are some; NULL stays NULL."""
+    from sqlalchemy import bindparam, text
+
+    from omshub.cloud.store.database import iso_sql
+    from omshub.cloud.store.models import UtcDateTime
+    from omshub.times import iso
+
+    times = [
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2026, 12, 31, 12, 30, 5, 999999, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        None,
+    ]
+    with hub.db.session() as s:
+        dialect = s.get_bind().dialect.name
+        t = "t" if dialect == "sqlite" else "CAST(t AS timestamptz)"
+        stmt = text(f"SELECT {iso_sql(dialect, t)} FROM (SELECT :t AS t) x").bindparams(
+            bindparam("t", type_=UtcDateTime())
+        )
+        assert [s.scalar(stmt, {"t": at}) for at in times] == [iso(at) for at in times]
+
+
+def test_export_batches_fetched_ahead_stop_with_the_reader_and_pass_errors_on():
+    """services.export._ahead: the batches in order; a reader that stops early (a client gone)
+    stops the fetching thread and closes the fetch (its session); an error of the fetch is
+    raised to the reader."""
+    import threading
+
+    from omshub.cloud.services.export import _ahead
+
+    closed = []
+
+    def batches():
+        try:
+            for i in range(1000):
+                yield [(i,)]
+        finally:
+            closed.append(True)
+
+    assert [b[0][0] for b in _ahead(lambda: (b for b in [[(1,)], [(2,)]]))] == [1, 2]
+    reader = _ahead(batches)
+    assert next(reader) == [(0,)] and next(reader) == [(1,)]
+    reader.close()
+    assert closed == [True]
+    assert not [t for t in threading.enumerate() if t.name == "omshub-export"]
+
+    def failing():
+        yield [(1,)]
+        raise RuntimeError("the database went away")
+
+    reader = _ahead(failing)
+    assert next(reader) == [(1,)]
+    with pytest.raises(RuntimeError, match="went away"):
+        next(reader)
