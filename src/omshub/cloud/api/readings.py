@@ -19,8 +19,8 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import LargeBinary, and_, cast, func, literal_column, or_, select
 from sqlalchemy import Text as Text_
-from sqlalchemy import and_, cast, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from omshub.cloud.api.common import DbSession, Id, Limit, Text, TimeQuery, iso, page, paginate, parse_time
@@ -204,7 +204,7 @@ def latest_readings(
     dialect = session.get_bind().dialect.name
     stmt = (
         select(
-            *_LATEST_METER, *_latest_times(dialect), *_LATEST_READING, cast(Meter.last_data, Text_).label("last_data")
+            *_LATEST_METER, *_latest_times(dialect), *_LATEST_READING, _latest_view_bytes(dialect).label("last_data")
         )
         .outerjoin(Reading, and_(Reading.id == Meter.last_reading_id, Reading.tenant_id == Meter.tenant_id))
         .where(Meter.tenant_id == principal.tenant_id)
@@ -224,8 +224,8 @@ def latest_readings(
     for row in rows:
         if row.r_id is None or row.last_data is None:
             continue
-        if qs is None and fs is None and row.last_data.startswith(LATEST_VIEW_PREFIX):
-            spliced[row.r_id] = row.last_data.encode()
+        if qs is None and fs is None and row.last_data.startswith(_VIEW_PREFIX):
+            spliced[row.r_id] = row.last_data
             continue
         parsed = orjson.loads(row.last_data)
         if isinstance(parsed, dict):
@@ -285,6 +285,16 @@ _LATEST_READING = (
     Reading.id.label("r_id"),
     Reading.telegram_id.label("r_telegram_id"),
 )
+
+
+_VIEW_PREFIX = LATEST_VIEW_PREFIX.encode()
+
+
+def _latest_view_bytes(dialect: str):
+    """meters.last_data as its UTF-8 bytes (no text decoded and encoded again per meter)."""
+    if dialect == "sqlite":
+        return cast(Meter.last_data, LargeBinary)
+    return func.convert_to(cast(Meter.last_data, Text_), "UTF8")
 
 
 def _latest_times(dialect: str) -> tuple:
