@@ -455,3 +455,51 @@ def test_export_batches_fetched_ahead_stop_with_the_reader_and_pass_errors_on():
     assert next(reader) == [(1,)]
     with pytest.raises(RuntimeError, match="went away"):
         next(reader)
+
+
+def _export_rows_strategy():
+    from hypothesis import strategies as st
+
+    text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+    number = st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**63), 2**63 - 1)
+    row = st.tuples(
+        st.integers(1, 2**62),
+        st.sampled_from(["KAM", "EFE", "None", 'A"B', ""]) | text,
+        st.sampled_from(["00000001", "1,2", "x\r\ny"]) | text,
+        st.sampled_from(["heat", "", "None", "NoneType"]) | text,
+        st.just("2026-03-01T00:00:00Z"),
+        st.just("2026-03-01T00:00:00.000001Z"),
+        *([number] * 8),
+        st.none() | st.integers(0, 255),
+    )
+    plain = st.tuples(
+        st.integers(1, 2**62),
+        st.just("KAM"),
+        st.from_regex(r"[0-9A-F]{8}", fullmatch=True),
+        st.sampled_from(["heat", "water", ""]),
+        st.just("2026-03-01T00:00:00Z"),
+        st.just("2026-03-01T00:00:00.123456Z"),
+        *([number] * 8),
+        st.none() | st.integers(0, 255),
+    )
+    return st.lists(row | plain, max_size=20) | st.lists(plain, max_size=50)
+
+
+def test_export_csv_text_is_what_the_csv_module_writes():
+    """services.export.csv_text (rows by one %-format each) writes the very bytes csv.writer does:
+    None empty, values by str(), quotes where the meter's texts need them (then by the csv module)."""
+    from hypothesis import given
+
+    from omshub.cloud.services.export import csv_text
+
+    @given(_export_rows_strategy())
+    def check(batch):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerows(batch)
+        assert csv_text(batch) == buf.getvalue()
+
+    check()
+    row = (1, "KAM", "00000001", "heat", "2026-03-01T00:00:00Z", "2026-03-01T00:00:00Z")
+    assert csv_text([(*row, 1.5, None, None, None, None, 65.0, None, 0, None)]) == (
+        "1,KAM,00000001,heat,2026-03-01T00:00:00Z,2026-03-01T00:00:00Z,1.5,,,,,65.0,,0,\r\n"
+    )

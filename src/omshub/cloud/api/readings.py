@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from datetime import datetime
 from types import SimpleNamespace
@@ -31,7 +29,7 @@ from omshub.cloud.api.meters import get_meter, meters_json
 from omshub.cloud.decode.redecode import Redecoder
 from omshub.cloud.services import consumption as consumption_mod
 from omshub.cloud.services.accounts import Principal
-from omshub.cloud.services.export import EXPORT_COLUMNS, export_rows, with_fields
+from omshub.cloud.services.export import EXPORT_COLUMNS, csv_text, export_rows, with_fields
 from omshub.cloud.services.meters import local_time
 from omshub.cloud.store.database import iso_sql
 from omshub.cloud.store.models import Installation, Meter, Reading
@@ -343,15 +341,15 @@ def point_consumption(
     return _jsonable(consumption_mod.consumption(session, mp, start, end, quantity=quantity))
 
 
+_CSV_HEADER = ",".join(EXPORT_COLUMNS) + "\r\n"
+
+
 def _csv_stream(batches: Iterator[list[tuple]]) -> Iterator[bytes]:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(EXPORT_COLUMNS)
+    """The header with the first batch (none without rows), then a batch per chunk (export.csv_text)."""
+    header = _CSV_HEADER
     for batch in batches:
-        writer.writerows(batch)  # (csv writes None as an empty field)
-        yield buf.getvalue().encode()
-        buf.seek(0)
-        buf.truncate()
+        yield (header + csv_text(batch)).encode()
+        header = ""
 
 
 def _json_stream(batches: Iterator[list]) -> Iterator[bytes]:
