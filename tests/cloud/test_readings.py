@@ -165,6 +165,21 @@ def test_consumption_across_swap_via_api(hub, client, pipeline):
     ]
     r = client.get(f"{API}/metering-points/{pid}/consumption", params={"from": "2026-03-02T00:00:00Z"}, headers=h)
     assert r.status_code == 422
+    # the latest of every meter shows each meter's current installation (the old one: none since the swap)
+    latest = {
+        i["meter"]["id"]: i["meter"]["metering_point"]
+        for i in client.get(f"{API}/readings/latest", params={"limit": 1}, headers=h).json()["items"]
+        + client.get(
+            f"{API}/readings/latest",
+            params={
+                "limit": 1,
+                "cursor": client.get(f"{API}/readings/latest", params={"limit": 1}, headers=h).json()["next_cursor"],
+            },
+            headers=h,
+        ).json()["items"]
+    }
+    assert latest[old] is None and latest[new]["id"] == pid
+    assert latest[new]["installed_at"] == "2026-03-05T00:00:00Z"
 
 
 def test_export_csv_and_json(hub, client, pipeline, monkeypatch):

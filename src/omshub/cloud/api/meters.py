@@ -62,8 +62,10 @@ def meter_json(
     }
 
 
-def meters_json(session: Session, meters: list[Meter], time_text=iso) -> list[dict]:
-    installed = current_installations(session, [m.id for m in meters])
+def meters_json(session: Session, meters: list[Meter], time_text=iso, installed: dict | None = None) -> list[dict]:
+    """`installed`: their current_installations when the caller has them."""
+    if installed is None:
+        installed = current_installations(session, [m.id for m in meters])
     gw_ids = {m.gateway_id for m in meters if m.gateway_id}
     serials: dict[int | None, str] = {}
     if gw_ids:

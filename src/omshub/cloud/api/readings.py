@@ -30,7 +30,7 @@ from omshub.cloud.decode.redecode import Redecoder
 from omshub.cloud.services import consumption as consumption_mod
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.services.export import EXPORT_COLUMNS, csv_text, export_rows, with_fields
-from omshub.cloud.services.meters import local_time
+from omshub.cloud.services.meters import current_installations_between, local_time
 from omshub.cloud.store.database import iso_sql
 from omshub.cloud.store.models import Installation, Meter, Reading
 from omshub.cloud.store.reading_values import LATEST_VIEW_PREFIX, stored_data
@@ -235,7 +235,9 @@ def latest_readings(
         )
         data.update(full_data(request, session, principal.tenant_id, list(found)))
     items = []
-    for row, mj in zip(rows, meters_json(session, rows, _as_text), strict=True):
+    # the page's meters are in id order: their installations by one id range
+    installed = current_installations_between(session, principal.tenant_id, rows[0].id, rows[-1].id) if rows else {}
+    for row, mj in zip(rows, meters_json(session, rows, _as_text, installed), strict=True):
         reading: dict | orjson.Fragment | None = None
         if row.r_id in spliced:
             # the reading's own keys, then the view's: '{"id":..,"received_at":".."' + ',"status":..}'
