@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import cbor2
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Text, cast, select, update
 
 from omshub.cloud.store.models import Meter
 
@@ -91,6 +91,15 @@ def test_meter_readings_filter_by_time_and_quantity(hub, client, pipeline):
     ]
     full = client.get(f"{API}/readings/latest", headers=h).json()["items"][0]["reading"]
     assert full == newest and full["records"] and full["status"] is not None
+    # the kept view is put into the answer as stored; a meter of before it keeps the reading's
+    # whole decoded dict (other keys first), which is parsed: the same answer
+    with hub.db.session() as s:
+        kept = s.scalar(select(cast(Meter.last_data, Text)).where(Meter.id == pk))
+    assert kept.startswith('{"status":') and list(orjson.loads(kept)) == ["status", "records", "fields"]
+    whole = {"meter": {"id": "x"}, "security": {"mode": 5}, **orjson.loads(kept), "manufacturer_data": None}
+    with hub.db.transaction() as s:
+        s.execute(update(Meter).where(Meter.id == pk).values(last_data=whole))
+    assert client.get(f"{API}/readings/latest", headers=h).json()["items"][0]["reading"] == newest
     with hub.db.transaction() as s:
         s.execute(update(Meter).where(Meter.id == pk).values(last_data=None))
     assert client.get(f"{API}/readings/latest", headers=h).json()["items"][0]["reading"] == newest
@@ -156,6 +165,21 @@ def test_consumption_across_swap_via_api(hub, client, pipeline):
     ]
     r = client.get(f"{API}/metering-points/{pid}/consumption", params={"from": "2026-03-02T00:00:00Z"}, headers=h)
     assert r.status_code == 422
+    # the latest of every meter shows each meter's current installation (the old one: none since the swap)
+    latest = {
+        i["meter"]["id"]: i["meter"]["metering_point"]
+        for i in client.get(f"{API}/readings/latest", params={"limit": 1}, headers=h).json()["items"]
+        + client.get(
+            f"{API}/readings/latest",
+            params={
+                "limit": 1,
+                "cursor": client.get(f"{API}/readings/latest", params={"limit": 1}, headers=h).json()["next_cursor"],
+            },
+            headers=h,
+        ).json()["items"]
+    }
+    assert latest[old] is None and latest[new]["id"] == pid
+    assert latest[new]["installed_at"] == "2026-03-05T00:00:00Z"
 
 
 def test_export_csv_and_json(hub, client, pipeline, monkeypatch):
@@ -387,3 +411,110 @@ def test_latest_of_every_meter_costs_the_same_statements_for_3_or_12_meters(hub,
         # (the token check may or may not write its last use: only reads of readings count)
         counts.append(sum("readings" in st or "telegrams" in st for st in statements))
     assert counts[0] == counts[1] == 1, counts
+
+
+def test_times_made_text_by_the_database_are_iso(hub):
+    """store.database.iso_sql (the latest readings page's and the export's times) writes what
+    times.iso writes: UTC, "Z", microseconds only when there are some; NULL stays NULL."""
+    from sqlalchemy import bindparam, text
+
+    from omshub.cloud.store.database import iso_sql
+    from omshub.cloud.store.models import UtcDateTime
+    from omshub.times import iso
+
+    times = [
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 1, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2026, 12, 31, 12, 30, 5, 999999, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        None,
+    ]
+    with hub.db.session() as s:
+        dialect = s.get_bind().dialect.name
+        t = "t" if dialect == "sqlite" else "CAST(t AS timestamptz)"
+        stmt = text(f"SELECT {iso_sql(dialect, t)} FROM (SELECT :t AS t) x").bindparams(
+            bindparam("t", type_=UtcDateTime())
+        )
+        assert [s.scalar(stmt, {"t": at}) for at in times] == [iso(at) for at in times]
+
+
+def test_export_batches_fetched_ahead_stop_with_the_reader_and_pass_errors_on():
+    """services.export._ahead: the batches in order; a reader that stops early (a client gone)
+    stops the fetching thread and closes the fetch (its session); an error of the fetch is
+    raised to the reader."""
+    import threading
+
+    from omshub.cloud.services.export import _ahead
+
+    closed = []
+
+    def batches():
+        try:
+            for i in range(1000):
+                yield [(i,)]
+        finally:
+            closed.append(True)
+
+    assert [b[0][0] for b in _ahead(lambda: (b for b in [[(1,)], [(2,)]]))] == [1, 2]
+    reader = _ahead(batches)
+    assert next(reader) == [(0,)] and next(reader) == [(1,)]
+    reader.close()
+    assert closed == [True]
+    assert not [t for t in threading.enumerate() if t.name == "omshub-export"]
+
+    def failing():
+        yield [(1,)]
+        raise RuntimeError("the database went away")
+
+    reader = _ahead(failing)
+    assert next(reader) == [(1,)]
+    with pytest.raises(RuntimeError, match="went away"):
+        next(reader)
+
+
+def _export_rows_strategy():
+    from hypothesis import strategies as st
+
+    text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+    number = st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**63), 2**63 - 1)
+    row = st.tuples(
+        st.integers(1, 2**62),
+        st.sampled_from(["KAM", "EFE", "None", 'A"B', ""]) | text,
+        st.sampled_from(["00000001", "1,2", "x\r\ny"]) | text,
+        st.sampled_from(["heat", "", "None", "NoneType"]) | text,
+        st.just("2026-03-01T00:00:00Z"),
+        st.just("2026-03-01T00:00:00.000001Z"),
+        *([number] * 8),
+        st.none() | st.integers(0, 255),
+    )
+    plain = st.tuples(
+        st.integers(1, 2**62),
+        st.just("KAM"),
+        st.from_regex(r"[0-9A-F]{8}", fullmatch=True),
+        st.sampled_from(["heat", "water", ""]),
+        st.just("2026-03-01T00:00:00Z"),
+        st.just("2026-03-01T00:00:00.123456Z"),
+        *([number] * 8),
+        st.none() | st.integers(0, 255),
+    )
+    return st.lists(row | plain, max_size=20) | st.lists(plain, max_size=50)
+
+
+def test_export_csv_text_is_what_the_csv_module_writes():
+    """services.export.csv_text (rows by one %-format each) writes the very bytes csv.writer does:
+    None empty, values by str(), quotes where the meter's texts need them (then by the csv module)."""
+    from hypothesis import given
+
+    from omshub.cloud.services.export import csv_text
+
+    @given(_export_rows_strategy())
+    def check(batch):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerows(batch)
+        assert csv_text(batch) == buf.getvalue()
+
+    check()
+    row = (1, "KAM", "00000001", "heat", "2026-03-01T00:00:00Z", "2026-03-01T00:00:00Z")
+    assert csv_text([(*row, 1.5, None, None, None, None, 65.0, None, 0, None)]) == (
+        "1,KAM,00000001,heat,2026-03-01T00:00:00Z,2026-03-01T00:00:00Z,1.5,,,,,65.0,,0,\r\n"
+    )

@@ -31,8 +31,12 @@ def get_meter(session: Session, principal: Principal, meter_pk: int) -> Meter:
 
 
 def meter_json(
-    m: Meter, installed: tuple[Installation, MeteringPoint] | None = None, gateway_serial: str | None = None
+    m: Meter,
+    installed: tuple[Installation, MeteringPoint] | None = None,
+    gateway_serial: str | None = None,
+    time_text=iso,
 ) -> dict:
+    """`time_text`: how `m`'s times become text (the latest readings page selects them as text)."""
     point = None
     if installed is not None:
         inst, mp = installed
@@ -51,20 +55,22 @@ def meter_json(
         "gateway_id": m.gateway_id,
         "gateway": gateway_serial,
         "metering_point": point,
-        "created_at": iso(m.created_at),
-        "last_heard_at": iso(m.last_heard_at),
+        "created_at": time_text(m.created_at),
+        "last_heard_at": time_text(m.last_heard_at),
         "last_reading_id": m.last_reading_id,
         "meter_timezone": m.meter_timezone,
     }
 
 
-def meters_json(session: Session, meters: list[Meter]) -> list[dict]:
-    installed = current_installations(session, [m.id for m in meters])
+def meters_json(session: Session, meters: list[Meter], time_text=iso, installed: dict | None = None) -> list[dict]:
+    """`installed`: their current_installations when the caller has them."""
+    if installed is None:
+        installed = current_installations(session, [m.id for m in meters])
     gw_ids = {m.gateway_id for m in meters if m.gateway_id}
     serials: dict[int | None, str] = {}
     if gw_ids:
         serials = dict(session.execute(select(Gateway.id, Gateway.serial).where(Gateway.id.in_(gw_ids))).all())
-    return [meter_json(m, installed.get(m.id), serials.get(m.gateway_id)) for m in meters]
+    return [meter_json(m, installed.get(m.id), serials.get(m.gateway_id), time_text) for m in meters]
 
 
 class MeterIn(BaseModel):

@@ -144,12 +144,13 @@ def update_meters(
             for m in changed.values()
         ],
     )
-    # the latest reading's whole decoded dict, for "latest of every meter" without decoding again
+    # the latest reading's view (reading_values.latest_view_json), for "latest of every meter"
+    # without decoding again
     writer.update(
         "meters",
         ("last_data",),
         ("json",),
-        [(r._data_json, meter_id) for meter_id, r in latest.items() if r is not None and r._data_json is not None],
+        [(r.view_json, meter_id) for meter_id, r in latest.items() if r is not None and r.view_json is not None],
     )
     return wrong_keys, calls
 

@@ -29,7 +29,7 @@ from omshub.cloud.domain.registers import registers
 from omshub.cloud.store.database import BulkSql, db_json, db_time, db_time_set, json_text, time_to_db
 from omshub.cloud.store.meter_zones import load_rules
 from omshub.cloud.store.models import CompactFormat, Telegram
-from omshub.cloud.store.reading_values import VALUE_COLUMNS, typed_values
+from omshub.cloud.store.reading_values import VALUE_COLUMNS, latest_view_json, typed_values
 from omshub.codec import DecodeError
 
 DUPLICATE_WINDOW = timedelta(hours=1)
@@ -91,6 +91,7 @@ class Prepared:
         "received_db",
         "fields_json",
         "data_json",
+        "view_json",
         "reports_error",
         "registers",
         "encrypted",
@@ -110,6 +111,8 @@ class Prepared:
         self.received_db = row.received_db
         self.fields_json = json_text(result.get("fields") or {})
         self.data_json = json_text(result)
+        # what meters.last_data keeps of it when it is its meter's latest (reading_values)
+        self.view_json = latest_view_json(result)
         self.reports_error = bool(error_causes(result)[0])
         self.registers = registers(result)
         self.encrypted = bool((result.get("security") or {}).get("encrypted"))
@@ -212,6 +215,7 @@ class StoredReading:
         "registers",
         "_fields_json",
         "_data_json",
+        "view_json",
     )
 
     def __init__(
@@ -230,11 +234,13 @@ class StoredReading:
         *,
         fields_json: str | None = None,
         data_json: str | None = None,
+        view_json: str | None = None,
     ) -> None:
         self.id, self.tenant_id, self.meter_pk, self.telegram_id = id, tenant_id, meter_pk, telegram_id
         self.timestamp, self.received_at, self._fields, self._data = timestamp, received_at, fields, data
         self.fingerprint, self.reports_error, self.registers = fingerprint, reports_error, registers
         self._fields_json, self._data_json = fields_json, data_json
+        self.view_json = view_json  # (reading_values.latest_view_json)
 
     @property
     def fields(self) -> dict:
@@ -447,6 +453,7 @@ def write_readings_and_telegrams(
                 prep.registers,
                 fields_json=prep.fields_json,
                 data_json=prep.data_json,
+                view_json=prep.view_json,
             )
             readings.append((o, stored))
             rows.append(

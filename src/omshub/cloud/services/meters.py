@@ -135,6 +135,23 @@ def current_installations(session: Session, meter_pks: list[int]) -> dict[int, t
     return {inst.meter_pk: (inst, mp) for inst, mp in rows}
 
 
+def current_installations_between(
+    session: Session, tenant_id: int, first_pk: int, last_pk: int
+) -> dict[int, tuple[Installation, MeteringPoint]]:
+    """current_installations of the tenant's meters with ids first_pk..last_pk (a page of meters
+    in id order: one range, not a list of a thousand ids to bind)."""
+    rows = session.execute(
+        select(Installation, MeteringPoint)
+        .join(MeteringPoint, MeteringPoint.id == Installation.metering_point_id)
+        .where(
+            Installation.tenant_id == tenant_id,
+            Installation.meter_pk.between(first_pk, last_pk),
+            Installation.removed_at.is_(None),
+        )
+    )
+    return {inst.meter_pk: (inst, mp) for inst, mp in rows}
+
+
 def requeue(session: Session, tenant_id: int, meters: list[tuple[str | None, str]]) -> int:
     """Telegrams that waited for these meters go back to the decode pipeline."""
     total = 0

@@ -312,6 +312,24 @@ def time_to_db(sqlite: bool):
     return sqlite_time if sqlite else _same_time
 
 
+# A UtcDateTime column as ISO 8601 text the way times.iso writes it (UTC, "Z", microseconds only
+# when there are some), made by the database: readers that only pass times on (the readings
+# export, the latest readings page) get text and make no datetime object per row
+_ISO_SQL = {
+    # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' (sqlite_time: naive UTC)
+    "sqlite": "replace(substr({c}, 1, 19), ' ', 'T') || "
+    "CASE WHEN substr({c}, 20) IN ('', '.000000') THEN '' ELSE substr({c}, 20) END || 'Z'",
+    "postgresql": "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
+    "CASE WHEN date_trunc('second', {c}) = {c} THEN '' ELSE to_char({c} AT TIME ZONE 'UTC', '.US') END || 'Z'",
+}
+
+
+def iso_sql(dialect: str, column: str) -> str:
+    """SQL of the UtcDateTime column `column` (as written in the statement) as times.iso's text
+    (NULL stays NULL)."""
+    return _ISO_SQL["sqlite" if dialect == "sqlite" else "postgresql"].format(c=column)
+
+
 def db_time(value) -> datetime | None:
     """A UtcDateTime column as a driver-level SELECT returns it (SQLite: naive UTC text)."""
     if value is None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import orjson
+
 from omshub.cloud.domain.alarms import error_causes
 from omshub.cloud.domain.registers import CUMULATIVE_UNITS
 from omshub.codec.tpl import STATUS_FLAGS
@@ -221,3 +223,16 @@ def stored_data(reading) -> dict:
         )
     out["fields"] = {}
     return out
+
+
+# meters.last_data: the latest reading's view as the latest readings page shows it — exactly
+# {"status", "records", "fields"} in this order (latest_view_json), so the page puts the stored
+# text into its answer unparsed (api/readings.py). Meters stored before hold the reading's whole
+# decoded dict, which begins with another key ("meter"): the page parses those.
+LATEST_VIEW_PREFIX = '{"status":'
+
+
+def latest_view_json(data: dict) -> str:
+    """meters.last_data of a reading whose decoded dict is `data` (orjson as database.json_text)."""
+    view = {"status": data.get("status"), "records": data.get("records") or [], "fields": data.get("fields") or {}}
+    return orjson.dumps(view, option=orjson.OPT_NON_STR_KEYS).decode()
