@@ -639,3 +639,9 @@ def test_bulk_config_by_filter_only_selects_own_gateways(client, world):
         f"{API}/gateways/config", json={"config": {}, "filter": {"serial_prefix": "ISO-A-"}}, headers=world["b_headers"]
     )
     assert r.status_code == 422  # matches no gateway of B
+
+
+@pytest.fixture(autouse=True)
+def _loopback_webhooks(monkeypatch):
+    """The webhook endpoints here point at loopback, which the SSRF guard refuses by default."""
+    monkeypatch.setenv("OMSHUB_WEBHOOK_ALLOW_PRIVATE", "127.0.0.0/8")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from omshub.cloud.api.common import DbSession, Id, Text, TimeQuery, parse_time
 from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.guard import read_body
+from omshub.cloud.domain.exports.v1 import ROW_ID
 from omshub.cloud.services import export_arge, export_runs, export_sap, exports_v1, sftp_jobs
 from omshub.cloud.services.accounts import Principal
 from omshub.cloud.store.database import Database
@@ -34,14 +35,14 @@ def _pull(request: Request, principal: Principal, kind: str, period: str, fmt: s
     name = export_runs.file_name(full, period, "pull")
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     tail: dict = {}
-    batches = exports_v1.rows(db, principal.tenant_id, scope, extras=kind == "sap")
+    batches = exports_v1.rows(db, principal.tenant_id, scope, extras=kind == "sap", swaps_only=kind == "sap")
     if limit is None:
         body = export_runs.render(db, principal.tenant_id, full, batches, {"period": period}, tail)
         return StreamingResponse(body, media_type=_MEDIA[fmt], headers=headers)
     # a page is bounded by `limit`: gathered, so its next cursor can go in a header (and the JSON)
     page = list(batches)
     count = sum(len(b) for b in page)
-    last = page[-1][-1]["row_id"] if page and page[-1] else None
+    last = page[-1][-1][ROW_ID] if page and page[-1] else None
     cursor_next = last if count >= limit else None
     tail["next_cursor"] = cursor_next
     content = b"".join(export_runs.render(db, principal.tenant_id, full, iter(page), {"period": period}, tail))

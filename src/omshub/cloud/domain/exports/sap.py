@@ -24,6 +24,8 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from omshub.cloud.domain.exports.v1 import COL, SHARED, SHARED_COLUMNS, VALUE, Shared
+
 COLUMNS = (
     "MATERIAL",
     "SERIALNO",
@@ -39,6 +41,7 @@ COLUMNS = (
     "ACTUALMRDATE",
     "ACTUALMRTIME",
 )
+RECEIVED, SERIAL = COL["received_utc"], COL["meter_serial"]
 # time of the reading at the end of a day, as SAP takes it (HHMMSS)
 END_OF_DAY = "235900"
 
@@ -113,23 +116,26 @@ def _date_time(at: datetime, zone: ZoneInfo) -> tuple[str, str]:
     return local.strftime("%Y%m%d"), local.strftime("%H%M%S")
 
 
-def reading_row(row: dict, mapping: dict, cache: dict) -> dict | None:
-    """The upload row of one v1 boundary-value row (None: nothing SAP would take). `cache` keeps
-    the date texts of times already seen (an export's boundaries are few)."""
-    note = mapping["notes"].get(row["tabelle_s"] or "") or mapping["notes"].get(row["origin"] or "")
-    if row["value"] is None:
+def reading_row(row: list, mapping: dict, cache: dict) -> list | None:
+    """The upload row (a list of COLUMNS) of one v1 boundary-value row (None: nothing SAP would
+    take). The texts of the row's shared columns are made once per Shared (domain/exports/v1.py);
+    `cache` keeps the date texts of receiving times already seen."""
+    shared: Shared = row[SHARED]
+    made = shared.caches.get("sap")
+    if made is None or made[0] is not mapping:
+        made = shared.caches["sap"] = (mapping, *_shared_texts(shared, mapping, cache))
+    _, register, reason, note, reading_type, bill_date, number = made
+    value = row[VALUE]
+    if value is None:
         note = mapping["notes"].get("missing")
         if not note:
             return None
-    zone = row["_zone"] or "UTC"
-    bill_date = cache.get((row["boundary_utc"], zone))
-    if bill_date is None:
-        at = datetime.fromisoformat(row["boundary_utc"].replace("Z", "+00:00"))
-        bill_date = cache[(row["boundary_utc"], zone)] = (
-            at.astimezone(_zone(zone, cache)) - timedelta(days=1)
-        ).strftime("%Y%m%d")
-    received = row["received_utc"]
+        result = ""
+    else:
+        result = format(value, number)
+    received = row[RECEIVED]
     if received:
+        zone = shared.zone or "UTC"
         actual = cache.get((received, zone, "t"))
         if actual is None:
             if len(cache) > 50_000:
@@ -138,16 +144,27 @@ def reading_row(row: dict, mapping: dict, cache: dict) -> dict | None:
             actual = cache[(received, zone, "t")] = _date_time(at, _zone(zone, cache))
     else:
         actual = (bill_date, END_OF_DAY)
-    return _row(
-        mapping,
-        row["meter_serial"],
-        row["register"],
-        mapping["reasons"].get(row["boundary_reason"] or "", "09"),
-        row["value"],
-        (bill_date, END_OF_DAY),
-        actual,
-        note or "",
-        mapping["reading_types"].get(row["origin"] or "", ""),
+    return [
+        mapping["material"], row[SERIAL] or "", register, reason, "", result, note or "", reading_type,
+        mapping["meter_reader"], bill_date, END_OF_DAY, actual[0], actual[1],
+    ]  # fmt: skip
+
+
+def _shared_texts(shared: Shared, mapping: dict, cache: dict) -> tuple:
+    """(REGISTER, MRREASON, note, ACTUALCUSTOMERMRTYPE, MRDATEFORBILLING, number format)."""
+    v = dict(zip(SHARED_COLUMNS, shared.values, strict=True))
+    notes = mapping["notes"]
+    note = notes.get(v["tabelle_s"] or "") or notes.get(v["origin"] or "")
+    zone = shared.zone or "UTC"
+    at = datetime.fromisoformat(v["boundary_utc"].replace("Z", "+00:00"))
+    bill_date = (at.astimezone(_zone(zone, cache)) - timedelta(days=1)).strftime("%Y%m%d")
+    return (
+        mapping["registers"].get(v["register"], "001"),
+        mapping["reasons"].get(v["boundary_reason"] or "", "09"),
+        note,
+        mapping["reading_types"].get(v["origin"] or "", ""),
+        bill_date,
+        f".{mapping['decimals']}f",
     )
 
 
@@ -161,7 +178,7 @@ def _zone(name: str, cache: dict) -> ZoneInfo:
 def swap_rows(
     serial_old: str, serial_new: str, quantity: str, removal: tuple[datetime, float | None],
     installation: tuple[datetime, float | None], mapping: dict, zone: str,
-) -> list[dict]:  # fmt: skip
+) -> list[list]:  # fmt: skip
     """A swap: the old meter's removal reading (12), then the new meter's installation reading (08)."""
     tz = ZoneInfo(zone or "UTC")
     out = []
@@ -174,20 +191,21 @@ def swap_rows(
     return out
 
 
-def _row(mapping, serial, quantity, reason, value, billing, actual, note, reading_type) -> dict:
+def _row(mapping, serial, quantity, reason, value, billing, actual, note, reading_type) -> list:
+    """An upload row: the values of COLUMNS in order."""
     decimals = mapping["decimals"]
-    return {
-        "MATERIAL": mapping["material"],
-        "SERIALNO": serial or "",
-        "REGISTER": mapping["registers"].get(quantity, "001"),
-        "MRREASON": reason,
-        "MRIDNUMBER": "",
-        "READINGRESULT": "" if value is None else f"{value:.{decimals}f}",
-        "METERREADINGNOTE": note,
-        "ACTUALCUSTOMERMRTYPE": reading_type,
-        "METERREADER": mapping["meter_reader"],
-        "MRDATEFORBILLING": billing[0],
-        "MRTIMEFORBILLING": billing[1],
-        "ACTUALMRDATE": actual[0],
-        "ACTUALMRTIME": actual[1],
-    }
+    return [
+        mapping["material"],
+        serial or "",
+        mapping["registers"].get(quantity, "001"),
+        reason,
+        "",
+        "" if value is None else f"{value:.{decimals}f}",
+        note,
+        reading_type,
+        mapping["meter_reader"],
+        billing[0],
+        billing[1],
+        actual[0],
+        actual[1],
+    ]
