@@ -304,6 +304,7 @@ SPEC: dict[tuple[str, str], dict] = {
     ("DELETE", "/api/v1/export-jobs/{job_id}"): {"kind": "object"},
     ("POST", "/api/v1/export-jobs/{job_id}/run"): {"kind": "object"},
     ("POST", "/api/v1/arge/import"): {"kind": "create", "expect": {422}, "content": lambda c: b"M03.10 short\r\n"},
+    ("GET", "/api/v1/arge/e898"): {"kind": "self", "params": {"month": "{billing_period}"}},
     ("GET", "/api/v1/webhooks"): {"kind": "list"},
     ("POST", "/api/v1/webhooks"): {
         "kind": "create",

@@ -17,6 +17,7 @@ from omshub.cloud.api.guard import read_body
 from omshub.cloud.domain.exports.v1 import ROW_ID
 from omshub.cloud.services import export_arge, export_runs, export_sap, exports_v1, sftp_jobs
 from omshub.cloud.services.accounts import Principal
+from omshub.cloud.services.customer_records import check_month
 from omshub.cloud.store.database import Database
 from omshub.times import utcnow
 
@@ -207,3 +208,24 @@ def arge_import(principal: Operator, body: Annotated[bytes, Depends(_arge_body)]
     M records units and occupants with their occupancy period. A refusal (422) lists every problem
     with its line and field (number, name, positions); nothing is imported then."""
     return export_arge.import_records(session, principal.tenant_id, body, actor=principal.name)
+
+
+@router.get(
+    "/arge/e898",
+    summary="ARGE E898 records of a month's customer information PDFs (document type VDA)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}, "application/zip": {}}}},
+)
+def arge_e898(
+    principal: Viewer, session: DbSession, month: Annotated[Text, Query(max_length=7)], bundle: bool = False
+) -> Response:
+    """One E898 record (120 characters, ISO-8859-1, CR LF) per monthly information record of the month;
+    `bundle=true`: a zip with the records and every PDF under the file name its record names."""
+    month = check_month(month, utcnow())
+    if bundle:
+        content = export_arge.e898_bundle(session, principal.tenant_id, month)
+        name, media = f"E898_{month}.zip", "application/zip"
+    else:
+        content = export_arge.e898_file(session, principal.tenant_id, month)
+        name, media = f"E898_{month}.txt", "text/plain; charset=iso-8859-1"
+    return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
