@@ -177,6 +177,10 @@ def rows(db: Database, tenant_id: int, scope: Scope, export_id: str = "", extras
         with db.session() as session:
             # a driver cursor (PostgreSQL: server-side): plain tuples, no result object per row
             raw = session.connection().connection
+            if not db.is_sqlite:
+                # all rows are read: plan for all of them, not for the first 10 % (a cursor's default,
+                # which picks slow nested loops over hash joins)
+                session.connection().exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
             cursor = raw.cursor() if db.is_sqlite else raw.cursor(name="omshub_export")
             cursor.execute(sql, params)
             while fetched := cursor.fetchmany(BATCH):

@@ -41,7 +41,7 @@ EVENT_TYPES = (
     "value.changed_after_export",
     "alarm.raised",
     "alarm.cleared",
-    "monthly_information.ready",  # emitted by the monthly information when it exists (docs/exports.md)
+    "monthly_information.ready",  # a month of customer information computed (event_sources, docs/exports.md)
     "webhook.test",
 )
 _SECRET_AAD = "webhook-secret"
