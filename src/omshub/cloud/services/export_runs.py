@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -37,9 +38,8 @@ from omshub.cloud.domain.exports.v1 import (
     SCHEMA,
     VALUE,
     VERSION,
+    csv_cell,
     json_document,
-    table_csv,
-    table_json_lines,
     utc_text,
     v1_csv,
     v1_json_lines,
@@ -78,7 +78,7 @@ def render(
     kind, ext = fmt.split("-")
     tail.setdefault("row_count", 0)
 
-    def counted(bs: Iterable[list[list]]) -> Iterator[list[list]]:
+    def counted(bs: Iterable[list]) -> Iterator[list]:
         for b in bs:
             tail["row_count"] += len(b)
             yield b
@@ -86,10 +86,10 @@ def render(
     if kind == "sap":
         with db.session() as session:
             mapping = export_sap.mapping_of(session, tenant_id)
-        out = counted(export_sap.sap_rows(db, tenant_id, batches, mapping))
+        lines = counted(export_sap.sap_lines(db, tenant_id, batches, mapping, ext))
         if ext == "csv":
-            return (p.encode() for p in table_csv(out, sap.COLUMNS + SAP_EXTRA))
-        lines = table_json_lines(out, sap.COLUMNS + SAP_EXTRA)
+            header = ",".join(csv_cell(c) for c in sap.COLUMNS + SAP_EXTRA) + "\r\n"
+            return itertools.chain((header.encode(),), ("".join(b).encode() for b in lines))
         return json_document(lines, {"format": "sap-isu-bapieablu", **head}, tail)
     out = counted(batches)
     if ext == "csv":

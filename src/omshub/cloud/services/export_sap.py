@@ -41,12 +41,20 @@ def set_mapping(session: Session, tenant_id: int, mapping: dict, *, actor: str, 
     return sap.merged(mapping)
 
 
-def sap_rows(db: Database, tenant_id: int, batches: Iterable[list[list]], mapping: dict) -> Iterator[list[list]]:
-    """Batches of upload rows (lists of sap.COLUMNS + EXTRA) from batches of v1 rows: a reading per
-    boundary value, a removal and an installation reading per swap (from the consumption rows whose
-    period has several meters). Each upload row ends with the delivery bookkeeping of its v1 row."""
-    zones: dict = {}
-    reading_row = sap.reading_row
+EXTRA = sap.EXTRA
+
+
+def sap_lines(
+    db: Database, tenant_id: int, batches: Iterable[list[list]], mapping: dict, ext: str
+) -> Iterator[list[str]]:
+    """Per batch of v1 rows, the upload's rows as text — CSV lines ("csv", with CRLF) or JSON
+    objects ("json"), byte for byte what v1.table_csv / v1.table_json_lines write of the rows as
+    lists (sap.COLUMNS + EXTRA), made from fragments (domain/exports/sap.UploadLines): a reading
+    per boundary value, a removal and an installation reading per swap (from the consumption rows
+    whose period has several meters). Each upload row ends with the delivery bookkeeping of its
+    v1 row."""
+    lines = sap.UploadLines(mapping, ext)
+    reading, general = lines.reading, lines.row
     for batch in batches:
         out = []
         swaps = [r for r in batch if r[RECORD] == "consumption" and len(r[RUNS] or []) > 1]
@@ -54,18 +62,13 @@ def sap_rows(db: Database, tenant_id: int, batches: Iterable[list[list]], mappin
         swap_ids = {id(r) for r in swaps}
         for row in batch:
             if row[RECORD] == "boundary_value":
-                made = reading_row(row, mapping, zones)
-                if made is not None:
-                    made += (row[EXPORT_ID] or None, row[DELIVERY], row[PREVIOUS_EXPORT_ID])
-                    out.append(made)
+                text = reading(row)
+                if text is not None:
+                    out.append(text)
             elif id(row) in swap_ids:
                 for made in _swap(row, installs.get(row[POINT], []), mapping):
-                    made += (row[EXPORT_ID] or None, row[DELIVERY], row[PREVIOUS_EXPORT_ID])
-                    out.append(made)
+                    out.append(general(made + [row[EXPORT_ID] or None, row[DELIVERY], row[PREVIOUS_EXPORT_ID]]))
         yield out
-
-
-EXTRA = ("EXPORT_ID", "DELIVERY", "PREVIOUS_EXPORT_ID")  # omshub's, after the BAPIEABLU fields
 
 
 def _installations(db: Database, tenant_id: int, points: list[int]) -> dict[int, list]:

@@ -24,7 +24,18 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from omshub.cloud.domain.exports.v1 import COL, SHARED, SHARED_COLUMNS, VALUE, Shared
+from omshub.cloud.domain.exports.v1 import (
+    COL,
+    DELIVERY,
+    EXPORT_ID,
+    PREVIOUS_EXPORT_ID,
+    SHARED,
+    SHARED_COLUMNS,
+    VALUE,
+    Shared,
+    csv_cell,
+    json_text,
+)
 
 COLUMNS = (
     "MATERIAL",
@@ -148,6 +159,100 @@ def reading_row(row: list, mapping: dict, cache: dict) -> list | None:
         mapping["material"], row[SERIAL] or "", register, reason, "", result, note or "", reading_type,
         mapping["meter_reader"], bill_date, END_OF_DAY, actual[0], actual[1],
     ]  # fmt: skip
+
+
+EXTRA = ("EXPORT_ID", "DELIVERY", "PREVIOUS_EXPORT_ID")  # omshub's, after the BAPIEABLU fields
+
+
+class UploadLines:
+    """The upload's rows as text — CSV lines (with CRLF) or JSON objects — byte for byte what
+    v1.table_csv / v1.table_json_lines write for the rows of `reading_row` + EXTRA, made from
+    fragments: a row's shared texts (register, reason, note, reading type, billing date) are one
+    fragment per `Shared` and mapping, the receiving times one per distinct time and zone; a row
+    adds only its serial number, reading and bookkeeping. Rows off the common path (no reading,
+    serial numbers or bookkeeping texts that need quoting) are written the general way."""
+
+    def __init__(self, mapping: dict, ext: str) -> None:
+        self.mapping, self.json = mapping, ext == "json"
+        self._key = f"sap-{ext}"
+        self._cache: dict = {}  # reading_row's: zones, receiving date texts
+        self._times: dict[str, dict] = {}  # zone -> received text -> ACTUALMRDATE/TIME fragment
+        self._tails: dict = {}  # (export id, delivery, previous export id) -> fragment
+        self._columns = COLUMNS + EXTRA
+
+    def row(self, row: list) -> str:
+        """One upload row (a list of COLUMNS + EXTRA, texts or None), the general way."""
+        if self.json:
+            return json_text(dict(zip(self._columns, row, strict=True)))
+        return ",".join(map(csv_cell, row)) + "\r\n"
+
+    def reading(self, row: list) -> str | None:
+        """The line of one v1 boundary-value row (None: nothing SAP would take)."""
+        shared: Shared = row[SHARED]
+        made = shared.caches.get(self._key)
+        if made is None or made[0] is not self.mapping:
+            made = shared.caches[self._key] = self._fragments(shared)
+        _, head, middle, rest, actual, number, times = made
+        value, serial = row[VALUE], row[SERIAL]
+        tail = self._tails.get((row[EXPORT_ID], row[DELIVERY], row[PREVIOUS_EXPORT_ID]))
+        if value is None or tail is None or not (serial is None or serial.isalnum()):
+            return self._general(row)
+        received = row[RECEIVED]
+        if received is not None:
+            actual = times.get(received)
+            if actual is None:
+                return self._general(row)
+        if self.json:
+            return f'{head}"{serial or ""}"{middle}"{format(value, number)}"{rest}{actual}{tail}'
+        return f"{head}{serial or ''}{middle}{format(value, number)}{rest}{actual}{tail}"
+
+    def _general(self, row: list) -> str | None:
+        """A row off the common path: made as reading_row makes it; its fragments learnt."""
+        made = reading_row(row, self.mapping, self._cache)
+        if made is None:
+            return None
+        extra = (row[EXPORT_ID] or None, row[DELIVERY], row[PREVIOUS_EXPORT_ID])
+        key = (row[EXPORT_ID], row[DELIVERY], row[PREVIOUS_EXPORT_ID])
+        if key not in self._tails:
+            if len(self._tails) > 1000:
+                self._tails.clear()
+            self._tails[key] = self._cells(extra, 13) + ("}" if self.json else "\r\n")
+        received = row[RECEIVED]
+        if received is not None:
+            times = self._times.setdefault(row[SHARED].zone or "UTC", {})
+            if len(times) > 50_000:
+                times.clear()
+            times[received] = self._cells(made[11:13], 11)
+        return self.row(made + list(extra))
+
+    def _cells(self, values, first: int) -> str:
+        """The text of consecutive cells from column `first`: each with the separator before it
+        (none before the first column), JSON with its key."""
+        out = []
+        for i, value in enumerate(values, first):
+            if self.json:
+                text = "null" if value is None else json_text(value)
+                out.append(("{" if i == 0 else ",") + json_text(self._columns[i]) + ":" + text)
+            else:
+                out.append(("" if i == 0 else ",") + csv_cell(value))
+        return "".join(out)
+
+    def _fragments(self, shared: Shared) -> tuple:
+        """(mapping, the cells up to SERIALNO's value, those from REGISTER to READINGRESULT's value,
+        those from METERREADINGNOTE to MRTIMEFORBILLING, ACTUALMRDATE/TIME without a receiving
+        time, the number format, the zone's receiving times)."""
+        m = self.mapping
+        register, reason, note, reading_type, bill_date, number = _shared_texts(shared, m, self._cache)
+        cells = [m["material"], "", register, reason, "", "", note or "", reading_type, m["meter_reader"],
+                 bill_date, END_OF_DAY, bill_date, END_OF_DAY]  # fmt: skip
+        head = self._cells(cells[:1], 0) + self._cells([""], 1)
+        middle = self._cells(cells[2:6], 2)
+        rest, actual = self._cells(cells[6:11], 6), self._cells(cells[11:13], 11)
+        # cut the empty texts of SERIALNO and READINGRESULT: the row puts its own in
+        empty = '""' if self.json else ""
+        head, middle = head[: len(head) - len(empty)], middle[: len(middle) - len(empty)]
+        times = self._times.setdefault(shared.zone or "UTC", {})
+        return (m, head, middle, rest, actual, number, times)
 
 
 def _shared_texts(shared: Shared, mapping: dict, cache: dict) -> tuple:
