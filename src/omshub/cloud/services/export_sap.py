@@ -54,20 +54,20 @@ def sap_lines(
     whose period has several meters). Each upload row ends with the delivery bookkeeping of its
     v1 row."""
     lines = sap.UploadLines(mapping, ext)
-    reading, general = lines.reading, lines.row
     for batch in batches:
-        out = []
         swaps = [r for r in batch if r[RECORD] == "consumption" and len(r[RUNS] or []) > 1]
-        installs = _installations(db, tenant_id, [r[POINT] for r in swaps]) if swaps else {}
+        if not swaps:
+            yield lines.readings(batch)
+            continue
+        installs = _installations(db, tenant_id, [r[POINT] for r in swaps])
         swap_ids = {id(r) for r in swaps}
+        out: list[str] = []
         for row in batch:
             if row[RECORD] == "boundary_value":
-                text = reading(row)
-                if text is not None:
-                    out.append(text)
+                out += lines.readings([row])
             elif id(row) in swap_ids:
                 for made in _swap(row, installs.get(row[POINT], []), mapping):
-                    out.append(general(made + [row[EXPORT_ID] or None, row[DELIVERY], row[PREVIOUS_EXPORT_ID]]))
+                    out.append(lines.row(made + [row[EXPORT_ID] or None, row[DELIVERY], row[PREVIOUS_EXPORT_ID]]))
         yield out
 
 

@@ -29,6 +29,7 @@ from omshub.cloud.domain.exports.v1 import (
     DELIVERY,
     EXPORT_ID,
     PREVIOUS_EXPORT_ID,
+    RECORD,
     SHARED,
     SHARED_COLUMNS,
     VALUE,
@@ -186,25 +187,39 @@ class UploadLines:
             return json_text(dict(zip(self._columns, row, strict=True)))
         return ",".join(map(csv_cell, row)) + "\r\n"
 
-    def reading(self, row: list) -> str | None:
-        """The line of one v1 boundary-value row (None: nothing SAP would take)."""
-        shared: Shared = row[SHARED]
-        made = shared.caches.get(self._key)
-        if made is None or made[0] is not self.mapping:
-            made = shared.caches[self._key] = self._fragments(shared)
-        _, head, middle, rest, actual, number, times = made
-        value, serial = row[VALUE], row[SERIAL]
-        tail = self._tails.get((row[EXPORT_ID], row[DELIVERY], row[PREVIOUS_EXPORT_ID]))
-        if value is None or tail is None or not (serial is None or serial.isalnum()):
-            return self._general(row)
-        received = row[RECEIVED]
-        if received is not None:
-            actual = times.get(received)
-            if actual is None:
-                return self._general(row)
-        if self.json:
-            return f'{head}"{serial or ""}"{middle}"{format(value, number)}"{rest}{actual}{tail}'
-        return f"{head}{serial or ''}{middle}{format(value, number)}{rest}{actual}{tail}"
+    def readings(self, batch: list[list]) -> list[str]:
+        """The lines of a batch's boundary-value rows, in order (other rows are skipped; a row
+        with nothing SAP would take has no line)."""
+        out: list[str] = []
+        append, general, key, mapping, tails, json = (
+            out.append,
+            self._general,
+            self._key,
+            self.mapping,
+            self._tails,
+            self.json,
+        )
+        for row in batch:
+            if row[RECORD] != "boundary_value":
+                continue
+            shared: Shared = row[SHARED]
+            made = shared.caches.get(key)
+            if made is None or made[0] is not mapping:
+                made = shared.caches[key] = self._fragments(shared)
+            _, head, middle, rest, actual, number, times = made
+            value, serial, received = row[VALUE], row[SERIAL], row[RECEIVED]
+            tail = tails.get((row[EXPORT_ID], row[DELIVERY], row[PREVIOUS_EXPORT_ID]))
+            if received is not None:
+                actual = times.get(received)
+            if value is None or tail is None or actual is None or not (serial is None or serial.isalnum()):
+                text = general(row)
+                if text is not None:
+                    append(text)
+            elif json:
+                append(f'{head}"{serial or ""}"{middle}"{format(value, number)}"{rest}{actual}{tail}')
+            else:
+                append(f"{head}{serial or ''}{middle}{format(value, number)}{rest}{actual}{tail}")
+        return out
 
     def _general(self, row: list) -> str | None:
         """A row off the common path: made as reading_row makes it; its fragments learnt."""
