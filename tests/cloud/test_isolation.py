@@ -326,6 +326,7 @@ SPEC: dict[tuple[str, str], dict] = {
     ("DELETE", "/api/v1/export-jobs/{job_id}"): {"kind": "object"},
     ("POST", "/api/v1/export-jobs/{job_id}/run"): {"kind": "object"},
     ("POST", "/api/v1/arge/import"): {"kind": "create", "expect": {422}, "content": lambda c: b"M03.10 short\r\n"},
+    ("GET", "/api/v1/arge/e898"): {"kind": "self", "params": {"month": "{billing_period}"}},
     ("GET", "/api/v1/webhooks"): {"kind": "list"},
     ("POST", "/api/v1/webhooks"): {
         "kind": "create",
@@ -688,3 +689,9 @@ def test_bulk_config_by_filter_only_selects_own_gateways(client, world):
         f"{API}/gateways/config", json={"config": {}, "filter": {"serial_prefix": "ISO-A-"}}, headers=world["b_headers"]
     )
     assert r.status_code == 422  # matches no gateway of B
+
+
+@pytest.fixture(autouse=True)
+def _loopback_webhooks(monkeypatch):
+    """The webhook endpoints here point at loopback, which the SSRF guard refuses by default."""
+    monkeypatch.setenv("OMSHUB_WEBHOOK_ALLOW_PRIVATE", "127.0.0.0/8")

@@ -49,3 +49,13 @@ def test_golden(db, tenant_id, fmt):
     if os.environ.get("OMSHUB_UPDATE_GOLDEN") == "1":
         path.write_bytes(got.encode())
     assert got == path.read_bytes().decode()
+
+
+@pytest.mark.parametrize("fmt", ["sap-csv", "sap-json"])
+def test_sap_from_swaps_only(db, tenant_id, fmt):
+    """The pull and the benchmark fetch only the consumption rows with a swap for the SAP upload:
+    the same file as from all rows (the golden one)."""
+    batches = exports_v1.rows(db, tenant_id, exports_v1.Scope(fleet.PERIOD), EXPORT_ID, swaps_only=True)
+    head = {"export_id": EXPORT_ID, "period": fleet.PERIOD, "generated_at": GENERATED}
+    got = _normalise(b"".join(export_runs.render(db, tenant_id, fmt, batches, head, {})).decode())
+    assert got == (GOLDEN / f"sap_{fleet.PERIOD}.{fmt.split('-')[1]}").read_bytes().decode()

@@ -14,8 +14,10 @@ from pydantic import BaseModel, Field
 from omshub.cloud.api.common import DbSession, Id, Text, TimeQuery, parse_time
 from omshub.cloud.api.deps import require_role
 from omshub.cloud.api.guard import read_body
+from omshub.cloud.domain.exports.v1 import ROW_ID
 from omshub.cloud.services import export_arge, export_runs, export_sap, exports_v1, sftp_jobs
 from omshub.cloud.services.accounts import Principal
+from omshub.cloud.services.customer_records import check_month
 from omshub.cloud.store.database import Database
 from omshub.times import utcnow
 
@@ -34,14 +36,14 @@ def _pull(request: Request, principal: Principal, kind: str, period: str, fmt: s
     name = export_runs.file_name(full, period, "pull")
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     tail: dict = {}
-    batches = exports_v1.rows(db, principal.tenant_id, scope, extras=kind == "sap")
+    batches = exports_v1.rows(db, principal.tenant_id, scope, extras=kind == "sap", swaps_only=kind == "sap")
     if limit is None:
         body = export_runs.render(db, principal.tenant_id, full, batches, {"period": period}, tail)
         return StreamingResponse(body, media_type=_MEDIA[fmt], headers=headers)
     # a page is bounded by `limit`: gathered, so its next cursor can go in a header (and the JSON)
     page = list(batches)
     count = sum(len(b) for b in page)
-    last = page[-1][-1]["row_id"] if page and page[-1] else None
+    last = page[-1][-1][ROW_ID] if page and page[-1] else None
     cursor_next = last if count >= limit else None
     tail["next_cursor"] = cursor_next
     content = b"".join(export_runs.render(db, principal.tenant_id, full, iter(page), {"period": period}, tail))
@@ -206,3 +208,24 @@ def arge_import(principal: Operator, body: Annotated[bytes, Depends(_arge_body)]
     M records units and occupants with their occupancy period. A refusal (422) lists every problem
     with its line and field (number, name, positions); nothing is imported then."""
     return export_arge.import_records(session, principal.tenant_id, body, actor=principal.name)
+
+
+@router.get(
+    "/arge/e898",
+    summary="ARGE E898 records of a month's customer information PDFs (document type VDA)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}, "application/zip": {}}}},
+)
+def arge_e898(
+    principal: Viewer, session: DbSession, month: Annotated[Text, Query(max_length=7)], bundle: bool = False
+) -> Response:
+    """One E898 record (120 characters, ISO-8859-1, CR LF) per monthly information record of the month;
+    `bundle=true`: a zip with the records and every PDF under the file name its record names."""
+    month = check_month(month, utcnow())
+    if bundle:
+        content = export_arge.e898_bundle(session, principal.tenant_id, month)
+        name, media = f"E898_{month}.zip", "application/zip"
+    else:
+        content = export_arge.e898_file(session, principal.tenant_id, month)
+        name, media = f"E898_{month}.txt", "text/plain; charset=iso-8859-1"
+    return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -6,7 +6,11 @@ tenant's first scan starts at the present (its history is not replayed to a new 
 * `period.closed` — a period whose billing values were computed (once per period; later changes
   come as `value.changed_after_export`);
 * `value.changed_after_export` — a boundary value that changed after it was exported (billing marks
-  it `export_stale`), once per version, naming the export that delivered it.
+  it `export_stale`), once per version, naming the export that delivered it;
+* `monthly_information.ready` — a month whose customer information records were computed
+  (services/customer_records.build_month, one transaction for the whole month): once per month,
+  with its counts and the API paths of its records and summary (read from customer_records, so the
+  customer run needs no hook).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from omshub.cloud.services.webhooks import emit
 from omshub.cloud.store.database import Database
 from omshub.cloud.store.models import Alarm, MeteringPoint, Tenant
 from omshub.cloud.store.models_billing import BillingConsumption, BillingValue
+from omshub.cloud.store.models_customers import CustomerRecord
 from omshub.cloud.store.models_exports import EventCursor, ExportItem, ExportRun, WebhookEndpoint
 
 _EPOCH = "1970-01-01T00:00:00+00:00"
@@ -50,7 +55,7 @@ def scan(db: Database, now: datetime) -> int:
     for tenant_id in tenants:
         with db.transaction() as session:
             emitted += _alarms(session, tenant_id, now) + _periods(session, tenant_id, now)
-            emitted += _changed_values(session, tenant_id, now)
+            emitted += _changed_values(session, tenant_id, now) + _monthly_information(session, tenant_id, now)
     return emitted
 
 
@@ -137,4 +142,44 @@ def _changed_values(session: Session, tenant_id: int, now: datetime) -> int:
         key = f"value.changed_after_export:{v.id}:{utc_text(v.changed_at)}"
         n += emit(session, tenant_id, "value.changed_after_export", key, data, now=now) is not None
         cursor.position = _iso(v.changed_at)
+    return n
+
+
+CUSTOMER_API = "/api/v1/customer-info"
+
+
+def _monthly_information(session: Session, tenant_id: int, now: datetime) -> int:
+    latest = session.scalar(select(func.max(CustomerRecord.computed_at)).where(CustomerRecord.tenant_id == tenant_id))
+    cursor, fresh = _cursor(session, tenant_id, "monthly_information", _iso(latest))
+    if fresh:
+        return 0
+    since = datetime.fromisoformat(cursor.position)
+    months = session.execute(
+        select(CustomerRecord.month, func.max(CustomerRecord.computed_at))
+        .where(CustomerRecord.tenant_id == tenant_id, CustomerRecord.computed_at > since)
+        .group_by(CustomerRecord.month)
+        .order_by(CustomerRecord.month)
+    ).all()
+    n = 0
+    for month, last in months:
+        records, complete, units, occupants = session.execute(
+            select(
+                func.count(),
+                func.count().filter(CustomerRecord.complete.is_(True)),
+                func.count(func.distinct(CustomerRecord.unit_id)),
+                func.count(func.distinct(CustomerRecord.occupant_id)),
+            ).where(CustomerRecord.tenant_id == tenant_id, CustomerRecord.month == month)
+        ).one()
+        data = {
+            "month": month, "records": records, "complete": complete, "incomplete": records - complete,
+            "units": units, "occupants": occupants, "computed_at": utc_text(last),
+            "api": {
+                "records": f"{CUSTOMER_API}/records?month={month}",
+                "summary": f"{CUSTOMER_API}/summary?month={month}",
+                "record_pdf": f"{CUSTOMER_API}/records/{{record_id}}/pdf",
+            },
+        }  # fmt: skip
+        n += emit(session, tenant_id, "monthly_information.ready", f"monthly_information.ready:{month}", data,
+                  now=now) is not None  # fmt: skip
+        cursor.position = max(cursor.position, _iso(last))
     return n

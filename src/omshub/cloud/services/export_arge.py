@@ -1,4 +1,4 @@
-"""ARGE HeiWaKo / bved import (docs/exports.md §ARGE): L and M records create or update properties,
+"""ARGE HeiWaKo / bved import and the E898 export (docs/exports.md §ARGE): L and M records create or update properties,
 units and occupants through the master-data import (services/master_import.py: its checks, its
 all-or-nothing rule and its audit); A records are checked and counted (master data has no place
 for the reference keys yet).
@@ -13,9 +13,16 @@ How the records map:
 * occupant: customer ref = the landlord's reference key (field 6), name = tenant name lines 1-4,
   postal address from fields 12-15; the stay = the occupancy period (field 24); its end is left open
   when it is the end of the property's billing period (no move-out known).
+
+E898 (`e898_documents`): each monthly customer information record is a document of type VDA, keyed
+by the same mapping backwards (object number, user number, landlord's key).
 """
 
 from __future__ import annotations
+
+import io
+import re
+import zipfile
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,8 +30,12 @@ from sqlalchemy.orm import Session
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.domain.exports import arge
 from omshub.cloud.services import master_import
+from omshub.cloud.services.customer_delivery import recipient_lines
+from omshub.cloud.services.customer_pdf import letter_pdf
+from omshub.cloud.services.customer_settings import settings_of
 from omshub.cloud.services.master_import import Line
-from omshub.cloud.store.models_billing import Property, Unit
+from omshub.cloud.store.models_billing import Occupant, Property, Unit
+from omshub.cloud.store.models_customers import CustomerRecord
 
 MAX_BYTES = 20 << 20
 
@@ -118,3 +129,94 @@ def _occupant_line(r: arge.Record, periods: dict) -> Line:
         "moved_in": moved_in.isoformat(),
         "moved_out": "" if moved_out == periods[obj][1] else moved_out.isoformat(),
     })  # fmt: skip
+
+
+# E898: the monthly customer information as documents of type VDA (docs/exports.md §ARGE export)
+_DIGITS = {9: re.compile(r"^\d{1,9}$"), 4: re.compile(r"^\d{1,4}$")}
+
+
+def e898_documents(session: Session, tenant_id: int, month: str) -> list[tuple[arge.Document, CustomerRecord]]:
+    """One Document per customer information record of `month` (each is one PDF), in the order of
+    property, unit and stay. The keys come from the master data as the ARGE import made it: object
+    number = the property's ref (up to 9 digits), user number = the unit's ref (up to 4 digits), the
+    landlord's key = the occupant's customer ref; user group 0; user sequence = the stay's place in
+    the unit's month (0 the first); billing-company key 00 (Tabelle U was not found); page 1; the last
+    day = the last day the record covers; the file name VDA_<object>_<user>[_<sequence>]_<month>.pdf."""
+    found = session.execute(
+        select(CustomerRecord, Property.ref, Unit.ref, Occupant.customer_ref)
+        .join(Unit, Unit.id == CustomerRecord.unit_id)
+        .join(Property, Property.id == CustomerRecord.property_id)
+        .outerjoin(Occupant, Occupant.id == CustomerRecord.occupant_id)
+        .where(CustomerRecord.tenant_id == tenant_id, CustomerRecord.month == month)
+        .order_by(Property.ref, Unit.ref, CustomerRecord.day_from, CustomerRecord.id)
+    ).all()
+    out: list[tuple[arge.Document, CustomerRecord]] = []
+    seq: dict[int, int] = {}
+    for record, property_ref, unit_ref, customer_ref in found:
+        if not _DIGITS[9].match(property_ref):
+            raise Invalid(
+                f"property {property_ref!r}: its ref is not an ARGE object number (1 to 9 digits), which E898 needs",
+                german=f"Liegenschaft {property_ref!r}: die Referenz ist keine ARGE-Objektnummer (1 bis 9 Ziffern), "
+                "die E898 braucht",
+                field="property",
+            )
+        if not _DIGITS[4].match(unit_ref):
+            raise Invalid(
+                f"unit {unit_ref!r} of property {property_ref!r}: its ref is not an ARGE user number (1 to 4 digits), "
+                "which E898 needs",
+                german=f"Nutzeinheit {unit_ref!r} der Liegenschaft {property_ref!r}: die Referenz ist keine "
+                "ARGE-Nutzernummer (1 bis 4 Ziffern), die E898 braucht",
+                field="unit",
+            )
+        landlord = customer_ref or ""
+        if len(landlord) > 20:
+            raise Invalid(
+                f"occupant {landlord!r}: the customer ref is longer than the 20 characters of the landlord's key",
+                german=f"Nutzer {landlord!r}: die Kundennummer ist länger als die 20 Zeichen des Ordnungsbegriffs",
+                field="customer_ref",
+            )
+        place = seq[record.unit_id] = seq.get(record.unit_id, -1) + 1
+        if place > 9:
+            raise Invalid(
+                f"unit {unit_ref!r}: more than 10 stays in {month} (the user sequence has one digit)",
+                german=f"Nutzeinheit {unit_ref!r}: mehr als 10 Nutzer im {month} (die Nutzerfolge hat eine Ziffer)",
+                field="unit",
+            )
+        obj, user = int(property_ref), int(unit_ref)
+        name = f"VDA_{obj:09d}_{user:04d}{f'_{place}' if place else ''}_{month}.pdf"
+        doc = arge.Document(obj, 0, user, place, landlord, name, record.day_to, "VDA", page=1)
+        out.append((doc, record))
+    return out
+
+
+def e898_file(session: Session, tenant_id: int, month: str) -> bytes:
+    """The E898 records of `month` (ISO-8859-1 text, CR LF after each record)."""
+    return _latin1(e898_documents(session, tenant_id, month))
+
+
+def _latin1(docs: list[tuple[arge.Document, CustomerRecord]]) -> bytes:
+    text = "".join(arge.e898(i, doc) + "\r\n" for i, (doc, _) in enumerate(docs, 1))
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end]
+        raise Invalid(
+            f"E898: {bad!r} cannot be written in ISO-8859-1, the character set of the ARGE exchange",
+            german=f"E898: {bad!r} lässt sich nicht in ISO-8859-1 schreiben, dem Zeichensatz des ARGE-Austauschs",
+        ) from None
+
+
+def e898_bundle(session: Session, tenant_id: int, month: str) -> bytes:
+    """A zip: `E898_<month>.txt` and every PDF under the name its record gives."""
+    docs = e898_documents(session, tenant_id, month)
+    text = _latin1(docs)
+    settings = settings_of(session, tenant_id)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"E898_{month}.txt", text)
+        for doc, record in docs:
+            occupant = session.get(Occupant, record.occupant_id) if record.occupant_id else None
+            lang = occupant.language if occupant is not None and occupant.language in ("de", "en") else "de"
+            recipient = recipient_lines(occupant, record.content) if occupant else record.content["property"]["name"]
+            z.writestr(doc.file_name, letter_pdf(record.content, settings, recipient, lang))
+    return buf.getvalue()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,21 @@ from sqlalchemy.exc import IntegrityError
 
 from omshub.cloud.domain.errors import Invalid, not_found
 from omshub.cloud.domain.exports import sap
-from omshub.cloud.domain.exports.v1 import COLUMNS, SCHEMA, csv_lines, json_pieces, utc_text
+from omshub.cloud.domain.exports.v1 import (
+    DELIVERY,
+    PREVIOUS_EXPORT_ID,
+    PREVIOUS_RUN,
+    RECORD,
+    ROW_ID,
+    SCHEMA,
+    VALUE,
+    VERSION,
+    csv_cell,
+    json_document,
+    utc_text,
+    v1_csv,
+    v1_json_lines,
+)
 from omshub.cloud.services import export_sap, exports_v1
 from omshub.cloud.store.database import Database
 from omshub.cloud.store.models import Tenant
@@ -55,7 +70,7 @@ def file_name(fmt: str, period: str, export_id: str) -> str:
 
 
 def render(
-    db: Database, tenant_id: int, fmt: str, batches: Iterable[list[dict]], head: dict, tail: dict
+    db: Database, tenant_id: int, fmt: str, batches: Iterable[list[list]], head: dict, tail: dict
 ) -> Iterator[bytes]:
     """The bytes of `fmt` for batches of v1 rows (SAP formats transform them first). `tail` gets
     `row_count` as the rows pass (JSON writes it after the rows)."""
@@ -63,7 +78,7 @@ def render(
     kind, ext = fmt.split("-")
     tail.setdefault("row_count", 0)
 
-    def counted(bs: Iterable[list[dict]]) -> Iterator[list[dict]]:
+    def counted(bs: Iterable[list]) -> Iterator[list]:
         for b in bs:
             tail["row_count"] += len(b)
             yield b
@@ -71,17 +86,15 @@ def render(
     if kind == "sap":
         with db.session() as session:
             mapping = export_sap.mapping_of(session, tenant_id)
-        out = counted(export_sap.sap_rows(db, tenant_id, batches, mapping))
+        lines = counted(export_sap.sap_lines(db, tenant_id, batches, mapping, ext))
         if ext == "csv":
-            return (p.encode() for p in csv_lines(out, sap.COLUMNS + SAP_EXTRA))
-        return json_pieces(out, {"format": "sap-isu-bapieablu", **head}, tail)
+            header = ",".join(csv_cell(c) for c in sap.COLUMNS + SAP_EXTRA) + "\r\n"
+            return itertools.chain((header.encode(),), ("".join(b).encode() for b in lines))
+        return json_document(lines, {"format": "sap-isu-bapieablu", **head}, tail)
     out = counted(batches)
     if ext == "csv":
-        return (p.encode() for p in csv_lines(out, COLUMNS))
-    # rows without the SAP extras are written as they are
-    return json_pieces(
-        ([exports_v1.public(r) if "_zone" in r else r for r in b] for b in out), {"schema": SCHEMA, **head}, tail
-    )
+        return (p.encode() for p in v1_csv(out))
+    return json_document(v1_json_lines(out), {"schema": SCHEMA, **head}, tail)
 
 
 @dataclass
@@ -209,11 +222,11 @@ class _Recorder:
         self.export_id, self.count = export_id, 0
         self._slug = export_id.rsplit("-", 1)[0]
 
-    def _previous(self, batch: list[dict]) -> dict[str, tuple]:
+    def _previous(self, batch: list[list]) -> dict[str, tuple]:
         """(kind:row id) → (version, run number) of its latest successful delivery on the channel."""
         ids: dict[str, list[int]] = {"value": [], "consumption": []}
         for r in batch:
-            ids["value" if r["record"] == "boundary_value" else "consumption"].append(int(r["row_id"][2:]))
+            ids["value" if r[RECORD] == "boundary_value" else "consumption"].append(int(r[ROW_ID][2:]))
         found: dict[str, tuple] = {}
         with self.db.session() as session:
             for kind, row_ids in ids.items():
@@ -230,36 +243,35 @@ class _Recorder:
                     found[f"{kind[0]}:{row_id}"] = (utc_text(version), number, run_id)
         return found
 
-    def annotate(self, batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+    def annotate(self, batches: Iterable[list[list]]) -> Iterator[list[list]]:
         for batch in batches:
             previous = self._previous(batch)
             out = []
             for r in batch:
-                before = previous.get(r["row_id"])
-                if before is not None and self.mode == "changes" and before[0] == r["version"]:
+                before = previous.get(r[ROW_ID])
+                if before is not None and self.mode == "changes" and before[0] == r[VERSION]:
                     continue
-                r["delivery"] = "new" if before is None else "changed"
-                r["previous_export_id"] = None if before is None else export_id_of(self._slug, before[1])
-                r["_previous_run"] = None if before is None else before[2]
+                r[DELIVERY] = "new" if before is None else "changed"
+                r[PREVIOUS_EXPORT_ID] = None if before is None else export_id_of(self._slug, before[1])
+                r[PREVIOUS_RUN] = None if before is None else before[2]
                 out.append(r)
             if out:
                 yield out
 
-    def recording(self, batches: Iterable[list[dict]], fmt: str) -> Iterator[list[dict]]:
+    def recording(self, batches: Iterable[list[list]], fmt: str) -> Iterator[list[list]]:
         """The batches as they are written; their rows recorded as items of the run."""
         for batch in batches:
             self._record(batch)
             yield batch
 
-    def _record(self, batch: list[dict]) -> None:
+    def _record(self, batch: list[list]) -> None:
         items = []
         for r in batch:
-            kind = "value" if r["record"] == "boundary_value" else "consumption"
+            kind = "value" if r[RECORD] == "boundary_value" else "consumption"
             items.append({
                 "tenant_id": self.tenant_id, "run_id": self.run_id, "channel": self.channel, "kind": kind,
-                "row_id": int(r["row_id"][2:]), "version": datetime.fromisoformat(r["version"].replace("Z", "+00:00")),
-                "value": r["value"], "reason": r["delivery"],
-                "previous_run_id": r.get("_previous_run"),
+                "row_id": int(r[ROW_ID][2:]), "version": datetime.fromisoformat(r[VERSION].replace("Z", "+00:00")),
+                "value": r[VALUE], "reason": r[DELIVERY], "previous_run_id": r[PREVIOUS_RUN],
             })  # fmt: skip
         self.count += len(items)
         with self.db.transaction() as session:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Invalid
 from omshub.cloud.domain.exports import sap
+from omshub.cloud.domain.exports.v1 import COL, DELIVERY, EXPORT_ID, POINT, PREVIOUS_EXPORT_ID, RECORD, RUNS, ZONE
 from omshub.cloud.store.audit import audit
 from omshub.cloud.store.database import Database
 from omshub.cloud.store.models import Installation, Meter
@@ -40,34 +41,34 @@ def set_mapping(session: Session, tenant_id: int, mapping: dict, *, actor: str, 
     return sap.merged(mapping)
 
 
-def sap_rows(db: Database, tenant_id: int, batches: Iterable[list[dict]], mapping: dict) -> Iterator[list[dict]]:
-    """Batches of upload rows from batches of v1 rows: a reading per boundary value, a removal and
-    an installation reading per swap (from the consumption rows whose period has several meters).
-    Each upload row ends with the delivery bookkeeping of its v1 row (EXTRA)."""
-    zones: dict = {}
+EXTRA = sap.EXTRA
+
+
+def sap_lines(
+    db: Database, tenant_id: int, batches: Iterable[list[list]], mapping: dict, ext: str
+) -> Iterator[list[str]]:
+    """Per batch of v1 rows, the upload's rows as text — CSV lines ("csv", with CRLF) or JSON
+    objects ("json"), byte for byte what v1.table_csv / v1.table_json_lines write of the rows as
+    lists (sap.COLUMNS + EXTRA), made from fragments (domain/exports/sap.UploadLines): a reading
+    per boundary value, a removal and an installation reading per swap (from the consumption rows
+    whose period has several meters). Each upload row ends with the delivery bookkeeping of its
+    v1 row."""
+    lines = sap.UploadLines(mapping, ext)
     for batch in batches:
-        out = []
-        swaps = [r for r in batch if r["record"] == "consumption" and len(r.get("_runs") or []) > 1]
-        installs = _installations(db, tenant_id, [r["_point"] for r in swaps]) if swaps else {}
+        swaps = [r for r in batch if r[RECORD] == "consumption" and len(r[RUNS] or []) > 1]
+        if not swaps:
+            yield lines.readings(batch)
+            continue
+        installs = _installations(db, tenant_id, [r[POINT] for r in swaps])
         swap_ids = {id(r) for r in swaps}
+        out: list[str] = []
         for row in batch:
-            if row["record"] == "boundary_value":
-                made = sap.reading_row(row, mapping, zones)
-                if made is not None:
-                    out.append(_bookkeeping(made, row))
+            if row[RECORD] == "boundary_value":
+                out += lines.readings([row])
             elif id(row) in swap_ids:
-                out += [_bookkeeping(made, row) for made in _swap(row, installs.get(row["_point"], []), mapping)]
+                for made in _swap(row, installs.get(row[POINT], []), mapping):
+                    out.append(lines.row(made + [row[EXPORT_ID] or None, row[DELIVERY], row[PREVIOUS_EXPORT_ID]]))
         yield out
-
-
-EXTRA = ("EXPORT_ID", "DELIVERY", "PREVIOUS_EXPORT_ID")  # omshub's, after the BAPIEABLU fields
-
-
-def _bookkeeping(made: dict, row: dict) -> dict:
-    made["EXPORT_ID"] = row["export_id"] or None
-    made["DELIVERY"] = row["delivery"]
-    made["PREVIOUS_EXPORT_ID"] = row["previous_export_id"]
-    return made
 
 
 def _installations(db: Database, tenant_id: int, points: list[int]) -> dict[int, list]:
@@ -90,19 +91,19 @@ def _installations(db: Database, tenant_id: int, points: list[int]) -> dict[int,
     return out
 
 
-def _swap(row: dict, installs: list, mapping: dict) -> list[dict]:
+def _swap(row: list, installs: list, mapping: dict) -> list[list]:
     """Per pair of consecutive runs: the first meter's removal, the second's installation."""
-    start = datetime.fromisoformat(row["period_start_utc"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(row["period_end_utc"].replace("Z", "+00:00"))
-    out: list[dict] = []
-    runs = row["_runs"]
+    start = datetime.fromisoformat(row[COL["period_start_utc"]].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(row[COL["period_end_utc"]].replace("Z", "+00:00"))
+    out: list[list] = []
+    runs = row[RUNS]
     for old, new in zip(runs, runs[1:], strict=False):
         removed = next((i for i in installs if i[0] == old["meter"] and i[3] and start <= i[3] <= end), None)
         installed = next((i for i in installs if i[0] == new["meter"] and start <= i[2] <= end), None)
         if removed is None or installed is None:
             continue  # runs without a dated swap (e.g. a meter counted from its first reading)
         out += sap.swap_rows(
-            removed[1], installed[1], row["register"], (removed[3], old["end"]), (installed[2], new["start"]),
-            mapping, row["_zone"],
+            removed[1], installed[1], row[COL["register"]], (removed[3], old["end"]), (installed[2], new["start"]),
+            mapping, row[ZONE],
         )  # fmt: skip
     return out

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import os
 import secrets
+import socket
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -38,7 +41,7 @@ EVENT_TYPES = (
     "value.changed_after_export",
     "alarm.raised",
     "alarm.cleared",
-    "monthly_information.ready",  # emitted by the monthly information when it exists (docs/exports.md)
+    "monthly_information.ready",  # a month of customer information computed (event_sources, docs/exports.md)
     "webhook.test",
 )
 _SECRET_AAD = "webhook-secret"
@@ -55,11 +58,98 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return "v1=" + hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
+ALLOW_PRIVATE_ENV = "OMSHUB_WEBHOOK_ALLOW_PRIVATE"
+
+
+def _allowed_networks() -> list | None:
+    """The operator's exceptions (OMSHUB_WEBHOOK_ALLOW_PRIVATE): None = any address ("1", "true",
+    "yes", "all"); else the networks listed ("10.20.0.0/16,127.0.0.1"; empty: none)."""
+    raw = os.environ.get(ALLOW_PRIVATE_ENV, "").strip()
+    if raw.lower() in ("1", "true", "yes", "all"):
+        return None
+    if raw.lower() in ("", "0", "false", "no", "none"):
+        return []
+    networks = []
+    for part in raw.split(","):
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            wrong = part.strip()
+            raise Invalid(
+                f"setting {ALLOW_PRIVATE_ENV}: {wrong!r} is not a network (like 10.20.0.0/16) or a yes",
+                german=f"Einstellung {ALLOW_PRIVATE_ENV}: {wrong!r} ist kein Netz (wie 10.20.0.0/16) und kein yes",
+                field="url",
+            ) from None
+    return networks
+
+
+_KINDS = (
+    ("is_loopback", "loopback", "Loopback"),
+    ("is_link_local", "link-local", "Link-Local"),
+    ("is_multicast", "multicast", "Multicast"),
+    ("is_unspecified", "unspecified", "unspezifizierte"),
+    ("is_private", "private", "private"),
+)
+
+
+def _not_public(ip) -> tuple[str, str] | None:
+    """(English, German) kind of an address a webhook must not reach; None for a public one."""
+    for attr, en, de in _KINDS:
+        if getattr(ip, attr):
+            return en, de
+    if ip.is_reserved or not ip.is_global:
+        return "reserved or not public", "reservierte oder nicht öffentliche"
+    return None
+
+
+def check_target(url: str, resolve=socket.getaddrinfo) -> str:
+    """The webhook URL if omshub may POST to it (SSRF guard, docs/exports.md §Webhooks): http or
+    https, a host, no user name or password, and every address the host resolves to public — not
+    loopback, link-local, private, multicast or reserved — unless the operator allows its network
+    (OMSHUB_WEBHOOK_ALLOW_PRIVATE). Checked when an endpoint is created and before every delivery."""
+    shown = url[:100]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise Invalid(f"url {shown!r}: not a URL ({exc})", german=f"url {shown!r}: keine URL ({exc})",
+                      field="url") from None  # fmt: skip
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid(f"url {url[:100]!r}: an http:// or https:// URL with a host",
-                      german=f"url {url[:100]!r}: eine http://- oder https://-URL mit Host", field="url")  # fmt: skip
+        raise Invalid(f"url {shown!r}: an http:// or https:// URL with a host",
+                      german=f"url {shown!r}: eine http://- oder https://-URL mit Host", field="url")  # fmt: skip
+    if parts.username is not None or parts.password is not None:
+        raise Invalid(
+            f"url {parts.hostname!r}: no user name or password in the URL (the signature proves the sender; "
+            "the receiver checks it)",
+            german=f"url {parts.hostname!r}: kein Benutzername und kein Passwort in der URL (die Signatur weist "
+            "den Absender aus; der Empfänger prüft sie)",
+            field="url",
+        )
+    allowed = _allowed_networks()
+    if allowed is None:
+        return url
+    host = parts.hostname
+    try:
+        infos = resolve(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise Invalid(
+            f"url: the host {host!r} cannot be resolved ({exc})",
+            german=f"url: der Host {host!r} lässt sich nicht auflösen ({exc})",
+            field="url",
+        ) from None
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        kind = _not_public(ip)
+        if kind is not None and not any(ip in net for net in allowed if net.version == ip.version):
+            raise Invalid(
+                f"url: the host {host!r} is {ip}, a {kind[0]} address: webhooks go only to public addresses "
+                f"(the operator can allow a network with {ALLOW_PRIVATE_ENV})",
+                german=f"url: der Host {host!r} ist {ip}, eine {kind[1]} Adresse: Webhooks gehen nur an "
+                f"öffentliche Adressen (der Betreiber kann ein Netz mit {ALLOW_PRIVATE_ENV} erlauben)",
+                field="url",
+            )
     return url
 
 
@@ -77,7 +167,7 @@ def create_endpoint(session: Session, keystore: KeyStore, tenant_id: int, url: s
     """A new endpoint and its secret (shown once: only its encryption is kept)."""
     secret = "whsec_" + secrets.token_urlsafe(32)
     nonce, cipher = keystore.seal(tenant_id, None, _SECRET_AAD, secret.encode())
-    ep = WebhookEndpoint(tenant_id=tenant_id, url=_check_url(url), events=_check_events(events), secret_nonce=nonce,
+    ep = WebhookEndpoint(tenant_id=tenant_id, url=check_target(url), events=_check_events(events), secret_nonce=nonce,
                          secret_cipher=cipher, retry_for_s=retry_for_s, enabled=True, created_at=now)  # fmt: skip
     session.add(ep)
     session.flush()
@@ -219,12 +309,15 @@ def _attempt(db: Database, keystore: KeyStore, client: httpx.Client, delivery_id
     }
     status, error = None, None
     try:
+        check_target(url)  # again: what the name resolves to may have changed since the endpoint was made
         answer = client.post(url, content=body, headers=headers)
         status = answer.status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}: {answer.text[:200]}"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
+    except Invalid as exc:
+        error = f"refused: {exc}"[:500]
     with db.transaction() as session:
         d = session.get(WebhookDelivery, delivery_id)
         assert d is not None
