@@ -82,9 +82,7 @@ def _audit(db, tenant_id, action):
     with db.session() as s:
         return [
             e.details
-            for e in s.scalars(
-                select(AuditEntry).where(AuditEntry.tenant_id == tenant_id, AuditEntry.action == action)
-            )
+            for e in s.scalars(select(AuditEntry).where(AuditEntry.tenant_id == tenant_id, AuditEntry.action == action))
         ]
 
 
@@ -201,9 +199,7 @@ def test_a_new_request_replaces_the_previous_link(browser, db, hub, smtp_server)
         assert _use(browser, second).status_code == 200
 
 
-def test_unknown_address_other_tenant_and_locked_account_get_the_same_answer_and_no_mail(
-    browser, db, hub, smtp_server
-):
+def test_unknown_address_other_tenant_and_locked_account_get_the_same_answer_and_no_mail(browser, db, hub, smtp_server):
     inbox, port = smtp_server
     t, sc = _tenant(db, hub, port)
     other = hub.tenant()
@@ -227,7 +223,9 @@ def test_unknown_address_other_tenant_and_locked_account_get_the_same_answer_and
         assert _use(browser, token).status_code == 404
     reasons = [d.get("reason") for d in _audit(db, t.id, "portal.login_link") if not d["sent"]]
     assert sorted(reasons) == ["locked", "no such account"]
-    assert _audit(db, other.id, "portal.login_link") == [{"account_id": None, "sent": False, "reason": "no such account"}]
+    assert _audit(db, other.id, "portal.login_link") == [
+        {"account_id": None, "sent": False, "reason": "no such account"}
+    ]
 
 
 def test_an_smtp_failure_is_audited_and_the_answer_stays_the_same(browser, db, hub):
@@ -278,3 +276,46 @@ def test_guessing_login_links_is_throttled_per_address(browser, db, hub, smtp_se
         assert _use(browser, token).status_code == 429  # even the real link waits while closed
     with time_machine.travel(NOW + timedelta(minutes=16), tick=False):
         assert _use(browser, token).status_code == 200
+
+
+def test_migration_0009_portallink_up_down_up(empty_database_url):
+    """The migration adds the link columns and the session flag, its downgrade removes them again,
+    and the database migrates to the head once more with its data."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect, text
+
+    from omshub.cloud.store.database import MIGRATIONS, Database
+
+    db = Database(empty_database_url)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+
+        def columns(conn, table):
+            return {c["name"] for c in inspect(conn).get_columns(table)}
+
+        with db.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0009_custinfo3")
+            conn.commit()
+            assert "link_hash" not in columns(conn, "portal_accounts")
+            command.upgrade(cfg, "0009_portallink")
+            conn.commit()
+            assert {"link_hash", "link_expires_at"} <= columns(conn, "portal_accounts")
+            assert "via_link" in columns(conn, "portal_sessions")
+            assert any(
+                i["name"] == "ix_portal_accounts_link_hash" for i in inspect(conn).get_indexes("portal_accounts")
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO tenants (id, slug, name, created_at) VALUES (1, 't', 'T', '2026-01-01 02:00:00')"
+            )
+            command.downgrade(cfg, "0009_custinfo3")
+            conn.commit()
+            assert not {"link_hash", "link_expires_at"} & columns(conn, "portal_accounts")
+            assert "via_link" not in columns(conn, "portal_sessions")
+            command.upgrade(cfg, "head")
+            conn.commit()
+            assert conn.execute(text("SELECT slug FROM tenants")).scalar() == "t"
+    finally:
+        db.engine.dispose()
