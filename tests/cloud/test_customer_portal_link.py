@@ -319,3 +319,34 @@ def test_migration_0009_portallink_up_down_up(empty_database_url):
             assert conn.execute(text("SELECT slug FROM tenants")).scalar() == "t"
     finally:
         db.engine.dispose()
+
+
+def test_one_link_used_at_once_logs_in_only_once(db, hub, smtp_server):
+    """Four requests with the same link at the same moment: exactly one gets a session (the link is
+    used up with a compare-and-set), the others the refusal."""
+    import threading
+
+    from omshub.cloud.domain.errors import NotFound
+    from omshub.cloud.services.customer_portal import attempt_link_login, request_login_link
+
+    inbox, port = smtp_server
+    t, _ = _tenant(db, hub, port)
+    mail = request_login_link(db, t.slug, "anna@example.de", address="192.0.2.1", now=NOW)
+    assert mail is not None
+    token = mail.url.split("#login=")[1].split("&")[0]
+    barrier, results = threading.Barrier(4), []
+
+    def use(i):
+        barrier.wait()
+        try:
+            attempt_link_login(db, token, address=f"192.0.2.{10 + i}", now=NOW)
+            results.append("in")
+        except NotFound:
+            results.append("refused")
+
+    threads = [threading.Thread(target=use, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert sorted(results) == ["in", "refused", "refused", "refused"]

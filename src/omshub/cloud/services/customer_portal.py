@@ -21,7 +21,7 @@ from email.message import EmailMessage
 from email.utils import formataddr
 
 import aiosmtplib
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, NotFound, Unauthorized
@@ -288,7 +288,16 @@ def attempt_link_login(db, token: str, *, address: str, now: datetime, policy=No
             or account.locked_at is not None
         ):
             raise _BAD_LINK
-        account.link_hash, account.link_expires_at = None, None
+        # used up with a compare-and-set: of two requests with the same link only one logs in
+        used = session.execute(  # type: ignore[attr-defined]  # DML gives a CursorResult (typed Result)
+            update(PortalAccount)
+            .where(PortalAccount.id == account.id, PortalAccount.link_hash == account.link_hash)
+            .values(link_hash=None, link_expires_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if used != 1:
+            raise _BAD_LINK
+        session.refresh(account)
         session_token = new_session(session, account, now, via_link=True)
         throttle.succeeded(session, reservation, now)
         audit(session, account.tenant_id, f"portal:{account.id}", "portal.link_login", {"account_id": account.id})
