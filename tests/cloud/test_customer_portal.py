@@ -105,7 +105,14 @@ def test_an_occupant_sees_only_their_own_months(client, hub, db, smtp_server):
         r = client.patch("/portal/api/me", json={"email": "kein mail"}, headers=X)
         assert r.status_code == 422
         r = client.patch("/portal/api/me", json={"language": "en", "channel": "portal"}, headers=X)
-        assert r.json() == {"name": "Dora", "email": "dora@example.de", "language": "en", "channel": "portal"}
+        assert r.json() == {
+            "name": "Dora",
+            "email": "dora@example.de",
+            "language": "en",
+            "channel": "portal",
+            "has_password": True,
+            "link_session": False,
+        }
         assert client.patch("/portal/api/me", json={"language": "de"}).status_code == 403  # no X-Portal header
 
     with db.session() as s:

@@ -142,3 +142,120 @@ def test_the_occupant_downloads_annual_information_and_gives_and_withdraws_conse
     finally:
         live.stop()
     assert errors == []
+
+
+def test_an_occupant_who_forgot_the_password_logs_in_with_an_e_mail_link(database_url, data_dir, db, hub):
+    """Anna forgot her password: on the login page she asks for a login link, the link from the
+    e-mail (received by aiosmtpd) opens the portal logged in, and in the profile she sets a new
+    password without the old one; then she logs in with it. Keyboard only for the request; on a
+    phone-sized screen. (The server runs on the real clock: the link is made "now".)"""
+    import re
+    import time
+
+    from aiosmtpd.controller import Controller
+
+    from omshub.cloud.services.customer_portal import accept
+
+    from .test_customer_channels import Inbox, free_port
+
+    sync_playwright = _playwright()
+    inbox, smtp_port = Inbox(), free_port()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    live = LiveServer(database_url, data_dir)
+    t = hub.tenant()
+    with db.transaction() as s:
+        sc = customer_scenario.build(s, t.id)
+        update_settings(
+            s,
+            t.id,
+            {
+                "supplier_name": "Stadtwerke Musterstadt",
+                "portal_url": f"{live.base_url}/portal",
+                "smtp": {"host": "127.0.0.1", "port": smtp_port, "sender": "info@stadtwerke.example", "timeout_s": 5},
+            },
+            actor="t",
+            now=NOW,
+        )
+        build_month(s, t.id, "2026-11", actor="test", now=NOW)
+        _, token = invite(s, t.id, sc.occupants["Anna"], actor="test", now=utcnow())
+        accept(s, token, "vergessenes Passwort", utcnow())
+    live.start()
+    OUT.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 375, "height": 740}, locale="de-DE")
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{live.base_url}/portal/#t={t.slug}")
+            page.wait_for_selector("#view-login:not([hidden])")
+            assert page.get_by_role("heading", name="Anmeldelink per E-Mail").is_visible()
+            # keyboard only: type the address, tab past the password and the login button to the link button
+            login = page.locator("#view-login")
+            login.get_by_label("E-Mail-Adresse").fill("anna@example.de")
+            login.get_by_label("E-Mail-Adresse").focus()
+            for _ in range(3):
+                page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "link-send"
+            page.keyboard.press("Enter")
+            page.locator("#message", has_text="Anmeldelink unterwegs").wait_for()
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, f"the login page scrolls sideways on a phone ({width} px)"
+            page.screenshot(path=str(OUT / "phone-login-link.png"), full_page=True)
+            deadline = time.monotonic() + 15
+            while not inbox.messages and time.monotonic() < deadline:
+                time.sleep(0.1)
+            ((to, mail),) = inbox.messages
+            assert to == ["anna@example.de"] and mail["Subject"] == "Ihr Anmeldelink für das Kundenportal"
+            link = re.search(r"(http://\S+/portal/#login=[\w-]+&t=\S+)", mail.get_content()).group(1)
+
+            # the link from the e-mail opens in a new tab of the same browser
+            page.close()
+            page = browser.new_page(viewport={"width": 1000, "height": 900}, locale="de-DE")
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(link)
+            page.wait_for_selector("#month-detail table")
+            assert "#login" not in page.url  # the used link leaves the address bar
+            page.get_by_role("button", name="Profil").click()
+            page.wait_for_selector("#view-profile:not([hidden])")
+            assert page.locator("#password-current").is_hidden()  # a login-link session: no old password
+            assert "Anmeldelink angemeldet" in page.inner_text("#password-hint")
+            page.get_by_label("Neues Passwort", exact=True).fill("mein neues Passwort")
+            page.locator("#password-form").get_by_label("Passwort wiederholen").fill("mein neues Passwort")
+            page.get_by_role("button", name="Passwort speichern").click()
+            page.locator("#message", has_text="Das neue Passwort ist gespeichert").wait_for()
+            page.screenshot(path=str(OUT / "de-link-password.png"), full_page=True)
+            unlabelled = page.evaluate(
+                """() => [...document.querySelectorAll('input:not([type=radio]), select')]
+                      .filter(e => !document.querySelector(`label[for="${e.id}"]`)).map(e => e.id)"""
+            )
+            assert unlabelled == []
+            page.get_by_role("button", name="English").click()
+            assert "logged in with a login link" in page.inner_text("#password-hint")
+            page.get_by_role("button", name="Back").click()
+            page.get_by_role("button", name="Log out").click()
+            page.wait_for_selector("#view-login:not([hidden])")
+            assert page.get_by_role("heading", name="Login link by e-mail").is_visible()
+            page.screenshot(path=str(OUT / "en-login.png"), full_page=True)
+            login = page.locator("#view-login")
+            login.get_by_label("E-mail address").fill("anna@example.de")
+            login.get_by_label("Password", exact=True).fill("mein neues Passwort")
+            login.get_by_role("button", name="Log in", exact=True).click()
+            page.wait_for_selector("#month-detail table")
+            # the used link does not log in again
+            page.get_by_role("button", name="Log out").click()
+            page.goto(link)  # the same page: only the hash changes
+            page.locator("#message", has_text="login link is unknown, used or expired").wait_for()
+            assert page.locator("#view-login").is_visible()
+            browser.close()
+    finally:
+        live.stop()
+        smtp.stop()
+    # the answers the flow expects (not logged in yet: 401; the used link: 404) are logged by
+    # Chromium as failed loads; nothing else may be
+    expected = re.compile(r"Failed to load resource: the server responded with a status of (401|404)")
+    assert [e for e in errors if not expected.match(e)] == []
+    assert any("401" in e for e in errors) and any("404" in e for e in errors)

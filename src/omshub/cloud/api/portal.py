@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from omshub.cloud.api import customer_schemas as S
@@ -76,6 +76,33 @@ class ProfileOut(BaseModel):
     email: str
     language: Literal["de", "en"]
     channel: str
+    has_password: bool = Field(description="the account has a password (else only e-mail login links)")
+    link_session: bool = Field(
+        False, description="this session was opened with an e-mail login link: a new password needs no current one"
+    )
+
+
+class LinkRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: Text = Field(min_length=1, max_length=64)
+    email: Text = Field(min_length=1, max_length=254)
+
+
+class LinkRequestOut(BaseModel):
+    valid_minutes: int = Field(description="how long a link sent is valid")
+    message: str = Field(description="the same answer whether or not the account exists")
+    german: str
+
+
+class LinkLoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: Text = Field(min_length=1, max_length=200)
+
+
+class PasswordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: Text | None = Field(None, max_length=200, description="not needed in a login-link session")
+    new_password: Text = Field(min_length=1, max_length=200)
 
 
 class MonthItem(BaseModel):
@@ -138,6 +165,53 @@ def login(body: LoginIn, request: Request, response: Response) -> dict:
     return profile
 
 
+@router.post("/portal/api/login-link", status_code=202, response_model=LinkRequestOut, responses=THROTTLED)
+def login_link(body: LinkRequestIn, request: Request, background: BackgroundTasks) -> dict:
+    """Ask for a one-time e-mail login link (also the way back after a forgotten password). The
+    answer is the same whether or not an active account has this address; the e-mail goes out after
+    the answer. Throttled like the password login (429 with Retry-After)."""
+    _csrf(request)
+    db = request.app.state.db
+    mail = portal.request_login_link(db, body.tenant, body.email, address=_address(request), now=utcnow())
+    if mail is not None:
+        background.add_task(portal.send_login_link, db, mail)
+    minutes = int(portal.LINK_VALID.total_seconds() // 60)
+    return {
+        "valid_minutes": minutes,
+        "message": f"If a portal account has this address, a login link (valid {minutes} minutes) is on its way.",
+        "german": f"Falls ein Kundenportal-Konto diese Adresse hat, ist ein Anmeldelink ({minutes} Minuten gültig) "
+        "unterwegs.",
+    }
+
+
+@router.post("/portal/api/link-login", response_model=ProfileOut, responses=THROTTLED)
+def link_login(body: LinkLoginIn, request: Request, response: Response) -> dict:
+    """Log in with the e-mail login link (once); guessing links is throttled like invitations."""
+    _csrf(request)
+    profile, token = portal.attempt_link_login(
+        request.app.state.db, body.token, address=_address(request), now=utcnow()
+    )
+    _set_cookie(request, response, token)
+    return {**profile, "link_session": True}
+
+
+@router.post("/portal/api/me/password", status_code=204, responses=THROTTLED)
+def change_password(body: PasswordIn, request: Request) -> Response:
+    """A new password (at least 10 characters). The current one is needed unless this session was
+    opened with an e-mail login link; a wrong current password counts on the login throttle. The
+    account's other sessions end."""
+    _csrf(request)
+    portal.change_password(
+        request.app.state.db,
+        request.cookies.get(COOKIE),
+        body.current_password,
+        body.new_password,
+        address=_address(request),
+        now=utcnow(),
+    )
+    return Response(status_code=204)
+
+
 @router.post("/portal/api/logout", status_code=204)
 def logout(request: Request, session: WriteSession) -> Response:
     _csrf(request)
@@ -148,9 +222,11 @@ def logout(request: Request, session: WriteSession) -> Response:
 
 
 @router.get("/portal/api/me", response_model=ProfileOut)
-def me(account: Account, session: WriteSession) -> dict:
-    portal.log_read(session, account, "profile", utcnow())
-    return portal.profile(session, account)
+def me(request: Request, session: WriteSession) -> dict:
+    now = utcnow()
+    account, row = portal.session_of(session, request.cookies.get(COOKIE), now)
+    portal.log_read(session, account, "profile", now)
+    return {**portal.profile(session, account), "link_session": row.via_link}
 
 
 @router.patch("/portal/api/me", response_model=ProfileOut)

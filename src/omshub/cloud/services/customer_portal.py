@@ -2,19 +2,26 @@
 occupant by e-mail with a one-time link (valid 14 days; only its hash is stored), the occupant sets a
 password with it, logs in for a session (12 hours; only the token's hash is stored) and sees only
 their own records — a record of another unit or another occupant's months is not found. Every read
-is logged (HeizkostenV §6b). A locked account (e.g. after moving out) cannot log in."""
+is logged (HeizkostenV §6b). A locked account (e.g. after moving out) cannot log in.
+
+The e-mail login link (also the way back for a forgotten password): the occupant asks for it with
+their tenant and e-mail address; an active account gets a one-time link valid 30 minutes (only its
+hash is kept; a new request replaces the previous link). The answer is the same whether or not the
+account exists, and asking is behind the login throttle. A session opened with such a link may set
+a new password without the old one (the occupant just proved they hold the mailbox)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr
 
 import aiosmtplib
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from omshub.cloud.domain.errors import Conflict, Invalid, NotFound, Unauthorized
@@ -28,6 +35,7 @@ from omshub.cloud.store.models_billing import Occupancy, Occupant
 from omshub.cloud.store.models_customers import CustomerRecord, PortalAccount, PortalRead, PortalSession
 
 INVITE_VALID = timedelta(days=14)
+LINK_VALID = timedelta(minutes=30)
 SESSION_VALID = timedelta(hours=12)
 MIN_PASSWORD = 10
 _BAD_LOGIN = Unauthorized(
@@ -69,44 +77,53 @@ def invite(
     return account, token
 
 
-def invite_url(session: Session, tenant_id: int, token: str) -> str:
+def invite_url(session: Session, tenant_id: int, token: str, *, kind: str = "invite") -> str:
+    """The portal link carrying a one-time token: `kind` "invite" (set a password) or "login" (the
+    e-mail login link)."""
     base = settings_of(session, tenant_id)["portal_url"].rstrip("/") or "/portal"
     slug = session.get(Tenant, tenant_id).slug  # type: ignore[union-attr]
-    return f"{base}/#invite={token}&t={slug}"
+    return f"{base}/#{kind}={token}&t={slug}"
+
+
+def _send(settings: dict, to: str, subject: str, body: str) -> None:
+    """One e-mail through the tenant's SMTP server (aiosmtplib errors and OSError pass through)."""
+    smtp = settings["smtp"]
+    msg = EmailMessage()
+    msg["From"] = formataddr((settings["supplier_name"] or "omshub", smtp["sender"] or "no-reply@localhost"))
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg.set_content(body)
+    asyncio.run(
+        aiosmtplib.send(
+            msg,
+            hostname=smtp["host"] or "127.0.0.1",
+            port=int(smtp["port"]),
+            start_tls=bool(smtp["starttls"]),
+            username=smtp["username"] or None,
+            password=smtp.get("password") or None,
+            timeout=float(smtp.get("timeout_s") or 10),
+        )
+    )
 
 
 def send_invitation(session: Session, tenant_id: int, account: PortalAccount, url: str) -> None:
     """The invitation e-mail through the tenant's SMTP server; a refusal or an unreachable server is
     an error the operator sees (the invitation stays valid and can be sent again)."""
-    settings = settings_of(session, tenant_id)
-    smtp = settings["smtp"]
     de = account.language == "de"
-    msg = EmailMessage()
-    msg["From"] = formataddr((settings["supplier_name"] or "omshub", smtp["sender"] or "no-reply@localhost"))
-    msg["To"] = account.email
-    msg["Subject"] = "Einladung zum Kundenportal" if de else "Invitation to the customer portal"
-    msg.set_content(
-        (
-            f"Guten Tag,\n\nüber diesen Link legen Sie Ihr Passwort für das Kundenportal fest (14 Tage gültig, "
-            f"einmal verwendbar):\n{url}\n\nDort sehen Sie Ihre monatliche Verbrauchsinformation.\n"
-        )
-        if de
-        else (
-            f"Hello,\n\nset your password for the customer portal with this link (valid 14 days, once):\n{url}\n\n"
-            "There you see your monthly consumption information.\n"
-        )
-    )
     try:
-        asyncio.run(
-            aiosmtplib.send(
-                msg,
-                hostname=smtp["host"] or "127.0.0.1",
-                port=int(smtp["port"]),
-                start_tls=bool(smtp["starttls"]),
-                username=smtp["username"] or None,
-                password=smtp.get("password") or None,
-                timeout=float(smtp.get("timeout_s") or 10),
+        _send(
+            settings_of(session, tenant_id),
+            account.email,
+            "Einladung zum Kundenportal" if de else "Invitation to the customer portal",
+            (
+                f"Guten Tag,\n\nüber diesen Link legen Sie Ihr Passwort für das Kundenportal fest (14 Tage gültig, "
+                f"einmal verwendbar):\n{url}\n\nDort sehen Sie Ihre monatliche Verbrauchsinformation.\n"
             )
+            if de
+            else (
+                f"Hello,\n\nset your password for the customer portal with this link (valid 14 days, once):\n{url}\n\n"
+                "There you see your monthly consumption information.\n"
+            ),
         )
     except (aiosmtplib.SMTPException, OSError) as exc:
         raise Invalid(
@@ -171,6 +188,161 @@ def attempt_accept(db, token: str, password: str, *, address: str, now: datetime
         return profile(session, account), session_token
 
 
+@dataclass(frozen=True)
+class LinkMail:
+    """A login-link e-mail, sent after the answer went out (so asking for a known address takes as
+    long as asking for an unknown one)."""
+
+    tenant_id: int
+    account_id: int
+    to: str
+    language: str
+    url: str
+
+
+def request_login_link(
+    db, tenant_slug: str, email: str, *, address: str, now: datetime, policy=None
+) -> LinkMail | None:
+    """Ask for an e-mail login link. An active (not locked) account of the tenant with that address
+    gets a new one-time link (valid LINK_VALID; only its hash is stored; it replaces an earlier
+    link). -> the e-mail to send, or None (unknown tenant or address, locked account) — the caller
+    answers the same either way. Behind the login throttle (account key: tenant and address; per
+    client address); every request counts as an attempt and none is taken back, so an address
+    cannot be flooded with mails and the throttle tells nothing about which accounts exist."""
+    policy = policy or throttle.DEFAULT_POLICY
+    email = email.strip().lower()
+    _reserve(db, f"portal-link:{tenant_slug}:{email}", address, now, policy)
+    with db.transaction() as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.slug == tenant_slug))
+        if tenant is None:
+            return None
+        account = session.scalar(
+            select(PortalAccount).where(PortalAccount.tenant_id == tenant.id, PortalAccount.email == email)
+        )
+        if account is None or account.locked_at is not None:
+            details = {"account_id": account.id if account else None, "sent": False}
+            details["reason"] = "locked" if account else "no such account"
+            audit(session, tenant.id, "portal:anonymous", "portal.login_link", details)
+            return None
+        token = secrets.token_urlsafe(32)
+        account.link_hash, account.link_expires_at = _hash(token), now + LINK_VALID
+        audit(session, tenant.id, "portal:anonymous", "portal.login_link", {"account_id": account.id, "sent": True})
+        url = invite_url(session, tenant.id, token, kind="login")
+        return LinkMail(tenant.id, account.id, account.email, account.language, url)
+
+
+def send_login_link(db, mail: LinkMail) -> None:
+    """Send the login-link e-mail through the tenant's SMTP server. It runs after the answer, so a
+    failure cannot be shown to the asker (that would tell the account exists): it is audited
+    (`portal.login_link_failed`, visible to the operator) and the occupant may ask again."""
+    de = mail.language == "de"
+    minutes = int(LINK_VALID.total_seconds() // 60)
+    with db.session() as session:
+        settings = settings_of(session, mail.tenant_id)
+    try:
+        _send(
+            settings,
+            mail.to,
+            "Ihr Anmeldelink für das Kundenportal" if de else "Your login link for the customer portal",
+            (
+                f"Guten Tag,\n\nmit diesem Link melden Sie sich im Kundenportal an ({minutes} Minuten gültig, "
+                f"einmal verwendbar):\n{mail.url}\n\nIm Profil können Sie danach ein neues Passwort festlegen.\n"
+                "Haben Sie keinen Link angefordert, können Sie diese E-Mail ignorieren.\n"
+            )
+            if de
+            else (
+                f"Hello,\n\nlog in to the customer portal with this link (valid {minutes} minutes, once):\n"
+                f"{mail.url}\n\nIn your profile you can then set a new password.\n"
+                "If you did not ask for a link, you can ignore this e-mail.\n"
+            ),
+        )
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        with db.transaction() as session:
+            audit(
+                session,
+                mail.tenant_id,
+                "system",
+                "portal.login_link_failed",
+                {"account_id": mail.account_id, "error": str(exc)[:500]},
+            )
+
+
+_BAD_LINK = NotFound(
+    "this login link is unknown, used or expired; please ask for a new one",
+    german="Dieser Anmeldelink ist unbekannt, schon benutzt oder abgelaufen; bitte fordern Sie einen neuen an.",
+)
+
+
+def attempt_link_login(db, token: str, *, address: str, now: datetime, policy=None) -> tuple[dict, str]:
+    """Log in with an e-mail login link (it is used up) behind the login throttle (guessing links
+    is throttled per client address; each link is its own account key). The session is marked
+    `via_link`. -> (profile, session token)"""
+    policy = policy or throttle.DEFAULT_POLICY
+    reservation = _reserve(db, f"portal-link-login:{_hash(token or '')[:16]}", address, now, policy)
+    with db.transaction() as session:
+        account = session.scalar(select(PortalAccount).where(PortalAccount.link_hash == _hash(token or "")))
+        if (
+            account is None
+            or account.link_expires_at is None
+            or account.link_expires_at < now
+            or account.locked_at is not None
+        ):
+            raise _BAD_LINK
+        # used up with a compare-and-set: of two requests with the same link only one logs in
+        used = session.execute(  # type: ignore[attr-defined]  # DML gives a CursorResult (typed Result)
+            update(PortalAccount)
+            .where(PortalAccount.id == account.id, PortalAccount.link_hash == account.link_hash)
+            .values(link_hash=None, link_expires_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if used != 1:
+            raise _BAD_LINK
+        session.refresh(account)
+        session_token = new_session(session, account, now, via_link=True)
+        throttle.succeeded(session, reservation, now)
+        audit(session, account.tenant_id, f"portal:{account.id}", "portal.link_login", {"account_id": account.id})
+        return profile(session, account), session_token
+
+
+def change_password(
+    db, cookie: str | None, current: str | None, new: str, *, address: str, now: datetime, policy=None
+) -> None:
+    """Set a new password in the profile. A session opened with an e-mail login link needs no
+    current password (the occupant proved the mailbox — the way back after a forgotten password);
+    any other session must give the current one, checked behind the same throttle counters as the
+    password login (a stolen session cookie cannot guess it faster). The account's other sessions
+    end and an outstanding login link is void. Audited."""
+    _check_password(new)
+    policy = policy or throttle.DEFAULT_POLICY
+    with db.session() as session:
+        account, row = session_of(session, cookie, now)
+        account_id, session_id, via_link, old_hash = account.id, row.id, row.via_link, account.password_hash
+        slug = session.get(Tenant, account.tenant_id).slug  # type: ignore[union-attr]
+        key = f"portal:{slug}:{account.email}"
+    reservation = None
+    if not via_link:
+        reservation = _reserve(db, key, address, now, policy)
+        if not current or not old_hash or not verify_password(old_hash, current):
+            raise Unauthorized("the current password is wrong", german="Das bisherige Passwort ist falsch.")
+    with db.transaction() as session:
+        account = session.get(PortalAccount, account_id)
+        assert account is not None
+        account.password_hash = hash_password(new)
+        account.link_hash, account.link_expires_at = None, None
+        session.execute(
+            delete(PortalSession).where(PortalSession.account_id == account_id, PortalSession.id != session_id)
+        )
+        if reservation is not None:
+            throttle.succeeded(session, reservation, now)
+        audit(
+            session,
+            account.tenant_id,
+            f"portal:{account_id}",
+            "portal.password",
+            {"account_id": account_id, "via_link": via_link},
+        )
+
+
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise Invalid(
@@ -198,23 +370,34 @@ def check_login(session: Session, tenant_slug: str, email: str, password: str) -
     return account
 
 
-def new_session(session: Session, account: PortalAccount, now: datetime) -> str:
+def new_session(session: Session, account: PortalAccount, now: datetime, *, via_link: bool = False) -> str:
     token = secrets.token_urlsafe(32)
     session.add(
-        PortalSession(account_id=account.id, token_hash=_hash(token), created_at=now, expires_at=now + SESSION_VALID)
+        PortalSession(
+            account_id=account.id,
+            token_hash=_hash(token),
+            created_at=now,
+            expires_at=now + SESSION_VALID,
+            via_link=via_link,
+        )
     )
     session.flush()
     return token
 
 
-def account_of(session: Session, token: str | None, now: datetime) -> PortalAccount:
+def session_of(session: Session, token: str | None, now: datetime) -> tuple[PortalAccount, PortalSession]:
+    """The logged-in account and its session row, else Unauthorized."""
     if not token:
         raise Unauthorized("not logged in", german="Sie sind nicht angemeldet.")
     row = session.scalar(select(PortalSession).where(PortalSession.token_hash == _hash(token)))
     account = session.get(PortalAccount, row.account_id) if row is not None and row.expires_at > now else None
-    if account is None or account.locked_at is not None:
+    if row is None or account is None or account.locked_at is not None:
         raise Unauthorized("session expired, please log in again", german="Bitte melden Sie sich neu an.")
-    return account
+    return account, row
+
+
+def account_of(session: Session, token: str | None, now: datetime) -> PortalAccount:
+    return session_of(session, token, now)[0]
 
 
 def logout(session: Session, token: str | None) -> None:
@@ -265,6 +448,7 @@ def profile(session: Session, account: PortalAccount) -> dict:
         "email": account.email,
         "language": account.language,
         "channel": occupant.channel,
+        "has_password": bool(account.password_hash),
     }
 
 

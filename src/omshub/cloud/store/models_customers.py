@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omshub.cloud.store.models import Base, UtcDateTime, _id
@@ -102,10 +102,14 @@ class PortalAccount(Base):
     language: Mapped[str] = mapped_column(String(2), default="de")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     locked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # the e-mail login link (30 minutes, once; only its hash; a new request replaces it)
+    link_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True, index=True)
+    link_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class PortalSession(Base):
-    """A logged-in portal session: the hash of its cookie token."""
+    """A logged-in portal session: the hash of its cookie token. `via_link`: opened with an e-mail
+    login link (the occupant proved the mailbox: may set a new password without the old one)."""
 
     __tablename__ = "portal_sessions"
     id: Mapped[int] = _id()
@@ -113,6 +117,7 @@ class PortalSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    via_link: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PortalRead(Base):

@@ -7,6 +7,7 @@
   let lang = localStorage.getItem("portal-lang") || "de";
   let tenant = params.get("t") || localStorage.getItem("portal-tenant") || "";
   let months = [];
+  let me = null;  // the profile, with has_password and link_session
   let current = null;
   if (tenant) localStorage.setItem("portal-tenant", tenant);
 
@@ -28,7 +29,8 @@
   function say(text) { $("message").textContent = text || ""; }
 
   async function api(method, path, body) {
-    const opts = { method, headers: { "X-Portal": "1" }, credentials: "same-origin" };
+    // refusals come in the portal's language, not the browser's
+    const opts = { method, headers: { "X-Portal": "1", "Accept-Language": lang }, credentials: "same-origin" };
     if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
     const r = await fetch("/portal/api" + path, opts);
     if (r.status === 204) return null;
@@ -52,7 +54,7 @@
     $("lang-en").setAttribute("aria-pressed", String(lang === "en"));
     document.title = tr("portal_title");
     if (!$("view-months").hidden) { renderMonths(); loadAnnual().catch((e) => say(e.message)); }
-    if (!$("view-profile").hidden) loadConsents().catch((e) => say(e.message));
+    if (!$("view-profile").hidden) { renderPassword(); loadConsents().catch((e) => say(e.message)); }
   }
 
   function setLanguage(l) { lang = l; localStorage.setItem("portal-lang", l); say(""); applyLanguage(); }
@@ -141,8 +143,17 @@
     await loadAnnual();  // one request after the other: each read is logged
   }
 
+  function renderPassword() {
+    const needsCurrent = !!(me && me.has_password && !me.link_session);
+    $("password-current-row").hidden = !needsCurrent;
+    $("password-current").required = needsCurrent;
+    $("password-hint").textContent = tr(needsCurrent ? "password_hint" : "password_hint_link");
+  }
+
   async function openProfile() {
     const p = await api("GET", "/me");
+    me = p;
+    renderPassword();
     $("profile-email").value = p.email;
     $("profile-language").value = p.language;
     document.querySelectorAll("input[name=channel]").forEach((r) => { r.checked = r.value === p.channel; });
@@ -153,8 +164,20 @@
   async function start() {
     applyLanguage();
     if (params.get("invite")) { show("invite"); return; }
+    if (params.get("login")) {
+      const token = params.get("login");
+      history.replaceState(null, "", location.pathname);  // the one-time link is used up either way
+      say(tr("link_checking"));
+      try {
+        me = await api("POST", "/link-login", { token });
+        say("");
+        if (!localStorage.getItem("portal-lang")) setLanguage(me.language);
+        await openMonths();
+      } catch (e) { show("login"); say(e.message); }
+      return;
+    }
     try {
-      const me = await api("GET", "/me");
+      me = await api("GET", "/me");
       if (me.language !== lang && !localStorage.getItem("portal-lang")) setLanguage(me.language);
       await openMonths();
     } catch (e) {
@@ -168,7 +191,7 @@
   $("login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
-      const me = await api("POST", "/login", { tenant, email: $("login-email").value, password: $("login-password").value });
+      me = await api("POST", "/login", { tenant, email: $("login-email").value, password: $("login-password").value });
       say("");
       if (!localStorage.getItem("portal-lang")) setLanguage(me.language);
       await openMonths();
@@ -184,6 +207,30 @@
       history.replaceState(null, "", location.pathname);  // the one-time link is used up
       say("");
       await openMonths();
+    } catch (e) { say(e.message); }
+  });
+  $("link-send").addEventListener("click", async () => {
+    const email = $("login-email").value.trim();
+    if (!email) { say(tr("email_missing")); $("login-email").focus(); return; }
+    if (!tenant) return say(tr("no_tenant"));
+    try {
+      await api("POST", "/login-link", { tenant, email });
+      say(tr("link_sent"));
+    } catch (e) { say(e.message); }
+  });
+  $("password-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const pw = $("password-new").value;
+    if (pw.length < 10) return say(tr("password_short"));
+    if (pw !== $("password-new-repeat").value) return say(tr("passwords_differ"));
+    const body = { new_password: pw };
+    if (!$("password-current-row").hidden) body.current_password = $("password-current").value;
+    try {
+      await api("POST", "/me/password", body);
+      $("password-form").reset();
+      me = await api("GET", "/me");
+      renderPassword();
+      say(tr("password_saved"));
     } catch (e) { say(e.message); }
   });
   $("month-select").addEventListener("change", (ev) => loadMonth(ev.target.value).catch((e) => say(e.message)));
@@ -214,6 +261,11 @@
       await loadConsents();
       say(tr("saved"));
     } catch (e) { say(e.message); }
+  });
+  // a link (invitation or login link) opened in a tab already showing the portal changes only the hash
+  window.addEventListener("hashchange", () => {
+    const h = new URLSearchParams(location.hash.slice(1));
+    if (h.get("login") || h.get("invite")) location.reload();
   });
   start();
 })();
