@@ -57,3 +57,12 @@ def test_audit_log_lists_the_tenants_changes_newest_first_for_admins(hub, client
     assert client.get("/api/v1/audit", headers=hub.headers(t, "operator")).status_code == 403
     theirs = client.get("/api/v1/audit", headers=hub.headers(hub.tenant())).json()["items"]
     assert theirs and not [e for e in theirs if t.slug in str(e)]  # only their own token's creation
+
+
+def test_search_texts_with_a_nul_are_refused_with_a_422_on_every_database(hub, client):
+    # PostgreSQL cannot compare text with a NUL in it (the driver raised, a 500); SQLite could
+    admin = hub.headers(hub.tenant())
+    for path, name in (("/api/v1/search", "q"), ("/api/v1/customer-info/invitations", "search")):
+        r = client.get(path, params={name: "61\x0000"}, headers=admin)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert "NUL" in r.text

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
-from omshub.cloud.api.common import DbSession, Limit, iso, page, paginate
+from omshub.cloud.api.common import DbSession, Limit, Text, iso, page, paginate
 from omshub.cloud.api.deps import require_role
 from omshub.cloud.services import search as search_service
 from omshub.cloud.services.accounts import Principal
@@ -21,7 +21,7 @@ Admin = Annotated[Principal, Depends(require_role("admin"))]
 
 
 @router.get("/search", summary="Find meters, metering points and gateways by what people type")
-def search(principal: Viewer, session: DbSession, q: str = Query("", max_length=200)) -> dict:
+def search(principal: Viewer, session: DbSession, q: Annotated[Text, Query(max_length=200)] = "") -> dict:
     """A meter number or its beginning (with or without the manufacturer: `KAM 3100`), part of a
     metering point's number, address or customer reference, part of a gateway's serial or name."""
     return search_service.search(session, principal.tenant_id, q)

@@ -341,7 +341,7 @@ def resend_delivery(delivery_id: Id, principal: Operator, session: DbSession) ->
 def list_invitations(
     principal: Viewer,
     session: DbSession,
-    search: Annotated[str | None, Query(max_length=100)] = None,
+    search: Annotated[Text | None, Query(max_length=100)] = None,
     cursor: str | None = None,
     limit: Limit = 100,
 ) -> dict:
