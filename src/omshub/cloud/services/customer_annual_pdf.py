@@ -20,7 +20,7 @@ from omshub.cloud.domain.customer_info import month_days
 from omshub.cloud.domain.errors import Invalid, NotFound
 from omshub.cloud.services.customer_annual import REQUIRED_BLOCKS, annual_information, check_blocks, period_months
 from omshub.cloud.services.customer_delivery import recipient_lines
-from omshub.cloud.services.customer_pdf import DARK, GREY, HEIGHT, LEFT, LIGHT, RIGHT, _logo, _wrap
+from omshub.cloud.services.customer_pdf import DARK, GREY, HEIGHT, LEFT, LIGHT, RIGHT, _logo, _wrap, letter_head
 from omshub.cloud.services.customer_settings import settings_of
 from omshub.cloud.services.customer_texts import day_text, decimals_of, figure_text, t, unit_text
 from omshub.cloud.store.models_billing import Occupancy, Occupant, Property, Unit
@@ -51,18 +51,7 @@ def _period(info: dict, lang: str, key: str) -> tuple[str, str]:
 
 
 def _head(c: Canvas, info: dict, settings: dict, recipient: str, lang: str) -> float:
-    y = HEIGHT - 20 * mm
-    logo = _logo(settings)
-    if logo is not None:
-        c.drawImage(logo, LEFT, y - 12 * mm, width=30 * mm, height=12 * mm, preserveAspectRatio=True, mask="auto")
-    c.setFont("Helvetica-Bold", 13)
-    c.drawRightString(RIGHT, y - 4 * mm, settings.get("supplier_name") or "")
-    c.setFont("Helvetica", 8)
-    for i, line in enumerate((settings.get("supplier_address") or "").splitlines()[:3]):
-        c.drawRightString(RIGHT, y - 9 * mm - i * 3.6 * mm, line)
-    c.setFont("Helvetica", 10)
-    for i, line in enumerate(recipient.splitlines()[:6]):
-        c.drawString(LEFT, HEIGHT - 50 * mm - i * 4.6 * mm, line)
+    letter_head(c, settings, _logo(settings), recipient)
     y = HEIGHT - 90 * mm
     first, last = _period(info, lang, "period")
     pfirst, plast = _period(info, lang, "previous_period")

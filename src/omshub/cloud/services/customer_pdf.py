@@ -80,7 +80,8 @@ def _logo(settings: dict) -> ImageReader | None:
     return ImageReader(io.BytesIO(base64.b64decode(settings["logo_png"])))
 
 
-def _page(c: Canvas, content: dict, settings: dict, logo, recipient: str, lang: str, corrects) -> None:
+def letter_head(c: Canvas, settings: dict, logo, recipient: str) -> None:
+    """The supplier's logo, name and address at the top right, the recipient in the address field."""
     y = HEIGHT - 20 * mm
     if logo is not None:
         c.drawImage(logo, LEFT, y - 12 * mm, width=30 * mm, height=12 * mm, preserveAspectRatio=True, mask="auto")
@@ -93,6 +94,10 @@ def _page(c: Canvas, content: dict, settings: dict, logo, recipient: str, lang: 
     c.setFont("Helvetica", 10)
     for i, line in enumerate(recipient.splitlines()[:6]):
         c.drawString(LEFT, HEIGHT - 50 * mm - i * 4.6 * mm, line)
+
+
+def _page(c: Canvas, content: dict, settings: dict, logo, recipient: str, lang: str, corrects) -> None:
+    letter_head(c, settings, logo, recipient)
     y = HEIGHT - 100 * mm
     if corrects:  # a boxed line above the title: this letter replaces an earlier one
         c.setFillColorRGB(*ALERT)

@@ -258,13 +258,7 @@ def get_session(request: Request) -> Iterator[Session]:
     read from the read replica when one is configured (`database_read`)."""
     db: Database = request.app.state.db
     reading = request.method in ("GET", "HEAD", "OPTIONS")
-    with db.read_session() if reading else db.session(write=True) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    yield from _committed(db.read_session() if reading else db.session(write=True))
 
 
 def get_write_session(request: Request) -> Iterator[Session]:
@@ -273,7 +267,12 @@ def get_write_session(request: Request) -> Iterator[Session]:
     start, so two such requests queue instead of both reading and then racing to write (the second
     would find its snapshot stale); with a read replica it goes to the primary."""
     db: Database = request.app.state.db
-    with db.session(write=True) as session:
+    yield from _committed(db.session(write=True))
+
+
+def _committed(new_session: Session) -> Iterator[Session]:
+    """The session, committed after the request's handler returned (rolled back on its error)."""
+    with new_session as session:
         try:
             yield session
             session.commit()
