@@ -20,7 +20,18 @@ from omshub.cloud.domain.customer_info import month_days
 from omshub.cloud.domain.errors import Invalid, NotFound
 from omshub.cloud.services.customer_annual import REQUIRED_BLOCKS, annual_information, check_blocks, period_months
 from omshub.cloud.services.customer_delivery import recipient_lines
-from omshub.cloud.services.customer_pdf import DARK, GREY, HEIGHT, LEFT, LIGHT, RIGHT, _logo, _wrap, letter_head
+from omshub.cloud.services.customer_pdf import (
+    DARK,
+    GREY,
+    HEIGHT,
+    LEFT,
+    LIGHT,
+    RIGHT,
+    _logo,
+    _wrap,
+    letter_head,
+    title_block,
+)
 from omshub.cloud.services.customer_settings import settings_of
 from omshub.cloud.services.customer_texts import day_text, decimals_of, figure_text, t, unit_text
 from omshub.cloud.store.models_billing import Occupancy, Occupant, Property, Unit
@@ -55,18 +66,7 @@ def _head(c: Canvas, info: dict, settings: dict, recipient: str, lang: str) -> f
     y = HEIGHT - 90 * mm
     first, last = _period(info, lang, "period")
     pfirst, plast = _period(info, lang, "previous_period")
-    c.setFont("Helvetica-Bold", 15)
-    c.setFillColorRGB(*DARK)
-    c.drawString(LEFT, y, t("annual_title", lang, period=f"{first} – {last}"))
-    c.setFillColorRGB(0, 0, 0)
-    c.setFont("Helvetica", 9)
-    u, p = info["unit"], info["property"]
-    area = figure_text({"value": u["area_m2"], "status": "measured"}, lang)
-    y -= 6 * mm
-    c.drawString(LEFT, y, t("unit", lang, ref=u["ref"], name=u["name"] or u["ref"], area=area))
-    y -= 4.5 * mm
-    c.drawString(LEFT, y, ", ".join(x for x in (p["name"], p["address"]) if x))
-    y -= 4.5 * mm
+    y = title_block(c, y, t("annual_title", lang, period=f"{first} – {last}"), info, lang)
     c.drawString(LEFT, y, t("annual_periods", lang, first=first, last=last, pfirst=pfirst, plast=plast))
     return y
 

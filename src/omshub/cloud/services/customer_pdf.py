@@ -96,6 +96,22 @@ def letter_head(c: Canvas, settings: dict, logo, recipient: str) -> None:
         c.drawString(LEFT, HEIGHT - 50 * mm - i * 4.6 * mm, line)
 
 
+def title_block(c: Canvas, y: float, title: str, content: dict, lang: str) -> float:
+    """The letter's title, the unit (with its area) and the property; -> the next line's height."""
+    c.setFont("Helvetica-Bold", 15)
+    c.setFillColorRGB(*DARK)
+    c.drawString(LEFT, y, title)
+    c.setFillColorRGB(0, 0, 0)
+    c.setFont("Helvetica", 9)
+    u, p = content["unit"], content["property"]
+    area = figure_text({"value": u["area_m2"], "status": "measured"}, lang)
+    y -= 6 * mm
+    c.drawString(LEFT, y, t("unit", lang, ref=u["ref"], name=u["name"] or u["ref"], area=area))
+    y -= 4.5 * mm
+    c.drawString(LEFT, y, ", ".join(x for x in (p["name"], p["address"]) if x))
+    return y - 4.5 * mm
+
+
 def _page(c: Canvas, content: dict, settings: dict, logo, recipient: str, lang: str, corrects) -> None:
     letter_head(c, settings, logo, recipient)
     y = HEIGHT - 100 * mm
@@ -106,18 +122,7 @@ def _page(c: Canvas, content: dict, settings: dict, logo, recipient: str, lang: 
         c.setFont("Helvetica-Bold", 10)
         when = day_text(corrects["date"], lang)
         c.drawString(LEFT, y + 7.3 * mm, t("corrected_banner", lang, date=when, revision=corrects["revision"]))
-    c.setFont("Helvetica-Bold", 15)
-    c.setFillColorRGB(*DARK)
-    c.drawString(LEFT, y, t("title", lang, month=month_name(content["month"], lang)))
-    c.setFillColorRGB(0, 0, 0)
-    c.setFont("Helvetica", 9)
-    u, p = content["unit"], content["property"]
-    area = figure_text({"value": u["area_m2"], "status": "measured"}, lang)
-    y -= 6 * mm
-    c.drawString(LEFT, y, t("unit", lang, ref=u["ref"], name=u["name"] or u["ref"], area=area))
-    y -= 4.5 * mm
-    c.drawString(LEFT, y, ", ".join(x for x in (p["name"], p["address"]) if x))
-    y -= 4.5 * mm
+    y = title_block(c, y, t("title", lang, month=month_name(content["month"], lang)), content, lang)
     first, last = content["days"]
     c.drawString(LEFT, y, t("days", lang, first=day_text(first, lang), last=day_text(last, lang)))
     y = _table(c, content, lang, y - 9 * mm)
